@@ -1,0 +1,245 @@
+//! `missive bench ingest`: sustained, durable ingest through the HTTP API on loopback, with
+//! profile updates, against a fresh store. Prints events/s and acknowledgement latency.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use missive_core::SystemClock;
+use missive_engine::Engine;
+use missive_engine::auth::ensure_workspace;
+use missive_store::{PostgresStore, SqliteStore, Store};
+use rand::Rng;
+
+use crate::config::Config;
+
+#[derive(clap::Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Durable ingest through /v1/batch and /v1/track.
+    Ingest(IngestBench),
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct IngestBench {
+    /// Seconds of measurement per mode (after one second of warm-up).
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// `batch`, `single` or `both`.
+    #[arg(long, default_value = "both")]
+    mode: String,
+    /// Concurrent connections sending batches.
+    #[arg(long, default_value_t = 8)]
+    batch_connections: usize,
+    /// Concurrent connections sending one event per request.
+    #[arg(long, default_value_t = 64)]
+    single_connections: usize,
+    /// Events per batch request.
+    #[arg(long, default_value_t = 100)]
+    batch_size: usize,
+    /// Distinct customers the events are spread over.
+    #[arg(long, default_value_t = 100_000)]
+    users: u64,
+}
+
+pub async fn run(cfg: Config, cmd: BenchCommand) -> anyhow::Result<()> {
+    match cmd {
+        BenchCommand::Ingest(b) => ingest(cfg, b).await,
+    }
+}
+
+struct Result_ {
+    mode: &'static str,
+    events: u64,
+    requests: u64,
+    secs: f64,
+    hist: hdrhistogram::Histogram<u64>,
+    errors: u64,
+}
+
+async fn ingest(cfg: Config, b: IngestBench) -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let store: Arc<dyn Store> = match &cfg.store {
+        Some(url) if url.starts_with("postgres") => {
+            let schema = format!("bench_{}", std::process::id());
+            Arc::new(PostgresStore::connect(url, Some(&schema)).await?)
+        }
+        _ => Arc::new(SqliteStore::open(tmp.path().join("missive.db")).await?),
+    };
+    let (_, keys) = ensure_workspace(&*store).await?;
+    let write_key = keys.context("a fresh store should mint keys")?.write_key;
+    let engine = Engine::start(store.clone(), Arc::new(SystemClock), cfg.engine_config()).await?;
+    let app = missive_server::router(missive_server::AppState::new(engine.clone()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let base = format!("http://{addr}");
+    let auth = format!("Basic {}", b64(&format!("{}:", write_key.expose())));
+    println!(
+        "missive bench ingest: store {}, {} s per mode, {} customers, {} cores",
+        store.backend(),
+        b.seconds,
+        b.users,
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+
+    let mut results = Vec::new();
+    if matches!(b.mode.as_str(), "batch" | "both") {
+        results.push(drive(&base, &auth, &b, true).await?);
+    }
+    if matches!(b.mode.as_str(), "single" | "both") {
+        results.push(drive(&base, &auth, &b, false).await?);
+    }
+    println!();
+    println!("| mode | connections | events/s | requests/s | ack p50 | ack p99 | ack max | errors |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for r in &results {
+        println!(
+            "| {} | {} | {:.0} | {:.0} | {:.2} ms | {:.2} ms | {:.2} ms | {} |",
+            r.mode,
+            if r.mode == "batch" {
+                b.batch_connections
+            } else {
+                b.single_connections
+            },
+            r.events as f64 / r.secs,
+            r.requests as f64 / r.secs,
+            r.hist.value_at_quantile(0.5) as f64 / 1000.0,
+            r.hist.value_at_quantile(0.99) as f64 / 1000.0,
+            r.hist.max() as f64 / 1000.0,
+            r.errors
+        );
+    }
+    let stats = store.stats().await?;
+    println!(
+        "\nstore after the run: {} profiles, {} events",
+        stats.profiles, stats.events
+    );
+    server.abort();
+    engine.shutdown().await;
+    Ok(())
+}
+
+fn b64(s: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn event_json(users: u64, rng: &mut impl Rng) -> String {
+    let id = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let user = rng.random_range(0..users);
+    let sku = rng.random_range(0..5000);
+    match id % 10 {
+        0 => format!(
+            r#"{{"type":"identify","userId":"user-{user}","messageId":"bench-{id}","traits":{{"email":"user{user}@example.com","plan":"p{}","city":"City {}"}}}}"#,
+            sku % 3,
+            sku % 50
+        ),
+        1 => format!(
+            r#"{{"type":"track","userId":"user-{user}","event":"Order Completed","messageId":"bench-{id}","properties":{{"order_id":"o-{id}","revenue":{}.{:02},"currency":"USD","products":[{{"sku":"SKU-{sku}","price":19.99,"quantity":1}}]}}}}"#,
+            rng.random_range(5..300),
+            rng.random_range(0..100)
+        ),
+        2..=4 => format!(
+            r#"{{"type":"track","userId":"user-{user}","event":"Product Added","messageId":"bench-{id}","properties":{{"cart_id":"c-{user}","sku":"SKU-{sku}","price":19.99,"quantity":1,"category":"shoes"}}}}"#
+        ),
+        _ => format!(
+            r#"{{"type":"track","userId":"user-{user}","event":"Product Viewed","messageId":"bench-{id}","properties":{{"sku":"SKU-{sku}","price":19.99,"category":"shoes","url":"https://shop.example.com/p/{sku}"}}}}"#
+        ),
+    }
+}
+
+async fn drive(base: &str, auth: &str, b: &IngestBench, batched: bool) -> anyhow::Result<Result_> {
+    let conns = if batched {
+        b.batch_connections
+    } else {
+        b.single_connections
+    };
+    let client = reqwest::Client::builder().pool_max_idle_per_host(conns).build()?;
+    let measuring = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for _ in 0..conns {
+        let client = client.clone();
+        let (measuring, stop) = (measuring.clone(), stop.clone());
+        let url = if batched {
+            format!("{base}/v1/batch")
+        } else {
+            format!("{base}/v1/track")
+        };
+        let auth = auth.to_owned();
+        let (users, batch_size) = (b.users, b.batch_size);
+        tasks.push(tokio::spawn(async move {
+            let mut hist = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+            let (mut events, mut requests, mut errors) = (0u64, 0u64, 0u64);
+            while !stop.load(Ordering::Relaxed) {
+                let (body, n) = {
+                    let mut rng = rand::rng();
+                    if batched {
+                        let items: Vec<String> = (0..batch_size).map(|_| event_json(users, &mut rng)).collect();
+                        (format!(r#"{{"batch":[{}]}}"#, items.join(",")), batch_size as u64)
+                    } else {
+                        // /v1/track takes one track call.
+                        let user = rng.random_range(0..users);
+                        let id = COUNTER.fetch_add(1, Ordering::Relaxed);
+                        (
+                            format!(
+                                r#"{{"userId":"user-{user}","event":"Product Viewed","messageId":"bench-{id}","properties":{{"sku":"SKU-{}","price":19.99}}}}"#,
+                                id % 5000
+                            ),
+                            1,
+                        )
+                    }
+                };
+                let started = Instant::now();
+                let res = client
+                    .post(&url)
+                    .header("authorization", &auth)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await;
+                let ok = matches!(&res, Ok(r) if r.status().is_success());
+                if let Ok(r) = res {
+                    let _ = r.bytes().await;
+                }
+                if measuring.load(Ordering::Relaxed) {
+                    if ok {
+                        hist.record(started.elapsed().as_micros().max(1) as u64)?;
+                        events += n;
+                        requests += 1;
+                    } else {
+                        errors += 1;
+                    }
+                }
+            }
+            anyhow::Ok((hist, events, requests, errors))
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    measuring.store(true, Ordering::Relaxed);
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(b.seconds)).await;
+    measuring.store(false, Ordering::Relaxed);
+    let secs = started.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    let mut total = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let (mut events, mut requests, mut errors) = (0, 0, 0);
+    for t in tasks {
+        let (h, e, r, x) = t.await??;
+        total.add(h)?;
+        events += e;
+        requests += r;
+        errors += x;
+    }
+    Ok(Result_ {
+        mode: if batched { "batch" } else { "single" },
+        events,
+        requests,
+        secs,
+        hist: total,
+        errors,
+    })
+}

@@ -1,0 +1,201 @@
+//! Configuration: built-in defaults, then `missive.toml` (or `--config FILE`), then `MISSIVE_`
+//! environment variables (`MISSIVE_ENGINE__HISTORY_LEN=20`), then command-line flags.
+//! Validated at start-up; an error names the key.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct GlobalArgs {
+    /// Configuration file (default: ./missive.toml when it exists).
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    /// Directory of the embedded store and local files (default: ./missive-data).
+    #[arg(long, global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// Store URL: postgres://user@host/db for PostgreSQL; default: SQLite in the data directory.
+    #[arg(long, global = true)]
+    pub store: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub listen: String,
+    /// `postgres://…` to use PostgreSQL; empty for the embedded SQLite store.
+    pub store: Option<String>,
+    pub log: LogConfig,
+    pub engine: EngineSection,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("missive-data"),
+            listen: "127.0.0.1:8080".into(),
+            store: None,
+            log: LogConfig::default(),
+            engine: EngineSection::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub format: String,
+    /// A tracing filter, e.g. `info` or `missive_engine=debug,info`. `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: "text".into(),
+            level: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct EngineSection {
+    pub history_len: usize,
+    pub max_batch_events: usize,
+    pub profile_cache: usize,
+}
+
+impl Default for EngineSection {
+    fn default() -> Self {
+        let d = missive_engine::EngineConfig::default();
+        Self {
+            history_len: d.history_len,
+            max_batch_events: d.max_batch_events,
+            profile_cache: d.profile_cache,
+        }
+    }
+}
+
+impl Config {
+    pub fn load(args: &GlobalArgs) -> anyhow::Result<Self> {
+        let mut builder = ::config::Config::builder();
+        match &args.config {
+            Some(path) => {
+                if !path.exists() {
+                    bail!("configuration file {} does not exist", path.display());
+                }
+                builder = builder
+                    .add_source(::config::File::from(path.as_path()).format(::config::FileFormat::Toml));
+            }
+            None => {
+                builder = builder.add_source(
+                    ::config::File::from(Path::new("missive.toml"))
+                        .format(::config::FileFormat::Toml)
+                        .required(false),
+                );
+            }
+        }
+        builder = builder.add_source(
+            ::config::Environment::with_prefix("MISSIVE")
+                .prefix_separator("_")
+                .separator("__")
+                .try_parsing(true),
+        );
+        let mut cfg: Config = builder
+            .build()
+            .context("reading configuration")?
+            .try_deserialize()
+            .context("invalid configuration")?;
+        if let Some(d) = &args.data_dir {
+            cfg.data_dir = d.clone();
+        }
+        if let Some(s) = &args.store {
+            cfg.store = Some(s.clone());
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&mut self) -> anyhow::Result<()> {
+        if let Some(s) = &self.store {
+            if s.trim().is_empty() {
+                self.store = None;
+            } else if !(s.starts_with("postgres://")
+                || s.starts_with("postgresql://")
+                || s.starts_with("sqlite:"))
+            {
+                bail!(
+                    "store: expected postgres://…, postgresql://… or sqlite:PATH, got a value starting {:?}",
+                    s.chars().take(12).collect::<String>()
+                );
+            }
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            bail!(
+                "log.format: expected \"text\" or \"json\", got {:?}",
+                self.log.format
+            );
+        }
+        if self.engine.max_batch_events == 0 {
+            bail!("engine.max_batch_events must be at least 1");
+        }
+        if self.engine.history_len > 10_000 {
+            bail!("engine.history_len must be at most 10000");
+        }
+        self.listen
+            .parse::<std::net::SocketAddr>()
+            .with_context(|| format!("listen: {:?} is not an address like 127.0.0.1:8080", self.listen))?;
+        Ok(())
+    }
+
+    pub fn validate_listen(&self, listen: &str) -> anyhow::Result<std::net::SocketAddr> {
+        listen
+            .parse()
+            .with_context(|| format!("--listen: {listen:?} is not an address like 127.0.0.1:8080"))
+    }
+
+    /// The store URL, defaulting to the SQLite file in the data directory.
+    pub fn store_url(&self) -> String {
+        match &self.store {
+            Some(s) => s.clone(),
+            None => format!("sqlite:{}", crate::sqlite_path(&self.data_dir).display()),
+        }
+    }
+
+    pub fn engine_config(&self) -> missive_engine::EngineConfig {
+        missive_engine::EngineConfig {
+            history_len: self.engine.history_len,
+            max_batch_events: self.engine.max_batch_events,
+            profile_cache: self.engine.profile_cache,
+            ..missive_engine::EngineConfig::default()
+        }
+    }
+}
+
+pub fn init_logging(cfg: &LogConfig) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cfg.level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if cfg.format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Opens the store, explaining the usual failures.
+pub async fn open_store(cfg: &Config) -> anyhow::Result<std::sync::Arc<dyn missive_store::Store>> {
+    let url = cfg.store_url();
+    missive_store::open(&url).await.map_err(|e| match e {
+        missive_store::StoreError::Locked(_) => anyhow::anyhow!(
+            "{e}: another missive process (a running `missive serve`?) owns this store; stop it, or send the events to it over HTTP"
+        ),
+        e => anyhow::Error::new(e).context(format!("opening the {} store", if url.starts_with("sqlite:") { "SQLite" } else { "PostgreSQL" })),
+    })
+}

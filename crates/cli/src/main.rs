@@ -1,0 +1,79 @@
+//! The `missive` binary: `serve`, `import`, `bench`. It reads configuration, wires the store,
+//! the engine and the server together, and owns the process (signals, logging, exit codes).
+
+mod bench;
+mod config;
+mod import;
+mod serve;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "missive",
+    version,
+    about = "Real-time, micro-targeted e-mail personalization engine"
+)]
+struct Cli {
+    #[command(flatten)]
+    global: config::GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP server (tracking API, profile API, metrics).
+    Serve {
+        /// Address to listen on, e.g. 127.0.0.1:8080 or 0.0.0.0:8080.
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Import a Segment-format JSONL file or a CSV transaction log.
+    Import(import::ImportArgs),
+    /// Measure missive on this machine.
+    Bench {
+        #[command(subcommand)]
+        what: bench::BenchCommand,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let config = match config::Config::load(&cli.global) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    config::init_logging(&config.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve { listen } => serve::run(config, listen).await,
+            Command::Import(args) => import::run(config, args).await,
+            Command::Bench { what } => bench::run(config, what).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Where the embedded store lives inside a data directory.
+pub fn sqlite_path(data_dir: &std::path::Path) -> PathBuf {
+    data_dir.join("missive.db")
+}

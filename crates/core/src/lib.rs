@@ -1,0 +1,21 @@
+//! Domain types of missive: typed ids, the clock, Segment-compatible messages and their
+//! validation, customer profiles with their traits, aggregates and version diffs.
+//!
+//! This crate is pure: it does no I/O, reads no clock of its own (time comes in through
+//! [`clock::Clock`] or as arguments) and knows nothing of storage or HTTP. The store, the
+//! engine and the server build on it.
+
+pub mod clock;
+pub mod email;
+pub mod event;
+pub mod ids;
+pub mod message;
+pub mod money;
+pub mod profile;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use email::{EmailAddress, InvalidEmail};
+pub use event::{Event, EventKind, IdentityKey, IdentityKind};
+pub use ids::{ApiKeyId, InvalidId, MessageId, ProfileId, WorkspaceId};
+pub use money::Money;
+pub use profile::{Profile, ProfileDiff, Touched, Trait, TraitParty};

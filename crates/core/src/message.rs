@@ -1,0 +1,538 @@
+//! Validation of Segment tracking-API messages into [`Event`]s.
+//!
+//! The rules follow Segment's HTTP Tracking API: a `userId` or an `anonymousId` is required,
+//! `track` needs `event`, `alias` needs `previousId`, `group` needs `groupId`; `traits`,
+//! `properties` and `context` are objects; times are ISO-8601. Every refusal names the field.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::event::Provenance;
+use crate::{EmailAddress, Event, EventKind, MessageId, TraitParty};
+
+/// Segment's limit on one message.
+pub const MAX_MESSAGE_BYTES: usize = 32 * 1024;
+/// Segment's limit on one batch request.
+pub const MAX_BATCH_BYTES: usize = 500 * 1024;
+
+/// Why a message was refused, in the API's error catalogue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rejection {
+    pub code: &'static str,
+    /// The offending field as a dotted path (`userId`, `context.traits`), empty for the
+    /// message as a whole.
+    pub field: String,
+    pub message: String,
+}
+
+impl Rejection {
+    fn new(code: &'static str, field: &str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            field: field.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Turns one JSON message into an [`Event`].
+///
+/// `implied_kind` is the kind of the endpoint (`/v1/track` implies track); for a batch item it
+/// is `None` and the message's own `type` decides. `batch_sent_at` is the batch's `sentAt`,
+/// used when the message has none of its own.
+pub fn validate_message(
+    value: Value,
+    implied_kind: Option<EventKind>,
+    batch_sent_at: Option<DateTime<Utc>>,
+    received_at: DateTime<Utc>,
+) -> Result<Event, Rejection> {
+    let Value::Object(mut obj) = value else {
+        return Err(Rejection::new(
+            "invalid_message",
+            "",
+            "a message must be a JSON object",
+        ));
+    };
+    // PostgreSQL cannot store NUL in text or JSONB; refuse the message, not the whole batch.
+    if let Some(path) = nul_path(&obj) {
+        return Err(Rejection::new(
+            "invalid_value",
+            &path,
+            "strings must not contain NUL characters",
+        ));
+    }
+
+    let kind = match (implied_kind, obj.get("type")) {
+        (Some(k), _) => k,
+        (None, Some(Value::String(t))) => EventKind::parse(t).ok_or_else(|| {
+            Rejection::new(
+                "invalid_type",
+                "type",
+                format!("unknown type {t:?}: expected track, identify, page, screen, group or alias"),
+            )
+        })?,
+        (None, Some(Value::Null) | None) => {
+            return Err(Rejection::new(
+                "missing_field",
+                "type",
+                "type is required in a batch",
+            ));
+        }
+        (None, Some(_)) => return Err(Rejection::new("invalid_type", "type", "type must be a string")),
+    };
+
+    let user_id = id_field(&obj, "userId")?;
+    let anonymous_id = id_field(&obj, "anonymousId")?;
+    if user_id.is_none() && anonymous_id.is_none() {
+        return Err(Rejection::new(
+            "missing_identity",
+            "userId",
+            "userId or anonymousId is required",
+        ));
+    }
+
+    let message_id = match obj.get("messageId") {
+        None | Some(Value::Null) => MessageId::generate(),
+        Some(Value::String(s)) => {
+            MessageId::parse(s).map_err(|e| Rejection::new("invalid_value", "messageId", e.to_string()))?
+        }
+        Some(_) => {
+            return Err(Rejection::new(
+                "invalid_type",
+                "messageId",
+                "messageId must be a string",
+            ));
+        }
+    };
+
+    let name = match kind {
+        EventKind::Track => match obj.get("event") {
+            Some(Value::String(s)) if !s.trim().is_empty() => {
+                if s.len() > 200 {
+                    return Err(Rejection::new(
+                        "invalid_value",
+                        "event",
+                        "event must be at most 200 bytes",
+                    ));
+                }
+                s.clone()
+            }
+            Some(Value::String(_)) | None | Some(Value::Null) => {
+                return Err(Rejection::new(
+                    "missing_field",
+                    "event",
+                    "track needs a non-empty event name",
+                ));
+            }
+            Some(_) => return Err(Rejection::new("invalid_type", "event", "event must be a string")),
+        },
+        other => other.aggregate_name().to_owned(),
+    };
+
+    let previous_id = id_field(&obj, "previousId")?;
+    if kind == EventKind::Alias && previous_id.is_none() {
+        return Err(Rejection::new(
+            "missing_field",
+            "previousId",
+            "alias needs previousId",
+        ));
+    }
+    if kind == EventKind::Alias && user_id.is_none() {
+        return Err(Rejection::new("missing_field", "userId", "alias needs userId"));
+    }
+    let group_id = id_field(&obj, "groupId")?;
+    if kind == EventKind::Group && group_id.is_none() {
+        return Err(Rejection::new("missing_field", "groupId", "group needs groupId"));
+    }
+
+    for field in ["traits", "properties", "context", "integrations"] {
+        match obj.get(field) {
+            None | Some(Value::Null) | Some(Value::Object(_)) => {}
+            Some(_) => {
+                return Err(Rejection::new(
+                    "invalid_type",
+                    field,
+                    format!("{field} must be an object"),
+                ));
+            }
+        }
+    }
+    let context_traits = match obj.get("context").and_then(|c| c.get("traits")) {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(m)) => m.clone(),
+        Some(_) => {
+            return Err(Rejection::new(
+                "invalid_type",
+                "context.traits",
+                "context.traits must be an object",
+            ));
+        }
+    };
+
+    let timestamp = time_field(&obj, "timestamp")?.or(time_field(&obj, "originalTimestamp")?);
+    let sent_at = time_field(&obj, "sentAt")?.or(batch_sent_at);
+    // Segment's skew correction: the client's clock is off by (sentAt - receivedAt), so the
+    // event happened at timestamp - (sentAt - receivedAt).
+    let corrected = match (timestamp, sent_at) {
+        (Some(ts), Some(sent)) => ts + (received_at - sent),
+        (Some(ts), None) => ts,
+        (None, _) => received_at,
+    };
+
+    // Group traits describe the group, not the person.
+    let own_traits = if kind == EventKind::Group {
+        Map::new()
+    } else {
+        match obj.get("traits") {
+            Some(Value::Object(m)) => m.clone(),
+            _ => Map::new(),
+        }
+    };
+    let mut traits = context_traits;
+    traits.extend(own_traits);
+
+    let email = traits
+        .get("email")
+        .and_then(Value::as_str)
+        .and_then(|s| EmailAddress::parse(s).ok());
+
+    let properties = match obj.get("properties") {
+        Some(Value::Object(m)) => m.clone(),
+        _ => Map::new(),
+    };
+
+    let provenance = provenance_of(&obj, kind)?;
+
+    obj.insert("type".into(), Value::String(kind.as_str().into()));
+    obj.insert("messageId".into(), Value::String(message_id.as_str().into()));
+    if let Some(ts) = timestamp {
+        obj.insert("originalTimestamp".into(), Value::String(ts.to_rfc3339()));
+    }
+    obj.insert("timestamp".into(), Value::String(corrected.to_rfc3339()));
+    obj.insert("receivedAt".into(), Value::String(received_at.to_rfc3339()));
+    obj.remove("writeKey");
+
+    Ok(Event {
+        message_id,
+        kind,
+        name,
+        user_id,
+        anonymous_id,
+        previous_id,
+        group_id,
+        email,
+        traits,
+        properties,
+        provenance,
+        timestamp: corrected,
+        received_at,
+        body: Value::Object(obj),
+    })
+}
+
+/// The dotted path of the first key or string containing NUL, if any.
+fn nul_path(obj: &Map<String, Value>) -> Option<String> {
+    fn walk(v: &Value, path: &mut String) -> bool {
+        match v {
+            Value::String(s) => s.contains('\0'),
+            Value::Array(items) => items.iter().any(|i| walk(i, path)),
+            Value::Object(m) => m.iter().any(|(k, v)| {
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(k);
+                if k.contains('\0') || walk(v, path) {
+                    return true;
+                }
+                path.truncate(len);
+                false
+            }),
+            _ => false,
+        }
+    }
+    let mut path = String::new();
+    let found = obj.iter().any(|(k, v)| {
+        path.clear();
+        path.push_str(k);
+        k.contains('\0') || walk(v, &mut path)
+    });
+    found.then_some(path)
+}
+
+fn id_field(obj: &Map<String, Value>, field: &str) -> Result<Option<String>, Rejection> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(Value::String(s)) if s.len() > 256 => Err(Rejection::new(
+            "invalid_value",
+            field,
+            format!("{field} must be at most 256 bytes"),
+        )),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        // Segment's libraries coerce numeric ids to strings; so do we.
+        Some(Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(_) => Err(Rejection::new(
+            "invalid_type",
+            field,
+            format!("{field} must be a string or a number"),
+        )),
+    }
+}
+
+fn time_field(obj: &Map<String, Value>, field: &str) -> Result<Option<DateTime<Utc>>, Rejection> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => parse_time(s).map(Some).ok_or_else(|| {
+            Rejection::new(
+                "invalid_timestamp",
+                field,
+                format!("{field} must be an ISO-8601 date-time"),
+            )
+        }),
+        Some(_) => Err(Rejection::new(
+            "invalid_type",
+            field,
+            format!("{field} must be an ISO-8601 string"),
+        )),
+    }
+}
+
+/// RFC 3339, plus the forms Segment's libraries send (no `T`, no offset meaning UTC).
+pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t.to_utc());
+    }
+    for fmt in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f%z",
+        "%Y-%m-%d %H:%M:%S%.f%z",
+    ] {
+        if let Ok(t) = DateTime::parse_from_str(s, fmt) {
+            return Some(t.to_utc());
+        }
+        if let Ok(t) = chrono::NaiveDateTime::parse_from_str(s, fmt) {
+            return Some(t.and_utc());
+        }
+    }
+    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
+}
+
+fn provenance_of(obj: &Map<String, Value>, kind: EventKind) -> Result<Provenance, Rejection> {
+    let library = obj
+        .get("context")
+        .and_then(|c| c.get("library"))
+        .and_then(|l| l.get("name"))
+        .and_then(Value::as_str);
+    let mut p = Provenance {
+        source: match library {
+            Some(lib) => format!("{}:{}", kind.as_str(), lib),
+            None => kind.as_str().to_owned(),
+        },
+        party: TraitParty::First,
+        consent_basis: None,
+    };
+    let Some(m) = obj.get("context").and_then(|c| c.get("missive")) else {
+        return Ok(p);
+    };
+    let Value::Object(m) = m else {
+        return Err(Rejection::new(
+            "invalid_type",
+            "context.missive",
+            "context.missive must be an object",
+        ));
+    };
+    if let Some(s) = m.get("source") {
+        let s = s.as_str().ok_or_else(|| {
+            Rejection::new(
+                "invalid_type",
+                "context.missive.source",
+                "source must be a string",
+            )
+        })?;
+        p.source = s.to_owned();
+    }
+    match m.get("party").map(|v| v.as_str()) {
+        None => {}
+        Some(Some("first")) => p.party = TraitParty::First,
+        Some(Some("third")) => p.party = TraitParty::Third,
+        Some(_) => {
+            return Err(Rejection::new(
+                "invalid_value",
+                "context.missive.party",
+                "party must be \"first\" or \"third\"",
+            ));
+        }
+    }
+    if let Some(c) = m.get("consent_basis") {
+        let c = c.as_str().ok_or_else(|| {
+            Rejection::new(
+                "invalid_type",
+                "context.missive.consent_basis",
+                "consent_basis must be a string",
+            )
+        })?;
+        p.consent_basis = Some(c.to_owned());
+    }
+    Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn now() -> DateTime<Utc> {
+        parse_time("2026-03-01T12:00:00Z").unwrap()
+    }
+
+    fn reject(v: Value, kind: Option<EventKind>) -> Rejection {
+        validate_message(v, kind, None, now()).unwrap_err()
+    }
+
+    #[test]
+    fn track_without_user_or_anonymous_id_is_refused_naming_user_id() {
+        let r = reject(json!({"event": "x"}), Some(EventKind::Track));
+        assert_eq!((r.code, r.field.as_str()), ("missing_identity", "userId"));
+    }
+
+    #[test]
+    fn track_without_event_name_is_refused_naming_event() {
+        let r = reject(json!({"userId": "u"}), Some(EventKind::Track));
+        assert_eq!((r.code, r.field.as_str()), ("missing_field", "event"));
+    }
+
+    #[test]
+    fn wrong_types_are_refused_naming_the_field() {
+        let r = reject(json!({"userId": {"a": 1}, "event": "x"}), Some(EventKind::Track));
+        assert_eq!((r.code, r.field.as_str()), ("invalid_type", "userId"));
+        let r = reject(
+            json!({"userId": "u", "event": "x", "properties": [1]}),
+            Some(EventKind::Track),
+        );
+        assert_eq!((r.code, r.field.as_str()), ("invalid_type", "properties"));
+        let r = reject(
+            json!({"userId": "u", "traits": {}, "context": {"traits": 5}}),
+            Some(EventKind::Identify),
+        );
+        assert_eq!((r.code, r.field.as_str()), ("invalid_type", "context.traits"));
+        let r = reject(
+            json!({"userId": "u", "event": "x", "timestamp": "yesterday"}),
+            Some(EventKind::Track),
+        );
+        assert_eq!((r.code, r.field.as_str()), ("invalid_timestamp", "timestamp"));
+        let r = reject(json!({"userId": "u", "event": 5}), Some(EventKind::Track));
+        assert_eq!((r.code, r.field.as_str()), ("invalid_type", "event"));
+    }
+
+    #[test]
+    fn batch_items_need_a_known_type() {
+        assert_eq!(reject(json!({"userId": "u"}), None).field, "type");
+        assert_eq!(
+            reject(json!({"userId": "u", "type": "boom"}), None).code,
+            "invalid_type"
+        );
+    }
+
+    #[test]
+    fn alias_needs_previous_id_and_group_needs_group_id() {
+        assert_eq!(
+            reject(json!({"userId": "u"}), Some(EventKind::Alias)).field,
+            "previousId"
+        );
+        assert_eq!(
+            reject(json!({"userId": "u"}), Some(EventKind::Group)).field,
+            "groupId"
+        );
+    }
+
+    #[test]
+    fn nul_characters_are_refused_naming_the_field() {
+        let r = reject(
+            json!({"userId": "u", "event": "x", "properties": {"a": {"b": "x\u{0}y"}}}),
+            Some(EventKind::Track),
+        );
+        assert_eq!((r.code, r.field.as_str()), ("invalid_value", "properties.a.b"));
+    }
+
+    #[test]
+    fn numeric_user_ids_are_coerced_to_strings() {
+        let e = validate_message(
+            json!({"userId": 42, "event": "x"}),
+            Some(EventKind::Track),
+            None,
+            now(),
+        )
+        .unwrap();
+        assert_eq!(e.user_id.as_deref(), Some("42"));
+    }
+
+    #[test]
+    fn timestamp_is_corrected_by_the_skew_between_sent_at_and_received_at() {
+        // The client's clock runs 10 minutes fast.
+        let e = validate_message(
+            json!({"userId": "u", "event": "x",
+                   "timestamp": "2026-03-01T12:09:00Z", "sentAt": "2026-03-01T12:10:00Z"}),
+            Some(EventKind::Track),
+            None,
+            now(),
+        )
+        .unwrap();
+        assert_eq!(e.timestamp, parse_time("2026-03-01T11:59:00Z").unwrap());
+        assert_eq!(e.body["originalTimestamp"], json!("2026-03-01T12:09:00+00:00"));
+        assert_eq!(e.body["receivedAt"], json!("2026-03-01T12:00:00+00:00"));
+    }
+
+    #[test]
+    fn batch_sent_at_applies_when_the_message_has_none() {
+        let e = validate_message(
+            json!({"type": "track", "userId": "u", "event": "x", "timestamp": "2026-03-01T11:00:00Z"}),
+            None,
+            Some(parse_time("2026-03-01T11:00:30Z").unwrap()),
+            now(),
+        )
+        .unwrap();
+        assert_eq!(e.timestamp, parse_time("2026-03-01T11:59:30Z").unwrap());
+    }
+
+    #[test]
+    fn traits_come_from_traits_or_context_traits_and_email_is_extracted() {
+        let e = validate_message(
+            json!({"userId": "u", "event": "x", "context": {"traits": {"email": "Ann@Example.com", "plan": "pro"}}}),
+            Some(EventKind::Track),
+            None,
+            now(),
+        )
+        .unwrap();
+        assert_eq!(e.email.unwrap().as_str(), "ann@example.com");
+        assert_eq!(e.traits["plan"], json!("pro"));
+        let e = validate_message(
+            json!({"userId": "u", "traits": {"plan": "team"}, "context": {"traits": {"plan": "pro"}}}),
+            Some(EventKind::Identify),
+            None,
+            now(),
+        )
+        .unwrap();
+        assert_eq!(e.traits["plan"], json!("team"));
+    }
+
+    #[test]
+    fn third_party_provenance_is_read_from_context_missive() {
+        let e = validate_message(
+            json!({"userId": "u", "traits": {"income": 1},
+                   "context": {"missive": {"source": "acme-enrichment", "party": "third", "consent_basis": "consent"}}}),
+            Some(EventKind::Identify),
+            None,
+            now(),
+        )
+        .unwrap();
+        assert_eq!(e.provenance.party, TraitParty::Third);
+        assert_eq!(e.provenance.source, "acme-enrichment");
+        assert_eq!(e.provenance.consent_basis.as_deref(), Some("consent"));
+    }
+}

@@ -1,0 +1,656 @@
+//! The customer profile: identities, traits with provenance, aggregates, recent history, and
+//! the diffs that make its versions.
+//!
+//! Folding an event into a profile records what it touched in a [`Touched`]; at commit the
+//! engine turns that into a [`ProfileDiff`] holding the new values of exactly those parts.
+//! Replaying diffs over a snapshot rebuilds the profile as it was at any version.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::{Event, EventKind, IdentityKey, IdentityKind, MessageId, Money, ProfileId};
+
+/// The event whose properties feed the order aggregates (Segment's e-commerce spec).
+pub const ORDER_COMPLETED: &str = "Order Completed";
+/// Rolling windows reported for every event name, in days.
+pub const WINDOW_DAYS: [i64; 4] = [1, 7, 30, 90];
+/// Hourly counts older than this are dropped: the longest window.
+const BUCKET_RETENTION_HOURS: i64 = 90 * 24;
+/// Properties larger than this are left out of the in-profile history (the event log has them).
+const HISTORY_PROPERTIES_MAX_BYTES: usize = 4096;
+
+/// Whether a trait was collected by the retailer itself or bought/enriched from elsewhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TraitParty {
+    #[default]
+    First,
+    Third,
+}
+
+/// One trait value with its provenance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Trait {
+    pub value: Value,
+    /// The call and library it came from (`identify:analytics-python`), or the sender's source.
+    pub source: String,
+    pub party: TraitParty,
+    /// Event time of the message that set it.
+    pub at: DateTime<Utc>,
+    /// The lawful basis claimed for it; enforced by the privacy layer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consent_basis: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identities {
+    #[serde(default)]
+    pub user_ids: BTreeSet<String>,
+    #[serde(default)]
+    pub anonymous_ids: BTreeSet<String>,
+    #[serde(default)]
+    pub emails: BTreeSet<String>,
+}
+
+impl Identities {
+    pub fn insert(&mut self, key: &IdentityKey) -> bool {
+        let set = match key.kind {
+            IdentityKind::UserId => &mut self.user_ids,
+            IdentityKind::AnonymousId => &mut self.anonymous_ids,
+            IdentityKind::Email => &mut self.emails,
+        };
+        set.insert(key.value.clone())
+    }
+
+    pub fn keys(&self) -> Vec<IdentityKey> {
+        let u = self.user_ids.iter().map(|v| IdentityKey::user_id(v.clone()));
+        let e = self.emails.iter().map(|v| IdentityKey {
+            kind: IdentityKind::Email,
+            value: v.clone(),
+        });
+        let a = self
+            .anonymous_ids
+            .iter()
+            .map(|v| IdentityKey::anonymous_id(v.clone()));
+        u.chain(e).chain(a).collect()
+    }
+}
+
+/// Per event name: totals and hourly counts over the last 90 days.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventAggregate {
+    pub count: u64,
+    pub first_at: DateTime<Utc>,
+    pub last_at: DateTime<Utc>,
+    /// `(hour since the epoch, count)`, ascending; hours older than 90 days before the latest
+    /// are dropped.
+    #[serde(default)]
+    pub hourly: Vec<(i64, u32)>,
+}
+
+impl EventAggregate {
+    fn new(at: DateTime<Utc>) -> Self {
+        Self {
+            count: 0,
+            first_at: at,
+            last_at: at,
+            hourly: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, at: DateTime<Utc>, n: u64) {
+        self.count += n;
+        self.first_at = self.first_at.min(at);
+        self.last_at = self.last_at.max(at);
+        self.add_to_hour(at.timestamp().div_euclid(3600), n as u32);
+    }
+
+    fn add_to_hour(&mut self, hour: i64, n: u32) {
+        let newest = self.hourly.last().map_or(hour, |&(h, _)| h.max(hour));
+        if hour <= newest - BUCKET_RETENTION_HOURS {
+            return;
+        }
+        match self.hourly.binary_search_by_key(&hour, |&(h, _)| h) {
+            Ok(i) => self.hourly[i].1 = self.hourly[i].1.saturating_add(n),
+            Err(i) => self.hourly.insert(i, (hour, n)),
+        }
+        let cutoff = newest - BUCKET_RETENTION_HOURS;
+        let keep_from = self.hourly.partition_point(|&(h, _)| h <= cutoff);
+        if keep_from > 0 {
+            self.hourly.drain(..keep_from);
+        }
+    }
+
+    /// Events in the rolling window of `days` ending at `now`, at hour resolution: an event
+    /// counts while its hour started less than `days` days before `now`'s hour.
+    pub fn count_within(&self, now: DateTime<Utc>, days: i64) -> u64 {
+        let now_hour = now.timestamp().div_euclid(3600);
+        let from = now_hour - days * 24;
+        self.hourly
+            .iter()
+            .filter(|&&(h, _)| h > from && h <= now_hour)
+            .map(|&(_, c)| u64::from(c))
+            .sum()
+    }
+
+    fn absorb(&mut self, other: &EventAggregate) {
+        self.count += other.count;
+        self.first_at = self.first_at.min(other.first_at);
+        self.last_at = self.last_at.max(other.last_at);
+        for &(h, c) in &other.hourly {
+            self.add_to_hour(h, c);
+        }
+    }
+}
+
+/// Orders and revenue from `Order Completed` events.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderAggregate {
+    pub count: u64,
+    pub revenue: Money,
+    pub first_at: Option<DateTime<Utc>>,
+    pub last_at: Option<DateTime<Utc>>,
+}
+
+impl OrderAggregate {
+    pub fn average_order_value(&self) -> Option<Money> {
+        (self.count > 0).then(|| Money(self.revenue.0 / self.count as i64))
+    }
+}
+
+/// Recency, frequency and monetary value, raw (scores relative to the population are the
+/// segment engine's business).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Rfm {
+    pub recency_days: Option<f64>,
+    pub frequency: u64,
+    pub monetary: Money,
+}
+
+/// One recent event, kept in the profile for fast access by segments and templates.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub message_id: MessageId,
+    pub kind: EventKind,
+    pub name: String,
+    pub at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub properties: Map<String, Value>,
+}
+
+impl HistoryEntry {
+    pub fn of(e: &Event) -> Self {
+        let properties =
+            if serde_json::to_vec(&e.properties).map_or(0, |v| v.len()) <= HISTORY_PROPERTIES_MAX_BYTES {
+                e.properties.clone()
+            } else {
+                Map::new()
+            };
+        Self {
+            message_id: e.message_id.clone(),
+            kind: e.kind,
+            name: e.name.clone(),
+            at: e.timestamp,
+            properties,
+        }
+    }
+}
+
+/// What folding touched, so that the diff holds exactly the changed parts.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Touched {
+    pub traits: BTreeSet<String>,
+    pub events: BTreeSet<String>,
+    pub orders: bool,
+    pub seen: bool,
+    pub identities: Vec<IdentityKey>,
+    pub merged_from: Vec<ProfileId>,
+    pub merged_into: Option<ProfileId>,
+    pub events_applied: u32,
+}
+
+impl Touched {
+    pub fn is_empty(&self) -> bool {
+        self.traits.is_empty()
+            && self.events.is_empty()
+            && !self.orders
+            && !self.seen
+            && self.identities.is_empty()
+            && self.merged_from.is_empty()
+            && self.merged_into.is_none()
+    }
+}
+
+/// The new values of the parts of a profile one version changed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProfileDiff {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub traits: BTreeMap<String, Trait>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub events: BTreeMap<String, EventAggregate>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub orders: Option<OrderAggregate>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_seen: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub identities_added: Vec<IdentityKey>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub merged_from: Vec<ProfileId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged_into: Option<ProfileId>,
+    #[serde(default)]
+    pub events_applied: u32,
+}
+
+/// One person, as missive knows them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Profile {
+    pub id: ProfileId,
+    pub version: u64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// Set when this profile was merged into another; lookups follow it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged_into: Option<ProfileId>,
+    #[serde(default)]
+    pub identities: Identities,
+    #[serde(default)]
+    pub traits: BTreeMap<String, Trait>,
+    #[serde(default)]
+    pub events: BTreeMap<String, EventAggregate>,
+    #[serde(default)]
+    pub orders: OrderAggregate,
+    #[serde(default)]
+    pub first_seen: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub last_seen: Option<DateTime<Utc>>,
+    /// Most recent events, newest last. Not stored with the profile: it is rebuilt from the
+    /// event log on load, which already holds it.
+    #[serde(skip)]
+    pub history: VecDeque<HistoryEntry>,
+}
+
+impl Profile {
+    pub fn new(id: ProfileId, now: DateTime<Utc>) -> Self {
+        Self {
+            id,
+            version: 0,
+            created_at: now,
+            updated_at: now,
+            merged_into: None,
+            identities: Identities::default(),
+            traits: BTreeMap::new(),
+            events: BTreeMap::new(),
+            orders: OrderAggregate::default(),
+            first_seen: None,
+            last_seen: None,
+            history: VecDeque::new(),
+        }
+    }
+
+    pub fn add_identity(&mut self, key: &IdentityKey, touched: &mut Touched) {
+        if self.identities.insert(key) {
+            touched.identities.push(key.clone());
+        }
+    }
+
+    /// Folds one event: traits, identities, aggregates, orders, seen times and history.
+    pub fn apply_event(&mut self, e: &Event, history_len: usize, touched: &mut Touched) {
+        for key in e.identity_keys() {
+            self.add_identity(&key, touched);
+        }
+        for (name, value) in &e.traits {
+            self.set_trait(name, value, e, touched);
+        }
+
+        self.events
+            .entry(e.name.clone())
+            .or_insert_with(|| EventAggregate::new(e.timestamp))
+            .add(e.timestamp, 1);
+        touched.events.insert(e.name.clone());
+
+        if e.kind == EventKind::Track && e.name == ORDER_COMPLETED {
+            let o = &mut self.orders;
+            o.count += 1;
+            o.revenue = o.revenue + order_revenue(&e.properties);
+            o.first_at = Some(o.first_at.map_or(e.timestamp, |t| t.min(e.timestamp)));
+            o.last_at = Some(o.last_at.map_or(e.timestamp, |t| t.max(e.timestamp)));
+            touched.orders = true;
+        }
+
+        self.first_seen = Some(self.first_seen.map_or(e.timestamp, |t| t.min(e.timestamp)));
+        self.last_seen = Some(self.last_seen.map_or(e.timestamp, |t| t.max(e.timestamp)));
+        touched.seen = true;
+        touched.events_applied += 1;
+
+        self.push_history(HistoryEntry::of(e), history_len);
+    }
+
+    fn set_trait(&mut self, name: &str, value: &Value, e: &Event, touched: &mut Touched) {
+        if let Some(old) = self.traits.get(name) {
+            // An out-of-order older message never overwrites a newer value.
+            if old.at > e.timestamp {
+                return;
+            }
+            if &old.value == value && old.source == e.provenance.source && old.party == e.provenance.party {
+                return;
+            }
+        }
+        self.traits.insert(
+            name.to_owned(),
+            Trait {
+                value: value.clone(),
+                source: e.provenance.source.clone(),
+                party: e.provenance.party,
+                at: e.timestamp,
+                consent_basis: e.provenance.consent_basis.clone(),
+            },
+        );
+        touched.traits.insert(name.to_owned());
+    }
+
+    fn push_history(&mut self, entry: HistoryEntry, history_len: usize) {
+        if history_len == 0 {
+            return;
+        }
+        // Keep the history ordered by event time even when events arrive late.
+        let pos = self.history.partition_point(|h| h.at <= entry.at);
+        if pos == 0 && self.history.len() >= history_len {
+            return;
+        }
+        self.history.insert(pos, entry);
+        while self.history.len() > history_len {
+            self.history.pop_front();
+        }
+    }
+
+    /// Merges `other` (an anonymous or aliased profile) into this one: identities, traits
+    /// (the newer value wins), aggregates, orders, seen times and history.
+    pub fn absorb(&mut self, other: &Profile, history_len: usize, touched: &mut Touched) {
+        for key in other.identities.keys() {
+            self.add_identity(&key, touched);
+        }
+        for (name, t) in &other.traits {
+            let newer = self.traits.get(name).is_none_or(|mine| t.at > mine.at);
+            if newer {
+                self.traits.insert(name.clone(), t.clone());
+                touched.traits.insert(name.clone());
+            }
+        }
+        for (name, agg) in &other.events {
+            match self.events.get_mut(name) {
+                Some(mine) => mine.absorb(agg),
+                None => {
+                    self.events.insert(name.clone(), agg.clone());
+                }
+            }
+            touched.events.insert(name.clone());
+        }
+        if other.orders.count > 0 {
+            let o = &mut self.orders;
+            o.count += other.orders.count;
+            o.revenue = o.revenue + other.orders.revenue;
+            o.first_at = min_opt(o.first_at, other.orders.first_at);
+            o.last_at = max_opt(o.last_at, other.orders.last_at);
+            touched.orders = true;
+        }
+        self.first_seen = min_opt(self.first_seen, other.first_seen);
+        self.last_seen = max_opt(self.last_seen, other.last_seen);
+        touched.seen = true;
+        for h in &other.history {
+            self.push_history(h.clone(), history_len);
+        }
+        self.created_at = self.created_at.min(other.created_at);
+        touched.merged_from.push(other.id.clone());
+    }
+
+    /// The diff holding the current values of what `touched` names.
+    pub fn diff_for(&self, touched: &Touched) -> ProfileDiff {
+        ProfileDiff {
+            traits: touched
+                .traits
+                .iter()
+                .filter_map(|k| self.traits.get(k).map(|t| (k.clone(), t.clone())))
+                .collect(),
+            events: touched
+                .events
+                .iter()
+                .filter_map(|k| self.events.get(k).map(|a| (k.clone(), a.clone())))
+                .collect(),
+            orders: touched.orders.then(|| self.orders.clone()),
+            first_seen: if touched.seen { self.first_seen } else { None },
+            last_seen: if touched.seen { self.last_seen } else { None },
+            identities_added: touched.identities.clone(),
+            merged_from: touched.merged_from.clone(),
+            merged_into: touched.merged_into.clone(),
+            events_applied: touched.events_applied,
+        }
+    }
+
+    /// Replays one version's diff (used to rebuild the profile as of a past time).
+    pub fn apply_diff(&mut self, d: &ProfileDiff, version: u64, at: DateTime<Utc>) {
+        for (k, t) in &d.traits {
+            self.traits.insert(k.clone(), t.clone());
+        }
+        for (k, a) in &d.events {
+            self.events.insert(k.clone(), a.clone());
+        }
+        if let Some(o) = &d.orders {
+            self.orders = o.clone();
+        }
+        if d.first_seen.is_some() {
+            self.first_seen = d.first_seen;
+        }
+        if d.last_seen.is_some() {
+            self.last_seen = d.last_seen;
+        }
+        for key in &d.identities_added {
+            self.identities.insert(key);
+        }
+        if d.merged_into.is_some() {
+            self.merged_into = d.merged_into.clone();
+        }
+        self.version = version;
+        self.updated_at = at;
+    }
+
+    pub fn rfm(&self, now: DateTime<Utc>) -> Rfm {
+        Rfm {
+            recency_days: self
+                .orders
+                .last_at
+                .map(|t| (now - t).num_seconds().max(0) as f64 / 86_400.0),
+            frequency: self.orders.count,
+            monetary: self.orders.revenue,
+        }
+    }
+
+    pub fn email(&self) -> Option<&str> {
+        self.identities.emails.iter().next().map(String::as_str)
+    }
+}
+
+/// Revenue of an order per Segment's e-commerce spec: `revenue`, else `total`, else the sum
+/// of `products[].price × quantity`.
+pub fn order_revenue(props: &Map<String, Value>) -> Money {
+    if let Some(m) = props.get("revenue").and_then(Money::from_json) {
+        return m;
+    }
+    if let Some(m) = props.get("total").and_then(Money::from_json) {
+        return m;
+    }
+    let Some(Value::Array(products)) = props.get("products") else {
+        return Money(0);
+    };
+    let cents = products
+        .iter()
+        .map(|p| {
+            let price = p.get("price").and_then(Money::from_json).unwrap_or_default();
+            let qty = p.get("quantity").and_then(Value::as_f64).unwrap_or(1.0);
+            (price.0 as f64 * qty).round() as i64
+        })
+        .sum();
+    Money(cents)
+}
+
+fn min_opt(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+fn max_opt(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The start of the rolling window of `days` ending at `now`.
+pub fn window_start(now: DateTime<Utc>, days: i64) -> DateTime<Utc> {
+    now - TimeDelta::days(days)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::{parse_time, validate_message};
+    use serde_json::json;
+
+    fn ev(v: Value) -> Event {
+        let at = parse_time("2026-03-01T12:00:00Z").unwrap();
+        validate_message(v, None, None, at).unwrap()
+    }
+
+    fn t(s: &str) -> DateTime<Utc> {
+        parse_time(s).unwrap()
+    }
+
+    #[test]
+    fn orders_revenue_and_average_order_value_come_from_order_completed() {
+        let mut p = Profile::new(ProfileId::generate(), t("2026-03-01T00:00:00Z"));
+        let mut touched = Touched::default();
+        for (i, rev) in [json!(10.5), json!("20")].into_iter().enumerate() {
+            p.apply_event(
+                &ev(json!({"type": "track", "userId": "u", "event": "Order Completed",
+                           "messageId": format!("m{i}"), "timestamp": "2026-02-01T00:00:00Z",
+                           "properties": {"revenue": rev}})),
+                10,
+                &mut touched,
+            );
+        }
+        p.apply_event(
+            &ev(
+                json!({"type": "track", "userId": "u", "event": "Order Completed", "messageId": "m3",
+                       "timestamp": "2026-02-02T00:00:00Z",
+                       "properties": {"products": [{"price": 5, "quantity": 2}, {"price": 1.25}]}}),
+            ),
+            10,
+            &mut touched,
+        );
+        assert_eq!(p.orders.count, 3);
+        assert_eq!(p.orders.revenue, Money(4175));
+        assert_eq!(p.orders.average_order_value(), Some(Money(1391)));
+        let rfm = p.rfm(t("2026-02-12T00:00:00Z"));
+        assert_eq!(rfm.recency_days, Some(10.0));
+        assert_eq!(rfm.frequency, 3);
+    }
+
+    #[test]
+    fn rolling_window_counts_drop_events_as_time_passes() {
+        let mut agg = EventAggregate::new(t("2026-01-01T00:00:00Z"));
+        agg.add(t("2026-01-01T00:30:00Z"), 1);
+        agg.add(t("2026-01-05T10:00:00Z"), 1);
+        agg.add(t("2026-01-05T10:59:00Z"), 1);
+        let now = t("2026-01-05T12:00:00Z");
+        assert_eq!(agg.count_within(now, 1), 2);
+        assert_eq!(agg.count_within(now, 7), 3);
+        assert_eq!(agg.count_within(t("2026-01-12T10:30:00Z"), 7), 0);
+        assert_eq!(agg.count_within(t("2026-01-12T09:30:00Z"), 7), 2);
+    }
+
+    #[test]
+    fn hourly_buckets_older_than_ninety_days_are_dropped() {
+        let mut agg = EventAggregate::new(t("2025-01-01T00:00:00Z"));
+        agg.add(t("2025-01-01T00:00:00Z"), 1);
+        agg.add(t("2026-01-01T00:00:00Z"), 1);
+        assert_eq!(agg.hourly.len(), 1);
+        assert_eq!(agg.count, 2);
+    }
+
+    #[test]
+    fn an_older_message_does_not_overwrite_a_newer_trait() {
+        let mut p = Profile::new(ProfileId::generate(), t("2026-03-01T00:00:00Z"));
+        let mut touched = Touched::default();
+        p.apply_event(&ev(json!({"type": "identify", "userId": "u", "traits": {"plan": "pro"}, "timestamp": "2026-02-02T00:00:00Z"})), 5, &mut touched);
+        p.apply_event(&ev(json!({"type": "identify", "userId": "u", "traits": {"plan": "free"}, "timestamp": "2026-02-01T00:00:00Z"})), 5, &mut touched);
+        assert_eq!(p.traits["plan"].value, json!("pro"));
+    }
+
+    #[test]
+    fn replaying_diffs_over_a_snapshot_rebuilds_the_profile() {
+        let start = t("2026-03-01T00:00:00Z");
+        let mut live = Profile::new(ProfileId::generate(), start);
+        let snapshot = live.clone();
+        let mut diffs = Vec::new();
+        for (i, v) in [
+            json!({"type": "identify", "userId": "u", "traits": {"email": "a@b.co", "plan": "pro"}}),
+            json!({"type": "track", "userId": "u", "event": "Order Completed", "properties": {"total": 12}}),
+            json!({"type": "identify", "userId": "u", "traits": {"plan": "team"}, "timestamp": "2026-03-01T12:00:01Z"}),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut touched = Touched::default();
+            live.apply_event(&ev(v), 5, &mut touched);
+            live.version = i as u64 + 1;
+            diffs.push(live.diff_for(&touched));
+        }
+        let mut rebuilt = snapshot;
+        for (i, d) in diffs.iter().enumerate() {
+            rebuilt.apply_diff(d, i as u64 + 1, live.updated_at);
+        }
+        rebuilt.history = live.history.clone();
+        assert_eq!(rebuilt, live);
+    }
+
+    #[test]
+    fn absorb_sums_aggregates_and_keeps_the_newest_traits() {
+        let now = t("2026-03-01T00:00:00Z");
+        let mut anon = Profile::new(ProfileId::generate(), now);
+        let mut known = Profile::new(ProfileId::generate(), now);
+        let mut touched = Touched::default();
+        anon.apply_event(&ev(json!({"type": "track", "anonymousId": "a", "event": "Product Viewed", "timestamp": "2026-02-01T00:00:00Z", "context": {"traits": {"city": "Paris"}}})), 5, &mut touched);
+        known.apply_event(&ev(json!({"type": "track", "userId": "u", "event": "Product Viewed", "timestamp": "2026-02-03T00:00:00Z", "context": {"traits": {"city": "Lyon"}}})), 5, &mut touched);
+        let mut touched = Touched::default();
+        known.absorb(&anon, 5, &mut touched);
+        assert_eq!(known.events["Product Viewed"].count, 2);
+        assert_eq!(known.traits["city"].value, json!("Lyon"));
+        assert_eq!(known.first_seen, Some(t("2026-02-01T00:00:00Z")));
+        assert!(known.identities.anonymous_ids.contains("a"));
+        assert_eq!(known.history.len(), 2);
+        assert_eq!(touched.merged_from, vec![anon.id.clone()]);
+    }
+
+    #[test]
+    fn history_is_bounded_and_ordered_by_event_time() {
+        let mut p = Profile::new(ProfileId::generate(), t("2026-03-01T00:00:00Z"));
+        let mut touched = Touched::default();
+        for i in 0..5 {
+            p.apply_event(
+                &ev(json!({"type": "track", "userId": "u", "event": format!("e{i}"),
+                "timestamp": format!("2026-02-0{}T00:00:00Z", 5 - i)})),
+                3,
+                &mut touched,
+            );
+        }
+        let names: Vec<_> = p.history.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(names, ["e2", "e1", "e0"]);
+    }
+}

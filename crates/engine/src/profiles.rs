@@ -1,0 +1,152 @@
+//! Reading profiles for the API: lookup by any key, merges followed, history attached, and
+//! the profile as it was recorded at a past time.
+
+use chrono::{DateTime, Utc};
+use missive_core::profile::HistoryEntry;
+use missive_core::{EmailAddress, IdentityKey, IdentityKind, MessageId, Profile, ProfileId};
+use missive_store::{EventQuery, MergeRecord, ProfileVersion, Store, StoreError, StoredEvent};
+
+/// How a caller names a profile: its id, or one of its identities.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProfileKey {
+    Id(ProfileId),
+    Identity(IdentityKey),
+    /// A bare string: tried as a user id, then an e-mail address, then an anonymous id.
+    Any(String),
+}
+
+impl ProfileKey {
+    /// `prf_…`, `user_id:…`, `anonymous_id:…`, `email:…`, or a bare value.
+    pub fn parse(s: &str) -> Self {
+        if let Ok(id) = ProfileId::parse(s) {
+            return Self::Id(id);
+        }
+        if let Some((kind, value)) = s.split_once(':')
+            && let Some(kind) = IdentityKind::parse(kind)
+        {
+            let value = match kind {
+                IdentityKind::Email => EmailAddress::parse(value).map_or(value.to_owned(), String::from),
+                _ => value.to_owned(),
+            };
+            return Self::Identity(IdentityKey { kind, value });
+        }
+        Self::Any(s.to_owned())
+    }
+}
+
+/// The live profile a key names (following merges), with its recent history attached.
+pub async fn find_profile(
+    store: &dyn Store,
+    key: &ProfileKey,
+    history_len: usize,
+) -> Result<Option<Profile>, StoreError> {
+    let Some(id) = resolve_key(store, key).await? else {
+        return Ok(None);
+    };
+    let Some(mut p) = store.load_profile(&id).await? else {
+        return Ok(None);
+    };
+    p.history = recent_history(store, &p.id, None, history_len).await?;
+    Ok(Some(p))
+}
+
+/// The id of the live profile a key names.
+pub async fn resolve_key(store: &dyn Store, key: &ProfileKey) -> Result<Option<ProfileId>, StoreError> {
+    let id = match key {
+        ProfileKey::Id(id) => Some(id.clone()),
+        ProfileKey::Identity(k) => store.resolve_identities(vec![k.clone()]).await?.remove(k),
+        ProfileKey::Any(s) => {
+            let mut candidates = vec![IdentityKey::user_id(s.clone())];
+            if let Ok(e) = EmailAddress::parse(s) {
+                candidates.push(IdentityKey::email(&e));
+            }
+            candidates.push(IdentityKey::anonymous_id(s.clone()));
+            let found = store.resolve_identities(candidates.clone()).await?;
+            candidates.iter().find_map(|k| found.get(k).cloned())
+        }
+    };
+    let Some(mut id) = id else { return Ok(None) };
+    for _ in 0..16 {
+        let Some(p) = store.load_profile(&id).await? else {
+            return Ok(None);
+        };
+        match p.merged_into {
+            Some(next) => id = next,
+            None => return Ok(Some(id)),
+        }
+    }
+    Err(StoreError::Corrupt(format!(
+        "merge chain from {id} is longer than 16"
+    )))
+}
+
+/// The profile as recorded at `at` (transaction time: what missive knew then), or `None`
+/// when it did not exist yet.
+pub async fn profile_as_of(
+    store: &dyn Store,
+    id: &ProfileId,
+    at: DateTime<Utc>,
+    history_len: usize,
+) -> Result<Option<Profile>, StoreError> {
+    let versions = store.versions_for_as_of(id, at).await?;
+    let mut iter = versions.into_iter();
+    let Some(first) = iter.next() else { return Ok(None) };
+    let Some(mut p) = first.snapshot else {
+        return Err(StoreError::Corrupt(format!(
+            "version {} of {id} should carry a snapshot",
+            first.version
+        )));
+    };
+    for v in iter {
+        p.apply_diff(&v.diff, v.version, v.recorded_at);
+    }
+    p.history = recent_history(store, id, Some(at), history_len).await?;
+    Ok(Some(p))
+}
+
+pub async fn recent_history(
+    store: &dyn Store,
+    id: &ProfileId,
+    received_before: Option<DateTime<Utc>>,
+    limit: usize,
+) -> Result<std::collections::VecDeque<HistoryEntry>, StoreError> {
+    let events = store
+        .profile_events(EventQuery {
+            profile_id: id.clone(),
+            received_before,
+            cursor: None,
+            limit: limit as u32,
+        })
+        .await?;
+    Ok(events.iter().rev().map(history_entry).collect())
+}
+
+/// The history entry of a stored event.
+pub fn history_entry(e: &StoredEvent) -> HistoryEntry {
+    let properties = match e.body.get("properties") {
+        Some(serde_json::Value::Object(m)) if serde_json::to_vec(m).map_or(0, |v| v.len()) <= 4096 => {
+            m.clone()
+        }
+        _ => serde_json::Map::new(),
+    };
+    HistoryEntry {
+        message_id: MessageId::clone(&e.message_id),
+        kind: e.kind,
+        name: e.name.clone(),
+        at: e.timestamp,
+        properties,
+    }
+}
+
+pub async fn versions(
+    store: &dyn Store,
+    id: &ProfileId,
+    before: Option<u64>,
+    limit: u32,
+) -> Result<Vec<ProfileVersion>, StoreError> {
+    store.profile_versions(id, before, limit).await
+}
+
+pub async fn merges(store: &dyn Store, id: &ProfileId) -> Result<Vec<MergeRecord>, StoreError> {
+    store.merges_of(id).await
+}

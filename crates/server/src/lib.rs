@@ -1,0 +1,88 @@
+//! The HTTP surface of missive: Segment's tracking API (`/v1/track` … `/v1/batch`), the
+//! profile API, `/health` and `/metrics`.
+//!
+//! Handlers are thin: they authenticate (extractors in [`auth`]), decode and validate the
+//! body, call one engine function and map the result to a response type. No SQL and no
+//! business rules live here.
+
+mod auth;
+mod error;
+mod ingest;
+pub mod metrics;
+mod profiles;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use missive_engine::Engine;
+use missive_engine::auth::Authenticator;
+
+pub use error::ApiError;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Engine,
+    pub auth: Authenticator,
+    pub metrics: Option<::metrics_exporter_prometheus::PrometheusHandle>,
+    pub started: Arc<std::time::Instant>,
+}
+
+impl AppState {
+    pub fn new(engine: Engine) -> Self {
+        let auth = Authenticator::new(engine.store().clone());
+        Self {
+            engine,
+            auth,
+            metrics: metrics::handle(),
+            started: Arc::new(std::time::Instant::now()),
+        }
+    }
+}
+
+/// The complete router.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/track", post(ingest::single::<{ ingest::TRACK }>))
+        .route("/v1/identify", post(ingest::single::<{ ingest::IDENTIFY }>))
+        .route("/v1/page", post(ingest::single::<{ ingest::PAGE }>))
+        .route("/v1/screen", post(ingest::single::<{ ingest::SCREEN }>))
+        .route("/v1/group", post(ingest::single::<{ ingest::GROUP }>))
+        .route("/v1/alias", post(ingest::single::<{ ingest::ALIAS }>))
+        .route("/v1/batch", post(ingest::batch))
+        .route("/v1/import", post(ingest::batch))
+        .route("/v1/profiles/{key}", get(profiles::get_profile))
+        .route("/v1/profiles/{key}/versions", get(profiles::get_versions))
+        .route("/v1/profiles/{key}/events", get(profiles::get_events))
+        .route("/health", get(health))
+        .route("/metrics", get(metrics::render))
+        // Compressed bodies are bounded here; decompressed ones by the ingest handlers.
+        .layer(DefaultBodyLimit::max(ingest::MAX_RAW_BODY))
+        .with_state(state)
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .layer(axum::middleware::from_fn(metrics::track_http))
+}
+
+async fn health(axum::extract::State(state): axum::extract::State<AppState>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match state.engine.store().workspace().await {
+        Ok(_) => axum::Json(serde_json::json!({
+            "status": "ok",
+            "store": state.engine.store().backend(),
+            "uptime_seconds": state.started.elapsed().as_secs(),
+        }))
+        .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "health check: store unreachable");
+            (
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(
+                    serde_json::json!({"status": "unavailable", "store": state.engine.store().backend()}),
+                ),
+            )
+                .into_response()
+        }
+    }
+}

@@ -1,0 +1,392 @@
+//! `GET /v1/profiles/{key}` and its versions and events. The key is a profile id, a user id,
+//! an anonymous id or an e-mail address (or `user_id:…`, `anonymous_id:…`, `email:…`).
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use chrono::{DateTime, Utc};
+use missive_core::message::parse_time;
+use missive_core::profile::{HistoryEntry, WINDOW_DAYS};
+use missive_core::{Profile, ProfileDiff, Trait};
+use missive_engine::profiles::{self, ProfileKey};
+use missive_store::{EventCursor, EventQuery, MergeRecord, ProfileVersion, StoredEvent};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::auth::RequireAdmin;
+use crate::{ApiError, AppState};
+
+#[derive(Debug, Deserialize)]
+pub struct ProfileParams {
+    /// RFC 3339: the profile as recorded at that time.
+    as_of: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct ProfileOut {
+    id: String,
+    version: u64,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    as_of: Option<DateTime<Utc>>,
+    identities: IdentitiesOut,
+    traits: BTreeMap<String, TraitOut>,
+    aggregates: AggregatesOut,
+    history: Vec<HistoryOut>,
+    merges: Vec<MergeOut>,
+}
+
+#[derive(Serialize)]
+struct IdentitiesOut {
+    user_ids: Vec<String>,
+    anonymous_ids: Vec<String>,
+    emails: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct TraitOut {
+    value: Value,
+    source: String,
+    party: &'static str,
+    at: DateTime<Utc>,
+    consent_basis: Option<String>,
+}
+
+impl From<&Trait> for TraitOut {
+    fn from(t: &Trait) -> Self {
+        Self {
+            value: t.value.clone(),
+            source: t.source.clone(),
+            party: match t.party {
+                missive_core::TraitParty::First => "first",
+                missive_core::TraitParty::Third => "third",
+            },
+            at: t.at,
+            consent_basis: t.consent_basis.clone(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct AggregatesOut {
+    first_seen: Option<DateTime<Utc>>,
+    last_seen: Option<DateTime<Utc>>,
+    events: BTreeMap<String, EventAggOut>,
+    orders: OrdersOut,
+    rfm: RfmOut,
+}
+
+#[derive(Serialize)]
+struct EventAggOut {
+    count: u64,
+    first_at: DateTime<Utc>,
+    last_at: DateTime<Utc>,
+    /// Counts over the rolling windows ending now (or at `as_of`), keyed `1d`, `7d`, `30d`, `90d`.
+    windows: BTreeMap<String, u64>,
+}
+
+#[derive(Serialize)]
+struct OrdersOut {
+    count: u64,
+    revenue: f64,
+    average_order_value: Option<f64>,
+    first_at: Option<DateTime<Utc>>,
+    last_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Serialize)]
+struct RfmOut {
+    recency_days: Option<f64>,
+    frequency: u64,
+    monetary: f64,
+}
+
+#[derive(Serialize)]
+struct HistoryOut {
+    message_id: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    event: String,
+    timestamp: DateTime<Utc>,
+    #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
+    properties: serde_json::Map<String, Value>,
+}
+
+impl From<&HistoryEntry> for HistoryOut {
+    fn from(h: &HistoryEntry) -> Self {
+        Self {
+            message_id: h.message_id.to_string(),
+            kind: h.kind.as_str(),
+            event: h.name.clone(),
+            timestamp: h.at,
+            properties: h.properties.clone(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct MergeOut {
+    from: String,
+    into: String,
+    at: DateTime<Utc>,
+    cause: String,
+}
+
+impl From<&MergeRecord> for MergeOut {
+    fn from(m: &MergeRecord) -> Self {
+        Self {
+            from: m.from.to_string(),
+            into: m.into.to_string(),
+            at: m.at,
+            cause: m.cause.clone(),
+        }
+    }
+}
+
+fn profile_out(
+    p: &Profile,
+    now: DateTime<Utc>,
+    as_of: Option<DateTime<Utc>>,
+    merges: &[MergeRecord],
+) -> ProfileOut {
+    let rfm = p.rfm(now);
+    ProfileOut {
+        id: p.id.to_string(),
+        version: p.version,
+        created_at: p.created_at,
+        updated_at: p.updated_at,
+        as_of,
+        identities: IdentitiesOut {
+            user_ids: p.identities.user_ids.iter().cloned().collect(),
+            anonymous_ids: p.identities.anonymous_ids.iter().cloned().collect(),
+            emails: p.identities.emails.iter().cloned().collect(),
+        },
+        traits: p
+            .traits
+            .iter()
+            .map(|(k, t)| (k.clone(), TraitOut::from(t)))
+            .collect(),
+        aggregates: AggregatesOut {
+            first_seen: p.first_seen,
+            last_seen: p.last_seen,
+            events: p
+                .events
+                .iter()
+                .map(|(name, a)| {
+                    let windows = WINDOW_DAYS
+                        .iter()
+                        .map(|d| (format!("{d}d"), a.count_within(now, *d)))
+                        .collect();
+                    (
+                        name.clone(),
+                        EventAggOut {
+                            count: a.count,
+                            first_at: a.first_at,
+                            last_at: a.last_at,
+                            windows,
+                        },
+                    )
+                })
+                .collect(),
+            orders: OrdersOut {
+                count: p.orders.count,
+                revenue: p.orders.revenue.as_major(),
+                average_order_value: p.orders.average_order_value().map(|m| m.as_major()),
+                first_at: p.orders.first_at,
+                last_at: p.orders.last_at,
+            },
+            rfm: RfmOut {
+                recency_days: rfm.recency_days,
+                frequency: rfm.frequency,
+                monetary: rfm.monetary.as_major(),
+            },
+        },
+        history: p.history.iter().rev().map(HistoryOut::from).collect(),
+        merges: merges.iter().map(MergeOut::from).collect(),
+    }
+}
+
+fn parse_as_of(s: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
+    s.map(|s| {
+        parse_time(s).ok_or_else(|| {
+            ApiError::bad_request("invalid_timestamp", "as_of must be an ISO-8601 date-time")
+                .with_field("as_of")
+        })
+    })
+    .transpose()
+}
+
+async fn resolve(state: &AppState, key: &str) -> Result<missive_core::ProfileId, ApiError> {
+    profiles::resolve_key(&**state.engine.store(), &ProfileKey::parse(key))
+        .await?
+        .ok_or_else(|| ApiError::not_found("no profile has that id, user id, anonymous id or e-mail address"))
+}
+
+pub async fn get_profile(
+    _: RequireAdmin,
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    Query(params): Query<ProfileParams>,
+) -> Result<Json<ProfileOut>, ApiError> {
+    let store = &**state.engine.store();
+    let history_len = state.engine.config().history_len;
+    let as_of = parse_as_of(params.as_of.as_deref())?;
+    let id = resolve(&state, &key).await?;
+    let profile = match as_of {
+        None => profiles::find_profile(store, &ProfileKey::Id(id.clone()), history_len).await?,
+        Some(at) => profiles::profile_as_of(store, &id, at, history_len).await?,
+    };
+    let Some(profile) = profile else {
+        return Err(ApiError::not_found("the profile did not exist at that time"));
+    };
+    let merges = profiles::merges(store, &id).await?;
+    let merges: Vec<_> = merges
+        .into_iter()
+        .filter(|m| as_of.is_none_or(|at| m.at <= at))
+        .collect();
+    let now = as_of.unwrap_or_else(|| state.engine.clock().now());
+    Ok(Json(profile_out(&profile, now, as_of, &merges)))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PageParams {
+    limit: Option<u32>,
+    /// Versions: only those below this version number. Events: the `next` cursor of the last page.
+    before: Option<String>,
+    as_of: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct VersionsOut {
+    versions: Vec<VersionOut>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next: Option<String>,
+}
+
+#[derive(Serialize)]
+struct VersionOut {
+    version: u64,
+    recorded_at: DateTime<Utc>,
+    cause: String,
+    diff: ProfileDiff,
+}
+
+impl From<ProfileVersion> for VersionOut {
+    fn from(v: ProfileVersion) -> Self {
+        Self {
+            version: v.version,
+            recorded_at: v.recorded_at,
+            cause: v.cause,
+            diff: v.diff,
+        }
+    }
+}
+
+fn limit_of(p: &PageParams) -> Result<u32, ApiError> {
+    match p.limit {
+        None => Ok(50),
+        Some(n @ 1..=1000) => Ok(n),
+        Some(_) => Err(
+            ApiError::bad_request("invalid_value", "limit must be between 1 and 1000").with_field("limit"),
+        ),
+    }
+}
+
+pub async fn get_versions(
+    _: RequireAdmin,
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    Query(params): Query<PageParams>,
+) -> Result<Json<VersionsOut>, ApiError> {
+    let limit = limit_of(&params)?;
+    let before = params
+        .before
+        .as_deref()
+        .map(|b| b.parse::<u64>())
+        .transpose()
+        .map_err(|_| {
+            ApiError::bad_request("invalid_value", "before must be a version number").with_field("before")
+        })?;
+    let id = resolve(&state, &key).await?;
+    let versions = profiles::versions(&**state.engine.store(), &id, before, limit).await?;
+    let next = (versions.len() == limit as usize)
+        .then(|| versions.last().map(|v| v.version.to_string()))
+        .flatten();
+    Ok(Json(VersionsOut {
+        versions: versions.into_iter().map(VersionOut::from).collect(),
+        next,
+    }))
+}
+
+#[derive(Serialize)]
+pub struct EventsOut {
+    events: Vec<EventOut>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next: Option<String>,
+}
+
+#[derive(Serialize)]
+struct EventOut {
+    seq: i64,
+    message_id: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    event: String,
+    timestamp: DateTime<Utc>,
+    received_at: DateTime<Utc>,
+    body: Value,
+}
+
+impl From<StoredEvent> for EventOut {
+    fn from(e: StoredEvent) -> Self {
+        Self {
+            seq: e.seq,
+            message_id: e.message_id.to_string(),
+            kind: e.kind.as_str(),
+            event: e.name,
+            timestamp: e.timestamp,
+            received_at: e.received_at,
+            body: e.body,
+        }
+    }
+}
+
+pub async fn get_events(
+    _: RequireAdmin,
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+    Query(params): Query<PageParams>,
+) -> Result<Json<EventsOut>, ApiError> {
+    let limit = limit_of(&params)?;
+    let cursor = params
+        .before
+        .as_deref()
+        .map(|c| {
+            EventCursor::decode(c).ok_or_else(|| {
+                ApiError::bad_request("invalid_value", "before must be a cursor from `next`")
+                    .with_field("before")
+            })
+        })
+        .transpose()?;
+    let as_of = parse_as_of(params.as_of.as_deref())?;
+    let id = resolve(&state, &key).await?;
+    let events = state
+        .engine
+        .store()
+        .profile_events(EventQuery {
+            profile_id: id,
+            received_before: as_of,
+            cursor,
+            limit,
+        })
+        .await?;
+    let next = (events.len() == limit as usize)
+        .then(|| events.last().map(|e| EventCursor::of(e).encode()))
+        .flatten();
+    Ok(Json(EventsOut {
+        events: events.into_iter().map(EventOut::from).collect(),
+        next,
+    }))
+}

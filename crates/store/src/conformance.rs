@@ -1,0 +1,312 @@
+//! The behaviour every [`Store`] backend must show, as plain async functions over
+//! `&dyn Store`. The store's integration tests run each one against SQLite and PostgreSQL.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use missive_core::{ApiKeyId, EventKind, IdentityKey, MessageId, Profile, ProfileId, Touched, WorkspaceId};
+use serde_json::json;
+
+use crate::{
+    ApiKeyRecord, CommitBatch, EventCursor, EventQuery, MergeRecord, ProfileVersion, Role, Store, StoreError,
+    StoredEvent, Workspace,
+};
+
+fn t(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().to_utc()
+}
+
+fn event(id: &str, profile: &ProfileId, name: &str, at: DateTime<Utc>) -> StoredEvent {
+    StoredEvent {
+        seq: 0,
+        message_id: MessageId::parse(id).unwrap(),
+        profile_id: profile.clone(),
+        kind: EventKind::Track,
+        name: name.into(),
+        timestamp: at,
+        received_at: at + TimeDelta::seconds(1),
+        body: json!({"type": "track", "event": name, "messageId": id, "properties": {"sku": "A-1"}}),
+    }
+}
+
+fn version(p: &Profile, cause: &str, snapshot: bool) -> ProfileVersion {
+    let touched = Touched {
+        seen: true,
+        ..Touched::default()
+    };
+    ProfileVersion {
+        profile_id: p.id.clone(),
+        version: p.version,
+        recorded_at: p.updated_at,
+        cause: cause.into(),
+        diff: p.diff_for(&touched),
+        snapshot: snapshot.then(|| p.clone()),
+    }
+}
+
+pub async fn bootstrap_creates_the_workspace_once(store: &dyn Store) {
+    assert_eq!(store.workspace().await.unwrap(), None);
+    let ws = Workspace {
+        id: WorkspaceId::generate(),
+        name: "default".into(),
+        created_at: t("2026-01-01T00:00:00Z"),
+    };
+    let key = ApiKeyRecord {
+        id: ApiKeyId::generate(),
+        role: Role::Write,
+        secret_hash: "h1".into(),
+        label: "write key".into(),
+        created_at: ws.created_at,
+    };
+    store
+        .bootstrap_workspace(ws.clone(), vec![key.clone()])
+        .await
+        .unwrap();
+    assert_eq!(store.workspace().await.unwrap(), Some(ws.clone()));
+    assert_eq!(store.api_key_by_hash("h1").await.unwrap(), Some(key));
+    assert_eq!(store.api_key_by_hash("nope").await.unwrap(), None);
+    let again = store.bootstrap_workspace(ws, vec![]).await;
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+}
+
+pub async fn committed_events_profiles_and_identities_read_back(store: &dyn Store) {
+    let now = t("2026-02-01T10:00:00Z");
+    let mut p = Profile::new(ProfileId::generate(), now);
+    p.version = 1;
+    p.identities.insert(&IdentityKey::user_id("u-1"));
+    let batch = CommitBatch {
+        events: vec![
+            event("m-1", &p.id, "Product Viewed", now),
+            event("m-2", &p.id, "Order Completed", now + TimeDelta::minutes(5)),
+        ],
+        identities: vec![(IdentityKey::user_id("u-1"), p.id.clone())],
+        profiles: vec![p.clone()],
+        versions: vec![version(&p, "2 events", true)],
+        merges: vec![],
+    };
+    store.commit(batch).await.unwrap();
+
+    assert_eq!(store.load_profile(&p.id).await.unwrap(), Some(p.clone()));
+    let resolved = store
+        .resolve_identities(vec![IdentityKey::user_id("u-1"), IdentityKey::user_id("nobody")])
+        .await
+        .unwrap();
+    assert_eq!(resolved.len(), 1);
+    assert_eq!(resolved[&IdentityKey::user_id("u-1")], p.id);
+
+    let events = store
+        .profile_events(EventQuery {
+            profile_id: p.id.clone(),
+            received_before: None,
+            cursor: None,
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        events.iter().map(|e| e.message_id.as_str()).collect::<Vec<_>>(),
+        ["m-2", "m-1"]
+    );
+    assert_eq!(events[1].body["properties"]["sku"], json!("A-1"));
+    assert_eq!(events[0].timestamp, now + TimeDelta::minutes(5));
+
+    let stats = store.stats().await.unwrap();
+    assert_eq!((stats.profiles, stats.events), (1, 2));
+}
+
+pub async fn a_message_id_is_stored_once(store: &dyn Store) {
+    let now = t("2026-02-01T10:00:00Z");
+    let p = ProfileId::generate();
+    let e = event("dup-1", &p, "Signed Up", now);
+    store
+        .commit(CommitBatch {
+            events: vec![e.clone()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    store
+        .commit(CommitBatch {
+            events: vec![e.clone(), event("dup-2", &p, "Signed Up", now)],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let existing = store
+        .existing_message_ids(vec![
+            MessageId::parse("dup-1").unwrap(),
+            MessageId::parse("dup-2").unwrap(),
+            MessageId::parse("dup-3").unwrap(),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(existing.len(), 2);
+    assert_eq!(store.stats().await.unwrap().events, 2);
+}
+
+pub async fn events_page_newest_first_with_a_cursor(store: &dyn Store) {
+    let p = ProfileId::generate();
+    let base = t("2026-02-01T00:00:00Z");
+    let events: Vec<_> = (0..5)
+        .map(|i| event(&format!("pg-{i}"), &p, "Page", base + TimeDelta::minutes(i)))
+        .collect();
+    store
+        .commit(CommitBatch {
+            events,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let first = store
+        .profile_events(EventQuery {
+            profile_id: p.clone(),
+            received_before: None,
+            cursor: None,
+            limit: 2,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        first.iter().map(|e| e.message_id.as_str()).collect::<Vec<_>>(),
+        ["pg-4", "pg-3"]
+    );
+    let next = store
+        .profile_events(EventQuery {
+            profile_id: p.clone(),
+            received_before: None,
+            cursor: Some(EventCursor::of(&first[1])),
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        next.iter().map(|e| e.message_id.as_str()).collect::<Vec<_>>(),
+        ["pg-2", "pg-1", "pg-0"]
+    );
+    let as_of = store
+        .profile_events(EventQuery {
+            profile_id: p,
+            received_before: Some(base + TimeDelta::minutes(1) + TimeDelta::seconds(1)),
+            cursor: None,
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(as_of.len(), 2);
+}
+
+pub async fn merges_repoint_events_and_identities_along_a_chain(store: &dyn Store) {
+    let now = t("2026-02-01T10:00:00Z");
+    let (a, b, c) = (
+        ProfileId::generate(),
+        ProfileId::generate(),
+        ProfileId::generate(),
+    );
+    store
+        .commit(CommitBatch {
+            events: vec![event("ch-a", &a, "Viewed", now), event("ch-b", &b, "Viewed", now)],
+            identities: vec![
+                (IdentityKey::anonymous_id("anon-a"), a.clone()),
+                (IdentityKey::anonymous_id("anon-b"), b.clone()),
+            ],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let merge = |from: &ProfileId, into: &ProfileId| MergeRecord {
+        from: from.clone(),
+        into: into.clone(),
+        at: now,
+        cause: "test".into(),
+    };
+    store
+        .commit(CommitBatch {
+            merges: vec![merge(&a, &b)],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    store
+        .commit(CommitBatch {
+            merges: vec![merge(&b, &c)],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
+    let resolved = store
+        .resolve_identities(vec![
+            IdentityKey::anonymous_id("anon-a"),
+            IdentityKey::anonymous_id("anon-b"),
+        ])
+        .await
+        .unwrap();
+    assert!(resolved.values().all(|p| p == &c), "{resolved:?}");
+    let events = store
+        .profile_events(EventQuery {
+            profile_id: c.clone(),
+            received_before: None,
+            cursor: None,
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 2);
+    let merges = store.merges_of(&b).await.unwrap();
+    assert_eq!(merges.len(), 2);
+    assert_eq!((merges[0].from.clone(), merges[1].into.clone()), (a, c));
+}
+
+pub async fn versions_list_newest_first_and_rebuild_from_the_nearest_snapshot(store: &dyn Store) {
+    let start = t("2026-02-01T10:00:00Z");
+    let mut p = Profile::new(ProfileId::generate(), start);
+    for v in 1..=5u64 {
+        p.version = v;
+        p.updated_at = start + TimeDelta::minutes(v as i64);
+        p.last_seen = Some(p.updated_at);
+        store
+            .commit(CommitBatch {
+                profiles: vec![p.clone()],
+                versions: vec![version(&p, "1 event", v == 1 || v == 3)],
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    let listed = store.profile_versions(&p.id, None, 2).await.unwrap();
+    assert_eq!(listed.iter().map(|v| v.version).collect::<Vec<_>>(), [5, 4]);
+    let older = store.profile_versions(&p.id, Some(4), 10).await.unwrap();
+    assert_eq!(older.iter().map(|v| v.version).collect::<Vec<_>>(), [3, 2, 1]);
+
+    let chain = store
+        .versions_for_as_of(&p.id, start + TimeDelta::minutes(4) + TimeDelta::seconds(30))
+        .await
+        .unwrap();
+    assert_eq!(chain.iter().map(|v| v.version).collect::<Vec<_>>(), [3, 4]);
+    assert!(chain[0].snapshot.is_some());
+    assert_eq!(chain[1].diff.last_seen, Some(start + TimeDelta::minutes(4)));
+    assert!(store.versions_for_as_of(&p.id, start).await.unwrap().is_empty());
+}
+
+/// Runs a named conformance case; used by the backends' test macros.
+#[macro_export]
+macro_rules! conformance_cases {
+    ($make:expr) => {
+        $crate::conformance_cases!(@case $make,
+            bootstrap_creates_the_workspace_once,
+            committed_events_profiles_and_identities_read_back,
+            a_message_id_is_stored_once,
+            events_page_newest_first_with_a_cursor,
+            merges_repoint_events_and_identities_along_a_chain,
+            versions_list_newest_first_and_rebuild_from_the_nearest_snapshot
+        );
+    };
+    (@case $make:expr, $($name:ident),*) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                if let Some(store) = $make.await {
+                    $crate::conformance::$name(&*store).await;
+                }
+            }
+        )*
+    };
+}

@@ -1,0 +1,96 @@
+//! Storage of missive: the [`Store`] trait and its two backends, SQLite (the embedded default:
+//! one file in WAL mode) and PostgreSQL, each with its migrations, plus the conformance suite
+//! that both must pass ([`conformance`]).
+//!
+//! The store owns durability and nothing else: it does not fold events or resolve identities
+//! (the engine does), and it never decides what a profile means. One engine process writes a
+//! store at a time; [`Store::open`]-style constructors take a writer lock to guarantee it.
+
+pub mod conformance;
+mod error;
+pub mod postgres;
+pub mod sqlite;
+mod types;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use missive_core::{IdentityKey, MessageId, ProfileId};
+
+pub use error::StoreError;
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+pub use types::*;
+
+/// Durable state of one missive workspace.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// `sqlite` or `postgres`, for logs and metrics.
+    fn backend(&self) -> &'static str;
+
+    /// The workspace this store holds, once bootstrapped.
+    async fn workspace(&self) -> Result<Option<Workspace>, StoreError>;
+
+    /// Creates the workspace and its first keys, atomically; fails with
+    /// [`StoreError::Conflict`] when a workspace exists already.
+    async fn bootstrap_workspace(&self, ws: Workspace, keys: Vec<ApiKeyRecord>) -> Result<(), StoreError>;
+
+    /// The live (not revoked) key whose secret hashes to `secret_hash`.
+    async fn api_key_by_hash(&self, secret_hash: &str) -> Result<Option<ApiKeyRecord>, StoreError>;
+
+    /// Writes one group commit atomically, in this order: new events (a message id already
+    /// stored is skipped), merges (re-pointing events and identities), identities, profiles,
+    /// versions.
+    async fn commit(&self, batch: CommitBatch) -> Result<(), StoreError>;
+
+    /// Which of `ids` are stored already.
+    async fn existing_message_ids(&self, ids: Vec<MessageId>) -> Result<HashSet<MessageId>, StoreError>;
+
+    /// The profile each identity belongs to, for those that are known.
+    async fn resolve_identities(
+        &self,
+        keys: Vec<IdentityKey>,
+    ) -> Result<HashMap<IdentityKey, ProfileId>, StoreError>;
+
+    /// A profile row as stored, without following `merged_into` and without history.
+    async fn load_profile(&self, id: &ProfileId) -> Result<Option<missive_core::Profile>, StoreError>;
+
+    /// Events of a profile, newest (by event time) first.
+    async fn profile_events(&self, query: EventQuery) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// Versions of a profile, newest first, with `version < before` when given.
+    async fn profile_versions(
+        &self,
+        id: &ProfileId,
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<ProfileVersion>, StoreError>;
+
+    /// What rebuilds the profile as recorded at `at`: the newest version carrying a snapshot
+    /// at or before `at`, then every later version up to `at`, oldest first.
+    async fn versions_for_as_of(
+        &self,
+        id: &ProfileId,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<ProfileVersion>, StoreError>;
+
+    /// Merges into or out of a profile, oldest first.
+    async fn merges_of(&self, id: &ProfileId) -> Result<Vec<MergeRecord>, StoreError>;
+
+    async fn stats(&self) -> Result<StoreStats, StoreError>;
+}
+
+/// Opens the store a URL names: `sqlite:PATH` / a plain path, or `postgres://…`.
+pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PostgresStore::connect(url, None).await?))
+    } else {
+        let path = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .unwrap_or(url);
+        Ok(Arc::new(SqliteStore::open(path).await?))
+    }
+}

@@ -1,0 +1,973 @@
+//! The PostgreSQL backend: the same tables as the SQLite backend, in one schema of one
+//! database, with times as microseconds since the epoch (`BIGINT`) and documents as `JSONB`.
+//!
+//! It owns its connections (no pool): one writer, behind a lock, for transactions, and a few
+//! readers taken in turn, each of which pipelines the queries issued on it concurrently. Every
+//! statement is prepared once per connection, at start-up. The writer connection holds a
+//! session advisory lock keyed by the schema, so that one missive process writes a schema at a
+//! time; the lock goes when that connection does.
+//!
+//! A group commit is one transaction of a handful of statements, sent pipelined, each writing
+//! all its rows at once from arrays (`UNNEST`), whatever the size of the batch.
+//!
+//! It does not reconnect: when a connection is lost, its calls fail with
+//! [`StoreError::Postgres`] and the process is expected to restart.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::Hash;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use missive_core::{
+    ApiKeyId, EventKind, IdentityKey, IdentityKind, MessageId, Profile, ProfileId, WorkspaceId,
+};
+use tokio_postgres::config::Host;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, Config, NoTls, Row, Statement, Transaction};
+
+use crate::types::{from_micros, micros};
+use crate::{
+    ApiKeyRecord, CommitBatch, EventQuery, MergeRecord, ProfileVersion, Role, Store, StoreError, StoreStats,
+    StoredEvent, Workspace,
+};
+
+const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    r#"
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE workspaces (id TEXT PRIMARY KEY, name TEXT NOT NULL, created_at BIGINT NOT NULL);
+CREATE TABLE api_keys (
+    id TEXT PRIMARY KEY, role TEXT NOT NULL, secret_hash TEXT NOT NULL UNIQUE,
+    label TEXT NOT NULL, created_at BIGINT NOT NULL, revoked_at BIGINT
+);
+CREATE TABLE profiles (
+    id TEXT PRIMARY KEY, version BIGINT NOT NULL, merged_into TEXT,
+    updated_at BIGINT NOT NULL, body JSONB NOT NULL
+);
+CREATE TABLE identities (
+    kind TEXT NOT NULL, value TEXT NOT NULL, profile_id TEXT NOT NULL,
+    PRIMARY KEY (kind, value)
+);
+CREATE INDEX identities_by_profile ON identities (profile_id);
+CREATE TABLE events (
+    seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, message_id TEXT NOT NULL UNIQUE,
+    profile_id TEXT NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL, ts BIGINT NOT NULL,
+    received_at BIGINT NOT NULL, body JSONB NOT NULL
+);
+CREATE INDEX events_by_profile_time ON events (profile_id, ts, seq);
+CREATE TABLE profile_versions (
+    profile_id TEXT NOT NULL, version BIGINT NOT NULL, recorded_at BIGINT NOT NULL,
+    cause TEXT NOT NULL, diff JSONB NOT NULL, snapshot JSONB,
+    PRIMARY KEY (profile_id, version)
+);
+-- seq stands in for SQLite's rowid: merges of the same instant list in the order recorded.
+CREATE TABLE merges (
+    seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    from_id TEXT NOT NULL, into_id TEXT NOT NULL, at BIGINT NOT NULL, cause TEXT NOT NULL
+);
+CREATE INDEX merges_from ON merges (from_id);
+CREATE INDEX merges_into ON merges (into_id);
+"#,
+)];
+
+const READERS: usize = 3;
+
+/// Without one, an unreachable host would hang start-up for as long as TCP retries.
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The PostgreSQL backend.
+#[derive(Clone)]
+pub struct PostgresStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// `host:port/dbname`, for messages: never the whole URL, which may hold a password.
+    target: String,
+    writer: tokio::sync::Mutex<Writer>,
+    readers: Vec<Reader>,
+    next_reader: AtomicUsize,
+}
+
+struct Writer {
+    client: Client,
+    statements: WriteStatements,
+}
+
+struct Reader {
+    client: Client,
+    statements: ReadStatements,
+}
+
+impl PostgresStore {
+    /// Connects to the database `url` names (`postgres://…`), creating `schema` when given and
+    /// missing and working in it, applies migrations and takes the writer lock.
+    pub async fn connect(url: &str, schema: Option<&str>) -> Result<Self, StoreError> {
+        let mut config: Config = url
+            .parse()
+            .map_err(|e| StoreError::Open(format!("invalid postgres url: {}", with_causes(&e))))?;
+        let target = describe_target(&config);
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("missive");
+        }
+        if let Some(schema) = schema {
+            validate_schema_name(schema)?;
+            let first = connect_one(&config, &target, "setup").await?;
+            create_schema_if_missing(&first, schema)
+                .await
+                .map_err(|e| open_error(&target, "creating the schema", &e))?;
+            // Every later connection works in the schema, whatever the server's default.
+            let options = match config.get_options() {
+                Some(existing) => format!("{existing} -c search_path=\"{schema}\""),
+                None => format!("-c search_path=\"{schema}\""),
+            };
+            config.options(options);
+        }
+
+        let mut writer = connect_one(&config, &target, "writer").await?;
+        take_writer_lock(&writer, &target).await?;
+        migrate(&mut writer)
+            .await
+            .map_err(|e| open_error(&target, "migrating", &e))?;
+        let statements = WriteStatements::prepare(&writer)
+            .await
+            .map_err(|e| open_error(&target, "preparing statements", &e))?;
+        let writer = Writer {
+            client: writer,
+            statements,
+        };
+
+        let mut readers = Vec::with_capacity(READERS);
+        for _ in 0..READERS {
+            let client = connect_one(&config, &target, "reader").await?;
+            let statements = ReadStatements::prepare(&client)
+                .await
+                .map_err(|e| open_error(&target, "preparing statements", &e))?;
+            readers.push(Reader { client, statements });
+        }
+        tracing::info!(postgres = %target, "postgres store open");
+        Ok(Self {
+            inner: Arc::new(Inner {
+                target,
+                writer: tokio::sync::Mutex::new(writer),
+                readers,
+                next_reader: AtomicUsize::new(0),
+            }),
+        })
+    }
+
+    /// Where the store is, as `host:port/dbname` (without credentials).
+    pub fn target(&self) -> &str {
+        &self.inner.target
+    }
+
+    fn reader(&self) -> &Reader {
+        let i = self.inner.next_reader.fetch_add(1, Ordering::Relaxed) % self.inner.readers.len();
+        &self.inner.readers[i]
+    }
+}
+
+fn describe_target(config: &Config) -> String {
+    let ports = config.get_ports();
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, host)| {
+            let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+            match host {
+                Host::Tcp(name) => format!("{name}:{port}"),
+                Host::Unix(dir) => format!("{}:{port}", dir.display()),
+            }
+        })
+        .collect();
+    let hosts = if hosts.is_empty() {
+        "localhost".to_owned()
+    } else {
+        hosts.join(",")
+    };
+    match config.get_dbname() {
+        Some(db) => format!("{hosts}/{db}"),
+        None => hosts,
+    }
+}
+
+/// The name goes unescaped into `search_path` and DDL, so only plain lowercase names pass.
+fn validate_schema_name(schema: &str) -> Result<(), StoreError> {
+    let plain = schema
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    // PostgreSQL would silently truncate a longer name.
+    if schema.is_empty() || schema.len() > 63 || !plain {
+        return Err(StoreError::Open(format!(
+            "invalid postgres schema name {schema:?}: use 1 to 63 characters among a-z, 0-9 and _"
+        )));
+    }
+    Ok(())
+}
+
+fn open_error(target: &str, step: &str, e: &tokio_postgres::Error) -> StoreError {
+    StoreError::Open(format!("postgres at {target}: {step}: {}", with_causes(e)))
+}
+
+/// tokio-postgres keeps the detail (the refused connection, the server's message, the bad
+/// option) in the error's sources, not in its `Display`.
+fn with_causes(e: &tokio_postgres::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        message.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    message
+}
+
+async fn connect_one(config: &Config, target: &str, role: &'static str) -> Result<Client, StoreError> {
+    let (client, connection) = config
+        .connect(NoTls)
+        .await
+        .map_err(|e| open_error(target, "connecting", &e))?;
+    let target = target.to_owned();
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::error!(error = %e, connection = role, postgres = %target, "postgres connection failed");
+        }
+    });
+    Ok(client)
+}
+
+async fn create_schema_if_missing(client: &Client, schema: &str) -> Result<(), tokio_postgres::Error> {
+    // Checked first so that a role without CREATE on the database can use a schema made for it.
+    let exists: bool = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
+            &[&schema],
+        )
+        .await?
+        .try_get(0)?;
+    if exists {
+        return Ok(());
+    }
+    match client
+        .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
+        .await
+    {
+        Ok(()) => Ok(()),
+        // Another process created it between the check and here.
+        Err(e) if matches!(e.code(), Some(c) if *c == SqlState::UNIQUE_VIOLATION || *c == SqlState::DUPLICATE_SCHEMA) => {
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Takes the session advisory lock of the current schema on the writer connection. A stable
+/// key (md5, not a Rust hasher) so that every missive version agrees on it.
+async fn take_writer_lock(writer: &Client, target: &str) -> Result<(), StoreError> {
+    let row = writer
+        .query_one(
+            "SELECT current_schema(), pg_try_advisory_lock(
+                 ('x' || substr(md5('missive.store.writer:' || current_schema()), 1, 16))::bit(64)::bigint)",
+            &[],
+        )
+        .await
+        .map_err(|e| open_error(target, "taking the writer lock", &e))?;
+    let schema: Option<String> = row.try_get(0)?;
+    let Some(schema) = schema else {
+        return Err(StoreError::Open(format!(
+            "postgres at {target}: no schema of the search_path exists"
+        )));
+    };
+    let locked: bool = row.try_get(1)?;
+    if !locked {
+        return Err(StoreError::Locked(format!(
+            "postgres schema {schema} at {target}"
+        )));
+    }
+    Ok(())
+}
+
+async fn migrate(client: &mut Client) -> Result<(), tokio_postgres::Error> {
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+        )
+        .await?;
+    let applied: i64 = client
+        .query_one("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &[])
+        .await?
+        .try_get(0)?;
+    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > applied) {
+        let tx = client.transaction().await?;
+        tx.batch_execute(sql).await?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
+            &[version, &micros(Utc::now())],
+        )
+        .await?;
+        tx.commit().await?;
+        tracing::info!(version, "postgres migration applied");
+    }
+    Ok(())
+}
+
+/// The statements of a group commit, prepared once on the writer connection. Each takes its
+/// rows as parallel arrays, one per column.
+struct WriteStatements {
+    insert_events: Statement,
+    repoint_events: Statement,
+    repoint_identities: Statement,
+    insert_merges: Statement,
+    upsert_identities: Statement,
+    upsert_profiles: Statement,
+    insert_versions: Statement,
+}
+
+impl WriteStatements {
+    async fn prepare(c: &Client) -> Result<Self, tokio_postgres::Error> {
+        // ORDER BY ord: events take their seq (arrival order) in the order of the batch, and the
+        // first of two events with the same message id is the one kept.
+        let (
+            insert_events,
+            repoint_events,
+            repoint_identities,
+            insert_merges,
+            upsert_identities,
+            upsert_profiles,
+            insert_versions,
+        ) = tokio::try_join!(
+            c.prepare(
+                "INSERT INTO events (message_id, profile_id, kind, name, ts, received_at, body)
+                 SELECT message_id, profile_id, kind, name, ts, received_at, body::jsonb
+                 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::text[])
+                      WITH ORDINALITY AS e(message_id, profile_id, kind, name, ts, received_at, body, ord)
+                 ORDER BY ord
+                 ON CONFLICT (message_id) DO NOTHING",
+            ),
+            c.prepare(
+                "UPDATE events SET profile_id = m.into_id
+                 FROM UNNEST($1::text[], $2::text[]) AS m(from_id, into_id)
+                 WHERE events.profile_id = m.from_id",
+            ),
+            c.prepare(
+                "UPDATE identities SET profile_id = m.into_id
+                 FROM UNNEST($1::text[], $2::text[]) AS m(from_id, into_id)
+                 WHERE identities.profile_id = m.from_id",
+            ),
+            c.prepare(
+                "INSERT INTO merges (from_id, into_id, at, cause)
+                 SELECT from_id, into_id, at, cause
+                 FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[])
+                      WITH ORDINALITY AS m(from_id, into_id, at, cause, ord)
+                 ORDER BY ord",
+            ),
+            c.prepare(
+                "INSERT INTO identities (kind, value, profile_id)
+                 SELECT kind, value, profile_id FROM UNNEST($1::text[], $2::text[], $3::text[]) AS i(kind, value, profile_id)
+                 ON CONFLICT (kind, value) DO UPDATE SET profile_id = excluded.profile_id",
+            ),
+            c.prepare(
+                "INSERT INTO profiles (id, version, merged_into, updated_at, body)
+                 SELECT id, version, merged_into, updated_at, body::jsonb
+                 FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::text[])
+                      AS p(id, version, merged_into, updated_at, body)
+                 ON CONFLICT (id) DO UPDATE SET version = excluded.version, merged_into = excluded.merged_into,
+                     updated_at = excluded.updated_at, body = excluded.body",
+            ),
+            c.prepare(
+                "INSERT INTO profile_versions (profile_id, version, recorded_at, cause, diff, snapshot)
+                 SELECT profile_id, version, recorded_at, cause, diff::jsonb, snapshot::jsonb
+                 FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[])
+                      AS v(profile_id, version, recorded_at, cause, diff, snapshot)",
+            ),
+        )?;
+        Ok(Self {
+            insert_events,
+            repoint_events,
+            repoint_identities,
+            insert_merges,
+            upsert_identities,
+            upsert_profiles,
+            insert_versions,
+        })
+    }
+}
+
+const VERSION_COLUMNS: &str = "profile_id, version, recorded_at, cause, diff::text, snapshot::text";
+
+/// The read statements, prepared once on each reader connection.
+struct ReadStatements {
+    workspace: Statement,
+    api_key_by_hash: Statement,
+    existing_message_ids: Statement,
+    resolve_identities: Statement,
+    load_profile: Statement,
+    profile_events: Statement,
+    profile_versions: Statement,
+    versions_for_as_of: Statement,
+    merges_of: Statement,
+    stats: Statement,
+}
+
+impl ReadStatements {
+    async fn prepare(c: &Client) -> Result<Self, tokio_postgres::Error> {
+        let profile_versions_sql = format!(
+            "SELECT {VERSION_COLUMNS} FROM profile_versions WHERE profile_id = $1 AND version < $2
+             ORDER BY version DESC LIMIT $3"
+        );
+        // No snapshot at or before $2: the subquery is NULL and no row is returned.
+        let versions_for_as_of_sql = format!(
+            "SELECT {VERSION_COLUMNS} FROM profile_versions
+             WHERE profile_id = $1 AND recorded_at <= $2 AND version >= (
+                 SELECT MAX(version) FROM profile_versions
+                 WHERE profile_id = $1 AND recorded_at <= $2 AND snapshot IS NOT NULL)
+             ORDER BY version"
+        );
+        let (
+            workspace,
+            api_key_by_hash,
+            existing_message_ids,
+            resolve_identities,
+            load_profile,
+            profile_events,
+            profile_versions,
+            versions_for_as_of,
+            merges_of,
+            stats,
+        ) = tokio::try_join!(
+            c.prepare("SELECT id, name, created_at FROM workspaces LIMIT 1"),
+            c.prepare(
+                "SELECT id, role, secret_hash, label, created_at FROM api_keys
+                 WHERE secret_hash = $1 AND revoked_at IS NULL",
+            ),
+            c.prepare("SELECT message_id FROM events WHERE message_id = ANY($1::text[])"),
+            c.prepare(
+                "SELECT i.kind, i.value, i.profile_id
+                 FROM identities i JOIN UNNEST($1::text[], $2::text[]) AS k(kind, value)
+                 ON i.kind = k.kind AND i.value = k.value",
+            ),
+            c.prepare("SELECT body::text FROM profiles WHERE id = $1"),
+            // The row comparison is SQLite's `ts < ?3 OR (ts = ?3 AND seq < ?4)`, in a form
+            // that walks the (profile_id, ts, seq) index.
+            c.prepare(
+                "SELECT seq, message_id, profile_id, kind, name, ts, received_at, body FROM events
+                 WHERE profile_id = $1 AND received_at <= $2 AND (ts, seq) < ($3, $4)
+                 ORDER BY ts DESC, seq DESC LIMIT $5",
+            ),
+            c.prepare(&profile_versions_sql),
+            c.prepare(&versions_for_as_of_sql),
+            c.prepare(
+                "SELECT from_id, into_id, at, cause FROM merges WHERE from_id = $1 OR into_id = $1 ORDER BY at, seq",
+            ),
+            c.prepare(
+                "SELECT (SELECT COUNT(*) FROM profiles WHERE merged_into IS NULL), (SELECT COUNT(*) FROM events)",
+            ),
+        )?;
+        Ok(Self {
+            workspace,
+            api_key_by_hash,
+            existing_message_ids,
+            resolve_identities,
+            load_profile,
+            profile_events,
+            profile_versions,
+            versions_for_as_of,
+            merges_of,
+            stats,
+        })
+    }
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {e}"))
+}
+
+fn event_from_row(row: &Row) -> Result<StoredEvent, StoreError> {
+    let kind: &str = row.try_get(3)?;
+    Ok(StoredEvent {
+        seq: row.try_get(0)?,
+        message_id: MessageId::parse(row.try_get(1)?).map_err(|e| corrupt("event message id", e))?,
+        profile_id: ProfileId::parse(row.try_get(2)?).map_err(|e| corrupt("event profile id", e))?,
+        kind: EventKind::parse(kind).ok_or_else(|| corrupt("event kind", kind))?,
+        name: row.try_get(4)?,
+        timestamp: from_micros(row.try_get(5)?),
+        received_at: from_micros(row.try_get(6)?),
+        body: row.try_get(7)?,
+    })
+}
+
+fn version_from_row(row: &Row) -> Result<ProfileVersion, StoreError> {
+    let version: i64 = row.try_get(1)?;
+    let diff: &str = row.try_get(4)?;
+    let snapshot: Option<&str> = row.try_get(5)?;
+    Ok(ProfileVersion {
+        profile_id: ProfileId::parse(row.try_get(0)?).map_err(|e| corrupt("version profile id", e))?,
+        version: version as u64,
+        recorded_at: from_micros(row.try_get(2)?),
+        cause: row.try_get(3)?,
+        diff: serde_json::from_str(diff)?,
+        snapshot: snapshot.map(serde_json::from_str).transpose()?,
+    })
+}
+
+/// The re-pointing that applying `merges` one after another amounts to, as (from, to) pairs:
+/// every profile some merge moves rows away from, with the profile its rows end up in. One
+/// UPDATE per table with these pairs does what one UPDATE per merge, in order, does, chains
+/// (a→b then b→c) included.
+fn net_repointing(merges: &[MergeRecord]) -> (Vec<&str>, Vec<&str>) {
+    // Built from the last merge back: `dest[x]` is where the merges after the current one
+    // take rows of x (x absent: they stay).
+    let mut dest: BTreeMap<&str, &str> = BTreeMap::new();
+    for m in merges.iter().rev() {
+        let into = m.into.as_str();
+        let end = dest.get(into).copied().unwrap_or(into);
+        dest.insert(m.from.as_str(), end);
+    }
+    dest.into_iter().filter(|(from, to)| from != to).unzip()
+}
+
+/// The items whose key does not come again later, in order. Upserting them in one statement
+/// leaves what upserting all the items one by one would (the last write wins), where
+/// PostgreSQL refuses to upsert the same row twice in one statement.
+fn last_per_key<'a, T, K: Eq + Hash>(items: &'a [T], key: impl Fn(&'a T) -> K) -> Vec<&'a T> {
+    let last: HashMap<K, usize> = items.iter().enumerate().map(|(i, item)| (key(item), i)).collect();
+    items
+        .iter()
+        .enumerate()
+        .filter(|(i, item)| last.get(&key(item)) == Some(i))
+        .map(|(_, item)| item)
+        .collect()
+}
+
+/// Runs `statement` in `tx` unless it has no rows to write. Sends on first poll, so that
+/// polling several of these together pipelines them in the order they are listed.
+async fn execute_unless_empty(
+    tx: &Transaction<'_>,
+    statement: &Statement,
+    empty: bool,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<u64, tokio_postgres::Error> {
+    if empty {
+        return Ok(0);
+    }
+    tx.execute(statement, params).await
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn workspace(&self) -> Result<Option<Workspace>, StoreError> {
+        let r = self.reader();
+        let Some(row) = r.client.query_opt(&r.statements.workspace, &[]).await? else {
+            return Ok(None);
+        };
+        Ok(Some(Workspace {
+            id: WorkspaceId::parse(row.try_get(0)?).map_err(|e| corrupt("workspace id", e))?,
+            name: row.try_get(1)?,
+            created_at: from_micros(row.try_get(2)?),
+        }))
+    }
+
+    async fn bootstrap_workspace(&self, ws: Workspace, keys: Vec<ApiKeyRecord>) -> Result<(), StoreError> {
+        let ids: Vec<&str> = keys.iter().map(|k| k.id.as_str()).collect();
+        let roles: Vec<&str> = keys.iter().map(|k| k.role.as_str()).collect();
+        let hashes: Vec<&str> = keys.iter().map(|k| k.secret_hash.as_str()).collect();
+        let labels: Vec<&str> = keys.iter().map(|k| k.label.as_str()).collect();
+        let created: Vec<i64> = keys.iter().map(|k| micros(k.created_at)).collect();
+
+        let mut writer = self.inner.writer.lock().await;
+        let tx = writer.client.transaction().await?;
+        // The writer lock makes this check and the insert atomic: no other process writes.
+        let exists: i64 = tx
+            .query_one("SELECT COUNT(*) FROM workspaces", &[])
+            .await?
+            .try_get(0)?;
+        if exists > 0 {
+            return Err(StoreError::Conflict("a workspace exists already".into()));
+        }
+        tx.execute(
+            "INSERT INTO workspaces (id, name, created_at) VALUES ($1, $2, $3)",
+            &[&ws.id.as_str(), &ws.name, &micros(ws.created_at)],
+        )
+        .await?;
+        tx.execute(
+            "INSERT INTO api_keys (id, role, secret_hash, label, created_at)
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[])",
+            &[&ids, &roles, &hashes, &labels, &created],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn api_key_by_hash(&self, secret_hash: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+        let r = self.reader();
+        let Some(row) = r
+            .client
+            .query_opt(&r.statements.api_key_by_hash, &[&secret_hash])
+            .await?
+        else {
+            return Ok(None);
+        };
+        let role: &str = row.try_get(1)?;
+        Ok(Some(ApiKeyRecord {
+            id: ApiKeyId::parse(row.try_get(0)?).map_err(|e| corrupt("api key id", e))?,
+            role: Role::parse(role).ok_or_else(|| corrupt("api key role", role))?,
+            secret_hash: row.try_get(2)?,
+            label: row.try_get(3)?,
+            created_at: from_micros(row.try_get(4)?),
+        }))
+    }
+
+    async fn commit(&self, batch: CommitBatch) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        // Columns are built, and documents serialized, before taking the writer lock.
+        let events = &batch.events;
+        let ev_message_ids: Vec<&str> = events.iter().map(|e| e.message_id.as_str()).collect();
+        let ev_profile_ids: Vec<&str> = events.iter().map(|e| e.profile_id.as_str()).collect();
+        let ev_kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+        let ev_names: Vec<&str> = events.iter().map(|e| e.name.as_str()).collect();
+        let ev_ts: Vec<i64> = events.iter().map(|e| micros(e.timestamp)).collect();
+        let ev_received: Vec<i64> = events.iter().map(|e| micros(e.received_at)).collect();
+        let ev_bodies: Vec<String> = events
+            .iter()
+            .map(|e| serde_json::to_string(&e.body))
+            .collect::<Result<_, _>>()?;
+
+        let merges = &batch.merges;
+        let (repoint_from, repoint_to) = net_repointing(merges);
+        let mg_from: Vec<&str> = merges.iter().map(|m| m.from.as_str()).collect();
+        let mg_into: Vec<&str> = merges.iter().map(|m| m.into.as_str()).collect();
+        let mg_at: Vec<i64> = merges.iter().map(|m| micros(m.at)).collect();
+        let mg_cause: Vec<&str> = merges.iter().map(|m| m.cause.as_str()).collect();
+
+        let identities = last_per_key(&batch.identities, |(k, _)| k);
+        let id_kinds: Vec<&str> = identities.iter().map(|(k, _)| k.kind.as_str()).collect();
+        let id_values: Vec<&str> = identities.iter().map(|(k, _)| k.value.as_str()).collect();
+        let id_profiles: Vec<&str> = identities.iter().map(|(_, p)| p.as_str()).collect();
+
+        let profiles = last_per_key(&batch.profiles, |p| &p.id);
+        let pr_ids: Vec<&str> = profiles.iter().map(|p| p.id.as_str()).collect();
+        let pr_versions: Vec<i64> = profiles.iter().map(|p| p.version as i64).collect();
+        let pr_merged_into: Vec<Option<&str>> = profiles
+            .iter()
+            .map(|p| p.merged_into.as_ref().map(|m| m.as_str()))
+            .collect();
+        let pr_updated: Vec<i64> = profiles.iter().map(|p| micros(p.updated_at)).collect();
+        let pr_bodies: Vec<String> = profiles
+            .iter()
+            .map(serde_json::to_string)
+            .collect::<Result<_, _>>()?;
+
+        let versions = &batch.versions;
+        let vs_profiles: Vec<&str> = versions.iter().map(|v| v.profile_id.as_str()).collect();
+        let vs_versions: Vec<i64> = versions.iter().map(|v| v.version as i64).collect();
+        let vs_recorded: Vec<i64> = versions.iter().map(|v| micros(v.recorded_at)).collect();
+        let vs_causes: Vec<&str> = versions.iter().map(|v| v.cause.as_str()).collect();
+        let vs_diffs: Vec<String> = versions
+            .iter()
+            .map(|v| serde_json::to_string(&v.diff))
+            .collect::<Result<_, _>>()?;
+        let vs_snapshots: Vec<Option<String>> = versions
+            .iter()
+            .map(|v| v.snapshot.as_ref().map(serde_json::to_string).transpose())
+            .collect::<Result<_, _>>()?;
+
+        let event_params: [&(dyn ToSql + Sync); 7] = [
+            &ev_message_ids,
+            &ev_profile_ids,
+            &ev_kinds,
+            &ev_names,
+            &ev_ts,
+            &ev_received,
+            &ev_bodies,
+        ];
+        let repoint_params: [&(dyn ToSql + Sync); 2] = [&repoint_from, &repoint_to];
+        let merge_params: [&(dyn ToSql + Sync); 4] = [&mg_from, &mg_into, &mg_at, &mg_cause];
+        let identity_params: [&(dyn ToSql + Sync); 3] = [&id_kinds, &id_values, &id_profiles];
+        let profile_params: [&(dyn ToSql + Sync); 5] =
+            [&pr_ids, &pr_versions, &pr_merged_into, &pr_updated, &pr_bodies];
+        let version_params: [&(dyn ToSql + Sync); 6] = [
+            &vs_profiles,
+            &vs_versions,
+            &vs_recorded,
+            &vs_causes,
+            &vs_diffs,
+            &vs_snapshots,
+        ];
+
+        let mut writer = self.inner.writer.lock().await;
+        let Writer {
+            client,
+            statements: s,
+        } = &mut *writer;
+        let tx = client.transaction().await?;
+        // One round trip for all of them; PostgreSQL still runs them one after another, in
+        // the order the trait documents. On an error the transaction rolls back as `tx` drops.
+        tokio::try_join!(
+            execute_unless_empty(&tx, &s.insert_events, events.is_empty(), &event_params),
+            execute_unless_empty(&tx, &s.repoint_events, repoint_from.is_empty(), &repoint_params),
+            execute_unless_empty(
+                &tx,
+                &s.repoint_identities,
+                repoint_from.is_empty(),
+                &repoint_params
+            ),
+            execute_unless_empty(&tx, &s.insert_merges, merges.is_empty(), &merge_params),
+            execute_unless_empty(&tx, &s.upsert_identities, identities.is_empty(), &identity_params),
+            execute_unless_empty(&tx, &s.upsert_profiles, profiles.is_empty(), &profile_params),
+            execute_unless_empty(&tx, &s.insert_versions, versions.is_empty(), &version_params),
+        )?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn existing_message_ids(&self, ids: Vec<MessageId>) -> Result<HashSet<MessageId>, StoreError> {
+        if ids.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let ids: Vec<&str> = ids.iter().map(|m| m.as_str()).collect();
+        let r = self.reader();
+        let rows = r
+            .client
+            .query(&r.statements.existing_message_ids, &[&ids])
+            .await?;
+        rows.iter()
+            .map(|row| MessageId::parse(row.try_get(0)?).map_err(|e| corrupt("message id", e)))
+            .collect()
+    }
+
+    async fn resolve_identities(
+        &self,
+        keys: Vec<IdentityKey>,
+    ) -> Result<HashMap<IdentityKey, ProfileId>, StoreError> {
+        if keys.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let kinds: Vec<&str> = keys.iter().map(|k| k.kind.as_str()).collect();
+        let values: Vec<&str> = keys.iter().map(|k| k.value.as_str()).collect();
+        let r = self.reader();
+        let rows = r
+            .client
+            .query(&r.statements.resolve_identities, &[&kinds, &values])
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let kind: &str = row.try_get(0)?;
+                let key = IdentityKey {
+                    kind: IdentityKind::parse(kind).ok_or_else(|| corrupt("identity kind", kind))?,
+                    value: row.try_get(1)?,
+                };
+                let profile =
+                    ProfileId::parse(row.try_get(2)?).map_err(|e| corrupt("identity profile id", e))?;
+                Ok((key, profile))
+            })
+            .collect()
+    }
+
+    async fn load_profile(&self, id: &ProfileId) -> Result<Option<Profile>, StoreError> {
+        let r = self.reader();
+        let Some(row) = r
+            .client
+            .query_opt(&r.statements.load_profile, &[&id.as_str()])
+            .await?
+        else {
+            return Ok(None);
+        };
+        let body: &str = row.try_get(0)?;
+        Ok(Some(serde_json::from_str(body)?))
+    }
+
+    async fn profile_events(&self, q: EventQuery) -> Result<Vec<StoredEvent>, StoreError> {
+        let (cur_ts, cur_seq) = q
+            .cursor
+            .map_or((i64::MAX, i64::MAX), |cur| (cur.timestamp_micros, cur.seq));
+        let received_before = q.received_before.map_or(i64::MAX, micros);
+        let r = self.reader();
+        let rows = r
+            .client
+            .query(
+                &r.statements.profile_events,
+                &[
+                    &q.profile_id.as_str(),
+                    &received_before,
+                    &cur_ts,
+                    &cur_seq,
+                    &i64::from(q.limit),
+                ],
+            )
+            .await?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    async fn profile_versions(
+        &self,
+        id: &ProfileId,
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<ProfileVersion>, StoreError> {
+        let before = before.map_or(i64::MAX, |b| b as i64);
+        let r = self.reader();
+        let rows = r
+            .client
+            .query(
+                &r.statements.profile_versions,
+                &[&id.as_str(), &before, &i64::from(limit)],
+            )
+            .await?;
+        rows.iter().map(version_from_row).collect()
+    }
+
+    async fn versions_for_as_of(
+        &self,
+        id: &ProfileId,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<ProfileVersion>, StoreError> {
+        let r = self.reader();
+        let rows = r
+            .client
+            .query(&r.statements.versions_for_as_of, &[&id.as_str(), &micros(at)])
+            .await?;
+        rows.iter().map(version_from_row).collect()
+    }
+
+    async fn merges_of(&self, id: &ProfileId) -> Result<Vec<MergeRecord>, StoreError> {
+        let r = self.reader();
+        let rows = r.client.query(&r.statements.merges_of, &[&id.as_str()]).await?;
+        rows.iter()
+            .map(|row| {
+                Ok(MergeRecord {
+                    from: ProfileId::parse(row.try_get(0)?).map_err(|e| corrupt("merge from", e))?,
+                    into: ProfileId::parse(row.try_get(1)?).map_err(|e| corrupt("merge into", e))?,
+                    at: from_micros(row.try_get(2)?),
+                    cause: row.try_get(3)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn stats(&self) -> Result<StoreStats, StoreError> {
+        let r = self.reader();
+        let row = r.client.query_one(&r.statements.stats, &[]).await?;
+        let profiles: i64 = row.try_get(0)?;
+        let events: i64 = row.try_get(1)?;
+        Ok(StoreStats {
+            profiles: profiles as u64,
+            events: events as u64,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, Utc};
+    use missive_core::ProfileId;
+
+    use super::*;
+
+    fn merge(from: &ProfileId, into: &ProfileId) -> MergeRecord {
+        MergeRecord {
+            from: from.clone(),
+            into: into.clone(),
+            at: DateTime::<Utc>::UNIX_EPOCH,
+            cause: "test".into(),
+        }
+    }
+
+    fn pairs(merges: &[MergeRecord]) -> Vec<(String, String)> {
+        let (from, to) = net_repointing(merges);
+        let mut pairs: Vec<_> = from
+            .into_iter()
+            .zip(to)
+            .map(|(f, t)| (f.to_owned(), t.to_owned()))
+            .collect();
+        pairs.sort();
+        pairs
+    }
+
+    fn sorted(mut v: Vec<(String, String)>) -> Vec<(String, String)> {
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn a_chain_of_merges_in_one_batch_repoints_every_source_to_the_end() {
+        let (a, b, c) = (
+            ProfileId::generate(),
+            ProfileId::generate(),
+            ProfileId::generate(),
+        );
+        let s = |p: &ProfileId| p.as_str().to_owned();
+        assert_eq!(
+            pairs(&[merge(&a, &b), merge(&b, &c)]),
+            sorted(vec![(s(&a), s(&c)), (s(&b), s(&c))])
+        );
+        // The other way round, a's rows moved to b after b's rows had left: they stay in b.
+        assert_eq!(
+            pairs(&[merge(&b, &c), merge(&a, &b)]),
+            sorted(vec![(s(&a), s(&b)), (s(&b), s(&c))])
+        );
+    }
+
+    #[test]
+    fn merges_that_come_back_leave_the_returning_profile_in_place() {
+        let (a, b) = (ProfileId::generate(), ProfileId::generate());
+        let s = |p: &ProfileId| p.as_str().to_owned();
+        // a→b then b→a: a's rows end in a (no update), b's rows end in a.
+        assert_eq!(pairs(&[merge(&a, &b), merge(&b, &a)]), vec![(s(&b), s(&a))]);
+    }
+
+    #[test]
+    fn last_per_key_keeps_the_last_write_of_each_key_in_order() {
+        let items = [("x", 1), ("y", 2), ("x", 3), ("z", 4)];
+        assert_eq!(
+            last_per_key(&items, |(k, _)| *k),
+            [&("y", 2), &("x", 3), &("z", 4)]
+        );
+    }
+
+    #[test]
+    fn schema_names_are_plain_lowercase() {
+        assert!(validate_schema_name("test_0a").is_ok());
+        for bad in ["", "Test", "a-b", "a;drop", "a\"b", &"a".repeat(64)] {
+            assert!(
+                matches!(validate_schema_name(bad), Err(StoreError::Open(_))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_target_names_host_port_and_database_without_the_password() {
+        let config: Config = "postgres://alice:s3cret@db.example:6543/missive".parse().unwrap();
+        assert_eq!(describe_target(&config), "db.example:6543/missive");
+    }
+
+    /// Runs only when `MISSIVE_TEST_POSTGRES_URL` names a server, as the conformance suite does.
+    #[tokio::test]
+    async fn a_second_writer_on_the_same_schema_is_refused() {
+        let Ok(url) = std::env::var("MISSIVE_TEST_POSTGRES_URL") else {
+            return;
+        };
+        let schema = format!("test_{}", uuid::Uuid::new_v4().simple());
+        let first = PostgresStore::connect(&url, Some(&schema)).await.unwrap();
+        let second = PostgresStore::connect(&url, Some(&schema)).await;
+        assert!(matches!(second, Err(StoreError::Locked(_))), "{:?}", second.err());
+        // Another schema of the same database has its own lock.
+        let other = PostgresStore::connect(&url, Some(&format!("{schema}_b"))).await;
+        assert!(other.is_ok(), "{:?}", other.err());
+        drop(first);
+    }
+}

@@ -1,0 +1,610 @@
+//! The embedded backend: one SQLite file in WAL mode with `synchronous=FULL`, so that a
+//! committed transaction survives a crash of the process or of the machine.
+//!
+//! rusqlite is synchronous; every call runs on tokio's blocking pool. One writer connection
+//! (SQLite allows one writer anyway) and a small set of reader connections, which WAL lets
+//! read while the writer writes.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use missive_core::{ApiKeyId, EventKind, IdentityKey, MessageId, Profile, ProfileId, WorkspaceId};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+
+use crate::types::{from_micros, micros};
+use crate::{
+    ApiKeyRecord, CommitBatch, EventQuery, MergeRecord, ProfileVersion, Role, Store, StoreError, StoreStats,
+    StoredEvent, Workspace,
+};
+
+const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    r#"
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE workspaces (id TEXT PRIMARY KEY, name TEXT NOT NULL, created_at INTEGER NOT NULL);
+CREATE TABLE api_keys (
+    id TEXT PRIMARY KEY, role TEXT NOT NULL, secret_hash TEXT NOT NULL UNIQUE,
+    label TEXT NOT NULL, created_at INTEGER NOT NULL, revoked_at INTEGER
+);
+CREATE TABLE profiles (
+    id TEXT PRIMARY KEY, version INTEGER NOT NULL, merged_into TEXT,
+    updated_at INTEGER NOT NULL, body TEXT NOT NULL
+);
+CREATE TABLE identities (
+    kind TEXT NOT NULL, value TEXT NOT NULL, profile_id TEXT NOT NULL,
+    PRIMARY KEY (kind, value)
+) WITHOUT ROWID;
+CREATE INDEX identities_by_profile ON identities (profile_id);
+CREATE TABLE events (
+    seq INTEGER PRIMARY KEY, message_id TEXT NOT NULL UNIQUE, profile_id TEXT NOT NULL,
+    kind TEXT NOT NULL, name TEXT NOT NULL, ts INTEGER NOT NULL, received_at INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX events_by_profile_time ON events (profile_id, ts, seq);
+CREATE TABLE profile_versions (
+    profile_id TEXT NOT NULL, version INTEGER NOT NULL, recorded_at INTEGER NOT NULL,
+    cause TEXT NOT NULL, diff TEXT NOT NULL, snapshot TEXT,
+    PRIMARY KEY (profile_id, version)
+) WITHOUT ROWID;
+CREATE TABLE merges (
+    from_id TEXT NOT NULL, into_id TEXT NOT NULL, at INTEGER NOT NULL, cause TEXT NOT NULL
+);
+CREATE INDEX merges_from ON merges (from_id);
+CREATE INDEX merges_into ON merges (into_id);
+"#,
+)];
+
+const READERS: usize = 4;
+
+/// The SQLite backend.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+    // Held for the store's lifetime: a second process opening the same file fails fast.
+    _lock: File,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`, applies migrations and takes the
+    /// writer lock (`PATH.lock`).
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        tokio::task::spawn_blocking(move || Self::open_blocking(path))
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    fn open_blocking(path: PathBuf) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Open(format!("{}: {e}", dir.display())))?;
+        }
+        let lock_path = PathBuf::from(format!("{}.lock", path.display()));
+        let lock = File::create(&lock_path)
+            .map_err(|e| StoreError::Open(format!("{}: {e}", lock_path.display())))?;
+        lock.try_lock()
+            .map_err(|_| StoreError::Locked(lock_path.display().to_string()))?;
+
+        let mut writer = Connection::open(&path)?;
+        configure(&writer)?;
+        migrate(&mut writer)?;
+        let readers = (0..READERS)
+            .map(|_| open_reader(&path))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path,
+                writer: Mutex::new(writer),
+                readers: Mutex::new(readers),
+                _lock: lock,
+            }),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = inner.readers.lock().map_err(|_| poisoned())?.pop();
+            let conn = match conn {
+                Some(c) => c,
+                None => open_reader(&inner.path)?,
+            };
+            let out = f(&conn);
+            let mut pool = inner.readers.lock().map_err(|_| poisoned())?;
+            if pool.len() < READERS {
+                pool.push(conn);
+            }
+            out
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = inner.writer.lock().map_err(|_| poisoned())?;
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+}
+
+fn poisoned() -> StoreError {
+    StoreError::Task("a store connection lock was poisoned by a panic".into())
+}
+
+fn configure(conn: &Connection) -> Result<(), StoreError> {
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // FULL: the WAL is fsynced at every commit, so an acknowledged event survives power loss,
+    // not only a killed process.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "cache_size", -65536)?;
+    conn.pragma_update(None, "wal_autocheckpoint", 4000)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(())
+}
+
+fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")?;
+    let applied: i64 = conn.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+        [],
+        |r| r.get(0),
+    )?;
+    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > applied) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
+            params![version, micros(Utc::now())],
+        )?;
+        tx.commit()?;
+        tracing::info!(version, "sqlite migration applied");
+    }
+    Ok(())
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {e}"))
+}
+
+fn row_to_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventRow> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+    ))
+}
+
+type EventRow = (i64, String, String, String, String, i64, i64, String);
+
+fn event_from_row(row: EventRow) -> Result<StoredEvent, StoreError> {
+    let (seq, message_id, profile_id, kind, name, ts, received_at, body) = row;
+    Ok(StoredEvent {
+        seq,
+        message_id: MessageId::parse(&message_id).map_err(|e| corrupt("event message id", e))?,
+        profile_id: ProfileId::parse(&profile_id).map_err(|e| corrupt("event profile id", e))?,
+        kind: EventKind::parse(&kind).ok_or_else(|| corrupt("event kind", &kind))?,
+        name,
+        timestamp: from_micros(ts),
+        received_at: from_micros(received_at),
+        body: serde_json::from_str(&body)?,
+    })
+}
+
+type VersionRow = (String, i64, i64, String, String, Option<String>);
+
+fn version_from_row(row: VersionRow) -> Result<ProfileVersion, StoreError> {
+    let (profile_id, version, recorded_at, cause, diff, snapshot) = row;
+    Ok(ProfileVersion {
+        profile_id: ProfileId::parse(&profile_id).map_err(|e| corrupt("version profile id", e))?,
+        version: version as u64,
+        recorded_at: from_micros(recorded_at),
+        cause,
+        diff: serde_json::from_str(&diff)?,
+        snapshot: snapshot.map(|s| serde_json::from_str(&s)).transpose()?,
+    })
+}
+
+const VERSION_COLUMNS: &str = "profile_id, version, recorded_at, cause, diff, snapshot";
+
+fn version_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<VersionRow> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn workspace(&self) -> Result<Option<Workspace>, StoreError> {
+        self.read(|c| {
+            let row = c
+                .query_row("SELECT id, name, created_at FROM workspaces LIMIT 1", [], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                    ))
+                })
+                .optional()?;
+            row.map(|(id, name, at)| {
+                Ok(Workspace {
+                    id: WorkspaceId::parse(&id).map_err(|e| corrupt("workspace id", e))?,
+                    name,
+                    created_at: from_micros(at),
+                })
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    async fn bootstrap_workspace(&self, ws: Workspace, keys: Vec<ApiKeyRecord>) -> Result<(), StoreError> {
+        self.write(move |c| {
+            let tx = c.transaction()?;
+            let exists: i64 = tx.query_row("SELECT COUNT(*) FROM workspaces", [], |r| r.get(0))?;
+            if exists > 0 {
+                return Err(StoreError::Conflict("a workspace exists already".into()));
+            }
+            tx.execute(
+                "INSERT INTO workspaces (id, name, created_at) VALUES (?1, ?2, ?3)",
+                params![ws.id.as_str(), ws.name, micros(ws.created_at)],
+            )?;
+            for k in &keys {
+                tx.execute(
+                    "INSERT INTO api_keys (id, role, secret_hash, label, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![k.id.as_str(), k.role.as_str(), k.secret_hash, k.label, micros(k.created_at)],
+                )?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn api_key_by_hash(&self, secret_hash: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+        let hash = secret_hash.to_owned();
+        self.read(move |c| {
+            let row = c
+                .prepare_cached(
+                    "SELECT id, role, secret_hash, label, created_at FROM api_keys WHERE secret_hash = ?1 AND revoked_at IS NULL",
+                )?
+                .query_row([&hash], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, i64>(4)?,
+                    ))
+                })
+                .optional()?;
+            row.map(|(id, role, secret_hash, label, at)| {
+                Ok(ApiKeyRecord {
+                    id: ApiKeyId::parse(&id).map_err(|e| corrupt("api key id", e))?,
+                    role: Role::parse(&role).ok_or_else(|| corrupt("api key role", &role))?,
+                    secret_hash,
+                    label,
+                    created_at: from_micros(at),
+                })
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    async fn commit(&self, batch: CommitBatch) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        // Serialize outside the writer lock's critical section as far as possible.
+        let events: Vec<_> = batch
+            .events
+            .iter()
+            .map(|e| Ok((e, serde_json::to_string(&e.body)?)))
+            .collect::<Result<Vec<_>, StoreError>>()?
+            .into_iter()
+            .map(|(e, body)| {
+                (
+                    e.message_id.as_str().to_owned(),
+                    e.profile_id.as_str().to_owned(),
+                    e.kind.as_str(),
+                    e.name.clone(),
+                    micros(e.timestamp),
+                    micros(e.received_at),
+                    body,
+                )
+            })
+            .collect();
+        let profiles: Vec<_> = batch
+            .profiles
+            .iter()
+            .map(|p| {
+                Ok((
+                    p.id.as_str().to_owned(),
+                    p.version as i64,
+                    p.merged_into.as_ref().map(|m| m.as_str().to_owned()),
+                    micros(p.updated_at),
+                    serde_json::to_string(p)?,
+                ))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let versions: Vec<_> = batch
+            .versions
+            .iter()
+            .map(|v| {
+                Ok((
+                    v.profile_id.as_str().to_owned(),
+                    v.version as i64,
+                    micros(v.recorded_at),
+                    v.cause.clone(),
+                    serde_json::to_string(&v.diff)?,
+                    v.snapshot.as_ref().map(serde_json::to_string).transpose()?,
+                ))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let merges = batch.merges;
+        let identities = batch.identities;
+
+        self.write(move |c| {
+            let tx = c.transaction()?;
+            {
+                let mut ins = tx.prepare_cached(
+                    "INSERT INTO events (message_id, profile_id, kind, name, ts, received_at, body)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (message_id) DO NOTHING",
+                )?;
+                for e in &events {
+                    ins.execute(params![e.0, e.1, e.2, e.3, e.4, e.5, e.6])?;
+                }
+                let mut ev = tx.prepare_cached("UPDATE events SET profile_id = ?2 WHERE profile_id = ?1")?;
+                let mut ids = tx.prepare_cached("UPDATE identities SET profile_id = ?2 WHERE profile_id = ?1")?;
+                let mut rec = tx.prepare_cached("INSERT INTO merges (from_id, into_id, at, cause) VALUES (?1, ?2, ?3, ?4)")?;
+                for m in &merges {
+                    ev.execute(params![m.from.as_str(), m.into.as_str()])?;
+                    ids.execute(params![m.from.as_str(), m.into.as_str()])?;
+                    rec.execute(params![m.from.as_str(), m.into.as_str(), micros(m.at), m.cause])?;
+                }
+                let mut idn = tx.prepare_cached(
+                    "INSERT INTO identities (kind, value, profile_id) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (kind, value) DO UPDATE SET profile_id = excluded.profile_id",
+                )?;
+                for (k, p) in &identities {
+                    idn.execute(params![k.kind.as_str(), k.value, p.as_str()])?;
+                }
+                let mut prof = tx.prepare_cached(
+                    "INSERT INTO profiles (id, version, merged_into, updated_at, body) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (id) DO UPDATE SET version = excluded.version, merged_into = excluded.merged_into,
+                     updated_at = excluded.updated_at, body = excluded.body",
+                )?;
+                for p in &profiles {
+                    prof.execute(params![p.0, p.1, p.2, p.3, p.4])?;
+                }
+                let mut ver = tx.prepare_cached(
+                    "INSERT INTO profile_versions (profile_id, version, recorded_at, cause, diff, snapshot)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?;
+                for v in &versions {
+                    ver.execute(params![v.0, v.1, v.2, v.3, v.4, v.5])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn existing_message_ids(&self, ids: Vec<MessageId>) -> Result<HashSet<MessageId>, StoreError> {
+        if ids.is_empty() {
+            return Ok(HashSet::new());
+        }
+        self.read(move |c| {
+            let mut found = HashSet::new();
+            for chunk in ids.chunks(500) {
+                let placeholders = vec!["?"; chunk.len()].join(",");
+                let mut stmt = c.prepare_cached(&format!(
+                    "SELECT message_id FROM events WHERE message_id IN ({placeholders})"
+                ))?;
+                let rows = stmt.query_map(
+                    rusqlite::params_from_iter(chunk.iter().map(|m| m.as_str())),
+                    |r| r.get::<_, String>(0),
+                )?;
+                for r in rows {
+                    found.insert(MessageId::parse(&r?).map_err(|e| corrupt("message id", e))?);
+                }
+            }
+            Ok(found)
+        })
+        .await
+    }
+
+    async fn resolve_identities(
+        &self,
+        keys: Vec<IdentityKey>,
+    ) -> Result<HashMap<IdentityKey, ProfileId>, StoreError> {
+        if keys.is_empty() {
+            return Ok(HashMap::new());
+        }
+        self.read(move |c| {
+            let mut stmt =
+                c.prepare_cached("SELECT profile_id FROM identities WHERE kind = ?1 AND value = ?2")?;
+            let mut out = HashMap::new();
+            for k in keys {
+                let found: Option<String> = stmt
+                    .query_row(params![k.kind.as_str(), k.value], |r| r.get(0))
+                    .optional()?;
+                if let Some(p) = found {
+                    out.insert(
+                        k,
+                        ProfileId::parse(&p).map_err(|e| corrupt("identity profile id", e))?,
+                    );
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn load_profile(&self, id: &ProfileId) -> Result<Option<Profile>, StoreError> {
+        let id = id.clone();
+        self.read(move |c| {
+            let body: Option<String> = c
+                .prepare_cached("SELECT body FROM profiles WHERE id = ?1")?
+                .query_row([id.as_str()], |r| r.get(0))
+                .optional()?;
+            Ok(body.map(|b| serde_json::from_str(&b)).transpose()?)
+        })
+        .await
+    }
+
+    async fn profile_events(&self, q: EventQuery) -> Result<Vec<StoredEvent>, StoreError> {
+        self.read(move |c| {
+            let (cur_ts, cur_seq) = q
+                .cursor
+                .map_or((i64::MAX, i64::MAX), |cur| (cur.timestamp_micros, cur.seq));
+            let received_before = q.received_before.map_or(i64::MAX, micros);
+            let mut stmt = c.prepare_cached(
+                "SELECT seq, message_id, profile_id, kind, name, ts, received_at, body FROM events
+                 WHERE profile_id = ?1 AND received_at <= ?2 AND (ts < ?3 OR (ts = ?3 AND seq < ?4))
+                 ORDER BY ts DESC, seq DESC LIMIT ?5",
+            )?;
+            let rows = stmt
+                .query_map(
+                    params![q.profile_id.as_str(), received_before, cur_ts, cur_seq, q.limit],
+                    row_to_event,
+                )?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.into_iter().map(event_from_row).collect()
+        })
+        .await
+    }
+
+    async fn profile_versions(
+        &self,
+        id: &ProfileId,
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<ProfileVersion>, StoreError> {
+        let id = id.clone();
+        self.read(move |c| {
+            let before = before.map_or(i64::MAX, |b| b as i64);
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {VERSION_COLUMNS} FROM profile_versions WHERE profile_id = ?1 AND version < ?2
+                 ORDER BY version DESC LIMIT ?3"
+            ))?;
+            let rows = stmt
+                .query_map(params![id.as_str(), before, limit], version_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.into_iter().map(version_from_row).collect()
+        })
+        .await
+    }
+
+    async fn versions_for_as_of(
+        &self,
+        id: &ProfileId,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<ProfileVersion>, StoreError> {
+        let id = id.clone();
+        self.read(move |c| {
+            let base: Option<i64> = c
+                .prepare_cached(
+                    "SELECT MAX(version) FROM profile_versions
+                     WHERE profile_id = ?1 AND recorded_at <= ?2 AND snapshot IS NOT NULL",
+                )?
+                .query_row(params![id.as_str(), micros(at)], |r| r.get(0))?;
+            let Some(base) = base else {
+                return Ok(Vec::new());
+            };
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {VERSION_COLUMNS} FROM profile_versions
+                 WHERE profile_id = ?1 AND version >= ?2 AND recorded_at <= ?3 ORDER BY version"
+            ))?;
+            let rows = stmt
+                .query_map(params![id.as_str(), base, micros(at)], version_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.into_iter().map(version_from_row).collect()
+        })
+        .await
+    }
+
+    async fn merges_of(&self, id: &ProfileId) -> Result<Vec<MergeRecord>, StoreError> {
+        let id = id.clone();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT from_id, into_id, at, cause FROM merges WHERE from_id = ?1 OR into_id = ?1 ORDER BY at, rowid",
+            )?;
+            let rows = stmt
+                .query_map([id.as_str()], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, String>(3)?))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.into_iter()
+                .map(|(f, i, at, cause)| {
+                    Ok(MergeRecord {
+                        from: ProfileId::parse(&f).map_err(|e| corrupt("merge from", e))?,
+                        into: ProfileId::parse(&i).map_err(|e| corrupt("merge into", e))?,
+                        at: from_micros(at),
+                        cause,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn stats(&self) -> Result<StoreStats, StoreError> {
+        self.read(|c| {
+            let profiles: i64 = c.query_row(
+                "SELECT COUNT(*) FROM profiles WHERE merged_into IS NULL",
+                [],
+                |r| r.get(0),
+            )?;
+            let events: i64 = c.query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))?;
+            Ok(StoreStats {
+                profiles: profiles as u64,
+                events: events as u64,
+            })
+        })
+        .await
+    }
+}

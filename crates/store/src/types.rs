@@ -1,0 +1,159 @@
+use chrono::{DateTime, Utc};
+use missive_core::{
+    ApiKeyId, EventKind, IdentityKey, MessageId, Profile, ProfileDiff, ProfileId, WorkspaceId,
+};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Workspace {
+    pub id: WorkspaceId,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// What an API key may do. Later issues add marketer, analyst and privacy officer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Everything.
+    Admin,
+    /// Ingest only (Segment's write key).
+    Write,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Write => "write",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "admin" => Some(Role::Admin),
+            "write" => Some(Role::Write),
+            _ => None,
+        }
+    }
+}
+
+/// An API key as stored: only a hash of the secret.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiKeyRecord {
+    pub id: ApiKeyId,
+    pub role: Role,
+    pub secret_hash: String,
+    pub label: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// An event as stored, attributed to the profile it was folded into.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    /// Arrival order; assigned by the store (0 before insertion).
+    pub seq: i64,
+    pub message_id: MessageId,
+    pub profile_id: ProfileId,
+    pub kind: EventKind,
+    pub name: String,
+    pub timestamp: DateTime<Utc>,
+    pub received_at: DateTime<Utc>,
+    pub body: serde_json::Value,
+}
+
+/// One version of a profile: what changed, when it was recorded, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProfileVersion {
+    pub profile_id: ProfileId,
+    pub version: u64,
+    pub recorded_at: DateTime<Utc>,
+    /// What caused it: `track:Order Completed`, `identify`, `merge`, or `N events`.
+    pub cause: String,
+    pub diff: ProfileDiff,
+    /// The whole profile after this version, kept every few versions so that rebuilding a
+    /// past state replays a bounded number of diffs.
+    pub snapshot: Option<Profile>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MergeRecord {
+    pub from: ProfileId,
+    pub into: ProfileId,
+    pub at: DateTime<Utc>,
+    /// The message that caused it.
+    pub cause: String,
+}
+
+/// Everything one group commit writes.
+#[derive(Debug, Clone, Default)]
+pub struct CommitBatch {
+    pub events: Vec<StoredEvent>,
+    pub merges: Vec<MergeRecord>,
+    pub identities: Vec<(IdentityKey, ProfileId)>,
+    pub profiles: Vec<Profile>,
+    pub versions: Vec<ProfileVersion>,
+}
+
+impl CommitBatch {
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+            && self.merges.is_empty()
+            && self.identities.is_empty()
+            && self.profiles.is_empty()
+            && self.versions.is_empty()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct EventQuery {
+    pub profile_id: ProfileId,
+    /// Only events received at or before this time (for the profile as of a past time).
+    pub received_before: Option<DateTime<Utc>>,
+    /// Continue after this cursor (from the last page's last event).
+    pub cursor: Option<EventCursor>,
+    pub limit: u32,
+}
+
+/// Position in the newest-first event order: event time, then arrival.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventCursor {
+    pub timestamp_micros: i64,
+    pub seq: i64,
+}
+
+impl EventCursor {
+    pub fn of(e: &StoredEvent) -> Self {
+        Self {
+            timestamp_micros: e.timestamp.timestamp_micros(),
+            seq: e.seq,
+        }
+    }
+
+    pub fn encode(&self) -> String {
+        format!("{}.{}", self.timestamp_micros, self.seq)
+    }
+
+    pub fn decode(s: &str) -> Option<Self> {
+        let (t, s) = s.split_once('.')?;
+        Some(Self {
+            timestamp_micros: t.parse().ok()?,
+            seq: s.parse().ok()?,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct StoreStats {
+    /// Live profiles (not merged into another).
+    pub profiles: u64,
+    pub events: u64,
+}
+
+pub(crate) fn micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+pub(crate) fn from_micros(m: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(m).unwrap_or_default()
+}
