@@ -543,7 +543,10 @@ impl Applier {
         // profile into the known one, unless it belongs to another known user.
         let mut absorb: Vec<ProfileId> = Vec::new();
         for other in [&by_email, &by_anon].into_iter().flatten() {
-            if other != &target && !absorb.contains(other) && self.mergeable(other, &target) {
+            if other != &target
+                && !absorb.contains(other)
+                && self.mergeable(other, &target, e.user_id.as_deref())
+            {
                 absorb.push(other.clone());
             }
         }
@@ -614,12 +617,19 @@ impl Applier {
         Ok(())
     }
 
-    fn mergeable(&self, from: &ProfileId, into: &ProfileId) -> bool {
+    /// Whether `from` may be merged into `into` by an event naming `user_id`: never two
+    /// profiles that belong to different known users (a shared device, a shared address).
+    fn mergeable(&self, from: &ProfileId, into: &ProfileId, user_id: Option<&str>) -> bool {
         let (Some(f), Some(i)) = (self.profiles.get(from), self.profiles.get(into)) else {
             return false;
         };
-        let (fu, iu) = (&f.profile.identities.user_ids, &i.profile.identities.user_ids);
-        fu.is_empty() || iu.is_empty() || !fu.is_disjoint(iu)
+        let fu = &f.profile.identities.user_ids;
+        if fu.is_empty() {
+            return true;
+        }
+        let mut target_users: Vec<&str> = i.profile.identities.user_ids.iter().map(String::as_str).collect();
+        target_users.extend(user_id);
+        target_users.is_empty() || target_users.iter().any(|u| fu.contains(*u))
     }
 
     fn merge(&mut self, from: &ProfileId, into: &ProfileId, cause: &MessageId, st: &mut BatchState) {

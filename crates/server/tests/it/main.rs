@@ -1,0 +1,6 @@
+//! Integration tests of the HTTP surface: the real router on a real port, a real SQLite store
+//! per test, a manual clock.
+
+mod ingest;
+mod profiles;
+mod support;

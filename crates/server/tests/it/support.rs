@@ -1,0 +1,126 @@
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use missive_core::ManualClock;
+use missive_engine::auth::ensure_workspace;
+use missive_engine::{Engine, EngineConfig};
+use missive_store::{SqliteStore, Store};
+use serde_json::Value;
+
+pub struct TestApp {
+    pub base: String,
+    pub write_key: String,
+    pub admin_key: String,
+    pub clock: ManualClock,
+    pub client: reqwest::Client,
+    pub engine: Engine,
+    pub dir: tempfile::TempDir,
+    server: tokio::task::JoinHandle<()>,
+}
+
+pub fn start_time() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-03-02T12:00:00Z")
+        .unwrap()
+        .to_utc()
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(start_time());
+        Self::spawn_in(dir, clock, None).await
+    }
+
+    /// Starts on an existing data directory (a restart), reusing the keys.
+    async fn spawn_in(dir: tempfile::TempDir, clock: ManualClock, keys: Option<(String, String)>) -> Self {
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("missive.db")).await.unwrap());
+        let (_, minted) = ensure_workspace(&*store).await.unwrap();
+        let (write_key, admin_key) = match (minted, keys) {
+            (Some(k), _) => (k.write_key.expose().to_owned(), k.admin_key.expose().to_owned()),
+            (None, Some(k)) => k,
+            (None, None) => panic!("restart without keys"),
+        };
+        let config = EngineConfig {
+            history_len: 5,
+            ..EngineConfig::default()
+        };
+        let engine = Engine::start(store, Arc::new(clock.clone()), config)
+            .await
+            .unwrap();
+        let app = missive_server::router(missive_server::AppState::new(engine.clone()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Self {
+            base,
+            write_key,
+            admin_key,
+            clock,
+            client: reqwest::Client::new(),
+            engine,
+            dir,
+            server,
+        }
+    }
+
+    /// Stops the server and the engine (committing everything) and starts both again on the
+    /// same store: all in-memory state is rebuilt from the store.
+    pub async fn restart(self) -> Self {
+        self.server.abort();
+        let _ = self.server.await;
+        self.engine.shutdown().await;
+        let keys = (self.write_key, self.admin_key);
+        Self::spawn_in(self.dir, self.clock, Some(keys)).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let res = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .basic_auth(&self.write_key, Some(""))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn post_raw(&self, path: &str, body: Vec<u8>, headers: &[(&str, &str)]) -> (u16, Value) {
+        let mut req = self.client.post(format!("{}{path}", self.base)).body(body);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let res = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.admin_key)
+            .send()
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn profile(&self, key: &str) -> Value {
+        let (status, body) = self.get(&format!("/v1/profiles/{key}")).await;
+        assert_eq!(status, 200, "profile {key}: {body}");
+        body
+    }
+
+    pub fn basic(&self) -> String {
+        use base64::Engine as _;
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{}:", self.write_key))
+        )
+    }
+}
