@@ -29,7 +29,7 @@ pub struct IngestBench {
     #[arg(long, default_value = "both")]
     mode: String,
     /// Concurrent connections sending batches.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 32)]
     batch_connections: usize,
     /// Concurrent connections sending one event per request.
     #[arg(long, default_value_t = 64)]

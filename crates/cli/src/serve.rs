@@ -31,32 +31,36 @@ pub async fn run(cfg: Config, listen: Option<String>) -> anyhow::Result<()> {
         .with_context(|| format!("binding {addr}"))?;
     let local = listener.local_addr()?;
 
-    println!(
-        "missive {} listening on http://{local}",
-        env!("CARGO_PKG_VERSION")
-    );
-    println!(
-        "  store:     {} ({})",
+    // One write, the address last: whoever waits for the "listening" line has the rest.
+    let mut banner = format!(
+        "  store:     {} ({})\n  workspace: {}\n",
         store.backend(),
-        redact_url(&cfg.store_url())
+        redact_url(&cfg.store_url()),
+        workspace.id
     );
-    println!("  workspace: {}", workspace.id);
     match &new_keys {
-        Some(keys) => {
-            println!(
-                "  write key: {}   (Segment libraries: use it as the write key)",
-                keys.write_key.expose()
-            );
-            println!(
-                "  admin key: {}   (profile API: Authorization: Bearer <admin key>)",
-                keys.admin_key.expose()
-            );
-            println!(
-                "  these keys were created now and saved to {} (mode 600)",
-                credentials.display()
-            );
-        }
-        None => println!("  keys: created at first start; see {}", credentials.display()),
+        Some(keys) => banner.push_str(&format!(
+            "  write key: {}   (Segment libraries: use it as the write key)\n  \
+             admin key: {}   (profile API: Authorization: Bearer <admin key>)\n  \
+             these keys were created now and saved to {} (mode 600)\n",
+            keys.write_key.expose(),
+            keys.admin_key.expose(),
+            credentials.display()
+        )),
+        None => banner.push_str(&format!(
+            "  keys: created at first start; see {}\n",
+            credentials.display()
+        )),
+    }
+    banner.push_str(&format!(
+        "missive {} listening on http://{local}\n",
+        env!("CARGO_PKG_VERSION")
+    ));
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        out.write_all(banner.as_bytes())?;
+        out.flush()?;
     }
     tracing::info!(addr = %local, store = store.backend(), "server started");
 

@@ -24,7 +24,8 @@ pub struct EngineConfig {
     pub max_batch_events: usize,
     /// Profiles kept in memory; beyond this, committed ones are dropped and reloaded on demand.
     pub profile_cache: usize,
-    /// A full snapshot is stored with every n-th version, bounding the replay of diffs.
+    /// A full snapshot is stored with every n-th version, bounding the replay of diffs
+    /// (version 1 needs none: it is replayed over an empty profile).
     pub snapshot_every: u64,
 }
 
@@ -92,8 +93,8 @@ impl Engine {
         let stats = store.stats().await?;
         metrics::gauge!("missive_profiles").set(stats.profiles as f64);
         let (tx, rx) = mpsc::channel::<Request>(4096);
-        // Capacity 1: one batch committing, one waiting; the applier never runs further ahead.
-        let (wtx, wrx) = mpsc::channel::<Prepared>(1);
+        // One batch committing, two waiting; the applier never runs further ahead.
+        let (wtx, wrx) = mpsc::channel::<Prepared>(2);
         let epoch = Arc::new(AtomicU64::new(0));
         let config = Arc::new(config);
         let applier = Applier {
@@ -257,7 +258,14 @@ impl Applier {
                     Err(_) => break,
                 }
             }
-            let prepared = match self.prepare(requests).await {
+            let prepare_started = Instant::now();
+            let prepared = self.prepare(requests).await;
+            tracing::debug!(
+                events = n,
+                prepare_ms = prepare_started.elapsed().as_secs_f64() * 1e3,
+                "batch prepared"
+            );
+            let prepared = match prepared {
                 Ok(p) => p,
                 Err((e, acks)) => {
                     tracing::error!(error = %e, "batch preparation failed; caches dropped");
@@ -386,8 +394,7 @@ impl Applier {
             p.version += 1;
             p.updated_at = now;
             let cause = st.causes.remove(&id).unwrap_or_default();
-            let snapshot = (p.version % self.config.snapshot_every == 1 || self.config.snapshot_every == 1)
-                .then(|| p.clone());
+            let snapshot = (p.version % self.config.snapshot_every == 0).then(|| p.clone());
             batch.versions.push(ProfileVersion {
                 profile_id: id.clone(),
                 version: p.version,
@@ -698,6 +705,11 @@ async fn run_writer(
                 committed.store(p.batch_seq, Ordering::SeqCst);
                 metrics::histogram!("missive_store_commit_seconds").record(started.elapsed().as_secs_f64());
                 metrics::histogram!("missive_commit_batch_events").record(events as f64);
+                tracing::debug!(
+                    events,
+                    commit_ms = started.elapsed().as_secs_f64() * 1e3,
+                    "batch committed"
+                );
                 for (ack, outcome) in p.acks {
                     let _ = ack.send(Ok(outcome));
                 }

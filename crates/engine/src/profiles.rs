@@ -91,11 +91,20 @@ pub async fn profile_as_of(
     let versions = store.versions_for_as_of(id, at).await?;
     let mut iter = versions.into_iter();
     let Some(first) = iter.next() else { return Ok(None) };
-    let Some(mut p) = first.snapshot else {
-        return Err(StoreError::Corrupt(format!(
-            "version {} of {id} should carry a snapshot",
-            first.version
-        )));
+    let mut p = match first.snapshot {
+        Some(p) => p,
+        // Version 1 replays over an empty profile.
+        None if first.version == 1 => {
+            let mut p = Profile::new(id.clone(), first.recorded_at);
+            p.apply_diff(&first.diff, first.version, first.recorded_at);
+            p
+        }
+        None => {
+            return Err(StoreError::Corrupt(format!(
+                "version {} of {id} should carry a snapshot",
+                first.version
+            )));
+        }
     };
     for v in iter {
         p.apply_diff(&v.diff, v.version, v.recorded_at);

@@ -69,7 +69,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<ProfileVersion>, StoreError>;
 
     /// What rebuilds the profile as recorded at `at`: the newest version carrying a snapshot
-    /// at or before `at`, then every later version up to `at`, oldest first.
+    /// at or before `at` (or version 1 when none does: replay starts from an empty profile),
+    /// then every later version up to `at`, oldest first.
     async fn versions_for_as_of(
         &self,
         id: &ProfileId,

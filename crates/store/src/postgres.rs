@@ -422,12 +422,12 @@ impl ReadStatements {
             "SELECT {VERSION_COLUMNS} FROM profile_versions WHERE profile_id = $1 AND version < $2
              ORDER BY version DESC LIMIT $3"
         );
-        // No snapshot at or before $2: the subquery is NULL and no row is returned.
+        // No snapshot at or before $2: replay from the first version over an empty profile.
         let versions_for_as_of_sql = format!(
             "SELECT {VERSION_COLUMNS} FROM profile_versions
-             WHERE profile_id = $1 AND recorded_at <= $2 AND version >= (
+             WHERE profile_id = $1 AND recorded_at <= $2 AND version >= COALESCE((
                  SELECT MAX(version) FROM profile_versions
-                 WHERE profile_id = $1 AND recorded_at <= $2 AND snapshot IS NOT NULL)
+                 WHERE profile_id = $1 AND recorded_at <= $2 AND snapshot IS NOT NULL), 1)
              ORDER BY version"
         );
         let (

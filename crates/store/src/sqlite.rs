@@ -100,14 +100,14 @@ impl SqliteStore {
         let readers = (0..READERS)
             .map(|_| open_reader(&path))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self {
-            inner: Arc::new(Inner {
-                path,
-                writer: Mutex::new(writer),
-                readers: Mutex::new(readers),
-                _lock: lock,
-            }),
-        })
+        let inner = Arc::new(Inner {
+            path,
+            writer: Mutex::new(writer),
+            readers: Mutex::new(readers),
+            _lock: lock,
+        });
+        spawn_checkpointer(&inner)?;
+        Ok(Self { inner })
     }
 
     pub fn path(&self) -> &Path {
@@ -150,6 +150,29 @@ impl SqliteStore {
     }
 }
 
+/// Copies the WAL back into the database on its own connection and thread, so that commits
+/// never pay for it. PASSIVE never blocks the writer; it stops with the store.
+fn spawn_checkpointer(inner: &Arc<Inner>) -> Result<(), StoreError> {
+    let conn = Connection::open(&inner.path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    let weak = Arc::downgrade(inner);
+    std::thread::Builder::new()
+        .name("sqlite-checkpoint".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(std::time::Duration::from_millis(250));
+                if weak.strong_count() == 0 {
+                    break;
+                }
+                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::warn!(error = %e, "wal checkpoint failed");
+                }
+            }
+        })
+        .map_err(|e| StoreError::Open(format!("cannot start the checkpoint thread: {e}")))?;
+    Ok(())
+}
+
 fn poisoned() -> StoreError {
     StoreError::Task("a store connection lock was poisoned by a panic".into())
 }
@@ -160,8 +183,9 @@ fn configure(conn: &Connection) -> Result<(), StoreError> {
     // not only a killed process.
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
-    conn.pragma_update(None, "cache_size", -65536)?;
-    conn.pragma_update(None, "wal_autocheckpoint", 4000)?;
+    conn.pragma_update(None, "cache_size", -16384)?;
+    // Checkpoints run on a background connection (see `spawn_checkpointer`), not in commits.
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(())
@@ -552,9 +576,8 @@ impl Store for SqliteStore {
                      WHERE profile_id = ?1 AND recorded_at <= ?2 AND snapshot IS NOT NULL",
                 )?
                 .query_row(params![id.as_str(), micros(at)], |r| r.get(0))?;
-            let Some(base) = base else {
-                return Ok(Vec::new());
-            };
+            // No snapshot yet: replay from the first version over an empty profile.
+            let base = base.unwrap_or(1);
             let mut stmt = c.prepare_cached(&format!(
                 "SELECT {VERSION_COLUMNS} FROM profile_versions
                  WHERE profile_id = ?1 AND version >= ?2 AND recorded_at <= ?3 ORDER BY version"

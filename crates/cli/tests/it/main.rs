@@ -1,0 +1,10 @@
+//! Integration tests of the `missive` binary: each test starts the real server as a child
+//! process on a port the OS picks, in its own temporary data directory, and drives it over
+//! HTTP the way clients and operators do (batches, `kill -9`, SIGTERM, Segment libraries).
+
+#[cfg(unix)]
+mod crash;
+mod segment_python;
+#[cfg(unix)]
+mod shutdown;
+mod support;
