@@ -331,7 +331,8 @@ impl Applier {
         // 2. Resolve every identity named in the batch that is not in memory yet.
         let mut missing_keys: Vec<IdentityKey> = Vec::new();
         let mut seen_keys = HashSet::new();
-        for e in lists.iter().flatten() {
+        let fresh = |e: &&Event| !stored.contains(&e.message_id) && !self.recent_ids.contains(&e.message_id);
+        for e in lists.iter().flatten().filter(fresh) {
             let mut keys = e.identity_keys();
             if let Some(prev) = &e.previous_id {
                 keys.push(IdentityKey::user_id(prev.clone()));
@@ -345,8 +346,9 @@ impl Applier {
         }
         let resolved = self.store.resolve_identities(missing_keys).await?;
         let mut to_load: Vec<ProfileId> = Vec::new();
+        let mut queued = HashSet::new();
         for (k, p) in resolved {
-            if !self.profiles.contains_key(&p) && !to_load.contains(&p) {
+            if !self.profiles.contains_key(&p) && queued.insert(p.clone()) {
                 to_load.push(p.clone());
             }
             self.identities.insert(k, (p, 0));

@@ -12,7 +12,9 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use missive_core::{ApiKeyId, EventKind, IdentityKey, MessageId, Profile, ProfileId, WorkspaceId};
+use missive_core::{
+    ApiKeyId, EventKind, IdentityKey, IdentityKind, MessageId, Profile, ProfileId, WorkspaceId,
+};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use crate::types::{from_micros, micros};
@@ -45,11 +47,12 @@ CREATE TABLE events (
     body TEXT NOT NULL
 );
 CREATE INDEX events_by_profile_time ON events (profile_id, ts, seq);
+-- A rowid table: versions are appended in commit order; the index finds a profile's.
 CREATE TABLE profile_versions (
     profile_id TEXT NOT NULL, version INTEGER NOT NULL, recorded_at INTEGER NOT NULL,
-    cause TEXT NOT NULL, diff TEXT NOT NULL, snapshot TEXT,
-    PRIMARY KEY (profile_id, version)
-) WITHOUT ROWID;
+    cause TEXT NOT NULL, diff TEXT NOT NULL, snapshot TEXT
+);
+CREATE UNIQUE INDEX profile_versions_by_profile ON profile_versions (profile_id, version);
 CREATE TABLE merges (
     from_id TEXT NOT NULL, into_id TEXT NOT NULL, at INTEGER NOT NULL, cause TEXT NOT NULL
 );
@@ -183,7 +186,7 @@ fn configure(conn: &Connection) -> Result<(), StoreError> {
     // not only a killed process.
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
-    conn.pragma_update(None, "cache_size", -16384)?;
+    conn.pragma_update(None, "cache_size", -65536)?;
     // Checkpoints run on a background connection (see `spawn_checkpointer`), not in commits.
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
@@ -489,18 +492,25 @@ impl Store for SqliteStore {
             return Ok(HashMap::new());
         }
         self.read(move |c| {
-            let mut stmt =
-                c.prepare_cached("SELECT profile_id FROM identities WHERE kind = ?1 AND value = ?2")?;
             let mut out = HashMap::new();
-            for k in keys {
-                let found: Option<String> = stmt
-                    .query_row(params![k.kind.as_str(), k.value], |r| r.get(0))
-                    .optional()?;
-                if let Some(p) = found {
-                    out.insert(
-                        k,
-                        ProfileId::parse(&p).map_err(|e| corrupt("identity profile id", e))?,
-                    );
+            // One IN query per kind and chunk: unknown keys (every new customer) are the common case.
+            for kind in [IdentityKind::UserId, IdentityKind::AnonymousId, IdentityKind::Email] {
+                let values: Vec<&str> =
+                    keys.iter().filter(|k| k.kind == kind).map(|k| k.value.as_str()).collect();
+                for chunk in values.chunks(500) {
+                    let placeholders = vec!["?"; chunk.len()].join(",");
+                    let mut stmt = c.prepare_cached(&format!(
+                        "SELECT value, profile_id FROM identities WHERE kind = '{}' AND value IN ({placeholders})",
+                        kind.as_str()
+                    ))?;
+                    let rows = stmt.query_map(rusqlite::params_from_iter(chunk.iter()), |r| {
+                        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                    })?;
+                    for row in rows {
+                        let (value, profile) = row?;
+                        let id = ProfileId::parse(&profile).map_err(|e| corrupt("identity profile id", e))?;
+                        out.insert(IdentityKey { kind, value }, id);
+                    }
                 }
             }
             Ok(out)
