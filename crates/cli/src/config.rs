@@ -67,6 +67,10 @@ pub struct EngineSection {
     pub history_len: usize,
     pub max_batch_events: usize,
     pub profile_cache: usize,
+    /// Longest time, in milliseconds, between writes of changed profiles to the store (their
+    /// events are durable at once; profiles are rebuilt from them after a crash). 0 writes
+    /// profiles with every batch.
+    pub flush_interval_ms: u64,
 }
 
 impl Default for EngineSection {
@@ -76,6 +80,7 @@ impl Default for EngineSection {
             history_len: d.history_len,
             max_batch_events: d.max_batch_events,
             profile_cache: d.profile_cache,
+            flush_interval_ms: d.flush_interval.as_millis() as u64,
         }
     }
 }
@@ -171,6 +176,7 @@ impl Config {
             history_len: self.engine.history_len,
             max_batch_events: self.engine.max_batch_events,
             profile_cache: self.engine.profile_cache,
+            flush_interval: std::time::Duration::from_millis(self.engine.flush_interval_ms),
             ..missive_engine::EngineConfig::default()
         }
     }

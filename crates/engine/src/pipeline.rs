@@ -1,16 +1,26 @@
-//! The partition owner: one task folds events into profiles in memory, a second commits the
-//! result in one transaction per batch (group commit), and only then are the senders told.
+//! The partition owner: one task folds events into profiles in memory, a second commits to the
+//! store, and only then are the senders told.
 //!
-//! While the writer waits for one batch's fsync, the applier prepares the next from whatever
-//! arrived meanwhile, so one fsync carries as many events as came in during the previous one.
-//! Identity merges cross any partitioning by person, so on one box there is one owner of all
-//! profiles; SQLite has one writer anyway.
+//! Two kinds of commit share the one writer:
+//! - every batch commits its **events** (group commit: while the writer waits for one fsync,
+//!   the applier prepares the next batch from whatever arrived meanwhile) — that is what makes
+//!   an acknowledged event durable;
+//! - every `flush_interval`, and whenever a reader asks ([`Engine::sync`]), a batch also carries
+//!   a **checkpoint**: the profiles, versions, identities and merges changed since the last
+//!   one, and the sequence number of the last event they include. Writing a hot profile once a
+//!   checkpoint instead of once an event is what keeps ingest fast.
+//!
+//! After a crash, the events stored after the checkpoint are replayed into the profiles at
+//! start-up ([`Engine::start`]), deterministically: a profile created by a replayed event
+//! takes the id that event was stored under. Identity merges cross any partitioning by
+//! person, so on one box there is one owner of all profiles; SQLite has one writer anyway.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use missive_core::message::validate_message;
 use missive_core::{Clock, Event, EventKind, IdentityKey, MessageId, Profile, ProfileId, Touched};
 use missive_store::{CommitBatch, EventQuery, MergeRecord, ProfileVersion, Store, StoreError, StoredEvent};
 use tokio::sync::{mpsc, oneshot};
@@ -22,11 +32,15 @@ pub struct EngineConfig {
     pub history_len: usize,
     /// Most events folded into one group commit.
     pub max_batch_events: usize,
-    /// Profiles kept in memory; beyond this, committed ones are dropped and reloaded on demand.
+    /// Profiles kept in memory; beyond this, checkpointed ones are dropped and reloaded on demand.
     pub profile_cache: usize,
     /// A full snapshot is stored with every n-th version, bounding the replay of diffs
     /// (version 1 needs none: it is replayed over an empty profile).
     pub snapshot_every: u64,
+    /// Longest time between profile checkpoints. Zero checkpoints with every batch.
+    pub flush_interval: Duration,
+    /// A checkpoint is also taken once this many profiles are waiting for one.
+    pub max_dirty_profiles: usize,
 }
 
 impl Default for EngineConfig {
@@ -36,6 +50,8 @@ impl Default for EngineConfig {
             max_batch_events: 10_000,
             profile_cache: 200_000,
             snapshot_every: 32,
+            flush_interval: Duration::from_millis(250),
+            max_dirty_profiles: 100_000,
         }
     }
 }
@@ -58,11 +74,18 @@ pub struct IngestOutcome {
 
 /// Where the outcome of one ingest call is sent once durable.
 type Ack = oneshot::Sender<Result<IngestOutcome, Arc<EngineError>>>;
+type SyncAck = oneshot::Sender<Result<(), Arc<EngineError>>>;
 type Tasks = Option<(tokio::task::JoinHandle<()>, tokio::task::JoinHandle<()>)>;
 
-struct Request {
-    events: Vec<Event>,
-    ack: Ack,
+enum Request {
+    Ingest {
+        events: Vec<Event>,
+        ack: Ack,
+    },
+    /// Checkpoint now and answer once it is committed (`None`: the timer's own checkpoint).
+    Sync {
+        ack: Option<SyncAck>,
+    },
 }
 
 struct Prepared {
@@ -70,6 +93,7 @@ struct Prepared {
     batch_seq: u64,
     batch: CommitBatch,
     acks: Vec<(Ack, IngestOutcome)>,
+    sync_acks: Vec<SyncAck>,
     events: usize,
 }
 
@@ -85,6 +109,8 @@ pub struct Engine {
 }
 
 impl Engine {
+    /// Replays the events stored after the last profile checkpoint (a crash leaves some), then
+    /// starts the pipeline.
     pub async fn start(
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
@@ -97,22 +123,31 @@ impl Engine {
         let (wtx, wrx) = mpsc::channel::<Prepared>(2);
         let epoch = Arc::new(AtomicU64::new(0));
         let config = Arc::new(config);
-        let applier = Applier {
+        let mut applier = Applier {
             store: store.clone(),
             clock: clock.clone(),
             config: config.clone(),
             epoch: epoch.clone(),
             seen_epoch: 0,
             batch_seq: 0,
-            committed_seq: Arc::new(AtomicU64::new(0)),
+            flushed_seq: Arc::new(AtomicU64::new(0)),
             profiles: HashMap::new(),
             identities: HashMap::new(),
             recent_ids: RecentIds::new(1 << 20),
+            pending: Pending::default(),
+            last_flush: Instant::now(),
         };
-        let committed = applier.committed_seq.clone();
+        let replayed = applier.recover().await?;
+        if replayed > 0 {
+            tracing::info!(
+                events = replayed,
+                "replayed events stored after the last profile checkpoint"
+            );
+        }
+        let flushed = applier.flushed_seq.clone();
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let applier_task = tokio::spawn(applier.run(rx, wtx, stop_rx));
-        let writer_task = tokio::spawn(run_writer(store.clone(), wrx, epoch, committed));
+        let writer_task = tokio::spawn(run_writer(store.clone(), wrx, epoch, flushed));
         Ok(Self {
             tx,
             stop: Arc::new(stop),
@@ -130,7 +165,18 @@ impl Engine {
         }
         let (ack, rx) = oneshot::channel();
         self.tx
-            .send(Request { events, ack })
+            .send(Request::Ingest { events, ack })
+            .await
+            .map_err(|_| Arc::new(EngineError::ShuttingDown))?;
+        rx.await.map_err(|_| Arc::new(EngineError::ShuttingDown))?
+    }
+
+    /// Brings the stored profiles, versions, identities and merges up to date with every event
+    /// acknowledged so far. Readers of the store call it first.
+    pub async fn sync(&self) -> Result<(), Arc<EngineError>> {
+        let (ack, rx) = oneshot::channel();
+        self.tx
+            .send(Request::Sync { ack: Some(ack) })
             .await
             .map_err(|_| Arc::new(EngineError::ShuttingDown))?;
         rx.await.map_err(|_| Arc::new(EngineError::ShuttingDown))?
@@ -148,8 +194,8 @@ impl Engine {
         &self.config
     }
 
-    /// Stops taking events, commits everything already taken, and waits for it. Ingest calls
-    /// made after this fail with [`EngineError::ShuttingDown`].
+    /// Stops taking events, commits everything already taken with a final checkpoint, and
+    /// waits for it. Calls made after this fail with [`EngineError::ShuttingDown`].
     pub async fn shutdown(self) {
         let tasks = self.tasks.lock().await.take();
         let _ = self.stop.send(true);
@@ -160,7 +206,6 @@ impl Engine {
         }
     }
 }
-
 /// A bounded set of message ids seen recently, which spares a store lookup for resent
 /// batches and covers batches not committed yet.
 struct RecentIds {
@@ -201,8 +246,24 @@ impl RecentIds {
 
 struct CachedProfile {
     profile: Profile,
-    /// The batch that last changed it; it may be evicted only once that batch is committed.
+    /// The batch that last changed it; it may be evicted only once a checkpoint that includes
+    /// that batch is committed.
     last_batch: u64,
+}
+
+/// What changed since the last checkpoint: written with the next one.
+#[derive(Default)]
+struct Pending {
+    touched: HashMap<ProfileId, Touched>,
+    causes: HashMap<ProfileId, String>,
+    identities: Vec<(IdentityKey, ProfileId)>,
+    merges: Vec<MergeRecord>,
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.touched.is_empty() && self.identities.is_empty() && self.merges.is_empty()
+    }
 }
 
 struct Applier {
@@ -212,21 +273,13 @@ struct Applier {
     epoch: Arc<AtomicU64>,
     seen_epoch: u64,
     batch_seq: u64,
-    committed_seq: Arc<AtomicU64>,
+    /// The batch of the last committed checkpoint (set by the writer).
+    flushed_seq: Arc<AtomicU64>,
     profiles: HashMap<ProfileId, CachedProfile>,
     identities: HashMap<IdentityKey, (ProfileId, u64)>,
     recent_ids: RecentIds,
-}
-
-/// Per-batch working state.
-#[derive(Default)]
-struct BatchState {
-    touched: HashMap<ProfileId, Touched>,
-    causes: HashMap<ProfileId, String>,
-    identities: Vec<(IdentityKey, ProfileId)>,
-    merges: Vec<MergeRecord>,
-    events: Vec<StoredEvent>,
-    new_profiles: i64,
+    pending: Pending,
+    last_flush: Instant,
 }
 
 impl Applier {
@@ -236,10 +289,19 @@ impl Applier {
         wtx: mpsc::Sender<Prepared>,
         mut stop: tokio::sync::watch::Receiver<bool>,
     ) {
+        let tick_every = self.config.flush_interval.max(Duration::from_millis(10));
+        let mut ticker = tokio::time::interval(tick_every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let first = tokio::select! {
                 biased;
                 r = rx.recv() => r,
+                _ = ticker.tick() => {
+                    if self.pending.is_empty() || self.last_flush.elapsed() < self.config.flush_interval {
+                        continue;
+                    }
+                    Some(Request::Sync { ack: None })
+                }
                 _ = stop.changed() => {
                     // No new requests from here on; those already queued are still committed.
                     rx.close();
@@ -248,77 +310,114 @@ impl Applier {
             };
             let Some(first) = first else { break };
             let mut requests = vec![first];
-            let mut n = requests[0].events.len();
+            let mut n = request_events(&requests[0]);
             while n < self.config.max_batch_events {
                 match rx.try_recv() {
                     Ok(r) => {
-                        n += r.events.len();
+                        n += request_events(&r);
                         requests.push(r);
                     }
                     Err(_) => break,
                 }
             }
-            let prepare_started = Instant::now();
-            let prepared = self.prepare(requests).await;
+            let started = Instant::now();
+            let prepared = self.prepare(requests, false).await;
             tracing::debug!(
                 events = n,
-                prepare_ms = prepare_started.elapsed().as_secs_f64() * 1e3,
+                prepare_ms = started.elapsed().as_secs_f64() * 1e3,
                 "batch prepared"
             );
-            let prepared = match prepared {
-                Ok(p) => p,
-                Err((e, acks)) => {
-                    tracing::error!(error = %e, "batch preparation failed; caches dropped");
-                    self.reset();
-                    let e = Arc::new(e);
-                    for ack in acks {
-                        let _ = ack.send(Err(e.clone()));
-                    }
-                    continue;
-                }
-            };
-            if wtx.send(prepared).await.is_err() {
+            if let Some(p) = prepared
+                && wtx.send(p).await.is_err()
+            {
                 tracing::error!("writer stopped; applier exits");
                 return;
             }
         }
-    }
-
-    fn reset(&mut self) {
-        self.profiles.clear();
-        self.identities.clear();
-        self.recent_ids.clear();
-    }
-
-    #[allow(clippy::type_complexity)]
-    async fn prepare(&mut self, requests: Vec<Request>) -> Result<Prepared, (EngineError, Vec<Ack>)> {
-        let current = self.epoch.load(Ordering::SeqCst);
-        if current != self.seen_epoch {
-            // A commit failed: what is in memory may include changes that never reached the
-            // store. Start over from the store.
-            self.reset();
-            self.seen_epoch = current;
+        // The last checkpoint: everything accepted is in the stored profiles.
+        if let Some(p) = self.prepare(Vec::new(), true).await {
+            let _ = wtx.send(p).await;
         }
-        self.batch_seq += 1;
-        self.evict_if_needed();
+    }
 
-        let (event_lists, acks): (Vec<_>, Vec<_>) = requests.into_iter().map(|r| (r.events, r.ack)).unzip();
-        match self.prepare_events(event_lists).await {
-            Ok((batch, outcomes, events)) => Ok(Prepared {
+    /// Folds a batch of requests; `None` when it failed (the senders were told).
+    async fn prepare(&mut self, requests: Vec<Request>, force_checkpoint: bool) -> Option<Prepared> {
+        let mut lists = Vec::new();
+        let mut acks = Vec::new();
+        let mut sync_acks = Vec::new();
+        let mut sync_requested = force_checkpoint;
+        for r in requests {
+            match r {
+                Request::Ingest { events, ack } => {
+                    lists.push(events);
+                    acks.push(ack);
+                }
+                Request::Sync { ack } => {
+                    sync_requested = true;
+                    sync_acks.extend(ack);
+                }
+            }
+        }
+        match self.prepare_inner(lists, sync_requested).await {
+            Ok((batch, outcomes, events)) => Some(Prepared {
                 epoch: self.seen_epoch,
                 batch_seq: self.batch_seq,
                 batch,
                 acks: acks.into_iter().zip(outcomes).collect(),
+                sync_acks,
                 events,
             }),
-            Err(e) => Err((e, acks)),
+            Err(e) => {
+                tracing::error!(error = %e, "batch preparation failed; rebuilding from the store");
+                let e = Arc::new(e);
+                for ack in acks {
+                    let _ = ack.send(Err(e.clone()));
+                }
+                for ack in sync_acks {
+                    let _ = ack.send(Err(e.clone()));
+                }
+                // Make the next batch start over from the store.
+                self.epoch.fetch_add(1, Ordering::SeqCst);
+                None
+            }
         }
     }
 
-    async fn prepare_events(
+    async fn prepare_inner(
         &mut self,
         lists: Vec<Vec<Event>>,
+        sync_requested: bool,
     ) -> Result<(CommitBatch, Vec<IngestOutcome>, usize), EngineError> {
+        let current = self.epoch.load(Ordering::SeqCst);
+        if current != self.seen_epoch {
+            // A commit failed: memory may hold changes that never reached the store. Start over
+            // from the store's checkpoint and the events stored after it.
+            self.seen_epoch = current;
+            self.recover().await?;
+        }
+        self.batch_seq += 1;
+        self.evict_if_needed();
+
+        let (events, outcomes, total) = self.fold(lists).await?;
+        let checkpoint = sync_requested
+            || self.config.flush_interval.is_zero()
+            || self.pending.touched.len() >= self.config.max_dirty_profiles
+            || (!self.pending.is_empty() && self.last_flush.elapsed() >= self.config.flush_interval);
+        let mut batch = CommitBatch {
+            events,
+            ..CommitBatch::default()
+        };
+        if checkpoint {
+            self.take_checkpoint(&mut batch);
+        }
+        Ok((batch, outcomes, total))
+    }
+
+    /// Deduplicates, resolves identities and folds the events; returns what to store.
+    async fn fold(
+        &mut self,
+        lists: Vec<Vec<Event>>,
+    ) -> Result<(Vec<StoredEvent>, Vec<IngestOutcome>, usize), EngineError> {
         // 1. Deduplicate by message id: against recent ids, then the store, then within the batch.
         let unknown: Vec<MessageId> = lists
             .iter()
@@ -327,38 +426,15 @@ impl Applier {
             .map(|e| e.message_id.clone())
             .collect();
         let stored = self.store.existing_message_ids(unknown).await?;
+        let fresh: Vec<&Event> = lists
+            .iter()
+            .flatten()
+            .filter(|e| !stored.contains(&e.message_id) && !self.recent_ids.contains(&e.message_id))
+            .collect();
+        self.prefetch_identities(&fresh).await?;
 
-        // 2. Resolve every identity named in the batch that is not in memory yet.
-        let mut missing_keys: Vec<IdentityKey> = Vec::new();
-        let mut seen_keys = HashSet::new();
-        let fresh = |e: &&Event| !stored.contains(&e.message_id) && !self.recent_ids.contains(&e.message_id);
-        for e in lists.iter().flatten().filter(fresh) {
-            let mut keys = e.identity_keys();
-            if let Some(prev) = &e.previous_id {
-                keys.push(IdentityKey::user_id(prev.clone()));
-                keys.push(IdentityKey::anonymous_id(prev.clone()));
-            }
-            for k in keys {
-                if !self.identities.contains_key(&k) && seen_keys.insert(k.clone()) {
-                    missing_keys.push(k);
-                }
-            }
-        }
-        let resolved = self.store.resolve_identities(missing_keys).await?;
-        let mut to_load: Vec<ProfileId> = Vec::new();
-        let mut queued = HashSet::new();
-        for (k, p) in resolved {
-            if !self.profiles.contains_key(&p) && queued.insert(p.clone()) {
-                to_load.push(p.clone());
-            }
-            self.identities.insert(k, (p, 0));
-        }
-        for id in to_load {
-            self.load_into_cache(&id).await?;
-        }
-
-        // 3. Fold.
-        let mut st = BatchState::default();
+        // 2. Fold.
+        let mut events = Vec::new();
         let mut outcomes = Vec::with_capacity(lists.len());
         let mut total = 0;
         for list in lists {
@@ -369,46 +445,132 @@ impl Applier {
                     continue;
                 }
                 self.recent_ids.insert(e.message_id.clone());
-                self.apply(e, &mut st).await?;
+                let (target, e) = self.apply(e, None).await?;
+                events.push(StoredEvent {
+                    seq: 0,
+                    message_id: e.message_id,
+                    profile_id: target,
+                    kind: e.kind,
+                    name: e.name,
+                    timestamp: e.timestamp,
+                    received_at: e.received_at,
+                    body: e.body,
+                });
                 outcome.stored += 1;
                 total += 1;
             }
             outcomes.push(outcome);
         }
+        Ok((events, outcomes, total))
+    }
 
-        // 4. Versions and rows of every profile this batch changed.
-        let now = self.clock.now();
-        let mut batch = CommitBatch {
-            events: std::mem::take(&mut st.events),
-            merges: std::mem::take(&mut st.merges),
-            identities: std::mem::take(&mut st.identities),
-            profiles: Vec::with_capacity(st.touched.len()),
-            versions: Vec::with_capacity(st.touched.len()),
-        };
-        for (id, touched) in st.touched {
-            if touched.is_empty() {
-                continue;
+    /// Loads, in one pass, every identity the events name that is not in memory yet, and the
+    /// profiles they point to.
+    async fn prefetch_identities(&mut self, events: &[&Event]) -> Result<(), EngineError> {
+        let mut missing: Vec<IdentityKey> = Vec::new();
+        let mut seen = HashSet::new();
+        for e in events {
+            let mut keys = e.identity_keys();
+            if let Some(prev) = &e.previous_id {
+                keys.push(IdentityKey::user_id(prev.clone()));
+                keys.push(IdentityKey::anonymous_id(prev.clone()));
             }
+            for k in keys {
+                if !self.identities.contains_key(&k) && seen.insert(k.clone()) {
+                    missing.push(k);
+                }
+            }
+        }
+        let resolved = self.store.resolve_identities(missing).await?;
+        let mut to_load = Vec::new();
+        let mut queued = HashSet::new();
+        for (k, p) in resolved {
+            if !self.profiles.contains_key(&p) && queued.insert(p.clone()) {
+                to_load.push(p.clone());
+            }
+            self.identities.insert(k, (p, 0));
+        }
+        for id in to_load {
+            self.load_into_cache(&id).await?;
+        }
+        Ok(())
+    }
+
+    /// Moves everything pending into `batch` as a checkpoint: one new version per changed
+    /// profile, with its diff.
+    fn take_checkpoint(&mut self, batch: &mut CommitBatch) {
+        let pending = std::mem::take(&mut self.pending);
+        let now = self.clock.now();
+        batch.checkpoint = true;
+        batch.identities = pending.identities;
+        batch.merges = pending.merges;
+        let mut causes = pending.causes;
+        let mut ids: Vec<_> = pending
+            .touched
+            .into_iter()
+            .filter(|(_, t)| !t.is_empty())
+            .collect();
+        // Sorted ids write the profile and version indexes in order.
+        ids.sort_by(|a, b| a.0.cmp(&b.0));
+        for (id, touched) in ids {
             let Some(entry) = self.profiles.get_mut(&id) else {
                 continue;
             };
             let p = &mut entry.profile;
             p.version += 1;
             p.updated_at = now;
-            let cause = st.causes.remove(&id).unwrap_or_default();
+            entry.last_batch = self.batch_seq;
+            // The history is not stored with the profile: leave it out of the copies.
+            let history = std::mem::take(&mut p.history);
             let snapshot = (p.version % self.config.snapshot_every == 0).then(|| p.clone());
             batch.versions.push(ProfileVersion {
                 profile_id: id.clone(),
                 version: p.version,
                 recorded_at: now,
-                cause,
+                cause: causes.remove(&id).unwrap_or_default(),
                 diff: p.diff_for(&touched),
                 snapshot,
             });
             batch.profiles.push(p.clone());
+            p.history = history;
         }
-        metrics::gauge!("missive_profiles").increment(st.new_profiles as f64);
-        Ok((batch, outcomes, total))
+        self.last_flush = Instant::now();
+    }
+
+    /// Rebuilds memory from the store: the checkpointed profiles (loaded on demand) and the
+    /// events stored after the checkpoint, replayed in arrival order.
+    async fn recover(&mut self) -> Result<u64, EngineError> {
+        self.profiles.clear();
+        self.identities.clear();
+        self.recent_ids.clear();
+        self.pending = Pending::default();
+        let mut after = self.store.profile_checkpoint().await?;
+        let mut replayed = 0u64;
+        loop {
+            let stored = self.store.events_after(after, 5_000).await?;
+            let Some(last) = stored.last() else { break };
+            after = last.seq;
+            let events: Vec<(Event, ProfileId)> = stored
+                .into_iter()
+                .filter_map(|s| match event_from_stored(&s) {
+                    Some(e) => Some((e, s.profile_id)),
+                    None => {
+                        tracing::error!(seq = s.seq, "a stored event no longer validates; not replayed");
+                        None
+                    }
+                })
+                .collect();
+            let refs: Vec<&Event> = events.iter().map(|(e, _)| e).collect();
+            self.prefetch_identities(&refs).await?;
+            for (e, stored_as) in events {
+                self.recent_ids.insert(e.message_id.clone());
+                self.apply(e, Some(&stored_as)).await?;
+                replayed += 1;
+            }
+        }
+        // What was replayed goes into the next checkpoint right away.
+        self.last_flush = Instant::now() - self.config.flush_interval;
+        Ok(replayed)
     }
 
     async fn load_into_cache(&mut self, id: &ProfileId) -> Result<Option<ProfileId>, EngineError> {
@@ -466,11 +628,13 @@ impl Applier {
         if self.profiles.len() <= self.config.profile_cache {
             return;
         }
-        let committed = self.committed_seq.load(Ordering::SeqCst);
+        // Only what a committed checkpoint holds may go: the store has it.
+        let flushed = self.flushed_seq.load(Ordering::SeqCst);
+        let pending = &self.pending.touched;
         let target = self.config.profile_cache * 4 / 5;
         let mut excess = self.profiles.len() - target;
-        self.profiles.retain(|_, c| {
-            if excess > 0 && c.last_batch <= committed {
+        self.profiles.retain(|id, c| {
+            if excess > 0 && c.last_batch <= flushed && !pending.contains_key(id) {
                 excess -= 1;
                 false
             } else {
@@ -479,7 +643,7 @@ impl Applier {
         });
         let profiles = &self.profiles;
         self.identities
-            .retain(|_, (p, b)| *b > committed || profiles.contains_key(p));
+            .retain(|_, (p, b)| *b > flushed || profiles.contains_key(p));
     }
 
     /// The live profile an identity points to, if any.
@@ -490,8 +654,12 @@ impl Applier {
         self.load_into_cache(&id).await
     }
 
-    fn new_profile(&mut self, st: &mut BatchState) -> ProfileId {
-        let id = ProfileId::generate();
+    /// A new profile; on replay it takes the id its first event was stored under.
+    fn new_profile(&mut self, replay_id: Option<&ProfileId>) -> ProfileId {
+        let id = match replay_id {
+            Some(id) if !self.profiles.contains_key(id) => id.clone(),
+            _ => ProfileId::generate(),
+        };
         let p = Profile::new(id.clone(), self.clock.now());
         self.profiles.insert(
             id.clone(),
@@ -500,7 +668,7 @@ impl Applier {
                 last_batch: self.batch_seq,
             },
         );
-        st.new_profiles += 1;
+        metrics::gauge!("missive_profiles").increment(1.0);
         id
     }
 
@@ -511,15 +679,21 @@ impl Applier {
         })
     }
 
-    fn map_identity(&mut self, key: IdentityKey, to: &ProfileId, st: &mut BatchState) {
+    fn map_identity(&mut self, key: IdentityKey, to: &ProfileId) {
         let unchanged = self.identities.get(&key).is_some_and(|(p, _)| p == to);
         if !unchanged {
             self.identities.insert(key.clone(), (to.clone(), self.batch_seq));
-            st.identities.push((key, to.clone()));
+            self.pending.identities.push((key, to.clone()));
         }
     }
 
-    async fn apply(&mut self, e: Event, st: &mut BatchState) -> Result<(), EngineError> {
+    /// Resolves the event's profile (merging as identities dictate) and folds it in. Returns
+    /// the profile it went to, and the event for storage.
+    async fn apply(
+        &mut self,
+        e: Event,
+        replay_id: Option<&ProfileId>,
+    ) -> Result<(ProfileId, Event), EngineError> {
         let user = match &e.user_id {
             Some(u) => self.profile_of(&IdentityKey::user_id(u.clone())).await?,
             None => None,
@@ -543,7 +717,7 @@ impl Applier {
                     .cloned();
                 match candidate {
                     Some(c) => c,
-                    None => self.new_profile(st),
+                    None => self.new_profile(replay_id),
                 }
             }
         };
@@ -575,7 +749,7 @@ impl Applier {
             }
         }
         for from in absorb {
-            self.merge(&from, &target, &e.message_id, st);
+            self.merge(&from, &target, &e.message_id);
         }
 
         // Identities this event names now point at the target, unless another known user owns them.
@@ -592,13 +766,13 @@ impl Applier {
                 }
             };
             if free {
-                self.map_identity(key, &target, st);
+                self.map_identity(key, &target);
             }
         }
 
         let history_len = self.config.history_len;
         let batch_seq = self.batch_seq;
-        let touched = st.touched.entry(target.clone()).or_default();
+        let touched = self.pending.touched.entry(target.clone()).or_default();
         let Some(entry) = self.profiles.get_mut(&target) else {
             return Err(EngineError::Store(StoreError::Corrupt(format!(
                 "profile {target} vanished from memory"
@@ -606,24 +780,13 @@ impl Applier {
         };
         entry.profile.apply_event(&e, history_len, touched);
         entry.last_batch = batch_seq;
-        let cause = st.causes.entry(target.clone()).or_default();
+        let cause = self.pending.causes.entry(target.clone()).or_default();
         *cause = match (cause.is_empty(), touched.events_applied) {
             (true, _) => event_cause(&e),
             (false, n) if !touched.merged_from.is_empty() => format!("merge, {n} events"),
             (false, n) => format!("{n} events"),
         };
-
-        st.events.push(StoredEvent {
-            seq: 0,
-            message_id: e.message_id,
-            profile_id: target,
-            kind: e.kind,
-            name: e.name,
-            timestamp: e.timestamp,
-            received_at: e.received_at,
-            body: e.body,
-        });
-        Ok(())
+        Ok((target, e))
     }
 
     /// Whether `from` may be merged into `into` by an event naming `user_id`: never two
@@ -641,38 +804,47 @@ impl Applier {
         target_users.is_empty() || target_users.iter().any(|u| fu.contains(*u))
     }
 
-    fn merge(&mut self, from: &ProfileId, into: &ProfileId, cause: &MessageId, st: &mut BatchState) {
+    fn merge(&mut self, from: &ProfileId, into: &ProfileId, cause: &MessageId) {
         let Some(mut source) = self.profiles.remove(from) else {
             return;
         };
         let history_len = self.config.history_len;
         let now = self.clock.now();
         {
-            let touched = st.touched.entry(into.clone()).or_default();
+            let touched = self.pending.touched.entry(into.clone()).or_default();
             if let Some(target) = self.profiles.get_mut(into) {
                 target.profile.absorb(&source.profile, history_len, touched);
                 target.last_batch = self.batch_seq;
             }
         }
-        st.causes.insert(into.clone(), "merge".into());
+        self.pending.causes.insert(into.clone(), "merge".into());
         for key in source.profile.identities.keys() {
-            self.map_identity(key, into, st);
+            self.map_identity(key, into);
         }
         source.profile.merged_into = Some(into.clone());
         source.last_batch = self.batch_seq;
-        let t = st.touched.entry(from.clone()).or_default();
+        let t = self.pending.touched.entry(from.clone()).or_default();
         t.merged_into = Some(into.clone());
-        st.causes.insert(from.clone(), format!("merged into {into}"));
+        self.pending
+            .causes
+            .insert(from.clone(), format!("merged into {into}"));
         self.profiles.insert(from.clone(), source);
-        st.merges.push(MergeRecord {
+        self.pending.merges.push(MergeRecord {
             from: from.clone(),
             into: into.clone(),
             at: now,
             cause: cause.to_string(),
         });
-        st.new_profiles -= 1;
+        metrics::gauge!("missive_profiles").decrement(1.0);
         metrics::counter!("missive_profile_merges_total").increment(1);
         tracing::debug!(from = %from, into = %into, "profiles merged");
+    }
+}
+
+fn request_events(r: &Request) -> usize {
+    match r {
+        Request::Ingest { events, .. } => events.len(),
+        Request::Sync { .. } => 0,
     }
 }
 
@@ -683,11 +855,19 @@ fn event_cause(e: &Event) -> String {
     }
 }
 
+/// The event a stored one was made from, for replay: the stored body validates as it did,
+/// and the stored (already skew-corrected) time is kept.
+fn event_from_stored(s: &StoredEvent) -> Option<Event> {
+    let mut e = validate_message(s.body.clone(), Some(s.kind), None, s.received_at).ok()?;
+    e.timestamp = s.timestamp;
+    Some(e)
+}
+
 async fn run_writer(
     store: Arc<dyn Store>,
     mut rx: mpsc::Receiver<Prepared>,
     epoch: Arc<AtomicU64>,
-    committed: Arc<AtomicU64>,
+    flushed: Arc<AtomicU64>,
 ) {
     while let Some(p) = rx.recv().await {
         if p.epoch != epoch.load(Ordering::SeqCst) {
@@ -698,22 +878,32 @@ async fn run_writer(
             for (ack, _) in p.acks {
                 let _ = ack.send(Err(e.clone()));
             }
+            for ack in p.sync_acks {
+                let _ = ack.send(Err(e.clone()));
+            }
             continue;
         }
         let started = Instant::now();
         let events = p.events;
+        let checkpoint = p.batch.checkpoint;
         match store.commit(p.batch).await {
             Ok(()) => {
-                committed.store(p.batch_seq, Ordering::SeqCst);
+                if checkpoint {
+                    flushed.store(p.batch_seq, Ordering::SeqCst);
+                }
                 metrics::histogram!("missive_store_commit_seconds").record(started.elapsed().as_secs_f64());
                 metrics::histogram!("missive_commit_batch_events").record(events as f64);
                 tracing::debug!(
                     events,
+                    checkpoint,
                     commit_ms = started.elapsed().as_secs_f64() * 1e3,
                     "batch committed"
                 );
                 for (ack, outcome) in p.acks {
                     let _ = ack.send(Ok(outcome));
+                }
+                for ack in p.sync_acks {
+                    let _ = ack.send(Ok(()));
                 }
             }
             Err(e) => {
@@ -722,6 +912,9 @@ async fn run_writer(
                 epoch.fetch_add(1, Ordering::SeqCst);
                 let e = Arc::new(EngineError::Store(e));
                 for (ack, _) in p.acks {
+                    let _ = ack.send(Err(e.clone()));
+                }
+                for ack in p.sync_acks {
                     let _ = ack.send(Err(e.clone()));
                 }
             }

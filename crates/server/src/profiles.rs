@@ -219,6 +219,8 @@ fn parse_as_of(s: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
 }
 
 async fn resolve(state: &AppState, key: &str) -> Result<missive_core::ProfileId, ApiError> {
+    // Profiles reach the store at checkpoints; make it current first.
+    state.engine.sync().await.map_err(|e| ApiError::unavailable(&e))?;
     profiles::resolve_key(&**state.engine.store(), &ProfileKey::parse(key))
         .await?
         .ok_or_else(|| ApiError::not_found("no profile has that id, user id, anonymous id or e-mail address"))

@@ -81,6 +81,7 @@ pub async fn committed_events_profiles_and_identities_read_back(store: &dyn Stor
         profiles: vec![p.clone()],
         versions: vec![version(&p, "2 events", true)],
         merges: vec![],
+        checkpoint: false,
     };
     store.commit(batch).await.unwrap();
 
@@ -286,6 +287,43 @@ pub async fn versions_list_newest_first_and_rebuild_from_the_nearest_snapshot(st
     assert!(store.versions_for_as_of(&p.id, start).await.unwrap().is_empty());
 }
 
+pub async fn the_profile_checkpoint_names_the_last_event_the_profiles_include(store: &dyn Store) {
+    assert_eq!(store.profile_checkpoint().await.unwrap(), 0);
+    let now = t("2026-02-01T10:00:00Z");
+    let mut p = Profile::new(ProfileId::generate(), now);
+    p.version = 1;
+    store
+        .commit(CommitBatch {
+            events: vec![event("cp-1", &p.id, "A", now), event("cp-2", &p.id, "B", now)],
+            profiles: vec![p.clone()],
+            checkpoint: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let through = store.profile_checkpoint().await.unwrap();
+    // Events after the checkpoint are the ones to replay.
+    store
+        .commit(CommitBatch {
+            events: vec![event("cp-3", &p.id, "C", now)],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.profile_checkpoint().await.unwrap(), through);
+    let after = store.events_after(through, 10).await.unwrap();
+    assert_eq!(
+        after.iter().map(|e| e.message_id.as_str()).collect::<Vec<_>>(),
+        ["cp-3"]
+    );
+    let all = store.events_after(0, 10).await.unwrap();
+    assert_eq!(
+        all.iter().map(|e| e.message_id.as_str()).collect::<Vec<_>>(),
+        ["cp-1", "cp-2", "cp-3"]
+    );
+    assert_eq!(store.events_after(0, 2).await.unwrap().len(), 2);
+}
+
 /// Runs a named conformance case; used by the backends' test macros.
 #[macro_export]
 macro_rules! conformance_cases {
@@ -296,6 +334,7 @@ macro_rules! conformance_cases {
             a_message_id_is_stored_once,
             events_page_newest_first_with_a_cursor,
             merges_repoint_events_and_identities_along_a_chain,
+            the_profile_checkpoint_names_the_last_event_the_profiles_include,
             versions_list_newest_first_and_rebuild_from_the_nearest_snapshot
         );
     };

@@ -42,8 +42,15 @@ pub trait Store: Send + Sync + 'static {
 
     /// Writes one group commit atomically, in this order: new events (a message id already
     /// stored is skipped), merges (re-pointing events and identities), identities, profiles,
-    /// versions.
+    /// versions, and the profile checkpoint when `batch.checkpoint` is set.
     async fn commit(&self, batch: CommitBatch) -> Result<(), StoreError>;
+
+    /// The sequence number of the last event whose effects the stored profiles include
+    /// (0 when none): events after it must be replayed into the profiles after a restart.
+    async fn profile_checkpoint(&self) -> Result<i64, StoreError>;
+
+    /// Stored events with a sequence number above `after`, in arrival order.
+    async fn events_after(&self, after: i64, limit: u32) -> Result<Vec<StoredEvent>, StoreError>;
 
     /// Which of `ids` are stored already.
     async fn existing_message_ids(&self, ids: Vec<MessageId>) -> Result<HashSet<MessageId>, StoreError>;

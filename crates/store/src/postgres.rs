@@ -730,8 +730,45 @@ impl Store for PostgresStore {
             execute_unless_empty(&tx, &s.upsert_profiles, profiles.is_empty(), &profile_params),
             execute_unless_empty(&tx, &s.insert_versions, versions.is_empty(), &version_params),
         )?;
+        if batch.checkpoint {
+            tx.execute(
+                "INSERT INTO meta (key, value)
+                 SELECT 'profiles_through_seq', COALESCE(MAX(seq), 0)::text FROM events
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                &[],
+            )
+            .await?;
+        }
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn profile_checkpoint(&self) -> Result<i64, StoreError> {
+        let r = self.reader();
+        let row = r
+            .client
+            .query_opt("SELECT value FROM meta WHERE key = 'profiles_through_seq'", &[])
+            .await?;
+        match row {
+            None => Ok(0),
+            Some(row) => {
+                let v: &str = row.try_get(0)?;
+                v.parse().map_err(|e| corrupt("profile checkpoint", e))
+            }
+        }
+    }
+
+    async fn events_after(&self, after: i64, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
+        let r = self.reader();
+        let rows = r
+            .client
+            .query(
+                "SELECT seq, message_id, profile_id, kind, name, ts, received_at, body FROM events
+                 WHERE seq > $1 ORDER BY seq LIMIT $2",
+                &[&after, &i64::from(limit)],
+            )
+            .await?;
+        rows.iter().map(event_from_row).collect()
     }
 
     async fn existing_message_ids(&self, ids: Vec<MessageId>) -> Result<HashSet<MessageId>, StoreError> {

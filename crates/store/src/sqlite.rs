@@ -410,6 +410,7 @@ impl Store for SqliteStore {
                 ))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
+        let checkpoint = batch.checkpoint;
         let merges = batch.merges;
         let identities = batch.identities;
 
@@ -454,8 +455,44 @@ impl Store for SqliteStore {
                     ver.execute(params![v.0, v.1, v.2, v.3, v.4, v.5])?;
                 }
             }
+            if checkpoint {
+                tx.prepare_cached(
+                    "INSERT INTO meta (key, value)
+                     SELECT 'profiles_through_seq', CAST(COALESCE(MAX(seq), 0) AS TEXT) FROM events WHERE true
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                )?
+                .execute([])?;
+            }
             tx.commit()?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn profile_checkpoint(&self) -> Result<i64, StoreError> {
+        self.read(|c| {
+            let v: Option<String> = c
+                .query_row(
+                    "SELECT value FROM meta WHERE key = 'profiles_through_seq'",
+                    [],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            v.map_or(Ok(0), |v| v.parse().map_err(|e| corrupt("profile checkpoint", e)))
+        })
+        .await
+    }
+
+    async fn events_after(&self, after: i64, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT seq, message_id, profile_id, kind, name, ts, received_at, body FROM events
+                 WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            )?;
+            let rows = stmt
+                .query_map(params![after, limit], row_to_event)?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.into_iter().map(event_from_row).collect()
         })
         .await
     }

@@ -93,11 +93,16 @@ pub struct CommitBatch {
     pub identities: Vec<(IdentityKey, ProfileId)>,
     pub profiles: Vec<Profile>,
     pub versions: Vec<ProfileVersion>,
+    /// The profiles, identities and merges in this batch bring the stored profile state up to
+    /// date with every event stored so far, this batch's included: the store records the
+    /// highest event sequence number as the profile checkpoint, atomically with the rest.
+    pub checkpoint: bool,
 }
 
 impl CommitBatch {
     pub fn is_empty(&self) -> bool {
-        self.events.is_empty()
+        !self.checkpoint
+            && self.events.is_empty()
             && self.merges.is_empty()
             && self.identities.is_empty()
             && self.profiles.is_empty()

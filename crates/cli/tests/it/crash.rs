@@ -18,7 +18,9 @@ const PLAN: LoadPlan = LoadPlan {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_during_sustained_ingest_loses_no_acknowledged_event() {
-    let mut server = Server::start().await;
+    // No timed profile checkpoint: at the kill, the profiles exist only in memory, and the
+    // restart must rebuild every one of them from the stored events.
+    let mut server = Server::start_with_env(&[("MISSIVE_ENGINE__FLUSH_INTERVAL_MS", "3600000")]).await;
     let mut load = Load::start(server.api(), PLAN);
     load.run_until(100, Duration::from_secs(2)).await;
 
@@ -47,6 +49,11 @@ async fn kill_9_during_sustained_ingest_loses_no_acknowledged_event() {
     );
 
     server.restart().await;
+    let log = server.diagnostics();
+    assert!(
+        log.contains("replayed events stored after the last profile checkpoint"),
+        "the restart should have rebuilt the profiles from the event log\n{log}"
+    );
     let stored = stored_load_events(server.api(), &PLAN).await;
     assert_every_acknowledged_event_stored_once(&report.acked, &stored);
 

@@ -41,6 +41,8 @@ pub struct Server {
     starts: u32,
     api: Api,
     stdout: Arc<Mutex<Vec<String>>>,
+    /// Configuration given through `MISSIVE_` variables, at every start.
+    env: Vec<(String, String)>,
 }
 
 /// The HTTP API of a running server, with its keys. Cheap to clone into tasks.
@@ -54,6 +56,11 @@ pub struct Api {
 impl Server {
     /// Starts a server on a new, empty data directory and waits until it is healthy.
     pub async fn start() -> Server {
+        Self::start_with_env(&[]).await
+    }
+
+    /// Like [`Server::start`], with `MISSIVE_` configuration variables for every start.
+    pub async fn start_with_env(env: &[(&str, &str)]) -> Server {
         let root = tempfile::Builder::new()
             .prefix("missive-it-")
             .tempdir()
@@ -71,6 +78,7 @@ impl Server {
                 },
             },
             stdout: Arc::default(),
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         };
         server.launch().await;
         server
@@ -104,6 +112,7 @@ impl Server {
                 cmd.env_remove(name);
             }
         }
+        cmd.envs(self.env.iter().cloned());
         let mut child = cmd.spawn().expect("spawning `missive serve`");
         let stdout = child.stdout.take().expect("the child's stdout is piped");
         self.child = Some(child);

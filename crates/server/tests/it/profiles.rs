@@ -173,15 +173,18 @@ async fn every_change_makes_a_version_with_its_diff_and_the_past_can_be_read() {
     let app = TestApp::spawn().await;
     app.post("/v1/identify", json!({"userId": "v", "traits": {"plan": "free"}}))
         .await;
+    app.sync().await;
     app.clock.advance(TimeDelta::hours(1));
     app.post("/v1/identify", json!({"userId": "v", "traits": {"plan": "pro"}}))
         .await;
+    app.sync().await;
     app.clock.advance(TimeDelta::hours(1));
     app.post(
         "/v1/track",
         json!({"userId": "v", "event": "Order Completed", "properties": {"revenue": 5}}),
     )
     .await;
+    app.sync().await;
 
     let (status, v) = app.get("/v1/profiles/v/versions").await;
     assert_eq!(status, 200);
@@ -224,6 +227,7 @@ async fn versions_replay_from_snapshots_over_many_changes() {
         app.clock.advance(TimeDelta::minutes(1));
         app.post("/v1/identify", json!({"userId": "many", "traits": {"n": i}}))
             .await;
+        app.sync().await;
     }
     // Version 35 was recorded 35 minutes in; snapshots are every 32 versions.
     let (_, past) = app.get("/v1/profiles/many?as_of=2026-03-02T12:35:30Z").await;

@@ -75,6 +75,11 @@ impl TestApp {
         Self::spawn_in(self.dir, self.clock, Some(keys)).await
     }
 
+    /// Writes a profile checkpoint now, so that each change before it gets its own version.
+    pub async fn sync(&self) {
+        self.engine.sync().await.unwrap();
+    }
+
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
         let res = self
             .client
