@@ -1,0 +1,3 @@
+//! Engine integration tests: bulk import against a real SQLite store.
+
+mod import;
