@@ -62,7 +62,14 @@ pub async fn run(cfg: Config, listen: Option<String>) -> anyhow::Result<()> {
         out.write_all(banner.as_bytes())?;
         out.flush()?;
     }
-    tracing::info!(addr = %local, store = store.backend(), "server started");
+    let engine_config = cfg.engine_config();
+    tracing::info!(
+        addr = %local,
+        store = store.backend(),
+        flush_interval_ms = engine_config.flush_interval.as_millis() as u64,
+        history_len = engine_config.history_len,
+        "server started"
+    );
 
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())

@@ -119,8 +119,9 @@ impl Engine {
         let stats = store.stats().await?;
         metrics::gauge!("missive_profiles").set(stats.profiles as f64);
         let (tx, rx) = mpsc::channel::<Request>(4096);
-        // One batch committing, two waiting; the applier never runs further ahead.
-        let (wtx, wrx) = mpsc::channel::<Prepared>(2);
+        // While one commit runs, the applier may prepare this many batches; the writer commits
+        // them together next.
+        let (wtx, wrx) = mpsc::channel::<Prepared>(16);
         let epoch = Arc::new(AtomicU64::new(0));
         let config = Arc::new(config);
         let mut applier = Applier {
@@ -136,6 +137,7 @@ impl Engine {
             recent_ids: RecentIds::new(1 << 20),
             pending: Pending::default(),
             last_flush: Instant::now(),
+            flush_now: false,
         };
         let replayed = applier.recover().await?;
         if replayed > 0 {
@@ -280,6 +282,8 @@ struct Applier {
     recent_ids: RecentIds,
     pending: Pending,
     last_flush: Instant,
+    /// Checkpoint with the next batch whatever the time (set after a replay).
+    flush_now: bool,
 }
 
 impl Applier {
@@ -297,7 +301,7 @@ impl Applier {
                 biased;
                 r = rx.recv() => r,
                 _ = ticker.tick() => {
-                    if self.pending.is_empty() || self.last_flush.elapsed() < self.config.flush_interval {
+                    if self.pending.is_empty() || !(self.flush_now || self.last_flush.elapsed() >= self.config.flush_interval) {
                         continue;
                     }
                     Some(Request::Sync { ack: None })
@@ -402,7 +406,8 @@ impl Applier {
         let checkpoint = sync_requested
             || self.config.flush_interval.is_zero()
             || self.pending.touched.len() >= self.config.max_dirty_profiles
-            || (!self.pending.is_empty() && self.last_flush.elapsed() >= self.config.flush_interval);
+            || (!self.pending.is_empty()
+                && (self.flush_now || self.last_flush.elapsed() >= self.config.flush_interval));
         let mut batch = CommitBatch {
             events,
             ..CommitBatch::default()
@@ -535,6 +540,7 @@ impl Applier {
             p.history = history;
         }
         self.last_flush = Instant::now();
+        self.flush_now = false;
     }
 
     /// Rebuilds memory from the store: the checkpointed profiles (loaded on demand) and the
@@ -569,7 +575,7 @@ impl Applier {
             }
         }
         // What was replayed goes into the next checkpoint right away.
-        self.last_flush = Instant::now() - self.config.flush_interval;
+        self.flush_now = replayed > 0;
         Ok(replayed)
     }
 
@@ -869,27 +875,59 @@ async fn run_writer(
     epoch: Arc<AtomicU64>,
     flushed: Arc<AtomicU64>,
 ) {
-    while let Some(p) = rx.recv().await {
-        if p.epoch != epoch.load(Ordering::SeqCst) {
-            // Prepared on top of a batch that failed to commit: refuse it; senders retry.
-            let e = Arc::new(EngineError::Store(StoreError::Task(
-                "an earlier batch failed; retry".into(),
-            )));
-            for (ack, _) in p.acks {
-                let _ = ack.send(Err(e.clone()));
+    while let Some(first) = rx.recv().await {
+        // Everything the applier prepared while the last commit ran goes into this one: one
+        // transaction and one fsync for all of it. Order is kept, so the result is the same
+        // as committing them one after another.
+        let mut group = vec![first];
+        let mut queued_events = group[0].events;
+        // A checkpoint ends a group: the store records the highest event stored so far as
+        // included in the profiles, which is only true of the events up to the checkpoint's own.
+        while queued_events < MAX_GROUP_EVENTS && !group.last().is_some_and(|p| p.batch.checkpoint) {
+            match rx.try_recv() {
+                Ok(p) => {
+                    queued_events += p.events;
+                    group.push(p);
+                }
+                Err(_) => break,
             }
-            for ack in p.sync_acks {
-                let _ = ack.send(Err(e.clone()));
+        }
+        let current = epoch.load(Ordering::SeqCst);
+        let mut batch = CommitBatch::default();
+        let mut acks = Vec::new();
+        let mut sync_acks = Vec::new();
+        let mut events = 0;
+        let mut last_seq = 0;
+        for p in group {
+            if p.epoch != current {
+                // Prepared on top of a batch that failed to commit: refuse it; senders retry.
+                let e = Arc::new(EngineError::Store(StoreError::Task(
+                    "an earlier batch failed; retry".into(),
+                )));
+                fail(p.acks.into_iter().map(|(a, _)| a), p.sync_acks, &e);
+                continue;
             }
+            events += p.events;
+            last_seq = p.batch_seq;
+            let b = p.batch;
+            batch.events.extend(b.events);
+            batch.merges.extend(b.merges);
+            batch.identities.extend(b.identities);
+            batch.profiles.extend(b.profiles);
+            batch.versions.extend(b.versions);
+            batch.checkpoint |= b.checkpoint;
+            acks.extend(p.acks);
+            sync_acks.extend(p.sync_acks);
+        }
+        if acks.is_empty() && sync_acks.is_empty() && batch.is_empty() {
             continue;
         }
         let started = Instant::now();
-        let events = p.events;
-        let checkpoint = p.batch.checkpoint;
-        match store.commit(p.batch).await {
+        let checkpoint = batch.checkpoint;
+        match store.commit(batch).await {
             Ok(()) => {
                 if checkpoint {
-                    flushed.store(p.batch_seq, Ordering::SeqCst);
+                    flushed.store(last_seq, Ordering::SeqCst);
                 }
                 metrics::histogram!("missive_store_commit_seconds").record(started.elapsed().as_secs_f64());
                 metrics::histogram!("missive_commit_batch_events").record(events as f64);
@@ -899,10 +937,10 @@ async fn run_writer(
                     commit_ms = started.elapsed().as_secs_f64() * 1e3,
                     "batch committed"
                 );
-                for (ack, outcome) in p.acks {
+                for (ack, outcome) in acks {
                     let _ = ack.send(Ok(outcome));
                 }
-                for ack in p.sync_acks {
+                for ack in sync_acks {
                     let _ = ack.send(Ok(()));
                 }
             }
@@ -910,14 +948,24 @@ async fn run_writer(
                 tracing::error!(error = %e, events, "group commit failed");
                 metrics::counter!("missive_store_commit_failures_total").increment(1);
                 epoch.fetch_add(1, Ordering::SeqCst);
-                let e = Arc::new(EngineError::Store(e));
-                for (ack, _) in p.acks {
-                    let _ = ack.send(Err(e.clone()));
-                }
-                for ack in p.sync_acks {
-                    let _ = ack.send(Err(e.clone()));
-                }
+                fail(
+                    acks.into_iter().map(|(a, _)| a),
+                    sync_acks,
+                    &Arc::new(EngineError::Store(e)),
+                );
             }
         }
+    }
+}
+
+/// Most events one commit carries when the writer merges queued batches.
+const MAX_GROUP_EVENTS: usize = 50_000;
+
+fn fail(acks: impl IntoIterator<Item = Ack>, sync_acks: Vec<SyncAck>, e: &Arc<EngineError>) {
+    for ack in acks {
+        let _ = ack.send(Err(e.clone()));
+    }
+    for ack in sync_acks {
+        let _ = ack.send(Err(e.clone()));
     }
 }

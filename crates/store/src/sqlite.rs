@@ -364,6 +364,7 @@ impl Store for SqliteStore {
         if batch.is_empty() {
             return Ok(());
         }
+        let serialize_started = std::time::Instant::now();
         // Serialize outside the writer lock's critical section as far as possible.
         let events: Vec<_> = batch
             .events
@@ -414,6 +415,9 @@ impl Store for SqliteStore {
         let merges = batch.merges;
         let identities = batch.identities;
 
+        let serialize_ms = serialize_started.elapsed().as_secs_f64() * 1e3;
+        let write_started = std::time::Instant::now();
+        let n_profiles = profiles.len();
         self.write(move |c| {
             let tx = c.transaction()?;
             {
@@ -464,6 +468,7 @@ impl Store for SqliteStore {
                 .execute([])?;
             }
             tx.commit()?;
+            tracing::debug!(serialize_ms, write_ms = write_started.elapsed().as_secs_f64() * 1e3, profiles = n_profiles, "sqlite commit");
             Ok(())
         })
         .await

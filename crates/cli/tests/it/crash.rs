@@ -20,7 +20,20 @@ const PLAN: LoadPlan = LoadPlan {
 async fn kill_9_during_sustained_ingest_loses_no_acknowledged_event() {
     // No timed profile checkpoint: at the kill, the profiles exist only in memory, and the
     // restart must rebuild every one of them from the stored events.
-    let mut server = Server::start_with_env(&[("MISSIVE_ENGINE__FLUSH_INTERVAL_MS", "3600000")]).await;
+    kill_9_during_ingest_with_checkpoints_every("3600000", true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_between_frequent_profile_checkpoints_loses_nothing() {
+    // Checkpoints every 5 ms: the kill lands among them, and the restart must replay exactly
+    // the events after the last one.
+    kill_9_during_ingest_with_checkpoints_every("5", false).await;
+}
+
+/// `must_replay`: no checkpoint can have been taken, so the restart must replay events.
+async fn kill_9_during_ingest_with_checkpoints_every(flush_interval_ms: &str, must_replay: bool) {
+    let mut server =
+        Server::start_with_env(&[("MISSIVE_ENGINE__FLUSH_INTERVAL_MS", flush_interval_ms)]).await;
     let mut load = Load::start(server.api(), PLAN);
     load.run_until(100, Duration::from_secs(2)).await;
 
@@ -51,7 +64,7 @@ async fn kill_9_during_sustained_ingest_loses_no_acknowledged_event() {
     server.restart().await;
     let log = server.diagnostics();
     assert!(
-        log.contains("replayed events stored after the last profile checkpoint"),
+        !must_replay || log.contains("replayed events stored after the last profile checkpoint"),
         "the restart should have rebuilt the profiles from the event log\n{log}"
     );
     let stored = stored_load_events(server.api(), &PLAN).await;
