@@ -301,11 +301,13 @@ async fn profiles_survive_a_restart_and_keep_merging() {
     let app = app.restart().await;
     app.post("/v1/identify", json!({"userId": "rs", "anonymousId": "rs-anon"}))
         .await;
+    app.sync().await;
     app.post("/v1/track", json!({"userId": "rs", "event": "Viewed"}))
         .await;
     let p = app.profile("rs-anon").await;
     assert_eq!(p["identities"]["user_ids"], json!(["rs"]));
     assert_eq!(p["aggregates"]["events"]["Viewed"]["count"], 2);
     assert_eq!(p["traits"]["plan"]["value"], "pro");
+    // Version 1 before the restart, 2 for the merge, 3 for the last event.
     assert_eq!(p["version"], 3);
 }
