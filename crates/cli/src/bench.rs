@@ -59,12 +59,11 @@ struct Result_ {
 
 async fn ingest(cfg: Config, b: IngestBench) -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
-    let store: Arc<dyn Store> = match &cfg.store {
-        Some(url) if url.starts_with("postgres") => {
-            let schema = format!("bench_{}", std::process::id());
-            Arc::new(PostgresStore::connect(url, Some(&schema)).await?)
-        }
-        _ => Arc::new(SqliteStore::open(tmp.path().join("missive.db")).await?),
+    let pg_schema = format!("bench_{}", std::process::id());
+    let pg_url = cfg.store.clone().filter(|url| url.starts_with("postgres"));
+    let store: Arc<dyn Store> = match &pg_url {
+        Some(url) => Arc::new(PostgresStore::connect(url, Some(&pg_schema)).await?),
+        None => Arc::new(SqliteStore::open(tmp.path().join("missive.db")).await?),
     };
     let (_, keys) = ensure_workspace(&*store).await?;
     let write_key = keys.context("a fresh store should mint keys")?.write_key;
@@ -117,6 +116,10 @@ async fn ingest(cfg: Config, b: IngestBench) -> anyhow::Result<()> {
     );
     server.abort();
     engine.shutdown().await;
+    drop(store);
+    if let Some(url) = &pg_url {
+        PostgresStore::drop_schema(url, &pg_schema).await?;
+    }
     Ok(())
 }
 

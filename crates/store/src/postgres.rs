@@ -163,6 +163,20 @@ impl PostgresStore {
         })
     }
 
+    /// Drops `schema` and everything in it (benchmarks clean up after themselves with it).
+    pub async fn drop_schema(url: &str, schema: &str) -> Result<(), StoreError> {
+        validate_schema_name(schema)?;
+        let config: Config = url
+            .parse()
+            .map_err(|e| StoreError::Open(format!("invalid postgres url: {}", with_causes(&e))))?;
+        let target = describe_target(&config);
+        let client = connect_one(&config, &target, "cleanup").await?;
+        client
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+            .await?;
+        Ok(())
+    }
+
     /// Where the store is, as `host:port/dbname` (without credentials).
     pub fn target(&self) -> &str {
         &self.inner.target
