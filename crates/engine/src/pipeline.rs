@@ -1,19 +1,21 @@
-//! The partition owner: one task folds events into profiles in memory, a second commits to the
-//! store, and only then are the senders told.
+//! The partition owner: one task folds events into profiles in memory; two writers make the
+//! result durable, and only then are the senders told.
 //!
-//! Two kinds of commit share the one writer:
-//! - every batch commits its **events** (group commit: while the writer waits for one fsync,
-//!   the applier prepares the next batch from whatever arrived meanwhile) — that is what makes
-//!   an acknowledged event durable;
-//! - every `flush_interval`, and whenever a reader asks ([`Engine::sync`]), a batch also carries
-//!   a **checkpoint**: the profiles, versions, identities and merges changed since the last
-//!   one, and the sequence number of the last event they include. Writing a hot profile once a
-//!   checkpoint instead of once an event is what keeps ingest fast.
+//! - The **events writer** commits every batch's new events (group commit: while it waits
+//!   for one fsync, the applier prepares the next batches, and the writer commits all of them
+//!   together next). That is what makes an acknowledged event durable.
+//! - The **checkpoint writer** commits, every `flush_interval` and whenever a reader asks
+//!   ([`Engine::sync`]), the profiles, versions, identities and merges changed since the last
+//!   checkpoint, with the sequence number of the last event they include. It runs alongside
+//!   the events writer (SQLite keeps the two in separate files), and commits a checkpoint only
+//!   once the events it includes are stored. Writing a hot profile once a checkpoint instead of
+//!   once an event is what keeps ingest fast.
 //!
-//! After a crash, the events stored after the checkpoint are replayed into the profiles at
-//! start-up ([`Engine::start`]), deterministically: a profile created by a replayed event
-//! takes the id that event was stored under. Identity merges cross any partitioning by
-//! person, so on one box there is one owner of all profiles; SQLite has one writer anyway.
+//! The engine numbers events itself (`seq`), so a checkpoint knows exactly what it includes.
+//! After a crash, the events stored after the last checkpoint are replayed into the profiles
+//! at start-up ([`Engine::start`]), deterministically: a profile created by a replayed event
+//! takes the id that event was first stored under. Identity merges cross any partitioning by
+//! person, so on one box there is one owner of all profiles.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -22,15 +24,17 @@ use std::time::{Duration, Instant};
 
 use missive_core::message::validate_message;
 use missive_core::{Clock, Event, EventKind, IdentityKey, MessageId, Profile, ProfileId, Touched};
-use missive_store::{CommitBatch, EventQuery, MergeRecord, ProfileVersion, Store, StoreError, StoredEvent};
-use tokio::sync::{mpsc, oneshot};
+use missive_store::{
+    Checkpoint, EventBatch, EventQuery, MergeRecord, ProfileVersion, Store, StoreError, StoredEvent,
+};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// Tuning of the pipeline.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
     /// Recent events kept inside each profile.
     pub history_len: usize,
-    /// Most events folded into one group commit.
+    /// Most events folded into one batch.
     pub max_batch_events: usize,
     /// Profiles kept in memory; beyond this, checkpointed ones are dropped and reloaded on demand.
     pub profile_cache: usize,
@@ -75,7 +79,7 @@ pub struct IngestOutcome {
 /// Where the outcome of one ingest call is sent once durable.
 type Ack = oneshot::Sender<Result<IngestOutcome, Arc<EngineError>>>;
 type SyncAck = oneshot::Sender<Result<(), Arc<EngineError>>>;
-type Tasks = Option<(tokio::task::JoinHandle<()>, tokio::task::JoinHandle<()>)>;
+type Tasks = Vec<tokio::task::JoinHandle<()>>;
 
 enum Request {
     Ingest {
@@ -88,20 +92,42 @@ enum Request {
     },
 }
 
-struct Prepared {
+/// A batch of new events for the events writer.
+struct EventJob {
     epoch: u64,
     batch_seq: u64,
-    batch: CommitBatch,
+    batch: EventBatch,
     acks: Vec<(Ack, IngestOutcome)>,
-    sync_acks: Vec<SyncAck>,
     events: usize,
+}
+
+/// A checkpoint for the checkpoint writer.
+struct CheckpointJob {
+    epoch: u64,
+    batch_seq: u64,
+    checkpoint: Checkpoint,
+    sync_acks: Vec<SyncAck>,
+}
+
+/// What the writers tell the applier and each other.
+struct Progress {
+    /// Bumped when a commit fails: everything prepared before is refused, and the applier
+    /// rebuilds its memory from the store.
+    epoch: AtomicU64,
+    /// The highest event `seq` committed.
+    events_committed: watch::Sender<i64>,
+    /// The last batch each writer has finished with (committed or refused).
+    events_done: watch::Sender<u64>,
+    checkpoints_done: watch::Sender<u64>,
+    /// The batch of the last committed checkpoint: profiles changed up to it may be evicted.
+    flushed_batch: AtomicU64,
 }
 
 /// Handle to the running pipeline. Cheap to clone.
 #[derive(Clone)]
 pub struct Engine {
     tx: mpsc::Sender<Request>,
-    stop: Arc<tokio::sync::watch::Sender<bool>>,
+    stop: Arc<watch::Sender<bool>>,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     config: Arc<EngineConfig>,
@@ -119,25 +145,35 @@ impl Engine {
         let stats = store.stats().await?;
         metrics::gauge!("missive_profiles").set(stats.profiles as f64);
         let (tx, rx) = mpsc::channel::<Request>(4096);
-        // While one commit runs, the applier may prepare this many batches; the writer commits
-        // them together next.
-        let (wtx, wrx) = mpsc::channel::<Prepared>(16);
-        let epoch = Arc::new(AtomicU64::new(0));
+        // While a commit runs, the applier may prepare this many batches; the events writer
+        // commits them together next.
+        let (etx, erx) = mpsc::channel::<EventJob>(16);
+        let (ctx, crx) = mpsc::channel::<CheckpointJob>(4);
+        let progress = Arc::new(Progress {
+            epoch: AtomicU64::new(0),
+            events_committed: watch::channel(0).0,
+            events_done: watch::channel(0).0,
+            checkpoints_done: watch::channel(0).0,
+            flushed_batch: AtomicU64::new(0),
+        });
         let config = Arc::new(config);
         let mut applier = Applier {
             store: store.clone(),
             clock: clock.clone(),
             config: config.clone(),
-            epoch: epoch.clone(),
+            progress: progress.clone(),
             seen_epoch: 0,
             batch_seq: 0,
-            flushed_seq: Arc::new(AtomicU64::new(0)),
+            next_seq: 1,
             profiles: HashMap::new(),
             identities: HashMap::new(),
             recent_ids: RecentIds::new(1 << 20),
             pending: Pending::default(),
+            repoint: Vec::new(),
             last_flush: Instant::now(),
             flush_now: false,
+            sent_events: 0,
+            sent_checkpoint: 0,
         };
         let replayed = applier.recover().await?;
         if replayed > 0 {
@@ -146,17 +182,20 @@ impl Engine {
                 "replayed events stored after the last profile checkpoint"
             );
         }
-        let flushed = applier.flushed_seq.clone();
-        let (stop, stop_rx) = tokio::sync::watch::channel(false);
-        let applier_task = tokio::spawn(applier.run(rx, wtx, stop_rx));
-        let writer_task = tokio::spawn(run_writer(store.clone(), wrx, epoch, flushed));
+        progress.events_committed.send_replace(applier.next_seq - 1);
+        let (stop, stop_rx) = watch::channel(false);
+        let tasks = vec![
+            tokio::spawn(applier.run(rx, etx, ctx, stop_rx)),
+            tokio::spawn(run_events_writer(store.clone(), erx, progress.clone())),
+            tokio::spawn(run_checkpoint_writer(store.clone(), crx, progress)),
+        ];
         Ok(Self {
             tx,
             stop: Arc::new(stop),
             store,
             clock,
             config,
-            tasks: Arc::new(tokio::sync::Mutex::new(Some((applier_task, writer_task)))),
+            tasks: Arc::new(tokio::sync::Mutex::new(tasks)),
         })
     }
 
@@ -199,15 +238,15 @@ impl Engine {
     /// Stops taking events, commits everything already taken with a final checkpoint, and
     /// waits for it. Calls made after this fail with [`EngineError::ShuttingDown`].
     pub async fn shutdown(self) {
-        let tasks = self.tasks.lock().await.take();
+        let tasks = std::mem::take(&mut *self.tasks.lock().await);
         let _ = self.stop.send(true);
         drop(self.tx);
-        if let Some((a, w)) = tasks {
-            let _ = a.await;
-            let _ = w.await;
+        for t in tasks {
+            let _ = t.await;
         }
     }
 }
+
 /// A bounded set of message ids seen recently, which spares a store lookup for resent
 /// batches and covers batches not committed yet.
 struct RecentIds {
@@ -272,26 +311,32 @@ struct Applier {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     config: Arc<EngineConfig>,
-    epoch: Arc<AtomicU64>,
+    progress: Arc<Progress>,
     seen_epoch: u64,
     batch_seq: u64,
-    /// The batch of the last committed checkpoint (set by the writer).
-    flushed_seq: Arc<AtomicU64>,
+    /// The `seq` the next new event gets.
+    next_seq: i64,
     profiles: HashMap<ProfileId, CachedProfile>,
     identities: HashMap<IdentityKey, (ProfileId, u64)>,
     recent_ids: RecentIds,
     pending: Pending,
+    /// Merges made in the batch being folded, for its event batch.
+    repoint: Vec<(ProfileId, ProfileId)>,
     last_flush: Instant,
     /// Checkpoint with the next batch whatever the time (set after a replay).
     flush_now: bool,
+    /// The last batch handed to each writer.
+    sent_events: u64,
+    sent_checkpoint: u64,
 }
 
 impl Applier {
     async fn run(
         mut self,
         mut rx: mpsc::Receiver<Request>,
-        wtx: mpsc::Sender<Prepared>,
-        mut stop: tokio::sync::watch::Receiver<bool>,
+        etx: mpsc::Sender<EventJob>,
+        ctx: mpsc::Sender<CheckpointJob>,
+        mut stop: watch::Receiver<bool>,
     ) {
         let tick_every = self.config.flush_interval.max(Duration::from_millis(10));
         let mut ticker = tokio::time::interval(tick_every);
@@ -324,28 +369,25 @@ impl Applier {
                     Err(_) => break,
                 }
             }
-            let started = Instant::now();
-            let prepared = self.prepare(requests, false).await;
-            tracing::debug!(
-                events = n,
-                prepare_ms = started.elapsed().as_secs_f64() * 1e3,
-                "batch prepared"
-            );
-            if let Some(p) = prepared
-                && wtx.send(p).await.is_err()
-            {
-                tracing::error!("writer stopped; applier exits");
+            if !self.handle(requests, false, &etx, &ctx).await {
+                tracing::error!("a writer stopped; the applier exits");
                 return;
             }
         }
         // The last checkpoint: everything accepted is in the stored profiles.
-        if let Some(p) = self.prepare(Vec::new(), true).await {
-            let _ = wtx.send(p).await;
-        }
+        self.handle(Vec::new(), true, &etx, &ctx).await;
     }
 
-    /// Folds a batch of requests; `None` when it failed (the senders were told).
-    async fn prepare(&mut self, requests: Vec<Request>, force_checkpoint: bool) -> Option<Prepared> {
+    /// Folds a batch of requests and hands the results to the writers; false when a writer
+    /// is gone.
+    async fn handle(
+        &mut self,
+        requests: Vec<Request>,
+        force_checkpoint: bool,
+        etx: &mpsc::Sender<EventJob>,
+        ctx: &mpsc::Sender<CheckpointJob>,
+    ) -> bool {
+        let started = Instant::now();
         let mut lists = Vec::new();
         let mut acks = Vec::new();
         let mut sync_acks = Vec::new();
@@ -362,67 +404,97 @@ impl Applier {
                 }
             }
         }
-        match self.prepare_inner(lists, sync_requested).await {
-            Ok((batch, outcomes, events)) => Some(Prepared {
-                epoch: self.seen_epoch,
-                batch_seq: self.batch_seq,
-                batch,
-                acks: acks.into_iter().zip(outcomes).collect(),
-                sync_acks,
-                events,
-            }),
+        let n = lists.iter().map(Vec::len).sum::<usize>();
+        let folded = self.prepare(lists).await;
+        tracing::debug!(
+            events = n,
+            prepare_ms = started.elapsed().as_secs_f64() * 1e3,
+            "batch prepared"
+        );
+        let (batch, outcomes, stored) = match folded {
+            Ok(f) => f,
             Err(e) => {
                 tracing::error!(error = %e, "batch preparation failed; rebuilding from the store");
                 let e = Arc::new(e);
-                for ack in acks {
-                    let _ = ack.send(Err(e.clone()));
-                }
-                for ack in sync_acks {
-                    let _ = ack.send(Err(e.clone()));
-                }
+                fail(acks, sync_acks, &e);
                 // Make the next batch start over from the store.
-                self.epoch.fetch_add(1, Ordering::SeqCst);
-                None
+                self.progress.epoch.fetch_add(1, Ordering::SeqCst);
+                return true;
             }
+        };
+        let job = EventJob {
+            epoch: self.seen_epoch,
+            batch_seq: self.batch_seq,
+            batch,
+            acks: acks.into_iter().zip(outcomes).collect(),
+            events: stored,
+        };
+        if !job.acks.is_empty() || !job.batch.events.is_empty() || !job.batch.repoint.is_empty() {
+            if etx.send(job).await.is_err() {
+                return false;
+            }
+            self.sent_events = self.batch_seq;
         }
-    }
-
-    async fn prepare_inner(
-        &mut self,
-        lists: Vec<Vec<Event>>,
-        sync_requested: bool,
-    ) -> Result<(CommitBatch, Vec<IngestOutcome>, usize), EngineError> {
-        let current = self.epoch.load(Ordering::SeqCst);
-        if current != self.seen_epoch {
-            // A commit failed: memory may hold changes that never reached the store. Start over
-            // from the store's checkpoint and the events stored after it.
-            self.seen_epoch = current;
-            self.recover().await?;
-        }
-        self.batch_seq += 1;
-        self.evict_if_needed();
-
-        let (events, outcomes, total) = self.fold(lists).await?;
         let checkpoint = sync_requested
             || self.config.flush_interval.is_zero()
             || self.pending.touched.len() >= self.config.max_dirty_profiles
             || (!self.pending.is_empty()
                 && (self.flush_now || self.last_flush.elapsed() >= self.config.flush_interval));
-        let mut batch = CommitBatch {
-            events,
-            ..CommitBatch::default()
-        };
         if checkpoint {
-            self.take_checkpoint(&mut batch);
+            let job = CheckpointJob {
+                epoch: self.seen_epoch,
+                batch_seq: self.batch_seq,
+                checkpoint: self.take_checkpoint(),
+                sync_acks,
+            };
+            if ctx.send(job).await.is_err() {
+                return false;
+            }
+            self.sent_checkpoint = self.batch_seq;
         }
-        Ok((batch, outcomes, total))
+        true
+    }
+
+    async fn prepare(
+        &mut self,
+        lists: Vec<Vec<Event>>,
+    ) -> Result<(EventBatch, Vec<IngestOutcome>, usize), EngineError> {
+        let current = self.progress.epoch.load(Ordering::SeqCst);
+        if current != self.seen_epoch {
+            // A commit failed: memory may hold changes that never reached the store. Let the
+            // writers finish what they hold, then start over from the store's checkpoint and
+            // the events stored after it.
+            self.wait_for_writers().await;
+            self.seen_epoch = current;
+            self.recover().await?;
+        }
+        self.batch_seq += 1;
+        self.evict_if_needed();
+        self.fold(lists).await
+    }
+
+    /// Waits until both writers have finished with every batch sent to them.
+    async fn wait_for_writers(&self) {
+        let (events, checkpoints) = (self.sent_events, self.sent_checkpoint);
+        let _ = self
+            .progress
+            .events_done
+            .subscribe()
+            .wait_for(|b| *b >= events)
+            .await;
+        let _ = self
+            .progress
+            .checkpoints_done
+            .subscribe()
+            .wait_for(|b| *b >= checkpoints)
+            .await;
     }
 
     /// Deduplicates, resolves identities and folds the events; returns what to store.
     async fn fold(
         &mut self,
         lists: Vec<Vec<Event>>,
-    ) -> Result<(Vec<StoredEvent>, Vec<IngestOutcome>, usize), EngineError> {
+    ) -> Result<(EventBatch, Vec<IngestOutcome>, usize), EngineError> {
         // 1. Deduplicate by message id: against recent ids, then the store, then within the batch.
         let unknown: Vec<MessageId> = lists
             .iter()
@@ -451,10 +523,13 @@ impl Applier {
                 }
                 self.recent_ids.insert(e.message_id.clone());
                 let (target, e) = self.apply(e, None).await?;
+                let seq = self.next_seq;
+                self.next_seq += 1;
                 events.push(StoredEvent {
-                    seq: 0,
+                    seq,
                     message_id: e.message_id,
-                    profile_id: target,
+                    profile_id: target.clone(),
+                    origin_profile_id: target,
                     kind: e.kind,
                     name: e.name,
                     timestamp: e.timestamp,
@@ -466,7 +541,8 @@ impl Applier {
             }
             outcomes.push(outcome);
         }
-        Ok((events, outcomes, total))
+        let repoint = std::mem::take(&mut self.repoint);
+        Ok((EventBatch { events, repoint }, outcomes, total))
     }
 
     /// Loads, in one pass, every identity the events name that is not in memory yet, and the
@@ -501,14 +577,17 @@ impl Applier {
         Ok(())
     }
 
-    /// Moves everything pending into `batch` as a checkpoint: one new version per changed
-    /// profile, with its diff.
-    fn take_checkpoint(&mut self, batch: &mut CommitBatch) {
+    /// Takes everything pending as a checkpoint: one new version per changed profile, with
+    /// its diff, including every event folded so far.
+    fn take_checkpoint(&mut self) -> Checkpoint {
         let pending = std::mem::take(&mut self.pending);
         let now = self.clock.now();
-        batch.checkpoint = true;
-        batch.identities = pending.identities;
-        batch.merges = pending.merges;
+        let mut cp = Checkpoint {
+            identities: pending.identities,
+            merges: pending.merges,
+            through_seq: self.next_seq - 1,
+            ..Checkpoint::default()
+        };
         let mut causes = pending.causes;
         let mut ids: Vec<_> = pending
             .touched
@@ -528,7 +607,7 @@ impl Applier {
             // The history is not stored with the profile: leave it out of the copies.
             let history = std::mem::take(&mut p.history);
             let snapshot = (p.version % self.config.snapshot_every == 0).then(|| p.clone());
-            batch.versions.push(ProfileVersion {
+            cp.versions.push(ProfileVersion {
                 profile_id: id.clone(),
                 version: p.version,
                 recorded_at: now,
@@ -536,11 +615,12 @@ impl Applier {
                 diff: p.diff_for(&touched),
                 snapshot,
             });
-            batch.profiles.push(p.clone());
+            cp.profiles.push(p.clone());
             p.history = history;
         }
         self.last_flush = Instant::now();
         self.flush_now = false;
+        cp
     }
 
     /// Rebuilds memory from the store: the checkpointed profiles (loaded on demand) and the
@@ -550,6 +630,9 @@ impl Applier {
         self.identities.clear();
         self.recent_ids.clear();
         self.pending = Pending::default();
+        self.repoint.clear();
+        // Never reuse a number, even one a failed batch took.
+        self.next_seq = self.next_seq.max(self.store.last_event_seq().await? + 1);
         let mut after = self.store.profile_checkpoint().await?;
         let mut replayed = 0u64;
         loop {
@@ -559,7 +642,7 @@ impl Applier {
             let events: Vec<(Event, ProfileId)> = stored
                 .into_iter()
                 .filter_map(|s| match event_from_stored(&s) {
-                    Some(e) => Some((e, s.profile_id)),
+                    Some(e) => Some((e, s.origin_profile_id)),
                     None => {
                         tracing::error!(seq = s.seq, "a stored event no longer validates; not replayed");
                         None
@@ -568,12 +651,14 @@ impl Applier {
                 .collect();
             let refs: Vec<&Event> = events.iter().map(|(e, _)| e).collect();
             self.prefetch_identities(&refs).await?;
-            for (e, stored_as) in events {
+            for (e, origin) in events {
                 self.recent_ids.insert(e.message_id.clone());
-                self.apply(e, Some(&stored_as)).await?;
+                self.apply(e, Some(&origin)).await?;
                 replayed += 1;
             }
         }
+        // Replayed merges re-point events that already point where they should: nothing to store.
+        self.repoint.clear();
         // What was replayed goes into the next checkpoint right away.
         self.flush_now = replayed > 0;
         Ok(replayed)
@@ -635,7 +720,7 @@ impl Applier {
             return;
         }
         // Only what a committed checkpoint holds may go: the store has it.
-        let flushed = self.flushed_seq.load(Ordering::SeqCst);
+        let flushed = self.progress.flushed_batch.load(Ordering::SeqCst);
         let pending = &self.pending.touched;
         let target = self.config.profile_cache * 4 / 5;
         let mut excess = self.profiles.len() - target;
@@ -835,6 +920,7 @@ impl Applier {
             .causes
             .insert(from.clone(), format!("merged into {into}"));
         self.profiles.insert(from.clone(), source);
+        self.repoint.push((from.clone(), into.clone()));
         self.pending.merges.push(MergeRecord {
             from: from.clone(),
             into: into.clone(),
@@ -869,103 +955,142 @@ fn event_from_stored(s: &StoredEvent) -> Option<Event> {
     Some(e)
 }
 
-async fn run_writer(
-    store: Arc<dyn Store>,
-    mut rx: mpsc::Receiver<Prepared>,
-    epoch: Arc<AtomicU64>,
-    flushed: Arc<AtomicU64>,
-) {
-    while let Some(first) = rx.recv().await {
-        // Everything the applier prepared while the last commit ran goes into this one: one
-        // transaction and one fsync for all of it. Order is kept, so the result is the same
-        // as committing them one after another.
-        let mut group = vec![first];
-        let mut queued_events = group[0].events;
-        // A checkpoint ends a group: the store records the highest event stored so far as
-        // included in the profiles, which is only true of the events up to the checkpoint's own.
-        while queued_events < MAX_GROUP_EVENTS && !group.last().is_some_and(|p| p.batch.checkpoint) {
-            match rx.try_recv() {
-                Ok(p) => {
-                    queued_events += p.events;
-                    group.push(p);
-                }
-                Err(_) => break,
-            }
-        }
-        let current = epoch.load(Ordering::SeqCst);
-        let mut batch = CommitBatch::default();
-        let mut acks = Vec::new();
-        let mut sync_acks = Vec::new();
-        let mut events = 0;
-        let mut last_seq = 0;
-        for p in group {
-            if p.epoch != current {
-                // Prepared on top of a batch that failed to commit: refuse it; senders retry.
-                let e = Arc::new(EngineError::Store(StoreError::Task(
-                    "an earlier batch failed; retry".into(),
-                )));
-                fail(p.acks.into_iter().map(|(a, _)| a), p.sync_acks, &e);
-                continue;
-            }
-            events += p.events;
-            last_seq = p.batch_seq;
-            let b = p.batch;
-            batch.events.extend(b.events);
-            batch.merges.extend(b.merges);
-            batch.identities.extend(b.identities);
-            batch.profiles.extend(b.profiles);
-            batch.versions.extend(b.versions);
-            batch.checkpoint |= b.checkpoint;
-            acks.extend(p.acks);
-            sync_acks.extend(p.sync_acks);
-        }
-        if acks.is_empty() && sync_acks.is_empty() && batch.is_empty() {
-            continue;
-        }
-        let started = Instant::now();
-        let checkpoint = batch.checkpoint;
-        match store.commit(batch).await {
-            Ok(()) => {
-                if checkpoint {
-                    flushed.store(last_seq, Ordering::SeqCst);
-                }
-                metrics::histogram!("missive_store_commit_seconds").record(started.elapsed().as_secs_f64());
-                metrics::histogram!("missive_commit_batch_events").record(events as f64);
-                tracing::debug!(
-                    events,
-                    checkpoint,
-                    commit_ms = started.elapsed().as_secs_f64() * 1e3,
-                    "batch committed"
-                );
-                for (ack, outcome) in acks {
-                    let _ = ack.send(Ok(outcome));
-                }
-                for ack in sync_acks {
-                    let _ = ack.send(Ok(()));
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, events, "group commit failed");
-                metrics::counter!("missive_store_commit_failures_total").increment(1);
-                epoch.fetch_add(1, Ordering::SeqCst);
-                fail(
-                    acks.into_iter().map(|(a, _)| a),
-                    sync_acks,
-                    &Arc::new(EngineError::Store(e)),
-                );
-            }
-        }
-    }
-}
-
-/// Most events one commit carries when the writer merges queued batches.
-const MAX_GROUP_EVENTS: usize = 50_000;
-
 fn fail(acks: impl IntoIterator<Item = Ack>, sync_acks: Vec<SyncAck>, e: &Arc<EngineError>) {
     for ack in acks {
         let _ = ack.send(Err(e.clone()));
     }
     for ack in sync_acks {
         let _ = ack.send(Err(e.clone()));
+    }
+}
+
+/// Most events one commit carries when the events writer merges queued batches.
+const MAX_GROUP_EVENTS: usize = 50_000;
+
+async fn run_events_writer(store: Arc<dyn Store>, mut rx: mpsc::Receiver<EventJob>, progress: Arc<Progress>) {
+    while let Some(first) = rx.recv().await {
+        // Everything the applier prepared while the last commit ran goes into this one: one
+        // transaction and one fsync for all of it, in order.
+        let mut group = vec![first];
+        let mut queued = group[0].events;
+        while queued < MAX_GROUP_EVENTS {
+            match rx.try_recv() {
+                Ok(job) => {
+                    queued += job.events;
+                    group.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        let current = progress.epoch.load(Ordering::SeqCst);
+        let mut batch = EventBatch::default();
+        let mut acks = Vec::new();
+        let mut events = 0;
+        let mut last_batch = 0;
+        for job in group {
+            last_batch = job.batch_seq;
+            if job.epoch != current {
+                // Prepared on top of a batch that failed to commit: refuse it; senders retry.
+                let e = Arc::new(EngineError::Store(StoreError::Task(
+                    "an earlier batch failed; retry".into(),
+                )));
+                fail(job.acks.into_iter().map(|(a, _)| a), Vec::new(), &e);
+                continue;
+            }
+            events += job.events;
+            batch.events.extend(job.batch.events);
+            batch.repoint.extend(job.batch.repoint);
+            acks.extend(job.acks);
+        }
+        let last_seq = batch.events.last().map(|e| e.seq);
+        let started = Instant::now();
+        match store.commit_events(batch).await {
+            Ok(()) => {
+                if let Some(seq) = last_seq {
+                    progress.events_committed.send_replace(seq);
+                }
+                metrics::histogram!("missive_store_commit_seconds", "kind" => "events")
+                    .record(started.elapsed().as_secs_f64());
+                metrics::histogram!("missive_commit_batch_events").record(events as f64);
+                tracing::debug!(
+                    events,
+                    commit_ms = started.elapsed().as_secs_f64() * 1e3,
+                    "events committed"
+                );
+                for (ack, outcome) in acks {
+                    let _ = ack.send(Ok(outcome));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, events, "group commit failed");
+                metrics::counter!("missive_store_commit_failures_total", "kind" => "events").increment(1);
+                progress.epoch.fetch_add(1, Ordering::SeqCst);
+                fail(
+                    acks.into_iter().map(|(a, _)| a),
+                    Vec::new(),
+                    &Arc::new(EngineError::Store(e)),
+                );
+            }
+        }
+        progress.events_done.send_replace(last_batch);
+    }
+    // Wake a checkpoint writer waiting for events that will never come.
+    progress.events_done.send_replace(u64::MAX);
+}
+
+async fn run_checkpoint_writer(
+    store: Arc<dyn Store>,
+    mut rx: mpsc::Receiver<CheckpointJob>,
+    progress: Arc<Progress>,
+) {
+    let mut committed = progress.events_committed.subscribe();
+    while let Some(job) = rx.recv().await {
+        let through = job.checkpoint.through_seq;
+        // A checkpoint may only claim events that are stored: wait for the events writer,
+        // unless a failure has made this checkpoint void.
+        let stale = loop {
+            if job.epoch != progress.epoch.load(Ordering::SeqCst) {
+                break true;
+            }
+            if *committed.borrow_and_update() >= through {
+                break false;
+            }
+            if *progress.events_done.borrow() == u64::MAX {
+                break true;
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(50), committed.changed()).await;
+        };
+        if stale {
+            let e = Arc::new(EngineError::Store(StoreError::Task(
+                "an earlier batch failed; retry".into(),
+            )));
+            fail(Vec::new(), job.sync_acks, &e);
+            progress.checkpoints_done.send_replace(job.batch_seq);
+            continue;
+        }
+        let started = Instant::now();
+        let profiles = job.checkpoint.profiles.len();
+        match store.commit_checkpoint(job.checkpoint).await {
+            Ok(()) => {
+                progress.flushed_batch.store(job.batch_seq, Ordering::SeqCst);
+                metrics::histogram!("missive_store_commit_seconds", "kind" => "checkpoint")
+                    .record(started.elapsed().as_secs_f64());
+                tracing::debug!(
+                    profiles,
+                    commit_ms = started.elapsed().as_secs_f64() * 1e3,
+                    "checkpoint committed"
+                );
+                for ack in job.sync_acks {
+                    let _ = ack.send(Ok(()));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, profiles, "checkpoint failed");
+                metrics::counter!("missive_store_commit_failures_total", "kind" => "checkpoint").increment(1);
+                progress.epoch.fetch_add(1, Ordering::SeqCst);
+                fail(Vec::new(), job.sync_acks, &Arc::new(EngineError::Store(e)));
+            }
+        }
+        progress.checkpoints_done.send_replace(job.batch_seq);
     }
 }

@@ -6,25 +6,37 @@ use missive_core::{ApiKeyId, EventKind, IdentityKey, MessageId, Profile, Profile
 use serde_json::json;
 
 use crate::{
-    ApiKeyRecord, CommitBatch, EventCursor, EventQuery, MergeRecord, ProfileVersion, Role, Store, StoreError,
-    StoredEvent, Workspace,
+    ApiKeyRecord, Checkpoint, EventBatch, EventCursor, EventQuery, MergeRecord, ProfileVersion, Role, Store,
+    StoreError, StoredEvent, Workspace,
 };
 
 fn t(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().to_utc()
 }
 
-fn event(id: &str, profile: &ProfileId, name: &str, at: DateTime<Utc>) -> StoredEvent {
+fn event(seq: i64, id: &str, profile: &ProfileId, name: &str, at: DateTime<Utc>) -> StoredEvent {
     StoredEvent {
-        seq: 0,
+        seq,
         message_id: MessageId::parse(id).unwrap(),
         profile_id: profile.clone(),
+        origin_profile_id: profile.clone(),
         kind: EventKind::Track,
         name: name.into(),
         timestamp: at,
         received_at: at + TimeDelta::seconds(1),
         body: json!({"type": "track", "event": name, "messageId": id, "properties": {"sku": "A-1"}}),
     }
+}
+
+fn events(events: Vec<StoredEvent>) -> EventBatch {
+    EventBatch {
+        events,
+        repoint: vec![],
+    }
+}
+
+fn ids(events: &[StoredEvent]) -> Vec<&str> {
+    events.iter().map(|e| e.message_id.as_str()).collect()
 }
 
 fn version(p: &Profile, cause: &str, snapshot: bool) -> ProfileVersion {
@@ -72,18 +84,23 @@ pub async fn committed_events_profiles_and_identities_read_back(store: &dyn Stor
     let mut p = Profile::new(ProfileId::generate(), now);
     p.version = 1;
     p.identities.insert(&IdentityKey::user_id("u-1"));
-    let batch = CommitBatch {
-        events: vec![
-            event("m-1", &p.id, "Product Viewed", now),
-            event("m-2", &p.id, "Order Completed", now + TimeDelta::minutes(5)),
-        ],
-        identities: vec![(IdentityKey::user_id("u-1"), p.id.clone())],
-        profiles: vec![p.clone()],
-        versions: vec![version(&p, "2 events", true)],
-        merges: vec![],
-        checkpoint: false,
-    };
-    store.commit(batch).await.unwrap();
+    store
+        .commit_events(events(vec![
+            event(1, "m-1", &p.id, "Product Viewed", now),
+            event(2, "m-2", &p.id, "Order Completed", now + TimeDelta::minutes(5)),
+        ]))
+        .await
+        .unwrap();
+    store
+        .commit_checkpoint(Checkpoint {
+            identities: vec![(IdentityKey::user_id("u-1"), p.id.clone())],
+            profiles: vec![p.clone()],
+            versions: vec![version(&p, "2 events", true)],
+            merges: vec![],
+            through_seq: 2,
+        })
+        .await
+        .unwrap();
 
     assert_eq!(store.load_profile(&p.id).await.unwrap(), Some(p.clone()));
     let resolved = store
@@ -93,7 +110,7 @@ pub async fn committed_events_profiles_and_identities_read_back(store: &dyn Stor
     assert_eq!(resolved.len(), 1);
     assert_eq!(resolved[&IdentityKey::user_id("u-1")], p.id);
 
-    let events = store
+    let listed = store
         .profile_events(EventQuery {
             profile_id: p.id.clone(),
             received_before: None,
@@ -102,33 +119,31 @@ pub async fn committed_events_profiles_and_identities_read_back(store: &dyn Stor
         })
         .await
         .unwrap();
+    assert_eq!(ids(&listed), ["m-2", "m-1"]);
+    assert_eq!(listed[1].body["properties"]["sku"], json!("A-1"));
+    assert_eq!(listed[0].timestamp, now + TimeDelta::minutes(5));
     assert_eq!(
-        events.iter().map(|e| e.message_id.as_str()).collect::<Vec<_>>(),
-        ["m-2", "m-1"]
+        (listed[0].seq, listed[0].origin_profile_id.clone()),
+        (2, p.id.clone())
     );
-    assert_eq!(events[1].body["properties"]["sku"], json!("A-1"));
-    assert_eq!(events[0].timestamp, now + TimeDelta::minutes(5));
 
     let stats = store.stats().await.unwrap();
     assert_eq!((stats.profiles, stats.events), (1, 2));
+    assert_eq!(store.last_event_seq().await.unwrap(), 2);
 }
 
 pub async fn a_message_id_is_stored_once(store: &dyn Store) {
     let now = t("2026-02-01T10:00:00Z");
     let p = ProfileId::generate();
-    let e = event("dup-1", &p, "Signed Up", now);
     store
-        .commit(CommitBatch {
-            events: vec![e.clone()],
-            ..Default::default()
-        })
+        .commit_events(events(vec![event(1, "dup-1", &p, "Signed Up", now)]))
         .await
         .unwrap();
     store
-        .commit(CommitBatch {
-            events: vec![e.clone(), event("dup-2", &p, "Signed Up", now)],
-            ..Default::default()
-        })
+        .commit_events(events(vec![
+            event(2, "dup-1", &p, "Signed Up", now),
+            event(3, "dup-2", &p, "Signed Up", now),
+        ]))
         .await
         .unwrap();
     let existing = store
@@ -146,49 +161,37 @@ pub async fn a_message_id_is_stored_once(store: &dyn Store) {
 pub async fn events_page_newest_first_with_a_cursor(store: &dyn Store) {
     let p = ProfileId::generate();
     let base = t("2026-02-01T00:00:00Z");
-    let events: Vec<_> = (0..5)
-        .map(|i| event(&format!("pg-{i}"), &p, "Page", base + TimeDelta::minutes(i)))
+    let batch: Vec<_> = (0..5)
+        .map(|i| {
+            event(
+                i + 1,
+                &format!("pg-{i}"),
+                &p,
+                "Page",
+                base + TimeDelta::minutes(i),
+            )
+        })
         .collect();
-    store
-        .commit(CommitBatch {
-            events,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let first = store
-        .profile_events(EventQuery {
-            profile_id: p.clone(),
-            received_before: None,
-            cursor: None,
-            limit: 2,
-        })
-        .await
-        .unwrap();
-    assert_eq!(
-        first.iter().map(|e| e.message_id.as_str()).collect::<Vec<_>>(),
-        ["pg-4", "pg-3"]
-    );
+    store.commit_events(events(batch)).await.unwrap();
+    let query = |cursor, received_before, limit| EventQuery {
+        profile_id: p.clone(),
+        received_before,
+        cursor,
+        limit,
+    };
+    let first = store.profile_events(query(None, None, 2)).await.unwrap();
+    assert_eq!(ids(&first), ["pg-4", "pg-3"]);
     let next = store
-        .profile_events(EventQuery {
-            profile_id: p.clone(),
-            received_before: None,
-            cursor: Some(EventCursor::of(&first[1])),
-            limit: 10,
-        })
+        .profile_events(query(Some(EventCursor::of(&first[1])), None, 10))
         .await
         .unwrap();
-    assert_eq!(
-        next.iter().map(|e| e.message_id.as_str()).collect::<Vec<_>>(),
-        ["pg-2", "pg-1", "pg-0"]
-    );
+    assert_eq!(ids(&next), ["pg-2", "pg-1", "pg-0"]);
     let as_of = store
-        .profile_events(EventQuery {
-            profile_id: p,
-            received_before: Some(base + TimeDelta::minutes(1) + TimeDelta::seconds(1)),
-            cursor: None,
-            limit: 10,
-        })
+        .profile_events(query(
+            None,
+            Some(base + TimeDelta::minutes(1) + TimeDelta::seconds(1)),
+            10,
+        ))
         .await
         .unwrap();
     assert_eq!(as_of.len(), 2);
@@ -202,12 +205,19 @@ pub async fn merges_repoint_events_and_identities_along_a_chain(store: &dyn Stor
         ProfileId::generate(),
     );
     store
-        .commit(CommitBatch {
-            events: vec![event("ch-a", &a, "Viewed", now), event("ch-b", &b, "Viewed", now)],
+        .commit_events(events(vec![
+            event(1, "ch-a", &a, "Viewed", now),
+            event(2, "ch-b", &b, "Viewed", now),
+        ]))
+        .await
+        .unwrap();
+    store
+        .commit_checkpoint(Checkpoint {
             identities: vec![
                 (IdentityKey::anonymous_id("anon-a"), a.clone()),
                 (IdentityKey::anonymous_id("anon-b"), b.clone()),
             ],
+            through_seq: 2,
             ..Default::default()
         })
         .await
@@ -218,16 +228,18 @@ pub async fn merges_repoint_events_and_identities_along_a_chain(store: &dyn Stor
         at: now,
         cause: "test".into(),
     };
+    // Both merges in one batch and one checkpoint: the chain must still end at c.
     store
-        .commit(CommitBatch {
-            merges: vec![merge(&a, &b)],
-            ..Default::default()
+        .commit_events(EventBatch {
+            events: vec![event(3, "ch-a2", &a, "Viewed", now)],
+            repoint: vec![(a.clone(), b.clone()), (b.clone(), c.clone())],
         })
         .await
         .unwrap();
     store
-        .commit(CommitBatch {
-            merges: vec![merge(&b, &c)],
+        .commit_checkpoint(Checkpoint {
+            merges: vec![merge(&a, &b), merge(&b, &c)],
+            through_seq: 3,
             ..Default::default()
         })
         .await
@@ -240,8 +252,9 @@ pub async fn merges_repoint_events_and_identities_along_a_chain(store: &dyn Stor
         ])
         .await
         .unwrap();
+    assert_eq!(resolved.len(), 2);
     assert!(resolved.values().all(|p| p == &c), "{resolved:?}");
-    let events = store
+    let listed = store
         .profile_events(EventQuery {
             profile_id: c.clone(),
             received_before: None,
@@ -250,7 +263,10 @@ pub async fn merges_repoint_events_and_identities_along_a_chain(store: &dyn Stor
         })
         .await
         .unwrap();
-    assert_eq!(events.len(), 2);
+    assert_eq!(listed.len(), 3);
+    // Where each event was first folded is kept.
+    let origin_a = listed.iter().find(|e| e.message_id.as_str() == "ch-a2").unwrap();
+    assert_eq!(origin_a.origin_profile_id, a);
     let merges = store.merges_of(&b).await.unwrap();
     assert_eq!(merges.len(), 2);
     assert_eq!((merges[0].from.clone(), merges[1].into.clone()), (a, c));
@@ -264,7 +280,7 @@ pub async fn versions_list_newest_first_and_rebuild_from_the_nearest_snapshot(st
         p.updated_at = start + TimeDelta::minutes(v as i64);
         p.last_seen = Some(p.updated_at);
         store
-            .commit(CommitBatch {
+            .commit_checkpoint(Checkpoint {
                 profiles: vec![p.clone()],
                 versions: vec![version(&p, "1 event", v == 1 || v == 3)],
                 ..Default::default()
@@ -293,35 +309,33 @@ pub async fn the_profile_checkpoint_names_the_last_event_the_profiles_include(st
     let mut p = Profile::new(ProfileId::generate(), now);
     p.version = 1;
     store
-        .commit(CommitBatch {
-            events: vec![event("cp-1", &p.id, "A", now), event("cp-2", &p.id, "B", now)],
+        .commit_events(events(vec![
+            event(1, "cp-1", &p.id, "A", now),
+            event(2, "cp-2", &p.id, "B", now),
+        ]))
+        .await
+        .unwrap();
+    store
+        .commit_checkpoint(Checkpoint {
             profiles: vec![p.clone()],
-            checkpoint: true,
+            through_seq: 2,
             ..Default::default()
         })
         .await
         .unwrap();
-    let through = store.profile_checkpoint().await.unwrap();
     // Events after the checkpoint are the ones to replay.
     store
-        .commit(CommitBatch {
-            events: vec![event("cp-3", &p.id, "C", now)],
-            ..Default::default()
-        })
+        .commit_events(events(vec![event(3, "cp-3", &p.id, "C", now)]))
         .await
         .unwrap();
-    assert_eq!(store.profile_checkpoint().await.unwrap(), through);
-    let after = store.events_after(through, 10).await.unwrap();
+    assert_eq!(store.profile_checkpoint().await.unwrap(), 2);
+    assert_eq!(ids(&store.events_after(2, 10).await.unwrap()), ["cp-3"]);
     assert_eq!(
-        after.iter().map(|e| e.message_id.as_str()).collect::<Vec<_>>(),
-        ["cp-3"]
-    );
-    let all = store.events_after(0, 10).await.unwrap();
-    assert_eq!(
-        all.iter().map(|e| e.message_id.as_str()).collect::<Vec<_>>(),
+        ids(&store.events_after(0, 10).await.unwrap()),
         ["cp-1", "cp-2", "cp-3"]
     );
     assert_eq!(store.events_after(0, 2).await.unwrap().len(), 2);
+    assert_eq!(store.last_event_seq().await.unwrap(), 3);
 }
 
 /// Runs a named conformance case; used by the backends' test macros.

@@ -40,13 +40,20 @@ pub trait Store: Send + Sync + 'static {
     /// The live (not revoked) key whose secret hashes to `secret_hash`.
     async fn api_key_by_hash(&self, secret_hash: &str) -> Result<Option<ApiKeyRecord>, StoreError>;
 
-    /// Writes one group commit atomically, in this order: new events (a message id already
-    /// stored is skipped), merges (re-pointing events and identities), identities, profiles,
-    /// versions, and the profile checkpoint when `batch.checkpoint` is set.
-    async fn commit(&self, batch: CommitBatch) -> Result<(), StoreError>;
+    /// Stores a group commit of events atomically: the inserts (a message id already stored is
+    /// skipped), then the re-pointing of merged profiles' events.
+    async fn commit_events(&self, batch: EventBatch) -> Result<(), StoreError>;
 
-    /// The sequence number of the last event whose effects the stored profiles include
-    /// (0 when none): events after it must be replayed into the profiles after a restart.
+    /// Writes a profile checkpoint atomically, in this order: merges (re-pointing identities),
+    /// identities, profiles, versions, and `through_seq`. It may run while events are being
+    /// committed; the caller commits it only once the events it includes are stored.
+    async fn commit_checkpoint(&self, checkpoint: Checkpoint) -> Result<(), StoreError>;
+
+    /// The highest event sequence number stored (0 when none).
+    async fn last_event_seq(&self) -> Result<i64, StoreError>;
+
+    /// The `through_seq` of the last checkpoint (0 when none): events after it must be
+    /// replayed into the profiles after a restart.
     async fn profile_checkpoint(&self) -> Result<i64, StoreError>;
 
     /// Stored events with a sequence number above `after`, in arrival order.

@@ -1,14 +1,16 @@
 //! The PostgreSQL backend: the same tables as the SQLite backend, in one schema of one
 //! database, with times as microseconds since the epoch (`BIGINT`) and documents as `JSONB`.
 //!
-//! It owns its connections (no pool): one writer, behind a lock, for transactions, and a few
-//! readers taken in turn, each of which pipelines the queries issued on it concurrently. Every
-//! statement is prepared once per connection, at start-up. The writer connection holds a
-//! session advisory lock keyed by the schema, so that one missive process writes a schema at a
-//! time; the lock goes when that connection does.
+//! It owns its connections (no pool): two writers, each behind its own lock, and a few readers
+//! taken in turn, each of which pipelines the queries issued on it concurrently. One writer
+//! commits events, the other checkpoints (profiles, identities, versions, merges) and the
+//! workspace, so that a group commit of events never waits for a checkpoint: their tables are
+//! disjoint, and so are their row locks. Every statement is prepared once per connection, at
+//! start-up. The checkpoint writer holds a session advisory lock keyed by the schema, so that
+//! one missive process writes a schema at a time; the lock goes when that connection does.
 //!
-//! A group commit is one transaction of a handful of statements, sent pipelined, each writing
-//! all its rows at once from arrays (`UNNEST`), whatever the size of the batch.
+//! A commit is one transaction of a handful of statements, sent pipelined, each writing all
+//! its rows at once from arrays (`UNNEST`), whatever the size of the batch.
 //!
 //! It does not reconnect: when a connection is lost, its calls fail with
 //! [`StoreError::Postgres`] and the process is expected to restart.
@@ -31,8 +33,8 @@ use tokio_postgres::{Client, Config, NoTls, Row, Statement, Transaction};
 
 use crate::types::{from_micros, micros};
 use crate::{
-    ApiKeyRecord, CommitBatch, EventQuery, MergeRecord, ProfileVersion, Role, Store, StoreError, StoreStats,
-    StoredEvent, Workspace,
+    ApiKeyRecord, Checkpoint, EventBatch, EventQuery, MergeRecord, ProfileVersion, Role, Store, StoreError,
+    StoreStats, StoredEvent, Workspace,
 };
 
 const MIGRATIONS: &[(i64, &str)] = &[(
@@ -53,10 +55,11 @@ CREATE TABLE identities (
     PRIMARY KEY (kind, value)
 );
 CREATE INDEX identities_by_profile ON identities (profile_id);
+-- seq is assigned by the engine (arrival order), not by the database.
 CREATE TABLE events (
-    seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, message_id TEXT NOT NULL UNIQUE,
-    profile_id TEXT NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL, ts BIGINT NOT NULL,
-    received_at BIGINT NOT NULL, body JSONB NOT NULL
+    seq BIGINT PRIMARY KEY, message_id TEXT NOT NULL UNIQUE,
+    profile_id TEXT NOT NULL, origin_profile_id TEXT NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL,
+    ts BIGINT NOT NULL, received_at BIGINT NOT NULL, body JSONB NOT NULL
 );
 CREATE INDEX events_by_profile_time ON events (profile_id, ts, seq);
 CREATE TABLE profile_versions (
@@ -88,14 +91,17 @@ pub struct PostgresStore {
 struct Inner {
     /// `host:port/dbname`, for messages: never the whole URL, which may hold a password.
     target: String,
-    writer: tokio::sync::Mutex<Writer>,
+    /// Commits events; never waits for `checkpoint_writer`.
+    event_writer: tokio::sync::Mutex<Writer<EventStatements>>,
+    /// Commits checkpoints and bootstraps the workspace; holds the advisory writer lock.
+    checkpoint_writer: tokio::sync::Mutex<Writer<CheckpointStatements>>,
     readers: Vec<Reader>,
     next_reader: AtomicUsize,
 }
 
-struct Writer {
+struct Writer<S> {
     client: Client,
-    statements: WriteStatements,
+    statements: S,
 }
 
 struct Reader {
@@ -131,16 +137,26 @@ impl PostgresStore {
             config.options(options);
         }
 
-        let mut writer = connect_one(&config, &target, "writer").await?;
-        take_writer_lock(&writer, &target).await?;
-        migrate(&mut writer)
+        // The lock first, then the migrations: only the process that holds it migrates.
+        let mut checkpoint_writer = connect_one(&config, &target, "checkpoint writer").await?;
+        take_writer_lock(&checkpoint_writer, &target).await?;
+        migrate(&mut checkpoint_writer)
             .await
             .map_err(|e| open_error(&target, "migrating", &e))?;
-        let statements = WriteStatements::prepare(&writer)
+        let statements = CheckpointStatements::prepare(&checkpoint_writer)
             .await
             .map_err(|e| open_error(&target, "preparing statements", &e))?;
-        let writer = Writer {
-            client: writer,
+        let checkpoint_writer = Writer {
+            client: checkpoint_writer,
+            statements,
+        };
+
+        let event_writer = connect_one(&config, &target, "event writer").await?;
+        let statements = EventStatements::prepare(&event_writer)
+            .await
+            .map_err(|e| open_error(&target, "preparing statements", &e))?;
+        let event_writer = Writer {
+            client: event_writer,
             statements,
         };
 
@@ -156,7 +172,8 @@ impl PostgresStore {
         Ok(Self {
             inner: Arc::new(Inner {
                 target,
-                writer: tokio::sync::Mutex::new(writer),
+                event_writer: tokio::sync::Mutex::new(event_writer),
+                checkpoint_writer: tokio::sync::Mutex::new(checkpoint_writer),
                 readers,
                 next_reader: AtomicUsize::new(0),
             }),
@@ -282,8 +299,8 @@ async fn create_schema_if_missing(client: &Client, schema: &str) -> Result<(), t
     }
 }
 
-/// Takes the session advisory lock of the current schema on the writer connection. A stable
-/// key (md5, not a Rust hasher) so that every missive version agrees on it.
+/// Takes the session advisory lock of the current schema on the checkpoint writer connection.
+/// A stable key (md5, not a Rust hasher) so that every missive version agrees on it.
 async fn take_writer_lock(writer: &Client, target: &str) -> Result<(), StoreError> {
     let row = writer
         .query_one(
@@ -332,36 +349,24 @@ async fn migrate(client: &mut Client) -> Result<(), tokio_postgres::Error> {
     Ok(())
 }
 
-/// The statements of a group commit, prepared once on the writer connection. Each takes its
-/// rows as parallel arrays, one per column.
-struct WriteStatements {
+/// The statements of a group commit of events, prepared once on the event writer connection.
+/// Each takes its rows as parallel arrays, one per column.
+struct EventStatements {
     insert_events: Statement,
     repoint_events: Statement,
-    repoint_identities: Statement,
-    insert_merges: Statement,
-    upsert_identities: Statement,
-    upsert_profiles: Statement,
-    insert_versions: Statement,
 }
 
-impl WriteStatements {
+impl EventStatements {
     async fn prepare(c: &Client) -> Result<Self, tokio_postgres::Error> {
-        // ORDER BY ord: events take their seq (arrival order) in the order of the batch, and the
-        // first of two events with the same message id is the one kept.
-        let (
-            insert_events,
-            repoint_events,
-            repoint_identities,
-            insert_merges,
-            upsert_identities,
-            upsert_profiles,
-            insert_versions,
-        ) = tokio::try_join!(
+        // ORDER BY ord: of two events with the same message id, the first is the one kept.
+        let (insert_events, repoint_events) = tokio::try_join!(
             c.prepare(
-                "INSERT INTO events (message_id, profile_id, kind, name, ts, received_at, body)
-                 SELECT message_id, profile_id, kind, name, ts, received_at, body::jsonb
-                 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::text[])
-                      WITH ORDINALITY AS e(message_id, profile_id, kind, name, ts, received_at, body, ord)
+                "INSERT INTO events (seq, message_id, profile_id, origin_profile_id, kind, name, ts, received_at, body)
+                 SELECT seq, message_id, profile_id, origin_profile_id, kind, name, ts, received_at, body::jsonb
+                 FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                             $7::bigint[], $8::bigint[], $9::text[])
+                      WITH ORDINALITY AS e(seq, message_id, profile_id, origin_profile_id, kind, name, ts,
+                                           received_at, body, ord)
                  ORDER BY ord
                  ON CONFLICT (message_id) DO NOTHING",
             ),
@@ -370,11 +375,41 @@ impl WriteStatements {
                  FROM UNNEST($1::text[], $2::text[]) AS m(from_id, into_id)
                  WHERE events.profile_id = m.from_id",
             ),
+        )?;
+        Ok(Self {
+            insert_events,
+            repoint_events,
+        })
+    }
+}
+
+/// The statements of a checkpoint, prepared once on the checkpoint writer connection. Each
+/// takes its rows as parallel arrays, one per column.
+struct CheckpointStatements {
+    repoint_identities: Statement,
+    insert_merges: Statement,
+    upsert_identities: Statement,
+    upsert_profiles: Statement,
+    insert_versions: Statement,
+    set_through_seq: Statement,
+}
+
+impl CheckpointStatements {
+    async fn prepare(c: &Client) -> Result<Self, tokio_postgres::Error> {
+        let (
+            repoint_identities,
+            insert_merges,
+            upsert_identities,
+            upsert_profiles,
+            insert_versions,
+            set_through_seq,
+        ) = tokio::try_join!(
             c.prepare(
                 "UPDATE identities SET profile_id = m.into_id
                  FROM UNNEST($1::text[], $2::text[]) AS m(from_id, into_id)
                  WHERE identities.profile_id = m.from_id",
             ),
+            // ORDER BY ord: merges take their seq (listing order) in the order of the batch.
             c.prepare(
                 "INSERT INTO merges (from_id, into_id, at, cause)
                  SELECT from_id, into_id, at, cause
@@ -401,18 +436,25 @@ impl WriteStatements {
                  FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[])
                       AS v(profile_id, version, recorded_at, cause, diff, snapshot)",
             ),
+            c.prepare(
+                "INSERT INTO meta (key, value) VALUES ('profiles_through_seq', $1::text)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            ),
         )?;
         Ok(Self {
-            insert_events,
-            repoint_events,
             repoint_identities,
             insert_merges,
             upsert_identities,
             upsert_profiles,
             insert_versions,
+            set_through_seq,
         })
     }
 }
+
+/// The columns every event query selects, in this order (see [`event_from_row`]).
+const EVENT_COLUMNS: &str =
+    "seq, message_id, profile_id, origin_profile_id, kind, name, ts, received_at, body";
 
 const VERSION_COLUMNS: &str = "profile_id, version, recorded_at, cause, diff::text, snapshot::text";
 
@@ -421,6 +463,8 @@ struct ReadStatements {
     workspace: Statement,
     api_key_by_hash: Statement,
     existing_message_ids: Statement,
+    last_event_seq: Statement,
+    events_after: Statement,
     resolve_identities: Statement,
     load_profile: Statement,
     profile_events: Statement,
@@ -444,10 +488,21 @@ impl ReadStatements {
                  WHERE profile_id = $1 AND recorded_at <= $2 AND snapshot IS NOT NULL), 1)
              ORDER BY version"
         );
+        // The row comparison is SQLite's `ts < ?3 OR (ts = ?3 AND seq < ?4)`, in a form that
+        // walks the (profile_id, ts, seq) index.
+        let profile_events_sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events
+             WHERE profile_id = $1 AND received_at <= $2 AND (ts, seq) < ($3, $4)
+             ORDER BY ts DESC, seq DESC LIMIT $5"
+        );
+        let events_after_sql =
+            format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq > $1 ORDER BY seq LIMIT $2");
         let (
             workspace,
             api_key_by_hash,
             existing_message_ids,
+            last_event_seq,
+            events_after,
             resolve_identities,
             load_profile,
             profile_events,
@@ -462,19 +517,15 @@ impl ReadStatements {
                  WHERE secret_hash = $1 AND revoked_at IS NULL",
             ),
             c.prepare("SELECT message_id FROM events WHERE message_id = ANY($1::text[])"),
+            c.prepare("SELECT COALESCE(MAX(seq), 0) FROM events"),
+            c.prepare(&events_after_sql),
             c.prepare(
                 "SELECT i.kind, i.value, i.profile_id
                  FROM identities i JOIN UNNEST($1::text[], $2::text[]) AS k(kind, value)
                  ON i.kind = k.kind AND i.value = k.value",
             ),
             c.prepare("SELECT body::text FROM profiles WHERE id = $1"),
-            // The row comparison is SQLite's `ts < ?3 OR (ts = ?3 AND seq < ?4)`, in a form
-            // that walks the (profile_id, ts, seq) index.
-            c.prepare(
-                "SELECT seq, message_id, profile_id, kind, name, ts, received_at, body FROM events
-                 WHERE profile_id = $1 AND received_at <= $2 AND (ts, seq) < ($3, $4)
-                 ORDER BY ts DESC, seq DESC LIMIT $5",
-            ),
+            c.prepare(&profile_events_sql),
             c.prepare(&profile_versions_sql),
             c.prepare(&versions_for_as_of_sql),
             c.prepare(
@@ -488,6 +539,8 @@ impl ReadStatements {
             workspace,
             api_key_by_hash,
             existing_message_ids,
+            last_event_seq,
+            events_after,
             resolve_identities,
             load_profile,
             profile_events,
@@ -503,17 +556,20 @@ fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{what}: {e}"))
 }
 
+/// An event from a row of [`EVENT_COLUMNS`].
 fn event_from_row(row: &Row) -> Result<StoredEvent, StoreError> {
-    let kind: &str = row.try_get(3)?;
+    let kind: &str = row.try_get(4)?;
     Ok(StoredEvent {
         seq: row.try_get(0)?,
         message_id: MessageId::parse(row.try_get(1)?).map_err(|e| corrupt("event message id", e))?,
         profile_id: ProfileId::parse(row.try_get(2)?).map_err(|e| corrupt("event profile id", e))?,
+        origin_profile_id: ProfileId::parse(row.try_get(3)?)
+            .map_err(|e| corrupt("event origin profile id", e))?,
         kind: EventKind::parse(kind).ok_or_else(|| corrupt("event kind", kind))?,
-        name: row.try_get(4)?,
-        timestamp: from_micros(row.try_get(5)?),
-        received_at: from_micros(row.try_get(6)?),
-        body: row.try_get(7)?,
+        name: row.try_get(5)?,
+        timestamp: from_micros(row.try_get(6)?),
+        received_at: from_micros(row.try_get(7)?),
+        body: row.try_get(8)?,
     })
 }
 
@@ -531,18 +587,22 @@ fn version_from_row(row: &Row) -> Result<ProfileVersion, StoreError> {
     })
 }
 
-/// The re-pointing that applying `merges` one after another amounts to, as (from, to) pairs:
-/// every profile some merge moves rows away from, with the profile its rows end up in. One
-/// UPDATE per table with these pairs does what one UPDATE per merge, in order, does, chains
-/// (a→b then b→c) included.
-fn net_repointing(merges: &[MergeRecord]) -> (Vec<&str>, Vec<&str>) {
+/// The re-pointing that applying `merges` (`(from, into)` pairs) one after another amounts to,
+/// as (from, to) columns: every profile some merge moves rows away from, with the profile its
+/// rows end up in. One UPDATE per table with these pairs does what one UPDATE per merge, in
+/// order, does, chains (a→b then b→c) included.
+fn net_repointing<'a, I>(merges: I) -> (Vec<&'a str>, Vec<&'a str>)
+where
+    I: IntoIterator<Item = (&'a ProfileId, &'a ProfileId)>,
+    I::IntoIter: DoubleEndedIterator,
+{
     // Built from the last merge back: `dest[x]` is where the merges after the current one
     // take rows of x (x absent: they stay).
     let mut dest: BTreeMap<&str, &str> = BTreeMap::new();
-    for m in merges.iter().rev() {
-        let into = m.into.as_str();
+    for (from, into) in merges.into_iter().rev() {
+        let into = into.as_str();
         let end = dest.get(into).copied().unwrap_or(into);
-        dest.insert(m.from.as_str(), end);
+        dest.insert(from.as_str(), end);
     }
     dest.into_iter().filter(|(from, to)| from != to).unzip()
 }
@@ -599,7 +659,7 @@ impl Store for PostgresStore {
         let labels: Vec<&str> = keys.iter().map(|k| k.label.as_str()).collect();
         let created: Vec<i64> = keys.iter().map(|k| micros(k.created_at)).collect();
 
-        let mut writer = self.inner.writer.lock().await;
+        let mut writer = self.inner.checkpoint_writer.lock().await;
         let tx = writer.client.transaction().await?;
         // The writer lock makes this check and the insert atomic: no other process writes.
         let exists: i64 = tx
@@ -643,14 +703,16 @@ impl Store for PostgresStore {
         }))
     }
 
-    async fn commit(&self, batch: CommitBatch) -> Result<(), StoreError> {
-        if batch.is_empty() {
+    async fn commit_events(&self, batch: EventBatch) -> Result<(), StoreError> {
+        if batch.events.is_empty() && batch.repoint.is_empty() {
             return Ok(());
         }
         // Columns are built, and documents serialized, before taking the writer lock.
         let events = &batch.events;
+        let ev_seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
         let ev_message_ids: Vec<&str> = events.iter().map(|e| e.message_id.as_str()).collect();
         let ev_profile_ids: Vec<&str> = events.iter().map(|e| e.profile_id.as_str()).collect();
+        let ev_origins: Vec<&str> = events.iter().map(|e| e.origin_profile_id.as_str()).collect();
         let ev_kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
         let ev_names: Vec<&str> = events.iter().map(|e| e.name.as_str()).collect();
         let ev_ts: Vec<i64> = events.iter().map(|e| micros(e.timestamp)).collect();
@@ -659,20 +721,52 @@ impl Store for PostgresStore {
             .iter()
             .map(|e| serde_json::to_string(&e.body))
             .collect::<Result<_, _>>()?;
+        let (repoint_from, repoint_to) = net_repointing(batch.repoint.iter().map(|(f, i)| (f, i)));
 
-        let merges = &batch.merges;
-        let (repoint_from, repoint_to) = net_repointing(merges);
+        let event_params: [&(dyn ToSql + Sync); 9] = [
+            &ev_seqs,
+            &ev_message_ids,
+            &ev_profile_ids,
+            &ev_origins,
+            &ev_kinds,
+            &ev_names,
+            &ev_ts,
+            &ev_received,
+            &ev_bodies,
+        ];
+        let repoint_params: [&(dyn ToSql + Sync); 2] = [&repoint_from, &repoint_to];
+
+        let mut writer = self.inner.event_writer.lock().await;
+        let Writer {
+            client,
+            statements: s,
+        } = &mut *writer;
+        let tx = client.transaction().await?;
+        // One round trip for both; PostgreSQL still runs them one after the other, inserts
+        // first. On an error the transaction rolls back as `tx` drops.
+        tokio::try_join!(
+            execute_unless_empty(&tx, &s.insert_events, events.is_empty(), &event_params),
+            execute_unless_empty(&tx, &s.repoint_events, repoint_from.is_empty(), &repoint_params),
+        )?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn commit_checkpoint(&self, cp: Checkpoint) -> Result<(), StoreError> {
+        // Columns are built, and documents serialized, before taking the writer lock.
+        let merges = &cp.merges;
+        let (repoint_from, repoint_to) = net_repointing(merges.iter().map(|m| (&m.from, &m.into)));
         let mg_from: Vec<&str> = merges.iter().map(|m| m.from.as_str()).collect();
         let mg_into: Vec<&str> = merges.iter().map(|m| m.into.as_str()).collect();
         let mg_at: Vec<i64> = merges.iter().map(|m| micros(m.at)).collect();
         let mg_cause: Vec<&str> = merges.iter().map(|m| m.cause.as_str()).collect();
 
-        let identities = last_per_key(&batch.identities, |(k, _)| k);
+        let identities = last_per_key(&cp.identities, |(k, _)| k);
         let id_kinds: Vec<&str> = identities.iter().map(|(k, _)| k.kind.as_str()).collect();
         let id_values: Vec<&str> = identities.iter().map(|(k, _)| k.value.as_str()).collect();
         let id_profiles: Vec<&str> = identities.iter().map(|(_, p)| p.as_str()).collect();
 
-        let profiles = last_per_key(&batch.profiles, |p| &p.id);
+        let profiles = last_per_key(&cp.profiles, |p| &p.id);
         let pr_ids: Vec<&str> = profiles.iter().map(|p| p.id.as_str()).collect();
         let pr_versions: Vec<i64> = profiles.iter().map(|p| p.version as i64).collect();
         let pr_merged_into: Vec<Option<&str>> = profiles
@@ -685,7 +779,7 @@ impl Store for PostgresStore {
             .map(serde_json::to_string)
             .collect::<Result<_, _>>()?;
 
-        let versions = &batch.versions;
+        let versions = &cp.versions;
         let vs_profiles: Vec<&str> = versions.iter().map(|v| v.profile_id.as_str()).collect();
         let vs_versions: Vec<i64> = versions.iter().map(|v| v.version as i64).collect();
         let vs_recorded: Vec<i64> = versions.iter().map(|v| micros(v.recorded_at)).collect();
@@ -698,16 +792,8 @@ impl Store for PostgresStore {
             .iter()
             .map(|v| v.snapshot.as_ref().map(serde_json::to_string).transpose())
             .collect::<Result<_, _>>()?;
+        let through_seq = cp.through_seq.to_string();
 
-        let event_params: [&(dyn ToSql + Sync); 7] = [
-            &ev_message_ids,
-            &ev_profile_ids,
-            &ev_kinds,
-            &ev_names,
-            &ev_ts,
-            &ev_received,
-            &ev_bodies,
-        ];
         let repoint_params: [&(dyn ToSql + Sync); 2] = [&repoint_from, &repoint_to];
         let merge_params: [&(dyn ToSql + Sync); 4] = [&mg_from, &mg_into, &mg_at, &mg_cause];
         let identity_params: [&(dyn ToSql + Sync); 3] = [&id_kinds, &id_values, &id_profiles];
@@ -721,8 +807,9 @@ impl Store for PostgresStore {
             &vs_diffs,
             &vs_snapshots,
         ];
+        let through_params: [&(dyn ToSql + Sync); 1] = [&through_seq];
 
-        let mut writer = self.inner.writer.lock().await;
+        let mut writer = self.inner.checkpoint_writer.lock().await;
         let Writer {
             client,
             statements: s,
@@ -731,8 +818,6 @@ impl Store for PostgresStore {
         // One round trip for all of them; PostgreSQL still runs them one after another, in
         // the order the trait documents. On an error the transaction rolls back as `tx` drops.
         tokio::try_join!(
-            execute_unless_empty(&tx, &s.insert_events, events.is_empty(), &event_params),
-            execute_unless_empty(&tx, &s.repoint_events, repoint_from.is_empty(), &repoint_params),
             execute_unless_empty(
                 &tx,
                 &s.repoint_identities,
@@ -743,18 +828,16 @@ impl Store for PostgresStore {
             execute_unless_empty(&tx, &s.upsert_identities, identities.is_empty(), &identity_params),
             execute_unless_empty(&tx, &s.upsert_profiles, profiles.is_empty(), &profile_params),
             execute_unless_empty(&tx, &s.insert_versions, versions.is_empty(), &version_params),
+            execute_unless_empty(&tx, &s.set_through_seq, false, &through_params),
         )?;
-        if batch.checkpoint {
-            tx.execute(
-                "INSERT INTO meta (key, value)
-                 SELECT 'profiles_through_seq', COALESCE(MAX(seq), 0)::text FROM events
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                &[],
-            )
-            .await?;
-        }
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn last_event_seq(&self) -> Result<i64, StoreError> {
+        let r = self.reader();
+        let row = r.client.query_one(&r.statements.last_event_seq, &[]).await?;
+        Ok(row.try_get(0)?)
     }
 
     async fn profile_checkpoint(&self) -> Result<i64, StoreError> {
@@ -776,11 +859,7 @@ impl Store for PostgresStore {
         let r = self.reader();
         let rows = r
             .client
-            .query(
-                "SELECT seq, message_id, profile_id, kind, name, ts, received_at, body FROM events
-                 WHERE seq > $1 ORDER BY seq LIMIT $2",
-                &[&after, &i64::from(limit)],
-            )
+            .query(&r.statements.events_after, &[&after, &i64::from(limit)])
             .await?;
         rows.iter().map(event_from_row).collect()
     }
@@ -938,7 +1017,7 @@ mod tests {
     }
 
     fn pairs(merges: &[MergeRecord]) -> Vec<(String, String)> {
-        let (from, to) = net_repointing(merges);
+        let (from, to) = net_repointing(merges.iter().map(|m| (&m.from, &m.into)));
         let mut pairs: Vec<_> = from
             .into_iter()
             .zip(to)
@@ -1020,5 +1099,63 @@ mod tests {
         let other = PostgresStore::connect(&url, Some(&format!("{schema}_b"))).await;
         assert!(other.is_ok(), "{:?}", other.err());
         drop(first);
+    }
+
+    /// Runs only when `MISSIVE_TEST_POSTGRES_URL` names a server, as the conformance suite does.
+    #[tokio::test]
+    async fn events_commit_while_a_checkpoint_transaction_is_open() {
+        let Ok(url) = std::env::var("MISSIVE_TEST_POSTGRES_URL") else {
+            return;
+        };
+        let schema = format!("test_{}", uuid::Uuid::new_v4().simple());
+        let store = PostgresStore::connect(&url, Some(&schema)).await.unwrap();
+        let (a, b) = (ProfileId::generate(), ProfileId::generate());
+        let now = Utc::now();
+        let event = |seq: i64, id: &str, profile: &ProfileId| StoredEvent {
+            seq,
+            message_id: MessageId::parse(id).unwrap(),
+            profile_id: profile.clone(),
+            origin_profile_id: profile.clone(),
+            kind: EventKind::Track,
+            name: "Signed Up".into(),
+            timestamp: now,
+            received_at: now,
+            body: serde_json::json!({"messageId": id}),
+        };
+
+        // A checkpoint in progress: its writer is busy, in a transaction that has written.
+        let mut checkpoint = store.inner.checkpoint_writer.lock().await;
+        let tx = checkpoint.client.transaction().await.unwrap();
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES ('profiles_through_seq', '1')",
+            &[],
+        )
+        .await
+        .unwrap();
+
+        let batch = EventBatch {
+            events: vec![event(1, "m-1", &a), event(2, "m-2", &b)],
+            repoint: vec![(b.clone(), a.clone())],
+        };
+        tokio::time::timeout(Duration::from_secs(5), store.commit_events(batch))
+            .await
+            .expect("commit_events waited for the checkpoint writer")
+            .unwrap();
+        assert_eq!(store.last_event_seq().await.unwrap(), 2);
+        assert_eq!(store.profile_checkpoint().await.unwrap(), 0);
+        let stored = store.events_after(0, 10).await.unwrap();
+        assert_eq!(
+            stored
+                .iter()
+                .map(|e| (e.profile_id.clone(), e.origin_profile_id.clone()))
+                .collect::<Vec<_>>(),
+            [(a.clone(), a.clone()), (a.clone(), b.clone())]
+        );
+
+        tx.commit().await.unwrap();
+        drop(checkpoint);
+        assert_eq!(store.profile_checkpoint().await.unwrap(), 1);
+        drop(store);
+        PostgresStore::drop_schema(&url, &schema).await.unwrap();
     }
 }

@@ -1,9 +1,12 @@
-//! The embedded backend: one SQLite file in WAL mode with `synchronous=FULL`, so that a
-//! committed transaction survives a crash of the process or of the machine.
+//! The embedded backend: SQLite in WAL mode with `synchronous=FULL`, so that a committed
+//! transaction survives a crash of the process or of the machine.
 //!
-//! rusqlite is synchronous; every call runs on tokio's blocking pool. One writer connection
-//! (SQLite allows one writer anyway) and a small set of reader connections, which WAL lets
-//! read while the writer writes.
+//! Two database files, so that their writers never wait for each other: `missive.db` holds
+//! the workspace, keys, profiles, identities, versions and merges; `missive.events.db` holds
+//! the event log. Events are committed at every group commit, profiles at checkpoints, and
+//! both run at once. rusqlite is synchronous; every call runs on tokio's blocking pool, with
+//! one writer connection per file and a few reader connections, which WAL lets read while
+//! the writer writes.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -19,8 +22,8 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use crate::types::{from_micros, micros};
 use crate::{
-    ApiKeyRecord, CommitBatch, EventQuery, MergeRecord, ProfileVersion, Role, Store, StoreError, StoreStats,
-    StoredEvent, Workspace,
+    ApiKeyRecord, Checkpoint, EventBatch, EventQuery, MergeRecord, ProfileVersion, Role, Store, StoreError,
+    StoreStats, StoredEvent, Workspace,
 };
 
 const MIGRATIONS: &[(i64, &str)] = &[(
@@ -41,12 +44,6 @@ CREATE TABLE identities (
     PRIMARY KEY (kind, value)
 ) WITHOUT ROWID;
 CREATE INDEX identities_by_profile ON identities (profile_id);
-CREATE TABLE events (
-    seq INTEGER PRIMARY KEY, message_id TEXT NOT NULL UNIQUE, profile_id TEXT NOT NULL,
-    kind TEXT NOT NULL, name TEXT NOT NULL, ts INTEGER NOT NULL, received_at INTEGER NOT NULL,
-    body TEXT NOT NULL
-);
-CREATE INDEX events_by_profile_time ON events (profile_id, ts, seq);
 -- A rowid table: versions are appended in commit order; the index finds a profile's.
 CREATE TABLE profile_versions (
     profile_id TEXT NOT NULL, version INTEGER NOT NULL, recorded_at INTEGER NOT NULL,
@@ -61,6 +58,18 @@ CREATE INDEX merges_into ON merges (into_id);
 "#,
 )];
 
+const EVENT_MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    r#"
+CREATE TABLE events (
+    seq INTEGER PRIMARY KEY, message_id TEXT NOT NULL UNIQUE, profile_id TEXT NOT NULL,
+    origin_profile_id TEXT NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL, ts INTEGER NOT NULL,
+    received_at INTEGER NOT NULL, body TEXT NOT NULL
+);
+CREATE INDEX events_by_profile_time ON events (profile_id, ts, seq);
+"#,
+)];
+
 const READERS: usize = 4;
 
 /// The SQLite backend.
@@ -69,17 +78,38 @@ pub struct SqliteStore {
     inner: Arc<Inner>,
 }
 
-struct Inner {
+/// Which of the two files.
+#[derive(Clone, Copy)]
+enum Db {
+    Main,
+    Events,
+}
+
+struct Files {
     path: PathBuf,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
+}
+
+struct Inner {
+    main: Files,
+    events: Files,
     // Held for the store's lifetime: a second process opening the same file fails fast.
     _lock: File,
 }
 
+impl Inner {
+    fn files(&self, db: Db) -> &Files {
+        match db {
+            Db::Main => &self.main,
+            Db::Events => &self.events,
+        }
+    }
+}
+
 impl SqliteStore {
-    /// Opens (creating if needed) the database at `path`, applies migrations and takes the
-    /// writer lock (`PATH.lock`).
+    /// Opens (creating if needed) the database at `path` and its event log beside it
+    /// (`NAME.events.db`), applies migrations and takes the writer lock (`PATH.lock`).
     pub async fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
         tokio::task::spawn_blocking(move || Self::open_blocking(path))
@@ -97,39 +127,43 @@ impl SqliteStore {
         lock.try_lock()
             .map_err(|_| StoreError::Locked(lock_path.display().to_string()))?;
 
-        let mut writer = Connection::open(&path)?;
-        configure(&writer)?;
-        migrate(&mut writer)?;
-        let readers = (0..READERS)
-            .map(|_| open_reader(&path))
-            .collect::<Result<Vec<_>, _>>()?;
+        let events_path = path.with_extension("events.db");
         let inner = Arc::new(Inner {
-            path,
-            writer: Mutex::new(writer),
-            readers: Mutex::new(readers),
+            main: open_files(path, MIGRATIONS)?,
+            events: open_files(events_path, EVENT_MIGRATIONS)?,
             _lock: lock,
         });
-        spawn_checkpointer(&inner)?;
+        spawn_checkpointer(&inner, Db::Main)?;
+        spawn_checkpointer(&inner, Db::Events)?;
         Ok(Self { inner })
     }
 
     pub fn path(&self) -> &Path {
-        &self.inner.path
+        &self.inner.main.path
     }
 
     async fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
+        self.read_on(Db::Main, f).await
+    }
+
+    async fn read_on<T: Send + 'static>(
+        &self,
+        db: Db,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
-            let conn = inner.readers.lock().map_err(|_| poisoned())?.pop();
+            let files = inner.files(db);
+            let conn = files.readers.lock().map_err(|_| poisoned())?.pop();
             let conn = match conn {
                 Some(c) => c,
-                None => open_reader(&inner.path)?,
+                None => open_reader(&files.path)?,
             };
             let out = f(&conn);
-            let mut pool = inner.readers.lock().map_err(|_| poisoned())?;
+            let mut pool = files.readers.lock().map_err(|_| poisoned())?;
             if pool.len() < READERS {
                 pool.push(conn);
             }
@@ -139,13 +173,14 @@ impl SqliteStore {
         .map_err(|e| StoreError::Task(e.to_string()))?
     }
 
-    async fn write<T: Send + 'static>(
+    async fn write_on<T: Send + 'static>(
         &self,
+        db: Db,
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
-            let mut conn = inner.writer.lock().map_err(|_| poisoned())?;
+            let mut conn = inner.files(db).writer.lock().map_err(|_| poisoned())?;
             f(&mut conn)
         })
         .await
@@ -153,10 +188,24 @@ impl SqliteStore {
     }
 }
 
+fn open_files(path: PathBuf, migrations: &[(i64, &str)]) -> Result<Files, StoreError> {
+    let mut writer = Connection::open(&path)?;
+    configure(&writer)?;
+    migrate(&mut writer, migrations)?;
+    let readers = (0..READERS)
+        .map(|_| open_reader(&path))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Files {
+        path,
+        writer: Mutex::new(writer),
+        readers: Mutex::new(readers),
+    })
+}
+
 /// Copies the WAL back into the database on its own connection and thread, so that commits
 /// never pay for it. PASSIVE never blocks the writer; it stops with the store.
-fn spawn_checkpointer(inner: &Arc<Inner>) -> Result<(), StoreError> {
-    let conn = Connection::open(&inner.path)?;
+fn spawn_checkpointer(inner: &Arc<Inner>, db: Db) -> Result<(), StoreError> {
+    let conn = Connection::open(&inner.files(db).path)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     let weak = Arc::downgrade(inner);
     std::thread::Builder::new()
@@ -204,14 +253,14 @@ fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
-fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+fn migrate(conn: &mut Connection, migrations: &[(i64, &str)]) -> Result<(), StoreError> {
     conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)")?;
     let applied: i64 = conn.query_row(
         "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
         [],
         |r| r.get(0),
     )?;
-    for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > applied) {
+    for (version, sql) in migrations.iter().filter(|(v, _)| *v > applied) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
         tx.execute(
@@ -228,8 +277,22 @@ fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{what}: {e}"))
 }
 
-fn row_to_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventRow> {
-    Ok((
+/// The columns every event query selects, in this order.
+const EVENT_COLUMNS: &str =
+    "seq, message_id, profile_id, origin_profile_id, kind, name, ts, received_at, body";
+
+fn event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<StoredEvent, StoreError>> {
+    let (seq, message_id, profile_id, origin, kind, name, ts, received_at, body): (
+        i64,
+        String,
+        String,
+        String,
+        String,
+        String,
+        i64,
+        i64,
+        String,
+    ) = (
         r.get(0)?,
         r.get(1)?,
         r.get(2)?,
@@ -238,23 +301,28 @@ fn row_to_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventRow> {
         r.get(5)?,
         r.get(6)?,
         r.get(7)?,
-    ))
+        r.get(8)?,
+    );
+    Ok((|| {
+        Ok(StoredEvent {
+            seq,
+            message_id: MessageId::parse(&message_id).map_err(|e| corrupt("event message id", e))?,
+            profile_id: ProfileId::parse(&profile_id).map_err(|e| corrupt("event profile id", e))?,
+            origin_profile_id: ProfileId::parse(&origin)
+                .map_err(|e| corrupt("event origin profile id", e))?,
+            kind: EventKind::parse(&kind).ok_or_else(|| corrupt("event kind", &kind))?,
+            name,
+            timestamp: from_micros(ts),
+            received_at: from_micros(received_at),
+            body: serde_json::from_str(&body)?,
+        })
+    })())
 }
 
-type EventRow = (i64, String, String, String, String, i64, i64, String);
-
-fn event_from_row(row: EventRow) -> Result<StoredEvent, StoreError> {
-    let (seq, message_id, profile_id, kind, name, ts, received_at, body) = row;
-    Ok(StoredEvent {
-        seq,
-        message_id: MessageId::parse(&message_id).map_err(|e| corrupt("event message id", e))?,
-        profile_id: ProfileId::parse(&profile_id).map_err(|e| corrupt("event profile id", e))?,
-        kind: EventKind::parse(&kind).ok_or_else(|| corrupt("event kind", &kind))?,
-        name,
-        timestamp: from_micros(ts),
-        received_at: from_micros(received_at),
-        body: serde_json::from_str(&body)?,
-    })
+fn collect_events(
+    rows: impl Iterator<Item = rusqlite::Result<Result<StoredEvent, StoreError>>>,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    rows.map(|r| r?).collect()
 }
 
 type VersionRow = (String, i64, i64, String, String, Option<String>);
@@ -307,7 +375,7 @@ impl Store for SqliteStore {
     }
 
     async fn bootstrap_workspace(&self, ws: Workspace, keys: Vec<ApiKeyRecord>) -> Result<(), StoreError> {
-        self.write(move |c| {
+        self.write_on(Db::Main, move |c| {
             let tx = c.transaction()?;
             let exists: i64 = tx.query_row("SELECT COUNT(*) FROM workspaces", [], |r| r.get(0))?;
             if exists > 0 {
@@ -360,31 +428,53 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn commit(&self, batch: CommitBatch) -> Result<(), StoreError> {
-        if batch.is_empty() {
+    async fn commit_events(&self, batch: EventBatch) -> Result<(), StoreError> {
+        if batch.events.is_empty() && batch.repoint.is_empty() {
             return Ok(());
         }
-        let serialize_started = std::time::Instant::now();
-        // Serialize outside the writer lock's critical section as far as possible.
-        let events: Vec<_> = batch
+        // Serialize before taking the writer.
+        let events = batch
             .events
             .iter()
-            .map(|e| Ok((e, serde_json::to_string(&e.body)?)))
-            .collect::<Result<Vec<_>, StoreError>>()?
-            .into_iter()
-            .map(|(e, body)| {
-                (
+            .map(|e| {
+                Ok((
+                    e.seq,
                     e.message_id.as_str().to_owned(),
                     e.profile_id.as_str().to_owned(),
+                    e.origin_profile_id.as_str().to_owned(),
                     e.kind.as_str(),
                     e.name.clone(),
                     micros(e.timestamp),
                     micros(e.received_at),
-                    body,
-                )
+                    serde_json::to_string(&e.body)?,
+                ))
             })
-            .collect();
-        let profiles: Vec<_> = batch
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let repoint = batch.repoint;
+        self.write_on(Db::Events, move |c| {
+            let tx = c.transaction()?;
+            {
+                let mut ins = tx.prepare_cached(
+                    "INSERT INTO events (seq, message_id, profile_id, origin_profile_id, kind, name, ts, received_at, body)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (message_id) DO NOTHING",
+                )?;
+                for e in &events {
+                    ins.execute(params![e.0, e.1, e.2, e.3, e.4, e.5, e.6, e.7, e.8])?;
+                }
+                let mut up = tx.prepare_cached("UPDATE events SET profile_id = ?2 WHERE profile_id = ?1")?;
+                for (from, into) in &repoint {
+                    up.execute(params![from.as_str(), into.as_str()])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn commit_checkpoint(&self, cp: Checkpoint) -> Result<(), StoreError> {
+        let serialize_started = std::time::Instant::now();
+        let profiles = cp
             .profiles
             .iter()
             .map(|p| {
@@ -397,7 +487,7 @@ impl Store for SqliteStore {
                 ))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        let versions: Vec<_> = batch
+        let versions = cp
             .versions
             .iter()
             .map(|v| {
@@ -411,28 +501,16 @@ impl Store for SqliteStore {
                 ))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        let checkpoint = batch.checkpoint;
-        let merges = batch.merges;
-        let identities = batch.identities;
-
         let serialize_ms = serialize_started.elapsed().as_secs_f64() * 1e3;
-        let write_started = std::time::Instant::now();
-        let n_profiles = profiles.len();
-        self.write(move |c| {
+        let (merges, identities, through_seq) = (cp.merges, cp.identities, cp.through_seq);
+        self.write_on(Db::Main, move |c| {
+            let write_started = std::time::Instant::now();
             let tx = c.transaction()?;
             {
-                let mut ins = tx.prepare_cached(
-                    "INSERT INTO events (message_id, profile_id, kind, name, ts, received_at, body)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (message_id) DO NOTHING",
-                )?;
-                for e in &events {
-                    ins.execute(params![e.0, e.1, e.2, e.3, e.4, e.5, e.6])?;
-                }
-                let mut ev = tx.prepare_cached("UPDATE events SET profile_id = ?2 WHERE profile_id = ?1")?;
                 let mut ids = tx.prepare_cached("UPDATE identities SET profile_id = ?2 WHERE profile_id = ?1")?;
-                let mut rec = tx.prepare_cached("INSERT INTO merges (from_id, into_id, at, cause) VALUES (?1, ?2, ?3, ?4)")?;
+                let mut rec =
+                    tx.prepare_cached("INSERT INTO merges (from_id, into_id, at, cause) VALUES (?1, ?2, ?3, ?4)")?;
                 for m in &merges {
-                    ev.execute(params![m.from.as_str(), m.into.as_str()])?;
                     ids.execute(params![m.from.as_str(), m.into.as_str()])?;
                     rec.execute(params![m.from.as_str(), m.into.as_str(), micros(m.at), m.cause])?;
                 }
@@ -458,18 +536,27 @@ impl Store for SqliteStore {
                 for v in &versions {
                     ver.execute(params![v.0, v.1, v.2, v.3, v.4, v.5])?;
                 }
-            }
-            if checkpoint {
                 tx.prepare_cached(
-                    "INSERT INTO meta (key, value)
-                     SELECT 'profiles_through_seq', CAST(COALESCE(MAX(seq), 0) AS TEXT) FROM events WHERE true
+                    "INSERT INTO meta (key, value) VALUES ('profiles_through_seq', ?1)
                      ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 )?
-                .execute([])?;
+                .execute([through_seq.to_string()])?;
             }
             tx.commit()?;
-            tracing::debug!(serialize_ms, write_ms = write_started.elapsed().as_secs_f64() * 1e3, profiles = n_profiles, "sqlite commit");
+            tracing::debug!(
+                serialize_ms,
+                write_ms = write_started.elapsed().as_secs_f64() * 1e3,
+                profiles = profiles.len(),
+                "sqlite checkpoint"
+            );
             Ok(())
+        })
+        .await
+    }
+
+    async fn last_event_seq(&self) -> Result<i64, StoreError> {
+        self.read_on(Db::Events, |c| {
+            Ok(c.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))?)
         })
         .await
     }
@@ -489,15 +576,12 @@ impl Store for SqliteStore {
     }
 
     async fn events_after(&self, after: i64, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
-        self.read(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT seq, message_id, profile_id, kind, name, ts, received_at, body FROM events
-                 WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-            )?;
-            let rows = stmt
-                .query_map(params![after, limit], row_to_event)?
-                .collect::<Result<Vec<_>, _>>()?;
-            rows.into_iter().map(event_from_row).collect()
+        self.read_on(Db::Events, move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+            ))?;
+            let rows = stmt.query_map(params![after, limit], event_from_row)?;
+            collect_events(rows)
         })
         .await
     }
@@ -506,7 +590,7 @@ impl Store for SqliteStore {
         if ids.is_empty() {
             return Ok(HashSet::new());
         }
-        self.read(move |c| {
+        self.read_on(Db::Events, move |c| {
             let mut found = HashSet::new();
             for chunk in ids.chunks(500) {
                 let placeholders = vec!["?"; chunk.len()].join(",");
@@ -573,23 +657,21 @@ impl Store for SqliteStore {
     }
 
     async fn profile_events(&self, q: EventQuery) -> Result<Vec<StoredEvent>, StoreError> {
-        self.read(move |c| {
+        self.read_on(Db::Events, move |c| {
             let (cur_ts, cur_seq) = q
                 .cursor
                 .map_or((i64::MAX, i64::MAX), |cur| (cur.timestamp_micros, cur.seq));
             let received_before = q.received_before.map_or(i64::MAX, micros);
-            let mut stmt = c.prepare_cached(
-                "SELECT seq, message_id, profile_id, kind, name, ts, received_at, body FROM events
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events
                  WHERE profile_id = ?1 AND received_at <= ?2 AND (ts < ?3 OR (ts = ?3 AND seq < ?4))
-                 ORDER BY ts DESC, seq DESC LIMIT ?5",
+                 ORDER BY ts DESC, seq DESC LIMIT ?5"
+            ))?;
+            let rows = stmt.query_map(
+                params![q.profile_id.as_str(), received_before, cur_ts, cur_seq, q.limit],
+                event_from_row,
             )?;
-            let rows = stmt
-                .query_map(
-                    params![q.profile_id.as_str(), received_before, cur_ts, cur_seq, q.limit],
-                    row_to_event,
-                )?
-                .collect::<Result<Vec<_>, _>>()?;
-            rows.into_iter().map(event_from_row).collect()
+            collect_events(rows)
         })
         .await
     }
@@ -668,18 +750,23 @@ impl Store for SqliteStore {
     }
 
     async fn stats(&self) -> Result<StoreStats, StoreError> {
-        self.read(|c| {
-            let profiles: i64 = c.query_row(
-                "SELECT COUNT(*) FROM profiles WHERE merged_into IS NULL",
-                [],
-                |r| r.get(0),
-            )?;
-            let events: i64 = c.query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))?;
-            Ok(StoreStats {
-                profiles: profiles as u64,
-                events: events as u64,
+        let profiles: i64 = self
+            .read(|c| {
+                Ok(c.query_row(
+                    "SELECT COUNT(*) FROM profiles WHERE merged_into IS NULL",
+                    [],
+                    |r| r.get(0),
+                )?)
             })
+            .await?;
+        let events: i64 = self
+            .read_on(Db::Events, |c| {
+                Ok(c.query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))?)
+            })
+            .await?;
+        Ok(StoreStats {
+            profiles: profiles as u64,
+            events: events as u64,
         })
-        .await
     }
 }

@@ -51,10 +51,14 @@ pub struct ApiKeyRecord {
 /// An event as stored, attributed to the profile it was folded into.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredEvent {
-    /// Arrival order; assigned by the store (0 before insertion).
+    /// Arrival order, assigned by the engine: strictly increasing, never reused.
     pub seq: i64,
     pub message_id: MessageId,
+    /// The profile it belongs to now (merges re-point it).
     pub profile_id: ProfileId,
+    /// The profile it was first folded into, never re-pointed: replay recreates that profile
+    /// under the same id.
+    pub origin_profile_id: ProfileId,
     pub kind: EventKind,
     pub name: String,
     pub timestamp: DateTime<Utc>,
@@ -85,29 +89,26 @@ pub struct MergeRecord {
     pub cause: String,
 }
 
-/// Everything one group commit writes.
+/// One group commit of events: durable once [`crate::Store::commit_events`] returns.
 #[derive(Debug, Clone, Default)]
-pub struct CommitBatch {
+pub struct EventBatch {
+    /// New events with their `seq` set, ascending; a message id already stored is skipped.
     pub events: Vec<StoredEvent>,
+    /// Merges made while folding them, `(from, into)` in order: the events of `from` now
+    /// belong to `into`. Applied after the inserts.
+    pub repoint: Vec<(ProfileId, ProfileId)>,
+}
+
+/// One profile checkpoint: the profiles, versions, identities and merges changed since the
+/// last one, written atomically with the sequence number of the last event they include.
+#[derive(Debug, Clone, Default)]
+pub struct Checkpoint {
     pub merges: Vec<MergeRecord>,
     pub identities: Vec<(IdentityKey, ProfileId)>,
     pub profiles: Vec<Profile>,
     pub versions: Vec<ProfileVersion>,
-    /// The profiles, identities and merges in this batch bring the stored profile state up to
-    /// date with every event stored so far, this batch's included: the store records the
-    /// highest event sequence number as the profile checkpoint, atomically with the rest.
-    pub checkpoint: bool,
-}
-
-impl CommitBatch {
-    pub fn is_empty(&self) -> bool {
-        !self.checkpoint
-            && self.events.is_empty()
-            && self.merges.is_empty()
-            && self.identities.is_empty()
-            && self.profiles.is_empty()
-            && self.versions.is_empty()
-    }
+    /// Every event with a `seq` up to this one is included in the stored profiles.
+    pub through_seq: i64,
 }
 
 #[derive(Debug, Clone)]
