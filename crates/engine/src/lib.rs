@@ -7,6 +7,7 @@
 //! does no SQL (the store does).
 
 pub mod auth;
+mod bloom;
 pub mod import;
 mod pipeline;
 pub mod profiles;

@@ -29,6 +29,8 @@ use missive_store::{
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::bloom::ScalableBloom;
+
 /// Tuning of the pipeline.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -174,7 +176,10 @@ impl Engine {
             flush_now: false,
             sent_events: 0,
             sent_checkpoint: 0,
+            message_filter: ScalableBloom::new(stats.events as usize * 2),
+            identity_filter: ScalableBloom::new(stats.profiles as usize * 4),
         };
+        applier.load_filters().await?;
         let replayed = applier.recover().await?;
         if replayed > 0 {
             tracing::info!(
@@ -328,6 +333,10 @@ struct Applier {
     /// The last batch handed to each writer.
     sent_events: u64,
     sent_checkpoint: u64,
+    /// Every message id and identity key ever stored (and maybe a few more): a "no" spares
+    /// the store lookup that new messages and new customers would otherwise cost.
+    message_filter: ScalableBloom,
+    identity_filter: ScalableBloom,
 }
 
 impl Applier {
@@ -499,7 +508,10 @@ impl Applier {
         let unknown: Vec<MessageId> = lists
             .iter()
             .flatten()
-            .filter(|e| !self.recent_ids.contains(&e.message_id))
+            .filter(|e| {
+                !self.recent_ids.contains(&e.message_id)
+                    && self.message_filter.may_contain(e.message_id.as_str().as_bytes())
+            })
             .map(|e| e.message_id.clone())
             .collect();
         let stored = self.store.existing_message_ids(unknown).await?;
@@ -522,6 +534,7 @@ impl Applier {
                     continue;
                 }
                 self.recent_ids.insert(e.message_id.clone());
+                self.message_filter.insert(e.message_id.as_str().as_bytes());
                 let (target, e) = self.apply(e, None).await?;
                 let seq = self.next_seq;
                 self.next_seq += 1;
@@ -557,7 +570,10 @@ impl Applier {
                 keys.push(IdentityKey::anonymous_id(prev.clone()));
             }
             for k in keys {
-                if !self.identities.contains_key(&k) && seen.insert(k.clone()) {
+                if !self.identities.contains_key(&k)
+                    && self.identity_filter.may_contain(&identity_bytes(&k))
+                    && seen.insert(k.clone())
+                {
                     missing.push(k);
                 }
             }
@@ -621,6 +637,39 @@ impl Applier {
         self.last_flush = Instant::now();
         self.flush_now = false;
         cp
+    }
+
+    /// Fills the filters from the store: every message id and identity key.
+    async fn load_filters(&mut self) -> Result<(), EngineError> {
+        let started = Instant::now();
+        let (mut messages, mut after) = (0usize, 0i64);
+        loop {
+            let page = self.store.message_ids_after(after, 50_000).await?;
+            let Some((last, _)) = page.last() else { break };
+            after = *last;
+            messages += page.len();
+            for (_, id) in &page {
+                self.message_filter.insert(id.as_str().as_bytes());
+            }
+        }
+        let (mut identities, mut after) = (0usize, None);
+        loop {
+            let page = self.store.identity_keys_after(after, 50_000).await?;
+            let Some(last) = page.last().cloned() else { break };
+            identities += page.len();
+            for k in &page {
+                self.identity_filter.insert(&identity_bytes(k));
+            }
+            after = Some(last);
+        }
+        tracing::info!(
+            messages,
+            identities,
+            bytes = self.message_filter.bytes() + self.identity_filter.bytes(),
+            ms = started.elapsed().as_millis() as u64,
+            "lookup filters loaded"
+        );
+        Ok(())
     }
 
     /// Rebuilds memory from the store: the checkpointed profiles (loaded on demand) and the
@@ -773,6 +822,7 @@ impl Applier {
     fn map_identity(&mut self, key: IdentityKey, to: &ProfileId) {
         let unchanged = self.identities.get(&key).is_some_and(|(p, _)| p == to);
         if !unchanged {
+            self.identity_filter.insert(&identity_bytes(&key));
             self.identities.insert(key.clone(), (to.clone(), self.batch_seq));
             self.pending.identities.push((key, to.clone()));
         }
@@ -931,6 +981,14 @@ impl Applier {
         metrics::counter!("missive_profile_merges_total").increment(1);
         tracing::debug!(from = %from, into = %into, "profiles merged");
     }
+}
+
+fn identity_bytes(k: &IdentityKey) -> Vec<u8> {
+    let mut b = Vec::with_capacity(k.value.len() + 16);
+    b.extend_from_slice(k.kind.as_str().as_bytes());
+    b.push(0);
+    b.extend_from_slice(k.value.as_bytes());
+    b
 }
 
 fn request_events(r: &Request) -> usize {

@@ -338,6 +338,46 @@ pub async fn the_profile_checkpoint_names_the_last_event_the_profiles_include(st
     assert_eq!(store.last_event_seq().await.unwrap(), 3);
 }
 
+pub async fn message_ids_and_identity_keys_can_be_scanned_in_pages(store: &dyn Store) {
+    let now = t("2026-02-01T10:00:00Z");
+    let p = ProfileId::generate();
+    let batch: Vec<_> = (1..=5)
+        .map(|i| event(i, &format!("scan-{i}"), &p, "E", now))
+        .collect();
+    store.commit_events(events(batch)).await.unwrap();
+    let first = store.message_ids_after(0, 3).await.unwrap();
+    assert_eq!(first.iter().map(|(s, _)| *s).collect::<Vec<_>>(), [1, 2, 3]);
+    let rest = store.message_ids_after(3, 10).await.unwrap();
+    assert_eq!(
+        rest.iter().map(|(_, m)| m.as_str()).collect::<Vec<_>>(),
+        ["scan-4", "scan-5"]
+    );
+
+    let keys = vec![
+        (IdentityKey::user_id("b"), p.clone()),
+        (IdentityKey::user_id("a"), p.clone()),
+        (IdentityKey::anonymous_id("z"), p.clone()),
+    ];
+    store
+        .commit_checkpoint(Checkpoint {
+            identities: keys,
+            through_seq: 5,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.identity_keys_after(after.clone(), 2).await.unwrap();
+        let Some(last) = page.last().cloned() else { break };
+        seen.extend(page);
+        after = Some(last);
+    }
+    assert_eq!(seen.len(), 3);
+    assert!(seen.contains(&IdentityKey::anonymous_id("z")) && seen.contains(&IdentityKey::user_id("a")));
+}
+
 /// Runs a named conformance case; used by the backends' test macros.
 #[macro_export]
 macro_rules! conformance_cases {
@@ -349,6 +389,7 @@ macro_rules! conformance_cases {
             events_page_newest_first_with_a_cursor,
             merges_repoint_events_and_identities_along_a_chain,
             the_profile_checkpoint_names_the_last_event_the_profiles_include,
+            message_ids_and_identity_keys_can_be_scanned_in_pages,
             versions_list_newest_first_and_rebuild_from_the_nearest_snapshot
         );
     };

@@ -59,6 +59,17 @@ pub trait Store: Send + Sync + 'static {
     /// Stored events with a sequence number above `after`, in arrival order.
     async fn events_after(&self, after: i64, limit: u32) -> Result<Vec<StoredEvent>, StoreError>;
 
+    /// Message ids of stored events with a sequence number above `after`, in that order, with
+    /// their sequence numbers (to build the engine's in-memory filter at start-up).
+    async fn message_ids_after(&self, after: i64, limit: u32) -> Result<Vec<(i64, MessageId)>, StoreError>;
+
+    /// Identity keys in (kind, value) order, after `after` when given.
+    async fn identity_keys_after(
+        &self,
+        after: Option<IdentityKey>,
+        limit: u32,
+    ) -> Result<Vec<IdentityKey>, StoreError>;
+
     /// Which of `ids` are stored already.
     async fn existing_message_ids(&self, ids: Vec<MessageId>) -> Result<HashSet<MessageId>, StoreError>;
 

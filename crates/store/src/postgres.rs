@@ -864,6 +864,54 @@ impl Store for PostgresStore {
         rows.iter().map(event_from_row).collect()
     }
 
+    async fn message_ids_after(&self, after: i64, limit: u32) -> Result<Vec<(i64, MessageId)>, StoreError> {
+        let r = self.reader();
+        let rows = r
+            .client
+            .query(
+                "SELECT seq, message_id FROM events WHERE seq > $1 ORDER BY seq LIMIT $2",
+                &[&after, &i64::from(limit)],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let id: &str = row.try_get(1)?;
+                Ok((
+                    row.try_get(0)?,
+                    MessageId::parse(id).map_err(|e| corrupt("message id", e))?,
+                ))
+            })
+            .collect()
+    }
+
+    async fn identity_keys_after(
+        &self,
+        after: Option<IdentityKey>,
+        limit: u32,
+    ) -> Result<Vec<IdentityKey>, StoreError> {
+        let (kind, value) = after.map_or((String::new(), String::new()), |k| {
+            (k.kind.as_str().to_owned(), k.value)
+        });
+        let r = self.reader();
+        let rows = r
+            .client
+            .query(
+                "SELECT kind, value FROM identities WHERE (kind, value) > ($1, $2)
+                 ORDER BY kind, value LIMIT $3",
+                &[&kind, &value, &i64::from(limit)],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let kind: &str = row.try_get(0)?;
+                Ok(IdentityKey {
+                    kind: IdentityKind::parse(kind).ok_or_else(|| corrupt("identity kind", kind))?,
+                    value: row.try_get(1)?,
+                })
+            })
+            .collect()
+    }
+
     async fn existing_message_ids(&self, ids: Vec<MessageId>) -> Result<HashSet<MessageId>, StoreError> {
         if ids.is_empty() {
             return Ok(HashSet::new());

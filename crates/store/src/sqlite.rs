@@ -586,6 +586,44 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn message_ids_after(&self, after: i64, limit: u32) -> Result<Vec<(i64, MessageId)>, StoreError> {
+        self.read_on(Db::Events, move |c| {
+            let mut stmt =
+                c.prepare_cached("SELECT seq, message_id FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
+            let rows = stmt.query_map(params![after, limit], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+            })?;
+            rows.map(|r| {
+                let (seq, id) = r?;
+                Ok((seq, MessageId::parse(&id).map_err(|e| corrupt("message id", e))?))
+            })
+            .collect()
+        })
+        .await
+    }
+
+    async fn identity_keys_after(
+        &self,
+        after: Option<IdentityKey>,
+        limit: u32,
+    ) -> Result<Vec<IdentityKey>, StoreError> {
+        self.read(move |c| {
+            let (kind, value) = after.map_or((String::new(), String::new()), |k| (k.kind.as_str().to_owned(), k.value));
+            let mut stmt = c.prepare_cached(
+                "SELECT kind, value FROM identities WHERE (kind, value) > (?1, ?2) ORDER BY kind, value LIMIT ?3",
+            )?;
+            let rows =
+                stmt.query_map(params![kind, value, limit], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+            rows.map(|r| {
+                let (kind, value) = r?;
+                let kind = IdentityKind::parse(&kind).ok_or_else(|| corrupt("identity kind", &kind))?;
+                Ok(IdentityKey { kind, value })
+            })
+            .collect()
+        })
+        .await
+    }
+
     async fn existing_message_ids(&self, ids: Vec<MessageId>) -> Result<HashSet<MessageId>, StoreError> {
         if ids.is_empty() {
             return Ok(HashSet::new());
