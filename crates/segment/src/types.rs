@@ -1,0 +1,453 @@
+//! Type-checking and compilation: a segment that compares a number trait with a string is
+//! refused when it is saved, not silently false forever.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use crate::ast::{Aggregate, CompareOp, Expr, Literal, Operand, Path, Span};
+use crate::parse::{ParseError, parse, parse_date};
+
+/// The type of a trait, as the engine has observed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TraitType {
+    String,
+    Number,
+    Bool,
+    Time,
+    List,
+    Object,
+}
+
+/// What is known of the workspace's data: the types of its traits. Traits not listed are
+/// accepted with any type (they may not have been seen yet).
+#[derive(Debug, Clone, Default)]
+pub struct Schema {
+    pub traits: BTreeMap<String, TraitType>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, thiserror::Error)]
+#[error("{message} at line {line}, column {column}")]
+pub struct TypeError {
+    pub message: String,
+    pub line: u32,
+    pub column: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SegmentError {
+    #[error("{0}")]
+    Parse(#[from] ParseError),
+    #[error("{0}")]
+    Type(#[from] TypeError),
+}
+
+/// What a segment reads: a change to anything else cannot change its answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Inputs {
+    pub traits: BTreeSet<String>,
+    /// Event names counted or summed, or whose aggregates are read.
+    pub events: BTreeSet<String>,
+    pub orders: bool,
+    pub seen: bool,
+    pub segments: BTreeSet<String>,
+    pub scores: bool,
+    /// Whether its answer can change with time alone (windows, `… ago`).
+    pub time_dependent: bool,
+}
+
+/// A compiled segment.
+#[derive(Debug, Clone)]
+pub struct Segment {
+    pub(crate) source: String,
+    pub(crate) expr: Expr,
+    pub(crate) inputs: Inputs,
+}
+
+impl Segment {
+    /// Parses and type-checks `source`.
+    pub fn compile(source: &str, schema: &Schema) -> Result<Self, SegmentError> {
+        let expr = parse(source)?;
+        let mut inputs = Inputs::default();
+        check(&expr, schema, &mut inputs, false)?;
+        Ok(Self {
+            source: source.to_owned(),
+            expr,
+            inputs,
+        })
+    }
+
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    pub fn inputs(&self) -> &Inputs {
+        &self.inputs
+    }
+}
+
+/// The static type of an operand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ty {
+    Str,
+    Num,
+    Bool,
+    Time,
+    List,
+    /// Unknown until run time (a trait not seen yet, an event property).
+    Any,
+}
+
+impl Ty {
+    fn name(self) -> &'static str {
+        match self {
+            Ty::Str => "a string",
+            Ty::Num => "a number",
+            Ty::Bool => "a boolean",
+            Ty::Time => "a time",
+            Ty::List => "a list",
+            Ty::Any => "anything",
+        }
+    }
+}
+
+fn type_error(span: Span, message: String, hint: Option<&str>) -> TypeError {
+    TypeError {
+        message,
+        line: span.line,
+        column: span.column,
+        hint: hint.map(str::to_owned),
+    }
+}
+
+const ROOTS: &str = "traits.NAME, orders.count, orders.revenue, orders.average_order_value, orders.first_at, \
+orders.last_at, rfm.recency_days, rfm.frequency, rfm.monetary, first_seen, last_seen, \
+events.\"Name\".count, events.\"Name\".last_at, scores.NAME, model.cluster";
+
+/// The type of a path, recording what it reads.
+pub(crate) fn path_type(
+    path: &Path,
+    schema: &Schema,
+    inputs: &mut Inputs,
+    in_filter: bool,
+) -> Result<Ty, TypeError> {
+    let p: Vec<&str> = path.parts.iter().map(String::as_str).collect();
+    let unknown = || {
+        type_error(
+            path.span,
+            format!("unknown field `{}`", path.dotted()),
+            Some(if in_filter {
+                "inside `where`, name event properties as properties.NAME"
+            } else {
+                ROOTS
+            }),
+        )
+    };
+    if in_filter {
+        return match p.as_slice() {
+            ["properties", _, ..] => Ok(Ty::Any),
+            _ => Err(unknown()),
+        };
+    }
+    Ok(match p.as_slice() {
+        ["traits", name] => {
+            inputs.traits.insert((*name).to_owned());
+            match schema.traits.get(*name) {
+                Some(TraitType::String) => Ty::Str,
+                Some(TraitType::Number) => Ty::Num,
+                Some(TraitType::Bool) => Ty::Bool,
+                Some(TraitType::Time) => Ty::Time,
+                Some(TraitType::List) => Ty::List,
+                Some(TraitType::Object) | None => Ty::Any,
+            }
+        }
+        ["orders", field] => {
+            inputs.orders = true;
+            match *field {
+                "count" | "revenue" | "average_order_value" | "aov" => Ty::Num,
+                "first_at" | "last_at" => Ty::Time,
+                _ => return Err(unknown()),
+            }
+        }
+        ["rfm", field] => {
+            inputs.orders = true;
+            match *field {
+                "recency_days" => {
+                    inputs.time_dependent = true;
+                    Ty::Num
+                }
+                "frequency" | "monetary" => Ty::Num,
+                _ => return Err(unknown()),
+            }
+        }
+        ["first_seen"] | ["last_seen"] => {
+            inputs.seen = true;
+            Ty::Time
+        }
+        ["events", name, field] => {
+            inputs.events.insert((*name).to_owned());
+            match *field {
+                "count" => Ty::Num,
+                "first_at" | "last_at" => Ty::Time,
+                _ => return Err(unknown()),
+            }
+        }
+        ["scores", _] => {
+            inputs.scores = true;
+            Ty::Num
+        }
+        ["model", "cluster"] => {
+            inputs.scores = true;
+            Ty::Any
+        }
+        _ => return Err(unknown()),
+    })
+}
+
+fn literal_type(l: &Literal) -> Ty {
+    match l {
+        Literal::Str(_) => Ty::Str,
+        Literal::Num(_) => Ty::Num,
+        Literal::Bool(_) => Ty::Bool,
+        Literal::List(_) => Ty::List,
+    }
+}
+
+fn operand_type(o: &Operand, schema: &Schema, inputs: &mut Inputs, in_filter: bool) -> Result<Ty, TypeError> {
+    match o {
+        Operand::Path(p) => path_type(p, schema, inputs, in_filter),
+        Operand::Literal(l) => Ok(literal_type(l)),
+        Operand::Aggregate(a) => {
+            if in_filter {
+                return Err(type_error(
+                    a.span,
+                    "an aggregate cannot appear inside `where`".into(),
+                    None,
+                ));
+            }
+            check_aggregate(a, schema, inputs)?;
+            Ok(Ty::Num)
+        }
+    }
+}
+
+fn check_aggregate(a: &Aggregate, schema: &Schema, inputs: &mut Inputs) -> Result<(), TypeError> {
+    inputs.events.insert(a.event.clone());
+    if a.within.is_some() {
+        inputs.time_dependent = true;
+    }
+    if let Some(w) = a.within
+        && w <= chrono::TimeDelta::zero()
+    {
+        return Err(type_error(
+            a.span,
+            "the window must be longer than zero".into(),
+            Some("within 7d"),
+        ));
+    }
+    if let Some(f) = &a.filter {
+        check(f, schema, inputs, true)?;
+    }
+    Ok(())
+}
+
+fn span_of(o: &Operand, fallback: Span) -> Span {
+    match o {
+        Operand::Path(p) => p.span,
+        Operand::Aggregate(a) => a.span,
+        Operand::Literal(_) => fallback,
+    }
+}
+
+fn compatible(a: Ty, b: Ty) -> bool {
+    a == b || a == Ty::Any || b == Ty::Any
+}
+
+fn check(e: &Expr, schema: &Schema, inputs: &mut Inputs, in_filter: bool) -> Result<(), TypeError> {
+    match e {
+        Expr::And(a, b) | Expr::Or(a, b) => {
+            check(a, schema, inputs, in_filter)?;
+            check(b, schema, inputs, in_filter)
+        }
+        Expr::Not(a) => check(a, schema, inputs, in_filter),
+        Expr::InSegment { name, span } => {
+            if in_filter {
+                return Err(type_error(
+                    *span,
+                    "segment membership cannot appear inside `where`".into(),
+                    None,
+                ));
+            }
+            inputs.segments.insert(name.clone());
+            Ok(())
+        }
+        Expr::Exists { path, .. } => path_type(path, schema, inputs, in_filter).map(|_| ()),
+        Expr::Time { left, at, span, .. } => {
+            let t = operand_type(left, schema, inputs, in_filter)?;
+            if !compatible(t, Ty::Time) {
+                return Err(type_error(
+                    span_of(left, *span),
+                    format!("`before` and `after` compare times, but this is {}", t.name()),
+                    Some("last_seen before 30d ago"),
+                ));
+            }
+            if matches!(at, crate::ast::TimeRef::Ago(_)) {
+                inputs.time_dependent = true;
+            }
+            Ok(())
+        }
+        Expr::Compare {
+            left,
+            op,
+            right,
+            span,
+        } => {
+            let l = operand_type(left, schema, inputs, in_filter)?;
+            let r = operand_type(right, schema, inputs, in_filter)?;
+            let bad = |msg: String, hint: Option<&str>| Err(type_error(span_of(left, *span), msg, hint));
+            // A string literal compared with a time must be a date.
+            if (l == Ty::Time && matches!(right, Operand::Literal(Literal::Str(_))))
+                || (r == Ty::Time && matches!(left, Operand::Literal(Literal::Str(_))))
+            {
+                let s = match (left, right) {
+                    (_, Operand::Literal(Literal::Str(s))) | (Operand::Literal(Literal::Str(s)), _) => s,
+                    _ => unreachable!(),
+                };
+                if parse_date(s).is_none() {
+                    return bad(format!("{s:?} is not a date"), Some("write \"2026-01-31\""));
+                }
+                return Ok(());
+            }
+            match op {
+                CompareOp::Eq | CompareOp::Ne => {
+                    if !compatible(l, r) {
+                        return bad(
+                            format!("cannot compare {} with {}", l.name(), r.name()),
+                            Some(if l == Ty::Num {
+                                "write the number without quotes"
+                            } else {
+                                "compare values of the same type"
+                            }),
+                        );
+                    }
+                }
+                CompareOp::Lt | CompareOp::Le | CompareOp::Gt | CompareOp::Ge => {
+                    if !compatible(l, r)
+                        || matches!(l, Ty::Bool | Ty::List)
+                        || matches!(r, Ty::Bool | Ty::List)
+                    {
+                        return bad(
+                            format!(
+                                "`{}` orders numbers, times or strings, not {} and {}",
+                                op.symbol(),
+                                l.name(),
+                                r.name()
+                            ),
+                            None,
+                        );
+                    }
+                }
+                CompareOp::In => {
+                    let Operand::Literal(Literal::List(items)) = right else {
+                        return bad(
+                            "`in` needs a list".into(),
+                            Some("traits.city in [\"Paris\", \"Lyon\"]"),
+                        );
+                    };
+                    if let Some(item) = items.iter().find(|i| !compatible(l, literal_type(i))) {
+                        return bad(
+                            format!(
+                                "the list holds {} but the field is {}",
+                                literal_type(item).name(),
+                                l.name()
+                            ),
+                            None,
+                        );
+                    }
+                }
+                CompareOp::Contains => {
+                    if !(matches!(l, Ty::Str | Ty::List | Ty::Any))
+                        || (l == Ty::Str && !compatible(r, Ty::Str))
+                    {
+                        return bad(
+                            format!("`contains` looks inside a string or a list, not {}", l.name()),
+                            None,
+                        );
+                    }
+                }
+                CompareOp::StartsWith => {
+                    if !compatible(l, Ty::Str) || !compatible(r, Ty::Str) {
+                        return bad(
+                            format!("`starts_with` needs strings, not {} and {}", l.name(), r.name()),
+                            None,
+                        );
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schema() -> Schema {
+        Schema {
+            traits: [
+                ("city".to_owned(), TraitType::String),
+                ("age".to_owned(), TraitType::Number),
+                ("vip".to_owned(), TraitType::Bool),
+                ("tags".to_owned(), TraitType::List),
+                ("signed_up_at".to_owned(), TraitType::Time),
+            ]
+            .into(),
+        }
+    }
+
+    #[test]
+    fn a_number_trait_compared_with_a_string_is_refused() {
+        let err = Segment::compile(r#"traits.age == "30""#, &schema()).unwrap_err();
+        let SegmentError::Type(e) = err else {
+            panic!("{err:?}")
+        };
+        assert_eq!((e.line, e.column), (1, 1));
+        assert_eq!(e.message, "cannot compare a number with a string");
+        assert_eq!(e.hint.as_deref(), Some("write the number without quotes"));
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_dates_are_refused_with_hints() {
+        assert!(matches!(
+            Segment::compile("orders.total > 3", &schema()),
+            Err(SegmentError::Type(_))
+        ));
+        assert!(Segment::compile(r#"traits.signed_up_at > "yesterday""#, &schema()).is_err());
+        assert!(Segment::compile(r#"traits.signed_up_at > "2026-01-01""#, &schema()).is_ok());
+        assert!(Segment::compile(r#"traits.vip < true"#, &schema()).is_err());
+        assert!(Segment::compile(r#"traits.city in ["Paris", 3]"#, &schema()).is_err());
+        assert!(Segment::compile(r#"traits.tags contains "gold""#, &schema()).is_ok());
+        assert!(Segment::compile(r#"traits.age starts_with "3""#, &schema()).is_err());
+        assert!(Segment::compile(r#"count(event "X" where traits.city == "P") > 1"#, &schema()).is_err());
+    }
+
+    #[test]
+    fn inputs_name_what_the_segment_reads() {
+        let s = Segment::compile(
+            r#"traits.city == "Paris" and count(event "Product Viewed" within 7d) >= 1 and segment "VIP" and orders.count > 1"#,
+            &schema(),
+        )
+        .unwrap();
+        let i = s.inputs();
+        assert_eq!(i.traits, ["city".to_owned()].into());
+        assert_eq!(i.events, ["Product Viewed".to_owned()].into());
+        assert_eq!(i.segments, ["VIP".to_owned()].into());
+        assert!(i.orders && i.time_dependent && !i.seen);
+        let s = Segment::compile("traits.unknown_yet == 3", &schema()).unwrap();
+        assert!(!s.inputs().time_dependent);
+    }
+}

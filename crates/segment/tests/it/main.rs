@@ -1,0 +1,3 @@
+//! Segment integration tests: compiled segments against profiles folded from real events.
+
+mod evaluate;
