@@ -464,7 +464,7 @@ impl Profile {
             recency_days: self
                 .orders
                 .last_at
-                .map(|t| (now - t).num_seconds().max(0) as f64 / 86_400.0),
+                .map(|t| (now - t).num_microseconds().unwrap_or(i64::MAX).max(0) as f64 / 86_400e6),
             frequency: self.orders.count,
             monetary: self.orders.revenue,
         }

@@ -222,8 +222,10 @@ fn recency_threshold(left: &Operand, right: &Operand, ctx: &mut Ctx<'_>) {
         && p.parts == ["rfm", "recency_days"]
         && let Some(last) = ctx.facts.profile.orders.last_at
     {
-        let micros = (n * 86_400e6) as i64;
-        ctx.change_at(last + TimeDelta::microseconds(micros) + TimeDelta::microseconds(1));
+        // Exactly N days after (`>=` turns), and one microsecond later (`>` turns).
+        let at = last + TimeDelta::microseconds((n * 86_400e6).ceil() as i64);
+        ctx.change_at(at);
+        ctx.change_at(at + TimeDelta::microseconds(1));
     }
 }
 

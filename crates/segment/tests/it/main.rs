@@ -1,3 +1,4 @@
 //! Segment integration tests: compiled segments against profiles folded from real events.
 
 mod evaluate;
+mod incremental;

@@ -1,0 +1,310 @@
+//! Incremental membership: which segments a profile change can affect (an index from inputs to
+//! segments), re-evaluating only those, following segments that read other segments, and
+//! timers for answers that change with time alone.
+//!
+//! The engine keeps one [`Membership`] per profile and calls [`SegmentSet::on_change`] after
+//! folding events and [`SegmentSet::on_due`] when a timer falls due. Both return the entries
+//! and exits, with their instant and cause. [`SegmentSet::evaluate_all`] is the from-scratch
+//! answer; the property tests hold the incremental one to it.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use chrono::{DateTime, Utc};
+use missive_core::profile::HistoryEntry;
+use missive_core::{Profile, Touched};
+use serde::Serialize;
+use serde_json::Value as Json;
+
+use crate::eval::Facts;
+use crate::types::Segment;
+
+/// A profile's segments and its pending timers.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct Membership {
+    pub segments: BTreeSet<String>,
+    /// When each time-dependent segment must be evaluated again.
+    pub timers: BTreeMap<String, DateTime<Utc>>,
+}
+
+impl Membership {
+    /// The earliest timer.
+    pub fn next_due(&self) -> Option<DateTime<Utc>> {
+        self.timers.values().min().copied()
+    }
+}
+
+/// A profile entering or leaving a segment.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MembershipChange {
+    pub segment: String,
+    pub entered: bool,
+    pub at: DateTime<Utc>,
+    /// `event`, `time` (a window or threshold passed) or `segment:NAME`.
+    pub cause: String,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SetError {
+    #[error("segment {0:?} exists already")]
+    Duplicate(String),
+    #[error("segment {0:?} reads segment {1:?}, which does not exist")]
+    UnknownDependency(String, String),
+    #[error("segments {0:?} read each other in a cycle")]
+    Cycle(Vec<String>),
+}
+
+/// The saved segments of a workspace, compiled and indexed by what they read.
+#[derive(Debug, Default)]
+pub struct SegmentSet {
+    names: Vec<String>,
+    segments: Vec<Segment>,
+    by_name: HashMap<String, usize>,
+    by_trait: HashMap<String, Vec<usize>>,
+    by_event: HashMap<String, Vec<usize>>,
+    on_orders: Vec<usize>,
+    on_seen: Vec<usize>,
+    on_scores: Vec<usize>,
+    /// Segments reading `segment "NAME"`.
+    dependents: HashMap<String, Vec<usize>>,
+    /// Evaluation order: a segment after the segments it reads.
+    order: Vec<usize>,
+    rank: Vec<usize>,
+}
+
+/// The inputs a change touched, beyond what [`Touched`] says.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Extra {
+    pub scores_changed: bool,
+}
+
+impl SegmentSet {
+    pub fn new(segments: Vec<(String, Segment)>) -> Result<Self, SetError> {
+        let mut set = SegmentSet::default();
+        for (name, seg) in segments {
+            if set.by_name.contains_key(&name) {
+                return Err(SetError::Duplicate(name));
+            }
+            let i = set.segments.len();
+            set.by_name.insert(name.clone(), i);
+            let inputs = seg.inputs().clone();
+            for t in &inputs.traits {
+                set.by_trait.entry(t.clone()).or_default().push(i);
+            }
+            for e in &inputs.events {
+                set.by_event.entry(e.clone()).or_default().push(i);
+            }
+            if inputs.orders {
+                set.on_orders.push(i);
+            }
+            if inputs.seen {
+                set.on_seen.push(i);
+            }
+            if inputs.scores {
+                set.on_scores.push(i);
+            }
+            for s in &inputs.segments {
+                set.dependents.entry(s.clone()).or_default().push(i);
+            }
+            set.names.push(name);
+            set.segments.push(seg);
+        }
+        set.order = set.topological_order()?;
+        set.rank = vec![0; set.segments.len()];
+        for (r, &i) in set.order.iter().enumerate() {
+            set.rank[i] = r;
+        }
+        Ok(set)
+    }
+
+    fn topological_order(&self) -> Result<Vec<usize>, SetError> {
+        // 0 = unvisited, 1 = on the stack, 2 = done
+        let mut state = vec![0u8; self.segments.len()];
+        let mut order = Vec::with_capacity(self.segments.len());
+        fn visit(
+            set: &SegmentSet,
+            i: usize,
+            state: &mut [u8],
+            order: &mut Vec<usize>,
+            path: &mut Vec<usize>,
+        ) -> Result<(), SetError> {
+            match state[i] {
+                2 => return Ok(()),
+                1 => {
+                    let from = path.iter().position(|&p| p == i).unwrap_or(0);
+                    return Err(SetError::Cycle(
+                        path[from..].iter().map(|&p| set.names[p].clone()).collect(),
+                    ));
+                }
+                _ => {}
+            }
+            state[i] = 1;
+            path.push(i);
+            for dep in &set.segments[i].inputs().segments {
+                let Some(&j) = set.by_name.get(dep) else {
+                    return Err(SetError::UnknownDependency(set.names[i].clone(), dep.clone()));
+                };
+                visit(set, j, state, order, path)?;
+            }
+            path.pop();
+            state[i] = 2;
+            order.push(i);
+            Ok(())
+        }
+        for i in 0..self.segments.len() {
+            visit(self, i, &mut state, &mut order, &mut Vec::new())?;
+        }
+        Ok(order)
+    }
+
+    pub fn len(&self) -> usize {
+        self.segments.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.segments.is_empty()
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Segment> {
+        self.by_name.get(name).map(|&i| &self.segments[i])
+    }
+
+    /// The segments a change can affect (before following segment dependencies).
+    pub fn affected(&self, touched: &Touched, extra: Extra) -> BTreeSet<usize> {
+        let mut out = BTreeSet::new();
+        for t in &touched.traits {
+            out.extend(self.by_trait.get(t).into_iter().flatten().copied());
+        }
+        for e in &touched.events {
+            out.extend(self.by_event.get(e).into_iter().flatten().copied());
+        }
+        if touched.orders {
+            out.extend(&self.on_orders);
+        }
+        if touched.seen {
+            out.extend(&self.on_seen);
+        }
+        if extra.scores_changed {
+            out.extend(&self.on_scores);
+        }
+        out
+    }
+
+    /// Re-evaluates the segments `touched` can affect, and those that read them.
+    #[allow(clippy::too_many_arguments)]
+    pub fn on_change(
+        &self,
+        state: &mut Membership,
+        profile: &Profile,
+        events: &[HistoryEntry],
+        scores: &BTreeMap<String, Json>,
+        touched: &Touched,
+        extra: Extra,
+        now: DateTime<Utc>,
+    ) -> Vec<MembershipChange> {
+        let start = self.affected(touched, extra);
+        self.reevaluate(state, profile, events, scores, start, now, "event")
+    }
+
+    /// Re-evaluates the segments whose timers are due at `now`.
+    pub fn on_due(
+        &self,
+        state: &mut Membership,
+        profile: &Profile,
+        events: &[HistoryEntry],
+        scores: &BTreeMap<String, Json>,
+        now: DateTime<Utc>,
+    ) -> Vec<MembershipChange> {
+        let due: BTreeSet<usize> = state
+            .timers
+            .iter()
+            .filter(|(_, t)| **t <= now)
+            .filter_map(|(name, _)| self.by_name.get(name).copied())
+            .collect();
+        self.reevaluate(state, profile, events, scores, due, now, "time")
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn reevaluate(
+        &self,
+        state: &mut Membership,
+        profile: &Profile,
+        events: &[HistoryEntry],
+        scores: &BTreeMap<String, Json>,
+        start: BTreeSet<usize>,
+        now: DateTime<Utc>,
+        cause: &str,
+    ) -> Vec<MembershipChange> {
+        let mut changes = Vec::new();
+        // Work in evaluation order, so that a segment sees the new membership of those it reads.
+        let mut queue: BTreeMap<usize, (usize, String)> = start
+            .into_iter()
+            .map(|i| (self.rank[i], (i, cause.to_owned())))
+            .collect();
+        while let Some((_, (i, why))) = queue.pop_first() {
+            let name = &self.names[i];
+            let facts = Facts {
+                profile,
+                events,
+                segments: &state.segments,
+                scores,
+            };
+            let eval = self.segments[i].evaluate(&facts, now);
+            match eval.next_change {
+                Some(t) => {
+                    state.timers.insert(name.clone(), t);
+                }
+                None => {
+                    state.timers.remove(name);
+                }
+            }
+            let was = state.segments.contains(name);
+            if eval.member == was {
+                continue;
+            }
+            if eval.member {
+                state.segments.insert(name.clone());
+            } else {
+                state.segments.remove(name);
+            }
+            changes.push(MembershipChange {
+                segment: name.clone(),
+                entered: eval.member,
+                at: now,
+                cause: why,
+            });
+            for &d in self.dependents.get(name).into_iter().flatten() {
+                queue
+                    .entry(self.rank[d])
+                    .or_insert((d, format!("segment:{name}")));
+            }
+        }
+        changes
+    }
+
+    /// Membership from scratch: every segment, in evaluation order.
+    pub fn evaluate_all(
+        &self,
+        profile: &Profile,
+        events: &[HistoryEntry],
+        scores: &BTreeMap<String, Json>,
+        now: DateTime<Utc>,
+    ) -> Membership {
+        let mut state = Membership::default();
+        for &i in &self.order {
+            let facts = Facts {
+                profile,
+                events,
+                segments: &state.segments,
+                scores,
+            };
+            let eval = self.segments[i].evaluate(&facts, now);
+            if let Some(t) = eval.next_change {
+                state.timers.insert(self.names[i].clone(), t);
+            }
+            if eval.member {
+                state.segments.insert(self.names[i].clone());
+            }
+        }
+        state
+    }
+}

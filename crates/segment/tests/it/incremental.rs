@@ -1,0 +1,204 @@
+//! Incremental membership equals a from-scratch evaluation after any sequence of events and
+//! clock advances.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use missive_core::message::{parse_time, validate_message};
+use missive_core::profile::HistoryEntry;
+use missive_core::{Profile, ProfileId, Touched};
+use missive_segment::{Extra, Membership, Schema, Segment, SegmentSet, SetError, TraitType};
+use proptest::prelude::*;
+use serde_json::json;
+
+fn schema() -> Schema {
+    Schema {
+        traits: [("city".to_owned(), TraitType::String)].into(),
+    }
+}
+
+fn set() -> SegmentSet {
+    let defs = [
+        ("new-yorkers", r#"traits.city == "New York""#),
+        ("browsing", r#"count(event "Product Viewed" within 2d) >= 1"#),
+        (
+            "shoe-fans",
+            r#"count(event "Product Viewed" where properties.category == "shoes" within 7d) >= 2"#,
+        ),
+        (
+            "abandoners",
+            r#"count(event "Product Added" within 6h) >= 1 and count(event "Order Completed" within 6h) == 0"#,
+        ),
+        (
+            "buyers",
+            "orders.count >= 2 and sum(event \"Order Completed\".revenue within 30d) > 100",
+        ),
+        ("lapsed", "orders.count >= 1 and rfm.recency_days > 5"),
+        ("dormant", "last_seen before 3d ago"),
+        ("ny-browsers", r#"segment "new-yorkers" and segment "browsing""#),
+        (
+            "not-ny-browsers",
+            r#"segment "browsing" and not segment "ny-browsers""#,
+        ),
+    ];
+    SegmentSet::new(
+        defs.iter()
+            .map(|(n, s)| (n.to_string(), Segment::compile(s, &schema()).unwrap()))
+            .collect(),
+    )
+    .unwrap()
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Identify(bool),
+    View(bool),
+    Add,
+    Order(u32),
+    Advance(i64),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        any::<bool>().prop_map(Op::Identify),
+        any::<bool>().prop_map(Op::View),
+        Just(Op::Add),
+        (1u32..200).prop_map(Op::Order),
+        (1i64..6 * 24 * 60).prop_map(Op::Advance),
+    ]
+}
+
+fn t(s: &str) -> DateTime<Utc> {
+    parse_time(s).unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn incremental_membership_equals_evaluation_from_scratch(ops in prop::collection::vec(op(), 1..60)) {
+        let set = set();
+        let scores = BTreeMap::new();
+        let mut now = t("2026-03-01T00:00:00Z");
+        let mut profile = Profile::new(ProfileId::generate(), now);
+        let mut events: Vec<HistoryEntry> = Vec::new();
+        let mut state = Membership::default();
+        for (n, op) in ops.iter().enumerate() {
+            let msg = match op {
+                Op::Advance(minutes) => {
+                    let target = now + TimeDelta::minutes(*minutes);
+                    // Timers fire at their own instant, in order, before the clock moves on.
+                    while let Some(due) = state.next_due().filter(|d| *d <= target) {
+                        set.on_due(&mut state, &profile, &events, &scores, due);
+                        prop_assert!(state.next_due().is_none_or(|d| d > due), "a timer did not move forward");
+                    }
+                    now = target;
+                    None
+                }
+                Op::Identify(ny) => Some(json!({"type": "identify", "userId": "u",
+                    "traits": {"city": if *ny { "New York" } else { "Paris" }}})),
+                Op::View(shoes) => Some(json!({"type": "track", "userId": "u", "event": "Product Viewed",
+                    "properties": {"category": if *shoes { "shoes" } else { "hats" }}})),
+                Op::Add => Some(json!({"type": "track", "userId": "u", "event": "Product Added"})),
+                Op::Order(rev) => Some(json!({"type": "track", "userId": "u", "event": "Order Completed",
+                    "properties": {"revenue": rev}})),
+            };
+            if let Some(mut msg) = msg {
+                msg["messageId"] = json!(format!("m{n}"));
+                msg["timestamp"] = json!(now.to_rfc3339());
+                let e = validate_message(msg, None, None, now).unwrap();
+                let mut touched = Touched::default();
+                profile.apply_event(&e, 1000, &mut touched);
+                events.push(HistoryEntry::of(&e));
+                set.on_change(&mut state, &profile, &events, &scores, &touched, Extra::default(), now);
+            }
+            let scratch = set.evaluate_all(&profile, &events, &scores, now);
+            prop_assert_eq!(&state.segments, &scratch.segments, "after op {} ({:?}) at {}", n, op, now);
+        }
+    }
+}
+
+#[test]
+fn a_change_reevaluates_only_the_segments_that_read_it() {
+    let set = set();
+    let touched = Touched {
+        traits: ["city".to_owned()].into(),
+        ..Touched::default()
+    };
+    let affected = set.affected(&touched, Extra::default());
+    assert_eq!(affected.len(), 1);
+    let touched = Touched {
+        events: ["Product Viewed".to_owned()].into(),
+        ..Touched::default()
+    };
+    assert_eq!(set.affected(&touched, Extra::default()).len(), 2);
+}
+
+#[test]
+fn entering_a_segment_reports_the_cause_and_moves_segments_that_read_it() {
+    let set = set();
+    let scores = BTreeMap::new();
+    let now = t("2026-03-01T00:00:00Z");
+    let mut profile = Profile::new(ProfileId::generate(), now);
+    let mut state = Membership::default();
+    let mut events = Vec::new();
+    for msg in [
+        json!({"type": "identify", "userId": "u", "traits": {"city": "New York"}, "timestamp": "2026-03-01T00:00:00Z"}),
+        json!({"type": "track", "userId": "u", "event": "Product Viewed", "timestamp": "2026-03-01T00:00:00Z"}),
+    ] {
+        let e = validate_message(msg, None, None, now).unwrap();
+        let mut touched = Touched::default();
+        profile.apply_event(&e, 100, &mut touched);
+        events.push(HistoryEntry::of(&e));
+        let changes = set.on_change(
+            &mut state,
+            &profile,
+            &events,
+            &scores,
+            &touched,
+            Extra::default(),
+            now,
+        );
+        if e.kind == missive_core::EventKind::Track {
+            let names: Vec<_> = changes
+                .iter()
+                .map(|c| (c.segment.as_str(), c.entered, c.cause.as_str()))
+                .collect();
+            assert_eq!(
+                names,
+                [
+                    ("browsing", true, "event"),
+                    ("ny-browsers", true, "segment:browsing")
+                ]
+            );
+        }
+    }
+    // Two days later the view leaves the window: out of "browsing" and "ny-browsers", by time.
+    let due = state.next_due().unwrap();
+    assert_eq!(due, t("2026-03-03T00:00:00Z"));
+    let changes = set.on_due(&mut state, &profile, &events, &scores, due);
+    let names: Vec<_> = changes
+        .iter()
+        .map(|c| (c.segment.as_str(), c.entered, c.cause.as_str()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("browsing", false, "time"),
+            ("ny-browsers", false, "segment:browsing")
+        ]
+    );
+}
+
+#[test]
+fn cycles_and_unknown_segments_are_refused() {
+    let seg = |s: &str| Segment::compile(s, &schema()).unwrap();
+    let err = SegmentSet::new(vec![
+        ("a".into(), seg(r#"segment "b""#)),
+        ("b".into(), seg(r#"segment "a""#)),
+    ])
+    .unwrap_err();
+    assert!(matches!(err, SetError::Cycle(_)), "{err:?}");
+    let err = SegmentSet::new(vec![("a".into(), seg(r#"segment "nope""#))]).unwrap_err();
+    assert!(matches!(err, SetError::UnknownDependency(..)));
+}
