@@ -18,6 +18,8 @@ use crate::config::Config;
 pub enum BenchCommand {
     /// Durable ingest through /v1/batch and /v1/track.
     Ingest(IngestBench),
+    /// Segment membership per event, and backfill.
+    Segments(crate::bench_segments::SegmentsBench),
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -45,6 +47,9 @@ pub struct IngestBench {
 pub async fn run(cfg: Config, cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Ingest(b) => ingest(cfg, b).await,
+        BenchCommand::Segments(b) => {
+            tokio::task::spawn_blocking(move || crate::bench_segments::run(b)).await?
+        }
     }
 }
 

@@ -101,11 +101,70 @@ pub enum Literal {
 pub struct Path {
     pub parts: Vec<String>,
     pub span: Span,
+    /// What it names, resolved once when parsed (`Unknown` is refused by the type checker).
+    pub field: Field,
 }
 
 impl Path {
+    pub fn new(parts: Vec<String>, span: Span) -> Self {
+        let field = Field::resolve(&parts);
+        Self { parts, span, field }
+    }
+
     pub fn dotted(&self) -> String {
         self.parts.join(".")
+    }
+}
+
+/// The fields a segment can read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Field {
+    Trait(String),
+    OrdersCount,
+    OrdersRevenue,
+    OrdersAverage,
+    OrdersFirstAt,
+    OrdersLastAt,
+    RecencyDays,
+    Frequency,
+    Monetary,
+    FirstSeen,
+    LastSeen,
+    EventCount(String),
+    EventFirstAt(String),
+    EventLastAt(String),
+    Score(String),
+    Cluster,
+    /// `properties.a.b` inside a `where`.
+    Property(Vec<String>),
+    Unknown,
+}
+
+impl Field {
+    fn resolve(parts: &[String]) -> Field {
+        let p: Vec<&str> = parts.iter().map(String::as_str).collect();
+        match p.as_slice() {
+            ["traits", name] => Field::Trait((*name).to_owned()),
+            ["orders", "count"] => Field::OrdersCount,
+            ["orders", "revenue"] => Field::OrdersRevenue,
+            ["orders", "average_order_value" | "aov"] => Field::OrdersAverage,
+            ["orders", "first_at"] => Field::OrdersFirstAt,
+            ["orders", "last_at"] => Field::OrdersLastAt,
+            ["rfm", "recency_days"] => Field::RecencyDays,
+            ["rfm", "frequency"] => Field::Frequency,
+            ["rfm", "monetary"] => Field::Monetary,
+            ["first_seen"] => Field::FirstSeen,
+            ["last_seen"] => Field::LastSeen,
+            ["events", name, "count"] => Field::EventCount((*name).to_owned()),
+            ["events", name, "first_at"] => Field::EventFirstAt((*name).to_owned()),
+            ["events", name, "last_at"] => Field::EventLastAt((*name).to_owned()),
+            ["scores", name] => Field::Score((*name).to_owned()),
+            ["model", "cluster"] => Field::Cluster,
+            ["properties", rest @ ..] if !rest.is_empty() => {
+                Field::Property(rest.iter().map(|s| (*s).to_owned()).collect())
+            }
+            _ => Field::Unknown,
+        }
     }
 }
 

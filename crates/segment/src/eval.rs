@@ -2,7 +2,7 @@
 //! of every predicate (the explanation), and the next instant at which time alone can change
 //! the answer.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use missive_core::Profile;
@@ -10,7 +10,7 @@ use missive_core::profile::HistoryEntry;
 use serde::Serialize;
 use serde_json::Value as Json;
 
-use crate::ast::{Aggregate, AggregateKind, CompareOp, Expr, Literal, Operand, Path, TimeRef};
+use crate::ast::{Aggregate, AggregateKind, CompareOp, Expr, Field, Literal, Operand, TimeRef};
 use crate::parse::parse_date;
 use crate::types::Segment;
 
@@ -24,6 +24,41 @@ pub struct Facts<'a> {
     pub segments: &'a BTreeSet<String>,
     /// Model outputs: `scores.NAME` reads `scores[NAME]`, `model.cluster` reads `scores["cluster"]`.
     pub scores: &'a BTreeMap<String, Json>,
+    /// `events` by name, when the caller built it once for many evaluations.
+    pub by_name: Option<&'a EventIndex<'a>>,
+}
+
+impl<'a> Facts<'a> {
+    pub fn new(
+        profile: &'a Profile,
+        events: &'a [HistoryEntry],
+        segments: &'a BTreeSet<String>,
+        scores: &'a BTreeMap<String, Json>,
+    ) -> Self {
+        Self {
+            profile,
+            events,
+            segments,
+            scores,
+            by_name: None,
+        }
+    }
+}
+
+/// A profile's events grouped by name: built once, read by every segment evaluated after a
+/// change.
+pub struct EventIndex<'a> {
+    by_name: HashMap<&'a str, Vec<&'a HistoryEntry>>,
+}
+
+impl<'a> EventIndex<'a> {
+    pub fn new(events: &'a [HistoryEntry]) -> Self {
+        let mut by_name: HashMap<&str, Vec<&HistoryEntry>> = HashMap::new();
+        for e in events {
+            by_name.entry(e.name.as_str()).or_default().push(e);
+        }
+        Self { by_name }
+    }
 }
 
 /// One predicate's part in the answer.
@@ -38,6 +73,7 @@ pub struct PredicateResult {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Evaluation {
     pub member: bool,
+    /// Every predicate's value and result: filled by [`Segment::explain`], empty otherwise.
     pub predicates: Vec<PredicateResult>,
     /// The first instant after `now` at which the answer may change with no new event (a
     /// window letting an event go, an `… ago` threshold passing). `None`: only a change to
@@ -45,34 +81,35 @@ pub struct Evaluation {
     pub next_change: Option<DateTime<Utc>>,
 }
 
+/// A value read during evaluation; borrows from the profile and the segment where it can.
 #[derive(Debug, Clone, PartialEq)]
-enum V {
+enum V<'a> {
     Null,
     Bool(bool),
     Num(f64),
-    Str(String),
+    Str(&'a str),
     Time(DateTime<Utc>),
-    List(Vec<V>),
+    JsonList(&'a [Json]),
+    LitList(&'a [Literal]),
 }
 
-impl V {
-    fn from_json(j: &Json) -> V {
+impl<'a> V<'a> {
+    fn from_json(j: &'a Json) -> V<'a> {
         match j {
-            Json::Null => V::Null,
+            Json::Null | Json::Object(_) => V::Null,
             Json::Bool(b) => V::Bool(*b),
             Json::Number(n) => n.as_f64().map_or(V::Null, V::Num),
-            Json::String(s) => V::Str(s.clone()),
-            Json::Array(a) => V::List(a.iter().map(V::from_json).collect()),
-            Json::Object(_) => V::Null,
+            Json::String(s) => V::Str(s),
+            Json::Array(a) => V::JsonList(a),
         }
     }
 
-    fn from_literal(l: &Literal) -> V {
+    fn from_literal(l: &'a Literal) -> V<'a> {
         match l {
-            Literal::Str(s) => V::Str(s.clone()),
+            Literal::Str(s) => V::Str(s),
             Literal::Num(n) => V::Num(*n),
             Literal::Bool(b) => V::Bool(*b),
-            Literal::List(items) => V::List(items.iter().map(V::from_literal).collect()),
+            Literal::List(items) => V::LitList(items),
         }
     }
 
@@ -81,9 +118,10 @@ impl V {
             V::Null => Json::Null,
             V::Bool(b) => Json::Bool(*b),
             V::Num(n) => serde_json::Number::from_f64(*n).map_or(Json::Null, Json::Number),
-            V::Str(s) => Json::String(s.clone()),
+            V::Str(s) => Json::String((*s).to_owned()),
             V::Time(t) => Json::String(t.to_rfc3339()),
-            V::List(items) => Json::Array(items.iter().map(V::to_json).collect()),
+            V::JsonList(items) => Json::Array(items.to_vec()),
+            V::LitList(items) => Json::Array(items.iter().map(|l| V::from_literal(l).to_json()).collect()),
         }
     }
 
@@ -91,6 +129,14 @@ impl V {
         match self {
             V::Time(t) => Some(*t),
             V::Str(s) => parse_date(s),
+            _ => None,
+        }
+    }
+
+    fn items(&self) -> Option<Vec<V<'a>>> {
+        match self {
+            V::JsonList(items) => Some(items.iter().map(V::from_json).collect()),
+            V::LitList(items) => Some(items.iter().map(V::from_literal).collect()),
             _ => None,
         }
     }
@@ -114,8 +160,17 @@ impl Ctx<'_> {
 }
 
 impl Segment {
-    /// Evaluates the segment for `facts` at `now`.
+    /// Evaluates the segment for `facts` at `now`: membership and the next instant to look again.
     pub fn evaluate(&self, facts: &Facts<'_>, now: DateTime<Utc>) -> Evaluation {
+        self.run(facts, now, false)
+    }
+
+    /// Like [`Segment::evaluate`], with every predicate's value and result.
+    pub fn explain(&self, facts: &Facts<'_>, now: DateTime<Utc>) -> Evaluation {
+        self.run(facts, now, true)
+    }
+
+    fn run(&self, facts: &Facts<'_>, now: DateTime<Utc>, explain: bool) -> Evaluation {
         let mut ctx = Ctx {
             facts,
             now,
@@ -123,7 +178,7 @@ impl Segment {
             next_change: None,
             event: None,
         };
-        let member = eval(&self.expr, &mut ctx, true);
+        let member = eval(&self.expr, &mut ctx, explain);
         Evaluation {
             member,
             predicates: ctx.predicates,
@@ -134,7 +189,8 @@ impl Segment {
 
 fn eval<'a>(e: &'a Expr, ctx: &mut Ctx<'a>, record: bool) -> bool {
     match e {
-        // Both sides are evaluated so that the explanation shows every predicate.
+        // Both sides are always evaluated: the explanation shows every predicate, and a side
+        // that does not decide the answer now may still set the next instant to look again.
         Expr::And(a, b) => {
             let (x, y) = (eval(a, ctx, record), eval(b, ctx, record));
             x && y
@@ -156,7 +212,7 @@ fn eval<'a>(e: &'a Expr, ctx: &mut Ctx<'a>, record: bool) -> bool {
             r
         }
         Expr::Exists { path, .. } => {
-            let v = read_path(path, ctx);
+            let v = read_field(&path.field, ctx);
             let r = !matches!(v, V::Null);
             if record {
                 ctx.predicates.push(PredicateResult {
@@ -219,7 +275,7 @@ fn eval<'a>(e: &'a Expr, ctx: &mut Ctx<'a>, record: bool) -> bool {
 /// `rfm.recency_days > 30` flips when the last order turns 30 days old.
 fn recency_threshold(left: &Operand, right: &Operand, ctx: &mut Ctx<'_>) {
     if let (Operand::Path(p), Operand::Literal(Literal::Num(n))) = (left, right)
-        && p.parts == ["rfm", "recency_days"]
+        && p.field == Field::RecencyDays
         && let Some(last) = ctx.facts.profile.orders.last_at
     {
         // Exactly N days after (`>=` turns), and one microsecond later (`>` turns).
@@ -229,7 +285,7 @@ fn recency_threshold(left: &Operand, right: &Operand, ctx: &mut Ctx<'_>) {
     }
 }
 
-fn compare(l: &V, op: CompareOp, r: &V) -> bool {
+fn compare(l: &V<'_>, op: CompareOp, r: &V<'_>) -> bool {
     use std::cmp::Ordering;
     if matches!(l, V::Null) || matches!(r, V::Null) {
         return false;
@@ -245,52 +301,66 @@ fn compare(l: &V, op: CompareOp, r: &V) -> bool {
             },
         }
     };
+    let lists_equal = || match (l.items(), r.items()) {
+        (Some(a), Some(b)) => {
+            a.len() == b.len() && a.iter().zip(&b).all(|(x, y)| compare(x, CompareOp::Eq, y))
+        }
+        _ => false,
+    };
     match op {
-        CompareOp::Eq => order() == Some(Ordering::Equal) || (l == r),
-        CompareOp::Ne => order().map_or(l != r, |o| o != Ordering::Equal),
+        CompareOp::Eq => order() == Some(Ordering::Equal) || lists_equal(),
+        CompareOp::Ne => match order() {
+            Some(o) => o != Ordering::Equal,
+            None => !lists_equal(),
+        },
         CompareOp::Lt => order() == Some(Ordering::Less),
         CompareOp::Le => matches!(order(), Some(Ordering::Less | Ordering::Equal)),
         CompareOp::Gt => order() == Some(Ordering::Greater),
         CompareOp::Ge => matches!(order(), Some(Ordering::Greater | Ordering::Equal)),
-        CompareOp::In => match r {
-            V::List(items) => items.iter().any(|i| compare(l, CompareOp::Eq, i)),
-            _ => false,
-        },
+        CompareOp::In => r
+            .items()
+            .is_some_and(|items| items.iter().any(|i| compare(l, CompareOp::Eq, i))),
         CompareOp::Contains => match (l, r) {
-            (V::Str(a), V::Str(b)) => a.contains(b.as_str()),
-            (V::List(items), x) => items.iter().any(|i| compare(i, CompareOp::Eq, x)),
-            _ => false,
+            (V::Str(a), V::Str(b)) => a.contains(b),
+            (list, x) => list
+                .items()
+                .is_some_and(|items| items.iter().any(|i| compare(i, CompareOp::Eq, x))),
         },
         CompareOp::StartsWith => match (l, r) {
-            (V::Str(a), V::Str(b)) => a.starts_with(b.as_str()),
+            (V::Str(a), V::Str(b)) => a.starts_with(b),
             _ => false,
         },
     }
 }
 
-fn operand<'a>(o: &'a Operand, ctx: &mut Ctx<'a>) -> V {
+fn operand<'a>(o: &'a Operand, ctx: &mut Ctx<'a>) -> V<'a> {
     match o {
         Operand::Literal(l) => V::from_literal(l),
-        Operand::Path(p) => read_path(p, ctx),
+        Operand::Path(p) => read_field(&p.field, ctx),
         Operand::Aggregate(a) => aggregate(a, ctx),
     }
 }
 
-fn aggregate<'a>(a: &'a Aggregate, ctx: &mut Ctx<'a>) -> V {
+fn aggregate<'a>(a: &'a Aggregate, ctx: &mut Ctx<'a>) -> V<'a> {
     let (now, facts) = (ctx.now, ctx.facts);
+    let named: Box<dyn Iterator<Item = &'a HistoryEntry>> = match facts.by_name {
+        Some(index) => Box::new(index.by_name.get(a.event.as_str()).into_iter().flatten().copied()),
+        None => Box::new(facts.events.iter().filter(|e| e.name == a.event)),
+    };
     let mut total = 0.0;
-    for e in facts.events.iter().filter(|e| e.name == a.event) {
-        if let Some(w) = a.within {
+    let cutoff = a.within.map(|w| now - w);
+    // The oldest event in the window leaves it first; the earliest future one enters first.
+    let (mut oldest, mut next_future): (Option<DateTime<Utc>>, Option<DateTime<Utc>>) = (None, None);
+    for e in named {
+        if let Some(cutoff) = cutoff {
             if e.at > now {
-                // A future-dated event enters the window when its time comes.
-                ctx.change_at(e.at);
+                next_future = Some(next_future.map_or(e.at, |t| t.min(e.at)));
                 continue;
             }
-            if e.at <= now - w {
+            if e.at <= cutoff {
                 continue;
             }
-            // It leaves the window `w` after it happened.
-            ctx.change_at(e.at + w);
+            oldest = Some(oldest.map_or(e.at, |t| t.min(e.at)));
         }
         if let Some(filter) = &a.filter {
             let saved = ctx.event.replace(e);
@@ -306,6 +376,12 @@ fn aggregate<'a>(a: &'a Aggregate, ctx: &mut Ctx<'a>) -> V {
             (AggregateKind::Sum, None) => 0.0,
         };
     }
+    if let (Some(w), Some(t)) = (a.within, oldest) {
+        ctx.change_at(t + w);
+    }
+    if let Some(t) = next_future {
+        ctx.change_at(t);
+    }
     V::Num(total)
 }
 
@@ -317,47 +393,38 @@ fn number(j: &Json) -> Option<f64> {
     }
 }
 
-fn read_path(path: &Path, ctx: &Ctx<'_>) -> V {
-    let p: Vec<&str> = path.parts.iter().map(String::as_str).collect();
+fn read_field<'a>(field: &'a Field, ctx: &Ctx<'a>) -> V<'a> {
     let profile = ctx.facts.profile;
-    match p.as_slice() {
-        ["properties", rest @ ..] => {
+    match field {
+        Field::Property(path) => {
             let Some(e) = ctx.event else { return V::Null };
-            let mut cur: Option<&Json> = e.properties.get(rest[0]);
-            for key in &rest[1..] {
-                cur = cur.and_then(|c| c.get(*key));
+            let mut cur: Option<&'a Json> = e.properties.get(&path[0]);
+            for key in &path[1..] {
+                cur = cur.and_then(|c| c.get(key));
             }
             cur.map_or(V::Null, V::from_json)
         }
-        ["traits", name] => profile
+        Field::Trait(name) => profile
             .traits
-            .get(*name)
+            .get(name)
             .map_or(V::Null, |t| V::from_json(&t.value)),
-        ["orders", "count"] => V::Num(profile.orders.count as f64),
-        ["orders", "revenue"] => V::Num(profile.orders.revenue.as_major()),
-        ["orders", "average_order_value" | "aov"] => profile
+        Field::OrdersCount | Field::Frequency => V::Num(profile.orders.count as f64),
+        Field::OrdersRevenue | Field::Monetary => V::Num(profile.orders.revenue.as_major()),
+        Field::OrdersAverage => profile
             .orders
             .average_order_value()
             .map_or(V::Null, |m| V::Num(m.as_major())),
-        ["orders", "first_at"] => profile.orders.first_at.map_or(V::Null, V::Time),
-        ["orders", "last_at"] => profile.orders.last_at.map_or(V::Null, V::Time),
-        ["rfm", "recency_days"] => profile.rfm(ctx.now).recency_days.map_or(V::Null, V::Num),
-        ["rfm", "frequency"] => V::Num(profile.orders.count as f64),
-        ["rfm", "monetary"] => V::Num(profile.orders.revenue.as_major()),
-        ["first_seen"] => profile.first_seen.map_or(V::Null, V::Time),
-        ["last_seen"] => profile.last_seen.map_or(V::Null, V::Time),
-        ["events", name, field] => match profile.events.get(*name) {
-            None if *field == "count" => V::Num(0.0),
-            None => V::Null,
-            Some(a) => match *field {
-                "count" => V::Num(a.count as f64),
-                "first_at" => V::Time(a.first_at),
-                _ => V::Time(a.last_at),
-            },
-        },
-        ["scores", name] => ctx.facts.scores.get(*name).map_or(V::Null, V::from_json),
-        ["model", "cluster"] => ctx.facts.scores.get("cluster").map_or(V::Null, V::from_json),
-        _ => V::Null,
+        Field::OrdersFirstAt => profile.orders.first_at.map_or(V::Null, V::Time),
+        Field::OrdersLastAt => profile.orders.last_at.map_or(V::Null, V::Time),
+        Field::RecencyDays => profile.rfm(ctx.now).recency_days.map_or(V::Null, V::Num),
+        Field::FirstSeen => profile.first_seen.map_or(V::Null, V::Time),
+        Field::LastSeen => profile.last_seen.map_or(V::Null, V::Time),
+        Field::EventCount(name) => V::Num(profile.events.get(name).map_or(0.0, |a| a.count as f64)),
+        Field::EventFirstAt(name) => profile.events.get(name).map_or(V::Null, |a| V::Time(a.first_at)),
+        Field::EventLastAt(name) => profile.events.get(name).map_or(V::Null, |a| V::Time(a.last_at)),
+        Field::Score(name) => ctx.facts.scores.get(name).map_or(V::Null, V::from_json),
+        Field::Cluster => ctx.facts.scores.get("cluster").map_or(V::Null, V::from_json),
+        Field::Unknown => V::Null,
     }
 }
 

@@ -15,7 +15,7 @@ use missive_core::{Profile, Touched};
 use serde::Serialize;
 use serde_json::Value as Json;
 
-use crate::eval::Facts;
+use crate::eval::{EventIndex, Facts};
 use crate::types::Segment;
 
 /// A profile's segments and its pending timers.
@@ -235,6 +235,7 @@ impl SegmentSet {
         cause: &str,
     ) -> Vec<MembershipChange> {
         let mut changes = Vec::new();
+        let index = EventIndex::new(events);
         // Work in evaluation order, so that a segment sees the new membership of those it reads.
         let mut queue: BTreeMap<usize, (usize, String)> = start
             .into_iter()
@@ -243,16 +244,15 @@ impl SegmentSet {
         while let Some((_, (i, why))) = queue.pop_first() {
             let name = &self.names[i];
             let facts = Facts {
-                profile,
-                events,
-                segments: &state.segments,
-                scores,
+                by_name: Some(&index),
+                ..Facts::new(profile, events, &state.segments, scores)
             };
             let eval = self.segments[i].evaluate(&facts, now);
             match eval.next_change {
-                Some(t) => {
+                Some(t) if state.timers.get(name) != Some(&t) => {
                     state.timers.insert(name.clone(), t);
                 }
+                Some(_) => {}
                 None => {
                     state.timers.remove(name);
                 }
@@ -290,12 +290,11 @@ impl SegmentSet {
         now: DateTime<Utc>,
     ) -> Membership {
         let mut state = Membership::default();
+        let index = EventIndex::new(events);
         for &i in &self.order {
             let facts = Facts {
-                profile,
-                events,
-                segments: &state.segments,
-                scores,
+                by_name: Some(&index),
+                ..Facts::new(profile, events, &state.segments, scores)
             };
             let eval = self.segments[i].evaluate(&facts, now);
             if let Some(t) = eval.next_change {

@@ -20,7 +20,7 @@ mod parse;
 mod types;
 
 pub use ast::{Expr, Span};
-pub use eval::{Evaluation, Facts, PredicateResult};
+pub use eval::{Evaluation, EventIndex, Facts, PredicateResult};
 pub use incremental::{Extra, Membership, MembershipChange, SegmentSet, SetError};
 pub use parse::{ParseError, parse};
 pub use types::{Inputs, Schema, Segment, SegmentError, TraitType, TypeError};

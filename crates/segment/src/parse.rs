@@ -537,7 +537,7 @@ impl Parser {
                         break;
                     }
                 }
-                Ok(Operand::Path(Path { parts, span }))
+                Ok(Operand::Path(Path::new(parts, span)))
             }
             other => Err(self.error(
                 &format!("expected a field, a value or count(…), found {}", describe(other)),

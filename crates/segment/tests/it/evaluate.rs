@@ -39,15 +39,7 @@ fn schema() -> Schema {
 fn evaluate(src: &str, p: &Profile, events: &[HistoryEntry], now: &str) -> missive_segment::Evaluation {
     let seg = Segment::compile(src, &schema()).unwrap();
     let (segments, scores) = (BTreeSet::new(), BTreeMap::new());
-    seg.evaluate(
-        &Facts {
-            profile: p,
-            events,
-            segments: &segments,
-            scores: &scores,
-        },
-        t(now),
-    )
+    seg.explain(&Facts::new(p, events, &segments, &scores), t(now))
 }
 
 const HIGH_VALUE_BROWSER: &str = r#"traits.city == "New York" and orders.count >= 2 and orders.revenue >= 500
@@ -193,20 +185,10 @@ fn segment_membership_and_model_scores_are_read_from_the_facts() {
         ("churn".to_owned(), json!(0.1)),
         ("cluster".to_owned(), json!("loyal")),
     ]);
-    let facts = Facts {
-        profile: &p,
-        events: &events,
-        segments: &segments,
-        scores: &scores,
-    };
+    let facts = Facts::new(&p, &events, &segments, &scores);
     assert!(seg.evaluate(&facts, t("2026-03-01T00:00:00Z")).member);
     let none = BTreeSet::new();
-    let facts = Facts {
-        profile: &p,
-        events: &events,
-        segments: &none,
-        scores: &scores,
-    };
+    let facts = Facts::new(&p, &events, &none, &scores);
     assert!(!seg.evaluate(&facts, t("2026-03-01T00:00:00Z")).member);
 }
 
@@ -230,7 +212,7 @@ proptest! {
         let src = format!("count(event \"Viewed\" within {window_hours}h) >= {threshold} or last_seen before 10d ago");
         let seg = Segment::compile(&src, &schema()).unwrap();
         let (segments, scores) = (BTreeSet::new(), BTreeMap::new());
-        let facts = Facts { profile: &p, events: &events, segments: &segments, scores: &scores };
+        let facts = Facts::new(&p, &events, &segments, &scores);
         let now = base + TimeDelta::days(10);
         let at_now = seg.evaluate(&facts, now);
         let horizon = at_now.next_change.unwrap_or(now + TimeDelta::days(60));
