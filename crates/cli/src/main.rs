@@ -5,6 +5,7 @@ mod bench;
 mod bench_segments;
 mod config;
 mod import;
+mod segment;
 mod serve;
 
 use std::path::PathBuf;
@@ -39,6 +40,11 @@ enum Command {
     },
     /// Import a Segment-format JSONL file or a CSV transaction log.
     Import(import::ImportArgs),
+    /// Work with segments.
+    Segment {
+        #[command(subcommand)]
+        what: segment::SegmentCommand,
+    },
     /// Measure missive on this machine.
     Bench {
         #[command(subcommand)]
@@ -67,6 +73,7 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Serve { listen } => serve::run(config, listen).await,
             Command::Import(args) => import::run(config, args).await,
+            Command::Segment { what } => segment::run(config, what).await,
             Command::Bench { what } => bench::run(config, what).await,
         }
     });

@@ -11,5 +11,6 @@ mod bloom;
 pub mod import;
 mod pipeline;
 pub mod profiles;
+pub mod segments;
 
 pub use pipeline::{Engine, EngineConfig, EngineError, IngestOutcome};

@@ -57,6 +57,11 @@ pub struct Inputs {
     pub scores: bool,
     /// Whether its answer can change with time alone (windows, `… ago`).
     pub time_dependent: bool,
+    /// The longest window of its aggregates: events older than this cannot matter…
+    #[serde(skip)]
+    pub longest_window: Option<chrono::TimeDelta>,
+    /// …unless an aggregate has no window at all (then every event can).
+    pub all_time_aggregate: bool,
 }
 
 /// A compiled segment.
@@ -236,8 +241,12 @@ fn operand_type(o: &Operand, schema: &Schema, inputs: &mut Inputs, in_filter: bo
 
 fn check_aggregate(a: &Aggregate, schema: &Schema, inputs: &mut Inputs) -> Result<(), TypeError> {
     inputs.events.insert(a.event.clone());
-    if a.within.is_some() {
-        inputs.time_dependent = true;
+    match a.within {
+        Some(w) => {
+            inputs.time_dependent = true;
+            inputs.longest_window = Some(inputs.longest_window.map_or(w, |l| l.max(w)));
+        }
+        None => inputs.all_time_aggregate = true,
     }
     if let Some(w) = a.within
         && w <= chrono::TimeDelta::zero()

@@ -14,6 +14,17 @@ pub struct ApiError {
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// Where in a submitted expression the problem is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at: Option<At>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct At {
+    pub line: u32,
+    pub column: u32,
 }
 
 impl ApiError {
@@ -23,6 +34,8 @@ impl ApiError {
             code,
             message: message.into(),
             field: None,
+            at: None,
+            hint: None,
         }
     }
 
@@ -81,6 +94,23 @@ impl IntoResponse for ApiError {
             );
         }
         res
+    }
+}
+
+impl From<missive_segment::SegmentError> for ApiError {
+    fn from(e: missive_segment::SegmentError) -> Self {
+        let (code, message, line, column, hint) = match e {
+            missive_segment::SegmentError::Parse(p) => {
+                ("segment_parse_error", p.message, p.line, p.column, p.hint)
+            }
+            missive_segment::SegmentError::Type(t) => {
+                ("segment_type_error", t.message, t.line, t.column, t.hint)
+            }
+        };
+        let mut err = ApiError::bad_request(code, message);
+        err.at = Some(At { line, column });
+        err.hint = hint;
+        err
     }
 }
 

@@ -10,6 +10,7 @@ mod error;
 mod ingest;
 pub mod metrics;
 mod profiles;
+mod segments;
 
 use std::sync::Arc;
 
@@ -56,6 +57,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/profiles/{key}", get(profiles::get_profile))
         .route("/v1/profiles/{key}/versions", get(profiles::get_versions))
         .route("/v1/profiles/{key}/events", get(profiles::get_events))
+        .route("/v1/segments/preview", post(segments::preview_segment))
         .route("/health", get(health))
         .route("/metrics", get(metrics::render))
         // Compressed bodies are bounded here; decompressed ones by the ingest handlers.

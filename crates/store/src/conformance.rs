@@ -378,6 +378,34 @@ pub async fn message_ids_and_identity_keys_can_be_scanned_in_pages(store: &dyn S
     assert!(seen.contains(&IdentityKey::anonymous_id("z")) && seen.contains(&IdentityKey::user_id("a")));
 }
 
+pub async fn live_profiles_can_be_scanned_in_pages(store: &dyn Store) {
+    let now = t("2026-02-01T10:00:00Z");
+    let mut profiles: Vec<Profile> = (0..5).map(|_| Profile::new(ProfileId::generate(), now)).collect();
+    profiles[2].merged_into = Some(profiles[0].id.clone());
+    store
+        .commit_checkpoint(Checkpoint {
+            profiles: profiles.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.profiles_after(after.clone(), 2).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some(last.id.clone());
+        seen.extend(page.into_iter().map(|p| p.id));
+    }
+    let mut live: Vec<_> = profiles
+        .iter()
+        .filter(|p| p.merged_into.is_none())
+        .map(|p| p.id.clone())
+        .collect();
+    live.sort();
+    assert_eq!(seen, live);
+}
+
 /// Runs a named conformance case; used by the backends' test macros.
 #[macro_export]
 macro_rules! conformance_cases {
@@ -390,6 +418,7 @@ macro_rules! conformance_cases {
             merges_repoint_events_and_identities_along_a_chain,
             the_profile_checkpoint_names_the_last_event_the_profiles_include,
             message_ids_and_identity_keys_can_be_scanned_in_pages,
+            live_profiles_can_be_scanned_in_pages,
             versions_list_newest_first_and_rebuild_from_the_nearest_snapshot
         );
     };

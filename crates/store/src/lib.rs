@@ -82,6 +82,14 @@ pub trait Store: Send + Sync + 'static {
     /// A profile row as stored, without following `merged_into` and without history.
     async fn load_profile(&self, id: &ProfileId) -> Result<Option<missive_core::Profile>, StoreError>;
 
+    /// Live profiles (not merged into another) in id order, after `after` when given: a scan
+    /// for previews and backfills.
+    async fn profiles_after(
+        &self,
+        after: Option<ProfileId>,
+        limit: u32,
+    ) -> Result<Vec<missive_core::Profile>, StoreError>;
+
     /// Events of a profile, newest (by event time) first.
     async fn profile_events(&self, query: EventQuery) -> Result<Vec<StoredEvent>, StoreError>;
 

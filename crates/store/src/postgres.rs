@@ -968,6 +968,24 @@ impl Store for PostgresStore {
         Ok(Some(serde_json::from_str(body)?))
     }
 
+    async fn profiles_after(&self, after: Option<ProfileId>, limit: u32) -> Result<Vec<Profile>, StoreError> {
+        let after = after.map(String::from).unwrap_or_default();
+        let r = self.reader();
+        let rows = r
+            .client
+            .query(
+                "SELECT body::text FROM profiles WHERE merged_into IS NULL AND id > $1 ORDER BY id LIMIT $2",
+                &[&after, &i64::from(limit)],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let body: &str = row.try_get(0)?;
+                Ok(serde_json::from_str(body)?)
+            })
+            .collect()
+    }
+
     async fn profile_events(&self, q: EventQuery) -> Result<Vec<StoredEvent>, StoreError> {
         let (cur_ts, cur_seq) = q
             .cursor

@@ -694,6 +694,18 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn profiles_after(&self, after: Option<ProfileId>, limit: u32) -> Result<Vec<Profile>, StoreError> {
+        self.read(move |c| {
+            let after = after.map(String::from).unwrap_or_default();
+            let mut stmt = c.prepare_cached(
+                "SELECT body FROM profiles WHERE merged_into IS NULL AND id > ?1 ORDER BY id LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![after, limit], |r| r.get::<_, String>(0))?;
+            rows.map(|r| Ok(serde_json::from_str(&r?)?)).collect()
+        })
+        .await
+    }
+
     async fn profile_events(&self, q: EventQuery) -> Result<Vec<StoredEvent>, StoreError> {
         self.read_on(Db::Events, move |c| {
             let (cur_ts, cur_seq) = q

@@ -3,4 +3,5 @@
 
 mod ingest;
 mod profiles;
+mod segments;
 mod support;
