@@ -145,8 +145,8 @@ impl Config {
                 self.log.format
             );
         }
-        if self.engine.max_batch_events == 0 {
-            bail!("engine.max_batch_events must be at least 1");
+        if !(1..=100_000).contains(&self.engine.max_batch_events) {
+            bail!("engine.max_batch_events must be between 1 and 100000");
         }
         if self.engine.history_len > 10_000 {
             bail!("engine.history_len must be at most 10000");

@@ -494,7 +494,7 @@ pub fn order_revenue(props: &Map<String, Value>) -> Money {
             let qty = p.get("quantity").and_then(Value::as_f64).unwrap_or(1.0);
             (price.0 as f64 * qty).round() as i64
         })
-        .sum();
+        .fold(0i64, i64::saturating_add);
     Money(cents)
 }
 

@@ -9,7 +9,8 @@
 
 use twox_hash::XxHash3_128;
 
-/// False-positive rate of each layer; the sum over layers stays under twice this.
+/// False-positive rate of the first layer; each later layer halves it, so that the rate of the
+/// whole filter stays under twice this however much it grows.
 const LAYER_FP: f64 = 0.001;
 
 pub struct ScalableBloom {
@@ -86,7 +87,8 @@ impl ScalableBloom {
         let last = self.layers.len() - 1;
         if self.layers[last].len >= self.layers[last].capacity {
             let capacity = self.layers[last].capacity * 2;
-            self.layers.push(Layer::with_capacity(capacity, LAYER_FP));
+            let fp = LAYER_FP * 0.5f64.powi(self.layers.len() as i32);
+            self.layers.push(Layer::with_capacity(capacity, fp));
         }
         let last = self.layers.len() - 1;
         self.layers[last].insert(h);

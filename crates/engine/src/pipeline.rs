@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use missive_core::message::validate_message;
 use missive_core::{Clock, Event, EventKind, IdentityKey, MessageId, Profile, ProfileId, Touched};
 use missive_store::{
@@ -169,11 +170,13 @@ impl Engine {
             next_seq: 1,
             profiles: HashMap::new(),
             identities: HashMap::new(),
-            recent_ids: RecentIds::new(1 << 20),
+            // Larger than anything in flight, so that a resent id is always caught.
+            recent_ids: RecentIds::new((1 << 20).max(config.max_batch_events * 64)),
             pending: Pending::default(),
             repoint: Vec::new(),
             last_flush: Instant::now(),
             flush_now: false,
+            history_through: None,
             sent_events: 0,
             sent_checkpoint: 0,
             message_filter: ScalableBloom::new(stats.events as usize * 2),
@@ -187,7 +190,6 @@ impl Engine {
                 "replayed events stored after the last profile checkpoint"
             );
         }
-        progress.events_committed.send_replace(applier.next_seq - 1);
         let (stop, stop_rx) = watch::channel(false);
         let tasks = vec![
             tokio::spawn(applier.run(rx, etx, ctx, stop_rx)),
@@ -330,6 +332,9 @@ struct Applier {
     last_flush: Instant,
     /// Checkpoint with the next batch whatever the time (set after a replay).
     flush_now: bool,
+    /// While replaying: only events up to this `seq` go into a loaded profile's history (the
+    /// later ones are being replayed into it).
+    history_through: Option<i64>,
     /// The last batch handed to each writer.
     sent_events: u64,
     sent_checkpoint: u64,
@@ -680,9 +685,17 @@ impl Applier {
         self.recent_ids.clear();
         self.pending = Pending::default();
         self.repoint.clear();
-        // Never reuse a number, even one a failed batch took.
-        self.next_seq = self.next_seq.max(self.store.last_event_seq().await? + 1);
-        let mut after = self.store.profile_checkpoint().await?;
+        let checkpoint = self.store.profile_checkpoint().await?;
+        // Never reuse a number, even one a failed batch took and a checkpoint already counted.
+        self.next_seq = self
+            .next_seq
+            .max(self.store.last_event_seq().await?.max(checkpoint) + 1);
+        // The writers are drained: numbers taken by batches that were never stored never will be,
+        // and a checkpoint must not wait for them.
+        self.progress.events_committed.send_replace(self.next_seq - 1);
+        // Histories loaded while replaying must not already hold the events being replayed.
+        self.history_through = Some(checkpoint);
+        let mut after = checkpoint;
         let mut replayed = 0u64;
         loop {
             let stored = self.store.events_after(after, 5_000).await?;
@@ -690,13 +703,7 @@ impl Applier {
             after = last.seq;
             let events: Vec<(Event, ProfileId)> = stored
                 .into_iter()
-                .filter_map(|s| match event_from_stored(&s) {
-                    Some(e) => Some((e, s.origin_profile_id)),
-                    None => {
-                        tracing::error!(seq = s.seq, "a stored event no longer validates; not replayed");
-                        None
-                    }
-                })
+                .map(|s| (event_from_stored(&s), s.origin_profile_id))
                 .collect();
             let refs: Vec<&Event> = events.iter().map(|(e, _)| e).collect();
             self.prefetch_identities(&refs).await?;
@@ -706,6 +713,7 @@ impl Applier {
                 replayed += 1;
             }
         }
+        self.history_through = None;
         // Replayed merges re-point events that already point where they should: nothing to store.
         self.repoint.clear();
         // What was replayed goes into the next checkpoint right away.
@@ -749,7 +757,13 @@ impl Applier {
                     limit: self.config.history_len as u32,
                 })
                 .await?;
-            p.history = history.iter().rev().map(crate::profiles::history_entry).collect();
+            let through = self.history_through.unwrap_or(i64::MAX);
+            p.history = history
+                .iter()
+                .rev()
+                .filter(|e| e.seq <= through)
+                .map(crate::profiles::history_entry)
+                .collect();
             self.profiles.insert(
                 id.clone(),
                 CachedProfile {
@@ -795,12 +809,20 @@ impl Applier {
     }
 
     /// A new profile; on replay it takes the id its first event was stored under.
-    fn new_profile(&mut self, replay_id: Option<&ProfileId>) -> ProfileId {
+    async fn new_profile(
+        &mut self,
+        replay_id: Option<&ProfileId>,
+        at: DateTime<Utc>,
+    ) -> Result<ProfileId, EngineError> {
+        // On replay, recreate the profile under the id its event was stored with, unless that
+        // id exists (replay went another way): never overwrite a stored profile.
         let id = match replay_id {
-            Some(id) if !self.profiles.contains_key(id) => id.clone(),
+            Some(id) if !self.profiles.contains_key(id) && self.store.load_profile(id).await?.is_none() => {
+                id.clone()
+            }
             _ => ProfileId::generate(),
         };
-        let p = Profile::new(id.clone(), self.clock.now());
+        let p = Profile::new(id.clone(), at);
         self.profiles.insert(
             id.clone(),
             CachedProfile {
@@ -809,7 +831,7 @@ impl Applier {
             },
         );
         metrics::gauge!("missive_profiles").increment(1.0);
-        id
+        Ok(id)
     }
 
     fn user_ids_compatible(&self, candidate: &ProfileId, user_id: Option<&str>) -> bool {
@@ -858,7 +880,7 @@ impl Applier {
                     .cloned();
                 match candidate {
                     Some(c) => c,
-                    None => self.new_profile(replay_id),
+                    None => self.new_profile(replay_id, e.received_at).await?,
                 }
             }
         };
@@ -890,7 +912,7 @@ impl Applier {
             }
         }
         for from in absorb {
-            self.merge(&from, &target, &e.message_id);
+            self.merge(&from, &target, &e.message_id, e.received_at);
         }
 
         // Identities this event names now point at the target, unless another known user owns them.
@@ -945,12 +967,11 @@ impl Applier {
         target_users.is_empty() || target_users.iter().any(|u| fu.contains(*u))
     }
 
-    fn merge(&mut self, from: &ProfileId, into: &ProfileId, cause: &MessageId) {
+    fn merge(&mut self, from: &ProfileId, into: &ProfileId, cause: &MessageId, at: DateTime<Utc>) {
         let Some(mut source) = self.profiles.remove(from) else {
             return;
         };
         let history_len = self.config.history_len;
-        let now = self.clock.now();
         {
             let touched = self.pending.touched.entry(into.clone()).or_default();
             if let Some(target) = self.profiles.get_mut(into) {
@@ -959,8 +980,12 @@ impl Applier {
             }
         }
         self.pending.causes.insert(into.clone(), "merge".into());
+        // Only the keys `from` owns move; a key it merely saw (another customer's device) stays.
+        // Keys not in memory are re-pointed in the store by the merge itself.
         for key in source.profile.identities.keys() {
-            self.map_identity(key, into);
+            if self.identities.get(&key).is_some_and(|(owner, _)| owner == from) {
+                self.map_identity(key, into);
+            }
         }
         source.profile.merged_into = Some(into.clone());
         source.last_batch = self.batch_seq;
@@ -974,7 +999,7 @@ impl Applier {
         self.pending.merges.push(MergeRecord {
             from: from.clone(),
             into: into.clone(),
-            at: now,
+            at,
             cause: cause.to_string(),
         });
         metrics::gauge!("missive_profiles").decrement(1.0);
@@ -1006,11 +1031,41 @@ fn event_cause(e: &Event) -> String {
 }
 
 /// The event a stored one was made from, for replay: the stored body validates as it did,
-/// and the stored (already skew-corrected) time is kept.
-fn event_from_stored(s: &StoredEvent) -> Option<Event> {
-    let mut e = validate_message(s.body.clone(), Some(s.kind), None, s.received_at).ok()?;
-    e.timestamp = s.timestamp;
-    Some(e)
+/// and the stored (already skew-corrected) time is kept. A body that no longer passes today's
+/// rules (an upgrade tightened them) is still replayed, from what it holds: it was accepted.
+fn event_from_stored(s: &StoredEvent) -> Event {
+    if let Ok(mut e) = validate_message(s.body.clone(), Some(s.kind), None, s.received_at) {
+        e.timestamp = s.timestamp;
+        return e;
+    }
+    tracing::warn!(
+        seq = s.seq,
+        "a stored event no longer validates; replayed from its stored fields"
+    );
+    let text = |k: &str| s.body.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+    let object = |v: Option<&serde_json::Value>| v.and_then(|v| v.as_object()).cloned().unwrap_or_default();
+    let mut traits = object(s.body.get("context").and_then(|c| c.get("traits")));
+    traits.extend(object(s.body.get("traits")));
+    let email = traits
+        .get("email")
+        .and_then(|v| v.as_str())
+        .and_then(|e| missive_core::EmailAddress::parse(e).ok());
+    Event {
+        message_id: s.message_id.clone(),
+        kind: s.kind,
+        name: s.name.clone(),
+        user_id: text("userId"),
+        anonymous_id: text("anonymousId"),
+        previous_id: text("previousId"),
+        group_id: text("groupId"),
+        email,
+        traits,
+        properties: object(s.body.get("properties")),
+        provenance: missive_core::event::Provenance::default(),
+        timestamp: s.timestamp,
+        received_at: s.received_at,
+        body: s.body.clone(),
+    }
 }
 
 fn fail(acks: impl IntoIterator<Item = Ack>, sync_acks: Vec<SyncAck>, e: &Arc<EngineError>) {

@@ -1,3 +1,4 @@
-//! Engine integration tests: bulk import against a real SQLite store.
+//! Engine integration tests against a real SQLite store.
 
+mod failures;
 mod import;
