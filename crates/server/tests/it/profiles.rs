@@ -311,3 +311,23 @@ async fn profiles_survive_a_restart_and_keep_merging() {
     // Version 1 before the restart, 2 for the merge, 3 for the last event.
     assert_eq!(p["version"], 3);
 }
+
+#[tokio::test]
+async fn an_alias_does_not_carry_off_a_device_another_customer_owns() {
+    let app = TestApp::spawn().await;
+    app.post(
+        "/v1/identify",
+        json!({"userId": "u1", "anonymousId": "shared-device"}),
+    )
+    .await;
+    app.post(
+        "/v1/identify",
+        json!({"userId": "u2", "anonymousId": "shared-device"}),
+    )
+    .await;
+    app.post("/v1/alias", json!({"previousId": "u2", "userId": "u3"}))
+        .await;
+    let u1 = app.profile("u1").await;
+    assert_eq!(app.profile("anonymous_id:shared-device").await["id"], u1["id"]);
+    assert_eq!(app.profile("u2").await["id"], app.profile("u3").await["id"]);
+}
