@@ -96,80 +96,35 @@ fn last_seen_before_ago_turns_true_when_the_threshold_passes() {
 fn filters_sums_lists_and_strings_evaluate() {
     let (p, events) = profile(&new_yorker());
     let now = "2026-02-22T00:00:00Z";
-    assert!(
-        evaluate(
+    for (segment, expected) in [
+        (
             r#"count(event "Product Viewed" where properties.category == "shoes" within 30d) == 1"#,
-            &p,
-            &events,
-            now
-        )
-        .member
-    );
-    assert!(
-        !evaluate(
+            true,
+        ),
+        (
             r#"count(event "Product Viewed" where properties.category == "hats") >= 1"#,
-            &p,
-            &events,
-            now
-        )
-        .member
-    );
-    assert!(
-        evaluate(
-            r#"sum(event "Order Completed".revenue within 90d) == 550"#,
-            &p,
-            &events,
-            now
-        )
-        .member
-    );
-    assert!(
-        evaluate(
-            r#"sum(event "Order Completed".revenue within 30d) == 250"#,
-            &p,
-            &events,
-            now
-        )
-        .member
-    );
-    assert!(
-        evaluate(
+            false,
+        ),
+        (r#"sum(event "Order Completed".revenue within 90d) == 550"#, true),
+        (r#"sum(event "Order Completed".revenue within 30d) == 250"#, true),
+        (
             r#"traits.city in ["Paris", "New York"] and traits.city starts_with "New""#,
-            &p,
-            &events,
-            now
-        )
-        .member
-    );
-    assert!(
-        evaluate(
-            r#"traits.city contains "York" and not traits.age exists"#,
-            &p,
-            &events,
-            now
-        )
-        .member
-    );
-    assert!(
-        evaluate(
+            true,
+        ),
+        (r#"traits.city contains "York" and not traits.age exists"#, true),
+        (
             r#"orders.average_order_value > 270 and events."Product Viewed".count == 1"#,
-            &p,
-            &events,
-            now
-        )
-        .member
-    );
-    assert!(
-        evaluate(
+            true,
+        ),
+        (
             r#"orders.last_at after "2026-01-15" and first_seen before "2026-01-03""#,
-            &p,
-            &events,
-            now
-        )
-        .member
-    );
-    // A missing trait is never equal, nor unequal, to anything.
-    assert!(!evaluate("traits.age == 3 or traits.age != 3", &p, &events, now).member);
+            true,
+        ),
+        // A missing trait is never equal, nor unequal, to anything.
+        ("traits.age == 3 or traits.age != 3", false),
+    ] {
+        assert_eq!(evaluate(segment, &p, &events, now).member, expected, "{segment}");
+    }
 }
 
 #[test]

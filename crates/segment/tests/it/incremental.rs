@@ -134,6 +134,13 @@ fn a_change_reevaluates_only_the_segments_that_read_it() {
     assert_eq!(set.affected(&touched, Extra::default()).len(), 2);
 }
 
+fn summary(changes: &[missive_segment::MembershipChange]) -> Vec<(&str, bool, &str)> {
+    changes
+        .iter()
+        .map(|c| (c.segment.as_str(), c.entered, c.cause.as_str()))
+        .collect()
+}
+
 #[test]
 fn entering_a_segment_reports_the_cause_and_moves_segments_that_read_it() {
     let set = set();
@@ -160,10 +167,7 @@ fn entering_a_segment_reports_the_cause_and_moves_segments_that_read_it() {
             now,
         );
         if e.kind == missive_core::EventKind::Track {
-            let names: Vec<_> = changes
-                .iter()
-                .map(|c| (c.segment.as_str(), c.entered, c.cause.as_str()))
-                .collect();
+            let names = summary(&changes);
             assert_eq!(
                 names,
                 [
@@ -177,10 +181,7 @@ fn entering_a_segment_reports_the_cause_and_moves_segments_that_read_it() {
     let due = state.next_due().unwrap();
     assert_eq!(due, t("2026-03-03T00:00:00Z"));
     let changes = set.on_due(&mut state, &profile, &events, &scores, due);
-    let names: Vec<_> = changes
-        .iter()
-        .map(|c| (c.segment.as_str(), c.entered, c.cause.as_str()))
-        .collect();
+    let names = summary(&changes);
     assert_eq!(
         names,
         [
