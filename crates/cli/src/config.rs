@@ -87,6 +87,16 @@ impl Default for EngineSection {
 
 impl Config {
     pub fn load(args: &GlobalArgs) -> anyhow::Result<Self> {
+        Self::load_with_env(args, None, Path::new("."))
+    }
+
+    /// `load`, with the environment given (`None`: the process's) and `missive.toml` looked
+    /// for in `dir`.
+    fn load_with_env(
+        args: &GlobalArgs,
+        env: Option<std::collections::HashMap<String, String>>,
+        dir: &Path,
+    ) -> anyhow::Result<Self> {
         let mut builder = ::config::Config::builder();
         match &args.config {
             Some(path) => {
@@ -98,7 +108,7 @@ impl Config {
             }
             None => {
                 builder = builder.add_source(
-                    ::config::File::from(Path::new("missive.toml"))
+                    ::config::File::from(dir.join("missive.toml"))
                         .format(::config::FileFormat::Toml)
                         .required(false),
                 );
@@ -108,7 +118,8 @@ impl Config {
             ::config::Environment::with_prefix("MISSIVE")
                 .prefix_separator("_")
                 .separator("__")
-                .try_parsing(true),
+                .try_parsing(true)
+                .source(env.map(|m| m.into_iter().collect())),
         );
         let mut cfg: Config = builder
             .build()
@@ -206,4 +217,101 @@ pub async fn open_store(cfg: &Config) -> anyhow::Result<std::sync::Arc<dyn missi
         ),
         e => anyhow::Error::new(e).context(format!("opening the {} store", if url.starts_with("sqlite:") { "SQLite" } else { "PostgreSQL" })),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn args() -> GlobalArgs {
+        GlobalArgs {
+            config: None,
+            data_dir: None,
+            store: None,
+        }
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> Option<HashMap<String, String>> {
+        Some(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn defaults_then_file_then_environment_then_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let none = Config::load_with_env(&args(), env(&[]), dir.path()).unwrap();
+        assert_eq!(
+            (none.listen.as_str(), none.engine.history_len),
+            ("127.0.0.1:8080", 50)
+        );
+
+        std::fs::write(
+            dir.path().join("missive.toml"),
+            "listen = \"0.0.0.0:9000\"\n[engine]\nhistory_len = 20\nflush_interval_ms = 100\n",
+        )
+        .unwrap();
+        let file = Config::load_with_env(&args(), env(&[]), dir.path()).unwrap();
+        assert_eq!(
+            (file.listen.as_str(), file.engine.history_len),
+            ("0.0.0.0:9000", 20)
+        );
+
+        let with_env = Config::load_with_env(
+            &args(),
+            env(&[
+                ("MISSIVE_ENGINE__HISTORY_LEN", "7"),
+                ("MISSIVE_LISTEN", "127.0.0.1:9100"),
+            ]),
+            dir.path(),
+        )
+        .unwrap();
+        assert_eq!(
+            (with_env.listen.as_str(), with_env.engine.history_len),
+            ("127.0.0.1:9100", 7)
+        );
+        assert_eq!(
+            with_env.engine_config().flush_interval,
+            std::time::Duration::from_millis(100)
+        );
+
+        let flags = GlobalArgs {
+            data_dir: Some("elsewhere".into()),
+            store: Some("postgres://db/m".into()),
+            ..args()
+        };
+        let with_flags =
+            Config::load_with_env(&flags, env(&[("MISSIVE_DATA_DIR", "ignored")]), dir.path()).unwrap();
+        assert_eq!(with_flags.data_dir, PathBuf::from("elsewhere"));
+        assert_eq!(with_flags.store_url(), "postgres://db/m");
+    }
+
+    #[test]
+    fn bad_values_fail_naming_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let err =
+            Config::load_with_env(&args(), env(&[("MISSIVE_LOG__FORMAT", "xml")]), dir.path()).unwrap_err();
+        assert!(err.to_string().contains("log.format"), "{err:#}");
+        let err =
+            Config::load_with_env(&args(), env(&[("MISSIVE_LISTEN", "localhost")]), dir.path()).unwrap_err();
+        assert!(format!("{err:#}").contains("listen"), "{err:#}");
+        let err = Config::load_with_env(
+            &args(),
+            env(&[("MISSIVE_ENGINE__HISTORY_LEN", "many")]),
+            dir.path(),
+        )
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("history_len"), "{err:#}");
+        let missing = GlobalArgs {
+            config: Some("/nonexistent/missive.toml".into()),
+            ..args()
+        };
+        let err = Config::load_with_env(&missing, env(&[]), dir.path()).unwrap_err();
+        assert!(err.to_string().contains("does not exist"), "{err:#}");
+    }
 }
