@@ -183,12 +183,11 @@ pub struct HistoryEntry {
 
 impl HistoryEntry {
     pub fn of(e: &Event) -> Self {
-        let properties =
-            if serde_json::to_vec(&e.properties).map_or(0, |v| v.len()) <= HISTORY_PROPERTIES_MAX_BYTES {
-                e.properties.clone()
-            } else {
-                Map::new()
-            };
+        let properties = if fits(&e.properties, HISTORY_PROPERTIES_MAX_BYTES) {
+            e.properties.clone()
+        } else {
+            Map::new()
+        };
         Self {
             message_id: e.message_id.clone(),
             kind: e.kind,
@@ -197,6 +196,40 @@ impl HistoryEntry {
             properties,
         }
     }
+}
+
+/// Whether `map` serializes to at most `budget` bytes, give or take quoting: counted without
+/// serializing, and without walking further than the budget.
+pub fn fits(map: &Map<String, Value>, budget: usize) -> bool {
+    fn size(v: &Value, left: &mut isize) {
+        if *left < 0 {
+            return;
+        }
+        *left -= match v {
+            Value::Null | Value::Bool(_) => 5,
+            Value::Number(_) => 12,
+            Value::String(s) => s.len() as isize + 3,
+            Value::Array(items) => {
+                for i in items {
+                    size(i, left);
+                }
+                2 + items.len() as isize
+            }
+            Value::Object(m) => {
+                for (k, v) in m {
+                    *left -= k.len() as isize + 4;
+                    size(v, left);
+                }
+                2
+            }
+        };
+    }
+    let mut left = budget as isize;
+    for (k, v) in map {
+        left -= k.len() as isize + 4;
+        size(v, &mut left);
+    }
+    left >= 0
 }
 
 /// What folding touched, so that the diff holds exactly the changed parts.
@@ -636,6 +669,19 @@ mod tests {
         assert!(known.identities.anonymous_ids.contains("a"));
         assert_eq!(known.history.len(), 2);
         assert_eq!(touched.merged_from, vec![anon.id.clone()]);
+    }
+
+    #[test]
+    fn size_estimate_tracks_the_serialized_size() {
+        let small = json!({"sku": "A-1", "price": 19.99, "tags": ["a", "b"], "nested": {"x": true}});
+        let Value::Object(small) = small else {
+            unreachable!()
+        };
+        let real = serde_json::to_vec(&small).unwrap().len();
+        assert!(fits(&small, real + 16) && !fits(&small, real / 2), "{real}");
+        let big = json!({"blob": "x".repeat(5000)});
+        let Value::Object(big) = big else { unreachable!() };
+        assert!(!fits(&big, 4096));
     }
 
     #[test]

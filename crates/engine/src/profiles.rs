@@ -133,9 +133,7 @@ pub async fn recent_history(
 /// The history entry of a stored event.
 pub fn history_entry(e: &StoredEvent) -> HistoryEntry {
     let properties = match e.body.get("properties") {
-        Some(serde_json::Value::Object(m)) if serde_json::to_vec(m).map_or(0, |v| v.len()) <= 4096 => {
-            m.clone()
-        }
+        Some(serde_json::Value::Object(m)) if missive_core::profile::fits(m, 4096) => m.clone(),
         _ => serde_json::Map::new(),
     };
     HistoryEntry {
