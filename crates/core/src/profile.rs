@@ -170,6 +170,28 @@ pub struct Rfm {
     pub monetary: Money,
 }
 
+/// The segments a profile is in, and when each time-dependent one must be looked at again.
+/// The segment engine computes it; the profile keeps it so that it is checkpointed, versioned
+/// and replayed with everything else.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Membership {
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub segments: BTreeSet<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub timers: BTreeMap<String, DateTime<Utc>>,
+}
+
+impl Membership {
+    /// The earliest timer.
+    pub fn next_due(&self) -> Option<DateTime<Utc>> {
+        self.timers.values().min().copied()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.segments.is_empty() && self.timers.is_empty()
+    }
+}
+
 /// One recent event, kept in the profile for fast access by segments and templates.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HistoryEntry {
@@ -243,9 +265,26 @@ pub struct Touched {
     pub merged_from: Vec<ProfileId>,
     pub merged_into: Option<ProfileId>,
     pub events_applied: u32,
+    /// Segment membership or timers changed.
+    pub segments: bool,
 }
 
 impl Touched {
+    /// Adds what `other` touched.
+    pub fn merge(&mut self, other: Touched) {
+        self.traits.extend(other.traits);
+        self.events.extend(other.events);
+        self.orders |= other.orders;
+        self.seen |= other.seen;
+        self.identities.extend(other.identities);
+        self.merged_from.extend(other.merged_from);
+        if other.merged_into.is_some() {
+            self.merged_into = other.merged_into;
+        }
+        self.events_applied += other.events_applied;
+        self.segments |= other.segments;
+    }
+
     pub fn is_empty(&self) -> bool {
         self.traits.is_empty()
             && self.events.is_empty()
@@ -254,6 +293,7 @@ impl Touched {
             && self.identities.is_empty()
             && self.merged_from.is_empty()
             && self.merged_into.is_none()
+            && !self.segments
     }
 }
 
@@ -278,6 +318,8 @@ pub struct ProfileDiff {
     pub merged_into: Option<ProfileId>,
     #[serde(default)]
     pub events_applied: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segments: Option<Membership>,
 }
 
 /// One person, as missive knows them.
@@ -302,6 +344,9 @@ pub struct Profile {
     pub first_seen: Option<DateTime<Utc>>,
     #[serde(default)]
     pub last_seen: Option<DateTime<Utc>>,
+    /// Segments the profile is in, with their timers.
+    #[serde(default, skip_serializing_if = "Membership::is_empty")]
+    pub segments: Membership,
     /// Most recent events, newest last. Not stored with the profile: it is rebuilt from the
     /// event log on load, which already holds it.
     #[serde(skip)]
@@ -322,6 +367,7 @@ impl Profile {
             orders: OrderAggregate::default(),
             first_seen: None,
             last_seen: None,
+            segments: Membership::default(),
             history: VecDeque::new(),
         }
     }
@@ -462,6 +508,7 @@ impl Profile {
             merged_from: touched.merged_from.clone(),
             merged_into: touched.merged_into.clone(),
             events_applied: touched.events_applied,
+            segments: touched.segments.then(|| self.segments.clone()),
         }
     }
 
@@ -487,6 +534,9 @@ impl Profile {
         }
         if d.merged_into.is_some() {
             self.merged_into = d.merged_into.clone();
+        }
+        if let Some(m) = &d.segments {
+            self.segments = m.clone();
         }
         self.version = version;
         self.updated_at = at;

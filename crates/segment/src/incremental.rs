@@ -18,20 +18,7 @@ use serde_json::Value as Json;
 use crate::eval::{EventIndex, Facts};
 use crate::types::Segment;
 
-/// A profile's segments and its pending timers.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
-pub struct Membership {
-    pub segments: BTreeSet<String>,
-    /// When each time-dependent segment must be evaluated again.
-    pub timers: BTreeMap<String, DateTime<Utc>>,
-}
-
-impl Membership {
-    /// The earliest timer.
-    pub fn next_due(&self) -> Option<DateTime<Utc>> {
-        self.timers.values().min().copied()
-    }
-}
+pub use missive_core::profile::Membership;
 
 /// A profile entering or leaving a segment.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -97,6 +97,7 @@ pub async fn committed_events_profiles_and_identities_read_back(store: &dyn Stor
             profiles: vec![p.clone()],
             versions: vec![version(&p, "2 events", true)],
             merges: vec![],
+            segment_changes: vec![],
             through_seq: 2,
         })
         .await
@@ -406,6 +407,64 @@ pub async fn live_profiles_can_be_scanned_in_pages(store: &dyn Store) {
     assert_eq!(seen, live);
 }
 
+pub async fn segments_are_saved_and_checkpoints_keep_their_members(store: &dyn Store) {
+    use crate::{SegmentChange, SegmentRecord};
+    let now = t("2026-02-01T10:00:00Z");
+    let rec = |name: &str, expr: &str| SegmentRecord {
+        name: name.into(),
+        expression: expr.into(),
+        created_at: now,
+        updated_at: now,
+    };
+    store.save_segment(rec("vip", "orders.count > 5")).await.unwrap();
+    store
+        .save_segment(rec("browsers", "count(event \"Viewed\" within 7d) >= 1"))
+        .await
+        .unwrap();
+    store.save_segment(rec("vip", "orders.count > 10")).await.unwrap();
+    let listed = store.list_segments().await.unwrap();
+    assert_eq!(
+        listed.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+        ["browsers", "vip"]
+    );
+    assert_eq!(listed[1].expression, "orders.count > 10");
+
+    let (a, b) = (ProfileId::generate(), ProfileId::generate());
+    let change = |p: &ProfileId, entered: bool, minutes: i64| SegmentChange {
+        profile_id: p.clone(),
+        segment: "vip".into(),
+        entered,
+        at: now + TimeDelta::minutes(minutes),
+        cause: "event".into(),
+    };
+    store
+        .commit_checkpoint(Checkpoint {
+            segment_changes: vec![change(&a, true, 1), change(&b, true, 1)],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    store
+        .commit_checkpoint(Checkpoint {
+            segment_changes: vec![change(&a, false, 2)],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        store.segment_members("vip", None, 10).await.unwrap(),
+        vec![b.clone()]
+    );
+    let history = store.segment_changes_of(&a, 10).await.unwrap();
+    assert_eq!(
+        history.iter().map(|c| c.entered).collect::<Vec<_>>(),
+        [false, true]
+    );
+    assert!(store.delete_segment("vip").await.unwrap());
+    assert!(!store.delete_segment("vip").await.unwrap());
+    assert!(store.segment_members("vip", None, 10).await.unwrap().is_empty());
+}
+
 /// Runs a named conformance case; used by the backends' test macros.
 #[macro_export]
 macro_rules! conformance_cases {
@@ -419,6 +478,7 @@ macro_rules! conformance_cases {
             the_profile_checkpoint_names_the_last_event_the_profiles_include,
             message_ids_and_identity_keys_can_be_scanned_in_pages,
             live_profiles_can_be_scanned_in_pages,
+            segments_are_saved_and_checkpoints_keep_their_members,
             versions_list_newest_first_and_rebuild_from_the_nearest_snapshot
         );
     };

@@ -114,6 +114,26 @@ pub trait Store: Send + Sync + 'static {
     async fn merges_of(&self, id: &ProfileId) -> Result<Vec<MergeRecord>, StoreError>;
 
     async fn stats(&self) -> Result<StoreStats, StoreError>;
+
+    /// Creates or replaces a saved segment.
+    async fn save_segment(&self, segment: SegmentRecord) -> Result<(), StoreError>;
+
+    /// Deletes a saved segment and its member list; false when there was none.
+    async fn delete_segment(&self, name: &str) -> Result<bool, StoreError>;
+
+    /// Saved segments by name.
+    async fn list_segments(&self) -> Result<Vec<SegmentRecord>, StoreError>;
+
+    /// Members of a segment as of the last checkpoint, in id order, after `after` when given.
+    async fn segment_members(
+        &self,
+        name: &str,
+        after: Option<ProfileId>,
+        limit: u32,
+    ) -> Result<Vec<ProfileId>, StoreError>;
+
+    /// A profile's entries into and exits from segments, newest first.
+    async fn segment_changes_of(&self, id: &ProfileId, limit: u32) -> Result<Vec<SegmentChange>, StoreError>;
 }
 
 /// Opens the store a URL names: `sqlite:PATH` / a plain path, or `postgres://…`.

@@ -33,13 +33,14 @@ use tokio_postgres::{Client, Config, NoTls, Row, Statement, Transaction};
 
 use crate::types::{from_micros, micros};
 use crate::{
-    ApiKeyRecord, Checkpoint, EventBatch, EventQuery, MergeRecord, ProfileVersion, Role, Store, StoreError,
-    StoreStats, StoredEvent, Workspace,
+    ApiKeyRecord, Checkpoint, EventBatch, EventQuery, MergeRecord, ProfileVersion, Role, SegmentChange,
+    SegmentRecord, Store, StoreError, StoreStats, StoredEvent, Workspace,
 };
 
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    r#"
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        r#"
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE workspaces (id TEXT PRIMARY KEY, name TEXT NOT NULL, created_at BIGINT NOT NULL);
 CREATE TABLE api_keys (
@@ -75,7 +76,25 @@ CREATE TABLE merges (
 CREATE INDEX merges_from ON merges (from_id);
 CREATE INDEX merges_into ON merges (into_id);
 "#,
-)];
+    ),
+    (
+        2,
+        r#"
+CREATE TABLE segments (
+    name TEXT PRIMARY KEY, expression TEXT NOT NULL, created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL
+);
+CREATE TABLE segment_members (
+    segment TEXT NOT NULL, profile_id TEXT NOT NULL, since BIGINT NOT NULL,
+    PRIMARY KEY (segment, profile_id)
+);
+CREATE TABLE segment_changes (
+    seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    profile_id TEXT NOT NULL, segment TEXT NOT NULL, entered BOOLEAN NOT NULL, at BIGINT NOT NULL, cause TEXT NOT NULL
+);
+CREATE INDEX segment_changes_by_profile ON segment_changes (profile_id, at);
+"#,
+    ),
+];
 
 const READERS: usize = 3;
 
@@ -830,8 +849,127 @@ impl Store for PostgresStore {
             execute_unless_empty(&tx, &s.insert_versions, versions.is_empty(), &version_params),
             execute_unless_empty(&tx, &s.set_through_seq, false, &through_params),
         )?;
+        // Segment changes, in order (few per checkpoint next to profiles).
+        for ch in &cp.segment_changes {
+            if ch.entered {
+                tx.execute(
+                    "INSERT INTO segment_members (segment, profile_id, since) VALUES ($1, $2, $3)
+                     ON CONFLICT (segment, profile_id) DO NOTHING",
+                    &[&ch.segment, &ch.profile_id.as_str(), &micros(ch.at)],
+                )
+                .await?;
+            } else {
+                tx.execute(
+                    "DELETE FROM segment_members WHERE segment = $1 AND profile_id = $2",
+                    &[&ch.segment, &ch.profile_id.as_str()],
+                )
+                .await?;
+            }
+            tx.execute(
+                "INSERT INTO segment_changes (profile_id, segment, entered, at, cause) VALUES ($1, $2, $3, $4, $5)",
+                &[&ch.profile_id.as_str(), &ch.segment, &ch.entered, &micros(ch.at), &ch.cause],
+            )
+            .await?;
+        }
+        for m in &cp.merges {
+            tx.execute(
+                "DELETE FROM segment_members WHERE profile_id = $1",
+                &[&m.from.as_str()],
+            )
+            .await?;
+        }
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn save_segment(&self, seg: SegmentRecord) -> Result<(), StoreError> {
+        let writer = self.inner.checkpoint_writer.lock().await;
+        writer
+            .client
+            .execute(
+                "INSERT INTO segments (name, expression, created_at, updated_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (name) DO UPDATE SET expression = excluded.expression, updated_at = excluded.updated_at",
+                &[&seg.name, &seg.expression, &micros(seg.created_at), &micros(seg.updated_at)],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn delete_segment(&self, name: &str) -> Result<bool, StoreError> {
+        let mut writer = self.inner.checkpoint_writer.lock().await;
+        let tx = writer.client.transaction().await?;
+        let n = tx
+            .execute("DELETE FROM segments WHERE name = $1", &[&name])
+            .await?;
+        tx.execute("DELETE FROM segment_members WHERE segment = $1", &[&name])
+            .await?;
+        tx.commit().await?;
+        Ok(n > 0)
+    }
+
+    async fn list_segments(&self) -> Result<Vec<SegmentRecord>, StoreError> {
+        let r = self.reader();
+        let rows = r
+            .client
+            .query(
+                "SELECT name, expression, created_at, updated_at FROM segments ORDER BY name",
+                &[],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(SegmentRecord {
+                    name: row.try_get(0)?,
+                    expression: row.try_get(1)?,
+                    created_at: from_micros(row.try_get(2)?),
+                    updated_at: from_micros(row.try_get(3)?),
+                })
+            })
+            .collect()
+    }
+
+    async fn segment_members(
+        &self,
+        name: &str,
+        after: Option<ProfileId>,
+        limit: u32,
+    ) -> Result<Vec<ProfileId>, StoreError> {
+        let after = after.map(String::from).unwrap_or_default();
+        let r = self.reader();
+        let rows = r
+            .client
+            .query(
+                "SELECT profile_id FROM segment_members WHERE segment = $1 AND profile_id > $2
+                 ORDER BY profile_id LIMIT $3",
+                &[&name, &after, &i64::from(limit)],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| ProfileId::parse(row.try_get(0)?).map_err(|e| corrupt("member id", e)))
+            .collect()
+    }
+
+    async fn segment_changes_of(&self, id: &ProfileId, limit: u32) -> Result<Vec<SegmentChange>, StoreError> {
+        let r = self.reader();
+        let rows = r
+            .client
+            .query(
+                "SELECT segment, entered, at, cause FROM segment_changes WHERE profile_id = $1
+                 ORDER BY at DESC, seq DESC LIMIT $2",
+                &[&id.as_str(), &i64::from(limit)],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(SegmentChange {
+                    profile_id: id.clone(),
+                    segment: row.try_get(0)?,
+                    entered: row.try_get(1)?,
+                    at: from_micros(row.try_get(2)?),
+                    cause: row.try_get(3)?,
+                })
+            })
+            .collect()
     }
 
     async fn last_event_seq(&self) -> Result<i64, StoreError> {

@@ -22,13 +22,14 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use crate::types::{from_micros, micros};
 use crate::{
-    ApiKeyRecord, Checkpoint, EventBatch, EventQuery, MergeRecord, ProfileVersion, Role, Store, StoreError,
-    StoreStats, StoredEvent, Workspace,
+    ApiKeyRecord, Checkpoint, EventBatch, EventQuery, MergeRecord, ProfileVersion, Role, SegmentChange,
+    SegmentRecord, Store, StoreError, StoreStats, StoredEvent, Workspace,
 };
 
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    r#"
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        r#"
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE workspaces (id TEXT PRIMARY KEY, name TEXT NOT NULL, created_at INTEGER NOT NULL);
 CREATE TABLE api_keys (
@@ -56,7 +57,24 @@ CREATE TABLE merges (
 CREATE INDEX merges_from ON merges (from_id);
 CREATE INDEX merges_into ON merges (into_id);
 "#,
-)];
+    ),
+    (
+        2,
+        r#"
+CREATE TABLE segments (
+    name TEXT PRIMARY KEY, expression TEXT NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL
+);
+CREATE TABLE segment_members (
+    segment TEXT NOT NULL, profile_id TEXT NOT NULL, since INTEGER NOT NULL,
+    PRIMARY KEY (segment, profile_id)
+) WITHOUT ROWID;
+CREATE TABLE segment_changes (
+    profile_id TEXT NOT NULL, segment TEXT NOT NULL, entered INTEGER NOT NULL, at INTEGER NOT NULL, cause TEXT NOT NULL
+);
+CREATE INDEX segment_changes_by_profile ON segment_changes (profile_id, at);
+"#,
+    ),
+];
 
 const EVENT_MIGRATIONS: &[(i64, &str)] = &[(
     1,
@@ -502,7 +520,8 @@ impl Store for SqliteStore {
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         let serialize_ms = serialize_started.elapsed().as_secs_f64() * 1e3;
-        let (merges, identities, through_seq) = (cp.merges, cp.identities, cp.through_seq);
+        let (merges, identities, through_seq, changes) =
+            (cp.merges, cp.identities, cp.through_seq, cp.segment_changes);
         self.write_on(Db::Main, move |c| {
             let write_started = std::time::Instant::now();
             let tx = c.transaction()?;
@@ -535,6 +554,27 @@ impl Store for SqliteStore {
                 )?;
                 for v in &versions {
                     ver.execute(params![v.0, v.1, v.2, v.3, v.4, v.5])?;
+                }
+                let mut enter = tx.prepare_cached(
+                    "INSERT INTO segment_members (segment, profile_id, since) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (segment, profile_id) DO NOTHING",
+                )?;
+                let mut exit = tx.prepare_cached("DELETE FROM segment_members WHERE segment = ?1 AND profile_id = ?2")?;
+                let mut log = tx.prepare_cached(
+                    "INSERT INTO segment_changes (profile_id, segment, entered, at, cause) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?;
+                for ch in &changes {
+                    if ch.entered {
+                        enter.execute(params![ch.segment, ch.profile_id.as_str(), micros(ch.at)])?;
+                    } else {
+                        exit.execute(params![ch.segment, ch.profile_id.as_str()])?;
+                    }
+                    log.execute(params![ch.profile_id.as_str(), ch.segment, ch.entered, micros(ch.at), ch.cause])?;
+                }
+                // A merged profile's memberships go with it.
+                let mut gone = tx.prepare_cached("DELETE FROM segment_members WHERE profile_id = ?1")?;
+                for m in &merges {
+                    gone.execute([m.from.as_str()])?;
                 }
                 tx.prepare_cached(
                     "INSERT INTO meta (key, value) VALUES ('profiles_through_seq', ?1)
@@ -818,5 +858,86 @@ impl Store for SqliteStore {
             profiles: profiles as u64,
             events: events as u64,
         })
+    }
+
+    async fn save_segment(&self, seg: SegmentRecord) -> Result<(), StoreError> {
+        self.write_on(Db::Main, move |c| {
+            c.execute(
+                "INSERT INTO segments (name, expression, created_at, updated_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (name) DO UPDATE SET expression = excluded.expression, updated_at = excluded.updated_at",
+                params![seg.name, seg.expression, micros(seg.created_at), micros(seg.updated_at)],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_segment(&self, name: &str) -> Result<bool, StoreError> {
+        let name = name.to_owned();
+        self.write_on(Db::Main, move |c| {
+            let tx = c.transaction()?;
+            let n = tx.execute("DELETE FROM segments WHERE name = ?1", [&name])?;
+            tx.execute("DELETE FROM segment_members WHERE segment = ?1", [&name])?;
+            tx.commit()?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn list_segments(&self) -> Result<Vec<SegmentRecord>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT name, expression, created_at, updated_at FROM segments ORDER BY name",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(SegmentRecord {
+                    name: r.get(0)?,
+                    expression: r.get(1)?,
+                    created_at: from_micros(r.get(2)?),
+                    updated_at: from_micros(r.get(3)?),
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn segment_members(
+        &self,
+        name: &str,
+        after: Option<ProfileId>,
+        limit: u32,
+    ) -> Result<Vec<ProfileId>, StoreError> {
+        let name = name.to_owned();
+        self.read(move |c| {
+            let after = after.map(String::from).unwrap_or_default();
+            let mut stmt = c.prepare_cached(
+                "SELECT profile_id FROM segment_members WHERE segment = ?1 AND profile_id > ?2 ORDER BY profile_id LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(params![name, after, limit], |r| r.get::<_, String>(0))?;
+            rows.map(|r| ProfileId::parse(&r?).map_err(|e| corrupt("member id", e))).collect()
+        })
+        .await
+    }
+
+    async fn segment_changes_of(&self, id: &ProfileId, limit: u32) -> Result<Vec<SegmentChange>, StoreError> {
+        let id = id.clone();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT segment, entered, at, cause FROM segment_changes WHERE profile_id = ?1
+                 ORDER BY at DESC, rowid DESC LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![id.as_str(), limit], |r| {
+                Ok(SegmentChange {
+                    profile_id: id.clone(),
+                    segment: r.get(0)?,
+                    entered: r.get(1)?,
+                    at: from_micros(r.get(2)?),
+                    cause: r.get(3)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
     }
 }

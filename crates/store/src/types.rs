@@ -107,8 +107,30 @@ pub struct Checkpoint {
     pub identities: Vec<(IdentityKey, ProfileId)>,
     pub profiles: Vec<Profile>,
     pub versions: Vec<ProfileVersion>,
+    /// Entries into and exits from segments since the last checkpoint, in order.
+    pub segment_changes: Vec<SegmentChange>,
     /// Every event with a `seq` up to this one is included in the stored profiles.
     pub through_seq: i64,
+}
+
+/// A saved segment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SegmentRecord {
+    pub name: String,
+    pub expression: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A profile entering or leaving a segment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SegmentChange {
+    pub profile_id: ProfileId,
+    pub segment: String,
+    pub entered: bool,
+    pub at: DateTime<Utc>,
+    /// `event`, `time`, `segment:NAME` or `backfill`.
+    pub cause: String,
 }
 
 #[derive(Debug, Clone)]

@@ -15,8 +15,8 @@ use missive_core::{IdentityKey, MessageId, Profile, ProfileId, SystemClock};
 use missive_engine::profiles::{ProfileKey, find_profile};
 use missive_engine::{Engine, EngineConfig};
 use missive_store::{
-    ApiKeyRecord, Checkpoint, EventBatch, EventQuery, MergeRecord, ProfileVersion, SqliteStore, Store,
-    StoreError, StoreStats, StoredEvent, Workspace,
+    ApiKeyRecord, Checkpoint, EventBatch, EventQuery, MergeRecord, ProfileVersion, SegmentChange,
+    SegmentRecord, SqliteStore, Store, StoreError, StoreStats, StoredEvent, Workspace,
 };
 use serde_json::json;
 
@@ -113,6 +113,26 @@ impl Store for Flaky {
     }
     async fn stats(&self) -> Result<StoreStats, StoreError> {
         self.inner.stats().await
+    }
+    async fn save_segment(&self, seg: SegmentRecord) -> Result<(), StoreError> {
+        self.inner.save_segment(seg).await
+    }
+    async fn delete_segment(&self, name: &str) -> Result<bool, StoreError> {
+        self.inner.delete_segment(name).await
+    }
+    async fn list_segments(&self) -> Result<Vec<SegmentRecord>, StoreError> {
+        self.inner.list_segments().await
+    }
+    async fn segment_members(
+        &self,
+        name: &str,
+        after: Option<ProfileId>,
+        limit: u32,
+    ) -> Result<Vec<ProfileId>, StoreError> {
+        self.inner.segment_members(name, after, limit).await
+    }
+    async fn segment_changes_of(&self, id: &ProfileId, limit: u32) -> Result<Vec<SegmentChange>, StoreError> {
+        self.inner.segment_changes_of(id, limit).await
     }
 }
 
