@@ -17,7 +17,7 @@
 //! takes the id that event was first stored under. Identity merges cross any partitioning by
 //! person, so on one box there is one owner of all profiles.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -31,6 +31,10 @@ use missive_store::{
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::bloom::ScalableBloom;
+use missive_segment::{Extra, MembershipChange, Schema, Segment, SegmentSet};
+use missive_store::SegmentChange;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 
 /// Tuning of the pipeline.
 #[derive(Debug, Clone)]
@@ -92,6 +96,14 @@ enum Request {
     /// Checkpoint now and answer once it is committed (`None`: the timer's own checkpoint).
     Sync {
         ack: Option<SyncAck>,
+    },
+    /// Look at due segment timers (the ticker's).
+    Tick,
+    /// Use a new set of saved segments; evaluate `backfill` on every profile.
+    Segments {
+        set: Arc<SegmentSet>,
+        backfill: Option<String>,
+        ack: oneshot::Sender<Result<u64, Arc<EngineError>>>,
     },
 }
 
@@ -181,6 +193,8 @@ impl Engine {
             sent_checkpoint: 0,
             message_filter: ScalableBloom::new(stats.events as usize * 2),
             identity_filter: ScalableBloom::new(stats.profiles as usize * 4),
+            segments: Arc::new(load_segments(&*store).await?),
+            timers: BinaryHeap::new(),
         };
         applier.load_filters().await?;
         let replayed = applier.recover().await?;
@@ -190,6 +204,7 @@ impl Engine {
                 "replayed events stored after the last profile checkpoint"
             );
         }
+        applier.load_timers().await?;
         let (stop, stop_rx) = watch::channel(false);
         let tasks = vec![
             tokio::spawn(applier.run(rx, etx, ctx, stop_rx)),
@@ -225,6 +240,25 @@ impl Engine {
         let (ack, rx) = oneshot::channel();
         self.tx
             .send(Request::Sync { ack: Some(ack) })
+            .await
+            .map_err(|_| Arc::new(EngineError::ShuttingDown))?;
+        rx.await.map_err(|_| Arc::new(EngineError::ShuttingDown))?
+    }
+
+    /// Hands a new set of saved segments to the pipeline, evaluating `backfill` (a new or
+    /// changed segment) on every profile; answers with the number of profiles evaluated.
+    pub async fn use_segments(
+        &self,
+        set: SegmentSet,
+        backfill: Option<String>,
+    ) -> Result<u64, Arc<EngineError>> {
+        let (ack, rx) = oneshot::channel();
+        self.tx
+            .send(Request::Segments {
+                set: Arc::new(set),
+                backfill,
+                ack,
+            })
             .await
             .map_err(|_| Arc::new(EngineError::ShuttingDown))?;
         rx.await.map_err(|_| Arc::new(EngineError::ShuttingDown))?
@@ -306,6 +340,7 @@ struct Pending {
     causes: HashMap<ProfileId, String>,
     identities: Vec<(IdentityKey, ProfileId)>,
     merges: Vec<MergeRecord>,
+    segment_changes: Vec<SegmentChange>,
 }
 
 impl Pending {
@@ -342,6 +377,9 @@ struct Applier {
     /// the store lookup that new messages and new customers would otherwise cost.
     message_filter: ScalableBloom,
     identity_filter: ScalableBloom,
+    /// The saved segments, and when each profile's next segment timer falls due.
+    segments: Arc<SegmentSet>,
+    timers: BinaryHeap<Reverse<(DateTime<Utc>, ProfileId)>>,
 }
 
 impl Applier {
@@ -352,18 +390,25 @@ impl Applier {
         ctx: mpsc::Sender<CheckpointJob>,
         mut stop: watch::Receiver<bool>,
     ) {
-        let tick_every = self.config.flush_interval.max(Duration::from_millis(10));
+        // Segment timers are looked at every tick too: keep it short.
+        let tick_every = self
+            .config
+            .flush_interval
+            .clamp(Duration::from_millis(10), Duration::from_millis(100));
         let mut ticker = tokio::time::interval(tick_every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let first = tokio::select! {
                 biased;
                 r = rx.recv() => r,
-                _ = ticker.tick() => {
-                    if self.pending.is_empty() || !(self.flush_now || self.last_flush.elapsed() >= self.config.flush_interval) {
+                                _ = ticker.tick() => {
+                    let timer_due = self.timers.peek().is_some_and(|Reverse((due, _))| *due <= self.clock.now());
+                    let flush_due = !self.pending.is_empty()
+                        && (self.flush_now || self.last_flush.elapsed() >= self.config.flush_interval);
+                    if !timer_due && !flush_due {
                         continue;
                     }
-                    Some(Request::Sync { ack: None })
+                    Some(Request::Tick)
                 }
                 _ = stop.changed() => {
                     // No new requests from here on; those already queued are still committed.
@@ -406,6 +451,7 @@ impl Applier {
         let mut acks = Vec::new();
         let mut sync_acks = Vec::new();
         let mut sync_requested = force_checkpoint;
+        let mut segment_requests = Vec::new();
         for r in requests {
             match r {
                 Request::Ingest { events, ack } => {
@@ -416,7 +462,13 @@ impl Applier {
                     sync_requested = true;
                     sync_acks.extend(ack);
                 }
+                Request::Tick => {}
+                Request::Segments { set, backfill, ack } => segment_requests.push((set, backfill, ack)),
             }
+        }
+        for (set, backfill, ack) in segment_requests {
+            let result = self.switch_segments(set, backfill).await.map_err(Arc::new);
+            let _ = ack.send(result);
         }
         let n = lists.iter().map(Vec::len).sum::<usize>();
         let folded = self.prepare(lists).await;
@@ -484,6 +536,7 @@ impl Applier {
         }
         self.batch_seq += 1;
         self.evict_if_needed();
+        self.run_due_timers(self.clock.now()).await?;
         self.fold(lists).await
     }
 
@@ -606,6 +659,7 @@ impl Applier {
         let mut cp = Checkpoint {
             identities: pending.identities,
             merges: pending.merges,
+            segment_changes: pending.segment_changes,
             through_seq: self.next_seq - 1,
             ..Checkpoint::default()
         };
@@ -719,6 +773,194 @@ impl Applier {
         // What was replayed goes into the next checkpoint right away.
         self.flush_now = replayed > 0;
         Ok(replayed)
+    }
+
+    /// Re-evaluates a profile's segments after a change (`touched`; `None`: evaluate all),
+    /// records entries and exits, and (re)arms its timer.
+    fn update_segments(
+        &mut self,
+        id: &ProfileId,
+        touched: Option<&Touched>,
+        now: DateTime<Utc>,
+        cause: &str,
+    ) {
+        let set = self.segments.clone();
+        let Some(entry) = self.profiles.get_mut(id) else {
+            return;
+        };
+        let p = &mut entry.profile;
+        let mut state = std::mem::take(&mut p.segments);
+        let before = state.clone();
+        // Segments deleted since: forget them.
+        state.segments.retain(|n| set.get(n).is_some());
+        state.timers.retain(|n, _| set.get(n).is_some());
+        p.history.make_contiguous();
+        let scores = BTreeMap::new();
+        let changes: Vec<MembershipChange> = match touched {
+            Some(t) => set.on_change(
+                &mut state,
+                p,
+                p.history.as_slices().0,
+                &scores,
+                t,
+                Extra::default(),
+                now,
+            ),
+            None => {
+                let fresh = set.evaluate_all(p, p.history.as_slices().0, &scores, now);
+                let changes = fresh
+                    .segments
+                    .symmetric_difference(&state.segments)
+                    .map(|name| MembershipChange {
+                        segment: name.clone(),
+                        entered: fresh.segments.contains(name),
+                        at: now,
+                        cause: cause.to_owned(),
+                    })
+                    .collect();
+                state = fresh;
+                changes
+            }
+        };
+        let changed = state != before;
+        let due = state.next_due();
+        p.segments = state;
+        if !changed {
+            return;
+        }
+        entry.last_batch = self.batch_seq;
+        self.pending.touched.entry(id.clone()).or_default().segments = true;
+        self.record_segment_changes(id, changes);
+        if let Some(due) = due {
+            self.timers.push(Reverse((due, id.clone())));
+        }
+    }
+
+    fn record_segment_changes(&mut self, id: &ProfileId, changes: Vec<MembershipChange>) {
+        for c in changes {
+            let kind = if c.entered { "entered" } else { "exited" };
+            metrics::counter!("missive_segment_changes_total", "kind" => kind).increment(1);
+            self.pending.segment_changes.push(SegmentChange {
+                profile_id: id.clone(),
+                segment: c.segment,
+                entered: c.entered,
+                at: c.at,
+                cause: c.cause,
+            });
+        }
+    }
+
+    /// Fires every segment timer due by `now`, each at its own instant.
+    async fn run_due_timers(&mut self, now: DateTime<Utc>) -> Result<(), EngineError> {
+        if self.segments.is_empty() {
+            self.timers.clear();
+            return Ok(());
+        }
+        while let Some(Reverse((due, id))) = self.timers.peek().cloned() {
+            if due > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(id) = self.load_into_cache(&id).await? else {
+                continue;
+            };
+            let set = self.segments.clone();
+            let Some(entry) = self.profiles.get_mut(&id) else {
+                continue;
+            };
+            let p = &mut entry.profile;
+            // A stale heap entry: the profile's timers moved since.
+            if p.segments.next_due().is_none_or(|d| d > now) {
+                continue;
+            }
+            let mut state = std::mem::take(&mut p.segments);
+            p.history.make_contiguous();
+            let scores = BTreeMap::new();
+            let mut changes = Vec::new();
+            while let Some(at) = state.next_due().filter(|d| *d <= now) {
+                changes.extend(set.on_due(&mut state, p, p.history.as_slices().0, &scores, at));
+                // A timer that did not move forward would loop: drop it.
+                if state.next_due() == Some(at) {
+                    state.timers.retain(|_, t| *t != at);
+                }
+            }
+            let next = state.next_due();
+            p.segments = state;
+            entry.last_batch = self.batch_seq;
+            self.pending.touched.entry(id.clone()).or_default().segments = true;
+            self.record_segment_changes(&id, changes);
+            if let Some(next) = next {
+                self.timers.push(Reverse((next, id)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes a new set of segments; evaluates `backfill` on every live profile.
+    async fn switch_segments(
+        &mut self,
+        set: Arc<SegmentSet>,
+        backfill: Option<String>,
+    ) -> Result<u64, EngineError> {
+        self.segments = set;
+        let Some(name) = backfill else { return Ok(0) };
+        let started = Instant::now();
+        let now = self.clock.now();
+        // Every live profile: those in the store, and those only in memory so far.
+        let mut ids: Vec<ProfileId> = self
+            .profiles
+            .iter()
+            .filter(|(_, c)| c.profile.merged_into.is_none())
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut after = None;
+        loop {
+            let page = self.store.profiles_after(after, 5_000).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id.clone());
+            ids.extend(
+                page.into_iter()
+                    .map(|p| p.id)
+                    .filter(|id| !self.profiles.contains_key(id)),
+            );
+        }
+        let total = ids.len() as u64;
+        for (n, id) in ids.into_iter().enumerate() {
+            let Some(id) = self.load_into_cache(&id).await? else {
+                continue;
+            };
+            self.update_segments(&id, None, now, "backfill");
+            if n % 10_000 == 9_999 {
+                tracing::info!(segment = %name, done = n + 1, total, "segment backfill");
+            }
+        }
+        tracing::info!(segment = %name, profiles = total, ms = started.elapsed().as_millis() as u64, "segment backfilled");
+        Ok(total)
+    }
+
+    /// Re-arms the segment timers the stored profiles hold (after a restart).
+    async fn load_timers(&mut self) -> Result<(), EngineError> {
+        if self.segments.is_empty() {
+            return Ok(());
+        }
+        let mut after = None;
+        loop {
+            let page = self.store.profiles_after(after, 5_000).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id.clone());
+            for p in page {
+                // Profiles in memory (replayed) are armed below, from their newer state.
+                if let (Some(due), false) = (p.segments.next_due(), self.profiles.contains_key(&p.id)) {
+                    self.timers.push(Reverse((due, p.id)));
+                }
+            }
+        }
+        for (id, c) in &self.profiles {
+            if let Some(due) = c.profile.segments.next_due() {
+                self.timers.push(Reverse((due, id.clone())));
+            }
+        }
+        Ok(())
     }
 
     async fn load_into_cache(&mut self, id: &ProfileId) -> Result<Option<ProfileId>, EngineError> {
@@ -935,14 +1177,26 @@ impl Applier {
 
         let history_len = self.config.history_len;
         let batch_seq = self.batch_seq;
-        let touched = self.pending.touched.entry(target.clone()).or_default();
+        let merged = self
+            .pending
+            .touched
+            .get(&target)
+            .is_some_and(|t| !t.merged_from.is_empty());
         let Some(entry) = self.profiles.get_mut(&target) else {
             return Err(EngineError::Store(StoreError::Corrupt(format!(
                 "profile {target} vanished from memory"
             ))));
         };
-        entry.profile.apply_event(&e, history_len, touched);
+        let mut local = Touched::default();
+        entry.profile.apply_event(&e, history_len, &mut local);
         entry.last_batch = batch_seq;
+        if !self.segments.is_empty() {
+            // After a merge everything may have changed: evaluate every segment.
+            let scope = if merged { None } else { Some(&local) };
+            self.update_segments(&target, scope, e.received_at, "event");
+        }
+        let touched = self.pending.touched.entry(target.clone()).or_default();
+        touched.merge(local);
         let cause = self.pending.causes.entry(target.clone()).or_default();
         *cause = match (cause.is_empty(), touched.events_applied) {
             (true, _) => event_cause(&e),
@@ -1019,7 +1273,7 @@ fn identity_bytes(k: &IdentityKey) -> Vec<u8> {
 fn request_events(r: &Request) -> usize {
     match r {
         Request::Ingest { events, .. } => events.len(),
-        Request::Sync { .. } => 0,
+        Request::Sync { .. } | Request::Tick | Request::Segments { .. } => 0,
     }
 }
 
@@ -1205,5 +1459,26 @@ async fn run_checkpoint_writer(
             }
         }
         progress.checkpoints_done.send_replace(job.batch_seq);
+    }
+}
+
+/// The saved segments, compiled. They were type-checked when saved; a definition that no
+/// longer compiles (an upgrade changed the language) is left out, loudly.
+pub(crate) async fn load_segments(store: &dyn Store) -> Result<SegmentSet, StoreError> {
+    let mut compiled = Vec::new();
+    for rec in store.list_segments().await? {
+        match Segment::compile(&rec.expression, &Schema::default()) {
+            Ok(seg) => compiled.push((rec.name, seg)),
+            Err(e) => {
+                tracing::error!(segment = %rec.name, error = %e, "saved segment does not compile; not evaluated")
+            }
+        }
+    }
+    match SegmentSet::new(compiled) {
+        Ok(set) => Ok(set),
+        Err(e) => {
+            tracing::error!(error = %e, "saved segments are inconsistent; none evaluated");
+            Ok(SegmentSet::default())
+        }
     }
 }

@@ -144,3 +144,92 @@ pub async fn window_events(
     }
     Ok(out)
 }
+
+/// Why a segment could not be saved or deleted.
+#[derive(Debug, thiserror::Error)]
+pub enum SegmentServiceError {
+    #[error("invalid segment name: {0}")]
+    InvalidName(&'static str),
+    #[error(transparent)]
+    Language(#[from] missive_segment::SegmentError),
+    #[error(transparent)]
+    Set(#[from] missive_segment::SetError),
+    #[error("segment {0:?} does not exist")]
+    NotFound(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the engine could not apply it: {0}")]
+    Engine(#[from] std::sync::Arc<crate::EngineError>),
+}
+
+fn check_name(name: &str) -> Result<(), SegmentServiceError> {
+    if name.trim().is_empty() {
+        return Err(SegmentServiceError::InvalidName("it must not be empty"));
+    }
+    if name.len() > 100 {
+        return Err(SegmentServiceError::InvalidName("it must be at most 100 bytes"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(SegmentServiceError::InvalidName(
+            "it must not contain control characters",
+        ));
+    }
+    Ok(())
+}
+
+/// The saved segments with `name` replaced by `expression` (or removed when `None`), compiled
+/// and checked as a whole: no cycles, no reference to a missing segment.
+async fn set_with(
+    store: &dyn Store,
+    name: &str,
+    expression: Option<&Segment>,
+) -> Result<missive_segment::SegmentSet, SegmentServiceError> {
+    let mut defs = Vec::new();
+    for rec in store.list_segments().await? {
+        if rec.name == name {
+            continue;
+        }
+        defs.push((rec.name, Segment::compile(&rec.expression, &Schema::default())?));
+    }
+    if let Some(seg) = expression {
+        defs.push((name.to_owned(), seg.clone()));
+    }
+    Ok(missive_segment::SegmentSet::new(defs)?)
+}
+
+/// Creates or replaces a saved segment and backfills its membership over every profile.
+/// Returns the number of profiles evaluated.
+pub async fn save_segment(
+    engine: &crate::Engine,
+    name: &str,
+    expression: &str,
+) -> Result<u64, SegmentServiceError> {
+    check_name(name)?;
+    engine.sync().await?;
+    let store = &**engine.store();
+    let segment = Segment::compile(expression, &infer_schema(store).await?)?;
+    let set = set_with(store, name, Some(&segment)).await?;
+    let now = engine.clock().now();
+    let existing = store.list_segments().await?.into_iter().find(|r| r.name == name);
+    store
+        .save_segment(missive_store::SegmentRecord {
+            name: name.to_owned(),
+            expression: expression.to_owned(),
+            created_at: existing.map_or(now, |r| r.created_at),
+            updated_at: now,
+        })
+        .await?;
+    Ok(engine.use_segments(set, Some(name.to_owned())).await?)
+}
+
+/// Deletes a saved segment; refused while another segment reads it.
+pub async fn delete_segment(engine: &crate::Engine, name: &str) -> Result<(), SegmentServiceError> {
+    let store = &**engine.store();
+    if !store.list_segments().await?.iter().any(|r| r.name == name) {
+        return Err(SegmentServiceError::NotFound(name.to_owned()));
+    }
+    let set = set_with(store, name, None).await?;
+    store.delete_segment(name).await?;
+    engine.use_segments(set, None).await?;
+    Ok(())
+}

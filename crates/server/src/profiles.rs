@@ -392,3 +392,84 @@ pub async fn get_events(
         next,
     }))
 }
+
+#[derive(Serialize)]
+pub struct ProfileSegmentsOut {
+    profile_id: String,
+    segments: Vec<String>,
+    /// When each time-dependent segment will be looked at again.
+    timers: BTreeMap<String, DateTime<Utc>>,
+    /// For every saved segment: in or out, and the value of each predicate.
+    explain: Vec<ExplainOut>,
+    /// Entries and exits, newest first.
+    changes: Vec<ChangeOut>,
+}
+
+#[derive(Serialize)]
+struct ExplainOut {
+    segment: String,
+    member: bool,
+    predicates: Vec<missive_segment::PredicateResult>,
+}
+
+#[derive(Serialize)]
+struct ChangeOut {
+    segment: String,
+    entered: bool,
+    at: DateTime<Utc>,
+    cause: String,
+}
+
+/// `GET /v1/profiles/{key}/segments`: which segments a profile is in, and why.
+pub async fn get_segments(
+    _: RequireAdmin,
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+) -> Result<Json<ProfileSegmentsOut>, ApiError> {
+    let id = resolve(&state, &key).await?;
+    let store = &**state.engine.store();
+    let Some(profile) = profiles::find_profile(
+        store,
+        &ProfileKey::Id(id.clone()),
+        state.engine.config().history_len,
+    )
+    .await?
+    else {
+        return Err(ApiError::not_found("no profile has that id"));
+    };
+    let now = state.engine.clock().now();
+    let (members, scores) = (profile.segments.segments.clone(), BTreeMap::new());
+    let mut explain = Vec::new();
+    for rec in store.list_segments().await? {
+        let Ok(seg) = missive_segment::Segment::compile(&rec.expression, &missive_segment::Schema::default())
+        else {
+            continue;
+        };
+        let events = missive_engine::segments::window_events(store, &profile, &seg, now).await?;
+        let facts = missive_segment::Facts::new(&profile, &events, &members, &scores);
+        let e = seg.explain(&facts, now);
+        explain.push(ExplainOut {
+            segment: rec.name,
+            member: e.member,
+            predicates: e.predicates,
+        });
+    }
+    let changes = store
+        .segment_changes_of(&id, 100)
+        .await?
+        .into_iter()
+        .map(|c| ChangeOut {
+            segment: c.segment,
+            entered: c.entered,
+            at: c.at,
+            cause: c.cause,
+        })
+        .collect();
+    Ok(Json(ProfileSegmentsOut {
+        profile_id: id.to_string(),
+        segments: members.into_iter().collect(),
+        timers: profile.segments.timers.clone(),
+        explain,
+        changes,
+    }))
+}

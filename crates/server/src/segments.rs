@@ -2,8 +2,10 @@
 //! sample, without saving it.
 
 use axum::Json;
-use axum::extract::State;
-use missive_engine::segments::{PreviewError, infer_schema, preview};
+use axum::extract::{Path, Query, State};
+use missive_engine::segments::{
+    PreviewError, SegmentServiceError, delete_segment, infer_schema, preview, save_segment,
+};
 use missive_segment::Segment;
 use serde::{Deserialize, Serialize};
 
@@ -50,5 +52,136 @@ pub async fn preview_segment(
         count: p.members,
         scanned: p.scanned,
         sample: p.sample.iter().map(ToString::to_string).collect(),
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SegmentIn {
+    name: String,
+    expression: String,
+}
+
+#[derive(Serialize)]
+pub struct SegmentOut {
+    name: String,
+    expression: String,
+    created_at: chrono::DateTime<chrono::Utc>,
+    updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(Serialize)]
+pub struct SavedOut {
+    name: String,
+    expression: String,
+    /// Profiles evaluated by the backfill.
+    evaluated: u64,
+}
+
+fn service_error(e: SegmentServiceError) -> ApiError {
+    match e {
+        SegmentServiceError::InvalidName(why) => {
+            ApiError::bad_request("invalid_value", format!("invalid segment name: {why}")).with_field("name")
+        }
+        SegmentServiceError::Language(e) => ApiError::from(e),
+        SegmentServiceError::Set(e) => ApiError::bad_request("segment_dependency_error", e.to_string()),
+        SegmentServiceError::NotFound(name) => ApiError::not_found(format!("no segment is named {name:?}")),
+        SegmentServiceError::Store(e) => ApiError::from(e),
+        SegmentServiceError::Engine(e) => ApiError::unavailable(&e),
+    }
+}
+
+/// `POST /v1/segments`: creates or replaces a segment and backfills its members.
+pub async fn save(
+    _: RequireAdmin,
+    State(state): State<AppState>,
+    Json(body): Json<SegmentIn>,
+) -> Result<(axum::http::StatusCode, Json<SavedOut>), ApiError> {
+    let evaluated = save_segment(&state.engine, &body.name, &body.expression)
+        .await
+        .map_err(service_error)?;
+    Ok((
+        axum::http::StatusCode::CREATED,
+        Json(SavedOut {
+            name: body.name,
+            expression: body.expression,
+            evaluated,
+        }),
+    ))
+}
+
+/// `GET /v1/segments`
+pub async fn list(_: RequireAdmin, State(state): State<AppState>) -> Result<Json<Vec<SegmentOut>>, ApiError> {
+    let records = state.engine.store().list_segments().await?;
+    Ok(Json(
+        records
+            .into_iter()
+            .map(|r| SegmentOut {
+                name: r.name,
+                expression: r.expression,
+                created_at: r.created_at,
+                updated_at: r.updated_at,
+            })
+            .collect(),
+    ))
+}
+
+/// `DELETE /v1/segments/{name}`
+pub async fn delete(
+    _: RequireAdmin,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<axum::http::StatusCode, ApiError> {
+    delete_segment(&state.engine, &name)
+        .await
+        .map_err(service_error)?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct MembersParams {
+    after: Option<String>,
+    limit: Option<u32>,
+}
+
+#[derive(Serialize)]
+pub struct MembersOut {
+    members: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next: Option<String>,
+}
+
+/// `GET /v1/segments/{name}/members?after=&limit=`
+pub async fn members(
+    _: RequireAdmin,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(params): Query<MembersParams>,
+) -> Result<Json<MembersOut>, ApiError> {
+    let limit = params.limit.unwrap_or(1000);
+    if !(1..=10_000).contains(&limit) {
+        return Err(
+            ApiError::bad_request("invalid_value", "limit must be between 1 and 10000").with_field("limit"),
+        );
+    }
+    let after = params
+        .after
+        .as_deref()
+        .map(missive_core::ProfileId::parse)
+        .transpose()
+        .map_err(|_| {
+            ApiError::bad_request("invalid_value", "after must be a profile id").with_field("after")
+        })?;
+    let store = state.engine.store();
+    if !store.list_segments().await?.iter().any(|r| r.name == name) {
+        return Err(ApiError::not_found(format!("no segment is named {name:?}")));
+    }
+    state.engine.sync().await.map_err(|e| ApiError::unavailable(&e))?;
+    let members = store.segment_members(&name, after, limit).await?;
+    let next = (members.len() == limit as usize)
+        .then(|| members.last().map(ToString::to_string))
+        .flatten();
+    Ok(Json(MembersOut {
+        members: members.iter().map(ToString::to_string).collect(),
+        next,
     }))
 }

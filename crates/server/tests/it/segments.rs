@@ -71,3 +71,158 @@ async fn preview_refuses_bad_segments_with_position_and_hint() {
     let (status, res) = preview(&app, r#"traits.age == "30""#).await;
     assert_eq!((status, res["code"].as_str()), (400, Some("segment_type_error")));
 }
+
+async fn save(app: &TestApp, name: &str, expression: &str) -> (u16, serde_json::Value) {
+    let res = app
+        .client
+        .post(format!("{}/v1/segments", app.base))
+        .bearer_auth(&app.admin_key)
+        .json(&json!({"name": name, "expression": expression}))
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+async fn members(app: &TestApp, name: &str) -> Vec<String> {
+    let (status, res) = app.get(&format!("/v1/segments/{name}/members")).await;
+    assert_eq!(status, 200, "{res}");
+    res["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn id_of(app: &TestApp, key: &str) -> String {
+    app.profile(key).await["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn saving_a_segment_backfills_it_and_new_events_move_profiles_in_real_time() {
+    let app = TestApp::spawn().await;
+    app.post(
+        "/v1/identify",
+        json!({"userId": "early", "traits": {"city": "Paris"}}),
+    )
+    .await;
+    let (status, res) = save(&app, "parisians", r#"traits.city == "Paris""#).await;
+    assert_eq!(status, 201, "{res}");
+    assert_eq!(members(&app, "parisians").await, [id_of(&app, "early").await]);
+
+    // Real time: an identify moves one profile in and another out.
+    app.post(
+        "/v1/identify",
+        json!({"userId": "late", "traits": {"city": "Paris"}}),
+    )
+    .await;
+    app.post(
+        "/v1/identify",
+        json!({"userId": "early", "traits": {"city": "Lyon"}}),
+    )
+    .await;
+    assert_eq!(members(&app, "parisians").await, [id_of(&app, "late").await]);
+
+    let (_, seg) = app.get("/v1/profiles/early/segments").await;
+    let changes: Vec<_> = seg["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["segment"].as_str().unwrap(),
+                c["entered"].as_bool().unwrap(),
+                c["cause"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        [("parisians", false, "event"), ("parisians", true, "backfill")]
+    );
+    assert_eq!(seg["explain"][0]["member"], false);
+    assert_eq!(seg["explain"][0]["predicates"][0]["value"], "Lyon");
+}
+
+#[tokio::test]
+async fn a_profile_leaves_a_window_segment_at_exactly_the_instant_its_view_ages_out() {
+    let app = TestApp::spawn().await;
+    save(
+        &app,
+        "browsing",
+        r#"count(event "Product Viewed" within 7d) >= 1"#,
+    )
+    .await;
+    app.post("/v1/track", json!({"userId": "w", "event": "Product Viewed"}))
+        .await;
+    let id = id_of(&app, "w").await;
+    assert_eq!(members(&app, "browsing").await, std::slice::from_ref(&id));
+    let (_, seg) = app.get("/v1/profiles/w/segments").await;
+    assert_eq!(seg["timers"]["browsing"], "2026-03-09T12:00:00Z");
+
+    // A microsecond before, still in; then the timer fires at its own instant.
+    app.clock
+        .advance(chrono::TimeDelta::days(7) - chrono::TimeDelta::microseconds(1));
+    assert_eq!(members(&app, "browsing").await, std::slice::from_ref(&id));
+    app.clock.advance(chrono::TimeDelta::hours(3));
+    assert!(members(&app, "browsing").await.is_empty());
+    let (_, seg) = app.get("/v1/profiles/w/segments").await;
+    assert_eq!(seg["changes"][0]["cause"], "time");
+    assert_eq!(seg["changes"][0]["at"], "2026-03-09T12:00:00Z");
+}
+
+#[tokio::test]
+async fn membership_and_timers_survive_a_restart() {
+    let app = TestApp::spawn().await;
+    save(
+        &app,
+        "browsing",
+        r#"count(event "Product Viewed" within 1d) >= 1"#,
+    )
+    .await;
+    app.post("/v1/track", json!({"userId": "r", "event": "Product Viewed"}))
+        .await;
+    let id = id_of(&app, "r").await;
+    let app = app.restart().await;
+    assert_eq!(members(&app, "browsing").await, [id]);
+    app.clock.advance(chrono::TimeDelta::days(2));
+    assert!(
+        members(&app, "browsing").await.is_empty(),
+        "the timer was not re-armed after the restart"
+    );
+}
+
+#[tokio::test]
+async fn segments_reading_segments_are_checked_as_a_whole() {
+    let app = TestApp::spawn().await;
+    assert_eq!(save(&app, "base", "orders.count >= 1").await.0, 201);
+    assert_eq!(
+        save(&app, "derived", r#"segment "base" and orders.revenue > 10"#)
+            .await
+            .0,
+        201
+    );
+    let (status, res) = save(&app, "dangling", r#"segment "nope""#).await;
+    assert_eq!(
+        (status, res["code"].as_str()),
+        (400, Some("segment_dependency_error"))
+    );
+    let res = app
+        .client
+        .delete(format!("{}/v1/segments/base", app.base))
+        .bearer_auth(&app.admin_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400, "a segment another reads must not be deleted");
+    app.post(
+        "/v1/track",
+        json!({"userId": "o", "event": "Order Completed", "properties": {"revenue": 20}}),
+    )
+    .await;
+    assert_eq!(members(&app, "derived").await.len(), 1);
+    let (status, list) = app.get("/v1/segments").await;
+    assert_eq!((status, list.as_array().unwrap().len()), (200, 2));
+}
