@@ -1,16 +1,27 @@
-//! `missive segment preview "<expression>"`: how many profiles a segment would hold, with a
-//! sample, straight from the store (stop `missive serve` first, or use
-//! `POST /v1/segments/preview` on the running server).
+//! `missive segment save|list|delete|members|preview`, straight on the store: stop
+//! `missive serve` first, or use `/v1/segments` on the running server.
 
 use anyhow::Context;
 use chrono::Utc;
-use missive_engine::segments::{infer_schema, preview};
+use missive_engine::segments::{SegmentServiceError, delete_segment, infer_schema, preview, save_segment};
 use missive_segment::{Segment, SegmentError};
 
 use crate::config::{Config, open_store};
 
 #[derive(clap::Subcommand, Debug)]
 pub enum SegmentCommand {
+    /// Save (create or replace) a segment and backfill its members.
+    Save {
+        name: String,
+        /// The segment expression.
+        expression: String,
+    },
+    /// List the saved segments.
+    List,
+    /// Delete a saved segment.
+    Delete { name: String },
+    /// Print the members of a saved segment, one profile id per line.
+    Members { name: String },
     /// Count the profiles an expression selects, without saving it.
     Preview {
         /// The segment expression, e.g. 'traits.city == "Paris" and orders.count >= 2'.
@@ -23,6 +34,64 @@ pub enum SegmentCommand {
 
 pub async fn run(cfg: Config, cmd: SegmentCommand) -> anyhow::Result<()> {
     match cmd {
+        SegmentCommand::Save { name, expression } => {
+            let engine = start_engine(&cfg).await?;
+            let started = std::time::Instant::now();
+            let result = save_segment(&engine, &name, &expression).await;
+            engine.shutdown().await;
+            match result {
+                Ok(n) => {
+                    println!(
+                        "saved {name:?}: {n} profiles evaluated in {:.1} s",
+                        started.elapsed().as_secs_f64()
+                    );
+                    Ok(())
+                }
+                Err(SegmentServiceError::Language(e)) => {
+                    show_error(&expression, &e);
+                    anyhow::bail!("{e}")
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
+        SegmentCommand::List => {
+            let store = open_store(&cfg).await?;
+            for s in store.list_segments().await? {
+                println!("{}\t{}", s.name, s.expression);
+            }
+            Ok(())
+        }
+        SegmentCommand::Delete { name } => {
+            let engine = start_engine(&cfg).await?;
+            let result = delete_segment(&engine, &name).await;
+            engine.shutdown().await;
+            result?;
+            println!("deleted {name:?}");
+            Ok(())
+        }
+        SegmentCommand::Members { name } => {
+            let store = open_store(&cfg).await?;
+            use std::io::Write;
+            let mut after = None;
+            let mut n = 0u64;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            loop {
+                let page = store.segment_members(&name, after, 10_000).await?;
+                let Some(last) = page.last().cloned() else { break };
+                for id in &page {
+                    // A closed pipe (`| head`) ends the listing quietly.
+                    if writeln!(out, "{id}").is_err() {
+                        return Ok(());
+                    }
+                }
+                n += page.len() as u64;
+                after = Some(last);
+            }
+            if out.flush().is_ok() {
+                eprintln!("{n} members");
+            }
+            Ok(())
+        }
         SegmentCommand::Preview { expression, sample } => {
             let store = open_store(&cfg).await?;
             let schema = infer_schema(&*store).await?;
@@ -61,4 +130,32 @@ pub async fn run(cfg: Config, cmd: SegmentCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Points at the error in the expression, with the hint.
+fn show_error(expression: &str, e: &SegmentError) {
+    let (line, column, hint) = match e {
+        SegmentError::Parse(p) => (p.line, p.column, p.hint.clone()),
+        SegmentError::Type(t) => (t.line, t.column, t.hint.clone()),
+    };
+    let text_line = expression
+        .lines()
+        .nth(line.saturating_sub(1) as usize)
+        .unwrap_or_default();
+    eprintln!("  {text_line}");
+    eprintln!("  {}^", " ".repeat(column.saturating_sub(1) as usize));
+    if let Some(h) = hint {
+        eprintln!("  hint: {h}");
+    }
+}
+
+async fn start_engine(cfg: &Config) -> anyhow::Result<missive_engine::Engine> {
+    let store = open_store(cfg).await?;
+    missive_engine::auth::ensure_workspace(&*store).await?;
+    Ok(missive_engine::Engine::start(
+        store,
+        std::sync::Arc::new(missive_core::SystemClock),
+        cfg.engine_config(),
+    )
+    .await?)
 }

@@ -156,6 +156,8 @@ pub enum SegmentServiceError {
     Set(#[from] missive_segment::SetError),
     #[error("segment {0:?} does not exist")]
     NotFound(String),
+    #[error("segment {name:?} is read by segment {by:?}: change or delete that one first")]
+    InUse { name: String, by: String },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("the engine could not apply it: {0}")]
@@ -228,7 +230,15 @@ pub async fn delete_segment(engine: &crate::Engine, name: &str) -> Result<(), Se
     if !store.list_segments().await?.iter().any(|r| r.name == name) {
         return Err(SegmentServiceError::NotFound(name.to_owned()));
     }
-    let set = set_with(store, name, None).await?;
+    let set = match set_with(store, name, None).await {
+        Err(SegmentServiceError::Set(missive_segment::SetError::UnknownDependency(by, _))) => {
+            return Err(SegmentServiceError::InUse {
+                name: name.to_owned(),
+                by,
+            });
+        }
+        other => other?,
+    };
     store.delete_segment(name).await?;
     engine.use_segments(set, None).await?;
     Ok(())

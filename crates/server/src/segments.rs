@@ -85,6 +85,9 @@ fn service_error(e: SegmentServiceError) -> ApiError {
         SegmentServiceError::Language(e) => ApiError::from(e),
         SegmentServiceError::Set(e) => ApiError::bad_request("segment_dependency_error", e.to_string()),
         SegmentServiceError::NotFound(name) => ApiError::not_found(format!("no segment is named {name:?}")),
+        e @ SegmentServiceError::InUse { .. } => {
+            ApiError::new(axum::http::StatusCode::CONFLICT, "segment_in_use", e.to_string())
+        }
         SegmentServiceError::Store(e) => ApiError::from(e),
         SegmentServiceError::Engine(e) => ApiError::unavailable(&e),
     }

@@ -216,7 +216,7 @@ async fn segments_reading_segments_are_checked_as_a_whole() {
         .send()
         .await
         .unwrap();
-    assert_eq!(res.status(), 400, "a segment another reads must not be deleted");
+    assert_eq!(res.status(), 409, "a segment another reads must not be deleted");
     app.post(
         "/v1/track",
         json!({"userId": "o", "event": "Order Completed", "properties": {"revenue": 20}}),
