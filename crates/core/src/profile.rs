@@ -347,6 +347,11 @@ pub struct Profile {
     /// Segments the profile is in, with their timers.
     #[serde(default, skip_serializing_if = "Membership::is_empty")]
     pub segments: Membership,
+    /// The events saved segments count in their windows, oldest first: every event of the
+    /// names they read, back to their longest window. Kept by the engine, stored with the
+    /// profile, so that windows are exact however long the history.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub window_events: Vec<HistoryEntry>,
     /// Most recent events, newest last. Not stored with the profile: it is rebuilt from the
     /// event log on load, which already holds it.
     #[serde(skip)]
@@ -368,6 +373,7 @@ impl Profile {
             first_seen: None,
             last_seen: None,
             segments: Membership::default(),
+            window_events: Vec::new(),
             history: VecDeque::new(),
         }
     }
@@ -484,6 +490,12 @@ impl Profile {
         for h in &other.history {
             self.push_history(h.clone(), history_len);
         }
+        if !other.window_events.is_empty() {
+            self.window_events.extend(other.window_events.iter().cloned());
+            self.window_events
+                .sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.message_id.cmp(&b.message_id)));
+            self.window_events.dedup_by(|a, b| a.message_id == b.message_id);
+        }
         self.created_at = self.created_at.min(other.created_at);
         touched.merged_from.push(other.id.clone());
     }
@@ -551,6 +563,12 @@ impl Profile {
             frequency: self.orders.count,
             monetary: self.orders.revenue,
         }
+    }
+
+    /// Adds an event to the window events, keeping them in time order.
+    pub fn push_window_event(&mut self, entry: HistoryEntry) {
+        let pos = self.window_events.partition_point(|h| h.at <= entry.at);
+        self.window_events.insert(pos, entry);
     }
 
     pub fn email(&self) -> Option<&str> {

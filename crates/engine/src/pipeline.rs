@@ -794,20 +794,11 @@ impl Applier {
         // Segments deleted since: forget them.
         state.segments.retain(|n| set.get(n).is_some());
         state.timers.retain(|n, _| set.get(n).is_some());
-        p.history.make_contiguous();
         let scores = BTreeMap::new();
         let changes: Vec<MembershipChange> = match touched {
-            Some(t) => set.on_change(
-                &mut state,
-                p,
-                p.history.as_slices().0,
-                &scores,
-                t,
-                Extra::default(),
-                now,
-            ),
+            Some(t) => set.on_change(&mut state, p, &p.window_events, &scores, t, Extra::default(), now),
             None => {
-                let fresh = set.evaluate_all(p, p.history.as_slices().0, &scores, now);
+                let fresh = set.evaluate_all(p, &p.window_events, &scores, now);
                 let changes = fresh
                     .segments
                     .symmetric_difference(&state.segments)
@@ -874,11 +865,10 @@ impl Applier {
                 continue;
             }
             let mut state = std::mem::take(&mut p.segments);
-            p.history.make_contiguous();
             let scores = BTreeMap::new();
             let mut changes = Vec::new();
             while let Some(at) = state.next_due().filter(|d| *d <= now) {
-                changes.extend(set.on_due(&mut state, p, p.history.as_slices().0, &scores, at));
+                changes.extend(set.on_due(&mut state, p, &p.window_events, &scores, at));
                 // A timer that did not move forward would loop: drop it.
                 if state.next_due() == Some(at) {
                     state.timers.retain(|_, t| *t != at);
@@ -886,6 +876,7 @@ impl Applier {
             }
             let next = state.next_due();
             p.segments = state;
+            set.prune(&mut p.window_events, now);
             entry.last_batch = self.batch_seq;
             self.pending.touched.entry(id.clone()).or_default().segments = true;
             self.record_segment_changes(&id, changes);
@@ -929,6 +920,17 @@ impl Applier {
             let Some(id) = self.load_into_cache(&id).await? else {
                 continue;
             };
+            // The new segment may count events the profile did not keep: read them from the log.
+            let loaded =
+                crate::segments::load_window_events(&*self.store, &id, self.segments.windows(), now).await?;
+            if let Some(entry) = self.profiles.get_mut(&id) {
+                let w = &mut entry.profile.window_events;
+                w.extend(loaded);
+                // Sorted by time, then id: copies of one event end up side by side.
+                w.sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.message_id.cmp(&b.message_id)));
+                w.dedup_by(|a, b| a.message_id == b.message_id);
+                self.segments.prune(w, now);
+            }
             self.update_segments(&id, None, now, "backfill");
             if n % 10_000 == 9_999 {
                 tracing::info!(segment = %name, done = n + 1, total, "segment backfill");
@@ -1190,6 +1192,13 @@ impl Applier {
         let mut local = Touched::default();
         entry.profile.apply_event(&e, history_len, &mut local);
         entry.last_batch = batch_seq;
+        if self.segments.keeps(&e.name) {
+            entry
+                .profile
+                .push_window_event(missive_core::profile::HistoryEntry::of(&e));
+            self.segments
+                .prune(&mut entry.profile.window_events, e.received_at);
+        }
         if !self.segments.is_empty() {
             // After a merge everything may have changed: evaluate every segment.
             let scope = if merged { None } else { Some(&local) };

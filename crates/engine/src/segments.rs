@@ -243,3 +243,52 @@ pub async fn delete_segment(engine: &crate::Engine, name: &str) -> Result<(), Se
     engine.use_segments(set, None).await?;
     Ok(())
 }
+
+/// A profile's events of the names in `windows`, back as far as each matters, oldest first.
+pub async fn load_window_events(
+    store: &dyn Store,
+    id: &ProfileId,
+    windows: &std::collections::HashMap<String, Option<chrono::TimeDelta>>,
+    now: DateTime<Utc>,
+) -> Result<Vec<HistoryEntry>, StoreError> {
+    if windows.is_empty() {
+        return Ok(Vec::new());
+    }
+    // How far back to read: the longest window, or everything when one has none.
+    let mut oldest = Some(now);
+    for w in windows.values() {
+        oldest = match (oldest, w) {
+            (Some(o), Some(w)) => Some(o.min(now - *w)),
+            _ => None,
+        };
+    }
+    let mut out = Vec::new();
+    let mut cursor: Option<EventCursor> = None;
+    loop {
+        let page = store
+            .profile_events(EventQuery {
+                profile_id: id.clone(),
+                received_before: None,
+                cursor,
+                limit: 1_000,
+            })
+            .await?;
+        let Some(last) = page.last() else { break };
+        cursor = Some(EventCursor::of(last));
+        let done = oldest.is_some_and(|o| last.timestamp <= o) || page.len() < 1_000;
+        out.extend(
+            page.iter()
+                .filter(|e| match windows.get(&e.name) {
+                    None => false,
+                    Some(None) => true,
+                    Some(Some(w)) => e.timestamp + *w > now,
+                })
+                .map(crate::profiles::history_entry),
+        );
+        if done {
+            break;
+        }
+    }
+    out.reverse();
+    Ok(out)
+}

@@ -56,6 +56,8 @@ pub struct SegmentSet {
     /// Evaluation order: a segment after the segments it reads.
     order: Vec<usize>,
     rank: Vec<usize>,
+    /// Per event name the segments count: how far back its events matter (`None`: all time).
+    windows: HashMap<String, Option<chrono::TimeDelta>>,
 }
 
 /// The inputs a change touched, beyond what [`Touched`] says.
@@ -91,6 +93,22 @@ impl SegmentSet {
             }
             for s in &inputs.segments {
                 set.dependents.entry(s.clone()).or_default().push(i);
+            }
+            for e in &inputs.events {
+                let keep = if inputs.all_time_aggregate {
+                    None
+                } else {
+                    inputs.longest_window
+                };
+                set.windows
+                    .entry(e.clone())
+                    .and_modify(|w| {
+                        *w = match (*w, keep) {
+                            (Some(a), Some(b)) => Some(a.max(b)),
+                            _ => None,
+                        }
+                    })
+                    .or_insert(keep);
             }
             set.names.push(name);
             set.segments.push(seg);
@@ -145,6 +163,26 @@ impl SegmentSet {
 
     pub fn len(&self) -> usize {
         self.segments.len()
+    }
+
+    /// The event names the segments count, and how far back each matters (`None`: all time).
+    pub fn windows(&self) -> &HashMap<String, Option<chrono::TimeDelta>> {
+        &self.windows
+    }
+
+    /// Whether events of `name` must be kept for the segments' windows.
+    pub fn keeps(&self, name: &str) -> bool {
+        self.windows.contains_key(name)
+    }
+
+    /// Drops window events no segment can count any more at `now`.
+    pub fn prune(&self, events: &mut Vec<HistoryEntry>, now: DateTime<Utc>) {
+        events.retain(|e| match self.windows.get(&e.name) {
+            None => false,
+            Some(None) => true,
+            // An event leaves a window `w` after it happened; keep it until then.
+            Some(Some(w)) => e.at + *w > now,
+        });
     }
 
     pub fn is_empty(&self) -> bool {

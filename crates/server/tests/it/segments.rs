@@ -226,3 +226,39 @@ async fn segments_reading_segments_are_checked_as_a_whole() {
     let (status, list) = app.get("/v1/segments").await;
     assert_eq!((status, list.as_array().unwrap().len()), (200, 2));
 }
+
+#[tokio::test]
+async fn windows_count_every_event_however_short_the_history() {
+    // The test app keeps 5 events of history; the segment needs 8 views in the window.
+    let app = TestApp::spawn().await;
+    for i in 0..10 {
+        app.post(
+            "/v1/track",
+            json!({"userId": "before", "event": "Product Viewed", "messageId": format!("b{i}")}),
+        )
+        .await;
+        app.post(
+            "/v1/track",
+            json!({"userId": "before", "event": "Noise", "messageId": format!("n{i}")}),
+        )
+        .await;
+    }
+    let (status, res) = save(&app, "keen", r#"count(event "Product Viewed" within 7d) >= 8"#).await;
+    assert_eq!(status, 201, "{res}");
+    // Backfilled from the event log.
+    assert_eq!(members(&app, "keen").await, [id_of(&app, "before").await]);
+    // And kept in real time.
+    for i in 0..10 {
+        app.post(
+            "/v1/track",
+            json!({"userId": "after", "event": "Product Viewed", "messageId": format!("a{i}")}),
+        )
+        .await;
+        app.post(
+            "/v1/track",
+            json!({"userId": "after", "event": "Noise", "messageId": format!("m{i}")}),
+        )
+        .await;
+    }
+    assert_eq!(members(&app, "keen").await.len(), 2);
+}
