@@ -136,6 +136,8 @@ struct Progress {
     checkpoints_done: watch::Sender<u64>,
     /// The batch of the last committed checkpoint: profiles changed up to it may be evicted.
     flushed_batch: AtomicU64,
+    /// Segment entries and exits, published once their checkpoint is durable.
+    segment_changes: tokio::sync::broadcast::Sender<SegmentChange>,
 }
 
 /// Handle to the running pipeline. Cheap to clone.
@@ -143,6 +145,7 @@ struct Progress {
 pub struct Engine {
     tx: mpsc::Sender<Request>,
     stop: Arc<watch::Sender<bool>>,
+    changes: tokio::sync::broadcast::Sender<SegmentChange>,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     config: Arc<EngineConfig>,
@@ -170,6 +173,7 @@ impl Engine {
             events_done: watch::channel(0).0,
             checkpoints_done: watch::channel(0).0,
             flushed_batch: AtomicU64::new(0),
+            segment_changes: tokio::sync::broadcast::channel(65_536).0,
         });
         let config = Arc::new(config);
         let mut applier = Applier {
@@ -206,6 +210,7 @@ impl Engine {
         }
         applier.load_timers().await?;
         let (stop, stop_rx) = watch::channel(false);
+        let changes = progress.segment_changes.clone();
         let tasks = vec![
             tokio::spawn(applier.run(rx, etx, ctx, stop_rx)),
             tokio::spawn(run_events_writer(store.clone(), erx, progress.clone())),
@@ -214,6 +219,7 @@ impl Engine {
         Ok(Self {
             tx,
             stop: Arc::new(stop),
+            changes,
             store,
             clock,
             config,
@@ -262,6 +268,13 @@ impl Engine {
             .await
             .map_err(|_| Arc::new(EngineError::ShuttingDown))?;
         rx.await.map_err(|_| Arc::new(EngineError::ShuttingDown))?
+    }
+
+    /// Segment entries and exits, each published once the checkpoint recording it is durable:
+    /// what journeys trigger on (`Segment Entered` / `Segment Exited`). A subscriber that falls
+    /// more than 65,536 changes behind is told it lagged.
+    pub fn subscribe_segment_changes(&self) -> tokio::sync::broadcast::Receiver<SegmentChange> {
+        self.changes.subscribe()
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -1446,8 +1459,13 @@ async fn run_checkpoint_writer(
         }
         let started = Instant::now();
         let profiles = job.checkpoint.profiles.len();
+        let published =
+            (progress.segment_changes.receiver_count() > 0).then(|| job.checkpoint.segment_changes.clone());
         match store.commit_checkpoint(job.checkpoint).await {
             Ok(()) => {
+                for change in published.into_iter().flatten() {
+                    let _ = progress.segment_changes.send(change);
+                }
                 progress.flushed_batch.store(job.batch_seq, Ordering::SeqCst);
                 metrics::histogram!("missive_store_commit_seconds", "kind" => "checkpoint")
                     .record(started.elapsed().as_secs_f64());

@@ -59,7 +59,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/profiles/{key}/events", get(profiles::get_events))
         .route("/v1/segments", post(segments::save).get(segments::list))
         .route("/v1/segments/preview", post(segments::preview_segment))
-        .route("/v1/segments/{name}", axum::routing::delete(segments::delete))
+        .route(
+            "/v1/segments/{name}",
+            axum::routing::delete(segments::delete).get(segments::get_one),
+        )
         .route("/v1/segments/{name}/members", get(segments::members))
         .route("/v1/profiles/{key}/segments", get(profiles::get_segments))
         .route("/health", get(health))

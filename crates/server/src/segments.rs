@@ -188,3 +188,27 @@ pub async fn members(
         next,
     }))
 }
+
+/// `GET /v1/segments/{name}`
+pub async fn get_one(
+    _: RequireAdmin,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<SegmentOut>, ApiError> {
+    let Some(r) = state
+        .engine
+        .store()
+        .list_segments()
+        .await?
+        .into_iter()
+        .find(|r| r.name == name)
+    else {
+        return Err(ApiError::not_found(format!("no segment is named {name:?}")));
+    };
+    Ok(Json(SegmentOut {
+        name: r.name,
+        expression: r.expression,
+        created_at: r.created_at,
+        updated_at: r.updated_at,
+    }))
+}
