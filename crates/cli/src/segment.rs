@@ -37,7 +37,19 @@ pub async fn run(cfg: Config, cmd: SegmentCommand) -> anyhow::Result<()> {
         SegmentCommand::Save { name, expression } => {
             let engine = start_engine(&cfg).await?;
             let started = std::time::Instant::now();
-            let result = save_segment(&engine, &name, &expression).await;
+            let (tx, mut rx) = tokio::sync::watch::channel((0u64, 0u64));
+            let bar = indicatif::ProgressBar::new(0);
+            let shown = bar.clone();
+            let watcher = tokio::spawn(async move {
+                while rx.changed().await.is_ok() {
+                    let (done, total) = *rx.borrow();
+                    shown.set_length(total);
+                    shown.set_position(done);
+                }
+            });
+            let result = save_segment(&engine, &name, &expression, Some(tx)).await;
+            let _ = watcher.await;
+            bar.finish_and_clear();
             engine.shutdown().await;
             match result {
                 Ok(n) => {

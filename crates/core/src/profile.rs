@@ -352,6 +352,10 @@ pub struct Profile {
     /// profile, so that windows are exact however long the history.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub window_events: Vec<HistoryEntry>,
+    /// Model outputs (`cluster`, propensity and value scores): written by the models, read by
+    /// segments as `scores.NAME` and `model.cluster`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub scores: BTreeMap<String, Value>,
     /// Most recent events, newest last. Not stored with the profile: it is rebuilt from the
     /// event log on load, which already holds it.
     #[serde(skip)]
@@ -374,6 +378,7 @@ impl Profile {
             last_seen: None,
             segments: Membership::default(),
             window_events: Vec::new(),
+            scores: BTreeMap::new(),
             history: VecDeque::new(),
         }
     }

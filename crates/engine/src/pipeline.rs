@@ -17,7 +17,7 @@
 //! takes the id that event was first stored under. Identity merges cross any partitioning by
 //! person, so on one box there is one owner of all profiles.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -103,6 +103,7 @@ enum Request {
     Segments {
         set: Arc<SegmentSet>,
         backfill: Option<String>,
+        progress: Option<watch::Sender<(u64, u64)>>,
         ack: oneshot::Sender<Result<u64, Arc<EngineError>>>,
     },
 }
@@ -253,16 +254,19 @@ impl Engine {
 
     /// Hands a new set of saved segments to the pipeline, evaluating `backfill` (a new or
     /// changed segment) on every profile; answers with the number of profiles evaluated.
+    /// `progress`, when given, is told (profiles done, profiles in all) as the backfill goes.
     pub async fn use_segments(
         &self,
         set: SegmentSet,
         backfill: Option<String>,
+        progress: Option<watch::Sender<(u64, u64)>>,
     ) -> Result<u64, Arc<EngineError>> {
         let (ack, rx) = oneshot::channel();
         self.tx
             .send(Request::Segments {
                 set: Arc::new(set),
                 backfill,
+                progress,
                 ack,
             })
             .await
@@ -476,11 +480,19 @@ impl Applier {
                     sync_acks.extend(ack);
                 }
                 Request::Tick => {}
-                Request::Segments { set, backfill, ack } => segment_requests.push((set, backfill, ack)),
+                Request::Segments {
+                    set,
+                    backfill,
+                    progress,
+                    ack,
+                } => segment_requests.push((set, backfill, progress, ack)),
             }
         }
-        for (set, backfill, ack) in segment_requests {
-            let result = self.switch_segments(set, backfill).await.map_err(Arc::new);
+        for (set, backfill, progress, ack) in segment_requests {
+            let result = self
+                .switch_segments(set, backfill, progress)
+                .await
+                .map_err(Arc::new);
             let _ = ack.send(result);
         }
         let n = lists.iter().map(Vec::len).sum::<usize>();
@@ -807,7 +819,7 @@ impl Applier {
         // Segments deleted since: forget them.
         state.segments.retain(|n| set.get(n).is_some());
         state.timers.retain(|n, _| set.get(n).is_some());
-        let scores = BTreeMap::new();
+        let scores = p.scores.clone();
         let changes: Vec<MembershipChange> = match touched {
             Some(t) => set.on_change(&mut state, p, &p.window_events, &scores, t, Extra::default(), now),
             None => {
@@ -878,7 +890,7 @@ impl Applier {
                 continue;
             }
             let mut state = std::mem::take(&mut p.segments);
-            let scores = BTreeMap::new();
+            let scores = p.scores.clone();
             let mut changes = Vec::new();
             while let Some(at) = state.next_due().filter(|d| *d <= now) {
                 changes.extend(set.on_due(&mut state, p, &p.window_events, &scores, at));
@@ -905,6 +917,7 @@ impl Applier {
         &mut self,
         set: Arc<SegmentSet>,
         backfill: Option<String>,
+        progress: Option<watch::Sender<(u64, u64)>>,
     ) -> Result<u64, EngineError> {
         self.segments = set;
         let Some(name) = backfill else { return Ok(0) };
@@ -945,6 +958,11 @@ impl Applier {
                 self.segments.prune(w, now);
             }
             self.update_segments(&id, None, now, "backfill");
+            if let Some(p) = &progress
+                && n % 500 == 0
+            {
+                p.send_replace((n as u64, total));
+            }
             if n % 10_000 == 9_999 {
                 tracing::info!(segment = %name, done = n + 1, total, "segment backfill");
             }

@@ -205,6 +205,7 @@ pub async fn save_segment(
     engine: &crate::Engine,
     name: &str,
     expression: &str,
+    progress: Option<tokio::sync::watch::Sender<(u64, u64)>>,
 ) -> Result<u64, SegmentServiceError> {
     check_name(name)?;
     engine.sync().await?;
@@ -221,7 +222,7 @@ pub async fn save_segment(
             updated_at: now,
         })
         .await?;
-    Ok(engine.use_segments(set, Some(name.to_owned())).await?)
+    Ok(engine.use_segments(set, Some(name.to_owned()), progress).await?)
 }
 
 /// Deletes a saved segment; refused while another segment reads it.
@@ -240,7 +241,7 @@ pub async fn delete_segment(engine: &crate::Engine, name: &str) -> Result<(), Se
         other => other?,
     };
     store.delete_segment(name).await?;
-    engine.use_segments(set, None).await?;
+    engine.use_segments(set, None, None).await?;
     Ok(())
 }
 

@@ -99,7 +99,7 @@ pub async fn save(
     State(state): State<AppState>,
     Json(body): Json<SegmentIn>,
 ) -> Result<(axum::http::StatusCode, Json<SavedOut>), ApiError> {
-    let evaluated = save_segment(&state.engine, &body.name, &body.expression)
+    let evaluated = save_segment(&state.engine, &body.name, &body.expression, None)
         .await
         .map_err(service_error)?;
     Ok((
