@@ -175,10 +175,20 @@ pub fn validate_message(
     // Segment's skew correction: the client's clock is off by (sentAt - receivedAt), so the
     // event happened at timestamp - (sentAt - receivedAt).
     let corrected = match (timestamp, sent_at) {
-        (Some(ts), Some(sent)) => ts + (received_at - sent),
+        (Some(ts), Some(sent)) => ts.checked_add_signed(received_at - sent).unwrap_or(ts),
         (Some(ts), None) => ts,
         (None, _) => received_at,
     };
+    // Times a person's events can have: anything else is a client bug, and would overflow the
+    // date arithmetic of windows and timers.
+    let plausible = |t: DateTime<Utc>| (1900..3000).contains(&chrono::Datelike::year(&t));
+    if !plausible(corrected) {
+        return Err(Rejection::new(
+            "invalid_timestamp",
+            "timestamp",
+            "timestamp must be between the years 1900 and 2999",
+        ));
+    }
 
     // Group traits describe the group, not the person.
     let own_traits = if kind == EventKind::Group {
@@ -458,6 +468,15 @@ mod tests {
             Some(EventKind::Track),
         );
         assert_eq!((r.code, r.field.as_str()), ("invalid_value", "properties.a.b"));
+    }
+
+    #[test]
+    fn timestamps_outside_the_plausible_years_are_refused() {
+        let r = reject(
+            json!({"userId": "u", "event": "x", "timestamp": "+262143-12-31T00:00:00"}),
+            Some(EventKind::Track),
+        );
+        assert_eq!((r.code, r.field.as_str()), ("invalid_timestamp", "timestamp"));
     }
 
     #[test]

@@ -147,6 +147,8 @@ pub struct Engine {
     tx: mpsc::Sender<Request>,
     stop: Arc<watch::Sender<bool>>,
     changes: tokio::sync::broadcast::Sender<SegmentChange>,
+    /// Segment definitions change one at a time.
+    segment_lock: Arc<tokio::sync::Mutex<()>>,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     config: Arc<EngineConfig>,
@@ -200,6 +202,7 @@ impl Engine {
             identity_filter: ScalableBloom::new(stats.profiles as usize * 4),
             segments: Arc::new(load_segments(&*store).await?),
             timers: BinaryHeap::new(),
+            eval_now: DateTime::<Utc>::MIN_UTC,
         };
         applier.load_filters().await?;
         let replayed = applier.recover().await?;
@@ -221,6 +224,7 @@ impl Engine {
             tx,
             stop: Arc::new(stop),
             changes,
+            segment_lock: Arc::new(tokio::sync::Mutex::new(())),
             store,
             clock,
             config,
@@ -279,6 +283,12 @@ impl Engine {
     /// more than 65,536 changes behind is told it lagged.
     pub fn subscribe_segment_changes(&self) -> tokio::sync::broadcast::Receiver<SegmentChange> {
         self.changes.subscribe()
+    }
+
+    /// Held while a segment definition changes, so that concurrent changes cannot hand the
+    /// pipeline a set built from a stale list.
+    pub async fn lock_segments(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.segment_lock.lock().await
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -397,6 +407,8 @@ struct Applier {
     /// The saved segments, and when each profile's next segment timer falls due.
     segments: Arc<SegmentSet>,
     timers: BinaryHeap<Reverse<(DateTime<Utc>, ProfileId)>>,
+    /// The latest instant segments were evaluated at.
+    eval_now: DateTime<Utc>,
 }
 
 impl Applier {
@@ -488,13 +500,7 @@ impl Applier {
                 } => segment_requests.push((set, backfill, progress, ack)),
             }
         }
-        for (set, backfill, progress, ack) in segment_requests {
-            let result = self
-                .switch_segments(set, backfill, progress)
-                .await
-                .map_err(Arc::new);
-            let _ = ack.send(result);
-        }
+
         let n = lists.iter().map(Vec::len).sum::<usize>();
         let folded = self.prepare(lists).await;
         tracing::debug!(
@@ -525,6 +531,15 @@ impl Applier {
                 return false;
             }
             self.sent_events = self.batch_seq;
+        }
+        // After the fold (a failed commit has been recovered from) and after this batch's
+        // events went to the writer (the backfill waits for them to be in the log).
+        for (set, backfill, progress, ack) in segment_requests {
+            let result = self
+                .switch_segments(set, backfill, progress)
+                .await
+                .map_err(Arc::new);
+            let _ = ack.send(result);
         }
         let checkpoint = sync_requested
             || self.config.flush_interval.is_zero()
@@ -558,6 +573,7 @@ impl Applier {
             self.wait_for_writers().await;
             self.seen_epoch = current;
             self.recover().await?;
+            self.load_timers().await?;
         }
         self.batch_seq += 1;
         self.evict_if_needed();
@@ -762,6 +778,7 @@ impl Applier {
         self.profiles.clear();
         self.identities.clear();
         self.recent_ids.clear();
+        self.timers.clear();
         self.pending = Pending::default();
         self.repoint.clear();
         let checkpoint = self.store.profile_checkpoint().await?;
@@ -868,6 +885,7 @@ impl Applier {
 
     /// Fires every segment timer due by `now`, each at its own instant.
     async fn run_due_timers(&mut self, now: DateTime<Utc>) -> Result<(), EngineError> {
+        self.eval_now = self.eval_now.max(now);
         if self.segments.is_empty() {
             self.timers.clear();
             return Ok(());
@@ -921,6 +939,8 @@ impl Applier {
     ) -> Result<u64, EngineError> {
         self.segments = set;
         let Some(name) = backfill else { return Ok(0) };
+        // The event log must hold every event folded so far before the backfill reads it.
+        self.wait_for_writers().await;
         let started = Instant::now();
         let now = self.clock.now();
         // Every live profile: those in the store, and those only in memory so far.
@@ -950,12 +970,23 @@ impl Applier {
             let loaded =
                 crate::segments::load_window_events(&*self.store, &id, self.segments.windows(), now).await?;
             if let Some(entry) = self.profiles.get_mut(&id) {
+                // The segment is evaluated afresh: a membership left from an earlier segment of
+                // that name must not hide an entry.
+                entry.profile.segments.segments.remove(&name);
+                entry.profile.segments.timers.remove(&name);
+                let kept = entry.profile.window_events.len();
                 let w = &mut entry.profile.window_events;
                 w.extend(loaded);
                 // Sorted by time, then id: copies of one event end up side by side.
                 w.sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.message_id.cmp(&b.message_id)));
                 w.dedup_by(|a, b| a.message_id == b.message_id);
                 self.segments.prune(w, now);
+                if w.len() != kept {
+                    // Window events read from the log must reach the store even if membership
+                    // does not change.
+                    entry.last_batch = self.batch_seq;
+                    self.pending.touched.entry(id.clone()).or_default().segments = true;
+                }
             }
             self.update_segments(&id, None, now, "backfill");
             if let Some(p) = &progress
@@ -1132,6 +1163,7 @@ impl Applier {
         e: Event,
         replay_id: Option<&ProfileId>,
     ) -> Result<(ProfileId, Event), EngineError> {
+        let mut created = false;
         let user = match &e.user_id {
             Some(u) => self.profile_of(&IdentityKey::user_id(u.clone())).await?,
             None => None,
@@ -1155,7 +1187,10 @@ impl Applier {
                     .cloned();
                 match candidate {
                     Some(c) => c,
-                    None => self.new_profile(replay_id, e.received_at).await?,
+                    None => {
+                        created = true;
+                        self.new_profile(replay_id, e.received_at).await?
+                    }
                 }
             }
         };
@@ -1210,11 +1245,16 @@ impl Applier {
 
         let history_len = self.config.history_len;
         let batch_seq = self.batch_seq;
-        let merged = self
-            .pending
-            .touched
-            .get(&target)
-            .is_some_and(|t| !t.merged_from.is_empty());
+        // A new profile, or one that absorbed another, may now be in any segment.
+        let everything = created
+            || self
+                .pending
+                .touched
+                .get(&target)
+                .is_some_and(|t| !t.merged_from.is_empty());
+        // Segment time never goes backwards, even for an event received before a timer fired.
+        let now = e.received_at.max(self.eval_now);
+        self.eval_now = now;
         let Some(entry) = self.profiles.get_mut(&target) else {
             return Err(EngineError::Store(StoreError::Corrupt(format!(
                 "profile {target} vanished from memory"
@@ -1227,13 +1267,11 @@ impl Applier {
             entry
                 .profile
                 .push_window_event(missive_core::profile::HistoryEntry::of(&e));
-            self.segments
-                .prune(&mut entry.profile.window_events, e.received_at);
+            self.segments.prune(&mut entry.profile.window_events, now);
         }
         if !self.segments.is_empty() {
-            // After a merge everything may have changed: evaluate every segment.
-            let scope = if merged { None } else { Some(&local) };
-            self.update_segments(&target, scope, e.received_at, "event");
+            let scope = if everything { None } else { Some(&local) };
+            self.update_segments(&target, scope, now, "event");
         }
         let touched = self.pending.touched.entry(target.clone()).or_default();
         touched.merge(local);

@@ -208,6 +208,7 @@ pub async fn save_segment(
     progress: Option<tokio::sync::watch::Sender<(u64, u64)>>,
 ) -> Result<u64, SegmentServiceError> {
     check_name(name)?;
+    let _one_at_a_time = engine.lock_segments().await;
     engine.sync().await?;
     let store = &**engine.store();
     let segment = Segment::compile(expression, &infer_schema(store).await?)?;
@@ -227,6 +228,7 @@ pub async fn save_segment(
 
 /// Deletes a saved segment; refused while another segment reads it.
 pub async fn delete_segment(engine: &crate::Engine, name: &str) -> Result<(), SegmentServiceError> {
+    let _one_at_a_time = engine.lock_segments().await;
     let store = &**engine.store();
     if !store.list_segments().await?.iter().any(|r| r.name == name) {
         return Err(SegmentServiceError::NotFound(name.to_owned()));

@@ -226,14 +226,21 @@ fn eval<'a>(e: &'a Expr, ctx: &mut Ctx<'a>, record: bool) -> bool {
         Expr::Time { left, before, at, .. } => {
             let v = operand(left, ctx);
             let threshold = match at {
-                TimeRef::Ago(d) => ctx.now - *d,
+                TimeRef::Ago(d) => ctx.now.checked_sub_signed(*d).unwrap_or(DateTime::<Utc>::MIN_UTC),
                 TimeRef::At(t) => *t,
             };
             let r = match v.as_time() {
                 Some(t) => {
                     if let TimeRef::Ago(d) = at {
                         // `t before now - d` turns true, and `after` false, once now passes t + d.
-                        ctx.change_at(t + *d + TimeDelta::microseconds(1));
+                        // `before` turns true just after t + d; `after` turns false at t + d.
+                        if let Some(edge) = t.checked_add_signed(*d) {
+                            ctx.change_at(if *before {
+                                edge + TimeDelta::microseconds(1)
+                            } else {
+                                edge
+                            });
+                        }
                     }
                     if *before { t < threshold } else { t > threshold }
                 }
@@ -278,10 +285,16 @@ fn recency_threshold(left: &Operand, right: &Operand, ctx: &mut Ctx<'_>) {
         && p.field == Field::RecencyDays
         && let Some(last) = ctx.facts.profile.orders.last_at
     {
-        // Exactly N days after (`>=` turns), and one microsecond later (`>` turns).
-        let at = last + TimeDelta::microseconds((n * 86_400e6).ceil() as i64);
-        ctx.change_at(at);
-        ctx.change_at(at + TimeDelta::microseconds(1));
+        // Exactly N days after (`>=` turns), and one microsecond later (`>` turns). A threshold
+        // past the calendar's end never turns.
+        let micros = (n * 86_400e6).ceil();
+        if micros.is_finite()
+            && micros.abs() < 1e17
+            && let Some(at) = last.checked_add_signed(TimeDelta::microseconds(micros as i64))
+        {
+            ctx.change_at(at);
+            ctx.change_at(at + TimeDelta::microseconds(1));
+        }
     }
 }
 
@@ -348,7 +361,9 @@ fn aggregate<'a>(a: &'a Aggregate, ctx: &mut Ctx<'a>) -> V<'a> {
         None => Box::new(facts.events.iter().filter(|e| e.name == a.event)),
     };
     let mut total = 0.0;
-    let cutoff = a.within.map(|w| now - w);
+    let cutoff = a
+        .within
+        .map(|w| now.checked_sub_signed(w).unwrap_or(DateTime::<Utc>::MIN_UTC));
     // The oldest event in the window leaves it first; the earliest future one enters first.
     let (mut oldest, mut next_future): (Option<DateTime<Utc>>, Option<DateTime<Utc>>) = (None, None);
     for e in named {
@@ -376,8 +391,10 @@ fn aggregate<'a>(a: &'a Aggregate, ctx: &mut Ctx<'a>) -> V<'a> {
             (AggregateKind::Sum, None) => 0.0,
         };
     }
-    if let (Some(w), Some(t)) = (a.within, oldest) {
-        ctx.change_at(t + w);
+    if let (Some(w), Some(t)) = (a.within, oldest)
+        && let Some(edge) = t.checked_add_signed(w)
+    {
+        ctx.change_at(edge);
     }
     if let Some(t) = next_future {
         ctx.change_at(t);

@@ -94,12 +94,9 @@ impl SegmentSet {
             for s in &inputs.segments {
                 set.dependents.entry(s.clone()).or_default().push(i);
             }
-            for e in &inputs.events {
-                let keep = if inputs.all_time_aggregate {
-                    None
-                } else {
-                    inputs.longest_window
-                };
+            // Only aggregates count events; `events."X".count` reads the profile's totals.
+            for (e, keep) in &inputs.windows {
+                let keep = *keep;
                 set.windows
                     .entry(e.clone())
                     .and_modify(|w| {
@@ -181,7 +178,7 @@ impl SegmentSet {
             None => false,
             Some(None) => true,
             // An event leaves a window `w` after it happened; keep it until then.
-            Some(Some(w)) => e.at + *w > now,
+            Some(Some(w)) => e.at.checked_add_signed(*w).is_none_or(|end| end > now),
         });
     }
 

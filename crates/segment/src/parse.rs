@@ -215,6 +215,23 @@ fn lex(src: &str) -> Result<Vec<Token>, ParseError> {
                             Some("durations look like 30m, 24h, 7d, 2w"),
                         )
                     })?;
+                    // A century is the longest window anyone needs; more would overflow the calendar.
+                    let seconds = n.saturating_mul(match u {
+                        b's' => 1,
+                        b'm' => 60,
+                        b'h' => 3_600,
+                        b'd' => 86_400,
+                        _ => 604_800,
+                    });
+                    if !(0..=100 * 366 * 86_400).contains(&seconds) {
+                        return Err(err(
+                            format!("{text}{} is out of range", u as char),
+                            i,
+                            line,
+                            line_start,
+                            Some("durations go up to 100 years (36500d)"),
+                        ));
+                    }
                     i = j + 1;
                     Tok::Duration(match u {
                         b's' => TimeDelta::seconds(n),

@@ -62,6 +62,9 @@ pub struct Inputs {
     pub longest_window: Option<chrono::TimeDelta>,
     /// …unless an aggregate has no window at all (then every event can).
     pub all_time_aggregate: bool,
+    /// Per event name an aggregate counts: how far back its events matter (`None`: all time).
+    #[serde(skip)]
+    pub windows: BTreeMap<String, Option<chrono::TimeDelta>>,
 }
 
 /// A compiled segment.
@@ -241,6 +244,11 @@ fn operand_type(o: &Operand, schema: &Schema, inputs: &mut Inputs, in_filter: bo
 
 fn check_aggregate(a: &Aggregate, schema: &Schema, inputs: &mut Inputs) -> Result<(), TypeError> {
     inputs.events.insert(a.event.clone());
+    let entry = inputs.windows.entry(a.event.clone()).or_insert(a.within);
+    *entry = match (*entry, a.within) {
+        (Some(x), Some(y)) => Some(x.max(y)),
+        _ => None,
+    };
     match a.within {
         Some(w) => {
             inputs.time_dependent = true;

@@ -853,7 +853,8 @@ impl Store for PostgresStore {
         for ch in &cp.segment_changes {
             if ch.entered {
                 tx.execute(
-                    "INSERT INTO segment_members (segment, profile_id, since) VALUES ($1, $2, $3)
+                                        "INSERT INTO segment_members (segment, profile_id, since)
+                     SELECT $1::text, $2::text, $3::bigint WHERE EXISTS (SELECT 1 FROM segments WHERE name = $1)
                      ON CONFLICT (segment, profile_id) DO NOTHING",
                     &[&ch.segment, &ch.profile_id.as_str(), &micros(ch.at)],
                 )

@@ -556,7 +556,9 @@ impl Store for SqliteStore {
                     ver.execute(params![v.0, v.1, v.2, v.3, v.4, v.5])?;
                 }
                 let mut enter = tx.prepare_cached(
-                    "INSERT INTO segment_members (segment, profile_id, since) VALUES (?1, ?2, ?3)
+                                        // A change for a segment deleted meanwhile adds no member.
+                    "INSERT INTO segment_members (segment, profile_id, since)
+                     SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM segments WHERE name = ?1)
                      ON CONFLICT (segment, profile_id) DO NOTHING",
                 )?;
                 let mut exit = tx.prepare_cached("DELETE FROM segment_members WHERE segment = ?1 AND profile_id = ?2")?;

@@ -383,3 +383,33 @@ async fn incremental_membership_matches_evaluation_from_scratch_through_the_engi
         }
     }
 }
+
+#[tokio::test]
+async fn a_new_profile_is_checked_against_every_segment() {
+    let app = TestApp::spawn().await;
+    save(&app, "non-buyers", "orders.count == 0").await;
+    app.post("/v1/page", json!({"anonymousId": "visitor", "name": "Home"}))
+        .await;
+    assert_eq!(members(&app, "non-buyers").await, [id_of(&app, "visitor").await]);
+}
+
+#[tokio::test]
+async fn a_segment_deleted_and_saved_again_lists_its_members() {
+    let app = TestApp::spawn().await;
+    app.post(
+        "/v1/identify",
+        json!({"userId": "d", "traits": {"city": "Paris"}}),
+    )
+    .await;
+    save(&app, "parisians", r#"traits.city == "Paris""#).await;
+    let res = app
+        .client
+        .delete(format!("{}/v1/segments/parisians", app.base))
+        .bearer_auth(&app.admin_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    save(&app, "parisians", r#"traits.city == "Paris""#).await;
+    assert_eq!(members(&app, "parisians").await, [id_of(&app, "d").await]);
+}
