@@ -539,7 +539,18 @@ impl Applier {
                 .switch_segments(set, backfill, progress)
                 .await
                 .map_err(Arc::new);
-            let _ = ack.send(result);
+            // Answer once the backfill's checkpoint is durable, not before.
+            let (durable, committed) = oneshot::channel();
+            sync_acks.push(durable);
+            sync_requested = true;
+            tokio::spawn(async move {
+                let answer = match committed.await {
+                    Ok(Ok(())) => result,
+                    Ok(Err(e)) => Err(e),
+                    Err(_) => Err(Arc::new(EngineError::ShuttingDown)),
+                };
+                let _ = ack.send(answer);
+            });
         }
         let checkpoint = sync_requested
             || self.config.flush_interval.is_zero()
@@ -1320,6 +1331,18 @@ impl Applier {
             }
         }
         source.profile.merged_into = Some(into.clone());
+        // The merged-away profile leaves its segments: the one it merged into carries on.
+        let left: Vec<MembershipChange> = std::mem::take(&mut source.profile.segments)
+            .segments
+            .into_iter()
+            .map(|segment| MembershipChange {
+                segment,
+                entered: false,
+                at,
+                cause: format!("merged into {into}"),
+            })
+            .collect();
+        self.record_segment_changes(from, left);
         source.last_batch = self.batch_seq;
         let t = self.pending.touched.entry(from.clone()).or_default();
         t.merged_into = Some(into.clone());

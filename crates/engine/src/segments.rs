@@ -74,7 +74,7 @@ pub async fn preview(
     if let Some(name) = segment.inputs().segments.iter().next() {
         return Err(PreviewError::ReadsSegments(name.clone()));
     }
-    let (segments, scores) = (BTreeSet::new(), BTreeMap::new());
+    let segments = BTreeSet::new();
     let mut out = Preview {
         members: 0,
         scanned: 0,
@@ -87,7 +87,7 @@ pub async fn preview(
         after = Some(last.id.clone());
         for p in &page {
             let events = window_events(store, p, segment, now).await?;
-            let facts = Facts::new(p, &events, &segments, &scores);
+            let facts = Facts::new(p, &events, &segments, &p.scores);
             if segment.evaluate(&facts, now).member {
                 out.members += 1;
                 if out.sample.len() < sample_size {
