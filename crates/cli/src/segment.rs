@@ -110,19 +110,7 @@ pub async fn run(cfg: Config, cmd: SegmentCommand) -> anyhow::Result<()> {
             let segment = match Segment::compile(&expression, &schema) {
                 Ok(s) => s,
                 Err(e) => {
-                    let (line, column, hint) = match &e {
-                        SegmentError::Parse(p) => (p.line, p.column, p.hint.clone()),
-                        SegmentError::Type(t) => (t.line, t.column, t.hint.clone()),
-                    };
-                    let text_line = expression
-                        .lines()
-                        .nth(line.saturating_sub(1) as usize)
-                        .unwrap_or_default();
-                    eprintln!("  {text_line}");
-                    eprintln!("  {}^", " ".repeat(column.saturating_sub(1) as usize));
-                    if let Some(h) = hint {
-                        eprintln!("  hint: {h}");
-                    }
+                    show_error(&expression, &e);
                     anyhow::bail!("{e}");
                 }
             };

@@ -101,48 +101,21 @@ pub async fn preview(
     Ok(out)
 }
 
-/// The events of `p` the segment's aggregates can count: those inside its longest window, or
-/// all of them when an aggregate has none.
+/// The events of `p` the segment's aggregates can count: those inside each one's window, or
+/// all of them for an aggregate without one.
 pub async fn window_events(
     store: &dyn Store,
     p: &Profile,
     segment: &Segment,
     now: DateTime<Utc>,
 ) -> Result<Vec<HistoryEntry>, StoreError> {
-    let inputs = segment.inputs();
-    if inputs.events.is_empty() {
-        return Ok(Vec::new());
-    }
-    let oldest = if inputs.all_time_aggregate {
-        None
-    } else {
-        inputs.longest_window.map(|w| now - w)
-    };
-    let mut out = Vec::new();
-    let mut cursor: Option<EventCursor> = None;
-    loop {
-        let page = store
-            .profile_events(EventQuery {
-                profile_id: p.id.clone(),
-                received_before: None,
-                cursor,
-                limit: 1_000,
-            })
-            .await?;
-        let Some(last) = page.last() else { break };
-        cursor = Some(EventCursor::of(last));
-        let done = oldest.is_some_and(|o| last.timestamp <= o) || page.len() < 1_000;
-        out.extend(
-            page.iter()
-                .filter(|e| inputs.events.contains(&e.name))
-                .filter(|e| oldest.is_none_or(|o| e.timestamp > o))
-                .map(crate::profiles::history_entry),
-        );
-        if done {
-            break;
-        }
-    }
-    Ok(out)
+    let windows: std::collections::HashMap<String, Option<chrono::TimeDelta>> = segment
+        .inputs()
+        .windows
+        .iter()
+        .map(|(k, v)| (k.clone(), *v))
+        .collect();
+    load_window_events(store, &p.id, &windows, now).await
 }
 
 /// Why a segment could not be saved or deleted.
@@ -284,7 +257,7 @@ pub async fn load_window_events(
                 .filter(|e| match windows.get(&e.name) {
                     None => false,
                     Some(None) => true,
-                    Some(Some(w)) => e.timestamp + *w > now,
+                    Some(Some(w)) => e.timestamp.checked_add_signed(*w).is_none_or(|end| end > now),
                 })
                 .map(crate::profiles::history_entry),
         );
