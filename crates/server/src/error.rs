@@ -119,3 +119,24 @@ impl From<missive_store::StoreError> for ApiError {
         ApiError::internal(&e)
     }
 }
+
+/// A JSON request body, whatever its `Content-Type` (curl's `-d` sends a form type), with
+/// errors in the API's catalogue.
+pub struct JsonBody<T>(pub T);
+
+impl<S, T> axum::extract::FromRequest<S> for JsonBody<T>
+where
+    S: Send + Sync,
+    T: serde::de::DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| ApiError::bad_request("invalid_body", e.body_text()))?;
+        serde_json::from_slice(&bytes)
+            .map(JsonBody)
+            .map_err(|e| ApiError::bad_request("invalid_json", format!("body is not the expected JSON: {e}")))
+    }
+}

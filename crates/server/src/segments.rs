@@ -10,6 +10,7 @@ use missive_segment::Segment;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::RequireAdmin;
+use crate::error::JsonBody;
 use crate::{ApiError, AppState};
 
 #[derive(Debug, Deserialize)]
@@ -29,7 +30,7 @@ pub struct PreviewOut {
 pub async fn preview_segment(
     _: RequireAdmin,
     State(state): State<AppState>,
-    Json(body): Json<PreviewIn>,
+    JsonBody(body): JsonBody<PreviewIn>,
 ) -> Result<Json<PreviewOut>, ApiError> {
     let sample = body.sample.unwrap_or(10);
     if sample > 100 {
@@ -97,7 +98,7 @@ fn service_error(e: SegmentServiceError) -> ApiError {
 pub async fn save(
     _: RequireAdmin,
     State(state): State<AppState>,
-    Json(body): Json<SegmentIn>,
+    JsonBody(body): JsonBody<SegmentIn>,
 ) -> Result<(axum::http::StatusCode, Json<SavedOut>), ApiError> {
     let evaluated = save_segment(&state.engine, &body.name, &body.expression, None)
         .await

@@ -413,3 +413,30 @@ async fn a_segment_deleted_and_saved_again_lists_its_members() {
     save(&app, "parisians", r#"traits.city == "Paris""#).await;
     assert_eq!(members(&app, "parisians").await, [id_of(&app, "d").await]);
 }
+
+#[tokio::test]
+async fn segment_bodies_are_json_whatever_the_content_type_and_errors_are_in_the_catalogue() {
+    let app = TestApp::spawn().await;
+    // What `curl -d` sends: a form content type.
+    let res = app
+        .client
+        .post(format!("{}/v1/segments", app.base))
+        .bearer_auth(&app.admin_key)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(r#"{"name": "all", "expression": "first_seen exists"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let res = app
+        .client
+        .post(format!("{}/v1/segments", app.base))
+        .bearer_auth(&app.admin_key)
+        .body(r#"{"name": "broken""#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["code"], "invalid_json");
+}
