@@ -192,7 +192,7 @@ impl SegmentSet {
 
     /// The segments a change can affect (before following segment dependencies).
     pub fn affected(&self, touched: &Touched, extra: Extra) -> BTreeSet<usize> {
-        let mut out = BTreeSet::new();
+        let mut out = Vec::new();
         for t in &touched.traits {
             out.extend(self.by_trait.get(t).into_iter().flatten().copied());
         }
@@ -208,7 +208,9 @@ impl SegmentSet {
         if extra.scores_changed {
             out.extend(&self.on_scores);
         }
-        out
+        out.sort_unstable();
+        out.dedup();
+        out.into_iter().collect()
     }
 
     /// Re-evaluates the segments `touched` can affect, and those that read them.
@@ -259,10 +261,9 @@ impl SegmentSet {
         let mut changes = Vec::new();
         let index = EventIndex::new(events);
         // Work in evaluation order, so that a segment sees the new membership of those it reads.
-        let mut queue: BTreeMap<usize, (usize, String)> = start
-            .into_iter()
-            .map(|i| (self.rank[i], (i, cause.to_owned())))
-            .collect();
+        // The cause is built only for a change: `None` is `cause`, `Some(d)` is segment `d`.
+        let mut queue: BTreeMap<usize, (usize, Option<usize>)> =
+            start.into_iter().map(|i| (self.rank[i], (i, None))).collect();
         while let Some((_, (i, why))) = queue.pop_first() {
             let name = &self.names[i];
             let facts = Facts {
@@ -292,12 +293,13 @@ impl SegmentSet {
                 segment: name.clone(),
                 entered: eval.member,
                 at: now,
-                cause: why,
+                cause: match why {
+                    None => cause.to_owned(),
+                    Some(d) => format!("segment:{}", self.names[d]),
+                },
             });
             for &d in self.dependents.get(name).into_iter().flatten() {
-                queue
-                    .entry(self.rank[d])
-                    .or_insert((d, format!("segment:{name}")));
+                queue.entry(self.rank[d]).or_insert((d, Some(i)));
             }
         }
         changes
