@@ -179,16 +179,16 @@ pub fn validate_message(
         (Some(ts), None) => ts,
         (None, _) => received_at,
     };
-    // Times a person's events can have: anything else is a client bug, and would overflow the
-    // date arithmetic of windows and timers.
+    // Times a person's events can have. Anything else is a client's unset or broken clock
+    // (Go and .NET send year 1 for "unset"), and would overflow the date arithmetic of windows
+    // and timers: the event is taken as happening when it was received, and the client's time
+    // is kept as `originalTimestamp`.
     let plausible = |t: DateTime<Utc>| (1900..3000).contains(&chrono::Datelike::year(&t));
-    if !plausible(corrected) {
-        return Err(Rejection::new(
-            "invalid_timestamp",
-            "timestamp",
-            "timestamp must be between the years 1900 and 2999",
-        ));
-    }
+    let corrected = if plausible(corrected) {
+        corrected
+    } else {
+        received_at
+    };
 
     // Group traits describe the group, not the person.
     let own_traits = if kind == EventKind::Group {
@@ -471,12 +471,18 @@ mod tests {
     }
 
     #[test]
-    fn timestamps_outside_the_plausible_years_are_refused() {
-        let r = reject(
-            json!({"userId": "u", "event": "x", "timestamp": "+262143-12-31T00:00:00"}),
-            Some(EventKind::Track),
-        );
-        assert_eq!((r.code, r.field.as_str()), ("invalid_timestamp", "timestamp"));
+    fn timestamps_outside_the_plausible_years_fall_back_to_the_receipt_time() {
+        for ts in ["9999-12-31T23:59:59Z", "0001-01-01T00:00:00Z"] {
+            let e = validate_message(
+                json!({"userId": "u", "event": "x", "timestamp": ts}),
+                Some(EventKind::Track),
+                None,
+                now(),
+            )
+            .unwrap();
+            assert_eq!(e.timestamp, now(), "{ts}");
+            assert!(e.body["originalTimestamp"].is_string());
+        }
     }
 
     #[test]

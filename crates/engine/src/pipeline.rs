@@ -514,6 +514,12 @@ impl Applier {
                 tracing::error!(error = %e, "batch preparation failed; rebuilding from the store");
                 let e = Arc::new(e);
                 fail(acks, sync_acks, &e);
+                // A saved segment is still taken on: it is in the store already. Its backfill
+                // is not done; the caller is told, and saving it again redoes it.
+                for (set, _, _, ack) in segment_requests {
+                    self.segments = set;
+                    let _ = ack.send(Err(e.clone()));
+                }
                 // Make the next batch start over from the store.
                 self.progress.epoch.fetch_add(1, Ordering::SeqCst);
                 return true;
@@ -948,12 +954,16 @@ impl Applier {
         backfill: Option<String>,
         progress: Option<watch::Sender<(u64, u64)>>,
     ) -> Result<u64, EngineError> {
-        self.segments = set;
+        let previous = std::mem::replace(&mut self.segments, set);
         let Some(name) = backfill else { return Ok(0) };
+        // A new name (or one deleted and saved again) starts from no membership; a changed
+        // definition is compared with the old one, so that exits are recorded too.
+        let is_new = previous.get(&name).is_none();
         // The event log must hold every event folded so far before the backfill reads it.
         self.wait_for_writers().await;
         let started = Instant::now();
-        let now = self.clock.now();
+        let now = self.clock.now().max(self.eval_now);
+        self.eval_now = now;
         // Every live profile: those in the store, and those only in memory so far.
         let mut ids: Vec<ProfileId> = self
             .profiles
@@ -981,9 +991,10 @@ impl Applier {
             let loaded =
                 crate::segments::load_window_events(&*self.store, &id, self.segments.windows(), now).await?;
             if let Some(entry) = self.profiles.get_mut(&id) {
-                // The segment is evaluated afresh: a membership left from an earlier segment of
-                // that name must not hide an entry.
-                entry.profile.segments.segments.remove(&name);
+                // A membership left from an earlier segment of that name must not hide an entry.
+                if is_new {
+                    entry.profile.segments.segments.remove(&name);
+                }
                 entry.profile.segments.timers.remove(&name);
                 let kept = entry.profile.window_events.len();
                 let w = &mut entry.profile.window_events;

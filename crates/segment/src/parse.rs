@@ -229,7 +229,7 @@ fn lex(src: &str) -> Result<Vec<Token>, ParseError> {
                             i,
                             line,
                             line_start,
-                            Some("durations go up to 100 years (36500d)"),
+                            Some("durations go up to 100 years (36600d)"),
                         ));
                     }
                     i = j + 1;

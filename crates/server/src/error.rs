@@ -132,9 +132,20 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        // Any content type is read as JSON, so a browser form on another site must not get
+        // here: browsers mark cross-site requests, API clients do not.
+        let headers = req.headers();
+        let cross_site = headers
+            .get("sec-fetch-site")
+            .is_some_and(|v| v.as_bytes() != b"same-origin" && v.as_bytes() != b"none");
+        if cross_site || headers.contains_key(axum::http::header::ORIGIN) {
+            return Err(ApiError::forbidden(
+                "the management API does not take requests from web pages",
+            ));
+        }
         let bytes = axum::body::Bytes::from_request(req, state)
             .await
-            .map_err(|e| ApiError::bad_request("invalid_body", e.body_text()))?;
+            .map_err(|e| ApiError::new(e.status(), "invalid_body", e.body_text()))?;
         serde_json::from_slice(&bytes)
             .map(JsonBody)
             .map_err(|e| ApiError::bad_request("invalid_json", format!("body is not the expected JSON: {e}")))

@@ -440,3 +440,43 @@ async fn segment_bodies_are_json_whatever_the_content_type_and_errors_are_in_the
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["code"], "invalid_json");
 }
+
+#[tokio::test]
+async fn redefining_a_segment_records_who_leaves_and_who_stays() {
+    let app = TestApp::spawn().await;
+    app.post(
+        "/v1/identify",
+        json!({"userId": "p", "traits": {"city": "Paris"}}),
+    )
+    .await;
+    app.post("/v1/identify", json!({"userId": "l", "traits": {"city": "Lyon"}}))
+        .await;
+    let mut changes = app.engine.subscribe_segment_changes();
+    save(&app, "french", r#"traits.city == "Paris""#).await;
+    save(&app, "french", r#"traits.city in ["Paris", "Lyon"]"#).await;
+    save(&app, "french", r#"traits.city == "Lyon""#).await;
+    assert_eq!(members(&app, "french").await, [id_of(&app, "l").await]);
+    let mut seen = Vec::new();
+    while let Ok(c) = changes.try_recv() {
+        seen.push((c.profile_id.to_string(), c.entered));
+    }
+    let (p, l) = (id_of(&app, "p").await, id_of(&app, "l").await);
+    // p enters once and leaves once; l enters once: no repeated entries.
+    assert_eq!(seen, [(p.clone(), true), (l, true), (p, false)]);
+}
+
+#[tokio::test]
+async fn the_management_api_refuses_requests_from_web_pages() {
+    let app = TestApp::spawn().await;
+    let res = app
+        .client
+        .post(format!("{}/v1/segments", app.base))
+        .bearer_auth(&app.admin_key)
+        .header("origin", "https://evil.example")
+        .header("content-type", "text/plain")
+        .body(r#"{"name": "x", "expression": "first_seen exists"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+}
