@@ -101,7 +101,7 @@ fn compile_set(count: usize, rng: &mut StdRng) -> anyhow::Result<SegmentSet> {
     Ok(SegmentSet::new(defs)?)
 }
 
-fn random_event(rng: &mut StdRng, now: DateTime<Utc>, n: usize) -> Event {
+fn random_event(rng: &mut StdRng, now: DateTime<Utc>, n: usize) -> anyhow::Result<Event> {
     let msg = if rng.random_bool(0.2) {
         let t = rng.random_range(0..TRAITS);
         let value = if t % 2 == 0 {
@@ -119,7 +119,8 @@ fn random_event(rng: &mut StdRng, now: DateTime<Utc>, n: usize) -> Event {
     let mut msg = msg;
     msg["messageId"] = json!(format!("b{n}"));
     msg["timestamp"] = json!(now.to_rfc3339());
-    validate_message(msg, None, None, now).expect("generated events are valid")
+    validate_message(msg, None, None, now)
+        .map_err(|r| anyhow::anyhow!("generated event refused: {}", r.message))
 }
 
 pub fn run(b: SegmentsBench) -> anyhow::Result<()> {
@@ -136,9 +137,9 @@ pub fn run(b: SegmentsBench) -> anyhow::Result<()> {
     let events: Vec<(Event, DateTime<Utc>)> = (0..b.events)
         .map(|n| {
             let now = start + TimeDelta::seconds(n as i64 * 7);
-            (random_event(&mut rng, now, n), now)
+            Ok((random_event(&mut rng, now, n)?, now))
         })
-        .collect();
+        .collect::<anyhow::Result<_>>()?;
 
     // Per event, only affected segments (the engine's path). History bounded as in the engine.
     let history_len = 200;
@@ -219,13 +220,13 @@ pub fn run(b: SegmentsBench) -> anyhow::Result<()> {
             let mut p = Profile::new(ProfileId::generate(), start);
             for k in 0..8 {
                 let at = start + TimeDelta::hours(rng.random_range(0..60 * 24));
-                let e = random_event(&mut rng, at, i * 8 + k);
+                let e = random_event(&mut rng, at, i * 8 + k)?;
                 p.apply_event(&e, 8, &mut Touched::default());
             }
             let hist = p.history.make_contiguous().to_vec();
-            (p, hist)
+            Ok((p, hist))
         })
-        .collect();
+        .collect::<anyhow::Result<_>>()?;
     println!(
         "\nbuilt {} profiles in {:.1} s (not timed)",
         profiles.len(),

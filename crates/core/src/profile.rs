@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -616,11 +616,6 @@ fn max_opt(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> Option<DateTim
         (Some(a), Some(b)) => Some(a.max(b)),
         (a, b) => a.or(b),
     }
-}
-
-/// The start of the rolling window of `days` ending at `now`.
-pub fn window_start(now: DateTime<Utc>, days: i64) -> DateTime<Utc> {
-    now - TimeDelta::days(days)
 }
 
 #[cfg(test)]

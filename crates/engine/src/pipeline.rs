@@ -853,11 +853,11 @@ impl Applier {
         // Segments deleted since: forget them.
         state.segments.retain(|n| set.get(n).is_some());
         state.timers.retain(|n, _| set.get(n).is_some());
-        let scores = p.scores.clone();
+        let scores = &p.scores;
         let changes: Vec<MembershipChange> = match touched {
-            Some(t) => set.on_change(&mut state, p, &p.window_events, &scores, t, Extra::default(), now),
+            Some(t) => set.on_change(&mut state, p, &p.window_events, scores, t, Extra::default(), now),
             None => {
-                let fresh = set.evaluate_all(p, &p.window_events, &scores, now);
+                let fresh = set.evaluate_all(p, &p.window_events, scores, now);
                 let changes = fresh
                     .segments
                     .symmetric_difference(&state.segments)
@@ -925,10 +925,10 @@ impl Applier {
                 continue;
             }
             let mut state = std::mem::take(&mut p.segments);
-            let scores = p.scores.clone();
+            let scores = &p.scores;
             let mut changes = Vec::new();
             while let Some(at) = state.next_due().filter(|d| *d <= now) {
-                changes.extend(set.on_due(&mut state, p, &p.window_events, &scores, at));
+                changes.extend(set.on_due(&mut state, p, &p.window_events, scores, at));
                 // A timer that did not move forward would loop: drop it.
                 if state.next_due() == Some(at) {
                     state.timers.retain(|_, t| *t != at);

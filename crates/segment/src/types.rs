@@ -57,11 +57,7 @@ pub struct Inputs {
     pub scores: bool,
     /// Whether its answer can change with time alone (windows, `… ago`).
     pub time_dependent: bool,
-    /// The longest window of its aggregates: events older than this cannot matter…
-    #[serde(skip)]
-    pub longest_window: Option<chrono::TimeDelta>,
-    /// …unless an aggregate has no window at all (then every event can).
-    pub all_time_aggregate: bool,
+
     /// Per event name an aggregate counts: how far back its events matter (`None`: all time).
     #[serde(skip)]
     pub windows: BTreeMap<String, Option<chrono::TimeDelta>>,
@@ -249,12 +245,8 @@ fn check_aggregate(a: &Aggregate, schema: &Schema, inputs: &mut Inputs) -> Resul
         (Some(x), Some(y)) => Some(x.max(y)),
         _ => None,
     };
-    match a.within {
-        Some(w) => {
-            inputs.time_dependent = true;
-            inputs.longest_window = Some(inputs.longest_window.map_or(w, |l| l.max(w)));
-        }
-        None => inputs.all_time_aggregate = true,
+    if a.within.is_some() {
+        inputs.time_dependent = true;
     }
     if let Some(w) = a.within
         && w <= chrono::TimeDelta::zero()
@@ -326,13 +318,12 @@ fn check(e: &Expr, schema: &Schema, inputs: &mut Inputs, in_filter: bool) -> Res
             let r = operand_type(right, schema, inputs, in_filter)?;
             let bad = |msg: String, hint: Option<&str>| Err(type_error(span_of(left, *span), msg, hint));
             // A string literal compared with a time must be a date.
-            if (l == Ty::Time && matches!(right, Operand::Literal(Literal::Str(_))))
-                || (r == Ty::Time && matches!(left, Operand::Literal(Literal::Str(_))))
-            {
-                let s = match (left, right) {
-                    (_, Operand::Literal(Literal::Str(s))) | (Operand::Literal(Literal::Str(s)), _) => s,
-                    _ => unreachable!(),
-                };
+            let date_literal = match (l, r, left, right) {
+                (Ty::Time, _, _, Operand::Literal(Literal::Str(s)))
+                | (_, Ty::Time, Operand::Literal(Literal::Str(s)), _) => Some(s),
+                _ => None,
+            };
+            if let Some(s) = date_literal {
                 if parse_date(s).is_none() {
                     return bad(format!("{s:?} is not a date"), Some("write \"2026-01-31\""));
                 }
