@@ -6,8 +6,8 @@ use missive_core::{ApiKeyId, EventKind, IdentityKey, MessageId, Profile, Profile
 use serde_json::json;
 
 use crate::{
-    ApiKeyRecord, Checkpoint, EventBatch, EventCursor, EventQuery, MergeRecord, ProfileVersion, Role, Store,
-    StoreError, StoredEvent, Workspace,
+    ApiKeyRecord, Checkpoint, DocumentKind, DocumentRecord, EventBatch, EventCursor, EventQuery, MergeRecord,
+    ProfileVersion, Role, Store, StoreError, StoredEvent, Workspace,
 };
 
 fn t(s: &str) -> DateTime<Utc> {
@@ -465,6 +465,97 @@ pub async fn segments_are_saved_and_checkpoints_keep_their_members(store: &dyn S
     assert!(store.segment_members("vip", None, 10).await.unwrap().is_empty());
 }
 
+pub async fn documents_are_versioned_listed_in_pages_and_deleted(store: &dyn Store) {
+    let doc = |kind, name: &str, body| DocumentRecord {
+        kind,
+        name: name.into(),
+        version: 0,
+        body,
+        updated_at: t("2026-11-28T10:00:00Z"),
+    };
+    let v = store
+        .put_documents(vec![
+            doc(DocumentKind::Template, "cart", json!({"subject": "Hi"})),
+            doc(DocumentKind::Block, "cart", json!({"slot": "hero"})),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(v, vec![1, 1]);
+    let v = store
+        .put_documents(vec![doc(
+            DocumentKind::Template,
+            "cart",
+            json!({"subject": "Hello"}),
+        )])
+        .await
+        .unwrap();
+    assert_eq!(v, vec![2]);
+    let got = store
+        .get_document(DocumentKind::Template, "cart")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((got.version, got.body), (2, json!({"subject": "Hello"})));
+    assert_eq!(got.updated_at, t("2026-11-28T10:00:00Z"));
+    assert!(
+        store
+            .get_document(DocumentKind::Product, "cart")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let products: Vec<DocumentRecord> = (0..5)
+        .map(|i| doc(DocumentKind::Product, &format!("p-{i}"), json!({"id": i})))
+        .collect();
+    store.put_documents(products).await.unwrap();
+    let page = store
+        .list_documents(DocumentKind::Product, None, 3)
+        .await
+        .unwrap();
+    let names: Vec<&str> = page.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(names, vec!["p-0", "p-1", "p-2"]);
+    let page = store
+        .list_documents(DocumentKind::Product, Some("p-2".into()), 3)
+        .await
+        .unwrap();
+    assert_eq!(page.len(), 2);
+
+    assert!(store.delete_document(DocumentKind::Block, "cart").await.unwrap());
+    assert!(!store.delete_document(DocumentKind::Block, "cart").await.unwrap());
+    assert!(
+        store
+            .get_document(DocumentKind::Template, "cart")
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+pub async fn recent_track_events_are_read_by_name_and_time(store: &dyn Store) {
+    let p = ProfileId::generate();
+    store
+        .commit_events(events(vec![
+            event(1, "m-1", &p, "Order Completed", t("2026-11-01T00:00:00Z")),
+            event(2, "m-2", &p, "Product Viewed", t("2026-11-20T00:00:00Z")),
+            event(3, "m-3", &p, "Order Completed", t("2026-11-20T00:00:00Z")),
+            event(4, "m-4", &p, "Order Completed", t("2026-11-21T00:00:00Z")),
+        ]))
+        .await
+        .unwrap();
+    let names = vec!["Order Completed".to_string()];
+    let got = store
+        .track_events_since(names.clone(), t("2026-11-10T00:00:00Z"), 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(ids(&got), vec!["m-3", "m-4"]);
+    let got = store
+        .track_events_since(names, t("2026-11-10T00:00:00Z"), 3, 10)
+        .await
+        .unwrap();
+    assert_eq!(ids(&got), vec!["m-4"]);
+}
+
 /// Runs a named conformance case; used by the backends' test macros.
 #[macro_export]
 macro_rules! conformance_cases {
@@ -479,7 +570,9 @@ macro_rules! conformance_cases {
             message_ids_and_identity_keys_can_be_scanned_in_pages,
             live_profiles_can_be_scanned_in_pages,
             segments_are_saved_and_checkpoints_keep_their_members,
-            versions_list_newest_first_and_rebuild_from_the_nearest_snapshot
+            versions_list_newest_first_and_rebuild_from_the_nearest_snapshot,
+            documents_are_versioned_listed_in_pages_and_deleted,
+            recent_track_events_are_read_by_name_and_time
         );
     };
     (@case $make:expr, $($name:ident),*) => {

@@ -134,6 +134,37 @@ pub trait Store: Send + Sync + 'static {
 
     /// A profile's entries into and exits from segments, newest first.
     async fn segment_changes_of(&self, id: &ProfileId, limit: u32) -> Result<Vec<SegmentChange>, StoreError>;
+
+    /// Saves documents (creating or replacing each), in one transaction; returns the new
+    /// version of each, in order. `version` and `updated_at` of the input are ignored except
+    /// for `updated_at`, which is stored.
+    async fn put_documents(&self, docs: Vec<DocumentRecord>) -> Result<Vec<i64>, StoreError>;
+
+    async fn get_document(
+        &self,
+        kind: DocumentKind,
+        name: &str,
+    ) -> Result<Option<DocumentRecord>, StoreError>;
+
+    /// Documents of a kind by name, after `after`, at most `limit`.
+    async fn list_documents(
+        &self,
+        kind: DocumentKind,
+        after: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<DocumentRecord>, StoreError>;
+
+    async fn delete_document(&self, kind: DocumentKind, name: &str) -> Result<bool, StoreError>;
+
+    /// Track events named one of `names` with a time at or after `since`, in commit order
+    /// after `after_seq`, at most `limit`: what recent-sales rankings read.
+    async fn track_events_since(
+        &self,
+        names: Vec<String>,
+        since: DateTime<Utc>,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
 }
 
 /// Opens the store a URL names: `sqlite:PATH` / a plain path, or `postgres://…`.

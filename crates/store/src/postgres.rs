@@ -33,8 +33,9 @@ use tokio_postgres::{Client, Config, NoTls, Row, Statement, Transaction};
 
 use crate::types::{from_micros, micros};
 use crate::{
-    ApiKeyRecord, Checkpoint, EventBatch, EventQuery, MergeRecord, ProfileVersion, Role, SegmentChange,
-    SegmentRecord, Store, StoreError, StoreStats, StoredEvent, Workspace,
+    ApiKeyRecord, Checkpoint, DocumentKind, DocumentRecord, EventBatch, EventQuery, MergeRecord,
+    ProfileVersion, Role, SegmentChange, SegmentRecord, Store, StoreError, StoreStats, StoredEvent,
+    Workspace,
 };
 
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -92,6 +93,16 @@ CREATE TABLE segment_changes (
     profile_id TEXT NOT NULL, segment TEXT NOT NULL, entered BOOLEAN NOT NULL, at BIGINT NOT NULL, cause TEXT NOT NULL
 );
 CREATE INDEX segment_changes_by_profile ON segment_changes (profile_id, at);
+"#,
+    ),
+    (
+        3,
+        r#"
+CREATE TABLE documents (
+    kind TEXT NOT NULL, name TEXT NOT NULL, version BIGINT NOT NULL, body JSONB NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (kind, name)
+);
 "#,
     ),
 ];
@@ -571,6 +582,16 @@ impl ReadStatements {
     }
 }
 
+fn document_from_row(kind: DocumentKind, row: &Row) -> Result<DocumentRecord, StoreError> {
+    Ok(DocumentRecord {
+        kind,
+        name: row.try_get(0)?,
+        version: row.try_get(1)?,
+        body: row.try_get(2)?,
+        updated_at: from_micros(row.try_get(3)?),
+    })
+}
+
 fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{what}: {e}"))
 }
@@ -971,6 +992,99 @@ impl Store for PostgresStore {
                 })
             })
             .collect()
+    }
+
+    async fn put_documents(&self, docs: Vec<DocumentRecord>) -> Result<Vec<i64>, StoreError> {
+        let mut writer = self.inner.checkpoint_writer.lock().await;
+        let tx = writer.client.transaction().await?;
+        let stmt = tx
+            .prepare(
+                "INSERT INTO documents (kind, name, version, body, updated_at) VALUES ($1, $2, 1, $3, $4)
+                 ON CONFLICT (kind, name) DO UPDATE SET version = documents.version + 1,
+                     body = excluded.body, updated_at = excluded.updated_at
+                 RETURNING version",
+            )
+            .await?;
+        let mut versions = Vec::with_capacity(docs.len());
+        for d in &docs {
+            let row = tx
+                .query_one(
+                    &stmt,
+                    &[&d.kind.as_str(), &d.name, &d.body, &micros(d.updated_at)],
+                )
+                .await?;
+            versions.push(row.try_get(0)?);
+        }
+        tx.commit().await?;
+        Ok(versions)
+    }
+
+    async fn get_document(
+        &self,
+        kind: DocumentKind,
+        name: &str,
+    ) -> Result<Option<DocumentRecord>, StoreError> {
+        let r = self.reader();
+        let row = r
+            .client
+            .query_opt(
+                "SELECT name, version, body, updated_at FROM documents WHERE kind = $1 AND name = $2",
+                &[&kind.as_str(), &name],
+            )
+            .await?;
+        row.map(|row| document_from_row(kind, &row)).transpose()
+    }
+
+    async fn list_documents(
+        &self,
+        kind: DocumentKind,
+        after: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<DocumentRecord>, StoreError> {
+        let r = self.reader();
+        let rows = r
+            .client
+            .query(
+                "SELECT name, version, body, updated_at FROM documents WHERE kind = $1 AND name > $2
+                 ORDER BY name COLLATE \"C\" LIMIT $3",
+                &[&kind.as_str(), &after.unwrap_or_default(), &i64::from(limit)],
+            )
+            .await?;
+        rows.iter().map(|row| document_from_row(kind, row)).collect()
+    }
+
+    async fn delete_document(&self, kind: DocumentKind, name: &str) -> Result<bool, StoreError> {
+        let writer = self.inner.checkpoint_writer.lock().await;
+        let n = writer
+            .client
+            .execute(
+                "DELETE FROM documents WHERE kind = $1 AND name = $2",
+                &[&kind.as_str(), &name],
+            )
+            .await?;
+        Ok(n > 0)
+    }
+
+    async fn track_events_since(
+        &self,
+        names: Vec<String>,
+        since: DateTime<Utc>,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let r = self.reader();
+        let rows = r
+            .client
+            .query(
+                &format!(
+                    "SELECT {EVENT_COLUMNS} FROM events
+                     WHERE seq > $1 AND kind = 'track' AND ts >= $2 AND name = ANY($3)
+                     ORDER BY seq LIMIT $4"
+                ),
+                &[&after_seq, &micros(since), &names, &i64::from(limit)],
+            )
+            .await?;
+        rows.iter().map(event_from_row).collect()
     }
 
     async fn last_event_seq(&self) -> Result<i64, StoreError> {

@@ -22,8 +22,9 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use crate::types::{from_micros, micros};
 use crate::{
-    ApiKeyRecord, Checkpoint, EventBatch, EventQuery, MergeRecord, ProfileVersion, Role, SegmentChange,
-    SegmentRecord, Store, StoreError, StoreStats, StoredEvent, Workspace,
+    ApiKeyRecord, Checkpoint, DocumentKind, DocumentRecord, EventBatch, EventQuery, MergeRecord,
+    ProfileVersion, Role, SegmentChange, SegmentRecord, Store, StoreError, StoreStats, StoredEvent,
+    Workspace,
 };
 
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -72,6 +73,16 @@ CREATE TABLE segment_changes (
     profile_id TEXT NOT NULL, segment TEXT NOT NULL, entered INTEGER NOT NULL, at INTEGER NOT NULL, cause TEXT NOT NULL
 );
 CREATE INDEX segment_changes_by_profile ON segment_changes (profile_id, at);
+"#,
+    ),
+    (
+        3,
+        r#"
+CREATE TABLE documents (
+    kind TEXT NOT NULL, name TEXT NOT NULL, version INTEGER NOT NULL, body TEXT NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (kind, name)
+) WITHOUT ROWID;
 "#,
     ),
 ];
@@ -293,6 +304,25 @@ fn migrate(conn: &mut Connection, migrations: &[(i64, &str)]) -> Result<(), Stor
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{what}: {e}"))
+}
+
+type DocumentRow = (String, i64, String, i64);
+
+fn document_columns(r: &rusqlite::Row<'_>) -> rusqlite::Result<DocumentRow> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+}
+
+fn document_from(
+    kind: DocumentKind,
+    (name, version, body, updated_at): DocumentRow,
+) -> Result<DocumentRecord, StoreError> {
+    Ok(DocumentRecord {
+        kind,
+        name,
+        version,
+        body: serde_json::from_str(&body).map_err(|e| corrupt("document body", e))?,
+        updated_at: from_micros(updated_at),
+    })
 }
 
 /// The columns every event query selects, in this order.
@@ -939,6 +969,101 @@ impl Store for SqliteStore {
                 })
             })?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn put_documents(&self, docs: Vec<DocumentRecord>) -> Result<Vec<i64>, StoreError> {
+        self.write_on(Db::Main, move |c| {
+            let tx = c.transaction()?;
+            let mut versions = Vec::with_capacity(docs.len());
+            {
+                let mut stmt = tx.prepare_cached(
+                    "INSERT INTO documents (kind, name, version, body, updated_at) VALUES (?1, ?2, 1, ?3, ?4)
+                     ON CONFLICT (kind, name) DO UPDATE SET version = documents.version + 1,
+                         body = excluded.body, updated_at = excluded.updated_at
+                     RETURNING version",
+                )?;
+                for d in &docs {
+                    let body = serde_json::to_string(&d.body).map_err(|e| corrupt("document body", e))?;
+                    let v: i64 = stmt.query_row(
+                        params![d.kind.as_str(), d.name, body, micros(d.updated_at)],
+                        |r| r.get(0),
+                    )?;
+                    versions.push(v);
+                }
+            }
+            tx.commit()?;
+            Ok(versions)
+        })
+        .await
+    }
+
+    async fn get_document(
+        &self,
+        kind: DocumentKind,
+        name: &str,
+    ) -> Result<Option<DocumentRecord>, StoreError> {
+        let name = name.to_owned();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT name, version, body, updated_at FROM documents WHERE kind = ?1 AND name = ?2",
+            )?;
+            let row = stmt
+                .query_row(params![kind.as_str(), name], document_columns)
+                .optional()?;
+            row.map(|r| document_from(kind, r)).transpose()
+        })
+        .await
+    }
+
+    async fn list_documents(
+        &self,
+        kind: DocumentKind,
+        after: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<DocumentRecord>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT name, version, body, updated_at FROM documents WHERE kind = ?1 AND name > ?2
+                 ORDER BY name LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(
+                params![kind.as_str(), after.unwrap_or_default(), limit],
+                document_columns,
+            )?;
+            rows.map(|r| document_from(kind, r?)).collect()
+        })
+        .await
+    }
+
+    async fn delete_document(&self, kind: DocumentKind, name: &str) -> Result<bool, StoreError> {
+        let name = name.to_owned();
+        self.write_on(Db::Main, move |c| {
+            Ok(c.execute(
+                "DELETE FROM documents WHERE kind = ?1 AND name = ?2",
+                params![kind.as_str(), name],
+            )? > 0)
+        })
+        .await
+    }
+
+    async fn track_events_since(
+        &self,
+        names: Vec<String>,
+        since: DateTime<Utc>,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let names = serde_json::to_string(&names).map_err(|e| corrupt("event names", e))?;
+        self.read_on(Db::Events, move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events
+                 WHERE seq > ?1 AND kind = 'track' AND ts >= ?2 AND name IN (SELECT value FROM json_each(?3))
+                 ORDER BY seq LIMIT ?4"
+            ))?;
+            let rows = stmt.query_map(params![after_seq, micros(since), names, limit], event_from_row)?;
+            collect_events(rows)
         })
         .await
     }

@@ -185,3 +185,33 @@ pub(crate) fn micros(t: DateTime<Utc>) -> i64 {
 pub(crate) fn from_micros(m: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(m).unwrap_or_default()
 }
+
+/// A versioned content document: a template, a content block or a product. Its body is the
+/// JSON the content layer defines; the store keeps the latest version of each.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DocumentRecord {
+    pub kind: DocumentKind,
+    pub name: String,
+    /// 1 for the first save, then one more on each save.
+    pub version: i64,
+    pub body: serde_json::Value,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The kinds of content documents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DocumentKind {
+    Template,
+    Block,
+    Product,
+}
+
+impl DocumentKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DocumentKind::Template => "template",
+            DocumentKind::Block => "block",
+            DocumentKind::Product => "product",
+        }
+    }
+}

@@ -15,8 +15,9 @@ use missive_core::{IdentityKey, MessageId, Profile, ProfileId, SystemClock};
 use missive_engine::profiles::{ProfileKey, find_profile};
 use missive_engine::{Engine, EngineConfig};
 use missive_store::{
-    ApiKeyRecord, Checkpoint, EventBatch, EventQuery, MergeRecord, ProfileVersion, SegmentChange,
-    SegmentRecord, SqliteStore, Store, StoreError, StoreStats, StoredEvent, Workspace,
+    ApiKeyRecord, Checkpoint, DocumentKind, DocumentRecord, EventBatch, EventQuery, MergeRecord,
+    ProfileVersion, SegmentChange, SegmentRecord, SqliteStore, Store, StoreError, StoreStats, StoredEvent,
+    Workspace,
 };
 use serde_json::json;
 
@@ -133,6 +134,38 @@ impl Store for Flaky {
     }
     async fn segment_changes_of(&self, id: &ProfileId, limit: u32) -> Result<Vec<SegmentChange>, StoreError> {
         self.inner.segment_changes_of(id, limit).await
+    }
+    async fn put_documents(&self, docs: Vec<DocumentRecord>) -> Result<Vec<i64>, StoreError> {
+        self.inner.put_documents(docs).await
+    }
+    async fn get_document(
+        &self,
+        kind: DocumentKind,
+        name: &str,
+    ) -> Result<Option<DocumentRecord>, StoreError> {
+        self.inner.get_document(kind, name).await
+    }
+    async fn list_documents(
+        &self,
+        kind: DocumentKind,
+        after: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<DocumentRecord>, StoreError> {
+        self.inner.list_documents(kind, after, limit).await
+    }
+    async fn delete_document(&self, kind: DocumentKind, name: &str) -> Result<bool, StoreError> {
+        self.inner.delete_document(kind, name).await
+    }
+    async fn track_events_since(
+        &self,
+        names: Vec<String>,
+        since: DateTime<Utc>,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        self.inner
+            .track_events_since(names, since, after_seq, limit)
+            .await
     }
 }
 
