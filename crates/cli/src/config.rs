@@ -29,6 +29,7 @@ pub struct Config {
     pub store: Option<String>,
     pub log: LogConfig,
     pub engine: EngineSection,
+    pub content: ContentSection,
 }
 
 impl Default for Config {
@@ -39,6 +40,43 @@ impl Default for Config {
             store: None,
             log: LogConfig::default(),
             engine: EngineSection::default(),
+            content: ContentSection::default(),
+        }
+    }
+}
+
+/// How e-mails are rendered.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ContentSection {
+    /// ISO 4217 code used by `money` when none is given.
+    pub currency: String,
+    /// IANA time zone for recipients without a `timezone` trait.
+    pub default_time_zone: String,
+    /// The public base URL of this server, for links in e-mails.
+    pub public_url: String,
+    /// Sandbox: longest time one render may take, largest output, most loop iterations.
+    pub max_render_ms: u64,
+    pub max_output_kb: usize,
+    pub max_loop_iterations: u64,
+    /// Track events whose `products` count as sales (best sellers).
+    pub purchase_events: Vec<String>,
+    /// Products in each recommendation list.
+    pub recommendations: usize,
+}
+
+impl Default for ContentSection {
+    fn default() -> Self {
+        let d = missive_engine::content::ContentConfig::default();
+        Self {
+            currency: d.currency,
+            default_time_zone: d.default_time_zone,
+            public_url: d.public_url,
+            max_render_ms: d.limits.max_duration.map_or(250, |t| t.as_millis() as u64),
+            max_output_kb: d.limits.max_output_bytes / 1024,
+            max_loop_iterations: d.limits.max_loop_iterations,
+            purchase_events: d.purchase_events,
+            recommendations: d.recommendations,
         }
     }
 }
@@ -162,6 +200,34 @@ impl Config {
         if self.engine.history_len > 10_000 {
             bail!("engine.history_len must be at most 10000");
         }
+        let c = &self.content;
+        if c.currency.len() != 3 || !c.currency.bytes().all(|b| b.is_ascii_uppercase()) {
+            bail!(
+                "content.currency: expected an ISO 4217 code like \"EUR\", got {:?}",
+                c.currency
+            );
+        }
+        if jiff::tz::TimeZone::get(&c.default_time_zone).is_err() {
+            bail!(
+                "content.default_time_zone: {:?} is not an IANA time zone like \"Europe/Paris\"",
+                c.default_time_zone
+            );
+        }
+        if !(c.public_url.starts_with("http://") || c.public_url.starts_with("https://")) {
+            bail!(
+                "content.public_url: expected http://… or https://…, got {:?}",
+                c.public_url
+            );
+        }
+        if !(1..=60_000).contains(&c.max_render_ms) {
+            bail!("content.max_render_ms must be between 1 and 60000");
+        }
+        if !(1..=100 * 1024).contains(&c.max_output_kb) {
+            bail!("content.max_output_kb must be between 1 and 102400");
+        }
+        if c.recommendations > 100 {
+            bail!("content.recommendations must be at most 100");
+        }
         self.listen
             .parse::<std::net::SocketAddr>()
             .with_context(|| format!("listen: {:?} is not an address like 127.0.0.1:8080", self.listen))?;
@@ -189,6 +255,26 @@ impl Config {
             profile_cache: self.engine.profile_cache,
             flush_interval: std::time::Duration::from_millis(self.engine.flush_interval_ms),
             ..missive_engine::EngineConfig::default()
+        }
+    }
+}
+
+impl Config {
+    pub fn content_config(&self) -> missive_engine::content::ContentConfig {
+        let c = &self.content;
+        missive_engine::content::ContentConfig {
+            limits: missive_liquid::Limits {
+                max_output_bytes: c.max_output_kb * 1024,
+                max_loop_iterations: c.max_loop_iterations,
+                max_duration: Some(std::time::Duration::from_millis(c.max_render_ms)),
+                ..missive_liquid::Limits::default()
+            },
+            currency: c.currency.clone(),
+            default_time_zone: c.default_time_zone.clone(),
+            public_url: c.public_url.clone(),
+            purchase_events: c.purchase_events.clone(),
+            recommendations: c.recommendations,
+            ..missive_engine::content::ContentConfig::default()
         }
     }
 }

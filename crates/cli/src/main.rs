@@ -4,6 +4,7 @@
 mod bench;
 mod bench_segments;
 mod config;
+mod content;
 mod import;
 mod segment;
 mod serve;
@@ -45,6 +46,23 @@ enum Command {
         #[command(subcommand)]
         what: segment::SegmentCommand,
     },
+    /// Render a Liquid template with JSON data to standard output (errors to standard error).
+    Render(content::RenderArgs),
+    /// Work with e-mail templates: save, list, delete, preview for a profile.
+    Template {
+        #[command(subcommand)]
+        what: content::TemplateCommand,
+    },
+    /// Work with content blocks: save, list, delete, decision matrix.
+    Block {
+        #[command(subcommand)]
+        what: content::BlockCommand,
+    },
+    /// Load the product catalogue.
+    Catalog {
+        #[command(subcommand)]
+        what: content::CatalogCommand,
+    },
     /// Measure missive on this machine.
     Bench {
         #[command(subcommand)]
@@ -74,6 +92,10 @@ fn main() -> std::process::ExitCode {
             Command::Serve { listen } => serve::run(config, listen).await,
             Command::Import(args) => import::run(config, args).await,
             Command::Segment { what } => segment::run(config, what).await,
+            Command::Render(args) => content::render(args),
+            Command::Template { what } => content::template(config, what).await,
+            Command::Block { what } => content::block(config, what).await,
+            Command::Catalog { what } => content::catalog(config, what).await,
             Command::Bench { what } => bench::run(config, what).await,
         }
     });

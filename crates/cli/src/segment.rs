@@ -149,7 +149,7 @@ fn show_error(expression: &str, e: &SegmentError) {
     }
 }
 
-async fn start_engine(cfg: &Config) -> anyhow::Result<missive_engine::Engine> {
+pub async fn start_engine(cfg: &Config) -> anyhow::Result<missive_engine::Engine> {
     let store = open_store(cfg).await?;
     missive_engine::auth::ensure_workspace(&*store).await?;
     Ok(missive_engine::Engine::start(

@@ -8,6 +8,7 @@
 
 pub mod auth;
 mod bloom;
+pub mod content;
 pub mod import;
 mod pipeline;
 pub mod profiles;

@@ -6,6 +6,7 @@
 //! business rules live here.
 
 mod auth;
+mod content;
 mod error;
 mod ingest;
 pub mod metrics;
@@ -19,6 +20,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use missive_engine::Engine;
 use missive_engine::auth::Authenticator;
+use missive_engine::content::{ContentConfig, ContentService};
 
 pub use error::ApiError;
 
@@ -26,15 +28,17 @@ pub use error::ApiError;
 #[derive(Clone)]
 pub struct AppState {
     pub engine: Engine,
+    pub content: ContentService,
     pub auth: Authenticator,
     pub metrics: Option<::metrics_exporter_prometheus::PrometheusHandle>,
     pub started: Arc<std::time::Instant>,
 }
 
 impl AppState {
-    pub fn new(engine: Engine) -> Self {
+    pub fn new(engine: Engine, content: ContentConfig) -> Self {
         let auth = Authenticator::new(engine.store().clone());
         Self {
+            content: ContentService::new(engine.store().clone(), content),
             engine,
             auth,
             metrics: metrics::handle(),
@@ -65,6 +69,31 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/segments/{name}/members", get(segments::members))
         .route("/v1/profiles/{key}/segments", get(profiles::get_segments))
+        .route("/v1/templates", get(content::list_templates))
+        .route("/v1/templates/lint", post(content::lint_template))
+        .route(
+            "/v1/templates/{name}",
+            get(content::get_template)
+                .put(content::put_template)
+                .delete(content::delete_template),
+        )
+        .route("/v1/templates/{name}/preview", post(content::preview_template))
+        .route("/v1/blocks", get(content::list_blocks))
+        .route("/v1/blocks/matrix", get(content::block_matrix))
+        .route(
+            "/v1/blocks/{name}",
+            get(content::get_block)
+                .put(content::put_block)
+                .delete(content::delete_block),
+        )
+        .route(
+            "/v1/catalog/products",
+            get(content::list_products).post(content::put_products),
+        )
+        .route(
+            "/v1/catalog/products/{id}",
+            get(content::get_product).delete(content::delete_product),
+        )
         .route("/health", get(health))
         .route("/metrics", get(metrics::render))
         // Compressed bodies are bounded here; decompressed ones by the ingest handlers.

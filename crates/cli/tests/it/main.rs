@@ -4,6 +4,7 @@
 
 #[cfg(unix)]
 mod crash;
+mod render;
 mod segment_python;
 #[cfg(unix)]
 mod shutdown;

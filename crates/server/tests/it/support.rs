@@ -47,7 +47,7 @@ impl TestApp {
         let engine = Engine::start(store, Arc::new(clock.clone()), config)
             .await
             .unwrap();
-        let app = missive_server::router(missive_server::AppState::new(engine.clone()));
+        let app = missive_server::router(missive_server::AppState::new(engine.clone(), Default::default()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let server = tokio::spawn(async move {
@@ -111,6 +111,20 @@ impl TestApp {
             .send()
             .await
             .unwrap();
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    /// A management API call with the admin key.
+    pub async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.admin_key);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.unwrap();
         let status = res.status().as_u16();
         (status, res.json().await.unwrap_or(Value::Null))
     }

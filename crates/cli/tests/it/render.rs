@@ -1,0 +1,67 @@
+//! `missive render`: Liquid from files to standard output, so that outside conformance
+//! suites can drive missive's Liquid.
+
+use std::process::Command;
+
+fn render(template: &str, data: Option<&str>, extra: &[&str]) -> (bool, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let t = dir.path().join("t.liquid");
+    std::fs::write(&t, template).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_missive"));
+    cmd.current_dir(dir.path())
+        .arg("render")
+        .arg("--template")
+        .arg(&t);
+    if let Some(d) = data {
+        let p = dir.path().join("data.json");
+        std::fs::write(&p, d).unwrap();
+        cmd.arg("--data").arg(&p);
+    }
+    let partials = dir.path().join("partials");
+    std::fs::create_dir(&partials).unwrap();
+    std::fs::write(partials.join("greet.liquid"), "Hello {{ who }}!").unwrap();
+    cmd.arg("--partials").arg(&partials).args(extra);
+    let out = cmd.output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn render_prints_the_output_exactly() {
+    let (ok, out, err) = render(
+        "{% for p in products %}{{ p.name | upcase }}{% unless forloop.last %}, {% endunless %}{% endfor %}\n{{ missing | default: 'none' }}",
+        Some(r#"{"products": [{"name": "jacket"}, {"name": "boots"}]}"#),
+        &[],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(out, "JACKET, BOOTS\nnone");
+}
+
+#[test]
+fn render_reads_partials_from_the_directory_only() {
+    let (ok, out, err) = render("{% render 'greet', who: name %}", Some(r#"{"name": "Ada"}"#), &[]);
+    assert!(ok, "{err}");
+    assert_eq!(out, "Hello Ada!");
+    let (ok, _, err) = render("{% render '../t' %}", None, &[]);
+    assert!(!ok);
+    assert!(err.contains("t.liquid"), "{err}");
+}
+
+#[test]
+fn render_errors_go_to_stderr_with_a_location_and_a_failing_exit() {
+    let (ok, out, err) = render("line one\n{% if x %}never closed", None, &[]);
+    assert!(!ok);
+    assert_eq!(out, "");
+    assert!(err.contains("t.liquid:2:"), "{err}");
+
+    let (ok, _, err) = render("{{ who }}", Some("{}"), &["--strict"]);
+    assert!(!ok);
+    assert!(err.contains("who"), "{err}");
+
+    let (ok, out, _) = render("{{ who }}", Some(r#"{"who": "<b>"}"#), &["--escape"]);
+    assert!(ok);
+    assert_eq!(out, "&lt;b&gt;");
+}

@@ -1,0 +1,147 @@
+//! The variables a template sees.
+//!
+//! - `customer`: the profile's traits, plus `id` and `email`;
+//! - `profile`: aggregates: `orders` (count, revenue, average_order_value, first_at, last_at),
+//!   `events` (per event name: count, first_at, last_at, last_7_days, last_30_days),
+//!   `first_seen`, `last_seen`, `segments`, `scores`, `rfm`;
+//! - `event`: the triggering event (`name`, `properties`, `timestamp`), e.g.
+//!   `event.properties.products` for the cart;
+//! - `recommendations`: `for_you` and `best_sellers` (product objects);
+//! - `experiment`: `name` and `variant`, when the send is part of one;
+//! - `unsubscribe_url`, `preferences_url`, `message_id`.
+//!
+//! Dates are ISO 8601 strings in UTC; templates format them with `date`, which converts them
+//! to the recipient's time zone.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use missive_core::Profile;
+use missive_liquid::{Object, Value};
+
+/// Everything about one message that is not the profile.
+#[derive(Debug, Default)]
+pub struct MessageContext<'a> {
+    pub event: Option<EventData<'a>>,
+    pub recommendations_for_you: Vec<Value>,
+    pub best_sellers: Vec<Value>,
+    pub experiment: Option<(&'a str, &'a str)>,
+    pub unsubscribe_url: &'a str,
+    pub preferences_url: &'a str,
+    pub message_id: &'a str,
+}
+
+/// The triggering event.
+#[derive(Debug)]
+pub struct EventData<'a> {
+    pub name: &'a str,
+    pub properties: &'a serde_json::Map<String, serde_json::Value>,
+    pub timestamp: DateTime<Utc>,
+}
+
+fn time(t: DateTime<Utc>) -> Value {
+    Value::from(t.to_rfc3339_opts(SecondsFormat::Secs, true))
+}
+
+fn opt_time(t: Option<DateTime<Utc>>) -> Value {
+    t.map(time).unwrap_or(Value::Nil)
+}
+
+/// The template variables for one recipient at `now`.
+pub fn build_data(profile: &Profile, ctx: &MessageContext<'_>, now: DateTime<Utc>) -> Object {
+    let mut customer = Object::with_capacity(profile.traits.len() + 2);
+    customer.insert("id", Value::from(profile.id.to_string()));
+    for (name, t) in &profile.traits {
+        customer.insert(name.clone(), Value::from(&t.value));
+    }
+    if customer.get("email").is_none()
+        && let Some(email) = profile.email()
+    {
+        customer.insert("email", Value::from(email));
+    }
+
+    let mut orders = Object::with_capacity(5);
+    orders.insert("count", Value::Int(profile.orders.count as i64));
+    orders.insert("revenue", Value::Float(profile.orders.revenue.as_major()));
+    orders.insert(
+        "average_order_value",
+        profile
+            .orders
+            .average_order_value()
+            .map(|m| Value::Float(m.as_major()))
+            .unwrap_or(Value::Nil),
+    );
+    orders.insert("first_at", opt_time(profile.orders.first_at));
+    orders.insert("last_at", opt_time(profile.orders.last_at));
+
+    let mut events = Object::with_capacity(profile.events.len());
+    for (name, agg) in &profile.events {
+        let mut e = Object::with_capacity(5);
+        e.insert("count", Value::Int(agg.count as i64));
+        e.insert("first_at", time(agg.first_at));
+        e.insert("last_at", time(agg.last_at));
+        e.insert("last_7_days", Value::Int(agg.count_within(now, 7) as i64));
+        e.insert("last_30_days", Value::Int(agg.count_within(now, 30) as i64));
+        events.insert(name.clone(), Value::from(e));
+    }
+
+    let rfm = profile.rfm(now);
+    let mut rfm_obj = Object::with_capacity(3);
+    rfm_obj.insert(
+        "recency_days",
+        rfm.recency_days.map(Value::Float).unwrap_or(Value::Nil),
+    );
+    rfm_obj.insert("frequency", Value::Int(rfm.frequency as i64));
+    rfm_obj.insert("monetary", Value::Float(rfm.monetary.as_major()));
+
+    let mut scores = Object::with_capacity(profile.scores.len());
+    for (k, v) in &profile.scores {
+        scores.insert(k.clone(), Value::from(v));
+    }
+
+    let mut p = Object::with_capacity(8);
+    p.insert("id", Value::from(profile.id.to_string()));
+    p.insert("orders", Value::from(orders));
+    p.insert("events", Value::from(events));
+    p.insert("first_seen", opt_time(profile.first_seen));
+    p.insert("last_seen", opt_time(profile.last_seen));
+    p.insert(
+        "segments",
+        Value::from(
+            profile
+                .segments
+                .segments
+                .iter()
+                .map(|s| Value::from(s.as_str()))
+                .collect::<Vec<_>>(),
+        ),
+    );
+    p.insert("scores", Value::from(scores));
+    p.insert("rfm", Value::from(rfm_obj));
+
+    let mut data = Object::with_capacity(9);
+    data.insert("customer", Value::from(customer));
+    data.insert("profile", Value::from(p));
+    if let Some(ev) = &ctx.event {
+        let mut e = Object::with_capacity(3);
+        e.insert("name", Value::from(ev.name));
+        e.insert(
+            "properties",
+            Value::from(&serde_json::Value::Object(ev.properties.clone())),
+        );
+        e.insert("timestamp", time(ev.timestamp));
+        data.insert("event", Value::from(e));
+    }
+    let mut recs = Object::with_capacity(2);
+    recs.insert("for_you", Value::from(ctx.recommendations_for_you.clone()));
+    recs.insert("best_sellers", Value::from(ctx.best_sellers.clone()));
+    data.insert("recommendations", Value::from(recs));
+    if let Some((name, variant)) = ctx.experiment {
+        let mut x = Object::with_capacity(2);
+        x.insert("name", Value::from(name));
+        x.insert("variant", Value::from(variant));
+        data.insert("experiment", Value::from(x));
+    }
+    data.insert("unsubscribe_url", Value::from(ctx.unsubscribe_url));
+    data.insert("preferences_url", Value::from(ctx.preferences_url));
+    data.insert("message_id", Value::from(ctx.message_id));
+    data
+}

@@ -1,0 +1,79 @@
+use missive_content::blocks::Selection;
+use missive_content::lint::{Severity, lint};
+use missive_content::template::{Layout, TemplateSource};
+use missive_liquid::{Object, Value};
+
+use crate::support::opts;
+
+fn issues(body: &str, layout: Layout, marketing: bool) -> Vec<(Severity, &'static str)> {
+    let mut data = Object::new();
+    data.insert("unsubscribe_url", Value::from("https://m.example/u?t=1"));
+    let source = TemplateSource {
+        subject: "Hi {{ customer.first_name }}".into(),
+        preheader: String::new(),
+        layout,
+        body: body.into(),
+        text: None,
+    };
+    lint(&source, &data, |_| Selection::default(), &opts(), marketing)
+        .into_iter()
+        .map(|i| (i.severity, i.code))
+        .collect()
+}
+
+#[test]
+fn a_clean_transactional_email_has_no_issues() {
+    let found = issues(
+        "<p>Order confirmed. <a href=\"https://s.example/o\">View</a></p>",
+        Layout::Html,
+        false,
+    );
+    assert_eq!(found, vec![(Severity::Warning, "undefined_variable")]);
+}
+
+#[test]
+fn each_rule_is_reported() {
+    let big = "x".repeat(110 * 1024);
+    let body = format!(
+        "<p>{{{{ missing.value }}}}<img src=\"https://c.example/a.png\"><a href=\"http://s.example/\">shop</a>{big}</p>"
+    );
+    let found = issues(&body, Layout::Html, true);
+    for code in [
+        "undefined_variable",
+        "gmail_clipping",
+        "image_without_alt",
+        "insecure_link",
+        "missing_unsubscribe",
+    ] {
+        assert!(
+            found.iter().any(|(_, c)| *c == code),
+            "{code} not reported: {found:?}"
+        );
+    }
+    assert!(found.contains(&(Severity::Error, "missing_unsubscribe")));
+}
+
+#[test]
+fn the_unsubscribe_link_satisfies_the_rule() {
+    let found = issues(
+        "<p><a href=\"{{ unsubscribe_url }}\">Unsubscribe</a></p>",
+        Layout::Html,
+        true,
+    );
+    assert!(
+        !found.iter().any(|(_, c)| *c == "missing_unsubscribe"),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn invalid_mjml_and_liquid_are_errors() {
+    let found = issues(
+        "<mjml><mj-body><mj-section></mj-body></mjml>",
+        Layout::Mjml,
+        false,
+    );
+    assert_eq!(found, vec![(Severity::Error, "invalid_mjml")]);
+    let found = issues("<p>{% if x %}unclosed</p>", Layout::Html, false);
+    assert_eq!(found, vec![(Severity::Error, "liquid_syntax")]);
+}

@@ -1,0 +1,791 @@
+//! Content over the store: templates, content blocks and the product catalogue saved as
+//! versioned documents; templates compiled once per version and cached; blocks chosen per
+//! recipient (saved-segment membership and segment expressions); recommendations from the
+//! catalogue and recent sales; previews and lint for a real profile.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use missive_content::ContentError;
+use missive_content::blocks::{
+    BlockSource, BlockTarget, CompiledBlock, MatrixRow, Selection, decision_matrix,
+};
+use missive_content::data::{EventData, MessageContext, build_data};
+use missive_content::lint::{LintIssue, check_rendered};
+use missive_content::recs::{Catalog, Popularity, Product, RecommendationRequest};
+use missive_content::template::{CompiledTemplate, RenderOptions, RenderedEmail, TemplateSource};
+use missive_core::Profile;
+use missive_liquid::{Limits, Object, Value};
+use missive_segment::{Facts, Segment};
+use missive_store::{DocumentKind, DocumentRecord, Store, StoreError};
+use serde::{Deserialize, Serialize};
+
+use crate::profiles::{ProfileKey, find_profile};
+use crate::segments::{infer_schema, window_events};
+
+/// Settings for rendering.
+#[derive(Debug, Clone)]
+pub struct ContentConfig {
+    pub limits: Limits,
+    /// ISO 4217 code for `money` when an amount names no currency.
+    pub currency: String,
+    /// For recipients with no `timezone` trait.
+    pub default_time_zone: String,
+    /// Where links in e-mails point (unsubscribe, preferences), e.g. `https://mail.example.com`.
+    pub public_url: String,
+    /// Track events whose `products` count as sales for best sellers.
+    pub purchase_events: Vec<String>,
+    /// How far back sales count, and their half-life.
+    pub sales_window: TimeDelta,
+    pub sales_half_life: TimeDelta,
+    /// How long a best-seller ranking is reused before it is computed again.
+    pub popularity_refresh: Duration,
+    /// Products in `recommendations.for_you` and `recommendations.best_sellers`.
+    pub recommendations: usize,
+}
+
+impl Default for ContentConfig {
+    fn default() -> Self {
+        ContentConfig {
+            limits: Limits::default(),
+            currency: "USD".into(),
+            default_time_zone: "UTC".into(),
+            public_url: "http://localhost:8080".into(),
+            purchase_events: vec!["Order Completed".into()],
+            sales_window: TimeDelta::days(90),
+            sales_half_life: TimeDelta::days(7),
+            popularity_refresh: Duration::from_secs(600),
+            recommendations: 4,
+        }
+    }
+}
+
+/// Why a content request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ContentServiceError {
+    #[error(transparent)]
+    Content(#[from] ContentError),
+    #[error("block {block:?}: {error}")]
+    BlockTarget {
+        block: String,
+        error: missive_segment::SegmentError,
+    },
+    #[error("{kind} {name:?} does not exist")]
+    NotFound { kind: &'static str, name: String },
+    #[error("no profile matches {0:?}")]
+    ProfileNotFound(String),
+    #[error("invalid name: {0}")]
+    InvalidName(&'static str),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("stored {0} is unreadable: {1}")]
+    Corrupt(&'static str, String),
+    #[error(transparent)]
+    Engine(#[from] Arc<crate::EngineError>),
+}
+
+/// A template as stored: the source and its class.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredTemplate {
+    #[serde(flatten)]
+    pub source: TemplateSource,
+    /// Marketing e-mails need consent and an unsubscribe link; transactional ones do not.
+    #[serde(default = "marketing_default")]
+    pub marketing: bool,
+}
+
+fn marketing_default() -> bool {
+    true
+}
+
+/// A product that was not saved, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct RejectedProduct {
+    pub index: usize,
+    pub id: Option<String>,
+    pub reason: String,
+}
+
+/// The event a preview renders with.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PreviewEvent {
+    pub name: String,
+    #[serde(default)]
+    pub properties: serde_json::Map<String, serde_json::Value>,
+    #[serde(default)]
+    pub timestamp: Option<DateTime<Utc>>,
+}
+
+/// A rendered preview with what went into it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Preview {
+    pub template: String,
+    pub version: i64,
+    pub profile_id: String,
+    pub email: RenderedEmail,
+    /// Each variable the template reads, with the value it had for this profile (absent ones
+    /// are null).
+    pub data_used: BTreeMap<String, serde_json::Value>,
+    pub lint: Vec<LintIssue>,
+}
+
+struct Cached {
+    templates: HashMap<String, (i64, Arc<CompiledTemplate>, bool)>,
+    blocks: Option<Arc<BlockSet>>,
+    catalog: Option<Arc<Catalog>>,
+    popularity: Option<(Instant, Arc<Popularity>)>,
+}
+
+/// Compiled blocks with their compiled expression targets.
+pub struct BlockSet {
+    pub blocks: Vec<Arc<CompiledBlock>>,
+    expressions: HashMap<String, Segment>,
+}
+
+/// Templates, blocks and catalogue: saved, cached, rendered.
+#[derive(Clone)]
+pub struct ContentService {
+    store: Arc<dyn Store>,
+    config: Arc<ContentConfig>,
+    cached: Arc<Mutex<Cached>>,
+}
+
+const PAGE: u32 = 1_000;
+
+fn check_name(name: &str) -> Result<(), ContentServiceError> {
+    if name.is_empty() || name.len() > 64 {
+        return Err(ContentServiceError::InvalidName("1 to 64 characters"));
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(ContentServiceError::InvalidName(
+            "letters, digits, '-' and '_' only",
+        ));
+    }
+    Ok(())
+}
+
+fn jiff_time(t: DateTime<Utc>) -> jiff::Timestamp {
+    jiff::Timestamp::from_microsecond(t.timestamp_micros()).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+}
+
+impl ContentService {
+    pub fn new(store: Arc<dyn Store>, config: ContentConfig) -> Self {
+        ContentService {
+            store,
+            config: Arc::new(config),
+            cached: Arc::new(Mutex::new(Cached {
+                templates: HashMap::new(),
+                blocks: None,
+                catalog: None,
+                popularity: None,
+            })),
+        }
+    }
+
+    pub fn config(&self) -> &ContentConfig {
+        &self.config
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, Cached> {
+        // A panic while holding the lock leaves only a cache behind: keep using it.
+        self.cached
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    // --- templates ------------------------------------------------------------------------
+
+    /// Compiles and saves a template (a new version); returns the version.
+    pub async fn save_template(
+        &self,
+        name: &str,
+        template: StoredTemplate,
+        now: DateTime<Utc>,
+    ) -> Result<i64, ContentServiceError> {
+        check_name(name)?;
+        let compiled = CompiledTemplate::compile(&template.source)?;
+        let body = serde_json::to_value(&template)
+            .map_err(|e| ContentServiceError::Corrupt("template", e.to_string()))?;
+        let version = self.put_one(DocumentKind::Template, name, body, now).await?;
+        self.cache().templates.insert(
+            name.to_string(),
+            (version, Arc::new(compiled), template.marketing),
+        );
+        Ok(version)
+    }
+
+    pub async fn template(
+        &self,
+        name: &str,
+    ) -> Result<(DocumentRecord, StoredTemplate), ContentServiceError> {
+        let doc = self
+            .store
+            .get_document(DocumentKind::Template, name)
+            .await?
+            .ok_or_else(|| ContentServiceError::NotFound {
+                kind: "template",
+                name: name.to_string(),
+            })?;
+        let t: StoredTemplate = serde_json::from_value(doc.body.clone())
+            .map_err(|e| ContentServiceError::Corrupt("template", e.to_string()))?;
+        Ok((doc, t))
+    }
+
+    /// The compiled current version of a template (compiled once per version).
+    pub async fn compiled_template(
+        &self,
+        name: &str,
+    ) -> Result<(i64, Arc<CompiledTemplate>, bool), ContentServiceError> {
+        let (doc, stored) = self.template(name).await?;
+        if let Some((v, c, m)) = self.cache().templates.get(name)
+            && *v == doc.version
+        {
+            return Ok((*v, c.clone(), *m));
+        }
+        let compiled = Arc::new(CompiledTemplate::compile(&stored.source)?);
+        self.cache().templates.insert(
+            name.to_string(),
+            (doc.version, compiled.clone(), stored.marketing),
+        );
+        Ok((doc.version, compiled, stored.marketing))
+    }
+
+    pub async fn list_templates(&self) -> Result<Vec<DocumentRecord>, ContentServiceError> {
+        self.list_all(DocumentKind::Template).await
+    }
+
+    pub async fn delete_template(&self, name: &str) -> Result<(), ContentServiceError> {
+        if !self.store.delete_document(DocumentKind::Template, name).await? {
+            return Err(ContentServiceError::NotFound {
+                kind: "template",
+                name: name.to_string(),
+            });
+        }
+        self.cache().templates.remove(name);
+        Ok(())
+    }
+
+    // --- blocks ---------------------------------------------------------------------------
+
+    /// Checks and saves a content block; returns its version.
+    pub async fn save_block(
+        &self,
+        name: &str,
+        block: BlockSource,
+        now: DateTime<Utc>,
+    ) -> Result<i64, ContentServiceError> {
+        check_name(name)?;
+        CompiledBlock::compile(name, block.clone())?;
+        if let BlockTarget::Expression(e) = &block.target {
+            Segment::compile(e, &infer_schema(&*self.store).await?).map_err(|error| {
+                ContentServiceError::BlockTarget {
+                    block: name.to_string(),
+                    error,
+                }
+            })?;
+        }
+        let body =
+            serde_json::to_value(&block).map_err(|e| ContentServiceError::Corrupt("block", e.to_string()))?;
+        let version = self.put_one(DocumentKind::Block, name, body, now).await?;
+        self.cache().blocks = None;
+        Ok(version)
+    }
+
+    pub async fn delete_block(&self, name: &str) -> Result<(), ContentServiceError> {
+        if !self.store.delete_document(DocumentKind::Block, name).await? {
+            return Err(ContentServiceError::NotFound {
+                kind: "block",
+                name: name.to_string(),
+            });
+        }
+        self.cache().blocks = None;
+        Ok(())
+    }
+
+    pub async fn block_document(&self, name: &str) -> Result<DocumentRecord, ContentServiceError> {
+        self.store
+            .get_document(DocumentKind::Block, name)
+            .await?
+            .ok_or_else(|| ContentServiceError::NotFound {
+                kind: "block",
+                name: name.to_string(),
+            })
+    }
+
+    pub async fn list_blocks(&self) -> Result<Vec<DocumentRecord>, ContentServiceError> {
+        self.list_all(DocumentKind::Block).await
+    }
+
+    /// Every block, compiled.
+    pub async fn blocks(&self) -> Result<Arc<BlockSet>, ContentServiceError> {
+        if let Some(b) = &self.cache().blocks {
+            return Ok(b.clone());
+        }
+        let schema = infer_schema(&*self.store).await?;
+        let mut blocks = Vec::new();
+        let mut expressions = HashMap::new();
+        for doc in self.list_all(DocumentKind::Block).await? {
+            let source: BlockSource = serde_json::from_value(doc.body)
+                .map_err(|e| ContentServiceError::Corrupt("block", e.to_string()))?;
+            if let BlockTarget::Expression(e) = &source.target {
+                let segment =
+                    Segment::compile(e, &schema).map_err(|error| ContentServiceError::BlockTarget {
+                        block: doc.name.clone(),
+                        error,
+                    })?;
+                expressions.insert(doc.name.clone(), segment);
+            }
+            blocks.push(Arc::new(CompiledBlock::compile(&doc.name, source)?));
+        }
+        let set = Arc::new(BlockSet { blocks, expressions });
+        self.cache().blocks = Some(set.clone());
+        Ok(set)
+    }
+
+    /// For one slot, which block each saved segment's members get.
+    pub async fn block_matrix(
+        &self,
+        slot: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<MatrixRow>, ContentServiceError> {
+        let blocks = self.blocks().await?;
+        let segments: Vec<String> = self
+            .store
+            .list_segments()
+            .await?
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        Ok(decision_matrix(slot, &blocks.blocks, &segments, jiff_time(now)))
+    }
+
+    /// The blocks a profile gets for `slots`.
+    pub async fn choose_blocks(
+        &self,
+        profile: &Profile,
+        slots: &[String],
+        data: &Object,
+        now: DateTime<Utc>,
+    ) -> Result<Selection, ContentServiceError> {
+        let set = self.blocks().await?;
+        // Expression targets are evaluated up front (they may read stored events); the
+        // choice itself is then a pure function.
+        let mut matched_expressions: BTreeSet<String> = BTreeSet::new();
+        for (name, segment) in &set.expressions {
+            let events = window_events(&*self.store, profile, segment, now).await?;
+            let facts = Facts::new(profile, &events, &profile.segments.segments, &profile.scores);
+            if segment.evaluate(&facts, now).member {
+                matched_expressions.insert(name.clone());
+            }
+        }
+        let expression_of: HashMap<&str, &str> = set
+            .blocks
+            .iter()
+            .filter_map(|b| match &b.source.target {
+                BlockTarget::Expression(e) => Some((e.as_str(), b.name.as_str())),
+                _ => None,
+            })
+            .collect();
+        Ok(Selection::choose(
+            slots,
+            &set.blocks,
+            jiff_time(now),
+            data,
+            |target| match target {
+                BlockTarget::Everyone => true,
+                BlockTarget::Segment(s) => profile.segments.segments.contains(s),
+                BlockTarget::Expression(e) => expression_of
+                    .get(e.as_str())
+                    .is_some_and(|name| matched_expressions.contains(*name)),
+            },
+        ))
+    }
+
+    // --- catalogue and recommendations -----------------------------------------------------
+
+    /// Saves products (creating or replacing each by id). Invalid ones are listed and the
+    /// rest saved.
+    pub async fn put_products(
+        &self,
+        products: Vec<serde_json::Value>,
+        now: DateTime<Utc>,
+    ) -> Result<(usize, Vec<RejectedProduct>), ContentServiceError> {
+        let mut docs = Vec::with_capacity(products.len());
+        let mut rejected = Vec::new();
+        for (index, raw) in products.into_iter().enumerate() {
+            let id = raw.get("id").and_then(|v| v.as_str()).map(str::to_string);
+            let parsed = serde_json::from_value::<Product>(raw)
+                .map_err(|e| e.to_string())
+                .and_then(|p| p.validate().map(|()| p).map_err(|e| e.to_string()));
+            match parsed {
+                Ok(p) => {
+                    let body = serde_json::to_value(&p)
+                        .map_err(|e| ContentServiceError::Corrupt("product", e.to_string()))?;
+                    docs.push(DocumentRecord {
+                        kind: DocumentKind::Product,
+                        name: p.id,
+                        version: 0,
+                        body,
+                        updated_at: now,
+                    });
+                }
+                Err(reason) => rejected.push(RejectedProduct { index, id, reason }),
+            }
+        }
+        let saved = docs.len();
+        if !docs.is_empty() {
+            self.store.put_documents(docs).await?;
+            self.cache().catalog = None;
+        }
+        Ok((saved, rejected))
+    }
+
+    pub async fn product(&self, id: &str) -> Result<Product, ContentServiceError> {
+        let doc = self
+            .store
+            .get_document(DocumentKind::Product, id)
+            .await?
+            .ok_or_else(|| ContentServiceError::NotFound {
+                kind: "product",
+                name: id.to_string(),
+            })?;
+        serde_json::from_value(doc.body).map_err(|e| ContentServiceError::Corrupt("product", e.to_string()))
+    }
+
+    pub async fn list_products(
+        &self,
+        after: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<Product>, ContentServiceError> {
+        self.store
+            .list_documents(DocumentKind::Product, after, limit)
+            .await?
+            .into_iter()
+            .map(|d| {
+                serde_json::from_value(d.body)
+                    .map_err(|e| ContentServiceError::Corrupt("product", e.to_string()))
+            })
+            .collect()
+    }
+
+    pub async fn delete_product(&self, id: &str) -> Result<(), ContentServiceError> {
+        if !self.store.delete_document(DocumentKind::Product, id).await? {
+            return Err(ContentServiceError::NotFound {
+                kind: "product",
+                name: id.to_string(),
+            });
+        }
+        self.cache().catalog = None;
+        Ok(())
+    }
+
+    pub async fn catalog(&self) -> Result<Arc<Catalog>, ContentServiceError> {
+        if let Some(c) = &self.cache().catalog {
+            return Ok(c.clone());
+        }
+        let mut products = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self.list_products(after, PAGE).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id.clone());
+            products.extend(page);
+        }
+        let catalog = Arc::new(Catalog::new(products));
+        self.cache().catalog = Some(catalog.clone());
+        Ok(catalog)
+    }
+
+    /// Recent sales, ranked; recomputed from the event log when older than the refresh period.
+    pub async fn popularity(&self, now: DateTime<Utc>) -> Result<Arc<Popularity>, ContentServiceError> {
+        if let Some((at, p)) = &self.cache().popularity
+            && at.elapsed() < self.config.popularity_refresh
+        {
+            return Ok(p.clone());
+        }
+        let since = now - self.config.sales_window;
+        let mut sales = Vec::new();
+        let mut after_seq = 0;
+        loop {
+            let page = self
+                .store
+                .track_events_since(self.config.purchase_events.clone(), since, after_seq, 5_000)
+                .await?;
+            let Some(last) = page.last() else { break };
+            after_seq = last.seq;
+            for e in &page {
+                let at = jiff_time(e.timestamp);
+                for (id, quantity) in purchased_products(&e.body["properties"]) {
+                    sales.push((id, quantity, at));
+                }
+            }
+        }
+        let half_life = jiff::SignedDuration::from_secs(self.config.sales_half_life.num_seconds());
+        let popularity = Arc::new(Popularity::from_purchases(sales, jiff_time(now), half_life));
+        self.cache().popularity = Some((Instant::now(), popularity.clone()));
+        Ok(popularity)
+    }
+
+    /// Forgets the best-seller ranking so the next request recomputes it.
+    pub fn refresh_popularity(&self) {
+        self.cache().popularity = None;
+    }
+
+    // --- rendering ------------------------------------------------------------------------
+
+    /// The template variables for `profile`, with recommendations.
+    pub async fn data_for(
+        &self,
+        profile: &Profile,
+        event: Option<&PreviewEvent>,
+        message_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Object, ContentServiceError> {
+        let catalog = self.catalog().await?;
+        let popularity = self.popularity(now).await?;
+        let seeds: Vec<String> = event.map(|e| event_products(&e.properties)).unwrap_or_default();
+        let owned: BTreeSet<String> = profile
+            .history
+            .iter()
+            .filter(|h| self.config.purchase_events.contains(&h.name))
+            .flat_map(|h| purchased_products(&serde_json::Value::Object(h.properties.clone())))
+            .map(|(id, _)| id)
+            .collect();
+        let limit = self.config.recommendations;
+        let for_you = catalog.recommend(
+            &popularity,
+            &RecommendationRequest {
+                seeds: &seeds,
+                exclude: &owned,
+                limit,
+            },
+        );
+        let best_sellers = catalog.best_sellers(&popularity, &BTreeSet::new(), limit);
+        let links = links(&self.config.public_url, profile, message_id);
+        let ctx = MessageContext {
+            event: event.map(|e| EventData {
+                name: &e.name,
+                properties: &e.properties,
+                timestamp: e.timestamp.unwrap_or(now),
+            }),
+            recommendations_for_you: for_you,
+            best_sellers,
+            experiment: None,
+            unsubscribe_url: &links.0,
+            preferences_url: &links.1,
+            message_id,
+        };
+        Ok(build_data(profile, &ctx, now))
+    }
+
+    pub fn render_options(&self, profile: &Profile, now: DateTime<Utc>) -> RenderOptions<'_> {
+        let zone = profile
+            .traits
+            .get("timezone")
+            .or_else(|| profile.traits.get("time_zone"))
+            .and_then(|t| t.value.as_str())
+            .and_then(|name| jiff::tz::TimeZone::get(name).ok())
+            .or_else(|| jiff::tz::TimeZone::get(&self.config.default_time_zone).ok())
+            .unwrap_or(jiff::tz::TimeZone::UTC);
+        RenderOptions {
+            limits: self.config.limits,
+            time_zone: zone,
+            now: jiff_time(now),
+            currency: &self.config.currency,
+        }
+    }
+
+    /// Renders a saved template for a real profile, with the data used and lint.
+    pub async fn preview(
+        &self,
+        engine: &crate::Engine,
+        template: &str,
+        key: &str,
+        event: Option<PreviewEvent>,
+    ) -> Result<Preview, ContentServiceError> {
+        engine.sync().await?;
+        let now = engine.clock().now();
+        let (version, compiled, marketing) = self.compiled_template(template).await?;
+        let profile = find_profile(&*self.store, &ProfileKey::parse(key), engine.config().history_len)
+            .await?
+            .ok_or_else(|| ContentServiceError::ProfileNotFound(key.to_string()))?;
+        let event = match event {
+            Some(e) => Some(e),
+            None => latest_track_event(&profile),
+        };
+        let data = self.data_for(&profile, event.as_ref(), "preview", now).await?;
+        let selection = self.choose_blocks(&profile, &compiled.slots, &data, now).await?;
+        let opts = self.render_options(&profile, now);
+        let (email, undefined) = compiled.render_with_diagnostics(&data, &selection, &opts)?;
+        let lint = check_rendered(&email, &undefined, &data, marketing);
+        let mut paths = compiled.variables();
+        for slot in &compiled.slots {
+            if let Some(b) = selection.chosen(slot) {
+                paths.extend(b.html.variables());
+            }
+        }
+        let data_used = paths
+            .into_iter()
+            .map(|p| (p.clone(), lookup_json(&data, &p)))
+            .collect();
+        Ok(Preview {
+            template: template.to_string(),
+            version,
+            profile_id: profile.id.to_string(),
+            email,
+            data_used,
+            lint,
+        })
+    }
+
+    async fn put_one(
+        &self,
+        kind: DocumentKind,
+        name: &str,
+        body: serde_json::Value,
+        now: DateTime<Utc>,
+    ) -> Result<i64, ContentServiceError> {
+        let versions = self
+            .store
+            .put_documents(vec![DocumentRecord {
+                kind,
+                name: name.to_string(),
+                version: 0,
+                body,
+                updated_at: now,
+            }])
+            .await?;
+        versions.first().copied().ok_or(ContentServiceError::Corrupt(
+            "document version",
+            "none returned".into(),
+        ))
+    }
+
+    async fn list_all(&self, kind: DocumentKind) -> Result<Vec<DocumentRecord>, ContentServiceError> {
+        let mut all = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self.store.list_documents(kind, after, PAGE).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.name.clone());
+            let full = page.len() == PAGE as usize;
+            all.extend(page);
+            if !full {
+                break;
+            }
+        }
+        Ok(all)
+    }
+}
+
+/// The profile's most recent track event, as the default `event` of a preview.
+fn latest_track_event(profile: &Profile) -> Option<PreviewEvent> {
+    profile
+        .history
+        .iter()
+        .filter(|h| h.kind == missive_core::EventKind::Track)
+        .max_by_key(|h| h.at)
+        .map(|h| PreviewEvent {
+            name: h.name.clone(),
+            properties: h.properties.clone(),
+            timestamp: Some(h.at),
+        })
+}
+
+/// Unsubscribe and preference-centre links for a message.
+fn links(public_url: &str, profile: &Profile, message_id: &str) -> (String, String) {
+    let base = public_url.trim_end_matches('/');
+    (
+        format!("{base}/unsubscribe?p={}&m={message_id}", profile.id),
+        format!("{base}/preferences?p={}", profile.id),
+    )
+}
+
+/// Product ids in an e-commerce event: `products[].product_id` (or `sku`, `id`), or a single
+/// `product_id`.
+pub fn event_products(properties: &serde_json::Map<String, serde_json::Value>) -> Vec<String> {
+    purchased_products(&serde_json::Value::Object(properties.clone()))
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect()
+}
+
+/// (product id, quantity) for each product in an e-commerce event's properties.
+fn purchased_products(properties: &serde_json::Value) -> Vec<(String, f64)> {
+    let id_of = |p: &serde_json::Value| {
+        ["product_id", "sku", "id"].iter().find_map(|k| match &p[*k] {
+            serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
+            serde_json::Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        })
+    };
+    let quantity = |p: &serde_json::Value| p["quantity"].as_f64().filter(|q| *q > 0.0).unwrap_or(1.0);
+    match properties["products"].as_array() {
+        Some(items) => items
+            .iter()
+            .filter_map(|p| id_of(p).map(|id| (id, quantity(p))))
+            .collect(),
+        None => id_of(properties)
+            .map(|id| vec![(id, quantity(properties))])
+            .unwrap_or_default(),
+    }
+}
+
+fn lookup_json(data: &Object, path: &str) -> serde_json::Value {
+    let mut parts = path.split('.');
+    let Some(mut value) = parts.next().and_then(|p| data.get(p)) else {
+        return serde_json::Value::Null;
+    };
+    for part in parts {
+        let next = match value {
+            Value::Object(o) => o.get(part),
+            Value::Array(a) => part.parse::<usize>().ok().and_then(|i| a.get(i)),
+            _ => None,
+        };
+        match next {
+            Some(v) => value = v,
+            None => return serde_json::Value::Null,
+        }
+    }
+    to_json(value)
+}
+
+/// A Liquid value as JSON.
+pub fn to_json(v: &Value) -> serde_json::Value {
+    match v {
+        Value::Nil => serde_json::Value::Null,
+        Value::Bool(b) => (*b).into(),
+        Value::Int(i) => (*i).into(),
+        Value::Float(f) => {
+            serde_json::Number::from_f64(*f).map_or(serde_json::Value::Null, serde_json::Value::Number)
+        }
+        Value::Str(s) => serde_json::Value::String(s.to_string()),
+        Value::Array(a) => serde_json::Value::Array(a.iter().map(to_json).collect()),
+        Value::Object(o) => {
+            serde_json::Value::Object(o.iter().map(|(k, v)| (k.to_string(), to_json(v))).collect())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn purchased_products_read_segment_ecommerce_shapes() {
+        let order =
+            json!({"products": [{"product_id": "a", "quantity": 2}, {"sku": "b"}, {"name": "no id"}]});
+        assert_eq!(
+            purchased_products(&order),
+            vec![("a".to_string(), 2.0), ("b".to_string(), 1.0)]
+        );
+        let added = json!({"product_id": "c", "price": 10});
+        assert_eq!(purchased_products(&added), vec![("c".to_string(), 1.0)]);
+    }
+}

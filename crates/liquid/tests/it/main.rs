@@ -1,0 +1,7 @@
+//! Integration tests for missive-liquid: the golden-liquid conformance suite, e-mail filters,
+//! escaping, undefined variables, sandbox limits, `block`, `variables()` and parser fuzzing.
+
+mod features;
+mod fuzz;
+mod golden;
+mod support;

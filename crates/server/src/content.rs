@@ -1,0 +1,438 @@
+//! The content API: templates (`/v1/templates`), content blocks (`/v1/blocks`), the product
+//! catalogue (`/v1/catalog/products`), previews for a real profile and lint.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use missive_content::blocks::{BlockSource, MatrixRow};
+use missive_content::lint::{LintIssue, check_rendered};
+use missive_content::recs::Product;
+use missive_content::template::{CompiledTemplate, TemplateSource};
+use missive_content::{ContentError, Selection};
+use missive_engine::content::{ContentServiceError, Preview, PreviewEvent, RejectedProduct, StoredTemplate};
+use missive_store::DocumentRecord;
+use serde::{Deserialize, Serialize};
+
+use crate::auth::RequireAdmin;
+use crate::error::{At, JsonBody};
+use crate::{ApiError, AppState};
+
+impl From<ContentServiceError> for ApiError {
+    fn from(e: ContentServiceError) -> Self {
+        match e {
+            ContentServiceError::Content(c) => content_error(c),
+            ContentServiceError::BlockTarget { error, .. } => ApiError::from(error).with_field("target"),
+            ContentServiceError::NotFound { .. } => ApiError::not_found(e.to_string()),
+            ContentServiceError::ProfileNotFound(_) => ApiError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                "profile_not_found",
+                e.to_string(),
+            )
+            .with_field("profile"),
+            ContentServiceError::InvalidName(_) => ApiError::bad_request("invalid_name", e.to_string()),
+            ContentServiceError::Store(e) => ApiError::from(e),
+            ContentServiceError::Corrupt(..) => ApiError::internal(&e),
+            ContentServiceError::Engine(e) => ApiError::unavailable(&e),
+        }
+    }
+}
+
+fn content_error(e: ContentError) -> ApiError {
+    match e {
+        ContentError::Mjml(m) => {
+            ApiError::bad_request("mjml_invalid", format!("invalid MJML: {m}")).with_field("body")
+        }
+        ContentError::Layout(m) => ApiError::bad_request("template_invalid", m).with_field("body"),
+        ContentError::Invalid(m) => ApiError::bad_request("invalid_value", m),
+        ContentError::Liquid { part, error } => {
+            let code = match error.kind {
+                missive_liquid::ErrorKind::Syntax => "liquid_syntax_error",
+                missive_liquid::ErrorKind::Limit => "template_limit_exceeded",
+                _ => "liquid_render_error",
+            };
+            let field = if part.starts_with("block ") {
+                "html".to_string()
+            } else {
+                part.clone()
+            };
+            let mut err = ApiError::bad_request(code, format!("{part}: {}", error.message)).with_field(field);
+            if let (Some(line), Some(column)) = (error.line, error.column) {
+                err.at = Some(At { line, column });
+            }
+            err
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct DocumentOut {
+    name: String,
+    version: i64,
+    updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl From<&DocumentRecord> for DocumentOut {
+    fn from(d: &DocumentRecord) -> Self {
+        DocumentOut {
+            name: d.name.clone(),
+            version: d.version,
+            updated_at: d.updated_at,
+        }
+    }
+}
+
+// --- templates ------------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+pub struct TemplateIn {
+    #[serde(flatten)]
+    source: TemplateSource,
+    /// Default true: marketing e-mails need consent and an unsubscribe link.
+    marketing: Option<bool>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TemplateSaved {
+    name: String,
+    version: i64,
+    slots: Vec<String>,
+    variables: Vec<String>,
+}
+
+pub async fn put_template(
+    _: RequireAdmin,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody<TemplateIn>,
+) -> Result<Json<TemplateSaved>, ApiError> {
+    let stored = StoredTemplate {
+        source: body.source,
+        marketing: body.marketing.unwrap_or(true),
+    };
+    let now = state.engine.clock().now();
+    let version = state.content.save_template(&name, stored, now).await?;
+    let (_, compiled, _) = state.content.compiled_template(&name).await?;
+    Ok(Json(TemplateSaved {
+        name,
+        version,
+        slots: compiled.slots.clone(),
+        variables: compiled.variables().into_iter().collect(),
+    }))
+}
+
+#[derive(Debug, Serialize)]
+pub struct TemplateOut {
+    name: String,
+    version: i64,
+    updated_at: chrono::DateTime<chrono::Utc>,
+    marketing: bool,
+    #[serde(flatten)]
+    source: TemplateSource,
+    /// The HTML and text Liquid templates after layout compilation.
+    compiled: CompiledOut,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CompiledOut {
+    html: String,
+    text: String,
+    slots: Vec<String>,
+}
+
+pub async fn get_template(
+    _: RequireAdmin,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<TemplateOut>, ApiError> {
+    let (doc, stored) = state.content.template(&name).await?;
+    let (_, compiled, _) = state.content.compiled_template(&name).await?;
+    Ok(Json(TemplateOut {
+        name,
+        version: doc.version,
+        updated_at: doc.updated_at,
+        marketing: stored.marketing,
+        source: stored.source,
+        compiled: CompiledOut {
+            html: compiled.html_source.clone(),
+            text: compiled.text_source.clone(),
+            slots: compiled.slots.clone(),
+        },
+    }))
+}
+
+pub async fn list_templates(
+    _: RequireAdmin,
+    State(state): State<AppState>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let docs = state.content.list_templates().await?;
+    let out: Vec<DocumentOut> = docs.iter().map(DocumentOut::from).collect();
+    Ok(Json(serde_json::json!({ "templates": out })))
+}
+
+pub async fn delete_template(
+    _: RequireAdmin,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<axum::http::StatusCode, ApiError> {
+    state.content.delete_template(&name).await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PreviewIn {
+    /// A profile id, `user_id:…`, `email:…`, `anonymous_id:…` or a bare value.
+    profile: String,
+    /// The triggering event; default: the profile's latest track event.
+    event: Option<PreviewEvent>,
+}
+
+pub async fn preview_template(
+    _: RequireAdmin,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody<PreviewIn>,
+) -> Result<Json<Preview>, ApiError> {
+    Ok(Json(
+        state
+            .content
+            .preview(&state.engine, &name, &body.profile, body.event)
+            .await?,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LintIn {
+    #[serde(flatten)]
+    source: TemplateSource,
+    marketing: Option<bool>,
+    /// Render for this profile; default: a profile with no data (every variable undefined).
+    profile: Option<String>,
+    event: Option<PreviewEvent>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LintOut {
+    ok: bool,
+    issues: Vec<LintIssue>,
+}
+
+/// Lints a template without saving it.
+pub async fn lint_template(
+    _: RequireAdmin,
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<LintIn>,
+) -> Result<Json<LintOut>, ApiError> {
+    let marketing = body.marketing.unwrap_or(true);
+    let compiled = match CompiledTemplate::compile(&body.source) {
+        Ok(c) => c,
+        Err(e) => {
+            let issue = missive_content::lint::compile_issue(&e);
+            return Ok(Json(LintOut {
+                ok: false,
+                issues: vec![issue],
+            }));
+        }
+    };
+    let now = state.engine.clock().now();
+    let profile = match &body.profile {
+        Some(key) => {
+            state.engine.sync().await.map_err(|e| ApiError::unavailable(&e))?;
+            let key = missive_engine::profiles::ProfileKey::parse(key);
+            missive_engine::profiles::find_profile(
+                &**state.engine.store(),
+                &key,
+                state.engine.config().history_len,
+            )
+            .await?
+            .ok_or_else(|| {
+                ApiError::from(ContentServiceError::ProfileNotFound(
+                    body.profile.clone().unwrap_or_default(),
+                ))
+            })?
+        }
+        None => missive_core::Profile::new(missive_core::ProfileId::generate(), now),
+    };
+    let data = state
+        .content
+        .data_for(&profile, body.event.as_ref(), "lint", now)
+        .await?;
+    let selection = if body.profile.is_some() {
+        state
+            .content
+            .choose_blocks(&profile, &compiled.slots, &data, now)
+            .await?
+    } else {
+        Selection::default()
+    };
+    let opts = state.content.render_options(&profile, now);
+    let issues = match compiled.render_with_diagnostics(&data, &selection, &opts) {
+        Ok((email, undefined)) => check_rendered(&email, &undefined, &data, marketing),
+        Err(e) => vec![missive_content::lint::compile_issue(&e)],
+    };
+    let ok = !issues
+        .iter()
+        .any(|i| i.severity == missive_content::lint::Severity::Error);
+    Ok(Json(LintOut { ok, issues }))
+}
+
+// --- blocks ---------------------------------------------------------------------------------
+
+pub async fn put_block(
+    _: RequireAdmin,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody<BlockSource>,
+) -> Result<Json<DocumentOut>, ApiError> {
+    let now = state.engine.clock().now();
+    let version = state.content.save_block(&name, body, now).await?;
+    Ok(Json(DocumentOut {
+        name,
+        version,
+        updated_at: now,
+    }))
+}
+
+#[derive(Debug, Serialize)]
+pub struct BlockOut {
+    name: String,
+    version: i64,
+    updated_at: chrono::DateTime<chrono::Utc>,
+    #[serde(flatten)]
+    source: BlockSource,
+}
+
+fn block_out(d: DocumentRecord) -> Result<BlockOut, ApiError> {
+    let source: BlockSource = serde_json::from_value(d.body).map_err(|e| ApiError::internal(&e))?;
+    Ok(BlockOut {
+        name: d.name,
+        version: d.version,
+        updated_at: d.updated_at,
+        source,
+    })
+}
+
+pub async fn list_blocks(
+    _: RequireAdmin,
+    State(state): State<AppState>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let blocks = state
+        .content
+        .list_blocks()
+        .await?
+        .into_iter()
+        .map(block_out)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Json(serde_json::json!({ "blocks": blocks })))
+}
+
+pub async fn get_block(
+    _: RequireAdmin,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<BlockOut>, ApiError> {
+    Ok(Json(block_out(state.content.block_document(&name).await?)?))
+}
+
+pub async fn delete_block(
+    _: RequireAdmin,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<axum::http::StatusCode, ApiError> {
+    state.content.delete_block(&name).await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct MatrixQuery {
+    slot: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MatrixOut {
+    slot: String,
+    rows: Vec<MatrixRow>,
+}
+
+pub async fn block_matrix(
+    _: RequireAdmin,
+    State(state): State<AppState>,
+    Query(q): Query<MatrixQuery>,
+) -> Result<Json<MatrixOut>, ApiError> {
+    let now = state.engine.clock().now();
+    let rows = state.content.block_matrix(&q.slot, now).await?;
+    Ok(Json(MatrixOut { slot: q.slot, rows }))
+}
+
+// --- catalogue ------------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum ProductsIn {
+    List(Vec<serde_json::Value>),
+    Wrapped { products: Vec<serde_json::Value> },
+}
+
+#[derive(Debug, Serialize)]
+pub struct ProductsSaved {
+    saved: usize,
+    rejected: Vec<RejectedProduct>,
+}
+
+/// Most products in one request.
+const MAX_PRODUCTS: usize = 10_000;
+
+pub async fn put_products(
+    _: RequireAdmin,
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<ProductsIn>,
+) -> Result<Json<ProductsSaved>, ApiError> {
+    let products = match body {
+        ProductsIn::List(p) | ProductsIn::Wrapped { products: p } => p,
+    };
+    if products.len() > MAX_PRODUCTS {
+        return Err(ApiError::bad_request(
+            "too_many_products",
+            format!("at most {MAX_PRODUCTS} products per request; send them in parts"),
+        ));
+    }
+    let now = state.engine.clock().now();
+    let (saved, rejected) = state.content.put_products(products, now).await?;
+    Ok(Json(ProductsSaved { saved, rejected }))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ProductsQuery {
+    after: Option<String>,
+    limit: Option<u32>,
+}
+
+pub async fn list_products(
+    _: RequireAdmin,
+    State(state): State<AppState>,
+    Query(q): Query<ProductsQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let limit = q.limit.unwrap_or(100).clamp(1, 1_000);
+    let products = state.content.list_products(q.after, limit).await?;
+    let next = (products.len() == limit as usize)
+        .then(|| products.last().map(|p| p.id.clone()))
+        .flatten();
+    Ok(Json(
+        serde_json::json!({ "products": products, "next_after": next }),
+    ))
+}
+
+pub async fn get_product(
+    _: RequireAdmin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Product>, ApiError> {
+    Ok(Json(state.content.product(&id).await?))
+}
+
+pub async fn delete_product(
+    _: RequireAdmin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<axum::http::StatusCode, ApiError> {
+    state.content.delete_product(&id).await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}
