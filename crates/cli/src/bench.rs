@@ -20,6 +20,8 @@ pub enum BenchCommand {
     Ingest(IngestBench),
     /// Segment membership per event, and backfill.
     Segments(crate::bench_segments::SegmentsBench),
+    /// Personalized e-mail renders per second on one core.
+    Render(crate::bench_render::RenderBench),
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -50,6 +52,7 @@ pub async fn run(cfg: Config, cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Segments(b) => {
             tokio::task::spawn_blocking(move || crate::bench_segments::run(b)).await?
         }
+        BenchCommand::Render(b) => tokio::task::spawn_blocking(move || crate::bench_render::run(b)).await?,
     }
 }
 
