@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::blocks::Selection;
 use crate::template::{CompiledTemplate, RenderOptions, TemplateSource};
+use crate::text::attribute;
 use crate::{ContentError, RenderedEmail};
 
 /// Gmail clips messages whose HTML is larger than this.
@@ -139,9 +140,9 @@ pub fn check_rendered(
             Some(missive_liquid::Value::Str(s)) if !s.is_empty() => Some(s.to_string()),
             _ => None,
         };
-        let linked = unsubscribe.as_deref().is_some_and(|u| {
-            tags(&email.html, "a").any(|t| attribute(t, "href").is_some_and(|h| html_unescape_amp(&h) == u))
-        });
+        let linked = unsubscribe
+            .as_deref()
+            .is_some_and(|u| tags(&email.html, "a").any(|t| attribute(t, "href").is_some_and(|h| h == u)));
         if !linked {
             issues.push(LintIssue::error(
                 "missing_unsubscribe",
@@ -160,10 +161,6 @@ fn preview_list(items: &[String]) -> String {
     shown.join(", ")
 }
 
-fn html_unescape_amp(s: &str) -> String {
-    s.replace("&amp;", "&")
-}
-
 /// The opening tags named `name` (case-insensitive), without the angle brackets.
 fn tags<'a>(html: &'a str, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
     let mut rest = html;
@@ -180,35 +177,6 @@ fn tags<'a>(html: &'a str, name: &'a str) -> impl Iterator<Item = &'a str> + 'a 
             }
         }
     })
-}
-
-/// The value of attribute `name` in a tag's attribute text.
-fn attribute(tag: &str, name: &str) -> Option<String> {
-    let lower = tag.to_ascii_lowercase();
-    let mut from = 0;
-    while let Some(p) = lower[from..].find(name) {
-        let at = from + p;
-        from = at + name.len();
-        let before_ok = at == 0 || lower.as_bytes()[at - 1].is_ascii_whitespace();
-        let after = lower[from..].trim_start();
-        if !before_ok || !after.starts_with('=') {
-            if before_ok && !after.starts_with('=') && (after.is_empty() || after.starts_with([' ', '/'])) {
-                return Some(String::new());
-            }
-            continue;
-        }
-        let value_start = tag.len() - after.len() + 1;
-        let value = tag[value_start..].trim_start();
-        return Some(match value.chars().next() {
-            Some(q @ ('"' | '\'')) => value[1..].split(q).next().unwrap_or("").to_string(),
-            _ => value
-                .split(|c: char| c.is_whitespace() || c == '/')
-                .next()
-                .unwrap_or("")
-                .to_string(),
-        });
-    }
-    None
 }
 
 #[cfg(test)]

@@ -103,6 +103,9 @@ pub(crate) struct Renderer<'e> {
     pub env: &'e Env<'e>,
     pub globals: &'e Object,
     pub diag: Option<Diagnostics>,
+    /// Set while evaluating the input of a `default` filter: an undefined value there is
+    /// handled by the template, so diagnostics do not report it.
+    guarded: bool,
     bytes: usize,
     iterations: u64,
     steps: u64,
@@ -141,6 +144,7 @@ impl<'e> Renderer<'e> {
             env,
             globals,
             diag: collect.then(Diagnostics::default),
+            guarded: false,
             bytes: 0,
             iterations: 0,
             steps: 0,
@@ -385,7 +389,12 @@ impl<'e> Renderer<'e> {
     }
 
     pub(crate) fn eval_output(&mut self, sc: &Scope, o: &Output) -> Result<Value, Error> {
-        let mut v = self.eval(sc, &o.expr)?;
+        let guarded = o.filters.first().is_some_and(|f| f.filter == Filter::Default);
+        let outer = self.guarded;
+        self.guarded = outer || guarded;
+        let v = self.eval(sc, &o.expr);
+        self.guarded = outer;
+        let mut v = v?;
         for f in &o.filters {
             if f.filter == Filter::Unknown {
                 if let Some(d) = &mut self.diag {
@@ -528,7 +537,9 @@ impl<'e> Renderer<'e> {
     fn undefined(&mut self, p: &Path) -> Result<Value, Error> {
         let path = path_display(p);
         if let Some(d) = &mut self.diag {
-            d.undefined_variables.insert(path);
+            if !self.guarded {
+                d.undefined_variables.insert(path);
+            }
             return Ok(Value::Nil);
         }
         if self.env.strict_variables {

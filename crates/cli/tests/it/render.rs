@@ -65,3 +65,91 @@ fn render_errors_go_to_stderr_with_a_location_and_a_failing_exit() {
     assert!(ok);
     assert_eq!(out, "&lt;b&gt;");
 }
+
+fn missive(dir: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_missive"))
+        .current_dir(dir)
+        .args(args)
+        .args(["--data-dir", "data"])
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn templates_blocks_and_catalogue_work_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/cart-abandonment");
+    let ex = |f: &str| example.join(f).to_str().unwrap().to_string();
+    std::fs::write(
+        dir.path().join("people.jsonl"),
+        r#"{"type":"identify","userId":"ann","traits":{"first_name":"Ann","email":"ann@example.com"}}"#,
+    )
+    .unwrap();
+    let (ok, _, err) = missive(dir.path(), &["import", "people.jsonl"]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = missive(dir.path(), &["catalog", "import", &ex("products.json")]);
+    assert!(ok, "{err}");
+    assert!(out.contains("16 of 16 products saved"), "{out}");
+    for name in ["hero-generic", "hero-vip"] {
+        let (ok, _, err) = missive(
+            dir.path(),
+            &["block", "save", name, &ex(&format!("blocks/{name}.json"))],
+        );
+        assert!(ok, "{err}");
+    }
+    let (ok, out, err) = missive(dir.path(), &["block", "matrix", "hero"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("(in no targeted segment)") && out.contains("hero-generic"),
+        "{out}"
+    );
+
+    let (ok, out, err) = missive(
+        dir.path(),
+        &[
+            "template",
+            "save",
+            "cart",
+            &ex("template.mjml"),
+            "--subject",
+            "{{ customer.first_name }}, your cart",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("version 1") && out.contains("block slots: hero, offer"),
+        "{out}"
+    );
+    let (ok, out, err) = missive(
+        dir.path(),
+        &[
+            "template",
+            "preview",
+            "cart",
+            "--profile",
+            "ann",
+            "--event",
+            &ex("event.json"),
+            "--out",
+            "preview",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("subject:  Ann, your cart"), "{out}");
+    assert!(out.contains("block hero: hero-generic"), "{out}");
+    assert!(out.contains("customer.first_name = \"Ann\""), "{out}");
+    let html = std::fs::read_to_string(dir.path().join("preview/preview.html")).unwrap();
+    assert!(html.contains("Summit Jacket 1"));
+
+    let (ok, _, err) = missive(
+        dir.path(),
+        &["template", "save", "bad", &ex("event.json"), "--subject", "x"],
+    );
+    assert!(!ok);
+    assert!(err.contains(".mjml or .html"), "{err}");
+}

@@ -330,24 +330,42 @@ async fn products_are_listed_in_pages_and_deleted() {
 #[tokio::test]
 async fn a_hostile_template_gets_a_clear_error_and_the_server_stays_healthy() {
     let app = TestApp::spawn().await;
-    app.post("/v1/identify", json!({"userId": "eve", "traits": {"first_name": "Eve"}})).await;
+    app.post(
+        "/v1/identify",
+        json!({"userId": "eve", "traits": {"first_name": "Eve"}}),
+    )
+    .await;
     let hostile = [
         "{% for i in (1..1000000000) %}{% for j in (1..1000000000) %}{{ i }}{% endfor %}{% endfor %}",
         "{% assign s = 'xxxxxxxxxxxxxxxx' %}{% for i in (1..64) %}{% assign s = s | append: s %}{% endfor %}{{ s }}",
         "{% include 'self' %}",
     ];
     for (i, body) in hostile.iter().enumerate() {
-        let template = json!({"subject": "x", "layout": "html", "body": format!("<p>{body}</p>"), "text": "t"});
-        let (status, res) = app.admin(Method::PUT, &format!("/v1/templates/hostile-{i}"), Some(template)).await;
+        let template =
+            json!({"subject": "x", "layout": "html", "body": format!("<p>{body}</p>"), "text": "t"});
+        let (status, res) = app
+            .admin(Method::PUT, &format!("/v1/templates/hostile-{i}"), Some(template))
+            .await;
         assert_eq!(status, 200, "{res}");
         let started = std::time::Instant::now();
         let (status, res) = app
-            .admin(Method::POST, &format!("/v1/templates/hostile-{i}/preview"), Some(json!({"profile": "eve"})))
+            .admin(
+                Method::POST,
+                &format!("/v1/templates/hostile-{i}/preview"),
+                Some(json!({"profile": "eve"})),
+            )
             .await;
         assert_eq!(status, 400, "{body}: {res}");
         let code = res["code"].as_str().unwrap();
-        assert!(code == "template_limit_exceeded" || code == "liquid_render_error", "{body}: {res}");
-        assert!(started.elapsed() < std::time::Duration::from_secs(5), "{body} took {:?}", started.elapsed());
+        assert!(
+            code == "template_limit_exceeded" || code == "liquid_render_error",
+            "{body}: {res}"
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "{body} took {:?}",
+            started.elapsed()
+        );
     }
     let (status, health) = app.get("/health").await;
     assert_eq!((status, health["status"].as_str()), (200, Some("ok")));
