@@ -2,9 +2,12 @@
 //! cart-abandonment e-mail (examples/cart-abandonment: MJML compiled once, two block slots,
 //! the cart's items, four recommended products), for many distinct recipients.
 //!
-//! Each render does what a send does per recipient: build the template variables from the
-//! profile and the triggering event, recommend products from the catalogue, choose the
-//! blocks, and render subject, HTML (escaped) and text. `--export DIR` writes the same
+//! Each render does the per-recipient work of a send: build the template variables from the
+//! profile and the triggering event, recommend products from the in-memory catalogue (with
+//! a precomputed best-seller ranking), choose the blocks (segment membership is read from the
+//! profile; the example's one expression target is decided in code here, where the engine
+//! would evaluate the compiled segment), and render subject, HTML (escaped) and text. Loading
+//! profiles from the store is not included. `--export DIR` writes the same
 //! compiled templates and per-recipient data for `bench/render/run.sh`, which renders them with
 //! liquidjs and python-liquid for a side-by-side figure.
 

@@ -225,6 +225,9 @@ impl Config {
         if !(1..=100 * 1024).contains(&c.max_output_kb) {
             bail!("content.max_output_kb must be between 1 and 102400");
         }
+        if !(1..=10_000_000).contains(&c.max_loop_iterations) {
+            bail!("content.max_loop_iterations must be between 1 and 10000000");
+        }
         if c.recommendations > 100 {
             bail!("content.recommendations must be at most 100");
         }

@@ -243,7 +243,11 @@ pub async fn template(cfg: Config, cmd: TemplateCommand) -> anyhow::Result<()> {
             };
             let engine = crate::segment::start_engine(&cfg).await?;
             let content = ContentService::new(engine.store().clone(), cfg.content_config());
-            let result = content.preview(&engine, &name, &profile, event).await;
+            let options = missive_engine::content::PreviewOptions {
+                event,
+                experiment: None,
+            };
+            let result = content.preview(&engine, &name, &profile, options).await;
             engine.shutdown().await;
             let preview = result.map_err(explain)?;
             println!(

@@ -25,6 +25,7 @@ pub async fn run(cfg: Config, listen: Option<String>) -> anyhow::Result<()> {
 
     let engine = Engine::start(store.clone(), Arc::new(SystemClock), cfg.engine_config()).await?;
     let state = missive_server::AppState::new(engine.clone(), cfg.content_config());
+    state.content.warm_up(engine.clock().now());
     let app = missive_server::router(state);
     let listener = tokio::net::TcpListener::bind(addr)
         .await

@@ -71,7 +71,9 @@ impl CompiledBlock {
             ));
         }
         let part = format!("block {name}");
-        let html_source = layout::inline_css(&source.html)?;
+        // A block is a fragment placed inside the compiled template: it is used as written
+        // (CSS inlining would wrap it in a document of its own); style it inline.
+        let html_source = source.html.clone();
         let text_source = match &source.text {
             Some(t) if !t.trim().is_empty() => t.clone(),
             _ => layout::text_from_html(&html_source)?,
@@ -189,8 +191,9 @@ pub struct MatrixRow {
 }
 
 /// For one slot, which block each saved segment's members get at `now`, assuming the data
-/// every block requires is present. A profile in several segments gets the best of their
-/// rows: the matrix lists rows in the order the blocks win.
+/// every block requires is present. Rows follow the order of `segments`, then the row for
+/// profiles in none of them; a profile in several segments gets the row whose block has the
+/// highest priority.
 pub fn decision_matrix(
     slot: &str,
     blocks: &[Arc<CompiledBlock>],

@@ -131,6 +131,27 @@ impl Protected {
         self.replace_placeholders(html, |n| self.pieces.get(n).map(String::as_str))
     }
 
+    /// Like [`restore`](Self::restore), but every piece of Liquid must come back: a parser
+    /// that dropped one (Liquid at the top level of a `<style>`, say) would otherwise change
+    /// the template without a word.
+    pub fn restore_all(&self, html: &str) -> Result<String, ContentError> {
+        let seen = std::cell::RefCell::new(vec![false; self.pieces.len()]);
+        let out = self.replace_placeholders(html, |n| {
+            let piece = self.pieces.get(n).map(String::as_str);
+            if piece.is_some() {
+                seen.borrow_mut()[n] = true;
+            }
+            piece
+        });
+        if let Some(lost) = seen.borrow().iter().position(|s| !s) {
+            return Err(ContentError::Layout(format!(
+                "the layout compiler dropped Liquid markup {:?}; Liquid inside <style> or <mj-style> is only kept inside a declaration's value",
+                self.pieces[lost]
+            )));
+        }
+        Ok(out)
+    }
+
     fn replace_placeholders<'a>(&'a self, s: &str, piece: impl Fn(usize) -> Option<&'a str>) -> String {
         let mut out = String::with_capacity(s.len() + self.pieces.iter().map(String::len).sum::<usize>());
         let mut rest = s;
@@ -175,7 +196,7 @@ pub fn compile_mjml(source: &str) -> Result<String, ContentError> {
         .render(&opts)
         .map_err(|e| ContentError::Mjml(e.to_string()))?;
     let inlined = inline_css_protected(&html)?;
-    Ok(protected.restore(&inlined))
+    protected.restore_all(&inlined)
 }
 
 /// Inlines the `<style>` rules of an HTML layout (with Liquid inside) into `style`
@@ -184,7 +205,7 @@ pub fn compile_mjml(source: &str) -> Result<String, ContentError> {
 pub fn inline_css(source: &str) -> Result<String, ContentError> {
     let protected = protect(source)?;
     let inlined = inline_css_protected(&protected.text)?;
-    Ok(protected.restore(&inlined))
+    protected.restore_all(&inlined)
 }
 
 fn inline_css_protected(html: &str) -> Result<String, ContentError> {
@@ -314,6 +335,13 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("{{ url }}"), "{text}");
+    }
+
+    #[test]
+    fn liquid_a_layout_compiler_would_drop_is_an_error_not_a_silent_change() {
+        let src = "<html><head><style>{% if vip %}p { color: gold }{% endif %}</style></head><body><p>x</p></body></html>";
+        let e = inline_css(src).unwrap_err();
+        assert!(e.to_string().contains("{% if vip %}"), "{e}");
     }
 
     #[test]

@@ -140,9 +140,9 @@ pub fn check_rendered(
             Some(missive_liquid::Value::Str(s)) if !s.is_empty() => Some(s.to_string()),
             _ => None,
         };
-        let linked = unsubscribe
-            .as_deref()
-            .is_some_and(|u| tags(&email.html, "a").any(|t| attribute(t, "href").is_some_and(|h| h == u)));
+        let linked = unsubscribe.as_deref().is_some_and(|u| {
+            tags(&email.html, "a").any(|t| attribute(t, "href").is_some_and(|h| h.starts_with(u)))
+        });
         if !linked {
             issues.push(LintIssue::error(
                 "missing_unsubscribe",

@@ -57,6 +57,25 @@ impl Product {
                 self.id
             )));
         }
+        let has_nul = |s: &str| s.contains('\0');
+        let strings = [
+            Some(&self.id),
+            Some(&self.title),
+            self.url.as_ref(),
+            self.image_url.as_ref(),
+            self.brand.as_ref(),
+        ];
+        if strings.into_iter().flatten().any(|s| has_nul(s))
+            || self.categories.iter().any(|c| has_nul(c))
+            || serde_json::Value::Object(self.attributes.clone())
+                .to_string()
+                .contains("\\u0000")
+        {
+            return Err(ContentError::Invalid(format!(
+                "product {:?} contains a NUL character",
+                self.id
+            )));
+        }
         if let Some(p) = self.price
             && !(p.is_finite() && p >= 0.0)
         {
@@ -117,19 +136,25 @@ impl Catalog {
     pub fn new(products: impl IntoIterator<Item = Product>) -> Self {
         let mut catalog = Catalog::default();
         for product in products {
-            let value = product.to_value();
-            let i = match catalog.by_id.get(&product.id) {
-                Some(&i) => {
-                    catalog.entries[i] = Arc::new(CatalogEntry { product, value });
-                    continue;
+            let entry = Arc::new(CatalogEntry {
+                value: product.to_value(),
+                product,
+            });
+            match catalog.by_id.get(&entry.product.id) {
+                // A later duplicate replaces the earlier one.
+                Some(&i) => catalog.entries[i] = entry,
+                None => {
+                    catalog
+                        .by_id
+                        .insert(entry.product.id.clone(), catalog.entries.len());
+                    catalog.entries.push(entry);
                 }
-                None => catalog.entries.len(),
-            };
-            catalog.by_id.insert(product.id.clone(), i);
-            for c in &product.categories {
+            }
+        }
+        for (i, e) in catalog.entries.iter().enumerate() {
+            for c in &e.product.categories {
                 catalog.by_category.entry(c.clone()).or_default().push(i);
             }
-            catalog.entries.push(Arc::new(CatalogEntry { product, value }));
         }
         catalog
     }
@@ -222,29 +247,74 @@ pub struct RecommendationRequest<'a> {
     pub limit: usize,
 }
 
-/// Products ranked by purchases, decayed with a half-life.
-#[derive(Debug, Default, Clone)]
+/// Products ranked by purchases, each sale decayed with a half-life. It can be brought up
+/// to date incrementally: [`advance`](Self::advance) to a later time, [`add`](Self::add) the
+/// new sales, then [`rank`](Self::rank).
+#[derive(Debug, Clone)]
 pub struct Popularity {
     ranked: Vec<(String, f64)>,
     scores: HashMap<String, f64>,
+    as_of: jiff::Timestamp,
+    half_life_secs: f64,
+}
+
+impl Default for Popularity {
+    fn default() -> Self {
+        Popularity::new(
+            jiff::Timestamp::UNIX_EPOCH,
+            jiff::SignedDuration::from_hours(24 * 7),
+        )
+    }
 }
 
 impl Popularity {
+    pub fn new(as_of: jiff::Timestamp, half_life: jiff::SignedDuration) -> Self {
+        Popularity {
+            ranked: Vec::new(),
+            scores: HashMap::new(),
+            as_of,
+            half_life_secs: half_life.as_secs_f64().max(1.0),
+        }
+    }
+
     /// `purchases`: (product id, quantity, when). Sales after `now` count fully.
     pub fn from_purchases(
         purchases: impl IntoIterator<Item = (String, f64, jiff::Timestamp)>,
         now: jiff::Timestamp,
         half_life: jiff::SignedDuration,
     ) -> Self {
-        let half_life_secs = half_life.as_secs_f64().max(1.0);
-        let mut scores: HashMap<String, f64> = HashMap::new();
+        let mut p = Popularity::new(now, half_life);
         for (id, quantity, at) in purchases {
-            let age = now.duration_since(at).as_secs_f64().max(0.0);
-            *scores.entry(id).or_default() += quantity.max(0.0) * (-age / half_life_secs).exp2();
+            p.add(id, quantity, at);
         }
-        let mut ranked: Vec<(String, f64)> = scores.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        p.rank();
+        p
+    }
+
+    /// Decays every score to `now` (a no-op for an earlier time).
+    pub fn advance(&mut self, now: jiff::Timestamp) {
+        let age = now.duration_since(self.as_of).as_secs_f64();
+        if age <= 0.0 {
+            return;
+        }
+        let factor = (-age / self.half_life_secs).exp2();
+        self.scores.values_mut().for_each(|s| *s *= factor);
+        // Sales decayed to nothing stop costing memory.
+        self.scores.retain(|_, s| *s > 1e-9);
+        self.as_of = now;
+    }
+
+    /// Counts a sale, decayed by its age at the current time.
+    pub fn add(&mut self, id: String, quantity: f64, at: jiff::Timestamp) {
+        let age = self.as_of.duration_since(at).as_secs_f64().max(0.0);
+        *self.scores.entry(id).or_default() += quantity.max(0.0) * (-age / self.half_life_secs).exp2();
+    }
+
+    /// Orders the products by score, after additions.
+    pub fn rank(&mut self) {
+        let mut ranked: Vec<(String, f64)> = self.scores.iter().map(|(k, v)| (k.clone(), *v)).collect();
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        Popularity { ranked, scores }
+        self.ranked = ranked;
     }
 
     pub fn score(&self, id: &str) -> f64 {
@@ -358,8 +428,62 @@ mod tests {
     }
 
     #[test]
+    fn popularity_brought_up_to_date_matches_one_computed_at_once() {
+        let day = jiff::SignedDuration::from_hours(24);
+        let t0 = ts("2026-11-01T00:00:00Z");
+        let t1 = ts("2026-11-20T00:00:00Z");
+        let sales = [
+            ("a", 3.0, t0),
+            ("b", 1.0, ts("2026-11-10T00:00:00Z")),
+            ("a", 1.0, t1),
+        ];
+        let at_once =
+            Popularity::from_purchases(sales.iter().map(|(i, q, t)| (i.to_string(), *q, *t)), t1, day * 7);
+        let mut step = Popularity::new(t0, day * 7);
+        step.add("a".into(), 3.0, t0);
+        step.advance(ts("2026-11-10T00:00:00Z"));
+        step.add("b".into(), 1.0, ts("2026-11-10T00:00:00Z"));
+        step.advance(t1);
+        step.add("a".into(), 1.0, t1);
+        step.rank();
+        for id in ["a", "b"] {
+            assert!((at_once.score(id) - step.score(id)).abs() < 1e-9, "{id}");
+        }
+        assert_eq!(step.top(1)[0].0, "a");
+    }
+
+    #[test]
+    fn a_duplicate_id_replaces_the_product_and_its_categories() {
+        let catalog = Catalog::new(vec![
+            product("x", &["hats"], true),
+            product("x", &["boots"], true),
+            product("y", &["hats"], true),
+        ]);
+        assert_eq!(catalog.len(), 2);
+        let seeds = vec!["y".to_string()];
+        let recs = catalog.recommend(
+            &Popularity::default(),
+            &RecommendationRequest {
+                seeds: &seeds,
+                exclude: &BTreeSet::new(),
+                limit: 1,
+            },
+        );
+        // x is no longer a hat: it is recommended only as a best seller, not for the category.
+        assert_eq!(ids(&recs), vec!["x"]);
+        assert_eq!(catalog.get("x").unwrap().product.categories, vec!["boots"]);
+    }
+
+    #[test]
     fn invalid_products_are_refused() {
         let mut p = product("x", &[], true);
+        p.title = "a\0b".into();
+        assert!(p.validate().is_err());
+        p.title = "ok".into();
+        p.attributes
+            .insert("k".into(), serde_json::Value::String("\0".into()));
+        assert!(p.validate().is_err());
+        p.attributes.clear();
         p.price = Some(-1.0);
         assert!(p.validate().is_err());
         p.price = Some(1.0);

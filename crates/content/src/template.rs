@@ -73,6 +73,11 @@ impl CompiledTemplate {
         if source.subject.trim().is_empty() {
             return Err(ContentError::Invalid("a template needs a subject".into()));
         }
+        // Liquid errors are reported where the author wrote them, not in the compiled HTML.
+        Template::parse(&source.body).map_err(|e| ContentError::liquid("body", e))?;
+        if let Some(text) = &source.text {
+            Template::parse(text).map_err(|e| ContentError::liquid("text", e))?;
+        }
         let body = match source.layout {
             Layout::Mjml => layout::compile_mjml(&source.body)?,
             Layout::Html => layout::inline_css(&source.body)?,
@@ -134,15 +139,21 @@ impl CompiledTemplate {
         opts: &RenderOptions<'_>,
         mut undefined: Option<&mut BTreeSet<String>>,
     ) -> Result<RenderedEmail, ContentError> {
+        // One budget for the whole e-mail: each part gets what the parts before it left.
+        let started = std::time::Instant::now();
+        let mut bytes_used = 0usize;
         let mut part = |template: &Template, name: &str, text: bool| {
             let partials = BlockPartials {
                 selection: blocks,
                 text,
             };
+            let mut limits = opts.limits;
+            limits.max_output_bytes = limits.max_output_bytes.saturating_sub(bytes_used);
+            limits.max_duration = limits.max_duration.map(|d| d.saturating_sub(started.elapsed()));
             let env = Env {
                 strict_variables: false,
                 strict_filters: false,
-                limits: opts.limits,
+                limits,
                 partials: &partials,
                 time_zone: opts.time_zone.clone(),
                 now: opts.now,
@@ -156,6 +167,7 @@ impl CompiledTemplate {
                     out
                 }),
             }
+            .inspect(|out| bytes_used += out.len())
             .map_err(|e| ContentError::liquid(name, e))
         };
         let subject = part(&self.subject, "subject", true)?;

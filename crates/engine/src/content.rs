@@ -74,6 +74,8 @@ pub enum ContentServiceError {
     },
     #[error("{kind} {name:?} does not exist")]
     NotFound { kind: &'static str, name: String },
+    #[error("segment {0:?} does not exist; save it first")]
+    UnknownSegment(String),
     #[error("no profile matches {0:?}")]
     ProfileNotFound(String),
     #[error("invalid name: {0}")]
@@ -118,6 +120,23 @@ pub struct PreviewEvent {
     pub timestamp: Option<DateTime<Utc>>,
 }
 
+/// The experiment a send belongs to.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Experiment {
+    pub name: String,
+    pub variant: String,
+}
+
+/// What a preview or lint renders with besides the profile.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct PreviewOptions {
+    /// The triggering event; default for previews: the profile's latest track event.
+    #[serde(default)]
+    pub event: Option<PreviewEvent>,
+    #[serde(default)]
+    pub experiment: Option<Experiment>,
+}
+
 /// A rendered preview with what went into it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Preview {
@@ -131,17 +150,33 @@ pub struct Preview {
     pub lint: Vec<LintIssue>,
 }
 
+/// How long cached blocks and catalogue are trusted before they are read again, so that
+/// changes made by another process (the CLI, a second server) show up.
+const CACHE_TTL: Duration = Duration::from_secs(10);
+
 struct Cached {
     templates: HashMap<String, (i64, Arc<CompiledTemplate>, bool)>,
-    blocks: Option<Arc<BlockSet>>,
-    catalog: Option<Arc<Catalog>>,
+    /// Bumped by every change of blocks or products, so that a load that started before a
+    /// change cannot put its stale result back into the cache.
+    generation: u64,
+    blocks: Option<(Instant, Arc<BlockSet>)>,
+    catalog: Option<(Instant, Arc<Catalog>)>,
     popularity: Option<(Instant, Arc<Popularity>)>,
+}
+
+/// The sales ranking, brought up to date incrementally from the event log.
+struct SalesState {
+    popularity: Popularity,
+    through_seq: i64,
 }
 
 /// Compiled blocks with their compiled expression targets.
 pub struct BlockSet {
     pub blocks: Vec<Arc<CompiledBlock>>,
     expressions: HashMap<String, Segment>,
+    /// Stored blocks that no longer compile (a segment they read was removed, …): left out,
+    /// and reported by lint.
+    pub broken: Vec<(String, String)>,
 }
 
 /// Templates, blocks and catalogue: saved, cached, rendered.
@@ -150,6 +185,8 @@ pub struct ContentService {
     store: Arc<dyn Store>,
     config: Arc<ContentConfig>,
     cached: Arc<Mutex<Cached>>,
+    /// One recomputation of best sellers at a time; the others wait for its result.
+    sales: Arc<tokio::sync::Mutex<Option<SalesState>>>,
 }
 
 const PAGE: u32 = 1_000;
@@ -180,11 +217,30 @@ impl ContentService {
             config: Arc::new(config),
             cached: Arc::new(Mutex::new(Cached {
                 templates: HashMap::new(),
+                generation: 0,
                 blocks: None,
                 catalog: None,
                 popularity: None,
             })),
+            sales: Arc::new(tokio::sync::Mutex::new(None)),
         }
+    }
+
+    /// Computes best sellers in the background, so the first preview does not wait for it.
+    pub fn warm_up(&self, now: DateTime<Utc>) {
+        let service = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = service.popularity(now).await {
+                tracing::warn!(error = %e, "best sellers could not be computed at start-up");
+            }
+        });
+    }
+
+    fn invalidate(&self) {
+        let mut c = self.cache();
+        c.generation += 1;
+        c.blocks = None;
+        c.catalog = None;
     }
 
     pub fn config(&self) -> &ContentConfig {
@@ -208,7 +264,10 @@ impl ContentService {
         now: DateTime<Utc>,
     ) -> Result<i64, ContentServiceError> {
         check_name(name)?;
-        let compiled = CompiledTemplate::compile(&template.source)?;
+        let source = template.source.clone();
+        let compiled = tokio::task::spawn_blocking(move || CompiledTemplate::compile(&source))
+            .await
+            .map_err(|e| ContentServiceError::Corrupt("compile task", e.to_string()))??;
         let body = serde_json::to_value(&template)
             .map_err(|e| ContentServiceError::Corrupt("template", e.to_string()))?;
         let version = self.put_one(DocumentKind::Template, name, body, now).await?;
@@ -281,6 +340,16 @@ impl ContentService {
     ) -> Result<i64, ContentServiceError> {
         check_name(name)?;
         CompiledBlock::compile(name, block.clone())?;
+        if let BlockTarget::Segment(segment) = &block.target
+            && !self
+                .store
+                .list_segments()
+                .await?
+                .iter()
+                .any(|s| s.name == *segment)
+        {
+            return Err(ContentServiceError::UnknownSegment(segment.clone()));
+        }
         if let BlockTarget::Expression(e) = &block.target {
             Segment::compile(e, &infer_schema(&*self.store).await?).map_err(|error| {
                 ContentServiceError::BlockTarget {
@@ -292,7 +361,7 @@ impl ContentService {
         let body =
             serde_json::to_value(&block).map_err(|e| ContentServiceError::Corrupt("block", e.to_string()))?;
         let version = self.put_one(DocumentKind::Block, name, body, now).await?;
-        self.cache().blocks = None;
+        self.invalidate();
         Ok(version)
     }
 
@@ -303,7 +372,7 @@ impl ContentService {
                 name: name.to_string(),
             });
         }
-        self.cache().blocks = None;
+        self.invalidate();
         Ok(())
     }
 
@@ -323,27 +392,47 @@ impl ContentService {
 
     /// Every block, compiled.
     pub async fn blocks(&self) -> Result<Arc<BlockSet>, ContentServiceError> {
-        if let Some(b) = &self.cache().blocks {
-            return Ok(b.clone());
-        }
+        let generation = {
+            let c = self.cache();
+            if let Some((at, b)) = &c.blocks
+                && at.elapsed() < CACHE_TTL
+            {
+                return Ok(b.clone());
+            }
+            c.generation
+        };
         let schema = infer_schema(&*self.store).await?;
         let mut blocks = Vec::new();
         let mut expressions = HashMap::new();
+        let mut broken = Vec::new();
         for doc in self.list_all(DocumentKind::Block).await? {
-            let source: BlockSource = serde_json::from_value(doc.body)
-                .map_err(|e| ContentServiceError::Corrupt("block", e.to_string()))?;
-            if let BlockTarget::Expression(e) = &source.target {
-                let segment =
-                    Segment::compile(e, &schema).map_err(|error| ContentServiceError::BlockTarget {
-                        block: doc.name.clone(),
-                        error,
-                    })?;
-                expressions.insert(doc.name.clone(), segment);
+            let name = doc.name.clone();
+            let compiled = serde_json::from_value::<BlockSource>(doc.body)
+                .map_err(|e| e.to_string())
+                .and_then(|source| {
+                    if let BlockTarget::Expression(e) = &source.target {
+                        let segment = Segment::compile(e, &schema).map_err(|e| e.to_string())?;
+                        expressions.insert(name.clone(), segment);
+                    }
+                    CompiledBlock::compile(&name, source).map_err(|e| e.to_string())
+                });
+            match compiled {
+                Ok(b) => blocks.push(Arc::new(b)),
+                Err(error) => {
+                    tracing::warn!(block = %name, error = %error, "stored block left out: it no longer compiles");
+                    broken.push((name, error));
+                }
             }
-            blocks.push(Arc::new(CompiledBlock::compile(&doc.name, source)?));
         }
-        let set = Arc::new(BlockSet { blocks, expressions });
-        self.cache().blocks = Some(set.clone());
+        let set = Arc::new(BlockSet {
+            blocks,
+            expressions,
+            broken,
+        });
+        let mut c = self.cache();
+        if c.generation == generation {
+            c.blocks = Some((Instant::now(), set.clone()));
+        }
         Ok(set)
     }
 
@@ -440,7 +529,7 @@ impl ContentService {
         let saved = docs.len();
         if !docs.is_empty() {
             self.store.put_documents(docs).await?;
-            self.cache().catalog = None;
+            self.invalidate();
         }
         Ok((saved, rejected))
     }
@@ -480,14 +569,20 @@ impl ContentService {
                 name: id.to_string(),
             });
         }
-        self.cache().catalog = None;
+        self.invalidate();
         Ok(())
     }
 
     pub async fn catalog(&self) -> Result<Arc<Catalog>, ContentServiceError> {
-        if let Some(c) = &self.cache().catalog {
-            return Ok(c.clone());
-        }
+        let generation = {
+            let c = self.cache();
+            if let Some((at, catalog)) = &c.catalog
+                && at.elapsed() < CACHE_TTL
+            {
+                return Ok(catalog.clone());
+            }
+            c.generation
+        };
         let mut products = Vec::new();
         let mut after = None;
         loop {
@@ -497,36 +592,63 @@ impl ContentService {
             products.extend(page);
         }
         let catalog = Arc::new(Catalog::new(products));
-        self.cache().catalog = Some(catalog.clone());
+        let mut c = self.cache();
+        if c.generation == generation {
+            c.catalog = Some((Instant::now(), catalog.clone()));
+        }
         Ok(catalog)
     }
 
-    /// Recent sales, ranked; recomputed from the event log when older than the refresh period.
+    /// Recent sales, ranked. Brought up to date from the events committed since the last
+    /// time, at most once per refresh period; one computation at a time.
     pub async fn popularity(&self, now: DateTime<Utc>) -> Result<Arc<Popularity>, ContentServiceError> {
-        if let Some((at, p)) = &self.cache().popularity
-            && at.elapsed() < self.config.popularity_refresh
-        {
-            return Ok(p.clone());
+        let fresh = |c: &Cached| {
+            c.popularity
+                .as_ref()
+                .filter(|(at, _)| at.elapsed() < self.config.popularity_refresh)
+                .map(|(_, p)| p.clone())
+        };
+        if let Some(p) = fresh(&self.cache()) {
+            return Ok(p);
         }
+        let mut sales = self.sales.lock().await;
+        // Someone else may have finished while this waited.
+        if let Some(p) = fresh(&self.cache()) {
+            return Ok(p);
+        }
+        let half_life = jiff::SignedDuration::from_secs(self.config.sales_half_life.num_seconds());
         let since = now - self.config.sales_window;
-        let mut sales = Vec::new();
-        let mut after_seq = 0;
+        let state = sales.get_or_insert_with(|| SalesState {
+            popularity: Popularity::new(jiff_time(since), half_life),
+            through_seq: 0,
+        });
+        let mut popularity = state.popularity.clone();
+        let mut through = state.through_seq;
+        let mut new_sales = Vec::new();
         loop {
             let page = self
                 .store
-                .track_events_since(self.config.purchase_events.clone(), since, after_seq, 5_000)
+                .track_events_since(self.config.purchase_events.clone(), since, through, 5_000)
                 .await?;
             let Some(last) = page.last() else { break };
-            after_seq = last.seq;
+            through = last.seq;
             for e in &page {
                 let at = jiff_time(e.timestamp);
                 for (id, quantity) in purchased_products(&e.body["properties"]) {
-                    sales.push((id, quantity, at));
+                    new_sales.push((id, quantity, at));
                 }
             }
         }
-        let half_life = jiff::SignedDuration::from_secs(self.config.sales_half_life.num_seconds());
-        let popularity = Arc::new(Popularity::from_purchases(sales, jiff_time(now), half_life));
+        popularity.advance(jiff_time(now));
+        for (id, quantity, at) in new_sales {
+            popularity.add(id, quantity, at);
+        }
+        popularity.rank();
+        *state = SalesState {
+            popularity: popularity.clone(),
+            through_seq: through,
+        };
+        let popularity = Arc::new(popularity);
         self.cache().popularity = Some((Instant::now(), popularity.clone()));
         Ok(popularity)
     }
@@ -543,6 +665,7 @@ impl ContentService {
         &self,
         profile: &Profile,
         event: Option<&PreviewEvent>,
+        experiment: Option<&Experiment>,
         message_id: &str,
         now: DateTime<Utc>,
     ) -> Result<Object, ContentServiceError> {
@@ -575,7 +698,7 @@ impl ContentService {
             }),
             recommendations_for_you: for_you,
             best_sellers,
-            experiment: None,
+            experiment: experiment.map(|x| (x.name.as_str(), x.variant.as_str())),
             unsubscribe_url: &links.0,
             preferences_url: &links.1,
             message_id,
@@ -583,21 +706,105 @@ impl ContentService {
         Ok(build_data(profile, &ctx, now))
     }
 
-    pub fn render_options(&self, profile: &Profile, now: DateTime<Utc>) -> RenderOptions<'_> {
-        let zone = profile
+    /// The recipient's time zone: trait `timezone` (or `time_zone`), else the default.
+    pub fn time_zone_of(&self, profile: &Profile) -> jiff::tz::TimeZone {
+        profile
             .traits
             .get("timezone")
             .or_else(|| profile.traits.get("time_zone"))
             .and_then(|t| t.value.as_str())
             .and_then(|name| jiff::tz::TimeZone::get(name).ok())
             .or_else(|| jiff::tz::TimeZone::get(&self.config.default_time_zone).ok())
-            .unwrap_or(jiff::tz::TimeZone::UTC);
-        RenderOptions {
-            limits: self.config.limits,
-            time_zone: zone,
-            now: jiff_time(now),
-            currency: &self.config.currency,
-        }
+            .unwrap_or(jiff::tz::TimeZone::UTC)
+    }
+
+    /// Renders on the blocking pool (a render may take up to its time budget), listing the
+    /// undefined variables; gives the data back.
+    pub async fn render_blocking(
+        &self,
+        compiled: Arc<CompiledTemplate>,
+        data: Object,
+        selection: Selection,
+        time_zone: jiff::tz::TimeZone,
+        now: DateTime<Utc>,
+    ) -> Result<(RenderedEmail, BTreeSet<String>, Object), ContentServiceError> {
+        let config = self.config.clone();
+        tokio::task::spawn_blocking(move || {
+            let opts = RenderOptions {
+                limits: config.limits,
+                time_zone,
+                now: jiff_time(now),
+                currency: &config.currency,
+            };
+            compiled
+                .render_with_diagnostics(&data, &selection, &opts)
+                .map(|(email, undefined)| (email, undefined, data))
+        })
+        .await
+        .map_err(|e| ContentServiceError::Corrupt("render task", e.to_string()))?
+        .map_err(ContentServiceError::from)
+    }
+
+    /// Lints a template (not saved) rendered for a profile, or for a profile with no data.
+    pub async fn lint(
+        &self,
+        engine: &crate::Engine,
+        source: TemplateSource,
+        marketing: bool,
+        profile_key: Option<&str>,
+        options: PreviewOptions,
+    ) -> Result<Vec<LintIssue>, ContentServiceError> {
+        let compiled = match tokio::task::spawn_blocking(move || CompiledTemplate::compile(&source))
+            .await
+            .map_err(|e| ContentServiceError::Corrupt("compile task", e.to_string()))?
+        {
+            Ok(c) => Arc::new(c),
+            Err(e) => return Ok(vec![missive_content::lint::compile_issue(&e)]),
+        };
+        let now = engine.clock().now();
+        let profile = match profile_key {
+            Some(key) => self.find(engine, key).await?,
+            None => Profile::new(missive_core::ProfileId::generate(), now),
+        };
+        let data = self
+            .data_for(
+                &profile,
+                options.event.as_ref(),
+                options.experiment.as_ref(),
+                "lint",
+                now,
+            )
+            .await?;
+        let selection = self.choose_blocks(&profile, &compiled.slots, &data, now).await?;
+        let zone = self.time_zone_of(&profile);
+        let mut issues = match self.render_blocking(compiled, data, selection, zone, now).await {
+            Ok((email, undefined, data)) => check_rendered(&email, &undefined, &data, marketing),
+            Err(ContentServiceError::Content(e)) => vec![missive_content::lint::compile_issue(&e)],
+            Err(e) => return Err(e),
+        };
+        issues.extend(self.broken_block_issues().await?);
+        Ok(issues)
+    }
+
+    async fn broken_block_issues(&self) -> Result<Vec<LintIssue>, ContentServiceError> {
+        Ok(self
+            .blocks()
+            .await?
+            .broken
+            .iter()
+            .map(|(name, error)| LintIssue {
+                severity: missive_content::lint::Severity::Warning,
+                code: "broken_block",
+                message: format!("block {name:?} is left out of every e-mail: {error}"),
+            })
+            .collect())
+    }
+
+    async fn find(&self, engine: &crate::Engine, key: &str) -> Result<Profile, ContentServiceError> {
+        engine.sync().await?;
+        find_profile(&*self.store, &ProfileKey::parse(key), engine.config().history_len)
+            .await?
+            .ok_or_else(|| ContentServiceError::ProfileNotFound(key.to_string()))
     }
 
     /// Renders a saved template for a real profile, with the data used and lint.
@@ -606,29 +813,32 @@ impl ContentService {
         engine: &crate::Engine,
         template: &str,
         key: &str,
-        event: Option<PreviewEvent>,
+        options: PreviewOptions,
     ) -> Result<Preview, ContentServiceError> {
-        engine.sync().await?;
+        let profile = self.find(engine, key).await?;
         let now = engine.clock().now();
         let (version, compiled, marketing) = self.compiled_template(template).await?;
-        let profile = find_profile(&*self.store, &ProfileKey::parse(key), engine.config().history_len)
-            .await?
-            .ok_or_else(|| ContentServiceError::ProfileNotFound(key.to_string()))?;
-        let event = match event {
-            Some(e) => Some(e),
-            None => latest_track_event(&profile),
-        };
-        let data = self.data_for(&profile, event.as_ref(), "preview", now).await?;
+        let event = options.event.or_else(|| latest_track_event(&profile));
+        let data = self
+            .data_for(
+                &profile,
+                event.as_ref(),
+                options.experiment.as_ref(),
+                "preview",
+                now,
+            )
+            .await?;
         let selection = self.choose_blocks(&profile, &compiled.slots, &data, now).await?;
-        let opts = self.render_options(&profile, now);
-        let (email, undefined) = compiled.render_with_diagnostics(&data, &selection, &opts)?;
-        let lint = check_rendered(&email, &undefined, &data, marketing);
         let mut paths = compiled.variables();
         for slot in &compiled.slots {
             if let Some(b) = selection.chosen(slot) {
                 paths.extend(b.html.variables());
             }
         }
+        let zone = self.time_zone_of(&profile);
+        let (email, undefined, data) = self.render_blocking(compiled, data, selection, zone, now).await?;
+        let mut lint = check_rendered(&email, &undefined, &data, marketing);
+        lint.extend(self.broken_block_issues().await?);
         let data_used = paths
             .into_iter()
             .map(|p| (p.clone(), lookup_json(&data, &p)))

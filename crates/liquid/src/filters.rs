@@ -425,14 +425,14 @@ pub(crate) fn apply(f: Filter, input: Value, args: &[Value], kwargs: &[(&str, Va
         Uniq => {
             let items = flat(&input);
             let mut out: Vec<Value> = Vec::new();
-            let mut keys: Vec<Value> = Vec::new();
+            // Keyed by type and JSON, so that uniq stays linear on big arrays.
+            let mut keys: std::collections::HashSet<String> = std::collections::HashSet::new();
             for item in items {
                 let key = match (&item, args.first()) {
                     (Value::Object(o), Some(k)) => o.get(&k.to_str()).cloned().unwrap_or_default(),
                     _ => item.clone(),
                 };
-                if !keys.contains(&key) {
-                    keys.push(key);
+                if keys.insert(format!("{}:{}", key.type_name(), crate::email::to_json(&key))) {
                     out.push(item);
                 }
             }
@@ -460,6 +460,76 @@ fn ruby_ws(c: char) -> bool {
 }
 
 /// Flattens nested arrays; nil is an empty list and anything else a list of one.
+/// A cheap upper bound of the size a value renders to.
+fn approx_len(v: &Value) -> usize {
+    match v {
+        Value::Nil => 0,
+        Value::Bool(_) => 5,
+        Value::Int(_) | Value::Float(_) => 24,
+        Value::Str(s) => s.len(),
+        Value::Array(a) => a.iter().map(approx_len).fold(a.len(), usize::saturating_add),
+        Value::Object(o) => o
+            .iter()
+            .map(|(k, v)| k.len() + approx_len(v) + 8)
+            .fold(0, usize::saturating_add),
+    }
+}
+
+/// Refuses, before any work is done, a filter whose result would exceed the sandbox: a
+/// string larger than `max_bytes`, or an array of more than `max_items` items. Without this a
+/// legal 2 MB string could be multiplied (`replace`, `join`, `split`) into terabytes before
+/// the size of the result is ever looked at.
+pub(crate) fn check_expansion(
+    f: Filter,
+    input: &Value,
+    args: &[Value],
+    max_bytes: usize,
+    max_items: u64,
+) -> Result<(), String> {
+    use Filter::*;
+    let arg_len = |i: usize| args.get(i).map_or(0, approx_len);
+    let text_len = || approx_len(input);
+    let count = |needle: &str| {
+        let hay = input.to_str();
+        if needle.is_empty() {
+            hay.chars().count() + 1
+        } else {
+            hay.matches(needle).count()
+        }
+    };
+    let bytes = match f {
+        Replace => {
+            let n = count(&args.first().map(Value::to_str).unwrap_or_default());
+            text_len().saturating_add(n.saturating_mul(arg_len(1)))
+        }
+        ReplaceFirst | ReplaceLast => text_len().saturating_add(arg_len(1)),
+        Append | Prepend | Concat => text_len().saturating_add(arg_len(0)),
+        Join => {
+            let n = match input {
+                Value::Array(a) => a.len(),
+                _ => 1,
+            };
+            text_len().saturating_add(n.saturating_mul(args.first().map_or(1, approx_len)))
+        }
+        NewlineToBr => text_len().saturating_add(count("\n").saturating_mul(6)),
+        Escape | EscapeOnce | UrlEncode => text_len().saturating_mul(6),
+        Base64Encode | Base64UrlSafeEncode => text_len().saturating_mul(4) / 3 + 4,
+        Split => {
+            let sep = args.first().map(Value::to_str).unwrap_or_default();
+            let parts = count(&sep).saturating_add(1) as u64;
+            if parts > max_items {
+                return Err(format!("split would make {parts} items, more than {max_items}"));
+            }
+            0
+        }
+        _ => 0,
+    };
+    if bytes > max_bytes {
+        return Err(format!("the result would exceed {max_bytes} bytes"));
+    }
+    Ok(())
+}
+
 fn flat(v: &Value) -> Vec<Value> {
     fn go(v: &Value, out: &mut Vec<Value>, depth: usize) {
         match v {
@@ -860,16 +930,27 @@ fn strip_html(text: &str) -> String {
     let lower = text.to_ascii_lowercase();
     let mut out = String::with_capacity(text.len());
     let mut i = 0;
+    // Once a closer is missing after some point it is missing after every later point: not
+    // searching again keeps this linear on hostile input (`<<<<<…`).
+    let mut missing = [false; 4];
+    let mut find = |rest: &str, which: usize, closer: &str| {
+        if missing[which] {
+            return None;
+        }
+        let found = rest.find(closer).map(|e| e + closer.len());
+        missing[which] = found.is_none();
+        found
+    };
     while i < text.len() {
         let rest = &lower[i..];
         let skip_to = if rest.starts_with("<script") {
-            rest.find("</script>").map(|e| e + "</script>".len())
+            find(rest, 0, "</script>")
         } else if rest.starts_with("<style") {
-            rest.find("</style>").map(|e| e + "</style>".len())
+            find(rest, 1, "</style>")
         } else if rest.starts_with("<!--") {
-            rest.find("-->").map(|e| e + 3)
+            find(rest, 2, "-->")
         } else if rest.starts_with('<') {
-            rest.find('>').map(|e| e + 1)
+            find(rest, 3, ">")
         } else {
             None
         };

@@ -18,7 +18,7 @@
 //! - Unknown filters parse; at render they are skipped, an [`ErrorKind::UnknownFilter`] error
 //!   with [`Env::strict_filters`], or listed by `render_with_diagnostics`.
 //! - [`Env::escape_output`] HTML-escapes every `{{ }}`/`echo` result unless its last filter is
-//!   `raw`, `escape`, `escape_once` or `json`.
+//!   `raw`, `escape` or `escape_once` (`json` output is escaped too: inside an attribute its quotes would end the value).
 //! - `{% render %}` isolates locals, counters and cycles but, as Shopify themes do, still sees
 //!   the globals.
 //! - [`Limits`]: output bytes count everything written, captures included, and any filter result
@@ -121,7 +121,7 @@ pub struct Env<'a> {
     /// ISO 4217 code used by `money` when no currency is given.
     pub currency: String,
     /// HTML-escape (`& < > " '`) the result of every `{{ … }}` and `echo`, unless its last
-    /// filter is `raw`, `escape`, `escape_once` or `json`. For HTML bodies; off for subjects and
+    /// filter is `raw`, `escape` or `escape_once`. For HTML bodies; off for subjects and
     /// text bodies. Template text and what partials and blocks render are not escaped again.
     pub escape_output: bool,
 }

@@ -20,6 +20,7 @@ pub(crate) fn parse(src: &str) -> Result<Block, Error> {
         toks,
         pos: 0,
         depth: 0,
+        open_tags: Vec::new(),
     };
     let (block, end) = p.parse_block(&[])?;
     if let Some(end) = end {
@@ -205,6 +206,9 @@ struct Parser<'a> {
     toks: Vec<Tok<'a>>,
     pos: usize,
     depth: usize,
+    /// Where the tags being parsed start, innermost last: an unclosed block is reported at
+    /// its opening tag, where the author can fix it.
+    open_tags: Vec<usize>,
 }
 
 const END_TAGS: &[&str] = &[
@@ -271,7 +275,8 @@ impl<'a> Parser<'a> {
                 "endifchanged" => "ifchanged",
                 _ => "block",
             };
-            return Err(self.err(self.src.len(), format!("'{opener}' tag was never closed")));
+            let at = self.open_tags.last().copied().unwrap_or(self.src.len());
+            return Err(self.err(at, format!("'{opener}' tag was never closed")));
         }
         Ok((block, None))
     }
@@ -287,6 +292,13 @@ impl<'a> Parser<'a> {
     }
 
     fn parse_tag(&mut self, tag: TagTok<'a>, block: &mut Block) -> Result<(), Error> {
+        self.open_tags.push(tag.off);
+        let result = self.parse_tag_inner(tag, block);
+        self.open_tags.pop();
+        result
+    }
+
+    fn parse_tag_inner(&mut self, tag: TagTok<'a>, block: &mut Block) -> Result<(), Error> {
         let src = self.src;
         let expr = |m: &'a str, off: usize| ExprParser::new(src, m, off);
         match tag.name {
@@ -638,6 +650,7 @@ impl<'a> Parser<'a> {
             toks,
             pos: 0,
             depth: self.depth,
+            open_tags: Vec::new(),
         };
         let (nodes, end) = sub.parse_block(&[])?;
         if let Some(end) = end {

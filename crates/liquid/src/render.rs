@@ -167,8 +167,14 @@ impl<'e> Renderer<'e> {
 
     fn step(&mut self) -> Result<(), Error> {
         self.steps += 1;
-        if self.steps.is_multiple_of(CLOCK_EVERY)
-            && let Some(max) = self.env.limits.max_duration
+        if self.steps.is_multiple_of(CLOCK_EVERY) {
+            return self.check_clock();
+        }
+        Ok(())
+    }
+
+    fn check_clock(&self) -> Result<(), Error> {
+        if let Some(max) = self.env.limits.max_duration
             && self.start.elapsed() > max
         {
             return Err(limit(format!("render took longer than {} ms", max.as_millis())));
@@ -365,7 +371,7 @@ impl<'e> Renderer<'e> {
         let escape = self.env.escape_output
             && !matches!(
                 o.filters.last().map(|f| f.filter),
-                Some(Filter::Raw | Filter::Escape | Filter::EscapeOnce | Filter::Json)
+                Some(Filter::Raw | Filter::Escape | Filter::EscapeOnce)
             );
         self.write_value(&v, escape, out)
     }
@@ -419,8 +425,23 @@ impl<'e> Renderer<'e> {
             for (k, e) in &f.kwargs {
                 kwargs.push((&**k, self.eval(sc, e)?));
             }
+            let limits = self.env.limits;
+            filters::check_expansion(
+                f.filter,
+                &v,
+                &args,
+                limits.max_output_bytes,
+                limits.max_loop_iterations,
+            )
+            .map_err(|m| limit(format!("filter '{}': {m}", f.name)))?;
+            let big_input = matches!(&v, Value::Str(s) if s.len() > 4096)
+                || matches!(&v, Value::Array(a) if a.len() > 256);
             v = filters::apply(f.filter, v, &args, &kwargs, self.env)
                 .map_err(|m| render_error(format!("filter '{}': {m}", f.name)))?;
+            if big_input {
+                // Filters on big inputs are where time goes: look at the clock after each.
+                self.check_clock()?;
+            }
             let size = match &v {
                 Value::Str(s) => s.len(),
                 Value::Array(a) => a.len(),
@@ -445,7 +466,7 @@ impl<'e> Renderer<'e> {
                 if b < a {
                     return Ok(Value::Array(Arc::new(Vec::new())));
                 }
-                let n = (b - a).unsigned_abs().saturating_add(1);
+                let n = u64::try_from(i128::from(b) - i128::from(a) + 1).unwrap_or(u64::MAX);
                 if n > self.env.limits.max_loop_iterations {
                     return Err(limit(format!("range of {n} items is too large")));
                 }
@@ -845,6 +866,7 @@ impl<'e> Renderer<'e> {
         let result = (|| match bound {
             Some(Value::Array(items)) => {
                 for item in items.iter() {
+                    self.tick_loop()?;
                     set_var(sc, &var, item.clone());
                     let flow = self.render_block(sc, &tpl.nodes, out)?;
                     if !matches!(flow, Flow::Normal) {
@@ -939,7 +961,7 @@ impl Seq {
                 if b < a {
                     0
                 } else {
-                    usize::try_from((*b - *a).unsigned_abs().saturating_add(1)).unwrap_or(usize::MAX)
+                    usize::try_from(i128::from(*b) - i128::from(*a) + 1).unwrap_or(usize::MAX)
                 }
             }
             Seq::Arr(a) => a.len(),

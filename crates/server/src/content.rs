@@ -3,12 +3,14 @@
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
+use missive_content::ContentError;
 use missive_content::blocks::{BlockSource, MatrixRow};
-use missive_content::lint::{LintIssue, check_rendered};
+use missive_content::lint::LintIssue;
 use missive_content::recs::Product;
-use missive_content::template::{CompiledTemplate, TemplateSource};
-use missive_content::{ContentError, Selection};
-use missive_engine::content::{ContentServiceError, Preview, PreviewEvent, RejectedProduct, StoredTemplate};
+use missive_content::template::TemplateSource;
+use missive_engine::content::{
+    ContentServiceError, Preview, PreviewOptions, RejectedProduct, StoredTemplate,
+};
 use missive_store::DocumentRecord;
 use serde::{Deserialize, Serialize};
 
@@ -29,6 +31,9 @@ impl From<ContentServiceError> for ApiError {
             )
             .with_field("profile"),
             ContentServiceError::InvalidName(_) => ApiError::bad_request("invalid_name", e.to_string()),
+            ContentServiceError::UnknownSegment(_) => {
+                ApiError::bad_request("segment_not_found", e.to_string()).with_field("target")
+            }
             ContentServiceError::Store(e) => ApiError::from(e),
             ContentServiceError::Corrupt(..) => ApiError::internal(&e),
             ContentServiceError::Engine(e) => ApiError::unavailable(&e),
@@ -181,8 +186,9 @@ pub async fn delete_template(
 pub struct PreviewIn {
     /// A profile id, `user_id:…`, `email:…`, `anonymous_id:…` or a bare value.
     profile: String,
-    /// The triggering event; default: the profile's latest track event.
-    event: Option<PreviewEvent>,
+    /// `event` (default: the profile's latest track event) and `experiment`.
+    #[serde(flatten)]
+    options: PreviewOptions,
 }
 
 pub async fn preview_template(
@@ -194,7 +200,7 @@ pub async fn preview_template(
     Ok(Json(
         state
             .content
-            .preview(&state.engine, &name, &body.profile, body.event)
+            .preview(&state.engine, &name, &body.profile, body.options)
             .await?,
     ))
 }
@@ -204,9 +210,10 @@ pub struct LintIn {
     #[serde(flatten)]
     source: TemplateSource,
     marketing: Option<bool>,
-    /// Render for this profile; default: a profile with no data (every variable undefined).
+    /// Render for this profile; default: a profile with no data.
     profile: Option<String>,
-    event: Option<PreviewEvent>,
+    #[serde(flatten)]
+    options: PreviewOptions,
 }
 
 #[derive(Debug, Serialize)]
@@ -221,53 +228,16 @@ pub async fn lint_template(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<LintIn>,
 ) -> Result<Json<LintOut>, ApiError> {
-    let marketing = body.marketing.unwrap_or(true);
-    let compiled = match CompiledTemplate::compile(&body.source) {
-        Ok(c) => c,
-        Err(e) => {
-            let issue = missive_content::lint::compile_issue(&e);
-            return Ok(Json(LintOut {
-                ok: false,
-                issues: vec![issue],
-            }));
-        }
-    };
-    let now = state.engine.clock().now();
-    let profile = match &body.profile {
-        Some(key) => {
-            state.engine.sync().await.map_err(|e| ApiError::unavailable(&e))?;
-            let key = missive_engine::profiles::ProfileKey::parse(key);
-            missive_engine::profiles::find_profile(
-                &**state.engine.store(),
-                &key,
-                state.engine.config().history_len,
-            )
-            .await?
-            .ok_or_else(|| {
-                ApiError::from(ContentServiceError::ProfileNotFound(
-                    body.profile.clone().unwrap_or_default(),
-                ))
-            })?
-        }
-        None => missive_core::Profile::new(missive_core::ProfileId::generate(), now),
-    };
-    let data = state
+    let issues = state
         .content
-        .data_for(&profile, body.event.as_ref(), "lint", now)
+        .lint(
+            &state.engine,
+            body.source,
+            body.marketing.unwrap_or(true),
+            body.profile.as_deref(),
+            body.options,
+        )
         .await?;
-    let selection = if body.profile.is_some() {
-        state
-            .content
-            .choose_blocks(&profile, &compiled.slots, &data, now)
-            .await?
-    } else {
-        Selection::default()
-    };
-    let opts = state.content.render_options(&profile, now);
-    let issues = match compiled.render_with_diagnostics(&data, &selection, &opts) {
-        Ok((email, undefined)) => check_rendered(&email, &undefined, &data, marketing),
-        Err(e) => vec![missive_content::lint::compile_issue(&e)],
-    };
     let ok = !issues
         .iter()
         .any(|i| i.severity == missive_content::lint::Severity::Error);

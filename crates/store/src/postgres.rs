@@ -995,28 +995,44 @@ impl Store for PostgresStore {
     }
 
     async fn put_documents(&self, docs: Vec<DocumentRecord>) -> Result<Vec<i64>, StoreError> {
-        let mut writer = self.inner.checkpoint_writer.lock().await;
-        let tx = writer.client.transaction().await?;
-        let stmt = tx
-            .prepare(
-                "INSERT INTO documents (kind, name, version, body, updated_at) VALUES ($1, $2, 1, $3, $4)
+        // One statement for the whole batch; a name given twice keeps its last body, as if
+        // saved in order.
+        let mut last: BTreeMap<(&str, &str), &DocumentRecord> = BTreeMap::new();
+        for d in &docs {
+            last.insert((d.kind.as_str(), d.name.as_str()), d);
+        }
+        let (mut kinds, mut names, mut bodies, mut times) = (vec![], vec![], vec![], vec![]);
+        for d in last.values() {
+            kinds.push(d.kind.as_str());
+            names.push(d.name.as_str());
+            bodies.push(&d.body);
+            times.push(micros(d.updated_at));
+        }
+        let writer = self.inner.checkpoint_writer.lock().await;
+        let rows = writer
+            .client
+            .query(
+                "INSERT INTO documents (kind, name, version, body, updated_at)
+                 SELECT k, n, 1, b, t FROM UNNEST($1::text[], $2::text[], $3::jsonb[], $4::bigint[]) AS u(k, n, b, t)
                  ON CONFLICT (kind, name) DO UPDATE SET version = documents.version + 1,
                      body = excluded.body, updated_at = excluded.updated_at
-                 RETURNING version",
+                 RETURNING kind, name, version",
+                &[&kinds, &names, &bodies, &times],
             )
             .await?;
-        let mut versions = Vec::with_capacity(docs.len());
-        for d in &docs {
-            let row = tx
-                .query_one(
-                    &stmt,
-                    &[&d.kind.as_str(), &d.name, &d.body, &micros(d.updated_at)],
-                )
-                .await?;
-            versions.push(row.try_get(0)?);
+        drop(writer);
+        let mut versions: HashMap<(String, String), i64> = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            versions.insert((row.try_get(0)?, row.try_get(1)?), row.try_get(2)?);
         }
-        tx.commit().await?;
-        Ok(versions)
+        docs.iter()
+            .map(|d| {
+                versions
+                    .get(&(d.kind.as_str().to_string(), d.name.clone()))
+                    .copied()
+                    .ok_or_else(|| corrupt("document version", "not returned"))
+            })
+            .collect()
     }
 
     async fn get_document(
@@ -1045,7 +1061,7 @@ impl Store for PostgresStore {
         let rows = r
             .client
             .query(
-                "SELECT name, version, body, updated_at FROM documents WHERE kind = $1 AND name > $2
+                "SELECT name, version, body, updated_at FROM documents WHERE kind = $1 AND name COLLATE \"C\" > $2
                  ORDER BY name COLLATE \"C\" LIMIT $3",
                 &[&kind.as_str(), &after.unwrap_or_default(), &i64::from(limit)],
             )

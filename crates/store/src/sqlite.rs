@@ -984,13 +984,31 @@ impl Store for SqliteStore {
                          body = excluded.body, updated_at = excluded.updated_at
                      RETURNING version",
                 )?;
-                for d in &docs {
+                // A name given twice keeps its last body and one new version, as in PostgreSQL.
+                let mut last: HashMap<(&str, &str), usize> = HashMap::new();
+                for (i, d) in docs.iter().enumerate() {
+                    last.insert((d.kind.as_str(), d.name.as_str()), i);
+                }
+                let mut saved: HashMap<(&str, &str), i64> = HashMap::new();
+                for (i, d) in docs.iter().enumerate() {
+                    let key = (d.kind.as_str(), d.name.as_str());
+                    if last.get(&key) != Some(&i) {
+                        continue;
+                    }
                     let body = serde_json::to_string(&d.body).map_err(|e| corrupt("document body", e))?;
                     let v: i64 = stmt.query_row(
                         params![d.kind.as_str(), d.name, body, micros(d.updated_at)],
                         |r| r.get(0),
                     )?;
-                    versions.push(v);
+                    saved.insert(key, v);
+                }
+                for d in &docs {
+                    versions.push(
+                        saved
+                            .get(&(d.kind.as_str(), d.name.as_str()))
+                            .copied()
+                            .unwrap_or_default(),
+                    );
                 }
             }
             tx.commit()?;

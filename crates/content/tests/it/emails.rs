@@ -78,5 +78,8 @@ fn cart_items_recommendations_and_links_reach_both_parts() {
     assert!(email.html.contains("utm_campaign=cart-recovery"));
     assert!(email.html.starts_with("<!doctype html>") || email.html.starts_with("<!DOCTYPE html>"));
     assert!(email.html.contains("display:none"), "preheader missing");
+    // Blocks are fragments: the e-mail stays one document.
+    assert_eq!(email.html.matches("<html").count(), 1);
+    assert_eq!(email.html.matches("<body").count(), 1);
     assert!(email.html.contains("2 items saved for you"));
 }

@@ -22,7 +22,7 @@ fn issues(body: &str, layout: Layout, marketing: bool) -> Vec<(Severity, &'stati
 }
 
 #[test]
-fn a_clean_transactional_email_has_no_issues() {
+fn a_transactional_email_needs_no_unsubscribe_link_and_only_warns_about_undefined_data() {
     let found = issues(
         "<p>Order confirmed. <a href=\"https://s.example/o\">View</a></p>",
         Layout::Html,

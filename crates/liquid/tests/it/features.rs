@@ -133,7 +133,7 @@ fn escape_output_escapes_every_output_but_not_template_text() {
 }
 
 #[test]
-fn escape_output_is_skipped_after_raw_escape_escape_once_and_json() {
+fn escape_output_is_skipped_after_raw_escape_and_escape_once_but_not_json() {
     let partials = MemPartials::default();
     let data = r#"{"html": "<i>hi</i> &amp;"}"#;
     assert_eq!(
@@ -148,10 +148,64 @@ fn escape_output_is_skipped_after_raw_escape_escape_once_and_json() {
         render_escaped("{{ html | escape_once }}", data, &partials),
         "&lt;i&gt;hi&lt;/i&gt; &amp;"
     );
+    // Inside an attribute, unescaped JSON quotes would end the value and let data add its own.
     assert_eq!(
-        render_escaped("{{ html | json }}", data, &partials),
-        r#""\u003ci\u003ehi\u003c/i\u003e \u0026amp;""#
+        render_escaped(r#"<a title="{{ html | json }}">"#, data, &partials),
+        r#"<a title="&quot;\u003ci\u003ehi\u003c/i\u003e \u0026amp;&quot;">"#
     );
+}
+
+fn limit_error(source: &str) -> missive_liquid::Error {
+    let partials = MemPartials::default();
+    let env = env(&partials);
+    let t = Template::parse(source).expect("parses");
+    let started = std::time::Instant::now();
+    let e = t.render(&globals("{}"), &env).expect_err("must hit a limit");
+    assert!(
+        started.elapsed().as_secs() < 5,
+        "{source}: the limit took {:?} to hit",
+        started.elapsed()
+    );
+    e
+}
+
+#[test]
+fn filters_that_would_multiply_a_big_string_are_refused_before_they_run() {
+    let big =
+        "{% assign s = 'xxxxxxxxxxxxxxxx' %}{% for i in (1..16) %}{% assign s = s | append: s %}{% endfor %}";
+    for bomb in [
+        "{{ s | replace: 'x', s }}",
+        "{{ s | split: '' | join: s }}",
+        "{% assign a = s | split: '' %}{{ a | size }}",
+        "{{ s | append: s | append: s | append: s | append: s | append: s | append: s | append: s | append: s | append: s | append: s | append: s | append: s | append: s | append: s | append: s | append: s | append: s | append: s | append: s | append: s | append: s | append: s | append: s | append: s | append: s | append: s | append: s | append: s | append: s | append: s | append: s | append: s }}",
+    ] {
+        let e = limit_error(&format!("{big}{bomb}"));
+        assert_eq!(e.kind, missive_liquid::ErrorKind::Limit, "{bomb}: {e}");
+    }
+}
+
+#[test]
+fn ranges_with_extreme_bounds_are_refused_not_overflowed() {
+    for source in [
+        "{% assign r = (-9999999999999999999.0..9999999999999999999.0) %}{{ r | size }}",
+        "{% for i in (-9223372036854775808..9223372036854775807) %}{{ i }}{% endfor %}",
+        "{{ (-9223372036854775808..9223372036854775807) | size }}",
+    ] {
+        let e = limit_error(source);
+        assert_eq!(e.kind, missive_liquid::ErrorKind::Limit, "{source}: {e}");
+    }
+}
+
+#[test]
+fn strip_html_and_uniq_stay_linear_on_hostile_input() {
+    let partials = MemPartials::default();
+    let env = env(&partials);
+    let lt = "<".repeat(200_000);
+    let t = Template::parse("{{ lt | strip_html | size }}").expect("parses");
+    let data = format!(r#"{{"lt": "{lt}"}}"#);
+    assert_eq!(t.render(&globals(&data), &env).expect("renders"), "200000");
+    let t = Template::parse("{{ (1..90000) | uniq | size }}").expect("parses");
+    assert_eq!(t.render(&globals("{}"), &env).expect("renders"), "90000");
 }
 
 #[test]

@@ -29,6 +29,9 @@ async fn load_examples(app: &TestApp) {
     assert_eq!(res["saved"], 16);
     assert_eq!(res["rejected"][0]["index"], 16);
     assert_eq!(res["rejected"][0]["id"], "broken");
+    let segment = json!({"name": "vip", "expression": "traits.tier == \"gold\""});
+    let (status, res) = app.admin(Method::POST, "/v1/segments", Some(segment)).await;
+    assert_eq!(status, 201, "{res}");
     for name in ["hero-vip", "hero-generic", "offer-loyalty", "offer-default"] {
         let block: Value = serde_json::from_str(&example(&format!("blocks/{name}.json"))).unwrap();
         let (status, res) = app
@@ -95,8 +98,9 @@ async fn broken_templates_are_refused_with_where_and_why() {
     let (status, res) = app.admin(Method::PUT, "/v1/templates/bad", Some(body)).await;
     assert_eq!(status, 400, "{res}");
     assert_eq!(res["code"], "liquid_syntax_error");
-    assert_eq!(res["field"], "html");
-    assert!(res["at"]["line"].as_u64().is_some(), "{res}");
+    // Where the author wrote it: the body, line 2.
+    assert_eq!(res["field"], "body");
+    assert_eq!(res["at"]["line"], 2, "{res}");
 
     let body = json!({"subject": "Hi", "body": "<mjml><mj-body><mj-section></mj-body></mjml>"});
     let (status, res) = app.admin(Method::PUT, "/v1/templates/bad", Some(body)).await;
@@ -335,10 +339,15 @@ async fn a_hostile_template_gets_a_clear_error_and_the_server_stays_healthy() {
         json!({"userId": "eve", "traits": {"first_name": "Eve"}}),
     )
     .await;
+    // A block that places itself: recursion stops at the nesting limit.
+    let block = json!({"slot": "loop", "target": "everyone", "html": "<p>{% block 'loop' %}</p>"});
+    let (status, res) = app.admin(Method::PUT, "/v1/blocks/loop", Some(block)).await;
+    assert_eq!(status, 200, "{res}");
     let hostile = [
         "{% for i in (1..1000000000) %}{% for j in (1..1000000000) %}{{ i }}{% endfor %}{% endfor %}",
         "{% assign s = 'xxxxxxxxxxxxxxxx' %}{% for i in (1..64) %}{% assign s = s | append: s %}{% endfor %}{{ s }}",
-        "{% include 'self' %}",
+        "{% assign s = 'xxxxxxxxxxxxxxxx' %}{% for i in (1..16) %}{% assign s = s | append: s %}{% endfor %}{{ s | replace: 'x', s }}",
+        "{% block 'loop' %}",
     ];
     for (i, body) in hostile.iter().enumerate() {
         let template =
@@ -347,7 +356,6 @@ async fn a_hostile_template_gets_a_clear_error_and_the_server_stays_healthy() {
             .admin(Method::PUT, &format!("/v1/templates/hostile-{i}"), Some(template))
             .await;
         assert_eq!(status, 200, "{res}");
-        let started = std::time::Instant::now();
         let (status, res) = app
             .admin(
                 Method::POST,
@@ -355,18 +363,43 @@ async fn a_hostile_template_gets_a_clear_error_and_the_server_stays_healthy() {
                 Some(json!({"profile": "eve"})),
             )
             .await;
-        assert_eq!(status, 400, "{body}: {res}");
-        let code = res["code"].as_str().unwrap();
-        assert!(
-            code == "template_limit_exceeded" || code == "liquid_render_error",
+        assert_eq!(
+            (status, res["code"].as_str()),
+            (400, Some("template_limit_exceeded")),
             "{body}: {res}"
-        );
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(5),
-            "{body} took {:?}",
-            started.elapsed()
         );
     }
     let (status, health) = app.get("/health").await;
     assert_eq!((status, health["status"].as_str()), (200, Some("ok")));
+}
+
+#[tokio::test]
+async fn lint_sees_the_experiment_and_blocks_need_an_existing_segment() {
+    let app = TestApp::spawn().await;
+    let body = json!({
+        "subject": "Variant {{ experiment.variant }}",
+        "layout": "html",
+        "body": "<p>{{ experiment.name }} <a href=\"{{ unsubscribe_url | url_param: 'src', 'footer' }}\">Unsubscribe</a></p>",
+        "experiment": {"name": "subject-test", "variant": "b"},
+    });
+    let (status, res) = app.admin(Method::POST, "/v1/templates/lint", Some(body)).await;
+    assert_eq!(status, 200, "{res}");
+    assert_eq!(res["ok"], true, "{res}");
+    let codes: Vec<&str> = res["issues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["code"].as_str().unwrap())
+        .collect();
+    assert!(
+        !codes.contains(&"undefined_variable") && !codes.contains(&"missing_unsubscribe"),
+        "{codes:?}"
+    );
+
+    let block = json!({"slot": "hero", "target": {"segment": "nobody-saved-this"}, "html": "<p>x</p>"});
+    let (status, res) = app.admin(Method::PUT, "/v1/blocks/orphan", Some(block)).await;
+    assert_eq!(
+        (status, res["code"].as_str(), res["field"].as_str()),
+        (400, Some("segment_not_found"), Some("target"))
+    );
 }
