@@ -165,6 +165,51 @@ pub trait Store: Send + Sync + 'static {
         after_seq: i64,
         limit: u32,
     ) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// A value from the store's metadata, set to `init` first if absent (workspace secrets).
+    async fn meta_get_or_init(&self, key: &str, init: String) -> Result<String, StoreError>;
+
+    /// Applies journey progress in one transaction. Outbox rows whose idempotency key is
+    /// already stored are ignored.
+    async fn commit_journey(&self, commit: JourneyCommit) -> Result<(), StoreError>;
+
+    /// How far through the event log the journeys have read (0 at first).
+    async fn journey_events_through(&self) -> Result<i64, StoreError>;
+
+    /// The active instances of a profile.
+    async fn active_instances(&self, profile: &ProfileId) -> Result<Vec<JourneyInstance>, StoreError>;
+
+    /// Active instances whose wait ends at or before `now`, soonest first.
+    async fn due_instances(&self, now: DateTime<Utc>, limit: u32)
+    -> Result<Vec<JourneyInstance>, StoreError>;
+
+    /// The soonest end of any active wait.
+    async fn next_instance_wake(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    /// Instances of one journey, newest first.
+    async fn journey_instances(&self, journey: &str, limit: u32) -> Result<Vec<JourneyInstance>, StoreError>;
+
+    /// Queued messages due at or before `now`, soonest first.
+    async fn due_outbox(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<OutboxMessage>, StoreError>;
+
+    /// Records what happened to messages (status, attempts, next attempt, sent time, detail).
+    async fn update_outbox(&self, messages: Vec<OutboxMessage>) -> Result<(), StoreError>;
+
+    async fn outbox_message(&self, id: &str) -> Result<Option<OutboxMessage>, StoreError>;
+
+    /// Messages of a profile, newest first.
+    async fn outbox_of(&self, profile: &ProfileId, limit: u32) -> Result<Vec<OutboxMessage>, StoreError>;
+
+    /// Marketing messages sent to a profile since `since` (the frequency cap).
+    async fn marketing_sent_since(
+        &self,
+        profile: &ProfileId,
+        since: DateTime<Utc>,
+    ) -> Result<u32, StoreError>;
+
+    async fn suppress(&self, suppression: Suppression) -> Result<(), StoreError>;
+
+    async fn suppression(&self, address_hash: &str) -> Result<Option<Suppression>, StoreError>;
 }
 
 /// Opens the store a URL names: `sqlite:PATH` / a plain path, or `postgres://…`.

@@ -33,9 +33,9 @@ use tokio_postgres::{Client, Config, NoTls, Row, Statement, Transaction};
 
 use crate::types::{from_micros, micros};
 use crate::{
-    ApiKeyRecord, Checkpoint, DocumentKind, DocumentRecord, EventBatch, EventQuery, MergeRecord,
-    ProfileVersion, Role, SegmentChange, SegmentRecord, Store, StoreError, StoreStats, StoredEvent,
-    Workspace,
+    ApiKeyRecord, Checkpoint, DocumentKind, DocumentRecord, EventBatch, EventQuery, InstanceStatus,
+    JourneyCommit, JourneyInstance, MergeRecord, OutboxMessage, OutboxStatus, ProfileVersion, Role,
+    SegmentChange, SegmentRecord, Store, StoreError, StoreStats, StoredEvent, Suppression, Workspace,
 };
 
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -102,6 +102,31 @@ CREATE TABLE documents (
     kind TEXT NOT NULL, name TEXT NOT NULL, version BIGINT NOT NULL, body JSONB NOT NULL,
     updated_at BIGINT NOT NULL,
     PRIMARY KEY (kind, name)
+);
+"#,
+    ),
+    (
+        4,
+        r#"
+CREATE TABLE journey_instances (
+    id TEXT PRIMARY KEY, journey TEXT NOT NULL, journey_version BIGINT NOT NULL,
+    profile_id TEXT NOT NULL, key TEXT NOT NULL, step TEXT NOT NULL, status TEXT NOT NULL,
+    wake_at BIGINT, waiting_for TEXT, context JSONB NOT NULL,
+    entered_at BIGINT NOT NULL, updated_at BIGINT NOT NULL
+);
+CREATE INDEX journey_instances_by_profile ON journey_instances (profile_id, status);
+CREATE INDEX journey_instances_due ON journey_instances (wake_at) WHERE status = 'active';
+CREATE INDEX journey_instances_by_journey ON journey_instances (journey, entered_at);
+CREATE TABLE outbox (
+    id TEXT PRIMARY KEY, idempotency_key TEXT NOT NULL UNIQUE, profile_id TEXT NOT NULL,
+    template TEXT NOT NULL, class TEXT NOT NULL, source TEXT NOT NULL, context JSONB NOT NULL,
+    status TEXT NOT NULL, attempts BIGINT NOT NULL, next_attempt_at BIGINT NOT NULL,
+    created_at BIGINT NOT NULL, sent_at BIGINT, recipient TEXT, detail TEXT
+);
+CREATE INDEX outbox_due ON outbox (next_attempt_at) WHERE status = 'queued';
+CREATE INDEX outbox_by_profile ON outbox (profile_id, created_at);
+CREATE TABLE suppressions (
+    address_hash TEXT PRIMARY KEY, reason TEXT NOT NULL, detail TEXT NOT NULL, at BIGINT NOT NULL
 );
 "#,
     ),
@@ -580,6 +605,53 @@ impl ReadStatements {
             stats,
         })
     }
+}
+
+const INSTANCE_COLUMNS: &str = "id, journey, journey_version, profile_id, key, step, status, wake_at, waiting_for, context, entered_at, updated_at";
+
+fn instance_from_row(row: &Row) -> Result<JourneyInstance, StoreError> {
+    let profile: &str = row.try_get(3)?;
+    let status: &str = row.try_get(6)?;
+    let wake_at: Option<i64> = row.try_get(7)?;
+    Ok(JourneyInstance {
+        id: row.try_get(0)?,
+        journey: row.try_get(1)?,
+        journey_version: row.try_get(2)?,
+        profile_id: ProfileId::parse(profile).map_err(|e| corrupt("instance profile id", e))?,
+        key: row.try_get(4)?,
+        step: row.try_get(5)?,
+        status: InstanceStatus::parse(status).ok_or_else(|| corrupt("instance status", status))?,
+        wake_at: wake_at.map(from_micros),
+        waiting_for: row.try_get(8)?,
+        context: row.try_get(9)?,
+        entered_at: from_micros(row.try_get(10)?),
+        updated_at: from_micros(row.try_get(11)?),
+    })
+}
+
+const OUTBOX_COLUMNS: &str = "id, idempotency_key, profile_id, template, class, source, context, status, attempts, next_attempt_at, created_at, sent_at, recipient, detail";
+
+fn outbox_from_row(row: &Row) -> Result<OutboxMessage, StoreError> {
+    let profile: &str = row.try_get(2)?;
+    let status: &str = row.try_get(7)?;
+    let attempts: i64 = row.try_get(8)?;
+    let sent_at: Option<i64> = row.try_get(11)?;
+    Ok(OutboxMessage {
+        id: row.try_get(0)?,
+        idempotency_key: row.try_get(1)?,
+        profile_id: ProfileId::parse(profile).map_err(|e| corrupt("outbox profile id", e))?,
+        template: row.try_get(3)?,
+        class: row.try_get(4)?,
+        source: row.try_get(5)?,
+        context: row.try_get(6)?,
+        status: OutboxStatus::parse(status).ok_or_else(|| corrupt("outbox status", status))?,
+        attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+        next_attempt_at: from_micros(row.try_get(9)?),
+        created_at: from_micros(row.try_get(10)?),
+        sent_at: sent_at.map(from_micros),
+        recipient: row.try_get(12)?,
+        detail: row.try_get(13)?,
+    })
 }
 
 fn document_from_row(kind: DocumentKind, row: &Row) -> Result<DocumentRecord, StoreError> {
@@ -1101,6 +1173,300 @@ impl Store for PostgresStore {
             )
             .await?;
         rows.iter().map(event_from_row).collect()
+    }
+
+    async fn meta_get_or_init(&self, key: &str, init: String) -> Result<String, StoreError> {
+        let writer = self.inner.checkpoint_writer.lock().await;
+        writer
+            .client
+            .execute(
+                "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+                &[&key, &init],
+            )
+            .await?;
+        let row = writer
+            .client
+            .query_one("SELECT value FROM meta WHERE key = $1", &[&key])
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    async fn commit_journey(&self, commit: JourneyCommit) -> Result<(), StoreError> {
+        let mut writer = self.inner.checkpoint_writer.lock().await;
+        let tx = writer.client.transaction().await?;
+        if !commit.instances.is_empty() {
+            let upsert = tx
+                .prepare(
+                    "INSERT INTO journey_instances (id, journey, journey_version, profile_id, key, step, status,
+                         wake_at, waiting_for, context, entered_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                     ON CONFLICT (id) DO UPDATE SET step = excluded.step, status = excluded.status,
+                         wake_at = excluded.wake_at, waiting_for = excluded.waiting_for,
+                         context = excluded.context, updated_at = excluded.updated_at",
+                )
+                .await?;
+            for i in &commit.instances {
+                tx.execute(
+                    &upsert,
+                    &[
+                        &i.id,
+                        &i.journey,
+                        &i.journey_version,
+                        &i.profile_id.as_str(),
+                        &i.key,
+                        &i.step,
+                        &i.status.as_str(),
+                        &i.wake_at.map(micros),
+                        &i.waiting_for,
+                        &i.context,
+                        &micros(i.entered_at),
+                        &micros(i.updated_at),
+                    ],
+                )
+                .await?;
+            }
+        }
+        if !commit.outbox.is_empty() {
+            let insert = tx
+                .prepare(
+                    "INSERT INTO outbox (id, idempotency_key, profile_id, template, class, source, context, status,
+                         attempts, next_attempt_at, created_at, sent_at, recipient, detail)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                     ON CONFLICT DO NOTHING",
+                )
+                .await?;
+            for m in &commit.outbox {
+                tx.execute(
+                    &insert,
+                    &[
+                        &m.id,
+                        &m.idempotency_key,
+                        &m.profile_id.as_str(),
+                        &m.template,
+                        &m.class,
+                        &m.source,
+                        &m.context,
+                        &m.status.as_str(),
+                        &i64::from(m.attempts),
+                        &micros(m.next_attempt_at),
+                        &micros(m.created_at),
+                        &m.sent_at.map(micros),
+                        &m.recipient,
+                        &m.detail,
+                    ],
+                )
+                .await?;
+            }
+        }
+        if let Some(seq) = commit.events_through {
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES ('journeys_through_seq', $1)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                &[&seq.to_string()],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn journey_events_through(&self) -> Result<i64, StoreError> {
+        let r = self.reader();
+        let row = r
+            .client
+            .query_opt("SELECT value FROM meta WHERE key = 'journeys_through_seq'", &[])
+            .await?;
+        match row {
+            Some(row) => {
+                let v: String = row.try_get(0)?;
+                v.parse().map_err(|e| corrupt("journeys_through_seq", e))
+            }
+            None => Ok(0),
+        }
+    }
+
+    async fn active_instances(&self, profile: &ProfileId) -> Result<Vec<JourneyInstance>, StoreError> {
+        let r = self.reader();
+        let rows = r
+            .client
+            .query(
+                &format!(
+                    "SELECT {INSTANCE_COLUMNS} FROM journey_instances WHERE profile_id = $1 AND status = 'active'
+                     ORDER BY entered_at, id COLLATE \"C\""
+                ),
+                &[&profile.as_str()],
+            )
+            .await?;
+        rows.iter().map(instance_from_row).collect()
+    }
+
+    async fn due_instances(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<JourneyInstance>, StoreError> {
+        let r = self.reader();
+        let rows = r
+            .client
+            .query(
+                &format!(
+                    "SELECT {INSTANCE_COLUMNS} FROM journey_instances
+                     WHERE status = 'active' AND wake_at IS NOT NULL AND wake_at <= $1
+                     ORDER BY wake_at, id COLLATE \"C\" LIMIT $2"
+                ),
+                &[&micros(now), &i64::from(limit)],
+            )
+            .await?;
+        rows.iter().map(instance_from_row).collect()
+    }
+
+    async fn next_instance_wake(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let r = self.reader();
+        let row = r
+            .client
+            .query_one(
+                "SELECT MIN(wake_at) FROM journey_instances WHERE status = 'active' AND wake_at IS NOT NULL",
+                &[],
+            )
+            .await?;
+        let v: Option<i64> = row.try_get(0)?;
+        Ok(v.map(from_micros))
+    }
+
+    async fn journey_instances(&self, journey: &str, limit: u32) -> Result<Vec<JourneyInstance>, StoreError> {
+        let r = self.reader();
+        let rows = r
+            .client
+            .query(
+                &format!(
+                    "SELECT {INSTANCE_COLUMNS} FROM journey_instances WHERE journey = $1
+                     ORDER BY entered_at DESC, id COLLATE \"C\" DESC LIMIT $2"
+                ),
+                &[&journey, &i64::from(limit)],
+            )
+            .await?;
+        rows.iter().map(instance_from_row).collect()
+    }
+
+    async fn due_outbox(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<OutboxMessage>, StoreError> {
+        let r = self.reader();
+        let rows = r
+            .client
+            .query(
+                &format!(
+                    "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE status = 'queued' AND next_attempt_at <= $1
+                     ORDER BY next_attempt_at, id COLLATE \"C\" LIMIT $2"
+                ),
+                &[&micros(now), &i64::from(limit)],
+            )
+            .await?;
+        rows.iter().map(outbox_from_row).collect()
+    }
+
+    async fn update_outbox(&self, messages: Vec<OutboxMessage>) -> Result<(), StoreError> {
+        let mut writer = self.inner.checkpoint_writer.lock().await;
+        let tx = writer.client.transaction().await?;
+        let stmt = tx
+            .prepare(
+                "UPDATE outbox SET status = $2, attempts = $3, next_attempt_at = $4, sent_at = $5,
+                     recipient = $6, detail = $7 WHERE id = $1",
+            )
+            .await?;
+        for m in &messages {
+            tx.execute(
+                &stmt,
+                &[
+                    &m.id,
+                    &m.status.as_str(),
+                    &i64::from(m.attempts),
+                    &micros(m.next_attempt_at),
+                    &m.sent_at.map(micros),
+                    &m.recipient,
+                    &m.detail,
+                ],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn outbox_message(&self, id: &str) -> Result<Option<OutboxMessage>, StoreError> {
+        let r = self.reader();
+        let row = r
+            .client
+            .query_opt(
+                &format!("SELECT {OUTBOX_COLUMNS} FROM outbox WHERE id = $1"),
+                &[&id],
+            )
+            .await?;
+        row.as_ref().map(outbox_from_row).transpose()
+    }
+
+    async fn outbox_of(&self, profile: &ProfileId, limit: u32) -> Result<Vec<OutboxMessage>, StoreError> {
+        let r = self.reader();
+        let rows = r
+            .client
+            .query(
+                &format!(
+                    "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE profile_id = $1
+                     ORDER BY created_at DESC, id COLLATE \"C\" DESC LIMIT $2"
+                ),
+                &[&profile.as_str(), &i64::from(limit)],
+            )
+            .await?;
+        rows.iter().map(outbox_from_row).collect()
+    }
+
+    async fn marketing_sent_since(
+        &self,
+        profile: &ProfileId,
+        since: DateTime<Utc>,
+    ) -> Result<u32, StoreError> {
+        let r = self.reader();
+        let row = r
+            .client
+            .query_one(
+                "SELECT COUNT(*) FROM outbox WHERE profile_id = $1 AND class = 'marketing' AND status = 'sent'
+                 AND sent_at >= $2",
+                &[&profile.as_str(), &micros(since)],
+            )
+            .await?;
+        let n: i64 = row.try_get(0)?;
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+
+    async fn suppress(&self, s: Suppression) -> Result<(), StoreError> {
+        let writer = self.inner.checkpoint_writer.lock().await;
+        writer
+            .client
+            .execute(
+                "INSERT INTO suppressions (address_hash, reason, detail, at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (address_hash) DO UPDATE SET reason = excluded.reason, detail = excluded.detail, at = excluded.at",
+                &[&s.address_hash, &s.reason, &s.detail, &micros(s.at)],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn suppression(&self, address_hash: &str) -> Result<Option<Suppression>, StoreError> {
+        let r = self.reader();
+        let row = r
+            .client
+            .query_opt(
+                "SELECT address_hash, reason, detail, at FROM suppressions WHERE address_hash = $1",
+                &[&address_hash],
+            )
+            .await?;
+        row.map(|row| {
+            Ok(Suppression {
+                address_hash: row.try_get(0)?,
+                reason: row.try_get(1)?,
+                detail: row.try_get(2)?,
+                at: from_micros(row.try_get(3)?),
+            })
+        })
+        .transpose()
     }
 
     async fn last_event_seq(&self) -> Result<i64, StoreError> {

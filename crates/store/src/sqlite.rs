@@ -22,9 +22,9 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use crate::types::{from_micros, micros};
 use crate::{
-    ApiKeyRecord, Checkpoint, DocumentKind, DocumentRecord, EventBatch, EventQuery, MergeRecord,
-    ProfileVersion, Role, SegmentChange, SegmentRecord, Store, StoreError, StoreStats, StoredEvent,
-    Workspace,
+    ApiKeyRecord, Checkpoint, DocumentKind, DocumentRecord, EventBatch, EventQuery, InstanceStatus,
+    JourneyCommit, JourneyInstance, MergeRecord, OutboxMessage, OutboxStatus, ProfileVersion, Role,
+    SegmentChange, SegmentRecord, Store, StoreError, StoreStats, StoredEvent, Suppression, Workspace,
 };
 
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -82,6 +82,31 @@ CREATE TABLE documents (
     kind TEXT NOT NULL, name TEXT NOT NULL, version INTEGER NOT NULL, body TEXT NOT NULL,
     updated_at INTEGER NOT NULL,
     PRIMARY KEY (kind, name)
+) WITHOUT ROWID;
+"#,
+    ),
+    (
+        4,
+        r#"
+CREATE TABLE journey_instances (
+    id TEXT PRIMARY KEY, journey TEXT NOT NULL, journey_version INTEGER NOT NULL,
+    profile_id TEXT NOT NULL, key TEXT NOT NULL, step TEXT NOT NULL, status TEXT NOT NULL,
+    wake_at INTEGER, waiting_for TEXT, context TEXT NOT NULL,
+    entered_at INTEGER NOT NULL, updated_at INTEGER NOT NULL
+);
+CREATE INDEX journey_instances_by_profile ON journey_instances (profile_id, status);
+CREATE INDEX journey_instances_due ON journey_instances (wake_at) WHERE status = 'active';
+CREATE INDEX journey_instances_by_journey ON journey_instances (journey, entered_at);
+CREATE TABLE outbox (
+    id TEXT PRIMARY KEY, idempotency_key TEXT NOT NULL UNIQUE, profile_id TEXT NOT NULL,
+    template TEXT NOT NULL, class TEXT NOT NULL, source TEXT NOT NULL, context TEXT NOT NULL,
+    status TEXT NOT NULL, attempts INTEGER NOT NULL, next_attempt_at INTEGER NOT NULL,
+    created_at INTEGER NOT NULL, sent_at INTEGER, recipient TEXT, detail TEXT
+);
+CREATE INDEX outbox_due ON outbox (next_attempt_at) WHERE status = 'queued';
+CREATE INDEX outbox_by_profile ON outbox (profile_id, created_at);
+CREATE TABLE suppressions (
+    address_hash TEXT PRIMARY KEY, reason TEXT NOT NULL, detail TEXT NOT NULL, at INTEGER NOT NULL
 ) WITHOUT ROWID;
 "#,
     ),
@@ -304,6 +329,73 @@ fn migrate(conn: &mut Connection, migrations: &[(i64, &str)]) -> Result<(), Stor
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{what}: {e}"))
+}
+
+const INSTANCE_COLUMNS: &str = "id, journey, journey_version, profile_id, key, step, status, wake_at, waiting_for, context, entered_at, updated_at";
+
+fn instance_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<JourneyInstance, StoreError>> {
+    let profile: String = r.get(3)?;
+    let status: String = r.get(6)?;
+    let context: String = r.get(9)?;
+    let wake_at: Option<i64> = r.get(7)?;
+    let partial = (
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(8)?,
+        r.get::<_, i64>(10)?,
+        r.get::<_, i64>(11)?,
+    );
+    Ok((|| {
+        let (id, journey, journey_version, key, step, waiting_for, entered_at, updated_at) = partial;
+        Ok(JourneyInstance {
+            id,
+            journey,
+            journey_version,
+            profile_id: ProfileId::parse(&profile).map_err(|e| corrupt("instance profile id", e))?,
+            key,
+            step,
+            status: InstanceStatus::parse(&status).ok_or_else(|| corrupt("instance status", &status))?,
+            wake_at: wake_at.map(from_micros),
+            waiting_for,
+            context: serde_json::from_str(&context).map_err(|e| corrupt("instance context", e))?,
+            entered_at: from_micros(entered_at),
+            updated_at: from_micros(updated_at),
+        })
+    })())
+}
+
+const OUTBOX_COLUMNS: &str = "id, idempotency_key, profile_id, template, class, source, context, status, attempts, next_attempt_at, created_at, sent_at, recipient, detail";
+
+fn outbox_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<OutboxMessage, StoreError>> {
+    let profile: String = r.get(2)?;
+    let context: String = r.get(6)?;
+    let status: String = r.get(7)?;
+    let sent_at: Option<i64> = r.get(11)?;
+    let (id, key, template, class, source): (String, String, String, String, String) =
+        (r.get(0)?, r.get(1)?, r.get(3)?, r.get(4)?, r.get(5)?);
+    let (attempts, next_at, created_at, recipient, detail): (u32, i64, i64, Option<String>, Option<String>) =
+        (r.get(8)?, r.get(9)?, r.get(10)?, r.get(12)?, r.get(13)?);
+    Ok((|| {
+        Ok(OutboxMessage {
+            id,
+            idempotency_key: key,
+            profile_id: ProfileId::parse(&profile).map_err(|e| corrupt("outbox profile id", e))?,
+            template,
+            class,
+            source,
+            context: serde_json::from_str(&context).map_err(|e| corrupt("outbox context", e))?,
+            status: OutboxStatus::parse(&status).ok_or_else(|| corrupt("outbox status", &status))?,
+            attempts,
+            next_attempt_at: from_micros(next_at),
+            created_at: from_micros(created_at),
+            sent_at: sent_at.map(from_micros),
+            recipient,
+            detail,
+        })
+    })())
 }
 
 type DocumentRow = (String, i64, String, i64);
@@ -1082,6 +1174,262 @@ impl Store for SqliteStore {
             ))?;
             let rows = stmt.query_map(params![after_seq, micros(since), names, limit], event_from_row)?;
             collect_events(rows)
+        })
+        .await
+    }
+
+    async fn meta_get_or_init(&self, key: &str, init: String) -> Result<String, StoreError> {
+        let key = key.to_owned();
+        self.write_on(Db::Main, move |c| {
+            c.execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING",
+                params![key, init],
+            )?;
+            Ok(c.query_row("SELECT value FROM meta WHERE key = ?1", [&key], |r| r.get(0))?)
+        })
+        .await
+    }
+
+    async fn commit_journey(&self, commit: JourneyCommit) -> Result<(), StoreError> {
+        self.write_on(Db::Main, move |c| {
+            let tx = c.transaction()?;
+            {
+                let mut upsert = tx.prepare_cached(
+                    "INSERT INTO journey_instances (id, journey, journey_version, profile_id, key, step, status,
+                         wake_at, waiting_for, context, entered_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                     ON CONFLICT (id) DO UPDATE SET step = excluded.step, status = excluded.status,
+                         wake_at = excluded.wake_at, waiting_for = excluded.waiting_for,
+                         context = excluded.context, updated_at = excluded.updated_at",
+                )?;
+                for i in &commit.instances {
+                    upsert.execute(params![
+                        i.id,
+                        i.journey,
+                        i.journey_version,
+                        i.profile_id.as_str(),
+                        i.key,
+                        i.step,
+                        i.status.as_str(),
+                        i.wake_at.map(micros),
+                        i.waiting_for,
+                        i.context.to_string(),
+                        micros(i.entered_at),
+                        micros(i.updated_at),
+                    ])?;
+                }
+                let mut insert = tx.prepare_cached(
+                    "INSERT INTO outbox (id, idempotency_key, profile_id, template, class, source, context, status,
+                         attempts, next_attempt_at, created_at, sent_at, recipient, detail)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+                     ON CONFLICT DO NOTHING",
+                )?;
+                for m in &commit.outbox {
+                    insert.execute(params![
+                        m.id,
+                        m.idempotency_key,
+                        m.profile_id.as_str(),
+                        m.template,
+                        m.class,
+                        m.source,
+                        m.context.to_string(),
+                        m.status.as_str(),
+                        m.attempts,
+                        micros(m.next_attempt_at),
+                        micros(m.created_at),
+                        m.sent_at.map(micros),
+                        m.recipient,
+                        m.detail,
+                    ])?;
+                }
+                if let Some(seq) = commit.events_through {
+                    tx.execute(
+                        "INSERT INTO meta (key, value) VALUES ('journeys_through_seq', ?1)
+                         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                        [seq.to_string()],
+                    )?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn journey_events_through(&self) -> Result<i64, StoreError> {
+        self.read(|c| {
+            let v: Option<String> = c
+                .query_row(
+                    "SELECT value FROM meta WHERE key = 'journeys_through_seq'",
+                    [],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            v.map_or(Ok(0), |v| {
+                v.parse().map_err(|e| corrupt("journeys_through_seq", e))
+            })
+        })
+        .await
+    }
+
+    async fn active_instances(&self, profile: &ProfileId) -> Result<Vec<JourneyInstance>, StoreError> {
+        let profile = profile.as_str().to_owned();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {INSTANCE_COLUMNS} FROM journey_instances WHERE profile_id = ?1 AND status = 'active'
+                 ORDER BY entered_at, id"
+            ))?;
+            let rows = stmt.query_map([profile], instance_row)?;
+            rows.map(|r| r?).collect()
+        })
+        .await
+    }
+
+    async fn due_instances(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<JourneyInstance>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {INSTANCE_COLUMNS} FROM journey_instances
+                 WHERE status = 'active' AND wake_at IS NOT NULL AND wake_at <= ?1 ORDER BY wake_at, id LIMIT ?2"
+            ))?;
+            let rows = stmt.query_map(params![micros(now), limit], instance_row)?;
+            rows.map(|r| r?).collect()
+        })
+        .await
+    }
+
+    async fn next_instance_wake(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.read(|c| {
+            let v: Option<i64> = c.query_row(
+                "SELECT MIN(wake_at) FROM journey_instances WHERE status = 'active' AND wake_at IS NOT NULL",
+                [],
+                |r| r.get(0),
+            )?;
+            Ok(v.map(from_micros))
+        })
+        .await
+    }
+
+    async fn journey_instances(&self, journey: &str, limit: u32) -> Result<Vec<JourneyInstance>, StoreError> {
+        let journey = journey.to_owned();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {INSTANCE_COLUMNS} FROM journey_instances WHERE journey = ?1
+                 ORDER BY entered_at DESC, id DESC LIMIT ?2"
+            ))?;
+            let rows = stmt.query_map(params![journey, limit], instance_row)?;
+            rows.map(|r| r?).collect()
+        })
+        .await
+    }
+
+    async fn due_outbox(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<OutboxMessage>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE status = 'queued' AND next_attempt_at <= ?1
+                 ORDER BY next_attempt_at, id LIMIT ?2"
+            ))?;
+            let rows = stmt.query_map(params![micros(now), limit], outbox_row)?;
+            rows.map(|r| r?).collect()
+        })
+        .await
+    }
+
+    async fn update_outbox(&self, messages: Vec<OutboxMessage>) -> Result<(), StoreError> {
+        self.write_on(Db::Main, move |c| {
+            let tx = c.transaction()?;
+            {
+                let mut stmt = tx.prepare_cached(
+                    "UPDATE outbox SET status = ?2, attempts = ?3, next_attempt_at = ?4, sent_at = ?5,
+                         recipient = ?6, detail = ?7 WHERE id = ?1",
+                )?;
+                for m in &messages {
+                    stmt.execute(params![
+                        m.id,
+                        m.status.as_str(),
+                        m.attempts,
+                        micros(m.next_attempt_at),
+                        m.sent_at.map(micros),
+                        m.recipient,
+                        m.detail,
+                    ])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn outbox_message(&self, id: &str) -> Result<Option<OutboxMessage>, StoreError> {
+        let id = id.to_owned();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&format!("SELECT {OUTBOX_COLUMNS} FROM outbox WHERE id = ?1"))?;
+            stmt.query_row([id], outbox_row).optional()?.transpose()
+        })
+        .await
+    }
+
+    async fn outbox_of(&self, profile: &ProfileId, limit: u32) -> Result<Vec<OutboxMessage>, StoreError> {
+        let profile = profile.as_str().to_owned();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE profile_id = ?1 ORDER BY created_at DESC, id DESC LIMIT ?2"
+            ))?;
+            let rows = stmt.query_map(params![profile, limit], outbox_row)?;
+            rows.map(|r| r?).collect()
+        })
+        .await
+    }
+
+    async fn marketing_sent_since(
+        &self,
+        profile: &ProfileId,
+        since: DateTime<Utc>,
+    ) -> Result<u32, StoreError> {
+        let profile = profile.as_str().to_owned();
+        self.read(move |c| {
+            Ok(c.query_row(
+                "SELECT COUNT(*) FROM outbox WHERE profile_id = ?1 AND class = 'marketing' AND status = 'sent'
+                 AND sent_at >= ?2",
+                params![profile, micros(since)],
+                |r| r.get(0),
+            )?)
+        })
+        .await
+    }
+
+    async fn suppress(&self, s: Suppression) -> Result<(), StoreError> {
+        self.write_on(Db::Main, move |c| {
+            c.execute(
+                "INSERT INTO suppressions (address_hash, reason, detail, at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (address_hash) DO UPDATE SET reason = excluded.reason, detail = excluded.detail, at = excluded.at",
+                params![s.address_hash, s.reason, s.detail, micros(s.at)],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn suppression(&self, address_hash: &str) -> Result<Option<Suppression>, StoreError> {
+        let h = address_hash.to_owned();
+        self.read(move |c| {
+            Ok(c.query_row(
+                "SELECT address_hash, reason, detail, at FROM suppressions WHERE address_hash = ?1",
+                [h],
+                |r| {
+                    Ok(Suppression {
+                        address_hash: r.get(0)?,
+                        reason: r.get(1)?,
+                        detail: r.get(2)?,
+                        at: from_micros(r.get(3)?),
+                    })
+                },
+            )
+            .optional()?)
         })
         .await
     }

@@ -15,9 +15,9 @@ use missive_core::{IdentityKey, MessageId, Profile, ProfileId, SystemClock};
 use missive_engine::profiles::{ProfileKey, find_profile};
 use missive_engine::{Engine, EngineConfig};
 use missive_store::{
-    ApiKeyRecord, Checkpoint, DocumentKind, DocumentRecord, EventBatch, EventQuery, MergeRecord,
-    ProfileVersion, SegmentChange, SegmentRecord, SqliteStore, Store, StoreError, StoreStats, StoredEvent,
-    Workspace,
+    ApiKeyRecord, Checkpoint, DocumentKind, DocumentRecord, EventBatch, EventQuery, JourneyCommit,
+    JourneyInstance, MergeRecord, OutboxMessage, ProfileVersion, SegmentChange, SegmentRecord, SqliteStore,
+    Store, StoreError, StoreStats, StoredEvent, Suppression, Workspace,
 };
 use serde_json::json;
 
@@ -166,6 +166,56 @@ impl Store for Flaky {
         self.inner
             .track_events_since(names, since, after_seq, limit)
             .await
+    }
+    async fn meta_get_or_init(&self, key: &str, init: String) -> Result<String, StoreError> {
+        self.inner.meta_get_or_init(key, init).await
+    }
+    async fn commit_journey(&self, commit: JourneyCommit) -> Result<(), StoreError> {
+        self.inner.commit_journey(commit).await
+    }
+    async fn journey_events_through(&self) -> Result<i64, StoreError> {
+        self.inner.journey_events_through().await
+    }
+    async fn active_instances(&self, profile: &ProfileId) -> Result<Vec<JourneyInstance>, StoreError> {
+        self.inner.active_instances(profile).await
+    }
+    async fn due_instances(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<JourneyInstance>, StoreError> {
+        self.inner.due_instances(now, limit).await
+    }
+    async fn next_instance_wake(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.inner.next_instance_wake().await
+    }
+    async fn journey_instances(&self, journey: &str, limit: u32) -> Result<Vec<JourneyInstance>, StoreError> {
+        self.inner.journey_instances(journey, limit).await
+    }
+    async fn due_outbox(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<OutboxMessage>, StoreError> {
+        self.inner.due_outbox(now, limit).await
+    }
+    async fn update_outbox(&self, messages: Vec<OutboxMessage>) -> Result<(), StoreError> {
+        self.inner.update_outbox(messages).await
+    }
+    async fn outbox_message(&self, id: &str) -> Result<Option<OutboxMessage>, StoreError> {
+        self.inner.outbox_message(id).await
+    }
+    async fn outbox_of(&self, profile: &ProfileId, limit: u32) -> Result<Vec<OutboxMessage>, StoreError> {
+        self.inner.outbox_of(profile, limit).await
+    }
+    async fn marketing_sent_since(
+        &self,
+        profile: &ProfileId,
+        since: DateTime<Utc>,
+    ) -> Result<u32, StoreError> {
+        self.inner.marketing_sent_since(profile, since).await
+    }
+    async fn suppress(&self, suppression: Suppression) -> Result<(), StoreError> {
+        self.inner.suppress(suppression).await
+    }
+    async fn suppression(&self, address_hash: &str) -> Result<Option<Suppression>, StoreError> {
+        self.inner.suppression(address_hash).await
     }
 }
 
