@@ -10,6 +10,7 @@ pub mod auth;
 mod bloom;
 pub mod content;
 pub mod import;
+pub mod journeys;
 mod pipeline;
 pub mod profiles;
 pub mod segments;
