@@ -30,6 +30,7 @@ pub struct Config {
     pub log: LogConfig,
     pub engine: EngineSection,
     pub content: ContentSection,
+    pub delivery: DeliverySection,
 }
 
 impl Default for Config {
@@ -41,6 +42,109 @@ impl Default for Config {
             log: LogConfig::default(),
             engine: EngineSection::default(),
             content: ContentSection::default(),
+            delivery: DeliverySection::default(),
+        }
+    }
+}
+
+/// Where and how e-mail goes out.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct DeliverySection {
+    pub from_address: String,
+    pub from_name: Option<String>,
+    /// The envelope sender, where bounces go.
+    pub bounce_address: String,
+    /// The right-hand side of Message-IDs.
+    pub message_id_domain: String,
+    /// Messages per second over all domains (0: no limit), and per recipient domain.
+    pub rate_per_second: u32,
+    pub domain_rate_per_second: u32,
+    /// An SMTP relay; without one, messages are written to the maildir in the data directory.
+    pub smtp: Option<SmtpSection>,
+    pub dkim: DkimSection,
+    /// At most this many marketing e-mails per profile per `frequency_window_days` (0: none).
+    pub frequency_cap: u32,
+    pub frequency_window_days: u32,
+    /// Local quiet hours for marketing, like "21:00-08:00"; empty for none.
+    pub quiet_hours: String,
+}
+
+impl Default for DeliverySection {
+    fn default() -> Self {
+        let d = missive_engine::sender::SenderConfig::default();
+        Self {
+            from_address: d.from_address,
+            from_name: None,
+            bounce_address: d.bounce_address,
+            message_id_domain: d.message_id_domain,
+            rate_per_second: 0,
+            domain_rate_per_second: 0,
+            smtp: None,
+            dkim: DkimSection::default(),
+            frequency_cap: d.policy.frequency_cap,
+            frequency_window_days: 7,
+            quiet_hours: "21:00-08:00".into(),
+        }
+    }
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(default)]
+pub struct SmtpSection {
+    pub host: String,
+    pub port: u16,
+    /// "none", "starttls" or "tls".
+    pub tls: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub pool: u32,
+    pub timeout_seconds: u64,
+}
+
+impl std::fmt::Debug for SmtpSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpSection")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls", &self.tls)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl Default for SmtpSection {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 25,
+            tls: "starttls".into(),
+            username: None,
+            password: None,
+            pool: 4,
+            timeout_seconds: 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct DkimSection {
+    pub selector: String,
+    /// The signing domain (d=); default: the domain of `from_address`.
+    pub domain: Option<String>,
+    /// A PEM private key (RSA or Ed25519); default: an Ed25519 key generated into the data
+    /// directory on first start.
+    pub key_file: Option<PathBuf>,
+}
+
+impl Default for DkimSection {
+    fn default() -> Self {
+        Self {
+            selector: "missive".into(),
+            domain: None,
+            key_file: None,
         }
     }
 }
@@ -231,6 +335,29 @@ impl Config {
         if c.recommendations > 100 {
             bail!("content.recommendations must be at most 100");
         }
+        let d = &self.delivery;
+        for (key, value) in [
+            ("delivery.from_address", &d.from_address),
+            ("delivery.bounce_address", &d.bounce_address),
+        ] {
+            if missive_core::EmailAddress::parse(value).is_err() && !value.ends_with("@localhost") {
+                bail!("{key}: {value:?} is not an e-mail address");
+            }
+        }
+        if !d.quiet_hours.trim().is_empty() && parse_quiet_hours(&d.quiet_hours).is_none() {
+            bail!(
+                "delivery.quiet_hours: expected \"HH:MM-HH:MM\" or \"\", got {:?}",
+                d.quiet_hours
+            );
+        }
+        if let Some(smtp) = &d.smtp
+            && !matches!(smtp.tls.as_str(), "none" | "starttls" | "tls")
+        {
+            bail!(
+                "delivery.smtp.tls: expected \"none\", \"starttls\" or \"tls\", got {:?}",
+                smtp.tls
+            );
+        }
         self.listen
             .parse::<std::net::SocketAddr>()
             .with_context(|| format!("listen: {:?} is not an address like 127.0.0.1:8080", self.listen))?;
@@ -278,6 +405,36 @@ impl Config {
             purchase_events: c.purchase_events.clone(),
             recommendations: c.recommendations,
             ..missive_engine::content::ContentConfig::default()
+        }
+    }
+}
+
+/// "21:00-08:00" → ((21, 0), (8, 0)).
+pub fn parse_quiet_hours(s: &str) -> Option<((i8, i8), (i8, i8))> {
+    let (a, b) = s.trim().split_once('-')?;
+    let hm = |t: &str| {
+        let (h, m) = t.trim().split_once(':')?;
+        let (h, m): (i8, i8) = (h.parse().ok()?, m.parse().ok()?);
+        ((0..24).contains(&h) && (0..60).contains(&m)).then_some((h, m))
+    };
+    Some((hm(a)?, hm(b)?))
+}
+
+impl Config {
+    pub fn sender_config(&self) -> missive_engine::sender::SenderConfig {
+        let d = &self.delivery;
+        missive_engine::sender::SenderConfig {
+            from_address: d.from_address.clone(),
+            from_name: d.from_name.clone(),
+            bounce_address: d.bounce_address.clone(),
+            message_id_domain: d.message_id_domain.clone(),
+            public_url: self.content.public_url.clone(),
+            policy: missive_engine::policy::PolicyConfig {
+                frequency_cap: d.frequency_cap,
+                frequency_window: chrono::TimeDelta::days(i64::from(d.frequency_window_days.max(1))),
+                quiet_hours: parse_quiet_hours(&d.quiet_hours),
+            },
+            ..missive_engine::sender::SenderConfig::default()
         }
     }
 }

@@ -24,8 +24,15 @@ pub async fn run(cfg: Config, listen: Option<String>) -> anyhow::Result<()> {
     }
 
     let engine = Engine::start(store.clone(), Arc::new(SystemClock), cfg.engine_config()).await?;
-    let state = missive_server::AppState::new(engine.clone(), cfg.content_config());
+    let mut state = missive_server::AppState::new(engine.clone(), cfg.content_config());
     state.content.warm_up(engine.clock().now());
+    let sender = build_sender(&cfg, &engine, &state.content).await?;
+    state.journeys = state.journeys.clone().notify_queued(sender.waker());
+    state.sender = Some(sender.clone());
+    let (stop_background, background_stop) = tokio::sync::watch::channel(false);
+    let poll = std::time::Duration::from_millis(250);
+    let journeys = state.journeys.clone().spawn(poll, background_stop.clone());
+    let sending = sender.spawn(poll, background_stop);
     let app = missive_server::router(state);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -77,8 +84,114 @@ pub async fn run(cfg: Config, listen: Option<String>) -> anyhow::Result<()> {
         .await
         .context("HTTP server")?;
     tracing::info!("no more requests; committing what was accepted");
+    let _ = stop_background.send(true);
+    for (what, task) in [("journey runner", journeys), ("sender", sending)] {
+        if let Err(e) = task.await {
+            tracing::error!(error = %e, "the {what} stopped abnormally");
+        }
+    }
     engine.shutdown().await;
     tracing::info!("shut down cleanly");
+    Ok(())
+}
+
+/// The transport (SMTP relay, or the maildir), the DKIM key and the sender.
+async fn build_sender(
+    cfg: &Config,
+    engine: &Engine,
+    content: &missive_engine::content::ContentService,
+) -> anyhow::Result<missive_engine::sender::Sender> {
+    use missive_delivery::{
+        DkimSigner, MaildirTransport, Rate, SmtpConfig, SmtpTransport, Throttle, Tls, Transport,
+    };
+    let d = &cfg.delivery;
+    let transport: Arc<dyn Transport> = match &d.smtp {
+        Some(smtp) => {
+            let tls = match smtp.tls.as_str() {
+                "none" => Tls::None,
+                "tls" => Tls::Required,
+                _ => Tls::StartTls,
+            };
+            Arc::new(
+                SmtpTransport::new(&SmtpConfig {
+                    host: smtp.host.clone(),
+                    port: smtp.port,
+                    tls,
+                    username: smtp.username.clone(),
+                    password: smtp.password.clone(),
+                    pool_max: smtp.pool.max(1),
+                    timeout: std::time::Duration::from_secs(smtp.timeout_seconds.max(1)),
+                    hello_name: Some(d.message_id_domain.clone()),
+                })
+                .context("delivery.smtp")?,
+            )
+        }
+        None => {
+            let dir = cfg.data_dir.join("maildir");
+            tracing::info!(maildir = %dir.display(), "no SMTP relay configured: e-mail is written to the local maildir");
+            Arc::new(MaildirTransport::new(&dir).with_context(|| format!("maildir {}", dir.display()))?)
+        }
+    };
+    let domain = d
+        .dkim
+        .domain
+        .clone()
+        .or_else(|| d.from_address.rsplit_once('@').map(|(_, dom)| dom.to_string()))
+        .unwrap_or_else(|| d.message_id_domain.clone());
+    let dkim = match &d.dkim.key_file {
+        Some(path) => {
+            let pem = std::fs::read_to_string(path)
+                .with_context(|| format!("delivery.dkim.key_file {}", path.display()))?;
+            DkimSigner::from_pem(&pem, &d.dkim.selector, &domain).context("delivery.dkim.key_file")?
+        }
+        None => {
+            let path = cfg.data_dir.join("dkim-ed25519.pem");
+            if path.exists() {
+                let pem = std::fs::read_to_string(&path)?;
+                DkimSigner::from_pem(&pem, &d.dkim.selector, &domain).context("the generated DKIM key")?
+            } else {
+                let (signer, pem) = DkimSigner::generate_ed25519(&d.dkim.selector, &domain)?;
+                write_secret_file(&path, pem.as_bytes())?;
+                let (name, value) = signer.dns_record();
+                println!(
+                    "DKIM: publish this TXT record so receivers can verify missive's signatures:\n  {name} TXT \"{value}\""
+                );
+                signer
+            }
+        }
+    };
+    let secrets = missive_engine::sender::SenderSecrets::load(&**engine.store()).await?;
+    let rate = |n: u32| (n > 0).then(|| Rate::per_second(n));
+    let mut throttle = Throttle::new(rate(d.rate_per_second));
+    if let Some(r) = rate(d.domain_rate_per_second) {
+        throttle = throttle.with_default_domain_rate(r);
+    }
+    Ok(missive_engine::sender::Sender::new(
+        engine.clone(),
+        content.clone(),
+        transport,
+        Some(dkim),
+        secrets,
+        throttle,
+        cfg.sender_config(),
+    ))
+}
+
+/// Writes a secret readable by its owner only.
+fn write_secret_file(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut f = options
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
     Ok(())
 }
 

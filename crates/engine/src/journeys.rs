@@ -374,6 +374,8 @@ pub struct Journeys {
     /// One pass at a time (the background loop and `run_pending` from tests or the API).
     running: Arc<tokio::sync::Mutex<()>>,
     notify: Arc<tokio::sync::Notify>,
+    /// Told when a pass queued messages (the sender waits on it).
+    queued: Option<Arc<tokio::sync::Notify>>,
 }
 
 fn hash_id(prefix: &str, parts: &[&str]) -> String {
@@ -443,7 +445,14 @@ impl Journeys {
             defs: Arc::new(Mutex::new(None)),
             running: Arc::new(tokio::sync::Mutex::new(())),
             notify: Arc::new(tokio::sync::Notify::new()),
+            queued: None,
         }
+    }
+
+    /// Notifies `queued` whenever a pass puts messages in the outbox.
+    pub fn notify_queued(mut self, queued: Arc<tokio::sync::Notify>) -> Self {
+        self.queued = Some(queued);
+        self
     }
 
     fn store(&self) -> &dyn missive_store::Store {
@@ -661,6 +670,11 @@ impl Journeys {
                     events_through: None,
                 })
                 .await?;
+        }
+        if stats.sends > 0
+            && let Some(q) = &self.queued
+        {
+            q.notify_one();
         }
         Ok(stats)
     }

@@ -12,7 +12,9 @@ pub mod content;
 pub mod import;
 pub mod journeys;
 mod pipeline;
+pub mod policy;
 pub mod profiles;
 pub mod segments;
+pub mod sender;
 
 pub use pipeline::{Engine, EngineConfig, EngineError, IngestOutcome};

@@ -183,6 +183,8 @@ pub async fn single<const K: u8>(
         .ingest(events)
         .await
         .map_err(|e| ApiError::unavailable(&e))?;
+    // Journeys react to the new events now, not at their next poll.
+    state.journeys.poke();
     metrics::counter!("missive_events_duplicate_total").increment(outcome.duplicates as u64);
     metrics::histogram!("missive_ingest_ack_seconds").record(started.elapsed().as_secs_f64());
     Ok(Json(IngestOut {
@@ -309,6 +311,8 @@ pub async fn batch(
         .ingest(events)
         .await
         .map_err(|e| ApiError::unavailable(&e))?;
+    // Journeys react to the new events now, not at their next poll.
+    state.journeys.poke();
     metrics::counter!("missive_events_duplicate_total").increment(outcome.duplicates as u64);
     metrics::histogram!("missive_ingest_ack_seconds").record(started.elapsed().as_secs_f64());
     Ok(Json(IngestOut {

@@ -9,9 +9,11 @@ mod auth;
 mod content;
 mod error;
 mod ingest;
+mod journeys;
 pub mod metrics;
 mod profiles;
 mod segments;
+mod tracking;
 
 use std::sync::Arc;
 
@@ -29,6 +31,9 @@ pub use error::ApiError;
 pub struct AppState {
     pub engine: Engine,
     pub content: ContentService,
+    pub journeys: missive_engine::journeys::Journeys,
+    /// Sends the outbox; also signs and checks tracking links. `None` in tests that do not send.
+    pub sender: Option<missive_engine::sender::Sender>,
     pub auth: Authenticator,
     pub metrics: Option<::metrics_exporter_prometheus::PrometheusHandle>,
     pub started: Arc<std::time::Instant>,
@@ -39,6 +44,8 @@ impl AppState {
         let auth = Authenticator::new(engine.store().clone());
         Self {
             content: ContentService::new(engine.store().clone(), content),
+            journeys: missive_engine::journeys::Journeys::new(engine.clone()),
+            sender: None,
             engine,
             auth,
             metrics: metrics::handle(),
@@ -93,6 +100,22 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/catalog/products/{id}",
             get(content::get_product).delete(content::delete_product),
+        )
+        .route("/v1/journeys", get(journeys::list_journeys))
+        .route("/v1/journeys/run", post(journeys::run_journeys))
+        .route(
+            "/v1/journeys/{name}",
+            get(journeys::get_journey)
+                .put(journeys::put_journey)
+                .delete(journeys::delete_journey),
+        )
+        .route("/v1/journeys/{name}/instances", get(journeys::journey_instances))
+        .route("/v1/messages/{id}", get(tracking::message_report))
+        .route("/t/c/{token}", get(tracking::click))
+        .route("/t/o/{token}", get(tracking::open))
+        .route(
+            "/u/{token}",
+            get(tracking::unsubscribe_page).post(tracking::unsubscribe),
         )
         .route("/health", get(health))
         .route("/metrics", get(metrics::render))

@@ -2,6 +2,7 @@
 //! per test, a manual clock.
 
 mod content;
+mod delivery;
 mod ingest;
 mod profiles;
 mod segments;

@@ -15,7 +15,45 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub engine: Engine,
     pub dir: tempfile::TempDir,
+    pub state: missive_server::AppState,
+    /// How messages leave, when the test sends: a transport and its DKIM signer.
+    delivery: Option<Delivery>,
     server: tokio::task::JoinHandle<()>,
+}
+
+/// A transport and a DKIM signer for tests that send.
+#[derive(Clone)]
+pub struct Delivery {
+    pub transport: Arc<dyn missive_delivery::Transport>,
+    pub dkim: Arc<(String, String, String)>,
+}
+
+impl Delivery {
+    /// SMTP to `addr` (host:port), signing with a new Ed25519 key for `example.test`.
+    pub fn smtp(addr: &str) -> Self {
+        let (host, port) = addr.rsplit_once(':').expect("MISSIVE_TEST_SMTP is host:port");
+        let transport = missive_delivery::SmtpTransport::new(&missive_delivery::SmtpConfig {
+            host: host.into(),
+            port: port.parse().expect("a port"),
+            tls: missive_delivery::Tls::None,
+            username: None,
+            password: None,
+            pool_max: 2,
+            timeout: std::time::Duration::from_secs(10),
+            hello_name: Some("missive.test".into()),
+        })
+        .expect("SMTP transport");
+        let (signer, pem) = missive_delivery::DkimSigner::generate_ed25519("e2e", "example.test").unwrap();
+        let (name, value) = signer.dns_record();
+        Delivery {
+            transport: Arc::new(transport),
+            dkim: Arc::new((pem, name, value)),
+        }
+    }
+
+    pub fn dns_record(&self) -> (String, String) {
+        (self.dkim.1.clone(), self.dkim.2.clone())
+    }
 }
 
 pub fn start_time() -> DateTime<Utc> {
@@ -28,11 +66,23 @@ impl TestApp {
     pub async fn spawn() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let clock = ManualClock::new(start_time());
-        Self::spawn_in(dir, clock, None).await
+        Self::spawn_in(dir, clock, None, None).await
+    }
+
+    /// A server whose sender hands messages to `delivery`.
+    pub async fn spawn_sending(delivery: Delivery) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(start_time());
+        Self::spawn_in(dir, clock, None, Some(delivery)).await
     }
 
     /// Starts on an existing data directory (a restart), reusing the keys.
-    async fn spawn_in(dir: tempfile::TempDir, clock: ManualClock, keys: Option<(String, String)>) -> Self {
+    async fn spawn_in(
+        dir: tempfile::TempDir,
+        clock: ManualClock,
+        keys: Option<(String, String)>,
+        delivery: Option<Delivery>,
+    ) -> Self {
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("missive.db")).await.unwrap());
         let (_, minted) = ensure_workspace(&*store).await.unwrap();
         let (write_key, admin_key) = match (minted, keys) {
@@ -47,7 +97,34 @@ impl TestApp {
         let engine = Engine::start(store, Arc::new(clock.clone()), config)
             .await
             .unwrap();
-        let app = missive_server::router(missive_server::AppState::new(engine.clone(), Default::default()));
+        let mut state = missive_server::AppState::new(engine.clone(), Default::default());
+        if let Some(d) = &delivery {
+            let secrets = missive_engine::sender::SenderSecrets::load(&**engine.store())
+                .await
+                .unwrap();
+            let signer = missive_delivery::DkimSigner::from_pem(&d.dkim.0, "e2e", "example.test").unwrap();
+            let config = missive_engine::sender::SenderConfig {
+                from_address: "shop@example.test".into(),
+                bounce_address: "bounces@example.test".into(),
+                message_id_domain: "example.test".into(),
+                public_url: "https://mail.example.test".into(),
+                policy: missive_engine::policy::PolicyConfig {
+                    quiet_hours: None,
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            state.sender = Some(missive_engine::sender::Sender::new(
+                engine.clone(),
+                state.content.clone(),
+                d.transport.clone(),
+                Some(signer),
+                secrets,
+                missive_delivery::Throttle::new(None),
+                config,
+            ));
+        }
+        let app = missive_server::router(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let server = tokio::spawn(async move {
@@ -61,6 +138,8 @@ impl TestApp {
             client: reqwest::Client::new(),
             engine,
             dir,
+            state,
+            delivery,
             server,
         }
     }
@@ -70,9 +149,10 @@ impl TestApp {
     pub async fn restart(self) -> Self {
         self.server.abort();
         let _ = self.server.await;
+        drop(self.state);
         self.engine.shutdown().await;
         let keys = (self.write_key, self.admin_key);
-        Self::spawn_in(self.dir, self.clock, Some(keys)).await
+        Self::spawn_in(self.dir, self.clock, Some(keys), self.delivery).await
     }
 
     /// Writes a profile checkpoint now, so that each change before it gets its own version.

@@ -1,0 +1,257 @@
+use std::error::Error as _;
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use lettre::transport::smtp::PoolConfig;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Tls as LettreTls, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
+use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+
+use super::{Envelope, SendOutcome, Transport, enhanced_status};
+use crate::DeliveryError;
+
+/// How the connection to the relay is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tls {
+    /// Plain text; only for a relay on the same host or a trusted private network.
+    None,
+    /// Plain text upgraded with STARTTLS, which the relay must offer (usually port 587).
+    StartTls,
+    /// TLS from the first byte (implicit TLS, usually port 465).
+    Required,
+}
+
+#[derive(Clone)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
+    pub tls: Tls,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// Most connections kept open to the relay.
+    pub pool_max: u32,
+    /// Per SMTP command and connection attempt.
+    pub timeout: Duration,
+    /// The EHLO name; the default is the address literal of localhost.
+    pub hello_name: Option<String>,
+}
+
+impl fmt::Debug for SmtpConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SmtpConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls", &self.tls)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("pool_max", &self.pool_max)
+            .field("timeout", &self.timeout)
+            .field("hello_name", &self.hello_name)
+            .finish()
+    }
+}
+
+/// Sends through an SMTP relay over a pool of kept-alive connections.
+pub struct SmtpTransport {
+    inner: AsyncSmtpTransport<Tokio1Executor>,
+}
+
+impl fmt::Debug for SmtpTransport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SmtpTransport").finish_non_exhaustive()
+    }
+}
+
+impl SmtpTransport {
+    /// Builds the pool; no connection is opened until the first send.
+    pub fn new(config: &SmtpConfig) -> Result<Self, DeliveryError> {
+        if config.host.trim().is_empty() {
+            return Err(DeliveryError::SmtpConfig("host is empty".into()));
+        }
+        if config.pool_max == 0 {
+            return Err(DeliveryError::SmtpConfig("pool_max must be at least 1".into()));
+        }
+        let tls = match config.tls {
+            Tls::None => LettreTls::None,
+            Tls::StartTls => LettreTls::Required(tls_parameters(&config.host)?),
+            Tls::Required => LettreTls::Wrapper(tls_parameters(&config.host)?),
+        };
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(config.host.clone())
+            .port(config.port)
+            .tls(tls)
+            .timeout(Some(config.timeout))
+            .pool_config(PoolConfig::new().max_size(config.pool_max));
+        match (&config.username, &config.password) {
+            (Some(username), Some(password)) => {
+                builder = builder.credentials(Credentials::new(username.clone(), password.clone()));
+            }
+            (None, None) => {}
+            _ => {
+                return Err(DeliveryError::SmtpConfig(
+                    "username and password go together".into(),
+                ));
+            }
+        }
+        if let Some(name) = &config.hello_name {
+            builder = builder.hello_name(ClientId::Domain(name.clone()));
+        }
+        Ok(Self {
+            inner: builder.build(),
+        })
+    }
+}
+
+fn tls_parameters(host: &str) -> Result<TlsParameters, DeliveryError> {
+    TlsParameters::new(host.to_owned())
+        .map_err(|err| DeliveryError::SmtpConfig(format!("tls: {err}").to_lowercase()))
+}
+
+fn lettre_envelope(envelope: &Envelope) -> Result<lettre::address::Envelope, String> {
+    let parse =
+        |a: &str| Address::from_str(a).map_err(|err| format!("invalid envelope address {a:?}: {err}"));
+    let from = if envelope.from.is_empty() {
+        None
+    } else {
+        Some(parse(&envelope.from)?)
+    };
+    let to = envelope
+        .to
+        .iter()
+        .map(|a| parse(a))
+        .collect::<Result<Vec<_>, _>>()?;
+    lettre::address::Envelope::new(from, to).map_err(|err| err.to_string())
+}
+
+#[async_trait]
+impl Transport for SmtpTransport {
+    async fn send(&self, envelope: &Envelope, message: &[u8]) -> SendOutcome {
+        let envelope = match lettre_envelope(envelope) {
+            Ok(envelope) => envelope,
+            Err(message) => {
+                return SendOutcome::Permanent {
+                    code: None,
+                    enhanced: None,
+                    message: message.to_lowercase(),
+                };
+            }
+        };
+        match self.inner.send_raw(&envelope, message).await {
+            Ok(response) => SendOutcome::Delivered {
+                response: format!(
+                    "{} {}",
+                    response.code(),
+                    response.message().collect::<Vec<_>>().join(" ")
+                ),
+            },
+            Err(err) => outcome_of_error(&err),
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "smtp"
+    }
+}
+
+fn outcome_of_error(err: &lettre::transport::smtp::Error) -> SendOutcome {
+    let code = err.status().map(u16::from);
+    // For a reply, the source is the server's text; otherwise the whole chain says what failed.
+    let reply = err.source().map(|source| source.to_string()).unwrap_or_default();
+    let enhanced = code.and_then(|_| enhanced_status(&reply));
+    let message = if code.is_some() && !reply.is_empty() {
+        reply
+    } else {
+        err.to_string()
+    };
+    if err.is_permanent() {
+        SendOutcome::Permanent {
+            code,
+            enhanced,
+            message,
+        }
+    } else {
+        // 4xx, and every failure to talk to the relay at all: connection, timeout, TLS.
+        SendOutcome::Transient {
+            code,
+            enhanced,
+            message,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> SmtpConfig {
+        SmtpConfig {
+            host: "relay.example".into(),
+            port: 587,
+            tls: Tls::StartTls,
+            username: Some("apikey".into()),
+            password: Some("hunter2-secret".into()),
+            pool_max: 4,
+            timeout: Duration::from_secs(10),
+            hello_name: Some("mx.shop.example".into()),
+        }
+    }
+
+    #[test]
+    fn debug_output_hides_the_password() {
+        let debug = format!("{:?}", config());
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(debug.contains("redacted"));
+    }
+
+    #[test]
+    fn username_without_password_is_refused() {
+        let mut config = config();
+        config.password = None;
+        assert!(matches!(
+            SmtpTransport::new(&config),
+            Err(DeliveryError::SmtpConfig(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn unreachable_relay_is_a_transient_failure() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let transport = SmtpTransport::new(&SmtpConfig {
+            host: "127.0.0.1".into(),
+            port,
+            tls: Tls::None,
+            username: None,
+            password: None,
+            pool_max: 1,
+            timeout: Duration::from_secs(5),
+            hello_name: None,
+        })
+        .unwrap();
+        let outcome = transport
+            .send(
+                &Envelope::new("a@shop.example", "b@example.org"),
+                b"Subject: x\r\n\r\nx\r\n",
+            )
+            .await;
+        assert!(
+            matches!(outcome, SendOutcome::Transient { code: None, .. }),
+            "{outcome:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn invalid_envelope_is_a_permanent_failure() {
+        let transport = SmtpTransport::new(&config()).unwrap();
+        let outcome = transport
+            .send(&Envelope::new("a@shop.example", "not an address"), b"x")
+            .await;
+        assert!(
+            matches!(outcome, SendOutcome::Permanent { code: None, .. }),
+            "{outcome:?}"
+        );
+    }
+}

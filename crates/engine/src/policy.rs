@@ -1,0 +1,172 @@
+//! The send-time policy: one function that decides, at the moment of sending, whether a
+//! message goes now, later or not at all. The privacy issue completes its consent part.
+//!
+//! In order:
+//! 1. a profile without an e-mail address is skipped;
+//! 2. the suppression list (hard bounces, complaints, manual) always wins, for every class;
+//! 3. marketing needs consent: the `consent.email_marketing` trait true (or `email_opt_in`
+//!    true), and no withdrawal since;
+//! 4. marketing respects a frequency cap: at most N sent per rolling window, across all
+//!    journeys and broadcasts;
+//! 5. marketing is not sent in the recipient's quiet hours: it is deferred to their end.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use missive_core::Profile;
+use missive_store::{Store, StoreError};
+use serde::Serialize;
+
+use crate::journeys::{MessageClass, next_local_time, time_zone_of};
+
+/// Policy settings.
+#[derive(Debug, Clone)]
+pub struct PolicyConfig {
+    /// At most this many marketing e-mails per profile per `frequency_window` (0: no cap).
+    pub frequency_cap: u32,
+    pub frequency_window: TimeDelta,
+    /// Local quiet hours `(start, end)` as (hour, minute); marketing is deferred to the end.
+    pub quiet_hours: Option<((i8, i8), (i8, i8))>,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            frequency_cap: 3,
+            frequency_window: TimeDelta::days(7),
+            quiet_hours: Some(((21, 0), (8, 0))),
+        }
+    }
+}
+
+/// What to do with a message now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "decision")]
+pub enum Decision {
+    Send {
+        address: String,
+    },
+    /// Not sent, for good; the reason is recorded on the message.
+    Skip {
+        reason: String,
+    },
+    /// Sent later, at `until`.
+    Defer {
+        until: DateTime<Utc>,
+        reason: String,
+    },
+}
+
+/// The keyed hash a suppressed address is kept as: the address itself is not stored.
+pub fn address_hash(key: &[u8], address: &str) -> String {
+    use hmac::Mac;
+    let normalized = address.trim().to_ascii_lowercase();
+    let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(key) else {
+        return String::new();
+    };
+    mac.update(normalized.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// Whether the profile consents to marketing e-mail.
+pub fn has_marketing_consent(p: &Profile) -> bool {
+    let consent = p
+        .traits
+        .get("consent")
+        .and_then(|t| t.value.get("email_marketing"))
+        .and_then(|v| v.as_bool());
+    let opt_in = p.traits.get("email_opt_in").and_then(|t| t.value.as_bool());
+    consent.or(opt_in).unwrap_or(false)
+}
+
+/// Decides, at `now`, what happens to a message of `class` for `profile`.
+pub async fn decide(
+    store: &dyn Store,
+    config: &PolicyConfig,
+    hash_key: &[u8],
+    profile: &Profile,
+    class: MessageClass,
+    now: DateTime<Utc>,
+) -> Result<Decision, StoreError> {
+    let Some(address) = profile.email().map(str::to_string) else {
+        return Ok(Decision::Skip {
+            reason: "no_address".into(),
+        });
+    };
+    if let Some(s) = store.suppression(&address_hash(hash_key, &address)).await? {
+        return Ok(Decision::Skip {
+            reason: format!("suppressed: {}", s.reason),
+        });
+    }
+    if class == MessageClass::Transactional {
+        return Ok(Decision::Send { address });
+    }
+    if !has_marketing_consent(profile) {
+        return Ok(Decision::Skip {
+            reason: "no_consent".into(),
+        });
+    }
+    if config.frequency_cap > 0 {
+        let sent = store
+            .marketing_sent_since(&profile.id, now - config.frequency_window)
+            .await?;
+        if sent >= config.frequency_cap {
+            return Ok(Decision::Skip {
+                reason: "frequency_cap".into(),
+            });
+        }
+    }
+    if let Some(((sh, sm), (eh, em))) = config.quiet_hours {
+        let zone = time_zone_of(profile);
+        if in_quiet_hours(now, (sh, sm), (eh, em), &zone) {
+            return Ok(Decision::Defer {
+                until: next_local_time(now, eh, em, &zone),
+                reason: "quiet_hours".into(),
+            });
+        }
+    }
+    Ok(Decision::Send { address })
+}
+
+/// Whether the local time at `now` is within `[start, end)`, which may cross midnight.
+pub fn in_quiet_hours(now: DateTime<Utc>, start: (i8, i8), end: (i8, i8), zone: &jiff::tz::TimeZone) -> bool {
+    let Ok(ts) = jiff::Timestamp::from_microsecond(now.timestamp_micros()) else {
+        return false;
+    };
+    let local = ts.to_zoned(zone.clone());
+    let minutes = |h: i8, m: i8| i32::from(h) * 60 + i32::from(m);
+    let t = minutes(local.hour(), local.minute());
+    let (s, e) = (minutes(start.0, start.1), minutes(end.0, end.1));
+    if s <= e { s <= t && t < e } else { t >= s || t < e }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quiet_hours_cross_midnight_in_the_recipients_zone() {
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+        let ny = jiff::tz::TimeZone::get("America/New_York").unwrap();
+        // 03:00 UTC is 22:00 in New York (EST): quiet.
+        assert!(in_quiet_hours(at("2026-11-28T03:00:00Z"), (21, 0), (8, 0), &ny));
+        // 15:00 UTC is 10:00 in New York: not quiet.
+        assert!(!in_quiet_hours(at("2026-11-28T15:00:00Z"), (21, 0), (8, 0), &ny));
+        assert!(in_quiet_hours(
+            at("2026-11-28T13:00:00Z"),
+            (12, 0),
+            (14, 0),
+            &jiff::tz::TimeZone::UTC
+        ));
+    }
+
+    #[test]
+    fn address_hashes_are_keyed_and_case_blind() {
+        assert_eq!(
+            address_hash(b"k", "Ann@Example.com "),
+            address_hash(b"k", "ann@example.com")
+        );
+        assert_ne!(
+            address_hash(b"k", "ann@example.com"),
+            address_hash(b"other", "ann@example.com")
+        );
+    }
+}

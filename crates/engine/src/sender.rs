@@ -1,0 +1,404 @@
+//! The sender: takes due messages from the outbox, applies the send-time policy, renders them,
+//! tracks their links, signs them with DKIM, throttles and hands them to the transport, and
+//! records what happened. A 4xx answer is retried with exponential backoff; a 5xx answer
+//! fails the message and suppresses the address.
+//!
+//! Delivery is at least once at the hand-over itself: a crash after the relay accepted a
+//! message and before its status was recorded sends it again on restart. Everything before
+//! that point (the decision to send) is exactly once, through the outbox's idempotency keys.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use missive_core::Profile;
+use missive_delivery::{
+    DkimSigner, Envelope, LinkSigner, OutgoingEmail, SendOutcome, Throttle, Transport, build_message,
+    retry_delay,
+};
+use missive_liquid::Value;
+use missive_store::{OutboxMessage, OutboxStatus, Suppression};
+use serde::Serialize;
+
+use crate::Engine;
+use crate::content::{ContentService, ContentServiceError, PreviewEvent};
+use crate::journeys::MessageClass;
+use crate::policy::{Decision, PolicyConfig, address_hash, decide};
+use crate::profiles::{ProfileKey, find_profile};
+
+/// Who messages come from and where their links point.
+#[derive(Debug, Clone)]
+pub struct SenderConfig {
+    pub from_address: String,
+    pub from_name: Option<String>,
+    /// The envelope sender: where bounces go.
+    pub bounce_address: String,
+    /// The right-hand side of `Message-ID`s.
+    pub message_id_domain: String,
+    /// The public base URL of tracking and unsubscribe endpoints.
+    pub public_url: String,
+    pub policy: PolicyConfig,
+    /// Attempts before a message that keeps failing temporarily is given up.
+    pub max_attempts: u32,
+    /// Messages taken from the outbox per round.
+    pub batch: u32,
+}
+
+impl Default for SenderConfig {
+    fn default() -> Self {
+        SenderConfig {
+            from_address: "missive@localhost".into(),
+            from_name: None,
+            bounce_address: "bounces@localhost".into(),
+            message_id_domain: "localhost".into(),
+            public_url: "http://localhost:8080".into(),
+            policy: PolicyConfig::default(),
+            max_attempts: missive_delivery::MAX_ATTEMPTS,
+            batch: 500,
+        }
+    }
+}
+
+/// Secrets the sender needs, kept in the store's metadata.
+pub struct SenderSecrets {
+    pub links: LinkSigner,
+    pub hash_key: Vec<u8>,
+}
+
+impl SenderSecrets {
+    /// The workspace's tracking and hashing keys, created on first use.
+    pub async fn load(store: &dyn missive_store::Store) -> Result<Self, SendError> {
+        let fresh = || hex::encode(rand::random::<[u8; 32]>());
+        let link_key = store.meta_get_or_init("secret.tracking", fresh()).await?;
+        let hash_key = store.meta_get_or_init("secret.address_hash", fresh()).await?;
+        let links = LinkSigner::new(link_key.as_bytes()).map_err(|e| SendError::Setup(e.to_string()))?;
+        Ok(SenderSecrets {
+            links,
+            hash_key: hash_key.into_bytes(),
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error(transparent)]
+    Store(#[from] missive_store::StoreError),
+    #[error(transparent)]
+    Content(#[from] ContentServiceError),
+    #[error(transparent)]
+    Engine(#[from] Arc<crate::EngineError>),
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// What one round did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct SendStats {
+    pub sent: u64,
+    pub skipped: u64,
+    pub deferred: u64,
+    pub retried: u64,
+    pub failed: u64,
+}
+
+#[derive(Clone)]
+pub struct Sender {
+    engine: Engine,
+    content: ContentService,
+    transport: Arc<dyn Transport>,
+    dkim: Option<Arc<DkimSigner>>,
+    secrets: Arc<SenderSecrets>,
+    throttle: Arc<Throttle>,
+    config: Arc<SenderConfig>,
+    running: Arc<tokio::sync::Mutex<()>>,
+    notify: Arc<tokio::sync::Notify>,
+}
+
+impl Sender {
+    pub fn new(
+        engine: Engine,
+        content: ContentService,
+        transport: Arc<dyn Transport>,
+        dkim: Option<DkimSigner>,
+        secrets: SenderSecrets,
+        throttle: Throttle,
+        config: SenderConfig,
+    ) -> Self {
+        Sender {
+            engine,
+            content,
+            transport,
+            dkim: dkim.map(Arc::new),
+            secrets: Arc::new(secrets),
+            throttle: Arc::new(throttle),
+            config: Arc::new(config),
+            running: Arc::new(tokio::sync::Mutex::new(())),
+            notify: Arc::new(tokio::sync::Notify::new()),
+        }
+    }
+
+    pub fn links(&self) -> &LinkSigner {
+        &self.secrets.links
+    }
+
+    pub fn hash_key(&self) -> &[u8] {
+        &self.secrets.hash_key
+    }
+
+    pub fn config(&self) -> &SenderConfig {
+        &self.config
+    }
+
+    /// Wakes the background loop (journeys queued messages).
+    pub fn poke(&self) {
+        self.notify.notify_one();
+    }
+
+    /// What wakes the background loop, for whoever queues messages.
+    pub fn waker(&self) -> Arc<tokio::sync::Notify> {
+        self.notify.clone()
+    }
+
+    /// Sends in the background until `shutdown`: after each round it sleeps at most `poll`, or
+    /// until poked.
+    pub fn spawn(
+        self,
+        poll: Duration,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut shutdown = shutdown;
+            while !*shutdown.borrow() {
+                if let Err(e) = self.run_pending().await {
+                    tracing::error!(error = %e, "send round failed; retrying");
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(poll) => {}
+                    _ = self.notify.notified() => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+        })
+    }
+
+    /// Sends every message due now.
+    pub async fn run_pending(&self) -> Result<SendStats, SendError> {
+        let _one_at_a_time = self.running.lock().await;
+        let mut stats = SendStats::default();
+        let store = self.engine.store().clone();
+        let mut synced = false;
+        loop {
+            let now = self.engine.clock().now();
+            let due = store.due_outbox(now, self.config.batch).await?;
+            if due.is_empty() {
+                break;
+            }
+            if !synced {
+                // Policy and content read profiles: make every accepted event count first.
+                self.engine.sync().await?;
+                synced = true;
+            }
+            let mut done = Vec::with_capacity(due.len());
+            for message in due {
+                done.push(self.send_one(message, now, &mut stats).await?);
+            }
+            store.update_outbox(done).await?;
+        }
+        Ok(stats)
+    }
+
+    async fn send_one(
+        &self,
+        mut message: OutboxMessage,
+        now: DateTime<Utc>,
+        stats: &mut SendStats,
+    ) -> Result<OutboxMessage, SendError> {
+        let store = self.engine.store();
+        let key = ProfileKey::Id(message.profile_id.clone());
+        let Some(profile) = find_profile(&**store, &key, self.engine.config().history_len).await? else {
+            return Ok(skip(message, "profile_gone", stats));
+        };
+        let class = if message.class == "transactional" {
+            MessageClass::Transactional
+        } else {
+            MessageClass::Marketing
+        };
+        let address = match decide(
+            &**store,
+            &self.config.policy,
+            &self.secrets.hash_key,
+            &profile,
+            class,
+            now,
+        )
+        .await?
+        {
+            Decision::Send { address } => address,
+            Decision::Skip { reason } => return Ok(skip(message, &reason, stats)),
+            Decision::Defer { until, reason } => {
+                message.next_attempt_at = until;
+                message.detail = Some(format!("deferred: {reason}"));
+                stats.deferred += 1;
+                return Ok(message);
+            }
+        };
+        let bytes = match self.compose(&message, &profile, &address, now).await {
+            Ok(b) => b,
+            Err(reason) => {
+                message.status = OutboxStatus::Failed;
+                message.detail = Some(reason);
+                stats.failed += 1;
+                return Ok(message);
+            }
+        };
+        let domain = address
+            .rsplit_once('@')
+            .map_or("", |(_, d)| d)
+            .to_ascii_lowercase();
+        self.throttle.acquire(&domain).await;
+        let outcome = self
+            .transport
+            .send(
+                &Envelope::new(self.config.bounce_address.clone(), address.clone()),
+                &bytes,
+            )
+            .await;
+        message.attempts += 1;
+        message.recipient = Some(address.clone());
+        let now = self.engine.clock().now();
+        match outcome {
+            SendOutcome::Delivered { response } => {
+                message.status = OutboxStatus::Sent;
+                message.sent_at = Some(now);
+                message.detail = Some(response);
+                stats.sent += 1;
+                metrics::counter!("missive_messages_sent_total", "transport" => self.transport.name())
+                    .increment(1);
+            }
+            SendOutcome::Transient {
+                code,
+                enhanced,
+                message: text,
+            } => {
+                let detail = describe(code, enhanced.as_deref(), &text);
+                if message.attempts >= self.config.max_attempts {
+                    message.status = OutboxStatus::Failed;
+                    message.detail = Some(format!("gave up after {} attempts: {detail}", message.attempts));
+                    stats.failed += 1;
+                } else {
+                    let delay =
+                        chrono::TimeDelta::from_std(retry_delay(message.attempts)).unwrap_or_default();
+                    message.next_attempt_at = now + delay;
+                    message.detail = Some(detail);
+                    stats.retried += 1;
+                }
+            }
+            SendOutcome::Permanent {
+                code,
+                enhanced,
+                message: text,
+            } => {
+                let detail = describe(code, enhanced.as_deref(), &text);
+                message.status = OutboxStatus::Failed;
+                message.detail = Some(detail.clone());
+                stats.failed += 1;
+                store
+                    .suppress(Suppression {
+                        address_hash: address_hash(&self.secrets.hash_key, &address),
+                        reason: "hard_bounce".into(),
+                        detail,
+                        at: now,
+                    })
+                    .await?;
+                metrics::counter!("missive_messages_bounced_total", "kind" => "hard").increment(1);
+            }
+        }
+        Ok(message)
+    }
+
+    /// The signed bytes of `message` for `profile`; an error is the reason it cannot be sent.
+    async fn compose(
+        &self,
+        message: &OutboxMessage,
+        profile: &Profile,
+        address: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<u8>, String> {
+        let (_, compiled, _) = self
+            .content
+            .compiled_template(&message.template)
+            .await
+            .map_err(|e| e.to_string())?;
+        let event: Option<PreviewEvent> = message
+            .context
+            .get("event")
+            .filter(|e| !e.is_null())
+            .and_then(|e| serde_json::from_value(e.clone()).ok());
+        let mut data = self
+            .content
+            .data_for(profile, event.as_ref(), None, &message.id, now)
+            .await
+            .map_err(|e| e.to_string())?;
+        let base = self.config.public_url.trim_end_matches('/');
+        let unsubscribe = self
+            .secrets
+            .links
+            .unsubscribe_url(base, profile.id.as_str(), &message.id);
+        data.insert("unsubscribe_url", Value::from(unsubscribe.as_str()));
+        let selection = self
+            .content
+            .choose_blocks(profile, &compiled.slots, &data, now)
+            .await
+            .map_err(|e| e.to_string())?;
+        let zone = self.content.time_zone_of(profile);
+        let (email, _, _) = self
+            .content
+            .render_blocking(compiled, data, selection, zone, now)
+            .await
+            .map_err(|e| format!("render failed: {e}"))?;
+        let unsubscribe_prefix = format!("{base}/u/");
+        let html = self
+            .secrets
+            .links
+            .rewrite_html(&email.html, base, &message.id, |href| {
+                href.starts_with(&unsubscribe_prefix)
+            });
+        let outgoing = OutgoingEmail {
+            message_id: message.id.clone(),
+            from_name: self.config.from_name.clone(),
+            from_address: self.config.from_address.clone(),
+            reply_to: None,
+            to_address: address.to_string(),
+            to_name: None,
+            subject: email.subject,
+            html,
+            text: email.text,
+            // RFC 8058 one-click needs https: behind a plain-http public URL (a development
+            // set-up) the headers are left out and the link in the body remains.
+            list_unsubscribe_url: unsubscribe.starts_with("https://").then_some(unsubscribe.clone()),
+            list_unsubscribe_mailto: None,
+            extra_headers: vec![("X-Missive-Source".into(), message.source.clone())],
+        };
+        let bytes =
+            build_message(&outgoing, &self.config.message_id_domain, now).map_err(|e| e.to_string())?;
+        match &self.dkim {
+            Some(signer) => signer.sign(&bytes).map_err(|e| e.to_string()),
+            None => Ok(bytes),
+        }
+    }
+}
+
+fn skip(mut message: OutboxMessage, reason: &str, stats: &mut SendStats) -> OutboxMessage {
+    message.status = OutboxStatus::Skipped;
+    message.detail = Some(reason.to_string());
+    stats.skipped += 1;
+    message
+}
+
+fn describe(code: Option<u16>, enhanced: Option<&str>, text: &str) -> String {
+    match (code, enhanced) {
+        (Some(c), Some(e)) if !text.starts_with(e) => format!("{c} {e} {text}"),
+        (Some(c), _) => format!("{c} {text}"),
+        _ => text.to_string(),
+    }
+}

@@ -1,0 +1,141 @@
+//! The journeys API: `/v1/journeys` (definitions) and their instances.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use missive_engine::journeys::{JourneyDef, JourneyError, RunStats};
+use serde::{Deserialize, Serialize};
+
+use crate::auth::RequireAdmin;
+use crate::error::JsonBody;
+use crate::{ApiError, AppState};
+
+impl From<JourneyError> for ApiError {
+    fn from(e: JourneyError) -> Self {
+        match e {
+            JourneyError::Invalid(m) => ApiError::bad_request("journey_invalid", m),
+            JourneyError::Condition { step, error } => {
+                ApiError::from(error).with_field(format!("steps.{step}.condition"))
+            }
+            JourneyError::NotFound(_) => ApiError::not_found(e.to_string()),
+            JourneyError::Store(e) => ApiError::from(e),
+            JourneyError::Engine(e) => ApiError::unavailable(&e),
+            JourneyError::Corrupt(..) => ApiError::internal(&e),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct JourneySaved {
+    name: String,
+    version: i64,
+}
+
+pub async fn put_journey(
+    _: RequireAdmin,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    JsonBody(def): JsonBody<JourneyDef>,
+) -> Result<Json<JourneySaved>, ApiError> {
+    let version = state
+        .journeys
+        .save(&name, def, state.engine.clock().now())
+        .await?;
+    Ok(Json(JourneySaved { name, version }))
+}
+
+#[derive(Debug, Serialize)]
+pub struct JourneyOut {
+    name: String,
+    version: i64,
+    updated_at: chrono::DateTime<chrono::Utc>,
+    #[serde(flatten)]
+    def: JourneyDef,
+}
+
+pub async fn get_journey(
+    _: RequireAdmin,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<JourneyOut>, ApiError> {
+    let (doc, def) = state.journeys.get(&name).await?;
+    Ok(Json(JourneyOut {
+        name,
+        version: doc.version,
+        updated_at: doc.updated_at,
+        def,
+    }))
+}
+
+pub async fn list_journeys(
+    _: RequireAdmin,
+    State(state): State<AppState>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let defs = state.journeys.definitions().await?;
+    let out: Vec<serde_json::Value> = defs
+        .iter()
+        .map(|d| serde_json::json!({"name": d.name, "version": d.version, "trigger": d.def.trigger.event}))
+        .collect();
+    Ok(Json(serde_json::json!({ "journeys": out })))
+}
+
+pub async fn delete_journey(
+    _: RequireAdmin,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<axum::http::StatusCode, ApiError> {
+    state.journeys.delete(&name).await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct InstancesQuery {
+    limit: Option<u32>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct InstanceOut {
+    id: String,
+    profile_id: String,
+    key: String,
+    step: String,
+    status: &'static str,
+    wake_at: Option<chrono::DateTime<chrono::Utc>>,
+    waiting_for: Option<String>,
+    entered_at: chrono::DateTime<chrono::Utc>,
+    updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+pub async fn journey_instances(
+    _: RequireAdmin,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<InstancesQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    state.journeys.get(&name).await?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 1_000);
+    let rows = state.engine.store().journey_instances(&name, limit).await?;
+    let out: Vec<InstanceOut> = rows
+        .into_iter()
+        .map(|i| InstanceOut {
+            id: i.id,
+            profile_id: i.profile_id.to_string(),
+            key: i.key,
+            step: i.step,
+            status: i.status.as_str(),
+            wake_at: i.wake_at,
+            waiting_for: i.waiting_for,
+            entered_at: i.entered_at,
+            updated_at: i.updated_at,
+        })
+        .collect();
+    Ok(Json(serde_json::json!({ "instances": out })))
+}
+
+/// Runs the journeys now (events since the last pass, due waits); what the background runner
+/// does on its own. For operators and tests driving a manual clock.
+pub async fn run_journeys(
+    _: RequireAdmin,
+    State(state): State<AppState>,
+) -> Result<Json<RunStats>, ApiError> {
+    Ok(Json(state.journeys.run_pending().await?))
+}
