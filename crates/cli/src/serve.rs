@@ -32,6 +32,10 @@ pub async fn run(cfg: Config, listen: Option<String>) -> anyhow::Result<()> {
     let (stop_background, background_stop) = tokio::sync::watch::channel(false);
     let poll = std::time::Duration::from_millis(250);
     let journeys = state.journeys.clone().spawn(poll, background_stop.clone());
+    let broadcasting = state
+        .broadcasts
+        .clone()
+        .spawn(poll, background_stop.clone(), sender.waker());
     let sending = sender.spawn(poll, background_stop);
     let app = missive_server::router(state);
     let listener = tokio::net::TcpListener::bind(addr)
@@ -85,7 +89,11 @@ pub async fn run(cfg: Config, listen: Option<String>) -> anyhow::Result<()> {
         .context("HTTP server")?;
     tracing::info!("no more requests; committing what was accepted");
     let _ = stop_background.send(true);
-    for (what, task) in [("journey runner", journeys), ("sender", sending)] {
+    for (what, task) in [
+        ("journey runner", journeys),
+        ("broadcaster", broadcasting),
+        ("sender", sending),
+    ] {
         if let Err(e) = task.await {
             tracing::error!(error = %e, "the {what} stopped abnormally");
         }

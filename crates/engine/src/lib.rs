@@ -8,6 +8,8 @@
 
 pub mod auth;
 mod bloom;
+pub mod bounces;
+pub mod broadcasts;
 pub mod content;
 pub mod import;
 pub mod journeys;

@@ -6,6 +6,7 @@
 //! business rules live here.
 
 mod auth;
+mod broadcasts;
 mod content;
 mod error;
 mod ingest;
@@ -32,6 +33,7 @@ pub struct AppState {
     pub engine: Engine,
     pub content: ContentService,
     pub journeys: missive_engine::journeys::Journeys,
+    pub broadcasts: missive_engine::broadcasts::Broadcasts,
     /// Sends the outbox; also signs and checks tracking links. `None` in tests that do not send.
     pub sender: Option<missive_engine::sender::Sender>,
     pub auth: Authenticator,
@@ -45,6 +47,7 @@ impl AppState {
         Self {
             content: ContentService::new(engine.store().clone(), content),
             journeys: missive_engine::journeys::Journeys::new(engine.clone()),
+            broadcasts: missive_engine::broadcasts::Broadcasts::new(engine.clone()),
             sender: None,
             engine,
             auth,
@@ -111,6 +114,13 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/journeys/{name}/instances", get(journeys::journey_instances))
         .route("/v1/messages/{id}", get(tracking::message_report))
+        .route("/v1/broadcasts", get(broadcasts::list).post(broadcasts::create))
+        .route("/v1/broadcasts/run", post(broadcasts::run))
+        .route("/v1/broadcasts/{id}", get(broadcasts::get_one))
+        .route("/v1/broadcasts/{id}/pause", post(broadcasts::pause))
+        .route("/v1/broadcasts/{id}/resume", post(broadcasts::resume))
+        .route("/v1/broadcasts/{id}/cancel", post(broadcasts::cancel))
+        .route("/v1/inbound/reports", post(broadcasts::inbound_report))
         .route("/t/c/{token}", get(tracking::click))
         .route("/t/o/{token}", get(tracking::open))
         .route(

@@ -713,6 +713,26 @@ pub async fn journey_progress_and_send_decisions_commit_together_once(store: &dy
             .unwrap(),
         0
     );
+
+    // Counting and cancelling by source.
+    let mut other = message("msg_3", "b:1", &p, t("2026-11-28T12:00:00Z"));
+    other.source = "broadcast:b".into();
+    let mut third = message("msg_4", "b:2", &p, t("2026-11-28T12:00:00Z"));
+    third.source = "broadcast:b".into();
+    store
+        .commit_journey(JourneyCommit {
+            instances: vec![],
+            outbox: vec![other, third],
+            events_through: None,
+        })
+        .await
+        .unwrap();
+    let counts = store.outbox_counts("broadcast:b").await.unwrap();
+    assert_eq!((counts.queued, counts.sent), (2, 0));
+    assert_eq!(store.outbox_counts("journey:cart").await.unwrap().sent, 1);
+    assert_eq!(store.skip_queued("broadcast:b", "cancelled").await.unwrap(), 2);
+    let counts = store.outbox_counts("broadcast:b").await.unwrap();
+    assert_eq!((counts.queued, counts.skipped), (0, 2));
 }
 
 pub async fn suppressions_and_metadata_are_kept(store: &dyn Store) {
@@ -731,6 +751,21 @@ pub async fn suppressions_and_metadata_are_kept(store: &dyn Store) {
     };
     store.suppress(again.clone()).await.unwrap();
     assert_eq!(store.suppression("h1").await.unwrap(), Some(again));
+
+    assert_eq!(
+        store
+            .record_soft_bounce("h2", t("2026-11-28T10:00:00Z"))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store
+            .record_soft_bounce("h2", t("2026-11-28T11:00:00Z"))
+            .await
+            .unwrap(),
+        2
+    );
 
     let a = store
         .meta_get_or_init("secret.test", "first".into())

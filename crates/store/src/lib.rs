@@ -210,6 +210,16 @@ pub trait Store: Send + Sync + 'static {
     async fn suppress(&self, suppression: Suppression) -> Result<(), StoreError>;
 
     async fn suppression(&self, address_hash: &str) -> Result<Option<Suppression>, StoreError>;
+
+    /// How many messages of a source (`broadcast:ID`, `journey:NAME`) are in each status.
+    async fn outbox_counts(&self, source: &str) -> Result<OutboxCounts, StoreError>;
+
+    /// Marks the still-queued messages of a source skipped (a cancelled broadcast); returns
+    /// how many.
+    async fn skip_queued(&self, source: &str, detail: &str) -> Result<u64, StoreError>;
+
+    /// Counts a soft bounce of an address (keyed hash) at `at`; returns how many it has had.
+    async fn record_soft_bounce(&self, address_hash: &str, at: DateTime<Utc>) -> Result<u32, StoreError>;
 }
 
 /// Opens the store a URL names: `sqlite:PATH` / a plain path, or `postgres://…`.

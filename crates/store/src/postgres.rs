@@ -34,8 +34,8 @@ use tokio_postgres::{Client, Config, NoTls, Row, Statement, Transaction};
 use crate::types::{from_micros, micros};
 use crate::{
     ApiKeyRecord, Checkpoint, DocumentKind, DocumentRecord, EventBatch, EventQuery, InstanceStatus,
-    JourneyCommit, JourneyInstance, MergeRecord, OutboxMessage, OutboxStatus, ProfileVersion, Role,
-    SegmentChange, SegmentRecord, Store, StoreError, StoreStats, StoredEvent, Suppression, Workspace,
+    JourneyCommit, JourneyInstance, MergeRecord, OutboxCounts, OutboxMessage, OutboxStatus, ProfileVersion,
+    Role, SegmentChange, SegmentRecord, Store, StoreError, StoreStats, StoredEvent, Suppression, Workspace,
 };
 
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -127,6 +127,15 @@ CREATE INDEX outbox_due ON outbox (next_attempt_at) WHERE status = 'queued';
 CREATE INDEX outbox_by_profile ON outbox (profile_id, created_at);
 CREATE TABLE suppressions (
     address_hash TEXT PRIMARY KEY, reason TEXT NOT NULL, detail TEXT NOT NULL, at BIGINT NOT NULL
+);
+"#,
+    ),
+    (
+        5,
+        r#"
+CREATE INDEX outbox_by_source ON outbox (source, status);
+CREATE TABLE soft_bounces (
+    address_hash TEXT PRIMARY KEY, count BIGINT NOT NULL, last_at BIGINT NOT NULL
 );
 "#,
     ),
@@ -1467,6 +1476,50 @@ impl Store for PostgresStore {
             })
         })
         .transpose()
+    }
+
+    async fn outbox_counts(&self, source: &str) -> Result<OutboxCounts, StoreError> {
+        let r = self.reader();
+        let rows = r
+            .client
+            .query(
+                "SELECT status, COUNT(*) FROM outbox WHERE source = $1 GROUP BY status",
+                &[&source],
+            )
+            .await?;
+        let mut counts = OutboxCounts::default();
+        for row in &rows {
+            let status: &str = row.try_get(0)?;
+            let n: i64 = row.try_get(1)?;
+            counts.add(status, u64::try_from(n).unwrap_or(0));
+        }
+        Ok(counts)
+    }
+
+    async fn skip_queued(&self, source: &str, detail: &str) -> Result<u64, StoreError> {
+        let writer = self.inner.checkpoint_writer.lock().await;
+        Ok(writer
+            .client
+            .execute(
+                "UPDATE outbox SET status = 'skipped', detail = $2 WHERE source = $1 AND status = 'queued'",
+                &[&source, &detail],
+            )
+            .await?)
+    }
+
+    async fn record_soft_bounce(&self, address_hash: &str, at: DateTime<Utc>) -> Result<u32, StoreError> {
+        let writer = self.inner.checkpoint_writer.lock().await;
+        let row = writer
+            .client
+            .query_one(
+                "INSERT INTO soft_bounces (address_hash, count, last_at) VALUES ($1, 1, $2)
+                 ON CONFLICT (address_hash) DO UPDATE SET count = soft_bounces.count + 1, last_at = excluded.last_at
+                 RETURNING count",
+                &[&address_hash, &micros(at)],
+            )
+            .await?;
+        let n: i64 = row.try_get(0)?;
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
     }
 
     async fn last_event_seq(&self) -> Result<i64, StoreError> {

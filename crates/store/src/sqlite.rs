@@ -23,8 +23,8 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use crate::types::{from_micros, micros};
 use crate::{
     ApiKeyRecord, Checkpoint, DocumentKind, DocumentRecord, EventBatch, EventQuery, InstanceStatus,
-    JourneyCommit, JourneyInstance, MergeRecord, OutboxMessage, OutboxStatus, ProfileVersion, Role,
-    SegmentChange, SegmentRecord, Store, StoreError, StoreStats, StoredEvent, Suppression, Workspace,
+    JourneyCommit, JourneyInstance, MergeRecord, OutboxCounts, OutboxMessage, OutboxStatus, ProfileVersion,
+    Role, SegmentChange, SegmentRecord, Store, StoreError, StoreStats, StoredEvent, Suppression, Workspace,
 };
 
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -107,6 +107,15 @@ CREATE INDEX outbox_due ON outbox (next_attempt_at) WHERE status = 'queued';
 CREATE INDEX outbox_by_profile ON outbox (profile_id, created_at);
 CREATE TABLE suppressions (
     address_hash TEXT PRIMARY KEY, reason TEXT NOT NULL, detail TEXT NOT NULL, at INTEGER NOT NULL
+) WITHOUT ROWID;
+"#,
+    ),
+    (
+        5,
+        r#"
+CREATE INDEX outbox_by_source ON outbox (source, status);
+CREATE TABLE soft_bounces (
+    address_hash TEXT PRIMARY KEY, count INTEGER NOT NULL, last_at INTEGER NOT NULL
 ) WITHOUT ROWID;
 "#,
     ),
@@ -1430,6 +1439,48 @@ impl Store for SqliteStore {
                 },
             )
             .optional()?)
+        })
+        .await
+    }
+
+    async fn outbox_counts(&self, source: &str) -> Result<OutboxCounts, StoreError> {
+        let source = source.to_owned();
+        self.read(move |c| {
+            let mut stmt =
+                c.prepare_cached("SELECT status, COUNT(*) FROM outbox WHERE source = ?1 GROUP BY status")?;
+            let mut counts = OutboxCounts::default();
+            let rows = stmt.query_map([source], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+            for row in rows {
+                let (status, n) = row?;
+                counts.add(&status, u64::try_from(n).unwrap_or(0));
+            }
+            Ok(counts)
+        })
+        .await
+    }
+
+    async fn skip_queued(&self, source: &str, detail: &str) -> Result<u64, StoreError> {
+        let (source, detail) = (source.to_owned(), detail.to_owned());
+        self.write_on(Db::Main, move |c| {
+            let n = c.execute(
+                "UPDATE outbox SET status = 'skipped', detail = ?2 WHERE source = ?1 AND status = 'queued'",
+                params![source, detail],
+            )?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn record_soft_bounce(&self, address_hash: &str, at: DateTime<Utc>) -> Result<u32, StoreError> {
+        let h = address_hash.to_owned();
+        self.write_on(Db::Main, move |c| {
+            Ok(c.query_row(
+                "INSERT INTO soft_bounces (address_hash, count, last_at) VALUES (?1, 1, ?2)
+                 ON CONFLICT (address_hash) DO UPDATE SET count = soft_bounces.count + 1, last_at = excluded.last_at
+                 RETURNING count",
+                params![h, micros(at)],
+                |r| r.get(0),
+            )?)
         })
         .await
     }

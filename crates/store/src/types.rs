@@ -205,6 +205,7 @@ pub enum DocumentKind {
     Block,
     Product,
     Journey,
+    Broadcast,
 }
 
 impl DocumentKind {
@@ -214,6 +215,7 @@ impl DocumentKind {
             DocumentKind::Block => "block",
             DocumentKind::Product => "product",
             DocumentKind::Journey => "journey",
+            DocumentKind::Broadcast => "broadcast",
         }
     }
 }
@@ -342,4 +344,24 @@ pub struct Suppression {
     pub reason: String,
     pub detail: String,
     pub at: DateTime<Utc>,
+}
+
+/// Messages of one source by status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct OutboxCounts {
+    pub queued: u64,
+    pub sent: u64,
+    pub failed: u64,
+    pub skipped: u64,
+}
+
+impl OutboxCounts {
+    pub fn add(&mut self, status: &str, n: u64) {
+        match status {
+            "queued" => self.queued += n,
+            "sent" => self.sent += n,
+            "failed" => self.failed += n,
+            _ => self.skipped += n,
+        }
+    }
 }

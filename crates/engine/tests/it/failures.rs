@@ -217,6 +217,15 @@ impl Store for Flaky {
     async fn suppression(&self, address_hash: &str) -> Result<Option<Suppression>, StoreError> {
         self.inner.suppression(address_hash).await
     }
+    async fn outbox_counts(&self, source: &str) -> Result<missive_store::OutboxCounts, StoreError> {
+        self.inner.outbox_counts(source).await
+    }
+    async fn skip_queued(&self, source: &str, detail: &str) -> Result<u64, StoreError> {
+        self.inner.skip_queued(source, detail).await
+    }
+    async fn record_soft_bounce(&self, address_hash: &str, at: DateTime<Utc>) -> Result<u32, StoreError> {
+        self.inner.record_soft_bounce(address_hash, at).await
+    }
 }
 
 fn views(user: &str, ids: std::ops::Range<u32>) -> Vec<missive_core::Event> {

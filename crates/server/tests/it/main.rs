@@ -6,4 +6,5 @@ mod delivery;
 mod ingest;
 mod profiles;
 mod segments;
+mod sending;
 mod support;

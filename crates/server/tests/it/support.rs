@@ -51,6 +51,17 @@ impl Delivery {
         }
     }
 
+    /// Writes messages to a maildir at `root`.
+    pub fn maildir(root: &std::path::Path) -> Self {
+        let transport = missive_delivery::MaildirTransport::new(root).expect("maildir");
+        let (signer, pem) = missive_delivery::DkimSigner::generate_ed25519("e2e", "example.test").unwrap();
+        let (name, value) = signer.dns_record();
+        Delivery {
+            transport: Arc::new(transport),
+            dkim: Arc::new((pem, name, value)),
+        }
+    }
+
     pub fn dns_record(&self) -> (String, String) {
         (self.dkim.1.clone(), self.dkim.2.clone())
     }

@@ -1,0 +1,111 @@
+//! Bounces and complaints after the hand-over: delivery status notifications (RFC 3464) and
+//! feedback reports (RFC 5965) received on the inbound endpoint. A hard bounce or a complaint
+//! suppresses the address; soft bounces are counted and suppress it after
+//! [`SOFT_BOUNCE_LIMIT`]. Answers refused at send time are handled by the sender.
+
+use chrono::{DateTime, Utc};
+use missive_delivery::{DsnAction, Report, parse_report};
+use missive_store::{Store, StoreError, Suppression};
+use serde::Serialize;
+
+use crate::policy::address_hash;
+
+/// Soft bounces after which an address is suppressed.
+pub const SOFT_BOUNCE_LIMIT: u32 = 3;
+
+/// What a report changed.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct ReportOutcome {
+    /// `dsn` or `complaint`.
+    pub kind: &'static str,
+    pub hard_bounces: u32,
+    pub soft_bounces: u32,
+    pub complaints: u32,
+    pub suppressed: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BounceError {
+    #[error("not a delivery status notification or feedback report")]
+    NotAReport,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Applies one raw report message.
+pub async fn apply_report(
+    store: &dyn Store,
+    hash_key: &[u8],
+    raw: &[u8],
+    now: DateTime<Utc>,
+) -> Result<ReportOutcome, BounceError> {
+    let report = parse_report(raw).ok_or(BounceError::NotAReport)?;
+    let mut out = ReportOutcome::default();
+    let suppress = |address: &str, reason: &str, detail: String| Suppression {
+        address_hash: address_hash(hash_key, address),
+        reason: reason.into(),
+        detail,
+        at: now,
+    };
+    match report {
+        Report::Dsn { recipients, .. } => {
+            out.kind = "dsn";
+            for r in recipients {
+                let detail = format!("{} {}", r.status, r.diagnostic.as_deref().unwrap_or(""))
+                    .trim()
+                    .to_string();
+                if r.action == DsnAction::Failed && r.is_hard() {
+                    out.hard_bounces += 1;
+                    store
+                        .suppress(suppress(&r.address, "hard_bounce", detail))
+                        .await?;
+                    out.suppressed += 1;
+                } else if r.action == DsnAction::Delayed || r.is_soft() {
+                    out.soft_bounces += 1;
+                    let n = store
+                        .record_soft_bounce(&address_hash(hash_key, &r.address), now)
+                        .await?;
+                    if n >= SOFT_BOUNCE_LIMIT {
+                        store
+                            .suppress(suppress(
+                                &r.address,
+                                "soft_bounces",
+                                format!("{n} soft bounces; last: {detail}"),
+                            ))
+                            .await?;
+                        out.suppressed += 1;
+                    }
+                }
+            }
+        }
+        Report::Complaint {
+            feedback_type,
+            original_recipient,
+            original_message_id,
+        } => {
+            out.kind = "complaint";
+            out.complaints += 1;
+            let address = match original_recipient {
+                Some(a) => Some(a),
+                None => match original_message_id {
+                    // Our Message-IDs are `<msg_…@domain>`: the outbox knows the recipient.
+                    Some(id) => {
+                        let id = id
+                            .trim_matches(['<', '>'])
+                            .split('@')
+                            .next()
+                            .unwrap_or("")
+                            .to_string();
+                        store.outbox_message(&id).await?.and_then(|m| m.recipient)
+                    }
+                    None => None,
+                },
+            };
+            if let Some(a) = address {
+                store.suppress(suppress(&a, "complaint", feedback_type)).await?;
+                out.suppressed += 1;
+            }
+        }
+    }
+    Ok(out)
+}

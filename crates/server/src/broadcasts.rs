@@ -1,0 +1,108 @@
+//! The broadcasts API (`/v1/broadcasts`) and the inbound endpoint for bounce and complaint
+//! reports (`/v1/inbound/reports`).
+
+use axum::Json;
+use axum::extract::{Path, State};
+use missive_engine::bounces::{BounceError, ReportOutcome, apply_report};
+use missive_engine::broadcasts::{Broadcast, BroadcastError, BroadcastIn, Progress};
+
+use crate::auth::RequireAdmin;
+use crate::error::JsonBody;
+use crate::{ApiError, AppState};
+
+impl From<BroadcastError> for ApiError {
+    fn from(e: BroadcastError) -> Self {
+        match e {
+            BroadcastError::Invalid(m) => ApiError::bad_request("broadcast_invalid", m),
+            BroadcastError::NotFound(_) => ApiError::not_found(e.to_string()),
+            BroadcastError::WrongState { .. } => {
+                ApiError::new(axum::http::StatusCode::CONFLICT, "broadcast_state", e.to_string())
+            }
+            BroadcastError::Store(e) => ApiError::from(e),
+            BroadcastError::Corrupt(_) => ApiError::internal(&e),
+        }
+    }
+}
+
+pub async fn create(
+    _: RequireAdmin,
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<BroadcastIn>,
+) -> Result<(axum::http::StatusCode, Json<Progress>), ApiError> {
+    let progress = state.broadcasts.create(body).await?;
+    Ok((axum::http::StatusCode::CREATED, Json(progress)))
+}
+
+pub async fn list(
+    _: RequireAdmin,
+    State(state): State<AppState>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let all: Vec<Broadcast> = state.broadcasts.list().await?;
+    Ok(Json(serde_json::json!({ "broadcasts": all })))
+}
+
+pub async fn get_one(
+    _: RequireAdmin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Progress>, ApiError> {
+    Ok(Json(state.broadcasts.get(&id).await?))
+}
+
+pub async fn pause(
+    _: RequireAdmin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Progress>, ApiError> {
+    Ok(Json(state.broadcasts.pause(&id).await?))
+}
+
+pub async fn resume(
+    _: RequireAdmin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Progress>, ApiError> {
+    Ok(Json(state.broadcasts.resume(&id).await?))
+}
+
+pub async fn cancel(
+    _: RequireAdmin,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Progress>, ApiError> {
+    Ok(Json(state.broadcasts.cancel(&id).await?))
+}
+
+/// Queues what is due now (what the background loop does on its own).
+pub async fn run(
+    _: RequireAdmin,
+    State(state): State<AppState>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let queued = state.broadcasts.run_pending().await?;
+    Ok(Json(serde_json::json!({ "queued": queued })))
+}
+
+/// A raw bounce (RFC 3464) or complaint (RFC 5965) message, as received by the bounce
+/// mailbox; the mail server's pipe or a forwarder posts it here.
+pub async fn inbound_report(
+    _: RequireAdmin,
+    State(state): State<AppState>,
+    body: axum::body::Bytes,
+) -> Result<Json<ReportOutcome>, ApiError> {
+    let Some(sender) = &state.sender else {
+        return Err(ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "delivery_off",
+            "delivery is not running",
+        ));
+    };
+    let now = state.engine.clock().now();
+    match apply_report(&**state.engine.store(), sender.hash_key(), &body, now).await {
+        Ok(out) => Ok(Json(out)),
+        Err(BounceError::NotAReport) => Err(ApiError::bad_request(
+            "not_a_report",
+            "the body is not a delivery status notification (RFC 3464) or feedback report (RFC 5965)",
+        )),
+        Err(BounceError::Store(e)) => Err(ApiError::from(e)),
+    }
+}

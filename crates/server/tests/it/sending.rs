@@ -1,0 +1,365 @@
+//! Broadcasts, tracking, one-click unsubscribe and bounce reports, with messages written to a
+//! maildir (the embedded default transport).
+
+use chrono::TimeDelta;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::support::{Delivery, TestApp};
+
+async fn sending_app() -> (TestApp, tempfile::TempDir) {
+    let maildir = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn_sending(Delivery::maildir(maildir.path())).await;
+    let template = json!({
+        "subject": "News for {{ customer.first_name }}",
+        "layout": "html",
+        "body": "<html><body><p>Hello {{ customer.first_name }}</p><a href=\"https://shop.example/sale?x=1&y=2\">Sale</a>\
+                 <a href=\"{{ unsubscribe_url }}\">Unsubscribe</a></body></html>",
+    });
+    let (status, res) = app.admin(Method::PUT, "/v1/templates/news", Some(template)).await;
+    assert_eq!(status, 200, "{res}");
+    (app, maildir)
+}
+
+async fn customers(app: &TestApp, n: usize, consent: bool) {
+    for i in 0..n {
+        let traits = json!({"email": format!("c{i}@example.com"), "first_name": format!("C{i}"), "plan": "pro",
+                            "consent": {"email_marketing": consent}});
+        let (status, _) = app
+            .post(
+                "/v1/identify",
+                json!({"userId": format!("c{i}"), "traits": traits}),
+            )
+            .await;
+        assert_eq!(status, 200);
+    }
+    let segment = json!({"name": "pro", "expression": "traits.plan == \"pro\""});
+    let (status, res) = app.admin(Method::POST, "/v1/segments", Some(segment)).await;
+    assert!(status == 201 || status == 200, "{res}");
+}
+
+async fn step(app: &TestApp) -> Value {
+    let (status, res) = app.admin(Method::POST, "/v1/broadcasts/run", None).await;
+    assert_eq!(status, 200, "{res}");
+    let stats = app.state.sender.as_ref().unwrap().run_pending().await.unwrap();
+    json!({"queued": res["queued"], "sent": stats.sent, "skipped": stats.skipped})
+}
+
+fn maildir_messages(root: &std::path::Path) -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir(root.join("new"))
+        .map(|d| {
+            d.filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn a_broadcast_is_throttled_and_can_be_paused_resumed_and_cancelled() {
+    let (app, maildir) = sending_app().await;
+    customers(&app, 6, true).await;
+    let (status, b) = app
+        .admin(
+            Method::POST,
+            "/v1/broadcasts",
+            Some(json!({"template": "news", "segment": "pro", "rate_per_second": 1})),
+        )
+        .await;
+    assert_eq!(status, 201, "{b}");
+    assert_eq!(
+        (b["total"].as_u64(), b["state"].as_str()),
+        (Some(6), Some("scheduled"))
+    );
+    let id = b["id"].as_str().unwrap().to_string();
+
+    // One per second, queued at most two seconds ahead: the first step sends one.
+    let s = step(&app).await;
+    assert_eq!(
+        (s["queued"].as_u64(), s["sent"].as_u64()),
+        (Some(2), Some(1)),
+        "{s}"
+    );
+    let (_, p) = app
+        .admin(Method::POST, &format!("/v1/broadcasts/{id}/pause"), None)
+        .await;
+    assert_eq!(p["state"], "paused");
+    app.clock.advance(TimeDelta::seconds(30));
+    let s = step(&app).await;
+    assert_eq!(s["queued"], 0, "a paused broadcast queues nothing");
+    let (status, _) = app
+        .admin(Method::POST, &format!("/v1/broadcasts/{id}/pause"), None)
+        .await;
+    assert_eq!(status, 409);
+
+    app.admin(Method::POST, &format!("/v1/broadcasts/{id}/resume"), None)
+        .await;
+    for _ in 0..8 {
+        app.clock.advance(TimeDelta::seconds(1));
+        step(&app).await;
+    }
+    let (_, p) = app.get(&format!("/v1/broadcasts/{id}")).await;
+    assert_eq!(p["state"], "completed", "{p}");
+    assert_eq!(
+        (p["queued"].as_u64(), p["messages"]["sent"].as_u64()),
+        (Some(6), Some(6)),
+        "{p}"
+    );
+    assert_eq!(maildir_messages(maildir.path()).len(), 6);
+
+    // A cancelled broadcast skips what it had queued.
+    let (_, b) = app
+        .admin(
+            Method::POST,
+            "/v1/broadcasts",
+            Some(json!({"template": "news", "segment": "pro", "rate_per_second": 1})),
+        )
+        .await;
+    let id = b["id"].as_str().unwrap().to_string();
+    app.admin(Method::POST, "/v1/broadcasts/run", None).await;
+    let (_, p) = app
+        .admin(Method::POST, &format!("/v1/broadcasts/{id}/cancel"), None)
+        .await;
+    assert_eq!(p["state"], "cancelled");
+    assert_eq!(
+        (
+            p["messages"]["queued"].as_u64(),
+            p["messages"]["skipped"].as_u64()
+        ),
+        (Some(0), Some(2)),
+        "{p}"
+    );
+    app.clock.advance(TimeDelta::seconds(60));
+    step(&app).await;
+    assert_eq!(maildir_messages(maildir.path()).len(), 6, "nothing more went out");
+}
+
+fn token_after(message: &str, prefix: &str) -> String {
+    let at = message
+        .find(prefix)
+        .unwrap_or_else(|| panic!("{prefix} not in {message}"));
+    message[at + prefix.len()..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect()
+}
+
+/// Undoes quoted-printable soft line breaks and `=3D`, enough to read URLs back.
+fn unfold_qp(s: &str) -> String {
+    s.replace("=\r\n", "").replace("=\n", "").replace("=3D", "=")
+}
+
+#[tokio::test]
+async fn clicks_opens_and_purchases_are_tracked_and_forged_links_refused() {
+    let (app, maildir) = sending_app().await;
+    customers(&app, 1, true).await;
+    app.admin(
+        Method::POST,
+        "/v1/broadcasts",
+        Some(json!({"template": "news", "segment": "pro"})),
+    )
+    .await;
+    step(&app).await;
+    let messages = maildir_messages(maildir.path());
+    assert_eq!(messages.len(), 1);
+    let message = unfold_qp(&messages[0]);
+    let click = token_after(&message, "https://mail.example.test/t/c/");
+    let open = token_after(&message, "https://mail.example.test/t/o/");
+
+    let no_redirect = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let res = no_redirect
+        .get(format!("{}/t/c/{click}", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 302);
+    assert_eq!(res.headers()["location"], "https://shop.example/sale?x=1&y=2");
+    let mut forged = click.clone();
+    forged.replace_range(5..6, if &click[5..6] == "A" { "B" } else { "A" });
+    let res = no_redirect
+        .get(format!("{}/t/c/{forged}", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status().as_u16(),
+        404,
+        "a tampered link is refused, not followed"
+    );
+    let res = no_redirect
+        .get(format!("{}/t/o/{open}.gif", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    assert_eq!(res.headers()["content-type"], "image/gif");
+
+    app.clock.advance(TimeDelta::hours(2));
+    app.post(
+        "/v1/track",
+        json!({"userId": "c0", "event": "Order Completed", "properties": {"revenue": 42.5}}),
+    )
+    .await;
+    app.sync().await;
+    let events = app.get("/v1/profiles/c0/events?limit=20").await.1;
+    let names: Vec<&str> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["event"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"Email Link Clicked") && names.contains(&"Email Opened"),
+        "{names:?}"
+    );
+    let id = app
+        .state
+        .engine
+        .store()
+        .due_outbox(chrono::DateTime::<chrono::Utc>::MAX_UTC, 1)
+        .await
+        .unwrap();
+    assert!(id.is_empty());
+    let profile_id = missive_core::ProfileId::parse(app.profile("c0").await["id"].as_str().unwrap()).unwrap();
+    let sent = app.engine.store().outbox_of(&profile_id, 1).await.unwrap();
+    let (status, report) = app.get(&format!("/v1/messages/{}", sent[0].id)).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(
+        (
+            report["opens"].as_u64(),
+            report["clicks"].as_u64(),
+            report["conversions"].as_u64()
+        ),
+        (Some(1), Some(1), Some(1))
+    );
+    assert_eq!(report["revenue"], 42.5);
+}
+
+#[tokio::test]
+async fn one_click_unsubscribe_withdraws_marketing_consent() {
+    let (app, maildir) = sending_app().await;
+    customers(&app, 1, true).await;
+    app.admin(
+        Method::POST,
+        "/v1/broadcasts",
+        Some(json!({"template": "news", "segment": "pro"})),
+    )
+    .await;
+    step(&app).await;
+    let message = unfold_qp(&maildir_messages(maildir.path())[0]);
+    assert!(message.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click"));
+    let token = token_after(&message, "List-Unsubscribe: <https://mail.example.test/u/");
+    let res = app
+        .client
+        .post(format!("{}/u/{token}", app.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("List-Unsubscribe=One-Click")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    app.sync().await;
+    assert_eq!(
+        app.profile("c0").await["traits"]["consent"]["value"]["email_marketing"],
+        false
+    );
+
+    app.admin(
+        Method::POST,
+        "/v1/broadcasts",
+        Some(json!({"template": "news", "segment": "pro"})),
+    )
+    .await;
+    let s = step(&app).await;
+    assert_eq!(
+        (s["sent"].as_u64(), s["skipped"].as_u64()),
+        (Some(0), Some(1)),
+        "{s}"
+    );
+    let res = app
+        .client
+        .post(format!("{}/u/not-a-token", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 404);
+}
+
+#[tokio::test]
+async fn bounce_and_complaint_reports_suppress_addresses() {
+    let (app, _maildir) = sending_app().await;
+    let fixture = |name: &str| {
+        std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../delivery/tests/fixtures")
+                .join(name),
+        )
+        .unwrap()
+    };
+    let post = |body: Vec<u8>| {
+        app.client
+            .post(format!("{}/v1/inbound/reports", app.base))
+            .bearer_auth(&app.admin_key)
+            .header("content-type", "message/rfc822")
+            .body(body)
+            .send()
+    };
+    let res: Value = post(fixture("postfix-dsn-remote-5.1.1-and-4.2.2.eml"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            res["hard_bounces"].as_u64(),
+            res["soft_bounces"].as_u64(),
+            res["suppressed"].as_u64()
+        ),
+        (Some(1), Some(1), Some(1)),
+        "{res}"
+    );
+    let res: Value = post(fixture("arf-abuse-with-original-message.eml"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (res["kind"].as_str(), res["suppressed"].as_u64()),
+        (Some("complaint"), Some(1)),
+        "{res}"
+    );
+    let key = app.state.sender.as_ref().unwrap().hash_key().to_vec();
+    let store = app.engine.store();
+    for (address, reason) in [
+        ("no.such.person@gmail.com", "hard_bounce"),
+        ("grace@mail.example", "complaint"),
+    ] {
+        let s = store
+            .suppression(&missive_engine::policy::address_hash(&key, address))
+            .await
+            .unwrap();
+        assert_eq!(s.map(|s| s.reason).as_deref(), Some(reason), "{address}");
+    }
+    // Soft bounces suppress after the third.
+    for _ in 0..2 {
+        post(fixture("postfix-dsn-remote-5.1.1-and-4.2.2.eml"))
+            .await
+            .unwrap();
+    }
+    let soft = store
+        .suppression(&missive_engine::policy::address_hash(
+            &key,
+            "full.box@outlook.example",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(soft.map(|s| s.reason).as_deref(), Some("soft_bounces"));
+    let res = post(b"hello".to_vec()).await.unwrap();
+    assert_eq!(res.status().as_u16(), 400);
+}
