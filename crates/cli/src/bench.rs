@@ -22,6 +22,11 @@ pub enum BenchCommand {
     Segments(crate::bench_segments::SegmentsBench),
     /// Personalized e-mail renders per second on one core.
     Render(crate::bench_render::RenderBench),
+    /// Journeys and broadcasts to an SMTP sink: hand-over latency and throughput.
+    Delivery {
+        #[command(subcommand)]
+        what: crate::bench_delivery::DeliveryBench,
+    },
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -53,6 +58,7 @@ pub async fn run(cfg: Config, cmd: BenchCommand) -> anyhow::Result<()> {
             tokio::task::spawn_blocking(move || crate::bench_segments::run(b)).await?
         }
         BenchCommand::Render(b) => tokio::task::spawn_blocking(move || crate::bench_render::run(b)).await?,
+        BenchCommand::Delivery { what } => crate::bench_delivery::run(what).await,
     }
 }
 

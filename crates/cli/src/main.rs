@@ -2,6 +2,7 @@
 //! the engine and the server together, and owns the process (signals, logging, exit codes).
 
 mod bench;
+mod bench_delivery;
 mod bench_render;
 mod bench_segments;
 mod config;

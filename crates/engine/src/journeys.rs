@@ -606,6 +606,7 @@ impl Journeys {
     /// One pass: every event committed since the last pass, then every wait that is due.
     pub async fn run_pending(&self) -> Result<RunStats, JourneyError> {
         let _one_at_a_time = self.running.lock().await;
+        let pass_started = Instant::now();
         let defs = self.definitions().await?;
         let mut stats = RunStats::default();
         let mut through = self.store().journey_events_through().await?;
@@ -676,6 +677,11 @@ impl Journeys {
         {
             q.notify_one();
         }
+        tracing::debug!(
+            ?stats,
+            ms = pass_started.elapsed().as_secs_f64() * 1e3,
+            "journey pass"
+        );
         Ok(stats)
     }
 

@@ -42,6 +42,8 @@ pub struct SenderConfig {
     pub max_attempts: u32,
     /// Messages taken from the outbox per round.
     pub batch: u32,
+    /// Messages in flight at once (rendering, signing, waiting for the relay).
+    pub concurrency: usize,
 }
 
 impl Default for SenderConfig {
@@ -55,6 +57,7 @@ impl Default for SenderConfig {
             policy: PolicyConfig::default(),
             max_attempts: missive_delivery::MAX_ATTEMPTS,
             batch: 500,
+            concurrency: 8,
         }
     }
 }
@@ -99,6 +102,16 @@ pub struct SendStats {
     pub deferred: u64,
     pub retried: u64,
     pub failed: u64,
+}
+
+impl SendStats {
+    fn add(&mut self, o: SendStats) {
+        self.sent += o.sent;
+        self.skipped += o.skipped;
+        self.deferred += o.deferred;
+        self.retried += o.retried;
+        self.failed += o.failed;
+    }
 }
 
 #[derive(Clone)]
@@ -186,21 +199,39 @@ impl Sender {
         let _one_at_a_time = self.running.lock().await;
         let mut stats = SendStats::default();
         let store = self.engine.store().clone();
-        let mut synced = false;
         loop {
             let now = self.engine.clock().now();
             let due = store.due_outbox(now, self.config.batch).await?;
             if due.is_empty() {
                 break;
             }
-            if !synced {
-                // Policy and content read profiles: make every accepted event count first.
-                self.engine.sync().await?;
-                synced = true;
-            }
             let mut done = Vec::with_capacity(due.len());
+            let mut in_flight = tokio::task::JoinSet::new();
+            let collect =
+                |joined: Result<Result<(OutboxMessage, SendStats), SendError>, tokio::task::JoinError>,
+                 done: &mut Vec<OutboxMessage>,
+                 stats: &mut SendStats|
+                 -> Result<(), SendError> {
+                    let (m, s) = joined.map_err(|e| SendError::Setup(format!("send task: {e}")))??;
+                    done.push(m);
+                    stats.add(s);
+                    Ok(())
+                };
             for message in due {
-                done.push(self.send_one(message, now, &mut stats).await?);
+                while in_flight.len() >= self.config.concurrency.max(1) {
+                    if let Some(joined) = in_flight.join_next().await {
+                        collect(joined, &mut done, &mut stats)?;
+                    }
+                }
+                let me = self.clone();
+                in_flight.spawn(async move {
+                    let mut s = SendStats::default();
+                    let m = me.send_one(message, now, &mut s).await?;
+                    Ok((m, s))
+                });
+            }
+            while let Some(joined) = in_flight.join_next().await {
+                collect(joined, &mut done, &mut stats)?;
             }
             store.update_outbox(done).await?;
         }
@@ -215,8 +246,18 @@ impl Sender {
     ) -> Result<OutboxMessage, SendError> {
         let store = self.engine.store();
         let key = ProfileKey::Id(message.profile_id.clone());
-        let Some(profile) = find_profile(&**store, &key, self.engine.config().history_len).await? else {
-            return Ok(skip(message, "profile_gone", stats));
+        // Profiles in the store lag accepted events by at most the checkpoint interval
+        // (250 ms by default); only a profile not stored yet is worth forcing a checkpoint for.
+        let history = self.engine.config().history_len;
+        let profile = match find_profile(&**store, &key, history).await? {
+            Some(p) => p,
+            None => {
+                self.engine.sync().await?;
+                match find_profile(&**store, &key, history).await? {
+                    Some(p) => p,
+                    None => return Ok(skip(message, "profile_gone", stats)),
+                }
+            }
         };
         let class = if message.class == "transactional" {
             MessageClass::Transactional
@@ -242,6 +283,7 @@ impl Sender {
                 return Ok(message);
             }
         };
+        let started = std::time::Instant::now();
         let bytes = match self.compose(&message, &profile, &address, now).await {
             Ok(b) => b,
             Err(reason) => {
@@ -256,6 +298,7 @@ impl Sender {
             .map_or("", |(_, d)| d)
             .to_ascii_lowercase();
         self.throttle.acquire(&domain).await;
+        let composed = started.elapsed();
         let outcome = self
             .transport
             .send(
@@ -263,6 +306,12 @@ impl Sender {
                 &bytes,
             )
             .await;
+        tracing::debug!(
+            message = %message.id,
+            compose_ms = composed.as_secs_f64() * 1e3,
+            handover_ms = (started.elapsed() - composed).as_secs_f64() * 1e3,
+            "message handed over"
+        );
         message.attempts += 1;
         message.recipient = Some(address.clone());
         let now = self.engine.clock().now();

@@ -85,9 +85,14 @@ CREATE TABLE documents (
 ) WITHOUT ROWID;
 "#,
     ),
-    (
-        4,
-        r#"
+];
+
+/// Journeys and delivery live in a third file, so that their small, latency-sensitive commits
+/// never queue behind a large profile checkpoint on the main file's writer.
+const DELIVERY_MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    r#"
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE journey_instances (
     id TEXT PRIMARY KEY, journey TEXT NOT NULL, journey_version INTEGER NOT NULL,
     profile_id TEXT NOT NULL, key TEXT NOT NULL, step TEXT NOT NULL, status TEXT NOT NULL,
@@ -108,18 +113,13 @@ CREATE INDEX outbox_by_profile ON outbox (profile_id, created_at);
 CREATE TABLE suppressions (
     address_hash TEXT PRIMARY KEY, reason TEXT NOT NULL, detail TEXT NOT NULL, at INTEGER NOT NULL
 ) WITHOUT ROWID;
-"#,
-    ),
-    (
-        5,
-        r#"
+
 CREATE INDEX outbox_by_source ON outbox (source, status);
 CREATE TABLE soft_bounces (
     address_hash TEXT PRIMARY KEY, count INTEGER NOT NULL, last_at INTEGER NOT NULL
 ) WITHOUT ROWID;
 "#,
-    ),
-];
+)];
 
 const EVENT_MIGRATIONS: &[(i64, &str)] = &[(
     1,
@@ -146,6 +146,7 @@ pub struct SqliteStore {
 enum Db {
     Main,
     Events,
+    Delivery,
 }
 
 struct Files {
@@ -157,6 +158,7 @@ struct Files {
 struct Inner {
     main: Files,
     events: Files,
+    delivery: Files,
     // Held for the store's lifetime: a second process opening the same file fails fast.
     _lock: File,
 }
@@ -166,6 +168,7 @@ impl Inner {
         match db {
             Db::Main => &self.main,
             Db::Events => &self.events,
+            Db::Delivery => &self.delivery,
         }
     }
 }
@@ -191,13 +194,16 @@ impl SqliteStore {
             .map_err(|_| StoreError::Locked(lock_path.display().to_string()))?;
 
         let events_path = path.with_extension("events.db");
+        let delivery_path = path.with_extension("delivery.db");
         let inner = Arc::new(Inner {
             main: open_files(path, MIGRATIONS)?,
             events: open_files(events_path, EVENT_MIGRATIONS)?,
+            delivery: open_files(delivery_path, DELIVERY_MIGRATIONS)?,
             _lock: lock,
         });
         spawn_checkpointer(&inner, Db::Main)?;
         spawn_checkpointer(&inner, Db::Events)?;
+        spawn_checkpointer(&inner, Db::Delivery)?;
         Ok(Self { inner })
     }
 
@@ -1200,7 +1206,7 @@ impl Store for SqliteStore {
     }
 
     async fn commit_journey(&self, commit: JourneyCommit) -> Result<(), StoreError> {
-        self.write_on(Db::Main, move |c| {
+        self.write_on(Db::Delivery, move |c| {
             let tx = c.transaction()?;
             {
                 let mut upsert = tx.prepare_cached(
@@ -1266,7 +1272,7 @@ impl Store for SqliteStore {
     }
 
     async fn journey_events_through(&self) -> Result<i64, StoreError> {
-        self.read(|c| {
+        self.read_on(Db::Delivery, |c| {
             let v: Option<String> = c
                 .query_row(
                     "SELECT value FROM meta WHERE key = 'journeys_through_seq'",
@@ -1283,7 +1289,7 @@ impl Store for SqliteStore {
 
     async fn active_instances(&self, profile: &ProfileId) -> Result<Vec<JourneyInstance>, StoreError> {
         let profile = profile.as_str().to_owned();
-        self.read(move |c| {
+        self.read_on(Db::Delivery, move |c| {
             let mut stmt = c.prepare_cached(&format!(
                 "SELECT {INSTANCE_COLUMNS} FROM journey_instances WHERE profile_id = ?1 AND status = 'active'
                  ORDER BY entered_at, id"
@@ -1299,7 +1305,7 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<JourneyInstance>, StoreError> {
-        self.read(move |c| {
+        self.read_on(Db::Delivery, move |c| {
             let mut stmt = c.prepare_cached(&format!(
                 "SELECT {INSTANCE_COLUMNS} FROM journey_instances
                  WHERE status = 'active' AND wake_at IS NOT NULL AND wake_at <= ?1 ORDER BY wake_at, id LIMIT ?2"
@@ -1311,7 +1317,7 @@ impl Store for SqliteStore {
     }
 
     async fn next_instance_wake(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        self.read(|c| {
+        self.read_on(Db::Delivery, |c| {
             let v: Option<i64> = c.query_row(
                 "SELECT MIN(wake_at) FROM journey_instances WHERE status = 'active' AND wake_at IS NOT NULL",
                 [],
@@ -1324,7 +1330,7 @@ impl Store for SqliteStore {
 
     async fn journey_instances(&self, journey: &str, limit: u32) -> Result<Vec<JourneyInstance>, StoreError> {
         let journey = journey.to_owned();
-        self.read(move |c| {
+        self.read_on(Db::Delivery, move |c| {
             let mut stmt = c.prepare_cached(&format!(
                 "SELECT {INSTANCE_COLUMNS} FROM journey_instances WHERE journey = ?1
                  ORDER BY entered_at DESC, id DESC LIMIT ?2"
@@ -1336,7 +1342,7 @@ impl Store for SqliteStore {
     }
 
     async fn due_outbox(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<OutboxMessage>, StoreError> {
-        self.read(move |c| {
+        self.read_on(Db::Delivery, move |c| {
             let mut stmt = c.prepare_cached(&format!(
                 "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE status = 'queued' AND next_attempt_at <= ?1
                  ORDER BY next_attempt_at, id LIMIT ?2"
@@ -1348,7 +1354,7 @@ impl Store for SqliteStore {
     }
 
     async fn update_outbox(&self, messages: Vec<OutboxMessage>) -> Result<(), StoreError> {
-        self.write_on(Db::Main, move |c| {
+        self.write_on(Db::Delivery, move |c| {
             let tx = c.transaction()?;
             {
                 let mut stmt = tx.prepare_cached(
@@ -1375,7 +1381,7 @@ impl Store for SqliteStore {
 
     async fn outbox_message(&self, id: &str) -> Result<Option<OutboxMessage>, StoreError> {
         let id = id.to_owned();
-        self.read(move |c| {
+        self.read_on(Db::Delivery, move |c| {
             let mut stmt = c.prepare_cached(&format!("SELECT {OUTBOX_COLUMNS} FROM outbox WHERE id = ?1"))?;
             stmt.query_row([id], outbox_row).optional()?.transpose()
         })
@@ -1384,7 +1390,7 @@ impl Store for SqliteStore {
 
     async fn outbox_of(&self, profile: &ProfileId, limit: u32) -> Result<Vec<OutboxMessage>, StoreError> {
         let profile = profile.as_str().to_owned();
-        self.read(move |c| {
+        self.read_on(Db::Delivery, move |c| {
             let mut stmt = c.prepare_cached(&format!(
                 "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE profile_id = ?1 ORDER BY created_at DESC, id DESC LIMIT ?2"
             ))?;
@@ -1400,7 +1406,7 @@ impl Store for SqliteStore {
         since: DateTime<Utc>,
     ) -> Result<u32, StoreError> {
         let profile = profile.as_str().to_owned();
-        self.read(move |c| {
+        self.read_on(Db::Delivery, move |c| {
             Ok(c.query_row(
                 "SELECT COUNT(*) FROM outbox WHERE profile_id = ?1 AND class = 'marketing' AND status = 'sent'
                  AND sent_at >= ?2",
@@ -1412,7 +1418,7 @@ impl Store for SqliteStore {
     }
 
     async fn suppress(&self, s: Suppression) -> Result<(), StoreError> {
-        self.write_on(Db::Main, move |c| {
+        self.write_on(Db::Delivery, move |c| {
             c.execute(
                 "INSERT INTO suppressions (address_hash, reason, detail, at) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (address_hash) DO UPDATE SET reason = excluded.reason, detail = excluded.detail, at = excluded.at",
@@ -1425,7 +1431,7 @@ impl Store for SqliteStore {
 
     async fn suppression(&self, address_hash: &str) -> Result<Option<Suppression>, StoreError> {
         let h = address_hash.to_owned();
-        self.read(move |c| {
+        self.read_on(Db::Delivery, move |c| {
             Ok(c.query_row(
                 "SELECT address_hash, reason, detail, at FROM suppressions WHERE address_hash = ?1",
                 [h],
@@ -1445,7 +1451,7 @@ impl Store for SqliteStore {
 
     async fn outbox_counts(&self, source: &str) -> Result<OutboxCounts, StoreError> {
         let source = source.to_owned();
-        self.read(move |c| {
+        self.read_on(Db::Delivery, move |c| {
             let mut stmt =
                 c.prepare_cached("SELECT status, COUNT(*) FROM outbox WHERE source = ?1 GROUP BY status")?;
             let mut counts = OutboxCounts::default();
@@ -1461,7 +1467,7 @@ impl Store for SqliteStore {
 
     async fn skip_queued(&self, source: &str, detail: &str) -> Result<u64, StoreError> {
         let (source, detail) = (source.to_owned(), detail.to_owned());
-        self.write_on(Db::Main, move |c| {
+        self.write_on(Db::Delivery, move |c| {
             let n = c.execute(
                 "UPDATE outbox SET status = 'skipped', detail = ?2 WHERE source = ?1 AND status = 'queued'",
                 params![source, detail],
@@ -1473,7 +1479,7 @@ impl Store for SqliteStore {
 
     async fn record_soft_bounce(&self, address_hash: &str, at: DateTime<Utc>) -> Result<u32, StoreError> {
         let h = address_hash.to_owned();
-        self.write_on(Db::Main, move |c| {
+        self.write_on(Db::Delivery, move |c| {
             Ok(c.query_row(
                 "INSERT INTO soft_bounces (address_hash, count, last_at) VALUES (?1, 1, ?2)
                  ON CONFLICT (address_hash) DO UPDATE SET count = soft_bounces.count + 1, last_at = excluded.last_at

@@ -4,11 +4,10 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use lettre::transport::smtp::PoolConfig;
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls as LettreTls, TlsParameters};
+use lettre::Address;
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
-use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
 use super::{Envelope, SendOutcome, Transport, enhanced_status};
 use crate::DeliveryError;
@@ -55,18 +54,39 @@ impl fmt::Debug for SmtpConfig {
 }
 
 /// Sends through an SMTP relay over a pool of kept-alive connections.
+///
+/// The pool is missive's own around lettre's `AsyncSmtpConnection`, so that plain and STARTTLS
+/// connections are opened with `TCP_NODELAY`: lettre writes a message's final `.` line in a
+/// write of its own, and with Nagle's algorithm that write waits for the relay's delayed ACK,
+/// about 40 ms per message.
 pub struct SmtpTransport {
-    inner: AsyncSmtpTransport<Tokio1Executor>,
+    host: String,
+    port: u16,
+    timeout: Duration,
+    mode: Mode,
+    credentials: Option<Credentials>,
+    hello: ClientId,
+    idle: std::sync::Mutex<Vec<AsyncSmtpConnection>>,
+    slots: tokio::sync::Semaphore,
+}
+
+enum Mode {
+    Plain,
+    StartTls(TlsParameters),
+    Implicit(TlsParameters),
 }
 
 impl fmt::Debug for SmtpTransport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SmtpTransport").finish_non_exhaustive()
+        f.debug_struct("SmtpTransport")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .finish_non_exhaustive()
     }
 }
 
 impl SmtpTransport {
-    /// Builds the pool; no connection is opened until the first send.
+    /// Prepares the pool; no connection is opened until the first send.
     pub fn new(config: &SmtpConfig) -> Result<Self, DeliveryError> {
         if config.host.trim().is_empty() {
             return Err(DeliveryError::SmtpConfig("host is empty".into()));
@@ -74,33 +94,90 @@ impl SmtpTransport {
         if config.pool_max == 0 {
             return Err(DeliveryError::SmtpConfig("pool_max must be at least 1".into()));
         }
-        let tls = match config.tls {
-            Tls::None => LettreTls::None,
-            Tls::StartTls => LettreTls::Required(tls_parameters(&config.host)?),
-            Tls::Required => LettreTls::Wrapper(tls_parameters(&config.host)?),
+        let mode = match config.tls {
+            Tls::None => Mode::Plain,
+            Tls::StartTls => Mode::StartTls(tls_parameters(&config.host)?),
+            Tls::Required => Mode::Implicit(tls_parameters(&config.host)?),
         };
-        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(config.host.clone())
-            .port(config.port)
-            .tls(tls)
-            .timeout(Some(config.timeout))
-            .pool_config(PoolConfig::new().max_size(config.pool_max));
-        match (&config.username, &config.password) {
-            (Some(username), Some(password)) => {
-                builder = builder.credentials(Credentials::new(username.clone(), password.clone()));
-            }
-            (None, None) => {}
+        let credentials = match (&config.username, &config.password) {
+            (Some(username), Some(password)) => Some(Credentials::new(username.clone(), password.clone())),
+            (None, None) => None,
             _ => {
                 return Err(DeliveryError::SmtpConfig(
                     "username and password go together".into(),
                 ));
             }
-        }
-        if let Some(name) = &config.hello_name {
-            builder = builder.hello_name(ClientId::Domain(name.clone()));
-        }
+        };
+        let hello = match &config.hello_name {
+            Some(name) => ClientId::Domain(name.clone()),
+            None => ClientId::default(),
+        };
         Ok(Self {
-            inner: builder.build(),
+            host: config.host.clone(),
+            port: config.port,
+            timeout: config.timeout,
+            mode,
+            credentials,
+            hello,
+            idle: std::sync::Mutex::new(Vec::new()),
+            slots: tokio::sync::Semaphore::new(config.pool_max as usize),
         })
+    }
+
+    async fn connect(&self) -> Result<AsyncSmtpConnection, SendOutcome> {
+        let transient = |message: String| SendOutcome::Transient {
+            code: None,
+            enhanced: None,
+            message,
+        };
+        let mut conn = match &self.mode {
+            Mode::Implicit(params) => AsyncSmtpConnection::connect_tokio1(
+                (self.host.as_str(), self.port),
+                Some(self.timeout),
+                &self.hello,
+                Some(params.clone()),
+                None,
+            )
+            .await
+            .map_err(|e| outcome_of_error(&e))?,
+            Mode::Plain | Mode::StartTls(_) => {
+                let tcp = tokio::time::timeout(
+                    self.timeout,
+                    tokio::net::TcpStream::connect((self.host.as_str(), self.port)),
+                )
+                .await
+                .map_err(|_| transient(format!("connecting to {}:{} timed out", self.host, self.port)))?
+                .map_err(|e| transient(format!("connecting to {}:{}: {e}", self.host, self.port)))?;
+                tcp.set_nodelay(true)
+                    .map_err(|e| transient(format!("setting TCP_NODELAY: {e}")))?;
+                tokio::time::timeout(
+                    self.timeout,
+                    AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &self.hello),
+                )
+                .await
+                .map_err(|_| transient("the relay's greeting timed out".into()))?
+                .map_err(|e| outcome_of_error(&e))?
+            }
+        };
+        if let Mode::StartTls(params) = &self.mode {
+            conn.starttls(params.clone(), &self.hello)
+                .await
+                .map_err(|e| outcome_of_error(&e))?;
+        }
+        if let Some(credentials) = &self.credentials {
+            conn.auth(&[Mechanism::Plain, Mechanism::Login], credentials)
+                .await
+                .map_err(|e| outcome_of_error(&e))?;
+        }
+        Ok(conn)
+    }
+
+    fn take_idle(&self) -> Option<AsyncSmtpConnection> {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop()
+    }
+
+    fn put_idle(&self, conn: AsyncSmtpConnection) {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
     }
 }
 
@@ -138,15 +215,55 @@ impl Transport for SmtpTransport {
                 };
             }
         };
-        match self.inner.send_raw(&envelope, message).await {
-            Ok(response) => SendOutcome::Delivered {
-                response: format!(
-                    "{} {}",
-                    response.code(),
-                    response.message().collect::<Vec<_>>().join(" ")
-                ),
+        let Ok(_slot) = self.slots.acquire().await else {
+            return SendOutcome::Transient {
+                code: None,
+                enhanced: None,
+                message: "transport closed".into(),
+            };
+        };
+        let (mut conn, reused) = match self.take_idle() {
+            Some(c) => (c, true),
+            None => match self.connect().await {
+                Ok(c) => (c, false),
+                Err(outcome) => return outcome,
             },
-            Err(err) => outcome_of_error(&err),
+        };
+        let mut result = tokio::time::timeout(self.timeout, conn.send(&envelope, message)).await;
+        // A kept-alive connection the relay has since closed fails without a reply: try once
+        // more on a new one rather than defer the message.
+        if reused && matches!(&result, Ok(Err(e)) if e.status().is_none()) {
+            conn = match self.connect().await {
+                Ok(c) => c,
+                Err(outcome) => return outcome,
+            };
+            result = tokio::time::timeout(self.timeout, conn.send(&envelope, message)).await;
+        }
+        match result {
+            Ok(Ok(response)) => {
+                if !conn.has_broken() {
+                    self.put_idle(conn);
+                }
+                SendOutcome::Delivered {
+                    response: format!(
+                        "{} {}",
+                        response.code(),
+                        response.message().collect::<Vec<_>>().join(" ")
+                    ),
+                }
+            }
+            Ok(Err(err)) => {
+                // After a refusal lettre resets the session; a broken connection is dropped.
+                if !conn.has_broken() {
+                    self.put_idle(conn);
+                }
+                outcome_of_error(&err)
+            }
+            Err(_) => SendOutcome::Transient {
+                code: None,
+                enhanced: None,
+                message: format!("the relay did not answer within {:?}", self.timeout),
+            },
         }
     }
 
