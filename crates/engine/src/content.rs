@@ -153,9 +153,13 @@ pub struct Preview {
 /// How long cached blocks and catalogue are trusted before they are read again, so that
 /// changes made by another process (the CLI, a second server) show up.
 const CACHE_TTL: Duration = Duration::from_secs(10);
+/// How long a compiled template's version is trusted before it is compared with the store.
+const TEMPLATE_RECHECK: Duration = Duration::from_secs(1);
 
 struct Cached {
-    templates: HashMap<String, (i64, Arc<CompiledTemplate>, bool)>,
+    /// Compiled templates by name: (version, compiled, marketing, when the version was last
+    /// checked against the store).
+    templates: HashMap<String, (i64, Arc<CompiledTemplate>, bool, Instant)>,
     /// Bumped by every change of blocks or products, so that a load that started before a
     /// change cannot put its stale result back into the cache.
     generation: u64,
@@ -273,7 +277,7 @@ impl ContentService {
         let version = self.put_one(DocumentKind::Template, name, body, now).await?;
         self.cache().templates.insert(
             name.to_string(),
-            (version, Arc::new(compiled), template.marketing),
+            (version, Arc::new(compiled), template.marketing, Instant::now()),
         );
         Ok(version)
     }
@@ -300,16 +304,24 @@ impl ContentService {
         &self,
         name: &str,
     ) -> Result<(i64, Arc<CompiledTemplate>, bool), ContentServiceError> {
-        let (doc, stored) = self.template(name).await?;
-        if let Some((v, c, m)) = self.cache().templates.get(name)
-            && *v == doc.version
+        // A send reads its template for every message: trust a version checked within the
+        // last second rather than read and parse the stored source each time.
+        if let Some((v, c, m, checked)) = self.cache().templates.get(name)
+            && checked.elapsed() < TEMPLATE_RECHECK
         {
             return Ok((*v, c.clone(), *m));
+        }
+        let (doc, stored) = self.template(name).await?;
+        if let Some(entry) = self.cache().templates.get_mut(name)
+            && entry.0 == doc.version
+        {
+            entry.3 = Instant::now();
+            return Ok((entry.0, entry.1.clone(), entry.2));
         }
         let compiled = Arc::new(CompiledTemplate::compile(&stored.source)?);
         self.cache().templates.insert(
             name.to_string(),
-            (doc.version, compiled.clone(), stored.marketing),
+            (doc.version, compiled.clone(), stored.marketing, Instant::now()),
         );
         Ok((doc.version, compiled, stored.marketing))
     }
