@@ -344,6 +344,17 @@ impl Config {
                 bail!("{key}: {value:?} is not an e-mail address");
             }
         }
+        let domain_ok = !d.message_id_domain.is_empty()
+            && d.message_id_domain.len() <= 253
+            && d.message_id_domain.split('.').all(|l| {
+                !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            });
+        if !domain_ok {
+            bail!(
+                "delivery.message_id_domain: {:?} is not a domain name",
+                d.message_id_domain
+            );
+        }
         if !d.quiet_hours.trim().is_empty() && parse_quiet_hours(&d.quiet_hours).is_none() {
             bail!(
                 "delivery.quiet_hours: expected \"HH:MM-HH:MM\" or \"\", got {:?}",

@@ -51,16 +51,18 @@ pub async fn apply_report(
         Report::Dsn { recipients, .. } => {
             out.kind = "dsn";
             for r in recipients {
+                // The diagnostic usually names the address; only its hash may be kept.
                 let detail = format!("{} {}", r.status, r.diagnostic.as_deref().unwrap_or(""))
                     .trim()
-                    .to_string();
+                    .replace(&r.address, "<recipient>");
                 if r.action == DsnAction::Failed && r.is_hard() {
                     out.hard_bounces += 1;
                     store
                         .suppress(suppress(&r.address, "hard_bounce", detail))
                         .await?;
                     out.suppressed += 1;
-                } else if r.action == DsnAction::Delayed || r.is_soft() {
+                } else if r.action == DsnAction::Failed && r.is_soft() {
+                    // Delay notices are not bounces: the relay keeps trying.
                     out.soft_bounces += 1;
                     let n = store
                         .record_soft_bounce(&address_hash(hash_key, &r.address), now)

@@ -241,9 +241,14 @@ impl Broadcasts {
                 action,
             });
         }
-        b.state = to;
         b.updated_at = self.engine.clock().now();
-        if to == BroadcastState::Running {
+        // A broadcast paused before its time resumes waiting for it.
+        b.state = if to == BroadcastState::Running && b.send_at > b.updated_at {
+            BroadcastState::Scheduled
+        } else {
+            to
+        };
+        if b.state == BroadcastState::Running {
             // Resuming: the throttle starts again from now, not from where it paused.
             b.next_slot = b.next_slot.max(b.updated_at);
         }

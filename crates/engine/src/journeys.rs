@@ -640,9 +640,19 @@ impl Journeys {
             let mut pending = Pending::default();
             for mut instance in due {
                 let Some(def) = defs.iter().find(|d| d.name == instance.journey) else {
-                    // Its journey was deleted: the instance ends.
-                    instance.status = InstanceStatus::Exited;
-                    instance.wake_at = None;
+                    if self
+                        .store()
+                        .get_document(DocumentKind::Journey, &instance.journey)
+                        .await?
+                        .is_none()
+                    {
+                        // Its journey was deleted: the instance ends.
+                        instance.status = InstanceStatus::Exited;
+                        instance.wake_at = None;
+                    } else {
+                        // Its journey no longer compiles: the instance waits for a fix.
+                        instance.wake_at = Some(now + TimeDelta::minutes(5));
+                    }
                     instance.updated_at = now;
                     pending.instances.insert(instance.id.clone(), instance);
                     continue;
@@ -711,10 +721,12 @@ impl Journeys {
         let mut active = self.active_instances(&event.profile_id, pending).await?;
 
         // Instances waiting for this event move on.
-        for instance in active
-            .iter_mut()
-            .filter(|i| i.waiting_for.as_deref() == Some(event.name.as_str()))
-        {
+        // An event that arrived after a wait timed out belongs to the timer, even when the
+        // runner reads it late (after downtime, the event backlog is read first).
+        for instance in active.iter_mut().filter(|i| {
+            i.waiting_for.as_deref() == Some(event.name.as_str())
+                && i.wake_at.is_none_or(|w| event.received_at <= w)
+        }) {
             let Some(def) = defs.iter().find(|d| d.name == instance.journey) else {
                 continue;
             };

@@ -5,7 +5,7 @@
 //! 1. a profile without an e-mail address is skipped;
 //! 2. the suppression list (hard bounces, complaints, manual) always wins, for every class;
 //! 3. marketing needs consent: the `consent.email_marketing` trait true (or `email_opt_in`
-//!    true), and no withdrawal since;
+//!    true); an unsubscribe sets it to false;
 //! 4. marketing respects a frequency cap: at most N sent per rolling window, across all
 //!    journeys and broadcasts;
 //! 5. marketing is not sent in the recipient's quiet hours: it is deferred to their end.

@@ -21,6 +21,7 @@ use missive_store::{OutboxMessage, OutboxStatus, Suppression};
 use serde::Serialize;
 
 use crate::Engine;
+use crate::broadcasts::BroadcastState;
 use crate::content::{ContentService, ContentServiceError, PreviewEvent};
 use crate::journeys::MessageClass;
 use crate::policy::{Decision, PolicyConfig, address_hash, decide};
@@ -56,7 +57,8 @@ impl Default for SenderConfig {
             public_url: "http://localhost:8080".into(),
             policy: PolicyConfig::default(),
             max_attempts: missive_delivery::MAX_ATTEMPTS,
-            batch: 500,
+            // Outcomes are written per batch: a crash re-sends at most this many.
+            batch: 64,
             concurrency: 8,
         }
     }
@@ -114,6 +116,9 @@ impl SendStats {
     }
 }
 
+/// Broadcast states by id, with when each was read.
+type BroadcastStates = std::collections::HashMap<String, (std::time::Instant, Option<BroadcastState>)>;
+
 #[derive(Clone)]
 pub struct Sender {
     engine: Engine,
@@ -125,6 +130,8 @@ pub struct Sender {
     config: Arc<SenderConfig>,
     running: Arc<tokio::sync::Mutex<()>>,
     notify: Arc<tokio::sync::Notify>,
+    /// Broadcast states, read once per round (so a pause holds from the next round on).
+    broadcasts: Arc<std::sync::Mutex<BroadcastStates>>,
 }
 
 impl Sender {
@@ -147,7 +154,31 @@ impl Sender {
             config: Arc::new(config),
             running: Arc::new(tokio::sync::Mutex::new(())),
             notify: Arc::new(tokio::sync::Notify::new()),
+            broadcasts: Arc::new(std::sync::Mutex::new(std::collections::HashMap::new())),
         }
+    }
+
+    /// The state of the broadcast a message belongs to, if any.
+    async fn broadcast_state(&self, source: &str) -> Result<Option<BroadcastState>, SendError> {
+        let Some(id) = source.strip_prefix("broadcast:") else {
+            return Ok(None);
+        };
+        if let Some((_, state)) = self.broadcasts.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
+            return Ok(*state);
+        }
+        let doc = self
+            .engine
+            .store()
+            .get_document(missive_store::DocumentKind::Broadcast, id)
+            .await?;
+        let state = doc
+            .and_then(|d| serde_json::from_value::<crate::broadcasts::Broadcast>(d.body).ok())
+            .map(|b| b.state);
+        self.broadcasts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.to_string(), (std::time::Instant::now(), state));
+        Ok(state)
     }
 
     pub fn links(&self) -> &LinkSigner {
@@ -201,37 +232,53 @@ impl Sender {
         let store = self.engine.store().clone();
         loop {
             let now = self.engine.clock().now();
+            self.broadcasts.lock().unwrap_or_else(|p| p.into_inner()).clear();
             let due = store.due_outbox(now, self.config.batch).await?;
             if due.is_empty() {
                 break;
             }
             let mut done = Vec::with_capacity(due.len());
             let mut in_flight = tokio::task::JoinSet::new();
-            let collect =
-                |joined: Result<Result<(OutboxMessage, SendStats), SendError>, tokio::task::JoinError>,
-                 done: &mut Vec<OutboxMessage>,
-                 stats: &mut SendStats|
-                 -> Result<(), SendError> {
-                    let (m, s) = joined.map_err(|e| SendError::Setup(format!("send task: {e}")))??;
-                    done.push(m);
-                    stats.add(s);
-                    Ok(())
-                };
+            // A task that fails (a store error, a panic) must not lose the outcomes of the
+            // others: its message is put back for a retry a minute later.
+            let collect = |joined: Result<
+                (OutboxMessage, Result<OutboxMessage, SendError>, SendStats),
+                tokio::task::JoinError,
+            >,
+                           done: &mut Vec<OutboxMessage>,
+                           stats: &mut SendStats| {
+                match joined {
+                    Ok((_, Ok(m), s)) => {
+                        done.push(m);
+                        stats.add(s);
+                    }
+                    Ok((mut original, Err(e), _)) => {
+                        tracing::error!(message = %original.id, error = %e, "send failed; retrying in a minute");
+                        original.next_attempt_at = now + chrono::TimeDelta::minutes(1);
+                        original.detail = Some(format!("retry: {e}"));
+                        stats.retried += 1;
+                        done.push(original);
+                    }
+                    // A panicked task's message stays queued and is tried again next round.
+                    Err(e) => tracing::error!(error = %e, "send task panicked"),
+                }
+            };
             for message in due {
                 while in_flight.len() >= self.config.concurrency.max(1) {
                     if let Some(joined) = in_flight.join_next().await {
-                        collect(joined, &mut done, &mut stats)?;
+                        collect(joined, &mut done, &mut stats);
                     }
                 }
                 let me = self.clone();
                 in_flight.spawn(async move {
                     let mut s = SendStats::default();
-                    let m = me.send_one(message, now, &mut s).await?;
-                    Ok((m, s))
+                    let original = message.clone();
+                    let result = me.send_one(message, now, &mut s).await;
+                    (original, result, s)
                 });
             }
             while let Some(joined) = in_flight.join_next().await {
-                collect(joined, &mut done, &mut stats)?;
+                collect(joined, &mut done, &mut stats);
             }
             store.update_outbox(done).await?;
         }
@@ -245,6 +292,17 @@ impl Sender {
         stats: &mut SendStats,
     ) -> Result<OutboxMessage, SendError> {
         let store = self.engine.store();
+        match self.broadcast_state(&message.source).await? {
+            Some(BroadcastState::Paused) => {
+                // Held while paused, not dropped.
+                message.next_attempt_at = now + chrono::TimeDelta::seconds(5);
+                message.detail = Some("broadcast paused".into());
+                stats.deferred += 1;
+                return Ok(message);
+            }
+            Some(BroadcastState::Cancelled) => return Ok(skip(message, "broadcast cancelled", stats)),
+            _ => {}
+        }
         let key = ProfileKey::Id(message.profile_id.clone());
         // Profiles in the store lag accepted events by at most the checkpoint interval
         // (250 ms by default); only a profile not stored yet is worth forcing a checkpoint for.
@@ -286,7 +344,14 @@ impl Sender {
         let started = std::time::Instant::now();
         let bytes = match self.compose(&message, &profile, &address, now).await {
             Ok(b) => b,
-            Err(reason) => {
+            Err(Compose::Retry(reason)) => {
+                message.attempts += 1;
+                message.next_attempt_at = now + chrono::TimeDelta::minutes(1);
+                message.detail = Some(format!("retry: {reason}"));
+                stats.retried += 1;
+                return Ok(message);
+            }
+            Err(Compose::Fail(reason)) => {
                 message.status = OutboxStatus::Failed;
                 message.detail = Some(reason);
                 stats.failed += 1;
@@ -347,10 +412,15 @@ impl Sender {
                 enhanced,
                 message: text,
             } => {
-                let detail = describe(code, enhanced.as_deref(), &text);
+                // The relay's text usually names the address; only its hash may be kept.
+                let detail = describe(code, enhanced.as_deref(), &text).replace(&address, "<recipient>");
                 message.status = OutboxStatus::Failed;
                 message.detail = Some(detail.clone());
                 stats.failed += 1;
+                if !refuses_recipient(code, enhanced.as_deref()) {
+                    tracing::error!(message = %message.id, code, "the relay refused a message for a reason other than its recipient; not suppressing");
+                    return Ok(message);
+                }
                 store
                     .suppress(Suppression {
                         address_hash: address_hash(&self.secrets.hash_key, &address),
@@ -372,12 +442,12 @@ impl Sender {
         profile: &Profile,
         address: &str,
         now: DateTime<Utc>,
-    ) -> Result<Vec<u8>, String> {
+    ) -> Result<Vec<u8>, Compose> {
         let (_, compiled, _) = self
             .content
             .compiled_template(&message.template)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(Compose::from)?;
         let event: Option<PreviewEvent> = message
             .context
             .get("event")
@@ -387,7 +457,7 @@ impl Sender {
             .content
             .data_for(profile, event.as_ref(), None, &message.id, now)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(Compose::from)?;
         let base = self.config.public_url.trim_end_matches('/');
         let unsubscribe = self
             .secrets
@@ -398,13 +468,13 @@ impl Sender {
             .content
             .choose_blocks(profile, &compiled.slots, &data, now)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(Compose::from)?;
         let zone = self.content.time_zone_of(profile);
         let (email, _, _) = self
             .content
             .render_blocking(compiled, data, selection, zone, now)
             .await
-            .map_err(|e| format!("render failed: {e}"))?;
+            .map_err(Compose::from)?;
         let unsubscribe_prefix = format!("{base}/u/");
         let html = self
             .secrets
@@ -428,12 +498,42 @@ impl Sender {
             list_unsubscribe_mailto: None,
             extra_headers: vec![("X-Missive-Source".into(), message.source.clone())],
         };
-        let bytes =
-            build_message(&outgoing, &self.config.message_id_domain, now).map_err(|e| e.to_string())?;
+        let bytes = build_message(&outgoing, &self.config.message_id_domain, now).map_err(Compose::from)?;
         match &self.dkim {
-            Some(signer) => signer.sign(&bytes).map_err(|e| e.to_string()),
+            Some(signer) => signer.sign(&bytes).map_err(|e| Compose::Fail(e.to_string())),
             None => Ok(bytes),
         }
+    }
+}
+
+/// Why a message could not be composed: worth retrying (the store was unavailable) or not
+/// (the template does not render for this profile).
+enum Compose {
+    Retry(String),
+    Fail(String),
+}
+
+impl From<missive_delivery::DeliveryError> for Compose {
+    fn from(e: missive_delivery::DeliveryError) -> Self {
+        Compose::Fail(e.to_string())
+    }
+}
+
+impl From<ContentServiceError> for Compose {
+    fn from(e: ContentServiceError) -> Self {
+        match e {
+            ContentServiceError::Store(_) | ContentServiceError::Engine(_) => Compose::Retry(e.to_string()),
+            e => Compose::Fail(e.to_string()),
+        }
+    }
+}
+
+/// Whether a permanent refusal is about the recipient (unknown, disabled mailbox), which
+/// suppresses the address, rather than about the relay, the sender or the content.
+fn refuses_recipient(code: Option<u16>, enhanced: Option<&str>) -> bool {
+    match enhanced {
+        Some(e) => e.starts_with("5.1.") || e == "5.2.1",
+        None => matches!(code, Some(550 | 551 | 553)),
     }
 }
 

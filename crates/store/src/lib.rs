@@ -193,6 +193,8 @@ pub trait Store: Send + Sync + 'static {
     async fn due_outbox(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<OutboxMessage>, StoreError>;
 
     /// Records what happened to messages (status, attempts, next attempt, sent time, detail).
+    /// Only messages still queued change: one skipped meanwhile (a cancelled broadcast) stays
+    /// skipped.
     async fn update_outbox(&self, messages: Vec<OutboxMessage>) -> Result<(), StoreError>;
 
     async fn outbox_message(&self, id: &str) -> Result<Option<OutboxMessage>, StoreError>;

@@ -1378,7 +1378,7 @@ impl Store for PostgresStore {
         let stmt = tx
             .prepare(
                 "UPDATE outbox SET status = $2, attempts = $3, next_attempt_at = $4, sent_at = $5,
-                     recipient = $6, detail = $7 WHERE id = $1",
+                     recipient = $6, detail = $7 WHERE id = $1 AND status = 'queued'",
             )
             .await?;
         for m in &messages {

@@ -1359,7 +1359,7 @@ impl Store for SqliteStore {
             {
                 let mut stmt = tx.prepare_cached(
                     "UPDATE outbox SET status = ?2, attempts = ?3, next_attempt_at = ?4, sent_at = ?5,
-                         recipient = ?6, detail = ?7 WHERE id = ?1",
+                         recipient = ?6, detail = ?7 WHERE id = ?1 AND status = 'queued'",
                 )?;
                 for m in &messages {
                     stmt.execute(params![

@@ -66,9 +66,13 @@ pub struct SmtpTransport {
     mode: Mode,
     credentials: Option<Credentials>,
     hello: ClientId,
-    idle: std::sync::Mutex<Vec<AsyncSmtpConnection>>,
+    /// Kept-alive connections and when each was last used.
+    idle: std::sync::Mutex<Vec<(AsyncSmtpConnection, std::time::Instant)>>,
     slots: tokio::sync::Semaphore,
 }
+
+/// A kept-alive connection idle longer than this is checked with NOOP before use.
+const IDLE_CHECK_AFTER: Duration = Duration::from_secs(5);
 
 enum Mode {
     Plain,
@@ -172,12 +176,43 @@ impl SmtpTransport {
         Ok(conn)
     }
 
-    fn take_idle(&self) -> Option<AsyncSmtpConnection> {
+    fn take_idle(&self) -> Option<(AsyncSmtpConnection, std::time::Instant)> {
         self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop()
     }
 
     fn put_idle(&self, conn: AsyncSmtpConnection) {
-        self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
+        self.idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((conn, std::time::Instant::now()));
+    }
+
+    /// A connection to send on: a kept-alive one (checked with NOOP when it has been idle a
+    /// while, since relays close idle sessions), else a new one. The whole connect, STARTTLS
+    /// and AUTH is bounded by the timeout.
+    async fn connection(&self) -> Result<AsyncSmtpConnection, SendOutcome> {
+        while let Some((mut conn, since)) = self.take_idle() {
+            if since.elapsed() < IDLE_CHECK_AFTER {
+                return Ok(conn);
+            }
+            if matches!(
+                tokio::time::timeout(self.timeout, conn.test_connected()).await,
+                Ok(true)
+            ) {
+                return Ok(conn);
+            }
+        }
+        match tokio::time::timeout(self.timeout, self.connect()).await {
+            Ok(result) => result,
+            Err(_) => Err(SendOutcome::Transient {
+                code: None,
+                enhanced: None,
+                message: format!(
+                    "connecting to {}:{} took longer than {:?}",
+                    self.host, self.port, self.timeout
+                ),
+            }),
+        }
     }
 }
 
@@ -222,23 +257,12 @@ impl Transport for SmtpTransport {
                 message: "transport closed".into(),
             };
         };
-        let (mut conn, reused) = match self.take_idle() {
-            Some(c) => (c, true),
-            None => match self.connect().await {
-                Ok(c) => (c, false),
-                Err(outcome) => return outcome,
-            },
+        let mut conn = match self.connection().await {
+            Ok(c) => c,
+            Err(outcome) => return outcome,
         };
-        let mut result = tokio::time::timeout(self.timeout, conn.send(&envelope, message)).await;
-        // A kept-alive connection the relay has since closed fails without a reply: try once
-        // more on a new one rather than defer the message.
-        if reused && matches!(&result, Ok(Err(e)) if e.status().is_none()) {
-            conn = match self.connect().await {
-                Ok(c) => c,
-                Err(outcome) => return outcome,
-            };
-            result = tokio::time::timeout(self.timeout, conn.send(&envelope, message)).await;
-        }
+        // No blind retry after a failure: the relay may have taken the message already.
+        let result = tokio::time::timeout(self.timeout, conn.send(&envelope, message)).await;
         match result {
             Ok(Ok(response)) => {
                 if !conn.has_broken() {

@@ -200,7 +200,7 @@ async fn a_restart_in_the_middle_of_the_journey_changes_nothing() {
 }
 
 #[tokio::test]
-async fn branches_read_the_profile_and_splits_are_stable() {
+async fn branches_read_the_profile_at_the_step() {
     let h = Harness::new().await;
     h.setup(json!({
         "trigger": {"event": "Signed Up"},
