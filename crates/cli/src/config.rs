@@ -68,6 +68,8 @@ pub struct DeliverySection {
     pub frequency_window_days: u32,
     /// Local quiet hours for marketing, like "21:00-08:00"; empty for none.
     pub quiet_hours: String,
+    /// A maildir where the bounce address's mail arrives; its reports are read every 30 s.
+    pub bounce_maildir: Option<PathBuf>,
 }
 
 impl Default for DeliverySection {
@@ -85,6 +87,7 @@ impl Default for DeliverySection {
             frequency_cap: d.policy.frequency_cap,
             frequency_window_days: 7,
             quiet_hours: "21:00-08:00".into(),
+            bounce_maildir: None,
         }
     }
 }

@@ -36,6 +36,7 @@ pub async fn run(cfg: Config, listen: Option<String>) -> anyhow::Result<()> {
         .broadcasts
         .clone()
         .spawn(poll, background_stop.clone(), sender.waker());
+    let bounces = spawn_bounce_reader(&cfg, &engine, &sender, background_stop.clone());
     let sending = sender.spawn(poll, background_stop);
     let app = missive_server::router(state);
     let listener = tokio::net::TcpListener::bind(addr)
@@ -92,6 +93,7 @@ pub async fn run(cfg: Config, listen: Option<String>) -> anyhow::Result<()> {
     for (what, task) in [
         ("journey runner", journeys),
         ("broadcaster", broadcasting),
+        ("bounce reader", bounces),
         ("sender", sending),
     ] {
         if let Err(e) = task.await {
@@ -183,6 +185,41 @@ async fn build_sender(
         throttle,
         cfg.sender_config(),
     ))
+}
+
+/// Reads bounce and complaint reports from `delivery.bounce_maildir` every 30 s, if set.
+fn spawn_bounce_reader(
+    cfg: &Config,
+    engine: &Engine,
+    sender: &missive_engine::sender::Sender,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let Some(dir) = cfg.delivery.bounce_maildir.clone() else {
+        return tokio::spawn(async {});
+    };
+    let (engine, key) = (engine.clone(), sender.hash_key().to_vec());
+    tokio::spawn(async move {
+        let mut stop = stop;
+        while !*stop.borrow() {
+            let now = engine.clock().now();
+            match missive_engine::bounces::read_mailbox(&**engine.store(), &key, &dir, now).await {
+                Ok(p) if p.reports + p.ignored > 0 => {
+                    tracing::info!(
+                        reports = p.reports,
+                        ignored = p.ignored,
+                        suppressed = p.suppressed,
+                        "bounce mailbox read"
+                    )
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "bounce mailbox could not be read"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_secs(30)) => {}
+                _ = stop.changed() => {}
+            }
+        }
+    })
 }
 
 /// Writes a secret readable by its owner only.

@@ -111,3 +111,48 @@ pub async fn apply_report(
     }
     Ok(out)
 }
+
+/// What a pass over a bounce mailbox did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct MailboxPass {
+    pub reports: u32,
+    pub ignored: u32,
+    pub suppressed: u32,
+}
+
+/// Reads the messages in a maildir's `new/` (where the mail server delivers the bounce
+/// address's mail): reports are applied, and every message read is moved to `cur/`, so each is
+/// handled once. Messages that are not reports (auto-replies) are moved too, and counted.
+pub async fn read_mailbox(
+    store: &dyn Store,
+    hash_key: &[u8],
+    maildir: &std::path::Path,
+    now: DateTime<Utc>,
+) -> Result<MailboxPass, BounceError> {
+    let mut pass = MailboxPass::default();
+    let new = maildir.join("new");
+    let cur = maildir.join("cur");
+    let Ok(entries) = std::fs::read_dir(&new) else {
+        return Ok(pass);
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(raw) = std::fs::read(&path) else { continue };
+        match apply_report(store, hash_key, &raw, now).await {
+            Ok(out) => {
+                pass.reports += 1;
+                pass.suppressed += out.suppressed;
+            }
+            Err(BounceError::NotAReport) => pass.ignored += 1,
+            // Left in new/ to be read again once the store is back.
+            Err(e) => return Err(e),
+        }
+        let name = entry.file_name();
+        if let Err(e) = std::fs::create_dir_all(&cur)
+            .and_then(|_| std::fs::rename(&path, cur.join(format!("{}:2,S", name.to_string_lossy()))))
+        {
+            tracing::error!(error = %e, file = %path.display(), "bounce mailbox: could not move a read message to cur/");
+        }
+    }
+    Ok(pass)
+}

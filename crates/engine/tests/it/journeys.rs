@@ -222,3 +222,47 @@ async fn branches_read_the_profile_at_the_step() {
     let stats = h.journeys.run_pending().await.unwrap();
     assert_eq!(stats.woken, 1);
 }
+
+#[tokio::test]
+async fn bounce_reports_in_a_maildir_are_applied_once() {
+    let h = Harness::new().await;
+    let maildir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(maildir.path().join("new")).unwrap();
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../delivery/tests/fixtures");
+    std::fs::copy(
+        fixtures.join("postfix-dsn-remote-5.1.1-and-4.2.2.eml"),
+        maildir.path().join("new/1.eml"),
+    )
+    .unwrap();
+    std::fs::copy(
+        fixtures.join("arf-abuse-with-original-message.eml"),
+        maildir.path().join("new/2.eml"),
+    )
+    .unwrap();
+    std::fs::write(
+        maildir.path().join("new/3.eml"),
+        "Subject: out of office\r\n\r\nBack Monday.\r\n",
+    )
+    .unwrap();
+    let store = h.engine.store();
+    let pass = missive_engine::bounces::read_mailbox(&**store, b"key", maildir.path(), start())
+        .await
+        .unwrap();
+    assert_eq!((pass.reports, pass.ignored, pass.suppressed), (2, 1, 2));
+    let hash = missive_engine::policy::address_hash(b"key", "no.such.person@gmail.com");
+    assert_eq!(
+        store
+            .suppression(&hash)
+            .await
+            .unwrap()
+            .map(|s| s.reason)
+            .as_deref(),
+        Some("hard_bounce")
+    );
+    assert_eq!(std::fs::read_dir(maildir.path().join("new")).unwrap().count(), 0);
+    assert_eq!(std::fs::read_dir(maildir.path().join("cur")).unwrap().count(), 3);
+    let again = missive_engine::bounces::read_mailbox(&**store, b"key", maildir.path(), start())
+        .await
+        .unwrap();
+    assert_eq!(again, missive_engine::bounces::MailboxPass::default());
+}
