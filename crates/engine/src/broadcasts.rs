@@ -391,6 +391,7 @@ impl Broadcasts {
                     instances: vec![],
                     outbox,
                     events_through: None,
+                    segments_through: None,
                 })
                 .await?;
             if b.rate_per_second != 0 && b.next_slot >= horizon {

@@ -47,8 +47,12 @@ pub struct JourneyDef {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Trigger {
-    /// The track event that starts the journey.
-    pub event: String,
+    /// The track event that starts the journey…
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<String>,
+    /// …or the saved segment whose new members start it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment: Option<String>,
     #[serde(default)]
     pub conditions: Vec<Condition>,
 }
@@ -258,8 +262,14 @@ pub fn compile(
     if def.steps.is_empty() {
         return invalid("a journey needs at least one step".into());
     }
-    if def.trigger.event.trim().is_empty() {
-        return invalid("trigger.event is empty".into());
+    match (&def.trigger.event, &def.trigger.segment) {
+        (Some(e), None) if !e.trim().is_empty() => {}
+        (None, Some(s)) if !s.trim().is_empty() => {
+            if !def.trigger.conditions.is_empty() || def.key.is_some() {
+                return invalid("a segment trigger takes no conditions and no key".into());
+            }
+        }
+        _ => return invalid("the trigger needs exactly one of event and segment".into()),
     }
     let mut ids = std::collections::HashSet::new();
     for s in &def.steps {
@@ -627,9 +637,33 @@ impl Journeys {
                     instances: pending.instances.into_values().collect(),
                     outbox: pending.outbox,
                     events_through: Some(last_seq),
+                    segments_through: None,
                 })
                 .await?;
             through = last_seq;
+        }
+        let mut segments_through = self.store().journey_segments_through().await?;
+        loop {
+            let changes = self.store().segment_changes_after(segments_through, PAGE).await?;
+            let Some((last, _)) = changes.last() else { break };
+            let last = *last;
+            let mut pending = Pending::default();
+            for (seq, change) in &changes {
+                if change.entered {
+                    self.on_segment_entry(&defs, *seq, change, &mut pending).await?;
+                }
+            }
+            stats.started += pending.stats.started;
+            stats.sends += pending.stats.sends;
+            self.store()
+                .commit_journey(JourneyCommit {
+                    instances: pending.instances.into_values().collect(),
+                    outbox: pending.outbox,
+                    events_through: None,
+                    segments_through: Some(last),
+                })
+                .await?;
+            segments_through = last;
         }
         loop {
             let now = self.engine.clock().now();
@@ -679,6 +713,7 @@ impl Journeys {
                     instances: pending.instances.into_values().collect(),
                     outbox: pending.outbox,
                     events_through: None,
+                    segments_through: None,
                 })
                 .await?;
         }
@@ -712,7 +747,10 @@ impl Journeys {
         });
         let triggers: Vec<&Arc<Compiled>> = defs
             .iter()
-            .filter(|d| d.def.trigger.event == event.name && matches(&d.def.trigger.conditions, &event.body))
+            .filter(|d| {
+                d.def.trigger.event.as_deref() == Some(event.name.as_str())
+                    && matches(&d.def.trigger.conditions, &event.body)
+            })
             .collect();
         if !waited_for && triggers.is_empty() {
             return Ok(());
@@ -801,6 +839,47 @@ impl Journeys {
                     },
                     "visits": {},
                 }),
+                entered_at: now,
+                updated_at: now,
+            };
+            pending.stats.started += 1;
+            let first = def.def.steps[0].id.clone();
+            self.advance(def, instance, &first, now, pending).await?;
+        }
+        Ok(())
+    }
+
+    /// Starts the journeys triggered by a profile entering a segment.
+    async fn on_segment_entry(
+        &self,
+        defs: &[Arc<Compiled>],
+        seq: i64,
+        change: &missive_store::SegmentChange,
+        pending: &mut Pending,
+    ) -> Result<(), JourneyError> {
+        let now = self.engine.clock().now();
+        for def in defs
+            .iter()
+            .filter(|d| d.def.trigger.segment.as_deref() == Some(change.segment.as_str()))
+        {
+            if def.def.reentry == Reentry::AfterExit {
+                let active = self.active_instances(&change.profile_id, pending).await?;
+                if active.iter().any(|i| i.journey == def.name) {
+                    continue;
+                }
+            }
+            let id = hash_id("ji_", &[&def.name, "segment", &seq.to_string()]);
+            let instance = JourneyInstance {
+                id,
+                journey: def.name.clone(),
+                journey_version: def.version,
+                profile_id: change.profile_id.clone(),
+                key: String::new(),
+                step: String::new(),
+                status: InstanceStatus::Active,
+                wake_at: None,
+                waiting_for: None,
+                context: json!({"segment": {"name": change.segment, "entered_at": change.at}, "visits": {}}),
                 entered_at: now,
                 updated_at: now,
             };

@@ -73,7 +73,7 @@ pub async fn list_journeys(
     let defs = state.journeys.definitions().await?;
     let out: Vec<serde_json::Value> = defs
         .iter()
-        .map(|d| serde_json::json!({"name": d.name, "version": d.version, "trigger": d.def.trigger.event}))
+        .map(|d| serde_json::json!({"name": d.name, "version": d.version, "trigger": d.def.trigger}))
         .collect();
     Ok(Json(serde_json::json!({ "journeys": out })))
 }

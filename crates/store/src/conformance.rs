@@ -461,6 +461,19 @@ pub async fn segments_are_saved_and_checkpoints_keep_their_members(store: &dyn S
         history.iter().map(|c| c.entered).collect::<Vec<_>>(),
         [false, true]
     );
+    // Every change, in the order recorded, from a position.
+    let all = store.segment_changes_after(0, 10).await.unwrap();
+    let order: Vec<(ProfileId, bool)> = all
+        .iter()
+        .map(|(_, c)| (c.profile_id.clone(), c.entered))
+        .collect();
+    assert_eq!(
+        order,
+        vec![(a.clone(), true), (b.clone(), true), (a.clone(), false)]
+    );
+    let rest = store.segment_changes_after(all[0].0, 10).await.unwrap();
+    assert_eq!(rest.len(), 2);
+    assert!(all.windows(2).all(|w| w[0].0 < w[1].0));
     assert!(store.delete_segment("vip").await.unwrap());
     assert!(!store.delete_segment("vip").await.unwrap());
     assert!(store.segment_members("vip", None, 10).await.unwrap().is_empty());
@@ -622,6 +635,7 @@ pub async fn journey_progress_and_send_decisions_commit_together_once(store: &dy
             instances: vec![first.clone(), other.clone()],
             outbox: vec![],
             events_through: Some(7),
+            segments_through: None,
         })
         .await
         .unwrap();
@@ -662,6 +676,7 @@ pub async fn journey_progress_and_send_decisions_commit_together_once(store: &dy
                 instances: vec![sent.clone()],
                 outbox: vec![m.clone()],
                 events_through: None,
+                segments_through: None,
             })
             .await
             .unwrap();
@@ -672,6 +687,7 @@ pub async fn journey_progress_and_send_decisions_commit_together_once(store: &dy
             instances: vec![],
             outbox: vec![dup],
             events_through: None,
+            segments_through: None,
         })
         .await
         .unwrap();
@@ -724,6 +740,7 @@ pub async fn journey_progress_and_send_decisions_commit_together_once(store: &dy
             instances: vec![],
             outbox: vec![other, third],
             events_through: None,
+            segments_through: None,
         })
         .await
         .unwrap();

@@ -135,6 +135,14 @@ pub trait Store: Send + Sync + 'static {
     /// A profile's entries into and exits from segments, newest first.
     async fn segment_changes_of(&self, id: &ProfileId, limit: u32) -> Result<Vec<SegmentChange>, StoreError>;
 
+    /// Segment changes of every profile in the order they were recorded, after position
+    /// `after` (0 for the start), with their positions: what segment-triggered journeys read.
+    async fn segment_changes_after(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<(i64, SegmentChange)>, StoreError>;
+
     /// Saves documents (creating or replacing each), in one transaction; returns the new
     /// version of each, in order. `version` and `updated_at` of the input are ignored except
     /// for `updated_at`, which is stored.
@@ -175,6 +183,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// How far through the event log the journeys have read (0 at first).
     async fn journey_events_through(&self) -> Result<i64, StoreError>;
+
+    /// How far through the segment changes the journeys have read (0 at first).
+    async fn journey_segments_through(&self) -> Result<i64, StoreError>;
 
     /// The active instances of a profile.
     async fn active_instances(&self, profile: &ProfileId) -> Result<Vec<JourneyInstance>, StoreError>;

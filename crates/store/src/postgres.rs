@@ -1075,6 +1075,38 @@ impl Store for PostgresStore {
             .collect()
     }
 
+    async fn segment_changes_after(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<(i64, SegmentChange)>, StoreError> {
+        let r = self.reader();
+        let rows = r
+            .client
+            .query(
+                "SELECT seq, profile_id, segment, entered, at, cause FROM segment_changes WHERE seq > $1
+                 ORDER BY seq LIMIT $2",
+                &[&after, &i64::from(limit)],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let profile: &str = row.try_get(1)?;
+                Ok((
+                    row.try_get(0)?,
+                    SegmentChange {
+                        profile_id: ProfileId::parse(profile)
+                            .map_err(|e| corrupt("segment change profile id", e))?,
+                        segment: row.try_get(2)?,
+                        entered: row.try_get(3)?,
+                        at: from_micros(row.try_get(4)?),
+                        cause: row.try_get(5)?,
+                    },
+                ))
+            })
+            .collect()
+    }
+
     async fn put_documents(&self, docs: Vec<DocumentRecord>) -> Result<Vec<i64>, StoreError> {
         // One statement for the whole batch; a name given twice keeps its last body, as if
         // saved in order.
@@ -1275,6 +1307,14 @@ impl Store for PostgresStore {
             )
             .await?;
         }
+        if let Some(seq) = commit.segments_through {
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES ('journeys_segments_through', $1)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                &[&seq.to_string()],
+            )
+            .await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -1289,6 +1329,24 @@ impl Store for PostgresStore {
             Some(row) => {
                 let v: String = row.try_get(0)?;
                 v.parse().map_err(|e| corrupt("journeys_through_seq", e))
+            }
+            None => Ok(0),
+        }
+    }
+
+    async fn journey_segments_through(&self) -> Result<i64, StoreError> {
+        let r = self.reader();
+        let row = r
+            .client
+            .query_opt(
+                "SELECT value FROM meta WHERE key = 'journeys_segments_through'",
+                &[],
+            )
+            .await?;
+        match row {
+            Some(row) => {
+                let v: String = row.try_get(0)?;
+                v.parse().map_err(|e| corrupt("journeys_segments_through", e))
             }
             None => Ok(0),
         }

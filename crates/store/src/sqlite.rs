@@ -1080,6 +1080,46 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn segment_changes_after(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<(i64, SegmentChange)>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT rowid, profile_id, segment, entered, at, cause FROM segment_changes WHERE rowid > ?1
+                 ORDER BY rowid LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![after, limit], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, bool>(3)?,
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, String>(5)?,
+                ))
+            })?;
+            rows.map(|row| {
+                let (seq, profile, segment, entered, at, cause) = row?;
+                let profile_id =
+                    ProfileId::parse(&profile).map_err(|e| corrupt("segment change profile id", e))?;
+                Ok((
+                    seq,
+                    SegmentChange {
+                        profile_id,
+                        segment,
+                        entered,
+                        at: from_micros(at),
+                        cause,
+                    },
+                ))
+            })
+            .collect()
+        })
+        .await
+    }
+
     async fn put_documents(&self, docs: Vec<DocumentRecord>) -> Result<Vec<i64>, StoreError> {
         self.write_on(Db::Main, move |c| {
             let tx = c.transaction()?;
@@ -1264,6 +1304,13 @@ impl Store for SqliteStore {
                         [seq.to_string()],
                     )?;
                 }
+                if let Some(seq) = commit.segments_through {
+                    tx.execute(
+                        "INSERT INTO meta (key, value) VALUES ('journeys_segments_through', ?1)
+                         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                        [seq.to_string()],
+                    )?;
+                }
             }
             tx.commit()?;
             Ok(())
@@ -1282,6 +1329,22 @@ impl Store for SqliteStore {
                 .optional()?;
             v.map_or(Ok(0), |v| {
                 v.parse().map_err(|e| corrupt("journeys_through_seq", e))
+            })
+        })
+        .await
+    }
+
+    async fn journey_segments_through(&self) -> Result<i64, StoreError> {
+        self.read_on(Db::Delivery, |c| {
+            let v: Option<String> = c
+                .query_row(
+                    "SELECT value FROM meta WHERE key = 'journeys_segments_through'",
+                    [],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            v.map_or(Ok(0), |v| {
+                v.parse().map_err(|e| corrupt("journeys_segments_through", e))
             })
         })
         .await

@@ -334,6 +334,8 @@ pub struct JourneyCommit {
     pub instances: Vec<JourneyInstance>,
     pub outbox: Vec<OutboxMessage>,
     pub events_through: Option<i64>,
+    /// How far through the segment changes the journeys have read.
+    pub segments_through: Option<i64>,
 }
 
 /// A suppressed address, kept as a keyed hash.

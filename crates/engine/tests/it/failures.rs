@@ -135,6 +135,16 @@ impl Store for Flaky {
     async fn segment_changes_of(&self, id: &ProfileId, limit: u32) -> Result<Vec<SegmentChange>, StoreError> {
         self.inner.segment_changes_of(id, limit).await
     }
+    async fn segment_changes_after(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<(i64, SegmentChange)>, StoreError> {
+        self.inner.segment_changes_after(after, limit).await
+    }
+    async fn journey_segments_through(&self) -> Result<i64, StoreError> {
+        self.inner.journey_segments_through().await
+    }
     async fn put_documents(&self, docs: Vec<DocumentRecord>) -> Result<Vec<i64>, StoreError> {
         self.inner.put_documents(docs).await
     }

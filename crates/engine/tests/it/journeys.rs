@@ -266,3 +266,47 @@ async fn bounce_reports_in_a_maildir_are_applied_once() {
         .unwrap();
     assert_eq!(again, missive_engine::bounces::MailboxPass::default());
 }
+
+#[tokio::test]
+async fn entering_a_segment_starts_a_journey_once_per_entry() {
+    let h = Harness::new().await;
+    let content = ContentService::new(h.engine.store().clone(), ContentConfig::default());
+    let template: StoredTemplate =
+        serde_json::from_value(json!({"subject": "Welcome to gold", "layout": "html", "body": "<p>hi</p>"}))
+            .unwrap();
+    content.save_template("gold", template, start()).await.unwrap();
+    missive_engine::segments::save_segment(&h.engine, "gold", "traits.tier == \"gold\"", None)
+        .await
+        .unwrap();
+    let def: JourneyDef = serde_json::from_value(json!({
+        "trigger": {"segment": "gold"},
+        "steps": [{"id": "welcome", "type": "send", "template": "gold"}]
+    }))
+    .unwrap();
+    h.journeys.save("gold-welcome", def, start()).await.unwrap();
+    drop(content);
+
+    let identify = |tier: &str| {
+        validate_message(
+            json!({"type": "identify", "userId": "gina", "traits": {"tier": tier}}),
+            None,
+            None,
+            start(),
+        )
+        .unwrap()
+    };
+    h.engine.ingest(vec![identify("gold")]).await.unwrap();
+    h.engine.sync().await.unwrap();
+    h.journeys.run_pending().await.unwrap();
+    h.journeys.run_pending().await.unwrap();
+    assert_eq!(h.outbox("gina").await.len(), 1);
+
+    // Leaving and entering again is a new entry.
+    h.engine.ingest(vec![identify("silver")]).await.unwrap();
+    h.engine.sync().await.unwrap();
+    h.engine.ingest(vec![identify("gold")]).await.unwrap();
+    h.engine.sync().await.unwrap();
+    let h = h.restart().await;
+    h.journeys.run_pending().await.unwrap();
+    assert_eq!(h.outbox("gina").await.len(), 2);
+}
