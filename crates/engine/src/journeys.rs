@@ -820,31 +820,17 @@ impl Journeys {
             if pending.instances.contains_key(&id) {
                 continue;
             }
-            let instance = JourneyInstance {
-                id,
-                journey: def.name.clone(),
-                journey_version: def.version,
-                profile_id: event.profile_id.clone(),
-                key,
-                step: String::new(),
-                status: InstanceStatus::Active,
-                wake_at: None,
-                waiting_for: None,
-                context: json!({
-                    "event": {
-                        "name": event.name,
-                        "message_id": event.message_id.as_str(),
-                        "properties": event.body.get("properties").cloned().unwrap_or(json!({})),
-                        "timestamp": event.timestamp,
-                    },
-                    "visits": {},
-                }),
-                entered_at: now,
-                updated_at: now,
-            };
-            pending.stats.started += 1;
-            let first = def.def.steps[0].id.clone();
-            self.advance(def, instance, &first, now, pending).await?;
+            let context = json!({
+                "event": {
+                    "name": event.name,
+                    "message_id": event.message_id.as_str(),
+                    "properties": event.body.get("properties").cloned().unwrap_or(json!({})),
+                    "timestamp": event.timestamp,
+                },
+                "visits": {},
+            });
+            self.start(def, id, event.profile_id.clone(), key, context, now, pending)
+                .await?;
         }
         Ok(())
     }
@@ -869,25 +855,50 @@ impl Journeys {
                 }
             }
             let id = hash_id("ji_", &[&def.name, "segment", &seq.to_string()]);
-            let instance = JourneyInstance {
+            let context = json!({"segment": {"name": change.segment, "entered_at": change.at}, "visits": {}});
+            self.start(
+                def,
                 id,
-                journey: def.name.clone(),
-                journey_version: def.version,
-                profile_id: change.profile_id.clone(),
-                key: String::new(),
-                step: String::new(),
-                status: InstanceStatus::Active,
-                wake_at: None,
-                waiting_for: None,
-                context: json!({"segment": {"name": change.segment, "entered_at": change.at}, "visits": {}}),
-                entered_at: now,
-                updated_at: now,
-            };
-            pending.stats.started += 1;
-            let first = def.def.steps[0].id.clone();
-            self.advance(def, instance, &first, now, pending).await?;
+                change.profile_id.clone(),
+                String::new(),
+                context,
+                now,
+                pending,
+            )
+            .await?;
         }
         Ok(())
+    }
+
+    /// Starts an instance at the journey's first step.
+    #[allow(clippy::too_many_arguments)]
+    async fn start(
+        &self,
+        def: &Compiled,
+        id: String,
+        profile_id: ProfileId,
+        key: String,
+        context: Value,
+        now: DateTime<Utc>,
+        pending: &mut Pending,
+    ) -> Result<(), JourneyError> {
+        let instance = JourneyInstance {
+            id,
+            journey: def.name.clone(),
+            journey_version: def.version,
+            profile_id,
+            key,
+            step: String::new(),
+            status: InstanceStatus::Active,
+            wake_at: None,
+            waiting_for: None,
+            context,
+            entered_at: now,
+            updated_at: now,
+        };
+        pending.stats.started += 1;
+        let first = def.def.steps[0].id.clone();
+        self.advance(def, instance, &first, now, pending).await
     }
 
     /// The profile's active instances: the store's, overlaid with this pass's changes.

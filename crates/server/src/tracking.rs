@@ -55,14 +55,7 @@ async fn record(
         }
     };
     let mut msg = json!({"type": "track", "event": event, "properties": properties});
-    match (
-        p.identities.user_ids.iter().next(),
-        p.identities.anonymous_ids.iter().next(),
-    ) {
-        (Some(u), _) => msg["userId"] = json!(u),
-        (None, Some(a)) => msg["anonymousId"] = json!(a),
-        (None, None) => msg["anonymousId"] = json!(p.id.to_string()),
-    }
+    identify_as(&p, &mut msg);
     if let Some(id) = message_id {
         msg["messageId"] = json!(id);
     }
@@ -75,6 +68,19 @@ async fn record(
             state.journeys.poke();
         }
         Err(r) => tracing::error!(code = r.code, "tracking: event refused"),
+    }
+}
+
+/// Stamps a Segment message with the profile's identity: its user id, else an anonymous id,
+/// else the profile id itself.
+fn identify_as(p: &missive_core::Profile, msg: &mut Value) {
+    match (
+        p.identities.user_ids.iter().next(),
+        p.identities.anonymous_ids.iter().next(),
+    ) {
+        (Some(u), _) => msg["userId"] = json!(u),
+        (None, Some(a)) => msg["anonymousId"] = json!(a),
+        (None, None) => msg["anonymousId"] = json!(p.id.to_string()),
     }
 }
 
@@ -158,14 +164,7 @@ pub async fn unsubscribe(State(state): State<AppState>, Path(token): Path<String
         "messageId": format!("unsubscribe-consent-{}", unsub.message_id),
         "context": {"library": {"name": "missive-unsubscribe"}},
     });
-    match (
-        p.identities.user_ids.iter().next(),
-        p.identities.anonymous_ids.iter().next(),
-    ) {
-        (Some(u), _) => identify["userId"] = json!(u),
-        (None, Some(a)) => identify["anonymousId"] = json!(a),
-        (None, None) => identify["anonymousId"] = json!(p.id.to_string()),
-    }
+    identify_as(&p, &mut identify);
     match validate_message(identify, None, None, now) {
         Ok(e) => {
             if let Err(e) = state.engine.ingest(vec![e]).await {
