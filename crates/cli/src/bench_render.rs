@@ -169,6 +169,7 @@ impl Fixture {
             unsubscribe_url: "https://mail.northwind.example/unsubscribe?t=0123456789abcdef",
             preferences_url: "https://mail.northwind.example/preferences?t=0123456789abcdef",
             message_id: "msg_0123456789abcdef",
+            personalized: true,
         };
         build_data(&r.profile, &ctx, self.now)
     }

@@ -3,7 +3,9 @@
 //! - `customer`: the profile's traits, plus `id` and `email`;
 //! - `profile`: aggregates: `orders` (count, revenue, average_order_value, first_at, last_at),
 //!   `events` (per event name: count, first_at, last_at, last_7_days, last_30_days),
-//!   `first_seen`, `last_seen`, `segments`, `scores`, `rfm`;
+//!   `first_seen`, `last_seen`, `segments`, `scores`, `rfm` (only `id` when the recipient does
+//!   not consent to personalization);
+//! - `personalized`: whether they do;
 //! - `event`: the triggering event (`name`, `properties`, `timestamp`), e.g.
 //!   `event.properties.products` for the cart;
 //! - `recommendations`: `for_you` and `best_sellers` (product objects);
@@ -27,6 +29,9 @@ pub struct MessageContext<'a> {
     pub unsubscribe_url: &'a str,
     pub preferences_url: &'a str,
     pub message_id: &'a str,
+    /// The recipient consents to personalization: without it, `profile` holds only the id,
+    /// and the engine passes generic recommendations and picks only blocks for everyone.
+    pub personalized: bool,
 }
 
 /// The triggering event.
@@ -35,6 +40,34 @@ pub struct EventData<'a> {
     pub name: &'a str,
     pub properties: &'a serde_json::Map<String, serde_json::Value>,
     pub timestamp: DateTime<Utc>,
+}
+
+/// What the person did: only for those who consent to personalization.
+fn insert_behaviour(
+    p: &mut Object,
+    profile: &Profile,
+    orders: Object,
+    events: Object,
+    scores: Object,
+    rfm: Object,
+) {
+    p.insert("orders", Value::from(orders));
+    p.insert("events", Value::from(events));
+    p.insert("first_seen", opt_time(profile.first_seen));
+    p.insert("last_seen", opt_time(profile.last_seen));
+    p.insert(
+        "segments",
+        Value::from(
+            profile
+                .segments
+                .segments
+                .iter()
+                .map(|s| Value::from(s.as_str()))
+                .collect::<Vec<_>>(),
+        ),
+    );
+    p.insert("scores", Value::from(scores));
+    p.insert("rfm", Value::from(rfm));
 }
 
 fn time(t: DateTime<Utc>) -> Value {
@@ -99,25 +132,12 @@ pub fn build_data(profile: &Profile, ctx: &MessageContext<'_>, now: DateTime<Utc
 
     let mut p = Object::with_capacity(8);
     p.insert("id", Value::from(profile.id.to_string()));
-    p.insert("orders", Value::from(orders));
-    p.insert("events", Value::from(events));
-    p.insert("first_seen", opt_time(profile.first_seen));
-    p.insert("last_seen", opt_time(profile.last_seen));
-    p.insert(
-        "segments",
-        Value::from(
-            profile
-                .segments
-                .segments
-                .iter()
-                .map(|s| Value::from(s.as_str()))
-                .collect::<Vec<_>>(),
-        ),
-    );
-    p.insert("scores", Value::from(scores));
-    p.insert("rfm", Value::from(rfm_obj));
+    if ctx.personalized {
+        insert_behaviour(&mut p, profile, orders, events, scores, rfm_obj);
+    }
 
-    let mut data = Object::with_capacity(9);
+    let mut data = Object::with_capacity(10);
+    data.insert("personalized", Value::Bool(ctx.personalized));
     data.insert("customer", Value::from(customer));
     data.insert("profile", Value::from(p));
     if let Some(ev) = &ctx.event {

@@ -162,4 +162,7 @@ pub struct Provenance {
     pub source: String,
     pub party: crate::TraitParty,
     pub consent_basis: Option<String>,
+    /// The privacy-policy version the person saw when giving consent in this message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_version: Option<String>,
 }

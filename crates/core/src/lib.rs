@@ -6,6 +6,7 @@
 //! engine and the server build on it.
 
 pub mod clock;
+pub mod consent;
 pub mod email;
 pub mod event;
 pub mod ids;
@@ -14,6 +15,7 @@ pub mod money;
 pub mod profile;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use consent::{ConsentChange, Purpose, PurposeConsent, Refusal};
 pub use email::{EmailAddress, InvalidEmail};
 pub use event::{Event, EventKind, IdentityKey, IdentityKind};
 pub use ids::{ApiKeyId, InvalidId, MessageId, ProfileId, WorkspaceId};

@@ -202,6 +202,11 @@ pub fn validate_message(
     let mut traits = context_traits;
     traits.extend(own_traits);
 
+    if let Some(c) = traits.get("consent") {
+        crate::consent::parse_consent_object(c)
+            .map_err(|(field, message)| Rejection::new("invalid_value", &field, message))?;
+    }
+
     let email = traits
         .get("email")
         .and_then(Value::as_str)
@@ -346,6 +351,7 @@ fn provenance_of(obj: &Map<String, Value>, kind: EventKind) -> Result<Provenance
         },
         party: TraitParty::First,
         consent_basis: None,
+        policy_version: None,
     };
     let Some(m) = obj.get("context").and_then(|c| c.get("missive")) else {
         return Ok(p);
@@ -388,6 +394,16 @@ fn provenance_of(obj: &Map<String, Value>, kind: EventKind) -> Result<Provenance
             )
         })?;
         p.consent_basis = Some(c.to_owned());
+    }
+    if let Some(v) = m.get("policy_version") {
+        let v = v.as_str().ok_or_else(|| {
+            Rejection::new(
+                "invalid_type",
+                "context.missive.policy_version",
+                "policy_version must be a string",
+            )
+        })?;
+        p.policy_version = Some(v.to_owned());
     }
     Ok(p)
 }

@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::consent::{ConsentChange, Purpose, PurposeConsent, REFUSALS_MAX, Refusal};
 use crate::{Event, EventKind, IdentityKey, IdentityKind, MessageId, Money, ProfileId};
 
 /// The event whose properties feed the order aggregates (Segment's e-commerce spec).
@@ -267,6 +268,8 @@ pub struct Touched {
     pub events_applied: u32,
     /// Segment membership or timers changed.
     pub segments: bool,
+    pub consent: bool,
+    pub refusals: bool,
 }
 
 impl Touched {
@@ -283,6 +286,8 @@ impl Touched {
         }
         self.events_applied += other.events_applied;
         self.segments |= other.segments;
+        self.consent |= other.consent;
+        self.refusals |= other.refusals;
     }
 
     pub fn is_empty(&self) -> bool {
@@ -294,6 +299,8 @@ impl Touched {
             && self.merged_from.is_empty()
             && self.merged_into.is_none()
             && !self.segments
+            && !self.consent
+            && !self.refusals
     }
 }
 
@@ -320,6 +327,10 @@ pub struct ProfileDiff {
     pub events_applied: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub segments: Option<Membership>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consent: Option<BTreeMap<Purpose, PurposeConsent>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refusals: Option<Vec<Refusal>>,
 }
 
 /// One person, as missive knows them.
@@ -356,6 +367,12 @@ pub struct Profile {
     /// segments as `scores.NAME` and `model.cluster`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub scores: BTreeMap<String, Value>,
+    /// Consent per purpose with its evidence (see [`crate::consent`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub consent: BTreeMap<Purpose, PurposeConsent>,
+    /// Traits and consent refused (third-party data without consent), newest last.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refusals: Vec<Refusal>,
     /// Most recent events, newest last. Not stored with the profile: it is rebuilt from the
     /// event log on load, which already holds it.
     #[serde(skip)]
@@ -379,6 +396,8 @@ impl Profile {
             segments: Membership::default(),
             window_events: Vec::new(),
             scores: BTreeMap::new(),
+            consent: BTreeMap::new(),
+            refusals: Vec::new(),
             history: VecDeque::new(),
         }
     }
@@ -394,7 +413,17 @@ impl Profile {
         for key in e.identity_keys() {
             self.add_identity(&key, touched);
         }
+        if let Some(c) = e.traits.get("consent") {
+            self.apply_consent(c, e, touched);
+        }
         for (name, value) in &e.traits {
+            if name == "consent" {
+                continue;
+            }
+            if e.provenance.party == TraitParty::Third && !self.consents(Purpose::ThirdPartyEnrichment) {
+                self.refuse(name, e, "no third_party_enrichment consent", touched);
+                continue;
+            }
             self.set_trait(name, value, e, touched);
         }
 
@@ -419,6 +448,68 @@ impl Profile {
         touched.events_applied += 1;
 
         self.push_history(HistoryEntry::of(e), history_len);
+    }
+
+    /// Whether the person has granted `purpose` (and not withdrawn it since).
+    pub fn consents(&self, purpose: Purpose) -> bool {
+        self.consent.get(&purpose).is_some_and(|c| c.current.granted)
+    }
+
+    fn apply_consent(&mut self, v: &Value, e: &Event, touched: &mut Touched) {
+        // Validation refused malformed consent at ingest; anything else here is ignored.
+        let Ok(changes) = crate::consent::parse_consent_object(v) else {
+            return;
+        };
+        if e.provenance.party == TraitParty::Third {
+            self.refuse("consent", e, "consent cannot come from a third party", touched);
+            return;
+        }
+        let context = e.body.get("context");
+        let text = |k: &str| {
+            context
+                .and_then(|c| c.get(k))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        for (purpose, granted) in changes {
+            let change = ConsentChange {
+                granted,
+                at: e.timestamp,
+                source: e.provenance.source.clone(),
+                policy_version: e.provenance.policy_version.clone(),
+                ip: text("ip"),
+                user_agent: text("userAgent"),
+                message_id: e.message_id.clone(),
+            };
+            match self.consent.get_mut(&purpose) {
+                Some(c) => c.record(change),
+                None => {
+                    self.consent.insert(
+                        purpose,
+                        PurposeConsent {
+                            current: change,
+                            history: Vec::new(),
+                        },
+                    );
+                }
+            }
+        }
+        touched.consent = true;
+    }
+
+    fn refuse(&mut self, name: &str, e: &Event, reason: &str, touched: &mut Touched) {
+        self.refusals.push(Refusal {
+            name: name.to_owned(),
+            source: e.provenance.source.clone(),
+            at: e.timestamp,
+            reason: reason.to_owned(),
+            message_id: e.message_id.clone(),
+        });
+        if self.refusals.len() > REFUSALS_MAX {
+            let excess = self.refusals.len() - REFUSALS_MAX;
+            self.refusals.drain(..excess);
+        }
+        touched.refusals = true;
     }
 
     fn set_trait(&mut self, name: &str, value: &Value, e: &Event, touched: &mut Touched) {
@@ -501,6 +592,26 @@ impl Profile {
                 .sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.message_id.cmp(&b.message_id)));
             self.window_events.dedup_by(|a, b| a.message_id == b.message_id);
         }
+        for (purpose, theirs) in &other.consent {
+            match self.consent.get_mut(purpose) {
+                Some(mine) => {
+                    for c in theirs.history.iter().chain([&theirs.current]) {
+                        mine.record(c.clone());
+                    }
+                }
+                None => {
+                    self.consent.insert(*purpose, theirs.clone());
+                }
+            }
+            touched.consent = true;
+        }
+        if !other.refusals.is_empty() {
+            self.refusals.extend(other.refusals.iter().cloned());
+            self.refusals.sort_by_key(|r| r.at);
+            let excess = self.refusals.len().saturating_sub(REFUSALS_MAX);
+            self.refusals.drain(..excess);
+            touched.refusals = true;
+        }
         self.created_at = self.created_at.min(other.created_at);
         touched.merged_from.push(other.id.clone());
     }
@@ -526,6 +637,8 @@ impl Profile {
             merged_into: touched.merged_into.clone(),
             events_applied: touched.events_applied,
             segments: touched.segments.then(|| self.segments.clone()),
+            consent: touched.consent.then(|| self.consent.clone()),
+            refusals: touched.refusals.then(|| self.refusals.clone()),
         }
     }
 
@@ -554,6 +667,12 @@ impl Profile {
         }
         if let Some(m) = &d.segments {
             self.segments = m.clone();
+        }
+        if let Some(c) = &d.consent {
+            self.consent = c.clone();
+        }
+        if let Some(r) = &d.refusals {
+            self.refusals = r.clone();
         }
         self.version = version;
         self.updated_at = at;
@@ -695,6 +814,70 @@ mod tests {
     }
 
     #[test]
+    fn consent_is_kept_per_purpose_with_its_evidence_and_history() {
+        let mut p = Profile::new(ProfileId::generate(), t("2026-03-01T00:00:00Z"));
+        let mut touched = Touched::default();
+        p.apply_event(
+            &ev(json!({"type": "identify", "userId": "u", "messageId": "m1",
+                "timestamp": "2026-03-01T10:00:00Z",
+                "traits": {"consent": {"email_marketing": true, "personalization": true}},
+                "context": {"ip": "203.0.113.9", "userAgent": "Firefox/140",
+                            "missive": {"source": "signup-form", "policy_version": "2026-01"}}})),
+            5,
+            &mut touched,
+        );
+        p.apply_event(
+            &ev(json!({"type": "identify", "userId": "u", "messageId": "m2",
+                "timestamp": "2026-03-01T11:00:00Z", "traits": {"consent": {"email_marketing": false}}})),
+            5,
+            &mut touched,
+        );
+        assert!(touched.consent);
+        assert!(!p.traits.contains_key("consent"), "consent is not a trait");
+        assert!(!p.consents(Purpose::EmailMarketing));
+        assert!(p.consents(Purpose::Personalization));
+        assert!(!p.consents(Purpose::Profiling));
+        let m = &p.consent[&Purpose::EmailMarketing];
+        assert_eq!(m.current.message_id.as_str(), "m2");
+        let first = &m.history[0];
+        assert!(first.granted);
+        assert_eq!(first.source, "signup-form");
+        assert_eq!(first.policy_version.as_deref(), Some("2026-01"));
+        assert_eq!(first.ip.as_deref(), Some("203.0.113.9"));
+        assert_eq!(first.user_agent.as_deref(), Some("Firefox/140"));
+        assert_eq!(first.at, t("2026-03-01T10:00:00Z"));
+    }
+
+    #[test]
+    fn third_party_traits_need_enrichment_consent_and_third_parties_cannot_give_consent() {
+        let mut p = Profile::new(ProfileId::generate(), t("2026-03-01T00:00:00Z"));
+        let broker = |traits: Value| {
+            ev(json!({"type": "identify", "userId": "u", "traits": traits,
+                      "context": {"missive": {"source": "acme-broker", "party": "third"}}}))
+        };
+        let mut touched = Touched::default();
+        p.apply_event(&broker(json!({"income": 50000})), 5, &mut touched);
+        assert!(!p.traits.contains_key("income"));
+        assert_eq!(p.refusals[0].name, "income");
+        assert_eq!(p.refusals[0].reason, "no third_party_enrichment consent");
+        p.apply_event(
+            &broker(json!({"consent": {"third_party_enrichment": true}})),
+            5,
+            &mut touched,
+        );
+        assert!(!p.consents(Purpose::ThirdPartyEnrichment));
+        assert_eq!(p.refusals[1].name, "consent");
+
+        let grant = json!({"type": "identify", "userId": "u",
+                           "traits": {"consent": {"third_party_enrichment": true}}});
+        p.apply_event(&ev(grant), 5, &mut touched);
+        p.apply_event(&broker(json!({"income": 50000})), 5, &mut touched);
+        assert_eq!(p.traits["income"].value, json!(50000));
+        assert_eq!(p.traits["income"].party, TraitParty::Third);
+        assert_eq!(p.traits["income"].source, "acme-broker");
+    }
+
+    #[test]
     fn replaying_diffs_over_a_snapshot_rebuilds_the_profile() {
         let start = t("2026-03-01T00:00:00Z");
         let mut live = Profile::new(ProfileId::generate(), start);
@@ -704,6 +887,9 @@ mod tests {
             json!({"type": "identify", "userId": "u", "traits": {"email": "a@b.co", "plan": "pro"}}),
             json!({"type": "track", "userId": "u", "event": "Order Completed", "properties": {"total": 12}}),
             json!({"type": "identify", "userId": "u", "traits": {"plan": "team"}, "timestamp": "2026-03-01T12:00:01Z"}),
+            json!({"type": "identify", "userId": "u", "traits": {"consent": {"profiling": true}}}),
+            json!({"type": "identify", "userId": "u", "traits": {"income": 9},
+                   "context": {"missive": {"source": "broker", "party": "third"}}}),
         ]
         .into_iter()
         .enumerate()

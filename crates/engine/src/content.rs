@@ -16,7 +16,7 @@ use missive_content::data::{EventData, MessageContext, build_data};
 use missive_content::lint::{LintIssue, check_rendered};
 use missive_content::recs::{Catalog, Popularity, Product, RecommendationRequest};
 use missive_content::template::{CompiledTemplate, RenderOptions, RenderedEmail, TemplateSource};
-use missive_core::Profile;
+use missive_core::{Profile, Purpose};
 use missive_liquid::{Limits, Object, Value};
 use missive_segment::{Facts, Segment};
 use missive_store::{DocumentKind, DocumentRecord, Store, StoreError};
@@ -474,10 +474,12 @@ impl ContentService {
         now: DateTime<Utc>,
     ) -> Result<Selection, ContentServiceError> {
         let set = self.blocks().await?;
+        // Without personalization consent only blocks for everyone are chosen.
+        let personalized = profile.consents(Purpose::Personalization);
         // Expression targets are evaluated up front (they may read stored events); the
         // choice itself is then a pure function.
         let mut matched_expressions: BTreeSet<String> = BTreeSet::new();
-        for (name, segment) in &set.expressions {
+        for (name, segment) in set.expressions.iter().filter(|_| personalized) {
             let events = window_events(&*self.store, profile, segment, now).await?;
             let facts = Facts::new(profile, &events, &profile.segments.segments, &profile.scores);
             if segment.evaluate(&facts, now).member {
@@ -499,6 +501,7 @@ impl ContentService {
             data,
             |target| match target {
                 BlockTarget::Everyone => true,
+                _ if !personalized => false,
                 BlockTarget::Segment(s) => profile.segments.segments.contains(s),
                 BlockTarget::Expression(e) => expression_of
                     .get(e.as_str())
@@ -692,15 +695,20 @@ impl ContentService {
             .map(|(id, _)| id)
             .collect();
         let limit = self.config.recommendations;
-        let for_you = catalog.recommend(
-            &popularity,
-            &RecommendationRequest {
-                seeds: &seeds,
-                exclude: &owned,
-                limit,
-            },
-        );
+        let personalized = profile.consents(Purpose::Personalization);
         let best_sellers = catalog.best_sellers(&popularity, &BTreeSet::new(), limit);
+        let for_you = if personalized {
+            catalog.recommend(
+                &popularity,
+                &RecommendationRequest {
+                    seeds: &seeds,
+                    exclude: &owned,
+                    limit,
+                },
+            )
+        } else {
+            best_sellers.clone()
+        };
         let links = links(&self.config.public_url, profile, message_id);
         let ctx = MessageContext {
             event: event.map(|e| EventData {
@@ -714,6 +722,7 @@ impl ContentService {
             unsubscribe_url: &links.0,
             preferences_url: &links.1,
             message_id,
+            personalized,
         };
         Ok(build_data(profile, &ctx, now))
     }

@@ -1,11 +1,11 @@
 //! The send-time policy: one function that decides, at the moment of sending, whether a
-//! message goes now, later or not at all. The privacy issue completes its consent part.
+//! message goes now, later or not at all.
 //!
 //! In order:
 //! 1. a profile without an e-mail address is skipped;
 //! 2. the suppression list (hard bounces, complaints, manual) always wins, for every class;
-//! 3. marketing needs consent: the `consent.email_marketing` trait true (or `email_opt_in`
-//!    true); an unsubscribe sets it to false;
+//! 3. marketing needs `email_marketing` consent (see [`missive_core::consent`]); an
+//!    unsubscribe withdraws it;
 //! 4. marketing respects a frequency cap: at most N sent per rolling window, across all
 //!    journeys and broadcasts;
 //! 5. marketing is not sent in the recipient's quiet hours: it is deferred to their end.
@@ -66,15 +66,10 @@ pub fn address_hash(key: &[u8], address: &str) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
-/// Whether the profile consents to marketing e-mail.
+/// Whether the profile consents to marketing e-mail: the latest `email_marketing` change
+/// granted it (an unsubscribe withdraws it).
 pub fn has_marketing_consent(p: &Profile) -> bool {
-    let consent = p
-        .traits
-        .get("consent")
-        .and_then(|t| t.value.get("email_marketing"))
-        .and_then(|v| v.as_bool());
-    let opt_in = p.traits.get("email_opt_in").and_then(|t| t.value.as_bool());
-    consent.or(opt_in).unwrap_or(false)
+    p.consents(missive_core::Purpose::EmailMarketing)
 }
 
 /// Decides, at `now`, what happens to a message of `class` for `profile`.

@@ -33,6 +33,10 @@ pub struct ProfileOut {
     as_of: Option<DateTime<Utc>>,
     identities: IdentitiesOut,
     traits: BTreeMap<String, TraitOut>,
+    /// Per purpose: granted or not, with the evidence of each change.
+    consent: BTreeMap<&'static str, ConsentOut>,
+    /// Third-party traits (and consent) refused, with the reason.
+    refusals: Vec<missive_core::Refusal>,
     aggregates: AggregatesOut,
     history: Vec<HistoryOut>,
     merges: Vec<MergeOut>,
@@ -43,6 +47,35 @@ struct IdentitiesOut {
     user_ids: Vec<String>,
     anonymous_ids: Vec<String>,
     emails: Vec<String>,
+}
+
+#[derive(Serialize)]
+pub struct ConsentOut {
+    granted: bool,
+    channel: &'static str,
+    /// What the purpose means, in plain words.
+    meaning: &'static str,
+    current: missive_core::ConsentChange,
+    history: Vec<missive_core::ConsentChange>,
+}
+
+/// Every purpose, granted or not (never asked counts as not granted).
+pub fn consent_out(p: &Profile) -> BTreeMap<&'static str, ConsentOut> {
+    p.consent
+        .iter()
+        .map(|(purpose, c)| {
+            (
+                purpose.as_str(),
+                ConsentOut {
+                    granted: c.current.granted,
+                    channel: purpose.channel(),
+                    meaning: purpose.plain_words(),
+                    current: c.current.clone(),
+                    history: c.history.clone(),
+                },
+            )
+        })
+        .collect()
 }
 
 #[derive(Serialize)]
@@ -168,6 +201,8 @@ fn profile_out(
             .iter()
             .map(|(k, t)| (k.clone(), TraitOut::from(t)))
             .collect(),
+        consent: consent_out(p),
+        refusals: p.refusals.clone(),
         aggregates: AggregatesOut {
             first_seen: p.first_seen,
             last_seen: p.last_seen,

@@ -162,7 +162,7 @@ pub async fn unsubscribe(State(state): State<AppState>, Path(token): Path<String
         "type": "identify",
         "traits": {"consent": {"email_marketing": false}},
         "messageId": format!("unsubscribe-consent-{}", unsub.message_id),
-        "context": {"library": {"name": "missive-unsubscribe"}},
+        "context": {"library": {"name": "missive-unsubscribe"}, "missive": {"source": "unsubscribe-link"}},
     });
     identify_as(&p, &mut identify);
     match validate_message(identify, None, None, now) {

@@ -118,6 +118,7 @@ pub fn render_cart_email(p: &Profile, with_recommendations: bool) -> RenderedEma
         experiment: None,
         unsubscribe_url: "https://mail.northwind.example/unsubscribe?t=abc",
         preferences_url: "https://mail.northwind.example/preferences?t=abc",
+        personalized: true,
         message_id: "msg_1",
     };
     let data: Object = build_data(p, &ctx, now());

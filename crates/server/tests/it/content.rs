@@ -146,7 +146,8 @@ async fn preview_renders_a_saved_template_for_a_real_profile() {
 
     app.post(
         "/v1/identify",
-        json!({"userId": "ada", "traits": {"first_name": "Ada", "tier": "gold", "email": "ada@example.com"}}),
+        json!({"userId": "ada", "traits": {"first_name": "Ada", "tier": "gold", "email": "ada@example.com",
+                                            "consent": {"personalization": true}}}),
     )
     .await;
     // Three orders make Ada loyal; two of them sell sku-003, making it the top jacket.
@@ -182,6 +183,26 @@ async fn preview_renders_a_saved_template_for_a_real_profile() {
     );
     let text = p["email"]["text"].as_str().unwrap();
     assert!(text.contains("Ada, your VIP free shipping is waiting"), "{text}");
+
+    // Withdrawing personalization consent falls back to the blocks for everyone.
+    app.post(
+        "/v1/identify",
+        json!({"userId": "ada", "traits": {"consent": {"personalization": false}}}),
+    )
+    .await;
+    let (_, generic) = app
+        .admin(
+            Method::POST,
+            "/v1/templates/cart/preview",
+            Some(json!({"profile": "ada"})),
+        )
+        .await;
+    assert_eq!(
+        generic["email"]["blocks"],
+        json!({"hero": "hero-generic", "offer": "offer-default"})
+    );
+    let generic_text = generic["email"]["text"].as_str().unwrap();
+    assert!(!generic_text.contains("3 orders"), "{generic_text}");
     assert!(text.contains("Thank you for your 3 orders"), "{text}");
     assert!(
         text.contains("Summit Jacket 1") && text.contains("$247.00"),

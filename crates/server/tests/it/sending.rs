@@ -266,10 +266,10 @@ async fn one_click_unsubscribe_withdraws_marketing_consent() {
         .unwrap();
     assert_eq!(res.status().as_u16(), 200);
     app.sync().await;
-    assert_eq!(
-        app.profile("c0").await["traits"]["consent"]["value"]["email_marketing"],
-        false
-    );
+    let consent = &app.profile("c0").await["consent"]["email_marketing"];
+    assert_eq!(consent["granted"], false);
+    assert_eq!(consent["current"]["source"], "unsubscribe-link");
+    assert_eq!(consent["history"][0]["granted"], true);
 
     app.admin(
         Method::POST,
