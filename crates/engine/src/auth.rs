@@ -1,14 +1,27 @@
-//! Workspace bootstrap and API keys: the first start mints a write key and an admin key;
-//! only their SHA-256 hashes are stored.
+//! Workspace bootstrap and API keys.
+//!
+//! A key reads `PREFIX` + the key id's 32 hex digits + `_` + 40 random characters
+//! (`mk_0193…_Xy…`): the prefix says the role, the id finds the stored record, and only an
+//! argon2id hash of the whole key is stored. A key is shown once, when it is created. Keys
+//! minted before argon2 (`wk_` + 32 characters, stored as SHA-256) still work until revoked.
+//!
+//! Checking an argon2 hash costs tens of milliseconds on purpose, so a verified key is kept
+//! in memory for [`CACHE_TTL`]; revoking through this process forgets it at once, and another
+//! process notices within the TTL.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use missive_core::{ApiKeyId, WorkspaceId};
 use missive_store::{ApiKeyRecord, Role, Store, StoreError, Workspace};
-use rand::Rng;
 use sha2::{Digest, Sha256};
+
+/// How long a verified key is trusted without asking the store again.
+pub const CACHE_TTL: Duration = Duration::from_secs(30);
+/// Verified keys remembered at most (a bound, not a tuning knob).
+const CACHE_MAX: usize = 10_000;
 
 /// A secret key. Its `Debug` form never shows the secret.
 #[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -16,15 +29,6 @@ use sha2::{Digest, Sha256};
 pub struct Secret(String);
 
 impl Secret {
-    fn generate(prefix: &str) -> Self {
-        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-        let mut rng = rand::rng();
-        let body: String = (0..32)
-            .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
-            .collect();
-        Self(format!("{prefix}{body}"))
-    }
-
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -40,8 +44,17 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// SHA-256 hex of a secret: how keys minted before argon2 are stored.
 pub fn hash_secret(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot hash the key: {0}")]
+    Hashing(String),
 }
 
 /// The keys minted at first start, to be shown to the operator once.
@@ -51,8 +64,61 @@ pub struct InitialKeys {
     pub admin_key: Secret,
 }
 
+/// Who is calling, once authenticated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub key_id: ApiKeyId,
+    pub role: Role,
+}
+
+impl Caller {
+    /// How the audit log names the caller.
+    pub fn actor(&self) -> String {
+        format!("key:{}", self.key_id)
+    }
+}
+
+/// Mints a key for `role`: the record to store (argon2id hash) and the secret to show once.
+pub async fn mint_key(
+    role: Role,
+    label: &str,
+    now: DateTime<Utc>,
+) -> Result<(ApiKeyRecord, Secret), AuthError> {
+    let id = ApiKeyId::generate();
+    let hex = id.as_str().trim_start_matches(ApiKeyId::PREFIX);
+    let secret = Secret(format!(
+        "{}{hex}_{}",
+        role.key_prefix(),
+        missive_privacy::generate_api_secret("")
+    ));
+    let to_hash = secret.clone();
+    let secret_hash = tokio::task::spawn_blocking(move || missive_privacy::hash_api_secret(to_hash.expose()))
+        .await
+        .map_err(|e| AuthError::Hashing(e.to_string()))?
+        .map_err(|e| AuthError::Hashing(e.to_string()))?;
+    let record = ApiKeyRecord {
+        id,
+        role,
+        secret_hash,
+        label: label.to_owned(),
+        created_at: now,
+        revoked_at: None,
+    };
+    Ok((record, secret))
+}
+
+/// The key id a presented key names, when it has the current form.
+fn key_id_of(presented: &str) -> Option<ApiKeyId> {
+    let rest = presented.get(3..)?;
+    let (hex, secret) = rest.split_once('_')?;
+    if hex.len() != 32 || secret.is_empty() {
+        return None;
+    }
+    ApiKeyId::parse(&format!("{}{hex}", ApiKeyId::PREFIX)).ok()
+}
+
 /// Returns the workspace, creating it with a fresh write key and admin key on first start.
-pub async fn ensure_workspace(store: &dyn Store) -> Result<(Workspace, Option<InitialKeys>), StoreError> {
+pub async fn ensure_workspace(store: &dyn Store) -> Result<(Workspace, Option<InitialKeys>), AuthError> {
     if let Some(ws) = store.workspace().await? {
         return Ok((ws, None));
     }
@@ -62,28 +128,10 @@ pub async fn ensure_workspace(store: &dyn Store) -> Result<(Workspace, Option<In
         name: "default".into(),
         created_at: now,
     };
-    let keys = InitialKeys {
-        write_key: Secret::generate("wk_"),
-        admin_key: Secret::generate("ak_"),
-    };
-    let records = vec![
-        ApiKeyRecord {
-            id: ApiKeyId::generate(),
-            role: Role::Write,
-            secret_hash: hash_secret(keys.write_key.expose()),
-            label: "initial write key".into(),
-            created_at: now,
-        },
-        ApiKeyRecord {
-            id: ApiKeyId::generate(),
-            role: Role::Admin,
-            secret_hash: hash_secret(keys.admin_key.expose()),
-            label: "initial admin key".into(),
-            created_at: now,
-        },
-    ];
-    match store.bootstrap_workspace(ws.clone(), records).await {
-        Ok(()) => Ok((ws, Some(keys))),
+    let (write, write_key) = mint_key(Role::Write, "initial write key", now).await?;
+    let (admin, admin_key) = mint_key(Role::Admin, "initial admin key", now).await?;
+    match store.bootstrap_workspace(ws.clone(), vec![write, admin]).await {
+        Ok(()) => Ok((ws, Some(InitialKeys { write_key, admin_key }))),
         // Another process bootstrapped between our read and our write: use theirs.
         Err(StoreError::Conflict(_)) => {
             let ws = store
@@ -92,16 +140,20 @@ pub async fn ensure_workspace(store: &dyn Store) -> Result<(Workspace, Option<In
                 .ok_or_else(|| StoreError::Corrupt("workspace vanished".into()))?;
             Ok((ws, None))
         }
-        Err(e) => Err(e),
+        Err(e) => Err(e.into()),
     }
 }
 
-/// Checks API keys, caching what the store said.
+/// Checks, creates and revokes API keys.
 #[derive(Clone)]
 pub struct Authenticator {
     store: Arc<dyn Store>,
-    cache: Arc<RwLock<HashMap<String, Option<Role>>>>,
+    /// SHA-256 of a verified key → who it is, and since when it is trusted.
+    cache: Arc<RwLock<VerifiedKeys>>,
 }
+
+/// SHA-256 of a presented key → the caller and when the key was verified.
+type VerifiedKeys = HashMap<[u8; 32], (Caller, Instant)>;
 
 impl Authenticator {
     pub fn new(store: Arc<dyn Store>) -> Self {
@@ -111,18 +163,85 @@ impl Authenticator {
         }
     }
 
-    /// The role of a presented secret, or `None` when no live key matches.
-    pub async fn role_of(&self, secret: &str) -> Result<Option<Role>, StoreError> {
-        let hash = hash_secret(secret);
-        if let Some(hit) = self.cache.read().ok().and_then(|c| c.get(&hash).copied()) {
-            return Ok(hit);
+    /// Who a presented key belongs to, or `None` when no live key matches.
+    pub async fn authenticate(&self, presented: &str) -> Result<Option<Caller>, StoreError> {
+        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        if let Some((caller, since)) = self.cache.read().ok().and_then(|c| c.get(&digest).cloned())
+            && since.elapsed() < CACHE_TTL
+        {
+            return Ok(Some(caller));
         }
-        let role = self.store.api_key_by_hash(&hash).await?.map(|k| k.role);
-        // Only hits are cached: a key created later must work at once, and a flood of wrong
-        // keys must not grow memory.
-        if let (Some(r), Ok(mut c)) = (role, self.cache.write()) {
-            c.insert(hash, Some(r));
+        let caller = match key_id_of(presented) {
+            Some(id) => match self.store.api_key(&id).await? {
+                Some(record) if record.revoked_at.is_none() => {
+                    let (key, hash) = (presented.to_owned(), record.secret_hash.clone());
+                    let ok =
+                        tokio::task::spawn_blocking(move || missive_privacy::verify_api_secret(&key, &hash))
+                            .await
+                            .unwrap_or(false);
+                    ok.then_some(Caller {
+                        key_id: record.id,
+                        role: record.role,
+                    })
+                }
+                _ => None,
+            },
+            None => self
+                .store
+                .api_key_by_hash(&hash_secret(presented))
+                .await?
+                .map(|k| Caller {
+                    key_id: k.id,
+                    role: k.role,
+                }),
+        };
+        // Only hits are cached: a flood of wrong keys must not grow memory.
+        if let (Some(c), Ok(mut cache)) = (&caller, self.cache.write()) {
+            if cache.len() >= CACHE_MAX {
+                cache.clear();
+            }
+            cache.insert(digest, (c.clone(), Instant::now()));
         }
-        Ok(role)
+        Ok(caller)
+    }
+
+    /// Creates a key; the secret is in the answer and nowhere else.
+    pub async fn create_key(
+        &self,
+        role: Role,
+        label: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(ApiKeyRecord, Secret), AuthError> {
+        let (record, secret) = mint_key(role, label, now).await?;
+        self.store.create_api_key(record.clone()).await?;
+        Ok((record, secret))
+    }
+
+    /// Revokes a key; false when there is no such live key.
+    pub async fn revoke_key(&self, id: &ApiKeyId, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let revoked = self.store.revoke_api_key(id, now).await?;
+        if let Ok(mut cache) = self.cache.write() {
+            cache.retain(|_, (c, _)| &c.key_id != id);
+        }
+        Ok(revoked)
+    }
+
+    pub async fn list_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        self.store.list_api_keys().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_id_is_read_from_a_current_key_and_not_from_a_legacy_one() {
+        let id = ApiKeyId::generate();
+        let hex = id.as_str().trim_start_matches(ApiKeyId::PREFIX);
+        assert_eq!(key_id_of(&format!("mk_{hex}_abcdef")), Some(id.clone()));
+        assert_eq!(key_id_of("wk_ABCDEFGHIJKLMNOPQRSTUVWXYZabcdef"), None);
+        assert_eq!(key_id_of(&format!("mk_{hex}_")), None);
+        assert_eq!(key_id_of("mk_"), None);
     }
 }

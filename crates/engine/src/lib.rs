@@ -15,6 +15,7 @@ pub mod import;
 pub mod journeys;
 mod pipeline;
 pub mod policy;
+pub mod privacy;
 pub mod profiles;
 pub mod segments;
 pub mod sender;

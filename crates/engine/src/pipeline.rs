@@ -26,7 +26,8 @@ use chrono::{DateTime, Utc};
 use missive_core::message::validate_message;
 use missive_core::{Clock, Event, EventKind, IdentityKey, MessageId, Profile, ProfileId, Touched};
 use missive_store::{
-    Checkpoint, EventBatch, EventQuery, MergeRecord, ProfileVersion, Store, StoreError, StoredEvent,
+    Checkpoint, ErasureCounts, EventBatch, EventQuery, MergeRecord, ProfileVersion, Store, StoreError,
+    StoredEvent,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -79,6 +80,8 @@ pub enum EngineError {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct IngestOutcome {
     pub stored: usize,
+    /// Naming an erased person: acknowledged and dropped.
+    pub erased: usize,
     /// Already stored under the same message id: acknowledged, not applied again.
     pub duplicates: usize,
 }
@@ -99,6 +102,13 @@ enum Request {
     },
     /// Look at due segment timers (the ticker's).
     Tick,
+    /// Erase profiles: from now on, events naming one of `identity_hashes` are dropped; once
+    /// everything before is durable, the profiles are deleted from memory and from the store.
+    Erase {
+        profiles: Vec<ProfileId>,
+        identity_hashes: Vec<String>,
+        ack: oneshot::Sender<Result<ErasureCounts, Arc<EngineError>>>,
+    },
     /// Use a new set of saved segments; evaluate `backfill` on every profile.
     Segments {
         set: Arc<SegmentSet>,
@@ -203,6 +213,8 @@ impl Engine {
             segments: Arc::new(load_segments(&*store).await?),
             timers: BinaryHeap::new(),
             eval_now: DateTime::<Utc>::MIN_UTC,
+            erased: store.erased_identities().await?,
+            erasure_key: erasure_key(&*store).await?,
         };
         applier.load_filters().await?;
         let replayed = applier.recover().await?;
@@ -243,6 +255,31 @@ impl Engine {
             .await
             .map_err(|_| Arc::new(EngineError::ShuttingDown))?;
         rx.await.map_err(|_| Arc::new(EngineError::ShuttingDown))?
+    }
+
+    /// Erases profiles: every event naming one of `identity_hashes` ([`identity_hash`]) is
+    /// dropped from now on, and the profiles, with everything stored about them, are deleted
+    /// once what was accepted before is durable.
+    pub async fn erase(
+        &self,
+        profiles: Vec<ProfileId>,
+        identity_hashes: Vec<String>,
+    ) -> Result<ErasureCounts, Arc<EngineError>> {
+        let (ack, rx) = oneshot::channel();
+        self.tx
+            .send(Request::Erase {
+                profiles,
+                identity_hashes,
+                ack,
+            })
+            .await
+            .map_err(|_| Arc::new(EngineError::ShuttingDown))?;
+        rx.await.map_err(|_| Arc::new(EngineError::ShuttingDown))?
+    }
+
+    /// The key of [`identity_hash`] for this workspace.
+    pub async fn erasure_key(&self) -> Result<Vec<u8>, StoreError> {
+        erasure_key(&**self.store()).await
     }
 
     /// Brings the stored profiles, versions, identities and merges up to date with every event
@@ -409,6 +446,9 @@ struct Applier {
     timers: BinaryHeap<Reverse<(DateTime<Utc>, ProfileId)>>,
     /// The latest instant segments were evaluated at.
     eval_now: DateTime<Utc>,
+    /// Keyed hashes of erased identities ([`identity_hash`]), and the key.
+    erased: HashSet<String>,
+    erasure_key: Vec<u8>,
 }
 
 impl Applier {
@@ -478,6 +518,7 @@ impl Applier {
         let started = Instant::now();
         let mut lists = Vec::new();
         let mut acks = Vec::new();
+        let mut erasures = Vec::new();
         let mut sync_acks = Vec::new();
         let mut sync_requested = force_checkpoint;
         let mut segment_requests = Vec::new();
@@ -492,6 +533,16 @@ impl Applier {
                     sync_acks.extend(ack);
                 }
                 Request::Tick => {}
+                Request::Erase {
+                    profiles,
+                    identity_hashes,
+                    ack,
+                } => {
+                    // Events in this very batch naming the person are dropped too.
+                    self.erased.extend(identity_hashes.iter().cloned());
+                    sync_requested = true;
+                    erasures.push((profiles, identity_hashes, ack));
+                }
                 Request::Segments {
                     set,
                     backfill,
@@ -575,7 +626,26 @@ impl Applier {
             }
             self.sent_checkpoint = self.batch_seq;
         }
+        for (profiles, hashes, ack) in erasures {
+            let _ = ack.send(self.erase(profiles, hashes).await.map_err(Arc::new));
+        }
         true
+    }
+
+    /// Deletes profiles once everything sent to the writers is durable (their last events
+    /// and checkpoint included), then forgets them.
+    async fn erase(
+        &mut self,
+        profiles: Vec<ProfileId>,
+        hashes: Vec<String>,
+    ) -> Result<ErasureCounts, EngineError> {
+        self.wait_for_writers().await;
+        self.store.add_erased_identities(hashes, self.clock.now()).await?;
+        let gone: HashSet<&ProfileId> = profiles.iter().collect();
+        self.profiles.retain(|id, _| !gone.contains(id));
+        self.identities.retain(|_, (p, _)| !gone.contains(p));
+        self.timers.retain(|Reverse((_, p))| !gone.contains(p));
+        Ok(self.store.erase_profiles(profiles).await?)
     }
 
     async fn prepare(
@@ -647,6 +717,14 @@ impl Applier {
             for e in list {
                 if stored.contains(&e.message_id) || self.recent_ids.contains(&e.message_id) {
                     outcome.duplicates += 1;
+                    continue;
+                }
+                if !self.erased.is_empty()
+                    && e.identity_keys()
+                        .iter()
+                        .any(|k| self.erased.contains(&identity_hash(&self.erasure_key, k)))
+                {
+                    outcome.erased += 1;
                     continue;
                 }
                 self.recent_ids.insert(e.message_id.clone());
@@ -1382,10 +1460,31 @@ fn identity_bytes(k: &IdentityKey) -> Vec<u8> {
     b
 }
 
+/// The keyed hash an erased identity is remembered by: the identity itself is not kept.
+pub fn identity_hash(key: &[u8], k: &IdentityKey) -> String {
+    use hmac::Mac;
+    let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(key) else {
+        return String::new();
+    };
+    mac.update(k.kind.as_str().as_bytes());
+    mac.update(b"\0");
+    match k.kind {
+        missive_core::IdentityKind::Email => mac.update(k.value.trim().to_ascii_lowercase().as_bytes()),
+        _ => mac.update(k.value.as_bytes()),
+    }
+    hex::encode(mac.finalize().into_bytes())
+}
+
+async fn erasure_key(store: &dyn Store) -> Result<Vec<u8>, StoreError> {
+    let fresh = hex::encode(rand::random::<[u8; 32]>());
+    let key = store.meta_get_or_init("secret.erasure_hash", fresh).await?;
+    Ok(key.into_bytes())
+}
+
 fn request_events(r: &Request) -> usize {
     match r {
         Request::Ingest { events, .. } => events.len(),
-        Request::Sync { .. } | Request::Tick | Request::Segments { .. } => 0,
+        Request::Sync { .. } | Request::Tick | Request::Segments { .. } | Request::Erase { .. } => 0,
     }
 }
 

@@ -6,7 +6,7 @@ use axum::extract::{Path, State};
 use missive_engine::bounces::{BounceError, ReportOutcome, apply_report};
 use missive_engine::broadcasts::{Broadcast, BroadcastError, BroadcastIn, Progress};
 
-use crate::auth::RequireAdmin;
+use crate::auth::{Administer, Marketing, Reports, RequireRole};
 use crate::error::JsonBody;
 use crate::{ApiError, AppState};
 
@@ -25,7 +25,7 @@ impl From<BroadcastError> for ApiError {
 }
 
 pub async fn create(
-    _: RequireAdmin,
+    _: RequireRole<Marketing>,
     State(state): State<AppState>,
     JsonBody(body): JsonBody<BroadcastIn>,
 ) -> Result<(axum::http::StatusCode, Json<Progress>), ApiError> {
@@ -34,7 +34,7 @@ pub async fn create(
 }
 
 pub async fn list(
-    _: RequireAdmin,
+    _: RequireRole<Reports>,
     State(state): State<AppState>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let all: Vec<Broadcast> = state.broadcasts.list().await?;
@@ -42,7 +42,7 @@ pub async fn list(
 }
 
 pub async fn get_one(
-    _: RequireAdmin,
+    _: RequireRole<Reports>,
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Progress>, ApiError> {
@@ -50,7 +50,7 @@ pub async fn get_one(
 }
 
 pub async fn pause(
-    _: RequireAdmin,
+    _: RequireRole<Marketing>,
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Progress>, ApiError> {
@@ -58,7 +58,7 @@ pub async fn pause(
 }
 
 pub async fn resume(
-    _: RequireAdmin,
+    _: RequireRole<Marketing>,
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Progress>, ApiError> {
@@ -66,7 +66,7 @@ pub async fn resume(
 }
 
 pub async fn cancel(
-    _: RequireAdmin,
+    _: RequireRole<Marketing>,
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Progress>, ApiError> {
@@ -75,7 +75,7 @@ pub async fn cancel(
 
 /// Queues what is due now (what the background loop does on its own).
 pub async fn run(
-    _: RequireAdmin,
+    _: RequireRole<Marketing>,
     State(state): State<AppState>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let queued = state.broadcasts.run_pending().await?;
@@ -85,7 +85,7 @@ pub async fn run(
 /// A raw bounce (RFC 3464) or complaint (RFC 5965) message, as received by the bounce
 /// mailbox; the mail server's pipe or a forwarder posts it here.
 pub async fn inbound_report(
-    _: RequireAdmin,
+    _: RequireRole<Administer>,
     State(state): State<AppState>,
     body: axum::body::Bytes,
 ) -> Result<Json<ReportOutcome>, ApiError> {

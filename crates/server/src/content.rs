@@ -14,7 +14,7 @@ use missive_engine::content::{
 use missive_store::DocumentRecord;
 use serde::{Deserialize, Serialize};
 
-use crate::auth::RequireAdmin;
+use crate::auth::{AuditSlot, Marketing, ReadPersonal, Reports, RequireRole};
 use crate::error::{At, JsonBody};
 use crate::{ApiError, AppState};
 
@@ -104,7 +104,7 @@ pub struct TemplateSaved {
 }
 
 pub async fn put_template(
-    _: RequireAdmin,
+    _: RequireRole<Marketing>,
     State(state): State<AppState>,
     Path(name): Path<String>,
     JsonBody(body): JsonBody<TemplateIn>,
@@ -144,7 +144,7 @@ pub struct CompiledOut {
 }
 
 pub async fn get_template(
-    _: RequireAdmin,
+    _: RequireRole<Reports>,
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<TemplateOut>, ApiError> {
@@ -165,7 +165,7 @@ pub async fn get_template(
 }
 
 pub async fn list_templates(
-    _: RequireAdmin,
+    _: RequireRole<Reports>,
     State(state): State<AppState>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let docs = state.content.list_templates().await?;
@@ -174,7 +174,7 @@ pub async fn list_templates(
 }
 
 pub async fn delete_template(
-    _: RequireAdmin,
+    _: RequireRole<Marketing>,
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<axum::http::StatusCode, ApiError> {
@@ -192,17 +192,19 @@ pub struct PreviewIn {
 }
 
 pub async fn preview_template(
-    _: RequireAdmin,
+    _: RequireRole<ReadPersonal>,
+    audit: AuditSlot,
     State(state): State<AppState>,
     Path(name): Path<String>,
     JsonBody(body): JsonBody<PreviewIn>,
 ) -> Result<Json<Preview>, ApiError> {
-    Ok(Json(
-        state
-            .content
-            .preview(&state.engine, &name, &body.profile, body.options)
-            .await?,
-    ))
+    let preview = state
+        .content
+        .preview(&state.engine, &name, &body.profile, body.options)
+        .await?;
+    audit.set_target(format!("profile:{}", preview.profile_id));
+    audit.set_detail(format!("template:{name}"));
+    Ok(Json(preview))
 }
 
 #[derive(Debug, Deserialize)]
@@ -224,7 +226,7 @@ pub struct LintOut {
 
 /// Lints a template without saving it.
 pub async fn lint_template(
-    _: RequireAdmin,
+    _: RequireRole<Marketing>,
     State(state): State<AppState>,
     JsonBody(body): JsonBody<LintIn>,
 ) -> Result<Json<LintOut>, ApiError> {
@@ -247,7 +249,7 @@ pub async fn lint_template(
 // --- blocks ---------------------------------------------------------------------------------
 
 pub async fn put_block(
-    _: RequireAdmin,
+    _: RequireRole<Marketing>,
     State(state): State<AppState>,
     Path(name): Path<String>,
     JsonBody(body): JsonBody<BlockSource>,
@@ -281,7 +283,7 @@ fn block_out(d: DocumentRecord) -> Result<BlockOut, ApiError> {
 }
 
 pub async fn list_blocks(
-    _: RequireAdmin,
+    _: RequireRole<Reports>,
     State(state): State<AppState>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let blocks = state
@@ -295,7 +297,7 @@ pub async fn list_blocks(
 }
 
 pub async fn get_block(
-    _: RequireAdmin,
+    _: RequireRole<Reports>,
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<BlockOut>, ApiError> {
@@ -303,7 +305,7 @@ pub async fn get_block(
 }
 
 pub async fn delete_block(
-    _: RequireAdmin,
+    _: RequireRole<Marketing>,
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<axum::http::StatusCode, ApiError> {
@@ -323,7 +325,7 @@ pub struct MatrixOut {
 }
 
 pub async fn block_matrix(
-    _: RequireAdmin,
+    _: RequireRole<Reports>,
     State(state): State<AppState>,
     Query(q): Query<MatrixQuery>,
 ) -> Result<Json<MatrixOut>, ApiError> {
@@ -351,7 +353,7 @@ pub struct ProductsSaved {
 const MAX_PRODUCTS: usize = 10_000;
 
 pub async fn put_products(
-    _: RequireAdmin,
+    _: RequireRole<Marketing>,
     State(state): State<AppState>,
     JsonBody(body): JsonBody<ProductsIn>,
 ) -> Result<Json<ProductsSaved>, ApiError> {
@@ -376,7 +378,7 @@ pub struct ProductsQuery {
 }
 
 pub async fn list_products(
-    _: RequireAdmin,
+    _: RequireRole<Reports>,
     State(state): State<AppState>,
     Query(q): Query<ProductsQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -391,7 +393,7 @@ pub async fn list_products(
 }
 
 pub async fn get_product(
-    _: RequireAdmin,
+    _: RequireRole<Reports>,
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Product>, ApiError> {
@@ -399,7 +401,7 @@ pub async fn get_product(
 }
 
 pub async fn delete_product(
-    _: RequireAdmin,
+    _: RequireRole<Marketing>,
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<axum::http::StatusCode, ApiError> {

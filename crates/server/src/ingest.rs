@@ -17,7 +17,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use crate::auth::{presented_key, role_for};
+use crate::auth::{Ingest, Permission, caller_for, presented_key};
 use crate::{ApiError, AppState};
 
 pub const TRACK: u8 = 0;
@@ -51,11 +51,24 @@ impl FromRequestParts<AppState> for IngestAuth {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         match presented_key(parts)? {
             Some(key) => {
-                role_for(state, &key).await?;
+                ingest_allowed(state, &key).await?;
                 Ok(IngestAuth(Some(key)))
             }
             None => Ok(IngestAuth(None)),
         }
+    }
+}
+
+/// A key may send events when its role has the [`Ingest`] permission.
+async fn ingest_allowed(state: &AppState, key: &str) -> Result<(), ApiError> {
+    let caller = caller_for(state, key).await?;
+    if Ingest::allows(caller.role) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(format!(
+            "a {} key may not send events: use a write key",
+            caller.role.as_str()
+        )))
     }
 }
 
@@ -68,7 +81,7 @@ async fn check_body_key(
         return Ok(());
     }
     match body_key {
-        Some(Value::String(k)) => role_for(state, k).await.map(|_| ()),
+        Some(Value::String(k)) => ingest_allowed(state, k).await,
         Some(_) => {
             Err(ApiError::bad_request("invalid_type", "writeKey must be a string").with_field("writeKey"))
         }

@@ -5,7 +5,7 @@ use axum::extract::{Path, Query, State};
 use missive_engine::journeys::{JourneyDef, JourneyError, RunStats};
 use serde::{Deserialize, Serialize};
 
-use crate::auth::RequireAdmin;
+use crate::auth::{Marketing, ReadPersonal, Reports, RequireRole};
 use crate::error::JsonBody;
 use crate::{ApiError, AppState};
 
@@ -31,7 +31,7 @@ pub struct JourneySaved {
 }
 
 pub async fn put_journey(
-    _: RequireAdmin,
+    _: RequireRole<Marketing>,
     State(state): State<AppState>,
     Path(name): Path<String>,
     JsonBody(def): JsonBody<JourneyDef>,
@@ -53,7 +53,7 @@ pub struct JourneyOut {
 }
 
 pub async fn get_journey(
-    _: RequireAdmin,
+    _: RequireRole<Reports>,
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<JourneyOut>, ApiError> {
@@ -67,7 +67,7 @@ pub async fn get_journey(
 }
 
 pub async fn list_journeys(
-    _: RequireAdmin,
+    _: RequireRole<Reports>,
     State(state): State<AppState>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let defs = state.journeys.definitions().await?;
@@ -79,7 +79,7 @@ pub async fn list_journeys(
 }
 
 pub async fn delete_journey(
-    _: RequireAdmin,
+    _: RequireRole<Marketing>,
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<axum::http::StatusCode, ApiError> {
@@ -106,7 +106,7 @@ pub struct InstanceOut {
 }
 
 pub async fn journey_instances(
-    _: RequireAdmin,
+    _: RequireRole<ReadPersonal>,
     State(state): State<AppState>,
     Path(name): Path<String>,
     Query(q): Query<InstancesQuery>,
@@ -134,7 +134,7 @@ pub async fn journey_instances(
 /// Runs the journeys now (events since the last pass, due waits); what the background runner
 /// does on its own. For operators and tests driving a manual clock.
 pub async fn run_journeys(
-    _: RequireAdmin,
+    _: RequireRole<Marketing>,
     State(state): State<AppState>,
 ) -> Result<Json<RunStats>, ApiError> {
     Ok(Json(state.journeys.run_pending().await?))

@@ -5,6 +5,7 @@
 //! body, call one engine function and map the result to a response type. No SQL and no
 //! business rules live here.
 
+mod audit;
 mod auth;
 mod broadcasts;
 mod content;
@@ -12,6 +13,7 @@ mod error;
 mod ingest;
 mod journeys;
 pub mod metrics;
+mod privacy;
 mod profiles;
 mod segments;
 mod tracking;
@@ -37,6 +39,11 @@ pub struct AppState {
     /// Sends the outbox; also signs and checks tracking links. `None` in tests that do not send.
     pub sender: Option<missive_engine::sender::Sender>,
     pub auth: Authenticator,
+    pub privacy: missive_engine::privacy::Privacy,
+    pub privacy_config: Arc<missive_engine::privacy::PrivacyConfig>,
+    /// Pseudonyms for analytics (and, with encryption, the master keys).
+    pub keyring: Arc<missive_privacy::Keyring>,
+    pub cursor_key: privacy::CursorKey,
     pub metrics: Option<::metrics_exporter_prometheus::PrometheusHandle>,
     pub started: Arc<std::time::Instant>,
 }
@@ -49,6 +56,10 @@ impl AppState {
             journeys: missive_engine::journeys::Journeys::new(engine.clone()),
             broadcasts: missive_engine::broadcasts::Broadcasts::new(engine.clone()),
             sender: None,
+            privacy: missive_engine::privacy::Privacy::new(engine.clone()),
+            privacy_config: Arc::new(Default::default()),
+            keyring: Arc::new(missive_privacy::Keyring::generate()),
+            cursor_key: privacy::CursorKey::new(),
             engine,
             auth,
             metrics: metrics::handle(),
@@ -68,7 +79,20 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/alias", post(ingest::single::<{ ingest::ALIAS }>))
         .route("/v1/batch", post(ingest::batch))
         .route("/v1/import", post(ingest::batch))
-        .route("/v1/profiles/{key}", get(profiles::get_profile))
+        .route(
+            "/v1/profiles/{key}",
+            get(profiles::get_profile).delete(privacy::erase),
+        )
+        .route(
+            "/v1/profiles/{key}/consent",
+            get(privacy::get_consent).put(privacy::put_consent),
+        )
+        .route("/v1/profiles/{key}/export", get(privacy::export))
+        .route("/v1/privacy/retention/run", post(privacy::run_retention))
+        .route("/v1/analytics/profiles", get(privacy::analytics_profiles))
+        .route("/v1/keys", get(privacy::list_keys).post(privacy::create_key))
+        .route("/v1/keys/{id}", axum::routing::delete(privacy::revoke_key))
+        .route("/v1/audit", get(audit::query))
         .route("/v1/profiles/{key}/versions", get(profiles::get_versions))
         .route("/v1/profiles/{key}/events", get(profiles::get_events))
         .route("/v1/segments", post(segments::save).get(segments::list))
@@ -127,6 +151,10 @@ pub fn router(state: AppState) -> Router {
             "/u/{token}",
             get(tracking::unsubscribe_page).post(tracking::unsubscribe),
         )
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            audit::audit_layer,
+        ))
         .route("/health", get(health))
         .route("/metrics", get(metrics::render))
         // Compressed bodies are bounded here; decompressed ones by the ingest handlers.

@@ -14,7 +14,7 @@ use missive_store::{EventCursor, EventQuery, MergeRecord, ProfileVersion, Stored
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::auth::RequireAdmin;
+use crate::auth::{AuditSlot, ReadPersonal, RequireRole};
 use crate::{ApiError, AppState};
 
 #[derive(Debug, Deserialize)]
@@ -253,16 +253,26 @@ fn parse_as_of(s: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
     .transpose()
 }
 
-async fn resolve(state: &AppState, key: &str) -> Result<missive_core::ProfileId, ApiError> {
+/// The profile a key names; the audit log records it by id.
+pub async fn resolve(
+    state: &AppState,
+    key: &str,
+    audit: &AuditSlot,
+) -> Result<missive_core::ProfileId, ApiError> {
     // Profiles reach the store at checkpoints; make it current first.
     state.engine.sync().await.map_err(|e| ApiError::unavailable(&e))?;
-    profiles::resolve_key(&**state.engine.store(), &ProfileKey::parse(key))
+    let id = profiles::resolve_key(&**state.engine.store(), &ProfileKey::parse(key))
         .await?
-        .ok_or_else(|| ApiError::not_found("no profile has that id, user id, anonymous id or e-mail address"))
+        .ok_or_else(|| {
+            ApiError::not_found("no profile has that id, user id, anonymous id or e-mail address")
+        })?;
+    audit.set_target(format!("profile:{id}"));
+    Ok(id)
 }
 
 pub async fn get_profile(
-    _: RequireAdmin,
+    _: RequireRole<ReadPersonal>,
+    audit: AuditSlot,
     State(state): State<AppState>,
     Path(key): Path<String>,
     Query(params): Query<ProfileParams>,
@@ -270,7 +280,7 @@ pub async fn get_profile(
     let store = &**state.engine.store();
     let history_len = state.engine.config().history_len;
     let as_of = parse_as_of(params.as_of.as_deref())?;
-    let id = resolve(&state, &key).await?;
+    let id = resolve(&state, &key, &audit).await?;
     let profile = match as_of {
         None => profiles::find_profile(store, &ProfileKey::Id(id.clone()), history_len).await?,
         Some(at) => profiles::profile_as_of(store, &id, at, history_len).await?,
@@ -332,7 +342,8 @@ fn limit_of(p: &PageParams) -> Result<u32, ApiError> {
 }
 
 pub async fn get_versions(
-    _: RequireAdmin,
+    _: RequireRole<ReadPersonal>,
+    audit: AuditSlot,
     State(state): State<AppState>,
     Path(key): Path<String>,
     Query(params): Query<PageParams>,
@@ -346,7 +357,7 @@ pub async fn get_versions(
         .map_err(|_| {
             ApiError::bad_request("invalid_value", "before must be a version number").with_field("before")
         })?;
-    let id = resolve(&state, &key).await?;
+    let id = resolve(&state, &key, &audit).await?;
     let versions = profiles::versions(&**state.engine.store(), &id, before, limit).await?;
     let next = (versions.len() == limit as usize)
         .then(|| versions.last().map(|v| v.version.to_string()))
@@ -391,7 +402,8 @@ impl From<StoredEvent> for EventOut {
 }
 
 pub async fn get_events(
-    _: RequireAdmin,
+    _: RequireRole<ReadPersonal>,
+    audit: AuditSlot,
     State(state): State<AppState>,
     Path(key): Path<String>,
     Query(params): Query<PageParams>,
@@ -408,7 +420,7 @@ pub async fn get_events(
         })
         .transpose()?;
     let as_of = parse_as_of(params.as_of.as_deref())?;
-    let id = resolve(&state, &key).await?;
+    let id = resolve(&state, &key, &audit).await?;
     let events = state
         .engine
         .store()
@@ -457,11 +469,12 @@ struct ChangeOut {
 
 /// `GET /v1/profiles/{key}/segments`: which segments a profile is in, and why.
 pub async fn get_segments(
-    _: RequireAdmin,
+    _: RequireRole<ReadPersonal>,
+    audit: AuditSlot,
     State(state): State<AppState>,
     Path(key): Path<String>,
 ) -> Result<Json<ProfileSegmentsOut>, ApiError> {
-    let id = resolve(&state, &key).await?;
+    let id = resolve(&state, &key, &audit).await?;
     let store = &**state.engine.store();
     let Some(profile) = profiles::find_profile(
         store,

@@ -9,7 +9,7 @@ use missive_engine::segments::{
 use missive_segment::Segment;
 use serde::{Deserialize, Serialize};
 
-use crate::auth::RequireAdmin;
+use crate::auth::{Marketing, ReadPersonal, Reports, RequireRole};
 use crate::error::JsonBody;
 use crate::{ApiError, AppState};
 
@@ -28,7 +28,7 @@ pub struct PreviewOut {
 }
 
 pub async fn preview_segment(
-    _: RequireAdmin,
+    _: RequireRole<Marketing>,
     State(state): State<AppState>,
     JsonBody(body): JsonBody<PreviewIn>,
 ) -> Result<Json<PreviewOut>, ApiError> {
@@ -96,7 +96,7 @@ fn service_error(e: SegmentServiceError) -> ApiError {
 
 /// `POST /v1/segments`: creates or replaces a segment and backfills its members.
 pub async fn save(
-    _: RequireAdmin,
+    _: RequireRole<Marketing>,
     State(state): State<AppState>,
     JsonBody(body): JsonBody<SegmentIn>,
 ) -> Result<(axum::http::StatusCode, Json<SavedOut>), ApiError> {
@@ -114,7 +114,10 @@ pub async fn save(
 }
 
 /// `GET /v1/segments`
-pub async fn list(_: RequireAdmin, State(state): State<AppState>) -> Result<Json<Vec<SegmentOut>>, ApiError> {
+pub async fn list(
+    _: RequireRole<Reports>,
+    State(state): State<AppState>,
+) -> Result<Json<Vec<SegmentOut>>, ApiError> {
     let records = state.engine.store().list_segments().await?;
     Ok(Json(
         records
@@ -131,7 +134,7 @@ pub async fn list(_: RequireAdmin, State(state): State<AppState>) -> Result<Json
 
 /// `DELETE /v1/segments/{name}`
 pub async fn delete(
-    _: RequireAdmin,
+    _: RequireRole<Marketing>,
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<axum::http::StatusCode, ApiError> {
@@ -156,7 +159,7 @@ pub struct MembersOut {
 
 /// `GET /v1/segments/{name}/members?after=&limit=`
 pub async fn members(
-    _: RequireAdmin,
+    _: RequireRole<ReadPersonal>,
     State(state): State<AppState>,
     Path(name): Path<String>,
     Query(params): Query<MembersParams>,
@@ -192,7 +195,7 @@ pub async fn members(
 
 /// `GET /v1/segments/{name}`
 pub async fn get_one(
-    _: RequireAdmin,
+    _: RequireRole<Reports>,
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<SegmentOut>, ApiError> {

@@ -15,7 +15,7 @@ use missive_store::{EventQuery, OutboxMessage};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::auth::RequireAdmin;
+use crate::auth::{AuditSlot, ReadPersonal, RequireRole};
 use crate::{ApiError, AppState};
 
 /// A transparent 1×1 GIF.
@@ -55,7 +55,7 @@ async fn record(
         }
     };
     let mut msg = json!({"type": "track", "event": event, "properties": properties});
-    identify_as(&p, &mut msg);
+    missive_engine::privacy::identify_as(&p, &mut msg);
     if let Some(id) = message_id {
         msg["messageId"] = json!(id);
     }
@@ -68,19 +68,6 @@ async fn record(
             state.journeys.poke();
         }
         Err(r) => tracing::error!(code = r.code, "tracking: event refused"),
-    }
-}
-
-/// Stamps a Segment message with the profile's identity: its user id, else an anonymous id,
-/// else the profile id itself.
-fn identify_as(p: &missive_core::Profile, msg: &mut Value) {
-    match (
-        p.identities.user_ids.iter().next(),
-        p.identities.anonymous_ids.iter().next(),
-    ) {
-        (Some(u), _) => msg["userId"] = json!(u),
-        (None, Some(a)) => msg["anonymousId"] = json!(a),
-        (None, None) => msg["anonymousId"] = json!(p.id.to_string()),
     }
 }
 
@@ -164,7 +151,7 @@ pub async fn unsubscribe(State(state): State<AppState>, Path(token): Path<String
         "messageId": format!("unsubscribe-consent-{}", unsub.message_id),
         "context": {"library": {"name": "missive-unsubscribe"}, "missive": {"source": "unsubscribe-link"}},
     });
-    identify_as(&p, &mut identify);
+    missive_engine::privacy::identify_as(&p, &mut identify);
     match validate_message(identify, None, None, now) {
         Ok(e) => {
             if let Err(e) = state.engine.ingest(vec![e]).await {
@@ -215,7 +202,8 @@ pub struct MessageReport {
 
 /// A message's fate and what it led to.
 pub async fn message_report(
-    _: RequireAdmin,
+    _: RequireRole<ReadPersonal>,
+    audit: AuditSlot,
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<axum::Json<MessageReport>, ApiError> {
@@ -225,6 +213,8 @@ pub async fn message_report(
         .outbox_message(&id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("message {id:?} does not exist")))?;
+    audit.set_target(format!("profile:{}", m.profile_id));
+    audit.set_detail(format!("message:{id}"));
     let events = store
         .profile_events(EventQuery {
             profile_id: m.profile_id.clone(),

@@ -6,9 +6,10 @@ use missive_core::{ApiKeyId, EventKind, IdentityKey, MessageId, Profile, Profile
 use serde_json::json;
 
 use crate::{
-    ApiKeyRecord, Checkpoint, DocumentKind, DocumentRecord, EventBatch, EventCursor, EventQuery,
-    InstanceStatus, JourneyCommit, JourneyInstance, MergeRecord, OutboxMessage, OutboxStatus, ProfileVersion,
-    Role, Store, StoreError, StoredEvent, Suppression, Workspace,
+    ApiKeyRecord, AuditEntry, AuditQuery, Checkpoint, DataKeyRecord, DocumentKind, DocumentRecord,
+    EventBatch, EventCursor, EventQuery, InstanceStatus, JourneyCommit, JourneyInstance, MergeRecord,
+    OutboxMessage, OutboxStatus, ProfileVersion, Role, Store, StoreError, StoredEvent, Suppression,
+    Workspace,
 };
 
 fn t(s: &str) -> DateTime<Utc> {
@@ -68,6 +69,7 @@ pub async fn bootstrap_creates_the_workspace_once(store: &dyn Store) {
         secret_hash: "h1".into(),
         label: "write key".into(),
         created_at: ws.created_at,
+        revoked_at: None,
     };
     store
         .bootstrap_workspace(ws.clone(), vec![key.clone()])
@@ -796,6 +798,282 @@ pub async fn suppressions_and_metadata_are_kept(store: &dyn Store) {
 }
 
 /// Runs a named conformance case; used by the backends' test macros.
+pub async fn api_keys_are_created_listed_and_revoked(store: &dyn Store) {
+    let key = |role: Role, hash: &str, at: &str| ApiKeyRecord {
+        id: ApiKeyId::generate(),
+        role,
+        secret_hash: hash.into(),
+        label: format!("{} key", role.as_str()),
+        created_at: t(at),
+        revoked_at: None,
+    };
+    let a = key(Role::Marketer, "$argon2id$a", "2026-01-01T00:00:00Z");
+    let b = key(Role::PrivacyOfficer, "$argon2id$b", "2026-01-02T00:00:00Z");
+    store.create_api_key(a.clone()).await.unwrap();
+    store.create_api_key(b.clone()).await.unwrap();
+    assert_eq!(store.api_key(&a.id).await.unwrap(), Some(a.clone()));
+    assert_eq!(store.api_key(&ApiKeyId::generate()).await.unwrap(), None);
+    assert_eq!(store.list_api_keys().await.unwrap(), vec![a.clone(), b.clone()]);
+
+    let at = t("2026-01-03T00:00:00Z");
+    assert!(store.revoke_api_key(&a.id, at).await.unwrap());
+    assert!(!store.revoke_api_key(&a.id, at).await.unwrap(), "revoked once");
+    assert_eq!(store.api_key(&a.id).await.unwrap().unwrap().revoked_at, Some(at));
+    assert_eq!(store.api_key_by_hash("$argon2id$a").await.unwrap(), None);
+}
+
+pub async fn the_audit_log_is_append_only_and_queried_newest_first(store: &dyn Store) {
+    let entry = |actor: &str, action: &str, target: &str, at: &str| AuditEntry {
+        seq: 0,
+        at: t(at),
+        actor: actor.into(),
+        role: "admin".into(),
+        action: action.into(),
+        target: target.into(),
+        status: 200,
+        detail: String::new(),
+    };
+    store
+        .append_audit(vec![
+            entry("key:a", "profile.read", "profile:p1", "2026-01-01T00:00:00Z"),
+            entry("key:b", "template.save", "template:cart", "2026-01-01T00:00:01Z"),
+        ])
+        .await
+        .unwrap();
+    store
+        .append_audit(vec![entry(
+            "key:a",
+            "profile.erase",
+            "profile:p1",
+            "2026-01-01T00:00:02Z",
+        )])
+        .await
+        .unwrap();
+    let all = store
+        .audit_entries(AuditQuery {
+            limit: 10,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    let actions: Vec<_> = all.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["profile.erase", "template.save", "profile.read"]);
+    assert!(all[0].seq > all[1].seq && all[1].seq > all[2].seq);
+    assert_eq!(all[2].at, t("2026-01-01T00:00:00Z"));
+    assert_eq!(all[2].status, 200);
+
+    let of_p1 = store
+        .audit_entries(AuditQuery {
+            target: Some("profile:p1".into()),
+            limit: 10,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(of_p1.len(), 2);
+    let page = store
+        .audit_entries(AuditQuery {
+            actor: Some("key:a".into()),
+            before_seq: Some(all[0].seq),
+            limit: 10,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0].action, "profile.read");
+}
+
+pub async fn data_keys_are_kept_once_per_profile_and_rewrapped(store: &dyn Store) {
+    let p = ProfileId::generate();
+    let q = ProfileId::generate();
+    let key = |id: &ProfileId, master: &str, wrapped: &str| DataKeyRecord {
+        profile_id: id.clone(),
+        master_key_id: master.into(),
+        wrapped: wrapped.into(),
+        created_at: t("2026-01-01T00:00:00Z"),
+    };
+    store
+        .put_data_keys(vec![key(&p, "k1", "first"), key(&q, "k1", "q")])
+        .await
+        .unwrap();
+    // A second writer racing for the same profile does not replace the first key.
+    store.put_data_keys(vec![key(&p, "k1", "second")]).await.unwrap();
+    let got = store
+        .data_keys(vec![p.clone(), ProfileId::generate()])
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[&p].wrapped, "first");
+
+    store
+        .rewrap_data_keys(vec![key(&p, "k2", "rewrapped")])
+        .await
+        .unwrap();
+    let mut all = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.data_keys_after(after.clone(), 1).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some(last.profile_id.clone());
+        all.extend(page);
+    }
+    assert_eq!(all.len(), 2);
+    let mine = all.iter().find(|k| k.profile_id == p).unwrap();
+    assert_eq!(
+        (mine.master_key_id.as_str(), mine.wrapped.as_str()),
+        ("k2", "rewrapped")
+    );
+}
+
+pub async fn erasure_deletes_everything_about_the_profiles_and_nothing_else(store: &dyn Store) {
+    let now = t("2026-02-01T10:00:00Z");
+    let mut gone = Profile::new(ProfileId::generate(), now);
+    gone.version = 1;
+    let mut kept = Profile::new(ProfileId::generate(), now);
+    kept.version = 1;
+    store
+        .commit_events(events(vec![
+            event(1, "e-1", &gone.id, "Product Viewed", now),
+            event(2, "e-2", &kept.id, "Product Viewed", now),
+            event(3, "e-3", &gone.id, "Order Completed", now),
+        ]))
+        .await
+        .unwrap();
+    store
+        .save_segment(crate::SegmentRecord {
+            name: "all".into(),
+            expression: "true".into(),
+            created_at: now,
+            updated_at: now,
+        })
+        .await
+        .unwrap();
+    let entered = |p: &ProfileId| crate::SegmentChange {
+        profile_id: p.clone(),
+        segment: "all".into(),
+        entered: true,
+        at: now,
+        cause: "event".into(),
+    };
+    store
+        .commit_checkpoint(Checkpoint {
+            identities: vec![
+                (IdentityKey::user_id("gone"), gone.id.clone()),
+                (IdentityKey::user_id("kept"), kept.id.clone()),
+            ],
+            profiles: vec![gone.clone(), kept.clone()],
+            versions: vec![version(&gone, "1 event", true), version(&kept, "1 event", true)],
+            merges: vec![],
+            segment_changes: vec![entered(&gone.id), entered(&kept.id)],
+            through_seq: 3,
+        })
+        .await
+        .unwrap();
+    store
+        .commit_journey(JourneyCommit {
+            instances: vec![instance("ji-gone", &gone.id, "wait", None)],
+            outbox: vec![message("msg-gone", "gone:send", &gone.id, now)],
+            events_through: None,
+            segments_through: None,
+        })
+        .await
+        .unwrap();
+    let dk = |p: &ProfileId| DataKeyRecord {
+        profile_id: p.clone(),
+        master_key_id: "k1".into(),
+        wrapped: "w".into(),
+        created_at: now,
+    };
+    store
+        .put_data_keys(vec![dk(&gone.id), dk(&kept.id)])
+        .await
+        .unwrap();
+
+    let counts = store.erase_profiles(vec![gone.id.clone()]).await.unwrap();
+    assert_eq!(
+        (counts.profiles, counts.events, counts.versions, counts.identities),
+        (1, 2, 1, 1)
+    );
+    assert_eq!(
+        (
+            counts.segment_memberships,
+            counts.journey_instances,
+            counts.messages,
+            counts.data_keys
+        ),
+        (1, 1, 1, 1)
+    );
+    assert_eq!(store.load_profile(&gone.id).await.unwrap(), None);
+    assert!(
+        store
+            .profile_versions(&gone.id, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let q = |p: &ProfileId| EventQuery {
+        profile_id: p.clone(),
+        received_before: None,
+        cursor: None,
+        limit: 10,
+    };
+    assert!(store.profile_events(q(&gone.id)).await.unwrap().is_empty());
+    assert!(store.segment_changes_of(&gone.id, 10).await.unwrap().is_empty());
+    assert!(store.outbox_message("msg-gone").await.unwrap().is_none());
+    assert!(store.active_instances(&gone.id).await.unwrap().is_empty());
+    assert!(store.data_keys(vec![gone.id.clone()]).await.unwrap().is_empty());
+    let resolved = store
+        .resolve_identities(vec![IdentityKey::user_id("gone"), IdentityKey::user_id("kept")])
+        .await
+        .unwrap();
+    assert_eq!(resolved.len(), 1);
+    assert_eq!(
+        store.segment_members("all", None, 10).await.unwrap(),
+        vec![kept.id.clone()]
+    );
+    // The other profile is untouched.
+    assert_eq!(store.load_profile(&kept.id).await.unwrap(), Some(kept.clone()));
+    assert_eq!(store.profile_events(q(&kept.id)).await.unwrap().len(), 1);
+    assert_eq!(store.data_keys(vec![kept.id.clone()]).await.unwrap().len(), 1);
+
+    store
+        .add_erased_identities(vec!["h1".into(), "h2".into(), "h1".into()], now)
+        .await
+        .unwrap();
+    let erased = store.erased_identities().await.unwrap();
+    assert_eq!(erased.len(), 2);
+    assert!(erased.contains("h1"));
+}
+
+pub async fn retention_purges_events_older_than_the_cutoff(store: &dyn Store) {
+    let p = ProfileId::generate();
+    let old = t("2025-01-01T00:00:00Z");
+    let new = t("2026-06-01T00:00:00Z");
+    store
+        .commit_events(events(vec![
+            event(1, "r-1", &p, "Product Viewed", old),
+            event(2, "r-2", &p, "Product Viewed", new),
+            event(3, "r-3", &p, "Product Viewed", old + TimeDelta::days(1)),
+        ]))
+        .await
+        .unwrap();
+    let cutoff = t("2026-01-01T00:00:00Z");
+    assert_eq!(store.purge_events_before(cutoff, 1).await.unwrap(), 1);
+    assert_eq!(store.purge_events_before(cutoff, 100).await.unwrap(), 1);
+    assert_eq!(store.purge_events_before(cutoff, 100).await.unwrap(), 0);
+    let left = store
+        .profile_events(EventQuery {
+            profile_id: p,
+            received_before: None,
+            cursor: None,
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids(&left), ["r-2"]);
+}
+
 #[macro_export]
 macro_rules! conformance_cases {
     ($make:expr) => {
@@ -813,7 +1091,12 @@ macro_rules! conformance_cases {
             documents_are_versioned_listed_in_pages_and_deleted,
             recent_track_events_are_read_by_name_and_time,
             journey_progress_and_send_decisions_commit_together_once,
-            suppressions_and_metadata_are_kept
+            suppressions_and_metadata_are_kept,
+            api_keys_are_created_listed_and_revoked,
+            the_audit_log_is_append_only_and_queried_newest_first,
+            data_keys_are_kept_once_per_profile_and_rewrapped,
+            erasure_deletes_everything_about_the_profiles_and_nothing_else,
+            retention_purges_events_older_than_the_cutoff
         );
     };
     (@case $make:expr, $($name:ident),*) => {

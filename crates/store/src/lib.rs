@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use missive_core::{IdentityKey, MessageId, ProfileId};
+use missive_core::{ApiKeyId, IdentityKey, MessageId, ProfileId};
 
 pub use error::StoreError;
 pub use postgres::PostgresStore;
@@ -37,8 +37,66 @@ pub trait Store: Send + Sync + 'static {
     /// [`StoreError::Conflict`] when a workspace exists already.
     async fn bootstrap_workspace(&self, ws: Workspace, keys: Vec<ApiKeyRecord>) -> Result<(), StoreError>;
 
-    /// The live (not revoked) key whose secret hashes to `secret_hash`.
+    /// The live (not revoked) key whose secret hashes to `secret_hash` (SHA-256 hex: keys
+    /// minted before argon2).
     async fn api_key_by_hash(&self, secret_hash: &str) -> Result<Option<ApiKeyRecord>, StoreError>;
+
+    /// A key by id, revoked or not.
+    async fn api_key(&self, id: &ApiKeyId) -> Result<Option<ApiKeyRecord>, StoreError>;
+
+    async fn create_api_key(&self, key: ApiKeyRecord) -> Result<(), StoreError>;
+
+    /// Every key, oldest first, revoked ones included.
+    async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError>;
+
+    /// Revokes a key at `at`; false when there is no such live key.
+    async fn revoke_api_key(&self, id: &ApiKeyId, at: DateTime<Utc>) -> Result<bool, StoreError>;
+
+    /// Appends to the audit log (the store assigns `seq`). Nothing can change or delete an
+    /// entry afterwards.
+    async fn append_audit(&self, entries: Vec<AuditEntry>) -> Result<(), StoreError>;
+
+    /// Audit entries matching `query`, newest first.
+    async fn audit_entries(&self, query: AuditQuery) -> Result<Vec<AuditEntry>, StoreError>;
+
+    /// Stores data keys; a profile that has one already keeps it (the first writer wins, and
+    /// the caller reads back what is stored).
+    async fn put_data_keys(&self, keys: Vec<DataKeyRecord>) -> Result<(), StoreError>;
+
+    /// The data keys of those of `ids` that have one.
+    async fn data_keys(&self, ids: Vec<ProfileId>) -> Result<HashMap<ProfileId, DataKeyRecord>, StoreError>;
+
+    /// Data keys in profile-id order after `after`: what a master-key rotation walks.
+    async fn data_keys_after(
+        &self,
+        after: Option<ProfileId>,
+        limit: u32,
+    ) -> Result<Vec<DataKeyRecord>, StoreError>;
+
+    /// Replaces the wrapping of existing data keys (a rotation re-wraps them).
+    async fn rewrap_data_keys(&self, keys: Vec<DataKeyRecord>) -> Result<(), StoreError>;
+
+    /// Deletes everything stored about these profiles: events (by current and original
+    /// profile), profile rows, versions, identities, merges, segment memberships and changes,
+    /// journey instances, messages, and last their data keys. Suppressions (keyed hashes) and
+    /// the audit log stay.
+    async fn erase_profiles(&self, ids: Vec<ProfileId>) -> Result<ErasureCounts, StoreError>;
+
+    /// Records keyed hashes of erased identities: events naming one are dropped from then on.
+    async fn add_erased_identities(&self, hashes: Vec<String>, at: DateTime<Utc>) -> Result<(), StoreError>;
+
+    /// Every erased identity hash.
+    async fn erased_identities(&self) -> Result<HashSet<String>, StoreError>;
+
+    /// Deletes up to `limit` events with an event time before `before` (retention); returns
+    /// how many. Profiles keep their aggregates.
+    async fn purge_events_before(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError>;
+
+    /// Store-side form of an identity for lookups: the encrypting store replaces e-mail
+    /// addresses by their blind index. The engine's lookup filter uses it too.
+    fn identity_index(&self, key: &IdentityKey) -> IdentityKey {
+        key.clone()
+    }
 
     /// Stores a group commit of events atomically: the inserts (a message id already stored is
     /// skipped), then the re-pointing of merged profiles' events.

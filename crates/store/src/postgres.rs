@@ -33,9 +33,10 @@ use tokio_postgres::{Client, Config, NoTls, Row, Statement, Transaction};
 
 use crate::types::{from_micros, micros};
 use crate::{
-    ApiKeyRecord, Checkpoint, DocumentKind, DocumentRecord, EventBatch, EventQuery, InstanceStatus,
-    JourneyCommit, JourneyInstance, MergeRecord, OutboxCounts, OutboxMessage, OutboxStatus, ProfileVersion,
-    Role, SegmentChange, SegmentRecord, Store, StoreError, StoreStats, StoredEvent, Suppression, Workspace,
+    ApiKeyRecord, AuditEntry, AuditQuery, Checkpoint, DataKeyRecord, DocumentKind, DocumentRecord,
+    ErasureCounts, EventBatch, EventQuery, InstanceStatus, JourneyCommit, JourneyInstance, MergeRecord,
+    OutboxCounts, OutboxMessage, OutboxStatus, ProfileVersion, Role, SegmentChange, SegmentRecord, Store,
+    StoreError, StoreStats, StoredEvent, Suppression, Workspace,
 };
 
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -137,6 +138,28 @@ CREATE INDEX outbox_by_source ON outbox (source, status);
 CREATE TABLE soft_bounces (
     address_hash TEXT PRIMARY KEY, count BIGINT NOT NULL, last_at BIGINT NOT NULL
 );
+"#,
+    ),
+    (
+        6,
+        r#"
+CREATE TABLE audit_log (
+    seq BIGSERIAL PRIMARY KEY, at BIGINT NOT NULL, actor TEXT NOT NULL, role TEXT NOT NULL,
+    action TEXT NOT NULL, target TEXT NOT NULL, status INTEGER NOT NULL, detail TEXT NOT NULL
+);
+CREATE INDEX audit_by_target ON audit_log (target, seq);
+CREATE INDEX audit_by_actor ON audit_log (actor, seq);
+CREATE FUNCTION missive_audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'the audit log is append-only'; END $$;
+CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON audit_log
+    FOR EACH STATEMENT EXECUTE FUNCTION missive_audit_log_append_only();
+CREATE TABLE erased_identities (hash TEXT PRIMARY KEY, at BIGINT NOT NULL);
+-- Data keys: exclude this table from long-lived dumps and back it up on its own, with a
+-- short retention (crypto-shredding; see docs/privacy.md).
+CREATE TABLE data_keys (
+    profile_id TEXT PRIMARY KEY, master_key_id TEXT NOT NULL, wrapped TEXT NOT NULL, created_at BIGINT NOT NULL
+);
+CREATE INDEX events_by_time ON events (ts);
 "#,
     ),
 ];
@@ -577,7 +600,7 @@ impl ReadStatements {
         ) = tokio::try_join!(
             c.prepare("SELECT id, name, created_at FROM workspaces LIMIT 1"),
             c.prepare(
-                "SELECT id, role, secret_hash, label, created_at FROM api_keys
+                "SELECT id, role, secret_hash, label, created_at, revoked_at FROM api_keys
                  WHERE secret_hash = $1 AND revoked_at IS NULL",
             ),
             c.prepare("SELECT message_id FROM events WHERE message_id = ANY($1::text[])"),
@@ -670,6 +693,28 @@ fn document_from_row(kind: DocumentKind, row: &Row) -> Result<DocumentRecord, St
         version: row.try_get(1)?,
         body: row.try_get(2)?,
         updated_at: from_micros(row.try_get(3)?),
+    })
+}
+
+fn api_key_row(row: &Row) -> Result<ApiKeyRecord, StoreError> {
+    let role: &str = row.try_get(1)?;
+    let revoked: Option<i64> = row.try_get(5)?;
+    Ok(ApiKeyRecord {
+        id: ApiKeyId::parse(row.try_get(0)?).map_err(|e| corrupt("api key id", e))?,
+        role: Role::parse(role).ok_or_else(|| corrupt("api key role", role))?,
+        secret_hash: row.try_get(2)?,
+        label: row.try_get(3)?,
+        created_at: from_micros(row.try_get(4)?),
+        revoked_at: revoked.map(from_micros),
+    })
+}
+
+fn data_key_row(row: &Row) -> Result<DataKeyRecord, StoreError> {
+    Ok(DataKeyRecord {
+        profile_id: ProfileId::parse(row.try_get(0)?).map_err(|e| corrupt("data key profile id", e))?,
+        master_key_id: row.try_get(1)?,
+        wrapped: row.try_get(2)?,
+        created_at: from_micros(row.try_get(3)?),
     })
 }
 
@@ -814,14 +859,256 @@ impl Store for PostgresStore {
         else {
             return Ok(None);
         };
-        let role: &str = row.try_get(1)?;
-        Ok(Some(ApiKeyRecord {
-            id: ApiKeyId::parse(row.try_get(0)?).map_err(|e| corrupt("api key id", e))?,
-            role: Role::parse(role).ok_or_else(|| corrupt("api key role", role))?,
-            secret_hash: row.try_get(2)?,
-            label: row.try_get(3)?,
-            created_at: from_micros(row.try_get(4)?),
-        }))
+        api_key_row(&row).map(Some)
+    }
+
+    async fn api_key(&self, id: &ApiKeyId) -> Result<Option<ApiKeyRecord>, StoreError> {
+        let r = self.reader();
+        let row = r
+            .client
+            .query_opt(
+                "SELECT id, role, secret_hash, label, created_at, revoked_at FROM api_keys WHERE id = $1",
+                &[&id.as_str()],
+            )
+            .await?;
+        row.as_ref().map(api_key_row).transpose()
+    }
+
+    async fn create_api_key(&self, k: ApiKeyRecord) -> Result<(), StoreError> {
+        let writer = self.inner.checkpoint_writer.lock().await;
+        writer
+            .client
+            .execute(
+                "INSERT INTO api_keys (id, role, secret_hash, label, created_at) VALUES ($1, $2, $3, $4, $5)",
+                &[
+                    &k.id.as_str(),
+                    &k.role.as_str(),
+                    &k.secret_hash,
+                    &k.label,
+                    &micros(k.created_at),
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        let r = self.reader();
+        let rows = r
+            .client
+            .query(
+                "SELECT id, role, secret_hash, label, created_at, revoked_at FROM api_keys ORDER BY created_at, id",
+                &[],
+            )
+            .await?;
+        rows.iter().map(api_key_row).collect()
+    }
+
+    async fn revoke_api_key(&self, id: &ApiKeyId, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        let writer = self.inner.checkpoint_writer.lock().await;
+        let n = writer
+            .client
+            .execute(
+                "UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
+                &[&id.as_str(), &micros(at)],
+            )
+            .await?;
+        Ok(n > 0)
+    }
+
+    async fn append_audit(&self, entries: Vec<AuditEntry>) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let at: Vec<i64> = entries.iter().map(|e| micros(e.at)).collect();
+        let actor: Vec<&str> = entries.iter().map(|e| e.actor.as_str()).collect();
+        let role: Vec<&str> = entries.iter().map(|e| e.role.as_str()).collect();
+        let action: Vec<&str> = entries.iter().map(|e| e.action.as_str()).collect();
+        let target: Vec<&str> = entries.iter().map(|e| e.target.as_str()).collect();
+        let status: Vec<i32> = entries.iter().map(|e| i32::from(e.status)).collect();
+        let detail: Vec<&str> = entries.iter().map(|e| e.detail.as_str()).collect();
+        let writer = self.inner.checkpoint_writer.lock().await;
+        writer
+            .client
+            .execute(
+                "INSERT INTO audit_log (at, actor, role, action, target, status, detail)
+                 SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::text[])",
+                &[&at, &actor, &role, &action, &target, &status, &detail],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn audit_entries(&self, q: AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+        let r = self.reader();
+        let rows = r
+            .client
+            .query(
+                "SELECT seq, at, actor, role, action, target, status, detail FROM audit_log
+                 WHERE seq < $1 AND ($2::text IS NULL OR actor = $2) AND ($3::text IS NULL OR target = $3)
+                   AND ($4::text IS NULL OR action = $4)
+                 ORDER BY seq DESC LIMIT $5",
+                &[
+                    &q.before_seq.unwrap_or(i64::MAX),
+                    &q.actor,
+                    &q.target,
+                    &q.action,
+                    &i64::from(q.limit),
+                ],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let status: i32 = row.try_get(6)?;
+                Ok(AuditEntry {
+                    seq: row.try_get(0)?,
+                    at: from_micros(row.try_get(1)?),
+                    actor: row.try_get(2)?,
+                    role: row.try_get(3)?,
+                    action: row.try_get(4)?,
+                    target: row.try_get(5)?,
+                    status: u16::try_from(status).unwrap_or(0),
+                    detail: row.try_get(7)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn put_data_keys(&self, keys: Vec<DataKeyRecord>) -> Result<(), StoreError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<&str> = keys.iter().map(|k| k.profile_id.as_str()).collect();
+        let masters: Vec<&str> = keys.iter().map(|k| k.master_key_id.as_str()).collect();
+        let wrapped: Vec<&str> = keys.iter().map(|k| k.wrapped.as_str()).collect();
+        let at: Vec<i64> = keys.iter().map(|k| micros(k.created_at)).collect();
+        let writer = self.inner.checkpoint_writer.lock().await;
+        writer
+            .client
+            .execute(
+                "INSERT INTO data_keys (profile_id, master_key_id, wrapped, created_at)
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[])
+                 ON CONFLICT (profile_id) DO NOTHING",
+                &[&ids, &masters, &wrapped, &at],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn data_keys(&self, ids: Vec<ProfileId>) -> Result<HashMap<ProfileId, DataKeyRecord>, StoreError> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let ids: Vec<&str> = ids.iter().map(|i| i.as_str()).collect();
+        let r = self.reader();
+        let rows = r
+            .client
+            .query(
+                "SELECT profile_id, master_key_id, wrapped, created_at FROM data_keys WHERE profile_id = ANY($1::text[])",
+                &[&ids],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| data_key_row(row).map(|k| (k.profile_id.clone(), k)))
+            .collect()
+    }
+
+    async fn data_keys_after(
+        &self,
+        after: Option<ProfileId>,
+        limit: u32,
+    ) -> Result<Vec<DataKeyRecord>, StoreError> {
+        let after = after.map(|a| a.as_str().to_owned()).unwrap_or_default();
+        let r = self.reader();
+        let rows = r
+            .client
+            .query(
+                "SELECT profile_id, master_key_id, wrapped, created_at FROM data_keys WHERE profile_id COLLATE \"C\" > $1
+                 ORDER BY profile_id COLLATE \"C\" LIMIT $2",
+                &[&after, &i64::from(limit)],
+            )
+            .await?;
+        rows.iter().map(data_key_row).collect()
+    }
+
+    async fn rewrap_data_keys(&self, keys: Vec<DataKeyRecord>) -> Result<(), StoreError> {
+        let ids: Vec<&str> = keys.iter().map(|k| k.profile_id.as_str()).collect();
+        let masters: Vec<&str> = keys.iter().map(|k| k.master_key_id.as_str()).collect();
+        let wrapped: Vec<&str> = keys.iter().map(|k| k.wrapped.as_str()).collect();
+        let writer = self.inner.checkpoint_writer.lock().await;
+        writer
+            .client
+            .execute(
+                "UPDATE data_keys d SET master_key_id = u.m, wrapped = u.w
+                 FROM UNNEST($1::text[], $2::text[], $3::text[]) AS u(p, m, w) WHERE d.profile_id = u.p",
+                &[&ids, &masters, &wrapped],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn erase_profiles(&self, ids: Vec<ProfileId>) -> Result<ErasureCounts, StoreError> {
+        let ids: Vec<&str> = ids.iter().map(|i| i.as_str()).collect();
+        // Both writers, in the order every other path takes them, so that no event of the
+        // person is committed halfway: one transaction deletes everything.
+        let mut events_writer = self.inner.event_writer.lock().await;
+        let _checkpoints = self.inner.checkpoint_writer.lock().await;
+        let tx = events_writer.client.transaction().await?;
+        let del = |sql: &'static str| {
+            let tx = &tx;
+            let ids = &ids;
+            async move { Ok::<u64, StoreError>(tx.execute(sql, &[ids]).await?) }
+        };
+        let counts = ErasureCounts {
+            journey_instances: del("DELETE FROM journey_instances WHERE profile_id = ANY($1::text[])")
+                .await?,
+            messages: del("DELETE FROM outbox WHERE profile_id = ANY($1::text[])").await?,
+            events: del("DELETE FROM events WHERE profile_id = ANY($1::text[])").await?,
+            profiles: del("DELETE FROM profiles WHERE id = ANY($1::text[])").await?,
+            versions: del("DELETE FROM profile_versions WHERE profile_id = ANY($1::text[])").await?,
+            identities: del("DELETE FROM identities WHERE profile_id = ANY($1::text[])").await?,
+            segment_memberships: del("DELETE FROM segment_members WHERE profile_id = ANY($1::text[])")
+                .await?,
+            data_keys: {
+                del("DELETE FROM merges WHERE from_id = ANY($1::text[]) OR into_id = ANY($1::text[])")
+                    .await?;
+                del("DELETE FROM segment_changes WHERE profile_id = ANY($1::text[])").await?;
+                del("DELETE FROM data_keys WHERE profile_id = ANY($1::text[])").await?
+            },
+        };
+        tx.commit().await?;
+        Ok(counts)
+    }
+
+    async fn add_erased_identities(&self, hashes: Vec<String>, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let writer = self.inner.checkpoint_writer.lock().await;
+        writer
+            .client
+            .execute(
+                "INSERT INTO erased_identities (hash, at) SELECT h, $2 FROM UNNEST($1::text[]) AS h
+                 ON CONFLICT (hash) DO NOTHING",
+                &[&hashes, &micros(at)],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn erased_identities(&self) -> Result<HashSet<String>, StoreError> {
+        let r = self.reader();
+        let rows = r.client.query("SELECT hash FROM erased_identities", &[]).await?;
+        rows.iter().map(|row| Ok(row.try_get(0)?)).collect()
+    }
+
+    async fn purge_events_before(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
+        let writer = self.inner.event_writer.lock().await;
+        let n = writer
+            .client
+            .execute(
+                "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE ts < $1 ORDER BY ts LIMIT $2)",
+                &[&micros(before), &i64::from(limit)],
+            )
+            .await?;
+        Ok(n)
     }
 
     async fn commit_events(&self, batch: EventBatch) -> Result<(), StoreError> {

@@ -22,9 +22,10 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use crate::types::{from_micros, micros};
 use crate::{
-    ApiKeyRecord, Checkpoint, DocumentKind, DocumentRecord, EventBatch, EventQuery, InstanceStatus,
-    JourneyCommit, JourneyInstance, MergeRecord, OutboxCounts, OutboxMessage, OutboxStatus, ProfileVersion,
-    Role, SegmentChange, SegmentRecord, Store, StoreError, StoreStats, StoredEvent, Suppression, Workspace,
+    ApiKeyRecord, AuditEntry, AuditQuery, Checkpoint, DataKeyRecord, DocumentKind, DocumentRecord,
+    ErasureCounts, EventBatch, EventQuery, InstanceStatus, JourneyCommit, JourneyInstance, MergeRecord,
+    OutboxCounts, OutboxMessage, OutboxStatus, ProfileVersion, Role, SegmentChange, SegmentRecord, Store,
+    StoreError, StoreStats, StoredEvent, Suppression, Workspace,
 };
 
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -85,7 +86,35 @@ CREATE TABLE documents (
 ) WITHOUT ROWID;
 "#,
     ),
+    (
+        4,
+        r#"
+CREATE TABLE audit_log (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, actor TEXT NOT NULL, role TEXT NOT NULL,
+    action TEXT NOT NULL, target TEXT NOT NULL, status INTEGER NOT NULL, detail TEXT NOT NULL
+);
+CREATE INDEX audit_by_target ON audit_log (target, seq);
+CREATE INDEX audit_by_actor ON audit_log (actor, seq);
+CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TABLE erased_identities (hash TEXT PRIMARY KEY, at INTEGER NOT NULL) WITHOUT ROWID;
+"#,
+    ),
 ];
+
+/// Data keys live in a file of their own: back it up separately and keep its backups short,
+/// so that an erased person's key is gone from every copy soon after the erasure
+/// (crypto-shredding; see docs/privacy.md).
+const KEY_MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    r#"
+CREATE TABLE data_keys (
+    profile_id TEXT PRIMARY KEY, master_key_id TEXT NOT NULL, wrapped TEXT NOT NULL, created_at INTEGER NOT NULL
+) WITHOUT ROWID;
+"#,
+)];
 
 /// Journeys and delivery live in a third file, so that their small, latency-sensitive commits
 /// never queue behind a large profile checkpoint on the main file's writer.
@@ -121,9 +150,10 @@ CREATE TABLE soft_bounces (
 "#,
 )];
 
-const EVENT_MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    r#"
+const EVENT_MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        r#"
 CREATE TABLE events (
     seq INTEGER PRIMARY KEY, message_id TEXT NOT NULL UNIQUE, profile_id TEXT NOT NULL,
     origin_profile_id TEXT NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL, ts INTEGER NOT NULL,
@@ -131,7 +161,14 @@ CREATE TABLE events (
 );
 CREATE INDEX events_by_profile_time ON events (profile_id, ts, seq);
 "#,
-)];
+    ),
+    (
+        2,
+        r#"
+CREATE INDEX events_by_time ON events (ts);
+"#,
+    ),
+];
 
 const READERS: usize = 4;
 
@@ -147,6 +184,7 @@ enum Db {
     Main,
     Events,
     Delivery,
+    Keys,
 }
 
 struct Files {
@@ -159,6 +197,7 @@ struct Inner {
     main: Files,
     events: Files,
     delivery: Files,
+    keys: Files,
     // Held for the store's lifetime: a second process opening the same file fails fast.
     _lock: File,
 }
@@ -169,6 +208,7 @@ impl Inner {
             Db::Main => &self.main,
             Db::Events => &self.events,
             Db::Delivery => &self.delivery,
+            Db::Keys => &self.keys,
         }
     }
 }
@@ -195,15 +235,18 @@ impl SqliteStore {
 
         let events_path = path.with_extension("events.db");
         let delivery_path = path.with_extension("delivery.db");
+        let keys_path = path.with_extension("keys.db");
         let inner = Arc::new(Inner {
             main: open_files(path, MIGRATIONS)?,
             events: open_files(events_path, EVENT_MIGRATIONS)?,
             delivery: open_files(delivery_path, DELIVERY_MIGRATIONS)?,
+            keys: open_files(keys_path, KEY_MIGRATIONS)?,
             _lock: lock,
         });
         spawn_checkpointer(&inner, Db::Main)?;
         spawn_checkpointer(&inner, Db::Events)?;
         spawn_checkpointer(&inner, Db::Delivery)?;
+        spawn_checkpointer(&inner, Db::Keys)?;
         Ok(Self { inner })
     }
 
@@ -304,6 +347,9 @@ fn configure(conn: &Connection) -> Result<(), StoreError> {
     // not only a killed process.
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Deleted rows are overwritten, not left in free pages: an erased person must not be
+    // readable from the file afterwards.
+    conn.pragma_update(None, "secure_delete", "ON")?;
     conn.pragma_update(None, "cache_size", -65536)?;
     // Checkpoints run on a background connection (see `spawn_checkpointer`), not in commits.
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
@@ -340,6 +386,50 @@ fn migrate(conn: &mut Connection, migrations: &[(i64, &str)]) -> Result<(), Stor
         tracing::info!(version, "sqlite migration applied");
     }
     Ok(())
+}
+
+/// Checkpoints the whole WAL into the database and truncates it, retrying while readers hold
+/// old snapshots.
+fn truncate_wal(c: &mut Connection) -> Result<(), StoreError> {
+    for _ in 0..50 {
+        let busy: i64 = c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+        if busy == 0 {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Err(StoreError::Task(
+        "the write-ahead log stayed busy after an erasure".into(),
+    ))
+}
+
+fn api_key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<ApiKeyRecord, StoreError>> {
+    let (id, role): (String, String) = (r.get(0)?, r.get(1)?);
+    let revoked: Option<i64> = r.get(5)?;
+    let (secret_hash, label, at) = (r.get(2)?, r.get(3)?, r.get::<_, i64>(4)?);
+    Ok((|| {
+        Ok(ApiKeyRecord {
+            id: ApiKeyId::parse(&id).map_err(|e| corrupt("api key id", e))?,
+            role: Role::parse(&role).ok_or_else(|| corrupt("api key role", &role))?,
+            secret_hash,
+            label,
+            created_at: from_micros(at),
+            revoked_at: revoked.map(from_micros),
+        })
+    })())
+}
+
+fn data_key_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<DataKeyRecord, StoreError>> {
+    let id: String = r.get(0)?;
+    let (master_key_id, wrapped, at) = (r.get(1)?, r.get(2)?, r.get::<_, i64>(3)?);
+    Ok(ProfileId::parse(&id)
+        .map_err(|e| corrupt("data key profile id", e))
+        .map(|profile_id| DataKeyRecord {
+            profile_id,
+            master_key_id,
+            wrapped,
+            created_at: from_micros(at),
+        }))
 }
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
@@ -557,28 +647,311 @@ impl Store for SqliteStore {
         self.read(move |c| {
             let row = c
                 .prepare_cached(
-                    "SELECT id, role, secret_hash, label, created_at FROM api_keys WHERE secret_hash = ?1 AND revoked_at IS NULL",
+                    "SELECT id, role, secret_hash, label, created_at, revoked_at FROM api_keys WHERE secret_hash = ?1 AND revoked_at IS NULL",
                 )?
-                .query_row([&hash], |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, String>(3)?,
-                        r.get::<_, i64>(4)?,
-                    ))
-                })
+                .query_row([&hash], api_key_row)
                 .optional()?;
-            row.map(|(id, role, secret_hash, label, at)| {
-                Ok(ApiKeyRecord {
-                    id: ApiKeyId::parse(&id).map_err(|e| corrupt("api key id", e))?,
-                    role: Role::parse(&role).ok_or_else(|| corrupt("api key role", &role))?,
-                    secret_hash,
-                    label,
-                    created_at: from_micros(at),
-                })
-            })
+            row.transpose()
+        })
+        .await
+    }
+
+    async fn api_key(&self, id: &ApiKeyId) -> Result<Option<ApiKeyRecord>, StoreError> {
+        let id = id.as_str().to_owned();
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT id, role, secret_hash, label, created_at, revoked_at FROM api_keys WHERE id = ?1",
+            )?
+            .query_row([&id], api_key_row)
+            .optional()?
             .transpose()
+        })
+        .await
+    }
+
+    async fn create_api_key(&self, k: ApiKeyRecord) -> Result<(), StoreError> {
+        self.write_on(Db::Main, move |c| {
+            c.execute(
+                "INSERT INTO api_keys (id, role, secret_hash, label, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    k.id.as_str(),
+                    k.role.as_str(),
+                    k.secret_hash,
+                    k.label,
+                    micros(k.created_at)
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, role, secret_hash, label, created_at, revoked_at FROM api_keys ORDER BY created_at, id",
+            )?;
+            let rows = stmt.query_map([], api_key_row)?;
+            rows.map(|r| r?).collect()
+        })
+        .await
+    }
+
+    async fn revoke_api_key(&self, id: &ApiKeyId, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        let id = id.as_str().to_owned();
+        self.write_on(Db::Main, move |c| {
+            let n = c.execute(
+                "UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+                params![id, micros(at)],
+            )?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn append_audit(&self, entries: Vec<AuditEntry>) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        self.write_on(Db::Main, move |c| {
+            let tx = c.transaction()?;
+            {
+                let mut stmt = tx.prepare_cached(
+                    "INSERT INTO audit_log (at, actor, role, action, target, status, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )?;
+                for e in &entries {
+                    stmt.execute(params![micros(e.at), e.actor, e.role, e.action, e.target, e.status, e.detail])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn audit_entries(&self, q: AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT seq, at, actor, role, action, target, status, detail FROM audit_log
+                 WHERE seq < ?1 AND (?2 IS NULL OR actor = ?2) AND (?3 IS NULL OR target = ?3)
+                   AND (?4 IS NULL OR action = ?4)
+                 ORDER BY seq DESC LIMIT ?5",
+            )?;
+            let rows = stmt.query_map(
+                params![
+                    q.before_seq.unwrap_or(i64::MAX),
+                    q.actor,
+                    q.target,
+                    q.action,
+                    q.limit
+                ],
+                |r| {
+                    Ok(AuditEntry {
+                        seq: r.get(0)?,
+                        at: from_micros(r.get(1)?),
+                        actor: r.get(2)?,
+                        role: r.get(3)?,
+                        action: r.get(4)?,
+                        target: r.get(5)?,
+                        status: r.get(6)?,
+                        detail: r.get(7)?,
+                    })
+                },
+            )?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn put_data_keys(&self, keys: Vec<DataKeyRecord>) -> Result<(), StoreError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        self.write_on(Db::Keys, move |c| {
+            let tx = c.transaction()?;
+            {
+                let mut stmt = tx.prepare_cached(
+                    "INSERT INTO data_keys (profile_id, master_key_id, wrapped, created_at) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (profile_id) DO NOTHING",
+                )?;
+                for k in &keys {
+                    stmt.execute(params![k.profile_id.as_str(), k.master_key_id, k.wrapped, micros(k.created_at)])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn data_keys(&self, ids: Vec<ProfileId>) -> Result<HashMap<ProfileId, DataKeyRecord>, StoreError> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        self.read_on(Db::Keys, move |c| {
+            let mut out = HashMap::with_capacity(ids.len());
+            for chunk in ids.chunks(500) {
+                let placeholders = vec!["?"; chunk.len()].join(",");
+                let mut stmt = c.prepare_cached(&format!(
+                    "SELECT profile_id, master_key_id, wrapped, created_at FROM data_keys WHERE profile_id IN ({placeholders})"
+                ))?;
+                let rows = stmt.query_map(
+                    rusqlite::params_from_iter(chunk.iter().map(|i| i.as_str())),
+                    data_key_row,
+                )?;
+                for r in rows {
+                    let k = r??;
+                    out.insert(k.profile_id.clone(), k);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn data_keys_after(
+        &self,
+        after: Option<ProfileId>,
+        limit: u32,
+    ) -> Result<Vec<DataKeyRecord>, StoreError> {
+        let after = after.map(|a| a.as_str().to_owned()).unwrap_or_default();
+        self.read_on(Db::Keys, move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT profile_id, master_key_id, wrapped, created_at FROM data_keys WHERE profile_id > ?1
+                 ORDER BY profile_id LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![after, limit], data_key_row)?;
+            rows.map(|r| r?).collect()
+        })
+        .await
+    }
+
+    async fn rewrap_data_keys(&self, keys: Vec<DataKeyRecord>) -> Result<(), StoreError> {
+        self.write_on(Db::Keys, move |c| {
+            let tx = c.transaction()?;
+            {
+                let mut stmt = tx.prepare_cached(
+                    "UPDATE data_keys SET master_key_id = ?2, wrapped = ?3 WHERE profile_id = ?1",
+                )?;
+                for k in &keys {
+                    stmt.execute(params![k.profile_id.as_str(), k.master_key_id, k.wrapped])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn erase_profiles(&self, ids: Vec<ProfileId>) -> Result<ErasureCounts, StoreError> {
+        let ids: Vec<String> = ids.iter().map(|i| i.as_str().to_owned()).collect();
+        let mut counts = ErasureCounts::default();
+        // Messages and journeys first: nothing more is sent while the rest is deleted.
+        let for_delivery = ids.clone();
+        let (instances, messages) = self
+            .write_on(Db::Delivery, move |c| {
+                let tx = c.transaction()?;
+                let (mut i, mut m) = (0u64, 0u64);
+                for id in &for_delivery {
+                    i += tx.execute("DELETE FROM journey_instances WHERE profile_id = ?1", [id])? as u64;
+                    m += tx.execute("DELETE FROM outbox WHERE profile_id = ?1", [id])? as u64;
+                }
+                tx.commit()?;
+                Ok((i, m))
+            })
+            .await?;
+        counts.journey_instances = instances;
+        counts.messages = messages;
+        let for_events = ids.clone();
+        counts.events = self
+            .write_on(Db::Events, move |c| {
+                let tx = c.transaction()?;
+                let mut n = 0u64;
+                for id in &for_events {
+                    // Merges re-point events to the surviving profile, and the caller passes
+                    // every profile merged into the person: the current owner finds them all.
+                    n += tx.execute("DELETE FROM events WHERE profile_id = ?1", [id])? as u64;
+                }
+                tx.commit()?;
+                Ok(n)
+            })
+            .await?;
+        let for_main = ids.clone();
+        let main = self
+            .write_on(Db::Main, move |c| {
+                let tx = c.transaction()?;
+                let mut n = ErasureCounts::default();
+                for id in &for_main {
+                    n.profiles += tx.execute("DELETE FROM profiles WHERE id = ?1", [id])? as u64;
+                    n.versions +=
+                        tx.execute("DELETE FROM profile_versions WHERE profile_id = ?1", [id])? as u64;
+                    n.identities += tx.execute("DELETE FROM identities WHERE profile_id = ?1", [id])? as u64;
+                    tx.execute("DELETE FROM merges WHERE from_id = ?1 OR into_id = ?1", [id])?;
+                    n.segment_memberships +=
+                        tx.execute("DELETE FROM segment_members WHERE profile_id = ?1", [id])? as u64;
+                    tx.execute("DELETE FROM segment_changes WHERE profile_id = ?1", [id])?;
+                }
+                tx.commit()?;
+                Ok(n)
+            })
+            .await?;
+        counts.profiles = main.profiles;
+        counts.versions = main.versions;
+        counts.identities = main.identities;
+        counts.segment_memberships = main.segment_memberships;
+        let keys = self
+            .write_on(Db::Keys, move |c| {
+                let tx = c.transaction()?;
+                let mut n = 0u64;
+                for id in &ids {
+                    n += tx.execute("DELETE FROM data_keys WHERE profile_id = ?1", [id])? as u64;
+                }
+                tx.commit()?;
+                Ok(n)
+            })
+            .await?;
+        counts.data_keys = keys;
+        // The write-ahead logs still hold the pages as they were before the deletes: copy them
+        // back and empty the logs, so that nothing deleted stays in any file.
+        for db in [Db::Delivery, Db::Events, Db::Main, Db::Keys] {
+            self.write_on(db, truncate_wal).await?;
+        }
+        Ok(counts)
+    }
+
+    async fn add_erased_identities(&self, hashes: Vec<String>, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.write_on(Db::Main, move |c| {
+            let tx = c.transaction()?;
+            {
+                let mut stmt = tx.prepare_cached(
+                    "INSERT INTO erased_identities (hash, at) VALUES (?1, ?2) ON CONFLICT (hash) DO NOTHING",
+                )?;
+                for h in &hashes {
+                    stmt.execute(params![h, micros(at)])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn erased_identities(&self) -> Result<HashSet<String>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached("SELECT hash FROM erased_identities")?;
+            let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+            Ok(rows.collect::<Result<HashSet<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn purge_events_before(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
+        self.write_on(Db::Events, move |c| {
+            let n = c.execute(
+                "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE ts < ?1 ORDER BY ts LIMIT ?2)",
+                params![micros(before), limit],
+            )?;
+            Ok(n as u64)
         })
         .await
     }

@@ -11,34 +11,59 @@ pub struct Workspace {
     pub created_at: DateTime<Utc>,
 }
 
-/// What an API key may do. Later issues add marketer, analyst and privacy officer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// What an API key (or a console session) may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Everything.
     Admin,
+    /// Segments, content, journeys and broadcasts; reads profiles.
+    Marketer,
+    /// Reports and pseudonymized profiles only.
+    Analyst,
+    /// Consent, export, erasure and the audit log.
+    PrivacyOfficer,
     /// Ingest only (Segment's write key).
     Write,
 }
 
 impl Role {
+    pub const ALL: [Role; 5] = [
+        Role::Admin,
+        Role::Marketer,
+        Role::Analyst,
+        Role::PrivacyOfficer,
+        Role::Write,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Admin => "admin",
+            Role::Marketer => "marketer",
+            Role::Analyst => "analyst",
+            Role::PrivacyOfficer => "privacy_officer",
             Role::Write => "write",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "admin" => Some(Role::Admin),
-            "write" => Some(Role::Write),
-            _ => None,
+        Role::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    /// The prefix of this role's keys, so that a leaked key says what it can do.
+    pub fn key_prefix(self) -> &'static str {
+        match self {
+            Role::Admin => "ak_",
+            Role::Marketer => "mk_",
+            Role::Analyst => "nk_",
+            Role::PrivacyOfficer => "pk_",
+            Role::Write => "wk_",
         }
     }
 }
 
-/// An API key as stored: only a hash of the secret.
+/// An API key as stored: only a hash of the secret (argon2id in PHC form; SHA-256 hex for keys
+/// minted before argon2).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiKeyRecord {
     pub id: ApiKeyId,
@@ -46,6 +71,62 @@ pub struct ApiKeyRecord {
     pub secret_hash: String,
     pub label: String,
     pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// One line of the append-only audit log: who did what to what, when, with what outcome.
+/// It never holds personal data: targets are profile ids, names of documents, key ids.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditEntry {
+    /// Assigned by the store, increasing.
+    pub seq: i64,
+    pub at: DateTime<Utc>,
+    /// `key:key_…`, `session:key_…`, `link:preference-centre`, `cli`, or `anonymous`.
+    pub actor: String,
+    /// The actor's role (`admin`, …), or empty.
+    pub role: String,
+    /// `profile.read`, `profile.erase`, `template.save`, `auth.denied`, …
+    pub action: String,
+    /// What it was done to: `profile:prf_…`, `template:cart`, `key:key_…`, a route.
+    pub target: String,
+    /// The HTTP status of the outcome (0 outside HTTP).
+    pub status: u16,
+    pub detail: String,
+}
+
+/// What to read from the audit log: newest first.
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    /// Entries with `seq` below this (the next page).
+    pub before_seq: Option<i64>,
+    pub actor: Option<String>,
+    pub target: Option<String>,
+    pub action: Option<String>,
+    pub limit: u32,
+}
+
+/// A profile's data key, wrapped under a master key (the key file's): destroying it makes
+/// every copy of the profile's encrypted data unreadable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataKeyRecord {
+    pub profile_id: ProfileId,
+    pub master_key_id: String,
+    /// The wrapped key (base64), as `missive_privacy::WrappedKey::blob`.
+    pub wrapped: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// What an erasure deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ErasureCounts {
+    pub profiles: u64,
+    pub events: u64,
+    pub versions: u64,
+    pub identities: u64,
+    pub segment_memberships: u64,
+    pub journey_instances: u64,
+    pub messages: u64,
+    pub data_keys: u64,
 }
 
 /// An event as stored, attributed to the profile it was folded into.

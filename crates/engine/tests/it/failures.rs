@@ -11,13 +11,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use missive_core::message::validate_message;
-use missive_core::{IdentityKey, MessageId, Profile, ProfileId, SystemClock};
+use missive_core::{ApiKeyId, IdentityKey, MessageId, Profile, ProfileId, SystemClock};
 use missive_engine::profiles::{ProfileKey, find_profile};
 use missive_engine::{Engine, EngineConfig};
 use missive_store::{
-    ApiKeyRecord, Checkpoint, DocumentKind, DocumentRecord, EventBatch, EventQuery, JourneyCommit,
-    JourneyInstance, MergeRecord, OutboxMessage, ProfileVersion, SegmentChange, SegmentRecord, SqliteStore,
-    Store, StoreError, StoreStats, StoredEvent, Suppression, Workspace,
+    ApiKeyRecord, AuditEntry, AuditQuery, Checkpoint, DataKeyRecord, DocumentKind, DocumentRecord,
+    ErasureCounts, EventBatch, EventQuery, JourneyCommit, JourneyInstance, MergeRecord, OutboxMessage,
+    ProfileVersion, SegmentChange, SegmentRecord, SqliteStore, Store, StoreError, StoreStats, StoredEvent,
+    Suppression, Workspace,
 };
 use serde_json::json;
 
@@ -235,6 +236,55 @@ impl Store for Flaky {
     }
     async fn record_soft_bounce(&self, address_hash: &str, at: DateTime<Utc>) -> Result<u32, StoreError> {
         self.inner.record_soft_bounce(address_hash, at).await
+    }
+    async fn api_key(&self, id: &ApiKeyId) -> Result<Option<ApiKeyRecord>, StoreError> {
+        self.inner.api_key(id).await
+    }
+    async fn create_api_key(&self, key: ApiKeyRecord) -> Result<(), StoreError> {
+        self.inner.create_api_key(key).await
+    }
+    async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        self.inner.list_api_keys().await
+    }
+    async fn revoke_api_key(&self, id: &ApiKeyId, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        self.inner.revoke_api_key(id, at).await
+    }
+    async fn append_audit(&self, entries: Vec<AuditEntry>) -> Result<(), StoreError> {
+        self.inner.append_audit(entries).await
+    }
+    async fn audit_entries(&self, query: AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+        self.inner.audit_entries(query).await
+    }
+    async fn put_data_keys(&self, keys: Vec<DataKeyRecord>) -> Result<(), StoreError> {
+        self.inner.put_data_keys(keys).await
+    }
+    async fn data_keys(&self, ids: Vec<ProfileId>) -> Result<HashMap<ProfileId, DataKeyRecord>, StoreError> {
+        self.inner.data_keys(ids).await
+    }
+    async fn data_keys_after(
+        &self,
+        after: Option<ProfileId>,
+        limit: u32,
+    ) -> Result<Vec<DataKeyRecord>, StoreError> {
+        self.inner.data_keys_after(after, limit).await
+    }
+    async fn rewrap_data_keys(&self, keys: Vec<DataKeyRecord>) -> Result<(), StoreError> {
+        self.inner.rewrap_data_keys(keys).await
+    }
+    async fn erase_profiles(&self, ids: Vec<ProfileId>) -> Result<ErasureCounts, StoreError> {
+        self.inner.erase_profiles(ids).await
+    }
+    async fn add_erased_identities(&self, hashes: Vec<String>, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.inner.add_erased_identities(hashes, at).await
+    }
+    async fn erased_identities(&self) -> Result<HashSet<String>, StoreError> {
+        self.inner.erased_identities().await
+    }
+    async fn purge_events_before(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
+        self.inner.purge_events_before(before, limit).await
+    }
+    fn identity_index(&self, key: &IdentityKey) -> IdentityKey {
+        self.inner.identity_index(key)
     }
 }
 

@@ -4,7 +4,9 @@
 mod content;
 mod delivery;
 mod ingest;
+mod privacy;
 mod profiles;
+mod security;
 mod segments;
 mod sending;
 mod support;

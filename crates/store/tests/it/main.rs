@@ -16,6 +16,31 @@ mod sqlite {
     missive_store::conformance_cases!(make());
 
     #[tokio::test]
+    async fn the_audit_log_refuses_updates_and_deletes_even_in_sql() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("m.db")).await.unwrap();
+        store
+            .append_audit(vec![missive_store::AuditEntry {
+                seq: 0,
+                at: chrono::Utc::now(),
+                actor: "key:a".into(),
+                role: "admin".into(),
+                action: "template.save".into(),
+                target: "template:cart".into(),
+                status: 200,
+                detail: String::new(),
+            }])
+            .await
+            .unwrap();
+        let c = rusqlite::Connection::open(dir.path().join("m.db")).unwrap();
+        c.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+        let update = c.execute("UPDATE audit_log SET actor = 'someone else'", []);
+        assert!(format!("{update:?}").contains("append-only"), "{update:?}");
+        let delete = c.execute("DELETE FROM audit_log", []);
+        assert!(format!("{delete:?}").contains("append-only"), "{delete:?}");
+    }
+
+    #[tokio::test]
     async fn a_second_writer_on_the_same_file_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let _first = SqliteStore::open(dir.path().join("m.db")).await.unwrap();
@@ -42,4 +67,32 @@ mod postgres {
     }
 
     missive_store::conformance_cases!(make());
+
+    #[tokio::test]
+    async fn the_audit_log_refuses_updates_and_deletes_even_in_sql() {
+        let Ok(url) = std::env::var("MISSIVE_TEST_POSTGRES_URL") else {
+            return;
+        };
+        let schema = format!("test_{}", uuid::Uuid::new_v4().simple());
+        let _store = PostgresStore::connect(&url, Some(&schema)).await.unwrap();
+        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        client
+            .batch_execute(&format!(
+                "SET search_path TO {schema}; INSERT INTO audit_log (at, actor, role, action, target, status, detail)
+                 VALUES (0, 'a', 'admin', 'x', 'y', 200, '')"
+            ))
+            .await
+            .unwrap();
+        for sql in [
+            "UPDATE audit_log SET actor = 'b'",
+            "DELETE FROM audit_log",
+            "TRUNCATE audit_log",
+        ] {
+            let e = client.batch_execute(sql).await.unwrap_err();
+            assert!(format!("{e:?}").contains("append-only"), "{sql}: {e:?}");
+        }
+    }
 }

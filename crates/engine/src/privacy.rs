@@ -1,0 +1,340 @@
+//! Data-subject rights and consent: export everything about a person, erase them, record
+//! consent given through the API or the preference centre, and purge events past retention.
+//!
+//! Consent changes are ingested as `identify` messages carrying `traits.consent`, so that they
+//! are ordered, durable and versioned like every other change (see [`missive_core::consent`]).
+//! Erasure goes through the pipeline ([`Engine::erase`]): it is ordered after everything
+//! accepted before it, and every later event naming the person is dropped.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use missive_core::message::validate_message;
+use missive_core::{IdentityKey, Profile, ProfileId, Purpose};
+use missive_store::{ErasureCounts, EventCursor, EventQuery, StoreError, Suppression};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::pipeline::{Engine, EngineError, identity_hash};
+use crate::profiles::{ProfileKey, find_profile, resolve_key};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PrivacyError {
+    #[error("profile not found")]
+    NotFound,
+    #[error("invalid consent: {0}")]
+    InvalidConsent(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Engine(#[from] std::sync::Arc<EngineError>),
+}
+
+/// A consent change with its evidence, as the consent API and the preference centre submit it.
+#[derive(Debug, Clone, Default)]
+pub struct ConsentUpdate {
+    pub purposes: Vec<(Purpose, bool)>,
+    /// Where it was given: `preference-centre`, `api:crm-sync`, …
+    pub source: String,
+    pub policy_version: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    /// Makes a resubmitted change count once.
+    pub message_id: Option<String>,
+}
+
+/// What an erasure did.
+#[derive(Debug, Clone, Serialize)]
+pub struct ErasureReport {
+    /// The profile and every profile merged into it.
+    pub profiles: Vec<ProfileId>,
+    pub deleted: ErasureCounts,
+    /// Identities remembered only as keyed hashes, so that a re-import is dropped.
+    pub identities_blocked: usize,
+    /// The e-mail addresses put on the suppression list (as keyed hashes).
+    pub addresses_suppressed: usize,
+}
+
+/// Privacy settings.
+#[derive(Debug, Clone)]
+pub struct PrivacyConfig {
+    /// Traits that identify a person: left out of pseudonymized analytics, shown first in the
+    /// preference centre. Values that are e-mail addresses or phone numbers are left out of
+    /// analytics whatever their name.
+    pub personal_traits: BTreeSet<String>,
+    /// Events older than this are purged (`None`: kept).
+    pub event_retention: Option<TimeDelta>,
+    /// How long a preference-centre link in an e-mail stays valid.
+    pub preference_link_ttl: TimeDelta,
+}
+
+impl Default for PrivacyConfig {
+    fn default() -> Self {
+        let personal = [
+            "email",
+            "name",
+            "first_name",
+            "last_name",
+            "firstName",
+            "lastName",
+            "phone",
+            "phone_number",
+            "mobile",
+            "address",
+            "street",
+            "city",
+            "postal_code",
+            "postcode",
+            "zip",
+            "birthday",
+            "date_of_birth",
+            "ip",
+            "username",
+        ];
+        Self {
+            personal_traits: personal.iter().map(|s| s.to_string()).collect(),
+            event_retention: None,
+            preference_link_ttl: TimeDelta::days(60),
+        }
+    }
+}
+
+/// Consent, export, erasure and retention over the engine's store.
+#[derive(Clone)]
+pub struct Privacy {
+    engine: Engine,
+}
+
+impl Privacy {
+    pub fn new(engine: Engine) -> Self {
+        Self { engine }
+    }
+
+    /// The key of the suppression list's address hashes (the sender's).
+    async fn address_key(&self) -> Result<Vec<u8>, StoreError> {
+        let fresh = hex::encode(rand::random::<[u8; 32]>());
+        Ok(self
+            .engine
+            .store()
+            .meta_get_or_init("secret.address_hash", fresh)
+            .await?
+            .into_bytes())
+    }
+
+    /// Records a consent change for the profile `key` names.
+    pub async fn set_consent(
+        &self,
+        key: &ProfileKey,
+        update: ConsentUpdate,
+    ) -> Result<Profile, PrivacyError> {
+        if update.purposes.is_empty() {
+            return Err(PrivacyError::InvalidConsent("name at least one purpose".into()));
+        }
+        let store = &**self.engine.store();
+        self.engine.sync().await?;
+        let profile = find_profile(store, key, 0).await?.ok_or(PrivacyError::NotFound)?;
+        let mut consent = serde_json::Map::new();
+        for (p, granted) in &update.purposes {
+            consent.insert(p.as_str().into(), Value::Bool(*granted));
+        }
+        let mut context = json!({"missive": {"source": update.source}});
+        if let Some(v) = &update.policy_version {
+            context["missive"]["policy_version"] = json!(v);
+        }
+        if let Some(ip) = &update.ip {
+            context["ip"] = json!(ip);
+        }
+        if let Some(ua) = &update.user_agent {
+            context["userAgent"] = json!(ua);
+        }
+        let mut message = json!({"type": "identify", "traits": {"consent": consent}, "context": context});
+        if let Some(id) = &update.message_id {
+            message["messageId"] = json!(id);
+        }
+        identify_as(&profile, &mut message);
+        let now = self.engine.clock().now();
+        let event = validate_message(message, None, None, now)
+            .map_err(|r| PrivacyError::InvalidConsent(r.message))?;
+        self.engine.ingest(vec![event]).await?;
+        self.engine.sync().await?;
+        find_profile(store, &ProfileKey::Id(profile.id), 0)
+            .await?
+            .ok_or(PrivacyError::NotFound)
+    }
+
+    /// Everything stored about a person, as one JSON document.
+    pub async fn export(&self, key: &ProfileKey) -> Result<Value, PrivacyError> {
+        let store = &**self.engine.store();
+        self.engine.sync().await?;
+        let profile = find_profile(store, key, 0).await?.ok_or(PrivacyError::NotFound)?;
+        let ids = self.profile_family(&profile.id).await?;
+        let mut events = Vec::new();
+        for id in &ids {
+            let mut cursor = None;
+            loop {
+                let page = store
+                    .profile_events(EventQuery {
+                        profile_id: id.clone(),
+                        received_before: None,
+                        cursor,
+                        limit: 1000,
+                    })
+                    .await?;
+                let Some(last) = page.last() else { break };
+                cursor = Some(EventCursor::of(last));
+                events.extend(page.into_iter().map(|e| e.body));
+            }
+        }
+        let mut versions = Vec::new();
+        let mut before = None;
+        loop {
+            let page = store.profile_versions(&profile.id, before, 500).await?;
+            let Some(last) = page.last() else { break };
+            before = Some(last.version);
+            versions.extend(page.into_iter().map(|v| {
+                json!({"version": v.version, "recorded_at": v.recorded_at, "cause": v.cause, "changes": v.diff})
+            }));
+        }
+        let messages: Vec<Value> = store
+            .outbox_of(&profile.id, 10_000)
+            .await?
+            .into_iter()
+            .map(|m| {
+                json!({"id": m.id, "template": m.template, "class": m.class, "source": m.source,
+                       "status": m.status.as_str(), "created_at": m.created_at, "sent_at": m.sent_at})
+            })
+            .collect();
+        let segments: Vec<Value> = store
+            .segment_changes_of(&profile.id, 10_000)
+            .await?
+            .into_iter()
+            .map(|c| json!({"segment": c.segment, "entered": c.entered, "at": c.at, "cause": c.cause}))
+            .collect();
+        let address_key = self.address_key().await?;
+        let suppressed = match profile.email() {
+            Some(a) => store
+                .suppression(&crate::policy::address_hash(&address_key, a))
+                .await?
+                .map(|s| json!({"reason": s.reason, "at": s.at})),
+            None => None,
+        };
+        Ok(json!({
+            "format": "missive-export/1",
+            "exported_at": self.engine.clock().now(),
+            "profile": {
+                "id": profile.id,
+                "profiles_merged_into_it": ids.iter().filter(|i| **i != profile.id).collect::<Vec<_>>(),
+                "created_at": profile.created_at,
+                "updated_at": profile.updated_at,
+                "identities": profile.identities,
+                "traits": profile.traits,
+                "consent": profile.consent,
+                "refused": profile.refusals,
+                "events_by_name": profile.events,
+                "orders": profile.orders,
+                "first_seen": profile.first_seen,
+                "last_seen": profile.last_seen,
+                "segments": profile.segments.segments,
+                "scores": profile.scores,
+            },
+            "segment_history": segments,
+            "events": events,
+            "versions": versions,
+            "messages": messages,
+            "suppressed": suppressed,
+        }))
+    }
+
+    /// Erases a person: see [`Engine::erase`]. The e-mail addresses go on the suppression list
+    /// as keyed hashes, so that nothing is sent to them even if they come back by another way.
+    pub async fn erase(&self, key: &ProfileKey) -> Result<ErasureReport, PrivacyError> {
+        let store = &**self.engine.store();
+        self.engine.sync().await?;
+        let id = resolve_key(store, key).await?.ok_or(PrivacyError::NotFound)?;
+        let ids = self.profile_family(&id).await?;
+        let mut identities: BTreeSet<IdentityKey> = BTreeSet::new();
+        for pid in &ids {
+            if let Some(p) = store.load_profile(pid).await? {
+                identities.extend(p.identities.keys());
+            }
+        }
+        let erasure_key = self.engine.erasure_key().await?;
+        let hashes: Vec<String> = identities
+            .iter()
+            .map(|k| identity_hash(&erasure_key, k))
+            .collect();
+        let now = self.engine.clock().now();
+        let address_key = self.address_key().await?;
+        let mut suppressed = 0;
+        for k in identities
+            .iter()
+            .filter(|k| k.kind == missive_core::IdentityKind::Email)
+        {
+            store
+                .suppress(Suppression {
+                    address_hash: crate::policy::address_hash(&address_key, &k.value),
+                    reason: "erased".into(),
+                    detail: "the person asked to be erased".into(),
+                    at: now,
+                })
+                .await?;
+            suppressed += 1;
+        }
+        let deleted = self.engine.erase(ids.clone(), hashes.clone()).await?;
+        Ok(ErasureReport {
+            profiles: ids,
+            deleted,
+            identities_blocked: hashes.len(),
+            addresses_suppressed: suppressed,
+        })
+    }
+
+    /// Deletes events older than `retention`, in chunks; returns how many.
+    pub async fn purge_expired_events(
+        &self,
+        retention: TimeDelta,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let cutoff = now - retention;
+        let mut total = 0;
+        loop {
+            let n = self.engine.store().purge_events_before(cutoff, 10_000).await?;
+            total += n;
+            if n < 10_000 {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// The profile and every profile merged into it, transitively.
+    async fn profile_family(&self, id: &ProfileId) -> Result<Vec<ProfileId>, StoreError> {
+        let store = &**self.engine.store();
+        let mut out = vec![id.clone()];
+        let mut i = 0;
+        while i < out.len() {
+            for m in store.merges_of(&out[i]).await? {
+                if m.into == out[i] && !out.contains(&m.from) {
+                    out.push(m.from);
+                }
+            }
+            i += 1;
+        }
+        Ok(out)
+    }
+}
+
+/// Addresses a message to the profile by its strongest identity: the user id, else an
+/// anonymous id, else its e-mail address (with the profile id as the anonymous id Segment
+/// requires).
+pub fn identify_as(p: &Profile, message: &mut Value) {
+    if let Some(u) = p.identities.user_ids.iter().next() {
+        message["userId"] = json!(u);
+    } else if let Some(a) = p.identities.anonymous_ids.iter().next() {
+        message["anonymousId"] = json!(a);
+    } else {
+        message["anonymousId"] = json!(p.id.to_string());
+        if let Some(e) = p.identities.emails.iter().next() {
+            message["traits"]["email"] = json!(e);
+        }
+    }
+}

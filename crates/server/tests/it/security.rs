@@ -1,0 +1,343 @@
+//! Roles, keys, the audit log, and the refusals an attacker meets.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::support::TestApp;
+
+const ROLES: [&str; 5] = ["admin", "marketer", "analyst", "privacy_officer", "write"];
+
+/// Every route of the router with the roles that may call it. `public` routes take no key.
+fn matrix() -> Vec<(&'static str, &'static str, &'static [&'static str])> {
+    const INGEST: &[&str] = &["admin", "write"];
+    const REPORTS: &[&str] = &["admin", "marketer", "analyst", "privacy_officer"];
+    const PERSONAL: &[&str] = &["admin", "marketer", "privacy_officer"];
+    const MARKETING: &[&str] = &["admin", "marketer"];
+    const PRIVACY: &[&str] = &["admin", "privacy_officer"];
+    const ADMIN: &[&str] = &["admin"];
+    const PUBLIC: &[&str] = &["public"];
+    vec![
+        ("POST", "/v1/track", INGEST),
+        ("POST", "/v1/identify", INGEST),
+        ("POST", "/v1/page", INGEST),
+        ("POST", "/v1/screen", INGEST),
+        ("POST", "/v1/group", INGEST),
+        ("POST", "/v1/alias", INGEST),
+        ("POST", "/v1/batch", INGEST),
+        ("POST", "/v1/import", INGEST),
+        ("GET", "/v1/profiles/{key}", PERSONAL),
+        ("DELETE", "/v1/profiles/{key}", PRIVACY),
+        ("GET", "/v1/profiles/{key}/consent", PERSONAL),
+        ("PUT", "/v1/profiles/{key}/consent", PRIVACY),
+        ("GET", "/v1/profiles/{key}/export", PRIVACY),
+        ("POST", "/v1/privacy/retention/run", PRIVACY),
+        ("GET", "/v1/analytics/profiles", REPORTS),
+        ("GET", "/v1/keys", ADMIN),
+        ("POST", "/v1/keys", ADMIN),
+        ("DELETE", "/v1/keys/{id}", ADMIN),
+        ("GET", "/v1/audit", PRIVACY),
+        ("GET", "/v1/profiles/{key}/versions", PERSONAL),
+        ("GET", "/v1/profiles/{key}/events", PERSONAL),
+        ("POST", "/v1/segments", MARKETING),
+        ("GET", "/v1/segments", REPORTS),
+        ("POST", "/v1/segments/preview", MARKETING),
+        ("DELETE", "/v1/segments/{name}", MARKETING),
+        ("GET", "/v1/segments/{name}", REPORTS),
+        ("GET", "/v1/segments/{name}/members", PERSONAL),
+        ("GET", "/v1/profiles/{key}/segments", PERSONAL),
+        ("GET", "/v1/templates", REPORTS),
+        ("POST", "/v1/templates/lint", MARKETING),
+        ("GET", "/v1/templates/{name}", REPORTS),
+        ("PUT", "/v1/templates/{name}", MARKETING),
+        ("DELETE", "/v1/templates/{name}", MARKETING),
+        ("POST", "/v1/templates/{name}/preview", PERSONAL),
+        ("GET", "/v1/blocks", REPORTS),
+        ("GET", "/v1/blocks/matrix", REPORTS),
+        ("GET", "/v1/blocks/{name}", REPORTS),
+        ("PUT", "/v1/blocks/{name}", MARKETING),
+        ("DELETE", "/v1/blocks/{name}", MARKETING),
+        ("GET", "/v1/catalog/products", REPORTS),
+        ("POST", "/v1/catalog/products", MARKETING),
+        ("GET", "/v1/catalog/products/{id}", REPORTS),
+        ("DELETE", "/v1/catalog/products/{id}", MARKETING),
+        ("GET", "/v1/journeys", REPORTS),
+        ("POST", "/v1/journeys/run", MARKETING),
+        ("GET", "/v1/journeys/{name}", REPORTS),
+        ("PUT", "/v1/journeys/{name}", MARKETING),
+        ("DELETE", "/v1/journeys/{name}", MARKETING),
+        ("GET", "/v1/journeys/{name}/instances", PERSONAL),
+        ("GET", "/v1/messages/{id}", PERSONAL),
+        ("GET", "/v1/broadcasts", REPORTS),
+        ("POST", "/v1/broadcasts", MARKETING),
+        ("POST", "/v1/broadcasts/run", MARKETING),
+        ("GET", "/v1/broadcasts/{id}", REPORTS),
+        ("POST", "/v1/broadcasts/{id}/pause", MARKETING),
+        ("POST", "/v1/broadcasts/{id}/resume", MARKETING),
+        ("POST", "/v1/broadcasts/{id}/cancel", MARKETING),
+        ("POST", "/v1/inbound/reports", ADMIN),
+        ("GET", "/t/c/{token}", PUBLIC),
+        ("GET", "/t/o/{token}", PUBLIC),
+        ("GET", "/u/{token}", PUBLIC),
+        ("POST", "/u/{token}", PUBLIC),
+        ("GET", "/preferences/{token}", PUBLIC),
+        ("POST", "/preferences/{token}", PUBLIC),
+        ("GET", "/preferences/{token}/export", PUBLIC),
+        ("GET", "/health", PUBLIC),
+        ("GET", "/metrics", PUBLIC),
+    ]
+}
+
+/// The routes the router declares, read from its source: a route added without a row in
+/// [`matrix`] fails the matrix test.
+fn declared_routes() -> BTreeSet<(String, String)> {
+    let src = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/lib.rs")).unwrap();
+    let body = &src[src.find("pub fn router(").unwrap()..];
+    let body = &body[..body.find("\n}\n").unwrap()];
+    let mut out = BTreeSet::new();
+    for chunk in body.split(".route(").skip(1) {
+        let start = chunk.find('"').unwrap() + 1;
+        let path = &chunk[start..start + chunk[start..].find('"').unwrap()];
+        let rest = chunk.split(".route_layer(").next().unwrap();
+        for method in ["get", "post", "put", "delete"] {
+            let calls =
+                rest.matches(&format!("{method}(")).count() - rest.matches(&format!("_{method}(")).count();
+            if calls > 0 {
+                out.insert((method.to_uppercase(), path.to_owned()));
+            }
+        }
+    }
+    out
+}
+
+async fn keys_for_every_role(app: &TestApp) -> BTreeMap<&'static str, String> {
+    let mut keys = BTreeMap::new();
+    for role in ROLES {
+        let (status, body) = app
+            .admin(
+                Method::POST,
+                "/v1/keys",
+                Some(json!({"role": role, "label": format!("{role} for tests")})),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        keys.insert(role, body["key"].as_str().unwrap().to_owned());
+    }
+    keys
+}
+
+async fn call(app: &TestApp, method: &str, path: &str, key: Option<&str>) -> u16 {
+    let method = Method::from_bytes(method.as_bytes()).unwrap();
+    let mut req = app.client.request(method, format!("{}{path}", app.base));
+    if let Some(k) = key {
+        req = req.bearer_auth(k);
+    }
+    req.json(&json!({})).send().await.unwrap().status().as_u16()
+}
+
+#[tokio::test]
+async fn every_endpoint_refuses_every_role_it_should_refuse() {
+    let app = TestApp::spawn().await;
+    let matrix = matrix();
+    let listed: BTreeSet<(String, String)> = matrix
+        .iter()
+        .map(|(m, p, _)| (m.to_string(), p.to_string()))
+        .collect();
+    let declared = declared_routes();
+    let missing: Vec<_> = declared.difference(&listed).collect();
+    assert!(
+        missing.is_empty(),
+        "routes without a row in the role matrix: {missing:?}"
+    );
+    assert!(
+        declared.len() > 60,
+        "the route scan found only {}",
+        declared.len()
+    );
+
+    let keys = keys_for_every_role(&app).await;
+    let mut wrong = Vec::new();
+    for (method, template, allowed) in &matrix {
+        if allowed == &["public"] {
+            continue;
+        }
+        let path = template
+            .replace("{key}", "nobody")
+            .replace("{id}", "key_0193c2a8d0a77f3b9c2e4d5f6a7b8c9d")
+            .replace("{name}", "nothing");
+        let anonymous = call(&app, method, &path, None).await;
+        if anonymous != 401 {
+            wrong.push(format!("{method} {path} without a key: {anonymous}"));
+        }
+        for role in ROLES {
+            let status = call(&app, method, &path, Some(&keys[role])).await;
+            let refused = status == 401 || status == 403;
+            if allowed.contains(&role) == refused {
+                wrong.push(format!("{method} {path} as {role}: {status}"));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[tokio::test]
+async fn keys_are_shown_once_work_at_once_and_stop_working_when_revoked() {
+    let app = TestApp::spawn().await;
+    let (status, created) = app
+        .admin(
+            Method::POST,
+            "/v1/keys",
+            Some(json!({"role": "marketer", "label": "campaign team"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let key = created["key"].as_str().unwrap().to_owned();
+    assert!(key.starts_with("mk_"), "{key}");
+    assert_eq!(call(&app, "GET", "/v1/templates", Some(&key)).await, 200);
+
+    let (_, listed) = app.admin(Method::GET, "/v1/keys", None).await;
+    let text = listed.to_string();
+    assert!(!text.contains(&key), "a listing never shows a secret");
+    assert!(text.contains("campaign team"));
+
+    let id = created["id"].as_str().unwrap();
+    let (status, _) = app.admin(Method::DELETE, &format!("/v1/keys/{id}"), None).await;
+    assert_eq!(status, 204);
+    assert_eq!(call(&app, "GET", "/v1/templates", Some(&key)).await, 401);
+
+    // The one admin key cannot be revoked: the workspace would be locked out.
+    let (_, listed) = app.admin(Method::GET, "/v1/keys", None).await;
+    let admin_id = listed["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["role"] == "admin")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, body) = app
+        .admin(Method::DELETE, &format!("/v1/keys/{admin_id}"), None)
+        .await;
+    assert_eq!((status, body["code"].as_str()), (409, Some("last_admin_key")));
+
+    let (status, body) = app
+        .admin(
+            Method::POST,
+            "/v1/keys",
+            Some(json!({"role": "root", "label": "x"})),
+        )
+        .await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("invalid_role")));
+}
+
+#[tokio::test]
+async fn profile_reads_and_changes_are_audited_by_profile_id_never_by_address() {
+    let app = TestApp::spawn().await;
+    let keys = keys_for_every_role(&app).await;
+    app.post(
+        "/v1/identify",
+        json!({"userId": "ann", "traits": {"email": "ann@example.com"}}),
+    )
+    .await;
+    let p = app.profile("ann@example.com").await;
+    let id = p["id"].as_str().unwrap().to_owned();
+    // A refused read is recorded too.
+    assert_eq!(
+        call(
+            &app,
+            "GET",
+            "/v1/profiles/ann@example.com",
+            Some(&keys["analyst"])
+        )
+        .await,
+        403
+    );
+    app.admin(
+        Method::PUT,
+        "/v1/templates/welcome",
+        Some(json!({"subject": "Hi", "html": "<p>Hi {{ customer.first_name }}</p>", "marketing": false})),
+    )
+    .await;
+
+    let res = app
+        .client
+        .get(format!("{}/v1/audit?limit=50", app.base))
+        .bearer_auth(&keys["privacy_officer"])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    let log: Value = res.json().await.unwrap();
+    let text = log.to_string();
+    assert!(
+        !text.contains("ann@example.com"),
+        "the audit log holds no address: {text}"
+    );
+    let entries = log["entries"].as_array().unwrap();
+    let read = entries
+        .iter()
+        .find(|e| e["action"] == "GET /v1/profiles/{key}" && e["status"] == 200)
+        .expect("the profile read is audited");
+    assert_eq!(read["target"], format!("profile:{id}"));
+    assert_eq!(read["role"], "admin");
+    assert!(read["actor"].as_str().unwrap().starts_with("key:key_"));
+    let refused = entries
+        .iter()
+        .find(|e| e["action"] == "GET /v1/profiles/{key}" && e["status"] == 403)
+        .expect("the refused read is audited");
+    assert_eq!(refused["role"], "analyst");
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["action"] == "PUT /v1/templates/{name}" && e["target"] == "/v1/templates/welcome")
+    );
+
+    let filtered = app.get(&format!("/v1/audit?target=profile:{id}")).await.1;
+    let of_ann = filtered["entries"].as_array().unwrap();
+    assert!(!of_ann.is_empty());
+    assert!(of_ann.iter().all(|e| e["target"] == format!("profile:{id}")));
+    assert_eq!(call(&app, "GET", "/v1/audit", Some(&keys["marketer"])).await, 403);
+}
+
+#[tokio::test]
+async fn analysts_see_pseudonyms_and_no_personal_traits() {
+    let app = TestApp::spawn().await;
+    let keys = keys_for_every_role(&app).await;
+    app.post(
+        "/v1/identify",
+        json!({"userId": "ann", "traits": {"email": "ann@example.com", "first_name": "Ann",
+               "phone_number_backup": "+44 20 7946 0958", "tier": "gold"}}),
+    )
+    .await;
+    app.sync().await;
+    let res = app
+        .client
+        .get(format!("{}/v1/analytics/profiles", app.base))
+        .bearer_auth(&keys["analyst"])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    let body: Value = res.json().await.unwrap();
+    let text = body.to_string();
+    for personal in ["ann@example.com", "Ann", "7946", "prf_", "\"ann\""] {
+        assert!(!text.contains(personal), "{personal} in {text}");
+    }
+    let row = &body["profiles"][0];
+    assert!(row["pseudonym"].as_str().unwrap().starts_with("psn_"));
+    assert_eq!(row["traits"]["tier"], "gold");
+    // Stable: the same profile gets the same pseudonym.
+    let again: Value = app
+        .client
+        .get(format!("{}/v1/analytics/profiles", app.base))
+        .bearer_auth(&keys["analyst"])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again["profiles"][0]["pseudonym"], row["pseudonym"]);
+}
