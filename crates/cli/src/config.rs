@@ -31,6 +31,46 @@ pub struct Config {
     pub engine: EngineSection,
     pub content: ContentSection,
     pub delivery: DeliverySection,
+    pub privacy: PrivacySection,
+    pub tls: TlsSection,
+}
+
+/// Encryption at rest, retention and the preference centre.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct PrivacySection {
+    /// Encrypt personal data at rest (AES-256-GCM, one data key per profile).
+    pub encrypt: bool,
+    /// The key file (master keys and the blind-index key); default `DATA_DIR/missive.keys`,
+    /// generated on first start. Keep it out of the data directory's backups.
+    pub key_file: Option<PathBuf>,
+    /// Events older than this many days are purged every hour (0: kept).
+    pub event_retention_days: u32,
+    /// How long the preference-centre link in an e-mail stays valid.
+    pub preference_link_ttl_days: u32,
+    /// Traits that identify a person, besides the built-in ones (email, name, phone, address…).
+    pub personal_traits: Vec<String>,
+}
+
+impl Default for PrivacySection {
+    fn default() -> Self {
+        Self {
+            encrypt: true,
+            key_file: None,
+            event_retention_days: 0,
+            preference_link_ttl_days: 60,
+            personal_traits: Vec::new(),
+        }
+    }
+}
+
+/// HTTPS: a certificate chain and its private key, both PEM. Without them, plain HTTP (put a
+/// TLS-terminating proxy in front).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct TlsSection {
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -43,6 +83,8 @@ impl Default for Config {
             engine: EngineSection::default(),
             content: ContentSection::default(),
             delivery: DeliverySection::default(),
+            privacy: PrivacySection::default(),
+            tls: TlsSection::default(),
         }
     }
 }
@@ -372,6 +414,12 @@ impl Config {
                 smtp.tls
             );
         }
+        if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
+            bail!("tls.cert_file and tls.key_file go together: set both, or neither for plain HTTP");
+        }
+        if self.privacy.event_retention_days > 36_500 {
+            bail!("privacy.event_retention_days must be at most 36500 (0 keeps events)");
+        }
         self.listen
             .parse::<std::net::SocketAddr>()
             .with_context(|| format!("listen: {:?} is not an address like 127.0.0.1:8080", self.listen))?;
@@ -470,6 +518,89 @@ pub fn init_logging(cfg: &LogConfig) {
 
 /// Opens the store, explaining the usual failures.
 pub async fn open_store(cfg: &Config) -> anyhow::Result<std::sync::Arc<dyn missive_store::Store>> {
+    Ok(open_store_with_keys(cfg).await?.0)
+}
+
+/// The store (behind the encrypting store unless `privacy.encrypt` is off) and the keyring.
+pub async fn open_store_with_keys(
+    cfg: &Config,
+) -> anyhow::Result<(
+    std::sync::Arc<dyn missive_store::Store>,
+    std::sync::Arc<missive_privacy::Keyring>,
+)> {
+    let keyring = std::sync::Arc::new(load_or_create_keyring(&cfg.key_file())?);
+    let store = open_bare_store(cfg).await?;
+    if cfg.privacy.encrypt {
+        Ok((
+            std::sync::Arc::new(missive_store::EncryptedStore::new(store, keyring.clone())),
+            keyring,
+        ))
+    } else {
+        Ok((store, keyring))
+    }
+}
+
+impl Config {
+    pub fn key_file(&self) -> PathBuf {
+        self.privacy
+            .key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("missive.keys"))
+    }
+
+    pub fn privacy_config(&self) -> missive_engine::privacy::PrivacyConfig {
+        let p = &self.privacy;
+        let mut c = missive_engine::privacy::PrivacyConfig::default();
+        c.personal_traits.extend(p.personal_traits.iter().cloned());
+        c.event_retention =
+            (p.event_retention_days > 0).then(|| chrono::TimeDelta::days(i64::from(p.event_retention_days)));
+        c.preference_link_ttl = chrono::TimeDelta::days(i64::from(p.preference_link_ttl_days.max(1)));
+        c
+    }
+}
+
+/// Reads the key file, or creates it (mode 600) when it does not exist.
+pub fn load_or_create_keyring(path: &Path) -> anyhow::Result<missive_privacy::Keyring> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => missive_privacy::Keyring::parse(&text)
+            .with_context(|| format!("reading the key file {}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let keyring = missive_privacy::Keyring::generate();
+            write_key_file(path, &keyring)?;
+            tracing::warn!(
+                path = %path.display(),
+                "created a new key file: back it up apart from the data; without it the data cannot be read"
+            );
+            Ok(keyring)
+        }
+        Err(e) => Err(anyhow::Error::new(e).context(format!("reading the key file {}", path.display()))),
+    }
+}
+
+/// Writes the key file atomically (a temporary file renamed over it), readable by its owner only.
+pub fn write_key_file(path: &Path, keyring: &missive_privacy::Keyring) -> anyhow::Result<()> {
+    use std::io::Write;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let tmp = path.with_extension("keys.tmp");
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(&tmp)
+        .with_context(|| format!("writing the key file {}", tmp.display()))?;
+    f.write_all(keyring.to_file_text().as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing the key file {}", path.display()))?;
+    Ok(())
+}
+
+async fn open_bare_store(cfg: &Config) -> anyhow::Result<std::sync::Arc<dyn missive_store::Store>> {
     let url = cfg.store_url();
     missive_store::open(&url).await.map_err(|e| match e {
         missive_store::StoreError::Locked(_) => anyhow::anyhow!(

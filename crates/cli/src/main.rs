@@ -8,6 +8,7 @@ mod bench_segments;
 mod config;
 mod content;
 mod import;
+mod privacy;
 mod segment;
 mod serve;
 
@@ -65,6 +66,21 @@ enum Command {
         #[command(subcommand)]
         what: content::CatalogCommand,
     },
+    /// Encryption at rest: master keys, rotation.
+    Encryption {
+        #[command(subcommand)]
+        what: privacy::EncryptionCommand,
+    },
+    /// API keys: create (shown once), list, revoke.
+    Apikey {
+        #[command(subcommand)]
+        what: privacy::ApiKeyCommand,
+    },
+    /// Data-subject rights: export and erase a person; purge events past retention.
+    Privacy {
+        #[command(subcommand)]
+        what: privacy::PrivacyCommand,
+    },
     /// Measure missive on this machine.
     Bench {
         #[command(subcommand)]
@@ -98,6 +114,9 @@ fn main() -> std::process::ExitCode {
             Command::Template { what } => content::template(config, what).await,
             Command::Block { what } => content::block(config, what).await,
             Command::Catalog { what } => content::catalog(config, what).await,
+            Command::Encryption { what } => privacy::encryption(config, what).await,
+            Command::Apikey { what } => privacy::apikey(config, what).await,
+            Command::Privacy { what } => privacy::privacy(config, what).await,
             Command::Bench { what } => bench::run(config, what).await,
         }
     });

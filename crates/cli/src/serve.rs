@@ -8,13 +8,13 @@ use missive_core::SystemClock;
 use missive_engine::Engine;
 use missive_engine::auth::{InitialKeys, ensure_workspace};
 
-use crate::config::{Config, open_store};
+use crate::config::{Config, open_store_with_keys};
 
 pub async fn run(cfg: Config, listen: Option<String>) -> anyhow::Result<()> {
     let addr = cfg.validate_listen(listen.as_deref().unwrap_or(&cfg.listen))?;
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating the data directory {}", cfg.data_dir.display()))?;
-    let store = open_store(&cfg).await?;
+    let (store, keyring) = open_store_with_keys(&cfg).await?;
     let (workspace, new_keys) = ensure_workspace(&*store)
         .await
         .context("bootstrapping the workspace")?;
@@ -25,6 +25,8 @@ pub async fn run(cfg: Config, listen: Option<String>) -> anyhow::Result<()> {
 
     let engine = Engine::start(store.clone(), Arc::new(SystemClock), cfg.engine_config()).await?;
     let mut state = missive_server::AppState::new(engine.clone(), cfg.content_config());
+    state.keyring = keyring;
+    state.privacy_config = Arc::new(cfg.privacy_config());
     state.content.warm_up(engine.clock().now());
     let sender = build_sender(&cfg, &engine, &state.content).await?;
     state.journeys = state.journeys.clone().notify_queued(sender.waker());
@@ -37,6 +39,7 @@ pub async fn run(cfg: Config, listen: Option<String>) -> anyhow::Result<()> {
         .clone()
         .spawn(poll, background_stop.clone(), sender.waker());
     let bounces = spawn_bounce_reader(&cfg, &engine, &sender, background_stop.clone());
+    let retention = spawn_retention(&cfg, &state.privacy, background_stop.clone());
     let sending = sender.spawn(poll, background_stop);
     let app = missive_server::router(state);
     let listener = tokio::net::TcpListener::bind(addr)
@@ -65,6 +68,11 @@ pub async fn run(cfg: Config, listen: Option<String>) -> anyhow::Result<()> {
             credentials.display()
         )),
     }
+    banner.push_str(&format!(
+        "  key file:  {} (encryption {}; back it up apart from the data)\n",
+        cfg.key_file().display(),
+        if cfg.privacy.encrypt { "on" } else { "off" }
+    ));
     banner.push_str(&format!(
         "missive {} listening on http://{local}\n",
         env!("CARGO_PKG_VERSION")
@@ -95,6 +103,7 @@ pub async fn run(cfg: Config, listen: Option<String>) -> anyhow::Result<()> {
         ("broadcaster", broadcasting),
         ("bounce reader", bounces),
         ("sender", sending),
+        ("retention purge", retention),
     ] {
         if let Err(e) = task.await {
             tracing::error!(error = %e, "the {what} stopped abnormally");
@@ -294,6 +303,35 @@ async fn shutdown_signal() {
         _ = ctrl_c => tracing::info!("SIGINT received; shutting down"),
         _ = term => tracing::info!("SIGTERM received; shutting down"),
     }
+}
+
+/// Purges events past `privacy.event_retention_days` once an hour (and once at start).
+fn spawn_retention(
+    cfg: &Config,
+    privacy: &missive_engine::privacy::Privacy,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let retention = cfg.privacy_config().event_retention;
+    let privacy = privacy.clone();
+    tokio::spawn(async move {
+        let Some(retention) = retention else { return };
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
+        loop {
+            tokio::select! {
+                _ = every.tick() => {}
+                _ = stop.changed() => return,
+            }
+            match privacy.purge_expired_events(retention, chrono::Utc::now()).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    events = n,
+                    days = retention.num_days(),
+                    "events past retention purged"
+                ),
+                Err(e) => tracing::error!(error = %e, "retention purge failed; retried in an hour"),
+            }
+        }
+    })
 }
 
 #[cfg(test)]

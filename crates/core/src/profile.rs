@@ -331,6 +331,10 @@ pub struct ProfileDiff {
     pub consent: Option<BTreeMap<Purpose, PurposeConsent>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refusals: Option<Vec<Refusal>>,
+    /// Set only in storage, by the encrypting store: every other field is inside this
+    /// ciphertext.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed: Option<String>,
 }
 
 /// One person, as missive knows them.
@@ -373,6 +377,10 @@ pub struct Profile {
     /// Traits and consent refused (third-party data without consent), newest last.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub refusals: Vec<Refusal>,
+    /// Set only in storage, by the encrypting store: every field but the id, version, times
+    /// and `merged_into` is inside this ciphertext.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed: Option<String>,
     /// Most recent events, newest last. Not stored with the profile: it is rebuilt from the
     /// event log on load, which already holds it.
     #[serde(skip)]
@@ -398,6 +406,7 @@ impl Profile {
             scores: BTreeMap::new(),
             consent: BTreeMap::new(),
             refusals: Vec::new(),
+            sealed: None,
             history: VecDeque::new(),
         }
     }
@@ -639,6 +648,7 @@ impl Profile {
             segments: touched.segments.then(|| self.segments.clone()),
             consent: touched.consent.then(|| self.consent.clone()),
             refusals: touched.refusals.then(|| self.refusals.clone()),
+            sealed: None,
         }
     }
 

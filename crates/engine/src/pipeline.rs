@@ -765,7 +765,9 @@ impl Applier {
             }
             for k in keys {
                 if !self.identities.contains_key(&k)
-                    && self.identity_filter.may_contain(&identity_bytes(&k))
+                    && self
+                        .identity_filter
+                        .may_contain(&identity_bytes(&self.store.identity_index(&k)))
                     && seen.insert(k.clone())
                 {
                     missing.push(k);
@@ -1250,7 +1252,8 @@ impl Applier {
     fn map_identity(&mut self, key: IdentityKey, to: &ProfileId) {
         let unchanged = self.identities.get(&key).is_some_and(|(p, _)| p == to);
         if !unchanged {
-            self.identity_filter.insert(&identity_bytes(&key));
+            self.identity_filter
+                .insert(&identity_bytes(&self.store.identity_index(&key)));
             self.identities.insert(key.clone(), (to.clone(), self.batch_seq));
             self.pending.identities.push((key, to.clone()));
         }

@@ -135,6 +135,19 @@ impl Keyring {
         )
     }
 
+    /// The keyring without the older master key `id` (after every data key was re-wrapped
+    /// under the active one); `None` when `id` is the active key or unknown.
+    pub fn without_master_key(&self, id: &str) -> Option<Keyring> {
+        if self.active.id == id || !self.previous.iter().any(|k| k.id == id) {
+            return None;
+        }
+        Some(Keyring {
+            index_key: self.index_key.clone(),
+            previous: self.previous.iter().filter(|k| k.id != id).cloned().collect(),
+            active: self.active.clone(),
+        })
+    }
+
     /// The id of the master key that wraps new data keys.
     pub fn active_key_id(&self) -> &str {
         &self.active.id
@@ -278,5 +291,16 @@ mod tests {
             !debug.contains(&format!("{:?}", keyring.active.secret.0)),
             "{debug}"
         );
+    }
+
+    #[test]
+    fn a_retired_key_leaves_the_keyring_but_the_active_one_cannot() {
+        let (two, new_id) = Keyring::generate().with_new_master_key();
+        assert!(two.without_master_key(&new_id).is_none());
+        assert!(two.without_master_key("nope").is_none());
+        let one = two.without_master_key("k1").unwrap();
+        assert_eq!(one.key_ids().collect::<Vec<_>>(), vec![new_id.as_str()]);
+        let reread = Keyring::parse(&one.to_file_text()).unwrap();
+        assert_eq!(reread.active_key_id(), new_id);
     }
 }

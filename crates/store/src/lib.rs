@@ -7,6 +7,7 @@
 //! store at a time; [`Store::open`]-style constructors take a writer lock to guarantee it.
 
 pub mod conformance;
+mod encrypted;
 mod error;
 pub mod postgres;
 pub mod sqlite;
@@ -19,6 +20,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use missive_core::{ApiKeyId, IdentityKey, MessageId, ProfileId};
 
+pub use encrypted::EncryptedStore;
 pub use error::StoreError;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;

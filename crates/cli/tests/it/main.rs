@@ -4,6 +4,7 @@
 
 #[cfg(unix)]
 mod crash;
+mod privacy;
 mod render;
 mod segment_python;
 #[cfg(unix)]

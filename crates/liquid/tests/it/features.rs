@@ -199,7 +199,10 @@ fn ranges_with_extreme_bounds_are_refused_not_overflowed() {
 #[test]
 fn strip_html_and_uniq_stay_linear_on_hostile_input() {
     let partials = MemPartials::default();
-    let env = env(&partials);
+    // A quadratic filter would take minutes on this input; the default 250 ms budget could
+    // also be missed by a linear one on a loaded debug build, so the budget here is generous.
+    let mut env = env(&partials);
+    env.limits.max_duration = Some(std::time::Duration::from_secs(10));
     let lt = "<".repeat(200_000);
     let t = Template::parse("{{ lt | strip_html | size }}").expect("parses");
     let data = format!(r#"{{"lt": "{lt}"}}"#);

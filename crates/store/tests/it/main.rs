@@ -1,6 +1,9 @@
 //! Store conformance: every case of `missive_store::conformance` against SQLite, and against
-//! PostgreSQL when `MISSIVE_TEST_POSTGRES_URL` is set (each test in its own schema). When the
-//! variable is set and the server cannot be reached, the PostgreSQL tests fail.
+//! PostgreSQL when `MISSIVE_TEST_POSTGRES_URL` is set (each test in its own schema), each bare
+//! and behind the encrypting store. When the variable is set and the server cannot be reached,
+//! the PostgreSQL tests fail.
+
+mod encrypted;
 
 mod sqlite {
     use std::sync::Arc;
@@ -95,4 +98,39 @@ mod postgres {
             assert!(format!("{e:?}").contains("append-only"), "{sql}: {e:?}");
         }
     }
+}
+
+mod encrypted_sqlite {
+    use std::sync::Arc;
+
+    use missive_store::{EncryptedStore, SqliteStore, Store};
+
+    async fn make() -> Option<Arc<dyn Store>> {
+        let dir = tempfile::tempdir().unwrap().keep();
+        let inner = Arc::new(SqliteStore::open(dir.join("missive.db")).await.unwrap());
+        let keyring = Arc::new(missive_privacy::Keyring::generate());
+        Some(Arc::new(EncryptedStore::new(inner, keyring)))
+    }
+
+    missive_store::conformance_cases!(make());
+}
+
+mod encrypted_postgres {
+    use std::sync::Arc;
+
+    use missive_store::{EncryptedStore, PostgresStore, Store};
+
+    async fn make() -> Option<Arc<dyn Store>> {
+        let Ok(url) = std::env::var("MISSIVE_TEST_POSTGRES_URL") else {
+            return None;
+        };
+        let schema = format!("test_{}", uuid::Uuid::new_v4().simple());
+        let inner = PostgresStore::connect(&url, Some(&schema))
+            .await
+            .unwrap_or_else(|e| panic!("MISSIVE_TEST_POSTGRES_URL is set but PostgreSQL is unusable: {e}"));
+        let keyring = Arc::new(missive_privacy::Keyring::generate());
+        Some(Arc::new(EncryptedStore::new(Arc::new(inner), keyring)))
+    }
+
+    missive_store::conformance_cases!(make());
 }

@@ -1,0 +1,122 @@
+//! `missive apikey`, `missive privacy` and `missive encryption` against a real data directory.
+
+use std::path::Path;
+use std::process::Command;
+
+fn missive(dir: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_missive"))
+        .current_dir(dir)
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+fn import_ann(dir: &Path) {
+    let file = dir.join("ann.jsonl");
+    std::fs::write(
+        &file,
+        concat!(
+            r#"{"type":"identify","userId":"ann-42","messageId":"a1","traits":{"email":"ann.quill@example.com","first_name":"Annika"}}"#,
+            "\n",
+            r#"{"type":"track","userId":"ann-42","messageId":"a2","event":"Order Completed","properties":{"revenue":40}}"#,
+            "\n"
+        ),
+    )
+    .unwrap();
+    let (ok, _, err) = missive(dir, &["import", file.to_str().unwrap()]);
+    assert!(ok, "{err}");
+}
+
+#[test]
+fn a_person_is_exported_then_erased_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    import_ann(dir.path());
+    let (ok, out, err) = missive(dir.path(), &["privacy", "export", "ann.quill@example.com"]);
+    assert!(ok, "{err}");
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(doc["profile"]["traits"]["first_name"]["value"], "Annika");
+    assert_eq!(doc["events"].as_array().unwrap().len(), 2);
+
+    let (ok, _, err) = missive(dir.path(), &["privacy", "erase", "ann-42"]);
+    assert!(!ok && err.contains("--yes"), "{err}");
+    let (ok, out, err) = missive(dir.path(), &["privacy", "erase", "ann-42", "--yes"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("\"events\": 2"), "{out}");
+    let (ok, _, err) = missive(dir.path(), &["privacy", "export", "ann-42"]);
+    assert!(!ok && err.contains("not found"), "{err}");
+    // The data files (encrypted by default) never held the name in clear.
+    for e in std::fs::read_dir(dir.path().join("data")).unwrap() {
+        let bytes = std::fs::read(e.unwrap().path()).unwrap();
+        assert!(!bytes.windows(6).any(|w| w == b"Annika"));
+    }
+}
+
+#[test]
+fn api_keys_are_created_listed_and_revoked_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, out, err) = missive(
+        dir.path(),
+        &["apikey", "create", "--role", "privacy_officer", "--label", "dpo"],
+    );
+    assert!(ok, "{err}");
+    let mut lines = out.lines();
+    let id = lines
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(lines.next().unwrap().starts_with("pk_"));
+    let (_, listed, _) = missive(dir.path(), &["apikey", "list"]);
+    assert!(
+        listed.contains(&id) && listed.contains("privacy_officer"),
+        "{listed}"
+    );
+    let (ok, _, err) = missive(dir.path(), &["apikey", "revoke", &id]);
+    assert!(ok, "{err}");
+    let (_, listed, _) = missive(dir.path(), &["apikey", "list"]);
+    assert!(listed.contains("revoked"), "{listed}");
+    let (ok, _, err) = missive(
+        dir.path(),
+        &["apikey", "create", "--role", "root", "--label", "x"],
+    );
+    assert!(!ok && err.contains("unknown role"), "{err}");
+}
+
+#[test]
+fn rotation_rewraps_the_data_keys_and_the_old_master_key_can_then_be_retired() {
+    let dir = tempfile::tempdir().unwrap();
+    import_ann(dir.path());
+    let (ok, out, err) = missive(dir.path(), &["encryption", "status"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("k1 (active): wraps 1 data keys"), "{out}");
+    let (ok, _, err) = missive(dir.path(), &["encryption", "retire", "k1"]);
+    assert!(!ok && err.contains("active"), "{err}");
+
+    let (ok, out, err) = missive(dir.path(), &["encryption", "rotate"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("new active master key k2; re-wrapped 1 data keys"),
+        "{out}"
+    );
+    let (ok, _, err) = missive(dir.path(), &["encryption", "retire", "k1"]);
+    assert!(ok, "{err}");
+    let (_, out, _) = missive(dir.path(), &["encryption", "status"]);
+    assert!(
+        out.contains("k2 (active): wraps 1 data keys") && !out.contains("k1"),
+        "{out}"
+    );
+    // Still readable with the rotated key file alone.
+    let (ok, out, err) = missive(dir.path(), &["privacy", "export", "ann-42"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("Annika"));
+}

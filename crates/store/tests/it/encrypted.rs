@@ -1,0 +1,223 @@
+//! What the encrypting store adds: no personal data in the files, lookups by blind index,
+//! crypto-shredding and master-key rotation.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use missive_core::{EventKind, IdentityKey, MessageId, Profile, ProfileId, Touched};
+use missive_store::{
+    Checkpoint, EncryptedStore, EventBatch, EventQuery, ProfileVersion, SqliteStore, Store, StoredEvent,
+};
+use serde_json::json;
+
+fn at() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-03-01T10:00:00Z")
+        .unwrap()
+        .to_utc()
+}
+
+const EMAIL: &str = "zoe.quartermain@example.com";
+
+async fn zoe(store: &dyn Store) -> Profile {
+    let mut p = Profile::new(ProfileId::generate(), at());
+    p.version = 1;
+    let email = IdentityKey {
+        kind: missive_core::IdentityKind::Email,
+        value: EMAIL.into(),
+    };
+    p.identities.insert(&email);
+    p.traits.insert(
+        "first_name".into(),
+        missive_core::Trait {
+            value: json!("Zoelle"),
+            source: "identify".into(),
+            party: missive_core::TraitParty::First,
+            at: at(),
+            consent_basis: None,
+        },
+    );
+    let body = json!({"type": "identify", "traits": {"email": EMAIL, "first_name": "Zoelle"}});
+    store
+        .commit_events(EventBatch {
+            events: vec![StoredEvent {
+                seq: 1,
+                message_id: MessageId::parse("z-1").unwrap(),
+                profile_id: p.id.clone(),
+                origin_profile_id: p.id.clone(),
+                kind: EventKind::Identify,
+                name: "$identify".into(),
+                timestamp: at(),
+                received_at: at(),
+                body,
+            }],
+            repoint: vec![],
+        })
+        .await
+        .unwrap();
+    let touched = Touched {
+        traits: ["first_name".to_string()].into(),
+        identities: vec![email.clone()],
+        ..Touched::default()
+    };
+    store
+        .commit_checkpoint(Checkpoint {
+            identities: vec![(email, p.id.clone())],
+            profiles: vec![p.clone()],
+            versions: vec![ProfileVersion {
+                profile_id: p.id.clone(),
+                version: 1,
+                recorded_at: at(),
+                cause: "identify".into(),
+                diff: p.diff_for(&touched),
+                snapshot: Some(p.clone()),
+            }],
+            merges: vec![],
+            segment_changes: vec![],
+            through_seq: 1,
+        })
+        .await
+        .unwrap();
+    p
+}
+
+fn files_contain(dir: &std::path::Path, needle: &str) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            let path = e.unwrap().path();
+            let bytes = std::fs::read(&path).ok()?;
+            bytes
+                .windows(needle.len())
+                .any(|w| w == needle.as_bytes())
+                .then(|| path.display().to_string())
+        })
+        .collect()
+}
+
+fn events_of(p: &ProfileId) -> EventQuery {
+    EventQuery {
+        profile_id: p.clone(),
+        received_before: None,
+        cursor: None,
+        limit: 10,
+    }
+}
+
+#[tokio::test]
+async fn personal_data_is_not_in_the_files_and_reads_back_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let inner: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("m.db")).await.unwrap());
+    let store = EncryptedStore::new(inner.clone(), Arc::new(missive_privacy::Keyring::generate()));
+    let p = zoe(&store).await;
+
+    assert_eq!(store.load_profile(&p.id).await.unwrap(), Some(p.clone()));
+    let email = IdentityKey {
+        kind: missive_core::IdentityKind::Email,
+        value: EMAIL.into(),
+    };
+    let found = store.resolve_identities(vec![email.clone()]).await.unwrap();
+    assert_eq!(
+        found.get(&email),
+        Some(&p.id),
+        "a lookup by address finds the profile"
+    );
+    let events = store.profile_events(events_of(&p.id)).await.unwrap();
+    assert_eq!(events[0].body["traits"]["first_name"], "Zoelle");
+    let versions = store.profile_versions(&p.id, None, 10).await.unwrap();
+    assert_eq!(versions[0].snapshot.as_ref(), Some(&p));
+    assert_eq!(versions[0].diff.traits["first_name"].value, json!("Zoelle"));
+
+    // The backend itself holds ciphertext and a blind index only.
+    let raw = inner.load_profile(&p.id).await.unwrap().unwrap();
+    assert!(raw.traits.is_empty() && raw.sealed.as_deref().unwrap().starts_with("enc:v1:prf_"));
+    let raw_events = inner.profile_events(events_of(&p.id)).await.unwrap();
+    assert!(raw_events[0].body.as_str().unwrap().starts_with("enc:v1:"));
+    let keys = inner.identity_keys_after(None, 10).await.unwrap();
+    assert!(keys[0].value.starts_with("bi_"), "{keys:?}");
+    assert_eq!(store.identity_index(&email), keys[0]);
+    for needle in [EMAIL, "Zoelle", "quartermain"] {
+        assert!(
+            files_contain(dir.path(), needle).is_empty(),
+            "{needle} found in the files"
+        );
+    }
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path, only: impl Fn(&str) -> bool) {
+    for e in std::fs::read_dir(from).unwrap() {
+        let path = e.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        if only(&name) && !name.ends_with("-shm") && !name.ends_with(".lock") {
+            std::fs::copy(&path, to.join(&name)).unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_backup_restored_after_an_erasure_cannot_be_read() {
+    let live = tempfile::tempdir().unwrap();
+    let backup = tempfile::tempdir().unwrap();
+    let keyring = Arc::new(missive_privacy::Keyring::generate());
+    let open = |dir: std::path::PathBuf| async move {
+        let inner: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.join("m.db")).await.unwrap());
+        inner
+    };
+    let p = {
+        let inner = open(live.path().to_path_buf()).await;
+        zoe(&EncryptedStore::new(inner, keyring.clone())).await
+    };
+    // Yesterday's backup of the data (not of the key file, which is backed up on its own).
+    copy_dir(live.path(), backup.path(), |n| !n.contains(".keys."));
+
+    {
+        let inner = open(live.path().to_path_buf()).await;
+        let counts = EncryptedStore::new(inner, keyring.clone())
+            .erase_profiles(vec![p.id.clone()])
+            .await
+            .unwrap();
+        assert_eq!((counts.profiles, counts.data_keys), (1, 1));
+    }
+    // The data files come back from the backup; the key file is today's.
+    for e in std::fs::read_dir(live.path()).unwrap() {
+        let path = e.unwrap().path();
+        if !path.display().to_string().contains(".keys.") {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    copy_dir(backup.path(), live.path(), |_| true);
+
+    let inner = open(live.path().to_path_buf()).await;
+    assert!(
+        inner.load_profile(&p.id).await.unwrap().is_some(),
+        "the restored rows are there"
+    );
+    let store = EncryptedStore::new(inner, keyring);
+    assert_eq!(
+        store.load_profile(&p.id).await.unwrap(),
+        None,
+        "but cannot be read"
+    );
+    assert!(store.profile_events(events_of(&p.id)).await.unwrap().is_empty());
+    assert!(store.profile_versions(&p.id, None, 10).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn rotation_rewraps_every_data_key_under_the_new_master_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let inner: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("m.db")).await.unwrap());
+    let old = Arc::new(missive_privacy::Keyring::generate());
+    let p = zoe(&EncryptedStore::new(inner.clone(), old.clone())).await;
+    let (rotated, new_id) = old.with_new_master_key();
+    let store = EncryptedStore::new(inner.clone(), Arc::new(rotated));
+    assert_eq!(store.data_keys_by_master().await.unwrap()[old.active_key_id()], 1);
+    assert_eq!(store.rewrap_all_data_keys().await.unwrap(), 1);
+    assert_eq!(
+        store.rewrap_all_data_keys().await.unwrap(),
+        0,
+        "nothing left to rewrap"
+    );
+    let by_master = store.data_keys_by_master().await.unwrap();
+    assert_eq!(by_master.get(&new_id), Some(&1));
+    assert_eq!(by_master.len(), 1);
+    assert_eq!(store.load_profile(&p.id).await.unwrap(), Some(p));
+}
