@@ -94,7 +94,19 @@ impl TestApp {
         keys: Option<(String, String)>,
         delivery: Option<Delivery>,
     ) -> Self {
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("missive.db")).await.unwrap());
+        // As `missive serve` runs by default: behind the encrypting store, with a key file.
+        let key_file = dir.path().join("missive.keys");
+        let keyring = match std::fs::read_to_string(&key_file) {
+            Ok(text) => missive_privacy::Keyring::parse(&text).unwrap(),
+            Err(_) => {
+                let k = missive_privacy::Keyring::generate();
+                std::fs::write(&key_file, k.to_file_text()).unwrap();
+                k
+            }
+        };
+        let keyring = Arc::new(keyring);
+        let bare: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("missive.db")).await.unwrap());
+        let store: Arc<dyn Store> = Arc::new(missive_store::EncryptedStore::new(bare, keyring.clone()));
         let (_, minted) = ensure_workspace(&*store).await.unwrap();
         let (write_key, admin_key) = match (minted, keys) {
             (Some(k), _) => (k.write_key.expose().to_owned(), k.admin_key.expose().to_owned()),
@@ -109,6 +121,7 @@ impl TestApp {
             .await
             .unwrap();
         let mut state = missive_server::AppState::new(engine.clone(), Default::default());
+        state.keyring = keyring;
         if let Some(d) = &delivery {
             let secrets = missive_engine::sender::SenderSecrets::load(&**engine.store())
                 .await
