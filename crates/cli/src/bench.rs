@@ -82,7 +82,13 @@ async fn ingest(cfg: Config, b: IngestBench) -> anyhow::Result<()> {
     let (_, keys) = ensure_workspace(&*store).await?;
     let write_key = keys.context("a fresh store should mint keys")?.write_key;
     let engine = Engine::start(store.clone(), Arc::new(SystemClock), cfg.engine_config()).await?;
-    let app = missive_server::router(missive_server::AppState::new(engine.clone(), Default::default()));
+    let mut state = missive_server::AppState::new(engine.clone(), Default::default());
+    // The bench is one client sending as fast as it can: no rate limit.
+    state.limits = Arc::new(missive_server::limits::Limits {
+        ingest: None,
+        ..Default::default()
+    });
+    let app = missive_server::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let server = tokio::spawn(async move { axum::serve(listener, app).await });

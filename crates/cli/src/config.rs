@@ -33,6 +33,45 @@ pub struct Config {
     pub delivery: DeliverySection,
     pub privacy: PrivacySection,
     pub tls: TlsSection,
+    pub limits: LimitsSection,
+}
+
+/// Rate limits per client address.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct LimitsSection {
+    /// Tracking-API requests per second per address (0: no limit), and the burst allowed.
+    pub ingest_per_second: u32,
+    pub ingest_burst: u32,
+    /// Failed authentications per minute per address, and the burst allowed.
+    pub auth_failures_per_minute: u32,
+    pub auth_failures_burst: u32,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        Self {
+            ingest_per_second: 1000,
+            ingest_burst: 2000,
+            auth_failures_per_minute: 10,
+            auth_failures_burst: 20,
+        }
+    }
+}
+
+impl Config {
+    pub fn limits(&self) -> missive_server::limits::Limits {
+        use missive_server::limits::{Limits, RateLimiter};
+        let l = &self.limits;
+        Limits {
+            ingest: (l.ingest_per_second > 0)
+                .then(|| RateLimiter::new(f64::from(l.ingest_per_second), f64::from(l.ingest_burst))),
+            auth_failures: RateLimiter::new(
+                f64::from(l.auth_failures_per_minute.max(1)) / 60.0,
+                f64::from(l.auth_failures_burst.max(1)),
+            ),
+        }
+    }
 }
 
 /// Encryption at rest, retention and the preference centre.
@@ -85,6 +124,7 @@ impl Default for Config {
             delivery: DeliverySection::default(),
             privacy: PrivacySection::default(),
             tls: TlsSection::default(),
+            limits: LimitsSection::default(),
         }
     }
 }

@@ -27,6 +27,7 @@ pub async fn run(cfg: Config, listen: Option<String>) -> anyhow::Result<()> {
     let mut state = missive_server::AppState::new(engine.clone(), cfg.content_config());
     state.keyring = keyring;
     state.privacy_config = Arc::new(cfg.privacy_config());
+    state.limits = Arc::new(cfg.limits());
     state.content.warm_up(engine.clock().now());
     let sender = build_sender(&cfg, &engine, &state.content).await?;
     state.journeys = state.journeys.clone().notify_queued(sender.waker());
@@ -41,7 +42,26 @@ pub async fn run(cfg: Config, listen: Option<String>) -> anyhow::Result<()> {
     let bounces = spawn_bounce_reader(&cfg, &engine, &sender, background_stop.clone());
     let retention = spawn_retention(&cfg, &state.privacy, background_stop.clone());
     let sending = sender.spawn(poll, background_stop);
-    let app = missive_server::router(state);
+    let app = missive_server::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let tls = match (&cfg.tls.cert_file, &cfg.tls.key_file) {
+        (Some(cert), Some(key)) => {
+            // ring, as everywhere else in missive: no second crypto library in the build.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            Some(
+                axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "loading the TLS certificate {} and key {}",
+                            cert.display(),
+                            key.display()
+                        )
+                    })?,
+            )
+        }
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding {addr}"))?;
@@ -74,7 +94,7 @@ pub async fn run(cfg: Config, listen: Option<String>) -> anyhow::Result<()> {
         if cfg.privacy.encrypt { "on" } else { "off" }
     ));
     banner.push_str(&format!(
-        "missive {} listening on http://{local}\n",
+        "missive {} listening on {scheme}://{local}\n",
         env!("CARGO_PKG_VERSION")
     ));
     {
@@ -92,10 +112,25 @@ pub async fn run(cfg: Config, listen: Option<String>) -> anyhow::Result<()> {
         "server started"
     );
 
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("HTTP server")?;
+    match tls {
+        None => axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .context("HTTP server")?,
+        Some(tls) => {
+            let handle = axum_server::Handle::new();
+            let on_signal = handle.clone();
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                on_signal.graceful_shutdown(Some(std::time::Duration::from_secs(30)));
+            });
+            axum_server::from_tcp_rustls(listener.into_std()?, tls)?
+                .handle(handle)
+                .serve(app)
+                .await
+                .context("HTTPS server")?
+        }
+    }
     tracing::info!("no more requests; committing what was accepted");
     let _ = stop_background.send(true);
     for (what, task) in [

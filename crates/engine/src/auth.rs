@@ -163,6 +163,16 @@ impl Authenticator {
         }
     }
 
+    /// Whether a presented key was verified recently (no store or argon2 work to check it).
+    pub fn is_verified(&self, presented: &str) -> bool {
+        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        self.cache
+            .read()
+            .ok()
+            .and_then(|c| c.get(&digest).map(|(_, since)| since.elapsed() < CACHE_TTL))
+            .unwrap_or(false)
+    }
+
     /// Who a presented key belongs to, or `None` when no live key matches.
     pub async fn authenticate(&self, presented: &str) -> Result<Option<Caller>, StoreError> {
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();

@@ -88,7 +88,7 @@ impl<P: Permission> FromRequestParts<AppState> for RequireRole<P> {
                 "an API key is required (Authorization: Bearer <key>)",
             ));
         };
-        let caller = caller_for(state, &key).await?;
+        let caller = caller_for(state, &key, crate::limits::client_ip(parts)).await?;
         if let Some(slot) = parts.extensions.get::<AuditSlot>() {
             slot.set_caller(&caller);
         }
@@ -132,11 +132,21 @@ pub fn presented_key(parts: &Parts) -> Result<Option<String>, ApiError> {
 }
 
 /// The caller a key belongs to; 401 when none (and the failure counts towards the rate
-/// limit of failed attempts).
-pub async fn caller_for(state: &AppState, key: &str) -> Result<Caller, ApiError> {
+/// limit of failed attempts from the client's address: see [`crate::limits`]).
+pub async fn caller_for(
+    state: &AppState,
+    key: &str,
+    ip: Option<std::net::IpAddr>,
+) -> Result<Caller, ApiError> {
+    if !state.auth.is_verified(key) {
+        crate::limits::check_auth_allowed(state, ip)?;
+    }
     match state.auth.authenticate(key).await? {
         Some(caller) => Ok(caller),
-        None => Err(ApiError::unauthorized("unknown or revoked API key")),
+        None => {
+            crate::limits::record_auth_failure(state, ip);
+            Err(ApiError::unauthorized("unknown or revoked API key"))
+        }
     }
 }
 

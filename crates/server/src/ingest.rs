@@ -43,7 +43,7 @@ fn kind_of(k: u8) -> EventKind {
 }
 
 /// The `Authorization` header's key, checked if present; a body `writeKey` is checked later.
-pub struct IngestAuth(Option<String>);
+pub struct IngestAuth(Option<String>, Option<std::net::IpAddr>);
 
 impl FromRequestParts<AppState> for IngestAuth {
     type Rejection = ApiError;
@@ -51,17 +51,18 @@ impl FromRequestParts<AppState> for IngestAuth {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         match presented_key(parts)? {
             Some(key) => {
-                ingest_allowed(state, &key).await?;
-                Ok(IngestAuth(Some(key)))
+                let ip = crate::limits::client_ip(parts);
+                ingest_allowed(state, &key, ip).await?;
+                Ok(IngestAuth(Some(key), ip))
             }
-            None => Ok(IngestAuth(None)),
+            None => Ok(IngestAuth(None, crate::limits::client_ip(parts))),
         }
     }
 }
 
 /// A key may send events when its role has the [`Ingest`] permission.
-async fn ingest_allowed(state: &AppState, key: &str) -> Result<(), ApiError> {
-    let caller = caller_for(state, key).await?;
+async fn ingest_allowed(state: &AppState, key: &str, ip: Option<std::net::IpAddr>) -> Result<(), ApiError> {
+    let caller = caller_for(state, key, ip).await?;
     if Ingest::allows(caller.role) {
         Ok(())
     } else {
@@ -81,7 +82,7 @@ async fn check_body_key(
         return Ok(());
     }
     match body_key {
-        Some(Value::String(k)) => ingest_allowed(state, k).await,
+        Some(Value::String(k)) => ingest_allowed(state, k, header.1).await,
         Some(_) => {
             Err(ApiError::bad_request("invalid_type", "writeKey must be a string").with_field("writeKey"))
         }

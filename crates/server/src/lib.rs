@@ -12,6 +12,7 @@ mod content;
 mod error;
 mod ingest;
 mod journeys;
+pub mod limits;
 pub mod metrics;
 mod privacy;
 mod profiles;
@@ -44,6 +45,7 @@ pub struct AppState {
     /// Pseudonyms for analytics (and, with encryption, the master keys).
     pub keyring: Arc<missive_privacy::Keyring>,
     pub cursor_key: privacy::CursorKey,
+    pub limits: Arc<limits::Limits>,
     pub metrics: Option<::metrics_exporter_prometheus::PrometheusHandle>,
     pub started: Arc<std::time::Instant>,
 }
@@ -60,6 +62,7 @@ impl AppState {
             privacy_config: Arc::new(Default::default()),
             keyring: Arc::new(missive_privacy::Keyring::generate()),
             cursor_key: privacy::CursorKey::new(),
+            limits: Arc::new(limits::Limits::default()),
             engine,
             auth,
             metrics: metrics::handle(),
@@ -79,6 +82,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/alias", post(ingest::single::<{ ingest::ALIAS }>))
         .route("/v1/batch", post(ingest::batch))
         .route("/v1/import", post(ingest::batch))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limits::ingest_limit,
+        ))
         .route(
             "/v1/profiles/{key}",
             get(profiles::get_profile).delete(privacy::erase),

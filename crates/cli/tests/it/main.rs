@@ -10,3 +10,4 @@ mod segment_python;
 #[cfg(unix)]
 mod shutdown;
 mod support;
+mod tls;

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::support::TestApp;
+use crate::support::{Delivery, TestApp};
 
 const ROLES: [&str; 5] = ["admin", "marketer", "analyst", "privacy_officer", "write"];
 
@@ -340,4 +340,148 @@ async fn analysts_see_pseudonyms_and_no_personal_traits() {
         .await
         .unwrap();
     assert_eq!(again["profiles"][0]["pseudonym"], row["pseudonym"]);
+}
+
+#[tokio::test]
+async fn ingest_is_rate_limited_per_address_with_retry_after() {
+    use missive_server::limits::{Limits, RateLimiter};
+    let app = TestApp::spawn_limited(Limits {
+        ingest: Some(RateLimiter::new(0.5, 3.0)),
+        ..Limits::default()
+    })
+    .await;
+    let mut statuses = Vec::new();
+    for i in 0..4 {
+        let (status, _) = app
+            .post(
+                "/v1/track",
+                json!({"userId": "u", "event": "Viewed", "messageId": format!("m{i}")}),
+            )
+            .await;
+        statuses.push(status);
+    }
+    assert_eq!(statuses, [200, 200, 200, 429]);
+    let res = app
+        .client
+        .post(format!("{}/v1/track", app.base))
+        .basic_auth(&app.write_key, Some(""))
+        .json(&json!({"userId": "u", "event": "Viewed"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 429);
+    assert!(res.headers().contains_key("retry-after"));
+    // The management API is not the tracking API's budget.
+    assert_eq!(app.get("/v1/templates").await.0, 200);
+}
+
+#[tokio::test]
+async fn guessing_keys_is_stopped_but_known_keys_keep_working() {
+    let app = TestApp::spawn().await;
+    // The admin key is verified once, before the attack.
+    assert_eq!(app.get("/v1/templates").await.0, 200);
+    let mut statuses = Vec::new();
+    for i in 0..25 {
+        let guess = format!("ak_0193c2a8d0a77f3b9c2e4d5f6a7b8c9d_guess{i}");
+        statuses.push(call(&app, "GET", "/v1/templates", Some(&guess)).await);
+    }
+    assert!(statuses[..20].iter().all(|s| *s == 401), "{statuses:?}");
+    assert!(statuses[20..].iter().all(|s| *s == 429), "{statuses:?}");
+    assert_eq!(
+        app.get("/v1/templates").await.0,
+        200,
+        "a verified key still works"
+    );
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_refused() {
+    let app = TestApp::spawn().await;
+    let big = "x".repeat(600 * 1024);
+    let (status, body) = app
+        .post(
+            "/v1/batch",
+            json!({"batch": [{"type": "track", "userId": "u", "event": "E", "properties": {"p": big}}]}),
+        )
+        .await;
+    assert_eq!(status, 413, "{body}");
+    let (status, _) = app
+        .admin(
+            Method::PUT,
+            "/v1/templates/huge",
+            Some(json!({"subject": "x", "html": "y".repeat(2 * 1024 * 1024)})),
+        )
+        .await;
+    assert_eq!(status, 413);
+}
+
+#[tokio::test]
+async fn line_breaks_in_a_subject_never_become_headers() {
+    let maildir = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn_sending(Delivery::maildir(maildir.path())).await;
+    let template = json!({"subject": "Hi {{ customer.first_name }}", "layout": "html",
+                          "body": "<p>Hello</p><a href=\"{{ unsubscribe_url }}\">Unsubscribe</a>"});
+    assert_eq!(
+        app.admin(Method::PUT, "/v1/templates/hi", Some(template)).await.0,
+        200
+    );
+    app.post(
+        "/v1/identify",
+        json!({"userId": "eve", "traits": {"email": "eve@example.com", "plan": "x",
+               "first_name": "Eve\r\nBcc: victim@evil.example", "consent": {"email_marketing": true}}}),
+    )
+    .await;
+    let segment = json!({"name": "x", "expression": "traits.plan == \"x\""});
+    assert!(app.admin(Method::POST, "/v1/segments", Some(segment)).await.0 < 300);
+    let (status, b) = app
+        .admin(
+            Method::POST,
+            "/v1/broadcasts",
+            Some(json!({"template": "hi", "segment": "x"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{b}");
+    app.admin(Method::POST, "/v1/broadcasts/run", None).await;
+    app.state.sender.as_ref().unwrap().run_pending().await.unwrap();
+    let mut found = 0;
+    for e in std::fs::read_dir(maildir.path().join("new"))
+        .into_iter()
+        .flatten()
+    {
+        let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
+        found += 1;
+        assert!(!text.lines().any(|l| l.starts_with("Bcc:")), "{text}");
+        assert!(
+            text.contains("Subject: Hi Eve Bcc: victim@evil.example\r\n"),
+            "{text}"
+        );
+    }
+    assert_eq!(found, 1, "sent once, with the line break folded into a space");
+
+    // Names of documents with line breaks are refused outright.
+    let (status, _) = app
+        .admin(
+            Method::PUT,
+            "/v1/templates/a%0D%0ABcc:%20x",
+            Some(json!({"subject": "x", "html": "y"})),
+        )
+        .await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn a_click_link_signed_with_another_key_is_never_a_redirect() {
+    let maildir = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn_sending(Delivery::maildir(maildir.path())).await;
+    let forger = missive_delivery::LinkSigner::new(&[7u8; 32]).unwrap();
+    let forged = forger.click_url(&app.base, "msg_1", "https://phishing.example/login");
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let res = client.get(&forged).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 404);
+    assert!(res.headers().get("location").is_none());
+    let tampered = format!("{}/t/c/{}x", app.base, forged.rsplit('/').next().unwrap());
+    assert_eq!(client.get(&tampered).send().await.unwrap().status().as_u16(), 404);
 }

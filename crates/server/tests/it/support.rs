@@ -77,14 +77,21 @@ impl TestApp {
     pub async fn spawn() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let clock = ManualClock::new(start_time());
-        Self::spawn_in(dir, clock, None, None).await
+        Self::spawn_in(dir, clock, None, None, None).await
+    }
+
+    /// A server with these rate limits.
+    pub async fn spawn_limited(limits: missive_server::limits::Limits) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(start_time());
+        Self::spawn_in(dir, clock, None, None, Some(limits)).await
     }
 
     /// A server whose sender hands messages to `delivery`.
     pub async fn spawn_sending(delivery: Delivery) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let clock = ManualClock::new(start_time());
-        Self::spawn_in(dir, clock, None, Some(delivery)).await
+        Self::spawn_in(dir, clock, None, Some(delivery), None).await
     }
 
     /// Starts on an existing data directory (a restart), reusing the keys.
@@ -93,6 +100,7 @@ impl TestApp {
         clock: ManualClock,
         keys: Option<(String, String)>,
         delivery: Option<Delivery>,
+        limits: Option<missive_server::limits::Limits>,
     ) -> Self {
         // As `missive serve` runs by default: behind the encrypting store, with a key file.
         let key_file = dir.path().join("missive.keys");
@@ -122,6 +130,9 @@ impl TestApp {
             .unwrap();
         let mut state = missive_server::AppState::new(engine.clone(), Default::default());
         state.keyring = keyring;
+        if let Some(l) = limits {
+            state.limits = Arc::new(l);
+        }
         if let Some(d) = &delivery {
             let secrets = missive_engine::sender::SenderSecrets::load(&**engine.store())
                 .await
@@ -152,7 +163,12 @@ impl TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let server = tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .await
+            .unwrap();
         });
         Self {
             base,
@@ -176,7 +192,7 @@ impl TestApp {
         drop(self.state);
         self.engine.shutdown().await;
         let keys = (self.write_key, self.admin_key);
-        Self::spawn_in(self.dir, self.clock, Some(keys), self.delivery).await
+        Self::spawn_in(self.dir, self.clock, Some(keys), self.delivery, None).await
     }
 
     /// Writes a profile checkpoint now, so that each change before it gets its own version.
