@@ -125,8 +125,8 @@ pub fn build_data(profile: &Profile, ctx: &MessageContext<'_>, now: DateTime<Utc
     rfm_obj.insert("frequency", Value::Int(rfm.frequency as i64));
     rfm_obj.insert("monetary", Value::Float(rfm.monetary.as_major()));
 
-    let mut scores = Object::with_capacity(profile.scores.len());
-    for (k, v) in &profile.scores {
+    let mut scores = Object::with_capacity(profile.model_scores().len());
+    for (k, v) in profile.model_scores() {
         scores.insert(k.clone(), Value::from(v));
     }
 

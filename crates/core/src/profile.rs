@@ -434,6 +434,13 @@ impl Profile {
                 continue;
             }
             self.set_trait(name, value, e, touched);
+            if e.provenance.party == TraitParty::Third
+                && let Some(t) = self.traits.get_mut(name)
+                && t.consent_basis.is_none()
+            {
+                // The opt-in it rests on.
+                t.consent_basis = Some("consent:third_party_enrichment".into());
+            }
         }
 
         self.events
@@ -457,6 +464,18 @@ impl Profile {
         touched.events_applied += 1;
 
         self.push_history(HistoryEntry::of(e), history_len);
+    }
+
+    /// The model outputs that may be used for this person: none without `profiling` consent,
+    /// so that segments, journeys and templates never act on a score of someone who refused
+    /// profiling (models must also leave them out of training: see [`Purpose::Profiling`]).
+    pub fn model_scores(&self) -> &BTreeMap<String, Value> {
+        static NONE: BTreeMap<String, Value> = BTreeMap::new();
+        if self.consents(Purpose::Profiling) {
+            &self.scores
+        } else {
+            &NONE
+        }
     }
 
     /// Whether the person has granted `purpose` (and not withdrawn it since).
@@ -885,6 +904,21 @@ mod tests {
         assert_eq!(p.traits["income"].value, json!(50000));
         assert_eq!(p.traits["income"].party, TraitParty::Third);
         assert_eq!(p.traits["income"].source, "acme-broker");
+        assert_eq!(
+            p.traits["income"].consent_basis.as_deref(),
+            Some("consent:third_party_enrichment")
+        );
+    }
+
+    #[test]
+    fn model_scores_are_withheld_without_profiling_consent() {
+        let mut p = Profile::new(ProfileId::generate(), t("2026-03-01T00:00:00Z"));
+        p.scores.insert("churn".into(), json!(0.8));
+        assert!(p.model_scores().is_empty());
+        let mut touched = Touched::default();
+        let grant = json!({"type": "identify", "userId": "u", "traits": {"consent": {"profiling": true}}});
+        p.apply_event(&ev(grant), 5, &mut touched);
+        assert_eq!(p.model_scores()["churn"], json!(0.8));
     }
 
     #[test]

@@ -481,7 +481,12 @@ impl ContentService {
         let mut matched_expressions: BTreeSet<String> = BTreeSet::new();
         for (name, segment) in set.expressions.iter().filter(|_| personalized) {
             let events = window_events(&*self.store, profile, segment, now).await?;
-            let facts = Facts::new(profile, &events, &profile.segments.segments, &profile.scores);
+            let facts = Facts::new(
+                profile,
+                &events,
+                &profile.segments.segments,
+                profile.model_scores(),
+            );
             if segment.evaluate(&facts, now).member {
                 matched_expressions.insert(name.clone());
             }

@@ -975,8 +975,11 @@ impl Journeys {
                     let member = match segment {
                         Some(seg) => {
                             let events = window_events(self.store(), p, seg, now).await?;
-                            seg.evaluate(&Facts::new(p, &events, &p.segments.segments, &p.scores), now)
-                                .member
+                            seg.evaluate(
+                                &Facts::new(p, &events, &p.segments.segments, p.model_scores()),
+                                now,
+                            )
+                            .member
                         }
                         None => false,
                     };

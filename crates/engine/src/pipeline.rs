@@ -933,7 +933,7 @@ impl Applier {
         // Segments deleted since: forget them.
         state.segments.retain(|n| set.get(n).is_some());
         state.timers.retain(|n, _| set.get(n).is_some());
-        let scores = &p.scores;
+        let scores = p.model_scores();
         let changes: Vec<MembershipChange> = match touched {
             Some(t) => set.on_change(&mut state, p, &p.window_events, scores, t, Extra::default(), now),
             None => {
@@ -1005,7 +1005,7 @@ impl Applier {
                 continue;
             }
             let mut state = std::mem::take(&mut p.segments);
-            let scores = &p.scores;
+            let scores = p.model_scores();
             let mut changes = Vec::new();
             while let Some(at) = state.next_due().filter(|d| *d <= now) {
                 changes.extend(set.on_due(&mut state, p, &p.window_events, scores, at));

@@ -87,7 +87,7 @@ pub async fn preview(
         after = Some(last.id.clone());
         for p in &page {
             let events = window_events(store, p, segment, now).await?;
-            let facts = Facts::new(p, &events, &segments, &p.scores);
+            let facts = Facts::new(p, &events, &segments, p.model_scores());
             if segment.evaluate(&facts, now).member {
                 out.members += 1;
                 if out.sample.len() < sample_size {

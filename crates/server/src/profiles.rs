@@ -486,7 +486,7 @@ pub async fn get_segments(
         return Err(ApiError::not_found("no profile has that id"));
     };
     let now = state.engine.clock().now();
-    let (members, scores) = (profile.segments.segments.clone(), profile.scores.clone());
+    let (members, scores) = (profile.segments.segments.clone(), profile.model_scores().clone());
     let mut explain = Vec::new();
     for rec in store.list_segments().await? {
         let Ok(seg) = missive_segment::Segment::compile(&rec.expression, &missive_segment::Schema::default())
