@@ -8,8 +8,10 @@
 mod audit;
 mod auth;
 mod broadcasts;
+mod console;
 mod content;
 mod error;
+mod html;
 mod ingest;
 mod journeys;
 pub mod limits;
@@ -46,6 +48,7 @@ pub struct AppState {
     pub keyring: Arc<missive_privacy::Keyring>,
     pub cursor_key: privacy::CursorKey,
     pub limits: Arc<limits::Limits>,
+    pub sessions: Arc<console::Sessions>,
     pub metrics: Option<::metrics_exporter_prometheus::PrometheusHandle>,
     pub started: Arc<std::time::Instant>,
 }
@@ -63,6 +66,7 @@ impl AppState {
             keyring: Arc::new(missive_privacy::Keyring::generate()),
             cursor_key: privacy::CursorKey::new(),
             limits: Arc::new(limits::Limits::default()),
+            sessions: Arc::new(console::Sessions::default()),
             engine,
             auth,
             metrics: metrics::handle(),
@@ -162,6 +166,10 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             audit::audit_layer,
         ))
+        .route("/console", get(console::home))
+        .route("/console/login", get(console::login_page).post(console::login))
+        .route("/console/logout", post(console::logout))
+        .route("/console/audit", get(console::audit_page))
         .route("/health", get(health))
         .route("/metrics", get(metrics::render))
         // Compressed bodies are bounded here; decompressed ones by the ingest handlers.

@@ -84,6 +84,11 @@ fn matrix() -> Vec<(&'static str, &'static str, &'static [&'static str])> {
         ("GET", "/preferences/{token}", PUBLIC),
         ("POST", "/preferences/{token}", PUBLIC),
         ("GET", "/preferences/{token}/export", PUBLIC),
+        ("GET", "/console", PUBLIC),
+        ("GET", "/console/login", PUBLIC),
+        ("POST", "/console/login", PUBLIC),
+        ("POST", "/console/logout", PUBLIC),
+        ("GET", "/console/audit", PUBLIC),
         ("GET", "/health", PUBLIC),
         ("GET", "/metrics", PUBLIC),
     ]
@@ -484,4 +489,120 @@ async fn a_click_link_signed_with_another_key_is_never_a_redirect() {
     assert!(res.headers().get("location").is_none());
     let tampered = format!("{}/t/c/{}x", app.base, forged.rsplit('/').next().unwrap());
     assert_eq!(client.get(&tampered).send().await.unwrap().status().as_u16(), 404);
+}
+
+/// The value of a `Set-Cookie` named `name`, and the whole header.
+fn set_cookie(res: &reqwest::Response, name: &str) -> Option<(String, String)> {
+    res.headers().get_all("set-cookie").iter().find_map(|v| {
+        let v = v.to_str().ok()?;
+        let (k, rest) = v.split_once('=')?;
+        (k == name).then(|| (rest.split(';').next().unwrap_or("").to_owned(), v.to_owned()))
+    })
+}
+
+fn hidden_csrf(page: &str) -> String {
+    let at = page.find("name=\"csrf\" value=\"").unwrap() + "name=\"csrf\" value=\"".len();
+    page[at..at + 64].to_owned()
+}
+
+#[tokio::test]
+async fn the_console_logs_in_with_a_secure_session_and_checks_csrf() {
+    let app = TestApp::spawn().await;
+    let keys = keys_for_every_role(&app).await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let url = |p: &str| format!("{}{p}", app.base);
+
+    // Without a session, the console sends you to the login page.
+    let res = client.get(url("/console")).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 303);
+    assert_eq!(res.headers()["location"], "/console/login");
+
+    let login = |key: String, extra: Option<(&'static str, &'static str)>| {
+        let client = client.clone();
+        let url = url("/console/login");
+        async move {
+            let page = client.get(&url).send().await.unwrap();
+            let (token, _) = set_cookie(&page, "__Host-missive_login").unwrap();
+            let html = page.text().await.unwrap();
+            assert!(html.contains("<label for=\"key\">"), "{html}");
+            let csrf = hidden_csrf(&html);
+            assert_eq!(csrf, token);
+            let mut req = client
+                .post(&url)
+                .header("cookie", format!("__Host-missive_login={token}"))
+                .form(&[("key", key.as_str()), ("csrf", csrf.as_str())]);
+            if let Some((k, v)) = extra {
+                req = req.header(k, v);
+            }
+            req.send().await.unwrap()
+        }
+    };
+
+    let res = login("ak_wrong_key".into(), None).await;
+    assert_eq!(res.status().as_u16(), 401);
+    let res = login(keys["write"].clone(), None).await;
+    assert_eq!(res.status().as_u16(), 403, "write keys do not log in");
+    let res = login(keys["marketer"].clone(), Some(("origin", "https://evil.example"))).await;
+    assert_eq!(res.status().as_u16(), 403, "a cross-site login post is refused");
+
+    let res = login(keys["marketer"].clone(), None).await;
+    assert_eq!(res.status().as_u16(), 303);
+    let (session, header) = set_cookie(&res, "__Host-missive_session").unwrap();
+    for attribute in ["Secure", "HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(header.contains(attribute), "{header}");
+    }
+    let with_session = |path: &str| {
+        client
+            .get(url(path))
+            .header("cookie", format!("__Host-missive_session={session}"))
+    };
+    let home = with_session("/console").send().await.unwrap();
+    assert_eq!(home.status().as_u16(), 200);
+    let home = home.text().await.unwrap();
+    assert!(home.contains("marketer"), "{home}");
+    assert!(!home.contains("<script"), "no JavaScript");
+    assert_eq!(
+        with_session("/console/audit")
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        403
+    );
+
+    // Logging out needs the session's CSRF token.
+    let logout = |csrf: &str| {
+        client
+            .post(url("/console/logout"))
+            .header("cookie", format!("__Host-missive_session={session}"))
+            .form(&[("csrf", csrf)])
+            .send()
+    };
+    assert_eq!(logout(&"0".repeat(64)).await.unwrap().status().as_u16(), 403);
+    assert_eq!(logout(&hidden_csrf(&home)).await.unwrap().status().as_u16(), 303);
+    assert_eq!(
+        with_session("/console").send().await.unwrap().status().as_u16(),
+        303,
+        "logged out"
+    );
+
+    // A privacy officer reads the audit log, logins included.
+    let res = login(keys["privacy_officer"].clone(), None).await;
+    let (session, _) = set_cookie(&res, "__Host-missive_session").unwrap();
+    let page = client
+        .get(url("/console/audit"))
+        .header("cookie", format!("__Host-missive_session={session}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    let page = page.text().await.unwrap();
+    assert!(
+        page.contains("console.login") && page.contains("console.logout"),
+        "{page}"
+    );
 }
