@@ -49,6 +49,10 @@ pub struct IngestBench {
     /// Distinct customers the events are spread over.
     #[arg(long, default_value_t = 100_000)]
     users: u64,
+    /// Store without encryption at rest (to measure what it costs; `missive serve` encrypts
+    /// by default).
+    #[arg(long)]
+    no_encrypt: bool,
 }
 
 pub async fn run(cfg: Config, cmd: BenchCommand) -> anyhow::Result<()> {
@@ -75,10 +79,20 @@ async fn ingest(cfg: Config, b: IngestBench) -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
     let pg_schema = format!("bench_{}", std::process::id());
     let pg_url = cfg.store.clone().filter(|url| url.starts_with("postgres"));
-    let store: Arc<dyn Store> = match &pg_url {
+    let bare: Arc<dyn Store> = match &pg_url {
         Some(url) => Arc::new(PostgresStore::connect(url, Some(&pg_schema)).await?),
         None => Arc::new(SqliteStore::open(tmp.path().join("missive.db")).await?),
     };
+    let store: Arc<dyn Store> = if b.no_encrypt {
+        bare
+    } else {
+        let keyring = Arc::new(missive_privacy::Keyring::generate());
+        Arc::new(missive_store::EncryptedStore::new(bare, keyring))
+    };
+    println!(
+        "encryption at rest: {}",
+        if b.no_encrypt { "off" } else { "on" }
+    );
     let (_, keys) = ensure_workspace(&*store).await?;
     let write_key = keys.context("a fresh store should mint keys")?.write_key;
     let engine = Engine::start(store.clone(), Arc::new(SystemClock), cfg.engine_config()).await?;
