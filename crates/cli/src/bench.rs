@@ -89,10 +89,7 @@ async fn ingest(cfg: Config, b: IngestBench) -> anyhow::Result<()> {
         let keyring = Arc::new(missive_privacy::Keyring::generate());
         Arc::new(missive_store::EncryptedStore::new(bare, keyring))
     };
-    println!(
-        "encryption at rest: {}",
-        if b.no_encrypt { "off" } else { "on" }
-    );
+    println!("encryption at rest: {}", if b.no_encrypt { "off" } else { "on" });
     let (_, keys) = ensure_workspace(&*store).await?;
     let write_key = keys.context("a fresh store should mint keys")?.write_key;
     let engine = Engine::start(store.clone(), Arc::new(SystemClock), cfg.engine_config()).await?;

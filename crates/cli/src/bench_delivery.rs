@@ -392,6 +392,7 @@ async fn broadcast(recipients: u64, concurrency: usize) -> anyhow::Result<()> {
             send_at: None,
             rate_per_second: 0,
             class: MessageClass::Marketing,
+            topic: None,
         })
         .await?;
     let id = b.broadcast.id.clone();

@@ -89,6 +89,11 @@ pub struct PrivacySection {
     pub preference_link_ttl_days: u32,
     /// Traits that identify a person, besides the built-in ones (email, name, phone, address…).
     pub personal_traits: Vec<String>,
+    /// The topics people can decline in the preference centre (`[[privacy.topics]]`, each
+    /// with `id`, `name` and `description`); a journey's or broadcast's `topic` names one.
+    pub topics: Vec<missive_engine::privacy::Topic>,
+    /// The privacy-policy version recorded with consent given in the preference centre.
+    pub policy_version: Option<String>,
 }
 
 impl Default for PrivacySection {
@@ -99,6 +104,8 @@ impl Default for PrivacySection {
             event_retention_days: 0,
             preference_link_ttl_days: 60,
             personal_traits: Vec::new(),
+            topics: Vec::new(),
+            policy_version: None,
         }
     }
 }
@@ -536,6 +543,9 @@ impl Config {
                 frequency_window: chrono::TimeDelta::days(i64::from(d.frequency_window_days.max(1))),
                 quiet_hours: parse_quiet_hours(&d.quiet_hours),
             },
+            preference_link_ttl: chrono::TimeDelta::days(i64::from(
+                self.privacy.preference_link_ttl_days.max(1),
+            )),
             ..missive_engine::sender::SenderConfig::default()
         }
     }
@@ -595,6 +605,8 @@ impl Config {
         c.event_retention =
             (p.event_retention_days > 0).then(|| chrono::TimeDelta::days(i64::from(p.event_retention_days)));
         c.preference_link_ttl = chrono::TimeDelta::days(i64::from(p.preference_link_ttl_days.max(1)));
+        c.topics = p.topics.clone();
+        c.policy_version = p.policy_version.clone();
         c
     }
 }

@@ -12,6 +12,7 @@ pub mod event;
 pub mod ids;
 pub mod message;
 pub mod money;
+pub mod preferences;
 pub mod profile;
 
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -20,4 +21,5 @@ pub use email::{EmailAddress, InvalidEmail};
 pub use event::{Event, EventKind, IdentityKey, IdentityKind};
 pub use ids::{ApiKeyId, InvalidId, MessageId, ProfileId, WorkspaceId};
 pub use money::Money;
+pub use preferences::Frequency;
 pub use profile::{Profile, ProfileDiff, Touched, Trait, TraitParty};

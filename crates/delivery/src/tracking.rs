@@ -22,6 +22,8 @@ const MAX_TOKEN_LEN: usize = 8 * 1024;
 const KIND_CLICK: u8 = b'c';
 const KIND_OPEN: u8 = b'o';
 const KIND_UNSUBSCRIBE: u8 = b'u';
+const KIND_PREFERENCES: u8 = b'p';
+const KIND_FORM: u8 = b'f';
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
@@ -33,6 +35,8 @@ pub enum TokenError {
     WrongKind,
     #[error("tracking token target is not an http or https url")]
     UnsafeUrl,
+    #[error("link has expired")]
+    Expired,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +48,13 @@ pub struct Click {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Open {
     pub message_id: String,
+}
+
+/// A preference-centre link: whose preferences, and until when (Unix seconds) it opens them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreferenceLink {
+    pub profile_id: String,
+    pub expires_at: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,6 +141,41 @@ impl LinkSigner {
             profile_id,
             message_id,
         })
+    }
+
+    /// `{base}/preferences/{token}`: the preference centre of `profile_id`, valid until
+    /// `expires_at` (Unix seconds).
+    pub fn preferences_url(&self, base_url: &str, profile_id: &str, expires_at: i64) -> String {
+        format!(
+            "{}/preferences/{}",
+            trim_base(base_url),
+            self.token(KIND_PREFERENCES, &[profile_id, &expires_at.to_string()])
+        )
+    }
+
+    /// Verifies a preference-centre token at `now` (Unix seconds).
+    pub fn verify_preferences(&self, token: &str, now: i64) -> Result<PreferenceLink, TokenError> {
+        let [profile_id, expires] = self.open_token(KIND_PREFERENCES, token)?;
+        let expires_at: i64 = expires.parse().map_err(|_| TokenError::Malformed)?;
+        if now >= expires_at {
+            return Err(TokenError::Expired);
+        }
+        Ok(PreferenceLink {
+            profile_id,
+            expires_at,
+        })
+    }
+
+    /// The anti-forgery value of the forms on a preference-centre page: bound to the page's
+    /// link token, and useless with any other.
+    pub fn form_token(&self, link_token: &str) -> String {
+        self.token(KIND_FORM, &[link_token])
+    }
+
+    /// Whether `form_token` was issued for `link_token` (constant-time).
+    pub fn verify_form_token(&self, link_token: &str, form_token: &str) -> bool {
+        self.open_token::<1>(KIND_FORM, form_token)
+            .is_ok_and(|[bound]| bound == link_token)
     }
 
     /// Rewrites every `<a href="http(s)://…">` in `html` to its click URL (except mailto:, tel:,
@@ -446,6 +492,34 @@ mod tests {
             LinkSigner::new(b"short"),
             Err(DeliveryError::LinkKeyTooShort { got: 5, .. })
         ));
+    }
+
+    #[test]
+    fn preference_links_expire_and_bind_their_forms() {
+        let s = signer();
+        let url = s.preferences_url("https://t.example/", "prf_1", 1_000);
+        let token = url.strip_prefix("https://t.example/preferences/").unwrap();
+        assert_eq!(
+            s.verify_preferences(token, 999),
+            Ok(PreferenceLink {
+                profile_id: "prf_1".into(),
+                expires_at: 1_000
+            })
+        );
+        assert_eq!(s.verify_preferences(token, 1_000), Err(TokenError::Expired));
+        // Another key's token, and a click token, do not open it.
+        let other = LinkSigner::new(&[8u8; 32]).unwrap();
+        assert_eq!(other.verify_preferences(token, 0), Err(TokenError::BadSignature));
+        let click = s.click_url("", "m", "https://x.example");
+        assert_eq!(
+            s.verify_preferences(click.strip_prefix("/t/c/").unwrap(), 0),
+            Err(TokenError::WrongKind)
+        );
+        let form = s.form_token(token);
+        assert!(s.verify_form_token(token, &form));
+        let other_link = s.preferences_url("", "prf_2", 1_000);
+        assert!(!s.verify_form_token(other_link.strip_prefix("/preferences/").unwrap(), &form));
+        assert!(!s.verify_form_token(token, "forged"));
     }
 
     #[test]

@@ -42,6 +42,8 @@ pub struct Broadcast {
     pub template: String,
     pub segment: String,
     pub class: MessageClass,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
     pub send_at: DateTime<Utc>,
     /// Messages per second; 0 for as fast as the sender goes.
     pub rate_per_second: u32,
@@ -69,6 +71,9 @@ pub struct BroadcastIn {
     pub rate_per_second: u32,
     #[serde(default)]
     pub class: MessageClass,
+    /// The preference-centre topic (people who declined it are skipped).
+    #[serde(default)]
+    pub topic: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -151,6 +156,7 @@ impl Broadcasts {
             template: req.template,
             segment: req.segment,
             class: req.class,
+            topic: req.topic,
             send_at,
             rate_per_second: req.rate_per_second,
             state: BroadcastState::Scheduled,
@@ -369,7 +375,10 @@ impl Broadcasts {
                         template: b.template.clone(),
                         class: b.class.as_str().into(),
                         source: source.clone(),
-                        context: json!({}),
+                        context: match &b.topic {
+                            Some(topic) => json!({"topic": topic}),
+                            None => json!({}),
+                        },
                         status: OutboxStatus::Queued,
                         attempts: 0,
                         next_attempt_at: slot,

@@ -41,6 +41,10 @@ pub struct JourneyDef {
     /// `marketing` (needs consent, counts towards the frequency cap) or `transactional`.
     #[serde(default)]
     pub class: MessageClass,
+    /// The preference-centre topic its e-mails belong to (one of `[[preferences.topics]]`):
+    /// people who declined it are not sent them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
     pub steps: Vec<Step>,
 }
 
@@ -1011,7 +1015,10 @@ impl Journeys {
                         template: template.clone(),
                         class: def.def.class.as_str().into(),
                         source: format!("journey:{}", def.name),
-                        context: json!({"event": instance.context.get("event").cloned().unwrap_or(Value::Null)}),
+                        context: send_context(
+                            instance.context.get("event").cloned().unwrap_or(Value::Null),
+                            def.def.topic.as_deref(),
+                        ),
                         status: OutboxStatus::Queued,
                         attempts: 0,
                         next_attempt_at: now,
@@ -1059,6 +1066,16 @@ impl Journeys {
 }
 
 /// Counts a visit of `step` in the instance context; returns the count (1 for the first).
+/// The render context of a queued message: the triggering event, and the topic the send-time
+/// policy checks.
+fn send_context(event: Value, topic: Option<&str>) -> Value {
+    let mut context = json!({"event": event});
+    if let Some(topic) = topic {
+        context["topic"] = json!(topic);
+    }
+    context
+}
+
 fn bump_visits(context: &mut Value, step: &str) -> u64 {
     let Some(obj) = context.as_object_mut() else {
         return 1;

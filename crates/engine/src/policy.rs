@@ -6,9 +6,10 @@
 //! 2. the suppression list (hard bounces, complaints, manual) always wins, for every class;
 //! 3. marketing needs `email_marketing` consent (see [`missive_core::consent`]); an
 //!    unsubscribe withdraws it;
-//! 4. marketing respects a frequency cap: at most N sent per rolling window, across all
-//!    journeys and broadcasts;
-//! 5. marketing is not sent in the recipient's quiet hours: it is deferred to their end.
+//! 4. marketing on a topic the person declined in the preference centre is not sent;
+//! 5. marketing respects a frequency cap: at most N sent per rolling window, across all
+//!    journeys and broadcasts, and the person's own frequency choice (weekly, monthly);
+//! 6. marketing is not sent in the recipient's quiet hours: it is deferred to their end.
 
 use chrono::{DateTime, TimeDelta, Utc};
 use missive_core::Profile;
@@ -79,6 +80,7 @@ pub async fn decide(
     hash_key: &[u8],
     profile: &Profile,
     class: MessageClass,
+    topic: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<Decision, StoreError> {
     let Some(address) = profile.email().map(str::to_string) else {
@@ -97,6 +99,20 @@ pub async fn decide(
     if !has_marketing_consent(profile) {
         return Ok(Decision::Skip {
             reason: "no_consent".into(),
+        });
+    }
+    if let Some(topic) = topic
+        && missive_core::preferences::declines_topic(profile, topic)
+    {
+        return Ok(Decision::Skip {
+            reason: format!("topic_declined: {topic}"),
+        });
+    }
+    if let Some(window) = missive_core::Frequency::of(profile).window()
+        && store.marketing_sent_since(&profile.id, now - window).await? > 0
+    {
+        return Ok(Decision::Skip {
+            reason: "frequency_preference".into(),
         });
     }
     if config.frequency_cap > 0 {

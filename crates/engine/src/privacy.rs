@@ -41,6 +41,8 @@ pub struct ConsentUpdate {
     pub user_agent: Option<String>,
     /// Makes a resubmitted change count once.
     pub message_id: Option<String>,
+    /// Other traits set in the same change (the preference centre's frequency and topics).
+    pub traits: serde_json::Map<String, Value>,
 }
 
 /// What an erasure did.
@@ -66,6 +68,21 @@ pub struct PrivacyConfig {
     pub event_retention: Option<TimeDelta>,
     /// How long a preference-centre link in an e-mail stays valid.
     pub preference_link_ttl: TimeDelta,
+    /// The topics people can decline in the preference centre.
+    pub topics: Vec<Topic>,
+    /// The privacy-policy version consent given in the preference centre is recorded under.
+    pub policy_version: Option<String>,
+}
+
+/// A kind of e-mail people can opt out of on its own (`offers`, `restock alerts`, …).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Topic {
+    /// What journeys and broadcasts name in their `topic`.
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
 }
 
 impl Default for PrivacyConfig {
@@ -95,6 +112,8 @@ impl Default for PrivacyConfig {
             personal_traits: personal.iter().map(|s| s.to_string()).collect(),
             event_retention: None,
             preference_link_ttl: TimeDelta::days(60),
+            topics: Vec::new(),
+            policy_version: None,
         }
     }
 }
@@ -127,7 +146,7 @@ impl Privacy {
         key: &ProfileKey,
         update: ConsentUpdate,
     ) -> Result<Profile, PrivacyError> {
-        if update.purposes.is_empty() {
+        if update.purposes.is_empty() && update.traits.is_empty() {
             return Err(PrivacyError::InvalidConsent("name at least one purpose".into()));
         }
         let store = &**self.engine.store();
@@ -147,7 +166,11 @@ impl Privacy {
         if let Some(ua) = &update.user_agent {
             context["userAgent"] = json!(ua);
         }
-        let mut message = json!({"type": "identify", "traits": {"consent": consent}, "context": context});
+        let mut traits = update.traits.clone();
+        if !consent.is_empty() {
+            traits.insert("consent".into(), Value::Object(consent));
+        }
+        let mut message = json!({"type": "identify", "traits": traits, "context": context});
         if let Some(id) = &update.message_id {
             message["messageId"] = json!(id);
         }

@@ -45,6 +45,8 @@ pub struct SenderConfig {
     pub batch: u32,
     /// Messages in flight at once (rendering, signing, waiting for the relay).
     pub concurrency: usize,
+    /// How long the preference-centre link in each e-mail stays valid.
+    pub preference_link_ttl: chrono::TimeDelta,
 }
 
 impl Default for SenderConfig {
@@ -60,6 +62,7 @@ impl Default for SenderConfig {
             // Outcomes are written per batch: a crash re-sends at most this many.
             batch: 64,
             concurrency: 8,
+            preference_link_ttl: chrono::TimeDelta::days(60),
         }
     }
 }
@@ -328,6 +331,7 @@ impl Sender {
             &self.secrets.hash_key,
             &profile,
             class,
+            message.context.get("topic").and_then(serde_json::Value::as_str),
             now,
         )
         .await?
@@ -464,6 +468,12 @@ impl Sender {
             .links
             .unsubscribe_url(base, profile.id.as_str(), &message.id);
         data.insert("unsubscribe_url", Value::from(unsubscribe.as_str()));
+        let preferences = self.secrets.links.preferences_url(
+            base,
+            profile.id.as_str(),
+            (now + self.config.preference_link_ttl).timestamp(),
+        );
+        data.insert("preferences_url", Value::from(preferences.as_str()));
         let selection = self
             .content
             .choose_blocks(profile, &compiled.slots, &data, now)
@@ -476,12 +486,11 @@ impl Sender {
             .await
             .map_err(Compose::from)?;
         let unsubscribe_prefix = format!("{base}/u/");
-        let html = self
-            .secrets
-            .links
-            .rewrite_html(&email.html, base, &message.id, |href| {
-                href.starts_with(&unsubscribe_prefix)
-            });
+        let preferences_prefix = format!("{base}/preferences/");
+        let (html, text) = with_preference_link(email.html, email.text, &preferences);
+        let html = self.secrets.links.rewrite_html(&html, base, &message.id, |href| {
+            href.starts_with(&unsubscribe_prefix) || href.starts_with(&preferences_prefix)
+        });
         let outgoing = OutgoingEmail {
             message_id: message.id.clone(),
             from_name: self.config.from_name.clone(),
@@ -491,7 +500,7 @@ impl Sender {
             to_name: None,
             subject: email.subject,
             html,
-            text: email.text,
+            text,
             // RFC 8058 one-click needs https: behind a plain-http public URL (a development
             // set-up) the headers are left out and the link in the body remains.
             list_unsubscribe_url: unsubscribe.starts_with("https://").then_some(unsubscribe.clone()),
@@ -504,6 +513,35 @@ impl Sender {
             None => Ok(bytes),
         }
     }
+}
+
+/// Every e-mail carries its preference-centre link: a template that does not place
+/// `{{ preferences_url }}` itself gets a footer line with it, in both parts.
+fn with_preference_link(html: String, text: String, url: &str) -> (String, String) {
+    let escaped = url.replace('&', "&amp;");
+    let html = if html.contains(url) || html.contains(&escaped) {
+        html
+    } else {
+        let footer = format!(
+            "<p style=\"font-size:12px;color:#666666;text-align:center\">\
+             <a href=\"{escaped}\">Manage your e-mail preferences and data</a></p>"
+        );
+        let mut html = html;
+        match html.to_ascii_lowercase().rfind("</body") {
+            Some(at) => html.insert_str(at, &footer),
+            None => html.push_str(&footer),
+        }
+        html
+    };
+    let text = if text.contains(url) || text.is_empty() {
+        text
+    } else {
+        format!(
+            "{}\n\nManage your e-mail preferences and data: {url}\n",
+            text.trim_end()
+        )
+    };
+    (html, text)
 }
 
 /// Why a message could not be composed: worth retrying (the store was unavailable) or not

@@ -99,7 +99,7 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 }
 
 /// A form post from another site, or from a page that is not ours.
-fn cross_site(headers: &HeaderMap) -> bool {
+pub(crate) fn cross_site(headers: &HeaderMap) -> bool {
     let fetch_site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
     if matches!(fetch_site, Some("cross-site") | Some("same-site")) {
         return true;
@@ -125,17 +125,20 @@ fn page(title: &str, body: &str) -> String {
          <style>body{{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;line-height:1.5}}\
          table{{border-collapse:collapse;width:100%}}td,th{{border-bottom:1px solid #ccc;padding:.3rem;text-align:left;font-size:.9rem}}\
          label{{display:block;margin:.5rem 0 .2rem}}input[type=password],input[type=text]{{width:100%;max-width:30rem;padding:.4rem}}\
-         button{{padding:.4rem 1rem;margin-top:.5rem}}.error{{color:#a00}}</style></head>\
+         button{{padding:.4rem 1rem;margin-top:.5rem}}.error{{color:#a00}}\
+         fieldset{{margin:1rem 0;padding:.5rem 1rem}}legend{{font-weight:600}}\
+         input[type=checkbox]+label,input[type=radio]+label{{display:inline;margin-left:.3rem}}.note{{color:#555;font-size:.9rem}}</style></head>\
          <body><main><h1>{t}</h1>{body}</main></body></html>",
         t = escape(title)
     )
 }
 
-fn html(status: StatusCode, title: &str, body: &str) -> Response {
+pub(crate) fn html(status: StatusCode, title: &str, body: &str) -> Response {
     let mut res = (status, Html(page(title, body))).into_response();
     let h = res.headers_mut();
     h.insert("cache-control", HeaderValue::from_static("no-store"));
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
     h.insert(
         "content-security-policy",
         HeaderValue::from_static(

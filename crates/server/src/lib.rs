@@ -16,6 +16,7 @@ mod ingest;
 mod journeys;
 pub mod limits;
 pub mod metrics;
+mod preferences;
 mod privacy;
 mod profiles;
 mod segments;
@@ -166,6 +167,11 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             audit::audit_layer,
         ))
+        .route(
+            "/preferences/{token}",
+            get(preferences::page).post(preferences::update),
+        )
+        .route("/preferences/{token}/export", get(preferences::export))
         .route("/console", get(console::home))
         .route("/console/login", get(console::login_page).post(console::login))
         .route("/console/logout", post(console::logout))

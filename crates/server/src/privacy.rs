@@ -106,6 +106,7 @@ pub async fn put_consent(
         ip: body.ip,
         user_agent: body.user_agent,
         message_id: body.message_id,
+        traits: Default::default(),
     };
     let p = state
         .privacy

@@ -4,6 +4,7 @@
 mod content;
 mod delivery;
 mod ingest;
+mod preferences;
 mod privacy;
 mod profiles;
 mod security;

@@ -67,6 +67,14 @@ impl Delivery {
     }
 }
 
+fn topic(id: &str, name: &str, description: &str) -> missive_engine::privacy::Topic {
+    missive_engine::privacy::Topic {
+        id: id.into(),
+        name: name.into(),
+        description: description.into(),
+    }
+}
+
 pub fn start_time() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339("2026-03-02T12:00:00Z")
         .unwrap()
@@ -130,6 +138,14 @@ impl TestApp {
             .unwrap();
         let mut state = missive_server::AppState::new(engine.clone(), Default::default());
         state.keyring = keyring;
+        state.privacy_config = Arc::new(missive_engine::privacy::PrivacyConfig {
+            topics: vec![
+                topic("offers", "Offers and sales", "Discounts and seasonal sales."),
+                topic("news", "New arrivals", "Products just in."),
+            ],
+            policy_version: Some("2026-03".into()),
+            ..Default::default()
+        });
         if let Some(l) = limits {
             state.limits = Arc::new(l);
         }

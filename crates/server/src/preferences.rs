@@ -1,0 +1,410 @@
+//! The preference centre: the page a person reaches from the signed, expiring link in every
+//! e-mail (`/preferences/{token}`, see [`missive_delivery::LinkSigner::preferences_url`]).
+//!
+//! It shows in plain words what is held about them and why, and lets them change consent per
+//! purpose, the topics they receive and how often, unsubscribe from everything, and download
+//! their data. Plain HTML forms with labels and fieldsets: no JavaScript. Each form carries a
+//! value bound to the link ([`missive_delivery::LinkSigner::form_token`]) and cross-site posts
+//! are refused. Changes go through the pipeline as `identify` messages with the evidence of
+//! consent (time, source `preference-centre`, policy version, IP address, user agent), and every
+//! view, download and change is written to the audit log as `link:preference-centre`.
+
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use missive_core::preferences::{FREQUENCY_TRAIT, TOPICS_DECLINED_TRAIT, declined_topics};
+use missive_core::{Frequency, Profile, ProfileId, Purpose, TraitParty};
+use missive_delivery::TokenError;
+use missive_engine::privacy::ConsentUpdate;
+use missive_engine::profiles::{ProfileKey, find_profile};
+use missive_store::AuditEntry;
+use serde_json::Value;
+
+use crate::AppState;
+use crate::console::{cross_site, html};
+use crate::html::escape;
+
+const SOURCE: &str = "preference-centre";
+
+/// The person behind a valid link, or the page saying why there is none.
+async fn subject(state: &AppState, token: &str) -> Result<Profile, Response> {
+    let Some(sender) = &state.sender else {
+        return Err(gone(StatusCode::NOT_FOUND, "This link is not valid."));
+    };
+    let now = state.engine.clock().now().timestamp();
+    let link = match sender.links().verify_preferences(token, now) {
+        Ok(link) => link,
+        Err(TokenError::Expired) => {
+            return Err(gone(
+                StatusCode::GONE,
+                "This link has expired. Use the link at the bottom of a more recent e-mail from us.",
+            ));
+        }
+        Err(_) => return Err(gone(StatusCode::NOT_FOUND, "This link is not valid.")),
+    };
+    let Ok(id) = ProfileId::parse(&link.profile_id) else {
+        return Err(gone(StatusCode::NOT_FOUND, "This link is not valid."));
+    };
+    match find_profile(&**state.engine.store(), &ProfileKey::Id(id), 0).await {
+        Ok(Some(p)) => Ok(p),
+        Ok(None) => Err(gone(
+            StatusCode::NOT_FOUND,
+            "We hold no data about you: nothing to show or change.",
+        )),
+        Err(e) => {
+            tracing::error!(error = %e, "preference centre could not read a profile");
+            Err(gone(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Your preferences cannot be shown right now. Please try again in a moment.",
+            ))
+        }
+    }
+}
+
+fn gone(status: StatusCode, why: &str) -> Response {
+    html(
+        status,
+        "Your e-mail preferences",
+        &format!("<p>{}</p>", escape(why)),
+    )
+}
+
+#[derive(serde::Deserialize)]
+pub struct Shown {
+    #[serde(default)]
+    saved: Option<String>,
+}
+
+/// `GET /preferences/{token}`
+pub async fn page(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    Query(q): Query<Shown>,
+) -> Response {
+    let profile = match subject(&state, &token).await {
+        Ok(p) => p,
+        Err(page) => return page,
+    };
+    audit(&state, &profile, "preferences.view", StatusCode::OK, "").await;
+    let form_token = state
+        .sender
+        .as_ref()
+        .map(|s| s.links().form_token(&token))
+        .unwrap_or_default();
+    let notice = match q.saved.as_deref() {
+        Some("all") => {
+            "<p role=\"status\" class=\"note\"><strong>You are unsubscribed from everything.</strong> \
+                        We will send you no more marketing e-mail and have stopped personalizing.</p>"
+        }
+        Some(_) => "<p role=\"status\" class=\"note\"><strong>Your choices are saved.</strong></p>",
+        None => "",
+    };
+    let body = format!(
+        "{notice}{held}{choices}{everything}{download}",
+        held = held_section(&state, &profile),
+        choices = choices_form(&state, &profile, &token, &form_token),
+        everything = format!(
+            "<section aria-labelledby=\"all-h\"><h2 id=\"all-h\">Unsubscribe from everything</h2>\
+             <p>Stop all marketing e-mail and withdraw every consent above. E-mails you need for an \
+             order (receipts, delivery notices) still reach you.</p>\
+             <form method=\"post\" action=\"/preferences/{token}\">\
+             <input type=\"hidden\" name=\"csrf\" value=\"{form_token}\">\
+             <input type=\"hidden\" name=\"action\" value=\"unsubscribe_all\">\
+             <button type=\"submit\">Unsubscribe from everything</button></form></section>",
+            token = escape(&token),
+            form_token = escape(&form_token),
+        ),
+        download = format!(
+            "<section aria-labelledby=\"dl-h\"><h2 id=\"dl-h\">Your data</h2>\
+             <p><a href=\"/preferences/{}/export\" download>Download all data we hold about you (JSON)</a></p>\
+             </section>",
+            escape(&token)
+        ),
+    );
+    html(StatusCode::OK, "Your e-mail preferences", &body)
+}
+
+/// What is held, in plain words.
+fn held_section(state: &AppState, p: &Profile) -> String {
+    let mut rows = String::new();
+    for email in &p.identities.emails {
+        rows.push_str(&row("E-mail address", email, "To send you e-mail."));
+    }
+    let personal = &state.privacy_config.personal_traits;
+    for (name, t) in &p.traits {
+        if name == FREQUENCY_TRAIT || name == TOPICS_DECLINED_TRAIT || name == "email" {
+            continue;
+        }
+        let value = match &t.value {
+            Value::String(s) => s.clone(),
+            v => v.to_string(),
+        };
+        let why = match (t.party, personal.contains(name)) {
+            (TraitParty::Third, _) => "Received from a partner, with your consent.".to_string(),
+            (_, true) => "To address you and deliver what you order.".to_string(),
+            _ => format!("To choose what our e-mails show you (from {}).", t.source),
+        };
+        rows.push_str(&row(name, &value, &why));
+    }
+    let events: u64 = p.events.values().map(|e| e.count).sum();
+    if events > 0 {
+        rows.push_str(&row(
+            "Activity",
+            &format!("{events} recorded actions (pages viewed, products, carts, e-mails opened)"),
+            "To send reminders you asked for and measure our e-mails.",
+        ));
+    }
+    if p.orders.count > 0 {
+        rows.push_str(&row(
+            "Orders",
+            &format!("{} orders", p.orders.count),
+            "To recommend products and follow up on your orders.",
+        ));
+    }
+    format!(
+        "<section aria-labelledby=\"held-h\"><h2 id=\"held-h\">What we hold about you</h2>\
+         <table><caption class=\"note\">Data held about you, and why we hold it</caption>\
+         <thead><tr><th scope=\"col\">What</th><th scope=\"col\">Value</th><th scope=\"col\">Why</th></tr></thead>\
+         <tbody>{rows}</tbody></table></section>"
+    )
+}
+
+fn row(what: &str, value: &str, why: &str) -> String {
+    format!(
+        "<tr><th scope=\"row\">{}</th><td>{}</td><td>{}</td></tr>",
+        escape(what),
+        escape(value),
+        escape(why)
+    )
+}
+
+fn choices_form(state: &AppState, p: &Profile, token: &str, form_token: &str) -> String {
+    let mut consents = String::new();
+    for purpose in Purpose::ALL {
+        let id = format!("consent-{}", purpose.as_str());
+        consents.push_str(&format!(
+            "<div><input type=\"checkbox\" id=\"{id}\" name=\"consent\" value=\"{v}\"{checked}>\
+             <label for=\"{id}\">{words}</label></div>",
+            v = purpose.as_str(),
+            checked = if p.consents(purpose) { " checked" } else { "" },
+            words = escape(purpose.plain_words()),
+        ));
+    }
+    let declined = declined_topics(p);
+    let topics = if state.privacy_config.topics.is_empty() {
+        String::new()
+    } else {
+        let mut boxes = String::new();
+        for t in &state.privacy_config.topics {
+            let id = format!("topic-{}", t.id);
+            let description = if t.description.is_empty() {
+                String::new()
+            } else {
+                format!(" <span class=\"note\">{}</span>", escape(&t.description))
+            };
+            boxes.push_str(&format!(
+                "<div><input type=\"checkbox\" id=\"{id}\" name=\"topic\" value=\"{v}\"{checked}>\
+                 <label for=\"{id}\">{name}</label>{description}</div>",
+                id = escape(&id),
+                v = escape(&t.id),
+                checked = if declined.contains(&t.id) { "" } else { " checked" },
+                name = escape(&t.name),
+            ));
+        }
+        format!("<fieldset><legend>Topics you receive</legend>{boxes}</fieldset>")
+    };
+    let current = Frequency::of(p);
+    let mut frequency = String::new();
+    for f in Frequency::ALL {
+        let id = format!("frequency-{}", f.as_str());
+        frequency.push_str(&format!(
+            "<div><input type=\"radio\" id=\"{id}\" name=\"frequency\" value=\"{v}\"{checked}>\
+             <label for=\"{id}\">{words}</label></div>",
+            v = f.as_str(),
+            checked = if f == current { " checked" } else { "" },
+            words = escape(f.plain_words()),
+        ));
+    }
+    format!(
+        "<section aria-labelledby=\"choices-h\"><h2 id=\"choices-h\">Your choices</h2>\
+         <form method=\"post\" action=\"/preferences/{token}\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{form_token}\">\
+         <input type=\"hidden\" name=\"action\" value=\"save\">\
+         <fieldset><legend>You allow us to</legend>{consents}</fieldset>\
+         {topics}\
+         <fieldset><legend>How often we e-mail you</legend>{frequency}</fieldset>\
+         <button type=\"submit\">Save my choices</button></form></section>",
+        token = escape(token),
+        form_token = escape(form_token),
+    )
+}
+
+/// `POST /preferences/{token}`: `action=save` (with `consent`, `topic` and `frequency`) or
+/// `action=unsubscribe_all`.
+pub async fn update(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    parts: axum::http::request::Parts,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> Response {
+    let profile = match subject(&state, &token).await {
+        Ok(p) => p,
+        Err(page) => return page,
+    };
+    let headers = &parts.headers;
+    let field = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let csrf_ok = state
+        .sender
+        .as_ref()
+        .is_some_and(|s| s.links().verify_form_token(&token, field("csrf").unwrap_or("")));
+    if !csrf_ok || cross_site(headers) {
+        audit(
+            &state,
+            &profile,
+            "preferences.update",
+            StatusCode::FORBIDDEN,
+            "forged form",
+        )
+        .await;
+        return html(
+            StatusCode::FORBIDDEN,
+            "Your e-mail preferences",
+            "<p>This form could not be accepted. Open the link from your e-mail again.</p>",
+        );
+    }
+    let mut update = ConsentUpdate {
+        source: SOURCE.into(),
+        policy_version: state.privacy_config.policy_version.clone(),
+        ip: crate::limits::client_ip(&parts).map(|ip| ip.to_string()),
+        user_agent: headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(512).collect()),
+        ..Default::default()
+    };
+    let (saved, detail) = match field("action") {
+        Some("unsubscribe_all") => {
+            update.purposes = Purpose::ALL.iter().map(|p| (*p, false)).collect();
+            ("all", "unsubscribed from everything".to_string())
+        }
+        Some("save") => {
+            let granted = values(&fields, "consent");
+            update.purposes = Purpose::ALL
+                .iter()
+                .map(|p| (*p, granted.contains(&p.as_str())))
+                // Only changes are recorded: an unchanged box is not a new grant.
+                .filter(|(p, g)| profile.consents(*p) != *g)
+                .collect();
+            let kept = values(&fields, "topic");
+            let declined: Vec<Value> = state
+                .privacy_config
+                .topics
+                .iter()
+                .filter(|t| !kept.contains(&t.id.as_str()))
+                .map(|t| Value::from(t.id.as_str()))
+                .collect();
+            if !state.privacy_config.topics.is_empty() {
+                update
+                    .traits
+                    .insert(TOPICS_DECLINED_TRAIT.into(), Value::Array(declined));
+            }
+            if let Some(f) = field("frequency").and_then(Frequency::parse) {
+                update
+                    .traits
+                    .insert(FREQUENCY_TRAIT.into(), Value::from(f.as_str()));
+            }
+            let changed: Vec<String> = update.purposes.iter().map(|(p, g)| format!("{p}={g}")).collect();
+            ("1", format!("consent changes: [{}]", changed.join(", ")))
+        }
+        _ => {
+            return html(
+                StatusCode::BAD_REQUEST,
+                "Your e-mail preferences",
+                "<p>This form could not be understood. Open the link from your e-mail again.</p>",
+            );
+        }
+    };
+    if let Err(e) = state
+        .privacy
+        .set_consent(&ProfileKey::Id(profile.id.clone()), update)
+        .await
+    {
+        tracing::error!(error = %e, "preference centre change not recorded");
+        audit(
+            &state,
+            &profile,
+            "preferences.update",
+            StatusCode::SERVICE_UNAVAILABLE,
+            &e.to_string(),
+        )
+        .await;
+        return gone(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Your choices could not be saved. Please try again in a moment.",
+        );
+    }
+    audit(
+        &state,
+        &profile,
+        "preferences.update",
+        StatusCode::SEE_OTHER,
+        &detail,
+    )
+    .await;
+    Redirect::to(&format!("/preferences/{token}?saved={saved}")).into_response()
+}
+
+/// `GET /preferences/{token}/export`: everything held, as JSON.
+pub async fn export(State(state): State<AppState>, Path(token): Path<String>) -> Response {
+    let profile = match subject(&state, &token).await {
+        Ok(p) => p,
+        Err(page) => return page,
+    };
+    match state.privacy.export(&ProfileKey::Id(profile.id.clone())).await {
+        Ok(doc) => {
+            audit(&state, &profile, "preferences.export", StatusCode::OK, "").await;
+            let mut res = axum::Json(doc).into_response();
+            let h = res.headers_mut();
+            if let Ok(v) =
+                HeaderValue::from_str(&format!("attachment; filename=\"my-data-{}.json\"", profile.id))
+            {
+                h.insert(header::CONTENT_DISPOSITION, v);
+            }
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+            res
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "preference centre export failed");
+            gone(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Your data cannot be downloaded right now. Please try again in a moment.",
+            )
+        }
+    }
+}
+
+/// Every value of a repeated form field (checkboxes).
+fn values<'a>(fields: &'a [(String, String)], name: &str) -> Vec<&'a str> {
+    fields
+        .iter()
+        .filter(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+        .collect()
+}
+
+async fn audit(state: &AppState, p: &Profile, action: &str, status: StatusCode, detail: &str) {
+    let entry = AuditEntry {
+        seq: 0,
+        at: state.engine.clock().now(),
+        actor: "link:preference-centre".into(),
+        role: String::new(),
+        action: action.into(),
+        target: format!("profile:{}", p.id),
+        status: status.as_u16(),
+        detail: detail.into(),
+    };
+    if let Err(e) = state.engine.store().append_audit(vec![entry]).await {
+        tracing::error!(error = %e, "audit log not written for a preference-centre action");
+    }
+}
