@@ -98,16 +98,19 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_owned())
 }
 
-/// A form post from another site, or from a page that is not ours.
+/// A form post from another site, or from a page that is not ours. A browser's
+/// `Sec-Fetch-Site` decides; without it, `Origin` must name this host. Pages are served with
+/// `Referrer-Policy: no-referrer`, under which browsers send `Origin: null` on their own forms:
+/// that proves nothing either way, and the form's token decides.
 pub(crate) fn cross_site(headers: &HeaderMap) -> bool {
-    let fetch_site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
-    if matches!(fetch_site, Some("cross-site") | Some("same-site")) {
-        return true;
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        return !matches!(site, "same-origin" | "none");
     }
     match (
         headers.get("origin").and_then(|v| v.to_str().ok()),
         headers.get("host").and_then(|v| v.to_str().ok()),
     ) {
+        (Some("null"), _) => false,
         (Some(origin), Some(host)) => {
             let origin_host = origin.split_once("://").map_or(origin, |(_, h)| h);
             origin_host != host

@@ -99,27 +99,21 @@ pub async fn page(
         Some(_) => "<p role=\"status\" class=\"note\"><strong>Your choices are saved.</strong></p>",
         None => "",
     };
+    let (token_attr, form_attr) = (escape(&token), escape(&form_token));
     let body = format!(
-        "{notice}{held}{choices}{everything}{download}",
+        "{notice}{held}{choices}\
+         <section aria-labelledby=\"all-h\"><h2 id=\"all-h\">Unsubscribe from everything</h2>\
+         <p>Stop all marketing e-mail and withdraw every consent above. E-mails you need for an \
+         order (receipts, delivery notices) still reach you.</p>\
+         <form method=\"post\" action=\"/preferences/{token_attr}\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{form_attr}\">\
+         <input type=\"hidden\" name=\"action\" value=\"unsubscribe_all\">\
+         <button type=\"submit\">Unsubscribe from everything</button></form></section>\
+         <section aria-labelledby=\"dl-h\"><h2 id=\"dl-h\">Your data</h2>\
+         <p><a href=\"/preferences/{token_attr}/export\" download>Download all data we hold about you (JSON)</a></p>\
+         </section>",
         held = held_section(&state, &profile),
         choices = choices_form(&state, &profile, &token, &form_token),
-        everything = format!(
-            "<section aria-labelledby=\"all-h\"><h2 id=\"all-h\">Unsubscribe from everything</h2>\
-             <p>Stop all marketing e-mail and withdraw every consent above. E-mails you need for an \
-             order (receipts, delivery notices) still reach you.</p>\
-             <form method=\"post\" action=\"/preferences/{token}\">\
-             <input type=\"hidden\" name=\"csrf\" value=\"{form_token}\">\
-             <input type=\"hidden\" name=\"action\" value=\"unsubscribe_all\">\
-             <button type=\"submit\">Unsubscribe from everything</button></form></section>",
-            token = escape(&token),
-            form_token = escape(&form_token),
-        ),
-        download = format!(
-            "<section aria-labelledby=\"dl-h\"><h2 id=\"dl-h\">Your data</h2>\
-             <p><a href=\"/preferences/{}/export\" download>Download all data we hold about you (JSON)</a></p>\
-             </section>",
-            escape(&token)
-        ),
     );
     html(StatusCode::OK, "Your e-mail preferences", &body)
 }

@@ -1,6 +1,7 @@
 //! Integration tests of the HTTP surface: the real router on a real port, a real SQLite store
 //! per test, a manual clock.
 
+mod browser;
 mod content;
 mod delivery;
 mod ingest;
