@@ -735,6 +735,40 @@ mod tests {
     }
 
     #[test]
+    fn preference_topics_and_policy_version_reach_the_privacy_and_sender_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("missive.toml"),
+            "[privacy]\npreference_link_ttl_days = 14\npolicy_version = \"2026-05\"\n\
+             [[privacy.topics]]\nid = \"offers\"\nname = \"Offers\"\n",
+        )
+        .unwrap();
+        let cfg = Config::load_with_env(&args(), env(&[]), dir.path()).unwrap();
+        let privacy = cfg.privacy_config();
+        assert_eq!(privacy.topics.len(), 1);
+        assert_eq!(
+            (
+                privacy.topics[0].id.as_str(),
+                privacy.topics[0].description.as_str()
+            ),
+            ("offers", "")
+        );
+        assert_eq!(privacy.policy_version.as_deref(), Some("2026-05"));
+        assert_eq!(
+            cfg.sender_config().preference_link_ttl,
+            chrono::TimeDelta::days(14)
+        );
+
+        std::fs::write(
+            dir.path().join("missive.toml"),
+            "[[privacy.topics]]\nid = \"offers\"\nname = \"Offers\"\ncolour = \"red\"\n",
+        )
+        .unwrap();
+        let err = Config::load_with_env(&args(), env(&[]), dir.path()).unwrap_err();
+        assert!(format!("{err:#}").contains("colour"), "{err:#}");
+    }
+
+    #[test]
     fn bad_values_fail_naming_the_key() {
         let dir = tempfile::tempdir().unwrap();
         let err =
