@@ -81,6 +81,8 @@ enum Command {
         #[command(subcommand)]
         what: privacy::PrivacyCommand,
     },
+    /// Read the audit log, newest first, one JSON object per line.
+    Audit(privacy::AuditArgs),
     /// Measure missive on this machine.
     Bench {
         #[command(subcommand)]
@@ -117,6 +119,7 @@ fn main() -> std::process::ExitCode {
             Command::Encryption { what } => privacy::encryption(config, what).await,
             Command::Apikey { what } => privacy::apikey(config, what).await,
             Command::Privacy { what } => privacy::privacy(config, what).await,
+            Command::Audit(args) => privacy::audit_log(config, args).await,
             Command::Bench { what } => bench::run(config, what).await,
         }
     });

@@ -66,6 +66,64 @@ pub enum PrivacyCommand {
     Purge,
 }
 
+/// Writes an operator's action to the audit log, as the API does for requests: the actor is
+/// `cli:` and the login name, targets name profiles by id (never by e-mail address).
+async fn audit(
+    store: &dyn missive_store::Store,
+    action: &str,
+    target: String,
+    detail: String,
+) -> anyhow::Result<()> {
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    let entry = missive_store::AuditEntry {
+        seq: 0,
+        at: chrono::Utc::now(),
+        actor: format!("cli:{user}"),
+        role: "operator".into(),
+        action: action.into(),
+        target,
+        status: 0,
+        detail,
+    };
+    store
+        .append_audit(vec![entry])
+        .await
+        .context("writing the audit log")
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AuditArgs {
+    /// Only this actor (`key:key_…`, `cli:USER`, `link:preference-centre`, …).
+    #[arg(long)]
+    actor: Option<String>,
+    /// Only this target (`profile:prf_…`, `key:key_…`, …).
+    #[arg(long)]
+    target: Option<String>,
+    /// Only this action (`profile.erase`, `GET /v1/profiles/{key}`, …).
+    #[arg(long)]
+    action: Option<String>,
+    #[arg(long, default_value_t = 100)]
+    limit: u32,
+}
+
+/// `missive audit`: the privacy officer's view of the audit log from the command line.
+pub async fn audit_log(cfg: Config, args: AuditArgs) -> anyhow::Result<()> {
+    let (store, _) = open_store_with_keys(&cfg).await?;
+    let entries = store
+        .audit_entries(missive_store::AuditQuery {
+            before_seq: None,
+            actor: args.actor,
+            target: args.target,
+            action: args.action,
+            limit: args.limit.clamp(1, 10_000),
+        })
+        .await?;
+    for e in entries {
+        println!("{}", serde_json::to_string(&e)?);
+    }
+    Ok(())
+}
+
 async fn encrypted_store(cfg: &Config) -> anyhow::Result<EncryptedStore> {
     if !cfg.privacy.encrypt {
         bail!("privacy.encrypt is off: there are no data keys to manage");
@@ -104,6 +162,13 @@ pub async fn encryption(cfg: Config, what: EncryptionCommand) -> anyhow::Result<
             let bare = missive_store::open(&cfg.store_url()).await?;
             let store = EncryptedStore::new(bare, Arc::new(rotated));
             let n = store.rewrap_all_data_keys().await?;
+            audit(
+                &store,
+                "encryption.rotate",
+                format!("master_key:{new_id}"),
+                format!("{n} data keys re-wrapped"),
+            )
+            .await?;
             println!("new active master key {new_id}; re-wrapped {n} data keys");
             println!(
                 "older keys stay in {} until `missive encryption retire ID`",
@@ -130,6 +195,13 @@ pub async fn encryption(cfg: Config, what: EncryptionCommand) -> anyhow::Result<
                 .without_master_key(&id)
                 .with_context(|| format!("the key file has no older master key {id}"))?;
             write_key_file(&path, &retired)?;
+            audit(
+                &store,
+                "encryption.retire",
+                format!("master_key:{id}"),
+                String::new(),
+            )
+            .await?;
             println!("retired master key {id}");
             Ok(())
         }
@@ -139,7 +211,7 @@ pub async fn encryption(cfg: Config, what: EncryptionCommand) -> anyhow::Result<
 pub async fn apikey(cfg: Config, what: ApiKeyCommand) -> anyhow::Result<()> {
     let (store, _) = open_store_with_keys(&cfg).await?;
     missive_engine::auth::ensure_workspace(&*store).await?;
-    let auth = missive_engine::auth::Authenticator::new(store);
+    let auth = missive_engine::auth::Authenticator::new(store.clone());
     let now = chrono::Utc::now();
     match what {
         ApiKeyCommand::Create { role, label } => {
@@ -150,6 +222,13 @@ pub async fn apikey(cfg: Config, what: ApiKeyCommand) -> anyhow::Result<()> {
                 )
             })?;
             let (record, secret) = auth.create_key(role, &label, now).await?;
+            audit(
+                &*store,
+                "key.create",
+                format!("key:{}", record.id),
+                format!("role {}", role.as_str()),
+            )
+            .await?;
             println!("{}  {}  {}", record.id, role.as_str(), record.label);
             println!("{}", secret.expose());
             eprintln!("the key is shown once: store it now");
@@ -168,6 +247,7 @@ pub async fn apikey(cfg: Config, what: ApiKeyCommand) -> anyhow::Result<()> {
             if !auth.revoke_key(&id, now).await? {
                 bail!("no live key has the id {id}");
             }
+            audit(&*store, "key.revoke", format!("key:{id}"), String::new()).await?;
             println!("revoked {id}");
         }
     }
@@ -181,6 +261,14 @@ pub async fn privacy(cfg: Config, what: PrivacyCommand) -> anyhow::Result<()> {
         match what {
             PrivacyCommand::Export { key, out } => {
                 let doc = privacy.export(&ProfileKey::parse(&key)).await?;
+                let id = doc["profile"]["id"].as_str().unwrap_or_default();
+                audit(
+                    &**engine.store(),
+                    "profile.export",
+                    format!("profile:{id}"),
+                    String::new(),
+                )
+                .await?;
                 let text = serde_json::to_string_pretty(&doc)?;
                 match out {
                     Some(path) => {
@@ -195,6 +283,20 @@ pub async fn privacy(cfg: Config, what: PrivacyCommand) -> anyhow::Result<()> {
                     bail!("erasure cannot be undone: add --yes to confirm");
                 }
                 let report = privacy.erase(&ProfileKey::parse(&key)).await?;
+                let ids: Vec<String> = report.profiles.iter().map(|p| p.to_string()).collect();
+                audit(
+                    &**engine.store(),
+                    "profile.erase",
+                    format!("profile:{}", ids.first().map_or("", String::as_str)),
+                    format!(
+                        "{} profiles, {} events, {} versions, {} messages",
+                        ids.len(),
+                        report.deleted.events,
+                        report.deleted.versions,
+                        report.deleted.messages
+                    ),
+                )
+                .await?;
                 println!("{}", serde_json::to_string_pretty(&report)?);
             }
             PrivacyCommand::Purge => {
@@ -204,6 +306,13 @@ pub async fn privacy(cfg: Config, what: PrivacyCommand) -> anyhow::Result<()> {
                 let n = privacy
                     .purge_expired_events(retention, chrono::Utc::now())
                     .await?;
+                audit(
+                    &**engine.store(),
+                    "retention.purge",
+                    "events".into(),
+                    format!("{n} events older than {} days", retention.num_days()),
+                )
+                .await?;
                 println!("purged {n} events older than {} days", retention.num_days());
             }
         }

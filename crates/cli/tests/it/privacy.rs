@@ -35,6 +35,10 @@ fn import_ann(dir: &Path) {
     assert!(ok, "{err}");
 }
 
+fn whoami() -> String {
+    std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+}
+
 #[test]
 fn a_person_is_exported_then_erased_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
@@ -52,6 +56,18 @@ fn a_person_is_exported_then_erased_from_the_command_line() {
     assert!(out.contains("\"events\": 2"), "{out}");
     let (ok, _, err) = missive(dir.path(), &["privacy", "export", "ann-42"]);
     assert!(!ok && err.contains("not found"), "{err}");
+    // Both are in the audit log, by profile id, never by address.
+    let (ok, out, err) = missive(dir.path(), &["audit", "--actor", &format!("cli:{}", whoami())]);
+    assert!(ok, "{err}");
+    let actions: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let names: Vec<&str> = actions.iter().map(|a| a["action"].as_str().unwrap()).collect();
+    assert_eq!(names, ["profile.erase", "profile.export"], "{out}");
+    assert!(actions[0]["target"].as_str().unwrap().starts_with("profile:prf_"));
+    assert!(
+        actions[0]["detail"].as_str().unwrap().contains("2 events"),
+        "{out}"
+    );
+    assert!(!out.contains("ann.quill"));
     // The data files (encrypted by default) never held the name in clear.
     for e in std::fs::read_dir(dir.path().join("data")).unwrap() {
         let bytes = std::fs::read(e.unwrap().path()).unwrap();
@@ -85,6 +101,17 @@ fn api_keys_are_created_listed_and_revoked_from_the_command_line() {
     assert!(ok, "{err}");
     let (_, listed, _) = missive(dir.path(), &["apikey", "list"]);
     assert!(listed.contains("revoked"), "{listed}");
+    let (_, audit, _) = missive(dir.path(), &["audit", "--target", &format!("key:{id}")]);
+    let names: Vec<String> = audit
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["action"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(names, ["key.revoke", "key.create"], "{audit}");
     let (ok, _, err) = missive(
         dir.path(),
         &["apikey", "create", "--role", "root", "--label", "x"],
