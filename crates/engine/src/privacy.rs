@@ -74,6 +74,27 @@ pub struct PrivacyConfig {
     pub policy_version: Option<String>,
 }
 
+impl PrivacyConfig {
+    /// Refuses a journey's or broadcast's `topic` that is not a configured topic: people
+    /// who declined the topic they meant would otherwise still be sent it.
+    pub fn check_topic(&self, topic: Option<&str>) -> Result<(), String> {
+        let Some(topic) = topic else { return Ok(()) };
+        if self.topics.iter().any(|t| t.id == topic) {
+            return Ok(());
+        }
+        if self.topics.is_empty() {
+            return Err(format!(
+                "topic {topic:?} is not configured: no topics are ([[privacy.topics]] in the configuration)"
+            ));
+        }
+        let known: Vec<&str> = self.topics.iter().map(|t| t.id.as_str()).collect();
+        Err(format!(
+            "topic {topic:?} is not configured; configured topics: {}",
+            known.join(", ")
+        ))
+    }
+}
+
 /// A kind of e-mail people can opt out of on its own (`offers`, `restock alerts`, …).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]

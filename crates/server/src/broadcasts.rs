@@ -29,6 +29,10 @@ pub async fn create(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<BroadcastIn>,
 ) -> Result<(axum::http::StatusCode, Json<Progress>), ApiError> {
+    state
+        .privacy_config
+        .check_topic(body.topic.as_deref())
+        .map_err(|m| ApiError::bad_request("broadcast_invalid", m).with_field("topic"))?;
     let progress = state.broadcasts.create(body).await?;
     Ok((axum::http::StatusCode::CREATED, Json(progress)))
 }

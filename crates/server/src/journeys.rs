@@ -36,6 +36,10 @@ pub async fn put_journey(
     Path(name): Path<String>,
     JsonBody(def): JsonBody<JourneyDef>,
 ) -> Result<Json<JourneySaved>, ApiError> {
+    state
+        .privacy_config
+        .check_topic(def.topic.as_deref())
+        .map_err(|m| ApiError::bad_request("journey_invalid", m).with_field("topic"))?;
     let version = state
         .journeys
         .save(&name, def, state.engine.clock().now())

@@ -281,6 +281,38 @@ async fn the_link_in_every_email_opens_the_centre_and_choices_are_recorded_and_e
 }
 
 #[tokio::test]
+async fn journeys_and_broadcasts_name_only_configured_topics() {
+    let (app, _maildir) = app_with_customer().await;
+    let (status, body) = app
+        .admin(
+            Method::POST,
+            "/v1/broadcasts",
+            Some(json!({"template": "news", "segment": "pro", "topic": "offer"})),
+        )
+        .await;
+    assert_eq!((status, body["field"].as_str()), (400, Some("topic")), "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("offers, news"),
+        "{body}"
+    );
+    let mut journey = json!({"trigger": {"event": "Signed Up"}, "topic": "newz",
+                             "steps": [{"id": "hello", "type": "send", "template": "news"}]});
+    let (status, body) = app
+        .admin(Method::PUT, "/v1/journeys/welcome", Some(journey.clone()))
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("journey_invalid")),
+        "{body}"
+    );
+    journey["topic"] = json!("news");
+    let (status, body) = app
+        .admin(Method::PUT, "/v1/journeys/welcome", Some(journey))
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
 async fn expired_forged_and_erased_links_show_nothing() {
     let (app, maildir) = app_with_customer().await;
     broadcast(&app, "news").await;
