@@ -467,6 +467,32 @@ impl Config {
         if self.privacy.event_retention_days > 36_500 {
             bail!("privacy.event_retention_days must be at most 36500 (0 keeps events)");
         }
+        if !(1..=366).contains(&self.privacy.preference_link_ttl_days) {
+            bail!("privacy.preference_link_ttl_days must be between 1 and 366");
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for t in &self.privacy.topics {
+            let ok = !t.id.is_empty()
+                && t.id.len() <= 64
+                && t.id
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+            if !ok {
+                bail!(
+                    "privacy.topics: id {:?} must be 1 to 64 of a-z, 0-9, _ and -",
+                    t.id
+                );
+            }
+            if !seen.insert(t.id.as_str()) {
+                bail!("privacy.topics: id {:?} appears twice", t.id);
+            }
+            if t.name.trim().is_empty() {
+                bail!(
+                    "privacy.topics: topic {:?} needs a name people will recognise",
+                    t.id
+                );
+            }
+        }
         self.listen
             .parse::<std::net::SocketAddr>()
             .with_context(|| format!("listen: {:?} is not an address like 127.0.0.1:8080", self.listen))?;
@@ -543,9 +569,7 @@ impl Config {
                 frequency_window: chrono::TimeDelta::days(i64::from(d.frequency_window_days.max(1))),
                 quiet_hours: parse_quiet_hours(&d.quiet_hours),
             },
-            preference_link_ttl: chrono::TimeDelta::days(i64::from(
-                self.privacy.preference_link_ttl_days.max(1),
-            )),
+            preference_link_ttl: chrono::TimeDelta::days(i64::from(self.privacy.preference_link_ttl_days)),
             ..missive_engine::sender::SenderConfig::default()
         }
     }
@@ -604,7 +628,6 @@ impl Config {
         c.personal_traits.extend(p.personal_traits.iter().cloned());
         c.event_retention =
             (p.event_retention_days > 0).then(|| chrono::TimeDelta::days(i64::from(p.event_retention_days)));
-        c.preference_link_ttl = chrono::TimeDelta::days(i64::from(p.preference_link_ttl_days.max(1)));
         c.topics = p.topics.clone();
         c.policy_version = p.policy_version.clone();
         c
@@ -766,6 +789,21 @@ mod tests {
         .unwrap();
         let err = Config::load_with_env(&args(), env(&[]), dir.path()).unwrap_err();
         assert!(format!("{err:#}").contains("colour"), "{err:#}");
+        for (toml, wants) in [
+            ("[[privacy.topics]]\nid = \"Big Offers\"\nname = \"x\"\n", "a-z"),
+            (
+                "[[privacy.topics]]\nid = \"a\"\nname = \"x\"\n[[privacy.topics]]\nid = \"a\"\nname = \"y\"\n",
+                "twice",
+            ),
+            (
+                "[privacy]\npreference_link_ttl_days = 100000\n",
+                "between 1 and 366",
+            ),
+        ] {
+            std::fs::write(dir.path().join("missive.toml"), toml).unwrap();
+            let err = Config::load_with_env(&args(), env(&[]), dir.path()).unwrap_err();
+            assert!(format!("{err:#}").contains(wants), "{toml}: {err:#}");
+        }
     }
 
     #[test]

@@ -66,8 +66,6 @@ pub struct PrivacyConfig {
     pub personal_traits: BTreeSet<String>,
     /// Events older than this are purged (`None`: kept).
     pub event_retention: Option<TimeDelta>,
-    /// How long a preference-centre link in an e-mail stays valid.
-    pub preference_link_ttl: TimeDelta,
     /// The topics people can decline in the preference centre.
     pub topics: Vec<Topic>,
     /// The privacy-policy version consent given in the preference centre is recorded under.
@@ -132,7 +130,6 @@ impl Default for PrivacyConfig {
         Self {
             personal_traits: personal.iter().map(|s| s.to_string()).collect(),
             event_retention: None,
-            preference_link_ttl: TimeDelta::days(60),
             topics: Vec::new(),
             policy_version: None,
         }

@@ -266,7 +266,14 @@ impl Sender {
                     Err(e) => tracing::error!(error = %e, "send task panicked"),
                 }
             };
+            // One marketing message per profile per round: outcomes are stored at the end of
+            // the round, and the frequency checks count stored sends, so a second message for
+            // the same person waits for the next round (it stays queued and due).
+            let mut marketing = std::collections::HashSet::new();
             for message in due {
+                if message.class != "transactional" && !marketing.insert(message.profile_id.clone()) {
+                    continue;
+                }
                 while in_flight.len() >= self.config.concurrency.max(1) {
                     if let Some(joined) = in_flight.join_next().await {
                         collect(joined, &mut done, &mut stats);
@@ -471,7 +478,9 @@ impl Sender {
         let preferences = self.secrets.links.preferences_url(
             base,
             profile.id.as_str(),
-            (now + self.config.preference_link_ttl).timestamp(),
+            now.checked_add_signed(self.config.preference_link_ttl)
+                .unwrap_or(DateTime::<Utc>::MAX_UTC)
+                .timestamp(),
         );
         data.insert("preferences_url", Value::from(preferences.as_str()));
         let selection = self

@@ -85,19 +85,22 @@ pub async fn page(
         Ok(p) => p,
         Err(page) => return page,
     };
-    audit(&state, &profile, "preferences.view", StatusCode::OK, "").await;
+    if !audit(&state, &profile, "preferences.view", StatusCode::OK, "").await {
+        return unavailable();
+    }
     let form_token = state
         .sender
         .as_ref()
         .map(|s| s.links().form_token(&token))
         .unwrap_or_default();
+    let saved = matches!(q.saved.as_deref(), Some("1" | "all"));
     let notice = match q.saved.as_deref() {
         Some("all") => {
             "<p role=\"status\" class=\"note\"><strong>You are unsubscribed from everything.</strong> \
                         We will send you no more marketing e-mail and have stopped personalizing.</p>"
         }
-        Some(_) => "<p role=\"status\" class=\"note\"><strong>Your choices are saved.</strong></p>",
-        None => "",
+        Some("1") => "<p role=\"status\" class=\"note\"><strong>Your choices are saved.</strong></p>",
+        _ => "",
     };
     let (token_attr, form_attr) = (escape(&token), escape(&form_token));
     let body = format!(
@@ -105,17 +108,23 @@ pub async fn page(
          <section aria-labelledby=\"all-h\"><h2 id=\"all-h\">Unsubscribe from everything</h2>\
          <p>Stop all marketing e-mail and withdraw every consent above. E-mails you need for an \
          order (receipts, delivery notices) still reach you.</p>\
-         <form method=\"post\" action=\"/preferences/{token_attr}\">\
+         <form method=\"post\" action=\"{token_attr}\">\
          <input type=\"hidden\" name=\"csrf\" value=\"{form_attr}\">\
          <input type=\"hidden\" name=\"action\" value=\"unsubscribe_all\">\
          <button type=\"submit\">Unsubscribe from everything</button></form></section>\
          <section aria-labelledby=\"dl-h\"><h2 id=\"dl-h\">Your data</h2>\
-         <p><a href=\"/preferences/{token_attr}/export\" download>Download all data we hold about you (JSON)</a></p>\
+         <p><a href=\"{token_attr}/export\" download>Download all data we hold about you (JSON)</a></p>\
          </section>",
         held = held_section(&state, &profile),
         choices = choices_form(&state, &profile, &token, &form_token),
     );
-    html(StatusCode::OK, "Your e-mail preferences", &body)
+    // The title changes too, so that screen readers announce the outcome on load.
+    let title = if saved {
+        "Your e-mail preferences: saved"
+    } else {
+        "Your e-mail preferences"
+    };
+    html(StatusCode::OK, title, &body)
 }
 
 /// What is held, in plain words.
@@ -173,6 +182,11 @@ fn row(what: &str, value: &str, why: &str) -> String {
 }
 
 fn choices_form(state: &AppState, p: &Profile, token: &str, form_token: &str) -> String {
+    let shown_consent: Vec<&str> = Purpose::ALL
+        .iter()
+        .filter(|purpose| p.consents(**purpose))
+        .map(|purpose| purpose.as_str())
+        .collect();
     let mut consents = String::new();
     for purpose in Purpose::ALL {
         let id = format!("consent-{}", purpose.as_str());
@@ -191,13 +205,20 @@ fn choices_form(state: &AppState, p: &Profile, token: &str, form_token: &str) ->
         let mut boxes = String::new();
         for t in &state.privacy_config.topics {
             let id = format!("topic-{}", t.id);
-            let description = if t.description.is_empty() {
-                String::new()
+            let (description, described) = if t.description.is_empty() {
+                (String::new(), String::new())
             } else {
-                format!(" <span class=\"note\">{}</span>", escape(&t.description))
+                (
+                    format!(
+                        " <span class=\"note\" id=\"{}-d\">{}</span>",
+                        escape(&id),
+                        escape(&t.description)
+                    ),
+                    format!(" aria-describedby=\"{}-d\"", escape(&id)),
+                )
             };
             boxes.push_str(&format!(
-                "<div><input type=\"checkbox\" id=\"{id}\" name=\"topic\" value=\"{v}\"{checked}>\
+                "<div><input type=\"checkbox\" id=\"{id}\" name=\"topic\" value=\"{v}\"{checked}{described}>\
                  <label for=\"{id}\">{name}</label>{description}</div>",
                 id = escape(&id),
                 v = escape(&t.id),
@@ -221,15 +242,21 @@ fn choices_form(state: &AppState, p: &Profile, token: &str, form_token: &str) ->
     }
     format!(
         "<section aria-labelledby=\"choices-h\"><h2 id=\"choices-h\">Your choices</h2>\
-         <form method=\"post\" action=\"/preferences/{token}\">\
+         <form method=\"post\" action=\"{token}\">\
          <input type=\"hidden\" name=\"csrf\" value=\"{form_token}\">\
          <input type=\"hidden\" name=\"action\" value=\"save\">\
+         <input type=\"hidden\" name=\"shown_consent\" value=\"{shown_consent}\">\
+         <input type=\"hidden\" name=\"shown_topics\" value=\"{shown_topics}\">\
+         <input type=\"hidden\" name=\"shown_frequency\" value=\"{shown_frequency}\">\
          <fieldset><legend>You allow us to</legend>{consents}</fieldset>\
          {topics}\
          <fieldset><legend>How often we e-mail you</legend>{frequency}</fieldset>\
          <button type=\"submit\">Save my choices</button></form></section>",
         token = escape(token),
         form_token = escape(form_token),
+        shown_consent = shown_consent.join(","),
+        shown_topics = escape(&declined.join(",")),
+        shown_frequency = current.as_str(),
     )
 }
 
@@ -282,27 +309,54 @@ pub async fn update(
             ("all", "unsubscribed from everything".to_string())
         }
         Some("save") => {
+            // Only what the person changed on the page they were shown is recorded: a page
+            // left open must not undo a later unsubscribe, nor re-grant what was withdrawn.
+            let listed = |name: &str| -> Option<Vec<String>> {
+                field(name).map(|v| {
+                    v.split(',')
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+            };
+            let shown_consent = listed("shown_consent");
             let granted = values(&fields, "consent");
             update.purposes = Purpose::ALL
                 .iter()
                 .map(|p| (*p, granted.contains(&p.as_str())))
-                // Only changes are recorded: an unchanged box is not a new grant.
-                .filter(|(p, g)| profile.consents(*p) != *g)
-                .collect();
-            let kept = values(&fields, "topic");
-            let declined: Vec<Value> = state
-                .privacy_config
-                .topics
-                .iter()
-                .filter(|t| !kept.contains(&t.id.as_str()))
-                .map(|t| Value::from(t.id.as_str()))
+                .filter(|(p, g)| {
+                    let shown = shown_consent
+                        .as_ref()
+                        .map_or(profile.consents(*p), |s| s.iter().any(|x| x == p.as_str()));
+                    *g != shown && *g != profile.consents(*p)
+                })
                 .collect();
             if !state.privacy_config.topics.is_empty() {
-                update
-                    .traits
-                    .insert(TOPICS_DECLINED_TRAIT.into(), Value::Array(declined));
+                let kept = values(&fields, "topic");
+                let current = declined_topics(&profile);
+                let shown = listed("shown_topics").unwrap_or_else(|| current.clone());
+                let mut declined = current.clone();
+                for t in &state.privacy_config.topics {
+                    let now_declined = !kept.contains(&t.id.as_str());
+                    if now_declined != shown.contains(&t.id) {
+                        declined.retain(|d| d != &t.id);
+                        if now_declined {
+                            declined.push(t.id.clone());
+                        }
+                    }
+                }
+                if declined != current {
+                    let declined: Vec<Value> = declined.into_iter().map(Value::from).collect();
+                    update
+                        .traits
+                        .insert(TOPICS_DECLINED_TRAIT.into(), Value::Array(declined));
+                }
             }
-            if let Some(f) = field("frequency").and_then(Frequency::parse) {
+            let shown_frequency = field("shown_frequency").and_then(Frequency::parse);
+            if let Some(f) = field("frequency").and_then(Frequency::parse)
+                && Some(f) != shown_frequency
+                && f != Frequency::of(&profile)
+            {
                 update
                     .traits
                     .insert(FREQUENCY_TRAIT.into(), Value::from(f.as_str()));
@@ -345,7 +399,8 @@ pub async fn update(
         &detail,
     )
     .await;
-    Redirect::to(&format!("/preferences/{token}?saved={saved}")).into_response()
+    // Relative to /preferences/{token}: works behind a proxy that mounts missive under a path.
+    Redirect::to(&format!("{token}?saved={saved}")).into_response()
 }
 
 /// `GET /preferences/{token}/export`: everything held, as JSON.
@@ -356,7 +411,9 @@ pub async fn export(State(state): State<AppState>, Path(token): Path<String>) ->
     };
     match state.privacy.export(&ProfileKey::Id(profile.id.clone())).await {
         Ok(doc) => {
-            audit(&state, &profile, "preferences.export", StatusCode::OK, "").await;
+            if !audit(&state, &profile, "preferences.export", StatusCode::OK, "").await {
+                return unavailable();
+            }
             let mut res = axum::Json(doc).into_response();
             let h = res.headers_mut();
             if let Ok(v) =
@@ -387,7 +444,16 @@ fn values<'a>(fields: &'a [(String, String)], name: &str) -> Vec<&'a str> {
         .collect()
 }
 
-async fn audit(state: &AppState, p: &Profile, action: &str, status: StatusCode, detail: &str) {
+/// Personal data is not shown when its reading cannot be audited (as on the API).
+fn unavailable() -> Response {
+    gone(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Your preferences cannot be shown right now. Please try again in a moment.",
+    )
+}
+
+/// Writes an audit entry; false when it could not be written.
+async fn audit(state: &AppState, p: &Profile, action: &str, status: StatusCode, detail: &str) -> bool {
     let entry = AuditEntry {
         seq: 0,
         at: state.engine.clock().now(),
@@ -398,7 +464,11 @@ async fn audit(state: &AppState, p: &Profile, action: &str, status: StatusCode, 
         status: status.as_u16(),
         detail: detail.into(),
     };
-    if let Err(e) = state.engine.store().append_audit(vec![entry]).await {
-        tracing::error!(error = %e, "audit log not written for a preference-centre action");
+    match state.engine.store().append_audit(vec![entry]).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::error!(error = %e, "audit log not written for a preference-centre action");
+            false
+        }
     }
 }

@@ -125,6 +125,10 @@ async fn use_the_page(c: &Client, app: &crate::support::TestApp, path: &str) {
         assert!(!checked(c, "topic-offers").await);
         press(c, "Save my choices").await;
         wait_for_text(c, "Your choices are saved").await;
+        assert_eq!(
+            c.title().await.unwrap(),
+            "Your e-mail preferences: saved · missive"
+        );
         assert!(
             checked(c, "consent-profiling").await,
             "the saved page shows the new choice"
@@ -138,12 +142,9 @@ async fn use_the_page(c: &Client, app: &crate::support::TestApp, path: &str) {
             .find(Locator::LinkText("Download all data we hold about you (JSON)"))
             .await
             .unwrap();
-        let href = link.attr("href").await.unwrap().unwrap();
-        let url = if href.starts_with("http") {
-            href
-        } else {
-            format!("{}{href}", app.base)
-        };
+        // The resolved URL, as the browser would follow it.
+        let url = link.prop("href").await.unwrap().unwrap();
+        assert!(url.starts_with(&app.base) && url.ends_with("/export"), "{url}");
         let doc: serde_json::Value = reqwest::get(&url).await.unwrap().json().await.unwrap();
         assert_eq!(doc["profile"]["traits"]["email_frequency"]["value"], "monthly");
 

@@ -92,7 +92,7 @@ async fn post_form(
     app: &TestApp,
     path: &str,
     form: &[(&str, &str)],
-    origin: Option<&str>,
+    headers: &[(&str, &str)],
 ) -> reqwest::Response {
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -102,10 +102,22 @@ async fn post_form(
         .post(format!("{}{path}", app.base))
         .header("user-agent", "prefs-test/1.0")
         .form(form);
-    if let Some(o) = origin {
-        req = req.header("origin", o);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
     }
     req.send().await.unwrap()
+}
+
+/// The value of the page's hidden field `name`.
+fn hidden(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let at = html.find(&marker).unwrap_or_else(|| panic!("no field {name}")) + marker.len();
+    html[at..].split('"').next().unwrap().to_string()
+}
+
+/// Where a redirect goes, resolved against the preference page it came from.
+fn redirected(res: &reqwest::Response) -> String {
+    format!("/preferences/{}", res.headers()["location"].to_str().unwrap())
 }
 
 async fn outbox(app: &TestApp) -> Vec<missive_store::OutboxMessage> {
@@ -144,7 +156,7 @@ async fn the_link_in_every_email_opens_the_centre_and_choices_are_recorded_and_e
         &app,
         &path,
         &[("csrf", "forged"), ("action", "unsubscribe_all")],
-        None,
+        &[],
     )
     .await;
     assert_eq!(res.status(), 403);
@@ -152,7 +164,15 @@ async fn the_link_in_every_email_opens_the_centre_and_choices_are_recorded_and_e
         &app,
         &path,
         &[("csrf", &csrf), ("action", "unsubscribe_all")],
-        Some("https://evil.example"),
+        &[("origin", "https://evil.example")],
+    )
+    .await;
+    assert_eq!(res.status(), 403);
+    let res = post_form(
+        &app,
+        &path,
+        &[("csrf", &csrf), ("action", "unsubscribe_all")],
+        &[("sec-fetch-site", "cross-site")],
     )
     .await;
     assert_eq!(res.status(), 403);
@@ -160,26 +180,37 @@ async fn the_link_in_every_email_opens_the_centre_and_choices_are_recorded_and_e
     assert_eq!(c["consent"]["email_marketing"]["granted"], true, "{c}");
 
     // Keep marketing, withdraw personalization, grant profiling, decline offers, weekly.
+    let shown = ["shown_consent", "shown_topics", "shown_frequency"].map(|f| hidden(&html, f));
+    assert_eq!(shown[0], "email_marketing,personalization");
     let res = post_form(
         &app,
         &path,
         &[
             ("csrf", &csrf),
             ("action", "save"),
+            ("shown_consent", &shown[0]),
+            ("shown_topics", &shown[1]),
+            ("shown_frequency", &shown[2]),
             ("consent", "email_marketing"),
             ("consent", "profiling"),
             ("topic", "news"),
             ("frequency", "weekly"),
         ],
-        None,
+        &[],
     )
     .await;
     assert_eq!(res.status(), 303);
-    let (status, html) = page(&app, res.headers()["location"].to_str().unwrap()).await;
+    let (status, html) = page(&app, &redirected(&res)).await;
     assert_eq!(status, 200);
     assert!(html.contains("Your choices are saved"));
+    assert!(
+        html.contains("<title>Your e-mail preferences: saved"),
+        "announced on load"
+    );
     assert!(html.contains("id=\"frequency-weekly\" name=\"frequency\" value=\"weekly\" checked"));
-    assert!(html.contains("id=\"topic-offers\" name=\"topic\" value=\"offers\">"));
+    assert!(html.contains(
+        "id=\"topic-offers\" name=\"topic\" value=\"offers\" aria-describedby=\"topic-offers-d\">"
+    ));
 
     let (_, c) = app.admin(Method::GET, "/v1/profiles/rosa/consent", None).await;
     let c = &c["consent"];
@@ -248,7 +279,7 @@ async fn the_link_in_every_email_opens_the_centre_and_choices_are_recorded_and_e
         &app,
         &path,
         &[("csrf", &csrf), ("action", "unsubscribe_all")],
-        None,
+        &[],
     )
     .await;
     assert_eq!(res.status(), 303);
@@ -278,6 +309,108 @@ async fn the_link_in_every_email_opens_the_centre_and_choices_are_recorded_and_e
     ] {
         assert!(actions.contains(&want), "{want:?} missing from {actions:?}");
     }
+}
+
+#[tokio::test]
+async fn a_page_left_open_does_not_undo_a_later_unsubscribe() {
+    let (app, maildir) = app_with_customer().await;
+    broadcast(&app, "news").await;
+    let path = preference_path(maildir.path());
+    let (_, html) = page(&app, &path).await;
+    // Shown with marketing consent; then the person unsubscribes elsewhere.
+    let (status, _) = app
+        .admin(
+            Method::PUT,
+            "/v1/profiles/rosa/consent",
+            Some(json!({"purposes": {"email_marketing": false}, "source": "unsubscribe-link"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    // The old page is saved with only the frequency changed.
+    let res = post_form(
+        &app,
+        &path,
+        &[
+            ("csrf", &form_token(&html)),
+            ("action", "save"),
+            ("shown_consent", &hidden(&html, "shown_consent")),
+            ("shown_topics", &hidden(&html, "shown_topics")),
+            ("shown_frequency", &hidden(&html, "shown_frequency")),
+            ("consent", "email_marketing"),
+            ("consent", "personalization"),
+            ("topic", "offers"),
+            ("topic", "news"),
+            ("frequency", "monthly"),
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(res.status(), 303);
+    let (_, c) = app.admin(Method::GET, "/v1/profiles/rosa/consent", None).await;
+    assert_eq!(
+        c["consent"]["email_marketing"]["granted"], false,
+        "not re-granted: {c}"
+    );
+    assert_eq!(
+        c["consent"]["email_marketing"]["current"]["source"],
+        "unsubscribe-link"
+    );
+    let profile = app.profile("rosa").await;
+    assert_eq!(profile["traits"]["email_frequency"]["value"], "monthly");
+    assert!(
+        profile["traits"].get("email_topics_declined").is_none(),
+        "unchanged topics are not written: {profile}"
+    );
+}
+
+#[tokio::test]
+async fn what_is_held_is_shown_escaped() {
+    let (app, maildir) = app_with_customer().await;
+    let (status, _) = app
+        .post(
+            "/v1/identify",
+            json!({"userId": "rosa", "traits": {"first_name": "<script>alert(1)</script>", "nick\"><b>": "x"}}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    broadcast(&app, "news").await;
+    let (status, html) = page(&app, &preference_path(maildir.path())).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{html}");
+    assert!(html.contains("nick&quot;&gt;&lt;b&gt;"), "{html}");
+    assert!(!html.contains("<script") && !html.contains("<b>"), "{html}");
+}
+
+#[tokio::test]
+async fn two_messages_in_one_round_respect_a_weekly_choice() {
+    let (app, _maildir) = app_with_customer().await;
+    let (status, _) = app
+        .post(
+            "/v1/identify",
+            json!({"userId": "rosa", "traits": {"email_frequency": "weekly"}}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    // Both queued before the sender runs once.
+    for _ in 0..2 {
+        app.clock.advance(TimeDelta::seconds(1));
+        let (status, b) = app
+            .admin(
+                Method::POST,
+                "/v1/broadcasts",
+                Some(json!({"template": "news", "segment": "pro", "topic": "news"})),
+            )
+            .await;
+        assert_eq!(status, 201, "{b}");
+        app.admin(Method::POST, "/v1/broadcasts/run", None).await;
+    }
+    let stats = app.state.sender.as_ref().unwrap().run_pending().await.unwrap();
+    assert_eq!((stats.sent, stats.skipped), (1, 1), "{stats:?}");
+    let details: Vec<Option<String>> = outbox(&app).await.into_iter().map(|m| m.detail).collect();
+    assert!(
+        details.contains(&Some("frequency_preference".into())),
+        "{details:?}"
+    );
 }
 
 #[tokio::test]
@@ -318,9 +451,12 @@ async fn expired_forged_and_erased_links_show_nothing() {
     broadcast(&app, "news").await;
     let path = preference_path(maildir.path());
 
-    let mut forged = path.clone();
-    let last = forged.pop().unwrap();
-    forged.push(if last == 'A' { 'B' } else { 'A' });
+    // One character of the signature changed (the middle of the tag, so the token still
+    // decodes and only the signature is wrong).
+    let mut forged: Vec<char> = path.chars().collect();
+    let at = forged.len() - 8;
+    forged[at] = if forged[at] == 'A' { 'B' } else { 'A' };
+    let forged: String = forged.into_iter().collect();
     let (status, html) = page(&app, &forged).await;
     assert_eq!(status, 404);
     assert!(!html.contains("rosa@example.com"));
