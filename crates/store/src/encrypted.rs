@@ -218,18 +218,53 @@ impl EncryptedStore {
             .map_err(|e| crypto("sealed text", e))
     }
 
+    /// Seals the JSON serialization of `value` (no intermediate `Value` tree: profiles are
+    /// sealed at every checkpoint).
+    fn seal_serialized<T: serde::Serialize>(
+        &self,
+        keys: &HashMap<ProfileId, Arc<DataKey>>,
+        owner: &ProfileId,
+        value: &T,
+        aad: &str,
+    ) -> Result<String, StoreError> {
+        let plain = serde_json::to_vec(value).map_err(|e| crypto("serializing", e))?;
+        let dk = keys
+            .get(owner)
+            .ok_or_else(|| crypto("sealing", format!("no data key for {owner}")))?;
+        dk.seal(owner.as_str(), &plain, aad.as_bytes())
+            .map_err(|e| crypto("sealing", e))
+    }
+
+    /// Opens what [`Self::seal_serialized`] sealed; `Ok(None)` when its data key is gone.
+    fn open_serialized<T: serde::de::DeserializeOwned>(
+        &self,
+        keys: &HashMap<ProfileId, Arc<DataKey>>,
+        sealed: &str,
+        aad: &str,
+    ) -> Result<Option<T>, StoreError> {
+        let owner = sealed_owner(sealed).ok_or_else(|| crypto(aad, "not a sealed value"))?;
+        let Some(dk) = keys.get(&owner) else {
+            return Ok(None);
+        };
+        let plain = dk
+            .open(sealed, aad.as_bytes())
+            .map_err(|e| crypto(&format!("opening data of {owner}"), e))?;
+        serde_json::from_slice(&plain)
+            .map(Some)
+            .map_err(|e| crypto(aad, e))
+    }
+
     fn seal_profile(
         &self,
         keys: &HashMap<ProfileId, Arc<DataKey>>,
         p: &Profile,
     ) -> Result<Profile, StoreError> {
-        let plain = serde_json::to_value(p).map_err(|e| crypto("profile", e))?;
-        let sealed = self.seal_json(keys, &p.id, &plain, &format!("profile:{}", p.id))?;
+        let sealed = self.seal_serialized(keys, &p.id, p, &format!("profile:{}", p.id))?;
         let mut out = Profile::new(p.id.clone(), p.created_at);
         out.version = p.version;
         out.updated_at = p.updated_at;
         out.merged_into = p.merged_into.clone();
-        out.sealed = sealed.as_str().map(str::to_owned);
+        out.sealed = Some(sealed);
         Ok(out)
     }
 
@@ -241,13 +276,7 @@ impl EncryptedStore {
         let Some(sealed) = &p.sealed else {
             return Ok(Some(p));
         };
-        let aad = format!("profile:{}", p.id);
-        match self.open_json(keys, serde_json::Value::String(sealed.clone()), &aad)? {
-            None => Ok(None),
-            Some(v) => serde_json::from_value(v)
-                .map(Some)
-                .map_err(|e| crypto("profile", e)),
-        }
+        self.open_serialized(keys, sealed, &format!("profile:{}", p.id))
     }
 
     fn seal_version(
@@ -256,8 +285,7 @@ impl EncryptedStore {
         v: &ProfileVersion,
     ) -> Result<ProfileVersion, StoreError> {
         let aad = format!("version:{}:{}", v.profile_id, v.version);
-        let plain = serde_json::to_value(&v.diff).map_err(|e| crypto("diff", e))?;
-        let sealed = self.seal_json(keys, &v.profile_id, &plain, &aad)?;
+        let sealed = self.seal_serialized(keys, &v.profile_id, &v.diff, &aad)?;
         Ok(ProfileVersion {
             profile_id: v.profile_id.clone(),
             version: v.version,
@@ -265,7 +293,7 @@ impl EncryptedStore {
             cause: v.cause.clone(),
             diff: ProfileDiff {
                 events_applied: v.diff.events_applied,
-                sealed: sealed.as_str().map(str::to_owned),
+                sealed: Some(sealed),
                 ..ProfileDiff::default()
             },
             snapshot: v
@@ -283,9 +311,9 @@ impl EncryptedStore {
     ) -> Result<Option<ProfileVersion>, StoreError> {
         if let Some(sealed) = v.diff.sealed.take() {
             let aad = format!("version:{}:{}", v.profile_id, v.version);
-            match self.open_json(keys, serde_json::Value::String(sealed), &aad)? {
+            match self.open_serialized(keys, &sealed, &aad)? {
                 None => return Ok(None),
-                Some(d) => v.diff = serde_json::from_value(d).map_err(|e| crypto("diff", e))?,
+                Some(d) => v.diff = d,
             }
         }
         if let Some(s) = v.snapshot.take() {
