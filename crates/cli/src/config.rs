@@ -46,6 +46,17 @@ pub struct LimitsSection {
     /// Failed authentications per minute per address, and the burst allowed.
     pub auth_failures_per_minute: u32,
     pub auth_failures_burst: u32,
+    /// Reverse proxies (addresses or CIDR ranges) whose `X-Forwarded-For` names the client,
+    /// for rate limits, consent evidence and the audit log. Empty: the header is ignored.
+    pub trusted_proxies: Vec<String>,
+}
+
+/// A trusted proxy as written in the configuration: an address or a CIDR range.
+fn parse_proxy(s: &str) -> Option<ipnet::IpNet> {
+    let s = s.trim();
+    s.parse::<ipnet::IpNet>()
+        .ok()
+        .or_else(|| s.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
 }
 
 impl Default for LimitsSection {
@@ -55,6 +66,7 @@ impl Default for LimitsSection {
             ingest_burst: 2000,
             auth_failures_per_minute: 10,
             auth_failures_burst: 20,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -70,6 +82,8 @@ impl Config {
                 f64::from(l.auth_failures_per_minute.max(1)) / 60.0,
                 f64::from(l.auth_failures_burst.max(1)),
             ),
+            // Validated when the configuration was loaded.
+            trusted_proxies: l.trusted_proxies.iter().filter_map(|p| parse_proxy(p)).collect(),
         }
     }
 }
@@ -466,6 +480,11 @@ impl Config {
         }
         if self.privacy.event_retention_days > 36_500 {
             bail!("privacy.event_retention_days must be at most 36500 (0 keeps events)");
+        }
+        for proxy in &self.limits.trusted_proxies {
+            if parse_proxy(proxy).is_none() {
+                bail!("limits.trusted_proxies: {proxy:?} is not an address or a CIDR range like 10.0.0.0/8");
+            }
         }
         if !(1..=366).contains(&self.privacy.preference_link_ttl_days) {
             bail!("privacy.preference_link_ttl_days must be between 1 and 366");

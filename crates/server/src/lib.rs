@@ -180,6 +180,10 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics::render))
         // Compressed bodies are bounded here; decompressed ones by the ingest handlers.
         .layer(DefaultBodyLimit::max(ingest::MAX_RAW_BODY))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limits::client_address,
+        ))
         .with_state(state)
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(axum::middleware::from_fn(metrics::track_http))

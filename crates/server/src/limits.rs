@@ -85,6 +85,10 @@ pub struct Limits {
     /// `None`: ingest is not limited.
     pub ingest: Option<RateLimiter>,
     pub auth_failures: RateLimiter,
+    /// Reverse proxies whose `X-Forwarded-For` is believed: behind one, the client is the
+    /// nearest address in that header that is not itself a trusted proxy. Empty: the header
+    /// is ignored (a client could write anything in it).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Default for Limits {
@@ -93,16 +97,67 @@ impl Default for Limits {
             ingest: Some(RateLimiter::new(1000.0, 2000.0)),
             // 20 wrong keys at once, then one every 6 seconds.
             auth_failures: RateLimiter::new(10.0 / 60.0, 20.0),
+            trusted_proxies: Vec::new(),
         }
     }
 }
 
-/// The client's address, when the server was started with connection info.
+/// The client's address as [`client_address`] found it (rate limits, consent evidence, the
+/// audit log); `None` when the server was started without connection info.
 pub fn client_ip(parts: &Parts) -> Option<IpAddr> {
-    parts
-        .extensions
+    ip_of(&parts.extensions)
+}
+
+fn ip_of(extensions: &axum::http::Extensions) -> Option<IpAddr> {
+    extensions
+        .get::<ClientAddr>()
+        .map(|c| c.0)
+        .or_else(|| extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()))
+}
+
+/// The client's address, set on each request by [`client_address`].
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub IpAddr);
+
+/// Finds the client's address: the peer's, or, when the peer is a trusted proxy, the nearest
+/// address in `X-Forwarded-For` that is not a trusted proxy.
+pub async fn client_address(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let peer = req
+        .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip())
+        .map(|c| c.0.ip());
+    if let Some(peer) = peer {
+        let client = forwarded_client(peer, req.headers(), &state.limits.trusted_proxies);
+        req.extensions_mut().insert(ClientAddr(client));
+    }
+    next.run(req).await
+}
+
+fn forwarded_client(peer: IpAddr, headers: &axum::http::HeaderMap, trusted: &[ipnet::IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    // Each proxy appends the address it received from: read from the right, past our own
+    // proxies; anything unreadable ends the trust (what is left of it could be anything).
+    let hops: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        let Ok(ip) = hop.parse::<IpAddr>() else {
+            break;
+        };
+        client = ip;
+        if !is_trusted(&ip) {
+            break;
+        }
+    }
+    client
 }
 
 fn too_many(wait: Duration, what: &str) -> Response {
@@ -117,17 +172,12 @@ fn too_many(wait: Duration, what: &str) -> Response {
 
 /// Limits tracking-API requests per client address.
 pub async fn ingest_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if let Some(limiter) = &state.limits.ingest {
-        let ip = req
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip());
-        if let Some(ip) = ip
-            && let Err(wait) = limiter.take(ip)
-        {
-            metrics::counter!("missive_rate_limited_total", "limit" => "ingest").increment(1);
-            return too_many(wait, "too many requests from this address: retry later");
-        }
+    if let Some(limiter) = &state.limits.ingest
+        && let Some(ip) = ip_of(req.extensions())
+        && let Err(wait) = limiter.take(ip)
+    {
+        metrics::counter!("missive_rate_limited_total", "limit" => "ingest").increment(1);
+        return too_many(wait, "too many requests from this address: retry later");
     }
     next.run(req).await
 }
@@ -151,6 +201,52 @@ pub fn check_auth_allowed(state: &AppState, ip: Option<IpAddr>) -> Result<(), Ap
 pub fn record_auth_failure(state: &AppState, ip: Option<IpAddr>) {
     if let Some(ip) = ip {
         let _ = state.limits.auth_failures.take(ip);
+    }
+}
+
+#[cfg(test)]
+mod forwarded_tests {
+    use super::*;
+
+    fn headers(xff: &[&str]) -> axum::http::HeaderMap {
+        let mut h = axum::http::HeaderMap::new();
+        for v in xff {
+            h.append("x-forwarded-for", v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn only_a_trusted_proxy_can_name_the_client() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let trusted: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap(), "127.0.0.1/32".parse().unwrap()];
+        // Not from a proxy: the header is the client's own words.
+        assert_eq!(
+            forwarded_client(ip("198.51.100.1"), &headers(&["203.0.113.9"]), &trusted),
+            ip("198.51.100.1")
+        );
+        // From the proxy: the nearest untrusted hop, not a spoofed one further left.
+        assert_eq!(
+            forwarded_client(
+                ip("127.0.0.1"),
+                &headers(&["6.6.6.6, 203.0.113.9, 10.1.2.3"]),
+                &trusted
+            ),
+            ip("203.0.113.9")
+        );
+        assert_eq!(
+            forwarded_client(ip("127.0.0.1"), &headers(&["6.6.6.6", "203.0.113.9"]), &trusted),
+            ip("203.0.113.9")
+        );
+        // Nothing usable: the proxy itself.
+        assert_eq!(
+            forwarded_client(ip("127.0.0.1"), &headers(&["junk"]), &trusted),
+            ip("127.0.0.1")
+        );
+        assert_eq!(
+            forwarded_client(ip("127.0.0.1"), &headers(&[]), &[]),
+            ip("127.0.0.1")
+        );
     }
 }
 

@@ -381,6 +381,46 @@ async fn ingest_is_rate_limited_per_address_with_retry_after() {
 }
 
 #[tokio::test]
+async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_limit() {
+    use missive_server::limits::{Limits, RateLimiter};
+    let track = |app: &TestApp, xff: &'static str, i: usize| {
+        let req = app
+            .client
+            .post(format!("{}/v1/track", app.base))
+            .basic_auth(&app.write_key, Some(""))
+            .header("x-forwarded-for", xff)
+            .json(&json!({"userId": "u", "event": "Viewed", "messageId": format!("{xff}-{i}")}));
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    let limited = || Limits {
+        ingest: Some(RateLimiter::new(0.5, 2.0)),
+        ..Limits::default()
+    };
+    // Without trusted proxies the header is ignored: changing it does not evade the limit.
+    let app = TestApp::spawn_limited(limited()).await;
+    let statuses = [
+        track(&app, "203.0.113.1", 0).await,
+        track(&app, "203.0.113.2", 1).await,
+        track(&app, "203.0.113.3", 2).await,
+    ];
+    assert_eq!(statuses, [200, 200, 429]);
+
+    // Behind a trusted proxy (the test client's 127.0.0.1), each client has its own budget.
+    let app = TestApp::spawn_limited(Limits {
+        trusted_proxies: vec!["127.0.0.0/8".parse().unwrap()],
+        ..limited()
+    })
+    .await;
+    let statuses = [
+        track(&app, "203.0.113.1", 0).await,
+        track(&app, "203.0.113.1", 1).await,
+        track(&app, "203.0.113.1", 2).await,
+        track(&app, "198.51.100.7, 203.0.113.2", 3).await,
+    ];
+    assert_eq!(statuses, [200, 200, 429, 200]);
+}
+
+#[tokio::test]
 async fn guessing_keys_is_stopped_but_known_keys_keep_working() {
     let app = TestApp::spawn().await;
     // The admin key is verified once, before the attack.
