@@ -14,6 +14,7 @@ use missive_engine::content::{ContentService, ContentServiceError, PreviewEvent,
 use missive_liquid::{Env, Object, Partials, Template, Value};
 
 use crate::config::{Config, open_store};
+use crate::privacy::audit;
 
 #[derive(clap::Args, Debug)]
 pub struct RenderArgs {
@@ -186,7 +187,7 @@ pub async fn template(cfg: Config, cmd: TemplateCommand) -> anyhow::Result<()> {
                 None => None,
             };
             let store = open_store(&cfg).await?;
-            let content = ContentService::new(store, cfg.content_config());
+            let content = ContentService::new(store.clone(), cfg.content_config());
             let stored = StoredTemplate {
                 source: TemplateSource {
                     subject,
@@ -202,6 +203,13 @@ pub async fn template(cfg: Config, cmd: TemplateCommand) -> anyhow::Result<()> {
                 .await
                 .map_err(explain)?;
             let (_, compiled, _) = content.compiled_template(&name).await?;
+            audit(
+                &*store,
+                "template.save",
+                format!("template:{name}"),
+                format!("version {version}"),
+            )
+            .await?;
             println!("saved {name:?} version {version}");
             if !compiled.slots.is_empty() {
                 println!("  block slots: {}", compiled.slots.join(", "));
@@ -218,9 +226,16 @@ pub async fn template(cfg: Config, cmd: TemplateCommand) -> anyhow::Result<()> {
         }
         TemplateCommand::Delete { name } => {
             let store = open_store(&cfg).await?;
-            ContentService::new(store, cfg.content_config())
+            ContentService::new(store.clone(), cfg.content_config())
                 .delete_template(&name)
                 .await?;
+            audit(
+                &*store,
+                "template.delete",
+                format!("template:{name}"),
+                String::new(),
+            )
+            .await?;
             println!("deleted {name:?}");
             Ok(())
         }
@@ -248,8 +263,22 @@ pub async fn template(cfg: Config, cmd: TemplateCommand) -> anyhow::Result<()> {
                 experiment: None,
             };
             let result = content.preview(&engine, &name, &profile, options).await;
+            // A preview shows a person's data: recorded by profile id, never by the key given.
+            let audited = match &result {
+                Ok(p) => {
+                    audit(
+                        &**engine.store(),
+                        "profile.preview",
+                        format!("profile:{}", p.profile_id),
+                        format!("template {name}"),
+                    )
+                    .await
+                }
+                Err(_) => Ok(()),
+            };
             engine.shutdown().await;
             let preview = result.map_err(explain)?;
+            audited?;
             println!(
                 "template: {} v{}  profile: {}",
                 preview.template, preview.version, preview.profile_id
@@ -284,7 +313,7 @@ pub async fn template(cfg: Config, cmd: TemplateCommand) -> anyhow::Result<()> {
 
 pub async fn block(cfg: Config, cmd: BlockCommand) -> anyhow::Result<()> {
     let store = open_store(&cfg).await?;
-    let content = ContentService::new(store, cfg.content_config());
+    let content = ContentService::new(store.clone(), cfg.content_config());
     match cmd {
         BlockCommand::Save { name, file } => {
             let text =
@@ -295,6 +324,13 @@ pub async fn block(cfg: Config, cmd: BlockCommand) -> anyhow::Result<()> {
                 .save_block(&name, block, chrono::Utc::now())
                 .await
                 .map_err(explain)?;
+            audit(
+                &*store,
+                "block.save",
+                format!("block:{name}"),
+                format!("version {version}"),
+            )
+            .await?;
             println!("saved block {name:?} version {version}");
         }
         BlockCommand::List => {
@@ -311,6 +347,7 @@ pub async fn block(cfg: Config, cmd: BlockCommand) -> anyhow::Result<()> {
         }
         BlockCommand::Delete { name } => {
             content.delete_block(&name).await?;
+            audit(&*store, "block.delete", format!("block:{name}"), String::new()).await?;
             println!("deleted block {name:?}");
         }
         BlockCommand::Matrix { slot } => {
@@ -360,7 +397,7 @@ pub async fn catalog(cfg: Config, cmd: CatalogCommand) -> anyhow::Result<()> {
         }
     }
     let store = open_store(&cfg).await?;
-    let content = ContentService::new(store, cfg.content_config());
+    let content = ContentService::new(store.clone(), cfg.content_config());
     let mut saved = 0;
     let mut rejected = Vec::new();
     let total = products.len();
@@ -374,6 +411,13 @@ pub async fn catalog(cfg: Config, cmd: CatalogCommand) -> anyhow::Result<()> {
         rejected.extend(r);
         offset += chunk.len();
     }
+    audit(
+        &*store,
+        "catalog.import",
+        "catalog".into(),
+        format!("{saved} products saved, {} rejected", rejected.len()),
+    )
+    .await?;
     for r in &rejected {
         eprintln!(
             "product #{} ({}): {}",

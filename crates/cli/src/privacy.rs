@@ -68,7 +68,7 @@ pub enum PrivacyCommand {
 
 /// Writes an operator's action to the audit log, as the API does for requests: the actor is
 /// `cli:` and the login name, targets name profiles by id (never by e-mail address).
-async fn audit(
+pub(crate) async fn audit(
     store: &dyn missive_store::Store,
     action: &str,
     target: String,

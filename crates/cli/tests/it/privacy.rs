@@ -147,3 +147,48 @@ fn rotation_rewraps_the_data_keys_and_the_old_master_key_can_then_be_retired() {
     assert!(ok, "{err}");
     assert!(out.contains("Annika"));
 }
+
+#[test]
+fn changes_and_previews_from_the_command_line_are_audited_by_id() {
+    let dir = tempfile::tempdir().unwrap();
+    import_ann(dir.path());
+    let body = dir.path().join("hello.html");
+    std::fs::write(&body, "<p>Hello {{ customer.first_name }}</p>").unwrap();
+    let runs: [&[&str]; 4] = [
+        &["segment", "save", "buyers", "orders.count >= 1"],
+        &[
+            "template",
+            "save",
+            "hello",
+            body.to_str().unwrap(),
+            "--subject",
+            "Hi",
+            "--transactional",
+        ],
+        &[
+            "template",
+            "preview",
+            "hello",
+            "--profile",
+            "email:ann.quill@example.com",
+        ],
+        &["segment", "delete", "buyers"],
+    ];
+    for args in runs {
+        let (ok, _, err) = missive(dir.path(), args);
+        assert!(ok, "{args:?}: {err}");
+    }
+    let (ok, out, err) = missive(dir.path(), &["audit", "--actor", &format!("cli:{}", whoami())]);
+    assert!(ok, "{err}");
+    let entries: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let seen: Vec<(&str, &str)> = entries
+        .iter()
+        .map(|e| (e["action"].as_str().unwrap(), e["target"].as_str().unwrap()))
+        .collect();
+    assert_eq!(seen[0], ("segment.delete", "segment:buyers"), "{out}");
+    assert_eq!(seen[1].0, "profile.preview");
+    assert!(seen[1].1.starts_with("profile:prf_"), "by id: {out}");
+    assert_eq!(seen[2], ("template.save", "template:hello"));
+    assert_eq!(seen[3], ("segment.save", "segment:buyers"));
+    assert!(!out.contains("ann.quill"), "no address in the audit log: {out}");
+}
