@@ -623,6 +623,7 @@ pub async fn open_store_with_keys(
 )> {
     let keyring = std::sync::Arc::new(load_or_create_keyring(&cfg.key_file())?);
     let store = open_bare_store(cfg).await?;
+    check_encryption_mode(&*store, cfg.privacy.encrypt).await?;
     if cfg.privacy.encrypt {
         Ok((
             std::sync::Arc::new(missive_store::EncryptedStore::new(store, keyring.clone())),
@@ -630,6 +631,40 @@ pub async fn open_store_with_keys(
         ))
     } else {
         Ok((store, keyring))
+    }
+}
+
+/// The store remembers whether it was written encrypted (`privacy.encryption` in its metadata;
+/// for a store from before that, its first profile or event says). Opening it the other way
+/// is refused: a plain store read through encryption would miss every e-mail lookup (its
+/// identities are not blind-indexed) and create a second profile for each person, and an
+/// encrypted store read without it would hand out ciphertext.
+async fn check_encryption_mode(store: &dyn missive_store::Store, encrypt: bool) -> anyhow::Result<()> {
+    let want = if encrypt { "on" } else { "off" };
+    let sealed = |v: &serde_json::Value| v.as_str().is_some_and(missive_privacy::is_sealed);
+    let written = match store.profiles_after(None, 1).await?.first() {
+        Some(p) => Some(p.sealed.is_some()),
+        None => store.events_after(0, 1).await?.first().map(|e| sealed(&e.body)),
+    };
+    let found = match written {
+        Some(true) => "on",
+        Some(false) => "off",
+        None => want,
+    };
+    let recorded = store
+        .meta_get_or_init("privacy.encryption", found.to_owned())
+        .await?;
+    match (recorded.as_str(), encrypt) {
+        ("off", true) => bail!(
+            "this store was written without encryption at rest, and privacy.encrypt is on: \
+             encrypting an existing store in place is not supported yet. Set privacy.encrypt = false \
+             (MISSIVE_PRIVACY__ENCRYPT=false) to keep using it, or start a new data directory"
+        ),
+        ("on", false) => bail!(
+            "this store is encrypted at rest, and privacy.encrypt is off: set privacy.encrypt = true \
+             and keep privacy.key_file pointing at its key file"
+        ),
+        _ => Ok(()),
     }
 }
 

@@ -192,3 +192,49 @@ fn changes_and_previews_from_the_command_line_are_audited_by_id() {
     assert_eq!(seen[3], ("segment.save", "segment:buyers"));
     assert!(!out.contains("ann.quill"), "no address in the audit log: {out}");
 }
+
+#[test]
+fn a_store_is_never_opened_with_the_other_encryption_setting() {
+    // Written without encryption: refused with encryption on, before anything is written.
+    let plain = tempfile::tempdir().unwrap();
+    let off = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_missive"))
+            .current_dir(plain.path())
+            .arg("--data-dir")
+            .arg(plain.path().join("data"))
+            .args(args)
+            .env("MISSIVE_PRIVACY__ENCRYPT", "false")
+            .output()
+            .unwrap();
+        (out.status.success(), String::from_utf8(out.stderr).unwrap())
+    };
+    let file = plain.path().join("ann.jsonl");
+    std::fs::write(
+        &file,
+        r#"{"type":"identify","userId":"ann-42","messageId":"a1","traits":{"email":"ann.quill@example.com"}}"#,
+    )
+    .unwrap();
+    let (ok, err) = off(&["import", file.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = missive(plain.path(), &["privacy", "export", "ann.quill@example.com"]);
+    assert!(!ok && err.contains("written without encryption"), "{err}");
+    let (ok, err) = off(&["privacy", "export", "ann.quill@example.com"]);
+    assert!(ok, "still readable as it was written: {err}");
+
+    // Written encrypted: refused with encryption off.
+    let sealed = tempfile::tempdir().unwrap();
+    import_ann(sealed.path());
+    let out = Command::new(env!("CARGO_BIN_EXE_missive"))
+        .current_dir(sealed.path())
+        .arg("--data-dir")
+        .arg(sealed.path().join("data"))
+        .args(["privacy", "export", "ann-42"])
+        .env("MISSIVE_PRIVACY__ENCRYPT", "false")
+        .output()
+        .unwrap();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        !out.status.success() && err.contains("this store is encrypted"),
+        "{err}"
+    );
+}
