@@ -124,6 +124,19 @@ pub async fn audit_log(cfg: Config, args: AuditArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Audits an action only when it succeeded.
+pub(crate) async fn audit_success<T, E>(
+    result: &Result<T, E>,
+    store: &dyn missive_store::Store,
+    action: &str,
+    target: String,
+) -> anyhow::Result<()> {
+    match result {
+        Ok(_) => audit(store, action, target, String::new()).await,
+        Err(_) => Ok(()),
+    }
+}
+
 async fn encrypted_store(cfg: &Config) -> anyhow::Result<EncryptedStore> {
     if !cfg.privacy.encrypt {
         bail!("privacy.encrypt is off: there are no data keys to manage");

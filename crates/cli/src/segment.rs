@@ -7,7 +7,7 @@ use missive_engine::segments::{SegmentServiceError, delete_segment, infer_schema
 use missive_segment::{Segment, SegmentError};
 
 use crate::config::{Config, open_store};
-use crate::privacy::audit;
+use crate::privacy::audit_success;
 
 #[derive(clap::Subcommand, Debug)]
 pub enum SegmentCommand {
@@ -51,18 +51,13 @@ pub async fn run(cfg: Config, cmd: SegmentCommand) -> anyhow::Result<()> {
             let result = save_segment(&engine, &name, &expression, Some(tx)).await;
             let _ = watcher.await;
             bar.finish_and_clear();
-            let audited = match &result {
-                Ok(_) => {
-                    audit(
-                        &**engine.store(),
-                        "segment.save",
-                        format!("segment:{name}"),
-                        String::new(),
-                    )
-                    .await
-                }
-                Err(_) => Ok(()),
-            };
+            let audited = audit_success(
+                &result,
+                &**engine.store(),
+                "segment.save",
+                format!("segment:{name}"),
+            )
+            .await;
             engine.shutdown().await;
             audited?;
             match result {
@@ -90,18 +85,13 @@ pub async fn run(cfg: Config, cmd: SegmentCommand) -> anyhow::Result<()> {
         SegmentCommand::Delete { name } => {
             let engine = start_engine(&cfg).await?;
             let result = delete_segment(&engine, &name).await;
-            let audited = match &result {
-                Ok(_) => {
-                    audit(
-                        &**engine.store(),
-                        "segment.delete",
-                        format!("segment:{name}"),
-                        String::new(),
-                    )
-                    .await
-                }
-                Err(_) => Ok(()),
-            };
+            let audited = audit_success(
+                &result,
+                &**engine.store(),
+                "segment.delete",
+                format!("segment:{name}"),
+            )
+            .await;
             engine.shutdown().await;
             result?;
             audited?;

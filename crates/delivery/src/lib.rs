@@ -30,5 +30,7 @@ pub use error::DeliveryError;
 pub use message::{OutgoingEmail, build_message};
 pub use report::{DsnAction, DsnRecipient, Report, parse_report};
 pub use throttle::{MAX_ATTEMPTS, Rate, Throttle, retry_base_delay, retry_delay};
-pub use tracking::{Click, LinkSigner, Open, PreferenceLink, TokenError, Unsubscribe};
+pub use tracking::{
+    Click, LinkSigner, Open, PreferenceLink, TokenError, Unsubscribe, insert_before_body_end,
+};
 pub use transport::{Envelope, MaildirTransport, SendOutcome, SmtpConfig, SmtpTransport, Tls, Transport};

@@ -224,10 +224,7 @@ impl LinkSigner {
             "<img src=\"{}\" width=\"1\" height=\"1\" alt=\"\" style=\"display:none\">",
             escape_attribute(&self.open_url(base_url, message_id))
         );
-        match rfind_ignore_case(&out, "</body") {
-            Some(at) => out.insert_str(at, &pixel),
-            None => out.push_str(&pixel),
-        }
+        insert_before_body_end(&mut out, &pixel);
         out
     }
 
@@ -469,6 +466,14 @@ fn find_ignore_case(haystack: &str, needle: &str) -> Option<usize> {
         .as_bytes()
         .windows(needle.len())
         .position(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
+}
+
+/// Puts `snippet` right before the last `</body` (any case), or at the end when there is none.
+pub fn insert_before_body_end(html: &mut String, snippet: &str) {
+    match rfind_ignore_case(html, "</body") {
+        Some(at) => html.insert_str(at, snippet),
+        None => html.push_str(snippet),
+    }
 }
 
 fn rfind_ignore_case(haystack: &str, needle: &str) -> Option<usize> {

@@ -536,10 +536,7 @@ fn with_preference_link(html: String, text: String, url: &str) -> (String, Strin
              <a href=\"{escaped}\">Manage your e-mail preferences and data</a></p>"
         );
         let mut html = html;
-        match html.to_ascii_lowercase().rfind("</body") {
-            Some(at) => html.insert_str(at, &footer),
-            None => html.push_str(&footer),
-        }
+        missive_delivery::insert_before_body_end(&mut html, &footer);
         html
     };
     let text = if text.contains(url) || text.is_empty() {

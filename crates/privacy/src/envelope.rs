@@ -94,6 +94,27 @@ impl DataKey {
         Ok(plain.to_vec())
     }
 
+    /// Seals the serialized JSON of `value` (the plaintext is wiped after).
+    pub fn seal_serialized<T: Serialize + ?Sized>(
+        &self,
+        key_label: &str,
+        value: &T,
+        aad: &[u8],
+    ) -> Result<String, PrivacyError> {
+        let plain = Zeroizing::new(serde_json::to_vec(value).map_err(PrivacyError::Json)?);
+        self.seal(key_label, &plain, aad)
+    }
+
+    /// Opens what [`DataKey::seal_serialized`] sealed (the plaintext is wiped after).
+    pub fn open_deserialized<T: serde::de::DeserializeOwned>(
+        &self,
+        sealed: &str,
+        aad: &[u8],
+    ) -> Result<T, PrivacyError> {
+        let plain = Zeroizing::new(self.open(sealed, aad)?);
+        serde_json::from_slice(&plain).map_err(PrivacyError::Json)
+    }
+
     /// Seals the serialized JSON of `value` into a JSON string.
     pub fn seal_json(
         &self,
@@ -101,8 +122,8 @@ impl DataKey {
         value: &serde_json::Value,
         aad: &[u8],
     ) -> Result<serde_json::Value, PrivacyError> {
-        let plain = Zeroizing::new(serde_json::to_vec(value).map_err(PrivacyError::Json)?);
-        Ok(serde_json::Value::String(self.seal(key_label, &plain, aad)?))
+        self.seal_serialized(key_label, value, aad)
+            .map(serde_json::Value::String)
     }
 
     /// Opens a JSON string made by [`DataKey::seal_json`]. Anything else is
@@ -115,8 +136,7 @@ impl DataKey {
         let serde_json::Value::String(sealed) = sealed else {
             return Err(PrivacyError::NotSealed);
         };
-        let plain = Zeroizing::new(self.open(sealed, aad)?);
-        serde_json::from_slice(&plain).map_err(PrivacyError::Json)
+        self.open_deserialized(sealed, aad)
     }
 }
 

@@ -187,59 +187,48 @@ fn choices_form(state: &AppState, p: &Profile, token: &str, form_token: &str) ->
         .filter(|purpose| p.consents(**purpose))
         .map(|purpose| purpose.as_str())
         .collect();
-    let mut consents = String::new();
-    for purpose in Purpose::ALL {
-        let id = format!("consent-{}", purpose.as_str());
-        consents.push_str(&format!(
-            "<div><input type=\"checkbox\" id=\"{id}\" name=\"consent\" value=\"{v}\"{checked}>\
-             <label for=\"{id}\">{words}</label></div>",
-            v = purpose.as_str(),
-            checked = if p.consents(purpose) { " checked" } else { "" },
-            words = escape(purpose.plain_words()),
-        ));
-    }
+    let consents: String = Purpose::ALL
+        .iter()
+        .map(|purpose| {
+            let (v, words) = (purpose.as_str(), purpose.plain_words());
+            choice("checkbox", "consent", v, p.consents(*purpose), words, "")
+        })
+        .collect();
     let declined = declined_topics(p);
     let topics = if state.privacy_config.topics.is_empty() {
         String::new()
     } else {
-        let mut boxes = String::new();
-        for t in &state.privacy_config.topics {
-            let id = format!("topic-{}", t.id);
-            let (description, described) = if t.description.is_empty() {
-                (String::new(), String::new())
-            } else {
-                (
-                    format!(
-                        " <span class=\"note\" id=\"{}-d\">{}</span>",
-                        escape(&id),
-                        escape(&t.description)
-                    ),
-                    format!(" aria-describedby=\"{}-d\"", escape(&id)),
+        let boxes: String = state
+            .privacy_config
+            .topics
+            .iter()
+            .map(|t| {
+                choice(
+                    "checkbox",
+                    "topic",
+                    &t.id,
+                    !declined.contains(&t.id),
+                    &t.name,
+                    &t.description,
                 )
-            };
-            boxes.push_str(&format!(
-                "<div><input type=\"checkbox\" id=\"{id}\" name=\"topic\" value=\"{v}\"{checked}{described}>\
-                 <label for=\"{id}\">{name}</label>{description}</div>",
-                id = escape(&id),
-                v = escape(&t.id),
-                checked = if declined.contains(&t.id) { "" } else { " checked" },
-                name = escape(&t.name),
-            ));
-        }
+            })
+            .collect();
         format!("<fieldset><legend>Topics you receive</legend>{boxes}</fieldset>")
     };
     let current = Frequency::of(p);
-    let mut frequency = String::new();
-    for f in Frequency::ALL {
-        let id = format!("frequency-{}", f.as_str());
-        frequency.push_str(&format!(
-            "<div><input type=\"radio\" id=\"{id}\" name=\"frequency\" value=\"{v}\"{checked}>\
-             <label for=\"{id}\">{words}</label></div>",
-            v = f.as_str(),
-            checked = if f == current { " checked" } else { "" },
-            words = escape(f.plain_words()),
-        ));
-    }
+    let frequency: String = Frequency::ALL
+        .iter()
+        .map(|f| {
+            choice(
+                "radio",
+                "frequency",
+                f.as_str(),
+                *f == current,
+                f.plain_words(),
+                "",
+            )
+        })
+        .collect();
     format!(
         "<section aria-labelledby=\"choices-h\"><h2 id=\"choices-h\">Your choices</h2>\
          <form method=\"post\" action=\"{token}\">\
@@ -257,6 +246,30 @@ fn choices_form(state: &AppState, p: &Profile, token: &str, form_token: &str) ->
         shown_consent = shown_consent.join(","),
         shown_topics = escape(&declined.join(",")),
         shown_frequency = current.as_str(),
+    )
+}
+
+/// One labelled checkbox or radio button (`id` = `{name}-{value}`), with an optional
+/// description tied to it by `aria-describedby`.
+fn choice(kind: &str, name: &str, value: &str, checked: bool, label: &str, description: &str) -> String {
+    let id = escape(&format!("{name}-{value}"));
+    let (described, note) = if description.is_empty() {
+        (String::new(), String::new())
+    } else {
+        (
+            format!(" aria-describedby=\"{id}-d\""),
+            format!(
+                " <span class=\"note\" id=\"{id}-d\">{}</span>",
+                escape(description)
+            ),
+        )
+    };
+    format!(
+        "<div><input type=\"{kind}\" id=\"{id}\" name=\"{name}\" value=\"{v}\"{checked}{described}>\
+         <label for=\"{id}\">{label}</label>{note}</div>",
+        v = escape(value),
+        checked = if checked { " checked" } else { "" },
+        label = escape(label),
     )
 }
 

@@ -149,6 +149,27 @@ impl EncryptedStore {
         Ok(out)
     }
 
+    /// `owner`'s data key, which must have been fetched for the write.
+    fn key_of<'k>(
+        keys: &'k HashMap<ProfileId, Arc<DataKey>>,
+        owner: &ProfileId,
+    ) -> Result<&'k DataKey, StoreError> {
+        keys.get(owner)
+            .map(|k| &**k)
+            .ok_or_else(|| crypto("sealing", format!("no data key for {owner}")))
+    }
+
+    /// The data key a sealed value names, with its owner; `Ok(None)` when the key is gone
+    /// (erased).
+    fn opener<'k>(
+        keys: &'k HashMap<ProfileId, Arc<DataKey>>,
+        sealed: &str,
+        aad: &str,
+    ) -> Result<Option<(&'k DataKey, ProfileId)>, StoreError> {
+        let owner = sealed_owner(sealed).ok_or_else(|| crypto(aad, "not a sealed value"))?;
+        Ok(keys.get(&owner).map(|k| (&**k, owner)))
+    }
+
     fn seal_json(
         &self,
         keys: &HashMap<ProfileId, Arc<DataKey>>,
@@ -156,11 +177,8 @@ impl EncryptedStore {
         v: &serde_json::Value,
         aad: &str,
     ) -> Result<serde_json::Value, StoreError> {
-        let dk = keys
-            .get(owner)
-            .ok_or_else(|| crypto("sealing", format!("no data key for {owner}")))?;
-        dk.seal_json(owner.as_str(), v, aad.as_bytes())
-            .map_err(|e| crypto("sealing", e))
+        self.seal_serialized(keys, owner, v, aad)
+            .map(serde_json::Value::String)
     }
 
     fn seal_text(
@@ -170,32 +188,23 @@ impl EncryptedStore {
         s: &str,
         aad: &str,
     ) -> Result<String, StoreError> {
-        let dk = keys
-            .get(owner)
-            .ok_or_else(|| crypto("sealing", format!("no data key for {owner}")))?;
-        dk.seal(owner.as_str(), s.as_bytes(), aad.as_bytes())
+        Self::key_of(keys, owner)?
+            .seal(owner.as_str(), s.as_bytes(), aad.as_bytes())
             .map_err(|e| crypto("sealing", e))
     }
 
-    /// Opens a sealed JSON value; `Ok(None)` when its data key is gone (erased).
+    /// Opens a sealed JSON value; a value that is not sealed (written before encryption) is
+    /// returned as it is; `Ok(None)` when its data key is gone (erased).
     fn open_json(
         &self,
         keys: &HashMap<ProfileId, Arc<DataKey>>,
         v: serde_json::Value,
         aad: &str,
     ) -> Result<Option<serde_json::Value>, StoreError> {
-        let serde_json::Value::String(s) = &v else {
-            return Ok(Some(v));
-        };
-        let Some(owner) = sealed_owner(s) else {
-            return Ok(Some(v));
-        };
-        let Some(dk) = keys.get(&owner) else {
-            return Ok(None);
-        };
-        dk.open_json(&v, aad.as_bytes())
-            .map(Some)
-            .map_err(|e| crypto(&format!("opening data of {owner}"), e))
+        match &v {
+            serde_json::Value::String(s) if sealed_owner(s).is_some() => self.open_serialized(keys, s, aad),
+            _ => Ok(Some(v)),
+        }
     }
 
     fn open_text(
@@ -204,10 +213,10 @@ impl EncryptedStore {
         s: String,
         aad: &str,
     ) -> Result<Option<String>, StoreError> {
-        let Some(owner) = sealed_owner(&s) else {
+        if sealed_owner(&s).is_none() {
             return Ok(Some(s));
-        };
-        let Some(dk) = keys.get(&owner) else {
+        }
+        let Some((dk, owner)) = Self::opener(keys, &s, aad)? else {
             return Ok(None);
         };
         let bytes = dk
@@ -227,11 +236,8 @@ impl EncryptedStore {
         value: &T,
         aad: &str,
     ) -> Result<String, StoreError> {
-        let plain = serde_json::to_vec(value).map_err(|e| crypto("serializing", e))?;
-        let dk = keys
-            .get(owner)
-            .ok_or_else(|| crypto("sealing", format!("no data key for {owner}")))?;
-        dk.seal(owner.as_str(), &plain, aad.as_bytes())
+        Self::key_of(keys, owner)?
+            .seal_serialized(owner.as_str(), value, aad.as_bytes())
             .map_err(|e| crypto("sealing", e))
     }
 
@@ -242,16 +248,12 @@ impl EncryptedStore {
         sealed: &str,
         aad: &str,
     ) -> Result<Option<T>, StoreError> {
-        let owner = sealed_owner(sealed).ok_or_else(|| crypto(aad, "not a sealed value"))?;
-        let Some(dk) = keys.get(&owner) else {
+        let Some((dk, owner)) = Self::opener(keys, sealed, aad)? else {
             return Ok(None);
         };
-        let plain = dk
-            .open(sealed, aad.as_bytes())
-            .map_err(|e| crypto(&format!("opening data of {owner}"), e))?;
-        serde_json::from_slice(&plain)
+        dk.open_deserialized(sealed, aad.as_bytes())
             .map(Some)
-            .map_err(|e| crypto(aad, e))
+            .map_err(|e| crypto(&format!("opening data of {owner}"), e))
     }
 
     fn seal_profile(
