@@ -103,6 +103,9 @@ pub struct PrivacySection {
     pub preference_link_ttl_days: u32,
     /// Traits that identify a person, besides the built-in ones (email, name, phone, address…).
     pub personal_traits: Vec<String>,
+    /// Traits declared not personal: the only ones pseudonymized analytics (the analyst role)
+    /// sees. Nothing by default.
+    pub analytics_traits: Vec<String>,
     /// The topics people can decline in the preference centre (`[[privacy.topics]]`, each
     /// with `id`, `name` and `description`); a journey's or broadcast's `topic` names one.
     pub topics: Vec<missive_engine::privacy::Topic>,
@@ -118,6 +121,7 @@ impl Default for PrivacySection {
             event_retention_days: 0,
             preference_link_ttl_days: 60,
             personal_traits: Vec::new(),
+            analytics_traits: Vec::new(),
             topics: Vec::new(),
             policy_version: None,
         }
@@ -680,6 +684,7 @@ impl Config {
         let p = &self.privacy;
         let mut c = missive_engine::privacy::PrivacyConfig::default();
         c.personal_traits.extend(p.personal_traits.iter().cloned());
+        c.analytics_traits = p.analytics_traits.iter().cloned().collect();
         c.event_retention =
             (p.event_retention_days > 0).then(|| chrono::TimeDelta::days(i64::from(p.event_retention_days)));
         c.topics = p.topics.clone();

@@ -97,6 +97,16 @@ pub struct ConsentChange {
     pub user_agent: Option<String>,
     /// The message that carried it, to find it in the event log.
     pub message_id: MessageId,
+    /// Who vouched for the message (absent on changes recorded before trust was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust: Option<crate::Trust>,
+}
+
+impl ConsentChange {
+    /// Made on missive's own pages or API: authoritative, ordered by when missive received it.
+    pub fn is_missives_own(&self) -> bool {
+        self.trust == Some(crate::Trust::Missive)
+    }
 }
 
 /// Changes kept per purpose in the profile; older ones stay in the event log and the versions.
@@ -112,14 +122,16 @@ pub struct PurposeConsent {
 }
 
 impl PurposeConsent {
-    /// Records a change; an older one (out of order) only joins the history.
+    /// Records a change; an older one (out of order) only joins the history. A change made on
+    /// missive's own pages always takes effect: it is ordered by its receipt, so no message
+    /// dated later by its sender's clock can keep a withdrawal from taking effect.
     pub fn record(&mut self, change: ConsentChange) {
         if change.message_id == self.current.message_id
             || self.history.iter().any(|c| c.message_id == change.message_id)
         {
             return;
         }
-        if change.at >= self.current.at {
+        if change.is_missives_own() || change.at >= self.current.at {
             let old = std::mem::replace(&mut self.current, change);
             self.history.push(old);
         } else {
@@ -190,6 +202,7 @@ mod tests {
             ip: None,
             user_agent: None,
             message_id: MessageId::parse(id).unwrap(),
+            trust: None,
         }
     }
 
@@ -205,6 +218,24 @@ mod tests {
         assert!(!c.current.granted);
         let ids: Vec<_> = c.history.iter().map(|h| h.message_id.as_str()).collect();
         assert_eq!(ids, ["m1", "m2"]);
+    }
+
+    #[test]
+    fn a_withdrawal_on_missives_own_pages_wins_over_a_grant_dated_later() {
+        let mut c = PurposeConsent {
+            current: change(true, "2999-01-01T00:00:00Z", "m1"),
+            history: vec![],
+        };
+        let mut own = change(false, "2026-01-02T00:00:00Z", "m2");
+        own.trust = Some(crate::Trust::Missive);
+        c.record(own);
+        assert!(!c.current.granted);
+        // The same link used again is a new message: it is recorded again (not deduplicated).
+        c.record(change(true, "2999-01-02T00:00:00Z", "m3"));
+        let mut again = change(false, "2026-01-03T00:00:00Z", "m4");
+        again.trust = Some(crate::Trust::Missive);
+        c.record(again);
+        assert!(!c.current.granted);
     }
 
     #[test]

@@ -133,12 +133,57 @@ pub struct Event {
     pub provenance: Provenance,
     pub timestamp: DateTime<Utc>,
     pub received_at: DateTime<Utc>,
+    /// Who vouches for the event: decides what it may change (see [`Trust`]).
+    pub trust: Trust,
     /// The message as received, with `messageId`, `receivedAt`, `timestamp` and
     /// `originalTimestamp` stamped as Segment does.
     pub body: Value,
 }
 
+/// Who vouches for an event, which decides what it may change. Write keys of the client kind
+/// ship in web pages, so anyone can send a client event naming anyone: such an event may not
+/// change the address a known person's mail goes to, nor reverse a withdrawal of consent made
+/// on missive's own pages (docs/security.md, "Trust per source").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trust {
+    /// A public (client) write key: web pages and apps.
+    Client,
+    /// A secret server write key, an admin key, or the operator's import.
+    Server,
+    /// missive itself: the unsubscribe link, the preference centre, the consent API, tracking.
+    Missive,
+}
+
+impl Trust {
+    /// The body field that records the trust of a stored event, so that replay decides as
+    /// ingest did. Ingest always overwrites it: a client cannot claim more than its key.
+    pub const FIELD: &'static str = "missiveTrust";
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trust::Client => "client",
+            Trust::Server => "server",
+            Trust::Missive => "missive",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Trust::Client, Trust::Server, Trust::Missive]
+            .into_iter()
+            .find(|t| t.as_str() == s)
+    }
+}
+
 impl Event {
+    /// Sets who vouches for the event, in the event and in its stored body.
+    pub fn set_trust(&mut self, trust: Trust) {
+        self.trust = trust;
+        if let Value::Object(o) = &mut self.body {
+            o.insert(Trust::FIELD.into(), Value::String(trust.as_str().into()));
+        }
+    }
+
     /// The identities this event names, strongest first.
     pub fn identity_keys(&self) -> Vec<IdentityKey> {
         let mut keys = Vec::with_capacity(3);

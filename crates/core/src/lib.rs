@@ -18,7 +18,7 @@ pub mod profile;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use consent::{ConsentChange, Purpose, PurposeConsent, Refusal};
 pub use email::{EmailAddress, InvalidEmail};
-pub use event::{Event, EventKind, IdentityKey, IdentityKind};
+pub use event::{Event, EventKind, IdentityKey, IdentityKind, Trust};
 pub use ids::{ApiKeyId, InvalidId, MessageId, ProfileId, WorkspaceId};
 pub use money::Money;
 pub use preferences::Frequency;

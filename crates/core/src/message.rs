@@ -15,6 +15,9 @@ use crate::{EmailAddress, Event, EventKind, MessageId, TraitParty};
 pub const MAX_MESSAGE_BYTES: usize = 32 * 1024;
 /// Segment's limit on one batch request.
 pub const MAX_BATCH_BYTES: usize = 500 * 1024;
+/// How far ahead of missive's clock an event's own time may be (a client clock running fast).
+/// Later times are clamped to the receipt time plus this, for ordering and conflicts.
+pub const ALLOWED_FUTURE_SKEW: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 
 /// Why a message was refused, in the API's error catalogue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -189,6 +192,17 @@ pub fn validate_message(
     } else {
         received_at
     };
+    // Nothing happens after missive received it. A time further ahead than a client clock can
+    // plausibly be wrong by would otherwise win every "newest wins" conflict for ever (an
+    // `identify` dated 2999 could never be undone): it is clamped for ordering, and the claimed
+    // time stays in the body as `originalTimestamp`.
+    let corrected = corrected.min(received_at + ALLOWED_FUTURE_SKEW);
+    // Stored events carry the trust ingest gave them; anything else is the operator's.
+    let trust = obj
+        .get(crate::event::Trust::FIELD)
+        .and_then(Value::as_str)
+        .and_then(crate::event::Trust::parse)
+        .unwrap_or(crate::event::Trust::Server);
 
     // Group traits describe the group, not the person.
     let own_traits = if kind == EventKind::Group {
@@ -242,6 +256,7 @@ pub fn validate_message(
         provenance,
         timestamp: corrected,
         received_at,
+        trust,
         body: Value::Object(obj),
     })
 }
@@ -499,6 +514,44 @@ mod tests {
             assert_eq!(e.timestamp, now(), "{ts}");
             assert!(e.body["originalTimestamp"].is_string());
         }
+    }
+
+    #[test]
+    fn times_in_the_future_are_clamped_to_the_receipt_time_plus_the_allowed_skew() {
+        let e = validate_message(
+            json!({"userId": "u", "type": "identify", "timestamp": "2999-01-01T00:00:00Z"}),
+            None,
+            None,
+            now(),
+        )
+        .unwrap();
+        assert_eq!(e.timestamp, now() + ALLOWED_FUTURE_SKEW);
+        assert_eq!(e.body["originalTimestamp"], json!("2999-01-01T00:00:00+00:00"));
+        // Within the skew, the client's own time stands.
+        let near = now() + chrono::TimeDelta::seconds(30);
+        let e = validate_message(
+            json!({"userId": "u", "event": "x", "timestamp": near.to_rfc3339()}),
+            Some(EventKind::Track),
+            None,
+            now(),
+        )
+        .unwrap();
+        assert_eq!(e.timestamp, near);
+    }
+
+    #[test]
+    fn a_client_cannot_claim_trust_its_key_does_not_give() {
+        let mut e = validate_message(
+            json!({"userId": "u", "event": "x", "missiveTrust": "missive"}),
+            Some(EventKind::Track),
+            None,
+            now(),
+        )
+        .unwrap();
+        e.set_trust(crate::Trust::Client);
+        assert_eq!(e.trust, crate::Trust::Client);
+        let replayed = validate_message(e.body.clone(), Some(EventKind::Track), None, now()).unwrap();
+        assert_eq!(replayed.trust, crate::Trust::Client);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::consent::{ConsentChange, Purpose, PurposeConsent, REFUSALS_MAX, Refusal};
-use crate::{Event, EventKind, IdentityKey, IdentityKind, MessageId, Money, ProfileId};
+use crate::{EmailAddress, Event, EventKind, IdentityKey, IdentityKind, MessageId, Money, ProfileId};
 
 /// The event whose properties feed the order aggregates (Segment's e-commerce spec).
 pub const ORDER_COMPLETED: &str = "Order Completed";
@@ -500,6 +500,23 @@ impl Profile {
                 .map(str::to_owned)
         };
         for (purpose, granted) in changes {
+            // A withdrawal made on missive's own pages is the person's word: a client key, which
+            // anyone can use, cannot grant it back (the person can, there, or a server key).
+            if e.trust == crate::Trust::Client
+                && granted
+                && self
+                    .consent
+                    .get(&purpose)
+                    .is_some_and(|c| !c.current.granted && c.current.is_missives_own())
+            {
+                self.refuse(
+                    &format!("consent.{}", purpose.as_str()),
+                    e,
+                    "withdrawn on missive's own pages: only the person there, or a server key, can grant it again",
+                    touched,
+                );
+                continue;
+            }
             let change = ConsentChange {
                 granted,
                 at: e.timestamp,
@@ -508,6 +525,7 @@ impl Profile {
                 ip: text("ip"),
                 user_agent: text("userAgent"),
                 message_id: e.message_id.clone(),
+                trust: Some(e.trust),
             };
             match self.consent.get_mut(&purpose) {
                 Some(c) => c.record(change),
@@ -585,6 +603,11 @@ impl Profile {
             self.add_identity(&key, touched);
         }
         for (name, t) in &other.traits {
+            // A merge never changes where a known person's mail goes: the absorbed profile's
+            // address stays as an identity, the mailing address stays this profile's.
+            if name == "email" && self.traits.contains_key("email") {
+                continue;
+            }
             let newer = self.traits.get(name).is_none_or(|mine| t.at > mine.at);
             if newer {
                 self.traits.insert(name.clone(), t.clone());
@@ -724,8 +747,24 @@ impl Profile {
         self.window_events.insert(pos, entry);
     }
 
+    /// The address this person's mail goes to: the `email` trait when it is one of the
+    /// profile's addresses, else the first address known. A profile may hold several (merges,
+    /// changes); which one is mailed must not depend on their alphabetical order.
     pub fn email(&self) -> Option<&str> {
-        self.identities.emails.iter().next().map(String::as_str)
+        let from_trait = self
+            .traits
+            .get("email")
+            .and_then(|t| t.value.as_str())
+            .and_then(|s| EmailAddress::parse(s).ok())
+            .and_then(|m| self.identities.emails.get(m.as_str()));
+        from_trait
+            .or_else(|| self.identities.emails.iter().next())
+            .map(String::as_str)
+    }
+
+    /// Records that `name` from `e` was not stored, and why (shown with the profile).
+    pub fn note_refusal(&mut self, name: &str, e: &Event, reason: &str, touched: &mut Touched) {
+        self.refuse(name, e, reason, touched);
     }
 }
 

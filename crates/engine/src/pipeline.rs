@@ -1249,6 +1249,25 @@ impl Applier {
         })
     }
 
+    /// A client event (public write key) may give a known person their first address, never
+    /// change it: otherwise anyone who knows a user id could divert that person's mail. The
+    /// address is taken out of the event (stored as sent) and the refusal is noted on the profile.
+    fn refuse_client_email_change(&self, e: &mut Event, existing: Option<&ProfileId>) -> bool {
+        if e.trust != missive_core::Trust::Client {
+            return false;
+        }
+        let (Some(new), Some(id)) = (&e.email, existing) else {
+            return false;
+        };
+        let current = self.profiles.get(id).and_then(|c| c.profile.email());
+        if current.is_none_or(|c| c == new.as_str()) {
+            return false;
+        }
+        e.email = None;
+        e.traits.remove("email");
+        true
+    }
+
     fn map_identity(&mut self, key: IdentityKey, to: &ProfileId) {
         let unchanged = self.identities.get(&key).is_some_and(|(p, _)| p == to);
         if !unchanged {
@@ -1263,7 +1282,7 @@ impl Applier {
     /// the profile it went to, and the event for storage.
     async fn apply(
         &mut self,
-        e: Event,
+        mut e: Event,
         replay_id: Option<&ProfileId>,
     ) -> Result<(ProfileId, Event), EngineError> {
         let mut created = false;
@@ -1271,12 +1290,13 @@ impl Applier {
             Some(u) => self.profile_of(&IdentityKey::user_id(u.clone())).await?,
             None => None,
         };
-        let by_email = match &e.email {
-            Some(m) => self.profile_of(&IdentityKey::email(m)).await?,
-            None => None,
-        };
         let by_anon = match &e.anonymous_id {
             Some(a) => self.profile_of(&IdentityKey::anonymous_id(a.clone())).await?,
+            None => None,
+        };
+        let email_refused = self.refuse_client_email_change(&mut e, user.as_ref().or(by_anon.as_ref()));
+        let by_email = match &e.email {
+            Some(m) => self.profile_of(&IdentityKey::email(m)).await?,
             None => None,
         };
 
@@ -1364,6 +1384,14 @@ impl Applier {
             ))));
         };
         let mut local = Touched::default();
+        if email_refused {
+            entry.profile.note_refusal(
+                "email",
+                &e,
+                "a client write key cannot change a known person's address: send it with a server key",
+                &mut local,
+            );
+        }
         entry.profile.apply_event(&e, history_len, &mut local);
         entry.last_batch = batch_seq;
         if self.segments.keeps(&e.name) {
@@ -1532,6 +1560,12 @@ fn event_from_stored(s: &StoredEvent) -> Event {
         provenance: missive_core::event::Provenance::default(),
         timestamp: s.timestamp,
         received_at: s.received_at,
+        trust: s
+            .body
+            .get(missive_core::Trust::FIELD)
+            .and_then(|v| v.as_str())
+            .and_then(missive_core::Trust::parse)
+            .unwrap_or(missive_core::Trust::Server),
         body: s.body.clone(),
     }
 }

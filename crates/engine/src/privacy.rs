@@ -6,7 +6,7 @@
 //! Erasure goes through the pipeline ([`Engine::erase`]): it is ordered after everything
 //! accepted before it, and every later event naming the person is dropped.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use missive_core::message::validate_message;
@@ -64,6 +64,10 @@ pub struct PrivacyConfig {
     /// preference centre. Values that are e-mail addresses or phone numbers are left out of
     /// analytics whatever their name.
     pub personal_traits: BTreeSet<String>,
+    /// Traits declared not personal (`privacy.analytics_traits`): the only traits pseudonymized
+    /// analytics shows. An allow-list: a trait nobody declared could be anything (`surname`,
+    /// `iban`, `contact.email`), so it is left out.
+    pub analytics_traits: BTreeSet<String>,
     /// Events older than this are purged (`None`: kept).
     pub event_retention: Option<TimeDelta>,
     /// The topics people can decline in the preference centre.
@@ -91,6 +95,91 @@ impl PrivacyConfig {
             known.join(", ")
         ))
     }
+}
+
+impl PrivacyConfig {
+    /// The traits of `p` an analyst may see: only those declared in `analytics_traits`, and
+    /// within them only values that cannot name or reach a person (see [`analytics_value`]).
+    pub fn analytics_traits_of(&self, p: &Profile) -> BTreeMap<String, Value> {
+        p.traits
+            .iter()
+            .filter(|(name, _)| self.analytics_traits.contains(name.as_str()))
+            .filter_map(|(name, t)| Some((name.clone(), analytics_value(&t.value)?)))
+            .collect()
+    }
+}
+
+/// A value as pseudonymized analytics may show it: numbers and booleans as they are; strings
+/// unless they hold an e-mail address, a phone number or an IBAN (anywhere in them:
+/// `"Ann <ann@example.com>"`); arrays and objects with such values (and object keys that name
+/// personal fields) removed at every depth. `None` when nothing is left.
+pub fn analytics_value(v: &Value) -> Option<Value> {
+    match v {
+        Value::Null | Value::Bool(_) | Value::Number(_) => Some(v.clone()),
+        Value::String(s) => (!looks_personal(s)).then(|| v.clone()),
+        Value::Array(items) => {
+            let kept: Vec<Value> = items.iter().filter_map(analytics_value).collect();
+            (!kept.is_empty()).then_some(Value::Array(kept))
+        }
+        Value::Object(m) => {
+            let kept: serde_json::Map<String, Value> = m
+                .iter()
+                .filter(|(k, _)| !names_personal_field(k))
+                .filter_map(|(k, v)| Some((k.clone(), analytics_value(v)?)))
+                .collect();
+            (!kept.is_empty()).then_some(Value::Object(kept))
+        }
+    }
+}
+
+/// Field names that hold personal data whatever their value looks like (compared without case
+/// or separators: `Full_Name`, `surName`, `e-mail`).
+fn names_personal_field(key: &str) -> bool {
+    let k: String = key
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    const CONTAINING: [&str; 13] = [
+        "email", "phone", "mobile", "address", "street", "postcode", "zipcode", "iban", "birth", "passport",
+        "surname", "fullname", "username",
+    ];
+    const EXACTLY: [&str; 10] = [
+        "name",
+        "firstname",
+        "lastname",
+        "mail",
+        "zip",
+        "ip",
+        "gender",
+        "sex",
+        "ssn",
+        "dob",
+    ];
+    CONTAINING.iter().any(|w| k.contains(w)) || EXACTLY.contains(&k.as_str())
+}
+
+/// Whether a string holds an e-mail address, a phone number or an IBAN anywhere in it.
+fn looks_personal(s: &str) -> bool {
+    let words = s.split(|c: char| c.is_whitespace() || "<>,;:()[]\"'".contains(c));
+    if words
+        .filter(|w| w.contains('@'))
+        .any(|w| missive_core::EmailAddress::parse(w).is_ok())
+    {
+        return true;
+    }
+    // IBANs, written with or without spaces: two letters, two check digits, 11–30 more.
+    let compact: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+    let b = compact.as_bytes();
+    if (15..=34).contains(&b.len())
+        && b.iter().all(u8::is_ascii_alphanumeric)
+        && b[..2].iter().all(u8::is_ascii_alphabetic)
+        && b[2..4].iter().all(u8::is_ascii_digit)
+    {
+        return true;
+    }
+    let digits = s.chars().filter(char::is_ascii_digit).count();
+    digits >= 7 && s.chars().all(|c| c.is_ascii_digit() || " +-().".contains(c))
 }
 
 /// A kind of e-mail people can opt out of on its own (`offers`, `restock alerts`, …).
@@ -129,6 +218,7 @@ impl Default for PrivacyConfig {
         ];
         Self {
             personal_traits: personal.iter().map(|s| s.to_string()).collect(),
+            analytics_traits: BTreeSet::new(),
             event_retention: None,
             topics: Vec::new(),
             policy_version: None,
@@ -194,8 +284,11 @@ impl Privacy {
         }
         identify_as(&profile, &mut message);
         let now = self.engine.clock().now();
-        let event = validate_message(message, None, None, now)
+        let mut event = validate_message(message, None, None, now)
             .map_err(|r| PrivacyError::InvalidConsent(r.message))?;
+        // The preference centre and the consent API are missive's own: authoritative, ordered
+        // by receipt (a message dated later by a client's clock cannot outrank them).
+        event.set_trust(missive_core::Trust::Missive);
         self.engine.ingest(vec![event]).await?;
         self.engine.sync().await?;
         find_profile(store, &ProfileKey::Id(profile.id), 0)
@@ -376,6 +469,38 @@ pub fn identify_as(p: &Profile, message: &mut Value) {
         message["anonymousId"] = json!(p.id.to_string());
         if let Some(e) = p.identities.emails.iter().next() {
             message["traits"]["email"] = json!(e);
+        }
+    }
+}
+
+#[cfg(test)]
+mod analytics_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn personal_values_are_removed_at_every_depth() {
+        let cases = [
+            (json!("gold"), Some(json!("gold"))),
+            (json!(42), Some(json!(42))),
+            (json!("ann@example.com"), None),
+            (json!("Ann Smith <ann@example.com>"), None),
+            (json!("+44 20 7946 0958"), None),
+            (json!("GB82 WEST 1234 5698 7654 32"), None),
+            (json!("GB82WEST12345698765432"), None),
+            (json!(["a@b.co", "x"]), Some(json!(["x"]))),
+            (json!(["a@b.co"]), None),
+            (
+                json!({"contact": {"email": "a@b.co", "city_count": 3}, "Full_Name": "Ann", "n": 1}),
+                Some(json!({"contact": {"city_count": 3}, "n": 1})),
+            ),
+            (
+                json!({"description": "ok", "shipping": "fast"}),
+                Some(json!({"description": "ok", "shipping": "fast"})),
+            ),
+        ];
+        for (input, want) in cases {
+            assert_eq!(analytics_value(&input), want, "{input}");
         }
     }
 }

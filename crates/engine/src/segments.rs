@@ -164,7 +164,14 @@ async fn set_with(
         if rec.name == name {
             continue;
         }
-        defs.push((rec.name, Segment::compile(&rec.expression, &Schema::default())?));
+        // A saved definition that no longer compiles is disabled (see `load_segments`): it must
+        // not block changes to the others.
+        match Segment::compile(&rec.expression, &Schema::default()) {
+            Ok(seg) => defs.push((rec.name, seg)),
+            Err(e) => {
+                tracing::warn!(segment = %rec.name, error = %e, "saved segment does not compile; left disabled")
+            }
+        }
     }
     if let Some(seg) = expression {
         defs.push((name.to_owned(), seg.clone()));

@@ -22,5 +22,5 @@ mod types;
 pub use ast::{Expr, Span};
 pub use eval::{Evaluation, EventIndex, Facts, PredicateResult};
 pub use incremental::{Extra, Membership, MembershipChange, SegmentSet, SetError};
-pub use parse::{ParseError, parse};
+pub use parse::{MAX_NESTING, ParseError, parse};
 pub use types::{Inputs, Schema, Segment, SegmentError, TraitType, TypeError};

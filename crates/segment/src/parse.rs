@@ -296,10 +296,24 @@ fn lex(src: &str) -> Result<Vec<Token>, ParseError> {
     Ok(out)
 }
 
+/// How deeply parentheses, `not` and aggregate filters may nest. The parser, the type checker
+/// and the evaluator all recurse over the tree: without a bound, a hostile expression of a few
+/// kilobytes (a thousand `(`) overflows the stack and aborts the process. Real segments nest a
+/// handful of levels.
+pub const MAX_NESTING: usize = 64;
+
 /// Parses a segment expression.
+///
+/// Chains of `and` and `or` are built as balanced trees (the same conditions in the same order),
+/// so that a list of thousands of alternatives stays shallow; nesting beyond [`MAX_NESTING`] is
+/// refused with an error naming the limit.
 pub fn parse(src: &str) -> Result<Expr, ParseError> {
     let tokens = lex(src)?;
-    let mut p = Parser { tokens, pos: 0 };
+    let mut p = Parser {
+        tokens,
+        pos: 0,
+        depth: 0,
+    };
     let expr = p.expr()?;
     match &p.peek().tok {
         Tok::Eof => Ok(expr),
@@ -318,6 +332,17 @@ pub fn parse(src: &str) -> Result<Expr, ParseError> {
 struct Parser {
     tokens: Vec<Token>,
     pos: usize,
+    /// Current nesting of `(`, `not` and `where` filters.
+    depth: usize,
+}
+
+/// Joins `items` (in order) into a balanced tree of `join`: depth log2(n) instead of n.
+fn balanced(mut items: Vec<Expr>, join: fn(Box<Expr>, Box<Expr>) -> Expr) -> Expr {
+    if items.len() == 1 {
+        return items.remove(0);
+    }
+    let right = items.split_off(items.len() / 2);
+    join(Box::new(balanced(items, join)), Box::new(balanced(right, join)))
 }
 
 impl Parser {
@@ -368,31 +393,56 @@ impl Parser {
     }
 
     fn expr(&mut self) -> Result<Expr, ParseError> {
-        let mut left = self.and_expr()?;
+        let mut terms = vec![self.and_expr()?];
         while self.eat_word("or") {
-            let right = self.and_expr()?;
-            left = Expr::Or(Box::new(left), Box::new(right));
+            terms.push(self.and_expr()?);
         }
-        Ok(left)
+        Ok(balanced(terms, Expr::Or))
     }
 
     fn and_expr(&mut self) -> Result<Expr, ParseError> {
-        let mut left = self.unary()?;
+        let mut terms = vec![self.unary()?];
         while self.eat_word("and") {
-            let right = self.unary()?;
-            left = Expr::And(Box::new(left), Box::new(right));
+            terms.push(self.unary()?);
         }
-        Ok(left)
+        Ok(balanced(terms, Expr::And))
+    }
+
+    /// Enters one level of nesting, refusing to go past [`MAX_NESTING`].
+    fn descend(&mut self) -> Result<(), ParseError> {
+        self.depth += 1;
+        if self.depth > MAX_NESTING {
+            return Err(self.error(
+                &format!("the expression nests more than {MAX_NESTING} levels deep"),
+                Some("flatten it: `a or b or c` needs no parentheses, and `not not x` is `x`"),
+            ));
+        }
+        Ok(())
     }
 
     fn unary(&mut self) -> Result<Expr, ParseError> {
-        if self.eat_word("not") {
-            return Ok(Expr::Not(Box::new(self.unary()?)));
+        // `not not not …` would recurse once per word: count the run, then wrap.
+        let mut nots = 0usize;
+        while self.is_word("not") {
+            self.descend()?;
+            self.next();
+            nots += 1;
         }
+        let mut e = self.atom()?;
+        self.depth -= nots;
+        for _ in 0..nots {
+            e = Expr::Not(Box::new(e));
+        }
+        Ok(e)
+    }
+
+    fn atom(&mut self) -> Result<Expr, ParseError> {
         if self.peek().tok == Tok::LParen {
+            self.descend()?;
             self.next();
             let e = self.expr()?;
             self.expect(Tok::RParen, "`)`")?;
+            self.depth -= 1;
             return Ok(e);
         }
         if self.is_word("segment") {
@@ -604,7 +654,10 @@ impl Parser {
             ));
         }
         let filter = if self.eat_word("where") {
-            Some(Box::new(self.expr()?))
+            self.descend()?;
+            let filter = self.expr()?;
+            self.depth -= 1;
+            Some(Box::new(filter))
         } else {
             None
         };
@@ -702,5 +755,66 @@ mod tests {
         let Expr::Or(left, _) = e else { panic!() };
         let Expr::And(not, _) = *left else { panic!() };
         assert!(matches!(*not, Expr::Not(_)));
+    }
+
+    fn depth(e: &Expr) -> usize {
+        match e {
+            Expr::And(a, b) | Expr::Or(a, b) => 1 + depth(a).max(depth(b)),
+            Expr::Not(a) => 1 + depth(a),
+            _ => 1,
+        }
+    }
+
+    #[test]
+    fn a_thousand_nested_parentheses_are_refused_with_the_limit_named() {
+        let src = format!("{}traits.a exists{}", "(".repeat(1_000), ")".repeat(1_000));
+        let e = parse(&src).unwrap_err();
+        assert!(e.message.contains("more than 64 levels"), "{e:?}");
+        assert_eq!((e.line, e.column), (1, 65));
+    }
+
+    #[test]
+    fn ten_thousand_nots_are_refused_without_recursing() {
+        let e = parse(&format!("{}traits.a exists", "not ".repeat(10_000))).unwrap_err();
+        assert!(e.message.contains("more than 64 levels"), "{e:?}");
+    }
+
+    #[test]
+    fn nesting_up_to_the_limit_parses() {
+        let n = MAX_NESTING;
+        let src = format!("{}traits.a exists{}", "(".repeat(n), ")".repeat(n));
+        assert!(parse(&src).is_ok());
+        let src = format!("{}traits.a exists", "not ".repeat(n));
+        assert_eq!(depth(&parse(&src).unwrap()), n + 1);
+        let filter = format!(
+            "count(event \"X\" where {}properties.a exists{}) > 0",
+            "(".repeat(n),
+            ")".repeat(n)
+        );
+        assert!(parse(&filter).unwrap_err().message.contains("64 levels"));
+    }
+
+    #[test]
+    fn long_or_and_and_chains_become_balanced_trees_in_order() {
+        let terms: Vec<String> = (0..3_500).map(|i| format!("traits.t{i} exists")).collect();
+        let e = parse(&terms.join(" or ")).unwrap();
+        assert!(depth(&e) <= 13, "depth {}", depth(&e));
+        let e = parse(&terms.join(" and ")).unwrap();
+        assert!(depth(&e) <= 13);
+        // In-order traversal keeps the written order of conditions.
+        fn leaves(e: &Expr, out: &mut Vec<String>) {
+            match e {
+                Expr::And(a, b) | Expr::Or(a, b) => {
+                    leaves(a, out);
+                    leaves(b, out);
+                }
+                Expr::Exists { path, .. } => out.push(path.dotted()),
+                _ => {}
+            }
+        }
+        let mut seen = Vec::new();
+        leaves(&e, &mut seen);
+        let want: Vec<String> = (0..3_500).map(|i| format!("traits.t{i}")).collect();
+        assert_eq!(seen, want);
     }
 }

@@ -4,14 +4,17 @@
 //! send) or as a Bearer token. Every route names what it needs with an extractor
 //! (`RequireRole<Marketing>`); the permissions below say which roles have it:
 //!
-//! | permission | admin | marketer | analyst | privacy officer | write |
-//! |---|---|---|---|---|---|
-//! | [`Ingest`] (tracking API) | ✓ | | | | ✓ |
-//! | [`Reports`] (lists, counts, progress, pseudonymized analytics) | ✓ | ✓ | ✓ | ✓ | |
-//! | [`ReadPersonal`] (profiles, events, versions, previews, messages) | ✓ | ✓ | | ✓ | |
-//! | [`Marketing`] (segments, content, journeys, broadcasts) | ✓ | ✓ | | | |
-//! | [`Privacy`] (consent, export, erasure, audit log) | ✓ | | | ✓ | |
-//! | [`Administer`] (keys, bounce reports) | ✓ | | | | |
+//! | permission | admin | marketer | analyst | privacy officer | write (client) | server write |
+//! |---|---|---|---|---|---|---|
+//! | [`Ingest`] (tracking API) | ✓ | | | | ✓ | ✓ |
+//! | [`Reports`] (lists, counts, progress, pseudonymized analytics) | ✓ | ✓ | ✓ | ✓ | | |
+//! | [`ReadPersonal`] (profiles, events, versions, previews, messages) | ✓ | ✓ | | ✓ | | |
+//! | [`Marketing`] (segments, content, journeys, broadcasts) | ✓ | ✓ | | | | |
+//! | [`Privacy`] (consent, export, erasure, audit log) | ✓ | | | ✓ | | |
+//! | [`Administer`] (keys, bounce reports) | ✓ | | | | | |
+//!
+//! Events from a write (client) key are client events, which may not change a known person's
+//! address nor reverse a withdrawal made on missive's pages (`missive_core::Trust`).
 //!
 //! The caller is also put in the request's [`AuditSlot`], so that the audit layer can record
 //! who did what.
@@ -49,7 +52,7 @@ macro_rules! permission {
 
 permission!(
     /// Send events (the tracking API).
-    Ingest, "send events", Admin, Write
+    Ingest, "send events", Admin, Write, ServerWrite
 );
 permission!(
     /// Read lists, counts and progress: no personal data.

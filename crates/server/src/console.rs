@@ -243,7 +243,7 @@ pub async fn login(
             return retry(msg, e.status);
         }
     };
-    if caller.role == Role::Write {
+    if matches!(caller.role, Role::Write | Role::ServerWrite) {
         audit(
             &state,
             Some(&caller),

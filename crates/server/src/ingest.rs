@@ -12,7 +12,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use missive_core::message::{MAX_BATCH_BYTES, MAX_MESSAGE_BYTES, Rejection, parse_time, validate_message};
-use missive_core::{Event, EventKind};
+use missive_core::{Event, EventKind, Trust};
+use missive_store::Role;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -43,7 +44,7 @@ fn kind_of(k: u8) -> EventKind {
 }
 
 /// The `Authorization` header's key, checked if present; a body `writeKey` is checked later.
-pub struct IngestAuth(Option<String>, Option<std::net::IpAddr>);
+pub struct IngestAuth(Option<Trust>, Option<std::net::IpAddr>);
 
 impl FromRequestParts<AppState> for IngestAuth {
     type Rejection = ApiError;
@@ -52,19 +53,29 @@ impl FromRequestParts<AppState> for IngestAuth {
         match presented_key(parts)? {
             Some(key) => {
                 let ip = crate::limits::client_ip(parts);
-                ingest_allowed(state, &key, ip).await?;
-                Ok(IngestAuth(Some(key), ip))
+                let trust = ingest_allowed(state, &key, ip).await?;
+                Ok(IngestAuth(Some(trust), ip))
             }
             None => Ok(IngestAuth(None, crate::limits::client_ip(parts))),
         }
     }
 }
 
-/// A key may send events when its role has the [`Ingest`] permission.
-async fn ingest_allowed(state: &AppState, key: &str, ip: Option<std::net::IpAddr>) -> Result<(), ApiError> {
+/// A key may send events when its role has the [`Ingest`] permission. The public (client)
+/// write key's events are [`Trust::Client`]; a server write key's or admin key's are
+/// [`Trust::Server`].
+async fn ingest_allowed(
+    state: &AppState,
+    key: &str,
+    ip: Option<std::net::IpAddr>,
+) -> Result<Trust, ApiError> {
     let caller = caller_for(state, key, ip).await?;
     if Ingest::allows(caller.role) {
-        Ok(())
+        Ok(if caller.role == Role::Write {
+            Trust::Client
+        } else {
+            Trust::Server
+        })
     } else {
         Err(ApiError::forbidden(format!(
             "a {} key may not send events: use a write key",
@@ -77,9 +88,9 @@ async fn check_body_key(
     state: &AppState,
     header: &IngestAuth,
     body_key: Option<&Value>,
-) -> Result<(), ApiError> {
-    if header.0.is_some() {
-        return Ok(());
+) -> Result<Trust, ApiError> {
+    if let Some(trust) = header.0 {
+        return Ok(trust);
     }
     match body_key {
         Some(Value::String(k)) => ingest_allowed(state, k, header.1).await,
@@ -185,11 +196,12 @@ pub async fn single<const K: u8>(
         count_rejection("invalid_json");
         ApiError::bad_request("invalid_json", format!("body is not valid JSON: {e}"))
     })?;
-    check_body_key(&state, &auth, value.get("writeKey")).await?;
-    let event = validate_message(value, Some(kind_of(K)), None, received_at).map_err(|r| {
+    let trust = check_body_key(&state, &auth, value.get("writeKey")).await?;
+    let mut event = validate_message(value, Some(kind_of(K)), None, received_at).map_err(|r| {
         count_rejection(r.code);
         rejection_error(r)
     })?;
+    event.set_trust(trust);
     let events = vec![event];
     count_accepted(&events);
     let outcome = state
@@ -243,7 +255,7 @@ pub async fn batch(
             });
         }
     };
-    check_body_key(&state, &auth, top.write_key.as_ref()).await?;
+    let trust = check_body_key(&state, &auth, top.write_key.as_ref()).await?;
     let items: Vec<Box<RawValue>> = match &top.batch {
         Some(raw) => serde_json::from_str(raw.get()).map_err(|_| {
             ApiError::bad_request("invalid_type", "batch must be an array").with_field("batch")
@@ -305,7 +317,10 @@ pub async fn batch(
         }
         let message_id = value.get("messageId").and_then(Value::as_str).map(str::to_owned);
         match validate_message(value, None, batch_sent_at, received_at) {
-            Ok(e) => events.push(e),
+            Ok(mut e) => {
+                e.set_trust(trust);
+                events.push(e);
+            }
             Err(r) => reject(r, message_id),
         }
     }

@@ -385,11 +385,30 @@ pub async fn update(
             );
         }
     };
-    if let Err(e) = state
+    let requested = update.purposes.clone();
+    let result = state
         .privacy
         .set_consent(&ProfileKey::Id(profile.id.clone()), update)
-        .await
+        .await;
+    // The page says what was done only if it was done: the stored consent must now read as asked.
+    if let Ok(after) = &result
+        && let Some((p, _)) = requested.iter().find(|(p, g)| after.consents(*p) != *g)
     {
+        tracing::error!(profile_id = %profile.id, purpose = %p, "preference change recorded but not in effect");
+        audit(
+            &state,
+            &profile,
+            "preferences.update",
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("{p} not in effect"),
+        )
+        .await;
+        return gone(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Your choices could not be saved. Please try again in a moment.",
+        );
+    }
+    if let Err(e) = result {
         tracing::error!(error = %e, "preference centre change not recorded");
         audit(
             &state,

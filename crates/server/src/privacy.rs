@@ -184,7 +184,7 @@ struct AnalyticsProfile {
     orders: u64,
     revenue: f64,
     events: BTreeMap<String, u64>,
-    /// Traits not marked personal.
+    /// Only traits declared not personal (`privacy.analytics_traits`), screened.
     traits: BTreeMap<String, Value>,
     consent: BTreeMap<&'static str, bool>,
 }
@@ -206,7 +206,6 @@ pub async fn analytics_profiles(
         };
     state.engine.sync().await.map_err(|e| ApiError::unavailable(&e))?;
     let page = state.engine.store().profiles_after(after, limit).await?;
-    let personal = &state.privacy_config.personal_traits;
     let rows: Vec<AnalyticsProfile> = page
         .iter()
         .map(|p| AnalyticsProfile {
@@ -218,12 +217,7 @@ pub async fn analytics_profiles(
             orders: p.orders.count,
             revenue: p.orders.revenue.as_major(),
             events: p.events.iter().map(|(k, a)| (k.clone(), a.count)).collect(),
-            traits: p
-                .traits
-                .iter()
-                .filter(|(k, t)| !personal.contains(k.as_str()) && !looks_personal(&t.value))
-                .map(|(k, t)| (k.clone(), t.value.clone()))
-                .collect(),
+            traits: state.privacy_config.analytics_traits_of(p),
             consent: p
                 .consent
                 .iter()
@@ -235,16 +229,6 @@ pub async fn analytics_profiles(
         .then(|| page.last().map(|p| state.cursor_key.seal_cursor(&p.id)))
         .flatten();
     Ok(Json(json!({"profiles": rows, "next": next})))
-}
-
-/// A value that is an e-mail address or a phone number is personal whatever its trait name.
-fn looks_personal(v: &Value) -> bool {
-    let Some(s) = v.as_str() else { return false };
-    if missive_core::EmailAddress::parse(s).is_ok() {
-        return true;
-    }
-    let digits = s.chars().filter(char::is_ascii_digit).count();
-    digits >= 7 && s.chars().all(|c| c.is_ascii_digit() || " +-().".contains(c))
 }
 
 #[derive(Debug, Deserialize)]

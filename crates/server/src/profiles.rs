@@ -32,6 +32,9 @@ pub struct ProfileOut {
     #[serde(skip_serializing_if = "Option::is_none")]
     as_of: Option<DateTime<Utc>>,
     identities: IdentitiesOut,
+    /// The address this person's mail goes to (one of `identities.emails`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mailing_address: Option<String>,
     traits: BTreeMap<String, TraitOut>,
     /// Per purpose: granted or not, with the evidence of each change.
     consent: BTreeMap<&'static str, ConsentOut>,
@@ -196,6 +199,7 @@ fn profile_out(
             anonymous_ids: p.identities.anonymous_ids.iter().cloned().collect(),
             emails: p.identities.emails.iter().cloned().collect(),
         },
+        mailing_address: p.email().map(str::to_owned),
         traits: p
             .traits
             .iter()

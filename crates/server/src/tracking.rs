@@ -61,7 +61,8 @@ async fn record(
     }
     let now = state.engine.clock().now();
     match validate_message(msg, None, None, now) {
-        Ok(e) => {
+        Ok(mut e) => {
+            e.set_trust(missive_core::Trust::Missive);
             if let Err(e) = state.engine.ingest(vec![e]).await {
                 tracing::error!(error = %e, "tracking: event not recorded");
             }
@@ -145,22 +146,40 @@ pub async fn unsubscribe(State(state): State<AppState>, Path(token): Path<String
         return not_found();
     };
     let now = state.engine.clock().now();
+    // Each use of the link is its own withdrawal: unsubscribe, re-subscribe and unsubscribe
+    // again with the same e-mail's link must withdraw again, so the id is not the link's.
     let mut identify = json!({
         "type": "identify",
         "traits": {"consent": {"email_marketing": false}},
-        "messageId": format!("unsubscribe-consent-{}", unsub.message_id),
+        "messageId": format!("unsubscribe-consent-{}-{}", unsub.message_id, missive_core::MessageId::generate().as_str()),
         "context": {"library": {"name": "missive-unsubscribe"}, "missive": {"source": "unsubscribe-link"}},
     });
     missive_engine::privacy::identify_as(&p, &mut identify);
+    let try_again = || {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Html("<p>Your unsubscribe could not be recorded. Please try again in a moment.</p>"),
+        )
+            .into_response()
+    };
     match validate_message(identify, None, None, now) {
-        Ok(e) => {
+        Ok(mut e) => {
+            e.set_trust(missive_core::Trust::Missive);
             if let Err(e) = state.engine.ingest(vec![e]).await {
                 tracing::error!(error = %e, "unsubscribe not recorded");
-                return (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    Html("<p>Please try again in a moment.</p>"),
-                )
-                    .into_response();
+                return try_again();
+            }
+            // The page says "unsubscribed" only when consent is withdrawn now.
+            let withdrawn = match state.engine.sync().await {
+                Ok(()) => matches!(
+                    find_profile(store, &ProfileKey::Id(profile.clone()), 0).await,
+                    Ok(Some(p)) if !p.consents(missive_core::Purpose::EmailMarketing)
+                ),
+                Err(_) => false,
+            };
+            if !withdrawn {
+                tracing::error!(profile_id = %profile, "unsubscribe recorded but consent still granted");
+                return try_again();
             }
         }
         Err(r) => {

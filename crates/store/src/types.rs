@@ -23,17 +23,22 @@ pub enum Role {
     Analyst,
     /// Consent, export, erasure and the audit log.
     PrivacyOfficer,
-    /// Ingest only (Segment's write key).
+    /// Ingest only, from web pages and apps: Segment's write key, public by design. Its events
+    /// are client events (see `missive_core::Trust`).
     Write,
+    /// Ingest only, from the retailer's own servers: a secret key, trusted to change what a
+    /// client key may not (a known person's address).
+    ServerWrite,
 }
 
 impl Role {
-    pub const ALL: [Role; 5] = [
+    pub const ALL: [Role; 6] = [
         Role::Admin,
         Role::Marketer,
         Role::Analyst,
         Role::PrivacyOfficer,
         Role::Write,
+        Role::ServerWrite,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -43,6 +48,7 @@ impl Role {
             Role::Analyst => "analyst",
             Role::PrivacyOfficer => "privacy_officer",
             Role::Write => "write",
+            Role::ServerWrite => "server_write",
         }
     }
 
@@ -58,6 +64,7 @@ impl Role {
             Role::Analyst => "nk_",
             Role::PrivacyOfficer => "pk_",
             Role::Write => "wk_",
+            Role::ServerWrite => "sk_",
         }
     }
 }

@@ -4,6 +4,7 @@
 mod browser;
 mod content;
 mod delivery;
+mod hardening;
 mod ingest;
 mod preferences;
 mod privacy;

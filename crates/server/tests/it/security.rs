@@ -7,11 +7,18 @@ use serde_json::{Value, json};
 
 use crate::support::{Delivery, TestApp};
 
-const ROLES: [&str; 5] = ["admin", "marketer", "analyst", "privacy_officer", "write"];
+const ROLES: [&str; 6] = [
+    "admin",
+    "marketer",
+    "analyst",
+    "privacy_officer",
+    "write",
+    "server_write",
+];
 
 /// Every route of the router with the roles that may call it. `public` routes take no key.
 fn matrix() -> Vec<(&'static str, &'static str, &'static [&'static str])> {
-    const INGEST: &[&str] = &["admin", "write"];
+    const INGEST: &[&str] = &["admin", "write", "server_write"];
     const REPORTS: &[&str] = &["admin", "marketer", "analyst", "privacy_officer"];
     const PERSONAL: &[&str] = &["admin", "marketer", "privacy_officer"];
     const MARKETING: &[&str] = &["admin", "marketer"];

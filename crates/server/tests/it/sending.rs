@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::support::{Delivery, TestApp};
 
-async fn sending_app() -> (TestApp, tempfile::TempDir) {
+pub(crate) async fn sending_app() -> (TestApp, tempfile::TempDir) {
     let maildir = tempfile::tempdir().unwrap();
     let app = TestApp::spawn_sending(Delivery::maildir(maildir.path())).await;
     let template = json!({
@@ -21,7 +21,7 @@ async fn sending_app() -> (TestApp, tempfile::TempDir) {
     (app, maildir)
 }
 
-async fn customers(app: &TestApp, n: usize, consent: bool) {
+pub(crate) async fn customers(app: &TestApp, n: usize, consent: bool) {
     for i in 0..n {
         let traits = json!({"email": format!("c{i}@example.com"), "first_name": format!("C{i}"), "plan": "pro",
                             "consent": {"email_marketing": consent}});
@@ -38,14 +38,14 @@ async fn customers(app: &TestApp, n: usize, consent: bool) {
     assert!(status == 201 || status == 200, "{res}");
 }
 
-async fn step(app: &TestApp) -> Value {
+pub(crate) async fn step(app: &TestApp) -> Value {
     let (status, res) = app.admin(Method::POST, "/v1/broadcasts/run", None).await;
     assert_eq!(status, 200, "{res}");
     let stats = app.state.sender.as_ref().unwrap().run_pending().await.unwrap();
     json!({"queued": res["queued"], "sent": stats.sent, "skipped": stats.skipped})
 }
 
-fn maildir_messages(root: &std::path::Path) -> Vec<String> {
+pub(crate) fn maildir_messages(root: &std::path::Path) -> Vec<String> {
     let mut out: Vec<String> = std::fs::read_dir(root.join("new"))
         .map(|d| {
             d.filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
@@ -138,7 +138,7 @@ async fn a_broadcast_is_throttled_and_can_be_paused_resumed_and_cancelled() {
     assert_eq!(maildir_messages(maildir.path()).len(), 6, "nothing more went out");
 }
 
-fn token_after(message: &str, prefix: &str) -> String {
+pub(crate) fn token_after(message: &str, prefix: &str) -> String {
     let at = message
         .find(prefix)
         .unwrap_or_else(|| panic!("{prefix} not in {message}"));
@@ -149,7 +149,7 @@ fn token_after(message: &str, prefix: &str) -> String {
 }
 
 /// Undoes quoted-printable soft line breaks and `=3D`, enough to read URLs back.
-fn unfold_qp(s: &str) -> String {
+pub(crate) fn unfold_qp(s: &str) -> String {
     s.replace("=\r\n", "").replace("=\n", "").replace("=3D", "=")
 }
 

@@ -144,6 +144,7 @@ impl TestApp {
                 topic("news", "New arrivals", "Products just in."),
             ],
             policy_version: Some("2026-03".into()),
+            analytics_traits: ["tier".to_owned(), "profile_meta".to_owned()].into(),
             ..Default::default()
         });
         if let Some(l) = limits {

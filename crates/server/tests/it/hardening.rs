@@ -1,0 +1,347 @@
+//! Attacks found by outside tests (issue 12): each test performs one and checks it fails.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::sending::{customers, maildir_messages, sending_app, step, token_after, unfold_qp};
+use crate::support::TestApp;
+
+async fn segment_preview(app: &TestApp, key: &str, expression: &str) -> (u16, Value) {
+    let res = app
+        .client
+        .post(format!("{}/v1/segments/preview", app.base))
+        .bearer_auth(key)
+        .json(&json!({"expression": expression}))
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+async fn marketer_key(app: &TestApp) -> String {
+    let (status, body) = app
+        .admin(
+            Method::POST,
+            "/v1/keys",
+            Some(json!({"role": "marketer", "label": "m"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    body["key"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn deeply_nested_segment_expressions_are_refused_and_the_server_stays_up() {
+    let app = TestApp::spawn().await;
+    let key = marketer_key(&app).await;
+    let parens = format!("{}traits.a exists{}", "(".repeat(1_000), ")".repeat(1_000));
+    let nots = format!("{}traits.a exists", "not ".repeat(10_000));
+    for hostile in [&parens, &nots] {
+        let (status, body) = segment_preview(&app, &key, hostile).await;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(body["code"], "segment_parse_error", "{body}");
+        assert!(body["message"].as_str().unwrap().contains("64 levels"), "{body}");
+    }
+    // A long flat list of alternatives is legitimate and answered.
+    let ors: Vec<String> = (0..3_500).map(|i| format!("traits.t{i} == {i}")).collect();
+    let (status, body) = segment_preview(&app, &key, &ors.join(" or ")).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = app
+        .admin(
+            Method::POST,
+            "/v1/segments",
+            Some(json!({"name": "deep", "expression": parens})),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let res = app
+        .client
+        .get(format!("{}/health", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+}
+
+#[tokio::test]
+async fn a_saved_segment_that_no_longer_loads_is_disabled_and_never_stops_the_server() {
+    let app = TestApp::spawn().await;
+    let now = app.engine.clock().now();
+    // As if saved by an older version without the depth limit.
+    app.engine
+        .store()
+        .save_segment(missive_store::SegmentRecord {
+            name: "bomb".into(),
+            expression: format!("{}orders.count > 0{}", "(".repeat(5_000), ")".repeat(5_000)),
+            created_at: now,
+            updated_at: now,
+        })
+        .await
+        .unwrap();
+    let app = app.restart().await;
+    let (status, _) = app
+        .post(
+            "/v1/track",
+            json!({"userId": "u1", "event": "Order Completed", "properties": {"revenue": 10}}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    app.sync().await;
+    assert_eq!(app.profile("u1").await["aggregates"]["orders"]["count"], 1);
+    // Other segments can still be saved while the broken one is there.
+    let (status, body) = app
+        .admin(
+            Method::POST,
+            "/v1/segments",
+            Some(json!({"name": "buyers", "expression": "orders.count > 0"})),
+        )
+        .await;
+    assert!(status == 200 || status == 201, "{body}");
+}
+
+#[tokio::test]
+async fn a_journey_branch_nested_too_deeply_is_refused_at_save() {
+    let app = TestApp::spawn().await;
+    app.admin(
+        Method::PUT,
+        "/v1/templates/t",
+        Some(json!({"subject": "s", "layout": "html", "body": "<html><body>x</body></html>"})),
+    )
+    .await;
+    let condition = format!("{}orders.count > 0{}", "(".repeat(1_000), ")".repeat(1_000));
+    let journey = json!({
+        "trigger": {"event": "Order Completed"},
+        "class": "transactional",
+        "steps": [
+            {"id": "b", "type": "branch", "condition": condition, "then": "s", "else": "s"},
+            {"id": "s", "type": "send", "template": "t"}
+        ]
+    });
+    let (status, body) = app.admin(Method::PUT, "/v1/journeys/deep", Some(journey)).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("64 levels"), "{body}");
+}
+
+#[tokio::test]
+async fn a_future_dated_identify_from_the_public_key_cannot_divert_a_persons_mail() {
+    let (app, maildir) = sending_app().await;
+    customers(&app, 1, true).await;
+    // The attacker knows the user id and the public write key.
+    let (status, _) = app
+        .post(
+            "/v1/identify",
+            json!({"userId": "c0", "timestamp": "2999-01-01T00:00:00Z",
+                   "traits": {"email": "attacker@evil.test"}}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    app.sync().await;
+    let p = app.profile("c0").await;
+    assert_eq!(p["mailing_address"], "c0@example.com", "{p}");
+    assert_eq!(p["traits"]["email"]["value"], "c0@example.com", "{p}");
+    assert!(!p["identities"]["emails"].to_string().contains("attacker"), "{p}");
+    assert!(
+        p["refusals"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["name"] == "email"),
+        "{p}"
+    );
+    app.admin(
+        Method::POST,
+        "/v1/broadcasts",
+        Some(json!({"template": "news", "segment": "pro"})),
+    )
+    .await;
+    step(&app).await;
+    let mails = maildir_messages(maildir.path());
+    assert_eq!(mails.len(), 1);
+    assert!(mails[0].contains("To: c0@example.com"), "{}", mails[0]);
+    assert!(!mails[0].contains("attacker@evil.test"));
+
+    // An address first given through an anonymous profile and merged in is no way round it.
+    app.post(
+        "/v1/track",
+        json!({"anonymousId": "evil-anon", "event": "x", "traits": {"email": "attacker2@evil.test"}}),
+    )
+    .await;
+    app.post(
+        "/v1/identify",
+        json!({"anonymousId": "evil-anon", "userId": "c0"}),
+    )
+    .await;
+    app.sync().await;
+    assert_eq!(app.profile("c0").await["mailing_address"], "c0@example.com");
+
+    // The retailer's own server, with a secret server key, may change it.
+    let (status, body) = app
+        .admin(
+            Method::POST,
+            "/v1/keys",
+            Some(json!({"role": "server_write", "label": "backend"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let server_key = body["key"].as_str().unwrap();
+    assert!(server_key.starts_with("sk_"));
+    let res = app
+        .client
+        .post(format!("{}/v1/identify", app.base))
+        .basic_auth(server_key, Some(""))
+        .json(&json!({"userId": "c0", "traits": {"email": "c0.new@example.com"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    app.sync().await;
+    assert_eq!(app.profile("c0").await["mailing_address"], "c0.new@example.com");
+}
+
+async fn unsubscribe_token(app: &TestApp, maildir: &std::path::Path) -> String {
+    app.admin(
+        Method::POST,
+        "/v1/broadcasts",
+        Some(json!({"template": "news", "segment": "pro"})),
+    )
+    .await;
+    step(app).await;
+    let message = unfold_qp(maildir_messages(maildir).last().unwrap());
+    token_after(&message, "List-Unsubscribe: <https://mail.example.test/u/")
+}
+
+async fn unsubscribe(app: &TestApp, token: &str) -> (u16, String) {
+    let res = app
+        .client
+        .post(format!("{}/u/{token}", app.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("List-Unsubscribe=One-Click")
+        .send()
+        .await
+        .unwrap();
+    (res.status().as_u16(), res.text().await.unwrap())
+}
+
+async fn marketing_granted(app: &TestApp) -> bool {
+    app.sync().await;
+    app.profile("c0").await["consent"]["email_marketing"]["granted"] == true
+}
+
+#[tokio::test]
+async fn a_future_dated_grant_cannot_keep_a_person_from_unsubscribing() {
+    let (app, maildir) = sending_app().await;
+    customers(&app, 1, true).await;
+    let token = unsubscribe_token(&app, maildir.path()).await;
+    app.post(
+        "/v1/identify",
+        json!({"userId": "c0", "timestamp": "2999-01-01T00:00:00Z",
+               "traits": {"consent": {"email_marketing": true}}}),
+    )
+    .await;
+    assert!(marketing_granted(&app).await);
+    let (status, page) = unsubscribe(&app, &token).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("You are unsubscribed"));
+    assert!(!marketing_granted(&app).await, "the withdrawal must take effect");
+    // The public key cannot grant it back.
+    app.post(
+        "/v1/identify",
+        json!({"userId": "c0", "traits": {"consent": {"email_marketing": true}}}),
+    )
+    .await;
+    assert!(!marketing_granted(&app).await);
+    let p = app.profile("c0").await;
+    assert!(
+        p["refusals"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["name"] == "consent.email_marketing"),
+        "{p}"
+    );
+    let s = step(&app).await;
+    assert_eq!(s["sent"], 0, "{s}");
+}
+
+#[tokio::test]
+async fn the_same_unsubscribe_link_works_again_after_a_resubscribe() {
+    let (app, maildir) = sending_app().await;
+    customers(&app, 1, true).await;
+    let token = unsubscribe_token(&app, maildir.path()).await;
+    assert_eq!(unsubscribe(&app, &token).await.0, 200);
+    assert!(!marketing_granted(&app).await);
+    // Re-subscribed (through the consent API, as a privacy officer or the preference centre).
+    let (status, body) = app
+        .admin(
+            Method::PUT,
+            "/v1/profiles/c0/consent",
+            Some(json!({"purposes": {"email_marketing": true}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(marketing_granted(&app).await);
+    let (status, page) = unsubscribe(&app, &token).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("You are unsubscribed"));
+    assert!(
+        !marketing_granted(&app).await,
+        "the second withdrawal must take effect"
+    );
+}
+
+#[tokio::test]
+async fn analysts_see_only_declared_traits_with_personal_values_removed_at_every_depth() {
+    let app = TestApp::spawn().await;
+    let (status, body) = app
+        .admin(
+            Method::POST,
+            "/v1/keys",
+            Some(json!({"role": "analyst", "label": "a"})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let analyst = body["key"].as_str().unwrap().to_owned();
+    let traits = json!({
+        "email": "ann@example.com",
+        "contact": {"email": "ann.contact@example.com"},
+        "emails": ["ann.other@example.com"],
+        "display": "Ann Smith <ann.display@example.com>",
+        "full_name": "Ann Smith", "surname": "Smith", "Address": "1 High St",
+        "Phone": "+44 20 7946 0958", "iban": "GB82WEST12345698765432", "gender": "f",
+        "favourite_colour": "teal", "lifetime_orders": 12,
+        "tier": "gold",
+        "profile_meta": {"owner": {"email": "ann.meta@example.com", "Full_Name": "Ann"}, "visits": 3,
+                         "tags": ["vip", "ann.tag@example.com"]}
+    });
+    app.post("/v1/identify", json!({"userId": "ann", "traits": traits}))
+        .await;
+    app.sync().await;
+    let res = app
+        .client
+        .get(format!("{}/v1/analytics/profiles", app.base))
+        .bearer_auth(&analyst)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    let body: Value = res.json().await.unwrap();
+    let text = body.to_string();
+    for personal in [
+        "@example.com",
+        "Smith",
+        "High St",
+        "7946",
+        "GB82",
+        "\"f\"",
+        "teal",
+        "Ann",
+    ] {
+        assert!(!text.contains(personal), "{personal} in {text}");
+    }
+    let row = &body["profiles"][0];
+    assert_eq!(
+        row["traits"],
+        json!({"tier": "gold", "profile_meta": {"visits": 3, "tags": ["vip"]}})
+    );
+}
