@@ -236,6 +236,17 @@ impl Authenticator {
         Ok(revoked)
     }
 
+    /// Whether the key `id` exists and is not revoked (read from the store, not the cache, so
+    /// that a revocation by another process counts at once).
+    pub async fn key_is_live(&self, id: &ApiKeyId) -> Result<bool, StoreError> {
+        Ok(self
+            .store
+            .list_api_keys()
+            .await?
+            .iter()
+            .any(|k| &k.id == id && k.revoked_at.is_none()))
+    }
+
     pub async fn list_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
         self.store.list_api_keys().await
     }

@@ -45,8 +45,17 @@ pub struct JourneyDef {
     /// people who declined it are not sent them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topic: Option<String>,
+    /// The most e-mails one instance (one person, one key) may send; a loop through a wait
+    /// stops there. Default [`DEFAULT_MAX_SENDS_PER_INSTANCE`], at most [`MAX_SENDS_PER_INSTANCE`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_sends_per_instance: Option<u32>,
     pub steps: Vec<Step>,
 }
+
+/// Sends one journey instance may make unless its definition says otherwise.
+pub const DEFAULT_MAX_SENDS_PER_INSTANCE: u32 = 10;
+/// The ceiling of `max_sends_per_instance`: no definition can mail one person without end.
+pub const MAX_SENDS_PER_INSTANCE: u32 = 100;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -359,6 +368,19 @@ pub fn compile(
             return invalid(format!("step {:?} goes to {bad:?}, which is not a step", s.id));
         }
     }
+    if let Some(n) = def.max_sends_per_instance
+        && !(1..=MAX_SENDS_PER_INSTANCE).contains(&n)
+    {
+        return invalid(format!(
+            "max_sends_per_instance must be between 1 and {MAX_SENDS_PER_INSTANCE}, not {n}"
+        ));
+    }
+    if let Some(cycle) = loop_without_wait(&def.steps) {
+        return invalid(format!(
+            "steps {} form a loop with no wait: one event would run it without end; put a wait step in it",
+            cycle.join(" → ")
+        ));
+    }
     Ok(Compiled {
         name: name.into(),
         version,
@@ -366,6 +388,81 @@ pub fn compile(
         waits,
         conditions,
     })
+}
+
+/// The steps that may run right after `i` within one pass (a wait ends the pass).
+fn successors(steps: &[Step], i: usize) -> Vec<&str> {
+    let s = &steps[i];
+    let after = || {
+        s.next
+            .as_deref()
+            .unwrap_or_else(|| steps.get(i + 1).map_or(EXIT, |n| n.id.as_str()))
+    };
+    match &s.action {
+        Action::Wait { .. } | Action::WaitForEvent { .. } | Action::Exit => vec![],
+        Action::Branch { then, otherwise, .. } => vec![then.as_str(), otherwise.as_str()],
+        Action::Split { paths } => paths.iter().map(|p| p.next.as_str()).collect(),
+        Action::Send { .. } => vec![after()],
+    }
+}
+
+/// A loop of steps none of which waits (`send → send`, `branch → send → branch`), as the ids
+/// in order from where it closes, if there is one. Iterative: definitions can be long.
+fn loop_without_wait(steps: &[Step]) -> Option<Vec<String>> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        OnPath,
+        Done,
+    }
+    let index: HashMap<&str, usize> = steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.id.as_str(), i))
+        .collect();
+    let mut mark = vec![Mark::New; steps.len()];
+    for start in 0..steps.len() {
+        if mark[start] != Mark::New {
+            continue;
+        }
+        // (step, its successors, how many of them were visited)
+        let mut path: Vec<(usize, Vec<usize>, usize)> = Vec::new();
+        let succ = |i: usize| -> Vec<usize> {
+            successors(steps, i)
+                .into_iter()
+                .filter_map(|t| index.get(t).copied())
+                .collect()
+        };
+        mark[start] = Mark::OnPath;
+        path.push((start, succ(start), 0));
+        while let Some((node, next, done)) = path.last_mut() {
+            if *done == next.len() {
+                mark[*node] = Mark::Done;
+                path.pop();
+                continue;
+            }
+            let t = next[*done];
+            *done += 1;
+            match mark[t] {
+                Mark::OnPath => {
+                    let from = path.iter().position(|(n, _, _)| *n == t).unwrap_or(0);
+                    let mut cycle: Vec<String> = path[from..]
+                        .iter()
+                        .map(|(n, _, _)| steps[*n].id.clone())
+                        .collect();
+                    cycle.push(steps[t].id.clone());
+                    return Some(cycle);
+                }
+                Mark::New => {
+                    mark[t] = Mark::OnPath;
+                    let s = succ(t);
+                    path.push((t, s, 0));
+                }
+                Mark::Done => {}
+            }
+        }
+    }
+    None
 }
 
 /// What one pass of the runner did.
@@ -1007,6 +1104,15 @@ impl Journeys {
                     continue;
                 }
                 Action::Send { template } => {
+                    let cap = def
+                        .def
+                        .max_sends_per_instance
+                        .unwrap_or(DEFAULT_MAX_SENDS_PER_INSTANCE);
+                    if bump_sends(&mut instance.context) > u64::from(cap) {
+                        tracing::warn!(journey = %def.name, instance = %instance.id, cap, "journey instance reached its send cap; exited");
+                        instance.status = InstanceStatus::Exited;
+                        break;
+                    }
                     let idempotency_key = format!("{}:{}:{}", instance.id, at, visits);
                     pending.outbox.push(OutboxMessage {
                         id: hash_id("msg_", &[&idempotency_key]),
@@ -1084,6 +1190,16 @@ fn bump_visits(context: &mut Value, step: &str) -> u64 {
     let Some(v) = visits.as_object_mut() else { return 1 };
     let n = v.get(step).and_then(Value::as_u64).unwrap_or(0) + 1;
     v.insert(step.to_string(), json!(n));
+    n
+}
+
+/// Counts a send of the instance in its context; returns the count including this one.
+fn bump_sends(context: &mut Value) -> u64 {
+    let Some(obj) = context.as_object_mut() else {
+        return 1;
+    };
+    let n = obj.get("sends").and_then(Value::as_u64).unwrap_or(0) + 1;
+    obj.insert("sends".into(), json!(n));
     n
 }
 
@@ -1209,9 +1325,36 @@ mod tests {
                 json!([{"id": "a", "type": "branch", "condition": "orders.count >>", "then": "exit", "else": "exit"}]),
                 "step \"a\"",
             ),
+            (
+                json!([{"id": "a", "type": "send", "template": "x", "next": "a"}]),
+                "steps a → a form a loop with no wait",
+            ),
+            (
+                json!([
+                    {"id": "b", "type": "branch", "condition": "orders.count > 0", "then": "s", "else": "exit"},
+                    {"id": "s", "type": "send", "template": "x"},
+                    {"id": "t", "type": "split", "paths": [{"weight": 1, "next": "b"}]},
+                ]),
+                "steps b → s → t → b",
+            ),
+            (json!([]), "at least one step"),
         ] {
             let e = compile("x", 1, def(bad), &schema).unwrap_err();
             assert!(e.to_string().contains(why), "{e}");
         }
+        // A loop through a wait is allowed (the send cap bounds it).
+        let through_wait = def(json!([
+            {"id": "s", "type": "send", "template": "x"},
+            {"id": "w", "type": "wait", "duration": "1s", "next": "s"},
+        ]));
+        assert!(compile("x", 1, through_wait, &schema).is_ok());
+        let mut capped = def(json!([{"id": "s", "type": "send", "template": "x"}]));
+        capped.max_sends_per_instance = Some(0);
+        assert!(
+            compile("x", 1, capped, &schema)
+                .unwrap_err()
+                .to_string()
+                .contains("max_sends_per_instance")
+        );
     }
 }

@@ -72,6 +72,13 @@ impl Sessions {
             s.remove(&digest(id));
         }
     }
+
+    /// Ends every session opened with the key `key_id` (it was revoked).
+    pub fn end_sessions_of(&self, key_id: &missive_core::ApiKeyId) {
+        if let Ok(mut s) = self.0.lock() {
+            s.retain(|_, v| &v.caller.key_id != key_id);
+        }
+    }
 }
 
 fn digest(s: &str) -> [u8; 32] {
@@ -275,8 +282,22 @@ pub async fn login(
 }
 
 /// The session of a request (its id and state); without one, pages redirect to the login.
-fn session_of(state: &AppState, headers: &HeaderMap) -> Option<(String, Session)> {
-    cookie(headers, SESSION_COOKIE).and_then(|id| state.sessions.get(&id).map(|s| (id, s)))
+/// A session lives no longer than its key: the key is checked on every page, so that a
+/// revocation anywhere (the API, `missive apikey revoke`, another server) ends it at once.
+async fn session_of(state: &AppState, headers: &HeaderMap) -> Option<(String, Session)> {
+    let id = cookie(headers, SESSION_COOKIE)?;
+    let session = state.sessions.get(&id)?;
+    match state.auth.key_is_live(&session.caller.key_id).await {
+        Ok(true) => Some((id, session)),
+        Ok(false) => {
+            state.sessions.end_sessions_of(&session.caller.key_id);
+            None
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "console: key check failed; session refused");
+            None
+        }
+    }
 }
 
 fn to_login() -> Response {
@@ -292,7 +313,7 @@ fn logout_form(csrf: &str) -> String {
 
 /// `GET /console`.
 pub async fn home(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let Some((_, s)) = session_of(&state, &headers) else {
+    let Some((_, s)) = session_of(&state, &headers).await else {
         return to_login();
     };
     let audit_link = if matches!(s.caller.role, Role::Admin | Role::PrivacyOfficer) {
@@ -321,7 +342,7 @@ pub async fn audit_page(
     headers: HeaderMap,
     Query(filter): Query<AuditFilter>,
 ) -> Response {
-    let Some((_, s)) = session_of(&state, &headers) else {
+    let Some((_, s)) = session_of(&state, &headers).await else {
         return to_login();
     };
     if !matches!(s.caller.role, Role::Admin | Role::PrivacyOfficer) {
@@ -412,7 +433,7 @@ pub async fn logout(
     headers: HeaderMap,
     axum::Form(form): axum::Form<CsrfForm>,
 ) -> Response {
-    let Some((id, s)) = session_of(&state, &headers) else {
+    let Some((id, s)) = session_of(&state, &headers).await else {
         return to_login();
     };
     if cross_site(&headers) || !same(&s.csrf, &form.csrf) {

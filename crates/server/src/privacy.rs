@@ -330,6 +330,7 @@ pub async fn revoke_key(
         ));
     }
     state.auth.revoke_key(&id, state.engine.clock().now()).await?;
+    state.sessions.end_sessions_of(&id);
     if caller.key_id == id {
         tracing::info!(key_id = %id, "a key revoked itself");
     }

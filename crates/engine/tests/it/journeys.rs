@@ -310,3 +310,24 @@ async fn entering_a_segment_starts_a_journey_once_per_entry() {
     h.journeys.run_pending().await.unwrap();
     assert_eq!(h.outbox("gina").await.len(), 2);
 }
+
+#[tokio::test]
+async fn a_loop_through_a_wait_stops_at_the_send_cap_of_its_instance() {
+    let h = Harness::new().await;
+    h.setup(json!({
+        "trigger": {"event": "Product Added"},
+        "class": "transactional",
+        "max_sends_per_instance": 3,
+        "steps": [
+            {"id": "send", "type": "send", "template": "cart"},
+            {"id": "wait", "type": "wait", "duration": "1s", "next": "send"}
+        ]
+    }))
+    .await;
+    h.track("ann", "Product Added", json!({"cart_id": "c1"})).await;
+    for _ in 0..20 {
+        h.journeys.run_pending().await.unwrap();
+        h.clock.advance(TimeDelta::seconds(2));
+    }
+    assert_eq!(h.outbox("ann").await.len(), 3);
+}

@@ -345,3 +345,66 @@ async fn analysts_see_only_declared_traits_with_personal_values_removed_at_every
         json!({"tier": "gold", "profile_meta": {"visits": 3, "tags": ["vip"]}})
     );
 }
+
+/// Logs in to the console with `key`; returns the session cookie's value.
+async fn console_session(app: &TestApp, client: &reqwest::Client, key: &str) -> String {
+    use crate::security::{hidden_csrf, set_cookie};
+    let page = client
+        .get(format!("{}/console/login", app.base))
+        .send()
+        .await
+        .unwrap();
+    let (token, _) = set_cookie(&page, "__Host-missive_login").unwrap();
+    let csrf = hidden_csrf(&page.text().await.unwrap());
+    let res = client
+        .post(format!("{}/console/login", app.base))
+        .header("cookie", format!("__Host-missive_login={token}"))
+        .form(&[("key", key), ("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 303);
+    set_cookie(&res, "__Host-missive_session").unwrap().0
+}
+
+#[tokio::test]
+async fn revoking_a_key_ends_its_console_sessions_at_once() {
+    let app = TestApp::spawn().await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let audit_page = |session: String| {
+        client
+            .get(format!("{}/console/audit", app.base))
+            .header("cookie", format!("__Host-missive_session={session}"))
+            .send()
+    };
+    for revoke_in_store in [false, true] {
+        let (_, body) = app
+            .admin(
+                Method::POST,
+                "/v1/keys",
+                Some(json!({"role": "privacy_officer", "label": "po"})),
+            )
+            .await;
+        let (key, id) = (body["key"].as_str().unwrap(), body["id"].as_str().unwrap());
+        let session = console_session(&app, &client, key).await;
+        assert_eq!(audit_page(session.clone()).await.unwrap().status().as_u16(), 200);
+        if revoke_in_store {
+            // As `missive apikey revoke` does from another process.
+            let id = missive_core::ApiKeyId::parse(id).unwrap();
+            app.engine
+                .store()
+                .revoke_api_key(&id, app.engine.clock().now())
+                .await
+                .unwrap();
+        } else {
+            let (status, _) = app.admin(Method::DELETE, &format!("/v1/keys/{id}"), None).await;
+            assert_eq!(status, 204);
+        }
+        let res = audit_page(session).await.unwrap();
+        assert_eq!(res.status().as_u16(), 303, "revoked in store: {revoke_in_store}");
+        assert_eq!(res.headers()["location"], "/console/login");
+    }
+}

@@ -539,7 +539,7 @@ async fn a_click_link_signed_with_another_key_is_never_a_redirect() {
 }
 
 /// The value of a `Set-Cookie` named `name`, and the whole header.
-fn set_cookie(res: &reqwest::Response, name: &str) -> Option<(String, String)> {
+pub(crate) fn set_cookie(res: &reqwest::Response, name: &str) -> Option<(String, String)> {
     res.headers().get_all("set-cookie").iter().find_map(|v| {
         let v = v.to_str().ok()?;
         let (k, rest) = v.split_once('=')?;
@@ -547,7 +547,7 @@ fn set_cookie(res: &reqwest::Response, name: &str) -> Option<(String, String)> {
     })
 }
 
-fn hidden_csrf(page: &str) -> String {
+pub(crate) fn hidden_csrf(page: &str) -> String {
     let at = page.find("name=\"csrf\" value=\"").unwrap() + "name=\"csrf\" value=\"".len();
     page[at..at + 64].to_owned()
 }
