@@ -629,10 +629,15 @@ pub async fn open_store_with_keys(
     let store = open_bare_store(cfg).await?;
     check_encryption_mode(&*store, cfg.privacy.encrypt).await?;
     if cfg.privacy.encrypt {
-        Ok((
-            std::sync::Arc::new(missive_store::EncryptedStore::new(store, keyring.clone())),
-            keyring,
-        ))
+        let encrypted = missive_store::EncryptedStore::new(store, keyring.clone());
+        let upgraded = encrypted.blind_index_clear_identities().await?;
+        if upgraded > 0 {
+            tracing::info!(
+                identities = upgraded,
+                "user and anonymous ids stored in clear are now blind-indexed"
+            );
+        }
+        Ok((std::sync::Arc::new(encrypted), keyring))
     } else {
         Ok((store, keyring))
     }

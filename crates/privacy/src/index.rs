@@ -19,6 +19,22 @@ impl Keyring {
         )
     }
 
+    /// `bu_` + 32 hex characters for a user id (exact: user ids are case-sensitive).
+    pub fn blind_index_user_id(&self, user_id: &str) -> String {
+        format!(
+            "bu_{}",
+            hex::encode(&self.keyed_hash(b"user_id", user_id.as_bytes())[..16])
+        )
+    }
+
+    /// `ba_` + 32 hex characters for an anonymous id.
+    pub fn blind_index_anonymous_id(&self, anonymous_id: &str) -> String {
+        format!(
+            "ba_{}",
+            hex::encode(&self.keyed_hash(b"anonymous_id", anonymous_id.as_bytes())[..16])
+        )
+    }
+
     /// `psn_` + 32 hex characters: stable for one index key, unlinkable to `id` without it.
     pub fn pseudonymize(&self, id: &str) -> String {
         format!(

@@ -379,7 +379,37 @@ pub async fn message_ids_and_identity_keys_can_be_scanned_in_pages(store: &dyn S
         after = Some(last);
     }
     assert_eq!(seen.len(), 3);
-    assert!(seen.contains(&IdentityKey::anonymous_id("z")) && seen.contains(&IdentityKey::user_id("a")));
+    // Keys come back in their stored form (the encrypting store's blind index).
+    let stored = |k: IdentityKey| store.identity_index(&k);
+    assert!(
+        seen.contains(&stored(IdentityKey::anonymous_id("z")))
+            && seen.contains(&stored(IdentityKey::user_id("a")))
+    );
+}
+
+pub async fn identities_can_be_reindexed_in_place(store: &dyn Store) {
+    let p = ProfileId::generate();
+    store
+        .commit_checkpoint(Checkpoint {
+            identities: vec![(IdentityKey::user_id("old-form"), p.clone())],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let changes = vec![
+        (IdentityKey::user_id("old-form"), "new-form".to_owned()),
+        (IdentityKey::user_id("not-stored"), "other".to_owned()),
+    ];
+    assert_eq!(store.reindex_identities(changes).await.unwrap(), 1);
+    let found = store
+        .resolve_identities(vec![
+            IdentityKey::user_id("old-form"),
+            IdentityKey::user_id("new-form"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found.get(&IdentityKey::user_id("new-form")), Some(&p));
 }
 
 pub async fn live_profiles_can_be_scanned_in_pages(store: &dyn Store) {
@@ -1085,6 +1115,7 @@ macro_rules! conformance_cases {
             merges_repoint_events_and_identities_along_a_chain,
             the_profile_checkpoint_names_the_last_event_the_profiles_include,
             message_ids_and_identity_keys_can_be_scanned_in_pages,
+            identities_can_be_reindexed_in_place,
             live_profiles_can_be_scanned_in_pages,
             segments_are_saved_and_checkpoints_keep_their_members,
             versions_list_newest_first_and_rebuild_from_the_nearest_snapshot,

@@ -9,8 +9,10 @@
 //!   row: event bodies, profile documents, version diffs and snapshots, journey contexts,
 //!   outbox contexts and recipients. Ids, times, event names and counts stay in clear, so the
 //!   backends can index and page without seeing personal data.
-//! - E-mail identities are stored as a keyed **blind index** (HMAC-SHA256 under the key file's
-//!   index key): a lookup by address works, the address is not stored.
+//! - Identities (user ids, anonymous ids, e-mail addresses) are stored as a keyed **blind
+//!   index** (HMAC-SHA256 under the key file's index key): a lookup works, the value is not
+//!   stored (a user id is often an e-mail address or a customer number). Stores written when
+//!   only addresses were indexed are upgraded in place by [`EncryptedStore::blind_index_clear_identities`].
 //!
 //! Rows written before encryption was turned on are read as they are. A row whose data key is
 //! gone (a backup restored after an erasure) reads as absent.
@@ -427,13 +429,46 @@ impl EncryptedStore {
     }
 
     fn index(&self, k: &IdentityKey) -> IdentityKey {
-        match k.kind {
-            IdentityKind::Email => IdentityKey {
-                kind: IdentityKind::Email,
-                value: self.keyring.blind_index_email(&k.value),
+        IdentityKey {
+            kind: k.kind,
+            value: match k.kind {
+                IdentityKind::Email => self.keyring.blind_index_email(&k.value),
+                IdentityKind::UserId => self.keyring.blind_index_user_id(&k.value),
+                IdentityKind::AnonymousId => self.keyring.blind_index_anonymous_id(&k.value),
             },
-            _ => k.clone(),
         }
+    }
+
+    /// Replaces user ids and anonymous ids stored in clear (by versions that blind-indexed only
+    /// e-mail addresses) by their blind index; returns how many. Safe to run again: a value
+    /// already in blind-index form (`bu_`/`ba_` and 32 hex digits) is left alone.
+    pub async fn blind_index_clear_identities(&self) -> Result<u64, StoreError> {
+        let indexed = |v: &str, prefix: &str| {
+            v.strip_prefix(prefix)
+                .is_some_and(|h| h.len() == 32 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+        };
+        let mut after = None;
+        let mut changes = Vec::new();
+        loop {
+            let page = self.inner.identity_keys_after(after.clone(), 5_000).await?;
+            let Some(last) = page.last().cloned() else { break };
+            for k in page {
+                let clear = match k.kind {
+                    IdentityKind::UserId => !indexed(&k.value, "bu_"),
+                    IdentityKind::AnonymousId => !indexed(&k.value, "ba_"),
+                    IdentityKind::Email => false,
+                };
+                if clear {
+                    let new = self.index(&k).value;
+                    changes.push((k, new));
+                }
+            }
+            after = Some(last);
+        }
+        if changes.is_empty() {
+            return Ok(0);
+        }
+        self.inner.reindex_identities(changes).await
     }
 
     /// Re-wraps every data key under the active master key; returns how many were re-wrapped.
@@ -579,6 +614,20 @@ impl Store for EncryptedStore {
 
     fn identity_index(&self, key: &IdentityKey) -> IdentityKey {
         self.index(key)
+    }
+
+    async fn reindex_identities(&self, changes: Vec<(IdentityKey, String)>) -> Result<u64, StoreError> {
+        let indexed = changes
+            .iter()
+            .map(|(old, new)| {
+                let new = IdentityKey {
+                    kind: old.kind,
+                    value: new.clone(),
+                };
+                (self.index(old), self.index(&new).value)
+            })
+            .collect();
+        self.inner.reindex_identities(indexed).await
     }
 
     async fn commit_events(&self, mut batch: EventBatch) -> Result<(), StoreError> {

@@ -94,11 +94,17 @@ pub trait Store: Send + Sync + 'static {
     /// how many. Profiles keep their aggregates.
     async fn purge_events_before(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError>;
 
-    /// Store-side form of an identity for lookups: the encrypting store replaces e-mail
-    /// addresses by their blind index. The engine's lookup filter uses it too.
+    /// Store-side form of an identity for lookups: the encrypting store replaces every
+    /// identity (user ids, anonymous ids, e-mail addresses) by its blind index. The engine's
+    /// lookup filter uses it too.
     fn identity_index(&self, key: &IdentityKey) -> IdentityKey {
         key.clone()
     }
+
+    /// Replaces stored identity values in place (`(kind, old value) → new value`, same kind
+    /// and profile), atomically; returns how many rows changed. For upgrading the stored form
+    /// of identities (the encrypting store blind-indexes ids it once stored in clear).
+    async fn reindex_identities(&self, changes: Vec<(IdentityKey, String)>) -> Result<u64, StoreError>;
 
     /// Stores a group commit of events atomically: the inserts (a message id already stored is
     /// skipped), then the re-pointing of merged profiles' events.

@@ -1080,6 +1080,22 @@ impl Store for PostgresStore {
         Ok(counts)
     }
 
+    async fn reindex_identities(&self, changes: Vec<(IdentityKey, String)>) -> Result<u64, StoreError> {
+        let kinds: Vec<&str> = changes.iter().map(|(k, _)| k.kind.as_str()).collect();
+        let olds: Vec<&str> = changes.iter().map(|(k, _)| k.value.as_str()).collect();
+        let news: Vec<&str> = changes.iter().map(|(_, v)| v.as_str()).collect();
+        let writer = self.inner.checkpoint_writer.lock().await;
+        let n = writer
+            .client
+            .execute(
+                "UPDATE identities SET value = c.new FROM UNNEST($1::text[], $2::text[], $3::text[]) AS c(kind, old, new)
+                 WHERE identities.kind = c.kind AND identities.value = c.old",
+                &[&kinds, &olds, &news],
+            )
+            .await?;
+        Ok(n)
+    }
+
     async fn add_erased_identities(&self, hashes: Vec<String>, at: DateTime<Utc>) -> Result<(), StoreError> {
         let writer = self.inner.checkpoint_writer.lock().await;
         writer

@@ -919,6 +919,27 @@ impl Store for SqliteStore {
         Ok(counts)
     }
 
+    async fn reindex_identities(&self, changes: Vec<(IdentityKey, String)>) -> Result<u64, StoreError> {
+        let n = self
+            .write_on(Db::Main, move |c| {
+                let tx = c.transaction()?;
+                let mut n = 0;
+                {
+                    let mut stmt =
+                        tx.prepare_cached("UPDATE identities SET value = ?3 WHERE kind = ?1 AND value = ?2")?;
+                    for (old, new) in &changes {
+                        n += stmt.execute(params![old.kind.as_str(), old.value, new])? as u64;
+                    }
+                }
+                tx.commit()?;
+                Ok(n)
+            })
+            .await?;
+        // secure_delete zeroed the old values in the database; empty the log of them too.
+        self.write_on(Db::Main, truncate_wal).await?;
+        Ok(n)
+    }
+
     async fn add_erased_identities(&self, hashes: Vec<String>, at: DateTime<Utc>) -> Result<(), StoreError> {
         self.write_on(Db::Main, move |c| {
             let tx = c.transaction()?;

@@ -277,6 +277,9 @@ impl Store for Flaky {
     async fn add_erased_identities(&self, hashes: Vec<String>, at: DateTime<Utc>) -> Result<(), StoreError> {
         self.inner.add_erased_identities(hashes, at).await
     }
+    async fn reindex_identities(&self, changes: Vec<(IdentityKey, String)>) -> Result<u64, StoreError> {
+        self.inner.reindex_identities(changes).await
+    }
     async fn erased_identities(&self) -> Result<HashSet<String>, StoreError> {
         self.inner.erased_identities().await
     }

@@ -221,3 +221,54 @@ async fn rotation_rewraps_every_data_key_under_the_new_master_key() {
     assert_eq!(by_master.len(), 1);
     assert_eq!(store.load_profile(&p.id).await.unwrap(), Some(p));
 }
+
+#[tokio::test]
+async fn user_ids_and_anonymous_ids_are_blind_indexed_and_old_clear_ones_are_upgraded() {
+    let dir = tempfile::tempdir().unwrap();
+    let inner: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("m.db")).await.unwrap());
+    let store = EncryptedStore::new(inner.clone(), Arc::new(missive_privacy::Keyring::generate()));
+    let p = zoe(&store).await;
+    let user = IdentityKey::user_id("zoe.userid@example.com");
+    let anon = IdentityKey::anonymous_id("anon-zoe-77");
+    // As an older version wrote them: user and anonymous ids in clear, beside the indexed address.
+    let old_user = IdentityKey::user_id("legacy-customer-4711");
+    let mut cp = Checkpoint {
+        identities: vec![(user.clone(), p.id.clone()), (anon.clone(), p.id.clone())],
+        profiles: vec![],
+        versions: vec![],
+        merges: vec![],
+        segment_changes: vec![],
+        through_seq: 1,
+    };
+    store.commit_checkpoint(cp.clone()).await.unwrap();
+    cp.identities = vec![(old_user.clone(), p.id.clone())];
+    inner.commit_checkpoint(cp).await.unwrap();
+    for needle in ["zoe.userid", "anon-zoe-77"] {
+        assert!(
+            files_contain(dir.path(), needle).is_empty(),
+            "{needle} found in the files"
+        );
+    }
+    assert!(!files_contain(dir.path(), "legacy-customer-4711").is_empty());
+    let found = store
+        .resolve_identities(vec![user.clone(), anon.clone()])
+        .await
+        .unwrap();
+    assert_eq!((found.get(&user), found.get(&anon)), (Some(&p.id), Some(&p.id)));
+
+    assert_eq!(store.blind_index_clear_identities().await.unwrap(), 1);
+    assert_eq!(
+        store.blind_index_clear_identities().await.unwrap(),
+        0,
+        "idempotent"
+    );
+    let found = store.resolve_identities(vec![old_user.clone()]).await.unwrap();
+    assert_eq!(found.get(&old_user), Some(&p.id), "found under its blind index");
+    for k in inner.identity_keys_after(None, 10).await.unwrap() {
+        assert!(
+            ["bi_", "bu_", "ba_"].iter().any(|p| k.value.starts_with(p)),
+            "{k:?}"
+        );
+    }
+    assert!(files_contain(dir.path(), "legacy-customer-4711").is_empty());
+}
