@@ -147,7 +147,10 @@ fn render_refuses_a_partials_folder_that_does_not_exist() {
 fn render_reports_an_invalid_partial_with_its_location() {
     let (ok, _, err) = render_with("{% render 'p' %}", "{}", &[("p.liquid", "\n{% if %}")], &[]);
     assert!(!ok);
-    assert!(err.contains("partial 'p' is invalid: line 2, column 7: expected a value"), "{err}");
+    assert!(
+        err.contains("partial 'p' is invalid: line 2, column 7: expected a value"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -212,3 +212,79 @@ fn partials_are_shared_between_renders_of_one_template() {
     assert_eq!(t.render(&data, &env).unwrap(), "aa");
     assert_eq!(t.render(&data, &env).unwrap(), "aa");
 }
+
+#[test]
+fn date_reads_colon_offsets_zone_names_and_asctime() {
+    assert_eq!(
+        ok(
+            "{{ '2020-06-15T12:00:00-04:00' | date: '%Y-%m-%d %H:%M %z' }}",
+            "{}"
+        ),
+        "2020-06-15 12:00 -0400"
+    );
+    assert_eq!(
+        ok("{{ '2020-06-15 12:00:00 UTC' | date: '%d %H:%M %Z' }}", "{}"),
+        "15 12:00 UTC"
+    );
+    assert_eq!(
+        ok("{{ '2020-06-15 12:00:00 EST' | date: '%H:%M %z' }}", "{}"),
+        "12:00 -0500"
+    );
+    assert_eq!(
+        ok("{{ 'Mon Jun 15 12:00:00 2020' | date: '%Y-%m-%d %H' }}", "{}"),
+        "2020-06-15 12"
+    );
+    assert_eq!(ok("{{ 'not a date' | date: '%Y' }}", "{}"), "not a date");
+}
+
+#[test]
+fn date_keeps_the_inputs_own_offset() {
+    assert_eq!(
+        ok("{{ '2020-06-15 14:30:45 -0400' | date: '%H %z' }}", "{}"),
+        "14 -0400"
+    );
+    assert_eq!(
+        ok("{{ '2020-06-15T14:30:45+05:30' | date: '%H:%M %:z' }}", "{}"),
+        "14:30 +05:30"
+    );
+}
+
+#[test]
+fn an_instant_in_utc_is_still_shown_in_the_recipients_zone() {
+    let partials = MemPartials::default();
+    let mut env = env(&partials);
+    env.time_zone = jiff::tz::TimeZone::get("America/New_York").unwrap();
+    let t = Template::parse("{{ '2020-06-15T12:00:00Z' | date: '%H:%M %Z' }}").unwrap();
+    assert_eq!(
+        t.render(&missive_liquid::Object::new(), &env).unwrap(),
+        "08:00 EDT"
+    );
+}
+
+#[test]
+fn strftime_matches_ruby() {
+    let d = "'2020-06-05 14:03:09 +0000'";
+    for (fmt, expected) in [
+        ("%x", "06/05/20"),
+        ("%X", "14:03:09"),
+        ("%c", "Fri Jun  5 14:03:09 2020"),
+        ("%r", "02:03:09 PM"),
+        ("%D", "06/05/20"),
+        ("%F %T", "2020-06-05 14:03:09"),
+        ("%#B", "JUNE"),
+        ("%^a %^B", "FRI JUNE"),
+        ("%-d/%-m %e", "5/6  5"),
+        ("%_m|%3d|%-I%P|%#p", " 6|005|2pm|pm"),
+        ("%j %U %W %u %w %V %G", "157 22 22 5 5 23 2020"),
+        ("%K %-q 100%%", "%K %-q 100%"),
+        ("%s %L %3N", "1591365789 000 000"),
+        ("%10A|%-10A|%v", "    Friday|Friday| 5-JUN-2020"),
+        ("%z %:z %::z", "+0000 +00:00 +00:00:00"),
+    ] {
+        assert_eq!(
+            ok(&format!("{{{{ {d} | date: '{fmt}' }}}}"), "{}"),
+            expected,
+            "{fmt}"
+        );
+    }
+}
