@@ -288,3 +288,36 @@ fn strftime_matches_ruby() {
         );
     }
 }
+
+#[test]
+fn json_floats_print_exactly_as_written() {
+    assert_eq!(
+        ok("{{ x }}", r#"{"x": 1234.3838300038383}"#),
+        "1234.3838300038383"
+    );
+    assert_eq!(
+        ok("{{ x }}", r#"{"x": 0.30000000000000004}"#),
+        "0.30000000000000004"
+    );
+}
+
+#[test]
+fn integer_arguments_accept_integers_beyond_64_bits() {
+    assert_eq!(
+        ok("{{ 'hello world' | truncate: 99999999999999999999 }}", "{}"),
+        "hello world"
+    );
+    assert_eq!(ok("{{ 'hello' | slice: 1, 99999999999999999999 }}", "{}"), "ello");
+    assert_eq!(ok("{{ 'hello' | slice: -99999999999999999999 }}", "{}"), "");
+    assert_eq!(
+        ok("{{ 'hello' | slice: 1, '99999999999999999999' }}", "{}"),
+        "ello"
+    );
+    // As in Shopify (and the golden suite): nil, floats and words are refused.
+    for bad in ["nil", "2.5", "'many'"] {
+        assert!(
+            render(&format!("{{{{ 'hello' | truncate: {bad} }}}}"), "{}").is_err(),
+            "{bad}"
+        );
+    }
+}
