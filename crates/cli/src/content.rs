@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use missive_content::blocks::BlockSource;
 use missive_content::template::{Layout, TemplateSource};
 use missive_engine::content::{ContentService, ContentServiceError, PreviewEvent, StoredTemplate};
-use missive_liquid::{Env, Object, Partials, Template, Value};
+use missive_liquid::{Env, Object, PartialError, Partials, Template, Value};
 
 use crate::config::{Config, open_store};
 use crate::privacy::audit;
@@ -24,7 +24,8 @@ pub struct RenderArgs {
     /// A JSON object with the template's variables.
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// Directory of partials for `include` and `render`: `{% render 'x' %}` reads DIR/x.liquid.
+    /// Directory of partials for `include` and `render`: `{% render 'x' %}` reads DIR/x.liquid,
+    /// `{% render 'sections/hero' %}` DIR/sections/hero.liquid; nothing outside DIR.
     #[arg(long)]
     pub partials: Option<PathBuf>,
     /// HTML-escape every output, as in HTML bodies.
@@ -33,6 +34,13 @@ pub struct RenderArgs {
     /// Fail on undefined variables (lint mode).
     #[arg(long)]
     pub strict: bool,
+    /// Fail on unknown filters (otherwise they are skipped).
+    #[arg(long)]
+    pub strict_filters: bool,
+    /// What `"now"` and `"today"` mean for `date`, as an RFC 3339 instant
+    /// (`2024-05-17T09:30:00Z`), for reproducible output; default: the system clock.
+    #[arg(long)]
+    pub now: Option<jiff::Timestamp>,
     /// The recipient's time zone for `date`.
     #[arg(long, default_value = "UTC")]
     pub time_zone: String,
@@ -95,21 +103,55 @@ pub enum CatalogCommand {
     Import { file: PathBuf },
 }
 
-/// Partials read from a directory: `name` → `DIR/name.liquid` (or `DIR/name`). Names with
-/// path separators or `..` are refused.
+/// Partials read from a directory: `name` → `DIR/name.liquid` (or `DIR/name`); `a/b` is
+/// `DIR/a/b.liquid`. Names that could leave the directory (`..`, absolute paths,
+/// backslashes) are refused, and so is a file whose real path (symbolic links followed) is
+/// outside it.
 struct DirPartials(Option<PathBuf>);
 
 impl Partials for DirPartials {
-    fn partial(&self, name: &str) -> Option<Arc<Template>> {
-        let dir = self.0.as_ref()?;
-        if name.contains(['/', '\\']) || name.contains("..") {
-            return None;
+    fn partial(&self, name: &str) -> Result<Arc<Template>, PartialError> {
+        let Some(dir) = self.0.as_ref() else {
+            return Err(PartialError::NotFound);
+        };
+        let parts: Vec<&str> = name.split('/').collect();
+        if name.contains('\\') || parts.iter().any(|p| p.is_empty() || *p == "." || *p == "..") {
+            return Err(PartialError::Refused(
+                "a partial name is a path inside the partials folder: no '..', '.', empty parts, leading '/' or '\\'"
+                    .into(),
+            ));
         }
-        let path = [dir.join(format!("{name}.liquid")), dir.join(name)]
-            .into_iter()
-            .find(|p| p.is_file())?;
-        let source = std::fs::read_to_string(path).ok()?;
-        Template::parse(&source).ok().map(Arc::new)
+        let relative: PathBuf = parts.iter().collect();
+        let candidates = [
+            dir.join(format!("{}.liquid", relative.display())),
+            dir.join(&relative),
+        ];
+        let Some(path) = candidates.into_iter().find(|p| p.is_file()) else {
+            return Err(PartialError::NotFound);
+        };
+        let inside = match (dir.canonicalize(), path.canonicalize()) {
+            (Ok(d), Ok(p)) => p.starts_with(d),
+            _ => false,
+        };
+        if !inside {
+            return Err(PartialError::Refused(
+                "it resolves outside the partials folder".into(),
+            ));
+        }
+        let source = std::fs::read_to_string(&path).map_err(|e| PartialError::Refused(e.to_string()))?;
+        Template::parse(&source)
+            .map(Arc::new)
+            .map_err(|e| PartialError::Invalid(Box::new(e)))
+    }
+}
+
+/// The template's variables from JSON text: the same path as the engine's data (serde_json
+/// with `preserve_order`, then [`Value::from`]), so objects keep the order written.
+fn data_from_json(text: &str) -> anyhow::Result<Object> {
+    let json: serde_json::Value = serde_json::from_str(text)?;
+    match Value::from(&json) {
+        Value::Object(o) => Ok(Arc::unwrap_or_clone(o)),
+        _ => bail!("the data must be a JSON object"),
     }
 }
 
@@ -120,26 +162,26 @@ pub fn render(args: RenderArgs) -> anyhow::Result<()> {
         Some(path) => {
             let text =
                 std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-            let json: serde_json::Value =
-                serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
-            match Value::from(&json) {
-                Value::Object(o) => Arc::unwrap_or_clone(o),
-                _ => bail!("{}: the data must be a JSON object", path.display()),
-            }
+            data_from_json(&text).with_context(|| format!("{}", path.display()))?
         }
         None => Object::new(),
     };
+    if let Some(dir) = &args.partials
+        && !dir.is_dir()
+    {
+        bail!("--partials: {} is not a directory", dir.display());
+    }
     let template = Template::parse(&source).map_err(|e| located(&args.template, &e))?;
     let time_zone = jiff::tz::TimeZone::get(&args.time_zone)
         .with_context(|| format!("--time-zone: {:?} is not an IANA time zone", args.time_zone))?;
     let partials = DirPartials(args.partials);
     let env = Env {
         strict_variables: args.strict,
-        strict_filters: args.strict,
+        strict_filters: args.strict_filters,
         limits: missive_liquid::Limits::default(),
         partials: &partials,
         time_zone,
-        now: jiff::Timestamp::now(),
+        now: args.now.unwrap_or_else(jiff::Timestamp::now),
         currency: "USD".into(),
         escape_output: args.escape,
     };

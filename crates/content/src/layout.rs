@@ -154,18 +154,28 @@ impl Protected {
 
     fn replace_placeholders<'a>(&'a self, s: &str, piece: impl Fn(usize) -> Option<&'a str>) -> String {
         let mut out = String::with_capacity(s.len() + self.pieces.iter().map(String::len).sum::<usize>());
-        let mut rest = s;
+        let forms = [(COMMENT_OPEN, COMMENT_CLOSE), (WORD_OPEN, WORD_CLOSE)];
+        // The next occurrence of each form, searched again only once the cursor passes it:
+        // searching both from every placeholder was quadratic when one form never occurs.
+        let find_from = |open: &str, from: usize| s[from..].find(open).map(|p| from + p);
+        let mut next = forms.map(|(open, _)| find_from(open, 0));
+        let mut cursor = 0;
         loop {
-            let next = [
-                (rest.find(COMMENT_OPEN), COMMENT_OPEN, COMMENT_CLOSE),
-                (rest.find(WORD_OPEN), WORD_OPEN, WORD_CLOSE),
-            ]
-            .into_iter()
-            .filter_map(|(at, open, close)| at.map(|a| (a, open, close)))
-            .min_by_key(|(at, _, _)| *at);
-            let Some((at, open, close)) = next else { break };
-            out.push_str(&rest[..at]);
-            let after = &rest[at + open.len()..];
+            for (n, (open, _)) in forms.iter().enumerate() {
+                if next[n].is_some_and(|at| at < cursor) {
+                    next[n] = find_from(open, cursor);
+                }
+            }
+            let Some((at, (open, close))) = next
+                .iter()
+                .zip(forms)
+                .filter_map(|(at, form)| at.map(|a| (a, form)))
+                .min_by_key(|(at, _)| *at)
+            else {
+                break;
+            };
+            out.push_str(&s[cursor..at]);
+            let after = &s[at + open.len()..];
             let digits = after.bytes().take_while(u8::is_ascii_digit).count();
             let restored = (digits > 0 && after[digits..].starts_with(close))
                 .then(|| after[..digits].parse::<usize>().ok().and_then(&piece))
@@ -173,15 +183,15 @@ impl Protected {
             match restored {
                 Some(markup) => {
                     out.push_str(markup);
-                    rest = &after[digits + close.len()..];
+                    cursor = at + open.len() + digits + close.len();
                 }
                 None => {
                     out.push_str(open);
-                    rest = after;
+                    cursor = at + open.len();
                 }
             }
         }
-        out.push_str(rest);
+        out.push_str(&s[cursor..]);
         out
     }
 }

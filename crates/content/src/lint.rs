@@ -1,7 +1,8 @@
 //! Lint: what would make an e-mail fail, look broken, or break the rules, found before it is
 //! sent. The template is compiled and rendered for a sample recipient, then checked:
-//! invalid MJML or Liquid, undefined variables (the strict pass), Gmail clipping (HTML over
-//! 102 KB), images without `alt`, a missing unsubscribe link, and links that are not https.
+//! invalid MJML or Liquid, undefined variables (the strict pass), unknown filters, Gmail
+//! clipping (HTML over 102 KB), images without `alt`, a missing unsubscribe link, and links
+//! that are not https.
 
 use std::collections::BTreeSet;
 
@@ -92,6 +93,12 @@ pub fn check_rendered(
         issues.push(LintIssue::warning(
             "undefined_variable",
             format!("`{path}` is not defined for this recipient and renders empty; add a `default`"),
+        ));
+    }
+    for name in &email.unknown_filters {
+        issues.push(LintIssue::warning(
+            "unknown_filter",
+            format!("`{name}` is not a Liquid filter: it is skipped and the value prints unfiltered"),
         ));
     }
     if email.subject.trim().is_empty() {

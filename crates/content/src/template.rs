@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use missive_liquid::{Env, Limits, Object, Partials, Template};
+use missive_liquid::{Env, Limits, Object, PartialError, Partials, Template};
 use serde::{Deserialize, Serialize};
 
 use crate::blocks::Selection;
@@ -58,6 +58,10 @@ pub struct RenderedEmail {
     pub text: String,
     /// Which block each slot got (`None`: nothing matched and the slot rendered empty).
     pub blocks: BTreeMap<String, Option<String>>,
+    /// Unknown filter names met while rendering (skipped, so their input printed as is).
+    /// Filled only by [`CompiledTemplate::render_with_diagnostics`], for lint.
+    #[serde(skip)]
+    pub unknown_filters: BTreeSet<String>,
 }
 
 /// Per-render settings.
@@ -142,6 +146,7 @@ impl CompiledTemplate {
         // One budget for the whole e-mail: each part gets what the parts before it left.
         let started = std::time::Instant::now();
         let mut bytes_used = 0usize;
+        let mut unknown_filters = BTreeSet::new();
         let mut part = |template: &Template, name: &str, text: bool| {
             let partials = BlockPartials {
                 selection: blocks,
@@ -164,6 +169,7 @@ impl CompiledTemplate {
                 None => template.render(data, &env),
                 Some(seen) => template.render_with_diagnostics(data, &env).map(|(out, d)| {
                     seen.extend(d.undefined_variables);
+                    unknown_filters.extend(d.unknown_filters);
                     out
                 }),
             }
@@ -182,6 +188,7 @@ impl CompiledTemplate {
                 .iter()
                 .map(|s| (s.clone(), blocks.chosen_name(s)))
                 .collect(),
+            unknown_filters,
         })
     }
 }
@@ -193,8 +200,8 @@ struct BlockPartials<'a> {
 }
 
 impl Partials for BlockPartials<'_> {
-    fn partial(&self, _name: &str) -> Option<Arc<Template>> {
-        None
+    fn partial(&self, _name: &str) -> Result<Arc<Template>, PartialError> {
+        Err(PartialError::NotFound)
     }
     fn block(&self, slot: &str) -> Option<Arc<Template>> {
         let block = self.selection.chosen(slot)?;

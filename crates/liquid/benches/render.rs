@@ -9,7 +9,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use missive_liquid::{Env, Limits, Object, Partials, Template, Value};
+use missive_liquid::{Env, Limits, Object, PartialError, Partials, Template, Value};
 
 struct Map {
     partials: HashMap<String, Arc<Template>>,
@@ -17,8 +17,8 @@ struct Map {
 }
 
 impl Partials for Map {
-    fn partial(&self, name: &str) -> Option<Arc<Template>> {
-        self.partials.get(name).cloned()
+    fn partial(&self, name: &str) -> Result<Arc<Template>, PartialError> {
+        self.partials.get(name).cloned().ok_or(PartialError::NotFound)
     }
     fn block(&self, slot: &str) -> Option<Arc<Template>> {
         self.blocks.get(slot).cloned()

@@ -7,6 +7,13 @@ use crate::value::Value;
 
 pub(crate) type Block = Vec<Node>;
 
+/// Where a tag or output starts in its template: 1-based line and column, for render errors.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Pos {
+    pub line: u32,
+    pub column: u32,
+}
+
 #[derive(Debug)]
 pub(crate) enum Node {
     Text(Box<str>),
@@ -34,6 +41,7 @@ pub(crate) enum Node {
 pub(crate) struct Output {
     pub expr: Expr,
     pub filters: Vec<FilterCall>,
+    pub pos: Pos,
 }
 
 #[derive(Debug)]
@@ -102,6 +110,7 @@ pub(crate) enum Cmp {
 pub(crate) struct Cond {
     pub first: Cmp,
     pub rest: Vec<(Logic, Cmp)>,
+    pub pos: Pos,
 }
 
 #[derive(Debug)]
@@ -118,6 +127,7 @@ pub(crate) enum Arm {
 
 #[derive(Debug)]
 pub(crate) struct Case {
+    pub pos: Pos,
     pub subject: Expr,
     pub arms: Vec<Arm>,
 }
@@ -131,6 +141,7 @@ pub(crate) enum Offset {
 
 #[derive(Debug)]
 pub(crate) struct For {
+    pub pos: Pos,
     pub var: Arc<str>,
     pub iter: Expr,
     /// `forloop.name` and the key of `offset: continue`: `item-collection.text`.
@@ -147,12 +158,16 @@ pub(crate) struct For {
 pub(crate) struct Cycle {
     pub group: Option<Expr>,
     pub items: Vec<Expr>,
-    /// The register key of an unnamed cycle: its items as written.
-    pub key: Box<str>,
+    /// The register key of an unnamed cycle whose items are all literals: the values (so
+    /// `'a', 'b'` and `"a","b"` share a group). `None` when an item is a variable: as in
+    /// Shopify, such a tag is a group of its own.
+    pub key: Option<Box<str>>,
+    pub pos: Pos,
 }
 
 #[derive(Debug)]
 pub(crate) struct Include {
+    pub pos: Pos,
     pub name: Expr,
     /// `with x` (false) or `for x` (true).
     pub bound: Option<(Expr, bool)>,

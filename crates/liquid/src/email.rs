@@ -3,9 +3,10 @@
 
 use std::fmt::Write as _;
 
-use jiff::Timestamp;
 use jiff::civil::{Date, DateTime};
-use jiff::tz::TimeZone;
+use jiff::fmt::temporal::{Pieces, PiecesOffset};
+use jiff::tz::{Offset, TimeZone};
+use jiff::{Timestamp, Zoned};
 
 use crate::Env;
 use crate::value::{Num, Value, format_float, to_num};
@@ -118,8 +119,10 @@ fn group_thousands(n: u128) -> String {
     out
 }
 
-/// `date`: formats a timestamp in the recipient's zone (or the zone named by the second
-/// argument) with Ruby's `strftime` directives. Input that is not a date is returned as is.
+/// `date`: formats a timestamp with Ruby's `strftime` directives. An input written with a
+/// numeric offset (`2020-06-15 14:30:45 -0400`) keeps it, as in Ruby; an instant in UTC
+/// (`…Z`, `UTC`), a Unix time, `now` and an input with no zone are shown in the recipient's
+/// zone; a zone argument overrides both. Input that is not a date is returned as is.
 pub(crate) fn date(
     input: &Value,
     format: &Value,
@@ -136,45 +139,66 @@ pub(crate) fn date(
     if fmt.is_empty() {
         return Ok(input.clone());
     }
-    let tz = match zone {
+    let forced = match zone {
         Some(z) if !z.is_nil() => {
             let name = z.to_str();
-            TimeZone::get(&name).map_err(|_| format!("unknown time zone '{name}'"))?
+            Some(TimeZone::get(&name).map_err(|_| format!("unknown time zone '{name}'"))?)
         }
-        _ => env.time_zone.clone(),
+        _ => None,
     };
-    let Some(ts) = parse_time(input, &tz, env.now) else {
+    let Some(parsed) = parse_time(input, &env.time_zone, env.now) else {
         return Ok(input.clone());
     };
-    let zoned = ts.to_zoned(tz);
-    jiff::fmt::strtime::format(fmt.as_bytes(), &zoned)
-        .map(Value::string)
-        .map_err(|e| format!("invalid date format: {e}"))
+    let tz = match (forced, parsed.offset) {
+        (Some(tz), _) => tz,
+        (None, Some(offset)) => TimeZone::fixed(offset),
+        (None, None) => env.time_zone.clone(),
+    };
+    let zoned = parsed.at.to_zoned(tz);
+    Ok(Value::string(strftime(&fmt, &zoned)))
 }
 
-fn parse_time(input: &Value, tz: &TimeZone, now: Timestamp) -> Option<Timestamp> {
+/// A parsed date: the instant, and the offset it was written with when it had a numeric one.
+struct Parsed {
+    at: Timestamp,
+    offset: Option<Offset>,
+}
+
+fn instant(at: Timestamp) -> Parsed {
+    Parsed { at, offset: None }
+}
+
+fn parse_time(input: &Value, tz: &TimeZone, now: Timestamp) -> Option<Parsed> {
     match input {
-        Value::Int(secs) => Timestamp::from_second(*secs).ok(),
-        Value::Float(secs) => Timestamp::from_second(*secs as i64).ok(),
+        Value::Int(secs) => Timestamp::from_second(*secs).ok().map(instant),
+        Value::Float(secs) => Timestamp::from_second(*secs as i64).ok().map(instant),
         Value::Str(s) => parse_time_str(s.trim(), tz, now),
         _ => None,
     }
 }
 
-const DATE_TIME_FORMATS: &[&str] = &[
+/// Formats with a numeric offset (`%z` also reads `-04:00`).
+const OFFSET_FORMATS: &[&str] = &[
     "%Y-%m-%d %H:%M:%S %z",
-    "%Y-%m-%d %H:%M:%S %Z",
+    "%Y-%m-%d %H:%M %z",
     "%Y-%m-%dT%H:%M:%S%.f%z",
     "%a, %d %b %Y %H:%M:%S %z",
     "%d %b %Y %H:%M:%S %z",
+    "%a %b %d %H:%M:%S %z %Y",
 ];
 
 const LOCAL_DATE_TIME_FORMATS: &[&str] = &[
+    "%Y-%m-%d %H:%M:%S%.f",
     "%Y-%m-%d %H:%M",
     "%Y-%m-%dT%H:%M",
     "%B %d, %Y %H:%M",
     "%b %d, %Y %H:%M",
     "%Y/%m/%d %H:%M:%S",
+    "%Y/%m/%d %H:%M",
+    // asctime: `Mon Jun 15 12:00:00 2020`.
+    "%a %b %d %H:%M:%S %Y",
+    "%a, %d %b %Y %H:%M:%S",
+    "%d %b %Y %H:%M:%S",
 ];
 
 const DATE_FORMATS: &[&str] = &[
@@ -188,38 +212,336 @@ const DATE_FORMATS: &[&str] = &[
     "%Y%m%d",
 ];
 
-fn parse_time_str(s: &str, tz: &TimeZone, now: Timestamp) -> Option<Timestamp> {
+/// Zone names Ruby's `Time.parse` knows, as fixed offsets in hours.
+const ZONE_NAMES: &[(&str, i8)] = &[
+    ("UTC", 0),
+    ("UT", 0),
+    ("GMT", 0),
+    ("Z", 0),
+    ("EST", -5),
+    ("EDT", -4),
+    ("CST", -6),
+    ("CDT", -5),
+    ("MST", -7),
+    ("MDT", -6),
+    ("PST", -8),
+    ("PDT", -7),
+];
+
+fn parse_time_str(s: &str, tz: &TimeZone, now: Timestamp) -> Option<Parsed> {
     if s.eq_ignore_ascii_case("now") || s.eq_ignore_ascii_case("today") {
-        return Some(now);
+        return Some(instant(now));
     }
     if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
-        return s.parse::<i64>().ok().and_then(|n| Timestamp::from_second(n).ok());
+        return s
+            .parse::<i64>()
+            .ok()
+            .and_then(|n| Timestamp::from_second(n).ok())
+            .map(instant);
     }
-    if let Ok(ts) = s.parse::<Timestamp>() {
-        return Some(ts);
+    // A trailing zone name: `2020-06-15 12:00:00 UTC`, `… EST`, `… America/New_York`.
+    if let Some((rest, name)) = s.rsplit_once(' ')
+        && !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphabetic() || b == b'/' || b == b'_')
+        && !rest.trim().is_empty()
+    {
+        let zone = match ZONE_NAMES.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
+            Some((_, 0)) => Some((TimeZone::UTC, None)),
+            Some((_, hours)) => Offset::from_hours(*hours)
+                .ok()
+                .map(|o| (TimeZone::fixed(o), Some(o))),
+            None if name.contains('/') => TimeZone::get(name).ok().map(|z| (z, None)),
+            None => None,
+        };
+        if let Some((zone, offset)) = zone
+            && let Some(p) = parse_local(rest.trim(), &zone)
+        {
+            return Some(Parsed { at: p, offset });
+        }
     }
+    if let Ok(pieces) = Pieces::parse(s)
+        && let Some(time) = pieces.time()
+        && let Some(offset) = pieces.offset()
+    {
+        let dt = pieces.date().to_datetime(time);
+        return match offset {
+            PiecesOffset::Numeric(n) => {
+                let o = n.offset();
+                let at = o.to_timestamp(dt).ok()?;
+                Some(Parsed { at, offset: Some(o) })
+            }
+            _ => Offset::UTC.to_timestamp(dt).ok().map(instant),
+        };
+    }
+    for f in OFFSET_FORMATS {
+        if let Ok(tm) = jiff::fmt::strtime::parse(f, s)
+            && let Some(offset) = tm.offset()
+            && let Ok(z) = tm.to_zoned()
+        {
+            return Some(Parsed {
+                at: z.timestamp(),
+                offset: Some(offset),
+            });
+        }
+    }
+    parse_local(s, tz).map(instant)
+}
+
+/// A date or date and time with no zone, read in `tz`.
+fn parse_local(s: &str, tz: &TimeZone) -> Option<Timestamp> {
+    let at = |dt: DateTime| dt.to_zoned(tz.clone()).ok().map(|z| z.timestamp());
     if let Ok(dt) = s.parse::<DateTime>() {
-        return dt.to_zoned(tz.clone()).ok().map(|z| z.timestamp());
+        return at(dt);
     }
     if let Ok(d) = s.parse::<Date>() {
-        return d.to_zoned(tz.clone()).ok().map(|z| z.timestamp());
-    }
-    for f in DATE_TIME_FORMATS {
-        if let Ok(z) = jiff::fmt::strtime::parse(f, s).and_then(|t| t.to_zoned()) {
-            return Some(z.timestamp());
-        }
+        return at(d.to_datetime(jiff::civil::Time::midnight()));
     }
     for f in LOCAL_DATE_TIME_FORMATS {
         if let Ok(dt) = jiff::fmt::strtime::parse(f, s).and_then(|t| t.to_datetime()) {
-            return dt.to_zoned(tz.clone()).ok().map(|z| z.timestamp());
+            return at(dt);
         }
     }
     for f in DATE_FORMATS {
         if let Ok(d) = jiff::fmt::strtime::parse(f, s).and_then(|t| t.to_date()) {
-            return d.to_zoned(tz.clone()).ok().map(|z| z.timestamp());
+            return at(d.to_datetime(jiff::civil::Time::midnight()));
         }
     }
     None
+}
+
+const MONTHS: [&str; 12] = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+];
+const DAYS: [&str; 7] = [
+    "Sunday",
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+];
+
+/// Ruby's `Time#strftime`. Hand-written because jiff's (and chrono's) differ from Ruby's in
+/// what Liquid authors see: `%c`, `%x`, `%X`, `%r`, `%D`, `%v`, `%+`, the flags `-`, `_`,
+/// `0`, `^`, `#`, widths, and unknown directives (Ruby prints them as written; jiff fails).
+pub(crate) fn strftime(fmt: &str, t: &Zoned) -> String {
+    let mut out = String::with_capacity(fmt.len() + 16);
+    let mut rest = fmt;
+    while let Some(p) = rest.find('%') {
+        out.push_str(&rest[..p]);
+        let spec = &rest[p..];
+        let (used, text) = directive(spec, t);
+        match text {
+            Some(text) => out.push_str(&text),
+            // Unknown: as written (only the `%`, then go on after it).
+            None => out.push_str(&spec[..used]),
+        }
+        rest = &spec[used..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[derive(Default, Clone, Copy)]
+struct Flags {
+    no_pad: bool,
+    space: bool,
+    zero: bool,
+    upper: bool,
+    swap: bool,
+    colons: usize,
+    width: Option<usize>,
+}
+
+/// One directive at the start of `spec` (which starts with `%`): how many bytes it takes, and
+/// its text (`None` when unknown).
+fn directive(spec: &str, t: &Zoned) -> (usize, Option<String>) {
+    let b = spec.as_bytes();
+    let mut i = 1;
+    let mut f = Flags::default();
+    while let Some(&c) = b.get(i) {
+        match c {
+            b'-' => f.no_pad = true,
+            b'_' => f.space = true,
+            b'0' => f.zero = true,
+            b'^' => f.upper = true,
+            b'#' => f.swap = true,
+            _ => break,
+        }
+        i += 1;
+    }
+    let w_start = i;
+    while b.get(i).is_some_and(u8::is_ascii_digit) {
+        i += 1;
+    }
+    if i > w_start {
+        f.width = spec[w_start..i].parse().ok();
+    }
+    while b.get(i) == Some(&b':') {
+        f.colons += 1;
+        i += 1;
+    }
+    let Some(conv) = spec[i..].chars().next() else {
+        return (spec.len(), None);
+    };
+    let used = i + conv.len_utf8();
+    if f.colons > 0 && conv != 'z' {
+        return (1, None);
+    }
+    match conversion(conv, f, t) {
+        Some(text) => (used, Some(text)),
+        None => (1, None),
+    }
+}
+
+fn conversion(conv: char, f: Flags, t: &Zoned) -> Option<String> {
+    let num = |n: i64, width: usize, pad: char| Some(pad_num(n, f, width, pad));
+    let name = |s: &str| Some(pad_text(case(s, f), f));
+    let composite = |fmt: &str| Some(pad_text(case(&strftime(fmt, t), f), f));
+    let month = usize::try_from(t.month() - 1).unwrap_or(0);
+    let wday = usize::from(t.weekday().to_sunday_zero_offset().unsigned_abs());
+    let hour12 = match t.hour() % 12 {
+        0 => 12,
+        h => h,
+    };
+    let yday = i64::from(t.day_of_year());
+    match conv {
+        'Y' => {
+            let y = i64::from(t.year());
+            num(y, if y < 0 { 5 } else { 4 }, '0')
+        }
+        'C' => num(i64::from(t.year()).div_euclid(100), 2, '0'),
+        'y' => num(i64::from(t.year()).rem_euclid(100), 2, '0'),
+        'm' => num(i64::from(t.month()), 2, '0'),
+        'B' => name(MONTHS[month]),
+        'b' | 'h' => name(&MONTHS[month][..3]),
+        'd' => num(i64::from(t.day()), 2, '0'),
+        'e' => num(i64::from(t.day()), 2, ' '),
+        'j' => num(yday, 3, '0'),
+        'H' => num(i64::from(t.hour()), 2, '0'),
+        'k' => num(i64::from(t.hour()), 2, ' '),
+        'I' => num(i64::from(hour12), 2, '0'),
+        'l' => num(i64::from(hour12), 2, ' '),
+        'M' => num(i64::from(t.minute()), 2, '0'),
+        'S' => num(i64::from(t.second()), 2, '0'),
+        'L' | 'N' => {
+            let nanos = format!("{:09}", t.subsec_nanosecond());
+            let digits = f.width.unwrap_or(if conv == 'L' { 3 } else { 9 });
+            let mut s: String = nanos.chars().take(digits).collect();
+            while s.len() < digits {
+                s.push('0');
+            }
+            Some(s)
+        }
+        'p' | 'P' => {
+            let pm = t.hour() >= 12;
+            let text = match (pm, conv == 'P' || f.swap) {
+                (true, true) => "pm",
+                (true, false) => "PM",
+                (false, true) => "am",
+                (false, false) => "AM",
+            };
+            let f = Flags { swap: false, ..f };
+            Some(pad_text(case(text, f), f))
+        }
+        'A' => name(DAYS[wday]),
+        'a' => name(&DAYS[wday][..3]),
+        'u' => num(i64::from(t.weekday().to_monday_one_offset()), 1, '0'),
+        'w' => num(wday as i64, 1, '0'),
+        'U' => num((yday - 1 + 7 - wday as i64) / 7, 2, '0'),
+        'W' => num((yday - 1 + 7 - ((wday as i64 + 6) % 7)) / 7, 2, '0'),
+        'G' => num(i64::from(t.date().iso_week_date().year()), 4, '0'),
+        'g' => num(i64::from(t.date().iso_week_date().year()).rem_euclid(100), 2, '0'),
+        'V' => num(i64::from(t.date().iso_week_date().week()), 2, '0'),
+        's' => num(t.timestamp().as_second(), 1, '0'),
+        'Q' => num(t.timestamp().as_millisecond(), 1, '0'),
+        'z' => Some(offset_text(t.offset().seconds(), f)),
+        'Z' => {
+            let info = t.time_zone().to_offset_info(t.timestamp());
+            name(info.abbreviation())
+        }
+        'n' => Some("\n".into()),
+        't' => Some("\t".into()),
+        '%' => Some("%".into()),
+        'c' => composite("%a %b %e %H:%M:%S %Y"),
+        'D' | 'x' => composite("%m/%d/%y"),
+        'F' => composite("%Y-%m-%d"),
+        'r' => composite("%I:%M:%S %p"),
+        'R' => composite("%H:%M"),
+        'T' | 'X' => composite("%H:%M:%S"),
+        'v' => composite("%e-%^b-%4Y"),
+        '+' => composite("%a %b %e %H:%M:%S %Z %Y"),
+        _ => None,
+    }
+}
+
+fn case(s: &str, f: Flags) -> String {
+    if f.upper || f.swap {
+        s.to_uppercase()
+    } else {
+        s.to_string()
+    }
+}
+
+fn pad_num(n: i64, f: Flags, default_width: usize, default_pad: char) -> String {
+    let digits = n.unsigned_abs().to_string();
+    let sign = if n < 0 { "-" } else { "" };
+    if f.no_pad {
+        return format!("{sign}{digits}");
+    }
+    let pad = if f.space {
+        ' '
+    } else if f.zero {
+        '0'
+    } else {
+        default_pad
+    };
+    let width = f.width.unwrap_or(default_width);
+    let len = sign.len() + digits.len();
+    let fill: String = std::iter::repeat_n(pad, width.saturating_sub(len)).collect();
+    if pad == '0' {
+        format!("{sign}{fill}{digits}")
+    } else {
+        format!("{fill}{sign}{digits}")
+    }
+}
+
+fn pad_text(s: String, f: Flags) -> String {
+    let Some(width) = f.width else { return s };
+    let len = s.chars().count();
+    if f.no_pad || len >= width {
+        return s;
+    }
+    let pad = if f.zero { '0' } else { ' ' };
+    let fill: String = std::iter::repeat_n(pad, width - len).collect();
+    format!("{fill}{s}")
+}
+
+/// `%z` (`-0400`), `%:z` (`-04:00`), `%::z` (`-04:00:00`).
+fn offset_text(seconds: i32, f: Flags) -> String {
+    let sign = if seconds < 0 { '-' } else { '+' };
+    let s = seconds.unsigned_abs();
+    let (h, m, sec) = (s / 3600, s / 60 % 60, s % 60);
+    let body = match f.colons {
+        0 => format!("{h:02}{m:02}"),
+        1 => format!("{h:02}:{m:02}"),
+        _ => format!("{h:02}:{m:02}:{sec:02}"),
+    };
+    format!("{sign}{body}")
 }
 
 /// `url_param`: appends `key=value` (percent-encoded) to a URL's query, before any fragment.

@@ -550,11 +550,20 @@ fn flat(v: &Value) -> Vec<Value> {
     out
 }
 
-/// An integer argument that must really be one (`slice`, `truncate`): a float or text that is
-/// not an integer is an error, as in Ruby.
+/// An integer argument that must really be one (`slice`, `truncate`): nil, a float or text
+/// that is not an integer is an error, as in Ruby (and the golden suite). An integer beyond
+/// 64 bits (a Ruby big integer, read here as a whole float) saturates, which gives Ruby's
+/// result for any string or array a template can hold.
 fn strict_int(v: &Value) -> Result<i64, String> {
+    const BEYOND_I64: f64 = i64::MAX as f64;
     match v {
         Value::Int(i) => Ok(*i),
+        Value::Float(f) if f.fract() == 0.0 && f.abs() >= BEYOND_I64 => {
+            Ok(if *f > 0.0 { i64::MAX } else { i64::MIN })
+        }
+        Value::Str(t) if t.trim().bytes().all(|b| b.is_ascii_digit()) && !t.trim().is_empty() => {
+            Ok(t.trim().parse::<i64>().unwrap_or(i64::MAX))
+        }
         Value::Str(t) => t
             .trim()
             .parse::<i64>()

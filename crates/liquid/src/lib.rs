@@ -32,6 +32,8 @@ use std::sync::Arc;
 
 pub use value::{Object, Value};
 
+use ast::Pos;
+
 mod analysis;
 mod ast;
 mod email;
@@ -40,8 +42,10 @@ mod parse;
 mod render;
 mod value;
 
-/// A parse or render error. Parse errors carry the 1-based line and column of the offending
-/// token.
+/// A parse or render error, with the 1-based line and column of the offending token (parse
+/// errors) or of the tag or output that failed (render errors; an error inside a partial is
+/// placed at the `include`/`render` tag and names the partial's own line and column in its
+/// message). Sandbox limits hit between tags may have no location.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{message}")]
 pub struct Error {
@@ -49,6 +53,17 @@ pub struct Error {
     pub message: String,
     pub line: Option<u32>,
     pub column: Option<u32>,
+}
+
+impl Error {
+    /// Gives a render error the place of the tag that failed, unless it has one already.
+    pub(crate) fn at(mut self, pos: Pos) -> Error {
+        if self.line.is_none() && pos.line > 0 {
+            self.line = Some(pos.line);
+            self.column = Some(pos.column);
+        }
+        self
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,10 +103,23 @@ impl Default for Limits {
     }
 }
 
+/// Why a partial could not be had.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PartialError {
+    #[error("not found")]
+    NotFound,
+    /// The name is not allowed (e.g. it leaves the partials folder).
+    #[error("refused: {0}")]
+    Refused(String),
+    /// The partial exists but is not valid Liquid.
+    #[error("invalid: {0}")]
+    Invalid(Box<Error>),
+}
+
 /// Where `include`, `render` and `block` find their templates. Nothing else is reachable.
 pub trait Partials: Sync {
     /// `{% include 'name' %}` / `{% render 'name' %}`.
-    fn partial(&self, name: &str) -> Option<Arc<Template>>;
+    fn partial(&self, name: &str) -> Result<Arc<Template>, PartialError>;
     /// `{% block "slot" %}`: the content the caller chose for this slot, or `None` to render
     /// nothing.
     fn block(&self, slot: &str) -> Option<Arc<Template>> {
@@ -103,8 +131,8 @@ pub trait Partials: Sync {
 /// No partials at all.
 pub struct NoPartials;
 impl Partials for NoPartials {
-    fn partial(&self, _name: &str) -> Option<Arc<Template>> {
-        None
+    fn partial(&self, _name: &str) -> Result<Arc<Template>, PartialError> {
+        Err(PartialError::NotFound)
     }
 }
 

@@ -2,6 +2,8 @@
 //! markup into expressions. Syntax is always strict: anything Liquid's strict mode refuses is an
 //! [`ErrorKind::Syntax`] error with a 1-based line and column.
 
+use std::cell::Cell;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::ast::*;
@@ -15,12 +17,17 @@ pub(crate) const MAX_NESTING: usize = 100;
 
 pub(crate) fn parse(src: &str) -> Result<Block, Error> {
     let toks = tokenize(src)?;
+    let lines: Rc<[usize]> = std::iter::once(0)
+        .chain(src.match_indices('\n').map(|(i, _)| i + 1))
+        .collect();
     let mut p = Parser {
         src,
         toks,
         pos: 0,
         depth: 0,
         open_tags: Vec::new(),
+        lines,
+        last_pos: Cell::new((0, 1)),
     };
     let (block, end) = p.parse_block(&[])?;
     if let Some(end) = end {
@@ -51,8 +58,8 @@ pub(crate) fn syntax_error(src: &str, off: usize, message: impl Into<String>) ->
 #[derive(Debug, Clone, Copy)]
 enum Tok<'a> {
     Text(&'a str),
-    /// Markup of `{{ … }}` and its offset in the source.
-    Output(&'a str, usize),
+    /// Markup of `{{ … }}`, its offset in the source, and where the `{{` is.
+    Output(&'a str, usize, usize),
     Tag(TagTok<'a>),
     /// The body of `raw` (verbatim text).
     Raw(&'a str),
@@ -114,7 +121,7 @@ fn tokenize(src: &str) -> Result<Vec<Tok<'_>>, Error> {
         lstrip_next = trim_right;
         pos = end;
         if is_output {
-            toks.push(Tok::Output(inner, inner_start));
+            toks.push(Tok::Output(inner, inner_start, start));
             continue;
         }
         let lead = inner.len() - inner.trim_start_matches(WS).len();
@@ -209,6 +216,10 @@ struct Parser<'a> {
     /// Where the tags being parsed start, innermost last: an unclosed block is reported at
     /// its opening tag, where the author can fix it.
     open_tags: Vec<usize>,
+    /// Where each line of `src` starts, to give nodes their line and column in O(log n).
+    lines: Rc<[usize]>,
+    /// The last offset given a position, and its column.
+    last_pos: Cell<(usize, usize)>,
 }
 
 const END_TAGS: &[&str] = &[
@@ -232,6 +243,26 @@ impl<'a> Parser<'a> {
         syntax_error(self.src, off, msg)
     }
 
+    /// The line and column of `off`. Nodes come in source order, so the column is counted on
+    /// from the previous node on the same line: linear over a template even when it is one
+    /// long line.
+    fn pos(&self, off: usize) -> Pos {
+        let off = off.min(self.src.len());
+        let line = self.lines.partition_point(|&start| start <= off).max(1);
+        let line_start = self.lines[line - 1];
+        let (mut from, mut column) = (line_start, 1usize);
+        let (last_off, last_column) = self.last_pos.get();
+        if last_off >= line_start && last_off <= off {
+            (from, column) = (last_off, last_column);
+        }
+        column += self.src.get(from..off).map_or(0, |t| t.chars().count());
+        self.last_pos.set((off, column));
+        Pos {
+            line: u32::try_from(line).unwrap_or(u32::MAX),
+            column: u32::try_from(column).unwrap_or(u32::MAX),
+        }
+    }
+
     /// Parses nodes until one of `ends` (returned) or the end of input (an error when `ends` is
     /// not empty).
     fn parse_block(&mut self, ends: &[&str]) -> Result<(Block, Option<EndTag<'a>>), Error> {
@@ -241,8 +272,9 @@ impl<'a> Parser<'a> {
             self.pos += 1;
             match tok {
                 Tok::Text(t) | Tok::Raw(t) => block.push(Node::Text(t.into())),
-                Tok::Output(markup, off) => {
-                    let out = parse_output(self.src, markup, off)?;
+                Tok::Output(markup, off, start) => {
+                    let mut out = parse_output(self.src, markup, off)?;
+                    out.pos = self.pos(start);
                     block.push(Node::Output(Box::new(out)));
                 }
                 Tok::Tag(tag) => {
@@ -318,7 +350,8 @@ impl<'a> Parser<'a> {
                 let mut p = expr(tag.markup, tag.markup_off)?;
                 let name = p.target()?;
                 p.expect(&T::Assign, "'='")?;
-                let out = p.output_rest()?;
+                let mut out = p.output_rest()?;
+                out.pos = self.pos(tag.off);
                 block.push(Node::Assign(Box::new((name, out))));
             }
             "capture" => {
@@ -337,7 +370,8 @@ impl<'a> Parser<'a> {
             }
             "echo" => {
                 let mut p = expr(tag.markup, tag.markup_off)?;
-                let out = p.output_rest()?;
+                let mut out = p.output_rest()?;
+                out.pos = self.pos(tag.off);
                 block.push(Node::Output(Box::new(out)));
             }
             "if" | "unless" => {
@@ -365,15 +399,12 @@ impl<'a> Parser<'a> {
                     items.push(p.expr()?);
                 }
                 p.end()?;
-                let key = tag
-                    .markup
-                    .split_once(':')
-                    .filter(|_| group.is_some())
-                    .map_or(tag.markup, |(_, r)| r);
+                let key = literal_key(&items);
                 block.push(Node::Cycle(Box::new(Cycle {
                     group,
                     items,
-                    key: key.trim().into(),
+                    key,
+                    pos: self.pos(tag.off),
                 })));
             }
             "increment" | "decrement" => {
@@ -395,7 +426,8 @@ impl<'a> Parser<'a> {
             "continue" => block.push(Node::Continue),
             "include" | "render" => {
                 let mut p = expr(tag.markup, tag.markup_off)?;
-                let inc = p.include(tag.name == "render")?;
+                let mut inc = p.include(tag.name == "render")?;
+                inc.pos = self.pos(tag.off);
                 block.push(if tag.name == "render" {
                     Node::Render(Box::new(inc))
                 } else {
@@ -441,7 +473,8 @@ impl<'a> Parser<'a> {
     fn parse_if(&mut self, tag: TagTok<'a>) -> Result<Node, Error> {
         let unless = tag.name == "unless";
         let end = if unless { "endunless" } else { "endif" };
-        let cond = ExprParser::new(self.src, tag.markup, tag.markup_off)?.condition_all()?;
+        let mut cond = ExprParser::new(self.src, tag.markup, tag.markup_off)?.condition_all()?;
+        cond.pos = self.pos(tag.off);
         let mut branches = Vec::new();
         let mut otherwise: Option<Block> = None;
         let mut pending = Some((cond, unless));
@@ -459,7 +492,9 @@ impl<'a> Parser<'a> {
             // Branches after the first `else` are parsed but never rendered, as in Liquid.
             match endtag.name {
                 "elsif" => {
-                    let c = ExprParser::new(self.src, endtag.markup, endtag.markup_off)?.condition_all()?;
+                    let mut c =
+                        ExprParser::new(self.src, endtag.markup, endtag.markup_off)?.condition_all()?;
+                    c.pos = self.pos(endtag.off);
                     if !seen_else {
                         pending = Some((c, false));
                     }
@@ -483,6 +518,7 @@ impl<'a> Parser<'a> {
     }
 
     fn parse_case(&mut self, tag: TagTok<'a>) -> Result<Node, Error> {
+        let pos = self.pos(tag.off);
         let mut p = ExprParser::new(self.src, tag.markup, tag.markup_off)?;
         let subject = p.expr()?;
         p.end()?;
@@ -524,10 +560,11 @@ impl<'a> Parser<'a> {
                 Arm::When(_, b) | Arm::Else(b) => *b = body,
             }
         }
-        Ok(Node::Case(Box::new(Case { subject, arms })))
+        Ok(Node::Case(Box::new(Case { pos, subject, arms })))
     }
 
     fn parse_for(&mut self, tag: TagTok<'a>) -> Result<Node, Error> {
+        let pos = self.pos(tag.off);
         let tablerow = tag.name == "tablerow";
         let mut p = ExprParser::new(self.src, tag.markup, tag.markup_off)?;
         let var = p.ident()?;
@@ -559,7 +596,13 @@ impl<'a> Parser<'a> {
                     match word {
                         "limit" => limit = Some(p.expr()?),
                         "cols" if tablerow => cols = Some(p.expr()?),
-                        "cols" => return Err(p.err_here("unexpected 'cols'")),
+                        "cols" => {
+                            return Err(syntax_error(
+                                src_of(&p),
+                                p.offset(),
+                                "'cols' is only for 'tablerow'",
+                            ));
+                        }
                         _ => {
                             if p.eat_word("continue") {
                                 offset = Offset::Continue;
@@ -569,7 +612,14 @@ impl<'a> Parser<'a> {
                         }
                     }
                 }
-                _ => return Err(p.err_here("unexpected token in loop arguments")),
+                _ => {
+                    let expected = if tablerow {
+                        "expected 'limit:', 'offset:' or 'cols:'"
+                    } else {
+                        "expected 'limit:', 'offset:' or 'reversed'"
+                    };
+                    return Err(p.err_here(expected));
+                }
             }
         }
         let end = if tablerow { "endtablerow" } else { "endfor" };
@@ -599,6 +649,7 @@ impl<'a> Parser<'a> {
         }
         let body = bodies.pop().unwrap_or_default();
         let f = For {
+            pos,
             var,
             iter,
             name,
@@ -651,6 +702,8 @@ impl<'a> Parser<'a> {
             pos: 0,
             depth: self.depth,
             open_tags: Vec::new(),
+            lines: self.lines.clone(),
+            last_pos: Cell::new(self.last_pos.get()),
         };
         let (nodes, end) = sub.parse_block(&[])?;
         if let Some(end) = end {
@@ -691,6 +744,22 @@ fn is_blank(node: &Node) -> bool {
         Node::IfChanged(b) => b.iter().all(is_blank),
         _ => false,
     }
+}
+
+/// The group of an unnamed cycle: its values when all are literals (as Shopify's
+/// `@variables.to_s`), `None` (a group per tag) when one is a variable.
+fn literal_key(items: &[Expr]) -> Option<Box<str>> {
+    let mut key = String::new();
+    for (i, item) in items.iter().enumerate() {
+        let Expr::Lit(v) = item else { return None };
+        if i > 0 {
+            key.push_str(", ");
+        }
+        key.push_str(v.type_name());
+        key.push(':');
+        v.render_to(&mut key);
+    }
+    Some(key.into())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -900,14 +969,10 @@ impl<'a> ExprParser<'a> {
     }
 
     fn err_here(&self, msg: &str) -> Error {
-        let found = match self.peek() {
-            T::End => "end of markup".to_string(),
-            t => format!("{t:?}"),
-        };
         syntax_error(
             self.src,
             self.offset(),
-            format!("{msg}, found {}", found.to_lowercase()),
+            format!("{msg}, found {}", self.peek().describe()),
         )
     }
 
@@ -941,7 +1006,7 @@ impl<'a> ExprParser<'a> {
         if matches!(self.peek(), T::End) {
             Ok(())
         } else {
-            Err(self.err_here("unexpected token"))
+            Err(self.err_here("expected the end of the tag"))
         }
     }
 
@@ -994,7 +1059,11 @@ impl<'a> ExprParser<'a> {
             filters.push(self.filter()?);
         }
         self.end()?;
-        Ok(Output { expr, filters })
+        Ok(Output {
+            expr,
+            filters,
+            pos: Pos::default(),
+        })
     }
 
     fn filter(&mut self) -> Result<FilterCall, Error> {
@@ -1080,7 +1149,12 @@ impl<'a> ExprParser<'a> {
                 self.depth -= 1;
                 Expr::Range(Box::new((a, b)))
             }
-            T::Ident(w) if matches!(w, "true" | "false" | "nil" | "null" | "empty" | "blank") => {
+            // `nil.foo` or `blank['x']` is a variable of that name, as in Shopify (undefined,
+            // so empty), not a keyword followed by a syntax error.
+            T::Ident(w)
+                if matches!(w, "true" | "false" | "nil" | "null" | "empty" | "blank")
+                    && !matches!(self.toks.get(self.i + 1).map(|t| &t.0), Some(T::Dot | T::LBr)) =>
+            {
                 self.i += 1;
                 match w {
                     "true" => Expr::Lit(Value::Bool(true)),
@@ -1177,7 +1251,11 @@ impl<'a> ExprParser<'a> {
             rest.push((op, self.comparison()?));
         }
         self.end()?;
-        Ok(Cond { first, rest })
+        Ok(Cond {
+            first,
+            rest,
+            pos: Pos::default(),
+        })
     }
 
     fn include(&mut self, render: bool) -> Result<Include, Error> {
@@ -1217,11 +1295,51 @@ impl<'a> ExprParser<'a> {
             }
         }
         Ok(Include {
+            pos: Pos::default(),
             name,
             bound,
             alias,
             args,
         })
+    }
+}
+
+fn src_of<'a>(p: &ExprParser<'a>) -> &'a str {
+    p.src
+}
+
+impl T<'_> {
+    /// The token as the author wrote it, for error messages.
+    fn describe(&self) -> String {
+        match self {
+            T::Ident(w) => format!("'{w}'"),
+            T::Str(s) => format!("the string '{s}'"),
+            T::Int(n) => format!("the number {n}"),
+            T::Float(f) => format!("the number {f}"),
+            T::Dot => "'.'".into(),
+            T::DotDot => "'..'".into(),
+            T::LBr => "'['".into(),
+            T::RBr => "']'".into(),
+            T::LPar => "'('".into(),
+            T::RPar => "')'".into(),
+            T::Pipe => "'|'".into(),
+            T::Colon => "':'".into(),
+            T::Comma => "','".into(),
+            T::Assign => "'='".into(),
+            T::Op(op) => format!(
+                "'{}'",
+                match op {
+                    CmpOp::Eq => "==",
+                    CmpOp::Ne => "!=",
+                    CmpOp::Lt => "<",
+                    CmpOp::Gt => ">",
+                    CmpOp::Le => "<=",
+                    CmpOp::Ge => ">=",
+                    CmpOp::Contains => "contains",
+                }
+            ),
+            T::End => "the end of the tag".into(),
+        }
     }
 }
 

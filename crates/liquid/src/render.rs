@@ -7,7 +7,7 @@ use std::time::Instant;
 use crate::ast::*;
 use crate::filters::{self, Filter};
 use crate::value::{Object, Value, liquid_cmp, liquid_eq};
-use crate::{Diagnostics, Env, Error, ErrorKind, Template};
+use crate::{Diagnostics, Env, Error, ErrorKind, PartialError, Template};
 
 /// How often (in loop iterations and partial renders) the wall clock is read.
 const CLOCK_EVERY: u64 = 256;
@@ -112,6 +112,8 @@ pub(crate) struct Renderer<'e> {
     start: Instant,
     depth: usize,
     nesting: usize,
+    /// Inside a `{% render %}`: `include` is refused there, as in Shopify.
+    in_render: usize,
 }
 
 fn limit(message: impl Into<String>) -> Error {
@@ -151,6 +153,7 @@ impl<'e> Renderer<'e> {
             start: Instant::now(),
             depth: 0,
             nesting: 0,
+            in_render: 0,
         }
     }
 
@@ -214,6 +217,21 @@ impl<'e> Renderer<'e> {
     /// recursion path (block → tag → block) stay small.
     fn render_nodes(&mut self, sc: &mut Scope, block: &[Node], out: &mut String) -> Result<Flow, Error> {
         for node in block {
+            let flow = self
+                .render_node(sc, node, out)
+                .map_err(|e| match node_pos(node) {
+                    Some(pos) => e.at(pos),
+                    None => e,
+                })?;
+            if !matches!(flow, Flow::Normal) {
+                return Ok(flow);
+            }
+        }
+        Ok(Flow::Normal)
+    }
+
+    fn render_node(&mut self, sc: &mut Scope, node: &Node, out: &mut String) -> Result<Flow, Error> {
+        {
             let flow = match node {
                 Node::Text(t) => {
                     out.push_str(t);
@@ -264,11 +282,8 @@ impl<'e> Renderer<'e> {
                 }
                 Node::Slot(slot) => self.render_slot(sc, slot, out)?,
             };
-            if !matches!(flow, Flow::Normal) {
-                return Ok(flow);
-            }
+            Ok(flow)
         }
-        Ok(Flow::Normal)
     }
 
     #[inline(never)]
@@ -289,7 +304,7 @@ impl<'e> Renderer<'e> {
     #[inline(never)]
     fn render_if(&mut self, sc: &mut Scope, i: &If, out: &mut String) -> Result<Flow, Error> {
         for (cond, negate, body) in &i.branches {
-            if self.eval_cond(sc, cond)? != *negate {
+            if self.eval_cond(sc, cond).map_err(|e| e.at(cond.pos))? != *negate {
                 return self.render_block(sc, body, out);
             }
         }
@@ -301,9 +316,11 @@ impl<'e> Renderer<'e> {
 
     #[inline(never)]
     fn render_cycle(&mut self, sc: &mut Scope, c: &Cycle, out: &mut String) -> Result<(), Error> {
-        let key = match &c.group {
-            Some(g) => format!("n:{}", self.eval(sc, g)?.to_str()),
-            None => format!("u:{}", c.key),
+        let key = match (&c.group, &c.key) {
+            (Some(g), _) => format!("n:{}", self.eval(sc, g)?.to_str()),
+            (None, Some(k)) => format!("u:{k}"),
+            // The node's address is stable for the template's life: one group per tag.
+            (None, None) => format!("t:{:p}", c as *const Cycle),
         };
         let slot = match sc.cycles.iter().position(|(k, _)| *k == key) {
             Some(i) => i,
@@ -367,6 +384,13 @@ impl<'e> Renderer<'e> {
     }
 
     fn render_output(&mut self, sc: &Scope, o: &Output, out: &mut String) -> Result<(), Error> {
+        if let (Expr::Range(r), true) = (&o.expr, o.filters.is_empty()) {
+            // Shopify prints a range as written, not as its items.
+            let (a, b) = self.range_bounds(sc, r)?;
+            let text = format!("{a}..{b}");
+            out.push_str(&text);
+            return self.wrote(text.len());
+        }
         let v = self.eval_output(sc, o)?;
         let escape = self.env.escape_output
             && !matches!(
@@ -677,6 +701,7 @@ impl<'e> Renderer<'e> {
                 Value::Array(a) => Seq::Arr(a),
                 Value::Object(o) => Seq::Obj(o),
                 Value::Str(s) if !s.is_empty() => Seq::One(Value::Str(s)),
+                Value::Nil | Value::Bool(false) => Seq::Nil,
                 _ => Seq::Arr(Arc::new(Vec::new())),
             },
         };
@@ -770,6 +795,10 @@ impl<'e> Renderer<'e> {
     #[inline(never)]
     fn render_tablerow(&mut self, sc: &mut Scope, f: &For, out: &mut String) -> Result<(), Error> {
         let (seq, start, end) = self.loop_segment(sc, f)?;
+        if matches!(seq, Seq::Nil) {
+            // Shopify emits nothing at all for a nil collection.
+            return Ok(());
+        }
         let length = end - start;
         let cols = match &f.cols {
             None => length,
@@ -812,13 +841,14 @@ impl<'e> Renderer<'e> {
                 out.push_str("\">");
                 let flow = self.render_block(sc, &f.body, out)?;
                 out.push_str("</td>");
+                // A `break` ends the table here: no empty row after it.
+                if matches!(flow, Flow::Break) {
+                    break;
+                }
                 if col == cols && n + 1 < length {
                     out.push_str("</tr>\n<tr class=\"row");
                     out.push_str(&(n / cols + 2).to_string());
                     out.push_str("\">");
-                }
-                if matches!(flow, Flow::Break) {
-                    break;
                 }
             }
             Ok(())
@@ -844,25 +874,46 @@ impl<'e> Renderer<'e> {
     fn partial(&mut self, sc: &Scope, inc: &Include) -> Result<(String, Arc<Template>), Error> {
         let name = self.eval(sc, &inc.name)?.to_str().into_owned();
         match self.env.partials.partial(&name) {
-            Some(t) => Ok((name, t)),
-            None => Err(render_error(format!("partial '{name}' not found"))),
+            Ok(t) => Ok((name, t)),
+            Err(PartialError::NotFound) => Err(render_error(format!("partial '{name}' not found"))),
+            Err(PartialError::Refused(why)) => Err(render_error(format!("partial '{name}' refused: {why}"))),
+            Err(PartialError::Invalid(e)) => Err(render_error(format!(
+                "partial '{name}' is invalid: {}",
+                located_message(&e)
+            ))),
         }
     }
 
     #[inline(never)]
     fn render_include(&mut self, sc: &mut Scope, inc: &Include, out: &mut String) -> Result<Flow, Error> {
+        if self.in_render > 0 {
+            return Err(render_error(
+                "'include' is not allowed inside a 'render'd partial",
+            ));
+        }
         let (name, tpl) = self.partial(sc, inc)?;
         let var: Arc<str> = inc.alias.clone().unwrap_or_else(|| Arc::from(name.as_str()));
         let bound = match &inc.bound {
             Some((e, _)) => Some(self.eval(sc, e)?),
             None => None,
         };
-        let mut vars = Vec::with_capacity(inc.args.len() + 1);
+        // Parameters are set one by one, so that a later one can read an earlier one
+        // (`{% include 't' a: 1, b: a %}`), as in Shopify.
+        sc.frames
+            .push(Frame::Vars(Vec::with_capacity(inc.args.len() + 1)));
         for (k, e) in &inc.args {
-            vars.push((k.clone(), self.eval(sc, e)?));
+            match self.eval(sc, e) {
+                Ok(v) => set_var(sc, k, v),
+                Err(err) => {
+                    sc.frames.pop();
+                    return Err(err);
+                }
+            }
         }
-        self.enter_partial(&name)?;
-        sc.frames.push(Frame::Vars(vars));
+        if let Err(e) = self.enter_partial(&name) {
+            sc.frames.pop();
+            return Err(e);
+        }
         let result = (|| match bound {
             Some(Value::Array(items)) => {
                 for item in items.iter() {
@@ -883,7 +934,7 @@ impl<'e> Renderer<'e> {
         })();
         sc.frames.pop();
         self.depth -= 1;
-        result
+        result.map_err(|e| from_partial(&name, e))
     }
 
     #[inline(never)]
@@ -899,6 +950,7 @@ impl<'e> Renderer<'e> {
             None => None,
         };
         self.enter_partial(&name)?;
+        self.in_render += 1;
         let result = (|| match bound {
             Some((Value::Array(items), true)) => {
                 let length = items.len();
@@ -933,9 +985,42 @@ impl<'e> Renderer<'e> {
                 self.render_block(&mut inner, &tpl.nodes, out).map(|_| ())
             }
         })();
+        self.in_render -= 1;
         self.depth -= 1;
-        result
+        result.map_err(|e| from_partial(&name, e))
     }
+}
+
+/// An error from inside a partial: its place in the partial goes into the message, and the
+/// error is then placed at the `include`/`render` tag of the template being rendered.
+fn from_partial(name: &str, mut e: Error) -> Error {
+    if e.line.is_some() {
+        e.message = format!("in '{name}', {}", located_message(&e));
+        e.line = None;
+        e.column = None;
+    }
+    e
+}
+
+fn located_message(e: &Error) -> String {
+    match (e.line, e.column) {
+        (Some(l), Some(c)) => format!("line {l}, column {c}: {}", e.message),
+        _ => e.message.clone(),
+    }
+}
+
+/// Where a node starts, for render errors.
+fn node_pos(node: &Node) -> Option<Pos> {
+    Some(match node {
+        Node::Output(o) => o.pos,
+        Node::Assign(a) => a.1.pos,
+        Node::If(i) => i.branches.first()?.0.pos,
+        Node::Case(c) => c.pos,
+        Node::For(f) | Node::Tablerow(f) => f.pos,
+        Node::Cycle(c) => c.pos,
+        Node::Include(i) | Node::Render(i) => i.pos,
+        _ => return None,
+    })
 }
 
 fn set_var(sc: &mut Scope, var: &Arc<str>, v: Value) {
@@ -948,6 +1033,8 @@ fn set_var(sc: &mut Scope, var: &Arc<str>, v: Value) {
 }
 
 enum Seq {
+    /// A nil (or false) collection: no items.
+    Nil,
     Range(i64, i64),
     Arr(Arc<Vec<Value>>),
     Obj(Arc<Object>),
@@ -964,6 +1051,7 @@ impl Seq {
                     usize::try_from(i128::from(*b) - i128::from(*a) + 1).unwrap_or(usize::MAX)
                 }
             }
+            Seq::Nil => 0,
             Seq::Arr(a) => a.len(),
             Seq::Obj(o) => o.len(),
             Seq::One(_) => 1,
@@ -972,6 +1060,7 @@ impl Seq {
     fn get(&self, i: usize) -> Value {
         match self {
             Seq::Range(a, _) => Value::Int(a.saturating_add(i64::try_from(i).unwrap_or(i64::MAX))),
+            Seq::Nil => Value::Nil,
             Seq::Arr(a) => a.get(i).cloned().unwrap_or_default(),
             Seq::Obj(o) => o.pairs().nth(i).unwrap_or_default(),
             Seq::One(v) => v.clone(),
@@ -1069,7 +1158,8 @@ fn loop_attr(sc: &Scope, state: usize, key: &str) -> Value {
                 "col" => int(i % cols + 1),
                 "col0" => int(i % cols),
                 "col_first" => Value::Bool(i.is_multiple_of(cols)),
-                "col_last" => Value::Bool(i % cols + 1 == cols || i + 1 == l.length),
+                // The last column only: a short final row has no `col_last` cell, as in Shopify.
+                "col_last" => Value::Bool(i % cols + 1 == cols),
                 "row" => int(i / cols + 1),
                 _ => Value::Nil,
             },

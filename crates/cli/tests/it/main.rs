@@ -4,6 +4,7 @@
 
 #[cfg(unix)]
 mod crash;
+mod golden;
 mod privacy;
 mod render;
 mod segment_python;

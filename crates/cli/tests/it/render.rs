@@ -45,10 +45,137 @@ fn render_reads_partials_from_the_directory_only() {
     let (ok, out, err) = render("{% render 'greet', who: name %}", Some(r#"{"name": "Ada"}"#), &[]);
     assert!(ok, "{err}");
     assert_eq!(out, "Hello Ada!");
-    // A file right beside the partials directory is out of reach.
+    // A file right beside the partials directory is out of reach, with a clear reason.
     let (ok, _, err) = render("{% render '../t' %}", None, &[]);
     assert!(!ok);
-    assert!(err.contains("partial '../t' not found"), "{err}");
+    assert!(err.contains("partial '../t' refused"), "{err}");
+    assert!(err.contains("t.liquid:1:1:"), "{err}");
+    let (ok, _, err) = render("{% include '/etc/passwd' %}", None, &[]);
+    assert!(!ok);
+    assert!(err.contains("refused"), "{err}");
+}
+
+/// Like `render`, with extra partial files (`name` relative to the partials folder).
+fn render_with(
+    template: &str,
+    data: &str,
+    partials: &[(&str, &str)],
+    extra: &[&str],
+) -> (bool, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let t = dir.path().join("t.liquid");
+    std::fs::write(&t, template).unwrap();
+    let d = dir.path().join("data.json");
+    std::fs::write(&d, data).unwrap();
+    let p = dir.path().join("partials");
+    for (name, source) in partials {
+        let path = p.join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, source).unwrap();
+    }
+    std::fs::create_dir_all(&p).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_missive"))
+        .arg("render")
+        .arg("--template")
+        .arg(&t)
+        .arg("--data")
+        .arg(&d)
+        .arg("--partials")
+        .arg(&p)
+        .args(extra)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn render_iterates_objects_in_the_order_written() {
+    let (ok, out, err) = render_with(
+        "{% for pair in product %}{{ pair[0] }} {% endfor %}|{{ product | json }}",
+        r#"{"product": {"title": "Hat", "description": "Warm", "price": 1234.3838300038383}}"#,
+        &[],
+        &[],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(
+        out,
+        r#"title description price |{"title":"Hat","description":"Warm","price":1234.3838300038383}"#
+    );
+}
+
+#[test]
+fn render_resolves_partial_names_with_folders_under_the_partials_folder() {
+    let (ok, out, err) = render_with(
+        "{% include 'sections/hero' %}{% render 'sections/deep/x', n: 1 %}",
+        "{}",
+        &[
+            ("sections/hero.liquid", "hero "),
+            ("sections/deep/x.liquid", "x{{ n }}"),
+        ],
+        &[],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(out, "hero x1");
+}
+
+#[test]
+fn render_refuses_a_partials_folder_that_does_not_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = dir.path().join("t.liquid");
+    std::fs::write(&t, "x").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_missive"))
+        .arg("render")
+        .arg("--template")
+        .arg(&t)
+        .arg("--partials")
+        .arg(dir.path().join("nope"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("--partials") && err.contains("not a directory"),
+        "{err}"
+    );
+}
+
+#[test]
+fn render_reports_an_invalid_partial_with_its_location() {
+    let (ok, _, err) = render_with("{% render 'p' %}", "{}", &[("p.liquid", "\n{% if %}")], &[]);
+    assert!(!ok);
+    assert!(
+        err.contains("partial 'p' is invalid: line 2, column 7: expected a value"),
+        "{err}"
+    );
+}
+
+#[test]
+fn strict_filters_is_a_mode_of_its_own() {
+    // Unknown filters are skipped unless --strict-filters; --strict is about variables.
+    let (ok, out, err) = render_with("{{ 'a' | shout }}", "{}", &[], &["--strict"]);
+    assert!(ok, "{err}");
+    assert_eq!(out, "a");
+    let (ok, _, err) = render_with("\n{{ 'a' | shout }}", "{}", &[], &["--strict-filters"]);
+    assert!(!ok);
+    assert!(err.contains("t.liquid:2:1: unknown filter 'shout'"), "{err}");
+    let (ok, _, err) = render_with("{{ who }}", "{}", &[], &["--strict-filters"]);
+    assert!(ok, "{err}");
+}
+
+#[test]
+fn now_fixes_what_now_means_for_date() {
+    let (ok, out, err) = render_with(
+        "{{ 'now' | date: '%Y-%m-%d %H:%M' }}",
+        "{}",
+        &[],
+        &["--now", "2024-05-17T09:30:00Z", "--time-zone", "Europe/Paris"],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(out, "2024-05-17 11:30");
 }
 
 #[test]

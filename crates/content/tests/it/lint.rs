@@ -77,3 +77,40 @@ fn invalid_mjml_and_liquid_are_errors() {
     let found = issues("<p>{% if x %}unclosed</p>", Layout::Html, false);
     assert_eq!(found, vec![(Severity::Error, "liquid_syntax")]);
 }
+
+#[test]
+fn an_unknown_filter_is_reported_apart_from_undefined_variables() {
+    let found = issues("<p>{{ 'x' | shout }} {{ nothing }}</p>", Layout::Html, false);
+    assert!(
+        found.contains(&(Severity::Warning, "unknown_filter")),
+        "{found:?}"
+    );
+    assert!(
+        found.contains(&(Severity::Warning, "undefined_variable")),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn lint_of_a_template_with_many_outputs_finishes_quickly() {
+    // Was quadratic (36 s for 100,000 outputs). Not a timed assertion: a generous bound that
+    // only a quadratic pass misses.
+    let body: String = (0..lint_outputs())
+        .map(|i| format!("<p>{{{{ v{} }}}}</p>", i % 50))
+        .collect();
+    let started = std::time::Instant::now();
+    let found = issues(&body, Layout::Html, false);
+    assert!(found.iter().any(|(_, c)| *c == "undefined_variable"));
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+fn lint_outputs() -> usize {
+    std::env::var("LINT_OUTPUTS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(100_000)
+}

@@ -2,6 +2,7 @@
 //! escaping, undefined variables, sandbox limits, `block`, `variables()` and parser fuzzing.
 
 mod features;
+mod fidelity;
 mod fuzz;
 mod golden;
 mod support;

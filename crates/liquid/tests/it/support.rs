@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use missive_liquid::{Env, Error, Limits, Object, Partials, Template, Value};
+use missive_liquid::{Env, Error, Limits, Object, PartialError, Partials, Template, Value};
 
 /// Partials and blocks from in-memory sources, parsed on first use.
 #[derive(Default)]
@@ -24,23 +24,24 @@ impl MemPartials {
         }
     }
 
-    fn get(&self, key: String, source: Option<&String>) -> Option<Arc<Template>> {
+    fn get(&self, key: String, source: Option<&String>) -> Result<Arc<Template>, PartialError> {
         let mut cache = self.cache.lock().expect("partials cache lock");
         if let Some(t) = cache.get(&key) {
-            return Some(t.clone());
+            return Ok(t.clone());
         }
-        let t = Arc::new(Template::parse(source?).ok()?);
+        let source = source.ok_or(PartialError::NotFound)?;
+        let t = Arc::new(Template::parse(source).map_err(|e| PartialError::Invalid(Box::new(e)))?);
         cache.insert(key, t.clone());
-        Some(t)
+        Ok(t)
     }
 }
 
 impl Partials for MemPartials {
-    fn partial(&self, name: &str) -> Option<Arc<Template>> {
+    fn partial(&self, name: &str) -> Result<Arc<Template>, PartialError> {
         self.get(format!("p:{name}"), self.sources.get(name))
     }
     fn block(&self, slot: &str) -> Option<Arc<Template>> {
-        self.get(format!("b:{slot}"), self.blocks.get(slot))
+        self.get(format!("b:{slot}"), self.blocks.get(slot)).ok()
     }
 }
 
