@@ -49,6 +49,9 @@ pub struct LimitsSection {
     /// Reverse proxies (addresses or CIDR ranges) whose `X-Forwarded-For` names the client,
     /// for rate limits, consent evidence and the audit log. Empty: the header is ignored.
     pub trusted_proxies: Vec<String>,
+    /// A connection that has not sent a request's whole header within this many seconds is
+    /// closed (slowloris: many half-open connections held to exhaust the server).
+    pub header_read_timeout_seconds: u64,
 }
 
 /// A trusted proxy as written in the configuration: an address or a CIDR range.
@@ -67,6 +70,7 @@ impl Default for LimitsSection {
             auth_failures_per_minute: 10,
             auth_failures_burst: 20,
             trusted_proxies: Vec::new(),
+            header_read_timeout_seconds: 10,
         }
     }
 }

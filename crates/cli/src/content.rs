@@ -303,6 +303,7 @@ pub async fn template(cfg: Config, cmd: TemplateCommand) -> anyhow::Result<()> {
             let options = missive_engine::content::PreviewOptions {
                 event,
                 experiment: None,
+                now: None,
             };
             let result = content.preview(&engine, &name, &profile, options).await;
             // A preview shows a person's data: recorded by profile id, never by the key given.

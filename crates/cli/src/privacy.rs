@@ -269,7 +269,10 @@ pub async fn apikey(cfg: Config, what: ApiKeyCommand) -> anyhow::Result<()> {
 
 pub async fn privacy(cfg: Config, what: PrivacyCommand) -> anyhow::Result<()> {
     let engine = crate::segment::start_engine(&cfg).await?;
-    let privacy = Privacy::new(engine.clone());
+    let mut privacy = Privacy::new(engine.clone());
+    if cfg.delivery.smtp.is_none() {
+        privacy = privacy.with_maildir(cfg.data_dir.join("maildir"));
+    }
     let result = async {
         match what {
             PrivacyCommand::Export { key, out } => {

@@ -27,6 +27,9 @@ pub async fn run(cfg: Config, listen: Option<String>) -> anyhow::Result<()> {
     let mut state = missive_server::AppState::new(engine.clone(), cfg.content_config());
     state.keyring = keyring;
     state.privacy_config = Arc::new(cfg.privacy_config());
+    if cfg.delivery.smtp.is_none() {
+        state.privacy = state.privacy.clone().with_maildir(cfg.data_dir.join("maildir"));
+    }
     state.limits = Arc::new(cfg.limits());
     state.content.warm_up(engine.clock().now());
     let sender = build_sender(&cfg, &engine, &state.content).await?;
@@ -112,23 +115,33 @@ pub async fn run(cfg: Config, listen: Option<String>) -> anyhow::Result<()> {
         "server started"
     );
 
+    // Both HTTP and HTTPS go through axum-server, for its hyper builder: a connection must
+    // send a request's whole header within the timeout (slowloris), and shutdown is graceful.
+    let handle = axum_server::Handle::new();
+    let on_signal = handle.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        on_signal.graceful_shutdown(Some(std::time::Duration::from_secs(30)));
+    });
+    let header_timeout = std::time::Duration::from_secs(cfg.limits.header_read_timeout_seconds.max(1));
     match tls {
-        None => axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .context("HTTP server")?,
+        None => {
+            let mut server = axum_server::from_tcp(listener.into_std()?)?.handle(handle);
+            server
+                .http_builder()
+                .http1()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(header_timeout);
+            server.serve(app).await.context("HTTP server")?
+        }
         Some(tls) => {
-            let handle = axum_server::Handle::new();
-            let on_signal = handle.clone();
-            tokio::spawn(async move {
-                shutdown_signal().await;
-                on_signal.graceful_shutdown(Some(std::time::Duration::from_secs(30)));
-            });
-            axum_server::from_tcp_rustls(listener.into_std()?, tls)?
-                .handle(handle)
-                .serve(app)
-                .await
-                .context("HTTPS server")?
+            let mut server = axum_server::from_tcp_rustls(listener.into_std()?, tls)?.handle(handle);
+            server
+                .http_builder()
+                .http1()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(header_timeout);
+            server.serve(app).await.context("HTTPS server")?
         }
     }
     tracing::info!("no more requests; committing what was accepted");

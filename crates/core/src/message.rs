@@ -230,6 +230,9 @@ pub fn validate_message(
         Some(Value::Object(m)) => m.clone(),
         _ => Map::new(),
     };
+    if kind == EventKind::Track && name == crate::profile::ORDER_COMPLETED {
+        check_order_amounts(&properties)?;
+    }
 
     let provenance = provenance_of(&obj, kind)?;
 
@@ -259,6 +262,74 @@ pub fn validate_message(
         trust,
         body: Value::Object(obj),
     })
+}
+
+/// The largest amount an order field may hold, in major units (a trillion): beyond it a value
+/// is a mistake or an attack, and would overflow the revenue totals.
+pub const MAX_ORDER_AMOUNT: f64 = 1e12;
+
+/// An `Order Completed` counts towards revenue, RFM and lifetime value, so its amounts must be
+/// real: a finite, non-negative number (or numeric string) within [`MAX_ORDER_AMOUNT`], and so
+/// must each product's price × quantity. Anything else is refused, naming the field, rather
+/// than counted as a $0 order. A refund is its own event (`Order Refunded`), not a negative order.
+fn check_order_amounts(props: &Map<String, Value>) -> Result<(), Rejection> {
+    let amount = |v: &Value, field: &str| -> Result<Option<f64>, Rejection> {
+        let x = match v {
+            Value::Null => return Ok(None),
+            Value::Number(n) => n.as_f64(),
+            Value::String(s) => s.trim().parse::<f64>().ok(),
+            _ => None,
+        };
+        let Some(x) = x.filter(|x| x.is_finite()) else {
+            return Err(Rejection::new(
+                "invalid_amount",
+                field,
+                format!("{field} must be a finite number, like 89.90"),
+            ));
+        };
+        if x < 0.0 {
+            return Err(Rejection::new(
+                "invalid_amount",
+                field,
+                format!("{field} is negative: send a refund as its own event, `Order Refunded`"),
+            ));
+        }
+        if x > MAX_ORDER_AMOUNT {
+            return Err(Rejection::new(
+                "invalid_amount",
+                field,
+                format!("{field} is larger than {MAX_ORDER_AMOUNT:e}"),
+            ));
+        }
+        Ok(Some(x))
+    };
+    for key in [
+        "revenue", "total", "subtotal", "value", "tax", "shipping", "discount",
+    ] {
+        if let Some(v) = props.get(key) {
+            amount(v, &format!("properties.{key}"))?;
+        }
+    }
+    if let Some(Value::Array(products)) = props.get("products") {
+        for (i, p) in products.iter().enumerate() {
+            let price = match p.get("price") {
+                Some(v) => amount(v, &format!("properties.products.{i}.price"))?,
+                None => None,
+            };
+            let quantity = match p.get("quantity") {
+                Some(v) => amount(v, &format!("properties.products.{i}.quantity"))?,
+                None => None,
+            };
+            if price.unwrap_or(0.0) * quantity.unwrap_or(1.0) > MAX_ORDER_AMOUNT {
+                return Err(Rejection::new(
+                    "invalid_amount",
+                    &format!("properties.products.{i}"),
+                    format!("price × quantity of product {i} is larger than {MAX_ORDER_AMOUNT:e}"),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The dotted path of the first key or string containing NUL, if any.
@@ -552,6 +623,51 @@ mod tests {
         assert_eq!(e.trust, crate::Trust::Client);
         let replayed = validate_message(e.body.clone(), Some(EventKind::Track), None, now()).unwrap();
         assert_eq!(replayed.trust, crate::Trust::Client);
+    }
+
+    #[test]
+    fn order_amounts_that_are_not_real_are_refused_naming_the_field() {
+        let order = |props: Value| {
+            validate_message(
+                json!({"userId": "u", "event": "Order Completed", "properties": props}),
+                Some(EventKind::Track),
+                None,
+                now(),
+            )
+        };
+        for (props, field) in [
+            (json!({"revenue": 1e308}), "properties.revenue"),
+            (json!({"revenue": "NaN"}), "properties.revenue"),
+            (json!({"revenue": "Infinity"}), "properties.revenue"),
+            (json!({"total": "lots"}), "properties.total"),
+            (json!({"revenue": -20}), "properties.revenue"),
+            (
+                json!({"products": [{"price": 1e9, "quantity": 1e9}]}),
+                "properties.products.0",
+            ),
+            (
+                json!({"products": [{"price": 10, "quantity": -1}]}),
+                "properties.products.0.quantity",
+            ),
+        ] {
+            let r = order(props.clone()).unwrap_err();
+            assert_eq!((r.code, r.field.as_str()), ("invalid_amount", field), "{props}");
+        }
+        assert!(
+            order(json!({"revenue": -20}))
+                .unwrap_err()
+                .message
+                .contains("Order Refunded")
+        );
+        assert!(order(json!({"revenue": "89.90", "products": [{"price": 10, "quantity": 2}]})).is_ok());
+        // Other events are not orders: their numbers are their own business.
+        let refund = validate_message(
+            json!({"userId": "u", "event": "Order Refunded", "properties": {"revenue": 20}}),
+            Some(EventKind::Track),
+            None,
+            now(),
+        );
+        assert!(refund.is_ok());
     }
 
     #[test]

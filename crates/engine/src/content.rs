@@ -135,6 +135,10 @@ pub struct PreviewOptions {
     pub event: Option<PreviewEvent>,
     #[serde(default)]
     pub experiment: Option<Experiment>,
+    /// What "now" is for the render (`'now' | date`, windows, recommendations), for
+    /// reproducible previews and tests; default: the clock.
+    #[serde(default)]
+    pub now: Option<DateTime<Utc>>,
 }
 
 /// A rendered preview with what went into it.
@@ -787,7 +791,7 @@ impl ContentService {
             Ok(c) => Arc::new(c),
             Err(e) => return Ok(vec![missive_content::lint::compile_issue(&e)]),
         };
-        let now = engine.clock().now();
+        let now = options.now.unwrap_or_else(|| engine.clock().now());
         let profile = match profile_key {
             Some(key) => self.find(engine, key).await?,
             None => Profile::new(missive_core::ProfileId::generate(), now),
@@ -842,7 +846,7 @@ impl ContentService {
         options: PreviewOptions,
     ) -> Result<Preview, ContentServiceError> {
         let profile = self.find(engine, key).await?;
-        let now = engine.clock().now();
+        let now = options.now.unwrap_or_else(|| engine.clock().now());
         let (version, compiled, marketing) = self.compiled_template(template).await?;
         let event = options.event.or_else(|| latest_track_event(&profile));
         let data = self

@@ -149,6 +149,8 @@ struct Progress {
     flushed_batch: AtomicU64,
     /// Segment entries and exits, published once their checkpoint is durable.
     segment_changes: tokio::sync::broadcast::Sender<SegmentChange>,
+    /// The last commit that failed, unless one succeeded since: what `/health` reports.
+    write_failure: std::sync::Mutex<Option<(Instant, String)>>,
 }
 
 /// Handle to the running pipeline. Cheap to clone.
@@ -163,6 +165,7 @@ pub struct Engine {
     clock: Arc<dyn Clock>,
     config: Arc<EngineConfig>,
     tasks: Arc<tokio::sync::Mutex<Tasks>>,
+    write_health: Arc<Progress>,
 }
 
 impl Engine {
@@ -187,6 +190,7 @@ impl Engine {
             checkpoints_done: watch::channel(0).0,
             flushed_batch: AtomicU64::new(0),
             segment_changes: tokio::sync::broadcast::channel(65_536).0,
+            write_failure: std::sync::Mutex::new(None),
         });
         let config = Arc::new(config);
         let mut applier = Applier {
@@ -227,6 +231,7 @@ impl Engine {
         applier.load_timers().await?;
         let (stop, stop_rx) = watch::channel(false);
         let changes = progress.segment_changes.clone();
+        let write_health = progress.clone();
         let tasks = vec![
             tokio::spawn(applier.run(rx, etx, ctx, stop_rx)),
             tokio::spawn(run_events_writer(store.clone(), erx, progress.clone())),
@@ -241,7 +246,16 @@ impl Engine {
             clock,
             config,
             tasks: Arc::new(tokio::sync::Mutex::new(tasks)),
+            write_health,
         })
+    }
+
+    /// The store's write health: the error of the last commit and how long ago it failed,
+    /// when no commit has succeeded since (a full disk, a read-only file system, a lost
+    /// database). Reads can still work while every write fails.
+    pub fn write_failure(&self) -> Option<(Duration, String)> {
+        let guard = self.write_health.write_failure.lock().ok()?;
+        guard.as_ref().map(|(at, e)| (at.elapsed(), e.clone()))
     }
 
     /// Folds `events` into profiles and returns once they are durable.
@@ -1570,6 +1584,15 @@ fn event_from_stored(s: &StoredEvent) -> Event {
     }
 }
 
+impl Progress {
+    /// Records the outcome of a commit for [`Engine::write_failure`].
+    fn record_write(&self, error: Option<&StoreError>) {
+        if let Ok(mut w) = self.write_failure.lock() {
+            *w = error.map(|e| (Instant::now(), e.to_string()));
+        }
+    }
+}
+
 fn fail(acks: impl IntoIterator<Item = Ack>, sync_acks: Vec<SyncAck>, e: &Arc<EngineError>) {
     for ack in acks {
         let _ = ack.send(Err(e.clone()));
@@ -1621,6 +1644,7 @@ async fn run_events_writer(store: Arc<dyn Store>, mut rx: mpsc::Receiver<EventJo
         let started = Instant::now();
         match store.commit_events(batch).await {
             Ok(()) => {
+                progress.record_write(None);
                 if let Some(seq) = last_seq {
                     progress.events_committed.send_replace(seq);
                 }
@@ -1638,6 +1662,7 @@ async fn run_events_writer(store: Arc<dyn Store>, mut rx: mpsc::Receiver<EventJo
             }
             Err(e) => {
                 tracing::error!(error = %e, events, "group commit failed");
+                progress.record_write(Some(&e));
                 metrics::counter!("missive_store_commit_failures_total", "kind" => "events").increment(1);
                 progress.epoch.fetch_add(1, Ordering::SeqCst);
                 fail(
@@ -1689,6 +1714,7 @@ async fn run_checkpoint_writer(
             (progress.segment_changes.receiver_count() > 0).then(|| job.checkpoint.segment_changes.clone());
         match store.commit_checkpoint(job.checkpoint).await {
             Ok(()) => {
+                progress.record_write(None);
                 for change in published.into_iter().flatten() {
                     let _ = progress.segment_changes.send(change);
                 }
@@ -1706,6 +1732,7 @@ async fn run_checkpoint_writer(
             }
             Err(e) => {
                 tracing::error!(error = %e, profiles, "checkpoint failed");
+                progress.record_write(Some(&e));
                 metrics::counter!("missive_store_commit_failures_total", "kind" => "checkpoint").increment(1);
                 progress.epoch.fetch_add(1, Ordering::SeqCst);
                 fail(Vec::new(), job.sync_acks, &Arc::new(EngineError::Store(e)));

@@ -55,6 +55,8 @@ pub struct ErasureReport {
     pub identities_blocked: usize,
     /// The e-mail addresses put on the suppression list (as keyed hashes).
     pub addresses_suppressed: usize,
+    /// Copies of the person's sent messages deleted from the local maildir.
+    pub mail_copies_deleted: usize,
 }
 
 /// Privacy settings.
@@ -182,6 +184,46 @@ fn looks_personal(s: &str) -> bool {
     digits >= 7 && s.chars().all(|c| c.is_ascii_digit() || " +-().".contains(c))
 }
 
+/// Deletes the messages in the maildir at `root` (`new/`, `cur/`, `tmp/`) delivered to one of
+/// `addresses` (lowercase), as the maildir transport's `Delivered-To:` trace line names them;
+/// returns how many.
+fn delete_mail_copies(root: &std::path::Path, addresses: &BTreeSet<String>) -> std::io::Result<usize> {
+    use std::io::BufRead;
+    let mut deleted = 0;
+    for sub in ["new", "cur", "tmp"] {
+        let dir = match std::fs::read_dir(root.join(sub)) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        for entry in dir {
+            let path = entry?.path();
+            let Ok(file) = std::fs::File::open(&path) else {
+                continue;
+            };
+            // The trace lines come first; stop at the end of the header.
+            let mut to_them = false;
+            for line in std::io::BufReader::new(file).lines().take(200) {
+                let Ok(line) = line else { break };
+                if line.trim().is_empty() {
+                    break;
+                }
+                if let Some(v) = line.strip_prefix("Delivered-To:")
+                    && addresses.contains(&v.trim().to_ascii_lowercase())
+                {
+                    to_them = true;
+                    break;
+                }
+            }
+            if to_them {
+                std::fs::remove_file(&path)?;
+                deleted += 1;
+            }
+        }
+    }
+    Ok(deleted)
+}
+
 /// A kind of e-mail people can opt out of on its own (`offers`, `restock alerts`, …).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -230,11 +272,23 @@ impl Default for PrivacyConfig {
 #[derive(Clone)]
 pub struct Privacy {
     engine: Engine,
+    /// The local maildir sent e-mail is written to (the embedded transport), whose copies of a
+    /// person's messages erasure deletes.
+    maildir: Option<std::path::PathBuf>,
 }
 
 impl Privacy {
     pub fn new(engine: Engine) -> Self {
-        Self { engine }
+        Self {
+            engine,
+            maildir: None,
+        }
+    }
+
+    /// Erasure also deletes the copies of a person's messages in this maildir.
+    pub fn with_maildir(mut self, root: impl Into<std::path::PathBuf>) -> Self {
+        self.maildir = Some(root.into());
+        self
     }
 
     /// The key of the suppression list's address hashes (the sender's).
@@ -415,11 +469,27 @@ impl Privacy {
             suppressed += 1;
         }
         let deleted = self.engine.erase(ids.clone(), hashes.clone()).await?;
+        let mail_copies_deleted = match &self.maildir {
+            Some(root) => {
+                let addresses: BTreeSet<String> = identities
+                    .iter()
+                    .filter(|k| k.kind == missive_core::IdentityKind::Email)
+                    .map(|k| k.value.to_ascii_lowercase())
+                    .collect();
+                let root = root.clone();
+                tokio::task::spawn_blocking(move || delete_mail_copies(&root, &addresses))
+                    .await
+                    .map_err(|e| StoreError::Task(e.to_string()))?
+                    .map_err(|e| StoreError::Task(format!("deleting maildir copies: {e}")))?
+            }
+            None => 0,
+        };
         Ok(ErasureReport {
             profiles: ids,
             deleted,
             identities_blocked: hashes.len(),
             addresses_suppressed: suppressed,
+            mail_copies_deleted,
         })
     }
 

@@ -186,7 +186,8 @@ pub async fn delete_template(
 pub struct PreviewIn {
     /// A profile id, `user_id:…`, `email:…`, `anonymous_id:…` or a bare value.
     profile: String,
-    /// `event` (default: the profile's latest track event) and `experiment`.
+    /// `event` (default: the profile's latest track event), `experiment` and `now` (an
+    /// RFC 3339 time that fixes "now" for reproducible previews).
     #[serde(flatten)]
     options: PreviewOptions,
 }

@@ -191,22 +191,41 @@ pub fn router(state: AppState) -> Router {
 
 async fn health(axum::extract::State(state): axum::extract::State<AppState>) -> axum::response::Response {
     use axum::response::IntoResponse;
+    let backend = state.engine.store().backend();
+    let unavailable = |store_writes: &str, detail: Option<u64>| {
+        (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({
+                "status": "unavailable", "store": backend, "store_writes": store_writes,
+                "last_write_failure_seconds_ago": detail,
+            })),
+        )
+            .into_response()
+    };
+    // Reads can work while every write fails (a full disk): the last commit decides. A failure
+    // is reported for WRITE_FAILURE_REPORTED_FOR after it happened, unless a commit succeeds.
+    if let Some((ago, error)) = state.engine.write_failure()
+        && ago < WRITE_FAILURE_REPORTED_FOR
+    {
+        tracing::warn!(error = %error, "health check: the last store write failed");
+        return unavailable("failing", Some(ago.as_secs()));
+    }
     match state.engine.store().workspace().await {
         Ok(_) => axum::Json(serde_json::json!({
             "status": "ok",
-            "store": state.engine.store().backend(),
+            "store": backend,
+            "store_writes": "ok",
             "uptime_seconds": state.started.elapsed().as_secs(),
         }))
         .into_response(),
         Err(e) => {
             tracing::error!(error = %e, "health check: store unreachable");
-            (
-                axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                axum::Json(
-                    serde_json::json!({"status": "unavailable", "store": state.engine.store().backend()}),
-                ),
-            )
-                .into_response()
+            unavailable("unknown", None)
         }
     }
 }
+
+/// How long `/health` reports a failed store write when nothing has been written since: long
+/// enough for a load balancer to notice, short enough that a node that recovered while taken
+/// out of rotation comes back.
+const WRITE_FAILURE_REPORTED_FOR: std::time::Duration = std::time::Duration::from_secs(60);

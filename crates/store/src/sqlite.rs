@@ -225,10 +225,10 @@ impl SqliteStore {
 
     fn open_blocking(path: PathBuf) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::Open(format!("{}: {e}", dir.display())))?;
+            private_dir(dir).map_err(|e| StoreError::Open(format!("{}: {e}", dir.display())))?;
         }
         let lock_path = PathBuf::from(format!("{}.lock", path.display()));
-        let lock = File::create(&lock_path)
+        let lock = private_file(&lock_path)
             .map_err(|e| StoreError::Open(format!("{}: {e}", lock_path.display())))?;
         lock.try_lock()
             .map_err(|_| StoreError::Locked(lock_path.display().to_string()))?;
@@ -300,7 +300,37 @@ impl SqliteStore {
     }
 }
 
+/// Creates `dir` (and its parents) readable by the owner only; an existing one is left as it is.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// Opens (creating) `path` readable and writable by the owner only (0600), and takes away
+/// any access others had to an existing one: the files hold personal data.
+fn private_file(path: &Path) -> std::io::Result<File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options.open(path)?;
+    #[cfg(unix)]
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    Ok(file)
+}
+
 fn open_files(path: PathBuf, migrations: &[(i64, &str)]) -> Result<Files, StoreError> {
+    // SQLite gives its -wal and -shm files the database file's permissions.
+    private_file(&path).map_err(|e| StoreError::Open(format!("{}: {e}", path.display())))?;
+    for suffix in ["-wal", "-shm"] {
+        let side = PathBuf::from(format!("{}{suffix}", path.display()));
+        if side.exists() {
+            private_file(&side).map_err(|e| StoreError::Open(format!("{}: {e}", side.display())))?;
+        }
+    }
     let mut writer = Connection::open(&path)?;
     configure(&writer)?;
     migrate(&mut writer, migrations)?;

@@ -10,5 +10,6 @@ mod render;
 mod segment_python;
 #[cfg(unix)]
 mod shutdown;
+mod slowloris;
 mod support;
 mod tls;

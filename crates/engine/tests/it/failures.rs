@@ -338,12 +338,17 @@ async fn a_failed_event_commit_is_refused_and_the_engine_carries_on() {
         .await
         .expect("ingest hung");
     assert!(refused.is_err(), "a failed commit must not be acknowledged");
+    let (_, error) = engine
+        .write_failure()
+        .expect("the failed write is reported for /health");
+    assert!(error.contains("injected failure"), "{error}");
     flaky.fail_events.store(false, Ordering::SeqCst);
     // The retry of the refused events, and new ones, go through.
     let retried = tokio::time::timeout(PATIENCE, engine.ingest(views("u", 3..8)))
         .await
         .expect("ingest hung");
     assert_eq!(retried.unwrap().stored, 5);
+    assert!(engine.write_failure().is_none(), "a commit succeeded since");
     tokio::time::timeout(PATIENCE, engine.sync())
         .await
         .expect("sync hung after a failure")

@@ -424,3 +424,29 @@ async fn lint_sees_the_experiment_and_blocks_need_an_existing_segment() {
         (400, Some("segment_not_found"), Some("target"))
     );
 }
+
+#[tokio::test]
+async fn a_preview_can_fix_what_now_means() {
+    let app = TestApp::spawn().await;
+    let template = json!({"subject": "On {{ 'now' | date: '%Y-%m-%d %H:%M' }}", "layout": "html",
+                          "body": "<html><body><p>{{ 'now' | date: '%B %-d' }}</p></body></html>"});
+    let (status, res) = app
+        .admin(Method::PUT, "/v1/templates/dated", Some(template))
+        .await;
+    assert_eq!(status, 200, "{res}");
+    app.post(
+        "/v1/identify",
+        json!({"userId": "ada", "traits": {"email": "ada@example.com"}}),
+    )
+    .await;
+    let (status, p) = app
+        .admin(
+            Method::POST,
+            "/v1/templates/dated/preview",
+            Some(json!({"profile": "ada", "now": "2031-07-04T09:15:00Z"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{p}");
+    assert_eq!(p["email"]["subject"], "On 2031-07-04 09:15");
+    assert!(p["email"]["text"].as_str().unwrap().contains("July 4"), "{p}");
+}

@@ -408,3 +408,24 @@ async fn revoking_a_key_ends_its_console_sessions_at_once() {
         assert_eq!(res.headers()["location"], "/console/login");
     }
 }
+
+#[tokio::test]
+async fn erasure_deletes_the_persons_copies_in_the_local_maildir() {
+    let (app, maildir) = sending_app().await;
+    customers(&app, 2, true).await;
+    app.admin(
+        Method::POST,
+        "/v1/broadcasts",
+        Some(json!({"template": "news", "segment": "pro"})),
+    )
+    .await;
+    step(&app).await;
+    let mails = maildir_messages(maildir.path());
+    assert_eq!(mails.len(), 2);
+    let (status, body) = app.admin(Method::DELETE, "/v1/profiles/c0", None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["erased"]["mail_copies_deleted"], 1, "{body}");
+    let left = maildir_messages(maildir.path());
+    assert_eq!(left.len(), 1);
+    assert!(left[0].contains("c1@example.com") && !left[0].contains("c0@example.com"));
+}

@@ -26,6 +26,8 @@ pub struct TestApp {
 pub struct Delivery {
     pub transport: Arc<dyn missive_delivery::Transport>,
     pub dkim: Arc<(String, String, String)>,
+    /// The maildir messages are written to, when that is the transport.
+    pub maildir: Option<std::path::PathBuf>,
 }
 
 impl Delivery {
@@ -48,6 +50,7 @@ impl Delivery {
         Delivery {
             transport: Arc::new(transport),
             dkim: Arc::new((pem, name, value)),
+            maildir: None,
         }
     }
 
@@ -59,6 +62,7 @@ impl Delivery {
         Delivery {
             transport: Arc::new(transport),
             dkim: Arc::new((pem, name, value)),
+            maildir: Some(root.to_path_buf()),
         }
     }
 
@@ -149,6 +153,9 @@ impl TestApp {
         });
         if let Some(l) = limits {
             state.limits = Arc::new(l);
+        }
+        if let Some(root) = delivery.as_ref().and_then(|d| d.maildir.clone()) {
+            state.privacy = state.privacy.clone().with_maildir(root);
         }
         if let Some(d) = &delivery {
             let secrets = missive_engine::sender::SenderSecrets::load(&**engine.store())

@@ -272,3 +272,29 @@ async fn user_ids_and_anonymous_ids_are_blind_indexed_and_old_clear_ones_are_upg
     }
     assert!(files_contain(dir.path(), "legacy-customer-4711").is_empty());
 }
+
+#[cfg(unix)]
+#[tokio::test]
+async fn database_files_are_readable_by_their_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data").join("m.db");
+    // A database an older version left world-readable is tightened when opened.
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let events = path.with_extension("events.db");
+    std::fs::write(&events, b"").unwrap();
+    std::fs::set_permissions(&events, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let store = SqliteStore::open(&path).await.unwrap();
+    zoe(&store).await;
+    let mut checked = 0;
+    for entry in std::fs::read_dir(path.parent().unwrap()).unwrap() {
+        let entry = entry.unwrap();
+        let mode = entry.metadata().unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & 0o077, 0, "{} is {mode:o}", entry.path().display());
+        checked += 1;
+    }
+    assert!(
+        checked >= 8,
+        "db, events, delivery, keys, their WALs and the lock: {checked}"
+    );
+}
