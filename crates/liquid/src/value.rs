@@ -212,10 +212,17 @@ impl Value {
         }
     }
 
+    /// The string a filter works on: Ruby's `to_s`, which for an array is its `inspect`
+    /// (`["a", "b"]`), unlike output, which prints an array's items one after the other.
     pub(crate) fn to_str(&self) -> std::borrow::Cow<'_, str> {
         match self {
             Value::Str(s) => std::borrow::Cow::Borrowed(s),
             Value::Nil => std::borrow::Cow::Borrowed(""),
+            Value::Array(_) => {
+                let mut s = String::new();
+                inspect(self, &mut s);
+                std::borrow::Cow::Owned(s)
+            }
             other => {
                 let mut s = String::new();
                 other.render_to(&mut s);

@@ -387,6 +387,17 @@ pub async fn message_ids_and_identity_keys_can_be_scanned_in_pages(store: &dyn S
     );
 }
 
+pub async fn event_bodies_keep_the_key_order_written(store: &dyn Store) {
+    let now = t("2026-02-01T10:00:00Z");
+    let p = ProfileId::generate();
+    let mut e = event(1, "order-1", &p, "Order Completed", now);
+    let written = r#"{"type":"track","event":"Order Completed","properties":{"zeta":1,"alpha":{"title":"Hat","description":"Warm","a":2},"mid":[{"z":1,"b":2}]}}"#;
+    e.body = serde_json::from_str(written).unwrap();
+    store.commit_events(events(vec![e])).await.unwrap();
+    let back = store.events_after(0, 10).await.unwrap();
+    assert_eq!(serde_json::to_string(&back[0].body).unwrap(), written);
+}
+
 pub async fn identities_can_be_reindexed_in_place(store: &dyn Store) {
     let p = ProfileId::generate();
     store
@@ -1116,6 +1127,7 @@ macro_rules! conformance_cases {
             the_profile_checkpoint_names_the_last_event_the_profiles_include,
             message_ids_and_identity_keys_can_be_scanned_in_pages,
             identities_can_be_reindexed_in_place,
+            event_bodies_keep_the_key_order_written,
             live_profiles_can_be_scanned_in_pages,
             segments_are_saved_and_checkpoints_keep_their_members,
             versions_list_newest_first_and_rebuild_from_the_nearest_snapshot,

@@ -1,5 +1,5 @@
 //! The PostgreSQL backend: the same tables as the SQLite backend, in one schema of one
-//! database, with times as microseconds since the epoch (`BIGINT`) and documents as `JSONB`.
+//! database, with times as microseconds since the epoch (`BIGINT`) and documents as `JSON` (the text as written, so object keys keep their order).
 //!
 //! It owns its connections (no pool): two writers, each behind its own lock, and a few readers
 //! taken in turn, each of which pipelines the queries issued on it concurrently. One writer
@@ -160,6 +160,20 @@ CREATE TABLE data_keys (
     profile_id TEXT PRIMARY KEY, master_key_id TEXT NOT NULL, wrapped TEXT NOT NULL, created_at BIGINT NOT NULL
 );
 CREATE INDEX events_by_time ON events (ts);
+"#,
+    ),
+    (
+        7,
+        r#"
+-- JSON keeps the text as written, key order included (Liquid iterates objects in the order
+-- the client wrote them); JSONB reorders keys. Rows stored before keep JSONB's order.
+ALTER TABLE events ALTER COLUMN body TYPE JSON USING body::json;
+ALTER TABLE profiles ALTER COLUMN body TYPE JSON USING body::json;
+ALTER TABLE profile_versions ALTER COLUMN diff TYPE JSON USING diff::json,
+    ALTER COLUMN snapshot TYPE JSON USING snapshot::json;
+ALTER TABLE documents ALTER COLUMN body TYPE JSON USING body::json;
+ALTER TABLE journey_instances ALTER COLUMN context TYPE JSON USING context::json;
+ALTER TABLE outbox ALTER COLUMN context TYPE JSON USING context::json;
 "#,
     ),
 ];
@@ -449,7 +463,7 @@ impl EventStatements {
         let (insert_events, repoint_events) = tokio::try_join!(
             c.prepare(
                 "INSERT INTO events (seq, message_id, profile_id, origin_profile_id, kind, name, ts, received_at, body)
-                 SELECT seq, message_id, profile_id, origin_profile_id, kind, name, ts, received_at, body::jsonb
+                 SELECT seq, message_id, profile_id, origin_profile_id, kind, name, ts, received_at, body::json
                  FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
                              $7::bigint[], $8::bigint[], $9::text[])
                       WITH ORDINALITY AS e(seq, message_id, profile_id, origin_profile_id, kind, name, ts,
@@ -511,7 +525,7 @@ impl CheckpointStatements {
             ),
             c.prepare(
                 "INSERT INTO profiles (id, version, merged_into, updated_at, body)
-                 SELECT id, version, merged_into, updated_at, body::jsonb
+                 SELECT id, version, merged_into, updated_at, body::json
                  FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::text[])
                       AS p(id, version, merged_into, updated_at, body)
                  ON CONFLICT (id) DO UPDATE SET version = excluded.version, merged_into = excluded.merged_into,
@@ -519,7 +533,7 @@ impl CheckpointStatements {
             ),
             c.prepare(
                 "INSERT INTO profile_versions (profile_id, version, recorded_at, cause, diff, snapshot)
-                 SELECT profile_id, version, recorded_at, cause, diff::jsonb, snapshot::jsonb
+                 SELECT profile_id, version, recorded_at, cause, diff::json, snapshot::json
                  FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[])
                       AS v(profile_id, version, recorded_at, cause, diff, snapshot)",
             ),
@@ -1429,7 +1443,7 @@ impl Store for PostgresStore {
             .client
             .query(
                 "INSERT INTO documents (kind, name, version, body, updated_at)
-                 SELECT k, n, 1, b, t FROM UNNEST($1::text[], $2::text[], $3::jsonb[], $4::bigint[]) AS u(k, n, b, t)
+                 SELECT k, n, 1, b, t FROM UNNEST($1::text[], $2::text[], $3::json[], $4::bigint[]) AS u(k, n, b, t)
                  ON CONFLICT (kind, name) DO UPDATE SET version = documents.version + 1,
                      body = excluded.body, updated_at = excluded.updated_at
                  RETURNING kind, name, version",

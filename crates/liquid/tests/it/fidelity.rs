@@ -321,3 +321,28 @@ fn integer_arguments_accept_integers_beyond_64_bits() {
         );
     }
 }
+
+#[test]
+fn string_filters_see_an_array_as_ruby_prints_it() {
+    let data = r#"{"list": ["a", "b"], "mixed": ["x", 1, null, ["y"]]}"#;
+    assert_eq!(ok("{{ list | upcase }}", data), r#"["A", "B"]"#);
+    assert_eq!(ok("{{ list | append: '!' }}", data), r#"["a", "b"]!"#);
+    assert_eq!(ok("{{ mixed | downcase }}", data), r#"["x", 1, nil, ["y"]]"#);
+    // Output itself still prints the items one after the other, and array filters see items.
+    assert_eq!(ok("{{ list }}", data), "ab");
+    assert_eq!(ok("{{ list | join: '-' | upcase }}", data), "A-B");
+}
+
+#[test]
+fn hostile_nesting_is_refused_without_exhausting_the_stack() {
+    let ifs = format!(
+        "{}x{}",
+        "{% if true %}".repeat(10_000),
+        "{% endif %}".repeat(10_000)
+    );
+    let e = Template::parse(&ifs).unwrap_err();
+    assert!(e.to_string().contains("nested too deeply"), "{e}");
+    let brackets = format!("{{{{ {}x{} }}}}", "a[".repeat(10_000), "]".repeat(10_000));
+    let e = Template::parse(&brackets).unwrap_err();
+    assert!(e.to_string().contains("nested too deeply"), "{e}");
+}
