@@ -22,4 +22,4 @@ pub use event::{Event, EventKind, IdentityKey, IdentityKind, Trust};
 pub use ids::{ApiKeyId, InvalidId, MessageId, ProfileId, WorkspaceId};
 pub use money::Money;
 pub use preferences::Frequency;
-pub use profile::{Profile, ProfileDiff, Touched, Trait, TraitParty};
+pub use profile::{Profile, ProfileDiff, Touched, Trait, TraitParty, Traits};

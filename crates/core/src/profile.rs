@@ -304,11 +304,15 @@ impl Touched {
     }
 }
 
+/// A profile's traits in the order they were first set: templates iterate them as written
+/// (`{% for t in customer %}`), as Shopify and every JSON user expect.
+pub type Traits = indexmap::IndexMap<String, Trait>;
+
 /// The new values of the parts of a profile one version changed.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ProfileDiff {
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub traits: BTreeMap<String, Trait>,
+    #[serde(default, skip_serializing_if = "Traits::is_empty")]
+    pub traits: Traits,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub events: BTreeMap<String, EventAggregate>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -350,7 +354,7 @@ pub struct Profile {
     #[serde(default)]
     pub identities: Identities,
     #[serde(default)]
-    pub traits: BTreeMap<String, Trait>,
+    pub traits: Traits,
     #[serde(default)]
     pub events: BTreeMap<String, EventAggregate>,
     #[serde(default)]
@@ -396,7 +400,7 @@ impl Profile {
             updated_at: now,
             merged_into: None,
             identities: Identities::default(),
-            traits: BTreeMap::new(),
+            traits: Traits::new(),
             events: BTreeMap::new(),
             orders: OrderAggregate::default(),
             first_seen: None,
@@ -670,10 +674,12 @@ impl Profile {
     /// The diff holding the current values of what `touched` names.
     pub fn diff_for(&self, touched: &Touched) -> ProfileDiff {
         ProfileDiff {
-            traits: touched
+            // In the profile's order, so that a profile rebuilt from versions has it too.
+            traits: self
                 .traits
                 .iter()
-                .filter_map(|k| self.traits.get(k).map(|t| (k.clone(), t.clone())))
+                .filter(|(k, _)| touched.traits.contains(k.as_str()))
+                .map(|(k, t)| (k.clone(), t.clone()))
                 .collect(),
             events: touched
                 .events

@@ -450,3 +450,36 @@ async fn a_preview_can_fix_what_now_means() {
     assert_eq!(p["email"]["subject"], "On 2031-07-04 09:15");
     assert!(p["email"]["text"].as_str().unwrap().contains("July 4"), "{p}");
 }
+
+#[tokio::test]
+async fn traits_and_event_properties_iterate_in_the_order_written() {
+    let app = TestApp::spawn().await;
+    let template = json!({"subject": "{% for t in customer %}{{ t[0] }} {% endfor %}", "layout": "html",
+                          "body": "<html><body><p>{% for p in event.properties %}{{ p[0] }}={{ p[1] }} {% endfor %}</p></body></html>"});
+    let (status, res) = app
+        .admin(Method::PUT, "/v1/templates/order", Some(template))
+        .await;
+    assert_eq!(status, 200, "{res}");
+    app.post(
+        "/v1/identify",
+        json!({"userId": "ada", "traits": {"zeta": "z", "email": "ada@example.com", "alpha": "a", "mid": "m",
+                                            "consent": {"personalization": true}}}),
+    )
+    .await;
+    app.post(
+        "/v1/track",
+        json!({"userId": "ada", "event": "Cart Abandoned", "properties": {"title": "Hat", "description": "Warm", "a": 1}}),
+    )
+    .await;
+    let (status, p) = app
+        .admin(
+            Method::POST,
+            "/v1/templates/order/preview",
+            Some(json!({"profile": "ada"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{p}");
+    assert_eq!(p["email"]["subject"], "id zeta email alpha mid");
+    let text = p["email"]["text"].as_str().unwrap();
+    assert!(text.contains("title=Hat description=Warm a=1"), "{text}");
+}
