@@ -68,6 +68,25 @@ pub struct SegmentOut {
     expression: String,
     created_at: chrono::DateTime<chrono::Utc>,
     updated_at: chrono::DateTime<chrono::Utc>,
+    /// Set when the saved definition no longer compiles (saved by an older version): the
+    /// segment is disabled, evaluated for nobody, until it is saved again or deleted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    disabled: Option<String>,
+}
+
+impl From<missive_store::SegmentRecord> for SegmentOut {
+    fn from(r: missive_store::SegmentRecord) -> Self {
+        let disabled = Segment::compile(&r.expression, &missive_segment::Schema::default())
+            .err()
+            .map(|e| e.to_string());
+        SegmentOut {
+            name: r.name,
+            expression: r.expression,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            disabled,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -119,17 +138,7 @@ pub async fn list(
     State(state): State<AppState>,
 ) -> Result<Json<Vec<SegmentOut>>, ApiError> {
     let records = state.engine.store().list_segments().await?;
-    Ok(Json(
-        records
-            .into_iter()
-            .map(|r| SegmentOut {
-                name: r.name,
-                expression: r.expression,
-                created_at: r.created_at,
-                updated_at: r.updated_at,
-            })
-            .collect(),
-    ))
+    Ok(Json(records.into_iter().map(SegmentOut::from).collect()))
 }
 
 /// `DELETE /v1/segments/{name}`
@@ -209,10 +218,5 @@ pub async fn get_one(
     else {
         return Err(ApiError::not_found(format!("no segment is named {name:?}")));
     };
-    Ok(Json(SegmentOut {
-        name: r.name,
-        expression: r.expression,
-        created_at: r.created_at,
-        updated_at: r.updated_at,
-    }))
+    Ok(Json(SegmentOut::from(r)))
 }

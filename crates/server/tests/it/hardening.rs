@@ -89,6 +89,9 @@ async fn a_saved_segment_that_no_longer_loads_is_disabled_and_never_stops_the_se
     assert_eq!(status, 200);
     app.sync().await;
     assert_eq!(app.profile("u1").await["aggregates"]["orders"]["count"], 1);
+    let (status, bomb) = app.get("/v1/segments/bomb").await;
+    assert_eq!(status, 200);
+    assert!(bomb["disabled"].as_str().unwrap().contains("64 levels"), "{bomb}");
     // Other segments can still be saved while the broken one is there.
     let (status, body) = app
         .admin(
