@@ -127,20 +127,12 @@ pub async fn run(cfg: Config, listen: Option<String>) -> anyhow::Result<()> {
     match tls {
         None => {
             let mut server = axum_server::from_tcp(listener.into_std()?)?.handle(handle);
-            server
-                .http_builder()
-                .http1()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(header_timeout);
+            limit_header_reads(&mut server, header_timeout);
             server.serve(app).await.context("HTTP server")?
         }
         Some(tls) => {
             let mut server = axum_server::from_tcp_rustls(listener.into_std()?, tls)?.handle(handle);
-            server
-                .http_builder()
-                .http1()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(header_timeout);
+            limit_header_reads(&mut server, header_timeout);
             server.serve(app).await.context("HTTPS server")?
         }
     }
@@ -160,6 +152,18 @@ pub async fn run(cfg: Config, listen: Option<String>) -> anyhow::Result<()> {
     engine.shutdown().await;
     tracing::info!("shut down cleanly");
     Ok(())
+}
+
+/// Closes a connection that has not sent a request's whole header within `timeout`.
+fn limit_header_reads<A: axum_server::Address, Acc>(
+    server: &mut axum_server::Server<A, Acc>,
+    timeout: std::time::Duration,
+) {
+    server
+        .http_builder()
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(timeout);
 }
 
 /// The transport (SMTP relay, or the maildir), the DKIM key and the sender.

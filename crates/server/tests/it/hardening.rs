@@ -3,7 +3,9 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::sending::{customers, maildir_messages, sending_app, step, token_after, unfold_qp};
+use crate::sending::{
+    broadcast_news, customers, maildir_messages, sending_app, step, token_after, unfold_qp,
+};
 use crate::support::TestApp;
 
 async fn segment_preview(app: &TestApp, key: &str, expression: &str) -> (u16, Value) {
@@ -19,22 +21,10 @@ async fn segment_preview(app: &TestApp, key: &str, expression: &str) -> (u16, Va
     (status, res.json().await.unwrap_or(Value::Null))
 }
 
-async fn marketer_key(app: &TestApp) -> String {
-    let (status, body) = app
-        .admin(
-            Method::POST,
-            "/v1/keys",
-            Some(json!({"role": "marketer", "label": "m"})),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
-    body["key"].as_str().unwrap().to_owned()
-}
-
 #[tokio::test]
 async fn deeply_nested_segment_expressions_are_refused_and_the_server_stays_up() {
     let app = TestApp::spawn().await;
-    let key = marketer_key(&app).await;
+    let key = app.key_of_role("marketer").await;
     let parens = format!("{}traits.a exists{}", "(".repeat(1_000), ")".repeat(1_000));
     let nots = format!("{}traits.a exists", "not ".repeat(10_000));
     for hostile in [&parens, &nots] {
@@ -152,13 +142,7 @@ async fn a_future_dated_identify_from_the_public_key_cannot_divert_a_persons_mai
             .any(|r| r["name"] == "email"),
         "{p}"
     );
-    app.admin(
-        Method::POST,
-        "/v1/broadcasts",
-        Some(json!({"template": "news", "segment": "pro"})),
-    )
-    .await;
-    step(&app).await;
+    broadcast_news(&app).await;
     let mails = maildir_messages(maildir.path());
     assert_eq!(mails.len(), 1);
     assert!(mails[0].contains("To: c0@example.com"), "{}", mails[0]);
@@ -179,20 +163,12 @@ async fn a_future_dated_identify_from_the_public_key_cannot_divert_a_persons_mai
     assert_eq!(app.profile("c0").await["mailing_address"], "c0@example.com");
 
     // The retailer's own server, with a secret server key, may change it.
-    let (status, body) = app
-        .admin(
-            Method::POST,
-            "/v1/keys",
-            Some(json!({"role": "server_write", "label": "backend"})),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
-    let server_key = body["key"].as_str().unwrap();
+    let server_key = app.key_of_role("server_write").await;
     assert!(server_key.starts_with("sk_"));
     let res = app
         .client
         .post(format!("{}/v1/identify", app.base))
-        .basic_auth(server_key, Some(""))
+        .basic_auth(&server_key, Some(""))
         .json(&json!({"userId": "c0", "traits": {"email": "c0.new@example.com"}}))
         .send()
         .await
@@ -203,13 +179,7 @@ async fn a_future_dated_identify_from_the_public_key_cannot_divert_a_persons_mai
 }
 
 async fn unsubscribe_token(app: &TestApp, maildir: &std::path::Path) -> String {
-    app.admin(
-        Method::POST,
-        "/v1/broadcasts",
-        Some(json!({"template": "news", "segment": "pro"})),
-    )
-    .await;
-    step(app).await;
+    broadcast_news(app).await;
     let message = unfold_qp(maildir_messages(maildir).last().unwrap());
     token_after(&message, "List-Unsubscribe: <https://mail.example.test/u/")
 }
@@ -296,15 +266,7 @@ async fn the_same_unsubscribe_link_works_again_after_a_resubscribe() {
 #[tokio::test]
 async fn analysts_see_only_declared_traits_with_personal_values_removed_at_every_depth() {
     let app = TestApp::spawn().await;
-    let (status, body) = app
-        .admin(
-            Method::POST,
-            "/v1/keys",
-            Some(json!({"role": "analyst", "label": "a"})),
-        )
-        .await;
-    assert_eq!(status, 201);
-    let analyst = body["key"].as_str().unwrap().to_owned();
+    let analyst = app.key_of_role("analyst").await;
     let traits = json!({
         "email": "ann@example.com",
         "contact": {"email": "ann.contact@example.com"},
@@ -416,13 +378,7 @@ async fn revoking_a_key_ends_its_console_sessions_at_once() {
 async fn erasure_deletes_the_persons_copies_in_the_local_maildir() {
     let (app, maildir) = sending_app().await;
     customers(&app, 2, true).await;
-    app.admin(
-        Method::POST,
-        "/v1/broadcasts",
-        Some(json!({"template": "news", "segment": "pro"})),
-    )
-    .await;
-    step(&app).await;
+    broadcast_news(&app).await;
     let mails = maildir_messages(maildir.path());
     assert_eq!(mails.len(), 2);
     let (status, body) = app.admin(Method::DELETE, "/v1/profiles/c0", None).await;

@@ -38,6 +38,19 @@ pub(crate) async fn customers(app: &TestApp, n: usize, consent: bool) {
     assert!(status == 201 || status == 200, "{res}");
 }
 
+/// Creates a broadcast of `news` to the `pro` segment and runs one step of it.
+pub(crate) async fn broadcast_news(app: &TestApp) -> Value {
+    let (status, res) = app
+        .admin(
+            Method::POST,
+            "/v1/broadcasts",
+            Some(json!({"template": "news", "segment": "pro"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{res}");
+    step(app).await
+}
+
 pub(crate) async fn step(app: &TestApp) -> Value {
     let (status, res) = app.admin(Method::POST, "/v1/broadcasts/run", None).await;
     assert_eq!(status, 200, "{res}");

@@ -273,6 +273,19 @@ impl TestApp {
         (status, res.json().await.unwrap_or(Value::Null))
     }
 
+    /// A new API key of `role` (created with the admin key).
+    pub async fn key_of_role(&self, role: &str) -> String {
+        let (status, body) = self
+            .admin(
+                reqwest::Method::POST,
+                "/v1/keys",
+                Some(serde_json::json!({"role": role, "label": format!("{role} for tests")})),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        body["key"].as_str().unwrap().to_owned()
+    }
+
     pub async fn profile(&self, key: &str) -> Value {
         let (status, body) = self.get(&format!("/v1/profiles/{key}")).await;
         assert_eq!(status, 200, "profile {key}: {body}");
