@@ -92,20 +92,17 @@ fn an_unknown_filter_is_reported_apart_from_undefined_variables() {
 }
 
 #[test]
-fn lint_of_a_template_with_many_outputs_finishes_quickly() {
-    // Was quadratic (36 s for 100,000 outputs). Not a timed assertion: a generous bound that
-    // only a quadratic pass misses.
+fn lint_of_a_template_with_a_hundred_thousand_outputs_reports_each_problem_once() {
+    // Was quadratic (36 s for 100,000 outputs, minutes in a debug build); the time is measured
+    // in docs/BENCHMARKS.md, not asserted here.
     let body: String = (0..lint_outputs())
         .map(|i| format!("<p>{{{{ v{} }}}}</p>", i % 50))
         .collect();
-    let started = std::time::Instant::now();
     let found = issues(&body, Layout::Html, false);
-    assert!(found.iter().any(|(_, c)| *c == "undefined_variable"));
-    assert!(
-        started.elapsed() < std::time::Duration::from_secs(20),
-        "{:?}",
-        started.elapsed()
-    );
+    let undefined = found.iter().filter(|(_, c)| *c == "undefined_variable").count();
+    // One per distinct variable: the body's 50 and the subject's `customer.first_name`.
+    assert_eq!(undefined, 51, "{found:?}");
+    assert!(found.iter().any(|(_, c)| *c == "gmail_clipping"));
 }
 
 fn lint_outputs() -> usize {
