@@ -288,7 +288,7 @@ impl Default for ContentSection {
         let d = missive_engine::content::ContentConfig::default();
         Self {
             currency: d.currency,
-            default_time_zone: d.default_time_zone,
+            default_time_zone: "UTC".into(),
             public_url: d.public_url,
             max_render_ms: d.limits.max_duration.map_or(250, |t| t.as_millis() as u64),
             max_output_kb: d.limits.max_output_bytes / 1024,
@@ -546,6 +546,9 @@ impl Config {
             max_batch_events: self.engine.max_batch_events,
             profile_cache: self.engine.profile_cache,
             flush_interval: std::time::Duration::from_millis(self.engine.flush_interval_ms),
+            // Validated when the configuration was loaded.
+            default_time_zone: jiff::tz::TimeZone::get(&self.content.default_time_zone)
+                .unwrap_or(jiff::tz::TimeZone::UTC),
             ..missive_engine::EngineConfig::default()
         }
     }
@@ -562,7 +565,6 @@ impl Config {
                 ..missive_liquid::Limits::default()
             },
             currency: c.currency.clone(),
-            default_time_zone: c.default_time_zone.clone(),
             public_url: c.public_url.clone(),
             purchase_events: c.purchase_events.clone(),
             recommendations: c.recommendations,

@@ -14,6 +14,7 @@ pub mod message;
 pub mod money;
 pub mod preferences;
 pub mod profile;
+pub mod zone;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use consent::{ConsentChange, Purpose, PurposeConsent, Refusal};

@@ -31,8 +31,6 @@ pub struct ContentConfig {
     pub limits: Limits,
     /// ISO 4217 code for `money` when an amount names no currency.
     pub currency: String,
-    /// For recipients with no `timezone` trait.
-    pub default_time_zone: String,
     /// Where links in e-mails point (unsubscribe, preferences), e.g. `https://mail.example.com`.
     pub public_url: String,
     /// Track events whose `products` count as sales for best sellers.
@@ -51,7 +49,6 @@ impl Default for ContentConfig {
         ContentConfig {
             limits: Limits::default(),
             currency: "USD".into(),
-            default_time_zone: "UTC".into(),
             public_url: "http://localhost:8080".into(),
             purchase_events: vec!["Order Completed".into()],
             sales_window: TimeDelta::days(90),
@@ -736,18 +733,6 @@ impl ContentService {
         Ok(build_data(profile, &ctx, now))
     }
 
-    /// The recipient's time zone: trait `timezone` (or `time_zone`), else the default.
-    pub fn time_zone_of(&self, profile: &Profile) -> jiff::tz::TimeZone {
-        profile
-            .traits
-            .get("timezone")
-            .or_else(|| profile.traits.get("time_zone"))
-            .and_then(|t| t.value.as_str())
-            .and_then(|name| jiff::tz::TimeZone::get(name).ok())
-            .or_else(|| jiff::tz::TimeZone::get(&self.config.default_time_zone).ok())
-            .unwrap_or(jiff::tz::TimeZone::UTC)
-    }
-
     /// Renders on the blocking pool (a render may take up to its time budget), listing the
     /// undefined variables; gives the data back.
     pub async fn render_blocking(
@@ -806,7 +791,7 @@ impl ContentService {
             )
             .await?;
         let selection = self.choose_blocks(&profile, &compiled.slots, &data, now).await?;
-        let zone = self.time_zone_of(&profile);
+        let zone = missive_core::zone::time_zone_of(&profile, &engine.config().default_time_zone);
         let mut issues = match self.render_blocking(compiled, data, selection, zone, now).await {
             Ok((email, undefined, data)) => check_rendered(&email, &undefined, &data, marketing),
             Err(ContentServiceError::Content(e)) => vec![missive_content::lint::compile_issue(&e)],
@@ -865,7 +850,7 @@ impl ContentService {
                 paths.extend(b.html.variables());
             }
         }
-        let zone = self.time_zone_of(&profile);
+        let zone = missive_core::zone::time_zone_of(&profile, &engine.config().default_time_zone);
         let (email, undefined, data) = self.render_blocking(compiled, data, selection, zone, now).await?;
         let mut lint = check_rendered(&email, &undefined, &data, marketing);
         lint.extend(self.broken_block_issues().await?);

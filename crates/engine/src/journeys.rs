@@ -1056,7 +1056,7 @@ impl Journeys {
                     let wake = match until_time.as_deref().and_then(parse_time_of_day) {
                         Some((h, m)) => {
                             let p = self.profile(&instance.profile_id, &mut profile).await?;
-                            next_local_time(now, h, m, &time_zone_of(p))
+                            missive_core::zone::next_local_time(now, h, m, &self.person_zone(p))
                         }
                         None => now + def.waits.get(&at).copied().unwrap_or_default(),
                     };
@@ -1151,6 +1151,11 @@ impl Journeys {
         Ok(())
     }
 
+    /// The person's time zone, with the workspace's default.
+    fn person_zone(&self, p: &Profile) -> jiff::tz::TimeZone {
+        missive_core::zone::time_zone_of(p, &self.engine.config().default_time_zone)
+    }
+
     async fn profile<'a>(
         &self,
         id: &ProfileId,
@@ -1203,36 +1208,6 @@ fn bump_sends(context: &mut Value) -> u64 {
     n
 }
 
-/// The profile's time zone (`timezone` trait), UTC when absent or unknown.
-pub fn time_zone_of(p: &Profile) -> jiff::tz::TimeZone {
-    p.traits
-        .get("timezone")
-        .or_else(|| p.traits.get("time_zone"))
-        .and_then(|t| t.value.as_str())
-        .and_then(|name| jiff::tz::TimeZone::get(name).ok())
-        .unwrap_or(jiff::tz::TimeZone::UTC)
-}
-
-/// The next instant after `now` at which the local clock in `zone` reads `h:m`.
-pub fn next_local_time(now: DateTime<Utc>, h: i8, m: i8, zone: &jiff::tz::TimeZone) -> DateTime<Utc> {
-    let Ok(ts) = jiff::Timestamp::from_microsecond(now.timestamp_micros()) else {
-        return now;
-    };
-    let local = ts.to_zoned(zone.clone());
-    let candidate = |day: jiff::civil::Date| {
-        day.at(h, m, 0, 0)
-            .to_zoned(zone.clone())
-            .ok()
-            .map(|z| z.timestamp())
-    };
-    let today = local.date();
-    let next = candidate(today)
-        .filter(|t| *t > ts)
-        .or_else(|| today.tomorrow().ok().and_then(candidate))
-        .unwrap_or(ts);
-    DateTime::from_timestamp_micros(next.as_microsecond()).unwrap_or(now)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1246,23 +1221,6 @@ mod tests {
         assert_eq!(parse_duration("5y"), None);
         assert_eq!(parse_time_of_day("09:30"), Some((9, 30)));
         assert_eq!(parse_time_of_day("24:00"), None);
-    }
-
-    #[test]
-    fn next_local_time_follows_the_zone_and_rolls_to_tomorrow() {
-        let now = DateTime::parse_from_rfc3339("2026-11-28T10:00:00Z")
-            .unwrap()
-            .to_utc();
-        let paris = jiff::tz::TimeZone::get("Europe/Paris").unwrap();
-        // 10:00 UTC is 11:00 in Paris: 09:00 has passed today, so tomorrow 08:00 UTC.
-        assert_eq!(
-            next_local_time(now, 9, 0, &paris).to_rfc3339(),
-            "2026-11-29T08:00:00+00:00"
-        );
-        assert_eq!(
-            next_local_time(now, 18, 30, &paris).to_rfc3339(),
-            "2026-11-28T17:30:00+00:00"
-        );
     }
 
     #[test]

@@ -53,6 +53,9 @@ pub struct EngineConfig {
     pub flush_interval: Duration,
     /// A checkpoint is also taken once this many profiles are waiting for one.
     pub max_dirty_profiles: usize,
+    /// The time zone of people without a `timezone` trait (`content.default_time_zone`): for
+    /// quiet hours, journey waits until a local time, and the `date` filter alike.
+    pub default_time_zone: jiff::tz::TimeZone,
 }
 
 impl Default for EngineConfig {
@@ -64,6 +67,7 @@ impl Default for EngineConfig {
             snapshot_every: 32,
             flush_interval: Duration::from_millis(250),
             max_dirty_profiles: 100_000,
+            default_time_zone: jiff::tz::TimeZone::UTC,
         }
     }
 }

@@ -16,7 +16,7 @@ use missive_core::Profile;
 use missive_store::{Store, StoreError};
 use serde::Serialize;
 
-use crate::journeys::{MessageClass, next_local_time, time_zone_of};
+use crate::journeys::MessageClass;
 
 /// Policy settings.
 #[derive(Debug, Clone)]
@@ -74,11 +74,13 @@ pub fn has_marketing_consent(p: &Profile) -> bool {
 }
 
 /// Decides, at `now`, what happens to a message of `class` for `profile`.
+#[allow(clippy::too_many_arguments)]
 pub async fn decide(
     store: &dyn Store,
     config: &PolicyConfig,
     hash_key: &[u8],
     profile: &Profile,
+    zone: &jiff::tz::TimeZone,
     class: MessageClass,
     topic: Option<&str>,
     now: DateTime<Utc>,
@@ -125,28 +127,15 @@ pub async fn decide(
             });
         }
     }
-    if let Some(((sh, sm), (eh, em))) = config.quiet_hours {
-        let zone = time_zone_of(profile);
-        if in_quiet_hours(now, (sh, sm), (eh, em), &zone) {
-            return Ok(Decision::Defer {
-                until: next_local_time(now, eh, em, &zone),
-                reason: "quiet_hours".into(),
-            });
-        }
+    if let Some(((sh, sm), (eh, em))) = config.quiet_hours
+        && missive_core::zone::in_local_window(now, (sh, sm), (eh, em), zone)
+    {
+        return Ok(Decision::Defer {
+            until: missive_core::zone::next_local_time(now, eh, em, zone),
+            reason: "quiet_hours".into(),
+        });
     }
     Ok(Decision::Send { address })
-}
-
-/// Whether the local time at `now` is within `[start, end)`, which may cross midnight.
-pub fn in_quiet_hours(now: DateTime<Utc>, start: (i8, i8), end: (i8, i8), zone: &jiff::tz::TimeZone) -> bool {
-    let Ok(ts) = jiff::Timestamp::from_microsecond(now.timestamp_micros()) else {
-        return false;
-    };
-    let local = ts.to_zoned(zone.clone());
-    let minutes = |h: i8, m: i8| i32::from(h) * 60 + i32::from(m);
-    let t = minutes(local.hour(), local.minute());
-    let (s, e) = (minutes(start.0, start.1), minutes(end.0, end.1));
-    if s <= e { s <= t && t < e } else { t >= s || t < e }
 }
 
 #[cfg(test)]
@@ -155,6 +144,7 @@ mod tests {
 
     #[test]
     fn quiet_hours_cross_midnight_in_the_recipients_zone() {
+        use missive_core::zone::in_local_window as in_quiet_hours;
         let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().to_utc();
         let ny = jiff::tz::TimeZone::get("America/New_York").unwrap();
         // 03:00 UTC is 22:00 in New York (EST): quiet.

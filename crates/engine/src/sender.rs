@@ -337,6 +337,7 @@ impl Sender {
             &self.config.policy,
             &self.secrets.hash_key,
             &profile,
+            &missive_core::zone::time_zone_of(&profile, &self.engine.config().default_time_zone),
             class,
             message.context.get("topic").and_then(serde_json::Value::as_str),
             now,
@@ -488,7 +489,7 @@ impl Sender {
             .choose_blocks(profile, &compiled.slots, &data, now)
             .await
             .map_err(Compose::from)?;
-        let zone = self.content.time_zone_of(profile);
+        let zone = missive_core::zone::time_zone_of(profile, &self.engine.config().default_time_zone);
         let (email, _, _) = self
             .content
             .render_blocking(compiled, data, selection, zone, now)

@@ -33,9 +33,13 @@ impl Harness {
     }
 
     async fn open(dir: tempfile::TempDir, clock: ManualClock) -> Self {
+        Self::open_with(dir, clock, EngineConfig::default()).await
+    }
+
+    async fn open_with(dir: tempfile::TempDir, clock: ManualClock, config: EngineConfig) -> Self {
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("missive.db")).await.unwrap());
         missive_engine::auth::ensure_workspace(&*store).await.unwrap();
-        let engine = Engine::start(store, Arc::new(clock.clone()), EngineConfig::default())
+        let engine = Engine::start(store, Arc::new(clock.clone()), config)
             .await
             .unwrap();
         let journeys = Journeys::new(engine.clone());
@@ -330,4 +334,47 @@ async fn a_loop_through_a_wait_stops_at_the_send_cap_of_its_instance() {
         h.clock.advance(TimeDelta::seconds(2));
     }
     assert_eq!(h.outbox("ann").await.len(), 3);
+}
+
+#[tokio::test]
+async fn a_wait_until_a_local_time_and_the_date_filter_use_the_same_default_zone() {
+    let config = EngineConfig {
+        default_time_zone: jiff::tz::TimeZone::get("America/New_York").unwrap(),
+        ..EngineConfig::default()
+    };
+    let h = Harness::open_with(tempfile::tempdir().unwrap(), ManualClock::new(start()), config).await;
+    h.setup(json!({
+        "trigger": {"event": "Product Added"},
+        "class": "transactional",
+        "steps": [
+            {"id": "morning", "type": "wait", "until_time": "09:00"},
+            {"id": "send", "type": "send", "template": "cart"}
+        ]
+    }))
+    .await;
+    // 10:00 UTC is 05:00 in New York: the wait ends at 09:00 there, 14:00 UTC.
+    h.track("ann", "Product Added", json!({"cart_id": "c1"})).await;
+    h.journeys.run_pending().await.unwrap();
+    let instances = h
+        .engine
+        .store()
+        .journey_instances("cart-recovery", 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        instances[0].wake_at.map(|t| t.to_rfc3339()),
+        Some("2026-11-28T14:00:00+00:00".into())
+    );
+    // The `date` filter reads the same zone for the same person.
+    let content = ContentService::new(h.engine.store().clone(), ContentConfig::default());
+    let template: StoredTemplate = serde_json::from_value(json!({
+        "subject": "{{ 'now' | date: '%H:%M %Z' }}", "layout": "html", "body": "<p>x</p>", "marketing": false
+    }))
+    .unwrap();
+    content.save_template("clock", template, start()).await.unwrap();
+    let preview = content
+        .preview(&h.engine, "clock", "ann", Default::default())
+        .await
+        .unwrap();
+    assert_eq!(preview.email.subject, "05:00 EST");
 }
