@@ -1511,17 +1511,12 @@ fn identity_bytes(k: &IdentityKey) -> Vec<u8> {
 
 /// The keyed hash an erased identity is remembered by: the identity itself is not kept.
 pub fn identity_hash(key: &[u8], k: &IdentityKey) -> String {
-    use hmac::Mac;
-    let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(key) else {
-        return String::new();
-    };
-    mac.update(k.kind.as_str().as_bytes());
-    mac.update(b"\0");
-    match k.kind {
-        missive_core::IdentityKind::Email => mac.update(k.value.trim().to_ascii_lowercase().as_bytes()),
-        _ => mac.update(k.value.as_bytes()),
-    }
-    hex::encode(mac.finalize().into_bytes())
+    missive_privacy::identity_hash(
+        key,
+        k.kind.as_str(),
+        &k.value,
+        k.kind == missive_core::IdentityKind::Email,
+    )
 }
 
 async fn erasure_key(store: &dyn Store) -> Result<Vec<u8>, StoreError> {

@@ -57,15 +57,7 @@ pub enum Decision {
 }
 
 /// The keyed hash a suppressed address is kept as: the address itself is not stored.
-pub fn address_hash(key: &[u8], address: &str) -> String {
-    use hmac::Mac;
-    let normalized = address.trim().to_ascii_lowercase();
-    let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(key) else {
-        return String::new();
-    };
-    mac.update(normalized.as_bytes());
-    hex::encode(mac.finalize().into_bytes())
-}
+pub use missive_privacy::address_hash;
 
 /// Whether the profile consents to marketing e-mail: the latest `email_marketing` change
 /// granted it (an unsubscribe withdraws it).
@@ -157,17 +149,5 @@ mod tests {
             (14, 0),
             &jiff::tz::TimeZone::UTC
         ));
-    }
-
-    #[test]
-    fn address_hashes_are_keyed_and_case_blind() {
-        assert_eq!(
-            address_hash(b"k", "Ann@Example.com "),
-            address_hash(b"k", "ann@example.com")
-        );
-        assert_ne!(
-            address_hash(b"k", "ann@example.com"),
-            address_hash(b"other", "ann@example.com")
-        );
     }
 }

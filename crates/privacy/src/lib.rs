@@ -7,6 +7,7 @@
 //!   key ([`WrappedKey`]), which seals its fields into self-describing `enc:v1:…` strings;
 //! - blind indexes (look an e-mail address up without storing it in clear) and pseudonyms
 //!   (stable ids that reveal nothing), both keyed by the index key;
+//! - keyed hashes of suppressed addresses and erased identities, under workspace secrets;
 //! - hashing and checking of API-key secrets with argon2id.
 //!
 //! It does not own storage (which fields are sealed, where wrapped keys live, re-wrapping after a
@@ -16,10 +17,12 @@
 mod apikey;
 mod envelope;
 mod index;
+mod keyed;
 mod keys;
 
 pub use apikey::{generate_api_secret, hash_api_secret, verify_api_secret};
 pub use envelope::{DataKey, WrappedKey, is_sealed, sealed_key_label};
+pub use keyed::{address_hash, identity_hash};
 pub use keys::Keyring;
 
 /// What can go wrong. No message ever contains a secret or a plaintext.
