@@ -11,184 +11,29 @@
 //! message ids are derived from what caused them, so a crash or a restart at any point neither
 //! loses nor repeats a step.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use missive_core::{EventKind, Profile, ProfileId};
-use missive_segment::{Facts, Segment};
+use missive_segment::Facts;
 use missive_store::{
     DocumentKind, DocumentRecord, InstanceStatus, JourneyCommit, JourneyInstance, OutboxMessage,
     OutboxStatus, StoreError, StoredEvent,
 };
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::Engine;
 use crate::segments::{infer_schema, window_events};
 
-/// A journey as its author writes it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct JourneyDef {
-    pub trigger: Trigger,
-    /// An event property path (`properties.cart_id`): one instance per value of it.
-    #[serde(default)]
-    pub key: Option<String>,
-    #[serde(default)]
-    pub reentry: Reentry,
-    /// `marketing` (needs consent, counts towards the frequency cap) or `transactional`.
-    #[serde(default)]
-    pub class: MessageClass,
-    /// The preference-centre topic its e-mails belong to (one of `[[preferences.topics]]`):
-    /// people who declined it are not sent them.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub topic: Option<String>,
-    /// The most e-mails one instance (one person, one key) may send; a loop through a wait
-    /// stops there. Default [`DEFAULT_MAX_SENDS_PER_INSTANCE`], at most [`MAX_SENDS_PER_INSTANCE`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_sends_per_instance: Option<u32>,
-    pub steps: Vec<Step>,
-}
+pub use missive_journey::{
+    Action, Compiled, Condition, DEFAULT_MAX_SENDS_PER_INSTANCE, DefinitionError, EXIT, JourneyDef,
+    MessageClass, Op, Reentry, SplitPath, Step, Trigger, compile, key_text, lookup, matches, parse_duration,
+    parse_time_of_day,
+};
 
-/// Sends one journey instance may make unless its definition says otherwise.
-pub const DEFAULT_MAX_SENDS_PER_INSTANCE: u32 = 10;
-/// The ceiling of `max_sends_per_instance`: no definition can mail one person without end.
-pub const MAX_SENDS_PER_INSTANCE: u32 = 100;
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Trigger {
-    /// The track event that starts the journey…
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub event: Option<String>,
-    /// …or the saved segment whose new members start it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub segment: Option<String>,
-    #[serde(default)]
-    pub conditions: Vec<Condition>,
-}
-
-/// A test on an event: `{"path": "properties.value", "op": "gte", "value": 50}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Condition {
-    pub path: String,
-    pub op: Op,
-    #[serde(default)]
-    pub value: Value,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Op {
-    Eq,
-    Ne,
-    Gt,
-    Gte,
-    Lt,
-    Lte,
-    Exists,
-    Contains,
-}
-
-/// When a profile may enter a journey it is already in or has been in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Reentry {
-    /// Not while an instance with the same key is active (the default).
-    #[default]
-    AfterExit,
-    /// Every trigger starts an instance.
-    Always,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MessageClass {
-    #[default]
-    Marketing,
-    Transactional,
-}
-
-impl MessageClass {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MessageClass::Marketing => "marketing",
-            MessageClass::Transactional => "transactional",
-        }
-    }
-}
-
-// No `deny_unknown_fields` here: serde cannot combine it with `flatten`; the action's own
-// variants refuse unknown fields instead.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Step {
-    pub id: String,
-    #[serde(flatten)]
-    pub action: Action,
-    /// The step after this one; default: the next in the list (after the last: the end).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub next: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum Action {
-    /// Wait a duration (`"1h"`) or until a local time of day (`"09:00"`) in the profile's
-    /// time zone.
-    Wait {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        duration: Option<String>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        until_time: Option<String>,
-    },
-    /// Wait for an event, at most `timeout`: go to `on_event` if it comes (`"exit"` ends the
-    /// journey), else to `on_timeout` (default: the next step).
-    WaitForEvent {
-        event: String,
-        #[serde(default)]
-        conditions: Vec<Condition>,
-        /// Only an event whose key property equals the instance's key (the same cart).
-        #[serde(default)]
-        match_key: bool,
-        timeout: String,
-        #[serde(default = "exit_step")]
-        on_event: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        on_timeout: Option<String>,
-    },
-    /// A segment expression on the profile, now.
-    Branch {
-        condition: String,
-        then: String,
-        #[serde(rename = "else")]
-        otherwise: String,
-    },
-    /// A random split, stable per instance.
-    Split {
-        paths: Vec<SplitPath>,
-    },
-    Send {
-        template: String,
-    },
-    Exit,
-}
-
-fn exit_step() -> String {
-    EXIT.into()
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SplitPath {
-    pub weight: u32,
-    pub next: String,
-}
-
-/// The step name that ends an instance.
-pub const EXIT: &str = "exit";
 /// Most steps one instance runs without waiting (a loop of branches would spin forever).
 const MAX_STEPS_PER_RUN: usize = 64;
 const PAGE: u32 = 1_000;
@@ -198,13 +43,8 @@ const DEF_TTL: Duration = Duration::from_secs(5);
 /// Why a journey could not be saved or run.
 #[derive(Debug, thiserror::Error)]
 pub enum JourneyError {
-    #[error("invalid journey: {0}")]
-    Invalid(String),
-    #[error("step {step:?}: {error}")]
-    Condition {
-        step: String,
-        error: missive_segment::SegmentError,
-    },
+    #[error(transparent)]
+    Definition(#[from] DefinitionError),
     #[error("journey {0:?} does not exist")]
     NotFound(String),
     #[error(transparent)]
@@ -213,256 +53,6 @@ pub enum JourneyError {
     Engine(#[from] Arc<crate::EngineError>),
     #[error("stored journey {0:?} is unreadable: {1}")]
     Corrupt(String, String),
-}
-
-/// A journey ready to run.
-#[derive(Debug)]
-pub struct Compiled {
-    pub name: String,
-    pub version: i64,
-    pub def: JourneyDef,
-    waits: HashMap<String, TimeDelta>,
-    conditions: HashMap<String, Segment>,
-}
-
-impl Compiled {
-    fn index(&self, id: &str) -> Option<usize> {
-        self.def.steps.iter().position(|s| s.id == id)
-    }
-
-    /// The step after `id`: its `next`, else the following one, else the end.
-    fn after(&self, id: &str) -> String {
-        let Some(i) = self.index(id) else {
-            return EXIT.into();
-        };
-        match &self.def.steps[i].next {
-            Some(n) => n.clone(),
-            None => self.def.steps.get(i + 1).map_or(EXIT.into(), |s| s.id.clone()),
-        }
-    }
-}
-
-/// Parses `"90s"`, `"15m"`, `"1h"`, `"2d"`, `"1w"`.
-pub fn parse_duration(s: &str) -> Option<TimeDelta> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit())?;
-    let n: i64 = s[..split].parse().ok()?;
-    let d = match &s[split..] {
-        "s" => TimeDelta::try_seconds(n)?,
-        "m" => TimeDelta::try_minutes(n)?,
-        "h" => TimeDelta::try_hours(n)?,
-        "d" => TimeDelta::try_days(n)?,
-        "w" => TimeDelta::try_weeks(n)?,
-        _ => return None,
-    };
-    (d > TimeDelta::zero() && d <= TimeDelta::days(366)).then_some(d)
-}
-
-fn parse_time_of_day(s: &str) -> Option<(i8, i8)> {
-    let (h, m) = s.split_once(':')?;
-    let (h, m): (i8, i8) = (h.parse().ok()?, m.parse().ok()?);
-    ((0..24).contains(&h) && (0..60).contains(&m)).then_some((h, m))
-}
-
-/// Checks a definition and compiles its waits and conditions.
-pub fn compile(
-    name: &str,
-    version: i64,
-    def: JourneyDef,
-    schema: &missive_segment::Schema,
-) -> Result<Compiled, JourneyError> {
-    let invalid = |m: String| Err(JourneyError::Invalid(m));
-    if def.steps.is_empty() {
-        return invalid("a journey needs at least one step".into());
-    }
-    match (&def.trigger.event, &def.trigger.segment) {
-        (Some(e), None) if !e.trim().is_empty() => {}
-        (None, Some(s)) if !s.trim().is_empty() => {
-            if !def.trigger.conditions.is_empty() || def.key.is_some() {
-                return invalid("a segment trigger takes no conditions and no key".into());
-            }
-        }
-        _ => return invalid("the trigger needs exactly one of event and segment".into()),
-    }
-    let mut ids = std::collections::HashSet::new();
-    for s in &def.steps {
-        if s.id == EXIT || s.id.is_empty() || !ids.insert(s.id.as_str()) {
-            return invalid(format!(
-                "step ids must be unique, non-empty and not \"exit\": {:?}",
-                s.id
-            ));
-        }
-    }
-    let known = |t: &str| t == EXIT || ids.contains(t);
-    let mut waits = HashMap::new();
-    let mut conditions = HashMap::new();
-    for s in &def.steps {
-        let mut targets: Vec<&str> = s.next.iter().map(String::as_str).collect();
-        match &s.action {
-            Action::Wait { duration, until_time } => match (duration, until_time) {
-                (Some(d), None) => {
-                    let d = parse_duration(d).ok_or_else(|| {
-                        JourneyError::Invalid(format!(
-                            "step {:?}: duration {d:?} is not like \"30m\", \"1h\", \"2d\" (at most a year)",
-                            s.id
-                        ))
-                    })?;
-                    waits.insert(s.id.clone(), d);
-                }
-                (None, Some(t)) => {
-                    if parse_time_of_day(t).is_none() {
-                        return invalid(format!("step {:?}: until_time {t:?} is not like \"09:30\"", s.id));
-                    }
-                }
-                _ => {
-                    return invalid(format!(
-                        "step {:?}: a wait needs exactly one of duration and until_time",
-                        s.id
-                    ));
-                }
-            },
-            Action::WaitForEvent {
-                timeout,
-                on_event,
-                on_timeout,
-                match_key,
-                ..
-            } => {
-                let d = parse_duration(timeout).ok_or_else(|| {
-                    JourneyError::Invalid(format!("step {:?}: timeout {timeout:?} is not like \"1h\"", s.id))
-                })?;
-                if *match_key && def.key.is_none() {
-                    return invalid(format!("step {:?}: match_key needs the journey's key", s.id));
-                }
-                waits.insert(s.id.clone(), d);
-                targets.push(on_event);
-                targets.extend(on_timeout.iter().map(String::as_str));
-            }
-            Action::Branch {
-                condition,
-                then,
-                otherwise,
-            } => {
-                let segment =
-                    Segment::compile(condition, schema).map_err(|error| JourneyError::Condition {
-                        step: s.id.clone(),
-                        error,
-                    })?;
-                conditions.insert(s.id.clone(), segment);
-                targets.extend([then.as_str(), otherwise.as_str()]);
-            }
-            Action::Split { paths } => {
-                if paths.is_empty() || paths.iter().all(|p| p.weight == 0) {
-                    return invalid(format!("step {:?}: a split needs paths with weights", s.id));
-                }
-                targets.extend(paths.iter().map(|p| p.next.as_str()));
-            }
-            Action::Send { template } => {
-                if template.trim().is_empty() {
-                    return invalid(format!("step {:?}: send needs a template", s.id));
-                }
-            }
-            Action::Exit => {}
-        }
-        if let Some(bad) = targets.iter().find(|t| !known(t)) {
-            return invalid(format!("step {:?} goes to {bad:?}, which is not a step", s.id));
-        }
-    }
-    if let Some(n) = def.max_sends_per_instance
-        && !(1..=MAX_SENDS_PER_INSTANCE).contains(&n)
-    {
-        return invalid(format!(
-            "max_sends_per_instance must be between 1 and {MAX_SENDS_PER_INSTANCE}, not {n}"
-        ));
-    }
-    if let Some(cycle) = loop_without_wait(&def.steps) {
-        return invalid(format!(
-            "steps {} form a loop with no wait: one event would run it without end; put a wait step in it",
-            cycle.join(" → ")
-        ));
-    }
-    Ok(Compiled {
-        name: name.into(),
-        version,
-        def,
-        waits,
-        conditions,
-    })
-}
-
-/// The steps that may run right after `i` within one pass (a wait ends the pass).
-fn successors(steps: &[Step], i: usize) -> Vec<&str> {
-    let s = &steps[i];
-    let after = || {
-        s.next
-            .as_deref()
-            .unwrap_or_else(|| steps.get(i + 1).map_or(EXIT, |n| n.id.as_str()))
-    };
-    match &s.action {
-        Action::Wait { .. } | Action::WaitForEvent { .. } | Action::Exit => vec![],
-        Action::Branch { then, otherwise, .. } => vec![then.as_str(), otherwise.as_str()],
-        Action::Split { paths } => paths.iter().map(|p| p.next.as_str()).collect(),
-        Action::Send { .. } => vec![after()],
-    }
-}
-
-/// A loop of steps none of which waits (`send → send`, `branch → send → branch`), as the ids
-/// in order from where it closes, if there is one. Iterative: definitions can be long.
-fn loop_without_wait(steps: &[Step]) -> Option<Vec<String>> {
-    #[derive(Clone, Copy, PartialEq)]
-    enum Mark {
-        New,
-        OnPath,
-        Done,
-    }
-    let index: HashMap<&str, usize> = steps
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.id.as_str(), i))
-        .collect();
-    let mut mark = vec![Mark::New; steps.len()];
-    for start in 0..steps.len() {
-        if mark[start] != Mark::New {
-            continue;
-        }
-        // (step, its successors, how many of them were visited)
-        let mut path: Vec<(usize, Vec<usize>, usize)> = Vec::new();
-        let succ = |i: usize| -> Vec<usize> {
-            successors(steps, i)
-                .into_iter()
-                .filter_map(|t| index.get(t).copied())
-                .collect()
-        };
-        mark[start] = Mark::OnPath;
-        path.push((start, succ(start), 0));
-        while let Some((node, next, done)) = path.last_mut() {
-            if *done == next.len() {
-                mark[*node] = Mark::Done;
-                path.pop();
-                continue;
-            }
-            let t = next[*done];
-            *done += 1;
-            match mark[t] {
-                Mark::OnPath => {
-                    let from = path.iter().position(|(n, _, _)| *n == t).unwrap_or(0);
-                    let mut cycle: Vec<String> = path[from..]
-                        .iter()
-                        .map(|(n, _, _)| steps[*n].id.clone())
-                        .collect();
-                    cycle.push(steps[t].id.clone());
-                    return Some(cycle);
-                }
-                Mark::New => {
-                    mark[t] = Mark::OnPath;
-                    let s = succ(t);
-                    path.push((t, s, 0));
-                }
-                Mark::Done => {}
-            }
-        }
-    }
-    None
 }
 
 /// What one pass of the runner did.
@@ -496,49 +86,6 @@ fn hash_id(prefix: &str, parts: &[&str]) -> String {
         h.write(&[0]);
     }
     format!("{prefix}{:032x}", h.finish_128())
-}
-
-fn lookup<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
-    path.split('.').try_fold(v, |v, part| match v {
-        Value::Object(m) => m.get(part),
-        Value::Array(a) => part.parse::<usize>().ok().and_then(|i| a.get(i)),
-        _ => None,
-    })
-}
-
-fn key_text(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
-/// Whether an event (its Segment body) passes every condition.
-pub fn matches(conditions: &[Condition], body: &Value) -> bool {
-    conditions.iter().all(|c| {
-        let v = lookup(body, &c.path);
-        let num = |x: &Value| x.as_f64();
-        match c.op {
-            Op::Exists => v.is_some_and(|v| !v.is_null()),
-            Op::Eq => v == Some(&c.value),
-            Op::Ne => v != Some(&c.value),
-            Op::Contains => match v {
-                Some(Value::String(s)) => c.value.as_str().is_some_and(|x| s.contains(x)),
-                Some(Value::Array(a)) => a.contains(&c.value),
-                _ => false,
-            },
-            Op::Gt | Op::Gte | Op::Lt | Op::Lte => match (v.and_then(num), num(&c.value)) {
-                (Some(a), Some(b)) => match c.op {
-                    Op::Gt => a > b,
-                    Op::Gte => a >= b,
-                    Op::Lt => a < b,
-                    _ => a <= b,
-                },
-                _ => false,
-            },
-        }
-    })
 }
 
 /// Work of one pass, committed together.
@@ -578,9 +125,9 @@ impl Journeys {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         {
-            return Err(JourneyError::Invalid(
+            return Err(JourneyError::Definition(DefinitionError::Invalid(
                 "a journey name is 1 to 64 letters, digits, '-' or '_'".into(),
-            ));
+            )));
         }
         let schema = infer_schema(self.store()).await?;
         let compiled = compile(name, 0, def.clone(), &schema)?;
@@ -592,10 +139,10 @@ impl Journeys {
                     .await?
                     .is_none()
             {
-                return Err(JourneyError::Invalid(format!(
+                return Err(JourneyError::Definition(DefinitionError::Invalid(format!(
                     "step {:?} sends template {template:?}, which does not exist",
                     step.id
-                )));
+                ))));
             }
         }
         let body =
@@ -661,7 +208,7 @@ impl Journeys {
             for doc in page {
                 let compiled = serde_json::from_value::<JourneyDef>(doc.body)
                     .map_err(|e| JourneyError::Corrupt(doc.name.clone(), e.to_string()))
-                    .and_then(|def| compile(&doc.name, doc.version, def, &schema));
+                    .and_then(|def| Ok(compile(&doc.name, doc.version, def, &schema)?));
                 match compiled {
                     Ok(c) => out.push(Arc::new(c)),
                     Err(e) => {
@@ -1058,20 +605,20 @@ impl Journeys {
                             let p = self.profile(&instance.profile_id, &mut profile).await?;
                             missive_core::zone::next_local_time(now, h, m, &self.person_zone(p))
                         }
-                        None => now + def.waits.get(&at).copied().unwrap_or_default(),
+                        None => now + def.wait_of(&at).unwrap_or_default(),
                     };
                     instance.wake_at = Some(wake);
                     pending.instances.insert(instance.id.clone(), instance);
                     return Ok(());
                 }
                 Action::WaitForEvent { event, .. } => {
-                    instance.wake_at = Some(now + def.waits.get(&at).copied().unwrap_or_default());
+                    instance.wake_at = Some(now + def.wait_of(&at).unwrap_or_default());
                     instance.waiting_for = Some(event.clone());
                     pending.instances.insert(instance.id.clone(), instance);
                     return Ok(());
                 }
                 Action::Branch { then, otherwise, .. } => {
-                    let segment = def.conditions.get(&at);
+                    let segment = def.condition_of(&at);
                     let p = self.profile(&instance.profile_id, &mut profile).await?;
                     let member = match segment {
                         Some(seg) => {
@@ -1206,113 +753,4 @@ fn bump_sends(context: &mut Value) -> u64 {
     let n = obj.get("sends").and_then(Value::as_u64).unwrap_or(0) + 1;
     obj.insert("sends".into(), json!(n));
     n
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_and_times_of_day_parse() {
-        assert_eq!(parse_duration("90s"), Some(TimeDelta::seconds(90)));
-        assert_eq!(parse_duration("1h"), Some(TimeDelta::hours(1)));
-        assert_eq!(parse_duration("2d"), Some(TimeDelta::days(2)));
-        assert_eq!(parse_duration("0m"), None);
-        assert_eq!(parse_duration("5y"), None);
-        assert_eq!(parse_time_of_day("09:30"), Some((9, 30)));
-        assert_eq!(parse_time_of_day("24:00"), None);
-    }
-
-    #[test]
-    fn conditions_test_event_properties() {
-        let body = json!({"properties": {"value": 120, "tags": ["gift"], "cart_id": "c1"}});
-        let c = |path: &str, op, value| Condition {
-            path: path.into(),
-            op,
-            value,
-        };
-        assert!(matches(&[c("properties.value", Op::Gte, json!(100))], &body));
-        assert!(!matches(&[c("properties.value", Op::Lt, json!(100))], &body));
-        assert!(matches(
-            &[c("properties.tags", Op::Contains, json!("gift"))],
-            &body
-        ));
-        assert!(matches(
-            &[c("properties.cart_id", Op::Exists, Value::Null)],
-            &body
-        ));
-        assert!(!matches(
-            &[c("properties.coupon", Op::Exists, Value::Null)],
-            &body
-        ));
-    }
-
-    fn def(steps: Value) -> JourneyDef {
-        serde_json::from_value(json!({
-            "trigger": {"event": "Product Added"},
-            "key": "properties.cart_id",
-            "steps": steps,
-        }))
-        .unwrap()
-    }
-
-    #[test]
-    fn definitions_are_checked() {
-        let schema = missive_segment::Schema::default();
-        let ok = def(json!([
-            {"id": "wait", "type": "wait_for_event", "event": "Order Completed", "match_key": true, "timeout": "1h"},
-            {"id": "send", "type": "send", "template": "cart"},
-        ]));
-        let c = compile("cart", 1, ok, &schema).unwrap();
-        assert_eq!(c.after("wait"), "send");
-        assert_eq!(c.after("send"), EXIT);
-        for (bad, why) in [
-            (
-                json!([{"id": "a", "type": "wait", "duration": "soon"}]),
-                "duration",
-            ),
-            (
-                json!([{"id": "a", "type": "send", "template": "x", "next": "b"}]),
-                "not a step",
-            ),
-            (
-                json!([{"id": "a", "type": "exit"}, {"id": "a", "type": "exit"}]),
-                "unique",
-            ),
-            (
-                json!([{"id": "a", "type": "branch", "condition": "orders.count >>", "then": "exit", "else": "exit"}]),
-                "step \"a\"",
-            ),
-            (
-                json!([{"id": "a", "type": "send", "template": "x", "next": "a"}]),
-                "steps a → a form a loop with no wait",
-            ),
-            (
-                json!([
-                    {"id": "b", "type": "branch", "condition": "orders.count > 0", "then": "s", "else": "exit"},
-                    {"id": "s", "type": "send", "template": "x"},
-                    {"id": "t", "type": "split", "paths": [{"weight": 1, "next": "b"}]},
-                ]),
-                "steps b → s → t → b",
-            ),
-            (json!([]), "at least one step"),
-        ] {
-            let e = compile("x", 1, def(bad), &schema).unwrap_err();
-            assert!(e.to_string().contains(why), "{e}");
-        }
-        // A loop through a wait is allowed (the send cap bounds it).
-        let through_wait = def(json!([
-            {"id": "s", "type": "send", "template": "x"},
-            {"id": "w", "type": "wait", "duration": "1s", "next": "s"},
-        ]));
-        assert!(compile("x", 1, through_wait, &schema).is_ok());
-        let mut capped = def(json!([{"id": "s", "type": "send", "template": "x"}]));
-        capped.max_sends_per_instance = Some(0);
-        assert!(
-            compile("x", 1, capped, &schema)
-                .unwrap_err()
-                .to_string()
-                .contains("max_sends_per_instance")
-        );
-    }
 }

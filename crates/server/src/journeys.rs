@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use missive_engine::journeys::{JourneyDef, JourneyError, RunStats};
+use missive_engine::journeys::{DefinitionError, JourneyDef, JourneyError, RunStats};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{Marketing, ReadPersonal, Reports, RequireRole};
@@ -12,8 +12,10 @@ use crate::{ApiError, AppState};
 impl From<JourneyError> for ApiError {
     fn from(e: JourneyError) -> Self {
         match e {
-            JourneyError::Invalid(m) => ApiError::bad_request("journey_invalid", m),
-            JourneyError::Condition { step, error } => {
+            JourneyError::Definition(DefinitionError::Invalid(m)) => {
+                ApiError::bad_request("journey_invalid", m)
+            }
+            JourneyError::Definition(DefinitionError::Condition { step, error }) => {
                 ApiError::from(error).with_field(format!("steps.{step}.condition"))
             }
             JourneyError::NotFound(_) => ApiError::not_found(e.to_string()),

@@ -1,0 +1,166 @@
+//! The journey document as its author writes it (JSON, see docs/journeys.md).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A journey as its author writes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JourneyDef {
+    pub trigger: Trigger,
+    /// An event property path (`properties.cart_id`): one instance per value of it.
+    #[serde(default)]
+    pub key: Option<String>,
+    #[serde(default)]
+    pub reentry: Reentry,
+    /// `marketing` (needs consent, counts towards the frequency cap) or `transactional`.
+    #[serde(default)]
+    pub class: MessageClass,
+    /// The preference-centre topic its e-mails belong to (one of `[[preferences.topics]]`):
+    /// people who declined it are not sent them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+    /// The most e-mails one instance (one person, one key) may send; a loop through a wait
+    /// stops there. Default [`DEFAULT_MAX_SENDS_PER_INSTANCE`], at most [`MAX_SENDS_PER_INSTANCE`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_sends_per_instance: Option<u32>,
+    pub steps: Vec<Step>,
+}
+
+/// Sends one journey instance may make unless its definition says otherwise.
+pub const DEFAULT_MAX_SENDS_PER_INSTANCE: u32 = 10;
+/// The ceiling of `max_sends_per_instance`: no definition can mail one person without end.
+pub const MAX_SENDS_PER_INSTANCE: u32 = 100;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Trigger {
+    /// The track event that starts the journey…
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<String>,
+    /// …or the saved segment whose new members start it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment: Option<String>,
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+}
+
+/// A test on an event: `{"path": "properties.value", "op": "gte", "value": 50}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Condition {
+    pub path: String,
+    pub op: Op,
+    #[serde(default)]
+    pub value: Value,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Op {
+    Eq,
+    Ne,
+    Gt,
+    Gte,
+    Lt,
+    Lte,
+    Exists,
+    Contains,
+}
+
+/// When a profile may enter a journey it is already in or has been in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reentry {
+    /// Not while an instance with the same key is active (the default).
+    #[default]
+    AfterExit,
+    /// Every trigger starts an instance.
+    Always,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageClass {
+    #[default]
+    Marketing,
+    Transactional,
+}
+
+impl MessageClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageClass::Marketing => "marketing",
+            MessageClass::Transactional => "transactional",
+        }
+    }
+}
+
+// No `deny_unknown_fields` here: serde cannot combine it with `flatten`; the action's own
+// variants refuse unknown fields instead.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    pub id: String,
+    #[serde(flatten)]
+    pub action: Action,
+    /// The step after this one; default: the next in the list (after the last: the end).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Action {
+    /// Wait a duration (`"1h"`) or until a local time of day (`"09:00"`) in the profile's
+    /// time zone.
+    Wait {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        duration: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        until_time: Option<String>,
+    },
+    /// Wait for an event, at most `timeout`: go to `on_event` if it comes (`"exit"` ends the
+    /// journey), else to `on_timeout` (default: the next step).
+    WaitForEvent {
+        event: String,
+        #[serde(default)]
+        conditions: Vec<Condition>,
+        /// Only an event whose key property equals the instance's key (the same cart).
+        #[serde(default)]
+        match_key: bool,
+        timeout: String,
+        #[serde(default = "exit_step")]
+        on_event: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        on_timeout: Option<String>,
+    },
+    /// A segment expression on the profile, now.
+    Branch {
+        condition: String,
+        then: String,
+        #[serde(rename = "else")]
+        otherwise: String,
+    },
+    /// A random split, stable per instance.
+    Split {
+        paths: Vec<SplitPath>,
+    },
+    Send {
+        template: String,
+    },
+    Exit,
+}
+
+fn exit_step() -> String {
+    EXIT.into()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SplitPath {
+    pub weight: u32,
+    pub next: String,
+}
+
+/// The step name that ends an instance.
+pub const EXIT: &str = "exit";

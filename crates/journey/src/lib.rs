@@ -1,0 +1,18 @@
+//! The journey definition language: what a marketer writes (a trigger, an instance key, a
+//! re-entry rule and steps: `wait`, `wait_for_event`, `branch`, `split`, `send`, `exit`), how it
+//! is checked (every target exists, durations and times parse, branch conditions compile, no
+//! loop runs without a wait) and what it compiles to.
+//!
+//! Pure: no store, no clock, no network. The engine's runner executes compiled journeys
+//! durably; docs/journeys.md is the user's reference.
+
+mod compile;
+mod conditions;
+mod definition;
+
+pub use compile::{Compiled, DefinitionError, compile, parse_duration, parse_time_of_day};
+pub use conditions::{key_text, lookup, matches};
+pub use definition::{
+    Action, Condition, DEFAULT_MAX_SENDS_PER_INSTANCE, EXIT, JourneyDef, MAX_SENDS_PER_INSTANCE,
+    MessageClass, Op, Reentry, SplitPath, Step, Trigger,
+};
