@@ -1,0 +1,356 @@
+//! The applier's loop: requests in, batches folded in memory, jobs handed to the writers.
+
+use super::*;
+
+impl Applier {
+    pub(super) async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Request>,
+        etx: mpsc::Sender<EventJob>,
+        ctx: mpsc::Sender<CheckpointJob>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        // Segment timers are looked at every tick too: keep it short.
+        let tick_every = self
+            .config
+            .flush_interval
+            .clamp(Duration::from_millis(10), Duration::from_millis(100));
+        let mut ticker = tokio::time::interval(tick_every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let first = tokio::select! {
+                biased;
+                r = rx.recv() => r,
+                                _ = ticker.tick() => {
+                    let timer_due = self.timers.peek().is_some_and(|Reverse((due, _))| *due <= self.clock.now());
+                    let flush_due = !self.pending.is_empty()
+                        && (self.flush_now || self.last_flush.elapsed() >= self.config.flush_interval);
+                    if !timer_due && !flush_due {
+                        continue;
+                    }
+                    Some(Request::Tick)
+                }
+                _ = stop.changed() => {
+                    // No new requests from here on; those already queued are still committed.
+                    rx.close();
+                    rx.recv().await
+                }
+            };
+            let Some(first) = first else { break };
+            let mut requests = vec![first];
+            let mut n = request_events(&requests[0]);
+            while n < self.config.max_batch_events {
+                match rx.try_recv() {
+                    Ok(r) => {
+                        n += request_events(&r);
+                        requests.push(r);
+                    }
+                    Err(_) => break,
+                }
+            }
+            if !self.handle(requests, false, &etx, &ctx).await {
+                tracing::error!("a writer stopped; the applier exits");
+                return;
+            }
+        }
+        // The last checkpoint: everything accepted is in the stored profiles.
+        self.handle(Vec::new(), true, &etx, &ctx).await;
+    }
+
+    /// Folds a batch of requests and hands the results to the writers; false when a writer
+    /// is gone.
+    pub(super) async fn handle(
+        &mut self,
+        requests: Vec<Request>,
+        force_checkpoint: bool,
+        etx: &mpsc::Sender<EventJob>,
+        ctx: &mpsc::Sender<CheckpointJob>,
+    ) -> bool {
+        let started = Instant::now();
+        let mut lists = Vec::new();
+        let mut acks = Vec::new();
+        let mut erasures = Vec::new();
+        let mut sync_acks = Vec::new();
+        let mut sync_requested = force_checkpoint;
+        let mut segment_requests = Vec::new();
+        for r in requests {
+            match r {
+                Request::Ingest { events, ack } => {
+                    lists.push(events);
+                    acks.push(ack);
+                }
+                Request::Sync { ack } => {
+                    sync_requested = true;
+                    sync_acks.extend(ack);
+                }
+                Request::Tick => {}
+                Request::Erase {
+                    profiles,
+                    identity_hashes,
+                    ack,
+                } => {
+                    // Events in this very batch naming the person are dropped too.
+                    self.erased.extend(identity_hashes.iter().cloned());
+                    sync_requested = true;
+                    erasures.push((profiles, identity_hashes, ack));
+                }
+                Request::Segments {
+                    set,
+                    backfill,
+                    progress,
+                    ack,
+                } => segment_requests.push((set, backfill, progress, ack)),
+            }
+        }
+
+        let n = lists.iter().map(Vec::len).sum::<usize>();
+        let folded = self.prepare(lists).await;
+        tracing::debug!(
+            events = n,
+            prepare_ms = started.elapsed().as_secs_f64() * 1e3,
+            "batch prepared"
+        );
+        let (batch, outcomes, stored) = match folded {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::error!(error = %e, "batch preparation failed; rebuilding from the store");
+                let e = Arc::new(e);
+                fail(acks, sync_acks, &e);
+                // A saved segment is still taken on: it is in the store already. Its backfill
+                // is not done; the caller is told, and saving it again redoes it.
+                for (set, _, _, ack) in segment_requests {
+                    self.segments = set;
+                    let _ = ack.send(Err(e.clone()));
+                }
+                // Make the next batch start over from the store.
+                self.progress.epoch.fetch_add(1, Ordering::SeqCst);
+                return true;
+            }
+        };
+        let job = EventJob {
+            epoch: self.seen_epoch,
+            batch_seq: self.batch_seq,
+            batch,
+            acks: acks.into_iter().zip(outcomes).collect(),
+            events: stored,
+        };
+        if !job.acks.is_empty() || !job.batch.events.is_empty() || !job.batch.repoint.is_empty() {
+            if etx.send(job).await.is_err() {
+                return false;
+            }
+            self.sent_events = self.batch_seq;
+        }
+        // After the fold (a failed commit has been recovered from) and after this batch's
+        // events went to the writer (the backfill waits for them to be in the log).
+        for (set, backfill, progress, ack) in segment_requests {
+            let result = self
+                .switch_segments(set, backfill, progress)
+                .await
+                .map_err(Arc::new);
+            // Answer once the backfill's checkpoint is durable, not before.
+            let (durable, committed) = oneshot::channel();
+            sync_acks.push(durable);
+            sync_requested = true;
+            tokio::spawn(async move {
+                let answer = match committed.await {
+                    Ok(Ok(())) => result,
+                    Ok(Err(e)) => Err(e),
+                    Err(_) => Err(Arc::new(EngineError::ShuttingDown)),
+                };
+                let _ = ack.send(answer);
+            });
+        }
+        let checkpoint = sync_requested
+            || self.config.flush_interval.is_zero()
+            || self.pending.touched.len() >= self.config.max_dirty_profiles
+            || (!self.pending.is_empty()
+                && (self.flush_now || self.last_flush.elapsed() >= self.config.flush_interval));
+        if checkpoint {
+            let job = CheckpointJob {
+                epoch: self.seen_epoch,
+                batch_seq: self.batch_seq,
+                checkpoint: self.take_checkpoint(),
+                sync_acks,
+            };
+            if ctx.send(job).await.is_err() {
+                return false;
+            }
+            self.sent_checkpoint = self.batch_seq;
+        }
+        for (profiles, hashes, ack) in erasures {
+            let _ = ack.send(self.erase(profiles, hashes).await.map_err(Arc::new));
+        }
+        true
+    }
+
+    /// Deletes profiles once everything sent to the writers is durable (their last events
+    /// and checkpoint included), then forgets them.
+    pub(super) async fn erase(
+        &mut self,
+        profiles: Vec<ProfileId>,
+        hashes: Vec<String>,
+    ) -> Result<ErasureCounts, EngineError> {
+        self.wait_for_writers().await;
+        self.store.add_erased_identities(hashes, self.clock.now()).await?;
+        let gone: HashSet<&ProfileId> = profiles.iter().collect();
+        self.profiles.retain(|id, _| !gone.contains(id));
+        self.identities.retain(|_, (p, _)| !gone.contains(p));
+        self.timers.retain(|Reverse((_, p))| !gone.contains(p));
+        Ok(self.store.erase_profiles(profiles).await?)
+    }
+
+    pub(super) async fn prepare(
+        &mut self,
+        lists: Vec<Vec<Event>>,
+    ) -> Result<(EventBatch, Vec<IngestOutcome>, usize), EngineError> {
+        let current = self.progress.epoch.load(Ordering::SeqCst);
+        if current != self.seen_epoch {
+            // A commit failed: memory may hold changes that never reached the store. Let the
+            // writers finish what they hold, then start over from the store's checkpoint and
+            // the events stored after it.
+            self.wait_for_writers().await;
+            self.seen_epoch = current;
+            self.recover().await?;
+            self.load_timers().await?;
+        }
+        self.batch_seq += 1;
+        self.evict_if_needed();
+        self.run_due_timers(self.clock.now()).await?;
+        self.fold(lists).await
+    }
+
+    /// Waits until both writers have finished with every batch sent to them.
+    pub(super) async fn wait_for_writers(&self) {
+        let (events, checkpoints) = (self.sent_events, self.sent_checkpoint);
+        let _ = self
+            .progress
+            .events_done
+            .subscribe()
+            .wait_for(|b| *b >= events)
+            .await;
+        let _ = self
+            .progress
+            .checkpoints_done
+            .subscribe()
+            .wait_for(|b| *b >= checkpoints)
+            .await;
+    }
+
+    /// Deduplicates, resolves identities and folds the events; returns what to store.
+    pub(super) async fn fold(
+        &mut self,
+        lists: Vec<Vec<Event>>,
+    ) -> Result<(EventBatch, Vec<IngestOutcome>, usize), EngineError> {
+        // 1. Deduplicate by message id: against recent ids, then the store, then within the batch.
+        let unknown: Vec<MessageId> = lists
+            .iter()
+            .flatten()
+            .filter(|e| {
+                !self.recent_ids.contains(&e.message_id)
+                    && self.message_filter.may_contain(e.message_id.as_str().as_bytes())
+            })
+            .map(|e| e.message_id.clone())
+            .collect();
+        let stored = self.store.existing_message_ids(unknown).await?;
+        let fresh: Vec<&Event> = lists
+            .iter()
+            .flatten()
+            .filter(|e| !stored.contains(&e.message_id) && !self.recent_ids.contains(&e.message_id))
+            .collect();
+        self.prefetch_identities(&fresh).await?;
+
+        // 2. Fold.
+        let mut events = Vec::new();
+        let mut outcomes = Vec::with_capacity(lists.len());
+        let mut total = 0;
+        for list in lists {
+            let mut outcome = IngestOutcome::default();
+            for e in list {
+                if stored.contains(&e.message_id) || self.recent_ids.contains(&e.message_id) {
+                    outcome.duplicates += 1;
+                    continue;
+                }
+                if !self.erased.is_empty()
+                    && e.identity_keys()
+                        .iter()
+                        .any(|k| self.erased.contains(&identity_hash(&self.erasure_key, k)))
+                {
+                    outcome.erased += 1;
+                    continue;
+                }
+                self.recent_ids.insert(e.message_id.clone());
+                self.message_filter.insert(e.message_id.as_str().as_bytes());
+                let (target, e) = self.apply(e, None).await?;
+                let seq = self.next_seq;
+                self.next_seq += 1;
+                events.push(StoredEvent {
+                    seq,
+                    message_id: e.message_id,
+                    profile_id: target.clone(),
+                    origin_profile_id: target,
+                    kind: e.kind,
+                    name: e.name,
+                    timestamp: e.timestamp,
+                    received_at: e.received_at,
+                    body: e.body,
+                });
+                outcome.stored += 1;
+                total += 1;
+            }
+            outcomes.push(outcome);
+        }
+        let repoint = std::mem::take(&mut self.repoint);
+        Ok((EventBatch { events, repoint }, outcomes, total))
+    }
+
+    /// Loads, in one pass, every identity the events name that is not in memory yet, and the
+    /// profiles they point to.
+    pub(super) async fn prefetch_identities(&mut self, events: &[&Event]) -> Result<(), EngineError> {
+        let mut missing: Vec<IdentityKey> = Vec::new();
+        let mut seen = HashSet::new();
+        for e in events {
+            let mut keys = e.identity_keys();
+            if let Some(prev) = &e.previous_id {
+                keys.push(IdentityKey::user_id(prev.clone()));
+                keys.push(IdentityKey::anonymous_id(prev.clone()));
+            }
+            for k in keys {
+                if !self.identities.contains_key(&k)
+                    && self
+                        .identity_filter
+                        .may_contain(&identity_bytes(&self.store.identity_index(&k)))
+                    && seen.insert(k.clone())
+                {
+                    missing.push(k);
+                }
+            }
+        }
+        let resolved = self.store.resolve_identities(missing).await?;
+        let mut to_load = Vec::new();
+        let mut queued = HashSet::new();
+        for (k, p) in resolved {
+            if !self.profiles.contains_key(&p) && queued.insert(p.clone()) {
+                to_load.push(p.clone());
+            }
+            self.identities.insert(k, (p, 0));
+        }
+        for id in to_load {
+            self.load_into_cache(&id).await?;
+        }
+        Ok(())
+    }
+}
+
+pub(super) fn request_events(r: &Request) -> usize {
+    match r {
+        Request::Ingest { events, .. } => events.len(),
+        Request::Sync { .. } | Request::Tick | Request::Segments { .. } | Request::Erase { .. } => 0,
+    }
+}
+
+pub(super) fn event_cause(e: &Event) -> String {
+    match e.kind {
+        EventKind::Track => format!("track:{}", e.name),
+        k => k.as_str().to_owned(),
+    }
+}

@@ -1,0 +1,52 @@
+//! What a checkpoint holds: the profiles, versions, identities and merges changed since the last.
+
+use super::*;
+
+impl Applier {
+    /// Takes everything pending as a checkpoint: one new version per changed profile, with
+    /// its diff, including every event folded so far.
+    pub(super) fn take_checkpoint(&mut self) -> Checkpoint {
+        let pending = std::mem::take(&mut self.pending);
+        let now = self.clock.now();
+        let mut cp = Checkpoint {
+            identities: pending.identities,
+            merges: pending.merges,
+            segment_changes: pending.segment_changes,
+            through_seq: self.next_seq - 1,
+            ..Checkpoint::default()
+        };
+        let mut causes = pending.causes;
+        let mut ids: Vec<_> = pending
+            .touched
+            .into_iter()
+            .filter(|(_, t)| !t.is_empty())
+            .collect();
+        // Sorted ids write the profile and version indexes in order.
+        ids.sort_by(|a, b| a.0.cmp(&b.0));
+        for (id, touched) in ids {
+            let Some(entry) = self.profiles.get_mut(&id) else {
+                continue;
+            };
+            let p = &mut entry.profile;
+            p.version += 1;
+            p.updated_at = now;
+            entry.last_batch = self.batch_seq;
+            // The history is not stored with the profile: leave it out of the copies.
+            let history = std::mem::take(&mut p.history);
+            let snapshot = (p.version % self.config.snapshot_every == 0).then(|| p.clone());
+            cp.versions.push(ProfileVersion {
+                profile_id: id.clone(),
+                version: p.version,
+                recorded_at: now,
+                cause: causes.remove(&id).unwrap_or_default(),
+                diff: p.diff_for(&touched),
+                snapshot,
+            });
+            cp.profiles.push(p.clone());
+            p.history = history;
+        }
+        self.last_flush = Instant::now();
+        self.flush_now = false;
+        cp
+    }
+}

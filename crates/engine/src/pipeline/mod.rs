@@ -1,0 +1,498 @@
+//! The partition owner: one task folds events into profiles in memory; two writers make the
+//! result durable, and only then are the senders told.
+//!
+//! - The **events writer** commits every batch's new events (group commit: while it waits
+//!   for one fsync, the applier prepares the next batches, and the writer commits all of them
+//!   together next). That is what makes an acknowledged event durable.
+//! - The **checkpoint writer** commits, every `flush_interval` and whenever a reader asks
+//!   ([`Engine::sync`]), the profiles, versions, identities and merges changed since the last
+//!   checkpoint, with the sequence number of the last event they include. It runs alongside
+//!   the events writer (SQLite keeps the two in separate files), and commits a checkpoint only
+//!   once the events it includes are stored. Writing a hot profile once a checkpoint instead of
+//!   once an event is what keeps ingest fast.
+//!
+//! The engine numbers events itself (`seq`), so a checkpoint knows exactly what it includes.
+//! After a crash, the events stored after the last checkpoint are replayed into the profiles
+//! at start-up ([`Engine::start`]), deterministically: a profile created by a replayed event
+//! takes the id that event was first stored under. Identity merges cross any partitioning by
+//! person, so on one box there is one owner of all profiles.
+//!
+//! The rooms: this file holds the types and the [`Engine`] handle; `applier` the loop and the
+//! fold of a batch; `identity` resolution, merges and the profile cache; `checkpoints` what a
+//! checkpoint holds; `writers` the events and checkpoint writers; `recovery` start-up
+//! (filters, replay); `segment_timers` membership, timers and switching segment definitions.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use missive_core::message::validate_message;
+use missive_core::{Clock, Event, EventKind, IdentityKey, MessageId, Profile, ProfileId, Touched};
+use missive_store::{
+    Checkpoint, ErasureCounts, EventBatch, EventQuery, MergeRecord, ProfileVersion, Store, StoreError,
+    StoredEvent,
+};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::bloom::ScalableBloom;
+use missive_segment::{Extra, MembershipChange, Schema, Segment, SegmentSet};
+use missive_store::SegmentChange;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+mod applier;
+mod checkpoints;
+mod identity;
+mod recovery;
+mod segment_timers;
+mod writers;
+
+use applier::event_cause;
+use identity::identity_bytes;
+pub use identity::identity_hash;
+use recovery::erasure_key;
+pub(crate) use segment_timers::load_segments;
+use writers::{fail, run_checkpoint_writer, run_events_writer};
+
+/// Tuning of the pipeline.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Recent events kept inside each profile.
+    pub history_len: usize,
+    /// Most events folded into one batch.
+    pub max_batch_events: usize,
+    /// Profiles kept in memory; beyond this, checkpointed ones are dropped and reloaded on demand.
+    pub profile_cache: usize,
+    /// A full snapshot is stored with every n-th version, bounding the replay of diffs
+    /// (version 1 needs none: it is replayed over an empty profile).
+    pub snapshot_every: u64,
+    /// Longest time between profile checkpoints. Zero checkpoints with every batch.
+    pub flush_interval: Duration,
+    /// A checkpoint is also taken once this many profiles are waiting for one.
+    pub max_dirty_profiles: usize,
+    /// The time zone of people without a `timezone` trait (`content.default_time_zone`): for
+    /// quiet hours, journey waits until a local time, and the `date` filter alike.
+    pub default_time_zone: jiff::tz::TimeZone,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            history_len: 50,
+            max_batch_events: 10_000,
+            profile_cache: 200_000,
+            snapshot_every: 32,
+            flush_interval: Duration::from_millis(250),
+            max_dirty_profiles: 100_000,
+            default_time_zone: jiff::tz::TimeZone::UTC,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("the engine is shutting down")]
+    ShuttingDown,
+    #[error("storage failed: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// What happened to one ingest call's events; an ingest call resolves only once they are durable.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IngestOutcome {
+    pub stored: usize,
+    /// Naming an erased person: acknowledged and dropped.
+    pub erased: usize,
+    /// Already stored under the same message id: acknowledged, not applied again.
+    pub duplicates: usize,
+}
+
+/// Where the outcome of one ingest call is sent once durable.
+type Ack = oneshot::Sender<Result<IngestOutcome, Arc<EngineError>>>;
+type SyncAck = oneshot::Sender<Result<(), Arc<EngineError>>>;
+type Tasks = Vec<tokio::task::JoinHandle<()>>;
+
+enum Request {
+    Ingest {
+        events: Vec<Event>,
+        ack: Ack,
+    },
+    /// Checkpoint now and answer once it is committed (`None`: the timer's own checkpoint).
+    Sync {
+        ack: Option<SyncAck>,
+    },
+    /// Look at due segment timers (the ticker's).
+    Tick,
+    /// Erase profiles: from now on, events naming one of `identity_hashes` are dropped; once
+    /// everything before is durable, the profiles are deleted from memory and from the store.
+    Erase {
+        profiles: Vec<ProfileId>,
+        identity_hashes: Vec<String>,
+        ack: oneshot::Sender<Result<ErasureCounts, Arc<EngineError>>>,
+    },
+    /// Use a new set of saved segments; evaluate `backfill` on every profile.
+    Segments {
+        set: Arc<SegmentSet>,
+        backfill: Option<String>,
+        progress: Option<watch::Sender<(u64, u64)>>,
+        ack: oneshot::Sender<Result<u64, Arc<EngineError>>>,
+    },
+}
+
+/// A batch of new events for the events writer.
+struct EventJob {
+    epoch: u64,
+    batch_seq: u64,
+    batch: EventBatch,
+    acks: Vec<(Ack, IngestOutcome)>,
+    events: usize,
+}
+
+/// A checkpoint for the checkpoint writer.
+struct CheckpointJob {
+    epoch: u64,
+    batch_seq: u64,
+    checkpoint: Checkpoint,
+    sync_acks: Vec<SyncAck>,
+}
+
+/// What the writers tell the applier and each other.
+struct Progress {
+    /// Bumped when a commit fails: everything prepared before is refused, and the applier
+    /// rebuilds its memory from the store.
+    epoch: AtomicU64,
+    /// The highest event `seq` committed.
+    events_committed: watch::Sender<i64>,
+    /// The last batch each writer has finished with (committed or refused).
+    events_done: watch::Sender<u64>,
+    checkpoints_done: watch::Sender<u64>,
+    /// The batch of the last committed checkpoint: profiles changed up to it may be evicted.
+    flushed_batch: AtomicU64,
+    /// Segment entries and exits, published once their checkpoint is durable.
+    segment_changes: tokio::sync::broadcast::Sender<SegmentChange>,
+    /// The last commit that failed, unless one succeeded since: what `/health` reports.
+    write_failure: std::sync::Mutex<Option<(Instant, String)>>,
+}
+
+/// Handle to the running pipeline. Cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    tx: mpsc::Sender<Request>,
+    stop: Arc<watch::Sender<bool>>,
+    changes: tokio::sync::broadcast::Sender<SegmentChange>,
+    /// Segment definitions change one at a time.
+    segment_lock: Arc<tokio::sync::Mutex<()>>,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    config: Arc<EngineConfig>,
+    tasks: Arc<tokio::sync::Mutex<Tasks>>,
+    write_health: Arc<Progress>,
+}
+
+impl Engine {
+    /// Replays the events stored after the last profile checkpoint (a crash leaves some), then
+    /// starts the pipeline.
+    pub async fn start(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        config: EngineConfig,
+    ) -> Result<Self, EngineError> {
+        let stats = store.stats().await?;
+        metrics::gauge!("missive_profiles").set(stats.profiles as f64);
+        let (tx, rx) = mpsc::channel::<Request>(4096);
+        // While a commit runs, the applier may prepare this many batches; the events writer
+        // commits them together next.
+        let (etx, erx) = mpsc::channel::<EventJob>(16);
+        let (ctx, crx) = mpsc::channel::<CheckpointJob>(4);
+        let progress = Arc::new(Progress {
+            epoch: AtomicU64::new(0),
+            events_committed: watch::channel(0).0,
+            events_done: watch::channel(0).0,
+            checkpoints_done: watch::channel(0).0,
+            flushed_batch: AtomicU64::new(0),
+            segment_changes: tokio::sync::broadcast::channel(65_536).0,
+            write_failure: std::sync::Mutex::new(None),
+        });
+        let config = Arc::new(config);
+        let mut applier = Applier {
+            store: store.clone(),
+            clock: clock.clone(),
+            config: config.clone(),
+            progress: progress.clone(),
+            seen_epoch: 0,
+            batch_seq: 0,
+            next_seq: 1,
+            profiles: HashMap::new(),
+            identities: HashMap::new(),
+            // Larger than anything in flight, so that a resent id is always caught.
+            recent_ids: RecentIds::new((1 << 20).max(config.max_batch_events * 64)),
+            pending: Pending::default(),
+            repoint: Vec::new(),
+            last_flush: Instant::now(),
+            flush_now: false,
+            history_through: None,
+            sent_events: 0,
+            sent_checkpoint: 0,
+            message_filter: ScalableBloom::new(stats.events as usize * 2),
+            identity_filter: ScalableBloom::new(stats.profiles as usize * 4),
+            segments: Arc::new(load_segments(&*store).await?),
+            timers: BinaryHeap::new(),
+            eval_now: DateTime::<Utc>::MIN_UTC,
+            erased: store.erased_identities().await?,
+            erasure_key: erasure_key(&*store).await?,
+        };
+        applier.load_filters().await?;
+        let replayed = applier.recover().await?;
+        if replayed > 0 {
+            tracing::info!(
+                events = replayed,
+                "replayed events stored after the last profile checkpoint"
+            );
+        }
+        applier.load_timers().await?;
+        let (stop, stop_rx) = watch::channel(false);
+        let changes = progress.segment_changes.clone();
+        let write_health = progress.clone();
+        let tasks = vec![
+            tokio::spawn(applier.run(rx, etx, ctx, stop_rx)),
+            tokio::spawn(run_events_writer(store.clone(), erx, progress.clone())),
+            tokio::spawn(run_checkpoint_writer(store.clone(), crx, progress)),
+        ];
+        Ok(Self {
+            tx,
+            stop: Arc::new(stop),
+            changes,
+            segment_lock: Arc::new(tokio::sync::Mutex::new(())),
+            store,
+            clock,
+            config,
+            tasks: Arc::new(tokio::sync::Mutex::new(tasks)),
+            write_health,
+        })
+    }
+
+    /// The store's write health: the error of the last commit and how long ago it failed,
+    /// when no commit has succeeded since (a full disk, a read-only file system, a lost
+    /// database). Reads can still work while every write fails.
+    pub fn write_failure(&self) -> Option<(Duration, String)> {
+        let guard = self.write_health.write_failure.lock().ok()?;
+        guard.as_ref().map(|(at, e)| (at.elapsed(), e.clone()))
+    }
+
+    /// Folds `events` into profiles and returns once they are durable.
+    pub async fn ingest(&self, events: Vec<Event>) -> Result<IngestOutcome, Arc<EngineError>> {
+        if events.is_empty() {
+            return Ok(IngestOutcome::default());
+        }
+        let (ack, rx) = oneshot::channel();
+        self.tx
+            .send(Request::Ingest { events, ack })
+            .await
+            .map_err(|_| Arc::new(EngineError::ShuttingDown))?;
+        rx.await.map_err(|_| Arc::new(EngineError::ShuttingDown))?
+    }
+
+    /// Erases profiles: every event naming one of `identity_hashes` ([`identity_hash`]) is
+    /// dropped from now on, and the profiles, with everything stored about them, are deleted
+    /// once what was accepted before is durable.
+    pub async fn erase(
+        &self,
+        profiles: Vec<ProfileId>,
+        identity_hashes: Vec<String>,
+    ) -> Result<ErasureCounts, Arc<EngineError>> {
+        let (ack, rx) = oneshot::channel();
+        self.tx
+            .send(Request::Erase {
+                profiles,
+                identity_hashes,
+                ack,
+            })
+            .await
+            .map_err(|_| Arc::new(EngineError::ShuttingDown))?;
+        rx.await.map_err(|_| Arc::new(EngineError::ShuttingDown))?
+    }
+
+    /// The key of [`identity_hash`] for this workspace.
+    pub async fn erasure_key(&self) -> Result<Vec<u8>, StoreError> {
+        erasure_key(&**self.store()).await
+    }
+
+    /// Brings the stored profiles, versions, identities and merges up to date with every event
+    /// acknowledged so far. Readers of the store call it first.
+    pub async fn sync(&self) -> Result<(), Arc<EngineError>> {
+        let (ack, rx) = oneshot::channel();
+        self.tx
+            .send(Request::Sync { ack: Some(ack) })
+            .await
+            .map_err(|_| Arc::new(EngineError::ShuttingDown))?;
+        rx.await.map_err(|_| Arc::new(EngineError::ShuttingDown))?
+    }
+
+    /// Hands a new set of saved segments to the pipeline, evaluating `backfill` (a new or
+    /// changed segment) on every profile; answers with the number of profiles evaluated.
+    /// `progress`, when given, is told (profiles done, profiles in all) as the backfill goes.
+    pub async fn use_segments(
+        &self,
+        set: SegmentSet,
+        backfill: Option<String>,
+        progress: Option<watch::Sender<(u64, u64)>>,
+    ) -> Result<u64, Arc<EngineError>> {
+        let (ack, rx) = oneshot::channel();
+        self.tx
+            .send(Request::Segments {
+                set: Arc::new(set),
+                backfill,
+                progress,
+                ack,
+            })
+            .await
+            .map_err(|_| Arc::new(EngineError::ShuttingDown))?;
+        rx.await.map_err(|_| Arc::new(EngineError::ShuttingDown))?
+    }
+
+    /// Segment entries and exits, each published once the checkpoint recording it is durable:
+    /// what journeys trigger on (`Segment Entered` / `Segment Exited`). A subscriber that falls
+    /// more than 65,536 changes behind is told it lagged.
+    pub fn subscribe_segment_changes(&self) -> tokio::sync::broadcast::Receiver<SegmentChange> {
+        self.changes.subscribe()
+    }
+
+    /// Held while a segment definition changes, so that concurrent changes cannot hand the
+    /// pipeline a set built from a stale list.
+    pub async fn lock_segments(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.segment_lock.lock().await
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Stops taking events, commits everything already taken with a final checkpoint, and
+    /// waits for it. Calls made after this fail with [`EngineError::ShuttingDown`].
+    pub async fn shutdown(self) {
+        let tasks = std::mem::take(&mut *self.tasks.lock().await);
+        let _ = self.stop.send(true);
+        drop(self.tx);
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// A bounded set of message ids seen recently, which spares a store lookup for resent
+/// batches and covers batches not committed yet.
+struct RecentIds {
+    set: HashSet<MessageId>,
+    order: VecDeque<MessageId>,
+    cap: usize,
+}
+
+impl RecentIds {
+    fn new(cap: usize) -> Self {
+        Self {
+            set: HashSet::new(),
+            order: VecDeque::new(),
+            cap,
+        }
+    }
+
+    fn contains(&self, id: &MessageId) -> bool {
+        self.set.contains(id)
+    }
+
+    fn insert(&mut self, id: MessageId) {
+        if self.set.insert(id.clone()) {
+            self.order.push_back(id);
+            while self.order.len() > self.cap {
+                if let Some(old) = self.order.pop_front() {
+                    self.set.remove(&old);
+                }
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        self.set.clear();
+        self.order.clear();
+    }
+}
+
+struct CachedProfile {
+    profile: Profile,
+    /// The batch that last changed it; it may be evicted only once a checkpoint that includes
+    /// that batch is committed.
+    last_batch: u64,
+}
+
+/// What changed since the last checkpoint: written with the next one.
+#[derive(Default)]
+struct Pending {
+    touched: HashMap<ProfileId, Touched>,
+    causes: HashMap<ProfileId, String>,
+    identities: Vec<(IdentityKey, ProfileId)>,
+    merges: Vec<MergeRecord>,
+    segment_changes: Vec<SegmentChange>,
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.touched.is_empty() && self.identities.is_empty() && self.merges.is_empty()
+    }
+}
+
+struct Applier {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    config: Arc<EngineConfig>,
+    progress: Arc<Progress>,
+    seen_epoch: u64,
+    batch_seq: u64,
+    /// The `seq` the next new event gets.
+    next_seq: i64,
+    profiles: HashMap<ProfileId, CachedProfile>,
+    identities: HashMap<IdentityKey, (ProfileId, u64)>,
+    recent_ids: RecentIds,
+    pending: Pending,
+    /// Merges made in the batch being folded, for its event batch.
+    repoint: Vec<(ProfileId, ProfileId)>,
+    last_flush: Instant,
+    /// Checkpoint with the next batch whatever the time (set after a replay).
+    flush_now: bool,
+    /// While replaying: only events up to this `seq` go into a loaded profile's history (the
+    /// later ones are being replayed into it).
+    history_through: Option<i64>,
+    /// The last batch handed to each writer.
+    sent_events: u64,
+    sent_checkpoint: u64,
+    /// Every message id and identity key ever stored (and maybe a few more): a "no" spares
+    /// the store lookup that new messages and new customers would otherwise cost.
+    message_filter: ScalableBloom,
+    identity_filter: ScalableBloom,
+    /// The saved segments, and when each profile's next segment timer falls due.
+    segments: Arc<SegmentSet>,
+    timers: BinaryHeap<Reverse<(DateTime<Utc>, ProfileId)>>,
+    /// The latest instant segments were evaluated at.
+    eval_now: DateTime<Utc>,
+    /// Keyed hashes of erased identities ([`identity_hash`]), and the key.
+    erased: HashSet<String>,
+    erasure_key: Vec<u8>,
+}
+
+impl Progress {
+    /// Records the outcome of a commit for [`Engine::write_failure`].
+    fn record_write(&self, error: Option<&StoreError>) {
+        if let Ok(mut w) = self.write_failure.lock() {
+            *w = error.map(|e| (Instant::now(), e.to_string()));
+        }
+    }
+}

@@ -1,0 +1,133 @@
+//! Start-up: the lookup filters, and the replay of events stored after the last checkpoint.
+
+use super::*;
+
+impl Applier {
+    /// Fills the filters from the store: every message id and identity key.
+    pub(super) async fn load_filters(&mut self) -> Result<(), EngineError> {
+        let started = Instant::now();
+        let (mut messages, mut after) = (0usize, 0i64);
+        loop {
+            let page = self.store.message_ids_after(after, 50_000).await?;
+            let Some((last, _)) = page.last() else { break };
+            after = *last;
+            messages += page.len();
+            for (_, id) in &page {
+                self.message_filter.insert(id.as_str().as_bytes());
+            }
+        }
+        let (mut identities, mut after) = (0usize, None);
+        loop {
+            let page = self.store.identity_keys_after(after, 50_000).await?;
+            let Some(last) = page.last().cloned() else { break };
+            identities += page.len();
+            for k in &page {
+                self.identity_filter.insert(&identity_bytes(k));
+            }
+            after = Some(last);
+        }
+        tracing::info!(
+            messages,
+            identities,
+            bytes = self.message_filter.bytes() + self.identity_filter.bytes(),
+            ms = started.elapsed().as_millis() as u64,
+            "lookup filters loaded"
+        );
+        Ok(())
+    }
+
+    /// Rebuilds memory from the store: the checkpointed profiles (loaded on demand) and the
+    /// events stored after the checkpoint, replayed in arrival order.
+    pub(super) async fn recover(&mut self) -> Result<u64, EngineError> {
+        self.profiles.clear();
+        self.identities.clear();
+        self.recent_ids.clear();
+        self.timers.clear();
+        self.pending = Pending::default();
+        self.repoint.clear();
+        let checkpoint = self.store.profile_checkpoint().await?;
+        // Never reuse a number, even one a failed batch took and a checkpoint already counted.
+        self.next_seq = self
+            .next_seq
+            .max(self.store.last_event_seq().await?.max(checkpoint) + 1);
+        // The writers are drained: numbers taken by batches that were never stored never will be,
+        // and a checkpoint must not wait for them.
+        self.progress.events_committed.send_replace(self.next_seq - 1);
+        // Histories loaded while replaying must not already hold the events being replayed.
+        self.history_through = Some(checkpoint);
+        let mut after = checkpoint;
+        let mut replayed = 0u64;
+        loop {
+            let stored = self.store.events_after(after, 5_000).await?;
+            let Some(last) = stored.last() else { break };
+            after = last.seq;
+            let events: Vec<(Event, ProfileId)> = stored
+                .into_iter()
+                .map(|s| (event_from_stored(&s), s.origin_profile_id))
+                .collect();
+            let refs: Vec<&Event> = events.iter().map(|(e, _)| e).collect();
+            self.prefetch_identities(&refs).await?;
+            for (e, origin) in events {
+                self.recent_ids.insert(e.message_id.clone());
+                self.apply(e, Some(&origin)).await?;
+                replayed += 1;
+            }
+        }
+        self.history_through = None;
+        // Replayed merges re-point events that already point where they should: nothing to store.
+        self.repoint.clear();
+        // What was replayed goes into the next checkpoint right away.
+        self.flush_now = replayed > 0;
+        Ok(replayed)
+    }
+}
+
+pub(super) async fn erasure_key(store: &dyn Store) -> Result<Vec<u8>, StoreError> {
+    let fresh = hex::encode(rand::random::<[u8; 32]>());
+    let key = store.meta_get_or_init("secret.erasure_hash", fresh).await?;
+    Ok(key.into_bytes())
+}
+
+/// The event a stored one was made from, for replay: the stored body validates as it did,
+/// and the stored (already skew-corrected) time is kept. A body that no longer passes today's
+/// rules (an upgrade tightened them) is still replayed, from what it holds: it was accepted.
+pub(super) fn event_from_stored(s: &StoredEvent) -> Event {
+    if let Ok(mut e) = validate_message(s.body.clone(), Some(s.kind), None, s.received_at) {
+        e.timestamp = s.timestamp;
+        return e;
+    }
+    tracing::warn!(
+        seq = s.seq,
+        "a stored event no longer validates; replayed from its stored fields"
+    );
+    let text = |k: &str| s.body.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+    let object = |v: Option<&serde_json::Value>| v.and_then(|v| v.as_object()).cloned().unwrap_or_default();
+    let mut traits = object(s.body.get("context").and_then(|c| c.get("traits")));
+    traits.extend(object(s.body.get("traits")));
+    let email = traits
+        .get("email")
+        .and_then(|v| v.as_str())
+        .and_then(|e| missive_core::EmailAddress::parse(e).ok());
+    Event {
+        message_id: s.message_id.clone(),
+        kind: s.kind,
+        name: s.name.clone(),
+        user_id: text("userId"),
+        anonymous_id: text("anonymousId"),
+        previous_id: text("previousId"),
+        group_id: text("groupId"),
+        email,
+        traits,
+        properties: object(s.body.get("properties")),
+        provenance: missive_core::event::Provenance::default(),
+        timestamp: s.timestamp,
+        received_at: s.received_at,
+        trust: s
+            .body
+            .get(missive_core::Trust::FIELD)
+            .and_then(|v| v.as_str())
+            .and_then(missive_core::Trust::parse)
+            .unwrap_or(missive_core::Trust::Server),
+        body: s.body.clone(),
+    }
+}

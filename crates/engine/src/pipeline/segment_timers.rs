@@ -1,0 +1,241 @@
+//! Segment wiring: membership after each change, segment timers, switching definitions.
+
+use super::*;
+
+impl Applier {
+    /// Re-evaluates a profile's segments after a change (`touched`; `None`: evaluate all),
+    /// records entries and exits, and (re)arms its timer.
+    pub(super) fn update_segments(
+        &mut self,
+        id: &ProfileId,
+        touched: Option<&Touched>,
+        now: DateTime<Utc>,
+        cause: &str,
+    ) {
+        let set = self.segments.clone();
+        let Some(entry) = self.profiles.get_mut(id) else {
+            return;
+        };
+        let p = &mut entry.profile;
+        let mut state = std::mem::take(&mut p.segments);
+        let before = state.clone();
+        // Segments deleted since: forget them.
+        state.segments.retain(|n| set.get(n).is_some());
+        state.timers.retain(|n, _| set.get(n).is_some());
+        let scores = p.model_scores();
+        let changes: Vec<MembershipChange> = match touched {
+            Some(t) => set.on_change(&mut state, p, &p.window_events, scores, t, Extra::default(), now),
+            None => {
+                let fresh = set.evaluate_all(p, &p.window_events, scores, now);
+                let changes = fresh
+                    .segments
+                    .symmetric_difference(&state.segments)
+                    .map(|name| MembershipChange {
+                        segment: name.clone(),
+                        entered: fresh.segments.contains(name),
+                        at: now,
+                        cause: cause.to_owned(),
+                    })
+                    .collect();
+                state = fresh;
+                changes
+            }
+        };
+        let changed = state != before;
+        let due = state.next_due();
+        p.segments = state;
+        if !changed {
+            return;
+        }
+        entry.last_batch = self.batch_seq;
+        self.pending.touched.entry(id.clone()).or_default().segments = true;
+        self.record_segment_changes(id, changes);
+        if let Some(due) = due {
+            self.timers.push(Reverse((due, id.clone())));
+        }
+    }
+
+    pub(super) fn record_segment_changes(&mut self, id: &ProfileId, changes: Vec<MembershipChange>) {
+        for c in changes {
+            let kind = if c.entered { "entered" } else { "exited" };
+            metrics::counter!("missive_segment_changes_total", "kind" => kind).increment(1);
+            self.pending.segment_changes.push(SegmentChange {
+                profile_id: id.clone(),
+                segment: c.segment,
+                entered: c.entered,
+                at: c.at,
+                cause: c.cause,
+            });
+        }
+    }
+
+    /// Fires every segment timer due by `now`, each at its own instant.
+    pub(super) async fn run_due_timers(&mut self, now: DateTime<Utc>) -> Result<(), EngineError> {
+        self.eval_now = self.eval_now.max(now);
+        if self.segments.is_empty() {
+            self.timers.clear();
+            return Ok(());
+        }
+        while let Some(Reverse((due, id))) = self.timers.peek().cloned() {
+            if due > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(id) = self.load_into_cache(&id).await? else {
+                continue;
+            };
+            let set = self.segments.clone();
+            let Some(entry) = self.profiles.get_mut(&id) else {
+                continue;
+            };
+            let p = &mut entry.profile;
+            // A stale heap entry: the profile's timers moved since.
+            if p.segments.next_due().is_none_or(|d| d > now) {
+                continue;
+            }
+            let mut state = std::mem::take(&mut p.segments);
+            let scores = p.model_scores();
+            let mut changes = Vec::new();
+            while let Some(at) = state.next_due().filter(|d| *d <= now) {
+                changes.extend(set.on_due(&mut state, p, &p.window_events, scores, at));
+                // A timer that did not move forward would loop: drop it.
+                if state.next_due() == Some(at) {
+                    state.timers.retain(|_, t| *t != at);
+                }
+            }
+            let next = state.next_due();
+            p.segments = state;
+            set.prune(&mut p.window_events, now);
+            entry.last_batch = self.batch_seq;
+            self.pending.touched.entry(id.clone()).or_default().segments = true;
+            self.record_segment_changes(&id, changes);
+            if let Some(next) = next {
+                self.timers.push(Reverse((next, id)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes a new set of segments; evaluates `backfill` on every live profile.
+    pub(super) async fn switch_segments(
+        &mut self,
+        set: Arc<SegmentSet>,
+        backfill: Option<String>,
+        progress: Option<watch::Sender<(u64, u64)>>,
+    ) -> Result<u64, EngineError> {
+        let previous = std::mem::replace(&mut self.segments, set);
+        let Some(name) = backfill else { return Ok(0) };
+        // A new name (or one deleted and saved again) starts from no membership; a changed
+        // definition is compared with the old one, so that exits are recorded too.
+        let is_new = previous.get(&name).is_none();
+        // The event log must hold every event folded so far before the backfill reads it.
+        self.wait_for_writers().await;
+        let started = Instant::now();
+        let now = self.clock.now().max(self.eval_now);
+        self.eval_now = now;
+        // Every live profile: those in the store, and those only in memory so far.
+        let mut ids: Vec<ProfileId> = self
+            .profiles
+            .iter()
+            .filter(|(_, c)| c.profile.merged_into.is_none())
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut after = None;
+        loop {
+            let page = self.store.profiles_after(after, 5_000).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id.clone());
+            ids.extend(
+                page.into_iter()
+                    .map(|p| p.id)
+                    .filter(|id| !self.profiles.contains_key(id)),
+            );
+        }
+        let total = ids.len() as u64;
+        for (n, id) in ids.into_iter().enumerate() {
+            let Some(id) = self.load_into_cache(&id).await? else {
+                continue;
+            };
+            // The new segment may count events the profile did not keep: read them from the log.
+            let loaded =
+                crate::segments::load_window_events(&*self.store, &id, self.segments.windows(), now).await?;
+            if let Some(entry) = self.profiles.get_mut(&id) {
+                // A membership left from an earlier segment of that name must not hide an entry.
+                if is_new {
+                    entry.profile.segments.segments.remove(&name);
+                }
+                entry.profile.segments.timers.remove(&name);
+                let kept = entry.profile.window_events.len();
+                let w = &mut entry.profile.window_events;
+                w.extend(loaded);
+                // Sorted by time, then id: copies of one event end up side by side.
+                w.sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.message_id.cmp(&b.message_id)));
+                w.dedup_by(|a, b| a.message_id == b.message_id);
+                self.segments.prune(w, now);
+                if w.len() != kept {
+                    // Window events read from the log must reach the store even if membership
+                    // does not change.
+                    entry.last_batch = self.batch_seq;
+                    self.pending.touched.entry(id.clone()).or_default().segments = true;
+                }
+            }
+            self.update_segments(&id, None, now, "backfill");
+            if let Some(p) = &progress
+                && n % 500 == 0
+            {
+                p.send_replace((n as u64, total));
+            }
+            if n % 10_000 == 9_999 {
+                tracing::info!(segment = %name, done = n + 1, total, "segment backfill");
+            }
+        }
+        tracing::info!(segment = %name, profiles = total, ms = started.elapsed().as_millis() as u64, "segment backfilled");
+        Ok(total)
+    }
+
+    /// Re-arms the segment timers the stored profiles hold (after a restart).
+    pub(super) async fn load_timers(&mut self) -> Result<(), EngineError> {
+        if self.segments.is_empty() {
+            return Ok(());
+        }
+        let mut after = None;
+        loop {
+            let page = self.store.profiles_after(after, 5_000).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id.clone());
+            for p in page {
+                // Profiles in memory (replayed) are armed below, from their newer state.
+                if let (Some(due), false) = (p.segments.next_due(), self.profiles.contains_key(&p.id)) {
+                    self.timers.push(Reverse((due, p.id)));
+                }
+            }
+        }
+        for (id, c) in &self.profiles {
+            if let Some(due) = c.profile.segments.next_due() {
+                self.timers.push(Reverse((due, id.clone())));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The saved segments, compiled. They were type-checked when saved; a definition that no
+/// longer compiles (an upgrade changed the language) is left out, loudly.
+pub(crate) async fn load_segments(store: &dyn Store) -> Result<SegmentSet, StoreError> {
+    let mut compiled = Vec::new();
+    for rec in store.list_segments().await? {
+        match Segment::compile(&rec.expression, &Schema::default()) {
+            Ok(seg) => compiled.push((rec.name, seg)),
+            Err(e) => {
+                tracing::error!(segment = %rec.name, error = %e, "saved segment does not compile; not evaluated")
+            }
+        }
+    }
+    match SegmentSet::new(compiled) {
+        Ok(set) => Ok(set),
+        Err(e) => {
+            tracing::error!(error = %e, "saved segments are inconsistent; none evaluated");
+            Ok(SegmentSet::default())
+        }
+    }
+}
