@@ -1,6 +1,9 @@
 //! The behaviour every [`Store`] backend must show, as plain async functions over
 //! `&dyn Store`. The store's integration tests run each one against SQLite and PostgreSQL.
 
+// Test code: a failed unwrap is a failed conformance case.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use chrono::{DateTime, TimeDelta, Utc};
 use missive_core::{ApiKeyId, EventKind, IdentityKey, MessageId, Profile, ProfileId, Touched, WorkspaceId};
 use serde_json::json;

@@ -6,6 +6,7 @@
 //! (the engine does), and it never decides what a profile means. One engine process writes a
 //! store at a time; [`Store::open`]-style constructors take a writer lock to guarantee it.
 
+#[cfg(feature = "conformance")]
 pub mod conformance;
 mod encrypted;
 mod error;

@@ -2,6 +2,9 @@
 //! process on a port the OS picks, in its own temporary data directory, and drives it over
 //! HTTP the way clients and operators do (batches, `kill -9`, SIGTERM, Segment libraries).
 
+// Test helpers may unwrap: a failure there is the test failing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[cfg(unix)]
 mod crash;
 mod golden;

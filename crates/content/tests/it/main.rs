@@ -2,6 +2,9 @@
 //! slots, cart items, recommendations) for different recipients, escaping, fallbacks, the
 //! sandbox and lint.
 
+// Test helpers may unwrap: a failure there is the test failing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 mod emails;

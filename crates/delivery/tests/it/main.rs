@@ -2,6 +2,9 @@
 //! `MISSIVE_TEST_SMTP=host:port` is set (CI sets it to the local postfix) and fail if it is set
 //! but unreachable.
 
+// Test helpers may unwrap: a failure there is the test failing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod dkim;
 mod message;
 mod reports;

@@ -1,6 +1,9 @@
 //! Integration tests of the HTTP surface: the real router on a real port, a real SQLite store
 //! per test, a manual clock.
 
+// Test helpers may unwrap: a failure there is the test failing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod browser;
 mod content;
 mod delivery;

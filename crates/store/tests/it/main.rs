@@ -3,6 +3,9 @@
 //! and behind the encrypting store. When the variable is set and the server cannot be reached,
 //! the PostgreSQL tests fail.
 
+// Test helpers may unwrap: a failure there is the test failing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod encrypted;
 
 mod sqlite {
