@@ -176,61 +176,14 @@ pub(crate) fn attribute(tag: &str, name: &str) -> Option<String> {
     None
 }
 
-/// Decodes the character references e-mail HTML uses.
+/// Decodes character references; a no-break space reads as a space in the text part.
 pub(crate) fn decode_entities(s: &str) -> String {
-    if !s.contains('&') {
-        return s.to_string();
+    let decoded = missive_core::html::decode_entities(s);
+    if s.contains("&nbsp;") {
+        decoded.replace('\u{A0}', " ")
+    } else {
+        decoded
     }
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(p) = rest.find('&') {
-        out.push_str(&rest[..p]);
-        rest = &rest[p..];
-        let end = rest[1..]
-            .find(|c: char| c == ';' || c == '&' || c.is_whitespace())
-            .map(|e| e + 1);
-        let decoded = end
-            .filter(|&e| rest.as_bytes().get(e) == Some(&b';'))
-            .and_then(|e| {
-                let name = &rest[1..e];
-                let c = match name {
-                    "amp" => Some('&'),
-                    "lt" => Some('<'),
-                    "gt" => Some('>'),
-                    "quot" => Some('"'),
-                    "apos" => Some('\''),
-                    "nbsp" => Some(' '),
-                    "middot" => Some('·'),
-                    "copy" => Some('©'),
-                    "reg" => Some('®'),
-                    "hellip" => Some('…'),
-                    "mdash" => Some('—'),
-                    "ndash" => Some('–'),
-                    "rsquo" => Some('’'),
-                    "lsquo" => Some('‘'),
-                    "zwnj" => Some('\u{200C}'),
-                    _ => name
-                        .strip_prefix("#x")
-                        .or_else(|| name.strip_prefix("#X"))
-                        .and_then(|h| u32::from_str_radix(h, 16).ok())
-                        .or_else(|| name.strip_prefix('#').and_then(|d| d.parse().ok()))
-                        .and_then(char::from_u32),
-                }?;
-                Some((c, e + 1))
-            });
-        match decoded {
-            Some((c, len)) => {
-                out.push(c);
-                rest = &rest[len..];
-            }
-            None => {
-                out.push('&');
-                rest = &rest[1..];
-            }
-        }
-    }
-    out.push_str(rest);
-    out
 }
 
 struct Writer<'a> {

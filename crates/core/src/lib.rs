@@ -9,6 +9,7 @@ pub mod clock;
 pub mod consent;
 pub mod email;
 pub mod event;
+pub mod html;
 pub mod ids;
 pub mod message;
 pub mod money;

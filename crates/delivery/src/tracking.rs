@@ -206,12 +206,14 @@ impl LinkSigner {
                 break;
             };
             if let Some(href) = tag.href {
-                let decoded = decode_entities(&html[href.value.0..href.value.1]);
+                let decoded = missive_core::html::decode_entities(&html[href.value.0..href.value.1]);
                 let target = decoded.trim();
                 if is_http_url(target) && !skip(target) {
                     out.push_str(&html[copied..href.attr.0]);
                     out.push_str("href=\"");
-                    out.push_str(&escape_attribute(&self.click_url(base_url, message_id, target)));
+                    out.push_str(&missive_core::html::escape(
+                        &self.click_url(base_url, message_id, target),
+                    ));
                     out.push('"');
                     copied = href.attr.1;
                 }
@@ -222,7 +224,7 @@ impl LinkSigner {
 
         let pixel = format!(
             "<img src=\"{}\" width=\"1\" height=\"1\" alt=\"\" style=\"display:none\">",
-            escape_attribute(&self.open_url(base_url, message_id))
+            missive_core::html::escape(&self.open_url(base_url, message_id))
         );
         insert_before_body_end(&mut out, &pixel);
         out
@@ -406,61 +408,6 @@ fn scan_tag(html: &str, mut i: usize) -> Option<Tag> {
     }
 }
 
-/// Decodes the character references an href may hold (`&amp;`, `&#38;`, `&#x26;`, …); unknown
-/// named references are kept as written.
-fn decode_entities(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    let mut rest = value;
-    while let Some(at) = rest.find('&') {
-        out.push_str(&rest[..at]);
-        rest = &rest[at..];
-        let decoded = rest.find(';').filter(|end| *end <= 10).and_then(|end| {
-            let entity = &rest[1..end];
-            let c = match entity {
-                "amp" => Some('&'),
-                "lt" => Some('<'),
-                "gt" => Some('>'),
-                "quot" => Some('"'),
-                "apos" => Some('\''),
-                _ => entity
-                    .strip_prefix("#x")
-                    .or_else(|| entity.strip_prefix("#X"))
-                    .map(|hex| u32::from_str_radix(hex, 16))
-                    .or_else(|| entity.strip_prefix('#').map(str::parse::<u32>))
-                    .and_then(Result::ok)
-                    .and_then(char::from_u32),
-            }?;
-            Some((c, end + 1))
-        });
-        match decoded {
-            Some((c, len)) => {
-                out.push(c);
-                rest = &rest[len..];
-            }
-            None => {
-                out.push('&');
-                rest = &rest[1..];
-            }
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
-fn escape_attribute(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for c in value.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '"' => out.push_str("&quot;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            _ => out.push(c),
-        }
-    }
-    out
-}
-
 fn find_ignore_case(haystack: &str, needle: &str) -> Option<usize> {
     haystack
         .as_bytes()
@@ -525,12 +472,6 @@ mod tests {
         let other_link = s.preferences_url("", "prf_2", 1_000);
         assert!(!s.verify_form_token(other_link.strip_prefix("/preferences/").unwrap(), &form));
         assert!(!s.verify_form_token(token, "forged"));
-    }
-
-    #[test]
-    fn entities_are_decoded_once() {
-        assert_eq!(decode_entities("a?x=1&amp;y=2&#38;z=&#x33;"), "a?x=1&y=2&z=3");
-        assert_eq!(decode_entities("&amp;amp; &nbsp; & &;"), "&amp; &nbsp; & &;");
     }
 
     #[test]

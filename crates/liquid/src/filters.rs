@@ -680,23 +680,7 @@ fn arith(f: Filter, a: Num, b: Num) -> Result<Num, String> {
     Ok(Num::Float(r))
 }
 
-pub(crate) fn escape_into(text: &str, out: &mut String) {
-    let mut last = 0;
-    for (i, b) in text.bytes().enumerate() {
-        let rep = match b {
-            b'&' => "&amp;",
-            b'<' => "&lt;",
-            b'>' => "&gt;",
-            b'"' => "&quot;",
-            b'\'' => "&#39;",
-            _ => continue,
-        };
-        out.push_str(&text[last..i]);
-        out.push_str(rep);
-        last = i + 1;
-    }
-    out.push_str(&text[last..]);
-}
+pub(crate) use missive_core::html::escape_into;
 
 fn escape_once(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
