@@ -258,10 +258,11 @@ fn spawn_bounce_reader(
     let Some(dir) = cfg.delivery.bounce_maildir.clone() else {
         return tokio::spawn(async {});
     };
-    let (engine, key) = (engine.clone(), sender.hash_key().to_vec());
-    tokio::spawn(async move {
-        let mut stop = stop;
-        while !*stop.borrow() {
+    let (engine, key) = (engine.clone(), Arc::new(sender.hash_key().to_vec()));
+    let dir = Arc::new(dir);
+    missive_engine::background::poll_until_shutdown(stop, None, move || {
+        let (engine, key, dir) = (engine.clone(), key.clone(), dir.clone());
+        async move {
             let now = engine.clock().now();
             match missive_engine::bounces::read_mailbox(&**engine.store(), &key, &dir, now).await {
                 Ok(p) if p.reports + p.ignored > 0 => {
@@ -275,10 +276,7 @@ fn spawn_bounce_reader(
                 Ok(_) => {}
                 Err(e) => tracing::error!(error = %e, "bounce mailbox could not be read"),
             }
-            tokio::select! {
-                _ = tokio::time::sleep(std::time::Duration::from_secs(30)) => {}
-                _ = stop.changed() => {}
-            }
+            std::time::Duration::from_secs(30)
         }
     })
 }
@@ -361,18 +359,16 @@ async fn shutdown_signal() {
 fn spawn_retention(
     cfg: &Config,
     privacy: &missive_engine::privacy::Privacy,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    stop: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
-    let retention = cfg.privacy_config().event_retention;
+    let Some(retention) = cfg.privacy_config().event_retention else {
+        return tokio::spawn(async {});
+    };
     let privacy = privacy.clone();
-    tokio::spawn(async move {
-        let Some(retention) = retention else { return };
-        let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
-        loop {
-            tokio::select! {
-                _ = every.tick() => {}
-                _ = stop.changed() => return,
-            }
+    // Once at start, then every hour.
+    missive_engine::background::poll_until_shutdown(stop, None, move || {
+        let privacy = privacy.clone();
+        async move {
             match privacy.purge_expired_events(retention, chrono::Utc::now()).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(
@@ -382,6 +378,7 @@ fn spawn_retention(
                 ),
                 Err(e) => tracing::error!(error = %e, "retention purge failed; retried in an hour"),
             }
+            std::time::Duration::from_secs(3600)
         }
     })
 }

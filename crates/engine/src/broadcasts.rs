@@ -303,18 +303,15 @@ impl Broadcasts {
         shutdown: tokio::sync::watch::Receiver<bool>,
         queued: Arc<tokio::sync::Notify>,
     ) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            let mut shutdown = shutdown;
-            while !*shutdown.borrow() {
-                match self.run_pending().await {
+        crate::background::poll_until_shutdown(shutdown, None, move || {
+            let (this, queued) = (self.clone(), queued.clone());
+            async move {
+                match this.run_pending().await {
                     Ok(n) if n > 0 => queued.notify_one(),
                     Ok(_) => {}
                     Err(e) => tracing::error!(error = %e, "broadcast step failed; retrying"),
                 }
-                tokio::select! {
-                    _ = tokio::time::sleep(poll) => {}
-                    _ = shutdown.changed() => {}
-                }
+                poll
             }
         })
     }

@@ -234,17 +234,15 @@ impl Journeys {
         poll: Duration,
         shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            let mut shutdown = shutdown;
-            loop {
-                if *shutdown.borrow() {
-                    break;
-                }
+        let wake = self.notify.clone();
+        crate::background::poll_until_shutdown(shutdown, Some(wake), move || {
+            let this = self.clone();
+            async move {
                 let mut sleep_for = poll;
-                match self.run_pending().await {
+                match this.run_pending().await {
                     Ok(_) => {
-                        if let Ok(Some(wake)) = self.store().next_instance_wake().await {
-                            let until = (wake - self.engine.clock().now())
+                        if let Ok(Some(wake)) = this.store().next_instance_wake().await {
+                            let until = (wake - this.engine.clock().now())
                                 .to_std()
                                 .unwrap_or(Duration::ZERO);
                             sleep_for = sleep_for.min(until);
@@ -252,11 +250,7 @@ impl Journeys {
                     }
                     Err(e) => tracing::error!(error = %e, "journey pass failed; retrying"),
                 }
-                tokio::select! {
-                    _ = tokio::time::sleep(sleep_for) => {}
-                    _ = self.notify.notified() => {}
-                    _ = shutdown.changed() => {}
-                }
+                sleep_for
             }
         })
     }

@@ -7,6 +7,7 @@
 //! does no SQL (the store does).
 
 pub mod auth;
+pub mod background;
 mod bloom;
 pub mod bounces;
 pub mod broadcasts;

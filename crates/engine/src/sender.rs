@@ -213,17 +213,14 @@ impl Sender {
         poll: Duration,
         shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            let mut shutdown = shutdown;
-            while !*shutdown.borrow() {
-                if let Err(e) = self.run_pending().await {
+        let wake = self.notify.clone();
+        crate::background::poll_until_shutdown(shutdown, Some(wake), move || {
+            let this = self.clone();
+            async move {
+                if let Err(e) = this.run_pending().await {
                     tracing::error!(error = %e, "send round failed; retrying");
                 }
-                tokio::select! {
-                    _ = tokio::time::sleep(poll) => {}
-                    _ = self.notify.notified() => {}
-                    _ = shutdown.changed() => {}
-                }
+                poll
             }
         })
     }
