@@ -14,7 +14,7 @@ use missive_engine::content::{ContentService, ContentServiceError, PreviewEvent,
 use missive_liquid::{Env, Object, PartialError, Partials, Template, Value};
 
 use crate::config::{Config, open_store};
-use crate::privacy::audit;
+use crate::operator::audit;
 
 #[derive(clap::Args, Debug)]
 pub struct RenderArgs {
@@ -298,7 +298,7 @@ pub async fn template(cfg: Config, cmd: TemplateCommand) -> anyhow::Result<()> {
                 }
                 None => None,
             };
-            let engine = crate::segment::start_engine(&cfg).await?;
+            let engine = crate::operator::start_engine(&cfg).await?;
             let content = ContentService::new(engine.store().clone(), cfg.content_config());
             let options = missive_engine::content::PreviewOptions {
                 event,

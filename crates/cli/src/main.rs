@@ -8,6 +8,7 @@ mod bench_segments;
 mod config;
 mod content;
 mod import;
+mod operator;
 mod privacy;
 mod segment;
 mod serve;

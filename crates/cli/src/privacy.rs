@@ -13,6 +13,7 @@ use missive_engine::profiles::ProfileKey;
 use missive_store::{EncryptedStore, Role};
 
 use crate::config::{Config, load_or_create_keyring, open_store_with_keys, write_key_file};
+use crate::operator::audit;
 
 #[derive(Debug, Subcommand)]
 pub enum EncryptionCommand {
@@ -66,31 +67,6 @@ pub enum PrivacyCommand {
     Purge,
 }
 
-/// Writes an operator's action to the audit log, as the API does for requests: the actor is
-/// `cli:` and the login name, targets name profiles by id (never by e-mail address).
-pub(crate) async fn audit(
-    store: &dyn missive_store::Store,
-    action: &str,
-    target: String,
-    detail: String,
-) -> anyhow::Result<()> {
-    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
-    let entry = missive_store::AuditEntry {
-        seq: 0,
-        at: chrono::Utc::now(),
-        actor: format!("cli:{user}"),
-        role: "operator".into(),
-        action: action.into(),
-        target,
-        status: 0,
-        detail,
-    };
-    store
-        .append_audit(vec![entry])
-        .await
-        .context("writing the audit log")
-}
-
 #[derive(Debug, clap::Args)]
 pub struct AuditArgs {
     /// Only this actor (`key:key_…`, `cli:USER`, `link:preference-centre`, …).
@@ -122,19 +98,6 @@ pub async fn audit_log(cfg: Config, args: AuditArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(&e)?);
     }
     Ok(())
-}
-
-/// Audits an action only when it succeeded.
-pub(crate) async fn audit_success<T, E>(
-    result: &Result<T, E>,
-    store: &dyn missive_store::Store,
-    action: &str,
-    target: String,
-) -> anyhow::Result<()> {
-    match result {
-        Ok(_) => audit(store, action, target, String::new()).await,
-        Err(_) => Ok(()),
-    }
 }
 
 async fn encrypted_store(cfg: &Config) -> anyhow::Result<EncryptedStore> {
@@ -268,7 +231,7 @@ pub async fn apikey(cfg: Config, what: ApiKeyCommand) -> anyhow::Result<()> {
 }
 
 pub async fn privacy(cfg: Config, what: PrivacyCommand) -> anyhow::Result<()> {
-    let engine = crate::segment::start_engine(&cfg).await?;
+    let engine = crate::operator::start_engine(&cfg).await?;
     let mut privacy = Privacy::new(engine.clone());
     if cfg.delivery.smtp.is_none() {
         privacy = privacy.with_maildir(cfg.data_dir.join("maildir"));

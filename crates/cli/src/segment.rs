@@ -7,7 +7,7 @@ use missive_engine::segments::{SegmentServiceError, delete_segment, infer_schema
 use missive_segment::{Segment, SegmentError};
 
 use crate::config::{Config, open_store};
-use crate::privacy::audit_success;
+use crate::operator::{audit_success, start_engine};
 
 #[derive(clap::Subcommand, Debug)]
 pub enum SegmentCommand {
@@ -164,15 +164,4 @@ fn show_error(expression: &str, e: &SegmentError) {
     if let Some(h) = hint {
         eprintln!("  hint: {h}");
     }
-}
-
-pub async fn start_engine(cfg: &Config) -> anyhow::Result<missive_engine::Engine> {
-    let store = open_store(cfg).await?;
-    missive_engine::auth::ensure_workspace(&*store).await?;
-    Ok(missive_engine::Engine::start(
-        store,
-        std::sync::Arc::new(missive_core::SystemClock),
-        cfg.engine_config(),
-    )
-    .await?)
 }

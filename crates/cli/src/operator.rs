@@ -1,0 +1,57 @@
+//! What one-shot operator commands share: the engine started on the configured store, and
+//! the audit log entries their actions leave (actor `cli:USER`).
+
+use anyhow::Context;
+
+use crate::config::{Config, open_store};
+
+/// Starts the engine on the configured store (creating the workspace if needed), for a command
+/// that reads or changes profiles.
+pub async fn start_engine(cfg: &Config) -> anyhow::Result<missive_engine::Engine> {
+    let store = open_store(cfg).await?;
+    missive_engine::auth::ensure_workspace(&*store).await?;
+    Ok(missive_engine::Engine::start(
+        store,
+        std::sync::Arc::new(missive_core::SystemClock),
+        cfg.engine_config(),
+    )
+    .await?)
+}
+
+/// Writes an operator's action to the audit log, as the API does for requests: the actor is
+/// `cli:` and the login name, targets name profiles by id (never by e-mail address).
+pub(crate) async fn audit(
+    store: &dyn missive_store::Store,
+    action: &str,
+    target: String,
+    detail: String,
+) -> anyhow::Result<()> {
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    let entry = missive_store::AuditEntry {
+        seq: 0,
+        at: chrono::Utc::now(),
+        actor: format!("cli:{user}"),
+        role: "operator".into(),
+        action: action.into(),
+        target,
+        status: 0,
+        detail,
+    };
+    store
+        .append_audit(vec![entry])
+        .await
+        .context("writing the audit log")
+}
+
+/// Audits an action only when it succeeded.
+pub(crate) async fn audit_success<T, E>(
+    result: &Result<T, E>,
+    store: &dyn missive_store::Store,
+    action: &str,
+    target: String,
+) -> anyhow::Result<()> {
+    match result {
+        Ok(_) => audit(store, action, target, String::new()).await,
+        Err(_) => Ok(()),
+    }
+}
