@@ -20,61 +20,15 @@ mod preferences;
 mod privacy;
 mod profiles;
 mod segments;
+mod state;
 mod tracking;
-
-use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
-use missive_engine::Engine;
-use missive_engine::auth::Authenticator;
-use missive_engine::content::{ContentConfig, ContentService};
 
 pub use error::ApiError;
-
-/// What every handler can reach.
-#[derive(Clone)]
-pub struct AppState {
-    pub engine: Engine,
-    pub content: ContentService,
-    pub journeys: missive_engine::journeys::Journeys,
-    pub broadcasts: missive_engine::broadcasts::Broadcasts,
-    /// Sends the outbox; also signs and checks tracking links. `None` in tests that do not send.
-    pub sender: Option<missive_engine::sender::Sender>,
-    pub auth: Authenticator,
-    pub privacy: missive_engine::privacy::Privacy,
-    pub privacy_config: Arc<missive_engine::privacy::PrivacyConfig>,
-    /// Pseudonyms for analytics (and, with encryption, the master keys).
-    pub keyring: Arc<missive_privacy::Keyring>,
-    pub cursor_key: privacy::CursorKey,
-    pub limits: Arc<limits::Limits>,
-    pub sessions: Arc<console::Sessions>,
-    pub metrics: Option<::metrics_exporter_prometheus::PrometheusHandle>,
-    pub started: Arc<std::time::Instant>,
-}
-
-impl AppState {
-    pub fn new(engine: Engine, content: ContentConfig) -> Self {
-        let auth = Authenticator::new(engine.store().clone());
-        Self {
-            content: ContentService::new(engine.store().clone(), content),
-            journeys: missive_engine::journeys::Journeys::new(engine.clone()),
-            broadcasts: missive_engine::broadcasts::Broadcasts::new(engine.clone()),
-            sender: None,
-            privacy: missive_engine::privacy::Privacy::new(engine.clone()),
-            privacy_config: Arc::new(Default::default()),
-            keyring: Arc::new(missive_privacy::Keyring::generate()),
-            cursor_key: privacy::CursorKey::new(),
-            limits: Arc::new(limits::Limits::default()),
-            sessions: Arc::new(console::Sessions::default()),
-            engine,
-            auth,
-            metrics: metrics::handle(),
-            started: Arc::new(std::time::Instant::now()),
-        }
-    }
-}
+pub use state::AppState;
 
 /// The complete router.
 pub fn router(state: AppState) -> Router {

@@ -1,0 +1,52 @@
+//! What every handler can reach: the engine and the services over it, the keys, the limits.
+
+use std::sync::Arc;
+
+use missive_engine::Engine;
+use missive_engine::auth::Authenticator;
+use missive_engine::content::{ContentConfig, ContentService};
+
+use crate::{console, limits, metrics, privacy};
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Engine,
+    pub content: ContentService,
+    pub journeys: missive_engine::journeys::Journeys,
+    pub broadcasts: missive_engine::broadcasts::Broadcasts,
+    /// Sends the outbox; also signs and checks tracking links. `None` in tests that do not send.
+    pub sender: Option<missive_engine::sender::Sender>,
+    pub auth: Authenticator,
+    pub privacy: missive_engine::privacy::Privacy,
+    pub privacy_config: Arc<missive_engine::privacy::PrivacyConfig>,
+    /// Pseudonyms for analytics (and, with encryption, the master keys).
+    pub keyring: Arc<missive_privacy::Keyring>,
+    pub cursor_key: privacy::CursorKey,
+    pub limits: Arc<limits::Limits>,
+    pub sessions: Arc<console::Sessions>,
+    pub metrics: Option<::metrics_exporter_prometheus::PrometheusHandle>,
+    pub started: Arc<std::time::Instant>,
+}
+
+impl AppState {
+    pub fn new(engine: Engine, content: ContentConfig) -> Self {
+        let auth = Authenticator::new(engine.store().clone());
+        Self {
+            content: ContentService::new(engine.store().clone(), content),
+            journeys: missive_engine::journeys::Journeys::new(engine.clone()),
+            broadcasts: missive_engine::broadcasts::Broadcasts::new(engine.clone()),
+            sender: None,
+            privacy: missive_engine::privacy::Privacy::new(engine.clone()),
+            privacy_config: Arc::new(Default::default()),
+            keyring: Arc::new(missive_privacy::Keyring::generate()),
+            cursor_key: privacy::CursorKey::new(),
+            limits: Arc::new(limits::Limits::default()),
+            sessions: Arc::new(console::Sessions::default()),
+            engine,
+            auth,
+            metrics: metrics::handle(),
+            started: Arc::new(std::time::Instant::now()),
+        }
+    }
+}
