@@ -292,6 +292,7 @@ impl Sender {
         Ok(stats)
     }
 
+    #[tracing::instrument(level = "debug", name = "send", skip_all, fields(message_id = %message.id))]
     async fn send_one(
         &self,
         mut message: OutboxMessage,

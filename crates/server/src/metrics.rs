@@ -73,7 +73,10 @@ pub async fn track_http(req: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
     let started = Instant::now();
-    let res = next.run(req).await;
+    // Route templates only (`/v1/profiles/{key}`): no personal data in spans.
+    let span = tracing::info_span!("request", method = %req.method(), route = %route, status = tracing::field::Empty);
+    let res = tracing::Instrument::instrument(next.run(req), span.clone()).await;
+    span.record("status", res.status().as_u16());
     let status = res.status().as_u16().to_string();
     metrics::histogram!("missive_http_request_seconds", "route" => route.clone())
         .record(started.elapsed().as_secs_f64());

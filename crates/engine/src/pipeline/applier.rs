@@ -237,6 +237,7 @@ impl Applier {
     }
 
     /// Deduplicates, resolves identities and folds the events; returns what to store.
+    #[tracing::instrument(level = "debug", name = "fold", skip_all, fields(requests = lists.len()))]
     pub(super) async fn fold(
         &mut self,
         lists: Vec<Vec<Event>>,

@@ -282,6 +282,7 @@ impl Engine {
     }
 
     /// Folds `events` into profiles and returns once they are durable.
+    #[tracing::instrument(level = "debug", name = "ingest", skip_all, fields(events = events.len()))]
     pub async fn ingest(&self, events: Vec<Event>) -> Result<IngestOutcome, Arc<EngineError>> {
         if events.is_empty() {
             return Ok(IngestOutcome::default());

@@ -55,7 +55,8 @@ pub(super) async fn run_events_writer(
         }
         let last_seq = batch.events.last().map(|e| e.seq);
         let started = Instant::now();
-        match store.commit_events(batch).await {
+        let span = tracing::debug_span!("commit", kind = "events", events);
+        match tracing::Instrument::instrument(store.commit_events(batch), span).await {
             Ok(()) => {
                 progress.record_write(None);
                 if let Some(seq) = last_seq {
@@ -125,7 +126,8 @@ pub(super) async fn run_checkpoint_writer(
         let profiles = job.checkpoint.profiles.len();
         let published =
             (progress.segment_changes.receiver_count() > 0).then(|| job.checkpoint.segment_changes.clone());
-        match store.commit_checkpoint(job.checkpoint).await {
+        let span = tracing::debug_span!("commit", kind = "checkpoint", profiles);
+        match tracing::Instrument::instrument(store.commit_checkpoint(job.checkpoint), span).await {
             Ok(()) => {
                 progress.record_write(None);
                 for change in published.into_iter().flatten() {
