@@ -9,19 +9,19 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::consent::{ConsentChange, Purpose, PurposeConsent, REFUSALS_MAX, Refusal};
-use crate::{EmailAddress, Event, EventKind, IdentityKey, IdentityKind, MessageId, Money, ProfileId};
+use crate::{EmailAddress, Event, EventKind, IdentityKey, IdentityKind, ProfileId};
+
+mod aggregates;
+mod history;
+
+pub use aggregates::{EventAggregate, OrderAggregate, Rfm, WINDOW_DAYS, order_revenue};
+pub use history::{HistoryEntry, fits};
 
 /// The event whose properties feed the order aggregates (Segment's e-commerce spec).
 pub const ORDER_COMPLETED: &str = "Order Completed";
-/// Rolling windows reported for every event name, in days.
-pub const WINDOW_DAYS: [i64; 4] = [1, 7, 30, 90];
-/// Hourly counts older than this are dropped: the longest window.
-const BUCKET_RETENTION_HOURS: i64 = 90 * 24;
-/// Properties larger than this are left out of the in-profile history (the event log has them).
-const HISTORY_PROPERTIES_MAX_BYTES: usize = 4096;
 
 /// Whether a trait was collected by the retailer itself or bought/enriched from elsewhere.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -80,97 +80,6 @@ impl Identities {
     }
 }
 
-/// Per event name: totals and hourly counts over the last 90 days.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EventAggregate {
-    pub count: u64,
-    pub first_at: DateTime<Utc>,
-    pub last_at: DateTime<Utc>,
-    /// `(hour since the epoch, count)`, ascending; hours older than 90 days before the latest
-    /// are dropped.
-    #[serde(default)]
-    pub hourly: Vec<(i64, u32)>,
-}
-
-impl EventAggregate {
-    fn new(at: DateTime<Utc>) -> Self {
-        Self {
-            count: 0,
-            first_at: at,
-            last_at: at,
-            hourly: Vec::new(),
-        }
-    }
-
-    fn add(&mut self, at: DateTime<Utc>, n: u64) {
-        self.count += n;
-        self.first_at = self.first_at.min(at);
-        self.last_at = self.last_at.max(at);
-        self.add_to_hour(at.timestamp().div_euclid(3600), n as u32);
-    }
-
-    fn add_to_hour(&mut self, hour: i64, n: u32) {
-        let newest = self.hourly.last().map_or(hour, |&(h, _)| h.max(hour));
-        if hour <= newest - BUCKET_RETENTION_HOURS {
-            return;
-        }
-        match self.hourly.binary_search_by_key(&hour, |&(h, _)| h) {
-            Ok(i) => self.hourly[i].1 = self.hourly[i].1.saturating_add(n),
-            Err(i) => self.hourly.insert(i, (hour, n)),
-        }
-        let cutoff = newest - BUCKET_RETENTION_HOURS;
-        let keep_from = self.hourly.partition_point(|&(h, _)| h <= cutoff);
-        if keep_from > 0 {
-            self.hourly.drain(..keep_from);
-        }
-    }
-
-    /// Events in the rolling window of `days` ending at `now`, at hour resolution: an event
-    /// counts while its hour started less than `days` days before `now`'s hour.
-    pub fn count_within(&self, now: DateTime<Utc>, days: i64) -> u64 {
-        let now_hour = now.timestamp().div_euclid(3600);
-        let from = now_hour - days * 24;
-        self.hourly
-            .iter()
-            .filter(|&&(h, _)| h > from && h <= now_hour)
-            .map(|&(_, c)| u64::from(c))
-            .sum()
-    }
-
-    fn absorb(&mut self, other: &EventAggregate) {
-        self.count += other.count;
-        self.first_at = self.first_at.min(other.first_at);
-        self.last_at = self.last_at.max(other.last_at);
-        for &(h, c) in &other.hourly {
-            self.add_to_hour(h, c);
-        }
-    }
-}
-
-/// Orders and revenue from `Order Completed` events.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OrderAggregate {
-    pub count: u64,
-    pub revenue: Money,
-    pub first_at: Option<DateTime<Utc>>,
-    pub last_at: Option<DateTime<Utc>>,
-}
-
-impl OrderAggregate {
-    pub fn average_order_value(&self) -> Option<Money> {
-        (self.count > 0).then(|| Money(self.revenue.0 / self.count as i64))
-    }
-}
-
-/// Recency, frequency and monetary value, raw (scores relative to the population are the
-/// segment engine's business).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Rfm {
-    pub recency_days: Option<f64>,
-    pub frequency: u64,
-    pub monetary: Money,
-}
-
 /// The segments a profile is in, and when each time-dependent one must be looked at again.
 /// The segment engine computes it; the profile keeps it so that it is checkpointed, versioned
 /// and replayed with everything else.
@@ -191,68 +100,6 @@ impl Membership {
     pub fn is_empty(&self) -> bool {
         self.segments.is_empty() && self.timers.is_empty()
     }
-}
-
-/// One recent event, kept in the profile for fast access by segments and templates.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HistoryEntry {
-    pub message_id: MessageId,
-    pub kind: EventKind,
-    pub name: String,
-    pub at: DateTime<Utc>,
-    #[serde(default, skip_serializing_if = "Map::is_empty")]
-    pub properties: Map<String, Value>,
-}
-
-impl HistoryEntry {
-    pub fn of(e: &Event) -> Self {
-        let properties = if fits(&e.properties, HISTORY_PROPERTIES_MAX_BYTES) {
-            e.properties.clone()
-        } else {
-            Map::new()
-        };
-        Self {
-            message_id: e.message_id.clone(),
-            kind: e.kind,
-            name: e.name.clone(),
-            at: e.timestamp,
-            properties,
-        }
-    }
-}
-
-/// Whether `map` serializes to at most `budget` bytes, give or take quoting: counted without
-/// serializing, and without walking further than the budget.
-pub fn fits(map: &Map<String, Value>, budget: usize) -> bool {
-    fn size(v: &Value, left: &mut isize) {
-        if *left < 0 {
-            return;
-        }
-        *left -= match v {
-            Value::Null | Value::Bool(_) => 5,
-            Value::Number(_) => 12,
-            Value::String(s) => s.len() as isize + 3,
-            Value::Array(items) => {
-                for i in items {
-                    size(i, left);
-                }
-                2 + items.len() as isize
-            }
-            Value::Object(m) => {
-                for (k, v) in m {
-                    *left -= k.len() as isize + 4;
-                    size(v, left);
-                }
-                2
-            }
-        };
-    }
-    let mut left = budget as isize;
-    for (k, v) in map {
-        left -= k.len() as isize + 4;
-        size(v, &mut left);
-    }
-    left >= 0
 }
 
 /// What folding touched, so that the diff holds exactly the changed parts.
@@ -774,37 +621,14 @@ impl Profile {
     }
 }
 
-/// Revenue of an order per Segment's e-commerce spec: `revenue`, else `total`, else the sum
-/// of `products[].price × quantity`.
-pub fn order_revenue(props: &Map<String, Value>) -> Money {
-    if let Some(m) = props.get("revenue").and_then(Money::from_json) {
-        return m;
-    }
-    if let Some(m) = props.get("total").and_then(Money::from_json) {
-        return m;
-    }
-    let Some(Value::Array(products)) = props.get("products") else {
-        return Money(0);
-    };
-    let cents = products
-        .iter()
-        .map(|p| {
-            let price = p.get("price").and_then(Money::from_json).unwrap_or_default();
-            let qty = p.get("quantity").and_then(Value::as_f64).unwrap_or(1.0);
-            (price.0 as f64 * qty).round() as i64
-        })
-        .fold(0i64, i64::saturating_add);
-    Money(cents)
-}
-
-fn min_opt(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+pub(crate) fn min_opt(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     }
 }
 
-fn max_opt(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+pub(crate) fn max_opt(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.max(b)),
         (a, b) => a.or(b),
@@ -814,6 +638,7 @@ fn max_opt(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> Option<DateTim
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Money;
     use crate::message::{parse_time, validate_message};
     use serde_json::json;
 

@@ -1,0 +1,128 @@
+//! What a profile counts: events per name over time (hourly buckets, rolling windows),
+//! orders and revenue, RFM.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::Money;
+
+/// Per event name: totals and hourly counts over the last 90 days.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventAggregate {
+    pub count: u64,
+    pub first_at: DateTime<Utc>,
+    pub last_at: DateTime<Utc>,
+    /// `(hour since the epoch, count)`, ascending; hours older than 90 days before the latest
+    /// are dropped.
+    #[serde(default)]
+    pub hourly: Vec<(i64, u32)>,
+}
+
+impl EventAggregate {
+    pub(crate) fn new(at: DateTime<Utc>) -> Self {
+        Self {
+            count: 0,
+            first_at: at,
+            last_at: at,
+            hourly: Vec::new(),
+        }
+    }
+
+    pub(crate) fn add(&mut self, at: DateTime<Utc>, n: u64) {
+        self.count += n;
+        self.first_at = self.first_at.min(at);
+        self.last_at = self.last_at.max(at);
+        self.add_to_hour(at.timestamp().div_euclid(3600), n as u32);
+    }
+
+    pub(crate) fn add_to_hour(&mut self, hour: i64, n: u32) {
+        let newest = self.hourly.last().map_or(hour, |&(h, _)| h.max(hour));
+        if hour <= newest - BUCKET_RETENTION_HOURS {
+            return;
+        }
+        match self.hourly.binary_search_by_key(&hour, |&(h, _)| h) {
+            Ok(i) => self.hourly[i].1 = self.hourly[i].1.saturating_add(n),
+            Err(i) => self.hourly.insert(i, (hour, n)),
+        }
+        let cutoff = newest - BUCKET_RETENTION_HOURS;
+        let keep_from = self.hourly.partition_point(|&(h, _)| h <= cutoff);
+        if keep_from > 0 {
+            self.hourly.drain(..keep_from);
+        }
+    }
+
+    /// Events in the rolling window of `days` ending at `now`, at hour resolution: an event
+    /// counts while its hour started less than `days` days before `now`'s hour.
+    pub fn count_within(&self, now: DateTime<Utc>, days: i64) -> u64 {
+        let now_hour = now.timestamp().div_euclid(3600);
+        let from = now_hour - days * 24;
+        self.hourly
+            .iter()
+            .filter(|&&(h, _)| h > from && h <= now_hour)
+            .map(|&(_, c)| u64::from(c))
+            .sum()
+    }
+
+    pub(crate) fn absorb(&mut self, other: &EventAggregate) {
+        self.count += other.count;
+        self.first_at = self.first_at.min(other.first_at);
+        self.last_at = self.last_at.max(other.last_at);
+        for &(h, c) in &other.hourly {
+            self.add_to_hour(h, c);
+        }
+    }
+}
+
+/// Orders and revenue from `Order Completed` events.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderAggregate {
+    pub count: u64,
+    pub revenue: Money,
+    pub first_at: Option<DateTime<Utc>>,
+    pub last_at: Option<DateTime<Utc>>,
+}
+
+impl OrderAggregate {
+    pub fn average_order_value(&self) -> Option<Money> {
+        (self.count > 0).then(|| Money(self.revenue.0 / self.count as i64))
+    }
+}
+
+/// Recency, frequency and monetary value, raw (scores relative to the population are the
+/// segment engine's business).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Rfm {
+    pub recency_days: Option<f64>,
+    pub frequency: u64,
+    pub monetary: Money,
+}
+
+/// Hourly counts older than this are dropped: the longest window.
+pub(crate) const BUCKET_RETENTION_HOURS: i64 = 90 * 24;
+
+/// Rolling windows reported for every event name, in days.
+pub const WINDOW_DAYS: [i64; 4] = [1, 7, 30, 90];
+
+/// Revenue of an order per Segment's e-commerce spec: `revenue`, else `total`, else the sum
+/// of `products[].price × quantity`.
+pub fn order_revenue(props: &Map<String, Value>) -> Money {
+    if let Some(m) = props.get("revenue").and_then(Money::from_json) {
+        return m;
+    }
+    if let Some(m) = props.get("total").and_then(Money::from_json) {
+        return m;
+    }
+    let Some(Value::Array(products)) = props.get("products") else {
+        return Money(0);
+    };
+    let cents = products
+        .iter()
+        .map(|p| {
+            let price = p.get("price").and_then(Money::from_json).unwrap_or_default();
+            let qty = p.get("quantity").and_then(Value::as_f64).unwrap_or(1.0);
+            (price.0 as f64 * qty).round() as i64
+        })
+        .fold(0i64, i64::saturating_add);
+    Money(cents)
+}
