@@ -1,0 +1,256 @@
+//! Composing for one person: the template data, rendering on the blocking pool, lint, and
+//! previews of a saved template for a real profile.
+
+use super::*;
+
+impl ContentService {
+    /// The template variables for `profile`, with recommendations.
+    pub async fn data_for(
+        &self,
+        profile: &Profile,
+        event: Option<&PreviewEvent>,
+        experiment: Option<&Experiment>,
+        message_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Object, ContentServiceError> {
+        let catalog = self.catalog().await?;
+        let popularity = self.popularity(now).await?;
+        let seeds: Vec<String> = event.map(|e| event_products(&e.properties)).unwrap_or_default();
+        let owned: BTreeSet<String> = profile
+            .history
+            .iter()
+            .filter(|h| self.config.purchase_events.contains(&h.name))
+            .flat_map(|h| purchased_products(&serde_json::Value::Object(h.properties.clone())))
+            .map(|(id, _)| id)
+            .collect();
+        let limit = self.config.recommendations;
+        let personalized = profile.consents(Purpose::Personalization);
+        let best_sellers = catalog.best_sellers(&popularity, &BTreeSet::new(), limit);
+        let for_you = if personalized {
+            catalog.recommend(
+                &popularity,
+                &RecommendationRequest {
+                    seeds: &seeds,
+                    exclude: &owned,
+                    limit,
+                },
+            )
+        } else {
+            best_sellers.clone()
+        };
+        let links = links(&self.config.public_url, profile, message_id);
+        let ctx = MessageContext {
+            event: event.map(|e| EventData {
+                name: &e.name,
+                properties: &e.properties,
+                timestamp: e.timestamp.unwrap_or(now),
+            }),
+            recommendations_for_you: for_you,
+            best_sellers,
+            experiment: experiment.map(|x| (x.name.as_str(), x.variant.as_str())),
+            unsubscribe_url: &links.0,
+            preferences_url: &links.1,
+            message_id,
+            personalized,
+        };
+        Ok(build_data(profile, &ctx, now))
+    }
+
+    /// Renders on the blocking pool (a render may take up to its time budget), listing the
+    /// undefined variables; gives the data back.
+    pub async fn render_blocking(
+        &self,
+        compiled: Arc<CompiledTemplate>,
+        data: Object,
+        selection: Selection,
+        time_zone: jiff::tz::TimeZone,
+        now: DateTime<Utc>,
+    ) -> Result<(RenderedEmail, BTreeSet<String>, Object), ContentServiceError> {
+        let config = self.config.clone();
+        tokio::task::spawn_blocking(move || {
+            let opts = RenderOptions {
+                limits: config.limits,
+                time_zone,
+                now: jiff_time(now),
+                currency: &config.currency,
+            };
+            compiled
+                .render_with_diagnostics(&data, &selection, &opts)
+                .map(|(email, undefined)| (email, undefined, data))
+        })
+        .await
+        .map_err(|e| ContentServiceError::Corrupt("render task", e.to_string()))?
+        .map_err(ContentServiceError::from)
+    }
+
+    /// Lints a template (not saved) rendered for a profile, or for a profile with no data.
+    pub async fn lint(
+        &self,
+        engine: &crate::Engine,
+        source: TemplateSource,
+        marketing: bool,
+        profile_key: Option<&str>,
+        options: PreviewOptions,
+    ) -> Result<Vec<LintIssue>, ContentServiceError> {
+        let compiled = match tokio::task::spawn_blocking(move || CompiledTemplate::compile(&source))
+            .await
+            .map_err(|e| ContentServiceError::Corrupt("compile task", e.to_string()))?
+        {
+            Ok(c) => Arc::new(c),
+            Err(e) => return Ok(vec![missive_content::lint::compile_issue(&e)]),
+        };
+        let now = options.now.unwrap_or_else(|| engine.clock().now());
+        let profile = match profile_key {
+            Some(key) => self.find(engine, key).await?,
+            None => Profile::new(missive_core::ProfileId::generate(), now),
+        };
+        let data = self
+            .data_for(
+                &profile,
+                options.event.as_ref(),
+                options.experiment.as_ref(),
+                "lint",
+                now,
+            )
+            .await?;
+        let selection = self.choose_blocks(&profile, &compiled.slots, &data, now).await?;
+        let zone = missive_core::zone::time_zone_of(&profile, &engine.config().default_time_zone);
+        let mut issues = match self.render_blocking(compiled, data, selection, zone, now).await {
+            Ok((email, undefined, data)) => check_rendered(&email, &undefined, &data, marketing),
+            Err(ContentServiceError::Content(e)) => vec![missive_content::lint::compile_issue(&e)],
+            Err(e) => return Err(e),
+        };
+        issues.extend(self.broken_block_issues().await?);
+        Ok(issues)
+    }
+
+    pub(super) async fn broken_block_issues(&self) -> Result<Vec<LintIssue>, ContentServiceError> {
+        Ok(self
+            .blocks()
+            .await?
+            .broken
+            .iter()
+            .map(|(name, error)| LintIssue {
+                severity: missive_content::lint::Severity::Warning,
+                code: "broken_block",
+                message: format!("block {name:?} is left out of every e-mail: {error}"),
+            })
+            .collect())
+    }
+
+    pub(super) async fn find(
+        &self,
+        engine: &crate::Engine,
+        key: &str,
+    ) -> Result<Profile, ContentServiceError> {
+        engine.sync().await?;
+        find_profile(&*self.store, &ProfileKey::parse(key), engine.config().history_len)
+            .await?
+            .ok_or_else(|| ContentServiceError::ProfileNotFound(key.to_string()))
+    }
+
+    /// Renders a saved template for a real profile, with the data used and lint.
+    pub async fn preview(
+        &self,
+        engine: &crate::Engine,
+        template: &str,
+        key: &str,
+        options: PreviewOptions,
+    ) -> Result<Preview, ContentServiceError> {
+        let profile = self.find(engine, key).await?;
+        let now = options.now.unwrap_or_else(|| engine.clock().now());
+        let (version, compiled, marketing) = self.compiled_template(template).await?;
+        let event = options.event.or_else(|| latest_track_event(&profile));
+        let data = self
+            .data_for(
+                &profile,
+                event.as_ref(),
+                options.experiment.as_ref(),
+                "preview",
+                now,
+            )
+            .await?;
+        let selection = self.choose_blocks(&profile, &compiled.slots, &data, now).await?;
+        let mut paths = compiled.variables();
+        for slot in &compiled.slots {
+            if let Some(b) = selection.chosen(slot) {
+                paths.extend(b.html.variables());
+            }
+        }
+        let zone = missive_core::zone::time_zone_of(&profile, &engine.config().default_time_zone);
+        let (email, undefined, data) = self.render_blocking(compiled, data, selection, zone, now).await?;
+        let mut lint = check_rendered(&email, &undefined, &data, marketing);
+        lint.extend(self.broken_block_issues().await?);
+        let data_used = paths
+            .into_iter()
+            .map(|p| (p.clone(), lookup_json(&data, &p)))
+            .collect();
+        Ok(Preview {
+            template: template.to_string(),
+            version,
+            profile_id: profile.id.to_string(),
+            email,
+            data_used,
+            lint,
+        })
+    }
+}
+
+/// The profile's most recent track event, as the default `event` of a preview.
+pub(super) fn latest_track_event(profile: &Profile) -> Option<PreviewEvent> {
+    profile
+        .history
+        .iter()
+        .filter(|h| h.kind == missive_core::EventKind::Track)
+        .max_by_key(|h| h.at)
+        .map(|h| PreviewEvent {
+            name: h.name.clone(),
+            properties: h.properties.clone(),
+            timestamp: Some(h.at),
+        })
+}
+
+/// Unsubscribe and preference-centre links for a message.
+pub(super) fn links(public_url: &str, profile: &Profile, message_id: &str) -> (String, String) {
+    let base = public_url.trim_end_matches('/');
+    (
+        format!("{base}/unsubscribe?p={}&m={message_id}", profile.id),
+        format!("{base}/preferences?p={}", profile.id),
+    )
+}
+
+pub(super) fn lookup_json(data: &Object, path: &str) -> serde_json::Value {
+    let mut parts = path.split('.');
+    let Some(mut value) = parts.next().and_then(|p| data.get(p)) else {
+        return serde_json::Value::Null;
+    };
+    for part in parts {
+        let next = match value {
+            Value::Object(o) => o.get(part),
+            Value::Array(a) => part.parse::<usize>().ok().and_then(|i| a.get(i)),
+            _ => None,
+        };
+        match next {
+            Some(v) => value = v,
+            None => return serde_json::Value::Null,
+        }
+    }
+    to_json(value)
+}
+
+/// A Liquid value as JSON.
+pub fn to_json(v: &Value) -> serde_json::Value {
+    match v {
+        Value::Nil => serde_json::Value::Null,
+        Value::Bool(b) => (*b).into(),
+        Value::Int(i) => (*i).into(),
+        Value::Float(f) => {
+            serde_json::Number::from_f64(*f).map_or(serde_json::Value::Null, serde_json::Value::Number)
+        }
+        Value::Str(s) => serde_json::Value::String(s.to_string()),
+        Value::Array(a) => serde_json::Value::Array(a.iter().map(to_json).collect()),
+        Value::Object(o) => {
+            serde_json::Value::Object(o.iter().map(|(k, v)| (k.to_string(), to_json(v))).collect())
+        }
+    }
+}
