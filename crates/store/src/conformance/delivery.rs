@@ -1,0 +1,214 @@
+//! Delivery: journey progress and outbox rows committed together, suppressions, metadata.
+
+use super::*;
+
+pub(super) fn instance(
+    id: &str,
+    profile: &ProfileId,
+    step: &str,
+    wake: Option<DateTime<Utc>>,
+) -> JourneyInstance {
+    JourneyInstance {
+        id: id.into(),
+        journey: "cart".into(),
+        journey_version: 1,
+        profile_id: profile.clone(),
+        key: "cart-1".into(),
+        step: step.into(),
+        status: InstanceStatus::Active,
+        wake_at: wake,
+        waiting_for: Some("Order Completed".into()),
+        context: json!({"event": {"name": "Product Added"}}),
+        entered_at: t("2026-11-28T10:00:00Z"),
+        updated_at: t("2026-11-28T10:00:00Z"),
+    }
+}
+
+pub(super) fn message(id: &str, key: &str, profile: &ProfileId, due: DateTime<Utc>) -> OutboxMessage {
+    OutboxMessage {
+        id: id.into(),
+        idempotency_key: key.into(),
+        profile_id: profile.clone(),
+        template: "cart".into(),
+        class: "marketing".into(),
+        source: "journey:cart".into(),
+        context: json!({"cart": 1}),
+        status: OutboxStatus::Queued,
+        attempts: 0,
+        next_attempt_at: due,
+        created_at: t("2026-11-28T10:00:00Z"),
+        sent_at: None,
+        recipient: None,
+        detail: None,
+    }
+}
+
+pub async fn journey_progress_and_send_decisions_commit_together_once(store: &dyn Store) {
+    let p = ProfileId::generate();
+    assert_eq!(store.journey_events_through().await.unwrap(), 0);
+    let first = instance("ji-1", &p, "wait", Some(t("2026-11-28T11:00:00Z")));
+    let other = instance("ji-2", &p, "wait", Some(t("2026-11-28T10:30:00Z")));
+    store
+        .commit_journey(JourneyCommit {
+            instances: vec![first.clone(), other.clone()],
+            outbox: vec![],
+            events_through: Some(7),
+            segments_through: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.journey_events_through().await.unwrap(), 7);
+    assert_eq!(
+        store.active_instances(&p).await.unwrap(),
+        vec![first.clone(), other.clone()]
+    );
+    let due = store.due_instances(t("2026-11-28T11:00:00Z"), 10).await.unwrap();
+    assert_eq!(
+        due.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(),
+        vec!["ji-2", "ji-1"]
+    );
+    assert!(
+        store
+            .due_instances(t("2026-11-28T10:29:00Z"), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.next_instance_wake().await.unwrap(),
+        Some(t("2026-11-28T10:30:00Z"))
+    );
+
+    // The instance moves on and decides a send, in one commit; the same decision again is
+    // stored once.
+    let mut sent = first.clone();
+    sent.step = "done".into();
+    sent.status = InstanceStatus::Completed;
+    sent.wake_at = None;
+    sent.waiting_for = None;
+    sent.updated_at = t("2026-11-28T11:00:00Z");
+    let m = message("msg_1", "ji-1:send", &p, t("2026-11-28T11:00:00Z"));
+    for _ in 0..2 {
+        store
+            .commit_journey(JourneyCommit {
+                instances: vec![sent.clone()],
+                outbox: vec![m.clone()],
+                events_through: None,
+                segments_through: None,
+            })
+            .await
+            .unwrap();
+    }
+    let dup = message("msg_2", "ji-1:send", &p, t("2026-11-28T11:00:00Z"));
+    store
+        .commit_journey(JourneyCommit {
+            instances: vec![],
+            outbox: vec![dup],
+            events_through: None,
+            segments_through: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.journey_events_through().await.unwrap(), 7);
+    assert_eq!(store.active_instances(&p).await.unwrap(), vec![other.clone()]);
+    assert_eq!(store.journey_instances("cart", 10).await.unwrap().len(), 2);
+    let due = store.due_outbox(t("2026-11-28T12:00:00Z"), 10).await.unwrap();
+    assert_eq!(due, vec![m.clone()]);
+    assert!(store.outbox_message("msg_2").await.unwrap().is_none());
+
+    // Sending records the outcome; the frequency cap counts marketing sends.
+    let mut done = m.clone();
+    done.status = OutboxStatus::Sent;
+    done.attempts = 1;
+    done.sent_at = Some(t("2026-11-28T11:00:05Z"));
+    done.recipient = Some("ann@example.com".into());
+    done.detail = Some("250 2.0.0 Ok".into());
+    store.update_outbox(vec![done.clone()]).await.unwrap();
+    assert!(
+        store
+            .due_outbox(t("2026-11-28T12:00:00Z"), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.outbox_message("msg_1").await.unwrap(), Some(done.clone()));
+    assert_eq!(store.outbox_of(&p, 10).await.unwrap(), vec![done]);
+    assert_eq!(
+        store
+            .marketing_sent_since(&p, t("2026-11-28T00:00:00Z"))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store
+            .marketing_sent_since(&p, t("2026-11-28T11:00:06Z"))
+            .await
+            .unwrap(),
+        0
+    );
+
+    // Counting and cancelling by source.
+    let mut other = message("msg_3", "b:1", &p, t("2026-11-28T12:00:00Z"));
+    other.source = "broadcast:b".into();
+    let mut third = message("msg_4", "b:2", &p, t("2026-11-28T12:00:00Z"));
+    third.source = "broadcast:b".into();
+    store
+        .commit_journey(JourneyCommit {
+            instances: vec![],
+            outbox: vec![other, third],
+            events_through: None,
+            segments_through: None,
+        })
+        .await
+        .unwrap();
+    let counts = store.outbox_counts("broadcast:b").await.unwrap();
+    assert_eq!((counts.queued, counts.sent), (2, 0));
+    assert_eq!(store.outbox_counts("journey:cart").await.unwrap().sent, 1);
+    assert_eq!(store.skip_queued("broadcast:b", "cancelled").await.unwrap(), 2);
+    let counts = store.outbox_counts("broadcast:b").await.unwrap();
+    assert_eq!((counts.queued, counts.skipped), (0, 2));
+}
+
+pub async fn suppressions_and_metadata_are_kept(store: &dyn Store) {
+    assert!(store.suppression("h1").await.unwrap().is_none());
+    let s = Suppression {
+        address_hash: "h1".into(),
+        reason: "hard_bounce".into(),
+        detail: "550 5.1.1".into(),
+        at: t("2026-11-28T10:00:00Z"),
+    };
+    store.suppress(s.clone()).await.unwrap();
+    assert_eq!(store.suppression("h1").await.unwrap(), Some(s.clone()));
+    let again = Suppression {
+        reason: "complaint".into(),
+        ..s
+    };
+    store.suppress(again.clone()).await.unwrap();
+    assert_eq!(store.suppression("h1").await.unwrap(), Some(again));
+
+    assert_eq!(
+        store
+            .record_soft_bounce("h2", t("2026-11-28T10:00:00Z"))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store
+            .record_soft_bounce("h2", t("2026-11-28T11:00:00Z"))
+            .await
+            .unwrap(),
+        2
+    );
+
+    let a = store
+        .meta_get_or_init("secret.test", "first".into())
+        .await
+        .unwrap();
+    let b = store
+        .meta_get_or_init("secret.test", "second".into())
+        .await
+        .unwrap();
+    assert_eq!((a.as_str(), b.as_str()), ("first", "first"));
+}

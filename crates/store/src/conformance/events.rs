@@ -1,0 +1,176 @@
+//! The event log: ids stored once, pages, key order, recent events by name, retention.
+
+use super::*;
+
+pub async fn a_message_id_is_stored_once(store: &dyn Store) {
+    let now = t("2026-02-01T10:00:00Z");
+    let p = ProfileId::generate();
+    store
+        .commit_events(events(vec![event(1, "dup-1", &p, "Signed Up", now)]))
+        .await
+        .unwrap();
+    store
+        .commit_events(events(vec![
+            event(2, "dup-1", &p, "Signed Up", now),
+            event(3, "dup-2", &p, "Signed Up", now),
+        ]))
+        .await
+        .unwrap();
+    let existing = store
+        .existing_message_ids(vec![
+            MessageId::parse("dup-1").unwrap(),
+            MessageId::parse("dup-2").unwrap(),
+            MessageId::parse("dup-3").unwrap(),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(existing.len(), 2);
+    assert_eq!(store.stats().await.unwrap().events, 2);
+}
+
+pub async fn events_page_newest_first_with_a_cursor(store: &dyn Store) {
+    let p = ProfileId::generate();
+    let base = t("2026-02-01T00:00:00Z");
+    let batch: Vec<_> = (0..5)
+        .map(|i| {
+            event(
+                i + 1,
+                &format!("pg-{i}"),
+                &p,
+                "Page",
+                base + TimeDelta::minutes(i),
+            )
+        })
+        .collect();
+    store.commit_events(events(batch)).await.unwrap();
+    let query = |cursor, received_before, limit| EventQuery {
+        profile_id: p.clone(),
+        received_before,
+        cursor,
+        limit,
+    };
+    let first = store.profile_events(query(None, None, 2)).await.unwrap();
+    assert_eq!(ids(&first), ["pg-4", "pg-3"]);
+    let next = store
+        .profile_events(query(Some(EventCursor::of(&first[1])), None, 10))
+        .await
+        .unwrap();
+    assert_eq!(ids(&next), ["pg-2", "pg-1", "pg-0"]);
+    let as_of = store
+        .profile_events(query(
+            None,
+            Some(base + TimeDelta::minutes(1) + TimeDelta::seconds(1)),
+            10,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(as_of.len(), 2);
+}
+
+pub async fn message_ids_and_identity_keys_can_be_scanned_in_pages(store: &dyn Store) {
+    let now = t("2026-02-01T10:00:00Z");
+    let p = ProfileId::generate();
+    let batch: Vec<_> = (1..=5)
+        .map(|i| event(i, &format!("scan-{i}"), &p, "E", now))
+        .collect();
+    store.commit_events(events(batch)).await.unwrap();
+    let first = store.message_ids_after(0, 3).await.unwrap();
+    assert_eq!(first.iter().map(|(s, _)| *s).collect::<Vec<_>>(), [1, 2, 3]);
+    let rest = store.message_ids_after(3, 10).await.unwrap();
+    assert_eq!(
+        rest.iter().map(|(_, m)| m.as_str()).collect::<Vec<_>>(),
+        ["scan-4", "scan-5"]
+    );
+
+    let keys = vec![
+        (IdentityKey::user_id("b"), p.clone()),
+        (IdentityKey::user_id("a"), p.clone()),
+        (IdentityKey::anonymous_id("z"), p.clone()),
+    ];
+    store
+        .commit_checkpoint(Checkpoint {
+            identities: keys,
+            through_seq: 5,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.identity_keys_after(after.clone(), 2).await.unwrap();
+        let Some(last) = page.last().cloned() else { break };
+        seen.extend(page);
+        after = Some(last);
+    }
+    assert_eq!(seen.len(), 3);
+    // Keys come back in their stored form (the encrypting store's blind index).
+    let stored = |k: IdentityKey| store.identity_index(&k);
+    assert!(
+        seen.contains(&stored(IdentityKey::anonymous_id("z")))
+            && seen.contains(&stored(IdentityKey::user_id("a")))
+    );
+}
+
+pub async fn event_bodies_keep_the_key_order_written(store: &dyn Store) {
+    let now = t("2026-02-01T10:00:00Z");
+    let p = ProfileId::generate();
+    let mut e = event(1, "order-1", &p, "Order Completed", now);
+    let written = r#"{"type":"track","event":"Order Completed","properties":{"zeta":1,"alpha":{"title":"Hat","description":"Warm","a":2},"mid":[{"z":1,"b":2}]}}"#;
+    e.body = serde_json::from_str(written).unwrap();
+    store.commit_events(events(vec![e])).await.unwrap();
+    let back = store.events_after(0, 10).await.unwrap();
+    assert_eq!(serde_json::to_string(&back[0].body).unwrap(), written);
+}
+
+pub async fn recent_track_events_are_read_by_name_and_time(store: &dyn Store) {
+    let p = ProfileId::generate();
+    store
+        .commit_events(events(vec![
+            event(1, "m-1", &p, "Order Completed", t("2026-11-01T00:00:00Z")),
+            event(2, "m-2", &p, "Product Viewed", t("2026-11-20T00:00:00Z")),
+            event(3, "m-3", &p, "Order Completed", t("2026-11-20T00:00:00Z")),
+            event(4, "m-4", &p, "Order Completed", t("2026-11-21T00:00:00Z")),
+        ]))
+        .await
+        .unwrap();
+    let names = vec!["Order Completed".to_string()];
+    let got = store
+        .track_events_since(names.clone(), t("2026-11-10T00:00:00Z"), 0, 10)
+        .await
+        .unwrap();
+    assert_eq!(ids(&got), vec!["m-3", "m-4"]);
+    let got = store
+        .track_events_since(names, t("2026-11-10T00:00:00Z"), 3, 10)
+        .await
+        .unwrap();
+    assert_eq!(ids(&got), vec!["m-4"]);
+}
+
+pub async fn retention_purges_events_older_than_the_cutoff(store: &dyn Store) {
+    let p = ProfileId::generate();
+    let old = t("2025-01-01T00:00:00Z");
+    let new = t("2026-06-01T00:00:00Z");
+    store
+        .commit_events(events(vec![
+            event(1, "r-1", &p, "Product Viewed", old),
+            event(2, "r-2", &p, "Product Viewed", new),
+            event(3, "r-3", &p, "Product Viewed", old + TimeDelta::days(1)),
+        ]))
+        .await
+        .unwrap();
+    let cutoff = t("2026-01-01T00:00:00Z");
+    assert_eq!(store.purge_events_before(cutoff, 1).await.unwrap(), 1);
+    assert_eq!(store.purge_events_before(cutoff, 100).await.unwrap(), 1);
+    assert_eq!(store.purge_events_before(cutoff, 100).await.unwrap(), 0);
+    let left = store
+        .profile_events(EventQuery {
+            profile_id: p,
+            received_before: None,
+            cursor: None,
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids(&left), ["r-2"]);
+}
