@@ -13,8 +13,9 @@ use missive_content::template::{Layout, TemplateSource};
 use missive_engine::content::{ContentService, ContentServiceError, PreviewEvent, StoredTemplate};
 use missive_liquid::{Env, Object, PartialError, Partials, Template, Value};
 
-use crate::config::{Config, open_store};
+use crate::config::Config;
 use crate::operator::audit;
+use crate::stores::open_store;
 
 #[derive(clap::Args, Debug)]
 pub struct RenderArgs {

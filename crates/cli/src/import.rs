@@ -10,7 +10,8 @@ use missive_core::SystemClock;
 use missive_engine::Engine;
 use missive_engine::import::{CsvMapping, Delimiter, ImportFormat, import_file};
 
-use crate::config::{Config, open_store};
+use crate::config::Config;
+use crate::stores::open_store;
 
 #[derive(clap::Args, Debug)]
 pub struct ImportArgs {

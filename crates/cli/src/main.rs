@@ -8,10 +8,13 @@ mod bench_segments;
 mod config;
 mod content;
 mod import;
+mod keyfile;
 mod operator;
 mod privacy;
 mod segment;
 mod serve;
+mod stores;
+mod telemetry;
 
 use std::path::PathBuf;
 
@@ -100,7 +103,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    config::init_logging(&config.log);
+    telemetry::init_logging(&config.log);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {

@@ -3,7 +3,8 @@
 
 use anyhow::Context;
 
-use crate::config::{Config, open_store};
+use crate::config::Config;
+use crate::stores::open_store;
 
 /// Starts the engine on the configured store (creating the workspace if needed), for a command
 /// that reads or changes profiles.

@@ -12,8 +12,10 @@ use missive_engine::privacy::Privacy;
 use missive_engine::profiles::ProfileKey;
 use missive_store::{EncryptedStore, Role};
 
-use crate::config::{Config, load_or_create_keyring, open_store_with_keys, write_key_file};
+use crate::config::Config;
+use crate::keyfile::{load_or_create_keyring, write_key_file};
 use crate::operator::audit;
+use crate::stores::open_store_with_keys;
 
 #[derive(Debug, Subcommand)]
 pub enum EncryptionCommand {

@@ -6,8 +6,9 @@ use chrono::Utc;
 use missive_engine::segments::{SegmentServiceError, delete_segment, infer_schema, preview, save_segment};
 use missive_segment::{Segment, SegmentError};
 
-use crate::config::{Config, open_store};
+use crate::config::Config;
 use crate::operator::{audit_success, start_engine};
+use crate::stores::open_store;
 
 #[derive(clap::Subcommand, Debug)]
 pub enum SegmentCommand {

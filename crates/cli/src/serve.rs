@@ -8,7 +8,8 @@ use missive_core::SystemClock;
 use missive_engine::Engine;
 use missive_engine::auth::{InitialKeys, ensure_workspace};
 
-use crate::config::{Config, open_store_with_keys};
+use crate::config::Config;
+use crate::stores::open_store_with_keys;
 
 pub async fn run(cfg: Config, listen: Option<String>) -> anyhow::Result<()> {
     let addr = cfg.validate_listen(listen.as_deref().unwrap_or(&cfg.listen))?;
