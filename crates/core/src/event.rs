@@ -173,6 +173,15 @@ impl Trust {
             .into_iter()
             .find(|t| t.as_str() == s)
     }
+
+    /// The trust a stored body records in its [`Trust::FIELD`]; [`Trust::Server`] when absent
+    /// (events stored before trust was kept, and the operator's imports).
+    pub fn recorded(field: Option<&Value>) -> Self {
+        field
+            .and_then(Value::as_str)
+            .and_then(Self::parse)
+            .unwrap_or(Trust::Server)
+    }
 }
 
 impl Event {

@@ -198,11 +198,7 @@ pub fn validate_message(
     // time stays in the body as `originalTimestamp`.
     let corrected = corrected.min(received_at + ALLOWED_FUTURE_SKEW);
     // Stored events carry the trust ingest gave them; anything else is the operator's.
-    let trust = obj
-        .get(crate::event::Trust::FIELD)
-        .and_then(Value::as_str)
-        .and_then(crate::event::Trust::parse)
-        .unwrap_or(crate::event::Trust::Server);
+    let trust = crate::event::Trust::recorded(obj.get(crate::event::Trust::FIELD));
 
     // Group traits describe the group, not the person.
     let own_traits = if kind == EventKind::Group {

@@ -159,20 +159,13 @@ async fn set_with(
     name: &str,
     expression: Option<&Segment>,
 ) -> Result<missive_segment::SegmentSet, SegmentServiceError> {
-    let mut defs = Vec::new();
-    for rec in store.list_segments().await? {
-        if rec.name == name {
-            continue;
-        }
-        // A saved definition that no longer compiles is disabled (see `load_segments`): it must
-        // not block changes to the others.
-        match Segment::compile(&rec.expression, &Schema::default()) {
-            Ok(seg) => defs.push((rec.name, seg)),
-            Err(e) => {
-                tracing::warn!(segment = %rec.name, error = %e, "saved segment does not compile; left disabled")
-            }
-        }
-    }
+    let others = store
+        .list_segments()
+        .await?
+        .into_iter()
+        .filter(|r| r.name != name)
+        .collect();
+    let mut defs = crate::pipeline::compile_saved(others);
     if let Some(seg) = expression {
         defs.push((name.to_owned(), seg.clone()));
     }

@@ -443,6 +443,17 @@ impl EncryptedStore {
     /// e-mail addresses) by their blind index; returns how many. Safe to run again: a value
     /// already in blind-index form (`bu_`/`ba_` and 32 hex digits) is left alone.
     pub async fn blind_index_clear_identities(&self) -> Result<u64, StoreError> {
+        // Done once per store: the scan reads every identity, too much for every start.
+        const DONE: &str = "privacy.identities_blind_indexed";
+        if self.inner.meta_get_or_init(DONE, "no".into()).await? == "yes" {
+            return Ok(0);
+        }
+        let n = self.reindex_clear_identities().await?;
+        self.inner.meta_set(DONE, "yes".into()).await?;
+        Ok(n)
+    }
+
+    async fn reindex_clear_identities(&self) -> Result<u64, StoreError> {
         let indexed = |v: &str, prefix: &str| {
             v.strip_prefix(prefix)
                 .is_some_and(|h| h.len() == 32 && h.bytes().all(|b| b.is_ascii_hexdigit()))
@@ -831,6 +842,10 @@ impl Store for EncryptedStore {
 
     async fn meta_get_or_init(&self, key: &str, init: String) -> Result<String, StoreError> {
         self.inner.meta_get_or_init(key, init).await
+    }
+
+    async fn meta_set(&self, key: &str, value: String) -> Result<(), StoreError> {
+        self.inner.meta_set(key, value).await
     }
 
     async fn commit_journey(&self, mut commit: JourneyCommit) -> Result<(), StoreError> {

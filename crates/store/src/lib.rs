@@ -244,6 +244,9 @@ pub trait Store: Send + Sync + 'static {
     /// A value from the store's metadata, set to `init` first if absent (workspace secrets).
     async fn meta_get_or_init(&self, key: &str, init: String) -> Result<String, StoreError>;
 
+    /// Sets the metadata value of `key`, replacing any.
+    async fn meta_set(&self, key: &str, value: String) -> Result<(), StoreError>;
+
     /// Applies journey progress in one transaction. Outbox rows whose idempotency key is
     /// already stored are ignored.
     async fn commit_journey(&self, commit: JourneyCommit) -> Result<(), StoreError>;

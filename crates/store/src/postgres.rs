@@ -1549,6 +1549,18 @@ impl Store for PostgresStore {
         Ok(row.try_get(0)?)
     }
 
+    async fn meta_set(&self, key: &str, value: String) -> Result<(), StoreError> {
+        let writer = self.inner.checkpoint_writer.lock().await;
+        writer
+            .client
+            .execute(
+                "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                &[&key, &value],
+            )
+            .await?;
+        Ok(())
+    }
+
     async fn commit_journey(&self, commit: JourneyCommit) -> Result<(), StoreError> {
         let mut writer = self.inner.checkpoint_writer.lock().await;
         let tx = writer.client.transaction().await?;

@@ -1669,6 +1669,18 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn meta_set(&self, key: &str, value: String) -> Result<(), StoreError> {
+        let key = key.to_owned();
+        self.write_on(Db::Main, move |c| {
+            c.execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                params![key, value],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn commit_journey(&self, commit: JourneyCommit) -> Result<(), StoreError> {
         self.write_on(Db::Delivery, move |c| {
             let tx = c.transaction()?;

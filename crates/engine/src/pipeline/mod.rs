@@ -53,7 +53,7 @@ use applier::event_cause;
 use identity::identity_bytes;
 pub use identity::identity_hash;
 use recovery::erasure_key;
-pub(crate) use segment_timers::load_segments;
+pub(crate) use segment_timers::{compile_saved, load_segments};
 use writers::{fail, run_checkpoint_writer, run_events_writer};
 
 /// Tuning of the pipeline.

@@ -122,12 +122,7 @@ pub(super) fn event_from_stored(s: &StoredEvent) -> Event {
         provenance: missive_core::event::Provenance::default(),
         timestamp: s.timestamp,
         received_at: s.received_at,
-        trust: s
-            .body
-            .get(missive_core::Trust::FIELD)
-            .and_then(|v| v.as_str())
-            .and_then(missive_core::Trust::parse)
-            .unwrap_or(missive_core::Trust::Server),
+        trust: missive_core::Trust::recorded(s.body.get(missive_core::Trust::FIELD)),
         body: s.body.clone(),
     }
 }

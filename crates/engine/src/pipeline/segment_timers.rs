@@ -221,16 +221,23 @@ impl Applier {
 
 /// The saved segments, compiled. They were type-checked when saved; a definition that no
 /// longer compiles (an upgrade changed the language) is left out, loudly.
-pub(crate) async fn load_segments(store: &dyn Store) -> Result<SegmentSet, StoreError> {
-    let mut compiled = Vec::new();
-    for rec in store.list_segments().await? {
-        match Segment::compile(&rec.expression, &Schema::default()) {
-            Ok(seg) => compiled.push((rec.name, seg)),
+/// The saved segments that compile. One that no longer does (saved by an older version) is
+/// disabled, loudly: it must neither stop the server nor block changes to the others.
+pub(crate) fn compile_saved(records: Vec<missive_store::SegmentRecord>) -> Vec<(String, Segment)> {
+    records
+        .into_iter()
+        .filter_map(|rec| match Segment::compile(&rec.expression, &Schema::default()) {
+            Ok(seg) => Some((rec.name, seg)),
             Err(e) => {
-                tracing::error!(segment = %rec.name, error = %e, "saved segment does not compile; not evaluated")
+                tracing::error!(segment = %rec.name, error = %e, "saved segment does not compile; disabled");
+                None
             }
-        }
-    }
+        })
+        .collect()
+}
+
+pub(crate) async fn load_segments(store: &dyn Store) -> Result<SegmentSet, StoreError> {
+    let compiled = compile_saved(store.list_segments().await?);
     match SegmentSet::new(compiled) {
         Ok(set) => Ok(set),
         Err(e) => {

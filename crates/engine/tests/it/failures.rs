@@ -181,6 +181,9 @@ impl Store for Flaky {
     async fn meta_get_or_init(&self, key: &str, init: String) -> Result<String, StoreError> {
         self.inner.meta_get_or_init(key, init).await
     }
+    async fn meta_set(&self, key: &str, value: String) -> Result<(), StoreError> {
+        self.inner.meta_set(key, value).await
+    }
     async fn commit_journey(&self, commit: JourneyCommit) -> Result<(), StoreError> {
         self.inner.commit_journey(commit).await
     }

@@ -212,3 +212,29 @@ pub async fn suppressions_and_metadata_are_kept(store: &dyn Store) {
         .unwrap();
     assert_eq!((a.as_str(), b.as_str()), ("first", "first"));
 }
+
+pub async fn metadata_can_be_replaced(store: &dyn Store) {
+    assert_eq!(
+        store
+            .meta_get_or_init("conformance.flag", "no".into())
+            .await
+            .unwrap(),
+        "no"
+    );
+    store.meta_set("conformance.flag", "yes".into()).await.unwrap();
+    assert_eq!(
+        store
+            .meta_get_or_init("conformance.flag", "no".into())
+            .await
+            .unwrap(),
+        "yes"
+    );
+    store.meta_set("conformance.other", "1".into()).await.unwrap();
+    assert_eq!(
+        store
+            .meta_get_or_init("conformance.other", "0".into())
+            .await
+            .unwrap(),
+        "1"
+    );
+}

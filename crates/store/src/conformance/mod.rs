@@ -91,6 +91,7 @@ macro_rules! conformance_cases {
             recent_track_events_are_read_by_name_and_time,
             journey_progress_and_send_decisions_commit_together_once,
             suppressions_and_metadata_are_kept,
+            metadata_can_be_replaced,
             api_keys_are_created_listed_and_revoked,
             the_audit_log_is_append_only_and_queried_newest_first,
             data_keys_are_kept_once_per_profile_and_rewrapped,
