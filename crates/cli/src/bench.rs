@@ -79,18 +79,18 @@ async fn ingest(cfg: Config, b: IngestBench) -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
     let pg_schema = format!("bench_{}", std::process::id());
     let pg_url = cfg.store.clone().filter(|url| url.starts_with("postgres"));
-    let bare: Arc<dyn Store> = match &pg_url {
-        Some(url) => Arc::new(PostgresStore::connect(url, Some(&pg_schema)).await?),
-        None => Arc::new(SqliteStore::open(tmp.path().join("missive.db")).await?),
+    let bare: Store = match &pg_url {
+        Some(url) => Store::new(PostgresStore::connect(url, Some(&pg_schema)).await?),
+        None => Store::new(SqliteStore::open(tmp.path().join("missive.db")).await?),
     };
-    let store: Arc<dyn Store> = if b.no_encrypt {
+    let store: Store = if b.no_encrypt {
         bare
     } else {
         let keyring = Arc::new(missive_privacy::Keyring::generate());
-        Arc::new(missive_store::EncryptedStore::new(bare, keyring))
+        missive_store::EncryptedStore::new(bare, keyring).store()
     };
     println!("encryption at rest: {}", if b.no_encrypt { "off" } else { "on" });
-    let (_, keys) = ensure_workspace(&*store).await?;
+    let (_, keys) = ensure_workspace(&store).await?;
     let write_key = keys.context("a fresh store should mint keys")?.write_key;
     let engine = Engine::start(store.clone(), Arc::new(SystemClock), cfg.engine_config()).await?;
     let mut state = missive_server::AppState::new(engine.clone(), Default::default());
@@ -140,7 +140,7 @@ async fn ingest(cfg: Config, b: IngestBench) -> anyhow::Result<()> {
             r.errors
         );
     }
-    let stats = store.stats().await?;
+    let stats = store.events().stats().await?;
     println!(
         "\nstore after the run: {} profiles, {} events",
         stats.profiles, stats.events

@@ -139,7 +139,7 @@ struct Rig {
 async fn rig(concurrency: usize) -> anyhow::Result<Rig> {
     let dir = tempfile::tempdir()?;
     let store = missive_store::open(&format!("sqlite:{}", dir.path().join("missive.db").display())).await?;
-    missive_engine::auth::ensure_workspace(&*store).await?;
+    missive_engine::auth::ensure_workspace(&store).await?;
     let engine = Engine::start(
         store.clone(),
         Arc::new(SystemClock),
@@ -166,7 +166,7 @@ async fn rig(concurrency: usize) -> anyhow::Result<Rig> {
         hello_name: Some("bench.example".into()),
     })?;
     let (dkim, _) = missive_delivery::DkimSigner::generate_ed25519("bench", "bench.example")?;
-    let secrets = SenderSecrets::load(&*store).await?;
+    let secrets = SenderSecrets::load(&store).await?;
     let config = SenderConfig {
         from_address: "shop@bench.example".into(),
         bounce_address: "bounces@bench.example".into(),

@@ -247,7 +247,7 @@ pub async fn template(cfg: Config, cmd: TemplateCommand) -> anyhow::Result<()> {
                 .map_err(explain)?;
             let (_, compiled, _) = content.compiled_template(&name).await?;
             audit(
-                &*store,
+                &store,
                 "template.save",
                 format!("template:{name}"),
                 format!("version {version}"),
@@ -273,7 +273,7 @@ pub async fn template(cfg: Config, cmd: TemplateCommand) -> anyhow::Result<()> {
                 .delete_template(&name)
                 .await?;
             audit(
-                &*store,
+                &store,
                 "template.delete",
                 format!("template:{name}"),
                 String::new(),
@@ -311,7 +311,7 @@ pub async fn template(cfg: Config, cmd: TemplateCommand) -> anyhow::Result<()> {
             let audited = match &result {
                 Ok(p) => {
                     audit(
-                        &**engine.store(),
+                        engine.store(),
                         "profile.preview",
                         format!("profile:{}", p.profile_id),
                         format!("template {name}"),
@@ -369,7 +369,7 @@ pub async fn block(cfg: Config, cmd: BlockCommand) -> anyhow::Result<()> {
                 .await
                 .map_err(explain)?;
             audit(
-                &*store,
+                &store,
                 "block.save",
                 format!("block:{name}"),
                 format!("version {version}"),
@@ -391,7 +391,7 @@ pub async fn block(cfg: Config, cmd: BlockCommand) -> anyhow::Result<()> {
         }
         BlockCommand::Delete { name } => {
             content.delete_block(&name).await?;
-            audit(&*store, "block.delete", format!("block:{name}"), String::new()).await?;
+            audit(&store, "block.delete", format!("block:{name}"), String::new()).await?;
             println!("deleted block {name:?}");
         }
         BlockCommand::Matrix { slot } => {
@@ -456,7 +456,7 @@ pub async fn catalog(cfg: Config, cmd: CatalogCommand) -> anyhow::Result<()> {
         offset += chunk.len();
     }
     audit(
-        &*store,
+        &store,
         "catalog.import",
         "catalog".into(),
         format!("{saved} products saved, {} rejected", rejected.len()),

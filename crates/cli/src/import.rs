@@ -91,7 +91,7 @@ pub async fn run(cfg: Config, args: ImportArgs) -> anyhow::Result<()> {
         .len();
     std::fs::create_dir_all(&cfg.data_dir)?;
     let store = open_store(&cfg).await?;
-    missive_engine::auth::ensure_workspace(&*store).await?;
+    missive_engine::auth::ensure_workspace(&store).await?;
     let engine = Engine::start(store, Arc::new(SystemClock), cfg.engine_config()).await?;
 
     let bar = indicatif::ProgressBar::new(size);

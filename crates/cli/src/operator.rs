@@ -10,7 +10,7 @@ use crate::stores::open_store;
 /// that reads or changes profiles.
 pub async fn start_engine(cfg: &Config) -> anyhow::Result<missive_engine::Engine> {
     let store = open_store(cfg).await?;
-    missive_engine::auth::ensure_workspace(&*store).await?;
+    missive_engine::auth::ensure_workspace(&store).await?;
     Ok(missive_engine::Engine::start(
         store,
         std::sync::Arc::new(missive_core::SystemClock),
@@ -22,7 +22,7 @@ pub async fn start_engine(cfg: &Config) -> anyhow::Result<missive_engine::Engine
 /// Writes an operator's action to the audit log, as the API does for requests: the actor is
 /// `cli:` and the login name, targets name profiles by id (never by e-mail address).
 pub(crate) async fn audit(
-    store: &dyn missive_store::Store,
+    store: &missive_store::Store,
     action: &str,
     target: String,
     detail: String,
@@ -39,6 +39,7 @@ pub(crate) async fn audit(
         detail,
     };
     store
+        .access()
         .append_audit(vec![entry])
         .await
         .context("writing the audit log")
@@ -47,7 +48,7 @@ pub(crate) async fn audit(
 /// Audits an action only when it succeeded.
 pub(crate) async fn audit_success<T, E>(
     result: &Result<T, E>,
-    store: &dyn missive_store::Store,
+    store: &missive_store::Store,
     action: &str,
     target: String,
 ) -> anyhow::Result<()> {

@@ -88,6 +88,7 @@ pub struct AuditArgs {
 pub async fn audit_log(cfg: Config, args: AuditArgs) -> anyhow::Result<()> {
     let (store, _) = open_store_with_keys(&cfg).await?;
     let entries = store
+        .access()
         .audit_entries(missive_store::AuditQuery {
             before_seq: None,
             actor: args.actor,
@@ -141,7 +142,7 @@ pub async fn encryption(cfg: Config, what: EncryptionCommand) -> anyhow::Result<
             let store = EncryptedStore::new(bare, Arc::new(rotated));
             let n = store.rewrap_all_data_keys().await?;
             audit(
-                &store,
+                &store.store(),
                 "encryption.rotate",
                 format!("master_key:{new_id}"),
                 format!("{n} data keys re-wrapped"),
@@ -174,7 +175,7 @@ pub async fn encryption(cfg: Config, what: EncryptionCommand) -> anyhow::Result<
                 .with_context(|| format!("the key file has no older master key {id}"))?;
             write_key_file(&path, &retired)?;
             audit(
-                &store,
+                &store.store(),
                 "encryption.retire",
                 format!("master_key:{id}"),
                 String::new(),
@@ -188,7 +189,7 @@ pub async fn encryption(cfg: Config, what: EncryptionCommand) -> anyhow::Result<
 
 pub async fn apikey(cfg: Config, what: ApiKeyCommand) -> anyhow::Result<()> {
     let (store, _) = open_store_with_keys(&cfg).await?;
-    missive_engine::auth::ensure_workspace(&*store).await?;
+    missive_engine::auth::ensure_workspace(&store).await?;
     let auth = missive_engine::auth::Authenticator::new(store.clone());
     let now = chrono::Utc::now();
     match what {
@@ -201,7 +202,7 @@ pub async fn apikey(cfg: Config, what: ApiKeyCommand) -> anyhow::Result<()> {
             })?;
             let (record, secret) = auth.create_key(role, &label, now).await?;
             audit(
-                &*store,
+                &store,
                 "key.create",
                 format!("key:{}", record.id),
                 format!("role {}", role.as_str()),
@@ -225,7 +226,7 @@ pub async fn apikey(cfg: Config, what: ApiKeyCommand) -> anyhow::Result<()> {
             if !auth.revoke_key(&id, now).await? {
                 bail!("no live key has the id {id}");
             }
-            audit(&*store, "key.revoke", format!("key:{id}"), String::new()).await?;
+            audit(&store, "key.revoke", format!("key:{id}"), String::new()).await?;
             println!("revoked {id}");
         }
     }
@@ -244,7 +245,7 @@ pub async fn privacy(cfg: Config, what: PrivacyCommand) -> anyhow::Result<()> {
                 let doc = privacy.export(&ProfileKey::parse(&key)).await?;
                 let id = doc["profile"]["id"].as_str().unwrap_or_default();
                 audit(
-                    &**engine.store(),
+                    engine.store(),
                     "profile.export",
                     format!("profile:{id}"),
                     String::new(),
@@ -266,7 +267,7 @@ pub async fn privacy(cfg: Config, what: PrivacyCommand) -> anyhow::Result<()> {
                 let report = privacy.erase(&ProfileKey::parse(&key)).await?;
                 let ids: Vec<String> = report.profiles.iter().map(|p| p.to_string()).collect();
                 audit(
-                    &**engine.store(),
+                    engine.store(),
                     "profile.erase",
                     format!("profile:{}", ids.first().map_or("", String::as_str)),
                     format!(
@@ -288,7 +289,7 @@ pub async fn privacy(cfg: Config, what: PrivacyCommand) -> anyhow::Result<()> {
                     .purge_expired_events(retention, chrono::Utc::now())
                     .await?;
                 audit(
-                    &**engine.store(),
+                    engine.store(),
                     "retention.purge",
                     "events".into(),
                     format!("{n} events older than {} days", retention.num_days()),

@@ -54,7 +54,7 @@ pub async fn run(cfg: Config, cmd: SegmentCommand) -> anyhow::Result<()> {
             bar.finish_and_clear();
             let audited = audit_success(
                 &result,
-                &**engine.store(),
+                engine.store(),
                 "segment.save",
                 format!("segment:{name}"),
             )
@@ -78,7 +78,7 @@ pub async fn run(cfg: Config, cmd: SegmentCommand) -> anyhow::Result<()> {
         }
         SegmentCommand::List => {
             let store = open_store(&cfg).await?;
-            for s in store.list_segments().await? {
+            for s in store.documents().list_segments().await? {
                 println!("{}\t{}", s.name, s.expression);
             }
             Ok(())
@@ -88,7 +88,7 @@ pub async fn run(cfg: Config, cmd: SegmentCommand) -> anyhow::Result<()> {
             let result = delete_segment(&engine, &name).await;
             let audited = audit_success(
                 &result,
-                &**engine.store(),
+                engine.store(),
                 "segment.delete",
                 format!("segment:{name}"),
             )
@@ -106,7 +106,7 @@ pub async fn run(cfg: Config, cmd: SegmentCommand) -> anyhow::Result<()> {
             let mut n = 0u64;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             loop {
-                let page = store.segment_members(&name, after, 10_000).await?;
+                let page = store.events().segment_members(&name, after, 10_000).await?;
                 let Some(last) = page.last().cloned() else { break };
                 for id in &page {
                     // A closed pipe (`| head`) ends the listing quietly.
@@ -124,7 +124,7 @@ pub async fn run(cfg: Config, cmd: SegmentCommand) -> anyhow::Result<()> {
         }
         SegmentCommand::Preview { expression, sample } => {
             let store = open_store(&cfg).await?;
-            let schema = infer_schema(&*store).await?;
+            let schema = infer_schema(&store).await?;
             let segment = match Segment::compile(&expression, &schema) {
                 Ok(s) => s,
                 Err(e) => {
@@ -132,9 +132,9 @@ pub async fn run(cfg: Config, cmd: SegmentCommand) -> anyhow::Result<()> {
                     anyhow::bail!("{e}");
                 }
             };
-            let total = store.stats().await?.profiles;
+            let total = store.events().stats().await?.profiles;
             let bar = indicatif::ProgressBar::new(total);
-            let result = preview(&*store, &segment, Utc::now(), sample, |n| bar.set_position(n))
+            let result = preview(&store, &segment, Utc::now(), sample, |n| bar.set_position(n))
                 .await
                 .context("previewing the segment")?;
             bar.finish_and_clear();

@@ -16,7 +16,7 @@ pub async fn run(cfg: Config, listen: Option<String>) -> anyhow::Result<()> {
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating the data directory {}", cfg.data_dir.display()))?;
     let (store, keyring) = open_store_with_keys(&cfg).await?;
-    let (workspace, new_keys) = ensure_workspace(&*store)
+    let (workspace, new_keys) = ensure_workspace(&store)
         .await
         .context("bootstrapping the workspace")?;
     let credentials = cfg.data_dir.join("credentials.json");
@@ -232,7 +232,7 @@ async fn build_sender(
             }
         }
     };
-    let secrets = missive_engine::sender::SenderSecrets::load(&**engine.store()).await?;
+    let secrets = missive_engine::sender::SenderSecrets::load(engine.store()).await?;
     let rate = |n: u32| (n > 0).then(|| Rate::per_second(n));
     let mut throttle = Throttle::new(rate(d.rate_per_second));
     if let Some(r) = rate(d.domain_rate_per_second) {
@@ -265,7 +265,7 @@ fn spawn_bounce_reader(
         let (engine, key, dir) = (engine.clone(), key.clone(), dir.clone());
         async move {
             let now = engine.clock().now();
-            match missive_engine::bounces::read_mailbox(&**engine.store(), &key, &dir, now).await {
+            match missive_engine::bounces::read_mailbox(engine.store(), &key, &dir, now).await {
                 Ok(p) if p.reports + p.ignored > 0 => {
                     tracing::info!(
                         reports = p.reports,

@@ -7,20 +7,17 @@ use crate::config::Config;
 use crate::keyfile::load_or_create_keyring;
 
 /// Opens the store, explaining the usual failures.
-pub async fn open_store(cfg: &Config) -> anyhow::Result<std::sync::Arc<dyn missive_store::Store>> {
+pub async fn open_store(cfg: &Config) -> anyhow::Result<missive_store::Store> {
     Ok(open_store_with_keys(cfg).await?.0)
 }
 
 /// The store (behind the encrypting store unless `privacy.encrypt` is off) and the keyring.
 pub async fn open_store_with_keys(
     cfg: &Config,
-) -> anyhow::Result<(
-    std::sync::Arc<dyn missive_store::Store>,
-    std::sync::Arc<missive_privacy::Keyring>,
-)> {
+) -> anyhow::Result<(missive_store::Store, std::sync::Arc<missive_privacy::Keyring>)> {
     let keyring = std::sync::Arc::new(load_or_create_keyring(&cfg.key_file())?);
     let store = open_bare_store(cfg).await?;
-    check_encryption_mode(&*store, cfg.privacy.encrypt).await?;
+    check_encryption_mode(&store, cfg.privacy.encrypt).await?;
     if cfg.privacy.encrypt {
         let encrypted = missive_store::EncryptedStore::new(store, keyring.clone());
         let upgraded = encrypted.blind_index_clear_identities().await?;
@@ -30,7 +27,7 @@ pub async fn open_store_with_keys(
                 "user and anonymous ids stored in clear are now blind-indexed"
             );
         }
-        Ok((std::sync::Arc::new(encrypted), keyring))
+        Ok((encrypted.store(), keyring))
     } else {
         Ok((store, keyring))
     }
@@ -41,12 +38,17 @@ pub async fn open_store_with_keys(
 /// is refused: a plain store read through encryption would miss every e-mail lookup (its
 /// identities are not blind-indexed) and create a second profile for each person, and an
 /// encrypted store read without it would hand out ciphertext.
-async fn check_encryption_mode(store: &dyn missive_store::Store, encrypt: bool) -> anyhow::Result<()> {
+async fn check_encryption_mode(store: &missive_store::Store, encrypt: bool) -> anyhow::Result<()> {
     let want = if encrypt { "on" } else { "off" };
     let sealed = |v: &serde_json::Value| v.as_str().is_some_and(missive_privacy::is_sealed);
-    let written = match store.profiles_after(None, 1).await?.first() {
+    let written = match store.events().profiles_after(None, 1).await?.first() {
         Some(p) => Some(p.sealed.is_some()),
-        None => store.events_after(0, 1).await?.first().map(|e| sealed(&e.body)),
+        None => store
+            .events()
+            .events_after(0, 1)
+            .await?
+            .first()
+            .map(|e| sealed(&e.body)),
     };
     let found = match written {
         Some(true) => "on",
@@ -54,6 +56,7 @@ async fn check_encryption_mode(store: &dyn missive_store::Store, encrypt: bool) 
         None => want,
     };
     let recorded = store
+        .documents()
         .meta_get_or_init("privacy.encryption", found.to_owned())
         .await?;
     match (recorded.as_str(), encrypt) {
@@ -70,7 +73,7 @@ async fn check_encryption_mode(store: &dyn missive_store::Store, encrypt: bool) 
     }
 }
 
-async fn open_bare_store(cfg: &Config) -> anyhow::Result<std::sync::Arc<dyn missive_store::Store>> {
+async fn open_bare_store(cfg: &Config) -> anyhow::Result<missive_store::Store> {
     let url = cfg.store_url();
     missive_store::open(&url).await.map_err(|e| match e {
         missive_store::StoreError::Locked(_) => anyhow::anyhow!(

@@ -118,8 +118,8 @@ fn key_id_of(presented: &str) -> Option<ApiKeyId> {
 }
 
 /// Returns the workspace, creating it with a fresh write key and admin key on first start.
-pub async fn ensure_workspace(store: &dyn Store) -> Result<(Workspace, Option<InitialKeys>), AuthError> {
-    if let Some(ws) = store.workspace().await? {
+pub async fn ensure_workspace(store: &Store) -> Result<(Workspace, Option<InitialKeys>), AuthError> {
+    if let Some(ws) = store.access().workspace().await? {
         return Ok((ws, None));
     }
     let now = Utc::now();
@@ -130,11 +130,16 @@ pub async fn ensure_workspace(store: &dyn Store) -> Result<(Workspace, Option<In
     };
     let (write, write_key) = mint_key(Role::Write, "initial write key", now).await?;
     let (admin, admin_key) = mint_key(Role::Admin, "initial admin key", now).await?;
-    match store.bootstrap_workspace(ws.clone(), vec![write, admin]).await {
+    match store
+        .access()
+        .bootstrap_workspace(ws.clone(), vec![write, admin])
+        .await
+    {
         Ok(()) => Ok((ws, Some(InitialKeys { write_key, admin_key }))),
         // Another process bootstrapped between our read and our write: use theirs.
         Err(StoreError::Conflict(_)) => {
             let ws = store
+                .access()
                 .workspace()
                 .await?
                 .ok_or_else(|| StoreError::Corrupt("workspace vanished".into()))?;
@@ -147,7 +152,7 @@ pub async fn ensure_workspace(store: &dyn Store) -> Result<(Workspace, Option<In
 /// Checks, creates and revokes API keys.
 #[derive(Clone)]
 pub struct Authenticator {
-    store: Arc<dyn Store>,
+    store: Store,
     /// SHA-256 of a verified key → who it is, and since when it is trusted.
     cache: Arc<RwLock<VerifiedKeys>>,
 }
@@ -156,7 +161,7 @@ pub struct Authenticator {
 type VerifiedKeys = HashMap<[u8; 32], (Caller, Instant)>;
 
 impl Authenticator {
-    pub fn new(store: Arc<dyn Store>) -> Self {
+    pub fn new(store: Store) -> Self {
         Self {
             store,
             cache: Arc::new(RwLock::new(HashMap::new())),
@@ -182,7 +187,7 @@ impl Authenticator {
             return Ok(Some(caller));
         }
         let caller = match key_id_of(presented) {
-            Some(id) => match self.store.api_key(&id).await? {
+            Some(id) => match self.store.access().api_key(&id).await? {
                 Some(record) if record.revoked_at.is_none() => {
                     let (key, hash) = (presented.to_owned(), record.secret_hash.clone());
                     let ok =
@@ -198,6 +203,7 @@ impl Authenticator {
             },
             None => self
                 .store
+                .access()
                 .api_key_by_hash(&hash_secret(presented))
                 .await?
                 .map(|k| Caller {
@@ -223,13 +229,13 @@ impl Authenticator {
         now: DateTime<Utc>,
     ) -> Result<(ApiKeyRecord, Secret), AuthError> {
         let (record, secret) = mint_key(role, label, now).await?;
-        self.store.create_api_key(record.clone()).await?;
+        self.store.access().create_api_key(record.clone()).await?;
         Ok((record, secret))
     }
 
     /// Revokes a key; false when there is no such live key.
     pub async fn revoke_key(&self, id: &ApiKeyId, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        let revoked = self.store.revoke_api_key(id, now).await?;
+        let revoked = self.store.access().revoke_api_key(id, now).await?;
         if let Ok(mut cache) = self.cache.write() {
             cache.retain(|_, (c, _)| &c.key_id != id);
         }
@@ -241,6 +247,7 @@ impl Authenticator {
     pub async fn key_is_live(&self, id: &ApiKeyId) -> Result<bool, StoreError> {
         Ok(self
             .store
+            .access()
             .list_api_keys()
             .await?
             .iter()
@@ -248,7 +255,7 @@ impl Authenticator {
     }
 
     pub async fn list_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
-        self.store.list_api_keys().await
+        self.store.access().list_api_keys().await
     }
 }
 

@@ -34,7 +34,7 @@ pub enum BounceError {
 
 /// Applies one raw report message.
 pub async fn apply_report(
-    store: &dyn Store,
+    store: &Store,
     hash_key: &[u8],
     raw: &[u8],
     now: DateTime<Utc>,
@@ -58,6 +58,7 @@ pub async fn apply_report(
                 if r.action == DsnAction::Failed && r.is_hard() {
                     out.hard_bounces += 1;
                     store
+                        .delivery()
                         .suppress(suppress(&r.address, "hard_bounce", detail))
                         .await?;
                     out.suppressed += 1;
@@ -65,10 +66,12 @@ pub async fn apply_report(
                     // Delay notices are not bounces: the relay keeps trying.
                     out.soft_bounces += 1;
                     let n = store
+                        .delivery()
                         .record_soft_bounce(&address_hash(hash_key, &r.address), now)
                         .await?;
                     if n >= SOFT_BOUNCE_LIMIT {
                         store
+                            .delivery()
                             .suppress(suppress(
                                 &r.address,
                                 "soft_bounces",
@@ -98,13 +101,20 @@ pub async fn apply_report(
                             .next()
                             .unwrap_or("")
                             .to_string();
-                        store.outbox_message(&id).await?.and_then(|m| m.recipient)
+                        store
+                            .delivery()
+                            .outbox_message(&id)
+                            .await?
+                            .and_then(|m| m.recipient)
                     }
                     None => None,
                 },
             };
             if let Some(a) = address {
-                store.suppress(suppress(&a, "complaint", feedback_type)).await?;
+                store
+                    .delivery()
+                    .suppress(suppress(&a, "complaint", feedback_type))
+                    .await?;
                 out.suppressed += 1;
             }
         }
@@ -124,7 +134,7 @@ pub struct MailboxPass {
 /// address's mail): reports are applied, and every message read is moved to `cur/`, so each is
 /// handled once. Messages that are not reports (auto-replies) are moved too, and counted.
 pub async fn read_mailbox(
-    store: &dyn Store,
+    store: &Store,
     hash_key: &[u8],
     maildir: &std::path::Path,
     now: DateTime<Utc>,

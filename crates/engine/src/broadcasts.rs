@@ -116,14 +116,15 @@ impl Broadcasts {
         }
     }
 
-    fn store(&self) -> &dyn missive_store::Store {
-        &**self.engine.store()
+    fn store(&self) -> &missive_store::Store {
+        self.engine.store()
     }
 
     pub async fn create(&self, req: BroadcastIn) -> Result<Progress, BroadcastError> {
         let now = self.engine.clock().now();
         if self
             .store()
+            .documents()
             .get_document(DocumentKind::Template, &req.template)
             .await?
             .is_none()
@@ -135,6 +136,7 @@ impl Broadcasts {
         }
         if !self
             .store()
+            .documents()
             .list_segments()
             .await?
             .iter()
@@ -178,7 +180,11 @@ impl Broadcasts {
         let mut n = 0;
         let mut after = None;
         loop {
-            let page = self.store().segment_members(segment, after, 10_000).await?;
+            let page = self
+                .store()
+                .events()
+                .segment_members(segment, after, 10_000)
+                .await?;
             let Some(last) = page.last().cloned() else { break };
             n += page.len() as u64;
             after = Some(last);
@@ -189,6 +195,7 @@ impl Broadcasts {
     async fn put(&self, b: &Broadcast) -> Result<(), BroadcastError> {
         let body = serde_json::to_value(b).map_err(|e| BroadcastError::Corrupt(e.to_string()))?;
         self.store()
+            .documents()
             .put_documents(vec![DocumentRecord {
                 kind: DocumentKind::Broadcast,
                 name: b.id.clone(),
@@ -203,12 +210,17 @@ impl Broadcasts {
     pub async fn get(&self, id: &str) -> Result<Progress, BroadcastError> {
         let doc = self
             .store()
+            .documents()
             .get_document(DocumentKind::Broadcast, id)
             .await?
             .ok_or_else(|| BroadcastError::NotFound(id.into()))?;
         let broadcast: Broadcast =
             serde_json::from_value(doc.body).map_err(|e| BroadcastError::Corrupt(e.to_string()))?;
-        let messages = self.store().outbox_counts(&format!("broadcast:{id}")).await?;
+        let messages = self
+            .store()
+            .delivery()
+            .outbox_counts(&format!("broadcast:{id}"))
+            .await?;
         Ok(Progress { broadcast, messages })
     }
 
@@ -218,6 +230,7 @@ impl Broadcasts {
         loop {
             let page = self
                 .store()
+                .documents()
                 .list_documents(DocumentKind::Broadcast, after, 1_000)
                 .await?;
             let Some(last) = page.last() else { break };
@@ -261,6 +274,7 @@ impl Broadcasts {
         self.put(&b).await?;
         if to == BroadcastState::Cancelled {
             self.store()
+                .delivery()
                 .skip_queued(&format!("broadcast:{id}"), "cancelled")
                 .await?;
         }
@@ -351,7 +365,11 @@ impl Broadcasts {
                 .cursor
                 .as_deref()
                 .and_then(|c| missive_core::ProfileId::parse(c).ok());
-            let members = self.store().segment_members(&b.segment, after, room).await?;
+            let members = self
+                .store()
+                .events()
+                .segment_members(&b.segment, after, room)
+                .await?;
             let Some(last) = members.last().cloned() else {
                 b.state = BroadcastState::Completed;
                 break;
@@ -393,6 +411,7 @@ impl Broadcasts {
             b.cursor = Some(last.to_string());
             b.next_slot = slot;
             self.store()
+                .delivery()
                 .commit_journey(JourneyCommit {
                     instances: vec![],
                     outbox,

@@ -113,8 +113,8 @@ impl Journeys {
         self
     }
 
-    fn store(&self) -> &dyn missive_store::Store {
-        &**self.engine.store()
+    fn store(&self) -> &missive_store::Store {
+        self.engine.store()
     }
 
     /// Checks and saves a journey (a new version).
@@ -135,6 +135,7 @@ impl Journeys {
             if let Action::Send { template } = &step.action
                 && self
                     .store()
+                    .documents()
                     .get_document(DocumentKind::Template, template)
                     .await?
                     .is_none()
@@ -149,6 +150,7 @@ impl Journeys {
             serde_json::to_value(&def).map_err(|e| JourneyError::Corrupt(name.into(), e.to_string()))?;
         let versions = self
             .store()
+            .documents()
             .put_documents(vec![DocumentRecord {
                 kind: DocumentKind::Journey,
                 name: name.into(),
@@ -165,7 +167,12 @@ impl Journeys {
     }
 
     pub async fn delete(&self, name: &str) -> Result<(), JourneyError> {
-        if !self.store().delete_document(DocumentKind::Journey, name).await? {
+        if !self
+            .store()
+            .documents()
+            .delete_document(DocumentKind::Journey, name)
+            .await?
+        {
             return Err(JourneyError::NotFound(name.into()));
         }
         self.forget_definitions();
@@ -175,6 +182,7 @@ impl Journeys {
     pub async fn get(&self, name: &str) -> Result<(DocumentRecord, JourneyDef), JourneyError> {
         let doc = self
             .store()
+            .documents()
             .get_document(DocumentKind::Journey, name)
             .await?
             .ok_or_else(|| JourneyError::NotFound(name.into()))?;
@@ -201,6 +209,7 @@ impl Journeys {
         loop {
             let page = self
                 .store()
+                .documents()
                 .list_documents(DocumentKind::Journey, after, PAGE)
                 .await?;
             let Some(last) = page.last() else { break };
@@ -241,7 +250,7 @@ impl Journeys {
                 let mut sleep_for = poll;
                 match this.run_pending().await {
                     Ok(_) => {
-                        if let Ok(Some(wake)) = this.store().next_instance_wake().await {
+                        if let Ok(Some(wake)) = this.store().delivery().next_instance_wake().await {
                             let until = (wake - this.engine.clock().now())
                                 .to_std()
                                 .unwrap_or(Duration::ZERO);
@@ -261,9 +270,9 @@ impl Journeys {
         let pass_started = Instant::now();
         let defs = self.definitions().await?;
         let mut stats = RunStats::default();
-        let mut through = self.store().journey_events_through().await?;
+        let mut through = self.store().delivery().journey_events_through().await?;
         loop {
-            let events = self.store().events_after(through, PAGE).await?;
+            let events = self.store().events().events_after(through, PAGE).await?;
             let Some(last) = events.last() else { break };
             let last_seq = last.seq;
             let mut pending = Pending::default();
@@ -275,6 +284,7 @@ impl Journeys {
             stats.woken += pending.stats.woken;
             stats.sends += pending.stats.sends;
             self.store()
+                .delivery()
                 .commit_journey(JourneyCommit {
                     instances: pending.instances.into_values().collect(),
                     outbox: pending.outbox,
@@ -284,9 +294,13 @@ impl Journeys {
                 .await?;
             through = last_seq;
         }
-        let mut segments_through = self.store().journey_segments_through().await?;
+        let mut segments_through = self.store().delivery().journey_segments_through().await?;
         loop {
-            let changes = self.store().segment_changes_after(segments_through, PAGE).await?;
+            let changes = self
+                .store()
+                .events()
+                .segment_changes_after(segments_through, PAGE)
+                .await?;
             let Some((last, _)) = changes.last() else { break };
             let last = *last;
             let mut pending = Pending::default();
@@ -298,6 +312,7 @@ impl Journeys {
             stats.started += pending.stats.started;
             stats.sends += pending.stats.sends;
             self.store()
+                .delivery()
                 .commit_journey(JourneyCommit {
                     instances: pending.instances.into_values().collect(),
                     outbox: pending.outbox,
@@ -309,7 +324,7 @@ impl Journeys {
         }
         loop {
             let now = self.engine.clock().now();
-            let due = self.store().due_instances(now, PAGE).await?;
+            let due = self.store().delivery().due_instances(now, PAGE).await?;
             if due.is_empty() {
                 break;
             }
@@ -318,6 +333,7 @@ impl Journeys {
                 let Some(def) = defs.iter().find(|d| d.name == instance.journey) else {
                     if self
                         .store()
+                        .documents()
                         .get_document(DocumentKind::Journey, &instance.journey)
                         .await?
                         .is_none()
@@ -351,6 +367,7 @@ impl Journeys {
             stats.woken += pending.stats.woken;
             stats.sends += pending.stats.sends;
             self.store()
+                .delivery()
                 .commit_journey(JourneyCommit {
                     instances: pending.instances.into_values().collect(),
                     outbox: pending.outbox,
@@ -551,6 +568,7 @@ impl Journeys {
     ) -> Result<Vec<JourneyInstance>, JourneyError> {
         let mut by_id: BTreeMap<String, JourneyInstance> = self
             .store()
+            .delivery()
             .active_instances(profile)
             .await?
             .into_iter()

@@ -68,7 +68,7 @@ pub fn has_marketing_consent(p: &Profile) -> bool {
 /// Decides, at `now`, what happens to a message of `class` for `profile`.
 #[allow(clippy::too_many_arguments)]
 pub async fn decide(
-    store: &dyn Store,
+    store: &Store,
     config: &PolicyConfig,
     hash_key: &[u8],
     profile: &Profile,
@@ -82,7 +82,11 @@ pub async fn decide(
             reason: "no_address".into(),
         });
     };
-    if let Some(s) = store.suppression(&address_hash(hash_key, &address)).await? {
+    if let Some(s) = store
+        .delivery()
+        .suppression(&address_hash(hash_key, &address))
+        .await?
+    {
         return Ok(Decision::Skip {
             reason: format!("suppressed: {}", s.reason),
         });
@@ -103,7 +107,11 @@ pub async fn decide(
         });
     }
     if let Some(window) = missive_core::Frequency::of(profile).window()
-        && store.marketing_sent_since(&profile.id, now - window).await? > 0
+        && store
+            .delivery()
+            .marketing_sent_since(&profile.id, now - window)
+            .await?
+            > 0
     {
         return Ok(Decision::Skip {
             reason: "frequency_preference".into(),
@@ -111,6 +119,7 @@ pub async fn decide(
     }
     if config.frequency_cap > 0 {
         let sent = store
+            .delivery()
             .marketing_sent_since(&profile.id, now - config.frequency_window)
             .await?;
         if sent >= config.frequency_cap {

@@ -297,6 +297,7 @@ impl Privacy {
         Ok(self
             .engine
             .store()
+            .documents()
             .meta_get_or_init("secret.address_hash", fresh)
             .await?
             .into_bytes())
@@ -311,7 +312,7 @@ impl Privacy {
         if update.purposes.is_empty() && update.traits.is_empty() {
             return Err(PrivacyError::InvalidConsent("name at least one purpose".into()));
         }
-        let store = &**self.engine.store();
+        let store = &self.engine.store();
         self.engine.sync().await?;
         let profile = find_profile(store, key, 0).await?.ok_or(PrivacyError::NotFound)?;
         let mut consent = serde_json::Map::new();
@@ -352,7 +353,7 @@ impl Privacy {
 
     /// Everything stored about a person, as one JSON document.
     pub async fn export(&self, key: &ProfileKey) -> Result<Value, PrivacyError> {
-        let store = &**self.engine.store();
+        let store = &self.engine.store();
         self.engine.sync().await?;
         let profile = find_profile(store, key, 0).await?.ok_or(PrivacyError::NotFound)?;
         let ids = self.profile_family(&profile.id).await?;
@@ -361,6 +362,7 @@ impl Privacy {
             let mut cursor = None;
             loop {
                 let page = store
+                    .events()
                     .profile_events(EventQuery {
                         profile_id: id.clone(),
                         received_before: None,
@@ -376,7 +378,7 @@ impl Privacy {
         let mut versions = Vec::new();
         let mut before = None;
         loop {
-            let page = store.profile_versions(&profile.id, before, 500).await?;
+            let page = store.events().profile_versions(&profile.id, before, 500).await?;
             let Some(last) = page.last() else { break };
             before = Some(last.version);
             versions.extend(page.into_iter().map(|v| {
@@ -384,6 +386,7 @@ impl Privacy {
             }));
         }
         let messages: Vec<Value> = store
+            .delivery()
             .outbox_of(&profile.id, 10_000)
             .await?
             .into_iter()
@@ -393,6 +396,7 @@ impl Privacy {
             })
             .collect();
         let segments: Vec<Value> = store
+            .events()
             .segment_changes_of(&profile.id, 10_000)
             .await?
             .into_iter()
@@ -401,6 +405,7 @@ impl Privacy {
         let address_key = self.address_key().await?;
         let suppressed = match profile.email() {
             Some(a) => store
+                .delivery()
                 .suppression(&crate::policy::address_hash(&address_key, a))
                 .await?
                 .map(|s| json!({"reason": s.reason, "at": s.at})),
@@ -436,13 +441,13 @@ impl Privacy {
     /// Erases a person: see [`Engine::erase`]. The e-mail addresses go on the suppression list
     /// as keyed hashes, so that nothing is sent to them even if they come back by another way.
     pub async fn erase(&self, key: &ProfileKey) -> Result<ErasureReport, PrivacyError> {
-        let store = &**self.engine.store();
+        let store = &self.engine.store();
         self.engine.sync().await?;
         let id = resolve_key(store, key).await?.ok_or(PrivacyError::NotFound)?;
         let ids = self.profile_family(&id).await?;
         let mut identities: BTreeSet<IdentityKey> = BTreeSet::new();
         for pid in &ids {
-            if let Some(p) = store.load_profile(pid).await? {
+            if let Some(p) = store.events().load_profile(pid).await? {
                 identities.extend(p.identities.keys());
             }
         }
@@ -459,6 +464,7 @@ impl Privacy {
             .filter(|k| k.kind == missive_core::IdentityKind::Email)
         {
             store
+                .delivery()
                 .suppress(Suppression {
                     address_hash: crate::policy::address_hash(&address_key, &k.value),
                     reason: "erased".into(),
@@ -502,7 +508,12 @@ impl Privacy {
         let cutoff = now - retention;
         let mut total = 0;
         loop {
-            let n = self.engine.store().purge_events_before(cutoff, 10_000).await?;
+            let n = self
+                .engine
+                .store()
+                .events()
+                .purge_events_before(cutoff, 10_000)
+                .await?;
             total += n;
             if n < 10_000 {
                 return Ok(total);
@@ -512,11 +523,11 @@ impl Privacy {
 
     /// The profile and every profile merged into it, transitively.
     async fn profile_family(&self, id: &ProfileId) -> Result<Vec<ProfileId>, StoreError> {
-        let store = &**self.engine.store();
+        let store = &self.engine.store();
         let mut out = vec![id.clone()];
         let mut i = 0;
         while i < out.len() {
-            for m in store.merges_of(&out[i]).await? {
+            for m in store.events().merges_of(&out[i]).await? {
                 if m.into == out[i] && !out.contains(&m.from) {
                     out.push(m.from);
                 }

@@ -36,14 +36,14 @@ impl ProfileKey {
 
 /// The live profile a key names (following merges), with its recent history attached.
 pub async fn find_profile(
-    store: &dyn Store,
+    store: &Store,
     key: &ProfileKey,
     history_len: usize,
 ) -> Result<Option<Profile>, StoreError> {
     let Some(id) = resolve_key(store, key).await? else {
         return Ok(None);
     };
-    let Some(mut p) = store.load_profile(&id).await? else {
+    let Some(mut p) = store.events().load_profile(&id).await? else {
         return Ok(None);
     };
     p.history = recent_history(store, &p.id, None, history_len).await?;
@@ -51,23 +51,27 @@ pub async fn find_profile(
 }
 
 /// The id of the live profile a key names.
-pub async fn resolve_key(store: &dyn Store, key: &ProfileKey) -> Result<Option<ProfileId>, StoreError> {
+pub async fn resolve_key(store: &Store, key: &ProfileKey) -> Result<Option<ProfileId>, StoreError> {
     let id = match key {
         ProfileKey::Id(id) => Some(id.clone()),
-        ProfileKey::Identity(k) => store.resolve_identities(vec![k.clone()]).await?.remove(k),
+        ProfileKey::Identity(k) => store
+            .events()
+            .resolve_identities(vec![k.clone()])
+            .await?
+            .remove(k),
         ProfileKey::Any(s) => {
             let mut candidates = vec![IdentityKey::user_id(s.clone())];
             if let Ok(e) = EmailAddress::parse(s) {
                 candidates.push(IdentityKey::email(&e));
             }
             candidates.push(IdentityKey::anonymous_id(s.clone()));
-            let found = store.resolve_identities(candidates.clone()).await?;
+            let found = store.events().resolve_identities(candidates.clone()).await?;
             candidates.iter().find_map(|k| found.get(k).cloned())
         }
     };
     let Some(mut id) = id else { return Ok(None) };
     for _ in 0..16 {
-        let Some(p) = store.load_profile(&id).await? else {
+        let Some(p) = store.events().load_profile(&id).await? else {
             return Ok(None);
         };
         match p.merged_into {
@@ -83,12 +87,12 @@ pub async fn resolve_key(store: &dyn Store, key: &ProfileKey) -> Result<Option<P
 /// The profile as recorded at `at` (transaction time: what missive knew then), or `None`
 /// when it did not exist yet.
 pub async fn profile_as_of(
-    store: &dyn Store,
+    store: &Store,
     id: &ProfileId,
     at: DateTime<Utc>,
     history_len: usize,
 ) -> Result<Option<Profile>, StoreError> {
-    let versions = store.versions_for_as_of(id, at).await?;
+    let versions = store.events().versions_for_as_of(id, at).await?;
     let mut iter = versions.into_iter();
     let Some(first) = iter.next() else { return Ok(None) };
     let mut p = match first.snapshot {
@@ -114,12 +118,13 @@ pub async fn profile_as_of(
 }
 
 pub async fn recent_history(
-    store: &dyn Store,
+    store: &Store,
     id: &ProfileId,
     received_before: Option<DateTime<Utc>>,
     limit: usize,
 ) -> Result<std::collections::VecDeque<HistoryEntry>, StoreError> {
     let events = store
+        .events()
         .profile_events(EventQuery {
             profile_id: id.clone(),
             received_before,
@@ -146,14 +151,14 @@ pub fn history_entry(e: &StoredEvent) -> HistoryEntry {
 }
 
 pub async fn versions(
-    store: &dyn Store,
+    store: &Store,
     id: &ProfileId,
     before: Option<u64>,
     limit: u32,
 ) -> Result<Vec<ProfileVersion>, StoreError> {
-    store.profile_versions(id, before, limit).await
+    store.events().profile_versions(id, before, limit).await
 }
 
-pub async fn merges(store: &dyn Store, id: &ProfileId) -> Result<Vec<MergeRecord>, StoreError> {
-    store.merges_of(id).await
+pub async fn merges(store: &Store, id: &ProfileId) -> Result<Vec<MergeRecord>, StoreError> {
+    store.events().merges_of(id).await
 }

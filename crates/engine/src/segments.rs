@@ -15,9 +15,9 @@ const SCHEMA_SAMPLE: u32 = 2_000;
 
 /// The type of each trait, from the values a sample of profiles holds. A trait seen with two
 /// types is left out (any comparison is accepted).
-pub async fn infer_schema(store: &dyn Store) -> Result<Schema, StoreError> {
+pub async fn infer_schema(store: &Store) -> Result<Schema, StoreError> {
     let mut seen: BTreeMap<String, Option<TraitType>> = BTreeMap::new();
-    for p in store.profiles_after(None, SCHEMA_SAMPLE).await? {
+    for p in store.events().profiles_after(None, SCHEMA_SAMPLE).await? {
         for (name, t) in &p.traits {
             let Some(ty) = type_of(&t.value) else { continue };
             seen.entry(name.clone())
@@ -65,7 +65,7 @@ pub enum PreviewError {
 
 /// Evaluates `segment` on every live profile at `now`; `progress` is told the profiles scanned.
 pub async fn preview(
-    store: &dyn Store,
+    store: &Store,
     segment: &Segment,
     now: DateTime<Utc>,
     sample_size: usize,
@@ -82,7 +82,7 @@ pub async fn preview(
     };
     let mut after = None;
     loop {
-        let page = store.profiles_after(after, 1_000).await?;
+        let page = store.events().profiles_after(after, 1_000).await?;
         let Some(last) = page.last() else { break };
         after = Some(last.id.clone());
         for p in &page {
@@ -104,7 +104,7 @@ pub async fn preview(
 /// The events of `p` the segment's aggregates can count: those inside each one's window, or
 /// all of them for an aggregate without one.
 pub async fn window_events(
-    store: &dyn Store,
+    store: &Store,
     p: &Profile,
     segment: &Segment,
     now: DateTime<Utc>,
@@ -155,11 +155,12 @@ fn check_name(name: &str) -> Result<(), SegmentServiceError> {
 /// The saved segments with `name` replaced by `expression` (or removed when `None`), compiled
 /// and checked as a whole: no cycles, no reference to a missing segment.
 async fn set_with(
-    store: &dyn Store,
+    store: &Store,
     name: &str,
     expression: Option<&Segment>,
 ) -> Result<missive_segment::SegmentSet, SegmentServiceError> {
     let others = store
+        .documents()
         .list_segments()
         .await?
         .into_iter()
@@ -183,12 +184,18 @@ pub async fn save_segment(
     check_name(name)?;
     let _one_at_a_time = engine.lock_segments().await;
     engine.sync().await?;
-    let store = &**engine.store();
+    let store = &engine.store();
     let segment = Segment::compile(expression, &infer_schema(store).await?)?;
     let set = set_with(store, name, Some(&segment)).await?;
     let now = engine.clock().now();
-    let existing = store.list_segments().await?.into_iter().find(|r| r.name == name);
+    let existing = store
+        .documents()
+        .list_segments()
+        .await?
+        .into_iter()
+        .find(|r| r.name == name);
     store
+        .documents()
         .save_segment(missive_store::SegmentRecord {
             name: name.to_owned(),
             expression: expression.to_owned(),
@@ -202,8 +209,14 @@ pub async fn save_segment(
 /// Deletes a saved segment; refused while another segment reads it.
 pub async fn delete_segment(engine: &crate::Engine, name: &str) -> Result<(), SegmentServiceError> {
     let _one_at_a_time = engine.lock_segments().await;
-    let store = &**engine.store();
-    if !store.list_segments().await?.iter().any(|r| r.name == name) {
+    let store = &engine.store();
+    if !store
+        .documents()
+        .list_segments()
+        .await?
+        .iter()
+        .any(|r| r.name == name)
+    {
         return Err(SegmentServiceError::NotFound(name.to_owned()));
     }
     let set = match set_with(store, name, None).await {
@@ -215,14 +228,14 @@ pub async fn delete_segment(engine: &crate::Engine, name: &str) -> Result<(), Se
         }
         other => other?,
     };
-    store.delete_segment(name).await?;
+    store.documents().delete_segment(name).await?;
     engine.use_segments(set, None, None).await?;
     Ok(())
 }
 
 /// A profile's events of the names in `windows`, back as far as each matters, oldest first.
 pub async fn load_window_events(
-    store: &dyn Store,
+    store: &Store,
     id: &ProfileId,
     windows: &std::collections::HashMap<String, Option<chrono::TimeDelta>>,
     now: DateTime<Utc>,
@@ -242,6 +255,7 @@ pub async fn load_window_events(
     let mut cursor: Option<EventCursor> = None;
     loop {
         let page = store
+            .events()
             .profile_events(EventQuery {
                 profile_id: id.clone(),
                 received_before: None,

@@ -75,10 +75,16 @@ pub struct SenderSecrets {
 
 impl SenderSecrets {
     /// The workspace's tracking and hashing keys, created on first use.
-    pub async fn load(store: &dyn missive_store::Store) -> Result<Self, SendError> {
+    pub async fn load(store: &missive_store::Store) -> Result<Self, SendError> {
         let fresh = || hex::encode(rand::random::<[u8; 32]>());
-        let link_key = store.meta_get_or_init("secret.tracking", fresh()).await?;
-        let hash_key = store.meta_get_or_init("secret.address_hash", fresh()).await?;
+        let link_key = store
+            .documents()
+            .meta_get_or_init("secret.tracking", fresh())
+            .await?;
+        let hash_key = store
+            .documents()
+            .meta_get_or_init("secret.address_hash", fresh())
+            .await?;
         let links = LinkSigner::new(link_key.as_bytes()).map_err(|e| SendError::Setup(e.to_string()))?;
         Ok(SenderSecrets {
             links,
@@ -172,6 +178,7 @@ impl Sender {
         let doc = self
             .engine
             .store()
+            .documents()
             .get_document(missive_store::DocumentKind::Broadcast, id)
             .await?;
         let state = doc
@@ -233,7 +240,7 @@ impl Sender {
         loop {
             let now = self.engine.clock().now();
             self.broadcasts.lock().unwrap_or_else(|p| p.into_inner()).clear();
-            let due = store.due_outbox(now, self.config.batch).await?;
+            let due = store.delivery().due_outbox(now, self.config.batch).await?;
             if due.is_empty() {
                 break;
             }
@@ -287,7 +294,7 @@ impl Sender {
             while let Some(joined) = in_flight.join_next().await {
                 collect(joined, &mut done, &mut stats);
             }
-            store.update_outbox(done).await?;
+            store.delivery().update_outbox(done).await?;
         }
         Ok(stats)
     }
@@ -315,11 +322,11 @@ impl Sender {
         // Profiles in the store lag accepted events by at most the checkpoint interval
         // (250 ms by default); only a profile not stored yet is worth forcing a checkpoint for.
         let history = self.engine.config().history_len;
-        let profile = match find_profile(&**store, &key, history).await? {
+        let profile = match find_profile(store, &key, history).await? {
             Some(p) => p,
             None => {
                 self.engine.sync().await?;
-                match find_profile(&**store, &key, history).await? {
+                match find_profile(store, &key, history).await? {
                     Some(p) => p,
                     None => return Ok(skip(message, "profile_gone", stats)),
                 }
@@ -331,7 +338,7 @@ impl Sender {
             MessageClass::Marketing
         };
         let address = match decide(
-            &**store,
+            store,
             &self.config.policy,
             &self.secrets.hash_key,
             &profile,
@@ -432,6 +439,7 @@ impl Sender {
                     return Ok(message);
                 }
                 store
+                    .delivery()
                     .suppress(Suppression {
                         address_hash: address_hash(&self.secrets.hash_key, &address),
                         reason: "hard_bounce".into(),

@@ -65,7 +65,7 @@ pub async fn audit_layer(State(state): State<AppState>, mut req: Request, next: 
         status: response.status().as_u16(),
         detail: facts.detail.unwrap_or_default(),
     };
-    if let Err(e) = state.engine.store().append_audit(vec![entry]).await {
+    if let Err(e) = state.engine.store().access().append_audit(vec![entry]).await {
         if response.status().is_success() {
             return ApiError::unavailable(&format!("audit log not written: {e}")).into_response();
         }
@@ -101,6 +101,7 @@ pub async fn query(
     let entries = state
         .engine
         .store()
+        .access()
         .audit_entries(AuditQuery {
             before_seq: p.before,
             actor: p.actor,

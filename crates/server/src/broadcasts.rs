@@ -101,7 +101,7 @@ pub async fn inbound_report(
         ));
     };
     let now = state.engine.clock().now();
-    match apply_report(&**state.engine.store(), sender.hash_key(), &body, now).await {
+    match apply_report(state.engine.store(), sender.hash_key(), &body, now).await {
         Ok(out) => Ok(Json(out)),
         Err(BounceError::NotAReport) => Err(ApiError::bad_request(
             "not_a_report",

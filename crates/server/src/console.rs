@@ -169,7 +169,7 @@ async fn audit(state: &AppState, caller: Option<&Caller>, action: &str, status: 
         status: status.as_u16(),
         detail: detail.to_owned(),
     };
-    if let Err(e) = state.engine.store().append_audit(vec![entry]).await {
+    if let Err(e) = state.engine.store().access().append_audit(vec![entry]).await {
         tracing::error!(error = %e, "audit log not written for a console action");
     }
 }
@@ -365,6 +365,7 @@ pub async fn audit_page(
     let entries = match state
         .engine
         .store()
+        .access()
         .audit_entries(AuditQuery {
             target: target.clone(),
             actor: actor.clone(),

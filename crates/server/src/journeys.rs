@@ -119,7 +119,12 @@ pub async fn journey_instances(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     state.journeys.get(&name).await?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1_000);
-    let rows = state.engine.store().journey_instances(&name, limit).await?;
+    let rows = state
+        .engine
+        .store()
+        .delivery()
+        .journey_instances(&name, limit)
+        .await?;
     let out: Vec<InstanceOut> = rows
         .into_iter()
         .map(|i| InstanceOut {

@@ -164,7 +164,7 @@ async fn health(axum::extract::State(state): axum::extract::State<AppState>) -> 
         tracing::warn!(error = %error, "health check: the last store write failed");
         return unavailable("failing", Some(ago.as_secs()));
     }
-    match state.engine.store().workspace().await {
+    match state.engine.store().access().workspace().await {
         Ok(_) => axum::Json(serde_json::json!({
             "status": "ok",
             "store": backend,

@@ -45,7 +45,7 @@ async fn subject(state: &AppState, token: &str) -> Result<Profile, Response> {
     let Ok(id) = ProfileId::parse(&link.profile_id) else {
         return Err(gone(StatusCode::NOT_FOUND, "This link is not valid."));
     };
-    match find_profile(&**state.engine.store(), &ProfileKey::Id(id), 0).await {
+    match find_profile(state.engine.store(), &ProfileKey::Id(id), 0).await {
         Ok(Some(p)) => Ok(p),
         Ok(None) => Err(gone(
             StatusCode::NOT_FOUND,
@@ -496,7 +496,7 @@ async fn audit(state: &AppState, p: &Profile, action: &str, status: StatusCode, 
         status: status.as_u16(),
         detail: detail.into(),
     };
-    match state.engine.store().append_audit(vec![entry]).await {
+    match state.engine.store().access().append_audit(vec![entry]).await {
         Ok(()) => true,
         Err(e) => {
             tracing::error!(error = %e, "audit log not written for a preference-centre action");

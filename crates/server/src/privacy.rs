@@ -50,6 +50,7 @@ pub async fn get_consent(
     let p = state
         .engine
         .store()
+        .events()
         .load_profile(&id)
         .await?
         .ok_or_else(|| ApiError::not_found("profile not found"))?;
@@ -205,7 +206,7 @@ pub async fn analytics_profiles(
             })?),
         };
     state.engine.sync().await.map_err(|e| ApiError::unavailable(&e))?;
-    let page = state.engine.store().profiles_after(after, limit).await?;
+    let page = state.engine.store().events().profiles_after(after, limit).await?;
     let rows: Vec<AnalyticsProfile> = page
         .iter()
         .map(|p| AnalyticsProfile {

@@ -265,7 +265,7 @@ pub async fn resolve(
 ) -> Result<missive_core::ProfileId, ApiError> {
     // Profiles reach the store at checkpoints; make it current first.
     state.engine.sync().await.map_err(|e| ApiError::unavailable(&e))?;
-    let id = profiles::resolve_key(&**state.engine.store(), &ProfileKey::parse(key))
+    let id = profiles::resolve_key(state.engine.store(), &ProfileKey::parse(key))
         .await?
         .ok_or_else(|| {
             ApiError::not_found("no profile has that id, user id, anonymous id or e-mail address")
@@ -281,7 +281,7 @@ pub async fn get_profile(
     Path(key): Path<String>,
     Query(params): Query<ProfileParams>,
 ) -> Result<Json<ProfileOut>, ApiError> {
-    let store = &**state.engine.store();
+    let store = &state.engine.store();
     let history_len = state.engine.config().history_len;
     let as_of = parse_as_of(params.as_of.as_deref())?;
     let id = resolve(&state, &key, &audit).await?;
@@ -362,7 +362,7 @@ pub async fn get_versions(
             ApiError::bad_request("invalid_value", "before must be a version number").with_field("before")
         })?;
     let id = resolve(&state, &key, &audit).await?;
-    let versions = profiles::versions(&**state.engine.store(), &id, before, limit).await?;
+    let versions = profiles::versions(state.engine.store(), &id, before, limit).await?;
     let next = (versions.len() == limit as usize)
         .then(|| versions.last().map(|v| v.version.to_string()))
         .flatten();
@@ -428,6 +428,7 @@ pub async fn get_events(
     let events = state
         .engine
         .store()
+        .events()
         .profile_events(EventQuery {
             profile_id: id,
             received_before: as_of,
@@ -479,7 +480,7 @@ pub async fn get_segments(
     Path(key): Path<String>,
 ) -> Result<Json<ProfileSegmentsOut>, ApiError> {
     let id = resolve(&state, &key, &audit).await?;
-    let store = &**state.engine.store();
+    let store = &state.engine.store();
     let Some(profile) = profiles::find_profile(
         store,
         &ProfileKey::Id(id.clone()),
@@ -492,7 +493,7 @@ pub async fn get_segments(
     let now = state.engine.clock().now();
     let (members, scores) = (profile.segments.segments.clone(), profile.model_scores().clone());
     let mut explain = Vec::new();
-    for rec in store.list_segments().await? {
+    for rec in store.documents().list_segments().await? {
         let Ok(seg) = missive_segment::Segment::compile(&rec.expression, &missive_segment::Schema::default())
         else {
             continue;
@@ -507,6 +508,7 @@ pub async fn get_segments(
         });
     }
     let changes = store
+        .events()
         .segment_changes_of(&id, 100)
         .await?
         .into_iter()

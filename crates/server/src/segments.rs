@@ -37,7 +37,7 @@ pub async fn preview_segment(
         return Err(ApiError::bad_request("invalid_value", "sample may be at most 100").with_field("sample"));
     }
     state.engine.sync().await.map_err(|e| ApiError::unavailable(&e))?;
-    let store = &**state.engine.store();
+    let store = &state.engine.store();
     let schema = infer_schema(store).await?;
     let segment = Segment::compile(&body.expression, &schema)?;
     let now = state.engine.clock().now();
@@ -137,7 +137,7 @@ pub async fn list(
     _: RequireRole<Reports>,
     State(state): State<AppState>,
 ) -> Result<Json<Vec<SegmentOut>>, ApiError> {
-    let records = state.engine.store().list_segments().await?;
+    let records = state.engine.store().documents().list_segments().await?;
     Ok(Json(records.into_iter().map(SegmentOut::from).collect()))
 }
 
@@ -188,11 +188,17 @@ pub async fn members(
             ApiError::bad_request("invalid_value", "after must be a profile id").with_field("after")
         })?;
     let store = state.engine.store();
-    if !store.list_segments().await?.iter().any(|r| r.name == name) {
+    if !store
+        .documents()
+        .list_segments()
+        .await?
+        .iter()
+        .any(|r| r.name == name)
+    {
         return Err(ApiError::not_found(format!("no segment is named {name:?}")));
     }
     state.engine.sync().await.map_err(|e| ApiError::unavailable(&e))?;
-    let members = store.segment_members(&name, after, limit).await?;
+    let members = store.events().segment_members(&name, after, limit).await?;
     let next = (members.len() == limit as usize)
         .then(|| members.last().map(ToString::to_string))
         .flatten();
@@ -211,6 +217,7 @@ pub async fn get_one(
     let Some(r) = state
         .engine
         .store()
+        .documents()
         .list_segments()
         .await?
         .into_iter()

@@ -44,7 +44,7 @@ async fn record(
     properties: Value,
     message_id: Option<String>,
 ) {
-    let store = &**state.engine.store();
+    let store = &state.engine.store();
     let key = ProfileKey::Id(profile.clone());
     let p = match find_profile(store, &key, 0).await {
         Ok(Some(p)) => p,
@@ -73,7 +73,14 @@ async fn record(
 }
 
 async fn message_of(state: &AppState, id: &str) -> Option<OutboxMessage> {
-    state.engine.store().outbox_message(id).await.ok().flatten()
+    state
+        .engine
+        .store()
+        .delivery()
+        .outbox_message(id)
+        .await
+        .ok()
+        .flatten()
 }
 
 pub async fn click(State(state): State<AppState>, Path(token): Path<String>) -> Response {
@@ -141,7 +148,7 @@ pub async fn unsubscribe(State(state): State<AppState>, Path(token): Path<String
     let Ok(profile) = ProfileId::parse(&unsub.profile_id) else {
         return not_found();
     };
-    let store = &**state.engine.store();
+    let store = &state.engine.store();
     let Ok(Some(p)) = find_profile(store, &ProfileKey::Id(profile.clone()), 0).await else {
         return not_found();
     };
@@ -227,14 +234,16 @@ pub async fn message_report(
     Path(id): Path<String>,
 ) -> Result<axum::Json<MessageReport>, ApiError> {
     state.engine.sync().await.map_err(|e| ApiError::unavailable(&e))?;
-    let store = &**state.engine.store();
+    let store = &state.engine.store();
     let m = store
+        .delivery()
         .outbox_message(&id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("message {id:?} does not exist")))?;
     audit.set_target(format!("profile:{}", m.profile_id));
     audit.set_detail(format!("message:{id}"));
     let events = store
+        .events()
         .profile_events(EventQuery {
             profile_id: m.profile_id.clone(),
             received_before: None,

@@ -1,9 +1,12 @@
+//! The one error of the store. It names no backend type: a database's own error becomes
+//! [`StoreError::Database`] with the backend's name and the database's words, so callers
+//! never depend on rusqlite or tokio-postgres.
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    #[error("postgres: {}", postgres_message(.0))]
-    Postgres(#[from] tokio_postgres::Error),
+    /// The database refused or failed a statement, or its connection is gone.
+    #[error("{backend}: {message}")]
+    Database { backend: &'static str, message: String },
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("conflict: {0}")]
@@ -19,6 +22,24 @@ pub enum StoreError {
 impl From<serde_json::Error> for StoreError {
     fn from(e: serde_json::Error) -> Self {
         StoreError::Corrupt(e.to_string())
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Database {
+            backend: "sqlite",
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        StoreError::Database {
+            backend: "postgres",
+            message: postgres_message(&e),
+        }
     }
 }
 

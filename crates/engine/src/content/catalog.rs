@@ -35,7 +35,7 @@ impl ContentService {
         }
         let saved = docs.len();
         if !docs.is_empty() {
-            self.store.put_documents(docs).await?;
+            self.store.documents().put_documents(docs).await?;
             self.invalidate();
         }
         Ok((saved, rejected))
@@ -44,6 +44,7 @@ impl ContentService {
     pub async fn product(&self, id: &str) -> Result<Product, ContentServiceError> {
         let doc = self
             .store
+            .documents()
             .get_document(DocumentKind::Product, id)
             .await?
             .ok_or_else(|| ContentServiceError::NotFound {
@@ -59,6 +60,7 @@ impl ContentService {
         limit: u32,
     ) -> Result<Vec<Product>, ContentServiceError> {
         self.store
+            .documents()
             .list_documents(DocumentKind::Product, after, limit)
             .await?
             .into_iter()
@@ -70,7 +72,12 @@ impl ContentService {
     }
 
     pub async fn delete_product(&self, id: &str) -> Result<(), ContentServiceError> {
-        if !self.store.delete_document(DocumentKind::Product, id).await? {
+        if !self
+            .store
+            .documents()
+            .delete_document(DocumentKind::Product, id)
+            .await?
+        {
             return Err(ContentServiceError::NotFound {
                 kind: "product",
                 name: id.to_string(),
@@ -135,6 +142,7 @@ impl ContentService {
         loop {
             let page = self
                 .store
+                .events()
                 .track_events_since(self.config.purchase_events.clone(), since, through, 5_000)
                 .await?;
             let Some(last) = page.last() else { break };

@@ -194,7 +194,7 @@ pub struct BlockSet {
 /// Templates, blocks and catalogue: saved, cached, rendered.
 #[derive(Clone)]
 pub struct ContentService {
-    store: Arc<dyn Store>,
+    store: Store,
     config: Arc<ContentConfig>,
     cached: Arc<Mutex<Cached>>,
     /// One recomputation of best sellers at a time; the others wait for its result.
@@ -223,7 +223,7 @@ fn jiff_time(t: DateTime<Utc>) -> jiff::Timestamp {
 }
 
 impl ContentService {
-    pub fn new(store: Arc<dyn Store>, config: ContentConfig) -> Self {
+    pub fn new(store: Store, config: ContentConfig) -> Self {
         ContentService {
             store,
             config: Arc::new(config),
@@ -296,6 +296,7 @@ impl ContentService {
     ) -> Result<(DocumentRecord, StoredTemplate), ContentServiceError> {
         let doc = self
             .store
+            .documents()
             .get_document(DocumentKind::Template, name)
             .await?
             .ok_or_else(|| ContentServiceError::NotFound {
@@ -339,7 +340,12 @@ impl ContentService {
     }
 
     pub async fn delete_template(&self, name: &str) -> Result<(), ContentServiceError> {
-        if !self.store.delete_document(DocumentKind::Template, name).await? {
+        if !self
+            .store
+            .documents()
+            .delete_document(DocumentKind::Template, name)
+            .await?
+        {
             return Err(ContentServiceError::NotFound {
                 kind: "template",
                 name: name.to_string(),
@@ -363,6 +369,7 @@ impl ContentService {
         if let BlockTarget::Segment(segment) = &block.target
             && !self
                 .store
+                .documents()
                 .list_segments()
                 .await?
                 .iter()
@@ -371,7 +378,7 @@ impl ContentService {
             return Err(ContentServiceError::UnknownSegment(segment.clone()));
         }
         if let BlockTarget::Expression(e) = &block.target {
-            Segment::compile(e, &infer_schema(&*self.store).await?).map_err(|error| {
+            Segment::compile(e, &infer_schema(&self.store).await?).map_err(|error| {
                 ContentServiceError::BlockTarget {
                     block: name.to_string(),
                     error,
@@ -386,7 +393,12 @@ impl ContentService {
     }
 
     pub async fn delete_block(&self, name: &str) -> Result<(), ContentServiceError> {
-        if !self.store.delete_document(DocumentKind::Block, name).await? {
+        if !self
+            .store
+            .documents()
+            .delete_document(DocumentKind::Block, name)
+            .await?
+        {
             return Err(ContentServiceError::NotFound {
                 kind: "block",
                 name: name.to_string(),
@@ -398,6 +410,7 @@ impl ContentService {
 
     pub async fn block_document(&self, name: &str) -> Result<DocumentRecord, ContentServiceError> {
         self.store
+            .documents()
             .get_document(DocumentKind::Block, name)
             .await?
             .ok_or_else(|| ContentServiceError::NotFound {
@@ -421,7 +434,7 @@ impl ContentService {
             }
             c.generation
         };
-        let schema = infer_schema(&*self.store).await?;
+        let schema = infer_schema(&self.store).await?;
         let mut blocks = Vec::new();
         let mut expressions = HashMap::new();
         let mut broken = Vec::new();
@@ -465,6 +478,7 @@ impl ContentService {
         let blocks = self.blocks().await?;
         let segments: Vec<String> = self
             .store
+            .documents()
             .list_segments()
             .await?
             .into_iter()
@@ -488,7 +502,7 @@ impl ContentService {
         // choice itself is then a pure function.
         let mut matched_expressions: BTreeSet<String> = BTreeSet::new();
         for (name, segment) in set.expressions.iter().filter(|_| personalized) {
-            let events = window_events(&*self.store, profile, segment, now).await?;
+            let events = window_events(&self.store, profile, segment, now).await?;
             let facts = Facts::new(
                 profile,
                 &events,
@@ -536,6 +550,7 @@ impl ContentService {
     ) -> Result<i64, ContentServiceError> {
         let versions = self
             .store
+            .documents()
             .put_documents(vec![DocumentRecord {
                 kind,
                 name: name.to_string(),
@@ -554,7 +569,7 @@ impl ContentService {
         let mut all = Vec::new();
         let mut after = None;
         loop {
-            let page = self.store.list_documents(kind, after, PAGE).await?;
+            let page = self.store.documents().list_documents(kind, after, PAGE).await?;
             let Some(last) = page.last() else { break };
             after = Some(last.name.clone());
             let full = page.len() == PAGE as usize;

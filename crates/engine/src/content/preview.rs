@@ -144,7 +144,7 @@ impl ContentService {
         key: &str,
     ) -> Result<Profile, ContentServiceError> {
         engine.sync().await?;
-        find_profile(&*self.store, &ProfileKey::parse(key), engine.config().history_len)
+        find_profile(&self.store, &ProfileKey::parse(key), engine.config().history_len)
             .await?
             .ok_or_else(|| ContentServiceError::ProfileNotFound(key.to_string()))
     }

@@ -191,12 +191,15 @@ impl Applier {
         hashes: Vec<String>,
     ) -> Result<ErasureCounts, EngineError> {
         self.wait_for_writers().await;
-        self.store.add_erased_identities(hashes, self.clock.now()).await?;
+        self.store
+            .events()
+            .add_erased_identities(hashes, self.clock.now())
+            .await?;
         let gone: HashSet<&ProfileId> = profiles.iter().collect();
         self.profiles.retain(|id, _| !gone.contains(id));
         self.identities.retain(|_, (p, _)| !gone.contains(p));
         self.timers.retain(|Reverse((_, p))| !gone.contains(p));
-        Ok(self.store.erase_profiles(profiles).await?)
+        Ok(self.store.events().erase_profiles(profiles).await?)
     }
 
     pub(super) async fn prepare(
@@ -252,7 +255,7 @@ impl Applier {
             })
             .map(|e| e.message_id.clone())
             .collect();
-        let stored = self.store.existing_message_ids(unknown).await?;
+        let stored = self.store.events().existing_message_ids(unknown).await?;
         let fresh: Vec<&Event> = lists
             .iter()
             .flatten()
@@ -319,14 +322,14 @@ impl Applier {
                 if !self.identities.contains_key(&k)
                     && self
                         .identity_filter
-                        .may_contain(&identity_bytes(&self.store.identity_index(&k)))
+                        .may_contain(&identity_bytes(&self.store.events().identity_index(&k)))
                     && seen.insert(k.clone())
                 {
                     missing.push(k);
                 }
             }
         }
-        let resolved = self.store.resolve_identities(missing).await?;
+        let resolved = self.store.events().resolve_identities(missing).await?;
         let mut to_load = Vec::new();
         let mut queued = HashSet::new();
         for (k, p) in resolved {

@@ -16,7 +16,7 @@ impl Applier {
                     None => return Ok(Some(id)),
                 }
             }
-            let Some(mut p) = self.store.load_profile(&id).await? else {
+            let Some(mut p) = self.store.events().load_profile(&id).await? else {
                 return Ok(None);
             };
             if let Some(next) = p.merged_into.clone() {
@@ -32,6 +32,7 @@ impl Applier {
             }
             let history = self
                 .store
+                .events()
                 .profile_events(EventQuery {
                     profile_id: id.clone(),
                     received_before: None,
@@ -99,7 +100,10 @@ impl Applier {
         // On replay, recreate the profile under the id its event was stored with, unless that
         // id exists (replay went another way): never overwrite a stored profile.
         let id = match replay_id {
-            Some(id) if !self.profiles.contains_key(id) && self.store.load_profile(id).await?.is_none() => {
+            Some(id)
+                if !self.profiles.contains_key(id)
+                    && self.store.events().load_profile(id).await?.is_none() =>
+            {
                 id.clone()
             }
             _ => ProfileId::generate(),
@@ -146,7 +150,7 @@ impl Applier {
         let unchanged = self.identities.get(&key).is_some_and(|(p, _)| p == to);
         if !unchanged {
             self.identity_filter
-                .insert(&identity_bytes(&self.store.identity_index(&key)));
+                .insert(&identity_bytes(&self.store.events().identity_index(&key)));
             self.identities.insert(key.clone(), (to.clone(), self.batch_seq));
             self.pending.identities.push((key, to.clone()));
         }

@@ -184,7 +184,7 @@ pub struct Engine {
     changes: tokio::sync::broadcast::Sender<SegmentChange>,
     /// Segment definitions change one at a time.
     segment_lock: Arc<tokio::sync::Mutex<()>>,
-    store: Arc<dyn Store>,
+    store: Store,
     clock: Arc<dyn Clock>,
     config: Arc<EngineConfig>,
     tasks: Arc<tokio::sync::Mutex<Tasks>>,
@@ -195,11 +195,11 @@ impl Engine {
     /// Replays the events stored after the last profile checkpoint (a crash leaves some), then
     /// starts the pipeline.
     pub async fn start(
-        store: Arc<dyn Store>,
+        store: Store,
         clock: Arc<dyn Clock>,
         config: EngineConfig,
     ) -> Result<Self, EngineError> {
-        let stats = store.stats().await?;
+        let stats = store.events().stats().await?;
         metrics::gauge!("missive_profiles").set(stats.profiles as f64);
         let (tx, rx) = mpsc::channel::<Request>(4096);
         // While a commit runs, the applier may prepare this many batches; the events writer
@@ -237,11 +237,11 @@ impl Engine {
             sent_checkpoint: 0,
             message_filter: ScalableBloom::new(stats.events as usize * 2),
             identity_filter: ScalableBloom::new(stats.profiles as usize * 4),
-            segments: Arc::new(load_segments(&*store).await?),
+            segments: Arc::new(load_segments(&store).await?),
             timers: BinaryHeap::new(),
             eval_now: DateTime::<Utc>::MIN_UTC,
-            erased: store.erased_identities().await?,
-            erasure_key: erasure_key(&*store).await?,
+            erased: store.events().erased_identities().await?,
+            erasure_key: erasure_key(&store).await?,
         };
         applier.load_filters().await?;
         let replayed = applier.recover().await?;
@@ -317,7 +317,7 @@ impl Engine {
 
     /// The key of [`identity_hash`] for this workspace.
     pub async fn erasure_key(&self) -> Result<Vec<u8>, StoreError> {
-        erasure_key(&**self.store()).await
+        erasure_key(self.store()).await
     }
 
     /// Brings the stored profiles, versions, identities and merges up to date with every event
@@ -366,7 +366,7 @@ impl Engine {
         self.segment_lock.lock().await
     }
 
-    pub fn store(&self) -> &Arc<dyn Store> {
+    pub fn store(&self) -> &Store {
         &self.store
     }
 
@@ -452,7 +452,7 @@ impl Pending {
 }
 
 struct Applier {
-    store: Arc<dyn Store>,
+    store: Store,
     clock: Arc<dyn Clock>,
     config: Arc<EngineConfig>,
     progress: Arc<Progress>,

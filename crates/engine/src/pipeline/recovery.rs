@@ -8,7 +8,7 @@ impl Applier {
         let started = Instant::now();
         let (mut messages, mut after) = (0usize, 0i64);
         loop {
-            let page = self.store.message_ids_after(after, 50_000).await?;
+            let page = self.store.events().message_ids_after(after, 50_000).await?;
             let Some((last, _)) = page.last() else { break };
             after = *last;
             messages += page.len();
@@ -18,7 +18,7 @@ impl Applier {
         }
         let (mut identities, mut after) = (0usize, None);
         loop {
-            let page = self.store.identity_keys_after(after, 50_000).await?;
+            let page = self.store.events().identity_keys_after(after, 50_000).await?;
             let Some(last) = page.last().cloned() else { break };
             identities += page.len();
             for k in &page {
@@ -45,11 +45,11 @@ impl Applier {
         self.timers.clear();
         self.pending = Pending::default();
         self.repoint.clear();
-        let checkpoint = self.store.profile_checkpoint().await?;
+        let checkpoint = self.store.events().profile_checkpoint().await?;
         // Never reuse a number, even one a failed batch took and a checkpoint already counted.
         self.next_seq = self
             .next_seq
-            .max(self.store.last_event_seq().await?.max(checkpoint) + 1);
+            .max(self.store.events().last_event_seq().await?.max(checkpoint) + 1);
         // The writers are drained: numbers taken by batches that were never stored never will be,
         // and a checkpoint must not wait for them.
         self.progress.events_committed.send_replace(self.next_seq - 1);
@@ -58,7 +58,7 @@ impl Applier {
         let mut after = checkpoint;
         let mut replayed = 0u64;
         loop {
-            let stored = self.store.events_after(after, 5_000).await?;
+            let stored = self.store.events().events_after(after, 5_000).await?;
             let Some(last) = stored.last() else { break };
             after = last.seq;
             let events: Vec<(Event, ProfileId)> = stored
@@ -82,9 +82,12 @@ impl Applier {
     }
 }
 
-pub(super) async fn erasure_key(store: &dyn Store) -> Result<Vec<u8>, StoreError> {
+pub(super) async fn erasure_key(store: &Store) -> Result<Vec<u8>, StoreError> {
     let fresh = hex::encode(rand::random::<[u8; 32]>());
-    let key = store.meta_get_or_init("secret.erasure_hash", fresh).await?;
+    let key = store
+        .documents()
+        .meta_get_or_init("secret.erasure_hash", fresh)
+        .await?;
     Ok(key.into_bytes())
 }
 

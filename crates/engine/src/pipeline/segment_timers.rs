@@ -142,7 +142,7 @@ impl Applier {
             .collect();
         let mut after = None;
         loop {
-            let page = self.store.profiles_after(after, 5_000).await?;
+            let page = self.store.events().profiles_after(after, 5_000).await?;
             let Some(last) = page.last() else { break };
             after = Some(last.id.clone());
             ids.extend(
@@ -158,7 +158,7 @@ impl Applier {
             };
             // The new segment may count events the profile did not keep: read them from the log.
             let loaded =
-                crate::segments::load_window_events(&*self.store, &id, self.segments.windows(), now).await?;
+                crate::segments::load_window_events(&self.store, &id, self.segments.windows(), now).await?;
             if let Some(entry) = self.profiles.get_mut(&id) {
                 // A membership left from an earlier segment of that name must not hide an entry.
                 if is_new {
@@ -200,7 +200,7 @@ impl Applier {
         }
         let mut after = None;
         loop {
-            let page = self.store.profiles_after(after, 5_000).await?;
+            let page = self.store.events().profiles_after(after, 5_000).await?;
             let Some(last) = page.last() else { break };
             after = Some(last.id.clone());
             for p in page {
@@ -236,8 +236,8 @@ pub(crate) fn compile_saved(records: Vec<missive_store::SegmentRecord>) -> Vec<(
         .collect()
 }
 
-pub(crate) async fn load_segments(store: &dyn Store) -> Result<SegmentSet, StoreError> {
-    let compiled = compile_saved(store.list_segments().await?);
+pub(crate) async fn load_segments(store: &Store) -> Result<SegmentSet, StoreError> {
+    let compiled = compile_saved(store.documents().list_segments().await?);
     match SegmentSet::new(compiled) {
         Ok(set) => Ok(set),
         Err(e) => {

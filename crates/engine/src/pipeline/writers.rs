@@ -15,7 +15,7 @@ pub(super) fn fail(acks: impl IntoIterator<Item = Ack>, sync_acks: Vec<SyncAck>,
 pub(super) const MAX_GROUP_EVENTS: usize = 50_000;
 
 pub(super) async fn run_events_writer(
-    store: Arc<dyn Store>,
+    store: Store,
     mut rx: mpsc::Receiver<EventJob>,
     progress: Arc<Progress>,
 ) {
@@ -56,7 +56,7 @@ pub(super) async fn run_events_writer(
         let last_seq = batch.events.last().map(|e| e.seq);
         let started = Instant::now();
         let span = tracing::debug_span!("commit", kind = "events", events);
-        match tracing::Instrument::instrument(store.commit_events(batch), span).await {
+        match tracing::Instrument::instrument(store.events().commit_events(batch), span).await {
             Ok(()) => {
                 progress.record_write(None);
                 if let Some(seq) = last_seq {
@@ -93,7 +93,7 @@ pub(super) async fn run_events_writer(
 }
 
 pub(super) async fn run_checkpoint_writer(
-    store: Arc<dyn Store>,
+    store: Store,
     mut rx: mpsc::Receiver<CheckpointJob>,
     progress: Arc<Progress>,
 ) {
@@ -127,7 +127,7 @@ pub(super) async fn run_checkpoint_writer(
         let published =
             (progress.segment_changes.receiver_count() > 0).then(|| job.checkpoint.segment_changes.clone());
         let span = tracing::debug_span!("commit", kind = "checkpoint", profiles);
-        match tracing::Instrument::instrument(store.commit_checkpoint(job.checkpoint), span).await {
+        match tracing::Instrument::instrument(store.events().commit_checkpoint(job.checkpoint), span).await {
             Ok(()) => {
                 progress.record_write(None);
                 for change in published.into_iter().flatten() {

@@ -11,19 +11,18 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use missive_core::message::validate_message;
-use missive_core::{ApiKeyId, IdentityKey, MessageId, Profile, ProfileId, SystemClock};
+use missive_core::{IdentityKey, MessageId, Profile, ProfileId, SystemClock};
 use missive_engine::profiles::{ProfileKey, find_profile};
 use missive_engine::{Engine, EngineConfig};
 use missive_store::{
-    ApiKeyRecord, AuditEntry, AuditQuery, Checkpoint, DataKeyRecord, DocumentKind, DocumentRecord,
-    ErasureCounts, EventBatch, EventQuery, JourneyCommit, JourneyInstance, MergeRecord, OutboxMessage,
-    ProfileVersion, SegmentChange, SegmentRecord, SqliteStore, Store, StoreError, StoreStats, StoredEvent,
-    Suppression, Workspace,
+    Checkpoint, ErasureCounts, EventBatch, EventQuery, EventStore, MergeRecord, ProfileVersion,
+    SegmentChange, SqliteStore, Store, StoreError, StoreStats, StoredEvent,
 };
 use serde_json::json;
 
+/// The event area of a real store, with switches that make its commits fail.
 struct Flaky {
-    inner: SqliteStore,
+    inner: Arc<dyn EventStore>,
     fail_events: AtomicBool,
     fail_checkpoints: AtomicBool,
 }
@@ -33,19 +32,7 @@ fn injected() -> StoreError {
 }
 
 #[async_trait]
-impl Store for Flaky {
-    fn backend(&self) -> &'static str {
-        "flaky-sqlite"
-    }
-    async fn workspace(&self) -> Result<Option<Workspace>, StoreError> {
-        self.inner.workspace().await
-    }
-    async fn bootstrap_workspace(&self, ws: Workspace, keys: Vec<ApiKeyRecord>) -> Result<(), StoreError> {
-        self.inner.bootstrap_workspace(ws, keys).await
-    }
-    async fn api_key_by_hash(&self, h: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
-        self.inner.api_key_by_hash(h).await
-    }
+impl EventStore for Flaky {
     async fn commit_events(&self, batch: EventBatch) -> Result<(), StoreError> {
         if self.fail_events.load(Ordering::SeqCst) {
             return Err(injected());
@@ -116,15 +103,6 @@ impl Store for Flaky {
     async fn stats(&self) -> Result<StoreStats, StoreError> {
         self.inner.stats().await
     }
-    async fn save_segment(&self, seg: SegmentRecord) -> Result<(), StoreError> {
-        self.inner.save_segment(seg).await
-    }
-    async fn delete_segment(&self, name: &str) -> Result<bool, StoreError> {
-        self.inner.delete_segment(name).await
-    }
-    async fn list_segments(&self) -> Result<Vec<SegmentRecord>, StoreError> {
-        self.inner.list_segments().await
-    }
     async fn segment_members(
         &self,
         name: &str,
@@ -143,30 +121,6 @@ impl Store for Flaky {
     ) -> Result<Vec<(i64, SegmentChange)>, StoreError> {
         self.inner.segment_changes_after(after, limit).await
     }
-    async fn journey_segments_through(&self) -> Result<i64, StoreError> {
-        self.inner.journey_segments_through().await
-    }
-    async fn put_documents(&self, docs: Vec<DocumentRecord>) -> Result<Vec<i64>, StoreError> {
-        self.inner.put_documents(docs).await
-    }
-    async fn get_document(
-        &self,
-        kind: DocumentKind,
-        name: &str,
-    ) -> Result<Option<DocumentRecord>, StoreError> {
-        self.inner.get_document(kind, name).await
-    }
-    async fn list_documents(
-        &self,
-        kind: DocumentKind,
-        after: Option<String>,
-        limit: u32,
-    ) -> Result<Vec<DocumentRecord>, StoreError> {
-        self.inner.list_documents(kind, after, limit).await
-    }
-    async fn delete_document(&self, kind: DocumentKind, name: &str) -> Result<bool, StoreError> {
-        self.inner.delete_document(kind, name).await
-    }
     async fn track_events_since(
         &self,
         names: Vec<String>,
@@ -177,102 +131,6 @@ impl Store for Flaky {
         self.inner
             .track_events_since(names, since, after_seq, limit)
             .await
-    }
-    async fn meta_get_or_init(&self, key: &str, init: String) -> Result<String, StoreError> {
-        self.inner.meta_get_or_init(key, init).await
-    }
-    async fn meta_set(&self, key: &str, value: String) -> Result<(), StoreError> {
-        self.inner.meta_set(key, value).await
-    }
-    async fn commit_journey(&self, commit: JourneyCommit) -> Result<(), StoreError> {
-        self.inner.commit_journey(commit).await
-    }
-    async fn journey_events_through(&self) -> Result<i64, StoreError> {
-        self.inner.journey_events_through().await
-    }
-    async fn active_instances(&self, profile: &ProfileId) -> Result<Vec<JourneyInstance>, StoreError> {
-        self.inner.active_instances(profile).await
-    }
-    async fn due_instances(
-        &self,
-        now: DateTime<Utc>,
-        limit: u32,
-    ) -> Result<Vec<JourneyInstance>, StoreError> {
-        self.inner.due_instances(now, limit).await
-    }
-    async fn next_instance_wake(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        self.inner.next_instance_wake().await
-    }
-    async fn journey_instances(&self, journey: &str, limit: u32) -> Result<Vec<JourneyInstance>, StoreError> {
-        self.inner.journey_instances(journey, limit).await
-    }
-    async fn due_outbox(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<OutboxMessage>, StoreError> {
-        self.inner.due_outbox(now, limit).await
-    }
-    async fn update_outbox(&self, messages: Vec<OutboxMessage>) -> Result<(), StoreError> {
-        self.inner.update_outbox(messages).await
-    }
-    async fn outbox_message(&self, id: &str) -> Result<Option<OutboxMessage>, StoreError> {
-        self.inner.outbox_message(id).await
-    }
-    async fn outbox_of(&self, profile: &ProfileId, limit: u32) -> Result<Vec<OutboxMessage>, StoreError> {
-        self.inner.outbox_of(profile, limit).await
-    }
-    async fn marketing_sent_since(
-        &self,
-        profile: &ProfileId,
-        since: DateTime<Utc>,
-    ) -> Result<u32, StoreError> {
-        self.inner.marketing_sent_since(profile, since).await
-    }
-    async fn suppress(&self, suppression: Suppression) -> Result<(), StoreError> {
-        self.inner.suppress(suppression).await
-    }
-    async fn suppression(&self, address_hash: &str) -> Result<Option<Suppression>, StoreError> {
-        self.inner.suppression(address_hash).await
-    }
-    async fn outbox_counts(&self, source: &str) -> Result<missive_store::OutboxCounts, StoreError> {
-        self.inner.outbox_counts(source).await
-    }
-    async fn skip_queued(&self, source: &str, detail: &str) -> Result<u64, StoreError> {
-        self.inner.skip_queued(source, detail).await
-    }
-    async fn record_soft_bounce(&self, address_hash: &str, at: DateTime<Utc>) -> Result<u32, StoreError> {
-        self.inner.record_soft_bounce(address_hash, at).await
-    }
-    async fn api_key(&self, id: &ApiKeyId) -> Result<Option<ApiKeyRecord>, StoreError> {
-        self.inner.api_key(id).await
-    }
-    async fn create_api_key(&self, key: ApiKeyRecord) -> Result<(), StoreError> {
-        self.inner.create_api_key(key).await
-    }
-    async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
-        self.inner.list_api_keys().await
-    }
-    async fn revoke_api_key(&self, id: &ApiKeyId, at: DateTime<Utc>) -> Result<bool, StoreError> {
-        self.inner.revoke_api_key(id, at).await
-    }
-    async fn append_audit(&self, entries: Vec<AuditEntry>) -> Result<(), StoreError> {
-        self.inner.append_audit(entries).await
-    }
-    async fn audit_entries(&self, query: AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
-        self.inner.audit_entries(query).await
-    }
-    async fn put_data_keys(&self, keys: Vec<DataKeyRecord>) -> Result<(), StoreError> {
-        self.inner.put_data_keys(keys).await
-    }
-    async fn data_keys(&self, ids: Vec<ProfileId>) -> Result<HashMap<ProfileId, DataKeyRecord>, StoreError> {
-        self.inner.data_keys(ids).await
-    }
-    async fn data_keys_after(
-        &self,
-        after: Option<ProfileId>,
-        limit: u32,
-    ) -> Result<Vec<DataKeyRecord>, StoreError> {
-        self.inner.data_keys_after(after, limit).await
-    }
-    async fn rewrap_data_keys(&self, keys: Vec<DataKeyRecord>) -> Result<(), StoreError> {
-        self.inner.rewrap_data_keys(keys).await
     }
     async fn erase_profiles(&self, ids: Vec<ProfileId>) -> Result<ErasureCounts, StoreError> {
         self.inner.erase_profiles(ids).await
@@ -307,7 +165,7 @@ fn views(user: &str, ids: std::ops::Range<u32>) -> Vec<missive_core::Event> {
     .collect()
 }
 
-async fn viewed(store: &dyn Store, user: &str) -> u64 {
+async fn viewed(store: &Store, user: &str) -> u64 {
     let p = find_profile(store, &ProfileKey::parse(user), 10)
         .await
         .unwrap()
@@ -320,12 +178,13 @@ const PATIENCE: Duration = Duration::from_secs(10);
 #[tokio::test]
 async fn a_failed_event_commit_is_refused_and_the_engine_carries_on() {
     let dir = tempfile::tempdir().unwrap();
+    let real = Store::new(SqliteStore::open(dir.path().join("m.db")).await.unwrap());
     let flaky = Arc::new(Flaky {
-        inner: SqliteStore::open(dir.path().join("m.db")).await.unwrap(),
+        inner: real.events().clone(),
         fail_events: AtomicBool::new(false),
         fail_checkpoints: AtomicBool::new(false),
     });
-    let store: Arc<dyn Store> = flaky.clone();
+    let store = real.with_events(flaky.clone());
     // A long interval: checkpoints only when asked.
     let config = EngineConfig {
         flush_interval: Duration::from_secs(3600),
@@ -356,7 +215,7 @@ async fn a_failed_event_commit_is_refused_and_the_engine_carries_on() {
         .await
         .expect("sync hung after a failure")
         .unwrap();
-    assert_eq!(viewed(&*store, "u").await, 8);
+    assert_eq!(viewed(&store, "u").await, 8);
 
     // A failed checkpoint: readers are told, then it is retried from the event log.
     flaky.fail_checkpoints.store(true, Ordering::SeqCst);
@@ -373,7 +232,7 @@ async fn a_failed_event_commit_is_refused_and_the_engine_carries_on() {
         .await
         .expect("sync hung")
         .unwrap();
-    assert_eq!(viewed(&*store, "u").await, 11);
+    assert_eq!(viewed(&store, "u").await, 11);
 
     // And a restart rebuilds the same.
     tokio::time::timeout(PATIENCE, engine.shutdown())
@@ -384,5 +243,5 @@ async fn a_failed_event_commit_is_refused_and_the_engine_carries_on() {
         .unwrap();
     assert_eq!(engine.ingest(views("u", 0..11)).await.unwrap().duplicates, 11);
     engine.sync().await.unwrap();
-    assert_eq!(viewed(&*store, "u").await, 11);
+    assert_eq!(viewed(&store, "u").await, 11);
 }

@@ -9,7 +9,7 @@ use missive_engine::{Engine, EngineConfig};
 use missive_store::{SqliteStore, Store};
 
 async fn engine(dir: &Path) -> Engine {
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.join("missive.db")).await.unwrap());
+    let store: Store = Store::new(SqliteStore::open(dir.join("missive.db")).await.unwrap());
     Engine::start(store, Arc::new(SystemClock), EngineConfig::default())
         .await
         .unwrap()
@@ -81,13 +81,13 @@ async fn csv_import_keeps_good_rows_and_reports_bad_lines_by_number() {
     engine.sync().await.unwrap();
     let store = engine.store().clone();
     // Two identical rows on one day are two transactions, not a duplicate.
-    let p = find_profile(&*store, &ProfileKey::parse("00003"), 10)
+    let p = find_profile(&store, &ProfileKey::parse("00003"), 10)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(p.orders.count, 3);
     assert_eq!(p.orders.revenue.cents(), 6228);
-    let p = find_profile(&*store, &ProfileKey::parse("00002"), 10)
+    let p = find_profile(&store, &ProfileKey::parse("00002"), 10)
         .await
         .unwrap()
         .unwrap();
@@ -111,7 +111,7 @@ async fn importing_the_same_file_twice_adds_nothing() {
     let engine = self::engine(dir.path()).await;
     let third = run(&engine, &file, &cdnow_mapping()).await;
     assert_eq!((third.stored, third.duplicates), (0, 6));
-    assert_eq!(engine.store().stats().await.unwrap().events, 6);
+    assert_eq!(engine.store().events().stats().await.unwrap().events, 6);
 }
 
 #[tokio::test]
@@ -149,6 +149,7 @@ async fn jsonl_import_validates_each_line_and_keeps_given_message_ids() {
     );
     let existing = engine
         .store()
+        .events()
         .existing_message_ids(vec![missive_core::MessageId::parse("given-1").unwrap()])
         .await
         .unwrap();
@@ -183,7 +184,7 @@ async fn the_cdnow_log_imports_into_one_profile_per_customer() {
     let report = run(&engine, Path::new(&path), &cdnow_mapping()).await;
     assert_eq!((report.lines, report.stored, report.bad), (69_659, 69_659, 0));
     engine.sync().await.unwrap();
-    let stats = engine.store().stats().await.unwrap();
+    let stats = engine.store().events().stats().await.unwrap();
     assert_eq!((stats.profiles, stats.events), (23_570, 69_659));
     let again = run(&engine, Path::new(&path), &cdnow_mapping()).await;
     assert_eq!((again.stored, again.duplicates), (0, 69_659));

@@ -37,8 +37,8 @@ impl Harness {
     }
 
     async fn open_with(dir: tempfile::TempDir, clock: ManualClock, config: EngineConfig) -> Self {
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("missive.db")).await.unwrap());
-        missive_engine::auth::ensure_workspace(&*store).await.unwrap();
+        let store: Store = Store::new(SqliteStore::open(dir.path().join("missive.db")).await.unwrap());
+        missive_engine::auth::ensure_workspace(&store).await.unwrap();
         let engine = Engine::start(store, Arc::new(clock.clone()), config)
             .await
             .unwrap();
@@ -83,13 +83,13 @@ impl Harness {
     async fn outbox(&self, user: &str) -> Vec<missive_store::OutboxMessage> {
         self.engine.sync().await.unwrap();
         let key = missive_engine::profiles::ProfileKey::parse(user);
-        let Some(id) = missive_engine::profiles::resolve_key(&**self.engine.store(), &key)
+        let Some(id) = missive_engine::profiles::resolve_key(self.engine.store(), &key)
             .await
             .unwrap()
         else {
             return vec![];
         };
-        self.engine.store().outbox_of(&id, 100).await.unwrap()
+        self.engine.store().delivery().outbox_of(&id, 100).await.unwrap()
     }
 
     fn advance(&self, minutes: i64) {
@@ -143,6 +143,7 @@ async fn an_abandoned_cart_gets_one_email_after_the_hour() {
     let instances = h
         .engine
         .store()
+        .delivery()
         .journey_instances("cart-recovery", 10)
         .await
         .unwrap();
@@ -162,6 +163,7 @@ async fn a_purchase_of_that_cart_within_the_hour_ends_the_journey() {
     assert_eq!(
         h.engine
             .store()
+            .delivery()
             .journey_instances("cart-recovery", 10)
             .await
             .unwrap()
@@ -249,13 +251,14 @@ async fn bounce_reports_in_a_maildir_are_applied_once() {
     )
     .unwrap();
     let store = h.engine.store();
-    let pass = missive_engine::bounces::read_mailbox(&**store, b"key", maildir.path(), start())
+    let pass = missive_engine::bounces::read_mailbox(store, b"key", maildir.path(), start())
         .await
         .unwrap();
     assert_eq!((pass.reports, pass.ignored, pass.suppressed), (2, 1, 2));
     let hash = missive_engine::policy::address_hash(b"key", "no.such.person@gmail.com");
     assert_eq!(
         store
+            .delivery()
             .suppression(&hash)
             .await
             .unwrap()
@@ -265,7 +268,7 @@ async fn bounce_reports_in_a_maildir_are_applied_once() {
     );
     assert_eq!(std::fs::read_dir(maildir.path().join("new")).unwrap().count(), 0);
     assert_eq!(std::fs::read_dir(maildir.path().join("cur")).unwrap().count(), 3);
-    let again = missive_engine::bounces::read_mailbox(&**store, b"key", maildir.path(), start())
+    let again = missive_engine::bounces::read_mailbox(store, b"key", maildir.path(), start())
         .await
         .unwrap();
     assert_eq!(again, missive_engine::bounces::MailboxPass::default());
@@ -358,6 +361,7 @@ async fn a_wait_until_a_local_time_and_the_date_filter_use_the_same_default_zone
     let instances = h
         .engine
         .store()
+        .delivery()
         .journey_instances("cart-recovery", 10)
         .await
         .unwrap();

@@ -99,7 +99,7 @@ async fn messages_of(app: &TestApp, user: &str) -> Vec<missive_store::OutboxMess
     app.sync().await;
     let id = app.profile(user).await["id"].as_str().unwrap().to_string();
     let id = missive_core::ProfileId::parse(&id).unwrap();
-    app.engine.store().outbox_of(&id, 10).await.unwrap()
+    app.engine.store().delivery().outbox_of(&id, 10).await.unwrap()
 }
 
 #[tokio::test]
@@ -183,6 +183,7 @@ async fn cart_abandonment_from_event_to_postfix_mailbox() {
     let suppressed = app
         .engine
         .store()
+        .delivery()
         .suppression(&hash)
         .await
         .unwrap()

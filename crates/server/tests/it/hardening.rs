@@ -61,6 +61,7 @@ async fn a_saved_segment_that_no_longer_loads_is_disabled_and_never_stops_the_se
     // As if saved by an older version without the depth limit.
     app.engine
         .store()
+        .documents()
         .save_segment(missive_store::SegmentRecord {
             name: "bomb".into(),
             expression: format!("{}orders.count > 0{}", "(".repeat(5_000), ")".repeat(5_000)),
@@ -361,6 +362,7 @@ async fn revoking_a_key_ends_its_console_sessions_at_once() {
             let id = missive_core::ApiKeyId::parse(id).unwrap();
             app.engine
                 .store()
+                .access()
                 .revoke_api_key(&id, app.engine.clock().now())
                 .await
                 .unwrap();

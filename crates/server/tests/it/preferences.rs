@@ -123,7 +123,7 @@ fn redirected(res: &reqwest::Response) -> String {
 async fn outbox(app: &TestApp) -> Vec<missive_store::OutboxMessage> {
     let (_, p) = app.admin(Method::GET, "/v1/profiles/rosa", None).await;
     let id = ProfileId::parse(p["id"].as_str().unwrap()).unwrap();
-    let mut messages = app.engine.store().outbox_of(&id, 100).await.unwrap();
+    let mut messages = app.engine.store().delivery().outbox_of(&id, 100).await.unwrap();
     messages.sort_by_key(|m| m.created_at);
     messages
 }

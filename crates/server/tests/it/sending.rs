@@ -236,12 +236,19 @@ async fn clicks_opens_and_purchases_are_tracked_and_forged_links_refused() {
         .state
         .engine
         .store()
+        .delivery()
         .due_outbox(chrono::DateTime::<chrono::Utc>::MAX_UTC, 1)
         .await
         .unwrap();
     assert!(id.is_empty());
     let profile_id = missive_core::ProfileId::parse(app.profile("c0").await["id"].as_str().unwrap()).unwrap();
-    let sent = app.engine.store().outbox_of(&profile_id, 1).await.unwrap();
+    let sent = app
+        .engine
+        .store()
+        .delivery()
+        .outbox_of(&profile_id, 1)
+        .await
+        .unwrap();
     let (status, report) = app.get(&format!("/v1/messages/{}", sent[0].id)).await;
     assert_eq!(status, 200, "{report}");
     assert_eq!(
@@ -357,6 +364,7 @@ async fn bounce_and_complaint_reports_suppress_addresses() {
         ("grace@mail.example", "complaint"),
     ] {
         let s = store
+            .delivery()
             .suppression(&missive_engine::policy::address_hash(&key, address))
             .await
             .unwrap();
@@ -365,7 +373,7 @@ async fn bounce_and_complaint_reports_suppress_addresses() {
     // A delay notice is not a bounce; a failure with a 4.x.x status is a soft bounce, and the
     // third suppresses the address.
     let full_box = missive_engine::policy::address_hash(&key, "full.box@outlook.example");
-    assert!(store.suppression(&full_box).await.unwrap().is_none());
+    assert!(store.delivery().suppression(&full_box).await.unwrap().is_none());
     let failed_soft = String::from_utf8(fixture("postfix-dsn-remote-5.1.1-and-4.2.2.eml"))
         .unwrap()
         .replace("Action: delayed", "Action: failed")
@@ -373,7 +381,12 @@ async fn bounce_and_complaint_reports_suppress_addresses() {
     for n in 1..=3 {
         let res: Value = post(failed_soft.clone()).await.unwrap().json().await.unwrap();
         assert_eq!(res["soft_bounces"], 1, "{res}");
-        let suppressed = store.suppression(&full_box).await.unwrap().map(|s| s.reason);
+        let suppressed = store
+            .delivery()
+            .suppression(&full_box)
+            .await
+            .unwrap()
+            .map(|s| s.reason);
         assert_eq!(
             suppressed.as_deref(),
             (n == 3).then_some("soft_bounces"),

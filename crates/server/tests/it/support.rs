@@ -125,9 +125,9 @@ impl TestApp {
             }
         };
         let keyring = Arc::new(keyring);
-        let bare: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("missive.db")).await.unwrap());
-        let store: Arc<dyn Store> = Arc::new(missive_store::EncryptedStore::new(bare, keyring.clone()));
-        let (_, minted) = ensure_workspace(&*store).await.unwrap();
+        let bare: Store = Store::new(SqliteStore::open(dir.path().join("missive.db")).await.unwrap());
+        let store: Store = missive_store::EncryptedStore::new(bare, keyring.clone()).store();
+        let (_, minted) = ensure_workspace(&store).await.unwrap();
         let (write_key, admin_key) = match (minted, keys) {
             (Some(k), _) => (k.write_key.expose().to_owned(), k.admin_key.expose().to_owned()),
             (None, Some(k)) => k,
@@ -158,7 +158,7 @@ impl TestApp {
             state.privacy = state.privacy.clone().with_maildir(root);
         }
         if let Some(d) = &delivery {
-            let secrets = missive_engine::sender::SenderSecrets::load(&**engine.store())
+            let secrets = missive_engine::sender::SenderSecrets::load(engine.store())
                 .await
                 .unwrap();
             let signer = missive_delivery::DkimSigner::from_pem(&d.dkim.0, "e2e", "example.test").unwrap();

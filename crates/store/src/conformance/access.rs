@@ -2,8 +2,8 @@
 
 use super::*;
 
-pub async fn bootstrap_creates_the_workspace_once(store: &dyn Store) {
-    assert_eq!(store.workspace().await.unwrap(), None);
+pub async fn bootstrap_creates_the_workspace_once(store: &Store) {
+    assert_eq!(store.access().workspace().await.unwrap(), None);
     let ws = Workspace {
         id: WorkspaceId::generate(),
         name: "default".into(),
@@ -18,18 +18,19 @@ pub async fn bootstrap_creates_the_workspace_once(store: &dyn Store) {
         revoked_at: None,
     };
     store
+        .access()
         .bootstrap_workspace(ws.clone(), vec![key.clone()])
         .await
         .unwrap();
-    assert_eq!(store.workspace().await.unwrap(), Some(ws.clone()));
-    assert_eq!(store.api_key_by_hash("h1").await.unwrap(), Some(key));
-    assert_eq!(store.api_key_by_hash("nope").await.unwrap(), None);
-    let again = store.bootstrap_workspace(ws, vec![]).await;
+    assert_eq!(store.access().workspace().await.unwrap(), Some(ws.clone()));
+    assert_eq!(store.access().api_key_by_hash("h1").await.unwrap(), Some(key));
+    assert_eq!(store.access().api_key_by_hash("nope").await.unwrap(), None);
+    let again = store.access().bootstrap_workspace(ws, vec![]).await;
     assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
 }
 
 /// Runs a named conformance case; used by the backends' test macros.
-pub async fn api_keys_are_created_listed_and_revoked(store: &dyn Store) {
+pub async fn api_keys_are_created_listed_and_revoked(store: &Store) {
     let key = |role: Role, hash: &str, at: &str| ApiKeyRecord {
         id: ApiKeyId::generate(),
         role,
@@ -40,20 +41,29 @@ pub async fn api_keys_are_created_listed_and_revoked(store: &dyn Store) {
     };
     let a = key(Role::Marketer, "$argon2id$a", "2026-01-01T00:00:00Z");
     let b = key(Role::PrivacyOfficer, "$argon2id$b", "2026-01-02T00:00:00Z");
-    store.create_api_key(a.clone()).await.unwrap();
-    store.create_api_key(b.clone()).await.unwrap();
-    assert_eq!(store.api_key(&a.id).await.unwrap(), Some(a.clone()));
-    assert_eq!(store.api_key(&ApiKeyId::generate()).await.unwrap(), None);
-    assert_eq!(store.list_api_keys().await.unwrap(), vec![a.clone(), b.clone()]);
+    store.access().create_api_key(a.clone()).await.unwrap();
+    store.access().create_api_key(b.clone()).await.unwrap();
+    assert_eq!(store.access().api_key(&a.id).await.unwrap(), Some(a.clone()));
+    assert_eq!(store.access().api_key(&ApiKeyId::generate()).await.unwrap(), None);
+    assert_eq!(
+        store.access().list_api_keys().await.unwrap(),
+        vec![a.clone(), b.clone()]
+    );
 
     let at = t("2026-01-03T00:00:00Z");
-    assert!(store.revoke_api_key(&a.id, at).await.unwrap());
-    assert!(!store.revoke_api_key(&a.id, at).await.unwrap(), "revoked once");
-    assert_eq!(store.api_key(&a.id).await.unwrap().unwrap().revoked_at, Some(at));
-    assert_eq!(store.api_key_by_hash("$argon2id$a").await.unwrap(), None);
+    assert!(store.access().revoke_api_key(&a.id, at).await.unwrap());
+    assert!(
+        !store.access().revoke_api_key(&a.id, at).await.unwrap(),
+        "revoked once"
+    );
+    assert_eq!(
+        store.access().api_key(&a.id).await.unwrap().unwrap().revoked_at,
+        Some(at)
+    );
+    assert_eq!(store.access().api_key_by_hash("$argon2id$a").await.unwrap(), None);
 }
 
-pub async fn the_audit_log_is_append_only_and_queried_newest_first(store: &dyn Store) {
+pub async fn the_audit_log_is_append_only_and_queried_newest_first(store: &Store) {
     let entry = |actor: &str, action: &str, target: &str, at: &str| AuditEntry {
         seq: 0,
         at: t(at),
@@ -65,6 +75,7 @@ pub async fn the_audit_log_is_append_only_and_queried_newest_first(store: &dyn S
         detail: String::new(),
     };
     store
+        .access()
         .append_audit(vec![
             entry("key:a", "profile.read", "profile:p1", "2026-01-01T00:00:00Z"),
             entry("key:b", "template.save", "template:cart", "2026-01-01T00:00:01Z"),
@@ -72,6 +83,7 @@ pub async fn the_audit_log_is_append_only_and_queried_newest_first(store: &dyn S
         .await
         .unwrap();
     store
+        .access()
         .append_audit(vec![entry(
             "key:a",
             "profile.erase",
@@ -81,6 +93,7 @@ pub async fn the_audit_log_is_append_only_and_queried_newest_first(store: &dyn S
         .await
         .unwrap();
     let all = store
+        .access()
         .audit_entries(AuditQuery {
             limit: 10,
             ..AuditQuery::default()
@@ -94,6 +107,7 @@ pub async fn the_audit_log_is_append_only_and_queried_newest_first(store: &dyn S
     assert_eq!(all[2].status, 200);
 
     let of_p1 = store
+        .access()
         .audit_entries(AuditQuery {
             target: Some("profile:p1".into()),
             limit: 10,
@@ -103,6 +117,7 @@ pub async fn the_audit_log_is_append_only_and_queried_newest_first(store: &dyn S
         .unwrap();
     assert_eq!(of_p1.len(), 2);
     let page = store
+        .access()
         .audit_entries(AuditQuery {
             actor: Some("key:a".into()),
             before_seq: Some(all[0].seq),
@@ -115,7 +130,7 @@ pub async fn the_audit_log_is_append_only_and_queried_newest_first(store: &dyn S
     assert_eq!(page[0].action, "profile.read");
 }
 
-pub async fn data_keys_are_kept_once_per_profile_and_rewrapped(store: &dyn Store) {
+pub async fn data_keys_are_kept_once_per_profile_and_rewrapped(store: &Store) {
     let p = ProfileId::generate();
     let q = ProfileId::generate();
     let key = |id: &ProfileId, master: &str, wrapped: &str| DataKeyRecord {
@@ -125,12 +140,18 @@ pub async fn data_keys_are_kept_once_per_profile_and_rewrapped(store: &dyn Store
         created_at: t("2026-01-01T00:00:00Z"),
     };
     store
+        .data_keys()
         .put_data_keys(vec![key(&p, "k1", "first"), key(&q, "k1", "q")])
         .await
         .unwrap();
     // A second writer racing for the same profile does not replace the first key.
-    store.put_data_keys(vec![key(&p, "k1", "second")]).await.unwrap();
+    store
+        .data_keys()
+        .put_data_keys(vec![key(&p, "k1", "second")])
+        .await
+        .unwrap();
     let got = store
+        .data_keys()
         .data_keys(vec![p.clone(), ProfileId::generate()])
         .await
         .unwrap();
@@ -138,13 +159,14 @@ pub async fn data_keys_are_kept_once_per_profile_and_rewrapped(store: &dyn Store
     assert_eq!(got[&p].wrapped, "first");
 
     store
+        .data_keys()
         .rewrap_data_keys(vec![key(&p, "k2", "rewrapped")])
         .await
         .unwrap();
     let mut all = Vec::new();
     let mut after = None;
     loop {
-        let page = store.data_keys_after(after.clone(), 1).await.unwrap();
+        let page = store.data_keys().data_keys_after(after.clone(), 1).await.unwrap();
         let Some(last) = page.last() else { break };
         after = Some(last.profile_id.clone());
         all.extend(page);

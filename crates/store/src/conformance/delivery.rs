@@ -43,12 +43,13 @@ pub(super) fn message(id: &str, key: &str, profile: &ProfileId, due: DateTime<Ut
     }
 }
 
-pub async fn journey_progress_and_send_decisions_commit_together_once(store: &dyn Store) {
+pub async fn journey_progress_and_send_decisions_commit_together_once(store: &Store) {
     let p = ProfileId::generate();
-    assert_eq!(store.journey_events_through().await.unwrap(), 0);
+    assert_eq!(store.delivery().journey_events_through().await.unwrap(), 0);
     let first = instance("ji-1", &p, "wait", Some(t("2026-11-28T11:00:00Z")));
     let other = instance("ji-2", &p, "wait", Some(t("2026-11-28T10:30:00Z")));
     store
+        .delivery()
         .commit_journey(JourneyCommit {
             instances: vec![first.clone(), other.clone()],
             outbox: vec![],
@@ -57,25 +58,30 @@ pub async fn journey_progress_and_send_decisions_commit_together_once(store: &dy
         })
         .await
         .unwrap();
-    assert_eq!(store.journey_events_through().await.unwrap(), 7);
+    assert_eq!(store.delivery().journey_events_through().await.unwrap(), 7);
     assert_eq!(
-        store.active_instances(&p).await.unwrap(),
+        store.delivery().active_instances(&p).await.unwrap(),
         vec![first.clone(), other.clone()]
     );
-    let due = store.due_instances(t("2026-11-28T11:00:00Z"), 10).await.unwrap();
+    let due = store
+        .delivery()
+        .due_instances(t("2026-11-28T11:00:00Z"), 10)
+        .await
+        .unwrap();
     assert_eq!(
         due.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(),
         vec!["ji-2", "ji-1"]
     );
     assert!(
         store
+            .delivery()
             .due_instances(t("2026-11-28T10:29:00Z"), 10)
             .await
             .unwrap()
             .is_empty()
     );
     assert_eq!(
-        store.next_instance_wake().await.unwrap(),
+        store.delivery().next_instance_wake().await.unwrap(),
         Some(t("2026-11-28T10:30:00Z"))
     );
 
@@ -90,6 +96,7 @@ pub async fn journey_progress_and_send_decisions_commit_together_once(store: &dy
     let m = message("msg_1", "ji-1:send", &p, t("2026-11-28T11:00:00Z"));
     for _ in 0..2 {
         store
+            .delivery()
             .commit_journey(JourneyCommit {
                 instances: vec![sent.clone()],
                 outbox: vec![m.clone()],
@@ -101,6 +108,7 @@ pub async fn journey_progress_and_send_decisions_commit_together_once(store: &dy
     }
     let dup = message("msg_2", "ji-1:send", &p, t("2026-11-28T11:00:00Z"));
     store
+        .delivery()
         .commit_journey(JourneyCommit {
             instances: vec![],
             outbox: vec![dup],
@@ -109,12 +117,27 @@ pub async fn journey_progress_and_send_decisions_commit_together_once(store: &dy
         })
         .await
         .unwrap();
-    assert_eq!(store.journey_events_through().await.unwrap(), 7);
-    assert_eq!(store.active_instances(&p).await.unwrap(), vec![other.clone()]);
-    assert_eq!(store.journey_instances("cart", 10).await.unwrap().len(), 2);
-    let due = store.due_outbox(t("2026-11-28T12:00:00Z"), 10).await.unwrap();
+    assert_eq!(store.delivery().journey_events_through().await.unwrap(), 7);
+    assert_eq!(
+        store.delivery().active_instances(&p).await.unwrap(),
+        vec![other.clone()]
+    );
+    assert_eq!(
+        store
+            .delivery()
+            .journey_instances("cart", 10)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    let due = store
+        .delivery()
+        .due_outbox(t("2026-11-28T12:00:00Z"), 10)
+        .await
+        .unwrap();
     assert_eq!(due, vec![m.clone()]);
-    assert!(store.outbox_message("msg_2").await.unwrap().is_none());
+    assert!(store.delivery().outbox_message("msg_2").await.unwrap().is_none());
 
     // Sending records the outcome; the frequency cap counts marketing sends.
     let mut done = m.clone();
@@ -123,18 +146,23 @@ pub async fn journey_progress_and_send_decisions_commit_together_once(store: &dy
     done.sent_at = Some(t("2026-11-28T11:00:05Z"));
     done.recipient = Some("ann@example.com".into());
     done.detail = Some("250 2.0.0 Ok".into());
-    store.update_outbox(vec![done.clone()]).await.unwrap();
+    store.delivery().update_outbox(vec![done.clone()]).await.unwrap();
     assert!(
         store
+            .delivery()
             .due_outbox(t("2026-11-28T12:00:00Z"), 10)
             .await
             .unwrap()
             .is_empty()
     );
-    assert_eq!(store.outbox_message("msg_1").await.unwrap(), Some(done.clone()));
-    assert_eq!(store.outbox_of(&p, 10).await.unwrap(), vec![done]);
+    assert_eq!(
+        store.delivery().outbox_message("msg_1").await.unwrap(),
+        Some(done.clone())
+    );
+    assert_eq!(store.delivery().outbox_of(&p, 10).await.unwrap(), vec![done]);
     assert_eq!(
         store
+            .delivery()
             .marketing_sent_since(&p, t("2026-11-28T00:00:00Z"))
             .await
             .unwrap(),
@@ -142,6 +170,7 @@ pub async fn journey_progress_and_send_decisions_commit_together_once(store: &dy
     );
     assert_eq!(
         store
+            .delivery()
             .marketing_sent_since(&p, t("2026-11-28T11:00:06Z"))
             .await
             .unwrap(),
@@ -154,6 +183,7 @@ pub async fn journey_progress_and_send_decisions_commit_together_once(store: &dy
     let mut third = message("msg_4", "b:2", &p, t("2026-11-28T12:00:00Z"));
     third.source = "broadcast:b".into();
     store
+        .delivery()
         .commit_journey(JourneyCommit {
             instances: vec![],
             outbox: vec![other, third],
@@ -162,33 +192,44 @@ pub async fn journey_progress_and_send_decisions_commit_together_once(store: &dy
         })
         .await
         .unwrap();
-    let counts = store.outbox_counts("broadcast:b").await.unwrap();
+    let counts = store.delivery().outbox_counts("broadcast:b").await.unwrap();
     assert_eq!((counts.queued, counts.sent), (2, 0));
-    assert_eq!(store.outbox_counts("journey:cart").await.unwrap().sent, 1);
-    assert_eq!(store.skip_queued("broadcast:b", "cancelled").await.unwrap(), 2);
-    let counts = store.outbox_counts("broadcast:b").await.unwrap();
+    assert_eq!(
+        store.delivery().outbox_counts("journey:cart").await.unwrap().sent,
+        1
+    );
+    assert_eq!(
+        store
+            .delivery()
+            .skip_queued("broadcast:b", "cancelled")
+            .await
+            .unwrap(),
+        2
+    );
+    let counts = store.delivery().outbox_counts("broadcast:b").await.unwrap();
     assert_eq!((counts.queued, counts.skipped), (0, 2));
 }
 
-pub async fn suppressions_and_metadata_are_kept(store: &dyn Store) {
-    assert!(store.suppression("h1").await.unwrap().is_none());
+pub async fn suppressions_and_metadata_are_kept(store: &Store) {
+    assert!(store.delivery().suppression("h1").await.unwrap().is_none());
     let s = Suppression {
         address_hash: "h1".into(),
         reason: "hard_bounce".into(),
         detail: "550 5.1.1".into(),
         at: t("2026-11-28T10:00:00Z"),
     };
-    store.suppress(s.clone()).await.unwrap();
-    assert_eq!(store.suppression("h1").await.unwrap(), Some(s.clone()));
+    store.delivery().suppress(s.clone()).await.unwrap();
+    assert_eq!(store.delivery().suppression("h1").await.unwrap(), Some(s.clone()));
     let again = Suppression {
         reason: "complaint".into(),
         ..s
     };
-    store.suppress(again.clone()).await.unwrap();
-    assert_eq!(store.suppression("h1").await.unwrap(), Some(again));
+    store.delivery().suppress(again.clone()).await.unwrap();
+    assert_eq!(store.delivery().suppression("h1").await.unwrap(), Some(again));
 
     assert_eq!(
         store
+            .delivery()
             .record_soft_bounce("h2", t("2026-11-28T10:00:00Z"))
             .await
             .unwrap(),
@@ -196,6 +237,7 @@ pub async fn suppressions_and_metadata_are_kept(store: &dyn Store) {
     );
     assert_eq!(
         store
+            .delivery()
             .record_soft_bounce("h2", t("2026-11-28T11:00:00Z"))
             .await
             .unwrap(),
@@ -203,35 +245,48 @@ pub async fn suppressions_and_metadata_are_kept(store: &dyn Store) {
     );
 
     let a = store
+        .documents()
         .meta_get_or_init("secret.test", "first".into())
         .await
         .unwrap();
     let b = store
+        .documents()
         .meta_get_or_init("secret.test", "second".into())
         .await
         .unwrap();
     assert_eq!((a.as_str(), b.as_str()), ("first", "first"));
 }
 
-pub async fn metadata_can_be_replaced(store: &dyn Store) {
+pub async fn metadata_can_be_replaced(store: &Store) {
     assert_eq!(
         store
+            .documents()
             .meta_get_or_init("conformance.flag", "no".into())
             .await
             .unwrap(),
         "no"
     );
-    store.meta_set("conformance.flag", "yes".into()).await.unwrap();
+    store
+        .documents()
+        .meta_set("conformance.flag", "yes".into())
+        .await
+        .unwrap();
     assert_eq!(
         store
+            .documents()
             .meta_get_or_init("conformance.flag", "no".into())
             .await
             .unwrap(),
         "yes"
     );
-    store.meta_set("conformance.other", "1".into()).await.unwrap();
+    store
+        .documents()
+        .meta_set("conformance.other", "1".into())
+        .await
+        .unwrap();
     assert_eq!(
         store
+            .documents()
             .meta_get_or_init("conformance.other", "0".into())
             .await
             .unwrap(),

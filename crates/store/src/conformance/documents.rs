@@ -2,7 +2,7 @@
 
 use super::*;
 
-pub async fn segments_are_saved_and_checkpoints_keep_their_members(store: &dyn Store) {
+pub async fn segments_are_saved_and_checkpoints_keep_their_members(store: &Store) {
     use crate::{SegmentChange, SegmentRecord};
     let now = t("2026-02-01T10:00:00Z");
     let rec = |name: &str, expr: &str| SegmentRecord {
@@ -11,13 +11,22 @@ pub async fn segments_are_saved_and_checkpoints_keep_their_members(store: &dyn S
         created_at: now,
         updated_at: now,
     };
-    store.save_segment(rec("vip", "orders.count > 5")).await.unwrap();
     store
+        .documents()
+        .save_segment(rec("vip", "orders.count > 5"))
+        .await
+        .unwrap();
+    store
+        .documents()
         .save_segment(rec("browsers", "count(event \"Viewed\" within 7d) >= 1"))
         .await
         .unwrap();
-    store.save_segment(rec("vip", "orders.count > 10")).await.unwrap();
-    let listed = store.list_segments().await.unwrap();
+    store
+        .documents()
+        .save_segment(rec("vip", "orders.count > 10"))
+        .await
+        .unwrap();
+    let listed = store.documents().list_segments().await.unwrap();
     assert_eq!(
         listed.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
         ["browsers", "vip"]
@@ -33,6 +42,7 @@ pub async fn segments_are_saved_and_checkpoints_keep_their_members(store: &dyn S
         cause: "event".into(),
     };
     store
+        .events()
         .commit_checkpoint(Checkpoint {
             segment_changes: vec![change(&a, true, 1), change(&b, true, 1)],
             ..Default::default()
@@ -40,6 +50,7 @@ pub async fn segments_are_saved_and_checkpoints_keep_their_members(store: &dyn S
         .await
         .unwrap();
     store
+        .events()
         .commit_checkpoint(Checkpoint {
             segment_changes: vec![change(&a, false, 2)],
             ..Default::default()
@@ -47,16 +58,16 @@ pub async fn segments_are_saved_and_checkpoints_keep_their_members(store: &dyn S
         .await
         .unwrap();
     assert_eq!(
-        store.segment_members("vip", None, 10).await.unwrap(),
+        store.events().segment_members("vip", None, 10).await.unwrap(),
         vec![b.clone()]
     );
-    let history = store.segment_changes_of(&a, 10).await.unwrap();
+    let history = store.events().segment_changes_of(&a, 10).await.unwrap();
     assert_eq!(
         history.iter().map(|c| c.entered).collect::<Vec<_>>(),
         [false, true]
     );
     // Every change, in the order recorded, from a position.
-    let all = store.segment_changes_after(0, 10).await.unwrap();
+    let all = store.events().segment_changes_after(0, 10).await.unwrap();
     let order: Vec<(ProfileId, bool)> = all
         .iter()
         .map(|(_, c)| (c.profile_id.clone(), c.entered))
@@ -65,15 +76,22 @@ pub async fn segments_are_saved_and_checkpoints_keep_their_members(store: &dyn S
         order,
         vec![(a.clone(), true), (b.clone(), true), (a.clone(), false)]
     );
-    let rest = store.segment_changes_after(all[0].0, 10).await.unwrap();
+    let rest = store.events().segment_changes_after(all[0].0, 10).await.unwrap();
     assert_eq!(rest.len(), 2);
     assert!(all.windows(2).all(|w| w[0].0 < w[1].0));
-    assert!(store.delete_segment("vip").await.unwrap());
-    assert!(!store.delete_segment("vip").await.unwrap());
-    assert!(store.segment_members("vip", None, 10).await.unwrap().is_empty());
+    assert!(store.documents().delete_segment("vip").await.unwrap());
+    assert!(!store.documents().delete_segment("vip").await.unwrap());
+    assert!(
+        store
+            .events()
+            .segment_members("vip", None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
-pub async fn documents_are_versioned_listed_in_pages_and_deleted(store: &dyn Store) {
+pub async fn documents_are_versioned_listed_in_pages_and_deleted(store: &Store) {
     let doc = |kind, name: &str, body| DocumentRecord {
         kind,
         name: name.into(),
@@ -82,6 +100,7 @@ pub async fn documents_are_versioned_listed_in_pages_and_deleted(store: &dyn Sto
         updated_at: t("2026-11-28T10:00:00Z"),
     };
     let v = store
+        .documents()
         .put_documents(vec![
             doc(DocumentKind::Template, "cart", json!({"subject": "Hi"})),
             doc(DocumentKind::Block, "cart", json!({"slot": "hero"})),
@@ -90,6 +109,7 @@ pub async fn documents_are_versioned_listed_in_pages_and_deleted(store: &dyn Sto
         .unwrap();
     assert_eq!(v, vec![1, 1]);
     let v = store
+        .documents()
         .put_documents(vec![doc(
             DocumentKind::Template,
             "cart",
@@ -99,6 +119,7 @@ pub async fn documents_are_versioned_listed_in_pages_and_deleted(store: &dyn Sto
         .unwrap();
     assert_eq!(v, vec![2]);
     let got = store
+        .documents()
         .get_document(DocumentKind::Template, "cart")
         .await
         .unwrap()
@@ -107,6 +128,7 @@ pub async fn documents_are_versioned_listed_in_pages_and_deleted(store: &dyn Sto
     assert_eq!(got.updated_at, t("2026-11-28T10:00:00Z"));
     assert!(
         store
+            .documents()
             .get_document(DocumentKind::Product, "cart")
             .await
             .unwrap()
@@ -119,14 +141,16 @@ pub async fn documents_are_versioned_listed_in_pages_and_deleted(store: &dyn Sto
         .iter()
         .map(|n| doc(DocumentKind::Product, n, json!({"id": n})))
         .collect();
-    store.put_documents(products).await.unwrap();
+    store.documents().put_documents(products).await.unwrap();
     let page = store
+        .documents()
         .list_documents(DocumentKind::Product, None, 3)
         .await
         .unwrap();
     let got: Vec<&str> = page.iter().map(|d| d.name.as_str()).collect();
     assert_eq!(got, vec!["0-x", "A-1", "B-2"]);
     let page = store
+        .documents()
         .list_documents(DocumentKind::Product, Some("B-2".into()), 3)
         .await
         .unwrap();
@@ -134,6 +158,7 @@ pub async fn documents_are_versioned_listed_in_pages_and_deleted(store: &dyn Sto
     assert_eq!(got, vec!["a-1", "b-1"]);
     // A name twice in one call: saved in order, the last body wins, both get its version.
     let v = store
+        .documents()
         .put_documents(vec![
             doc(DocumentKind::Product, "a-1", json!({"n": 1})),
             doc(DocumentKind::Product, "a-1", json!({"n": 2})),
@@ -142,16 +167,30 @@ pub async fn documents_are_versioned_listed_in_pages_and_deleted(store: &dyn Sto
         .unwrap();
     assert_eq!(v[1], v[0]);
     let got = store
+        .documents()
         .get_document(DocumentKind::Product, "a-1")
         .await
         .unwrap()
         .unwrap();
     assert_eq!(got.body, json!({"n": 2}));
 
-    assert!(store.delete_document(DocumentKind::Block, "cart").await.unwrap());
-    assert!(!store.delete_document(DocumentKind::Block, "cart").await.unwrap());
     assert!(
         store
+            .documents()
+            .delete_document(DocumentKind::Block, "cart")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .documents()
+            .delete_document(DocumentKind::Block, "cart")
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .documents()
             .get_document(DocumentKind::Template, "cart")
             .await
             .unwrap()

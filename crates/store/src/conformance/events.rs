@@ -2,14 +2,16 @@
 
 use super::*;
 
-pub async fn a_message_id_is_stored_once(store: &dyn Store) {
+pub async fn a_message_id_is_stored_once(store: &Store) {
     let now = t("2026-02-01T10:00:00Z");
     let p = ProfileId::generate();
     store
+        .events()
         .commit_events(events(vec![event(1, "dup-1", &p, "Signed Up", now)]))
         .await
         .unwrap();
     store
+        .events()
         .commit_events(events(vec![
             event(2, "dup-1", &p, "Signed Up", now),
             event(3, "dup-2", &p, "Signed Up", now),
@@ -17,6 +19,7 @@ pub async fn a_message_id_is_stored_once(store: &dyn Store) {
         .await
         .unwrap();
     let existing = store
+        .events()
         .existing_message_ids(vec![
             MessageId::parse("dup-1").unwrap(),
             MessageId::parse("dup-2").unwrap(),
@@ -25,10 +28,10 @@ pub async fn a_message_id_is_stored_once(store: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(existing.len(), 2);
-    assert_eq!(store.stats().await.unwrap().events, 2);
+    assert_eq!(store.events().stats().await.unwrap().events, 2);
 }
 
-pub async fn events_page_newest_first_with_a_cursor(store: &dyn Store) {
+pub async fn events_page_newest_first_with_a_cursor(store: &Store) {
     let p = ProfileId::generate();
     let base = t("2026-02-01T00:00:00Z");
     let batch: Vec<_> = (0..5)
@@ -42,21 +45,23 @@ pub async fn events_page_newest_first_with_a_cursor(store: &dyn Store) {
             )
         })
         .collect();
-    store.commit_events(events(batch)).await.unwrap();
+    store.events().commit_events(events(batch)).await.unwrap();
     let query = |cursor, received_before, limit| EventQuery {
         profile_id: p.clone(),
         received_before,
         cursor,
         limit,
     };
-    let first = store.profile_events(query(None, None, 2)).await.unwrap();
+    let first = store.events().profile_events(query(None, None, 2)).await.unwrap();
     assert_eq!(ids(&first), ["pg-4", "pg-3"]);
     let next = store
+        .events()
         .profile_events(query(Some(EventCursor::of(&first[1])), None, 10))
         .await
         .unwrap();
     assert_eq!(ids(&next), ["pg-2", "pg-1", "pg-0"]);
     let as_of = store
+        .events()
         .profile_events(query(
             None,
             Some(base + TimeDelta::minutes(1) + TimeDelta::seconds(1)),
@@ -67,16 +72,16 @@ pub async fn events_page_newest_first_with_a_cursor(store: &dyn Store) {
     assert_eq!(as_of.len(), 2);
 }
 
-pub async fn message_ids_and_identity_keys_can_be_scanned_in_pages(store: &dyn Store) {
+pub async fn message_ids_and_identity_keys_can_be_scanned_in_pages(store: &Store) {
     let now = t("2026-02-01T10:00:00Z");
     let p = ProfileId::generate();
     let batch: Vec<_> = (1..=5)
         .map(|i| event(i, &format!("scan-{i}"), &p, "E", now))
         .collect();
-    store.commit_events(events(batch)).await.unwrap();
-    let first = store.message_ids_after(0, 3).await.unwrap();
+    store.events().commit_events(events(batch)).await.unwrap();
+    let first = store.events().message_ids_after(0, 3).await.unwrap();
     assert_eq!(first.iter().map(|(s, _)| *s).collect::<Vec<_>>(), [1, 2, 3]);
-    let rest = store.message_ids_after(3, 10).await.unwrap();
+    let rest = store.events().message_ids_after(3, 10).await.unwrap();
     assert_eq!(
         rest.iter().map(|(_, m)| m.as_str()).collect::<Vec<_>>(),
         ["scan-4", "scan-5"]
@@ -88,6 +93,7 @@ pub async fn message_ids_and_identity_keys_can_be_scanned_in_pages(store: &dyn S
         (IdentityKey::anonymous_id("z"), p.clone()),
     ];
     store
+        .events()
         .commit_checkpoint(Checkpoint {
             identities: keys,
             through_seq: 5,
@@ -98,34 +104,39 @@ pub async fn message_ids_and_identity_keys_can_be_scanned_in_pages(store: &dyn S
     let mut seen = Vec::new();
     let mut after = None;
     loop {
-        let page = store.identity_keys_after(after.clone(), 2).await.unwrap();
+        let page = store
+            .events()
+            .identity_keys_after(after.clone(), 2)
+            .await
+            .unwrap();
         let Some(last) = page.last().cloned() else { break };
         seen.extend(page);
         after = Some(last);
     }
     assert_eq!(seen.len(), 3);
     // Keys come back in their stored form (the encrypting store's blind index).
-    let stored = |k: IdentityKey| store.identity_index(&k);
+    let stored = |k: IdentityKey| store.events().identity_index(&k);
     assert!(
         seen.contains(&stored(IdentityKey::anonymous_id("z")))
             && seen.contains(&stored(IdentityKey::user_id("a")))
     );
 }
 
-pub async fn event_bodies_keep_the_key_order_written(store: &dyn Store) {
+pub async fn event_bodies_keep_the_key_order_written(store: &Store) {
     let now = t("2026-02-01T10:00:00Z");
     let p = ProfileId::generate();
     let mut e = event(1, "order-1", &p, "Order Completed", now);
     let written = r#"{"type":"track","event":"Order Completed","properties":{"zeta":1,"alpha":{"title":"Hat","description":"Warm","a":2},"mid":[{"z":1,"b":2}]}}"#;
     e.body = serde_json::from_str(written).unwrap();
-    store.commit_events(events(vec![e])).await.unwrap();
-    let back = store.events_after(0, 10).await.unwrap();
+    store.events().commit_events(events(vec![e])).await.unwrap();
+    let back = store.events().events_after(0, 10).await.unwrap();
     assert_eq!(serde_json::to_string(&back[0].body).unwrap(), written);
 }
 
-pub async fn recent_track_events_are_read_by_name_and_time(store: &dyn Store) {
+pub async fn recent_track_events_are_read_by_name_and_time(store: &Store) {
     let p = ProfileId::generate();
     store
+        .events()
         .commit_events(events(vec![
             event(1, "m-1", &p, "Order Completed", t("2026-11-01T00:00:00Z")),
             event(2, "m-2", &p, "Product Viewed", t("2026-11-20T00:00:00Z")),
@@ -136,22 +147,25 @@ pub async fn recent_track_events_are_read_by_name_and_time(store: &dyn Store) {
         .unwrap();
     let names = vec!["Order Completed".to_string()];
     let got = store
+        .events()
         .track_events_since(names.clone(), t("2026-11-10T00:00:00Z"), 0, 10)
         .await
         .unwrap();
     assert_eq!(ids(&got), vec!["m-3", "m-4"]);
     let got = store
+        .events()
         .track_events_since(names, t("2026-11-10T00:00:00Z"), 3, 10)
         .await
         .unwrap();
     assert_eq!(ids(&got), vec!["m-4"]);
 }
 
-pub async fn retention_purges_events_older_than_the_cutoff(store: &dyn Store) {
+pub async fn retention_purges_events_older_than_the_cutoff(store: &Store) {
     let p = ProfileId::generate();
     let old = t("2025-01-01T00:00:00Z");
     let new = t("2026-06-01T00:00:00Z");
     store
+        .events()
         .commit_events(events(vec![
             event(1, "r-1", &p, "Product Viewed", old),
             event(2, "r-2", &p, "Product Viewed", new),
@@ -160,10 +174,11 @@ pub async fn retention_purges_events_older_than_the_cutoff(store: &dyn Store) {
         .await
         .unwrap();
     let cutoff = t("2026-01-01T00:00:00Z");
-    assert_eq!(store.purge_events_before(cutoff, 1).await.unwrap(), 1);
-    assert_eq!(store.purge_events_before(cutoff, 100).await.unwrap(), 1);
-    assert_eq!(store.purge_events_before(cutoff, 100).await.unwrap(), 0);
+    assert_eq!(store.events().purge_events_before(cutoff, 1).await.unwrap(), 1);
+    assert_eq!(store.events().purge_events_before(cutoff, 100).await.unwrap(), 1);
+    assert_eq!(store.events().purge_events_before(cutoff, 100).await.unwrap(), 0);
     let left = store
+        .events()
         .profile_events(EventQuery {
             profile_id: p,
             received_before: None,

@@ -1,5 +1,5 @@
 //! The behaviour every [`Store`] backend must show, as plain async functions over
-//! `&dyn Store`. The store's integration tests run each one against SQLite and PostgreSQL.
+//! `&Store`. The store's integration tests run each one against SQLite and PostgreSQL.
 
 // Test code: a failed unwrap is a failed conformance case.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -104,7 +104,7 @@ macro_rules! conformance_cases {
             #[tokio::test]
             async fn $name() {
                 if let Some(store) = $make.await {
-                    $crate::conformance::$name(&*store).await;
+                    $crate::conformance::$name(&store).await;
                 }
             }
         )*

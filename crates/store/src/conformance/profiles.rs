@@ -3,12 +3,13 @@
 use super::*;
 use crate::conformance::delivery::{instance, message};
 
-pub async fn committed_events_profiles_and_identities_read_back(store: &dyn Store) {
+pub async fn committed_events_profiles_and_identities_read_back(store: &Store) {
     let now = t("2026-02-01T10:00:00Z");
     let mut p = Profile::new(ProfileId::generate(), now);
     p.version = 1;
     p.identities.insert(&IdentityKey::user_id("u-1"));
     store
+        .events()
         .commit_events(events(vec![
             event(1, "m-1", &p.id, "Product Viewed", now),
             event(2, "m-2", &p.id, "Order Completed", now + TimeDelta::minutes(5)),
@@ -16,6 +17,7 @@ pub async fn committed_events_profiles_and_identities_read_back(store: &dyn Stor
         .await
         .unwrap();
     store
+        .events()
         .commit_checkpoint(Checkpoint {
             identities: vec![(IdentityKey::user_id("u-1"), p.id.clone())],
             profiles: vec![p.clone()],
@@ -27,8 +29,9 @@ pub async fn committed_events_profiles_and_identities_read_back(store: &dyn Stor
         .await
         .unwrap();
 
-    assert_eq!(store.load_profile(&p.id).await.unwrap(), Some(p.clone()));
+    assert_eq!(store.events().load_profile(&p.id).await.unwrap(), Some(p.clone()));
     let resolved = store
+        .events()
         .resolve_identities(vec![IdentityKey::user_id("u-1"), IdentityKey::user_id("nobody")])
         .await
         .unwrap();
@@ -36,6 +39,7 @@ pub async fn committed_events_profiles_and_identities_read_back(store: &dyn Stor
     assert_eq!(resolved[&IdentityKey::user_id("u-1")], p.id);
 
     let listed = store
+        .events()
         .profile_events(EventQuery {
             profile_id: p.id.clone(),
             received_before: None,
@@ -52,12 +56,12 @@ pub async fn committed_events_profiles_and_identities_read_back(store: &dyn Stor
         (2, p.id.clone())
     );
 
-    let stats = store.stats().await.unwrap();
+    let stats = store.events().stats().await.unwrap();
     assert_eq!((stats.profiles, stats.events), (1, 2));
-    assert_eq!(store.last_event_seq().await.unwrap(), 2);
+    assert_eq!(store.events().last_event_seq().await.unwrap(), 2);
 }
 
-pub async fn merges_repoint_events_and_identities_along_a_chain(store: &dyn Store) {
+pub async fn merges_repoint_events_and_identities_along_a_chain(store: &Store) {
     let now = t("2026-02-01T10:00:00Z");
     let (a, b, c) = (
         ProfileId::generate(),
@@ -65,6 +69,7 @@ pub async fn merges_repoint_events_and_identities_along_a_chain(store: &dyn Stor
         ProfileId::generate(),
     );
     store
+        .events()
         .commit_events(events(vec![
             event(1, "ch-a", &a, "Viewed", now),
             event(2, "ch-b", &b, "Viewed", now),
@@ -72,6 +77,7 @@ pub async fn merges_repoint_events_and_identities_along_a_chain(store: &dyn Stor
         .await
         .unwrap();
     store
+        .events()
         .commit_checkpoint(Checkpoint {
             identities: vec![
                 (IdentityKey::anonymous_id("anon-a"), a.clone()),
@@ -90,6 +96,7 @@ pub async fn merges_repoint_events_and_identities_along_a_chain(store: &dyn Stor
     };
     // Both merges in one batch and one checkpoint: the chain must still end at c.
     store
+        .events()
         .commit_events(EventBatch {
             events: vec![event(3, "ch-a2", &a, "Viewed", now)],
             repoint: vec![(a.clone(), b.clone()), (b.clone(), c.clone())],
@@ -97,6 +104,7 @@ pub async fn merges_repoint_events_and_identities_along_a_chain(store: &dyn Stor
         .await
         .unwrap();
     store
+        .events()
         .commit_checkpoint(Checkpoint {
             merges: vec![merge(&a, &b), merge(&b, &c)],
             through_seq: 3,
@@ -106,6 +114,7 @@ pub async fn merges_repoint_events_and_identities_along_a_chain(store: &dyn Stor
         .unwrap();
 
     let resolved = store
+        .events()
         .resolve_identities(vec![
             IdentityKey::anonymous_id("anon-a"),
             IdentityKey::anonymous_id("anon-b"),
@@ -115,6 +124,7 @@ pub async fn merges_repoint_events_and_identities_along_a_chain(store: &dyn Stor
     assert_eq!(resolved.len(), 2);
     assert!(resolved.values().all(|p| p == &c), "{resolved:?}");
     let listed = store
+        .events()
         .profile_events(EventQuery {
             profile_id: c.clone(),
             received_before: None,
@@ -127,12 +137,12 @@ pub async fn merges_repoint_events_and_identities_along_a_chain(store: &dyn Stor
     // Where each event was first folded is kept.
     let origin_a = listed.iter().find(|e| e.message_id.as_str() == "ch-a2").unwrap();
     assert_eq!(origin_a.origin_profile_id, a);
-    let merges = store.merges_of(&b).await.unwrap();
+    let merges = store.events().merges_of(&b).await.unwrap();
     assert_eq!(merges.len(), 2);
     assert_eq!((merges[0].from.clone(), merges[1].into.clone()), (a, c));
 }
 
-pub async fn versions_list_newest_first_and_rebuild_from_the_nearest_snapshot(store: &dyn Store) {
+pub async fn versions_list_newest_first_and_rebuild_from_the_nearest_snapshot(store: &Store) {
     let start = t("2026-02-01T10:00:00Z");
     let mut p = Profile::new(ProfileId::generate(), start);
     for v in 1..=5u64 {
@@ -140,6 +150,7 @@ pub async fn versions_list_newest_first_and_rebuild_from_the_nearest_snapshot(st
         p.updated_at = start + TimeDelta::minutes(v as i64);
         p.last_seen = Some(p.updated_at);
         store
+            .events()
             .commit_checkpoint(Checkpoint {
                 profiles: vec![p.clone()],
                 versions: vec![version(&p, "1 event", v == 1 || v == 3)],
@@ -148,27 +159,36 @@ pub async fn versions_list_newest_first_and_rebuild_from_the_nearest_snapshot(st
             .await
             .unwrap();
     }
-    let listed = store.profile_versions(&p.id, None, 2).await.unwrap();
+    let listed = store.events().profile_versions(&p.id, None, 2).await.unwrap();
     assert_eq!(listed.iter().map(|v| v.version).collect::<Vec<_>>(), [5, 4]);
-    let older = store.profile_versions(&p.id, Some(4), 10).await.unwrap();
+    let older = store.events().profile_versions(&p.id, Some(4), 10).await.unwrap();
     assert_eq!(older.iter().map(|v| v.version).collect::<Vec<_>>(), [3, 2, 1]);
 
     let chain = store
+        .events()
         .versions_for_as_of(&p.id, start + TimeDelta::minutes(4) + TimeDelta::seconds(30))
         .await
         .unwrap();
     assert_eq!(chain.iter().map(|v| v.version).collect::<Vec<_>>(), [3, 4]);
     assert!(chain[0].snapshot.is_some());
     assert_eq!(chain[1].diff.last_seen, Some(start + TimeDelta::minutes(4)));
-    assert!(store.versions_for_as_of(&p.id, start).await.unwrap().is_empty());
+    assert!(
+        store
+            .events()
+            .versions_for_as_of(&p.id, start)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
-pub async fn the_profile_checkpoint_names_the_last_event_the_profiles_include(store: &dyn Store) {
-    assert_eq!(store.profile_checkpoint().await.unwrap(), 0);
+pub async fn the_profile_checkpoint_names_the_last_event_the_profiles_include(store: &Store) {
+    assert_eq!(store.events().profile_checkpoint().await.unwrap(), 0);
     let now = t("2026-02-01T10:00:00Z");
     let mut p = Profile::new(ProfileId::generate(), now);
     p.version = 1;
     store
+        .events()
         .commit_events(events(vec![
             event(1, "cp-1", &p.id, "A", now),
             event(2, "cp-2", &p.id, "B", now),
@@ -176,6 +196,7 @@ pub async fn the_profile_checkpoint_names_the_last_event_the_profiles_include(st
         .await
         .unwrap();
     store
+        .events()
         .commit_checkpoint(Checkpoint {
             profiles: vec![p.clone()],
             through_seq: 2,
@@ -185,22 +206,24 @@ pub async fn the_profile_checkpoint_names_the_last_event_the_profiles_include(st
         .unwrap();
     // Events after the checkpoint are the ones to replay.
     store
+        .events()
         .commit_events(events(vec![event(3, "cp-3", &p.id, "C", now)]))
         .await
         .unwrap();
-    assert_eq!(store.profile_checkpoint().await.unwrap(), 2);
-    assert_eq!(ids(&store.events_after(2, 10).await.unwrap()), ["cp-3"]);
+    assert_eq!(store.events().profile_checkpoint().await.unwrap(), 2);
+    assert_eq!(ids(&store.events().events_after(2, 10).await.unwrap()), ["cp-3"]);
     assert_eq!(
-        ids(&store.events_after(0, 10).await.unwrap()),
+        ids(&store.events().events_after(0, 10).await.unwrap()),
         ["cp-1", "cp-2", "cp-3"]
     );
-    assert_eq!(store.events_after(0, 2).await.unwrap().len(), 2);
-    assert_eq!(store.last_event_seq().await.unwrap(), 3);
+    assert_eq!(store.events().events_after(0, 2).await.unwrap().len(), 2);
+    assert_eq!(store.events().last_event_seq().await.unwrap(), 3);
 }
 
-pub async fn identities_can_be_reindexed_in_place(store: &dyn Store) {
+pub async fn identities_can_be_reindexed_in_place(store: &Store) {
     let p = ProfileId::generate();
     store
+        .events()
         .commit_checkpoint(Checkpoint {
             identities: vec![(IdentityKey::user_id("old-form"), p.clone())],
             ..Default::default()
@@ -211,8 +234,9 @@ pub async fn identities_can_be_reindexed_in_place(store: &dyn Store) {
         (IdentityKey::user_id("old-form"), "new-form".to_owned()),
         (IdentityKey::user_id("not-stored"), "other".to_owned()),
     ];
-    assert_eq!(store.reindex_identities(changes).await.unwrap(), 1);
+    assert_eq!(store.events().reindex_identities(changes).await.unwrap(), 1);
     let found = store
+        .events()
         .resolve_identities(vec![
             IdentityKey::user_id("old-form"),
             IdentityKey::user_id("new-form"),
@@ -223,11 +247,12 @@ pub async fn identities_can_be_reindexed_in_place(store: &dyn Store) {
     assert_eq!(found.get(&IdentityKey::user_id("new-form")), Some(&p));
 }
 
-pub async fn live_profiles_can_be_scanned_in_pages(store: &dyn Store) {
+pub async fn live_profiles_can_be_scanned_in_pages(store: &Store) {
     let now = t("2026-02-01T10:00:00Z");
     let mut profiles: Vec<Profile> = (0..5).map(|_| Profile::new(ProfileId::generate(), now)).collect();
     profiles[2].merged_into = Some(profiles[0].id.clone());
     store
+        .events()
         .commit_checkpoint(Checkpoint {
             profiles: profiles.clone(),
             ..Default::default()
@@ -237,7 +262,7 @@ pub async fn live_profiles_can_be_scanned_in_pages(store: &dyn Store) {
     let mut seen = Vec::new();
     let mut after = None;
     loop {
-        let page = store.profiles_after(after.clone(), 2).await.unwrap();
+        let page = store.events().profiles_after(after.clone(), 2).await.unwrap();
         let Some(last) = page.last() else { break };
         after = Some(last.id.clone());
         seen.extend(page.into_iter().map(|p| p.id));
@@ -251,13 +276,14 @@ pub async fn live_profiles_can_be_scanned_in_pages(store: &dyn Store) {
     assert_eq!(seen, live);
 }
 
-pub async fn erasure_deletes_everything_about_the_profiles_and_nothing_else(store: &dyn Store) {
+pub async fn erasure_deletes_everything_about_the_profiles_and_nothing_else(store: &Store) {
     let now = t("2026-02-01T10:00:00Z");
     let mut gone = Profile::new(ProfileId::generate(), now);
     gone.version = 1;
     let mut kept = Profile::new(ProfileId::generate(), now);
     kept.version = 1;
     store
+        .events()
         .commit_events(events(vec![
             event(1, "e-1", &gone.id, "Product Viewed", now),
             event(2, "e-2", &kept.id, "Product Viewed", now),
@@ -266,6 +292,7 @@ pub async fn erasure_deletes_everything_about_the_profiles_and_nothing_else(stor
         .await
         .unwrap();
     store
+        .documents()
         .save_segment(crate::SegmentRecord {
             name: "all".into(),
             expression: "true".into(),
@@ -282,6 +309,7 @@ pub async fn erasure_deletes_everything_about_the_profiles_and_nothing_else(stor
         cause: "event".into(),
     };
     store
+        .events()
         .commit_checkpoint(Checkpoint {
             identities: vec![
                 (IdentityKey::user_id("gone"), gone.id.clone()),
@@ -296,6 +324,7 @@ pub async fn erasure_deletes_everything_about_the_profiles_and_nothing_else(stor
         .await
         .unwrap();
     store
+        .delivery()
         .commit_journey(JourneyCommit {
             instances: vec![instance("ji-gone", &gone.id, "wait", None)],
             outbox: vec![message("msg-gone", "gone:send", &gone.id, now)],
@@ -311,11 +340,16 @@ pub async fn erasure_deletes_everything_about_the_profiles_and_nothing_else(stor
         created_at: now,
     };
     store
+        .data_keys()
         .put_data_keys(vec![dk(&gone.id), dk(&kept.id)])
         .await
         .unwrap();
 
-    let counts = store.erase_profiles(vec![gone.id.clone()]).await.unwrap();
+    let counts = store
+        .events()
+        .erase_profiles(vec![gone.id.clone()])
+        .await
+        .unwrap();
     assert_eq!(
         (counts.profiles, counts.events, counts.versions, counts.identities),
         (1, 2, 1, 1)
@@ -329,9 +363,10 @@ pub async fn erasure_deletes_everything_about_the_profiles_and_nothing_else(stor
         ),
         (1, 1, 1, 1)
     );
-    assert_eq!(store.load_profile(&gone.id).await.unwrap(), None);
+    assert_eq!(store.events().load_profile(&gone.id).await.unwrap(), None);
     assert!(
         store
+            .events()
             .profile_versions(&gone.id, None, 10)
             .await
             .unwrap()
@@ -343,30 +378,78 @@ pub async fn erasure_deletes_everything_about_the_profiles_and_nothing_else(stor
         cursor: None,
         limit: 10,
     };
-    assert!(store.profile_events(q(&gone.id)).await.unwrap().is_empty());
-    assert!(store.segment_changes_of(&gone.id, 10).await.unwrap().is_empty());
-    assert!(store.outbox_message("msg-gone").await.unwrap().is_none());
-    assert!(store.active_instances(&gone.id).await.unwrap().is_empty());
-    assert!(store.data_keys(vec![gone.id.clone()]).await.unwrap().is_empty());
+    assert!(
+        store
+            .events()
+            .profile_events(q(&gone.id))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .events()
+            .segment_changes_of(&gone.id, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .delivery()
+            .outbox_message("msg-gone")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .delivery()
+            .active_instances(&gone.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .data_keys()
+            .data_keys(vec![gone.id.clone()])
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let resolved = store
+        .events()
         .resolve_identities(vec![IdentityKey::user_id("gone"), IdentityKey::user_id("kept")])
         .await
         .unwrap();
     assert_eq!(resolved.len(), 1);
     assert_eq!(
-        store.segment_members("all", None, 10).await.unwrap(),
+        store.events().segment_members("all", None, 10).await.unwrap(),
         vec![kept.id.clone()]
     );
     // The other profile is untouched.
-    assert_eq!(store.load_profile(&kept.id).await.unwrap(), Some(kept.clone()));
-    assert_eq!(store.profile_events(q(&kept.id)).await.unwrap().len(), 1);
-    assert_eq!(store.data_keys(vec![kept.id.clone()]).await.unwrap().len(), 1);
+    assert_eq!(
+        store.events().load_profile(&kept.id).await.unwrap(),
+        Some(kept.clone())
+    );
+    assert_eq!(store.events().profile_events(q(&kept.id)).await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .data_keys()
+            .data_keys(vec![kept.id.clone()])
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 
     store
+        .events()
         .add_erased_identities(vec!["h1".into(), "h2".into(), "h1".into()], now)
         .await
         .unwrap();
-    let erased = store.erased_identities().await.unwrap();
+    let erased = store.events().erased_identities().await.unwrap();
     assert_eq!(erased.len(), 2);
     assert!(erased.contains("h1"));
 }

@@ -18,7 +18,7 @@ fn at() -> DateTime<Utc> {
 
 const EMAIL: &str = "zoe.quartermain@example.com";
 
-async fn zoe(store: &dyn Store) -> Profile {
+async fn zoe(store: &Store) -> Profile {
     let mut p = Profile::new(ProfileId::generate(), at());
     p.version = 1;
     let email = IdentityKey {
@@ -38,6 +38,7 @@ async fn zoe(store: &dyn Store) -> Profile {
     );
     let body = json!({"type": "identify", "traits": {"email": EMAIL, "first_name": "Zoelle"}});
     store
+        .events()
         .commit_events(EventBatch {
             events: vec![StoredEvent {
                 seq: 1,
@@ -60,6 +61,7 @@ async fn zoe(store: &dyn Store) -> Profile {
         ..Touched::default()
     };
     store
+        .events()
         .commit_checkpoint(Checkpoint {
             identities: vec![(email, p.id.clone())],
             profiles: vec![p.clone()],
@@ -106,35 +108,53 @@ fn events_of(p: &ProfileId) -> EventQuery {
 #[tokio::test]
 async fn personal_data_is_not_in_the_files_and_reads_back_whole() {
     let dir = tempfile::tempdir().unwrap();
-    let inner: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("m.db")).await.unwrap());
+    let inner: Store = Store::new(SqliteStore::open(dir.path().join("m.db")).await.unwrap());
     let store = EncryptedStore::new(inner.clone(), Arc::new(missive_privacy::Keyring::generate()));
-    let p = zoe(&store).await;
+    let p = zoe(&store.store()).await;
 
-    assert_eq!(store.load_profile(&p.id).await.unwrap(), Some(p.clone()));
+    assert_eq!(
+        store.store().events().load_profile(&p.id).await.unwrap(),
+        Some(p.clone())
+    );
     let email = IdentityKey {
         kind: missive_core::IdentityKind::Email,
         value: EMAIL.into(),
     };
-    let found = store.resolve_identities(vec![email.clone()]).await.unwrap();
+    let found = store
+        .store()
+        .events()
+        .resolve_identities(vec![email.clone()])
+        .await
+        .unwrap();
     assert_eq!(
         found.get(&email),
         Some(&p.id),
         "a lookup by address finds the profile"
     );
-    let events = store.profile_events(events_of(&p.id)).await.unwrap();
+    let events = store
+        .store()
+        .events()
+        .profile_events(events_of(&p.id))
+        .await
+        .unwrap();
     assert_eq!(events[0].body["traits"]["first_name"], "Zoelle");
-    let versions = store.profile_versions(&p.id, None, 10).await.unwrap();
+    let versions = store
+        .store()
+        .events()
+        .profile_versions(&p.id, None, 10)
+        .await
+        .unwrap();
     assert_eq!(versions[0].snapshot.as_ref(), Some(&p));
     assert_eq!(versions[0].diff.traits["first_name"].value, json!("Zoelle"));
 
     // The backend itself holds ciphertext and a blind index only.
-    let raw = inner.load_profile(&p.id).await.unwrap().unwrap();
+    let raw = inner.events().load_profile(&p.id).await.unwrap().unwrap();
     assert!(raw.traits.is_empty() && raw.sealed.as_deref().unwrap().starts_with("enc:v1:prf_"));
-    let raw_events = inner.profile_events(events_of(&p.id)).await.unwrap();
+    let raw_events = inner.events().profile_events(events_of(&p.id)).await.unwrap();
     assert!(raw_events[0].body.as_str().unwrap().starts_with("enc:v1:"));
-    let keys = inner.identity_keys_after(None, 10).await.unwrap();
+    let keys = inner.events().identity_keys_after(None, 10).await.unwrap();
     assert!(keys[0].value.starts_with("bi_"), "{keys:?}");
-    assert_eq!(store.identity_index(&email), keys[0]);
+    assert_eq!(store.store().events().identity_index(&email), keys[0]);
     for needle in [EMAIL, "Zoelle", "quartermain"] {
         assert!(
             files_contain(dir.path(), needle).is_empty(),
@@ -159,12 +179,12 @@ async fn a_backup_restored_after_an_erasure_cannot_be_read() {
     let backup = tempfile::tempdir().unwrap();
     let keyring = Arc::new(missive_privacy::Keyring::generate());
     let open = |dir: std::path::PathBuf| async move {
-        let inner: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.join("m.db")).await.unwrap());
+        let inner: Store = Store::new(SqliteStore::open(dir.join("m.db")).await.unwrap());
         inner
     };
     let p = {
         let inner = open(live.path().to_path_buf()).await;
-        zoe(&EncryptedStore::new(inner, keyring.clone())).await
+        zoe(&EncryptedStore::new(inner, keyring.clone()).store()).await
     };
     // Yesterday's backup of the data (not of the key file, which is backed up on its own).
     copy_dir(live.path(), backup.path(), |n| !n.contains(".keys."));
@@ -172,6 +192,8 @@ async fn a_backup_restored_after_an_erasure_cannot_be_read() {
     {
         let inner = open(live.path().to_path_buf()).await;
         let counts = EncryptedStore::new(inner, keyring.clone())
+            .store()
+            .events()
             .erase_profiles(vec![p.id.clone()])
             .await
             .unwrap();
@@ -188,25 +210,41 @@ async fn a_backup_restored_after_an_erasure_cannot_be_read() {
 
     let inner = open(live.path().to_path_buf()).await;
     assert!(
-        inner.load_profile(&p.id).await.unwrap().is_some(),
+        inner.events().load_profile(&p.id).await.unwrap().is_some(),
         "the restored rows are there"
     );
     let store = EncryptedStore::new(inner, keyring);
     assert_eq!(
-        store.load_profile(&p.id).await.unwrap(),
+        store.store().events().load_profile(&p.id).await.unwrap(),
         None,
         "but cannot be read"
     );
-    assert!(store.profile_events(events_of(&p.id)).await.unwrap().is_empty());
-    assert!(store.profile_versions(&p.id, None, 10).await.unwrap().is_empty());
+    assert!(
+        store
+            .store()
+            .events()
+            .profile_events(events_of(&p.id))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .store()
+            .events()
+            .profile_versions(&p.id, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
 async fn rotation_rewraps_every_data_key_under_the_new_master_key() {
     let dir = tempfile::tempdir().unwrap();
-    let inner: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("m.db")).await.unwrap());
+    let inner: Store = Store::new(SqliteStore::open(dir.path().join("m.db")).await.unwrap());
     let old = Arc::new(missive_privacy::Keyring::generate());
-    let p = zoe(&EncryptedStore::new(inner.clone(), old.clone())).await;
+    let p = zoe(&EncryptedStore::new(inner.clone(), old.clone()).store()).await;
     let (rotated, new_id) = old.with_new_master_key();
     let store = EncryptedStore::new(inner.clone(), Arc::new(rotated));
     assert_eq!(store.data_keys_by_master().await.unwrap()[old.active_key_id()], 1);
@@ -219,15 +257,15 @@ async fn rotation_rewraps_every_data_key_under_the_new_master_key() {
     let by_master = store.data_keys_by_master().await.unwrap();
     assert_eq!(by_master.get(&new_id), Some(&1));
     assert_eq!(by_master.len(), 1);
-    assert_eq!(store.load_profile(&p.id).await.unwrap(), Some(p));
+    assert_eq!(store.store().events().load_profile(&p.id).await.unwrap(), Some(p));
 }
 
 #[tokio::test]
 async fn user_ids_and_anonymous_ids_are_blind_indexed_and_old_clear_ones_are_upgraded() {
     let dir = tempfile::tempdir().unwrap();
-    let inner: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("m.db")).await.unwrap());
+    let inner: Store = Store::new(SqliteStore::open(dir.path().join("m.db")).await.unwrap());
     let store = EncryptedStore::new(inner.clone(), Arc::new(missive_privacy::Keyring::generate()));
-    let p = zoe(&store).await;
+    let p = zoe(&store.store()).await;
     let user = IdentityKey::user_id("zoe.userid@example.com");
     let anon = IdentityKey::anonymous_id("anon-zoe-77");
     // As an older version wrote them: user and anonymous ids in clear, beside the indexed address.
@@ -240,9 +278,14 @@ async fn user_ids_and_anonymous_ids_are_blind_indexed_and_old_clear_ones_are_upg
         segment_changes: vec![],
         through_seq: 1,
     };
-    store.commit_checkpoint(cp.clone()).await.unwrap();
+    store
+        .store()
+        .events()
+        .commit_checkpoint(cp.clone())
+        .await
+        .unwrap();
     cp.identities = vec![(old_user.clone(), p.id.clone())];
-    inner.commit_checkpoint(cp).await.unwrap();
+    inner.events().commit_checkpoint(cp).await.unwrap();
     for needle in ["zoe.userid", "anon-zoe-77"] {
         assert!(
             files_contain(dir.path(), needle).is_empty(),
@@ -251,6 +294,8 @@ async fn user_ids_and_anonymous_ids_are_blind_indexed_and_old_clear_ones_are_upg
     }
     assert!(!files_contain(dir.path(), "legacy-customer-4711").is_empty());
     let found = store
+        .store()
+        .events()
         .resolve_identities(vec![user.clone(), anon.clone()])
         .await
         .unwrap();
@@ -262,9 +307,14 @@ async fn user_ids_and_anonymous_ids_are_blind_indexed_and_old_clear_ones_are_upg
         0,
         "idempotent"
     );
-    let found = store.resolve_identities(vec![old_user.clone()]).await.unwrap();
+    let found = store
+        .store()
+        .events()
+        .resolve_identities(vec![old_user.clone()])
+        .await
+        .unwrap();
     assert_eq!(found.get(&old_user), Some(&p.id), "found under its blind index");
-    for k in inner.identity_keys_after(None, 10).await.unwrap() {
+    for k in inner.events().identity_keys_after(None, 10).await.unwrap() {
         assert!(
             ["bi_", "bu_", "ba_"].iter().any(|p| k.value.starts_with(p)),
             "{k:?}"
@@ -284,7 +334,7 @@ async fn database_files_are_readable_by_their_owner_only() {
     let events = path.with_extension("events.db");
     std::fs::write(&events, b"").unwrap();
     std::fs::set_permissions(&events, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let store = SqliteStore::open(&path).await.unwrap();
+    let store = Store::new(SqliteStore::open(&path).await.unwrap());
     zoe(&store).await;
     let mut checked = 0;
     for entry in std::fs::read_dir(path.parent().unwrap()).unwrap() {

@@ -9,14 +9,15 @@
 mod encrypted;
 
 mod sqlite {
-    use std::sync::Arc;
 
     use missive_store::{SqliteStore, Store};
 
-    async fn make() -> Option<Arc<dyn Store>> {
+    async fn make() -> Option<Store> {
         // The directory is leaked on purpose: it must outlive the store within the test.
         let dir = tempfile::tempdir().unwrap().keep();
-        Some(Arc::new(SqliteStore::open(dir.join("missive.db")).await.unwrap()))
+        Some(Store::new(
+            SqliteStore::open(dir.join("missive.db")).await.unwrap(),
+        ))
     }
 
     missive_store::conformance_cases!(make());
@@ -24,8 +25,9 @@ mod sqlite {
     #[tokio::test]
     async fn the_audit_log_refuses_updates_and_deletes_even_in_sql() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path().join("m.db")).await.unwrap();
+        let store = Store::new(SqliteStore::open(dir.path().join("m.db")).await.unwrap());
         store
+            .access()
             .append_audit(vec![missive_store::AuditEntry {
                 seq: 0,
                 at: chrono::Utc::now(),
@@ -56,11 +58,10 @@ mod sqlite {
 }
 
 mod postgres {
-    use std::sync::Arc;
 
     use missive_store::{PostgresStore, Store};
 
-    async fn make() -> Option<Arc<dyn Store>> {
+    async fn make() -> Option<Store> {
         let Ok(url) = std::env::var("MISSIVE_TEST_POSTGRES_URL") else {
             eprintln!("MISSIVE_TEST_POSTGRES_URL is not set: PostgreSQL conformance not run");
             return None;
@@ -69,7 +70,7 @@ mod postgres {
         let store = PostgresStore::connect(&url, Some(&schema))
             .await
             .unwrap_or_else(|e| panic!("MISSIVE_TEST_POSTGRES_URL is set but PostgreSQL is unusable: {e}"));
-        Some(Arc::new(store))
+        Some(Store::new(store))
     }
 
     missive_store::conformance_cases!(make());
@@ -108,11 +109,11 @@ mod encrypted_sqlite {
 
     use missive_store::{EncryptedStore, SqliteStore, Store};
 
-    async fn make() -> Option<Arc<dyn Store>> {
+    async fn make() -> Option<Store> {
         let dir = tempfile::tempdir().unwrap().keep();
-        let inner = Arc::new(SqliteStore::open(dir.join("missive.db")).await.unwrap());
+        let inner = Store::new(SqliteStore::open(dir.join("missive.db")).await.unwrap());
         let keyring = Arc::new(missive_privacy::Keyring::generate());
-        Some(Arc::new(EncryptedStore::new(inner, keyring)))
+        Some(EncryptedStore::new(inner, keyring).store())
     }
 
     missive_store::conformance_cases!(make());
@@ -123,7 +124,7 @@ mod encrypted_postgres {
 
     use missive_store::{EncryptedStore, PostgresStore, Store};
 
-    async fn make() -> Option<Arc<dyn Store>> {
+    async fn make() -> Option<Store> {
         let Ok(url) = std::env::var("MISSIVE_TEST_POSTGRES_URL") else {
             return None;
         };
@@ -132,7 +133,7 @@ mod encrypted_postgres {
             .await
             .unwrap_or_else(|e| panic!("MISSIVE_TEST_POSTGRES_URL is set but PostgreSQL is unusable: {e}"));
         let keyring = Arc::new(missive_privacy::Keyring::generate());
-        Some(Arc::new(EncryptedStore::new(Arc::new(inner), keyring)))
+        Some(EncryptedStore::new(Store::new(inner), keyring).store())
     }
 
     missive_store::conformance_cases!(make());

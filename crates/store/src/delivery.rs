@@ -1,0 +1,70 @@
+//! Delivery: journey instances, the outbox, suppressions and soft bounces. Journey and
+//! outbox contexts and recipients are personal data: the encrypting store wraps this area.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use missive_core::ProfileId;
+
+use crate::StoreError;
+use crate::types::*;
+
+/// Journeys' progress and the messages they and broadcasts queue.
+#[async_trait]
+pub trait DeliveryStore: Send + Sync + 'static {
+    /// Applies journey progress in one transaction. Outbox rows whose idempotency key is
+    /// already stored are ignored.
+    async fn commit_journey(&self, commit: JourneyCommit) -> Result<(), StoreError>;
+
+    /// How far through the event log the journeys have read (0 at first).
+    async fn journey_events_through(&self) -> Result<i64, StoreError>;
+
+    /// How far through the segment changes the journeys have read (0 at first).
+    async fn journey_segments_through(&self) -> Result<i64, StoreError>;
+
+    /// The active instances of a profile.
+    async fn active_instances(&self, profile: &ProfileId) -> Result<Vec<JourneyInstance>, StoreError>;
+
+    /// Active instances whose wait ends at or before `now`, soonest first.
+    async fn due_instances(&self, now: DateTime<Utc>, limit: u32)
+    -> Result<Vec<JourneyInstance>, StoreError>;
+
+    /// The soonest end of any active wait.
+    async fn next_instance_wake(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    /// Instances of one journey, newest first.
+    async fn journey_instances(&self, journey: &str, limit: u32) -> Result<Vec<JourneyInstance>, StoreError>;
+
+    /// Queued messages due at or before `now`, soonest first.
+    async fn due_outbox(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<OutboxMessage>, StoreError>;
+
+    /// Records what happened to messages (status, attempts, next attempt, sent time, detail).
+    /// Only messages still queued change: one skipped meanwhile (a cancelled broadcast) stays
+    /// skipped.
+    async fn update_outbox(&self, messages: Vec<OutboxMessage>) -> Result<(), StoreError>;
+
+    async fn outbox_message(&self, id: &str) -> Result<Option<OutboxMessage>, StoreError>;
+
+    /// Messages of a profile, newest first.
+    async fn outbox_of(&self, profile: &ProfileId, limit: u32) -> Result<Vec<OutboxMessage>, StoreError>;
+
+    /// Marketing messages sent to a profile since `since` (the frequency cap).
+    async fn marketing_sent_since(
+        &self,
+        profile: &ProfileId,
+        since: DateTime<Utc>,
+    ) -> Result<u32, StoreError>;
+
+    async fn suppress(&self, suppression: Suppression) -> Result<(), StoreError>;
+
+    async fn suppression(&self, address_hash: &str) -> Result<Option<Suppression>, StoreError>;
+
+    /// How many messages of a source (`broadcast:ID`, `journey:NAME`) are in each status.
+    async fn outbox_counts(&self, source: &str) -> Result<OutboxCounts, StoreError>;
+
+    /// Marks the still-queued messages of a source skipped (a cancelled broadcast); returns
+    /// how many.
+    async fn skip_queued(&self, source: &str, detail: &str) -> Result<u64, StoreError>;
+
+    /// Counts a soft bounce of an address (keyed hash) at `at`; returns how many it has had.
+    async fn record_soft_bounce(&self, address_hash: &str, at: DateTime<Utc>) -> Result<u32, StoreError>;
+}

@@ -1,0 +1,216 @@
+//! The events area, encrypted (see the module above).
+
+use std::collections::{HashMap, HashSet};
+
+use async_trait::async_trait;
+
+use chrono::{DateTime, Utc};
+use missive_core::{IdentityKey, MessageId, ProfileId};
+
+use super::*;
+use crate::types::*;
+
+#[async_trait]
+impl EventStore for EncryptedEvents {
+    async fn erase_profiles(&self, ids: Vec<ProfileId>) -> Result<ErasureCounts, StoreError> {
+        self.sealer.forget(&ids);
+        let counts = self.inner.erase_profiles(ids.clone()).await?;
+        self.sealer.forget(&ids);
+        Ok(counts)
+    }
+
+    async fn add_erased_identities(&self, hashes: Vec<String>, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.inner.add_erased_identities(hashes, at).await
+    }
+
+    async fn erased_identities(&self) -> Result<HashSet<String>, StoreError> {
+        self.inner.erased_identities().await
+    }
+
+    async fn purge_events_before(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
+        self.inner.purge_events_before(before, limit).await
+    }
+
+    fn identity_index(&self, key: &IdentityKey) -> IdentityKey {
+        self.sealer.index(key)
+    }
+
+    async fn reindex_identities(&self, changes: Vec<(IdentityKey, String)>) -> Result<u64, StoreError> {
+        let indexed = changes
+            .iter()
+            .map(|(old, new)| {
+                let new = IdentityKey {
+                    kind: old.kind,
+                    value: new.clone(),
+                };
+                (self.sealer.index(old), self.sealer.index(&new).value)
+            })
+            .collect();
+        self.inner.reindex_identities(indexed).await
+    }
+
+    async fn commit_events(&self, mut batch: EventBatch) -> Result<(), StoreError> {
+        let keys = self
+            .sealer
+            .keys_for(batch.events.iter().map(|e| &e.origin_profile_id), true)
+            .await?;
+        for e in &mut batch.events {
+            let aad = format!("event:{}", e.message_id);
+            e.body = self
+                .sealer
+                .seal_json(&keys, &e.origin_profile_id, &e.body, &aad)?;
+        }
+        self.inner.commit_events(batch).await
+    }
+
+    async fn commit_checkpoint(&self, mut cp: Checkpoint) -> Result<(), StoreError> {
+        let owners = cp
+            .profiles
+            .iter()
+            .map(|p| &p.id)
+            .chain(cp.versions.iter().map(|v| &v.profile_id));
+        let keys = self.sealer.keys_for(owners, true).await?;
+        cp.profiles = cp
+            .profiles
+            .iter()
+            .map(|p| self.sealer.seal_profile(&keys, p))
+            .collect::<Result<_, _>>()?;
+        cp.versions = cp
+            .versions
+            .iter()
+            .map(|v| self.sealer.seal_version(&keys, v))
+            .collect::<Result<_, _>>()?;
+        cp.identities = cp
+            .identities
+            .iter()
+            .map(|(k, p)| (self.sealer.index(k), p.clone()))
+            .collect();
+        self.inner.commit_checkpoint(cp).await
+    }
+
+    async fn last_event_seq(&self) -> Result<i64, StoreError> {
+        self.inner.last_event_seq().await
+    }
+
+    async fn profile_checkpoint(&self) -> Result<i64, StoreError> {
+        self.inner.profile_checkpoint().await
+    }
+
+    async fn events_after(&self, after: i64, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
+        let events = self.inner.events_after(after, limit).await?;
+        self.sealer.open_events(events).await
+    }
+
+    async fn message_ids_after(&self, after: i64, limit: u32) -> Result<Vec<(i64, MessageId)>, StoreError> {
+        self.inner.message_ids_after(after, limit).await
+    }
+
+    async fn identity_keys_after(
+        &self,
+        after: Option<IdentityKey>,
+        limit: u32,
+    ) -> Result<Vec<IdentityKey>, StoreError> {
+        // The keys come back as stored (e-mail addresses as their blind index), and so does
+        // the cursor: the engine's filter holds `identity_index` forms.
+        self.inner.identity_keys_after(after, limit).await
+    }
+
+    async fn existing_message_ids(&self, ids: Vec<MessageId>) -> Result<HashSet<MessageId>, StoreError> {
+        self.inner.existing_message_ids(ids).await
+    }
+
+    async fn resolve_identities(
+        &self,
+        keys: Vec<IdentityKey>,
+    ) -> Result<HashMap<IdentityKey, ProfileId>, StoreError> {
+        let indexed: Vec<(IdentityKey, IdentityKey)> =
+            keys.into_iter().map(|k| (self.sealer.index(&k), k)).collect();
+        let found = self
+            .inner
+            .resolve_identities(indexed.iter().map(|(i, _)| i.clone()).collect())
+            .await?;
+        Ok(indexed
+            .into_iter()
+            .filter_map(|(i, k)| found.get(&i).map(|p| (k, p.clone())))
+            .collect())
+    }
+
+    async fn load_profile(&self, id: &ProfileId) -> Result<Option<Profile>, StoreError> {
+        match self.inner.load_profile(id).await? {
+            None => Ok(None),
+            Some(p) => Ok(self.sealer.open_profiles(vec![p]).await?.pop()),
+        }
+    }
+
+    async fn profiles_after(&self, after: Option<ProfileId>, limit: u32) -> Result<Vec<Profile>, StoreError> {
+        let page = self.inner.profiles_after(after, limit).await?;
+        self.sealer.open_profiles(page).await
+    }
+
+    async fn profile_events(&self, query: EventQuery) -> Result<Vec<StoredEvent>, StoreError> {
+        let events = self.inner.profile_events(query).await?;
+        self.sealer.open_events(events).await
+    }
+
+    async fn profile_versions(
+        &self,
+        id: &ProfileId,
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<ProfileVersion>, StoreError> {
+        let versions = self.inner.profile_versions(id, before, limit).await?;
+        self.sealer.open_versions(versions).await
+    }
+
+    async fn versions_for_as_of(
+        &self,
+        id: &ProfileId,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<ProfileVersion>, StoreError> {
+        let versions = self.inner.versions_for_as_of(id, at).await?;
+        self.sealer.open_versions(versions).await
+    }
+
+    async fn merges_of(&self, id: &ProfileId) -> Result<Vec<MergeRecord>, StoreError> {
+        self.inner.merges_of(id).await
+    }
+
+    async fn stats(&self) -> Result<StoreStats, StoreError> {
+        self.inner.stats().await
+    }
+
+    async fn segment_members(
+        &self,
+        name: &str,
+        after: Option<ProfileId>,
+        limit: u32,
+    ) -> Result<Vec<ProfileId>, StoreError> {
+        self.inner.segment_members(name, after, limit).await
+    }
+
+    async fn segment_changes_of(&self, id: &ProfileId, limit: u32) -> Result<Vec<SegmentChange>, StoreError> {
+        self.inner.segment_changes_of(id, limit).await
+    }
+
+    async fn segment_changes_after(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<(i64, SegmentChange)>, StoreError> {
+        self.inner.segment_changes_after(after, limit).await
+    }
+
+    async fn track_events_since(
+        &self,
+        names: Vec<String>,
+        since: DateTime<Utc>,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let events = self
+            .inner
+            .track_events_since(names, since, after_seq, limit)
+            .await?;
+        self.sealer.open_events(events).await
+    }
+}

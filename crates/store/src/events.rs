@@ -1,0 +1,148 @@
+//! The event log and the profiles folded from it: events, identities, profiles, versions,
+//! merges, segment memberships and their changes, erasure and retention. Personal data: the
+//! encrypting store wraps this area.
+
+use std::collections::{HashMap, HashSet};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use missive_core::{IdentityKey, MessageId, ProfileId};
+
+use crate::StoreError;
+use crate::types::*;
+
+/// Events and profiles of one workspace.
+#[async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    /// Deletes everything stored about these profiles: events (by current and original
+    /// profile), profile rows, versions, identities, merges, segment memberships and changes,
+    /// journey instances, messages, and last their data keys. Suppressions (keyed hashes) and
+    /// the audit log stay.
+    async fn erase_profiles(&self, ids: Vec<ProfileId>) -> Result<ErasureCounts, StoreError>;
+
+    /// Records keyed hashes of erased identities: events naming one are dropped from then on.
+    async fn add_erased_identities(&self, hashes: Vec<String>, at: DateTime<Utc>) -> Result<(), StoreError>;
+
+    /// Every erased identity hash.
+    async fn erased_identities(&self) -> Result<HashSet<String>, StoreError>;
+
+    /// Deletes up to `limit` events with an event time before `before` (retention); returns
+    /// how many. Profiles keep their aggregates.
+    async fn purge_events_before(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError>;
+
+    /// Store-side form of an identity for lookups: the encrypting store replaces every
+    /// identity (user ids, anonymous ids, e-mail addresses) by its blind index. The engine's
+    /// lookup filter uses it too.
+    fn identity_index(&self, key: &IdentityKey) -> IdentityKey {
+        key.clone()
+    }
+
+    /// Replaces stored identity values in place (`(kind, old value) → new value`, same kind
+    /// and profile), atomically; returns how many rows changed. For upgrading the stored form
+    /// of identities (the encrypting store blind-indexes ids it once stored in clear).
+    async fn reindex_identities(&self, changes: Vec<(IdentityKey, String)>) -> Result<u64, StoreError>;
+
+    /// Stores a group commit of events atomically: the inserts (a message id already stored is
+    /// skipped), then the re-pointing of merged profiles' events.
+    async fn commit_events(&self, batch: EventBatch) -> Result<(), StoreError>;
+
+    /// Writes a profile checkpoint atomically, in this order: merges (re-pointing identities),
+    /// identities, profiles, versions, and `through_seq`. It may run while events are being
+    /// committed; the caller commits it only once the events it includes are stored.
+    async fn commit_checkpoint(&self, checkpoint: Checkpoint) -> Result<(), StoreError>;
+
+    /// The highest event sequence number stored (0 when none).
+    async fn last_event_seq(&self) -> Result<i64, StoreError>;
+
+    /// The `through_seq` of the last checkpoint (0 when none): events after it must be
+    /// replayed into the profiles after a restart.
+    async fn profile_checkpoint(&self) -> Result<i64, StoreError>;
+
+    /// Stored events with a sequence number above `after`, in arrival order.
+    async fn events_after(&self, after: i64, limit: u32) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// Message ids of stored events with a sequence number above `after`, in that order, with
+    /// their sequence numbers (to build the engine's in-memory filter at start-up).
+    async fn message_ids_after(&self, after: i64, limit: u32) -> Result<Vec<(i64, MessageId)>, StoreError>;
+
+    /// Identity keys in (kind, value) order, after `after` when given.
+    async fn identity_keys_after(
+        &self,
+        after: Option<IdentityKey>,
+        limit: u32,
+    ) -> Result<Vec<IdentityKey>, StoreError>;
+
+    /// Which of `ids` are stored already.
+    async fn existing_message_ids(&self, ids: Vec<MessageId>) -> Result<HashSet<MessageId>, StoreError>;
+
+    /// The profile each identity belongs to, for those that are known.
+    async fn resolve_identities(
+        &self,
+        keys: Vec<IdentityKey>,
+    ) -> Result<HashMap<IdentityKey, ProfileId>, StoreError>;
+
+    /// A profile row as stored, without following `merged_into` and without history.
+    async fn load_profile(&self, id: &ProfileId) -> Result<Option<missive_core::Profile>, StoreError>;
+
+    /// Live profiles (not merged into another) in id order, after `after` when given: a scan
+    /// for previews and backfills.
+    async fn profiles_after(
+        &self,
+        after: Option<ProfileId>,
+        limit: u32,
+    ) -> Result<Vec<missive_core::Profile>, StoreError>;
+
+    /// Events of a profile, newest (by event time) first.
+    async fn profile_events(&self, query: EventQuery) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// Versions of a profile, newest first, with `version < before` when given.
+    async fn profile_versions(
+        &self,
+        id: &ProfileId,
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<ProfileVersion>, StoreError>;
+
+    /// What rebuilds the profile as recorded at `at`: the newest version carrying a snapshot
+    /// at or before `at` (or version 1 when none does: replay starts from an empty profile),
+    /// then every later version up to `at`, oldest first.
+    async fn versions_for_as_of(
+        &self,
+        id: &ProfileId,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<ProfileVersion>, StoreError>;
+
+    /// Merges into or out of a profile, oldest first.
+    async fn merges_of(&self, id: &ProfileId) -> Result<Vec<MergeRecord>, StoreError>;
+
+    async fn stats(&self) -> Result<StoreStats, StoreError>;
+
+    /// Members of a segment as of the last checkpoint, in id order, after `after` when given.
+    async fn segment_members(
+        &self,
+        name: &str,
+        after: Option<ProfileId>,
+        limit: u32,
+    ) -> Result<Vec<ProfileId>, StoreError>;
+
+    /// A profile's entries into and exits from segments, newest first.
+    async fn segment_changes_of(&self, id: &ProfileId, limit: u32) -> Result<Vec<SegmentChange>, StoreError>;
+
+    /// Segment changes of every profile in the order they were recorded, after position
+    /// `after` (0 for the start), with their positions: what segment-triggered journeys read.
+    async fn segment_changes_after(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<(i64, SegmentChange)>, StoreError>;
+
+    /// Track events named one of `names` with a time at or after `since`, in commit order
+    /// after `after_seq`, at most `limit`: what recent-sales rankings read.
+    async fn track_events_since(
+        &self,
+        names: Vec<String>,
+        since: DateTime<Utc>,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError>;
+}

@@ -1,0 +1,357 @@
+//! The delivery area on postgres (see [`crate::DeliveryStore`]).
+
+use async_trait::async_trait;
+
+use super::rows::*;
+use super::*;
+
+#[async_trait]
+impl crate::DeliveryStore for PostgresStore {
+    async fn commit_journey(&self, commit: JourneyCommit) -> Result<(), StoreError> {
+        let mut writer = self.inner.checkpoint_writer.lock().await;
+        let tx = writer.client.transaction().await?;
+        if !commit.instances.is_empty() {
+            let upsert = tx
+                .prepare(
+                    "INSERT INTO journey_instances (id, journey, journey_version, profile_id, key, step, status,
+                         wake_at, waiting_for, context, entered_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                     ON CONFLICT (id) DO UPDATE SET step = excluded.step, status = excluded.status,
+                         wake_at = excluded.wake_at, waiting_for = excluded.waiting_for,
+                         context = excluded.context, updated_at = excluded.updated_at",
+                )
+                .await?;
+            for i in &commit.instances {
+                tx.execute(
+                    &upsert,
+                    &[
+                        &i.id,
+                        &i.journey,
+                        &i.journey_version,
+                        &i.profile_id.as_str(),
+                        &i.key,
+                        &i.step,
+                        &i.status.as_str(),
+                        &i.wake_at.map(micros),
+                        &i.waiting_for,
+                        &i.context,
+                        &micros(i.entered_at),
+                        &micros(i.updated_at),
+                    ],
+                )
+                .await?;
+            }
+        }
+        if !commit.outbox.is_empty() {
+            let insert = tx
+                .prepare(
+                    "INSERT INTO outbox (id, idempotency_key, profile_id, template, class, source, context, status,
+                         attempts, next_attempt_at, created_at, sent_at, recipient, detail)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                     ON CONFLICT DO NOTHING",
+                )
+                .await?;
+            for m in &commit.outbox {
+                tx.execute(
+                    &insert,
+                    &[
+                        &m.id,
+                        &m.idempotency_key,
+                        &m.profile_id.as_str(),
+                        &m.template,
+                        &m.class,
+                        &m.source,
+                        &m.context,
+                        &m.status.as_str(),
+                        &i64::from(m.attempts),
+                        &micros(m.next_attempt_at),
+                        &micros(m.created_at),
+                        &m.sent_at.map(micros),
+                        &m.recipient,
+                        &m.detail,
+                    ],
+                )
+                .await?;
+            }
+        }
+        if let Some(seq) = commit.events_through {
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES ('journeys_through_seq', $1)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                &[&seq.to_string()],
+            )
+            .await?;
+        }
+        if let Some(seq) = commit.segments_through {
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES ('journeys_segments_through', $1)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                &[&seq.to_string()],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn journey_events_through(&self) -> Result<i64, StoreError> {
+        let r = self.reader();
+        let row = r
+            .client
+            .query_opt("SELECT value FROM meta WHERE key = 'journeys_through_seq'", &[])
+            .await?;
+        match row {
+            Some(row) => {
+                let v: String = row.try_get(0)?;
+                v.parse().map_err(|e| corrupt("journeys_through_seq", e))
+            }
+            None => Ok(0),
+        }
+    }
+
+    async fn journey_segments_through(&self) -> Result<i64, StoreError> {
+        let r = self.reader();
+        let row = r
+            .client
+            .query_opt(
+                "SELECT value FROM meta WHERE key = 'journeys_segments_through'",
+                &[],
+            )
+            .await?;
+        match row {
+            Some(row) => {
+                let v: String = row.try_get(0)?;
+                v.parse().map_err(|e| corrupt("journeys_segments_through", e))
+            }
+            None => Ok(0),
+        }
+    }
+
+    async fn active_instances(&self, profile: &ProfileId) -> Result<Vec<JourneyInstance>, StoreError> {
+        let r = self.reader();
+        let rows = r
+            .client
+            .query(
+                &format!(
+                    "SELECT {INSTANCE_COLUMNS} FROM journey_instances WHERE profile_id = $1 AND status = 'active'
+                     ORDER BY entered_at, id COLLATE \"C\""
+                ),
+                &[&profile.as_str()],
+            )
+            .await?;
+        rows.iter().map(instance_from_row).collect()
+    }
+
+    async fn due_instances(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<JourneyInstance>, StoreError> {
+        let r = self.reader();
+        let rows = r
+            .client
+            .query(
+                &format!(
+                    "SELECT {INSTANCE_COLUMNS} FROM journey_instances
+                     WHERE status = 'active' AND wake_at IS NOT NULL AND wake_at <= $1
+                     ORDER BY wake_at, id COLLATE \"C\" LIMIT $2"
+                ),
+                &[&micros(now), &i64::from(limit)],
+            )
+            .await?;
+        rows.iter().map(instance_from_row).collect()
+    }
+
+    async fn next_instance_wake(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let r = self.reader();
+        let row = r
+            .client
+            .query_one(
+                "SELECT MIN(wake_at) FROM journey_instances WHERE status = 'active' AND wake_at IS NOT NULL",
+                &[],
+            )
+            .await?;
+        let v: Option<i64> = row.try_get(0)?;
+        Ok(v.map(from_micros))
+    }
+
+    async fn journey_instances(&self, journey: &str, limit: u32) -> Result<Vec<JourneyInstance>, StoreError> {
+        let r = self.reader();
+        let rows = r
+            .client
+            .query(
+                &format!(
+                    "SELECT {INSTANCE_COLUMNS} FROM journey_instances WHERE journey = $1
+                     ORDER BY entered_at DESC, id COLLATE \"C\" DESC LIMIT $2"
+                ),
+                &[&journey, &i64::from(limit)],
+            )
+            .await?;
+        rows.iter().map(instance_from_row).collect()
+    }
+
+    async fn due_outbox(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<OutboxMessage>, StoreError> {
+        let r = self.reader();
+        let rows = r
+            .client
+            .query(
+                &format!(
+                    "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE status = 'queued' AND next_attempt_at <= $1
+                     ORDER BY next_attempt_at, id COLLATE \"C\" LIMIT $2"
+                ),
+                &[&micros(now), &i64::from(limit)],
+            )
+            .await?;
+        rows.iter().map(outbox_from_row).collect()
+    }
+
+    async fn update_outbox(&self, messages: Vec<OutboxMessage>) -> Result<(), StoreError> {
+        let mut writer = self.inner.checkpoint_writer.lock().await;
+        let tx = writer.client.transaction().await?;
+        let stmt = tx
+            .prepare(
+                "UPDATE outbox SET status = $2, attempts = $3, next_attempt_at = $4, sent_at = $5,
+                     recipient = $6, detail = $7 WHERE id = $1 AND status = 'queued'",
+            )
+            .await?;
+        for m in &messages {
+            tx.execute(
+                &stmt,
+                &[
+                    &m.id,
+                    &m.status.as_str(),
+                    &i64::from(m.attempts),
+                    &micros(m.next_attempt_at),
+                    &m.sent_at.map(micros),
+                    &m.recipient,
+                    &m.detail,
+                ],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn outbox_message(&self, id: &str) -> Result<Option<OutboxMessage>, StoreError> {
+        let r = self.reader();
+        let row = r
+            .client
+            .query_opt(
+                &format!("SELECT {OUTBOX_COLUMNS} FROM outbox WHERE id = $1"),
+                &[&id],
+            )
+            .await?;
+        row.as_ref().map(outbox_from_row).transpose()
+    }
+
+    async fn outbox_of(&self, profile: &ProfileId, limit: u32) -> Result<Vec<OutboxMessage>, StoreError> {
+        let r = self.reader();
+        let rows = r
+            .client
+            .query(
+                &format!(
+                    "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE profile_id = $1
+                     ORDER BY created_at DESC, id COLLATE \"C\" DESC LIMIT $2"
+                ),
+                &[&profile.as_str(), &i64::from(limit)],
+            )
+            .await?;
+        rows.iter().map(outbox_from_row).collect()
+    }
+
+    async fn marketing_sent_since(
+        &self,
+        profile: &ProfileId,
+        since: DateTime<Utc>,
+    ) -> Result<u32, StoreError> {
+        let r = self.reader();
+        let row = r
+            .client
+            .query_one(
+                "SELECT COUNT(*) FROM outbox WHERE profile_id = $1 AND class = 'marketing' AND status = 'sent'
+                 AND sent_at >= $2",
+                &[&profile.as_str(), &micros(since)],
+            )
+            .await?;
+        let n: i64 = row.try_get(0)?;
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+
+    async fn suppress(&self, s: Suppression) -> Result<(), StoreError> {
+        let writer = self.inner.checkpoint_writer.lock().await;
+        writer
+            .client
+            .execute(
+                "INSERT INTO suppressions (address_hash, reason, detail, at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (address_hash) DO UPDATE SET reason = excluded.reason, detail = excluded.detail, at = excluded.at",
+                &[&s.address_hash, &s.reason, &s.detail, &micros(s.at)],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn suppression(&self, address_hash: &str) -> Result<Option<Suppression>, StoreError> {
+        let r = self.reader();
+        let row = r
+            .client
+            .query_opt(
+                "SELECT address_hash, reason, detail, at FROM suppressions WHERE address_hash = $1",
+                &[&address_hash],
+            )
+            .await?;
+        row.map(|row| {
+            Ok(Suppression {
+                address_hash: row.try_get(0)?,
+                reason: row.try_get(1)?,
+                detail: row.try_get(2)?,
+                at: from_micros(row.try_get(3)?),
+            })
+        })
+        .transpose()
+    }
+
+    async fn outbox_counts(&self, source: &str) -> Result<OutboxCounts, StoreError> {
+        let r = self.reader();
+        let rows = r
+            .client
+            .query(
+                "SELECT status, COUNT(*) FROM outbox WHERE source = $1 GROUP BY status",
+                &[&source],
+            )
+            .await?;
+        let mut counts = OutboxCounts::default();
+        for row in &rows {
+            let status: &str = row.try_get(0)?;
+            let n: i64 = row.try_get(1)?;
+            counts.add(status, u64::try_from(n).unwrap_or(0));
+        }
+        Ok(counts)
+    }
+
+    async fn skip_queued(&self, source: &str, detail: &str) -> Result<u64, StoreError> {
+        let writer = self.inner.checkpoint_writer.lock().await;
+        Ok(writer
+            .client
+            .execute(
+                "UPDATE outbox SET status = 'skipped', detail = $2 WHERE source = $1 AND status = 'queued'",
+                &[&source, &detail],
+            )
+            .await?)
+    }
+
+    async fn record_soft_bounce(&self, address_hash: &str, at: DateTime<Utc>) -> Result<u32, StoreError> {
+        let writer = self.inner.checkpoint_writer.lock().await;
+        let row = writer
+            .client
+            .query_one(
+                "INSERT INTO soft_bounces (address_hash, count, last_at) VALUES ($1, 1, $2)
+                 ON CONFLICT (address_hash) DO UPDATE SET count = soft_bounces.count + 1, last_at = excluded.last_at
+                 RETURNING count",
+                &[&address_hash, &micros(at)],
+            )
+            .await?;
+        let n: i64 = row.try_get(0)?;
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+}

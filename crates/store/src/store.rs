@@ -1,0 +1,106 @@
+//! [`Store`]: one workspace's durable state, reached by area. Each area is a trait of its own
+//! ([`EventStore`], [`DocumentStore`], [`DeliveryStore`], [`AccessStore`], [`DataKeyStore`]);
+//! a backend implements all five, and a wrapper (the encrypting store, a test's failing store)
+//! replaces only the areas it cares about.
+
+use std::sync::Arc;
+
+use crate::{
+    AccessStore, DataKeyStore, DeliveryStore, DocumentStore, EventStore, PostgresStore, SqliteStore,
+    StoreError,
+};
+
+/// A backend: every area, and its name.
+pub trait Backend: EventStore + DocumentStore + DeliveryStore + AccessStore + DataKeyStore {
+    /// `sqlite` or `postgres`, for logs and metrics.
+    fn name(&self) -> &'static str;
+}
+
+/// Durable state of one missive workspace, by area. Cheap to clone (one `Arc` per area).
+#[derive(Clone)]
+pub struct Store {
+    backend: &'static str,
+    events: Arc<dyn EventStore>,
+    documents: Arc<dyn DocumentStore>,
+    delivery: Arc<dyn DeliveryStore>,
+    access: Arc<dyn AccessStore>,
+    data_keys: Arc<dyn DataKeyStore>,
+}
+
+impl Store {
+    /// Every area served by one backend.
+    pub fn new<B: Backend>(backend: B) -> Store {
+        let b = Arc::new(backend);
+        Store {
+            backend: b.name(),
+            events: b.clone(),
+            documents: b.clone(),
+            delivery: b.clone(),
+            access: b.clone(),
+            data_keys: b,
+        }
+    }
+
+    /// `sqlite` or `postgres`, for logs and metrics.
+    pub fn backend(&self) -> &'static str {
+        self.backend
+    }
+
+    /// The event log and the profiles folded from it.
+    pub fn events(&self) -> &Arc<dyn EventStore> {
+        &self.events
+    }
+
+    /// Documents, saved segments and metadata.
+    pub fn documents(&self) -> &Arc<dyn DocumentStore> {
+        &self.documents
+    }
+
+    /// Journeys' progress, the outbox, suppressions and bounces.
+    pub fn delivery(&self) -> &Arc<dyn DeliveryStore> {
+        &self.delivery
+    }
+
+    /// The workspace, keys and audit log.
+    pub fn access(&self) -> &Arc<dyn AccessStore> {
+        &self.access
+    }
+
+    /// Wrapped per-profile data keys.
+    pub fn data_keys(&self) -> &Arc<dyn DataKeyStore> {
+        &self.data_keys
+    }
+
+    /// The same store with its event area replaced (a wrapper around [`Store::events`]).
+    pub fn with_events(mut self, events: Arc<dyn EventStore>) -> Store {
+        self.events = events;
+        self
+    }
+
+    /// The same store with its delivery area replaced.
+    pub fn with_delivery(mut self, delivery: Arc<dyn DeliveryStore>) -> Store {
+        self.delivery = delivery;
+        self
+    }
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Opens the store a URL names: `sqlite:PATH` / a plain path, or `postgres://…`.
+pub async fn open(url: &str) -> Result<Store, StoreError> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Store::new(PostgresStore::connect(url, None).await?))
+    } else {
+        let path = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .unwrap_or(url);
+        Ok(Store::new(SqliteStore::open(path).await?))
+    }
+}
