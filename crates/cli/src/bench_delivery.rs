@@ -15,10 +15,10 @@ use anyhow::Context;
 use missive_core::SystemClock;
 use missive_core::message::validate_message;
 use missive_engine::Engine;
-use missive_engine::broadcasts::{BroadcastIn, BroadcastState, Broadcasts};
-use missive_engine::content::{ContentConfig, ContentService, StoredTemplate};
-use missive_engine::journeys::{JourneyDef, Journeys, MessageClass};
-use missive_engine::sender::{Sender, SenderConfig, SenderSecrets};
+use missive_sending::broadcasts::{BroadcastIn, BroadcastState, Broadcasts};
+use missive_sending::content::{ContentConfig, ContentService, StoredTemplate};
+use missive_sending::journeys::{JourneyDef, Journeys, MessageClass};
+use missive_sending::sender::{Sender, SenderConfig, SenderSecrets};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
@@ -172,7 +172,7 @@ async fn rig(concurrency: usize) -> anyhow::Result<Rig> {
         bounce_address: "bounces@bench.example".into(),
         message_id_domain: "bench.example".into(),
         public_url: "https://mail.bench.example".into(),
-        policy: missive_engine::policy::PolicyConfig {
+        policy: missive_sending::policy::PolicyConfig {
             frequency_cap: 0,
             quiet_hours: None,
             ..Default::default()

@@ -345,7 +345,7 @@ fn export(f: &Fixture, opts: &RenderOptions<'_>, dir: &std::path::Path) -> anyho
                 Value::from(format!("{chosen}__text")),
             );
         }
-        serde_json::to_writer(&mut lines, &missive_engine::content::to_json(&Value::from(data)))?;
+        serde_json::to_writer(&mut lines, &missive_sending::content::to_json(&Value::from(data)))?;
         lines.write_all(b"\n")?;
         serde_json::to_writer(
             &mut expected,

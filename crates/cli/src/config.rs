@@ -185,7 +185,7 @@ pub struct DeliverySection {
 
 impl Default for DeliverySection {
     fn default() -> Self {
-        let d = missive_engine::sender::SenderConfig::default();
+        let d = missive_sending::sender::SenderConfig::default();
         Self {
             from_address: d.from_address,
             from_name: None,
@@ -285,7 +285,7 @@ pub struct ContentSection {
 
 impl Default for ContentSection {
     fn default() -> Self {
-        let d = missive_engine::content::ContentConfig::default();
+        let d = missive_sending::content::ContentConfig::default();
         Self {
             currency: d.currency,
             default_time_zone: "UTC".into(),
@@ -555,9 +555,9 @@ impl Config {
 }
 
 impl Config {
-    pub fn content_config(&self) -> missive_engine::content::ContentConfig {
+    pub fn content_config(&self) -> missive_sending::content::ContentConfig {
         let c = &self.content;
-        missive_engine::content::ContentConfig {
+        missive_sending::content::ContentConfig {
             limits: missive_liquid::Limits {
                 max_output_bytes: c.max_output_kb * 1024,
                 max_loop_iterations: c.max_loop_iterations,
@@ -568,7 +568,7 @@ impl Config {
             public_url: c.public_url.clone(),
             purchase_events: c.purchase_events.clone(),
             recommendations: c.recommendations,
-            ..missive_engine::content::ContentConfig::default()
+            ..missive_sending::content::ContentConfig::default()
         }
     }
 }
@@ -585,21 +585,21 @@ pub fn parse_quiet_hours(s: &str) -> Option<((i8, i8), (i8, i8))> {
 }
 
 impl Config {
-    pub fn sender_config(&self) -> missive_engine::sender::SenderConfig {
+    pub fn sender_config(&self) -> missive_sending::sender::SenderConfig {
         let d = &self.delivery;
-        missive_engine::sender::SenderConfig {
+        missive_sending::sender::SenderConfig {
             from_address: d.from_address.clone(),
             from_name: d.from_name.clone(),
             bounce_address: d.bounce_address.clone(),
             message_id_domain: d.message_id_domain.clone(),
             public_url: self.content.public_url.clone(),
-            policy: missive_engine::policy::PolicyConfig {
+            policy: missive_sending::policy::PolicyConfig {
                 frequency_cap: d.frequency_cap,
                 frequency_window: chrono::TimeDelta::days(i64::from(d.frequency_window_days.max(1))),
                 quiet_hours: parse_quiet_hours(&d.quiet_hours),
             },
             preference_link_ttl: chrono::TimeDelta::days(i64::from(self.privacy.preference_link_ttl_days)),
-            ..missive_engine::sender::SenderConfig::default()
+            ..missive_sending::sender::SenderConfig::default()
         }
     }
 }

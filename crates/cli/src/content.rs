@@ -10,8 +10,8 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use missive_content::blocks::BlockSource;
 use missive_content::template::{Layout, TemplateSource};
-use missive_engine::content::{ContentService, ContentServiceError, PreviewEvent, StoredTemplate};
 use missive_liquid::{Env, Object, PartialError, Partials, Template, Value};
+use missive_sending::content::{ContentService, ContentServiceError, PreviewEvent, StoredTemplate};
 
 use crate::config::Config;
 use crate::operator::audit;
@@ -301,7 +301,7 @@ pub async fn template(cfg: Config, cmd: TemplateCommand) -> anyhow::Result<()> {
             };
             let engine = crate::operator::start_engine(&cfg).await?;
             let content = ContentService::new(engine.store().clone(), cfg.content_config());
-            let options = missive_engine::content::PreviewOptions {
+            let options = missive_sending::content::PreviewOptions {
                 event,
                 experiment: None,
                 now: None,

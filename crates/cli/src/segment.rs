@@ -52,13 +52,8 @@ pub async fn run(cfg: Config, cmd: SegmentCommand) -> anyhow::Result<()> {
             let result = save_segment(&engine, &name, &expression, Some(tx)).await;
             let _ = watcher.await;
             bar.finish_and_clear();
-            let audited = audit_success(
-                &result,
-                engine.store(),
-                "segment.save",
-                format!("segment:{name}"),
-            )
-            .await;
+            let audited =
+                audit_success(&result, engine.store(), "segment.save", format!("segment:{name}")).await;
             engine.shutdown().await;
             audited?;
             match result {

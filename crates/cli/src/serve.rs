@@ -171,8 +171,8 @@ fn limit_header_reads<A: axum_server::Address, Acc>(
 async fn build_sender(
     cfg: &Config,
     engine: &Engine,
-    content: &missive_engine::content::ContentService,
-) -> anyhow::Result<missive_engine::sender::Sender> {
+    content: &missive_sending::content::ContentService,
+) -> anyhow::Result<missive_sending::sender::Sender> {
     use missive_delivery::{
         DkimSigner, MaildirTransport, Rate, SmtpConfig, SmtpTransport, Throttle, Tls, Transport,
     };
@@ -232,13 +232,13 @@ async fn build_sender(
             }
         }
     };
-    let secrets = missive_engine::sender::SenderSecrets::load(engine.store()).await?;
+    let secrets = missive_sending::sender::SenderSecrets::load(engine.store()).await?;
     let rate = |n: u32| (n > 0).then(|| Rate::per_second(n));
     let mut throttle = Throttle::new(rate(d.rate_per_second));
     if let Some(r) = rate(d.domain_rate_per_second) {
         throttle = throttle.with_default_domain_rate(r);
     }
-    Ok(missive_engine::sender::Sender::new(
+    Ok(missive_sending::sender::Sender::new(
         engine.clone(),
         content.clone(),
         transport,
@@ -253,7 +253,7 @@ async fn build_sender(
 fn spawn_bounce_reader(
     cfg: &Config,
     engine: &Engine,
-    sender: &missive_engine::sender::Sender,
+    sender: &missive_sending::sender::Sender,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     let Some(dir) = cfg.delivery.bounce_maildir.clone() else {
@@ -265,7 +265,7 @@ fn spawn_bounce_reader(
         let (engine, key, dir) = (engine.clone(), key.clone(), dir.clone());
         async move {
             let now = engine.clock().now();
-            match missive_engine::bounces::read_mailbox(engine.store(), &key, &dir, now).await {
+            match missive_sending::bounces::read_mailbox(engine.store(), &key, &dir, now).await {
                 Ok(p) if p.reports + p.ignored > 0 => {
                     tracing::info!(
                         reports = p.reports,

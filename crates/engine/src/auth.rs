@@ -161,6 +161,16 @@ pub struct Authenticator {
 type VerifiedKeys = HashMap<[u8; 32], (Caller, Instant)>;
 
 impl Authenticator {
+    /// The key checker of an engine's workspace.
+    pub fn for_engine(engine: &crate::Engine) -> Self {
+        Self::new(engine.store().clone())
+    }
+
+    /// The workspace, once bootstrapped (a cheap read the health check uses).
+    pub async fn workspace(&self) -> Result<Option<missive_store::Workspace>, StoreError> {
+        self.store.access().workspace().await
+    }
+
     pub fn new(store: Store) -> Self {
         Self {
             store,

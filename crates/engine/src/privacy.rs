@@ -406,7 +406,7 @@ impl Privacy {
         let suppressed = match profile.email() {
             Some(a) => store
                 .delivery()
-                .suppression(&crate::policy::address_hash(&address_key, a))
+                .suppression(&missive_privacy::address_hash(&address_key, a))
                 .await?
                 .map(|s| json!({"reason": s.reason, "at": s.at})),
             None => None,
@@ -466,7 +466,7 @@ impl Privacy {
             store
                 .delivery()
                 .suppress(Suppression {
-                    address_hash: crate::policy::address_hash(&address_key, &k.value),
+                    address_hash: missive_privacy::address_hash(&address_key, &k.value),
                     reason: "erased".into(),
                     detail: "the person asked to be erased".into(),
                     at: now,

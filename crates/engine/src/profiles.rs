@@ -162,3 +162,107 @@ pub async fn versions(
 pub async fn merges(store: &Store, id: &ProfileId) -> Result<Vec<MergeRecord>, StoreError> {
     store.events().merges_of(id).await
 }
+
+/// Reading people, for the API and the console: the engine's view of its profiles. Cheap to
+/// make ([`crate::Engine::profiles`]); every read goes through the store's event area.
+#[derive(Clone)]
+pub struct Profiles {
+    store: Store,
+    history_len: usize,
+}
+
+/// Why a profile is or is not in a saved segment, predicate by predicate.
+#[derive(Debug, Clone)]
+pub struct SegmentExplanation {
+    pub segment: String,
+    pub explanation: missive_segment::Evaluation,
+}
+
+impl Profiles {
+    pub fn new(store: Store, history_len: usize) -> Self {
+        Self { store, history_len }
+    }
+
+    /// The live profile a key names, with its recent history.
+    pub async fn find(&self, key: &ProfileKey) -> Result<Option<Profile>, StoreError> {
+        find_profile(&self.store, key, self.history_len).await
+    }
+
+    /// The live profile a key names, without history (cheaper: for consent and addresses).
+    pub async fn find_bare(&self, key: &ProfileKey) -> Result<Option<Profile>, StoreError> {
+        find_profile(&self.store, key, 0).await
+    }
+
+    /// The id of the live profile a key names.
+    pub async fn resolve(&self, key: &ProfileKey) -> Result<Option<ProfileId>, StoreError> {
+        resolve_key(&self.store, key).await
+    }
+
+    /// A profile row as stored, without history and without following merges.
+    pub async fn load(&self, id: &ProfileId) -> Result<Option<Profile>, StoreError> {
+        self.store.events().load_profile(id).await
+    }
+
+    /// The profile as recorded at `at`.
+    pub async fn as_of(&self, id: &ProfileId, at: DateTime<Utc>) -> Result<Option<Profile>, StoreError> {
+        profile_as_of(&self.store, id, at, self.history_len).await
+    }
+
+    pub async fn versions(
+        &self,
+        id: &ProfileId,
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<ProfileVersion>, StoreError> {
+        versions(&self.store, id, before, limit).await
+    }
+
+    pub async fn merges(&self, id: &ProfileId) -> Result<Vec<MergeRecord>, StoreError> {
+        merges(&self.store, id).await
+    }
+
+    /// A profile's events, newest first.
+    pub async fn events(&self, query: EventQuery) -> Result<Vec<StoredEvent>, StoreError> {
+        self.store.events().profile_events(query).await
+    }
+
+    /// A profile's entries into and exits from segments, newest first.
+    pub async fn segment_changes(
+        &self,
+        id: &ProfileId,
+        limit: u32,
+    ) -> Result<Vec<missive_store::SegmentChange>, StoreError> {
+        self.store.events().segment_changes_of(id, limit).await
+    }
+
+    /// Live profiles in id order after `after`: a page of a scan.
+    pub async fn page(&self, after: Option<ProfileId>, limit: u32) -> Result<Vec<Profile>, StoreError> {
+        self.store.events().profiles_after(after, limit).await
+    }
+
+    /// Why `profile` is or is not in each saved segment at `now`. Saved segments that no
+    /// longer compile are left out (the segment list shows them disabled).
+    pub async fn explain_segments(
+        &self,
+        profile: &Profile,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<SegmentExplanation>, StoreError> {
+        let members = &profile.segments.segments;
+        let scores = profile.model_scores();
+        let mut out = Vec::new();
+        for rec in self.store.documents().list_segments().await? {
+            let Ok(seg) =
+                missive_segment::Segment::compile(&rec.expression, &missive_segment::Schema::default())
+            else {
+                continue;
+            };
+            let events = crate::segments::window_events(&self.store, profile, &seg, now).await?;
+            let facts = missive_segment::Facts::new(profile, &events, members, scores);
+            out.push(SegmentExplanation {
+                segment: rec.name,
+                explanation: seg.explain(&facts, now),
+            });
+        }
+        Ok(out)
+    }
+}

@@ -282,3 +282,51 @@ pub async fn load_window_events(
     out.reverse();
     Ok(out)
 }
+
+/// Saved segments and their members, for the API and the console ([`crate::Engine::segments`]).
+#[derive(Clone)]
+pub struct Segments {
+    store: Store,
+}
+
+impl Segments {
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+
+    /// The schema segment expressions are checked against (traits seen in stored profiles).
+    pub async fn schema(&self) -> Result<Schema, StoreError> {
+        infer_schema(&self.store).await
+    }
+
+    /// Every saved segment, by name.
+    pub async fn saved(&self) -> Result<Vec<missive_store::SegmentRecord>, StoreError> {
+        self.store.documents().list_segments().await
+    }
+
+    /// The saved segment named `name`.
+    pub async fn get(&self, name: &str) -> Result<Option<missive_store::SegmentRecord>, StoreError> {
+        Ok(self.saved().await?.into_iter().find(|r| r.name == name))
+    }
+
+    /// Members as of the last checkpoint, in id order, after `after`.
+    pub async fn members(
+        &self,
+        name: &str,
+        after: Option<ProfileId>,
+        limit: u32,
+    ) -> Result<Vec<ProfileId>, StoreError> {
+        self.store.events().segment_members(name, after, limit).await
+    }
+
+    /// Evaluates an unsaved segment on every live profile (see [`preview`]).
+    pub async fn preview(
+        &self,
+        segment: &Segment,
+        now: DateTime<Utc>,
+        sample_size: usize,
+        progress: impl FnMut(u64),
+    ) -> Result<Preview, PreviewError> {
+        preview(&self.store, segment, now, sample_size, progress).await
+    }
+}

@@ -16,6 +16,14 @@ use serde::Deserialize;
 use crate::auth::{AuditSlot, Privacy, RequireRole};
 use crate::{ApiError, AppState};
 
+use axum::Router;
+use axum::routing::get;
+
+/// Reading the audit log.
+pub(crate) fn router() -> Router<AppState> {
+    Router::new().route("/v1/audit", get(query))
+}
+
 /// Tracking-API routes: not audited per request (the event log is their record).
 const INGEST_PATHS: [&str; 8] = [
     "/v1/track",
@@ -65,7 +73,7 @@ pub async fn audit_layer(State(state): State<AppState>, mut req: Request, next: 
         status: response.status().as_u16(),
         detail: facts.detail.unwrap_or_default(),
     };
-    if let Err(e) = state.engine.store().access().append_audit(vec![entry]).await {
+    if let Err(e) = state.engine.audit().append(vec![entry]).await {
         if response.status().is_success() {
             return ApiError::unavailable(&format!("audit log not written: {e}")).into_response();
         }
@@ -100,9 +108,8 @@ pub async fn query(
     let limit = p.limit.unwrap_or(100).clamp(1, 1000);
     let entries = state
         .engine
-        .store()
-        .access()
-        .audit_entries(AuditQuery {
+        .audit()
+        .entries(AuditQuery {
             before_seq: p.before,
             actor: p.actor,
             target: p.target,

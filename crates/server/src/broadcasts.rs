@@ -3,12 +3,27 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use missive_engine::bounces::{BounceError, ReportOutcome, apply_report};
-use missive_engine::broadcasts::{Broadcast, BroadcastError, BroadcastIn, Progress};
+use missive_sending::bounces::{BounceError, ReportOutcome};
+use missive_sending::broadcasts::{Broadcast, BroadcastError, BroadcastIn, Progress};
 
 use crate::auth::{Administer, Marketing, Reports, RequireRole};
 use crate::error::JsonBody;
 use crate::{ApiError, AppState};
+
+use axum::Router;
+use axum::routing::{get, post};
+
+/// Broadcasts and inbound delivery reports.
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/broadcasts", get(list).post(create))
+        .route("/v1/broadcasts/run", post(run))
+        .route("/v1/broadcasts/{id}", get(get_one))
+        .route("/v1/broadcasts/{id}/pause", post(pause))
+        .route("/v1/broadcasts/{id}/resume", post(resume))
+        .route("/v1/broadcasts/{id}/cancel", post(cancel))
+        .route("/v1/inbound/reports", post(inbound_report))
+}
 
 impl From<BroadcastError> for ApiError {
     fn from(e: BroadcastError) -> Self {
@@ -101,7 +116,7 @@ pub async fn inbound_report(
         ));
     };
     let now = state.engine.clock().now();
-    match apply_report(state.engine.store(), sender.hash_key(), &body, now).await {
+    match sender.apply_report(&body, now).await {
         Ok(out) => Ok(Json(out)),
         Err(BounceError::NotAReport) => Err(ApiError::bad_request(
             "not_a_report",

@@ -28,6 +28,18 @@ use sha2::{Digest, Sha256};
 use crate::AppState;
 use crate::html::escape;
 
+use axum::Router;
+use axum::routing::{get, post};
+
+/// The console's pages.
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/console", get(home))
+        .route("/console/login", get(login_page).post(login))
+        .route("/console/logout", post(logout))
+        .route("/console/audit", get(audit_page))
+}
+
 pub const SESSION_COOKIE: &str = "__Host-missive_session";
 const LOGIN_CSRF_COOKIE: &str = "__Host-missive_login";
 const SESSION_TTL: Duration = Duration::from_secs(8 * 3600);
@@ -169,7 +181,7 @@ async fn audit(state: &AppState, caller: Option<&Caller>, action: &str, status: 
         status: status.as_u16(),
         detail: detail.to_owned(),
     };
-    if let Err(e) = state.engine.store().access().append_audit(vec![entry]).await {
+    if let Err(e) = state.engine.audit().append(vec![entry]).await {
         tracing::error!(error = %e, "audit log not written for a console action");
     }
 }
@@ -364,9 +376,8 @@ pub async fn audit_page(
     let (target, actor) = (non_empty(filter.target), non_empty(filter.actor));
     let entries = match state
         .engine
-        .store()
-        .access()
-        .audit_entries(AuditQuery {
+        .audit()
+        .entries(AuditQuery {
             target: target.clone(),
             actor: actor.clone(),
             limit: 200,

@@ -8,7 +8,7 @@ use missive_content::blocks::{BlockSource, MatrixRow};
 use missive_content::lint::LintIssue;
 use missive_content::recs::Product;
 use missive_content::template::TemplateSource;
-use missive_engine::content::{
+use missive_sending::content::{
     ContentServiceError, Preview, PreviewOptions, RejectedProduct, StoredTemplate,
 };
 use missive_store::DocumentRecord;
@@ -17,6 +17,32 @@ use serde::{Deserialize, Serialize};
 use crate::auth::{AuditSlot, Marketing, ReadPersonal, Reports, RequireRole};
 use crate::error::{At, JsonBody};
 use crate::{ApiError, AppState};
+
+use axum::Router;
+use axum::routing::{get, post};
+
+/// Templates, blocks and the product catalogue.
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/templates", get(list_templates))
+        .route("/v1/templates/lint", post(lint_template))
+        .route(
+            "/v1/templates/{name}",
+            get(get_template).put(put_template).delete(delete_template),
+        )
+        .route("/v1/templates/{name}/preview", post(preview_template))
+        .route("/v1/blocks", get(list_blocks))
+        .route("/v1/blocks/matrix", get(block_matrix))
+        .route(
+            "/v1/blocks/{name}",
+            get(get_block).put(put_block).delete(delete_block),
+        )
+        .route("/v1/catalog/products", get(list_products).post(put_products))
+        .route(
+            "/v1/catalog/products/{id}",
+            get(get_product).delete(delete_product),
+        )
+}
 
 impl From<ContentServiceError> for ApiError {
     fn from(e: ContentServiceError) -> Self {

@@ -21,6 +21,22 @@ use serde_json::{Map, Value};
 use crate::auth::{Ingest, Permission, caller_for, presented_key};
 use crate::{ApiError, AppState};
 
+use axum::Router;
+use axum::routing::post;
+
+/// Segment's tracking API and bulk import.
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/track", post(single::<{ TRACK }>))
+        .route("/v1/identify", post(single::<{ IDENTIFY }>))
+        .route("/v1/page", post(single::<{ PAGE }>))
+        .route("/v1/screen", post(single::<{ SCREEN }>))
+        .route("/v1/group", post(single::<{ GROUP }>))
+        .route("/v1/alias", post(single::<{ ALIAS }>))
+        .route("/v1/batch", post(batch))
+        .route("/v1/import", post(batch))
+}
+
 pub const TRACK: u8 = 0;
 pub const IDENTIFY: u8 = 1;
 pub const PAGE: u8 = 2;

@@ -2,12 +2,27 @@
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use missive_engine::journeys::{DefinitionError, JourneyDef, JourneyError, RunStats};
+use missive_sending::journeys::{DefinitionError, JourneyDef, JourneyError, RunStats};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{Marketing, ReadPersonal, Reports, RequireRole};
 use crate::error::JsonBody;
 use crate::{ApiError, AppState};
+
+use axum::Router;
+use axum::routing::{get, post};
+
+/// Journeys and their instances.
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/journeys", get(list_journeys))
+        .route("/v1/journeys/run", post(run_journeys))
+        .route(
+            "/v1/journeys/{name}",
+            get(get_journey).put(put_journey).delete(delete_journey),
+        )
+        .route("/v1/journeys/{name}/instances", get(journey_instances))
+}
 
 impl From<JourneyError> for ApiError {
     fn from(e: JourneyError) -> Self {
@@ -119,12 +134,7 @@ pub async fn journey_instances(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     state.journeys.get(&name).await?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1_000);
-    let rows = state
-        .engine
-        .store()
-        .delivery()
-        .journey_instances(&name, limit)
-        .await?;
+    let rows = state.journeys.instances(&name, limit).await?;
     let out: Vec<InstanceOut> = rows
         .into_iter()
         .map(|i| InstanceOut {

@@ -25,111 +25,36 @@ mod tracking;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::get;
 
 pub use error::ApiError;
 pub use state::AppState;
 
-/// The complete router.
+/// The complete router: each module's routes, with the ingest limit on the tracking API, the
+/// audit layer on everything a key reaches, then the client address, body limit and metrics.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/v1/track", post(ingest::single::<{ ingest::TRACK }>))
-        .route("/v1/identify", post(ingest::single::<{ ingest::IDENTIFY }>))
-        .route("/v1/page", post(ingest::single::<{ ingest::PAGE }>))
-        .route("/v1/screen", post(ingest::single::<{ ingest::SCREEN }>))
-        .route("/v1/group", post(ingest::single::<{ ingest::GROUP }>))
-        .route("/v1/alias", post(ingest::single::<{ ingest::ALIAS }>))
-        .route("/v1/batch", post(ingest::batch))
-        .route("/v1/import", post(ingest::batch))
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            limits::ingest_limit,
-        ))
-        .route(
-            "/v1/profiles/{key}",
-            get(profiles::get_profile).delete(privacy::erase),
-        )
-        .route(
-            "/v1/profiles/{key}/consent",
-            get(privacy::get_consent).put(privacy::put_consent),
-        )
-        .route("/v1/profiles/{key}/export", get(privacy::export))
-        .route("/v1/privacy/retention/run", post(privacy::run_retention))
-        .route("/v1/analytics/profiles", get(privacy::analytics_profiles))
-        .route("/v1/keys", get(privacy::list_keys).post(privacy::create_key))
-        .route("/v1/keys/{id}", axum::routing::delete(privacy::revoke_key))
-        .route("/v1/audit", get(audit::query))
-        .route("/v1/profiles/{key}/versions", get(profiles::get_versions))
-        .route("/v1/profiles/{key}/events", get(profiles::get_events))
-        .route("/v1/segments", post(segments::save).get(segments::list))
-        .route("/v1/segments/preview", post(segments::preview_segment))
-        .route(
-            "/v1/segments/{name}",
-            axum::routing::delete(segments::delete).get(segments::get_one),
-        )
-        .route("/v1/segments/{name}/members", get(segments::members))
-        .route("/v1/profiles/{key}/segments", get(profiles::get_segments))
-        .route("/v1/templates", get(content::list_templates))
-        .route("/v1/templates/lint", post(content::lint_template))
-        .route(
-            "/v1/templates/{name}",
-            get(content::get_template)
-                .put(content::put_template)
-                .delete(content::delete_template),
-        )
-        .route("/v1/templates/{name}/preview", post(content::preview_template))
-        .route("/v1/blocks", get(content::list_blocks))
-        .route("/v1/blocks/matrix", get(content::block_matrix))
-        .route(
-            "/v1/blocks/{name}",
-            get(content::get_block)
-                .put(content::put_block)
-                .delete(content::delete_block),
-        )
-        .route(
-            "/v1/catalog/products",
-            get(content::list_products).post(content::put_products),
-        )
-        .route(
-            "/v1/catalog/products/{id}",
-            get(content::get_product).delete(content::delete_product),
-        )
-        .route("/v1/journeys", get(journeys::list_journeys))
-        .route("/v1/journeys/run", post(journeys::run_journeys))
-        .route(
-            "/v1/journeys/{name}",
-            get(journeys::get_journey)
-                .put(journeys::put_journey)
-                .delete(journeys::delete_journey),
-        )
-        .route("/v1/journeys/{name}/instances", get(journeys::journey_instances))
-        .route("/v1/messages/{id}", get(tracking::message_report))
-        .route("/v1/broadcasts", get(broadcasts::list).post(broadcasts::create))
-        .route("/v1/broadcasts/run", post(broadcasts::run))
-        .route("/v1/broadcasts/{id}", get(broadcasts::get_one))
-        .route("/v1/broadcasts/{id}/pause", post(broadcasts::pause))
-        .route("/v1/broadcasts/{id}/resume", post(broadcasts::resume))
-        .route("/v1/broadcasts/{id}/cancel", post(broadcasts::cancel))
-        .route("/v1/inbound/reports", post(broadcasts::inbound_report))
-        .route("/t/c/{token}", get(tracking::click))
-        .route("/t/o/{token}", get(tracking::open))
-        .route(
-            "/u/{token}",
-            get(tracking::unsubscribe_page).post(tracking::unsubscribe),
-        )
+    let ingest = ingest::router().route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        limits::ingest_limit,
+    ));
+    let audited = Router::new()
+        .merge(ingest)
+        .merge(profiles::router())
+        .merge(privacy::router())
+        .merge(audit::router())
+        .merge(segments::router())
+        .merge(content::router())
+        .merge(journeys::router())
+        .merge(tracking::router())
+        .merge(broadcasts::router())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             audit::audit_layer,
-        ))
-        .route(
-            "/preferences/{token}",
-            get(preferences::page).post(preferences::update),
-        )
-        .route("/preferences/{token}/export", get(preferences::export))
-        .route("/console", get(console::home))
-        .route("/console/login", get(console::login_page).post(console::login))
-        .route("/console/logout", post(console::logout))
-        .route("/console/audit", get(console::audit_page))
+        ));
+    Router::new()
+        .merge(audited)
+        .merge(preferences::router())
+        .merge(console::router())
         .route("/health", get(health))
         .route("/metrics", get(metrics::render))
         // Compressed bodies are bounded here; decompressed ones by the ingest handlers.
@@ -145,7 +70,7 @@ pub fn router(state: AppState) -> Router {
 
 async fn health(axum::extract::State(state): axum::extract::State<AppState>) -> axum::response::Response {
     use axum::response::IntoResponse;
-    let backend = state.engine.store().backend();
+    let backend = state.engine.backend();
     let unavailable = |store_writes: &str, detail: Option<u64>| {
         (
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
@@ -164,7 +89,7 @@ async fn health(axum::extract::State(state): axum::extract::State<AppState>) -> 
         tracing::warn!(error = %error, "health check: the last store write failed");
         return unavailable("failing", Some(ago.as_secs()));
     }
-    match state.engine.store().access().workspace().await {
+    match state.auth.workspace().await {
         Ok(_) => axum::Json(serde_json::json!({
             "status": "ok",
             "store": backend,

@@ -16,13 +16,23 @@ use missive_core::preferences::{FREQUENCY_TRAIT, TOPICS_DECLINED_TRAIT, declined
 use missive_core::{Frequency, Profile, ProfileId, Purpose, TraitParty};
 use missive_delivery::TokenError;
 use missive_engine::privacy::ConsentUpdate;
-use missive_engine::profiles::{ProfileKey, find_profile};
+use missive_engine::profiles::ProfileKey;
 use missive_store::AuditEntry;
 use serde_json::Value;
 
 use crate::AppState;
 use crate::console::{cross_site, html};
 use crate::html::escape;
+
+use axum::Router;
+use axum::routing::get;
+
+/// The preference centre (signed links, no key).
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/preferences/{token}", get(page).post(update))
+        .route("/preferences/{token}/export", get(export))
+}
 
 const SOURCE: &str = "preference-centre";
 
@@ -31,6 +41,7 @@ async fn subject(state: &AppState, token: &str) -> Result<Profile, Response> {
     let Some(sender) = &state.sender else {
         return Err(gone(StatusCode::NOT_FOUND, "This link is not valid."));
     };
+
     let now = state.engine.clock().now().timestamp();
     let link = match sender.links().verify_preferences(token, now) {
         Ok(link) => link,
@@ -45,7 +56,7 @@ async fn subject(state: &AppState, token: &str) -> Result<Profile, Response> {
     let Ok(id) = ProfileId::parse(&link.profile_id) else {
         return Err(gone(StatusCode::NOT_FOUND, "This link is not valid."));
     };
-    match find_profile(state.engine.store(), &ProfileKey::Id(id), 0).await {
+    match state.engine.profiles().find_bare(&ProfileKey::Id(id)).await {
         Ok(Some(p)) => Ok(p),
         Ok(None) => Err(gone(
             StatusCode::NOT_FOUND,
@@ -496,7 +507,7 @@ async fn audit(state: &AppState, p: &Profile, action: &str, status: StatusCode, 
         status: status.as_u16(),
         detail: detail.into(),
     };
-    match state.engine.store().access().append_audit(vec![entry]).await {
+    match state.engine.audit().append(vec![entry]).await {
         Ok(()) => true,
         Err(e) => {
             tracing::error!(error = %e, "audit log not written for a preference-centre action");

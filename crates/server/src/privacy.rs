@@ -27,6 +27,20 @@ use crate::error::JsonBody;
 use crate::profiles::{consent_out, resolve};
 use crate::{ApiError, AppState};
 
+use axum::Router;
+use axum::routing::{delete, get, post};
+
+/// Consent, exports, retention, pseudonymous analytics and API keys.
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/profiles/{key}/consent", get(get_consent).put(put_consent))
+        .route("/v1/profiles/{key}/export", get(export))
+        .route("/v1/privacy/retention/run", post(run_retention))
+        .route("/v1/analytics/profiles", get(analytics_profiles))
+        .route("/v1/keys", get(list_keys).post(create_key))
+        .route("/v1/keys/{id}", delete(revoke_key))
+}
+
 impl From<PrivacyError> for ApiError {
     fn from(e: PrivacyError) -> Self {
         match e {
@@ -49,9 +63,8 @@ pub async fn get_consent(
     let id = resolve(&state, &key, &audit).await?;
     let p = state
         .engine
-        .store()
-        .events()
-        .load_profile(&id)
+        .profiles()
+        .load(&id)
         .await?
         .ok_or_else(|| ApiError::not_found("profile not found"))?;
     Ok(Json(json!({"profile_id": id, "consent": consent_out(&p)})))
@@ -206,7 +219,7 @@ pub async fn analytics_profiles(
             })?),
         };
     state.engine.sync().await.map_err(|e| ApiError::unavailable(&e))?;
-    let page = state.engine.store().events().profiles_after(after, limit).await?;
+    let page = state.engine.profiles().page(after, limit).await?;
     let rows: Vec<AnalyticsProfile> = page
         .iter()
         .map(|p| AnalyticsProfile {

@@ -9,13 +9,28 @@ use chrono::{DateTime, Utc};
 use missive_core::message::parse_time;
 use missive_core::profile::{HistoryEntry, WINDOW_DAYS};
 use missive_core::{Profile, ProfileDiff, Trait};
-use missive_engine::profiles::{self, ProfileKey};
+use missive_engine::profiles::ProfileKey;
 use missive_store::{EventCursor, EventQuery, MergeRecord, ProfileVersion, StoredEvent};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::auth::{AuditSlot, ReadPersonal, RequireRole};
 use crate::{ApiError, AppState};
+
+use axum::Router;
+use axum::routing::get;
+
+/// Reading profiles: the profile, its versions, events and segments (erasure is in privacy).
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/v1/profiles/{key}",
+            get(get_profile).delete(crate::privacy::erase),
+        )
+        .route("/v1/profiles/{key}/versions", get(get_versions))
+        .route("/v1/profiles/{key}/events", get(get_events))
+        .route("/v1/profiles/{key}/segments", get(get_segments))
+}
 
 #[derive(Debug, Deserialize)]
 pub struct ProfileParams {
@@ -265,7 +280,10 @@ pub async fn resolve(
 ) -> Result<missive_core::ProfileId, ApiError> {
     // Profiles reach the store at checkpoints; make it current first.
     state.engine.sync().await.map_err(|e| ApiError::unavailable(&e))?;
-    let id = profiles::resolve_key(state.engine.store(), &ProfileKey::parse(key))
+    let id = state
+        .engine
+        .profiles()
+        .resolve(&ProfileKey::parse(key))
         .await?
         .ok_or_else(|| {
             ApiError::not_found("no profile has that id, user id, anonymous id or e-mail address")
@@ -281,18 +299,17 @@ pub async fn get_profile(
     Path(key): Path<String>,
     Query(params): Query<ProfileParams>,
 ) -> Result<Json<ProfileOut>, ApiError> {
-    let store = &state.engine.store();
-    let history_len = state.engine.config().history_len;
+    let people = state.engine.profiles();
     let as_of = parse_as_of(params.as_of.as_deref())?;
     let id = resolve(&state, &key, &audit).await?;
     let profile = match as_of {
-        None => profiles::find_profile(store, &ProfileKey::Id(id.clone()), history_len).await?,
-        Some(at) => profiles::profile_as_of(store, &id, at, history_len).await?,
+        None => people.find(&ProfileKey::Id(id.clone())).await?,
+        Some(at) => people.as_of(&id, at).await?,
     };
     let Some(profile) = profile else {
         return Err(ApiError::not_found("the profile did not exist at that time"));
     };
-    let merges = profiles::merges(store, &id).await?;
+    let merges = people.merges(&id).await?;
     let merges: Vec<_> = merges
         .into_iter()
         .filter(|m| as_of.is_none_or(|at| m.at <= at))
@@ -362,7 +379,7 @@ pub async fn get_versions(
             ApiError::bad_request("invalid_value", "before must be a version number").with_field("before")
         })?;
     let id = resolve(&state, &key, &audit).await?;
-    let versions = profiles::versions(state.engine.store(), &id, before, limit).await?;
+    let versions = state.engine.profiles().versions(&id, before, limit).await?;
     let next = (versions.len() == limit as usize)
         .then(|| versions.last().map(|v| v.version.to_string()))
         .flatten();
@@ -427,9 +444,8 @@ pub async fn get_events(
     let id = resolve(&state, &key, &audit).await?;
     let events = state
         .engine
-        .store()
-        .events()
-        .profile_events(EventQuery {
+        .profiles()
+        .events(EventQuery {
             profile_id: id,
             received_before: as_of,
             cursor,
@@ -480,36 +496,24 @@ pub async fn get_segments(
     Path(key): Path<String>,
 ) -> Result<Json<ProfileSegmentsOut>, ApiError> {
     let id = resolve(&state, &key, &audit).await?;
-    let store = &state.engine.store();
-    let Some(profile) = profiles::find_profile(
-        store,
-        &ProfileKey::Id(id.clone()),
-        state.engine.config().history_len,
-    )
-    .await?
-    else {
+    let people = state.engine.profiles();
+    let Some(profile) = people.find(&ProfileKey::Id(id.clone())).await? else {
         return Err(ApiError::not_found("no profile has that id"));
     };
     let now = state.engine.clock().now();
-    let (members, scores) = (profile.segments.segments.clone(), profile.model_scores().clone());
-    let mut explain = Vec::new();
-    for rec in store.documents().list_segments().await? {
-        let Ok(seg) = missive_segment::Segment::compile(&rec.expression, &missive_segment::Schema::default())
-        else {
-            continue;
-        };
-        let events = missive_engine::segments::window_events(store, &profile, &seg, now).await?;
-        let facts = missive_segment::Facts::new(&profile, &events, &members, &scores);
-        let e = seg.explain(&facts, now);
-        explain.push(ExplainOut {
-            segment: rec.name,
-            member: e.member,
-            predicates: e.predicates,
-        });
-    }
-    let changes = store
-        .events()
-        .segment_changes_of(&id, 100)
+    let explain = people
+        .explain_segments(&profile, now)
+        .await?
+        .into_iter()
+        .map(|e| ExplainOut {
+            segment: e.segment,
+            member: e.explanation.member,
+            predicates: e.explanation.predicates,
+        })
+        .collect();
+    let members = profile.segments.segments.clone();
+    let changes = people
+        .segment_changes(&id, 100)
         .await?
         .into_iter()
         .map(|c| ChangeOut {

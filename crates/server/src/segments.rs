@@ -3,15 +3,25 @@
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use missive_engine::segments::{
-    PreviewError, SegmentServiceError, delete_segment, infer_schema, preview, save_segment,
-};
+use missive_engine::segments::{PreviewError, SegmentServiceError, delete_segment, save_segment};
 use missive_segment::Segment;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{Marketing, ReadPersonal, Reports, RequireRole};
 use crate::error::JsonBody;
 use crate::{ApiError, AppState};
+
+use axum::Router;
+use axum::routing::{get, post};
+
+/// Saved segments, previews and members.
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/segments", post(save).get(list))
+        .route("/v1/segments/preview", post(preview_segment))
+        .route("/v1/segments/{name}", axum::routing::delete(delete).get(get_one))
+        .route("/v1/segments/{name}/members", get(members))
+}
 
 #[derive(Debug, Deserialize)]
 pub struct PreviewIn {
@@ -37,11 +47,12 @@ pub async fn preview_segment(
         return Err(ApiError::bad_request("invalid_value", "sample may be at most 100").with_field("sample"));
     }
     state.engine.sync().await.map_err(|e| ApiError::unavailable(&e))?;
-    let store = &state.engine.store();
-    let schema = infer_schema(store).await?;
+    let segments = state.engine.segments();
+    let schema = segments.schema().await?;
     let segment = Segment::compile(&body.expression, &schema)?;
     let now = state.engine.clock().now();
-    let p = preview(store, &segment, now, sample, |_| {})
+    let p = segments
+        .preview(&segment, now, sample, |_| {})
         .await
         .map_err(|e| match e {
             PreviewError::Store(e) => ApiError::from(e),
@@ -137,7 +148,7 @@ pub async fn list(
     _: RequireRole<Reports>,
     State(state): State<AppState>,
 ) -> Result<Json<Vec<SegmentOut>>, ApiError> {
-    let records = state.engine.store().documents().list_segments().await?;
+    let records = state.engine.segments().saved().await?;
     Ok(Json(records.into_iter().map(SegmentOut::from).collect()))
 }
 
@@ -187,18 +198,12 @@ pub async fn members(
         .map_err(|_| {
             ApiError::bad_request("invalid_value", "after must be a profile id").with_field("after")
         })?;
-    let store = state.engine.store();
-    if !store
-        .documents()
-        .list_segments()
-        .await?
-        .iter()
-        .any(|r| r.name == name)
-    {
+    let segments = state.engine.segments();
+    if segments.get(&name).await?.is_none() {
         return Err(ApiError::not_found(format!("no segment is named {name:?}")));
     }
     state.engine.sync().await.map_err(|e| ApiError::unavailable(&e))?;
-    let members = store.events().segment_members(&name, after, limit).await?;
+    let members = segments.members(&name, after, limit).await?;
     let next = (members.len() == limit as usize)
         .then(|| members.last().map(ToString::to_string))
         .flatten();
@@ -214,15 +219,7 @@ pub async fn get_one(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<SegmentOut>, ApiError> {
-    let Some(r) = state
-        .engine
-        .store()
-        .documents()
-        .list_segments()
-        .await?
-        .into_iter()
-        .find(|r| r.name == name)
-    else {
+    let Some(r) = state.engine.segments().get(&name).await? else {
         return Err(ApiError::not_found(format!("no segment is named {name:?}")));
     };
     Ok(Json(SegmentOut::from(r)))

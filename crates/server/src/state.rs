@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use missive_engine::Engine;
 use missive_engine::auth::Authenticator;
-use missive_engine::content::{ContentConfig, ContentService};
+use missive_sending::content::{ContentConfig, ContentService};
 
 use crate::{console, limits, metrics, privacy};
 
@@ -13,10 +13,12 @@ use crate::{console, limits, metrics, privacy};
 pub struct AppState {
     pub engine: Engine,
     pub content: ContentService,
-    pub journeys: missive_engine::journeys::Journeys,
-    pub broadcasts: missive_engine::broadcasts::Broadcasts,
+    pub journeys: missive_sending::journeys::Journeys,
+    pub broadcasts: missive_sending::broadcasts::Broadcasts,
+    /// Recipients' clicks, opens and unsubscribes, and messages' outcomes.
+    pub tracking: missive_sending::tracking::Tracking,
     /// Sends the outbox; also signs and checks tracking links. `None` in tests that do not send.
-    pub sender: Option<missive_engine::sender::Sender>,
+    pub sender: Option<missive_sending::sender::Sender>,
     pub auth: Authenticator,
     pub privacy: missive_engine::privacy::Privacy,
     pub privacy_config: Arc<missive_engine::privacy::PrivacyConfig>,
@@ -31,11 +33,13 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(engine: Engine, content: ContentConfig) -> Self {
-        let auth = Authenticator::new(engine.store().clone());
+        let auth = Authenticator::for_engine(&engine);
+        let journeys = missive_sending::journeys::Journeys::new(engine.clone());
         Self {
-            content: ContentService::new(engine.store().clone(), content),
-            journeys: missive_engine::journeys::Journeys::new(engine.clone()),
-            broadcasts: missive_engine::broadcasts::Broadcasts::new(engine.clone()),
+            content: ContentService::for_engine(&engine, content),
+            tracking: missive_sending::tracking::Tracking::new(engine.clone(), journeys.clone()),
+            journeys,
+            broadcasts: missive_sending::broadcasts::Broadcasts::new(engine.clone()),
             sender: None,
             privacy: missive_engine::privacy::Privacy::new(engine.clone()),
             privacy_config: Arc::new(Default::default()),

@@ -366,8 +366,31 @@ impl Engine {
         self.segment_lock.lock().await
     }
 
+    /// The store, for the services built on the engine (the sending side, the CLI's one-shot
+    /// commands). The HTTP layer reads through [`Engine::profiles`], [`Engine::segments`] and
+    /// [`Engine::audit`] instead.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// Reading people: lookups, versions, events, segment explanations.
+    pub fn profiles(&self) -> crate::profiles::Profiles {
+        crate::profiles::Profiles::new(self.store.clone(), self.config.history_len)
+    }
+
+    /// Saved segments, members and previews.
+    pub fn segments(&self) -> crate::segments::Segments {
+        crate::segments::Segments::new(self.store.clone())
+    }
+
+    /// The audit log.
+    pub fn audit(&self) -> crate::audit::AuditLog {
+        crate::audit::AuditLog::new(self.store.clone())
+    }
+
+    /// The store's backend (`sqlite`, `postgres`), for health checks and logs.
+    pub fn backend(&self) -> &'static str {
+        self.store.backend()
     }
 
     pub fn clock(&self) -> &Arc<dyn Clock> {

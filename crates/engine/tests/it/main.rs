@@ -5,4 +5,3 @@
 
 mod failures;
 mod import;
-mod journeys;

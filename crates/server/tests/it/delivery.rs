@@ -179,7 +179,7 @@ async fn cart_abandonment_from_event_to_postfix_mailbox() {
         carl[0].detail
     );
     let key = app.state.sender.as_ref().unwrap().hash_key().to_vec();
-    let hash = missive_engine::policy::address_hash(&key, "no-such-user-missive-e2e@missive.test");
+    let hash = missive_sending::policy::address_hash(&key, "no-such-user-missive-e2e@missive.test");
     let suppressed = app
         .engine
         .store()

@@ -104,19 +104,31 @@ fn matrix() -> Vec<(&'static str, &'static str, &'static [&'static str])> {
 /// The routes the router declares, read from its source: a route added without a row in
 /// [`matrix`] fails the matrix test.
 fn declared_routes() -> BTreeSet<(String, String)> {
-    let src = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/lib.rs")).unwrap();
-    let body = &src[src.find("pub fn router(").unwrap()..];
-    let body = &body[..body.find("\n}\n").unwrap()];
+    // Every module declares its routes in its own `router()`; lib.rs merges them and adds
+    // /health and /metrics.
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src");
     let mut out = BTreeSet::new();
-    for chunk in body.split(".route(").skip(1) {
-        let start = chunk.find('"').unwrap() + 1;
-        let path = &chunk[start..start + chunk[start..].find('"').unwrap()];
-        let rest = chunk.split(".route_layer(").next().unwrap();
-        for method in ["get", "post", "put", "delete"] {
-            let calls =
-                rest.matches(&format!("{method}(")).count() - rest.matches(&format!("_{method}(")).count();
-            if calls > 0 {
-                out.insert((method.to_uppercase(), path.to_owned()));
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "rs") {
+            continue;
+        }
+        let src = std::fs::read_to_string(&path).unwrap();
+        let Some(start) = src.find("fn router(") else {
+            continue;
+        };
+        let body = &src[start..];
+        let body = &body[..body.find("\n}\n").unwrap()];
+        for chunk in body.split(".route(").skip(1) {
+            let start = chunk.find('"').unwrap() + 1;
+            let path = &chunk[start..start + chunk[start..].find('"').unwrap()];
+            let rest = chunk.split(".route_layer(").next().unwrap();
+            for method in ["get", "post", "put", "delete"] {
+                let calls = rest.matches(&format!("{method}(")).count()
+                    - rest.matches(&format!("_{method}(")).count();
+                if calls > 0 {
+                    out.insert((method.to_uppercase(), path.to_owned()));
+                }
             }
         }
     }

@@ -365,14 +365,14 @@ async fn bounce_and_complaint_reports_suppress_addresses() {
     ] {
         let s = store
             .delivery()
-            .suppression(&missive_engine::policy::address_hash(&key, address))
+            .suppression(&missive_sending::policy::address_hash(&key, address))
             .await
             .unwrap();
         assert_eq!(s.map(|s| s.reason).as_deref(), Some(reason), "{address}");
     }
     // A delay notice is not a bounce; a failure with a 4.x.x status is a soft bounce, and the
     // third suppresses the address.
-    let full_box = missive_engine::policy::address_hash(&key, "full.box@outlook.example");
+    let full_box = missive_sending::policy::address_hash(&key, "full.box@outlook.example");
     assert!(store.delivery().suppression(&full_box).await.unwrap().is_none());
     let failed_soft = String::from_utf8(fixture("postfix-dsn-remote-5.1.1-and-4.2.2.eml"))
         .unwrap()

@@ -158,22 +158,22 @@ impl TestApp {
             state.privacy = state.privacy.clone().with_maildir(root);
         }
         if let Some(d) = &delivery {
-            let secrets = missive_engine::sender::SenderSecrets::load(engine.store())
+            let secrets = missive_sending::sender::SenderSecrets::load(engine.store())
                 .await
                 .unwrap();
             let signer = missive_delivery::DkimSigner::from_pem(&d.dkim.0, "e2e", "example.test").unwrap();
-            let config = missive_engine::sender::SenderConfig {
+            let config = missive_sending::sender::SenderConfig {
                 from_address: "shop@example.test".into(),
                 bounce_address: "bounces@example.test".into(),
                 message_id_domain: "example.test".into(),
                 public_url: "https://mail.example.test".into(),
-                policy: missive_engine::policy::PolicyConfig {
+                policy: missive_sending::policy::PolicyConfig {
                     quiet_hours: None,
                     ..Default::default()
                 },
                 ..Default::default()
             };
-            state.sender = Some(missive_engine::sender::Sender::new(
+            state.sender = Some(missive_sending::sender::Sender::new(
                 engine.clone(),
                 state.content.clone(),
                 d.transport.clone(),

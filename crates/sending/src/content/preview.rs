@@ -86,7 +86,7 @@ impl ContentService {
     /// Lints a template (not saved) rendered for a profile, or for a profile with no data.
     pub async fn lint(
         &self,
-        engine: &crate::Engine,
+        engine: &missive_engine::Engine,
         source: TemplateSource,
         marketing: bool,
         profile_key: Option<&str>,
@@ -140,7 +140,7 @@ impl ContentService {
 
     pub(super) async fn find(
         &self,
-        engine: &crate::Engine,
+        engine: &missive_engine::Engine,
         key: &str,
     ) -> Result<Profile, ContentServiceError> {
         engine.sync().await?;
@@ -152,7 +152,7 @@ impl ContentService {
     /// Renders a saved template for a real profile, with the data used and lint.
     pub async fn preview(
         &self,
-        engine: &crate::Engine,
+        engine: &missive_engine::Engine,
         template: &str,
         key: &str,
         options: PreviewOptions,

@@ -25,8 +25,8 @@ use missive_store::{
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::Engine;
-use crate::segments::{infer_schema, window_events};
+use missive_engine::Engine;
+use missive_engine::segments::{infer_schema, window_events};
 
 pub use missive_journey::{
     Action, Compiled, Condition, DEFAULT_MAX_SENDS_PER_INSTANCE, DefinitionError, EXIT, JourneyDef,
@@ -50,7 +50,7 @@ pub enum JourneyError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
-    Engine(#[from] Arc<crate::EngineError>),
+    Engine(#[from] Arc<missive_engine::EngineError>),
     #[error("stored journey {0:?} is unreadable: {1}")]
     Corrupt(String, String),
 }
@@ -179,6 +179,11 @@ impl Journeys {
         Ok(())
     }
 
+    /// Instances of one journey, newest first.
+    pub async fn instances(&self, journey: &str, limit: u32) -> Result<Vec<JourneyInstance>, JourneyError> {
+        Ok(self.store().delivery().journey_instances(journey, limit).await?)
+    }
+
     pub async fn get(&self, name: &str) -> Result<(DocumentRecord, JourneyDef), JourneyError> {
         let doc = self
             .store()
@@ -244,7 +249,7 @@ impl Journeys {
         shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<()> {
         let wake = self.notify.clone();
-        crate::background::poll_until_shutdown(shutdown, Some(wake), move || {
+        missive_engine::background::poll_until_shutdown(shutdown, Some(wake), move || {
             let this = self.clone();
             async move {
                 let mut sleep_for = poll;
@@ -723,10 +728,11 @@ impl Journeys {
         if cache.is_none() {
             // Branches read aggregates: make every accepted event count first.
             self.engine.sync().await?;
-            let key = crate::profiles::ProfileKey::Id(id.clone());
-            let p = crate::profiles::find_profile(self.store(), &key, self.engine.config().history_len)
-                .await?
-                .unwrap_or_else(|| Profile::new(id.clone(), self.engine.clock().now()));
+            let key = missive_engine::profiles::ProfileKey::Id(id.clone());
+            let p =
+                missive_engine::profiles::find_profile(self.store(), &key, self.engine.config().history_len)
+                    .await?
+                    .unwrap_or_else(|| Profile::new(id.clone(), self.engine.clock().now()));
             *cache = Some(p);
         }
         cache

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use chrono::{DateTime, TimeDelta, Utc};
 use missive_core::message::validate_message;
 use missive_core::{Clock, ManualClock};
-use missive_engine::content::{ContentConfig, ContentService, StoredTemplate};
-use missive_engine::journeys::{JourneyDef, Journeys};
 use missive_engine::{Engine, EngineConfig};
+use missive_sending::content::{ContentConfig, ContentService, StoredTemplate};
+use missive_sending::journeys::{JourneyDef, Journeys};
 use missive_store::{InstanceStatus, OutboxStatus, SqliteStore, Store};
 use serde_json::{Value, json};
 
@@ -251,11 +251,11 @@ async fn bounce_reports_in_a_maildir_are_applied_once() {
     )
     .unwrap();
     let store = h.engine.store();
-    let pass = missive_engine::bounces::read_mailbox(store, b"key", maildir.path(), start())
+    let pass = missive_sending::bounces::read_mailbox(store, b"key", maildir.path(), start())
         .await
         .unwrap();
     assert_eq!((pass.reports, pass.ignored, pass.suppressed), (2, 1, 2));
-    let hash = missive_engine::policy::address_hash(b"key", "no.such.person@gmail.com");
+    let hash = missive_sending::policy::address_hash(b"key", "no.such.person@gmail.com");
     assert_eq!(
         store
             .delivery()
@@ -268,10 +268,10 @@ async fn bounce_reports_in_a_maildir_are_applied_once() {
     );
     assert_eq!(std::fs::read_dir(maildir.path().join("new")).unwrap().count(), 0);
     assert_eq!(std::fs::read_dir(maildir.path().join("cur")).unwrap().count(), 3);
-    let again = missive_engine::bounces::read_mailbox(store, b"key", maildir.path(), start())
+    let again = missive_sending::bounces::read_mailbox(store, b"key", maildir.path(), start())
         .await
         .unwrap();
-    assert_eq!(again, missive_engine::bounces::MailboxPass::default());
+    assert_eq!(again, missive_sending::bounces::MailboxPass::default());
 }
 
 #[tokio::test]

@@ -20,12 +20,12 @@ use missive_liquid::Value;
 use missive_store::{OutboxMessage, OutboxStatus, Suppression};
 use serde::Serialize;
 
-use crate::Engine;
 use crate::broadcasts::BroadcastState;
 use crate::content::{ContentService, ContentServiceError, PreviewEvent};
 use crate::journeys::MessageClass;
 use crate::policy::{Decision, PolicyConfig, address_hash, decide};
-use crate::profiles::{ProfileKey, find_profile};
+use missive_engine::Engine;
+use missive_engine::profiles::{ProfileKey, find_profile};
 
 /// Who messages come from and where their links point.
 #[derive(Debug, Clone)]
@@ -100,7 +100,7 @@ pub enum SendError {
     #[error(transparent)]
     Content(#[from] ContentServiceError),
     #[error(transparent)]
-    Engine(#[from] Arc<crate::EngineError>),
+    Engine(#[from] Arc<missive_engine::EngineError>),
     #[error("{0}")]
     Setup(String),
 }
@@ -195,6 +195,15 @@ impl Sender {
         &self.secrets.links
     }
 
+    /// Applies one raw delivery report (a DSN or an ARF complaint) to the suppression list.
+    pub async fn apply_report(
+        &self,
+        raw: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<crate::bounces::ReportOutcome, crate::bounces::BounceError> {
+        crate::bounces::apply_report(self.engine.store(), self.hash_key(), raw, now).await
+    }
+
     pub fn hash_key(&self) -> &[u8] {
         &self.secrets.hash_key
     }
@@ -221,7 +230,7 @@ impl Sender {
         shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<()> {
         let wake = self.notify.clone();
-        crate::background::poll_until_shutdown(shutdown, Some(wake), move || {
+        missive_engine::background::poll_until_shutdown(shutdown, Some(wake), move || {
             let this = self.clone();
             async move {
                 if let Err(e) = this.run_pending().await {

@@ -17,8 +17,8 @@ use missive_store::{
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::Engine;
 use crate::journeys::MessageClass;
+use missive_engine::Engine;
 
 /// How far ahead of its rate a broadcast queues messages.
 const LOOKAHEAD: TimeDelta = TimeDelta::seconds(2);
@@ -317,7 +317,7 @@ impl Broadcasts {
         shutdown: tokio::sync::watch::Receiver<bool>,
         queued: Arc<tokio::sync::Notify>,
     ) -> tokio::task::JoinHandle<()> {
-        crate::background::poll_until_shutdown(shutdown, None, move || {
+        missive_engine::background::poll_until_shutdown(shutdown, None, move || {
             let (this, queued) = (self.clone(), queued.clone());
             async move {
                 match this.run_pending().await {

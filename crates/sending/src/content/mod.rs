@@ -22,8 +22,8 @@ use missive_segment::{Facts, Segment};
 use missive_store::{DocumentKind, DocumentRecord, Store, StoreError};
 use serde::{Deserialize, Serialize};
 
-use crate::profiles::{ProfileKey, find_profile};
-use crate::segments::{infer_schema, window_events};
+use missive_engine::profiles::{ProfileKey, find_profile};
+use missive_engine::segments::{infer_schema, window_events};
 
 mod catalog;
 mod preview;
@@ -89,7 +89,7 @@ pub enum ContentServiceError {
     #[error("stored {0} is unreadable: {1}")]
     Corrupt(&'static str, String),
     #[error(transparent)]
-    Engine(#[from] Arc<crate::EngineError>),
+    Engine(#[from] Arc<missive_engine::EngineError>),
 }
 
 /// A template as stored: the source and its class.
@@ -223,6 +223,11 @@ fn jiff_time(t: DateTime<Utc>) -> jiff::Timestamp {
 }
 
 impl ContentService {
+    /// The content service of an engine's store.
+    pub fn for_engine(engine: &missive_engine::Engine, config: ContentConfig) -> Self {
+        Self::new(engine.store().clone(), config)
+    }
+
     pub fn new(store: Store, config: ContentConfig) -> Self {
         ContentService {
             store,

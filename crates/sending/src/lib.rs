@@ -1,0 +1,22 @@
+//! The sending side of missive, above the profile pipeline ([`missive_engine`]): what is sent,
+//! to whom, when, and what it says.
+//!
+//! - [`journeys`]: the runner of event- and segment-triggered journeys (their definition
+//!   language is the pure crate `missive-journey`);
+//! - [`broadcasts`]: one message to every member of a segment, queued in pages;
+//! - [`policy`]: the send-time policy, a pure decision over facts loaded by the sender;
+//! - [`sender`]: takes due messages from the outbox, applies the policy, composes, signs and
+//!   hands them over (SMTP or a maildir);
+//! - [`bounces`]: delivery reports turned into suppressions;
+//! - [`content`]: templates, blocks, the catalogue and the one place a message is composed.
+//!
+//! It reads profiles and segments through the engine and writes only the delivery and
+//! document areas of the store.
+
+pub mod bounces;
+pub mod broadcasts;
+pub mod content;
+pub mod journeys;
+pub mod policy;
+pub mod sender;
+pub mod tracking;

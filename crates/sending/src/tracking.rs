@@ -1,0 +1,205 @@
+//! What recipients do with a message, as a service: each visit to a tracked link, the open
+//! pixel or the unsubscribe link becomes an event on the person's profile (`Email Link
+//! Clicked`, `Email Opened`, `Unsubscribed`), and a message's outcome (opens, clicks, the
+//! purchases attributed to it) is counted from those events. The HTTP layer verifies the
+//! signed tokens and calls this.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use missive_core::message::validate_message;
+use missive_core::{Profile, ProfileId};
+use missive_engine::Engine;
+use missive_engine::profiles::ProfileKey;
+use missive_store::{EventQuery, OutboxMessage, StoreError};
+use serde_json::{Value, json};
+
+use crate::journeys::Journeys;
+
+/// Purchases this long after a click count as the message's conversions.
+pub const ATTRIBUTION_WINDOW: TimeDelta = TimeDelta::days(7);
+
+/// What became of an unsubscribe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unsubscribe {
+    /// Marketing consent is withdrawn now.
+    Withdrawn,
+    /// The link names no live profile.
+    UnknownProfile,
+    /// The withdrawal could not be recorded (the store is failing): the recipient should try
+    /// again.
+    NotRecorded,
+    /// The link's data was refused as an event (a bug, logged).
+    Refused,
+}
+
+/// Recording recipients' actions and reading messages' outcomes.
+#[derive(Clone)]
+pub struct Tracking {
+    engine: Engine,
+    journeys: Journeys,
+}
+
+/// What a message led to.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Outcome {
+    pub opens: u64,
+    pub clicks: u64,
+    /// Purchases within [`ATTRIBUTION_WINDOW`] after the first click.
+    pub conversions: u64,
+    pub revenue: f64,
+}
+
+impl Tracking {
+    pub fn new(engine: Engine, journeys: Journeys) -> Self {
+        Self { engine, journeys }
+    }
+
+    /// A message from the outbox.
+    pub async fn message(&self, id: &str) -> Result<Option<OutboxMessage>, StoreError> {
+        self.engine.store().delivery().outbox_message(id).await
+    }
+
+    /// The live profile a message went to, without history.
+    pub async fn recipient(&self, profile: &ProfileId) -> Result<Option<Profile>, StoreError> {
+        self.engine
+            .profiles()
+            .find_bare(&ProfileKey::Id(profile.clone()))
+            .await
+    }
+
+    /// Records `event` for the profile a message went to, identified as the profile is known,
+    /// as missive's own (trusted) event; then wakes the journeys. Failures are logged: a
+    /// recipient's click must never fail because of them.
+    pub async fn record(
+        &self,
+        profile: &ProfileId,
+        event: &str,
+        properties: Value,
+        message_id: Option<String>,
+    ) {
+        let p = match self.recipient(profile).await {
+            Ok(Some(p)) => p,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!(error = %e, "tracking: profile lookup failed");
+                return;
+            }
+        };
+        self.record_for(
+            &p,
+            json!({"type": "track", "event": event, "properties": properties}),
+            message_id,
+        )
+        .await;
+    }
+
+    /// Records a Segment message (`track` or `identify`) for `profile` as missive's own.
+    pub async fn record_for(&self, profile: &Profile, mut msg: Value, message_id: Option<String>) {
+        missive_engine::privacy::identify_as(profile, &mut msg);
+        if let Some(id) = message_id {
+            msg["messageId"] = json!(id);
+        }
+        let now = self.engine.clock().now();
+        match validate_message(msg, None, None, now) {
+            Ok(mut e) => {
+                e.set_trust(missive_core::Trust::Missive);
+                if let Err(e) = self.engine.ingest(vec![e]).await {
+                    tracing::error!(error = %e, "tracking: event not recorded");
+                }
+                self.journeys.poke();
+            }
+            Err(r) => tracing::error!(code = r.code, "tracking: event refused"),
+        }
+    }
+
+    /// What message `m` led to, from its recipient's events.
+    pub async fn outcome(&self, m: &OutboxMessage) -> Result<Outcome, StoreError> {
+        let events = self
+            .engine
+            .profiles()
+            .events(EventQuery {
+                profile_id: m.profile_id.clone(),
+                received_before: None,
+                cursor: None,
+                limit: 5_000,
+            })
+            .await?;
+        let mut out = Outcome::default();
+        let mut first_click: Option<DateTime<Utc>> = None;
+        for e in &events {
+            let about_this = e.body["properties"]["message_id"].as_str() == Some(m.id.as_str());
+            match e.name.as_str() {
+                "Email Opened" if about_this => out.opens += 1,
+                "Email Link Clicked" if about_this => {
+                    out.clicks += 1;
+                    first_click = Some(first_click.map_or(e.timestamp, |c| c.min(e.timestamp)));
+                }
+                _ => {}
+            }
+        }
+        if let Some(click) = first_click {
+            for e in events.iter().filter(|e| e.name == "Order Completed") {
+                if e.timestamp >= click && e.timestamp <= click + ATTRIBUTION_WINDOW {
+                    out.conversions += 1;
+                    out.revenue += missive_core::profile::order_revenue(
+                        e.body["properties"]
+                            .as_object()
+                            .unwrap_or(&serde_json::Map::new()),
+                    )
+                    .as_major();
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Withdraws `profile`'s marketing consent as missive's own (authoritative) change, after
+    /// the unsubscribe link of `message_id` was used, and records `Unsubscribed`. Each use is
+    /// its own withdrawal: unsubscribe, re-subscribe and unsubscribe again with the same
+    /// e-mail's link withdraws again, so the event id is not the link's.
+    pub async fn unsubscribe(&self, profile: &ProfileId, message_id: &str) -> Unsubscribe {
+        let Ok(Some(p)) = self.recipient(profile).await else {
+            return Unsubscribe::UnknownProfile;
+        };
+        let now = self.engine.clock().now();
+        let mut identify = json!({
+            "type": "identify",
+            "traits": {"consent": {"email_marketing": false}},
+            "messageId": format!("unsubscribe-consent-{message_id}-{}", missive_core::MessageId::generate().as_str()),
+            "context": {"library": {"name": "missive-unsubscribe"}, "missive": {"source": "unsubscribe-link"}},
+        });
+        missive_engine::privacy::identify_as(&p, &mut identify);
+        match validate_message(identify, None, None, now) {
+            Ok(mut e) => {
+                e.set_trust(missive_core::Trust::Missive);
+                if let Err(e) = self.engine.ingest(vec![e]).await {
+                    tracing::error!(error = %e, "unsubscribe not recorded");
+                    return Unsubscribe::NotRecorded;
+                }
+                // "Unsubscribed" only when consent is withdrawn now.
+                let withdrawn = match self.engine.sync().await {
+                    Ok(()) => matches!(
+                        self.recipient(profile).await,
+                        Ok(Some(p)) if !p.consents(missive_core::Purpose::EmailMarketing)
+                    ),
+                    Err(_) => false,
+                };
+                if !withdrawn {
+                    tracing::error!(profile_id = %profile, "unsubscribe recorded but consent still granted");
+                    return Unsubscribe::NotRecorded;
+                }
+            }
+            Err(r) => {
+                tracing::error!(code = r.code, "unsubscribe refused");
+                return Unsubscribe::Refused;
+            }
+        }
+        self.record(
+            profile,
+            "Unsubscribed",
+            json!({"message_id": message_id}),
+            Some(format!("unsubscribe-{message_id}")),
+        )
+        .await;
+        Unsubscribe::Withdrawn
+    }
+}
