@@ -93,7 +93,7 @@ async fn ingest(cfg: Config, b: IngestBench) -> anyhow::Result<()> {
     let (_, keys) = ensure_workspace(&store).await?;
     let write_key = keys.context("a fresh store should mint keys")?.write_key;
     let engine = Engine::start(store.clone(), Arc::new(SystemClock), cfg.engine_config()).await?;
-    let mut state = missive_server::AppState::new(engine.clone(), Default::default());
+    let mut state = missive_server::AppParts::new(engine.clone(), Default::default());
     // The bench is one client sending as fast as it can: no rate limit.
     state.limits = Arc::new(missive_server::limits::Limits {
         ingest: None,

@@ -25,7 +25,7 @@ pub async fn run(cfg: Config, listen: Option<String>) -> anyhow::Result<()> {
     }
 
     let engine = Engine::start(store.clone(), Arc::new(SystemClock), cfg.engine_config()).await?;
-    let mut state = missive_server::AppState::new(engine.clone(), cfg.content_config());
+    let mut state = missive_server::AppParts::new(engine.clone(), cfg.content_config());
     state.keyring = keyring;
     state.privacy_config = Arc::new(cfg.privacy_config());
     if cfg.delivery.smtp.is_none() {

@@ -28,11 +28,12 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 
 pub use error::ApiError;
-pub use state::AppState;
+pub use state::{AppParts, AppState};
 
 /// The complete router: each module's routes, with the ingest limit on the tracking API, the
 /// audit layer on everything a key reaches, then the client address, body limit and metrics.
-pub fn router(state: AppState) -> Router {
+pub fn router(state: impl Into<AppState>) -> Router {
+    let state: AppState = state.into();
     let ingest = ingest::router().route_layer(axum::middleware::from_fn_with_state(
         state.clone(),
         limits::ingest_limit,

@@ -8,9 +8,28 @@ use missive_sending::content::{ContentConfig, ContentService};
 
 use crate::{console, limits, metrics, privacy};
 
-/// What every handler can reach.
+/// What every handler can reach. Cheap to clone (one reference count): axum clones the state
+/// for every extractor and middleware of every request.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppParts>);
+
+impl std::ops::Deref for AppState {
+    type Target = AppParts;
+
+    fn deref(&self) -> &AppParts {
+        &self.0
+    }
+}
+
+impl From<AppParts> for AppState {
+    fn from(parts: AppParts) -> Self {
+        Self(Arc::new(parts))
+    }
+}
+
+/// The services and settings of an [`AppState`], set up before the server starts.
+#[derive(Clone)]
+pub struct AppParts {
     pub engine: Engine,
     pub content: ContentService,
     pub journeys: missive_sending::journeys::Journeys,
@@ -31,7 +50,7 @@ pub struct AppState {
     pub started: Arc<std::time::Instant>,
 }
 
-impl AppState {
+impl AppParts {
     pub fn new(engine: Engine, content: ContentConfig) -> Self {
         let auth = Authenticator::for_engine(&engine);
         let journeys = missive_sending::journeys::Journeys::new(engine.clone());

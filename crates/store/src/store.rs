@@ -16,9 +16,12 @@ pub trait Backend: EventStore + DocumentStore + DeliveryStore + AccessStore + Da
     fn name(&self) -> &'static str;
 }
 
-/// Durable state of one missive workspace, by area. Cheap to clone (one `Arc` per area).
+/// Durable state of one missive workspace, by area. Cheap to clone: one reference count.
 #[derive(Clone)]
-pub struct Store {
+pub struct Store(Arc<Areas>);
+
+#[derive(Clone)]
+struct Areas {
     backend: &'static str,
     events: Arc<dyn EventStore>,
     documents: Arc<dyn DocumentStore>,
@@ -31,63 +34,65 @@ impl Store {
     /// Every area served by one backend.
     pub fn new<B: Backend>(backend: B) -> Store {
         let b = Arc::new(backend);
-        Store {
+        Store(Arc::new(Areas {
             backend: b.name(),
             events: b.clone(),
             documents: b.clone(),
             delivery: b.clone(),
             access: b.clone(),
             data_keys: b,
-        }
+        }))
     }
 
     /// `sqlite` or `postgres`, for logs and metrics.
     pub fn backend(&self) -> &'static str {
-        self.backend
+        self.0.backend
     }
 
     /// The event log and the profiles folded from it.
     pub fn events(&self) -> &Arc<dyn EventStore> {
-        &self.events
+        &self.0.events
     }
 
     /// Documents, saved segments and metadata.
     pub fn documents(&self) -> &Arc<dyn DocumentStore> {
-        &self.documents
+        &self.0.documents
     }
 
     /// Journeys' progress, the outbox, suppressions and bounces.
     pub fn delivery(&self) -> &Arc<dyn DeliveryStore> {
-        &self.delivery
+        &self.0.delivery
     }
 
     /// The workspace, keys and audit log.
     pub fn access(&self) -> &Arc<dyn AccessStore> {
-        &self.access
+        &self.0.access
     }
 
     /// Wrapped per-profile data keys.
     pub fn data_keys(&self) -> &Arc<dyn DataKeyStore> {
-        &self.data_keys
+        &self.0.data_keys
     }
 
     /// The same store with its event area replaced (a wrapper around [`Store::events`]).
-    pub fn with_events(mut self, events: Arc<dyn EventStore>) -> Store {
-        self.events = events;
-        self
+    pub fn with_events(self, events: Arc<dyn EventStore>) -> Store {
+        let mut areas = (*self.0).clone();
+        areas.events = events;
+        Store(Arc::new(areas))
     }
 
     /// The same store with its delivery area replaced.
-    pub fn with_delivery(mut self, delivery: Arc<dyn DeliveryStore>) -> Store {
-        self.delivery = delivery;
-        self
+    pub fn with_delivery(self, delivery: Arc<dyn DeliveryStore>) -> Store {
+        let mut areas = (*self.0).clone();
+        areas.delivery = delivery;
+        Store(Arc::new(areas))
     }
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
-            .field("backend", &self.backend)
+            .field("backend", &self.0.backend)
             .finish_non_exhaustive()
     }
 }

@@ -176,9 +176,13 @@ struct Progress {
     write_failure: std::sync::Mutex<Option<(Instant, String)>>,
 }
 
-/// Handle to the running pipeline. Cheap to clone.
+/// Handle to the running pipeline. Cheap to clone: one reference count, since every request
+/// clones it (through the server's state) and contended counters cost on every core.
 #[derive(Clone)]
-pub struct Engine {
+pub struct Engine(Arc<Shared>);
+
+/// What every handle of one engine shares.
+pub struct Shared {
     tx: mpsc::Sender<Request>,
     stop: Arc<watch::Sender<bool>>,
     changes: tokio::sync::broadcast::Sender<SegmentChange>,
@@ -189,6 +193,14 @@ pub struct Engine {
     config: Arc<EngineConfig>,
     tasks: Arc<tokio::sync::Mutex<Tasks>>,
     write_health: Arc<Progress>,
+}
+
+impl std::ops::Deref for Engine {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 impl Engine {
@@ -260,7 +272,7 @@ impl Engine {
             tokio::spawn(run_events_writer(store.clone(), erx, progress.clone())),
             tokio::spawn(run_checkpoint_writer(store.clone(), crx, progress)),
         ];
-        Ok(Self {
+        Ok(Self(Arc::new(Shared {
             tx,
             stop: Arc::new(stop),
             changes,
@@ -270,7 +282,7 @@ impl Engine {
             config,
             tasks: Arc::new(tokio::sync::Mutex::new(tasks)),
             write_health,
-        })
+        })))
     }
 
     /// The store's write health: the error of the last commit and how long ago it failed,
@@ -406,7 +418,7 @@ impl Engine {
     pub async fn shutdown(self) {
         let tasks = std::mem::take(&mut *self.tasks.lock().await);
         let _ = self.stop.send(true);
-        drop(self.tx);
+        drop(self);
         for t in tasks {
             let _ = t.await;
         }

@@ -140,7 +140,7 @@ impl TestApp {
         let engine = Engine::start(store, Arc::new(clock.clone()), config)
             .await
             .unwrap();
-        let mut state = missive_server::AppState::new(engine.clone(), Default::default());
+        let mut state = missive_server::AppParts::new(engine.clone(), Default::default());
         state.keyring = keyring;
         state.privacy_config = Arc::new(missive_engine::privacy::PrivacyConfig {
             topics: vec![
@@ -202,7 +202,7 @@ impl TestApp {
             client: reqwest::Client::new(),
             engine,
             dir,
-            state,
+            state: state.into(),
             delivery,
             server,
         }
