@@ -79,22 +79,8 @@ pub enum Reentry {
     Always,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MessageClass {
-    #[default]
-    Marketing,
-    Transactional,
-}
-
-impl MessageClass {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MessageClass::Marketing => "marketing",
-            MessageClass::Transactional => "transactional",
-        }
-    }
-}
+/// Which rules of the send-time policy apply (one type for journeys, broadcasts and the outbox).
+pub use missive_core::MessageClass;
 
 // No `deny_unknown_fields` here: serde cannot combine it with `flatten`; the action's own
 // variants refuse unknown fields instead.

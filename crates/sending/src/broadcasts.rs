@@ -219,7 +219,7 @@ impl Broadcasts {
         let messages = self
             .store()
             .delivery()
-            .outbox_counts(&format!("broadcast:{id}"))
+            .outbox_counts(&missive_core::MessageSource::Broadcast(id.to_owned()))
             .await?;
         Ok(Progress { broadcast, messages })
     }
@@ -275,7 +275,10 @@ impl Broadcasts {
         if to == BroadcastState::Cancelled {
             self.store()
                 .delivery()
-                .skip_queued(&format!("broadcast:{id}"), "cancelled")
+                .skip_queued(
+                    &missive_core::MessageSource::Broadcast(id.to_owned()),
+                    "cancelled",
+                )
                 .await?;
         }
         self.get(id).await
@@ -347,7 +350,7 @@ impl Broadcasts {
     }
 
     async fn queue_due(&self, b: &mut Broadcast, now: DateTime<Utc>) -> Result<u64, BroadcastError> {
-        let source = format!("broadcast:{}", b.id);
+        let source = missive_core::MessageSource::Broadcast(b.id.clone());
         let horizon = now + LOOKAHEAD;
         let mut queued = 0;
         loop {
@@ -388,7 +391,7 @@ impl Broadcasts {
                         idempotency_key: key,
                         profile_id: p.clone(),
                         template: b.template.clone(),
-                        class: b.class.as_str().into(),
+                        class: b.class,
                         source: source.clone(),
                         context: match &b.topic {
                             Some(topic) => json!({"topic": topic}),

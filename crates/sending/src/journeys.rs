@@ -683,8 +683,8 @@ impl Journeys {
                         idempotency_key,
                         profile_id: instance.profile_id.clone(),
                         template: template.clone(),
-                        class: def.def.class.as_str().into(),
-                        source: format!("journey:{}", def.name),
+                        class: def.def.class,
+                        source: missive_core::MessageSource::Journey(def.name.clone()),
                         context: send_context(
                             instance.context.get("event").cloned().unwrap_or(Value::Null),
                             def.def.topic.as_deref(),

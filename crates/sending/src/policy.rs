@@ -1,5 +1,6 @@
-//! The send-time policy: one function that decides, at the moment of sending, whether a
-//! message goes now, later or not at all.
+//! The send-time policy: one pure function, [`decide`], that decides at the moment of sending
+//! whether a message goes now, later or not at all, from [`Facts`] the caller loaded
+//! ([`load_facts`]: the suppression list and recent sends; the rest is on the profile).
 //!
 //! In order:
 //! 1. a profile without an e-mail address is skipped;
@@ -12,11 +13,9 @@
 //! 6. marketing is not sent in the recipient's quiet hours: it is deferred to their end.
 
 use chrono::{DateTime, TimeDelta, Utc};
-use missive_core::Profile;
+use missive_core::{MessageClass, Profile};
 use missive_store::{Store, StoreError};
 use serde::Serialize;
-
-use crate::journeys::MessageClass;
 
 /// Policy settings.
 #[derive(Debug, Clone)]
@@ -47,13 +46,65 @@ pub enum Decision {
     },
     /// Not sent, for good; the reason is recorded on the message.
     Skip {
-        reason: String,
+        reason: SkipReason,
     },
     /// Sent later, at `until`.
     Defer {
         until: DateTime<Utc>,
-        reason: String,
+        reason: DeferReason,
     },
+}
+
+/// Why a message is not sent. Recorded on the message as its text (`suppressed: hard_bounce`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SkipReason {
+    /// The profile has no e-mail address.
+    NoAddress,
+    /// The address is on the suppression list, for this reason (`hard_bounce`, `complaint`, …).
+    Suppressed(String),
+    /// Marketing without `email_marketing` consent.
+    NoConsent,
+    /// Marketing on a topic the person declined in the preference centre.
+    TopicDeclined(String),
+    /// The person chose to receive marketing at most weekly or monthly.
+    FrequencyPreference,
+    /// The workspace's frequency cap is reached.
+    FrequencyCap,
+}
+
+impl std::fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SkipReason::NoAddress => f.write_str("no_address"),
+            SkipReason::Suppressed(why) => write!(f, "suppressed: {why}"),
+            SkipReason::NoConsent => f.write_str("no_consent"),
+            SkipReason::TopicDeclined(topic) => write!(f, "topic_declined: {topic}"),
+            SkipReason::FrequencyPreference => f.write_str("frequency_preference"),
+            SkipReason::FrequencyCap => f.write_str("frequency_cap"),
+        }
+    }
+}
+
+impl Serialize for SkipReason {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// Why a message is sent later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeferReason {
+    /// The recipient's local quiet hours.
+    QuietHours,
+}
+
+impl std::fmt::Display for DeferReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeferReason::QuietHours => f.write_str("quiet_hours"),
+        }
+    }
 }
 
 /// The keyed hash a suppressed address is kept as: the address itself is not stored.
@@ -65,78 +116,109 @@ pub fn has_marketing_consent(p: &Profile) -> bool {
     p.consents(missive_core::Purpose::EmailMarketing)
 }
 
-/// Decides, at `now`, what happens to a message of `class` for `profile`.
-#[allow(clippy::too_many_arguments)]
-pub async fn decide(
-    store: &Store,
+/// What the policy needs to know about one message's recipient. The profile carries its
+/// address, consent, declined topics and frequency choice; the rest comes from the store.
+#[derive(Debug, Clone)]
+pub struct Facts<'a> {
+    pub profile: &'a Profile,
+    /// The recipient's time zone (quiet hours are local).
+    pub zone: &'a jiff::tz::TimeZone,
+    /// The reason the recipient's address is suppressed, if it is.
+    pub suppressed: Option<String>,
+    /// Marketing messages sent to the profile within its own frequency choice's window (when
+    /// it made one).
+    pub sent_in_preference_window: u32,
+    /// Marketing messages sent to the profile within the frequency cap's window.
+    pub sent_in_cap_window: u32,
+}
+
+/// Decides, at `now`, what happens to a message of `class` (on `topic`, if any), in this order:
+/// no address, suppression (every class), then for marketing only: consent, declined topic,
+/// the person's frequency choice, the frequency cap, quiet hours.
+pub fn decide(
+    facts: &Facts<'_>,
     config: &PolicyConfig,
-    hash_key: &[u8],
-    profile: &Profile,
-    zone: &jiff::tz::TimeZone,
     class: MessageClass,
     topic: Option<&str>,
     now: DateTime<Utc>,
-) -> Result<Decision, StoreError> {
-    let Some(address) = profile.email().map(str::to_string) else {
-        return Ok(Decision::Skip {
-            reason: "no_address".into(),
-        });
+) -> Decision {
+    let skip = |reason| Decision::Skip { reason };
+    let Some(address) = facts.profile.email().map(str::to_string) else {
+        return skip(SkipReason::NoAddress);
     };
-    if let Some(s) = store
-        .delivery()
-        .suppression(&address_hash(hash_key, &address))
-        .await?
-    {
-        return Ok(Decision::Skip {
-            reason: format!("suppressed: {}", s.reason),
-        });
+    if let Some(why) = &facts.suppressed {
+        return skip(SkipReason::Suppressed(why.clone()));
     }
     if class == MessageClass::Transactional {
-        return Ok(Decision::Send { address });
+        return Decision::Send { address };
     }
-    if !has_marketing_consent(profile) {
-        return Ok(Decision::Skip {
-            reason: "no_consent".into(),
-        });
+    if !has_marketing_consent(facts.profile) {
+        return skip(SkipReason::NoConsent);
     }
     if let Some(topic) = topic
-        && missive_core::preferences::declines_topic(profile, topic)
+        && missive_core::preferences::declines_topic(facts.profile, topic)
     {
-        return Ok(Decision::Skip {
-            reason: format!("topic_declined: {topic}"),
-        });
+        return skip(SkipReason::TopicDeclined(topic.to_owned()));
     }
-    if let Some(window) = missive_core::Frequency::of(profile).window()
-        && store
+    if missive_core::Frequency::of(facts.profile).window().is_some() && facts.sent_in_preference_window > 0 {
+        return skip(SkipReason::FrequencyPreference);
+    }
+    if config.frequency_cap > 0 && facts.sent_in_cap_window >= config.frequency_cap {
+        return skip(SkipReason::FrequencyCap);
+    }
+    if let Some(((sh, sm), (eh, em))) = config.quiet_hours
+        && missive_core::zone::in_local_window(now, (sh, sm), (eh, em), facts.zone)
+    {
+        return Decision::Defer {
+            until: missive_core::zone::next_local_time(now, eh, em, facts.zone),
+            reason: DeferReason::QuietHours,
+        };
+    }
+    Decision::Send { address }
+}
+
+/// Loads what [`decide`] needs about `profile` from the store: whether its address is
+/// suppressed and, for marketing, its recent sends (only the counts a rule reads).
+pub async fn load_facts<'a>(
+    store: &Store,
+    config: &PolicyConfig,
+    hash_key: &[u8],
+    profile: &'a Profile,
+    zone: &'a jiff::tz::TimeZone,
+    class: MessageClass,
+    now: DateTime<Utc>,
+) -> Result<Facts<'a>, StoreError> {
+    let mut facts = Facts {
+        profile,
+        zone,
+        suppressed: None,
+        sent_in_preference_window: 0,
+        sent_in_cap_window: 0,
+    };
+    let Some(address) = profile.email() else {
+        return Ok(facts);
+    };
+    facts.suppressed = store
+        .delivery()
+        .suppression(&address_hash(hash_key, address))
+        .await?
+        .map(|s| s.reason);
+    if facts.suppressed.is_some() || class == MessageClass::Transactional || !has_marketing_consent(profile) {
+        return Ok(facts);
+    }
+    if let Some(window) = missive_core::Frequency::of(profile).window() {
+        facts.sent_in_preference_window = store
             .delivery()
             .marketing_sent_since(&profile.id, now - window)
-            .await?
-            > 0
-    {
-        return Ok(Decision::Skip {
-            reason: "frequency_preference".into(),
-        });
+            .await?;
     }
     if config.frequency_cap > 0 {
-        let sent = store
+        facts.sent_in_cap_window = store
             .delivery()
             .marketing_sent_since(&profile.id, now - config.frequency_window)
             .await?;
-        if sent >= config.frequency_cap {
-            return Ok(Decision::Skip {
-                reason: "frequency_cap".into(),
-            });
-        }
     }
-    if let Some(((sh, sm), (eh, em))) = config.quiet_hours
-        && missive_core::zone::in_local_window(now, (sh, sm), (eh, em), zone)
-    {
-        return Ok(Decision::Defer {
-            until: missive_core::zone::next_local_time(now, eh, em, zone),
-            reason: "quiet_hours".into(),
-        });
-    }
-    Ok(Decision::Send { address })
+    Ok(facts)
 }
 
 #[cfg(test)]
@@ -158,5 +240,105 @@ mod tests {
             (14, 0),
             &jiff::tz::TimeZone::UTC
         ));
+    }
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().to_utc()
+    }
+
+    /// A profile made the way the pipeline makes one: from an identify call.
+    fn person(traits: serde_json::Value) -> Profile {
+        let now = at("2026-11-28T10:00:00Z");
+        let msg = serde_json::json!({"type": "identify", "userId": "ann", "traits": traits, "timestamp": "2026-11-28T09:00:00Z"});
+        let e = missive_core::message::validate_message(msg, None, None, now).unwrap();
+        let mut p = Profile::new(missive_core::ProfileId::generate(), now);
+        p.apply_event(&e, 10, &mut missive_core::Touched::default());
+        p
+    }
+
+    /// name, profile, suppression, sent in the person's window, sent in the cap's window,
+    /// class, topic, now, expected decision.
+    type Case<'a> = (
+        &'a str,
+        &'a Profile,
+        Option<&'a str>,
+        u32,
+        u32,
+        MessageClass,
+        Option<&'a str>,
+        DateTime<Utc>,
+        Decision,
+    );
+
+    /// The rules in order: each row breaks one rule and expects the first broken rule's answer.
+    #[test]
+    fn the_rules_apply_in_order() {
+        let consenting = person(serde_json::json!({
+            "email": "ann@example.com",
+            "consent": {"email_marketing": true},
+            "email_topics_declined": ["sale"],
+        }));
+        let weekly = person(serde_json::json!({
+            "email": "ann@example.com",
+            "consent": {"email_marketing": true},
+            "email_frequency": "weekly",
+        }));
+        let no_consent = person(serde_json::json!({"email": "ann@example.com"}));
+        let no_address = person(serde_json::json!({"consent": {"email_marketing": true}}));
+        let config = PolicyConfig::default();
+        let day = at("2026-11-28T12:00:00Z");
+        let night = at("2026-11-28T23:00:00Z");
+        let utc = jiff::tz::TimeZone::UTC;
+        let send = || Decision::Send {
+            address: "ann@example.com".into(),
+        };
+        let skip = |reason| Decision::Skip { reason };
+        use MessageClass::{Marketing, Transactional};
+        #[rustfmt::skip]
+        let cases: Vec<Case<'_>> = vec![
+            ("all clear",                 &consenting, None,               0, 0, Marketing,     None,           day,   send()),
+            ("no address, any class",     &no_address, None,               0, 0, Transactional, None,           day,   skip(SkipReason::NoAddress)),
+            ("suppression beats all",     &consenting, Some("complaint"),  0, 0, Transactional, None,           day,   skip(SkipReason::Suppressed("complaint".into()))),
+            ("transactional needs no consent", &no_consent, None,          0, 9, Transactional, None,           night, send()),
+            ("marketing needs consent",   &no_consent, None,               0, 0, Marketing,     None,           day,   skip(SkipReason::NoConsent)),
+            ("declined topic",            &consenting, None,               0, 0, Marketing,     Some("sale"),   day,   skip(SkipReason::TopicDeclined("sale".into()))),
+            ("other topics go",           &consenting, None,               0, 0, Marketing,     Some("news"),   day,   send()),
+            ("own frequency choice",      &weekly,     None,               1, 1, Marketing,     None,           day,   skip(SkipReason::FrequencyPreference)),
+            ("choice met, cap next",      &weekly,     None,               0, 3, Marketing,     None,           day,   skip(SkipReason::FrequencyCap)),
+            ("cap before quiet hours",    &consenting, None,               0, 3, Marketing,     None,           night, skip(SkipReason::FrequencyCap)),
+            ("under the cap",             &consenting, None,               0, 2, Marketing,     None,           day,   send()),
+            ("quiet hours defer",         &consenting, None,               0, 0, Marketing,     None,           night,
+                Decision::Defer { until: at("2026-11-29T08:00:00Z"), reason: DeferReason::QuietHours }),
+        ];
+        for (name, profile, suppressed, in_pref, in_cap, class, topic, now, want) in cases {
+            let facts = Facts {
+                profile,
+                zone: &utc,
+                suppressed: suppressed.map(str::to_owned),
+                sent_in_preference_window: in_pref,
+                sent_in_cap_window: in_cap,
+            };
+            assert_eq!(decide(&facts, &config, class, topic, now), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn reasons_are_recorded_as_before() {
+        let cases = [
+            (SkipReason::NoAddress, "no_address"),
+            (
+                SkipReason::Suppressed("hard_bounce".into()),
+                "suppressed: hard_bounce",
+            ),
+            (SkipReason::NoConsent, "no_consent"),
+            (SkipReason::TopicDeclined("sale".into()), "topic_declined: sale"),
+            (SkipReason::FrequencyPreference, "frequency_preference"),
+            (SkipReason::FrequencyCap, "frequency_cap"),
+        ];
+        for (reason, text) in cases {
+            assert_eq!(reason.to_string(), text);
+            assert_eq!(serde_json::to_value(&reason).unwrap(), serde_json::json!(text));
+        }
+        assert_eq!(DeferReason::QuietHours.to_string(), "quiet_hours");
     }
 }

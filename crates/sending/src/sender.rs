@@ -16,14 +16,13 @@ use missive_delivery::{
     DkimSigner, Envelope, LinkSigner, OutgoingEmail, SendOutcome, Throttle, Transport, build_message,
     retry_delay,
 };
-use missive_liquid::Value;
 use missive_store::{OutboxMessage, OutboxStatus, Suppression};
 use serde::Serialize;
 
 use crate::broadcasts::BroadcastState;
-use crate::content::{ContentService, ContentServiceError, PreviewEvent};
-use crate::journeys::MessageClass;
-use crate::policy::{Decision, PolicyConfig, address_hash, decide};
+use crate::content::{ContentService, ContentServiceError, MessageLinks};
+use crate::policy::{Decision, PolicyConfig, address_hash, decide, load_facts};
+use missive_core::{MessageClass, MessageSource};
 use missive_engine::Engine;
 use missive_engine::profiles::{ProfileKey, find_profile};
 
@@ -168,8 +167,8 @@ impl Sender {
     }
 
     /// The state of the broadcast a message belongs to, if any.
-    async fn broadcast_state(&self, source: &str) -> Result<Option<BroadcastState>, SendError> {
-        let Some(id) = source.strip_prefix("broadcast:") else {
+    async fn broadcast_state(&self, source: &MessageSource) -> Result<Option<BroadcastState>, SendError> {
+        let Some(id) = source.broadcast() else {
             return Ok(None);
         };
         if let Some((_, state)) = self.broadcasts.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
@@ -284,7 +283,9 @@ impl Sender {
             // the same person waits for the next round (it stays queued and due).
             let mut marketing = std::collections::HashSet::new();
             for message in due {
-                if message.class != "transactional" && !marketing.insert(message.profile_id.clone()) {
+                if message.class != MessageClass::Transactional
+                    && !marketing.insert(message.profile_id.clone())
+                {
                     continue;
                 }
                 while in_flight.len() >= self.config.concurrency.max(1) {
@@ -341,25 +342,22 @@ impl Sender {
                 }
             }
         };
-        let class = if message.class == "transactional" {
-            MessageClass::Transactional
-        } else {
-            MessageClass::Marketing
-        };
-        let address = match decide(
+        let zone = missive_core::zone::time_zone_of(&profile, &self.engine.config().default_time_zone);
+        let policy = &self.config.policy;
+        let facts = load_facts(
             store,
-            &self.config.policy,
+            policy,
             &self.secrets.hash_key,
             &profile,
-            &missive_core::zone::time_zone_of(&profile, &self.engine.config().default_time_zone),
-            class,
-            message.context.get("topic").and_then(serde_json::Value::as_str),
+            &zone,
+            message.class,
             now,
         )
-        .await?
-        {
+        .await?;
+        let topic = message.context.get("topic").and_then(serde_json::Value::as_str);
+        let address = match decide(&facts, policy, message.class, topic, now) {
             Decision::Send { address } => address,
-            Decision::Skip { reason } => return Ok(skip(message, &reason, stats)),
+            Decision::Skip { reason } => return Ok(skip(message, &reason.to_string(), stats)),
             Decision::Defer { until, reason } => {
                 message.next_attempt_at = until;
                 message.detail = Some(format!("deferred: {reason}"));
@@ -470,27 +468,11 @@ impl Sender {
         address: &str,
         now: DateTime<Utc>,
     ) -> Result<Vec<u8>, Compose> {
-        let (_, compiled, _) = self
-            .content
-            .compiled_template(&message.template)
-            .await
-            .map_err(Compose::from)?;
-        let event: Option<PreviewEvent> = message
-            .context
-            .get("event")
-            .filter(|e| !e.is_null())
-            .and_then(|e| serde_json::from_value(e.clone()).ok());
-        let mut data = self
-            .content
-            .data_for(profile, event.as_ref(), None, &message.id, now)
-            .await
-            .map_err(Compose::from)?;
         let base = self.config.public_url.trim_end_matches('/');
         let unsubscribe = self
             .secrets
             .links
             .unsubscribe_url(base, profile.id.as_str(), &message.id);
-        data.insert("unsubscribe_url", Value::from(unsubscribe.as_str()));
         let preferences = self.secrets.links.preferences_url(
             base,
             profile.id.as_str(),
@@ -498,16 +480,14 @@ impl Sender {
                 .unwrap_or(DateTime::<Utc>::MAX_UTC)
                 .timestamp(),
         );
-        data.insert("preferences_url", Value::from(preferences.as_str()));
-        let selection = self
-            .content
-            .choose_blocks(profile, &compiled.slots, &data, now)
-            .await
-            .map_err(Compose::from)?;
+        let links = MessageLinks {
+            unsubscribe: unsubscribe.clone(),
+            preferences: preferences.clone(),
+        };
         let zone = missive_core::zone::time_zone_of(profile, &self.engine.config().default_time_zone);
-        let (email, _, _) = self
+        let email = self
             .content
-            .render_blocking(compiled, data, selection, zone, now)
+            .compose(profile, message, &links, zone, now)
             .await
             .map_err(Compose::from)?;
         let unsubscribe_prefix = format!("{base}/u/");
@@ -530,7 +510,7 @@ impl Sender {
             // set-up) the headers are left out and the link in the body remains.
             list_unsubscribe_url: unsubscribe.starts_with("https://").then_some(unsubscribe.clone()),
             list_unsubscribe_mailto: None,
-            extra_headers: vec![("X-Missive-Source".into(), message.source.clone())],
+            extra_headers: vec![("X-Missive-Source".into(), message.source.to_string())],
         };
         let bytes = build_message(&outgoing, &self.config.message_id_domain, now).map_err(Compose::from)?;
         match &self.dkim {

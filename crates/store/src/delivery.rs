@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use missive_core::ProfileId;
+use missive_core::{MessageSource, ProfileId};
 
 use crate::StoreError;
 use crate::types::*;
@@ -59,11 +59,11 @@ pub trait DeliveryStore: Send + Sync + 'static {
     async fn suppression(&self, address_hash: &str) -> Result<Option<Suppression>, StoreError>;
 
     /// How many messages of a source (`broadcast:ID`, `journey:NAME`) are in each status.
-    async fn outbox_counts(&self, source: &str) -> Result<OutboxCounts, StoreError>;
+    async fn outbox_counts(&self, source: &MessageSource) -> Result<OutboxCounts, StoreError>;
 
     /// Marks the still-queued messages of a source skipped (a cancelled broadcast); returns
     /// how many.
-    async fn skip_queued(&self, source: &str, detail: &str) -> Result<u64, StoreError>;
+    async fn skip_queued(&self, source: &MessageSource, detail: &str) -> Result<u64, StoreError>;
 
     /// Counts a soft bounce of an address (keyed hash) at `at`; returns how many it has had.
     async fn record_soft_bounce(&self, address_hash: &str, at: DateTime<Utc>) -> Result<u32, StoreError>;

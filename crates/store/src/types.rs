@@ -1,6 +1,7 @@
 use chrono::{DateTime, Utc};
 use missive_core::{
-    ApiKeyId, EventKind, IdentityKey, MessageId, Profile, ProfileDiff, ProfileId, WorkspaceId,
+    ApiKeyId, EventKind, IdentityKey, MessageClass, MessageId, MessageSource, Profile, ProfileDiff,
+    ProfileId, WorkspaceId,
 };
 use serde::{Deserialize, Serialize};
 
@@ -399,10 +400,9 @@ pub struct OutboxMessage {
     pub idempotency_key: String,
     pub profile_id: ProfileId,
     pub template: String,
-    /// `marketing` or `transactional`.
-    pub class: String,
-    /// `journey:NAME` or `broadcast:ID`.
-    pub source: String,
+    pub class: MessageClass,
+    /// Stored as `journey:NAME` or `broadcast:ID`.
+    pub source: MessageSource,
     /// The triggering event and other render context (JSON).
     pub context: serde_json::Value,
     pub status: OutboxStatus,

@@ -26,7 +26,10 @@ use missive_engine::profiles::{ProfileKey, find_profile};
 use missive_engine::segments::{infer_schema, window_events};
 
 mod catalog;
+mod compose;
 mod preview;
+
+pub use compose::MessageLinks;
 
 pub use catalog::event_products;
 use catalog::purchased_products;

@@ -134,7 +134,7 @@ async fn an_abandoned_cart_gets_one_email_after_the_hour() {
     assert_eq!(sent[0].status, OutboxStatus::Queued);
     assert_eq!(sent[0].template, "cart");
     assert_eq!(sent[0].context["event"]["properties"]["cart_id"], "c1");
-    assert_eq!(sent[0].source, "journey:cart-recovery");
+    assert_eq!(sent[0].source.to_string(), "journey:cart-recovery");
 
     // More passes change nothing.
     h.advance(120);

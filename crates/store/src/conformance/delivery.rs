@@ -30,8 +30,8 @@ pub(super) fn message(id: &str, key: &str, profile: &ProfileId, due: DateTime<Ut
         idempotency_key: key.into(),
         profile_id: profile.clone(),
         template: "cart".into(),
-        class: "marketing".into(),
-        source: "journey:cart".into(),
+        class: missive_core::MessageClass::Marketing,
+        source: missive_core::MessageSource::Journey("cart".into()),
         context: json!({"cart": 1}),
         status: OutboxStatus::Queued,
         attempts: 0,
@@ -179,9 +179,10 @@ pub async fn journey_progress_and_send_decisions_commit_together_once(store: &St
 
     // Counting and cancelling by source.
     let mut other = message("msg_3", "b:1", &p, t("2026-11-28T12:00:00Z"));
-    other.source = "broadcast:b".into();
+    let broadcast = missive_core::MessageSource::Broadcast("b".into());
+    other.source = broadcast.clone();
     let mut third = message("msg_4", "b:2", &p, t("2026-11-28T12:00:00Z"));
-    third.source = "broadcast:b".into();
+    third.source = broadcast.clone();
     store
         .delivery()
         .commit_journey(JourneyCommit {
@@ -192,21 +193,26 @@ pub async fn journey_progress_and_send_decisions_commit_together_once(store: &St
         })
         .await
         .unwrap();
-    let counts = store.delivery().outbox_counts("broadcast:b").await.unwrap();
+    let counts = store.delivery().outbox_counts(&broadcast).await.unwrap();
     assert_eq!((counts.queued, counts.sent), (2, 0));
     assert_eq!(
-        store.delivery().outbox_counts("journey:cart").await.unwrap().sent,
+        store
+            .delivery()
+            .outbox_counts(&missive_core::MessageSource::Journey("cart".into()))
+            .await
+            .unwrap()
+            .sent,
         1
     );
     assert_eq!(
         store
             .delivery()
-            .skip_queued("broadcast:b", "cancelled")
+            .skip_queued(&broadcast, "cancelled")
             .await
             .unwrap(),
         2
     );
-    let counts = store.delivery().outbox_counts("broadcast:b").await.unwrap();
+    let counts = store.delivery().outbox_counts(&broadcast).await.unwrap();
     assert_eq!((counts.queued, counts.skipped), (0, 2));
 }
 

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 
 use chrono::{DateTime, Utc};
-use missive_core::ProfileId;
+use missive_core::{MessageSource, ProfileId};
 
 use super::*;
 use crate::types::*;
@@ -96,11 +96,11 @@ impl DeliveryStore for EncryptedDelivery {
         self.inner.suppression(address_hash).await
     }
 
-    async fn outbox_counts(&self, source: &str) -> Result<OutboxCounts, StoreError> {
+    async fn outbox_counts(&self, source: &MessageSource) -> Result<OutboxCounts, StoreError> {
         self.inner.outbox_counts(source).await
     }
 
-    async fn skip_queued(&self, source: &str, detail: &str) -> Result<u64, StoreError> {
+    async fn skip_queued(&self, source: &MessageSource, detail: &str) -> Result<u64, StoreError> {
         self.inner.skip_queued(source, detail).await
     }
 

@@ -4,6 +4,7 @@ use async_trait::async_trait;
 
 use super::rows::*;
 use super::*;
+use missive_core::MessageSource;
 
 #[async_trait]
 impl crate::DeliveryStore for PostgresStore {
@@ -59,8 +60,8 @@ impl crate::DeliveryStore for PostgresStore {
                         &m.idempotency_key,
                         &m.profile_id.as_str(),
                         &m.template,
-                        &m.class,
-                        &m.source,
+                        &m.class.as_str(),
+                        &m.source.to_string(),
                         &m.context,
                         &m.status.as_str(),
                         &i64::from(m.attempts),
@@ -311,7 +312,8 @@ impl crate::DeliveryStore for PostgresStore {
         .transpose()
     }
 
-    async fn outbox_counts(&self, source: &str) -> Result<OutboxCounts, StoreError> {
+    async fn outbox_counts(&self, source: &MessageSource) -> Result<OutboxCounts, StoreError> {
+        let source = source.to_string();
         let r = self.reader();
         let rows = r
             .client
@@ -329,7 +331,8 @@ impl crate::DeliveryStore for PostgresStore {
         Ok(counts)
     }
 
-    async fn skip_queued(&self, source: &str, detail: &str) -> Result<u64, StoreError> {
+    async fn skip_queued(&self, source: &MessageSource, detail: &str) -> Result<u64, StoreError> {
+        let source = source.to_string();
         let writer = self.inner.checkpoint_writer.lock().await;
         Ok(writer
             .client

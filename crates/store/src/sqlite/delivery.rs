@@ -4,6 +4,7 @@ use async_trait::async_trait;
 
 use super::rows::*;
 use super::*;
+use missive_core::MessageSource;
 
 #[async_trait]
 impl crate::DeliveryStore for SqliteStore {
@@ -47,8 +48,8 @@ impl crate::DeliveryStore for SqliteStore {
                         m.idempotency_key,
                         m.profile_id.as_str(),
                         m.template,
-                        m.class,
-                        m.source,
+                        m.class.as_str(),
+                        m.source.to_string(),
                         m.context.to_string(),
                         m.status.as_str(),
                         m.attempts,
@@ -274,8 +275,8 @@ impl crate::DeliveryStore for SqliteStore {
         .await
     }
 
-    async fn outbox_counts(&self, source: &str) -> Result<OutboxCounts, StoreError> {
-        let source = source.to_owned();
+    async fn outbox_counts(&self, source: &MessageSource) -> Result<OutboxCounts, StoreError> {
+        let source = source.to_string();
         self.read_on(Db::Delivery, move |c| {
             let mut stmt =
                 c.prepare_cached("SELECT status, COUNT(*) FROM outbox WHERE source = ?1 GROUP BY status")?;
@@ -290,8 +291,8 @@ impl crate::DeliveryStore for SqliteStore {
         .await
     }
 
-    async fn skip_queued(&self, source: &str, detail: &str) -> Result<u64, StoreError> {
-        let (source, detail) = (source.to_owned(), detail.to_owned());
+    async fn skip_queued(&self, source: &MessageSource, detail: &str) -> Result<u64, StoreError> {
+        let (source, detail) = (source.to_string(), detail.to_owned());
         self.write_on(Db::Delivery, move |c| {
             let n = c.execute(
                 "UPDATE outbox SET status = 'skipped', detail = ?2 WHERE source = ?1 AND status = 'queued'",
