@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use missive_core::SystemClock;
-use missive_engine::Engine;
 use missive_engine::auth::ensure_workspace;
 use missive_store::{PostgresStore, SqliteStore, Store};
 use rand::Rng;
@@ -92,14 +91,21 @@ async fn ingest(cfg: Config, b: IngestBench) -> anyhow::Result<()> {
     println!("encryption at rest: {}", if b.no_encrypt { "off" } else { "on" });
     let (_, keys) = ensure_workspace(&store).await?;
     let write_key = keys.context("a fresh store should mint keys")?.write_key;
-    let engine = Engine::start(store.clone(), Arc::new(SystemClock), cfg.engine_config()).await?;
-    let mut state = missive_server::AppParts::new(engine.clone(), Default::default());
-    // The bench is one client sending as fast as it can: no rate limit.
-    state.limits = Arc::new(missive_server::limits::Limits {
-        ingest: None,
+    let config = missive_server::app::AppConfig {
+        engine: cfg.engine_config(),
+        // The bench is one client sending as fast as it can: no rate limit.
+        limits: missive_server::limits::Limits {
+            ingest: None,
+            ..Default::default()
+        },
         ..Default::default()
-    });
-    let app = missive_server::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    };
+    let keyring = Arc::new(missive_privacy::Keyring::generate());
+    let missive =
+        missive_server::app::App::build(store.clone(), keyring, Arc::new(SystemClock), config, None).await?;
+    let app = missive
+        .router()
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
@@ -146,7 +152,7 @@ async fn ingest(cfg: Config, b: IngestBench) -> anyhow::Result<()> {
         stats.profiles, stats.events
     );
     server.abort();
-    engine.shutdown().await;
+    missive.shutdown().await;
     drop(store);
     if let Some(url) = &pg_url {
         PostgresStore::drop_schema(url, &pg_schema).await?;

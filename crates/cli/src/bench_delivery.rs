@@ -16,9 +16,9 @@ use missive_core::SystemClock;
 use missive_core::message::validate_message;
 use missive_engine::Engine;
 use missive_sending::broadcasts::{BroadcastIn, BroadcastState, Broadcasts};
-use missive_sending::content::{ContentConfig, ContentService, StoredTemplate};
+use missive_sending::content::StoredTemplate;
 use missive_sending::journeys::{JourneyDef, Journeys, MessageClass};
-use missive_sending::sender::{Sender, SenderConfig, SenderSecrets};
+use missive_sending::sender::{Sender, SenderConfig};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
@@ -140,20 +140,6 @@ async fn rig(concurrency: usize) -> anyhow::Result<Rig> {
     let dir = tempfile::tempdir()?;
     let store = missive_store::open(&format!("sqlite:{}", dir.path().join("missive.db").display())).await?;
     missive_engine::auth::ensure_workspace(&store).await?;
-    let engine = Engine::start(
-        store.clone(),
-        Arc::new(SystemClock),
-        missive_engine::EngineConfig::default(),
-    )
-    .await?;
-    let content = ContentService::new(store.clone(), ContentConfig::default());
-    let body = include_str!("../../../examples/cart-abandonment/template.mjml");
-    let template: StoredTemplate = serde_json::from_value(json!({
-        "subject": "bench {{ event.properties.n }}", "layout": "mjml", "body": body,
-    }))?;
-    content
-        .save_template("bench", template, chrono::Utc::now())
-        .await?;
     let (addr, arrivals, delivered) = smtp_sink().await?;
     let transport = missive_delivery::SmtpTransport::new(&missive_delivery::SmtpConfig {
         host: addr.ip().to_string(),
@@ -166,7 +152,6 @@ async fn rig(concurrency: usize) -> anyhow::Result<Rig> {
         hello_name: Some("bench.example".into()),
     })?;
     let (dkim, _) = missive_delivery::DkimSigner::generate_ed25519("bench", "bench.example")?;
-    let secrets = SenderSecrets::load(&store).await?;
     let config = SenderConfig {
         from_address: "shop@bench.example".into(),
         bounce_address: "bounces@bench.example".into(),
@@ -180,17 +165,34 @@ async fn rig(concurrency: usize) -> anyhow::Result<Rig> {
         concurrency,
         ..Default::default()
     };
-    let sender = Sender::new(
-        engine.clone(),
-        content,
-        Arc::new(transport),
-        Some(dkim),
-        secrets,
-        missive_delivery::Throttle::new(None),
+    let sender = missive_server::app::SenderParts {
+        transport: Arc::new(transport),
+        dkim: Some(dkim),
+        throttle: missive_delivery::Throttle::new(None),
         config,
-    );
-    let journeys = Journeys::new(engine.clone()).notify_queued(sender.waker());
-    let broadcasts = Broadcasts::new(engine.clone());
+    };
+    let keyring = Arc::new(missive_privacy::Keyring::generate());
+    let missive = missive_server::app::App::build(
+        store,
+        keyring,
+        Arc::new(SystemClock),
+        missive_server::app::AppConfig::default(),
+        Some(sender),
+    )
+    .await?;
+    let state = missive.state();
+    let body = include_str!("../../../examples/cart-abandonment/template.mjml");
+    let template: StoredTemplate = serde_json::from_value(json!({
+        "subject": "bench {{ event.properties.n }}", "layout": "mjml", "body": body,
+    }))?;
+    state
+        .content
+        .save_template("bench", template, chrono::Utc::now())
+        .await?;
+    let engine = missive.engine().clone();
+    let journeys = state.journeys.clone();
+    let broadcasts = state.broadcasts.clone();
+    let sender = state.sender.clone().context("the bench app has a sender")?;
     Ok(Rig {
         _dir: dir,
         engine,

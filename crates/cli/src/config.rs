@@ -540,6 +540,24 @@ impl Config {
         }
     }
 
+    /// Everything [`missive_server::app::App::build`] takes from the configuration.
+    pub fn app_config(&self) -> missive_server::app::AppConfig {
+        missive_server::app::AppConfig {
+            engine: self.engine_config(),
+            content: self.content_config(),
+            privacy: self.privacy_config(),
+            limits: self.limits(),
+            // Without a relay, mail goes to the local maildir: erasure deletes copies there.
+            local_maildir: self
+                .delivery
+                .smtp
+                .is_none()
+                .then(|| self.data_dir.join("maildir")),
+            bounce_maildir: self.delivery.bounce_maildir.clone(),
+            poll: std::time::Duration::from_millis(250),
+        }
+    }
+
     pub fn engine_config(&self) -> missive_engine::EngineConfig {
         missive_engine::EngineConfig {
             history_len: self.engine.history_len,

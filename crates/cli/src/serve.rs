@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use missive_core::SystemClock;
-use missive_engine::Engine;
 use missive_engine::auth::{InitialKeys, ensure_workspace};
+use missive_server::app::{App, SenderParts};
 
 use crate::config::Config;
 use crate::stores::open_store_with_keys;
@@ -24,29 +24,19 @@ pub async fn run(cfg: Config, listen: Option<String>) -> anyhow::Result<()> {
         write_credentials(&credentials, keys)?;
     }
 
-    let engine = Engine::start(store.clone(), Arc::new(SystemClock), cfg.engine_config()).await?;
-    let mut state = missive_server::AppParts::new(engine.clone(), cfg.content_config());
-    state.keyring = keyring;
-    state.privacy_config = Arc::new(cfg.privacy_config());
-    if cfg.delivery.smtp.is_none() {
-        state.privacy = state.privacy.clone().with_maildir(cfg.data_dir.join("maildir"));
-    }
-    state.limits = Arc::new(cfg.limits());
-    state.content.warm_up(engine.clock().now());
-    let sender = build_sender(&cfg, &engine, &state.content).await?;
-    state.journeys = state.journeys.clone().notify_queued(sender.waker());
-    state.sender = Some(sender.clone());
-    let (stop_background, background_stop) = tokio::sync::watch::channel(false);
-    let poll = std::time::Duration::from_millis(250);
-    let journeys = state.journeys.clone().spawn(poll, background_stop.clone());
-    let broadcasting = state
-        .broadcasts
-        .clone()
-        .spawn(poll, background_stop.clone(), sender.waker());
-    let bounces = spawn_bounce_reader(&cfg, &engine, &sender, background_stop.clone());
-    let retention = spawn_retention(&cfg, &state.privacy, background_stop.clone());
-    let sending = sender.spawn(poll, background_stop);
-    let app = missive_server::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let sender = sender_parts(&cfg)?;
+    let mut missive = App::build(
+        store.clone(),
+        keyring,
+        Arc::new(SystemClock),
+        cfg.app_config(),
+        Some(sender),
+    )
+    .await?;
+    missive.start_background();
+    let app = missive
+        .router()
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
     let tls = match (&cfg.tls.cert_file, &cfg.tls.key_file) {
         (Some(cert), Some(key)) => {
             // ring, as everywhere else in missive: no second crypto library in the build.
@@ -138,19 +128,7 @@ pub async fn run(cfg: Config, listen: Option<String>) -> anyhow::Result<()> {
         }
     }
     tracing::info!("no more requests; committing what was accepted");
-    let _ = stop_background.send(true);
-    for (what, task) in [
-        ("journey runner", journeys),
-        ("broadcaster", broadcasting),
-        ("bounce reader", bounces),
-        ("sender", sending),
-        ("retention purge", retention),
-    ] {
-        if let Err(e) = task.await {
-            tracing::error!(error = %e, "the {what} stopped abnormally");
-        }
-    }
-    engine.shutdown().await;
+    missive.shutdown().await;
     tracing::info!("shut down cleanly");
     Ok(())
 }
@@ -167,12 +145,9 @@ fn limit_header_reads<A: axum_server::Address, Acc>(
         .header_read_timeout(timeout);
 }
 
-/// The transport (SMTP relay, or the maildir), the DKIM key and the sender.
-async fn build_sender(
-    cfg: &Config,
-    engine: &Engine,
-    content: &missive_sending::content::ContentService,
-) -> anyhow::Result<missive_sending::sender::Sender> {
+/// The transport (SMTP relay, or the maildir), the DKIM key, the throttle and the settings
+/// of the sender.
+fn sender_parts(cfg: &Config) -> anyhow::Result<SenderParts> {
     use missive_delivery::{
         DkimSigner, MaildirTransport, Rate, SmtpConfig, SmtpTransport, Throttle, Tls, Transport,
     };
@@ -232,53 +207,16 @@ async fn build_sender(
             }
         }
     };
-    let secrets = missive_sending::sender::SenderSecrets::load(engine.store()).await?;
     let rate = |n: u32| (n > 0).then(|| Rate::per_second(n));
     let mut throttle = Throttle::new(rate(d.rate_per_second));
     if let Some(r) = rate(d.domain_rate_per_second) {
         throttle = throttle.with_default_domain_rate(r);
     }
-    Ok(missive_sending::sender::Sender::new(
-        engine.clone(),
-        content.clone(),
+    Ok(SenderParts {
         transport,
-        Some(dkim),
-        secrets,
+        dkim: Some(dkim),
         throttle,
-        cfg.sender_config(),
-    ))
-}
-
-/// Reads bounce and complaint reports from `delivery.bounce_maildir` every 30 s, if set.
-fn spawn_bounce_reader(
-    cfg: &Config,
-    engine: &Engine,
-    sender: &missive_sending::sender::Sender,
-    stop: tokio::sync::watch::Receiver<bool>,
-) -> tokio::task::JoinHandle<()> {
-    let Some(dir) = cfg.delivery.bounce_maildir.clone() else {
-        return tokio::spawn(async {});
-    };
-    let (engine, key) = (engine.clone(), Arc::new(sender.hash_key().to_vec()));
-    let dir = Arc::new(dir);
-    missive_engine::background::poll_until_shutdown(stop, None, move || {
-        let (engine, key, dir) = (engine.clone(), key.clone(), dir.clone());
-        async move {
-            let now = engine.clock().now();
-            match missive_sending::bounces::read_mailbox(engine.store(), &key, &dir, now).await {
-                Ok(p) if p.reports + p.ignored > 0 => {
-                    tracing::info!(
-                        reports = p.reports,
-                        ignored = p.ignored,
-                        suppressed = p.suppressed,
-                        "bounce mailbox read"
-                    )
-                }
-                Ok(_) => {}
-                Err(e) => tracing::error!(error = %e, "bounce mailbox could not be read"),
-            }
-            std::time::Duration::from_secs(30)
-        }
+        config: cfg.sender_config(),
     })
 }
 
@@ -354,34 +292,6 @@ async fn shutdown_signal() {
         _ = ctrl_c => tracing::info!("SIGINT received; shutting down"),
         _ = term => tracing::info!("SIGTERM received; shutting down"),
     }
-}
-
-/// Purges events past `privacy.event_retention_days` once an hour (and once at start).
-fn spawn_retention(
-    cfg: &Config,
-    privacy: &missive_engine::privacy::Privacy,
-    stop: tokio::sync::watch::Receiver<bool>,
-) -> tokio::task::JoinHandle<()> {
-    let Some(retention) = cfg.privacy_config().event_retention else {
-        return tokio::spawn(async {});
-    };
-    let privacy = privacy.clone();
-    // Once at start, then every hour.
-    missive_engine::background::poll_until_shutdown(stop, None, move || {
-        let privacy = privacy.clone();
-        async move {
-            match privacy.purge_expired_events(retention, chrono::Utc::now()).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(
-                    events = n,
-                    days = retention.num_days(),
-                    "events past retention purged"
-                ),
-                Err(e) => tracing::error!(error = %e, "retention purge failed; retried in an hour"),
-            }
-            std::time::Duration::from_secs(3600)
-        }
-    })
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! body, call one engine function and map the result to a response type. No SQL and no
 //! business rules live here.
 
+pub mod app;
 mod audit;
 mod auth;
 mod broadcasts;

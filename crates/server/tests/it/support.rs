@@ -133,36 +133,29 @@ impl TestApp {
             (None, Some(k)) => k,
             (None, None) => panic!("restart without keys"),
         };
-        let config = EngineConfig {
-            history_len: 5,
-            ..EngineConfig::default()
-        };
-        let engine = Engine::start(store, Arc::new(clock.clone()), config)
-            .await
-            .unwrap();
-        let mut state = missive_server::AppParts::new(engine.clone(), Default::default());
-        state.keyring = keyring;
-        state.privacy_config = Arc::new(missive_engine::privacy::PrivacyConfig {
-            topics: vec![
-                topic("offers", "Offers and sales", "Discounts and seasonal sales."),
-                topic("news", "New arrivals", "Products just in."),
-            ],
-            policy_version: Some("2026-03".into()),
-            analytics_traits: ["tier".to_owned(), "profile_meta".to_owned()].into(),
+        let config = missive_server::app::AppConfig {
+            engine: EngineConfig {
+                history_len: 5,
+                ..EngineConfig::default()
+            },
+            privacy: missive_engine::privacy::PrivacyConfig {
+                topics: vec![
+                    topic("offers", "Offers and sales", "Discounts and seasonal sales."),
+                    topic("news", "New arrivals", "Products just in."),
+                ],
+                policy_version: Some("2026-03".into()),
+                analytics_traits: ["tier".to_owned(), "profile_meta".to_owned()].into(),
+                ..Default::default()
+            },
+            limits: limits.unwrap_or_default(),
+            local_maildir: delivery.as_ref().and_then(|d| d.maildir.clone()),
             ..Default::default()
-        });
-        if let Some(l) = limits {
-            state.limits = Arc::new(l);
-        }
-        if let Some(root) = delivery.as_ref().and_then(|d| d.maildir.clone()) {
-            state.privacy = state.privacy.clone().with_maildir(root);
-        }
-        if let Some(d) = &delivery {
-            let secrets = missive_sending::sender::SenderSecrets::load(engine.store())
-                .await
-                .unwrap();
-            let signer = missive_delivery::DkimSigner::from_pem(&d.dkim.0, "e2e", "example.test").unwrap();
-            let config = missive_sending::sender::SenderConfig {
+        };
+        let sender = delivery.as_ref().map(|d| missive_server::app::SenderParts {
+            transport: d.transport.clone(),
+            dkim: Some(missive_delivery::DkimSigner::from_pem(&d.dkim.0, "e2e", "example.test").unwrap()),
+            throttle: missive_delivery::Throttle::new(None),
+            config: missive_sending::sender::SenderConfig {
                 from_address: "shop@example.test".into(),
                 bounce_address: "bounces@example.test".into(),
                 message_id_domain: "example.test".into(),
@@ -172,18 +165,14 @@ impl TestApp {
                     ..Default::default()
                 },
                 ..Default::default()
-            };
-            state.sender = Some(missive_sending::sender::Sender::new(
-                engine.clone(),
-                state.content.clone(),
-                d.transport.clone(),
-                Some(signer),
-                secrets,
-                missive_delivery::Throttle::new(None),
-                config,
-            ));
-        }
-        let app = missive_server::router(state.clone());
+            },
+        });
+        let missive =
+            missive_server::app::App::build(store, keyring, Arc::new(clock.clone()), config, sender)
+                .await
+                .unwrap();
+        let (engine, state) = (missive.engine().clone(), missive.state().clone());
+        let app = missive.router();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let server = tokio::spawn(async move {
@@ -202,7 +191,7 @@ impl TestApp {
             client: reqwest::Client::new(),
             engine,
             dir,
-            state: state.into(),
+            state,
             delivery,
             server,
         }

@@ -1,0 +1,236 @@
+//! The composition root: [`App::build`] starts the engine on a store and builds every service
+//! over it (content, journeys, broadcasts, tracking, privacy, and the sender when there is
+//! one); [`App::start_background`] starts the workers; [`App::shutdown`] stops them in order
+//! (no new work, the workers finish their round, then the engine commits everything it
+//! accepted). `missive serve`, the benchmarks and the server's tests build missive this way
+//! instead of assembling it in several places.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use missive_core::Clock;
+use missive_delivery::{DkimSigner, Throttle, Transport};
+use missive_engine::privacy::PrivacyConfig;
+use missive_engine::{Engine, EngineConfig, EngineError};
+use missive_privacy::Keyring;
+use missive_sending::content::ContentConfig;
+use missive_sending::sender::{SendError, Sender, SenderConfig, SenderSecrets};
+use missive_store::Store;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::limits::Limits;
+use crate::state::{AppParts, AppState};
+
+/// How missive is set up, apart from the store and the sender's transport.
+#[derive(Default)]
+pub struct AppConfig {
+    pub engine: EngineConfig,
+    pub content: ContentConfig,
+    pub privacy: PrivacyConfig,
+    pub limits: Limits,
+    /// The local maildir missive writes to when no relay is configured: erasure deletes the
+    /// person's copies there.
+    pub local_maildir: Option<PathBuf>,
+    /// A maildir of delivery reports (bounces, complaints), read every 30 s.
+    pub bounce_maildir: Option<PathBuf>,
+    /// How long background workers sleep at most when nothing wakes them (250 ms when zero).
+    pub poll: Duration,
+}
+
+/// What the sender needs besides the engine and the content service.
+pub struct SenderParts {
+    pub transport: Arc<dyn Transport>,
+    pub dkim: Option<DkimSigner>,
+    pub throttle: Throttle,
+    pub config: SenderConfig,
+}
+
+/// Why missive could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("the sender: {0}")]
+    Sender(#[from] SendError),
+}
+
+/// A built missive: its services, and the background workers once started.
+pub struct App {
+    engine: Engine,
+    state: AppState,
+    bounce_maildir: Option<PathBuf>,
+    retention: Option<chrono::TimeDelta>,
+    poll: Duration,
+    stop: watch::Sender<bool>,
+    workers: Vec<(&'static str, JoinHandle<()>)>,
+}
+
+impl App {
+    /// Starts the engine on `store` (replaying what the last run left uncommitted) and builds
+    /// every service over it; with `sender`, the sender too, which journeys wake when they
+    /// queue a message. Nothing runs in the background before [`App::start_background`].
+    pub async fn build(
+        store: Store,
+        keyring: Arc<Keyring>,
+        clock: Arc<dyn Clock>,
+        config: AppConfig,
+        sender: Option<SenderParts>,
+    ) -> Result<App, AppError> {
+        let retention = config.privacy.event_retention;
+        let engine = Engine::start(store, clock, config.engine).await?;
+        let mut parts = AppParts::new(engine.clone(), config.content);
+        parts.keyring = keyring;
+        parts.privacy_config = Arc::new(config.privacy);
+        parts.limits = Arc::new(config.limits);
+        if let Some(root) = &config.local_maildir {
+            parts.privacy = parts.privacy.clone().with_maildir(root.clone());
+        }
+        if let Some(s) = sender {
+            let secrets = SenderSecrets::load(engine.store()).await?;
+            let sender = Sender::new(
+                engine.clone(),
+                parts.content.clone(),
+                s.transport,
+                s.dkim,
+                secrets,
+                s.throttle,
+                s.config,
+            );
+            parts.journeys = parts.journeys.clone().notify_queued(sender.waker());
+            parts.tracking = missive_sending::tracking::Tracking::new(engine.clone(), parts.journeys.clone());
+            parts.sender = Some(sender);
+        }
+        let (stop, _) = watch::channel(false);
+        Ok(App {
+            engine,
+            state: parts.into(),
+            bounce_maildir: config.bounce_maildir,
+            retention,
+            poll: match config.poll {
+                Duration::ZERO => Duration::from_millis(250),
+                p => p,
+            },
+            stop,
+            workers: Vec::new(),
+        })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// What the HTTP handlers reach (the services).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// The HTTP API over these services.
+    pub fn router(&self) -> Router {
+        crate::router(self.state.clone())
+    }
+
+    /// Starts the workers: best sellers computed once, the journey runner, the broadcaster, and with a sender the sender
+    /// and the bounce reader (when `bounce_maildir` is set); the retention purge when
+    /// `privacy.event_retention` is set.
+    pub fn start_background(&mut self) {
+        let poll = self.poll;
+        let s = &self.state;
+        // Best sellers, so that the first preview does not wait for them.
+        s.content.warm_up(self.engine.clock().now());
+        let queued = s.sender.as_ref().map(Sender::waker).unwrap_or_default();
+        self.workers.push((
+            "journey runner",
+            s.journeys.clone().spawn(poll, self.stop.subscribe()),
+        ));
+        self.workers.push((
+            "broadcaster",
+            s.broadcasts.clone().spawn(poll, self.stop.subscribe(), queued),
+        ));
+        if let Some(sender) = &s.sender {
+            self.workers
+                .push(("sender", sender.clone().spawn(poll, self.stop.subscribe())));
+            if let Some(dir) = &self.bounce_maildir {
+                self.workers.push((
+                    "bounce reader",
+                    spawn_bounce_reader(&self.engine, sender, dir, self.stop.subscribe()),
+                ));
+            }
+        }
+        if let Some(retention) = self.retention {
+            self.workers.push((
+                "retention purge",
+                spawn_retention(&s.privacy, retention, self.stop.subscribe()),
+            ));
+        }
+    }
+
+    /// Stops the workers (each finishes its round), then the engine commits everything it
+    /// accepted with a final checkpoint.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for (what, task) in self.workers {
+            if let Err(e) = task.await {
+                tracing::error!(error = %e, "the {what} stopped abnormally");
+            }
+        }
+        drop(self.state);
+        self.engine.shutdown().await;
+    }
+}
+
+/// Reads bounce and complaint reports from `dir` every 30 s.
+fn spawn_bounce_reader(
+    engine: &Engine,
+    sender: &Sender,
+    dir: &std::path::Path,
+    stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    let (engine, key) = (engine.clone(), Arc::new(sender.hash_key().to_vec()));
+    let dir = Arc::new(dir.to_path_buf());
+    missive_engine::background::poll_until_shutdown(stop, None, move || {
+        let (engine, key, dir) = (engine.clone(), key.clone(), dir.clone());
+        async move {
+            let now = engine.clock().now();
+            match missive_sending::bounces::read_mailbox(engine.store(), &key, &dir, now).await {
+                Ok(p) if p.reports + p.ignored > 0 => {
+                    tracing::info!(
+                        reports = p.reports,
+                        ignored = p.ignored,
+                        suppressed = p.suppressed,
+                        "bounce mailbox read"
+                    )
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "bounce mailbox could not be read"),
+            }
+            Duration::from_secs(30)
+        }
+    })
+}
+
+/// Purges events past the retention period once at start, then every hour.
+fn spawn_retention(
+    privacy: &missive_engine::privacy::Privacy,
+    retention: chrono::TimeDelta,
+    stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    let privacy = privacy.clone();
+    missive_engine::background::poll_until_shutdown(stop, None, move || {
+        let privacy = privacy.clone();
+        async move {
+            match privacy.purge_expired_events(retention, chrono::Utc::now()).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    events = n,
+                    days = retention.num_days(),
+                    "events past retention purged"
+                ),
+                Err(e) => tracing::error!(error = %e, "retention purge failed; retried in an hour"),
+            }
+            Duration::from_secs(3600)
+        }
+    })
+}
