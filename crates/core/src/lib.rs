@@ -8,6 +8,7 @@
 pub mod clock;
 pub mod consent;
 pub mod email;
+pub mod error_code;
 pub mod event;
 pub mod html;
 pub mod ids;
@@ -21,6 +22,7 @@ pub mod zone;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use consent::{ConsentChange, Purpose, PurposeConsent, Refusal};
 pub use email::{EmailAddress, InvalidEmail};
+pub use error_code::ErrorCode;
 pub use event::{Event, EventKind, IdentityKey, IdentityKind, Trust};
 pub use ids::{ApiKeyId, InvalidId, MessageId, ProfileId, WorkspaceId};
 pub use money::Money;

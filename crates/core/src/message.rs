@@ -4,6 +4,7 @@
 //! `track` needs `event`, `alias` needs `previousId`, `group` needs `groupId`; `traits`,
 //! `properties` and `context` are objects; times are ISO-8601. Every refusal names the field.
 
+use crate::ErrorCode;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -22,7 +23,7 @@ pub const ALLOWED_FUTURE_SKEW: chrono::TimeDelta = chrono::TimeDelta::seconds(60
 /// Why a message was refused, in the API's error catalogue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Rejection {
-    pub code: &'static str,
+    pub code: ErrorCode,
     /// The offending field as a dotted path (`userId`, `context.traits`), empty for the
     /// message as a whole.
     pub field: String,
@@ -30,7 +31,7 @@ pub struct Rejection {
 }
 
 impl Rejection {
-    fn new(code: &'static str, field: &str, message: impl Into<String>) -> Self {
+    fn new(code: ErrorCode, field: &str, message: impl Into<String>) -> Self {
         Self {
             code,
             field: field.to_owned(),
@@ -52,7 +53,7 @@ pub fn validate_message(
 ) -> Result<Event, Rejection> {
     let Value::Object(mut obj) = value else {
         return Err(Rejection::new(
-            "invalid_message",
+            ErrorCode::InvalidMessage,
             "",
             "a message must be a JSON object",
         ));
@@ -60,7 +61,7 @@ pub fn validate_message(
     // PostgreSQL cannot store NUL in text or JSONB; refuse the message, not the whole batch.
     if let Some(path) = nul_path(&obj) {
         return Err(Rejection::new(
-            "invalid_value",
+            ErrorCode::InvalidValue,
             &path,
             "strings must not contain NUL characters",
         ));
@@ -70,26 +71,32 @@ pub fn validate_message(
         (Some(k), _) => k,
         (None, Some(Value::String(t))) => EventKind::parse(t).ok_or_else(|| {
             Rejection::new(
-                "invalid_type",
+                ErrorCode::InvalidType,
                 "type",
                 format!("unknown type {t:?}: expected track, identify, page, screen, group or alias"),
             )
         })?,
         (None, Some(Value::Null) | None) => {
             return Err(Rejection::new(
-                "missing_field",
+                ErrorCode::MissingField,
                 "type",
                 "type is required in a batch",
             ));
         }
-        (None, Some(_)) => return Err(Rejection::new("invalid_type", "type", "type must be a string")),
+        (None, Some(_)) => {
+            return Err(Rejection::new(
+                ErrorCode::InvalidType,
+                "type",
+                "type must be a string",
+            ));
+        }
     };
 
     let user_id = id_field(&obj, "userId")?;
     let anonymous_id = id_field(&obj, "anonymousId")?;
     if user_id.is_none() && anonymous_id.is_none() {
         return Err(Rejection::new(
-            "missing_identity",
+            ErrorCode::MissingIdentity,
             "userId",
             "userId or anonymousId is required",
         ));
@@ -97,12 +104,11 @@ pub fn validate_message(
 
     let message_id = match obj.get("messageId") {
         None | Some(Value::Null) => MessageId::generate(),
-        Some(Value::String(s)) => {
-            MessageId::parse(s).map_err(|e| Rejection::new("invalid_value", "messageId", e.to_string()))?
-        }
+        Some(Value::String(s)) => MessageId::parse(s)
+            .map_err(|e| Rejection::new(ErrorCode::InvalidValue, "messageId", e.to_string()))?,
         Some(_) => {
             return Err(Rejection::new(
-                "invalid_type",
+                ErrorCode::InvalidType,
                 "messageId",
                 "messageId must be a string",
             ));
@@ -114,7 +120,7 @@ pub fn validate_message(
             Some(Value::String(s)) if !s.trim().is_empty() => {
                 if s.len() > 200 {
                     return Err(Rejection::new(
-                        "invalid_value",
+                        ErrorCode::InvalidValue,
                         "event",
                         "event must be at most 200 bytes",
                     ));
@@ -123,12 +129,18 @@ pub fn validate_message(
             }
             Some(Value::String(_)) | None | Some(Value::Null) => {
                 return Err(Rejection::new(
-                    "missing_field",
+                    ErrorCode::MissingField,
                     "event",
                     "track needs a non-empty event name",
                 ));
             }
-            Some(_) => return Err(Rejection::new("invalid_type", "event", "event must be a string")),
+            Some(_) => {
+                return Err(Rejection::new(
+                    ErrorCode::InvalidType,
+                    "event",
+                    "event must be a string",
+                ));
+            }
         },
         other => other.aggregate_name().to_owned(),
     };
@@ -136,17 +148,25 @@ pub fn validate_message(
     let previous_id = id_field(&obj, "previousId")?;
     if kind == EventKind::Alias && previous_id.is_none() {
         return Err(Rejection::new(
-            "missing_field",
+            ErrorCode::MissingField,
             "previousId",
             "alias needs previousId",
         ));
     }
     if kind == EventKind::Alias && user_id.is_none() {
-        return Err(Rejection::new("missing_field", "userId", "alias needs userId"));
+        return Err(Rejection::new(
+            ErrorCode::MissingField,
+            "userId",
+            "alias needs userId",
+        ));
     }
     let group_id = id_field(&obj, "groupId")?;
     if kind == EventKind::Group && group_id.is_none() {
-        return Err(Rejection::new("missing_field", "groupId", "group needs groupId"));
+        return Err(Rejection::new(
+            ErrorCode::MissingField,
+            "groupId",
+            "group needs groupId",
+        ));
     }
 
     for field in ["traits", "properties", "context", "integrations"] {
@@ -154,7 +174,7 @@ pub fn validate_message(
             None | Some(Value::Null) | Some(Value::Object(_)) => {}
             Some(_) => {
                 return Err(Rejection::new(
-                    "invalid_type",
+                    ErrorCode::InvalidType,
                     field,
                     format!("{field} must be an object"),
                 ));
@@ -166,7 +186,7 @@ pub fn validate_message(
         Some(Value::Object(m)) => m.clone(),
         Some(_) => {
             return Err(Rejection::new(
-                "invalid_type",
+                ErrorCode::InvalidType,
                 "context.traits",
                 "context.traits must be an object",
             ));
@@ -214,7 +234,7 @@ pub fn validate_message(
 
     if let Some(c) = traits.get("consent") {
         crate::consent::parse_consent_object(c)
-            .map_err(|(field, message)| Rejection::new("invalid_value", &field, message))?;
+            .map_err(|(field, message)| Rejection::new(ErrorCode::InvalidValue, &field, message))?;
     }
 
     let email = traits
@@ -278,21 +298,21 @@ fn check_order_amounts(props: &Map<String, Value>) -> Result<(), Rejection> {
         };
         let Some(x) = x.filter(|x| x.is_finite()) else {
             return Err(Rejection::new(
-                "invalid_amount",
+                ErrorCode::InvalidAmount,
                 field,
                 format!("{field} must be a finite number, like 89.90"),
             ));
         };
         if x < 0.0 {
             return Err(Rejection::new(
-                "invalid_amount",
+                ErrorCode::InvalidAmount,
                 field,
                 format!("{field} is negative: send a refund as its own event, `Order Refunded`"),
             ));
         }
         if x > MAX_ORDER_AMOUNT {
             return Err(Rejection::new(
-                "invalid_amount",
+                ErrorCode::InvalidAmount,
                 field,
                 format!("{field} is larger than {MAX_ORDER_AMOUNT:e}"),
             ));
@@ -318,7 +338,7 @@ fn check_order_amounts(props: &Map<String, Value>) -> Result<(), Rejection> {
             };
             if price.unwrap_or(0.0) * quantity.unwrap_or(1.0) > MAX_ORDER_AMOUNT {
                 return Err(Rejection::new(
-                    "invalid_amount",
+                    ErrorCode::InvalidAmount,
                     &format!("properties.products.{i}"),
                     format!("price × quantity of product {i} is larger than {MAX_ORDER_AMOUNT:e}"),
                 ));
@@ -363,7 +383,7 @@ fn id_field(obj: &Map<String, Value>, field: &str) -> Result<Option<String>, Rej
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
         Some(Value::String(s)) if s.len() > 256 => Err(Rejection::new(
-            "invalid_value",
+            ErrorCode::InvalidValue,
             field,
             format!("{field} must be at most 256 bytes"),
         )),
@@ -371,7 +391,7 @@ fn id_field(obj: &Map<String, Value>, field: &str) -> Result<Option<String>, Rej
         // Segment's libraries coerce numeric ids to strings; so do we.
         Some(Value::Number(n)) => Ok(Some(n.to_string())),
         Some(_) => Err(Rejection::new(
-            "invalid_type",
+            ErrorCode::InvalidType,
             field,
             format!("{field} must be a string or a number"),
         )),
@@ -383,13 +403,13 @@ fn time_field(obj: &Map<String, Value>, field: &str) -> Result<Option<DateTime<U
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => parse_time(s).map(Some).ok_or_else(|| {
             Rejection::new(
-                "invalid_timestamp",
+                ErrorCode::InvalidTimestamp,
                 field,
                 format!("{field} must be an ISO-8601 date-time"),
             )
         }),
         Some(_) => Err(Rejection::new(
-            "invalid_type",
+            ErrorCode::InvalidType,
             field,
             format!("{field} must be an ISO-8601 string"),
         )),
@@ -440,7 +460,7 @@ fn provenance_of(obj: &Map<String, Value>, kind: EventKind) -> Result<Provenance
     };
     let Value::Object(m) = m else {
         return Err(Rejection::new(
-            "invalid_type",
+            ErrorCode::InvalidType,
             "context.missive",
             "context.missive must be an object",
         ));
@@ -448,7 +468,7 @@ fn provenance_of(obj: &Map<String, Value>, kind: EventKind) -> Result<Provenance
     if let Some(s) = m.get("source") {
         let s = s.as_str().ok_or_else(|| {
             Rejection::new(
-                "invalid_type",
+                ErrorCode::InvalidType,
                 "context.missive.source",
                 "source must be a string",
             )
@@ -461,7 +481,7 @@ fn provenance_of(obj: &Map<String, Value>, kind: EventKind) -> Result<Provenance
         Some(Some("third")) => p.party = TraitParty::Third,
         Some(_) => {
             return Err(Rejection::new(
-                "invalid_value",
+                ErrorCode::InvalidValue,
                 "context.missive.party",
                 "party must be \"first\" or \"third\"",
             ));
@@ -470,7 +490,7 @@ fn provenance_of(obj: &Map<String, Value>, kind: EventKind) -> Result<Provenance
     if let Some(c) = m.get("consent_basis") {
         let c = c.as_str().ok_or_else(|| {
             Rejection::new(
-                "invalid_type",
+                ErrorCode::InvalidType,
                 "context.missive.consent_basis",
                 "consent_basis must be a string",
             )
@@ -480,7 +500,7 @@ fn provenance_of(obj: &Map<String, Value>, kind: EventKind) -> Result<Provenance
     if let Some(v) = m.get("policy_version") {
         let v = v.as_str().ok_or_else(|| {
             Rejection::new(
-                "invalid_type",
+                ErrorCode::InvalidType,
                 "context.missive.policy_version",
                 "policy_version must be a string",
             )
@@ -506,36 +526,48 @@ mod tests {
     #[test]
     fn track_without_user_or_anonymous_id_is_refused_naming_user_id() {
         let r = reject(json!({"event": "x"}), Some(EventKind::Track));
-        assert_eq!((r.code, r.field.as_str()), ("missing_identity", "userId"));
+        assert_eq!(
+            (r.code.as_str(), r.field.as_str()),
+            ("missing_identity", "userId")
+        );
     }
 
     #[test]
     fn track_without_event_name_is_refused_naming_event() {
         let r = reject(json!({"userId": "u"}), Some(EventKind::Track));
-        assert_eq!((r.code, r.field.as_str()), ("missing_field", "event"));
+        assert_eq!((r.code.as_str(), r.field.as_str()), ("missing_field", "event"));
     }
 
     #[test]
     fn wrong_types_are_refused_naming_the_field() {
         let r = reject(json!({"userId": {"a": 1}, "event": "x"}), Some(EventKind::Track));
-        assert_eq!((r.code, r.field.as_str()), ("invalid_type", "userId"));
+        assert_eq!((r.code.as_str(), r.field.as_str()), ("invalid_type", "userId"));
         let r = reject(
             json!({"userId": "u", "event": "x", "properties": [1]}),
             Some(EventKind::Track),
         );
-        assert_eq!((r.code, r.field.as_str()), ("invalid_type", "properties"));
+        assert_eq!(
+            (r.code.as_str(), r.field.as_str()),
+            ("invalid_type", "properties")
+        );
         let r = reject(
             json!({"userId": "u", "traits": {}, "context": {"traits": 5}}),
             Some(EventKind::Identify),
         );
-        assert_eq!((r.code, r.field.as_str()), ("invalid_type", "context.traits"));
+        assert_eq!(
+            (r.code.as_str(), r.field.as_str()),
+            ("invalid_type", "context.traits")
+        );
         let r = reject(
             json!({"userId": "u", "event": "x", "timestamp": "yesterday"}),
             Some(EventKind::Track),
         );
-        assert_eq!((r.code, r.field.as_str()), ("invalid_timestamp", "timestamp"));
+        assert_eq!(
+            (r.code.as_str(), r.field.as_str()),
+            ("invalid_timestamp", "timestamp")
+        );
         let r = reject(json!({"userId": "u", "event": 5}), Some(EventKind::Track));
-        assert_eq!((r.code, r.field.as_str()), ("invalid_type", "event"));
+        assert_eq!((r.code.as_str(), r.field.as_str()), ("invalid_type", "event"));
     }
 
     #[test]
@@ -543,7 +575,7 @@ mod tests {
         assert_eq!(reject(json!({"userId": "u"}), None).field, "type");
         assert_eq!(
             reject(json!({"userId": "u", "type": "boom"}), None).code,
-            "invalid_type"
+            ErrorCode::InvalidType
         );
     }
 
@@ -565,7 +597,10 @@ mod tests {
             json!({"userId": "u", "event": "x", "properties": {"a": {"b": "x\u{0}y"}}}),
             Some(EventKind::Track),
         );
-        assert_eq!((r.code, r.field.as_str()), ("invalid_value", "properties.a.b"));
+        assert_eq!(
+            (r.code.as_str(), r.field.as_str()),
+            ("invalid_value", "properties.a.b")
+        );
     }
 
     #[test]
@@ -647,7 +682,11 @@ mod tests {
             ),
         ] {
             let r = order(props.clone()).unwrap_err();
-            assert_eq!((r.code, r.field.as_str()), ("invalid_amount", field), "{props}");
+            assert_eq!(
+                (r.code.as_str(), r.field.as_str()),
+                ("invalid_amount", field),
+                "{props}"
+            );
         }
         assert!(
             order(json!({"revenue": -20}))

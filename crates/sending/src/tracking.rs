@@ -107,7 +107,7 @@ impl Tracking {
                 }
                 self.journeys.poke();
             }
-            Err(r) => tracing::error!(code = r.code, "tracking: event refused"),
+            Err(r) => tracing::error!(code = r.code.as_str(), "tracking: event refused"),
         }
     }
 
@@ -189,7 +189,7 @@ impl Tracking {
                 }
             }
             Err(r) => {
-                tracing::error!(code = r.code, "unsubscribe refused");
+                tracing::error!(code = r.code.as_str(), "unsubscribe refused");
                 return Unsubscribe::Refused;
             }
         }

@@ -3,6 +3,7 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
+use missive_core::ErrorCode;
 use missive_sending::bounces::{BounceError, ReportOutcome};
 use missive_sending::broadcasts::{Broadcast, BroadcastError, BroadcastIn, Progress};
 
@@ -28,11 +29,13 @@ pub(crate) fn router() -> Router<AppState> {
 impl From<BroadcastError> for ApiError {
     fn from(e: BroadcastError) -> Self {
         match e {
-            BroadcastError::Invalid(m) => ApiError::bad_request("broadcast_invalid", m),
+            BroadcastError::Invalid(m) => ApiError::bad_request(ErrorCode::BroadcastInvalid, m),
             BroadcastError::NotFound(_) => ApiError::not_found(e.to_string()),
-            BroadcastError::WrongState { .. } => {
-                ApiError::new(axum::http::StatusCode::CONFLICT, "broadcast_state", e.to_string())
-            }
+            BroadcastError::WrongState { .. } => ApiError::new(
+                axum::http::StatusCode::CONFLICT,
+                ErrorCode::BroadcastState,
+                e.to_string(),
+            ),
             BroadcastError::Store(e) => ApiError::from(e),
             BroadcastError::Corrupt(_) => ApiError::internal(&e),
         }
@@ -47,7 +50,7 @@ pub async fn create(
     state
         .privacy_config
         .check_topic(body.topic.as_deref())
-        .map_err(|m| ApiError::bad_request("broadcast_invalid", m).with_field("topic"))?;
+        .map_err(|m| ApiError::bad_request(ErrorCode::BroadcastInvalid, m).with_field("topic"))?;
     let progress = state.broadcasts.create(body).await?;
     Ok((axum::http::StatusCode::CREATED, Json(progress)))
 }
@@ -111,7 +114,7 @@ pub async fn inbound_report(
     let Some(sender) = &state.sender else {
         return Err(ApiError::new(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            "delivery_off",
+            ErrorCode::DeliveryOff,
             "delivery is not running",
         ));
     };
@@ -119,7 +122,7 @@ pub async fn inbound_report(
     match sender.apply_report(&body, now).await {
         Ok(out) => Ok(Json(out)),
         Err(BounceError::NotAReport) => Err(ApiError::bad_request(
-            "not_a_report",
+            ErrorCode::NotAReport,
             "the body is not a delivery status notification (RFC 3464) or feedback report (RFC 5965)",
         )),
         Err(BounceError::Store(e)) => Err(ApiError::from(e)),

@@ -8,6 +8,7 @@ use missive_content::blocks::{BlockSource, MatrixRow};
 use missive_content::lint::LintIssue;
 use missive_content::recs::Product;
 use missive_content::template::TemplateSource;
+use missive_core::ErrorCode;
 use missive_sending::content::{
     ContentServiceError, Preview, PreviewOptions, RejectedProduct, StoredTemplate,
 };
@@ -52,13 +53,15 @@ impl From<ContentServiceError> for ApiError {
             ContentServiceError::NotFound { .. } => ApiError::not_found(e.to_string()),
             ContentServiceError::ProfileNotFound(_) => ApiError::new(
                 axum::http::StatusCode::NOT_FOUND,
-                "profile_not_found",
+                ErrorCode::ProfileNotFound,
                 e.to_string(),
             )
             .with_field("profile"),
-            ContentServiceError::InvalidName(_) => ApiError::bad_request("invalid_name", e.to_string()),
+            ContentServiceError::InvalidName(_) => {
+                ApiError::bad_request(ErrorCode::InvalidName, e.to_string())
+            }
             ContentServiceError::UnknownSegment(_) => {
-                ApiError::bad_request("segment_not_found", e.to_string()).with_field("target")
+                ApiError::bad_request(ErrorCode::SegmentNotFound, e.to_string()).with_field("target")
             }
             ContentServiceError::Store(e) => ApiError::from(e),
             ContentServiceError::Corrupt(..) => ApiError::internal(&e),
@@ -70,15 +73,15 @@ impl From<ContentServiceError> for ApiError {
 fn content_error(e: ContentError) -> ApiError {
     match e {
         ContentError::Mjml(m) => {
-            ApiError::bad_request("mjml_invalid", format!("invalid MJML: {m}")).with_field("body")
+            ApiError::bad_request(ErrorCode::MjmlInvalid, format!("invalid MJML: {m}")).with_field("body")
         }
-        ContentError::Layout(m) => ApiError::bad_request("template_invalid", m).with_field("body"),
-        ContentError::Invalid(m) => ApiError::bad_request("invalid_value", m),
+        ContentError::Layout(m) => ApiError::bad_request(ErrorCode::TemplateInvalid, m).with_field("body"),
+        ContentError::Invalid(m) => ApiError::bad_request(ErrorCode::InvalidValue, m),
         ContentError::Liquid { part, error } => {
             let code = match error.kind {
-                missive_liquid::ErrorKind::Syntax => "liquid_syntax_error",
-                missive_liquid::ErrorKind::Limit => "template_limit_exceeded",
-                _ => "liquid_render_error",
+                missive_liquid::ErrorKind::Syntax => ErrorCode::LiquidSyntaxError,
+                missive_liquid::ErrorKind::Limit => ErrorCode::TemplateLimitExceeded,
+                _ => ErrorCode::LiquidRenderError,
             };
             let field = if part.starts_with("block ") {
                 "html".to_string()
@@ -389,7 +392,7 @@ pub async fn put_products(
     };
     if products.len() > MAX_PRODUCTS {
         return Err(ApiError::bad_request(
-            "too_many_products",
+            ErrorCode::TooManyProducts,
             format!("at most {MAX_PRODUCTS} products per request; send them in parts"),
         ));
     }

@@ -4,13 +4,14 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use missive_core::ErrorCode;
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ApiError {
     #[serde(skip)]
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
@@ -28,7 +29,7 @@ pub struct At {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -47,20 +48,20 @@ impl ApiError {
         self
     }
 
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn bad_request(code: ErrorCode, message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, message)
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+        Self::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, message)
     }
 
     pub fn unauthorized(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+        Self::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, message)
     }
 
     pub fn forbidden(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+        Self::new(StatusCode::FORBIDDEN, ErrorCode::Forbidden, message)
     }
 
     /// Logs the cause and answers 500 without detail.
@@ -68,7 +69,7 @@ impl ApiError {
         tracing::error!(error = %cause, "internal error");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
+            ErrorCode::Internal,
             "internal error; see the server log",
         )
     }
@@ -78,7 +79,7 @@ impl ApiError {
         tracing::error!(error = %cause, "request not durable");
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
+            ErrorCode::Unavailable,
             "the events could not be made durable; retry with the same messageIds",
         )
     }
@@ -101,10 +102,10 @@ impl From<missive_segment::SegmentError> for ApiError {
     fn from(e: missive_segment::SegmentError) -> Self {
         let (code, message, line, column, hint) = match e {
             missive_segment::SegmentError::Parse(p) => {
-                ("segment_parse_error", p.message, p.line, p.column, p.hint)
+                (ErrorCode::SegmentParseError, p.message, p.line, p.column, p.hint)
             }
             missive_segment::SegmentError::Type(t) => {
-                ("segment_type_error", t.message, t.line, t.column, t.hint)
+                (ErrorCode::SegmentTypeError, t.message, t.line, t.column, t.hint)
             }
         };
         let mut err = ApiError::bad_request(code, message);
@@ -145,9 +146,12 @@ where
         }
         let bytes = axum::body::Bytes::from_request(req, state)
             .await
-            .map_err(|e| ApiError::new(e.status(), "invalid_body", e.body_text()))?;
-        serde_json::from_slice(&bytes)
-            .map(JsonBody)
-            .map_err(|e| ApiError::bad_request("invalid_json", format!("body is not the expected JSON: {e}")))
+            .map_err(|e| ApiError::new(e.status(), ErrorCode::InvalidBody, e.body_text()))?;
+        serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {
+            ApiError::bad_request(
+                ErrorCode::InvalidJson,
+                format!("body is not the expected JSON: {e}"),
+            )
+        })
     }
 }

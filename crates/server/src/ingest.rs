@@ -1,6 +1,7 @@
 //! Segment's HTTP Tracking API. A 200 means the events are durable; a batch with some bad
 //! messages keeps the good ones and lists the rejected ones with their reasons.
 
+use missive_core::ErrorCode;
 use std::io::Read;
 use std::time::Instant;
 
@@ -110,9 +111,9 @@ async fn check_body_key(
     }
     match body_key {
         Some(Value::String(k)) => ingest_allowed(state, k, header.1).await,
-        Some(_) => {
-            Err(ApiError::bad_request("invalid_type", "writeKey must be a string").with_field("writeKey"))
-        }
+        Some(_) => Err(
+            ApiError::bad_request(ErrorCode::InvalidType, "writeKey must be a string").with_field("writeKey"),
+        ),
         None => Err(ApiError::unauthorized(
             "a write key is required: HTTP Basic with the key as user name, or writeKey in the body",
         )),
@@ -123,7 +124,7 @@ fn decode_body(
     headers: &HeaderMap,
     body: Bytes,
     limit: usize,
-    too_large: &'static str,
+    too_large: ErrorCode,
 ) -> Result<Bytes, ApiError> {
     let encoding = headers
         .get(axum::http::header::CONTENT_ENCODING)
@@ -137,13 +138,15 @@ fn decode_body(
             flate2::read::MultiGzDecoder::new(&body[..])
                 .take(limit as u64 + 1)
                 .read_to_end(&mut out)
-                .map_err(|e| ApiError::bad_request("invalid_gzip", format!("body is not valid gzip: {e}")))?;
+                .map_err(|e| {
+                    ApiError::bad_request(ErrorCode::InvalidGzip, format!("body is not valid gzip: {e}"))
+                })?;
             Bytes::from(out)
         }
         Some(other) => {
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_encoding",
+                ErrorCode::UnsupportedEncoding,
                 format!("Content-Encoding {other:?} is not supported; use gzip or none"),
             ));
         }
@@ -167,8 +170,8 @@ fn rejection_error(r: Rejection) -> ApiError {
     ApiError::bad_request(r.code, r.message).with_field(r.field)
 }
 
-fn count_rejection(code: &str) {
-    metrics::counter!("missive_events_rejected_total", "reason" => code.to_owned()).increment(1);
+fn count_rejection(code: ErrorCode) {
+    metrics::counter!("missive_events_rejected_total", "reason" => code.as_str()).increment(1);
 }
 
 fn count_accepted(events: &[Event]) {
@@ -191,7 +194,7 @@ pub struct RejectedOut {
     index: usize,
     #[serde(rename = "messageId", skip_serializing_if = "Option::is_none")]
     message_id: Option<String>,
-    code: &'static str,
+    code: ErrorCode,
     #[serde(skip_serializing_if = "String::is_empty")]
     field: String,
     message: String,
@@ -206,11 +209,11 @@ pub async fn single<const K: u8>(
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     let received_at = state.engine.clock().now();
-    let body = decode_body(&headers, body, MAX_MESSAGE_BYTES, "message_too_large")
+    let body = decode_body(&headers, body, MAX_MESSAGE_BYTES, ErrorCode::MessageTooLarge)
         .inspect_err(|e| count_rejection(e.code))?;
     let value: Value = serde_json::from_slice(&body).map_err(|e| {
-        count_rejection("invalid_json");
-        ApiError::bad_request("invalid_json", format!("body is not valid JSON: {e}"))
+        count_rejection(ErrorCode::InvalidJson);
+        ApiError::bad_request(ErrorCode::InvalidJson, format!("body is not valid JSON: {e}"))
     })?;
     let trust = check_body_key(&state, &auth, value.get("writeKey")).await?;
     let mut event = validate_message(value, Some(kind_of(K)), None, received_at).map_err(|r| {
@@ -247,7 +250,7 @@ pub async fn batch(
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     let received_at = state.engine.clock().now();
-    let body = decode_body(&headers, body, MAX_BATCH_BYTES, "batch_too_large")
+    let body = decode_body(&headers, body, MAX_BATCH_BYTES, ErrorCode::BatchTooLarge)
         .inspect_err(|e| count_rejection(e.code))?;
     // Only the envelope is parsed here; each message is parsed once, below, so that its own
     // size is known and one bad message cannot spoil the others.
@@ -263,29 +266,38 @@ pub async fn batch(
     let top: Envelope = match serde_json::from_slice(&body) {
         Ok(m) => m,
         Err(e) => {
-            count_rejection("invalid_json");
+            count_rejection(ErrorCode::InvalidJson);
             return Err(if serde_json::from_slice::<Value>(&body).is_ok() {
-                ApiError::bad_request("invalid_type", "a batch body must be a JSON object")
+                ApiError::bad_request(ErrorCode::InvalidType, "a batch body must be a JSON object")
             } else {
-                ApiError::bad_request("invalid_json", format!("body is not valid JSON: {e}"))
+                ApiError::bad_request(ErrorCode::InvalidJson, format!("body is not valid JSON: {e}"))
             });
         }
     };
     let trust = check_body_key(&state, &auth, top.write_key.as_ref()).await?;
     let items: Vec<Box<RawValue>> = match &top.batch {
         Some(raw) => serde_json::from_str(raw.get()).map_err(|_| {
-            ApiError::bad_request("invalid_type", "batch must be an array").with_field("batch")
+            ApiError::bad_request(ErrorCode::InvalidType, "batch must be an array").with_field("batch")
         })?,
-        None => return Err(ApiError::bad_request("missing_field", "batch is required").with_field("batch")),
+        None => {
+            return Err(
+                ApiError::bad_request(ErrorCode::MissingField, "batch is required").with_field("batch"),
+            );
+        }
     };
     let batch_sent_at: Option<DateTime<Utc>> = match &top.sent_at {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(parse_time(s).ok_or_else(|| {
-            ApiError::bad_request("invalid_timestamp", "sentAt must be an ISO-8601 date-time")
-                .with_field("sentAt")
+            ApiError::bad_request(
+                ErrorCode::InvalidTimestamp,
+                "sentAt must be an ISO-8601 date-time",
+            )
+            .with_field("sentAt")
         })?),
         Some(_) => {
-            return Err(ApiError::bad_request("invalid_type", "sentAt must be a string").with_field("sentAt"));
+            return Err(
+                ApiError::bad_request(ErrorCode::InvalidType, "sentAt must be a string").with_field("sentAt"),
+            );
         }
     };
     let shared_context = top.context.as_ref().and_then(Value::as_object);
@@ -306,7 +318,7 @@ pub async fn batch(
         if raw.get().len() > MAX_MESSAGE_BYTES {
             reject(
                 Rejection {
-                    code: "message_too_large",
+                    code: ErrorCode::MessageTooLarge,
                     field: String::new(),
                     message: format!("a message may be at most {} KB", MAX_MESSAGE_BYTES / 1024),
                 },
@@ -319,7 +331,7 @@ pub async fn batch(
             Err(e) => {
                 reject(
                     Rejection {
-                        code: "invalid_json",
+                        code: ErrorCode::InvalidJson,
                         field: String::new(),
                         message: e.to_string(),
                     },

@@ -2,6 +2,7 @@
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
+use missive_core::ErrorCode;
 use missive_sending::journeys::{DefinitionError, JourneyDef, JourneyError, RunStats};
 use serde::{Deserialize, Serialize};
 
@@ -28,7 +29,7 @@ impl From<JourneyError> for ApiError {
     fn from(e: JourneyError) -> Self {
         match e {
             JourneyError::Definition(DefinitionError::Invalid(m)) => {
-                ApiError::bad_request("journey_invalid", m)
+                ApiError::bad_request(ErrorCode::JourneyInvalid, m)
             }
             JourneyError::Definition(DefinitionError::Condition { step, error }) => {
                 ApiError::from(error).with_field(format!("steps.{step}.condition"))
@@ -56,7 +57,7 @@ pub async fn put_journey(
     state
         .privacy_config
         .check_topic(def.topic.as_deref())
-        .map_err(|m| ApiError::bad_request("journey_invalid", m).with_field("topic"))?;
+        .map_err(|m| ApiError::bad_request(ErrorCode::JourneyInvalid, m).with_field("topic"))?;
     let version = state
         .journeys
         .save(&name, def, state.engine.clock().now())

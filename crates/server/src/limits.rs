@@ -6,6 +6,7 @@
 //!   that is not already known good gets 429 until the bucket refills. Keys verified recently
 //!   are still let through, so an attacker behind a shared proxy cannot lock out its users.
 
+use missive_core::ErrorCode;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
@@ -161,8 +162,12 @@ fn forwarded_client(peer: IpAddr, headers: &axum::http::HeaderMap, trusted: &[ip
 }
 
 fn too_many(wait: Duration, what: &str) -> Response {
-    let mut res =
-        ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", what.to_owned()).into_response();
+    let mut res = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::RateLimited,
+        what.to_owned(),
+    )
+    .into_response();
     let secs = wait.as_secs().max(1).to_string();
     if let Ok(v) = axum::http::HeaderValue::from_str(&secs) {
         res.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
@@ -189,7 +194,7 @@ pub fn check_auth_allowed(state: &AppState, ip: Option<IpAddr>) -> Result<(), Ap
             metrics::counter!("missive_rate_limited_total", "limit" => "auth").increment(1);
             Err(ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
+                ErrorCode::RateLimited,
                 "too many failed authentications from this address: retry later",
             ))
         }

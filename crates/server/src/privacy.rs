@@ -8,6 +8,7 @@
 //!   without personal traits;
 //! - `POST|GET /v1/keys`, `DELETE /v1/keys/{id}`: API keys.
 
+use missive_core::ErrorCode;
 use std::collections::BTreeMap;
 
 use axum::Json;
@@ -47,7 +48,7 @@ impl From<PrivacyError> for ApiError {
             PrivacyError::NotFound => {
                 ApiError::not_found("no profile has that id, user id, anonymous id or e-mail address")
             }
-            PrivacyError::InvalidConsent(m) => ApiError::bad_request("invalid_consent", m),
+            PrivacyError::InvalidConsent(m) => ApiError::bad_request(ErrorCode::InvalidConsent, m),
             PrivacyError::Store(e) => e.into(),
             PrivacyError::Engine(e) => ApiError::unavailable(&e),
         }
@@ -96,7 +97,7 @@ pub async fn put_consent(
     for (name, granted) in &body.purposes {
         let p = Purpose::parse(name).ok_or_else(|| {
             ApiError::bad_request(
-                "invalid_consent",
+                ErrorCode::InvalidConsent,
                 format!(
                     "unknown consent purpose {name:?}: use one of {}",
                     Purpose::ALL.map(Purpose::as_str).join(", ")
@@ -172,7 +173,7 @@ pub async fn run_retention(
 ) -> Result<Json<Value>, ApiError> {
     let Some(retention) = state.privacy_config.event_retention else {
         return Err(ApiError::bad_request(
-            "retention_not_configured",
+            ErrorCode::RetentionNotConfigured,
             "no event retention is configured (privacy.event_retention_days)",
         ));
     };
@@ -211,13 +212,12 @@ pub async fn analytics_profiles(
     Query(p): Query<AnalyticsParams>,
 ) -> Result<Json<Value>, ApiError> {
     let limit = p.limit.unwrap_or(500).clamp(1, 5000);
-    let after =
-        match p.after.as_deref() {
-            None => None,
-            Some(c) => Some(state.cursor_key.open_cursor(c).ok_or_else(|| {
-                ApiError::bad_request("invalid_cursor", "after is not a cursor from this API")
-            })?),
-        };
+    let after = match p.after.as_deref() {
+        None => None,
+        Some(c) => Some(state.cursor_key.open_cursor(c).ok_or_else(|| {
+            ApiError::bad_request(ErrorCode::InvalidCursor, "after is not a cursor from this API")
+        })?),
+    };
     state.engine.sync().await.map_err(|e| ApiError::unavailable(&e))?;
     let page = state.engine.profiles().page(after, limit).await?;
     let rows: Vec<AnalyticsProfile> = page
@@ -281,7 +281,7 @@ pub async fn create_key(
 ) -> Result<Response, ApiError> {
     let role = Role::parse(&body.role).ok_or_else(|| {
         ApiError::bad_request(
-            "invalid_role",
+            ErrorCode::InvalidRole,
             format!(
                 "unknown role {:?}: use one of {}",
                 body.role,
@@ -293,7 +293,7 @@ pub async fn create_key(
     let label = body.label.trim();
     if label.is_empty() || label.len() > 200 || label.chars().any(char::is_control) {
         return Err(ApiError::bad_request(
-            "invalid_label",
+            ErrorCode::InvalidLabel,
             "label must be 1 to 200 characters, without control characters",
         )
         .with_field("label"));
@@ -326,7 +326,7 @@ pub async fn revoke_key(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let id = ApiKeyId::parse(&id).map_err(|e| ApiError::bad_request("invalid_id", e.to_string()))?;
+    let id = ApiKeyId::parse(&id).map_err(|e| ApiError::bad_request(ErrorCode::InvalidId, e.to_string()))?;
     let keys = state.auth.list_keys().await?;
     let live_admins = keys
         .iter()
@@ -339,7 +339,7 @@ pub async fn revoke_key(
     if target.role == Role::Admin && live_admins == 1 {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
-            "last_admin_key",
+            ErrorCode::LastAdminKey,
             "this is the last admin key: create another one first",
         ));
     }

@@ -1,6 +1,7 @@
 //! `GET /v1/profiles/{key}` and its versions and events. The key is a profile id, a user id,
 //! an anonymous id or an e-mail address (or `user_id:…`, `anonymous_id:…`, `email:…`).
 
+use missive_core::ErrorCode;
 use std::collections::BTreeMap;
 
 use axum::Json;
@@ -265,7 +266,7 @@ fn profile_out(
 fn parse_as_of(s: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
     s.map(|s| {
         parse_time(s).ok_or_else(|| {
-            ApiError::bad_request("invalid_timestamp", "as_of must be an ISO-8601 date-time")
+            ApiError::bad_request(ErrorCode::InvalidTimestamp, "as_of must be an ISO-8601 date-time")
                 .with_field("as_of")
         })
     })
@@ -357,7 +358,8 @@ fn limit_of(p: &PageParams) -> Result<u32, ApiError> {
         None => Ok(50),
         Some(n @ 1..=1000) => Ok(n),
         Some(_) => Err(
-            ApiError::bad_request("invalid_value", "limit must be between 1 and 1000").with_field("limit"),
+            ApiError::bad_request(ErrorCode::InvalidValue, "limit must be between 1 and 1000")
+                .with_field("limit"),
         ),
     }
 }
@@ -376,7 +378,8 @@ pub async fn get_versions(
         .map(|b| b.parse::<u64>())
         .transpose()
         .map_err(|_| {
-            ApiError::bad_request("invalid_value", "before must be a version number").with_field("before")
+            ApiError::bad_request(ErrorCode::InvalidValue, "before must be a version number")
+                .with_field("before")
         })?;
     let id = resolve(&state, &key, &audit).await?;
     let versions = state.engine.profiles().versions(&id, before, limit).await?;
@@ -435,7 +438,7 @@ pub async fn get_events(
         .as_deref()
         .map(|c| {
             EventCursor::decode(c).ok_or_else(|| {
-                ApiError::bad_request("invalid_value", "before must be a cursor from `next`")
+                ApiError::bad_request(ErrorCode::InvalidValue, "before must be a cursor from `next`")
                     .with_field("before")
             })
         })

@@ -3,6 +3,7 @@
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
+use missive_core::ErrorCode;
 use missive_engine::segments::{PreviewError, SegmentServiceError, delete_segment, save_segment};
 use missive_segment::Segment;
 use serde::{Deserialize, Serialize};
@@ -44,7 +45,9 @@ pub async fn preview_segment(
 ) -> Result<Json<PreviewOut>, ApiError> {
     let sample = body.sample.unwrap_or(10);
     if sample > 100 {
-        return Err(ApiError::bad_request("invalid_value", "sample may be at most 100").with_field("sample"));
+        return Err(
+            ApiError::bad_request(ErrorCode::InvalidValue, "sample may be at most 100").with_field("sample"),
+        );
     }
     state.engine.sync().await.map_err(|e| ApiError::unavailable(&e))?;
     let segments = state.engine.segments();
@@ -57,7 +60,7 @@ pub async fn preview_segment(
         .map_err(|e| match e {
             PreviewError::Store(e) => ApiError::from(e),
             e @ PreviewError::ReadsSegments(_) => {
-                ApiError::bad_request("segment_not_supported", e.to_string())
+                ApiError::bad_request(ErrorCode::SegmentNotSupported, e.to_string())
             }
         })?;
     Ok(Json(PreviewOut {
@@ -111,14 +114,19 @@ pub struct SavedOut {
 fn service_error(e: SegmentServiceError) -> ApiError {
     match e {
         SegmentServiceError::InvalidName(why) => {
-            ApiError::bad_request("invalid_value", format!("invalid segment name: {why}")).with_field("name")
+            ApiError::bad_request(ErrorCode::InvalidValue, format!("invalid segment name: {why}"))
+                .with_field("name")
         }
         SegmentServiceError::Language(e) => ApiError::from(e),
-        SegmentServiceError::Set(e) => ApiError::bad_request("segment_dependency_error", e.to_string()),
-        SegmentServiceError::NotFound(name) => ApiError::not_found(format!("no segment is named {name:?}")),
-        e @ SegmentServiceError::InUse { .. } => {
-            ApiError::new(axum::http::StatusCode::CONFLICT, "segment_in_use", e.to_string())
+        SegmentServiceError::Set(e) => {
+            ApiError::bad_request(ErrorCode::SegmentDependencyError, e.to_string())
         }
+        SegmentServiceError::NotFound(name) => ApiError::not_found(format!("no segment is named {name:?}")),
+        e @ SegmentServiceError::InUse { .. } => ApiError::new(
+            axum::http::StatusCode::CONFLICT,
+            ErrorCode::SegmentInUse,
+            e.to_string(),
+        ),
         SegmentServiceError::Store(e) => ApiError::from(e),
         SegmentServiceError::Engine(e) => ApiError::unavailable(&e),
     }
@@ -187,7 +195,8 @@ pub async fn members(
     let limit = params.limit.unwrap_or(1000);
     if !(1..=10_000).contains(&limit) {
         return Err(
-            ApiError::bad_request("invalid_value", "limit must be between 1 and 10000").with_field("limit"),
+            ApiError::bad_request(ErrorCode::InvalidValue, "limit must be between 1 and 10000")
+                .with_field("limit"),
         );
     }
     let after = params
@@ -196,7 +205,7 @@ pub async fn members(
         .map(missive_core::ProfileId::parse)
         .transpose()
         .map_err(|_| {
-            ApiError::bad_request("invalid_value", "after must be a profile id").with_field("after")
+            ApiError::bad_request(ErrorCode::InvalidValue, "after must be a profile id").with_field("after")
         })?;
     let segments = state.engine.segments();
     if segments.get(&name).await?.is_none() {
