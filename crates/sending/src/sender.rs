@@ -194,6 +194,32 @@ impl Sender {
         &self.secrets.links
     }
 
+    /// A sender for `engine`'s workspace, with its link and address-hash secrets (created in
+    /// the store at first use).
+    pub async fn start(
+        engine: Engine,
+        content: ContentService,
+        transport: Arc<dyn Transport>,
+        dkim: Option<DkimSigner>,
+        throttle: Throttle,
+        config: SenderConfig,
+    ) -> Result<Self, SendError> {
+        let secrets = SenderSecrets::load(engine.store()).await?;
+        Ok(Self::new(
+            engine, content, transport, dkim, secrets, throttle, config,
+        ))
+    }
+
+    /// Reads the delivery reports (bounces, complaints) waiting in the maildir `dir` and
+    /// suppresses what they say.
+    pub async fn read_bounce_mailbox(
+        &self,
+        dir: &std::path::Path,
+        now: DateTime<Utc>,
+    ) -> Result<crate::bounces::MailboxPass, crate::bounces::BounceError> {
+        crate::bounces::read_mailbox(self.engine.store(), self.hash_key(), dir, now).await
+    }
+
     /// Applies one raw delivery report (a DSN or an ARF complaint) to the suppression list.
     pub async fn apply_report(
         &self,

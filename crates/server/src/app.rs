@@ -16,7 +16,7 @@ use missive_engine::privacy::PrivacyConfig;
 use missive_engine::{Engine, EngineConfig, EngineError};
 use missive_privacy::Keyring;
 use missive_sending::content::ContentConfig;
-use missive_sending::sender::{SendError, Sender, SenderConfig, SenderSecrets};
+use missive_sending::sender::{SendError, Sender, SenderConfig};
 use missive_store::Store;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -89,16 +89,15 @@ impl App {
             parts.privacy = parts.privacy.clone().with_maildir(root.clone());
         }
         if let Some(s) = sender {
-            let secrets = SenderSecrets::load(engine.store()).await?;
-            let sender = Sender::new(
+            let sender = Sender::start(
                 engine.clone(),
                 parts.content.clone(),
                 s.transport,
                 s.dkim,
-                secrets,
                 s.throttle,
                 s.config,
-            );
+            )
+            .await?;
             parts.journeys = parts.journeys.clone().notify_queued(sender.waker());
             parts.tracking = missive_sending::tracking::Tracking::new(engine.clone(), parts.journeys.clone());
             parts.sender = Some(sender);
@@ -188,13 +187,13 @@ fn spawn_bounce_reader(
     dir: &std::path::Path,
     stop: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
-    let (engine, key) = (engine.clone(), Arc::new(sender.hash_key().to_vec()));
+    let (engine, sender) = (engine.clone(), sender.clone());
     let dir = Arc::new(dir.to_path_buf());
     missive_engine::background::poll_until_shutdown(stop, None, move || {
-        let (engine, key, dir) = (engine.clone(), key.clone(), dir.clone());
+        let (engine, sender, dir) = (engine.clone(), sender.clone(), dir.clone());
         async move {
             let now = engine.clock().now();
-            match missive_sending::bounces::read_mailbox(engine.store(), &key, &dir, now).await {
+            match sender.read_bounce_mailbox(&dir, now).await {
                 Ok(p) if p.reports + p.ignored > 0 => {
                     tracing::info!(
                         reports = p.reports,
