@@ -1,5 +1,6 @@
-//! The `missive` binary: `serve`, `import`, `bench`. It reads configuration, wires the store,
-//! the engine and the server together, and owns the process (signals, logging, exit codes).
+//! The `missive` binary: `serve`, `import`, `bench` and the operator commands. It reads
+//! configuration, opens the store, hands both to the composition root
+//! (`missive_server::app::App`), and owns the process (signals, logging, exit codes).
 
 mod bench;
 mod bench_delivery;

@@ -1,5 +1,6 @@
 //! Domain types of missive: typed ids, the clock, Segment-compatible messages and their
-//! validation, customer profiles with their traits, aggregates and version diffs.
+//! validation, customer profiles with their traits, aggregates and version diffs, a person's
+//! time zone, the outbox's message class and source, and the API's error codes.
 //!
 //! This crate is pure: it does no I/O, reads no clock of its own (time comes in through
 //! [`clock::Clock`] or as arguments) and knows nothing of storage or HTTP. The store, the

@@ -112,6 +112,10 @@ struct State {
 }
 
 /// Token buckets: one for all sends, one per recipient domain. A send takes a token from both.
+///
+/// Written by hand, not with `governor`: a send must take the global and the domain token
+/// together or neither (two governor limiters would spend a global token on a send its domain
+/// then refuses), and waiting goes through `tokio::time`, so the tests can run on paused time.
 #[derive(Debug)]
 pub struct Throttle {
     domain_rates: HashMap<String, Rate>,

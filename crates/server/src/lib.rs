@@ -1,9 +1,13 @@
 //! The HTTP surface of missive: Segment's tracking API (`/v1/track` … `/v1/batch`), the
-//! profile API, `/health` and `/metrics`.
+//! profile, segment, content, journey, broadcast, privacy and key APIs, tracking links, the
+//! preference centre, the console, `/health` and `/metrics`; and the composition root
+//! ([`app::App`]) that builds every service a running missive needs.
 //!
-//! Handlers are thin: they authenticate (extractors in [`auth`]), decode and validate the
-//! body, call one engine function and map the result to a response type. No SQL and no
-//! business rules live here.
+//! Each module declares its routes in its own `router()`; [`router`] merges them. Handlers
+//! are thin: they authenticate (extractors in `auth`), decode and validate the body, call
+//! the engine's or the sending side's services and map the result to a response type, with
+//! errors from one catalogue ([`ApiError`], codes in `missive_core::ErrorCode`). No SQL, no
+//! store access and no business rules live here.
 
 pub mod app;
 mod audit;

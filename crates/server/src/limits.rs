@@ -5,6 +5,11 @@
 //! - **Failed authentication**: wrong keys per minute per client address; beyond it, every key
 //!   that is not already known good gets 429 until the bucket refills. Keys verified recently
 //!   are still let through, so an attacker behind a shared proxy cannot lock out its users.
+//!
+//! Written by hand, not with `governor`: the failed-authentication rule asks whether an
+//! address still has a token *without taking one* (a request with an unknown key is refused
+//! only once the address has used up its wrong guesses), and governor's keyed limiters can
+//! only take. The bucket is a few lines, tested below.
 
 use missive_core::ErrorCode;
 use std::collections::HashMap;
