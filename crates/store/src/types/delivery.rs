@@ -1,0 +1,152 @@
+//! Journey instances, the outbox, suppressions.
+
+use chrono::{DateTime, Utc};
+use missive_core::{MessageClass, MessageSource, ProfileId};
+use serde::Serialize;
+
+/// Where a journey instance stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InstanceStatus {
+    Active,
+    Completed,
+    Exited,
+}
+
+impl InstanceStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InstanceStatus::Active => "active",
+            InstanceStatus::Completed => "completed",
+            InstanceStatus::Exited => "exited",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "active" => InstanceStatus::Active,
+            "completed" => InstanceStatus::Completed,
+            "exited" => InstanceStatus::Exited,
+            _ => return None,
+        })
+    }
+}
+
+/// One profile's passage through a journey.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JourneyInstance {
+    pub id: String,
+    pub journey: String,
+    pub journey_version: i64,
+    pub profile_id: ProfileId,
+    /// The instance key (`cart_id`, …), or "" for one instance per profile.
+    pub key: String,
+    /// The step it is at (waiting at, or last executed when no longer active).
+    pub step: String,
+    pub status: InstanceStatus,
+    /// When a wait ends (the timeout of a wait for an event).
+    pub wake_at: Option<DateTime<Utc>>,
+    /// The event name a `wait_for_event` step waits for.
+    pub waiting_for: Option<String>,
+    /// The triggering event and anything steps recorded (JSON).
+    pub context: serde_json::Value,
+    pub entered_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// What happened to a message in the outbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboxStatus {
+    /// Waiting to be sent at `next_attempt_at`.
+    Queued,
+    Sent,
+    /// Refused by the relay for good, or out of attempts.
+    Failed,
+    /// Not sent: the address is suppressed, consent is missing or a cap was reached.
+    Skipped,
+}
+
+impl OutboxStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboxStatus::Queued => "queued",
+            OutboxStatus::Sent => "sent",
+            OutboxStatus::Failed => "failed",
+            OutboxStatus::Skipped => "skipped",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "queued" => OutboxStatus::Queued,
+            "sent" => OutboxStatus::Sent,
+            "failed" => OutboxStatus::Failed,
+            "skipped" => OutboxStatus::Skipped,
+            _ => return None,
+        })
+    }
+}
+
+/// A send decision: one message to one profile.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxMessage {
+    /// Also the message's id in its `Message-ID` header (`msg_…`).
+    pub id: String,
+    /// Unique: the same decision made twice (a replay after a crash) is stored once.
+    pub idempotency_key: String,
+    pub profile_id: ProfileId,
+    pub template: String,
+    pub class: MessageClass,
+    /// Stored as `journey:NAME` or `broadcast:ID`.
+    pub source: MessageSource,
+    /// The triggering event and other render context (JSON).
+    pub context: serde_json::Value,
+    pub status: OutboxStatus,
+    pub attempts: u32,
+    pub next_attempt_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub recipient: Option<String>,
+    /// Why it was skipped or failed, or the relay's answer.
+    pub detail: Option<String>,
+}
+
+/// Journey progress committed atomically: instance changes, the send decisions they made,
+/// and how far through the event log the journeys have read.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JourneyCommit {
+    pub instances: Vec<JourneyInstance>,
+    pub outbox: Vec<OutboxMessage>,
+    pub events_through: Option<i64>,
+    /// How far through the segment changes the journeys have read.
+    pub segments_through: Option<i64>,
+}
+
+/// A suppressed address, kept as a keyed hash.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Suppression {
+    pub address_hash: String,
+    /// `hard_bounce`, `complaint`, `unsubscribed`, `soft_bounces`, `manual`.
+    pub reason: String,
+    pub detail: String,
+    pub at: DateTime<Utc>,
+}
+
+/// Messages of one source by status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct OutboxCounts {
+    pub queued: u64,
+    pub sent: u64,
+    pub failed: u64,
+    pub skipped: u64,
+}
+
+impl OutboxCounts {
+    pub fn add(&mut self, status: &str, n: u64) {
+        match status {
+            "queued" => self.queued += n,
+            "sent" => self.sent += n,
+            "failed" => self.failed += n,
+            _ => self.skipped += n,
+        }
+    }
+}

@@ -1,0 +1,46 @@
+//! Documents and saved segments.
+
+use chrono::{DateTime, Utc};
+
+/// A saved segment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SegmentRecord {
+    pub name: String,
+    pub expression: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A versioned content document: a template, a content block or a product. Its body is the
+/// JSON the content layer defines; the store keeps the latest version of each.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DocumentRecord {
+    pub kind: DocumentKind,
+    pub name: String,
+    /// 1 for the first save, then one more on each save.
+    pub version: i64,
+    pub body: serde_json::Value,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The kinds of content documents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DocumentKind {
+    Template,
+    Block,
+    Product,
+    Journey,
+    Broadcast,
+}
+
+impl DocumentKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DocumentKind::Template => "template",
+            DocumentKind::Block => "block",
+            DocumentKind::Product => "product",
+            DocumentKind::Journey => "journey",
+            DocumentKind::Broadcast => "broadcast",
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! Events, profiles' versions and merges, checkpoints, segment changes, paging.
+
+use chrono::{DateTime, Utc};
+use missive_core::{EventKind, IdentityKey, MessageId, Profile, ProfileDiff, ProfileId};
+use serde::Serialize;
+
+/// What an erasure deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ErasureCounts {
+    pub profiles: u64,
+    pub events: u64,
+    pub versions: u64,
+    pub identities: u64,
+    pub segment_memberships: u64,
+    pub journey_instances: u64,
+    pub messages: u64,
+    pub data_keys: u64,
+}
+
+/// An event as stored, attributed to the profile it was folded into.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    /// Arrival order, assigned by the engine: strictly increasing, never reused.
+    pub seq: i64,
+    pub message_id: MessageId,
+    /// The profile it belongs to now (merges re-point it).
+    pub profile_id: ProfileId,
+    /// The profile it was first folded into, never re-pointed: replay recreates that profile
+    /// under the same id.
+    pub origin_profile_id: ProfileId,
+    pub kind: EventKind,
+    pub name: String,
+    pub timestamp: DateTime<Utc>,
+    pub received_at: DateTime<Utc>,
+    pub body: serde_json::Value,
+}
+
+/// One version of a profile: what changed, when it was recorded, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProfileVersion {
+    pub profile_id: ProfileId,
+    pub version: u64,
+    pub recorded_at: DateTime<Utc>,
+    /// What caused it: `track:Order Completed`, `identify`, `merge`, or `N events`.
+    pub cause: String,
+    pub diff: ProfileDiff,
+    /// The whole profile after this version, kept every few versions so that rebuilding a
+    /// past state replays a bounded number of diffs.
+    pub snapshot: Option<Profile>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MergeRecord {
+    pub from: ProfileId,
+    pub into: ProfileId,
+    pub at: DateTime<Utc>,
+    /// The message that caused it.
+    pub cause: String,
+}
+
+/// One group commit of events: durable once [`crate::Store::commit_events`] returns.
+#[derive(Debug, Clone, Default)]
+pub struct EventBatch {
+    /// New events with their `seq` set, ascending; a message id already stored is skipped.
+    pub events: Vec<StoredEvent>,
+    /// Merges made while folding them, `(from, into)` in order: the events of `from` now
+    /// belong to `into`. Applied after the inserts.
+    pub repoint: Vec<(ProfileId, ProfileId)>,
+}
+
+/// One profile checkpoint: the profiles, versions, identities and merges changed since the
+/// last one, written atomically with the sequence number of the last event they include.
+#[derive(Debug, Clone, Default)]
+pub struct Checkpoint {
+    pub merges: Vec<MergeRecord>,
+    pub identities: Vec<(IdentityKey, ProfileId)>,
+    pub profiles: Vec<Profile>,
+    pub versions: Vec<ProfileVersion>,
+    /// Entries into and exits from segments since the last checkpoint, in order.
+    pub segment_changes: Vec<SegmentChange>,
+    /// Every event with a `seq` up to this one is included in the stored profiles.
+    pub through_seq: i64,
+}
+
+/// A profile entering or leaving a segment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SegmentChange {
+    pub profile_id: ProfileId,
+    pub segment: String,
+    pub entered: bool,
+    pub at: DateTime<Utc>,
+    /// `event`, `time`, `segment:NAME` or `backfill`.
+    pub cause: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct EventQuery {
+    pub profile_id: ProfileId,
+    /// Only events received at or before this time (for the profile as of a past time).
+    pub received_before: Option<DateTime<Utc>>,
+    /// Continue after this cursor (from the last page's last event).
+    pub cursor: Option<EventCursor>,
+    pub limit: u32,
+}
+
+/// Position in the newest-first event order: event time, then arrival.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventCursor {
+    pub timestamp_micros: i64,
+    pub seq: i64,
+}
+
+impl EventCursor {
+    pub fn of(e: &StoredEvent) -> Self {
+        Self {
+            timestamp_micros: e.timestamp.timestamp_micros(),
+            seq: e.seq,
+        }
+    }
+
+    pub fn encode(&self) -> String {
+        format!("{}.{}", self.timestamp_micros, self.seq)
+    }
+
+    pub fn decode(s: &str) -> Option<Self> {
+        let (t, s) = s.split_once('.')?;
+        Some(Self {
+            timestamp_micros: t.parse().ok()?,
+            seq: s.parse().ok()?,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct StoreStats {
+    /// Live profiles (not merged into another).
+    pub profiles: u64,
+    pub events: u64,
+}
