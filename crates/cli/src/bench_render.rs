@@ -191,7 +191,7 @@ impl Fixture {
 }
 
 fn jiff_now(t: DateTime<Utc>) -> jiff::Timestamp {
-    jiff::Timestamp::from_microsecond(t.timestamp_micros()).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+    missive_core::zone::instant(t).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
 }
 
 pub fn run(b: RenderBench) -> anyhow::Result<()> {

@@ -7,6 +7,13 @@ use jiff::tz::TimeZone;
 
 use crate::Profile;
 
+/// The instant `t` as jiff sees it: the one conversion between stored times (chrono's
+/// `DateTime<Utc>`) and the time-zone rules and the Liquid `date` filter (jiff). `None` beyond
+/// jiff's range (years -9999 to 9999).
+pub fn instant(t: DateTime<Utc>) -> Option<jiff::Timestamp> {
+    jiff::Timestamp::from_microsecond(t.timestamp_micros()).ok()
+}
+
 /// The person's time zone: trait `timezone` (or `time_zone`) when it names an IANA zone, else
 /// `default` (the workspace's `content.default_time_zone`).
 pub fn time_zone_of(p: &Profile, default: &TimeZone) -> TimeZone {
@@ -20,7 +27,7 @@ pub fn time_zone_of(p: &Profile, default: &TimeZone) -> TimeZone {
 
 /// The next instant after `now` at which the local clock in `zone` reads `h:m`.
 pub fn next_local_time(now: DateTime<Utc>, h: i8, m: i8, zone: &TimeZone) -> DateTime<Utc> {
-    let Ok(ts) = jiff::Timestamp::from_microsecond(now.timestamp_micros()) else {
+    let Some(ts) = instant(now) else {
         return now;
     };
     let local = ts.to_zoned(zone.clone());
@@ -40,7 +47,7 @@ pub fn next_local_time(now: DateTime<Utc>, h: i8, m: i8, zone: &TimeZone) -> Dat
 
 /// Whether the local time at `now` is within `[start, end)`, which may cross midnight.
 pub fn in_local_window(now: DateTime<Utc>, start: (i8, i8), end: (i8, i8), zone: &TimeZone) -> bool {
-    let Ok(ts) = jiff::Timestamp::from_microsecond(now.timestamp_micros()) else {
+    let Some(ts) = instant(now) else {
         return false;
     };
     let local = ts.to_zoned(zone.clone());

@@ -222,7 +222,7 @@ fn check_name(name: &str) -> Result<(), ContentServiceError> {
 }
 
 fn jiff_time(t: DateTime<Utc>) -> jiff::Timestamp {
-    jiff::Timestamp::from_microsecond(t.timestamp_micros()).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+    missive_core::zone::instant(t).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
 }
 
 impl ContentService {
