@@ -29,6 +29,17 @@ impl MessageClass {
             _ => None,
         }
     }
+
+    /// A stored class: anything but `transactional` is marketing, the stricter rules (as the
+    /// sender has always read it), so a row written by hand or by a newer version still sends
+    /// only with consent.
+    pub fn from_stored(s: &str) -> Self {
+        if s == "transactional" {
+            MessageClass::Transactional
+        } else {
+            MessageClass::Marketing
+        }
+    }
 }
 
 impl std::fmt::Display for MessageClass {
@@ -43,16 +54,18 @@ impl std::fmt::Display for MessageClass {
 pub enum MessageSource {
     Journey(String),
     Broadcast(String),
+    /// A source this version does not know (a row written by a newer version or by hand),
+    /// kept as written so that it reads back and is stored back unchanged.
+    Other(String),
 }
 
 impl MessageSource {
-    /// `journey:NAME` or `broadcast:ID`, as stored.
-    pub fn parse(s: &str) -> Option<Self> {
-        let (kind, name) = s.split_once(':')?;
-        match kind {
-            "journey" => Some(MessageSource::Journey(name.to_owned())),
-            "broadcast" => Some(MessageSource::Broadcast(name.to_owned())),
-            _ => None,
+    /// `journey:NAME` or `broadcast:ID`, as stored; anything else is [`MessageSource::Other`].
+    pub fn parse(s: &str) -> Self {
+        match s.split_once(':') {
+            Some(("journey", name)) => MessageSource::Journey(name.to_owned()),
+            Some(("broadcast", id)) => MessageSource::Broadcast(id.to_owned()),
+            _ => MessageSource::Other(s.to_owned()),
         }
     }
 
@@ -60,7 +73,7 @@ impl MessageSource {
     pub fn broadcast(&self) -> Option<&str> {
         match self {
             MessageSource::Broadcast(id) => Some(id),
-            MessageSource::Journey(_) => None,
+            MessageSource::Journey(_) | MessageSource::Other(_) => None,
         }
     }
 }
@@ -70,6 +83,7 @@ impl std::fmt::Display for MessageSource {
         match self {
             MessageSource::Journey(name) => write!(f, "journey:{name}"),
             MessageSource::Broadcast(id) => write!(f, "broadcast:{id}"),
+            MessageSource::Other(text) => f.write_str(text),
         }
     }
 }
@@ -93,22 +107,22 @@ mod tests {
         let cases = [
             (
                 "journey:cart-abandonment",
-                Some(MessageSource::Journey("cart-abandonment".into())),
+                MessageSource::Journey("cart-abandonment".into()),
             ),
-            (
-                "broadcast:brd_1:x",
-                Some(MessageSource::Broadcast("brd_1:x".into())),
-            ),
-            ("webhook:x", None),
-            ("journey", None),
+            ("broadcast:brd_1:x", MessageSource::Broadcast("brd_1:x".into())),
+            ("webhook:x", MessageSource::Other("webhook:x".into())),
+            ("journey", MessageSource::Other("journey".into())),
         ];
         for (text, want) in cases {
             let got = MessageSource::parse(text);
             assert_eq!(got, want, "{text}");
-            if let Some(s) = got {
-                assert_eq!(s.to_string(), text);
-            }
+            assert_eq!(got.to_string(), text, "stored back as written");
         }
+        assert_eq!(
+            MessageClass::from_stored("transactional"),
+            MessageClass::Transactional
+        );
+        assert_eq!(MessageClass::from_stored("promo"), MessageClass::Marketing);
         assert_eq!(MessageSource::Broadcast("b".into()).broadcast(), Some("b"));
         assert_eq!(MessageSource::Journey("j".into()).broadcast(), None);
     }

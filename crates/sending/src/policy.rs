@@ -178,7 +178,9 @@ pub fn decide(
 }
 
 /// Loads what [`decide`] needs about `profile` from the store: whether its address is
-/// suppressed and, for marketing, its recent sends (only the counts a rule reads).
+/// suppressed and, for marketing, its recent sends. It reads in the rules' order and stops
+/// where [`decide`] will stop, so a message skipped by an earlier rule costs no later query.
+#[allow(clippy::too_many_arguments)]
 pub async fn load_facts<'a>(
     store: &Store,
     config: &PolicyConfig,
@@ -186,6 +188,7 @@ pub async fn load_facts<'a>(
     profile: &'a Profile,
     zone: &'a jiff::tz::TimeZone,
     class: MessageClass,
+    topic: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<Facts<'a>, StoreError> {
     let mut facts = Facts {
@@ -203,7 +206,11 @@ pub async fn load_facts<'a>(
         .suppression(&address_hash(hash_key, address))
         .await?
         .map(|s| s.reason);
-    if facts.suppressed.is_some() || class == MessageClass::Transactional || !has_marketing_consent(profile) {
+    if facts.suppressed.is_some()
+        || class == MessageClass::Transactional
+        || !has_marketing_consent(profile)
+        || topic.is_some_and(|t| missive_core::preferences::declines_topic(profile, t))
+    {
         return Ok(facts);
     }
     if let Some(window) = missive_core::Frequency::of(profile).window() {
@@ -211,6 +218,9 @@ pub async fn load_facts<'a>(
             .delivery()
             .marketing_sent_since(&profile.id, now - window)
             .await?;
+        if facts.sent_in_preference_window > 0 {
+            return Ok(facts);
+        }
     }
     if config.frequency_cap > 0 {
         facts.sent_in_cap_window = store

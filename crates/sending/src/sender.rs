@@ -370,6 +370,7 @@ impl Sender {
         };
         let zone = missive_core::zone::time_zone_of(&profile, &self.engine.config().default_time_zone);
         let policy = &self.config.policy;
+        let topic = message.context.get("topic").and_then(serde_json::Value::as_str);
         let facts = load_facts(
             store,
             policy,
@@ -377,10 +378,10 @@ impl Sender {
             &profile,
             &zone,
             message.class,
+            topic,
             now,
         )
         .await?;
-        let topic = message.context.get("topic").and_then(serde_json::Value::as_str);
         let address = match decide(&facts, policy, message.class, topic, now) {
             Decision::Send { address } => address,
             Decision::Skip { reason } => return Ok(skip(message, &reason.to_string(), stats)),

@@ -216,6 +216,27 @@ pub async fn journey_progress_and_send_decisions_commit_together_once(store: &St
     assert_eq!((counts.queued, counts.skipped), (0, 2));
 }
 
+/// A source this version does not know (a row of a newer version) reads back and is stored
+/// back as written.
+pub async fn unknown_message_sources_are_kept_as_written(store: &Store) {
+    let p = ProfileId::generate();
+    let mut m = message("msg_src", "src:1", &p, t("2026-11-28T12:00:00Z"));
+    m.source = missive_core::MessageSource::parse("webhook:w1");
+    store
+        .delivery()
+        .commit_journey(JourneyCommit {
+            instances: vec![],
+            outbox: vec![m.clone()],
+            events_through: None,
+            segments_through: None,
+        })
+        .await
+        .unwrap();
+    let read = store.delivery().outbox_message("msg_src").await.unwrap().unwrap();
+    assert_eq!(read.source.to_string(), "webhook:w1");
+    assert_eq!(read, m);
+}
+
 pub async fn suppressions_and_metadata_are_kept(store: &Store) {
     assert!(store.delivery().suppression("h1").await.unwrap().is_none());
     let s = Suppression {

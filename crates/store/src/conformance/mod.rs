@@ -90,6 +90,7 @@ macro_rules! conformance_cases {
             documents_are_versioned_listed_in_pages_and_deleted,
             recent_track_events_are_read_by_name_and_time,
             journey_progress_and_send_decisions_commit_together_once,
+            unknown_message_sources_are_kept_as_written,
             suppressions_and_metadata_are_kept,
             metadata_can_be_replaced,
             api_keys_are_created_listed_and_revoked,

@@ -36,14 +36,8 @@ pub(super) fn outbox_from_row(row: &Row) -> Result<OutboxMessage, StoreError> {
         idempotency_key: row.try_get(1)?,
         profile_id: ProfileId::parse(profile).map_err(|e| corrupt("outbox profile id", e))?,
         template: row.try_get(3)?,
-        class: {
-            let class: &str = row.try_get(4)?;
-            missive_core::MessageClass::parse(class).ok_or_else(|| corrupt("outbox class", class))?
-        },
-        source: {
-            let source: &str = row.try_get(5)?;
-            missive_core::MessageSource::parse(source).ok_or_else(|| corrupt("outbox source", source))?
-        },
+        class: missive_core::MessageClass::from_stored(row.try_get(4)?),
+        source: missive_core::MessageSource::parse(row.try_get(5)?),
         context: row.try_get(6)?,
         status: OutboxStatus::parse(status).ok_or_else(|| corrupt("outbox status", status))?,
         attempts: u32::try_from(attempts).unwrap_or(u32::MAX),

@@ -88,10 +88,8 @@ pub(super) fn outbox_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Outbo
             idempotency_key: key,
             profile_id: ProfileId::parse(&profile).map_err(|e| corrupt("outbox profile id", e))?,
             template,
-            class: missive_core::MessageClass::parse(&class)
-                .ok_or_else(|| corrupt("outbox class", &class))?,
-            source: missive_core::MessageSource::parse(&source)
-                .ok_or_else(|| corrupt("outbox source", &source))?,
+            class: missive_core::MessageClass::from_stored(&class),
+            source: missive_core::MessageSource::parse(&source),
             context: serde_json::from_str(&context).map_err(|e| corrupt("outbox context", e))?,
             status: OutboxStatus::parse(&status).ok_or_else(|| corrupt("outbox status", &status))?,
             attempts,

@@ -48,6 +48,52 @@ mod sqlite {
         assert!(format!("{delete:?}").contains("append-only"), "{delete:?}");
     }
 
+    /// A class this version does not know (written by hand or by a newer version) reads as
+    /// marketing, the stricter rules, instead of failing every page of due messages.
+    #[tokio::test]
+    async fn an_unknown_stored_message_class_reads_as_marketing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(SqliteStore::open(dir.path().join("m.db")).await.unwrap());
+        let p = missive_core::ProfileId::generate();
+        let now = chrono::Utc::now();
+        let m = missive_store::OutboxMessage {
+            id: "msg_c".into(),
+            idempotency_key: "c:1".into(),
+            profile_id: p,
+            template: "t".into(),
+            class: missive_core::MessageClass::Transactional,
+            source: missive_core::MessageSource::Journey("j".into()),
+            context: serde_json::json!({}),
+            status: missive_store::OutboxStatus::Queued,
+            attempts: 0,
+            next_attempt_at: now,
+            created_at: now,
+            sent_at: None,
+            recipient: None,
+            detail: None,
+        };
+        store
+            .delivery()
+            .commit_journey(missive_store::JourneyCommit {
+                outbox: vec![m],
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let c = rusqlite::Connection::open(dir.path().join("m.delivery.db")).unwrap();
+        c.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+        c.execute("UPDATE outbox SET class = 'promo' WHERE id = 'msg_c'", [])
+            .unwrap();
+        drop(c);
+        let due = store
+            .delivery()
+            .due_outbox(now + chrono::TimeDelta::seconds(1), 10)
+            .await
+            .unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].class, missive_core::MessageClass::Marketing);
+    }
+
     #[tokio::test]
     async fn a_second_writer_on_the_same_file_is_refused() {
         let dir = tempfile::tempdir().unwrap();
