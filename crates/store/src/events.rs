@@ -32,10 +32,9 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// Store-side form of an identity for lookups: the encrypting store replaces every
     /// identity (user ids, anonymous ids, e-mail addresses) by its blind index. The engine's
-    /// lookup filter uses it too.
-    fn identity_index(&self, key: &IdentityKey) -> IdentityKey {
-        key.clone()
-    }
+    /// lookup filter uses it too. No default: a wrapper around another event area must pass
+    /// it on, or lookups would skip the blind index.
+    fn identity_index(&self, key: &IdentityKey) -> IdentityKey;
 
     /// Replaces stored identity values in place (`(kind, old value) → new value`, same kind
     /// and profile), atomically; returns how many rows changed. For upgrading the stored form

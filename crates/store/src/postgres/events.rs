@@ -9,6 +9,11 @@ use super::*;
 
 #[async_trait]
 impl crate::EventStore for PostgresStore {
+    /// The backend stores identities as it is given them.
+    fn identity_index(&self, key: &IdentityKey) -> IdentityKey {
+        key.clone()
+    }
+
     async fn erase_profiles(&self, ids: Vec<ProfileId>) -> Result<ErasureCounts, StoreError> {
         let ids: Vec<&str> = ids.iter().map(|i| i.as_str()).collect();
         // Both writers, in the order every other path takes them, so that no event of the

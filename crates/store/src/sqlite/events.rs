@@ -9,6 +9,11 @@ use super::*;
 
 #[async_trait]
 impl crate::EventStore for SqliteStore {
+    /// The backend stores identities as it is given them.
+    fn identity_index(&self, key: &IdentityKey) -> IdentityKey {
+        key.clone()
+    }
+
     async fn erase_profiles(&self, ids: Vec<ProfileId>) -> Result<ErasureCounts, StoreError> {
         let ids: Vec<String> = ids.iter().map(|i| i.as_str().to_owned()).collect();
         let mut counts = ErasureCounts::default();
