@@ -31,6 +31,13 @@ pub enum Unsubscribe {
     Refused,
 }
 
+/// Why missive's own event was not ingested.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Own {
+    Refused,
+    NotStored,
+}
+
 /// Recording recipients' actions and reading messages' outcomes.
 #[derive(Clone)]
 pub struct Tracking {
@@ -92,23 +99,32 @@ impl Tracking {
         .await;
     }
 
-    /// Records a Segment message (`track` or `identify`) for `profile` as missive's own.
+    /// Records a Segment message (`track` or `identify`) for `profile` as missive's own, then
+    /// wakes the journeys (unless the message was refused).
     pub async fn record_for(&self, profile: &Profile, mut msg: Value, message_id: Option<String>) {
-        missive_engine::privacy::identify_as(profile, &mut msg);
         if let Some(id) = message_id {
             msg["messageId"] = json!(id);
         }
-        let now = self.engine.clock().now();
-        match validate_message(msg, None, None, now) {
-            Ok(mut e) => {
-                e.set_trust(missive_core::Trust::Missive);
-                if let Err(e) = self.engine.ingest(vec![e]).await {
-                    tracing::error!(error = %e, "tracking: event not recorded");
-                }
-                self.journeys.poke();
-            }
-            Err(r) => tracing::error!(code = r.code.as_str(), "tracking: event refused"),
+        if self.ingest_own(profile, msg, "tracking").await != Err(Own::Refused) {
+            self.journeys.poke();
         }
+    }
+
+    /// Ingests `msg` about `profile` as missive's own (trusted) event, identified as the
+    /// profile is known. Failures are logged under `what`.
+    async fn ingest_own(&self, profile: &Profile, mut msg: Value, what: &str) -> Result<(), Own> {
+        missive_engine::privacy::identify_as(profile, &mut msg);
+        let now = self.engine.clock().now();
+        let mut event = validate_message(msg, None, None, now).map_err(|r| {
+            tracing::error!(code = r.code.as_str(), "{what}: event refused");
+            Own::Refused
+        })?;
+        event.set_trust(missive_core::Trust::Missive);
+        self.engine.ingest(vec![event]).await.map_err(|e| {
+            tracing::error!(error = %e, "{what}: event not recorded");
+            Own::NotStored
+        })?;
+        Ok(())
     }
 
     /// What message `m` led to, from its recipient's events.
@@ -160,38 +176,28 @@ impl Tracking {
         let Ok(Some(p)) = self.recipient(profile).await else {
             return Unsubscribe::UnknownProfile;
         };
-        let now = self.engine.clock().now();
-        let mut identify = json!({
+        let identify = json!({
             "type": "identify",
             "traits": {"consent": {"email_marketing": false}},
             "messageId": format!("unsubscribe-consent-{message_id}-{}", missive_core::MessageId::generate().as_str()),
             "context": {"library": {"name": "missive-unsubscribe"}, "missive": {"source": "unsubscribe-link"}},
         });
-        missive_engine::privacy::identify_as(&p, &mut identify);
-        match validate_message(identify, None, None, now) {
-            Ok(mut e) => {
-                e.set_trust(missive_core::Trust::Missive);
-                if let Err(e) = self.engine.ingest(vec![e]).await {
-                    tracing::error!(error = %e, "unsubscribe not recorded");
-                    return Unsubscribe::NotRecorded;
-                }
-                // "Unsubscribed" only when consent is withdrawn now.
-                let withdrawn = match self.engine.sync().await {
-                    Ok(()) => matches!(
-                        self.recipient(profile).await,
-                        Ok(Some(p)) if !p.consents(missive_core::Purpose::EmailMarketing)
-                    ),
-                    Err(_) => false,
-                };
-                if !withdrawn {
-                    tracing::error!(profile_id = %profile, "unsubscribe recorded but consent still granted");
-                    return Unsubscribe::NotRecorded;
-                }
-            }
-            Err(r) => {
-                tracing::error!(code = r.code.as_str(), "unsubscribe refused");
-                return Unsubscribe::Refused;
-            }
+        match self.ingest_own(&p, identify, "unsubscribe").await {
+            Ok(()) => {}
+            Err(Own::NotStored) => return Unsubscribe::NotRecorded,
+            Err(Own::Refused) => return Unsubscribe::Refused,
+        }
+        // "Unsubscribed" only when consent is withdrawn now.
+        let withdrawn = match self.engine.sync().await {
+            Ok(()) => matches!(
+                self.recipient(profile).await,
+                Ok(Some(p)) if !p.consents(missive_core::Purpose::EmailMarketing)
+            ),
+            Err(_) => false,
+        };
+        if !withdrawn {
+            tracing::error!(profile_id = %profile, "unsubscribe recorded but consent still granted");
+            return Unsubscribe::NotRecorded;
         }
         self.record(
             profile,

@@ -98,9 +98,7 @@ impl App {
                 s.config,
             )
             .await?;
-            parts.journeys = parts.journeys.clone().notify_queued(sender.waker());
-            parts.tracking = missive_sending::tracking::Tracking::new(engine.clone(), parts.journeys.clone());
-            parts.sender = Some(sender);
+            parts = parts.with_sender(sender);
         }
         let (stop, _) = watch::channel(false);
         Ok(App {

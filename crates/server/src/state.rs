@@ -51,6 +51,15 @@ pub struct AppParts {
 }
 
 impl AppParts {
+    /// Attaches the sender: journeys wake it when they queue a message, and tracking records
+    /// through those journeys.
+    pub fn with_sender(mut self, sender: missive_sending::sender::Sender) -> Self {
+        self.journeys = self.journeys.clone().notify_queued(sender.waker());
+        self.tracking = missive_sending::tracking::Tracking::new(self.engine.clone(), self.journeys.clone());
+        self.sender = Some(sender);
+        self
+    }
+
     pub fn new(engine: Engine, content: ContentConfig) -> Self {
         let auth = Authenticator::for_engine(&engine);
         let journeys = missive_sending::journeys::Journeys::new(engine.clone());
