@@ -175,23 +175,13 @@ impl Fixture {
     }
 
     fn choose(&self, r: &Recipient, data: &Object) -> Selection {
-        Selection::choose(
-            &self.template.slots,
-            &self.blocks,
-            jiff_now(self.now),
-            data,
-            |t| match t {
-                BlockTarget::Everyone => true,
-                BlockTarget::Segment(s) => r.profile.segments.segments.contains(s),
-                // The example's one expression; the engine evaluates the compiled segment.
-                BlockTarget::Expression(_) => r.profile.orders.count >= 3,
-            },
-        )
+        Selection::choose(&self.template.slots, &self.blocks, self.now, data, |t| match t {
+            BlockTarget::Everyone => true,
+            BlockTarget::Segment(s) => r.profile.segments.segments.contains(s),
+            // The example's one expression; the engine evaluates the compiled segment.
+            BlockTarget::Expression(_) => r.profile.orders.count >= 3,
+        })
     }
-}
-
-fn jiff_now(t: DateTime<Utc>) -> jiff::Timestamp {
-    missive_core::zone::instant(t).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
 }
 
 pub fn run(b: RenderBench) -> anyhow::Result<()> {
@@ -215,9 +205,9 @@ pub fn run(b: RenderBench) -> anyhow::Result<()> {
         products
             .iter()
             .enumerate()
-            .map(|(i, p)| (p.id.clone(), (i % 5) as f64, jiff_now(now))),
-        jiff_now(now),
-        jiff::SignedDuration::from_hours(24 * 7),
+            .map(|(i, p)| (p.id.clone(), (i % 5) as f64, now)),
+        now,
+        chrono::TimeDelta::hours(24 * 7),
     );
     let recipients = recipients(b.recipients.max(1), &products, now)?;
     let fixture = Fixture {
@@ -230,8 +220,8 @@ pub fn run(b: RenderBench) -> anyhow::Result<()> {
     };
     let opts = RenderOptions {
         limits: Limits::default(),
-        time_zone: jiff::tz::TimeZone::UTC,
-        now: jiff_now(now),
+        time_zone: missive_core::zone::Tz::UTC,
+        now,
         currency: "USD",
     };
 

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use chrono::NaiveTime;
 use serde::Deserialize;
 
 #[derive(clap::Args, Debug, Clone)]
@@ -425,7 +426,7 @@ impl Config {
                 c.currency
             );
         }
-        if jiff::tz::TimeZone::get(&c.default_time_zone).is_err() {
+        if missive_core::zone::zone_named(&c.default_time_zone).is_none() {
             bail!(
                 "content.default_time_zone: {:?} is not an IANA time zone like \"Europe/Paris\"",
                 c.default_time_zone
@@ -565,8 +566,8 @@ impl Config {
             profile_cache: self.engine.profile_cache,
             flush_interval: std::time::Duration::from_millis(self.engine.flush_interval_ms),
             // Validated when the configuration was loaded.
-            default_time_zone: jiff::tz::TimeZone::get(&self.content.default_time_zone)
-                .unwrap_or(jiff::tz::TimeZone::UTC),
+            default_time_zone: missive_core::zone::zone_named(&self.content.default_time_zone)
+                .unwrap_or(missive_core::zone::Tz::UTC),
             ..missive_engine::EngineConfig::default()
         }
     }
@@ -591,14 +592,10 @@ impl Config {
     }
 }
 
-/// "21:00-08:00" → ((21, 0), (8, 0)).
-pub fn parse_quiet_hours(s: &str) -> Option<((i8, i8), (i8, i8))> {
+/// "21:00-08:00" → (21:00, 08:00).
+pub fn parse_quiet_hours(s: &str) -> Option<(NaiveTime, NaiveTime)> {
     let (a, b) = s.trim().split_once('-')?;
-    let hm = |t: &str| {
-        let (h, m) = t.trim().split_once(':')?;
-        let (h, m): (i8, i8) = (h.parse().ok()?, m.parse().ok()?);
-        ((0..24).contains(&h) && (0..60).contains(&m)).then_some((h, m))
-    };
+    let hm = missive_core::zone::parse_time_of_day;
     Some((hm(a)?, hm(b)?))
 }
 

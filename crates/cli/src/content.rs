@@ -41,7 +41,7 @@ pub struct RenderArgs {
     /// What `"now"` and `"today"` mean for `date`, as an RFC 3339 instant
     /// (`2024-05-17T09:30:00Z`), for reproducible output; default: the system clock.
     #[arg(long)]
-    pub now: Option<jiff::Timestamp>,
+    pub now: Option<chrono::DateTime<chrono::Utc>>,
     /// The recipient's time zone for `date`.
     #[arg(long, default_value = "UTC")]
     pub time_zone: String,
@@ -173,8 +173,12 @@ pub fn render(args: RenderArgs) -> anyhow::Result<()> {
         bail!("--partials: {} is not a directory", dir.display());
     }
     let template = Template::parse(&source).map_err(|e| located(&args.template, &e))?;
-    let time_zone = jiff::tz::TimeZone::get(&args.time_zone)
-        .with_context(|| format!("--time-zone: {:?} is not an IANA time zone", args.time_zone))?;
+    let time_zone = missive_core::zone::zone_named(&args.time_zone).with_context(|| {
+        format!(
+            "--time-zone: {:?} is not an IANA time zone like \"Europe/Paris\"",
+            args.time_zone
+        )
+    })?;
     let partials = DirPartials(args.partials);
     let env = Env {
         strict_variables: args.strict,
@@ -182,7 +186,7 @@ pub fn render(args: RenderArgs) -> anyhow::Result<()> {
         limits: missive_liquid::Limits::default(),
         partials: &partials,
         time_zone,
-        now: args.now.unwrap_or_else(jiff::Timestamp::now),
+        now: args.now.unwrap_or_else(chrono::Utc::now),
         currency: "USD".into(),
         escape_output: args.escape,
     };

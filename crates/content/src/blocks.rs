@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use missive_liquid::{Object, Template, Value};
 use serde::{Deserialize, Serialize};
 
@@ -32,9 +33,9 @@ pub struct BlockSource {
     #[serde(default)]
     pub priority: i64,
     #[serde(default)]
-    pub active_from: Option<jiff::Timestamp>,
+    pub active_from: Option<DateTime<Utc>>,
     #[serde(default)]
-    pub active_until: Option<jiff::Timestamp>,
+    pub active_until: Option<DateTime<Utc>>,
     /// Data paths that must hold something (not nil, empty or false) for the block to be
     /// used, e.g. `recommendations.for_you` or `customer.first_name`; otherwise the next
     /// block in priority is tried.
@@ -88,7 +89,7 @@ impl CompiledBlock {
         })
     }
 
-    fn active_at(&self, now: jiff::Timestamp) -> bool {
+    fn active_at(&self, now: DateTime<Utc>) -> bool {
         self.source.active_from.is_none_or(|from| from <= now)
             && self.source.active_until.is_none_or(|until| now < until)
     }
@@ -144,7 +145,7 @@ impl Selection {
     pub fn choose(
         slots: &[String],
         blocks: &[Arc<CompiledBlock>],
-        now: jiff::Timestamp,
+        now: DateTime<Utc>,
         data: &Object,
         mut matches: impl FnMut(&BlockTarget) -> bool,
     ) -> Selection {
@@ -198,7 +199,7 @@ pub fn decision_matrix(
     slot: &str,
     blocks: &[Arc<CompiledBlock>],
     segments: &[String],
-    now: jiff::Timestamp,
+    now: DateTime<Utc>,
 ) -> Vec<MatrixRow> {
     let mut ranked: Vec<&Arc<CompiledBlock>> = blocks
         .iter()
@@ -262,7 +263,7 @@ mod tests {
         )
     }
 
-    fn now() -> jiff::Timestamp {
+    fn now() -> DateTime<Utc> {
         "2026-11-28T12:00:00Z".parse().unwrap()
     }
 

@@ -10,6 +10,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
+use chrono::{DateTime, TimeDelta, Utc};
 use missive_liquid::{Object, Value};
 use serde::{Deserialize, Serialize};
 
@@ -254,34 +255,31 @@ pub struct RecommendationRequest<'a> {
 pub struct Popularity {
     ranked: Vec<(String, f64)>,
     scores: HashMap<String, f64>,
-    as_of: jiff::Timestamp,
+    as_of: DateTime<Utc>,
     half_life_secs: f64,
 }
 
 impl Default for Popularity {
     fn default() -> Self {
-        Popularity::new(
-            jiff::Timestamp::UNIX_EPOCH,
-            jiff::SignedDuration::from_hours(24 * 7),
-        )
+        Popularity::new(DateTime::UNIX_EPOCH, TimeDelta::hours(24 * 7))
     }
 }
 
 impl Popularity {
-    pub fn new(as_of: jiff::Timestamp, half_life: jiff::SignedDuration) -> Self {
+    pub fn new(as_of: DateTime<Utc>, half_life: TimeDelta) -> Self {
         Popularity {
             ranked: Vec::new(),
             scores: HashMap::new(),
             as_of,
-            half_life_secs: half_life.as_secs_f64().max(1.0),
+            half_life_secs: half_life.as_seconds_f64().max(1.0),
         }
     }
 
     /// `purchases`: (product id, quantity, when). Sales after `now` count fully.
     pub fn from_purchases(
-        purchases: impl IntoIterator<Item = (String, f64, jiff::Timestamp)>,
-        now: jiff::Timestamp,
-        half_life: jiff::SignedDuration,
+        purchases: impl IntoIterator<Item = (String, f64, DateTime<Utc>)>,
+        now: DateTime<Utc>,
+        half_life: TimeDelta,
     ) -> Self {
         let mut p = Popularity::new(now, half_life);
         for (id, quantity, at) in purchases {
@@ -292,8 +290,8 @@ impl Popularity {
     }
 
     /// Decays every score to `now` (a no-op for an earlier time).
-    pub fn advance(&mut self, now: jiff::Timestamp) {
-        let age = now.duration_since(self.as_of).as_secs_f64();
+    pub fn advance(&mut self, now: DateTime<Utc>) {
+        let age = (now - self.as_of).as_seconds_f64();
         if age <= 0.0 {
             return;
         }
@@ -305,8 +303,8 @@ impl Popularity {
     }
 
     /// Counts a sale, decayed by its age at the current time.
-    pub fn add(&mut self, id: String, quantity: f64, at: jiff::Timestamp) {
-        let age = self.as_of.duration_since(at).as_secs_f64().max(0.0);
+    pub fn add(&mut self, id: String, quantity: f64, at: DateTime<Utc>) {
+        let age = (self.as_of - at).as_seconds_f64().max(0.0);
         *self.scores.entry(id).or_default() += quantity.max(0.0) * (-age / self.half_life_secs).exp2();
     }
 
@@ -358,7 +356,7 @@ mod tests {
             .collect()
     }
 
-    fn ts(s: &str) -> jiff::Timestamp {
+    fn ts(s: &str) -> DateTime<Utc> {
         s.parse().unwrap()
     }
 
@@ -371,7 +369,7 @@ mod tests {
                 ("new".to_string(), 2.0, ts("2026-11-27T00:00:00Z")),
             ],
             now,
-            jiff::SignedDuration::from_hours(24 * 7),
+            TimeDelta::hours(24 * 7),
         );
         assert_eq!(pop.top(2)[0].0, "new");
     }
@@ -390,7 +388,7 @@ mod tests {
         let pop = Popularity::from_purchases(
             vec![("hat-2".to_string(), 5.0, now), ("shoe-4".to_string(), 1.0, now)],
             now,
-            jiff::SignedDuration::from_hours(168),
+            TimeDelta::hours(168),
         );
         let owned: BTreeSet<String> = ["shoe-2".to_string()].into();
         let cart = vec!["shoe-1".to_string()];
@@ -429,7 +427,7 @@ mod tests {
 
     #[test]
     fn popularity_brought_up_to_date_matches_one_computed_at_once() {
-        let day = jiff::SignedDuration::from_hours(24);
+        let day = TimeDelta::hours(24);
         let t0 = ts("2026-11-01T00:00:00Z");
         let t1 = ts("2026-11-20T00:00:00Z");
         let sales = [

@@ -67,8 +67,8 @@ pub struct RenderedEmail {
 /// Per-render settings.
 pub struct RenderOptions<'a> {
     pub limits: Limits,
-    pub time_zone: jiff::tz::TimeZone,
-    pub now: jiff::Timestamp,
+    pub time_zone: chrono_tz::Tz,
+    pub now: chrono::DateTime<chrono::Utc>,
     pub currency: &'a str,
 }
 
@@ -160,7 +160,7 @@ impl CompiledTemplate {
                 strict_filters: false,
                 limits,
                 partials: &partials,
-                time_zone: opts.time_zone.clone(),
+                time_zone: opts.time_zone,
                 now: opts.now,
                 currency: opts.currency.to_string(),
                 escape_output: !text,

@@ -73,11 +73,8 @@ pub fn parse_duration(s: &str) -> Option<TimeDelta> {
     (d > TimeDelta::zero() && d <= TimeDelta::days(366)).then_some(d)
 }
 
-pub fn parse_time_of_day(s: &str) -> Option<(i8, i8)> {
-    let (h, m) = s.split_once(':')?;
-    let (h, m): (i8, i8) = (h.parse().ok()?, m.parse().ok()?);
-    ((0..24).contains(&h) && (0..60).contains(&m)).then_some((h, m))
-}
+/// `until` times are local times of day, `HH:MM`.
+pub use missive_core::zone::parse_time_of_day;
 
 /// Checks a definition and compiles its waits and conditions.
 pub fn compile(
@@ -295,7 +292,10 @@ mod tests {
         assert_eq!(parse_duration("2d"), Some(TimeDelta::days(2)));
         assert_eq!(parse_duration("0m"), None);
         assert_eq!(parse_duration("5y"), None);
-        assert_eq!(parse_time_of_day("09:30"), Some((9, 30)));
+        assert_eq!(
+            parse_time_of_day("09:30"),
+            chrono::NaiveTime::from_hms_opt(9, 30, 0)
+        );
         assert_eq!(parse_time_of_day("24:00"), None);
     }
 

@@ -31,8 +31,8 @@ fn env(partials: &dyn Partials, escape_output: bool) -> Env<'_> {
         strict_filters: false,
         limits: Limits::default(),
         partials,
-        time_zone: jiff::tz::TimeZone::UTC,
-        now: jiff::Timestamp::from_second(1_750_000_000).unwrap_or(jiff::Timestamp::UNIX_EPOCH),
+        time_zone: chrono_tz::Tz::UTC,
+        now: chrono::DateTime::from_timestamp(1_750_000_000, 0).unwrap_or_default(),
         currency: "USD".into(),
         escape_output,
     }

@@ -3,10 +3,10 @@
 
 use std::fmt::Write as _;
 
-use jiff::civil::{Date, DateTime};
-use jiff::fmt::temporal::{Pieces, PiecesOffset};
-use jiff::tz::{Offset, TimeZone};
-use jiff::{Timestamp, Zoned};
+use chrono::{
+    DateTime, Datelike, FixedOffset, NaiveDate, NaiveDateTime, Offset as _, TimeZone as _, Timelike, Utc,
+};
+use chrono_tz::{OffsetName as _, Tz};
 
 use crate::Env;
 use crate::value::{Num, Value, format_float, to_num};
@@ -142,55 +142,108 @@ pub(crate) fn date(
     let forced = match zone {
         Some(z) if !z.is_nil() => {
             let name = z.to_str();
-            Some(TimeZone::get(&name).map_err(|_| format!("unknown time zone '{name}'"))?)
+            Some(
+                name.parse::<Tz>()
+                    .map_err(|_| format!("unknown time zone '{name}'"))?,
+            )
         }
         _ => None,
     };
-    let Some(parsed) = parse_time(input, &env.time_zone, env.now) else {
+    let Some(parsed) = parse_time(input, env.time_zone, env.now) else {
         return Ok(input.clone());
     };
-    let tz = match (forced, parsed.offset) {
-        (Some(tz), _) => tz,
-        (None, Some(offset)) => TimeZone::fixed(offset),
-        (None, None) => env.time_zone.clone(),
+    let local = match (forced, parsed.offset) {
+        (Some(tz), _) => Local::in_zone(parsed.at, tz),
+        (None, Some(offset)) => Local::at_offset(parsed.at, offset),
+        (None, None) => Local::in_zone(parsed.at, env.time_zone),
     };
-    let zoned = parsed.at.to_zoned(tz);
-    Ok(Value::string(strftime(&fmt, &zoned)))
+    Ok(Value::string(strftime(&fmt, &local)))
 }
 
 /// A parsed date: the instant, and the offset it was written with when it had a numeric one.
 struct Parsed {
-    at: Timestamp,
-    offset: Option<Offset>,
+    at: DateTime<Utc>,
+    offset: Option<FixedOffset>,
 }
 
-fn instant(at: Timestamp) -> Parsed {
+fn instant(at: DateTime<Utc>) -> Parsed {
     Parsed { at, offset: None }
 }
 
-fn parse_time(input: &Value, tz: &TimeZone, now: Timestamp) -> Option<Parsed> {
+/// An instant as a clock shows it somewhere: the local date and time, and the zone's
+/// abbreviation (`CET`; a fixed offset is named by itself, `-04:00`).
+pub(crate) struct Local {
+    at: DateTime<FixedOffset>,
+    abbreviation: String,
+}
+
+impl Local {
+    pub(crate) fn in_zone(at: DateTime<Utc>, zone: Tz) -> Self {
+        let local = at.with_timezone(&zone);
+        let offset = local.offset();
+        let abbreviation = offset
+            .abbreviation()
+            .map_or_else(|| offset_name(offset.fix().local_minus_utc()), str::to_string);
+        Self {
+            at: local.fixed_offset(),
+            abbreviation,
+        }
+    }
+
+    fn at_offset(at: DateTime<Utc>, offset: FixedOffset) -> Self {
+        Self {
+            at: at.with_timezone(&offset),
+            abbreviation: offset_name(offset.local_minus_utc()),
+        }
+    }
+}
+
+/// The name `%Z` shows for a fixed offset: `UTC` for zero, else the offset as short as it
+/// goes (`-04`, `+05:30`), as the tz database writes zones that have no abbreviation.
+fn offset_name(seconds: i32) -> String {
+    if seconds == 0 {
+        return "UTC".into();
+    }
+    let sign = if seconds < 0 { '-' } else { '+' };
+    let s = seconds.unsigned_abs();
+    let (h, m, sec) = (s / 3600, s / 60 % 60, s % 60);
+    match (m, sec) {
+        (0, 0) => format!("{sign}{h:02}"),
+        (_, 0) => format!("{sign}{h:02}:{m:02}"),
+        _ => format!("{sign}{h:02}:{m:02}:{sec:02}"),
+    }
+}
+
+fn parse_time(input: &Value, tz: Tz, now: DateTime<Utc>) -> Option<Parsed> {
     match input {
-        Value::Int(secs) => Timestamp::from_second(*secs).ok().map(instant),
-        Value::Float(secs) => Timestamp::from_second(*secs as i64).ok().map(instant),
+        Value::Int(secs) => DateTime::from_timestamp(*secs, 0).map(instant),
+        Value::Float(secs) => DateTime::from_timestamp(*secs as i64, 0).map(instant),
         Value::Str(s) => parse_time_str(s.trim(), tz, now),
         _ => None,
     }
 }
 
-/// Formats with a numeric offset (`%z` also reads `-04:00`).
+/// Formats with a numeric offset (`%#z` reads `-0400`, `-04:00` and `-04`).
 const OFFSET_FORMATS: &[&str] = &[
-    "%Y-%m-%d %H:%M:%S %z",
-    "%Y-%m-%d %H:%M %z",
-    "%Y-%m-%dT%H:%M:%S%.f%z",
+    "%Y-%m-%dT%H:%M:%S%.f%#z",
+    "%Y-%m-%dT%H:%M%#z",
+    "%Y-%m-%d %H:%M:%S%.f%#z",
+    "%Y-%m-%d %H:%M%#z",
+    "%Y-%m-%d %H:%M:%S %#z",
+    "%Y-%m-%d %H:%M %#z",
     "%a, %d %b %Y %H:%M:%S %z",
     "%d %b %Y %H:%M:%S %z",
     "%a %b %d %H:%M:%S %z %Y",
 ];
 
-const LOCAL_DATE_TIME_FORMATS: &[&str] = &[
+const ISO_LOCAL_FORMATS: &[&str] = &[
+    "%Y-%m-%dT%H:%M:%S%.f",
     "%Y-%m-%d %H:%M:%S%.f",
-    "%Y-%m-%d %H:%M",
     "%Y-%m-%dT%H:%M",
+    "%Y-%m-%d %H:%M",
+];
+
+const LOCAL_DATE_TIME_FORMATS: &[&str] = &[
     "%B %d, %Y %H:%M",
     "%b %d, %Y %H:%M",
     "%Y/%m/%d %H:%M:%S",
@@ -202,6 +255,7 @@ const LOCAL_DATE_TIME_FORMATS: &[&str] = &[
 ];
 
 const DATE_FORMATS: &[&str] = &[
+    "%Y-%m-%d",
     "%B %d, %Y",
     "%b %d, %Y",
     "%B %d %Y",
@@ -228,7 +282,7 @@ const ZONE_NAMES: &[(&str, i8)] = &[
     ("PDT", -7),
 ];
 
-fn parse_time_str(s: &str, tz: &TimeZone, now: Timestamp) -> Option<Parsed> {
+fn parse_time_str(s: &str, tz: Tz, now: DateTime<Utc>) -> Option<Parsed> {
     if s.eq_ignore_ascii_case("now") || s.eq_ignore_ascii_case("today") {
         return Some(instant(now));
     }
@@ -236,7 +290,7 @@ fn parse_time_str(s: &str, tz: &TimeZone, now: Timestamp) -> Option<Parsed> {
         return s
             .parse::<i64>()
             .ok()
-            .and_then(|n| Timestamp::from_second(n).ok())
+            .and_then(|n| DateTime::from_timestamp(n, 0))
             .map(instant);
     }
     // A trailing zone name: `2020-06-15 12:00:00 UTC`, `… EST`, `… America/New_York`.
@@ -246,69 +300,67 @@ fn parse_time_str(s: &str, tz: &TimeZone, now: Timestamp) -> Option<Parsed> {
             .bytes()
             .all(|b| b.is_ascii_alphabetic() || b == b'/' || b == b'_')
         && !rest.trim().is_empty()
+        && let Some(local) = parse_naive(rest.trim())
     {
-        let zone = match ZONE_NAMES.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
-            Some((_, 0)) => Some((TimeZone::UTC, None)),
-            Some((_, hours)) => Offset::from_hours(*hours)
+        let parsed = match ZONE_NAMES.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
+            Some((_, 0)) => Some(instant(local.and_utc())),
+            Some((_, hours)) => FixedOffset::east_opt(i32::from(*hours) * 3600)
+                .and_then(|o| o.from_local_datetime(&local).single())
+                .map(|at| Parsed {
+                    at: at.to_utc(),
+                    offset: Some(*at.offset()),
+                }),
+            None if name.contains('/') => name
+                .parse::<Tz>()
                 .ok()
-                .map(|o| (TimeZone::fixed(o), Some(o))),
-            None if name.contains('/') => TimeZone::get(name).ok().map(|z| (z, None)),
+                .and_then(|zone| missive_core::zone::from_local(local, zone))
+                .map(instant),
             None => None,
         };
-        if let Some((zone, offset)) = zone
-            && let Some(p) = parse_local(rest.trim(), &zone)
-        {
-            return Some(Parsed { at: p, offset });
+        if parsed.is_some() {
+            return parsed;
         }
     }
-    if let Ok(pieces) = Pieces::parse(s)
-        && let Some(time) = pieces.time()
-        && let Some(offset) = pieces.offset()
+    // ISO 8601 / RFC 3339 with `Z` (an instant, shown in the recipient's zone) or a numeric
+    // offset (kept); an RFC 9557 annotation (`[Europe/Paris]`) is read past.
+    let iso = s.split_once('[').map_or(s, |(before, _)| before);
+    if let Some(utc) = iso.strip_suffix(['Z', 'z'])
+        && let Some(local) = parse_iso_naive(utc)
     {
-        let dt = pieces.date().to_datetime(time);
-        return match offset {
-            PiecesOffset::Numeric(n) => {
-                let o = n.offset();
-                let at = o.to_timestamp(dt).ok()?;
-                Some(Parsed { at, offset: Some(o) })
-            }
-            _ => Offset::UTC.to_timestamp(dt).ok().map(instant),
-        };
+        return Some(instant(local.and_utc()));
     }
     for f in OFFSET_FORMATS {
-        if let Ok(tm) = jiff::fmt::strtime::parse(f, s)
-            && let Some(offset) = tm.offset()
-            && let Ok(z) = tm.to_zoned()
-        {
+        if let Ok(at) = DateTime::parse_from_str(iso, f) {
             return Some(Parsed {
-                at: z.timestamp(),
-                offset: Some(offset),
+                at: at.to_utc(),
+                offset: Some(*at.offset()),
             });
         }
     }
-    parse_local(s, tz).map(instant)
+    parse_naive(s).and_then(|local| missive_core::zone::from_local(local, tz).map(instant))
 }
 
-/// A date or date and time with no zone, read in `tz`.
-fn parse_local(s: &str, tz: &TimeZone) -> Option<Timestamp> {
-    let at = |dt: DateTime| dt.to_zoned(tz.clone()).ok().map(|z| z.timestamp());
-    if let Ok(dt) = s.parse::<DateTime>() {
-        return at(dt);
-    }
-    if let Ok(d) = s.parse::<Date>() {
-        return at(d.to_datetime(jiff::civil::Time::midnight()));
-    }
-    for f in LOCAL_DATE_TIME_FORMATS {
-        if let Ok(dt) = jiff::fmt::strtime::parse(f, s).and_then(|t| t.to_datetime()) {
-            return at(dt);
-        }
-    }
-    for f in DATE_FORMATS {
-        if let Ok(d) = jiff::fmt::strtime::parse(f, s).and_then(|t| t.to_date()) {
-            return at(d.to_datetime(jiff::civil::Time::midnight()));
-        }
-    }
-    None
+/// ISO 8601 date and time with no zone: `T` or a space between, seconds and fraction optional.
+fn parse_iso_naive(s: &str) -> Option<NaiveDateTime> {
+    ISO_LOCAL_FORMATS
+        .iter()
+        .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
+}
+
+/// A date or date and time with no zone (a date alone is its midnight).
+fn parse_naive(s: &str) -> Option<NaiveDateTime> {
+    parse_iso_naive(s)
+        .or_else(|| {
+            LOCAL_DATE_TIME_FORMATS
+                .iter()
+                .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
+        })
+        .or_else(|| {
+            DATE_FORMATS
+                .iter()
+                .find_map(|f| NaiveDate::parse_from_str(s, f).ok())
+                .map(|d| d.and_time(chrono::NaiveTime::MIN))
+        })
 }
 
 const MONTHS: [&str; 12] = [
@@ -335,10 +387,10 @@ const DAYS: [&str; 7] = [
     "Saturday",
 ];
 
-/// Ruby's `Time#strftime`. Hand-written because jiff's (and chrono's) differ from Ruby's in
+/// Ruby's `Time#strftime`. Hand-written because chrono's differs from Ruby's in
 /// what Liquid authors see: `%c`, `%x`, `%X`, `%r`, `%D`, `%v`, `%+`, the flags `-`, `_`,
-/// `0`, `^`, `#`, widths, and unknown directives (Ruby prints them as written; jiff fails).
-pub(crate) fn strftime(fmt: &str, t: &Zoned) -> String {
+/// `0`, `^`, `#`, widths, and unknown directives (Ruby prints them as written; chrono fails).
+pub(crate) fn strftime(fmt: &str, t: &Local) -> String {
     let mut out = String::with_capacity(fmt.len() + 16);
     let mut rest = fmt;
     while let Some(p) = rest.find('%') {
@@ -369,7 +421,7 @@ struct Flags {
 
 /// One directive at the start of `spec` (which starts with `%`): how many bytes it takes, and
 /// its text (`None` when unknown).
-fn directive(spec: &str, t: &Zoned) -> (usize, Option<String>) {
+fn directive(spec: &str, t: &Local) -> (usize, Option<String>) {
     let b = spec.as_bytes();
     let mut i = 1;
     let mut f = Flags::default();
@@ -408,17 +460,18 @@ fn directive(spec: &str, t: &Zoned) -> (usize, Option<String>) {
     }
 }
 
-fn conversion(conv: char, f: Flags, t: &Zoned) -> Option<String> {
+fn conversion(conv: char, f: Flags, local: &Local) -> Option<String> {
     let num = |n: i64, width: usize, pad: char| Some(pad_num(n, f, width, pad));
     let name = |s: &str| Some(pad_text(case(s, f), f));
-    let composite = |fmt: &str| Some(pad_text(case(&strftime(fmt, t), f), f));
-    let month = usize::try_from(t.month() - 1).unwrap_or(0);
-    let wday = usize::from(t.weekday().to_sunday_zero_offset().unsigned_abs());
+    let composite = |fmt: &str| Some(pad_text(case(&strftime(fmt, local), f), f));
+    let t = &local.at;
+    let month = t.month0() as usize;
+    let wday = t.weekday().num_days_from_sunday() as usize;
     let hour12 = match t.hour() % 12 {
         0 => 12,
         h => h,
     };
-    let yday = i64::from(t.day_of_year());
+    let yday = i64::from(t.ordinal());
     match conv {
         'Y' => {
             let y = i64::from(t.year());
@@ -439,7 +492,7 @@ fn conversion(conv: char, f: Flags, t: &Zoned) -> Option<String> {
         'M' => num(i64::from(t.minute()), 2, '0'),
         'S' => num(i64::from(t.second()), 2, '0'),
         'L' | 'N' => {
-            let nanos = format!("{:09}", t.subsec_nanosecond());
+            let nanos = format!("{:09}", t.nanosecond() % 1_000_000_000);
             let digits = f.width.unwrap_or(if conv == 'L' { 3 } else { 9 });
             let mut s: String = nanos.chars().take(digits).collect();
             while s.len() < digits {
@@ -460,20 +513,17 @@ fn conversion(conv: char, f: Flags, t: &Zoned) -> Option<String> {
         }
         'A' => name(DAYS[wday]),
         'a' => name(&DAYS[wday][..3]),
-        'u' => num(i64::from(t.weekday().to_monday_one_offset()), 1, '0'),
+        'u' => num(i64::from(t.weekday().number_from_monday()), 1, '0'),
         'w' => num(wday as i64, 1, '0'),
         'U' => num((yday - 1 + 7 - wday as i64) / 7, 2, '0'),
         'W' => num((yday - 1 + 7 - ((wday as i64 + 6) % 7)) / 7, 2, '0'),
-        'G' => num(i64::from(t.date().iso_week_date().year()), 4, '0'),
-        'g' => num(i64::from(t.date().iso_week_date().year()).rem_euclid(100), 2, '0'),
-        'V' => num(i64::from(t.date().iso_week_date().week()), 2, '0'),
-        's' => num(t.timestamp().as_second(), 1, '0'),
-        'Q' => num(t.timestamp().as_millisecond(), 1, '0'),
-        'z' => Some(offset_text(t.offset().seconds(), f)),
-        'Z' => {
-            let info = t.time_zone().to_offset_info(t.timestamp());
-            name(info.abbreviation())
-        }
+        'G' => num(i64::from(t.iso_week().year()), 4, '0'),
+        'g' => num(i64::from(t.iso_week().year()).rem_euclid(100), 2, '0'),
+        'V' => num(i64::from(t.iso_week().week()), 2, '0'),
+        's' => num(t.timestamp(), 1, '0'),
+        'Q' => num(t.timestamp_millis(), 1, '0'),
+        'z' => Some(offset_text(t.offset().local_minus_utc(), f.colons)),
+        'Z' => name(&local.abbreviation),
         'n' => Some("\n".into()),
         't' => Some("\t".into()),
         '%' => Some("%".into()),
@@ -532,11 +582,11 @@ fn pad_text(s: String, f: Flags) -> String {
 }
 
 /// `%z` (`-0400`), `%:z` (`-04:00`), `%::z` (`-04:00:00`).
-fn offset_text(seconds: i32, f: Flags) -> String {
+fn offset_text(seconds: i32, colons: usize) -> String {
     let sign = if seconds < 0 { '-' } else { '+' };
     let s = seconds.unsigned_abs();
     let (h, m, sec) = (s / 3600, s / 60 % 60, s % 60);
-    let body = match f.colons {
+    let body = match colons {
         0 => format!("{h:02}{m:02}"),
         1 => format!("{h:02}:{m:02}"),
         _ => format!("{h:02}:{m:02}:{sec:02}"),

@@ -143,9 +143,9 @@ pub struct Env<'a> {
     pub limits: Limits,
     pub partials: &'a dyn Partials,
     /// The recipient's time zone, used by `date`.
-    pub time_zone: jiff::tz::TimeZone,
+    pub time_zone: chrono_tz::Tz,
     /// What `"now"` and `"today"` mean (the engine reads no clock).
-    pub now: jiff::Timestamp,
+    pub now: chrono::DateTime<chrono::Utc>,
     /// ISO 4217 code used by `money` when no currency is given.
     pub currency: String,
     /// HTML-escape (`& < > " '`) the result of every `{{ … }}` and `echo`, unless its last

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
+use missive_core::zone::Tz;
 use missive_core::{EventKind, Profile, ProfileId};
 use missive_segment::Facts;
 use missive_store::{
@@ -618,9 +619,9 @@ impl Journeys {
             match &step.action {
                 Action::Wait { until_time, .. } => {
                     let wake = match until_time.as_deref().and_then(parse_time_of_day) {
-                        Some((h, m)) => {
+                        Some(time) => {
                             let p = self.profile(&instance.profile_id, &mut profile).await?;
-                            missive_core::zone::next_local_time(now, h, m, &self.person_zone(p))
+                            missive_core::zone::next_local_time(now, time, self.person_zone(p))
                         }
                         None => now + def.wait_of(&at).unwrap_or_default(),
                     };
@@ -716,8 +717,8 @@ impl Journeys {
     }
 
     /// The person's time zone, with the workspace's default.
-    fn person_zone(&self, p: &Profile) -> jiff::tz::TimeZone {
-        missive_core::zone::time_zone_of(p, &self.engine.config().default_time_zone)
+    fn person_zone(&self, p: &Profile) -> Tz {
+        missive_core::zone::time_zone_of(p, self.engine.config().default_time_zone)
     }
 
     async fn profile<'a>(

@@ -12,7 +12,8 @@
 //!    journeys and broadcasts, and the person's own frequency choice (weekly, monthly);
 //! 6. marketing is not sent in the recipient's quiet hours: it is deferred to their end.
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, NaiveTime, TimeDelta, Utc};
+use missive_core::zone::Tz;
 use missive_core::{MessageClass, Profile};
 use missive_store::{Store, StoreError};
 use serde::Serialize;
@@ -24,7 +25,7 @@ pub struct PolicyConfig {
     pub frequency_cap: u32,
     pub frequency_window: TimeDelta,
     /// Local quiet hours `(start, end)` as (hour, minute); marketing is deferred to the end.
-    pub quiet_hours: Option<((i8, i8), (i8, i8))>,
+    pub quiet_hours: Option<(NaiveTime, NaiveTime)>,
 }
 
 impl Default for PolicyConfig {
@@ -32,7 +33,7 @@ impl Default for PolicyConfig {
         PolicyConfig {
             frequency_cap: 3,
             frequency_window: TimeDelta::days(7),
-            quiet_hours: Some(((21, 0), (8, 0))),
+            quiet_hours: NaiveTime::from_hms_opt(21, 0, 0).zip(NaiveTime::from_hms_opt(8, 0, 0)),
         }
     }
 }
@@ -122,7 +123,7 @@ pub fn has_marketing_consent(p: &Profile) -> bool {
 pub struct Facts<'a> {
     pub profile: &'a Profile,
     /// The recipient's time zone (quiet hours are local).
-    pub zone: &'a jiff::tz::TimeZone,
+    pub zone: Tz,
     /// The reason the recipient's address is suppressed, if it is.
     pub suppressed: Option<String>,
     /// Marketing messages sent to the profile within its own frequency choice's window (when
@@ -166,11 +167,11 @@ pub fn decide(
     if config.frequency_cap > 0 && facts.sent_in_cap_window >= config.frequency_cap {
         return skip(SkipReason::FrequencyCap);
     }
-    if let Some(((sh, sm), (eh, em))) = config.quiet_hours
-        && missive_core::zone::in_local_window(now, (sh, sm), (eh, em), facts.zone)
+    if let Some((start, end)) = config.quiet_hours
+        && missive_core::zone::in_local_window(now, start, end, facts.zone)
     {
         return Decision::Defer {
-            until: missive_core::zone::next_local_time(now, eh, em, facts.zone),
+            until: missive_core::zone::next_local_time(now, end, facts.zone),
             reason: DeferReason::QuietHours,
         };
     }
@@ -186,7 +187,7 @@ pub async fn load_facts<'a>(
     config: &PolicyConfig,
     hash_key: &[u8],
     profile: &'a Profile,
-    zone: &'a jiff::tz::TimeZone,
+    zone: Tz,
     class: MessageClass,
     topic: Option<&str>,
     now: DateTime<Utc>,
@@ -239,16 +240,27 @@ mod tests {
     fn quiet_hours_cross_midnight_in_the_recipients_zone() {
         use missive_core::zone::in_local_window as in_quiet_hours;
         let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().to_utc();
-        let ny = jiff::tz::TimeZone::get("America/New_York").unwrap();
+        let ny = Tz::America__New_York;
+        let hm = |s: &str| missive_core::zone::parse_time_of_day(s).unwrap();
         // 03:00 UTC is 22:00 in New York (EST): quiet.
-        assert!(in_quiet_hours(at("2026-11-28T03:00:00Z"), (21, 0), (8, 0), &ny));
+        assert!(in_quiet_hours(
+            at("2026-11-28T03:00:00Z"),
+            hm("21:00"),
+            hm("08:00"),
+            ny
+        ));
         // 15:00 UTC is 10:00 in New York: not quiet.
-        assert!(!in_quiet_hours(at("2026-11-28T15:00:00Z"), (21, 0), (8, 0), &ny));
+        assert!(!in_quiet_hours(
+            at("2026-11-28T15:00:00Z"),
+            hm("21:00"),
+            hm("08:00"),
+            ny
+        ));
         assert!(in_quiet_hours(
             at("2026-11-28T13:00:00Z"),
-            (12, 0),
-            (14, 0),
-            &jiff::tz::TimeZone::UTC
+            hm("12:00"),
+            hm("14:00"),
+            Tz::UTC
         ));
     }
 
@@ -298,7 +310,7 @@ mod tests {
         let config = PolicyConfig::default();
         let day = at("2026-11-28T12:00:00Z");
         let night = at("2026-11-28T23:00:00Z");
-        let utc = jiff::tz::TimeZone::UTC;
+        let utc = Tz::UTC;
         let send = || Decision::Send {
             address: "ann@example.com".into(),
         };
@@ -323,7 +335,7 @@ mod tests {
         for (name, profile, suppressed, in_pref, in_cap, class, topic, now, want) in cases {
             let facts = Facts {
                 profile,
-                zone: &utc,
+                zone: utc,
                 suppressed: suppressed.map(str::to_owned),
                 sent_in_preference_window: in_pref,
                 sent_in_cap_window: in_cap,

@@ -368,7 +368,7 @@ impl Sender {
                 }
             }
         };
-        let zone = missive_core::zone::time_zone_of(&profile, &self.engine.config().default_time_zone);
+        let zone = missive_core::zone::time_zone_of(&profile, self.engine.config().default_time_zone);
         let policy = &self.config.policy;
         let topic = message.context.get("topic").and_then(serde_json::Value::as_str);
         let facts = load_facts(
@@ -376,7 +376,7 @@ impl Sender {
             policy,
             &self.secrets.hash_key,
             &profile,
-            &zone,
+            zone,
             message.class,
             topic,
             now,
@@ -511,7 +511,7 @@ impl Sender {
             unsubscribe: unsubscribe.clone(),
             preferences: preferences.clone(),
         };
-        let zone = missive_core::zone::time_zone_of(profile, &self.engine.config().default_time_zone);
+        let zone = missive_core::zone::time_zone_of(profile, self.engine.config().default_time_zone);
         let email = self
             .content
             .compose(profile, message, &links, zone, now)

@@ -77,7 +77,7 @@ pub fn profile(id: &str, traits: &[(&str, serde_json::Value)], orders: u64, segm
 pub fn opts() -> RenderOptions<'static> {
     RenderOptions {
         limits: missive_liquid::Limits::default(),
-        time_zone: jiff::tz::TimeZone::UTC,
+        time_zone: chrono_tz::Tz::UTC,
         now: "2026-11-28T12:00:00Z".parse().unwrap(),
         currency: "USD",
     }

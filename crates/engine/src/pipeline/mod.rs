@@ -74,7 +74,7 @@ pub struct EngineConfig {
     pub max_dirty_profiles: usize,
     /// The time zone of people without a `timezone` trait (`content.default_time_zone`): for
     /// quiet hours, journey waits until a local time, and the `date` filter alike.
-    pub default_time_zone: jiff::tz::TimeZone,
+    pub default_time_zone: chrono_tz::Tz,
 }
 
 impl Default for EngineConfig {
@@ -86,7 +86,7 @@ impl Default for EngineConfig {
             snapshot_every: 32,
             flush_interval: Duration::from_millis(250),
             max_dirty_profiles: 100_000,
-            default_time_zone: jiff::tz::TimeZone::UTC,
+            default_time_zone: chrono_tz::Tz::UTC,
         }
     }
 }

@@ -238,6 +238,50 @@ fn date_reads_colon_offsets_zone_names_and_asctime() {
 }
 
 #[test]
+fn date_reads_iso_forms_annotations_and_compact_dates() {
+    for (input, fmt, expected) in [
+        // `Z` is an instant (shown in the recipient's zone, UTC here); `+00:00` is kept.
+        ("2020-06-15T14:30Z", "%H:%M %Z", "14:30 UTC"),
+        (
+            "2020-06-15T14:30:45.250+00:00",
+            "%H:%M:%S.%L %z",
+            "14:30:45.250 +0000",
+        ),
+        ("2020-06-15T14:30:45+05", "%H %z %Z", "14 +0500 +05"),
+        (
+            "2020-06-15T14:30:45-04:00[America/New_York]",
+            "%H %:z",
+            "14 -04:00",
+        ),
+        ("2020-06-15T14:30:45Z[Europe/Paris]", "%H", "14"),
+        // All digits is Unix seconds, as in Ruby's Liquid.
+        ("20200615", "%Y-%m-%d", "1970-08-22"),
+        ("2020-06-15 14:30", "%H:%M", "14:30"),
+        (
+            "June 15, 2020",
+            "%a %j %U %W %G-W%V-%u",
+            "Mon 167 24 24 2020-W25-1",
+        ),
+    ] {
+        let source = format!("{{{{ '{input}' | date: '{fmt}' }}}}");
+        assert_eq!(ok(&source, "{}"), expected, "{input}");
+    }
+}
+
+#[test]
+fn a_local_time_skipped_by_daylight_saving_moves_forward() {
+    let partials = MemPartials::default();
+    let mut env = env(&partials);
+    env.time_zone = chrono_tz::Tz::Europe__Paris;
+    // 2026-03-29 02:30 does not exist in Paris: read with the offset before the change.
+    let t = Template::parse("{{ '2026-03-29 02:30' | date: '%H:%M %Z' }}").unwrap();
+    assert_eq!(
+        t.render(&missive_liquid::Object::new(), &env).unwrap(),
+        "03:30 CEST"
+    );
+}
+
+#[test]
 fn date_keeps_the_inputs_own_offset() {
     assert_eq!(
         ok("{{ '2020-06-15 14:30:45 -0400' | date: '%H %z' }}", "{}"),
@@ -253,7 +297,7 @@ fn date_keeps_the_inputs_own_offset() {
 fn an_instant_in_utc_is_still_shown_in_the_recipients_zone() {
     let partials = MemPartials::default();
     let mut env = env(&partials);
-    env.time_zone = jiff::tz::TimeZone::get("America/New_York").unwrap();
+    env.time_zone = chrono_tz::Tz::America__New_York;
     let t = Template::parse("{{ '2020-06-15T12:00:00Z' | date: '%H:%M %Z' }}").unwrap();
     assert_eq!(
         t.render(&missive_liquid::Object::new(), &env).unwrap(),

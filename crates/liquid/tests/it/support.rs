@@ -45,7 +45,7 @@ impl Partials for MemPartials {
     }
 }
 
-pub fn fixed_now() -> jiff::Timestamp {
+pub fn fixed_now() -> chrono::DateTime<chrono::Utc> {
     "2024-05-17T09:30:00Z".parse().expect("valid timestamp")
 }
 
@@ -55,7 +55,7 @@ pub fn env(partials: &dyn Partials) -> Env<'_> {
         strict_filters: false,
         limits: Limits::default(),
         partials,
-        time_zone: jiff::tz::TimeZone::UTC,
+        time_zone: chrono_tz::Tz::UTC,
         now: fixed_now(),
         currency: "USD".to_string(),
         escape_output: false,

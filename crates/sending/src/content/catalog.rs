@@ -130,10 +130,10 @@ impl ContentService {
         if let Some(p) = fresh(&self.cache()) {
             return Ok(p);
         }
-        let half_life = jiff::SignedDuration::from_secs(self.config.sales_half_life.num_seconds());
+        let half_life = self.config.sales_half_life;
         let since = now - self.config.sales_window;
         let state = sales.get_or_insert_with(|| SalesState {
-            popularity: Popularity::new(jiff_time(since), half_life),
+            popularity: Popularity::new(since, half_life),
             through_seq: 0,
         });
         let mut popularity = state.popularity.clone();
@@ -148,13 +148,13 @@ impl ContentService {
             let Some(last) = page.last() else { break };
             through = last.seq;
             for e in &page {
-                let at = jiff_time(e.timestamp);
+                let at = e.timestamp;
                 for (id, quantity) in purchased_products(&e.body["properties"]) {
                     new_sales.push((id, quantity, at));
                 }
             }
         }
-        popularity.advance(jiff_time(now));
+        popularity.advance(now);
         for (id, quantity, at) in new_sales {
             popularity.add(id, quantity, at);
         }

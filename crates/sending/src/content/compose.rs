@@ -22,7 +22,7 @@ impl ContentService {
         profile: &Profile,
         message: &OutboxMessage,
         links: &MessageLinks,
-        zone: jiff::tz::TimeZone,
+        zone: missive_core::zone::Tz,
         now: DateTime<Utc>,
     ) -> Result<RenderedEmail, ContentServiceError> {
         let (_, compiled, _) = self.compiled_template(&message.template).await?;

@@ -221,10 +221,6 @@ fn check_name(name: &str) -> Result<(), ContentServiceError> {
     Ok(())
 }
 
-fn jiff_time(t: DateTime<Utc>) -> jiff::Timestamp {
-    missive_core::zone::instant(t).unwrap_or(jiff::Timestamp::UNIX_EPOCH)
-}
-
 impl ContentService {
     /// The content service of an engine's store.
     pub fn for_engine(engine: &missive_engine::Engine, config: ContentConfig) -> Self {
@@ -492,7 +488,7 @@ impl ContentService {
             .into_iter()
             .map(|s| s.name)
             .collect();
-        Ok(decision_matrix(slot, &blocks.blocks, &segments, jiff_time(now)))
+        Ok(decision_matrix(slot, &blocks.blocks, &segments, now))
     }
 
     /// The blocks a profile gets for `slots`.
@@ -532,7 +528,7 @@ impl ContentService {
         Ok(Selection::choose(
             slots,
             &set.blocks,
-            jiff_time(now),
+            now,
             data,
             |target| match target {
                 BlockTarget::Everyone => true,

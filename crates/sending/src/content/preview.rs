@@ -63,7 +63,7 @@ impl ContentService {
         compiled: Arc<CompiledTemplate>,
         data: Object,
         selection: Selection,
-        time_zone: jiff::tz::TimeZone,
+        time_zone: missive_core::zone::Tz,
         now: DateTime<Utc>,
     ) -> Result<(RenderedEmail, BTreeSet<String>, Object), ContentServiceError> {
         let config = self.config.clone();
@@ -71,7 +71,7 @@ impl ContentService {
             let opts = RenderOptions {
                 limits: config.limits,
                 time_zone,
-                now: jiff_time(now),
+                now,
                 currency: &config.currency,
             };
             compiled
@@ -114,7 +114,7 @@ impl ContentService {
             )
             .await?;
         let selection = self.choose_blocks(&profile, &compiled.slots, &data, now).await?;
-        let zone = missive_core::zone::time_zone_of(&profile, &engine.config().default_time_zone);
+        let zone = missive_core::zone::time_zone_of(&profile, engine.config().default_time_zone);
         let mut issues = match self.render_blocking(compiled, data, selection, zone, now).await {
             Ok((email, undefined, data)) => check_rendered(&email, &undefined, &data, marketing),
             Err(ContentServiceError::Content(e)) => vec![missive_content::lint::compile_issue(&e)],
@@ -177,7 +177,7 @@ impl ContentService {
                 paths.extend(b.html.variables());
             }
         }
-        let zone = missive_core::zone::time_zone_of(&profile, &engine.config().default_time_zone);
+        let zone = missive_core::zone::time_zone_of(&profile, engine.config().default_time_zone);
         let (email, undefined, data) = self.render_blocking(compiled, data, selection, zone, now).await?;
         let mut lint = check_rendered(&email, &undefined, &data, marketing);
         lint.extend(self.broken_block_issues().await?);

@@ -342,7 +342,7 @@ async fn a_loop_through_a_wait_stops_at_the_send_cap_of_its_instance() {
 #[tokio::test]
 async fn a_wait_until_a_local_time_and_the_date_filter_use_the_same_default_zone() {
     let config = EngineConfig {
-        default_time_zone: jiff::tz::TimeZone::get("America/New_York").unwrap(),
+        default_time_zone: chrono_tz::Tz::America__New_York,
         ..EngineConfig::default()
     };
     let h = Harness::open_with(tempfile::tempdir().unwrap(), ManualClock::new(start()), config).await;
