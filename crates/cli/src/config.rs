@@ -198,7 +198,7 @@ impl Default for DeliverySection {
             dkim: DkimSection::default(),
             frequency_cap: d.policy.frequency_cap,
             frequency_window_days: 7,
-            quiet_hours: "21:00-08:00".into(),
+            quiet_hours: String::new(),
             bounce_maildir: None,
         }
     }

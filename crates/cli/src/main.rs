@@ -10,6 +10,7 @@ mod config;
 mod content;
 mod import;
 mod keyfile;
+mod messages;
 mod operator;
 mod privacy;
 mod segment;
@@ -88,6 +89,9 @@ enum Command {
     },
     /// Read the audit log, newest first, one JSON object per line.
     Audit(privacy::AuditArgs),
+    /// What became of messages and why (skipped, deferred, failed), per journey, broadcast or
+    /// person, newest first, one JSON object per line.
+    Messages(messages::MessagesArgs),
     /// Measure missive on this machine.
     Bench {
         #[command(subcommand)]
@@ -125,6 +129,7 @@ fn main() -> std::process::ExitCode {
             Command::Apikey { what } => privacy::apikey(config, what).await,
             Command::Privacy { what } => privacy::privacy(config, what).await,
             Command::Audit(args) => privacy::audit_log(config, args).await,
+            Command::Messages(args) => messages::run(config, args).await,
             Command::Bench { what } => bench::run(config, what).await,
         }
     });

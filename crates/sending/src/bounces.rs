@@ -57,6 +57,7 @@ pub async fn apply_report(
                     .replace(&r.address, "<recipient>");
                 if r.action == DsnAction::Failed && r.is_hard() {
                     out.hard_bounces += 1;
+                    metrics::counter!("missive_messages_bounced_total", "kind" => "hard").increment(1);
                     store
                         .delivery()
                         .suppress(suppress(&r.address, "hard_bounce", detail))
@@ -65,6 +66,7 @@ pub async fn apply_report(
                 } else if r.action == DsnAction::Failed && r.is_soft() {
                     // Delay notices are not bounces: the relay keeps trying.
                     out.soft_bounces += 1;
+                    metrics::counter!("missive_messages_bounced_total", "kind" => "soft").increment(1);
                     let n = store
                         .delivery()
                         .record_soft_bounce(&address_hash(hash_key, &r.address), now)
@@ -90,6 +92,7 @@ pub async fn apply_report(
         } => {
             out.kind = "complaint";
             out.complaints += 1;
+            metrics::counter!("missive_messages_complaints_total").increment(1);
             let address = match original_recipient {
                 Some(a) => Some(a),
                 None => match original_message_id {

@@ -393,6 +393,7 @@ impl Broadcasts {
                         template: b.template.clone(),
                         class: b.class,
                         source: source.clone(),
+                        step: None,
                         context: match &b.topic {
                             Some(topic) => json!({"topic": topic}),
                             None => json!({}),

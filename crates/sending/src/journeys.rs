@@ -686,6 +686,7 @@ impl Journeys {
                         template: template.clone(),
                         class: def.def.class,
                         source: missive_core::MessageSource::Journey(def.name.clone()),
+                        step: Some(at.clone()),
                         context: send_context(
                             instance.context.get("event").cloned().unwrap_or(Value::Null),
                             def.def.topic.as_deref(),

@@ -8,7 +8,9 @@
 //! - [`sender`]: takes due messages from the outbox, applies the policy, composes, signs and
 //!   hands them over (SMTP or a maildir);
 //! - [`bounces`]: delivery reports turned into suppressions;
-//! - [`content`]: templates, blocks, the catalogue and the one place a message is composed.
+//! - [`content`]: templates, blocks, the catalogue and the one place a message is composed;
+//! - [`messages`]: what became of each message and why, per journey, broadcast or profile;
+//! - [`tracking`]: clicks, opens, unsubscribes and a message's outcome.
 //!
 //! It reads profiles and segments through the engine and writes only the delivery and
 //! document areas of the store.
@@ -17,6 +19,7 @@ pub mod bounces;
 pub mod broadcasts;
 pub mod content;
 pub mod journeys;
+pub mod messages;
 pub mod policy;
 pub mod sender;
 pub mod tracking;

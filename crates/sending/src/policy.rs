@@ -24,7 +24,8 @@ pub struct PolicyConfig {
     /// At most this many marketing e-mails per profile per `frequency_window` (0: no cap).
     pub frequency_cap: u32,
     pub frequency_window: TimeDelta,
-    /// Local quiet hours `(start, end)` as (hour, minute); marketing is deferred to the end.
+    /// Local quiet hours `(start, end)`: marketing is deferred to their end. Off by default:
+    /// a first test message must not silently wait for the morning.
     pub quiet_hours: Option<(NaiveTime, NaiveTime)>,
 }
 
@@ -33,7 +34,7 @@ impl Default for PolicyConfig {
         PolicyConfig {
             frequency_cap: 3,
             frequency_window: TimeDelta::days(7),
-            quiet_hours: NaiveTime::from_hms_opt(21, 0, 0).zip(NaiveTime::from_hms_opt(8, 0, 0)),
+            quiet_hours: None,
         }
     }
 }
@@ -307,7 +308,10 @@ mod tests {
         }));
         let no_consent = person(serde_json::json!({"email": "ann@example.com"}));
         let no_address = person(serde_json::json!({"consent": {"email_marketing": true}}));
-        let config = PolicyConfig::default();
+        let config = PolicyConfig {
+            quiet_hours: NaiveTime::from_hms_opt(21, 0, 0).zip(NaiveTime::from_hms_opt(8, 0, 0)),
+            ..PolicyConfig::default()
+        };
         let day = at("2026-11-28T12:00:00Z");
         let night = at("2026-11-28T23:00:00Z");
         let utc = Tz::UTC;
@@ -362,5 +366,10 @@ mod tests {
             assert_eq!(serde_json::to_value(&reason).unwrap(), serde_json::json!(text));
         }
         assert_eq!(DeferReason::QuietHours.to_string(), "quiet_hours");
+        assert_eq!(
+            PolicyConfig::default().quiet_hours,
+            None,
+            "quiet hours are off by default"
+        );
     }
 }

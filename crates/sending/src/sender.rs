@@ -205,6 +205,19 @@ impl Sender {
         config: SenderConfig,
     ) -> Result<Self, SendError> {
         let secrets = SenderSecrets::load(engine.store()).await?;
+        // The send-time rules may have changed since messages were deferred (quiet hours
+        // turned off or moved): those messages are decided again under the rules now.
+        let requeued = engine
+            .store()
+            .delivery()
+            .requeue_deferred(engine.clock().now())
+            .await?;
+        if requeued > 0 {
+            tracing::info!(
+                requeued,
+                "deferred messages are decided again under the current send-time rules"
+            );
+        }
         Ok(Self::new(
             engine, content, transport, dkim, secrets, throttle, config,
         ))
@@ -349,6 +362,8 @@ impl Sender {
                 message.next_attempt_at = now + chrono::TimeDelta::seconds(5);
                 message.detail = Some("broadcast paused".into());
                 stats.deferred += 1;
+                metrics::counter!("missive_messages_deferred_total", "reason" => "broadcast_paused")
+                    .increment(1);
                 return Ok(message);
             }
             Some(BroadcastState::Cancelled) => return Ok(skip(message, "broadcast cancelled", stats)),
@@ -389,6 +404,8 @@ impl Sender {
                 message.next_attempt_at = until;
                 message.detail = Some(format!("deferred: {reason}"));
                 stats.deferred += 1;
+                metrics::counter!("missive_messages_deferred_total", "reason" => reason.to_string())
+                    .increment(1);
                 return Ok(message);
             }
         };
@@ -406,6 +423,7 @@ impl Sender {
                 message.status = OutboxStatus::Failed;
                 message.detail = Some(reason);
                 stats.failed += 1;
+                metrics::counter!("missive_messages_failed_total").increment(1);
                 return Ok(message);
             }
         };
@@ -450,6 +468,7 @@ impl Sender {
                     message.status = OutboxStatus::Failed;
                     message.detail = Some(format!("gave up after {} attempts: {detail}", message.attempts));
                     stats.failed += 1;
+                    metrics::counter!("missive_messages_failed_total").increment(1);
                 } else {
                     let delay =
                         chrono::TimeDelta::from_std(retry_delay(message.attempts)).unwrap_or_default();
@@ -468,6 +487,7 @@ impl Sender {
                 message.status = OutboxStatus::Failed;
                 message.detail = Some(detail.clone());
                 stats.failed += 1;
+                metrics::counter!("missive_messages_failed_total").increment(1);
                 if !refuses_recipient(code, enhanced.as_deref()) {
                     tracing::error!(message = %message.id, code, "the relay refused a message for a reason other than its recipient; not suppressing");
                     return Ok(message);
@@ -605,6 +625,15 @@ fn refuses_recipient(code: Option<u16>, enhanced: Option<&str>) -> bool {
 }
 
 fn skip(mut message: OutboxMessage, reason: &str, stats: &mut SendStats) -> OutboxMessage {
+    // The label is the reason's code (`suppressed`, not `suppressed: hard_bounce`), so that
+    // the metric's series stay few.
+    let code = reason
+        .split(':')
+        .next()
+        .unwrap_or(reason)
+        .trim()
+        .replace(' ', "_");
+    metrics::counter!("missive_messages_skipped_total", "reason" => code).increment(1);
     message.status = OutboxStatus::Skipped;
     message.detail = Some(reason.to_string());
     stats.skipped += 1;

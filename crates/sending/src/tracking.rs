@@ -83,6 +83,11 @@ impl Tracking {
         properties: Value,
         message_id: Option<String>,
     ) {
+        match event {
+            "Email Opened" => metrics::counter!("missive_messages_opened_total").increment(1),
+            "Email Link Clicked" => metrics::counter!("missive_messages_clicked_total").increment(1),
+            _ => {}
+        }
         let p = match self.recipient(profile).await {
             Ok(Some(p)) => p,
             Ok(None) => return,

@@ -20,6 +20,7 @@ mod html;
 mod ingest;
 mod journeys;
 pub mod limits;
+mod messages;
 pub mod metrics;
 mod preferences;
 mod privacy;
@@ -53,6 +54,7 @@ pub fn router(state: impl Into<AppState>) -> Router {
         .merge(journeys::router())
         .merge(tracking::router())
         .merge(broadcasts::router())
+        .merge(messages::router())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             audit::audit_layer,

@@ -34,6 +34,8 @@ pub struct AppParts {
     pub content: ContentService,
     pub journeys: missive_sending::journeys::Journeys,
     pub broadcasts: missive_sending::broadcasts::Broadcasts,
+    /// What became of messages and why, per journey, broadcast or profile.
+    pub messages: missive_sending::messages::Messages,
     /// Recipients' clicks, opens and unsubscribes, and messages' outcomes.
     pub tracking: missive_sending::tracking::Tracking,
     /// Sends the outbox; also signs and checks tracking links. `None` in tests that do not send.
@@ -68,6 +70,7 @@ impl AppParts {
             tracking: missive_sending::tracking::Tracking::new(engine.clone(), journeys.clone()),
             journeys,
             broadcasts: missive_sending::broadcasts::Broadcasts::new(engine.clone()),
+            messages: missive_sending::messages::Messages::new(&engine),
             sender: None,
             privacy: missive_engine::privacy::Privacy::new(engine.clone()),
             privacy_config: Arc::new(Default::default()),

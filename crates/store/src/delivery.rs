@@ -61,6 +61,20 @@ pub trait DeliveryStore: Send + Sync + 'static {
     /// How many messages of a source (`broadcast:ID`, `journey:NAME`) are in each status.
     async fn outbox_counts(&self, source: &MessageSource) -> Result<OutboxCounts, StoreError>;
 
+    /// Messages of a source, newest first: only those of journey step `step` when given, and
+    /// only those after `before` (the last of the previous page).
+    async fn outbox_from(
+        &self,
+        source: &MessageSource,
+        step: Option<&str>,
+        before: Option<&OutboxCursor>,
+        limit: u32,
+    ) -> Result<Vec<OutboxMessage>, StoreError>;
+
+    /// Makes the queued messages a send-time rule deferred (`deferred: …`) due at `now`, so
+    /// that they are decided again under the rules in force now; returns how many.
+    async fn requeue_deferred(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
+
     /// Marks the still-queued messages of a source skipped (a cancelled broadcast); returns
     /// how many.
     async fn skip_queued(&self, source: &MessageSource, detail: &str) -> Result<u64, StoreError>;

@@ -238,3 +238,31 @@ fn a_store_is_never_opened_with_the_other_encryption_setting() {
         "{err}"
     );
 }
+
+#[test]
+fn messages_are_read_per_person_journey_or_broadcast_and_the_reading_is_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    import_ann(dir.path());
+    let (ok, _, err) = missive(dir.path(), &["messages"]);
+    assert!(!ok && err.contains("--journey"), "{err}");
+    let (ok, _, err) = missive(dir.path(), &["messages", "--step", "send", "--broadcast", "b1"]);
+    assert!(!ok && err.contains("--journey"), "{err}");
+    let (ok, _, err) = missive(dir.path(), &["messages", "--profile", "nobody@example.com"]);
+    assert!(!ok && err.contains("no profile has that"), "{err}");
+    let (ok, out, err) = missive(dir.path(), &["messages", "--profile", "ann.quill@example.com"]);
+    assert!(ok, "{err}");
+    assert_eq!(out, "", "Ann was sent nothing");
+    let (ok, out, err) = missive(dir.path(), &["messages", "--journey", "welcome", "--counts"]);
+    assert!(ok, "{err}");
+    let counts: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (counts["sent"].as_u64(), counts["skipped_by_reason"].clone()),
+        (Some(0), serde_json::json!({}))
+    );
+    let (_, audit, _) = missive(dir.path(), &["audit", "--action", "messages.read"]);
+    assert_eq!(audit.lines().count(), 2, "{audit}");
+    assert!(
+        audit.contains("profile:prf_") && audit.contains("journey:welcome"),
+        "{audit}"
+    );
+}

@@ -151,6 +151,189 @@ async fn a_broadcast_is_throttled_and_can_be_paused_resumed_and_cancelled() {
     assert_eq!(maildir_messages(maildir.path()).len(), 6, "nothing more went out");
 }
 
+/// Creates a broadcast of `news` to the `pro` segment; returns its id.
+async fn create_broadcast(app: &TestApp) -> String {
+    let (status, b) = app
+        .admin(
+            Method::POST,
+            "/v1/broadcasts",
+            Some(json!({"template": "news", "segment": "pro"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{b}");
+    b["id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn every_message_not_sent_says_why_per_broadcast_profile_and_in_metrics() {
+    let (app, _maildir) = sending_app().await;
+    customers(&app, 3, true).await;
+    let traits = json!({"email": "c3@example.com", "plan": "pro", "consent": {"email_marketing": false}});
+    let (status, _) = app
+        .post("/v1/identify", json!({"userId": "c3", "traits": traits}))
+        .await;
+    assert_eq!(status, 200);
+    let id = create_broadcast(&app).await;
+    let s = step(&app).await;
+    assert_eq!(
+        (s["sent"].as_u64(), s["skipped"].as_u64()),
+        (Some(3), Some(1)),
+        "{s}"
+    );
+
+    let (status, page) = app.get(&format!("/v1/broadcasts/{id}/messages")).await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["counts"]["sent"], 3, "{page}");
+    assert_eq!(
+        page["counts"]["skipped_by_reason"],
+        json!({"no_consent": 1}),
+        "{page}"
+    );
+    let skipped: Vec<&Value> = page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["state"] == "skipped")
+        .collect();
+    assert_eq!(skipped.len(), 1, "{page}");
+    assert_eq!(skipped[0]["reason"], "no_consent");
+    assert!(skipped[0].get("recipient").is_none());
+
+    // Pages of two, newest first, each message once.
+    let (_, first) = app.get(&format!("/v1/broadcasts/{id}/messages?limit=2")).await;
+    let next = first["next"].as_str().expect("a next page").to_string();
+    let (_, second) = app
+        .get(&format!("/v1/broadcasts/{id}/messages?limit=2&before={next}"))
+        .await;
+    let ids = |p: &Value| -> Vec<String> {
+        p["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let mut all = [ids(&first), ids(&second)].concat();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 4, "{first} {second}");
+    let (status, err) = app
+        .get(&format!("/v1/broadcasts/{id}/messages?before=nonsense"))
+        .await;
+    assert_eq!(
+        (status, err["code"].as_str()),
+        (400, Some("invalid_cursor")),
+        "{err}"
+    );
+
+    // The person's own list says the same.
+    let (status, mine) = app.get("/v1/profiles/c3/messages").await;
+    assert_eq!(status, 200, "{mine}");
+    assert_eq!(mine["messages"][0]["state"], "skipped", "{mine}");
+    assert_eq!(mine["messages"][0]["reason"], "no_consent");
+    assert_eq!(mine["messages"][0]["source"], format!("broadcast:{id}"));
+
+    let metrics = reqwest::get(format!("{}/metrics", app.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "missive_messages_skipped_total{reason=\"no_consent\"}",
+        "missive_messages_sent_total{transport=\"maildir\"}",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from /metrics");
+    }
+}
+
+#[tokio::test]
+async fn a_message_deferred_by_quiet_hours_is_decided_again_when_they_are_turned_off() {
+    let maildir = tempfile::tempdir().unwrap();
+    let mut delivery = Delivery::maildir(maildir.path());
+    let hm = |s: &str| missive_core::zone::parse_time_of_day(s).unwrap();
+    // The test clock reads 12:00 UTC, inside these quiet hours.
+    delivery.quiet_hours = Some((hm("11:00"), hm("13:00")));
+    let app = TestApp::spawn_sending(delivery.clone()).await;
+    let template = json!({"subject": "News", "layout": "html",
+                          "body": "<p>Hi</p><a href=\"{{ unsubscribe_url }}\">Unsubscribe</a>"});
+    let (status, res) = app.admin(Method::PUT, "/v1/templates/news", Some(template)).await;
+    assert_eq!(status, 200, "{res}");
+    customers(&app, 1, true).await;
+    let id = create_broadcast(&app).await;
+    let s = step(&app).await;
+    assert_eq!(s["sent"], 0, "{s}");
+    let (_, page) = app.get(&format!("/v1/broadcasts/{id}/messages")).await;
+    assert_eq!(page["messages"][0]["state"], "deferred", "{page}");
+    assert_eq!(page["messages"][0]["reason"], "quiet_hours");
+    assert_eq!(page["messages"][0]["next_attempt_at"], "2026-03-02T13:00:00Z");
+    assert_eq!(
+        page["counts"]["deferred_by_reason"],
+        json!({"quiet_hours": 1}),
+        "{page}"
+    );
+
+    // Quiet hours turned off: at the restart the message is decided again, and goes now.
+    delivery.quiet_hours = None;
+    let app = app.restart_with(delivery).await;
+    let stats = app.state.sender.as_ref().unwrap().run_pending().await.unwrap();
+    assert_eq!(stats.sent, 1, "{stats:?}");
+    assert_eq!(maildir_messages(maildir.path()).len(), 1);
+}
+
+#[tokio::test]
+async fn a_journeys_messages_are_listed_per_step_with_their_reasons() {
+    let (app, _maildir) = sending_app().await;
+    let journey = json!({
+        "trigger": {"event": "Signed Up"},
+        "steps": [{"id": "hello", "type": "send", "template": "news"}]
+    });
+    let (status, res) = app
+        .admin(Method::PUT, "/v1/journeys/welcome", Some(journey))
+        .await;
+    assert_eq!(status, 200, "{res}");
+    for (user, consent) in [("ann", true), ("bob", false)] {
+        let traits = json!({"email": format!("{user}@example.com"), "first_name": user,
+                            "consent": {"email_marketing": consent}});
+        app.post("/v1/identify", json!({"userId": user, "traits": traits}))
+            .await;
+        let (status, _) = app
+            .post("/v1/track", json!({"userId": user, "event": "Signed Up"}))
+            .await;
+        assert_eq!(status, 200);
+    }
+    let (status, res) = app.admin(Method::POST, "/v1/journeys/run", None).await;
+    assert_eq!(status, 200, "{res}");
+    app.state.sender.as_ref().unwrap().run_pending().await.unwrap();
+
+    let (status, page) = app.get("/v1/journeys/welcome/messages?step=hello").await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["messages"].as_array().unwrap().len(), 2, "{page}");
+    assert!(
+        page["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["step"] == "hello")
+    );
+    assert_eq!(
+        (
+            page["counts"]["sent"].as_u64(),
+            page["counts"]["skipped"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
+    assert_eq!(
+        page["counts"]["skipped_by_reason"],
+        json!({"no_consent": 1}),
+        "{page}"
+    );
+    let (_, none) = app.get("/v1/journeys/welcome/messages?step=other").await;
+    assert_eq!(none["messages"], json!([]), "{none}");
+    let (status, _) = app.get("/v1/journeys/nope/messages").await;
+    assert_eq!(status, 404);
+}
+
 pub(crate) fn token_after(message: &str, prefix: &str) -> String {
     let at = message
         .find(prefix)

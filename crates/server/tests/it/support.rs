@@ -28,6 +28,8 @@ pub struct Delivery {
     pub dkim: Arc<(String, String, String)>,
     /// The maildir messages are written to, when that is the transport.
     pub maildir: Option<std::path::PathBuf>,
+    /// The sender's quiet hours (none unless a test sets them).
+    pub quiet_hours: Option<(chrono::NaiveTime, chrono::NaiveTime)>,
 }
 
 impl Delivery {
@@ -51,6 +53,7 @@ impl Delivery {
             transport: Arc::new(transport),
             dkim: Arc::new((pem, name, value)),
             maildir: None,
+            quiet_hours: None,
         }
     }
 
@@ -63,6 +66,7 @@ impl Delivery {
             transport: Arc::new(transport),
             dkim: Arc::new((pem, name, value)),
             maildir: Some(root.to_path_buf()),
+            quiet_hours: None,
         }
     }
 
@@ -161,7 +165,7 @@ impl TestApp {
                 message_id_domain: "example.test".into(),
                 public_url: "https://mail.example.test".into(),
                 policy: missive_sending::policy::PolicyConfig {
-                    quiet_hours: None,
+                    quiet_hours: d.quiet_hours,
                     ..Default::default()
                 },
                 ..Default::default()
@@ -206,6 +210,12 @@ impl TestApp {
         self.engine.shutdown().await;
         let keys = (self.write_key, self.admin_key);
         Self::spawn_in(self.dir, self.clock, Some(keys), self.delivery, None).await
+    }
+
+    /// A restart whose sender hands messages to `delivery` (other settings).
+    pub async fn restart_with(mut self, delivery: Delivery) -> Self {
+        self.delivery = Some(delivery);
+        self.restart().await
     }
 
     /// Writes a profile checkpoint now, so that each change before it gets its own version.

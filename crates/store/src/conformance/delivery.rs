@@ -32,6 +32,7 @@ pub(super) fn message(id: &str, key: &str, profile: &ProfileId, due: DateTime<Ut
         template: "cart".into(),
         class: missive_core::MessageClass::Marketing,
         source: missive_core::MessageSource::Journey("cart".into()),
+        step: Some("send".into()),
         context: json!({"cart": 1}),
         status: OutboxStatus::Queued,
         attempts: 0,
@@ -214,6 +215,94 @@ pub async fn journey_progress_and_send_decisions_commit_together_once(store: &St
     );
     let counts = store.delivery().outbox_counts(&broadcast).await.unwrap();
     assert_eq!((counts.queued, counts.skipped), (0, 2));
+    assert_eq!(counts.skipped_by_reason, [("cancelled".to_owned(), 2)].into());
+}
+
+/// Messages of a journey or broadcast list newest first, by step, in pages; skips and
+/// deferrals are counted by reason; deferred messages can be made due to be decided again.
+pub async fn messages_list_by_source_and_step_and_count_by_reason(store: &Store) {
+    let p = ProfileId::generate();
+    let journey = missive_core::MessageSource::Journey("welcome".into());
+    let mut messages = Vec::new();
+    for i in 0..5 {
+        let mut m = message(
+            &format!("msg_w{i}"),
+            &format!("w:{i}"),
+            &p,
+            t("2026-11-28T12:00:00Z"),
+        );
+        m.source = journey.clone();
+        m.step = Some(if i < 3 { "first" } else { "second" }.into());
+        m.created_at = t("2026-11-28T10:00:00Z") + TimeDelta::minutes(i64::from(i / 2));
+        messages.push(m);
+    }
+    store
+        .delivery()
+        .commit_journey(JourneyCommit {
+            instances: vec![],
+            outbox: messages.clone(),
+            events_through: None,
+            segments_through: None,
+        })
+        .await
+        .unwrap();
+    let ids = |page: &[OutboxMessage]| page.iter().map(|m| m.id.clone()).collect::<Vec<_>>();
+    let first = store
+        .delivery()
+        .outbox_from(&journey, None, None, 3)
+        .await
+        .unwrap();
+    assert_eq!(ids(&first), ["msg_w4", "msg_w3", "msg_w2"]);
+    assert_eq!(first[0].step.as_deref(), Some("second"));
+    let last = first.last().unwrap();
+    let cursor = crate::OutboxCursor {
+        created_at: last.created_at,
+        id: last.id.clone(),
+    };
+    let second = store
+        .delivery()
+        .outbox_from(&journey, None, Some(&cursor), 3)
+        .await
+        .unwrap();
+    assert_eq!(ids(&second), ["msg_w1", "msg_w0"]);
+    let by_step = store
+        .delivery()
+        .outbox_from(&journey, Some("first"), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(ids(&by_step), ["msg_w2", "msg_w1", "msg_w0"]);
+
+    // Two skipped for different reasons, one deferred by quiet hours until tomorrow.
+    let now = t("2026-11-28T23:00:00Z");
+    let tomorrow = t("2026-11-29T08:00:00Z");
+    let mut done = vec![messages[0].clone(), messages[1].clone(), messages[2].clone()];
+    done[0].status = OutboxStatus::Skipped;
+    done[0].detail = Some("no_consent".into());
+    done[1].status = OutboxStatus::Skipped;
+    done[1].detail = Some("suppressed: hard_bounce".into());
+    done[2].next_attempt_at = tomorrow;
+    done[2].detail = Some("deferred: quiet_hours".into());
+    store.delivery().update_outbox(done).await.unwrap();
+    let counts = store.delivery().outbox_counts(&journey).await.unwrap();
+    assert_eq!((counts.queued, counts.deferred, counts.skipped), (3, 1, 2));
+    assert_eq!(
+        counts.skipped_by_reason,
+        [
+            ("no_consent".to_owned(), 1),
+            ("suppressed: hard_bounce".to_owned(), 1)
+        ]
+        .into()
+    );
+    assert_eq!(counts.deferred_by_reason, [("quiet_hours".to_owned(), 1)].into());
+
+    // Deferred messages become due now; others keep their time.
+    assert_eq!(store.delivery().requeue_deferred(now).await.unwrap(), 1);
+    let due = store.delivery().due_outbox(now, 100).await.unwrap();
+    assert!(
+        due.iter().any(|m| m.id == "msg_w2"),
+        "the deferred message is due"
+    );
+    assert_eq!(store.delivery().requeue_deferred(now).await.unwrap(), 0);
 }
 
 /// A source this version does not know (a row of a newer version) reads back and is stored

@@ -100,6 +100,21 @@ impl DeliveryStore for EncryptedDelivery {
         self.inner.outbox_counts(source).await
     }
 
+    async fn outbox_from(
+        &self,
+        source: &MessageSource,
+        step: Option<&str>,
+        before: Option<&OutboxCursor>,
+        limit: u32,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
+        let m = self.inner.outbox_from(source, step, before, limit).await?;
+        self.sealer.open_messages(m).await
+    }
+
+    async fn requeue_deferred(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.inner.requeue_deferred(now).await
+    }
+
     async fn skip_queued(&self, source: &MessageSource, detail: &str) -> Result<u64, StoreError> {
         self.inner.skip_queued(source, detail).await
     }

@@ -4,6 +4,7 @@ use async_trait::async_trait;
 
 use super::rows::*;
 use super::*;
+use crate::{OutboxCursor, REASON_DETAIL_SQL};
 use missive_core::MessageSource;
 
 #[async_trait]
@@ -47,8 +48,8 @@ impl crate::DeliveryStore for PostgresStore {
             let insert = tx
                 .prepare(
                     "INSERT INTO outbox (id, idempotency_key, profile_id, template, class, source, context, status,
-                         attempts, next_attempt_at, created_at, sent_at, recipient, detail)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                         attempts, next_attempt_at, created_at, sent_at, recipient, detail, step)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
                      ON CONFLICT DO NOTHING",
                 )
                 .await?;
@@ -70,6 +71,7 @@ impl crate::DeliveryStore for PostgresStore {
                         &m.sent_at.map(micros),
                         &m.recipient,
                         &m.detail,
+                        &m.step,
                     ],
                 )
                 .await?;
@@ -318,17 +320,60 @@ impl crate::DeliveryStore for PostgresStore {
         let rows = r
             .client
             .query(
-                "SELECT status, COUNT(*) FROM outbox WHERE source = $1 GROUP BY status",
+                &format!(
+                    "SELECT status, {REASON_DETAIL_SQL}, COUNT(*) FROM outbox WHERE source = $1 GROUP BY 1, 2"
+                ),
                 &[&source],
             )
             .await?;
         let mut counts = OutboxCounts::default();
         for row in &rows {
             let status: &str = row.try_get(0)?;
-            let n: i64 = row.try_get(1)?;
-            counts.add(status, u64::try_from(n).unwrap_or(0));
+            let detail: Option<&str> = row.try_get(1)?;
+            let n: i64 = row.try_get(2)?;
+            counts.add(status, detail, u64::try_from(n).unwrap_or(0));
         }
         Ok(counts)
+    }
+
+    async fn outbox_from(
+        &self,
+        source: &MessageSource,
+        step: Option<&str>,
+        before: Option<&OutboxCursor>,
+        limit: u32,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
+        let source = source.to_string();
+        let (before_at, before_id) = (
+            before.map(|b| micros(b.created_at)),
+            before.map(|b| b.id.as_str()),
+        );
+        let r = self.reader();
+        let rows = r
+            .client
+            .query(
+                &format!(
+                    "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE source = $1 AND ($2::TEXT IS NULL OR step = $2)
+                     AND ($3::BIGINT IS NULL OR created_at < $3
+                          OR (created_at = $3 AND id COLLATE \"C\" < $4::TEXT COLLATE \"C\"))
+                     ORDER BY created_at DESC, id COLLATE \"C\" DESC LIMIT $5"
+                ),
+                &[&source, &step, &before_at, &before_id, &i64::from(limit)],
+            )
+            .await?;
+        rows.iter().map(outbox_from_row).collect()
+    }
+
+    async fn requeue_deferred(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let writer = self.inner.checkpoint_writer.lock().await;
+        Ok(writer
+            .client
+            .execute(
+                "UPDATE outbox SET next_attempt_at = $1
+                 WHERE status = 'queued' AND detail LIKE 'deferred: %' AND next_attempt_at > $1",
+                &[&micros(now)],
+            )
+            .await?)
     }
 
     async fn skip_queued(&self, source: &MessageSource, detail: &str) -> Result<u64, StoreError> {

@@ -47,6 +47,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(5, "postgres/0005.sql"),
     migration!(6, "postgres/0006.sql"),
     migration!(7, "postgres/0007.sql"),
+    migration!(8, "postgres/0008.sql"),
 ];
 
 const READERS: usize = 3;

@@ -24,7 +24,7 @@ pub(super) fn instance_from_row(row: &Row) -> Result<JourneyInstance, StoreError
     })
 }
 
-pub(super) const OUTBOX_COLUMNS: &str = "id, idempotency_key, profile_id, template, class, source, context, status, attempts, next_attempt_at, created_at, sent_at, recipient, detail";
+pub(super) const OUTBOX_COLUMNS: &str = "id, idempotency_key, profile_id, template, class, source, context, status, attempts, next_attempt_at, created_at, sent_at, recipient, detail, step";
 
 pub(super) fn outbox_from_row(row: &Row) -> Result<OutboxMessage, StoreError> {
     let profile: &str = row.try_get(2)?;
@@ -38,6 +38,7 @@ pub(super) fn outbox_from_row(row: &Row) -> Result<OutboxMessage, StoreError> {
         template: row.try_get(3)?,
         class: missive_core::MessageClass::from_stored(row.try_get(4)?),
         source: missive_core::MessageSource::parse(row.try_get(5)?),
+        step: row.try_get(14)?,
         context: row.try_get(6)?,
         status: OutboxStatus::parse(status).ok_or_else(|| corrupt("outbox status", status))?,
         attempts: u32::try_from(attempts).unwrap_or(u32::MAX),

@@ -4,6 +4,7 @@ use async_trait::async_trait;
 
 use super::rows::*;
 use super::*;
+use crate::{OutboxCursor, REASON_DETAIL_SQL};
 use missive_core::MessageSource;
 
 #[async_trait]
@@ -38,8 +39,8 @@ impl crate::DeliveryStore for SqliteStore {
                 }
                 let mut insert = tx.prepare_cached(
                     "INSERT INTO outbox (id, idempotency_key, profile_id, template, class, source, context, status,
-                         attempts, next_attempt_at, created_at, sent_at, recipient, detail)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+                         attempts, next_attempt_at, created_at, sent_at, recipient, detail, step)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
                      ON CONFLICT DO NOTHING",
                 )?;
                 for m in &commit.outbox {
@@ -58,6 +59,7 @@ impl crate::DeliveryStore for SqliteStore {
                         m.sent_at.map(micros),
                         m.recipient,
                         m.detail,
+                        m.step,
                     ])?;
                 }
                 if let Some(seq) = commit.events_through {
@@ -278,15 +280,55 @@ impl crate::DeliveryStore for SqliteStore {
     async fn outbox_counts(&self, source: &MessageSource) -> Result<OutboxCounts, StoreError> {
         let source = source.to_string();
         self.read_on(Db::Delivery, move |c| {
-            let mut stmt =
-                c.prepare_cached("SELECT status, COUNT(*) FROM outbox WHERE source = ?1 GROUP BY status")?;
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT status, {REASON_DETAIL_SQL}, COUNT(*) FROM outbox WHERE source = ?1 GROUP BY 1, 2"
+            ))?;
             let mut counts = OutboxCounts::default();
-            let rows = stmt.query_map([source], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+            let rows = stmt.query_map([source], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, Option<String>>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })?;
             for row in rows {
-                let (status, n) = row?;
-                counts.add(&status, u64::try_from(n).unwrap_or(0));
+                let (status, detail, n) = row?;
+                counts.add(&status, detail.as_deref(), u64::try_from(n).unwrap_or(0));
             }
             Ok(counts)
+        })
+        .await
+    }
+
+    async fn outbox_from(
+        &self,
+        source: &MessageSource,
+        step: Option<&str>,
+        before: Option<&OutboxCursor>,
+        limit: u32,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
+        let (source, step) = (source.to_string(), step.map(str::to_owned));
+        let (before_at, before_id) = (before.map(|b| micros(b.created_at)), before.map(|b| b.id.clone()));
+        self.read_on(Db::Delivery, move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE source = ?1 AND (?2 IS NULL OR step = ?2)
+                 AND (?3 IS NULL OR created_at < ?3 OR (created_at = ?3 AND id < ?4))
+                 ORDER BY created_at DESC, id DESC LIMIT ?5"
+            ))?;
+            let rows = stmt.query_map(params![source, step, before_at, before_id, limit], outbox_row)?;
+            rows.map(|r| r?).collect()
+        })
+        .await
+    }
+
+    async fn requeue_deferred(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.write_on(Db::Delivery, move |c| {
+            let n = c.execute(
+                "UPDATE outbox SET next_attempt_at = ?1
+                 WHERE status = 'queued' AND detail LIKE 'deferred: %' AND next_attempt_at > ?1",
+                params![micros(now)],
+            )?;
+            Ok(n as u64)
         })
         .await
     }

@@ -41,7 +41,10 @@ const KEY_MIGRATIONS: &[Migration] = &[migration!(1, "sqlite/keys/0001.sql")];
 
 /// Journeys and delivery live in a third file, so that their small, latency-sensitive commits
 /// never queue behind a large profile checkpoint on the main file's writer.
-const DELIVERY_MIGRATIONS: &[Migration] = &[migration!(1, "sqlite/delivery/0001.sql")];
+const DELIVERY_MIGRATIONS: &[Migration] = &[
+    migration!(1, "sqlite/delivery/0001.sql"),
+    migration!(2, "sqlite/delivery/0002.sql"),
+];
 
 const EVENT_MIGRATIONS: &[Migration] = &[
     migration!(1, "sqlite/events/0001.sql"),

@@ -71,7 +71,7 @@ pub(super) fn instance_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Jou
     })())
 }
 
-pub(super) const OUTBOX_COLUMNS: &str = "id, idempotency_key, profile_id, template, class, source, context, status, attempts, next_attempt_at, created_at, sent_at, recipient, detail";
+pub(super) const OUTBOX_COLUMNS: &str = "id, idempotency_key, profile_id, template, class, source, context, status, attempts, next_attempt_at, created_at, sent_at, recipient, detail, step";
 
 pub(super) fn outbox_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<OutboxMessage, StoreError>> {
     let profile: String = r.get(2)?;
@@ -82,6 +82,7 @@ pub(super) fn outbox_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Outbo
         (r.get(0)?, r.get(1)?, r.get(3)?, r.get(4)?, r.get(5)?);
     let (attempts, next_at, created_at, recipient, detail): (u32, i64, i64, Option<String>, Option<String>) =
         (r.get(8)?, r.get(9)?, r.get(10)?, r.get(12)?, r.get(13)?);
+    let step: Option<String> = r.get(14)?;
     Ok((|| {
         Ok(OutboxMessage {
             id,
@@ -90,6 +91,7 @@ pub(super) fn outbox_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Outbo
             template,
             class: missive_core::MessageClass::from_stored(&class),
             source: missive_core::MessageSource::parse(&source),
+            step,
             context: serde_json::from_str(&context).map_err(|e| corrupt("outbox context", e))?,
             status: OutboxStatus::parse(&status).ok_or_else(|| corrupt("outbox status", &status))?,
             attempts,

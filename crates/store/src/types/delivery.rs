@@ -1,5 +1,7 @@
 //! Journey instances, the outbox, suppressions.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use missive_core::{MessageClass, MessageSource, ProfileId};
 use serde::Serialize;
@@ -98,6 +100,8 @@ pub struct OutboxMessage {
     pub class: MessageClass,
     /// Stored as `journey:NAME` or `broadcast:ID`.
     pub source: MessageSource,
+    /// The journey step that decided it (`None` for a broadcast).
+    pub step: Option<String>,
     /// The triggering event and other render context (JSON).
     pub context: serde_json::Value,
     pub status: OutboxStatus,
@@ -131,22 +135,53 @@ pub struct Suppression {
     pub at: DateTime<Utc>,
 }
 
-/// Messages of one source by status.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+/// Messages of one source by status, and why those not sent were not.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct OutboxCounts {
     pub queued: u64,
+    /// Of the queued, those a send-time rule put off (quiet hours).
+    pub deferred: u64,
     pub sent: u64,
     pub failed: u64,
     pub skipped: u64,
+    /// Skipped messages by the reason recorded on them (`no_consent`, `suppressed: hard_bounce`).
+    pub skipped_by_reason: BTreeMap<String, u64>,
+    /// Deferred messages by reason (`quiet_hours`).
+    pub deferred_by_reason: BTreeMap<String, u64>,
 }
 
+/// The prefix of a deferred message's detail: `deferred: quiet_hours`.
+pub const DEFERRED: &str = "deferred: ";
+
 impl OutboxCounts {
-    pub fn add(&mut self, status: &str, n: u64) {
+    /// Counts `n` messages of `status` whose detail is `detail`.
+    pub fn add(&mut self, status: &str, detail: Option<&str>, n: u64) {
         match status {
-            "queued" => self.queued += n,
+            "queued" => {
+                self.queued += n;
+                if let Some(reason) = detail.and_then(|d| d.strip_prefix(DEFERRED)) {
+                    self.deferred += n;
+                    *self.deferred_by_reason.entry(reason.to_owned()).or_default() += n;
+                }
+            }
             "sent" => self.sent += n,
             "failed" => self.failed += n,
-            _ => self.skipped += n,
+            _ => {
+                self.skipped += n;
+                let reason = detail.unwrap_or("unknown").to_owned();
+                *self.skipped_by_reason.entry(reason).or_default() += n;
+            }
         }
     }
 }
+
+/// Where a page of messages ends: the next page starts after it (newest first).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxCursor {
+    pub created_at: DateTime<Utc>,
+    pub id: String,
+}
+
+/// The SQL that picks the detail counted by reason: a skip's, or a deferral's.
+pub(crate) const REASON_DETAIL_SQL: &str =
+    "CASE WHEN status = 'skipped' OR (status = 'queued' AND detail LIKE 'deferred: %') THEN detail END";

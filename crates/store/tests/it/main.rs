@@ -63,6 +63,7 @@ mod sqlite {
             template: "t".into(),
             class: missive_core::MessageClass::Transactional,
             source: missive_core::MessageSource::Journey("j".into()),
+            step: None,
             context: serde_json::json!({}),
             status: missive_store::OutboxStatus::Queued,
             attempts: 0,
