@@ -120,6 +120,12 @@ pub async fn run(cfg: Config, args: ImportArgs) -> anyhow::Result<()> {
         report.duplicates,
         report.bad
     );
+    if report.erased > 0 {
+        println!(
+            "  {} events name people who were erased and were not stored (docs/privacy.md)",
+            report.erased
+        );
+    }
     for b in &report.bad_lines {
         println!("  line {}: {}", b.line, b.reason);
     }

@@ -45,6 +45,7 @@ codes! {
     InvalidCursor => "invalid_cursor",
     InvalidId => "invalid_id",
     InvalidName => "invalid_name",
+    Erased => "erased",
     // Access.
     Unauthorized => "unauthorized",
     Forbidden => "forbidden",

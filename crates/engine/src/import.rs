@@ -56,6 +56,8 @@ pub struct ImportReport {
     pub lines: u64,
     pub stored: u64,
     pub duplicates: u64,
+    /// Events naming a person who was erased: not stored.
+    pub erased: u64,
     pub bad: u64,
     /// The first bad lines, with their reasons (all are counted in `bad`).
     pub bad_lines: Vec<BadLine>,
@@ -189,6 +191,7 @@ fn record(
     })??;
     report.stored += outcome.stored as u64;
     report.duplicates += outcome.duplicates as u64;
+    report.erased += outcome.erased.len() as u64;
     Ok(())
 }
 

@@ -216,6 +216,7 @@ pub async fn single<const K: u8>(
         ApiError::bad_request(ErrorCode::InvalidJson, format!("body is not valid JSON: {e}"))
     })?;
     let trust = check_body_key(&state, &auth, value.get("writeKey")).await?;
+    let message_id = value.get("messageId").and_then(Value::as_str).map(str::to_owned);
     let mut event = validate_message(value, Some(kind_of(K)), None, received_at).map_err(|r| {
         count_rejection(r.code);
         rejection_error(r)
@@ -232,13 +233,30 @@ pub async fn single<const K: u8>(
     state.journeys.poke();
     metrics::counter!("missive_events_duplicate_total").increment(outcome.duplicates as u64);
     metrics::histogram!("missive_ingest_ack_seconds").record(started.elapsed().as_secs_f64());
+    let rejected: Vec<RejectedOut> = outcome
+        .erased
+        .iter()
+        .map(|_| erased(0, message_id.clone()))
+        .collect();
     Ok(Json(IngestOut {
-        success: true,
+        success: rejected.is_empty(),
         accepted: outcome.stored,
         duplicates: outcome.duplicates,
-        rejected: vec![],
+        rejected,
     })
     .into_response())
+}
+
+/// An event naming a person who asked to be erased: acknowledged, never stored.
+fn erased(index: usize, message_id: Option<String>) -> RejectedOut {
+    count_rejection(ErrorCode::Erased);
+    RejectedOut {
+        index,
+        message_id,
+        code: ErrorCode::Erased,
+        field: String::new(),
+        message: "names a person who was erased at their request; it is not stored (docs/privacy.md)".into(),
+    }
 }
 
 /// `POST /v1/batch` (and `/v1/import`, Segment's alias of it).
@@ -303,6 +321,8 @@ pub async fn batch(
     let shared_context = top.context.as_ref().and_then(Value::as_object);
 
     let mut events = Vec::with_capacity(items.len());
+    // For each event, its position and message id in the request.
+    let mut origin: Vec<(usize, Option<String>)> = Vec::with_capacity(items.len());
     let mut rejected = Vec::new();
     for (index, raw) in items.into_iter().enumerate() {
         let mut reject = |r: Rejection, message_id: Option<String>| {
@@ -348,6 +368,7 @@ pub async fn batch(
             Ok(mut e) => {
                 e.set_trust(trust);
                 events.push(e);
+                origin.push((index, message_id));
             }
             Err(r) => reject(r, message_id),
         }
@@ -372,6 +393,12 @@ pub async fn batch(
     state.journeys.poke();
     metrics::counter!("missive_events_duplicate_total").increment(outcome.duplicates as u64);
     metrics::histogram!("missive_ingest_ack_seconds").record(started.elapsed().as_secs_f64());
+    for &i in &outcome.erased {
+        if let Some((index, message_id)) = origin.get(i) {
+            rejected.push(erased(*index, message_id.clone()));
+        }
+    }
+    rejected.sort_by_key(|r| r.index);
     Ok(Json(IngestOut {
         success: true,
         accepted: outcome.stored,

@@ -269,7 +269,7 @@ impl Applier {
         let mut total = 0;
         for list in lists {
             let mut outcome = IngestOutcome::default();
-            for e in list {
+            for (i, e) in list.into_iter().enumerate() {
                 if stored.contains(&e.message_id) || self.recent_ids.contains(&e.message_id) {
                     outcome.duplicates += 1;
                     continue;
@@ -279,7 +279,7 @@ impl Applier {
                         .iter()
                         .any(|k| self.erased.contains(&identity_hash(&self.erasure_key, k)))
                 {
-                    outcome.erased += 1;
+                    outcome.erased.push(i);
                     continue;
                 }
                 self.recent_ids.insert(e.message_id.clone());

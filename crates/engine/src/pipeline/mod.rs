@@ -100,11 +100,12 @@ pub enum EngineError {
 }
 
 /// What happened to one ingest call's events; an ingest call resolves only once they are durable.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IngestOutcome {
     pub stored: usize,
-    /// Naming an erased person: acknowledged and dropped.
-    pub erased: usize,
+    /// The positions (in the call's events) of those naming an erased person: not stored,
+    /// and never will be (a person who asked to be erased is not rebuilt from new events).
+    pub erased: Vec<usize>,
     /// Already stored under the same message id: acknowledged, not applied again.
     pub duplicates: usize,
 }

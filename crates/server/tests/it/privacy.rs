@@ -178,22 +178,42 @@ async fn after_erasure_nothing_personal_remains_readable_and_a_reimport_is_dropp
     assert_eq!(app.get("/v1/profiles/ann-42").await.0, 404);
     assert_eq!(app.get("/v1/profiles/annabel.lee@example.com").await.0, 404);
 
-    // A re-import of the same person is acknowledged and dropped.
-    let (status, _) = app
+    // A re-import of the same person is acknowledged, dropped, and says why.
+    let (status, body) = app
         .post(
             "/v1/identify",
-            json!({"userId": "ann-42", "traits": {"email": "annabel.lee@example.com", "first_name": "Annabel"}}),
+            json!({"userId": "ann-42", "messageId": "again-1",
+                   "traits": {"email": "annabel.lee@example.com", "first_name": "Annabel"}}),
         )
         .await;
     assert_eq!(status, 200);
-    let (status, _) = app
+    assert_eq!(
+        (body["accepted"].as_u64(), body["success"].as_bool()),
+        (Some(0), Some(false)),
+        "{body}"
+    );
+    assert_eq!(body["rejected"][0]["code"], "erased", "{body}");
+    assert_eq!(body["rejected"][0]["messageId"], "again-1", "{body}");
+    let (status, body) = app
         .post(
-            "/v1/track",
-            json!({"anonymousId": "new-device", "event": "Signed Up",
-                   "context": {"traits": {"email": "Annabel.Lee@example.com"}}}),
+            "/v1/batch",
+            json!({"batch": [
+                {"type": "track", "userId": "bob-7", "event": "Viewed"},
+                {"type": "track", "anonymousId": "new-device", "event": "Signed Up",
+                 "context": {"traits": {"email": "Annabel.Lee@example.com"}}},
+            ]}),
         )
         .await;
     assert_eq!(status, 200);
+    assert_eq!(body["accepted"], 1, "{body}");
+    assert_eq!(body["rejected"].as_array().unwrap().len(), 1, "{body}");
+    assert_eq!(
+        (
+            body["rejected"][0]["index"].as_u64(),
+            body["rejected"][0]["code"].as_str()
+        ),
+        (Some(1), Some("erased"))
+    );
     app.sync().await;
     assert_eq!(app.get("/v1/profiles/ann-42").await.0, 404);
     assert_eq!(app.get("/v1/profiles/annabel.lee@example.com").await.0, 404);
