@@ -15,11 +15,24 @@ pub async fn open_store(cfg: &Config) -> anyhow::Result<missive_store::Store> {
 pub async fn open_store_with_keys(
     cfg: &Config,
 ) -> anyhow::Result<(missive_store::Store, std::sync::Arc<missive_privacy::Keyring>)> {
-    let keyring = std::sync::Arc::new(load_or_create_keyring(&cfg.key_file())?);
+    // The store first: a store that does not open (a missing PostgreSQL database) must not
+    // leave a new key file behind.
     let store = open_bare_store(cfg).await?;
+    let key_file = cfg.key_file();
+    let keyring = std::sync::Arc::new(load_or_create_keyring(&key_file)?);
     check_encryption_mode(&store, cfg.privacy.encrypt).await?;
     if cfg.privacy.encrypt {
         let encrypted = missive_store::EncryptedStore::new(store, keyring.clone());
+        encrypted.check_keys().await.map_err(|e| match e {
+            missive_store::KeyMismatch::Wrong { .. } => anyhow::anyhow!(
+                "{e}. The key file was read from {}: point privacy.key_file (MISSIVE_PRIVACY__KEY_FILE) \
+                 at the key file this store was created with",
+                key_file.display()
+            ),
+            missive_store::KeyMismatch::Store(e) => {
+                anyhow::Error::new(e).context("reading the store's data keys")
+            }
+        })?;
         let upgraded = encrypted.blind_index_clear_identities().await?;
         if upgraded > 0 {
             tracing::info!(
@@ -79,6 +92,30 @@ async fn open_bare_store(cfg: &Config) -> anyhow::Result<missive_store::Store> {
         missive_store::StoreError::Locked(_) => anyhow::anyhow!(
             "{e}: another missive process (a running `missive serve`?) owns this store; stop it, or send the events to it over HTTP"
         ),
+        e if !url.starts_with("sqlite:") && missing_database(&e.to_string()) => {
+            let name = database_name(&url);
+            anyhow::anyhow!(
+                "the PostgreSQL database {name:?} does not exist: create it (`createdb {name}`, or \
+                 `CREATE DATABASE \"{name}\";` in psql as a user who may), then start missive again; \
+                 nothing was created"
+            )
+        }
         e => anyhow::Error::new(e).context(format!("opening the {} store", if url.starts_with("sqlite:") { "SQLite" } else { "PostgreSQL" })),
     })
+}
+
+/// PostgreSQL's answer to a connection to a database that does not exist (SQLSTATE 3D000).
+fn missing_database(message: &str) -> bool {
+    message.contains("3D000") || (message.contains("database") && message.contains("does not exist"))
+}
+
+/// The database a PostgreSQL URL names (`postgres://u@host:5432/NAME?…`), without the rest,
+/// which may hold a password.
+fn database_name(url: &str) -> String {
+    let path = url.split('?').next().unwrap_or(url);
+    let after_host = path.split_once("://").map_or(path, |(_, rest)| rest);
+    after_host
+        .split_once('/')
+        .map_or("postgres", |(_, name)| name)
+        .to_owned()
 }

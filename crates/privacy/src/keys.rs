@@ -158,6 +158,11 @@ impl Keyring {
         self.master_keys().map(|key| key.id.as_str())
     }
 
+    /// The ids of the master keys, the active one last.
+    pub fn master_key_ids(&self) -> Vec<&str> {
+        self.master_keys().map(|k| k.id.as_str()).collect()
+    }
+
     pub(crate) fn master_keys(&self) -> impl Iterator<Item = &MasterKey> {
         self.previous.iter().chain(std::iter::once(&self.active))
     }

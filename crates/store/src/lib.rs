@@ -36,7 +36,7 @@ pub use access::AccessStore;
 pub use data_keys::DataKeyStore;
 pub use delivery::DeliveryStore;
 pub use documents::DocumentStore;
-pub use encrypted::EncryptedStore;
+pub use encrypted::{EncryptedStore, KeyMismatch};
 pub use error::StoreError;
 pub use events::EventStore;
 pub use postgres::PostgresStore;

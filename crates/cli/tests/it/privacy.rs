@@ -266,3 +266,49 @@ fn messages_are_read_per_person_journey_or_broadcast_and_the_reading_is_audited(
         "{audit}"
     );
 }
+
+#[test]
+fn a_key_file_from_another_store_is_refused_naming_the_key_and_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    import_ann(dir.path());
+    let other = tempfile::tempdir().unwrap();
+    import_ann(other.path());
+    let key_file = dir.path().join("data").join("missive.keys");
+    std::fs::copy(other.path().join("data").join("missive.keys"), &key_file).unwrap();
+    let (ok, _, err) = missive(dir.path(), &["privacy", "export", "ann-42"]);
+    assert!(!ok, "a foreign key file must not open the store");
+    assert!(err.contains("the key file does not match this store"), "{err}");
+    assert!(err.contains("master key \"k1\""), "{err}");
+    assert!(err.contains(&key_file.display().to_string()), "{err}");
+    assert!(!err.contains("corrupt"), "{err}");
+}
+
+/// Runs when `MISSIVE_TEST_POSTGRES_URL` names a server (CI sets it).
+#[test]
+fn a_missing_postgres_database_is_named_with_how_to_create_it_and_nothing_is_created() {
+    let Ok(url) = std::env::var("MISSIVE_TEST_POSTGRES_URL") else {
+        return;
+    };
+    let (server, _) = url.rsplit_once('/').expect("a database in the URL");
+    let name = format!("missive_absent_{}", std::process::id());
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_missive"))
+        .current_dir(dir.path())
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(["segment", "list"])
+        .env("MISSIVE_STORE", format!("{server}/{name}"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(!out.status.success());
+    assert!(
+        err.contains(&format!("database \"{name}\" does not exist")),
+        "{err}"
+    );
+    assert!(err.contains(&format!("createdb {name}")), "{err}");
+    assert!(
+        !dir.path().join("data").join("missive.keys").exists(),
+        "no stray key file"
+    );
+}

@@ -61,6 +61,18 @@ struct EncryptedDelivery {
     sealer: Arc<Sealer>,
 }
 
+/// The keyring does not open the store's data.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyMismatch {
+    #[error(
+        "the key file does not match this store: its data is wrapped under master key {expected:?}, \
+         and the key file holds {held} (or a different key under that id)"
+    )]
+    Wrong { expected: String, held: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 fn crypto(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{what}: {e}"))
 }
@@ -78,6 +90,30 @@ impl EncryptedStore {
     /// The key file this store seals under.
     pub fn keyring(&self) -> &Arc<Keyring> {
         &self.sealer.keyring
+    }
+
+    /// Checks that the keyring opens this store's data: one stored data key must unwrap. A key
+    /// file from another store (or an older copy, before a rotation) is refused here, at
+    /// start, instead of as "corrupt data" at the first read of a profile.
+    pub async fn check_keys(&self) -> Result<(), KeyMismatch> {
+        let Some(rec) = self.inner.data_keys().data_keys_after(None, 1).await?.pop() else {
+            return Ok(()); // nothing sealed yet
+        };
+        let wrapped = WrappedKey {
+            master_key_id: rec.master_key_id.clone(),
+            blob: rec.wrapped,
+        };
+        match self
+            .sealer
+            .keyring
+            .unwrap_data_key(&wrapped, rec.profile_id.as_str())
+        {
+            Ok(_) => Ok(()),
+            Err(_) => Err(KeyMismatch::Wrong {
+                expected: rec.master_key_id,
+                held: self.sealer.keyring.master_key_ids().join(", "),
+            }),
+        }
     }
 
     /// The store with personal data sealed on the way in and opened on the way out.
