@@ -8,6 +8,7 @@ mod bench_render;
 mod bench_segments;
 mod config;
 mod content;
+mod doctor;
 mod import;
 mod keyfile;
 mod messages;
@@ -89,6 +90,9 @@ enum Command {
     },
     /// Read the audit log, newest first, one JSON object per line.
     Audit(privacy::AuditArgs),
+    /// Check that the configuration can send real mail: identity, DKIM, public URL, the DNS
+    /// records to publish, and the SMTP relay.
+    Doctor,
     /// What became of messages and why (skipped, deferred, failed), per journey, broadcast or
     /// person, newest first, one JSON object per line.
     Messages(messages::MessagesArgs),
@@ -130,6 +134,7 @@ fn main() -> std::process::ExitCode {
             Command::Privacy { what } => privacy::privacy(config, what).await,
             Command::Audit(args) => privacy::audit_log(config, args).await,
             Command::Messages(args) => messages::run(config, args).await,
+            Command::Doctor => doctor::run(config).await,
             Command::Bench { what } => bench::run(config, what).await,
         }
     });

@@ -87,6 +87,17 @@ pub async fn run(cfg: Config, listen: Option<String>) -> anyhow::Result<()> {
         cfg.key_file().display(),
         if cfg.privacy.encrypt { "on" } else { "off" }
     ));
+    let warnings = &missive.state().setup_warnings;
+    if !warnings.is_empty() {
+        banner.push_str(&format!(
+            "  sending:   NOT READY for real mail, {} finding(s) (in the log above, in /health, and \
+             explained by `missive doctor`):\n",
+            warnings.len()
+        ));
+        for w in warnings.iter() {
+            banner.push_str(&format!("             - {}\n", w.message()));
+        }
+    }
     banner.push_str(&format!(
         "missive {} listening on {scheme}://{local}\n",
         env!("CARGO_PKG_VERSION")
@@ -147,65 +158,78 @@ fn limit_header_reads<A: axum_server::Address, Acc>(
 
 /// The transport (SMTP relay, or the maildir), the DKIM key, the throttle and the settings
 /// of the sender.
-fn sender_parts(cfg: &Config) -> anyhow::Result<SenderParts> {
-    use missive_delivery::{
-        DkimSigner, MaildirTransport, Rate, SmtpConfig, SmtpTransport, Throttle, Tls, Transport,
-    };
+/// The SMTP relay of `delivery.smtp`, if one is configured.
+pub fn smtp_transport(cfg: &Config) -> anyhow::Result<Option<missive_delivery::SmtpTransport>> {
+    use missive_delivery::{SmtpConfig, SmtpTransport, Tls};
     let d = &cfg.delivery;
-    let transport: Arc<dyn Transport> = match &d.smtp {
-        Some(smtp) => {
-            let tls = match smtp.tls.as_str() {
-                "none" => Tls::None,
-                "tls" => Tls::Required,
-                _ => Tls::StartTls,
-            };
-            Arc::new(
-                SmtpTransport::new(&SmtpConfig {
-                    host: smtp.host.clone(),
-                    port: smtp.port,
-                    tls,
-                    username: smtp.username.clone(),
-                    password: smtp.password.clone(),
-                    pool_max: smtp.pool.max(1),
-                    timeout: std::time::Duration::from_secs(smtp.timeout_seconds.max(1)),
-                    hello_name: Some(d.message_id_domain.clone()),
-                })
-                .context("delivery.smtp")?,
-            )
-        }
+    let Some(smtp) = &d.smtp else { return Ok(None) };
+    let tls = match smtp.tls.as_str() {
+        "none" => Tls::None,
+        "tls" => Tls::Required,
+        _ => Tls::StartTls,
+    };
+    Ok(Some(
+        SmtpTransport::new(&SmtpConfig {
+            host: smtp.host.clone(),
+            port: smtp.port,
+            tls,
+            username: smtp.username.clone(),
+            password: smtp.password.clone(),
+            pool_max: smtp.pool.max(1),
+            timeout: std::time::Duration::from_secs(smtp.timeout_seconds.max(1)),
+            hello_name: Some(d.message_id_domain.clone()),
+        })
+        .context("delivery.smtp")?,
+    ))
+}
+
+/// The DKIM signing domain: `delivery.dkim.domain`, else the domain of the from address.
+pub fn dkim_domain(cfg: &Config) -> String {
+    let d = &cfg.delivery;
+    d.dkim
+        .domain
+        .clone()
+        .or_else(|| d.from_address.rsplit_once('@').map(|(_, dom)| dom.to_string()))
+        .unwrap_or_else(|| d.message_id_domain.clone())
+}
+
+/// The DKIM key's file: `delivery.dkim.key_file`, else the one generated in the data directory.
+pub fn dkim_key_file(cfg: &Config) -> std::path::PathBuf {
+    cfg.delivery
+        .dkim
+        .key_file
+        .clone()
+        .unwrap_or_else(|| cfg.data_dir.join("dkim-ed25519.pem"))
+}
+
+fn sender_parts(cfg: &Config) -> anyhow::Result<SenderParts> {
+    use missive_delivery::{DkimSigner, MaildirTransport, Rate, Throttle, Transport};
+    let d = &cfg.delivery;
+    let transport: Arc<dyn Transport> = match smtp_transport(cfg)? {
+        Some(smtp) => Arc::new(smtp),
         None => {
             let dir = cfg.data_dir.join("maildir");
             tracing::info!(maildir = %dir.display(), "no SMTP relay configured: e-mail is written to the local maildir");
             Arc::new(MaildirTransport::new(&dir).with_context(|| format!("maildir {}", dir.display()))?)
         }
     };
-    let domain = d
-        .dkim
-        .domain
-        .clone()
-        .or_else(|| d.from_address.rsplit_once('@').map(|(_, dom)| dom.to_string()))
-        .unwrap_or_else(|| d.message_id_domain.clone());
-    let dkim = match &d.dkim.key_file {
-        Some(path) => {
-            let pem = std::fs::read_to_string(path)
-                .with_context(|| format!("delivery.dkim.key_file {}", path.display()))?;
-            DkimSigner::from_pem(&pem, &d.dkim.selector, &domain).context("delivery.dkim.key_file")?
-        }
-        None => {
-            let path = cfg.data_dir.join("dkim-ed25519.pem");
-            if path.exists() {
-                let pem = std::fs::read_to_string(&path)?;
-                DkimSigner::from_pem(&pem, &d.dkim.selector, &domain).context("the generated DKIM key")?
-            } else {
-                let (signer, pem) = DkimSigner::generate_ed25519(&d.dkim.selector, &domain)?;
-                write_secret_file(&path, pem.as_bytes())?;
-                let (name, value) = signer.dns_record();
-                println!(
-                    "DKIM: publish this TXT record so receivers can verify missive's signatures:\n  {name} TXT \"{value}\""
-                );
-                signer
-            }
-        }
+    let domain = dkim_domain(cfg);
+    let path = dkim_key_file(cfg);
+    let dkim = if d.dkim.key_file.is_some() {
+        let pem = std::fs::read_to_string(&path)
+            .with_context(|| format!("delivery.dkim.key_file {}", path.display()))?;
+        DkimSigner::from_pem(&pem, &d.dkim.selector, &domain).context("delivery.dkim.key_file")?
+    } else if path.exists() {
+        let pem = std::fs::read_to_string(&path)?;
+        DkimSigner::from_pem(&pem, &d.dkim.selector, &domain).context("the generated DKIM key")?
+    } else {
+        let (signer, pem) = DkimSigner::generate_ed25519(&d.dkim.selector, &domain)?;
+        write_secret_file(&path, pem.as_bytes())?;
+        let (name, value) = signer.dns_record();
+        println!(
+            "DKIM: publish this TXT record so receivers can verify missive's signatures:\n  {name} TXT \"{value}\""
+        );
+        signer
     };
     let rate = |n: u32| (n > 0).then(|| Rate::per_second(n));
     let mut throttle = Throttle::new(rate(d.rate_per_second));

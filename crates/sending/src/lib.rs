@@ -10,6 +10,7 @@
 //! - [`bounces`]: delivery reports turned into suppressions;
 //! - [`content`]: templates, blocks, the catalogue and the one place a message is composed;
 //! - [`messages`]: what became of each message and why, per journey, broadcast or profile;
+//! - [`setup`]: what in the sending settings makes mail unbranded or unverifiable;
 //! - [`tracking`]: clicks, opens, unsubscribes and a message's outcome.
 //!
 //! It reads profiles and segments through the engine and writes only the delivery and
@@ -22,4 +23,5 @@ pub mod journeys;
 pub mod messages;
 pub mod policy;
 pub mod sender;
+pub mod setup;
 pub mod tracking;

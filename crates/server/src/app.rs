@@ -88,6 +88,17 @@ impl App {
         if let Some(root) = &config.local_maildir {
             parts.privacy = parts.privacy.clone().with_maildir(root.clone());
         }
+        if let Some(s) = &sender {
+            let warnings = missive_sending::setup::setup_warnings(
+                &s.config,
+                s.dkim.as_ref().map(|d| d.domain()),
+                s.transport.name() != "maildir",
+            );
+            for w in &warnings {
+                tracing::warn!(code = ?w, "{}", w.message());
+            }
+            parts.setup_warnings = warnings.into();
+        }
         if let Some(s) = sender {
             let sender = Sender::start(
                 engine.clone(),

@@ -98,13 +98,23 @@ async fn health(axum::extract::State(state): axum::extract::State<AppState>) -> 
         return unavailable("failing", Some(ago.as_secs()));
     }
     match state.auth.workspace().await {
-        Ok(_) => axum::Json(serde_json::json!({
-            "status": "ok",
-            "store": backend,
-            "store_writes": "ok",
-            "uptime_seconds": state.started.elapsed().as_secs(),
-        }))
-        .into_response(),
+        Ok(_) => {
+            let mut body = serde_json::json!({
+                "status": "ok",
+                "store": backend,
+                "store_writes": "ok",
+                "uptime_seconds": state.started.elapsed().as_secs(),
+            });
+            if !state.setup_warnings.is_empty() {
+                // The sending set-up still has defaults: say so where operators look.
+                body["warnings"] = state
+                    .setup_warnings
+                    .iter()
+                    .map(|w| serde_json::json!({"code": w, "message": w.message()}))
+                    .collect();
+            }
+            axum::Json(body).into_response()
+        }
         Err(e) => {
             tracing::error!(error = %e, "health check: store unreachable");
             unavailable("unknown", None)

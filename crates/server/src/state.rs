@@ -50,6 +50,8 @@ pub struct AppParts {
     pub sessions: Arc<console::Sessions>,
     pub metrics: Option<::metrics_exporter_prometheus::PrometheusHandle>,
     pub started: Arc<std::time::Instant>,
+    /// What in the sending set-up makes mail unbranded or unverifiable (`/health` lists it).
+    pub setup_warnings: Arc<[missive_sending::setup::SetupWarning]>,
 }
 
 impl AppParts {
@@ -82,6 +84,7 @@ impl AppParts {
             auth,
             metrics: metrics::handle(),
             started: Arc::new(std::time::Instant::now()),
+            setup_warnings: Arc::from([]),
         }
     }
 }

@@ -7,6 +7,7 @@
 
 #[cfg(unix)]
 mod crash;
+mod doctor;
 mod golden;
 mod privacy;
 mod render;

@@ -128,6 +128,22 @@ impl SmtpTransport {
         })
     }
 
+    /// Connects as a send would (TLS and authentication as configured), then says goodbye:
+    /// whether the relay can be used, for `missive doctor`. The error is the relay's answer.
+    pub async fn check(&self) -> Result<(), String> {
+        let mut conn = self.connect().await.map_err(|o| match o {
+            SendOutcome::Transient { message, code, .. } | SendOutcome::Permanent { message, code, .. } => {
+                match code {
+                    Some(c) => format!("{c} {message}"),
+                    None => message,
+                }
+            }
+            SendOutcome::Delivered { response } => response,
+        })?;
+        let _ = conn.quit().await;
+        Ok(())
+    }
+
     async fn connect(&self) -> Result<AsyncSmtpConnection, SendOutcome> {
         let transient = |message: String| SendOutcome::Transient {
             code: None,

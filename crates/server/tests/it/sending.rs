@@ -334,6 +334,26 @@ async fn a_journeys_messages_are_listed_per_step_with_their_reasons() {
     assert_eq!(status, 404);
 }
 
+#[tokio::test]
+async fn health_lists_what_in_the_sending_set_up_is_still_a_default() {
+    // The test sender is branded and signs for example.test, but writes to a maildir.
+    let (app, _maildir) = sending_app().await;
+    let (status, health) = app.get("/health").await;
+    assert_eq!(status, 200, "{health}");
+    assert_eq!(health["warnings"].as_array().map(Vec::len), Some(1), "{health}");
+    assert_eq!(health["warnings"][0]["code"], "no_relay", "{health}");
+    assert!(
+        health["warnings"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("delivery.smtp")
+    );
+    // A server that does not send has nothing to say about sending.
+    let quiet = TestApp::spawn().await;
+    let (_, health) = quiet.get("/health").await;
+    assert!(health.get("warnings").is_none(), "{health}");
+}
+
 pub(crate) fn token_after(message: &str, prefix: &str) -> String {
     let at = message
         .find(prefix)
