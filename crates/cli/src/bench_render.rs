@@ -49,7 +49,7 @@ const BLOCKS: [(&str, &str); 4] = [
     ),
 ];
 const SUBJECT: &str = "{{ customer.first_name | default: 'Hi' }}, your cart is waiting";
-const PREHEADER: &str = "{{ event.properties.products | size }} items saved for you";
+const PREHEADER: &str = "{{ journey.cart.item_count }} items saved for you";
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct RenderBench {
@@ -67,7 +67,10 @@ pub struct RenderBench {
 
 struct Recipient {
     profile: Profile,
+    /// The journey's trigger: the first `Product Added`.
     event: serde_json::Map<String, serde_json::Value>,
+    /// `journey`: the cart's events and the cart they make.
+    journey: serde_json::Value,
     seeds: Vec<String>,
 }
 
@@ -107,30 +110,27 @@ fn recipients(n: usize, products: &[Product], now: DateTime<Utc>) -> anyhow::Res
             p.segments.segments.insert("vip".into());
         }
         let items = rng.random_range(1..=3);
-        let mut cart = Vec::new();
+        // Segment's e-commerce events, one product each, as a journey instance keeps them.
+        let mut events = Vec::new();
         let mut seeds = Vec::new();
-        let mut value = 0.0;
         for _ in 0..items {
             let prod = &products[rng.random_range(0..products.len())];
             let quantity = rng.random_range(1..=2);
-            let price = prod.price.unwrap_or(10.0);
-            value += price * f64::from(quantity);
             seeds.push(prod.id.clone());
-            cart.push(serde_json::json!({
-                "product_id": prod.id, "name": prod.title, "price": price, "quantity": quantity,
+            events.push(serde_json::json!({"name": "Product Added", "properties": {
+                "cart_id": format!("cart-{i}"), "product_id": prod.id, "name": prod.title,
+                "price": prod.price.unwrap_or(10.0), "quantity": quantity, "currency": "USD",
                 "image_url": prod.image_url,
-            }));
+            }}));
         }
-        let event = serde_json::json!({
-            "cart_id": format!("cart-{i}"), "currency": "USD", "value": value,
-            "cart_url": format!("https://northwind.example/cart/{i}"), "products": cart,
-        });
-        let serde_json::Value::Object(event) = event else {
-            anyhow::bail!("event is an object")
+        let cart = missive_content::cart::fold(&events);
+        let Some(serde_json::Value::Object(event)) = events.first().map(|e| e["properties"].clone()) else {
+            anyhow::bail!("a cart has a first event")
         };
         out.push(Recipient {
             profile: p,
             event,
+            journey: serde_json::json!({"name": "cart-recovery", "events": events, "cart": cart}),
             seeds,
         });
     }
@@ -159,7 +159,7 @@ impl Fixture {
         );
         let ctx = MessageContext {
             event: Some(EventData {
-                name: "Cart Abandoned",
+                name: "Product Added",
                 properties: &r.event,
                 timestamp: self.now,
             }),
@@ -171,7 +171,9 @@ impl Fixture {
             message_id: "msg_0123456789abcdef",
             personalized: true,
         };
-        build_data(&r.profile, &ctx, self.now)
+        let mut data = build_data(&r.profile, &ctx, self.now);
+        data.insert("journey", missive_liquid::Value::from(&r.journey));
+        data
     }
 
     fn choose(&self, r: &Recipient, data: &Object) -> Selection {

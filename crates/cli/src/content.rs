@@ -307,6 +307,7 @@ pub async fn template(cfg: Config, cmd: TemplateCommand) -> anyhow::Result<()> {
             let content = ContentService::new(engine.store().clone(), cfg.content_config());
             let options = missive_sending::content::PreviewOptions {
                 event,
+                journey_events: None,
                 experiment: None,
                 now: None,
             };

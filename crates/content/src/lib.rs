@@ -4,7 +4,8 @@
 //! layout compiled once per version, CSS inlined, a text part derived when none is written),
 //! content blocks (reusable modules chosen per recipient by slot, target, priority, dates and
 //! required data), rule-based and best-seller product recommendations over a catalogue, the
-//! variables a template sees, and lint.
+//! variables a template sees (with `journey.cart`, the cart a journey's e-commerce events
+//! make: [`cart`]), and lint.
 //!
 //! It is pure: it takes profiles, events, catalogue and segment decisions as data and returns
 //! rendered text. It does not load anything, evaluate segment expressions (the caller answers
@@ -12,6 +13,7 @@
 //! `missive-liquid`.
 
 pub mod blocks;
+pub mod cart;
 pub mod data;
 pub mod layout;
 pub mod lint;

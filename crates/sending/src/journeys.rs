@@ -417,11 +417,37 @@ impl Journeys {
                     && matches(&d.def.trigger.conditions, &event.body)
             })
             .collect();
-        if !waited_for && triggers.is_empty() {
+        // Keyed journeys keep the events that carry their key (a cart's adds and removals).
+        let carries_a_key = defs.iter().any(|d| {
+            d.def
+                .key
+                .as_deref()
+                .is_some_and(|k| lookup(&event.body, k).and_then(key_text).is_some())
+        });
+        if !waited_for && triggers.is_empty() && !carries_a_key {
             return Ok(());
         }
         let now = self.engine.clock().now();
         let mut active = self.active_instances(&event.profile_id, pending).await?;
+
+        if carries_a_key {
+            for instance in active.iter_mut() {
+                let Some(def) = defs.iter().find(|d| d.name == instance.journey) else {
+                    continue;
+                };
+                let key = def
+                    .def
+                    .key
+                    .as_deref()
+                    .and_then(|k| lookup(&event.body, k))
+                    .and_then(key_text);
+                if key.as_deref() == Some(instance.key.as_str()) && record_event(&mut instance.context, event)
+                {
+                    instance.updated_at = now;
+                    pending.instances.insert(instance.id.clone(), instance.clone());
+                }
+            }
+        }
 
         // Instances waiting for this event move on.
         // An event that arrived after a wait timed out belongs to the timer, even when the
@@ -486,12 +512,8 @@ impl Journeys {
                 continue;
             }
             let context = json!({
-                "event": {
-                    "name": event.name,
-                    "message_id": event.message_id.as_str(),
-                    "properties": event.body.get("properties").cloned().unwrap_or(json!({})),
-                    "timestamp": event.timestamp,
-                },
+                "event": event_data(event),
+                "events": if def.def.key.is_some() { json!([event_data(event)]) } else { json!([]) },
                 "visits": {},
             });
             self.start(def, id, event.profile_id.clone(), key, context, now, pending)
@@ -687,10 +709,7 @@ impl Journeys {
                         class: def.def.class,
                         source: missive_core::MessageSource::Journey(def.name.clone()),
                         step: Some(at.clone()),
-                        context: send_context(
-                            instance.context.get("event").cloned().unwrap_or(Value::Null),
-                            def.def.topic.as_deref(),
-                        ),
+                        context: send_context(&def.name, &instance, def.def.topic.as_deref()),
                         status: OutboxStatus::Queued,
                         attempts: 0,
                         next_attempt_at: now,
@@ -746,8 +765,53 @@ impl Journeys {
 /// Counts a visit of `step` in the instance context; returns the count (1 for the first).
 /// The render context of a queued message: the triggering event, and the topic the send-time
 /// policy checks.
-fn send_context(event: Value, topic: Option<&str>) -> Value {
-    let mut context = json!({"event": event});
+/// At most this many events are kept per instance: the first (the trigger) and the latest.
+const MAX_INSTANCE_EVENTS: usize = 100;
+
+/// An event as templates see it (`event`, `journey.events`).
+fn event_data(event: &StoredEvent) -> Value {
+    json!({
+        "name": event.name,
+        "message_id": event.message_id.as_str(),
+        "properties": event.body.get("properties").cloned().unwrap_or(json!({})),
+        "timestamp": event.timestamp,
+    })
+}
+
+/// Adds `event` to an instance's events, once; returns whether it was added.
+fn record_event(context: &mut Value, event: &StoredEvent) -> bool {
+    let Some(obj) = context.as_object_mut() else {
+        return false;
+    };
+    let events = obj.entry("events").or_insert_with(|| json!([]));
+    let Some(list) = events.as_array_mut() else {
+        return false;
+    };
+    let id = event.message_id.as_str();
+    if list.iter().any(|e| e["message_id"] == id) {
+        return false;
+    }
+    list.push(event_data(event));
+    if list.len() > MAX_INSTANCE_EVENTS {
+        list.remove(1);
+    }
+    true
+}
+
+/// What a message of a journey carries to its template: the triggering event, and as
+/// `journey` the instance's events and the cart they make (see [`missive_content::cart`]).
+fn send_context(journey: &str, instance: &JourneyInstance, topic: Option<&str>) -> Value {
+    let event = instance.context.get("event").cloned().unwrap_or(Value::Null);
+    let events = instance
+        .context
+        .get("events")
+        .cloned()
+        .unwrap_or_else(|| json!([]));
+    let cart = missive_content::cart::fold(events.as_array().map_or(&[][..], Vec::as_slice));
+    let mut context = json!({
+        "event": event,
+        "journey": {"name": journey, "key": instance.key, "events": events, "cart": cart},
+    });
     if let Some(topic) = topic {
         context["topic"] = json!(topic);
     }

@@ -25,7 +25,7 @@ pub fn now() -> DateTime<Utc> {
 pub fn cart_template() -> CompiledTemplate {
     CompiledTemplate::compile(&TemplateSource {
         subject: "{{ customer.first_name | default: 'Hi' }}, your cart is waiting".into(),
-        preheader: "{{ event.properties.products | size }} items saved for you".into(),
+        preheader: "{{ journey.cart.item_count }} items saved for you".into(),
         layout: Layout::Mjml,
         body: std::fs::read_to_string(example("template.mjml")).unwrap(),
         text: None,
@@ -52,6 +52,21 @@ pub fn catalog() -> Catalog {
 
 pub fn event() -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(example("event.json")).unwrap()).unwrap()
+}
+
+/// The example cart's events (Segment's `Product Added` and `Product Removed`), as a journey
+/// instance keeps them, and the `journey` variable they make.
+pub fn journey() -> serde_json::Value {
+    let events: Vec<serde_json::Value> = std::fs::read_to_string(example("cart.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let e: serde_json::Value = serde_json::from_str(l).unwrap();
+            serde_json::json!({"name": e["event"], "properties": e["properties"]})
+        })
+        .collect();
+    let cart = missive_content::cart::fold(&events);
+    serde_json::json!({"name": "cart-recovery", "events": events, "cart": cart})
 }
 
 pub fn profile(id: &str, traits: &[(&str, serde_json::Value)], orders: u64, segments: &[&str]) -> Profile {
@@ -89,7 +104,8 @@ pub fn render_cart_email(p: &Profile, with_recommendations: bool) -> RenderedEma
     let ev = event();
     let properties = ev["properties"].as_object().unwrap();
     let catalog = catalog();
-    let seeds: Vec<String> = properties["products"]
+    let journey = journey();
+    let seeds: Vec<String> = journey["cart"]["products"]
         .as_array()
         .unwrap()
         .iter()
@@ -109,7 +125,7 @@ pub fn render_cart_email(p: &Profile, with_recommendations: bool) -> RenderedEma
     };
     let ctx = MessageContext {
         event: Some(EventData {
-            name: "Cart Abandoned",
+            name: "Product Added",
             properties,
             timestamp: now(),
         }),
@@ -121,7 +137,8 @@ pub fn render_cart_email(p: &Profile, with_recommendations: bool) -> RenderedEma
         personalized: true,
         message_id: "msg_1",
     };
-    let data: Object = build_data(p, &ctx, now());
+    let mut data: Object = build_data(p, &ctx, now());
+    data.insert("journey", missive_liquid::Value::from(&journey));
     let blocks = blocks();
     let selection = Selection::choose(
         &template.slots,

@@ -32,7 +32,14 @@ impl ContentService {
             .filter(|e| !e.is_null())
             .and_then(|e| serde_json::from_value(e.clone()).ok());
         let mut data = self
-            .data_for(profile, event.as_ref(), None, &message.id, now)
+            .data_for(
+                profile,
+                event.as_ref(),
+                message.context.get("journey"),
+                None,
+                &message.id,
+                now,
+            )
             .await?;
         data.insert("unsubscribe_url", Value::from(links.unsubscribe.as_str()));
         data.insert("preferences_url", Value::from(links.preferences.as_str()));

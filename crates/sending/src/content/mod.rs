@@ -127,6 +127,21 @@ pub struct PreviewEvent {
     pub timestamp: Option<DateTime<Utc>>,
 }
 
+/// `journey` for a preview: the given events (else the event alone) and their cart, as a
+/// journey's message carries them.
+pub(super) fn preview_journey(
+    events: Option<&[PreviewEvent]>,
+    event: Option<&PreviewEvent>,
+) -> serde_json::Value {
+    let as_json = |e: &PreviewEvent| serde_json::json!({"name": e.name, "properties": e.properties, "timestamp": e.timestamp});
+    let events: Vec<serde_json::Value> = match events {
+        Some(list) => list.iter().map(as_json).collect(),
+        None => event.map(as_json).into_iter().collect(),
+    };
+    let cart = missive_content::cart::fold(&events);
+    serde_json::json!({"name": "preview", "events": events, "cart": cart})
+}
+
 /// The experiment a send belongs to.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Experiment {
@@ -140,6 +155,10 @@ pub struct PreviewOptions {
     /// The triggering event; default for previews: the profile's latest track event.
     #[serde(default)]
     pub event: Option<PreviewEvent>,
+    /// The events a journey instance saw, oldest first, for `journey.events` and `journey.cart`;
+    /// default: the event alone.
+    #[serde(default)]
+    pub journey_events: Option<Vec<PreviewEvent>>,
     #[serde(default)]
     pub experiment: Option<Experiment>,
     /// What "now" is for the render (`'now' | date`, windows, recommendations), for

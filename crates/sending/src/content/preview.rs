@@ -4,18 +4,28 @@
 use super::*;
 
 impl ContentService {
-    /// The template variables for `profile`, with recommendations.
+    /// The template variables for `profile`, with recommendations: `journey` (its events and
+    /// cart) when the message comes from a journey, and recommendations seeded by the event's
+    /// and the cart's products, which they never repeat.
     pub async fn data_for(
         &self,
         profile: &Profile,
         event: Option<&PreviewEvent>,
+        journey: Option<&serde_json::Value>,
         experiment: Option<&Experiment>,
         message_id: &str,
         now: DateTime<Utc>,
     ) -> Result<Object, ContentServiceError> {
         let catalog = self.catalog().await?;
         let popularity = self.popularity(now).await?;
-        let seeds: Vec<String> = event.map(|e| event_products(&e.properties)).unwrap_or_default();
+        let mut seeds: Vec<String> = event.map(|e| event_products(&e.properties)).unwrap_or_default();
+        if let Some(cart) = journey.map(|j| &j["cart"]) {
+            for id in purchased_products(cart) {
+                if !seeds.contains(&id.0) {
+                    seeds.push(id.0);
+                }
+            }
+        }
         let owned: BTreeSet<String> = profile
             .history
             .iter()
@@ -36,7 +46,10 @@ impl ContentService {
                 },
             )
         } else {
-            best_sellers.clone()
+            // Without personalization consent: best sellers, but not what is in the e-mail
+            // already (the event's or the cart's products).
+            let in_message: BTreeSet<String> = seeds.iter().cloned().collect();
+            catalog.best_sellers(&popularity, &in_message, limit)
         };
         let links = links(&self.config.public_url, profile, message_id);
         let ctx = MessageContext {
@@ -53,7 +66,11 @@ impl ContentService {
             message_id,
             personalized,
         };
-        Ok(build_data(profile, &ctx, now))
+        let mut data = build_data(profile, &ctx, now);
+        if let Some(journey) = journey.filter(|j| j.is_object()) {
+            data.insert("journey", Value::from(journey));
+        }
+        Ok(data)
     }
 
     /// Renders on the blocking pool (a render may take up to its time budget), listing the
@@ -104,10 +121,12 @@ impl ContentService {
             Some(key) => self.find(engine, key).await?,
             None => Profile::new(missive_core::ProfileId::generate(), now),
         };
+        let journey = preview_journey(options.journey_events.as_deref(), options.event.as_ref());
         let data = self
             .data_for(
                 &profile,
                 options.event.as_ref(),
+                Some(&journey),
                 options.experiment.as_ref(),
                 "lint",
                 now,
@@ -161,10 +180,12 @@ impl ContentService {
         let now = options.now.unwrap_or_else(|| engine.clock().now());
         let (version, compiled, marketing) = self.compiled_template(template).await?;
         let event = options.event.or_else(|| latest_track_event(&profile));
+        let journey = preview_journey(options.journey_events.as_deref(), event.as_ref());
         let data = self
             .data_for(
                 &profile,
                 event.as_ref(),
+                Some(&journey),
                 options.experiment.as_ref(),
                 "preview",
                 now,

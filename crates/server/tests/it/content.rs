@@ -76,7 +76,7 @@ async fn templates_are_versioned_listed_shown_and_deleted() {
         one["compiled"]["html"]
             .as_str()
             .unwrap()
-            .contains("{% for item in event.properties.products %}")
+            .contains("{% for item in cart.products %}")
     );
     assert!(
         one["compiled"]["text"]
@@ -164,7 +164,7 @@ async fn preview_renders_a_saved_template_for_a_real_profile() {
     let cart: Value = serde_json::from_str(&example("event.json")).unwrap();
     app.post(
         "/v1/track",
-        json!({"userId": "ada", "event": "Cart Abandoned", "properties": cart["properties"]}),
+        json!({"userId": "ada", "event": "Product Added", "properties": cart["properties"]}),
     )
     .await;
 
@@ -205,7 +205,7 @@ async fn preview_renders_a_saved_template_for_a_real_profile() {
     assert!(!generic_text.contains("3 orders"), "{generic_text}");
     assert!(text.contains("Thank you for your 3 orders"), "{text}");
     assert!(
-        text.contains("Summit Jacket 1") && text.contains("$247.00"),
+        text.contains("Summit Jacket 1") && text.contains("$36.50"),
         "{text}"
     );
     assert_eq!(p["data_used"]["customer.first_name"], "Ada");

@@ -354,6 +354,78 @@ async fn health_lists_what_in_the_sending_set_up_is_still_a_default() {
     assert!(health.get("warnings").is_none(), "{health}");
 }
 
+#[tokio::test]
+async fn a_cart_journey_e_mails_the_cart_its_segment_spec_events_made() {
+    let (app, maildir) = sending_app().await;
+    let template = json!({"subject": "Your cart", "layout": "html",
+        "body": "<p>{% for item in journey.cart.products %}{{ item.name }} x{{ item.quantity }}; {% endfor %}\
+                 total {{ journey.cart.value | money: journey.cart.currency }}</p>\
+                 <a href=\"{{ unsubscribe_url }}\">Unsubscribe</a>"});
+    let (status, res) = app.admin(Method::PUT, "/v1/templates/cart", Some(template)).await;
+    assert_eq!(status, 200, "{res}");
+    let journey = json!({
+        "trigger": {"event": "Product Added"}, "key": "properties.cart_id",
+        "steps": [
+            {"id": "wait", "type": "wait_for_event", "event": "Order Completed", "match_key": true,
+             "timeout": "1h", "on_event": "exit"},
+            {"id": "send", "type": "send", "template": "cart"}]
+    });
+    let (status, res) = app
+        .admin(Method::PUT, "/v1/journeys/cart-recovery", Some(journey))
+        .await;
+    assert_eq!(status, 200, "{res}");
+    let traits = json!({"email": "ann@example.com", "consent": {"email_marketing": true}});
+    app.post("/v1/identify", json!({"userId": "ann", "traits": traits}))
+        .await;
+    for (event, props) in [
+        (
+            "Product Added",
+            json!({"cart_id": "c1", "product_id": "sku-1", "name": "Jacket", "price": 36.5, "currency": "EUR"}),
+        ),
+        (
+            "Product Added",
+            json!({"cart_id": "c1", "product_id": "sku-5", "name": "Boots", "price": 66.5, "quantity": 2}),
+        ),
+        (
+            "Product Added",
+            json!({"cart_id": "c2", "product_id": "sku-9", "name": "Hat", "price": 10}),
+        ),
+        (
+            "Product Removed",
+            json!({"cart_id": "c1", "product_id": "sku-5", "quantity": 1}),
+        ),
+    ] {
+        let (status, _) = app
+            .post(
+                "/v1/track",
+                json!({"userId": "ann", "event": event, "properties": props}),
+            )
+            .await;
+        assert_eq!(status, 200);
+    }
+    app.admin(Method::POST, "/v1/journeys/run", None).await;
+    app.clock.advance(TimeDelta::minutes(61));
+    app.admin(Method::POST, "/v1/journeys/run", None).await;
+    app.state.sender.as_ref().unwrap().run_pending().await.unwrap();
+
+    let messages: Vec<String> = maildir_messages(maildir.path())
+        .iter()
+        .map(|m| unfold_qp(m))
+        .collect();
+    assert_eq!(messages.len(), 2, "one e-mail per cart");
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("Jacket x1; Boots x1; total =E2=82=AC103.00")
+                || m.contains("Jacket x1; Boots x1; total €103.00")),
+        "{messages:?}"
+    );
+    assert!(
+        messages.iter().any(|m| m.contains("Hat x1; total")),
+        "{messages:?}"
+    );
+}
+
 pub(crate) fn token_after(message: &str, prefix: &str) -> String {
     let at = message
         .find(prefix)
