@@ -27,6 +27,7 @@ pub enum DeliveryBench {
     /// Event → SMTP hand-over latency of a journey with no wait, under background ingest;
     /// and how late a 2-second wait fires.
     Latency {
+        /// How long to measure.
         #[arg(long, default_value_t = 20)]
         seconds: u64,
         /// Background events per second.
@@ -38,6 +39,7 @@ pub enum DeliveryBench {
     },
     /// A broadcast to N recipients: queued, rendered, signed and handed to the sink.
     Broadcast {
+        /// Recipients of the broadcast (profiles made for the run).
         #[arg(long, default_value_t = 1_000_000)]
         recipients: u64,
         /// Messages in flight in the sender.

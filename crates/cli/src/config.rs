@@ -9,6 +9,7 @@ use chrono::NaiveTime;
 use serde::Deserialize;
 
 #[derive(clap::Args, Debug, Clone)]
+#[command(next_help_heading = "Where the data is (every command but render)")]
 pub struct GlobalArgs {
     /// Configuration file (default: ./missive.toml when it exists).
     #[arg(long, global = true)]

@@ -51,11 +51,14 @@ pub struct RenderArgs {
 pub enum TemplateCommand {
     /// Save (create or replace) a template; the layout follows the file: .mjml or .html.
     Save {
+        /// The template's name: letters, digits, `-` and `_`.
         name: String,
         /// The body: MJML or HTML with Liquid.
         body: PathBuf,
+        /// The subject line (Liquid), e.g. '{{ customer.first_name }}, your cart is waiting'.
         #[arg(long)]
         subject: String,
+        /// The preheader: the preview text inboxes show after the subject (Liquid).
         #[arg(long, default_value = "")]
         preheader: String,
         /// A plain-text part; derived from the HTML when absent.
@@ -68,9 +71,13 @@ pub enum TemplateCommand {
     /// List the saved templates.
     List,
     /// Delete a template.
-    Delete { name: String },
+    Delete {
+        /// The template's name.
+        name: String,
+    },
     /// Render a saved template for a real profile: subject, blocks chosen, data used, lint.
     Preview {
+        /// The template's name.
         name: String,
         /// A profile id, user_id:…, email:…, anonymous_id:… or a bare value.
         #[arg(long)]
@@ -89,19 +96,33 @@ pub enum TemplateCommand {
 pub enum BlockCommand {
     /// Save (create or replace) a block from a JSON file: {"slot", "target", "priority",
     /// "active_from", "active_until", "requires", "html", "text"}.
-    Save { name: String, file: PathBuf },
+    Save {
+        /// The block's name: letters, digits, `-` and `_`.
+        name: String,
+        /// A JSON file: {"slot", "target", "priority", "html", …} (docs/content.md).
+        file: PathBuf,
+    },
     /// List the blocks.
     List,
     /// Delete a block.
-    Delete { name: String },
+    Delete {
+        /// The block's name.
+        name: String,
+    },
     /// Which block each saved segment gets in a slot.
-    Matrix { slot: String },
+    Matrix {
+        /// The slot, as a template names it in `{% block "SLOT" %}`.
+        slot: String,
+    },
 }
 
 #[derive(clap::Subcommand, Debug)]
 pub enum CatalogCommand {
     /// Load products from a JSON array or JSON-lines file (created or replaced by id).
-    Import { file: PathBuf },
+    Import {
+        /// A JSON array of products, or one product per line.
+        file: PathBuf,
+    },
 }
 
 /// Partials read from a directory: `name` → `DIR/name.liquid` (or `DIR/name`); `a/b` is

@@ -105,6 +105,12 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Render(_))
+        && (cli.global.store.is_some() || cli.global.data_dir.is_some())
+    {
+        eprintln!("error: render reads no store: --store and --data-dir do not apply to it");
+        return std::process::ExitCode::from(2);
+    }
     let config = match config::Config::load(&cli.global) {
         Ok(c) => c,
         Err(e) => {
@@ -150,4 +156,34 @@ fn main() -> std::process::ExitCode {
 /// Where the embedded store lives inside a data directory.
 pub fn sqlite_path(data_dir: &std::path::Path) -> PathBuf {
     data_dir.join("missive.db")
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every argument of every command says what it is in `--help`.
+    #[test]
+    fn every_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                if sub.get_about().is_none() && sub.get_long_about().is_none() {
+                    missing.push(format!("{path} {} (the command)", sub.get_name()));
+                }
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::Cli::command(), "missive", &mut missing);
+        assert!(missing.is_empty(), "without help: {missing:#?}");
+    }
 }

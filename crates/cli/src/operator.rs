@@ -27,15 +27,15 @@ pub(crate) async fn audit(
     target: String,
     detail: String,
 ) -> anyhow::Result<()> {
-    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
     let entry = missive_store::AuditEntry {
         seq: 0,
         at: chrono::Utc::now(),
-        actor: format!("cli:{user}"),
+        actor: format!("cli:{}", operator_name()),
         role: "operator".into(),
         action: action.into(),
         target,
-        status: 0,
+        // Recorded once the command did it: what an API request that succeeded records.
+        status: 200,
         detail,
     };
     store
@@ -43,6 +43,27 @@ pub(crate) async fn audit(
         .append_audit(vec![entry])
         .await
         .context("writing the audit log")
+}
+
+/// Who runs the command: the login name (`USER`, else `LOGNAME`), else the user id
+/// (`uid:1000`) where the environment names no one (a container, cron).
+pub(crate) fn operator_name() -> String {
+    ["USER", "LOGNAME"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.trim().is_empty()))
+        .unwrap_or_else(uid_name)
+}
+
+#[cfg(unix)]
+fn uid_name() -> String {
+    use std::os::unix::fs::MetadataExt;
+    // A process owns its /proc entry: its owner is the process's user.
+    std::fs::metadata("/proc/self").map_or_else(|_| "unknown".into(), |m| format!("uid:{}", m.uid()))
+}
+
+#[cfg(not(unix))]
+fn uid_name() -> String {
+    "unknown".into()
 }
 
 /// Audits an action only when it succeeded.

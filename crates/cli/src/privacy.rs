@@ -38,13 +38,18 @@ pub enum ApiKeyCommand {
         /// admin, marketer, analyst, privacy_officer or write.
         #[arg(long)]
         role: String,
+        /// Who or what the key is for ("shop backend", "Ada (marketing)"); shown in lists
+        /// and the audit log.
         #[arg(long)]
         label: String,
     },
     /// Lists keys (never their secrets).
     List,
     /// Revokes a key.
-    Revoke { id: String },
+    Revoke {
+        /// The key's id (`key_…`, from `missive apikey list`).
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -60,6 +65,7 @@ pub enum PrivacyCommand {
     /// Erases a person: events, profile, versions, messages, journeys and their data key. Only
     /// keyed hashes stay, so that a re-import is dropped and nothing is sent to them.
     Erase {
+        /// The person: a profile id, user id, anonymous id or e-mail address.
         key: String,
         /// Confirms: erasure cannot be undone.
         #[arg(long)]
@@ -80,6 +86,7 @@ pub struct AuditArgs {
     /// Only this action (`profile.erase`, `GET /v1/profiles/{key}`, …).
     #[arg(long)]
     action: Option<String>,
+    /// At most this many entries, newest first (at most 10,000).
     #[arg(long, default_value_t = 100)]
     limit: u32,
 }

@@ -14,6 +14,7 @@ use crate::stores::open_store;
 pub enum SegmentCommand {
     /// Save (create or replace) a segment and backfill its members.
     Save {
+        /// The segment's name: letters, digits, `-` and `_`.
         name: String,
         /// The segment expression.
         expression: String,
@@ -21,9 +22,15 @@ pub enum SegmentCommand {
     /// List the saved segments.
     List,
     /// Delete a saved segment.
-    Delete { name: String },
+    Delete {
+        /// The segment's name.
+        name: String,
+    },
     /// Print the members of a saved segment, one profile id per line.
-    Members { name: String },
+    Members {
+        /// The segment's name.
+        name: String,
+    },
     /// Count the profiles an expression selects, without saving it.
     Preview {
         /// The segment expression, e.g. 'traits.city == "Paris" and orders.count >= 2'.

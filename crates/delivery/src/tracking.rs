@@ -230,6 +230,35 @@ impl LinkSigner {
         out
     }
 
+    /// Rewrites every http(s) URL of a plain-text part to its click URL, as [`rewrite_html`]
+    /// does for links, except the URLs `skip` keeps. Where a URL ends (before a closing
+    /// parenthesis or a full stop that follows it) is linkify's call.
+    ///
+    /// [`rewrite_html`]: Self::rewrite_html
+    pub fn rewrite_text(
+        &self,
+        text: &str,
+        base_url: &str,
+        message_id: &str,
+        skip: impl Fn(&str) -> bool,
+    ) -> String {
+        let mut finder = linkify::LinkFinder::new();
+        finder.kinds(&[linkify::LinkKind::Url]);
+        let mut out = String::with_capacity(text.len() + 256);
+        let mut copied = 0;
+        for link in finder.links(text) {
+            let url = link.as_str();
+            if !is_http_url(url) || skip(url) {
+                continue;
+            }
+            out.push_str(&text[copied..link.start()]);
+            out.push_str(&self.click_url(base_url, message_id, url));
+            copied = link.end();
+        }
+        out.push_str(&text[copied..]);
+        out
+    }
+
     fn mac(&self) -> HmacSha256 {
         self.mac.clone()
     }
@@ -491,6 +520,32 @@ mod tests {
         let out = signer().rewrite_html(html, "https://t.example", "m1", |_| false);
         assert!(out.contains("<a href=\"https://x.example\">"));
         assert!(!out.contains("https://y.example\""));
+    }
+
+    #[test]
+    fn links_in_the_text_part_are_tracked_like_the_htmls() {
+        let s = signer();
+        let text = "Return to your cart (https://shop.example/cart?a=1&b=2).\n\
+                    Unsubscribe: https://t.example/u/tok\nmailto:help@shop.example and www.shop.example stay.";
+        let out = s.rewrite_text(text, "https://t.example", "m1", |u| {
+            u.starts_with("https://t.example/u/")
+        });
+        let click = s.click_url("https://t.example", "m1", "https://shop.example/cart?a=1&b=2");
+        assert!(
+            out.starts_with(&format!("Return to your cart ({click}).\n")),
+            "{out}"
+        );
+        assert!(out.contains("Unsubscribe: https://t.example/u/tok\n"), "{out}");
+        assert!(
+            out.ends_with("mailto:help@shop.example and www.shop.example stay."),
+            "{out}"
+        );
+        // The click token opens to the original URL.
+        let token = click.rsplit('/').next().unwrap();
+        assert_eq!(
+            s.verify_click(token).unwrap().url,
+            "https://shop.example/cart?a=1&b=2"
+        );
     }
 
     #[test]

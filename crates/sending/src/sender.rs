@@ -540,9 +540,9 @@ impl Sender {
         let unsubscribe_prefix = format!("{base}/u/");
         let preferences_prefix = format!("{base}/preferences/");
         let (html, text) = with_preference_link(email.html, email.text, &preferences);
-        let html = self.secrets.links.rewrite_html(&html, base, &message.id, |href| {
-            href.starts_with(&unsubscribe_prefix) || href.starts_with(&preferences_prefix)
-        });
+        let own = |href: &str| href.starts_with(&unsubscribe_prefix) || href.starts_with(&preferences_prefix);
+        let html = self.secrets.links.rewrite_html(&html, base, &message.id, own);
+        let text = self.secrets.links.rewrite_text(&text, base, &message.id, own);
         let outgoing = OutgoingEmail {
             message_id: message.id.clone(),
             from_name: self.config.from_name.clone(),

@@ -312,3 +312,26 @@ fn a_missing_postgres_database_is_named_with_how_to_create_it_and_nothing_is_cre
         "no stray key file"
     );
 }
+
+#[test]
+fn an_operator_without_a_login_name_is_audited_by_user_id_with_the_status_of_a_done_action() {
+    let dir = tempfile::tempdir().unwrap();
+    import_ann(dir.path());
+    let out = Command::new(env!("CARGO_BIN_EXE_missive"))
+        .current_dir(dir.path())
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(["privacy", "export", "ann-42"])
+        .env_remove("USER")
+        .env_remove("LOGNAME")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (ok, audit, err) = missive(dir.path(), &["audit", "--action", "profile.export"]);
+    assert!(ok, "{err}");
+    let entry: serde_json::Value = serde_json::from_str(audit.lines().next().expect("an entry")).unwrap();
+    let actor = entry["actor"].as_str().unwrap();
+    assert!(actor.starts_with("cli:uid:"), "{entry}");
+    assert!(actor["cli:uid:".len()..].parse::<u32>().is_ok(), "{entry}");
+    assert_eq!(entry["status"], 200, "{entry}");
+}

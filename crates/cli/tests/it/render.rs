@@ -283,3 +283,13 @@ fn templates_blocks_and_catalogue_work_from_the_command_line() {
     assert!(!ok);
     assert!(err.contains(".mjml or .html"), "{err}");
 }
+
+#[test]
+fn render_refuses_the_store_flags_it_would_ignore() {
+    for flag in [["--store", "postgres://x@y/z"], ["--data-dir", "elsewhere"]] {
+        let (ok, _, err) = render("{{ 1 }}", None, &flag);
+        assert!(!ok && err.contains("render reads no store"), "{err}");
+    }
+    let (ok, out, _) = render("{{ 1 }}", None, &[]);
+    assert!(ok && out == "1", "{out}");
+}

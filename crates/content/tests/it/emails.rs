@@ -90,4 +90,12 @@ fn cart_items_recommendations_and_links_reach_both_parts() {
     assert_eq!(email.html.matches("<html").count(), 1);
     assert_eq!(email.html.matches("<body").count(), 1);
     assert!(email.html.contains("2 items saved for you"));
+    // The footer is muted: its text's own element carries the colour and size.
+    let footer = email.html.find("12 Harbour Street").expect("footer");
+    let div = email.html[..footer].rfind("<div").expect("the footer's element");
+    let style = &email.html[div..footer];
+    assert!(
+        style.contains("font-size:12px") && style.contains("color:#6b7280"),
+        "{style}"
+    );
 }

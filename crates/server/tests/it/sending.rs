@@ -166,7 +166,7 @@ async fn create_broadcast(app: &TestApp) -> String {
 
 #[tokio::test]
 async fn every_message_not_sent_says_why_per_broadcast_profile_and_in_metrics() {
-    let (app, _maildir) = sending_app().await;
+    let (app, maildir) = sending_app().await;
     customers(&app, 3, true).await;
     let traits = json!({"email": "c3@example.com", "plan": "pro", "consent": {"email_marketing": false}});
     let (status, _) = app
@@ -232,6 +232,14 @@ async fn every_message_not_sent_says_why_per_broadcast_profile_and_in_metrics() 
     assert_eq!(mine["messages"][0]["state"], "skipped", "{mine}");
     assert_eq!(mine["messages"][0]["reason"], "no_consent");
     assert_eq!(mine["messages"][0]["source"], format!("broadcast:{id}"));
+
+    // Both parts' links go through click tracking: the shop's URL is in neither as written.
+    let sent = unfold_qp(&maildir_messages(maildir.path())[0]);
+    assert!(sent.contains("text/plain") && sent.contains("/t/c/"), "{sent}");
+    assert!(
+        !sent.contains("https://shop.example/sale"),
+        "an untracked link: {sent}"
+    );
 
     let metrics = reqwest::get(format!("{}/metrics", app.base))
         .await
