@@ -8,6 +8,7 @@
 #[cfg(unix)]
 mod crash;
 mod doctor;
+mod examples;
 mod golden;
 mod privacy;
 mod render;
