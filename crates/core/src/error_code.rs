@@ -75,6 +75,8 @@ codes! {
     BroadcastInvalid => "broadcast_invalid",
     BroadcastState => "broadcast_state",
     DeliveryOff => "delivery_off",
+    Suppressed => "suppressed",
+    RelayRefused => "relay_refused",
     NotAReport => "not_a_report",
     // Privacy.
     InvalidConsent => "invalid_consent",

@@ -11,6 +11,7 @@
 //! - [`content`]: templates, blocks, the catalogue and the one place a message is composed;
 //! - [`messages`]: what became of each message and why, per journey, broadcast or profile;
 //! - [`setup`]: what in the sending settings makes mail unbranded or unverifiable;
+//! - [`test_send`]: a marketer's test send to their own address;
 //! - [`tracking`]: clicks, opens, unsubscribes and a message's outcome.
 //!
 //! It reads profiles and segments through the engine and writes only the delivery and
@@ -24,4 +25,5 @@ pub mod messages;
 pub mod policy;
 pub mod sender;
 pub mod setup;
+pub mod test_send;
 pub mod tracking;

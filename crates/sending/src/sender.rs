@@ -246,6 +246,22 @@ impl Sender {
         &self.secrets.hash_key
     }
 
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub(crate) fn content(&self) -> &ContentService {
+        &self.content
+    }
+
+    pub(crate) fn dkim(&self) -> Option<&DkimSigner> {
+        self.dkim.as_deref()
+    }
+
+    pub(crate) fn transport(&self) -> &dyn Transport {
+        self.transport.as_ref()
+    }
+
     pub fn config(&self) -> &SenderConfig {
         &self.config
     }

@@ -12,6 +12,7 @@ use missive_core::ErrorCode;
 use missive_sending::content::{
     ContentServiceError, Preview, PreviewOptions, RejectedProduct, StoredTemplate,
 };
+use missive_sending::test_send::{TestSend, TestSendError, TestSent};
 use missive_store::DocumentRecord;
 use serde::{Deserialize, Serialize};
 
@@ -32,6 +33,7 @@ pub(crate) fn router() -> Router<AppState> {
             get(get_template).put(put_template).delete(delete_template),
         )
         .route("/v1/templates/{name}/preview", post(preview_template))
+        .route("/v1/templates/{name}/test", post(test_send))
         .route("/v1/blocks", get(list_blocks))
         .route("/v1/blocks/matrix", get(block_matrix))
         .route(
@@ -235,6 +237,73 @@ pub async fn preview_template(
     audit.set_target(format!("profile:{}", preview.profile_id));
     audit.set_detail(format!("template:{name}"));
     Ok(Json(preview))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestSendIn {
+    /// The tester's own address.
+    to: String,
+    /// Render with this person's data; default: a person with no data.
+    profile: Option<String>,
+    event: Option<missive_sending::content::PreviewEvent>,
+    journey_events: Option<Vec<missive_sending::content::PreviewEvent>>,
+}
+
+impl From<TestSendError> for ApiError {
+    fn from(e: TestSendError) -> Self {
+        use axum::http::StatusCode;
+        match e {
+            TestSendError::Address(_) => {
+                ApiError::bad_request(ErrorCode::InvalidValue, e.to_string()).with_field("to")
+            }
+            TestSendError::Suppressed(..) => {
+                ApiError::new(StatusCode::CONFLICT, ErrorCode::Suppressed, e.to_string())
+            }
+            TestSendError::ProfileNotFound(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, ErrorCode::ProfileNotFound, e.to_string())
+            }
+            TestSendError::Content(e) => ApiError::from(e),
+            TestSendError::Relay(_) => {
+                ApiError::new(StatusCode::BAD_GATEWAY, ErrorCode::RelayRefused, e.to_string())
+            }
+            TestSendError::Build(_) => ApiError::internal(&e),
+            TestSendError::Store(e) => ApiError::from(e),
+            TestSendError::Engine(e) => ApiError::unavailable(&e),
+        }
+    }
+}
+
+/// "Send this template to me now": a test send to the tester's own address, bypassing the
+/// customer rules (and saying which), never the suppression list.
+pub async fn test_send(
+    _: RequireRole<ReadPersonal>,
+    audit: AuditSlot,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody<TestSendIn>,
+) -> Result<Json<TestSent>, ApiError> {
+    let Some(sender) = &state.sender else {
+        return Err(ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::DeliveryOff,
+            "delivery is not running",
+        ));
+    };
+    let sent = sender
+        .send_test(TestSend {
+            template: name.clone(),
+            to: body.to,
+            profile: body.profile,
+            event: body.event,
+            journey_events: body.journey_events,
+        })
+        .await?;
+    if let Some(id) = &sent.profile_id {
+        audit.set_target(format!("profile:{id}"));
+    }
+    audit.set_detail(format!("template:{name}"));
+    Ok(Json(sent))
 }
 
 #[derive(Debug, Deserialize)]

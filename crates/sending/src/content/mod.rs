@@ -118,7 +118,7 @@ pub struct RejectedProduct {
 }
 
 /// The event a preview renders with.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PreviewEvent {
     pub name: String,
     #[serde(default)]
@@ -129,7 +129,7 @@ pub struct PreviewEvent {
 
 /// `journey` for a preview: the given events (else the event alone) and their cart, as a
 /// journey's message carries them.
-pub(super) fn preview_journey(
+pub(crate) fn preview_journey(
     events: Option<&[PreviewEvent]>,
     event: Option<&PreviewEvent>,
 ) -> serde_json::Value {

@@ -434,6 +434,91 @@ async fn a_cart_journey_e_mails_the_cart_its_segment_spec_events_made() {
     );
 }
 
+#[tokio::test]
+async fn a_test_send_goes_now_to_the_tester_says_what_it_bypassed_and_never_skips_suppression() {
+    let maildir = tempfile::tempdir().unwrap();
+    let mut delivery = Delivery::maildir(maildir.path());
+    let hm = |s: &str| missive_core::zone::parse_time_of_day(s).unwrap();
+    delivery.quiet_hours = Some((hm("11:00"), hm("13:00"))); // the clock reads 12:00
+    let app = TestApp::spawn_sending(delivery).await;
+    let template = json!({"subject": "News for {{ customer.first_name }}", "layout": "html",
+        "body": "<p>Hi {{ customer.first_name }}</p><a href=\"https://shop.example/sale\">Sale</a>\
+                 <a href=\"{{ unsubscribe_url }}\">Unsubscribe</a>"});
+    let (status, res) = app.admin(Method::PUT, "/v1/templates/news", Some(template)).await;
+    assert_eq!(status, 200, "{res}");
+    customers(&app, 1, false).await;
+
+    let (status, sent) = app
+        .admin(
+            Method::POST,
+            "/v1/templates/news/test",
+            Some(json!({"to": "me@shop.example", "profile": "c0"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{sent}");
+    assert_eq!(
+        sent["bypassed"],
+        json!([
+            "consent",
+            "topic",
+            "frequency_preference",
+            "frequency_cap",
+            "quiet_hours"
+        ]),
+        "{sent}"
+    );
+    assert_eq!(sent["tracked"], false);
+    let mail = unfold_qp(&maildir_messages(maildir.path())[0]);
+    assert!(mail.contains("Subject: [test] News for C0"), "{mail}");
+    assert!(mail.contains("To: me@shop.example"), "{mail}");
+    assert!(
+        mail.contains("https://shop.example/sale") && !mail.contains("/t/c/"),
+        "untracked: {mail}"
+    );
+    // Not a customer's message: nothing is queued or counted for C0.
+    let (_, mine) = app.get("/v1/profiles/c0/messages").await;
+    assert_eq!(mine["messages"], json!([]), "{mine}");
+
+    // The suppression list always applies.
+    let sender = app.state.sender.as_ref().unwrap();
+    app.engine
+        .store()
+        .delivery()
+        .suppress(missive_store::Suppression {
+            address_hash: missive_sending::policy::address_hash(sender.hash_key(), "me@shop.example"),
+            reason: "complaint".into(),
+            detail: String::new(),
+            at: crate::support::start_time(),
+        })
+        .await
+        .unwrap();
+    let (status, err) = app
+        .admin(
+            Method::POST,
+            "/v1/templates/news/test",
+            Some(json!({"to": "me@shop.example"})),
+        )
+        .await;
+    assert_eq!((status, err["code"].as_str()), (409, Some("suppressed")), "{err}");
+    assert_eq!(maildir_messages(maildir.path()).len(), 1);
+    let (status, err) = app
+        .admin(
+            Method::POST,
+            "/v1/templates/news/test",
+            Some(json!({"to": "not an address"})),
+        )
+        .await;
+    assert_eq!((status, err["field"].as_str()), (400, Some("to")), "{err}");
+    let (status, _) = app
+        .admin(
+            Method::POST,
+            "/v1/templates/news/test",
+            Some(json!({"to": "a@shop.example", "profile": "nobody"})),
+        )
+        .await;
+    assert_eq!(status, 404);
+}
+
 pub(crate) fn token_after(message: &str, prefix: &str) -> String {
     let at = message
         .find(prefix)
