@@ -229,29 +229,9 @@ fn profile_out(
             events: p
                 .events
                 .iter()
-                .map(|(name, a)| {
-                    let windows = WINDOW_DAYS
-                        .iter()
-                        .map(|d| (format!("{d}d"), a.count_within(now, *d)))
-                        .collect();
-                    (
-                        name.clone(),
-                        EventAggOut {
-                            count: a.count,
-                            first_at: a.first_at,
-                            last_at: a.last_at,
-                            windows,
-                        },
-                    )
-                })
+                .map(|(name, a)| (name.clone(), event_agg_out(a, now)))
                 .collect(),
-            orders: OrdersOut {
-                count: p.orders.count,
-                revenue: p.orders.revenue.as_major(),
-                average_order_value: p.orders.average_order_value().map(|m| m.as_major()),
-                first_at: p.orders.first_at,
-                last_at: p.orders.last_at,
-            },
+            orders: orders_out(&p.orders),
             rfm: RfmOut {
                 recency_days: rfm.recency_days,
                 frequency: rfm.frequency,
@@ -339,7 +319,87 @@ struct VersionOut {
     version: u64,
     recorded_at: DateTime<Utc>,
     cause: String,
-    diff: ProfileDiff,
+    diff: DiffOut,
+}
+
+/// What a version changed, in the profile's own representation: money in major units
+/// (`89.0`, as `orders.revenue` on the profile), event aggregates as counts over windows
+/// (not the stored hourly buckets), traits with their source.
+#[derive(Serialize)]
+struct DiffOut {
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    traits: BTreeMap<String, TraitOut>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    events: BTreeMap<String, EventAggOut>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    orders: Option<OrdersOut>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    first_seen: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_seen: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    identities_added: Vec<missive_core::IdentityKey>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    merged_from: Vec<missive_core::ProfileId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    merged_into: Option<missive_core::ProfileId>,
+    events_applied: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    segments: Option<missive_core::profile::Membership>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    consent: Option<BTreeMap<missive_core::Purpose, missive_core::consent::PurposeConsent>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refusals: Option<Vec<missive_core::consent::Refusal>>,
+}
+
+fn event_agg_out(a: &missive_core::profile::EventAggregate, now: DateTime<Utc>) -> EventAggOut {
+    EventAggOut {
+        count: a.count,
+        first_at: a.first_at,
+        last_at: a.last_at,
+        windows: WINDOW_DAYS
+            .iter()
+            .map(|d| (format!("{d}d"), a.count_within(now, *d)))
+            .collect(),
+    }
+}
+
+fn orders_out(o: &missive_core::profile::OrderAggregate) -> OrdersOut {
+    OrdersOut {
+        count: o.count,
+        revenue: o.revenue.as_major(),
+        average_order_value: o.average_order_value().map(|m| m.as_major()),
+        first_at: o.first_at,
+        last_at: o.last_at,
+    }
+}
+
+impl DiffOut {
+    /// `d` as recorded at `at` (windows count back from then).
+    fn new(d: ProfileDiff, at: DateTime<Utc>) -> Self {
+        Self {
+            traits: d
+                .traits
+                .iter()
+                .map(|(k, t)| (k.clone(), TraitOut::from(t)))
+                .collect(),
+            events: d
+                .events
+                .iter()
+                .map(|(k, a)| (k.clone(), event_agg_out(a, at)))
+                .collect(),
+            orders: d.orders.as_ref().map(orders_out),
+            first_seen: d.first_seen,
+            last_seen: d.last_seen,
+            identities_added: d.identities_added,
+            merged_from: d.merged_from,
+            merged_into: d.merged_into,
+            events_applied: d.events_applied,
+            segments: d.segments,
+            consent: d.consent,
+            refusals: d.refusals,
+        }
+    }
 }
 
 impl From<ProfileVersion> for VersionOut {
@@ -348,7 +408,7 @@ impl From<ProfileVersion> for VersionOut {
             version: v.version,
             recorded_at: v.recorded_at,
             cause: v.cause,
-            diff: v.diff,
+            diff: DiffOut::new(v.diff, v.recorded_at),
         }
     }
 }

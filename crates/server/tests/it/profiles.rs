@@ -200,6 +200,23 @@ async fn every_change_makes_a_version_with_its_diff_and_the_past_can_be_read() {
     assert_eq!(versions[1]["diff"]["traits"]["plan"]["value"], "pro");
     assert!(versions[1]["diff"].get("orders").is_none());
     assert_eq!(versions[0]["diff"]["orders"]["count"], 1);
+    // The diff speaks as the profile does: money in major units, events as counts over windows.
+    assert_eq!(versions[0]["diff"]["orders"]["revenue"], 5.0, "{}", versions[0]);
+    let (_, profile) = app.get("/v1/profiles/v").await;
+    assert_eq!(
+        profile["aggregates"]["orders"]["revenue"],
+        versions[0]["diff"]["orders"]["revenue"]
+    );
+    let viewed = &versions[0]["diff"]["events"]["Order Completed"];
+    assert_eq!(
+        (viewed["count"].as_u64(), viewed["windows"]["7d"].as_u64()),
+        (Some(1), Some(1)),
+        "{viewed}"
+    );
+    assert!(
+        viewed.get("hourly").is_none() && viewed.get("daily").is_none(),
+        "{viewed}"
+    );
 
     let (_, page) = app.get("/v1/profiles/v/versions?limit=2").await;
     assert_eq!(page["next"], "2");
