@@ -10,6 +10,7 @@ mod config;
 mod content;
 mod doctor;
 mod import;
+mod journey;
 mod keyfile;
 mod messages;
 mod operator;
@@ -67,6 +68,16 @@ enum Command {
     Block {
         #[command(subcommand)]
         what: content::BlockCommand,
+    },
+    /// Work with journeys: save, list, show, delete, instances.
+    Journey {
+        #[command(subcommand)]
+        what: journey::JourneyCommand,
+    },
+    /// Work with broadcasts: create, list, show, pause, resume, cancel.
+    Broadcast {
+        #[command(subcommand)]
+        what: journey::BroadcastCommand,
     },
     /// Load the product catalogue.
     Catalog {
@@ -141,6 +152,8 @@ fn main() -> std::process::ExitCode {
             Command::Audit(args) => privacy::audit_log(config, args).await,
             Command::Messages(args) => messages::run(config, args).await,
             Command::Doctor => doctor::run(config).await,
+            Command::Journey { what } => journey::run_journey(config, what).await,
+            Command::Broadcast { what } => journey::run_broadcast(config, what).await,
             Command::Bench { what } => bench::run(config, what).await,
         }
     });

@@ -10,6 +10,7 @@ mod crash;
 mod doctor;
 mod examples;
 mod golden;
+mod journeys;
 mod privacy;
 mod render;
 mod segment_python;
