@@ -184,6 +184,15 @@ async fn preview_renders_a_saved_template_for_a_real_profile() {
     let text = p["email"]["text"].as_str().unwrap();
     assert!(text.contains("Ada, your VIP free shipping is waiting"), "{text}");
 
+    // Someone else's orders make the jacket in Ada's cart the best seller.
+    for i in 0..5 {
+        app.post(
+            "/v1/track",
+            json!({"userId": "zed", "event": "Order Completed", "messageId": format!("zed-{i}"),
+                   "properties": {"order_id": format!("z{i}"), "revenue": 36.5, "products": [{"product_id": "sku-001", "quantity": 1}]}}),
+        )
+        .await;
+    }
     // Withdrawing personalization consent falls back to the blocks for everyone.
     app.post(
         "/v1/identify",
@@ -202,6 +211,12 @@ async fn preview_renders_a_saved_template_for_a_real_profile() {
         json!({"hero": "hero-generic", "offer": "offer-default"})
     );
     let generic_text = generic["email"]["text"].as_str().unwrap();
+    // Without personalization: best sellers, but never the product already in the e-mail's cart.
+    let fallback = generic["data_used"]["recommendations.for_you"]
+        .as_array()
+        .expect("listed");
+    assert!(!fallback.is_empty(), "{generic}");
+    assert!(fallback.iter().all(|r| r["id"] != "sku-001"), "{fallback:?}");
     assert!(!generic_text.contains("3 orders"), "{generic_text}");
     assert!(text.contains("Thank you for your 3 orders"), "{text}");
     assert!(
