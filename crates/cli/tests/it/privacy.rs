@@ -35,8 +35,13 @@ fn import_ann(dir: &Path) {
     assert!(ok, "{err}");
 }
 
+/// Who the CLI records as the operator: the login name, else the user id.
 fn whoami() -> String {
-    std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+    use std::os::unix::fs::MetadataExt;
+    ["USER", "LOGNAME"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.trim().is_empty()))
+        .unwrap_or_else(|| format!("uid:{}", std::fs::metadata("/proc/self").unwrap().uid()))
 }
 
 #[test]
