@@ -76,6 +76,7 @@ codes! {
     BroadcastState => "broadcast_state",
     DeliveryOff => "delivery_off",
     Suppressed => "suppressed",
+    RecipientNotConsented => "recipient_not_consented",
     RelayRefused => "relay_refused",
     NotAReport => "not_a_report",
     // Privacy.

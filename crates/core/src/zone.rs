@@ -13,9 +13,16 @@ pub use chrono_tz::Tz;
 
 use crate::Profile;
 
-/// The IANA zone called `name` (`Europe/Paris`), or `None` when the database has no such zone.
+/// The IANA zone called `name` (`Europe/Paris`; case does not matter, `europe/paris` too), or
+/// `None` when the database has no such zone.
 pub fn zone_named(name: &str) -> Option<Tz> {
-    name.parse().ok()
+    name.parse().ok().or_else(|| {
+        // Not written as the database writes it: one pass over the ~600 names, only on a miss.
+        chrono_tz::TZ_VARIANTS
+            .iter()
+            .find(|z| z.name().eq_ignore_ascii_case(name.trim()))
+            .copied()
+    })
 }
 
 /// The person's time zone: trait `timezone` (or `time_zone`) when it names an IANA zone, else
@@ -147,6 +154,12 @@ mod tests {
             t("2026-10-25T00:30:00Z")
         );
         assert_eq!(zone_named("Europe/Paris"), Some(paris));
+        assert_eq!(
+            zone_named("europe/paris"),
+            Some(paris),
+            "as jiff did, case does not matter"
+        );
+        assert_eq!(zone_named("utc"), Some(Tz::UTC));
         assert_eq!(zone_named("Mars/Olympus"), None);
     }
 

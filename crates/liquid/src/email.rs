@@ -142,10 +142,7 @@ pub(crate) fn date(
     let forced = match zone {
         Some(z) if !z.is_nil() => {
             let name = z.to_str();
-            Some(
-                name.parse::<Tz>()
-                    .map_err(|_| format!("unknown time zone '{name}'"))?,
-            )
+            Some(missive_core::zone::zone_named(&name).ok_or_else(|| format!("unknown time zone '{name}'"))?)
         }
         _ => None,
     };
@@ -181,9 +178,12 @@ impl Local {
     pub(crate) fn in_zone(at: DateTime<Utc>, zone: Tz) -> Self {
         let local = at.with_timezone(&zone);
         let offset = local.offset();
-        let abbreviation = offset
-            .abbreviation()
-            .map_or_else(|| offset_name(offset.fix().local_minus_utc()), str::to_string);
+        // A zone the database gives no letters (`+00` in the Azores' summer) is named by its
+        // offset, zero included.
+        let abbreviation = offset.abbreviation().map_or_else(
+            || numeric_offset_name(offset.fix().local_minus_utc()),
+            str::to_string,
+        );
         Self {
             at: local.fixed_offset(),
             abbreviation,
@@ -204,6 +204,11 @@ fn offset_name(seconds: i32) -> String {
     if seconds == 0 {
         return "UTC".into();
     }
+    numeric_offset_name(seconds)
+}
+
+/// An offset as the tz database writes a zone without letters: `+00`, `-04`, `+05:30`.
+fn numeric_offset_name(seconds: i32) -> String {
     let sign = if seconds < 0 { '-' } else { '+' };
     let s = seconds.unsigned_abs();
     let (h, m, sec) = (s / 3600, s / 60 % 60, s % 60);
@@ -216,11 +221,17 @@ fn offset_name(seconds: i32) -> String {
 
 fn parse_time(input: &Value, tz: Tz, now: DateTime<Utc>) -> Option<Parsed> {
     match input {
-        Value::Int(secs) => DateTime::from_timestamp(*secs, 0).map(instant),
-        Value::Float(secs) => DateTime::from_timestamp(*secs as i64, 0).map(instant),
+        Value::Int(secs) => unix_seconds(*secs).map(instant),
+        Value::Float(secs) => unix_seconds(*secs as i64).map(instant),
         Value::Str(s) => parse_time_str(s.trim(), tz, now),
         _ => None,
     }
+}
+
+/// Unix seconds within the years -9999 to 9999; beyond (milliseconds given as seconds, say)
+/// the input is not a date and is returned as written.
+fn unix_seconds(secs: i64) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp(secs, 0).filter(|t| (-9999..=9999).contains(&t.year()))
 }
 
 /// Formats with a numeric offset (`%#z` reads `-0400`, `-04:00` and `-04`).
@@ -287,11 +298,7 @@ fn parse_time_str(s: &str, tz: Tz, now: DateTime<Utc>) -> Option<Parsed> {
         return Some(instant(now));
     }
     if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
-        return s
-            .parse::<i64>()
-            .ok()
-            .and_then(|n| DateTime::from_timestamp(n, 0))
-            .map(instant);
+        return s.parse::<i64>().ok().and_then(unix_seconds).map(instant);
     }
     // A trailing zone name: `2020-06-15 12:00:00 UTC`, `… EST`, `… America/New_York`.
     if let Some((rest, name)) = s.rsplit_once(' ')
@@ -310,9 +317,7 @@ fn parse_time_str(s: &str, tz: Tz, now: DateTime<Utc>) -> Option<Parsed> {
                     at: at.to_utc(),
                     offset: Some(*at.offset()),
                 }),
-            None if name.contains('/') => name
-                .parse::<Tz>()
-                .ok()
+            None if name.contains('/') => missive_core::zone::zone_named(name)
                 .and_then(|zone| missive_core::zone::from_local(local, zone))
                 .map(instant),
             None => None,
@@ -337,7 +342,7 @@ fn parse_time_str(s: &str, tz: Tz, now: DateTime<Utc>) -> Option<Parsed> {
             });
         }
     }
-    parse_naive(s).and_then(|local| missive_core::zone::from_local(local, tz).map(instant))
+    parse_naive(iso).and_then(|local| missive_core::zone::from_local(local, tz).map(instant))
 }
 
 /// ISO 8601 date and time with no zone: `T` or a space between, seconds and fraction optional.

@@ -273,13 +273,15 @@ impl Broadcasts {
         }
         self.put(&b).await?;
         if to == BroadcastState::Cancelled {
-            self.store()
+            // The same reason the sender records for a message it finds cancelled.
+            let reason = crate::sender::BROADCAST_CANCELLED;
+            let skipped = self
+                .store()
                 .delivery()
-                .skip_queued(
-                    &missive_core::MessageSource::Broadcast(id.to_owned()),
-                    "cancelled",
-                )
+                .skip_queued(&missive_core::MessageSource::Broadcast(id.to_owned()), reason)
                 .await?;
+            metrics::counter!("missive_messages_skipped_total", "reason" => crate::sender::reason_label(reason))
+                .increment(skipped);
         }
         self.get(id).await
     }

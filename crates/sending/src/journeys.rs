@@ -441,7 +441,12 @@ impl Journeys {
                     .as_deref()
                     .and_then(|k| lookup(&event.body, k))
                     .and_then(key_text);
-                if key.as_deref() == Some(instance.key.as_str()) && record_event(&mut instance.context, event)
+                // An event received after the instance's wake time (read late, after downtime)
+                // belongs after its next step, as for the waits below.
+                let in_time = instance.wake_at.is_none_or(|w| event.received_at <= w);
+                if key.as_deref() == Some(instance.key.as_str())
+                    && in_time
+                    && record_event(&mut instance.context, event)
                 {
                     instance.updated_at = now;
                     pending.instances.insert(instance.id.clone(), instance.clone());
@@ -765,8 +770,17 @@ impl Journeys {
 /// Counts a visit of `step` in the instance context; returns the count (1 for the first).
 /// The render context of a queued message: the triggering event, and the topic the send-time
 /// policy checks.
-/// At most this many events are kept per instance: the first (the trigger) and the latest.
+/// At most this many events are kept per instance. Over it, the oldest event that does not
+/// change the cart goes first, then the oldest after the trigger.
 const MAX_INSTANCE_EVENTS: usize = 100;
+
+/// Events whose loss would change `journey.cart`.
+const CART_EVENTS: &[&str] = &[
+    "Product Added",
+    "Product Removed",
+    "Cart Viewed",
+    "Checkout Started",
+];
 
 /// An event as templates see it (`event`, `journey.events`).
 fn event_data(event: &StoredEvent) -> Value {
@@ -793,7 +807,12 @@ fn record_event(context: &mut Value, event: &StoredEvent) -> bool {
     }
     list.push(event_data(event));
     if list.len() > MAX_INSTANCE_EVENTS {
-        list.remove(1);
+        let other = list
+            .iter()
+            .skip(1)
+            .position(|e| !CART_EVENTS.contains(&e["name"].as_str().unwrap_or("")))
+            .map_or(1, |i| i + 1);
+        list.remove(other);
     }
     true
 }
@@ -837,4 +856,51 @@ fn bump_sends(context: &mut Value) -> u64 {
     let n = obj.get("sends").and_then(Value::as_u64).unwrap_or(0) + 1;
     obj.insert("sends".into(), json!(n));
     n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(i: usize, name: &str) -> StoredEvent {
+        let p = ProfileId::generate();
+        let at = DateTime::from_timestamp(1_764_000_000 + i as i64, 0).unwrap();
+        StoredEvent {
+            seq: i as i64,
+            message_id: missive_core::MessageId::parse(&format!("m-{i}")).unwrap(),
+            profile_id: p.clone(),
+            origin_profile_id: p,
+            kind: EventKind::Track,
+            name: name.into(),
+            timestamp: at,
+            received_at: at,
+            body: json!({"properties": {"cart_id": "c1", "product_id": format!("p{i}")}}),
+        }
+    }
+
+    #[test]
+    fn an_instance_keeps_each_event_once_and_its_cart_events_longest() {
+        let mut context = json!({"events": []});
+        assert!(record_event(&mut context, &stored(0, "Product Added")));
+        assert!(!record_event(&mut context, &stored(0, "Product Added")), "once");
+        for i in 1..MAX_INSTANCE_EVENTS {
+            let name = if i % 2 == 0 {
+                "Product Added"
+            } else {
+                "Product Viewed"
+            };
+            assert!(record_event(&mut context, &stored(i, name)));
+        }
+        assert_eq!(context["events"].as_array().unwrap().len(), MAX_INSTANCE_EVENTS);
+        // Over the cap, the oldest non-cart event goes (m-1, a view), never a cart event.
+        assert!(record_event(
+            &mut context,
+            &stored(MAX_INSTANCE_EVENTS, "Product Added")
+        ));
+        let events = context["events"].as_array().unwrap();
+        assert_eq!(events.len(), MAX_INSTANCE_EVENTS);
+        assert_eq!(events[0]["message_id"], "m-0", "the trigger stays");
+        assert!(events.iter().all(|e| e["message_id"] != "m-1"));
+        assert!(events.iter().any(|e| e["message_id"] == "m-2"));
+    }
 }

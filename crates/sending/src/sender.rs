@@ -382,7 +382,7 @@ impl Sender {
                     .increment(1);
                 return Ok(message);
             }
-            Some(BroadcastState::Cancelled) => return Ok(skip(message, "broadcast cancelled", stats)),
+            Some(BroadcastState::Cancelled) => return Ok(skip(message, BROADCAST_CANCELLED, stats)),
             _ => {}
         }
         let key = ProfileKey::Id(message.profile_id.clone());
@@ -479,7 +479,7 @@ impl Sender {
                 enhanced,
                 message: text,
             } => {
-                let detail = describe(code, enhanced.as_deref(), &text);
+                let detail = relay_detail(code, enhanced.as_deref(), &text, &address);
                 if message.attempts >= self.config.max_attempts {
                     message.status = OutboxStatus::Failed;
                     message.detail = Some(format!("gave up after {} attempts: {detail}", message.attempts));
@@ -498,8 +498,7 @@ impl Sender {
                 enhanced,
                 message: text,
             } => {
-                // The relay's text usually names the address; only its hash may be kept.
-                let detail = describe(code, enhanced.as_deref(), &text).replace(&address, "<recipient>");
+                let detail = relay_detail(code, enhanced.as_deref(), &text, &address);
                 message.status = OutboxStatus::Failed;
                 message.detail = Some(detail.clone());
                 stats.failed += 1;
@@ -640,20 +639,48 @@ fn refuses_recipient(code: Option<u16>, enhanced: Option<&str>) -> bool {
     }
 }
 
-fn skip(mut message: OutboxMessage, reason: &str, stats: &mut SendStats) -> OutboxMessage {
-    // The label is the reason's code (`suppressed`, not `suppressed: hard_bounce`), so that
-    // the metric's series stay few.
-    let code = reason
+/// Why the messages of a cancelled broadcast are not sent.
+pub(crate) const BROADCAST_CANCELLED: &str = "broadcast cancelled";
+
+/// The label a skip reason counts under in `/metrics`: its code (`suppressed`, not
+/// `suppressed: hard_bounce`), so that the metric's series stay few.
+pub(crate) fn reason_label(reason: &str) -> String {
+    reason
         .split(':')
         .next()
         .unwrap_or(reason)
         .trim()
-        .replace(' ', "_");
-    metrics::counter!("missive_messages_skipped_total", "reason" => code).increment(1);
+        .replace(' ', "_")
+}
+
+fn skip(mut message: OutboxMessage, reason: &str, stats: &mut SendStats) -> OutboxMessage {
+    metrics::counter!("missive_messages_skipped_total", "reason" => reason_label(reason)).increment(1);
     message.status = OutboxStatus::Skipped;
     message.detail = Some(reason.to_string());
     stats.skipped += 1;
     message
+}
+
+/// The relay's answer as recorded on the message. Relays often name the address
+/// (`450 <ann@example.com>: greylisted`): it is replaced, since only its hash may be kept and
+/// listings show the detail.
+fn relay_detail(code: Option<u16>, enhanced: Option<&str>, text: &str, address: &str) -> String {
+    let detail = describe(code, enhanced, text);
+    if address.is_empty() {
+        return detail;
+    }
+    // Relays may change the case of an address; the local part rarely matters to them.
+    let lower = detail.to_ascii_lowercase();
+    let needle = address.to_ascii_lowercase();
+    let mut out = String::with_capacity(detail.len());
+    let mut rest = 0;
+    for (at, _) in lower.match_indices(&needle) {
+        out.push_str(&detail[rest..at]);
+        out.push_str("<recipient>");
+        rest = at + needle.len();
+    }
+    out.push_str(&detail[rest..]);
+    out
 }
 
 fn describe(code: Option<u16>, enhanced: Option<&str>, text: &str) -> String {
@@ -661,5 +688,26 @@ fn describe(code: Option<u16>, enhanced: Option<&str>, text: &str) -> String {
         (Some(c), Some(e)) if !text.starts_with(e) => format!("{c} {e} {text}"),
         (Some(c), _) => format!("{c} {text}"),
         _ => text.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relay_answers_never_keep_the_address() {
+        for (text, expected) in [
+            (
+                "<ann@example.com>: greylisted, try later",
+                "450 <<recipient>>: greylisted, try later",
+            ),
+            ("Recipient ANN@Example.com busy", "450 Recipient <recipient> busy"),
+            ("mailbox full", "450 mailbox full"),
+        ] {
+            assert_eq!(relay_detail(Some(450), None, text, "ann@example.com"), expected);
+        }
+        assert_eq!(reason_label("suppressed: hard_bounce"), "suppressed");
+        assert_eq!(reason_label(BROADCAST_CANCELLED), "broadcast_cancelled");
     }
 }

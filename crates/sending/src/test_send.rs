@@ -2,11 +2,11 @@
 //! template as the real message would be (optionally with a real profile's data and an event),
 //! signs it and hands it to the relay at once. It bypasses the rules that are about the
 //! recipient as a customer (consent, topics, frequency choices and cap, quiet hours) and says
-//! which; it never bypasses the suppression list. A test send is not a customer's message: it
+//! which; it never bypasses the suppression list, and it is refused for the address of a
+//! customer who has not consented to marketing e-mail (a test send is for the tester). A test send is not a customer's message: it
 //! is not queued, counted or tracked (its links go straight to their targets), its
 //! unsubscribe and preference links belong to no one, and its subject says `[test]`.
 
-use chrono::Utc;
 use missive_core::{EmailAddress, MessageClass, MessageSource, Profile, ProfileId};
 use missive_delivery::{Envelope, OutgoingEmail, SendOutcome, build_message};
 use missive_engine::profiles::ProfileKey;
@@ -55,6 +55,10 @@ pub enum TestSendError {
     Address(String),
     #[error("{0} is on the suppression list ({1}); a test send never bypasses it")]
     Suppressed(String, String),
+    #[error(
+        "{0} belongs to a customer who has not consented to marketing e-mail: send the test to your own address"
+    )]
+    CustomerWithoutConsent(String),
     #[error("no profile has that id, user id, anonymous id or e-mail address: {0}")]
     ProfileNotFound(String),
     #[error(transparent)]
@@ -81,16 +85,23 @@ impl Sender {
         {
             return Err(TestSendError::Suppressed(to.as_str().to_owned(), s.reason));
         }
+        self.engine().sync().await?;
+        let owner = self
+            .engine()
+            .profiles()
+            .find(&ProfileKey::Identity(missive_core::IdentityKey::email(&to)))
+            .await?;
+        if owner.is_some_and(|p| !p.consents(missive_core::Purpose::EmailMarketing)) {
+            return Err(TestSendError::CustomerWithoutConsent(to.as_str().to_owned()));
+        }
         let now = self.engine().clock().now();
         let profile = match &request.profile {
-            Some(key) => {
-                self.engine().sync().await?;
-                self.engine()
-                    .profiles()
-                    .find(&ProfileKey::parse(key))
-                    .await?
-                    .ok_or_else(|| TestSendError::ProfileNotFound(key.clone()))?
-            }
+            Some(key) => self
+                .engine()
+                .profiles()
+                .find(&ProfileKey::parse(key))
+                .await?
+                .ok_or_else(|| TestSendError::ProfileNotFound(key.clone()))?,
             None => Profile::new(ProfileId::generate(), now),
         };
         let (_, _, marketing) = self.content().compiled_template(&request.template).await?;
@@ -126,7 +137,7 @@ impl Sender {
             preferences: self.links().preferences_url(
                 base,
                 nobody.as_str(),
-                (Utc::now() + chrono::TimeDelta::days(1)).timestamp(),
+                (now + chrono::TimeDelta::days(1)).timestamp(),
             ),
         };
         let zone = missive_core::zone::time_zone_of(&profile, self.engine().config().default_time_zone);

@@ -260,6 +260,11 @@ impl From<TestSendError> for ApiError {
             TestSendError::Suppressed(..) => {
                 ApiError::new(StatusCode::CONFLICT, ErrorCode::Suppressed, e.to_string())
             }
+            TestSendError::CustomerWithoutConsent(_) => ApiError::new(
+                StatusCode::CONFLICT,
+                ErrorCode::RecipientNotConsented,
+                e.to_string(),
+            ),
             TestSendError::ProfileNotFound(_) => {
                 ApiError::new(StatusCode::NOT_FOUND, ErrorCode::ProfileNotFound, e.to_string())
             }
@@ -277,6 +282,8 @@ impl From<TestSendError> for ApiError {
 /// "Send this template to me now": a test send to the tester's own address, bypassing the
 /// customer rules (and saying which), never the suppression list.
 pub async fn test_send(
+    // Sending is marketing's; rendering a person's data needs the right to read it.
+    _: RequireRole<Marketing>,
     _: RequireRole<ReadPersonal>,
     audit: AuditSlot,
     State(state): State<AppState>,

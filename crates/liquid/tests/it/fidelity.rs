@@ -269,6 +269,34 @@ fn date_reads_iso_forms_annotations_and_compact_dates() {
 }
 
 #[test]
+fn dates_read_as_they_did_before_the_library_change() {
+    for (source, expected) in [
+        // Zone names ignore case.
+        ("{{ 0 | date: '%H:%M %Z', 'europe/paris' }}", "01:00 CET"),
+        // (a local time in a named zone, shown in the recipient's zone: UTC here)
+        (
+            "{{ '2020-06-15 12:00:00 america/new_york' | date: '%H:%M %z' }}",
+            "16:00 +0000",
+        ),
+        // Milliseconds are not seconds: beyond the year 9999 the input is not a date.
+        ("{{ 1718462400000 | date: '%Y' }}", "1718462400000"),
+        ("{{ '1718462400000' | date: '%Y' }}", "1718462400000"),
+        // An annotation after a local time is read past.
+        (
+            "{{ '2020-06-15T14:30:45[Europe/Paris]' | date: '%H:%M' }}",
+            "14:30",
+        ),
+        // A zone with no letters in the database is named by its offset, zero included.
+        (
+            "{{ '2020-07-01T12:00:00Z' | date: '%H %Z', 'Atlantic/Azores' }}",
+            "12 +00",
+        ),
+    ] {
+        assert_eq!(ok(source, "{}"), expected, "{source}");
+    }
+}
+
+#[test]
 fn a_local_time_skipped_by_daylight_saving_moves_forward() {
     let partials = MemPartials::default();
     let mut env = env(&partials);

@@ -161,6 +161,16 @@ async fn preview_renders_a_saved_template_for_a_real_profile() {
             .await;
         assert_eq!(status, 200);
     }
+    // Someone else's orders make the jacket in Ada's cart the best seller (before the first
+    // preview computes the ranking).
+    for i in 0..5 {
+        app.post(
+            "/v1/track",
+            json!({"userId": "zed", "event": "Order Completed", "messageId": format!("zed-{i}"),
+                   "properties": {"order_id": format!("z{i}"), "revenue": 36.5, "products": [{"product_id": "sku-001", "quantity": 1}]}}),
+        )
+        .await;
+    }
     let cart: Value = serde_json::from_str(&example("event.json")).unwrap();
     app.post(
         "/v1/track",
@@ -184,15 +194,6 @@ async fn preview_renders_a_saved_template_for_a_real_profile() {
     let text = p["email"]["text"].as_str().unwrap();
     assert!(text.contains("Ada, your VIP free shipping is waiting"), "{text}");
 
-    // Someone else's orders make the jacket in Ada's cart the best seller.
-    for i in 0..5 {
-        app.post(
-            "/v1/track",
-            json!({"userId": "zed", "event": "Order Completed", "messageId": format!("zed-{i}"),
-                   "properties": {"order_id": format!("z{i}"), "revenue": 36.5, "products": [{"product_id": "sku-001", "quantity": 1}]}}),
-        )
-        .await;
-    }
     // Withdrawing personalization consent falls back to the blocks for everyone.
     app.post(
         "/v1/identify",

@@ -60,7 +60,7 @@ fn matrix() -> Vec<(&'static str, &'static str, &'static [&'static str])> {
         ("PUT", "/v1/templates/{name}", MARKETING),
         ("DELETE", "/v1/templates/{name}", MARKETING),
         ("POST", "/v1/templates/{name}/preview", PERSONAL),
-        ("POST", "/v1/templates/{name}/test", PERSONAL),
+        ("POST", "/v1/templates/{name}/test", MARKETING),
         ("GET", "/v1/blocks", REPORTS),
         ("GET", "/v1/blocks/matrix", REPORTS),
         ("GET", "/v1/blocks/{name}", REPORTS),

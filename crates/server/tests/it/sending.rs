@@ -197,7 +197,6 @@ async fn every_message_not_sent_says_why_per_broadcast_profile_and_in_metrics() 
         .collect();
     assert_eq!(skipped.len(), 1, "{page}");
     assert_eq!(skipped[0]["reason"], "no_consent");
-    assert!(skipped[0].get("recipient").is_none());
 
     // Pages of two, newest first, each message once.
     let (_, first) = app.get(&format!("/v1/broadcasts/{id}/messages?limit=2")).await;
@@ -501,6 +500,19 @@ async fn a_test_send_goes_now_to_the_tester_says_what_it_bypassed_and_never_skip
         .await;
     assert_eq!((status, err["code"].as_str()), (409, Some("suppressed")), "{err}");
     assert_eq!(maildir_messages(maildir.path()).len(), 1);
+    // Not to a customer who has not consented: a test send is for the tester.
+    let (status, err) = app
+        .admin(
+            Method::POST,
+            "/v1/templates/news/test",
+            Some(json!({"to": "c0@example.com"})),
+        )
+        .await;
+    assert_eq!(
+        (status, err["code"].as_str()),
+        (409, Some("recipient_not_consented")),
+        "{err}"
+    );
     let (status, err) = app
         .admin(
             Method::POST,
