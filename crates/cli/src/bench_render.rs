@@ -123,14 +123,13 @@ fn recipients(n: usize, products: &[Product], now: DateTime<Utc>) -> anyhow::Res
                 "image_url": prod.image_url,
             }}));
         }
-        let cart = missive_content::cart::fold(&events);
         let Some(serde_json::Value::Object(event)) = events.first().map(|e| e["properties"].clone()) else {
             anyhow::bail!("a cart has a first event")
         };
         out.push(Recipient {
             profile: p,
             event,
-            journey: serde_json::json!({"name": "cart-recovery", "events": events, "cart": cart}),
+            journey: missive_content::cart::journey_variable("cart-recovery", &format!("cart-{i}"), events),
             seeds,
         });
     }

@@ -6,6 +6,7 @@ mod bench;
 mod bench_delivery;
 mod bench_render;
 mod bench_segments;
+mod broadcast;
 mod config;
 mod content;
 mod doctor;
@@ -77,7 +78,7 @@ enum Command {
     /// Work with broadcasts: create, list, show, pause, resume, cancel.
     Broadcast {
         #[command(subcommand)]
-        what: journey::BroadcastCommand,
+        what: broadcast::BroadcastCommand,
     },
     /// Load the product catalogue.
     Catalog {
@@ -116,6 +117,8 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // The store flags are global (every other command reads data); clap cannot leave a
+    // global flag out of one subcommand, so `render`, which reads none, refuses them here.
     if matches!(cli.command, Command::Render(_))
         && (cli.global.store.is_some() || cli.global.data_dir.is_some())
     {
@@ -153,7 +156,7 @@ fn main() -> std::process::ExitCode {
             Command::Messages(args) => messages::run(config, args).await,
             Command::Doctor => doctor::run(config).await,
             Command::Journey { what } => journey::run_journey(config, what).await,
-            Command::Broadcast { what } => journey::run_broadcast(config, what).await,
+            Command::Broadcast { what } => broadcast::run_broadcast(config, what).await,
             Command::Bench { what } => bench::run(config, what).await,
         }
     });

@@ -136,6 +136,13 @@ pub fn fold(events: &[Value]) -> Value {
     })
 }
 
+/// The `journey` template variable of a message a journey sends: the journey's name, the
+/// instance's key (`""` for an unkeyed journey), its events (oldest first) and their cart.
+pub fn journey_variable(name: &str, key: &str, events: Vec<Value>) -> Value {
+    let cart = fold(&events);
+    json!({"name": name, "key": key, "events": events, "cart": cart})
+}
+
 /// A whole number as an integer (`2`, not `2.0`), else the float rounded to cents' precision
 /// noise (`0.1 + 0.2` is `0.3`).
 fn number(x: f64) -> Value {

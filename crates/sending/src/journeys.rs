@@ -418,12 +418,7 @@ impl Journeys {
             })
             .collect();
         // Keyed journeys keep the events that carry their key (a cart's adds and removals).
-        let carries_a_key = defs.iter().any(|d| {
-            d.def
-                .key
-                .as_deref()
-                .is_some_and(|k| lookup(&event.body, k).and_then(key_text).is_some())
-        });
+        let carries_a_key = defs.iter().any(|d| event_key(d, event).is_some());
         if !waited_for && triggers.is_empty() && !carries_a_key {
             return Ok(());
         }
@@ -435,12 +430,7 @@ impl Journeys {
                 let Some(def) = defs.iter().find(|d| d.name == instance.journey) else {
                     continue;
                 };
-                let key = def
-                    .def
-                    .key
-                    .as_deref()
-                    .and_then(|k| lookup(&event.body, k))
-                    .and_then(key_text);
+                let key = event_key(def, event);
                 // An event received after the instance's wake time (read late, after downtime)
                 // belongs after its next step, as for the waits below.
                 let in_time = instance.wake_at.is_none_or(|w| event.received_at <= w);
@@ -481,16 +471,8 @@ impl Journeys {
             if !matches(conditions, &event.body) {
                 continue;
             }
-            if *match_key {
-                let key = def
-                    .def
-                    .key
-                    .as_deref()
-                    .and_then(|k| lookup(&event.body, k))
-                    .and_then(key_text);
-                if key.as_deref() != Some(instance.key.as_str()) {
-                    continue;
-                }
+            if *match_key && event_key(def, event).as_deref() != Some(instance.key.as_str()) {
+                continue;
             }
             pending.stats.woken += 1;
             let next = on_event.clone();
@@ -499,12 +481,10 @@ impl Journeys {
 
         // Journeys this event starts.
         for def in triggers {
-            let key = match &def.def.key {
-                Some(path) => match lookup(&event.body, path).and_then(key_text) {
-                    Some(k) => k,
-                    None => continue,
-                },
-                None => String::new(),
+            let key = match (&def.def.key, event_key(def, event)) {
+                (Some(_), Some(k)) => k,
+                (Some(_), None) => continue,
+                (None, _) => String::new(),
             };
             if def.def.reentry == Reentry::AfterExit {
                 let refreshed = self.active_instances(&event.profile_id, pending).await?;
@@ -770,6 +750,15 @@ impl Journeys {
 /// Counts a visit of `step` in the instance context; returns the count (1 for the first).
 /// The render context of a queued message: the triggering event, and the topic the send-time
 /// policy checks.
+/// The value an event holds at a keyed journey's key path (`properties.cart_id`), if any.
+fn event_key(def: &Compiled, event: &StoredEvent) -> Option<String> {
+    def.def
+        .key
+        .as_deref()
+        .and_then(|k| lookup(&event.body, k))
+        .and_then(key_text)
+}
+
 /// At most this many events are kept per instance. Over it, the oldest event that does not
 /// change the cart goes first, then the oldest after the trigger.
 const MAX_INSTANCE_EVENTS: usize = 100;
@@ -821,15 +810,13 @@ fn record_event(context: &mut Value, event: &StoredEvent) -> bool {
 /// `journey` the instance's events and the cart they make (see [`missive_content::cart`]).
 fn send_context(journey: &str, instance: &JourneyInstance, topic: Option<&str>) -> Value {
     let event = instance.context.get("event").cloned().unwrap_or(Value::Null);
-    let events = instance
-        .context
-        .get("events")
-        .cloned()
-        .unwrap_or_else(|| json!([]));
-    let cart = missive_content::cart::fold(events.as_array().map_or(&[][..], Vec::as_slice));
+    let events = match instance.context.get("events") {
+        Some(Value::Array(events)) => events.clone(),
+        _ => Vec::new(),
+    };
     let mut context = json!({
         "event": event,
-        "journey": {"name": journey, "key": instance.key, "events": events, "cart": cart},
+        "journey": missive_content::cart::journey_variable(journey, &instance.key, events),
     });
     if let Some(topic) = topic {
         context["topic"] = json!(topic);

@@ -3,21 +3,7 @@
 use std::path::Path;
 use std::process::Command;
 
-fn missive(dir: &Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_missive"))
-        .current_dir(dir)
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .args(args)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
-}
+use crate::support::missive_cli as missive;
 
 fn import_ann(dir: &Path) {
     let file = dir.join("ann.jsonl");

@@ -393,6 +393,23 @@ pub struct LoadPlan {
 
 pub const LOAD_EVENT_NAMES: [&str; 3] = ["Product Viewed", "Product Added", "Checkout Started"];
 
+/// Runs `missive --data-dir DIR/data ARGS` in `dir`: (succeeded, stdout, stderr).
+pub fn missive_cli(dir: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_missive"))
+        .current_dir(dir)
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("running missive");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 pub fn load_user_id(n: usize) -> String {
     format!("user-{n:04}")
 }

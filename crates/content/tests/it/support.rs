@@ -65,8 +65,7 @@ pub fn journey() -> serde_json::Value {
             serde_json::json!({"name": e["event"], "properties": e["properties"]})
         })
         .collect();
-    let cart = missive_content::cart::fold(&events);
-    serde_json::json!({"name": "cart-recovery", "events": events, "cart": cart})
+    missive_content::cart::journey_variable("cart-recovery", "cart-8841", events)
 }
 
 pub fn profile(id: &str, traits: &[(&str, serde_json::Value)], orders: u64, segments: &[&str]) -> Profile {

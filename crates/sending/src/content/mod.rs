@@ -138,8 +138,7 @@ pub(crate) fn preview_journey(
         Some(list) => list.iter().map(as_json).collect(),
         None => event.map(as_json).into_iter().collect(),
     };
-    let cart = missive_content::cart::fold(&events);
-    serde_json::json!({"name": "preview", "events": events, "cart": cart})
+    missive_content::cart::journey_variable("preview", "", events)
 }
 
 /// The experiment a send belongs to.
