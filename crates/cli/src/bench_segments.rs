@@ -9,7 +9,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use missive_core::message::validate_message;
 use missive_core::profile::HistoryEntry;
 use missive_core::{Event, Profile, ProfileId, Touched};
-use missive_segment::{Extra, Membership, Schema, Segment, SegmentSet, TraitType};
+use missive_segment::{Extra, FieldType, Membership, Schema, Segment, SegmentSet};
 use rand::Rng;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -43,13 +43,13 @@ fn schema() -> Schema {
         traits.insert(
             format!("t{i}"),
             if i % 2 == 0 {
-                TraitType::String
+                FieldType::String
             } else {
-                TraitType::Number
+                FieldType::Number
             },
         );
     }
-    Schema { traits }
+    Schema::open_with_traits(traits)
 }
 
 /// Realistic shapes over 50 traits and 30 event names: trait tests, windows with and without

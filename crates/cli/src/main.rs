@@ -16,6 +16,7 @@ mod keyfile;
 mod messages;
 mod operator;
 mod privacy;
+mod schema;
 mod segment;
 mod serve;
 mod stores;
@@ -57,6 +58,11 @@ enum Command {
     Segment {
         #[command(subcommand)]
         what: segment::SegmentCommand,
+    },
+    /// The schema segments are checked against: list it, declare fields before data.
+    Schema {
+        #[command(subcommand)]
+        what: schema::SchemaCommand,
     },
     /// Render a Liquid template with JSON data to standard output (errors to standard error).
     Render(content::RenderArgs),
@@ -145,6 +151,7 @@ fn main() -> std::process::ExitCode {
             Command::Serve { listen } => serve::run(config, listen).await,
             Command::Import(args) => import::run(config, args).await,
             Command::Segment { what } => segment::run(config, what).await,
+            Command::Schema { what } => schema::run(config, what).await,
             Command::Render(args) => content::render(args),
             Command::Template { what } => content::template(config, what).await,
             Command::Block { what } => content::block(config, what).await,

@@ -3,7 +3,8 @@
 
 use anyhow::Context;
 use chrono::Utc;
-use missive_engine::segments::{SegmentServiceError, delete_segment, infer_schema, preview, save_segment};
+use missive_engine::schema::segment_schema;
+use missive_engine::segments::{SegmentServiceError, delete_segment, preview, save_segment};
 use missive_segment::{Segment, SegmentError};
 
 use crate::config::Config;
@@ -126,7 +127,7 @@ pub async fn run(cfg: Config, cmd: SegmentCommand) -> anyhow::Result<()> {
         }
         SegmentCommand::Preview { expression, sample } => {
             let store = open_store(&cfg).await?;
-            let schema = infer_schema(&store).await?;
+            let schema = segment_schema(&store).await?;
             let segment = match Segment::compile(&expression, &schema) {
                 Ok(s) => s,
                 Err(e) => {

@@ -60,7 +60,6 @@ codes! {
     // Segments.
     SegmentParseError => "segment_parse_error",
     SegmentTypeError => "segment_type_error",
-    SegmentNotSupported => "segment_not_supported",
     SegmentInUse => "segment_in_use",
     SegmentDependencyError => "segment_dependency_error",
     // Templates, blocks and the catalogue.

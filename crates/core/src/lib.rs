@@ -18,6 +18,7 @@ pub mod money;
 pub mod outbox;
 pub mod preferences;
 pub mod profile;
+pub mod schema;
 pub mod zone;
 
 pub use clock::{Clock, ManualClock, SystemClock};

@@ -16,6 +16,7 @@ pub mod import;
 mod pipeline;
 pub mod privacy;
 pub mod profiles;
+pub mod schema;
 pub mod segments;
 
 pub use pipeline::{Engine, EngineConfig, EngineError, IngestOutcome};

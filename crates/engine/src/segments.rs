@@ -1,52 +1,12 @@
-//! Segment tooling over the store: the trait types a segment is checked against, and previews
-//! (how many profiles a segment would hold, with a sample) without saving it.
-
-use std::collections::{BTreeMap, BTreeSet};
+//! Segment tooling over the store: saving and deleting segments, and previews (how many
+//! profiles a segment would hold, with a sample) without saving it. The schema they are
+//! checked against is in [`crate::schema`].
 
 use chrono::{DateTime, Utc};
 use missive_core::profile::HistoryEntry;
 use missive_core::{Profile, ProfileId};
-use missive_segment::{Facts, Schema, Segment, TraitType};
+use missive_segment::{Facts, Schema, Segment};
 use missive_store::{EventCursor, EventQuery, Store, StoreError};
-use serde_json::Value;
-
-/// Profiles looked at to learn the trait types.
-const SCHEMA_SAMPLE: u32 = 2_000;
-
-/// The type of each trait, from the values a sample of profiles holds. A trait seen with two
-/// types is left out (any comparison is accepted).
-pub async fn infer_schema(store: &Store) -> Result<Schema, StoreError> {
-    let mut seen: BTreeMap<String, Option<TraitType>> = BTreeMap::new();
-    for p in store.events().profiles_after(None, SCHEMA_SAMPLE).await? {
-        for (name, t) in &p.traits {
-            let Some(ty) = type_of(&t.value) else { continue };
-            seen.entry(name.clone())
-                .and_modify(|known| {
-                    if *known != Some(ty) {
-                        *known = None;
-                    }
-                })
-                .or_insert(Some(ty));
-        }
-    }
-    Ok(Schema {
-        traits: seen.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))).collect(),
-    })
-}
-
-fn type_of(v: &Value) -> Option<TraitType> {
-    Some(match v {
-        Value::Null => return None,
-        Value::Bool(_) => TraitType::Bool,
-        Value::Number(_) => TraitType::Number,
-        Value::String(s) if s.len() >= 10 && missive_core::message::parse_time(s).is_some() => {
-            TraitType::Time
-        }
-        Value::String(_) => TraitType::String,
-        Value::Array(_) => TraitType::List,
-        Value::Object(_) => TraitType::Object,
-    })
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Preview {
@@ -57,13 +17,14 @@ pub struct Preview {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PreviewError {
-    #[error("a preview cannot read other segments yet: `segment {0:?}` needs saved segments")]
-    ReadsSegments(String),
+    #[error("segment {0:?} does not exist: a preview can read saved segments only")]
+    UnknownSegment(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
 /// Evaluates `segment` on every live profile at `now`; `progress` is told the profiles scanned.
+/// A segment it reads (`segment "VIP"`) answers with its members as of the last checkpoint.
 pub async fn preview(
     store: &Store,
     segment: &Segment,
@@ -71,10 +32,15 @@ pub async fn preview(
     sample_size: usize,
     mut progress: impl FnMut(u64),
 ) -> Result<Preview, PreviewError> {
-    if let Some(name) = segment.inputs().segments.iter().next() {
-        return Err(PreviewError::ReadsSegments(name.clone()));
+    let saved = store.documents().list_segments().await?;
+    if let Some(name) = segment
+        .inputs()
+        .segments
+        .iter()
+        .find(|n| !saved.iter().any(|s| &s.name == *n))
+    {
+        return Err(PreviewError::UnknownSegment(name.clone()));
     }
-    let segments = BTreeSet::new();
     let mut out = Preview {
         members: 0,
         scanned: 0,
@@ -87,7 +53,7 @@ pub async fn preview(
         after = Some(last.id.clone());
         for p in &page {
             let events = window_events(store, p, segment, now).await?;
-            let facts = Facts::new(p, &events, &segments, p.model_scores());
+            let facts = Facts::new(p, &events, &p.segments.segments, p.model_scores());
             if segment.evaluate(&facts, now).member {
                 out.members += 1;
                 if out.sample.len() < sample_size {
@@ -185,7 +151,7 @@ pub async fn save_segment(
     let _one_at_a_time = engine.lock_segments().await;
     engine.sync().await?;
     let store = &engine.store();
-    let segment = Segment::compile(expression, &infer_schema(store).await?)?;
+    let segment = Segment::compile(expression, &crate::schema::segment_schema(store).await?)?;
     let set = set_with(store, name, Some(&segment)).await?;
     let now = engine.clock().now();
     let existing = store
@@ -294,9 +260,9 @@ impl Segments {
         Self { store }
     }
 
-    /// The schema segment expressions are checked against (traits seen in stored profiles).
+    /// The closed schema new expressions are checked against ([`crate::schema`]).
     pub async fn schema(&self) -> Result<Schema, StoreError> {
-        infer_schema(&self.store).await
+        crate::schema::segment_schema(&self.store).await
     }
 
     /// Every saved segment, by name.

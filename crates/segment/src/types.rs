@@ -8,23 +8,54 @@ use serde::Serialize;
 use crate::ast::{Aggregate, CompareOp, Expr, Literal, Operand, Path, Span};
 use crate::parse::{ParseError, parse, parse_date};
 
-/// The type of a trait, as the engine has observed it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TraitType {
-    String,
-    Number,
-    Bool,
-    Time,
-    List,
-    Object,
-}
+pub use missive_core::schema::FieldType;
 
-/// What is known of the workspace's data: the types of its traits. Traits not listed are
-/// accepted with any type (they may not have been seen yet).
+/// What is known of the workspace's data: its traits, events and event properties, and the
+/// type each is checked as (`None`: any). A **closed** schema (the workspace's own, from
+/// `missive_core::schema`) refuses names it does not list; an open one (a schema built by
+/// hand, or re-compiling a segment saved earlier) accepts them with any type.
 #[derive(Debug, Clone, Default)]
 pub struct Schema {
-    pub traits: BTreeMap<String, TraitType>,
+    pub traits: BTreeMap<String, Option<FieldType>>,
+    /// Each known event with its known properties.
+    pub events: BTreeMap<String, BTreeMap<String, Option<FieldType>>>,
+    pub closed: bool,
+}
+
+impl Schema {
+    /// An open schema that knows the types of `traits`.
+    pub fn open_with_traits(traits: impl IntoIterator<Item = (String, FieldType)>) -> Self {
+        Self {
+            traits: traits.into_iter().map(|(k, t)| (k, Some(t))).collect(),
+            ..Self::default()
+        }
+    }
+
+    /// The workspace's closed schema from its fields.
+    pub fn closed_from(fields: &[missive_core::schema::SchemaField]) -> Self {
+        use missive_core::schema::FieldKind;
+        let mut s = Self {
+            closed: true,
+            ..Self::default()
+        };
+        for f in fields {
+            match f.kind {
+                FieldKind::Trait => {
+                    s.traits.insert(f.name.clone(), f.check_type());
+                }
+                FieldKind::Event => {
+                    s.events.entry(f.name.clone()).or_default();
+                }
+                FieldKind::Property => {
+                    s.events
+                        .entry(f.event.clone())
+                        .or_default()
+                        .insert(f.name.clone(), f.check_type());
+                }
+            }
+        }
+        s
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, thiserror::Error)]
@@ -76,7 +107,7 @@ impl Segment {
     pub fn compile(source: &str, schema: &Schema) -> Result<Self, SegmentError> {
         let expr = parse(source)?;
         let mut inputs = Inputs::default();
-        check(&expr, schema, &mut inputs, false)?;
+        check(&expr, schema, &mut inputs, None)?;
         Ok(Self {
             source: source.to_owned(),
             expr,
@@ -136,23 +167,26 @@ pub(crate) fn path_type(
     path: &Path,
     schema: &Schema,
     inputs: &mut Inputs,
-    in_filter: bool,
+    filter: Option<&str>,
 ) -> Result<Ty, TypeError> {
     let p: Vec<&str> = path.parts.iter().map(String::as_str).collect();
     let unknown = || {
         type_error(
             path.span,
             format!("unknown field `{}`", path.dotted()),
-            Some(if in_filter {
+            Some(if filter.is_some() {
                 "inside `where`, name event properties as properties.NAME"
             } else {
                 ROOTS
             }),
         )
     };
-    if in_filter {
+    if let Some(event) = filter {
         return match p.as_slice() {
-            ["properties", _, ..] => Ok(Ty::Any),
+            ["properties", name, rest @ ..] => {
+                let ty = property_type(schema, event, name, path.span)?;
+                Ok(if rest.is_empty() { ty } else { Ty::Any })
+            }
             _ => Err(unknown()),
         };
     }
@@ -160,12 +194,18 @@ pub(crate) fn path_type(
         ["traits", name] => {
             inputs.traits.insert((*name).to_owned());
             match schema.traits.get(*name) {
-                Some(TraitType::String) => Ty::Str,
-                Some(TraitType::Number) => Ty::Num,
-                Some(TraitType::Bool) => Ty::Bool,
-                Some(TraitType::Time) => Ty::Time,
-                Some(TraitType::List) => Ty::List,
-                Some(TraitType::Object) | None => Ty::Any,
+                Some(t) => ty_of(*t),
+                None if schema.closed => {
+                    return Err(unknown_name(
+                        path.span,
+                        &format!("unknown trait `{name}`"),
+                        name,
+                        schema.traits.keys(),
+                        "traits.",
+                        &format!("PUT /v1/schema/traits/{name}"),
+                    ));
+                }
+                None => Ty::Any,
             }
         }
         ["orders", field] => {
@@ -192,6 +232,7 @@ pub(crate) fn path_type(
             Ty::Time
         }
         ["events", name, field] => {
+            check_event(schema, name, path.span)?;
             inputs.events.insert((*name).to_owned());
             match *field {
                 "count" => Ty::Num,
@@ -211,6 +252,89 @@ pub(crate) fn path_type(
     })
 }
 
+fn ty_of(t: Option<FieldType>) -> Ty {
+    match t {
+        Some(FieldType::String) => Ty::Str,
+        Some(FieldType::Number) => Ty::Num,
+        Some(FieldType::Bool) => Ty::Bool,
+        Some(FieldType::Time) => Ty::Time,
+        Some(FieldType::List) => Ty::List,
+        Some(FieldType::Object) | None => Ty::Any,
+    }
+}
+
+/// Refuses an event name a closed schema does not know.
+fn check_event(schema: &Schema, name: &str, span: Span) -> Result<(), TypeError> {
+    if !schema.closed || schema.events.contains_key(name) {
+        return Ok(());
+    }
+    Err(unknown_name(
+        span,
+        &format!("unknown event {name:?}"),
+        name,
+        schema.events.keys(),
+        "event ",
+        &format!("PUT /v1/schema/events/{}", path_segment(name)),
+    ))
+}
+
+/// The type of property `name` of `event`; refused when a closed schema does not know it.
+fn property_type(schema: &Schema, event: &str, name: &str, span: Span) -> Result<Ty, TypeError> {
+    let props = schema.events.get(event);
+    match props.and_then(|p| p.get(name)) {
+        Some(t) => Ok(ty_of(*t)),
+        None if schema.closed => Err(unknown_name(
+            span,
+            &format!("event {event:?} has no known property `{name}`"),
+            name,
+            props.into_iter().flat_map(|p| p.keys()),
+            "properties.",
+            &format!("PUT /v1/schema/events/{}/properties/{name}", path_segment(event)),
+        )),
+        None => Ok(Ty::Any),
+    }
+}
+
+/// An event name as a URL path segment (spaces and the like percent-encoded).
+fn path_segment(name: &str) -> String {
+    name.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// An unknown name's error: the nearest known names, or what is known, and how to declare it.
+fn unknown_name<'a>(
+    span: Span,
+    message: &str,
+    name: &str,
+    known: impl Iterator<Item = &'a String> + Clone,
+    prefix: &str,
+    declare: &str,
+) -> TypeError {
+    let near = crate::suggest::nearest(name, known.clone().map(String::as_str));
+    let first = if near.is_empty() {
+        let all: Vec<&str> = known.map(String::as_str).take(12).collect();
+        if all.is_empty() {
+            "none is known yet".to_owned()
+        } else {
+            format!("known: {} (GET /v1/schema lists all)", all.join(", "))
+        }
+    } else {
+        let names: Vec<String> = near.iter().map(|n| format!("`{prefix}{n}`")).collect();
+        format!("did you mean {}?", names.join(" or "))
+    };
+    type_error(
+        span,
+        message.to_owned(),
+        Some(&format!(
+            "{first}; to use a name before any data carries it, declare it: {declare}"
+        )),
+    )
+}
+
 fn literal_type(l: &Literal) -> Ty {
     match l {
         Literal::Str(_) => Ty::Str,
@@ -220,12 +344,17 @@ fn literal_type(l: &Literal) -> Ty {
     }
 }
 
-fn operand_type(o: &Operand, schema: &Schema, inputs: &mut Inputs, in_filter: bool) -> Result<Ty, TypeError> {
+fn operand_type(
+    o: &Operand,
+    schema: &Schema,
+    inputs: &mut Inputs,
+    filter: Option<&str>,
+) -> Result<Ty, TypeError> {
     match o {
-        Operand::Path(p) => path_type(p, schema, inputs, in_filter),
+        Operand::Path(p) => path_type(p, schema, inputs, filter),
         Operand::Literal(l) => Ok(literal_type(l)),
         Operand::Aggregate(a) => {
-            if in_filter {
+            if filter.is_some() {
                 return Err(type_error(
                     a.span,
                     "an aggregate cannot appear inside `where`".into(),
@@ -239,6 +368,10 @@ fn operand_type(o: &Operand, schema: &Schema, inputs: &mut Inputs, in_filter: bo
 }
 
 fn check_aggregate(a: &Aggregate, schema: &Schema, inputs: &mut Inputs) -> Result<(), TypeError> {
+    check_event(schema, &a.event, a.span)?;
+    if let Some(p) = &a.property {
+        property_type(schema, &a.event, p, a.span)?;
+    }
     inputs.events.insert(a.event.clone());
     let entry = inputs.windows.entry(a.event.clone()).or_insert(a.within);
     *entry = match (*entry, a.within) {
@@ -258,7 +391,7 @@ fn check_aggregate(a: &Aggregate, schema: &Schema, inputs: &mut Inputs) -> Resul
         ));
     }
     if let Some(f) = &a.filter {
-        check(f, schema, inputs, true)?;
+        check(f, schema, inputs, Some(&a.event))?;
     }
     Ok(())
 }
@@ -275,15 +408,15 @@ fn compatible(a: Ty, b: Ty) -> bool {
     a == b || a == Ty::Any || b == Ty::Any
 }
 
-fn check(e: &Expr, schema: &Schema, inputs: &mut Inputs, in_filter: bool) -> Result<(), TypeError> {
+fn check(e: &Expr, schema: &Schema, inputs: &mut Inputs, filter: Option<&str>) -> Result<(), TypeError> {
     match e {
         Expr::And(a, b) | Expr::Or(a, b) => {
-            check(a, schema, inputs, in_filter)?;
-            check(b, schema, inputs, in_filter)
+            check(a, schema, inputs, filter)?;
+            check(b, schema, inputs, filter)
         }
-        Expr::Not(a) => check(a, schema, inputs, in_filter),
+        Expr::Not(a) => check(a, schema, inputs, filter),
         Expr::InSegment { name, span } => {
-            if in_filter {
+            if filter.is_some() {
                 return Err(type_error(
                     *span,
                     "segment membership cannot appear inside `where`".into(),
@@ -293,9 +426,9 @@ fn check(e: &Expr, schema: &Schema, inputs: &mut Inputs, in_filter: bool) -> Res
             inputs.segments.insert(name.clone());
             Ok(())
         }
-        Expr::Exists { path, .. } => path_type(path, schema, inputs, in_filter).map(|_| ()),
+        Expr::Exists { path, .. } => path_type(path, schema, inputs, filter).map(|_| ()),
         Expr::Time { left, at, span, .. } => {
-            let t = operand_type(left, schema, inputs, in_filter)?;
+            let t = operand_type(left, schema, inputs, filter)?;
             if !compatible(t, Ty::Time) {
                 return Err(type_error(
                     span_of(left, *span),
@@ -314,8 +447,8 @@ fn check(e: &Expr, schema: &Schema, inputs: &mut Inputs, in_filter: bool) -> Res
             right,
             span,
         } => {
-            let l = operand_type(left, schema, inputs, in_filter)?;
-            let r = operand_type(right, schema, inputs, in_filter)?;
+            let l = operand_type(left, schema, inputs, filter)?;
+            let r = operand_type(right, schema, inputs, filter)?;
             let bad = |msg: String, hint: Option<&str>| Err(type_error(span_of(left, *span), msg, hint));
             // A string literal compared with a time must be a date.
             let date_literal = match (l, r, left, right) {
@@ -405,16 +538,13 @@ mod tests {
     use super::*;
 
     fn schema() -> Schema {
-        Schema {
-            traits: [
-                ("city".to_owned(), TraitType::String),
-                ("age".to_owned(), TraitType::Number),
-                ("vip".to_owned(), TraitType::Bool),
-                ("tags".to_owned(), TraitType::List),
-                ("signed_up_at".to_owned(), TraitType::Time),
-            ]
-            .into(),
-        }
+        Schema::open_with_traits([
+            ("city".to_owned(), FieldType::String),
+            ("age".to_owned(), FieldType::Number),
+            ("vip".to_owned(), FieldType::Bool),
+            ("tags".to_owned(), FieldType::List),
+            ("signed_up_at".to_owned(), FieldType::Time),
+        ])
     }
 
     #[test]
@@ -457,5 +587,106 @@ mod tests {
         assert!(i.orders && i.time_dependent && !i.seen);
         let s = Segment::compile("traits.unknown_yet == 3", &schema()).unwrap();
         assert!(!s.inputs().time_dependent);
+    }
+
+    /// The workspace's schema: `age` a number, `city` seen with two types, `Product Added`
+    /// with a number `price`.
+    fn closed() -> Schema {
+        let mut s = Schema {
+            closed: true,
+            ..Schema::default()
+        };
+        s.traits.insert("age".into(), Some(FieldType::Number));
+        s.traits.insert("city".into(), None);
+        s.events.insert(
+            "Product Added".into(),
+            [
+                ("price".to_owned(), Some(FieldType::Number)),
+                ("name".to_owned(), Some(FieldType::String)),
+            ]
+            .into(),
+        );
+        s.events.insert("Order Completed".into(), BTreeMap::new());
+        s
+    }
+
+    fn type_err(src: &str) -> TypeError {
+        match Segment::compile(src, &closed()) {
+            Err(SegmentError::Type(e)) => e,
+            other => panic!("{src}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_closed_schema_refuses_unknown_names_with_the_nearest_as_a_hint() {
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "traits.agee == 30",
+                "unknown trait `agee`",
+                "did you mean `traits.age`?",
+            ),
+            (
+                r#"events."Product Aded".count > 1"#,
+                "unknown event \"Product Aded\"",
+                "did you mean `event Product Added`?",
+            ),
+            (
+                r#"count(event "order completed") > 1"#,
+                "unknown event \"order completed\"",
+                "did you mean `event Order Completed`?",
+            ),
+            (
+                r#"count(event "Product Added" where properties.prize > 3) > 1"#,
+                "event \"Product Added\" has no known property `prize`",
+                "did you mean `properties.price`?",
+            ),
+            (
+                r#"sum(event "Product Added".cost) > 1"#,
+                "event \"Product Added\" has no known property `cost`",
+                "known: name, price",
+            ),
+            ("traits.zzz exists", "unknown trait `zzz`", "known: age, city"),
+        ];
+        for (src, message, hint) in cases {
+            let e = type_err(src);
+            assert_eq!(&e.message, message, "{src}");
+            let h = e.hint.unwrap_or_default();
+            assert!(h.starts_with(hint), "{src}: {h}");
+            assert!(h.contains("declare it: PUT /v1/schema/"), "{src}: {h}");
+        }
+        let e = type_err(r#"count(event "Size Chosen") > 1"#);
+        assert!(e.hint.unwrap().contains("PUT /v1/schema/events/Size%20Chosen"));
+    }
+
+    #[test]
+    fn a_closed_schema_type_checks_traits_and_properties() {
+        assert_eq!(
+            type_err(r#"traits.age == "30""#).message,
+            "cannot compare a number with a string"
+        );
+        assert_eq!(
+            type_err(r#"count(event "Product Added" where properties.price == "9") >= 1"#).message,
+            "cannot compare a number with a string"
+        );
+        for ok in [
+            "traits.age == 30",
+            r#"traits.city == 3 or traits.city == "Paris""#,
+            r#"count(event "Product Added" where properties.price > 3 and properties.name starts_with "S") >= 1"#,
+            r#"count(event "Product Added" where properties.name.first == 3) >= 1"#,
+            r#"sum(event "Product Added".price within 7d) > 1"#,
+            r#"count(event "Order Completed") == 0 and segment "anything""#,
+        ] {
+            Segment::compile(ok, &closed()).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+    }
+
+    #[test]
+    fn an_open_schema_accepts_what_it_does_not_list() {
+        for src in [
+            "traits.agee == 30",
+            r#"count(event "X" where properties.y == 1) > 0"#,
+        ] {
+            Segment::compile(src, &schema()).unwrap_or_else(|e| panic!("{src}: {e}"));
+        }
     }
 }

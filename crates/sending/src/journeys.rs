@@ -27,7 +27,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use missive_engine::Engine;
-use missive_engine::segments::{infer_schema, window_events};
+use missive_engine::segments::window_events;
 
 pub use missive_journey::{
     Action, Compiled, Condition, DEFAULT_MAX_SENDS_PER_INSTANCE, DefinitionError, EXIT, JourneyDef,
@@ -130,7 +130,9 @@ impl Journeys {
                 "a journey name is 1 to 64 letters, digits, '-' or '_'".into(),
             )));
         }
-        let schema = infer_schema(self.store()).await?;
+        // What was just ingested counts: checkpoint first.
+        self.engine.sync().await?;
+        let schema = missive_engine::schema::segment_schema(self.store()).await?;
         let compiled = compile(name, 0, def.clone(), &schema)?;
         for step in &compiled.def.steps {
             if let Action::Send { template } = &step.action
@@ -209,7 +211,9 @@ impl Journeys {
         {
             return Ok(defs.clone());
         }
-        let schema = infer_schema(self.store()).await?;
+        // Saved definitions were checked when saved; a name unknown to the schema since (a
+        // declaration withdrawn) must not stop a running journey.
+        let schema = missive_segment::Schema::default();
         let mut out = Vec::new();
         let mut after = None;
         loop {

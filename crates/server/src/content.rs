@@ -360,6 +360,8 @@ pub async fn put_block(
     Path(name): Path<String>,
     JsonBody(body): JsonBody<BlockSource>,
 ) -> Result<Json<DocumentOut>, ApiError> {
+    // A target may name what was just ingested: checkpoint first, so the schema knows it.
+    state.engine.sync().await.map_err(|e| ApiError::unavailable(&e))?;
     let now = state.engine.clock().now();
     let version = state.content.save_block(&name, body, now).await?;
     Ok(Json(DocumentOut {

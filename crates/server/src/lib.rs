@@ -25,6 +25,7 @@ pub mod metrics;
 mod preferences;
 mod privacy;
 mod profiles;
+mod schema;
 mod segments;
 mod state;
 mod tracking;
@@ -50,6 +51,7 @@ pub fn router(state: impl Into<AppState>) -> Router {
         .merge(privacy::router())
         .merge(audit::router())
         .merge(segments::router())
+        .merge(schema::router())
         .merge(content::router())
         .merge(journeys::router())
         .merge(tracking::router())

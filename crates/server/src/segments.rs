@@ -59,8 +59,8 @@ pub async fn preview_segment(
         .await
         .map_err(|e| match e {
             PreviewError::Store(e) => ApiError::from(e),
-            e @ PreviewError::ReadsSegments(_) => {
-                ApiError::bad_request(ErrorCode::SegmentNotSupported, e.to_string())
+            e @ PreviewError::UnknownSegment(_) => {
+                ApiError::bad_request(ErrorCode::SegmentDependencyError, e.to_string())
             }
         })?;
     Ok(Json(PreviewOut {

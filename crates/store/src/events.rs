@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use missive_core::schema::{Declared, FieldKey, StoredField};
 use missive_core::{IdentityKey, MessageId, ProfileId};
 
 use crate::StoreError;
@@ -49,6 +50,18 @@ pub trait EventStore: Send + Sync + 'static {
     /// identities, profiles, versions, and `through_seq`. It may run while events are being
     /// committed; the caller commits it only once the events it includes are stored.
     async fn commit_checkpoint(&self, checkpoint: Checkpoint) -> Result<(), StoreError>;
+
+    /// Every stored schema field: what was observed of it (written with checkpoints) and
+    /// what was declared.
+    async fn schema_fields(&self) -> Result<Vec<StoredField>, StoreError>;
+
+    /// Declares a field (`Some`) or withdraws its declaration (`None`); returns whether it
+    /// was declared before. What was observed of it stays.
+    async fn declare_schema_field(
+        &self,
+        key: FieldKey,
+        declared: Option<Declared>,
+    ) -> Result<bool, StoreError>;
 
     /// The highest event sequence number stored (0 when none).
     async fn last_event_seq(&self) -> Result<i64, StoreError>;

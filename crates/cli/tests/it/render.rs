@@ -223,6 +223,16 @@ fn templates_blocks_and_catalogue_work_from_the_command_line() {
     let (ok, out, err) = missive(dir.path(), &["catalog", "import", &ex("products.json")]);
     assert!(ok, "{err}");
     assert!(out.contains("16 of 16 products saved"), "{out}");
+    // Nobody has a tier yet: the segment is refused until the trait is declared.
+    let (ok, _, err) = missive(dir.path(), &["segment", "save", "vip", "traits.tier == \"gold\""]);
+    assert!(!ok);
+    assert!(err.contains("unknown trait `tier`"), "{err}");
+    let (ok, out, err) = missive(
+        dir.path(),
+        &["schema", "declare", "trait", "tier", "--type", "string"],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "declared: trait \"tier\" (string)");
     let (ok, _, err) = missive(dir.path(), &["segment", "save", "vip", "traits.tier == \"gold\""]);
     assert!(ok, "{err}");
     for name in ["hero-generic", "hero-vip"] {

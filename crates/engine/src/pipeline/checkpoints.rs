@@ -13,6 +13,7 @@ impl Applier {
             merges: pending.merges,
             segment_changes: pending.segment_changes,
             through_seq: self.next_seq - 1,
+            schema: self.schema.take_changes(),
             ..Checkpoint::default()
         };
         let mut causes = pending.causes;

@@ -272,6 +272,7 @@ impl Applier {
         }
         entry.profile.apply_event(&e, history_len, &mut local);
         entry.last_batch = batch_seq;
+        self.schema.observe(&e);
         if self.segments.keeps(&e.name) {
             entry
                 .profile

@@ -255,6 +255,14 @@ impl Engine {
             eval_now: DateTime::<Utc>::MIN_UTC,
             erased: store.events().erased_identities().await?,
             erasure_key: erasure_key(&store).await?,
+            schema: missive_core::schema::SchemaRegistry::load(
+                store
+                    .events()
+                    .schema_fields()
+                    .await?
+                    .into_iter()
+                    .filter_map(|f| Some((f.key, f.observed?))),
+            ),
         };
         applier.load_filters().await?;
         let replayed = applier.recover().await?;
@@ -523,6 +531,9 @@ struct Applier {
     /// Keyed hashes of erased identities ([`identity_hash`]), and the key.
     erased: HashSet<String>,
     erasure_key: Vec<u8>,
+    /// The traits, events and properties folded, for the workspace's schema; what changed is
+    /// written with each checkpoint.
+    schema: missive_core::schema::SchemaRegistry,
 }
 
 impl Progress {

@@ -6,7 +6,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use missive_core::message::{parse_time, validate_message};
 use missive_core::profile::HistoryEntry;
 use missive_core::{Profile, ProfileId, Touched};
-use missive_segment::{Facts, Schema, Segment, TraitType};
+use missive_segment::{Facts, FieldType, Schema, Segment};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -27,13 +27,10 @@ fn profile(messages: &[Value]) -> (Profile, Vec<HistoryEntry>) {
 }
 
 fn schema() -> Schema {
-    Schema {
-        traits: [
-            ("city".to_owned(), TraitType::String),
-            ("age".to_owned(), TraitType::Number),
-        ]
-        .into(),
-    }
+    Schema::open_with_traits([
+        ("city".to_owned(), FieldType::String),
+        ("age".to_owned(), FieldType::Number),
+    ])
 }
 
 fn evaluate(src: &str, p: &Profile, events: &[HistoryEntry], now: &str) -> missive_segment::Evaluation {

@@ -7,14 +7,13 @@ use chrono::{DateTime, TimeDelta, Utc};
 use missive_core::message::{parse_time, validate_message};
 use missive_core::profile::HistoryEntry;
 use missive_core::{Profile, ProfileId, Touched};
-use missive_segment::{Extra, Membership, Schema, Segment, SegmentSet, SetError, TraitType};
+use missive_segment::FieldType;
+use missive_segment::{Extra, Membership, Schema, Segment, SegmentSet, SetError};
 use proptest::prelude::*;
 use serde_json::json;
 
 fn schema() -> Schema {
-    Schema {
-        traits: [("city".to_owned(), TraitType::String)].into(),
-    }
+    Schema::open_with_traits([("city".to_owned(), FieldType::String)])
 }
 
 fn set() -> SegmentSet {

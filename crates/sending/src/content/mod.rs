@@ -23,7 +23,7 @@ use missive_store::{DocumentKind, DocumentRecord, Store, StoreError};
 use serde::{Deserialize, Serialize};
 
 use missive_engine::profiles::{ProfileKey, find_profile};
-use missive_engine::segments::{infer_schema, window_events};
+use missive_engine::segments::window_events;
 
 mod catalog;
 mod compose;
@@ -400,11 +400,10 @@ impl ContentService {
             return Err(ContentServiceError::UnknownSegment(segment.clone()));
         }
         if let BlockTarget::Expression(e) = &block.target {
-            Segment::compile(e, &infer_schema(&self.store).await?).map_err(|error| {
-                ContentServiceError::BlockTarget {
-                    block: name.to_string(),
-                    error,
-                }
+            let schema = missive_engine::schema::segment_schema(&self.store).await?;
+            Segment::compile(e, &schema).map_err(|error| ContentServiceError::BlockTarget {
+                block: name.to_string(),
+                error,
             })?;
         }
         let body =
@@ -456,7 +455,8 @@ impl ContentService {
             }
             c.generation
         };
-        let schema = infer_schema(&self.store).await?;
+        // Saved targets were checked when saved (see `definitions` of journeys).
+        let schema = missive_segment::Schema::default();
         let mut blocks = Vec::new();
         let mut expressions = HashMap::new();
         let mut broken = Vec::new();

@@ -282,6 +282,15 @@ async fn entering_a_segment_starts_a_journey_once_per_entry() {
         serde_json::from_value(json!({"subject": "Welcome to gold", "layout": "html", "body": "<p>hi</p>"}))
             .unwrap();
     content.save_template("gold", template, start()).await.unwrap();
+    let tier = missive_core::schema::FieldKey::trait_("tier");
+    missive_engine::schema::declare(
+        h.engine.store(),
+        tier,
+        Some(missive_core::schema::FieldType::String),
+        start(),
+    )
+    .await
+    .unwrap();
     missive_engine::segments::save_segment(&h.engine, "gold", "traits.tier == \"gold\"", None)
         .await
         .unwrap();

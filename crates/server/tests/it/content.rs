@@ -29,6 +29,15 @@ async fn load_examples(app: &TestApp) {
     assert_eq!(res["saved"], 16);
     assert_eq!(res["rejected"][0]["index"], 16);
     assert_eq!(res["rejected"][0]["id"], "broken");
+    // No profile has a tier yet: declare it, so that the segment can name it.
+    let (status, res) = app
+        .admin(
+            Method::PUT,
+            "/v1/schema/traits/tier",
+            Some(json!({"type": "string"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{res}");
     let segment = json!({"name": "vip", "expression": "traits.tier == \"gold\""});
     let (status, res) = app.admin(Method::POST, "/v1/segments", Some(segment)).await;
     assert_eq!(status, 201, "{res}");

@@ -12,6 +12,7 @@ mod ingest;
 mod preferences;
 mod privacy;
 mod profiles;
+mod schema;
 mod security;
 mod segments;
 mod sending;

@@ -189,3 +189,100 @@ pub async fn retention_purges_events_older_than_the_cutoff(store: &Store) {
         .unwrap();
     assert_eq!(ids(&left), ["r-2"]);
 }
+
+/// Observations written with checkpoints merge with what is stored; declarations are kept
+/// apart from them and can be withdrawn.
+pub async fn schema_fields_merge_observations_and_keep_declarations(store: &Store) {
+    use missive_core::schema::{Declared, FieldKey, FieldType, Observed};
+    let ev = store.events();
+    let observed =
+        |types: &[FieldType], first: &str, last: &str, examples: Vec<serde_json::Value>| Observed {
+            types: types.iter().copied().collect(),
+            examples,
+            first_seen: t(first),
+            last_seen: t(last),
+        };
+    let age = FieldKey::trait_("age");
+    let price = FieldKey::property("Product Added", "price");
+    ev.commit_checkpoint(Checkpoint {
+        schema: vec![
+            (
+                age.clone(),
+                observed(
+                    &[FieldType::Number],
+                    "2026-01-02T00:00:00Z",
+                    "2026-01-03T00:00:00Z",
+                    vec![json!(30)],
+                ),
+            ),
+            (
+                price.clone(),
+                observed(
+                    &[FieldType::Number],
+                    "2026-01-02T00:00:00Z",
+                    "2026-01-02T00:00:00Z",
+                    vec![],
+                ),
+            ),
+        ],
+        ..Checkpoint::default()
+    })
+    .await
+    .unwrap();
+    // A second writer saw less: the row keeps the union and the widest times.
+    ev.commit_checkpoint(Checkpoint {
+        schema: vec![(
+            age.clone(),
+            observed(
+                &[FieldType::String],
+                "2026-01-01T00:00:00Z",
+                "2026-01-02T00:00:00Z",
+                vec![json!(30), json!(31)],
+            ),
+        )],
+        ..Checkpoint::default()
+    })
+    .await
+    .unwrap();
+    let vip = FieldKey::trait_("vip");
+    let declared = Declared {
+        ty: Some(FieldType::Bool),
+        at: t("2026-01-04T00:00:00Z"),
+    };
+    assert!(
+        !ev.declare_schema_field(vip.clone(), Some(declared.clone()))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !ev.declare_schema_field(age.clone(), Some(declared.clone()))
+            .await
+            .unwrap()
+    );
+
+    let fields = ev.schema_fields().await.unwrap();
+    let keys: Vec<&FieldKey> = fields.iter().map(|f| &f.key).collect();
+    assert_eq!(keys, vec![&price, &age, &vip], "ordered by kind, event and name");
+    let stored_age = &fields[1];
+    assert_eq!(
+        stored_age.observed,
+        Some(observed(
+            &[FieldType::Number, FieldType::String],
+            "2026-01-01T00:00:00Z",
+            "2026-01-03T00:00:00Z",
+            vec![json!(30), json!(31)],
+        ))
+    );
+    assert_eq!(stored_age.declared, Some(declared.clone()));
+    assert_eq!(fields[2].observed, None);
+    assert_eq!(fields[2].declared, Some(declared));
+
+    // Withdrawing: a field never observed is gone; an observed one keeps its observation.
+    assert!(ev.declare_schema_field(vip, None).await.unwrap());
+    assert!(ev.declare_schema_field(age.clone(), None).await.unwrap());
+    let fields = ev.schema_fields().await.unwrap();
+    assert_eq!(fields.len(), 2);
+    assert_eq!(fields[1].key, age);
+    assert_eq!(fields[1].declared, None);
+    assert!(fields[1].observed.is_some());
+}

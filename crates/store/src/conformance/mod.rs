@@ -98,7 +98,8 @@ macro_rules! conformance_cases {
             the_audit_log_is_append_only_and_queried_newest_first,
             data_keys_are_kept_once_per_profile_and_rewrapped,
             erasure_deletes_everything_about_the_profiles_and_nothing_else,
-            retention_purges_events_older_than_the_cutoff
+            retention_purges_events_older_than_the_cutoff,
+            schema_fields_merge_observations_and_keep_declarations
         );
     };
     (@case $make:expr, $($name:ident),*) => {

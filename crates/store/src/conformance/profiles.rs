@@ -25,6 +25,7 @@ pub async fn committed_events_profiles_and_identities_read_back(store: &Store) {
             merges: vec![],
             segment_changes: vec![],
             through_seq: 2,
+            schema: vec![],
         })
         .await
         .unwrap();
@@ -320,6 +321,7 @@ pub async fn erasure_deletes_everything_about_the_profiles_and_nothing_else(stor
             merges: vec![],
             segment_changes: vec![entered(&gone.id), entered(&kept.id)],
             through_seq: 3,
+            schema: vec![],
         })
         .await
         .unwrap();

@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 use async_trait::async_trait;
 
 use chrono::{DateTime, Utc};
+use missive_core::schema::{Declared, FieldKey, StoredField};
 use missive_core::{IdentityKey, MessageId, ProfileId};
 
 use super::*;
@@ -21,6 +22,20 @@ impl EventStore for EncryptedEvents {
 
     async fn add_erased_identities(&self, hashes: Vec<String>, at: DateTime<Utc>) -> Result<(), StoreError> {
         self.inner.add_erased_identities(hashes, at).await
+    }
+
+    /// Names, types, seen times and numeric or boolean examples: stored as they are
+    /// (missive_core::schema keeps no string or time value).
+    async fn schema_fields(&self) -> Result<Vec<StoredField>, StoreError> {
+        self.inner.schema_fields().await
+    }
+
+    async fn declare_schema_field(
+        &self,
+        key: FieldKey,
+        declared: Option<Declared>,
+    ) -> Result<bool, StoreError> {
+        self.inner.declare_schema_field(key, declared).await
     }
 
     async fn erased_identities(&self) -> Result<HashSet<String>, StoreError> {

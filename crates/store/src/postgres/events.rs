@@ -60,6 +60,89 @@ impl crate::EventStore for PostgresStore {
         Ok(())
     }
 
+    async fn schema_fields(&self) -> Result<Vec<StoredField>, StoreError> {
+        let r = self.reader();
+        let rows = r
+            .client
+            .query(
+                "SELECT kind, event, name, types, examples, first_seen, last_seen, declared, declared_type,
+                 declared_at FROM schema_fields ORDER BY kind, event COLLATE \"C\", name COLLATE \"C\"",
+                &[],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                SchemaRow {
+                    kind: row.try_get(0)?,
+                    event: row.try_get(1)?,
+                    name: row.try_get(2)?,
+                    types: row.try_get(3)?,
+                    examples: row.try_get(4)?,
+                    first_seen: row.try_get(5)?,
+                    last_seen: row.try_get(6)?,
+                    declared: row.try_get(7)?,
+                    declared_type: row.try_get(8)?,
+                    declared_at: row.try_get(9)?,
+                }
+                .into_field()
+            })
+            .collect()
+    }
+
+    async fn declare_schema_field(
+        &self,
+        key: FieldKey,
+        declared: Option<Declared>,
+    ) -> Result<bool, StoreError> {
+        // The checkpoint writer's connection: declarations and observations of a field are
+        // written one after the other, never racing on the same row.
+        let mut writer = self.inner.checkpoint_writer.lock().await;
+        let tx = writer.client.transaction().await?;
+        let kind = key.kind.as_str();
+        let before = tx
+            .query_opt(
+                "SELECT declared FROM schema_fields WHERE kind = $1 AND event = $2 AND name = $3 FOR UPDATE",
+                &[&kind, &key.event, &key.name],
+            )
+            .await?
+            .map(|r| r.try_get::<_, bool>(0))
+            .transpose()?
+            .unwrap_or(false);
+        match &declared {
+            Some(d) => {
+                tx.execute(
+                    "INSERT INTO schema_fields (kind, event, name, declared, declared_type, declared_at)
+                     VALUES ($1, $2, $3, true, $4, $5)
+                     ON CONFLICT (kind, event, name) DO UPDATE SET declared = true,
+                     declared_type = excluded.declared_type, declared_at = excluded.declared_at",
+                    &[
+                        &kind,
+                        &key.event,
+                        &key.name,
+                        &d.ty.map(|t| t.as_str()),
+                        &micros(d.at),
+                    ],
+                )
+                .await?;
+            }
+            None => {
+                tx.execute(
+                    "DELETE FROM schema_fields WHERE kind = $1 AND event = $2 AND name = $3 AND types IS NULL",
+                    &[&kind, &key.event, &key.name],
+                )
+                .await?;
+                tx.execute(
+                    "UPDATE schema_fields SET declared = false, declared_type = NULL, declared_at = NULL
+                     WHERE kind = $1 AND event = $2 AND name = $3",
+                    &[&kind, &key.event, &key.name],
+                )
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(before)
+    }
+
     async fn erased_identities(&self) -> Result<HashSet<String>, StoreError> {
         let r = self.reader();
         let rows = r.client.query("SELECT hash FROM erased_identities", &[]).await?;
@@ -185,6 +268,28 @@ impl crate::EventStore for PostgresStore {
             .collect::<Result<_, _>>()?;
         let through_seq = cp.through_seq.to_string();
 
+        let fields = cp
+            .schema
+            .iter()
+            .map(|(k, o)| observed_columns(k, o))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let sf_kinds: Vec<&str> = fields.iter().map(|f| f.kind).collect();
+        let sf_events: Vec<&str> = fields.iter().map(|f| f.event.as_str()).collect();
+        let sf_names: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
+        let sf_types: Vec<i64> = fields.iter().map(|f| f.types).collect();
+        let sf_examples: Vec<&str> = fields.iter().map(|f| f.examples.as_str()).collect();
+        let sf_first: Vec<i64> = fields.iter().map(|f| f.first_seen).collect();
+        let sf_last: Vec<i64> = fields.iter().map(|f| f.last_seen).collect();
+        let field_params: [&(dyn ToSql + Sync); 7] = [
+            &sf_kinds,
+            &sf_events,
+            &sf_names,
+            &sf_types,
+            &sf_examples,
+            &sf_first,
+            &sf_last,
+        ];
+
         let repoint_params: [&(dyn ToSql + Sync); 2] = [&repoint_from, &repoint_to];
         let merge_params: [&(dyn ToSql + Sync); 4] = [&mg_from, &mg_into, &mg_at, &mg_cause];
         let identity_params: [&(dyn ToSql + Sync); 3] = [&id_kinds, &id_values, &id_profiles];
@@ -220,6 +325,7 @@ impl crate::EventStore for PostgresStore {
             execute_unless_empty(&tx, &s.upsert_profiles, profiles.is_empty(), &profile_params),
             execute_unless_empty(&tx, &s.insert_versions, versions.is_empty(), &version_params),
             execute_unless_empty(&tx, &s.set_through_seq, false, &through_params),
+            execute_unless_empty(&tx, &s.upsert_schema_fields, fields.is_empty(), &field_params),
         )?;
         // Segment changes, in order (few per checkpoint next to profiles).
         for ch in &cp.segment_changes {

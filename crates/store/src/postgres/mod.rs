@@ -31,13 +31,14 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, NoTls, Row, Statement, Transaction};
 
 use crate::migrations::{Migration, pending};
-use crate::types::{from_micros, micros};
+use crate::types::{SchemaRow, from_micros, micros, observed_columns};
 use crate::{
     ApiKeyRecord, AuditEntry, AuditQuery, Checkpoint, DataKeyRecord, DocumentKind, DocumentRecord,
     ErasureCounts, EventBatch, EventQuery, InstanceStatus, JourneyCommit, JourneyInstance, MergeRecord,
     OutboxCounts, OutboxMessage, OutboxStatus, ProfileVersion, Role, SegmentChange, SegmentRecord,
     StoreError, StoreStats, StoredEvent, Suppression, Workspace,
 };
+use missive_core::schema::{Declared, FieldKey, StoredField};
 
 const MIGRATIONS: &[Migration] = &[
     migration!(1, "postgres/0001.sql"),
@@ -48,6 +49,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(6, "postgres/0006.sql"),
     migration!(7, "postgres/0007.sql"),
     migration!(8, "postgres/0008.sql"),
+    migration!(9, "postgres/0009.sql"),
 ];
 
 const READERS: usize = 3;

@@ -46,6 +46,7 @@ pub(super) struct CheckpointStatements {
     pub(super) upsert_profiles: Statement,
     pub(super) insert_versions: Statement,
     pub(super) set_through_seq: Statement,
+    pub(super) upsert_schema_fields: Statement,
 }
 
 impl CheckpointStatements {
@@ -57,6 +58,7 @@ impl CheckpointStatements {
             upsert_profiles,
             insert_versions,
             set_through_seq,
+            upsert_schema_fields,
         ) = tokio::try_join!(
             c.prepare(
                 "UPDATE identities SET profile_id = m.into_id
@@ -94,6 +96,18 @@ impl CheckpointStatements {
                 "INSERT INTO meta (key, value) VALUES ('profiles_through_seq', $1::text)
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             ),
+            // Types and seen times merge with what is stored (never losing what an earlier
+            // writer saw); the examples are the writer's, which merged the stored ones in.
+            c.prepare(
+                "INSERT INTO schema_fields (kind, event, name, types, examples, first_seen, last_seen)
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[],
+                                      $6::bigint[], $7::bigint[])
+                 ON CONFLICT (kind, event, name) DO UPDATE SET
+                     types = coalesce(schema_fields.types, 0) | excluded.types,
+                     examples = excluded.examples,
+                     first_seen = LEAST(schema_fields.first_seen, excluded.first_seen),
+                     last_seen = GREATEST(schema_fields.last_seen, excluded.last_seen)",
+            ),
         )?;
         Ok(Self {
             repoint_identities,
@@ -102,6 +116,7 @@ impl CheckpointStatements {
             upsert_profiles,
             insert_versions,
             set_through_seq,
+            upsert_schema_fields,
         })
     }
 }

@@ -7,6 +7,18 @@ use async_trait::async_trait;
 use super::rows::*;
 use super::*;
 
+/// Adds an observation to a field's row: types and seen times merge with what is stored, so
+/// that the row never loses what an earlier writer saw; the examples are the writer's (it
+/// merged the stored ones in at start-up).
+const UPSERT_OBSERVED_FIELD: &str =
+    "INSERT INTO schema_fields (kind, event, name, types, examples, first_seen, last_seen)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+     ON CONFLICT (kind, event, name) DO UPDATE SET
+     types = coalesce(schema_fields.types, 0) | excluded.types,
+     examples = excluded.examples,
+     first_seen = min(coalesce(schema_fields.first_seen, excluded.first_seen), excluded.first_seen),
+     last_seen = max(coalesce(schema_fields.last_seen, excluded.last_seen), excluded.last_seen)";
+
 #[async_trait]
 impl crate::EventStore for SqliteStore {
     /// The backend stores identities as it is given them.
@@ -103,6 +115,72 @@ impl crate::EventStore for SqliteStore {
             }
             tx.commit()?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn schema_fields(&self) -> Result<Vec<StoredField>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT kind, event, name, types, examples, first_seen, last_seen, declared, declared_type,
+                 declared_at FROM schema_fields ORDER BY kind, event, name",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(SchemaRow {
+                    kind: r.get(0)?,
+                    event: r.get(1)?,
+                    name: r.get(2)?,
+                    types: r.get(3)?,
+                    examples: r.get(4)?,
+                    first_seen: r.get(5)?,
+                    last_seen: r.get(6)?,
+                    declared: r.get(7)?,
+                    declared_type: r.get(8)?,
+                    declared_at: r.get(9)?,
+                })
+            })?;
+            rows.map(|r| r?.into_field()).collect()
+        })
+        .await
+    }
+
+    async fn declare_schema_field(
+        &self,
+        key: FieldKey,
+        declared: Option<Declared>,
+    ) -> Result<bool, StoreError> {
+        self.write_on(Db::Main, move |c| {
+            let tx = c.transaction()?;
+            let before: bool = tx
+                .query_row(
+                    "SELECT declared FROM schema_fields WHERE kind = ?1 AND event = ?2 AND name = ?3",
+                    params![key.kind.as_str(), key.event, key.name],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .unwrap_or(false);
+            match &declared {
+                Some(d) => tx.execute(
+                    "INSERT INTO schema_fields (kind, event, name, declared, declared_type, declared_at)
+                     VALUES (?1, ?2, ?3, 1, ?4, ?5)
+                     ON CONFLICT (kind, event, name) DO UPDATE SET declared = 1,
+                     declared_type = excluded.declared_type, declared_at = excluded.declared_at",
+                    params![key.kind.as_str(), key.event, key.name, d.ty.map(|t| t.as_str()), micros(d.at)],
+                )?,
+                None => {
+                    tx.execute(
+                        "DELETE FROM schema_fields WHERE kind = ?1 AND event = ?2 AND name = ?3 AND types IS NULL",
+                        params![key.kind.as_str(), key.event, key.name],
+                    )?;
+                    tx.execute(
+                        "UPDATE schema_fields SET declared = 0, declared_type = NULL, declared_at = NULL
+                         WHERE kind = ?1 AND event = ?2 AND name = ?3",
+                        params![key.kind.as_str(), key.event, key.name],
+                    )?
+                }
+            };
+            tx.commit()?;
+            Ok(before)
         })
         .await
     }
@@ -224,6 +302,11 @@ impl crate::EventStore for SqliteStore {
         let serialize_ms = serialize_started.elapsed().as_secs_f64() * 1e3;
         let (merges, identities, through_seq, changes) =
             (cp.merges, cp.identities, cp.through_seq, cp.segment_changes);
+        let schema = cp
+            .schema
+            .iter()
+            .map(|(k, o)| observed_columns(k, o))
+            .collect::<Result<Vec<_>, StoreError>>()?;
         self.write_on(Db::Main, move |c| {
             let write_started = std::time::Instant::now();
             let tx = c.transaction()?;
@@ -279,6 +362,10 @@ impl crate::EventStore for SqliteStore {
                 let mut gone = tx.prepare_cached("DELETE FROM segment_members WHERE profile_id = ?1")?;
                 for m in &merges {
                     gone.execute([m.from.as_str()])?;
+                }
+                let mut field = tx.prepare_cached(UPSERT_OBSERVED_FIELD)?;
+                for f in &schema {
+                    field.execute(params![f.kind, f.event, f.name, f.types, f.examples, f.first_seen, f.last_seen])?;
                 }
                 tx.prepare_cached(
                     "INSERT INTO meta (key, value) VALUES ('profiles_through_seq', ?1)

@@ -19,19 +19,21 @@ use missive_core::{
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use crate::migrations::{Migration, pending};
-use crate::types::{from_micros, micros};
+use crate::types::{SchemaRow, from_micros, micros, observed_columns};
 use crate::{
     ApiKeyRecord, AuditEntry, AuditQuery, Checkpoint, DataKeyRecord, DocumentKind, DocumentRecord,
     ErasureCounts, EventBatch, EventQuery, InstanceStatus, JourneyCommit, JourneyInstance, MergeRecord,
     OutboxCounts, OutboxMessage, OutboxStatus, ProfileVersion, Role, SegmentChange, SegmentRecord,
     StoreError, StoreStats, StoredEvent, Suppression, Workspace,
 };
+use missive_core::schema::{Declared, FieldKey, StoredField};
 
 const MIGRATIONS: &[Migration] = &[
     migration!(1, "sqlite/main/0001.sql"),
     migration!(2, "sqlite/main/0002.sql"),
     migration!(3, "sqlite/main/0003.sql"),
     migration!(4, "sqlite/main/0004.sql"),
+    migration!(5, "sqlite/main/0005.sql"),
 ];
 
 /// Data keys live in a file of their own: back it up separately and keep its backups short,

@@ -80,6 +80,9 @@ pub struct Checkpoint {
     pub segment_changes: Vec<SegmentChange>,
     /// Every event with a `seq` up to this one is included in the stored profiles.
     pub through_seq: i64,
+    /// The schema fields observed since the last checkpoint, with all that was observed of
+    /// each (merged with what is stored: types and examples add up, seen times widen).
+    pub schema: Vec<(missive_core::schema::FieldKey, missive_core::schema::Observed)>,
 }
 
 /// A profile entering or leaving a segment.

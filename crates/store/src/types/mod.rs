@@ -8,12 +8,14 @@ mod data_keys;
 mod delivery;
 mod documents;
 mod events;
+mod schema;
 
 pub use access::*;
 pub use data_keys::*;
 pub use delivery::*;
 pub use documents::*;
 pub use events::*;
+pub(crate) use schema::*;
 
 pub(crate) fn micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()

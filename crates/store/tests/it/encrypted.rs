@@ -76,6 +76,7 @@ async fn zoe(store: &Store) -> Profile {
             merges: vec![],
             segment_changes: vec![],
             through_seq: 1,
+            schema: vec![],
         })
         .await
         .unwrap();
@@ -277,6 +278,7 @@ async fn user_ids_and_anonymous_ids_are_blind_indexed_and_old_clear_ones_are_upg
         merges: vec![],
         segment_changes: vec![],
         through_seq: 1,
+        schema: vec![],
     };
     store
         .store()
