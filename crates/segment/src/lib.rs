@@ -1,8 +1,9 @@
 //! The segment language of missive: micro-segments such as
 //! `traits.city == "New York" and orders.count >= 2 and count(event "Product Viewed" within 7d) >= 1`.
 //!
-//! This crate parses a segment ([`parse`]), type-checks it against what is known of the
-//! workspace's traits ([`Schema`]) and compiles it once ([`Segment::compile`]). A compiled
+//! This crate parses a segment ([`parse`]), type-checks it against the workspace's schema of
+//! traits, events and event properties ([`Schema`]: unknown names are refused with the
+//! nearest known ones as a hint) and compiles it once ([`Segment::compile`]). A compiled
 //! segment evaluates a profile at an instant ([`Segment::evaluate`]) and says:
 //! - whether the profile is a member;
 //! - why, predicate by predicate;

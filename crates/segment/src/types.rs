@@ -132,7 +132,8 @@ pub(crate) enum Ty {
     Bool,
     Time,
     List,
-    /// Unknown until run time (a trait not seen yet, an event property).
+    /// Unknown until run time: a field seen with several types, declared without one, an
+    /// object's inner field, or any name of an open schema.
     Any,
 }
 
@@ -201,8 +202,8 @@ pub(crate) fn path_type(
                         &format!("unknown trait `{name}`"),
                         name,
                         schema.traits.keys(),
-                        "traits.",
-                        &format!("PUT /v1/schema/traits/{name}"),
+                        |n| written("traits.", n),
+                        &format!("PUT /v1/schema/traits/{}", path_segment(name)),
                     ));
                 }
                 None => Ty::Any,
@@ -273,7 +274,7 @@ fn check_event(schema: &Schema, name: &str, span: Span) -> Result<(), TypeError>
         &format!("unknown event {name:?}"),
         name,
         schema.events.keys(),
-        "event ",
+        |n| format!("event {n:?}"),
         &format!("PUT /v1/schema/events/{}", path_segment(name)),
     ))
 }
@@ -288,21 +289,35 @@ fn property_type(schema: &Schema, event: &str, name: &str, span: Span) -> Result
             &format!("event {event:?} has no known property `{name}`"),
             name,
             props.into_iter().flat_map(|p| p.keys()),
-            "properties.",
-            &format!("PUT /v1/schema/events/{}/properties/{name}", path_segment(event)),
+            |n| written("properties.", n),
+            &format!(
+                "PUT /v1/schema/events/{}/properties/{}",
+                path_segment(event),
+                path_segment(name)
+            ),
         )),
         None => Ok(Ty::Any),
     }
 }
 
-/// An event name as a URL path segment (spaces and the like percent-encoded).
+/// A name as a URL path segment (spaces and the like percent-encoded).
 fn path_segment(name: &str) -> String {
-    name.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+/// A field as the language writes it: `traits.age`, or `traits."first name"` when the name
+/// is not a plain identifier.
+fn written(root: &str, name: &str) -> String {
+    let plain = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if plain {
+        format!("{root}{name}")
+    } else {
+        format!("{root}{name:?}")
+    }
 }
 
 /// An unknown name's error: the nearest known names, or what is known, and how to declare it.
@@ -311,7 +326,7 @@ fn unknown_name<'a>(
     message: &str,
     name: &str,
     known: impl Iterator<Item = &'a String> + Clone,
-    prefix: &str,
+    show: impl Fn(&str) -> String,
     declare: &str,
 ) -> TypeError {
     let near = crate::suggest::nearest(name, known.clone().map(String::as_str));
@@ -323,7 +338,7 @@ fn unknown_name<'a>(
             format!("known: {} (GET /v1/schema lists all)", all.join(", "))
         }
     } else {
-        let names: Vec<String> = near.iter().map(|n| format!("`{prefix}{n}`")).collect();
+        let names: Vec<String> = near.iter().map(|n| format!("`{}`", show(n))).collect();
         format!("did you mean {}?", names.join(" or "))
     };
     type_error(
@@ -370,7 +385,19 @@ fn operand_type(
 fn check_aggregate(a: &Aggregate, schema: &Schema, inputs: &mut Inputs) -> Result<(), TypeError> {
     check_event(schema, &a.event, a.span)?;
     if let Some(p) = &a.property {
-        property_type(schema, &a.event, p, a.span)?;
+        // Numbers sent as strings ("19.99") are summed too.
+        let t = property_type(schema, &a.event, p, a.span)?;
+        if !matches!(t, Ty::Num | Ty::Str | Ty::Any) {
+            return Err(type_error(
+                a.span,
+                format!(
+                    "`sum` adds up numbers, but property `{p}` of event {:?} is {}",
+                    a.event,
+                    t.name()
+                ),
+                Some("sum a number property, or count the events"),
+            ));
+        }
     }
     inputs.events.insert(a.event.clone());
     let entry = inputs.windows.entry(a.event.clone()).or_insert(a.within);
@@ -603,6 +630,7 @@ mod tests {
             [
                 ("price".to_owned(), Some(FieldType::Number)),
                 ("name".to_owned(), Some(FieldType::String)),
+                ("on_sale".to_owned(), Some(FieldType::Bool)),
             ]
             .into(),
         );
@@ -628,12 +656,12 @@ mod tests {
             (
                 r#"events."Product Aded".count > 1"#,
                 "unknown event \"Product Aded\"",
-                "did you mean `event Product Added`?",
+                "did you mean `event \"Product Added\"`?",
             ),
             (
                 r#"count(event "order completed") > 1"#,
                 "unknown event \"order completed\"",
-                "did you mean `event Order Completed`?",
+                "did you mean `event \"Order Completed\"`?",
             ),
             (
                 r#"count(event "Product Added" where properties.prize > 3) > 1"#,
@@ -643,7 +671,7 @@ mod tests {
             (
                 r#"sum(event "Product Added".cost) > 1"#,
                 "event \"Product Added\" has no known property `cost`",
-                "known: name, price",
+                "known: name, on_sale, price",
             ),
             ("traits.zzz exists", "unknown trait `zzz`", "known: age, city"),
         ];
@@ -661,6 +689,10 @@ mod tests {
     #[test]
     fn a_closed_schema_type_checks_traits_and_properties() {
         assert_eq!(
+            type_err(r#"sum(event "Product Added".on_sale) > 1"#).message,
+            "`sum` adds up numbers, but property `on_sale` of event \"Product Added\" is a boolean"
+        );
+        assert_eq!(
             type_err(r#"traits.age == "30""#).message,
             "cannot compare a number with a string"
         );
@@ -674,6 +706,7 @@ mod tests {
             r#"count(event "Product Added" where properties.price > 3 and properties.name starts_with "S") >= 1"#,
             r#"count(event "Product Added" where properties.name.first == 3) >= 1"#,
             r#"sum(event "Product Added".price within 7d) > 1"#,
+            r#"sum(event "Product Added".name within 7d) > 1"#,
             r#"count(event "Order Completed") == 0 and segment "anything""#,
         ] {
             Segment::compile(ok, &closed()).unwrap_or_else(|e| panic!("{ok}: {e}"));

@@ -14,9 +14,13 @@
 //! 3. **Segment's spec** ([`spec`]): its reserved identify traits and its e-commerce events,
 //!    known before the first event arrives.
 //!
-//! Examples are kept only for numbers and booleans (at most [`MAX_EXAMPLES`] distinct): a
-//! string or a time names or dates a person (an address, a name, a birthday), so neither is
-//! ever copied into the schema.
+//! No value of a trait is ever copied into the schema but `true` and `false`: a trait describes
+//! a person (an address, a name, a birthday, an age, a phone number sent as a number). Event
+//! properties describe what happened (a price, a quantity), so up to [`MAX_EXAMPLES`] distinct
+//! numbers or booleans are kept as examples of each; strings and times never are. Names are
+//! kept up to [`MAX_NAME_BYTES`], and at most [`MAX_FIELDS`] fields: beyond them a name is not
+//! recorded (it is still ingested), so that a client sending made-up keys cannot grow the
+//! schema without bound.
 
 mod registry;
 pub mod spec;
@@ -29,19 +33,25 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// Distinct example values kept per field (numbers and booleans only).
+/// Distinct example values kept per field (see the module docs for which).
 pub const MAX_EXAMPLES: usize = 3;
+/// Longest name recorded, in bytes.
+pub const MAX_NAME_BYTES: usize = 200;
+/// Most fields (traits, events and properties together) recorded.
+pub const MAX_FIELDS: usize = 10_000;
 
 /// The type of a trait or property value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[repr(u8)]
 pub enum FieldType {
-    String,
-    Number,
-    Bool,
-    Time,
-    List,
-    Object,
+    // The values are bit positions in stored rows ([`TypeSet::bits`]): never renumber them.
+    String = 0,
+    Number = 1,
+    Bool = 2,
+    Time = 3,
+    List = 4,
+    Object = 5,
 }
 
 impl FieldType {
@@ -250,31 +260,27 @@ impl Observed {
         }
     }
 
-    /// Takes in one value received at `at`.
-    pub fn observe(&mut self, value: Option<&Value>, at: DateTime<Utc>) {
+    /// Takes in one value received at `at`. `numbers` says whether numbers may be kept as
+    /// examples (event properties) or only booleans (traits).
+    pub fn observe(&mut self, value: Option<&Value>, at: DateTime<Utc>, numbers: bool) {
         self.first_seen = self.first_seen.min(at);
         self.last_seen = self.last_seen.max(at);
         let Some(v) = value else { return };
-        if let Some(t) = FieldType::of(v) {
+        // A string seen as both a string and a time before has nothing more to tell: spare
+        // the date-time parse.
+        let known_both = self.types.contains(FieldType::String) && self.types.contains(FieldType::Time);
+        if !(known_both && v.is_string())
+            && let Some(t) = FieldType::of(v)
+        {
             self.types.insert(t);
         }
-        if matches!(v, Value::Number(_) | Value::Bool(_))
-            && self.examples.len() < MAX_EXAMPLES
-            && !self.examples.contains(v)
-        {
+        let example = match v {
+            Value::Bool(_) => true,
+            Value::Number(_) => numbers,
+            _ => false,
+        };
+        if example && self.examples.len() < MAX_EXAMPLES && !self.examples.contains(v) {
             self.examples.push(v.clone());
-        }
-    }
-
-    /// Both observations as one (what two writers saw; a replay seeing the same again).
-    pub fn merge(&mut self, other: &Observed) {
-        self.types = self.types.union(other.types);
-        self.first_seen = self.first_seen.min(other.first_seen);
-        self.last_seen = self.last_seen.max(other.last_seen);
-        for e in &other.examples {
-            if self.examples.len() < MAX_EXAMPLES && !self.examples.contains(e) {
-                self.examples.push(e.clone());
-            }
         }
     }
 }
@@ -430,11 +436,20 @@ mod tests {
     #[test]
     fn observations_keep_types_times_and_only_numeric_or_boolean_examples() {
         let mut o = Observed::new(at("2026-02-01T00:00:00Z"));
-        o.observe(Some(&json!(30)), at("2026-02-01T00:00:00Z"));
-        o.observe(Some(&json!("ann@example.com")), at("2026-01-01T00:00:00Z"));
-        o.observe(Some(&json!("1990-05-04T00:00:00Z")), at("2026-03-01T00:00:00Z"));
+        o.observe(Some(&json!(30)), at("2026-02-01T00:00:00Z"), true);
+        o.observe(Some(&json!("ann@example.com")), at("2026-01-01T00:00:00Z"), true);
+        o.observe(
+            Some(&json!("1990-05-04T00:00:00Z")),
+            at("2026-03-01T00:00:00Z"),
+            true,
+        );
+        o.observe(
+            Some(&json!("1990-05-05T00:00:00Z")),
+            at("2026-03-01T00:00:00Z"),
+            true,
+        );
         for n in [30, 31, 32, 33] {
-            o.observe(Some(&json!(n)), at("2026-02-02T00:00:00Z"));
+            o.observe(Some(&json!(n)), at("2026-02-02T00:00:00Z"), true);
         }
         assert_eq!(
             o.types,
@@ -447,21 +462,24 @@ mod tests {
         assert_eq!(o.last_seen, at("2026-03-01T00:00:00Z"));
     }
 
+    /// A trait's numbers (an age, a phone number) are never examples; its booleans are.
     #[test]
-    fn merging_observations_is_a_union() {
-        let mut a = Observed::new(at("2026-02-01T00:00:00Z"));
-        a.observe(Some(&json!(true)), at("2026-02-01T00:00:00Z"));
-        let mut b = Observed::new(at("2026-01-01T00:00:00Z"));
-        b.observe(Some(&json!(false)), at("2026-04-01T00:00:00Z"));
-        b.observe(Some(&json!(true)), at("2026-04-01T00:00:00Z"));
-        a.merge(&b);
-        assert_eq!(a.types.single(), Some(FieldType::Bool));
-        assert_eq!(a.examples, vec![json!(true), json!(false)]);
-        assert_eq!(a.first_seen, at("2026-01-01T00:00:00Z"));
-        assert_eq!(a.last_seen, at("2026-04-01T00:00:00Z"));
-        let again = a.clone();
-        a.merge(&again);
-        assert_eq!(a, again, "merging the same twice changes nothing");
+    fn trait_observations_keep_only_boolean_examples() {
+        let mut o = Observed::new(at("2026-02-01T00:00:00Z"));
+        for v in [json!(41), json!(true), json!("x"), json!(false)] {
+            o.observe(Some(&v), at("2026-02-01T00:00:00Z"), false);
+        }
+        assert_eq!(o.examples, vec![json!(true), json!(false)]);
+        assert_eq!(o.types.iter().count(), 3);
+    }
+
+    #[test]
+    fn stored_type_bits_never_change() {
+        let bits: Vec<u8> = FieldType::ALL
+            .iter()
+            .map(|t| TypeSet::from_iter([*t]).bits())
+            .collect();
+        assert_eq!(bits, vec![1, 2, 4, 8, 16, 32]);
     }
 
     #[test]
@@ -505,7 +523,7 @@ mod tests {
     #[test]
     fn assembling_puts_stored_rows_over_the_spec_and_knows_the_events_of_properties() {
         let mut o = Observed::new(at("2026-01-01T00:00:00Z"));
-        o.observe(Some(&json!("30")), at("2026-01-01T00:00:00Z"));
+        o.observe(Some(&json!("30")), at("2026-01-01T00:00:00Z"), false);
         let all = assemble(vec![
             StoredField {
                 key: FieldKey::trait_("age"),

@@ -8,6 +8,16 @@ impl Applier {
     pub(super) fn take_checkpoint(&mut self) -> Checkpoint {
         let pending = std::mem::take(&mut self.pending);
         let now = self.clock.now();
+        let refused = self.schema.take_refused();
+        if refused > 0 {
+            tracing::warn!(
+                names = refused,
+                max_name_bytes = missive_core::schema::MAX_NAME_BYTES,
+                max_fields = missive_core::schema::MAX_FIELDS,
+                "names not recorded in the schema: too long, with control characters, or past \
+                 the most fields (their events are stored; declare a field to use it)"
+            );
+        }
         let mut cp = Checkpoint {
             identities: pending.identities,
             merges: pending.merges,

@@ -272,7 +272,12 @@ impl Applier {
         }
         entry.profile.apply_event(&e, history_len, &mut local);
         entry.last_batch = batch_seq;
-        self.schema.observe(&e);
+        // Third-party traits the profile refused for lack of consent are not recorded.
+        let traits_taken = e.provenance.party != missive_core::TraitParty::Third
+            || entry
+                .profile
+                .consents(missive_core::Purpose::ThirdPartyEnrichment);
+        self.schema.observe(&e, traits_taken);
         if self.segments.keeps(&e.name) {
             entry
                 .profile

@@ -37,6 +37,7 @@ use missive_store::{
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::bloom::ScalableBloom;
+use missive_core::schema::SchemaRegistry;
 use missive_segment::{Extra, MembershipChange, Schema, Segment, SegmentSet};
 use missive_store::SegmentChange;
 use std::cmp::Reverse;
@@ -255,16 +256,10 @@ impl Engine {
             eval_now: DateTime::<Utc>::MIN_UTC,
             erased: store.events().erased_identities().await?,
             erasure_key: erasure_key(&store).await?,
-            schema: missive_core::schema::SchemaRegistry::load(
-                store
-                    .events()
-                    .schema_fields()
-                    .await?
-                    .into_iter()
-                    .filter_map(|f| Some((f.key, f.observed?))),
-            ),
+            schema: SchemaRegistry::default(),
         };
         applier.load_filters().await?;
+        applier.backfill_schema().await?;
         let replayed = applier.recover().await?;
         if replayed > 0 {
             tracing::info!(
@@ -533,7 +528,7 @@ struct Applier {
     erasure_key: Vec<u8>,
     /// The traits, events and properties folded, for the workspace's schema; what changed is
     /// written with each checkpoint.
-    schema: missive_core::schema::SchemaRegistry,
+    schema: SchemaRegistry,
 }
 
 impl Progress {

@@ -45,6 +45,9 @@ impl Applier {
         self.timers.clear();
         self.pending = Pending::default();
         self.repoint.clear();
+        // What was observed of the schema, as stored: observations of events a failed commit
+        // never stored are forgotten, and replay observes the rest again.
+        self.schema = load_schema(&self.store).await?;
         let checkpoint = self.store.events().profile_checkpoint().await?;
         // Never reuse a number, even one a failed batch took and a checkpoint already counted.
         self.next_seq = self
@@ -79,6 +82,65 @@ impl Applier {
         // What was replayed goes into the next checkpoint right away.
         self.flush_now = replayed > 0;
         Ok(replayed)
+    }
+}
+
+/// The schema's observations as stored, for the applier.
+pub(super) async fn load_schema(store: &Store) -> Result<SchemaRegistry, StoreError> {
+    let stored = store.events().schema_fields().await?;
+    Ok(SchemaRegistry::load(
+        stored.into_iter().filter_map(|f| Some((f.key, f.observed?))),
+    ))
+}
+
+/// The metadata key set once the event log stored before the schema existed was observed.
+const SCHEMA_BACKFILLED: &str = "schema_backfilled";
+
+impl Applier {
+    /// Once per store: observes the schema of the events stored before missive kept one (a
+    /// store from an older version), so that segments can name what its data already holds.
+    /// Events after the profile checkpoint are left to replay, which observes them.
+    pub(super) async fn backfill_schema(&mut self) -> Result<(), EngineError> {
+        let meta = self.store.documents();
+        if meta.meta_get_or_init(SCHEMA_BACKFILLED, "no".into()).await? == "yes" {
+            return Ok(());
+        }
+        let through = self.store.events().profile_checkpoint().await?;
+        let mut registry = load_schema(&self.store).await?;
+        let (mut after, mut read) = (0, 0u64);
+        while after < through {
+            let stored = self.store.events().events_after(after, 5_000).await?;
+            let Some(last) = stored.last() else { break };
+            after = last.seq;
+            for s in stored.iter().filter(|s| s.seq <= through) {
+                let e = event_from_stored(s);
+                // Whether the profile took a third-party trait then is not known: leave them out.
+                registry.observe(&e, e.provenance.party != missive_core::TraitParty::Third);
+                read += 1;
+            }
+            if read % 100_000 < 5_000 {
+                tracing::info!(events = read, "reading the event log once for the schema");
+            }
+        }
+        let schema = registry.take_changes();
+        let fields = schema.len();
+        self.store
+            .events()
+            .commit_checkpoint(Checkpoint {
+                schema,
+                through_seq: through,
+                ..Checkpoint::default()
+            })
+            .await?;
+        meta.meta_set(SCHEMA_BACKFILLED, "yes".into()).await?;
+        if read > 0 {
+            tracing::info!(
+                events = read,
+                fields,
+                "the schema now holds what the stored events carry"
+            );
+        }
+        Ok(())
     }
 }
 

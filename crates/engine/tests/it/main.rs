@@ -5,3 +5,4 @@
 
 mod failures;
 mod import;
+mod schema;

@@ -34,7 +34,17 @@ async fn deeply_nested_segment_expressions_are_refused_and_the_server_stays_up()
         assert!(body["message"].as_str().unwrap().contains("64 levels"), "{body}");
     }
     // A long flat list of alternatives is legitimate and answered.
-    let ors: Vec<String> = (0..3_500).map(|i| format!("traits.age == {i}")).collect();
+    // (3,500 distinct traits, first carried by data so that the schema knows them.)
+    for chunk in 0..7 {
+        let traits: serde_json::Map<String, Value> = (chunk * 500..(chunk + 1) * 500)
+            .map(|i| (format!("t{i}"), json!(i)))
+            .collect();
+        let (status, body) = app
+            .post("/v1/identify", json!({"userId": "wide", "traits": traits}))
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let ors: Vec<String> = (0..3_500).map(|i| format!("traits.t{i} == {i}")).collect();
     let (status, body) = segment_preview(&app, &key, &ors.join(" or ")).await;
     assert_eq!(status, 200, "{body}");
     let (status, body) = app

@@ -56,9 +56,11 @@ async fn the_schema_lists_what_was_seen_declared_and_specified_and_survives_a_re
     assert!(plan["observed"]["first_seen"].is_string());
     let email = field(&schema["traits"], "email");
     assert_eq!(email["observed"]["examples"], json!([]));
+    // A trait's number is a person's (an age): never an example; booleans are.
+    assert_eq!(field(&schema["traits"], "age")["observed"]["examples"], json!([]));
     assert_eq!(
-        field(&schema["traits"], "age")["observed"]["examples"],
-        json!([41])
+        field(&schema["traits"], "vip")["observed"]["examples"],
+        json!([true])
     );
     let sized = field(&schema["events"], "Size Chosen");
     assert_eq!(
@@ -69,14 +71,18 @@ async fn the_schema_lists_what_was_seen_declared_and_specified_and_survives_a_re
 
     // The registry is kept across restarts and goes on from there.
     let app = app.restart().await;
-    app.post("/v1/identify", json!({"userId": "bob", "traits": {"age": 29}}))
-        .await;
+    app.post(
+        "/v1/track",
+        json!({"userId": "bob", "event": "Size Chosen", "properties": {"width": 5}}),
+    )
+    .await;
     let (_, schema) = app.get("/v1/schema").await;
+    let sized = field(&schema["events"], "Size Chosen");
     assert_eq!(
-        field(&schema["traits"], "age")["observed"]["examples"],
-        json!([41, 29])
+        field(&sized["properties"], "width")["observed"]["examples"],
+        json!([3, 5])
     );
-    assert!(field(&schema["events"], "Size Chosen")["observed"].is_object());
+    assert!(sized["observed"].is_object());
 }
 
 #[tokio::test]
@@ -107,7 +113,7 @@ async fn unknown_names_are_refused_with_hints_and_declared_ones_accepted() {
         (
             r#"count(event "Size Chosn") > 0"#,
             "unknown event \"Size Chosn\"",
-            "did you mean `event Size Chosen`?",
+            "did you mean `event \"Size Chosen\"`?",
         ),
         (
             r#"count(event "Size Chosen" where properties.size == 3) > 0"#,

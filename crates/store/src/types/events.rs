@@ -81,7 +81,8 @@ pub struct Checkpoint {
     /// Every event with a `seq` up to this one is included in the stored profiles.
     pub through_seq: i64,
     /// The schema fields observed since the last checkpoint, with all that was observed of
-    /// each (merged with what is stored: types and examples add up, seen times widen).
+    /// each. Types add up to what is stored and seen times widen; the examples replace the
+    /// stored ones (the writer loaded those at start-up and kept them).
     pub schema: Vec<(missive_core::schema::FieldKey, missive_core::schema::Observed)>,
 }
 
