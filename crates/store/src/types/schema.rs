@@ -44,7 +44,7 @@ impl SchemaRow {
                     Some(t) => Some(FieldType::parse(t).ok_or_else(|| bad("unknown declared type"))?),
                     None => None,
                 },
-                at: from_micros(self.declared_at.unwrap_or_default()),
+                at: from_micros(self.declared_at.ok_or_else(|| bad("declared without a time"))?),
             })
         } else {
             None
