@@ -9,4 +9,5 @@
 //! Every figure is checked in CI against scipy and statsmodels on the same data
 //! (`tests/it/reference.rs`).
 
+pub mod assign;
 pub mod stats;

@@ -7,7 +7,9 @@
 pub mod bayes;
 pub mod means;
 pub mod multiple;
+pub mod power;
 pub mod proportions;
+pub mod sequential;
 pub mod srm;
 
 use serde::Serialize;

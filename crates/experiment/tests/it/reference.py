@@ -5,10 +5,12 @@ import json
 import sys
 
 import numpy as np
-from scipy import integrate, stats
+from scipy import integrate, optimize, stats
 from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.power import NormalIndPower
 from statsmodels.stats.proportion import (
     confint_proportions_2indep,
+    proportion_effectsize,
     proportion_confint,
     proportions_ztest,
 )
@@ -57,7 +59,7 @@ def clean(v):
     return v if np.isfinite(v) else None
 
 
-out = {"pairs": [], "groups": [], "means": [], "holm": [], "srm": []}
+out = {"pairs": [], "groups": [], "means": [], "holm": [], "srm": [], "sizes": [], "detectable": []}
 for xa, na, xb, nb in cases["pairs"]:
     table = [[xa, na - xa], [xb, nb - xb]]
     z, pz = proportions_ztest([xb, xa], [nb, na])
@@ -96,4 +98,16 @@ for units, weights in cases["srm"]:
     w = np.array(weights) / sum(weights) * sum(units)
     r = stats.chisquare(units, f_exp=w)
     out["srm"].append([r[0], r[1]])
+power = NormalIndPower()
+for p1, p2, alpha, target in cases["sizes"]:
+    h = proportion_effectsize(p2, p1)
+    n = power.solve_power(effect_size=h, nobs1=None, alpha=alpha, power=target, ratio=1.0, alternative="two-sided")
+    out["sizes"].append(float(np.squeeze(n)))
+for p1, n, alpha, target in cases["detectable"]:
+    # solve_power's own root for the effect stops at about 1e-4 of power: solve statsmodels'
+    # power function with a tight tolerance instead.
+    def gap(h):
+        return power.power(effect_size=h, nobs1=n, alpha=alpha, ratio=1.0, alternative="two-sided") - target
+    h = optimize.brentq(gap, 1e-9, 4.0, xtol=1e-15, rtol=1e-15)
+    out["detectable"].append(float(h))
 print(json.dumps(clean(out)))

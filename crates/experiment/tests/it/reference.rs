@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use missive_experiment::stats::{Counts, bayes, means, multiple, proportions, srm};
+use missive_experiment::stats::{Counts, bayes, means, multiple, power, proportions, srm};
 use serde_json::{Value, json};
 
 /// A small deterministic generator (SplitMix64): the same data on every run.
@@ -95,7 +95,19 @@ fn cases() -> Value {
         json!([[9_100, 900, 1_020], [80.0, 10.0, 10.0]]),
         json!([[12, 30, 7, 9], [1.0, 2.0, 1.0, 1.0]]),
     ];
-    json!({"alpha": 0.05, "pairs": pairs, "groups": groups, "means": means, "holm": holm, "srm": srm})
+    let sizes = json!([
+        [0.10, 0.12, 0.05, 0.8],
+        [0.02, 0.025, 0.05, 0.9],
+        [0.30, 0.25, 0.01, 0.8],
+        [0.5, 0.6, 0.1, 0.95],
+    ]);
+    let detectable = json!([
+        [0.03, 10_000.0, 0.05, 0.8],
+        [0.2, 500.0, 0.05, 0.9],
+        [0.6, 80_000.0, 0.01, 0.8]
+    ]);
+    json!({"alpha": 0.05, "pairs": pairs, "groups": groups, "means": means, "holm": holm, "srm": srm,
+           "sizes": sizes, "detectable": detectable})
 }
 
 fn close(what: &str, ours: f64, theirs: &Value, rel: f64) {
@@ -301,6 +313,30 @@ fn every_statistic_matches_scipy_and_statsmodels() {
         let s = srm::check(&units, &weights).unwrap();
         close("srm chi", s.statistic, &r[0], EXACT);
         close("srm p", s.p_value, &r[1], EXACT);
+    }
+    check_power(&cases, &reference);
+}
+
+/// statsmodels solves with brentq: agreement to 1e-8 relative.
+fn check_power(cases: &Value, reference: &Value) {
+    let f = |v: &Value, i: usize| v[i].as_f64().unwrap();
+    for (case, r) in cases["sizes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(reference["sizes"].as_array().unwrap())
+    {
+        let n = power::sample_size(f(case, 0), f(case, 1), f(case, 2), f(case, 3)).unwrap();
+        close(&format!("sample size {case}"), n, r, 1e-8);
+    }
+    for (case, r) in cases["detectable"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(reference["detectable"].as_array().unwrap())
+    {
+        let d = power::minimum_detectable(f(case, 0), f(case, 1), f(case, 2), f(case, 3)).unwrap();
+        close(&format!("detectable effect {case}"), d.effect, r, 1e-8);
     }
 }
 
