@@ -10,6 +10,7 @@ mod broadcast;
 mod config;
 mod content;
 mod doctor;
+mod experiment;
 mod import;
 mod journey;
 mod keyfile;
@@ -63,6 +64,11 @@ enum Command {
     Schema {
         #[command(subcommand)]
         what: schema::SchemaCommand,
+    },
+    /// Experiments: analyse a table of units from any source with missive's statistics.
+    Experiment {
+        #[command(subcommand)]
+        what: experiment::ExperimentCommand,
     },
     /// Render a Liquid template with JSON data to standard output (errors to standard error).
     Render(content::RenderArgs),
@@ -125,10 +131,10 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // The store flags are global (every other command reads data); clap cannot leave a
     // global flag out of one subcommand, so `render`, which reads none, refuses them here.
-    if matches!(cli.command, Command::Render(_))
+    if matches!(cli.command, Command::Render(_) | Command::Experiment { .. })
         && (cli.global.store.is_some() || cli.global.data_dir.is_some())
     {
-        eprintln!("error: render reads no store: --store and --data-dir do not apply to it");
+        eprintln!("error: this command reads no store: --store and --data-dir do not apply to it");
         return std::process::ExitCode::from(2);
     }
     let config = match config::Config::load(&cli.global) {
@@ -153,6 +159,7 @@ fn main() -> std::process::ExitCode {
             Command::Segment { what } => segment::run(config, what).await,
             Command::Schema { what } => schema::run(config, what).await,
             Command::Render(args) => content::render(args),
+            Command::Experiment { what } => experiment::run(what),
             Command::Template { what } => content::template(config, what).await,
             Command::Block { what } => content::block(config, what).await,
             Command::Catalog { what } => content::catalog(config, what).await,

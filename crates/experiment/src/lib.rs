@@ -9,5 +9,6 @@
 //! Every figure is checked in CI against scipy and statsmodels on the same data
 //! (`tests/it/reference.rs`).
 
+pub mod analysis;
 pub mod assign;
 pub mod stats;

@@ -25,6 +25,7 @@ const DOCS: &[&str] = &[
     "docs/content.md",
     "docs/journeys.md",
     "docs/privacy.md",
+    "docs/experiments.md",
 ];
 
 fn repo() -> PathBuf {
@@ -59,6 +60,7 @@ fn opens_the_store(block: &str) -> bool {
         (l.starts_with("missive ") || l.starts_with("cargo run --release --bin missive -- "))
             && !l.starts_with("missive render")
             && !l.starts_with("missive doctor")
+            && !l.starts_with("missive experiment")
     })
 }
 

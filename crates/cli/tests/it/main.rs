@@ -9,6 +9,7 @@
 mod crash;
 mod doctor;
 mod examples;
+mod experiment;
 mod golden;
 mod journeys;
 mod privacy;

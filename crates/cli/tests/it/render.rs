@@ -298,7 +298,7 @@ fn templates_blocks_and_catalogue_work_from_the_command_line() {
 fn render_refuses_the_store_flags_it_would_ignore() {
     for flag in [["--store", "postgres://x@y/z"], ["--data-dir", "elsewhere"]] {
         let (ok, _, err) = render("{{ 1 }}", None, &flag);
-        assert!(!ok && err.contains("render reads no store"), "{err}");
+        assert!(!ok && err.contains("reads no store"), "{err}");
     }
     let (ok, out, _) = render("{{ 1 }}", None, &[]);
     assert!(ok && out == "1", "{out}");

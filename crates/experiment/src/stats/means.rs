@@ -53,11 +53,13 @@ impl Summary {
     }
 }
 
-/// Welch's t-test of `b` against `a`.
+/// Welch's t-test of `b` against `a`, and the interval of the difference of means.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Welch {
     /// `mean(b) - mean(a)`.
     pub difference: f64,
+    /// Of the difference: `√(s_a²/n_a + s_b²/n_b)`.
+    pub standard_error: f64,
     pub statistic: f64,
     pub degrees_of_freedom: f64,
     pub p_value: f64,
@@ -77,6 +79,7 @@ pub fn welch(a: &[f64], b: &[f64]) -> Result<Welch, StatsError> {
     let dist = StudentsT::new(0.0, 1.0, df).map_err(|e| invalid("values", e.to_string()))?;
     Ok(Welch {
         difference: sb.mean - sa.mean,
+        standard_error: (va + vb).sqrt(),
         statistic: t,
         degrees_of_freedom: df,
         p_value: (2.0 * dist.sf(t.abs())).min(1.0),
@@ -88,6 +91,22 @@ pub fn welch(a: &[f64], b: &[f64]) -> Result<Welch, StatsError> {
 pub struct MannWhitney {
     pub u: f64,
     pub p_value: f64,
+}
+
+impl Welch {
+    /// The two-sided interval of the difference at `alpha`, from the same t distribution.
+    pub fn interval(&self, alpha: f64) -> Result<super::Interval, StatsError> {
+        if !(alpha > 0.0 && alpha < 1.0) {
+            return Err(invalid("alpha", format!("{alpha} is not between 0 and 1")));
+        }
+        let dist = StudentsT::new(0.0, 1.0, self.degrees_of_freedom)
+            .map_err(|e| invalid("values", e.to_string()))?;
+        let t = dist.inverse_cdf(1.0 - alpha / 2.0);
+        Ok(super::Interval {
+            low: self.difference - t * self.standard_error,
+            high: self.difference + t * self.standard_error,
+        })
+    }
 }
 
 pub fn mann_whitney(a: &[f64], b: &[f64]) -> Result<MannWhitney, StatsError> {

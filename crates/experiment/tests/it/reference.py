@@ -87,8 +87,10 @@ for groups in cases["groups"]:
 for a, b in cases["means"]:
     w = stats.ttest_ind(b, a, equal_var=False)
     mw = stats.mannwhitneyu(a, b, alternative="two-sided", method="asymptotic", use_continuity=True)
+    ci = w.confidence_interval(1 - ALPHA)
     out["means"].append({
         "welch": [w.statistic, w.pvalue, w.df],
+        "welch_interval": [ci.low, ci.high],
         "mann_whitney": [mw.statistic, mw.pvalue],
         "skew": [stats.skew(a), stats.skew(b)],
     })

@@ -259,6 +259,19 @@ fn every_statistic_matches_scipy_and_statsmodels() {
             &r["welch"][2],
             EXACT,
         );
+        let ci = t.interval(alpha).unwrap();
+        close(
+            &format!("means {i}: welch low"),
+            ci.low,
+            &r["welch_interval"][0],
+            EXACT,
+        );
+        close(
+            &format!("means {i}: welch high"),
+            ci.high,
+            &r["welch_interval"][1],
+            EXACT,
+        );
         let m = means::mann_whitney(&a, &b).unwrap();
         close(&format!("means {i}: U"), m.u, &r["mann_whitney"][0], EXACT);
         close(
