@@ -21,6 +21,9 @@ pub enum BenchCommand {
     Segments(crate::bench_segments::SegmentsBench),
     /// Personalized e-mail renders per second on one core.
     Render(crate::bench_render::RenderBench),
+    /// Subject-line bandits by simulation: opens lost by a fixed split, test-then-winner and
+    /// Thompson sampling over waves.
+    Bandit(crate::bench_bandit::BanditBench),
     /// Journeys and broadcasts to an SMTP sink: hand-over latency and throughput.
     Delivery {
         #[command(subcommand)]
@@ -62,6 +65,7 @@ pub async fn run(cfg: Config, cmd: BenchCommand) -> anyhow::Result<()> {
         }
         BenchCommand::Render(b) => tokio::task::spawn_blocking(move || crate::bench_render::run(b)).await?,
         BenchCommand::Delivery { what } => crate::bench_delivery::run(what).await,
+        BenchCommand::Bandit(b) => tokio::task::spawn_blocking(move || crate::bench_bandit::run(b)).await?,
     }
 }
 

@@ -3,6 +3,7 @@
 //! (`missive_server::app::App`), and owns the process (signals, logging, exit codes).
 
 mod bench;
+mod bench_bandit;
 mod bench_delivery;
 mod bench_render;
 mod bench_segments;

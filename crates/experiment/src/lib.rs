@@ -11,4 +11,5 @@
 
 pub mod analysis;
 pub mod assign;
+pub mod bandit;
 pub mod stats;
