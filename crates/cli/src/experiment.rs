@@ -1,5 +1,7 @@
-//! `missive experiment analyze`: missive's experiment statistics on any table of units, so
-//! that analysts can read an experiment run elsewhere and compare with their own tools.
+//! `missive experiment`: experiments on the store (create, list, show, start, stop, conclude,
+//! delete; as the API does), and `analyze`, missive's experiment statistics on any table of
+//! units, so that analysts can read an experiment run elsewhere and compare with their own
+//! tools.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -9,6 +11,43 @@ use missive_experiment::analysis;
 
 #[derive(clap::Subcommand, Debug)]
 pub enum ExperimentCommand {
+    /// Create a draft from a JSON definition (see docs/experiments.md), and print it with its
+    /// plan.
+    Create {
+        /// The definition's JSON file.
+        #[arg(long)]
+        file: PathBuf,
+    },
+    /// List experiments, one JSON object per line.
+    List,
+    /// Print one experiment.
+    Show {
+        /// The experiment's name.
+        name: String,
+    },
+    /// Start (or restart after a stop) an experiment.
+    Start {
+        /// The experiment's name.
+        name: String,
+    },
+    /// Stop a running experiment.
+    Stop {
+        /// The experiment's name.
+        name: String,
+    },
+    /// Conclude an experiment, naming the winner or none.
+    Conclude {
+        /// The experiment's name.
+        name: String,
+        /// The variant chosen (leave out for "no difference shown").
+        #[arg(long)]
+        winner: Option<String>,
+    },
+    /// Delete a draft.
+    Delete {
+        /// The experiment's name.
+        name: String,
+    },
     /// Compare every variant of a CSV of units with control: rates (0/1 or true/false values)
     /// or amounts, with intervals, p-values corrected for several variants, the sample-ratio
     /// check and a verdict in words. Prints the report as JSON.
@@ -82,8 +121,79 @@ fn parse_planned(s: &str) -> anyhow::Result<BTreeMap<String, f64>> {
         .collect()
 }
 
-pub fn run(cmd: ExperimentCommand) -> anyhow::Result<()> {
-    let ExperimentCommand::Analyze(args) = cmd;
+/// The commands on the store.
+pub async fn on_store(cfg: crate::config::Config, cmd: ExperimentCommand) -> anyhow::Result<()> {
+    use missive_sending::experiments::{Experiments, Transition};
+    // `analyze` reads no store: none is opened (or created) for it.
+    let cmd = match cmd {
+        ExperimentCommand::Analyze(args) => return analyze(args),
+        other => other,
+    };
+    let store = crate::stores::open_store(&cfg).await?;
+    let experiments = Experiments::new(store.clone());
+    let now = chrono::Utc::now();
+    let print = |e: &missive_experiment::definition::Experiment| -> anyhow::Result<()> {
+        println!("{}", serde_json::to_string_pretty(e)?);
+        Ok(())
+    };
+    let (action, name, result) = match cmd {
+        ExperimentCommand::Analyze(args) => return analyze(args),
+        ExperimentCommand::List => {
+            for e in experiments.list().await? {
+                println!("{}", serde_json::to_string(&e)?);
+            }
+            return Ok(());
+        }
+        ExperimentCommand::Show { name } => return print(&experiments.get(&name).await?),
+        ExperimentCommand::Create { file } => {
+            let text =
+                std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let def: missive_experiment::definition::ExperimentIn = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not an experiment definition", file.display()))?;
+            let name = def.name.clone();
+            (
+                "experiment.create",
+                name,
+                experiments.create(def, now).await.map(Some),
+            )
+        }
+        ExperimentCommand::Start { name } => {
+            let r = experiments
+                .transition(&name, Transition::Start, now)
+                .await
+                .map(Some);
+            ("experiment.start", name, r)
+        }
+        ExperimentCommand::Stop { name } => {
+            let r = experiments
+                .transition(&name, Transition::Stop, now)
+                .await
+                .map(Some);
+            ("experiment.stop", name, r)
+        }
+        ExperimentCommand::Conclude { name, winner } => {
+            let r = experiments
+                .transition(&name, Transition::Conclude { winner }, now)
+                .await
+                .map(Some);
+            ("experiment.conclude", name, r)
+        }
+        ExperimentCommand::Delete { name } => {
+            let r = experiments.delete(&name).await.map(|()| None);
+            ("experiment.delete", name, r)
+        }
+    };
+    crate::operator::audit_success(&result, &store, action, format!("experiment:{name}")).await?;
+    match result? {
+        Some(e) => print(&e),
+        None => {
+            println!("deleted {name:?}");
+            Ok(())
+        }
+    }
+}
+
+fn analyze(args: AnalyzeArgs) -> anyhow::Result<()> {
     let planned = args.planned.as_deref().map(parse_planned).transpose()?;
     let mut reader = csv::ReaderBuilder::new()
         .flexible(true)

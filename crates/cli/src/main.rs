@@ -66,7 +66,8 @@ enum Command {
         #[command(subcommand)]
         what: schema::SchemaCommand,
     },
-    /// Experiments: analyse a table of units from any source with missive's statistics.
+    /// Experiments: create, start, stop and conclude them; analyse a table of units from any
+    /// source with missive's statistics.
     Experiment {
         #[command(subcommand)]
         what: experiment::ExperimentCommand,
@@ -132,8 +133,13 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // The store flags are global (every other command reads data); clap cannot leave a
     // global flag out of one subcommand, so `render`, which reads none, refuses them here.
-    if matches!(cli.command, Command::Render(_) | Command::Experiment { .. })
-        && (cli.global.store.is_some() || cli.global.data_dir.is_some())
+    if matches!(
+        cli.command,
+        Command::Render(_)
+            | Command::Experiment {
+                what: experiment::ExperimentCommand::Analyze(_)
+            }
+    ) && (cli.global.store.is_some() || cli.global.data_dir.is_some())
     {
         eprintln!("error: this command reads no store: --store and --data-dir do not apply to it");
         return std::process::ExitCode::from(2);
@@ -160,7 +166,7 @@ fn main() -> std::process::ExitCode {
             Command::Segment { what } => segment::run(config, what).await,
             Command::Schema { what } => schema::run(config, what).await,
             Command::Render(args) => content::render(args),
-            Command::Experiment { what } => experiment::run(what),
+            Command::Experiment { what } => experiment::on_store(config, what).await,
             Command::Template { what } => content::template(config, what).await,
             Command::Block { what } => content::block(config, what).await,
             Command::Catalog { what } => content::catalog(config, what).await,

@@ -12,4 +12,5 @@
 pub mod analysis;
 pub mod assign;
 pub mod bandit;
+pub mod definition;
 pub mod stats;

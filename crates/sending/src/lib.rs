@@ -20,6 +20,7 @@
 pub mod bounces;
 pub mod broadcasts;
 pub mod content;
+pub mod experiments;
 pub mod journeys;
 pub mod messages;
 pub mod policy;

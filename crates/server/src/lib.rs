@@ -16,6 +16,7 @@ mod broadcasts;
 mod console;
 mod content;
 mod error;
+mod experiments;
 mod html;
 mod ingest;
 mod journeys;
@@ -56,6 +57,7 @@ pub fn router(state: impl Into<AppState>) -> Router {
         .merge(journeys::router())
         .merge(tracking::router())
         .merge(broadcasts::router())
+        .merge(experiments::router())
         .merge(messages::router())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

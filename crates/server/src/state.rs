@@ -34,6 +34,7 @@ pub struct AppParts {
     pub content: ContentService,
     pub journeys: missive_sending::journeys::Journeys,
     pub broadcasts: missive_sending::broadcasts::Broadcasts,
+    pub experiments: missive_sending::experiments::Experiments,
     /// What became of messages and why, per journey, broadcast or profile.
     pub messages: missive_sending::messages::Messages,
     /// Recipients' clicks, opens and unsubscribes, and messages' outcomes.
@@ -72,6 +73,7 @@ impl AppParts {
             tracking: missive_sending::tracking::Tracking::new(engine.clone(), journeys.clone()),
             journeys,
             broadcasts: missive_sending::broadcasts::Broadcasts::new(engine.clone()),
+            experiments: missive_sending::experiments::Experiments::for_engine(&engine),
             messages: missive_sending::messages::Messages::new(&engine),
             sender: None,
             privacy: missive_engine::privacy::Privacy::new(engine.clone()),

@@ -114,3 +114,53 @@ fn a_table_from_elsewhere_is_analysed_and_bad_lines_are_counted() {
         .unwrap();
     assert!(!out.status.success());
 }
+
+#[test]
+fn experiments_are_created_and_moved_on_the_store_and_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let def = dir.path().join("def.json");
+    std::fs::write(
+        &def,
+        r#"{"name": "welcome-holdout", "varies": "holdout", "primary_metric": "conversion",
+            "variants": [{"name": "send", "weight": 90}, {"name": "holdout", "weight": 10, "holdout": true}]}"#,
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_missive"))
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["experiment"])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    let (ok, out, err) = run(&["create", "--file", def.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(out.contains("\"status\": \"draft\""), "{out}");
+    let (ok, _, err) = run(&["create", "--file", def.to_str().unwrap()]);
+    assert!(!ok && err.contains("exists already"), "{err}");
+    let (ok, out, _) = run(&["start", "welcome-holdout"]);
+    assert!(ok && out.contains("\"status\": \"running\""), "{out}");
+    let (ok, _, err) = run(&["delete", "welcome-holdout"]);
+    assert!(!ok && err.contains("only a draft can change"), "{err}");
+    let (ok, out, _) = run(&["conclude", "welcome-holdout"]);
+    assert!(ok && out.contains("\"status\": \"concluded\""), "{out}");
+    let (ok, out, _) = run(&["list"]);
+    assert!(ok && out.lines().count() == 1, "{out}");
+    let out = Command::new(env!("CARGO_BIN_EXE_missive"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["audit"])
+        .output()
+        .unwrap();
+    let audit = String::from_utf8(out.stdout).unwrap();
+    for action in ["experiment.create", "experiment.start", "experiment.conclude"] {
+        assert!(audit.contains(action), "{action} not in {audit}");
+    }
+}

@@ -7,6 +7,7 @@
 mod browser;
 mod content;
 mod delivery;
+mod experiments;
 mod hardening;
 mod ingest;
 mod preferences;

@@ -31,6 +31,7 @@ pub enum DocumentKind {
     Product,
     Journey,
     Broadcast,
+    Experiment,
 }
 
 impl DocumentKind {
@@ -41,6 +42,7 @@ impl DocumentKind {
             DocumentKind::Product => "product",
             DocumentKind::Journey => "journey",
             DocumentKind::Broadcast => "broadcast",
+            DocumentKind::Experiment => "experiment",
         }
     }
 }

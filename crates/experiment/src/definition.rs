@@ -1,0 +1,499 @@
+//! Experiments as objects: what varies, the variants and their weights, the primary metric and
+//! guardrails chosen at creation, and the status an experiment moves through. The checks and
+//! the transitions are pure; the sending side stores experiments as documents.
+//!
+//! Status: `draft` → `running` (start) ⇄ `stopped` (stop, start again) → `concluded`
+//! (conclude, with or without a winner). Only a draft can be changed or deleted: a running
+//! experiment's definition is what its results are measured against, so a change is a new
+//! experiment.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// What the variants change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Varies {
+    /// The subject line: each variant but control names its `subject`.
+    Subject,
+    /// The template: each variant names its `template`.
+    Template,
+    /// Send or not: one variant is the holdout, which receives nothing.
+    Holdout,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Variant {
+    pub name: String,
+    /// Any positive number; weights are normalized.
+    pub weight: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    /// The holdout receives nothing (send/no-send experiments).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub holdout: bool,
+}
+
+/// The metric an experiment is decided on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    Open,
+    Click,
+    /// A purchase within the conversion window after an open or a click.
+    Conversion,
+    /// Revenue per recipient within the conversion window.
+    Revenue,
+}
+
+/// What must not get worse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Guardrail {
+    Unsubscribe,
+    Complaint,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Draft,
+    Running,
+    Stopped,
+    Concluded,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Draft => "draft",
+            Status::Running => "running",
+            Status::Stopped => "stopped",
+            Status::Concluded => "concluded",
+        }
+    }
+}
+
+/// What the creator writes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentIn {
+    pub name: String,
+    #[serde(default)]
+    pub hypothesis: String,
+    pub varies: Varies,
+    pub variants: Vec<Variant>,
+    /// The control variant's name (default: the first).
+    #[serde(default)]
+    pub control: Option<String>,
+    pub primary_metric: Metric,
+    #[serde(default = "default_guardrails")]
+    pub guardrails: Vec<Guardrail>,
+    /// Hours after an open or click in which a purchase counts as a conversion.
+    #[serde(default = "default_window")]
+    pub conversion_window_hours: u32,
+    /// For the plan: the control's expected rate of the primary metric, the smallest relative
+    /// lift worth finding, and the units per day the experiment will see.
+    #[serde(default)]
+    pub plan: Option<PlanIn>,
+}
+
+fn default_guardrails() -> Vec<Guardrail> {
+    vec![Guardrail::Unsubscribe, Guardrail::Complaint]
+}
+
+fn default_window() -> u32 {
+    72
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanIn {
+    pub baseline_rate: f64,
+    pub minimum_lift: f64,
+    pub units_per_day: f64,
+    #[serde(default = "default_power")]
+    pub power: f64,
+    #[serde(default = "default_alpha")]
+    pub alpha: f64,
+}
+
+fn default_power() -> f64 {
+    0.8
+}
+
+fn default_alpha() -> f64 {
+    0.05
+}
+
+/// How long the experiment needs, from its plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    /// Units each variant needs (the smallest variant's share sets the pace).
+    pub units_per_variant: u64,
+    pub days: f64,
+    /// "At 1000 units a day, this test needs 9 day(s): …"
+    pub summary: String,
+}
+
+/// A stored experiment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Experiment {
+    /// As written, checked.
+    pub definition: ExperimentIn,
+    pub control: String,
+    pub status: Status,
+    /// How long it needs, from the definition's `plan`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimate: Option<Plan>,
+    pub created_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concluded: Option<Conclusion>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Conclusion {
+    pub at: DateTime<Utc>,
+    /// The variant chosen, or none ("no difference shown").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub winner: Option<String>,
+}
+
+/// Why a definition or a transition was refused. `field` names what to fix.
+#[derive(Debug, Clone, PartialEq, thiserror::Error, Serialize)]
+pub enum DefinitionError {
+    #[error("invalid {field}: {why}")]
+    Invalid { field: String, why: String },
+    #[error("experiment {name:?} is {status}: {why}")]
+    State {
+        name: String,
+        status: &'static str,
+        why: &'static str,
+    },
+}
+
+fn bad(field: impl Into<String>, why: impl Into<String>) -> DefinitionError {
+    DefinitionError::Invalid {
+        field: field.into(),
+        why: why.into(),
+    }
+}
+
+/// Checks a definition; answers the stored experiment (a draft) with its plan.
+pub fn create(def: ExperimentIn, now: DateTime<Utc>) -> Result<Experiment, DefinitionError> {
+    let name = &def.name;
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(bad("name", "1 to 64 letters, digits, '-' or '_'"));
+    }
+    if def.variants.len() < 2 {
+        return Err(bad("variants", "an experiment needs at least two variants"));
+    }
+    let mut names = BTreeSet::new();
+    for (i, v) in def.variants.iter().enumerate() {
+        let field = |f: &str| format!("variants[{i}].{f}");
+        if v.name.trim().is_empty() || v.name.len() > 64 {
+            return Err(bad(field("name"), "1 to 64 characters"));
+        }
+        if !names.insert(v.name.as_str()) {
+            return Err(bad(field("name"), format!("{:?} is used twice", v.name)));
+        }
+        if !(v.weight.is_finite() && v.weight > 0.0) {
+            return Err(bad(
+                field("weight"),
+                format!("{} is not a positive weight", v.weight),
+            ));
+        }
+    }
+    let control = def
+        .control
+        .clone()
+        .unwrap_or_else(|| def.variants[0].name.clone());
+    if !names.contains(control.as_str()) {
+        return Err(bad("control", format!("no variant is named {control:?}")));
+    }
+    for (i, v) in def.variants.iter().enumerate() {
+        let field = |f: &str| format!("variants[{i}].{f}");
+        match def.varies {
+            Varies::Subject => {
+                if v.holdout || v.template.is_some() {
+                    return Err(bad(
+                        field("subject"),
+                        "a subject-line experiment varies the subject only",
+                    ));
+                }
+                if v.name != control && v.subject.as_deref().is_none_or(|s| s.trim().is_empty()) {
+                    return Err(bad(
+                        field("subject"),
+                        "every variant but control sets its subject line",
+                    ));
+                }
+            }
+            Varies::Template => {
+                if v.holdout || v.subject.is_some() {
+                    return Err(bad(
+                        field("template"),
+                        "a template experiment varies the template only",
+                    ));
+                }
+                if v.name != control && v.template.as_deref().is_none_or(|t| t.trim().is_empty()) {
+                    return Err(bad(
+                        field("template"),
+                        "every variant but control names its template",
+                    ));
+                }
+            }
+            Varies::Holdout => {
+                if v.subject.is_some() || v.template.is_some() {
+                    return Err(bad(
+                        field("holdout"),
+                        "a holdout experiment varies send or no-send only",
+                    ));
+                }
+            }
+        }
+    }
+    if def.varies == Varies::Holdout {
+        let holdouts = def.variants.iter().filter(|v| v.holdout).count();
+        if holdouts != 1 || def.variants.len() != 2 {
+            return Err(bad(
+                "variants",
+                "a holdout experiment has two variants, one of them with \"holdout\": true",
+            ));
+        }
+    }
+    if def.conversion_window_hours == 0 || def.conversion_window_hours > 24 * 90 {
+        return Err(bad("conversion_window_hours", "between 1 hour and 90 days"));
+    }
+    let plan = def.plan.map(|p| plan(&def.variants, p)).transpose()?;
+    Ok(Experiment {
+        control,
+        definition: def,
+        status: Status::Draft,
+        estimate: plan,
+        created_at: now,
+        started_at: None,
+        stopped_at: None,
+        concluded: None,
+    })
+}
+
+fn plan(variants: &[Variant], p: PlanIn) -> Result<Plan, DefinitionError> {
+    if !(p.units_per_day.is_finite() && p.units_per_day > 0.0) {
+        return Err(bad("plan.units_per_day", "a positive number of units a day"));
+    }
+    if !(p.minimum_lift.is_finite() && p.minimum_lift != 0.0) {
+        return Err(bad(
+            "plan.minimum_lift",
+            "a relative lift other than 0, e.g. 0.1 for +10 %",
+        ));
+    }
+    let treatment = p.baseline_rate * (1.0 + p.minimum_lift);
+    let n = crate::stats::power::sample_size(p.baseline_rate, treatment, p.alpha, p.power).map_err(|e| {
+        let field = match &e {
+            crate::stats::StatsError::Invalid { field, .. } => format!("plan.{field}"),
+            crate::stats::StatsError::NotEnoughData(_) => "plan".into(),
+        };
+        bad(field, e.to_string())
+    })?;
+    let units = n.ceil() as u64;
+    let total: f64 = variants.iter().map(|v| v.weight).sum();
+    let smallest = variants.iter().map(|v| v.weight / total).fold(1.0, f64::min);
+    let days = units as f64 / (p.units_per_day * smallest);
+    Ok(Plan {
+        units_per_variant: units,
+        days,
+        summary: format!(
+            "At {} units a day, this test needs {:.0} day(s): {units} units per variant to detect a {:+.1} % change from {:.2} % at {:.0} % power.",
+            p.units_per_day,
+            days.ceil(),
+            p.minimum_lift * 100.0,
+            p.baseline_rate * 100.0,
+            p.power * 100.0
+        ),
+    })
+}
+
+impl Experiment {
+    fn state(&self, why: &'static str) -> DefinitionError {
+        DefinitionError::State {
+            name: self.definition.name.clone(),
+            status: self.status.as_str(),
+            why,
+        }
+    }
+
+    /// Whether its definition may still change (or be deleted).
+    pub fn editable(&self) -> Result<(), DefinitionError> {
+        match self.status {
+            Status::Draft => Ok(()),
+            _ => Err(self.state("only a draft can change; create a new experiment instead")),
+        }
+    }
+
+    pub fn start(&mut self, now: DateTime<Utc>) -> Result<(), DefinitionError> {
+        match self.status {
+            Status::Draft | Status::Stopped => {
+                self.status = Status::Running;
+                self.started_at.get_or_insert(now);
+                self.stopped_at = None;
+                Ok(())
+            }
+            Status::Running => Err(self.state("it is already running")),
+            Status::Concluded => Err(self.state("a concluded experiment does not start again")),
+        }
+    }
+
+    pub fn stop(&mut self, now: DateTime<Utc>) -> Result<(), DefinitionError> {
+        match self.status {
+            Status::Running => {
+                self.status = Status::Stopped;
+                self.stopped_at = Some(now);
+                Ok(())
+            }
+            _ => Err(self.state("only a running experiment stops")),
+        }
+    }
+
+    pub fn conclude(&mut self, winner: Option<String>, now: DateTime<Utc>) -> Result<(), DefinitionError> {
+        if !matches!(self.status, Status::Running | Status::Stopped) {
+            return Err(self.state("only a running or stopped experiment is concluded"));
+        }
+        if let Some(w) = &winner
+            && !self.definition.variants.iter().any(|v| &v.name == w)
+        {
+            return Err(bad("winner", format!("no variant is named {w:?}")));
+        }
+        self.status = Status::Concluded;
+        self.stopped_at.get_or_insert(now);
+        self.concluded = Some(Conclusion { at: now, winner });
+        Ok(())
+    }
+
+    /// The planned weights, by variant name, in definition order.
+    pub fn weights(&self) -> Vec<f64> {
+        self.definition.variants.iter().map(|v| v.weight).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn def(v: serde_json::Value) -> ExperimentIn {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn now() -> DateTime<Utc> {
+        "2026-12-01T00:00:00Z".parse().unwrap()
+    }
+
+    fn subject_test() -> serde_json::Value {
+        serde_json::json!({
+            "name": "cart-subject",
+            "hypothesis": "Naming the product lifts opens",
+            "varies": "subject",
+            "variants": [
+                {"name": "control", "weight": 50},
+                {"name": "product", "weight": 50, "subject": "Your {{ journey.cart.items[0].name }} is waiting"}
+            ],
+            "primary_metric": "open",
+            "plan": {"baseline_rate": 0.2, "minimum_lift": 0.1, "units_per_day": 1000}
+        })
+    }
+
+    #[test]
+    fn a_definition_is_checked_and_planned() {
+        let e = create(def(subject_test()), now()).unwrap();
+        assert_eq!((e.status, e.control.as_str()), (Status::Draft, "control"));
+        assert_eq!(
+            e.definition.guardrails,
+            vec![Guardrail::Unsubscribe, Guardrail::Complaint]
+        );
+        let plan = e.estimate.unwrap();
+        // 20 % → 22 %: about 6,500 per variant; half of 1,000 a day each.
+        assert!((6_400..6_600).contains(&plan.units_per_variant), "{plan:?}");
+        assert!((plan.days - plan.units_per_variant as f64 / 500.0).abs() < 1e-9);
+        assert!(
+            plan.summary
+                .starts_with("At 1000 units a day, this test needs 14 day(s)"),
+            "{}",
+            plan.summary
+        );
+    }
+
+    #[test]
+    fn bad_definitions_name_the_field() {
+        let cases: &[(&str, serde_json::Value, &str)] = &[
+            ("/name", serde_json::json!("has space"), "name"),
+            ("/variants/1/weight", serde_json::json!(0), "variants[1].weight"),
+            (
+                "/variants/1/name",
+                serde_json::json!("control"),
+                "variants[1].name",
+            ),
+            (
+                "/variants/1/subject",
+                serde_json::json!(" "),
+                "variants[1].subject",
+            ),
+            ("/control", serde_json::json!("nobody"), "control"),
+            (
+                "/conversion_window_hours",
+                serde_json::json!(0),
+                "conversion_window_hours",
+            ),
+            ("/plan/baseline_rate", serde_json::json!(0), "plan.control"),
+        ];
+        for (pointer, value, field) in cases {
+            let mut v = subject_test();
+            match v.pointer_mut(pointer) {
+                Some(slot) => *slot = value.clone(),
+                None => {
+                    v[&pointer[1..]] = value.clone();
+                }
+            }
+            match create(def(v), now()) {
+                Err(DefinitionError::Invalid { field: f, .. }) => assert_eq!(&f, field, "{pointer}"),
+                other => panic!("{pointer}: {other:?}"),
+            }
+        }
+        let holdout = serde_json::json!({
+            "name": "h", "varies": "holdout", "primary_metric": "conversion",
+            "variants": [{"name": "send", "weight": 90}, {"name": "rest", "weight": 10}]
+        });
+        assert!(create(def(holdout), now()).is_err(), "no variant is the holdout");
+    }
+
+    #[test]
+    fn the_lifecycle_refuses_what_would_corrupt_results() {
+        let mut e = create(def(subject_test()), now()).unwrap();
+        assert!(e.editable().is_ok());
+        assert!(e.stop(now()).is_err());
+        e.start(now()).unwrap();
+        assert!(e.editable().is_err());
+        assert!(e.start(now()).is_err());
+        e.stop(now()).unwrap();
+        e.start(now()).unwrap();
+        assert!(e.conclude(Some("nobody".into()), now()).is_err());
+        e.conclude(Some("product".into()), now()).unwrap();
+        assert_eq!(e.status, Status::Concluded);
+        assert!(e.start(now()).is_err());
+        let back: Experiment = serde_json::from_value(serde_json::to_value(&e).unwrap()).unwrap();
+        assert_eq!(back.status, Status::Concluded);
+        assert_eq!(back.definition, e.definition);
+    }
+}
