@@ -76,6 +76,9 @@ pub fn run(b: BanditBench) -> anyhow::Result<()> {
         "--rates: rates are between 0 and 1"
     );
     anyhow::ensure!(b.waves >= 2, "--waves: at least 2");
+    anyhow::ensure!(b.runs >= 1, "--runs: at least 1");
+    anyhow::ensure!(b.recipients >= b.waves, "--recipients: at least one per wave");
+    anyhow::ensure!(b.floor.is_finite() && b.floor >= 0.0, "--floor: a share from 0");
     anyhow::ensure!(
         b.test_share > 0.0 && b.test_share < 1.0,
         "--test-share: between 0 and 1"

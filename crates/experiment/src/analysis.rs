@@ -37,10 +37,11 @@ pub struct Comparison {
     pub difference: Option<Estimate>,
     /// `value / control value - 1`, with its interval (rates only).
     pub lift: Option<Estimate>,
-    /// The p-value of the main test (z-test for rates, Welch's t for means) and after Holm.
+    /// The p-value of the main test (z-test for rates, or Fisher's exact test when counts are
+    /// small; Welch's t for means) and after Holm.
     pub p_value: Option<f64>,
     pub p_value_holm: Option<f64>,
-    /// Fisher's exact (rates) or Mann–Whitney (means), alongside.
+    /// The other test, alongside: Fisher's exact or the z-test (rates), Mann–Whitney (means).
     pub p_value_alt: Option<f64>,
     /// Rates only: P(variant beats control) and the expected loss of choosing it.
     pub chance_to_beat: Option<f64>,
@@ -100,6 +101,13 @@ pub fn analyze(
     alpha: f64,
     planned: Option<&BTreeMap<String, f64>>,
 ) -> Result<Report, AnalysisError> {
+    if !(alpha > 0.0 && alpha < 1.0) {
+        return Err(StatsError::Invalid {
+            field: "alpha",
+            why: format!("{alpha} is not between 0 and 1"),
+        }
+        .into());
+    }
     let by = group(units);
     let Some(first) = by.keys().next() else {
         return Err(AnalysisError::Empty);
@@ -135,7 +143,13 @@ pub fn analyze(
     }
     let sample_ratio = match planned {
         Some(w) => {
-            let names: Vec<&str> = by.keys().copied().collect();
+            // Planned variants without a unit count too: that is the worst mismatch.
+            let mut names: Vec<&str> = by.keys().copied().collect();
+            for planned_name in w.keys() {
+                if !by.contains_key(planned_name.as_str()) {
+                    names.push(planned_name);
+                }
+            }
             let weights = names
                 .iter()
                 .map(|n| {
@@ -145,7 +159,10 @@ pub fn analyze(
                     })
                 })
                 .collect::<Result<Vec<f64>, _>>()?;
-            let counts: Vec<u64> = names.iter().map(|n| by[n].len() as u64).collect();
+            let counts: Vec<u64> = names
+                .iter()
+                .map(|n| by.get(n).map_or(0, |v| v.len() as u64))
+                .collect();
             Some(srm::check(&counts, &weights)?)
         }
         None => None,
@@ -208,8 +225,8 @@ fn compare_rates(variant: &str, control: &[f64], xs: &[f64], alpha: f64) -> Comp
         low: r.lift_interval.low,
         high: r.lift_interval.high,
     });
-    c.p_value = keep(notes, "z-test", proportions::z_test(a, b)).map(|t| t.p_value);
-    c.p_value_alt = keep(notes, "Fisher's exact test", proportions::fisher_exact(a, b));
+    let z = keep(notes, "z-test", proportions::z_test(a, b)).map(|t| t.p_value);
+    let fisher = keep(notes, "Fisher's exact test", proportions::fisher_exact(a, b));
     if let Some(bb) = keep(notes, "chance to beat", bayes::beta_binomial(a, b)) {
         c.chance_to_beat = Some(bb.chance_to_beat);
         c.expected_loss = Some(bb.expected_loss_b);
@@ -217,9 +234,18 @@ fn compare_rates(variant: &str, control: &[f64], xs: &[f64], alpha: f64) -> Comp
     let small = [a, b]
         .iter()
         .any(|g| (g.successes as f64) < SMALL || ((g.units - g.successes) as f64) < SMALL);
+    // With few successes or failures the z-test's approximation is poor: the verdict rests on
+    // Fisher's exact test then, and the z-test is the alternative shown.
     if small {
-        c.notes
-            .push("few successes or failures: read Fisher's exact test (p_value_alt), not the z-test".into());
+        c.p_value = fisher;
+        c.p_value_alt = z;
+        c.notes.push(
+            "few successes or failures: the p-value is Fisher's exact test; the z-test (p_value_alt) is approximate here"
+                .into(),
+        );
+    } else {
+        c.p_value = z;
+        c.p_value_alt = fisher;
     }
     c
 }
@@ -343,12 +369,22 @@ mod tests {
             analyze(&two, Some("z"), 0.05, None),
             Err(AnalysisError::NoControl(..))
         ));
-        // All zeros: no test, a note, a verdict that says so; never NaN.
+        // All zeros: the z-test cannot run (a note says so); Fisher's exact test answers
+        // that nothing differs; never NaN.
         let zeros = rows(&[("a", 0, 10), ("b", 0, 10)]);
         let r = analyze(&zeros, None, 0.05, None).unwrap();
-        assert!(r.comparisons[0].p_value.is_none());
-        assert!(!r.comparisons[0].notes.is_empty());
-        assert!(r.comparisons[0].verdict.contains("not enough data"));
+        assert_eq!(r.comparisons[0].p_value, Some(1.0));
+        assert!(
+            r.comparisons[0]
+                .notes
+                .iter()
+                .any(|n| n.starts_with("z-test: not enough data"))
+        );
+        assert!(
+            r.comparisons[0].verdict.contains("no difference shown"),
+            "{}",
+            r.comparisons[0].verdict
+        );
         // A split far from the plan is flagged before anything else.
         let skewed = rows(&[("a", 10, 1_000), ("b", 10, 1_400)]);
         let plan: BTreeMap<String, f64> = [("a".to_owned(), 1.0), ("b".to_owned(), 1.0)].into();
@@ -356,6 +392,24 @@ mod tests {
         assert!(r.verdict.starts_with("Do not trust"), "{}", r.verdict);
         let missing: BTreeMap<String, f64> = [("a".to_owned(), 1.0)].into();
         assert!(analyze(&skewed, None, 0.05, Some(&missing)).is_err());
+        // A planned variant that got no unit at all is the worst mismatch.
+        let three: BTreeMap<String, f64> = [
+            ("a".to_owned(), 1.0),
+            ("b".to_owned(), 1.0),
+            ("c".to_owned(), 1.0),
+        ]
+        .into();
+        let even = rows(&[("a", 10, 1_000), ("b", 10, 1_000)]);
+        let r = analyze(&even, None, 0.05, Some(&three)).unwrap();
+        assert!(r.sample_ratio.unwrap().mismatch);
+        assert!(analyze(&even, None, 1.5, None).is_err(), "alpha is checked");
+        // Few successes: the verdict rests on Fisher's exact test.
+        let few = rows(&[("a", 1, 40), ("b", 6, 40)]);
+        let r = analyze(&few, None, 0.05, None).unwrap();
+        let b = &r.comparisons[0];
+        let fisher =
+            proportions::fisher_exact(Counts::new(1, 40).unwrap(), Counts::new(6, 40).unwrap()).unwrap();
+        assert_eq!(b.p_value, Some(fisher));
     }
 
     #[test]

@@ -58,8 +58,12 @@ pub fn allocate(weights: &[f64], size: u64, floor: f64) -> Vec<u64> {
     if k == 0 {
         return Vec::new();
     }
-    let floor = floor.clamp(0.0, 1.0 / k as f64);
-    let total: f64 = weights.iter().map(|w| w.max(0.0)).sum();
+    let floor = if floor.is_finite() {
+        floor.clamp(0.0, 1.0 / k as f64)
+    } else {
+        0.0
+    };
+    let total: f64 = weights.iter().filter(|w| w.is_finite()).map(|w| w.max(0.0)).sum();
     let shares: Vec<f64> = weights
         .iter()
         .map(|w| {
@@ -142,6 +146,7 @@ mod tests {
         let parts = allocate(&[1.0, 0.0, 0.0], 1_000, 0.05);
         assert_eq!(parts, vec![900, 50, 50]);
         assert_eq!(allocate(&[0.0, 0.0], 7, 0.0).iter().sum::<u64>(), 7);
+        assert_eq!(allocate(&[f64::NAN, 1.0], 10, f64::NAN).iter().sum::<u64>(), 10);
         let mut rng = StdRng::seed_from_u64(2);
         let wave = next_wave(&[c(10, 500), c(60, 500)], 1_000, 0.1, 10_000, &mut rng).unwrap();
         assert!(wave.units[1] > 850 && wave.units[0] >= 100, "{wave:?}");

@@ -205,8 +205,17 @@ pub fn create(def: ExperimentIn, now: DateTime<Utc>) -> Result<Experiment, Defin
     let mut names = BTreeSet::new();
     for (i, v) in def.variants.iter().enumerate() {
         let field = |f: &str| format!("variants[{i}].{f}");
-        if v.name.trim().is_empty() || v.name.len() > 64 {
-            return Err(bad(field("name"), "1 to 64 characters"));
+        if v.name.trim().is_empty() || v.name.len() > 64 || v.name.trim() != v.name {
+            return Err(bad(
+                field("name"),
+                "1 to 64 characters, without spaces around them",
+            ));
+        }
+        if v.name.contains([',', '=']) {
+            return Err(bad(
+                field("name"),
+                "no ',' or '=' (they separate variants in plans)",
+            ));
         }
         if !names.insert(v.name.as_str()) {
             return Err(bad(field("name"), format!("{:?} is used twice", v.name)));
@@ -217,6 +226,22 @@ pub fn create(def: ExperimentIn, now: DateTime<Utc>) -> Result<Experiment, Defin
                 format!("{} is not a positive weight", v.weight),
             ));
         }
+    }
+    // Every variant must get buckets: a share below one bucket in ten thousand gets none.
+    let total: f64 = def.variants.iter().map(|v| v.weight).sum();
+    if !total.is_finite() {
+        return Err(bad("variants", "the weights are too large to add up"));
+    }
+    if let Some((i, _)) = def
+        .variants
+        .iter()
+        .enumerate()
+        .find(|(_, v)| v.weight / total < 1.0 / crate::assign::BUCKETS as f64)
+    {
+        return Err(bad(
+            format!("variants[{i}].weight"),
+            "too small a share: every variant needs at least 0.01 % of the units",
+        ));
     }
     let control = def
         .control
@@ -278,7 +303,10 @@ pub fn create(def: ExperimentIn, now: DateTime<Utc>) -> Result<Experiment, Defin
     if def.conversion_window_hours == 0 || def.conversion_window_hours > 24 * 90 {
         return Err(bad("conversion_window_hours", "between 1 hour and 90 days"));
     }
-    let plan = def.plan.map(|p| plan(&def.variants, p)).transpose()?;
+    let plan = def
+        .plan
+        .map(|p| plan(&def.variants, def.primary_metric, p))
+        .transpose()?;
     Ok(Experiment {
         control,
         definition: def,
@@ -291,7 +319,13 @@ pub fn create(def: ExperimentIn, now: DateTime<Utc>) -> Result<Experiment, Defin
     })
 }
 
-fn plan(variants: &[Variant], p: PlanIn) -> Result<Plan, DefinitionError> {
+fn plan(variants: &[Variant], metric: Metric, p: PlanIn) -> Result<Plan, DefinitionError> {
+    if metric == Metric::Revenue {
+        return Err(bad(
+            "plan",
+            "the plan sizes tests of rates (open, click, conversion); revenue needs its variance, which it does not take yet",
+        ));
+    }
     if !(p.units_per_day.is_finite() && p.units_per_day > 0.0) {
         return Err(bad("plan.units_per_day", "a positive number of units a day"));
     }
@@ -303,7 +337,12 @@ fn plan(variants: &[Variant], p: PlanIn) -> Result<Plan, DefinitionError> {
     }
     let treatment = p.baseline_rate * (1.0 + p.minimum_lift);
     let n = crate::stats::power::sample_size(p.baseline_rate, treatment, p.alpha, p.power).map_err(|e| {
+        // The calculator's names for the request's fields.
         let field = match &e {
+            crate::stats::StatsError::Invalid { field: "control", .. } => "plan.baseline_rate".into(),
+            crate::stats::StatsError::Invalid {
+                field: "treatment", ..
+            } => "plan.minimum_lift".into(),
             crate::stats::StatsError::Invalid { field, .. } => format!("plan.{field}"),
             crate::stats::StatsError::NotEnoughData(_) => "plan".into(),
         };
@@ -313,6 +352,9 @@ fn plan(variants: &[Variant], p: PlanIn) -> Result<Plan, DefinitionError> {
     let total: f64 = variants.iter().map(|v| v.weight).sum();
     let smallest = variants.iter().map(|v| v.weight / total).fold(1.0, f64::min);
     let days = units as f64 / (p.units_per_day * smallest);
+    if !days.is_finite() {
+        return Err(bad("plan.units_per_day", "too few units a day for any end"));
+    }
     Ok(Plan {
         units_per_variant: units,
         days,
@@ -456,7 +498,21 @@ mod tests {
                 serde_json::json!(0),
                 "conversion_window_hours",
             ),
-            ("/plan/baseline_rate", serde_json::json!(0), "plan.control"),
+            ("/plan/baseline_rate", serde_json::json!(0), "plan.baseline_rate"),
+            ("/plan/minimum_lift", serde_json::json!(5), "plan.minimum_lift"),
+            (
+                "/plan/units_per_day",
+                serde_json::json!(1e-308),
+                "plan.units_per_day",
+            ),
+            (
+                "/variants/0/weight",
+                serde_json::json!(1e308),
+                "variants[1].weight",
+            ),
+            ("/variants/0/weight", serde_json::json!(1e6), "variants[1].weight"),
+            ("/variants/1/name", serde_json::json!("b=1"), "variants[1].name"),
+            ("/primary_metric", serde_json::json!("revenue"), "plan"),
         ];
         for (pointer, value, field) in cases {
             let mut v = subject_test();
@@ -476,6 +532,13 @@ mod tests {
             "variants": [{"name": "send", "weight": 90}, {"name": "rest", "weight": 10}]
         });
         assert!(create(def(holdout), now()).is_err(), "no variant is the holdout");
+        let mut huge = subject_test();
+        huge["variants"][0]["weight"] = serde_json::json!(1e308);
+        huge["variants"][1]["weight"] = serde_json::json!(1e308);
+        match create(def(huge), now()) {
+            Err(DefinitionError::Invalid { field, .. }) => assert_eq!(field, "variants"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

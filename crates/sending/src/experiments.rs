@@ -29,14 +29,21 @@ pub enum Transition {
     Conclude { winner: Option<String> },
 }
 
+/// Changes read an experiment and write it back: one at a time in this process, so that a
+/// start racing a replace, a delete or a conclusion cannot undo the other. (Only one process
+/// writes a store today; several nodes will need a version check in the store.)
 #[derive(Clone)]
 pub struct Experiments {
     store: Store,
+    changes: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Experiments {
     pub fn new(store: Store) -> Self {
-        Self { store }
+        Self {
+            store,
+            changes: std::sync::Arc::new(tokio::sync::Mutex::new(())),
+        }
     }
 
     /// The experiments of an engine's store.
@@ -82,6 +89,7 @@ impl Experiments {
 
     /// Creates a draft; refused when the name is taken.
     pub async fn create(&self, def: ExperimentIn, now: DateTime<Utc>) -> Result<Experiment, ExperimentError> {
+        let _one_at_a_time = self.changes.lock().await;
         let e = definition::create(def, now)?;
         if self.load(&e.definition.name).await?.is_some() {
             return Err(ExperimentError::Exists(e.definition.name));
@@ -97,6 +105,7 @@ impl Experiments {
         def: ExperimentIn,
         now: DateTime<Utc>,
     ) -> Result<Experiment, ExperimentError> {
+        let _one_at_a_time = self.changes.lock().await;
         if def.name != name {
             return Err(ExperimentError::NameMismatch {
                 path: name.to_owned(),
@@ -139,6 +148,7 @@ impl Experiments {
 
     /// Deletes a draft.
     pub async fn delete(&self, name: &str) -> Result<(), ExperimentError> {
+        let _one_at_a_time = self.changes.lock().await;
         self.get(name).await?.editable()?;
         self.store
             .documents()
@@ -153,6 +163,7 @@ impl Experiments {
         t: Transition,
         now: DateTime<Utc>,
     ) -> Result<Experiment, ExperimentError> {
+        let _one_at_a_time = self.changes.lock().await;
         let mut e = self.get(name).await?;
         match t {
             Transition::Start => e.start(now)?,

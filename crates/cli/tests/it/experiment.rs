@@ -113,6 +113,10 @@ fn a_table_from_elsewhere_is_analysed_and_bad_lines_are_counted() {
         .output()
         .unwrap();
     assert!(!out.status.success());
+    assert!(
+        String::from_utf8(out.stderr).unwrap().contains("reads no store"),
+        "analyze refuses the store flags"
+    );
 }
 
 #[test]

@@ -18,6 +18,12 @@ pub fn effect_size(a: f64, b: f64) -> f64 {
 /// The power of the two-sided test with `n` units per group, for effect `h`.
 pub fn power(h: f64, n: f64, alpha: f64) -> Result<f64, StatsError> {
     let z = critical(alpha)?;
+    if !(n.is_finite() && n >= 0.0 && h.is_finite()) {
+        return Err(invalid(
+            "units",
+            format!("{n} units per group with effect {h} is not a sample"),
+        ));
+    }
     let shift = h.abs() * (n / 2.0).sqrt();
     Ok(normal::sf(z - shift) + normal::sf(z + shift))
 }
@@ -107,13 +113,16 @@ pub fn minimum_detectable(control: f64, n: f64, alpha: f64, target: f64) -> Resu
     if !(n.is_finite() && n >= 1.0) {
         return Err(invalid("units", format!("{n} units per group is not a sample")));
     }
-    let effect = solve(0.0, 4.0, target, |h| power(h, n, alpha))?;
+    // The largest effect upwards: from the control rate to 100 %.
+    let widest = std::f64::consts::PI - 2.0 * control.sqrt().asin();
+    if power(widest, n, alpha)? < target {
+        return Err(super::not_enough(format!(
+            "{n} units per group cannot detect any rise from {control} with {target} power: even 100 % would go unseen"
+        )));
+    }
+    let effect = solve(0.0, widest, target, |h| power(h, n, alpha))?;
     let angle = control.sqrt().asin() + effect / 2.0;
-    let rate = if angle >= std::f64::consts::FRAC_PI_2 {
-        1.0
-    } else {
-        angle.sin().powi(2)
-    };
+    let rate = angle.sin().powi(2).min(1.0);
     Ok(Detectable {
         effect,
         rate,
@@ -137,5 +146,10 @@ mod tests {
         assert!(sample_size(0.0, 0.1, 0.05, 0.8).is_err());
         assert!(sample_size(0.1, 0.2, 0.05, 0.01).is_err());
         assert!(minimum_detectable(0.1, 0.0, 0.05, 0.8).is_err());
+        assert!(
+            minimum_detectable(0.1, 2.0, 0.05, 0.8).is_err(),
+            "no rise is detectable"
+        );
+        assert!(power(0.1, -1.0, 0.05).is_err());
     }
 }

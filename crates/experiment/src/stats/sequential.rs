@@ -3,8 +3,10 @@
 //! inference"), as Optimizely's stats engine uses it, for the difference of two rates.
 //!
 //! At each look, the difference `d = p_b − p_a` is taken as normal with variance
-//! `V = p_a(1−p_a)/n_a + p_b(1−p_b)/n_b`. Against a normal mixture `N(0, τ²)` of
-//! alternatives, the likelihood ratio is
+//! `V = p(1−p)(1/n_a + 1/n_b)`, `p` the pooled rate: the variance under no difference, which
+//! is what the false-positive guarantee is about (per-arm estimates are near zero at the first
+//! looks and inflate the ratio). Against a normal mixture `N(0, τ²)` of alternatives, the
+//! likelihood ratio is
 //!
 //! `Λ = √(V / (V + τ²)) · exp(τ² d² / (2 V (V + τ²)))`
 //!
@@ -14,12 +16,18 @@
 //! alpha (tested by simulation). A fixed-horizon test looked at every hour does not have that
 //! property: its false positives multiply with the looks.
 //!
-//! `τ` is the size of effect the test is tuned for. The default is 10 % of the control rate
-//! ([`default_tau`]): effects near it are detected soonest. Any `τ` keeps the guarantee.
+//! The guarantee rests on the normal approximation: a look counts only once the two groups
+//! together have [`MIN_OUTCOMES`] successes and as many failures. `τ` is the size of effect
+//! the test is tuned for. The default is 10 % of the control rate ([`default_tau`]): effects
+//! near it are detected soonest. The simulation tests it with the default and with a `τ` as
+//! large as the control rate, looking after every unit.
 
 use serde::Serialize;
 
 use super::{Counts, StatsError, invalid, not_enough};
+
+/// Successes, and failures, the two groups need together before a look counts.
+pub const MIN_OUTCOMES: u64 = 5;
 
 /// The mixture's spread for a control rate: 10 % of it (a relative lift of 10 %).
 pub fn default_tau(control_rate: f64) -> f64 {
@@ -32,10 +40,15 @@ pub fn likelihood_ratio(a: Counts, b: Counts, tau: f64) -> Result<f64, StatsErro
         return Err(invalid("tau", format!("{tau} is not a positive spread")));
     }
     let (pa, pb) = (a.rate()?, b.rate()?);
-    let v = pa * (1.0 - pa) / a.units as f64 + pb * (1.0 - pb) / b.units as f64;
-    if v == 0.0 {
-        return Err(not_enough("every unit had the same outcome so far"));
+    let successes = a.successes + b.successes;
+    let failures = (a.units + b.units) - successes;
+    if successes < MIN_OUTCOMES || failures < MIN_OUTCOMES {
+        return Err(not_enough(format!(
+            "a look counts once the groups have {MIN_OUTCOMES} successes and {MIN_OUTCOMES} failures together"
+        )));
     }
+    let p = successes as f64 / (a.units + b.units) as f64;
+    let v = p * (1.0 - p) * (1.0 / a.units as f64 + 1.0 / b.units as f64);
     let t2 = tau * tau;
     let d = pb - pa;
     Ok((v / (v + t2)).sqrt() * (t2 * d * d / (2.0 * v * (v + t2))).exp())

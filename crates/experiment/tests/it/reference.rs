@@ -149,6 +149,14 @@ fn every_statistic_matches_scipy_and_statsmodels() {
         String::from_utf8_lossy(&out.stderr)
     );
     let reference: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // Every case has its reference: a truncated answer must not pass.
+    for key in ["pairs", "groups", "means", "holm", "srm", "sizes", "detectable"] {
+        assert_eq!(
+            cases[key].as_array().unwrap().len(),
+            reference[key].as_array().unwrap().len(),
+            "{key}"
+        );
+    }
     const EXACT: f64 = 1e-9;
     let alpha = 0.05;
 

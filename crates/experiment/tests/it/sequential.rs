@@ -26,18 +26,22 @@ const PER_LOOK: u64 = 250;
 /// Per simulated experiment: whether the sequential test ever stopped, and whether the
 /// fixed-horizon test was ever below alpha at a look.
 fn simulate(rate_a: f64, rate_b: f64, seed: u64) -> (f64, f64) {
+    simulate_with(rate_a, rate_b, seed, default_tau(rate_a), LOOKS, PER_LOOK)
+}
+
+fn simulate_with(rate_a: f64, rate_b: f64, seed: u64, tau: f64, looks: usize, per_look: u64) -> (f64, f64) {
     let mut rng = Rng(seed);
     let (mut sequential_hits, mut peeking_hits) = (0, 0);
     for _ in 0..EXPERIMENTS {
-        let mut test = Sequential::new(default_tau(rate_a), ALPHA).unwrap();
+        let mut test = Sequential::new(tau, ALPHA).unwrap();
         let (mut xa, mut xb, mut n) = (0u64, 0u64, 0u64);
         let mut peeked = false;
-        for _ in 0..LOOKS {
-            for _ in 0..PER_LOOK {
+        for _ in 0..looks {
+            for _ in 0..per_look {
                 xa += u64::from(rng.unit() < rate_a);
                 xb += u64::from(rng.unit() < rate_b);
             }
-            n += PER_LOOK;
+            n += per_look;
             let (a, b) = (Counts::new(xa, n).unwrap(), Counts::new(xb, n).unwrap());
             test.look(a, b).unwrap();
             if proportions::z_test(a, b).is_ok_and(|t| t.p_value < ALPHA) {
@@ -67,6 +71,21 @@ fn hourly_peeking_keeps_the_sequential_test_at_alpha_and_breaks_the_fixed_one() 
         peeking > 2.0 * ALPHA,
         "peeking false positives {peeking}: should be inflated"
     );
+}
+
+/// The worst case for the guarantee: a wide mixture (τ as large as the control rate) and a
+/// look after every unit from the very start (per-arm variances made this 14.5 %).
+#[test]
+fn looking_after_every_unit_with_a_wide_mixture_keeps_the_sequential_test_at_alpha() {
+    for (rate, seed) in [(0.5, 3), (0.3, 5)] {
+        let (sequential, _) = simulate_with(rate, rate, seed, rate, 2_000, 1);
+        println!("A/A at {rate}, a look after every unit, tau {rate}: sequential {sequential:.3}");
+        let slack = 3.0 * (ALPHA * (1.0 - ALPHA) / EXPERIMENTS as f64).sqrt();
+        assert!(
+            sequential <= ALPHA + slack,
+            "sequential false positives {sequential} at {rate}"
+        );
+    }
 }
 
 #[test]
