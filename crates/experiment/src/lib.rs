@@ -12,5 +12,6 @@
 pub mod analysis;
 pub mod assign;
 pub mod bandit;
+pub mod chart;
 pub mod definition;
 pub mod stats;
