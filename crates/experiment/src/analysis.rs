@@ -101,13 +101,7 @@ pub fn analyze(
     alpha: f64,
     planned: Option<&BTreeMap<String, f64>>,
 ) -> Result<Report, AnalysisError> {
-    if !(alpha > 0.0 && alpha < 1.0) {
-        return Err(StatsError::Invalid {
-            field: "alpha",
-            why: format!("{alpha} is not between 0 and 1"),
-        }
-        .into());
-    }
+    crate::stats::check_alpha(alpha)?;
     let by = group(units);
     let Some(first) = by.keys().next() else {
         return Err(AnalysisError::Empty);

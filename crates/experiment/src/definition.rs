@@ -424,11 +424,6 @@ impl Experiment {
         self.concluded = Some(Conclusion { at: now, winner });
         Ok(())
     }
-
-    /// The planned weights, by variant name, in definition order.
-    pub fn weights(&self) -> Vec<f64> {
-        self.definition.variants.iter().map(|v| v.weight).collect()
-    }
 }
 
 #[cfg(test)]

@@ -5,9 +5,9 @@ use std::process::Command;
 
 use serde_json::Value;
 
-fn analyze(args: &[&str]) -> (bool, String, String) {
+/// `missive ARGS…` (no data directory unless the arguments name one).
+fn missive(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_missive"))
-        .args(["experiment", "analyze"])
         .args(args)
         .env("NO_COLOR", "1")
         .output()
@@ -17,6 +17,10 @@ fn analyze(args: &[&str]) -> (bool, String, String) {
         String::from_utf8(out.stdout).unwrap(),
         String::from_utf8(out.stderr).unwrap(),
     )
+}
+
+fn analyze(args: &[&str]) -> (bool, String, String) {
+    missive(&[&["experiment", "analyze"], args].concat())
 }
 
 #[test]
@@ -97,26 +101,20 @@ fn a_table_from_elsewhere_is_analysed_and_bad_lines_are_counted() {
         "z",
     ]);
     assert!(!ok && err.contains("control variant \"z\" has no units"), "{err}");
-    let out = Command::new(env!("CARGO_BIN_EXE_missive"))
-        .args([
-            "--data-dir",
-            "x",
-            "experiment",
-            "analyze",
-            "--data",
-            path,
-            "--variant-col",
-            "arm",
-            "--metric-col",
-            "revenue",
-        ])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(
-        String::from_utf8(out.stderr).unwrap().contains("reads no store"),
-        "analyze refuses the store flags"
-    );
+    let (ok, _, err) = missive(&[
+        "--data-dir",
+        "x",
+        "experiment",
+        "analyze",
+        "--data",
+        path,
+        "--variant-col",
+        "arm",
+        "--metric-col",
+        "revenue",
+    ]);
+    assert!(!ok);
+    assert!(err.contains("reads no store"), "analyze refuses the store flags");
 }
 
 #[test]
@@ -130,20 +128,8 @@ fn experiments_are_created_and_moved_on_the_store_and_audited() {
     )
     .unwrap();
     let data = dir.path().join("data");
-    let run = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_missive"))
-            .arg("--data-dir")
-            .arg(&data)
-            .args(["experiment"])
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8(out.stdout).unwrap(),
-            String::from_utf8(out.stderr).unwrap(),
-        )
-    };
+    let data = data.to_str().unwrap();
+    let run = |args: &[&str]| missive(&[&["--data-dir", data, "experiment"], args].concat());
     let (ok, out, err) = run(&["create", "--file", def.to_str().unwrap()]);
     assert!(ok, "{err}");
     assert!(out.contains("\"status\": \"draft\""), "{out}");
@@ -157,13 +143,7 @@ fn experiments_are_created_and_moved_on_the_store_and_audited() {
     assert!(ok && out.contains("\"status\": \"concluded\""), "{out}");
     let (ok, out, _) = run(&["list"]);
     assert!(ok && out.lines().count() == 1, "{out}");
-    let out = Command::new(env!("CARGO_BIN_EXE_missive"))
-        .arg("--data-dir")
-        .arg(&data)
-        .args(["audit"])
-        .output()
-        .unwrap();
-    let audit = String::from_utf8(out.stdout).unwrap();
+    let (_, audit, _) = missive(&["--data-dir", data, "audit"]);
     for action in ["experiment.create", "experiment.start", "experiment.conclude"] {
         assert!(audit.contains(action), "{action} not in {audit}");
     }

@@ -96,9 +96,7 @@ pub struct MannWhitney {
 impl Welch {
     /// The two-sided interval of the difference at `alpha`, from the same t distribution.
     pub fn interval(&self, alpha: f64) -> Result<super::Interval, StatsError> {
-        if !(alpha > 0.0 && alpha < 1.0) {
-            return Err(invalid("alpha", format!("{alpha} is not between 0 and 1")));
-        }
+        crate::stats::check_alpha(alpha)?;
         let dist = StudentsT::new(0.0, 1.0, self.degrees_of_freedom)
             .map_err(|e| invalid("values", e.to_string()))?;
         let t = dist.inverse_cdf(1.0 - alpha / 2.0);

@@ -95,11 +95,18 @@ pub(crate) mod normal {
     }
 }
 
-/// Checks `alpha` (0 < alpha < 1) and answers the critical value `z_{1-alpha/2}`.
-pub(crate) fn critical(alpha: f64) -> Result<f64, StatsError> {
-    if !(alpha > 0.0 && alpha < 1.0) {
-        return Err(invalid("alpha", format!("{alpha} is not between 0 and 1")));
+/// Checks `alpha`, the error rate of a test or interval: 0 < alpha < 1.
+pub(crate) fn check_alpha(alpha: f64) -> Result<(), StatsError> {
+    if alpha > 0.0 && alpha < 1.0 {
+        Ok(())
+    } else {
+        Err(invalid("alpha", format!("{alpha} is not between 0 and 1")))
     }
+}
+
+/// Checks `alpha` and answers the critical value `z_{1-alpha/2}`.
+pub(crate) fn critical(alpha: f64) -> Result<f64, StatsError> {
+    check_alpha(alpha)?;
     Ok(normal::isf(alpha / 2.0))
 }
 

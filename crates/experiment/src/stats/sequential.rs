@@ -66,9 +66,7 @@ pub struct Sequential {
 
 impl Sequential {
     pub fn new(tau: f64, alpha: f64) -> Result<Self, StatsError> {
-        if !(alpha > 0.0 && alpha < 1.0) {
-            return Err(invalid("alpha", format!("{alpha} is not between 0 and 1")));
-        }
+        crate::stats::check_alpha(alpha)?;
         if !(tau.is_finite() && tau > 0.0) {
             return Err(invalid("tau", format!("{tau} is not a positive spread")));
         }
