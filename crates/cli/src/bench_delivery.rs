@@ -397,6 +397,7 @@ async fn broadcast(recipients: u64, concurrency: usize) -> anyhow::Result<()> {
             rate_per_second: 0,
             class: MessageClass::Marketing,
             topic: None,
+            experiment: None,
         })
         .await?;
     let id = b.broadcast.id.clone();

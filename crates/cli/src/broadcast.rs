@@ -24,6 +24,9 @@ pub enum BroadcastCommand {
         /// A preference-centre topic: people who declined it are skipped.
         #[arg(long)]
         topic: Option<String>,
+        /// An experiment every message takes part in (subject, template, holdout or content).
+        #[arg(long)]
+        experiment: Option<String>,
     },
     /// List the broadcasts, one JSON object per line.
     List,
@@ -63,6 +66,7 @@ pub async fn run_broadcast(cfg: Config, cmd: BroadcastCommand) -> anyhow::Result
                 segment,
                 rate,
                 topic,
+                experiment,
             } => {
                 cfg.privacy_config()
                     .check_topic(topic.as_deref())
@@ -75,6 +79,7 @@ pub async fn run_broadcast(cfg: Config, cmd: BroadcastCommand) -> anyhow::Result
                         rate_per_second: rate,
                         class: Default::default(),
                         topic,
+                        experiment,
                     })
                     .await;
                 let target = created

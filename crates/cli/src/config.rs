@@ -181,6 +181,9 @@ pub struct DeliverySection {
     pub frequency_window_days: u32,
     /// Local quiet hours for marketing, like "21:00-08:00"; empty for none.
     pub quiet_hours: String,
+    /// The per cent of profiles that receive no marketing at all, to measure its total lift
+    /// (0: none). Changing it moves people in or out of the holdout.
+    pub global_holdout_percent: f64,
     /// A maildir where the bounce address's mail arrives; its reports are read every 30 s.
     pub bounce_maildir: Option<PathBuf>,
 }
@@ -200,6 +203,7 @@ impl Default for DeliverySection {
             frequency_cap: d.policy.frequency_cap,
             frequency_window_days: 7,
             quiet_hours: String::new(),
+            global_holdout_percent: 0.0,
             bounce_maildir: None,
         }
     }
@@ -477,6 +481,12 @@ impl Config {
                 d.quiet_hours
             );
         }
+        if !(0.0..=50.0).contains(&d.global_holdout_percent) {
+            bail!(
+                "delivery.global_holdout_percent: expected a per cent from 0 to 50, got {}",
+                d.global_holdout_percent
+            );
+        }
         if let Some(smtp) = &d.smtp
             && !matches!(smtp.tls.as_str(), "none" | "starttls" | "tls")
         {
@@ -613,6 +623,7 @@ impl Config {
                 frequency_cap: d.frequency_cap,
                 frequency_window: chrono::TimeDelta::days(i64::from(d.frequency_window_days.max(1))),
                 quiet_hours: parse_quiet_hours(&d.quiet_hours),
+                global_holdout_percent: d.global_holdout_percent,
             },
             preference_link_ttl: chrono::TimeDelta::days(i64::from(self.privacy.preference_link_ttl_days)),
             ..missive_sending::sender::SenderConfig::default()

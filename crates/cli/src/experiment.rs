@@ -1,5 +1,5 @@
 //! `missive experiment`: experiments on the store (create, list, show, start, stop, conclude,
-//! delete; as the API does), and `analyze`, missive's experiment statistics on any table of
+//! delete, results; as the API does), and `analyze`, missive's experiment statistics on any table of
 //! units, so that analysts can read an experiment run elsewhere and compare with their own
 //! tools.
 
@@ -42,6 +42,18 @@ pub enum ExperimentCommand {
         /// The variant chosen (leave out for "no difference shown").
         #[arg(long)]
         winner: Option<String>,
+    },
+    /// Print an experiment's results as JSON: every variant's figures, the tests of the primary
+    /// metric and the guardrails, the sequential test and the verdict.
+    Results {
+        /// The experiment's name.
+        name: String,
+        /// Also write the cumulative-lift chart (SVG) to this file.
+        #[arg(long)]
+        chart: Option<PathBuf>,
+        /// The variant the chart draws against control (default: the first other).
+        #[arg(long, requires = "chart")]
+        variant: Option<String>,
     },
     /// Delete a draft.
     Delete {
@@ -145,6 +157,16 @@ pub async fn on_store(cfg: crate::config::Config, cmd: ExperimentCommand) -> any
             return Ok(());
         }
         ExperimentCommand::Show { name } => return print(&experiments.get(&name).await?),
+        ExperimentCommand::Results { name, chart, variant } => {
+            let results = experiments.results(&name).await?;
+            if let Some(path) = chart {
+                let svg = experiments.chart(&name, variant.as_deref()).await?;
+                std::fs::write(&path, svg).with_context(|| format!("cannot write {}", path.display()))?;
+                eprintln!("chart written to {}", path.display());
+            }
+            println!("{}", serde_json::to_string_pretty(&results)?);
+            return Ok(());
+        }
         ExperimentCommand::Create { file } => {
             let text =
                 std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;

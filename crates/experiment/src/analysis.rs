@@ -101,6 +101,18 @@ pub fn analyze(
     alpha: f64,
     planned: Option<&BTreeMap<String, f64>>,
 ) -> Result<Report, AnalysisError> {
+    analyze_as(units, None, control, alpha, planned)
+}
+
+/// [`analyze`] with the metric's kind given (revenue stays a mean when every value happens to
+/// be 0 or 1) instead of read from the values. A rate's values must be 0 or 1.
+pub fn analyze_as(
+    units: &[(String, f64)],
+    kind: Option<MetricKind>,
+    control: Option<&str>,
+    alpha: f64,
+    planned: Option<&BTreeMap<String, f64>>,
+) -> Result<Report, AnalysisError> {
     crate::stats::check_alpha(alpha)?;
     let by = group(units);
     let Some(first) = by.keys().next() else {
@@ -114,10 +126,17 @@ pub fn analyze(
     if by.len() < 2 {
         return Err(AnalysisError::OneVariant(control));
     }
-    let metric = if units.iter().all(|(_, x)| *x == 0.0 || *x == 1.0) {
-        MetricKind::Rate
-    } else {
-        MetricKind::Mean
+    let binary = units.iter().all(|(_, x)| *x == 0.0 || *x == 1.0);
+    let metric = match kind {
+        Some(MetricKind::Rate) if !binary => {
+            return Err(AnalysisError::Stats(StatsError::Invalid {
+                field: "values",
+                why: "a rate's values are 0 or 1".into(),
+            }));
+        }
+        Some(k) => k,
+        None if binary => MetricKind::Rate,
+        None => MetricKind::Mean,
     };
     let mean = |xs: &[f64]| xs.iter().sum::<f64>() / xs.len() as f64;
     let mut comparisons: Vec<Comparison> = by

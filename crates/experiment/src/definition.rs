@@ -22,6 +22,36 @@ pub enum Varies {
     Template,
     /// Send or not: one variant is the holdout, which receives nothing.
     Holdout,
+    /// A journey's path: a `split` step that names the experiment sends each variant down its
+    /// own path.
+    Branch,
+    /// What the template does with the `experiment` variable: a content block, a
+    /// recommendation strategy, anything the template chooses by `experiment.variant`.
+    Content,
+}
+
+impl Varies {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Varies::Subject => "subject",
+            Varies::Template => "template",
+            Varies::Holdout => "holdout",
+            Varies::Branch => "branch",
+            Varies::Content => "content",
+        }
+    }
+}
+
+/// What a conversion is counted after.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Attribution {
+    /// A purchase within the window after an open or a click of the experiment's message
+    /// (the default, except for holdouts).
+    Engagement,
+    /// A purchase within the window after the exposure (the message sent, or held back): the
+    /// only fair comparison with a holdout, which has nothing to open.
+    Exposure,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -94,9 +124,14 @@ pub struct ExperimentIn {
     pub primary_metric: Metric,
     #[serde(default = "default_guardrails")]
     pub guardrails: Vec<Guardrail>,
-    /// Hours after an open or click in which a purchase counts as a conversion.
+    /// Hours after an open or click (or the exposure: see `attribution`) in which a purchase
+    /// counts as a conversion.
     #[serde(default = "default_window")]
     pub conversion_window_hours: u32,
+    /// What conversions are counted after; default: `exposure` for holdouts, else
+    /// `engagement`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attribution: Option<Attribution>,
     /// For the plan: the control's expected rate of the primary metric, the smallest relative
     /// lift worth finding, and the units per day the experiment will see.
     #[serde(default)]
@@ -289,6 +324,17 @@ pub fn create(def: ExperimentIn, now: DateTime<Utc>) -> Result<Experiment, Defin
                     ));
                 }
             }
+            Varies::Branch | Varies::Content => {
+                if v.subject.is_some() || v.template.is_some() || v.holdout {
+                    return Err(bad(
+                        field("name"),
+                        format!(
+                            "a {} experiment's variants are names only (no subject, template or holdout)",
+                            def.varies.as_str()
+                        ),
+                    ));
+                }
+            }
         }
     }
     if def.varies == Varies::Holdout {
@@ -299,6 +345,12 @@ pub fn create(def: ExperimentIn, now: DateTime<Utc>) -> Result<Experiment, Defin
                 "a holdout experiment has two variants, one of them with \"holdout\": true",
             ));
         }
+    }
+    if def.varies == Varies::Holdout && def.attribution == Some(Attribution::Engagement) {
+        return Err(bad(
+            "attribution",
+            "a holdout receives nothing to open or click: conversions are counted after the exposure",
+        ));
     }
     if def.conversion_window_hours == 0 || def.conversion_window_hours > 24 * 90 {
         return Err(bad("conversion_window_hours", "between 1 hour and 90 days"));
@@ -369,7 +421,87 @@ fn plan(variants: &[Variant], metric: Metric, p: PlanIn) -> Result<Plan, Definit
     })
 }
 
+/// Which variant a message gets, and whether that is an exposure to record.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Treatment<'a> {
+    /// Running: the profile's assigned variant; recorded as an exposure when the message is
+    /// sent (or, for the holdout, held back).
+    Assigned(&'a Variant),
+    /// Concluded with a winner: everyone gets it, nothing is recorded (the roll-out).
+    RolledOut(&'a Variant),
+    /// Not running (a draft, stopped, or concluded without a winner): what is sent without the
+    /// experiment (control, or the variant that sends when control is the holdout);
+    /// nothing is recorded.
+    Default(&'a Variant),
+}
+
+impl<'a> Treatment<'a> {
+    pub fn variant(self) -> &'a Variant {
+        match self {
+            Treatment::Assigned(v) | Treatment::RolledOut(v) | Treatment::Default(v) => v,
+        }
+    }
+
+    /// Whether the message is part of the experiment's results.
+    pub fn exposed(self) -> bool {
+        matches!(self, Treatment::Assigned(_))
+    }
+}
+
 impl Experiment {
+    /// What conversions are counted after.
+    pub fn attribution(&self) -> Attribution {
+        self.definition
+            .attribution
+            .unwrap_or(match self.definition.varies {
+                Varies::Holdout => Attribution::Exposure,
+                _ => Attribution::Engagement,
+            })
+    }
+
+    pub fn variant(&self, name: &str) -> Option<&Variant> {
+        self.definition.variants.iter().find(|v| v.name == name)
+    }
+
+    /// The planned weight of each variant, for the sample-ratio check.
+    pub fn planned(&self) -> std::collections::BTreeMap<String, f64> {
+        self.definition
+            .variants
+            .iter()
+            .map(|v| (v.name.clone(), v.weight))
+            .collect()
+    }
+
+    /// The variant a profile gets now: its assignment while running (deterministic and
+    /// sticky: [`crate::assign`]), the winner once concluded with one, else the default.
+    pub fn treatment(&self, profile: &str) -> Treatment<'_> {
+        let variants = &self.definition.variants;
+        if self.status == Status::Running {
+            let weights: Vec<f64> = variants.iter().map(|v| v.weight).collect();
+            // A stored experiment passed `create`: its weights make a split.
+            let i =
+                crate::assign::Split::new(&weights).map_or(0, |s| s.variant(&self.definition.name, profile));
+            return Treatment::Assigned(&variants[i.min(variants.len() - 1)]);
+        }
+        let winner = self
+            .concluded
+            .as_ref()
+            .and_then(|c| c.winner.as_deref())
+            .and_then(|w| self.variant(w));
+        match winner {
+            Some(w) if self.status == Status::Concluded => Treatment::RolledOut(w),
+            _ => {
+                let control = self.variant(&self.control).unwrap_or(&variants[0]);
+                let sends = if control.holdout {
+                    variants.iter().find(|v| !v.holdout).unwrap_or(control)
+                } else {
+                    control
+                };
+                Treatment::Default(sends)
+            }
+        }
+    }
+
     fn state(&self, why: &'static str) -> DefinitionError {
         DefinitionError::State {
             name: self.definition.name.clone(),
@@ -553,5 +685,59 @@ mod tests {
         let back: Experiment = serde_json::from_value(serde_json::to_value(&e).unwrap()).unwrap();
         assert_eq!(back.status, Status::Concluded);
         assert_eq!(back.definition, e.definition);
+    }
+
+    #[test]
+    fn treatment_is_sticky_while_running_then_the_winner_or_the_sender() {
+        let holdout = serde_json::json!({
+            "name": "h", "varies": "holdout", "primary_metric": "conversion",
+            "variants": [{"name": "held", "weight": 10, "holdout": true}, {"name": "send", "weight": 90}]
+        });
+        let mut e = create(def(holdout), now()).unwrap();
+        assert_eq!(e.attribution(), Attribution::Exposure);
+        // A draft sends: control is the holdout, so the variant that sends.
+        assert_eq!(
+            e.treatment("prf_1"),
+            Treatment::Default(&e.definition.variants[1])
+        );
+        e.start(now()).unwrap();
+        let mut held = 0;
+        for i in 0..2_000 {
+            let id = format!("prf_{i}");
+            let t = e.treatment(&id);
+            assert!(t.exposed());
+            assert_eq!(t, e.treatment(&id), "sticky");
+            held += usize::from(t.variant().holdout);
+        }
+        assert!((150..250).contains(&held), "{held} of 2000 held back at 10 %");
+        e.conclude(Some("send".into()), now()).unwrap();
+        assert_eq!(
+            e.treatment("prf_1"),
+            Treatment::RolledOut(&e.definition.variants[1])
+        );
+        assert!(!e.treatment("prf_1").exposed());
+
+        let mut s = create(def(subject_test()), now()).unwrap();
+        s.start(now()).unwrap();
+        s.conclude(None, now()).unwrap();
+        assert_eq!(
+            s.treatment("prf_1"),
+            Treatment::Default(&s.definition.variants[0])
+        );
+
+        let mut engagement = serde_json::json!({
+            "name": "h", "varies": "holdout", "primary_metric": "conversion", "attribution": "engagement",
+            "variants": [{"name": "held", "weight": 10, "holdout": true}, {"name": "send", "weight": 90}]
+        });
+        match create(def(engagement.clone()), now()) {
+            Err(DefinitionError::Invalid { field, .. }) => assert_eq!(field, "attribution"),
+            other => panic!("{other:?}"),
+        }
+        engagement["varies"] = serde_json::json!("branch");
+        engagement["attribution"] = serde_json::json!("exposure");
+        match create(def(engagement), now()) {
+            Err(DefinitionError::Invalid { field, .. }) => assert_eq!(field, "variants[0].name"),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -14,4 +14,6 @@ pub mod assign;
 pub mod bandit;
 pub mod chart;
 pub mod definition;
+pub mod outcomes;
+pub mod results;
 pub mod stats;

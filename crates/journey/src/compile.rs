@@ -1,7 +1,7 @@
 //! Checking a definition and compiling it: durations, times of day, branch conditions, targets
 //! and loops.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::TimeDelta;
 use missive_segment::Segment;
@@ -166,15 +166,45 @@ pub fn compile(
                 conditions.insert(s.id.clone(), segment);
                 targets.extend([then.as_str(), otherwise.as_str()]);
             }
-            Action::Split { paths } => {
-                if paths.is_empty() || paths.iter().all(|p| p.weight == 0) {
-                    return invalid(format!("step {:?}: a split needs paths with weights", s.id));
+            Action::Split { experiment, paths } => {
+                match experiment {
+                    None => {
+                        if paths.is_empty() || paths.iter().all(|p| p.weight == 0) {
+                            return invalid(format!("step {:?}: a split needs paths with weights", s.id));
+                        }
+                        if paths.iter().any(|p| p.variant.is_some()) {
+                            return invalid(format!(
+                                "step {:?}: paths name variants only in a split that names an experiment",
+                                s.id
+                            ));
+                        }
+                    }
+                    Some(name) => {
+                        if name.trim().is_empty() {
+                            return invalid(format!("step {:?}: the experiment's name is empty", s.id));
+                        }
+                        let mut seen = HashSet::new();
+                        for p in paths {
+                            match &p.variant {
+                                Some(v) if p.weight == 0 && seen.insert(v.as_str()) => {}
+                                _ => {
+                                    return invalid(format!(
+                                        "step {:?}: in an experiment's split, each path names a different variant and no weight (the experiment's weights apply)",
+                                        s.id
+                                    ));
+                                }
+                            }
+                        }
+                    }
                 }
                 targets.extend(paths.iter().map(|p| p.next.as_str()));
             }
-            Action::Send { template } => {
+            Action::Send { template, experiment } => {
                 if template.trim().is_empty() {
                     return invalid(format!("step {:?}: send needs a template", s.id));
+                }
+                if experiment.as_deref().is_some_and(|e| e.trim().is_empty()) {
+                    return invalid(format!("step {:?}: the experiment's name is empty", s.id));
                 }
             }
             Action::Exit => {}
@@ -216,7 +246,7 @@ fn successors(steps: &[Step], i: usize) -> Vec<&str> {
     match &s.action {
         Action::Wait { .. } | Action::WaitForEvent { .. } | Action::Exit => vec![],
         Action::Branch { then, otherwise, .. } => vec![then.as_str(), otherwise.as_str()],
-        Action::Split { paths } => paths.iter().map(|p| p.next.as_str()).collect(),
+        Action::Split { paths, .. } => paths.iter().map(|p| p.next.as_str()).collect(),
         Action::Send { .. } => vec![after()],
     }
 }

@@ -127,12 +127,19 @@ pub enum Action {
         #[serde(rename = "else")]
         otherwise: String,
     },
-    /// A random split, stable per instance.
+    /// A random split, stable per instance; or, when it names an experiment (of kind
+    /// `branch`), each path is a variant and the person goes down their variant's path.
     Split {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        experiment: Option<String>,
         paths: Vec<SplitPath>,
     },
+    /// Queues an e-mail of `template`; naming an experiment (subject, template, holdout or
+    /// content) makes the message take part in it.
     Send {
         template: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        experiment: Option<String>,
     },
     Exit,
 }
@@ -144,8 +151,17 @@ fn exit_step() -> String {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SplitPath {
+    /// A random split's weight.
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub weight: u32,
+    /// An experiment split's variant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
     pub next: String,
+}
+
+fn is_zero(w: &u32) -> bool {
+    *w == 0
 }
 
 /// The step name that ends an instance.

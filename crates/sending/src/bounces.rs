@@ -1,11 +1,14 @@
 //! Bounces and complaints after the hand-over: delivery status notifications (RFC 3464) and
 //! feedback reports (RFC 5965) received on the inbound endpoint. A hard bounce or a complaint
 //! suppresses the address; soft bounces are counted and suppress it after
-//! [`SOFT_BOUNCE_LIMIT`]. Answers refused at send time are handled by the sender.
+//! [`SOFT_BOUNCE_LIMIT`]. A complaint about one of missive's messages is also recorded on its
+//! recipient's profile as `Email Marked as Spam` (Segment's name), which experiments count as a
+//! guardrail. Answers refused at send time are handled by the sender.
 
 use chrono::{DateTime, Utc};
 use missive_delivery::{DsnAction, Report, parse_report};
-use missive_store::{Store, StoreError, Suppression};
+use missive_engine::Engine;
+use missive_store::{StoreError, Suppression};
 use serde::Serialize;
 
 use crate::policy::address_hash;
@@ -34,11 +37,12 @@ pub enum BounceError {
 
 /// Applies one raw report message.
 pub async fn apply_report(
-    store: &Store,
+    engine: &Engine,
     hash_key: &[u8],
     raw: &[u8],
     now: DateTime<Utc>,
 ) -> Result<ReportOutcome, BounceError> {
+    let store = engine.store();
     let report = parse_report(raw).ok_or(BounceError::NotAReport)?;
     let mut out = ReportOutcome::default();
     let suppress = |address: &str, reason: &str, detail: String| Suppression {
@@ -93,26 +97,23 @@ pub async fn apply_report(
             out.kind = "complaint";
             out.complaints += 1;
             metrics::counter!("missive_messages_complaints_total").increment(1);
-            let address = match original_recipient {
-                Some(a) => Some(a),
-                None => match original_message_id {
-                    // Our Message-IDs are `<msg_…@domain>`: the outbox knows the recipient.
-                    Some(id) => {
-                        let id = id
-                            .trim_matches(['<', '>'])
-                            .split('@')
-                            .next()
-                            .unwrap_or("")
-                            .to_string();
-                        store
-                            .delivery()
-                            .outbox_message(&id)
-                            .await?
-                            .and_then(|m| m.recipient)
-                    }
-                    None => None,
-                },
+            // Our Message-IDs are `<msg_…@domain>`: the outbox knows the message.
+            let message = match original_message_id {
+                Some(id) => {
+                    let id = id
+                        .trim_matches(['<', '>'])
+                        .split('@')
+                        .next()
+                        .unwrap_or("")
+                        .to_string();
+                    store.delivery().outbox_message(&id).await?
+                }
+                None => None,
             };
+            let address = original_recipient.or_else(|| message.as_ref().and_then(|m| m.recipient.clone()));
+            if let Some(m) = &message {
+                record_complaint(engine, m).await;
+            }
             if let Some(a) = address {
                 store
                     .delivery()
@@ -124,6 +125,33 @@ pub async fn apply_report(
     }
     Ok(out)
 }
+
+/// Records `Email Marked as Spam` for the message's recipient (logged when it cannot be).
+async fn record_complaint(engine: &Engine, m: &missive_store::OutboxMessage) {
+    let profile = match engine
+        .profiles()
+        .find_bare(&missive_engine::profiles::ProfileKey::Id(m.profile_id.clone()))
+        .await
+    {
+        Ok(Some(p)) => p,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::error!(error = %e, "complaint: profile lookup failed");
+            return;
+        }
+    };
+    let msg = serde_json::json!({
+        "type": "track",
+        "event": COMPLAINT_EVENT,
+        "properties": {"message_id": m.id},
+        "messageId": format!("complaint-{}", m.id),
+    });
+    // Logged inside when it fails: the suppression, which matters most, is already written.
+    let _ = crate::own_events::ingest(engine, &profile, msg, "complaint").await;
+}
+
+/// The event a complaint is recorded as (Segment's e-mail spec).
+pub const COMPLAINT_EVENT: &str = "Email Marked as Spam";
 
 /// What a pass over a bounce mailbox did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -137,7 +165,7 @@ pub struct MailboxPass {
 /// address's mail): reports are applied, and every message read is moved to `cur/`, so each is
 /// handled once. Messages that are not reports (auto-replies) are moved too, and counted.
 pub async fn read_mailbox(
-    store: &Store,
+    engine: &Engine,
     hash_key: &[u8],
     maildir: &std::path::Path,
     now: DateTime<Utc>,
@@ -151,7 +179,7 @@ pub async fn read_mailbox(
     for entry in entries.flatten() {
         let path = entry.path();
         let Ok(raw) = std::fs::read(&path) else { continue };
-        match apply_report(store, hash_key, &raw, now).await {
+        match apply_report(engine, hash_key, &raw, now).await {
             Ok(out) => {
                 pass.reports += 1;
                 pass.suppressed += out.suppressed;

@@ -44,6 +44,9 @@ pub struct Broadcast {
     pub class: MessageClass,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topic: Option<String>,
+    /// The experiment each message takes part in (subject, template, holdout or content).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub experiment: Option<String>,
     pub send_at: DateTime<Utc>,
     /// Messages per second; 0 for as fast as the sender goes.
     pub rate_per_second: u32,
@@ -74,6 +77,9 @@ pub struct BroadcastIn {
     /// The preference-centre topic (people who declined it are skipped).
     #[serde(default)]
     pub topic: Option<String>,
+    /// An experiment (not of kind `branch`) the messages take part in.
+    #[serde(default)]
+    pub experiment: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -147,6 +153,21 @@ impl Broadcasts {
                 req.segment
             )));
         }
+        if let Some(name) = &req.experiment {
+            match crate::experiments::Experiments::new(self.store().clone())
+                .get(name)
+                .await
+            {
+                Ok(e) if e.definition.varies == missive_experiment::definition::Varies::Branch => {
+                    return Err(BroadcastError::Invalid(format!(
+                        "experiment {name:?} varies \"branch\", which only a journey's split step can use"
+                    )));
+                }
+                Ok(_) => {}
+                Err(crate::experiments::ExperimentError::Store(e)) => return Err(e.into()),
+                Err(e) => return Err(BroadcastError::Invalid(format!("experiment: {e}"))),
+            }
+        }
         self.engine
             .sync()
             .await
@@ -159,6 +180,7 @@ impl Broadcasts {
             segment: req.segment,
             class: req.class,
             topic: req.topic,
+            experiment: req.experiment,
             send_at,
             rate_per_second: req.rate_per_second,
             state: BroadcastState::Scheduled,
@@ -384,6 +406,13 @@ impl Broadcasts {
                 r => TimeDelta::microseconds(1_000_000 / i64::from(r)),
             };
             let mut slot = b.next_slot.max(now);
+            let mut context = json!({});
+            if let Some(topic) = &b.topic {
+                context["topic"] = json!(topic);
+            }
+            if let Some(e) = &b.experiment {
+                context[crate::exposure::CONTEXT_EXPERIMENT] = json!(e);
+            }
             let outbox: Vec<OutboxMessage> = members
                 .iter()
                 .map(|p| {
@@ -396,10 +425,7 @@ impl Broadcasts {
                         class: b.class,
                         source: source.clone(),
                         step: None,
-                        context: match &b.topic {
-                            Some(topic) => json!({"topic": topic}),
-                            None => json!({}),
-                        },
+                        context: context.clone(),
                         status: OutboxStatus::Queued,
                         attempts: 0,
                         next_attempt_at: slot,

@@ -1,9 +1,18 @@
 //! Experiments as documents (kind `experiment`): create, replace a draft, list, read, delete a
-//! draft, and move through their status (missive_experiment::definition holds the rules).
+//! draft, and move through their status (missive_experiment::definition holds the rules); and
+//! their results, from the events missive recorded since the start (the exposures, the opens,
+//! clicks, unsubscribes and complaints of the experiment's messages, and orders), folded and
+//! analysed by the pure `missive_experiment::{outcomes, results}`.
 
 use chrono::{DateTime, Utc};
+use missive_experiment::chart;
 use missive_experiment::definition::{self, DefinitionError, Experiment, ExperimentIn};
+use missive_experiment::outcomes::{self, Action, Engagement, Exposure, Order, Units};
+use missive_experiment::results::{self, Results};
 use missive_store::{DocumentKind, DocumentRecord, Store, StoreError};
+
+use crate::bounces::COMPLAINT_EVENT;
+use crate::exposure::EXPERIMENT_VIEWED;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExperimentError {
@@ -87,10 +96,40 @@ impl Experiments {
             .ok_or_else(|| ExperimentError::NotFound(name.to_owned()))
     }
 
+    /// What a definition names must exist and parse: each variant's template, and each
+    /// subject line as Liquid.
+    async fn check_references(&self, e: &Experiment) -> Result<(), ExperimentError> {
+        for (i, v) in e.definition.variants.iter().enumerate() {
+            if let Some(subject) = &v.subject {
+                missive_content::template::Subject::parse(subject).map_err(|err| {
+                    ExperimentError::Definition(DefinitionError::Invalid {
+                        field: format!("variants[{i}].subject"),
+                        why: err.to_string(),
+                    })
+                })?;
+            }
+            if let Some(t) = &v.template
+                && self
+                    .store
+                    .documents()
+                    .get_document(DocumentKind::Template, t)
+                    .await?
+                    .is_none()
+            {
+                return Err(ExperimentError::Definition(DefinitionError::Invalid {
+                    field: format!("variants[{i}].template"),
+                    why: format!("template {t:?} does not exist: create it first"),
+                }));
+            }
+        }
+        Ok(())
+    }
+
     /// Creates a draft; refused when the name is taken.
     pub async fn create(&self, def: ExperimentIn, now: DateTime<Utc>) -> Result<Experiment, ExperimentError> {
         let _one_at_a_time = self.changes.lock().await;
         let e = definition::create(def, now)?;
+        self.check_references(&e).await?;
         if self.load(&e.definition.name).await?.is_some() {
             return Err(ExperimentError::Exists(e.definition.name));
         }
@@ -120,6 +159,7 @@ impl Experiments {
             None => now,
         };
         let mut e = definition::create(def, now)?;
+        self.check_references(&e).await?;
         e.created_at = created_at;
         self.save(&e, now).await?;
         Ok(e)
@@ -172,5 +212,125 @@ impl Experiments {
         }
         self.save(&e, now).await?;
         Ok(e)
+    }
+
+    /// Each person's outcome in experiment `e`, from the events recorded since it started.
+    pub async fn units(&self, e: &Experiment) -> Result<Units, ExperimentError> {
+        let Some(since) = e.started_at else {
+            return Ok(Units::default());
+        };
+        let name = e.definition.name.as_str();
+        let names = [
+            EXPERIMENT_VIEWED,
+            "Email Opened",
+            "Email Link Clicked",
+            "Unsubscribed",
+            COMPLAINT_EVENT,
+            "Order Completed",
+        ]
+        .map(String::from)
+        .to_vec();
+        let (mut exposures, mut engagements, mut orders) = (Vec::new(), Vec::new(), Vec::new());
+        let mut after = 0;
+        loop {
+            let page = self
+                .store
+                .events()
+                .track_events_since(names.clone(), since, after, 5_000)
+                .await?;
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            for ev in page {
+                let props = &ev.body["properties"];
+                let message = props["message_id"].as_str().map(str::to_owned);
+                let engaged = |action| {
+                    message.clone().map(|message_id| Engagement {
+                        message_id,
+                        action,
+                        at: ev.timestamp,
+                    })
+                };
+                match ev.name.as_str() {
+                    EXPERIMENT_VIEWED if props["experiment_name"].as_str() == Some(name) => {
+                        if let (Some(variant), Some(message_id)) = (props["variation_name"].as_str(), message)
+                        {
+                            exposures.push(Exposure {
+                                profile: ev.profile_id.to_string(),
+                                variant: variant.to_owned(),
+                                message_id,
+                                sent: props["sent"].as_bool().unwrap_or(true),
+                                at: ev.timestamp,
+                            });
+                        }
+                    }
+                    EXPERIMENT_VIEWED => {}
+                    "Email Opened" => engagements.extend(engaged(Action::Opened)),
+                    "Email Link Clicked" => engagements.extend(engaged(Action::Clicked)),
+                    "Unsubscribed" => engagements.extend(engaged(Action::Unsubscribed)),
+                    COMPLAINT_EVENT => engagements.extend(engaged(Action::Complained)),
+                    _ => orders.push(Order {
+                        profile: ev.profile_id.to_string(),
+                        at: ev.timestamp,
+                        revenue: missive_core::profile::order_revenue(
+                            props.as_object().unwrap_or(&serde_json::Map::new()),
+                        )
+                        .as_major(),
+                    }),
+                }
+            }
+        }
+        Ok(outcomes::units(
+            &exposures,
+            &engagements,
+            &orders,
+            e.attribution(),
+            chrono::TimeDelta::hours(i64::from(e.definition.conversion_window_hours)),
+        ))
+    }
+
+    /// The results of experiment `name` now.
+    pub async fn results(&self, name: &str) -> Result<Results, ExperimentError> {
+        let e = self.get(name).await?;
+        let units = self.units(&e).await?;
+        Ok(results::results(&e, &units))
+    }
+
+    /// The cumulative-lift chart of `variant` (default: the first variant that is not control)
+    /// against control, as SVG.
+    pub async fn chart(&self, name: &str, variant: Option<&str>) -> Result<String, ExperimentError> {
+        let e = self.get(name).await?;
+        let variant = match variant {
+            Some(v) if e.variant(v).is_some() && v != e.control => v.to_owned(),
+            Some(v) => {
+                return Err(ExperimentError::Definition(DefinitionError::Invalid {
+                    field: "variant".into(),
+                    why: format!("{v:?} is not a variant other than control ({})", e.control),
+                }));
+            }
+            None => e
+                .definition
+                .variants
+                .iter()
+                .find(|v| v.name != e.control)
+                .map(|v| v.name.clone())
+                .unwrap_or_default(),
+        };
+        let units = self.units(&e).await?;
+        let metric = e.definition.primary_metric;
+        let days = outcomes::daily(&units, metric, &e.control, &variant);
+        let alpha = e.definition.plan.map_or(results::DEFAULT_ALPHA, |p| p.alpha);
+        let points = chart::cumulative_lift(&days, alpha);
+        let what = match metric {
+            missive_experiment::definition::Metric::Open => "open rate",
+            missive_experiment::definition::Metric::Click => "click rate",
+            _ => "conversion rate",
+        };
+        Ok(chart::svg(
+            &points,
+            &format!(
+                "{}: {variant} against {} ({what}, cumulative lift)",
+                e.definition.name, e.control
+            ),
+        ))
     }
 }

@@ -135,7 +135,7 @@ impl Journeys {
         let schema = missive_engine::schema::segment_schema(self.store()).await?;
         let compiled = compile(name, 0, def.clone(), &schema)?;
         for step in &compiled.def.steps {
-            if let Action::Send { template } = &step.action
+            if let Action::Send { template, .. } = &step.action
                 && self
                     .store()
                     .documents()
@@ -148,6 +148,7 @@ impl Journeys {
                     step.id
                 ))));
             }
+            self.check_experiment(step).await?;
         }
         let body =
             serde_json::to_value(&def).map_err(|e| JourneyError::Corrupt(name.into(), e.to_string()))?;
@@ -167,6 +168,67 @@ impl Journeys {
             .first()
             .copied()
             .ok_or_else(|| JourneyError::Corrupt(name.into(), "no version returned".into()))
+    }
+
+    /// A step's experiment exists and fits: a split's paths are exactly its variants (of an
+    /// experiment of kind `branch`); a send's experiment is of another kind.
+    async fn check_experiment(&self, step: &missive_journey::Step) -> Result<(), JourneyError> {
+        let invalid = |why: String| Err(JourneyError::Definition(DefinitionError::Invalid(why)));
+        let (name, paths) = match &step.action {
+            Action::Split {
+                experiment: Some(name),
+                paths,
+            } => (name, Some(paths)),
+            Action::Send {
+                experiment: Some(name),
+                ..
+            } => (name, None),
+            _ => return Ok(()),
+        };
+        let e = match crate::experiments::Experiments::new(self.store().clone())
+            .get(name)
+            .await
+        {
+            Ok(e) => e,
+            Err(crate::experiments::ExperimentError::NotFound(_)) => {
+                return invalid(format!(
+                    "step {:?} names experiment {name:?}, which does not exist: create it first",
+                    step.id
+                ));
+            }
+            Err(crate::experiments::ExperimentError::Store(e)) => return Err(e.into()),
+            Err(e) => return invalid(format!("step {:?}: {e}", step.id)),
+        };
+        let branch = e.definition.varies == missive_experiment::definition::Varies::Branch;
+        match paths {
+            Some(paths) => {
+                if !branch {
+                    return invalid(format!(
+                        "step {:?}: a split's experiment varies \"branch\"; {name:?} varies {:?}",
+                        step.id,
+                        e.definition.varies.as_str()
+                    ));
+                }
+                let mut want: Vec<&str> = e.definition.variants.iter().map(|v| v.name.as_str()).collect();
+                let mut got: Vec<&str> = paths.iter().filter_map(|p| p.variant.as_deref()).collect();
+                want.sort_unstable();
+                got.sort_unstable();
+                if want != got {
+                    return invalid(format!(
+                        "step {:?}: the paths name variants {got:?}; experiment {name:?} has {want:?}: one path per variant",
+                        step.id
+                    ));
+                }
+            }
+            None if branch => {
+                return invalid(format!(
+                    "step {:?}: experiment {name:?} varies \"branch\": name it in a split step",
+                    step.id
+                ));
+            }
+            None => {}
+        }
+        Ok(())
     }
 
     pub async fn delete(&self, name: &str) -> Result<(), JourneyError> {
@@ -663,7 +725,14 @@ impl Journeys {
                     at = if member { then.clone() } else { otherwise.clone() };
                     continue;
                 }
-                Action::Split { paths } => {
+                Action::Split {
+                    experiment: Some(name),
+                    paths,
+                } => {
+                    at = self.experiment_path(&mut instance, name, paths).await?;
+                    continue;
+                }
+                Action::Split { paths, .. } => {
                     let total: u64 = paths.iter().map(|p| u64::from(p.weight)).sum();
                     let roll = u64::from_str_radix(&hash_id("", &[&instance.id, &at])[..16], 16).unwrap_or(0)
                         % total.max(1);
@@ -679,7 +748,7 @@ impl Journeys {
                     at = chosen;
                     continue;
                 }
-                Action::Send { template } => {
+                Action::Send { template, experiment } => {
                     let cap = def
                         .def
                         .max_sends_per_instance
@@ -698,7 +767,12 @@ impl Journeys {
                         class: def.def.class,
                         source: missive_core::MessageSource::Journey(def.name.clone()),
                         step: Some(at.clone()),
-                        context: send_context(&def.name, &instance, def.def.topic.as_deref()),
+                        context: send_context(
+                            &def.name,
+                            &instance,
+                            def.def.topic.as_deref(),
+                            experiment.as_deref(),
+                        ),
                         status: OutboxStatus::Queued,
                         attempts: 0,
                         next_attempt_at: now,
@@ -723,6 +797,42 @@ impl Journeys {
         }
         pending.instances.insert(instance.id.clone(), instance);
         Ok(())
+    }
+
+    /// The path of an experiment's split: the person's variant while it runs (kept on the
+    /// instance, so that the messages after it carry the experiment; the exposure is recorded
+    /// when one is sent), the winner's once concluded, else the default variant's. A missing
+    /// experiment takes the first path.
+    async fn experiment_path(
+        &self,
+        instance: &mut JourneyInstance,
+        name: &str,
+        paths: &[missive_journey::SplitPath],
+    ) -> Result<String, JourneyError> {
+        let e = match crate::experiments::Experiments::new(self.store().clone())
+            .get(name)
+            .await
+        {
+            Ok(e) => Some(e),
+            Err(crate::experiments::ExperimentError::Store(e)) => return Err(e.into()),
+            Err(e) => {
+                tracing::error!(experiment = name, error = %e, "journey split: experiment unavailable; first path taken");
+                None
+            }
+        };
+        let first = || paths.first().map_or_else(|| EXIT.to_string(), |p| p.next.clone());
+        let Some(e) = e else { return Ok(first()) };
+        let treatment = e.treatment(instance.profile_id.as_str());
+        let variant = &treatment.variant().name;
+        if treatment.exposed()
+            && let Some(ctx) = instance.context.as_object_mut()
+        {
+            ctx.insert(SPLIT_EXPERIMENT.into(), json!({"name": name, "variant": variant}));
+        }
+        Ok(paths
+            .iter()
+            .find(|p| p.variant.as_deref() == Some(variant.as_str()))
+            .map_or_else(first, |p| p.next.clone()))
     }
 
     /// The person's time zone, with the workspace's default.
@@ -812,7 +922,15 @@ fn record_event(context: &mut Value, event: &StoredEvent) -> bool {
 
 /// What a message of a journey carries to its template: the triggering event, and as
 /// `journey` the instance's events and the cart they make (see [`missive_content::cart`]).
-fn send_context(journey: &str, instance: &JourneyInstance, topic: Option<&str>) -> Value {
+/// A queued message's context: the triggering event, the `journey` variable, the topic and the
+/// experiment: the send step's own, else the one whose split the instance went through, with
+/// the variant it chose.
+fn send_context(
+    journey: &str,
+    instance: &JourneyInstance,
+    topic: Option<&str>,
+    experiment: Option<&str>,
+) -> Value {
     let event = instance.context.get("event").cloned().unwrap_or(Value::Null);
     let events = match instance.context.get("events") {
         Some(Value::Array(events)) => events.clone(),
@@ -825,8 +943,19 @@ fn send_context(journey: &str, instance: &JourneyInstance, topic: Option<&str>) 
     if let Some(topic) = topic {
         context["topic"] = json!(topic);
     }
+    match (experiment, instance.context.get(SPLIT_EXPERIMENT)) {
+        (Some(name), _) => context[crate::exposure::CONTEXT_EXPERIMENT] = json!(name),
+        (None, Some(split)) => {
+            context[crate::exposure::CONTEXT_EXPERIMENT] = split["name"].clone();
+            context[crate::exposure::CONTEXT_VARIANT] = split["variant"].clone();
+        }
+        (None, None) => {}
+    }
     context
 }
+
+/// Where an instance keeps the experiment split it went through: `{"name", "variant"}`.
+const SPLIT_EXPERIMENT: &str = "split_experiment";
 
 fn bump_visits(context: &mut Value, step: &str) -> u64 {
     let Some(obj) = context.as_object_mut() else {

@@ -12,7 +12,9 @@
 //! - [`messages`]: what became of each message and why, per journey, broadcast or profile;
 //! - [`setup`]: what in the sending settings makes mail unbranded or unverifiable;
 //! - [`test_send`]: a marketer's test send to their own address;
-//! - [`tracking`]: clicks, opens, unsubscribes and a message's outcome.
+//! - [`tracking`]: clicks, opens, unsubscribes and a message's outcome;
+//! - [`experiments`]: experiments as documents and their results; [`exposure`]: the variant a
+//!   message gets at send time and the exposure it records.
 //!
 //! It reads profiles and segments through the engine and writes only the delivery and
 //! document areas of the store.
@@ -21,8 +23,10 @@ pub mod bounces;
 pub mod broadcasts;
 pub mod content;
 pub mod experiments;
+pub mod exposure;
 pub mod journeys;
 pub mod messages;
+mod own_events;
 pub mod policy;
 pub mod sender;
 pub mod setup;

@@ -27,6 +27,9 @@ pub struct PolicyConfig {
     /// Local quiet hours `(start, end)`: marketing is deferred to their end. Off by default:
     /// a first test message must not silently wait for the morning.
     pub quiet_hours: Option<(NaiveTime, NaiveTime)>,
+    /// The per cent of profiles (0 to 100) in the global holdout, which receives no marketing:
+    /// comparing its purchases with everyone else's measures what marketing adds in total.
+    pub global_holdout_percent: f64,
 }
 
 impl Default for PolicyConfig {
@@ -35,6 +38,7 @@ impl Default for PolicyConfig {
             frequency_cap: 3,
             frequency_window: TimeDelta::days(7),
             quiet_hours: None,
+            global_holdout_percent: 0.0,
         }
     }
 }
@@ -72,6 +76,8 @@ pub enum SkipReason {
     FrequencyPreference,
     /// The workspace's frequency cap is reached.
     FrequencyCap,
+    /// The profile is in the global holdout, which receives no marketing.
+    GlobalHoldout,
 }
 
 impl std::fmt::Display for SkipReason {
@@ -83,6 +89,7 @@ impl std::fmt::Display for SkipReason {
             SkipReason::TopicDeclined(topic) => write!(f, "topic_declined: {topic}"),
             SkipReason::FrequencyPreference => f.write_str("frequency_preference"),
             SkipReason::FrequencyCap => f.write_str("frequency_cap"),
+            SkipReason::GlobalHoldout => f.write_str("global_holdout"),
         }
     }
 }
@@ -136,7 +143,7 @@ pub struct Facts<'a> {
 
 /// Decides, at `now`, what happens to a message of `class` (on `topic`, if any), in this order:
 /// no address, suppression (every class), then for marketing only: consent, declined topic,
-/// the person's frequency choice, the frequency cap, quiet hours.
+/// the global holdout, the person's frequency choice, the frequency cap, quiet hours.
 pub fn decide(
     facts: &Facts<'_>,
     config: &PolicyConfig,
@@ -161,6 +168,14 @@ pub fn decide(
         && missive_core::preferences::declines_topic(facts.profile, topic)
     {
         return skip(SkipReason::TopicDeclined(topic.to_owned()));
+    }
+    if config.global_holdout_percent > 0.0
+        && missive_experiment::assign::in_global_holdout(
+            facts.profile.id.as_str(),
+            config.global_holdout_percent,
+        )
+    {
+        return skip(SkipReason::GlobalHoldout);
     }
     if missive_core::Frequency::of(facts.profile).window().is_some() && facts.sent_in_preference_window > 0 {
         return skip(SkipReason::FrequencyPreference);

@@ -20,11 +20,13 @@ use missive_store::{OutboxMessage, OutboxStatus, Suppression};
 use serde::Serialize;
 
 use crate::broadcasts::BroadcastState;
-use crate::content::{ContentService, ContentServiceError, MessageLinks};
+use crate::content::{ContentService, ContentServiceError, MessageLinks, Variation};
+use crate::exposure;
 use crate::policy::{Decision, PolicyConfig, address_hash, decide, load_facts};
 use missive_core::{MessageClass, MessageSource};
 use missive_engine::Engine;
 use missive_engine::profiles::{ProfileKey, find_profile};
+use missive_experiment::definition::Experiment;
 
 /// Who messages come from and where their links point.
 #[derive(Debug, Clone)]
@@ -124,6 +126,9 @@ impl SendStats {
     }
 }
 
+/// Experiments by name as read this round (`None`: no such experiment).
+type ExperimentsRead = std::collections::HashMap<String, Option<Arc<Experiment>>>;
+
 /// Broadcast states by id, with when each was read.
 type BroadcastStates = std::collections::HashMap<String, (std::time::Instant, Option<BroadcastState>)>;
 
@@ -140,6 +145,8 @@ pub struct Sender {
     notify: Arc<tokio::sync::Notify>,
     /// Broadcast states, read once per round (so a pause holds from the next round on).
     broadcasts: Arc<std::sync::Mutex<BroadcastStates>>,
+    /// Experiments, read once per round (a start, stop or conclusion holds from the next).
+    experiments: Arc<std::sync::Mutex<ExperimentsRead>>,
 }
 
 impl Sender {
@@ -163,6 +170,7 @@ impl Sender {
             running: Arc::new(tokio::sync::Mutex::new(())),
             notify: Arc::new(tokio::sync::Notify::new()),
             broadcasts: Arc::new(std::sync::Mutex::new(std::collections::HashMap::new())),
+            experiments: Arc::new(std::sync::Mutex::new(std::collections::HashMap::new())),
         }
     }
 
@@ -188,6 +196,36 @@ impl Sender {
             .unwrap_or_else(|p| p.into_inner())
             .insert(id.to_string(), (std::time::Instant::now(), state));
         Ok(state)
+    }
+
+    /// The experiment named `name`, read at most once per round.
+    async fn experiment(&self, name: &str) -> Result<Option<Arc<Experiment>>, SendError> {
+        if let Some(e) = self
+            .experiments
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+        {
+            return Ok(e.clone());
+        }
+        let e = match crate::experiments::Experiments::new(self.engine.store().clone())
+            .get(name)
+            .await
+        {
+            Ok(e) => Some(Arc::new(e)),
+            Err(crate::experiments::ExperimentError::NotFound(_)) => None,
+            Err(crate::experiments::ExperimentError::Store(e)) => return Err(e.into()),
+            Err(e) => {
+                // Unreadable: sent as without the experiment, and said loudly.
+                tracing::error!(experiment = name, error = %e, "experiment unreadable; its messages go out without it");
+                None
+            }
+        };
+        self.experiments
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_owned(), e.clone());
+        Ok(e)
     }
 
     pub fn links(&self) -> &LinkSigner {
@@ -230,7 +268,7 @@ impl Sender {
         dir: &std::path::Path,
         now: DateTime<Utc>,
     ) -> Result<crate::bounces::MailboxPass, crate::bounces::BounceError> {
-        crate::bounces::read_mailbox(self.engine.store(), self.hash_key(), dir, now).await
+        crate::bounces::read_mailbox(&self.engine, self.hash_key(), dir, now).await
     }
 
     /// Applies one raw delivery report (a DSN or an ARF complaint) to the suppression list.
@@ -239,7 +277,7 @@ impl Sender {
         raw: &[u8],
         now: DateTime<Utc>,
     ) -> Result<crate::bounces::ReportOutcome, crate::bounces::BounceError> {
-        crate::bounces::apply_report(self.engine.store(), self.hash_key(), raw, now).await
+        crate::bounces::apply_report(&self.engine, self.hash_key(), raw, now).await
     }
 
     pub fn hash_key(&self) -> &[u8] {
@@ -303,6 +341,7 @@ impl Sender {
         loop {
             let now = self.engine.clock().now();
             self.broadcasts.lock().unwrap_or_else(|p| p.into_inner()).clear();
+            self.experiments.lock().unwrap_or_else(|p| p.into_inner()).clear();
             let due = store.delivery().due_outbox(now, self.config.batch).await?;
             if due.is_empty() {
                 break;
@@ -425,8 +464,25 @@ impl Sender {
                 return Ok(message);
             }
         };
+        // Assigned only now, after the rules: a person they skip is never counted.
+        let applied = match exposure::experiment_of(&message) {
+            Some(name) => self
+                .experiment(name)
+                .await?
+                .map(|e| exposure::apply(&e, &mut message)),
+            None => None,
+        };
+        if let Some(a) = &applied
+            && let Some(reason) = a.holdout_reason()
+        {
+            exposure::record(&self.engine, &profile, a, &message.id, false).await;
+            return Ok(skip(message, &reason, stats));
+        }
         let started = std::time::Instant::now();
-        let bytes = match self.compose(&message, &profile, &address, now).await {
+        let bytes = match self
+            .compose(&message, &profile, &address, applied.as_ref(), now)
+            .await
+        {
             Ok(b) => b,
             Err(Compose::Retry(reason)) => {
                 message.attempts += 1;
@@ -467,6 +523,9 @@ impl Sender {
         let now = self.engine.clock().now();
         match outcome {
             SendOutcome::Delivered { response } => {
+                if let Some(a) = &applied {
+                    exposure::record(&self.engine, &profile, a, &message.id, true).await;
+                }
                 message.status = OutboxStatus::Sent;
                 message.sent_at = Some(now);
                 message.detail = Some(response);
@@ -528,6 +587,7 @@ impl Sender {
         message: &OutboxMessage,
         profile: &Profile,
         address: &str,
+        applied: Option<&exposure::Applied>,
         now: DateTime<Utc>,
     ) -> Result<Vec<u8>, Compose> {
         let base = self.config.public_url.trim_end_matches('/');
@@ -547,9 +607,26 @@ impl Sender {
             preferences: preferences.clone(),
         };
         let zone = missive_core::zone::time_zone_of(profile, self.engine.config().default_time_zone);
+        let variation = applied.map(|a| Variation {
+            experiment: &a.experiment,
+            variant: &a.variant.name,
+            subject: a.variant.subject.as_deref(),
+        });
+        // A template experiment's variant is its own template.
+        let templated;
+        let message = match applied.and_then(|a| a.variant.template.as_ref()) {
+            Some(t) => {
+                templated = OutboxMessage {
+                    template: t.clone(),
+                    ..message.clone()
+                };
+                &templated
+            }
+            None => message,
+        };
         let email = self
             .content
-            .compose(profile, message, &links, zone, now)
+            .compose(profile, message, &links, zone, now, variation)
             .await
             .map_err(Compose::from)?;
         let unsubscribe_prefix = format!("{base}/u/");

@@ -41,7 +41,8 @@ pub struct TestSent {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub profile_id: Option<String>,
     /// The send-time rules in force that this send did not apply (`consent`, `topic`,
-    /// `frequency_preference`, `frequency_cap`, `quiet_hours`); suppression always applies.
+    /// `frequency_preference`, `frequency_cap`, `quiet_hours`, `global_holdout`); suppression
+    /// always applies.
     pub bypassed: Vec<&'static str>,
     /// Links go straight to their targets, and no open pixel is added.
     pub tracked: bool,
@@ -143,7 +144,7 @@ impl Sender {
         let zone = missive_core::zone::time_zone_of(&profile, self.engine().config().default_time_zone);
         let email = self
             .content()
-            .compose(&profile, &message, &links, zone, now)
+            .compose(&profile, &message, &links, zone, now, None)
             .await?;
         let config = self.config();
         let outgoing = OutgoingEmail {
@@ -182,6 +183,9 @@ impl Sender {
         }
         if policy.quiet_hours.is_some() {
             bypassed.push("quiet_hours");
+        }
+        if policy.global_holdout_percent > 0.0 {
+            bypassed.push("global_holdout");
         }
         if !marketing {
             // Transactional messages are under none of those rules anyway.

@@ -5,7 +5,6 @@
 //! signed tokens and calls this.
 
 use chrono::{DateTime, TimeDelta, Utc};
-use missive_core::message::validate_message;
 use missive_core::{Profile, ProfileId};
 use missive_engine::Engine;
 use missive_engine::profiles::ProfileKey;
@@ -13,6 +12,7 @@ use missive_store::{EventQuery, OutboxMessage, StoreError};
 use serde_json::{Value, json};
 
 use crate::journeys::Journeys;
+use crate::own_events::Own;
 
 /// Purchases this long after a click count as the message's conversions.
 pub const ATTRIBUTION_WINDOW: TimeDelta = TimeDelta::days(7);
@@ -29,13 +29,6 @@ pub enum Unsubscribe {
     NotRecorded,
     /// The link's data was refused as an event (a bug, logged).
     Refused,
-}
-
-/// Why missive's own event was not ingested.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Own {
-    Refused,
-    NotStored,
 }
 
 /// Recording recipients' actions and reading messages' outcomes.
@@ -115,21 +108,8 @@ impl Tracking {
         }
     }
 
-    /// Ingests `msg` about `profile` as missive's own (trusted) event, identified as the
-    /// profile is known. Failures are logged under `what`.
-    async fn ingest_own(&self, profile: &Profile, mut msg: Value, what: &str) -> Result<(), Own> {
-        missive_engine::privacy::identify_as(profile, &mut msg);
-        let now = self.engine.clock().now();
-        let mut event = validate_message(msg, None, None, now).map_err(|r| {
-            tracing::error!(code = r.code.as_str(), "{what}: event refused");
-            Own::Refused
-        })?;
-        event.set_trust(missive_core::Trust::Missive);
-        self.engine.ingest(vec![event]).await.map_err(|e| {
-            tracing::error!(error = %e, "{what}: event not recorded");
-            Own::NotStored
-        })?;
-        Ok(())
+    async fn ingest_own(&self, profile: &Profile, msg: Value, what: &str) -> Result<(), Own> {
+        crate::own_events::ingest(&self.engine, profile, msg, what).await
     }
 
     /// What message `m` led to, from its recipient's events.

@@ -1,13 +1,15 @@
 //! The experiments API: `/v1/experiments` (create, list), `/v1/experiments/{name}` (read,
-//! replace a draft, delete a draft) and `/v1/experiments/{name}/start|stop|conclude`.
+//! replace a draft, delete a draft), `/v1/experiments/{name}/start|stop|conclude`, and the
+//! results: `/v1/experiments/{name}/results` (JSON) and `/v1/experiments/{name}/chart.svg`.
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use missive_core::ErrorCode;
 use missive_experiment::definition::{DefinitionError, Experiment, ExperimentIn};
+use missive_experiment::results::Results;
 use missive_sending::experiments::{ExperimentError, Transition};
 use serde::Deserialize;
 
@@ -22,6 +24,8 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/v1/experiments/{name}/start", post(start))
         .route("/v1/experiments/{name}/stop", post(stop))
         .route("/v1/experiments/{name}/conclude", post(conclude))
+        .route("/v1/experiments/{name}/results", get(results))
+        .route("/v1/experiments/{name}/chart.svg", get(chart))
 }
 
 impl From<ExperimentError> for ApiError {
@@ -137,4 +141,44 @@ pub async fn conclude(
     JsonBody(body): JsonBody<ConcludeIn>,
 ) -> Result<Json<Experiment>, ApiError> {
     move_to(&state, &name, Transition::Conclude { winner: body.winner }).await
+}
+
+/// `GET /v1/experiments/{name}/results`: every variant's figures, the statistics of the primary
+/// metric and the guardrails, the sequential test and a verdict (docs/experiments.md).
+pub async fn results(
+    _: RequireRole<Reports>,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Results>, ApiError> {
+    Ok(Json(state.experiments.results(&name).await?))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChartQuery {
+    /// The variant drawn against control (default: the first other than control).
+    #[serde(default)]
+    variant: Option<String>,
+}
+
+/// `GET /v1/experiments/{name}/chart.svg[?variant=B]`: the cumulative lift with its interval
+/// band and the daily exposures, as a self-contained SVG.
+pub async fn chart(
+    _: RequireRole<Reports>,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(q): Query<ChartQuery>,
+) -> Result<impl axum::response::IntoResponse, ApiError> {
+    let svg = state.experiments.chart(&name, q.variant.as_deref()).await?;
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "image/svg+xml; charset=utf-8"),
+            // The chart holds no script, and a browser opening it directly runs none.
+            (
+                axum::http::header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; style-src 'unsafe-inline'",
+            ),
+        ],
+        svg,
+    ))
 }

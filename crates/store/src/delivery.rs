@@ -37,7 +37,8 @@ pub trait DeliveryStore: Send + Sync + 'static {
     /// Queued messages due at or before `now`, soonest first.
     async fn due_outbox(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<OutboxMessage>, StoreError>;
 
-    /// Records what happened to messages (status, attempts, next attempt, sent time, detail).
+    /// Records what happened to messages (status, attempts, next attempt, sent time, detail,
+    /// and the context, which gains the experiment variant a message got).
     /// Only messages still queued change: one skipped meanwhile (a cancelled broadcast) stays
     /// skipped.
     async fn update_outbox(&self, messages: Vec<OutboxMessage>) -> Result<(), StoreError>;

@@ -29,7 +29,7 @@ mod catalog;
 mod compose;
 mod preview;
 
-pub use compose::MessageLinks;
+pub use compose::{MessageLinks, Variation};
 
 pub use catalog::event_products;
 use catalog::purchased_products;

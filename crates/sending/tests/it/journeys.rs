@@ -251,7 +251,7 @@ async fn bounce_reports_in_a_maildir_are_applied_once() {
     )
     .unwrap();
     let store = h.engine.store();
-    let pass = missive_sending::bounces::read_mailbox(store, b"key", maildir.path(), start())
+    let pass = missive_sending::bounces::read_mailbox(&h.engine, b"key", maildir.path(), start())
         .await
         .unwrap();
     assert_eq!((pass.reports, pass.ignored, pass.suppressed), (2, 1, 2));
@@ -268,7 +268,7 @@ async fn bounce_reports_in_a_maildir_are_applied_once() {
     );
     assert_eq!(std::fs::read_dir(maildir.path().join("new")).unwrap().count(), 0);
     assert_eq!(std::fs::read_dir(maildir.path().join("cur")).unwrap().count(), 3);
-    let again = missive_sending::bounces::read_mailbox(store, b"key", maildir.path(), start())
+    let again = missive_sending::bounces::read_mailbox(&h.engine, b"key", maildir.path(), start())
         .await
         .unwrap();
     assert_eq!(again, missive_sending::bounces::MailboxPass::default());

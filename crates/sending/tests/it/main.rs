@@ -3,4 +3,5 @@
 // Test helpers may unwrap: a failure there is the test failing.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod experiments;
 mod journeys;

@@ -63,6 +63,8 @@ fn matrix() -> Vec<(&'static str, &'static str, &'static [&'static str])> {
         ("POST", "/v1/experiments/{name}/start", MARKETING),
         ("POST", "/v1/experiments/{name}/stop", MARKETING),
         ("POST", "/v1/experiments/{name}/conclude", MARKETING),
+        ("GET", "/v1/experiments/{name}/results", REPORTS),
+        ("GET", "/v1/experiments/{name}/chart.svg", REPORTS),
         ("PUT", "/v1/schema/traits/{name}", MARKETING),
         ("DELETE", "/v1/schema/traits/{name}", MARKETING),
         ("PUT", "/v1/schema/events/{event}", MARKETING),

@@ -214,7 +214,7 @@ impl crate::DeliveryStore for PostgresStore {
         let stmt = tx
             .prepare(
                 "UPDATE outbox SET status = $2, attempts = $3, next_attempt_at = $4, sent_at = $5,
-                     recipient = $6, detail = $7 WHERE id = $1 AND status = 'queued'",
+                     recipient = $6, detail = $7, context = $8 WHERE id = $1 AND status = 'queued'",
             )
             .await?;
         for m in &messages {
@@ -228,6 +228,7 @@ impl crate::DeliveryStore for PostgresStore {
                     &m.sent_at.map(micros),
                     &m.recipient,
                     &m.detail,
+                    &m.context,
                 ],
             )
             .await?;

@@ -187,7 +187,7 @@ impl crate::DeliveryStore for SqliteStore {
             {
                 let mut stmt = tx.prepare_cached(
                     "UPDATE outbox SET status = ?2, attempts = ?3, next_attempt_at = ?4, sent_at = ?5,
-                         recipient = ?6, detail = ?7 WHERE id = ?1 AND status = 'queued'",
+                         recipient = ?6, detail = ?7, context = ?8 WHERE id = ?1 AND status = 'queued'",
                 )?;
                 for m in &messages {
                     stmt.execute(params![
@@ -198,6 +198,7 @@ impl crate::DeliveryStore for SqliteStore {
                         m.sent_at.map(micros),
                         m.recipient,
                         m.detail,
+                        m.context.to_string(),
                     ])?;
                 }
             }

@@ -1,0 +1,355 @@
+//! Experiments end to end, against a real SQLite store, the real sender and the maildir
+//! transport: a journey sends a welcome e-mail under a holdout experiment and, a day later, a
+//! second e-mail under a subject-line experiment, to simulated people who open and buy with
+//! known rates. The results must find the true lifts; people the send-time rules skip must never
+//! be counted; the variant must reach the e-mail; and a concluded winner must roll out.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use missive_core::message::validate_message;
+use missive_core::{Clock, ManualClock};
+use missive_delivery::{MaildirTransport, Throttle};
+use missive_engine::{Engine, EngineConfig};
+use missive_experiment::definition::ExperimentIn;
+use missive_sending::content::{ContentConfig, ContentService, StoredTemplate};
+use missive_sending::experiments::{Experiments, Transition};
+use missive_sending::journeys::{JourneyDef, Journeys};
+use missive_sending::sender::{Sender, SenderConfig};
+use missive_sending::tracking::Tracking;
+use missive_store::{OutboxMessage, OutboxStatus, SqliteStore, Store};
+use rand::{Rng, SeedableRng};
+use serde_json::{Value, json};
+
+fn start() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-11-02T10:00:00Z")
+        .unwrap()
+        .to_utc()
+}
+
+struct Shop {
+    _dir: tempfile::TempDir,
+    clock: ManualClock,
+    engine: Engine,
+    journeys: Journeys,
+    sender: Sender,
+    tracking: Tracking,
+    experiments: Experiments,
+    maildir: std::path::PathBuf,
+}
+
+impl Shop {
+    async fn open() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(start());
+        let store: Store = Store::new(SqliteStore::open(dir.path().join("missive.db")).await.unwrap());
+        missive_engine::auth::ensure_workspace(&store).await.unwrap();
+        let engine = Engine::start(store, Arc::new(clock.clone()), EngineConfig::default())
+            .await
+            .unwrap();
+        let journeys = Journeys::new(engine.clone());
+        let content = ContentService::new(engine.store().clone(), ContentConfig::default());
+        let maildir = dir.path().join("maildir");
+        let sender = Sender::start(
+            engine.clone(),
+            content.clone(),
+            Arc::new(MaildirTransport::new(&maildir).unwrap()),
+            None,
+            Throttle::new(None),
+            SenderConfig {
+                batch: 500,
+                // Two e-mails per person in two days: the default cap (3 a week) allows them.
+                ..SenderConfig::default()
+            },
+        )
+        .await
+        .unwrap();
+        let tracking = Tracking::new(engine.clone(), journeys.clone());
+        let experiments = Experiments::for_engine(&engine);
+        for (name, subject, body) in [
+            ("welcome", "Welcome", "<p>Welcome</p>"),
+            (
+                "picks",
+                "New in this week",
+                "<p>Picks for you ({{ experiment.name }}: {{ experiment.variant }})</p>",
+            ),
+        ] {
+            let t: StoredTemplate =
+                serde_json::from_value(json!({"subject": subject, "layout": "html", "body": body})).unwrap();
+            content.save_template(name, t, start()).await.unwrap();
+        }
+        Shop {
+            _dir: dir,
+            clock,
+            engine,
+            journeys,
+            sender,
+            tracking,
+            experiments,
+            maildir,
+        }
+    }
+
+    async fn ingest(&self, msg: Value) {
+        let e = validate_message(msg, None, None, self.clock.now()).unwrap();
+        self.engine.ingest(vec![e]).await.unwrap();
+    }
+
+    /// A person who signs up; `consents` to marketing or not.
+    async fn sign_up(&self, user: &str, consents: bool) {
+        self.ingest(json!({
+            "type": "identify", "userId": user,
+            "traits": {"email": format!("{user}@example.com"), "consent": {"email_marketing": consents}}
+        }))
+        .await;
+        self.ingest(json!({"type": "track", "userId": user, "event": "Signed Up"}))
+            .await;
+    }
+
+    async fn create(&self, def: Value) {
+        let def: ExperimentIn = serde_json::from_value(def).unwrap();
+        let name = def.name.clone();
+        self.experiments.create(def, self.clock.now()).await.unwrap();
+        self.experiments
+            .transition(&name, Transition::Start, self.clock.now())
+            .await
+            .unwrap();
+    }
+
+    /// Runs journeys and the sender until nothing is left to do now.
+    async fn run(&self) {
+        for _ in 0..10 {
+            self.engine.sync().await.unwrap();
+            let ran = self.journeys.run_pending().await.unwrap();
+            let sent = self.sender.run_pending().await.unwrap();
+            if ran.sends == 0 && sent.sent + sent.skipped + sent.deferred == 0 {
+                break;
+            }
+        }
+    }
+
+    async fn messages(&self, step: &str) -> Vec<OutboxMessage> {
+        let source = missive_core::MessageSource::Journey("welcome-series".into());
+        let mut out = Vec::new();
+        let mut before = None;
+        loop {
+            let page = self
+                .engine
+                .store()
+                .delivery()
+                .outbox_from(&source, Some(step), before.as_ref(), 500)
+                .await
+                .unwrap();
+            let Some(last) = page.last() else { break };
+            before = Some(missive_store::OutboxCursor {
+                created_at: last.created_at,
+                id: last.id.clone(),
+            });
+            out.extend(page);
+        }
+        out
+    }
+}
+
+fn journey() -> Value {
+    json!({
+        "trigger": {"event": "Signed Up"},
+        "steps": [
+            {"id": "welcome", "type": "send", "template": "welcome", "experiment": "welcome-holdout"},
+            {"id": "wait", "type": "wait", "duration": "1d"},
+            {"id": "picks", "type": "send", "template": "picks", "experiment": "picks-subject"}
+        ]
+    })
+}
+
+#[tokio::test]
+async fn a_journey_with_a_holdout_and_a_subject_test_finds_the_true_lifts() {
+    let shop = Shop::open().await;
+    shop.create(json!({
+        "name": "welcome-holdout", "varies": "holdout", "primary_metric": "conversion",
+        "conversion_window_hours": 240,
+        "variants": [{"name": "held", "weight": 30, "holdout": true}, {"name": "welcomed", "weight": 70}]
+    }))
+    .await;
+    shop.create(json!({
+        "name": "picks-subject", "varies": "subject", "primary_metric": "open",
+        "variants": [
+            {"name": "control", "weight": 50},
+            {"name": "named", "weight": 50, "subject": "{{ traits.first_name | default: 'You' }}, new in this week"}
+        ],
+        "plan": {"baseline_rate": 0.2, "minimum_lift": 0.5, "units_per_day": 1000}
+    }))
+    .await;
+    let def: JourneyDef = serde_json::from_value(journey()).unwrap();
+    shop.journeys.save("welcome-series", def, start()).await.unwrap();
+
+    // 1,500 people consent; 100 do not, and must never be counted.
+    let people = 1_500;
+    for i in 0..people {
+        shop.sign_up(&format!("p{i:05}"), true).await;
+    }
+    for i in 0..100 {
+        shop.sign_up(&format!("no{i:03}"), false).await;
+    }
+    shop.run().await;
+    let mut users = std::collections::HashMap::new();
+    for i in 0..people {
+        let user = format!("p{i:05}");
+        let key = missive_engine::profiles::ProfileKey::parse(&user);
+        let id = missive_engine::profiles::resolve_key(shop.engine.store(), &key)
+            .await
+            .unwrap()
+            .unwrap();
+        users.insert(id, user);
+    }
+    let welcomes = shop.messages("welcome").await;
+    assert_eq!(welcomes.len(), people + 100);
+    let by_detail = |m: &OutboxMessage| m.detail.clone().unwrap_or_default();
+    let held: Vec<&OutboxMessage> = welcomes
+        .iter()
+        .filter(|m| by_detail(m) == "holdout: experiment welcome-holdout")
+        .collect();
+    assert!(held.iter().all(|m| m.status == OutboxStatus::Skipped));
+    assert!(
+        (380..520).contains(&held.len()),
+        "{} of 1500 held back at 30 %",
+        held.len()
+    );
+    let no_consent = welcomes.iter().filter(|m| by_detail(m) == "no_consent").count();
+    assert_eq!(no_consent, 100);
+    // The variant is kept on the message; skipped-by-rule messages have none.
+    assert!(welcomes.iter().all(|m| {
+        let variant = m.context.get("variant").and_then(Value::as_str);
+        match by_detail(m).as_str() {
+            "no_consent" => variant.is_none(),
+            _ => variant.is_some(),
+        }
+    }));
+
+    // Welcomed people buy at 12 %, held-back ones at 4 % (within the 10-day window).
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let mut buyers = std::collections::HashSet::new();
+    shop.clock.advance(TimeDelta::hours(2));
+    for m in &welcomes {
+        if by_detail(m) == "no_consent" {
+            continue;
+        }
+        let rate = if m.status == OutboxStatus::Skipped {
+            0.04
+        } else {
+            0.12
+        };
+        if rng.random_bool(rate) {
+            buyers.insert(m.profile_id.to_string());
+            let user = &users[&m.profile_id];
+            shop.ingest(
+                json!({"type": "track", "userId": user, "event": "Order Completed",
+                               "properties": {"order_id": format!("o-{}", m.id), "revenue": 80.0}}),
+            )
+            .await;
+        }
+    }
+
+    // A day later: the second e-mail, under the subject test, to everyone who consents (the
+    // held-back people too: that experiment is another one).
+    shop.clock.advance(TimeDelta::days(1));
+    shop.run().await;
+    let picks = shop.messages("picks").await;
+    let sent: Vec<&OutboxMessage> = picks.iter().filter(|m| m.status == OutboxStatus::Sent).collect();
+    assert_eq!(sent.len(), people);
+    // Opens: control 20 %, the named subject 30 %.
+    for m in &sent {
+        let named = m.context["variant"] == "named";
+        if rng.random_bool(if named { 0.30 } else { 0.20 }) {
+            shop.tracking
+                .record(&m.profile_id, "Email Opened", json!({"message_id": m.id}), None)
+                .await;
+        }
+    }
+    shop.engine.sync().await.unwrap();
+
+    // The subject line and the template variable reached the e-mails.
+    let mut named_subjects = 0;
+    for entry in std::fs::read_dir(shop.maildir.join("new")).unwrap() {
+        let raw = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        if raw.contains("Subject: You, new in this week") {
+            named_subjects += 1;
+            assert!(raw.contains("picks-subject: named"), "{raw}");
+        }
+    }
+    let named = sent.iter().filter(|m| m.context["variant"] == "named").count();
+    assert_eq!(named_subjects, named);
+
+    let holdout = shop.experiments.results("welcome-holdout").await.unwrap();
+    let [h, w] = &holdout.variants[..] else {
+        panic!("{:?}", holdout.variants)
+    };
+    // Every consenting person once, nobody who did not consent.
+    assert_eq!(h.recipients + w.recipients, people as u64);
+    assert_eq!(h.recipients, held.len() as u64);
+    assert_eq!((h.delivered, w.delivered), (0, w.recipients));
+    let report = holdout.primary.as_ref().unwrap();
+    let welcomed = &report.comparisons[0];
+    assert_eq!(report.control, "held");
+    assert!(welcomed.p_value.unwrap() < 0.01, "{report:?}");
+    let lift = welcomed.difference.unwrap();
+    // Every order followed its buyer's exposure within the window: each buyer converted.
+    assert_eq!(
+        h.conversions + w.conversions,
+        buyers.len() as u64,
+        "{:?}",
+        holdout.variants
+    );
+    // Within four standard errors of the truth (an interval's half-width is 1.96 of them).
+    let near = |e: missive_experiment::analysis::Estimate, truth: f64| {
+        (e.value - truth).abs() < 2.0 * (e.high - e.low) / 2.0
+    };
+    assert!(near(lift, 0.08), "true lift 8 points: {lift:?}");
+
+    let subject = shop.experiments.results("picks-subject").await.unwrap();
+    let report = subject.primary.as_ref().unwrap();
+    let c = &report.comparisons[0];
+    assert!(c.p_value.unwrap() < 0.01, "{report:?}");
+    let diff = c.difference.unwrap();
+    assert!(near(diff, 0.10), "true difference 10 points: {diff:?}");
+    assert!(subject.sequential[0].significant, "{:?}", subject.sequential);
+    assert!(!report.sample_ratio.as_ref().unwrap().mismatch);
+    assert!(subject.verdict.contains("named"), "{}", subject.verdict);
+    let svg = shop.experiments.chart("picks-subject", None).await.unwrap();
+    assert!(
+        svg.starts_with("<svg") && svg.contains("named against control"),
+        "{svg}"
+    );
+
+    // Concluded with a winner, the subject test rolls it out: new people get the winner's
+    // subject and are not counted.
+    shop.experiments
+        .transition(
+            "picks-subject",
+            Transition::Conclude {
+                winner: Some("named".into()),
+            },
+            shop.clock.now(),
+        )
+        .await
+        .unwrap();
+    for i in 0..20 {
+        shop.sign_up(&format!("late{i:02}"), true).await;
+    }
+    shop.run().await;
+    shop.clock.advance(TimeDelta::days(1));
+    shop.run().await;
+    let late: Vec<OutboxMessage> = shop
+        .messages("picks")
+        .await
+        .into_iter()
+        .filter(|m| {
+            m.status == OutboxStatus::Sent && m.recipient.as_deref().is_some_and(|r| r.starts_with("late"))
+        })
+        .collect();
+    assert_eq!(late.len(), 20);
+    assert!(late.iter().all(|m| m.context["variant"] == "named"));
+    let after = shop.experiments.results("picks-subject").await.unwrap();
+    let recipients: u64 = after.variants.iter().map(|v| v.recipients).sum();
+    assert_eq!(recipients, people as u64, "the roll-out is not counted");
+}
