@@ -363,6 +363,57 @@ mod tests {
         }
     }
 
+    /// The global holdout takes its share of consenting people out of marketing, after consent
+    /// (people without it are not counted in it) and never out of transactional mail.
+    #[test]
+    fn the_global_holdout_receives_no_marketing() {
+        let config = PolicyConfig {
+            global_holdout_percent: 10.0,
+            ..PolicyConfig::default()
+        };
+        let now = at("2026-11-28T12:00:00Z");
+        let (mut held, mut consenting_held) = (0, 0);
+        for i in 0..2_000 {
+            let consents = i % 2 == 0;
+            // Each person has a fresh profile id.
+            let p = person(serde_json::json!({
+                "email": "ann@example.com",
+                "consent": {"email_marketing": consents},
+            }));
+            let facts = Facts {
+                profile: &p,
+                zone: Tz::UTC,
+                suppressed: None,
+                sent_in_preference_window: 0,
+                sent_in_cap_window: 0,
+            };
+            let marketing = decide(&facts, &config, MessageClass::Marketing, None, now);
+            let in_holdout = missive_experiment::assign::in_global_holdout(p.id.as_str(), 10.0);
+            held += usize::from(in_holdout);
+            let want = match (consents, in_holdout) {
+                (false, _) => Decision::Skip {
+                    reason: SkipReason::NoConsent,
+                },
+                (true, true) => {
+                    consenting_held += 1;
+                    Decision::Skip {
+                        reason: SkipReason::GlobalHoldout,
+                    }
+                }
+                (true, false) => Decision::Send {
+                    address: "ann@example.com".into(),
+                },
+            };
+            assert_eq!(marketing, want);
+            assert!(matches!(
+                decide(&facts, &config, MessageClass::Transactional, None, now),
+                Decision::Send { .. }
+            ));
+        }
+        assert!((140..260).contains(&held), "{held} of 2000 at 10 %");
+        assert!(consenting_held > 0);
+    }
+
     #[test]
     fn reasons_are_recorded_as_before() {
         let cases = [
@@ -375,6 +426,7 @@ mod tests {
             (SkipReason::TopicDeclined("sale".into()), "topic_declined: sale"),
             (SkipReason::FrequencyPreference, "frequency_preference"),
             (SkipReason::FrequencyCap, "frequency_cap"),
+            (SkipReason::GlobalHoldout, "global_holdout"),
         ];
         for (reason, text) in cases {
             assert_eq!(reason.to_string(), text);

@@ -136,6 +136,18 @@ const EVENTS: &[(&str, &[Fields])] = &[
     ("Email Opened", &[MESSAGE]),
     ("Email Link Clicked", &[MESSAGE, CLICK]),
     ("Unsubscribed", &[&[("message_id", Str)]]),
+    ("Email Marked as Spam", &[&[("message_id", Str)]]),
+    (
+        "Experiment Viewed",
+        &[&[
+            ("experiment_id", Str),
+            ("experiment_name", Str),
+            ("variation_id", Str),
+            ("variation_name", Str),
+            ("message_id", Str),
+            ("sent", FieldType::Bool),
+        ]],
+    ),
     // The names the other calls are counted under.
     ("$identify", &[NONE]),
     ("$page", &[NONE]),

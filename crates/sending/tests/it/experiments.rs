@@ -353,3 +353,98 @@ async fn a_journey_with_a_holdout_and_a_subject_test_finds_the_true_lifts() {
     let recipients: u64 = after.variants.iter().map(|v| v.recipients).sum();
     assert_eq!(recipients, people as u64, "the roll-out is not counted");
 }
+
+/// A journey's split step that names a branch experiment sends each person down their
+/// variant's path; the messages on the path carry the experiment, and the exposure is recorded
+/// when one is sent. Definitions that do not fit the experiment are refused.
+#[tokio::test]
+async fn a_split_step_routes_by_variant_and_is_checked() {
+    let shop = Shop::open().await;
+    shop.create(json!({
+        "name": "path-test", "varies": "branch", "primary_metric": "click",
+        "variants": [{"name": "short", "weight": 1}, {"name": "long", "weight": 1}]
+    }))
+    .await;
+    shop.create(json!({
+        "name": "subject-only", "varies": "subject", "primary_metric": "open",
+        "variants": [{"name": "control", "weight": 1}, {"name": "b", "weight": 1, "subject": "B"}]
+    }))
+    .await;
+    let split = |experiment: &str, variants: &[&str]| {
+        let paths: Vec<Value> = variants
+            .iter()
+            .map(|v| json!({"variant": v, "next": format!("send-{v}")}))
+            .collect();
+        json!({
+            "trigger": {"event": "Signed Up"},
+            "steps": [
+                {"id": "split", "type": "split", "experiment": experiment, "paths": paths},
+                {"id": "send-short", "type": "send", "template": "welcome", "next": "exit"},
+                {"id": "send-long", "type": "send", "template": "picks", "next": "exit"},
+                {"id": "send-other", "type": "send", "template": "picks", "next": "exit"}
+            ]
+        })
+    };
+    for (def, why) in [
+        (split("nobody", &["short", "long"]), "does not exist"),
+        (split("subject-only", &["short", "long"]), "varies \"branch\""),
+        (split("path-test", &["short", "other"]), "one path per variant"),
+    ] {
+        let def: JourneyDef = serde_json::from_value(def).unwrap();
+        let err = shop
+            .journeys
+            .save("welcome-series", def, start())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(why), "{err}");
+    }
+    let def: JourneyDef = serde_json::from_value(split("path-test", &["short", "long"])).unwrap();
+    shop.journeys.save("welcome-series", def, start()).await.unwrap();
+    for i in 0..200 {
+        shop.sign_up(&format!("s{i:03}"), true).await;
+    }
+    shop.run().await;
+    let e = shop.experiments.get("path-test").await.unwrap();
+    let (short, long) = (
+        shop.messages("send-short").await,
+        shop.messages("send-long").await,
+    );
+    assert_eq!(short.len() + long.len(), 200);
+    assert!(
+        short.len() > 60 && long.len() > 60,
+        "{} / {}",
+        short.len(),
+        long.len()
+    );
+    for (messages, variant) in [(&short, "short"), (&long, "long")] {
+        for m in messages {
+            assert_eq!(m.status, OutboxStatus::Sent);
+            assert_eq!(m.context["experiment"], "path-test");
+            assert_eq!(m.context["variant"], variant);
+            assert_eq!(
+                e.treatment(m.profile_id.as_str()).variant().name,
+                variant,
+                "sticky"
+            );
+        }
+    }
+    let results = shop.experiments.results("path-test").await.unwrap();
+    let counts: Vec<(String, u64)> = results
+        .variants
+        .iter()
+        .map(|v| (v.variant.clone(), v.recipients))
+        .collect();
+    assert_eq!(
+        counts,
+        vec![
+            ("short".to_owned(), short.len() as u64),
+            ("long".to_owned(), long.len() as u64)
+        ]
+    );
+    assert_eq!(
+        results.primary_note.as_deref(),
+        None,
+        "two groups with units are compared, even with no clicks"
+    );
+}

@@ -117,6 +117,33 @@ async fn experiments_are_drafted_planned_run_and_concluded() {
     let (status, _) = app.get("/v1/experiments/nope").await;
     assert_eq!(status, 404);
 
+    // Results of an experiment nobody was exposed to: figures of zero and a plain answer.
+    let (status, r) = app.get("/v1/experiments/cart-subject/results").await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["verdict"], "No one has been exposed yet.");
+    assert_eq!(r["variants"][1]["variant"], "product");
+    assert_eq!(r["variants"][1]["recipients"], 0);
+    assert_eq!(r["plan"]["units_per_variant"], 6508);
+    assert_eq!(app.get("/v1/experiments/nope/results").await.0, 404);
+    let res = app
+        .client
+        .get(format!("{}/v1/experiments/cart-subject/chart.svg", app.base))
+        .bearer_auth(&app.admin_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "image/svg+xml; charset=utf-8");
+    assert!(res.text().await.unwrap().contains("product against control"));
+    let (status, err) = app
+        .get("/v1/experiments/cart-subject/chart.svg?variant=control")
+        .await;
+    assert_eq!(
+        (status, err["code"].as_str(), err["field"].as_str()),
+        (400, Some("experiment_invalid"), Some("variant")),
+        "{err}"
+    );
+
     // A draft can be deleted.
     let mut draft = subject_test();
     draft["name"] = json!("scratch");
