@@ -74,6 +74,30 @@ impl Split {
     }
 }
 
+/// The index of the variant a profile gets from `shares` (any non-negative numbers, at least one
+/// positive; a zero share gets nobody) under `key` (an experiment's wave): like
+/// [`Split::variant`], but shares may be zero and change from wave to wave.
+pub fn pick(shares: &[f64], key: &str, profile: &str) -> usize {
+    let clean: Vec<f64> = shares
+        .iter()
+        .map(|s| if s.is_finite() { s.max(0.0) } else { 0.0 })
+        .collect();
+    let total: f64 = clean.iter().sum();
+    if total <= 0.0 {
+        return 0;
+    }
+    let at = (bucket(key, profile) as f64 + 0.5) / BUCKETS as f64 * total;
+    let mut acc = 0.0;
+    for (i, s) in clean.iter().enumerate() {
+        acc += s;
+        if at < acc {
+            return i;
+        }
+    }
+    // Rounding at the very top: the last variant with a share.
+    clean.iter().rposition(|s| *s > 0.0).unwrap_or(0)
+}
+
 /// Whether a profile is in the global holdout of `percent` per cent (0 to 100).
 pub fn in_global_holdout(profile: &str, percent: f64) -> bool {
     let cut = (percent.clamp(0.0, 100.0) / 100.0 * BUCKETS as f64).round() as u64;
@@ -127,5 +151,18 @@ mod tests {
         assert!((800..1_200).contains(&held), "{held}");
         assert!(!ids(1_000).iter().any(|id| in_global_holdout(id, 0.0)));
         assert!(ids(1_000).iter().all(|id| in_global_holdout(id, 100.0)));
+    }
+
+    #[test]
+    fn pick_follows_the_shares_and_skips_empty_ones() {
+        let mut got = [0u64; 3];
+        for id in ids(30_000) {
+            got[pick(&[0.7, 0.0, 0.3], "wave-1", &id)] += 1;
+        }
+        assert_eq!(got[1], 0);
+        let check = srm::check(&[got[0], got[2]], &[0.7, 0.3]).unwrap();
+        assert!(!check.mismatch, "{got:?}");
+        assert_eq!(pick(&[0.0, 0.0], "k", "p"), 0);
+        assert_eq!(pick(&[f64::NAN, 1.0], "k", "p"), 1);
     }
 }

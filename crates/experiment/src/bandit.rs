@@ -58,23 +58,7 @@ pub fn allocate(weights: &[f64], size: u64, floor: f64) -> Vec<u64> {
     if k == 0 {
         return Vec::new();
     }
-    let floor = if floor.is_finite() {
-        floor.clamp(0.0, 1.0 / k as f64)
-    } else {
-        0.0
-    };
-    let total: f64 = weights.iter().filter(|w| w.is_finite()).map(|w| w.max(0.0)).sum();
-    let shares: Vec<f64> = weights
-        .iter()
-        .map(|w| {
-            let p = if total > 0.0 {
-                w.max(0.0) / total
-            } else {
-                1.0 / k as f64
-            };
-            floor + (1.0 - floor * k as f64) * p
-        })
-        .collect();
+    let shares = shares(weights, floor);
     // Largest remainders: the parts add up to `size` exactly.
     let exact: Vec<f64> = shares.iter().map(|s| s * size as f64).collect();
     let mut parts: Vec<u64> = exact.iter().map(|x| x.floor() as u64).collect();
@@ -89,6 +73,68 @@ pub fn allocate(weights: &[f64], size: u64, floor: f64) -> Vec<u64> {
         left -= 1;
     }
     parts
+}
+
+/// Each variant's share (adding up to 1) from `weights` (win probabilities), each at least
+/// `floor` (clamped to 0 .. 1/k). NaN, infinite and negative weights count as 0; all zero
+/// gives equal shares.
+pub fn shares(weights: &[f64], floor: f64) -> Vec<f64> {
+    let k = weights.len();
+    if k == 0 {
+        return Vec::new();
+    }
+    let floor = if floor.is_finite() {
+        floor.clamp(0.0, 1.0 / k as f64)
+    } else {
+        0.0
+    };
+    let clean = |w: f64| if w.is_finite() { w.max(0.0) } else { 0.0 };
+    let total: f64 = weights.iter().map(|w| clean(*w)).sum();
+    weights
+        .iter()
+        .map(|w| {
+            let p = if total > 0.0 {
+                clean(*w) / total
+            } else {
+                1.0 / k as f64
+            };
+            floor + (1.0 - floor * k as f64) * p
+        })
+        .collect()
+}
+
+/// What a broadcast in waves does next, after the counts so far: the next test wave's shares,
+/// or (after the last test wave) the variant the rest gets.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Decision {
+    pub win_probabilities: Vec<f64>,
+    /// The next test wave's share of each variant (empty when `best` is set).
+    pub shares: Vec<f64>,
+    /// The index of the variant everyone left gets: the most probable best.
+    pub best: Option<usize>,
+}
+
+/// Decides the next wave from each variant's counts: Thompson shares with `floor` for another
+/// test wave, or the most probable best when `last` (the test waves are over).
+pub fn decide(arms: &[Counts], floor: f64, last: bool, rng: &mut impl Rng) -> Result<Decision, StatsError> {
+    let win_probabilities = win_probabilities(arms, 20_000, rng)?;
+    if last {
+        let best = win_probabilities
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(i, _)| i);
+        return Ok(Decision {
+            win_probabilities,
+            shares: Vec::new(),
+            best,
+        });
+    }
+    Ok(Decision {
+        shares: shares(&win_probabilities, floor),
+        win_probabilities,
+        best: None,
+    })
 }
 
 /// A plan for the next wave.
@@ -151,5 +197,18 @@ mod tests {
         let wave = next_wave(&[c(10, 500), c(60, 500)], 1_000, 0.1, 10_000, &mut rng).unwrap();
         assert!(wave.units[1] > 850 && wave.units[0] >= 100, "{wave:?}");
         assert!(next_wave(&[c(1, 2)], 10, 0.1, 10, &mut rng).is_err());
+    }
+
+    #[test]
+    fn a_decision_shifts_shares_then_names_the_best() {
+        let mut rng = StdRng::seed_from_u64(3);
+        let arms = [c(20, 200), c(60, 200), c(22, 200)];
+        let next = decide(&arms, 0.05, false, &mut rng).unwrap();
+        assert_eq!(next.best, None);
+        assert!((next.shares.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+        assert!(next.shares[1] > 0.85 && next.shares[0] >= 0.05, "{next:?}");
+        let last = decide(&arms, 0.05, true, &mut rng).unwrap();
+        assert_eq!((last.best, last.shares.len()), (Some(1), 0));
+        assert_eq!(shares(&[f64::NAN, -1.0], 0.1), vec![0.5, 0.5]);
     }
 }

@@ -136,6 +136,32 @@ pub struct ExperimentIn {
     /// lift worth finding, and the units per day the experiment will see.
     #[serde(default)]
     pub plan: Option<PlanIn>,
+    /// Run as a bandit in a broadcast: sent in waves that shift traffic to the variants most
+    /// likely to be best, then the best to the rest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bandit: Option<BanditIn>,
+}
+
+/// A broadcast in waves (Thompson sampling). One wave is "test, then send the winner".
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BanditIn {
+    /// Test waves before the rest gets the best: 1 to 20.
+    pub waves: u32,
+    /// The share of the broadcast's people the test waves reach together (0.01 to 0.9); the
+    /// rest gets the best.
+    pub share: f64,
+    /// Hours after a wave is queued before the next is decided (opens and clicks need time to
+    /// come in): more than 0, at most a week.
+    pub hours_between: f64,
+    /// Each variant's least share of a test wave, so that every variant keeps learning (0 to
+    /// 1/variants; default 0.02).
+    #[serde(default = "default_floor")]
+    pub floor: f64,
+}
+
+fn default_floor() -> f64 {
+    0.02
 }
 
 fn default_guardrails() -> Vec<Guardrail> {
@@ -352,6 +378,32 @@ pub fn create(def: ExperimentIn, now: DateTime<Utc>) -> Result<Experiment, Defin
             "a holdout receives nothing to open or click: conversions are counted after the exposure",
         ));
     }
+    if let Some(b) = &def.bandit {
+        if !matches!(def.varies, Varies::Subject | Varies::Template | Varies::Content) {
+            return Err(bad(
+                "bandit",
+                "a bandit chooses between subject lines, templates or contents; not a holdout or a journey's path",
+            ));
+        }
+        if def.primary_metric == Metric::Revenue {
+            return Err(bad(
+                "bandit",
+                "a bandit learns a rate (open, click or conversion), not revenue",
+            ));
+        }
+        if !(1..=20).contains(&b.waves) {
+            return Err(bad("bandit.waves", "1 to 20 test waves"));
+        }
+        if !(b.share.is_finite() && (0.01..=0.9).contains(&b.share)) {
+            return Err(bad("bandit.share", "a share from 0.01 to 0.9 of the people"));
+        }
+        if !(b.hours_between.is_finite() && b.hours_between > 0.0 && b.hours_between <= 168.0) {
+            return Err(bad("bandit.hours_between", "more than 0 and at most 168 hours"));
+        }
+        if !(b.floor.is_finite() && (0.0..=1.0 / def.variants.len() as f64).contains(&b.floor)) {
+            return Err(bad("bandit.floor", "from 0 to 1 / the number of variants"));
+        }
+    }
     if def.conversion_window_hours == 0 || def.conversion_window_hours > 24 * 90 {
         return Err(bad("conversion_window_hours", "between 1 hour and 90 days"));
     }
@@ -461,6 +513,16 @@ impl Experiment {
 
     pub fn variant(&self, name: &str) -> Option<&Variant> {
         self.definition.variants.iter().find(|v| v.name == name)
+    }
+
+    /// Each variant's planned share (adding up to 1), in the definition's order.
+    pub fn planned_shares(&self) -> Vec<f64> {
+        let total: f64 = self.definition.variants.iter().map(|v| v.weight).sum();
+        self.definition
+            .variants
+            .iter()
+            .map(|v| v.weight / total)
+            .collect()
     }
 
     /// The planned weight of each variant, for the sample-ratio check.
@@ -640,6 +702,26 @@ mod tests {
             ("/variants/0/weight", serde_json::json!(1e6), "variants[1].weight"),
             ("/variants/1/name", serde_json::json!("b=1"), "variants[1].name"),
             ("/primary_metric", serde_json::json!("revenue"), "plan"),
+            (
+                "/bandit",
+                serde_json::json!({"waves": 0, "share": 0.2, "hours_between": 2}),
+                "bandit.waves",
+            ),
+            (
+                "/bandit",
+                serde_json::json!({"waves": 3, "share": 1.0, "hours_between": 2}),
+                "bandit.share",
+            ),
+            (
+                "/bandit",
+                serde_json::json!({"waves": 3, "share": 0.2, "hours_between": 0}),
+                "bandit.hours_between",
+            ),
+            (
+                "/bandit",
+                serde_json::json!({"waves": 3, "share": 0.2, "hours_between": 2, "floor": 0.6}),
+                "bandit.floor",
+            ),
         ];
         for (pointer, value, field) in cases {
             let mut v = subject_test();

@@ -91,12 +91,19 @@ pub fn results(e: &Experiment, units: &Units) -> Results {
     let planned = e.planned();
     let mut warnings = Vec::new();
 
+    // A bandit's split changes from wave to wave: there is no planned split to check.
+    let planned = def.bandit.is_none().then_some(&planned);
+    if def.bandit.is_some() {
+        warnings.push(
+            "Run as a bandit: its split changed between waves, so its p-values and intervals are not valid tests. It earns opens while it learns; to measure, run a fixed split.".to_owned(),
+        );
+    }
     let (primary, primary_note) = match analysis::analyze_as(
         &outcomes::values(units, def.primary_metric),
         Some(kind(def.primary_metric)),
         Some(&e.control),
         alpha,
-        Some(&planned),
+        planned,
     ) {
         Ok(r) => (Some(r), None),
         Err(err) => (None, Some(not_yet(&err))),

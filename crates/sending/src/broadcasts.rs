@@ -7,6 +7,12 @@
 //! cancelling also skips what is already queued. The cursor and counts live in the broadcast's
 //! document; a crash between queuing and saving them re-queues the same members, which the
 //! idempotency keys turn into no-ops.
+//!
+//! A broadcast whose experiment is a bandit goes out in **waves**: each test wave reaches its
+//! share of the people, split by the wave's shares; after `hours_between`, the next wave's
+//! shares follow each variant's posterior chance of being best (Thompson sampling with a floor,
+//! `missive_experiment::bandit`); after the last test wave, the rest gets the most probable
+//! best. Each message's variant is chosen when it is queued and kept in its context.
 
 use std::sync::Arc;
 
@@ -47,6 +53,9 @@ pub struct Broadcast {
     /// The experiment each message takes part in (subject, template, holdout or content).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub experiment: Option<String>,
+    /// The waves, when the experiment is a bandit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waves: Option<Waves>,
     pub send_at: DateTime<Utc>,
     /// Messages per second; 0 for as fast as the sender goes.
     pub rate_per_second: u32,
@@ -60,6 +69,39 @@ pub struct Broadcast {
     pub next_slot: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// A broadcast in waves under a bandit experiment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Waves {
+    /// People in each test wave.
+    pub size: u64,
+    /// Test waves.
+    pub count: u32,
+    /// The wave being queued: 0 to `count - 1` are test waves; `count` is the rest.
+    pub current: u32,
+    /// The current test wave's share of each variant, in the experiment's order.
+    pub shares: Vec<f64>,
+    /// When the queued wave has had its time and the next one may be decided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decide_at: Option<DateTime<Utc>>,
+    /// The variant the rest gets, once decided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best: Option<String>,
+    /// Every decision, for the record.
+    #[serde(default)]
+    pub decisions: Vec<WaveDecision>,
+}
+
+/// What was known after a wave, and what it decided.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WaveDecision {
+    pub after_wave: u32,
+    pub at: DateTime<Utc>,
+    /// Per variant: people exposed so far, and how many opened (or clicked, or converted).
+    pub units: Vec<u64>,
+    pub successes: Vec<u64>,
+    pub win_probabilities: Vec<f64>,
 }
 
 /// What a caller asks for.
@@ -153,26 +195,40 @@ impl Broadcasts {
                 req.segment
             )));
         }
-        if let Some(name) = &req.experiment {
-            match crate::experiments::Experiments::new(self.store().clone())
-                .get(name)
-                .await
-            {
-                Ok(e) if e.definition.varies == missive_experiment::definition::Varies::Branch => {
+        let bandit = match &req.experiment {
+            Some(name) => {
+                let e = self.experiment(name).await?;
+                if e.definition.varies == missive_experiment::definition::Varies::Branch {
                     return Err(BroadcastError::Invalid(format!(
                         "experiment {name:?} varies \"branch\", which only a journey's split step can use"
                     )));
                 }
-                Ok(_) => {}
-                Err(crate::experiments::ExperimentError::Store(e)) => return Err(e.into()),
-                Err(e) => return Err(BroadcastError::Invalid(format!("experiment: {e}"))),
+                if e.definition.bandit.is_some()
+                    && e.status != missive_experiment::definition::Status::Running
+                {
+                    return Err(BroadcastError::Invalid(format!(
+                        "experiment {name:?} is a bandit and is {}: start it first, since its waves learn from the start",
+                        e.status.as_str()
+                    )));
+                }
+                e.definition.bandit.map(|b| (b, e.planned_shares()))
             }
-        }
+            None => None,
+        };
         self.engine
             .sync()
             .await
             .map_err(|e| BroadcastError::Invalid(e.to_string()))?;
         let total = self.count_members(&req.segment).await?;
+        let waves = bandit.map(|(b, shares)| Waves {
+            size: ((total as f64 * b.share / f64::from(b.waves)).ceil() as u64).max(1),
+            count: b.waves,
+            current: 0,
+            shares,
+            decide_at: None,
+            best: None,
+            decisions: Vec::new(),
+        });
         let send_at = req.send_at.unwrap_or(now).max(now);
         let b = Broadcast {
             id: format!("brd_{}", uuid::Uuid::now_v7().simple()),
@@ -181,6 +237,7 @@ impl Broadcasts {
             class: req.class,
             topic: req.topic,
             experiment: req.experiment,
+            waves,
             send_at,
             rate_per_second: req.rate_per_second,
             state: BroadcastState::Scheduled,
@@ -196,6 +253,75 @@ impl Broadcasts {
             broadcast: b,
             messages: OutboxCounts::default(),
         })
+    }
+
+    async fn experiment(
+        &self,
+        name: &str,
+    ) -> Result<missive_experiment::definition::Experiment, BroadcastError> {
+        match crate::experiments::Experiments::new(self.store().clone())
+            .get(name)
+            .await
+        {
+            Ok(e) => Ok(e),
+            Err(crate::experiments::ExperimentError::Store(e)) => Err(e.into()),
+            Err(e) => Err(BroadcastError::Invalid(format!("experiment: {e}"))),
+        }
+    }
+
+    /// Decides what follows the wave just waited for: the next test wave's shares, or the best
+    /// for the rest, from each variant's people and successes so far.
+    async fn decide_wave(
+        &self,
+        b: &mut Broadcast,
+        e: &missive_experiment::definition::Experiment,
+        now: DateTime<Utc>,
+    ) -> Result<(), BroadcastError> {
+        use rand::SeedableRng;
+        let units = crate::experiments::Experiments::new(self.store().clone())
+            .units(e)
+            .await
+            .map_err(|err| match err {
+                crate::experiments::ExperimentError::Store(s) => BroadcastError::Store(s),
+                other => BroadcastError::Invalid(other.to_string()),
+            })?;
+        let metric = e.definition.primary_metric;
+        let names: Vec<&str> = e.definition.variants.iter().map(|v| v.name.as_str()).collect();
+        let mut arms = vec![
+            missive_experiment::stats::Counts {
+                successes: 0,
+                units: 0
+            };
+            names.len()
+        ];
+        for u in &units.units {
+            if let Some(i) = names.iter().position(|n| *n == u.variant) {
+                arms[i].units += 1;
+                arms[i].successes += u64::from(u.value(metric) == 1.0);
+            }
+        }
+        let Some(w) = b.waves.as_mut() else { return Ok(()) };
+        let floor = e.definition.bandit.map_or(0.0, |x| x.floor);
+        let last = w.current + 1 >= w.count;
+        // Seeded by broadcast and wave: deciding again after a crash decides the same.
+        let seed = twox_hash::XxHash3_64::oneshot(format!("{}/{}", b.id, w.current).as_bytes());
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let decision = missive_experiment::bandit::decide(&arms, floor, last, &mut rng)
+            .map_err(|err| BroadcastError::Invalid(format!("experiment {}: {err}", e.definition.name)))?;
+        w.decisions.push(WaveDecision {
+            after_wave: w.current,
+            at: now,
+            units: arms.iter().map(|a| a.units).collect(),
+            successes: arms.iter().map(|a| a.successes).collect(),
+            win_probabilities: decision.win_probabilities.clone(),
+        });
+        match decision.best {
+            Some(i) => w.best = names.get(i).map(|n| (*n).to_owned()),
+            None => w.shares = decision.shares,
+        }
+        w.current += 1;
+        w.decide_at = None;
+        Ok(())
     }
 
     async fn count_members(&self, segment: &str) -> Result<u64, BroadcastError> {
@@ -377,14 +503,38 @@ impl Broadcasts {
         let source = missive_core::MessageSource::Broadcast(b.id.clone());
         let horizon = now + LOOKAHEAD;
         let mut queued = 0;
+        let bandit = match (&b.waves, &b.experiment) {
+            (Some(_), Some(name)) => Some(self.experiment(name).await?),
+            _ => None,
+        };
         loop {
-            let room = if b.rate_per_second == 0 {
+            let mut room = if b.rate_per_second == 0 {
                 PAGE
             } else {
                 let slots =
                     (horizon - b.next_slot.max(now)).num_milliseconds() * i64::from(b.rate_per_second) / 1000;
                 u32::try_from(slots.clamp(0, i64::from(PAGE))).unwrap_or(0)
             };
+            if let (Some(w), Some(e)) = (&mut b.waves, &bandit)
+                && w.current < w.count
+            {
+                let end = u64::from(w.current + 1) * w.size;
+                if b.queued >= end {
+                    match w.decide_at {
+                        None => {
+                            let hours = e.definition.bandit.map_or(1.0, |x| x.hours_between);
+                            w.decide_at = Some(now + TimeDelta::seconds((hours * 3600.0).round() as i64));
+                            break;
+                        }
+                        Some(at) if now < at => break,
+                        Some(_) => {
+                            self.decide_wave(b, e, now).await?;
+                            continue;
+                        }
+                    }
+                }
+                room = room.min(u32::try_from(end - b.queued).unwrap_or(u32::MAX));
+            }
             if room == 0 {
                 break;
             }
@@ -417,6 +567,20 @@ impl Broadcasts {
                 .iter()
                 .map(|p| {
                     let key = format!("{source}:{p}");
+                    let mut context = context.clone();
+                    if let (Some(w), Some(e)) = (&b.waves, &bandit) {
+                        let variant = match &w.best {
+                            Some(best) => best.clone(),
+                            None => {
+                                let wave = format!("{}/wave-{}", e.definition.name, w.current);
+                                let i = missive_experiment::assign::pick(&w.shares, &wave, p.as_str());
+                                e.definition.variants[i.min(e.definition.variants.len() - 1)]
+                                    .name
+                                    .clone()
+                            }
+                        };
+                        context[crate::exposure::CONTEXT_VARIANT] = json!(variant);
+                    }
                     let m = OutboxMessage {
                         id: format!("msg_{:032x}", twox_hash::XxHash3_128::oneshot(key.as_bytes())),
                         idempotency_key: key,
@@ -425,7 +589,7 @@ impl Broadcasts {
                         class: b.class,
                         source: source.clone(),
                         step: None,
-                        context: context.clone(),
+                        context,
                         status: OutboxStatus::Queued,
                         attempts: 0,
                         next_attempt_at: slot,

@@ -199,6 +199,12 @@ impl Journeys {
             Err(crate::experiments::ExperimentError::Store(e)) => return Err(e.into()),
             Err(e) => return invalid(format!("step {:?}: {e}", step.id)),
         };
+        if e.definition.bandit.is_some() {
+            return invalid(format!(
+                "step {:?}: experiment {name:?} is a bandit, which runs in a broadcast's waves",
+                step.id
+            ));
+        }
         let branch = e.definition.varies == missive_experiment::definition::Varies::Branch;
         match paths {
             Some(paths) => {

@@ -448,3 +448,117 @@ async fn a_split_step_routes_by_variant_and_is_checked() {
         "two groups with units are compared, even with no clicks"
     );
 }
+
+/// A broadcast under a bandit subject test goes out in waves: after each, traffic shifts to the
+/// subject people open more, and after the last test wave the rest gets the best.
+#[tokio::test]
+async fn a_bandit_broadcast_shifts_to_the_better_subject_in_waves() {
+    use missive_sending::broadcasts::{BroadcastIn, BroadcastState, Broadcasts};
+    let shop = Shop::open().await;
+    let people = 1_000;
+    for i in 0..people {
+        shop.ingest(json!({
+            "type": "identify", "userId": format!("b{i:04}"),
+            "traits": {"email": format!("b{i:04}@example.com"), "consent": {"email_marketing": true}}
+        }))
+        .await;
+    }
+    missive_engine::segments::save_segment(&shop.engine, "everyone", "traits.email exists", None)
+        .await
+        .unwrap();
+    let def = json!({
+        "name": "launch-subject", "varies": "subject", "primary_metric": "open",
+        "variants": [
+            {"name": "control", "weight": 1},
+            {"name": "plain", "weight": 1, "subject": "Our new collection"},
+            {"name": "curious", "weight": 1, "subject": "You have not seen this yet"}
+        ],
+        "bandit": {"waves": 2, "share": 0.4, "hours_between": 2, "floor": 0.05}
+    });
+    let broadcasts = Broadcasts::new(shop.engine.clone());
+    let request = || BroadcastIn {
+        template: "picks".into(),
+        segment: "everyone".into(),
+        send_at: None,
+        rate_per_second: 0,
+        class: Default::default(),
+        topic: None,
+        experiment: Some("launch-subject".into()),
+    };
+    let experiment: ExperimentIn = serde_json::from_value(def).unwrap();
+    shop.experiments
+        .create(experiment, shop.clock.now())
+        .await
+        .unwrap();
+    let err = broadcasts.create(request()).await.unwrap_err().to_string();
+    assert!(err.contains("start it first"), "{err}");
+    shop.experiments
+        .transition("launch-subject", Transition::Start, shop.clock.now())
+        .await
+        .unwrap();
+    let id = broadcasts.create(request()).await.unwrap().broadcast.id;
+    // True open rates: control 10 %, plain 12 %, curious 40 %.
+    let rate = |v: &str| match v {
+        "curious" => 0.40,
+        "plain" => 0.12,
+        _ => 0.10,
+    };
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let mut opened = std::collections::HashSet::new();
+    let source = missive_core::MessageSource::Broadcast(id.clone());
+    let mut waves_seen = Vec::new();
+    for _ in 0..6 {
+        broadcasts.run_pending().await.unwrap();
+        shop.sender.run_pending().await.unwrap();
+        let sent = shop
+            .engine
+            .store()
+            .delivery()
+            .outbox_from(&source, None, None, 5_000)
+            .await
+            .unwrap();
+        for m in sent.iter().filter(|m| m.status == OutboxStatus::Sent) {
+            if opened.insert(m.id.clone()) {
+                let open = rng.random_bool(rate(m.context["variant"].as_str().unwrap()));
+                if open {
+                    shop.tracking
+                        .record(&m.profile_id, "Email Opened", json!({"message_id": m.id}), None)
+                        .await;
+                }
+            }
+        }
+        shop.engine.sync().await.unwrap();
+        let b = broadcasts.get(&id).await.unwrap().broadcast;
+        waves_seen.push((b.queued, b.waves.clone().unwrap().current));
+        if b.state == BroadcastState::Completed {
+            break;
+        }
+        shop.clock.advance(TimeDelta::hours(2) + TimeDelta::minutes(1));
+    }
+    let b = broadcasts.get(&id).await.unwrap().broadcast;
+    assert_eq!(b.state, BroadcastState::Completed, "{waves_seen:?}");
+    let waves = b.waves.unwrap();
+    // Two test waves of 200 people (40 % of 1,000 in two), then the rest.
+    assert_eq!((waves.size, waves.count, waves.current), (200, 2, 2));
+    assert_eq!(waves.decisions.len(), 2);
+    assert_eq!(waves.decisions[0].units.iter().sum::<u64>(), 200);
+    assert_eq!(waves.best.as_deref(), Some("curious"), "{:?}", waves.decisions);
+    let all = shop
+        .engine
+        .store()
+        .delivery()
+        .outbox_from(&source, None, None, 5_000)
+        .await
+        .unwrap();
+    assert_eq!(all.len(), people);
+    let curious = all.iter().filter(|m| m.context["variant"] == "curious").count();
+    // At least the 600 of the rest, and most of the second wave.
+    assert!(curious > 600 + 100, "{curious} of {people} got the best subject");
+    let results = shop.experiments.results("launch-subject").await.unwrap();
+    assert!(results.primary.as_ref().unwrap().sample_ratio.is_none());
+    assert!(
+        results.warnings[0].starts_with("Run as a bandit"),
+        "{:?}",
+        results.warnings
+    );
+}
