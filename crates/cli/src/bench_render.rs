@@ -181,6 +181,7 @@ impl Fixture {
             BlockTarget::Segment(s) => r.profile.segments.segments.contains(s),
             // The example's one expression; the engine evaluates the compiled segment.
             BlockTarget::Expression(_) => r.profile.orders.count >= 3,
+            BlockTarget::Variant { .. } => t.variant_matches(data),
         })
     }
 }

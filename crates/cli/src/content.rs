@@ -448,6 +448,9 @@ fn target_text(b: &BlockSource) -> String {
         missive_content::BlockTarget::Everyone => "everyone".into(),
         missive_content::BlockTarget::Segment(s) => format!("segment {s}"),
         missive_content::BlockTarget::Expression(e) => format!("expression {e:?}"),
+        missive_content::BlockTarget::Variant { experiment, variant } => {
+            format!("variant {variant:?} of experiment {experiment:?}")
+        }
     }
 }
 

@@ -22,6 +22,22 @@ pub enum BlockTarget {
     Segment(String),
     /// Profiles matching a segment-language expression.
     Expression(String),
+    /// Messages that got this variant of an experiment (a content experiment's block).
+    Variant { experiment: String, variant: String },
+}
+
+impl BlockTarget {
+    /// Whether the message's data (its `experiment` variable) carries this variant.
+    pub fn variant_matches(&self, data: &Object) -> bool {
+        let BlockTarget::Variant { experiment, variant } = self else {
+            return false;
+        };
+        let Some(Value::Object(e)) = data.get("experiment") else {
+            return false;
+        };
+        let is = |key: &str, want: &str| matches!(e.get(key), Some(Value::Str(s)) if &**s == want);
+        is("name", experiment) && is("variant", variant)
+    }
 }
 
 /// A block as its author wrote it.
@@ -218,7 +234,7 @@ pub fn decision_matrix(
                 BlockTarget::Everyone => {}
                 BlockTarget::Segment(s) if Some(s.as_str()) == segment => {}
                 BlockTarget::Segment(_) => continue,
-                BlockTarget::Expression(_) => {
+                BlockTarget::Expression(_) | BlockTarget::Variant { .. } => {
                     unless.push(b.name.clone());
                     continue;
                 }
@@ -356,5 +372,29 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(e, ContentError::Invalid(_)));
+    }
+
+    #[test]
+    fn a_variant_block_goes_to_messages_of_that_variant() {
+        let target = BlockTarget::Variant {
+            experiment: "launch".into(),
+            variant: "b".into(),
+        };
+        let data = |name: &str, variant: &str| {
+            let mut e = Object::new();
+            e.insert("name", Value::from(name));
+            e.insert("variant", Value::from(variant));
+            let mut d = Object::new();
+            d.insert("experiment", Value::from(e));
+            d
+        };
+        assert!(target.variant_matches(&data("launch", "b")));
+        assert!(!target.variant_matches(&data("launch", "a")));
+        assert!(!target.variant_matches(&data("other", "b")));
+        assert!(!target.variant_matches(&Object::new()));
+        let json: BlockTarget =
+            serde_json::from_value(serde_json::json!({"variant": {"experiment": "launch", "variant": "b"}}))
+                .unwrap();
+        assert_eq!(json, target);
     }
 }

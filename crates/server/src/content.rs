@@ -65,6 +65,9 @@ impl From<ContentServiceError> for ApiError {
             ContentServiceError::UnknownSegment(_) => {
                 ApiError::bad_request(ErrorCode::SegmentNotFound, e.to_string()).with_field("target")
             }
+            ContentServiceError::UnknownVariant { .. } => {
+                ApiError::bad_request(ErrorCode::ExperimentInvalid, e.to_string()).with_field("target")
+            }
             ContentServiceError::Store(e) => ApiError::from(e),
             ContentServiceError::Corrupt(..) => ApiError::internal(&e),
             ContentServiceError::Engine(e) => ApiError::unavailable(&e),

@@ -148,6 +148,7 @@ pub fn render_cart_email(p: &Profile, with_recommendations: bool) -> RenderedEma
             BlockTarget::Segment(s) => p.segments.segments.contains(s),
             BlockTarget::Expression(e) => e == "orders.count >= 3" && p.orders.count >= 3,
             BlockTarget::Everyone => true,
+            BlockTarget::Variant { .. } => target.variant_matches(&data),
         },
     );
     template.render(&data, &selection, &opts()).unwrap()

@@ -83,6 +83,10 @@ pub enum ContentServiceError {
     NotFound { kind: &'static str, name: String },
     #[error("segment {0:?} does not exist; save it first")]
     UnknownSegment(String),
+    #[error(
+        "experiment {experiment:?} has no variant {variant:?}: create the experiment (or fix the name) first"
+    )]
+    UnknownVariant { experiment: String, variant: String },
     #[error("no profile matches {0:?}")]
     ProfileNotFound(String),
     #[error("invalid name: {0}")]
@@ -399,6 +403,22 @@ impl ContentService {
         {
             return Err(ContentServiceError::UnknownSegment(segment.clone()));
         }
+        if let BlockTarget::Variant { experiment, variant } = &block.target {
+            let known = match crate::experiments::Experiments::new(self.store.clone())
+                .get(experiment)
+                .await
+            {
+                Ok(e) => e.variant(variant).is_some(),
+                Err(crate::experiments::ExperimentError::Store(e)) => return Err(e.into()),
+                Err(_) => false,
+            };
+            if !known {
+                return Err(ContentServiceError::UnknownVariant {
+                    experiment: experiment.clone(),
+                    variant: variant.clone(),
+                });
+            }
+        }
         if let BlockTarget::Expression(e) = &block.target {
             let schema = missive_engine::schema::segment_schema(&self.store).await?;
             Segment::compile(e, &schema).map_err(|error| ContentServiceError::BlockTarget {
@@ -550,6 +570,8 @@ impl ContentService {
             data,
             |target| match target {
                 BlockTarget::Everyone => true,
+                // Chosen by the experiment's random assignment, not by personal data.
+                BlockTarget::Variant { .. } => target.variant_matches(data),
                 _ if !personalized => false,
                 BlockTarget::Segment(s) => profile.segments.segments.contains(s),
                 BlockTarget::Expression(e) => expression_of

@@ -35,6 +35,7 @@ struct Shop {
     sender: Sender,
     tracking: Tracking,
     experiments: Experiments,
+    content: ContentService,
     maildir: std::path::PathBuf,
 }
 
@@ -71,7 +72,7 @@ impl Shop {
             (
                 "picks",
                 "New in this week",
-                "<p>Picks for you ({{ experiment.name }}: {{ experiment.variant }})</p>",
+                "<p>Picks for you ({{ experiment.name }}: {{ experiment.variant }})</p>{% block \"hero\" %}",
             ),
         ] {
             let t: StoredTemplate =
@@ -86,6 +87,7 @@ impl Shop {
             sender,
             tracking,
             experiments,
+            content,
             maildir,
         }
     }
@@ -182,6 +184,25 @@ async fn a_journey_with_a_holdout_and_a_subject_test_finds_the_true_lifts() {
     .await;
     let def: JourneyDef = serde_json::from_value(journey()).unwrap();
     shop.journeys.save("welcome-series", def, start()).await.unwrap();
+    // A content block for one variant only (a block's experiment must exist).
+    let block = |variant: &str| -> missive_content::BlockSource {
+        serde_json::from_value(json!({
+            "slot": "hero",
+            "target": {"variant": {"experiment": "picks-subject", "variant": variant}},
+            "html": "<p>NAMED-HERO</p>"
+        }))
+        .unwrap()
+    };
+    let err = shop
+        .content
+        .save_block("hero-named", block("nobody"), start())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("has no variant \"nobody\""), "{err}");
+    shop.content
+        .save_block("hero-named", block("named"), start())
+        .await
+        .unwrap();
 
     // 1,500 people consent; 100 do not, and must never be counted.
     let people = 1_500;
@@ -275,6 +296,9 @@ async fn a_journey_with_a_holdout_and_a_subject_test_finds_the_true_lifts() {
         if raw.contains("Subject: You, new in this week") {
             named_subjects += 1;
             assert!(raw.contains("picks-subject: named"), "{raw}");
+            assert!(raw.contains("NAMED-HERO"), "{raw}");
+        } else {
+            assert!(!raw.contains("NAMED-HERO"), "{raw}");
         }
     }
     let named = sent.iter().filter(|m| m.context["variant"] == "named").count();
