@@ -55,6 +55,13 @@ pub enum ExperimentCommand {
         #[arg(long, requires = "chart")]
         variant: Option<String>,
     },
+    /// People who consent to marketing, in the global holdout (delivery.global_holdout_percent)
+    /// against the rest: who ordered in the last days, and what they spent.
+    GlobalHoldout {
+        /// Orders of the last this many days count.
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+    },
     /// Delete a draft.
     Delete {
         /// The experiment's name.
@@ -157,6 +164,15 @@ pub async fn on_store(cfg: crate::config::Config, cmd: ExperimentCommand) -> any
             return Ok(());
         }
         ExperimentCommand::Show { name } => return print(&experiments.get(&name).await?),
+        ExperimentCommand::GlobalHoldout { days } => {
+            anyhow::ensure!((1..=3650).contains(&days), "--days: 1 to 3650");
+            let since = now - chrono::TimeDelta::days(i64::from(days));
+            let r = experiments
+                .global_holdout(cfg.delivery.global_holdout_percent, since)
+                .await?;
+            println!("{}", serde_json::to_string_pretty(&r)?);
+            return Ok(());
+        }
         ExperimentCommand::Results { name, chart, variant } => {
             let results = experiments.results(&name).await?;
             if let Some(path) = chart {

@@ -333,4 +333,112 @@ impl Experiments {
             ),
         ))
     }
+
+    /// What marketing adds in total: people who consent to marketing, in the global holdout
+    /// of `percent` (who receive none) against the rest, by whether they ordered since `since`
+    /// and what they spent.
+    pub async fn global_holdout(
+        &self,
+        percent: f64,
+        since: DateTime<Utc>,
+    ) -> Result<HoldoutResults, ExperimentError> {
+        let mut out = HoldoutResults {
+            percent,
+            since,
+            marketed: 0,
+            held: 0,
+            conversion: None,
+            revenue: None,
+            verdict: String::new(),
+        };
+        if percent <= 0.0 {
+            out.verdict = "No global holdout is set (delivery.global_holdout_percent is 0): set one, and compare after some weeks.".into();
+            return Ok(out);
+        }
+        let mut spent: std::collections::HashMap<String, f64> = std::collections::HashMap::new();
+        let mut after = 0;
+        loop {
+            let page = self
+                .store
+                .events()
+                .track_events_since(vec!["Order Completed".into()], since, after, 5_000)
+                .await?;
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            for ev in page {
+                let revenue = missive_core::profile::order_revenue(
+                    ev.body["properties"]
+                        .as_object()
+                        .unwrap_or(&serde_json::Map::new()),
+                )
+                .as_major();
+                *spent.entry(ev.profile_id.to_string()).or_default() += revenue;
+            }
+        }
+        let (mut converted, mut revenue) = (Vec::new(), Vec::new());
+        let mut cursor = None;
+        loop {
+            let page = self.store.events().profiles_after(cursor.clone(), 1_000).await?;
+            let Some(last) = page.last() else { break };
+            cursor = Some(last.id.clone());
+            for p in page
+                .iter()
+                .filter(|p| p.merged_into.is_none() && p.consents(missive_core::Purpose::EmailMarketing))
+            {
+                let held = missive_experiment::assign::in_global_holdout(p.id.as_str(), percent);
+                let group = if held { "holdout" } else { "marketed" };
+                out.held += u64::from(held);
+                out.marketed += u64::from(!held);
+                let amount = spent.get(p.id.as_str()).copied();
+                converted.push((group.to_owned(), f64::from(u8::from(amount.is_some()))));
+                revenue.push((group.to_owned(), amount.unwrap_or(0.0)));
+            }
+        }
+        let planned: std::collections::BTreeMap<String, f64> = [
+            ("holdout".to_owned(), percent),
+            ("marketed".to_owned(), 100.0 - percent),
+        ]
+        .into();
+        let analyse = |units: &[(String, f64)], kind| {
+            missive_experiment::analysis::analyze_as(
+                units,
+                Some(kind),
+                Some("holdout"),
+                results::DEFAULT_ALPHA,
+                Some(&planned),
+            )
+        };
+        use missive_experiment::analysis::MetricKind;
+        match analyse(&converted, MetricKind::Rate) {
+            Ok(r) => {
+                out.verdict = match r.sample_ratio.as_ref().is_some_and(|s| s.mismatch) {
+                    true => r.verdict.clone(),
+                    false => r
+                        .comparisons
+                        .first()
+                        .map(|c| c.verdict.clone())
+                        .unwrap_or_default(),
+                };
+                out.conversion = Some(r);
+            }
+            Err(e) => out.verdict = format!("Not enough data: {e}."),
+        }
+        out.revenue = analyse(&revenue, MetricKind::Mean).ok();
+        Ok(out)
+    }
+}
+
+/// Marketed people against the global holdout (docs/experiments.md).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HoldoutResults {
+    pub percent: f64,
+    pub since: DateTime<Utc>,
+    /// People who consent to marketing, outside and inside the holdout.
+    pub marketed: u64,
+    pub held: u64,
+    /// Whether they ordered since `since` (`marketed` against `holdout`).
+    pub conversion: Option<missive_experiment::analysis::Report>,
+    /// What they spent since `since`, per person.
+    pub revenue: Option<missive_experiment::analysis::Report>,
+    pub verdict: String,
 }

@@ -26,6 +26,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/v1/experiments/{name}/conclude", post(conclude))
         .route("/v1/experiments/{name}/results", get(results))
         .route("/v1/experiments/{name}/chart.svg", get(chart))
+        .route("/v1/global-holdout", get(global_holdout))
 }
 
 impl From<ExperimentError> for ApiError {
@@ -181,4 +182,34 @@ pub async fn chart(
         ],
         svg,
     ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HoldoutQuery {
+    /// Orders of the last this many days count (default 30).
+    #[serde(default = "thirty")]
+    days: u32,
+}
+
+fn thirty() -> u32 {
+    30
+}
+
+/// `GET /v1/global-holdout[?days=30]`: people who consent to marketing, in the global holdout
+/// against the rest, by whether they ordered in the last `days` days and what they spent.
+pub async fn global_holdout(
+    _: RequireRole<Reports>,
+    State(state): State<AppState>,
+    Query(q): Query<HoldoutQuery>,
+) -> Result<Json<missive_sending::experiments::HoldoutResults>, ApiError> {
+    if !(1..=3650).contains(&q.days) {
+        return Err(ApiError::bad_request(ErrorCode::InvalidValue, "days: 1 to 3650").with_field("days"));
+    }
+    let percent = state
+        .sender
+        .as_ref()
+        .map_or(0.0, |s| s.config().policy.global_holdout_percent);
+    let since = state.engine.clock().now() - chrono::TimeDelta::days(i64::from(q.days));
+    Ok(Json(state.experiments.global_holdout(percent, since).await?))
 }

@@ -117,6 +117,17 @@ async fn experiments_are_drafted_planned_run_and_concluded() {
     let (status, _) = app.get("/v1/experiments/nope").await;
     assert_eq!(status, 404);
 
+    let (status, g) = app.get("/v1/global-holdout").await;
+    assert_eq!(status, 200, "{g}");
+    assert!(
+        g["verdict"]
+            .as_str()
+            .unwrap()
+            .starts_with("No global holdout is set")
+    );
+    let (status, err) = app.get("/v1/global-holdout?days=0").await;
+    assert_eq!((status, err["field"].as_str()), (400, Some("days")), "{err}");
+
     // Results of an experiment nobody was exposed to: figures of zero and a plain answer.
     let (status, r) = app.get("/v1/experiments/cart-subject/results").await;
     assert_eq!(status, 200, "{r}");

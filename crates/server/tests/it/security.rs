@@ -65,6 +65,7 @@ fn matrix() -> Vec<(&'static str, &'static str, &'static [&'static str])> {
         ("POST", "/v1/experiments/{name}/conclude", MARKETING),
         ("GET", "/v1/experiments/{name}/results", REPORTS),
         ("GET", "/v1/experiments/{name}/chart.svg", REPORTS),
+        ("GET", "/v1/global-holdout", REPORTS),
         ("PUT", "/v1/schema/traits/{name}", MARKETING),
         ("DELETE", "/v1/schema/traits/{name}", MARKETING),
         ("PUT", "/v1/schema/events/{event}", MARKETING),
