@@ -372,6 +372,12 @@ pub fn create(def: ExperimentIn, now: DateTime<Utc>) -> Result<Experiment, Defin
             ));
         }
     }
+    if def.varies == Varies::Holdout && matches!(def.primary_metric, Metric::Open | Metric::Click) {
+        return Err(bad(
+            "primary_metric",
+            "a holdout receives nothing to open or click: compare conversion or revenue",
+        ));
+    }
     if def.varies == Varies::Holdout && def.attribution == Some(Attribution::Engagement) {
         return Err(bad(
             "attribution",

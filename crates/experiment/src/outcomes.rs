@@ -27,7 +27,7 @@ pub struct Exposure {
     pub profile: String,
     pub variant: String,
     pub message_id: String,
-    /// False when the message was held back.
+    /// The relay accepted the message (false for the holdout, and for a message that failed).
     pub sent: bool,
     pub at: DateTime<Utc>,
 }
@@ -43,6 +43,8 @@ pub enum Action {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Engagement {
+    /// The person it was recorded on: it counts only for the person the message went to.
+    pub profile: String,
     pub message_id: String,
     pub action: Action,
     pub at: DateTime<Utc>,
@@ -118,6 +120,7 @@ pub fn units(
     let mut out = Units::default();
     let mut by_profile: HashMap<&str, usize> = HashMap::new();
     let mut by_message: HashMap<&str, usize> = HashMap::new();
+    let mut profiles: Vec<&str> = Vec::new();
     // Times after which an order counts, per unit.
     let mut anchors: Vec<Vec<DateTime<Utc>>> = Vec::new();
     for e in sorted {
@@ -134,6 +137,7 @@ pub fn units(
                 revenue: 0.0,
             });
             anchors.push(Vec::new());
+            profiles.push(e.profile.as_str());
             out.units.len() - 1
         });
         if out.units[i].variant != e.variant {
@@ -150,6 +154,9 @@ pub fn units(
         let Some(&i) = by_message.get(g.message_id.as_str()) else {
             continue;
         };
+        if profiles[i] != g.profile {
+            continue;
+        }
         let u = &mut out.units[i];
         match g.action {
             Action::Opened => u.opened = true,
@@ -316,7 +323,13 @@ mod tests {
     }
 
     fn engagement(msg: &str, action: Action, h: i64) -> Engagement {
+        let profile = match msg {
+            "m1" | "m2" => "ann",
+            "m3" => "bob",
+            _ => "cy",
+        };
         Engagement {
+            profile: profile.into(),
             message_id: msg.into(),
             action,
             at: at(h),
@@ -348,6 +361,13 @@ mod tests {
             engagement("m3", Action::Unsubscribed, 2),
             // Of an unknown message: ignored.
             engagement("m9", Action::Complained, 2),
+            // Recorded on someone else than the message's recipient: ignored.
+            Engagement {
+                profile: "dan".into(),
+                message_id: "m1".into(),
+                action: Action::Clicked,
+                at: at(3),
+            },
         ];
         let orders = [
             order("ann", 27, 40.0),
@@ -393,7 +413,10 @@ mod tests {
             exposure("b1", "b", "m2", 1),
             exposure("b2", "b", "m3", 50),
         ];
-        let engagements = [engagement("m3", Action::Opened, 51)];
+        let engagements = [Engagement {
+            profile: "b2".into(),
+            ..engagement("m3", Action::Opened, 51)
+        }];
         let u = units(
             &exposures,
             &engagements,

@@ -40,7 +40,7 @@ pub struct Results {
     /// How far the plan is: units per variant needed and the fewest any variant has.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plan: Option<PlanProgress>,
-    /// People seen under more than one variant (counted in their first).
+    /// Exposures left out because their person was first exposed under another variant.
     pub crossed: u64,
     pub warnings: Vec<String>,
     pub verdict: String,
@@ -109,10 +109,20 @@ pub fn results(e: &Experiment, units: &Units) -> Results {
         Err(err) => (None, Some(not_yet(&err))),
     };
 
+    // A holdout receives no e-mail to unsubscribe from or complain about: its guardrails would
+    // always "rise" in the group that is sent to.
     let guardrails = def
         .guardrails
         .iter()
-        .map(|g| guardrail(e, units, *g, alpha))
+        .map(|g| match def.varies {
+            Varies::Holdout => GuardrailCheck {
+                guardrail: *g,
+                breached_by: Vec::new(),
+                report: None,
+                note: Some("Not comparable: the holdout receives no e-mail to react to.".to_owned()),
+            },
+            _ => guardrail(e, units, *g, alpha),
+        })
         .collect::<Vec<_>>();
 
     let sequential = if def.primary_metric == Metric::Revenue {
@@ -150,14 +160,17 @@ pub fn results(e: &Experiment, units: &Units) -> Results {
             units.crossed
         ));
     }
-    let verdict = verdict(
-        e,
-        primary.as_ref(),
-        primary_note.as_deref(),
-        &guardrails,
-        &sequential,
-        plan.as_ref(),
-    );
+    let verdict = match (&def.bandit, &primary) {
+        (Some(_), Some(_)) => bandit_verdict(def.primary_metric, &variants),
+        _ => verdict(
+            e,
+            primary.as_ref(),
+            primary_note.as_deref(),
+            &guardrails,
+            &sequential,
+            plan.as_ref(),
+        ),
+    };
     Results {
         experiment: def.name.clone(),
         status: e.status,
@@ -218,7 +231,28 @@ fn guardrail(e: &Experiment, units: &Units, g: Guardrail, alpha: f64) -> Guardra
     }
 }
 
+/// A bandit's results describe; they do not test.
+fn bandit_verdict(metric: Metric, variants: &[VariantMetrics]) -> String {
+    let rate = |m: &VariantMetrics| match metric {
+        Metric::Open => m.open_rate,
+        Metric::Click => m.click_rate,
+        _ => m.conversion_rate,
+    };
+    let people: u64 = variants.iter().map(|v| v.recipients).sum();
+    let best = variants
+        .iter()
+        .filter_map(|v| rate(v).map(|r| (v, r)))
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map_or("none", |(v, _)| v.variant.as_str());
+    format!(
+        "A bandit: {people} people in all, and the highest observed rate is {best}'s. Its shifting split makes no test valid: this describes, it does not prove."
+    )
+}
+
+/// The sequential test of `variant` against control. With several variants, each is tested at
+/// alpha / (variants - 1) (Bonferroni), as the fixed tests are corrected by Holm's method.
 fn sequential_check(e: &Experiment, units: &Units, variant: &str, alpha: f64) -> Option<SequentialCheck> {
+    let alpha = alpha / (e.definition.variants.len().saturating_sub(1).max(1)) as f64;
     let days = outcomes::daily(units, e.definition.primary_metric, &e.control, variant);
     let total = days.iter().fold((0u64, 0u64), |t, d| {
         (t.0 + d.control.successes, t.1 + d.control.units)
@@ -362,6 +396,7 @@ mod tests {
                 // Spread the openers evenly over the people.
                 if i * opens / n != (i + 1) * opens / n {
                     engagements.push(Engagement {
+                        profile: msg.clone(),
                         message_id: msg,
                         action: Action::Opened,
                         at: at + TimeDelta::hours(1),

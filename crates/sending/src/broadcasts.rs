@@ -203,6 +203,13 @@ impl Broadcasts {
                         "experiment {name:?} varies \"branch\", which only a journey's split step can use"
                     )));
                 }
+                if req.class == MessageClass::Transactional
+                    && e.definition.varies == missive_experiment::definition::Varies::Holdout
+                {
+                    return Err(BroadcastError::Invalid(format!(
+                        "experiment {name:?} holds messages back, which a transactional broadcast must not do"
+                    )));
+                }
                 if e.definition.bandit.is_some()
                     && e.status != missive_experiment::definition::Status::Running
                 {
@@ -278,8 +285,10 @@ impl Broadcasts {
         now: DateTime<Utc>,
     ) -> Result<(), BroadcastError> {
         use rand::SeedableRng;
+        // This broadcast's people only: the experiment may be used elsewhere too.
+        let source = missive_core::MessageSource::Broadcast(b.id.clone()).to_string();
         let units = crate::experiments::Experiments::new(self.store().clone())
-            .units(e)
+            .units_from(e, Some(&source))
             .await
             .map_err(|err| match err {
                 crate::experiments::ExperimentError::Store(s) => BroadcastError::Store(s),
@@ -303,7 +312,7 @@ impl Broadcasts {
         let Some(w) = b.waves.as_mut() else { return Ok(()) };
         let floor = e.definition.bandit.map_or(0.0, |x| x.floor);
         let last = w.current + 1 >= w.count;
-        // Seeded by broadcast and wave: deciding again after a crash decides the same.
+        // Seeded by broadcast and wave: the same counts give the same decision.
         let seed = twox_hash::XxHash3_64::oneshot(format!("{}/{}", b.id, w.current).as_bytes());
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let decision = missive_experiment::bandit::decide(&arms, floor, last, &mut rng)

@@ -216,6 +216,14 @@ impl Experiments {
 
     /// Each person's outcome in experiment `e`, from the events recorded since it started.
     pub async fn units(&self, e: &Experiment) -> Result<Units, ExperimentError> {
+        self.units_from(e, None).await
+    }
+
+    /// [`Self::units`], counting only exposures from `source` (`broadcast:ID`) when given.
+    /// Exposures, opens, clicks, unsubscribes and complaints count only as missive recorded
+    /// them (a client key cannot forge them); a message counts as delivered when the relay
+    /// accepted it.
+    pub async fn units_from(&self, e: &Experiment, source: Option<&str>) -> Result<Units, ExperimentError> {
         let Some(since) = e.started_at else {
             return Ok(Units::default());
         };
@@ -242,23 +250,31 @@ impl Experiments {
             after = last.seq;
             for ev in page {
                 let props = &ev.body["properties"];
+                let own = missive_core::Trust::recorded(ev.body.get(missive_core::Trust::FIELD))
+                    == missive_core::Trust::Missive;
                 let message = props["message_id"].as_str().map(str::to_owned);
                 let engaged = |action| {
-                    message.clone().map(|message_id| Engagement {
+                    message.clone().filter(|_| own).map(|message_id| Engagement {
+                        profile: ev.profile_id.to_string(),
                         message_id,
                         action,
                         at: ev.timestamp,
                     })
                 };
                 match ev.name.as_str() {
-                    EXPERIMENT_VIEWED if props["experiment_name"].as_str() == Some(name) => {
+                    EXPERIMENT_VIEWED
+                        if own
+                            && props["experiment_name"].as_str() == Some(name)
+                            && source.is_none_or(|s| props["source"].as_str() == Some(s)) =>
+                    {
                         if let (Some(variant), Some(message_id)) = (props["variation_name"].as_str(), message)
                         {
                             exposures.push(Exposure {
                                 profile: ev.profile_id.to_string(),
                                 variant: variant.to_owned(),
                                 message_id,
-                                sent: props["sent"].as_bool().unwrap_or(true),
+                                // Filled in from the outbox below.
+                                sent: false,
                                 at: ev.timestamp,
                             });
                         }
@@ -278,6 +294,14 @@ impl Experiments {
                     }),
                 }
             }
+        }
+        let sent = self
+            .store
+            .delivery()
+            .sent_among(exposures.iter().map(|x| x.message_id.clone()).collect())
+            .await?;
+        for x in &mut exposures {
+            x.sent = sent.contains(&x.message_id);
         }
         Ok(outcomes::units(
             &exposures,
@@ -334,9 +358,9 @@ impl Experiments {
         ))
     }
 
-    /// What marketing adds in total: people who consent to marketing, in the global holdout
-    /// of `percent` (who receive none) against the rest, by whether they ordered since `since`
-    /// and what they spent.
+    /// What marketing adds in total: people with an e-mail address, in the global holdout of
+    /// `percent` (who receive no marketing) against the rest, by whether they ordered since
+    /// `since` and what they spent.
     pub async fn global_holdout(
         &self,
         percent: f64,
@@ -383,7 +407,10 @@ impl Experiments {
             cursor = Some(last.id.clone());
             for p in page
                 .iter()
-                .filter(|p| p.merged_into.is_none() && p.consents(missive_core::Purpose::EmailMarketing))
+                // Everyone with an address, whatever their consent now: people who withdrew it
+                // because of the marketing stay in (consent read now would keep in the marketed
+                // group only those who tolerated it, and flatter marketing).
+                .filter(|p| p.merged_into.is_none() && p.email().is_some())
             {
                 let held = missive_experiment::assign::in_global_holdout(p.id.as_str(), percent);
                 let group = if held { "holdout" } else { "marketed" };
@@ -433,7 +460,7 @@ impl Experiments {
 pub struct HoldoutResults {
     pub percent: f64,
     pub since: DateTime<Utc>,
-    /// People who consent to marketing, outside and inside the holdout.
+    /// People with an e-mail address, outside and inside the holdout.
     pub marketed: u64,
     pub held: u64,
     /// Whether they ordered since `since` (`marketed` against `holdout`).

@@ -7,8 +7,11 @@
 //! frequency, quiet hours) are decided first: a person they skip is never assigned, so never
 //! counted. Then:
 //! - while the experiment runs, the person gets their variant (sticky, from the hash of
-//!   experiment and profile); it is recorded as `Experiment Viewed` once the relay accepted the
-//!   message, or at once for the holdout, whose message is skipped with reason `holdout`;
+//!   experiment and profile; or the path a split chose, the wave a bandit broadcast chose), and
+//!   it is recorded as `Experiment Viewed` at once, before the e-mail is composed, for every
+//!   variant alike: the holdout's message is skipped with reason `holdout`, and a message that
+//!   then fails or bounces still counts (compared as assigned, not as delivered; the results
+//!   count deliveries apart);
 //! - once concluded with a winner, everyone gets the winner, unrecorded (the roll-out);
 //! - otherwise (a draft, stopped, concluded with no winner) the message goes out as it would
 //!   without the experiment, unrecorded.
@@ -62,7 +65,11 @@ pub fn apply(e: &Experiment, message: &mut OutboxMessage) -> Applied {
             .unwrap_or(treatment.variant()),
         _ => treatment.variant(),
     };
-    if let Some(ctx) = message.context.as_object_mut() {
+    // Only an exposure is written down: a message retried after the experiment starts must
+    // then get the person's own variant, not the default it got before.
+    if treatment.exposed()
+        && let Some(ctx) = message.context.as_object_mut()
+    {
         ctx.insert(CONTEXT_VARIANT.into(), json!(chosen.name));
     }
     Applied {
@@ -72,12 +79,24 @@ pub fn apply(e: &Experiment, message: &mut OutboxMessage) -> Applied {
     }
 }
 
-/// Records the exposure of `profile` to `applied` through message `message_id` (idempotent per
-/// message: a message sent again after a crash records nothing new).
-pub async fn record(engine: &Engine, profile: &Profile, applied: &Applied, message_id: &str, sent: bool) {
+/// Records the exposure of `profile` to `applied` through `message` (idempotent per message:
+/// a message tried again records nothing new).
+pub async fn record(engine: &Engine, profile: &Profile, applied: &Applied, message: &OutboxMessage) {
     if !applied.exposed {
         return;
     }
+    record_exposure(engine, profile, applied, &message.id, &message.source.to_string()).await;
+}
+
+/// Records an exposure through `unit` (a message id, or a journey split's instance and step)
+/// from `source` (`journey:NAME`, `broadcast:ID`).
+pub async fn record_exposure(
+    engine: &Engine,
+    profile: &Profile,
+    applied: &Applied,
+    unit: &str,
+    source: &str,
+) {
     let msg = json!({
         "type": "track",
         "event": EXPERIMENT_VIEWED,
@@ -86,10 +105,11 @@ pub async fn record(engine: &Engine, profile: &Profile, applied: &Applied, messa
             "experiment_name": applied.experiment,
             "variation_id": applied.variant.name,
             "variation_name": applied.variant.name,
-            "message_id": message_id,
-            "sent": sent,
+            "message_id": unit,
+            "source": source,
+            "holdout": applied.variant.holdout,
         },
-        "messageId": format!("exposure-{message_id}"),
+        "messageId": format!("exposure-{unit}"),
     });
     // Logged inside when it fails.
     let _ = crate::own_events::ingest(engine, profile, msg, "experiment exposure").await;

@@ -148,7 +148,7 @@ impl Journeys {
                     step.id
                 ))));
             }
-            self.check_experiment(step).await?;
+            self.check_experiment(step, compiled.def.class).await?;
         }
         let body =
             serde_json::to_value(&def).map_err(|e| JourneyError::Corrupt(name.into(), e.to_string()))?;
@@ -172,7 +172,11 @@ impl Journeys {
 
     /// A step's experiment exists and fits: a split's paths are exactly its variants (of an
     /// experiment of kind `branch`); a send's experiment is of another kind.
-    async fn check_experiment(&self, step: &missive_journey::Step) -> Result<(), JourneyError> {
+    async fn check_experiment(
+        &self,
+        step: &missive_journey::Step,
+        class: MessageClass,
+    ) -> Result<(), JourneyError> {
         let invalid = |why: String| Err(JourneyError::Definition(DefinitionError::Invalid(why)));
         let (name, paths) = match &step.action {
             Action::Split {
@@ -199,6 +203,14 @@ impl Journeys {
             Err(crate::experiments::ExperimentError::Store(e)) => return Err(e.into()),
             Err(e) => return invalid(format!("step {:?}: {e}", step.id)),
         };
+        if class == MessageClass::Transactional
+            && e.definition.varies == missive_experiment::definition::Varies::Holdout
+        {
+            return invalid(format!(
+                "step {:?}: experiment {name:?} holds messages back, which a transactional journey must not do",
+                step.id
+            ));
+        }
         if e.definition.bandit.is_some() {
             return invalid(format!(
                 "step {:?}: experiment {name:?} is a bandit, which runs in a broadcast's waves",
@@ -735,7 +747,10 @@ impl Journeys {
                     experiment: Some(name),
                     paths,
                 } => {
-                    at = self.experiment_path(&mut instance, name, paths).await?;
+                    let p = self.profile(&instance.profile_id, &mut profile).await?;
+                    at = self
+                        .experiment_path(&mut instance, name, paths, p, def, &at)
+                        .await?;
                     continue;
                 }
                 Action::Split { paths, .. } => {
@@ -814,6 +829,9 @@ impl Journeys {
         instance: &mut JourneyInstance,
         name: &str,
         paths: &[missive_journey::SplitPath],
+        person: &Profile,
+        def: &Compiled,
+        step: &str,
     ) -> Result<String, JourneyError> {
         let e = match crate::experiments::Experiments::new(self.store().clone())
             .get(name)
@@ -829,16 +847,36 @@ impl Journeys {
         let first = || paths.first().map_or_else(|| EXIT.to_string(), |p| p.next.clone());
         let Some(e) = e else { return Ok(first()) };
         let treatment = e.treatment(instance.profile_id.as_str());
-        let variant = &treatment.variant().name;
-        if treatment.exposed()
-            && let Some(ctx) = instance.context.as_object_mut()
-        {
-            ctx.insert(SPLIT_EXPERIMENT.into(), json!({"name": name, "variant": variant}));
-        }
-        Ok(paths
+        let variant = treatment.variant();
+        let Some(path) = paths
             .iter()
-            .find(|p| p.variant.as_deref() == Some(variant.as_str()))
-            .map_or_else(first, |p| p.next.clone()))
+            .find(|p| p.variant.as_deref() == Some(variant.name.as_str()))
+        else {
+            // The experiment changed since the journey was saved: not counted, first path.
+            tracing::error!(experiment = name, variant = %variant.name, journey = %def.name, "journey split: no path for the variant; first path taken, not counted");
+            return Ok(first());
+        };
+        // Counted when the split is taken (a path may send nothing, or later than another),
+        // and only for people marketing may reach: the others are never assigned.
+        let reachable =
+            def.def.class == MessageClass::Transactional || crate::policy::has_marketing_consent(person);
+        if treatment.exposed() && reachable {
+            if let Some(ctx) = instance.context.as_object_mut() {
+                ctx.insert(
+                    SPLIT_EXPERIMENT.into(),
+                    json!({"name": name, "variant": variant.name}),
+                );
+            }
+            let applied = crate::exposure::Applied {
+                experiment: name.to_owned(),
+                variant: variant.clone(),
+                exposed: true,
+            };
+            let source = missive_core::MessageSource::Journey(def.name.clone()).to_string();
+            let unit = format!("{}:{step}:{}", instance.id, visits_of(&instance.context, step));
+            crate::exposure::record_exposure(&self.engine, person, &applied, &unit, &source).await;
+        }
+        Ok(path.next.clone())
     }
 
     /// The person's time zone, with the workspace's default.
@@ -962,6 +1000,11 @@ fn send_context(
 
 /// Where an instance keeps the experiment split it went through: `{"name", "variant"}`.
 const SPLIT_EXPERIMENT: &str = "split_experiment";
+
+/// How often an instance has been at `step` (counting the current visit).
+fn visits_of(context: &Value, step: &str) -> u64 {
+    context["visits"][step].as_u64().unwrap_or(1)
+}
 
 fn bump_visits(context: &mut Value, step: &str) -> u64 {
     let Some(obj) = context.as_object_mut() else {

@@ -472,11 +472,11 @@ impl Sender {
                 .map(|e| exposure::apply(&e, &mut message)),
             None => None,
         };
-        if let Some(a) = &applied
-            && let Some(reason) = a.holdout_reason()
-        {
-            exposure::record(&self.engine, &profile, a, &message.id, false).await;
-            return Ok(skip(message, &reason, stats));
+        if let Some(a) = &applied {
+            exposure::record(&self.engine, &profile, a, &message).await;
+            if let Some(reason) = a.holdout_reason() {
+                return Ok(skip(message, &reason, stats));
+            }
         }
         let started = std::time::Instant::now();
         let bytes = match self
@@ -523,9 +523,6 @@ impl Sender {
         let now = self.engine.clock().now();
         match outcome {
             SendOutcome::Delivered { response } => {
-                if let Some(a) = &applied {
-                    exposure::record(&self.engine, &profile, a, &message.id, true).await;
-                }
                 message.status = OutboxStatus::Sent;
                 message.sent_at = Some(now);
                 message.detail = Some(response);

@@ -45,6 +45,9 @@ pub trait DeliveryStore: Send + Sync + 'static {
 
     async fn outbox_message(&self, id: &str) -> Result<Option<OutboxMessage>, StoreError>;
 
+    /// Which of the messages `ids` were sent (handed over and accepted by the relay).
+    async fn sent_among(&self, ids: Vec<String>) -> Result<std::collections::HashSet<String>, StoreError>;
+
     /// Messages of a profile, newest first.
     async fn outbox_of(&self, profile: &ProfileId, limit: u32) -> Result<Vec<OutboxMessage>, StoreError>;
 

@@ -145,7 +145,8 @@ const EVENTS: &[(&str, &[Fields])] = &[
             ("variation_id", Str),
             ("variation_name", Str),
             ("message_id", Str),
-            ("sent", FieldType::Bool),
+            ("source", Str),
+            ("holdout", FieldType::Bool),
         ]],
     ),
     // The names the other calls are counted under.

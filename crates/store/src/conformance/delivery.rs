@@ -160,6 +160,14 @@ pub async fn journey_progress_and_send_decisions_commit_together_once(store: &St
         store.delivery().outbox_message("msg_1").await.unwrap(),
         Some(done.clone())
     );
+    assert_eq!(
+        store
+            .delivery()
+            .sent_among(vec!["msg_1".into(), "msg_2".into(), "msg_none".into()])
+            .await
+            .unwrap(),
+        ["msg_1".to_owned()].into()
+    );
     assert_eq!(store.delivery().outbox_of(&p, 10).await.unwrap(), vec![done]);
     assert_eq!(
         store

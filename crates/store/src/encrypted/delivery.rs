@@ -75,6 +75,10 @@ impl DeliveryStore for EncryptedDelivery {
         }
     }
 
+    async fn sent_among(&self, ids: Vec<String>) -> Result<std::collections::HashSet<String>, StoreError> {
+        self.inner.sent_among(ids).await
+    }
+
     async fn outbox_of(&self, profile: &ProfileId, limit: u32) -> Result<Vec<OutboxMessage>, StoreError> {
         let m = self.inner.outbox_of(profile, limit).await?;
         self.sealer.open_messages(m).await

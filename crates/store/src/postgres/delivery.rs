@@ -237,6 +237,22 @@ impl crate::DeliveryStore for PostgresStore {
         Ok(())
     }
 
+    async fn sent_among(&self, ids: Vec<String>) -> Result<std::collections::HashSet<String>, StoreError> {
+        let r = self.reader();
+        let mut out = std::collections::HashSet::new();
+        for chunk in ids.chunks(5_000) {
+            let rows = r
+                .client
+                .query(
+                    "SELECT id FROM outbox WHERE status = 'sent' AND id = ANY($1)",
+                    &[&chunk],
+                )
+                .await?;
+            out.extend(rows.iter().map(|row| row.get::<_, String>(0)));
+        }
+        Ok(out)
+    }
+
     async fn outbox_message(&self, id: &str) -> Result<Option<OutboxMessage>, StoreError> {
         let r = self.reader();
         let row = r

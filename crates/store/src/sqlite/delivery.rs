@@ -208,6 +208,23 @@ impl crate::DeliveryStore for SqliteStore {
         .await
     }
 
+    async fn sent_among(&self, ids: Vec<String>) -> Result<std::collections::HashSet<String>, StoreError> {
+        self.read_on(Db::Delivery, move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id FROM outbox WHERE status = 'sent' AND id IN (SELECT value FROM json_each(?1))",
+            )?;
+            let mut out = std::collections::HashSet::new();
+            for chunk in ids.chunks(5_000) {
+                let list = serde_json::to_string(chunk).map_err(|e| corrupt("message ids", e))?;
+                for id in stmt.query_map([list], |r| r.get::<_, String>(0))? {
+                    out.insert(id?);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn outbox_message(&self, id: &str) -> Result<Option<OutboxMessage>, StoreError> {
         let id = id.to_owned();
         self.read_on(Db::Delivery, move |c| {
