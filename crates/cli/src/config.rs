@@ -36,6 +36,9 @@ pub struct Config {
     pub privacy: PrivacySection,
     pub tls: TlsSection,
     pub limits: LimitsSection,
+    /// Inbound sources by name: `[sources.shop] type = "shopify"`, `secret = "…"`
+    /// (docs/integrations.md).
+    pub sources: std::collections::BTreeMap<String, missive_sources::Source>,
 }
 
 /// Rate limits per client address.
@@ -156,6 +159,7 @@ impl Default for Config {
             privacy: PrivacySection::default(),
             tls: TlsSection::default(),
             limits: LimitsSection::default(),
+            sources: Default::default(),
         }
     }
 }
@@ -399,6 +403,26 @@ impl Config {
     }
 
     fn validate(&mut self) -> anyhow::Result<()> {
+        for (name, source) in &self.sources {
+            if name.is_empty()
+                || name.len() > 64
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                bail!("sources.{name}: a source's name is 1 to 64 letters, digits, '-' or '_'");
+            }
+            let secret = match source {
+                missive_sources::Source::Shopify { secret }
+                | missive_sources::Source::Woocommerce { secret }
+                | missive_sources::Source::Generic { secret, .. } => secret,
+            };
+            if secret.len() < 16 {
+                bail!(
+                    "sources.{name}.secret: at least 16 characters (the shared secret the sender signs with)"
+                );
+            }
+        }
         if let Some(s) = &self.store {
             if s.trim().is_empty() {
                 self.store = None;
@@ -567,6 +591,7 @@ impl Config {
                 .then(|| self.data_dir.join("maildir")),
             bounce_maildir: self.delivery.bounce_maildir.clone(),
             poll: std::time::Duration::from_millis(250),
+            sources: self.sources.clone(),
         }
     }
 
@@ -673,6 +698,28 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
         )
+    }
+
+    #[test]
+    fn sources_are_read_checked_and_never_printed() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("missive.toml"),
+            "[sources.shop]\ntype = \"shopify\"\nsecret = \"shpss_0123456789abcdef\"\n\
+             [sources.crm]\ntype = \"generic\"\nsecret = \"0123456789abcdef\"\nsignature_header = \"X-Signature\"\nevent = \"Lead Created\"\nemail = \"email\"\n",
+        )
+        .unwrap();
+        let cfg = Config::load_with_env(&args(), env(&[]), dir.path()).unwrap();
+        assert_eq!(cfg.sources.len(), 2);
+        assert!(!format!("{cfg:?}").contains("0123456789abcdef"));
+        assert_eq!(cfg.app_config().sources.len(), 2);
+        std::fs::write(
+            dir.path().join("missive.toml"),
+            "[sources.shop]\ntype = \"shopify\"\nsecret = \"short\"\n",
+        )
+        .unwrap();
+        let err = Config::load_with_env(&args(), env(&[]), dir.path()).unwrap_err();
+        assert!(err.to_string().contains("sources.shop.secret"), "{err}");
     }
 
     #[test]

@@ -38,6 +38,8 @@ pub struct AppConfig {
     pub bounce_maildir: Option<PathBuf>,
     /// How long background workers sleep at most when nothing wakes them (250 ms when zero).
     pub poll: Duration,
+    /// Inbound sources by name (`POST /v1/sources/{name}`).
+    pub sources: std::collections::BTreeMap<String, missive_sources::Source>,
 }
 
 /// What the sender needs besides the engine and the content service.
@@ -85,6 +87,7 @@ impl App {
         parts.keyring = keyring;
         parts.privacy_config = Arc::new(config.privacy);
         parts.limits = Arc::new(config.limits);
+        parts.sources = Arc::new(config.sources);
         if let Some(root) = &config.local_maildir {
             parts.privacy = parts.privacy.clone().with_maildir(root.clone());
         }

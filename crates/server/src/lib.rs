@@ -28,6 +28,7 @@ mod privacy;
 mod profiles;
 mod schema;
 mod segments;
+mod sources;
 mod state;
 mod tracking;
 
@@ -58,6 +59,7 @@ pub fn router(state: impl Into<AppState>) -> Router {
         .merge(tracking::router())
         .merge(broadcasts::router())
         .merge(experiments::router())
+        .merge(sources::router())
         .merge(messages::router())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

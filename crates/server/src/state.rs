@@ -53,6 +53,8 @@ pub struct AppParts {
     pub started: Arc<std::time::Instant>,
     /// What in the sending set-up makes mail unbranded or unverifiable (`/health` lists it).
     pub setup_warnings: Arc<[missive_sending::setup::SetupWarning]>,
+    /// Inbound sources by name.
+    pub sources: Arc<std::collections::BTreeMap<String, missive_sources::Source>>,
 }
 
 impl AppParts {
@@ -87,6 +89,7 @@ impl AppParts {
             metrics: metrics::handle(),
             started: Arc::new(std::time::Instant::now()),
             setup_warnings: Arc::from([]),
+            sources: Arc::new(Default::default()),
         }
     }
 }

@@ -23,8 +23,8 @@ pub use verify::verify_hmac;
 use serde::Deserialize;
 use serde_json::Value;
 
-/// A configured source.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// A configured source. Its `Debug` leaves the secret out.
+#[derive(Clone, PartialEq, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Source {
     /// Shopify's webhooks, signed with `X-Shopify-Hmac-Sha256` (base64 HMAC-SHA256 of the body
@@ -39,6 +39,18 @@ pub enum Source {
         #[serde(flatten)]
         mapping: Box<Mapping>,
     },
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Shopify { .. } => f.write_str("Shopify { secret: <redacted> }"),
+            Source::Woocommerce { .. } => f.write_str("Woocommerce { secret: <redacted> }"),
+            Source::Generic { mapping, .. } => {
+                write!(f, "Generic {{ secret: <redacted>, mapping: {mapping:?} }}")
+            }
+        }
+    }
 }
 
 /// What came with a delivery besides its body.

@@ -17,4 +17,5 @@ mod schema;
 mod security;
 mod segments;
 mod sending;
+mod sources;
 mod support;

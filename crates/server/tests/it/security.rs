@@ -106,6 +106,7 @@ fn matrix() -> Vec<(&'static str, &'static str, &'static [&'static str])> {
         ("POST", "/v1/broadcasts/{id}/resume", MARKETING),
         ("POST", "/v1/broadcasts/{id}/cancel", MARKETING),
         ("POST", "/v1/inbound/reports", ADMIN),
+        ("POST", "/v1/sources/{name}", PUBLIC),
         ("GET", "/t/c/{token}", PUBLIC),
         ("GET", "/t/o/{token}", PUBLIC),
         ("GET", "/u/{token}", PUBLIC),

@@ -7,6 +7,9 @@ use missive_engine::{Engine, EngineConfig};
 use missive_store::{SqliteStore, Store};
 use serde_json::Value;
 
+/// The secret of the test app's Shopify source, `shop`.
+pub const SHOP_SECRET: &str = "shpss_test_secret";
+
 pub struct TestApp {
     pub base: String,
     pub write_key: String,
@@ -153,6 +156,13 @@ impl TestApp {
             },
             limits: limits.unwrap_or_default(),
             local_maildir: delivery.as_ref().and_then(|d| d.maildir.clone()),
+            sources: [(
+                "shop".to_owned(),
+                missive_sources::Source::Shopify {
+                    secret: SHOP_SECRET.into(),
+                },
+            )]
+            .into(),
             ..Default::default()
         };
         let sender = delivery.as_ref().map(|d| missive_server::app::SenderParts {

@@ -1,0 +1,121 @@
+//! Inbound sources: `POST /v1/sources/{name}` takes a shop's or another service's webhook,
+//! checks its signature with the source's secret (no API key: the sender signs instead), maps
+//! it to Segment messages (`missive_sources`) and ingests them as a server key's would be.
+//! The sender's delivery id deduplicates its retries.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use missive_core::ErrorCode;
+use missive_core::message::validate_message;
+use missive_sources::{Delivery, SourceError};
+use serde_json::{Value, json};
+
+use crate::{ApiError, AppState};
+
+/// The largest body a source may send (Shopify's orders with many lines stay well below).
+const MAX_BODY: usize = 1024 * 1024;
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new().route("/v1/sources/{name}", post(receive))
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: Option<&str>) -> Option<&'a str> {
+    name.and_then(|n| headers.get(n)).and_then(|v| v.to_str().ok())
+}
+
+/// `POST /v1/sources/{name}`: 200 with how many messages were ingested.
+pub async fn receive(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let Some(source) = state.sources.get(&name) else {
+        return Err(ApiError::not_found(format!(
+            "no source is named {name:?}: configure it under [sources.{name}]"
+        )));
+    };
+    if body.len() > MAX_BODY {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::MessageTooLarge,
+            format!("a source's body is at most {MAX_BODY} bytes"),
+        ));
+    }
+    let delivery = Delivery {
+        topic: header(&headers, source.topic_header()),
+        id: header(&headers, source.delivery_id_header()),
+        signature: header(&headers, Some(source.signature_header())),
+    };
+    // Checked before anything is read from the body: an unsigned body is nobody's.
+    if source.verify(&body, &delivery).is_err() {
+        metrics::counter!("missive_source_deliveries_total", "source" => name.clone(), "outcome" => "bad_signature")
+            .increment(1);
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::SourceSignature,
+            format!(
+                "the {} header is missing or does not match the body and the source's secret",
+                source.signature_header()
+            ),
+        ));
+    }
+    let payload: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        // WooCommerce pings a new webhook with a form body (`webhook_id=…`): acknowledged.
+        Err(_) if delivery.topic.is_none() && body.starts_with(b"webhook_id=") => {
+            return Ok((StatusCode::OK, axum::Json(json!({"accepted": 0}))).into_response());
+        }
+        Err(e) => {
+            return Err(ApiError::bad_request(
+                ErrorCode::InvalidJson,
+                format!("body is not valid JSON: {e}"),
+            ));
+        }
+    };
+    let messages = source.map(&payload, &delivery).map_err(|e| match e {
+        SourceError::Topic(t) => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::SourceTopic,
+            format!("topic {t:?} is not one this source maps; see docs/integrations.md"),
+        ),
+        SourceError::Map { path, why } => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::SourceUnmapped,
+            format!("{path}: {why}"),
+        )
+        .with_field(path),
+        SourceError::Signature => ApiError::unauthorized("signature"),
+    })?;
+    let now = state.engine.clock().now();
+    let mut events = Vec::with_capacity(messages.len());
+    for (i, m) in messages.into_iter().enumerate() {
+        let mut event = validate_message(m, None, None, now).map_err(|r| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorCode::SourceUnmapped,
+                format!("mapped message {i} is not a valid event: {}", r.message),
+            )
+        })?;
+        event.set_trust(missive_core::Trust::Server);
+        events.push(event);
+    }
+    let accepted = events.len();
+    let outcome = state
+        .engine
+        .ingest(events)
+        .await
+        .map_err(|e| ApiError::unavailable(&e))?;
+    state.journeys.poke();
+    metrics::counter!("missive_source_deliveries_total", "source" => name, "outcome" => "accepted")
+        .increment(1);
+    Ok((
+        StatusCode::OK,
+        axum::Json(json!({"accepted": accepted, "duplicates": outcome.duplicates})),
+    )
+        .into_response())
+}
