@@ -28,14 +28,18 @@ pub enum Purpose {
     Profiling,
     /// Traits bought or enriched from third parties.
     ThirdPartyEnrichment,
+    /// Sharing the person's hashed e-mail address with advertising platforms (customer-match
+    /// audiences).
+    Advertising,
 }
 
 impl Purpose {
-    pub const ALL: [Purpose; 4] = [
+    pub const ALL: [Purpose; 5] = [
         Purpose::EmailMarketing,
         Purpose::Personalization,
         Purpose::Profiling,
         Purpose::ThirdPartyEnrichment,
+        Purpose::Advertising,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -44,6 +48,7 @@ impl Purpose {
             Purpose::Personalization => "personalization",
             Purpose::Profiling => "profiling",
             Purpose::ThirdPartyEnrichment => "third_party_enrichment",
+            Purpose::Advertising => "advertising",
         }
     }
 
@@ -70,6 +75,9 @@ impl Purpose {
                 "Use your purchases in statistical models that group customers and predict interest."
             }
             Purpose::ThirdPartyEnrichment => "Add information about you that we receive from partners.",
+            Purpose::Advertising => {
+                "Show you our ads on other sites and apps, by sharing a scrambled (hashed) form of your e-mail address with advertising platforms."
+            }
         }
     }
 }

@@ -10,6 +10,7 @@
 //! store access and no business rules live here.
 
 pub mod app;
+mod audiences;
 mod audit;
 mod auth;
 mod broadcasts;
@@ -60,6 +61,7 @@ pub fn router(state: impl Into<AppState>) -> Router {
         .merge(broadcasts::router())
         .merge(experiments::router())
         .merge(sources::router())
+        .merge(audiences::router())
         .merge(messages::router())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

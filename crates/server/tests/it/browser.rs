@@ -171,6 +171,7 @@ async fn use_the_page(c: &Client, app: &crate::support::TestApp, path: &str) {
             "personalization",
             "profiling",
             "third_party_enrichment",
+            "advertising",
         ] {
             assert_eq!(consent["consent"][purpose]["granted"], false, "{purpose}");
         }

@@ -4,6 +4,7 @@
 // Test helpers may unwrap: a failure there is the test failing.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod audiences;
 mod browser;
 mod content;
 mod delivery;

@@ -289,6 +289,7 @@ async fn the_link_in_every_email_opens_the_centre_and_choices_are_recorded_and_e
         "personalization",
         "profiling",
         "third_party_enrichment",
+        "advertising",
     ] {
         assert_eq!(c["consent"][purpose]["granted"], false, "{purpose}: {c}");
     }

@@ -53,6 +53,7 @@ fn matrix() -> Vec<(&'static str, &'static str, &'static [&'static str])> {
         ("DELETE", "/v1/segments/{name}", MARKETING),
         ("GET", "/v1/segments/{name}", REPORTS),
         ("GET", "/v1/segments/{name}/members", PERSONAL),
+        ("GET", "/v1/segments/{name}/export", PERSONAL),
         ("GET", "/v1/profiles/{key}/segments", PERSONAL),
         ("GET", "/v1/schema", REPORTS),
         ("GET", "/v1/experiments", REPORTS),
