@@ -412,15 +412,8 @@ impl Config {
             {
                 bail!("sources.{name}: a source's name is 1 to 64 letters, digits, '-' or '_'");
             }
-            let secret = match source {
-                missive_sources::Source::Shopify { secret }
-                | missive_sources::Source::Woocommerce { secret }
-                | missive_sources::Source::Generic { secret, .. } => secret,
-            };
-            if secret.len() < 16 {
-                bail!(
-                    "sources.{name}.secret: at least 16 characters (the shared secret the sender signs with)"
-                );
+            if let Err(why) = source.check() {
+                bail!("sources.{name}.{why}");
             }
         }
         if let Some(s) = &self.store {

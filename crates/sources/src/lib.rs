@@ -11,12 +11,14 @@
 //! nested objects (addresses, shipping lines) are left out, since they mostly hold personal data
 //! no segment needs.
 
+mod consent;
 mod generic;
 mod path;
 mod shopify;
 mod verify;
 mod woocommerce;
 
+pub use consent::ConsentMapping;
 pub use generic::{Encoding, Mapping};
 pub use verify::verify_hmac;
 
@@ -39,6 +41,13 @@ pub enum Source {
         #[serde(flatten)]
         mapping: Box<Mapping>,
     },
+    /// A consent-management platform's receipts (grants and withdrawals with their evidence),
+    /// signed like a generic source.
+    Consent {
+        secret: String,
+        #[serde(flatten)]
+        mapping: Box<ConsentMapping>,
+    },
 }
 
 impl std::fmt::Debug for Source {
@@ -48,6 +57,9 @@ impl std::fmt::Debug for Source {
             Source::Woocommerce { .. } => f.write_str("Woocommerce { secret: <redacted> }"),
             Source::Generic { mapping, .. } => {
                 write!(f, "Generic {{ secret: <redacted>, mapping: {mapping:?} }}")
+            }
+            Source::Consent { mapping, .. } => {
+                write!(f, "Consent {{ secret: <redacted>, mapping: {mapping:?} }}")
             }
         }
     }
@@ -88,12 +100,34 @@ impl SourceError {
 }
 
 impl Source {
+    /// The source's secret.
+    pub fn secret(&self) -> &str {
+        match self {
+            Source::Shopify { secret }
+            | Source::Woocommerce { secret }
+            | Source::Generic { secret, .. }
+            | Source::Consent { secret, .. } => secret,
+        }
+    }
+
+    /// What is wrong with the configuration, if anything (beyond what deserializing checks).
+    pub fn check(&self) -> Result<(), String> {
+        if self.secret().len() < 16 {
+            return Err("secret: at least 16 characters (the shared secret the sender signs with)".into());
+        }
+        match self {
+            Source::Consent { mapping, .. } => mapping.check(),
+            _ => Ok(()),
+        }
+    }
+
     /// The header that carries the signature.
     pub fn signature_header(&self) -> &str {
         match self {
             Source::Shopify { .. } => "x-shopify-hmac-sha256",
             Source::Woocommerce { .. } => "x-wc-webhook-signature",
             Source::Generic { mapping, .. } => &mapping.signature_header,
+            Source::Consent { mapping, .. } => &mapping.signature_header,
         }
     }
 
@@ -102,7 +136,7 @@ impl Source {
         match self {
             Source::Shopify { .. } => Some("x-shopify-topic"),
             Source::Woocommerce { .. } => Some("x-wc-webhook-topic"),
-            Source::Generic { .. } => None,
+            Source::Generic { .. } | Source::Consent { .. } => None,
         }
     }
 
@@ -112,6 +146,7 @@ impl Source {
             Source::Shopify { .. } => Some("x-shopify-webhook-id"),
             Source::Woocommerce { .. } => Some("x-wc-webhook-delivery-id"),
             Source::Generic { mapping, .. } => mapping.id_header.as_deref(),
+            Source::Consent { .. } => None,
         }
     }
 
@@ -120,6 +155,7 @@ impl Source {
         let (secret, encoding) = match self {
             Source::Shopify { secret } | Source::Woocommerce { secret } => (secret, Encoding::Base64),
             Source::Generic { secret, mapping } => (secret, mapping.signature_encoding),
+            Source::Consent { secret, mapping } => (secret, mapping.signature_encoding),
         };
         let signature = delivery.signature.ok_or(SourceError::Signature)?;
         verify_hmac(secret.as_bytes(), body, signature, encoding)
@@ -133,6 +169,7 @@ impl Source {
             Source::Shopify { .. } => shopify::map(payload, delivery.topic)?,
             Source::Woocommerce { .. } => woocommerce::map(payload, delivery.topic)?,
             Source::Generic { mapping, .. } => mapping.map(payload)?,
+            Source::Consent { mapping, .. } => mapping.map(payload)?,
         };
         let base = delivery.id.map(str::to_owned).or_else(|| {
             messages

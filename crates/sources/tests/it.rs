@@ -264,3 +264,49 @@ fn a_generic_source_maps_by_its_paths_and_names_the_path_that_fails() {
     );
     let _ = Encoding::Base64;
 }
+
+#[test]
+fn consent_receipts_become_consent_with_evidence() {
+    let source: Source = serde_json::from_value(json!({
+        "type": "consent", "secret": "0123456789abcdef",
+        "purposes": {"newsletter": "email_marketing", "ads": "advertising"}
+    }))
+    .unwrap();
+    assert_eq!(source.check(), Ok(()));
+    let receipt = json!({
+        "id": "rcpt_1", "subject": {"user_id": "u-1", "email": "ann@example.com"},
+        "purposes": [{"purpose": "newsletter", "granted": true}, {"purpose": "ads", "granted": false}],
+        "at": "2026-11-30T12:00:00Z", "policy_version": "2026-05", "source": "cmp-banner",
+        "ip": "203.0.113.9", "user_agent": "Mozilla/5.0"
+    });
+    let delivery = Delivery {
+        topic: None,
+        id: None,
+        signature: None,
+    };
+    let m = source.map(&receipt, &delivery).unwrap();
+    valid(&m);
+    assert_eq!(
+        m[0]["traits"]["consent"],
+        json!({"email_marketing": true, "advertising": false})
+    );
+    assert_eq!(
+        m[0]["context"]["missive"],
+        json!({"source": "cmp-banner", "policy_version": "2026-05"})
+    );
+    assert_eq!(
+        (m[0]["context"]["ip"].as_str(), m[0]["timestamp"].as_str()),
+        (Some("203.0.113.9"), Some("2026-11-30T12:00:00Z"))
+    );
+    assert_eq!(m[0]["messageId"], "source-rcpt_1-0");
+    let mut unknown = receipt.clone();
+    unknown["purposes"][1]["purpose"] = json!("analytics");
+    assert!(
+        matches!(source.map(&unknown, &delivery), Err(SourceError::Map { path, .. }) if path == "purposes.1.purpose")
+    );
+    let bad: Source = serde_json::from_value(json!({
+        "type": "consent", "secret": "0123456789abcdef", "purposes": {"x": "spam"}
+    }))
+    .unwrap();
+    assert!(bad.check().unwrap_err().contains("purposes.x"));
+}

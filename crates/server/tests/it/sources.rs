@@ -77,3 +77,37 @@ async fn a_signed_shopify_order_becomes_a_profile_and_an_order() {
     let (status, _) = post(&app, "nowhere", "orders/create", "wh-5", &body, SHOP_SECRET).await;
     assert_eq!(status, 404);
 }
+
+#[tokio::test]
+async fn a_consent_receipt_is_recorded_with_its_evidence() {
+    let app = TestApp::spawn().await;
+    let receipt = serde_json::to_vec(&json!({
+        "id": "rcpt_9", "subject": {"user_id": "lea", "email": "lea@example.com"},
+        "purposes": [{"purpose": "newsletter", "granted": true}],
+        "at": "2026-03-01T09:00:00Z", "policy_version": "2026-02", "source": "cmp-banner"
+    }))
+    .unwrap();
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(SHOP_SECRET.as_bytes()).unwrap();
+    mac.update(&receipt);
+    let signature: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let (status, r) = app
+        .post_raw(
+            "/v1/sources/cmp",
+            receipt,
+            &[("content-type", "application/json"), ("x-signature", &signature)],
+        )
+        .await;
+    assert_eq!((status, r["accepted"].as_u64()), (200, Some(1)), "{r}");
+    app.sync().await;
+    let (status, c) = app.get("/v1/profiles/lea/consent").await;
+    assert_eq!(status, 200, "{c}");
+    let email = &c["consent"]["email_marketing"];
+    assert_eq!(email["granted"], true, "{c}");
+    let text = c.to_string();
+    assert!(text.contains("cmp-banner") && text.contains("2026-02"), "{c}");
+}

@@ -156,12 +156,22 @@ impl TestApp {
             },
             limits: limits.unwrap_or_default(),
             local_maildir: delivery.as_ref().and_then(|d| d.maildir.clone()),
-            sources: [(
-                "shop".to_owned(),
-                missive_sources::Source::Shopify {
-                    secret: SHOP_SECRET.into(),
-                },
-            )]
+            sources: [
+                (
+                    "shop".to_owned(),
+                    missive_sources::Source::Shopify {
+                        secret: SHOP_SECRET.into(),
+                    },
+                ),
+                (
+                    "cmp".to_owned(),
+                    serde_json::from_value(serde_json::json!({
+                        "type": "consent", "secret": SHOP_SECRET,
+                        "purposes": {"newsletter": "email_marketing"}
+                    }))
+                    .unwrap(),
+                ),
+            ]
             .into(),
             ..Default::default()
         };
