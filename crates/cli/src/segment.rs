@@ -1,4 +1,4 @@
-//! `missive segment save|list|delete|members|preview`, straight on the store: stop
+//! `missive segment save|list|delete|members|preview|export`, straight on the store: stop
 //! `missive serve` first, or use `/v1/segments` on the running server.
 
 use anyhow::Context;
@@ -26,6 +26,25 @@ pub enum SegmentCommand {
     Delete {
         /// The segment's name.
         name: String,
+    },
+    /// Write a saved segment's members as CSV for a purpose they consented to (with chosen
+    /// traits), or as a customer-match list of hashed addresses (docs/integrations.md).
+    Export {
+        /// The segment's name.
+        name: String,
+        /// `csv` or `customer-match`.
+        #[arg(long, value_parser = ["csv", "customer-match"])]
+        format: String,
+        /// The purpose the export serves (`csv`): email_marketing, personalization, profiling,
+        /// third_party_enrichment or advertising.
+        #[arg(long)]
+        purpose: Option<String>,
+        /// Traits to add as columns (`csv`), comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        traits: Vec<String>,
+        /// The file to write (default: standard output).
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
     },
     /// Print the members of a saved segment, one profile id per line.
     Members {
@@ -100,6 +119,45 @@ pub async fn run(cfg: Config, cmd: SegmentCommand) -> anyhow::Result<()> {
             result?;
             audited?;
             println!("deleted {name:?}");
+            Ok(())
+        }
+        SegmentCommand::Export {
+            name,
+            format,
+            purpose,
+            traits,
+            out,
+        } => {
+            use missive_engine::audiences::{Format, export};
+            let format = if format == "csv" {
+                Format::Csv
+            } else {
+                Format::CustomerMatch
+            };
+            let engine = start_engine(&cfg).await?;
+            let result = export(&engine, &name, format, purpose.as_deref(), &traits).await;
+            let audited = audit_success(
+                &result,
+                engine.store(),
+                "segment.export",
+                format!("segment:{name}"),
+            )
+            .await;
+            engine.shutdown().await;
+            audited?;
+            let done = result?;
+            match out {
+                Some(path) => std::fs::write(&path, &done.csv)
+                    .with_context(|| format!("cannot write {}", path.display()))?,
+                None => {
+                    use std::io::Write;
+                    std::io::stdout().write_all(&done.csv)?;
+                }
+            }
+            eprintln!(
+                "{} member(s) written, {} left out (no consent to the purpose, or no address)",
+                done.written, done.left_out
+            );
             Ok(())
         }
         SegmentCommand::Members { name } => {

@@ -111,7 +111,7 @@ pub struct SavedOut {
     evaluated: u64,
 }
 
-fn service_error(e: SegmentServiceError) -> ApiError {
+pub(crate) fn service_error(e: SegmentServiceError) -> ApiError {
     match e {
         SegmentServiceError::InvalidName(why) => {
             ApiError::bad_request(ErrorCode::InvalidValue, format!("invalid segment name: {why}"))

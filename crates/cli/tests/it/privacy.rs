@@ -326,3 +326,57 @@ fn an_operator_without_a_login_name_is_audited_by_user_id_with_the_status_of_a_d
     assert!(actor["cli:uid:".len()..].parse::<u32>().is_ok(), "{entry}");
     assert_eq!(entry["status"], 200, "{entry}");
 }
+
+#[test]
+fn a_segment_exports_as_a_customer_match_list_of_consenting_people() {
+    let dir = tempfile::tempdir().unwrap();
+    import_ann(dir.path());
+    let file = dir.path().join("bo.jsonl");
+    std::fs::write(
+        &file,
+        r#"{"type":"identify","userId":"bo-7","messageId":"b1","traits":{"email":" Bo@Example.com","consent":{"advertising":true}}}"#,
+    )
+    .unwrap();
+    let (ok, _, err) = missive(dir.path(), &["import", file.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = missive(dir.path(), &["segment", "save", "everyone", "orders.count >= 0"]);
+    assert!(ok, "{err}");
+    let out = dir.path().join("everyone.csv");
+    let (ok, _, err) = missive(
+        dir.path(),
+        &[
+            "segment",
+            "export",
+            "everyone",
+            "--format",
+            "customer-match",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(err.contains("1 member(s) written, 1 left out"), "{err}");
+    // The address trimmed and lower-cased, hashed as coreutils' sha256sum hashes it.
+    let csv = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(csv, format!("Email\n{}\n", sha256_hex("bo@example.com")));
+    let (ok, out, err) = missive(dir.path(), &["audit", "--actor", &format!("cli:{}", whoami())]);
+    assert!(ok, "{err}");
+    assert!(out.contains("segment.export"), "{out}");
+    let (ok, _, err) = missive(dir.path(), &["segment", "export", "everyone", "--format", "csv"]);
+    assert!(!ok);
+    assert!(err.contains("name the purpose"), "{err}");
+}
+
+fn sha256_hex(text: &str) -> String {
+    let out = std::process::Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(text.as_bytes())?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap()[..64].to_owned()
+}

@@ -38,7 +38,7 @@ async fn exports_follow_consent_and_are_audited() {
         let (status, _) = app
             .post(
                 "/v1/identify",
-                json!({"userId": user, "traits": {"email": email, "first_name": user, "tier": "gold", "consent": consent}}),
+                json!({"userId": user, "traits": {"email": email, "first_name": user, "tier": "gold", "note": "=1+1", "consent": consent}}),
             )
             .await;
         assert_eq!(status, 200);
