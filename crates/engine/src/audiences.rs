@@ -87,6 +87,10 @@ pub fn purpose_of(
             "purpose",
             "a customer-match audience is for the purpose advertising",
         )),
+        (Format::Csv, Some("advertising")) => Err(invalid(
+            "purpose",
+            "consent to advertising covers hashed addresses only: use format customer_match",
+        )),
         (Format::Csv, Some(p)) => Purpose::parse(p).ok_or_else(|| {
             invalid(
                 "purpose",
@@ -194,6 +198,7 @@ mod tests {
             (Format::Csv, Some("spam"), vec![], "purpose"),
             (Format::CustomerMatch, Some("profiling"), vec![], "purpose"),
             (Format::CustomerMatch, None, vec!["city".to_owned()], "traits"),
+            (Format::Csv, Some("advertising"), vec![], "purpose"),
         ] {
             match purpose_of(format, purpose, &traits) {
                 Err(AudienceError::Invalid { field: f, .. }) => assert_eq!(f, field),

@@ -47,6 +47,7 @@ impl From<AudienceError> for ApiError {
 /// `GET /v1/segments/{name}/export?format=…`
 pub async fn export(
     _: RequireRole<ReadPersonal>,
+    audit: crate::auth::AuditSlot,
     State(state): State<AppState>,
     Path(name): Path<String>,
     Query(q): Query<ExportQuery>,
@@ -61,6 +62,15 @@ pub async fn export(
         .map(str::to_owned)
         .collect();
     let done = write_export(&state.engine, &name, q.format, q.purpose.as_deref(), &traits).await?;
+    // What left: the audit log records the request's meaning, not only its path.
+    audit.set_detail(format!(
+        "format={:?} purpose={} traits={} written={} left_out={}",
+        q.format,
+        q.purpose.as_deref().unwrap_or("advertising"),
+        traits.join(","),
+        done.written,
+        done.left_out
+    ));
     metrics::counter!("missive_audience_exports_total").increment(1);
     tracing::info!(segment = %name, written = done.written, left_out = done.left_out, "audience exported");
     Ok((

@@ -16,7 +16,8 @@ use serde_json::{Value, json};
 
 use crate::{ApiError, AppState};
 
-/// The largest body a source may send (Shopify's orders with many lines stay well below).
+/// The largest body a source may send (Shopify's orders with many lines stay well below). The
+/// server's body limit (1 MiB) applies first.
 const MAX_BODY: usize = 1024 * 1024;
 
 pub(crate) fn router() -> Router<AppState> {
@@ -46,12 +47,23 @@ pub async fn receive(
             format!("a source's body is at most {MAX_BODY} bytes"),
         ));
     }
+    // WooCommerce pings a new webhook unsigned, with a form body (`webhook_id=N`): acknowledged,
+    // and nothing is read from it.
+    if matches!(source, missive_sources::Source::Woocommerce { .. })
+        && headers.get(source.signature_header()).is_none()
+        && body
+            .strip_prefix(b"webhook_id=")
+            .is_some_and(|rest| !rest.is_empty() && rest.iter().all(u8::is_ascii_digit))
+    {
+        return Ok((StatusCode::OK, axum::Json(json!({"accepted": 0}))).into_response());
+    }
     let delivery = Delivery {
+        source: &name,
         topic: header(&headers, source.topic_header()),
         id: header(&headers, source.delivery_id_header()),
         signature: header(&headers, Some(source.signature_header())),
     };
-    // Checked before anything is read from the body: an unsigned body is nobody's.
+    // Checked before the body is parsed: an unsigned body is nobody's.
     if source.verify(&body, &delivery).is_err() {
         metrics::counter!("missive_source_deliveries_total", "source" => name.clone(), "outcome" => "bad_signature")
             .increment(1);
@@ -66,10 +78,6 @@ pub async fn receive(
     }
     let payload: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
-        // WooCommerce pings a new webhook with a form body (`webhook_id=…`): acknowledged.
-        Err(_) if delivery.topic.is_none() && body.starts_with(b"webhook_id=") => {
-            return Ok((StatusCode::OK, axum::Json(json!({"accepted": 0}))).into_response());
-        }
         Err(e) => {
             return Err(ApiError::bad_request(
                 ErrorCode::InvalidJson,

@@ -76,6 +76,8 @@ impl Mapping {
             }
         };
         let mut traits = self.traits.as_ref().map(object).transpose()?.unwrap_or_default();
+        // Consent comes only from the person or a consent source, never with other data.
+        traits.remove("consent");
         if let Some(e) = &email {
             traits.insert("email".into(), json!(e));
         }

@@ -6,10 +6,14 @@
 //! messages or names the path that did not map. The HTTP endpoint (`POST /v1/sources/{name}`)
 //! lives in the server.
 //!
-//! Each mapping is documented in docs/integrations.md. Fields a mapping does not use are kept:
-//! a payload's other top-level numbers, strings and booleans become properties of its event;
-//! nested objects (addresses, shipping lines) are left out, since they mostly hold personal data
-//! no segment needs.
+//! Each mapping is documented in docs/integrations.md. Besides the fields a mapping uses, a few
+//! named top-level fields per platform are kept as properties (an allowlist: `financial_status`,
+//! `payment_method`, …); everything else (notes, addresses, tokens, URLs with keys) is left out.
+//!
+//! Message ids come from the signed content (the order's id and state, the checkout's token and
+//! update time, the receipt's id), keyed with the source's secret and name: a retry or a
+//! redelivery of the same content is a duplicate, and nobody without the secret can claim an id
+//! ahead of a real delivery.
 
 mod consent;
 mod generic;
@@ -68,6 +72,8 @@ impl std::fmt::Debug for Source {
 /// What came with a delivery besides its body.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Delivery<'a> {
+    /// The source's configured name.
+    pub source: &'a str,
     /// The topic the sender names (`orders/create`, `order.created`), if it names one.
     pub topic: Option<&'a str>,
     /// The sender's id of this delivery, for deduplication of its retries.
@@ -161,9 +167,9 @@ impl Source {
         verify_hmac(secret.as_bytes(), body, signature, encoding)
     }
 
-    /// The Segment messages a verified payload stands for, each with a `messageId` derived from
-    /// the delivery's id (so that the sender's retries are deduplicated) or, without one, from
-    /// the payload's own id.
+    /// The Segment messages a verified payload stands for, each with a `messageId` keyed with
+    /// the secret from what the content is (see the module documentation), the delivery's id
+    /// when the content has no id, or else the payload itself.
     pub fn map(&self, payload: &Value, delivery: &Delivery<'_>) -> Result<Vec<Value>, SourceError> {
         let mut messages = match self {
             Source::Shopify { .. } => shopify::map(payload, delivery.topic)?,
@@ -171,31 +177,32 @@ impl Source {
             Source::Generic { mapping, .. } => mapping.map(payload)?,
             Source::Consent { mapping, .. } => mapping.map(payload)?,
         };
-        let base = delivery.id.map(str::to_owned).or_else(|| {
-            messages
-                .first()
-                .and_then(|m| m["messageId"].as_str().map(str::to_owned))
-        });
+        let key = messages
+            .first()
+            .and_then(|m| m["messageId"].as_str().map(str::to_owned))
+            .or_else(|| delivery.id.map(|d| format!("delivery-{d}")))
+            .unwrap_or_else(|| format!("payload-{payload}"));
         for (i, m) in messages.iter_mut().enumerate() {
-            if let Some(base) = &base {
-                m["messageId"] = Value::from(format!("source-{base}-{i}"));
-            }
+            let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(self.secret().as_bytes())
+                .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+            hmac::Mac::update(&mut mac, format!("{}\n{key}\n{i}", delivery.source).as_bytes());
+            let tag = hex::encode(hmac::Mac::finalize(mac).into_bytes());
+            m["messageId"] = Value::from(format!("src-{}", &tag[..40]));
             m["context"]["library"] = serde_json::json!({"name": "missive-source"});
         }
         Ok(messages)
     }
 }
 
-/// The other top-level scalars of `payload`, except `used`: kept as properties.
-fn unused_scalars(payload: &Value, used: &[&str]) -> serde_json::Map<String, Value> {
+/// The top-level strings, numbers and booleans of `payload` named in `keep`: kept as
+/// properties.
+fn kept_scalars(payload: &Value, keep: &[&str]) -> serde_json::Map<String, Value> {
     let mut out = serde_json::Map::new();
-    if let Value::Object(o) = payload {
-        for (k, v) in o {
-            if !used.contains(&k.as_str())
-                && matches!(v, Value::String(_) | Value::Number(_) | Value::Bool(_))
-            {
-                out.insert(k.clone(), v.clone());
-            }
+    for k in keep {
+        if let Some(v) = payload.get(*k)
+            && matches!(v, Value::String(_) | Value::Number(_) | Value::Bool(_))
+        {
+            out.insert((*k).to_owned(), v.clone());
         }
     }
     out

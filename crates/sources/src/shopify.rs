@@ -1,5 +1,6 @@
 //! Shopify's webhooks (Admin API, JSON): `orders/create`, `checkouts/create`,
-//! `checkouts/update` and `customers/create`, mapped to Segment's e-commerce spec.
+//! `checkouts/update`, `customers/create` and `customers/update`, mapped to Segment's
+//! e-commerce spec; `orders/paid` completes an order created unpaid.
 //!
 //! The person is Shopify's customer id as `userId` (with `email` and names as traits); a guest
 //! checkout or order without a customer is known by its e-mail address, through an `identify`
@@ -7,14 +8,14 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::{SourceError, amount, id_text, unused_scalars};
+use crate::{SourceError, amount, id_text, kept_scalars};
 
 pub fn map(payload: &Value, topic: Option<&str>) -> Result<Vec<Value>, SourceError> {
     if !payload.is_object() {
         return Err(SourceError::map("", "a Shopify webhook body is a JSON object"));
     }
     match topic {
-        Some("orders/create") => order(payload),
+        Some("orders/create" | "orders/paid") => order(payload),
         Some("checkouts/create" | "checkouts/update") => checkout(payload),
         Some("customers/create" | "customers/update") => customer(payload),
         Some(other) => Err(SourceError::Topic(other.to_owned())),
@@ -130,23 +131,16 @@ fn order(payload: &Value) -> Result<Vec<Value>, SourceError> {
             .filter(|e| !e.is_empty())
             .map(|_| format!("shopify-order:{id}"))
     });
-    let mut props = unused_scalars(
+    let mut props = kept_scalars(
         payload,
         &[
-            "id",
-            "email",
-            "contact_email",
-            "phone",
-            "created_at",
-            "currency",
-            "total_price",
-            "subtotal_price",
-            "total_tax",
-            "total_discounts",
-            "checkout_token",
-            "browser_ip",
-            "token",
-            "cart_token",
+            "financial_status",
+            "fulfillment_status",
+            "source_name",
+            "tags",
+            "order_number",
+            "name",
+            "test",
         ],
     );
     props.insert("order_id".into(), json!(id));
@@ -168,12 +162,21 @@ fn order(payload: &Value) -> Result<Vec<Value>, SourceError> {
         props.insert("currency".into(), json!(c));
     }
     props.insert("products".into(), Value::Array(products(payload)?));
-    messages(
+    // An order not paid yet (`pending`, `voided`) is not a purchase: `orders/paid` completes it.
+    let paid = !matches!(payload["financial_status"].as_str(), Some("pending" | "voided"));
+    let (event, state) = if paid {
+        ("Order Completed", "completed")
+    } else {
+        ("Order Updated", "unpaid")
+    };
+    let mut msgs = messages(
         user,
         anon,
         traits,
-        Some(("Order Completed", props, payload["created_at"].as_str())),
-    )
+        Some((event, props, payload["created_at"].as_str())),
+    )?;
+    key(&mut msgs, format!("order-{id}-{state}"));
+    Ok(msgs)
 }
 
 fn checkout(payload: &Value) -> Result<Vec<Value>, SourceError> {
@@ -187,23 +190,7 @@ fn checkout(payload: &Value) -> Result<Vec<Value>, SourceError> {
             .filter(|e| !e.is_empty())
             .map(|_| format!("shopify-checkout:{token}"))
     });
-    let mut props = unused_scalars(
-        payload,
-        &[
-            "id",
-            "token",
-            "cart_token",
-            "email",
-            "phone",
-            "created_at",
-            "updated_at",
-            "currency",
-            "total_price",
-            "subtotal_price",
-            "total_tax",
-            "abandoned_checkout_url",
-        ],
-    );
+    let mut props = kept_scalars(payload, &["source_name"]);
     props.insert("checkout_id".into(), json!(token));
     // The cart of abandonment journeys: keyed by the checkout.
     props.insert("cart_id".into(), json!(token));
@@ -218,7 +205,9 @@ fn checkout(payload: &Value) -> Result<Vec<Value>, SourceError> {
     }
     props.insert("products".into(), Value::Array(products(payload)?));
     let at = payload["updated_at"].as_str().or(payload["created_at"].as_str());
-    messages(user, anon, traits, Some(("Checkout Started", props, at)))
+    let mut msgs = messages(user, anon, traits, Some(("Checkout Started", props, at)))?;
+    key(&mut msgs, format!("checkout-{token}-{}", at.unwrap_or("")));
+    Ok(msgs)
 }
 
 fn customer(payload: &Value) -> Result<Vec<Value>, SourceError> {
@@ -228,7 +217,9 @@ fn customer(payload: &Value) -> Result<Vec<Value>, SourceError> {
     // `email_marketing_consent.state` (current API); `accepts_marketing` (older versions).
     let consent = match payload["email_marketing_consent"]["state"].as_str() {
         Some("subscribed") => Some(true),
-        Some("unsubscribed" | "not_subscribed" | "redacted") => Some(false),
+        Some("unsubscribed" | "redacted") => Some(false),
+        // Never asked: no change (a customer update must not withdraw a grant made elsewhere).
+        Some("not_subscribed") => None,
         Some(_) => None,
         None => payload["accepts_marketing"].as_bool(),
     };
@@ -241,15 +232,23 @@ fn customer(payload: &Value) -> Result<Vec<Value>, SourceError> {
             "a customer without an e-mail address or consent has nothing to record",
         ));
     }
-    let mut msgs = messages(Some(id), None, traits, None)?;
-    if let Some(at) = payload["email_marketing_consent"]["consent_updated_at"]
+    let mut msgs = messages(Some(id.clone()), None, traits, None)?;
+    let at = payload["email_marketing_consent"]["consent_updated_at"]
         .as_str()
         .or(payload["updated_at"].as_str())
-        .or(payload["created_at"].as_str())
-    {
+        .or(payload["created_at"].as_str());
+    if let Some(at) = at {
         for m in &mut msgs {
             m["timestamp"] = json!(at);
         }
     }
+    key(&mut msgs, format!("customer-{id}-{}", at.unwrap_or("")));
     Ok(msgs)
+}
+
+/// What the messages are about, for their ids ([`crate::Source::map`] keys it with the secret).
+fn key(msgs: &mut [Value], key: String) {
+    if let Some(first) = msgs.first_mut() {
+        first["messageId"] = json!(key);
+    }
 }

@@ -1,15 +1,16 @@
-//! WooCommerce's webhooks (REST API v3 payloads): `order.created` (and `order.updated` when
-//! the order is paid), mapped to Segment's `Order Completed`.
+//! WooCommerce's webhooks (REST API v3 payloads): `order.created` and `order.updated`, mapped
+//! to Segment's `Order Completed` once the order is paid (`processing` or `completed`, as
+//! WooCommerce's own `wc_get_is_paid_statuses` says), else `Order Updated`.
 //!
 //! The person is WooCommerce's `customer_id` as `userId` (0 for a guest: then known by the
 //! billing e-mail address, through an `identify` keyed by `woocommerce-order:ID`).
 
 use serde_json::{Map, Value, json};
 
-use crate::{SourceError, amount, id_text, unused_scalars};
+use crate::{SourceError, amount, id_text, kept_scalars};
 
-/// Statuses of an order that is paid for.
-const PAID: [&str; 3] = ["processing", "completed", "on-hold"];
+/// Statuses of an order that is paid for (`on-hold` awaits payment: a bank transfer).
+const PAID: [&str; 2] = ["processing", "completed"];
 
 pub fn map(payload: &Value, topic: Option<&str>) -> Result<Vec<Value>, SourceError> {
     if !payload.is_object() {
@@ -19,7 +20,7 @@ pub fn map(payload: &Value, topic: Option<&str>) -> Result<Vec<Value>, SourceErr
         ));
     }
     match topic {
-        Some("order.created") => order(payload),
+        Some("order.created" | "order.updated") => order(payload),
         Some(other) => Err(SourceError::Topic(other.to_owned())),
         None => Err(SourceError::Topic(String::new())),
     }
@@ -58,21 +59,15 @@ fn order(payload: &Value) -> Result<Vec<Value>, SourceError> {
         }
         m
     };
-    let mut props = unused_scalars(
+    let mut props = kept_scalars(
         payload,
         &[
-            "id",
-            "customer_id",
-            "total",
-            "total_tax",
-            "discount_total",
-            "currency",
-            "date_created",
-            "date_created_gmt",
-            "customer_ip_address",
-            "customer_user_agent",
-            "order_key",
-            "cart_hash",
+            "status",
+            "payment_method",
+            "payment_method_title",
+            "created_via",
+            "number",
+            "prices_include_tax",
         ],
     );
     props.insert("order_id".into(), json!(id));
@@ -128,5 +123,10 @@ fn order(payload: &Value) -> Result<Vec<Value>, SourceError> {
         out.push(who(json!({"type": "identify", "traits": traits})));
     }
     out.push(who(track));
+    // The order and its state: a redelivery, or an update that changes nothing that matters,
+    // is a duplicate; the order paid later is a new message.
+    if let Some(first) = out.first_mut() {
+        first["messageId"] = json!(format!("order-{id}-{status}"));
+    }
     Ok(out)
 }

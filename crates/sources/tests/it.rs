@@ -65,6 +65,7 @@ fn a_shopify_order_is_an_identify_and_order_completed() {
     let body = serde_json::to_vec(&shopify_order()).unwrap();
     let signature = sign_b64("shpss_secret", &body);
     let delivery = Delivery {
+        source: "s",
         topic: Some("orders/create"),
         id: Some("b54557e4-bdd9-4b37-8a5f-bf7d70bcd043"),
         signature: Some(&signature),
@@ -76,6 +77,7 @@ fn a_shopify_order_is_an_identify_and_order_completed() {
         source.verify(
             &body,
             &Delivery {
+                source: "s",
                 signature: None,
                 ..delivery.clone()
             }
@@ -103,20 +105,47 @@ fn a_shopify_order_is_an_identify_and_order_completed() {
     assert_eq!(p["products"][0]["name"], "Summit Jacket");
     assert_eq!(p["products"][0]["variant"], "M / Navy");
     assert_eq!(p["products"][1]["quantity"], 2);
-    // Unused scalars are kept; nested objects (the address) are not.
+    // Named fields are kept; nested objects (the address) are not.
     assert_eq!(p["financial_status"], "paid");
     assert!(p.get("shipping_address").is_none());
     assert_eq!(track["timestamp"], "2026-11-30T14:02:11-05:00");
-    assert_eq!(
-        track["messageId"],
-        "source-b54557e4-bdd9-4b37-8a5f-bf7d70bcd043-1"
-    );
+    // Ids come from the content, keyed with the secret and the source: a redelivery under
+    // another delivery id is a duplicate; another source's are its own.
+    let id = track["messageId"].as_str().unwrap();
+    assert!(id.starts_with("src-") && id.len() == 44, "{id}");
+    let again = source
+        .map(
+            &shopify_order(),
+            &Delivery {
+                id: Some("another"),
+                ..delivery.clone()
+            },
+        )
+        .unwrap();
+    assert_eq!(again[1]["messageId"], track["messageId"]);
+    let elsewhere = source
+        .map(
+            &shopify_order(),
+            &Delivery {
+                source: "other",
+                ..delivery.clone()
+            },
+        )
+        .unwrap();
+    assert_ne!(elsewhere[1]["messageId"], track["messageId"]);
+    // Not paid yet: not a purchase, and `orders/paid` later is a new message.
+    let mut pending = shopify_order();
+    pending["financial_status"] = json!("pending");
+    let unpaid = source.map(&pending, &delivery).unwrap();
+    assert_eq!(unpaid[1]["event"], "Order Updated");
+    assert_ne!(unpaid[1]["messageId"], track["messageId"]);
 }
 
 #[test]
 fn shopify_guests_checkouts_customers_and_bad_payloads() {
     let source = Source::Shopify { secret: "s".into() };
     let at = |topic| Delivery {
+        source: "s",
         topic: Some(topic),
         id: Some("d1"),
         signature: None,
@@ -158,6 +187,11 @@ fn shopify_guests_checkouts_customers_and_bad_payloads() {
     assert_eq!(m.len(), 1);
     assert_eq!(m[0]["traits"]["consent"], json!({"email_marketing": true}));
     assert_eq!(m[0]["timestamp"], "2026-11-30T10:00:01Z");
+    // Never asked is not a withdrawal.
+    let mut never_asked = customer.clone();
+    never_asked["email_marketing_consent"]["state"] = json!("not_subscribed");
+    let m = source.map(&never_asked, &at("customers/update")).unwrap();
+    assert!(m[0]["traits"].get("consent").is_none(), "{m:?}");
 
     let mut bad = shopify_order();
     bad["line_items"][1]["price"] = json!("free");
@@ -194,6 +228,7 @@ fn a_woocommerce_order_maps_by_its_status() {
     let body = serde_json::to_vec(&order).unwrap();
     let signature = sign_b64("wc_secret", &body);
     let delivery = Delivery {
+        source: "s",
         topic: Some("order.created"),
         id: Some("8b8b"),
         signature: Some(&signature),
@@ -210,15 +245,28 @@ fn a_woocommerce_order_maps_by_its_status() {
         json!({"product_id": "93", "name": "Woo Single #1", "price": 9.0, "quantity": 2})
     );
     assert_eq!(m[1]["properties"]["payment_method"], "bacs");
+    // Only named fields are kept: the address is not.
+    assert!(m[1]["properties"].get("billing").is_none());
     assert_eq!(m[1]["timestamp"], "2026-11-30T19:00:00Z");
     let mut pending = order.clone();
-    pending["status"] = json!("pending");
+    // On hold awaits payment (a bank transfer): not a purchase yet.
+    pending["status"] = json!("on-hold");
     pending["customer_id"] = json!(12);
     let m = source.map(&pending, &delivery).unwrap();
     assert_eq!(
         (m[1]["event"].as_str(), m[1]["userId"].as_str()),
         (Some("Order Updated"), Some("12"))
     );
+    // `order.updated` with the paid order: the same message as `order.created`'s, once.
+    let updated = Delivery {
+        topic: Some("order.updated"),
+        id: Some("another delivery"),
+        ..delivery.clone()
+    };
+    let paid = source.map(&order, &updated).unwrap();
+    let first = source.map(&order, &delivery).unwrap();
+    assert_eq!(paid[1]["event"], "Order Completed");
+    assert_eq!(paid[1]["messageId"], first[1]["messageId"]);
 }
 
 #[test]
@@ -238,6 +286,7 @@ fn a_generic_source_maps_by_its_paths_and_names_the_path_that_fails() {
     mac.update(&body);
     let signature = hex::encode(mac.finalize().into_bytes());
     let delivery = Delivery {
+        source: "s",
         topic: None,
         id: None,
         signature: Some(&signature),
@@ -248,7 +297,20 @@ fn a_generic_source_maps_by_its_paths_and_names_the_path_that_fails() {
     assert_eq!(m[1]["event"], "Points Earned");
     assert_eq!(m[1]["userId"], "42");
     assert_eq!(m[1]["properties"], json!({"points": 120}));
-    assert_eq!(m[1]["messageId"], "source-evt_1-1");
+    assert!(m[1]["messageId"].as_str().unwrap().starts_with("src-"));
+    // A third party's payload cannot grant consent.
+    let with_traits: Source = serde_json::from_value(json!({
+        "type": "generic", "secret": "k", "signature_header": "X-Signature",
+        "user_id": "id", "traits": "profile"
+    }))
+    .unwrap();
+    let m = with_traits
+        .map(
+            &json!({"id": 1, "profile": {"city": "Lyon", "consent": {"email_marketing": true}}}),
+            &delivery,
+        )
+        .unwrap();
+    assert_eq!(m[0]["traits"], json!({"city": "Lyon"}));
     let mut broken = payload.clone();
     broken["data"]["details"] = json!(5);
     assert_eq!(
@@ -280,6 +342,7 @@ fn consent_receipts_become_consent_with_evidence() {
         "ip": "203.0.113.9", "user_agent": "Mozilla/5.0"
     });
     let delivery = Delivery {
+        source: "s",
         topic: None,
         id: None,
         signature: None,
@@ -298,7 +361,7 @@ fn consent_receipts_become_consent_with_evidence() {
         (m[0]["context"]["ip"].as_str(), m[0]["timestamp"].as_str()),
         (Some("203.0.113.9"), Some("2026-11-30T12:00:00Z"))
     );
-    assert_eq!(m[0]["messageId"], "source-rcpt_1-0");
+    assert!(m[0]["messageId"].as_str().unwrap().starts_with("src-"));
     let mut unknown = receipt.clone();
     unknown["purposes"][1]["purpose"] = json!("analytics");
     assert!(

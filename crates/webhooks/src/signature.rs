@@ -109,7 +109,7 @@ pub fn verify(
         .trim()
         .parse()
         .map_err(|_| SignatureError::BadTimestamp)?;
-    if (now - ts).abs() > TOLERANCE_SECONDS {
+    if now.abs_diff(ts) > TOLERANCE_SECONDS.unsigned_abs() {
         return Err(SignatureError::Stale);
     }
     for s in signatures.split(' ') {
