@@ -504,6 +504,24 @@ async fn a_split_step_routes_by_variant_and_is_checked() {
         None,
         "two groups with units are compared, even with no clicks"
     );
+
+    // A complaint about one of the experiment's e-mails (a feedback report naming its
+    // Message-ID) counts against its variant's guardrail.
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../delivery/tests/fixtures/arf-abuse-with-original-message.eml");
+    let raw = std::fs::read_to_string(fixture)
+        .unwrap()
+        .replace("msg_0193c3d4e5f6a7b8c9d0e1f2a3b4c5d6", &short[0].id);
+    let outcome = shop
+        .sender
+        .apply_report(raw.as_bytes(), shop.clock.now())
+        .await
+        .unwrap();
+    assert_eq!(outcome.complaints, 1);
+    shop.engine.sync().await.unwrap();
+    let results = shop.experiments.results("path-test").await.unwrap();
+    let complaints: Vec<u64> = results.variants.iter().map(|v| v.complaints).collect();
+    assert_eq!(complaints, vec![1, 0]);
 }
 
 /// A broadcast under a bandit subject test goes out in waves: after each, traffic shifts to the
