@@ -58,7 +58,7 @@ async fn exports_follow_consent_and_are_audited() {
     assert_eq!(status, 200, "{csv}");
     assert_eq!(left_out, "2");
     use sha2::Digest;
-    let ann = hex_of(&sha2::Sha256::digest(b"ann@example.com"));
+    let ann = hex::encode(sha2::Sha256::digest(b"ann@example.com"));
     assert_eq!(csv, format!("Email\n{ann}\n"));
 
     // CSV for e-mail marketing: ann and bob, with the chosen traits.
@@ -105,8 +105,4 @@ async fn exports_follow_consent_and_are_audited() {
             .any(|e| e["action"] == "GET /v1/segments/{name}/export" && e["status"] == 200),
         "{audit}"
     );
-}
-
-fn hex_of(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -89,12 +89,7 @@ async fn a_consent_receipt_is_recorded_with_its_evidence() {
     .unwrap();
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(SHOP_SECRET.as_bytes()).unwrap();
     mac.update(&receipt);
-    let signature: String = mac
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let signature = hex::encode(mac.finalize().into_bytes());
     let (status, r) = app
         .post_raw(
             "/v1/sources/cmp",
