@@ -10,6 +10,7 @@
 //! | delivery | [`DeliveryStore`] | journey instances, outbox, suppressions, soft bounces | yes: encrypted at rest |
 //! | access | [`AccessStore`] | workspace, API keys, audit log | no |
 //! | data keys | [`DataKeyStore`] | wrapped per-profile data keys | keys, not data |
+//! | webhooks | [`WebhookStore`] | outbound webhooks' queue, positions, attempts, dead letters | no: ids and names only |
 //!
 //! The store owns durability and nothing else: it does not fold events or resolve identities
 //! (the engine does), and it never decides what a profile means. One engine process writes a
@@ -31,6 +32,7 @@ pub mod postgres;
 pub mod sqlite;
 mod store;
 mod types;
+mod webhooks;
 
 pub use access::AccessStore;
 pub use data_keys::DataKeyStore;
@@ -43,3 +45,4 @@ pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use store::{Backend, Store, open};
 pub use types::*;
+pub use webhooks::{WebhookStore, journey_completed, message_sent};

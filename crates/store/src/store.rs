@@ -1,17 +1,19 @@
 //! [`Store`]: one workspace's durable state, reached by area. Each area is a trait of its own
-//! ([`EventStore`], [`DocumentStore`], [`DeliveryStore`], [`AccessStore`], [`DataKeyStore`]);
-//! a backend implements all five, and a wrapper (the encrypting store, a test's failing store)
+//! ([`EventStore`], [`DocumentStore`], [`DeliveryStore`], [`AccessStore`], [`DataKeyStore`],
+//! [`WebhookStore`]); a backend implements all six, and a wrapper (the encrypting store, a test's failing store)
 //! replaces only the areas it cares about.
 
 use std::sync::Arc;
 
 use crate::{
     AccessStore, DataKeyStore, DeliveryStore, DocumentStore, EventStore, PostgresStore, SqliteStore,
-    StoreError,
+    StoreError, WebhookStore,
 };
 
 /// A backend: every area, and its name.
-pub trait Backend: EventStore + DocumentStore + DeliveryStore + AccessStore + DataKeyStore {
+pub trait Backend:
+    EventStore + DocumentStore + DeliveryStore + AccessStore + DataKeyStore + WebhookStore
+{
     /// `sqlite` or `postgres`, for logs and metrics.
     fn name(&self) -> &'static str;
 }
@@ -28,6 +30,7 @@ struct Areas {
     delivery: Arc<dyn DeliveryStore>,
     access: Arc<dyn AccessStore>,
     data_keys: Arc<dyn DataKeyStore>,
+    webhooks: Arc<dyn WebhookStore>,
 }
 
 impl Store {
@@ -40,7 +43,8 @@ impl Store {
             documents: b.clone(),
             delivery: b.clone(),
             access: b.clone(),
-            data_keys: b,
+            data_keys: b.clone(),
+            webhooks: b,
         }))
     }
 
@@ -72,6 +76,11 @@ impl Store {
     /// Wrapped per-profile data keys.
     pub fn data_keys(&self) -> &Arc<dyn DataKeyStore> {
         &self.0.data_keys
+    }
+
+    /// Outbound webhooks' queue, positions, attempts and dead letters.
+    pub fn webhooks(&self) -> &Arc<dyn WebhookStore> {
+        &self.0.webhooks
     }
 
     /// The same store with its event area replaced (a wrapper around [`Store::events`]).

@@ -64,12 +64,14 @@ mod delivery;
 mod documents;
 mod events;
 mod profiles;
+mod webhooks;
 
 pub use access::*;
 pub use delivery::*;
 pub use documents::*;
 pub use events::*;
 pub use profiles::*;
+pub use webhooks::*;
 
 #[macro_export]
 macro_rules! conformance_cases {
@@ -99,7 +101,9 @@ macro_rules! conformance_cases {
             data_keys_are_kept_once_per_profile_and_rewrapped,
             erasure_deletes_everything_about_the_profiles_and_nothing_else,
             retention_purges_events_older_than_the_cutoff,
-            schema_fields_merge_observations_and_keep_declarations
+            schema_fields_merge_observations_and_keep_declarations,
+            webhook_notices_queue_once_in_commit_order_with_their_causes,
+            dead_letters_move_the_endpoint_on_and_replay_for_it_alone
         );
     };
     (@case $make:expr, $($name:ident),*) => {

@@ -77,6 +77,13 @@ impl crate::DeliveryStore for PostgresStore {
                 .await?;
             }
         }
+        let completed: Vec<_> = commit
+            .instances
+            .iter()
+            .filter(|i| i.status == InstanceStatus::Completed)
+            .map(crate::journey_completed)
+            .collect();
+        super::webhooks::insert_notices(&tx, &completed).await?;
         if let Some(seq) = commit.events_through {
             tx.execute(
                 "INSERT INTO meta (key, value) VALUES ('journeys_through_seq', $1)
@@ -217,22 +224,28 @@ impl crate::DeliveryStore for PostgresStore {
                      recipient = $6, detail = $7, context = $8 WHERE id = $1 AND status = 'queued'",
             )
             .await?;
+        let mut sent = Vec::new();
         for m in &messages {
-            tx.execute(
-                &stmt,
-                &[
-                    &m.id,
-                    &m.status.as_str(),
-                    &i64::from(m.attempts),
-                    &micros(m.next_attempt_at),
-                    &m.sent_at.map(micros),
-                    &m.recipient,
-                    &m.detail,
-                    &m.context,
-                ],
-            )
-            .await?;
+            let changed = tx
+                .execute(
+                    &stmt,
+                    &[
+                        &m.id,
+                        &m.status.as_str(),
+                        &i64::from(m.attempts),
+                        &micros(m.next_attempt_at),
+                        &m.sent_at.map(micros),
+                        &m.recipient,
+                        &m.detail,
+                        &m.context,
+                    ],
+                )
+                .await?;
+            if changed == 1 && m.status == OutboxStatus::Sent {
+                sent.push(crate::message_sent(m));
+            }
         }
+        super::webhooks::insert_notices(&tx, &sent).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -50,6 +50,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(7, "postgres/0007.sql"),
     migration!(8, "postgres/0008.sql"),
     migration!(9, "postgres/0009.sql"),
+    migration!(10, "postgres/0010.sql"),
 ];
 
 const READERS: usize = 3;
@@ -337,6 +338,7 @@ mod documents;
 mod events;
 mod rows;
 mod statements;
+mod webhooks;
 
 use statements::*;
 

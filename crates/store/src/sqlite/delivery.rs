@@ -62,6 +62,13 @@ impl crate::DeliveryStore for SqliteStore {
                         m.step,
                     ])?;
                 }
+                let completed: Vec<_> = commit
+                    .instances
+                    .iter()
+                    .filter(|i| i.status == InstanceStatus::Completed)
+                    .map(crate::journey_completed)
+                    .collect();
+                super::webhooks::insert_notices(&tx, &completed)?;
                 if let Some(seq) = commit.events_through {
                     tx.execute(
                         "INSERT INTO meta (key, value) VALUES ('journeys_through_seq', ?1)
@@ -189,8 +196,9 @@ impl crate::DeliveryStore for SqliteStore {
                     "UPDATE outbox SET status = ?2, attempts = ?3, next_attempt_at = ?4, sent_at = ?5,
                          recipient = ?6, detail = ?7, context = ?8 WHERE id = ?1 AND status = 'queued'",
                 )?;
+                let mut sent = Vec::new();
                 for m in &messages {
-                    stmt.execute(params![
+                    let changed = stmt.execute(params![
                         m.id,
                         m.status.as_str(),
                         m.attempts,
@@ -200,7 +208,11 @@ impl crate::DeliveryStore for SqliteStore {
                         m.detail,
                         m.context.to_string(),
                     ])?;
+                    if changed == 1 && m.status == OutboxStatus::Sent {
+                        sent.push(crate::message_sent(m));
+                    }
                 }
+                super::webhooks::insert_notices(&tx, &sent)?;
             }
             tx.commit()?;
             Ok(())

@@ -46,6 +46,7 @@ const KEY_MIGRATIONS: &[Migration] = &[migration!(1, "sqlite/keys/0001.sql")];
 const DELIVERY_MIGRATIONS: &[Migration] = &[
     migration!(1, "sqlite/delivery/0001.sql"),
     migration!(2, "sqlite/delivery/0002.sql"),
+    migration!(3, "sqlite/delivery/0003.sql"),
 ];
 
 const EVENT_MIGRATIONS: &[Migration] = &[
@@ -333,6 +334,7 @@ mod delivery;
 mod documents;
 mod events;
 mod rows;
+mod webhooks;
 
 impl crate::Backend for SqliteStore {
     fn name(&self) -> &'static str {

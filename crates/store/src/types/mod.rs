@@ -9,6 +9,7 @@ mod delivery;
 mod documents;
 mod events;
 mod schema;
+mod webhooks;
 
 pub use access::*;
 pub use data_keys::*;
@@ -16,6 +17,7 @@ pub use delivery::*;
 pub use documents::*;
 pub use events::*;
 pub(crate) use schema::*;
+pub use webhooks::*;
 
 pub(crate) fn micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
