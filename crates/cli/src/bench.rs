@@ -29,6 +29,9 @@ pub enum BenchCommand {
         #[command(subcommand)]
         what: crate::bench_delivery::DeliveryBench,
     },
+    /// Outbound webhooks to a local receiver: deliveries per second, and segment entry →
+    /// webhook request latency.
+    Webhooks(crate::bench_webhooks::WebhooksBench),
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -65,6 +68,7 @@ pub async fn run(cfg: Config, cmd: BenchCommand) -> anyhow::Result<()> {
         }
         BenchCommand::Render(b) => tokio::task::spawn_blocking(move || crate::bench_render::run(b)).await?,
         BenchCommand::Delivery { what } => crate::bench_delivery::run(what).await,
+        BenchCommand::Webhooks(b) => crate::bench_webhooks::run(b).await,
         BenchCommand::Bandit(b) => tokio::task::spawn_blocking(move || crate::bench_bandit::run(b)).await?,
     }
 }

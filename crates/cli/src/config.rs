@@ -39,6 +39,27 @@ pub struct Config {
     /// Inbound sources by name: `[sources.shop] type = "shopify"`, `secret = "…"`
     /// (docs/integrations.md).
     pub sources: std::collections::BTreeMap<String, missive_sources::Source>,
+    pub webhooks: WebhooksSection,
+}
+
+/// Outbound webhooks and the journey webhook step (docs/integrations.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct WebhooksSection {
+    /// Internal addresses or CIDR ranges calls may reach (loopback, private networks, the
+    /// metadata address are refused otherwise): for example a receiver on the same host.
+    pub allow_internal: Vec<String>,
+    /// How long a notice is retried before it is a dead letter.
+    pub retry_hours: u32,
+}
+
+impl Default for WebhooksSection {
+    fn default() -> Self {
+        Self {
+            allow_internal: Vec::new(),
+            retry_hours: 24,
+        }
+    }
 }
 
 /// Rate limits per client address.
@@ -160,6 +181,7 @@ impl Default for Config {
             tls: TlsSection::default(),
             limits: LimitsSection::default(),
             sources: Default::default(),
+            webhooks: WebhooksSection::default(),
         }
     }
 }
@@ -385,6 +407,11 @@ impl Config {
                 .prefix_separator("_")
                 .separator("__")
                 .try_parsing(true)
+                // Lists from the environment are comma-separated:
+                // MISSIVE_WEBHOOKS__ALLOW_INTERNAL=127.0.0.0/8,10.20.0.0/16
+                .list_separator(",")
+                .with_list_parse_key("webhooks.allow_internal")
+                .with_list_parse_key("limits.trusted_proxies")
                 .source(env.map(|m| m.into_iter().collect())),
         );
         let mut cfg: Config = builder
@@ -518,6 +545,14 @@ impl Config {
         if self.privacy.event_retention_days > 36_500 {
             bail!("privacy.event_retention_days must be at most 36500 (0 keeps events)");
         }
+        for net in &self.webhooks.allow_internal {
+            if parse_proxy(net).is_none() {
+                bail!("webhooks.allow_internal: {net:?} is not an address or a CIDR range like 10.0.0.0/8");
+            }
+        }
+        if !(1..=168).contains(&self.webhooks.retry_hours) {
+            bail!("webhooks.retry_hours must be between 1 and 168");
+        }
         for proxy in &self.limits.trusted_proxies {
             if parse_proxy(proxy).is_none() {
                 bail!("limits.trusted_proxies: {proxy:?} is not an address or a CIDR range like 10.0.0.0/8");
@@ -585,6 +620,18 @@ impl Config {
             bounce_maildir: self.delivery.bounce_maildir.clone(),
             poll: std::time::Duration::from_millis(250),
             sources: self.sources.clone(),
+            webhooks: missive_sending::webhooks::WebhookConfig {
+                allow_internal: self
+                    .webhooks
+                    .allow_internal
+                    .iter()
+                    .filter_map(|n| parse_proxy(n))
+                    .collect(),
+                retry: missive_webhooks::retry::RetryPolicy {
+                    window: chrono::Duration::hours(i64::from(self.webhooks.retry_hours)),
+                    ..Default::default()
+                },
+            },
         }
     }
 
@@ -713,6 +760,30 @@ mod tests {
         .unwrap();
         let err = Config::load_with_env(&args(), env(&[]), dir.path()).unwrap_err();
         assert!(err.to_string().contains("sources.shop.secret"), "{err}");
+    }
+
+    #[test]
+    fn webhook_networks_come_from_the_file_or_a_comma_separated_variable() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = Config::load_with_env(
+            &args(),
+            env(&[("MISSIVE_WEBHOOKS__ALLOW_INTERNAL", "127.0.0.0/8,10.20.0.5")]),
+            dir.path(),
+        )
+        .unwrap();
+        let nets = cfg.app_config().webhooks.allow_internal;
+        assert_eq!(nets.len(), 2);
+        assert!(nets[1].contains(&"10.20.0.5".parse::<std::net::IpAddr>().unwrap()));
+        std::fs::write(
+            dir.path().join("missive.toml"),
+            "[webhooks]\nallow_internal = [\"not a network\"]\n",
+        )
+        .unwrap();
+        let err = Config::load_with_env(&args(), env(&[]), dir.path()).unwrap_err();
+        assert!(err.to_string().contains("webhooks.allow_internal"), "{err}");
+        std::fs::write(dir.path().join("missive.toml"), "[webhooks]\nretry_hours = 0\n").unwrap();
+        let err = Config::load_with_env(&args(), env(&[]), dir.path()).unwrap_err();
+        assert!(err.to_string().contains("webhooks.retry_hours"), "{err}");
     }
 
     #[test]

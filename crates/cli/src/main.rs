@@ -7,6 +7,7 @@ mod bench_bandit;
 mod bench_delivery;
 mod bench_render;
 mod bench_segments;
+mod bench_webhooks;
 mod broadcast;
 mod config;
 mod content;
@@ -23,6 +24,7 @@ mod segment;
 mod serve;
 mod stores;
 mod telemetry;
+mod webhook;
 
 use std::path::PathBuf;
 
@@ -71,6 +73,12 @@ enum Command {
     Experiment {
         #[command(subcommand)]
         what: experiment::ExperimentCommand,
+    },
+    /// Outbound webhooks: create endpoints, test, pause, rotate secrets, read attempts and
+    /// replay dead letters.
+    Webhook {
+        #[command(subcommand)]
+        what: webhook::WebhookCommand,
     },
     /// Render a Liquid template with JSON data to standard output (errors to standard error).
     Render(content::RenderArgs),
@@ -167,6 +175,7 @@ fn main() -> std::process::ExitCode {
             Command::Schema { what } => schema::run(config, what).await,
             Command::Render(args) => content::render(args),
             Command::Experiment { what } => experiment::on_store(config, what).await,
+            Command::Webhook { what } => webhook::run(config, what).await,
             Command::Template { what } => content::template(config, what).await,
             Command::Block { what } => content::block(config, what).await,
             Command::Catalog { what } => content::catalog(config, what).await,

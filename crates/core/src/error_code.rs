@@ -79,6 +79,8 @@ codes! {
     SourceSignature => "source_signature",
     SourceTopic => "source_topic",
     SourceUnmapped => "source_unmapped",
+    WebhookInvalid => "webhook_invalid",
+    WebhookExists => "webhook_exists",
     DeliveryOff => "delivery_off",
     Suppressed => "suppressed",
     RecipientNotConsented => "recipient_not_consented",

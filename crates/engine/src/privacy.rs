@@ -475,6 +475,17 @@ impl Privacy {
             suppressed += 1;
         }
         let deleted = self.engine.erase(ids.clone(), hashes.clone()).await?;
+        // Outbound webhooks hear of it once it is done (a crash between the erasure and this
+        // line loses the notice, not the erasure; the audit log still records it).
+        store
+            .webhooks()
+            .enqueue_webhooks(
+                ids.iter()
+                    .map(|p| missive_store::profile_erased(p, now))
+                    .collect(),
+                vec![],
+            )
+            .await?;
         let mail_copies_deleted = match &self.maildir {
             Some(root) => {
                 let addresses: BTreeSet<String> = identities

@@ -59,6 +59,16 @@ pub async fn apply_report(
                 let detail = format!("{} {}", r.status, r.diagnostic.as_deref().unwrap_or(""))
                     .trim()
                     .replace(&r.address, "<recipient>");
+                if r.action == DsnAction::Failed && (r.is_hard() || r.is_soft()) {
+                    queue_bounce(
+                        store,
+                        &address_hash(hash_key, &r.address),
+                        r.is_hard(),
+                        &r.status,
+                        now,
+                    )
+                    .await?;
+                }
                 if r.action == DsnAction::Failed && r.is_hard() {
                     out.hard_bounces += 1;
                     metrics::counter!("missive_messages_bounced_total", "kind" => "hard").increment(1);
@@ -124,6 +134,36 @@ pub async fn apply_report(
         }
     }
     Ok(out)
+}
+
+/// Queues `message.bounced` for outbound webhooks. A report names an address, not a message
+/// or a profile: the notice carries the address's keyed hash (as the suppression list does)
+/// and the DSN status. Keyed by address, status and time, so re-reading the same report in
+/// the same second is one notice.
+async fn queue_bounce(
+    store: &missive_store::Store,
+    hash: &str,
+    hard: bool,
+    status: &str,
+    now: DateTime<Utc>,
+) -> Result<(), BounceError> {
+    let kind = if hard { "hard" } else { "soft" };
+    store
+        .webhooks()
+        .enqueue_webhooks(
+            vec![missive_store::WebhookNotice {
+                seq: 0,
+                kind: "message.bounced".into(),
+                key: format!("{hash}:{status}:{}", now.timestamp()),
+                profile_id: None,
+                endpoint: None,
+                data: serde_json::json!({"bounce": kind, "status": status, "address_hash": hash}),
+                at: now,
+            }],
+            vec![],
+        )
+        .await?;
+    Ok(())
 }
 
 /// Records `Email Marked as Spam` for the message's recipient (logged when it cannot be).

@@ -32,3 +32,4 @@ pub mod sender;
 pub mod setup;
 pub mod test_send;
 pub mod tracking;
+pub mod webhooks;

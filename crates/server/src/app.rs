@@ -40,6 +40,8 @@ pub struct AppConfig {
     pub poll: Duration,
     /// Inbound sources by name (`POST /v1/sources/{name}`).
     pub sources: std::collections::BTreeMap<String, missive_sources::Source>,
+    /// Outbound webhooks: which internal networks they may reach, and their retries.
+    pub webhooks: missive_sending::webhooks::WebhookConfig,
 }
 
 /// What the sender needs besides the engine and the content service.
@@ -57,6 +59,8 @@ pub enum AppError {
     Engine(#[from] EngineError),
     #[error("the sender: {0}")]
     Sender(#[from] SendError),
+    #[error("outbound webhooks: {0}")]
+    Webhooks(#[from] missive_sending::webhooks::WebhookError),
 }
 
 /// A built missive: its services, and the background workers once started.
@@ -83,7 +87,8 @@ impl App {
     ) -> Result<App, AppError> {
         let retention = config.privacy.event_retention;
         let engine = Engine::start(store, clock, config.engine).await?;
-        let mut parts = AppParts::new(engine.clone(), config.content);
+        let webhooks = missive_sending::webhooks::Webhooks::new(engine.clone(), config.webhooks)?;
+        let mut parts = AppParts::new(engine.clone(), config.content, webhooks);
         parts.keyring = keyring;
         parts.privacy_config = Arc::new(config.privacy);
         parts.limits = Arc::new(config.limits);
@@ -143,7 +148,8 @@ impl App {
         crate::router(self.state.clone())
     }
 
-    /// Starts the workers: best sellers computed once, the journey runner, the broadcaster, and with a sender the sender
+    /// Starts the workers: best sellers computed once, the journey runner, the broadcaster, the
+    /// webhook delivery, and with a sender the sender
     /// and the bounce reader (when `bounce_maildir` is set); the retention purge when
     /// `privacy.event_retention` is set.
     pub fn start_background(&mut self) {
@@ -159,6 +165,10 @@ impl App {
         self.workers.push((
             "broadcaster",
             s.broadcasts.clone().spawn(poll, self.stop.subscribe(), queued),
+        ));
+        self.workers.push((
+            "webhook delivery",
+            s.webhooks.clone().spawn(poll, self.stop.subscribe()),
         ));
         if let Some(sender) = &s.sender {
             self.workers

@@ -32,6 +32,7 @@ mod segments;
 mod sources;
 mod state;
 mod tracking;
+mod webhooks;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -60,6 +61,7 @@ pub fn router(state: impl Into<AppState>) -> Router {
         .merge(tracking::router())
         .merge(broadcasts::router())
         .merge(experiments::router())
+        .merge(webhooks::router())
         .merge(sources::router())
         .merge(audiences::router())
         .merge(messages::router())

@@ -35,6 +35,8 @@ pub struct AppParts {
     pub journeys: missive_sending::journeys::Journeys,
     pub broadcasts: missive_sending::broadcasts::Broadcasts,
     pub experiments: missive_sending::experiments::Experiments,
+    /// Outbound webhook endpoints and their delivery.
+    pub webhooks: missive_sending::webhooks::Webhooks,
     /// What became of messages and why, per journey, broadcast or profile.
     pub messages: missive_sending::messages::Messages,
     /// Recipients' clicks, opens and unsubscribes, and messages' outcomes.
@@ -67,7 +69,11 @@ impl AppParts {
         self
     }
 
-    pub fn new(engine: Engine, content: ContentConfig) -> Self {
+    pub fn new(
+        engine: Engine,
+        content: ContentConfig,
+        webhooks: missive_sending::webhooks::Webhooks,
+    ) -> Self {
         let auth = Authenticator::for_engine(&engine);
         let journeys = missive_sending::journeys::Journeys::new(engine.clone());
         Self {
@@ -76,6 +82,7 @@ impl AppParts {
             journeys,
             broadcasts: missive_sending::broadcasts::Broadcasts::new(engine.clone()),
             experiments: missive_sending::experiments::Experiments::for_engine(&engine),
+            webhooks,
             messages: missive_sending::messages::Messages::new(&engine),
             sender: None,
             privacy: missive_engine::privacy::Privacy::new(engine.clone()),

@@ -127,6 +127,9 @@ pub trait EventStore: Send + Sync + 'static {
     /// Merges into or out of a profile, oldest first.
     async fn merges_of(&self, id: &ProfileId) -> Result<Vec<MergeRecord>, StoreError>;
 
+    /// Merges recorded after `after` (a merge's position in the log), in the order recorded.
+    async fn merges_after(&self, after: i64, limit: u32) -> Result<Vec<(i64, MergeRecord)>, StoreError>;
+
     async fn stats(&self) -> Result<StoreStats, StoreError>;
 
     /// Members of a segment as of the last checkpoint, in id order, after `after` when given.

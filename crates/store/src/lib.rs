@@ -45,4 +45,4 @@ pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 pub use store::{Backend, Store, open};
 pub use types::*;
-pub use webhooks::{WebhookStore, journey_completed, message_sent};
+pub use webhooks::{WebhookStore, journey_completed, message_sent, profile_erased};

@@ -26,6 +26,10 @@ pub trait WebhookStore: Send + Sync + 'static {
     /// Sets a position.
     async fn set_webhook_position(&self, key: &str, value: i64) -> Result<(), StoreError>;
 
+    /// The last queued notice's position (0 when the queue is empty): where a new endpoint
+    /// starts, so that it receives changes from its creation on.
+    async fn last_webhook_seq(&self) -> Result<i64, StoreError>;
+
     /// Queued notices after `after`, ascending.
     async fn webhooks_after(&self, after: i64, limit: u32) -> Result<Vec<WebhookNotice>, StoreError>;
 
@@ -82,5 +86,18 @@ pub fn message_sent(m: &OutboxMessage) -> WebhookNotice {
             "source": m.source.to_string(),
         }),
         at: m.sent_at.unwrap_or(m.next_attempt_at),
+    }
+}
+
+/// The notice an erasure queues (`profile.erased`), after the erasure committed.
+pub fn profile_erased(profile: &missive_core::ProfileId, at: DateTime<Utc>) -> WebhookNotice {
+    WebhookNotice {
+        seq: 0,
+        kind: "profile.erased".into(),
+        key: profile.as_str().into(),
+        profile_id: Some(profile.clone()),
+        endpoint: None,
+        data: serde_json::json!({}),
+        at,
     }
 }

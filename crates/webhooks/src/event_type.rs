@@ -85,7 +85,6 @@ impl EventType {
             "Email Link Clicked" => EventType::MessageClicked,
             "Unsubscribed" => EventType::MessageUnsubscribed,
             "Email Marked as Spam" => EventType::MessageComplained,
-            "Email Bounced" => EventType::MessageBounced,
             "Experiment Viewed" => EventType::ExperimentViewed,
             _ => return None,
         })

@@ -20,3 +20,4 @@ mod shutdown;
 mod slowloris;
 mod support;
 mod tls;
+mod webhooks;

@@ -255,20 +255,28 @@ async fn a_journey_with_a_holdout_and_a_subject_test_finds_the_true_lifts() {
         }
     }));
 
-    // Welcomed people buy at 12 %, held-back ones at 4 % (within the 10-day window).
-    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    // Welcomed people buy at 12 %, held-back ones at 4 % (within the 10-day window). Exactly
+    // those shares of each arm, spread evenly: which arm a person is in depends on their
+    // random profile id, and random outcomes on top would make the test's verdicts a matter
+    // of luck (a true 10-point lift on 750 a side misses p < 0.01 about once in forty draws).
+    let mut seen: std::collections::HashMap<&'static str, u64> = Default::default();
+    let mut exactly = |arm: &'static str, rate: f64| {
+        let n = seen.entry(arm).or_default();
+        *n += 1;
+        ((*n as f64) * rate).floor() > ((*n - 1) as f64 * rate).floor()
+    };
     let mut buyers = std::collections::HashSet::new();
     shop.clock.advance(TimeDelta::hours(2));
     for m in &welcomes {
         if by_detail(m) == "no_consent" {
             continue;
         }
-        let rate = if m.status == OutboxStatus::Skipped {
-            0.04
+        let (arm, rate) = if m.status == OutboxStatus::Skipped {
+            ("held", 0.04)
         } else {
-            0.12
+            ("welcomed", 0.12)
         };
-        if rng.random_bool(rate) {
+        if exactly(arm, rate) {
             buyers.insert(m.profile_id.to_string());
             let user = &users[&m.profile_id];
             shop.ingest(
@@ -289,7 +297,12 @@ async fn a_journey_with_a_holdout_and_a_subject_test_finds_the_true_lifts() {
     // Opens: control 20 %, the named subject 30 %.
     for m in &sent {
         let named = m.context["variant"] == "named";
-        if rng.random_bool(if named { 0.30 } else { 0.20 }) {
+        let open = if named {
+            exactly("named", 0.30)
+        } else {
+            exactly("control", 0.20)
+        };
+        if open {
             shop.tracking
                 .record(&m.profile_id, "Email Opened", json!({"message_id": m.id}), None)
                 .await;

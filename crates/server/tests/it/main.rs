@@ -20,3 +20,4 @@ mod segments;
 mod sending;
 mod sources;
 mod support;
+mod webhooks;

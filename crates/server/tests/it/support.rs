@@ -173,6 +173,16 @@ impl TestApp {
                 ),
             ]
             .into(),
+            // Receivers in the tests listen on loopback; retries are quick so that a test can
+            // watch a notice go from failing to dead letter.
+            webhooks: missive_sending::webhooks::WebhookConfig {
+                allow_internal: vec!["127.0.0.0/8".parse().unwrap()],
+                retry: missive_webhooks::retry::RetryPolicy {
+                    first: chrono::Duration::milliseconds(20),
+                    longest: chrono::Duration::milliseconds(200),
+                    window: chrono::Duration::seconds(2),
+                },
+            },
             ..Default::default()
         };
         let sender = delivery.as_ref().map(|d| missive_server::app::SenderParts {

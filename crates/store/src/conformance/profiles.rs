@@ -140,7 +140,16 @@ pub async fn merges_repoint_events_and_identities_along_a_chain(store: &Store) {
     assert_eq!(origin_a.origin_profile_id, a);
     let merges = store.events().merges_of(&b).await.unwrap();
     assert_eq!(merges.len(), 2);
-    assert_eq!((merges[0].from.clone(), merges[1].into.clone()), (a, c));
+    assert_eq!(
+        (merges[0].from.clone(), merges[1].into.clone()),
+        (a.clone(), c.clone())
+    );
+    // The merges can be followed in the order recorded (outbound webhooks do).
+    let log = store.events().merges_after(0, 10).await.unwrap();
+    assert_eq!(log.len(), 2);
+    assert_eq!((log[0].1.from.clone(), log[1].1.into.clone()), (a, c));
+    assert!(log[0].0 < log[1].0);
+    assert_eq!(store.events().merges_after(log[0].0, 10).await.unwrap().len(), 1);
 }
 
 pub async fn versions_list_newest_first_and_rebuild_from_the_nearest_snapshot(store: &Store) {

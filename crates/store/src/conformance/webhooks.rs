@@ -76,6 +76,7 @@ pub async fn webhook_notices_queue_once_in_commit_order_with_their_causes(store:
         ]
     );
     assert!(all.windows(2).all(|w| w[0].seq < w[1].seq));
+    assert_eq!(w.last_webhook_seq().await.unwrap(), all[4].seq);
     assert_eq!(all[0].data, json!({"segment": "vip"}));
     assert_eq!(all[0].profile_id.as_ref(), Some(&p));
     assert_eq!(all[3].data["journey"], "cart");

@@ -190,6 +190,10 @@ impl EventStore for EncryptedEvents {
         self.inner.merges_of(id).await
     }
 
+    async fn merges_after(&self, after: i64, limit: u32) -> Result<Vec<(i64, MergeRecord)>, StoreError> {
+        self.inner.merges_after(after, limit).await
+    }
+
     async fn stats(&self) -> Result<StoreStats, StoreError> {
         self.inner.stats().await
     }

@@ -581,6 +581,30 @@ impl crate::EventStore for PostgresStore {
             .collect()
     }
 
+    async fn merges_after(&self, after: i64, limit: u32) -> Result<Vec<(i64, MergeRecord)>, StoreError> {
+        let rows = self
+            .reader()
+            .client
+            .query(
+                "SELECT seq, from_id, into_id, at, cause FROM merges WHERE seq > $1 ORDER BY seq LIMIT $2",
+                &[&after, &i64::from(limit)],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    row.try_get(0)?,
+                    MergeRecord {
+                        from: ProfileId::parse(row.try_get(1)?).map_err(|e| corrupt("merge from", e))?,
+                        into: ProfileId::parse(row.try_get(2)?).map_err(|e| corrupt("merge into", e))?,
+                        at: from_micros(row.try_get(3)?),
+                        cause: row.try_get(4)?,
+                    },
+                ))
+            })
+            .collect()
+    }
+
     async fn stats(&self) -> Result<StoreStats, StoreError> {
         let r = self.reader();
         let row = r.client.query_one(&r.statements.stats, &[]).await?;

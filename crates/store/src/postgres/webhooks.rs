@@ -112,6 +112,15 @@ impl crate::WebhookStore for PostgresStore {
         Ok(())
     }
 
+    async fn last_webhook_seq(&self) -> Result<i64, StoreError> {
+        let row = self
+            .reader()
+            .client
+            .query_one("SELECT coalesce(max(seq), 0) FROM webhook_queue", &[])
+            .await?;
+        Ok(row.get(0))
+    }
+
     async fn webhooks_after(&self, after: i64, limit: u32) -> Result<Vec<WebhookNotice>, StoreError> {
         let rows = self
             .reader()

@@ -630,6 +630,39 @@ impl crate::EventStore for SqliteStore {
         .await
     }
 
+    async fn merges_after(&self, after: i64, limit: u32) -> Result<Vec<(i64, MergeRecord)>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT seq, from_id, into_id, at, cause FROM merges WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            )?;
+            let rows = stmt
+                .query_map(params![after, limit], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, i64>(3)?,
+                        r.get::<_, String>(4)?,
+                    ))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.into_iter()
+                .map(|(seq, f, i, at, cause)| {
+                    Ok((
+                        seq,
+                        MergeRecord {
+                            from: ProfileId::parse(&f).map_err(|e| corrupt("merge from", e))?,
+                            into: ProfileId::parse(&i).map_err(|e| corrupt("merge into", e))?,
+                            at: from_micros(at),
+                            cause,
+                        },
+                    ))
+                })
+                .collect()
+        })
+        .await
+    }
+
     async fn stats(&self) -> Result<StoreStats, StoreError> {
         let profiles: i64 = self
             .read(|c| {

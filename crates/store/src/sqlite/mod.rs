@@ -34,6 +34,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(3, "sqlite/main/0003.sql"),
     migration!(4, "sqlite/main/0004.sql"),
     migration!(5, "sqlite/main/0005.sql"),
+    migration!(6, "sqlite/main/0006.sql"),
 ];
 
 /// Data keys live in a file of their own: back it up separately and keep its backups short,

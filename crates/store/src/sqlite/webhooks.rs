@@ -91,6 +91,17 @@ impl crate::WebhookStore for SqliteStore {
             .await
     }
 
+    async fn last_webhook_seq(&self) -> Result<i64, StoreError> {
+        self.read_on(Db::Delivery, |c| {
+            Ok(
+                c.query_row("SELECT coalesce(max(seq), 0) FROM webhook_queue", [], |r| {
+                    r.get(0)
+                })?,
+            )
+        })
+        .await
+    }
+
     async fn webhooks_after(&self, after: i64, limit: u32) -> Result<Vec<WebhookNotice>, StoreError> {
         self.read_on(Db::Delivery, move |c| {
             let mut stmt = c.prepare_cached(&format!(

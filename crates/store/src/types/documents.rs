@@ -32,6 +32,8 @@ pub enum DocumentKind {
     Journey,
     Broadcast,
     Experiment,
+    /// An outbound webhook endpoint (its secrets included: see docs/integrations.md).
+    Webhook,
 }
 
 impl DocumentKind {
@@ -43,6 +45,7 @@ impl DocumentKind {
             DocumentKind::Journey => "journey",
             DocumentKind::Broadcast => "broadcast",
             DocumentKind::Experiment => "experiment",
+            DocumentKind::Webhook => "webhook",
         }
     }
 }

@@ -1,0 +1,422 @@
+//! The delivery loop: a supervisor that runs the follower, keeps one task per active
+//! endpoint and trims the queue, and the endpoint tasks that post notices in order.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use chrono::Utc;
+use missive_engine::profiles::ProfileKey;
+use missive_store::{DeadLetter, WebhookAttempt, WebhookNotice, WebhookPosition};
+use missive_webhooks::endpoint::Endpoint;
+use missive_webhooks::payload::{self, Person};
+use missive_webhooks::retry::Verdict;
+use missive_webhooks::{EventType, signature};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::{WebhookError, Webhooks};
+
+/// Notices read per round of an endpoint.
+const BATCH: u32 = 100;
+/// Attempts are kept this long.
+const ATTEMPTS_KEPT_DAYS: i64 = 7;
+
+/// What one round of an endpoint did.
+enum Round {
+    /// Delivered or skipped something: go on at once.
+    More,
+    /// Nothing waiting.
+    Idle,
+    /// The breaker holds it until then.
+    Wait(chrono::DateTime<Utc>),
+    /// Deleted or paused: the task ends.
+    Gone,
+}
+
+/// The outcome of one request.
+struct Sent {
+    status: u16,
+    error: String,
+    duration_ms: u32,
+}
+
+impl Webhooks {
+    /// Runs delivery until `shutdown` turns true: the follower after every wake (a segment
+    /// change, a poke) or `poll`, a task per active endpoint, the queue trimmed each minute.
+    pub fn spawn(self, poll: Duration, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+        let mut changes = self.inner.engine.subscribe_segment_changes();
+        let wake = self.inner.wake.clone();
+        tokio::spawn(async move {
+            // Segment changes wake the follower at once: entries are the latency that matters.
+            let forward = {
+                let wake = wake.clone();
+                tokio::spawn(async move {
+                    // A lagged receiver still means "something changed".
+                    while !matches!(
+                        changes.recv().await,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed)
+                    ) {
+                        wake.notify_one();
+                    }
+                })
+            };
+            let (queued_tx, queued_rx) = watch::channel(0u64);
+            let mut tasks: HashMap<String, JoinHandle<()>> = HashMap::new();
+            let mut last_trim = tokio::time::Instant::now();
+            let mut generation = 0u64;
+            while !*shutdown.borrow() {
+                match self.supervise(&mut tasks, &queued_rx, &shutdown).await {
+                    Ok(n) if n > 0 => {
+                        generation += 1;
+                        let _ = queued_tx.send(generation);
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(error = %e, "webhook follower failed; retrying"),
+                }
+                // Endpoints woken by the store's own notices (sends, completions) too.
+                generation += 1;
+                let _ = queued_tx.send(generation);
+                if last_trim.elapsed() >= Duration::from_secs(60) {
+                    last_trim = tokio::time::Instant::now();
+                    if let Err(e) = self.trim().await {
+                        tracing::error!(error = %e, "webhook queue not trimmed");
+                    }
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(poll) => {}
+                    _ = wake.notified() => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+            forward.abort();
+            for (_, t) in tasks {
+                let _ = t.await;
+            }
+        })
+    }
+
+    /// Delivers what is waiting now, without background tasks (tests, `missive bench`): the
+    /// follower, then each active endpoint until it is idle or its breaker holds it.
+    pub async fn run_pending(&self) -> Result<(), WebhookError> {
+        let endpoints = self.endpoints().await?;
+        // A paused endpoint still subscribes: what is queued waits for it.
+        let wants: HashSet<EventType> = endpoints.iter().flat_map(|e| e.events.iter().copied()).collect();
+        super::follower::follow(self.store(), &wants).await?;
+        for e in endpoints.iter().filter(|e| !e.paused) {
+            let mut last = None;
+            while let Round::More = self.round(&e.name, &mut last).await? {}
+        }
+        Ok(())
+    }
+
+    /// One pass of the supervisor: follow the logs, start a task for each active endpoint
+    /// that has none. Returns how many notices were queued.
+    async fn supervise(
+        &self,
+        tasks: &mut HashMap<String, JoinHandle<()>>,
+        queued: &watch::Receiver<u64>,
+        shutdown: &watch::Receiver<bool>,
+    ) -> Result<u64, WebhookError> {
+        let endpoints = self.endpoints().await?;
+        // A paused endpoint still subscribes: what is queued waits for it.
+        let wants: HashSet<EventType> = endpoints.iter().flat_map(|e| e.events.iter().copied()).collect();
+        let n = super::follower::follow(self.store(), &wants).await?;
+        tasks.retain(|_, t| !t.is_finished());
+        for e in endpoints.into_iter().filter(|e| !e.paused) {
+            if let std::collections::hash_map::Entry::Vacant(slot) = tasks.entry(e.name) {
+                let this = self.clone();
+                let (queued, shutdown) = (queued.clone(), shutdown.clone());
+                let name = slot.key().clone();
+                slot.insert(tokio::spawn(async move {
+                    this.run_endpoint(name, queued, shutdown).await
+                }));
+            }
+        }
+        Ok(n)
+    }
+
+    /// Deletes notices every endpoint has passed, and old attempts.
+    async fn trim(&self) -> Result<u64, WebhookError> {
+        let w = self.store().webhooks();
+        let mut through = w.last_webhook_seq().await?;
+        for e in self.endpoints().await? {
+            through = through.min(
+                w.webhook_position(&WebhookPosition::Endpoint(&e.name).key())
+                    .await?,
+            );
+        }
+        Ok(
+            w.trim_webhooks(through, Utc::now() - chrono::Duration::days(ATTEMPTS_KEPT_DAYS))
+                .await?,
+        )
+    }
+
+    async fn run_endpoint(
+        self,
+        name: String,
+        mut queued: watch::Receiver<u64>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut last_request: Option<tokio::time::Instant> = None;
+        while !*shutdown.borrow() {
+            let round = match self.round(&name, &mut last_request).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(endpoint = %name, error = %e, "webhook delivery round failed; retrying");
+                    Round::Wait(Utc::now() + chrono::Duration::seconds(1))
+                }
+            };
+            let sleep = match round {
+                Round::More => continue,
+                Round::Gone => break,
+                Round::Idle => Duration::from_secs(5),
+                Round::Wait(t) => (t - Utc::now()).to_std().unwrap_or(Duration::ZERO),
+            };
+            let woken = matches!(round, Round::Idle);
+            tokio::select! {
+                _ = tokio::time::sleep(sleep) => {}
+                _ = queued.changed(), if woken => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+
+    /// Delivers what is waiting for `name`, in order, until a failure or the end of a batch.
+    async fn round(
+        &self,
+        name: &str,
+        last_request: &mut Option<tokio::time::Instant>,
+    ) -> Result<Round, WebhookError> {
+        let Some(ep) = self.load(name).await? else {
+            return Ok(Round::Gone);
+        };
+        if ep.paused {
+            return Ok(Round::Gone);
+        }
+        let health = self.health(name);
+        if !health.ready(Utc::now()) {
+            return Ok(health.next_try.map_or(Round::More, Round::Wait));
+        }
+        let w = self.store().webhooks();
+        let key = WebhookPosition::Endpoint(name).key();
+        let start = w.webhook_position(&key).await?;
+        let notices = w.webhooks_after(start, BATCH).await?;
+        if notices.is_empty() {
+            return Ok(Round::Idle);
+        }
+        let mut position = start;
+        for n in &notices {
+            let Some(kind) = EventType::parse(&n.kind) else {
+                position = n.seq;
+                continue;
+            };
+            let for_us = match &n.endpoint {
+                Some(e) => e == name,
+                None => ep.wants(kind, &n.data),
+            };
+            if !for_us {
+                position = n.seq;
+                continue;
+            }
+            // Pacing: at most `rate_per_second` requests a second.
+            let gap = Duration::from_secs_f64(1.0 / f64::from(ep.rate_per_second.max(1)));
+            if let Some(last) = *last_request {
+                tokio::time::sleep_until(last + gap).await;
+            }
+            *last_request = Some(tokio::time::Instant::now());
+            let at = Utc::now();
+            let sent = self.post(&ep, kind, n).await;
+            w.record_webhook_attempts(vec![WebhookAttempt {
+                endpoint: name.to_owned(),
+                seq: n.seq,
+                webhook_id: webhook_id(n),
+                kind: n.kind.clone(),
+                status: sent.status,
+                error: sent.error.clone(),
+                at,
+                duration_ms: sent.duration_ms,
+            }])
+            .await?;
+            if sent.error.is_empty() {
+                metrics::counter!("missive_webhooks_delivered_total").increment(1);
+                w.set_webhook_position(&key, n.seq).await?;
+                position = n.seq;
+                if let Ok(mut h) = self.inner.health.lock() {
+                    h.remove(name);
+                }
+                continue;
+            }
+            metrics::counter!("missive_webhooks_failed_total").increment(1);
+            if position > start {
+                w.set_webhook_position(&key, position).await?;
+            }
+            let verdict = match self.inner.health.lock() {
+                Ok(mut h) => h.entry(name.to_owned()).or_default().on_failure(
+                    n.seq,
+                    &self.inner.policy,
+                    at,
+                    rand::random::<f64>(),
+                ),
+                Err(_) => Verdict::RetryAt(at + chrono::Duration::seconds(5)),
+            };
+            tracing::warn!(endpoint = %name, seq = n.seq, status = sent.status, error = %sent.error, ?verdict, "webhook delivery failed");
+            return Ok(match verdict {
+                Verdict::RetryAt(t) => Round::Wait(t),
+                Verdict::DeadLetter(t) => {
+                    self.bury(name, n, &sent).await?;
+                    Round::Wait(t)
+                }
+                Verdict::DeadLetterAll(t) => {
+                    self.bury_all(&ep, n, &sent).await?;
+                    Round::Wait(t)
+                }
+            });
+        }
+        if position > start {
+            w.set_webhook_position(&key, position).await?;
+        }
+        Ok(Round::More)
+    }
+
+    async fn bury(&self, name: &str, n: &WebhookNotice, sent: &Sent) -> Result<(), WebhookError> {
+        metrics::counter!("missive_webhooks_dead_letters_total").increment(1);
+        let reason = format!(
+            "failed for {} h; last: {}",
+            self.inner.policy.window.num_hours(),
+            sent.error
+        );
+        self.store()
+            .webhooks()
+            .dead_letter(DeadLetter {
+                endpoint: name.to_owned(),
+                notice: n.clone(),
+                reason,
+                at: Utc::now(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// A tripped endpoint's probe failed: everything waiting for it becomes a dead letter.
+    async fn bury_all(&self, ep: &Endpoint, first: &WebhookNotice, sent: &Sent) -> Result<(), WebhookError> {
+        self.bury(&ep.name, first, sent).await?;
+        let w = self.store().webhooks();
+        let key = WebhookPosition::Endpoint(&ep.name).key();
+        loop {
+            let start = w.webhook_position(&key).await?;
+            let notices = w.webhooks_after(start, 1_000).await?;
+            let Some(last) = notices.last() else { break };
+            let last = last.seq;
+            for n in &notices {
+                let for_us = match (&n.endpoint, EventType::parse(&n.kind)) {
+                    (Some(e), _) => *e == ep.name,
+                    (None, Some(kind)) => ep.wants(kind, &n.data),
+                    (None, None) => false,
+                };
+                if for_us {
+                    self.bury(&ep.name, n, sent).await?;
+                }
+            }
+            w.set_webhook_position(&key, last).await?;
+        }
+        Ok(())
+    }
+
+    /// Posts one notice, signed; returns the answer's status or why there was none.
+    async fn post(&self, ep: &Endpoint, kind: EventType, n: &WebhookNotice) -> Sent {
+        let started = std::time::Instant::now();
+        let done = |status: u16, error: String| Sent {
+            status,
+            error,
+            duration_ms: u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX),
+        };
+        let url = match url::Url::parse(&ep.url) {
+            Ok(u) => u,
+            Err(e) => return done(0, format!("bad URL: {e}")),
+        };
+        if let Err(e) = self.inner.guard.check_url(&url) {
+            return done(0, e.to_string());
+        }
+        let person = match (&ep.personal_data, &n.profile_id) {
+            (Some(pd), Some(id)) => match self.person(id, &pd.purpose).await {
+                Ok(p) => p,
+                Err(e) => return done(0, format!("profile not read: {e}")),
+            },
+            _ => None,
+        };
+        let body = payload::body(
+            ep,
+            kind,
+            n.at,
+            n.profile_id.as_ref().map(|p| p.as_str()),
+            &n.data,
+            person.as_ref(),
+        );
+        let body = body.to_string().into_bytes();
+        let now = Utc::now();
+        let secrets = ep.signing_secrets(now);
+        let secret_refs: Vec<&signature::Secret> = secrets.iter().collect();
+        let id = webhook_id(n);
+        let headers = signature::headers(&secret_refs, &id, now.timestamp(), &body);
+        let mut req = self
+            .inner
+            .http
+            .post(url)
+            .timeout(Duration::from_millis(u64::from(ep.timeout_ms)))
+            .header("content-type", "application/json");
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        match req.body(body).send().await {
+            Ok(resp) if resp.status().is_success() => done(resp.status().as_u16(), String::new()),
+            Ok(resp) => done(resp.status().as_u16(), format!("HTTP {}", resp.status().as_u16())),
+            Err(e) if e.is_timeout() => done(0, format!("no answer within {} ms", ep.timeout_ms)),
+            Err(e) => done(0, error_chain(&e)),
+        }
+    }
+
+    /// The person's personal data for a payload, when their consent covers `purpose`.
+    async fn person(
+        &self,
+        id: &missive_core::ProfileId,
+        purpose: &str,
+    ) -> Result<Option<Person>, WebhookError> {
+        let Some(profile) = self
+            .inner
+            .engine
+            .profiles()
+            .find_bare(&ProfileKey::Id(id.clone()))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let consents = missive_core::Purpose::parse(purpose).is_some_and(|p| profile.consents(p));
+        Ok(Some(Person {
+            email: profile.email().map(str::to_owned),
+            user_id: profile.identities.user_ids.iter().next().cloned(),
+            traits: profile
+                .traits
+                .iter()
+                .map(|(k, t)| (k.clone(), t.value.clone()))
+                .collect(),
+            consents,
+        }))
+    }
+}
+
+/// The `webhook-id` of a notice: the same on every retry, so receivers can deduplicate.
+fn webhook_id(n: &WebhookNotice) -> String {
+    format!("msg_{}", n.seq)
+}
+
+/// An error with its sources ("error sending request: … : connection refused").
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
