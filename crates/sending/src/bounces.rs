@@ -44,6 +44,11 @@ pub async fn apply_report(
 ) -> Result<ReportOutcome, BounceError> {
     let store = engine.store();
     let report = parse_report(raw).ok_or(BounceError::NotAReport)?;
+    // The same report read twice (after a crash) is the same notice.
+    let report_key = {
+        use sha2::Digest as _;
+        hex::encode(&sha2::Sha256::digest(raw)[..12])
+    };
     let mut out = ReportOutcome::default();
     let suppress = |address: &str, reason: &str, detail: String| Suppression {
         address_hash: address_hash(hash_key, address),
@@ -62,6 +67,7 @@ pub async fn apply_report(
                 if r.action == DsnAction::Failed && (r.is_hard() || r.is_soft()) {
                     queue_bounce(
                         store,
+                        &report_key,
                         &address_hash(hash_key, &r.address),
                         r.is_hard(),
                         &r.status,
@@ -138,10 +144,11 @@ pub async fn apply_report(
 
 /// Queues `message.bounced` for outbound webhooks. A report names an address, not a message
 /// or a profile: the notice carries the address's keyed hash (as the suppression list does)
-/// and the DSN status. Keyed by address, status and time, so re-reading the same report in
-/// the same second is one notice.
+/// and the DSN status. Keyed by the report's content and the address, so a report read twice
+/// is one notice.
 async fn queue_bounce(
     store: &missive_store::Store,
+    report_key: &str,
     hash: &str,
     hard: bool,
     status: &str,
@@ -154,7 +161,7 @@ async fn queue_bounce(
             vec![missive_store::WebhookNotice {
                 seq: 0,
                 kind: "message.bounced".into(),
-                key: format!("{hash}:{status}:{}", now.timestamp()),
+                key: format!("{report_key}:{hash}"),
                 profile_id: None,
                 endpoint: None,
                 data: serde_json::json!({"bounce": kind, "status": status, "address_hash": hash}),

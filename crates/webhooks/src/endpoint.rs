@@ -28,12 +28,21 @@ pub struct PersonalData {
     pub traits: Vec<String>,
 }
 
-/// A signing secret and, once rotated out, when it stops signing.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A signing secret and, once rotated out, when it stops signing. `Debug` does not show it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SigningSecret {
     pub secret: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl std::fmt::Debug for SigningSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningSecret")
+            .field("secret", &"<redacted>")
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
 }
 
 /// A stored endpoint.
@@ -58,8 +67,8 @@ pub struct Endpoint {
     pub created_at: DateTime<Utc>,
 }
 
-/// What a client sends to create or replace an endpoint.
-#[derive(Debug, Clone, Deserialize)]
+/// What a client sends to create or replace an endpoint. `Debug` does not show the secret.
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointIn {
     pub name: String,
@@ -78,6 +87,17 @@ pub struct EndpointIn {
     /// A secret to use (`whsec_…`); generated when absent.
     #[serde(default)]
     pub secret: Option<String>,
+}
+
+impl std::fmt::Debug for EndpointIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EndpointIn")
+            .field("name", &self.name)
+            .field("url", &self.url)
+            .field("events", &self.events)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why an endpoint was refused: the field and what to do.
@@ -363,6 +383,16 @@ mod tests {
         for (kind, data, expected) in cases {
             assert_eq!(e.wants(kind, &data), expected, "{kind} {data}");
         }
+    }
+
+    #[test]
+    fn debug_never_shows_a_secret() {
+        let mut r = request(&["segment.entered"]);
+        r.secret = Some(Secret::generate().expose());
+        let secret = r.secret.clone().unwrap();
+        assert!(!format!("{r:?}").contains(&secret));
+        let e = r.into_endpoint(now(), |_| true).unwrap();
+        assert!(!format!("{e:?}").contains(&secret));
     }
 
     #[test]

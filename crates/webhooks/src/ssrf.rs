@@ -36,8 +36,37 @@ fn v4_internal(ip: Ipv4Addr) -> bool {
         || a >= 240
 }
 
-fn v6_internal(ip: Ipv6Addr) -> bool {
+/// The IPv4 address an IPv6 one carries, where routers or translators may deliver it: mapped
+/// (`::ffff:a.b.c.d`), compatible (`::a.b.c.d`), NAT64 (`64:ff9b::/96`, `64:ff9b:1::/48`) and
+/// 6to4 (`2002:AABB:CCDD::/48`).
+fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    let s = ip.segments();
+    let tail = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
     if let Some(v4) = ip.to_ipv4_mapped() {
+        Some(v4)
+    } else if (s[..6] == [0, 0, 0, 0, 0, 0] && !ip.is_loopback() && !ip.is_unspecified())
+        || (s[0] == 0x0064 && s[1] == 0xff9b)
+    {
+        Some(tail)
+    } else if s[0] == 0x2002 {
+        Some(Ipv4Addr::new(
+            (s[1] >> 8) as u8,
+            s[1] as u8,
+            (s[2] >> 8) as u8,
+            s[2] as u8,
+        ))
+    } else {
+        None
+    }
+}
+
+fn v6_internal(ip: Ipv6Addr) -> bool {
+    let s = ip.segments();
+    // 64:ff9b:1::/48 translates for a local network: refused whatever it carries.
+    if s[0] == 0x0064 && s[1] == 0xff9b && s[2] == 0x0001 {
+        return true;
+    }
+    if let Some(v4) = embedded_v4(ip) {
         return v4_internal(v4);
     }
     let first = ip.segments()[0];
@@ -97,6 +126,11 @@ mod tests {
             "::ffff:127.0.0.1",
             "::ffff:169.254.169.254",
             "2001:db8::1",
+            // IPv4 inside IPv6: compatible, NAT64 (well-known and local), 6to4.
+            "::a00:5",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b:1::a00:5",
+            "2002:a00:5::1",
         ] {
             let ip: IpAddr = internal.parse().unwrap();
             assert!(is_internal(ip), "{internal}");
@@ -107,6 +141,8 @@ mod tests {
             "1.1.1.1",
             "2606:4700:4700::1111",
             "::ffff:8.8.8.8",
+            "64:ff9b::808:808",
+            "2002:808:808::1",
         ] {
             let ip: IpAddr = public.parse().unwrap();
             assert!(!is_internal(ip), "{public}");

@@ -120,7 +120,6 @@ impl Webhooks {
         let endpoints = self.endpoints().await?;
         // A paused endpoint still subscribes: what is queued waits for it.
         let wants: HashSet<EventType> = endpoints.iter().flat_map(|e| e.events.iter().copied()).collect();
-        let n = super::follower::follow(self.store(), &wants).await?;
         tasks.retain(|_, t| !t.is_finished());
         for e in endpoints.into_iter().filter(|e| !e.paused) {
             if let std::collections::hash_map::Entry::Vacant(slot) = tasks.entry(e.name) {
@@ -132,11 +131,14 @@ impl Webhooks {
                 }));
             }
         }
-        Ok(n)
+        // After the tasks are running: a failing follower does not hold back endpoints.
+        Ok(super::follower::follow(self.store(), &wants).await?)
     }
 
     /// Deletes notices every endpoint has passed, and old attempts.
     async fn trim(&self) -> Result<u64, WebhookError> {
+        // Not while an endpoint is being created (its position set, its document not yet).
+        let _no_changes = self.inner.changes.lock().await;
         let w = self.store().webhooks();
         let mut through = w.last_webhook_seq().await?;
         for e in self.endpoints().await? {
@@ -158,6 +160,7 @@ impl Webhooks {
         mut shutdown: watch::Receiver<bool>,
     ) {
         let mut last_request: Option<tokio::time::Instant> = None;
+        let mut kicked = self.inner.kick.subscribe();
         while !*shutdown.borrow() {
             let round = match self.round(&name, &mut last_request).await {
                 Ok(r) => r,
@@ -176,6 +179,7 @@ impl Webhooks {
             tokio::select! {
                 _ = tokio::time::sleep(sleep) => {}
                 _ = queued.changed(), if woken => {}
+                _ = kicked.changed() => {}
                 _ = shutdown.changed() => {}
             }
         }
@@ -210,11 +214,7 @@ impl Webhooks {
                 position = n.seq;
                 continue;
             };
-            let for_us = match &n.endpoint {
-                Some(e) => e == name,
-                None => ep.wants(kind, &n.data),
-            };
-            if !for_us {
+            if !takes(&ep, kind, n) {
                 position = n.seq;
                 continue;
             }
@@ -226,6 +226,10 @@ impl Webhooks {
             *last_request = Some(tokio::time::Instant::now());
             let at = Utc::now();
             let sent = self.post(&ep, kind, n).await;
+            if sent.error.is_empty() {
+                // The position first: an error recording the attempt must not re-send it.
+                w.set_webhook_position(&key, n.seq).await?;
+            }
             w.record_webhook_attempts(vec![WebhookAttempt {
                 endpoint: name.to_owned(),
                 seq: n.seq,
@@ -239,7 +243,6 @@ impl Webhooks {
             .await?;
             if sent.error.is_empty() {
                 metrics::counter!("missive_webhooks_delivered_total").increment(1);
-                w.set_webhook_position(&key, n.seq).await?;
                 position = n.seq;
                 if let Ok(mut h) = self.inner.health.lock() {
                     h.remove(name);
@@ -308,12 +311,7 @@ impl Webhooks {
             let Some(last) = notices.last() else { break };
             let last = last.seq;
             for n in &notices {
-                let for_us = match (&n.endpoint, EventType::parse(&n.kind)) {
-                    (Some(e), _) => *e == ep.name,
-                    (None, Some(kind)) => ep.wants(kind, &n.data),
-                    (None, None) => false,
-                };
-                if for_us {
+                if EventType::parse(&n.kind).is_some_and(|kind| takes(ep, kind, n)) {
                     self.bury(&ep.name, n, sent).await?;
                 }
             }
@@ -404,9 +402,25 @@ impl Webhooks {
     }
 }
 
-/// The `webhook-id` of a notice: the same on every retry, so receivers can deduplicate.
+/// Whether `ep` takes notice `n`: one addressed to it (a test, a replay), or one it
+/// subscribes to, within its filters, about something that happened since it was created.
+fn takes(ep: &Endpoint, kind: EventType, n: &WebhookNotice) -> bool {
+    match &n.endpoint {
+        Some(e) => *e == ep.name,
+        None => n.at >= ep.created_at && ep.wants(kind, &n.data),
+    }
+}
+
+/// The `webhook-id` of a notice: the same on every retry, so receivers can deduplicate; a
+/// replayed dead letter (key `replay:ENDPOINT:SEQ:TIME`) keeps the id of the notice it copies.
 fn webhook_id(n: &WebhookNotice) -> String {
-    format!("msg_{}", n.seq)
+    let original = n
+        .key
+        .strip_prefix("replay:")
+        .and_then(|rest| rest.rsplit(':').nth(1))
+        .and_then(|seq| seq.parse::<i64>().ok())
+        .filter(|_| n.endpoint.is_some());
+    format!("msg_{}", original.unwrap_or(n.seq))
 }
 
 /// An error with its sources ("error sending request: … : connection refused").

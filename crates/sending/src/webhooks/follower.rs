@@ -9,7 +9,7 @@
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
-use missive_core::EventKind;
+use missive_core::{EventKind, Trust};
 use missive_store::{
     MergeRecord, SegmentChange, Store, StoreError, StoredEvent, WebhookNotice, WebhookPosition,
 };
@@ -27,6 +27,10 @@ pub fn of_event(e: &StoredEvent) -> Option<WebhookNotice> {
     let (kind, data) = match e.kind {
         EventKind::Track => {
             let kind = EventType::of_track(&e.name)?;
+            // A client may send an event of the same name: only missive's own count.
+            if Trust::recorded(e.body.get(Trust::FIELD)) != Trust::Missive {
+                return None;
+            }
             let data = match kind {
                 EventType::ExperimentViewed => json!({
                     "experiment": prop("experiment_name"),
@@ -179,7 +183,37 @@ pub async fn follow(store: &Store, wants: &HashSet<EventType>) -> Result<u64, St
         WebhookPosition::Source("merges").key(),
         WebhookPosition::Source("segments").key(),
     ];
-    let checkpoint = store.events().profile_checkpoint().await?;
+    // The segment changes and merges are read between two reads of the profile checkpoint:
+    // when both agree, no checkpoint committed meanwhile, so every change read came with a
+    // checkpoint at or before it, and every event it could follow is at or before it too.
+    let mut tries = 0;
+    let (checkpoint, merges, changes) = loop {
+        let before = store.events().profile_checkpoint().await?;
+        let merges = read_log(
+            w.webhook_position(&keys[1]).await?,
+            |after| async move { store.events().merges_after(after, PAGE).await },
+            |(seq, m): &(i64, MergeRecord)| {
+                (*seq, m.at, Some(of_merge(*seq, m)).filter(|n| wanted(wants, n)))
+            },
+        )
+        .await?;
+        let changes = read_log(
+            w.webhook_position(&keys[2]).await?,
+            |after| async move { store.events().segment_changes_after(after, PAGE).await },
+            |(seq, c): &(i64, SegmentChange)| {
+                (*seq, c.at, Some(of_change(*seq, c)).filter(|n| wanted(wants, n)))
+            },
+        )
+        .await?;
+        if store.events().profile_checkpoint().await? == before {
+            break (before, merges, changes);
+        }
+        tries += 1;
+        if tries == 5 {
+            // Checkpoints keep landing mid-read: the next pass tries again.
+            return Ok(0);
+        }
+    };
     let events_from = w.webhook_position(&keys[0]).await?;
     let events = read_log(
         events_from,
@@ -192,18 +226,6 @@ pub async fn follow(store: &Store, wants: &HashSet<EventType>) -> Result<u64, St
             Ok(page)
         },
         |e: &StoredEvent| (e.seq, e.received_at, of_event(e).filter(|n| wanted(wants, n))),
-    )
-    .await?;
-    let merges = read_log(
-        w.webhook_position(&keys[1]).await?,
-        |after| async move { store.events().merges_after(after, PAGE).await },
-        |(seq, m): &(i64, MergeRecord)| (*seq, m.at, Some(of_merge(*seq, m)).filter(|n| wanted(wants, n))),
-    )
-    .await?;
-    let changes = read_log(
-        w.webhook_position(&keys[2]).await?,
-        |after| async move { store.events().segment_changes_after(after, PAGE).await },
-        |(seq, c): &(i64, SegmentChange)| (*seq, c.at, Some(of_change(*seq, c)).filter(|n| wanted(wants, n))),
     )
     .await?;
     let logs = [events, merges, changes];
@@ -261,8 +283,16 @@ mod tests {
             name: name.into(),
             timestamp: at(),
             received_at: at(),
-            body,
+            body: with_trust(body),
         }
+    }
+
+    /// Bodies are missive's own unless the case says otherwise.
+    fn with_trust(mut body: Value) -> Value {
+        if body.get(Trust::FIELD).is_none() {
+            body[Trust::FIELD] = json!("missive");
+        }
+        body
     }
 
     #[test]
@@ -311,6 +341,15 @@ mod tests {
                     EventKind::Identify,
                     "$identify",
                     json!({"traits": {"email": "ada@example.com"}}),
+                ),
+                None,
+            ),
+            // The same name sent by a client is not missive's: no notice.
+            (
+                event(
+                    EventKind::Track,
+                    "Email Opened",
+                    json!({"missiveTrust": "client", "properties": {"message_id": "msg_1"}}),
                 ),
                 None,
             ),

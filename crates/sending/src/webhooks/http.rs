@@ -20,7 +20,12 @@ pub struct Guard {
 }
 
 impl Guard {
+    /// Whether the operator allowed `ip` (an IPv4-mapped IPv6 address as its IPv4 one).
     pub fn allowed(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
         self.allow.iter().any(|n| n.contains(&ip))
     }
 
@@ -88,6 +93,9 @@ pub fn client(guard: Arc<Guard>, redirects: usize) -> Result<reqwest::Client, Cl
     };
     Ok(reqwest::Client::builder()
         .use_preconfigured_tls(tls)
+        // A proxy from the environment would connect wherever it is asked: the guard would
+        // only ever see the proxy's own address.
+        .no_proxy()
         .dns_resolver(Arc::new(GuardedResolver(guard)))
         .redirect(policy)
         .connect_timeout(Duration::from_secs(5))

@@ -84,12 +84,21 @@ pub struct EndpointView {
     pub next_try: Option<DateTime<Utc>>,
 }
 
-/// A new endpoint, or a rotation: the secret is shown this once.
-#[derive(Debug, Clone, Serialize)]
+/// A new endpoint, or a rotation: the secret is shown this once (`Debug` does not show it).
+#[derive(Clone, Serialize)]
 pub struct WithSecret {
     #[serde(flatten)]
     pub endpoint: EndpointView,
     pub secret: String,
+}
+
+impl std::fmt::Debug for WithSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WithSecret")
+            .field("endpoint", &self.endpoint)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
 }
 
 /// The outbound webhooks service. Cheap to clone.
@@ -106,6 +115,9 @@ struct Inner {
     health: Mutex<HashMap<String, Health>>,
     changes: tokio::sync::Mutex<()>,
     wake: Arc<tokio::sync::Notify>,
+    /// Bumped on every change an endpoint task must see at once (pause, resume, replay, a
+    /// test, a rotation, a deletion): a task waiting out its breaker wakes to re-read.
+    kick: tokio::sync::watch::Sender<u64>,
 }
 
 impl Webhooks {
@@ -123,6 +135,7 @@ impl Webhooks {
                 health: Mutex::new(HashMap::new()),
                 changes: tokio::sync::Mutex::new(()),
                 wake: Arc::new(tokio::sync::Notify::new()),
+                kick: tokio::sync::watch::channel(0).0,
             }),
         })
     }
@@ -138,6 +151,7 @@ impl Webhooks {
     /// Wakes the delivery (something was queued or an endpoint changed).
     pub fn poke(&self) {
         self.inner.wake.notify_one();
+        self.inner.kick.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     pub(crate) async fn load(&self, name: &str) -> Result<Option<Endpoint>, WebhookError> {

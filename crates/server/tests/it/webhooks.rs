@@ -331,10 +331,10 @@ async fn deliveries_survive_a_failing_receiver_signed_ordered_and_consent_limite
     app.admin(Method::POST, "/v1/webhooks/crm/resume", None).await;
     deliver_until(&app, &receiver, "the replayed dead letter", |r| r.len() >= 9).await;
     let u5 = app.profile("u5").await["id"].as_str().unwrap().to_owned();
-    assert_eq!(
-        receiver.accepted().await.last().unwrap()["body"]["data"]["profile_id"],
-        u5.as_str()
-    );
+    let replayed = receiver.accepted().await.last().unwrap().clone();
+    assert_eq!(replayed["body"]["data"]["profile_id"], u5.as_str());
+    // Under the webhook-id it failed with, so a receiver that did take it can tell.
+    assert_eq!(replayed["id"], format!("msg_{}", letters[0]["seq"]));
 
     // Paused, nothing goes out; resumed, what waited does.
     let (status, paused) = app.admin(Method::POST, "/v1/webhooks/crm/pause", None).await;

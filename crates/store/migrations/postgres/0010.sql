@@ -10,10 +10,12 @@ CREATE TABLE webhook_queue (
 CREATE UNIQUE INDEX webhook_queue_cause ON webhook_queue (kind, key);
 -- Every delivery attempt, kept a week, newest read first per endpoint.
 CREATE TABLE webhook_attempts (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     endpoint TEXT NOT NULL, seq BIGINT NOT NULL, webhook_id TEXT NOT NULL, kind TEXT NOT NULL,
     status INTEGER NOT NULL, error TEXT NOT NULL, at BIGINT NOT NULL, duration_ms BIGINT NOT NULL
 );
-CREATE INDEX webhook_attempts_by_endpoint ON webhook_attempts (endpoint, at);
+CREATE INDEX webhook_attempts_by_endpoint ON webhook_attempts (endpoint, at DESC, id DESC);
+CREATE INDEX webhook_attempts_by_time ON webhook_attempts (at);
 -- Notices an endpoint did not take within its retry window: a copy, replayable.
 CREATE TABLE webhook_dead_letters (
     endpoint TEXT NOT NULL, seq BIGINT NOT NULL, kind TEXT NOT NULL, key TEXT NOT NULL,

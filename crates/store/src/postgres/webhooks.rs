@@ -183,7 +183,7 @@ impl crate::WebhookStore for PostgresStore {
             .client
             .query(
                 "SELECT endpoint, seq, webhook_id, kind, status, error, at, duration_ms FROM webhook_attempts
-                 WHERE endpoint = $1 ORDER BY at DESC, ctid DESC LIMIT $2",
+                 WHERE endpoint = $1 ORDER BY at DESC, id DESC LIMIT $2",
                 &[&endpoint, &i64::from(limit)],
             )
             .await?;

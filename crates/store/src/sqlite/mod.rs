@@ -35,6 +35,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(4, "sqlite/main/0004.sql"),
     migration!(5, "sqlite/main/0005.sql"),
     migration!(6, "sqlite/main/0006.sql"),
+    migration!(7, "sqlite/main/0007.sql"),
 ];
 
 /// Data keys live in a file of their own: back it up separately and keep its backups short,

@@ -14,6 +14,7 @@ CREATE TABLE webhook_attempts (
     status INTEGER NOT NULL, error TEXT NOT NULL, at INTEGER NOT NULL, duration_ms INTEGER NOT NULL
 );
 CREATE INDEX webhook_attempts_by_endpoint ON webhook_attempts (endpoint, at);
+CREATE INDEX webhook_attempts_by_time ON webhook_attempts (at);
 -- Notices an endpoint did not take within its retry window: a copy, replayable.
 CREATE TABLE webhook_dead_letters (
     endpoint TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL, key TEXT NOT NULL,
