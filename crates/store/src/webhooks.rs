@@ -37,7 +37,13 @@ pub trait WebhookStore: Send + Sync + 'static {
     /// recorded before `attempts_before`.
     async fn trim_webhooks(&self, through: i64, attempts_before: DateTime<Utc>) -> Result<u64, StoreError>;
 
-    async fn record_webhook_attempts(&self, attempts: Vec<WebhookAttempt>) -> Result<(), StoreError>;
+    /// Records attempts and, after a delivery, moves a position, in one transaction (one
+    /// commit per delivery: on SQLite, one fsync).
+    async fn record_webhook_attempts(
+        &self,
+        attempts: Vec<WebhookAttempt>,
+        position: Option<(String, i64)>,
+    ) -> Result<(), StoreError>;
 
     /// An endpoint's attempts, newest first.
     async fn webhook_attempts(&self, endpoint: &str, limit: u32) -> Result<Vec<WebhookAttempt>, StoreError>;

@@ -220,26 +220,29 @@ impl Webhooks {
             }
             // Pacing: at most `rate_per_second` requests a second.
             let gap = Duration::from_secs_f64(1.0 / f64::from(ep.rate_per_second.max(1)));
-            if let Some(last) = *last_request {
+            if let Some(last) = *last_request
+                && last + gap > tokio::time::Instant::now()
+            {
                 tokio::time::sleep_until(last + gap).await;
             }
             *last_request = Some(tokio::time::Instant::now());
             let at = Utc::now();
             let sent = self.post(&ep, kind, n).await;
-            if sent.error.is_empty() {
-                // The position first: an error recording the attempt must not re-send it.
-                w.set_webhook_position(&key, n.seq).await?;
-            }
-            w.record_webhook_attempts(vec![WebhookAttempt {
-                endpoint: name.to_owned(),
-                seq: n.seq,
-                webhook_id: webhook_id(n),
-                kind: n.kind.clone(),
-                status: sent.status,
-                error: sent.error.clone(),
-                at,
-                duration_ms: sent.duration_ms,
-            }])
+            // A delivery's attempt and position are one commit.
+            let moved = sent.error.is_empty().then(|| (key.clone(), n.seq));
+            w.record_webhook_attempts(
+                vec![WebhookAttempt {
+                    endpoint: name.to_owned(),
+                    seq: n.seq,
+                    webhook_id: webhook_id(n),
+                    kind: n.kind.clone(),
+                    status: sent.status,
+                    error: sent.error.clone(),
+                    at,
+                    duration_ms: sent.duration_ms,
+                }],
+                moved,
+            )
             .await?;
             if sent.error.is_empty() {
                 metrics::counter!("missive_webhooks_delivered_total").increment(1);

@@ -101,13 +101,21 @@ pub async fn webhook_notices_queue_once_in_commit_order_with_their_causes(store:
         at: t(at),
         duration_ms: 12,
     };
-    w.record_webhook_attempts(vec![
-        attempt("2026-11-20T10:00:00Z", 500),
-        attempt("2026-11-28T10:00:00Z", 0),
-        attempt("2026-11-28T10:05:00Z", 200),
-    ])
+    w.record_webhook_attempts(
+        vec![
+            attempt("2026-11-20T10:00:00Z", 500),
+            attempt("2026-11-28T10:00:00Z", 0),
+            attempt("2026-11-28T10:05:00Z", 200),
+        ],
+        Some(("webhooks.endpoint.crm".into(), all[0].seq)),
+    )
     .await
     .unwrap();
+    // The delivery's position moved with its attempt.
+    assert_eq!(
+        w.webhook_position("webhooks.endpoint.crm").await.unwrap(),
+        all[0].seq
+    );
     assert_eq!(
         w.trim_webhooks(all[1].seq, t("2026-11-21T00:00:00Z"))
             .await

@@ -148,7 +148,11 @@ impl crate::WebhookStore for PostgresStore {
         Ok(n)
     }
 
-    async fn record_webhook_attempts(&self, attempts: Vec<WebhookAttempt>) -> Result<(), StoreError> {
+    async fn record_webhook_attempts(
+        &self,
+        attempts: Vec<WebhookAttempt>,
+        position: Option<(String, i64)>,
+    ) -> Result<(), StoreError> {
         let mut writer = self.inner.checkpoint_writer.lock().await;
         let tx = writer.client.transaction().await?;
         let insert = tx
@@ -172,6 +176,9 @@ impl crate::WebhookStore for PostgresStore {
                 ],
             )
             .await?;
+        }
+        if let Some((key, value)) = &position {
+            set_position(&tx, key, *value).await?;
         }
         tx.commit().await?;
         Ok(())

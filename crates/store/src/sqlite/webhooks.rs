@@ -127,7 +127,11 @@ impl crate::WebhookStore for SqliteStore {
         .await
     }
 
-    async fn record_webhook_attempts(&self, attempts: Vec<WebhookAttempt>) -> Result<(), StoreError> {
+    async fn record_webhook_attempts(
+        &self,
+        attempts: Vec<WebhookAttempt>,
+        position: Option<(String, i64)>,
+    ) -> Result<(), StoreError> {
         self.write_on(Db::Delivery, move |c| {
             let tx = c.transaction()?;
             {
@@ -147,6 +151,9 @@ impl crate::WebhookStore for SqliteStore {
                         a.duration_ms,
                     ])?;
                 }
+            }
+            if let Some((key, value)) = &position {
+                set_position(&tx, key, *value)?;
             }
             tx.commit()?;
             Ok(())
