@@ -207,6 +207,10 @@ pub fn compile(
                     return invalid(format!("step {:?}: the experiment's name is empty", s.id));
                 }
             }
+            Action::Webhook(call) => {
+                check_webhook(&s.id, call)?;
+                targets.extend(call.on_failure.as_deref());
+            }
             Action::Exit => {}
         }
         if let Some(bad) = targets.iter().find(|t| !known(t)) {
@@ -248,7 +252,51 @@ fn successors(steps: &[Step], i: usize) -> Vec<&str> {
         Action::Branch { then, otherwise, .. } => vec![then.as_str(), otherwise.as_str()],
         Action::Split { paths, .. } => paths.iter().map(|p| p.next.as_str()).collect(),
         Action::Send { .. } => vec![after()],
+        Action::Webhook(call) => {
+            let mut next = vec![after()];
+            next.extend(call.on_failure.as_deref());
+            next
+        }
     }
+}
+
+/// A webhook step's checks: an http(s) URL with a host, a known method, a body that parses as
+/// Liquid, bounded timeout and retries, JSON pointers for the traits.
+fn check_webhook(id: &str, call: &crate::definition::WebhookCall) -> Result<(), DefinitionError> {
+    let bad = |why: String| Err(DefinitionError::Invalid(format!("step {id:?}: {why}")));
+    if let Err(e) = missive_webhooks::endpoint::check_url(&call.url) {
+        return bad(format!("url: {}", e.why));
+    }
+    if !["GET", "POST", "PUT", "PATCH", "DELETE"].contains(&call.method.as_str()) {
+        return bad(format!(
+            "method {:?}: use GET, POST, PUT, PATCH or DELETE",
+            call.method
+        ));
+    }
+    if let Some(body) = &call.body
+        && let Err(e) = missive_liquid::Template::parse(body)
+    {
+        return bad(format!("body: {e}"));
+    }
+    if let Some(t) = call.timeout_ms
+        && !(100..=crate::definition::MAX_WEBHOOK_TIMEOUT_MS).contains(&t)
+    {
+        return bad(format!(
+            "timeout_ms {t}: use 100 to {}",
+            crate::definition::MAX_WEBHOOK_TIMEOUT_MS
+        ));
+    }
+    if call.retries.is_some_and(|r| r > 3) {
+        return bad("retries: at most 3".into());
+    }
+    for (name, pointer) in &call.traits {
+        if name.trim().is_empty() || !(pointer.is_empty() || pointer.starts_with('/')) {
+            return bad(format!(
+                "traits.{name}: map a trait name to a JSON pointer like \"/tier\""
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A loop of steps none of which waits (`send → send`, `branch → send → branch`), as the ids
@@ -336,6 +384,51 @@ mod tests {
             "steps": steps,
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn webhook_steps_are_checked_field_by_field() {
+        let schema = missive_segment::Schema::default();
+        let step = |extra: Value| {
+            let mut s = json!({"id": "call", "type": "webhook", "url": "https://loyalty.example/points"});
+            for (k, v) in extra.as_object().unwrap() {
+                s[k] = v.clone();
+            }
+            def(json!([s, {"id": "after", "type": "wait", "duration": "1h"}]))
+        };
+        assert!(
+            compile(
+                "j",
+                1,
+                step(json!({"body": "{\"e\": {{ profile.email | json }}}", "on_failure": "exit"})),
+                &schema
+            )
+            .is_ok()
+        );
+        for (extra, why) in [
+            (json!({"url": "ftp://loyalty.example/"}), "url"),
+            (json!({"url": "https://user:pw@loyalty.example/"}), "url"),
+            (json!({"method": "BREW"}), "method"),
+            (json!({"body": "{{ unclosed"}), "body"),
+            (json!({"timeout_ms": 60000}), "timeout_ms"),
+            (json!({"retries": 9}), "retries"),
+            (json!({"traits": {"tier": "member.tier"}}), "JSON pointer"),
+            (json!({"on_failure": "nowhere"}), "not a step"),
+        ] {
+            let err = compile("j", 1, step(extra.clone()), &schema)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(why), "{extra}: {err}");
+        }
+        // A webhook step does not wait: a loop through it alone is refused.
+        let looped =
+            def(json!([{"id": "call", "type": "webhook", "url": "https://x.example/", "next": "call"}]));
+        assert!(
+            compile("j", 1, looped, &schema)
+                .unwrap_err()
+                .to_string()
+                .contains("loop")
+        );
     }
 
     #[test]

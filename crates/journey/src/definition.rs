@@ -141,8 +141,51 @@ pub enum Action {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         experiment: Option<String>,
     },
+    /// Calls an external HTTP API (a loyalty service, an SMS provider) with a body rendered
+    /// by Liquid from `profile`, `event` and `journey`; maps fields of a JSON answer into
+    /// traits (their source recorded as `webhook:SERVICE`); then the next step, or
+    /// `on_failure` when every try failed (no answer in time, or not 2xx). Addresses inside
+    /// the network are refused unless the configuration allows them.
+    Webhook(Box<WebhookCall>),
     Exit,
 }
+
+/// A journey's call to an external HTTP API (see [`Action::Webhook`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookCall {
+    pub url: String,
+    /// `POST` (default), `PUT`, `PATCH`, `GET` or `DELETE`.
+    #[serde(default = "post")]
+    pub method: String,
+    /// A Liquid template of the request body (use the `json` filter for values in JSON).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// Per try: 100 to 10,000 ms (default 5,000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u32>,
+    /// Tries after the first: 0 to 3 (default 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<u32>,
+    /// Trait name → JSON pointer into the answer (`"loyalty_tier": "/tier"`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub traits: std::collections::BTreeMap<String, String>,
+    /// Recorded as the traits' source (`webhook:SERVICE`); default: the URL's host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// Where to go when the call failed; default: the next step, as on success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_failure: Option<String>,
+}
+
+fn post() -> String {
+    "POST".into()
+}
+
+/// The longest a journey webhook may wait for one answer: the journey runner waits with it.
+pub const MAX_WEBHOOK_TIMEOUT_MS: u32 = 10_000;
 
 fn exit_step() -> String {
     EXIT.into()

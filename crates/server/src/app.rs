@@ -87,8 +87,12 @@ impl App {
     ) -> Result<App, AppError> {
         let retention = config.privacy.event_retention;
         let engine = Engine::start(store, clock, config.engine).await?;
+        let guard = missive_sending::webhooks::Guard {
+            allow: config.webhooks.allow_internal.clone(),
+        };
         let webhooks = missive_sending::webhooks::Webhooks::new(engine.clone(), config.webhooks)?;
         let mut parts = AppParts::new(engine.clone(), config.content, webhooks);
+        parts.journeys = parts.journeys.clone().with_webhook_guard(guard);
         parts.keyring = keyring;
         parts.privacy_config = Arc::new(config.privacy);
         parts.limits = Arc::new(config.limits);

@@ -31,6 +31,7 @@ use missive_engine::segments::window_events;
 
 mod context;
 mod experiments;
+mod webhook;
 
 use context::{bump_sends, bump_visits, event_data, event_key, record_event, send_context};
 
@@ -83,6 +84,9 @@ pub struct Journeys {
     notify: Arc<tokio::sync::Notify>,
     /// Told when a pass queued messages (the sender waits on it).
     queued: Option<Arc<tokio::sync::Notify>>,
+    /// Webhook steps' client and the internal networks they may reach.
+    http: Option<reqwest::Client>,
+    guard: Arc<crate::webhooks::Guard>,
 }
 
 fn hash_id(prefix: &str, parts: &[&str]) -> String {
@@ -110,7 +114,23 @@ impl Journeys {
             running: Arc::new(tokio::sync::Mutex::new(())),
             notify: Arc::new(tokio::sync::Notify::new()),
             queued: None,
+            http: None,
+            guard: Arc::default(),
         }
+        .with_webhook_guard(crate::webhooks::Guard::default())
+    }
+
+    /// Webhook steps may reach these internal networks (`[webhooks] allow_internal`).
+    pub fn with_webhook_guard(mut self, guard: crate::webhooks::Guard) -> Self {
+        self.guard = Arc::new(guard);
+        self.http = match crate::webhooks::http::client(self.guard.clone(), 3) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::error!(error = %e, "journey webhook steps have no HTTP client");
+                None
+            }
+        };
+        self
     }
 
     /// Notifies `queued` whenever a pass puts messages in the outbox.
@@ -729,6 +749,17 @@ impl Journeys {
                         detail: None,
                     });
                     pending.stats.sends += 1;
+                }
+                Action::Webhook(call) => {
+                    let p = self.profile(&instance.profile_id, &mut profile).await?.clone();
+                    let outcome = self
+                        .call_webhook(&def.name, &at, visits, call, &instance, &p)
+                        .await;
+                    at = match (outcome, &call.on_failure) {
+                        (webhook::Outcome::Failed(_), Some(on_failure)) => on_failure.clone(),
+                        _ => def.after(&at),
+                    };
+                    continue;
                 }
                 Action::Exit => {
                     instance.status = InstanceStatus::Exited;

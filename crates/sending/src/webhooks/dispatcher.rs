@@ -427,7 +427,7 @@ fn webhook_id(n: &WebhookNotice) -> String {
 }
 
 /// An error with its sources ("error sending request: … : connection refused").
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

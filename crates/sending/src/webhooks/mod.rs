@@ -16,6 +16,7 @@
 //! is sent, only for an endpoint marked for it and a person whose consent covers its purpose.
 
 mod dispatcher;
+pub(crate) use dispatcher::error_chain;
 pub mod follower;
 pub mod http;
 

@@ -459,3 +459,135 @@ async fn endpoints_are_checked_admin_only_and_never_reach_inside() {
     assert_eq!(status, 204);
     assert_eq!(app.get("/v1/webhooks").await.1.as_array().unwrap().len(), 1);
 }
+
+/// A loyalty service written for the test: `/points` answers with a tier, `/down` with 503;
+/// it keeps every request's path, body and idempotency key.
+async fn loyalty_service() -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<(String, String, String)>>>,
+) {
+    use axum::http::{HeaderMap, StatusCode, Uri};
+    let seen: std::sync::Arc<std::sync::Mutex<Vec<(String, String, String)>>> = Default::default();
+    let log = seen.clone();
+    let app = axum::Router::new().fallback(move |uri: Uri, headers: HeaderMap, body: String| {
+        let log = log.clone();
+        async move {
+            let key = headers
+                .get("idempotency-key")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            log.lock().unwrap().push((uri.path().to_owned(), body, key));
+            match uri.path() {
+                "/points" => (
+                    StatusCode::OK,
+                    axum::Json(json!({"member": {"tier": "gold"}, "points": 1200})),
+                ),
+                _ => (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({}))),
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (base, seen)
+}
+
+#[tokio::test]
+async fn a_journey_webhook_step_calls_out_maps_the_answer_and_branches_on_failure() {
+    let app = TestApp::spawn().await;
+    let (base, seen) = loyalty_service().await;
+    let journey = |url: String| {
+        json!({
+            "trigger": {"event": "Order Completed"},
+            "steps": [
+                {"id": "call", "type": "webhook", "url": url, "retries": 1, "timeout_ms": 2000,
+                 "headers": {"authorization": "Bearer loyalty-token"},
+                 "body": r#"{"email": {{ profile.email | json }}, "total": {{ event.properties.total }}}"#,
+                 "traits": {"loyalty_tier": "/member/tier", "loyalty_points": "/points"},
+                 "service": "loyalty-api", "on_failure": "failed"},
+                {"id": "after", "type": "wait", "duration": "1d"},
+                {"id": "failed", "type": "exit"}
+            ]
+        })
+    };
+    for (name, url) in [
+        ("loyalty", format!("{base}/points")),
+        ("sms", format!("{base}/down")),
+        // The metadata service: refused before any request, though loopback is allowed.
+        ("metadata", "http://169.254.169.254/latest/meta-data/".to_owned()),
+    ] {
+        let (status, res) = app
+            .admin(Method::PUT, &format!("/v1/journeys/{name}"), Some(journey(url)))
+            .await;
+        assert_eq!(status, 200, "{name}: {res}");
+    }
+    // A step that cannot work is refused when saved, with the reason.
+    let mut bad = journey(format!("{base}/points"));
+    bad["steps"][0]["body"] = json!("{{ unclosed");
+    let (status, res) = app.admin(Method::PUT, "/v1/journeys/bad", Some(bad)).await;
+    assert_eq!(status, 400, "{res}");
+    assert!(res["message"].as_str().unwrap().contains("body"), "{res}");
+
+    app.post(
+        "/v1/identify",
+        json!({"userId": "u1", "traits": {"email": "u1@example.com"}}),
+    )
+    .await;
+    app.post(
+        "/v1/track",
+        json!({"userId": "u1", "event": "Order Completed", "properties": {"order_id": "o1", "total": 99.5}}),
+    )
+    .await;
+    app.sync().await;
+    let (status, res) = app.admin(Method::POST, "/v1/journeys/run", None).await;
+    assert_eq!(status, 200, "{res}");
+
+    let requests = seen.lock().unwrap().clone();
+    let points: Vec<_> = requests.iter().filter(|r| r.0 == "/points").collect();
+    assert_eq!(points.len(), 1, "{requests:?}");
+    let body: Value = serde_json::from_str(&points[0].1).unwrap();
+    assert_eq!(body, json!({"email": "u1@example.com", "total": 99.5}));
+    assert!(
+        points[0].2.ends_with(":call:1"),
+        "idempotency key {:?}",
+        points[0].2
+    );
+    // The failing service was tried twice (one retry), then the journey took `on_failure`.
+    assert_eq!(
+        requests.iter().filter(|r| r.0 == "/down").count(),
+        2,
+        "{requests:?}"
+    );
+    let step_of = |name: &'static str| {
+        let app = &app;
+        async move {
+            let (_, res) = app.get(&format!("/v1/journeys/{name}/instances")).await;
+            let i = &res["instances"][0];
+            (
+                i["step"].as_str().unwrap_or("").to_owned(),
+                i["status"].as_str().unwrap_or("").to_owned(),
+            )
+        }
+    };
+    assert_eq!(
+        step_of("loyalty").await,
+        ("after".to_owned(), "active".to_owned())
+    );
+    assert_eq!(step_of("sms").await, ("failed".to_owned(), "exited".to_owned()));
+    assert_eq!(
+        step_of("metadata").await,
+        ("failed".to_owned(), "exited".to_owned())
+    );
+    assert!(requests.iter().all(|r| r.0 == "/points" || r.0 == "/down"));
+
+    // The answer's fields are traits now, recorded as coming from the service.
+    app.sync().await;
+    let p = app.profile("u1").await;
+    assert_eq!(p["traits"]["loyalty_tier"]["value"], "gold", "{p}");
+    assert_eq!(p["traits"]["loyalty_points"]["value"], 1200);
+    assert_eq!(
+        p["traits"]["loyalty_tier"]["source"], "webhook:loyalty-api",
+        "{p}"
+    );
+}
