@@ -476,7 +476,9 @@ impl Privacy {
         }
         let deleted = self.engine.erase(ids.clone(), hashes.clone()).await?;
         // Outbound webhooks hear of it once it is done (a crash between the erasure and this
-        // line loses the notice, not the erasure; the audit log still records it).
+        // line loses the notice, not the erasure; the audit log still records it). What was
+        // queued about them goes first.
+        store.webhooks().erase_webhook_profiles(ids.clone()).await?;
         store
             .webhooks()
             .enqueue_webhooks(

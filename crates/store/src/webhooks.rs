@@ -55,6 +55,13 @@ pub trait WebhookStore: Send + Sync + 'static {
     /// An endpoint's dead letters, oldest first.
     async fn dead_letters(&self, endpoint: &str, limit: u32) -> Result<Vec<DeadLetter>, StoreError>;
 
+    /// Forgets erased people: their queued notices and dead letters go (a `profile.erased`
+    /// notice stays, to be delivered). Returns how many rows were deleted.
+    async fn erase_webhook_profiles(&self, ids: Vec<missive_core::ProfileId>) -> Result<u64, StoreError>;
+
+    /// Forgets a deleted endpoint: its position, attempts and dead letters.
+    async fn forget_webhook_endpoint(&self, endpoint: &str) -> Result<(), StoreError>;
+
     /// Queues copies of an endpoint's dead letters (those named, or all) for that endpoint
     /// alone and removes them, in one transaction. Returns how many.
     async fn replay_dead_letters(

@@ -162,6 +162,9 @@ impl Journeys {
                     return Outcome::Failed(format!("HTTP {}", resp.status().as_u16()));
                 }
                 Ok(resp) => last = format!("HTTP {}", resp.status().as_u16()),
+                Err(e) if crate::webhooks::http::refused_by_guard(&e) => {
+                    return Outcome::Failed(crate::webhooks::error_chain(&e));
+                }
                 Err(e) if e.is_timeout() => last = format!("no answer within {} ms", timeout.as_millis()),
                 Err(e) => last = crate::webhooks::error_chain(&e),
             }

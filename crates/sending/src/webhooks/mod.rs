@@ -293,6 +293,7 @@ impl Webhooks {
         {
             return Err(WebhookError::NotFound(name.to_owned()));
         }
+        self.store().webhooks().forget_webhook_endpoint(name).await?;
         if let Ok(mut h) = self.inner.health.lock() {
             h.remove(name);
         }

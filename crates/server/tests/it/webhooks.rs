@@ -478,12 +478,20 @@ async fn loyalty_service() -> (
                 .unwrap_or("")
                 .to_owned();
             log.lock().unwrap().push((uri.path().to_owned(), body, key));
+            use axum::response::IntoResponse as _;
             match uri.path() {
                 "/points" => (
                     StatusCode::OK,
                     axum::Json(json!({"member": {"tier": "gold"}, "points": 1200})),
-                ),
-                _ => (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({}))),
+                )
+                    .into_response(),
+                // A redirect into the cloud's metadata service.
+                "/hop" => (
+                    StatusCode::FOUND,
+                    [("location", "http://169.254.169.254/latest/meta-data/")],
+                )
+                    .into_response(),
+                _ => (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({}))).into_response(),
             }
         }
     });
@@ -516,6 +524,8 @@ async fn a_journey_webhook_step_calls_out_maps_the_answer_and_branches_on_failur
         ("sms", format!("{base}/down")),
         // The metadata service: refused before any request, though loopback is allowed.
         ("metadata", "http://169.254.169.254/latest/meta-data/".to_owned()),
+        // …and reached by a redirect: refused at the redirect.
+        ("redirected", format!("{base}/hop")),
     ] {
         let (status, res) = app
             .admin(Method::PUT, &format!("/v1/journeys/{name}"), Some(journey(url)))
@@ -579,7 +589,16 @@ async fn a_journey_webhook_step_calls_out_maps_the_answer_and_branches_on_failur
         step_of("metadata").await,
         ("failed".to_owned(), "exited".to_owned())
     );
-    assert!(requests.iter().all(|r| r.0 == "/points" || r.0 == "/down"));
+    assert_eq!(
+        step_of("redirected").await,
+        ("failed".to_owned(), "exited".to_owned())
+    );
+    // The redirect was asked for once (a refused redirect is final, not retried).
+    assert_eq!(
+        requests.iter().filter(|r| r.0 == "/hop").count(),
+        1,
+        "{requests:?}"
+    );
 
     // The answer's fields are traits now, recorded as coming from the service.
     app.sync().await;

@@ -185,4 +185,45 @@ pub async fn dead_letters_move_the_endpoint_on_and_replay_for_it_alone(store: &S
     assert_eq!(w.webhooks_after(queued[1].seq, 10).await.unwrap().len(), 2);
     w.set_webhook_position(&position, 7).await.unwrap();
     assert_eq!(w.webhook_position(&position).await.unwrap(), 7);
+
+    // An erased person's notices and dead letters go; the erasure's own notice stays.
+    let q = ProfileId::generate();
+    w.enqueue_webhooks(
+        vec![
+            notice("segment.entered", "e1", &q),
+            notice("profile.erased", "e2", &q),
+        ],
+        vec![],
+    )
+    .await
+    .unwrap();
+    let erased = w.webhooks_after(0, 100).await.unwrap();
+    let first = erased.iter().find(|n| n.key == "e1").unwrap().clone();
+    w.dead_letter(DeadLetter {
+        endpoint: "crm".into(),
+        notice: first,
+        reason: "HTTP 500".into(),
+        at: t("2026-11-29T10:00:00Z"),
+    })
+    .await
+    .unwrap();
+    assert_eq!(w.erase_webhook_profiles(vec![q.clone()]).await.unwrap(), 2);
+    let left: Vec<String> = w
+        .webhooks_after(0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|n| n.profile_id.as_ref() == Some(&q))
+        .map(|n| n.kind)
+        .collect();
+    assert_eq!(left, ["profile.erased"]);
+    assert!(w.dead_letters("crm", 10).await.unwrap().is_empty());
+
+    // A deleted endpoint leaves nothing behind for one created under its name.
+    w.record_webhook_attempts(vec![], Some((position.clone(), 9)))
+        .await
+        .unwrap();
+    w.forget_webhook_endpoint("crm").await.unwrap();
+    assert_eq!(w.webhook_position(&position).await.unwrap(), 0);
+    assert!(w.webhook_attempts("crm", 10).await.unwrap().is_empty());
 }

@@ -249,6 +249,45 @@ impl crate::WebhookStore for PostgresStore {
         rows.iter().map(|r| dead_letter_row(endpoint, r)).collect()
     }
 
+    async fn erase_webhook_profiles(&self, ids: Vec<ProfileId>) -> Result<u64, StoreError> {
+        let ids: Vec<String> = ids.iter().map(|p| p.as_str().to_owned()).collect();
+        let mut writer = self.inner.checkpoint_writer.lock().await;
+        let tx = writer.client.transaction().await?;
+        let mut n = tx
+            .execute(
+                "DELETE FROM webhook_queue WHERE profile_id = ANY($1) AND kind != 'profile.erased'",
+                &[&ids],
+            )
+            .await?;
+        n += tx
+            .execute(
+                "DELETE FROM webhook_dead_letters WHERE profile_id = ANY($1)",
+                &[&ids],
+            )
+            .await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    async fn forget_webhook_endpoint(&self, endpoint: &str) -> Result<(), StoreError> {
+        let mut writer = self.inner.checkpoint_writer.lock().await;
+        let tx = writer.client.transaction().await?;
+        tx.execute(
+            "DELETE FROM webhook_dead_letters WHERE endpoint = $1",
+            &[&endpoint],
+        )
+        .await?;
+        tx.execute("DELETE FROM webhook_attempts WHERE endpoint = $1", &[&endpoint])
+            .await?;
+        tx.execute(
+            "DELETE FROM meta WHERE key = $1",
+            &[&WebhookPosition::Endpoint(endpoint).key()],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn replay_dead_letters(
         &self,
         endpoint: &str,

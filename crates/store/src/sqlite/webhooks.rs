@@ -217,6 +217,45 @@ impl crate::WebhookStore for SqliteStore {
             .await
     }
 
+    async fn erase_webhook_profiles(&self, ids: Vec<ProfileId>) -> Result<u64, StoreError> {
+        self.write_on(Db::Delivery, move |c| {
+            let tx = c.transaction()?;
+            let mut n = 0;
+            for id in &ids {
+                n += tx.execute(
+                    "DELETE FROM webhook_queue WHERE profile_id = ?1 AND kind != 'profile.erased'",
+                    [id.as_str()],
+                )?;
+                n += tx.execute(
+                    "DELETE FROM webhook_dead_letters WHERE profile_id = ?1",
+                    [id.as_str()],
+                )?;
+            }
+            tx.commit()?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn forget_webhook_endpoint(&self, endpoint: &str) -> Result<(), StoreError> {
+        let endpoint = endpoint.to_owned();
+        self.write_on(Db::Delivery, move |c| {
+            let tx = c.transaction()?;
+            tx.execute(
+                "DELETE FROM webhook_dead_letters WHERE endpoint = ?1",
+                [&endpoint],
+            )?;
+            tx.execute("DELETE FROM webhook_attempts WHERE endpoint = ?1", [&endpoint])?;
+            tx.execute(
+                "DELETE FROM meta WHERE key = ?1",
+                [WebhookPosition::Endpoint(&endpoint).key()],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn replay_dead_letters(
         &self,
         endpoint: &str,
