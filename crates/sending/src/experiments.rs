@@ -166,24 +166,14 @@ impl Experiments {
     }
 
     pub async fn list(&self) -> Result<Vec<Experiment>, ExperimentError> {
-        let mut out = Vec::new();
-        let mut after = None;
-        loop {
-            let page = self
-                .store
-                .documents()
-                .list_documents(DocumentKind::Experiment, after.clone(), 500)
-                .await?;
-            let Some(last) = page.last() else { break };
-            after = Some(last.name.clone());
-            for doc in page {
-                out.push(
-                    serde_json::from_value(doc.body)
-                        .map_err(|e| ExperimentError::Corrupt(doc.name.clone(), e.to_string()))?,
-                );
-            }
-        }
-        Ok(out)
+        missive_store::all_documents(self.store.documents().as_ref(), DocumentKind::Experiment)
+            .await?
+            .into_iter()
+            .map(|doc| {
+                serde_json::from_value(doc.body)
+                    .map_err(|e| ExperimentError::Corrupt(doc.name, e.to_string()))
+            })
+            .collect()
     }
 
     /// Deletes a draft.

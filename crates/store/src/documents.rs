@@ -45,3 +45,19 @@ pub trait DocumentStore: Send + Sync + 'static {
     /// Sets the metadata value of `key`, replacing any.
     async fn meta_set(&self, key: &str, value: String) -> Result<(), StoreError>;
 }
+
+/// Every document of `kind`, by name, read in pages.
+pub async fn all_documents(
+    docs: &dyn DocumentStore,
+    kind: DocumentKind,
+) -> Result<Vec<DocumentRecord>, StoreError> {
+    let mut out = Vec::new();
+    let mut after = None;
+    loop {
+        let page = docs.list_documents(kind, after.clone(), 500).await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.name.clone());
+        out.extend(page);
+    }
+    Ok(out)
+}

@@ -37,7 +37,7 @@ mod webhooks;
 pub use access::AccessStore;
 pub use data_keys::DataKeyStore;
 pub use delivery::DeliveryStore;
-pub use documents::DocumentStore;
+pub use documents::{DocumentStore, all_documents};
 pub use encrypted::{EncryptedStore, KeyMismatch};
 pub use error::StoreError;
 pub use events::EventStore;

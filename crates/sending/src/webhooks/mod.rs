@@ -194,24 +194,13 @@ impl Webhooks {
 
     /// Every endpoint, by name.
     pub(crate) async fn endpoints(&self) -> Result<Vec<Endpoint>, WebhookError> {
-        let mut out = Vec::new();
-        let mut after = None;
-        loop {
-            let page = self
-                .store()
-                .documents()
-                .list_documents(DocumentKind::Webhook, after.clone(), 500)
-                .await?;
-            let Some(last) = page.last() else { break };
-            after = Some(last.name.clone());
-            for doc in page {
-                out.push(
-                    serde_json::from_value(doc.body)
-                        .map_err(|e| WebhookError::Corrupt(doc.name.clone(), e.to_string()))?,
-                );
-            }
-        }
-        Ok(out)
+        missive_store::all_documents(self.store().documents().as_ref(), DocumentKind::Webhook)
+            .await?
+            .into_iter()
+            .map(|doc| {
+                serde_json::from_value(doc.body).map_err(|e| WebhookError::Corrupt(doc.name, e.to_string()))
+            })
+            .collect()
     }
 
     async fn view(&self, e: &Endpoint) -> Result<EndpointView, WebhookError> {
