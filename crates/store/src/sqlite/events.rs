@@ -617,14 +617,7 @@ impl crate::EventStore for SqliteStore {
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
             rows.into_iter()
-                .map(|(f, i, at, cause)| {
-                    Ok(MergeRecord {
-                        from: ProfileId::parse(&f).map_err(|e| corrupt("merge from", e))?,
-                        into: ProfileId::parse(&i).map_err(|e| corrupt("merge into", e))?,
-                        at: from_micros(at),
-                        cause,
-                    })
-                })
+                .map(|(f, i, at, cause)| merge_record(&f, &i, at, cause))
                 .collect()
         })
         .await
@@ -647,17 +640,7 @@ impl crate::EventStore for SqliteStore {
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
             rows.into_iter()
-                .map(|(seq, f, i, at, cause)| {
-                    Ok((
-                        seq,
-                        MergeRecord {
-                            from: ProfileId::parse(&f).map_err(|e| corrupt("merge from", e))?,
-                            into: ProfileId::parse(&i).map_err(|e| corrupt("merge into", e))?,
-                            at: from_micros(at),
-                            cause,
-                        },
-                    ))
-                })
+                .map(|(seq, f, i, at, cause)| Ok((seq, merge_record(&f, &i, at, cause)?)))
                 .collect()
         })
         .await
@@ -782,4 +765,14 @@ impl crate::EventStore for SqliteStore {
         })
         .await
     }
+}
+
+/// A merge row as stored.
+fn merge_record(from: &str, into: &str, at: i64, cause: String) -> Result<MergeRecord, StoreError> {
+    Ok(MergeRecord {
+        from: ProfileId::parse(from).map_err(|e| corrupt("merge from", e))?,
+        into: ProfileId::parse(into).map_err(|e| corrupt("merge into", e))?,
+        at: from_micros(at),
+        cause,
+    })
 }
