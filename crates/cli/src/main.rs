@@ -17,6 +17,7 @@ mod import;
 mod journey;
 mod keyfile;
 mod messages;
+mod model;
 mod operator;
 mod privacy;
 mod schema;
@@ -79,6 +80,11 @@ enum Command {
     Webhook {
         #[command(subcommand)]
         what: webhook::WebhookCommand,
+    },
+    /// Models trained from files: `train clv` fits lifetime value on a transaction log.
+    Model {
+        #[command(subcommand)]
+        what: model::ModelCommand,
     },
     /// Render a Liquid template with JSON data to standard output (errors to standard error).
     Render(content::RenderArgs),
@@ -144,6 +150,7 @@ fn main() -> std::process::ExitCode {
     if matches!(
         cli.command,
         Command::Render(_)
+            | Command::Model { .. }
             | Command::Experiment {
                 what: experiment::ExperimentCommand::Analyze(_)
             }
@@ -176,6 +183,7 @@ fn main() -> std::process::ExitCode {
             Command::Render(args) => content::render(args),
             Command::Experiment { what } => experiment::on_store(config, what).await,
             Command::Webhook { what } => webhook::run(config, what).await,
+            Command::Model { what } => tokio::task::spawn_blocking(move || model::run(what)).await?,
             Command::Template { what } => content::template(config, what).await,
             Command::Block { what } => content::block(config, what).await,
             Command::Catalog { what } => content::catalog(config, what).await,

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::io::BufRead;
 use std::path::Path;
 
-use chrono::{NaiveDate, NaiveDateTime, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use missive_core::message::{parse_time, validate_message};
 use missive_core::{Event, EventKind};
 use serde_json::{Map, Value, json};
@@ -255,7 +255,16 @@ impl Columns {
     }
 }
 
-fn csv_event(fields: &[String], c: &Columns, m: &CsvMapping, message_id: &str) -> Result<Event, String> {
+/// One transaction row, read by a [`CsvMapping`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct CsvRow {
+    pub user: String,
+    pub timestamp: DateTime<Utc>,
+    pub amount: Option<f64>,
+    pub quantity: Option<f64>,
+}
+
+fn csv_row(fields: &[String], c: &Columns, m: &CsvMapping) -> Result<CsvRow, String> {
     let get = |i: usize, what: &str| {
         fields
             .get(i)
@@ -273,19 +282,77 @@ fn csv_event(fields: &[String], c: &Columns, m: &CsvMapping, message_id: &str) -
             })
             .map_err(|_| format!("time {raw_time:?} does not match {f:?}"))?,
     };
+    let number = |i: Option<usize>, what: &str| -> Result<Option<f64>, String> {
+        i.map(|i| {
+            let raw = get(i, what)?;
+            raw.parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite())
+                .ok_or_else(|| format!("{what} {raw:?} is not a number"))
+        })
+        .transpose()
+    };
+    Ok(CsvRow {
+        user: user.clone(),
+        timestamp,
+        amount: number(c.amount, "amount")?,
+        quantity: number(c.quantity, "quantity")?,
+    })
+}
+
+/// Every row of a CSV transaction file, read by `m` without ingesting anything (for models
+/// trained from files); rows that do not read are counted in the report, with reasons.
+pub fn read_csv_rows(
+    path: &std::path::Path,
+    m: &CsvMapping,
+) -> Result<(Vec<CsvRow>, ImportReport), ImportError> {
+    use std::io::BufRead as _;
+    let io_err = |source| ImportError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let reader = std::io::BufReader::new(std::fs::File::open(path).map_err(io_err)?);
+    let (mut rows, mut report) = (Vec::new(), ImportReport::default());
+    let (mut header, mut columns): (Option<Vec<String>>, Option<Columns>) = (None, None);
+    for (i, line) in reader.lines().enumerate() {
+        let line = line.map_err(io_err)?;
+        let text = line.trim_end_matches('\r');
+        if text.trim().is_empty() {
+            continue;
+        }
+        if m.has_header && header.is_none() {
+            header = Some(split_fields(text, m.delimiter));
+            continue;
+        }
+        let cols = match &columns {
+            Some(c) => c,
+            None => columns.insert(Columns::resolve(m, header.as_deref())?),
+        };
+        report.lines += 1;
+        match csv_row(&split_fields(text, m.delimiter), cols, m) {
+            Ok(r) => rows.push(r),
+            Err(reason) => {
+                report.bad += 1;
+                if report.bad_lines.len() < BAD_LINES_KEPT {
+                    report.bad_lines.push(BadLine {
+                        line: i as u64 + 1,
+                        reason,
+                    });
+                }
+            }
+        }
+    }
+    Ok((rows, report))
+}
+
+fn csv_event(fields: &[String], c: &Columns, m: &CsvMapping, message_id: &str) -> Result<Event, String> {
+    let row = csv_row(fields, c, m)?;
+    let (user, timestamp) = (&row.user, row.timestamp);
     let mut props = Map::new();
-    if let Some(i) = c.amount {
-        let raw = get(i, "amount")?;
-        let amount: f64 = raw
-            .parse()
-            .map_err(|_| format!("amount {raw:?} is not a number"))?;
+    if let Some(amount) = row.amount {
         props.insert("revenue".into(), json!(amount));
     }
-    if let Some(i) = c.quantity {
-        let raw = get(i, "quantity")?;
-        let q: f64 = raw
-            .parse()
-            .map_err(|_| format!("quantity {raw:?} is not a number"))?;
+    if let Some(q) = row.quantity {
         props.insert("quantity".into(), json!(q));
     }
     let msg = json!({

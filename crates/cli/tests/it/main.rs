@@ -12,6 +12,7 @@ mod examples;
 mod experiment;
 mod golden;
 mod journeys;
+mod model;
 mod privacy;
 mod render;
 mod segment_python;

@@ -103,6 +103,67 @@ impl BgNbd {
     }
 }
 
+/// Expected against actual repeat purchases in a holdout period, customers grouped by their
+/// calibration frequency (the last group gathers `x` and more), as the paper checks its fit.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HoldoutCheck {
+    pub weeks: f64,
+    pub groups: Vec<HoldoutGroup>,
+    pub expected: f64,
+    pub actual: f64,
+    /// (expected − actual) / actual.
+    pub error: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HoldoutGroup {
+    /// Calibration repeat purchases (`7+` for the last).
+    pub x: String,
+    pub customers: u32,
+    /// Per customer.
+    pub expected: f64,
+    pub actual: f64,
+}
+
+impl BgNbd {
+    /// The holdout check over `weeks` after calibration, frequencies 0 to `last` (`last+`).
+    pub fn holdout_check(&self, customers: &[Customer], weeks: f64, last: u32) -> HoldoutCheck {
+        let mut sums = vec![(0.0, 0.0, 0u32); last as usize + 1];
+        for c in customers {
+            let g = &mut sums[c.x.min(last) as usize];
+            g.0 += self.expected_purchases(c, weeks);
+            g.1 += f64::from(c.holdout_x);
+            g.2 += 1;
+        }
+        let (expected, actual) = sums.iter().fold((0.0, 0.0), |s, g| (s.0 + g.0, s.1 + g.1));
+        HoldoutCheck {
+            weeks,
+            groups: sums
+                .iter()
+                .enumerate()
+                .filter(|(_, g)| g.2 > 0)
+                .map(|(x, g)| HoldoutGroup {
+                    x: if x == last as usize {
+                        format!("{x}+")
+                    } else {
+                        x.to_string()
+                    },
+                    customers: g.2,
+                    expected: g.0 / f64::from(g.2),
+                    actual: g.1 / f64::from(g.2),
+                })
+                .collect(),
+            expected,
+            actual,
+            error: if actual > 0.0 {
+                expected / actual - 1.0
+            } else {
+                f64::NAN
+            },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
