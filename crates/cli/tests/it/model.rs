@@ -17,18 +17,29 @@ fn model(args: &[&str]) -> (bool, String, String) {
     )
 }
 
-const SAMPLE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../../shared/data/cdnow/CDNOW_sample.txt"
-);
+/// The paper's sample: `MISSIVE_TEST_CDNOW_SAMPLE` (`.ci/run` sets it when the machine has
+/// the data), else `../shared/data/cdnow/` beside the checkout.
+fn sample_path() -> Option<String> {
+    std::env::var("MISSIVE_TEST_CDNOW_SAMPLE").ok().or_else(|| {
+        let p = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../../shared/data/cdnow/CDNOW_sample.txt"
+        );
+        std::path::Path::new(p).exists().then(|| p.to_owned())
+    })
+}
 
 #[test]
 fn train_clv_prints_the_fitted_models_and_the_holdout_check() {
+    let Some(sample) = sample_path() else {
+        println!("skipped: the CDNOW sample is not on this machine (MISSIVE_TEST_CDNOW_SAMPLE)");
+        return;
+    };
     let (ok, out, err) = model(&[
         "train",
         "clv",
         "--transactions",
-        SAMPLE,
+        &sample,
         "--delimiter",
         "whitespace",
         "--no-header",
