@@ -13,14 +13,9 @@ use missive_engine::import::{CsvMapping, Delimiter, ImportFormat, import_file};
 use crate::config::Config;
 use crate::stores::open_store;
 
-#[derive(clap::Args, Debug)]
-pub struct ImportArgs {
-    /// The file to import.
-    file: PathBuf,
-    /// `jsonl` (Segment messages, one per line) or `csv` (transactions). Default: from the
-    /// file name (`.jsonl`/`.json` → jsonl, anything else → csv).
-    #[arg(long)]
-    format: Option<String>,
+/// How a CSV transaction file is read: shared by `missive import` and `missive model train`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct CsvColumns {
     /// CSV: the field separator: a single character, `tab`, or `whitespace` (runs of blanks).
     #[arg(long, default_value = ",")]
     delimiter: String,
@@ -36,6 +31,45 @@ pub struct ImportArgs {
     /// CSV: chrono format of the time column, e.g. %Y%m%d. Default: ISO-8601.
     #[arg(long)]
     time_format: Option<String>,
+}
+
+impl CsvColumns {
+    /// The mapping, with the amount and quantity columns and the event rows become.
+    pub fn mapping(
+        &self,
+        amount_col: Option<String>,
+        quantity_col: Option<String>,
+        event: String,
+    ) -> anyhow::Result<CsvMapping> {
+        let delimiter = match self.delimiter.as_str() {
+            "whitespace" => Delimiter::Whitespace,
+            "tab" | "\\t" => Delimiter::Char(b'\t'),
+            d if d.len() == 1 => Delimiter::Char(d.as_bytes()[0]),
+            d => anyhow::bail!("--delimiter: expected one character, `tab` or `whitespace`, got {d:?}"),
+        };
+        Ok(CsvMapping {
+            delimiter,
+            has_header: !self.no_header,
+            user_col: self.user_col.clone(),
+            time_col: self.time_col.clone(),
+            time_format: self.time_format.clone(),
+            amount_col,
+            quantity_col,
+            event,
+        })
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ImportArgs {
+    /// The file to import.
+    file: PathBuf,
+    /// `jsonl` (Segment messages, one per line) or `csv` (transactions). Default: from the
+    /// file name (`.jsonl`/`.json` → jsonl, anything else → csv).
+    #[arg(long)]
+    format: Option<String>,
+    #[command(flatten)]
+    columns: CsvColumns,
     /// CSV: the column holding the order amount (becomes properties.revenue).
     #[arg(long)]
     amount_col: Option<String>,
@@ -59,26 +93,11 @@ impl ImportArgs {
         });
         match fmt.as_str() {
             "jsonl" => Ok(ImportFormat::Jsonl),
-            "csv" => {
-                let delimiter = match self.delimiter.as_str() {
-                    "whitespace" => Delimiter::Whitespace,
-                    "tab" | "\\t" => Delimiter::Char(b'\t'),
-                    d if d.len() == 1 => Delimiter::Char(d.as_bytes()[0]),
-                    d => {
-                        anyhow::bail!("--delimiter: expected one character, `tab` or `whitespace`, got {d:?}")
-                    }
-                };
-                Ok(ImportFormat::Csv(CsvMapping {
-                    delimiter,
-                    has_header: !self.no_header,
-                    user_col: self.user_col.clone(),
-                    time_col: self.time_col.clone(),
-                    time_format: self.time_format.clone(),
-                    amount_col: self.amount_col.clone(),
-                    quantity_col: self.quantity_col.clone(),
-                    event: self.event.clone(),
-                }))
-            }
+            "csv" => Ok(ImportFormat::Csv(self.columns.mapping(
+                self.amount_col.clone(),
+                self.quantity_col.clone(),
+                self.event.clone(),
+            )?)),
             other => anyhow::bail!("--format: expected jsonl or csv, got {other:?}"),
         }
     }

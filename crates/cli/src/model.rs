@@ -6,7 +6,6 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use chrono::NaiveDate;
-use missive_engine::import::{CsvMapping, Delimiter};
 use missive_models::clv::summary::{Transaction, summarise};
 use missive_models::clv::{bgnbd, gamma_gamma};
 
@@ -31,21 +30,8 @@ pub struct ClvArgs {
     /// The transaction file (CSV, or whitespace-separated like CDNOW).
     #[arg(long)]
     transactions: PathBuf,
-    /// The field separator: a single character, `tab`, or `whitespace`.
-    #[arg(long, default_value = ",")]
-    delimiter: String,
-    /// The first line is data, not a header.
-    #[arg(long)]
-    no_header: bool,
-    /// The column holding the customer id (header name or 0-based index).
-    #[arg(long, default_value = "user_id")]
-    user_col: String,
-    /// The column holding the time.
-    #[arg(long, default_value = "timestamp")]
-    time_col: String,
-    /// chrono format of the time column, e.g. %Y%m%d. Default: ISO-8601.
-    #[arg(long)]
-    time_format: Option<String>,
+    #[command(flatten)]
+    columns: crate::import::CsvColumns,
     /// The column holding the transaction's value.
     #[arg(long)]
     amount_col: String,
@@ -66,22 +52,9 @@ pub fn run(cmd: ModelCommand) -> anyhow::Result<()> {
 }
 
 fn train_clv(a: ClvArgs) -> anyhow::Result<()> {
-    let delimiter = match a.delimiter.as_str() {
-        "whitespace" => Delimiter::Whitespace,
-        "tab" | "\\t" => Delimiter::Char(b'\t'),
-        d if d.len() == 1 => Delimiter::Char(d.as_bytes()[0]),
-        d => anyhow::bail!("--delimiter: expected one character, `tab` or `whitespace`, got {d:?}"),
-    };
-    let mapping = CsvMapping {
-        delimiter,
-        has_header: !a.no_header,
-        user_col: a.user_col,
-        time_col: a.time_col,
-        time_format: a.time_format,
-        amount_col: Some(a.amount_col),
-        quantity_col: None,
-        event: "Order Completed".into(),
-    };
+    let mapping = a
+        .columns
+        .mapping(Some(a.amount_col.clone()), None, "Order Completed".into())?;
     let (rows, report) = missive_engine::import::read_csv_rows(&a.transactions, &mapping)
         .with_context(|| format!("reading {}", a.transactions.display()))?;
     if report.bad > 0 {
