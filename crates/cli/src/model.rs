@@ -76,7 +76,8 @@ fn train_clv(a: ClvArgs) -> anyhow::Result<()> {
         .map(|t| t.date)
         .max()
         .context("the file holds no transaction")?;
-    let holdout_end = a.holdout_end.unwrap_or(last_day);
+    // Without a holdout period (calibration to the last day), there is no holdout check.
+    let holdout_end = a.holdout_end.unwrap_or(last_day.max(a.calibration_end));
     anyhow::ensure!(
         holdout_end >= a.calibration_end,
         "--holdout-end ({holdout_end}) is before --calibration-end ({})",
@@ -90,7 +91,14 @@ fn train_clv(a: ClvArgs) -> anyhow::Result<()> {
         a.calibration_end
     );
     let bg = bgnbd::fit(&customers)?;
-    let gg = gamma_gamma::fit(&customers).ok();
+    let gg = match gamma_gamma::fit(&customers) {
+        Ok(g) => Some(g),
+        Err(missive_models::clv::FitError::NoRepeat) => None,
+        Err(e) => {
+            eprintln!("Gamma-Gamma not fitted: {e}");
+            None
+        }
+    };
     let weeks = (holdout_end - a.calibration_end).num_days() as f64 / 7.0;
     let check = (weeks > 0.0).then(|| bg.holdout_check(&customers, weeks, 7));
     let out = serde_json::json!({

@@ -98,7 +98,7 @@ fn bad_input_says_what_is_wrong() {
     assert!(err.contains("\"client\""), "{err}");
     // A value that is not a number is left out and said; one customer with no repeat purchase
     // in calibration cannot give a spend model but still fits nothing wrongly.
-    let (_, _, err) = model(&[
+    let (ok, _, err) = model(&[
         "train",
         "clv",
         "--transactions",
@@ -115,6 +115,9 @@ fn bad_input_says_what_is_wrong() {
         "2026-01-31",
     ]);
     assert!(err.contains("line 3: amount \"oops\" is not a number"), "{err}");
+    // …and one customer without a repeat purchase leaves nothing to fit: said, not faked.
+    assert!(!ok);
+    assert!(err.contains("no customer bought again"), "{err}");
     // A model command reads no store.
     let out = Command::new(env!("CARGO_BIN_EXE_missive"))
         .args([

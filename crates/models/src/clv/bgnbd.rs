@@ -40,6 +40,10 @@ pub fn fit(customers: &[Customer]) -> Result<BgNbd, FitError> {
     if customers.is_empty() {
         return Err(FitError::Empty);
     }
+    // Without a repeat purchase the likelihood has no maximum inside the parameter space.
+    if customers.iter().all(|c| c.x == 0) {
+        return Err(FitError::NoRepeat);
+    }
     let nll = |p: &[f64]| {
         let (r, alpha, a, b) = (p[0].exp(), p[1].exp(), p[2].exp(), p[3].exp());
         -customers.iter().map(|c| ll(r, alpha, a, b, c)).sum::<f64>()

@@ -14,7 +14,7 @@ pub mod summary;
 pub enum FitError {
     #[error("no customers to fit: the calibration period holds no purchases")]
     Empty,
-    #[error("no customer bought again in the calibration period: spend cannot be fitted")]
+    #[error("no customer bought again in the calibration period: nothing to fit")]
     NoRepeat,
     #[error("the likelihood did not converge: {0}")]
     NoConvergence(String),

@@ -1,7 +1,7 @@
 //! Minimising a negative log-likelihood over unconstrained parameters with Nelder-Mead
 //! (argmin): the models optimise the logarithms of their positive parameters.
 
-use argmin::core::{CostFunction, Executor, State};
+use argmin::core::{CostFunction, Executor, State, TerminationReason, TerminationStatus};
 use argmin::solver::neldermead::NelderMead;
 
 use super::FitError;
@@ -35,6 +35,12 @@ pub(super) fn minimise(f: impl Fn(&[f64]) -> f64, start: &[f64]) -> Result<(Vec<
         .run()
         .map_err(|e| FitError::NoConvergence(e.to_string()))?;
     let state = result.state();
+    if let TerminationStatus::Terminated(TerminationReason::MaxItersReached) = state.get_termination_status()
+    {
+        return Err(FitError::NoConvergence(
+            "20,000 iterations without settling: the data may not identify the model".into(),
+        ));
+    }
     let best = state
         .get_best_param()
         .cloned()
