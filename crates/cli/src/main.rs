@@ -81,7 +81,8 @@ enum Command {
         #[command(subcommand)]
         what: webhook::WebhookCommand,
     },
-    /// Models trained from files: `train clv` fits lifetime value on a transaction log.
+    /// Models trained from files: lifetime value (`train clv`), clusters (`train cluster`) and
+    /// propensity (`train propensity`).
     Model {
         #[command(subcommand)]
         what: model::ModelCommand,

@@ -1,13 +1,19 @@
 //! `missive model`: models trained from files, so that a data scientist can fit them on any
-//! table and compare with their own tools. Today: `train clv`, the BG/NBD and Gamma-Gamma
-//! lifetime-value models from a transaction log (docs/models.md).
+//! table and compare with their own tools: `train clv` (BG/NBD and Gamma-Gamma from a
+//! transaction log), `train cluster` (K-Means, DBSCAN, hierarchical on a table of features) and
+//! `train propensity` (random forest, gradient boosting, logistic regression on a table with a
+//! yes/no label). See docs/models.md.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use chrono::NaiveDate;
+use missive_models::classify;
+use missive_models::cluster::hierarchical::{Cut, Linkage};
+use missive_models::cluster::{self, Algorithm, hierarchical};
 use missive_models::clv::summary::{Transaction, summarise};
 use missive_models::clv::{bgnbd, gamma_gamma};
+use missive_models::dataset::{CsvOptions, Dataset, Prepared, read_csv};
 
 #[derive(clap::Subcommand, Debug)]
 pub enum ModelCommand {
@@ -23,6 +29,115 @@ pub enum TrainCommand {
     /// Lifetime value from a transaction log: BG/NBD (repeat purchases, P(alive)) and
     /// Gamma-Gamma (spend), fitted over a calibration period and checked on the holdout after.
     Clv(ClvArgs),
+    /// Clusters the rows of a CSV table of features (standardized first), and prints each
+    /// cluster's size, centre and summary with the silhouette.
+    Cluster(ClusterArgs),
+    /// A yes/no propensity model from a CSV table of features and a label column: prints the
+    /// cross-validated and holdout metrics, the baseline's, and the feature importances.
+    Propensity(PropensityArgs),
+}
+
+/// Reading a feature table.
+#[derive(clap::Args, Debug)]
+pub struct TableArgs {
+    /// The CSV table (a header row, then one row per customer).
+    #[arg(long)]
+    data: PathBuf,
+    /// A column to leave out of the features (repeatable), such as an identifier.
+    #[arg(long = "ignore", value_name = "COL")]
+    ignore: Vec<String>,
+    /// An identifier column, left out of the features and written beside each row's result.
+    #[arg(long)]
+    id_col: Option<String>,
+    /// Most values one-hot encoded per text column.
+    #[arg(long, default_value_t = 20)]
+    category_cap: usize,
+    /// Most cells (rows × columns) held in memory; a larger table is sampled, and said so.
+    #[arg(long, default_value_t = 50_000_000)]
+    max_cells: usize,
+    /// Seed for every random draw (sampling, folds, restarts, trees).
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClusterAlgorithm {
+    Kmeans,
+    Dbscan,
+    Ward,
+    Average,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ClusterArgs {
+    #[command(flatten)]
+    table: TableArgs,
+    #[arg(long, value_enum, default_value_t = ClusterAlgorithm::Kmeans)]
+    algorithm: ClusterAlgorithm,
+    /// Clusters wanted (K-Means, hierarchical). K-Means without it tries 2..=--max-k and keeps
+    /// the best silhouette.
+    #[arg(long)]
+    k: Option<usize>,
+    #[arg(long, default_value_t = 8)]
+    max_k: usize,
+    /// K-Means restarts from fresh k-means++ seeds; the least inertia wins.
+    #[arg(long, default_value_t = 4)]
+    restarts: usize,
+    /// DBSCAN's radius on standardized features (default: read off the k-distance curve).
+    #[arg(long)]
+    eps: Option<f64>,
+    /// DBSCAN's rows within eps (the row itself included) that make a core row.
+    #[arg(long, default_value_t = 5)]
+    min_samples: usize,
+    /// Hierarchical: cut the tree at this merge distance instead of at --k.
+    #[arg(long, conflicts_with = "k")]
+    distance: Option<f64>,
+    /// Write each row's cluster to this CSV (row, id if --id-col, cluster; empty for noise).
+    #[arg(long)]
+    labels_out: Option<PathBuf>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PropensityAlgorithm {
+    /// Random forest.
+    Rf,
+    /// Gradient-boosted trees.
+    Gbm,
+    /// Logistic regression (the baseline).
+    Logistic,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct PropensityArgs {
+    #[command(flatten)]
+    table: TableArgs,
+    /// The yes/no column to predict.
+    #[arg(long)]
+    label: String,
+    /// The label's positive value (found by itself for 1/0, yes/no, true/false).
+    #[arg(long)]
+    positive: Option<String>,
+    #[arg(long, value_enum, default_value_t = PropensityAlgorithm::Gbm)]
+    algorithm: PropensityAlgorithm,
+    /// Cross-validation folds.
+    #[arg(long, default_value_t = 5)]
+    folds: usize,
+    /// A column of fold numbers to cross-validate with, instead of drawing stratified folds.
+    #[arg(long)]
+    fold_col: Option<String>,
+    /// A hyperparameter, KEY=VALUE (repeatable); with any, the grid search is skipped.
+    #[arg(long = "param", value_name = "KEY=VALUE", value_parser = parse_param)]
+    params: Vec<(String, String)>,
+    /// Fewest rows of each class to train at all.
+    #[arg(long, default_value_t = 20)]
+    min_class: usize,
+}
+
+fn parse_param(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .filter(|(k, v)| !k.is_empty() && !v.is_empty())
+        .ok_or_else(|| format!("`{s}` is not KEY=VALUE"))
 }
 
 #[derive(clap::Args, Debug)]
@@ -45,10 +160,187 @@ pub struct ClvArgs {
 
 pub fn run(cmd: ModelCommand) -> anyhow::Result<()> {
     match cmd {
-        ModelCommand::Train {
-            what: TrainCommand::Clv(args),
-        } => train_clv(args),
+        ModelCommand::Train { what } => match what {
+            TrainCommand::Clv(args) => train_clv(args),
+            TrainCommand::Cluster(args) => train_cluster(args),
+            TrainCommand::Propensity(args) => train_propensity(args),
+        },
     }
+}
+
+/// Reads the table, says what reading did to it on standard error, and returns it with the id
+/// column's values when one was named.
+fn read_table(
+    t: &TableArgs,
+    label: Option<&str>,
+    positive: Option<&str>,
+    fold_col: Option<&str>,
+) -> anyhow::Result<(Dataset, Prepared, Option<Vec<String>>)> {
+    let mut ignore = t.ignore.clone();
+    ignore.extend(t.id_col.iter().cloned());
+    let opts = CsvOptions {
+        label: label.map(str::to_owned),
+        positive: positive.map(str::to_owned),
+        fold_col: fold_col.map(str::to_owned),
+        ignore,
+        category_cap: t.category_cap,
+        max_cells: t.max_cells,
+        seed: t.seed,
+    };
+    let open = || std::fs::File::open(&t.data).with_context(|| format!("opening {}", t.data.display()));
+    let (data, prep) = read_csv(std::io::BufReader::new(open()?), &opts)
+        .with_context(|| format!("reading {}", t.data.display()))?;
+    eprintln!(
+        "{} rows, {} features{}",
+        prep.rows_used,
+        data.names.len(),
+        if prep.sampled {
+            format!(
+                " (a uniform sample of the {} rows: the table is over --max-cells)",
+                prep.rows_read
+            )
+        } else {
+            String::new()
+        }
+    );
+    if prep.rows_without_label > 0 {
+        eprintln!("{} rows without a label were left out", prep.rows_without_label);
+    }
+    for i in &prep.imputed {
+        eprintln!(
+            "{}: {} missing values set to the median, {}",
+            i.column, i.missing, i.median
+        );
+    }
+    for h in &prep.one_hot {
+        eprintln!(
+            "{}: one-hot encoded as {} values{}",
+            h.column,
+            h.values.len(),
+            if h.other > 0 {
+                format!(" ({} cells in none of them)", h.other)
+            } else {
+                String::new()
+            }
+        );
+    }
+    // The ids of the rows kept, read again in the same order (sampling keeps file order).
+    let ids = match &t.id_col {
+        None => None,
+        Some(col) if !prep.sampled && prep.rows_without_label == 0 => {
+            let mut r = csv::Reader::from_reader(std::io::BufReader::new(open()?));
+            let at = r
+                .headers()?
+                .iter()
+                .position(|h| h.trim() == col)
+                .with_context(|| format!("no column `{col}` for --id-col"))?;
+            let mut ids = Vec::new();
+            for rec in r.records() {
+                ids.push(rec?.get(at).unwrap_or_default().to_owned());
+            }
+            Some(ids)
+        }
+        Some(_) => {
+            eprintln!(
+                "--id-col ignored in the output: rows were sampled or left out, so the ids would not line up"
+            );
+            None
+        }
+    };
+    Ok((data, prep, ids))
+}
+
+fn train_cluster(a: ClusterArgs) -> anyhow::Result<()> {
+    let (data, prep, ids) = read_table(&a.table, None, None, None)?;
+    let algorithm = match a.algorithm {
+        ClusterAlgorithm::Kmeans => Algorithm::KMeans {
+            k: a.k,
+            max_k: a.max_k,
+            restarts: a.restarts,
+        },
+        ClusterAlgorithm::Dbscan => Algorithm::Dbscan {
+            eps: a.eps,
+            min_samples: a.min_samples,
+        },
+        ClusterAlgorithm::Ward | ClusterAlgorithm::Average => {
+            let cut = match (a.k, a.distance) {
+                (_, Some(d)) => Cut::Distance(d),
+                (Some(k), None) => Cut::Clusters(k),
+                (None, None) => anyhow::bail!("hierarchical clustering needs --k or --distance"),
+            };
+            let linkage = if a.algorithm == ClusterAlgorithm::Ward {
+                Linkage::Ward
+            } else {
+                Linkage::Average
+            };
+            if data.rows() > hierarchical::MAX_ROWS {
+                anyhow::bail!(
+                    "hierarchical clustering holds every pairwise distance: {} rows is over {}; lower --max-cells to sample the table",
+                    data.rows(),
+                    hierarchical::MAX_ROWS
+                );
+            }
+            Algorithm::Hierarchical { linkage, cut }
+        }
+    };
+    let report = cluster::run(&data, &algorithm, a.table.seed)?;
+    if let Some(path) = &a.labels_out {
+        let mut w = csv::Writer::from_path(path).with_context(|| format!("writing {}", path.display()))?;
+        match &ids {
+            Some(_) => w.write_record(["row", "id", "cluster"])?,
+            None => w.write_record(["row", "cluster"])?,
+        }
+        for (i, l) in report.labels.iter().enumerate() {
+            let cluster = l.map(|c| c.to_string()).unwrap_or_default();
+            match &ids {
+                Some(ids) => w.write_record([i.to_string(), ids[i].clone(), cluster])?,
+                None => w.write_record([i.to_string(), cluster])?,
+            }
+        }
+        w.flush()?;
+    }
+    let out = serde_json::json!({ "data": prep, "clustering": report });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
+fn train_propensity(a: PropensityArgs) -> anyhow::Result<()> {
+    let (data, prep, _) = read_table(
+        &a.table,
+        Some(&a.label),
+        a.positive.as_deref(),
+        a.fold_col.as_deref(),
+    )?;
+    let algorithm = match a.algorithm {
+        PropensityAlgorithm::Rf => classify::Algorithm::RandomForest,
+        PropensityAlgorithm::Gbm => classify::Algorithm::GradientBoosting,
+        PropensityAlgorithm::Logistic => classify::Algorithm::Logistic,
+    };
+    let params = if a.params.is_empty() {
+        eprintln!(
+            "searching the hyperparameter grid by {}-fold AUC on 80 % of the rows…",
+            a.folds
+        );
+        None
+    } else {
+        Some(classify::Params::with(algorithm, &a.params)?)
+    };
+    let opts = classify::TrainOptions {
+        algorithm,
+        params,
+        folds: a.folds,
+        min_class: a.min_class,
+        seed: a.table.seed,
+        ..classify::TrainOptions::default()
+    };
+    let report = classify::train(&data, &opts)?;
+    let out = serde_json::json!({ "data": prep, "model": report });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    if !report.verdict.accepted {
+        anyhow::bail!("{}", report.verdict.reason);
+    }
+    eprintln!("{}", report.verdict.reason);
+    Ok(())
 }
 
 fn train_clv(a: ClvArgs) -> anyhow::Result<()> {

