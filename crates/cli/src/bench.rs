@@ -32,6 +32,9 @@ pub enum BenchCommand {
     /// Outbound webhooks to a local receiver: deliveries per second, and segment entry →
     /// webhook request latency.
     Webhooks(crate::bench_webhooks::WebhooksBench),
+    /// Model training (K-Means, gradient boosting, BG/NBD) and live scoring, side by side
+    /// with scikit-learn and lifetimes (bench/models/run.sh).
+    Models(crate::bench_models::ModelsBench),
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -70,6 +73,7 @@ pub async fn run(cfg: Config, cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Delivery { what } => crate::bench_delivery::run(what).await,
         BenchCommand::Webhooks(b) => crate::bench_webhooks::run(b).await,
         BenchCommand::Bandit(b) => tokio::task::spawn_blocking(move || crate::bench_bandit::run(b)).await?,
+        BenchCommand::Models(b) => tokio::task::spawn_blocking(move || crate::bench_models::run(b)).await?,
     }
 }
 

@@ -5,6 +5,7 @@
 mod bench;
 mod bench_bandit;
 mod bench_delivery;
+mod bench_models;
 mod bench_render;
 mod bench_segments;
 mod bench_webhooks;
@@ -148,14 +149,14 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // The store flags are global (every other command reads data); clap cannot leave a
     // global flag out of one subcommand, so `render`, which reads none, refuses them here.
-    if matches!(
+    if (matches!(
         cli.command,
         Command::Render(_)
-            | Command::Model { .. }
             | Command::Experiment {
                 what: experiment::ExperimentCommand::Analyze(_)
             }
-    ) && (cli.global.store.is_some() || cli.global.data_dir.is_some())
+    ) || matches!(&cli.command, Command::Model { what } if what.reads_no_store()))
+        && (cli.global.store.is_some() || cli.global.data_dir.is_some())
     {
         eprintln!("error: this command reads no store: --store and --data-dir do not apply to it");
         return std::process::ExitCode::from(2);
@@ -184,7 +185,7 @@ fn main() -> std::process::ExitCode {
             Command::Render(args) => content::render(args),
             Command::Experiment { what } => experiment::on_store(config, what).await,
             Command::Webhook { what } => webhook::run(config, what).await,
-            Command::Model { what } => tokio::task::spawn_blocking(move || model::run(what)).await?,
+            Command::Model { what } => model::run(config, what).await,
             Command::Template { what } => content::template(config, what).await,
             Command::Block { what } => content::block(config, what).await,
             Command::Catalog { what } => content::catalog(config, what).await,

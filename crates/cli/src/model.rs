@@ -12,16 +12,76 @@ use missive_models::classify;
 use missive_models::cluster::hierarchical::{Cut, Linkage};
 use missive_models::cluster::{self, Algorithm, hierarchical};
 use missive_models::clv::summary::{Transaction, summarise};
-use missive_models::clv::{bgnbd, gamma_gamma};
+use missive_models::clv::{bgnbd, gamma_gamma, value};
 use missive_models::dataset::{CsvOptions, Dataset, Prepared, read_csv};
 
+// Parsed once per run: the size of the training variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(clap::Subcommand, Debug)]
 pub enum ModelCommand {
-    /// Train a model from a file and print what was fitted, as JSON.
+    /// Train a model, from a file (`--data`, `--transactions`: prints what was fitted) or from
+    /// the store (`--name`: saves a new version in the registry).
     Train {
         #[command(subcommand)]
         what: TrainCommand,
     },
+    /// The models in the registry.
+    List,
+    /// A model's entry and versions: data window, features, hyperparameters, verdict.
+    Show {
+        /// The model's name.
+        name: String,
+    },
+    /// A version's validation report (cross-validation, holdout, calibration, importances).
+    Evaluate {
+        /// The model's name.
+        name: String,
+        /// The version (default: the active one, else the latest).
+        #[arg(long)]
+        version: Option<u32>,
+    },
+    /// Makes a version (default: the latest) the active one and scores every profile with it;
+    /// activating an earlier version is the rollback.
+    Activate {
+        /// The model's name.
+        name: String,
+        /// The version (default: the latest).
+        #[arg(long)]
+        version: Option<u32>,
+        /// Score in batch only (`missive model score`), not on every profile change.
+        #[arg(long)]
+        batch: bool,
+    },
+    /// Stops scoring with a model.
+    Deactivate {
+        /// The model's name.
+        name: String,
+    },
+    /// Scores every profile with the model's active version now.
+    Score {
+        /// The model's name.
+        name: String,
+    },
+    /// Deletes a model and all its versions.
+    Delete {
+        /// The model's name.
+        name: String,
+    },
+}
+
+impl ModelCommand {
+    /// Whether the command works on files only (no store is opened, and store flags are
+    /// refused).
+    pub fn reads_no_store(&self) -> bool {
+        match self {
+            ModelCommand::Train { what } => match what {
+                TrainCommand::Clv(_) => true,
+                TrainCommand::Cluster(a) => a.table.data.is_some(),
+                TrainCommand::Propensity(a) => a.table.data.is_some(),
+            },
+            _ => false,
+        }
+    }
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -40,9 +100,27 @@ pub enum TrainCommand {
 /// Reading a feature table.
 #[derive(clap::Args, Debug)]
 pub struct TableArgs {
-    /// The CSV table (a header row, then one row per customer).
+    /// The CSV table (a header row, then one row per customer). Without it, the model is
+    /// trained on the store's profiles and saved in the registry under --name.
     #[arg(long)]
-    data: PathBuf,
+    data: Option<PathBuf>,
+    /// From the store: the model's name (segments read it as `scores.NAME`).
+    #[arg(long)]
+    name: Option<String>,
+    /// From the store: features as of this day (YYYY-MM-DD, UTC midnight; default: now).
+    #[arg(long)]
+    cutoff: Option<NaiveDate>,
+    /// From the store: a trait to use as a feature (repeatable): numeric, or one-hot.
+    #[arg(long = "trait", value_name = "TRAIT")]
+    traits: Vec<String>,
+    /// From the store: event names counted over 7, 30 and 90 days (repeatable; default: orders,
+    /// product views and cart adds, e-mail opens and clicks).
+    #[arg(long = "event", value_name = "NAME")]
+    events: Vec<String>,
+    /// From the store: most profiles read (a uniform sample above it, and said so).
+    #[arg(long, default_value_t = 200_000)]
+    max_profiles: usize,
+
     /// A column to leave out of the features (repeatable), such as an identifier.
     #[arg(long = "ignore", value_name = "COL")]
     ignore: Vec<String>,
@@ -72,12 +150,14 @@ pub enum ClusterAlgorithm {
 pub struct ClusterArgs {
     #[command(flatten)]
     table: TableArgs,
+    /// The clustering algorithm (from the store: kmeans only).
     #[arg(long, value_enum, default_value_t = ClusterAlgorithm::Kmeans)]
     algorithm: ClusterAlgorithm,
     /// Clusters wanted (K-Means, hierarchical). K-Means without it tries 2..=--max-k and keeps
     /// the best silhouette.
     #[arg(long)]
     k: Option<usize>,
+    /// K-Means without --k: the largest k tried.
     #[arg(long, default_value_t = 8)]
     max_k: usize,
     /// K-Means restarts from fresh k-means++ seeds; the least inertia wins.
@@ -111,12 +191,17 @@ pub enum PropensityAlgorithm {
 pub struct PropensityArgs {
     #[command(flatten)]
     table: TableArgs,
-    /// The yes/no column to predict.
+    /// The yes/no column to predict (with --data), or, from the store, the label in the
+    /// segment language, evaluated --horizon-days after the cutoff.
     #[arg(long)]
     label: String,
+    /// From the store: the label's window after the cutoff, in days.
+    #[arg(long, default_value_t = 30)]
+    horizon_days: i64,
     /// The label's positive value (found by itself for 1/0, yes/no, true/false).
     #[arg(long)]
     positive: Option<String>,
+    /// The classifier.
     #[arg(long, value_enum, default_value_t = PropensityAlgorithm::Gbm)]
     algorithm: PropensityAlgorithm,
     /// Cross-validation folds.
@@ -156,16 +241,221 @@ pub struct ClvArgs {
     /// The last day of the holdout period (default: the last transaction's day).
     #[arg(long)]
     holdout_end: Option<NaiveDate>,
+    /// Lifetime value over this many months after the calibration end.
+    #[arg(long, default_value_t = 12)]
+    horizon_months: u32,
+    /// Monthly discount rate of the lifetime value (0.01 is 1 % a month).
+    #[arg(long, default_value_t = 0.01)]
+    monthly_discount: f64,
+    /// Write each customer's P(alive), expected purchases over the horizon and lifetime value
+    /// to this CSV.
+    #[arg(long)]
+    values_out: Option<PathBuf>,
 }
 
-pub fn run(cmd: ModelCommand) -> anyhow::Result<()> {
+/// Commands on files only ([`ModelCommand::reads_no_store`]).
+pub fn run_on_files(cmd: ModelCommand) -> anyhow::Result<()> {
     match cmd {
         ModelCommand::Train { what } => match what {
             TrainCommand::Clv(args) => train_clv(args),
             TrainCommand::Cluster(args) => train_cluster(args),
             TrainCommand::Propensity(args) => train_propensity(args),
         },
+        _ => anyhow::bail!("this model command needs the store"),
     }
+}
+
+fn utc_midnight(d: NaiveDate) -> chrono::DateTime<chrono::Utc> {
+    d.and_time(chrono::NaiveTime::MIN).and_utc()
+}
+
+fn feature_spec(t: &TableArgs) -> missive_models::features::FeatureSpec {
+    let mut spec = missive_models::features::FeatureSpec::default();
+    if !t.events.is_empty() {
+        spec.events = t.events.clone();
+    }
+    spec
+}
+
+/// Trains from the store and saves a new version: (model name, what training reported).
+async fn train_on_store(
+    engine: &missive_engine::Engine,
+    models: &missive_engine::models::Models,
+    what: TrainCommand,
+    by: String,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<(String, missive_engine::models::Trained)> {
+    use missive_engine::models::{ClusterRequest, PropensityRequest};
+    match what {
+        TrainCommand::Clv(_) => anyhow::bail!("train clv reads a file: give --transactions"),
+        TrainCommand::Propensity(a) => {
+            let name = a
+                .table
+                .name
+                .clone()
+                .context("give --name (train from the store) or --data (a file)")?;
+            let algorithm = match a.algorithm {
+                PropensityAlgorithm::Rf => classify::Algorithm::RandomForest,
+                PropensityAlgorithm::Gbm => classify::Algorithm::GradientBoosting,
+                PropensityAlgorithm::Logistic => classify::Algorithm::Logistic,
+            };
+            let params = if a.params.is_empty() {
+                None
+            } else {
+                Some(classify::Params::with(algorithm, &a.params)?)
+            };
+            anyhow::ensure!((1..=365).contains(&a.horizon_days), "--horizon-days: 1 to 365");
+            let schema = missive_engine::segments::Segments::new(engine.store().clone())
+                .schema()
+                .await?;
+            let req = PropensityRequest {
+                name: name.clone(),
+                label: a.label.clone(),
+                cutoff: a.table.cutoff.map_or(now, utc_midnight),
+                horizon: chrono::Duration::days(a.horizon_days),
+                features: feature_spec(&a.table),
+                traits: a.table.traits.clone(),
+                options: classify::TrainOptions {
+                    algorithm,
+                    params,
+                    folds: a.folds,
+                    min_class: a.min_class,
+                    seed: a.table.seed,
+                    ..classify::TrainOptions::default()
+                },
+                max_profiles: a.table.max_profiles,
+                trained_by: by,
+            };
+            eprintln!("reading profiles as of {} and training…", req.cutoff.date_naive());
+            Ok((name, models.train_propensity(req, &schema, now).await?))
+        }
+        TrainCommand::Cluster(a) => {
+            let name = a
+                .table
+                .name
+                .clone()
+                .context("give --name (train from the store) or --data (a file)")?;
+            anyhow::ensure!(
+                a.algorithm == ClusterAlgorithm::Kmeans,
+                "from the store, clustering is k-means (new profiles are scored by the nearest centre)"
+            );
+            let req = ClusterRequest {
+                name: name.clone(),
+                cutoff: a.table.cutoff.map_or(now, utc_midnight),
+                k: a.k,
+                max_k: a.max_k,
+                features: feature_spec(&a.table),
+                traits: a.table.traits.clone(),
+                max_profiles: a.table.max_profiles,
+                seed: a.table.seed,
+                trained_by: by,
+            };
+            Ok((name, models.train_cluster(req, now).await?))
+        }
+    }
+}
+
+/// Commands on the store's registry and profiles.
+pub async fn run(cfg: crate::config::Config, cmd: ModelCommand) -> anyhow::Result<()> {
+    use missive_engine::models::Models;
+    if cmd.reads_no_store() {
+        return tokio::task::spawn_blocking(move || run_on_files(cmd)).await?;
+    }
+    let engine = crate::operator::start_engine(&cfg).await?;
+    let models = Models::new(engine.store().clone(), engine.clone());
+    let now = chrono::Utc::now();
+    let by = format!("cli:{}", crate::operator::operator_name());
+    // (audit action, model name) when the command changed something.
+    let result: anyhow::Result<Option<(&str, String)>> = async {
+        match cmd {
+            ModelCommand::Train { what } => {
+                let (name, trained) = train_on_store(&engine, &models, what, by, now).await?;
+                println!("{}", serde_json::to_string_pretty(&trained)?);
+                eprintln!(
+                    "saved {name} version {}: {}{}",
+                    trained.version,
+                    trained.verdict,
+                    if trained.accepted {
+                        format!(" (activate it with: missive model activate {name})")
+                    } else {
+                        String::new()
+                    }
+                );
+                Ok(Some(("model.train", name)))
+            }
+            ModelCommand::List => {
+                for e in models.list().await? {
+                    println!("{}", serde_json::to_string(&e)?);
+                }
+                Ok(None)
+            }
+            ModelCommand::Show { name } => {
+                let (e, versions) = models.show(&name).await?;
+                let versions: Vec<serde_json::Value> = versions
+                    .iter()
+                    .map(|v| {
+                        serde_json::json!({
+                            "version": v.version,
+                            "trained_at": v.trained_at,
+                            "trained_by": v.trained_by,
+                            "accepted": v.accepted,
+                            "verdict": v.verdict,
+                            "data": v.data,
+                            "features": v.features.names(),
+                            "params": v.params,
+                        })
+                    })
+                    .collect();
+                let out = serde_json::json!({ "model": e, "versions": versions });
+                println!("{}", serde_json::to_string_pretty(&out)?);
+                Ok(None)
+            }
+            ModelCommand::Evaluate { name, version } => {
+                let (e, versions) = models.show(&name).await?;
+                let want = version.unwrap_or(e.active.unwrap_or(e.latest));
+                let v = versions
+                    .iter()
+                    .find(|v| v.version == want)
+                    .with_context(|| format!("model {name:?} has no version {want}"))?;
+                println!("{}", serde_json::to_string_pretty(&v.metrics)?);
+                Ok(None)
+            }
+            ModelCommand::Activate { name, version, batch } => {
+                let (e, scored) = models.activate(&name, version, !batch, now).await?;
+                eprintln!(
+                    "{name} version {} active ({}); {scored} profiles scored",
+                    e.active.unwrap_or(0),
+                    if e.live { "live" } else { "batch" }
+                );
+                Ok(Some(("model.activate", name)))
+            }
+            ModelCommand::Deactivate { name } => {
+                models.deactivate(&name, now).await?;
+                eprintln!("{name} no longer scored");
+                Ok(Some(("model.deactivate", name)))
+            }
+            ModelCommand::Score { name } => {
+                let n = models.score(&name).await?;
+                eprintln!("{n} profiles scored with {name}");
+                Ok(Some(("model.score", name)))
+            }
+            ModelCommand::Delete { name } => {
+                models.delete(&name).await?;
+                eprintln!("deleted {name}");
+                Ok(Some(("model.delete", name)))
+            }
+        }
+    }
+    .await;
+    let audited = match &result {
+        Ok(Some((action, name))) => {
+            crate::operator::audit(engine.store(), action, format!("model:{name}"), String::new()).await
+        }
+        _ => Ok(()),
+    };
+    engine.shutdown().await;
+    audited?;
+    result.map(|_| ())
 }
 
 /// Reads the table, says what reading did to it on standard error, and returns it with the id
@@ -187,9 +477,10 @@ fn read_table(
         max_cells: t.max_cells,
         seed: t.seed,
     };
-    let open = || std::fs::File::open(&t.data).with_context(|| format!("opening {}", t.data.display()));
+    let path = t.data.as_ref().context("give --data (a CSV table)")?;
+    let open = || std::fs::File::open(path).with_context(|| format!("opening {}", path.display()));
     let (data, prep) = read_csv(std::io::BufReader::new(open()?), &opts)
-        .with_context(|| format!("reading {}", t.data.display()))?;
+        .with_context(|| format!("reading {}", path.display()))?;
     eprintln!(
         "{} rows, {} features{}",
         prep.rows_used,
@@ -393,12 +684,50 @@ fn train_clv(a: ClvArgs) -> anyhow::Result<()> {
     };
     let weeks = (holdout_end - a.calibration_end).num_days() as f64 / 7.0;
     let check = (weeks > 0.0).then(|| bg.holdout_check(&customers, weeks, 7));
+    anyhow::ensure!(
+        (0.0..1.0).contains(&a.monthly_discount),
+        "--monthly-discount: from 0 to below 1 (0.01 is 1 % a month)"
+    );
+    let horizon_weeks = f64::from(a.horizon_months) * 30.0 / 7.0;
+    let values: Option<Vec<f64>> = gg.as_ref().map(|g| {
+        customers
+            .iter()
+            .map(|c| value::lifetime_value(&bg, g, c, a.horizon_months, a.monthly_discount))
+            .collect()
+    });
+    if let Some(path) = &a.values_out {
+        let mut w = csv::Writer::from_path(path).with_context(|| format!("writing {}", path.display()))?;
+        w.write_record(["customer", "p_alive", "expected_purchases", "lifetime_value"])?;
+        for (i, c) in customers.iter().enumerate() {
+            let clv = values
+                .as_ref()
+                .map(|v| format!("{:.2}", v[i]))
+                .unwrap_or_default();
+            w.write_record([
+                c.id.clone(),
+                format!("{:.4}", bg.p_alive(c)),
+                format!("{:.4}", bg.expected_purchases(c, horizon_weeks)),
+                clv,
+            ])?;
+        }
+        w.flush()?;
+    }
+    let lifetime_value = values.as_ref().map(|v| {
+        let total: f64 = v.iter().sum();
+        serde_json::json!({
+            "months": a.horizon_months,
+            "monthly_discount": a.monthly_discount,
+            "total": (total * 100.0).round() / 100.0,
+            "mean": (total / v.len().max(1) as f64 * 100.0).round() / 100.0,
+        })
+    });
     let out = serde_json::json!({
         "customers": customers.len(),
         "calibration_end": a.calibration_end,
         "bg_nbd": bg,
         "gamma_gamma": gg,
         "holdout": check,
+        "lifetime_value": lifetime_value,
     });
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())

@@ -81,6 +81,8 @@ codes! {
     SourceUnmapped => "source_unmapped",
     WebhookInvalid => "webhook_invalid",
     WebhookExists => "webhook_exists",
+    ModelInvalid => "model_invalid",
+    ModelRefused => "model_refused",
     DeliveryOff => "delivery_off",
     Suppressed => "suppressed",
     RecipientNotConsented => "recipient_not_consented",

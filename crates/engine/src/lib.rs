@@ -14,6 +14,7 @@ pub mod auth;
 pub mod background;
 mod bloom;
 pub mod import;
+pub mod models;
 mod pipeline;
 pub mod privacy;
 pub mod profiles;

@@ -24,6 +24,7 @@ mod journeys;
 pub mod limits;
 mod messages;
 pub mod metrics;
+mod models;
 mod preferences;
 mod privacy;
 mod profiles;
@@ -62,6 +63,7 @@ pub fn router(state: impl Into<AppState>) -> Router {
         .merge(broadcasts::router())
         .merge(experiments::router())
         .merge(webhooks::router())
+        .merge(models::router())
         .merge(sources::router())
         .merge(audiences::router())
         .merge(messages::router())

@@ -56,6 +56,9 @@ pub struct ProfileOut {
     consent: BTreeMap<&'static str, ConsentOut>,
     /// Third-party traits (and consent) refused, with the reason.
     refusals: Vec<missive_core::Refusal>,
+    /// Model scores (docs/models.md), with the versions that wrote them under `_versions`;
+    /// empty without `profiling` consent.
+    scores: BTreeMap<String, Value>,
     aggregates: AggregatesOut,
     history: Vec<HistoryOut>,
     merges: Vec<MergeOut>,
@@ -223,6 +226,7 @@ fn profile_out(
             .collect(),
         consent: consent_out(p),
         refusals: p.refusals.clone(),
+        scores: p.model_scores().clone(),
         aggregates: AggregatesOut {
             first_seen: p.first_seen,
             last_seen: p.last_seen,

@@ -378,6 +378,13 @@ fn train_clv_prints_the_fitted_models_and_the_holdout_check() {
     assert!((p - 6.25).abs() < 0.0625, "{v}");
     assert_eq!(v["holdout"]["weeks"], 39.0);
     assert_eq!(v["holdout"]["groups"].as_array().unwrap().len(), 8);
+    // The lifetime value over 12 months at 1 % a month: positive, and the mean of the total.
+    let total = v["lifetime_value"]["total"].as_f64().unwrap();
+    let mean = v["lifetime_value"]["mean"].as_f64().unwrap();
+    assert!(
+        total > 0.0 && (mean * 2357.0 - total).abs() < 2357.0 * 0.01,
+        "{v}"
+    );
 }
 
 #[test]

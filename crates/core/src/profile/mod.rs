@@ -117,6 +117,8 @@ pub struct Touched {
     pub segments: bool,
     pub consent: bool,
     pub refusals: bool,
+    /// Model scores changed.
+    pub scores: bool,
 }
 
 impl Touched {
@@ -135,6 +137,7 @@ impl Touched {
         self.segments |= other.segments;
         self.consent |= other.consent;
         self.refusals |= other.refusals;
+        self.scores |= other.scores;
     }
 
     pub fn is_empty(&self) -> bool {
@@ -148,6 +151,7 @@ impl Touched {
             && !self.segments
             && !self.consent
             && !self.refusals
+            && !self.scores
     }
 }
 
@@ -182,6 +186,8 @@ pub struct ProfileDiff {
     pub consent: Option<BTreeMap<Purpose, PurposeConsent>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refusals: Option<Vec<Refusal>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scores: Option<BTreeMap<String, Value>>,
     /// Set only in storage, by the encrypting store: every other field is inside this
     /// ciphertext.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -514,6 +520,14 @@ impl Profile {
             self.refusals.drain(..excess);
             touched.refusals = true;
         }
+        // Scores this profile lacks are taken from the absorbed one until the models score
+        // the merged profile afresh.
+        for (name, v) in &other.scores {
+            if !self.scores.contains_key(name) {
+                self.scores.insert(name.clone(), v.clone());
+                touched.scores = true;
+            }
+        }
         self.created_at = self.created_at.min(other.created_at);
         touched.merged_from.push(other.id.clone());
     }
@@ -543,6 +557,7 @@ impl Profile {
             segments: touched.segments.then(|| self.segments.clone()),
             consent: touched.consent.then(|| self.consent.clone()),
             refusals: touched.refusals.then(|| self.refusals.clone()),
+            scores: touched.scores.then(|| self.scores.clone()),
             sealed: None,
         }
     }
@@ -578,6 +593,9 @@ impl Profile {
         }
         if let Some(r) = &d.refusals {
             self.refusals = r.clone();
+        }
+        if let Some(s) = &d.scores {
+            self.scores = s.clone();
         }
         self.version = version;
         self.updated_at = at;

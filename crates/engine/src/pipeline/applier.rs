@@ -73,6 +73,7 @@ impl Applier {
         let mut sync_acks = Vec::new();
         let mut sync_requested = force_checkpoint;
         let mut segment_requests = Vec::new();
+        let mut model_requests = Vec::new();
         for r in requests {
             match r {
                 Request::Ingest { events, ack } => {
@@ -100,6 +101,12 @@ impl Applier {
                     progress,
                     ack,
                 } => segment_requests.push((set, backfill, progress, ack)),
+                Request::Models {
+                    set,
+                    rescore,
+                    progress,
+                    ack,
+                } => model_requests.push((set, rescore, progress, ack)),
             }
         }
 
@@ -120,6 +127,10 @@ impl Applier {
                 // is not done; the caller is told, and saving it again redoes it.
                 for (set, _, _, ack) in segment_requests {
                     self.segments = set;
+                    let _ = ack.send(Err(e.clone()));
+                }
+                for (set, _, _, ack) in model_requests {
+                    self.scorers = set;
                     let _ = ack.send(Err(e.clone()));
                 }
                 // Make the next batch start over from the store.
@@ -148,6 +159,20 @@ impl Applier {
                 .await
                 .map_err(Arc::new);
             // Answer once the backfill's checkpoint is durable, not before.
+            let (durable, committed) = oneshot::channel();
+            sync_acks.push(durable);
+            sync_requested = true;
+            tokio::spawn(async move {
+                let answer = match committed.await {
+                    Ok(Ok(())) => result,
+                    Ok(Err(e)) => Err(e),
+                    Err(_) => Err(Arc::new(EngineError::ShuttingDown)),
+                };
+                let _ = ack.send(answer);
+            });
+        }
+        for (set, rescore, progress, ack) in model_requests {
+            let result = self.switch_models(set, rescore, progress).await.map_err(Arc::new);
             let (durable, committed) = oneshot::channel();
             sync_acks.push(durable);
             sync_requested = true;
@@ -348,7 +373,11 @@ impl Applier {
 pub(super) fn request_events(r: &Request) -> usize {
     match r {
         Request::Ingest { events, .. } => events.len(),
-        Request::Sync { .. } | Request::Tick | Request::Segments { .. } | Request::Erase { .. } => 0,
+        Request::Sync { .. }
+        | Request::Tick
+        | Request::Segments { .. }
+        | Request::Models { .. }
+        | Request::Erase { .. } => 0,
     }
 }
 

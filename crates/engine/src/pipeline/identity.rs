@@ -256,6 +256,7 @@ impl Applier {
         // Segment time never goes backwards, even for an event received before a timer fired.
         let now = e.received_at.max(self.eval_now);
         self.eval_now = now;
+        let scorers = self.scorers.clone();
         let Some(entry) = self.profiles.get_mut(&target) else {
             return Err(EngineError::Store(StoreError::Corrupt(format!(
                 "profile {target} vanished from memory"
@@ -283,6 +284,14 @@ impl Applier {
                 .profile
                 .push_window_event(missive_core::profile::HistoryEntry::of(&e));
             self.segments.prune(&mut entry.profile.window_events, now);
+        }
+        // Live models score the changed profile before its segments are checked, so that
+        // "scores.NAME > 0.7" segments (and the journeys on them) react to this very event.
+        // Without `profiling` consent, scores are removed instead.
+        if (scorers.has_live() || !entry.profile.scores.is_empty())
+            && scorers.score(&mut entry.profile, now, true, None)
+        {
+            local.scores = true;
         }
         if !self.segments.is_empty() {
             let scope = if everything { None } else { Some(&local) };

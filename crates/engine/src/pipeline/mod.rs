@@ -47,6 +47,7 @@ mod applier;
 mod checkpoints;
 mod identity;
 mod recovery;
+mod scoring;
 mod segment_timers;
 mod writers;
 
@@ -54,6 +55,7 @@ use applier::event_cause;
 use identity::identity_bytes;
 pub use identity::identity_hash;
 use recovery::erasure_key;
+pub(crate) use recovery::event_from_stored;
 pub(crate) use segment_timers::{compile_saved, load_segments};
 use writers::{fail, run_checkpoint_writer, run_events_writer};
 
@@ -138,6 +140,13 @@ enum Request {
     Segments {
         set: Arc<SegmentSet>,
         backfill: Option<String>,
+        progress: Option<watch::Sender<(u64, u64)>>,
+        ack: oneshot::Sender<Result<u64, Arc<EngineError>>>,
+    },
+    /// Use a new set of active models; score every profile with `rescore`.
+    Models {
+        set: Arc<crate::models::ScoringSet>,
+        rescore: Option<String>,
         progress: Option<watch::Sender<(u64, u64)>>,
         ack: oneshot::Sender<Result<u64, Arc<EngineError>>>,
     },
@@ -252,6 +261,7 @@ impl Engine {
             message_filter: ScalableBloom::new(stats.events as usize * 2),
             identity_filter: ScalableBloom::new(stats.profiles as usize * 4),
             segments: Arc::new(load_segments(&store).await?),
+            scorers: Arc::new(scoring::load_models(&store).await),
             timers: BinaryHeap::new(),
             eval_now: DateTime::<Utc>::MIN_UTC,
             erased: store.events().erased_identities().await?,
@@ -361,6 +371,27 @@ impl Engine {
             .send(Request::Segments {
                 set: Arc::new(set),
                 backfill,
+                progress,
+                ack,
+            })
+            .await
+            .map_err(|_| Arc::new(EngineError::ShuttingDown))?;
+        rx.await.map_err(|_| Arc::new(EngineError::ShuttingDown))?
+    }
+
+    /// Hands the active models to the pipeline, scoring every profile with `rescore` (a model
+    /// activated, or batch scoring); answers with the number of profiles scored.
+    pub async fn use_models(
+        &self,
+        set: crate::models::ScoringSet,
+        rescore: Option<String>,
+        progress: Option<watch::Sender<(u64, u64)>>,
+    ) -> Result<u64, Arc<EngineError>> {
+        let (ack, rx) = oneshot::channel();
+        self.tx
+            .send(Request::Models {
+                set: Arc::new(set),
+                rescore,
                 progress,
                 ack,
             })
@@ -520,6 +551,9 @@ struct Applier {
     identity_filter: ScalableBloom,
     /// The saved segments, and when each profile's next segment timer falls due.
     segments: Arc<SegmentSet>,
+    /// The active models: the live ones score every profile change before its segments are
+    /// checked.
+    scorers: Arc<crate::models::ScoringSet>,
     timers: BinaryHeap<Reverse<(DateTime<Utc>, ProfileId)>>,
     /// The latest instant segments were evaluated at.
     eval_now: DateTime<Utc>,

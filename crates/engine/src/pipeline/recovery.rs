@@ -156,7 +156,7 @@ pub(super) async fn erasure_key(store: &Store) -> Result<Vec<u8>, StoreError> {
 /// The event a stored one was made from, for replay: the stored body validates as it did,
 /// and the stored (already skew-corrected) time is kept. A body that no longer passes today's
 /// rules (an upgrade tightened them) is still replayed, from what it holds: it was accepted.
-pub(super) fn event_from_stored(s: &StoredEvent) -> Event {
+pub(crate) fn event_from_stored(s: &StoredEvent) -> Event {
     if let Ok(mut e) = validate_message(s.body.clone(), Some(s.kind), None, s.received_at) {
         e.timestamp = s.timestamp;
         return e;

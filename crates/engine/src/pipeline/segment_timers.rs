@@ -24,7 +24,13 @@ impl Applier {
         state.timers.retain(|n, _| set.get(n).is_some());
         let scores = p.model_scores();
         let changes: Vec<MembershipChange> = match touched {
-            Some(t) => set.on_change(&mut state, p, &p.window_events, scores, t, Extra::default(), now),
+            Some(t) => {
+                // A score changed, or consent did (`profiling` decides whether scores are read).
+                let extra = Extra {
+                    scores_changed: t.scores || t.consent,
+                };
+                set.on_change(&mut state, p, &p.window_events, scores, t, extra, now)
+            }
             None => {
                 let fresh = set.evaluate_all(p, &p.window_events, scores, now);
                 let changes = fresh

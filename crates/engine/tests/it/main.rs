@@ -5,4 +5,5 @@
 
 mod failures;
 mod import;
+mod models;
 mod schema;

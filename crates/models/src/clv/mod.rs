@@ -2,12 +2,14 @@
 //! customer's repeat frequency, recency, age and mean spend over a calibration period;
 //! [`bgnbd`] fits the BG/NBD model (Fader, Hardie & Lee 2005, "Counting Your Customers the
 //! Easy Way") and predicts purchases and P(alive); [`gamma_gamma`] fits spend per transaction
-//! (Fader, Hardie & Lee 2005, "RFM and CLV"). Checked against the papers' CDNOW figures.
+//! (Fader, Hardie & Lee 2005, "RFM and CLV"); [`value`] sums the discounted value over a
+//! horizon. Checked against the papers' CDNOW figures.
 
 pub mod bgnbd;
 pub mod gamma_gamma;
 mod optimize;
 pub mod summary;
+pub mod value;
 
 /// Why a model could not be fitted.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

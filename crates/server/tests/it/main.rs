@@ -11,6 +11,7 @@ mod delivery;
 mod experiments;
 mod hardening;
 mod ingest;
+mod models;
 mod preferences;
 mod privacy;
 mod profiles;

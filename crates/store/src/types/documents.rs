@@ -34,6 +34,8 @@ pub enum DocumentKind {
     Experiment,
     /// An outbound webhook endpoint (its secrets included: see docs/integrations.md).
     Webhook,
+    /// A trained model's version, or a model's registry entry (docs/models.md).
+    Model,
 }
 
 impl DocumentKind {
@@ -46,6 +48,7 @@ impl DocumentKind {
             DocumentKind::Broadcast => "broadcast",
             DocumentKind::Experiment => "experiment",
             DocumentKind::Webhook => "webhook",
+            DocumentKind::Model => "model",
         }
     }
 }

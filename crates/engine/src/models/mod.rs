@@ -1,0 +1,304 @@
+//! Models over the store: training from profiles ([`training`]), the registry of versions
+//! ([`registry`]), and scoring into profiles ([`scorer`]), live on every change inside the
+//! ingest pipeline or in batch over every profile. The algorithms themselves are in the pure
+//! `missive-models` crate.
+//!
+//! Training reads the store and runs on the blocking pool, off the ingest path: the running
+//! server keeps ingesting while a model trains.
+
+pub mod registry;
+pub mod scorer;
+pub mod training;
+
+use chrono::{DateTime, Duration, Utc};
+use missive_models::classify::{self, TrainOptions};
+use missive_models::cluster::{self, ClusterReport};
+use missive_models::features::FeatureSpec;
+use missive_segment::Segment;
+use missive_store::Store;
+use serde::Serialize;
+
+pub use registry::{ModelEntry, ModelKind, ModelVersion, RegistryError, TrainingData};
+pub use scorer::{Scorer, ScoringSet};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Train(#[from] classify::TrainError),
+    #[error(transparent)]
+    Cluster(#[from] cluster::ClusterError),
+    #[error(transparent)]
+    Features(#[from] missive_models::features::FeatureError),
+    #[error("the label: {0}")]
+    Label(#[from] missive_segment::SegmentError),
+    #[error("the label reads segment {0:?}: a label must be about the person's own data")]
+    LabelReadsSegment(String),
+    #[error("no profile with `profiling` consent was seen by the cutoff: nothing to train on")]
+    NoRows,
+    #[error("clustering from the store supports k-means (it scores new profiles by the nearest centre)")]
+    ClusterAlgorithm,
+    #[error(transparent)]
+    Store(#[from] missive_store::StoreError),
+    #[error(transparent)]
+    Engine(#[from] std::sync::Arc<crate::EngineError>),
+    #[error("training stopped: {0}")]
+    Join(String),
+}
+
+/// A propensity model to train from the store.
+#[derive(Debug, Clone)]
+pub struct PropensityRequest {
+    pub name: String,
+    /// The label in the segment language, evaluated at cutoff + horizon.
+    pub label: String,
+    pub cutoff: DateTime<Utc>,
+    pub horizon: Duration,
+    pub features: FeatureSpec,
+    pub traits: Vec<String>,
+    pub options: TrainOptions,
+    pub max_profiles: usize,
+    pub trained_by: String,
+}
+
+/// A clustering model to train from the store (K-Means: k given, or chosen by silhouette).
+#[derive(Debug, Clone)]
+pub struct ClusterRequest {
+    pub name: String,
+    pub cutoff: DateTime<Utc>,
+    pub k: Option<usize>,
+    pub max_k: usize,
+    pub features: FeatureSpec,
+    pub traits: Vec<String>,
+    pub max_profiles: usize,
+    pub seed: u64,
+    pub trained_by: String,
+}
+
+/// What training reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct Trained {
+    pub name: String,
+    pub version: u32,
+    pub accepted: bool,
+    pub verdict: String,
+    pub data: TrainingData,
+    pub metrics: serde_json::Value,
+}
+
+pub struct Models {
+    store: Store,
+    engine: crate::Engine,
+}
+
+fn trained(v: &ModelVersion) -> Trained {
+    Trained {
+        name: v.name.clone(),
+        version: v.version,
+        accepted: v.accepted,
+        verdict: v.verdict.clone(),
+        data: v.data.clone(),
+        metrics: v.metrics.clone(),
+    }
+}
+
+impl Models {
+    pub fn new(store: Store, engine: crate::Engine) -> Self {
+        Self { store, engine }
+    }
+
+    /// Trains a propensity model from the store and saves it as a new version (not active:
+    /// [`Models::activate`] does that, and refuses a version validation refused).
+    pub async fn train_propensity(
+        &self,
+        r: PropensityRequest,
+        schema: &missive_segment::Schema,
+        now: DateTime<Utc>,
+    ) -> Result<Trained, ModelError> {
+        registry::check_name(&r.name)?;
+        r.features.check()?;
+        let label = Segment::compile(&r.label, schema)?;
+        if let Some(s) = label.inputs().segments.iter().next() {
+            return Err(ModelError::LabelReadsSegment(s.clone()));
+        }
+        self.engine.sync().await?;
+        let table = training::StoreTable {
+            cutoff: r.cutoff,
+            label: Some((label, r.horizon)),
+            features: r.features.clone(),
+            traits: r.traits.clone(),
+            category_cap: 20,
+            max_profiles: r.max_profiles,
+            seed: r.options.seed,
+        };
+        let (data, spec, stats) = training::build(&self.store, &table, |n| {
+            tracing::info!(profiles = n, "model training: reading profiles");
+        })
+        .await?;
+        if stats.rows == 0 {
+            return Err(ModelError::NoRows);
+        }
+        let options = r.options.clone();
+        let report = tokio::task::spawn_blocking(move || classify::train(&data, &options))
+            .await
+            .map_err(|e| ModelError::Join(e.to_string()))??;
+        let Some(classifier) = report.model.clone() else {
+            return Err(ModelError::Join("no model came out of training".into()));
+        };
+        let v = ModelVersion {
+            name: r.name.clone(),
+            version: 0,
+            kind: ModelKind::Propensity,
+            trained_at: now,
+            trained_by: r.trained_by,
+            data: TrainingData {
+                cutoff: r.cutoff,
+                horizon_days: Some(r.horizon.num_days()),
+                label: Some(r.label),
+                rows: stats.rows,
+                positives: Some(stats.positives),
+                left_out_no_consent: stats.no_consent,
+                left_out_not_yet_seen: stats.not_yet_seen,
+                sampled: stats.sampled,
+            },
+            features: spec,
+            params: serde_json::to_value(report.params).unwrap_or_default(),
+            metrics: serde_json::to_value(&report).unwrap_or_default(),
+            accepted: report.verdict.accepted,
+            verdict: report.verdict.reason.clone(),
+            scorer: Scorer::Propensity { classifier },
+        };
+        let v = registry::save(&self.store, v, now).await?;
+        Ok(trained(&v))
+    }
+
+    /// Trains K-Means on the profiles' features as of `cutoff` and saves a new version.
+    pub async fn train_cluster(&self, r: ClusterRequest, now: DateTime<Utc>) -> Result<Trained, ModelError> {
+        registry::check_name(&r.name)?;
+        r.features.check()?;
+        self.engine.sync().await?;
+        let table = training::StoreTable {
+            cutoff: r.cutoff,
+            label: None,
+            features: r.features.clone(),
+            traits: r.traits.clone(),
+            category_cap: 20,
+            max_profiles: r.max_profiles,
+            seed: r.seed,
+        };
+        let (data, spec, stats) = training::build(&self.store, &table, |_| {}).await?;
+        if stats.rows == 0 {
+            return Err(ModelError::NoRows);
+        }
+        let algorithm = cluster::Algorithm::KMeans {
+            k: r.k,
+            max_k: r.max_k,
+            restarts: 4,
+        };
+        let seed = r.seed;
+        let report: ClusterReport =
+            tokio::task::spawn_blocking(move || cluster::run(&data, &algorithm, seed))
+                .await
+                .map_err(|e| ModelError::Join(e.to_string()))??;
+        let (Some(kmeans), Some(scaler)) = (report.model.clone(), report.scaler.clone()) else {
+            return Err(ModelError::ClusterAlgorithm);
+        };
+        let v = ModelVersion {
+            name: r.name.clone(),
+            version: 0,
+            kind: ModelKind::Cluster,
+            trained_at: now,
+            trained_by: r.trained_by,
+            data: TrainingData {
+                cutoff: r.cutoff,
+                horizon_days: None,
+                label: None,
+                rows: stats.rows,
+                positives: None,
+                left_out_no_consent: stats.no_consent,
+                left_out_not_yet_seen: stats.not_yet_seen,
+                sampled: stats.sampled,
+            },
+            features: spec,
+            params: serde_json::json!({ "algorithm": "kmeans", "k": kmeans.k() }),
+            metrics: serde_json::to_value(&report).unwrap_or_default(),
+            accepted: report.clusters.len() > 1,
+            verdict: if report.clusters.len() > 1 {
+                format!(
+                    "{} clusters, silhouette {:.3}",
+                    report.clusters.len(),
+                    report.silhouette.unwrap_or(0.0)
+                )
+            } else {
+                "refused: one cluster only".into()
+            },
+            scorer: Scorer::Cluster { scaler, kmeans },
+        };
+        let v = registry::save(&self.store, v, now).await?;
+        Ok(trained(&v))
+    }
+
+    pub async fn list(&self) -> Result<Vec<ModelEntry>, ModelError> {
+        Ok(registry::list(&self.store).await?)
+    }
+
+    /// A model's entry and its versions (newest first).
+    pub async fn show(&self, name: &str) -> Result<(ModelEntry, Vec<ModelVersion>), ModelError> {
+        let e = registry::entry(&self.store, name)
+            .await?
+            .ok_or_else(|| RegistryError::NotFound(name.to_owned()))?;
+        let mut versions = Vec::new();
+        for n in (1..=e.latest).rev() {
+            match registry::version(&self.store, name, n).await {
+                Ok(v) => versions.push(v),
+                Err(RegistryError::NoVersion { .. }) => {}
+                Err(err) => return Err(err.into()),
+            }
+        }
+        Ok((e, versions))
+    }
+
+    /// Activates a version (default: the latest) and scores every profile with it; answers
+    /// with the entry and the profiles scored. Activating an earlier version is the rollback.
+    pub async fn activate(
+        &self,
+        name: &str,
+        version: Option<u32>,
+        live: bool,
+        now: DateTime<Utc>,
+    ) -> Result<(ModelEntry, u64), ModelError> {
+        let e = registry::activate(&self.store, name, version, live, now).await?;
+        let scored = self.reload(Some(name.to_owned())).await?;
+        Ok((e, scored))
+    }
+
+    /// Scores every profile with the model's active version (batch scoring).
+    pub async fn score(&self, name: &str) -> Result<u64, ModelError> {
+        let e = registry::entry(&self.store, name)
+            .await?
+            .ok_or_else(|| RegistryError::NotFound(name.to_owned()))?;
+        if e.active.is_none() {
+            return Err(RegistryError::NotFound(format!("{name} (no active version)")).into());
+        }
+        self.reload(Some(name.to_owned())).await
+    }
+
+    pub async fn deactivate(&self, name: &str, now: DateTime<Utc>) -> Result<ModelEntry, ModelError> {
+        let e = registry::deactivate(&self.store, name, now).await?;
+        self.reload(None).await?;
+        Ok(e)
+    }
+
+    pub async fn delete(&self, name: &str) -> Result<(), ModelError> {
+        registry::delete(&self.store, name).await?;
+        self.reload(None).await?;
+        Ok(())
+    }
+
+    /// Hands the active versions to the pipeline, scoring every profile with `rescore`.
+    async fn reload(&self, rescore: Option<String>) -> Result<u64, ModelError> {
+        let set = registry::scoring_set(&self.store).await?;
+        Ok(self.engine.use_models(set, rescore, None).await?)
+    }
+}

@@ -1,0 +1,290 @@
+//! The model registry, kept as documents of kind `model`: one per trained version (`NAME@N`:
+//! its data window, features, hyperparameters, metrics, who trained it, and the model itself)
+//! and one entry per model (`NAME`: the latest version and the active one, scored live or in
+//! batch). One version is active at a time; activating an earlier one is the rollback.
+
+use chrono::{DateTime, Utc};
+use missive_models::features::FeatureSpec;
+use missive_store::{DocumentKind, DocumentRecord, Store, StoreError, all_documents};
+use serde::{Deserialize, Serialize};
+
+use super::scorer::{ActiveModel, Scorer, ScoringSet};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelKind {
+    Propensity,
+    Cluster,
+}
+
+/// Where a version's training data came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingData {
+    /// Features as of this instant.
+    pub cutoff: DateTime<Utc>,
+    /// The label's window after the cutoff (propensity), in days.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub horizon_days: Option<i64>,
+    /// The label, in the segment language, evaluated at the end of the window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    pub rows: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub positives: Option<usize>,
+    /// Profiles left out: no `profiling` consent, or not yet seen at the cutoff.
+    pub left_out_no_consent: usize,
+    pub left_out_not_yet_seen: usize,
+    /// True when the profiles were a sample (over the training budget).
+    pub sampled: bool,
+}
+
+/// One trained version.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelVersion {
+    pub name: String,
+    pub version: u32,
+    pub kind: ModelKind,
+    pub trained_at: DateTime<Utc>,
+    pub trained_by: String,
+    pub data: TrainingData,
+    pub features: FeatureSpec,
+    /// The algorithm and its hyperparameters.
+    pub params: serde_json::Value,
+    /// The training report: cross-validation, holdout, calibration, importances (propensity);
+    /// sizes, silhouette and summaries (clusters).
+    pub metrics: serde_json::Value,
+    /// Whether validation accepted it (a refused version cannot be activated).
+    pub accepted: bool,
+    pub verdict: String,
+    pub scorer: Scorer,
+}
+
+/// A model's registry entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelEntry {
+    pub name: String,
+    pub kind: ModelKind,
+    pub latest: u32,
+    pub active: Option<u32>,
+    /// Scored on every profile change (else in batch only).
+    pub live: bool,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("model {0:?} does not exist")]
+    NotFound(String),
+    #[error("model {name:?} has no version {version}")]
+    NoVersion { name: String, version: u32 },
+    #[error("model {name:?} version {version} was refused by validation ({verdict}): it cannot be activated")]
+    Refused {
+        name: String,
+        version: u32,
+        verdict: String,
+    },
+    #[error(
+        "invalid model name {0:?}: use 1 to 64 lowercase letters, digits and underscores, starting with a letter"
+    )]
+    InvalidName(String),
+    #[error("model {name:?} is a {existing:?} model: a {new:?} model needs another name")]
+    KindMismatch {
+        name: String,
+        existing: ModelKind,
+        new: ModelKind,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("stored model {0:?} does not read: {1}")]
+    Corrupt(String, String),
+}
+
+/// A name segments can read as `scores.NAME`.
+pub fn check_name(name: &str) -> Result<(), RegistryError> {
+    let ok = (1..=64).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && name != "cluster";
+    if ok {
+        Ok(())
+    } else {
+        Err(RegistryError::InvalidName(name.to_owned()))
+    }
+}
+
+fn version_doc(name: &str, version: u32) -> String {
+    format!("{name}@{version}")
+}
+
+fn read<T: serde::de::DeserializeOwned>(d: &DocumentRecord) -> Result<T, RegistryError> {
+    serde_json::from_value(d.body.clone()).map_err(|e| RegistryError::Corrupt(d.name.clone(), e.to_string()))
+}
+
+async fn put<T: Serialize>(
+    store: &Store,
+    name: String,
+    body: &T,
+    now: DateTime<Utc>,
+) -> Result<(), RegistryError> {
+    let body = serde_json::to_value(body).map_err(|e| RegistryError::Corrupt(name.clone(), e.to_string()))?;
+    store
+        .documents()
+        .put_documents(vec![DocumentRecord {
+            kind: DocumentKind::Model,
+            name,
+            version: 0,
+            body,
+            updated_at: now,
+        }])
+        .await?;
+    Ok(())
+}
+
+pub async fn entry(store: &Store, name: &str) -> Result<Option<ModelEntry>, RegistryError> {
+    match store.documents().get_document(DocumentKind::Model, name).await? {
+        Some(d) => Ok(Some(read(&d)?)),
+        None => Ok(None),
+    }
+}
+
+/// Every model's entry, by name.
+pub async fn list(store: &Store) -> Result<Vec<ModelEntry>, RegistryError> {
+    all_documents(store.documents().as_ref(), DocumentKind::Model)
+        .await?
+        .iter()
+        .filter(|d| !d.name.contains('@'))
+        .map(read)
+        .collect()
+}
+
+pub async fn version(store: &Store, name: &str, version: u32) -> Result<ModelVersion, RegistryError> {
+    let d = store
+        .documents()
+        .get_document(DocumentKind::Model, &version_doc(name, version))
+        .await?
+        .ok_or_else(|| RegistryError::NoVersion {
+            name: name.to_owned(),
+            version,
+        })?;
+    read(&d)
+}
+
+/// Stores a new version (numbered after the latest); the entry keeps its active version.
+pub async fn save(
+    store: &Store,
+    mut v: ModelVersion,
+    now: DateTime<Utc>,
+) -> Result<ModelVersion, RegistryError> {
+    check_name(&v.name)?;
+    let mut e = entry(store, &v.name).await?.unwrap_or(ModelEntry {
+        name: v.name.clone(),
+        kind: v.kind,
+        latest: 0,
+        active: None,
+        live: false,
+        updated_at: now,
+    });
+    if e.kind != v.kind {
+        return Err(RegistryError::KindMismatch {
+            name: v.name,
+            existing: e.kind,
+            new: v.kind,
+        });
+    }
+    e.latest += 1;
+    e.updated_at = now;
+    v.version = e.latest;
+    put(store, version_doc(&v.name, v.version), &v, now).await?;
+    put(store, v.name.clone(), &e, now).await?;
+    Ok(v)
+}
+
+/// Makes `version` (default: the latest) the active one, scored live or in batch.
+pub async fn activate(
+    store: &Store,
+    name: &str,
+    version: Option<u32>,
+    live: bool,
+    now: DateTime<Utc>,
+) -> Result<ModelEntry, RegistryError> {
+    let mut e = entry(store, name)
+        .await?
+        .ok_or_else(|| RegistryError::NotFound(name.to_owned()))?;
+    let n = version.unwrap_or(e.latest);
+    let v = self::version(store, name, n).await?;
+    if !v.accepted {
+        return Err(RegistryError::Refused {
+            name: name.to_owned(),
+            version: n,
+            verdict: v.verdict,
+        });
+    }
+    e.active = Some(n);
+    e.live = live;
+    e.updated_at = now;
+    put(store, name.to_owned(), &e, now).await?;
+    Ok(e)
+}
+
+/// Stops scoring with the model (its scores stay until the profiles are scored again).
+pub async fn deactivate(store: &Store, name: &str, now: DateTime<Utc>) -> Result<ModelEntry, RegistryError> {
+    let mut e = entry(store, name)
+        .await?
+        .ok_or_else(|| RegistryError::NotFound(name.to_owned()))?;
+    e.active = None;
+    e.updated_at = now;
+    put(store, name.to_owned(), &e, now).await?;
+    Ok(e)
+}
+
+/// Deletes the model and every version of it.
+pub async fn delete(store: &Store, name: &str) -> Result<(), RegistryError> {
+    let e = entry(store, name)
+        .await?
+        .ok_or_else(|| RegistryError::NotFound(name.to_owned()))?;
+    for v in 1..=e.latest {
+        store
+            .documents()
+            .delete_document(DocumentKind::Model, &version_doc(name, v))
+            .await?;
+    }
+    store
+        .documents()
+        .delete_document(DocumentKind::Model, name)
+        .await?;
+    Ok(())
+}
+
+/// The active version of every model, for the pipeline.
+pub async fn scoring_set(store: &Store) -> Result<ScoringSet, RegistryError> {
+    let mut models = Vec::new();
+    for e in list(store).await? {
+        let Some(n) = e.active else { continue };
+        let v = version(store, &e.name, n).await?;
+        models.push(ActiveModel {
+            name: e.name,
+            version: n,
+            live: e.live,
+            features: v.features,
+            scorer: v.scorer,
+        });
+    }
+    Ok(ScoringSet { models })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_segments_can_read() {
+        for ok in ["churn", "buy_again_30d", "clv2"] {
+            assert!(check_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "Churn", "2x", "a-b", "cluster", &"a".repeat(65)] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+    }
+}

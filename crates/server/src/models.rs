@@ -1,0 +1,320 @@
+//! The models API: `/v1/models` (list), `/v1/models/{name}` (the entry and every version, with
+//! its validation report as data: folds, holdout, calibration table, importances; delete),
+//! `/v1/models/{name}/train` (a new version from the store's profiles),
+//! `/v1/models/{name}/activate` and `/v1/models/{name}/deactivate`. See docs/models.md.
+//!
+//! Training runs while the request waits (minutes on a large store): it reads the store and
+//! fits on the blocking pool, off the ingest path.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use chrono::{DateTime, NaiveDate, Utc};
+use missive_core::ErrorCode;
+use missive_engine::models::{
+    ClusterRequest, ModelEntry, ModelError, ModelVersion, PropensityRequest, RegistryError, Trained,
+};
+use missive_models::classify::{self, Algorithm, Params, TrainOptions};
+use missive_models::features::FeatureSpec;
+use serde::{Deserialize, Serialize};
+
+use crate::auth::{Marketing, Reports, RequireRole};
+use crate::error::JsonBody;
+use crate::{ApiError, AppState};
+
+pub(crate) fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/models", get(list))
+        .route("/v1/models/{name}", get(show).delete(delete))
+        .route("/v1/models/{name}/train", post(train))
+        .route("/v1/models/{name}/activate", post(activate))
+        .route("/v1/models/{name}/deactivate", post(deactivate))
+}
+
+fn invalid(field: &'static str, why: impl std::fmt::Display) -> ApiError {
+    ApiError::bad_request(ErrorCode::ModelInvalid, format!("invalid {field}: {why}")).with_field(field)
+}
+
+impl From<ModelError> for ApiError {
+    fn from(e: ModelError) -> Self {
+        match e {
+            ModelError::Registry(RegistryError::NotFound(_) | RegistryError::NoVersion { .. }) => {
+                ApiError::not_found(e.to_string())
+            }
+            ModelError::Registry(RegistryError::InvalidName(_)) => invalid("name", &e),
+            ModelError::Registry(r @ RegistryError::Refused { .. }) => {
+                ApiError::new(StatusCode::CONFLICT, ErrorCode::ModelRefused, r.to_string())
+            }
+            ModelError::Registry(r @ RegistryError::KindMismatch { .. }) => invalid("kind", r),
+            ModelError::Label(l) => invalid("label", l),
+            e @ ModelError::LabelReadsSegment(_) => invalid("label", e),
+            ModelError::Features(f) => invalid("events", f),
+            ModelError::Train(t) => ApiError::bad_request(ErrorCode::ModelInvalid, t.to_string()),
+            e @ (ModelError::NoRows | ModelError::ClusterAlgorithm) => {
+                ApiError::bad_request(ErrorCode::ModelInvalid, e.to_string())
+            }
+            ModelError::Cluster(c) => ApiError::bad_request(ErrorCode::ModelInvalid, c.to_string()),
+            ModelError::Store(s) => ApiError::from(s),
+            ModelError::Registry(RegistryError::Store(s)) => ApiError::from(s),
+            e @ (ModelError::Registry(RegistryError::Corrupt(..))
+            | ModelError::Engine(_)
+            | ModelError::Join(_)) => ApiError::internal(&e),
+        }
+    }
+}
+
+fn models(state: &AppState) -> missive_engine::models::Models {
+    missive_engine::models::Models::new(state.engine.store().clone(), state.engine.clone())
+}
+
+/// `GET /v1/models`
+pub async fn list(
+    _: RequireRole<Reports>,
+    State(state): State<AppState>,
+) -> Result<Json<Vec<ModelEntry>>, ApiError> {
+    Ok(Json(models(&state).list().await?))
+}
+
+#[derive(Serialize)]
+pub struct Shown {
+    model: ModelEntry,
+    versions: Vec<VersionOut>,
+}
+
+/// A version as the API shows it: everything but the fitted model itself.
+#[derive(Serialize)]
+pub struct VersionOut {
+    version: u32,
+    trained_at: DateTime<Utc>,
+    trained_by: String,
+    accepted: bool,
+    verdict: String,
+    data: missive_engine::models::TrainingData,
+    features: Vec<String>,
+    params: serde_json::Value,
+    metrics: serde_json::Value,
+}
+
+fn version_out(v: ModelVersion) -> VersionOut {
+    VersionOut {
+        version: v.version,
+        trained_at: v.trained_at,
+        trained_by: v.trained_by,
+        accepted: v.accepted,
+        verdict: v.verdict,
+        data: v.data,
+        features: v.features.names(),
+        params: v.params,
+        metrics: v.metrics,
+    }
+}
+
+/// `GET /v1/models/{name}`: the entry and the versions, newest first.
+pub async fn show(
+    _: RequireRole<Reports>,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Shown>, ApiError> {
+    let (model, versions) = models(&state).show(&name).await?;
+    Ok(Json(Shown {
+        model,
+        versions: versions.into_iter().map(version_out).collect(),
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Kind {
+    Propensity,
+    Cluster,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainIn {
+    kind: Kind,
+    /// Propensity: the label in the segment language, evaluated `horizon_days` after the cutoff.
+    #[serde(default)]
+    label: Option<String>,
+    #[serde(default)]
+    cutoff: Option<NaiveDate>,
+    #[serde(default = "thirty")]
+    horizon_days: i64,
+    /// `gbm` (default), `rf` or `logistic`.
+    #[serde(default)]
+    algorithm: Option<String>,
+    /// Fixed hyperparameters (no grid search), as strings or numbers.
+    #[serde(default)]
+    params: serde_json::Map<String, serde_json::Value>,
+    #[serde(default = "five")]
+    folds: usize,
+    #[serde(default)]
+    events: Vec<String>,
+    #[serde(default)]
+    traits: Vec<String>,
+    /// Clusters: k (default: chosen by silhouette up to `max_k`).
+    #[serde(default)]
+    k: Option<usize>,
+    #[serde(default = "eight")]
+    max_k: usize,
+    #[serde(default = "budget")]
+    max_profiles: usize,
+}
+
+fn thirty() -> i64 {
+    30
+}
+fn five() -> usize {
+    5
+}
+fn eight() -> usize {
+    8
+}
+fn budget() -> usize {
+    200_000
+}
+
+/// `POST /v1/models/{name}/train`: a new version from the store's profiles (201, with the
+/// validation report); `accepted: false` says why it may not be activated.
+pub async fn train(
+    role: RequireRole<Marketing>,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody<TrainIn>,
+) -> Result<(StatusCode, Json<Trained>), ApiError> {
+    let now = state.engine.clock().now();
+    let cutoff = body
+        .cutoff
+        .map_or(now, |d| d.and_time(chrono::NaiveTime::MIN).and_utc());
+    let mut features = FeatureSpec::default();
+    if !body.events.is_empty() {
+        features.events = body.events.clone();
+    }
+    let by = format!("api:{}", role.caller.key_id);
+    let trained = match body.kind {
+        Kind::Propensity => {
+            let label = body
+                .label
+                .clone()
+                .ok_or_else(|| invalid("label", "a propensity model needs a label"))?;
+            if !(1..=365).contains(&body.horizon_days) {
+                return Err(invalid("horizon_days", "1 to 365"));
+            }
+            let algorithm = match body.algorithm.as_deref().unwrap_or("gbm") {
+                "gbm" => Algorithm::GradientBoosting,
+                "rf" => Algorithm::RandomForest,
+                "logistic" => Algorithm::Logistic,
+                other => {
+                    return Err(invalid(
+                        "algorithm",
+                        format!("`{other}`: use gbm, rf or logistic"),
+                    ));
+                }
+            };
+            let settings: Vec<(String, String)> = body
+                .params
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
+                .collect();
+            let params = if settings.is_empty() {
+                None
+            } else {
+                Some(Params::with(algorithm, &settings).map_err(|e| invalid("params", e))?)
+            };
+            let schema = missive_engine::segments::Segments::new(state.engine.store().clone())
+                .schema()
+                .await?;
+            let req = PropensityRequest {
+                name: name.clone(),
+                label,
+                cutoff,
+                horizon: chrono::Duration::days(body.horizon_days),
+                features,
+                traits: body.traits,
+                options: TrainOptions {
+                    algorithm,
+                    params,
+                    folds: body.folds.clamp(2, 20),
+                    ..classify::TrainOptions::default()
+                },
+                max_profiles: body.max_profiles,
+                trained_by: by,
+            };
+            models(&state).train_propensity(req, &schema, now).await?
+        }
+        Kind::Cluster => {
+            let req = ClusterRequest {
+                name: name.clone(),
+                cutoff,
+                k: body.k,
+                max_k: body.max_k.clamp(2, 30),
+                features,
+                traits: body.traits,
+                max_profiles: body.max_profiles,
+                seed: 7,
+                trained_by: by,
+            };
+            models(&state).train_cluster(req, now).await?
+        }
+    };
+    Ok((StatusCode::CREATED, Json(trained)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActivateIn {
+    #[serde(default)]
+    version: Option<u32>,
+    /// Scored on every profile change (default), or in batch only.
+    #[serde(default = "yes")]
+    live: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Serialize)]
+pub struct Activated {
+    model: ModelEntry,
+    profiles_scored: u64,
+}
+
+/// `POST /v1/models/{name}/activate`: scores every profile with the version before answering.
+pub async fn activate(
+    _: RequireRole<Marketing>,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody<ActivateIn>,
+) -> Result<Json<Activated>, ApiError> {
+    let now = state.engine.clock().now();
+    let (model, profiles_scored) = models(&state)
+        .activate(&name, body.version, body.live, now)
+        .await?;
+    Ok(Json(Activated {
+        model,
+        profiles_scored,
+    }))
+}
+
+/// `POST /v1/models/{name}/deactivate`
+pub async fn deactivate(
+    _: RequireRole<Marketing>,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<ModelEntry>, ApiError> {
+    let now = state.engine.clock().now();
+    Ok(Json(models(&state).deactivate(&name, now).await?))
+}
+
+/// `DELETE /v1/models/{name}`: the model and every version (204).
+pub async fn delete(
+    _: RequireRole<Marketing>,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    models(&state).delete(&name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

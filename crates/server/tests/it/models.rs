@@ -1,0 +1,125 @@
+//! The models API over HTTP: a propensity model trained from profiles sent through the
+//! tracking API, shown with its validation report as data, activated (scores in profiles),
+//! and the errors it answers with.
+
+use chrono::Duration;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::support::{TestApp, start_time};
+
+/// Customers who ordered three times before the cutoff mostly order again within the window
+/// after it; those who ordered once mostly do not.
+fn history() -> Vec<Value> {
+    // Relative to the server's clock (events later than it would be clamped to it).
+    let start = start_time() - Duration::days(150);
+    let day = |d: i64| (start + Duration::days(d)).to_rfc3339();
+    let mut out = Vec::new();
+    for i in 0..160 {
+        let u = format!("m{i}");
+        out.push(json!({"type": "identify", "userId": u, "timestamp": day(0),
+            "traits": {"consent": {"profiling": true}}}));
+        let orders: Vec<i64> = match (i % 2 == 0, i % 5 == 0) {
+            (true, false) => vec![30, 60, 90, 125],
+            (true, true) => vec![30, 60, 90],
+            (false, false) => vec![14],
+            (false, true) => vec![14, 126],
+        };
+        for d in orders {
+            out.push(json!({"type": "track", "userId": u, "event": "Order Completed",
+                "timestamp": day(d + i % 7), "properties": {"revenue": 50}}));
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn models_train_show_activate_and_refuse_what_they_cannot_do() {
+    let app = TestApp::spawn().await;
+    for chunk in history().chunks(100) {
+        let (status, body) = app.post("/v1/batch", json!({"batch": chunk})).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    app.sync().await;
+    let cutoff = (start_time() - Duration::days(30)).date_naive().to_string();
+    let train = json!({
+        "kind": "propensity",
+        "label": "count(event \"Order Completed\" within 29d) >= 1",
+        "cutoff": cutoff, "horizon_days": 29,
+        "algorithm": "logistic", "params": {"c": 1}
+    });
+    let (status, trained) = app
+        .admin(Method::POST, "/v1/models/buy_again/train", Some(train.clone()))
+        .await;
+    assert_eq!(status, 201, "{trained}");
+    assert_eq!(trained["version"], 1);
+    assert_eq!(trained["accepted"], true, "{trained}");
+    assert_eq!(trained["data"]["rows"], 160);
+
+    // The report is data: folds, holdout, calibration, importances.
+    let (status, shown) = app.get("/v1/models/buy_again").await;
+    assert_eq!(status, 200);
+    let v = &shown["versions"][0];
+    assert_eq!(
+        v["metrics"]["cross_validation"]["folds"]
+            .as_array()
+            .unwrap()
+            .len(),
+        5
+    );
+    assert!(v["metrics"]["holdout"]["calibration"].as_array().is_some(), "{v}");
+    assert!(
+        v["features"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f == "orders_count")
+    );
+    assert!(v.get("scorer").is_none(), "the fitted model itself is not shown");
+
+    let (status, act) = app
+        .admin(Method::POST, "/v1/models/buy_again/activate", Some(json!({})))
+        .await;
+    assert_eq!(status, 200, "{act}");
+    assert_eq!(act["profiles_scored"], 160);
+    let (_, p) = app.get("/v1/profiles/m2").await;
+    assert!(p["scores"]["buy_again"].as_f64().unwrap() > 0.5, "{p}");
+    let (_, listed) = app.get("/v1/models").await;
+    assert_eq!(listed[0]["active"], 1);
+
+    // Errors: a bad name, a bad label (with the field), an unknown model, a bad algorithm.
+    let (status, e) = app
+        .admin(Method::POST, "/v1/models/Buy-Again/train", Some(train.clone()))
+        .await;
+    assert_eq!(
+        (status, e["code"].as_str(), e["field"].as_str()),
+        (400, Some("model_invalid"), Some("name")),
+        "{e}"
+    );
+    let mut bad = train.clone();
+    bad["label"] = json!("count(event \"Order Completed\" within 29d) >= \"x\"");
+    let (status, e) = app
+        .admin(Method::POST, "/v1/models/buy_again/train", Some(bad))
+        .await;
+    assert_eq!((status, e["field"].as_str()), (400, Some("label")), "{e}");
+    let (status, _) = app.get("/v1/models/nothing").await;
+    assert_eq!(status, 404);
+    let mut bad = train.clone();
+    bad["algorithm"] = json!("svm");
+    let (status, e) = app
+        .admin(Method::POST, "/v1/models/buy_again/train", Some(bad))
+        .await;
+    assert_eq!((status, e["field"].as_str()), (400, Some("algorithm")), "{e}");
+    // A label no one meets leaves a single class: refused before training.
+    let mut none = train.clone();
+    none["label"] = json!("count(event \"Order Completed\" within 29d) >= 100");
+    let (status, e) = app
+        .admin(Method::POST, "/v1/models/never/train", Some(none))
+        .await;
+    assert_eq!((status, e["code"].as_str()), (400, Some("model_invalid")), "{e}");
+
+    let (status, _) = app.admin(Method::DELETE, "/v1/models/buy_again", None).await;
+    assert_eq!(status, 204);
+    let (status, _) = app.get("/v1/models/buy_again").await;
+    assert_eq!(status, 404);
+}
