@@ -107,7 +107,8 @@ pub struct TableArgs {
     /// From the store: the model's name (segments read it as `scores.NAME`).
     #[arg(long)]
     name: Option<String>,
-    /// From the store: features as of this day (YYYY-MM-DD, UTC midnight; default: now).
+    /// From the store: features as of this day (YYYY-MM-DD, UTC midnight; default: now for
+    /// clusters, the label's window before now for propensity).
     #[arg(long)]
     cutoff: Option<NaiveDate>,
     /// From the store: a trait to use as a feature (repeatable): numeric, or one-hot.
@@ -305,13 +306,18 @@ async fn train_on_store(
                 Some(classify::Params::with(algorithm, &a.params)?)
             };
             anyhow::ensure!((1..=365).contains(&a.horizon_days), "--horizon-days: 1 to 365");
+            anyhow::ensure!((2..=20).contains(&a.folds), "--folds: 2 to 20");
             let schema = missive_engine::segments::Segments::new(engine.store().clone())
                 .schema()
                 .await?;
             let req = PropensityRequest {
                 name: name.clone(),
                 label: a.label.clone(),
-                cutoff: a.table.cutoff.map_or(now, utc_midnight),
+                // By default the label's window ends now: the cutoff is that long ago.
+                cutoff: a
+                    .table
+                    .cutoff
+                    .map_or(now - chrono::Duration::days(a.horizon_days), utc_midnight),
                 horizon: chrono::Duration::days(a.horizon_days),
                 features: feature_spec(&a.table),
                 traits: a.table.traits.clone(),

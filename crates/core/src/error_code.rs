@@ -83,6 +83,7 @@ codes! {
     WebhookExists => "webhook_exists",
     ModelInvalid => "model_invalid",
     ModelRefused => "model_refused",
+    ModelBusy => "model_busy",
     DeliveryOff => "delivery_off",
     Suppressed => "suppressed",
     RecipientNotConsented => "recipient_not_consented",

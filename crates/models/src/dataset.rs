@@ -342,6 +342,9 @@ pub fn read_csv(input: impl Read, opts: &CsvOptions) -> Result<(Dataset, Prepare
             });
         }
     }
+    if names.is_empty() {
+        return Err(DataError::NoFeatures);
+    }
     prep.rows_used = kept.len();
     Ok((
         Dataset {

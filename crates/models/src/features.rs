@@ -64,6 +64,10 @@ impl Default for FeatureSpec {
 pub enum FeatureError {
     #[error("window of {0} days: the profile keeps hourly counts for 90 days at most")]
     Window(i64),
+    #[error(
+        "trait `{0}` has a different value for most people (an identifier or personal detail): it cannot be a feature, and its values would be kept in the model"
+    )]
+    Identifier(String),
 }
 
 fn days(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
@@ -166,7 +170,16 @@ impl FeatureSpec {
     /// Adds traits to the spec, learning from the training profiles: a trait whose values are
     /// numbers becomes a numeric feature (missing: their median); any other becomes one-hot
     /// over its `cap` most frequent values.
-    pub fn learn_traits(&mut self, traits: &[String], profiles: &[&Profile], cap: usize) {
+    ///
+    /// A text trait with more distinct values than the cap and than half the profiles is
+    /// refused (an e-mail address, a name): its values would be stored in the model. A value is
+    /// encoded only when at least 10 profiles have it, so no value singles a person out.
+    pub fn learn_traits(
+        &mut self,
+        traits: &[String],
+        profiles: &[&Profile],
+        cap: usize,
+    ) -> Result<(), FeatureError> {
         for t in traits {
             let values: Vec<&serde_json::Value> = profiles
                 .iter()
@@ -182,13 +195,17 @@ impl FeatureSpec {
                 for v in values {
                     *counts.entry(text(v)).or_default() += 1;
                 }
-                let mut by: Vec<(String, usize)> = counts.into_iter().collect();
+                if counts.len() > cap && counts.len() * 2 > profiles.len() {
+                    return Err(FeatureError::Identifier(t.clone()));
+                }
+                let mut by: Vec<(String, usize)> = counts.into_iter().filter(|(_, n)| *n >= 10).collect();
                 by.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
                 by.truncate(cap);
                 self.categorical_traits
                     .push((t.clone(), by.into_iter().map(|(v, _)| v).collect()));
             }
         }
+        Ok(())
     }
 }
 

@@ -49,6 +49,13 @@ impl From<ModelError> for ApiError {
             }
             ModelError::Registry(r @ RegistryError::KindMismatch { .. }) => invalid("kind", r),
             ModelError::Label(l) => invalid("label", l),
+            e @ ModelError::LabelLeaks(_) => invalid("label", e),
+            e @ ModelError::Cutoff { .. } => invalid("cutoff", e),
+            ModelError::Limit { field, why } => invalid(field, why),
+            e @ ModelError::Busy => ApiError::new(StatusCode::CONFLICT, ErrorCode::ModelBusy, e.to_string()),
+            ModelError::Features(f @ missive_models::features::FeatureError::Identifier(_)) => {
+                invalid("traits", f)
+            }
             e @ ModelError::LabelReadsSegment(_) => invalid("label", e),
             ModelError::Features(f) => invalid("events", f),
             ModelError::Train(t) => ApiError::bad_request(ErrorCode::ModelInvalid, t.to_string()),
@@ -185,9 +192,21 @@ pub async fn train(
     JsonBody(body): JsonBody<TrainIn>,
 ) -> Result<(StatusCode, Json<Trained>), ApiError> {
     let now = state.engine.clock().now();
-    let cutoff = body
-        .cutoff
-        .map_or(now, |d| d.and_time(chrono::NaiveTime::MIN).and_utc());
+    if !(2..=20).contains(&body.folds) {
+        return Err(invalid("folds", "2 to 20"));
+    }
+    if !(2..=30).contains(&body.max_k) {
+        return Err(invalid("max_k", "2 to 30"));
+    }
+    if !(1..=365).contains(&body.horizon_days) {
+        return Err(invalid("horizon_days", "1 to 365"));
+    }
+    // A propensity label needs its window to have passed: by default the cutoff is that long ago.
+    let cutoff = match (body.cutoff, &body.kind) {
+        (Some(d), _) => d.and_time(chrono::NaiveTime::MIN).and_utc(),
+        (None, Kind::Propensity) => now - chrono::Duration::days(body.horizon_days),
+        (None, Kind::Cluster) => now,
+    };
     let mut features = FeatureSpec::default();
     if !body.events.is_empty() {
         features.events = body.events.clone();
@@ -199,9 +218,6 @@ pub async fn train(
                 .label
                 .clone()
                 .ok_or_else(|| invalid("label", "a propensity model needs a label"))?;
-            if !(1..=365).contains(&body.horizon_days) {
-                return Err(invalid("horizon_days", "1 to 365"));
-            }
             let algorithm = match body.algorithm.as_deref().unwrap_or("gbm") {
                 "gbm" => Algorithm::GradientBoosting,
                 "rf" => Algorithm::RandomForest,
@@ -236,7 +252,7 @@ pub async fn train(
                 options: TrainOptions {
                     algorithm,
                     params,
-                    folds: body.folds.clamp(2, 20),
+                    folds: body.folds,
                     ..classify::TrainOptions::default()
                 },
                 max_profiles: body.max_profiles,
@@ -249,7 +265,7 @@ pub async fn train(
                 name: name.clone(),
                 cutoff,
                 k: body.k,
-                max_k: body.max_k.clamp(2, 30),
+                max_k: body.max_k,
                 features,
                 traits: body.traits,
                 max_profiles: body.max_profiles,

@@ -19,7 +19,7 @@ use missive_store::Store;
 use serde::Serialize;
 
 pub use registry::{ModelEntry, ModelKind, ModelVersion, RegistryError, TrainingData};
-pub use scorer::{Scorer, ScoringSet};
+pub use scorer::{Rescore, Scorer, ScoringSet};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
@@ -45,6 +45,74 @@ pub enum ModelError {
     Engine(#[from] std::sync::Arc<crate::EngineError>),
     #[error("training stopped: {0}")]
     Join(String),
+    #[error(
+        "the cutoff plus the label's window ends at {ends}, after now: the label would not be known yet; choose a cutoff at least the window before now"
+    )]
+    Cutoff { ends: DateTime<Utc> },
+    #[error(
+        "the label {0}: it must look only at the window after the cutoff (events counted `within` at most the window), or it leaks what the features already say"
+    )]
+    LabelLeaks(String),
+    #[error("another model is training: try again when it is done")]
+    Busy,
+    #[error("{field}: {why}")]
+    Limit { field: &'static str, why: String },
+}
+
+/// The most a request may ask for, so that one training cannot take the server's memory.
+pub const MAX_PROFILES: usize = 1_000_000;
+pub const MAX_FEATURE_NAMES: usize = 50;
+
+/// Checks that `label` can be known `horizon` after the cutoff from that window alone.
+fn check_label(label: &Segment, horizon: Duration) -> Result<(), ModelError> {
+    let i = label.inputs();
+    if let Some(s) = i.segments.iter().next() {
+        return Err(ModelError::LabelReadsSegment(s.clone()));
+    }
+    if i.scores {
+        return Err(ModelError::LabelLeaks("reads model scores".into()));
+    }
+    if i.orders || i.seen {
+        return Err(ModelError::LabelLeaks(
+            "reads all-time orders or seen times: count `event \"Order Completed\" within` the window instead".into(),
+        ));
+    }
+    for (name, window) in &i.windows {
+        match window {
+            None => return Err(ModelError::LabelLeaks(format!("counts {name:?} over all time"))),
+            Some(w) if *w > horizon => {
+                return Err(ModelError::LabelLeaks(format!(
+                    "counts {name:?} over {} days, longer than the {}-day window",
+                    w.num_days(),
+                    horizon.num_days()
+                )));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+fn check_sizes(max_profiles: usize, events: usize, traits: usize) -> Result<(), ModelError> {
+    if max_profiles == 0 || max_profiles > MAX_PROFILES {
+        return Err(ModelError::Limit {
+            field: "max_profiles",
+            why: format!("1 to {MAX_PROFILES}"),
+        });
+    }
+    if events > MAX_FEATURE_NAMES {
+        return Err(ModelError::Limit {
+            field: "events",
+            why: format!("at most {MAX_FEATURE_NAMES} event names"),
+        });
+    }
+    if traits > MAX_FEATURE_NAMES {
+        return Err(ModelError::Limit {
+            field: "traits",
+            why: format!("at most {MAX_FEATURE_NAMES} traits"),
+        });
+    }
+    Ok(())
 }
 
 /// A propensity model to train from the store.
@@ -118,10 +186,15 @@ impl Models {
     ) -> Result<Trained, ModelError> {
         registry::check_name(&r.name)?;
         r.features.check()?;
+        check_sizes(r.max_profiles, r.features.events.len(), r.traits.len())?;
         let label = Segment::compile(&r.label, schema)?;
-        if let Some(s) = label.inputs().segments.iter().next() {
-            return Err(ModelError::LabelReadsSegment(s.clone()));
+        check_label(&label, r.horizon)?;
+        if r.cutoff + r.horizon > now {
+            return Err(ModelError::Cutoff {
+                ends: r.cutoff + r.horizon,
+            });
         }
+        let _permit = self.engine.try_train().ok_or(ModelError::Busy)?;
         self.engine.sync().await?;
         let table = training::StoreTable {
             cutoff: r.cutoff,
@@ -169,6 +242,7 @@ impl Models {
             verdict: report.verdict.reason.clone(),
             scorer: Scorer::Propensity { classifier },
         };
+        let _registry = self.engine.lock_models().await;
         let v = registry::save(&self.store, v, now).await?;
         Ok(trained(&v))
     }
@@ -177,6 +251,19 @@ impl Models {
     pub async fn train_cluster(&self, r: ClusterRequest, now: DateTime<Utc>) -> Result<Trained, ModelError> {
         registry::check_name(&r.name)?;
         r.features.check()?;
+        check_sizes(r.max_profiles, r.features.events.len(), r.traits.len())?;
+        if let Some(k) = r.k
+            && !(2..=50).contains(&k)
+        {
+            return Err(ModelError::Limit {
+                field: "k",
+                why: "2 to 50 clusters".into(),
+            });
+        }
+        if r.cutoff > now {
+            return Err(ModelError::Cutoff { ends: r.cutoff });
+        }
+        let _permit = self.engine.try_train().ok_or(ModelError::Busy)?;
         self.engine.sync().await?;
         let table = training::StoreTable {
             cutoff: r.cutoff,
@@ -235,6 +322,7 @@ impl Models {
             },
             scorer: Scorer::Cluster { scaler, kmeans },
         };
+        let _registry = self.engine.lock_models().await;
         let v = registry::save(&self.store, v, now).await?;
         Ok(trained(&v))
     }
@@ -268,8 +356,9 @@ impl Models {
         live: bool,
         now: DateTime<Utc>,
     ) -> Result<(ModelEntry, u64), ModelError> {
+        let _registry = self.engine.lock_models().await;
         let e = registry::activate(&self.store, name, version, live, now).await?;
-        let scored = self.reload(Some(name.to_owned())).await?;
+        let scored = self.reload(Rescore::With(name.to_owned())).await?;
         Ok((e, scored))
     }
 
@@ -281,24 +370,29 @@ impl Models {
         if e.active.is_none() {
             return Err(RegistryError::NotFound(format!("{name} (no active version)")).into());
         }
-        self.reload(Some(name.to_owned())).await
+        let _registry = self.engine.lock_models().await;
+        self.reload(Rescore::With(name.to_owned())).await
     }
 
+    /// Stops scoring with the model and removes its scores from every profile.
     pub async fn deactivate(&self, name: &str, now: DateTime<Utc>) -> Result<ModelEntry, ModelError> {
+        let _registry = self.engine.lock_models().await;
         let e = registry::deactivate(&self.store, name, now).await?;
-        self.reload(None).await?;
+        self.reload(Rescore::Remove(name.to_owned())).await?;
         Ok(e)
     }
 
+    /// Deletes the model's versions and removes its scores from every profile.
     pub async fn delete(&self, name: &str) -> Result<(), ModelError> {
+        let _registry = self.engine.lock_models().await;
         registry::delete(&self.store, name).await?;
-        self.reload(None).await?;
+        self.reload(Rescore::Remove(name.to_owned())).await?;
         Ok(())
     }
 
-    /// Hands the active versions to the pipeline, scoring every profile with `rescore`.
-    async fn reload(&self, rescore: Option<String>) -> Result<u64, ModelError> {
+    /// Hands the active versions to the pipeline, and scores (or clears) every profile.
+    async fn reload(&self, rescore: Rescore) -> Result<u64, ModelError> {
         let set = registry::scoring_set(&self.store).await?;
-        Ok(self.engine.use_models(set, rescore, None).await?)
+        Ok(self.engine.use_models(set, Some(rescore), None).await?)
     }
 }

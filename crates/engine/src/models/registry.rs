@@ -66,7 +66,8 @@ pub struct ModelEntry {
     pub kind: ModelKind,
     pub latest: u32,
     pub active: Option<u32>,
-    /// Scored on every profile change (else in batch only).
+    /// Scored on every profile change (else in batch only). Stopping a model (deactivating or
+    /// deleting it) removes its scores from every profile.
     pub live: bool,
     pub updated_at: DateTime<Utc>,
 }
@@ -84,7 +85,7 @@ pub enum RegistryError {
         verdict: String,
     },
     #[error(
-        "invalid model name {0:?}: use 1 to 64 lowercase letters, digits and underscores, starting with a letter"
+        "invalid model name {0:?}: use 1 to 64 lowercase letters, digits and underscores, starting with a letter (not `cluster` nor `cluster_…`)"
     )]
     InvalidName(String),
     #[error("model {name:?} is a {existing:?} model: a {new:?} model needs another name")]
@@ -106,7 +107,9 @@ pub fn check_name(name: &str) -> Result<(), RegistryError> {
         && name
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        && name != "cluster";
+        && name != "cluster"
+        // `cluster_NAME` is where a clustering model named NAME writes.
+        && !name.starts_with("cluster_");
     if ok {
         Ok(())
     } else {
@@ -228,7 +231,7 @@ pub async fn activate(
     Ok(e)
 }
 
-/// Stops scoring with the model (its scores stay until the profiles are scored again).
+/// Stops scoring with the model (the caller removes its scores from the profiles).
 pub async fn deactivate(store: &Store, name: &str, now: DateTime<Utc>) -> Result<ModelEntry, RegistryError> {
     let mut e = entry(store, name)
         .await?
@@ -283,7 +286,15 @@ mod tests {
         for ok in ["churn", "buy_again_30d", "clv2"] {
             assert!(check_name(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "Churn", "2x", "a-b", "cluster", &"a".repeat(65)] {
+        for bad in [
+            "",
+            "Churn",
+            "2x",
+            "a-b",
+            "cluster",
+            "cluster_rfm",
+            &"a".repeat(65),
+        ] {
             assert!(check_name(bad).is_err(), "{bad}");
         }
     }

@@ -41,6 +41,31 @@ pub struct ActiveModel {
     pub scorer: Scorer,
 }
 
+/// What a change of the models does to every profile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rescore {
+    /// Score every profile with this model (activated, or batch scoring).
+    With(String),
+    /// Remove this model's scores from every profile (deactivated or deleted).
+    Remove(String),
+}
+
+/// Removes what model `name` wrote; true when the profile had any of it.
+pub fn remove(p: &mut Profile, name: &str) -> bool {
+    let mut changed = p.scores.remove(name).is_some();
+    if p.scores.remove(&format!("cluster_{name}")).is_some() {
+        p.scores.remove("cluster");
+        changed = true;
+    }
+    if let Some(map) = p.scores.get_mut(VERSIONS_KEY).and_then(|v| v.as_object_mut()) {
+        changed |= map.remove(name).is_some();
+        if map.is_empty() {
+            p.scores.remove(VERSIONS_KEY);
+        }
+    }
+    changed
+}
+
 /// The active version of every model.
 #[derive(Debug, Clone, Default)]
 pub struct ScoringSet {

@@ -81,7 +81,7 @@ pub async fn build(
     store: &Store,
     t: &StoreTable,
     mut progress: impl FnMut(usize),
-) -> Result<(Dataset, FeatureSpec, TableStats), StoreError> {
+) -> Result<(Dataset, FeatureSpec, TableStats), super::ModelError> {
     let mut stats = TableStats::default();
     // The consenting profiles, sampled to the budget.
     let mut rng = StdRng::seed_from_u64(t.seed);
@@ -151,7 +151,7 @@ pub async fn build(
     }
     let mut spec = t.features.clone();
     let refs: Vec<&Profile> = at_cutoff.iter().collect();
-    spec.learn_traits(&t.traits, &refs, t.category_cap);
+    spec.learn_traits(&t.traits, &refs, t.category_cap)?;
     let names = spec.names();
     let mut columns: Vec<Vec<f64>> = (0..names.len())
         .map(|_| Vec::with_capacity(at_cutoff.len()))

@@ -146,7 +146,7 @@ enum Request {
     /// Use a new set of active models; score every profile with `rescore`.
     Models {
         set: Arc<crate::models::ScoringSet>,
-        rescore: Option<String>,
+        rescore: Option<crate::models::Rescore>,
         progress: Option<watch::Sender<(u64, u64)>>,
         ack: oneshot::Sender<Result<u64, Arc<EngineError>>>,
     },
@@ -199,6 +199,9 @@ pub struct Shared {
     changes: tokio::sync::broadcast::Sender<SegmentChange>,
     /// Segment definitions change one at a time.
     segment_lock: Arc<tokio::sync::Mutex<()>>,
+    /// The model registry changes one step at a time, and one model trains at a time.
+    model_lock: Arc<tokio::sync::Mutex<()>>,
+    training: Arc<tokio::sync::Semaphore>,
     store: Store,
     clock: Arc<dyn Clock>,
     config: Arc<EngineConfig>,
@@ -291,6 +294,8 @@ impl Engine {
             stop: Arc::new(stop),
             changes,
             segment_lock: Arc::new(tokio::sync::Mutex::new(())),
+            model_lock: Arc::new(tokio::sync::Mutex::new(())),
+            training: Arc::new(tokio::sync::Semaphore::new(1)),
             store,
             clock,
             config,
@@ -384,7 +389,7 @@ impl Engine {
     pub async fn use_models(
         &self,
         set: crate::models::ScoringSet,
-        rescore: Option<String>,
+        rescore: Option<crate::models::Rescore>,
         progress: Option<watch::Sender<(u64, u64)>>,
     ) -> Result<u64, Arc<EngineError>> {
         let (ack, rx) = oneshot::channel();
@@ -411,6 +416,17 @@ impl Engine {
     /// pipeline a set built from a stale list.
     pub async fn lock_segments(&self) -> tokio::sync::MutexGuard<'_, ()> {
         self.segment_lock.lock().await
+    }
+
+    /// Held while the model registry and the models in use change.
+    pub async fn lock_models(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.model_lock.lock().await
+    }
+
+    /// A permit to train a model: `None` while another training runs (training takes both
+    /// cores; a second one at once would only slow both and double the memory).
+    pub fn try_train(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.training.clone().try_acquire_owned().ok()
     }
 
     /// The store, for the services built on the engine (the sending side, the CLI's one-shot

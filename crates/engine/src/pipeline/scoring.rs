@@ -2,7 +2,7 @@
 //! profile scored with one model, as a segment backfill evaluates every profile).
 
 use super::*;
-use crate::models::ScoringSet;
+use crate::models::{Rescore, ScoringSet};
 
 /// The active models in the store; none (and an error logged) when they do not read, so that
 /// a damaged model cannot stop ingest.
@@ -17,15 +17,19 @@ pub(super) async fn load_models(store: &Store) -> ScoringSet {
 }
 
 impl Applier {
-    /// Takes a new set of active models; scores every live profile with `rescore`.
+    /// Takes a new set of active models; scores every live profile with the model `rescore`
+    /// names, or removes that model's scores from every one.
     pub(super) async fn switch_models(
         &mut self,
         set: Arc<ScoringSet>,
-        rescore: Option<String>,
+        rescore: Option<Rescore>,
         progress: Option<watch::Sender<(u64, u64)>>,
     ) -> Result<u64, EngineError> {
         self.scorers = set;
-        let Some(name) = rescore else { return Ok(0) };
+        let Some(rescore) = rescore else { return Ok(0) };
+        let name = match &rescore {
+            Rescore::With(n) | Rescore::Remove(n) => n.clone(),
+        };
         self.wait_for_writers().await;
         let started = Instant::now();
         let now = self.clock.now().max(self.eval_now);
@@ -56,7 +60,10 @@ impl Applier {
             };
             let changed = match self.profiles.get_mut(&id) {
                 Some(entry) => {
-                    let changed = scorers.score(&mut entry.profile, now, false, Some(&name));
+                    let changed = match &rescore {
+                        Rescore::With(_) => scorers.score(&mut entry.profile, now, false, Some(&name)),
+                        Rescore::Remove(_) => crate::models::scorer::remove(&mut entry.profile, &name),
+                    };
                     if changed {
                         entry.last_batch = self.batch_seq;
                     }

@@ -105,7 +105,7 @@ async fn a_propensity_model_trains_from_the_store_and_scores_profiles_live() {
     let schema = Segments::new(store.clone()).schema().await.unwrap();
     let request = |algorithm| PropensityRequest {
         name: "buy_again".into(),
-        label: r#"count(event "Order Completed" within 30d) >= 1"#.into(),
+        label: r#"count(event "Order Completed" within 29d) >= 1"#.into(),
         cutoff: cutoff(),
         horizon: Duration::days(29),
         features: FeatureSpec::default(),
@@ -192,7 +192,80 @@ async fn a_propensity_model_trains_from_the_store_and_scores_profiles_live() {
 
     // A label that names nothing is refused with the place.
     let mut bad = request(Algorithm::Logistic);
-    bad.label = r#"count(event "Order Completed" within 30d) >= "x""#.into();
+    bad.label = r#"count(event "Order Completed" within 29d) >= "x""#.into();
     assert!(models.train_propensity(bad, &schema, now).await.is_err());
+    engine.shutdown().await;
+}
+
+#[tokio::test]
+async fn labels_that_leak_cutoffs_too_late_and_stopped_models_are_handled() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(SqliteStore::open(dir.path().join("missive.db")).await.unwrap());
+    let engine = Engine::start(store.clone(), Arc::new(SystemClock), EngineConfig::default())
+        .await
+        .unwrap();
+    for chunk in history().chunks(200) {
+        engine.ingest(chunk.to_vec()).await.unwrap();
+    }
+    let models = Models::new(store.clone(), engine.clone());
+    let schema = Segments::new(store.clone()).schema().await.unwrap();
+    let now = Utc::now();
+    let request = |label: &str, cutoff: DateTime<Utc>| PropensityRequest {
+        name: "buy_again".into(),
+        label: label.into(),
+        cutoff,
+        horizon: Duration::days(29),
+        features: FeatureSpec::default(),
+        traits: Vec::new(),
+        options: TrainOptions {
+            algorithm: Algorithm::Logistic,
+            params: Some(Params::defaults(Algorithm::Logistic)),
+            ..TrainOptions::default()
+        },
+        max_profiles: 10_000,
+        trained_by: "test".into(),
+    };
+    // Labels that would see what the features see: all time, a longer window, orders.
+    for leaky in [
+        r#"count(event "Order Completed") >= 1"#,
+        r#"count(event "Order Completed" within 60d) >= 1"#,
+        "orders.count >= 2",
+    ] {
+        let e = models
+            .train_propensity(request(leaky, cutoff()), &schema, now)
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("must look only at the window after the cutoff"),
+            "{leaky}: {e}"
+        );
+    }
+    // A window that has not passed yet.
+    let e = models
+        .train_propensity(
+            request(
+                r#"count(event "Order Completed" within 29d) >= 1"#,
+                now - Duration::days(3),
+            ),
+            &schema,
+            now,
+        )
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("after now"), "{e}");
+
+    // Deactivating removes the model's scores from every profile.
+    let good = request(r#"count(event "Order Completed" within 29d) >= 1"#, cutoff());
+    models.train_propensity(good, &schema, now).await.unwrap();
+    models.activate("buy_again", None, true, now).await.unwrap();
+    assert!(score(&profile(&store, "c2").await).is_some());
+    models.deactivate("buy_again", now).await.unwrap();
+    let p = profile(&store, "c2").await;
+    assert!(p.scores.is_empty(), "{:?}", p.scores);
+    // A later event does not bring them back.
+    engine.ingest(vec![order("c2", Utc::now(), 77)]).await.unwrap();
+    engine.sync().await.unwrap();
+    assert!(profile(&store, "c2").await.scores.is_empty());
     engine.shutdown().await;
 }

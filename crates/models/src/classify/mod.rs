@@ -78,6 +78,8 @@ pub enum TrainError {
     },
     #[error("the table's fold column has {0} distinct folds; cross-validation needs at least 2")]
     Folds(usize),
+    #[error("--folds must be 2 to 20; it is {0}")]
+    FoldCount(usize),
     #[error("gradient boosting failed: {0}")]
     Boosting(String),
 }
@@ -118,6 +120,17 @@ impl Params {
                     .filter(|v| v.is_finite() && *v >= 0.0)
                     .ok_or_else(|| bad("a number ≥ 0"))
             };
+            let within = |v: usize, lo: usize, hi: usize| {
+                if (lo..=hi).contains(&v) {
+                    Ok(v)
+                } else {
+                    Err(TrainError::BadParam {
+                        key: key.clone(),
+                        value: value.clone(),
+                        what: "within the allowed range (trees ≤ 2,000, iterations ≤ 5,000, max_leaves 2 to 1,024, max_depth ≤ 64)",
+                    })
+                }
+            };
             let unknown = |known| TrainError::UnknownParam {
                 key: key.clone(),
                 algorithm: a,
@@ -125,17 +138,17 @@ impl Params {
             };
             match &mut p {
                 Params::RandomForest(f) => match key.as_str() {
-                    "trees" => f.trees = count()?.max(1),
-                    "max_depth" => f.max_depth = Some(count()?),
+                    "trees" => f.trees = within(count()?, 1, 2_000)?,
+                    "max_depth" => f.max_depth = Some(within(count()?, 1, 64)?),
                     "min_samples_leaf" => f.min_samples_leaf = count()?.max(1),
                     "max_features" => f.max_features = Some(count()?.max(1)),
                     _ => return Err(unknown("trees, max_depth, min_samples_leaf, max_features")),
                 },
                 Params::GradientBoosting(g) => match key.as_str() {
-                    "iterations" => g.iterations = count()?.max(1),
+                    "iterations" => g.iterations = within(count()?, 1, 5_000)?,
                     "learning_rate" => g.learning_rate = number()?,
-                    "max_leaves" => g.max_leaves = count()?.max(2),
-                    "max_depth" => g.max_depth = count()?.max(1),
+                    "max_leaves" => g.max_leaves = within(count()?, 2, 1_024)?,
+                    "max_depth" => g.max_depth = within(count()?, 1, 64)?,
                     "l2" => g.l2 = number()?,
                     "min_leaf_weight" => g.min_leaf_weight = number()?,
                     "bins" => g.bins = count()?.clamp(2, 255),
@@ -370,6 +383,9 @@ pub fn cross_validate(
 /// Trains and validates a propensity model on `data` (which must have a label).
 pub fn train(data: &Dataset, o: &TrainOptions) -> Result<TrainReport, TrainError> {
     let y = data.label.as_ref().ok_or(TrainError::NoLabel)?;
+    if !(2..=20).contains(&o.folds) {
+        return Err(TrainError::FoldCount(o.folds));
+    }
     let positives = y.iter().filter(|v| **v).count();
     let negatives = y.len() - positives;
     let needed = o.min_class.max(o.folds * 2);
