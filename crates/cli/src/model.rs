@@ -48,9 +48,17 @@ pub enum ModelCommand {
         /// The version (default: the latest).
         #[arg(long)]
         version: Option<u32>,
-        /// Score in batch only (`missive model score`), not on every profile change.
+        /// Score in batch only (`missive model score`, the schedule), not on every profile
+        /// change.
         #[arg(long)]
         batch: bool,
+        /// Score every profile again every this many hours (`missive serve` does it).
+        #[arg(long)]
+        score_every_hours: Option<u32>,
+        /// Train a new version every this many days, the cutoff moved to now, and activate it
+        /// when validation accepts it (`missive serve` does it).
+        #[arg(long)]
+        retrain_every_days: Option<u32>,
     },
     /// Stops scoring with a model.
     Deactivate {
@@ -426,8 +434,20 @@ pub async fn run(cfg: crate::config::Config, cmd: ModelCommand) -> anyhow::Resul
                 println!("{}", serde_json::to_string_pretty(&v.metrics)?);
                 Ok(None)
             }
-            ModelCommand::Activate { name, version, batch } => {
-                let (e, scored) = models.activate(&name, version, !batch, now).await?;
+            ModelCommand::Activate {
+                name,
+                version,
+                batch,
+                score_every_hours,
+                retrain_every_days,
+            } => {
+                let schedule = missive_engine::models::Schedule {
+                    score_every_hours,
+                    retrain_every_days,
+                };
+                let (e, scored) = models
+                    .activate(&name, version, !batch, Some(schedule), now)
+                    .await?;
                 eprintln!(
                     "{name} version {} active ({}); {scored} profiles scored",
                     e.active.unwrap_or(0),

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, TimeDelta, Utc};
 use missive_core::message::validate_message;
 use missive_core::{IdentityKey, Profile, ProfileId, Purpose};
-use missive_store::{ErasureCounts, EventCursor, EventQuery, StoreError, Suppression};
+use missive_store::{ErasureCounts, StoreError, Suppression};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -359,21 +359,8 @@ impl Privacy {
         let ids = self.profile_family(&profile.id).await?;
         let mut events = Vec::new();
         for id in &ids {
-            let mut cursor = None;
-            loop {
-                let page = store
-                    .events()
-                    .profile_events(EventQuery {
-                        profile_id: id.clone(),
-                        received_before: None,
-                        cursor,
-                        limit: 1000,
-                    })
-                    .await?;
-                let Some(last) = page.last() else { break };
-                cursor = Some(EventCursor::of(last));
-                events.extend(page.into_iter().map(|e| e.body));
-            }
+            let page = crate::profiles::all_events(store, id).await?;
+            events.extend(page.into_iter().map(|e| e.body));
         }
         let mut versions = Vec::new();
         let mut before = None;

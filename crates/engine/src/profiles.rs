@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use missive_core::profile::HistoryEntry;
 use missive_core::{EmailAddress, IdentityKey, IdentityKind, MessageId, Profile, ProfileId};
-use missive_store::{EventQuery, MergeRecord, ProfileVersion, Store, StoreError, StoredEvent};
+use missive_store::{EventCursor, EventQuery, MergeRecord, ProfileVersion, Store, StoreError, StoredEvent};
 
 /// How a caller names a profile: its id, or one of its identities.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,6 +133,31 @@ pub async fn recent_history(
         })
         .await?;
     Ok(events.iter().rev().map(history_entry).collect())
+}
+
+/// Every event of a profile, newest (by event time) first, read in pages.
+pub async fn all_events(store: &Store, id: &ProfileId) -> Result<Vec<StoredEvent>, StoreError> {
+    let mut out = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store
+            .events()
+            .profile_events(EventQuery {
+                profile_id: id.clone(),
+                received_before: None,
+                cursor,
+                limit: 1_000,
+            })
+            .await?;
+        let Some(last) = page.last() else { break };
+        cursor = Some(EventCursor::of(last));
+        let full = page.len() == 1_000;
+        out.extend(page);
+        if !full {
+            break;
+        }
+    }
+    Ok(out)
 }
 
 /// The history entry of a stored event.

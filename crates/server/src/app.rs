@@ -184,6 +184,10 @@ impl App {
                 ));
             }
         }
+        self.workers.push((
+            "model schedule",
+            spawn_model_schedule(&self.engine, self.stop.subscribe()),
+        ));
         if let Some(retention) = self.retention {
             self.workers.push((
                 "retention purge",
@@ -232,6 +236,26 @@ fn spawn_bounce_reader(
                 Err(e) => tracing::error!(error = %e, "bounce mailbox could not be read"),
             }
             Duration::from_secs(30)
+        }
+    })
+}
+
+/// Trains again and scores the models whose schedule is due, every minute (docs/models.md).
+fn spawn_model_schedule(engine: &Engine, stop: watch::Receiver<bool>) -> JoinHandle<()> {
+    let engine = engine.clone();
+    missive_engine::background::poll_until_shutdown(stop, None, move || {
+        let models = missive_engine::models::Models::new(engine.store().clone(), engine.clone());
+        let now = engine.clock().now();
+        async move {
+            match models.run_due(now).await {
+                Ok(done) => {
+                    for d in done {
+                        tracing::info!(what = %d, "model schedule");
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "model schedule failed; retried in a minute"),
+            }
+            Duration::from_secs(60)
         }
     })
 }

@@ -286,6 +286,12 @@ pub struct ActivateIn {
     /// Scored on every profile change (default), or in batch only.
     #[serde(default = "yes")]
     live: bool,
+    /// Every profile scored again every this many hours.
+    #[serde(default)]
+    score_every_hours: Option<u32>,
+    /// A new version trained every this many days (activated when validation accepts it).
+    #[serde(default)]
+    retrain_every_days: Option<u32>,
 }
 
 fn yes() -> bool {
@@ -306,8 +312,12 @@ pub async fn activate(
     JsonBody(body): JsonBody<ActivateIn>,
 ) -> Result<Json<Activated>, ApiError> {
     let now = state.engine.clock().now();
+    let schedule = missive_engine::models::Schedule {
+        score_every_hours: body.score_every_hours,
+        retrain_every_days: body.retrain_every_days,
+    };
     let (model, profiles_scored) = models(&state)
-        .activate(&name, body.version, body.live, now)
+        .activate(&name, body.version, body.live, Some(schedule), now)
         .await?;
     Ok(Json(Activated {
         model,

@@ -455,3 +455,127 @@ fn bad_input_says_what_is_wrong() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("reads no store"));
 }
+
+/// From the store: imported history, a model trained by name, activated, shown, evaluated,
+/// scored, listed, deactivated and deleted with the command line, each change audited.
+#[test]
+fn models_on_the_store_from_the_command_line() {
+    use crate::support::missive_cli;
+    let dir = tempfile::tempdir().unwrap();
+    let start = chrono::Utc::now() - chrono::Duration::days(150);
+    let day = |d: i64| (start + chrono::Duration::days(d)).to_rfc3339();
+    let mut lines = Vec::new();
+    for i in 0..120 {
+        let u = format!("u{i}");
+        lines.push(
+            serde_json::json!({"type": "identify", "userId": u, "messageId": format!("{u}-c"),
+            "timestamp": day(0), "traits": {"consent": {"profiling": true}}}),
+        );
+        let orders: &[i64] = match (i % 2 == 0, i % 5 == 0) {
+            (true, false) => &[30, 60, 90, 125],
+            (true, true) => &[30, 60, 90],
+            (false, false) => &[14],
+            (false, true) => &[14, 126],
+        };
+        for d in orders {
+            lines.push(
+                serde_json::json!({"type": "track", "userId": u, "event": "Order Completed",
+                "messageId": format!("{u}-{d}"), "timestamp": day(*d), "properties": {"revenue": 50}}),
+            );
+        }
+    }
+    let file = dir.path().join("history.jsonl");
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(&file, text).unwrap();
+    let (ok, _, err) = missive_cli(dir.path(), &["import", file.to_str().unwrap()]);
+    assert!(ok, "{err}");
+
+    let label = r#"count(event "Order Completed" within 29d) >= 1"#;
+    let (ok, out, err) = missive_cli(
+        dir.path(),
+        &[
+            "model",
+            "train",
+            "propensity",
+            "--name",
+            "buy_again",
+            "--label",
+            label,
+            "--horizon-days",
+            "29",
+            "--algorithm",
+            "logistic",
+            "--param",
+            "c=1",
+        ],
+    );
+    assert!(ok, "{err}");
+    let trained: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (trained["version"].as_u64(), trained["accepted"].as_bool()),
+        (Some(1), Some(true)),
+        "{trained}"
+    );
+    assert!(
+        err.contains("activate it with: missive model activate buy_again"),
+        "{err}"
+    );
+
+    let (ok, _, err) = missive_cli(
+        dir.path(),
+        &["model", "activate", "buy_again", "--score-every-hours", "24"],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("buy_again version 1 active (live); 120 profiles scored"),
+        "{err}"
+    );
+    let (ok, out, _) = missive_cli(dir.path(), &["model", "list"]);
+    assert!(ok);
+    let entry: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        (
+            entry["active"].as_u64(),
+            entry["schedule"]["score_every_hours"].as_u64()
+        ),
+        (Some(1), Some(24))
+    );
+    let (ok, out, _) = missive_cli(dir.path(), &["model", "evaluate", "buy_again"]);
+    assert!(ok);
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        report["cross_validation"]["auc_mean"].as_f64().unwrap() > 0.7,
+        "{report}"
+    );
+    let (ok, out, _) = missive_cli(dir.path(), &["model", "show", "buy_again"]);
+    assert!(ok && out.contains("\"orders_count\""), "{out}");
+    let (ok, _, err) = missive_cli(dir.path(), &["model", "score", "buy_again"]);
+    assert!(ok && err.contains("120 profiles scored"), "{err}");
+
+    // Refused with the reason: a label that leaks, an unknown model.
+    let (ok, _, err) = missive_cli(
+        dir.path(),
+        &[
+            "model",
+            "train",
+            "propensity",
+            "--name",
+            "leaky",
+            "--label",
+            r#"count(event "Order Completed") >= 1"#,
+        ],
+    );
+    assert!(!ok && err.contains("over all time"), "{err}");
+    let (ok, _, err) = missive_cli(dir.path(), &["model", "activate", "nothing"]);
+    assert!(!ok && err.contains("does not exist"), "{err}");
+
+    let (ok, _, err) = missive_cli(dir.path(), &["model", "delete", "buy_again"]);
+    assert!(ok, "{err}");
+    let (ok, out, _) = missive_cli(dir.path(), &["model", "list"]);
+    assert!(ok && out.trim().is_empty(), "{out}");
+    let (ok, out, _) = missive_cli(dir.path(), &["audit", "--limit", "20"]);
+    assert!(ok);
+    for action in ["model.train", "model.activate", "model.score", "model.delete"] {
+        assert!(out.contains(action), "{action} not in the audit log: {out}");
+    }
+}

@@ -18,7 +18,7 @@ use missive_segment::Segment;
 use missive_store::Store;
 use serde::Serialize;
 
-pub use registry::{ModelEntry, ModelKind, ModelVersion, RegistryError, TrainingData};
+pub use registry::{ModelEntry, ModelKind, ModelVersion, RegistryError, Schedule, TrainSpec, TrainingData};
 pub use scorer::{Rescore, Scorer, ScoringSet};
 
 #[derive(Debug, thiserror::Error)]
@@ -228,7 +228,7 @@ impl Models {
             data: TrainingData {
                 cutoff: r.cutoff,
                 horizon_days: Some(r.horizon.num_days()),
-                label: Some(r.label),
+                label: Some(r.label.clone()),
                 rows: stats.rows,
                 positives: Some(stats.positives),
                 left_out_no_consent: stats.no_consent,
@@ -238,6 +238,18 @@ impl Models {
             features: spec,
             params: serde_json::to_value(report.params).unwrap_or_default(),
             metrics: serde_json::to_value(&report).unwrap_or_default(),
+            request: Some(TrainSpec {
+                label: Some(r.label.clone()),
+                horizon_days: Some(r.horizon.num_days()),
+                events: r.features.events.clone(),
+                traits: r.traits.clone(),
+                params: r.options.params,
+                algorithm: Some(r.options.algorithm),
+                folds: r.options.folds,
+                k: None,
+                max_k: 0,
+                max_profiles: r.max_profiles,
+            }),
             accepted: report.verdict.accepted,
             verdict: report.verdict.reason.clone(),
             scorer: Scorer::Propensity { classifier },
@@ -310,6 +322,18 @@ impl Models {
             features: spec,
             params: serde_json::json!({ "algorithm": "kmeans", "k": kmeans.k() }),
             metrics: serde_json::to_value(&report).unwrap_or_default(),
+            request: Some(TrainSpec {
+                label: None,
+                horizon_days: None,
+                events: r.features.events.clone(),
+                traits: r.traits.clone(),
+                params: None,
+                algorithm: None,
+                folds: 0,
+                k: r.k,
+                max_k: r.max_k,
+                max_profiles: r.max_profiles,
+            }),
             accepted: report.clusters.len() > 1,
             verdict: if report.clusters.len() > 1 {
                 format!(
@@ -354,10 +378,11 @@ impl Models {
         name: &str,
         version: Option<u32>,
         live: bool,
+        schedule: Option<Schedule>,
         now: DateTime<Utc>,
     ) -> Result<(ModelEntry, u64), ModelError> {
         let _registry = self.engine.lock_models().await;
-        let e = registry::activate(&self.store, name, version, live, now).await?;
+        let e = registry::activate(&self.store, name, version, live, schedule, now).await?;
         let scored = self.reload(Rescore::With(name.to_owned())).await?;
         Ok((e, scored))
     }
@@ -371,7 +396,92 @@ impl Models {
             return Err(RegistryError::NotFound(format!("{name} (no active version)")).into());
         }
         let _registry = self.engine.lock_models().await;
-        self.reload(Rescore::With(name.to_owned())).await
+        let n = self.reload(Rescore::With(name.to_owned())).await?;
+        registry::scored(&self.store, name, self.engine.clock().now()).await?;
+        Ok(n)
+    }
+
+    /// Trains again and scores the models whose schedule is due (the background worker calls
+    /// it). A version trained on schedule is activated when validation accepts it; otherwise
+    /// the active one stays, and the reason is logged. Answers with what was done.
+    pub async fn run_due(&self, now: DateTime<Utc>) -> Result<Vec<String>, ModelError> {
+        let mut done = Vec::new();
+        for e in self.list().await? {
+            let Some(active) = e.active else { continue };
+            let due = |every: Option<u32>, hours: i64, last: Option<DateTime<Utc>>| {
+                every.is_some_and(|n| last.is_none_or(|l| now - l >= Duration::hours(hours * i64::from(n))))
+            };
+            if due(e.schedule.retrain_every_days, 24, e.last_trained) {
+                match self.retrain(&e.name, active, now).await {
+                    Ok(t) if t.accepted => {
+                        self.activate(&e.name, Some(t.version), e.live, None, now).await?;
+                        done.push(format!("{} retrained: version {} active", e.name, t.version));
+                    }
+                    Ok(t) => done.push(format!(
+                        "{} retrained: version {} refused ({})",
+                        e.name, t.version, t.verdict
+                    )),
+                    Err(err) => done.push(format!("{} not retrained: {err}", e.name)),
+                }
+            } else if due(e.schedule.score_every_hours, 1, e.last_scored) {
+                let n = self.score(&e.name).await?;
+                done.push(format!("{} scored: {n} profiles", e.name));
+            }
+        }
+        Ok(done)
+    }
+
+    /// Trains a new version the way version `from` was asked for, with the cutoff moved to now.
+    async fn retrain(&self, name: &str, from: u32, now: DateTime<Utc>) -> Result<Trained, ModelError> {
+        let v = registry::version(&self.store, name, from).await?;
+        let Some(spec) = v.request else {
+            return Err(ModelError::Join(format!(
+                "version {from} does not say how it was trained"
+            )));
+        };
+        let features = FeatureSpec {
+            events: spec.events.clone(),
+            ..FeatureSpec::default()
+        };
+        match v.kind {
+            ModelKind::Propensity => {
+                let horizon = Duration::days(spec.horizon_days.unwrap_or(30));
+                let schema = crate::segments::Segments::new(self.store.clone())
+                    .schema()
+                    .await?;
+                let req = PropensityRequest {
+                    name: name.to_owned(),
+                    label: spec.label.unwrap_or_default(),
+                    cutoff: now - horizon,
+                    horizon,
+                    features,
+                    traits: spec.traits,
+                    options: TrainOptions {
+                        algorithm: spec.algorithm.unwrap_or(classify::Algorithm::GradientBoosting),
+                        params: spec.params,
+                        folds: spec.folds,
+                        ..TrainOptions::default()
+                    },
+                    max_profiles: spec.max_profiles,
+                    trained_by: "schedule".into(),
+                };
+                self.train_propensity(req, &schema, now).await
+            }
+            ModelKind::Cluster => {
+                let req = ClusterRequest {
+                    name: name.to_owned(),
+                    cutoff: now,
+                    k: spec.k,
+                    max_k: spec.max_k.max(2),
+                    features,
+                    traits: spec.traits,
+                    max_profiles: spec.max_profiles,
+                    seed: 7,
+                    trained_by: "schedule".into(),
+                };
+                self.train_cluster(req, now).await
+            }
+        }
     }
 
     /// Stops scoring with the model and removes its scores from every profile.

@@ -53,10 +53,47 @@ pub struct ModelVersion {
     /// The training report: cross-validation, holdout, calibration, importances (propensity);
     /// sizes, silhouette and summaries (clusters).
     pub metrics: serde_json::Value,
+    /// What to train again with on schedule (absent in versions from before schedules).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<TrainSpec>,
     /// Whether validation accepted it (a refused version cannot be activated).
     pub accepted: bool,
     pub verdict: String,
     pub scorer: Scorer,
+}
+
+/// How a version was asked for, so that the schedule can train the next one the same way
+/// (with the cutoff moved to the window before now).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub horizon_days: Option<i64>,
+    pub events: Vec<String>,
+    pub traits: Vec<String>,
+    /// Propensity: the options (algorithm, fixed hyperparameters or none for the grid, folds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<missive_models::classify::Params>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub algorithm: Option<missive_models::classify::Algorithm>,
+    #[serde(default)]
+    pub folds: usize,
+    /// Clusters: k, or the largest k tried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub k: Option<usize>,
+    #[serde(default)]
+    pub max_k: usize,
+    pub max_profiles: usize,
+}
+
+/// When a model is scored and trained again by itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Schedule {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score_every_hours: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retrain_every_days: Option<u32>,
 }
 
 /// A model's registry entry.
@@ -69,6 +106,12 @@ pub struct ModelEntry {
     /// Scored on every profile change (else in batch only). Stopping a model (deactivating or
     /// deleting it) removes its scores from every profile.
     pub live: bool,
+    #[serde(default)]
+    pub schedule: Schedule,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_scored: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_trained: Option<DateTime<Utc>>,
     pub updated_at: DateTime<Utc>,
 }
 
@@ -187,6 +230,9 @@ pub async fn save(
         latest: 0,
         active: None,
         live: false,
+        schedule: Schedule::default(),
+        last_scored: None,
+        last_trained: None,
         updated_at: now,
     });
     if e.kind != v.kind {
@@ -198,6 +244,7 @@ pub async fn save(
     }
     e.latest += 1;
     e.updated_at = now;
+    e.last_trained = Some(now);
     v.version = e.latest;
     put(store, version_doc(&v.name, v.version), &v, now).await?;
     put(store, v.name.clone(), &e, now).await?;
@@ -210,6 +257,7 @@ pub async fn activate(
     name: &str,
     version: Option<u32>,
     live: bool,
+    schedule: Option<Schedule>,
     now: DateTime<Utc>,
 ) -> Result<ModelEntry, RegistryError> {
     let mut e = entry(store, name)
@@ -226,9 +274,22 @@ pub async fn activate(
     }
     e.active = Some(n);
     e.live = live;
+    if let Some(s) = schedule {
+        e.schedule = s;
+    }
+    e.last_scored = Some(now);
     e.updated_at = now;
     put(store, name.to_owned(), &e, now).await?;
     Ok(e)
+}
+
+/// Records that every profile was scored with the model at `now`.
+pub async fn scored(store: &Store, name: &str, now: DateTime<Utc>) -> Result<(), RegistryError> {
+    if let Some(mut e) = entry(store, name).await? {
+        e.last_scored = Some(now);
+        put(store, name.to_owned(), &e, now).await?;
+    }
+    Ok(())
 }
 
 /// Stops scoring with the model (the caller removes its scores from the profiles).

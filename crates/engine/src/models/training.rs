@@ -18,7 +18,7 @@ use missive_core::{Profile, ProfileId, Purpose, Touched};
 use missive_models::dataset::Dataset;
 use missive_models::features::FeatureSpec;
 use missive_segment::{Facts, Segment};
-use missive_store::{EventCursor, EventQuery, Store, StoreError, StoredEvent};
+use missive_store::{Store, StoreError, StoredEvent};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -51,26 +51,7 @@ pub struct TableStats {
 
 /// Every event of a profile, oldest first.
 async fn all_events(store: &Store, id: &ProfileId) -> Result<Vec<StoredEvent>, StoreError> {
-    let mut out = Vec::new();
-    let mut cursor = None;
-    loop {
-        let page = store
-            .events()
-            .profile_events(EventQuery {
-                profile_id: id.clone(),
-                received_before: None,
-                cursor,
-                limit: 1_000,
-            })
-            .await?;
-        let Some(last) = page.last() else { break };
-        cursor = Some(EventCursor::of(last));
-        let full = page.len() == 1_000;
-        out.extend(page);
-        if !full {
-            break;
-        }
-    }
+    let mut out = crate::profiles::all_events(store, id).await?;
     out.reverse();
     Ok(out)
 }

@@ -159,31 +159,13 @@ impl Applier {
                 .await
                 .map_err(Arc::new);
             // Answer once the backfill's checkpoint is durable, not before.
-            let (durable, committed) = oneshot::channel();
-            sync_acks.push(durable);
+            sync_acks.push(answer_when_durable(result, ack));
             sync_requested = true;
-            tokio::spawn(async move {
-                let answer = match committed.await {
-                    Ok(Ok(())) => result,
-                    Ok(Err(e)) => Err(e),
-                    Err(_) => Err(Arc::new(EngineError::ShuttingDown)),
-                };
-                let _ = ack.send(answer);
-            });
         }
         for (set, rescore, progress, ack) in model_requests {
             let result = self.switch_models(set, rescore, progress).await.map_err(Arc::new);
-            let (durable, committed) = oneshot::channel();
-            sync_acks.push(durable);
+            sync_acks.push(answer_when_durable(result, ack));
             sync_requested = true;
-            tokio::spawn(async move {
-                let answer = match committed.await {
-                    Ok(Ok(())) => result,
-                    Ok(Err(e)) => Err(e),
-                    Err(_) => Err(Arc::new(EngineError::ShuttingDown)),
-                };
-                let _ = ack.send(answer);
-            });
         }
         let checkpoint = sync_requested
             || self.config.flush_interval.is_zero()
@@ -368,6 +350,24 @@ impl Applier {
         }
         Ok(())
     }
+}
+
+/// Sends `result` on `ack` once the checkpoint the returned sender is given to is committed
+/// (or the commit's error, if it failed).
+fn answer_when_durable(
+    result: Result<u64, Arc<EngineError>>,
+    ack: oneshot::Sender<Result<u64, Arc<EngineError>>>,
+) -> SyncAck {
+    let (durable, committed) = oneshot::channel();
+    tokio::spawn(async move {
+        let answer = match committed.await {
+            Ok(Ok(())) => result,
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(Arc::new(EngineError::ShuttingDown)),
+        };
+        let _ = ack.send(answer);
+    });
+    durable
 }
 
 pub(super) fn request_events(r: &Request) -> usize {

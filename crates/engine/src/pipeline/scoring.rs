@@ -34,23 +34,7 @@ impl Applier {
         let started = Instant::now();
         let now = self.clock.now().max(self.eval_now);
         self.eval_now = now;
-        let mut ids: Vec<ProfileId> = self
-            .profiles
-            .iter()
-            .filter(|(_, c)| c.profile.merged_into.is_none())
-            .map(|(id, _)| id.clone())
-            .collect();
-        let mut after = None;
-        loop {
-            let page = self.store.events().profiles_after(after, 5_000).await?;
-            let Some(last) = page.last() else { break };
-            after = Some(last.id.clone());
-            ids.extend(
-                page.into_iter()
-                    .map(|p| p.id)
-                    .filter(|id| !self.profiles.contains_key(id)),
-            );
-        }
+        let ids = self.live_profile_ids().await?;
         let total = ids.len() as u64;
         let scorers = self.scorers.clone();
         let mut scored = 0u64;

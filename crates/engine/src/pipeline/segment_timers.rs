@@ -139,24 +139,7 @@ impl Applier {
         let started = Instant::now();
         let now = self.clock.now().max(self.eval_now);
         self.eval_now = now;
-        // Every live profile: those in the store, and those only in memory so far.
-        let mut ids: Vec<ProfileId> = self
-            .profiles
-            .iter()
-            .filter(|(_, c)| c.profile.merged_into.is_none())
-            .map(|(id, _)| id.clone())
-            .collect();
-        let mut after = None;
-        loop {
-            let page = self.store.events().profiles_after(after, 5_000).await?;
-            let Some(last) = page.last() else { break };
-            after = Some(last.id.clone());
-            ids.extend(
-                page.into_iter()
-                    .map(|p| p.id)
-                    .filter(|id| !self.profiles.contains_key(id)),
-            );
-        }
+        let ids = self.live_profile_ids().await?;
         let total = ids.len() as u64;
         for (n, id) in ids.into_iter().enumerate() {
             let Some(id) = self.load_into_cache(&id).await? else {
@@ -197,6 +180,28 @@ impl Applier {
         }
         tracing::info!(segment = %name, profiles = total, ms = started.elapsed().as_millis() as u64, "segment backfilled");
         Ok(total)
+    }
+
+    /// Every live profile: those in the store, and those only in memory so far.
+    pub(super) async fn live_profile_ids(&self) -> Result<Vec<ProfileId>, EngineError> {
+        let mut ids: Vec<ProfileId> = self
+            .profiles
+            .iter()
+            .filter(|(_, c)| c.profile.merged_into.is_none())
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut after = None;
+        loop {
+            let page = self.store.events().profiles_after(after, 5_000).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id.clone());
+            ids.extend(
+                page.into_iter()
+                    .map(|p| p.id)
+                    .filter(|id| !self.profiles.contains_key(id)),
+            );
+        }
+        Ok(ids)
     }
 
     /// Re-arms the segment timers the stored profiles hold (after a restart).

@@ -136,7 +136,7 @@ async fn a_propensity_model_trains_from_the_store_and_scores_profiles_live() {
     assert!(v1.accepted, "{}", v1.verdict);
 
     // Activation scores every profile; the segment on the score fills.
-    let (entry, scored) = models.activate("buy_again", None, true, now).await.unwrap();
+    let (entry, scored) = models.activate("buy_again", None, true, None, now).await.unwrap();
     assert_eq!(entry.active, Some(1));
     assert_eq!(scored, 300);
     let loyal = profile(&store, "c2").await;
@@ -182,9 +182,15 @@ async fn a_propensity_model_trains_from_the_store_and_scores_profiles_live() {
         .await
         .unwrap();
     assert_eq!(v2.version, 2);
-    models.activate("buy_again", Some(2), true, now).await.unwrap();
+    models
+        .activate("buy_again", Some(2), true, None, now)
+        .await
+        .unwrap();
     assert_eq!(profile(&store, "c4").await.scores["_versions"]["buy_again"], 2);
-    let (entry, _) = models.activate("buy_again", Some(1), true, now).await.unwrap();
+    let (entry, _) = models
+        .activate("buy_again", Some(1), true, None, now)
+        .await
+        .unwrap();
     assert_eq!(entry.active, Some(1));
     assert_eq!(profile(&store, "c4").await.scores["_versions"]["buy_again"], 1);
     let (entry, versions) = models.show("buy_again").await.unwrap();
@@ -258,7 +264,7 @@ async fn labels_that_leak_cutoffs_too_late_and_stopped_models_are_handled() {
     // Deactivating removes the model's scores from every profile.
     let good = request(r#"count(event "Order Completed" within 29d) >= 1"#, cutoff());
     models.train_propensity(good, &schema, now).await.unwrap();
-    models.activate("buy_again", None, true, now).await.unwrap();
+    models.activate("buy_again", None, true, None, now).await.unwrap();
     assert!(score(&profile(&store, "c2").await).is_some());
     models.deactivate("buy_again", now).await.unwrap();
     let p = profile(&store, "c2").await;
@@ -267,5 +273,24 @@ async fn labels_that_leak_cutoffs_too_late_and_stopped_models_are_handled() {
     engine.ingest(vec![order("c2", Utc::now(), 77)]).await.unwrap();
     engine.sync().await.unwrap();
     assert!(profile(&store, "c2").await.scores.is_empty());
+
+    // On a schedule: nothing is due at once; a day later the model is trained again (the
+    // cutoff moved on) and the new version activated, since validation accepts it.
+    let schedule = missive_engine::models::Schedule {
+        score_every_hours: Some(6),
+        retrain_every_days: Some(1),
+    };
+    models
+        .activate("buy_again", None, true, Some(schedule), now)
+        .await
+        .unwrap();
+    assert!(models.run_due(now).await.unwrap().is_empty());
+    let later = now + Duration::hours(25);
+    let done = models.run_due(later).await.unwrap();
+    assert_eq!(done, ["buy_again retrained: version 2 active"], "{done:?}");
+    let (entry, versions) = models.show("buy_again").await.unwrap();
+    assert_eq!(entry.active, Some(2));
+    assert_eq!(versions[0].trained_by, "schedule");
+    assert_eq!(versions[0].data.cutoff, later - Duration::days(29));
     engine.shutdown().await;
 }
