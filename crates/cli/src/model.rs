@@ -83,7 +83,7 @@ impl ModelCommand {
     pub fn reads_no_store(&self) -> bool {
         match self {
             ModelCommand::Train { what } => match what {
-                TrainCommand::Clv(_) => true,
+                TrainCommand::Clv(a) => a.transactions.is_some(),
                 TrainCommand::Cluster(a) => a.table.data.is_some(),
                 TrainCommand::Propensity(a) => a.table.data.is_some(),
             },
@@ -236,17 +236,24 @@ fn parse_param(s: &str) -> Result<(String, String), String> {
 
 #[derive(clap::Args, Debug)]
 pub struct ClvArgs {
-    /// The transaction file (CSV, or whitespace-separated like CDNOW).
+    /// The transaction file (CSV, or whitespace-separated like CDNOW). Without it, the
+    /// models are fitted on the store's orders and saved in the registry under --name.
     #[arg(long)]
-    transactions: PathBuf,
+    transactions: Option<PathBuf>,
+    /// From the store: the model's name (segments read `scores.NAME` and `scores.NAME_alive`).
+    #[arg(long)]
+    name: Option<String>,
+    /// From the store: most profiles read (a uniform sample above it).
+    #[arg(long, default_value_t = 200_000)]
+    max_profiles: usize,
     #[command(flatten)]
     columns: crate::import::CsvColumns,
-    /// The column holding the transaction's value.
+    /// The column holding the transaction's value (with --transactions).
     #[arg(long)]
-    amount_col: String,
-    /// The last day of the calibration period (YYYY-MM-DD).
+    amount_col: Option<String>,
+    /// The last day of the calibration period (YYYY-MM-DD; from the store, default: today).
     #[arg(long)]
-    calibration_end: NaiveDate,
+    calibration_end: Option<NaiveDate>,
     /// The last day of the holdout period (default: the last transaction's day).
     #[arg(long)]
     holdout_end: Option<NaiveDate>,
@@ -296,7 +303,21 @@ async fn train_on_store(
 ) -> anyhow::Result<(String, missive_engine::models::Trained)> {
     use missive_engine::models::{ClusterRequest, PropensityRequest};
     match what {
-        TrainCommand::Clv(_) => anyhow::bail!("train clv reads a file: give --transactions"),
+        TrainCommand::Clv(a) => {
+            let name = a
+                .name
+                .clone()
+                .context("give --name (train from the store) or --transactions (a file)")?;
+            let req = missive_engine::models::ClvRequest {
+                name: name.clone(),
+                calibration_end: a.calibration_end.map_or(now, utc_midnight),
+                months: a.horizon_months,
+                monthly_discount: a.monthly_discount,
+                max_profiles: a.max_profiles,
+                trained_by: by,
+            };
+            Ok((name, models.train_clv(req, now).await?))
+        }
         TrainCommand::Propensity(a) => {
             let name = a
                 .table
@@ -661,11 +682,20 @@ fn train_propensity(a: PropensityArgs) -> anyhow::Result<()> {
 }
 
 fn train_clv(a: ClvArgs) -> anyhow::Result<()> {
+    let path = a
+        .transactions
+        .clone()
+        .context("give --transactions (a file) or --name (the store)")?;
+    let amount_col = a
+        .amount_col
+        .clone()
+        .context("give --amount-col: the column holding each transaction's value")?;
+    let calibration_end = a.calibration_end.context("give --calibration-end (YYYY-MM-DD)")?;
     let mapping = a
         .columns
-        .mapping(Some(a.amount_col.clone()), None, "Order Completed".into())?;
-    let (rows, report) = missive_engine::import::read_csv_rows(&a.transactions, &mapping)
-        .with_context(|| format!("reading {}", a.transactions.display()))?;
+        .mapping(Some(amount_col), None, "Order Completed".into())?;
+    let (rows, report) = missive_engine::import::read_csv_rows(&path, &mapping)
+        .with_context(|| format!("reading {}", path.display()))?;
     if report.bad > 0 {
         eprintln!("{} of {} rows left out:", report.bad, report.lines);
         for b in &report.bad_lines {
@@ -686,18 +716,18 @@ fn train_clv(a: ClvArgs) -> anyhow::Result<()> {
         .max()
         .context("the file holds no transaction")?;
     // Without a holdout period (calibration to the last day), there is no holdout check.
-    let holdout_end = a.holdout_end.unwrap_or(last_day.max(a.calibration_end));
+    let holdout_end = a.holdout_end.unwrap_or(last_day.max(calibration_end));
     anyhow::ensure!(
-        holdout_end >= a.calibration_end,
+        holdout_end >= calibration_end,
         "--holdout-end ({holdout_end}) is before --calibration-end ({})",
-        a.calibration_end
+        calibration_end
     );
-    let customers = summarise(&transactions, a.calibration_end, holdout_end);
+    let customers = summarise(&transactions, calibration_end, holdout_end);
     eprintln!(
         "{} transactions, {} customers by {}; fitting…",
         transactions.len(),
         customers.len(),
-        a.calibration_end
+        calibration_end
     );
     let bg = bgnbd::fit(&customers)?;
     let gg = match gamma_gamma::fit(&customers) {
@@ -708,7 +738,7 @@ fn train_clv(a: ClvArgs) -> anyhow::Result<()> {
             None
         }
     };
-    let weeks = (holdout_end - a.calibration_end).num_days() as f64 / 7.0;
+    let weeks = (holdout_end - calibration_end).num_days() as f64 / 7.0;
     let check = (weeks > 0.0).then(|| bg.holdout_check(&customers, weeks, 7));
     anyhow::ensure!(
         (0.0..1.0).contains(&a.monthly_discount),
@@ -749,7 +779,7 @@ fn train_clv(a: ClvArgs) -> anyhow::Result<()> {
     });
     let out = serde_json::json!({
         "customers": customers.len(),
-        "calibration_end": a.calibration_end,
+        "calibration_end": calibration_end,
         "bg_nbd": bg,
         "gamma_gamma": gg,
         "holdout": check,

@@ -63,6 +63,7 @@ impl From<ModelError> for ApiError {
                 ApiError::bad_request(ErrorCode::ModelInvalid, e.to_string())
             }
             ModelError::Cluster(c) => ApiError::bad_request(ErrorCode::ModelInvalid, c.to_string()),
+            ModelError::Clv(c) => ApiError::bad_request(ErrorCode::ModelInvalid, c.to_string()),
             ModelError::Store(s) => ApiError::from(s),
             ModelError::Registry(RegistryError::Store(s)) => ApiError::from(s),
             e @ (ModelError::Registry(RegistryError::Corrupt(..))
@@ -136,6 +137,7 @@ pub async fn show(
 enum Kind {
     Propensity,
     Cluster,
+    Clv,
 }
 
 #[derive(Debug, Deserialize)]
@@ -168,6 +170,18 @@ pub struct TrainIn {
     max_k: usize,
     #[serde(default = "budget")]
     max_profiles: usize,
+    /// Lifetime value: months of the horizon and the monthly discount.
+    #[serde(default = "twelve")]
+    months: u32,
+    #[serde(default = "one_percent")]
+    monthly_discount: f64,
+}
+
+fn twelve() -> u32 {
+    12
+}
+fn one_percent() -> f64 {
+    0.01
 }
 
 fn thirty() -> i64 {
@@ -205,7 +219,7 @@ pub async fn train(
     let cutoff = match (body.cutoff, &body.kind) {
         (Some(d), _) => d.and_time(chrono::NaiveTime::MIN).and_utc(),
         (None, Kind::Propensity) => now - chrono::Duration::days(body.horizon_days),
-        (None, Kind::Cluster) => now,
+        (None, Kind::Cluster | Kind::Clv) => now,
     };
     let mut features = FeatureSpec::default();
     if !body.events.is_empty() {
@@ -259,6 +273,17 @@ pub async fn train(
                 trained_by: by,
             };
             models(&state).train_propensity(req, &schema, now).await?
+        }
+        Kind::Clv => {
+            let req = missive_engine::models::ClvRequest {
+                name: name.clone(),
+                calibration_end: cutoff,
+                months: body.months,
+                monthly_discount: body.monthly_discount,
+                max_profiles: body.max_profiles,
+                trained_by: by,
+            };
+            models(&state).train_clv(req, now).await?
         }
         Kind::Cluster => {
             let req = ClusterRequest {

@@ -480,7 +480,8 @@ fn models_on_the_store_from_the_command_line() {
         for d in orders {
             lines.push(
                 serde_json::json!({"type": "track", "userId": u, "event": "Order Completed",
-                "messageId": format!("{u}-{d}"), "timestamp": day(*d), "properties": {"revenue": 50}}),
+                "messageId": format!("{u}-{d}"), "timestamp": day(*d),
+                "properties": {"revenue": 20 + (i * 7 + d) % 45}}),
             );
         }
     }
@@ -569,10 +570,45 @@ fn models_on_the_store_from_the_command_line() {
     let (ok, _, err) = missive_cli(dir.path(), &["model", "activate", "nothing"]);
     assert!(!ok && err.contains("does not exist"), "{err}");
 
+    // Lifetime value from the store's orders, activated in batch.
+    let calibration_end = (chrono::Utc::now() - chrono::Duration::days(30))
+        .date_naive()
+        .to_string();
+    let (ok, out, err) = missive_cli(
+        dir.path(),
+        &[
+            "model",
+            "train",
+            "clv",
+            "--name",
+            "value",
+            "--calibration-end",
+            &calibration_end,
+            "--horizon-months",
+            "6",
+        ],
+    );
+    assert!(ok, "{err}");
+    let clv: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(clv["metrics"]["bg_nbd"]["r"].as_f64().unwrap() > 0.0, "{clv}");
+    assert!(clv["metrics"]["gamma_gamma"]["p"].as_f64().is_some(), "{clv}");
+    assert!(
+        clv["metrics"]["lifetime_value"]["mean"].as_f64().unwrap() > 0.0,
+        "{clv}"
+    );
+    let (ok, _, err) = missive_cli(dir.path(), &["model", "activate", "value", "--batch"]);
+    assert!(
+        ok && err.contains("value version 1 active (batch); 120 profiles scored"),
+        "{err}"
+    );
+
     let (ok, _, err) = missive_cli(dir.path(), &["model", "delete", "buy_again"]);
     assert!(ok, "{err}");
     let (ok, out, _) = missive_cli(dir.path(), &["model", "list"]);
-    assert!(ok && out.trim().is_empty(), "{out}");
+    assert!(
+        ok && !out.contains("buy_again") && out.contains("\"value\""),
+        "{out}"
+    );
     let (ok, out, _) = missive_cli(dir.path(), &["audit", "--limit", "20"]);
     assert!(ok);
     for action in ["model.train", "model.activate", "model.score", "model.delete"] {

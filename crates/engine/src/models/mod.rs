@@ -57,6 +57,8 @@ pub enum ModelError {
     Busy,
     #[error("{field}: {why}")]
     Limit { field: &'static str, why: String },
+    #[error(transparent)]
+    Clv(#[from] missive_models::clv::FitError),
 }
 
 /// The most a request may ask for, so that one training cannot take the server's memory.
@@ -141,6 +143,18 @@ pub struct ClusterRequest {
     pub traits: Vec<String>,
     pub max_profiles: usize,
     pub seed: u64,
+    pub trained_by: String,
+}
+
+/// A lifetime-value model to fit on the store's orders.
+#[derive(Debug, Clone)]
+pub struct ClvRequest {
+    pub name: String,
+    /// The end of the calibration period (orders after it are the holdout check).
+    pub calibration_end: DateTime<Utc>,
+    pub months: u32,
+    pub monthly_discount: f64,
+    pub max_profiles: usize,
     pub trained_by: String,
 }
 
@@ -249,6 +263,8 @@ impl Models {
                 k: None,
                 max_k: 0,
                 max_profiles: r.max_profiles,
+                months: None,
+                monthly_discount: None,
             }),
             accepted: report.verdict.accepted,
             verdict: report.verdict.reason.clone(),
@@ -333,6 +349,8 @@ impl Models {
                 k: r.k,
                 max_k: r.max_k,
                 max_profiles: r.max_profiles,
+                months: None,
+                monthly_discount: None,
             }),
             accepted: report.clusters.len() > 1,
             verdict: if report.clusters.len() > 1 {
@@ -345,6 +363,121 @@ impl Models {
                 "refused: one cluster only".into()
             },
             scorer: Scorer::Cluster { scaler, kmeans },
+        };
+        let _registry = self.engine.lock_models().await;
+        let v = registry::save(&self.store, v, now).await?;
+        Ok(trained(&v))
+    }
+
+    /// Fits BG/NBD and Gamma-Gamma on the consenting profiles' orders up to the calibration
+    /// end, checks the expected purchases after it against the actual ones when there are
+    /// any, and saves a new version.
+    pub async fn train_clv(&self, r: ClvRequest, now: DateTime<Utc>) -> Result<Trained, ModelError> {
+        use missive_models::clv::{bgnbd, gamma_gamma, summary, value};
+        registry::check_name(&r.name)?;
+        check_sizes(r.max_profiles, 0, 0)?;
+        if !(1..=120).contains(&r.months) {
+            return Err(ModelError::Limit {
+                field: "months",
+                why: "1 to 120".into(),
+            });
+        }
+        if !(0.0..1.0).contains(&r.monthly_discount) {
+            return Err(ModelError::Limit {
+                field: "monthly_discount",
+                why: "from 0 to below 1 (0.01 is 1 % a month)".into(),
+            });
+        }
+        if r.calibration_end > now {
+            return Err(ModelError::Cutoff {
+                ends: r.calibration_end,
+            });
+        }
+        let _permit = self.engine.try_train().ok_or(ModelError::Busy)?;
+        self.engine.sync().await?;
+        let (tx, stats) = training::transactions(&self.store, r.max_profiles, 7).await?;
+        // The holdout runs to the last order (a history imported in bulk ends long before now).
+        let last = tx.iter().map(|t| t.date).max().unwrap_or(now.date_naive());
+        let (cal, end) = (r.calibration_end.date_naive(), last.min(now.date_naive()));
+        let (months, discount) = (r.months, r.monthly_discount);
+        let fitted = tokio::task::spawn_blocking(move || {
+            let customers = summary::summarise(&tx, cal, end.max(cal));
+            let bg = bgnbd::fit(&customers)?;
+            let gg = gamma_gamma::fit(&customers).ok();
+            let weeks = (end - cal).num_days() as f64 / 7.0;
+            let check = (weeks >= 1.0).then(|| bg.holdout_check(&customers, weeks, 7));
+            let total: f64 = gg.as_ref().map_or(0.0, |g| {
+                customers
+                    .iter()
+                    .map(|c| value::lifetime_value(&bg, g, c, months, discount))
+                    .sum()
+            });
+            Ok::<_, missive_models::clv::FitError>((customers.len(), bg, gg, check, total))
+        })
+        .await
+        .map_err(|e| ModelError::Join(e.to_string()))??;
+        let (customers, bg, gg, check, total) = fitted;
+        let metrics = serde_json::json!({
+            "customers": customers,
+            "bg_nbd": bg,
+            "gamma_gamma": gg,
+            "holdout": check,
+            "lifetime_value": {"months": months, "monthly_discount": discount,
+                "total": (total * 100.0).round() / 100.0,
+                "mean": (total / customers.max(1) as f64 * 100.0).round() / 100.0},
+        });
+        let v = ModelVersion {
+            name: r.name.clone(),
+            version: 0,
+            kind: ModelKind::Clv,
+            trained_at: now,
+            trained_by: r.trained_by,
+            data: TrainingData {
+                cutoff: r.calibration_end,
+                horizon_days: None,
+                label: None,
+                rows: customers,
+                positives: None,
+                left_out_no_consent: stats.no_consent,
+                left_out_not_yet_seen: stats.profiles - stats.no_consent - stats.rows,
+                sampled: stats.sampled,
+            },
+            features: FeatureSpec::default(),
+            params: serde_json::json!({"months": months, "monthly_discount": discount}),
+            metrics,
+            request: Some(TrainSpec {
+                label: None,
+                horizon_days: None,
+                events: Vec::new(),
+                traits: Vec::new(),
+                params: None,
+                algorithm: None,
+                folds: 0,
+                k: None,
+                max_k: 0,
+                max_profiles: r.max_profiles,
+                months: Some(months),
+                monthly_discount: Some(discount),
+            }),
+            accepted: true,
+            verdict: format!(
+                "BG/NBD r {:.4} α {:.4} a {:.4} b {:.4}{}",
+                bg.r,
+                bg.alpha,
+                bg.a,
+                bg.b,
+                if gg.is_some() {
+                    "; Gamma-Gamma fitted"
+                } else {
+                    "; no Gamma-Gamma (no repeat purchase of value): values are 0"
+                }
+            ),
+            scorer: Scorer::Clv {
+                bg,
+                gg,
+                months,
+                monthly_discount: discount,
+            },
         };
         let _registry = self.engine.lock_models().await;
         let v = registry::save(&self.store, v, now).await?;
@@ -466,6 +599,17 @@ impl Models {
                     trained_by: "schedule".into(),
                 };
                 self.train_propensity(req, &schema, now).await
+            }
+            ModelKind::Clv => {
+                let req = ClvRequest {
+                    name: name.to_owned(),
+                    calibration_end: now,
+                    months: spec.months.unwrap_or(12),
+                    monthly_discount: spec.monthly_discount.unwrap_or(0.01),
+                    max_profiles: spec.max_profiles,
+                    trained_by: "schedule".into(),
+                };
+                self.train_clv(req, now).await
             }
             ModelKind::Cluster => {
                 let req = ClusterRequest {

@@ -15,6 +15,7 @@ use super::scorer::{ActiveModel, Scorer, ScoringSet};
 pub enum ModelKind {
     Propensity,
     Cluster,
+    Clv,
 }
 
 /// Where a version's training data came from.
@@ -85,6 +86,11 @@ pub struct TrainSpec {
     #[serde(default)]
     pub max_k: usize,
     pub max_profiles: usize,
+    /// Lifetime value: the horizon in months and the monthly discount.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub months: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monthly_discount: Option<f64>,
 }
 
 /// When a model is scored and trained again by itself.

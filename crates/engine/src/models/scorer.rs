@@ -6,6 +6,9 @@
 //! - a propensity model named `NAME`: `scores.NAME`, the probability (four decimals);
 //! - a clustering model named `NAME`: `scores.cluster_NAME` and `scores.cluster` (read as
 //!   `model.cluster`), the cluster number;
+//! - a lifetime-value model named `NAME`: `scores.NAME`, the value over its horizon (two
+//!   decimals, 0 before a first order), and `scores.NAME_alive`, the probability that the
+//!   customer is still active;
 //! - `scores._versions.NAME`: the version that wrote it.
 //!
 //! A profile without `profiling` consent is never scored, and loses its scores (docs/privacy.md).
@@ -14,6 +17,9 @@ use chrono::{DateTime, Utc};
 use missive_core::{Profile, Purpose};
 use missive_models::classify::Classifier;
 use missive_models::cluster::kmeans::KMeans;
+use missive_models::clv::bgnbd::BgNbd;
+use missive_models::clv::gamma_gamma::GammaGamma;
+use missive_models::clv::summary::Customer;
 use missive_models::features::FeatureSpec;
 use missive_models::scale::Standardizer;
 use serde::{Deserialize, Serialize};
@@ -26,8 +32,38 @@ pub const VERSIONS_KEY: &str = "_versions";
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Scorer {
-    Propensity { classifier: Classifier },
-    Cluster { scaler: Standardizer, kmeans: KMeans },
+    Propensity {
+        classifier: Classifier,
+    },
+    Cluster {
+        scaler: Standardizer,
+        kmeans: KMeans,
+    },
+    /// Lifetime value: BG/NBD and Gamma-Gamma over `months`, discounted monthly.
+    Clv {
+        bg: BgNbd,
+        gg: Option<GammaGamma>,
+        months: u32,
+        monthly_discount: f64,
+    },
+}
+
+/// A profile's purchase summary for the lifetime-value models, from its order aggregate:
+/// repeat purchases are orders after the first (orders, not days: two orders on one day
+/// count twice), the mean value that of all orders.
+pub fn clv_summary(p: &Profile, now: DateTime<Utc>) -> Option<Customer> {
+    let o = &p.orders;
+    let (first, last) = (o.first_at?, o.last_at?);
+    let weeks = |d: chrono::TimeDelta| d.num_seconds() as f64 / (7.0 * 86_400.0);
+    let x = o.count.saturating_sub(1) as u32;
+    Some(Customer {
+        id: p.id.to_string(),
+        x,
+        t_x: if x > 0 { weeks(last - first) } else { 0.0 },
+        t: weeks(now - first).max(0.0),
+        mean_value: o.revenue.0 as f64 / 100.0 / o.count.max(1) as f64,
+        holdout_x: 0,
+    })
 }
 
 /// A model version in use.
@@ -53,6 +89,7 @@ pub enum Rescore {
 /// Removes what model `name` wrote; true when the profile had any of it.
 pub fn remove(p: &mut Profile, name: &str) -> bool {
     let mut changed = p.scores.remove(name).is_some();
+    changed |= p.scores.remove(&format!("{name}_alive")).is_some();
     if p.scores.remove(&format!("cluster_{name}")).is_some() {
         p.scores.remove("cluster");
         changed = true;
@@ -102,6 +139,34 @@ impl ScoringSet {
                     let c = kmeans.predict(&x);
                     changed |= set(p, &format!("cluster_{}", m.name), json!(c));
                     changed |= set(p, "cluster", json!(c));
+                }
+                Scorer::Clv {
+                    bg,
+                    gg,
+                    months,
+                    monthly_discount,
+                } => {
+                    let (value, alive) = match clv_summary(p, now) {
+                        Some(c) => (
+                            gg.as_ref().map_or(0.0, |g| {
+                                missive_models::clv::value::lifetime_value(
+                                    bg,
+                                    g,
+                                    &c,
+                                    *months,
+                                    *monthly_discount,
+                                )
+                            }),
+                            bg.p_alive(&c),
+                        ),
+                        None => (0.0, 0.0),
+                    };
+                    changed |= set(p, &m.name, json!((value * 100.0).round() / 100.0));
+                    changed |= set(
+                        p,
+                        &format!("{}_alive", m.name),
+                        json!((alive * 1e4).round() / 1e4),
+                    );
                 }
             }
             let versions = p

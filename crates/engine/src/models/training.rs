@@ -56,16 +56,15 @@ async fn all_events(store: &Store, id: &ProfileId) -> Result<Vec<StoredEvent>, S
     Ok(out)
 }
 
-/// Builds the table: features as of the cutoff and, with a label, the label at the horizon.
-/// Returns it with the spec the features were read with (traits learned) and counts.
-pub async fn build(
+/// The live profiles with `profiling` consent, a uniform sample of `max` of them above that
+/// (reservoir, seeded); counts what was left out in `stats`.
+async fn consenting_profiles(
     store: &Store,
-    t: &StoreTable,
-    mut progress: impl FnMut(usize),
-) -> Result<(Dataset, FeatureSpec, TableStats), super::ModelError> {
-    let mut stats = TableStats::default();
-    // The consenting profiles, sampled to the budget.
-    let mut rng = StdRng::seed_from_u64(t.seed);
+    max: usize,
+    seed: u64,
+    stats: &mut TableStats,
+) -> Result<Vec<Profile>, StoreError> {
+    let mut rng = StdRng::seed_from_u64(seed);
     let mut chosen: Vec<Profile> = Vec::new();
     let mut after = None;
     let mut seen = 0usize;
@@ -80,17 +79,63 @@ pub async fn build(
                 continue;
             }
             seen += 1;
-            if chosen.len() < t.max_profiles {
+            if chosen.len() < max {
                 chosen.push(p);
             } else {
                 let j = rng.random_range(0..seen);
-                if j < t.max_profiles {
+                if j < max {
                     chosen[j] = p;
                 }
             }
         }
     }
     stats.sampled = seen > chosen.len();
+    Ok(chosen)
+}
+
+/// The orders of the consenting profiles, by event time, for the lifetime-value models.
+pub async fn transactions(
+    store: &Store,
+    max_profiles: usize,
+    seed: u64,
+) -> Result<(Vec<missive_models::clv::summary::Transaction>, TableStats), StoreError> {
+    let mut stats = TableStats::default();
+    let chosen = consenting_profiles(store, max_profiles, seed, &mut stats).await?;
+    let mut out = Vec::new();
+    for p in &chosen {
+        let before = out.len();
+        for e in crate::profiles::all_events(store, &p.id).await? {
+            if e.kind != missive_core::EventKind::Track || e.name != missive_core::profile::ORDER_COMPLETED {
+                continue;
+            }
+            let props = e
+                .body
+                .get("properties")
+                .and_then(|v| v.as_object())
+                .cloned()
+                .unwrap_or_default();
+            out.push(missive_models::clv::summary::Transaction {
+                customer: p.id.to_string(),
+                date: e.timestamp.date_naive(),
+                value: missive_core::profile::order_revenue(&props).0 as f64 / 100.0,
+            });
+        }
+        if out.len() > before {
+            stats.rows += 1;
+        }
+    }
+    Ok((out, stats))
+}
+
+/// Builds the table: features as of the cutoff and, with a label, the label at the horizon.
+/// Returns it with the spec the features were read with (traits learned) and counts.
+pub async fn build(
+    store: &Store,
+    t: &StoreTable,
+    mut progress: impl FnMut(usize),
+) -> Result<(Dataset, FeatureSpec, TableStats), super::ModelError> {
+    let mut stats = TableStats::default();
+    let chosen = consenting_profiles(store, t.max_profiles, t.seed, &mut stats).await?;
     let horizon = t.label.as_ref().map(|(_, w)| t.cutoff + *w);
     let mut at_cutoff = Vec::new();
     let mut labels = Vec::new();

@@ -11,7 +11,7 @@ use super::optimize::minimise;
 use super::summary::Customer;
 
 /// Fitted BG/NBD parameters.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
 pub struct BgNbd {
     pub r: f64,
     pub alpha: f64,
@@ -44,9 +44,12 @@ pub fn fit(customers: &[Customer]) -> Result<BgNbd, FitError> {
     if customers.iter().all(|c| c.x == 0) {
         return Err(FitError::NoRepeat);
     }
+    let n = customers.len() as f64;
     let nll = |p: &[f64]| {
         let (r, alpha, a, b) = (p[0].exp(), p[1].exp(), p[2].exp(), p[3].exp());
-        -customers.iter().map(|c| ll(r, alpha, a, b, c)).sum::<f64>()
+        // The mean per customer: the optimiser's tolerance is absolute, and a sum over tens
+        // of thousands of customers is too large for it to settle.
+        -customers.iter().map(|c| ll(r, alpha, a, b, c)).sum::<f64>() / n
     };
     let (p, cost) = minimise(nll, &[0.0, 0.0, 0.0, 0.0])?;
     // A second start from the first's answer: Nelder-Mead's simplex can stall on a ridge.
@@ -59,7 +62,7 @@ pub fn fit(customers: &[Customer]) -> Result<BgNbd, FitError> {
         alpha: p[1].exp(),
         a: p[2].exp(),
         b: p[3].exp(),
-        log_likelihood: -cost,
+        log_likelihood: -cost * n,
     })
 }
 

@@ -11,7 +11,7 @@ use super::optimize::minimise;
 use super::summary::Customer;
 
 /// Fitted Gamma-Gamma parameters.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
 pub struct GammaGamma {
     pub p: f64,
     pub q: f64,
@@ -36,9 +36,11 @@ pub fn fit(customers: &[Customer]) -> Result<GammaGamma, FitError> {
     if data.is_empty() {
         return Err(FitError::NoRepeat);
     }
+    let n = data.len() as f64;
     let nll = |v: &[f64]| {
         let (p, q, g) = (v[0].exp(), v[1].exp(), v[2].exp());
-        -data.iter().map(|(x, m)| ll(p, q, g, *x, *m)).sum::<f64>()
+        // The mean per customer, as in BG/NBD's fit: the optimiser's tolerance is absolute.
+        -data.iter().map(|(x, m)| ll(p, q, g, *x, *m)).sum::<f64>() / n
     };
     let (v, cost) = minimise(nll, &[0.0, 0.0, 0.0])?;
     let (v, cost) = match minimise(nll, &v) {
@@ -49,7 +51,7 @@ pub fn fit(customers: &[Customer]) -> Result<GammaGamma, FitError> {
         p: v[0].exp(),
         q: v[1].exp(),
         gamma: v[2].exp(),
-        log_likelihood: -cost,
+        log_likelihood: -cost * n,
         customers: data.len(),
     })
 }
