@@ -86,6 +86,7 @@ impl ModelCommand {
                 TrainCommand::Clv(a) => a.transactions.is_some(),
                 TrainCommand::Cluster(a) => a.table.data.is_some(),
                 TrainCommand::Propensity(a) => a.table.data.is_some(),
+                TrainCommand::SendTime(_) => false,
             },
             _ => false,
         }
@@ -103,6 +104,22 @@ pub enum TrainCommand {
     /// A yes/no propensity model from a CSV table of features and a label column: prints the
     /// cross-validated and holdout metrics, the baseline's, and the feature importances.
     Propensity(PropensityArgs),
+    /// From the store: everyone's opens and clicks by hour of the week, for `best_time` sends
+    /// and `scores.NAME` (each person's best hour).
+    SendTime(SendTimeArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct SendTimeArgs {
+    /// The model's name.
+    #[arg(long)]
+    name: String,
+    /// How many of a person's own opens and clicks count as much as everyone's.
+    #[arg(long, default_value_t = 8.0)]
+    strength: f64,
+    /// Most profiles read (a uniform sample above it).
+    #[arg(long, default_value_t = 200_000)]
+    max_profiles: usize,
 }
 
 /// Reading a feature table.
@@ -276,6 +293,7 @@ pub fn run_on_files(cmd: ModelCommand) -> anyhow::Result<()> {
             TrainCommand::Clv(args) => train_clv(args),
             TrainCommand::Cluster(args) => train_cluster(args),
             TrainCommand::Propensity(args) => train_propensity(args),
+            TrainCommand::SendTime(_) => anyhow::bail!("the send-time model is trained from the store"),
         },
         _ => anyhow::bail!("this model command needs the store"),
     }
@@ -303,6 +321,12 @@ async fn train_on_store(
 ) -> anyhow::Result<(String, missive_engine::models::Trained)> {
     use missive_engine::models::{ClusterRequest, PropensityRequest};
     match what {
+        TrainCommand::SendTime(a) => {
+            let trained = models
+                .train_send_time(&a.name, a.strength, a.max_profiles, by, now)
+                .await?;
+            Ok((a.name, trained))
+        }
         TrainCommand::Clv(a) => {
             let name = a
                 .name

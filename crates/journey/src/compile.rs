@@ -199,12 +199,31 @@ pub fn compile(
                 }
                 targets.extend(paths.iter().map(|p| p.next.as_str()));
             }
-            Action::Send { template, experiment } => {
+            Action::Send {
+                template,
+                experiment,
+                at,
+                within,
+            } => {
                 if template.trim().is_empty() {
                     return invalid(format!("step {:?}: send needs a template", s.id));
                 }
                 if experiment.as_deref().is_some_and(|e| e.trim().is_empty()) {
                     return invalid(format!("step {:?}: the experiment's name is empty", s.id));
+                }
+                if let Some(w) = within {
+                    if at.is_none() {
+                        return invalid(format!("step {:?}: `within` goes with `at: \"best_time\"`", s.id));
+                    }
+                    match parse_duration(w) {
+                        Some(d) if d >= TimeDelta::hours(1) && d <= TimeDelta::days(7) => {}
+                        _ => {
+                            return invalid(format!(
+                                "step {:?}: within {w:?}: a duration from 1h to 7d",
+                                s.id
+                            ));
+                        }
+                    }
                 }
             }
             Action::Webhook(call) => {

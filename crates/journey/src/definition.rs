@@ -140,6 +140,13 @@ pub enum Action {
         template: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         experiment: Option<String>,
+        /// `best_time`: queue the message for the person's best hour (their opens and clicks,
+        /// shrunk towards everyone's; docs/models.md) within `within`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        at: Option<SendTiming>,
+        /// The window for `at` (default 24h; 1h to 7d).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        within: Option<String>,
     },
     /// Calls an external HTTP API (a loyalty service, an SMS provider) with a body rendered
     /// by Liquid from `profile`, `event` and `journey`; maps fields of a JSON answer into
@@ -148,6 +155,13 @@ pub enum Action {
     /// the network are refused unless the configuration allows them.
     Webhook(Box<WebhookCall>),
     Exit,
+}
+
+/// When a `send` step's message goes out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SendTiming {
+    BestTime,
 }
 
 /// A journey's call to an external HTTP API (see [`Action::Webhook`]).

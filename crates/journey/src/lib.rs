@@ -14,5 +14,5 @@ pub use compile::{Compiled, DefinitionError, compile, parse_duration, parse_time
 pub use conditions::{key_text, lookup, matches};
 pub use definition::{
     Action, Condition, DEFAULT_MAX_SENDS_PER_INSTANCE, EXIT, JourneyDef, MAX_SENDS_PER_INSTANCE,
-    MAX_WEBHOOK_TIMEOUT_MS, MessageClass, Op, Reentry, SplitPath, Step, Trigger, WebhookCall,
+    MAX_WEBHOOK_TIMEOUT_MS, MessageClass, Op, Reentry, SendTiming, SplitPath, Step, Trigger, WebhookCall,
 };

@@ -5,11 +5,13 @@
 //! counts their profile keeps of `Email Opened` and `Email Link Clicked`, 90 days). Their
 //! estimated share of each hour is the posterior mean under a Dirichlet prior centred on the
 //! population's shares: `(own[h] + k · population[h]) / (n + k)`, with `n` their events and
-//! `k` the prior's strength (in events). Shares are smoothed over the neighbouring hours first
-//! (a person who opens at 9:00 is likely to open at 10:00), circularly over the week. The best
+//! `k` the prior's strength (in events). Histograms are smoothed first: half over the
+//! neighbouring hours (a person who opens at 9:00 is likely to open at 10:00), circularly over
+//! the week, and half over the same hour of every day of the week. The best
 //! hour is the one with the largest share among those allowed (a window, quiet hours).
 
-use chrono::{DateTime, Datelike, Timelike, Utc};
+use chrono::{DateTime, Datelike, Duration, DurationRound, Timelike, Utc};
+use missive_core::Profile;
 use serde::{Deserialize, Serialize};
 
 pub const HOURS: usize = 168;
@@ -34,11 +36,32 @@ pub fn histogram<'a>(hourly: impl IntoIterator<Item = &'a (i64, u32)>) -> [f64; 
     h
 }
 
-/// Spreads a histogram over the neighbouring hours: weights ½ for the hour, ¼ for each side.
+/// A person's opens and clicks by hour of the week, from the hourly counts their profile keeps
+/// (90 days).
+pub fn engagement(p: &Profile) -> [f64; HOURS] {
+    let mut h = [0.0; HOURS];
+    for name in [crate::features::EMAIL_OPENED, crate::features::EMAIL_CLICKED] {
+        if let Some(a) = p.events.get(name) {
+            for (v, add) in h.iter_mut().zip(histogram(&a.hourly)) {
+                *v += add;
+            }
+        }
+    }
+    h
+}
+
+/// Spreads a histogram: half of it over the neighbouring hours (weights ½ for the hour, ¼ for
+/// each side), half over the same hour of every day (a habit of opening at 19:00 on weekdays
+/// says something about Monday 19:00 too). The total is kept.
 fn smooth(h: &[f64; HOURS]) -> [f64; HOURS] {
+    let mut daily = [0.0; 24];
+    for (i, v) in h.iter().enumerate() {
+        daily[i % 24] += v;
+    }
     let mut out = [0.0; HOURS];
     for (i, o) in out.iter_mut().enumerate() {
-        *o = 0.5 * h[i] + 0.25 * h[(i + HOURS - 1) % HOURS] + 0.25 * h[(i + 1) % HOURS];
+        let near = 0.5 * h[i] + 0.25 * h[(i + HOURS - 1) % HOURS] + 0.25 * h[(i + 1) % HOURS];
+        *o = 0.5 * near + 0.5 * daily[i % 24] / 7.0;
     }
     out
 }
@@ -86,6 +109,23 @@ impl SendTime {
         best(&self.shares(own), allowed)
     }
 
+    /// When to send within `within` of `now`: the start of the person's best hour in that
+    /// window (now, when it is the current hour). The earliest of equally good hours wins.
+    pub fn best_time(&self, own: &[f64; HOURS], now: DateTime<Utc>, within: Duration) -> DateTime<Utc> {
+        let shares = self.shares(own);
+        let first = now.duration_trunc(Duration::hours(1)).unwrap_or(now);
+        let mut best = (now, f64::NEG_INFINITY);
+        let mut start = first;
+        while start < now + within {
+            let s = shares[hour_of_week(start)];
+            if s > best.1 {
+                best = (start.max(now), s);
+            }
+            start += Duration::hours(1);
+        }
+        best.0
+    }
+
     /// The population's best hour among the `allowed` ones.
     pub fn population_best(&self, allowed: impl Fn(usize) -> bool) -> usize {
         best(&self.population, allowed)
@@ -119,6 +159,22 @@ mod tests {
     }
 
     #[test]
+    fn the_best_time_falls_in_the_window() {
+        let mut everyone = [0.0; HOURS];
+        everyone[9] = 1000.0; // Monday 9:00
+        let model = SendTime::fit([&everyone], 10.0);
+        let sunday_noon = Utc.with_ymd_and_hms(2026, 11, 29, 12, 20, 0).unwrap();
+        let none = [0.0; HOURS];
+        // Within a day: Monday 9:00.
+        let t = model.best_time(&none, sunday_noon, Duration::hours(24));
+        assert_eq!(t, Utc.with_ymd_and_hms(2026, 11, 30, 9, 0, 0).unwrap());
+        // Within six hours Monday 9:00 is out of reach: the best hour that is in it (all
+        // equal but the edges of the smoothing: the earliest), never before now.
+        let t = model.best_time(&none, sunday_noon, Duration::hours(6));
+        assert!(t >= sunday_noon && t < sunday_noon + Duration::hours(6), "{t}");
+    }
+
+    #[test]
     fn a_thin_history_leans_on_the_population_and_a_rich_one_on_itself() {
         let mut everyone = [0.0; HOURS];
         everyone[9] = 1000.0; // Monday 9:00 for most people
@@ -130,8 +186,10 @@ mod tests {
         let mut rich = [0.0; HOURS];
         rich[20] = 40.0;
         assert_eq!(model.best_hour(&rich, |_| true), 20);
-        // Only the allowed hours (a window), and all of them when none is allowed.
-        assert_eq!(model.best_hour(&rich, |h| h >= 100), 130);
+        // Only the allowed hours (a window): a rich history's hour of the day carries over to
+        // other days; a thin one follows everyone's.
+        assert_eq!(model.best_hour(&rich, |h| h >= 100) % 24, 20);
+        assert_eq!(model.best_hour(&thin, |h| h >= 100) % 24, 9);
         assert_eq!(model.best_hour(&thin, |_| false), 9);
     }
 

@@ -138,6 +138,7 @@ enum Kind {
     Propensity,
     Cluster,
     Clv,
+    SendTime,
 }
 
 #[derive(Debug, Deserialize)]
@@ -219,7 +220,7 @@ pub async fn train(
     let cutoff = match (body.cutoff, &body.kind) {
         (Some(d), _) => d.and_time(chrono::NaiveTime::MIN).and_utc(),
         (None, Kind::Propensity) => now - chrono::Duration::days(body.horizon_days),
-        (None, Kind::Cluster | Kind::Clv) => now,
+        (None, Kind::Cluster | Kind::Clv | Kind::SendTime) => now,
     };
     let mut features = FeatureSpec::default();
     if !body.events.is_empty() {
@@ -273,6 +274,11 @@ pub async fn train(
                 trained_by: by,
             };
             models(&state).train_propensity(req, &schema, now).await?
+        }
+        Kind::SendTime => {
+            models(&state)
+                .train_send_time(&name, 8.0, body.max_profiles, by, now)
+                .await?
         }
         Kind::Clv => {
             let req = missive_engine::models::ClvRequest {

@@ -570,6 +570,15 @@ fn models_on_the_store_from_the_command_line() {
     let (ok, _, err) = missive_cli(dir.path(), &["model", "activate", "nothing"]);
     assert!(!ok && err.contains("does not exist"), "{err}");
 
+    // Send time: no one opened an e-mail here, so everyone's hours are flat; it still trains.
+    let (ok, out, err) = missive_cli(
+        dir.path(),
+        &["model", "train", "send-time", "--name", "send_hour"],
+    );
+    assert!(ok, "{err}");
+    let st: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(st["metrics"]["profiles_with_engagement"], 0, "{st}");
+
     // Lifetime value from the store's orders, activated in batch.
     let calibration_end = (chrono::Utc::now() - chrono::Duration::days(30))
         .date_naive()

@@ -265,6 +265,7 @@ impl Models {
                 max_profiles: r.max_profiles,
                 months: None,
                 monthly_discount: None,
+                strength: None,
             }),
             accepted: report.verdict.accepted,
             verdict: report.verdict.reason.clone(),
@@ -351,6 +352,7 @@ impl Models {
                 max_profiles: r.max_profiles,
                 months: None,
                 monthly_discount: None,
+                strength: None,
             }),
             accepted: report.clusters.len() > 1,
             verdict: if report.clusters.len() > 1 {
@@ -458,6 +460,7 @@ impl Models {
                 max_profiles: r.max_profiles,
                 months: Some(months),
                 monthly_discount: Some(discount),
+                strength: None,
             }),
             accepted: true,
             verdict: format!(
@@ -478,6 +481,78 @@ impl Models {
                 months,
                 monthly_discount: discount,
             },
+        };
+        let _registry = self.engine.lock_models().await;
+        let v = registry::save(&self.store, v, now).await?;
+        Ok(trained(&v))
+    }
+
+    /// Learns everyone's engagement by hour of the week (opens and clicks of the consenting
+    /// profiles, the last 90 days) and saves a new version; `strength` is the prior's weight in
+    /// events (how many of a person's own opens count as much as everyone's).
+    pub async fn train_send_time(
+        &self,
+        name: &str,
+        strength: f64,
+        max_profiles: usize,
+        trained_by: String,
+        now: DateTime<Utc>,
+    ) -> Result<Trained, ModelError> {
+        registry::check_name(name)?;
+        check_sizes(max_profiles, 0, 0)?;
+        if !(0.5..=1_000.0).contains(&strength) {
+            return Err(ModelError::Limit {
+                field: "strength",
+                why: "0.5 to 1,000 events".into(),
+            });
+        }
+        let _permit = self.engine.try_train().ok_or(ModelError::Busy)?;
+        self.engine.sync().await?;
+        let (histograms, stats) = training::engagement(&self.store, max_profiles, 7).await?;
+        let events: f64 = histograms.iter().map(|h| h.iter().sum::<f64>()).sum();
+        let model = missive_models::send_time::SendTime::fit(histograms.iter(), strength);
+        let best = model.population_best(|_| true);
+        let v = ModelVersion {
+            name: name.to_owned(),
+            version: 0,
+            kind: ModelKind::SendTime,
+            trained_at: now,
+            trained_by,
+            data: TrainingData {
+                cutoff: now,
+                horizon_days: None,
+                label: None,
+                rows: stats.rows,
+                positives: None,
+                left_out_no_consent: stats.no_consent,
+                left_out_not_yet_seen: stats.profiles - stats.no_consent - stats.rows,
+                sampled: stats.sampled,
+            },
+            features: FeatureSpec::default(),
+            params: serde_json::json!({"strength": strength}),
+            metrics: serde_json::json!({"profiles_with_engagement": stats.rows, "events": events,
+                "population_best_hour_of_week": best, "population": model.population}),
+            request: Some(TrainSpec {
+                label: None,
+                horizon_days: None,
+                events: Vec::new(),
+                traits: Vec::new(),
+                params: None,
+                algorithm: None,
+                folds: 0,
+                k: None,
+                max_k: 0,
+                max_profiles,
+                months: None,
+                monthly_discount: None,
+                strength: Some(strength),
+            }),
+            accepted: true,
+            verdict: format!(
+                "{} profiles with {events} opens and clicks; everyone's best hour of the week: {best}",
+                stats.rows
+            ),
+            scorer: Scorer::SendTime { model },
         };
         let _registry = self.engine.lock_models().await;
         let v = registry::save(&self.store, v, now).await?;
@@ -599,6 +674,11 @@ impl Models {
                     trained_by: "schedule".into(),
                 };
                 self.train_propensity(req, &schema, now).await
+            }
+            ModelKind::SendTime => {
+                let strength = spec.strength.unwrap_or(8.0);
+                self.train_send_time(name, strength, spec.max_profiles, "schedule".into(), now)
+                    .await
             }
             ModelKind::Clv => {
                 let req = ClvRequest {

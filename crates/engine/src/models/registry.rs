@@ -16,6 +16,7 @@ pub enum ModelKind {
     Propensity,
     Cluster,
     Clv,
+    SendTime,
 }
 
 /// Where a version's training data came from.
@@ -91,6 +92,9 @@ pub struct TrainSpec {
     pub months: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub monthly_discount: Option<f64>,
+    /// Send time: the prior's strength, in events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strength: Option<f64>,
 }
 
 /// When a model is scored and trained again by itself.
@@ -325,6 +329,20 @@ pub async fn delete(store: &Store, name: &str) -> Result<(), RegistryError> {
         .delete_document(DocumentKind::Model, name)
         .await?;
     Ok(())
+}
+
+/// The active send-time model, if one is (the first, by name).
+pub async fn active_send_time(
+    store: &Store,
+) -> Result<Option<missive_models::send_time::SendTime>, RegistryError> {
+    for e in list(store).await? {
+        if let (ModelKind::SendTime, Some(n)) = (e.kind, e.active)
+            && let Scorer::SendTime { model } = version(store, &e.name, n).await?.scorer
+        {
+            return Ok(Some(model));
+        }
+    }
+    Ok(None)
 }
 
 /// The active version of every model, for the pipeline.

@@ -9,6 +9,8 @@
 //! - a lifetime-value model named `NAME`: `scores.NAME`, the value over its horizon (two
 //!   decimals, 0 before a first order), and `scores.NAME_alive`, the probability that the
 //!   customer is still active;
+//! - a send-time model named `NAME`: `scores.NAME`, the person's best hour of the week (0 is
+//!   Monday 00:00 UTC);
 //! - `scores._versions.NAME`: the version that wrote it.
 //!
 //! A profile without `profiling` consent is never scored, and loses its scores (docs/privacy.md).
@@ -38,6 +40,10 @@ pub enum Scorer {
     Cluster {
         scaler: Standardizer,
         kmeans: KMeans,
+    },
+    /// Send time: everyone's engagement by hour of the week.
+    SendTime {
+        model: missive_models::send_time::SendTime,
     },
     /// Lifetime value: BG/NBD and Gamma-Gamma over `months`, discounted monthly.
     Clv {
@@ -139,6 +145,11 @@ impl ScoringSet {
                     let c = kmeans.predict(&x);
                     changed |= set(p, &format!("cluster_{}", m.name), json!(c));
                     changed |= set(p, "cluster", json!(c));
+                }
+                Scorer::SendTime { model } => {
+                    let own = missive_models::send_time::engagement(p);
+                    let hour = model.best_hour(&own, |_| true);
+                    changed |= set(p, &m.name, json!(hour));
                 }
                 Scorer::Clv {
                     bg,

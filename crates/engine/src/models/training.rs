@@ -93,6 +93,24 @@ async fn consenting_profiles(
     Ok(chosen)
 }
 
+/// Everyone's opens and clicks by hour of the week (the consenting profiles, sampled), and
+/// how many profiles had any.
+pub async fn engagement(
+    store: &Store,
+    max_profiles: usize,
+    seed: u64,
+) -> Result<(Vec<[f64; missive_models::send_time::HOURS]>, TableStats), StoreError> {
+    let mut stats = TableStats::default();
+    let chosen = consenting_profiles(store, max_profiles, seed, &mut stats).await?;
+    let histograms: Vec<_> = chosen
+        .iter()
+        .map(missive_models::send_time::engagement)
+        .filter(|h| h.iter().any(|v| *v > 0.0))
+        .collect();
+    stats.rows = histograms.len();
+    Ok((histograms, stats))
+}
+
 /// The orders of the consenting profiles, by event time, for the lifetime-value models.
 pub async fn transactions(
     store: &Store,

@@ -715,7 +715,25 @@ impl Journeys {
                     at = chosen;
                     continue;
                 }
-                Action::Send { template, experiment } => {
+                Action::Send {
+                    template,
+                    experiment,
+                    at: timing,
+                    within,
+                } => {
+                    // `best_time`: the message waits in the outbox for the person's best hour
+                    // in the window; the sender's quiet hours still apply when it comes.
+                    let send_at = match timing {
+                        Some(missive_journey::SendTiming::BestTime) => {
+                            let within = within
+                                .as_deref()
+                                .and_then(missive_journey::parse_duration)
+                                .unwrap_or(TimeDelta::hours(24));
+                            let p = self.profile(&instance.profile_id, &mut profile).await?;
+                            self.best_time(p, now, within).await
+                        }
+                        None => now,
+                    };
                     let cap = def
                         .def
                         .max_sends_per_instance
@@ -742,7 +760,7 @@ impl Journeys {
                         ),
                         status: OutboxStatus::Queued,
                         attempts: 0,
-                        next_attempt_at: now,
+                        next_attempt_at: send_at,
                         created_at: now,
                         sent_at: None,
                         recipient: None,
@@ -775,6 +793,28 @@ impl Journeys {
         }
         pending.instances.insert(instance.id.clone(), instance);
         Ok(())
+    }
+
+    /// When a `best_time` send goes out: the person's best hour within `within` by the active
+    /// send-time model (docs/models.md). Their own opens and clicks count only with
+    /// `profiling` consent; otherwise, and without an active model, everyone's best hour (or
+    /// now, when nothing is known) decides.
+    async fn best_time(&self, p: &Profile, now: DateTime<Utc>, within: TimeDelta) -> DateTime<Utc> {
+        use missive_models::send_time::{HOURS, SendTime, engagement};
+        let model = match missive_engine::models::registry::active_send_time(self.store()).await {
+            Ok(Some(m)) => m,
+            Ok(None) => SendTime::fit(std::iter::empty::<&[f64; HOURS]>(), 8.0),
+            Err(e) => {
+                tracing::warn!(error = %e, "the send-time model does not load; sending now");
+                return now;
+            }
+        };
+        let own = if p.consents(missive_core::Purpose::Profiling) {
+            engagement(p)
+        } else {
+            [0.0; HOURS]
+        };
+        model.best_time(&own, now, within)
     }
 
     /// The person's time zone, with the workspace's default.

@@ -123,3 +123,80 @@ async fn models_train_show_activate_and_refuse_what_they_cannot_do() {
     let (status, _) = app.get("/v1/models/buy_again").await;
     assert_eq!(status, 404);
 }
+
+/// A `send` step with `at: best_time` queues the message for the person's best hour within
+/// its window: their own opens count with `profiling` consent; without it (and with no
+/// send-time model trained) the message goes now.
+#[tokio::test]
+async fn best_time_sends_wait_for_the_persons_hour() {
+    let app = TestApp::spawn().await;
+    let template =
+        json!({"subject": "Hello", "layout": "html", "body": "<html><body><p>Hi</p></body></html>"});
+    let (status, res) = app
+        .admin(Method::PUT, "/v1/templates/hello", Some(template))
+        .await;
+    assert_eq!(status, 200, "{res}");
+    let journey = json!({
+        "trigger": {"event": "Signed Up"},
+        "steps": [{"id": "hello", "type": "send", "template": "hello", "at": "best_time", "within": "24h"}]
+    });
+    let (status, res) = app
+        .admin(Method::PUT, "/v1/journeys/welcome", Some(journey))
+        .await;
+    assert_eq!(status, 200, "{res}");
+    let bad = json!({"trigger": {"event": "Signed Up"},
+        "steps": [{"id": "hello", "type": "send", "template": "hello", "at": "best_time", "within": "9d"}]});
+    let (status, res) = app.admin(Method::PUT, "/v1/journeys/bad", Some(bad)).await;
+    assert_eq!(status, 400, "{res}");
+
+    // Both opened at 19:10 UTC on each of the five days before; only ann allows profiling.
+    for (user, profiling) in [("ann", true), ("bob", false)] {
+        let (status, _) = app
+            .post(
+                "/v1/identify",
+                json!({"userId": user, "traits": {"email": format!("{user}@example.com"),
+                "consent": {"email_marketing": true, "profiling": profiling}}}),
+            )
+            .await;
+        assert_eq!(status, 200);
+        for d in 1..=5 {
+            let at = (start_time() - Duration::days(d))
+                .date_naive()
+                .and_hms_opt(19, 10, 0)
+                .unwrap()
+                .and_utc();
+            let (status, body) = app
+                .post(
+                    "/v1/track",
+                    json!({"userId": user, "event": "Email Opened", "timestamp": at.to_rfc3339()}),
+                )
+                .await;
+            assert_eq!(status, 200, "{body}");
+        }
+        let (status, _) = app
+            .post("/v1/track", json!({"userId": user, "event": "Signed Up"}))
+            .await;
+        assert_eq!(status, 200);
+    }
+    let (status, res) = app.admin(Method::POST, "/v1/journeys/run", None).await;
+    assert_eq!(status, 200, "{res}");
+    app.sync().await;
+    let queued_at = |user: &'static str| {
+        let app = &app;
+        async move {
+            let id = app.profile(user).await["id"].as_str().unwrap().to_string();
+            let id = missive_core::ProfileId::parse(&id).unwrap();
+            let m = app.engine.store().delivery().outbox_of(&id, 10).await.unwrap();
+            assert_eq!(m.len(), 1, "{user}: {m:?}");
+            m[0].next_attempt_at
+        }
+    };
+    let ann = queued_at("ann").await;
+    assert_eq!(
+        ann,
+        start_time().date_naive().and_hms_opt(19, 0, 0).unwrap().and_utc(),
+        "ann"
+    );
+    let bob = queued_at("bob").await;
+    assert!(bob <= start_time() + Duration::minutes(1), "bob: {bob}");
+}
