@@ -398,6 +398,8 @@ async fn broadcast(recipients: u64, concurrency: usize) -> anyhow::Result<()> {
             class: MessageClass::Marketing,
             topic: None,
             experiment: None,
+            at: None,
+            within: None,
         })
         .await?;
     let id = b.broadcast.id.clone();

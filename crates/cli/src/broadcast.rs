@@ -27,6 +27,10 @@ pub enum BroadcastCommand {
         /// An experiment every message takes part in (subject, template, holdout or content).
         #[arg(long)]
         experiment: Option<String>,
+        /// Each message waits for its recipient's best hour (the send-time model) within this
+        /// window (1h to 7d), e.g. `24h`.
+        #[arg(long, value_name = "WITHIN")]
+        best_time: Option<String>,
     },
     /// List the broadcasts, one JSON object per line.
     List,
@@ -67,6 +71,7 @@ pub async fn run_broadcast(cfg: Config, cmd: BroadcastCommand) -> anyhow::Result
                 rate,
                 topic,
                 experiment,
+                best_time,
             } => {
                 cfg.privacy_config()
                     .check_topic(topic.as_deref())
@@ -80,6 +85,10 @@ pub async fn run_broadcast(cfg: Config, cmd: BroadcastCommand) -> anyhow::Result
                         class: Default::default(),
                         topic,
                         experiment,
+                        at: best_time
+                            .is_some()
+                            .then_some(missive_sending::broadcasts::SendTiming::BestTime),
+                        within: best_time,
                     })
                     .await;
                 let target = created

@@ -14,6 +14,7 @@
 //! `missive_experiment::bandit`); after the last test wave, the rest gets the most probable
 //! best. Each message's variant is chosen when it is queued and kept in its context.
 
+pub use missive_journey::SendTiming;
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -57,6 +58,10 @@ pub struct Broadcast {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waves: Option<Waves>,
     pub send_at: DateTime<Utc>,
+    /// With `at: best_time`: the window, in hours, each message may wait for its recipient's
+    /// best hour.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_time_within_hours: Option<u32>,
     /// Messages per second; 0 for as fast as the sender goes.
     pub rate_per_second: u32,
     pub state: BroadcastState,
@@ -122,6 +127,13 @@ pub struct BroadcastIn {
     /// An experiment (not of kind `branch`) the messages take part in.
     #[serde(default)]
     pub experiment: Option<String>,
+    /// `best_time`: each message waits for its recipient's best hour within `within`
+    /// (docs/models.md).
+    #[serde(default)]
+    pub at: Option<missive_journey::SendTiming>,
+    /// The window for `at` (default 24h; 1h to 7d).
+    #[serde(default)]
+    pub within: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -237,6 +249,32 @@ impl Broadcasts {
             decisions: Vec::new(),
         });
         let send_at = req.send_at.unwrap_or(now).max(now);
+        let best_time_within_hours = match (req.at, req.within.as_deref()) {
+            (None, None) => None,
+            (None, Some(_)) => {
+                return Err(BroadcastError::Invalid(
+                    "`within` goes with `at: \"best_time\"`".into(),
+                ));
+            }
+            (Some(_), _) if waves.is_some() => {
+                return Err(BroadcastError::Invalid(
+                    "`at: \"best_time\"` cannot go with a bandit's waves: the waves are judged on their times".into(),
+                ));
+            }
+            (Some(missive_journey::SendTiming::BestTime), w) => {
+                match missive_journey::parse_duration(w.unwrap_or("24h")) {
+                    Some(d) if d >= TimeDelta::hours(1) && d <= TimeDelta::days(7) => {
+                        Some(u32::try_from(d.num_hours()).unwrap_or(24))
+                    }
+                    _ => {
+                        return Err(BroadcastError::Invalid(format!(
+                            "within {:?}: a duration from 1h to 7d",
+                            w.unwrap_or_default()
+                        )));
+                    }
+                }
+            }
+        };
         let b = Broadcast {
             id: format!("brd_{}", uuid::Uuid::now_v7().simple()),
             template: req.template,
@@ -246,6 +284,7 @@ impl Broadcasts {
             experiment: req.experiment,
             waves,
             send_at,
+            best_time_within_hours,
             rate_per_second: req.rate_per_second,
             state: BroadcastState::Scheduled,
             cursor: None,
@@ -572,6 +611,20 @@ impl Broadcasts {
             if let Some(e) = &b.experiment {
                 context[crate::exposure::CONTEXT_EXPERIMENT] = json!(e);
             }
+            // With `best_time`, each recipient's hour (their profile read once here).
+            let mut best_times = std::collections::HashMap::new();
+            if let Some(hours) = b.best_time_within_hours {
+                let model = crate::journeys::send_time_model(self.store()).await;
+                let within = TimeDelta::hours(i64::from(hours));
+                for p in &members {
+                    if let Some(profile) = self.store().events().load_profile(p).await? {
+                        best_times.insert(
+                            p.clone(),
+                            crate::journeys::best_time_for(&model, &profile, slot, within),
+                        );
+                    }
+                }
+            }
             let outbox: Vec<OutboxMessage> = members
                 .iter()
                 .map(|p| {
@@ -601,7 +654,7 @@ impl Broadcasts {
                         context,
                         status: OutboxStatus::Queued,
                         attempts: 0,
-                        next_attempt_at: slot,
+                        next_attempt_at: best_times.get(p).map_or(slot, |t| slot.max(*t)),
                         created_at: now,
                         sent_at: None,
                         recipient: None,

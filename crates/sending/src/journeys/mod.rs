@@ -800,21 +800,8 @@ impl Journeys {
     /// `profiling` consent; otherwise, and without an active model, everyone's best hour (or
     /// now, when nothing is known) decides.
     async fn best_time(&self, p: &Profile, now: DateTime<Utc>, within: TimeDelta) -> DateTime<Utc> {
-        use missive_models::send_time::{HOURS, SendTime, engagement};
-        let model = match missive_engine::models::registry::active_send_time(self.store()).await {
-            Ok(Some(m)) => m,
-            Ok(None) => SendTime::fit(std::iter::empty::<&[f64; HOURS]>(), 8.0),
-            Err(e) => {
-                tracing::warn!(error = %e, "the send-time model does not load; sending now");
-                return now;
-            }
-        };
-        let own = if p.consents(missive_core::Purpose::Profiling) {
-            engagement(p)
-        } else {
-            [0.0; HOURS]
-        };
-        model.best_time(&own, now, within)
+        let model = send_time_model(self.store()).await;
+        best_time_for(&model, p, now, within)
     }
 
     /// The person's time zone, with the workspace's default.
@@ -841,4 +828,35 @@ impl Journeys {
             .as_ref()
             .ok_or_else(|| JourneyError::Corrupt(id.to_string(), "profile not loaded".into()))
     }
+}
+
+/// The active send-time model, or, without one (or when it does not load, which is logged), a
+/// flat one: then only the person's own opens and clicks decide.
+pub(crate) async fn send_time_model(store: &missive_store::Store) -> missive_models::send_time::SendTime {
+    use missive_models::send_time::{HOURS, SendTime};
+    match missive_engine::models::registry::active_send_time(store).await {
+        Ok(Some(m)) => m,
+        Ok(None) => SendTime::fit(std::iter::empty::<&[f64; HOURS]>(), 8.0),
+        Err(e) => {
+            tracing::warn!(error = %e, "the send-time model does not load; only people's own hours count");
+            SendTime::fit(std::iter::empty::<&[f64; HOURS]>(), 8.0)
+        }
+    }
+}
+
+/// When to send to `p` within `within` of `now` (their own opens and clicks count only with
+/// `profiling` consent).
+pub(crate) fn best_time_for(
+    model: &missive_models::send_time::SendTime,
+    p: &Profile,
+    now: DateTime<Utc>,
+    within: TimeDelta,
+) -> DateTime<Utc> {
+    use missive_models::send_time::{HOURS, engagement};
+    let own = if p.consents(missive_core::Purpose::Profiling) {
+        engagement(p)
+    } else {
+        [0.0; HOURS]
+    };
+    model.best_time(&own, now, within)
 }

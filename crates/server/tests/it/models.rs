@@ -199,4 +199,55 @@ async fn best_time_sends_wait_for_the_persons_hour() {
     );
     let bob = queued_at("bob").await;
     assert!(bob <= start_time() + Duration::minutes(1), "bob: {bob}");
+
+    // A broadcast with `at: best_time` does the same for each recipient.
+    let (status, res) = app
+        .admin(
+            Method::POST,
+            "/v1/segments",
+            Some(json!({"name": "openers",
+            "expression": "count(event \"Email Opened\" within 30d) >= 1"})),
+        )
+        .await;
+    assert!(status == 200 || status == 201, "{res}");
+    let (status, res) = app
+        .admin(
+            Method::POST,
+            "/v1/broadcasts",
+            Some(json!({"template": "hello", "segment": "openers",
+            "at": "best_time", "within": "24h"})),
+        )
+        .await;
+    assert!(status == 200 || status == 201, "{res}");
+    let (status, res) = app.admin(Method::POST, "/v1/broadcasts/run", None).await;
+    assert_eq!(status, 200, "{res}");
+    app.sync().await;
+    for (user, want) in [
+        (
+            "ann",
+            Some(start_time().date_naive().and_hms_opt(19, 0, 0).unwrap().and_utc()),
+        ),
+        ("bob", None),
+    ] {
+        let id = app.profile(user).await["id"].as_str().unwrap().to_string();
+        let id = missive_core::ProfileId::parse(&id).unwrap();
+        let all = app.engine.store().delivery().outbox_of(&id, 10).await.unwrap();
+        let m = all
+            .iter()
+            .find(|m| m.step.is_none())
+            .unwrap_or_else(|| panic!("{user}: {all:?}"));
+        match want {
+            Some(t) => assert_eq!(m.next_attempt_at, t, "{user}"),
+            None => assert!(m.next_attempt_at <= start_time() + Duration::minutes(1), "{user}"),
+        }
+    }
+    let (status, res) = app
+        .admin(
+            Method::POST,
+            "/v1/broadcasts",
+            Some(json!({"template": "hello", "segment": "openers",
+            "within": "24h"})),
+        )
+        .await;
+    assert_eq!(status, 400, "{res}");
 }
