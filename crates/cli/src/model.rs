@@ -143,6 +143,10 @@ pub struct TableArgs {
     /// product views and cart adds, e-mail opens and clicks).
     #[arg(long = "event", value_name = "NAME")]
     events: Vec<String>,
+    /// From the store: an active model whose score is a feature (repeatable), such as a
+    /// lifetime-value model; each profile is scored with it as of the cutoff.
+    #[arg(long = "score-feature", value_name = "MODEL")]
+    score_features: Vec<String>,
     /// From the store: most profiles read (a uniform sample above it, and said so).
     #[arg(long, default_value_t = 200_000)]
     max_profiles: usize,
@@ -308,6 +312,7 @@ fn feature_spec(t: &TableArgs) -> missive_models::features::FeatureSpec {
     if !t.events.is_empty() {
         spec.events = t.events.clone();
     }
+    spec.scores = t.score_features.clone();
     spec
 }
 

@@ -164,6 +164,9 @@ pub struct TrainIn {
     events: Vec<String>,
     #[serde(default)]
     traits: Vec<String>,
+    /// Active models whose scores are features (a lifetime-value model, say).
+    #[serde(default)]
+    score_features: Vec<String>,
     /// Clusters: k (default: chosen by silhouette up to `max_k`).
     #[serde(default)]
     k: Option<usize>,
@@ -226,6 +229,7 @@ pub async fn train(
     if !body.events.is_empty() {
         features.events = body.events.clone();
     }
+    features.scores = body.score_features.clone();
     let by = format!("api:{}", role.caller.key_id);
     let trained = match body.kind {
         Kind::Propensity => {

@@ -208,9 +208,11 @@ impl Models {
                 ends: r.cutoff + r.horizon,
             });
         }
+        let scorers = std::sync::Arc::new(self.feature_scorers(&r.features).await?);
         let _permit = self.engine.try_train().ok_or(ModelError::Busy)?;
         self.engine.sync().await?;
         let table = training::StoreTable {
+            scorers,
             cutoff: r.cutoff,
             label: Some((label, r.horizon)),
             features: r.features.clone(),
@@ -257,6 +259,7 @@ impl Models {
                 horizon_days: Some(r.horizon.num_days()),
                 events: r.features.events.clone(),
                 traits: r.traits.clone(),
+                score_features: r.features.scores.clone(),
                 params: r.options.params,
                 algorithm: Some(r.options.algorithm),
                 folds: r.options.folds,
@@ -292,9 +295,11 @@ impl Models {
         if r.cutoff > now {
             return Err(ModelError::Cutoff { ends: r.cutoff });
         }
+        let scorers = std::sync::Arc::new(self.feature_scorers(&r.features).await?);
         let _permit = self.engine.try_train().ok_or(ModelError::Busy)?;
         self.engine.sync().await?;
         let table = training::StoreTable {
+            scorers,
             cutoff: r.cutoff,
             label: None,
             features: r.features.clone(),
@@ -353,6 +358,7 @@ impl Models {
                 months: None,
                 monthly_discount: None,
                 strength: None,
+                score_features: r.features.scores.clone(),
             }),
             accepted: report.clusters.len() > 1,
             verdict: if report.clusters.len() > 1 {
@@ -461,6 +467,7 @@ impl Models {
                 months: Some(months),
                 monthly_discount: Some(discount),
                 strength: None,
+                score_features: Vec::new(),
             }),
             accepted: true,
             verdict: format!(
@@ -546,6 +553,7 @@ impl Models {
                 months: None,
                 monthly_discount: None,
                 strength: Some(strength),
+                score_features: Vec::new(),
             }),
             accepted: true,
             verdict: format!(
@@ -557,6 +565,38 @@ impl Models {
         let _registry = self.engine.lock_models().await;
         let v = registry::save(&self.store, v, now).await?;
         Ok(trained(&v))
+    }
+
+    /// The active models whose scores `features` reads; refuses a name that is not one.
+    async fn feature_scorers(&self, features: &FeatureSpec) -> Result<ScoringSet, ModelError> {
+        if features.scores.is_empty() {
+            return Ok(ScoringSet::default());
+        }
+        let active = registry::scoring_set(&self.store).await?;
+        let mut models = Vec::new();
+        for name in &features.scores {
+            // `NAME_alive` is the P(alive) a lifetime-value model NAME writes beside its value.
+            let of = |m: &&scorer::ActiveModel| {
+                &m.name == name
+                    || (matches!(m.scorer, Scorer::Clv { .. }) && *name == format!("{}_alive", m.name))
+            };
+            match active.models.iter().find(of) {
+                Some(m) if m.features.scores.is_empty() => models.push(m.clone()),
+                Some(_) => {
+                    return Err(ModelError::Limit {
+                        field: "score_features",
+                        why: format!("{name:?} itself reads other models' scores: use a model that does not"),
+                    });
+                }
+                None => {
+                    return Err(ModelError::Limit {
+                        field: "score_features",
+                        why: format!("{name:?} is not an active model"),
+                    });
+                }
+            }
+        }
+        Ok(ScoringSet { models })
     }
 
     pub async fn list(&self) -> Result<Vec<ModelEntry>, ModelError> {
@@ -649,6 +689,7 @@ impl Models {
         };
         let features = FeatureSpec {
             events: spec.events.clone(),
+            scores: spec.score_features.clone(),
             ..FeatureSpec::default()
         };
         match v.kind {

@@ -92,6 +92,9 @@ pub struct TrainSpec {
     pub months: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub monthly_discount: Option<f64>,
+    /// Other models' scores used as features.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub score_features: Vec<String>,
     /// Send time: the prior's strength, in events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strength: Option<f64>,
@@ -359,6 +362,8 @@ pub async fn scoring_set(store: &Store) -> Result<ScoringSet, RegistryError> {
             scorer: v.scorer,
         });
     }
+    // Models whose scores others read go first, so that those read this change's scores.
+    models.sort_by_key(|m| m.features.scores.len());
     Ok(ScoringSet { models })
 }
 

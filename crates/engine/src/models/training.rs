@@ -37,6 +37,9 @@ pub struct StoreTable {
     pub category_cap: usize,
     pub max_profiles: usize,
     pub seed: u64,
+    /// The active models whose scores are features (`features.scores`): each rebuilt profile
+    /// is scored with them as of the cutoff.
+    pub scorers: std::sync::Arc<crate::models::ScoringSet>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -175,6 +178,9 @@ pub async fn build(
         while i < events.len() && events[i].timestamp <= t.cutoff {
             p.apply_event(&event_from_stored(&events[i]), 0, &mut touched);
             i += 1;
+        }
+        if !t.scorers.models.is_empty() {
+            t.scorers.score(&mut p, t.cutoff, false, None);
         }
         if let (Some((segment, _)), Some(h)) = (&t.label, horizon) {
             let mut later = p.clone();

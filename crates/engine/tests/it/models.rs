@@ -176,6 +176,49 @@ async fn a_propensity_model_trains_from_the_store_and_scores_profiles_live() {
     assert!(withdrawn.scores.is_empty(), "{:?}", withdrawn.scores);
     assert!(!withdrawn.segments.segments.contains("likely_buyers"));
 
+    // Another model's score as a feature: a lifetime-value model, active, scored into each
+    // training profile as of the cutoff.
+    let clv = missive_engine::models::ClvRequest {
+        name: "value".into(),
+        calibration_end: cutoff(),
+        months: 6,
+        monthly_discount: 0.01,
+        max_profiles: 10_000,
+        trained_by: "test".into(),
+    };
+    models.train_clv(clv, now).await.unwrap();
+    models.activate("value", None, true, None, now).await.unwrap();
+    let mut with_value = request(Algorithm::Logistic);
+    with_value.name = "buy_again_v".into();
+    with_value.features.scores = vec!["nothing".into()];
+    let e = models
+        .train_propensity(with_value.clone(), &schema, now)
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("\"nothing\" is not an active model"),
+        "{e}"
+    );
+    // A lifetime-value model's P(alive) is found by its `_alive` name…
+    with_value.features.scores = vec!["value_alive".into()];
+    models
+        .train_propensity(with_value.clone(), &schema, now)
+        .await
+        .unwrap();
+    // …and the active propensity model's score, as of the cutoff, carries the signal.
+    with_value.features.scores = vec!["buy_again".into()];
+    let t = models.train_propensity(with_value, &schema, now).await.unwrap();
+    let (_, versions) = models.show("buy_again_v").await.unwrap();
+    assert!(
+        versions[0]
+            .features
+            .names()
+            .contains(&"scores.buy_again".to_string())
+    );
+    let importances = t.metrics["importances"].as_array().unwrap();
+    let value = importances.iter().find(|f| f[0] == "scores.buy_again").unwrap();
+    assert!(value[1].as_f64().unwrap() > 0.0, "{importances:?}");
+
     // A second version, then the rollback to the first.
     let v2 = models
         .train_propensity(request(Algorithm::RandomForest), &schema, now)
