@@ -117,7 +117,7 @@ impl SendTime {
         let mut best = (now, f64::NEG_INFINITY);
         let mut start = first;
         while start < now + within {
-            let s = shares[hour_of_week(start)];
+            let s = shares.get(hour_of_week(start)).copied().unwrap_or(0.0);
             if s > best.1 {
                 best = (start.max(now), s);
             }
@@ -134,9 +134,10 @@ impl SendTime {
 
 fn best(shares: &[f64], allowed: impl Fn(usize) -> bool) -> usize {
     let pick = |filter: &dyn Fn(usize) -> bool| {
-        (0..HOURS)
-            .filter(|h| filter(*h))
-            .max_by(|a, b| shares[*a].total_cmp(&shares[*b]).then(b.cmp(a)))
+        (0..HOURS).filter(|h| filter(*h)).max_by(|a, b| {
+            let at = |h: usize| shares.get(h).copied().unwrap_or(0.0);
+            at(*a).total_cmp(&at(*b)).then(b.cmp(a))
+        })
     };
     pick(&allowed).or_else(|| pick(&|_| true)).unwrap_or(0)
 }

@@ -611,17 +611,20 @@ impl Broadcasts {
             if let Some(e) = &b.experiment {
                 context[crate::exposure::CONTEXT_EXPERIMENT] = json!(e);
             }
-            // With `best_time`, each recipient's hour (their profile read once here).
+            // With `best_time`, each recipient's hour (their profile read once here); those
+            // sharing an hour are spread from it at the broadcast's rate.
             let mut best_times = std::collections::HashMap::new();
+            let mut per_hour: std::collections::HashMap<DateTime<Utc>, i32> =
+                std::collections::HashMap::new();
             if let Some(hours) = b.best_time_within_hours {
                 let model = crate::journeys::send_time_model(self.store()).await;
                 let within = TimeDelta::hours(i64::from(hours));
                 for p in &members {
                     if let Some(profile) = self.store().events().load_profile(p).await? {
-                        best_times.insert(
-                            p.clone(),
-                            crate::journeys::best_time_for(&model, &profile, slot, within),
-                        );
+                        let hour = crate::journeys::best_time_for(&model, &profile, slot, within);
+                        let n = per_hour.entry(hour).or_default();
+                        best_times.insert(p.clone(), hour + spacing * *n);
+                        *n += 1;
                     }
                 }
             }

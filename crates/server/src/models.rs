@@ -179,6 +179,13 @@ pub struct TrainIn {
     months: u32,
     #[serde(default = "one_percent")]
     monthly_discount: f64,
+    /// Send time: how many of a person's own opens and clicks count as much as everyone's.
+    #[serde(default = "eight_events")]
+    strength: f64,
+}
+
+fn eight_events() -> f64 {
+    8.0
 }
 
 fn twelve() -> u32 {
@@ -281,7 +288,7 @@ pub async fn train(
         }
         Kind::SendTime => {
             models(&state)
-                .train_send_time(&name, 8.0, body.max_profiles, by, now)
+                .train_send_time(&name, body.strength, body.max_profiles, by, now)
                 .await?
         }
         Kind::Clv => {

@@ -345,20 +345,13 @@ impl Models {
             params: serde_json::json!({ "algorithm": "kmeans", "k": kmeans.k() }),
             metrics: serde_json::to_value(&report).unwrap_or_default(),
             request: Some(TrainSpec {
-                label: None,
-                horizon_days: None,
                 events: r.features.events.clone(),
                 traits: r.traits.clone(),
-                params: None,
-                algorithm: None,
-                folds: 0,
                 k: r.k,
                 max_k: r.max_k,
                 max_profiles: r.max_profiles,
-                months: None,
-                monthly_discount: None,
-                strength: None,
                 score_features: r.features.scores.clone(),
+                ..TrainSpec::default()
             }),
             accepted: report.clusters.len() > 1,
             verdict: if report.clusters.len() > 1 {
@@ -447,27 +440,17 @@ impl Models {
                 rows: customers,
                 positives: None,
                 left_out_no_consent: stats.no_consent,
-                left_out_not_yet_seen: stats.profiles - stats.no_consent - stats.rows,
+                left_out_not_yet_seen: stats.profiles.saturating_sub(stats.no_consent + stats.rows),
                 sampled: stats.sampled,
             },
             features: FeatureSpec::default(),
             params: serde_json::json!({"months": months, "monthly_discount": discount}),
             metrics,
             request: Some(TrainSpec {
-                label: None,
-                horizon_days: None,
-                events: Vec::new(),
-                traits: Vec::new(),
-                params: None,
-                algorithm: None,
-                folds: 0,
-                k: None,
-                max_k: 0,
                 max_profiles: r.max_profiles,
                 months: Some(months),
                 monthly_discount: Some(discount),
-                strength: None,
-                score_features: Vec::new(),
+                ..TrainSpec::default()
             }),
             accepted: true,
             verdict: format!(
@@ -487,6 +470,7 @@ impl Models {
                 gg,
                 months,
                 monthly_discount: discount,
+                data_end: Some(end.and_time(chrono::NaiveTime::MIN).and_utc() + Duration::days(1)),
             },
         };
         let _registry = self.engine.lock_models().await;
@@ -532,7 +516,7 @@ impl Models {
                 rows: stats.rows,
                 positives: None,
                 left_out_no_consent: stats.no_consent,
-                left_out_not_yet_seen: stats.profiles - stats.no_consent - stats.rows,
+                left_out_not_yet_seen: stats.profiles.saturating_sub(stats.no_consent + stats.rows),
                 sampled: stats.sampled,
             },
             features: FeatureSpec::default(),
@@ -540,20 +524,9 @@ impl Models {
             metrics: serde_json::json!({"profiles_with_engagement": stats.rows, "events": events,
                 "population_best_hour_of_week": best, "population": model.population}),
             request: Some(TrainSpec {
-                label: None,
-                horizon_days: None,
-                events: Vec::new(),
-                traits: Vec::new(),
-                params: None,
-                algorithm: None,
-                folds: 0,
-                k: None,
-                max_k: 0,
                 max_profiles,
-                months: None,
-                monthly_discount: None,
                 strength: Some(strength),
-                score_features: Vec::new(),
+                ..TrainSpec::default()
             }),
             accepted: true,
             verdict: format!(
@@ -581,6 +554,14 @@ impl Models {
                     || (matches!(m.scorer, Scorer::Clv { .. }) && *name == format!("{}_alive", m.name))
             };
             match active.models.iter().find(of) {
+                Some(m) if matches!(m.scorer, Scorer::Cluster { .. }) => {
+                    return Err(ModelError::Limit {
+                        field: "score_features",
+                        why: format!(
+                            "{name:?} is a clustering model: its cluster number is a label, not a quantity"
+                        ),
+                    });
+                }
                 Some(m) if m.features.scores.is_empty() => models.push(m.clone()),
                 Some(_) => {
                     return Err(ModelError::Limit {

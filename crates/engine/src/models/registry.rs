@@ -66,7 +66,7 @@ pub struct ModelVersion {
 
 /// How a version was asked for, so that the schedule can train the next one the same way
 /// (with the cutoff moved to the window before now).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TrainSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
@@ -141,7 +141,7 @@ pub enum RegistryError {
         verdict: String,
     },
     #[error(
-        "invalid model name {0:?}: use 1 to 64 lowercase letters, digits and underscores, starting with a letter (not `cluster` nor `cluster_…`)"
+        "invalid model name {0:?}: use 1 to 64 lowercase letters, digits and underscores, starting with a letter (not `cluster`, `cluster_…` nor `…_alive`)"
     )]
     InvalidName(String),
     #[error("model {name:?} is a {existing:?} model: a {new:?} model needs another name")]
@@ -164,8 +164,10 @@ pub fn check_name(name: &str) -> Result<(), RegistryError> {
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
         && name != "cluster"
-        // `cluster_NAME` is where a clustering model named NAME writes.
-        && !name.starts_with("cluster_");
+        // `cluster_NAME` is where a clustering model named NAME writes, `NAME_alive` where a
+        // lifetime-value model does.
+        && !name.starts_with("cluster_")
+        && !name.ends_with("_alive");
     if ok {
         Ok(())
     } else {

@@ -51,6 +51,11 @@ pub enum Scorer {
         gg: Option<GammaGamma>,
         months: u32,
         monthly_discount: f64,
+        /// The last order the fit saw. A profile is scored as of the later of this and its own
+        /// last event (not after now): a history imported in bulk, which ended long ago, is
+        /// judged as of its end, not as years of silence.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        data_end: Option<DateTime<Utc>>,
     },
 }
 
@@ -156,8 +161,10 @@ impl ScoringSet {
                     gg,
                     months,
                     monthly_discount,
+                    data_end,
                 } => {
-                    let (value, alive) = match clv_summary(p, now) {
+                    let as_of = data_end.map_or(now, |end| end.max(p.last_seen.unwrap_or(end)).min(now));
+                    let (value, alive) = match clv_summary(p, as_of) {
                         Some(c) => (
                             gg.as_ref().map_or(0.0, |g| {
                                 missive_models::clv::value::lifetime_value(

@@ -42,6 +42,8 @@ pub use missive_journey::{
 };
 
 /// Most steps one instance runs without waiting (a loop of branches would spin forever).
+/// The instance's context key naming the `best_time` send step it waits at.
+const BEST_TIME_DUE: &str = "best_time_due";
 const MAX_STEPS_PER_RUN: usize = 64;
 const PAGE: u32 = 1_000;
 /// How long journey definitions are trusted before they are read again.
@@ -395,6 +397,8 @@ impl Journeys {
                     Some(Action::WaitForEvent {
                         on_timeout: Some(t), ..
                     }) => t.clone(),
+                    // A `best_time` send whose hour has come: the step runs again and sends.
+                    Some(Action::Send { at: Some(_), .. }) => instance.step.clone(),
                     _ => def.after(&instance.step),
                 };
                 pending.stats.woken += 1;
@@ -721,19 +725,37 @@ impl Journeys {
                     at: timing,
                     within,
                 } => {
-                    // `best_time`: the message waits in the outbox for the person's best hour
-                    // in the window; the sender's quiet hours still apply when it comes.
-                    let send_at = match timing {
-                        Some(missive_journey::SendTiming::BestTime) => {
+                    // `best_time`: the instance waits at this step until the person's best hour
+                    // in the window, then the step runs again and sends (so an exit or a later
+                    // step cannot overtake the message); the sender's quiet hours still apply.
+                    if timing.is_some() {
+                        let due_here = instance
+                            .context
+                            .get(BEST_TIME_DUE)
+                            .and_then(Value::as_str)
+                            .is_some_and(|s| s == at);
+                        if due_here {
+                            if let Some(o) = instance.context.as_object_mut() {
+                                o.remove(BEST_TIME_DUE);
+                            }
+                        } else {
                             let within = within
                                 .as_deref()
                                 .and_then(missive_journey::parse_duration)
                                 .unwrap_or(TimeDelta::hours(24));
                             let p = self.profile(&instance.profile_id, &mut profile).await?;
-                            self.best_time(p, now, within).await
+                            let when = self.best_time(p, now, within).await;
+                            if when > now {
+                                if let Some(o) = instance.context.as_object_mut() {
+                                    o.insert(BEST_TIME_DUE.into(), json!(at));
+                                }
+                                instance.wake_at = Some(when);
+                                pending.instances.insert(instance.id.clone(), instance);
+                                return Ok(());
+                            }
                         }
-                        None => now,
-                    };
+                    }
+                    let send_at = now;
                     let cap = def
                         .def
                         .max_sends_per_instance
@@ -797,8 +819,8 @@ impl Journeys {
 
     /// When a `best_time` send goes out: the person's best hour within `within` by the active
     /// send-time model (docs/models.md). Their own opens and clicks count only with
-    /// `profiling` consent; otherwise, and without an active model, everyone's best hour (or
-    /// now, when nothing is known) decides.
+    /// `profiling` consent, and only they count without an active model (the earliest hour,
+    /// now, when nothing is known).
     async fn best_time(&self, p: &Profile, now: DateTime<Utc>, within: TimeDelta) -> DateTime<Utc> {
         let model = send_time_model(self.store()).await;
         best_time_for(&model, p, now, within)

@@ -180,27 +180,7 @@ async fn best_time_sends_wait_for_the_persons_hour() {
     }
     let (status, res) = app.admin(Method::POST, "/v1/journeys/run", None).await;
     assert_eq!(status, 200, "{res}");
-    app.sync().await;
-    let queued_at = |user: &'static str| {
-        let app = &app;
-        async move {
-            let id = app.profile(user).await["id"].as_str().unwrap().to_string();
-            let id = missive_core::ProfileId::parse(&id).unwrap();
-            let m = app.engine.store().delivery().outbox_of(&id, 10).await.unwrap();
-            assert_eq!(m.len(), 1, "{user}: {m:?}");
-            m[0].next_attempt_at
-        }
-    };
-    let ann = queued_at("ann").await;
-    assert_eq!(
-        ann,
-        start_time().date_naive().and_hms_opt(19, 0, 0).unwrap().and_utc(),
-        "ann"
-    );
-    let bob = queued_at("bob").await;
-    assert!(bob <= start_time() + Duration::minutes(1), "bob: {bob}");
-
-    // A broadcast with `at: best_time` does the same for each recipient.
+    // A broadcast with `at: best_time` too, at 12:00.
     let (status, res) = app
         .admin(
             Method::POST,
@@ -222,25 +202,33 @@ async fn best_time_sends_wait_for_the_persons_hour() {
     let (status, res) = app.admin(Method::POST, "/v1/broadcasts/run", None).await;
     assert_eq!(status, 200, "{res}");
     app.sync().await;
-    for (user, want) in [
-        (
-            "ann",
-            Some(start_time().date_naive().and_hms_opt(19, 0, 0).unwrap().and_utc()),
-        ),
-        ("bob", None),
-    ] {
-        let id = app.profile(user).await["id"].as_str().unwrap().to_string();
-        let id = missive_core::ProfileId::parse(&id).unwrap();
-        let all = app.engine.store().delivery().outbox_of(&id, 10).await.unwrap();
-        let m = all
-            .iter()
-            .find(|m| m.step.is_none())
-            .unwrap_or_else(|| panic!("{user}: {all:?}"));
-        match want {
-            Some(t) => assert_eq!(m.next_attempt_at, t, "{user}"),
-            None => assert!(m.next_attempt_at <= start_time() + Duration::minutes(1), "{user}"),
+    let outbox = |user: &'static str, journey: bool| {
+        let app = &app;
+        async move {
+            let id = app.profile(user).await["id"].as_str().unwrap().to_string();
+            let id = missive_core::ProfileId::parse(&id).unwrap();
+            let all = app.engine.store().delivery().outbox_of(&id, 10).await.unwrap();
+            all.into_iter()
+                .filter(|m| m.step.is_some() == journey)
+                .collect::<Vec<_>>()
         }
-    }
+    };
+    let seven_pm = start_time().date_naive().and_hms_opt(19, 0, 0).unwrap().and_utc();
+    // The broadcast's messages: ann's waits for her hour, bob's goes now.
+    assert_eq!(outbox("ann", false).await[0].next_attempt_at, seven_pm);
+    assert!(outbox("bob", false).await[0].next_attempt_at <= start_time() + Duration::minutes(1));
+    // The journey: bob's message is queued now; ann's instance waits at the step for her hour,
+    // then sends.
+    assert!(outbox("ann", true).await.is_empty());
+    assert_eq!(outbox("bob", true).await.len(), 1);
+    app.clock.set(seven_pm);
+    let (status, res) = app.admin(Method::POST, "/v1/journeys/run", None).await;
+    assert_eq!(status, 200, "{res}");
+    app.sync().await;
+    let ann = outbox("ann", true).await;
+    assert_eq!(ann.len(), 1, "{ann:?}");
+    assert_eq!(ann[0].next_attempt_at, seven_pm);
+    // `within` without `at` is refused.
     let (status, res) = app
         .admin(
             Method::POST,
