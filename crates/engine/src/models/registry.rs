@@ -1,7 +1,7 @@
-//! The model registry, kept as documents of kind `model`: one per trained version (`NAME@N`:
-//! its data window, features, hyperparameters, metrics, who trained it, and the model itself)
-//! and one entry per model (`NAME`: the latest version and the active one, scored live or in
-//! batch). One version is active at a time; activating an earlier one is the rollback.
+//! The model registry, kept as documents: one of kind `model_version` per trained version
+//! (`NAME@N`: its data window, features, hyperparameters, metrics, who trained it, and the
+//! model itself) and one of kind `model` per model (`NAME`: the latest version and the active
+//! one, scored live or in batch, the schedule), so that listing models reads no fitted model. One version is active at a time; activating an earlier one is the rollback.
 
 use chrono::{DateTime, Utc};
 use missive_models::features::FeatureSpec;
@@ -185,6 +185,7 @@ fn read<T: serde::de::DeserializeOwned>(d: &DocumentRecord) -> Result<T, Registr
 
 async fn put<T: Serialize>(
     store: &Store,
+    kind: DocumentKind,
     name: String,
     body: &T,
     now: DateTime<Utc>,
@@ -193,7 +194,7 @@ async fn put<T: Serialize>(
     store
         .documents()
         .put_documents(vec![DocumentRecord {
-            kind: DocumentKind::Model,
+            kind,
             name,
             version: 0,
             body,
@@ -215,7 +216,6 @@ pub async fn list(store: &Store) -> Result<Vec<ModelEntry>, RegistryError> {
     all_documents(store.documents().as_ref(), DocumentKind::Model)
         .await?
         .iter()
-        .filter(|d| !d.name.contains('@'))
         .map(read)
         .collect()
 }
@@ -223,7 +223,7 @@ pub async fn list(store: &Store) -> Result<Vec<ModelEntry>, RegistryError> {
 pub async fn version(store: &Store, name: &str, version: u32) -> Result<ModelVersion, RegistryError> {
     let d = store
         .documents()
-        .get_document(DocumentKind::Model, &version_doc(name, version))
+        .get_document(DocumentKind::ModelVersion, &version_doc(name, version))
         .await?
         .ok_or_else(|| RegistryError::NoVersion {
             name: name.to_owned(),
@@ -261,8 +261,15 @@ pub async fn save(
     e.updated_at = now;
     e.last_trained = Some(now);
     v.version = e.latest;
-    put(store, version_doc(&v.name, v.version), &v, now).await?;
-    put(store, v.name.clone(), &e, now).await?;
+    put(
+        store,
+        DocumentKind::ModelVersion,
+        version_doc(&v.name, v.version),
+        &v,
+        now,
+    )
+    .await?;
+    put(store, DocumentKind::Model, v.name.clone(), &e, now).await?;
     Ok(v)
 }
 
@@ -294,7 +301,7 @@ pub async fn activate(
     }
     e.last_scored = Some(now);
     e.updated_at = now;
-    put(store, name.to_owned(), &e, now).await?;
+    put(store, DocumentKind::Model, name.to_owned(), &e, now).await?;
     Ok(e)
 }
 
@@ -302,7 +309,7 @@ pub async fn activate(
 pub async fn scored(store: &Store, name: &str, now: DateTime<Utc>) -> Result<(), RegistryError> {
     if let Some(mut e) = entry(store, name).await? {
         e.last_scored = Some(now);
-        put(store, name.to_owned(), &e, now).await?;
+        put(store, DocumentKind::Model, name.to_owned(), &e, now).await?;
     }
     Ok(())
 }
@@ -314,7 +321,7 @@ pub async fn deactivate(store: &Store, name: &str, now: DateTime<Utc>) -> Result
         .ok_or_else(|| RegistryError::NotFound(name.to_owned()))?;
     e.active = None;
     e.updated_at = now;
-    put(store, name.to_owned(), &e, now).await?;
+    put(store, DocumentKind::Model, name.to_owned(), &e, now).await?;
     Ok(e)
 }
 
@@ -326,7 +333,7 @@ pub async fn delete(store: &Store, name: &str) -> Result<(), RegistryError> {
     for v in 1..=e.latest {
         store
             .documents()
-            .delete_document(DocumentKind::Model, &version_doc(name, v))
+            .delete_document(DocumentKind::ModelVersion, &version_doc(name, v))
             .await?;
     }
     store

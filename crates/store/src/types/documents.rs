@@ -34,8 +34,11 @@ pub enum DocumentKind {
     Experiment,
     /// An outbound webhook endpoint (its secrets included: see docs/integrations.md).
     Webhook,
-    /// A trained model's version, or a model's registry entry (docs/models.md).
+    /// A model's registry entry (docs/models.md).
     Model,
+    /// A trained model's version, with the fitted model (kept apart from the entries, so that
+    /// listing models does not read every fitted forest).
+    ModelVersion,
 }
 
 impl DocumentKind {
@@ -49,6 +52,7 @@ impl DocumentKind {
             DocumentKind::Experiment => "experiment",
             DocumentKind::Webhook => "webhook",
             DocumentKind::Model => "model",
+            DocumentKind::ModelVersion => "model_version",
         }
     }
 }
