@@ -9,7 +9,10 @@
 //! - `tenure_days` (since first seen), `days_since_seen`;
 //! - per event name of the spec: `E.total`, `E.{w}d` for each window (at most 90 days: the
 //!   profile keeps hourly counts that long), `E.days_since` (the tenure when never);
-//! - engagement: `click_to_open` (clicks per open, 0 without opens);
+//! - engagement: `click_to_open` (clicks per open, 0 without opens); with `per_message`,
+//!   `opens_per_message` and `clicks_per_message` (per `Email Delivered`, 0 without any);
+//! - categories bought: `category.C`, items bought in each category learned from the training
+//!   set (at most a cap);
 //! - numeric traits by name (missing: the training median, kept in the spec);
 //! - categorical traits one-hot, the values learned from the training set (at most a cap);
 //! - other models' scores by name (predicted lifetime value as a feature, say).
@@ -24,6 +27,7 @@ use serde::{Deserialize, Serialize};
 pub const ORDER_COMPLETED: &str = "Order Completed";
 pub const EMAIL_OPENED: &str = "Email Opened";
 pub const EMAIL_CLICKED: &str = "Email Link Clicked";
+pub const EMAIL_DELIVERED: &str = "Email Delivered";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FeatureSpec {
@@ -38,6 +42,13 @@ pub struct FeatureSpec {
     /// Other models' scores read as features (0 when absent).
     #[serde(default)]
     pub scores: Vec<String>,
+    /// Opens and clicks per message received. Off in specs stored before these features
+    /// existed, so that their models read the features they were fitted on.
+    #[serde(default)]
+    pub per_message: bool,
+    /// Product categories whose items bought are features.
+    #[serde(default)]
+    pub categories: Vec<String>,
 }
 
 impl Default for FeatureSpec {
@@ -47,6 +58,7 @@ impl Default for FeatureSpec {
                 "Order Completed",
                 "Product Viewed",
                 "Product Added",
+                EMAIL_DELIVERED,
                 EMAIL_OPENED,
                 EMAIL_CLICKED,
             ]
@@ -56,6 +68,8 @@ impl Default for FeatureSpec {
             numeric_traits: Vec::new(),
             categorical_traits: Vec::new(),
             scores: Vec::new(),
+            per_message: true,
+            categories: Vec::new(),
         }
     }
 }
@@ -103,6 +117,11 @@ impl FeatureSpec {
             n.push(format!("{e}.days_since"));
         }
         n.push("click_to_open".into());
+        if self.per_message {
+            n.push("opens_per_message".into());
+            n.push("clicks_per_message".into());
+        }
+        n.extend(self.categories.iter().map(|c| format!("category.{c}")));
         n.extend(self.numeric_traits.iter().map(|(t, _)| format!("traits.{t}")));
         for (t, values) in &self.categorical_traits {
             n.extend(values.iter().map(|v| format!("traits.{t}={v}")));
@@ -142,11 +161,17 @@ impl FeatureSpec {
         }
         let count = |name: &str| p.events.get(name).map_or(0, |a| a.count) as f64;
         let opens = count(EMAIL_OPENED);
-        f.push(if opens > 0.0 {
-            count(EMAIL_CLICKED) / opens
-        } else {
-            0.0
-        });
+        let clicks = count(EMAIL_CLICKED);
+        let per = |n: f64, of: f64| if of > 0.0 { n / of } else { 0.0 };
+        f.push(per(clicks, opens));
+        if self.per_message {
+            let received = count(EMAIL_DELIVERED);
+            f.push(per(opens, received));
+            f.push(per(clicks, received));
+        }
+        for c in &self.categories {
+            f.push(o.categories.get(c).copied().unwrap_or(0) as f64);
+        }
         for (t, missing) in &self.numeric_traits {
             let v = p.traits.get(t).and_then(|t| number(&t.value));
             f.push(v.unwrap_or(*missing));
@@ -165,6 +190,21 @@ impl FeatureSpec {
             f.push(p.scores.get(s).and_then(number).unwrap_or(0.0));
         }
         f
+    }
+
+    /// Adds the product categories bought by at least 10 of the training profiles, at most
+    /// `cap` of them (those bought by the most people first).
+    pub fn learn_categories(&mut self, profiles: &[&Profile], cap: usize) {
+        let mut people: std::collections::BTreeMap<&str, usize> = Default::default();
+        for p in profiles {
+            for c in p.orders.categories.keys() {
+                *people.entry(c).or_default() += 1;
+            }
+        }
+        let mut by: Vec<(&str, usize)> = people.into_iter().filter(|(_, n)| *n >= 10).collect();
+        by.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        by.truncate(cap);
+        self.categories = by.into_iter().map(|(c, _)| c.to_owned()).collect();
     }
 
     /// Adds traits to the spec, learning from the training profiles: a trait whose values are
@@ -244,6 +284,7 @@ mod tests {
             revenue: Money(20_000),
             first_at: Some(now - chrono::Duration::days(90)),
             last_at: Some(now - chrono::Duration::days(10)),
+            categories: [("Dresses".to_owned(), 3), ("Shoes".to_owned(), 1)].into(),
         };
         p
     }
@@ -273,6 +314,7 @@ mod tests {
         assert_eq!(get("Email Opened.30d"), 0.0);
         assert_eq!(get("Email Opened.days_since"), 100.0);
         assert_eq!(get("click_to_open"), 0.0);
+        assert_eq!(get("opens_per_message"), 0.0);
         assert_eq!(get("scores.clv"), 123.5);
         assert!(
             FeatureSpec {
@@ -282,5 +324,55 @@ mod tests {
             .check()
             .is_err()
         );
+    }
+
+    #[test]
+    fn engagement_per_message_and_categories_bought() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap();
+        let mut p = profile(now);
+        let mut touched = missive_core::Touched::default();
+        for (name, n) in [(EMAIL_DELIVERED, 4), (EMAIL_OPENED, 2), (EMAIL_CLICKED, 1)] {
+            for i in 0..n {
+                let e = missive_core::message::validate_message(
+                    serde_json::json!({"type": "track", "userId": "u", "event": name,
+                        "messageId": format!("{name}{i}"), "timestamp": "2026-10-20T00:00:00Z"}),
+                    None,
+                    None,
+                    now,
+                )
+                .unwrap();
+                p.apply_event(&e, 0, &mut touched);
+            }
+        }
+        let mut spec = FeatureSpec::default();
+        let many: Vec<Profile> = (0..12).map(|_| p.clone()).collect();
+        let mut refs: Vec<&Profile> = many.iter().collect();
+        let mut rare = profile(now);
+        rare.orders.categories = [("Hats".to_owned(), 9)].into();
+        refs.push(&rare);
+        spec.learn_categories(&refs, 20);
+        // Hats: one buyer, under the 10 that make a category a feature.
+        assert_eq!(spec.categories, ["Dresses", "Shoes"]);
+        let names = spec.names();
+        let f = spec.extract(&p, now);
+        assert_eq!(names.len(), f.len());
+        let get = |n: &str| f[names.iter().position(|x| x == n).unwrap()];
+        assert_eq!(get("Email Delivered.30d"), 4.0);
+        assert_eq!(get("opens_per_message"), 0.5);
+        assert_eq!(get("clicks_per_message"), 0.25);
+        assert_eq!(get("click_to_open"), 0.5);
+        assert_eq!(get("category.Dresses"), 3.0);
+        assert_eq!(get("category.Shoes"), 1.0);
+        spec.learn_categories(&refs, 1);
+        assert_eq!(spec.categories, ["Dresses"]);
+    }
+
+    #[test]
+    fn a_spec_stored_before_the_per_message_features_reads_as_it_was_fitted() {
+        let old = serde_json::json!({"events": ["Email Opened"], "windows_days": [30]});
+        let spec: FeatureSpec = serde_json::from_value(old).unwrap();
+        assert!(!spec.per_message);
+        assert!(!spec.names().iter().any(|n| n.ends_with("per_message")));
+        assert_eq!(spec.names().len(), 7 + 3 + 1);
     }
 }

@@ -15,13 +15,14 @@ pub(crate) enum Own {
     NotStored,
 }
 
-/// Ingests `msg` about `profile` as missive's own event. Failures are logged under `what`.
-pub(crate) async fn ingest(
+/// `msg` about `profile` as missive's own event, ready to ingest. A refusal (a bug) is
+/// logged under `what`.
+pub(crate) fn event(
     engine: &Engine,
     profile: &Profile,
     mut msg: Value,
     what: &str,
-) -> Result<(), Own> {
+) -> Result<missive_core::Event, Own> {
     missive_engine::privacy::identify_as(profile, &mut msg);
     let now = engine.clock().now();
     let mut event = validate_message(msg, None, None, now).map_err(|r| {
@@ -29,7 +30,25 @@ pub(crate) async fn ingest(
         Own::Refused
     })?;
     event.set_trust(missive_core::Trust::Missive);
-    engine.ingest(vec![event]).await.map_err(|e| {
+    Ok(event)
+}
+
+/// Ingests `msg` about `profile` as missive's own event. Failures are logged under `what`.
+pub(crate) async fn ingest(engine: &Engine, profile: &Profile, msg: Value, what: &str) -> Result<(), Own> {
+    let event = event(engine, profile, msg, what)?;
+    ingest_all(engine, vec![event], what).await
+}
+
+/// Ingests missive's own events in one batch. A failure is logged under `what`.
+pub(crate) async fn ingest_all(
+    engine: &Engine,
+    events: Vec<missive_core::Event>,
+    what: &str,
+) -> Result<(), Own> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    engine.ingest(events).await.map_err(|e| {
         tracing::error!(error = %e, "{what}: event not recorded");
         Own::NotStored
     })?;

@@ -11,22 +11,27 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use missive_core::Profile;
+use missive_core::{Event, Profile};
 use missive_delivery::{
     DkimSigner, Envelope, LinkSigner, OutgoingEmail, SendOutcome, Throttle, Transport, build_message,
     retry_delay,
 };
 use missive_store::{OutboxMessage, OutboxStatus, Suppression};
 use serde::Serialize;
+use serde_json::json;
 
 use crate::broadcasts::BroadcastState;
 use crate::content::{ContentService, ContentServiceError, MessageLinks, Variation};
 use crate::exposure;
+use crate::own_events::{self, Own};
 use crate::policy::{Decision, PolicyConfig, address_hash, decide, load_facts};
 use missive_core::{MessageClass, MessageSource};
 use missive_engine::Engine;
 use missive_engine::profiles::{ProfileKey, find_profile};
 use missive_experiment::definition::Experiment;
+
+/// The event a message the relay accepted is recorded as (Segment's e-mail spec).
+pub const EMAIL_DELIVERED: &str = "Email Delivered";
 
 /// Who messages come from and where their links point.
 #[derive(Debug, Clone)]
@@ -350,18 +355,27 @@ impl Sender {
             let mut in_flight = tokio::task::JoinSet::new();
             // A task that fails (a store error, a panic) must not lose the outcomes of the
             // others: its message is put back for a retry a minute later.
-            let collect = |joined: Result<
-                (OutboxMessage, Result<OutboxMessage, SendError>, SendStats),
-                tokio::task::JoinError,
-            >,
+            let mut delivered = Vec::new();
+            let collect = |joined: Result<Attempt, tokio::task::JoinError>,
                            done: &mut Vec<OutboxMessage>,
+                           delivered: &mut Vec<Event>,
                            stats: &mut SendStats| {
                 match joined {
-                    Ok((_, Ok(m), s)) => {
+                    Ok(Attempt {
+                        result: Ok(m),
+                        stats: s,
+                        delivered: event,
+                        ..
+                    }) => {
                         done.push(m);
+                        delivered.extend(event);
                         stats.add(s);
                     }
-                    Ok((mut original, Err(e), _)) => {
+                    Ok(Attempt {
+                        mut original,
+                        result: Err(e),
+                        ..
+                    }) => {
                         tracing::error!(message = %original.id, error = %e, "send failed; retrying in a minute");
                         original.next_attempt_at = now + chrono::TimeDelta::minutes(1);
                         original.detail = Some(format!("retry: {e}"));
@@ -384,20 +398,30 @@ impl Sender {
                 }
                 while in_flight.len() >= self.config.concurrency.max(1) {
                     if let Some(joined) = in_flight.join_next().await {
-                        collect(joined, &mut done, &mut stats);
+                        collect(joined, &mut done, &mut delivered, &mut stats);
                     }
                 }
                 let me = self.clone();
                 in_flight.spawn(async move {
                     let mut s = SendStats::default();
+                    let mut delivered = None;
                     let original = message.clone();
-                    let result = me.send_one(message, now, &mut s).await;
-                    (original, result, s)
+                    let result = me.send_one(message, now, &mut s, &mut delivered).await;
+                    Attempt {
+                        original,
+                        result,
+                        stats: s,
+                        delivered,
+                    }
                 });
             }
             while let Some(joined) = in_flight.join_next().await {
-                collect(joined, &mut done, &mut stats);
+                collect(joined, &mut done, &mut delivered, &mut stats);
             }
+            // Before the outcomes: a round cut short after the hand-over sends again, and the
+            // event's messageId (one per message) keeps it from counting twice. Logged inside
+            // when it fails; the outcomes are stored regardless.
+            let _ = own_events::ingest_all(&self.engine, delivered, "delivery").await;
             store.delivery().update_outbox(done).await?;
         }
         Ok(stats)
@@ -409,6 +433,7 @@ impl Sender {
         mut message: OutboxMessage,
         now: DateTime<Utc>,
         stats: &mut SendStats,
+        delivered: &mut Option<Event>,
     ) -> Result<OutboxMessage, SendError> {
         let store = self.engine.store();
         match self.broadcast_state(&message.source).await? {
@@ -526,6 +551,7 @@ impl Sender {
                 message.status = OutboxStatus::Sent;
                 message.sent_at = Some(now);
                 message.detail = Some(response);
+                *delivered = delivered_event(&self.engine, &profile, &message).ok();
                 stats.sent += 1;
                 metrics::counter!("missive_messages_sent_total", "transport" => self.transport.name())
                     .increment(1);
@@ -658,6 +684,27 @@ impl Sender {
 
 /// Every e-mail carries its preference-centre link: a template that does not place
 /// `{{ preferences_url }}` itself gets a footer line with it, in both parts.
+/// One message's turn in a round: the message as it was taken, what became of it, and the
+/// `Email Delivered` event to record when the relay accepted it.
+struct Attempt {
+    original: OutboxMessage,
+    result: Result<OutboxMessage, SendError>,
+    stats: SendStats,
+    delivered: Option<Event>,
+}
+
+/// `Email Delivered` (Segment's name) for a message the relay accepted: it counts the messages
+/// a person received (segments, and the engagement-rate features of models, read it).
+fn delivered_event(engine: &Engine, profile: &Profile, m: &OutboxMessage) -> Result<Event, Own> {
+    let msg = json!({
+        "type": "track",
+        "event": EMAIL_DELIVERED,
+        "properties": {"message_id": m.id, "template": m.template, "source": m.source.to_string()},
+        "messageId": format!("delivered-{}", m.id),
+    });
+    own_events::event(engine, profile, msg, "delivery")
+}
+
 fn with_preference_link(html: String, text: String, url: &str) -> (String, String) {
     let escaped = url.replace('&', "&amp;");
     let html = if html.contains(url) || html.contains(&escaped) {

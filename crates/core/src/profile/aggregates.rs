@@ -1,6 +1,8 @@
 //! What a profile counts: events per name over time (hourly buckets, rolling windows),
 //! orders and revenue, RFM.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -81,9 +83,53 @@ pub struct OrderAggregate {
     pub revenue: Money,
     pub first_at: Option<DateTime<Utc>>,
     pub last_at: Option<DateTime<Utc>>,
+    /// Items bought per product category (`products[].category`, quantities summed), for at
+    /// most [`MAX_CATEGORIES`] categories: once full, a new category is not counted (a
+    /// catalogue's category names are few; this bounds a profile's size against bad input).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub categories: BTreeMap<String, u64>,
 }
 
+/// At most this many categories are counted per profile.
+pub const MAX_CATEGORIES: usize = 64;
+/// A category name longer than this is cut (on a character boundary).
+const MAX_CATEGORY_LEN: usize = 100;
+
 impl OrderAggregate {
+    /// Counts an order's items per category.
+    pub(crate) fn add_categories(&mut self, props: &Map<String, Value>) {
+        let Some(Value::Array(products)) = props.get("products") else {
+            return;
+        };
+        for p in products {
+            let Some(c) = p.get("category").and_then(Value::as_str).map(str::trim) else {
+                continue;
+            };
+            if c.is_empty() {
+                continue;
+            }
+            let qty = p
+                .get("quantity")
+                .and_then(Value::as_f64)
+                .filter(|q| q.is_finite() && *q >= 1.0)
+                .map_or(1, |q| q.min(1e6) as u64);
+            self.add_category(c, qty);
+        }
+    }
+
+    pub(crate) fn add_category(&mut self, category: &str, n: u64) {
+        let mut end = category.len().min(MAX_CATEGORY_LEN);
+        while !category.is_char_boundary(end) {
+            end -= 1;
+        }
+        let c = &category[..end];
+        if let Some(have) = self.categories.get_mut(c) {
+            *have = have.saturating_add(n);
+        } else if self.categories.len() < MAX_CATEGORIES {
+            self.categories.insert(c.to_owned(), n);
+        }
+    }
+
     pub fn average_order_value(&self) -> Option<Money> {
         (self.count > 0).then(|| Money(self.revenue.0 / self.count as i64))
     }
@@ -125,4 +171,38 @@ pub fn order_revenue(props: &Map<String, Value>) -> Money {
         })
         .fold(0i64, i64::saturating_add);
     Money(cents)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn categories_count_items_with_quantities_and_are_bounded() {
+        let mut o = OrderAggregate::default();
+        let props = json!({"products": [
+            {"category": "Dresses", "quantity": 2},
+            {"category": " Shoes "},
+            {"category": ""},
+            {"category": 7},
+            {"name": "no category"},
+            {"category": "Dresses", "quantity": -3},
+        ]});
+        o.add_categories(props.as_object().unwrap());
+        assert_eq!(o.categories.get("Dresses"), Some(&3));
+        assert_eq!(o.categories.get("Shoes"), Some(&1));
+        assert_eq!(o.categories.len(), 2);
+        // Long names are cut on a character boundary.
+        o.add_category(&"é".repeat(80), 1);
+        assert_eq!(o.categories.get(&"é".repeat(50)), Some(&1));
+        o.categories.remove(&"é".repeat(50));
+        for i in 0..100 {
+            o.add_category(&format!("c{i}"), 1);
+        }
+        assert_eq!(o.categories.len(), MAX_CATEGORIES);
+        // A known category still counts when the map is full.
+        o.add_category("Shoes", 4);
+        assert_eq!(o.categories.get("Shoes"), Some(&5));
+    }
 }

@@ -312,6 +312,7 @@ impl Profile {
             o.revenue = o.revenue + order_revenue(&e.properties);
             o.first_at = Some(o.first_at.map_or(e.timestamp, |t| t.min(e.timestamp)));
             o.last_at = Some(o.last_at.map_or(e.timestamp, |t| t.max(e.timestamp)));
+            o.add_categories(&e.properties);
             touched.orders = true;
         }
 
@@ -486,6 +487,9 @@ impl Profile {
             o.revenue = o.revenue + other.orders.revenue;
             o.first_at = min_opt(o.first_at, other.orders.first_at);
             o.last_at = max_opt(o.last_at, other.orders.last_at);
+            for (c, n) in &other.orders.categories {
+                o.add_category(c, *n);
+            }
             touched.orders = true;
         }
         self.first_seen = min_opt(self.first_seen, other.first_seen);

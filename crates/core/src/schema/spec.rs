@@ -133,6 +133,7 @@ const EVENTS: &[(&str, &[Fields])] = &[
     ("Cart Shared", &[CART, PRODUCTS, SHARED]),
     ("Product Reviewed", &[&[("product_id", Str)], REVIEW]),
     // Recorded by missive.
+    ("Email Delivered", &[MESSAGE]),
     ("Email Opened", &[MESSAGE]),
     ("Email Link Clicked", &[MESSAGE, CLICK]),
     ("Unsubscribed", &[&[("message_id", Str)]]),

@@ -32,7 +32,8 @@ pub struct StoreTable {
     /// The label and its window; `None` for clustering.
     pub label: Option<(Segment, Duration)>,
     pub features: FeatureSpec,
-    /// Traits to learn as features (numeric, or one-hot with `category_cap` values).
+    /// Traits to learn as features (numeric, or one-hot with `category_cap` values); product
+    /// categories bought are learned too, at most `category_cap` of them.
     pub traits: Vec<String>,
     pub category_cap: usize,
     pub max_profiles: usize,
@@ -202,6 +203,7 @@ pub async fn build(
     let mut spec = t.features.clone();
     let refs: Vec<&Profile> = at_cutoff.iter().collect();
     spec.learn_traits(&t.traits, &refs, t.category_cap)?;
+    spec.learn_categories(&refs, t.category_cap);
     let names = spec.names();
     let mut columns: Vec<Vec<f64>> = (0..names.len())
         .map(|_| Vec::with_capacity(at_cutoff.len()))

@@ -39,7 +39,9 @@ fn order(user: &str, when: DateTime<Utc>, n: u32) -> Event {
     message(json!({
         "type": "track", "userId": user, "event": "Order Completed",
         "messageId": format!("{user}-order-{n}-{}", when.timestamp()),
-        "timestamp": when.to_rfc3339(), "properties": {"revenue": 40 + n}
+        "timestamp": when.to_rfc3339(), "properties": {"revenue": 40 + n, "products": [
+            {"product_id": "p1", "category": if n.is_multiple_of(2) { "Dresses" } else { "Shoes" }, "quantity": 2}
+        ]}
     }))
 }
 
@@ -134,6 +136,13 @@ async fn a_propensity_model_trains_from_the_store_and_scores_profiles_live() {
         .count();
     assert_eq!(v1.data.positives, Some(want_positives));
     assert!(v1.accepted, "{}", v1.verdict);
+    // Categories bought became features; so did the messages received (none here).
+    let (_, versions) = models.show("buy_again").await.unwrap();
+    let names = versions[0].features.names();
+    assert_eq!(versions[0].features.categories, ["Dresses", "Shoes"]);
+    for n in ["category.Dresses", "opens_per_message", "Email Delivered.30d"] {
+        assert!(names.iter().any(|x| x == n), "{n} in {names:?}");
+    }
 
     // Activation scores every profile; the segment on the score fills.
     let (entry, scored) = models.activate("buy_again", None, true, None, now).await.unwrap();

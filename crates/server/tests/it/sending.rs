@@ -612,6 +612,14 @@ async fn clicks_opens_and_purchases_are_tracked_and_forged_links_refused() {
         names.contains(&"Email Link Clicked") && names.contains(&"Email Opened"),
         "{names:?}"
     );
+    // The relay's acceptance is recorded once, as `Email Delivered` naming the message.
+    let delivered: Vec<&Value> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"] == "Email Delivered")
+        .collect();
+    assert_eq!(delivered.len(), 1, "{names:?}");
     let id = app
         .state
         .engine
@@ -629,6 +637,11 @@ async fn clicks_opens_and_purchases_are_tracked_and_forged_links_refused() {
         .outbox_of(&profile_id, 1)
         .await
         .unwrap();
+    assert_eq!(
+        delivered[0]["body"]["properties"]["message_id"],
+        sent[0].id.as_str()
+    );
+    assert_eq!(delivered[0]["body"]["properties"]["template"], "news");
     let (status, report) = app.get(&format!("/v1/messages/{}", sent[0].id)).await;
     assert_eq!(status, 200, "{report}");
     assert_eq!(
