@@ -617,7 +617,7 @@ impl Broadcasts {
             let mut per_hour: std::collections::HashMap<DateTime<Utc>, i32> =
                 std::collections::HashMap::new();
             if let Some(hours) = b.best_time_within_hours {
-                let model = crate::journeys::send_time_model(self.store()).await;
+                let model = crate::journeys::send_time_model(&self.engine).await;
                 let within = TimeDelta::hours(i64::from(hours));
                 for p in &members {
                     if let Some(profile) = self.store().events().load_profile(p).await? {

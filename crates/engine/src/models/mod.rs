@@ -499,9 +499,10 @@ impl Models {
         }
         let _permit = self.engine.try_train().ok_or(ModelError::Busy)?;
         self.engine.sync().await?;
-        let (histograms, stats) = training::engagement(&self.store, max_profiles, 7).await?;
+        let zone = self.engine.config().default_time_zone;
+        let (histograms, stats) = training::engagement(&self.store, max_profiles, 7, zone).await?;
         let events: f64 = histograms.iter().map(|h| h.iter().sum::<f64>()).sum();
-        let model = missive_models::send_time::SendTime::fit(histograms.iter(), strength);
+        let model = missive_models::send_time::SendTime::fit(histograms.iter(), strength, zone);
         let best = model.population_best(|_| true);
         let v = ModelVersion {
             name: name.to_owned(),

@@ -152,7 +152,7 @@ impl ScoringSet {
                     changed |= set(p, "cluster", json!(c));
                 }
                 Scorer::SendTime { model } => {
-                    let own = missive_models::send_time::engagement(p);
+                    let own = model.engagement_of(p);
                     let hour = model.best_hour(&own, |_| true);
                     changed |= set(p, &m.name, json!(hour));
                 }

@@ -97,18 +97,22 @@ async fn consenting_profiles(
     Ok(chosen)
 }
 
-/// Everyone's opens and clicks by hour of the week (the consenting profiles, sampled), and
-/// how many profiles had any.
+/// Everyone's opens and clicks by local hour of the week (their `timezone` trait, else
+/// `default_zone`; the consenting profiles, sampled), and how many profiles had any.
 pub async fn engagement(
     store: &Store,
     max_profiles: usize,
     seed: u64,
+    default_zone: chrono_tz::Tz,
 ) -> Result<(Vec<[f64; missive_models::send_time::HOURS]>, TableStats), StoreError> {
     let mut stats = TableStats::default();
     let chosen = consenting_profiles(store, max_profiles, seed, &mut stats).await?;
     let histograms: Vec<_> = chosen
         .iter()
-        .map(missive_models::send_time::engagement)
+        .map(|p| {
+            let zone = missive_core::zone::time_zone_of(p, default_zone);
+            missive_models::send_time::engagement(p, zone)
+        })
         .filter(|h| h.iter().any(|v| *v > 0.0))
         .collect();
     stats.rows = histograms.len();

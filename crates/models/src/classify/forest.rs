@@ -13,7 +13,10 @@ use rand::rngs::StdRng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::tree::{Tree, TreeParams};
+use super::tree::{LEAF, Tree, TreeParams};
+
+/// Trees walked side by side when scoring one row.
+const LANES: usize = 16;
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ForestParams {
@@ -87,9 +90,35 @@ impl Forest {
         }
     }
 
-    /// The probability of the positive class.
+    /// The probability of the positive class: the mean of the trees' leaves.
+    ///
+    /// The trees are walked [`LANES`] at a time, one level of each per pass, choosing the child
+    /// without a branch: the walks are independent, so their memory reads overlap instead of
+    /// waiting one after another (a deep forest does not fit in the cache, and one tree at a
+    /// time costs a cache miss per level). The result is the same as walking each tree alone.
     pub fn predict(&self, row: &[f64]) -> f64 {
-        self.trees.iter().map(|t| t.predict(row)).sum::<f64>() / self.trees.len().max(1) as f64
+        let mut sum = 0.0;
+        for group in self.trees.chunks(LANES) {
+            let mut at = [0u32; LANES];
+            loop {
+                let mut moving = false;
+                for (t, a) in group.iter().zip(at.iter_mut()) {
+                    let n = &t.nodes[*a as usize];
+                    if n.feature != LEAF {
+                        let left = row[n.feature as usize] <= n.value;
+                        *a = if left { n.left } else { n.right };
+                        moving = true;
+                    }
+                }
+                if !moving {
+                    break;
+                }
+            }
+            for (t, a) in group.iter().zip(at) {
+                sum += t.nodes[a as usize].value;
+            }
+        }
+        sum / self.trees.len().max(1) as f64
     }
 }
 
@@ -117,5 +146,34 @@ mod tests {
         assert!(f.predict(&[0.1, 0.5]) < 0.4);
         assert!(f.importances[0] > 2.0 * f.importances[1], "{:?}", f.importances);
         assert!((f.importances.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn walking_the_trees_side_by_side_is_walking_each_alone() {
+        let mut rng = StdRng::seed_from_u64(5);
+        let cols: Vec<Vec<f64>> = (0..6)
+            .map(|_| (0..600).map(|_| rng.random::<f64>()).collect())
+            .collect();
+        let y: Vec<bool> = (0..600)
+            .map(|i| cols[0][i] + cols[1][i] * cols[2][i] > 0.7)
+            .collect();
+        // 37 trees: two full groups of lanes and a partial one.
+        let f = Forest::fit(
+            &cols,
+            &y,
+            &ForestParams {
+                trees: 37,
+                ..ForestParams::default()
+            },
+            9,
+        );
+        for i in 0..200 {
+            let mut row: Vec<f64> = cols.iter().map(|c| c[i]).collect();
+            if i % 50 == 0 {
+                row[0] = f64::NAN;
+            }
+            let alone = f.trees.iter().map(|t| t.predict(&row)).sum::<f64>() / 37.0;
+            assert_eq!(f.predict(&row), alone, "row {i}");
+        }
     }
 }

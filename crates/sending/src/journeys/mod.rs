@@ -822,7 +822,7 @@ impl Journeys {
     /// `profiling` consent, and only they count without an active model (the earliest hour,
     /// now, when nothing is known).
     async fn best_time(&self, p: &Profile, now: DateTime<Utc>, within: TimeDelta) -> DateTime<Utc> {
-        let model = send_time_model(self.store()).await;
+        let model = send_time_model(&self.engine).await;
         best_time_for(&model, p, now, within)
     }
 
@@ -853,15 +853,23 @@ impl Journeys {
 }
 
 /// The active send-time model, or, without one (or when it does not load, which is logged), a
-/// flat one: then only the person's own opens and clicks decide.
-pub(crate) async fn send_time_model(store: &missive_store::Store) -> missive_models::send_time::SendTime {
+/// flat one on the workspace's default zone: then only the person's own opens and clicks
+/// decide.
+pub(crate) async fn send_time_model(engine: &Engine) -> missive_models::send_time::SendTime {
     use missive_models::send_time::{HOURS, SendTime};
-    match missive_engine::models::registry::active_send_time(store).await {
+    let flat = || {
+        SendTime::fit(
+            std::iter::empty::<&[f64; HOURS]>(),
+            8.0,
+            engine.config().default_time_zone,
+        )
+    };
+    match missive_engine::models::registry::active_send_time(engine.store()).await {
         Ok(Some(m)) => m,
-        Ok(None) => SendTime::fit(std::iter::empty::<&[f64; HOURS]>(), 8.0),
+        Ok(None) => flat(),
         Err(e) => {
             tracing::warn!(error = %e, "the send-time model does not load; only people's own hours count");
-            SendTime::fit(std::iter::empty::<&[f64; HOURS]>(), 8.0)
+            flat()
         }
     }
 }
@@ -875,10 +883,11 @@ pub(crate) fn best_time_for(
     within: TimeDelta,
 ) -> DateTime<Utc> {
     use missive_models::send_time::{HOURS, engagement};
+    let zone = model.zone_of(p);
     let own = if p.consents(missive_core::Purpose::Profiling) {
-        engagement(p)
+        engagement(p, zone)
     } else {
         [0.0; HOURS]
     };
-    model.best_time(&own, now, within)
+    model.best_time(&own, now, within, zone)
 }

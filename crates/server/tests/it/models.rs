@@ -228,6 +228,60 @@ async fn best_time_sends_wait_for_the_persons_hour() {
     let ann = outbox("ann", true).await;
     assert_eq!(ann.len(), 1, "{ann:?}");
     assert_eq!(ann[0].next_attempt_at, seven_pm);
+    // Hours are local. A send-time model learns ann's evening (19:00 on the default clock,
+    // UTC here); kai, new in Tokyo with no opens of their own, gets 19:00 in Tokyo (10:00 UTC),
+    // not 19:00 UTC (04:00 in Tokyo).
+    let (status, res) = app
+        .admin(
+            Method::POST,
+            "/v1/models/send_hour/train",
+            Some(json!({"kind": "send_time"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{res}");
+    let (status, res) = app
+        .admin(Method::POST, "/v1/models/send_hour/activate", Some(json!({})))
+        .await;
+    assert_eq!(status, 200, "{res}");
+    let (status, _) = app
+        .post(
+            "/v1/identify",
+            json!({"userId": "kai", "traits": {"email": "kai@example.com", "timezone": "Asia/Tokyo",
+            "consent": {"email_marketing": true, "profiling": true}}}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = app
+        .post("/v1/track", json!({"userId": "kai", "event": "Signed Up"}))
+        .await;
+    assert_eq!(status, 200);
+    let (status, res) = app.admin(Method::POST, "/v1/journeys/run", None).await;
+    assert_eq!(status, 200, "{res}");
+    let ten_utc_next_day = (seven_pm + Duration::days(1))
+        .date_naive()
+        .and_hms_opt(10, 0, 0)
+        .unwrap()
+        .and_utc();
+    assert!(
+        outbox("kai", true).await.is_empty(),
+        "kai waits for 19:00 in Tokyo"
+    );
+    app.clock.set(ten_utc_next_day - Duration::minutes(5));
+    app.admin(Method::POST, "/v1/journeys/run", None).await;
+    app.sync().await;
+    assert!(outbox("kai", true).await.is_empty(), "not yet 19:00 in Tokyo");
+    app.clock.set(ten_utc_next_day);
+    app.admin(Method::POST, "/v1/journeys/run", None).await;
+    app.sync().await;
+    let kai = outbox("kai", true).await;
+    assert_eq!(kai.len(), 1, "{kai:?}");
+    assert_eq!(kai[0].next_attempt_at, ten_utc_next_day);
+    let profile = app.profile("kai").await;
+    assert_eq!(
+        profile["scores"]["send_hour"],
+        json!(24 * 2 + 19),
+        "Wednesday 19:00, Tokyo: {profile}"
+    );
     // `within` without `at` is refused.
     let (status, res) = app
         .admin(
