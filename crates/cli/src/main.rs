@@ -21,6 +21,7 @@ mod messages;
 mod model;
 mod operator;
 mod privacy;
+mod recs;
 mod schema;
 mod segment;
 mod serve;
@@ -87,6 +88,11 @@ enum Command {
     Model {
         #[command(subcommand)]
         what: model::ModelCommand,
+    },
+    /// Recommendations: evaluate strategies offline on a table of interactions.
+    Recs {
+        #[command(subcommand)]
+        what: recs::RecsCommand,
     },
     /// Render a Liquid template with JSON data to standard output (errors to standard error).
     Render(content::RenderArgs),
@@ -155,7 +161,8 @@ fn main() -> std::process::ExitCode {
             | Command::Experiment {
                 what: experiment::ExperimentCommand::Analyze(_)
             }
-    ) || matches!(&cli.command, Command::Model { what } if what.reads_no_store()))
+    ) || matches!(&cli.command, Command::Model { what } if what.reads_no_store())
+        || matches!(&cli.command, Command::Recs { what } if what.reads_no_store()))
         && (cli.global.store.is_some() || cli.global.data_dir.is_some())
     {
         eprintln!("error: this command reads no store: --store and --data-dir do not apply to it");
@@ -186,6 +193,7 @@ fn main() -> std::process::ExitCode {
             Command::Experiment { what } => experiment::on_store(config, what).await,
             Command::Webhook { what } => webhook::run(config, what).await,
             Command::Model { what } => model::run(config, what).await,
+            Command::Recs { what } => recs::run(what),
             Command::Template { what } => content::template(config, what).await,
             Command::Block { what } => content::block(config, what).await,
             Command::Catalog { what } => content::catalog(config, what).await,

@@ -117,8 +117,9 @@ impl Interactions {
         for r in &self.rows {
             out[r.user as usize].push(*r);
         }
+        // Stable: rows of the same time keep the table's order.
         for v in &mut out {
-            v.sort_by_key(|r| (r.at, r.item));
+            v.sort_by_key(|r| r.at);
         }
         out
     }

@@ -13,7 +13,8 @@
 //!   decayed sum of what they interacted with;
 //! - [`popular`]: best sellers with a decay;
 //! - [`strategy`]: the strategies by name, a hybrid blend and cascade, each with reasons;
-//! - [`eval`]: splits that never let the future into training, and ranking metrics.
+//! - [`eval`]: splits that never let the future into training, and ranking metrics;
+//! - [`synthetic`]: interactions with planted taste groups, for tests and benchmarks.
 
 pub mod als;
 pub mod content;
@@ -23,4 +24,5 @@ pub mod eval;
 pub mod matrix;
 pub mod popular;
 pub mod strategy;
+pub mod synthetic;
 pub(crate) mod topk;
