@@ -3,7 +3,9 @@
 //! "viewed together" sessions of views: the same computation on different interactions.
 //!
 //! Similarities between items `i` and `j` with `nᵢ`, `nⱼ` baskets and `nᵢⱼ` together, of `N`:
-//! cosine `nᵢⱼ / √(nᵢ nⱼ)`, Jaccard `nᵢⱼ / (nᵢ + nⱼ − nᵢⱼ)`, lift `nᵢⱼ N / (nᵢ nⱼ)`. Counts are
+//! cosine `nᵢⱼ / √(nᵢ nⱼ)`, Jaccard `nᵢⱼ / (nᵢ + nⱼ − nᵢⱼ)`, lift `nᵢⱼ N / (nᵢ nⱼ)`, and
+//! confidence `nᵢⱼ / nᵢ` (of `j` given `i`: the association rule's, which leans towards
+//! popular companions, as baskets do). Counts are
 //! decayed by the basket's age. Baskets of more than [`MAX_BASKET`] items (a crawler, a
 //! wholesale order) are left out: they would add their square in pairs and say little.
 
@@ -22,6 +24,7 @@ pub enum Similarity {
     Cosine,
     Jaccard,
     Lift,
+    Confidence,
 }
 
 impl std::str::FromStr for Similarity {
@@ -31,7 +34,10 @@ impl std::str::FromStr for Similarity {
             "cosine" => Ok(Similarity::Cosine),
             "jaccard" => Ok(Similarity::Jaccard),
             "lift" => Ok(Similarity::Lift),
-            other => Err(format!("similarity {other:?}: cosine, jaccard or lift")),
+            "confidence" => Ok(Similarity::Confidence),
+            other => Err(format!(
+                "similarity {other:?}: cosine, jaccard, lift or confidence"
+            )),
         }
     }
 }
@@ -95,13 +101,23 @@ impl Cooccur {
                 continue;
             }
             let (ni, nj) = (count[i as usize], count[j as usize]);
-            let s = match p.similarity {
-                Similarity::Cosine => together / (ni * nj).sqrt(),
-                Similarity::Jaccard => together / (ni + nj - together),
-                Similarity::Lift => together * total / (ni * nj),
+            let (to_j, to_i) = match p.similarity {
+                Similarity::Cosine => {
+                    let s = together / (ni * nj).sqrt();
+                    (s, s)
+                }
+                Similarity::Jaccard => {
+                    let s = together / (ni + nj - together);
+                    (s, s)
+                }
+                Similarity::Lift => {
+                    let s = together * total / (ni * nj);
+                    (s, s)
+                }
+                Similarity::Confidence => (together / ni, together / nj),
             };
-            lists[i as usize].offer(j, s);
-            lists[j as usize].offer(i, s);
+            lists[i as usize].offer(j, to_j);
+            lists[j as usize].offer(i, to_i);
         }
         Cooccur {
             neighbours: lists.into_iter().map(TopK::into_sorted).collect(),

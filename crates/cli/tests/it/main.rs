@@ -14,6 +14,7 @@ mod golden;
 mod journeys;
 mod model;
 mod privacy;
+mod recs;
 mod render;
 mod segment_python;
 #[cfg(unix)]

