@@ -35,6 +35,9 @@ pub enum BenchCommand {
     /// Model training (K-Means, gradient boosting, BG/NBD) and live scoring, side by side
     /// with scikit-learn and lifetimes (bench/models/run.sh).
     Models(crate::bench_models::ModelsBench),
+    /// Recommendations: ALS training side by side with `implicit`, the item-to-item build,
+    /// serving latency on a 100,000-item catalogue and fold-in (bench/recs/run.sh).
+    Recs(crate::bench_recs::RecsBench),
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -74,6 +77,7 @@ pub async fn run(cfg: Config, cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Webhooks(b) => crate::bench_webhooks::run(b).await,
         BenchCommand::Bandit(b) => tokio::task::spawn_blocking(move || crate::bench_bandit::run(b)).await?,
         BenchCommand::Models(b) => tokio::task::spawn_blocking(move || crate::bench_models::run(b)).await?,
+        BenchCommand::Recs(b) => tokio::task::spawn_blocking(move || crate::bench_recs::run(b)).await?,
     }
 }
 

@@ -6,6 +6,7 @@ mod bench;
 mod bench_bandit;
 mod bench_delivery;
 mod bench_models;
+mod bench_recs;
 mod bench_render;
 mod bench_segments;
 mod bench_webhooks;

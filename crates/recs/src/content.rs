@@ -131,7 +131,7 @@ impl Content {
         }
         let mut top = TopK::new(k);
         for (i, s) in score {
-            if !skip(i) {
+            if top.would_take(s) && !skip(i) {
                 top.offer(i, s);
             }
         }

@@ -8,6 +8,7 @@
 //! - [`als`]: implicit-feedback matrix factorisation (Hu, Koren & Volinsky 2008) with
 //!   conjugate-gradient steps, as the `implicit` package computes it, and fold-in of a new
 //!   person's vector without retraining;
+//! - [`index`]: 8-bit item factors, so that a large catalogue is served within a millisecond;
 //! - [`cooccur`]: item-to-item co-occurrence in baskets (cosine, Jaccard or lift);
 //! - [`content`]: TF-IDF vectors of the items' text and attributes, a person's taste as the
 //!   decayed sum of what they interacted with;
@@ -21,6 +22,7 @@ pub mod content;
 pub mod cooccur;
 pub mod data;
 pub mod eval;
+pub mod index;
 pub mod matrix;
 pub mod popular;
 pub mod strategy;

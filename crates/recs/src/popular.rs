@@ -23,7 +23,7 @@ impl Popular {
     pub fn top(&self, k: usize, skip: impl Fn(u32) -> bool) -> Vec<(u32, f32)> {
         let mut t = TopK::new(k);
         for (i, s) in self.score.iter().enumerate() {
-            if *s > 0.0 && !skip(i as u32) {
+            if *s > 0.0 && t.would_take(*s) && !skip(i as u32) {
                 t.offer(i as u32, *s);
             }
         }

@@ -266,6 +266,4 @@ impl Trained {
     }
 }
 
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
+use crate::als::dot;

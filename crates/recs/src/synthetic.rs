@@ -62,30 +62,37 @@ impl Planted {
         let by_group: Vec<Vec<usize>> = (0..g)
             .map(|k| (0..self.items).filter(|i| group_of_item(*i, g) == k).collect())
             .collect();
-        // Zipf-like popularity: the r-th item of a list drawn ∝ 1 / (r + 1)^0.8.
-        let draw = |rng: &mut StdRng, list: &[usize]| -> usize {
-            let total: f64 = (0..list.len()).map(|r| 1.0 / ((r + 1) as f64).powf(0.8)).sum();
-            let mut x = rng.random::<f64>() * total;
-            for (r, i) in list.iter().enumerate() {
-                x -= 1.0 / ((r + 1) as f64).powf(0.8);
-                if x <= 0.0 {
-                    return *i;
-                }
-            }
-            list.last().copied().unwrap_or(0)
+        // Zipf-like popularity: the r-th item of a list drawn ∝ 1 / (r + 1)^0.8, by binary
+        // search in the cumulative weights.
+        let cumulative = |n: usize| -> Vec<f64> {
+            let mut acc = 0.0;
+            (0..n)
+                .map(|r| {
+                    acc += 1.0 / ((r + 1) as f64).powf(0.8);
+                    acc
+                })
+                .collect()
         };
+        let draw = |rng: &mut StdRng, list: &[usize], cum: &[f64]| -> usize {
+            let x = rng.random::<f64>() * cum.last().copied().unwrap_or(0.0);
+            let r = cum.partition_point(|c| *c < x).min(list.len().saturating_sub(1));
+            list.get(r).copied().unwrap_or(0)
+        };
+        let cum_group: Vec<Vec<f64>> = by_group.iter().map(|l| cumulative(l.len())).collect();
         let all: Vec<usize> = (0..self.items).collect();
+        let cum_all = cumulative(all.len());
         let start = 1_735_689_600i64; // 2025-01-01
         let mut data = Interactions::default();
         for u in 0..self.users {
             let own = &by_group[group_of_user(u, g)];
+            let own_cum = &cum_group[group_of_user(u, g)];
             let n = rng.random_range(self.per_user / 2..=self.per_user * 3 / 2).max(1);
             let mut t = start + rng.random_range(0..30 * 86_400);
             for _ in 0..n {
                 let item = if rng.random::<f64>() < self.within && !own.is_empty() {
-                    draw(&mut rng, own)
+                    draw(&mut rng, own, own_cum)
                 } else {
-                    draw(&mut rng, &all)
+                    draw(&mut rng, &all, &cum_all)
                 };
                 let x = rng.random::<f64>();
                 let w = if x < 0.1 {

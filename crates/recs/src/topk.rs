@@ -35,6 +35,13 @@ impl TopK {
         }
     }
 
+    /// Whether `score` would be kept now: a cheap test before a costlier one (a filter).
+    pub(crate) fn would_take(&self, score: f32) -> bool {
+        score.is_finite()
+            && self.k > 0
+            && (self.heap.len() < self.k || self.heap.peek().is_some_and(|w| score >= w.0))
+    }
+
     pub(crate) fn offer(&mut self, id: u32, score: f32) {
         if self.k == 0 || !score.is_finite() {
             return;
