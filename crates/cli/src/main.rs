@@ -194,7 +194,7 @@ fn main() -> std::process::ExitCode {
             Command::Experiment { what } => experiment::on_store(config, what).await,
             Command::Webhook { what } => webhook::run(config, what).await,
             Command::Model { what } => model::run(config, what).await,
-            Command::Recs { what } => recs::run(what),
+            Command::Recs { what } => recs::run(config, what).await,
             Command::Template { what } => content::template(config, what).await,
             Command::Block { what } => content::block(config, what).await,
             Command::Catalog { what } => content::catalog(config, what).await,

@@ -19,7 +19,9 @@ pub enum RecsCommand {
 
 impl RecsCommand {
     pub fn reads_no_store(&self) -> bool {
-        true
+        match self {
+            RecsCommand::Evaluate(a) => !a.from_store,
+        }
     }
 }
 
@@ -27,8 +29,15 @@ impl RecsCommand {
 pub struct EvaluateArgs {
     /// A CSV of interactions: `user`, `item`, `weight` or `event`, optional `time` and
     /// `basket` (an order or session).
+    #[arg(long, required_unless_present = "from_store", conflicts_with = "from_store")]
+    pub interactions: Option<PathBuf>,
+    /// The store's own product events instead (profiles with `personalization` consent), and
+    /// its catalogue as the items.
     #[arg(long)]
-    pub interactions: PathBuf,
+    pub from_store: bool,
+    /// With `--from-store`: stop reading at this many interactions.
+    #[arg(long, default_value_t = 5_000_000)]
+    pub max_interactions: usize,
     /// A CSV of items (`id`, `title`, `description`, `category`, `brand`, `colour`, `price`,
     /// `in_stock`), for the content-based strategy.
     #[arg(long)]
@@ -89,33 +98,85 @@ fn report_bad(what: &str, bad: &[LineError]) {
     }
 }
 
-pub fn run(what: RecsCommand) -> anyhow::Result<()> {
+pub async fn run(cfg: crate::config::Config, what: RecsCommand) -> anyhow::Result<()> {
     match what {
-        RecsCommand::Evaluate(a) => evaluate(a),
+        RecsCommand::Evaluate(a) if a.from_store => {
+            let engine = crate::operator::start_engine(&cfg).await?;
+            engine.sync().await?;
+            let store = engine.store().clone();
+            eprintln!("reading the store's product events…");
+            let (data, read) = missive_engine::recs::interactions(
+                &store,
+                &EventWeights::default(),
+                a.max_interactions,
+                |n| {
+                    if n % 10_000 == 0 {
+                        eprintln!("  {n} profiles read");
+                    }
+                },
+            )
+            .await?;
+            eprintln!(
+                "{} profiles: {} left out without personalization consent, {} with interactions, {} interactions{}",
+                read.profiles,
+                read.no_consent,
+                read.with_interactions,
+                read.interactions,
+                if read.truncated {
+                    " (stopped at --max-interactions)"
+                } else {
+                    ""
+                }
+            );
+            let content = missive_sending::content::ContentService::new(store, cfg.content_config());
+            let items: Vec<Item> = content.catalog().await?.products().map(item_of_product).collect();
+            tokio::task::spawn_blocking(move || evaluate(a, data, items)).await?
+        }
+        RecsCommand::Evaluate(a) => {
+            tokio::task::spawn_blocking(move || {
+                let (data, items) = read_files(&a)?;
+                evaluate(a, data, items)
+            })
+            .await?
+        }
     }
 }
 
-fn evaluate(a: EvaluateArgs) -> anyhow::Result<()> {
-    let split: Split = match a.split.parse::<Split>().map_err(anyhow::Error::msg)? {
-        Split::Time { .. } => Split::Time {
-            test_share: a.test_share,
-        },
-        s => s,
+/// A catalogue product as the content strategy reads it: its first category, and a `colour`
+/// (or `color`) attribute.
+fn item_of_product(p: &missive_content::recs::Product) -> Item {
+    let attr = |k: &str| {
+        p.attributes
+            .get(k)
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("")
+            .to_owned()
     };
-    anyhow::ensure!(a.k >= 1, "--k must be at least 1");
-    anyhow::ensure!((1..=512).contains(&a.factors), "--factors must be 1 to 512");
-    anyhow::ensure!((1..=200).contains(&a.iterations), "--iterations must be 1 to 200");
-    let similarity: Similarity = a.similarity.parse().map_err(anyhow::Error::msg)?;
-    let file = std::fs::File::open(&a.interactions)
-        .with_context(|| format!("--interactions {}", a.interactions.display()))?;
+    Item {
+        id: p.id.clone(),
+        title: p.title.clone(),
+        description: attr("description"),
+        category: p.categories.first().cloned().unwrap_or_default(),
+        brand: p.brand.clone().unwrap_or_default(),
+        colour: if attr("colour").is_empty() {
+            attr("color")
+        } else {
+            attr("colour")
+        },
+        price: p.price,
+        in_stock: p.in_stock,
+    }
+}
+
+fn read_files(a: &EvaluateArgs) -> anyhow::Result<(missive_recs::data::Interactions, Vec<Item>)> {
+    let path = a
+        .interactions
+        .as_ref()
+        .context("--interactions FILE.csv or --from-store")?;
+    let file = std::fs::File::open(path).with_context(|| format!("--interactions {}", path.display()))?;
     let (data, bad) = read_interactions(std::io::BufReader::new(file), &EventWeights::default())
-        .with_context(|| format!("--interactions {}", a.interactions.display()))?;
+        .with_context(|| format!("--interactions {}", path.display()))?;
     report_bad("interactions", &bad);
-    anyhow::ensure!(
-        !data.rows.is_empty(),
-        "--interactions {}: no usable interactions",
-        a.interactions.display()
-    );
     let items: Vec<Item> = match &a.items {
         Some(p) => {
             let f = std::fs::File::open(p).with_context(|| format!("--items {}", p.display()))?;
@@ -126,6 +187,24 @@ fn evaluate(a: EvaluateArgs) -> anyhow::Result<()> {
         }
         None => Vec::new(),
     };
+    Ok((data, items))
+}
+
+fn evaluate(a: EvaluateArgs, data: missive_recs::data::Interactions, items: Vec<Item>) -> anyhow::Result<()> {
+    let split: Split = match a.split.parse::<Split>().map_err(anyhow::Error::msg)? {
+        Split::Time { .. } => Split::Time {
+            test_share: a.test_share,
+        },
+        s => s,
+    };
+    anyhow::ensure!(a.k >= 1, "--k must be at least 1");
+    anyhow::ensure!((1..=512).contains(&a.factors), "--factors must be 1 to 512");
+    anyhow::ensure!((1..=200).contains(&a.iterations), "--iterations must be 1 to 200");
+    let similarity: Similarity = a.similarity.parse().map_err(anyhow::Error::msg)?;
+    anyhow::ensure!(
+        !data.rows.is_empty(),
+        "no usable interactions: product events (Product Viewed, Product Added, Order Completed with products) of people who consented to personalization, or a CSV"
+    );
     let mut strategies: Vec<Strategy> = a
         .strategies
         .iter()

@@ -168,6 +168,11 @@ impl Catalog {
         self.entries.is_empty()
     }
 
+    /// Every product, in catalogue order.
+    pub fn products(&self) -> impl Iterator<Item = &Product> {
+        self.entries.iter().map(|e| &e.product)
+    }
+
     pub fn get(&self, id: &str) -> Option<&Arc<CatalogEntry>> {
         self.by_id.get(id).map(|&i| &self.entries[i])
     }

@@ -18,6 +18,7 @@ pub mod models;
 mod pipeline;
 pub mod privacy;
 pub mod profiles;
+pub mod recs;
 pub mod schema;
 pub mod segments;
 

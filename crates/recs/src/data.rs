@@ -168,6 +168,38 @@ impl EventWeights {
     }
 }
 
+/// The items an event is about, each with its weight and basket (Segment's e-commerce spec):
+/// `Order Completed` names `products[].product_id` (basket: `order_id`), the product events
+/// name `product_id`, a click in an e-mail names one when its link was a product's. The
+/// product id is the style: sizes and colours are its variants (`sku`, `variant`), one item
+/// for recommending. Events with no weight, or no product, give nothing.
+pub fn items_of_event<'a>(
+    name: &str,
+    properties: &'a serde_json::Value,
+    weights: &EventWeights,
+) -> Vec<(&'a str, f32, Option<&'a str>)> {
+    let Some(w) = weights.of(name).filter(|w| *w > 0.0) else {
+        return Vec::new();
+    };
+    let id = |p: &'a serde_json::Value| {
+        p.get("product_id")
+            .and_then(serde_json::Value::as_str)
+            .map(str::trim)
+            .filter(|s| !s.is_empty() && s.len() <= 200)
+    };
+    let basket = properties
+        .get("order_id")
+        .or_else(|| properties.get("checkout_id"))
+        .and_then(serde_json::Value::as_str);
+    match properties.get("products").and_then(serde_json::Value::as_array) {
+        Some(products) if name.eq_ignore_ascii_case("Order Completed") => products
+            .iter()
+            .filter_map(|p| id(p).map(|i| (i, w, basket)))
+            .collect(),
+        _ => id(properties).map(|i| (i, w, basket)).into_iter().collect(),
+    }
+}
+
 /// Older interactions count less: `max(floor, 0.5^(age / half_life))`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Decay {
@@ -468,6 +500,25 @@ mod tests {
             read_interactions("user,item\n".as_bytes(), &EventWeights::default()),
             Err(TableError::NoWeight)
         ));
+    }
+
+    #[test]
+    fn events_name_their_products() {
+        let w = EventWeights::default();
+        let order = serde_json::json!({"order_id": "o1", "products": [
+            {"product_id": "dress-1", "sku": "dress-1-M-blue"}, {"sku": "no-id"}, {"product_id": " "}
+        ]});
+        assert_eq!(
+            items_of_event("Order Completed", &order, &w),
+            vec![("dress-1", 5.0, Some("o1"))]
+        );
+        let view = serde_json::json!({"product_id": "boot-2"});
+        assert_eq!(
+            items_of_event("Product Viewed", &view, &w),
+            vec![("boot-2", 1.0, None)]
+        );
+        assert!(items_of_event("Signed Up", &view, &w).is_empty());
+        assert!(items_of_event("Email Link Clicked", &serde_json::json!({"url": "x"}), &w).is_empty());
     }
 
     #[test]

@@ -229,3 +229,78 @@ fn bad_tables_get_clear_errors_and_bad_lines_are_counted() {
     assert!(!ok);
     assert!(err.contains("needs --items"), "{err}");
 }
+
+/// From the store: the product events of people who consented to personalization (not the
+/// others'), one order's products a basket, evaluated like a file.
+#[test]
+fn evaluation_reads_the_stores_product_events_with_consent_only() {
+    use crate::support::missive_cli;
+    let dir = tempfile::tempdir().unwrap();
+    let start = chrono::Utc::now() - chrono::Duration::days(60);
+    let at = |h: i64| (start + chrono::Duration::hours(h)).to_rfc3339();
+    let mut lines = Vec::new();
+    for u in 0..60 {
+        let user = format!("u{u}");
+        lines.push(
+            serde_json::json!({"type": "identify", "userId": user, "messageId": format!("{user}-c"),
+            "timestamp": at(0), "traits": {"consent": {"personalization": u % 10 != 0}}}),
+        );
+        // Two tastes, dresses (even people) and boots (odd ones), three products each: each
+        // person views two and buys the third, a different one from person to person.
+        let kind = if u % 2 == 0 { "dress" } else { "boot" };
+        let p = |k: i64| format!("{kind}-{}", (u / 2 + k) % 3);
+        let (a, b, c) = (p(0), p(1), p(2));
+        for (n, p) in [a, b].iter().enumerate() {
+            lines.push(
+                serde_json::json!({"type": "track", "userId": user, "event": "Product Viewed",
+                "messageId": format!("{user}-v{n}"), "timestamp": at(1 + n as i64),
+                "properties": {"product_id": p}}),
+            );
+        }
+        lines.push(
+            serde_json::json!({"type": "track", "userId": user, "event": "Order Completed",
+            "messageId": format!("{user}-o"), "timestamp": at(10 + u),
+            "properties": {"order_id": format!("o{u}"), "revenue": 50,
+                "products": [{"product_id": &c, "sku": format!("{c}-M")}]}}),
+        );
+    }
+    let file = dir.path().join("events.jsonl");
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(&file, text).unwrap();
+    let (ok, _, err) = missive_cli(dir.path(), &["import", file.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = missive_cli(
+        dir.path(),
+        &[
+            "recs",
+            "evaluate",
+            "--from-store",
+            "--split",
+            "leave-last-1",
+            "--k",
+            "3",
+            "--strategies",
+            "popular,item2item,als",
+            "--factors",
+            "4",
+            "--json",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        err.contains(
+            "60 profiles: 6 left out without personalization consent, 54 with interactions, 162 interactions"
+        ),
+        "{err}"
+    );
+    let m: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(m["als"]["users"], 54, "{m}");
+    // Views of one taste lead to its third product; best sellers cannot tell the tastes apart.
+    assert!(m["item2item"]["hit_rate"].as_f64().unwrap() > 0.9, "{m}");
+    let (ok, _, err) = missive_cli(
+        dir.path(),
+        &["recs", "evaluate", "--from-store", "--interactions", "x.csv"],
+    );
+    assert!(!ok);
+    assert!(err.contains("cannot be used with"), "{err}");
+}
