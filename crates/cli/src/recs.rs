@@ -129,7 +129,7 @@ pub async fn run(cfg: crate::config::Config, what: RecsCommand) -> anyhow::Resul
                 }
             );
             let content = missive_sending::content::ContentService::new(store, cfg.content_config());
-            let items: Vec<Item> = content.catalog().await?.products().map(item_of_product).collect();
+            let items: Vec<Item> = content.catalog().await?.products().map(missive_server::item_of_product).collect();
             tokio::task::spawn_blocking(move || evaluate(a, data, items)).await?
         }
         RecsCommand::Evaluate(a) => {
@@ -139,32 +139,6 @@ pub async fn run(cfg: crate::config::Config, what: RecsCommand) -> anyhow::Resul
             })
             .await?
         }
-    }
-}
-
-/// A catalogue product as the content strategy reads it: its first category, and a `colour`
-/// (or `color`) attribute.
-fn item_of_product(p: &missive_content::recs::Product) -> Item {
-    let attr = |k: &str| {
-        p.attributes
-            .get(k)
-            .and_then(serde_json::Value::as_str)
-            .unwrap_or("")
-            .to_owned()
-    };
-    Item {
-        id: p.id.clone(),
-        title: p.title.clone(),
-        description: attr("description"),
-        category: p.categories.first().cloned().unwrap_or_default(),
-        brand: p.brand.clone().unwrap_or_default(),
-        colour: if attr("colour").is_empty() {
-            attr("color")
-        } else {
-            attr("colour")
-        },
-        price: p.price,
-        in_stock: p.in_stock,
     }
 }
 

@@ -84,6 +84,7 @@ codes! {
     ModelInvalid => "model_invalid",
     ModelRefused => "model_refused",
     ModelBusy => "model_busy",
+    RecommendationsNotTrained => "recommendations_not_trained",
     DeliveryOff => "delivery_off",
     Suppressed => "suppressed",
     RecipientNotConsented => "recipient_not_consented",

@@ -67,3 +67,108 @@ pub async fn interactions(
     read.interactions = data.rows.len();
     Ok((data, read))
 }
+
+/// Trained strategies with the ids they were trained on, as served.
+pub struct RecsModel {
+    pub trained: missive_recs::strategy::Trained,
+    pub items: missive_recs::data::Interner,
+    pub users: missive_recs::data::Interner,
+    pub settings: missive_recs::strategy::Settings,
+    pub read: Read,
+    pub trained_at: chrono::DateTime<chrono::Utc>,
+    pub seconds: f64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecsError {
+    #[error("recommendations are training already; try again when that is done")]
+    Busy,
+    #[error("no product events of people who consented to personalization: nothing to learn from")]
+    NoData,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("training stopped: {0}")]
+    Join(String),
+}
+
+/// The served recommendation strategies: trained from the store, replaced whole (readers keep
+/// the version they started with; a new one is swapped in atomically).
+#[derive(Clone, Default)]
+pub struct RecsService {
+    current: std::sync::Arc<std::sync::RwLock<Option<std::sync::Arc<RecsModel>>>>,
+    training: std::sync::Arc<tokio::sync::Mutex<()>>,
+}
+
+impl RecsService {
+    pub fn current(&self) -> Option<std::sync::Arc<RecsModel>> {
+        self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Trains every strategy on the store's interactions and the given catalogue items, off
+    /// the async threads, then swaps the result in. One training at a time.
+    pub async fn train(
+        &self,
+        store: &Store,
+        items: Vec<missive_recs::data::Item>,
+        settings: missive_recs::strategy::Settings,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<std::sync::Arc<RecsModel>, RecsError> {
+        let _one = self.training.try_lock().map_err(|_| RecsError::Busy)?;
+        let started = std::time::Instant::now();
+        let (data, read) = interactions(store, &EventWeights::default(), 5_000_000, |n| {
+            tracing::info!(profiles = n, "recommendations: reading interactions");
+        })
+        .await?;
+        if data.rows.is_empty() {
+            return Err(RecsError::NoData);
+        }
+        let model = tokio::task::spawn_blocking(move || {
+            let trained = missive_recs::strategy::Trained::fit(
+                &data,
+                &items,
+                &settings,
+                &missive_recs::strategy::Strategy::ALL,
+                |it| tracing::info!(iteration = it, "recommendations: factorisation"),
+            );
+            RecsModel {
+                trained,
+                items: data.items,
+                users: data.users,
+                settings,
+                read,
+                trained_at: now,
+                seconds: started.elapsed().as_secs_f64(),
+            }
+        })
+        .await
+        .map_err(|e| RecsError::Join(e.to_string()))?;
+        let model = std::sync::Arc::new(model);
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some(model.clone());
+        Ok(model)
+    }
+}
+
+/// A person's history as the strategies read it: their product events' items known to the
+/// model, weighted and decayed as of `now`.
+pub fn history(
+    model: &RecsModel,
+    events: &[missive_store::StoredEvent],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Vec<(u32, f32)> {
+    let weights = EventWeights::default();
+    let mut out = Vec::new();
+    for e in events {
+        let empty = serde_json::Value::Null;
+        let props = e.body.get("properties").unwrap_or(&empty);
+        for (item, w, _) in items_of_event(&e.name, props, &weights) {
+            if let Some(i) = model.items.get(item) {
+                let f = model
+                    .settings
+                    .decay
+                    .factor(e.timestamp.timestamp(), now.timestamp());
+                out.push((i, w * f));
+            }
+        }
+    }
+    out
+}

@@ -28,6 +28,7 @@ mod models;
 mod preferences;
 mod privacy;
 mod profiles;
+mod recommendations;
 mod schema;
 mod segments;
 mod sources;
@@ -40,6 +41,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 
 pub use error::ApiError;
+pub use recommendations::item_of_product;
 pub use state::{AppParts, AppState};
 
 /// The complete router: each module's routes, with the ingest limit on the tracking API, the
@@ -64,6 +66,7 @@ pub fn router(state: impl Into<AppState>) -> Router {
         .merge(experiments::router())
         .merge(webhooks::router())
         .merge(models::router())
+        .merge(recommendations::router())
         .merge(sources::router())
         .merge(audiences::router())
         .merge(messages::router())

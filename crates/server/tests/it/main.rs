@@ -15,6 +15,7 @@ mod models;
 mod preferences;
 mod privacy;
 mod profiles;
+mod recommendations;
 mod schema;
 mod security;
 mod segments;
