@@ -67,7 +67,7 @@ pub struct EvaluateArgs {
     /// Half-life of an interaction's weight, in days (0: no decay).
     #[arg(long, default_value_t = 90.0)]
     pub half_life_days: f64,
-    /// Item-to-item similarity: cosine, jaccard or lift.
+    /// Item-to-item similarity: cosine, jaccard, lift or confidence.
     #[arg(long, default_value = "cosine")]
     pub similarity: String,
     #[arg(long, default_value_t = 1)]
@@ -129,7 +129,12 @@ pub async fn run(cfg: crate::config::Config, what: RecsCommand) -> anyhow::Resul
                 }
             );
             let content = missive_sending::content::ContentService::new(store, cfg.content_config());
-            let items: Vec<Item> = content.catalog().await?.products().map(missive_server::item_of_product).collect();
+            let items: Vec<Item> = content
+                .catalog()
+                .await?
+                .products()
+                .map(missive_server::item_of_product)
+                .collect();
             tokio::task::spawn_blocking(move || evaluate(a, data, items)).await?
         }
         RecsCommand::Evaluate(a) => {
@@ -164,7 +169,16 @@ fn read_files(a: &EvaluateArgs) -> anyhow::Result<(missive_recs::data::Interacti
     Ok((data, items))
 }
 
-fn evaluate(a: EvaluateArgs, data: missive_recs::data::Interactions, items: Vec<Item>) -> anyhow::Result<()> {
+fn evaluate(
+    a: EvaluateArgs,
+    mut data: missive_recs::data::Interactions,
+    items: Vec<Item>,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        a.test_share > 0.0 && a.test_share < 1.0,
+        "--test-share is a share between 0 and 1 (exclusive)"
+    );
+    anyhow::ensure!(a.k <= 1_000, "--k is at most 1,000");
     let split: Split = match a.split.parse::<Split>().map_err(anyhow::Error::msg)? {
         Split::Time { .. } => Split::Time {
             test_share: a.test_share,
@@ -179,6 +193,8 @@ fn evaluate(a: EvaluateArgs, data: missive_recs::data::Interactions, items: Vec<
         !data.rows.is_empty(),
         "no usable interactions: product events (Product Viewed, Product Added, Order Completed with products) of people who consented to personalization, or a CSV"
     );
+    // Catalogue items no one has had yet are candidates too (content can recommend them).
+    data.add_items(items.iter().map(|i| i.id.as_str()));
     let mut strategies: Vec<Strategy> = a
         .strategies
         .iter()

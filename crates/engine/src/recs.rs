@@ -72,7 +72,6 @@ pub async fn interactions(
 pub struct RecsModel {
     pub trained: missive_recs::strategy::Trained,
     pub items: missive_recs::data::Interner,
-    pub users: missive_recs::data::Interner,
     pub settings: missive_recs::strategy::Settings,
     pub read: Read,
     pub trained_at: chrono::DateTime<chrono::Utc>,
@@ -115,25 +114,31 @@ impl RecsService {
     ) -> Result<std::sync::Arc<RecsModel>, RecsError> {
         let _one = self.training.try_lock().map_err(|_| RecsError::Busy)?;
         let started = std::time::Instant::now();
-        let (data, read) = interactions(store, &EventWeights::default(), 5_000_000, |n| {
+        let (mut data, read) = interactions(store, &EventWeights::default(), 5_000_000, |n| {
             tracing::info!(profiles = n, "recommendations: reading interactions");
         })
         .await?;
         if data.rows.is_empty() {
             return Err(RecsError::NoData);
         }
+        data.add_items(items.iter().map(|i| i.id.as_str()));
         let model = tokio::task::spawn_blocking(move || {
-            let trained = missive_recs::strategy::Trained::fit(
+            let mut trained = missive_recs::strategy::Trained::fit(
                 &data,
                 &items,
                 &settings,
                 &missive_recs::strategy::Strategy::ALL,
                 |it| tracing::info!(iteration = it, "recommendations: factorisation"),
             );
+            // Serving folds each person in from their current history: the learned people's
+            // vectors are not kept (nor who they were), so nothing of a person outlives their
+            // erasure or withdrawal in the served model but their share in the item factors.
+            if let Some(als) = &mut trained.als {
+                als.user_factors = Vec::new();
+            }
             RecsModel {
                 trained,
                 items: data.items,
-                users: data.users,
                 settings,
                 read,
                 trained_at: now,

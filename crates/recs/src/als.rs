@@ -131,6 +131,12 @@ fn mat_vec(m: &[f32], v: &[f32], out: &mut [f32]) {
 /// A few conjugate-gradient steps towards a person's vector `x` (from its current value).
 fn cg_solve(x: &mut [f32], items: &[u32], conf: &[f32], y: &[f32], yty: &[f32], steps: usize, rel_tol: f32) {
     let f = x.len();
+    if items.is_empty() {
+        // No interactions: the least squares' answer is 0 (as `implicit` sets it), not what
+        // is left of the random start.
+        x.iter_mut().for_each(|v| *v = 0.0);
+        return;
+    }
     let mut r = vec![0f32; f];
     mat_vec(yty, x, &mut r);
     r.iter_mut().for_each(|v| *v = -*v);
@@ -239,11 +245,12 @@ impl Als {
         let f = self.factors;
         let mut x = vec![0f32; f];
         let n = self.items() as u32;
-        let (items, conf): (Vec<u32>, Vec<f32>) = interactions
-            .iter()
-            .filter(|(i, w)| *i < n && *w > 0.0)
-            .map(|(i, w)| (*i, w * self.alpha))
-            .unzip();
+        // One cell per item, its weights summed, as the training matrix holds them.
+        let mut cells: std::collections::BTreeMap<u32, f32> = Default::default();
+        for (i, w) in interactions.iter().filter(|(i, w)| *i < n && *w > 0.0) {
+            *cells.entry(*i).or_default() += w;
+        }
+        let (items, conf): (Vec<u32>, Vec<f32>) = cells.into_iter().map(|(i, w)| (i, w * self.alpha)).unzip();
         if items.is_empty() {
             return x;
         }
@@ -254,8 +261,8 @@ impl Als {
         } else {
             &self.yty
         };
-        // To a residual a millionth of the first (in squared norm): a few steps for a history
-        // of a handful of items.
+        // Until the residual's squared norm is a millionth of the first (its norm a
+        // thousandth), at most 32 steps: a few for a history of a handful of items.
         cg_solve(&mut x, &items, &conf, &self.item_factors, yty, f.min(32), 1e-6);
         x
     }

@@ -45,7 +45,7 @@ impl std::str::FromStr for Similarity {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct CooccurParams {
     pub similarity: Similarity,
-    /// Pairs seen together fewer times are left out.
+    /// Pairs seen together in fewer baskets (counted without decay) are left out.
     pub min_together: f32,
     /// Neighbours kept per item.
     pub neighbours: usize,
@@ -78,7 +78,8 @@ impl Cooccur {
         }
         let n_items = data.items.len();
         let mut count = vec![0f32; n_items];
-        let mut pairs: HashMap<(u32, u32), f32> = HashMap::new();
+        // (decayed count, raw count) per pair: the threshold reads the raw one.
+        let mut pairs: HashMap<(u32, u32), (f32, u32)> = HashMap::new();
         let mut total = 0f32;
         for (mut items, at) in baskets.into_values() {
             items.sort_unstable();
@@ -91,13 +92,15 @@ impl Cooccur {
             for (a, i) in items.iter().enumerate() {
                 count[*i as usize] += w;
                 for j in &items[a + 1..] {
-                    *pairs.entry((*i, *j)).or_default() += w;
+                    let e = pairs.entry((*i, *j)).or_default();
+                    e.0 += w;
+                    e.1 += 1;
                 }
             }
         }
         let mut lists: Vec<TopK> = (0..n_items).map(|_| TopK::new(p.neighbours)).collect();
-        for ((i, j), together) in pairs {
-            if together < p.min_together {
+        for ((i, j), (together, raw)) in pairs {
+            if (raw as f32) < p.min_together {
                 continue;
             }
             let (ni, nj) = (count[i as usize], count[j as usize]);

@@ -96,6 +96,14 @@ impl Interactions {
         });
     }
 
+    /// Numbers catalogue items that no one has interacted with yet, so that the strategies that
+    /// need no interactions (content) can recommend them (the cold start).
+    pub fn add_items<'a>(&mut self, ids: impl IntoIterator<Item = &'a str>) {
+        for id in ids {
+            self.items.intern(id);
+        }
+    }
+
     /// The latest time in the data (0 when empty).
     pub fn end(&self) -> i64 {
         self.rows.iter().map(|r| r.at).max().unwrap_or(0)
@@ -262,6 +270,23 @@ fn column(header: &csv::StringRecord, names: &[&str]) -> Option<usize> {
         .position(|h| names.iter().any(|n| h.trim().eq_ignore_ascii_case(n)))
 }
 
+/// The records of a table with their 1-based line numbers (the header is line 1); a record
+/// that does not parse is a [`LineError`].
+fn numbered<R: Read>(
+    r: &mut csv::Reader<R>,
+) -> impl Iterator<Item = (u64, Result<csv::StringRecord, LineError>)> + '_ {
+    r.records().enumerate().map(|(n, rec)| {
+        let line = n as u64 + 2;
+        (
+            line,
+            rec.map_err(|e| LineError {
+                line,
+                why: e.to_string(),
+            }),
+        )
+    })
+}
+
 /// A time as RFC 3339, `YYYY-MM-DD HH:MM:SS`, `YYYY-MM-DD`, or seconds since the epoch.
 pub fn parse_time(s: &str) -> Option<i64> {
     let s = s.trim();
@@ -303,15 +328,11 @@ pub fn read_interactions(
     let basket = column(&header, &["basket", "order_id", "session", "session_id"]);
     let mut out = Interactions::default();
     let mut bad = Vec::new();
-    for (n, rec) in r.records().enumerate() {
-        let line = n as u64 + 2;
+    for (line, rec) in numbered(&mut r) {
         let rec = match rec {
             Ok(rec) => rec,
             Err(e) => {
-                bad.push(LineError {
-                    line,
-                    why: e.to_string(),
-                });
+                bad.push(e);
                 continue;
             }
         };
@@ -418,15 +439,11 @@ pub fn read_items(input: impl Read) -> Result<(Vec<Item>, Vec<LineError>), Table
     let stock = column(&header, &["in_stock", "available"]);
     let mut out = Vec::new();
     let mut bad = Vec::new();
-    for (n, rec) in r.records().enumerate() {
-        let line = n as u64 + 2;
+    for (line, rec) in numbered(&mut r) {
         let rec = match rec {
             Ok(rec) => rec,
             Err(e) => {
-                bad.push(LineError {
-                    line,
-                    why: e.to_string(),
-                });
+                bad.push(e);
                 continue;
             }
         };

@@ -56,6 +56,19 @@ pub struct Holdout {
     pub test: Vec<(u32, Vec<u32>)>,
 }
 
+/// The items of `after` that are not in `before`, each once, ascending.
+fn new_items(before: &[Interaction], after: &[Interaction]) -> Vec<u32> {
+    let seen: HashSet<u32> = before.iter().map(|r| r.item).collect();
+    let mut want: Vec<u32> = after
+        .iter()
+        .map(|r| r.item)
+        .filter(|i| !seen.contains(i))
+        .collect();
+    want.sort_unstable();
+    want.dedup();
+    want
+}
+
 pub fn split(data: &Interactions, s: Split) -> Holdout {
     let by_user = data.by_user();
     let mut train_rows: Vec<Interaction> = Vec::with_capacity(data.rows.len());
@@ -69,14 +82,7 @@ pub fn split(data: &Interactions, s: Split) -> Holdout {
             for (u, rows) in by_user.iter().enumerate() {
                 let (before, after): (Vec<Interaction>, Vec<Interaction>) =
                     rows.iter().partition(|r| r.at < cutoff);
-                let seen: HashSet<u32> = before.iter().map(|r| r.item).collect();
-                let mut want: Vec<u32> = after
-                    .iter()
-                    .map(|r| r.item)
-                    .filter(|i| !seen.contains(i))
-                    .collect();
-                want.sort_unstable();
-                want.dedup();
+                let want = new_items(&before, &after);
                 if !before.is_empty() && !want.is_empty() {
                     test.push((u as u32, want));
                 }
@@ -90,14 +96,7 @@ pub fn split(data: &Interactions, s: Split) -> Holdout {
                     continue;
                 }
                 let (before, after) = rows.split_at(rows.len() - n);
-                let seen: HashSet<u32> = before.iter().map(|r| r.item).collect();
-                let mut want: Vec<u32> = after
-                    .iter()
-                    .map(|r| r.item)
-                    .filter(|i| !seen.contains(i))
-                    .collect();
-                want.sort_unstable();
-                want.dedup();
+                let want = new_items(before, after);
                 if !want.is_empty() {
                     test.push((u as u32, want));
                 }

@@ -80,7 +80,7 @@ impl Quantized {
     ) -> Vec<(u32, f32)> {
         let mut q = Vec::with_capacity(self.factors);
         let xs = quantize(x, &mut q);
-        let mut coarse = TopK::new(k * CANDIDATES);
+        let mut coarse = TopK::new(k.saturating_mul(CANDIDATES));
         for (i, (codes, scale)) in self
             .codes
             .chunks_exact(self.factors)

@@ -193,17 +193,12 @@ impl Trained {
                 }
                 als.top(x, k, skip)
                     .into_iter()
-                    .map(|(item, score)| {
-                        let why = history
-                            .iter()
-                            .map(|(h, _)| (*h, dot(als.item(*h), als.item(item))))
-                            .max_by(|a, b| a.1.total_cmp(&b.1))
-                            .map_or(item, |(h, _)| h);
-                        Pick {
-                            item,
-                            score,
-                            reason: Reason::LikedWith(why),
-                        }
+                    .map(|(item, score)| Pick {
+                        item,
+                        score,
+                        reason: Reason::LikedWith(closest(history, item, |h| {
+                            dot(als.item(h), als.item(item))
+                        })),
                     })
                     .collect()
             }
@@ -212,17 +207,10 @@ impl Trained {
                 let taste = c.taste(history);
                 c.top(&taste, k, skip)
                     .into_iter()
-                    .map(|(item, score)| {
-                        let why = history
-                            .iter()
-                            .map(|(h, _)| (*h, c.similarity(*h, item)))
-                            .max_by(|a, b| a.1.total_cmp(&b.1))
-                            .map_or(item, |(h, _)| h);
-                        Pick {
-                            item,
-                            score,
-                            reason: Reason::LooksLike(why),
-                        }
+                    .map(|(item, score)| Pick {
+                        item,
+                        score,
+                        reason: Reason::LooksLike(closest(history, item, |h| c.similarity(h, item))),
                     })
                     .collect()
             }
@@ -246,7 +234,7 @@ impl Trained {
                 let mut fused: HashMap<u32, (f32, Reason)> = HashMap::new();
                 for (s, w) in parts {
                     for (rank, p) in self
-                        .recommend(*s, history, user_vector, k * 3, skip)
+                        .recommend(*s, history, user_vector, k.saturating_mul(3), skip)
                         .into_iter()
                         .enumerate()
                     {
@@ -267,3 +255,13 @@ impl Trained {
 }
 
 use crate::als::dot;
+
+/// The item of `history` most like `item` by `similarity` (the reason of a pick; `item`
+/// itself when the history is empty).
+fn closest(history: &[(u32, f32)], item: u32, similarity: impl Fn(u32) -> f32) -> u32 {
+    history
+        .iter()
+        .map(|(h, _)| (*h, similarity(*h)))
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map_or(item, |(h, _)| h)
+}

@@ -418,11 +418,12 @@ impl Sender {
             while let Some(joined) = in_flight.join_next().await {
                 collect(joined, &mut done, &mut delivered, &mut stats);
             }
-            // Before the outcomes: a round cut short after the hand-over sends again, and the
-            // event's messageId (one per message) keeps it from counting twice. Logged inside
-            // when it fails; the outcomes are stored regardless.
-            let _ = own_events::ingest_all(&self.engine, delivered, "delivery").await;
+            // The outcomes first: waiting for the events' commit before them would widen the
+            // window in which a crash sends accepted messages again. The events' messageId (one
+            // per message) keeps a repeat from counting twice. A failure is logged inside and
+            // the round's events are not retried: `Email Delivered` then undercounts.
             store.delivery().update_outbox(done).await?;
+            let _ = own_events::ingest_all(&self.engine, delivered, "delivery").await;
         }
         Ok(stats)
     }
@@ -682,8 +683,6 @@ impl Sender {
     }
 }
 
-/// Every e-mail carries its preference-centre link: a template that does not place
-/// `{{ preferences_url }}` itself gets a footer line with it, in both parts.
 /// One message's turn in a round: the message as it was taken, what became of it, and the
 /// `Email Delivered` event to record when the relay accepted it.
 struct Attempt {
@@ -705,6 +704,8 @@ fn delivered_event(engine: &Engine, profile: &Profile, m: &OutboxMessage) -> Res
     own_events::event(engine, profile, msg, "delivery")
 }
 
+/// Every e-mail carries its preference-centre link: a template that does not place
+/// `{{ preferences_url }}` itself gets a footer line with it, in both parts.
 fn with_preference_link(html: String, text: String, url: &str) -> (String, String) {
     let escaped = url.replace('&', "&amp;");
     let html = if html.contains(url) || html.contains(&escaped) {

@@ -208,9 +208,22 @@ async fn for_profile(
         .map_err(|e| ApiError::internal(&e))?;
     // The person's vector is folded in from their history as it is now, so that an event
     // since training (a click a minute ago) counts at once.
-    let picks = model
-        .trained
-        .recommend(strategy, &history, None, limit * 5, &|i| had.contains(&i));
+    // Only products in the catalogue and in stock, and not theirs: asked of the candidates as
+    // they are ranked, so that these filters never cut the list short.
+    let unavailable = |i: u32| {
+        had.contains(&i)
+            || catalog
+                .get(model.items.name(i))
+                .is_none_or(|e| !e.product.in_stock)
+    };
+    // More than asked for: the cap per category drops some.
+    let picks = model.trained.recommend(
+        strategy,
+        &history,
+        None,
+        limit * (MAX_PER_CATEGORY + 2),
+        &unavailable,
+    );
     let mut per_category: HashMap<String, usize> = HashMap::new();
     for p in picks {
         let product_id = model.items.name(p.item);
