@@ -20,11 +20,13 @@ use missive_recs::synthetic::Planted;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct RecsBench {
+    /// Interactions generated (about 10 per person).
     #[arg(long, default_value_t = 1_000_000)]
     interactions: usize,
     /// Items in the catalogue.
     #[arg(long, default_value_t = 100_000)]
     items: usize,
+    /// Factors of the matrix factorisation.
     #[arg(long, default_value_t = 64)]
     factors: usize,
     /// ALS iterations timed (each side).

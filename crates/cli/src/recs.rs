@@ -49,6 +49,7 @@ pub struct EvaluateArgs {
     /// With `--split time`: the share of interactions after the cutoff.
     #[arg(long, default_value_t = 0.2)]
     pub test_share: f64,
+    /// The length of each person's list (1 to 1,000).
     #[arg(long, default_value_t = 10)]
     pub k: usize,
     /// Comma-separated: popular, item2item, als, content, hybrid (default: all that apply).
@@ -57,8 +58,10 @@ pub struct EvaluateArgs {
     /// Factors of the matrix factorisation.
     #[arg(long, default_value_t = 64)]
     pub factors: usize,
+    /// Iterations of the matrix factorisation.
     #[arg(long, default_value_t = 15)]
     pub iterations: usize,
+    /// λ, the matrix factorisation's L2 penalty.
     #[arg(long, default_value_t = 0.01)]
     pub regularization: f32,
     /// Confidence per unit of weight.
@@ -70,6 +73,7 @@ pub struct EvaluateArgs {
     /// Item-to-item similarity: cosine, jaccard, lift or confidence.
     #[arg(long, default_value = "cosine")]
     pub similarity: String,
+    /// Seed of the factorisation's random start.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Prints the metrics as JSON (one object per strategy) instead of a table.
