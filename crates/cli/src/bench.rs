@@ -299,3 +299,11 @@ async fn drive(base: &str, auth: &str, b: &IngestBench, batched: bool) -> anyhow
         errors,
     })
 }
+
+/// The value at share `p` of `sorted` (nearest rank; NaN when empty).
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}

@@ -7,6 +7,7 @@
 //! (EHLO, MAIL, RCPT, DATA, RSET, QUIT, with pipelining), notes when each message's DATA
 //! ends and what its subject says, and discards the message.
 
+use crate::bench::percentile;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -226,13 +227,6 @@ fn track(user: &str, event: &str, properties: serde_json::Value) -> anyhow::Resu
         chrono::Utc::now(),
     )
     .map_err(|r| anyhow::anyhow!("bench event refused: {}", r.code))
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
 pub async fn run(b: DeliveryBench) -> anyhow::Result<()> {

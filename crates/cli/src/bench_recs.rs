@@ -7,6 +7,7 @@
 //!   their history, then every item scored), p50 and p99 over many people;
 //! - folding one person in (the cost of a new event).
 
+use crate::bench::percentile;
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -42,13 +43,6 @@ pub struct RecsBench {
     /// A Python with `implicit`: runs bench/recs/implicit_bench.py on the same matrix.
     #[arg(long)]
     python: Option<PathBuf>,
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
 pub fn run(b: RecsBench) -> anyhow::Result<()> {

@@ -4,6 +4,7 @@
 //! at once; deliveries are signed as in production; the store is SQLite in a temporary
 //! directory.
 
+use crate::bench::percentile;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -63,13 +64,6 @@ fn identify(user: &str, tier: &str) -> anyhow::Result<missive_core::Event> {
         chrono::Utc::now(),
     )
     .map_err(|r| anyhow::anyhow!("bench identify refused: {}", r.code))
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
 pub async fn run(b: WebhooksBench) -> anyhow::Result<()> {

@@ -270,20 +270,24 @@ fn column(header: &csv::StringRecord, names: &[&str]) -> Option<usize> {
         .position(|h| names.iter().any(|n| h.trim().eq_ignore_ascii_case(n)))
 }
 
-/// The records of a table with their 1-based line numbers (the header is line 1); a record
-/// that does not parse is a [`LineError`].
-fn numbered<R: Read>(
-    r: &mut csv::Reader<R>,
-) -> impl Iterator<Item = (u64, Result<csv::StringRecord, LineError>)> + '_ {
-    r.records().enumerate().map(|(n, rec)| {
+/// The records of a table that parse, with their 1-based line numbers (the header is line
+/// 1); each one that does not is added to `bad`.
+fn numbered<'a, R: Read>(
+    r: &'a mut csv::Reader<R>,
+    bad: &'a mut Vec<LineError>,
+) -> impl Iterator<Item = (u64, csv::StringRecord)> + 'a {
+    r.records().enumerate().filter_map(|(n, rec)| {
         let line = n as u64 + 2;
-        (
-            line,
-            rec.map_err(|e| LineError {
-                line,
-                why: e.to_string(),
-            }),
-        )
+        match rec {
+            Ok(rec) => Some((line, rec)),
+            Err(e) => {
+                bad.push(LineError {
+                    line,
+                    why: e.to_string(),
+                });
+                None
+            }
+        }
     })
 }
 
@@ -328,14 +332,8 @@ pub fn read_interactions(
     let basket = column(&header, &["basket", "order_id", "session", "session_id"]);
     let mut out = Interactions::default();
     let mut bad = Vec::new();
-    for (line, rec) in numbered(&mut r) {
-        let rec = match rec {
-            Ok(rec) => rec,
-            Err(e) => {
-                bad.push(e);
-                continue;
-            }
-        };
+    let mut unreadable = Vec::new();
+    for (line, rec) in numbered(&mut r, &mut unreadable) {
         let field = |c: Option<usize>| c.and_then(|c| rec.get(c)).map(str::trim);
         let (Some(u), Some(i)) = (field(Some(user)), field(Some(item))) else {
             bad.push(LineError {
@@ -395,6 +393,8 @@ pub fn read_interactions(
         };
         out.push(u, i, w, at, field(basket).filter(|b| !b.is_empty()));
     }
+    bad.extend(unreadable);
+    bad.sort_by_key(|b| b.line);
     Ok((out, bad))
 }
 
@@ -439,14 +439,8 @@ pub fn read_items(input: impl Read) -> Result<(Vec<Item>, Vec<LineError>), Table
     let stock = column(&header, &["in_stock", "available"]);
     let mut out = Vec::new();
     let mut bad = Vec::new();
-    for (line, rec) in numbered(&mut r) {
-        let rec = match rec {
-            Ok(rec) => rec,
-            Err(e) => {
-                bad.push(e);
-                continue;
-            }
-        };
+    let mut unreadable = Vec::new();
+    for (line, rec) in numbered(&mut r, &mut unreadable) {
         let field = |c: Option<usize>| c.and_then(|c| rec.get(c)).map(str::trim).unwrap_or("");
         let item_id = field(Some(id));
         if item_id.is_empty() {
@@ -482,6 +476,8 @@ pub fn read_items(input: impl Read) -> Result<(Vec<Item>, Vec<LineError>), Table
             in_stock: !matches!(field(stock).to_ascii_lowercase().as_str(), "false" | "0" | "no"),
         });
     }
+    bad.extend(unreadable);
+    bad.sort_by_key(|b| b.line);
     Ok((out, bad))
 }
 

