@@ -169,6 +169,7 @@ impl Fixture {
             preferences_url: "https://mail.northwind.example/preferences?t=0123456789abcdef",
             message_id: "msg_0123456789abcdef",
             personalized: true,
+            ..Default::default()
         };
         let mut data = build_data(&r.profile, &ctx, self.now);
         data.insert("journey", missive_liquid::Value::from(&r.journey));

@@ -40,6 +40,47 @@ pub struct Config {
     /// (docs/integrations.md).
     pub sources: std::collections::BTreeMap<String, missive_sources::Source>,
     pub webhooks: WebhooksSection,
+    pub recommendations: RecommendationsSection,
+}
+
+/// Learned recommendations and the business filters of the lists in e-mails
+/// (docs/recommendations.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct RecommendationsSection {
+    /// Train again this often (and once at start); 0: only `POST /v1/recommendations/train`.
+    pub retrain_every_hours: u32,
+    /// At most this many products of one category in a list (0: no cap).
+    pub max_per_category: usize,
+    /// Only products priced within this band.
+    pub price_min: Option<f64>,
+    pub price_max: Option<f64>,
+    /// Moves products with more margin (their `margin`, 0 to 1) up; 0: off.
+    pub margin_boost: f64,
+}
+
+impl Default for RecommendationsSection {
+    fn default() -> Self {
+        let f = missive_content::filters::Filters::default();
+        Self {
+            retrain_every_hours: 24,
+            max_per_category: f.max_per_category,
+            price_min: f.price_min,
+            price_max: f.price_max,
+            margin_boost: f.margin_boost,
+        }
+    }
+}
+
+impl RecommendationsSection {
+    pub fn filters(&self) -> missive_content::filters::Filters {
+        missive_content::filters::Filters {
+            max_per_category: self.max_per_category,
+            price_min: self.price_min,
+            price_max: self.price_max,
+            margin_boost: self.margin_boost,
+        }
+    }
 }
 
 /// Outbound webhooks and the journey webhook step (docs/integrations.md).
@@ -182,6 +223,7 @@ impl Default for Config {
             limits: LimitsSection::default(),
             sources: Default::default(),
             webhooks: WebhooksSection::default(),
+            recommendations: RecommendationsSection::default(),
         }
     }
 }
@@ -499,6 +541,9 @@ impl Config {
         if c.recommendations > 100 {
             bail!("content.recommendations must be at most 100");
         }
+        if let Err((field, why)) = self.recommendations.filters().validate() {
+            bail!("recommendations.{field}: {why}");
+        }
         let d = &self.delivery;
         for (key, value) in [
             ("delivery.from_address", &d.from_address),
@@ -663,6 +708,10 @@ impl Config {
             public_url: c.public_url.clone(),
             purchase_events: c.purchase_events.clone(),
             recommendations: c.recommendations,
+            recommendation_filters: self.recommendations.filters(),
+            retrain_every: (self.recommendations.retrain_every_hours > 0).then(|| {
+                std::time::Duration::from_secs(u64::from(self.recommendations.retrain_every_hours) * 3600)
+            }),
             ..missive_sending::content::ContentConfig::default()
         }
     }

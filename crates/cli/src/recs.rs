@@ -137,7 +137,7 @@ pub async fn run(cfg: crate::config::Config, what: RecsCommand) -> anyhow::Resul
                 .catalog()
                 .await?
                 .products()
-                .map(missive_server::item_of_product)
+                .map(missive_sending::content::item_of_product)
                 .collect();
             tokio::task::spawn_blocking(move || evaluate(a, data, items)).await?
         }

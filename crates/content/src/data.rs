@@ -8,7 +8,11 @@
 //! - `personalized`: whether they do;
 //! - `event`: the triggering event (`name`, `properties`, `timestamp`), e.g.
 //!   `event.properties.products` for the cart;
-//! - `recommendations`: `for_you` and `best_sellers` (product objects);
+//! - `recommendations`: `for_you` and `best_sellers` (product objects; a `for_you` product has a
+//!   `reason`, `because_of` and `source`), `similar_to[id]` and `bought_together[id]` for the
+//!   products in the message and the recipient's latest, and `strategies.<name>` (one list per
+//!   strategy: `rules`, `hybrid`, `als`, `item2item`, `content`, `popular`). The last three are
+//!   computed only when a template or block reads them ([`RecsWanted`]);
 //! - `experiment`: `name` and `variant`, when the send is part of one;
 //! - `unsubscribe_url`, `preferences_url`, `message_id`.
 //!
@@ -25,6 +29,12 @@ pub struct MessageContext<'a> {
     pub event: Option<EventData<'a>>,
     pub recommendations_for_you: Vec<Value>,
     pub best_sellers: Vec<Value>,
+    /// `recommendations.similar_to`: product id → products like it.
+    pub similar_to: Vec<(String, Vec<Value>)>,
+    /// `recommendations.bought_together`: product id → products bought with it.
+    pub bought_together: Vec<(String, Vec<Value>)>,
+    /// `recommendations.strategies`: strategy name → its list.
+    pub strategies: Vec<(&'static str, Vec<Value>)>,
     pub experiment: Option<(&'a str, &'a str)>,
     pub unsubscribe_url: &'a str,
     pub preferences_url: &'a str,
@@ -150,9 +160,23 @@ pub fn build_data(profile: &Profile, ctx: &MessageContext<'_>, now: DateTime<Utc
         e.insert("timestamp", time(ev.timestamp));
         data.insert("event", Value::from(e));
     }
-    let mut recs = Object::with_capacity(2);
+    let mut recs = Object::with_capacity(5);
     recs.insert("for_you", Value::from(ctx.recommendations_for_you.clone()));
     recs.insert("best_sellers", Value::from(ctx.best_sellers.clone()));
+    let keyed = |lists: &[(String, Vec<Value>)]| {
+        let mut o = Object::with_capacity(lists.len());
+        for (k, v) in lists {
+            o.insert(k.as_str(), Value::from(v.clone()));
+        }
+        Value::from(o)
+    };
+    recs.insert("similar_to", keyed(&ctx.similar_to));
+    recs.insert("bought_together", keyed(&ctx.bought_together));
+    let mut strategies = Object::with_capacity(ctx.strategies.len());
+    for (k, v) in &ctx.strategies {
+        strategies.insert(*k, Value::from(v.clone()));
+    }
+    recs.insert("strategies", Value::from(strategies));
     data.insert("recommendations", Value::from(recs));
     if let Some((name, variant)) = ctx.experiment {
         let mut x = Object::with_capacity(2);
@@ -164,4 +188,87 @@ pub fn build_data(profile: &Profile, ctx: &MessageContext<'_>, now: DateTime<Utc
     data.insert("preferences_url", Value::from(ctx.preferences_url));
     data.insert("message_id", Value::from(ctx.message_id));
     data
+}
+
+/// Which of the costlier recommendation lists a template (with its blocks) reads; a message
+/// computes only those. `for_you` and `best_sellers` are always there.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecsWanted {
+    pub similar_to: bool,
+    pub bought_together: bool,
+    pub strategies: bool,
+}
+
+impl RecsWanted {
+    /// From the variable paths a template reads (`recommendations.similar_to`, …); reading
+    /// `recommendations` whole wants them all.
+    pub fn of<'a>(paths: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut w = RecsWanted::default();
+        for p in paths {
+            let Some(rest) = p.strip_prefix("recommendations") else {
+                continue;
+            };
+            let part = rest.strip_prefix('.').map(|r| r.split('.').next().unwrap_or(""));
+            match part {
+                None if rest.is_empty() => w = w.union(RecsWanted::ALL),
+                Some("similar_to") => w.similar_to = true,
+                Some("bought_together") => w.bought_together = true,
+                Some("strategies") => w.strategies = true,
+                _ => {}
+            }
+        }
+        w
+    }
+
+    pub const ALL: RecsWanted = RecsWanted {
+        similar_to: true,
+        bought_together: true,
+        strategies: true,
+    };
+
+    pub fn union(self, o: RecsWanted) -> RecsWanted {
+        RecsWanted {
+            similar_to: self.similar_to || o.similar_to,
+            bought_together: self.bought_together || o.bought_together,
+            strategies: self.strategies || o.strategies,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_template_wants_the_lists_it_reads() {
+        let cases: [(&[&str], RecsWanted); 5] = [
+            (
+                &["recommendations.for_you", "customer.name"],
+                RecsWanted::default(),
+            ),
+            (
+                &["recommendations.similar_to", "event.properties.product_id"],
+                RecsWanted {
+                    similar_to: true,
+                    ..Default::default()
+                },
+            ),
+            (
+                &[
+                    "recommendations.strategies.als",
+                    "recommendations.bought_together",
+                ],
+                RecsWanted {
+                    bought_together: true,
+                    strategies: true,
+                    ..Default::default()
+                },
+            ),
+            (&["recommendations"], RecsWanted::ALL),
+            (&["recommendationsX.similar_to"], RecsWanted::default()),
+        ];
+        for (paths, want) in cases {
+            assert_eq!(RecsWanted::of(paths.iter().copied()), want, "{paths:?}");
+        }
+    }
 }

@@ -15,9 +15,11 @@
 pub mod blocks;
 pub mod cart;
 pub mod data;
+pub mod filters;
 pub mod layout;
 pub mod lint;
 pub mod recs;
+pub mod rules;
 pub mod template;
 mod text;
 

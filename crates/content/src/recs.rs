@@ -36,10 +36,32 @@ pub struct Product {
     pub brand: Option<String>,
     #[serde(default = "in_stock_default")]
     pub in_stock: bool,
+    /// Sizes and colours of this style. The style is what is recommended; it is available
+    /// while one of its variants is, and templates see only the variants in stock.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub variants: Vec<Variant>,
+    /// The share of the price that is margin (0 to 1), for margin boosts; never shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub margin: Option<f64>,
     /// Anything else the templates may show.
     #[serde(default)]
     pub attributes: serde_json::Map<String, serde_json::Value>,
 }
+
+/// One size or colour of a style, as stock keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Variant {
+    pub sku: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub colour: Option<String>,
+    #[serde(default = "in_stock_default")]
+    pub in_stock: bool,
+}
+
+/// Most variants one product may list.
+pub const MAX_VARIANTS: usize = 500;
 
 fn in_stock_default() -> bool {
     true
@@ -77,6 +99,33 @@ impl Product {
                 self.id
             )));
         }
+        if let Some(m) = self.margin
+            && !(0.0..=1.0).contains(&m)
+        {
+            return Err(ContentError::Invalid(format!(
+                "product {:?}: margin is a share of the price, from 0 to 1",
+                self.id
+            )));
+        }
+        if self.variants.len() > MAX_VARIANTS {
+            return Err(ContentError::Invalid(format!(
+                "product {:?} has more than {MAX_VARIANTS} variants",
+                self.id
+            )));
+        }
+        if let Some(v) = self.variants.iter().find(|v| {
+            v.sku.trim().is_empty()
+                || v.sku.len() > 200
+                || [Some(&v.sku), v.size.as_ref(), v.colour.as_ref()]
+                    .into_iter()
+                    .flatten()
+                    .any(|s| has_nul(s))
+        }) {
+            return Err(ContentError::Invalid(format!(
+                "product {:?}: variant {:?} needs a sku of 1 to 200 characters without NUL",
+                self.id, v.sku
+            )));
+        }
         if let Some(p) = self.price
             && !(p.is_finite() && p >= 0.0)
         {
@@ -86,6 +135,11 @@ impl Product {
             )));
         }
         Ok(())
+    }
+
+    /// In stock, and, when it has variants, one of them is.
+    pub fn available(&self) -> bool {
+        self.in_stock && (self.variants.is_empty() || self.variants.iter().any(|v| v.in_stock))
     }
 
     /// The product as templates see it.
@@ -108,7 +162,22 @@ impl Product {
             ),
         );
         o.insert("brand", opt(&self.brand));
-        o.insert("in_stock", Value::from(self.in_stock));
+        o.insert("in_stock", Value::from(self.available()));
+        if !self.variants.is_empty() {
+            let in_stock: Vec<Value> = self
+                .variants
+                .iter()
+                .filter(|v| v.in_stock)
+                .map(|v| {
+                    let mut x = Object::with_capacity(3);
+                    x.insert("sku", Value::from(v.sku.as_str()));
+                    x.insert("size", opt(&v.size));
+                    x.insert("colour", opt(&v.colour));
+                    Value::from(x)
+                })
+                .collect();
+            o.insert("variants", Value::from(in_stock));
+        }
         for (k, v) in &self.attributes {
             if o.get(k).is_none() {
                 o.insert(k.clone(), Value::from(v));
@@ -184,6 +253,17 @@ impl Catalog {
         exclude: &BTreeSet<String>,
         limit: usize,
     ) -> Vec<Value> {
+        self.best_seller_indices(popularity, exclude, limit)
+            .map(|i| self.entries[i].value.clone())
+            .collect()
+    }
+
+    fn best_seller_indices(
+        &self,
+        popularity: &Popularity,
+        exclude: &BTreeSet<String>,
+        limit: usize,
+    ) -> impl Iterator<Item = usize> {
         let mut out = Vec::with_capacity(limit);
         let ranked = popularity
             .ranked
@@ -194,34 +274,70 @@ impl Catalog {
                 break;
             }
             let e = &self.entries[i];
-            if e.product.in_stock && !exclude.contains(&e.product.id) && !out.contains(&i) {
+            if e.product.available() && !exclude.contains(&e.product.id) && !out.contains(&i) {
                 out.push(i);
             }
         }
-        out.into_iter().map(|i| self.entries[i].value.clone()).collect()
+        out.into_iter()
     }
 
     /// Products for one recipient: same categories as what they look at, best sellers first,
     /// then overall best sellers; never what they look at or already have, never out of stock.
     pub fn recommend(&self, popularity: &Popularity, request: &RecommendationRequest<'_>) -> Vec<Value> {
+        let no_cap = crate::filters::Filters {
+            max_per_category: 0,
+            ..Default::default()
+        };
+        no_cap
+            .finish(
+                self,
+                self.rule_candidates(popularity, request),
+                |_| false,
+                request.limit,
+            )
+            .iter()
+            .map(crate::filters::Pick::to_value)
+            .collect()
+    }
+
+    /// The category rule's candidates, with reasons: up to `limit` in-stock products of the
+    /// seeds' and owned products' categories, best sellers first ("more from dresses"), then
+    /// up to `limit` overall best sellers; never a seed or an owned product.
+    pub fn rule_candidates(
+        &self,
+        popularity: &Popularity,
+        request: &RecommendationRequest<'_>,
+    ) -> Vec<crate::filters::Candidate> {
+        use crate::filters::{Candidate, Source};
         let limit = request.limit;
         let mut exclude: BTreeSet<String> = request.exclude.clone();
         exclude.extend(request.seeds.iter().cloned());
-        let categories: BTreeSet<&str> = request
-            .seeds
+        // Each category with the first product of theirs that has it.
+        let mut categories: Vec<(&str, &str)> = Vec::new();
+        for id in request.seeds.iter().chain(request.exclude.iter()) {
+            for c in self.get(id).into_iter().flat_map(|e| &e.product.categories) {
+                if !categories.iter().any(|(x, _)| x == c) {
+                    categories.push((c.as_str(), id.as_str()));
+                }
+            }
+        }
+        let mut candidates: Vec<(usize, usize)> = categories
             .iter()
-            .chain(request.exclude.iter())
-            .filter_map(|id| self.get(id))
-            .flat_map(|e| e.product.categories.iter().map(String::as_str))
-            .collect();
-        let mut candidates: Vec<usize> = categories
-            .iter()
-            .flat_map(|c| self.by_category.get(*c).into_iter().flatten().copied())
-            .filter(|&i| self.entries[i].product.in_stock && !exclude.contains(&self.entries[i].product.id))
+            .enumerate()
+            .flat_map(|(ci, (c, _))| {
+                self.by_category
+                    .get(*c)
+                    .into_iter()
+                    .flatten()
+                    .map(move |&i| (i, ci))
+            })
+            .filter(|&(i, _)| {
+                self.entries[i].product.available() && !exclude.contains(&self.entries[i].product.id)
+            })
             .collect();
         candidates.sort_unstable();
-        candidates.dedup();
-        candidates.sort_by(|&a, &b| {
+        candidates.dedup_by_key(|(i, _)| *i);
+        candidates.sort_by(|&(a, _), &(b, _)| {
             let (sa, sb) = (
                 popularity.score(&self.entries[a].product.id),
                 popularity.score(&self.entries[b].product.id),
@@ -229,16 +345,29 @@ impl Catalog {
             sb.total_cmp(&sa).then(a.cmp(&b))
         });
         candidates.truncate(limit);
-        let mut out: Vec<Value> = candidates
+        let mut out: Vec<Candidate> = candidates
             .iter()
-            .map(|&i| self.entries[i].value.clone())
+            .map(|&(i, ci)| Candidate {
+                product_id: self.entries[i].product.id.clone(),
+                score: popularity.score(&self.entries[i].product.id) as f32,
+                reason: format!("more from {}", categories[ci].0),
+                because_of: Some(categories[ci].1.to_owned()),
+                source: Source::Category,
+            })
             .collect();
-        if out.len() < limit {
-            for &i in &candidates {
-                exclude.insert(self.entries[i].product.id.clone());
-            }
-            out.extend(self.best_sellers(popularity, &exclude, limit - out.len()));
+        for &(i, _) in &candidates {
+            exclude.insert(self.entries[i].product.id.clone());
         }
+        out.extend(self.best_seller_indices(popularity, &exclude, limit).map(|i| {
+            let id = &self.entries[i].product.id;
+            Candidate {
+                product_id: id.clone(),
+                score: popularity.score(id) as f32,
+                reason: "a best seller".into(),
+                because_of: None,
+                source: Source::BestSeller,
+            }
+        }));
         out
     }
 }
@@ -344,6 +473,8 @@ mod tests {
             categories: cats.iter().map(|c| c.to_string()).collect(),
             brand: None,
             in_stock,
+            variants: Vec::new(),
+            margin: None,
             attributes: Default::default(),
         }
     }

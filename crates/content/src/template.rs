@@ -48,6 +48,8 @@ pub struct CompiledTemplate {
     pub text_source: String,
     /// The content-block slots the body names, in order of first appearance.
     pub slots: Vec<String>,
+    /// The recommendation lists it reads (its blocks' are the block set's).
+    pub recs_wanted: crate::data::RecsWanted,
 }
 
 /// A rendered e-mail.
@@ -95,14 +97,17 @@ impl CompiledTemplate {
         Template::parse(&source.preheader).map_err(|e| ContentError::liquid("preheader", e))?;
         let html = Template::parse(&html_source).map_err(|e| ContentError::liquid("html", e))?;
         let text = Template::parse(&text_source).map_err(|e| ContentError::liquid("text", e))?;
-        Ok(CompiledTemplate {
+        let mut compiled = CompiledTemplate {
             subject,
             html,
             text,
+            recs_wanted: Default::default(),
             slots: block_slots(&html_source),
             html_source,
             text_source,
-        })
+        };
+        compiled.recs_wanted = crate::data::RecsWanted::of(compiled.variables().iter().map(String::as_str));
+        Ok(compiled)
     }
 
     /// Renders the e-mail for one recipient. `blocks` holds the block chosen for each slot.

@@ -47,8 +47,12 @@ pub async fn interactions(
             let user = p.id.to_string();
             let before = data.rows.len();
             for e in all_events(store, &p.id).await? {
-                let empty = serde_json::Value::Null;
-                let props = e.body.get("properties").unwrap_or(&empty);
+                let empty = serde_json::Map::new();
+                let props = e
+                    .body
+                    .get("properties")
+                    .and_then(serde_json::Value::as_object)
+                    .unwrap_or(&empty);
                 for (item, w, basket) in items_of_event(&e.name, props, weights) {
                     data.push(&user, item, w, e.timestamp.timestamp(), basket);
                 }
@@ -70,6 +74,8 @@ pub async fn interactions(
 
 /// Trained strategies with the ids they were trained on, as served.
 pub struct RecsModel {
+    /// Counts up from 1 with each training since the process started.
+    pub version: u64,
     pub trained: missive_recs::strategy::Trained,
     pub items: missive_recs::data::Interner,
     pub settings: missive_recs::strategy::Settings,
@@ -90,12 +96,45 @@ pub enum RecsError {
     Join(String),
 }
 
+/// Where a training is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    ReadingInteractions,
+    Fitting,
+}
+
+/// A training under way.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Progress {
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    pub phase: Phase,
+    pub profiles_read: usize,
+    /// Factorisation iterations done.
+    pub iterations: usize,
+}
+
+/// The last training that failed, and why.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Failure {
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub error: String,
+}
+
+#[derive(Default)]
+struct Status {
+    training: Option<Progress>,
+    last_failure: Option<Failure>,
+    versions: u64,
+}
+
 /// The served recommendation strategies: trained from the store, replaced whole (readers keep
 /// the version they started with; a new one is swapped in atomically).
 #[derive(Clone, Default)]
 pub struct RecsService {
     current: std::sync::Arc<std::sync::RwLock<Option<std::sync::Arc<RecsModel>>>>,
     training: std::sync::Arc<tokio::sync::Mutex<()>>,
+    status: std::sync::Arc<std::sync::Mutex<Status>>,
 }
 
 impl RecsService {
@@ -103,8 +142,23 @@ impl RecsService {
         self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    fn status(&self) -> std::sync::MutexGuard<'_, Status> {
+        self.status.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The training under way, if one is.
+    pub fn progress(&self) -> Option<Progress> {
+        self.status().training.clone()
+    }
+
+    /// The last training that failed, unless one succeeded since.
+    pub fn last_failure(&self) -> Option<Failure> {
+        self.status().last_failure.clone()
+    }
+
     /// Trains every strategy on the store's interactions and the given catalogue items, off
-    /// the async threads, then swaps the result in. One training at a time.
+    /// the async threads, then swaps the result in. One training at a time; its progress is
+    /// [`progress`](Self::progress) meanwhile.
     pub async fn train(
         &self,
         store: &Store,
@@ -113,22 +167,63 @@ impl RecsService {
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<std::sync::Arc<RecsModel>, RecsError> {
         let _one = self.training.try_lock().map_err(|_| RecsError::Busy)?;
+        self.status().training = Some(Progress {
+            started_at: now,
+            phase: Phase::ReadingInteractions,
+            profiles_read: 0,
+            iterations: 0,
+        });
+        let result = self.train_now(store, items, settings, now).await;
+        let mut status = self.status();
+        status.training = None;
+        match &result {
+            Ok(_) => status.last_failure = None,
+            Err(e) => {
+                status.last_failure = Some(Failure {
+                    at: now,
+                    error: e.to_string(),
+                })
+            }
+        }
+        result
+    }
+
+    async fn train_now(
+        &self,
+        store: &Store,
+        items: Vec<missive_recs::data::Item>,
+        settings: missive_recs::strategy::Settings,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<std::sync::Arc<RecsModel>, RecsError> {
         let started = std::time::Instant::now();
         let (mut data, read) = interactions(store, &EventWeights::default(), 5_000_000, |n| {
+            if let Some(p) = &mut self.status().training {
+                p.profiles_read = n;
+            }
             tracing::info!(profiles = n, "recommendations: reading interactions");
         })
         .await?;
         if data.rows.is_empty() {
             return Err(RecsError::NoData);
         }
+        if let Some(p) = &mut self.status().training {
+            p.profiles_read = read.profiles;
+            p.phase = Phase::Fitting;
+        }
         data.add_items(items.iter().map(|i| i.id.as_str()));
+        let status = self.status.clone();
         let model = tokio::task::spawn_blocking(move || {
             let mut trained = missive_recs::strategy::Trained::fit(
                 &data,
                 &items,
                 &settings,
                 &missive_recs::strategy::Strategy::ALL,
-                |it| tracing::info!(iteration = it, "recommendations: factorisation"),
+                |it| {
+                    if let Some(p) = &mut status.lock().unwrap_or_else(|p| p.into_inner()).training {
+                        p.iterations = it;
+                    }
+                    tracing::info!(iteration = it, "recommendations: factorisation");
+                },
             );
             // Serving folds each person in from their current history: the learned people's
             // vectors are not kept (nor who they were), so nothing of a person outlives their
@@ -137,6 +232,7 @@ impl RecsService {
                 als.user_factors = Vec::new();
             }
             RecsModel {
+                version: 0,
                 trained,
                 items: data.items,
                 settings,
@@ -147,33 +243,52 @@ impl RecsService {
         })
         .await
         .map_err(|e| RecsError::Join(e.to_string()))?;
+        let mut model = model;
+        model.version = {
+            let mut s = self.status();
+            s.versions += 1;
+            s.versions
+        };
         let model = std::sync::Arc::new(model);
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some(model.clone());
         Ok(model)
     }
 }
 
-/// A person's history as the strategies read it: their product events' items known to the
-/// model, weighted and decayed as of `now`.
-pub fn history(
+/// A person's history as the strategies read it: the items of their product events (name,
+/// properties, time) that the model knows, weighted and decayed as of `now`.
+pub fn history<'a>(
     model: &RecsModel,
-    events: &[missive_store::StoredEvent],
+    events: impl IntoIterator<
+        Item = (
+            &'a str,
+            &'a serde_json::Map<String, serde_json::Value>,
+            chrono::DateTime<chrono::Utc>,
+        ),
+    >,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Vec<(u32, f32)> {
     let weights = EventWeights::default();
     let mut out = Vec::new();
-    for e in events {
-        let empty = serde_json::Value::Null;
-        let props = e.body.get("properties").unwrap_or(&empty);
-        for (item, w, _) in items_of_event(&e.name, props, &weights) {
+    for (name, props, at) in events {
+        for (item, w, _) in items_of_event(name, props, &weights) {
             if let Some(i) = model.items.get(item) {
-                let f = model
-                    .settings
-                    .decay
-                    .factor(e.timestamp.timestamp(), now.timestamp());
+                let f = model.settings.decay.factor(at.timestamp(), now.timestamp());
                 out.push((i, w * f));
             }
         }
     }
     out
+}
+
+/// A stored event as [`history`] reads it.
+pub fn stored_event(
+    e: &missive_store::StoredEvent,
+) -> Option<(
+    &str,
+    &serde_json::Map<String, serde_json::Value>,
+    chrono::DateTime<chrono::Utc>,
+)> {
+    let props = e.body.get("properties")?.as_object()?;
+    Some((e.name.as_str(), props, e.timestamp))
 }

@@ -183,13 +183,13 @@ impl EventWeights {
 /// for recommending. Events with no weight, or no product, give nothing.
 pub fn items_of_event<'a>(
     name: &str,
-    properties: &'a serde_json::Value,
+    properties: &'a serde_json::Map<String, serde_json::Value>,
     weights: &EventWeights,
 ) -> Vec<(&'a str, f32, Option<&'a str>)> {
     let Some(w) = weights.of(name).filter(|w| *w > 0.0) else {
         return Vec::new();
     };
-    let id = |p: &'a serde_json::Value| {
+    let id = |p: &'a serde_json::Map<String, serde_json::Value>| {
         p.get("product_id")
             .and_then(serde_json::Value::as_str)
             .map(str::trim)
@@ -202,7 +202,7 @@ pub fn items_of_event<'a>(
     match properties.get("products").and_then(serde_json::Value::as_array) {
         Some(products) if name.eq_ignore_ascii_case("Order Completed") => products
             .iter()
-            .filter_map(|p| id(p).map(|i| (i, w, basket)))
+            .filter_map(|p| p.as_object().and_then(id).map(|i| (i, w, basket)))
             .collect(),
         _ => id(properties).map(|i| (i, w, basket)).into_iter().collect(),
     }
@@ -518,20 +518,22 @@ mod tests {
     #[test]
     fn events_name_their_products() {
         let w = EventWeights::default();
-        let order = serde_json::json!({"order_id": "o1", "products": [
+        let obj = |v: serde_json::Value| v.as_object().cloned().unwrap();
+        let order = obj(serde_json::json!({"order_id": "o1", "products": [
             {"product_id": "dress-1", "sku": "dress-1-M-blue"}, {"sku": "no-id"}, {"product_id": " "}
-        ]});
+        ]}));
         assert_eq!(
             items_of_event("Order Completed", &order, &w),
             vec![("dress-1", 5.0, Some("o1"))]
         );
-        let view = serde_json::json!({"product_id": "boot-2"});
+        let view = obj(serde_json::json!({"product_id": "boot-2"}));
         assert_eq!(
             items_of_event("Product Viewed", &view, &w),
             vec![("boot-2", 1.0, None)]
         );
         assert!(items_of_event("Signed Up", &view, &w).is_empty());
-        assert!(items_of_event("Email Link Clicked", &serde_json::json!({"url": "x"}), &w).is_empty());
+        let click = obj(serde_json::json!({"url": "x"}));
+        assert!(items_of_event("Email Link Clicked", &click, &w).is_empty());
     }
 
     #[test]

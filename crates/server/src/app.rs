@@ -188,6 +188,12 @@ impl App {
             "model schedule",
             spawn_model_schedule(&self.engine, self.stop.subscribe()),
         ));
+        if let Some(every) = s.content.config().retrain_every {
+            self.workers.push((
+                "recommendation training",
+                spawn_recs_schedule(&self.engine, &s.content, every, self.stop.subscribe()),
+            ));
+        }
         if let Some(retention) = self.retention {
             self.workers.push((
                 "retention purge",
@@ -256,6 +262,57 @@ fn spawn_model_schedule(engine: &Engine, stop: watch::Receiver<bool>) -> JoinHan
                 Err(e) => tracing::error!(error = %e, "model schedule failed; retried in a minute"),
             }
             Duration::from_secs(60)
+        }
+    })
+}
+
+/// Trains the learned recommendations at start, then every `every`; the new version replaces
+/// the old whole. With nothing to learn from yet (a new shop), tries again in ten minutes.
+fn spawn_recs_schedule(
+    engine: &Engine,
+    content: &missive_sending::content::ContentService,
+    every: Duration,
+    stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    let (engine, content) = (engine.clone(), content.clone());
+    let retry = Duration::from_secs(600).min(every);
+    missive_engine::background::poll_until_shutdown(stop, None, move || {
+        let (engine, content) = (engine.clone(), content.clone());
+        async move {
+            let now = engine.clock().now();
+            if let Some(m) = content.recs().current() {
+                let age = (now - m.trained_at).to_std().unwrap_or_default();
+                if age < every {
+                    return every - age;
+                }
+            }
+            if let Err(e) = engine.sync().await {
+                tracing::error!(error = %e, "recommendation training waits: the engine could not checkpoint");
+                return retry;
+            }
+            match content.train_recommendations(now).await {
+                Ok(m) => {
+                    tracing::info!(
+                        version = m.version,
+                        seconds = m.seconds,
+                        people = m.read.with_interactions,
+                        items = m.items.len(),
+                        "recommendations trained"
+                    );
+                    every
+                }
+                Err(missive_engine::recs::RecsError::NoData) => {
+                    tracing::info!(
+                        "recommendations: no product events with personalization consent yet; trying again later"
+                    );
+                    retry
+                }
+                Err(missive_engine::recs::RecsError::Busy) => retry,
+                Err(e) => {
+                    tracing::error!(error = %e, "recommendation training failed; retried later");
+                    retry
+                }
+            }
         }
     })
 }

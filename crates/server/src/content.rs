@@ -71,6 +71,11 @@ impl From<ContentServiceError> for ApiError {
             ContentServiceError::Store(e) => ApiError::from(e),
             ContentServiceError::Corrupt(..) => ApiError::internal(&e),
             ContentServiceError::Engine(e) => ApiError::unavailable(&e),
+            ContentServiceError::NotTrained => ApiError::new(
+                axum::http::StatusCode::CONFLICT,
+                ErrorCode::RecommendationsNotTrained,
+                e.to_string(),
+            ),
         }
     }
 }

@@ -41,7 +41,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 
 pub use error::ApiError;
-pub use recommendations::item_of_product;
+
 pub use state::{AppParts, AppState};
 
 /// The complete router: each module's routes, with the ingest limit on the tracking API, the

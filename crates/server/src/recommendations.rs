@@ -1,33 +1,42 @@
-//! Learned recommendations over the API: `POST /v1/recommendations/train` trains every
-//! strategy on the store's product events (people with `personalization` consent) and the
-//! catalogue, and swaps the result in; `GET /v1/profiles/{key}/recommendations?strategy=…&limit=…`
-//! serves a person's top items with a reason each. See docs/recommendations.md.
-//!
-//! Business filters, applied last and always: only products in the catalogue and in stock,
-//! nothing the person already had, at most `MAX_PER_CATEGORY` per category.
-
-use std::collections::{HashMap, HashSet};
+//! Recommendations over the API (docs/recommendations.md):
+//! - `POST /v1/recommendations/train` trains every learned strategy on the store's product
+//!   events (people with `personalization` consent) and the catalogue, and swaps the result in
+//!   (the schedule does the same, `[recommendations] retrain_every_hours`);
+//! - `GET /v1/recommendations` says what is served and what is training;
+//! - `GET /v1/profiles/{key}/recommendations?strategy=…&limit=…` serves a person's top
+//!   products with a reason each, through the business filters (`max_per_category`,
+//!   `price_min`, `price_max`, `margin_boost` override the configured ones);
+//! - `GET /v1/products/{id}/similar` and `/v1/products/{id}/bought-together`;
+//! - `/v1/recommendations/rules/{name}`: the marketer's "bought A → recommend B" rules.
 
 use axum::Json;
 use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
+use missive_content::filters::{Filters, Pick};
+use missive_content::rules::Rule;
 use missive_core::{ErrorCode, Purpose};
 use missive_engine::recs::RecsError;
-use missive_recs::strategy::{Reason, Strategy};
+use missive_sending::content::{Ask, ContentServiceError, Served};
 use serde::{Deserialize, Serialize};
 
-use crate::auth::{AuditSlot, Marketing, ReadPersonal, RequireRole};
+use crate::auth::{AuditSlot, Marketing, ReadPersonal, Reports, RequireRole};
+use crate::error::JsonBody;
 use crate::{ApiError, AppState};
-
-/// Diversity: at most this many products of one category in a list.
-const MAX_PER_CATEGORY: usize = 3;
 
 pub(crate) fn router() -> Router<AppState> {
     Router::new()
+        .route("/v1/recommendations", get(status))
         .route("/v1/recommendations/train", post(train))
+        .route("/v1/recommendations/rules", get(list_rules))
+        .route(
+            "/v1/recommendations/rules/{name}",
+            put(put_rule).delete(delete_rule),
+        )
         .route("/v1/profiles/{key}/recommendations", get(for_profile))
+        .route("/v1/products/{id}/similar", get(similar))
+        .route("/v1/products/{id}/bought-together", get(bought_together))
 }
 
 impl From<RecsError> for ApiError {
@@ -47,6 +56,7 @@ impl From<RecsError> for ApiError {
 
 #[derive(Serialize)]
 struct TrainedOut {
+    version: u64,
     trained_at: chrono::DateTime<chrono::Utc>,
     seconds: f64,
     profiles: usize,
@@ -56,23 +66,9 @@ struct TrainedOut {
     interactions: usize,
 }
 
-async fn train(
-    _: RequireRole<Marketing>,
-    State(state): State<AppState>,
-) -> Result<Json<TrainedOut>, ApiError> {
-    state.engine.sync().await.map_err(|e| ApiError::unavailable(&e))?;
-    let catalog = state
-        .content
-        .catalog()
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
-    let items: Vec<_> = catalog.products().map(item_of_product).collect();
-    let now = state.engine.clock().now();
-    let m = state
-        .recs
-        .train(state.engine.store(), items, served_settings(catalog.len()), now)
-        .await?;
-    Ok(Json(TrainedOut {
+fn trained_out(m: &missive_engine::recs::RecsModel) -> TrainedOut {
+    TrainedOut {
+        version: m.version,
         trained_at: m.trained_at,
         seconds: m.seconds,
         profiles: m.read.profiles,
@@ -80,50 +76,71 @@ async fn train(
         people: m.read.with_interactions,
         items: m.items.len(),
         interactions: m.read.interactions,
-    }))
-}
-
-/// The settings of the served model: factors by catalogue size (a factor per two products,
-/// 4 to 64: more than the data can support fits noise), and views weighing more than the
-/// unobserved (confidence 10 per unit of weight; at `implicit`'s default of 1 a single view
-/// counts no more than no view).
-fn served_settings(catalogue: usize) -> missive_recs::strategy::Settings {
-    let mut s = missive_recs::strategy::Settings::default();
-    s.als.factors = (catalogue / 2).clamp(4, 64);
-    s.als.alpha = 10.0;
-    s
-}
-
-/// A catalogue product as the content strategy reads it: its first category, and a
-/// `description` and `colour` (or `color`) attribute.
-pub fn item_of_product(p: &missive_content::recs::Product) -> missive_recs::data::Item {
-    let attr = |k: &str| {
-        p.attributes
-            .get(k)
-            .and_then(serde_json::Value::as_str)
-            .unwrap_or("")
-            .to_owned()
-    };
-    missive_recs::data::Item {
-        id: p.id.clone(),
-        title: p.title.clone(),
-        description: attr("description"),
-        category: p.categories.first().cloned().unwrap_or_default(),
-        brand: p.brand.clone().unwrap_or_default(),
-        colour: if attr("colour").is_empty() {
-            attr("color")
-        } else {
-            attr("colour")
-        },
-        price: p.price,
-        in_stock: p.in_stock,
     }
+}
+
+async fn train(
+    _: RequireRole<Marketing>,
+    State(state): State<AppState>,
+) -> Result<Json<TrainedOut>, ApiError> {
+    state.engine.sync().await.map_err(|e| ApiError::unavailable(&e))?;
+    let now = state.engine.clock().now();
+    let m = state.content.train_recommendations(now).await?;
+    Ok(Json(trained_out(&m)))
+}
+
+#[derive(Serialize)]
+struct StatusOut {
+    /// The model served, if one is trained.
+    served: Option<TrainedOut>,
+    /// The training under way.
+    training: Option<missive_engine::recs::Progress>,
+    /// The last training that failed, unless one succeeded since.
+    last_failure: Option<missive_engine::recs::Failure>,
+}
+
+async fn status(_: RequireRole<Reports>, State(state): State<AppState>) -> Json<StatusOut> {
+    let recs = state.content.recs();
+    Json(StatusOut {
+        served: recs.current().as_deref().map(trained_out),
+        training: recs.progress(),
+        last_failure: recs.last_failure(),
+    })
 }
 
 #[derive(Debug, Deserialize)]
 pub struct RecsParams {
     strategy: Option<String>,
     limit: Option<usize>,
+    max_per_category: Option<usize>,
+    price_min: Option<f64>,
+    price_max: Option<f64>,
+    margin_boost: Option<f64>,
+}
+
+impl RecsParams {
+    fn limit(&self) -> Result<usize, ApiError> {
+        let limit = self.limit.unwrap_or(10);
+        if !(1..=100).contains(&limit) {
+            return Err(
+                ApiError::bad_request(ErrorCode::InvalidValue, "limit is 1 to 100").with_field("limit"),
+            );
+        }
+        Ok(limit)
+    }
+
+    /// The configured filters with this request's overrides.
+    fn filters(&self, configured: &Filters) -> Result<Filters, ApiError> {
+        let f = Filters {
+            max_per_category: self.max_per_category.unwrap_or(configured.max_per_category),
+            price_min: self.price_min.or(configured.price_min),
+            price_max: self.price_max.or(configured.price_max),
+            margin_boost: self.margin_boost.unwrap_or(configured.margin_boost),
+        };
+        f.validate()
+            .map_err(|(field, why)| ApiError::bad_request(ErrorCode::InvalidValue, why).with_field(field))?;
+        Ok(f)
+    }
 }
 
 #[derive(Serialize)]
@@ -142,16 +159,68 @@ struct Recommended {
     /// The product of theirs the reason names, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     because_of: Option<String>,
+    /// What chose it: rule, category, best_seller, item2item, als, content.
+    source: missive_content::filters::Source,
+}
+
+fn recommended(p: Pick) -> Recommended {
+    let product = &p.entry.product;
+    Recommended {
+        product_id: product.id.clone(),
+        title: product.title.clone(),
+        url: product.url.clone(),
+        image_url: product.image_url.clone(),
+        price: product.price,
+        score: p.score,
+        reason: p.reason,
+        because_of: p.because_of,
+        source: p.source,
+    }
 }
 
 #[derive(Serialize)]
 struct RecsOut {
-    strategy: Strategy,
-    trained_at: chrono::DateTime<chrono::Utc>,
+    strategy: Served,
+    /// The learned model's version and training time, when one is served.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    model_version: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    trained_at: Option<chrono::DateTime<chrono::Utc>>,
     items: Vec<Recommended>,
     /// Why the list is empty or short, when it is.
     #[serde(skip_serializing_if = "Option::is_none")]
     note: Option<&'static str>,
+}
+
+impl RecsOut {
+    fn new(state: &AppState, strategy: Served, picks: Vec<Pick>) -> Self {
+        let model = state.content.recs().current();
+        let items: Vec<Recommended> = picks.into_iter().map(recommended).collect();
+        RecsOut {
+            strategy,
+            model_version: model.as_ref().map(|m| m.version),
+            trained_at: model.as_ref().map(|m| m.trained_at),
+            note: items.is_empty().then_some(
+                "nothing to recommend: no history the model knows, or everything it would pick is out of stock, outside the filters or already theirs",
+            ),
+            items,
+        }
+    }
+}
+
+fn not_trained() -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        ErrorCode::RecommendationsNotTrained,
+        "recommendations are not trained yet: POST /v1/recommendations/train",
+    )
+}
+
+fn served_error(e: ContentServiceError) -> ApiError {
+    match e {
+        ContentServiceError::NotTrained => not_trained(),
+        other => other.into(),
+    }
 }
 
 async fn for_profile(
@@ -161,23 +230,17 @@ async fn for_profile(
     Path(key): Path<String>,
     Query(params): Query<RecsParams>,
 ) -> Result<Json<RecsOut>, ApiError> {
-    let strategy: Strategy = params
+    let strategy: Served = params
         .strategy
         .as_deref()
         .unwrap_or("hybrid")
         .parse()
         .map_err(|e: String| ApiError::bad_request(ErrorCode::InvalidValue, e).with_field("strategy"))?;
-    let limit = params.limit.unwrap_or(10);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::bad_request(ErrorCode::InvalidValue, "limit is 1 to 100").with_field("limit"));
+    let limit = params.limit()?;
+    let filters = params.filters(&state.content.config().recommendation_filters)?;
+    if matches!(strategy, Served::Learned(_)) && state.content.recs().current().is_none() {
+        return Err(not_trained());
     }
-    let Some(model) = state.recs.current() else {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            ErrorCode::RecommendationsNotTrained,
-            "recommendations are not trained yet: POST /v1/recommendations/train",
-        ));
-    };
     let id = crate::profiles::resolve(&state, &key, &audit).await?;
     let store = state.engine.store();
     let profile = missive_engine::profiles::find_profile(
@@ -187,102 +250,120 @@ async fn for_profile(
     )
     .await?
     .ok_or_else(|| ApiError::not_found("no profile has that id"))?;
-    let mut out = RecsOut {
-        strategy,
-        trained_at: model.trained_at,
-        items: Vec::new(),
-        note: None,
-    };
     if !profile.consents(Purpose::Personalization) {
+        let mut out = RecsOut::new(&state, strategy, Vec::new());
         out.note = Some("no personalization consent: nothing is chosen from this person's history");
         return Ok(Json(out));
     }
-    let events = missive_engine::profiles::all_events(store, &id).await?;
-    let now = state.engine.clock().now();
-    let history = missive_engine::recs::history(&model, &events, now);
-    let had: HashSet<u32> = history.iter().map(|(i, _)| *i).collect();
-    let catalog = state
+    // Every stored event, not only the profile's recent history: the API answers for the
+    // whole of it.
+    let stored = missive_engine::profiles::all_events(store, &id).await?;
+    let events: Vec<_> = stored
+        .iter()
+        .filter_map(missive_engine::recs::stored_event)
+        .collect();
+    let picks = state
         .content
-        .catalog()
+        .recommend_for(&Ask {
+            strategy,
+            events: &events,
+            in_message: &[],
+            limit,
+            filters: &filters,
+            now: state.engine.clock().now(),
+        })
         .await
-        .map_err(|e| ApiError::internal(&e))?;
-    // The person's vector is folded in from their history as it is now, so that an event
-    // since training (a click a minute ago) counts at once.
-    // Only products in the catalogue and in stock, and not theirs: asked of the candidates as
-    // they are ranked, so that these filters never cut the list short.
-    let unavailable = |i: u32| {
-        had.contains(&i)
-            || catalog
-                .get(model.items.name(i))
-                .is_none_or(|e| !e.product.in_stock)
-    };
-    // More than asked for: the cap per category drops some.
-    let picks = model.trained.recommend(
-        strategy,
-        &history,
-        None,
-        limit * (MAX_PER_CATEGORY + 2),
-        &unavailable,
-    );
-    let mut per_category: HashMap<String, usize> = HashMap::new();
-    for p in picks {
-        let product_id = model.items.name(p.item);
-        let Some(entry) = catalog.get(product_id) else {
-            continue;
-        };
-        let product = &entry.product;
-        if !product.in_stock {
-            continue;
-        }
-        let category = product.categories.first().cloned().unwrap_or_default();
-        let n = per_category.entry(category).or_default();
-        if *n >= MAX_PER_CATEGORY {
-            continue;
-        }
-        *n += 1;
-        let (because_of, reason) = explain(p.reason, &model.items, &catalog);
-        out.items.push(Recommended {
-            product_id: product.id.clone(),
-            title: product.title.clone(),
-            url: product.url.clone(),
-            image_url: product.image_url.clone(),
-            price: product.price,
-            score: p.score,
-            reason,
-            because_of,
-        });
-        if out.items.len() == limit {
-            break;
-        }
-    }
-    if out.items.is_empty() {
-        out.note = Some(
-            "nothing to recommend: no history the model knows, or everything it would pick is out of stock or already theirs",
-        );
-    }
-    Ok(Json(out))
+        .map_err(served_error)?;
+    Ok(Json(RecsOut::new(&state, strategy, picks)))
 }
 
-fn explain(
-    reason: Reason,
-    items: &missive_recs::data::Interner,
-    catalog: &missive_content::recs::Catalog,
-) -> (Option<String>, String) {
-    // A reason names a product of theirs only when the catalogue knows it (an event may name
-    // a product that is not, or no longer, in it).
-    let theirs = |i: u32| {
-        let id = items.name(i);
-        catalog.get(id).map(|e| (id.to_owned(), e.product.title.clone()))
-    };
-    let (item, words): (Option<u32>, fn(&str) -> String) = match reason {
-        Reason::Popular => (None, |_| String::new()),
-        Reason::BoughtWith(i) => (Some(i), |t| format!("often bought with {t}")),
-        Reason::LikedWith(i) => (Some(i), |t| format!("people who liked {t} liked this")),
-        Reason::LooksLike(i) => (Some(i), |t| format!("like {t}")),
-    };
-    match item.and_then(theirs) {
-        Some((id, title)) => (Some(id), words(&title)),
-        None if reason == Reason::Popular => (None, "a best seller".into()),
-        None => (None, "picked from what you looked at".into()),
-    }
+async fn similar(
+    _: RequireRole<Reports>,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(params): Query<RecsParams>,
+) -> Result<Json<RecsOut>, ApiError> {
+    let (limit, filters) = (
+        params.limit()?,
+        params.filters(&state.content.config().recommendation_filters)?,
+    );
+    let now = state.engine.clock().now();
+    let picks = state
+        .content
+        .similar_to(&id, limit, &filters, &|_| false, now)
+        .await?;
+    Ok(Json(RecsOut::new(
+        &state,
+        Served::Learned(missive_recs::strategy::Strategy::Content),
+        picks,
+    )))
+}
+
+async fn bought_together(
+    _: RequireRole<Reports>,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(params): Query<RecsParams>,
+) -> Result<Json<RecsOut>, ApiError> {
+    let (limit, filters) = (
+        params.limit()?,
+        params.filters(&state.content.config().recommendation_filters)?,
+    );
+    let picks = state
+        .content
+        .bought_together(&id, limit, &filters, &|_| false)
+        .await?;
+    Ok(Json(RecsOut::new(
+        &state,
+        Served::Learned(missive_recs::strategy::Strategy::Item2item),
+        picks,
+    )))
+}
+
+#[derive(Serialize)]
+struct RuleOut {
+    name: String,
+    #[serde(flatten)]
+    rule: Rule,
+}
+
+async fn list_rules(
+    _: RequireRole<Reports>,
+    State(state): State<AppState>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let rules: Vec<RuleOut> = state
+        .content
+        .rules()
+        .await?
+        .iter()
+        .map(|(name, rule)| RuleOut {
+            name: name.clone(),
+            rule: rule.clone(),
+        })
+        .collect();
+    Ok(Json(serde_json::json!({ "rules": rules })))
+}
+
+async fn put_rule(
+    _: RequireRole<Marketing>,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    JsonBody(rule): JsonBody<Rule>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    rule.validate()
+        .map_err(|(field, why)| ApiError::bad_request(ErrorCode::InvalidValue, why).with_field(field))?;
+    let now = state.engine.clock().now();
+    let version = state.content.put_rule(&name, &rule, now).await?;
+    Ok(Json(
+        serde_json::json!({ "name": name, "version": version, "updated_at": now }),
+    ))
+}
+
+async fn delete_rule(
+    _: RequireRole<Marketing>,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.content.delete_rule(&name).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -57,8 +57,6 @@ pub struct AppParts {
     pub setup_warnings: Arc<[missive_sending::setup::SetupWarning]>,
     /// Inbound sources by name.
     pub sources: Arc<std::collections::BTreeMap<String, missive_sources::Source>>,
-    /// The trained recommendation strategies served at `/v1/profiles/{key}/recommendations`.
-    pub recs: missive_engine::recs::RecsService,
 }
 
 impl AppParts {
@@ -99,7 +97,6 @@ impl AppParts {
             started: Arc::new(std::time::Instant::now()),
             setup_warnings: Arc::from([]),
             sources: Arc::new(Default::default()),
-            recs: Default::default(),
         }
     }
 }

@@ -135,6 +135,7 @@ pub fn render_cart_email(p: &Profile, with_recommendations: bool) -> RenderedEma
         preferences_url: "https://mail.northwind.example/preferences?t=abc",
         personalized: true,
         message_id: "msg_1",
+        ..Default::default()
     };
     let mut data: Object = build_data(p, &ctx, now());
     data.insert("journey", missive_liquid::Value::from(&journey));

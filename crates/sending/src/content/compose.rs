@@ -50,6 +50,7 @@ impl ContentService {
                 message.context.get("journey"),
                 None,
                 &message.id,
+                self.recs_wanted(&compiled).await?,
                 now,
             )
             .await?;

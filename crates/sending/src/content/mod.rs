@@ -28,8 +28,10 @@ use missive_engine::segments::window_events;
 mod catalog;
 mod compose;
 mod preview;
+mod recommend;
 
 pub use compose::{MessageLinks, Variation};
+pub use recommend::{Ask, Served, item_of_product};
 
 pub use catalog::event_products;
 use catalog::purchased_products;
@@ -52,6 +54,11 @@ pub struct ContentConfig {
     pub popularity_refresh: Duration,
     /// Products in `recommendations.for_you` and `recommendations.best_sellers`.
     pub recommendations: usize,
+    /// The business filters of every recommendation list in e-mails (the API takes its own).
+    pub recommendation_filters: missive_content::filters::Filters,
+    /// How often `serve` trains the learned recommendations again (and once at start); `None`:
+    /// only when asked (`POST /v1/recommendations/train`).
+    pub retrain_every: Option<Duration>,
 }
 
 impl Default for ContentConfig {
@@ -65,6 +72,8 @@ impl Default for ContentConfig {
             sales_half_life: TimeDelta::days(7),
             popularity_refresh: Duration::from_secs(600),
             recommendations: 4,
+            recommendation_filters: Default::default(),
+            retrain_every: None,
         }
     }
 }
@@ -89,6 +98,8 @@ pub enum ContentServiceError {
     UnknownVariant { experiment: String, variant: String },
     #[error("no profile matches {0:?}")]
     ProfileNotFound(String),
+    #[error("recommendations are not trained yet: POST /v1/recommendations/train, or wait for the schedule")]
+    NotTrained,
     #[error("invalid name: {0}")]
     InvalidName(&'static str),
     #[error(transparent)]
@@ -199,6 +210,7 @@ struct Cached {
     blocks: Option<(Instant, Arc<BlockSet>)>,
     catalog: Option<(Instant, Arc<Catalog>)>,
     popularity: Option<(Instant, Arc<Popularity>)>,
+    rules: Option<(Instant, Arc<Vec<(String, missive_content::rules::Rule)>>)>,
 }
 
 /// The sales ranking, brought up to date incrementally from the event log.
@@ -214,6 +226,8 @@ pub struct BlockSet {
     /// Stored blocks that no longer compile (a segment they read was removed, …): left out,
     /// and reported by lint.
     pub broken: Vec<(String, String)>,
+    /// The recommendation lists any block reads.
+    pub recs_wanted: missive_content::data::RecsWanted,
 }
 
 /// Templates, blocks and catalogue: saved, cached, rendered.
@@ -224,6 +238,8 @@ pub struct ContentService {
     cached: Arc<Mutex<Cached>>,
     /// One recomputation of best sellers at a time; the others wait for its result.
     sales: Arc<tokio::sync::Mutex<Option<SalesState>>>,
+    /// The learned recommendations served, trained from the store.
+    recs: missive_engine::recs::RecsService,
 }
 
 const PAGE: u32 = 1_000;
@@ -259,8 +275,10 @@ impl ContentService {
                 blocks: None,
                 catalog: None,
                 popularity: None,
+                rules: None,
             })),
             sales: Arc::new(tokio::sync::Mutex::new(None)),
+            recs: Default::default(),
         }
     }
 
@@ -279,6 +297,7 @@ impl ContentService {
         c.generation += 1;
         c.blocks = None;
         c.catalog = None;
+        c.rules = None;
     }
 
     pub fn config(&self) -> &ContentConfig {
@@ -499,10 +518,19 @@ impl ContentService {
                 }
             }
         }
+        let recs_wanted = missive_content::data::RecsWanted::of(
+            blocks
+                .iter()
+                .flat_map(|b| b.html.variables().into_iter().chain(b.text.variables()))
+                .collect::<BTreeSet<_>>()
+                .iter()
+                .map(String::as_str),
+        );
         let set = Arc::new(BlockSet {
             blocks,
             expressions,
             broken,
+            recs_wanted,
         });
         let mut c = self.cache();
         if c.generation == generation {

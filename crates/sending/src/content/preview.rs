@@ -1,12 +1,21 @@
 //! Composing for one person: the template data, rendering on the blocking pool, lint, and
 //! previews of a saved template for a real profile.
 
+use missive_content::data::RecsWanted;
+use missive_recs::strategy::Strategy;
+
 use super::*;
+
+/// `recommendations.similar_to` and `bought_together` are keyed by the message's products and
+/// this many of the recipient's latest, at most `MAX_KEYS` in all.
+const LATEST_KEYS: usize = 3;
+const MAX_KEYS: usize = 10;
 
 impl ContentService {
     /// The template variables for `profile`, with recommendations: `journey` (its events and
     /// cart) when the message comes from a journey, and recommendations seeded by the event's
-    /// and the cart's products, which they never repeat.
+    /// and the cart's products, which they never repeat; the costlier lists only as `wants`.
+    #[allow(clippy::too_many_arguments)]
     pub async fn data_for(
         &self,
         profile: &Profile,
@@ -14,6 +23,7 @@ impl ContentService {
         journey: Option<&serde_json::Value>,
         experiment: Option<&Experiment>,
         message_id: &str,
+        wants: RecsWanted,
         now: DateTime<Utc>,
     ) -> Result<Object, ContentServiceError> {
         let catalog = self.catalog().await?;
@@ -26,31 +36,90 @@ impl ContentService {
                 }
             }
         }
-        let owned: BTreeSet<String> = profile
-            .history
-            .iter()
-            .filter(|h| self.config.purchase_events.contains(&h.name))
-            .flat_map(|h| purchased_products(&serde_json::Value::Object(h.properties.clone())))
-            .map(|(id, _)| id)
-            .collect();
         let limit = self.config.recommendations;
+        let filters = &self.config.recommendation_filters;
         let personalized = profile.consents(Purpose::Personalization);
-        let best_sellers = catalog.best_sellers(&popularity, &BTreeSet::new(), limit);
-        let for_you = if personalized {
-            catalog.recommend(
-                &popularity,
-                &RecommendationRequest {
-                    seeds: &seeds,
-                    exclude: &owned,
-                    limit,
-                },
-            )
+        // Without personalization consent nothing is chosen from the person's history.
+        let events: Vec<_> = if personalized {
+            profile
+                .history
+                .iter()
+                .map(|h| (h.name.as_str(), &h.properties, h.at))
+                .collect()
         } else {
-            // Without personalization consent: best sellers, but not what is in the e-mail
-            // already (the event's or the cart's products).
-            let in_message: BTreeSet<String> = seeds.iter().cloned().collect();
+            Vec::new()
+        };
+        let in_message: BTreeSet<String> = seeds.iter().cloned().collect();
+        let best_sellers = catalog.best_sellers(&popularity, &BTreeSet::new(), limit);
+        let values = |picks: Vec<missive_content::filters::Pick>| -> Vec<Value> {
+            picks
+                .iter()
+                .map(missive_content::filters::Pick::to_value)
+                .collect()
+        };
+        let ask = |strategy| Ask {
+            strategy,
+            events: &events,
+            in_message: &seeds,
+            limit,
+            filters,
+            now,
+        };
+        let for_you = if personalized {
+            values(self.recommend_for(&ask(Served::ForYou)).await?)
+        } else {
+            // Best sellers, but not what is in the e-mail already.
             catalog.best_sellers(&popularity, &in_message, limit)
         };
+        // The products lists are keyed by: the message's, then (with consent) their latest.
+        let mut keys = seeds.clone();
+        let mut had: BTreeSet<String> = in_message.clone();
+        let weights = missive_recs::data::EventWeights::default();
+        let mut newest: Vec<_> = events.iter().collect();
+        newest.sort_by_key(|e| std::cmp::Reverse(e.2));
+        for (name, props, _) in newest {
+            for (item, _, _) in missive_recs::data::items_of_event(name, props, &weights) {
+                if had.insert(item.to_owned()) && keys.len() < seeds.len() + LATEST_KEYS {
+                    keys.push(item.to_owned());
+                }
+            }
+        }
+        let skip = |id: &str| had.contains(id);
+        let mut similar_to = Vec::new();
+        let mut bought_together = Vec::new();
+        for key in keys.iter().take(MAX_KEYS) {
+            if wants.similar_to {
+                let picks = self.similar_to(key, limit, filters, &skip, now).await?;
+                similar_to.push((key.clone(), values(picks)));
+            }
+            if wants.bought_together {
+                let picks = self.bought_together(key, limit, filters, &skip).await?;
+                bought_together.push((key.clone(), values(picks)));
+            }
+        }
+        let mut strategies = Vec::new();
+        if wants.strategies {
+            let all = [
+                Served::Rules,
+                Served::Learned(Strategy::Hybrid),
+                Served::Learned(Strategy::Als),
+                Served::Learned(Strategy::Item2item),
+                Served::Learned(Strategy::Content),
+                Served::Learned(Strategy::Popular),
+            ];
+            for s in all {
+                let list = if !personalized {
+                    catalog.best_sellers(&popularity, &in_message, limit)
+                } else {
+                    match self.recommend_for(&ask(s)).await {
+                        Ok(picks) => values(picks),
+                        Err(ContentServiceError::NotTrained) => Vec::new(),
+                        Err(e) => return Err(e),
+                    }
+                };
+                strategies.push((s.as_str(), list));
+            }
+        }
         let links = links(&self.config.public_url, profile, message_id);
         let ctx = MessageContext {
             event: event.map(|e| EventData {
@@ -60,6 +129,9 @@ impl ContentService {
             }),
             recommendations_for_you: for_you,
             best_sellers,
+            similar_to,
+            bought_together,
+            strategies,
             experiment: experiment.map(|x| (x.name.as_str(), x.variant.as_str())),
             unsubscribe_url: &links.0,
             preferences_url: &links.1,
@@ -71,6 +143,14 @@ impl ContentService {
             data.insert("journey", Value::from(journey));
         }
         Ok(data)
+    }
+
+    /// The recommendation lists a template and the blocks read.
+    pub(super) async fn recs_wanted(
+        &self,
+        compiled: &CompiledTemplate,
+    ) -> Result<RecsWanted, ContentServiceError> {
+        Ok(compiled.recs_wanted.union(self.blocks().await?.recs_wanted))
     }
 
     /// Renders on the blocking pool (a render may take up to its time budget), listing the
@@ -129,6 +209,7 @@ impl ContentService {
                 Some(&journey),
                 options.experiment.as_ref(),
                 "lint",
+                self.recs_wanted(&compiled).await?,
                 now,
             )
             .await?;
@@ -188,6 +269,7 @@ impl ContentService {
                 Some(&journey),
                 options.experiment.as_ref(),
                 "preview",
+                self.recs_wanted(&compiled).await?,
                 now,
             )
             .await?;

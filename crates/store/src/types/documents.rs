@@ -39,6 +39,8 @@ pub enum DocumentKind {
     /// A trained model's version, with the fitted model (kept apart from the entries, so that
     /// listing models does not read every fitted forest).
     ModelVersion,
+    /// A marketer's "bought A → recommend B" rule (docs/recommendations.md).
+    RecommendationRule,
 }
 
 impl DocumentKind {
@@ -53,6 +55,7 @@ impl DocumentKind {
             DocumentKind::Webhook => "webhook",
             DocumentKind::Model => "model",
             DocumentKind::ModelVersion => "model_version",
+            DocumentKind::RecommendationRule => "recommendation_rule",
         }
     }
 }
