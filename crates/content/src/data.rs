@@ -190,30 +190,39 @@ pub fn build_data(profile: &Profile, ctx: &MessageContext<'_>, now: DateTime<Utc
     data
 }
 
+/// The lists of `recommendations.strategies`, by name.
+pub const STRATEGY_LISTS: [&str; 6] = ["rules", "hybrid", "als", "item2item", "content", "popular"];
+
 /// Which of the costlier recommendation lists a template (with its blocks) reads; a message
 /// computes only those. `for_you` and `best_sellers` are always there.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RecsWanted {
     pub similar_to: bool,
     pub bought_together: bool,
-    pub strategies: bool,
+    /// One bit per [`STRATEGY_LISTS`] entry.
+    pub strategies: u8,
 }
 
 impl RecsWanted {
     /// From the variable paths a template reads (`recommendations.similar_to`, …); reading
-    /// `recommendations` whole wants them all.
+    /// `recommendations` or `recommendations.strategies` whole wants them all.
     pub fn of<'a>(paths: impl IntoIterator<Item = &'a str>) -> Self {
         let mut w = RecsWanted::default();
         for p in paths {
             let Some(rest) = p.strip_prefix("recommendations") else {
                 continue;
             };
-            let part = rest.strip_prefix('.').map(|r| r.split('.').next().unwrap_or(""));
-            match part {
-                None if rest.is_empty() => w = w.union(RecsWanted::ALL),
-                Some("similar_to") => w.similar_to = true,
-                Some("bought_together") => w.bought_together = true,
-                Some("strategies") => w.strategies = true,
+            let mut parts = rest.strip_prefix('.').unwrap_or("").split('.');
+            match (rest.is_empty(), parts.next(), parts.next()) {
+                (true, _, _) => w = w.union(RecsWanted::ALL),
+                (_, Some("similar_to"), _) => w.similar_to = true,
+                (_, Some("bought_together"), _) => w.bought_together = true,
+                (_, Some("strategies"), None) => w.strategies = RecsWanted::ALL.strategies,
+                (_, Some("strategies"), Some(name)) => {
+                    if let Some(i) = STRATEGY_LISTS.iter().position(|s| *s == name) {
+                        w.strategies |= 1 << i;
+                    }
+                }
                 _ => {}
             }
         }
@@ -223,14 +232,19 @@ impl RecsWanted {
     pub const ALL: RecsWanted = RecsWanted {
         similar_to: true,
         bought_together: true,
-        strategies: true,
+        strategies: (1 << STRATEGY_LISTS.len()) - 1,
     };
+
+    /// Whether the list of `STRATEGY_LISTS[i]` is wanted.
+    pub fn strategy(&self, i: usize) -> bool {
+        self.strategies & (1 << i) != 0
+    }
 
     pub fn union(self, o: RecsWanted) -> RecsWanted {
         RecsWanted {
             similar_to: self.similar_to || o.similar_to,
             bought_together: self.bought_together || o.bought_together,
-            strategies: self.strategies || o.strategies,
+            strategies: self.strategies | o.strategies,
         }
     }
 }
@@ -241,7 +255,7 @@ mod tests {
 
     #[test]
     fn a_template_wants_the_lists_it_reads() {
-        let cases: [(&[&str], RecsWanted); 5] = [
+        let cases: [(&[&str], RecsWanted); 6] = [
             (
                 &["recommendations.for_you", "customer.name"],
                 RecsWanted::default(),
@@ -260,12 +274,22 @@ mod tests {
                 ],
                 RecsWanted {
                     bought_together: true,
-                    strategies: true,
+                    strategies: 0b100,
+                    ..Default::default()
+                },
+            ),
+            (
+                &["recommendations.strategies"],
+                RecsWanted {
+                    strategies: 0b11_1111,
                     ..Default::default()
                 },
             ),
             (&["recommendations"], RecsWanted::ALL),
-            (&["recommendationsX.similar_to"], RecsWanted::default()),
+            (
+                &["recommendationsX.similar_to", "recommendations.strategies.magic"],
+                RecsWanted::default(),
+            ),
         ];
         for (paths, want) in cases {
             assert_eq!(RecsWanted::of(paths.iter().copied()), want, "{paths:?}");

@@ -271,7 +271,8 @@ mod tests {
             ]
             .map(candidate)
         };
-        let cases: Vec<(Filters, &dyn Fn(&str) -> bool, usize, Vec<&str>)> = vec![
+        type Case<'a> = (Filters, &'a dyn Fn(&str) -> bool, usize, Vec<&'a str>);
+        let cases: Vec<Case> = vec![
             // Diversity: three dresses, then the boots; unknown, sold out, duplicates gone.
             (Filters::default(), &|_| false, 10, vec!["d1", "d2", "d3", "b1"]),
             // The person's own products are skipped.

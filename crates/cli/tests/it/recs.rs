@@ -296,3 +296,67 @@ fn evaluation_reads_the_stores_product_events_with_consent_only() {
     assert!(!ok);
     assert!(err.contains("cannot be used with"), "{err}");
 }
+
+/// `serve` trains the recommendations at start and on its schedule: after a restart the
+/// model is there again, without anyone asking for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_trains_recommendations_at_start_and_on_schedule() {
+    use reqwest::Method;
+    let mut server = crate::support::Server::start().await;
+    let api = server.api().clone();
+    let (status, res) = api.admin(Method::GET, "/v1/recommendations", None).await;
+    assert_eq!(status, 200, "{res}");
+    assert!(res["served"].is_null(), "nothing to learn from yet: {res}");
+    let products: Vec<serde_json::Value> = (0..6)
+        .map(|i| serde_json::json!({"id": format!("p{i}"), "title": format!("Product {i}"), "categories": [if i < 3 { "a" } else { "b" }]}))
+        .collect();
+    let (status, res) = api
+        .admin(
+            Method::POST,
+            "/v1/catalog/products",
+            Some(&serde_json::json!(products)),
+        )
+        .await;
+    assert_eq!(status, 200, "{res}");
+    let mut batch = Vec::new();
+    for u in 0..20 {
+        let user = format!("u{u}");
+        batch.push(serde_json::json!({"type": "identify", "userId": user, "traits": {"consent": {"personalization": true}}}));
+        for k in 0..2 {
+            batch.push(
+                serde_json::json!({"type": "track", "userId": user, "event": "Product Viewed",
+                "properties": {"product_id": format!("p{}", (u % 2) * 3 + (u + k) % 3)}}),
+            );
+        }
+    }
+    let (status, res) = api.post_batch(&serde_json::json!({"batch": batch})).await;
+    assert_eq!(status, 200, "{res}");
+    server.terminate().await;
+    server.restart().await;
+    let api = server.api().clone();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (status, res) = api.admin(Method::GET, "/v1/recommendations", None).await;
+        assert_eq!(status, 200, "{res}");
+        if res["served"]["version"] == 1 {
+            assert_eq!(res["served"]["people"], 20, "{res}");
+            assert_eq!(res["served"]["items"], 6, "{res}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not trained at start within a minute: {res}\n{}",
+            server.diagnostics()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let (status, res) = api
+        .admin(
+            Method::GET,
+            "/v1/profiles/u0/recommendations?strategy=als&limit=1",
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{res}");
+    assert_eq!(res["items"].as_array().map(Vec::len), Some(1), "{res}");
+}

@@ -321,6 +321,25 @@ impl Api {
         (status, res.json().await.unwrap_or(Value::Null))
     }
 
+    /// A request with the admin key; the status and the JSON answer (null when not JSON).
+    pub async fn admin(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .http
+            .request(method, self.url(path))
+            .bearer_auth(&self.keys.admin_key);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let res = req.send().await.expect("a request to the server");
+        let status = res.status();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
     /// `GET /v1/profiles/{key}`: `None` for 404, the profile for 200, a panic otherwise.
     pub async fn profile(&self, key: &str) -> Option<Value> {
         let res = self

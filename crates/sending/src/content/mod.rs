@@ -200,6 +200,9 @@ const CACHE_TTL: Duration = Duration::from_secs(10);
 /// How long a compiled template's version is trusted before it is compared with the store.
 const TEMPLATE_RECHECK: Duration = Duration::from_secs(1);
 
+/// The marketer's recommendation rules, by name.
+pub type NamedRules = Vec<(String, missive_content::rules::Rule)>;
+
 struct Cached {
     /// Compiled templates by name: (version, compiled, marketing, when the version was last
     /// checked against the store).
@@ -210,7 +213,7 @@ struct Cached {
     blocks: Option<(Instant, Arc<BlockSet>)>,
     catalog: Option<(Instant, Arc<Catalog>)>,
     popularity: Option<(Instant, Arc<Popularity>)>,
-    rules: Option<(Instant, Arc<Vec<(String, missive_content::rules::Rule)>>)>,
+    rules: Option<(Instant, Arc<NamedRules>)>,
 }
 
 /// The sales ranking, brought up to date incrementally from the event log.

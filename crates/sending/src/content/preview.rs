@@ -98,27 +98,29 @@ impl ContentService {
             }
         }
         let mut strategies = Vec::new();
-        if wants.strategies {
-            let all = [
-                Served::Rules,
-                Served::Learned(Strategy::Hybrid),
-                Served::Learned(Strategy::Als),
-                Served::Learned(Strategy::Item2item),
-                Served::Learned(Strategy::Content),
-                Served::Learned(Strategy::Popular),
-            ];
-            for s in all {
-                let list = if !personalized {
-                    catalog.best_sellers(&popularity, &in_message, limit)
-                } else {
-                    match self.recommend_for(&ask(s)).await {
-                        Ok(picks) => values(picks),
-                        Err(ContentServiceError::NotTrained) => Vec::new(),
-                        Err(e) => return Err(e),
-                    }
-                };
-                strategies.push((s.as_str(), list));
+        let all = [
+            Served::Rules,
+            Served::Learned(Strategy::Hybrid),
+            Served::Learned(Strategy::Als),
+            Served::Learned(Strategy::Item2item),
+            Served::Learned(Strategy::Content),
+            Served::Learned(Strategy::Popular),
+        ];
+        for (i, s) in all.into_iter().enumerate() {
+            debug_assert_eq!(s.as_str(), missive_content::data::STRATEGY_LISTS[i]);
+            if !wants.strategy(i) {
+                continue;
             }
+            let list = if !personalized {
+                catalog.best_sellers(&popularity, &in_message, limit)
+            } else {
+                match self.recommend_for(&ask(s)).await {
+                    Ok(picks) => values(picks),
+                    Err(ContentServiceError::NotTrained) => Vec::new(),
+                    Err(e) => return Err(e),
+                }
+            };
+            strategies.push((s.as_str(), list));
         }
         let links = links(&self.config.public_url, profile, message_id);
         let ctx = MessageContext {

@@ -138,7 +138,7 @@ impl ContentService {
     }
 
     /// Every rule, by name (cached like the catalogue).
-    pub async fn rules(&self) -> Result<Arc<Vec<(String, Rule)>>, ContentServiceError> {
+    pub async fn rules(&self) -> Result<Arc<NamedRules>, ContentServiceError> {
         let generation = {
             let c = self.cache();
             if let Some((at, rules)) = &c.rules

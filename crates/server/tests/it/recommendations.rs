@@ -12,13 +12,10 @@ fn product(id: &str, title: &str, category: &str, in_stock: bool) -> Value {
            "url": format!("https://shop.example/{id}")})
 }
 
-#[tokio::test]
-async fn recommendations_are_trained_served_with_reasons_and_filtered() {
-    let app = TestApp::spawn().await;
-    let (status, res) = app.get("/v1/profiles/u0/recommendations").await;
-    assert_eq!(status, 409, "{res}");
-    assert_eq!(res["code"], "recommendations_not_trained", "{res}");
-
+/// Seven products (one sold out) and 40 people: even ones view and buy dresses (and the
+/// sold-out one), odd ones boots; one in ten refused personalization. An event names a product
+/// missing from the catalogue.
+async fn shop(app: &TestApp) {
     let products = json!([
         product("dress-0", "Linen dress", "Dresses", true),
         product("dress-1", "Silk dress", "Dresses", true),
@@ -32,8 +29,6 @@ async fn recommendations_are_trained_served_with_reasons_and_filtered() {
         .admin(Method::POST, "/v1/catalog/products", Some(products))
         .await;
     assert_eq!(status, 200, "{res}");
-    // 40 people: even ones view and buy dresses (and the sold-out one), odd ones boots; one
-    // in ten refused personalization. An event names a product missing from the catalogue.
     for u in 0..40 {
         let user = format!("u{u}");
         app.post(
@@ -66,6 +61,16 @@ async fn recommendations_are_trained_served_with_reasons_and_filtered() {
         )
         .await;
     }
+}
+
+#[tokio::test]
+async fn recommendations_are_trained_served_with_reasons_and_filtered() {
+    let app = TestApp::spawn().await;
+    let (status, res) = app.get("/v1/profiles/u0/recommendations").await;
+    assert_eq!(status, 409, "{res}");
+    assert_eq!(res["code"], "recommendations_not_trained", "{res}");
+
+    shop(&app).await;
     let (status, res) = app.admin(Method::POST, "/v1/recommendations/train", None).await;
     assert_eq!(status, 200, "{res}");
     assert_eq!(res["left_out_no_consent"], 4, "{res}");
@@ -131,4 +136,164 @@ async fn recommendations_are_trained_served_with_reasons_and_filtered() {
     let (status, res) = app.get("/v1/profiles/u0/recommendations?strategy=magic").await;
     assert_eq!(status, 400, "{res}");
     assert_eq!(res["field"], "strategy", "{res}");
+}
+
+fn ids(res: &Value) -> Vec<&str> {
+    res["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["product_id"].as_str().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn rules_filters_variants_and_the_template_lists() {
+    let app = TestApp::spawn().await;
+    shop(&app).await;
+    // A style whose every size is sold out, viewed by the dress people; socks for the boots.
+    let more = json!([
+        {"id": "dress-4", "title": "Sold-out sizes dress", "categories": ["Dresses"], "price": 50,
+         "variants": [{"sku": "dress-4-S", "size": "S", "in_stock": false},
+                      {"sku": "dress-4-M", "size": "M", "in_stock": false}]},
+        {"id": "socks-0", "title": "Wool socks", "categories": ["Socks"], "price": 5, "margin": 0.5},
+    ]);
+    let (status, res) = app.admin(Method::POST, "/v1/catalog/products", Some(more)).await;
+    assert_eq!(status, 200, "{res}");
+    for u in (0..40).step_by(2) {
+        app.post(
+            "/v1/track",
+            json!({"userId": format!("u{u}"), "event": "Product Viewed", "properties": {"product_id": "dress-4"}}),
+        )
+        .await;
+    }
+    let (status, res) = app.get("/v1/recommendations").await;
+    assert_eq!(status, 200, "{res}");
+    assert!(res["served"].is_null(), "{res}");
+    let (status, _) = app.admin(Method::POST, "/v1/recommendations/train", None).await;
+    assert_eq!(status, 200);
+    let (_, res) = app.get("/v1/recommendations").await;
+    assert_eq!(res["served"]["version"], 1, "{res}");
+    assert!(
+        res["training"].is_null() && res["last_failure"].is_null(),
+        "{res}"
+    );
+
+    // The marketer's rule: boots → socks, first, with the rule's reason.
+    let (status, res) = app
+        .admin(
+            Method::PUT,
+            "/v1/recommendations/rules/boots-need-socks",
+            Some(json!({"when": {"categories": ["Boots"]}, "recommend": ["socks-0"], "reason": "Keep them dry"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{res}");
+    let (status, res) = app
+        .admin(
+            Method::PUT,
+            "/v1/recommendations/rules/bad",
+            Some(json!({"when": {}, "recommend": ["socks-0"]})),
+        )
+        .await;
+    assert_eq!((status, res["field"].as_str()), (400, Some("when")), "{res}");
+    let (_, res) = app.get("/v1/recommendations/rules").await;
+    assert_eq!(res["rules"][0]["name"], "boots-need-socks", "{res}");
+    for strategy in ["rules", "for_you"] {
+        let (status, res) = app
+            .get(&format!("/v1/profiles/u1/recommendations?strategy={strategy}"))
+            .await;
+        assert_eq!(status, 200, "{res}");
+        assert_eq!(res["items"][0]["product_id"], "socks-0", "{strategy}: {res}");
+        assert_eq!(res["items"][0]["reason"], "Keep them dry", "{res}");
+        assert_eq!(res["items"][0]["source"], "rule", "{res}");
+        assert!(
+            res["items"][0]["because_of"]
+                .as_str()
+                .unwrap()
+                .starts_with("boot-"),
+            "{res}"
+        );
+    }
+
+    // Never a style with no size left, whatever the strategy.
+    for strategy in ["for_you", "hybrid", "als", "item2item", "content", "popular"] {
+        let (_, res) = app
+            .get(&format!(
+                "/v1/profiles/u3/recommendations?strategy={strategy}&limit=20"
+            ))
+            .await;
+        assert!(
+            !ids(&res).contains(&"dress-4") && !ids(&res).contains(&"dress-3"),
+            "{strategy}: {res}"
+        );
+    }
+    // The price band, and a bad one named.
+    let (_, res) = app
+        .get("/v1/profiles/u1/recommendations?strategy=for_you&price_max=10")
+        .await;
+    assert_eq!(ids(&res), vec!["socks-0"], "{res}");
+    let (status, res) = app
+        .get("/v1/profiles/u1/recommendations?price_min=20&price_max=10")
+        .await;
+    assert_eq!((status, res["field"].as_str()), (400, Some("price_min")), "{res}");
+
+    // Per product: like it (the other dresses), bought with it (the rule, then baskets).
+    let (status, res) = app.get("/v1/products/dress-0/similar?limit=5").await;
+    assert_eq!(status, 200, "{res}");
+    let similar = ids(&res);
+    let mut first_two = similar[..2].to_vec();
+    first_two.sort_unstable();
+    assert_eq!(first_two, vec!["dress-1", "dress-2"], "{res}");
+    assert!(
+        similar
+            .iter()
+            .all(|i| !["dress-0", "dress-3", "dress-4"].contains(i)),
+        "{res}"
+    );
+    let (_, res) = app.get("/v1/products/boot-0/bought-together?limit=3").await;
+    let together = ids(&res);
+    assert_eq!(together.first(), Some(&"socks-0"), "{res}");
+    assert!(together[1..].iter().all(|i| i.starts_with("boot-")), "{res}");
+
+    // The same lists in a template, as previews show them.
+    let body = concat!(
+        "{% for p in recommendations.for_you %}[{{ p.id }}: {{ p.reason }}]{% endfor %}\n",
+        "{% for p in recommendations.similar_to[event.properties.product_id] %}<{{ p.id }}>{% endfor %}\n",
+        "{% for p in recommendations.bought_together[event.properties.product_id] %}({{ p.id }}){% endfor %}\n",
+        "{% for p in recommendations.strategies.als %}{als {{ p.id }}}{% endfor %}\n",
+        "<a href=\"{{ unsubscribe_url }}\">Unsubscribe</a>"
+    );
+    let (status, res) = app
+        .admin(
+            Method::PUT,
+            "/v1/templates/recs",
+            Some(json!({"subject": "For you", "body": body, "layout": "html"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{res}");
+    let (status, p) = app
+        .admin(
+            Method::POST,
+            "/v1/templates/recs/preview",
+            Some(json!({"profile": "u1", "event": {"name": "Product Viewed", "properties": {"product_id": "dress-0"}}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{p}");
+    // u1 viewed every boot: the rule fires on them; the lists for the dress in the e-mail
+    // offer the other dresses; factorisation has its own list.
+    let text = p["email"]["text"].as_str().unwrap();
+    assert!(text.starts_with("[socks-0: Keep them dry]"), "{text}");
+    assert!(
+        text.contains("<dress-1>") && text.contains("<dress-2>"),
+        "similar: {text}"
+    );
+    assert!(text.contains("(dress-"), "bought together: {text}");
+    assert!(text.contains("{als "), "factorisation: {text}");
+    // The product in the e-mail is never recommended back, nor what they had.
+    for gone in ["dress-0:", "<dress-0>", "(dress-0)", "{als dress-0}", "boot-"] {
+        assert!(!text.contains(gone), "{gone} in {text}");
+    }
+    let similar = &p["data_used"]["recommendations.similar_to"]["dress-0"];
+    assert!(similar.as_array().is_some_and(|a| !a.is_empty()), "{p}");
+    assert_eq!(similar[0]["reason"], "like Linen dress", "{p}");
 }
