@@ -200,6 +200,14 @@ pub struct Catalog {
     entries: Vec<Arc<CatalogEntry>>,
     by_id: HashMap<String, usize>,
     by_category: HashMap<String, Vec<usize>>,
+    by_url: HashMap<String, usize>,
+}
+
+/// A product page's address without its query, fragment and trailing slash, so that a link
+/// with tracking parameters finds its product.
+fn page_of(url: &str) -> &str {
+    let end = url.find(['?', '#']).unwrap_or(url.len());
+    url[..end].trim_end_matches('/')
 }
 
 impl Catalog {
@@ -225,6 +233,9 @@ impl Catalog {
             for c in &e.product.categories {
                 catalog.by_category.entry(c.clone()).or_default().push(i);
             }
+            if let Some(url) = &e.product.url {
+                catalog.by_url.insert(page_of(url).to_owned(), i);
+            }
         }
         catalog
     }
@@ -244,6 +255,12 @@ impl Catalog {
 
     pub fn get(&self, id: &str) -> Option<&Arc<CatalogEntry>> {
         self.by_id.get(id).map(|&i| &self.entries[i])
+    }
+
+    /// The product whose page `url` is (its query and fragment ignored): what a click on a
+    /// product link in an e-mail was about.
+    pub fn product_at(&self, url: &str) -> Option<&Arc<CatalogEntry>> {
+        self.by_url.get(page_of(url)).map(|&i| &self.entries[i])
     }
 
     /// In-stock products ranked by recent sales, then catalogue order; `exclude` left out.
@@ -494,6 +511,59 @@ mod tests {
 
     fn ts(s: &str) -> DateTime<Utc> {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_link_finds_its_product_whatever_its_query() {
+        let catalog = Catalog::new([product("p1", &["a"], true)]);
+        for url in [
+            "https://shop.example/p/p1",
+            "https://shop.example/p/p1/",
+            "https://shop.example/p/p1?utm_source=missive#top",
+        ] {
+            assert_eq!(
+                catalog.product_at(url).map(|e| e.product.id.as_str()),
+                Some("p1"),
+                "{url}"
+            );
+        }
+        assert!(catalog.product_at("https://shop.example/p/p2").is_none());
+    }
+
+    #[test]
+    fn a_style_is_available_while_one_variant_is_and_shows_only_those() {
+        let mut p = product("dress", &["dresses"], true);
+        let variant = |size: &str, in_stock| Variant {
+            sku: format!("dress-{size}"),
+            size: Some(size.into()),
+            colour: None,
+            in_stock,
+        };
+        p.variants = vec![variant("S", false), variant("M", true)];
+        assert!(p.available());
+        let Value::Object(o) = p.to_value() else {
+            panic!("an object")
+        };
+        let Some(Value::Array(v)) = o.get("variants") else {
+            panic!("variants")
+        };
+        assert_eq!(v.len(), 1, "only the size in stock");
+        p.variants[1].in_stock = false;
+        assert!(!p.available());
+        let catalog = Catalog::new([p, product("other", &["dresses"], true)]);
+        let recs = catalog.recommend(
+            &Popularity::default(),
+            &RecommendationRequest {
+                seeds: &[],
+                exclude: &BTreeSet::new(),
+                limit: 5,
+            },
+        );
+        assert_eq!(
+            ids(&recs),
+            vec!["other"],
+            "a style with no size left is not recommended"
+        );
     }
 
     #[test]

@@ -51,7 +51,13 @@ pub async fn click(State(state): State<AppState>, Path(token): Path<String>) -> 
         return not_found();
     };
     if let Ok(Some(m)) = state.tracking.message(&click.message_id).await {
-        let props = json!({"message_id": click.message_id, "url": click.url, "template": m.template, "source": m.source});
+        let mut props = json!({"message_id": click.message_id, "url": click.url, "template": m.template, "source": m.source});
+        // A click on a product's page is an interaction with that product (recommendations).
+        if let Ok(catalog) = state.content.catalog().await
+            && let Some(p) = catalog.product_at(&click.url)
+        {
+            props["product_id"] = json!(p.product.id);
+        }
         state
             .tracking
             .record(&m.profile_id, "Email Link Clicked", props, None)

@@ -563,6 +563,15 @@ async fn clicks_opens_and_purchases_are_tracked_and_forged_links_refused() {
     let click = token_after(&message, "https://mail.example.test/t/c/");
     let open = token_after(&message, "https://mail.example.test/t/o/");
 
+    // The link is a product's page: the click counts as an interaction with the product.
+    let (status, _) = app
+        .admin(
+            Method::POST,
+            "/v1/catalog/products",
+            Some(json!([{"id": "sale-1", "title": "The sale", "url": "https://shop.example/sale"}])),
+        )
+        .await;
+    assert_eq!(status, 200);
     let no_redirect = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -612,6 +621,13 @@ async fn clicks_opens_and_purchases_are_tracked_and_forged_links_refused() {
         names.contains(&"Email Link Clicked") && names.contains(&"Email Opened"),
         "{names:?}"
     );
+    let clicked = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event"] == "Email Link Clicked")
+        .unwrap();
+    assert_eq!(clicked["body"]["properties"]["product_id"], "sale-1", "{clicked}");
     // The relay's acceptance is recorded once, as `Email Delivered` naming the message.
     let delivered: Vec<&Value> = events["events"]
         .as_array()
