@@ -57,6 +57,11 @@ pub struct RecommendationsSection {
     pub price_max: Option<f64>,
     /// Moves products with more margin (their `margin`, 0 to 1) up; 0: off.
     pub margin_boost: f64,
+    /// What an event counts for, by name, over the defaults (`"Product Viewed" = 1`,
+    /// `"Product Added" = 3`, `"Order Completed" = 5`, …); 0 leaves an event out.
+    pub weights: std::collections::BTreeMap<String, f32>,
+    /// An interaction counts half after this many days (at least a tenth); 0: no decay.
+    pub half_life_days: f64,
 }
 
 impl Default for RecommendationsSection {
@@ -68,11 +73,25 @@ impl Default for RecommendationsSection {
             price_min: f.price_min,
             price_max: f.price_max,
             margin_boost: f.margin_boost,
+            weights: Default::default(),
+            half_life_days: missive_recs::data::Decay::default().half_life_days.unwrap_or(0.0),
         }
     }
 }
 
 impl RecommendationsSection {
+    pub fn weights(&self) -> Result<missive_recs::data::EventWeights, String> {
+        let overrides: Vec<(String, f32)> = self.weights.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        missive_recs::data::EventWeights::default().with(&overrides)
+    }
+
+    pub fn decay(&self) -> missive_recs::data::Decay {
+        missive_recs::data::Decay {
+            half_life_days: (self.half_life_days > 0.0).then_some(self.half_life_days),
+            ..Default::default()
+        }
+    }
+
     pub fn filters(&self) -> missive_content::filters::Filters {
         missive_content::filters::Filters {
             max_per_category: self.max_per_category,
@@ -544,6 +563,12 @@ impl Config {
         if let Err((field, why)) = self.recommendations.filters().validate() {
             bail!("recommendations.{field}: {why}");
         }
+        if let Err(why) = self.recommendations.weights() {
+            bail!("recommendations.weights: {why}");
+        }
+        if !(self.recommendations.half_life_days.is_finite() && self.recommendations.half_life_days >= 0.0) {
+            bail!("recommendations.half_life_days: 0 (no decay) or more days");
+        }
         let d = &self.delivery;
         for (key, value) in [
             ("delivery.from_address", &d.from_address),
@@ -709,6 +734,9 @@ impl Config {
             purchase_events: c.purchase_events.clone(),
             recommendations: c.recommendations,
             recommendation_filters: self.recommendations.filters(),
+            // Checked when the configuration was loaded.
+            recommendation_weights: self.recommendations.weights().unwrap_or_default(),
+            recommendation_decay: self.recommendations.decay(),
             retrain_every: (self.recommendations.retrain_every_hours > 0).then(|| {
                 std::time::Duration::from_secs(u64::from(self.recommendations.retrain_every_hours) * 3600)
             }),
@@ -809,6 +837,47 @@ mod tests {
         .unwrap();
         let err = Config::load_with_env(&args(), env(&[]), dir.path()).unwrap_err();
         assert!(err.to_string().contains("sources.shop.secret"), "{err}");
+    }
+
+    #[test]
+    fn recommendation_settings_are_read_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("missive.toml"),
+            "[recommendations]\nretrain_every_hours = 6\nmax_per_category = 2\nprice_max = 150.0\n\
+             half_life_days = 30\n[recommendations.weights]\n\"Product Viewed\" = 0.5\n\"Size Guide Opened\" = 1\n",
+        )
+        .unwrap();
+        let cfg = Config::load_with_env(&args(), env(&[]), dir.path()).unwrap();
+        let content = cfg.content_config();
+        assert_eq!(
+            content.retrain_every,
+            Some(std::time::Duration::from_secs(6 * 3600))
+        );
+        assert_eq!(content.recommendation_filters.max_per_category, 2);
+        assert_eq!(content.recommendation_filters.price_max, Some(150.0));
+        assert_eq!(content.recommendation_weights.of("product viewed"), Some(0.5));
+        assert_eq!(content.recommendation_weights.of("Size Guide Opened"), Some(1.0));
+        assert_eq!(content.recommendation_weights.of("Order Completed"), Some(5.0));
+        assert_eq!(content.recommendation_decay.half_life_days, Some(30.0));
+        for (toml, field) in [
+            (
+                "[recommendations]\nprice_min = 10.0\nprice_max = 5.0\n",
+                "recommendations.price_min",
+            ),
+            (
+                "[recommendations.weights]\n\"Product Viewed\" = -1\n",
+                "recommendations.weights",
+            ),
+            (
+                "[recommendations]\nhalf_life_days = -3\n",
+                "recommendations.half_life_days",
+            ),
+        ] {
+            std::fs::write(dir.path().join("missive.toml"), toml).unwrap();
+            let err = Config::load_with_env(&args(), env(&[]), dir.path()).unwrap_err();
+            assert!(err.to_string().contains(field), "{toml}: {err}");
+        }
     }
 
     #[test]

@@ -70,6 +70,10 @@ pub struct EvaluateArgs {
     /// Half-life of an interaction's weight, in days (0: no decay).
     #[arg(long, default_value_t = 90.0)]
     pub half_life_days: f64,
+    /// An event's weight, replacing the default or adding an event (0 leaves it out), e.g.
+    /// `--weight "Product Viewed=0.5"`; repeatable. For the `event` column and the store.
+    #[arg(long = "weight", value_name = "EVENT=WEIGHT", value_parser = EventWeights::parse_override)]
+    pub weights: Vec<(String, f32)>,
     /// Item-to-item similarity: cosine, jaccard, lift or confidence.
     #[arg(long, default_value = "cosine")]
     pub similarity: String,
@@ -109,17 +113,16 @@ pub async fn run(cfg: crate::config::Config, what: RecsCommand) -> anyhow::Resul
             engine.sync().await?;
             let store = engine.store().clone();
             eprintln!("reading the store's product events…");
-            let (data, read) = missive_engine::recs::interactions(
-                &store,
-                &EventWeights::default(),
-                a.max_interactions,
-                |n| {
+            let weights = EventWeights::default()
+                .with(&a.weights)
+                .map_err(anyhow::Error::msg)?;
+            let (data, read) =
+                missive_engine::recs::interactions(&store, &weights, a.max_interactions, |n| {
                     if n % 10_000 == 0 {
                         eprintln!("  {n} profiles read");
                     }
-                },
-            )
-            .await?;
+                })
+                .await?;
             eprintln!(
                 "{} profiles: {} left out without personalization consent, {} with interactions, {} interactions{}",
                 read.profiles,
@@ -157,7 +160,10 @@ fn read_files(a: &EvaluateArgs) -> anyhow::Result<(missive_recs::data::Interacti
         .as_ref()
         .context("--interactions FILE.csv or --from-store")?;
     let file = std::fs::File::open(path).with_context(|| format!("--interactions {}", path.display()))?;
-    let (data, bad) = read_interactions(std::io::BufReader::new(file), &EventWeights::default())
+    let weights = EventWeights::default()
+        .with(&a.weights)
+        .map_err(anyhow::Error::msg)?;
+    let (data, bad) = read_interactions(std::io::BufReader::new(file), &weights)
         .with_context(|| format!("--interactions {}", path.display()))?;
     report_bad("interactions", &bad);
     let items: Vec<Item> = match &a.items {

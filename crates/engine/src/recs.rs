@@ -79,6 +79,8 @@ pub struct RecsModel {
     pub trained: missive_recs::strategy::Trained,
     pub items: missive_recs::data::Interner,
     pub settings: missive_recs::strategy::Settings,
+    /// The event weights it was trained with, which serving reads histories with.
+    pub weights: EventWeights,
     pub read: Read,
     pub trained_at: chrono::DateTime<chrono::Utc>,
     pub seconds: f64,
@@ -164,6 +166,7 @@ impl RecsService {
         store: &Store,
         items: Vec<missive_recs::data::Item>,
         settings: missive_recs::strategy::Settings,
+        weights: EventWeights,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<std::sync::Arc<RecsModel>, RecsError> {
         let _one = self.training.try_lock().map_err(|_| RecsError::Busy)?;
@@ -173,7 +176,7 @@ impl RecsService {
             profiles_read: 0,
             iterations: 0,
         });
-        let result = self.train_now(store, items, settings, now).await;
+        let result = self.train_now(store, items, settings, weights, now).await;
         let mut status = self.status();
         status.training = None;
         match &result {
@@ -193,10 +196,11 @@ impl RecsService {
         store: &Store,
         items: Vec<missive_recs::data::Item>,
         settings: missive_recs::strategy::Settings,
+        weights: EventWeights,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<std::sync::Arc<RecsModel>, RecsError> {
         let started = std::time::Instant::now();
-        let (mut data, read) = interactions(store, &EventWeights::default(), 5_000_000, |n| {
+        let (mut data, read) = interactions(store, &weights, 5_000_000, |n| {
             if let Some(p) = &mut self.status().training {
                 p.profiles_read = n;
             }
@@ -236,6 +240,7 @@ impl RecsService {
                 trained,
                 items: data.items,
                 settings,
+                weights,
                 read,
                 trained_at: now,
                 seconds: started.elapsed().as_secs_f64(),
@@ -268,10 +273,9 @@ pub fn history<'a>(
     >,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Vec<(u32, f32)> {
-    let weights = EventWeights::default();
     let mut out = Vec::new();
     for (name, props, at) in events {
-        for (item, w, _) in items_of_event(name, props, &weights) {
+        for (item, w, _) in items_of_event(name, props, &model.weights) {
             if let Some(i) = model.items.get(item) {
                 let f = model.settings.decay.factor(at.timestamp(), now.timestamp());
                 out.push((i, w * f));

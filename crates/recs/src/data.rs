@@ -174,6 +174,37 @@ impl EventWeights {
             .find(|(n, _)| n.eq_ignore_ascii_case(event.trim()))
             .map(|(_, w)| *w)
     }
+
+    /// These weights with `overrides` (event name, weight): a named event's weight replaced,
+    /// a new one added; a weight of 0 leaves the event out.
+    pub fn with(mut self, overrides: &[(String, f32)]) -> Result<EventWeights, String> {
+        for (name, w) in overrides {
+            let name = name.trim();
+            if name.is_empty() {
+                return Err("an event weight needs an event name".into());
+            }
+            if !(w.is_finite() && *w >= 0.0 && *w <= 1_000.0) {
+                return Err(format!("the weight of {name:?} is {w}: 0 (left out) to 1000"));
+            }
+            match self.0.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
+                Some(e) => e.1 = *w,
+                None => self.0.push((name.to_owned(), *w)),
+            }
+        }
+        Ok(self)
+    }
+
+    /// `"Product Viewed=0.5"` → ("Product Viewed", 0.5).
+    pub fn parse_override(s: &str) -> Result<(String, f32), String> {
+        let (name, w) = s
+            .rsplit_once('=')
+            .ok_or_else(|| format!("{s:?}: expected EVENT=WEIGHT, e.g. \"Product Viewed=0.5\""))?;
+        let w: f32 = w
+            .trim()
+            .parse()
+            .map_err(|_| format!("{s:?}: the weight {:?} is not a number", w.trim()))?;
+        Ok((name.trim().to_owned(), w))
+    }
 }
 
 /// The items an event is about, each with its weight and basket (Segment's e-commerce spec):
@@ -534,6 +565,24 @@ mod tests {
         assert!(items_of_event("Signed Up", &view, &w).is_empty());
         let click = obj(serde_json::json!({"url": "x"}));
         assert!(items_of_event("Email Link Clicked", &click, &w).is_empty());
+    }
+
+    #[test]
+    fn weights_can_be_changed_added_and_turned_off() {
+        let w = EventWeights::default()
+            .with(&[
+                EventWeights::parse_override("product viewed = 0.5").unwrap(),
+                EventWeights::parse_override("Size Guide Opened=1.5").unwrap(),
+                EventWeights::parse_override("Order Completed=0").unwrap(),
+            ])
+            .unwrap();
+        assert_eq!(w.of("Product Viewed"), Some(0.5));
+        assert_eq!(w.of("Size Guide Opened"), Some(1.5));
+        let order = serde_json::json!({"products": [{"product_id": "a"}]});
+        assert!(items_of_event("Order Completed", order.as_object().unwrap(), &w).is_empty());
+        assert!(EventWeights::parse_override("Viewed").is_err());
+        assert!(EventWeights::parse_override("Viewed=much").is_err());
+        assert!(EventWeights::default().with(&[("Viewed".into(), -1.0)]).is_err());
     }
 
     #[test]

@@ -289,6 +289,27 @@ fn evaluation_reads_the_stores_product_events_with_consent_only() {
     assert_eq!(m["als"]["users"], 54, "{m}");
     // Views of one taste lead to its third product; best sellers cannot tell the tastes apart.
     assert!(m["item2item"]["hit_rate"].as_f64().unwrap() > 0.9, "{m}");
+    // Weights are the user's: orders left out, the views alone remain.
+    let (ok, _, err) = missive_cli(
+        dir.path(),
+        &[
+            "recs",
+            "evaluate",
+            "--from-store",
+            "--weight",
+            "Order Completed=0",
+            "--strategies",
+            "popular",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(err.contains("54 with interactions, 108 interactions"), "{err}");
+    let (ok, _, err) = missive_cli(
+        dir.path(),
+        &["recs", "evaluate", "--from-store", "--weight", "Viewed"],
+    );
+    assert!(!ok);
+    assert!(err.contains("expected EVENT=WEIGHT"), "{err}");
     let (ok, _, err) = missive_cli(
         dir.path(),
         &["recs", "evaluate", "--from-store", "--interactions", "x.csv"],

@@ -56,6 +56,9 @@ pub struct ContentConfig {
     pub recommendations: usize,
     /// The business filters of every recommendation list in e-mails (the API takes its own).
     pub recommendation_filters: missive_content::filters::Filters,
+    /// What each event counts for in the learned recommendations, and how it fades.
+    pub recommendation_weights: missive_recs::data::EventWeights,
+    pub recommendation_decay: missive_recs::data::Decay,
     /// How often `serve` trains the learned recommendations again (and once at start); `None`:
     /// only when asked (`POST /v1/recommendations/train`).
     pub retrain_every: Option<Duration>,
@@ -74,6 +77,8 @@ impl Default for ContentConfig {
             recommendations: 4,
             recommendation_filters: Default::default(),
             retrain_every: None,
+            recommendation_weights: Default::default(),
+            recommendation_decay: Default::default(),
         }
     }
 }

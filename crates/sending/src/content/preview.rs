@@ -74,11 +74,11 @@ impl ContentService {
         // The products lists are keyed by: the message's, then (with consent) their latest.
         let mut keys = seeds.clone();
         let mut had: BTreeSet<String> = in_message.clone();
-        let weights = missive_recs::data::EventWeights::default();
+        let weights = &self.config.recommendation_weights;
         let mut newest: Vec<_> = events.iter().collect();
         newest.sort_by_key(|e| std::cmp::Reverse(e.2));
         for (name, props, _) in newest {
-            for (item, _, _) in missive_recs::data::items_of_event(name, props, &weights) {
+            for (item, _, _) in missive_recs::data::items_of_event(name, props, weights) {
                 if had.insert(item.to_owned()) && keys.len() < seeds.len() + LATEST_KEYS {
                     keys.push(item.to_owned());
                 }

@@ -13,7 +13,7 @@ use std::collections::HashSet;
 use missive_content::filters::{Candidate, Filters, Pick, Source};
 use missive_content::rules::{self, Rule};
 use missive_engine::recs::{RecsError, RecsModel};
-use missive_recs::data::{EventWeights, items_of_event};
+use missive_recs::data::items_of_event;
 use missive_recs::strategy::{Reason, Strategy};
 
 use super::*;
@@ -94,9 +94,10 @@ impl ContentService {
             other => RecsError::Join(other.to_string()),
         })?;
         let items: Vec<_> = catalog.products().map(item_of_product).collect();
-        self.recs
-            .train(&self.store, items, served_settings(catalog.len()), now)
-            .await
+        let mut settings = served_settings(catalog.len());
+        settings.decay = self.config.recommendation_decay;
+        let weights = self.config.recommendation_weights.clone();
+        self.recs.train(&self.store, items, settings, weights, now).await
     }
 
     // --- rules ----------------------------------------------------------------------------
@@ -180,10 +181,10 @@ impl ContentService {
         let mut bought = BTreeSet::new();
         let mut events: Vec<_> = ask.events.iter().collect();
         events.sort_by_key(|e| std::cmp::Reverse(e.2));
-        let weights = EventWeights::default();
+        let weights = &self.config.recommendation_weights;
         for (name, props, _) in &events {
             let purchase = self.config.purchase_events.iter().any(|p| p == name);
-            for (item, _, _) in items_of_event(name, props, &weights) {
+            for (item, _, _) in items_of_event(name, props, weights) {
                 if purchase {
                     bought.insert(item.to_owned());
                 }
