@@ -151,7 +151,7 @@ pub fn run(b: SegmentsBench) -> anyhow::Result<()> {
         for (e, now) in &events {
             let mut touched = Touched::default();
             profile.apply_event(e, history_len, &mut touched);
-            checked += set.affected(&touched, Extra::default()).len();
+            checked += set.affected(&touched, Extra::default(), *now).len();
             profile.history.make_contiguous();
             let hist = profile.history.as_slices().0;
             set.on_change(

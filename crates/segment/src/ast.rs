@@ -81,6 +81,18 @@ pub enum TimeRef {
     At(chrono::DateTime<chrono::Utc>),
 }
 
+impl TimeRef {
+    /// The instant it names at `now`.
+    pub fn threshold(&self, now: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
+        match self {
+            TimeRef::Ago(d) => now
+                .checked_sub_signed(*d)
+                .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC),
+            TimeRef::At(t) => *t,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Operand {
     Path(Path),

@@ -225,10 +225,7 @@ fn eval<'a>(e: &'a Expr, ctx: &mut Ctx<'a>, record: bool) -> bool {
         }
         Expr::Time { left, before, at, .. } => {
             let v = operand(left, ctx);
-            let threshold = match at {
-                TimeRef::Ago(d) => ctx.now.checked_sub_signed(*d).unwrap_or(DateTime::<Utc>::MIN_UTC),
-                TimeRef::At(t) => *t,
-            };
+            let threshold = at.threshold(ctx.now);
             let r = match v.as_time() {
                 Some(t) => {
                     if let TimeRef::Ago(d) = at {

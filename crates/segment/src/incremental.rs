@@ -190,8 +190,8 @@ impl SegmentSet {
         self.by_name.get(name).map(|&i| &self.segments[i])
     }
 
-    /// The segments a change can affect (before following segment dependencies).
-    pub fn affected(&self, touched: &Touched, extra: Extra) -> BTreeSet<usize> {
+    /// The segments a change at `now` can affect (before following segment dependencies).
+    pub fn affected(&self, touched: &Touched, extra: Extra, now: DateTime<Utc>) -> BTreeSet<usize> {
         let mut out = Vec::new();
         for t in &touched.traits {
             out.extend(self.by_trait.get(t).into_iter().flatten().copied());
@@ -203,7 +203,12 @@ impl SegmentSet {
             out.extend(&self.on_orders);
         }
         if touched.seen {
-            out.extend(&self.on_seen);
+            // `last_seen after …` that was true stays true with a later `last_seen`.
+            out.extend(
+                self.on_seen
+                    .iter()
+                    .filter(|&&i| !self.segments[i].unmoved_by_seen(touched.seen_from, now)),
+            );
         }
         if extra.scores_changed {
             out.extend(&self.on_scores);
@@ -225,7 +230,7 @@ impl SegmentSet {
         extra: Extra,
         now: DateTime<Utc>,
     ) -> Vec<MembershipChange> {
-        let start = self.affected(touched, extra);
+        let start = self.affected(touched, extra, now);
         self.reevaluate(state, profile, events, scores, start, now, "event")
     }
 
@@ -259,15 +264,17 @@ impl SegmentSet {
         cause: &str,
     ) -> Vec<MembershipChange> {
         let mut changes = Vec::new();
-        let index = EventIndex::new(events);
+        // Built once, and only when a segment to evaluate counts events.
+        let index = std::cell::OnceCell::new();
         // Work in evaluation order, so that a segment sees the new membership of those it reads.
         // The cause is built only for a change: `None` is `cause`, `Some(d)` is segment `d`.
         let mut queue: BTreeMap<usize, (usize, Option<usize>)> =
             start.into_iter().map(|i| (self.rank[i], (i, None))).collect();
         while let Some((_, (i, why))) = queue.pop_first() {
             let name = &self.names[i];
+            let counts_events = !self.segments[i].inputs().windows.is_empty();
             let facts = Facts {
-                by_name: Some(&index),
+                by_name: counts_events.then(|| index.get_or_init(|| EventIndex::new(events))),
                 ..Facts::new(profile, events, &state.segments, scores)
             };
             let eval = self.segments[i].evaluate(&facts, now);

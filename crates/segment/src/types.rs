@@ -5,7 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use crate::ast::{Aggregate, CompareOp, Expr, Literal, Operand, Path, Span};
+use chrono::{DateTime, Utc};
+
+use crate::ast::{Aggregate, CompareOp, Expr, Field, Literal, Operand, Path, Span, TimeRef};
 use crate::parse::{ParseError, parse, parse_date};
 
 pub use missive_core::schema::FieldType;
@@ -100,6 +102,11 @@ pub struct Segment {
     pub(crate) source: String,
     pub(crate) expr: Expr,
     pub(crate) inputs: Inputs,
+    /// When it reads `first_seen`/`last_seen` only as `last_seen after T` outside any `not`:
+    /// those thresholds. A later `last_seen` keeps such a predicate true, so an event need
+    /// not re-check the segment for `last_seen` while every one of them was true already
+    /// (time turning one false is the segment's timer).
+    pub(crate) seen_after: Option<Vec<TimeRef>>,
 }
 
 impl Segment {
@@ -108,11 +115,23 @@ impl Segment {
         let expr = parse(source)?;
         let mut inputs = Inputs::default();
         check(&expr, schema, &mut inputs, None)?;
+        let mut thresholds = Vec::new();
+        let seen_after = (inputs.seen && seen_only_after(&expr, true, &mut thresholds)).then_some(thresholds);
         Ok(Self {
             source: source.to_owned(),
             expr,
             inputs,
+            seen_after,
         })
+    }
+
+    /// Whether a change that moved `last_seen` forward from `before` (and touched nothing
+    /// else it reads) leaves its answer as it was at `now`: see `seen_after`.
+    pub(crate) fn unmoved_by_seen(&self, before: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
+        match (&self.seen_after, before) {
+            (Some(thresholds), Some(p)) => thresholds.iter().all(|t| p > t.threshold(now)),
+            _ => false,
+        }
     }
 
     pub fn source(&self) -> &str {
@@ -721,5 +740,25 @@ mod tests {
         ] {
             Segment::compile(src, &schema()).unwrap_or_else(|e| panic!("{src}: {e}"));
         }
+    }
+}
+
+/// Whether every read of `first_seen` and `last_seen` in `e` is `last_seen after T` under an
+/// even number of `not`s (`positive`); collects the `T`s.
+fn seen_only_after(e: &Expr, positive: bool, out: &mut Vec<TimeRef>) -> bool {
+    let is_seen = |o: &Operand| matches!(o, Operand::Path(p) if matches!(p.field, Field::FirstSeen | Field::LastSeen));
+    match e {
+        Expr::And(a, b) | Expr::Or(a, b) => seen_only_after(a, positive, out) && seen_only_after(b, positive, out),
+        Expr::Not(a) => seen_only_after(a, !positive, out),
+        Expr::Time { left, before, at, .. } => match left {
+            Operand::Path(p) if p.field == Field::LastSeen && positive && !before => {
+                out.push(at.clone());
+                true
+            }
+            other => !is_seen(other),
+        },
+        Expr::Compare { left, right, .. } => !is_seen(left) && !is_seen(right),
+        Expr::Exists { path, .. } => !matches!(path.field, Field::FirstSeen | Field::LastSeen),
+        Expr::InSegment { .. } => true,
     }
 }

@@ -109,6 +109,10 @@ pub struct Touched {
     pub events: BTreeSet<String>,
     pub orders: bool,
     pub seen: bool,
+    /// `last_seen` before the first change that moved it (`None`: never seen, or not known):
+    /// a segment that reads only `last_seen after …` need not be re-checked when that
+    /// predicate was true already.
+    pub seen_from: Option<DateTime<Utc>>,
     pub identities: Vec<IdentityKey>,
     pub merged_from: Vec<ProfileId>,
     pub merged_into: Option<ProfileId>,
@@ -127,6 +131,9 @@ impl Touched {
         self.traits.extend(other.traits);
         self.events.extend(other.events);
         self.orders |= other.orders;
+        if !self.seen {
+            self.seen_from = other.seen_from;
+        }
         self.seen |= other.seen;
         self.identities.extend(other.identities);
         self.merged_from.extend(other.merged_from);
@@ -316,6 +323,9 @@ impl Profile {
             touched.orders = true;
         }
 
+        if !touched.seen {
+            touched.seen_from = self.last_seen;
+        }
         self.first_seen = Some(self.first_seen.map_or(e.timestamp, |t| t.min(e.timestamp)));
         self.last_seen = Some(self.last_seen.map_or(e.timestamp, |t| t.max(e.timestamp)));
         touched.seen = true;
@@ -491,6 +501,9 @@ impl Profile {
                 o.add_category(c, *n);
             }
             touched.orders = true;
+        }
+        if !touched.seen {
+            touched.seen_from = self.last_seen;
         }
         self.first_seen = min_opt(self.first_seen, other.first_seen);
         self.last_seen = max_opt(self.last_seen, other.last_seen);

@@ -34,6 +34,9 @@ fn set() -> SegmentSet {
         ),
         ("lapsed", "orders.count >= 1 and rfm.recency_days > 5"),
         ("dormant", "last_seen before 3d ago"),
+        ("active", "last_seen after 2d ago"),
+        ("active-ny", r#"traits.city == "New York" and last_seen after 1d ago"#),
+        ("not-active", "not (last_seen after 1d ago) and orders.count >= 1"),
         ("ny-browsers", r#"segment "new-yorkers" and segment "browsing""#),
         (
             "not-ny-browsers",
@@ -124,13 +127,40 @@ fn a_change_reevaluates_only_the_segments_that_read_it() {
         traits: ["city".to_owned()].into(),
         ..Touched::default()
     };
-    let affected = set.affected(&touched, Extra::default());
-    assert_eq!(affected.len(), 1);
+    let now = t("2026-03-10T00:00:00Z");
+    let affected = set.affected(&touched, Extra::default(), now);
+    assert_eq!(affected.len(), 2, "new-yorkers and active-ny");
     let touched = Touched {
         events: ["Product Viewed".to_owned()].into(),
         ..Touched::default()
     };
-    assert_eq!(set.affected(&touched, Extra::default()).len(), 2);
+    assert_eq!(set.affected(&touched, Extra::default(), now).len(), 2);
+}
+
+/// An event moves `last_seen` forward: `last_seen after …` segments are re-checked only when
+/// that could turn them true; `before`, `not` and the unknown are always re-checked.
+#[test]
+fn last_seen_after_is_rechecked_only_when_it_can_flip() {
+    let set = set();
+    let now = t("2026-03-10T00:00:00Z");
+    let seen = |from: Option<&str>| Touched {
+        seen: true,
+        seen_from: from.map(t),
+        ..Touched::default()
+    };
+    let names = |touched: &Touched| -> Vec<&str> {
+        let all = ["new-yorkers", "browsing", "shoe-fans", "abandoners", "buyers", "lapsed", "dormant", "active", "active-ny", "not-active"];
+        set.affected(touched, Extra::default(), now).into_iter().map(|i| all[i]).collect()
+    };
+    // Seen an hour ago: `after 2d ago` and `after 1d ago` were true and stay true.
+    assert_eq!(names(&seen(Some("2026-03-09T23:00:00Z"))), vec!["dormant", "not-active"]);
+    // Seen 36 hours ago: `after 1d ago` was false, and may turn true.
+    assert_eq!(
+        names(&seen(Some("2026-03-08T12:00:00Z"))),
+        vec!["dormant", "active-ny", "not-active"]
+    );
+    // Never seen, or not known: everything that reads it.
+    assert_eq!(names(&seen(None)), vec!["dormant", "active", "active-ny", "not-active"]);
 }
 
 fn summary(changes: &[missive_segment::MembershipChange]) -> Vec<(&str, bool, &str)> {
