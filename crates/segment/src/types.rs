@@ -579,6 +579,29 @@ fn check(e: &Expr, schema: &Schema, inputs: &mut Inputs, filter: Option<&str>) -
     }
 }
 
+/// Whether every read of `first_seen` and `last_seen` in `e` is `last_seen after T` under an
+/// even number of `not`s (`positive`); collects the `T`s.
+fn seen_only_after(e: &Expr, positive: bool, out: &mut Vec<TimeRef>) -> bool {
+    let is_seen =
+        |o: &Operand| matches!(o, Operand::Path(p) if matches!(p.field, Field::FirstSeen | Field::LastSeen));
+    match e {
+        Expr::And(a, b) | Expr::Or(a, b) => {
+            seen_only_after(a, positive, out) && seen_only_after(b, positive, out)
+        }
+        Expr::Not(a) => seen_only_after(a, !positive, out),
+        Expr::Time { left, before, at, .. } => match left {
+            Operand::Path(p) if p.field == Field::LastSeen && positive && !before => {
+                out.push(at.clone());
+                true
+            }
+            other => !is_seen(other),
+        },
+        Expr::Compare { left, right, .. } => !is_seen(left) && !is_seen(right),
+        Expr::Exists { path, .. } => !matches!(path.field, Field::FirstSeen | Field::LastSeen),
+        Expr::InSegment { .. } => true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -740,25 +763,5 @@ mod tests {
         ] {
             Segment::compile(src, &schema()).unwrap_or_else(|e| panic!("{src}: {e}"));
         }
-    }
-}
-
-/// Whether every read of `first_seen` and `last_seen` in `e` is `last_seen after T` under an
-/// even number of `not`s (`positive`); collects the `T`s.
-fn seen_only_after(e: &Expr, positive: bool, out: &mut Vec<TimeRef>) -> bool {
-    let is_seen = |o: &Operand| matches!(o, Operand::Path(p) if matches!(p.field, Field::FirstSeen | Field::LastSeen));
-    match e {
-        Expr::And(a, b) | Expr::Or(a, b) => seen_only_after(a, positive, out) && seen_only_after(b, positive, out),
-        Expr::Not(a) => seen_only_after(a, !positive, out),
-        Expr::Time { left, before, at, .. } => match left {
-            Operand::Path(p) if p.field == Field::LastSeen && positive && !before => {
-                out.push(at.clone());
-                true
-            }
-            other => !is_seen(other),
-        },
-        Expr::Compare { left, right, .. } => !is_seen(left) && !is_seen(right),
-        Expr::Exists { path, .. } => !matches!(path.field, Field::FirstSeen | Field::LastSeen),
-        Expr::InSegment { .. } => true,
     }
 }
