@@ -212,17 +212,25 @@ impl RecsWanted {
             let Some(rest) = p.strip_prefix("recommendations") else {
                 continue;
             };
-            let mut parts = rest.strip_prefix('.').unwrap_or("").split('.');
-            match (rest.is_empty(), parts.next(), parts.next()) {
-                (true, _, _) => w = w.union(RecsWanted::ALL),
-                (_, Some("similar_to"), _) => w.similar_to = true,
-                (_, Some("bought_together"), _) => w.bought_together = true,
-                (_, Some("strategies"), None) => w.strategies = RecsWanted::ALL.strategies,
-                (_, Some("strategies"), Some(name)) => {
-                    if let Some(i) = STRATEGY_LISTS.iter().position(|s| *s == name) {
-                        w.strategies |= 1 << i;
-                    }
-                }
+            // `recommendations["…"]`, or the whole object: everything.
+            if rest.is_empty() || rest.starts_with('[') {
+                w = w.union(RecsWanted::ALL);
+                continue;
+            }
+            let Some(rest) = rest.strip_prefix('.') else {
+                continue;
+            };
+            // A part ends at `.` or `[` (`strategies.als[0]`, `similar_to["dress-1"]`).
+            let mut parts = rest.split(['.', '[']);
+            match (parts.next(), parts.next()) {
+                (Some("similar_to"), _) => w.similar_to = true,
+                (Some("bought_together"), _) => w.bought_together = true,
+                (Some("strategies"), None) => w.strategies = RecsWanted::ALL.strategies,
+                (Some("strategies"), Some(name)) => match STRATEGY_LISTS.iter().position(|s| *s == name) {
+                    Some(i) => w.strategies |= 1 << i,
+                    // `strategies["als"]` and the like: all of them.
+                    None => w.strategies = RecsWanted::ALL.strategies,
+                },
                 _ => {}
             }
         }
@@ -255,7 +263,7 @@ mod tests {
 
     #[test]
     fn a_template_wants_the_lists_it_reads() {
-        let cases: [(&[&str], RecsWanted); 6] = [
+        let cases: [(&[&str], RecsWanted); 8] = [
             (
                 &["recommendations.for_you", "customer.name"],
                 RecsWanted::default(),
@@ -286,9 +294,28 @@ mod tests {
                 },
             ),
             (&["recommendations"], RecsWanted::ALL),
+            (&["recommendations[\"strategies\"]"], RecsWanted::ALL),
             (
-                &["recommendationsX.similar_to", "recommendations.strategies.magic"],
-                RecsWanted::default(),
+                &[
+                    "recommendations.similar_to[\"dress-1\"]",
+                    "recommendations.strategies.als[0]",
+                ],
+                RecsWanted {
+                    similar_to: true,
+                    strategies: 0b100,
+                    ..Default::default()
+                },
+            ),
+            (
+                // A name it cannot tell (`strategies["als"]`): every strategy, to be safe.
+                &[
+                    "recommendationsX.similar_to",
+                    "recommendations.strategies[\"als\"]",
+                ],
+                RecsWanted {
+                    strategies: 0b11_1111,
+                    ..Default::default()
+                },
             ),
         ];
         for (paths, want) in cases {

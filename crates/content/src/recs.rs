@@ -200,7 +200,9 @@ pub struct Catalog {
     entries: Vec<Arc<CatalogEntry>>,
     by_id: HashMap<String, usize>,
     by_category: HashMap<String, Vec<usize>>,
-    by_url: HashMap<String, usize>,
+    /// Product pages by address; `None` when several products share one (a shop whose pages
+    /// differ only by query): a click there names no product.
+    by_url: HashMap<String, Option<usize>>,
 }
 
 /// A product page's address without its query, fragment and trailing slash, so that a link
@@ -234,7 +236,11 @@ impl Catalog {
                 catalog.by_category.entry(c.clone()).or_default().push(i);
             }
             if let Some(url) = &e.product.url {
-                catalog.by_url.insert(page_of(url).to_owned(), i);
+                catalog
+                    .by_url
+                    .entry(page_of(url).to_owned())
+                    .and_modify(|at| *at = None)
+                    .or_insert(Some(i));
             }
         }
         catalog
@@ -260,7 +266,11 @@ impl Catalog {
     /// The product whose page `url` is (its query and fragment ignored): what a click on a
     /// product link in an e-mail was about.
     pub fn product_at(&self, url: &str) -> Option<&Arc<CatalogEntry>> {
-        self.by_url.get(page_of(url)).map(|&i| &self.entries[i])
+        self.by_url
+            .get(page_of(url))
+            .copied()
+            .flatten()
+            .map(|i| &self.entries[i])
     }
 
     /// In-stock products ranked by recent sales, then catalogue order; `exclude` left out.
@@ -528,6 +538,15 @@ mod tests {
             );
         }
         assert!(catalog.product_at("https://shop.example/p/p2").is_none());
+        let mut a = product("a", &["x"], true);
+        let mut b = product("b", &["x"], true);
+        a.url = Some("https://shop.example/item?id=1".into());
+        b.url = Some("https://shop.example/item?id=2".into());
+        let shared = Catalog::new([a, b]);
+        assert!(
+            shared.product_at("https://shop.example/item?id=1").is_none(),
+            "ambiguous: no product"
+        );
     }
 
     #[test]

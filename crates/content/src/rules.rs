@@ -1,5 +1,5 @@
 //! The marketer's "bought A → recommend B" rules: when a person's products (the ones in the
-//! e-mail, then what they bought, newest first) include one a rule names, or one of a
+//! e-mail, then what they viewed, carted or bought, newest first) include one a rule names, or one of a
 //! category it names, its products are recommended first, with the rule's reason or "goes
 //! with A". Rules fire in name order; the business filters still apply to what they pick.
 

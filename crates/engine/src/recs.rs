@@ -160,8 +160,23 @@ impl RecsService {
 
     /// Trains every strategy on the store's interactions and the given catalogue items, off
     /// the async threads, then swaps the result in. One training at a time; its progress is
-    /// [`progress`](Self::progress) meanwhile.
+    /// [`progress`](Self::progress) meanwhile. It runs as a task of its own: a caller that
+    /// goes away (a closed connection) does not stop it half-way.
     pub async fn train(
+        &self,
+        store: &Store,
+        items: Vec<missive_recs::data::Item>,
+        settings: missive_recs::strategy::Settings,
+        weights: EventWeights,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<std::sync::Arc<RecsModel>, RecsError> {
+        let (this, store) = (self.clone(), store.clone());
+        tokio::spawn(async move { this.train_once(&store, items, settings, weights, now).await })
+            .await
+            .map_err(|e| RecsError::Join(e.to_string()))?
+    }
+
+    async fn train_once(
         &self,
         store: &Store,
         items: Vec<missive_recs::data::Item>,

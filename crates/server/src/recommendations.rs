@@ -277,16 +277,21 @@ async fn for_profile(
     Ok(Json(RecsOut::new(&state, strategy, picks)))
 }
 
+/// The limit and filters of a product's list.
+fn product_list(state: &AppState, params: &RecsParams) -> Result<(usize, Filters), ApiError> {
+    Ok((
+        params.limit()?,
+        params.filters(&state.content.config().recommendation_filters)?,
+    ))
+}
+
 async fn similar(
     _: RequireRole<Reports>,
     State(state): State<AppState>,
     Path(id): Path<String>,
     Query(params): Query<RecsParams>,
 ) -> Result<Json<RecsOut>, ApiError> {
-    let (limit, filters) = (
-        params.limit()?,
-        params.filters(&state.content.config().recommendation_filters)?,
-    );
+    let (limit, filters) = product_list(&state, &params)?;
     let now = state.engine.clock().now();
     let picks = state
         .content
@@ -305,10 +310,7 @@ async fn bought_together(
     Path(id): Path<String>,
     Query(params): Query<RecsParams>,
 ) -> Result<Json<RecsOut>, ApiError> {
-    let (limit, filters) = (
-        params.limit()?,
-        params.filters(&state.content.config().recommendation_filters)?,
-    );
+    let (limit, filters) = product_list(&state, &params)?;
     let picks = state
         .content
         .bought_together(&id, limit, &filters, &|_| false)

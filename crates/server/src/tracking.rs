@@ -53,7 +53,7 @@ pub async fn click(State(state): State<AppState>, Path(token): Path<String>) -> 
     if let Ok(Some(m)) = state.tracking.message(&click.message_id).await {
         let mut props = json!({"message_id": click.message_id, "url": click.url, "template": m.template, "source": m.source});
         // A click on a product's page is an interaction with that product (recommendations).
-        if let Ok(catalog) = state.content.catalog().await
+        if let Ok(catalog) = state.content.catalog_as_cached().await
             && let Some(p) = catalog.product_at(&click.url)
         {
             props["product_id"] = json!(p.product.id);

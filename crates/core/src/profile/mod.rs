@@ -109,7 +109,7 @@ pub struct Touched {
     pub events: BTreeSet<String>,
     pub orders: bool,
     pub seen: bool,
-    /// `last_seen` before the first change that moved it (`None`: never seen, or not known):
+    /// `last_seen` before the first event of the change (`None`: never seen, or not known):
     /// a segment that reads only `last_seen after …` need not be re-checked when that
     /// predicate was true already.
     pub seen_from: Option<DateTime<Utc>>,

@@ -87,6 +87,16 @@ impl ContentService {
         Ok(())
     }
 
+    /// The catalogue as last loaded, however old; loaded only when there is none. For the
+    /// click redirect, which must not wait for a reload.
+    pub async fn catalog_as_cached(&self) -> Result<Arc<Catalog>, ContentServiceError> {
+        let cached = self.cache().catalog.as_ref().map(|(_, c)| c.clone());
+        match cached {
+            Some(c) => Ok(c),
+            None => self.catalog().await,
+        }
+    }
+
     pub async fn catalog(&self) -> Result<Arc<Catalog>, ContentServiceError> {
         let generation = {
             let c = self.cache();

@@ -65,25 +65,27 @@ impl ContentService {
             filters,
             now,
         };
+        // Without consent: best sellers, through the filters, but not what is in the e-mail.
+        let generic = || {
+            let candidates = catalog.rule_candidates(
+                &popularity,
+                &RecommendationRequest {
+                    seeds: &[],
+                    exclude: &BTreeSet::new(),
+                    limit: limit * (filters.max_per_category.clamp(1, 10) + 2),
+                },
+            );
+            values(filters.finish(&catalog, candidates, |id| in_message.contains(id), limit))
+        };
         let for_you = if personalized {
             values(self.recommend_for(&ask(Served::ForYou)).await?)
         } else {
-            // Best sellers, but not what is in the e-mail already.
-            catalog.best_sellers(&popularity, &in_message, limit)
+            generic()
         };
         // The products lists are keyed by: the message's, then (with consent) their latest.
-        let mut keys = seeds.clone();
-        let mut had: BTreeSet<String> = in_message.clone();
-        let weights = &self.config.recommendation_weights;
-        let mut newest: Vec<_> = events.iter().collect();
-        newest.sort_by_key(|e| std::cmp::Reverse(e.2));
-        for (name, props, _) in newest {
-            for (item, _, _) in missive_recs::data::items_of_event(name, props, weights) {
-                if had.insert(item.to_owned()) && keys.len() < seeds.len() + LATEST_KEYS {
-                    keys.push(item.to_owned());
-                }
-            }
-        }
+        let (theirs, _) = self.their_products(&events, &seeds);
+        let keys: Vec<String> = theirs.iter().take(seeds.len() + LATEST_KEYS).cloned().collect();
+        let had: BTreeSet<String> = theirs.into_iter().collect();
         let skip = |id: &str| had.contains(id);
         let mut similar_to = Vec::new();
         let mut bought_together = Vec::new();
@@ -112,7 +114,7 @@ impl ContentService {
                 continue;
             }
             let list = if !personalized {
-                catalog.best_sellers(&popularity, &in_message, limit)
+                generic()
             } else {
                 match self.recommend_for(&ask(s)).await {
                     Ok(picks) => values(picks),

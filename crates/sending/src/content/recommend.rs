@@ -168,6 +168,38 @@ impl ContentService {
 
     // --- serving --------------------------------------------------------------------------
 
+    /// A person's products, most relevant first: the message's, then their events', newest
+    /// first (the weighted product events, and every product of a purchase event whatever the
+    /// weights say); and the ones they bought. None of them is recommended back.
+    pub(super) fn their_products(
+        &self,
+        events: &[(&str, &serde_json::Map<String, serde_json::Value>, DateTime<Utc>)],
+        in_message: &[String],
+    ) -> (Vec<String>, BTreeSet<String>) {
+        let mut theirs: Vec<String> = in_message.to_vec();
+        let mut bought = BTreeSet::new();
+        let mut newest: Vec<_> = events.iter().collect();
+        newest.sort_by_key(|e| std::cmp::Reverse(e.2));
+        let weights = &self.config.recommendation_weights;
+        for (name, props, _) in newest {
+            let mut items: Vec<String> = items_of_event(name, props, weights)
+                .into_iter()
+                .map(|(i, _, _)| i.to_owned())
+                .collect();
+            if self.config.purchase_events.iter().any(|p| p == name) {
+                let purchased = super::catalog::event_products(props);
+                bought.extend(purchased.iter().cloned());
+                items.extend(purchased);
+            }
+            for item in items {
+                if !theirs.contains(&item) {
+                    theirs.push(item);
+                }
+            }
+        }
+        (theirs, bought)
+    }
+
     /// A person's recommendations. `Learned` without a trained model is
     /// [`ContentServiceError::NotTrained`].
     pub async fn recommend_for(&self, ask: &Ask<'_>) -> Result<Vec<Pick>, ContentServiceError> {
@@ -176,23 +208,7 @@ impl ContentService {
         if matches!(ask.strategy, Served::Learned(_)) && model.is_none() {
             return Err(ContentServiceError::NotTrained);
         }
-        // Their products, most relevant first: the message's, then the newest events'.
-        let mut theirs: Vec<String> = ask.in_message.to_vec();
-        let mut bought = BTreeSet::new();
-        let mut events: Vec<_> = ask.events.iter().collect();
-        events.sort_by_key(|e| std::cmp::Reverse(e.2));
-        let weights = &self.config.recommendation_weights;
-        for (name, props, _) in &events {
-            let purchase = self.config.purchase_events.iter().any(|p| p == name);
-            for (item, _, _) in items_of_event(name, props, weights) {
-                if purchase {
-                    bought.insert(item.to_owned());
-                }
-                if !theirs.iter().any(|t| t == item) {
-                    theirs.push(item.to_owned());
-                }
-            }
-        }
+        let (theirs, bought) = self.their_products(ask.events, ask.in_message);
         let had: HashSet<&str> = theirs.iter().map(String::as_str).collect();
         let n = over(ask.limit, ask.filters);
         let mut candidates = Vec::new();
@@ -210,7 +226,11 @@ impl ContentService {
         };
         if let (Some(strategy), Some(model)) = (learned, &model) {
             let mut history = missive_engine::recs::history(model, ask.events.iter().copied(), ask.now);
-            let cart_weight = weights.of("Product Added").unwrap_or(1.0);
+            let cart_weight = self
+                .config
+                .recommendation_weights
+                .of("Product Added")
+                .unwrap_or(1.0);
             history.extend(
                 ask.in_message
                     .iter()
@@ -264,7 +284,10 @@ impl ContentService {
         if let Some(model) = self.recs.current()
             && let Some(item) = model.items.get(product_id)
         {
-            let skip_item = |i: u32| i == item || skip(model.items.name(i));
+            let skip_item = |i: u32| {
+                let id = model.items.name(i);
+                i == item || skip(id) || catalog.get(id).is_none_or(|e| !filters.admits(&e.product))
+            };
             for strategy in [Strategy::Content, Strategy::Als] {
                 let picks = model
                     .trained
@@ -316,7 +339,10 @@ impl ContentService {
                 &[(item, 1.0)],
                 None,
                 over(limit, filters),
-                &|i| skip(model.items.name(i)),
+                &|i| {
+                    let id = model.items.name(i);
+                    skip(id) || catalog.get(id).is_none_or(|e| !filters.admits(&e.product))
+                },
             );
             candidates.extend(
                 picks

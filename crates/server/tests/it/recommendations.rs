@@ -215,6 +215,18 @@ async fn rules_filters_variants_and_the_template_lists() {
         );
     }
 
+    // What they bought is never offered back, even named by `sku` alone (no weight reads it).
+    app.post(
+        "/v1/track",
+        json!({"userId": "u3", "event": "Order Completed",
+               "properties": {"order_id": "o-u3", "products": [{"sku": "socks-0"}]}}),
+    )
+    .await;
+    let (_, res) = app
+        .get("/v1/profiles/u3/recommendations?strategy=for_you&limit=20")
+        .await;
+    assert!(!ids(&res).contains(&"socks-0"), "{res}");
+
     // Never a style with no size left, whatever the strategy.
     for strategy in ["for_you", "hybrid", "als", "item2item", "content", "popular"] {
         let (_, res) = app
