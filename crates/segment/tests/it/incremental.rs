@@ -91,7 +91,11 @@ proptest! {
 
     #[test]
     fn incremental_membership_equals_evaluation_from_scratch(ops in prop::collection::vec(op(), 1..60)) {
-        let set = set_with(&SEEN_AFTER);
+        // Plus a segment reached through a dependency that counts an event the change did not
+        // touch: it must scan the events, not read a partial index.
+        let mut extra = SEEN_AFTER.to_vec();
+        extra.push(("ny-adders", r#"segment "new-yorkers" and count(event "Product Added" within 1d) >= 1"#));
+        let set = set_with(&extra);
         let scores = BTreeMap::new();
         let mut now = t("2026-03-01T00:00:00Z");
         let mut profile = Profile::new(ProfileId::generate(), now);
