@@ -130,6 +130,15 @@ struct Status {
     versions: u64,
 }
 
+/// What one training learns from besides the store's events, and how.
+pub struct Training {
+    /// The catalogue, for content and for products no one has had yet.
+    pub items: Vec<missive_recs::data::Item>,
+    pub settings: missive_recs::strategy::Settings,
+    pub weights: EventWeights,
+    pub now: chrono::DateTime<chrono::Utc>,
+}
+
 /// The served recommendation strategies: trained from the store, replaced whole (readers keep
 /// the version they started with; a new one is swapped in atomically).
 #[derive(Clone, Default)]
@@ -162,36 +171,23 @@ impl RecsService {
     /// the async threads, then swaps the result in. One training at a time; its progress is
     /// [`progress`](Self::progress) meanwhile. It runs as a task of its own: a caller that
     /// goes away (a closed connection) does not stop it half-way.
-    pub async fn train(
-        &self,
-        store: &Store,
-        items: Vec<missive_recs::data::Item>,
-        settings: missive_recs::strategy::Settings,
-        weights: EventWeights,
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<std::sync::Arc<RecsModel>, RecsError> {
+    pub async fn train(&self, store: &Store, job: Training) -> Result<std::sync::Arc<RecsModel>, RecsError> {
         let (this, store) = (self.clone(), store.clone());
-        tokio::spawn(async move { this.train_once(&store, items, settings, weights, now).await })
+        tokio::spawn(async move { this.train_once(&store, job).await })
             .await
             .map_err(|e| RecsError::Join(e.to_string()))?
     }
 
-    async fn train_once(
-        &self,
-        store: &Store,
-        items: Vec<missive_recs::data::Item>,
-        settings: missive_recs::strategy::Settings,
-        weights: EventWeights,
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<std::sync::Arc<RecsModel>, RecsError> {
+    async fn train_once(&self, store: &Store, job: Training) -> Result<std::sync::Arc<RecsModel>, RecsError> {
         let _one = self.training.try_lock().map_err(|_| RecsError::Busy)?;
+        let now = job.now;
         self.status().training = Some(Progress {
             started_at: now,
             phase: Phase::ReadingInteractions,
             profiles_read: 0,
             iterations: 0,
         });
-        let result = self.train_now(store, items, settings, weights, now).await;
+        let result = self.train_now(store, job).await;
         let mut status = self.status();
         status.training = None;
         match &result {
@@ -206,14 +202,13 @@ impl RecsService {
         result
     }
 
-    async fn train_now(
-        &self,
-        store: &Store,
-        items: Vec<missive_recs::data::Item>,
-        settings: missive_recs::strategy::Settings,
-        weights: EventWeights,
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<std::sync::Arc<RecsModel>, RecsError> {
+    async fn train_now(&self, store: &Store, job: Training) -> Result<std::sync::Arc<RecsModel>, RecsError> {
+        let Training {
+            items,
+            settings,
+            weights,
+            now,
+        } = job;
         let started = std::time::Instant::now();
         let (mut data, read) = interactions(store, &weights, 5_000_000, |n| {
             if let Some(p) = &mut self.status().training {

@@ -96,8 +96,13 @@ impl ContentService {
         let items: Vec<_> = catalog.products().map(item_of_product).collect();
         let mut settings = served_settings(catalog.len());
         settings.decay = self.config.recommendation_decay;
-        let weights = self.config.recommendation_weights.clone();
-        self.recs.train(&self.store, items, settings, weights, now).await
+        let job = missive_engine::recs::Training {
+            items,
+            settings,
+            weights: self.config.recommendation_weights.clone(),
+            now,
+        };
+        self.recs.train(&self.store, job).await
     }
 
     // --- rules ----------------------------------------------------------------------------
