@@ -262,12 +262,12 @@ async fn for_profile(
         .iter()
         .filter_map(missive_engine::recs::stored_event)
         .collect();
+    let person = state.content.person(&events, &[]);
     let picks = state
         .content
         .recommend_for(&Ask {
             strategy,
-            events: &events,
-            in_message: &[],
+            person: &person,
             limit,
             filters: &filters,
             now: state.engine.clock().now(),

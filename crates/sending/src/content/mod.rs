@@ -31,7 +31,7 @@ mod preview;
 mod recommend;
 
 pub use compose::{MessageLinks, Variation};
-pub use recommend::{Ask, Served, item_of_product};
+pub use recommend::{Ask, Person, PersonEvent, Served, item_of_product};
 
 pub use catalog::event_products;
 use catalog::purchased_products;

@@ -57,10 +57,10 @@ impl ContentService {
                 .map(missive_content::filters::Pick::to_value)
                 .collect()
         };
+        let person = self.person(&events, &seeds);
         let ask = |strategy| Ask {
             strategy,
-            events: &events,
-            in_message: &seeds,
+            person: &person,
             limit,
             filters,
             now,
@@ -83,9 +83,8 @@ impl ContentService {
             generic()
         };
         // The products lists are keyed by: the message's, then (with consent) their latest.
-        let (theirs, _) = self.their_products(&events, &seeds);
-        let keys: Vec<String> = theirs.iter().take(seeds.len() + LATEST_KEYS).cloned().collect();
-        let had: BTreeSet<String> = theirs.into_iter().collect();
+        let keys = &person.theirs[..person.theirs.len().min(seeds.len() + LATEST_KEYS)];
+        let had: BTreeSet<&str> = person.theirs.iter().map(String::as_str).collect();
         let skip = |id: &str| had.contains(id);
         let mut similar_to = Vec::new();
         let mut bought_together = Vec::new();

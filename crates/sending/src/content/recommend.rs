@@ -59,17 +59,29 @@ impl serde::Serialize for Served {
     }
 }
 
+/// A person's events as recommendations read them: (name, properties, time), any order.
+pub type PersonEvent<'a> = (
+    &'a str,
+    &'a serde_json::Map<String, serde_json::Value>,
+    DateTime<Utc>,
+);
+
+/// A person as recommendations see them, their products derived once
+/// ([`ContentService::person`]) for every list of a message.
+pub struct Person<'a> {
+    pub events: &'a [PersonEvent<'a>],
+    /// The products in the e-mail: their latest interest, never recommended back.
+    pub in_message: &'a [String],
+    /// Their products, most relevant first: the e-mail's, then their events', newest first.
+    pub theirs: Vec<String>,
+    /// The ones they bought.
+    pub bought: BTreeSet<String>,
+}
+
 /// One person's request.
 pub struct Ask<'a> {
     pub strategy: Served,
-    /// Their events, any order: (name, properties, time).
-    pub events: &'a [(
-        &'a str,
-        &'a serde_json::Map<String, serde_json::Value>,
-        DateTime<Utc>,
-    )],
-    /// The products in the e-mail: their latest interest, never recommended back.
-    pub in_message: &'a [String],
+    pub person: &'a Person<'a>,
     pub limit: usize,
     pub filters: &'a Filters,
     pub now: DateTime<Utc>,
@@ -176,11 +188,7 @@ impl ContentService {
     /// A person's products, most relevant first: the message's, then their events', newest
     /// first (the weighted product events, and every product of a purchase event whatever the
     /// weights say); and the ones they bought. None of them is recommended back.
-    pub(super) fn their_products(
-        &self,
-        events: &[(&str, &serde_json::Map<String, serde_json::Value>, DateTime<Utc>)],
-        in_message: &[String],
-    ) -> (Vec<String>, BTreeSet<String>) {
+    pub fn person<'a>(&self, events: &'a [PersonEvent<'a>], in_message: &'a [String]) -> Person<'a> {
         let mut theirs: Vec<String> = in_message.to_vec();
         let mut bought = BTreeSet::new();
         let mut newest: Vec<_> = events.iter().collect();
@@ -202,7 +210,12 @@ impl ContentService {
                 }
             }
         }
-        (theirs, bought)
+        Person {
+            events,
+            in_message,
+            theirs,
+            bought,
+        }
     }
 
     /// A person's recommendations. `Learned` without a trained model is
@@ -213,14 +226,14 @@ impl ContentService {
         if matches!(ask.strategy, Served::Learned(_)) && model.is_none() {
             return Err(ContentServiceError::NotTrained);
         }
-        let (theirs, bought) = self.their_products(ask.events, ask.in_message);
-        let had: HashSet<&str> = theirs.iter().map(String::as_str).collect();
+        let person = ask.person;
+        let had: HashSet<&str> = person.theirs.iter().map(String::as_str).collect();
         let n = over(ask.limit, ask.filters);
         let mut candidates = Vec::new();
         if matches!(ask.strategy, Served::ForYou | Served::Rules) {
             candidates.extend(rules::fire(
                 self.rules().await?.iter().map(|(_, r)| r),
-                &theirs,
+                &person.theirs,
                 &catalog,
             ));
         }
@@ -230,14 +243,15 @@ impl ContentService {
             Served::Rules => None,
         };
         if let (Some(strategy), Some(model)) = (learned, &model) {
-            let mut history = missive_engine::recs::history(model, ask.events.iter().copied(), ask.now);
+            let mut history = missive_engine::recs::history(model, person.events.iter().copied(), ask.now);
             let cart_weight = self
                 .config
                 .recommendation_weights
                 .of("Product Added")
                 .unwrap_or(1.0);
             history.extend(
-                ask.in_message
+                person
+                    .in_message
                     .iter()
                     .filter_map(|id| model.items.get(id))
                     .map(|i| (i, cart_weight)),
@@ -262,8 +276,8 @@ impl ContentService {
             candidates.extend(catalog.rule_candidates(
                 &popularity,
                 &RecommendationRequest {
-                    seeds: ask.in_message,
-                    exclude: &bought,
+                    seeds: person.in_message,
+                    exclude: &person.bought,
                     limit: n,
                 },
             ));
