@@ -46,6 +46,13 @@ pub enum DeliveryBench {
         /// Messages in flight in the sender.
         #[arg(long, default_value_t = 16)]
         concurrency: usize,
+        /// Messages the sender takes from the outbox per round (its `batch` setting).
+        #[arg(long, default_value_t = missive_sending::sender::SenderConfig::default().batch)]
+        batch: u32,
+        /// Send a two-line HTML e-mail instead of the cart-abandonment example: what the
+        /// pipeline costs apart from the content.
+        #[arg(long)]
+        plain: bool,
     },
 }
 
@@ -139,7 +146,7 @@ struct Rig {
     delivered: Arc<std::sync::atomic::AtomicU64>,
 }
 
-async fn rig(concurrency: usize) -> anyhow::Result<Rig> {
+async fn rig(concurrency: usize, batch: u32, plain: bool) -> anyhow::Result<Rig> {
     let dir = tempfile::tempdir()?;
     let store = missive_store::open(&format!("sqlite:{}", dir.path().join("missive.db").display())).await?;
     missive_engine::auth::ensure_workspace(&store).await?;
@@ -166,6 +173,7 @@ async fn rig(concurrency: usize) -> anyhow::Result<Rig> {
             ..Default::default()
         },
         concurrency,
+        batch,
         ..Default::default()
     };
     let sender = missive_server::app::SenderParts {
@@ -184,10 +192,17 @@ async fn rig(concurrency: usize) -> anyhow::Result<Rig> {
     )
     .await?;
     let state = missive.state();
-    let body = include_str!("../../../examples/cart-abandonment/template.mjml");
-    let template: StoredTemplate = serde_json::from_value(json!({
-        "subject": "bench {{ event.properties.n }}", "layout": "mjml", "body": body,
-    }))?;
+    let template: StoredTemplate = if plain {
+        serde_json::from_value(json!({
+            "subject": "bench {{ event.properties.n }}", "layout": "html",
+            "body": "<html><body><p>Hi {{ customer.first_name | default: 'there' }}</p><a href=\"{{ unsubscribe_url }}\">u</a></body></html>",
+        }))?
+    } else {
+        let body = include_str!("../../../examples/cart-abandonment/template.mjml");
+        serde_json::from_value(json!({
+            "subject": "bench {{ event.properties.n }}", "layout": "mjml", "body": body,
+        }))?
+    };
     state
         .content
         .save_template("bench", template, chrono::Utc::now())
@@ -239,12 +254,14 @@ pub async fn run(b: DeliveryBench) -> anyhow::Result<()> {
         DeliveryBench::Broadcast {
             recipients,
             concurrency,
-        } => broadcast(recipients, concurrency).await,
+            batch,
+            plain,
+        } => broadcast(recipients, concurrency, batch, plain).await,
     }
 }
 
 async fn latency(seconds: u64, background: u32, triggers: u32) -> anyhow::Result<()> {
-    let r = rig(8).await?;
+    let r = rig(8, SenderConfig::default().batch, false).await?;
     let journey = |event: &str, wait: bool| -> anyhow::Result<JourneyDef> {
         let mut steps = vec![json!({"id": "send", "type": "send", "template": "bench"})];
         if wait {
@@ -357,8 +374,17 @@ async fn latency(seconds: u64, background: u32, triggers: u32) -> anyhow::Result
     Ok(())
 }
 
-async fn broadcast(recipients: u64, concurrency: usize) -> anyhow::Result<()> {
-    let r = rig(concurrency).await?;
+async fn broadcast(recipients: u64, concurrency: usize, batch: u32, plain: bool) -> anyhow::Result<()> {
+    let r = rig(concurrency, batch, plain).await?;
+    // Declared first, as a user would (`PUT /v1/schema/traits/plan`): the segment is saved
+    // before any profile has the trait, so that it is segmented as it arrives.
+    missive_engine::schema::declare(
+        r.engine.store(),
+        missive_core::schema::FieldKey::trait_("plan"),
+        Some(missive_core::schema::FieldType::String),
+        chrono::Utc::now(),
+    )
+    .await?;
     missive_engine::segments::save_segment(&r.engine, "everyone", "traits.plan == \"bench\"", None)
         .await
         .context("saving the segment")?;

@@ -1,6 +1,8 @@
 //! Reading profiles for the API: lookup by any key, merges followed, history attached, and
 //! the profile as it was recorded at a past time.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use missive_core::profile::HistoryEntry;
 use missive_core::{EmailAddress, IdentityKey, IdentityKind, MessageId, Profile, ProfileId};
@@ -40,19 +42,63 @@ pub async fn find_profile(
     key: &ProfileKey,
     history_len: usize,
 ) -> Result<Option<Profile>, StoreError> {
-    let Some(id) = resolve_key(store, key).await? else {
+    let Some(id) = key_to_id(store, key).await? else {
         return Ok(None);
     };
-    let Some(mut p) = store.events().load_profile(&id).await? else {
+    let Some(mut p) = live_row(store, id).await? else {
         return Ok(None);
     };
     p.history = recent_history(store, &p.id, None, history_len).await?;
     Ok(Some(p))
 }
 
+/// [`find_profile`] for many profile ids in one read each of profiles and events: the
+/// sender's batches. The map is keyed by the id asked for (a merged id maps to the profile it
+/// was merged into); ids of profiles that are gone are left out.
+pub async fn find_profiles(
+    store: &Store,
+    ids: &[ProfileId],
+    history_len: usize,
+) -> Result<HashMap<ProfileId, Profile>, StoreError> {
+    let mut found = HashMap::with_capacity(ids.len());
+    for p in store.events().load_profiles(ids.to_vec()).await? {
+        match p.merged_into {
+            None => {
+                found.insert(p.id.clone(), p);
+            }
+            // Rare: followed one by one.
+            Some(_) => {
+                let asked = p.id.clone();
+                if let Some(live) = live_row(store, asked.clone()).await? {
+                    found.insert(asked, live);
+                }
+            }
+        }
+    }
+    if history_len > 0 {
+        let live: Vec<ProfileId> = found.values().map(|p| p.id.clone()).collect();
+        let events = store.events().recent_events(live, history_len as u32).await?;
+        for p in found.values_mut() {
+            // A merged id and its survivor share the survivor's history.
+            if let Some(e) = events.get(&p.id) {
+                p.history = e.iter().rev().map(history_entry).collect();
+            }
+        }
+    }
+    Ok(found)
+}
+
 /// The id of the live profile a key names.
 pub async fn resolve_key(store: &Store, key: &ProfileKey) -> Result<Option<ProfileId>, StoreError> {
-    let id = match key {
+    let Some(id) = key_to_id(store, key).await? else {
+        return Ok(None);
+    };
+    Ok(live_row(store, id).await?.map(|p| p.id))
+}
+
+/// The profile id a key names directly, before merges are followed.
+async fn key_to_id(store: &Store, key: &ProfileKey) -> Result<Option<ProfileId>, StoreError> {
+    Ok(match key {
         ProfileKey::Id(id) => Some(id.clone()),
         ProfileKey::Identity(k) => store
             .events()
@@ -68,15 +114,18 @@ pub async fn resolve_key(store: &Store, key: &ProfileKey) -> Result<Option<Profi
             let found = store.events().resolve_identities(candidates.clone()).await?;
             candidates.iter().find_map(|k| found.get(k).cloned())
         }
-    };
-    let Some(mut id) = id else { return Ok(None) };
+    })
+}
+
+/// The stored row of the live profile `id` is, or was merged into (without history).
+async fn live_row(store: &Store, mut id: ProfileId) -> Result<Option<Profile>, StoreError> {
     for _ in 0..16 {
         let Some(p) = store.events().load_profile(&id).await? else {
             return Ok(None);
         };
         match p.merged_into {
             Some(next) => id = next,
-            None => return Ok(Some(id)),
+            None => return Ok(Some(p)),
         }
     }
     Err(StoreError::Corrupt(format!(

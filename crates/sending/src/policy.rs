@@ -1,6 +1,7 @@
 //! The send-time policy: one pure function, [`decide`], that decides at the moment of sending
 //! whether a message goes now, later or not at all, from [`Facts`] the caller loaded
-//! ([`load_facts`]: the suppression list and recent sends; the rest is on the profile).
+//! ([`load_known`], for a whole batch: the suppression list and recent sends; the rest is on
+//! the profile).
 //!
 //! In order:
 //! 1. a profile without an e-mail address is skipped;
@@ -14,7 +15,9 @@
 
 use chrono::{DateTime, NaiveTime, TimeDelta, Utc};
 use missive_core::zone::Tz;
-use missive_core::{MessageClass, Profile};
+use std::collections::HashMap;
+
+use missive_core::{MessageClass, Profile, ProfileId};
 use missive_store::{Store, StoreError};
 use serde::Serialize;
 
@@ -194,58 +197,96 @@ pub fn decide(
     Decision::Send { address }
 }
 
-/// Loads what [`decide`] needs about `profile` from the store: whether its address is
-/// suppressed and, for marketing, its recent sends. It reads in the rules' order and stops
-/// where [`decide`] will stop, so a message skipped by an earlier rule costs no later query.
-#[allow(clippy::too_many_arguments)]
-pub async fn load_facts<'a>(
+/// What the store says about a batch of recipients, loaded in one read each ([`load_known`]):
+/// which addresses are suppressed and when marketing was last sent to each profile. The rest
+/// of [`Facts`] is on the profiles.
+#[derive(Debug, Default)]
+pub struct Known {
+    /// Suppression reasons by address hash.
+    suppressed: HashMap<String, String>,
+    /// Marketing send times by profile, since the longest window any rule looks at.
+    sent: HashMap<ProfileId, Vec<DateTime<Utc>>>,
+}
+
+impl Known {
+    /// The facts about `profile` that [`decide`] reads, at `now`.
+    pub fn facts<'a>(
+        &self,
+        profile: &'a Profile,
+        zone: Tz,
+        config: &PolicyConfig,
+        hash_key: &[u8],
+        now: DateTime<Utc>,
+    ) -> Facts<'a> {
+        let suppressed = profile
+            .email()
+            .and_then(|a| self.suppressed.get(&address_hash(hash_key, a)))
+            .cloned();
+        let sent = self.sent.get(&profile.id).map_or(&[][..], Vec::as_slice);
+        let since = |window: TimeDelta| sent.iter().filter(|t| **t >= now - window).count() as u32;
+        Facts {
+            profile,
+            zone,
+            suppressed,
+            sent_in_preference_window: missive_core::Frequency::of(profile).window().map_or(0, since),
+            sent_in_cap_window: if config.frequency_cap > 0 {
+                since(config.frequency_window)
+            } else {
+                0
+            },
+        }
+    }
+}
+
+/// Loads what [`decide`] needs from the store about the recipients `profiles` of messages of
+/// `classes`: the suppression list for their addresses and, when some message is marketing,
+/// their recent marketing sends. One read each, whatever the batch's size.
+pub async fn load_known(
     store: &Store,
     config: &PolicyConfig,
     hash_key: &[u8],
-    profile: &'a Profile,
-    zone: Tz,
-    class: MessageClass,
-    topic: Option<&str>,
+    profiles: &[&Profile],
+    any_marketing: bool,
     now: DateTime<Utc>,
-) -> Result<Facts<'a>, StoreError> {
-    let mut facts = Facts {
-        profile,
-        zone,
-        suppressed: None,
-        sent_in_preference_window: 0,
-        sent_in_cap_window: 0,
-    };
-    let Some(address) = profile.email() else {
-        return Ok(facts);
-    };
-    facts.suppressed = store
-        .delivery()
-        .suppression(&address_hash(hash_key, address))
-        .await?
-        .map(|s| s.reason);
-    if facts.suppressed.is_some()
-        || class == MessageClass::Transactional
-        || !has_marketing_consent(profile)
-        || topic.is_some_and(|t| missive_core::preferences::declines_topic(profile, t))
-    {
-        return Ok(facts);
-    }
-    if let Some(window) = missive_core::Frequency::of(profile).window() {
-        facts.sent_in_preference_window = store
+) -> Result<Known, StoreError> {
+    let hashes: Vec<String> = profiles
+        .iter()
+        .filter_map(|p| p.email())
+        .map(|a| address_hash(hash_key, a))
+        .collect();
+    let suppressed = if hashes.is_empty() {
+        HashMap::new()
+    } else {
+        store
             .delivery()
-            .marketing_sent_since(&profile.id, now - window)
-            .await?;
-        if facts.sent_in_preference_window > 0 {
-            return Ok(facts);
+            .suppressions(hashes)
+            .await?
+            .into_iter()
+            .map(|s| (s.address_hash, s.reason))
+            .collect()
+    };
+    // Sends matter only to a marketing message the earlier rules let through.
+    let counted: Vec<&Profile> = profiles
+        .iter()
+        .copied()
+        .filter(|p| any_marketing && p.email().is_some() && has_marketing_consent(p))
+        .collect();
+    let cap = (config.frequency_cap > 0).then_some(config.frequency_window);
+    let longest = counted
+        .iter()
+        .filter_map(|p| missive_core::Frequency::of(p).window())
+        .chain(cap)
+        .max();
+    let sent = match longest {
+        Some(window) if !counted.is_empty() => {
+            store
+                .delivery()
+                .marketing_sent_times(counted.iter().map(|p| p.id.clone()).collect(), now - window)
+                .await?
         }
-    }
-    if config.frequency_cap > 0 {
-        facts.sent_in_cap_window = store
-            .delivery()
-            .marketing_sent_since(&profile.id, now - config.frequency_window)
-            .await?;
-    }
-    Ok(facts)
+        _ => HashMap::new(),
+    };
+    Ok(Known { suppressed, sent })
 }
 
 #[cfg(test)]
@@ -416,6 +457,50 @@ mod tests {
             (held / 4..=held * 3 / 4).contains(&consenting_held),
             "{consenting_held} of {held}"
         );
+    }
+
+    /// A batch's facts: each profile gets its own suppression and its own sends, counted in
+    /// the cap's window and in the window of its frequency choice.
+    #[test]
+    fn a_batch_gives_each_profile_its_own_facts() {
+        let weekly = person(serde_json::json!({
+            "email": "ann@example.com", "consent": {"email_marketing": true}, "email_frequency": "weekly",
+        }));
+        let monthly = person(serde_json::json!({
+            "email": "bob@example.com", "consent": {"email_marketing": true}, "email_frequency": "monthly",
+        }));
+        let plain =
+            person(serde_json::json!({"email": "cy@example.com", "consent": {"email_marketing": true}}));
+        let key = b"k";
+        let now = at("2026-11-28T12:00:00Z");
+        let days_ago = |d: i64| now - TimeDelta::days(d);
+        let known = Known {
+            suppressed: [(address_hash(key, "cy@example.com"), "complaint".to_owned())].into(),
+            sent: [
+                (weekly.id.clone(), vec![days_ago(2), days_ago(9)]),
+                (monthly.id.clone(), vec![days_ago(9), days_ago(20), days_ago(40)]),
+            ]
+            .into(),
+        };
+        let config = PolicyConfig::default(); // a cap of 3 in 7 days
+        let uncapped = PolicyConfig {
+            frequency_cap: 0,
+            ..PolicyConfig::default()
+        };
+        // profile, config, suppressed, sent in the person's window, sent in the cap's window
+        let cases = [
+            (&weekly, &config, None, 1, 1),
+            (&monthly, &config, None, 2, 0),
+            (&monthly, &uncapped, None, 2, 0),
+            (&plain, &config, Some("complaint"), 0, 0),
+            (&weekly, &uncapped, None, 1, 0),
+        ];
+        for (i, (p, config, suppressed, in_pref, in_cap)) in cases.into_iter().enumerate() {
+            let f = known.facts(p, Tz::UTC, config, key, now);
+            assert_eq!(f.suppressed.as_deref(), suppressed, "case {i}");
+            assert_eq!(f.sent_in_preference_window, in_pref, "case {i}");
+            assert_eq!(f.sent_in_cap_window, in_cap, "case {i}");
+        }
     }
 
     #[test]

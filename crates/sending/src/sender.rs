@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use missive_core::{Event, Profile};
+use missive_core::{Event, Profile, ProfileId};
 use missive_delivery::{
     DkimSigner, Envelope, LinkSigner, OutgoingEmail, SendOutcome, Throttle, Transport, build_message,
     retry_delay,
@@ -24,10 +24,10 @@ use crate::broadcasts::BroadcastState;
 use crate::content::{ContentService, ContentServiceError, MessageLinks, Variation};
 use crate::exposure;
 use crate::own_events::{self, Own};
-use crate::policy::{Decision, PolicyConfig, address_hash, decide, load_facts};
+use crate::policy::{Decision, Known, PolicyConfig, address_hash, decide, load_known};
 use missive_core::{MessageClass, MessageSource};
 use missive_engine::Engine;
-use missive_engine::profiles::{ProfileKey, find_profile};
+use missive_engine::profiles::{ProfileKey, find_profile, find_profiles};
 use missive_experiment::definition::Experiment;
 
 /// The event a message the relay accepted is recorded as (Segment's e-mail spec).
@@ -390,23 +390,24 @@ impl Sender {
             // the round, and the frequency checks count stored sends, so a second message for
             // the same person waits for the next round (it stays queued and due).
             let mut marketing = std::collections::HashSet::new();
-            for message in due {
-                if message.class != MessageClass::Transactional
-                    && !marketing.insert(message.profile_id.clone())
-                {
-                    continue;
-                }
+            let round: Vec<OutboxMessage> = due
+                .into_iter()
+                .filter(|m| m.class == MessageClass::Transactional || marketing.insert(m.profile_id.clone()))
+                .collect();
+            let batch = Arc::new(self.load_batch(&round, now).await?);
+            for message in round {
                 while in_flight.len() >= self.config.concurrency.max(1) {
                     if let Some(joined) = in_flight.join_next().await {
                         collect(joined, &mut done, &mut delivered, &mut stats);
                     }
                 }
                 let me = self.clone();
+                let batch = batch.clone();
                 in_flight.spawn(async move {
                     let mut s = SendStats::default();
                     let mut delivered = None;
                     let original = message.clone();
-                    let result = me.send_one(message, now, &mut s, &mut delivered).await;
+                    let result = me.send_one(message, &batch, now, &mut s, &mut delivered).await;
                     Attempt {
                         original,
                         result,
@@ -428,10 +429,33 @@ impl Sender {
         Ok(stats)
     }
 
+    /// What a round's messages need from the store, read for the whole round at once: their
+    /// recipients' profiles (with history, for templates) and the policy's facts.
+    async fn load_batch(&self, round: &[OutboxMessage], now: DateTime<Utc>) -> Result<Batch, SendError> {
+        let store = self.engine.store();
+        let mut ids: Vec<ProfileId> = round.iter().map(|m| m.profile_id.clone()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let profiles = find_profiles(store, &ids, self.engine.config().history_len).await?;
+        let any_marketing = round.iter().any(|m| m.class != MessageClass::Transactional);
+        let recipients: Vec<&Profile> = profiles.values().collect();
+        let known = load_known(
+            store,
+            &self.config.policy,
+            &self.secrets.hash_key,
+            &recipients,
+            any_marketing,
+            now,
+        )
+        .await?;
+        Ok(Batch { profiles, known })
+    }
+
     #[tracing::instrument(level = "debug", name = "send", skip_all, fields(message_id = %message.id))]
     async fn send_one(
         &self,
         mut message: OutboxMessage,
+        batch: &Batch,
         now: DateTime<Utc>,
         stats: &mut SendStats,
         delivered: &mut Option<Event>,
@@ -450,34 +474,35 @@ impl Sender {
             Some(BroadcastState::Cancelled) => return Ok(skip(message, BROADCAST_CANCELLED, stats)),
             _ => {}
         }
-        let key = ProfileKey::Id(message.profile_id.clone());
         // Profiles in the store lag accepted events by at most the checkpoint interval
-        // (250 ms by default); only a profile not stored yet is worth forcing a checkpoint for.
-        let history = self.engine.config().history_len;
-        let profile = match find_profile(store, &key, history).await? {
-            Some(p) => p,
+        // (250 ms by default); only a profile not stored yet is worth forcing a checkpoint for,
+        // and its facts are then read for it alone.
+        let late;
+        let (profile, known) = match batch.profiles.get(&message.profile_id) {
+            Some(p) => (p, &batch.known),
             None => {
                 self.engine.sync().await?;
-                match find_profile(store, &key, history).await? {
-                    Some(p) => p,
-                    None => return Ok(skip(message, "profile_gone", stats)),
-                }
+                let key = ProfileKey::Id(message.profile_id.clone());
+                let Some(p) = find_profile(store, &key, self.engine.config().history_len).await? else {
+                    return Ok(skip(message, "profile_gone", stats));
+                };
+                let known = load_known(
+                    store,
+                    &self.config.policy,
+                    &self.secrets.hash_key,
+                    &[&p],
+                    message.class != MessageClass::Transactional,
+                    now,
+                )
+                .await?;
+                late = (p, known);
+                (&late.0, &late.1)
             }
         };
-        let zone = missive_core::zone::time_zone_of(&profile, self.engine.config().default_time_zone);
+        let zone = missive_core::zone::time_zone_of(profile, self.engine.config().default_time_zone);
         let policy = &self.config.policy;
         let topic = message.context.get("topic").and_then(serde_json::Value::as_str);
-        let facts = load_facts(
-            store,
-            policy,
-            &self.secrets.hash_key,
-            &profile,
-            zone,
-            message.class,
-            topic,
-            now,
-        )
-        .await?;
+        let facts = known.facts(profile, zone, policy, &self.secrets.hash_key, now);
         let address = match decide(&facts, policy, message.class, topic, now) {
             Decision::Send { address } => address,
             Decision::Skip { reason } => return Ok(skip(message, &reason.to_string(), stats)),
@@ -499,14 +524,14 @@ impl Sender {
             None => None,
         };
         if let Some(a) = &applied {
-            exposure::record(&self.engine, &profile, a, &message).await;
+            exposure::record(&self.engine, profile, a, &message).await;
             if let Some(reason) = a.holdout_reason() {
                 return Ok(skip(message, &reason, stats));
             }
         }
         let started = std::time::Instant::now();
         let bytes = match self
-            .compose(&message, &profile, &address, applied.as_ref(), now)
+            .compose(&message, profile, &address, applied.as_ref(), now)
             .await
         {
             Ok(b) => b,
@@ -552,7 +577,7 @@ impl Sender {
                 message.status = OutboxStatus::Sent;
                 message.sent_at = Some(now);
                 message.detail = Some(response);
-                *delivered = delivered_event(&self.engine, &profile, &message).ok();
+                *delivered = delivered_event(&self.engine, profile, &message).ok();
                 stats.sent += 1;
                 metrics::counter!("missive_messages_sent_total", "transport" => self.transport.name())
                     .increment(1);
@@ -681,6 +706,13 @@ impl Sender {
             None => Ok(bytes),
         }
     }
+}
+
+/// A round's recipients, read at once ([`Sender::load_batch`]).
+struct Batch {
+    /// By the profile id the messages name.
+    profiles: std::collections::HashMap<ProfileId, Profile>,
+    known: Known,
 }
 
 /// One message's turn in a round: the message as it was taken, what became of it, and the

@@ -1,6 +1,8 @@
 //! Delivery: journey instances, the outbox, suppressions and soft bounces. Journey and
 //! outbox contexts and recipients are personal data: the encrypting store wraps this area.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use missive_core::{MessageSource, ProfileId};
@@ -51,16 +53,21 @@ pub trait DeliveryStore: Send + Sync + 'static {
     /// Messages of a profile, newest first.
     async fn outbox_of(&self, profile: &ProfileId, limit: u32) -> Result<Vec<OutboxMessage>, StoreError>;
 
-    /// Marketing messages sent to a profile since `since` (the frequency cap).
-    async fn marketing_sent_since(
+    /// When marketing messages were sent to each of `profiles` since `since` (the frequency
+    /// cap and the person's own frequency choice), in one read. Profiles sent nothing are left
+    /// out.
+    async fn marketing_sent_times(
         &self,
-        profile: &ProfileId,
+        profiles: Vec<ProfileId>,
         since: DateTime<Utc>,
-    ) -> Result<u32, StoreError>;
+    ) -> Result<HashMap<ProfileId, Vec<DateTime<Utc>>>, StoreError>;
 
     async fn suppress(&self, suppression: Suppression) -> Result<(), StoreError>;
 
     async fn suppression(&self, address_hash: &str) -> Result<Option<Suppression>, StoreError>;
+
+    /// [`Self::suppression`] for many address hashes in one read: the suppressed ones.
+    async fn suppressions(&self, address_hashes: Vec<String>) -> Result<Vec<Suppression>, StoreError>;
 
     /// How many messages of a source (`broadcast:ID`, `journey:NAME`) are in each status.
     async fn outbox_counts(&self, source: &MessageSource) -> Result<OutboxCounts, StoreError>;

@@ -96,6 +96,18 @@ pub trait EventStore: Send + Sync + 'static {
     /// A profile row as stored, without following `merged_into` and without history.
     async fn load_profile(&self, id: &ProfileId) -> Result<Option<missive_core::Profile>, StoreError>;
 
+    /// [`Self::load_profile`] for many ids in one read (the sender's batches): the rows found,
+    /// in no particular order; ids not stored are left out.
+    async fn load_profiles(&self, ids: Vec<ProfileId>) -> Result<Vec<missive_core::Profile>, StoreError>;
+
+    /// The newest `limit` events (by event time) of each of `ids`, newest first, in one read:
+    /// [`Self::profile_events`] for a batch. Profiles without events are left out.
+    async fn recent_events(
+        &self,
+        ids: Vec<ProfileId>,
+        limit: u32,
+    ) -> Result<HashMap<ProfileId, Vec<StoredEvent>>, StoreError>;
+
     /// Live profiles (not merged into another) in id order, after `after` when given: a scan
     /// for previews and backfills.
     async fn profiles_after(

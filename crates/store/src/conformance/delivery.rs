@@ -169,21 +169,22 @@ pub async fn journey_progress_and_send_decisions_commit_together_once(store: &St
         ["msg_1".to_owned()].into()
     );
     assert_eq!(store.delivery().outbox_of(&p, 10).await.unwrap(), vec![done]);
+    let nobody = ProfileId::generate();
     assert_eq!(
         store
             .delivery()
-            .marketing_sent_since(&p, t("2026-11-28T00:00:00Z"))
+            .marketing_sent_times(vec![p.clone(), nobody.clone()], t("2026-11-28T00:00:00Z"))
             .await
             .unwrap(),
-        1
+        [(p.clone(), vec![t("2026-11-28T11:00:05Z")])].into()
     );
-    assert_eq!(
+    assert!(
         store
             .delivery()
-            .marketing_sent_since(&p, t("2026-11-28T11:00:06Z"))
+            .marketing_sent_times(vec![p.clone(), nobody], t("2026-11-28T11:00:06Z"))
             .await
-            .unwrap(),
-        0
+            .unwrap()
+            .is_empty()
     );
 
     // Counting and cancelling by source.
@@ -349,7 +350,19 @@ pub async fn suppressions_and_metadata_are_kept(store: &Store) {
         ..s
     };
     store.delivery().suppress(again.clone()).await.unwrap();
-    assert_eq!(store.delivery().suppression("h1").await.unwrap(), Some(again));
+    assert_eq!(
+        store.delivery().suppression("h1").await.unwrap(),
+        Some(again.clone())
+    );
+    // In a batch: only the suppressed come back.
+    assert_eq!(
+        store
+            .delivery()
+            .suppressions(vec!["h0".into(), "h1".into(), "h9".into()])
+            .await
+            .unwrap(),
+        vec![again]
+    );
 
     assert_eq!(
         store

@@ -70,6 +70,23 @@ pub async fn events_page_newest_first_with_a_cursor(store: &Store) {
         .await
         .unwrap();
     assert_eq!(as_of.len(), 2);
+
+    // The same newest-first order for a batch of profiles, each cut at the limit.
+    let q = ProfileId::generate();
+    let none = ProfileId::generate();
+    store
+        .events()
+        .commit_events(events(vec![event(6, "q-0", &q, "Page", base)]))
+        .await
+        .unwrap();
+    let recent = store
+        .events()
+        .recent_events(vec![p.clone(), q.clone(), none], 3)
+        .await
+        .unwrap();
+    assert_eq!(recent.len(), 2, "a profile without events is left out");
+    assert_eq!(ids(&recent[&p]), ["pg-4", "pg-3", "pg-2"]);
+    assert_eq!(ids(&recent[&q]), ["q-0"]);
 }
 
 pub async fn message_ids_and_identity_keys_can_be_scanned_in_pages(store: &Store) {

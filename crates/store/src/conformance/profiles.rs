@@ -31,6 +31,15 @@ pub async fn committed_events_profiles_and_identities_read_back(store: &Store) {
         .unwrap();
 
     assert_eq!(store.events().load_profile(&p.id).await.unwrap(), Some(p.clone()));
+    assert_eq!(
+        store
+            .events()
+            .load_profiles(vec![ProfileId::generate(), p.id.clone()])
+            .await
+            .unwrap(),
+        vec![p.clone()],
+        "a batch brings back the stored ones"
+    );
     let resolved = store
         .events()
         .resolve_identities(vec![IdentityKey::user_id("u-1"), IdentityKey::user_id("nobody")])

@@ -1,5 +1,7 @@
 //! The delivery area, encrypted (see the module above).
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 
 use chrono::{DateTime, Utc};
@@ -84,12 +86,12 @@ impl DeliveryStore for EncryptedDelivery {
         self.sealer.open_messages(m).await
     }
 
-    async fn marketing_sent_since(
+    async fn marketing_sent_times(
         &self,
-        profile: &ProfileId,
+        profiles: Vec<ProfileId>,
         since: DateTime<Utc>,
-    ) -> Result<u32, StoreError> {
-        self.inner.marketing_sent_since(profile, since).await
+    ) -> Result<HashMap<ProfileId, Vec<DateTime<Utc>>>, StoreError> {
+        self.inner.marketing_sent_times(profiles, since).await
     }
 
     async fn suppress(&self, suppression: Suppression) -> Result<(), StoreError> {
@@ -98,6 +100,10 @@ impl DeliveryStore for EncryptedDelivery {
 
     async fn suppression(&self, address_hash: &str) -> Result<Option<Suppression>, StoreError> {
         self.inner.suppression(address_hash).await
+    }
+
+    async fn suppressions(&self, address_hashes: Vec<String>) -> Result<Vec<Suppression>, StoreError> {
+        self.inner.suppressions(address_hashes).await
     }
 
     async fn outbox_counts(&self, source: &MessageSource) -> Result<OutboxCounts, StoreError> {

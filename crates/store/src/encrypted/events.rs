@@ -157,6 +157,31 @@ impl EventStore for EncryptedEvents {
         }
     }
 
+    async fn load_profiles(&self, ids: Vec<ProfileId>) -> Result<Vec<Profile>, StoreError> {
+        let found = self.inner.load_profiles(ids).await?;
+        self.sealer.open_profiles(found).await
+    }
+
+    async fn recent_events(
+        &self,
+        ids: Vec<ProfileId>,
+        limit: u32,
+    ) -> Result<HashMap<ProfileId, Vec<StoredEvent>>, StoreError> {
+        // Opened together (one pass over the data keys), then regrouped.
+        let events: Vec<StoredEvent> = self
+            .inner
+            .recent_events(ids, limit)
+            .await?
+            .into_values()
+            .flatten()
+            .collect();
+        let mut out: HashMap<ProfileId, Vec<StoredEvent>> = HashMap::new();
+        for e in self.sealer.open_events(events).await? {
+            out.entry(e.profile_id.clone()).or_default().push(e);
+        }
+        Ok(out)
+    }
+
     async fn profiles_after(&self, after: Option<ProfileId>, limit: u32) -> Result<Vec<Profile>, StoreError> {
         let page = self.inner.profiles_after(after, limit).await?;
         self.sealer.open_profiles(page).await

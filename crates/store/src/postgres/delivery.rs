@@ -1,5 +1,7 @@
 //! The delivery area on postgres (see [`crate::DeliveryStore`]).
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 
 use super::rows::*;
@@ -293,22 +295,29 @@ impl crate::DeliveryStore for PostgresStore {
         rows.iter().map(outbox_from_row).collect()
     }
 
-    async fn marketing_sent_since(
+    async fn marketing_sent_times(
         &self,
-        profile: &ProfileId,
+        profiles: Vec<ProfileId>,
         since: DateTime<Utc>,
-    ) -> Result<u32, StoreError> {
+    ) -> Result<HashMap<ProfileId, Vec<DateTime<Utc>>>, StoreError> {
+        let ids: Vec<&str> = profiles.iter().map(ProfileId::as_str).collect();
         let r = self.reader();
-        let row = r
+        let rows = r
             .client
-            .query_one(
-                "SELECT COUNT(*) FROM outbox WHERE profile_id = $1 AND class = 'marketing' AND status = 'sent'
-                 AND sent_at >= $2",
-                &[&profile.as_str(), &micros(since)],
+            .query(
+                "SELECT profile_id, sent_at FROM outbox WHERE profile_id = ANY($1) AND class = 'marketing'
+                 AND status = 'sent' AND sent_at >= $2",
+                &[&ids, &micros(since)],
             )
             .await?;
-        let n: i64 = row.try_get(0)?;
-        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+        let mut out: HashMap<ProfileId, Vec<DateTime<Utc>>> = HashMap::new();
+        for row in &rows {
+            let id: &str = row.try_get(0)?;
+            let at: i64 = row.try_get(1)?;
+            let id = ProfileId::parse(id).map_err(|e| corrupt("outbox profile id", e))?;
+            out.entry(id).or_default().push(from_micros(at));
+        }
+        Ok(out)
     }
 
     async fn suppress(&self, s: Suppression) -> Result<(), StoreError> {
@@ -342,6 +351,27 @@ impl crate::DeliveryStore for PostgresStore {
             })
         })
         .transpose()
+    }
+
+    async fn suppressions(&self, address_hashes: Vec<String>) -> Result<Vec<Suppression>, StoreError> {
+        let r = self.reader();
+        let rows = r
+            .client
+            .query(
+                "SELECT address_hash, reason, detail, at FROM suppressions WHERE address_hash = ANY($1)",
+                &[&address_hashes],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Suppression {
+                    address_hash: row.try_get(0)?,
+                    reason: row.try_get(1)?,
+                    detail: row.try_get(2)?,
+                    at: from_micros(row.try_get(3)?),
+                })
+            })
+            .collect()
     }
 
     async fn outbox_counts(&self, source: &MessageSource) -> Result<OutboxCounts, StoreError> {

@@ -495,6 +495,48 @@ impl crate::EventStore for PostgresStore {
         Ok(Some(serde_json::from_str(body)?))
     }
 
+    async fn load_profiles(&self, ids: Vec<ProfileId>) -> Result<Vec<Profile>, StoreError> {
+        let ids: Vec<&str> = ids.iter().map(ProfileId::as_str).collect();
+        let r = self.reader();
+        let rows = r
+            .client
+            .query("SELECT body::text FROM profiles WHERE id = ANY($1)", &[&ids])
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let body: &str = row.try_get(0)?;
+                Ok(serde_json::from_str(body)?)
+            })
+            .collect()
+    }
+
+    async fn recent_events(
+        &self,
+        ids: Vec<ProfileId>,
+        limit: u32,
+    ) -> Result<HashMap<ProfileId, Vec<StoredEvent>>, StoreError> {
+        let names: Vec<&str> = ids.iter().map(ProfileId::as_str).collect();
+        let r = self.reader();
+        // Each profile's newest events through the (profile_id, ts, seq) index, in one query.
+        let rows = r
+            .client
+            .query(
+                &format!(
+                    "SELECT e.* FROM unnest($1::text[]) AS p(id) CROSS JOIN LATERAL (
+                         SELECT {EVENT_COLUMNS} FROM events WHERE profile_id = p.id
+                         ORDER BY ts DESC, seq DESC LIMIT $2) e"
+                ),
+                &[&names, &i64::from(limit)],
+            )
+            .await?;
+        let mut out: HashMap<ProfileId, Vec<StoredEvent>> = HashMap::with_capacity(ids.len());
+        for row in &rows {
+            let e = event_from_row(row)?;
+            out.entry(e.profile_id.clone()).or_default().push(e);
+        }
+        Ok(out)
+    }
+
     async fn profiles_after(&self, after: Option<ProfileId>, limit: u32) -> Result<Vec<Profile>, StoreError> {
         let after = after.map(String::from).unwrap_or_default();
         let r = self.reader();

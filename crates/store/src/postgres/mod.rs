@@ -51,6 +51,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(8, "postgres/0008.sql"),
     migration!(9, "postgres/0009.sql"),
     migration!(10, "postgres/0010.sql"),
+    migration!(11, "postgres/0011.sql"),
 ];
 
 const READERS: usize = 3;

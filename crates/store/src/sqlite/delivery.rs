@@ -1,5 +1,7 @@
 //! The delivery area on sqlite (see [`crate::DeliveryStore`]).
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 
 use super::rows::*;
@@ -258,19 +260,27 @@ impl crate::DeliveryStore for SqliteStore {
         .await
     }
 
-    async fn marketing_sent_since(
+    async fn marketing_sent_times(
         &self,
-        profile: &ProfileId,
+        profiles: Vec<ProfileId>,
         since: DateTime<Utc>,
-    ) -> Result<u32, StoreError> {
-        let profile = profile.as_str().to_owned();
+    ) -> Result<HashMap<ProfileId, Vec<DateTime<Utc>>>, StoreError> {
         self.read_on(Db::Delivery, move |c| {
-            Ok(c.query_row(
-                "SELECT COUNT(*) FROM outbox WHERE profile_id = ?1 AND class = 'marketing' AND status = 'sent'
+            let mut stmt = c.prepare_cached(
+                "SELECT sent_at FROM outbox WHERE profile_id = ?1 AND class = 'marketing' AND status = 'sent'
                  AND sent_at >= ?2",
-                params![profile, micros(since)],
-                |r| r.get(0),
-            )?)
+            )?;
+            let mut out = HashMap::new();
+            for p in profiles {
+                let times = stmt
+                    .query_map(params![p.as_str(), micros(since)], |r| r.get::<_, i64>(0))?
+                    .map(|t| Ok(from_micros(t?)))
+                    .collect::<Result<Vec<_>, StoreError>>()?;
+                if !times.is_empty() {
+                    out.insert(p, times);
+                }
+            }
+            Ok(out)
         })
         .await
     }
@@ -293,16 +303,23 @@ impl crate::DeliveryStore for SqliteStore {
             Ok(c.query_row(
                 "SELECT address_hash, reason, detail, at FROM suppressions WHERE address_hash = ?1",
                 [h],
-                |r| {
-                    Ok(Suppression {
-                        address_hash: r.get(0)?,
-                        reason: r.get(1)?,
-                        detail: r.get(2)?,
-                        at: from_micros(r.get(3)?),
-                    })
-                },
+                suppression_row,
             )
             .optional()?)
+        })
+        .await
+    }
+
+    async fn suppressions(&self, address_hashes: Vec<String>) -> Result<Vec<Suppression>, StoreError> {
+        self.read_on(Db::Delivery, move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT address_hash, reason, detail, at FROM suppressions WHERE address_hash = ?1",
+            )?;
+            let mut out = Vec::new();
+            for h in &address_hashes {
+                out.extend(stmt.query_row([h], suppression_row).optional()?);
+            }
+            Ok(out)
         })
         .await
     }
@@ -388,4 +405,13 @@ impl crate::DeliveryStore for SqliteStore {
         })
         .await
     }
+}
+
+fn suppression_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Suppression> {
+    Ok(Suppression {
+        address_hash: r.get(0)?,
+        reason: r.get(1)?,
+        detail: r.get(2)?,
+        at: from_micros(r.get(3)?),
+    })
 }

@@ -525,6 +525,44 @@ impl crate::EventStore for SqliteStore {
         .await
     }
 
+    async fn load_profiles(&self, ids: Vec<ProfileId>) -> Result<Vec<Profile>, StoreError> {
+        self.read(move |c| {
+            // One prepared lookup per id inside one read: as fast as an `IN` list on SQLite,
+            // without a statement per batch size.
+            let mut stmt = c.prepare_cached("SELECT body FROM profiles WHERE id = ?1")?;
+            let mut out = Vec::with_capacity(ids.len());
+            for id in &ids {
+                let body: Option<String> = stmt.query_row([id.as_str()], |r| r.get(0)).optional()?;
+                if let Some(b) = body {
+                    out.push(serde_json::from_str(&b)?);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn recent_events(
+        &self,
+        ids: Vec<ProfileId>,
+        limit: u32,
+    ) -> Result<HashMap<ProfileId, Vec<StoredEvent>>, StoreError> {
+        self.read_on(Db::Events, move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE profile_id = ?1 ORDER BY ts DESC, seq DESC LIMIT ?2"
+            ))?;
+            let mut out = HashMap::with_capacity(ids.len());
+            for id in ids {
+                let events = collect_events(stmt.query_map(params![id.as_str(), limit], event_from_row)?)?;
+                if !events.is_empty() {
+                    out.insert(id, events);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn profiles_after(&self, after: Option<ProfileId>, limit: u32) -> Result<Vec<Profile>, StoreError> {
         self.read(move |c| {
             let after = after.map(String::from).unwrap_or_default();

@@ -49,6 +49,7 @@ const DELIVERY_MIGRATIONS: &[Migration] = &[
     migration!(1, "sqlite/delivery/0001.sql"),
     migration!(2, "sqlite/delivery/0002.sql"),
     migration!(3, "sqlite/delivery/0003.sql"),
+    migration!(4, "sqlite/delivery/0004.sql"),
 ];
 
 const EVENT_MIGRATIONS: &[Migration] = &[
