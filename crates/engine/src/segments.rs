@@ -2,11 +2,13 @@
 //! profiles a segment would hold, with a sample) without saving it. The schema they are
 //! checked against is in [`crate::schema`].
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use missive_core::profile::HistoryEntry;
 use missive_core::{Profile, ProfileId};
 use missive_segment::{Facts, Schema, Segment};
-use missive_store::{EventCursor, EventQuery, Store, StoreError};
+use missive_store::{EventCursor, EventQuery, Store, StoreError, StoredEvent};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Preview {
@@ -203,20 +205,13 @@ pub async fn delete_segment(engine: &crate::Engine, name: &str) -> Result<(), Se
 pub async fn load_window_events(
     store: &Store,
     id: &ProfileId,
-    windows: &std::collections::HashMap<String, Option<chrono::TimeDelta>>,
+    windows: &Windows,
     now: DateTime<Utc>,
 ) -> Result<Vec<HistoryEntry>, StoreError> {
     if windows.is_empty() {
         return Ok(Vec::new());
     }
-    // How far back to read: the longest window, or everything when one has none.
-    let mut oldest = Some(now);
-    for w in windows.values() {
-        oldest = match (oldest, w) {
-            (Some(o), Some(w)) => Some(o.min(now - *w)),
-            _ => None,
-        };
-    }
+    let oldest = window_start(windows, now);
     let mut out = Vec::new();
     let mut cursor: Option<EventCursor> = None;
     loop {
@@ -232,21 +227,68 @@ pub async fn load_window_events(
         let Some(last) = page.last() else { break };
         cursor = Some(EventCursor::of(last));
         let done = oldest.is_some_and(|o| last.timestamp <= o) || page.len() < 1_000;
-        out.extend(
-            page.iter()
-                .filter(|e| match windows.get(&e.name) {
-                    None => false,
-                    Some(None) => true,
-                    Some(Some(w)) => e.timestamp.checked_add_signed(*w).is_none_or(|end| end > now),
-                })
-                .map(crate::profiles::history_entry),
-        );
+        out.extend(window_entries(&page, windows, now));
         if done {
             break;
         }
     }
     out.reverse();
     Ok(out)
+}
+
+/// [`load_window_events`] for a page of profiles, in one read of the event log.
+pub async fn load_window_events_of(
+    store: &Store,
+    ids: Vec<ProfileId>,
+    windows: &Windows,
+    now: DateTime<Utc>,
+) -> Result<HashMap<ProfileId, Vec<HistoryEntry>>, StoreError> {
+    if windows.is_empty() || ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let found = store
+        .events()
+        .events_since(ids, window_start(windows, now))
+        .await?;
+    Ok(found
+        .into_iter()
+        .map(|(id, page)| {
+            let mut entries: Vec<HistoryEntry> = window_entries(&page, windows, now).collect();
+            entries.reverse();
+            (id, entries)
+        })
+        .collect())
+}
+
+/// Event windows by event name (`None`: no limit), as [`missive_segment::SegmentSet::windows`]
+/// gives them.
+type Windows = HashMap<String, Option<chrono::TimeDelta>>;
+
+/// How far back the windows reach: the longest window, or `None` when one has no limit.
+fn window_start(windows: &Windows, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let mut oldest = Some(now);
+    for w in windows.values() {
+        oldest = match (oldest, w) {
+            (Some(o), Some(w)) => Some(o.min(now - *w)),
+            _ => None,
+        };
+    }
+    oldest
+}
+
+/// The events of `page` some window counts at `now`, in the page's order.
+fn window_entries<'a>(
+    page: &'a [StoredEvent],
+    windows: &'a Windows,
+    now: DateTime<Utc>,
+) -> impl Iterator<Item = HistoryEntry> + 'a {
+    page.iter()
+        .filter(move |e| match windows.get(&e.name) {
+            None => false,
+            Some(None) => true,
+            Some(Some(w)) => e.timestamp.checked_add_signed(*w).is_none_or(|end| end > now),
+        })
+        .map(crate::profiles::history_entry)
 }
 
 /// Saved segments and their members, for the API and the console ([`crate::Engine::segments`]).

@@ -108,6 +108,15 @@ pub trait EventStore: Send + Sync + 'static {
         limit: u32,
     ) -> Result<HashMap<ProfileId, Vec<StoredEvent>>, StoreError>;
 
+    /// Every event of each of `ids` at or after `since` (all of them when `None`), newest first,
+    /// in one read: what a segment backfill adds to a page of profiles' windows. Profiles
+    /// without such events are left out.
+    async fn events_since(
+        &self,
+        ids: Vec<ProfileId>,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<HashMap<ProfileId, Vec<StoredEvent>>, StoreError>;
+
     /// Live profiles (not merged into another) in id order, after `after` when given: a scan
     /// for previews and backfills.
     async fn profiles_after(
@@ -115,6 +124,14 @@ pub trait EventStore: Send + Sync + 'static {
         after: Option<ProfileId>,
         limit: u32,
     ) -> Result<Vec<missive_core::Profile>, StoreError>;
+
+    /// The ids of live profiles in id order, after `after` when given: [`Self::profiles_after`]
+    /// without reading (and opening) the profiles.
+    async fn profile_ids_after(
+        &self,
+        after: Option<ProfileId>,
+        limit: u32,
+    ) -> Result<Vec<ProfileId>, StoreError>;
 
     /// Events of a profile, newest (by event time) first.
     async fn profile_events(&self, query: EventQuery) -> Result<Vec<StoredEvent>, StoreError>;

@@ -44,6 +44,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 mod applier;
+mod backfill;
 mod checkpoints;
 mod identity;
 mod recovery;

@@ -122,66 +122,6 @@ impl Applier {
         Ok(())
     }
 
-    /// Takes a new set of segments; evaluates `backfill` on every live profile.
-    pub(super) async fn switch_segments(
-        &mut self,
-        set: Arc<SegmentSet>,
-        backfill: Option<String>,
-        progress: Option<watch::Sender<(u64, u64)>>,
-    ) -> Result<u64, EngineError> {
-        let previous = std::mem::replace(&mut self.segments, set);
-        let Some(name) = backfill else { return Ok(0) };
-        // A new name (or one deleted and saved again) starts from no membership; a changed
-        // definition is compared with the old one, so that exits are recorded too.
-        let is_new = previous.get(&name).is_none();
-        // The event log must hold every event folded so far before the backfill reads it.
-        self.wait_for_writers().await;
-        let started = Instant::now();
-        let now = self.clock.now().max(self.eval_now);
-        self.eval_now = now;
-        let ids = self.live_profile_ids().await?;
-        let total = ids.len() as u64;
-        for (n, id) in ids.into_iter().enumerate() {
-            let Some(id) = self.load_into_cache(&id).await? else {
-                continue;
-            };
-            // The new segment may count events the profile did not keep: read them from the log.
-            let loaded =
-                crate::segments::load_window_events(&self.store, &id, self.segments.windows(), now).await?;
-            if let Some(entry) = self.profiles.get_mut(&id) {
-                // A membership left from an earlier segment of that name must not hide an entry.
-                if is_new {
-                    entry.profile.segments.segments.remove(&name);
-                }
-                entry.profile.segments.timers.remove(&name);
-                let kept = entry.profile.window_events.len();
-                let w = &mut entry.profile.window_events;
-                w.extend(loaded);
-                // Sorted by time, then id: copies of one event end up side by side.
-                w.sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.message_id.cmp(&b.message_id)));
-                w.dedup_by(|a, b| a.message_id == b.message_id);
-                self.segments.prune(w, now);
-                if w.len() != kept {
-                    // Window events read from the log must reach the store even if membership
-                    // does not change.
-                    entry.last_batch = self.batch_seq;
-                    self.pending.touched.entry(id.clone()).or_default().segments = true;
-                }
-            }
-            self.update_segments(&id, None, now, "backfill");
-            if let Some(p) = &progress
-                && n % 500 == 0
-            {
-                p.send_replace((n as u64, total));
-            }
-            if n % 10_000 == 9_999 {
-                tracing::info!(segment = %name, done = n + 1, total, "segment backfill");
-            }
-        }
-        tracing::info!(segment = %name, profiles = total, ms = started.elapsed().as_millis() as u64, "segment backfilled");
-        Ok(total)
-    }
-
     /// Every live profile: those in the store, and those only in memory so far.
     pub(super) async fn live_profile_ids(&self) -> Result<Vec<ProfileId>, EngineError> {
         let mut ids: Vec<ProfileId> = self
@@ -192,14 +132,10 @@ impl Applier {
             .collect();
         let mut after = None;
         loop {
-            let page = self.store.events().profiles_after(after, 5_000).await?;
+            let page = self.store.events().profile_ids_after(after, 5_000).await?;
             let Some(last) = page.last() else { break };
-            after = Some(last.id.clone());
-            ids.extend(
-                page.into_iter()
-                    .map(|p| p.id)
-                    .filter(|id| !self.profiles.contains_key(id)),
-            );
+            after = Some(last.clone());
+            ids.extend(page.into_iter().filter(|id| !self.profiles.contains_key(id)));
         }
         Ok(ids)
     }

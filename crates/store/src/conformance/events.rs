@@ -87,6 +87,15 @@ pub async fn events_page_newest_first_with_a_cursor(store: &Store) {
     assert_eq!(recent.len(), 2, "a profile without events is left out");
     assert_eq!(ids(&recent[&p]), ["pg-4", "pg-3", "pg-2"]);
     assert_eq!(ids(&recent[&q]), ["q-0"]);
+    let since = store
+        .events()
+        .events_since(vec![p.clone(), q.clone()], Some(base + TimeDelta::minutes(3)))
+        .await
+        .unwrap();
+    assert_eq!(since.len(), 1, "q has nothing that recent");
+    assert_eq!(ids(&since[&p]), ["pg-4", "pg-3"]);
+    let all = store.events().events_since(vec![q.clone()], None).await.unwrap();
+    assert_eq!(ids(&all[&q]), ["q-0"]);
 }
 
 pub async fn message_ids_and_identity_keys_can_be_scanned_in_pages(store: &Store) {

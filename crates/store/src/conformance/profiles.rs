@@ -293,6 +293,15 @@ pub async fn live_profiles_can_be_scanned_in_pages(store: &Store) {
         .collect();
     live.sort();
     assert_eq!(seen, live);
+    // The ids alone, paged the same way.
+    let (mut ids, mut after) = (Vec::new(), None);
+    loop {
+        let page = store.events().profile_ids_after(after.clone(), 2).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some(last.clone());
+        ids.extend(page);
+    }
+    assert_eq!(ids, live);
 }
 
 pub async fn erasure_deletes_everything_about_the_profiles_and_nothing_else(store: &Store) {

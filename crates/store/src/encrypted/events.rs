@@ -167,19 +167,25 @@ impl EventStore for EncryptedEvents {
         ids: Vec<ProfileId>,
         limit: u32,
     ) -> Result<HashMap<ProfileId, Vec<StoredEvent>>, StoreError> {
-        // Opened together (one pass over the data keys), then regrouped.
-        let events: Vec<StoredEvent> = self
-            .inner
-            .recent_events(ids, limit)
-            .await?
-            .into_values()
-            .flatten()
-            .collect();
-        let mut out: HashMap<ProfileId, Vec<StoredEvent>> = HashMap::new();
-        for e in self.sealer.open_events(events).await? {
-            out.entry(e.profile_id.clone()).or_default().push(e);
-        }
-        Ok(out)
+        let found = self.inner.recent_events(ids, limit).await?;
+        self.open_grouped(found).await
+    }
+
+    async fn events_since(
+        &self,
+        ids: Vec<ProfileId>,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<HashMap<ProfileId, Vec<StoredEvent>>, StoreError> {
+        let found = self.inner.events_since(ids, since).await?;
+        self.open_grouped(found).await
+    }
+
+    async fn profile_ids_after(
+        &self,
+        after: Option<ProfileId>,
+        limit: u32,
+    ) -> Result<Vec<ProfileId>, StoreError> {
+        self.inner.profile_ids_after(after, limit).await
     }
 
     async fn profiles_after(&self, after: Option<ProfileId>, limit: u32) -> Result<Vec<Profile>, StoreError> {
@@ -256,5 +262,21 @@ impl EventStore for EncryptedEvents {
             .track_events_since(names, since, after_seq, limit)
             .await?;
         self.sealer.open_events(events).await
+    }
+}
+
+impl EncryptedEvents {
+    /// Opens events grouped by profile: all together (one pass over the data keys), then
+    /// regrouped in the order they came.
+    async fn open_grouped(
+        &self,
+        grouped: HashMap<ProfileId, Vec<StoredEvent>>,
+    ) -> Result<HashMap<ProfileId, Vec<StoredEvent>>, StoreError> {
+        let events: Vec<StoredEvent> = grouped.into_values().flatten().collect();
+        let mut out: HashMap<ProfileId, Vec<StoredEvent>> = HashMap::new();
+        for e in self.sealer.open_events(events).await? {
+            out.entry(e.profile_id.clone()).or_default().push(e);
+        }
+        Ok(out)
     }
 }

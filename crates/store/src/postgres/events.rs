@@ -537,6 +537,51 @@ impl crate::EventStore for PostgresStore {
         Ok(out)
     }
 
+    async fn events_since(
+        &self,
+        ids: Vec<ProfileId>,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<HashMap<ProfileId, Vec<StoredEvent>>, StoreError> {
+        let names: Vec<&str> = ids.iter().map(ProfileId::as_str).collect();
+        let since = since.map_or(i64::MIN, micros);
+        let r = self.reader();
+        let rows = r
+            .client
+            .query(
+                &format!(
+                    "SELECT {EVENT_COLUMNS} FROM events WHERE profile_id = ANY($1) AND ts >= $2
+                     ORDER BY profile_id, ts DESC, seq DESC"
+                ),
+                &[&names, &since],
+            )
+            .await?;
+        let mut out: HashMap<ProfileId, Vec<StoredEvent>> = HashMap::with_capacity(ids.len());
+        for row in &rows {
+            let e = event_from_row(row)?;
+            out.entry(e.profile_id.clone()).or_default().push(e);
+        }
+        Ok(out)
+    }
+
+    async fn profile_ids_after(
+        &self,
+        after: Option<ProfileId>,
+        limit: u32,
+    ) -> Result<Vec<ProfileId>, StoreError> {
+        let after = after.map(String::from).unwrap_or_default();
+        let r = self.reader();
+        let rows = r
+            .client
+            .query(
+                "SELECT id FROM profiles WHERE merged_into IS NULL AND id > $1 ORDER BY id LIMIT $2",
+                &[&after, &i64::from(limit)],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| ProfileId::parse(row.try_get::<_, &str>(0)?).map_err(|e| corrupt("profile id", e)))
+            .collect()
+    }
+
     async fn profiles_after(&self, after: Option<ProfileId>, limit: u32) -> Result<Vec<Profile>, StoreError> {
         let after = after.map(String::from).unwrap_or_default();
         let r = self.reader();

@@ -563,6 +563,45 @@ impl crate::EventStore for SqliteStore {
         .await
     }
 
+    async fn events_since(
+        &self,
+        ids: Vec<ProfileId>,
+        since: Option<DateTime<Utc>>,
+    ) -> Result<HashMap<ProfileId, Vec<StoredEvent>>, StoreError> {
+        let since = since.map_or(i64::MIN, micros);
+        self.read_on(Db::Events, move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE profile_id = ?1 AND ts >= ?2 ORDER BY ts DESC, seq DESC"
+            ))?;
+            let mut out = HashMap::with_capacity(ids.len());
+            for id in ids {
+                let events = collect_events(stmt.query_map(params![id.as_str(), since], event_from_row)?)?;
+                if !events.is_empty() {
+                    out.insert(id, events);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn profile_ids_after(
+        &self,
+        after: Option<ProfileId>,
+        limit: u32,
+    ) -> Result<Vec<ProfileId>, StoreError> {
+        self.read(move |c| {
+            let after = after.map(String::from).unwrap_or_default();
+            let mut stmt = c.prepare_cached(
+                "SELECT id FROM profiles WHERE merged_into IS NULL AND id > ?1 ORDER BY id LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![after, limit], |r| r.get::<_, String>(0))?;
+            rows.map(|r| ProfileId::parse(&r?).map_err(|e| StoreError::Corrupt(format!("profile id: {e}"))))
+                .collect()
+        })
+        .await
+    }
+
     async fn profiles_after(&self, after: Option<ProfileId>, limit: u32) -> Result<Vec<Profile>, StoreError> {
         self.read(move |c| {
             let after = after.map(String::from).unwrap_or_default();
