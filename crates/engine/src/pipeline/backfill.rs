@@ -121,18 +121,12 @@ impl Applier {
     /// Puts a page's profiles read from the store into the cache, with their history (as
     /// [`Applier::load_into_cache`] does one by one). Merged ones are left to it.
     fn cache_page(&mut self, profiles: Vec<Profile>, mut history: HashMap<ProfileId, Vec<StoredEvent>>) {
-        let through = self.history_through.unwrap_or(i64::MAX);
         for mut p in profiles {
             if p.merged_into.is_some() || self.profiles.contains_key(&p.id) {
                 continue;
             }
             if let Some(events) = history.remove(&p.id) {
-                p.history = events
-                    .iter()
-                    .rev()
-                    .filter(|e| e.seq <= through)
-                    .map(crate::profiles::history_entry)
-                    .collect();
+                p.history = self.history_of(&events);
             }
             self.profiles.insert(
                 p.id.clone(),

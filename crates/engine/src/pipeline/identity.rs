@@ -40,13 +40,7 @@ impl Applier {
                     limit: self.config.history_len as u32,
                 })
                 .await?;
-            let through = self.history_through.unwrap_or(i64::MAX);
-            p.history = history
-                .iter()
-                .rev()
-                .filter(|e| e.seq <= through)
-                .map(crate::profiles::history_entry)
-                .collect();
+            p.history = self.history_of(&history);
             self.profiles.insert(
                 id.clone(),
                 CachedProfile {
@@ -59,6 +53,21 @@ impl Applier {
         Err(EngineError::Store(StoreError::Corrupt(format!(
             "merge chain from {id} is longer than 16"
         ))))
+    }
+
+    /// A cached profile's history from its newest stored events (newest first): oldest first,
+    /// without events a replay has not folded yet.
+    pub(super) fn history_of(
+        &self,
+        newest_first: &[StoredEvent],
+    ) -> VecDeque<missive_core::profile::HistoryEntry> {
+        let through = self.history_through.unwrap_or(i64::MAX);
+        newest_first
+            .iter()
+            .rev()
+            .filter(|e| e.seq <= through)
+            .map(crate::profiles::history_entry)
+            .collect()
     }
 
     pub(super) fn evict_if_needed(&mut self) {

@@ -342,15 +342,7 @@ impl crate::DeliveryStore for PostgresStore {
                 &[&address_hash],
             )
             .await?;
-        row.map(|row| {
-            Ok(Suppression {
-                address_hash: row.try_get(0)?,
-                reason: row.try_get(1)?,
-                detail: row.try_get(2)?,
-                at: from_micros(row.try_get(3)?),
-            })
-        })
-        .transpose()
+        row.as_ref().map(suppression_row).transpose()
     }
 
     async fn suppressions(&self, address_hashes: Vec<String>) -> Result<Vec<Suppression>, StoreError> {
@@ -362,16 +354,7 @@ impl crate::DeliveryStore for PostgresStore {
                 &[&address_hashes],
             )
             .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(Suppression {
-                    address_hash: row.try_get(0)?,
-                    reason: row.try_get(1)?,
-                    detail: row.try_get(2)?,
-                    at: from_micros(row.try_get(3)?),
-                })
-            })
-            .collect()
+        rows.iter().map(suppression_row).collect()
     }
 
     async fn outbox_counts(&self, source: &MessageSource) -> Result<OutboxCounts, StoreError> {
@@ -462,4 +445,13 @@ impl crate::DeliveryStore for PostgresStore {
         let n: i64 = row.try_get(0)?;
         Ok(u32::try_from(n).unwrap_or(u32::MAX))
     }
+}
+
+fn suppression_row(row: &tokio_postgres::Row) -> Result<Suppression, StoreError> {
+    Ok(Suppression {
+        address_hash: row.try_get(0)?,
+        reason: row.try_get(1)?,
+        detail: row.try_get(2)?,
+        at: from_micros(row.try_get(3)?),
+    })
 }

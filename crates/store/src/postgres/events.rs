@@ -529,12 +529,7 @@ impl crate::EventStore for PostgresStore {
                 &[&names, &i64::from(limit)],
             )
             .await?;
-        let mut out: HashMap<ProfileId, Vec<StoredEvent>> = HashMap::with_capacity(ids.len());
-        for row in &rows {
-            let e = event_from_row(row)?;
-            out.entry(e.profile_id.clone()).or_default().push(e);
-        }
-        Ok(out)
+        by_profile(&rows, ids.len())
     }
 
     async fn events_since(
@@ -555,12 +550,7 @@ impl crate::EventStore for PostgresStore {
                 &[&names, &since],
             )
             .await?;
-        let mut out: HashMap<ProfileId, Vec<StoredEvent>> = HashMap::with_capacity(ids.len());
-        for row in &rows {
-            let e = event_from_row(row)?;
-            out.entry(e.profile_id.clone()).or_default().push(e);
-        }
-        Ok(out)
+        by_profile(&rows, ids.len())
     }
 
     async fn profile_ids_after(
@@ -800,4 +790,17 @@ impl crate::EventStore for PostgresStore {
             .await?;
         rows.iter().map(event_from_row).collect()
     }
+}
+
+/// Event rows grouped by profile, in the rows' order.
+fn by_profile(
+    rows: &[tokio_postgres::Row],
+    profiles: usize,
+) -> Result<HashMap<ProfileId, Vec<StoredEvent>>, StoreError> {
+    let mut out: HashMap<ProfileId, Vec<StoredEvent>> = HashMap::with_capacity(profiles);
+    for row in rows {
+        let e = event_from_row(row)?;
+        out.entry(e.profile_id.clone()).or_default().push(e);
+    }
+    Ok(out)
 }

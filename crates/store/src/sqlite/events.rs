@@ -551,14 +551,7 @@ impl crate::EventStore for SqliteStore {
             let mut stmt = c.prepare_cached(&format!(
                 "SELECT {EVENT_COLUMNS} FROM events WHERE profile_id = ?1 ORDER BY ts DESC, seq DESC LIMIT ?2"
             ))?;
-            let mut out = HashMap::with_capacity(ids.len());
-            for id in ids {
-                let events = collect_events(stmt.query_map(params![id.as_str(), limit], event_from_row)?)?;
-                if !events.is_empty() {
-                    out.insert(id, events);
-                }
-            }
-            Ok(out)
+            per_profile(&mut stmt, ids, i64::from(limit))
         })
         .await
     }
@@ -573,14 +566,7 @@ impl crate::EventStore for SqliteStore {
             let mut stmt = c.prepare_cached(&format!(
                 "SELECT {EVENT_COLUMNS} FROM events WHERE profile_id = ?1 AND ts >= ?2 ORDER BY ts DESC, seq DESC"
             ))?;
-            let mut out = HashMap::with_capacity(ids.len());
-            for id in ids {
-                let events = collect_events(stmt.query_map(params![id.as_str(), since], event_from_row)?)?;
-                if !events.is_empty() {
-                    out.insert(id, events);
-                }
-            }
-            Ok(out)
+            per_profile(&mut stmt, ids, since)
         })
         .await
     }
@@ -852,4 +838,22 @@ fn merge_record(from: &str, into: &str, at: i64, cause: String) -> Result<MergeR
         at: from_micros(at),
         cause,
     })
+}
+
+/// Runs an event query taking (profile id, `arg`) once per id, inside one read: as fast as an
+/// `IN` list on SQLite, without a statement per batch size. Profiles without events are left
+/// out.
+fn per_profile(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    ids: Vec<ProfileId>,
+    arg: i64,
+) -> Result<HashMap<ProfileId, Vec<StoredEvent>>, StoreError> {
+    let mut out = HashMap::with_capacity(ids.len());
+    for id in ids {
+        let events = collect_events(stmt.query_map(params![id.as_str(), arg], event_from_row)?)?;
+        if !events.is_empty() {
+            out.insert(id, events);
+        }
+    }
+    Ok(out)
 }
