@@ -76,7 +76,10 @@ pub async fn find_profiles(
         }
     }
     if history_len > 0 {
-        let live: Vec<ProfileId> = found.values().map(|p| p.id.clone()).collect();
+        // A merged id and its survivor name one profile: asked once.
+        let mut live: Vec<ProfileId> = found.values().map(|p| p.id.clone()).collect();
+        live.sort_unstable();
+        live.dedup();
         let events = store.events().recent_events(live, history_len as u32).await?;
         for p in found.values_mut() {
             // A merged id and its survivor share the survivor's history.

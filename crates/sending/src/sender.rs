@@ -394,7 +394,15 @@ impl Sender {
                 .into_iter()
                 .filter(|m| m.class == MessageClass::Transactional || marketing.insert(m.profile_id.clone()))
                 .collect();
-            let batch = Arc::new(self.load_batch(&round, now).await?);
+            // A failed read of the round (one unreadable profile, a store error) must not hold
+            // up every message: each is then read on its own, and its error is its own retry.
+            let batch = Arc::new(match self.load_batch(&round, now).await {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading the round's recipients failed; reading them one by one");
+                    Batch::default()
+                }
+            });
             for message in round {
                 while in_flight.len() >= self.config.concurrency.max(1) {
                     if let Some(joined) = in_flight.join_next().await {
@@ -448,7 +456,11 @@ impl Sender {
             now,
         )
         .await?;
-        Ok(Batch { profiles, known })
+        Ok(Batch {
+            profiles,
+            known,
+            read: true,
+        })
     }
 
     #[tracing::instrument(level = "debug", name = "send", skip_all, fields(message_id = %message.id))]
@@ -481,7 +493,9 @@ impl Sender {
         let (profile, known) = match batch.profiles.get(&message.profile_id) {
             Some(p) => (p, &batch.known),
             None => {
-                self.engine.sync().await?;
+                if batch.read {
+                    self.engine.sync().await?;
+                }
                 let key = ProfileKey::Id(message.profile_id.clone());
                 let Some(p) = find_profile(store, &key, self.engine.config().history_len).await? else {
                     return Ok(skip(message, "profile_gone", stats));
@@ -709,10 +723,14 @@ impl Sender {
 }
 
 /// A round's recipients, read at once ([`Sender::load_batch`]).
+#[derive(Default)]
 struct Batch {
     /// By the profile id the messages name.
     profiles: std::collections::HashMap<ProfileId, Profile>,
     known: Known,
+    /// Whether the read succeeded: a profile missing from a successful read is worth a
+    /// checkpoint (it may not be stored yet); after a failed one, each is read alone.
+    read: bool,
 }
 
 /// One message's turn in a round: the message as it was taken, what became of it, and the

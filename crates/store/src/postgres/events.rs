@@ -522,7 +522,7 @@ impl crate::EventStore for PostgresStore {
             .client
             .query(
                 &format!(
-                    "SELECT e.* FROM unnest($1::text[]) AS p(id) CROSS JOIN LATERAL (
+                    "SELECT e.* FROM (SELECT DISTINCT unnest($1::text[]) AS id) AS p CROSS JOIN LATERAL (
                          SELECT {EVENT_COLUMNS} FROM events WHERE profile_id = p.id
                          ORDER BY ts DESC, seq DESC LIMIT $2) e"
                 ),
