@@ -67,10 +67,9 @@ pub async fn find_profiles(
                 found.insert(p.id.clone(), p);
             }
             // Rare: followed one by one.
-            Some(_) => {
-                let asked = p.id.clone();
-                if let Some(live) = live_row(store, asked.clone()).await? {
-                    found.insert(asked, live);
+            Some(next) => {
+                if let Some(live) = live_row(store, next).await? {
+                    found.insert(p.id, live);
                 }
             }
         }

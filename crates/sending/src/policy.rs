@@ -13,10 +13,10 @@
 //!    journeys and broadcasts, and the person's own frequency choice (weekly, monthly);
 //! 6. marketing is not sent in the recipient's quiet hours: it is deferred to their end.
 
-use chrono::{DateTime, NaiveTime, TimeDelta, Utc};
-use missive_core::zone::Tz;
 use std::collections::HashMap;
 
+use chrono::{DateTime, NaiveTime, TimeDelta, Utc};
+use missive_core::zone::Tz;
 use missive_core::{MessageClass, Profile, ProfileId};
 use missive_store::{Store, StoreError};
 use serde::Serialize;
@@ -202,8 +202,8 @@ pub fn decide(
 /// of [`Facts`] is on the profiles.
 #[derive(Debug, Default)]
 pub struct Known {
-    /// Suppression reasons by address hash.
-    suppressed: HashMap<String, String>,
+    /// Suppression reasons by profile (their address is hashed once, when loaded).
+    suppressed: HashMap<ProfileId, String>,
     /// Marketing send times by profile, since the longest window any rule looks at.
     sent: HashMap<ProfileId, Vec<DateTime<Utc>>>,
 }
@@ -215,13 +215,9 @@ impl Known {
         profile: &'a Profile,
         zone: Tz,
         config: &PolicyConfig,
-        hash_key: &[u8],
         now: DateTime<Utc>,
     ) -> Facts<'a> {
-        let suppressed = profile
-            .email()
-            .and_then(|a| self.suppressed.get(&address_hash(hash_key, a)))
-            .cloned();
+        let suppressed = self.suppressed.get(&profile.id).cloned();
         let sent = self.sent.get(&profile.id).map_or(&[][..], Vec::as_slice);
         let since = |window: TimeDelta| sent.iter().filter(|t| **t >= now - window).count() as u32;
         Facts {
@@ -238,9 +234,9 @@ impl Known {
     }
 }
 
-/// Loads what [`decide`] needs from the store about the recipients `profiles` of messages of
-/// `classes`: the suppression list for their addresses and, when some message is marketing,
-/// their recent marketing sends. One read each, whatever the batch's size.
+/// Loads what [`decide`] needs from the store about the recipients `profiles`: the suppression
+/// list for their addresses and, when some message (`any_marketing`) is marketing, their recent
+/// marketing sends. One read each, whatever the batch's size.
 pub async fn load_known(
     store: &Store,
     config: &PolicyConfig,
@@ -249,22 +245,24 @@ pub async fn load_known(
     any_marketing: bool,
     now: DateTime<Utc>,
 ) -> Result<Known, StoreError> {
-    let hashes: Vec<String> = profiles
-        .iter()
-        .filter_map(|p| p.email())
-        .map(|a| address_hash(hash_key, a))
-        .collect();
-    let suppressed = if hashes.is_empty() {
-        HashMap::new()
-    } else {
-        store
+    let mut by_hash: HashMap<String, Vec<&ProfileId>> = HashMap::new();
+    for p in profiles {
+        if let Some(a) = p.email() {
+            by_hash.entry(address_hash(hash_key, a)).or_default().push(&p.id);
+        }
+    }
+    let mut suppressed = HashMap::new();
+    if !by_hash.is_empty() {
+        for s in store
             .delivery()
-            .suppressions(hashes)
+            .suppressions(by_hash.keys().cloned().collect())
             .await?
-            .into_iter()
-            .map(|s| (s.address_hash, s.reason))
-            .collect()
-    };
+        {
+            for id in by_hash.get(&s.address_hash).into_iter().flatten() {
+                suppressed.insert((*id).clone(), s.reason.clone());
+            }
+        }
+    }
     // Sends matter only to a marketing message the earlier rules let through.
     let counted: Vec<&Profile> = profiles
         .iter()
@@ -471,11 +469,10 @@ mod tests {
         }));
         let plain =
             person(serde_json::json!({"email": "cy@example.com", "consent": {"email_marketing": true}}));
-        let key = b"k";
         let now = at("2026-11-28T12:00:00Z");
         let days_ago = |d: i64| now - TimeDelta::days(d);
         let known = Known {
-            suppressed: [(address_hash(key, "cy@example.com"), "complaint".to_owned())].into(),
+            suppressed: [(plain.id.clone(), "complaint".to_owned())].into(),
             sent: [
                 (weekly.id.clone(), vec![days_ago(2), days_ago(9)]),
                 (monthly.id.clone(), vec![days_ago(9), days_ago(20), days_ago(40)]),
@@ -496,7 +493,7 @@ mod tests {
             (&weekly, &uncapped, None, 1, 0),
         ];
         for (i, (p, config, suppressed, in_pref, in_cap)) in cases.into_iter().enumerate() {
-            let f = known.facts(p, Tz::UTC, config, key, now);
+            let f = known.facts(p, Tz::UTC, config, now);
             assert_eq!(f.suppressed.as_deref(), suppressed, "case {i}");
             assert_eq!(f.sent_in_preference_window, in_pref, "case {i}");
             assert_eq!(f.sent_in_cap_window, in_cap, "case {i}");

@@ -27,7 +27,7 @@ use crate::own_events::{self, Own};
 use crate::policy::{Decision, Known, PolicyConfig, address_hash, decide, load_known};
 use missive_core::{MessageClass, MessageSource};
 use missive_engine::Engine;
-use missive_engine::profiles::{ProfileKey, find_profile, find_profiles};
+use missive_engine::profiles::find_profiles;
 use missive_experiment::definition::Experiment;
 
 /// The event a message the relay accepted is recorded as (Segment's e-mail spec).
@@ -496,27 +496,17 @@ impl Sender {
                 if batch.read {
                     self.engine.sync().await?;
                 }
-                let key = ProfileKey::Id(message.profile_id.clone());
-                let Some(p) = find_profile(store, &key, self.engine.config().history_len).await? else {
-                    return Ok(skip(message, "profile_gone", stats));
-                };
-                let known = load_known(
-                    store,
-                    &self.config.policy,
-                    &self.secrets.hash_key,
-                    &[&p],
-                    message.class != MessageClass::Transactional,
-                    now,
-                )
-                .await?;
-                late = (p, known);
-                (&late.0, &late.1)
+                late = self.load_batch(std::slice::from_ref(&message), now).await?;
+                match late.profiles.get(&message.profile_id) {
+                    Some(p) => (p, &late.known),
+                    None => return Ok(skip(message, "profile_gone", stats)),
+                }
             }
         };
         let zone = missive_core::zone::time_zone_of(profile, self.engine.config().default_time_zone);
         let policy = &self.config.policy;
         let topic = message.context.get("topic").and_then(serde_json::Value::as_str);
-        let facts = known.facts(profile, zone, policy, &self.secrets.hash_key, now);
+        let facts = known.facts(profile, zone, policy, now);
         let address = match decide(&facts, policy, message.class, topic, now) {
             Decision::Send { address } => address,
             Decision::Skip { reason } => return Ok(skip(message, &reason.to_string(), stats)),

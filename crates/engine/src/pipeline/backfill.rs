@@ -2,7 +2,7 @@
 //! live profile.
 //!
 //! The backfill reads the store a page at a time (profiles, their history and the events the
-//! segments' windows count: one read each), reading the next page on the blocking pool while
+//! segments' windows count: one read each), reading the next page in a task of its own while
 //! the applier evaluates the current one. It runs on the applier, so events wait for it; its
 //! membership changes are recorded and checkpointed like any other.
 
