@@ -5,12 +5,15 @@
 //! argon2id hash of the whole key is stored. A key is shown once, when it is created. Keys
 //! minted before argon2 (`wk_` + 32 characters, stored as SHA-256) still work until revoked.
 //!
-//! Checking an argon2 hash costs tens of milliseconds on purpose, so a verified key is kept
-//! in memory for [`CACHE_TTL`]; revoking through this process forgets it at once, and another
-//! process notices within the TTL.
+//! Checking an argon2 hash costs tens of milliseconds and about 19 MiB on purpose, so a
+//! verified key is kept in memory: for [`CACHE_TTL`] it is trusted as it is, after that its
+//! record is read again (is it still live?) without hashing again; revoking through this
+//! process forgets it at once, and another process's revocation counts within the TTL. The
+//! requests that present one unverified key at the same time (a client opening many
+//! connections at once) wait for one verification instead of each hashing it.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -155,10 +158,19 @@ pub struct Authenticator {
     store: Store,
     /// SHA-256 of a verified key → who it is, and since when it is trusted.
     cache: Arc<RwLock<VerifiedKeys>>,
+    /// SHA-256 of a key being verified → the turn its verifications take one at a time.
+    verifying: Arc<Mutex<Turns>>,
+    /// How long a verified key is trusted without reading its record ([`CACHE_TTL`]).
+    ttl: Duration,
+    /// Secrets checked against their stored hash since start (argon2 for current keys).
+    hashed: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// SHA-256 of a presented key → the caller and when the key was verified.
 type VerifiedKeys = HashMap<[u8; 32], (Caller, Instant)>;
+
+/// SHA-256 of a presented key → the lock its verifications queue on.
+type Turns = HashMap<[u8; 32], Arc<tokio::sync::Mutex<()>>>;
 
 impl Authenticator {
     /// The key checker of an engine's workspace.
@@ -175,7 +187,17 @@ impl Authenticator {
         Self {
             store,
             cache: Arc::new(RwLock::new(HashMap::new())),
+            verifying: Arc::new(Mutex::new(HashMap::new())),
+            hashed: Arc::default(),
+            ttl: CACHE_TTL,
         }
+    }
+
+    /// The same checker trusting a verified key for `ttl` before reading its record again
+    /// (tests; [`CACHE_TTL`] otherwise).
+    pub fn with_cache_ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
     }
 
     /// Whether a presented key was verified recently (no store or argon2 work to check it).
@@ -184,21 +206,62 @@ impl Authenticator {
         self.cache
             .read()
             .ok()
-            .and_then(|c| c.get(&digest).map(|(_, since)| since.elapsed() < CACHE_TTL))
+            .and_then(|c| c.get(&digest).map(|(_, since)| since.elapsed() < self.ttl))
             .unwrap_or(false)
     }
 
     /// Who a presented key belongs to, or `None` when no live key matches.
     pub async fn authenticate(&self, presented: &str) -> Result<Option<Caller>, StoreError> {
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-        if let Some((caller, since)) = self.cache.read().ok().and_then(|c| c.get(&digest).cloned())
-            && since.elapsed() < CACHE_TTL
+        if let Some((caller, since)) = self.cached(&digest) {
+            if since.elapsed() < self.ttl {
+                return Ok(Some(caller));
+            }
+            // Verified before, so the secret is right: only whether the key is still live
+            // needs asking (a read, no second argon2 hash).
+            let live = match self.store.access().api_key(&caller.key_id).await? {
+                Some(record) => record.revoked_at.is_none(),
+                None => false,
+            };
+            return Ok(if live {
+                self.remember(digest, &caller);
+                Some(caller)
+            } else {
+                self.forget(|c| c.key_id == caller.key_id);
+                None
+            });
+        }
+        // One verification at a time per presented key: the others wait for its answer.
+        let turn = {
+            let mut verifying = self.verifying.lock().unwrap_or_else(|p| p.into_inner());
+            verifying.entry(digest).or_default().clone()
+        };
+        let _turn = turn.lock().await;
+        if let Some((caller, since)) = self.cached(&digest)
+            && since.elapsed() < self.ttl
         {
             return Ok(Some(caller));
         }
-        let caller = match key_id_of(presented) {
+        let caller = self.verify(presented).await;
+        self.verifying
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&digest);
+        let caller = caller?;
+        // Only hits are cached: a flood of wrong keys must not grow memory.
+        if let Some(c) = &caller {
+            self.remember(digest, c);
+        }
+        Ok(caller)
+    }
+
+    /// Reads the key's record and checks the presented secret against its hash.
+    async fn verify(&self, presented: &str) -> Result<Option<Caller>, StoreError> {
+        Ok(match key_id_of(presented) {
             Some(id) => match self.store.access().api_key(&id).await? {
                 Some(record) if record.revoked_at.is_none() => {
+                    self.hashed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    metrics::counter!("missive_api_key_hashes_total").increment(1);
                     let (key, hash) = (presented.to_owned(), record.secret_hash.clone());
                     let ok =
                         tokio::task::spawn_blocking(move || missive_privacy::verify_api_secret(&key, &hash))
@@ -220,15 +283,32 @@ impl Authenticator {
                     key_id: k.id,
                     role: k.role,
                 }),
-        };
-        // Only hits are cached: a flood of wrong keys must not grow memory.
-        if let (Some(c), Ok(mut cache)) = (&caller, self.cache.write()) {
-            if cache.len() >= CACHE_MAX {
+        })
+    }
+
+    /// How many presented secrets were checked against their stored hash since start (the
+    /// expensive step the cache and the one-at-a-time turns save).
+    pub fn hashes_checked(&self) -> u64 {
+        self.hashed.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn cached(&self, digest: &[u8; 32]) -> Option<(Caller, Instant)> {
+        self.cache.read().ok().and_then(|c| c.get(digest).cloned())
+    }
+
+    fn remember(&self, digest: [u8; 32], caller: &Caller) {
+        if let Ok(mut cache) = self.cache.write() {
+            if cache.len() >= CACHE_MAX && !cache.contains_key(&digest) {
                 cache.clear();
             }
-            cache.insert(digest, (c.clone(), Instant::now()));
+            cache.insert(digest, (caller.clone(), Instant::now()));
         }
-        Ok(caller)
+    }
+
+    fn forget(&self, which: impl Fn(&Caller) -> bool) {
+        if let Ok(mut cache) = self.cache.write() {
+            cache.retain(|_, (c, _)| !which(c));
+        }
     }
 
     /// Creates a key; the secret is in the answer and nowhere else.
@@ -246,9 +326,7 @@ impl Authenticator {
     /// Revokes a key; false when there is no such live key.
     pub async fn revoke_key(&self, id: &ApiKeyId, now: DateTime<Utc>) -> Result<bool, StoreError> {
         let revoked = self.store.access().revoke_api_key(id, now).await?;
-        if let Ok(mut cache) = self.cache.write() {
-            cache.retain(|_, (c, _)| &c.key_id != id);
-        }
+        self.forget(|c| &c.key_id == id);
         Ok(revoked)
     }
 

@@ -3,6 +3,7 @@
 // Test helpers may unwrap: a failure there is the test failing.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod auth;
 mod failures;
 mod import;
 mod models;
