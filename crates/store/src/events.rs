@@ -69,6 +69,8 @@ pub trait EventStore: Send + Sync + 'static {
     /// The `through_seq` of the last checkpoint (0 when none): events after it must be
     /// replayed into the profiles after a restart.
     async fn profile_checkpoint(&self) -> Result<i64, StoreError>;
+    /// Segment backfills started and not finished, as the last checkpoint left them.
+    async fn unfinished_backfills(&self) -> Result<Vec<crate::BackfillMark>, StoreError>;
 
     /// Stored events with a sequence number above `after`, in arrival order.
     async fn events_after(&self, after: i64, limit: u32) -> Result<Vec<StoredEvent>, StoreError>;

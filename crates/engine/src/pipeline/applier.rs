@@ -18,6 +18,27 @@ impl Applier {
         let mut ticker = tokio::time::interval(tick_every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            // A backfill under way is evaluated a page at a time whenever no request waits.
+            if self.backfill.is_some() && !*stop.borrow() {
+                match rx.try_recv() {
+                    Ok(r) => {
+                        if !self.handle_all(r, &mut rx, &etx, &ctx).await {
+                            return;
+                        }
+                    }
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        if let Err(e) = self.backfill_step().await {
+                            tracing::error!(error = %e, "segment backfill failed; it resumes at the next start");
+                            self.abandon_backfill(Arc::new(e));
+                        }
+                        if !self.handle(vec![Request::Tick], false, &etx, &ctx).await {
+                            return;
+                        }
+                    }
+                    Err(mpsc::error::TryRecvError::Disconnected) => break,
+                }
+                continue;
+            }
             let first = tokio::select! {
                 biased;
                 r = rx.recv() => r,
@@ -37,24 +58,40 @@ impl Applier {
                 }
             };
             let Some(first) = first else { break };
-            let mut requests = vec![first];
-            let mut n = request_events(&requests[0]);
-            while n < self.config.max_batch_events {
-                match rx.try_recv() {
-                    Ok(r) => {
-                        n += request_events(&r);
-                        requests.push(r);
-                    }
-                    Err(_) => break,
-                }
-            }
-            if !self.handle(requests, false, &etx, &ctx).await {
-                tracing::error!("a writer stopped; the applier exits");
+            if !self.handle_all(first, &mut rx, &etx, &ctx).await {
                 return;
             }
         }
-        // The last checkpoint: everything accepted is in the stored profiles.
+        // The last checkpoint: everything accepted is in the stored profiles (a backfill
+        // under way resumes from it at the next start).
         self.handle(Vec::new(), true, &etx, &ctx).await;
+    }
+
+    /// Handles `first` with the requests queued behind it, up to a batch; false when a
+    /// writer is gone.
+    async fn handle_all(
+        &mut self,
+        first: Request,
+        rx: &mut mpsc::Receiver<Request>,
+        etx: &mpsc::Sender<EventJob>,
+        ctx: &mpsc::Sender<CheckpointJob>,
+    ) -> bool {
+        let mut requests = vec![first];
+        let mut n = request_events(&requests[0]);
+        while n < self.config.max_batch_events {
+            match rx.try_recv() {
+                Ok(r) => {
+                    n += request_events(&r);
+                    requests.push(r);
+                }
+                Err(_) => break,
+            }
+        }
+        let alive = self.handle(requests, false, etx, ctx).await;
+        if !alive {
+            tracing::error!("a writer stopped; the applier exits");
+        }
+        alive
     }
 
     /// Folds a batch of requests and hands the results to the writers; false when a writer
@@ -154,11 +191,14 @@ impl Applier {
         // After the fold (a failed commit has been recovered from) and after this batch's
         // events went to the writer (the backfill waits for them to be in the log).
         for (set, backfill, progress, ack) in segment_requests {
-            let result = self
-                .switch_segments(set, backfill, progress)
-                .await
-                .map_err(Arc::new);
-            // Answer once the backfill's checkpoint is durable, not before.
+            // Answered once the change is durable: at once without a backfill, when the
+            // backfill is done with one.
+            if let Some((result, ack)) = self.switch_segments(set, backfill, progress, ack).await {
+                sync_acks.push(answer_when_durable(result, ack));
+            }
+            sync_requested = true;
+        }
+        for (result, ack) in std::mem::take(&mut self.finished_backfills) {
             sync_acks.push(answer_when_durable(result, ack));
             sync_requested = true;
         }
@@ -198,6 +238,7 @@ impl Applier {
         hashes: Vec<String>,
     ) -> Result<ErasureCounts, EngineError> {
         self.wait_for_writers().await;
+        self.backfill_skip(&profiles);
         self.store
             .events()
             .add_erased_identities(hashes, self.clock.now())
@@ -220,8 +261,10 @@ impl Applier {
             // the events stored after it.
             self.wait_for_writers().await;
             self.seen_epoch = current;
+            let interrupted = self.backfill.take();
             self.recover().await?;
             self.load_timers().await?;
+            self.resume_backfills(interrupted).await?;
         }
         self.batch_seq += 1;
         self.evict_if_needed();
@@ -354,10 +397,7 @@ impl Applier {
 
 /// Sends `result` on `ack` once the checkpoint the returned sender is given to is committed
 /// (or the commit's error, if it failed).
-fn answer_when_durable(
-    result: Result<u64, Arc<EngineError>>,
-    ack: oneshot::Sender<Result<u64, Arc<EngineError>>>,
-) -> SyncAck {
+fn answer_when_durable(result: Result<u64, Arc<EngineError>>, ack: backfill::SegmentsAck) -> SyncAck {
     let (durable, committed) = oneshot::channel();
     tokio::spawn(async move {
         let answer = match committed.await {

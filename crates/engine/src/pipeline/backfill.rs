@@ -1,15 +1,69 @@
 //! Switching segment definitions, and the backfill of a new or changed segment over every
-//! live profile.
+//! live profile, alongside ingest.
 //!
-//! The backfill reads the store a page at a time (profiles, their history and the events the
-//! segments' windows count: one read each), reading the next page in a task of its own while
-//! the applier evaluates the current one. It runs on the applier, so events wait for it; its
-//! membership changes are recorded and checkpointed like any other.
+//! A backfill is evaluated a page at a time ([`BACKFILL_PAGE`] profiles, in id order) between
+//! batches of events: the applier folds whatever events are waiting, then evaluates one page,
+//! so ingest goes on while a backfill runs. Each page is read from the store in one read each
+//! for the profiles, their history and the events the windows count, on the other core while
+//! the applier evaluates the page before.
+//!
+//! - **No change lost or doubled.** A profile not yet evaluated that an event, a segment
+//!   timer or a model reaches first is evaluated right then (its window events read from the
+//!   log alone), and its page skips it. Each profile is evaluated for the new segment once,
+//!   and its entry or exit is recorded once, by whichever comes first.
+//! - **No stale copies.** A page reads only profiles not in the cache, and a profile leaves
+//!   the cache only once a committed checkpoint holds it; one changed after its page was read
+//!   was evaluated ahead, and its page leaves it alone. So a page never puts an older copy of
+//!   a profile back in the cache.
+//! - **Resumed after a crash.** Each checkpoint records the last profile id done
+//!   ([`BackfillMark`]), with the memberships it changed; at start the engine resumes from it
+//!   ([`Applier::resume_backfills`]). Profiles evaluated ahead of their page before the crash
+//!   are evaluated again, which changes nothing.
+//! - One backfill at a time: a second segment saved while one runs waits for it (saving
+//!   segments is one at a time anyway); saving the same segment again or deleting it stops it.
+
+use missive_store::{BackfillMark, BackfillUpdate};
 
 use super::*;
 
 /// Profiles a backfill reads from the store at once.
 const BACKFILL_PAGE: usize = 1_000;
+
+/// A segment backfill under way.
+pub(super) struct Backfill {
+    name: String,
+    is_new: bool,
+    /// Every profile to evaluate, in id order; those before `next` are done.
+    ids: Vec<ProfileId>,
+    next: usize,
+    /// Profiles at or after `next` evaluated ahead of their page.
+    early: HashSet<ProfileId>,
+    done: u64,
+    windows: HashMap<String, Option<chrono::TimeDelta>>,
+    /// The page being read: from `next`, so many profiles.
+    reading: Option<(usize, tokio::task::JoinHandle<Result<Page, StoreError>>)>,
+    progress: Option<watch::Sender<(u64, u64)>>,
+    ack: Option<SegmentsAck>,
+    started: Instant,
+}
+
+/// Where a segment switch is answered: the number of profiles evaluated.
+pub(super) type SegmentsAck = oneshot::Sender<Result<u64, Arc<EngineError>>>;
+
+impl Backfill {
+    /// Whether `id` still waits for its evaluation.
+    fn is_pending(&self, id: &ProfileId) -> bool {
+        !self.early.contains(id) && self.ids[self.next..].binary_search(id).is_ok()
+    }
+
+    fn mark(&self) -> BackfillMark {
+        BackfillMark {
+            segment: self.name.clone(),
+            is_new: self.is_new,
+            after: self.next.checked_sub(1).map(|i| self.ids[i].clone()),
+        }
+    }
+}
 
 /// What one page of a backfill needs from the store.
 struct Page {
@@ -44,78 +98,316 @@ async fn read_page(
 }
 
 impl Applier {
-    /// Takes a new set of segments; evaluates `backfill` on every live profile.
+    /// Takes a new set of segments, and starts the backfill of `backfill` (a new or changed
+    /// segment) over every live profile. Returns `ack` when it is to be answered with the next
+    /// durable checkpoint (no backfill, or a failure); a backfill answers it when it is done.
     pub(super) async fn switch_segments(
         &mut self,
         set: Arc<SegmentSet>,
         backfill: Option<String>,
         progress: Option<watch::Sender<(u64, u64)>>,
-    ) -> Result<u64, EngineError> {
-        let previous = std::mem::replace(&mut self.segments, set);
-        let Some(name) = backfill else { return Ok(0) };
-        // A new name (or one deleted and saved again) starts from no membership; a changed
-        // definition is compared with the old one, so that exits are recorded too.
-        let is_new = previous.get(&name).is_none();
-        // The event log must hold every event folded so far before the backfill reads it.
-        self.wait_for_writers().await;
-        let started = Instant::now();
-        let now = self.clock.now().max(self.eval_now);
-        self.eval_now = now;
-        let ids = self.live_profile_ids().await?;
-        let total = ids.len() as u64;
-        let windows = self.segments.windows().clone();
-        let history_len = self.config.history_len as u32;
-        let read = |this: &Self, page: &[ProfileId]| {
-            let uncached = page
-                .iter()
-                .filter(|id| !this.profiles.contains_key(*id))
-                .cloned()
-                .collect();
-            tokio::spawn(read_page(
-                this.store.clone(),
-                uncached,
-                page.to_vec(),
-                windows.clone(),
-                history_len,
-                now,
-            ))
-        };
-        let pages: Vec<&[ProfileId]> = ids.chunks(BACKFILL_PAGE).collect();
-        let mut next = pages.first().map(|p| read(self, p));
-        let mut done = 0usize;
-        for (i, page) in pages.iter().enumerate() {
-            let Some(reading) = next.take() else { break };
-            let mut read_now = reading
-                .await
-                .map_err(|e| EngineError::Store(StoreError::Task(e.to_string())))??;
-            // The next page is read while this one is evaluated.
-            next = pages.get(i + 1).map(|p| read(self, p));
-            self.cache_page(read_now.profiles, read_now.history);
-            for id in page.iter() {
-                let Some(live) = self.load_into_cache(id).await? else {
-                    continue;
-                };
-                // The new segment may count events the profile did not keep: read from the log
-                // with the page, or alone for a profile merged since the page was listed.
-                let loaded = match read_now.windows.remove(id) {
-                    Some(w) if live == *id => w,
-                    None if live == *id => Vec::new(),
-                    _ => crate::segments::load_window_events(&self.store, &live, &windows, now).await?,
-                };
-                self.backfill_one(&live, &name, is_new, loaded, now);
-                done += 1;
-                if let Some(p) = &progress
-                    && done.is_multiple_of(500)
-                {
-                    p.send_replace((done as u64, total));
-                }
-                if done.is_multiple_of(10_000) {
-                    tracing::info!(segment = %name, done, total, "segment backfill");
+        ack: SegmentsAck,
+    ) -> Option<(Result<u64, Arc<EngineError>>, SegmentsAck)> {
+        // A backfill under way: stopped when its segment is gone or saved again, finished
+        // first otherwise.
+        if let Some(running) = &self.backfill {
+            if set.get(&running.name).is_none() || backfill.as_deref() == Some(running.name.as_str()) {
+                self.stop_backfill();
+            } else {
+                while self.backfill.is_some() {
+                    if let Err(e) = self.backfill_step().await {
+                        return Some((Err(Arc::new(e)), ack));
+                    }
                 }
             }
         }
-        tracing::info!(segment = %name, profiles = total, ms = started.elapsed().as_millis() as u64, "segment backfilled");
-        Ok(total)
+        let previous = std::mem::replace(&mut self.segments, set);
+        let Some(name) = backfill else {
+            return Some((Ok(0), ack));
+        };
+        // A new name (or one deleted and saved again) starts from no membership; a changed
+        // definition is compared with the old one, so that exits are recorded too.
+        let is_new = previous.get(&name).is_none();
+        match self.start_backfill(name, is_new, None, progress).await {
+            Ok(()) => {
+                if let Some(b) = &mut self.backfill {
+                    b.ack = Some(ack);
+                }
+                None
+            }
+            Err(e) => Some((Err(Arc::new(e)), ack)),
+        }
+    }
+
+    /// Lists the profiles to evaluate (after `after`, when resuming) and records the start.
+    async fn start_backfill(
+        &mut self,
+        name: String,
+        is_new: bool,
+        after: Option<ProfileId>,
+        progress: Option<watch::Sender<(u64, u64)>>,
+    ) -> Result<(), EngineError> {
+        // The event log must hold every event folded so far before anything is read from it.
+        self.wait_for_writers().await;
+        let mut ids = self.live_profile_ids().await?;
+        ids.sort_unstable();
+        if let Some(after) = &after {
+            ids.retain(|id| id > after);
+        }
+        tracing::info!(segment = %name, profiles = ids.len(), resumed = after.is_some(), "segment backfill started");
+        let b = Backfill {
+            name,
+            is_new,
+            ids,
+            next: 0,
+            early: HashSet::new(),
+            done: 0,
+            windows: self.segments.windows().clone(),
+            reading: None,
+            progress,
+            ack: None,
+            started: Instant::now(),
+        };
+        let mut mark = b.mark();
+        mark.after = after;
+        self.pending.backfills.push(BackfillUpdate::Progress(mark));
+        self.backfill = Some(b);
+        Ok(())
+    }
+
+    /// Resumes the backfill a crash (or a failed commit) interrupted, as the store recorded
+    /// it; forgets those of segments deleted since.
+    pub(super) async fn resume_backfills(
+        &mut self,
+        interrupted: Option<Backfill>,
+    ) -> Result<(), EngineError> {
+        for mark in self.store.events().unfinished_backfills().await? {
+            if self.segments.get(&mark.segment).is_none() || self.backfill.is_some() {
+                self.pending.backfills.push(BackfillUpdate::Finished {
+                    segment: mark.segment,
+                });
+                continue;
+            }
+            // Profiles past the mark that a change reached first were evaluated already; a
+            // second look must not drop their membership and record it again.
+            let is_new = false;
+            let (progress, ack) = match &interrupted {
+                Some(b) if b.name == mark.segment => (b.progress.clone(), None),
+                _ => (None, None),
+            };
+            self.start_backfill(mark.segment, is_new, mark.after, progress)
+                .await?;
+            if let Some(b) = &mut self.backfill {
+                b.ack = ack;
+            }
+        }
+        if let Some(mut b) = interrupted {
+            // The caller waiting for an interrupted backfill is told it goes on without it.
+            if let Some(ack) = b.ack.take() {
+                let _ = ack.send(Err(Arc::new(EngineError::Store(StoreError::Task(
+                    "the segment backfill was interrupted by a failed commit; it resumes on its own".into(),
+                )))));
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives up the backfill under way after a failure: its caller is told; the store's mark
+    /// stays, so it resumes at the next start.
+    pub(super) fn abandon_backfill(&mut self, e: Arc<EngineError>) {
+        if let Some(mut b) = self.backfill.take() {
+            if let Some((_, reading)) = b.reading.take() {
+                reading.abort();
+            }
+            if let Some(ack) = b.ack.take() {
+                self.finished_backfills.push((Err(e), ack));
+            }
+        }
+    }
+
+    /// Stops the backfill under way (its segment was deleted or replaced).
+    fn stop_backfill(&mut self) {
+        if let Some(mut b) = self.backfill.take() {
+            if let Some((_, reading)) = b.reading.take() {
+                reading.abort();
+            }
+            tracing::info!(segment = %b.name, done = b.done, "segment backfill stopped: the segment changed");
+            self.pending.backfills.push(BackfillUpdate::Finished {
+                segment: b.name.clone(),
+            });
+            if let Some(ack) = b.ack.take() {
+                self.finished_backfills.push((Ok(b.done), ack));
+            }
+        }
+    }
+
+    /// Evaluates the next page of the backfill under way; finishes it after the last.
+    pub(super) async fn backfill_step(&mut self) -> Result<(), EngineError> {
+        if self.backfill.is_none() {
+            return Ok(());
+        }
+        let now = self.clock.now().max(self.eval_now);
+        self.eval_now = now;
+        let (start, reading) = match self.backfill.as_mut().and_then(|b| b.reading.take()) {
+            Some(r) => r,
+            None => {
+                let next = self.backfill.as_ref().map_or(0, |b| b.next);
+                (next, self.read_backfill_page(next, now))
+            }
+        };
+        let page = reading
+            .await
+            .map_err(|e| EngineError::Store(StoreError::Task(e.to_string())))??;
+        let Some(b) = &mut self.backfill else {
+            return Ok(());
+        };
+        let end = (start + BACKFILL_PAGE).min(b.ids.len());
+        let page_ids: Vec<ProfileId> = b.ids[start..end]
+            .iter()
+            .filter(|id| !b.early.contains(*id))
+            .cloned()
+            .collect();
+        // The next page is read while this one is evaluated.
+        if end < b.ids.len() {
+            let next = self.read_backfill_page(end, now);
+            if let Some(b) = &mut self.backfill {
+                b.reading = Some((end, next));
+            }
+        }
+        self.evaluate_page(page, &page_ids, now).await?;
+        let Some(b) = &mut self.backfill else {
+            return Ok(());
+        };
+        b.early.retain(|id| b.ids[end..].binary_search(id).is_ok());
+        b.next = end;
+        b.done += page_ids.len() as u64;
+        let total = b.done + (b.ids.len() - b.next - b.early.len()) as u64;
+        if let Some(p) = &b.progress {
+            p.send_replace((b.done, total));
+        }
+        if b.done / 10_000 != (b.done - page_ids.len() as u64) / 10_000 {
+            tracing::info!(segment = %b.name, done = b.done, total, "segment backfill");
+        }
+        if b.next < b.ids.len() {
+            let mark = b.mark();
+            self.pending.backfills.push(BackfillUpdate::Progress(mark));
+            return Ok(());
+        }
+        if let Some(mut b) = self.backfill.take() {
+            tracing::info!(segment = %b.name, profiles = b.done, ms = b.started.elapsed().as_millis() as u64, "segment backfilled");
+            self.pending.backfills.push(BackfillUpdate::Finished {
+                segment: b.name.clone(),
+            });
+            if let Some(ack) = b.ack.take() {
+                self.finished_backfills.push((Ok(b.done), ack));
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts reading the page of the backfill that begins at `start`.
+    fn read_backfill_page(
+        &self,
+        start: usize,
+        now: DateTime<Utc>,
+    ) -> tokio::task::JoinHandle<Result<Page, StoreError>> {
+        let Some(b) = &self.backfill else {
+            return tokio::spawn(async { Err(StoreError::Task("no backfill under way".into())) });
+        };
+        let page = &b.ids[start..(start + BACKFILL_PAGE).min(b.ids.len())];
+        let uncached = page
+            .iter()
+            .filter(|id| !self.profiles.contains_key(*id))
+            .cloned()
+            .collect();
+        tokio::spawn(read_page(
+            self.store.clone(),
+            uncached,
+            page.to_vec(),
+            b.windows.clone(),
+            self.config.history_len as u32,
+            now,
+        ))
+    }
+
+    /// Evaluates the backfilled segment on the page's profiles still waiting for it.
+    async fn evaluate_page(
+        &mut self,
+        mut page: Page,
+        ids: &[ProfileId],
+        now: DateTime<Utc>,
+    ) -> Result<(), EngineError> {
+        let Some((name, is_new, windows)) = self
+            .backfill
+            .as_ref()
+            .map(|b| (b.name.clone(), b.is_new, b.windows.clone()))
+        else {
+            return Ok(());
+        };
+        let waiting: HashSet<&ProfileId> = ids.iter().collect();
+        page.profiles.retain(|p| waiting.contains(&p.id));
+        self.cache_page(page.profiles, page.history);
+        for id in ids {
+            let Some(live) = self.load_into_cache(id).await? else {
+                continue;
+            };
+            // The new segment may count events the profile did not keep: read from the log
+            // with the page, or alone for a profile merged since the page was listed.
+            let loaded = match page.windows.remove(id) {
+                Some(w) if live == *id => w,
+                None if live == *id => Vec::new(),
+                _ => {
+                    if !self.backfill.as_ref().is_some_and(|b| b.is_pending(&live)) {
+                        continue;
+                    }
+                    if let Some(b) = &mut self.backfill {
+                        b.early.insert(live.clone());
+                    }
+                    crate::segments::load_window_events(&self.store, &live, &windows, now).await?
+                }
+            };
+            self.add_window_events(&live, loaded, now);
+            self.backfill_one(&live, &name, is_new, now);
+        }
+        Ok(())
+    }
+
+    /// Evaluates the backfilled segment on `id` now, if it still waits for it: called before
+    /// an event, a timer or a model changes the profile, so that the change is judged by the
+    /// new segment with the events it counts. `evaluate: false` (a profile about to be merged
+    /// away) only completes its window events for the profile absorbing it.
+    pub(super) async fn backfill_ahead(&mut self, id: &ProfileId, evaluate: bool) -> Result<(), EngineError> {
+        let Some(b) = &mut self.backfill else {
+            return Ok(());
+        };
+        if !b.is_pending(id) {
+            return Ok(());
+        }
+        b.early.insert(id.clone());
+        b.done += 1;
+        let (name, is_new, windows) = (b.name.clone(), b.is_new, b.windows.clone());
+        let now = self.clock.now().max(self.eval_now);
+        self.eval_now = now;
+        let Some(live) = self.load_into_cache(id).await? else {
+            return Ok(());
+        };
+        let loaded = crate::segments::load_window_events(&self.store, &live, &windows, now).await?;
+        self.add_window_events(&live, loaded, now);
+        if evaluate {
+            self.backfill_one(&live, &name, is_new, now);
+        }
+        Ok(())
+    }
+
+    /// Takes profiles out of the backfill without evaluating them (erased).
+    pub(super) fn backfill_skip(&mut self, ids: &[ProfileId]) {
+        if let Some(b) = &mut self.backfill {
+            for id in ids {
+                if b.is_pending(id) {
+                    b.early.insert(id.clone());
+                }
+            }
+        }
     }
 
     /// Puts a page's profiles read from the store into the cache, with their history (as
@@ -138,35 +430,39 @@ impl Applier {
         }
     }
 
-    /// Evaluates the backfilled segment `name` on the cached profile `id`, with the window
-    /// events `loaded` from the log added to those it kept.
-    fn backfill_one(
+    /// Adds the window events `loaded` from the log to those the cached profile `id` kept.
+    fn add_window_events(
         &mut self,
         id: &ProfileId,
-        name: &str,
-        is_new: bool,
         loaded: Vec<missive_core::profile::HistoryEntry>,
         now: DateTime<Utc>,
     ) {
+        let Some(entry) = self.profiles.get_mut(id) else {
+            return;
+        };
+        let kept = entry.profile.window_events.len();
+        let w = &mut entry.profile.window_events;
+        w.extend(loaded);
+        // Sorted by time, then id: copies of one event end up side by side.
+        w.sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.message_id.cmp(&b.message_id)));
+        w.dedup_by(|a, b| a.message_id == b.message_id);
+        self.segments.prune(w, now);
+        if w.len() != kept {
+            // Window events read from the log must reach the store even if membership
+            // does not change.
+            entry.last_batch = self.batch_seq;
+            self.pending.touched.entry(id.clone()).or_default().segments = true;
+        }
+    }
+
+    /// Evaluates the backfilled segment `name` on the cached profile `id`.
+    fn backfill_one(&mut self, id: &ProfileId, name: &str, is_new: bool, now: DateTime<Utc>) {
         if let Some(entry) = self.profiles.get_mut(id) {
             // A membership left from an earlier segment of that name must not hide an entry.
             if is_new {
                 entry.profile.segments.segments.remove(name);
             }
             entry.profile.segments.timers.remove(name);
-            let kept = entry.profile.window_events.len();
-            let w = &mut entry.profile.window_events;
-            w.extend(loaded);
-            // Sorted by time, then id: copies of one event end up side by side.
-            w.sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.message_id.cmp(&b.message_id)));
-            w.dedup_by(|a, b| a.message_id == b.message_id);
-            self.segments.prune(w, now);
-            if w.len() != kept {
-                // Window events read from the log must reach the store even if membership
-                // does not change.
-                entry.last_batch = self.batch_seq;
-                self.pending.touched.entry(id.clone()).or_default().segments = true;
-            }
         }
         self.update_segments(id, None, now, "backfill");
     }

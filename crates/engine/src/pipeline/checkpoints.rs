@@ -24,6 +24,7 @@ impl Applier {
             segment_changes: pending.segment_changes,
             through_seq: self.next_seq - 1,
             schema: self.schema.take_changes(),
+            backfills: pending.backfills,
             ..Checkpoint::default()
         };
         let mut causes = pending.causes;

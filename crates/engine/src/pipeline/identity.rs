@@ -231,6 +231,14 @@ impl Applier {
                 absorb.push(p);
             }
         }
+        // A segment backfill under way judges these profiles first, with what they counted
+        // before this event.
+        if self.backfill.is_some() {
+            for from in &absorb {
+                self.backfill_ahead(from, false).await?;
+            }
+            self.backfill_ahead(&target, true).await?;
+        }
         for from in absorb {
             self.merge(&from, &target, &e.message_id, e.received_at);
         }

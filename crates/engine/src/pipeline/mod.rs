@@ -20,7 +20,8 @@
 //! The rooms: this file holds the types and the [`Engine`] handle; `applier` the loop and the
 //! fold of a batch; `identity` resolution, merges and the profile cache; `checkpoints` what a
 //! checkpoint holds; `writers` the events and checkpoint writers; `recovery` start-up
-//! (filters, replay); `segment_timers` membership, timers and switching segment definitions.
+//! (filters, replay); `segment_timers` membership and timers; `backfill` switching segment
+//! definitions and the backfill of a saved segment, a page at a time between batches.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -271,6 +272,8 @@ impl Engine {
             erased: store.events().erased_identities().await?,
             erasure_key: erasure_key(&store).await?,
             schema: SchemaRegistry::default(),
+            backfill: None,
+            finished_backfills: Vec::new(),
         };
         applier.load_filters().await?;
         applier.backfill_schema().await?;
@@ -282,6 +285,7 @@ impl Engine {
             );
         }
         applier.load_timers().await?;
+        applier.resume_backfills(None).await?;
         let (stop, stop_rx) = watch::channel(false);
         let changes = progress.segment_changes.clone();
         let write_health = progress.clone();
@@ -530,11 +534,15 @@ struct Pending {
     identities: Vec<(IdentityKey, ProfileId)>,
     merges: Vec<MergeRecord>,
     segment_changes: Vec<SegmentChange>,
+    backfills: Vec<missive_store::BackfillUpdate>,
 }
 
 impl Pending {
     fn is_empty(&self) -> bool {
-        self.touched.is_empty() && self.identities.is_empty() && self.merges.is_empty()
+        self.touched.is_empty()
+            && self.identities.is_empty()
+            && self.merges.is_empty()
+            && self.backfills.is_empty()
     }
 }
 
@@ -580,6 +588,10 @@ struct Applier {
     /// The traits, events and properties folded, for the workspace's schema; what changed is
     /// written with each checkpoint.
     schema: SchemaRegistry,
+    /// The segment backfill under way, evaluated between batches.
+    backfill: Option<backfill::Backfill>,
+    /// Backfills done (or given up) whose callers are answered with the next checkpoint.
+    finished_backfills: Vec<(Result<u64, Arc<EngineError>>, backfill::SegmentsAck)>,
 }
 
 impl Progress {

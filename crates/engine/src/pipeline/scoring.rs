@@ -42,6 +42,7 @@ impl Applier {
             let Some(id) = self.load_into_cache(&id).await? else {
                 continue;
             };
+            self.backfill_ahead(&id, true).await?;
             let changed = match self.profiles.get_mut(&id) {
                 Some(entry) => {
                     let changed = match &rescore {

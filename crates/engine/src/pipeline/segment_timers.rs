@@ -90,6 +90,7 @@ impl Applier {
             let Some(id) = self.load_into_cache(&id).await? else {
                 continue;
             };
+            self.backfill_ahead(&id, true).await?;
             let set = self.segments.clone();
             let Some(entry) = self.profiles.get_mut(&id) else {
                 continue;

@@ -312,3 +312,51 @@ pub async fn schema_fields_merge_observations_and_keep_declarations(store: &Stor
     assert_eq!(fields[1].declared, None);
     assert!(fields[1].observed.is_some());
 }
+
+pub async fn a_segment_backfill_is_remembered_until_it_finishes(store: &Store) {
+    assert!(store.events().unfinished_backfills().await.unwrap().is_empty());
+    let mark = |after: Option<&ProfileId>| crate::BackfillMark {
+        segment: "vip".into(),
+        is_new: true,
+        after: after.cloned(),
+    };
+    let checkpoint = |update| Checkpoint {
+        through_seq: 0,
+        backfills: vec![update],
+        ..Checkpoint::default()
+    };
+    store
+        .events()
+        .commit_checkpoint(checkpoint(crate::BackfillUpdate::Progress(mark(None))))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.events().unfinished_backfills().await.unwrap(),
+        vec![mark(None)]
+    );
+    let done = ProfileId::generate();
+    store
+        .events()
+        .commit_checkpoint(checkpoint(crate::BackfillUpdate::Progress(mark(Some(&done)))))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.events().unfinished_backfills().await.unwrap(),
+        vec![mark(Some(&done))]
+    );
+    // A checkpoint without news of the backfill leaves the mark as it was.
+    store
+        .events()
+        .commit_checkpoint(Checkpoint::default())
+        .await
+        .unwrap();
+    assert_eq!(store.events().unfinished_backfills().await.unwrap().len(), 1);
+    store
+        .events()
+        .commit_checkpoint(checkpoint(crate::BackfillUpdate::Finished {
+            segment: "vip".into(),
+        }))
+        .await
+        .unwrap();
+    assert!(store.events().unfinished_backfills().await.unwrap().is_empty());
+}

@@ -102,6 +102,7 @@ macro_rules! conformance_cases {
             erasure_deletes_everything_about_the_profiles_and_nothing_else,
             retention_purges_events_older_than_the_cutoff,
             schema_fields_merge_observations_and_keep_declarations,
+            a_segment_backfill_is_remembered_until_it_finishes,
             webhook_notices_queue_once_in_commit_order_with_their_causes,
             dead_letters_move_the_endpoint_on_and_replay_for_it_alone
         );

@@ -26,6 +26,7 @@ pub async fn committed_events_profiles_and_identities_read_back(store: &Store) {
             segment_changes: vec![],
             through_seq: 2,
             schema: vec![],
+            backfills: vec![],
         })
         .await
         .unwrap();
@@ -349,6 +350,7 @@ pub async fn erasure_deletes_everything_about_the_profiles_and_nothing_else(stor
             segment_changes: vec![entered(&gone.id), entered(&kept.id)],
             through_seq: 3,
             schema: vec![],
+            backfills: vec![],
         })
         .await
         .unwrap();

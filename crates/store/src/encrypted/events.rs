@@ -107,6 +107,10 @@ impl EventStore for EncryptedEvents {
         self.inner.last_event_seq().await
     }
 
+    async fn unfinished_backfills(&self) -> Result<Vec<crate::BackfillMark>, StoreError> {
+        self.inner.unfinished_backfills().await
+    }
+
     async fn profile_checkpoint(&self) -> Result<i64, StoreError> {
         self.inner.profile_checkpoint().await
     }

@@ -357,6 +357,22 @@ impl crate::EventStore for PostgresStore {
             )
             .await?;
         }
+        for update in &cp.backfills {
+            match update {
+                crate::BackfillUpdate::Progress(m) => {
+                    tx.execute(
+                        "INSERT INTO segment_backfills (segment, is_new, after) VALUES ($1, $2, $3)
+                     ON CONFLICT (segment) DO UPDATE SET is_new = excluded.is_new, after = excluded.after",
+                        &[&m.segment, &m.is_new, &m.after.as_ref().map(|a| a.as_str())],
+                    )
+                    .await?;
+                }
+                crate::BackfillUpdate::Finished { segment } => {
+                    tx.execute("DELETE FROM segment_backfills WHERE segment = $1", &[segment])
+                        .await?;
+                }
+            }
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -365,6 +381,29 @@ impl crate::EventStore for PostgresStore {
         let r = self.reader();
         let row = r.client.query_one(&r.statements.last_event_seq, &[]).await?;
         Ok(row.try_get(0)?)
+    }
+
+    async fn unfinished_backfills(&self) -> Result<Vec<crate::BackfillMark>, StoreError> {
+        let r = self.reader();
+        let rows = r
+            .client
+            .query(
+                "SELECT segment, is_new, after FROM segment_backfills ORDER BY segment",
+                &[],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let after: Option<String> = row.try_get(2)?;
+                Ok(crate::BackfillMark {
+                    segment: row.try_get(0)?,
+                    is_new: row.try_get(1)?,
+                    after: after
+                        .map(|a| ProfileId::parse(&a).map_err(|e| corrupt("segment backfill position", e)))
+                        .transpose()?,
+                })
+            })
+            .collect()
     }
 
     async fn profile_checkpoint(&self) -> Result<i64, StoreError> {

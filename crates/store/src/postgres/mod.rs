@@ -52,6 +52,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(9, "postgres/0009.sql"),
     migration!(10, "postgres/0010.sql"),
     migration!(11, "postgres/0011.sql"),
+    migration!(12, "postgres/0012.sql"),
 ];
 
 const READERS: usize = 3;

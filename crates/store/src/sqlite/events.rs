@@ -300,8 +300,13 @@ impl crate::EventStore for SqliteStore {
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         let serialize_ms = serialize_started.elapsed().as_secs_f64() * 1e3;
-        let (merges, identities, through_seq, changes) =
-            (cp.merges, cp.identities, cp.through_seq, cp.segment_changes);
+        let (merges, identities, through_seq, changes, backfills) = (
+            cp.merges,
+            cp.identities,
+            cp.through_seq,
+            cp.segment_changes,
+            cp.backfills,
+        );
         let schema = cp
             .schema
             .iter()
@@ -367,6 +372,21 @@ impl crate::EventStore for SqliteStore {
                 for f in &schema {
                     field.execute(params![f.kind, f.event, f.name, f.types, f.examples, f.first_seen, f.last_seen])?;
                 }
+                for update in &backfills {
+                    match update {
+                    crate::BackfillUpdate::Progress(m) => {
+                        tx.prepare_cached(
+                            "INSERT INTO segment_backfills (segment, is_new, after) VALUES (?1, ?2, ?3)
+                             ON CONFLICT (segment) DO UPDATE SET is_new = excluded.is_new, after = excluded.after",
+                        )?
+                        .execute(params![m.segment, m.is_new, m.after.as_ref().map(|a| a.as_str())])?;
+                    }
+                    crate::BackfillUpdate::Finished { segment } => {
+                        tx.prepare_cached("DELETE FROM segment_backfills WHERE segment = ?1")?
+                            .execute([segment])?;
+                    }
+                }
+                }
                 tx.prepare_cached(
                     "INSERT INTO meta (key, value) VALUES ('profiles_through_seq', ?1)
                      ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -388,6 +408,34 @@ impl crate::EventStore for SqliteStore {
     async fn last_event_seq(&self) -> Result<i64, StoreError> {
         self.read_on(Db::Events, |c| {
             Ok(c.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))?)
+        })
+        .await
+    }
+
+    async fn unfinished_backfills(&self) -> Result<Vec<crate::BackfillMark>, StoreError> {
+        self.read(|c| {
+            let mut stmt =
+                c.prepare_cached("SELECT segment, is_new, after FROM segment_backfills ORDER BY segment")?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, bool>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (segment, is_new, after) = row?;
+                let after = after
+                    .map(|a| ProfileId::parse(&a).map_err(|e| corrupt("segment backfill position", e)))
+                    .transpose()?;
+                out.push(crate::BackfillMark {
+                    segment,
+                    is_new,
+                    after,
+                });
+            }
+            Ok(out)
         })
         .await
     }

@@ -36,6 +36,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(5, "sqlite/main/0005.sql"),
     migration!(6, "sqlite/main/0006.sql"),
     migration!(7, "sqlite/main/0007.sql"),
+    migration!(8, "sqlite/main/0008.sql"),
 ];
 
 /// Data keys live in a file of their own: back it up separately and keep its backups short,

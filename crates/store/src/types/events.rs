@@ -84,6 +84,29 @@ pub struct Checkpoint {
     /// each. Types add up to what is stored and seen times widen; the examples replace the
     /// stored ones (the writer loaded those at start-up and kept them).
     pub schema: Vec<(missive_core::schema::FieldKey, missive_core::schema::Observed)>,
+    /// How far segment backfills have come, in order, recorded with the memberships they
+    /// changed.
+    pub backfills: Vec<BackfillUpdate>,
+}
+
+/// A segment backfill not finished yet: where to resume when the engine starts again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackfillMark {
+    pub segment: String,
+    /// The segment's name was new: a membership left from an earlier segment of that name
+    /// is dropped, not compared with.
+    pub is_new: bool,
+    /// The last profile id done, in id order (`None`: none yet).
+    pub after: Option<ProfileId>,
+}
+
+/// What a checkpoint records of a segment backfill.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackfillUpdate {
+    /// Started, or done up to `mark.after`.
+    Progress(BackfillMark),
+    /// Done (or given up: the segment was deleted or replaced): nothing to resume.
+    Finished { segment: String },
 }
 
 /// A profile entering or leaving a segment.

@@ -77,6 +77,7 @@ async fn zoe(store: &Store) -> Profile {
             segment_changes: vec![],
             through_seq: 1,
             schema: vec![],
+            backfills: vec![],
         })
         .await
         .unwrap();
@@ -279,6 +280,7 @@ async fn user_ids_and_anonymous_ids_are_blind_indexed_and_old_clear_ones_are_upg
         segment_changes: vec![],
         through_seq: 1,
         schema: vec![],
+        backfills: vec![],
     };
     store
         .store()

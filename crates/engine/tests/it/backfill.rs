@@ -1,0 +1,260 @@
+//! Segment backfills alongside ingest: events are acknowledged while a backfill runs, each
+//! membership change is recorded once, and a backfill cut off by a crash resumes from its
+//! last checkpoint. The segment counts events in a window, which profiles did not keep before
+//! it was saved: the backfill must read them from the log.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use missive_core::message::validate_message;
+use missive_core::{Event, ProfileId, SystemClock};
+use missive_engine::profiles::{ProfileKey, find_profile};
+use missive_engine::{Engine, EngineConfig};
+use missive_store::{SqliteStore, Store};
+use serde_json::json;
+
+const SEGMENT: &str = "count(event \"Viewed\" within 30d) >= 2";
+
+fn view(user: &str, n: u32) -> Event {
+    validate_message(
+        json!({"type": "track", "userId": user, "event": "Viewed", "messageId": format!("{user}-view-{n}")}),
+        None,
+        None,
+        Utc::now(),
+    )
+    .unwrap()
+}
+
+/// `users` customers with one view each, and a second view for every third one.
+async fn seed(engine: &Engine, users: u32) {
+    let mut batch = Vec::new();
+    for u in 0..users {
+        batch.push(view(&format!("u-{u}"), 0));
+        if u % 3 == 0 {
+            batch.push(view(&format!("u-{u}"), 1));
+        }
+        if batch.len() >= 5_000 {
+            engine.ingest(std::mem::take(&mut batch)).await.unwrap();
+        }
+    }
+    engine.ingest(batch).await.unwrap();
+    engine.sync().await.unwrap();
+}
+
+async fn profile_id(store: &Store, user: &str) -> ProfileId {
+    find_profile(store, &ProfileKey::parse(user), 1)
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("{user} has a profile"))
+        .id
+}
+
+/// The segment's members, and every change recorded for it, by profile.
+async fn members_and_changes(
+    store: &Store,
+    name: &str,
+) -> (BTreeSet<ProfileId>, HashMap<ProfileId, Vec<bool>>) {
+    let mut members = BTreeSet::new();
+    let mut after = None;
+    loop {
+        let page = store.events().segment_members(name, after, 5_000).await.unwrap();
+        let Some(last) = page.last().cloned() else { break };
+        members.extend(page);
+        after = Some(last);
+    }
+    let mut changes: HashMap<ProfileId, Vec<bool>> = HashMap::new();
+    let mut position = 0;
+    loop {
+        let page = store
+            .events()
+            .segment_changes_after(position, 10_000)
+            .await
+            .unwrap();
+        let Some((last, _)) = page.last() else { break };
+        position = *last;
+        for (_, c) in page.into_iter().filter(|(_, c)| c.segment == name) {
+            changes.entry(c.profile_id).or_default().push(c.entered);
+        }
+    }
+    (members, changes)
+}
+
+/// Each member entered once and never left; nobody else has a change.
+fn assert_each_change_once(members: &BTreeSet<ProfileId>, changes: &HashMap<ProfileId, Vec<bool>>) {
+    for (id, seen) in changes {
+        assert!(
+            members.contains(id),
+            "{id} is not a member but has changes {seen:?}"
+        );
+        assert_eq!(seen, &vec![true], "{id}: one entry, no exits, expected");
+    }
+    assert_eq!(changes.len(), members.len(), "every member's entry is recorded");
+}
+
+#[tokio::test]
+async fn ingest_goes_on_during_a_backfill_and_each_membership_change_is_recorded_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(SqliteStore::open(dir.path().join("m.db")).await.unwrap());
+    let config = EngineConfig {
+        flush_interval: Duration::from_millis(50),
+        ..EngineConfig::default()
+    };
+    let engine = Engine::start(store.clone(), Arc::new(SystemClock), config)
+        .await
+        .unwrap();
+    let users = 20_000;
+    seed(&engine, users).await;
+
+    // Members have viewed exactly once: a profile the backfill has not reached and that an
+    // event reaches first must be judged with the views it had before (read from the log),
+    // or a customer with two views would seem to enter on a third and leave again.
+    let (progress, mut watch) = tokio::sync::watch::channel((0, 0));
+    let saving = {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            missive_engine::segments::save_segment(
+                &engine,
+                "once",
+                "count(event \"Viewed\" within 30d) == 1",
+                Some(progress),
+            )
+            .await
+        })
+    };
+    // Once the first page is done, more events arrive: a second view for customers the
+    // backfill has done, a third for customers it has not reached, and new customers.
+    watch.wait_for(|(done, _)| *done >= 1_000).await.unwrap();
+    let early: Vec<u32> = (1..300).step_by(3).collect();
+    let late: Vec<u32> = (users - 600..users).filter(|u| u % 3 == 0).collect();
+    let mut events = Vec::new();
+    events.extend(early.iter().map(|u| view(&format!("u-{u}"), 1)));
+    events.extend(late.iter().map(|u| view(&format!("u-{u}"), 2)));
+    events.extend((0..50).map(|n| view(&format!("new-{n}"), 0)));
+    let stored = engine.ingest(events).await.unwrap().stored;
+    let (done, total) = *watch.borrow();
+    assert!(
+        done < total && !saving.is_finished(),
+        "the events were acknowledged while the backfill ran ({done} of {total} done)"
+    );
+    assert_eq!(stored, early.len() + late.len() + 50);
+    let evaluated = saving.await.unwrap().unwrap();
+    assert!(
+        evaluated >= u64::from(users),
+        "every stored profile was evaluated: {evaluated}"
+    );
+    engine.sync().await.unwrap();
+
+    let (members, changes) = members_and_changes(&store, "once").await;
+    let mut expected_members = BTreeSet::new();
+    for u in 0..users {
+        let id = profile_id(&store, &format!("u-{u}")).await;
+        let seen = changes.get(&id).cloned().unwrap_or_default();
+        if early.contains(&u) {
+            assert_eq!(
+                seen,
+                vec![true, false],
+                "u-{u} entered with its view, left with its second"
+            );
+        } else if u % 3 == 0 {
+            assert!(seen.is_empty(), "u-{u} never viewed once only: {seen:?}");
+        } else {
+            assert_eq!(seen, vec![true], "u-{u} entered once");
+            expected_members.insert(id);
+        }
+    }
+    for n in 0..50 {
+        let id = profile_id(&store, &format!("new-{n}")).await;
+        assert_eq!(changes.get(&id), Some(&vec![true]), "new-{n} entered once");
+        expected_members.insert(id);
+    }
+    assert_eq!(members.len(), expected_members.len());
+    assert!(members == expected_members, "the members are those with one view");
+    assert_eq!(
+        changes.len(),
+        expected_members.len() + early.len(),
+        "no one else changed"
+    );
+    assert!(store.events().unfinished_backfills().await.unwrap().is_empty());
+    engine.shutdown().await;
+}
+
+/// Polls until `check` holds, or fails after a while.
+fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
+    for _ in 0..6_000 {
+        if check() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+async fn open(path: &Path) -> (Store, Engine) {
+    let store = Store::new(SqliteStore::open(path).await.unwrap());
+    let config = EngineConfig {
+        flush_interval: Duration::from_millis(20),
+        ..EngineConfig::default()
+    };
+    let engine = Engine::start(store.clone(), Arc::new(SystemClock), config)
+        .await
+        .unwrap();
+    (store, engine)
+}
+
+#[test]
+fn a_backfill_cut_off_by_a_crash_resumes_where_its_last_checkpoint_left_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.db");
+    let users = 30_000;
+
+    // The first run: the backfill is under way when every task of the process stops where it
+    // is (the runtime is shut down: no graceful stop runs; a SQLite transaction in flight
+    // finishes or rolls back, as at a kill -9).
+    let rt = runtime();
+    let (store, engine) = rt.block_on(open(&path));
+    rt.block_on(seed(&engine, users));
+    let saving = {
+        let engine = engine.clone();
+        rt.spawn(async move { missive_engine::segments::save_segment(&engine, "twice", SEGMENT, None).await })
+    };
+    wait_until("a checkpoint of the backfill's progress", || {
+        rt.block_on(store.events().unfinished_backfills())
+            .unwrap()
+            .iter()
+            .any(|m| m.after.is_some())
+    });
+    assert!(!saving.is_finished(), "the backfill was cut off before its end");
+    drop((engine, store));
+    rt.shutdown_timeout(Duration::from_secs(10));
+
+    // The second run resumes the backfill on its own.
+    let rt = runtime();
+    let (store, engine) = rt.block_on(open(&path));
+    let mark = rt.block_on(store.events().unfinished_backfills()).unwrap();
+    assert_eq!(mark.len(), 1, "the interrupted backfill is remembered: {mark:?}");
+    wait_until("the resumed backfill to finish", || {
+        rt.block_on(engine.sync()).unwrap();
+        rt.block_on(store.events().unfinished_backfills())
+            .unwrap()
+            .is_empty()
+    });
+    let (members, changes) = rt.block_on(members_and_changes(&store, "twice"));
+    assert_eq!(
+        members.len(),
+        (users as usize).div_ceil(3),
+        "every third customer viewed twice"
+    );
+    assert_each_change_once(&members, &changes);
+    rt.block_on(engine.shutdown());
+}
