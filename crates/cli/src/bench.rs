@@ -64,6 +64,15 @@ pub struct IngestBench {
     /// by default).
     #[arg(long)]
     no_encrypt: bool,
+    /// Send to an already running `missive serve` at this base URL instead of a server in
+    /// this process: to run the load generator apart (for example pinned to one core with
+    /// `taskset`). Needs `--write-key`; switch the server's ingest rate limit off
+    /// (`[limits] ingest_per_second = 0`).
+    #[arg(long, requires = "write_key")]
+    target: Option<String>,
+    /// The write key for `--target`.
+    #[arg(long, env = "MISSIVE_BENCH_WRITE_KEY", hide_env_values = true)]
+    write_key: Option<String>,
 }
 
 pub async fn run(cfg: Config, cmd: BenchCommand) -> anyhow::Result<()> {
@@ -91,6 +100,9 @@ struct Result_ {
 }
 
 async fn ingest(cfg: Config, b: IngestBench) -> anyhow::Result<()> {
+    if let Some(target) = &b.target {
+        return ingest_into(target.trim_end_matches('/'), &b).await;
+    }
     let tmp = tempfile::tempdir()?;
     let pg_schema = format!("bench_{}", std::process::id());
     let pg_url = cfg.store.clone().filter(|url| url.starts_with("postgres"));
@@ -135,17 +147,57 @@ async fn ingest(cfg: Config, b: IngestBench) -> anyhow::Result<()> {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
 
+    report(&b, &run_modes(&base, &auth, &b).await?);
+    let stats = store.events().stats().await?;
+    println!(
+        "\nstore after the run: {} profiles, {} events",
+        stats.profiles, stats.events
+    );
+    server.abort();
+    missive.shutdown().await;
+    drop(store);
+    if let Some(url) = &pg_url {
+        PostgresStore::drop_schema(url, &pg_schema).await?;
+    }
+    Ok(())
+}
+
+/// The load alone, against a server running elsewhere.
+async fn ingest_into(base: &str, b: &IngestBench) -> anyhow::Result<()> {
+    let key = b
+        .write_key
+        .as_deref()
+        .context("--target needs --write-key (a write key of the server's workspace)")?;
+    // Message ids this run has not used before: the server keeps what earlier runs sent.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+    COUNTER.store((now.as_micros() as u64) << 8, Ordering::Relaxed);
+    println!(
+        "missive bench ingest: server {base}, {} s per mode, {} customers, {} cores for this process",
+        b.seconds,
+        b.users,
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    let auth = format!("Basic {}", b64(&format!("{key}:")));
+    report(b, &run_modes(base, &auth, b).await?);
+    Ok(())
+}
+
+async fn run_modes(base: &str, auth: &str, b: &IngestBench) -> anyhow::Result<Vec<Result_>> {
     let mut results = Vec::new();
     if matches!(b.mode.as_str(), "batch" | "both") {
-        results.push(drive(&base, &auth, &b, true).await?);
+        results.push(drive(base, auth, b, true).await?);
     }
     if matches!(b.mode.as_str(), "single" | "both") {
-        results.push(drive(&base, &auth, &b, false).await?);
+        results.push(drive(base, auth, b, false).await?);
     }
+    Ok(results)
+}
+
+fn report(b: &IngestBench, results: &[Result_]) {
     println!();
     println!("| mode | connections | events/s | requests/s | ack p50 | ack p99 | ack max | errors |");
     println!("|---|---|---|---|---|---|---|---|");
-    for r in &results {
+    for r in results {
         println!(
             "| {} | {} | {:.0} | {:.0} | {:.2} ms | {:.2} ms | {:.2} ms | {} |",
             r.mode,
@@ -162,18 +214,6 @@ async fn ingest(cfg: Config, b: IngestBench) -> anyhow::Result<()> {
             r.errors
         );
     }
-    let stats = store.events().stats().await?;
-    println!(
-        "\nstore after the run: {} profiles, {} events",
-        stats.profiles, stats.events
-    );
-    server.abort();
-    missive.shutdown().await;
-    drop(store);
-    if let Some(url) = &pg_url {
-        PostgresStore::drop_schema(url, &pg_schema).await?;
-    }
-    Ok(())
 }
 
 fn b64(s: &str) -> String {

@@ -97,14 +97,7 @@ fn assert_each_change_once(members: &BTreeSet<ProfileId>, changes: &HashMap<Prof
 #[tokio::test]
 async fn ingest_goes_on_during_a_backfill_and_each_membership_change_is_recorded_once() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::new(SqliteStore::open(dir.path().join("m.db")).await.unwrap());
-    let config = EngineConfig {
-        flush_interval: Duration::from_millis(50),
-        ..EngineConfig::default()
-    };
-    let engine = Engine::start(store.clone(), Arc::new(SystemClock), config)
-        .await
-        .unwrap();
+    let (store, engine) = open(&dir.path().join("m.db")).await;
     let users = 20_000;
     seed(&engine, users).await;
 
@@ -200,6 +193,8 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// A store and its engine, checkpointing often (so that a backfill records its progress
+/// several times on the way).
 async fn open(path: &Path) -> (Store, Engine) {
     let store = Store::new(SqliteStore::open(path).await.unwrap());
     let config = EngineConfig {
