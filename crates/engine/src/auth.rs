@@ -162,6 +162,9 @@ pub struct Authenticator {
     verifying: Arc<Mutex<Turns>>,
     /// How long a verified key is trusted without reading its record ([`CACHE_TTL`]).
     ttl: Duration,
+    /// Keys revoked through this checker since start: a check that began before one does
+    /// not cache its answer.
+    revocations: Arc<std::sync::atomic::AtomicU64>,
     /// Secrets checked against their stored hash since start (argon2 for current keys).
     hashed: Arc<std::sync::atomic::AtomicU64>,
 }
@@ -171,6 +174,21 @@ type VerifiedKeys = HashMap<[u8; 32], (Caller, Instant)>;
 
 /// SHA-256 of a presented key → the lock its verifications queue on.
 type Turns = HashMap<[u8; 32], Arc<tokio::sync::Mutex<()>>>;
+
+/// Removes a key's entry from the turns when the verification that made or joined it ends.
+struct LeaveTurn<'a> {
+    turns: &'a Mutex<Turns>,
+    digest: [u8; 32],
+}
+
+impl Drop for LeaveTurn<'_> {
+    fn drop(&mut self) {
+        self.turns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.digest);
+    }
+}
 
 impl Authenticator {
     /// The key checker of an engine's workspace.
@@ -189,6 +207,7 @@ impl Authenticator {
             cache: Arc::new(RwLock::new(HashMap::new())),
             verifying: Arc::new(Mutex::new(HashMap::new())),
             hashed: Arc::default(),
+            revocations: Arc::default(),
             ttl: CACHE_TTL,
         }
     }
@@ -213,6 +232,8 @@ impl Authenticator {
     /// Who a presented key belongs to, or `None` when no live key matches.
     pub async fn authenticate(&self, presented: &str) -> Result<Option<Caller>, StoreError> {
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        // A revocation made while this check reads the store must not be undone by it.
+        let revocations = self.revocations.load(std::sync::atomic::Ordering::SeqCst);
         if let Some((caller, since)) = self.cached(&digest) {
             if since.elapsed() < self.ttl {
                 return Ok(Some(caller));
@@ -224,7 +245,7 @@ impl Authenticator {
                 None => false,
             };
             return Ok(if live {
-                self.remember(digest, &caller);
+                self.remember(digest, &caller, revocations);
                 Some(caller)
             } else {
                 self.forget(|c| c.key_id == caller.key_id);
@@ -236,21 +257,22 @@ impl Authenticator {
             let mut verifying = self.verifying.lock().unwrap_or_else(|p| p.into_inner());
             verifying.entry(digest).or_default().clone()
         };
+        // The entry goes when this call ends, however it ends (a client that hangs up
+        // cancels it): the map holds only keys being verified.
+        let _leave = LeaveTurn {
+            turns: &self.verifying,
+            digest,
+        };
         let _turn = turn.lock().await;
         if let Some((caller, since)) = self.cached(&digest)
             && since.elapsed() < self.ttl
         {
             return Ok(Some(caller));
         }
-        let caller = self.verify(presented).await;
-        self.verifying
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&digest);
-        let caller = caller?;
+        let caller = self.verify(presented).await?;
         // Only hits are cached: a flood of wrong keys must not grow memory.
         if let Some(c) = &caller {
-            self.remember(digest, c);
+            self.remember(digest, c, revocations);
         }
         Ok(caller)
     }
@@ -296,8 +318,13 @@ impl Authenticator {
         self.cache.read().ok().and_then(|c| c.get(digest).cloned())
     }
 
-    fn remember(&self, digest: [u8; 32], caller: &Caller) {
+    /// Caches a verified key, unless a key was revoked since the check began (`revocations`
+    /// then): the answer stands, the next request checks again.
+    fn remember(&self, digest: [u8; 32], caller: &Caller, revocations: u64) {
         if let Ok(mut cache) = self.cache.write() {
+            if self.revocations.load(std::sync::atomic::Ordering::SeqCst) != revocations {
+                return;
+            }
             if cache.len() >= CACHE_MAX && !cache.contains_key(&digest) {
                 cache.clear();
             }
@@ -326,6 +353,7 @@ impl Authenticator {
     /// Revokes a key; false when there is no such live key.
     pub async fn revoke_key(&self, id: &ApiKeyId, now: DateTime<Utc>) -> Result<bool, StoreError> {
         let revoked = self.store.access().revoke_api_key(id, now).await?;
+        self.revocations.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.forget(|c| &c.key_id == id);
         Ok(revoked)
     }

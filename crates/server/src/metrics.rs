@@ -53,6 +53,9 @@ pub fn handle() -> Option<PrometheusHandle> {
 }
 
 pub async fn render(State(state): State<AppState>) -> Response {
+    if let Some(bytes) = resident_bytes() {
+        metrics::gauge!("process_resident_memory_bytes").set(bytes as f64);
+    }
     match &state.metrics {
         Some(h) => (
             [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
@@ -82,4 +85,33 @@ pub async fn track_http(req: Request, next: Next) -> Response {
         .record(started.elapsed().as_secs_f64());
     metrics::counter!("missive_http_requests_total", "route" => route, "status" => status).increment(1);
     res
+}
+
+/// The process's resident memory, from `/proc/self/status` (Linux; `None` elsewhere). Read by
+/// hand: one line of one file does not warrant a process-metrics crate.
+fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    parse_vm_rss(&status)
+}
+
+fn parse_vm_rss(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line
+        .trim_start_matches("VmRSS:")
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn resident_memory_is_read_from_the_vm_rss_line() {
+        let status = "Name:\tmissive\nVmPeak:\t  900 kB\nVmRSS:\t  123456 kB\nThreads:\t9\n";
+        assert_eq!(super::parse_vm_rss(status), Some(123_456 * 1024));
+        assert_eq!(super::parse_vm_rss("Name:\tx\n"), None);
+    }
 }

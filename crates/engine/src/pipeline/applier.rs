@@ -18,24 +18,25 @@ impl Applier {
         let mut ticker = tokio::time::interval(tick_every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            // A backfill under way is evaluated a page at a time whenever no request waits.
+            // A backfill under way: the requests waiting (up to a batch), then one page, in
+            // turn, so that neither starves the other.
             if self.backfill.is_some() && !*stop.borrow() {
-                match rx.try_recv() {
-                    Ok(r) => {
-                        if !self.handle_all(r, &mut rx, &etx, &ctx).await {
-                            return;
-                        }
-                    }
-                    Err(mpsc::error::TryRecvError::Empty) => {
-                        if let Err(e) = self.backfill_step().await {
-                            tracing::error!(error = %e, "segment backfill failed; it resumes at the next start");
-                            self.abandon_backfill(Arc::new(e));
-                        }
-                        if !self.handle(vec![Request::Tick], false, &etx, &ctx).await {
-                            return;
-                        }
-                    }
+                let handled = match rx.try_recv() {
+                    Ok(r) => self.handle_all(r, &mut rx, &etx, &ctx).await,
+                    Err(mpsc::error::TryRecvError::Empty) => true,
                     Err(mpsc::error::TryRecvError::Disconnected) => break,
+                };
+                if !handled {
+                    return;
+                }
+                if self.backfill.is_some() {
+                    if let Err(e) = self.backfill_step().await {
+                        tracing::error!(error = %e, "segment backfill failed; it resumes at the next start");
+                        self.abandon_backfill(Arc::new(e));
+                    }
+                    if !self.handle(vec![Request::Tick], false, &etx, &ctx).await {
+                        return;
+                    }
                 }
                 continue;
             }

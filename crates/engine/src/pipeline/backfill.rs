@@ -19,8 +19,12 @@
 //!   ([`BackfillMark`]), with the memberships it changed; at start the engine resumes from it
 //!   ([`Applier::resume_backfills`]). Profiles evaluated ahead of their page before the crash
 //!   are evaluated again, which changes nothing.
-//! - One backfill at a time: a second segment saved while one runs waits for it (saving
-//!   segments is one at a time anyway); saving the same segment again or deleting it stops it.
+//! - One backfill at a time: a second segment saved while one runs is taken on when it is
+//!   done (saving segments is one at a time anyway; this is for a backfill resumed at start);
+//!   saving the same segment again or deleting it stops it.
+//! - Events replayed at start-up (those after the last checkpoint) are folded before the
+//!   backfill resumes: a profile they reach is judged by the new segment without the events
+//!   it did not keep, until the backfill reaches it.
 
 use missive_store::{BackfillMark, BackfillUpdate};
 
@@ -49,6 +53,15 @@ pub(super) struct Backfill {
 
 /// Where a segment switch is answered: the number of profiles evaluated.
 pub(super) type SegmentsAck = oneshot::Sender<Result<u64, Arc<EngineError>>>;
+
+/// A segment switch waiting for the backfill under way: the set, the segment to backfill,
+/// its progress and its caller.
+pub(super) type QueuedSwitch = (
+    Arc<SegmentSet>,
+    Option<String>,
+    Option<watch::Sender<(u64, u64)>>,
+    SegmentsAck,
+);
 
 impl Backfill {
     /// Whether `id` still waits for its evaluation.
@@ -108,17 +121,14 @@ impl Applier {
         progress: Option<watch::Sender<(u64, u64)>>,
         ack: SegmentsAck,
     ) -> Option<(Result<u64, Arc<EngineError>>, SegmentsAck)> {
-        // A backfill under way: stopped when its segment is gone or saved again, finished
-        // first otherwise.
+        // A backfill under way: stopped when its segment is gone or saved again; otherwise
+        // this switch is taken on once it is done (ingest goes on meanwhile).
         if let Some(running) = &self.backfill {
             if set.get(&running.name).is_none() || backfill.as_deref() == Some(running.name.as_str()) {
                 self.stop_backfill();
             } else {
-                while self.backfill.is_some() {
-                    if let Err(e) = self.backfill_step().await {
-                        return Some((Err(Arc::new(e)), ack));
-                    }
-                }
+                self.queued_segments.push_back((set, backfill, progress, ack));
+                return None;
             }
         }
         let previous = std::mem::replace(&mut self.segments, set);
@@ -175,40 +185,73 @@ impl Applier {
         Ok(())
     }
 
-    /// Resumes the backfill a crash (or a failed commit) interrupted, as the store recorded
-    /// it; forgets those of segments deleted since.
+    /// Resumes a backfill that a crash (or a failed commit) interrupted, as the store
+    /// recorded it, or `interrupted` (the one under way when a commit failed) from the start
+    /// if its first mark never reached the store; forgets those of segments deleted since.
+    /// One runs at a time: the others stay recorded and are resumed when it is done.
     pub(super) async fn resume_backfills(
         &mut self,
         interrupted: Option<Backfill>,
     ) -> Result<(), EngineError> {
-        for mark in self.store.events().unfinished_backfills().await? {
-            if self.segments.get(&mark.segment).is_none() || self.backfill.is_some() {
-                self.pending.backfills.push(BackfillUpdate::Finished {
-                    segment: mark.segment,
-                });
-                continue;
+        let (mut progress, mut ack, mut restart) = (None, None, None);
+        if let Some(mut b) = interrupted {
+            if let Some((_, reading)) = b.reading.take() {
+                reading.abort();
             }
+            if self.segments.get(&b.name).is_some() {
+                restart = Some((b.name.clone(), b.is_new));
+            }
+            progress = b.progress.take();
+            ack = b.ack.take();
+        }
+        let finished: HashSet<String> = self
+            .pending
+            .backfills
+            .iter()
+            .filter_map(|u| match u {
+                BackfillUpdate::Finished { segment } => Some(segment.clone()),
+                BackfillUpdate::Progress(_) => None,
+            })
+            .collect();
+        let mut marks: Vec<BackfillMark> = self
+            .store
+            .events()
+            .unfinished_backfills()
+            .await?
+            .into_iter()
+            .filter(|m| !finished.contains(&m.segment))
+            .collect();
+        for gone in marks.iter().filter(|m| self.segments.get(&m.segment).is_none()) {
+            self.pending.backfills.push(BackfillUpdate::Finished {
+                segment: gone.segment.clone(),
+            });
+        }
+        marks.retain(|m| self.segments.get(&m.segment).is_some());
+        // The interrupted one first (its caller waits), then the others in name order.
+        if let Some((name, _)) = &restart
+            && let Some(i) = marks.iter().position(|m| &m.segment == name)
+        {
+            let mark = marks.remove(i);
+            marks.insert(0, mark);
+        }
+        let (name, is_new, after) = match (marks.first(), restart) {
             // Profiles past the mark that a change reached first were evaluated already; a
             // second look must not drop their membership and record it again.
-            let is_new = false;
-            let (progress, ack) = match &interrupted {
-                Some(b) if b.name == mark.segment => (b.progress.clone(), None),
-                _ => (None, None),
-            };
-            self.start_backfill(mark.segment, is_new, mark.after, progress)
-                .await?;
-            if let Some(b) = &mut self.backfill {
-                b.ack = ack;
+            (Some(m), _) => (m.segment.clone(), false, m.after.clone()),
+            (None, Some((name, is_new))) => (name, is_new, None),
+            (None, None) => {
+                if let Some(ack) = ack {
+                    self.finished_backfills.push((Ok(0), ack));
+                }
+                return Ok(());
             }
+        };
+        let waited = ack.is_some();
+        self.start_backfill(name.clone(), is_new, after, progress).await?;
+        if let Some(b) = &mut self.backfill {
+            b.ack = ack;
         }
-        if let Some(mut b) = interrupted {
-            // The caller waiting for an interrupted backfill is told it goes on without it.
-            if let Some(ack) = b.ack.take() {
-                let _ = ack.send(Err(Arc::new(EngineError::Store(StoreError::Task(
-                    "the segment backfill was interrupted by a failed commit; it resumes on its own".into(),
-                )))));
-            }
-        }
+        tracing::info!(segment = %name, caller_waits = waited, "segment backfill resumed");
         Ok(())
     }
 
@@ -274,7 +317,14 @@ impl Applier {
                 b.reading = Some((end, next));
             }
         }
-        self.evaluate_page(page, &page_ids, now).await?;
+        if let Err(e) = self.evaluate_page(page, &page_ids, now).await {
+            // The next step starts over at this page (profiles done in it are done again,
+            // which changes nothing).
+            if let Some((_, reading)) = self.backfill.as_mut().and_then(|b| b.reading.take()) {
+                reading.abort();
+            }
+            return Err(e);
+        }
         let Some(b) = &mut self.backfill else {
             return Ok(());
         };
@@ -301,6 +351,15 @@ impl Applier {
             if let Some(ack) = b.ack.take() {
                 self.finished_backfills.push((Ok(b.done), ack));
             }
+        }
+        // A save queued behind this one, or another backfill recorded and waiting (left by
+        // a crash).
+        if let Some((set, name, progress, ack)) = self.queued_segments.pop_front() {
+            if let Some((result, ack)) = self.switch_segments(set, name, progress, ack).await {
+                self.finished_backfills.push((result, ack));
+            }
+        } else {
+            self.resume_backfills(None).await?;
         }
         Ok(())
     }
@@ -395,6 +454,10 @@ impl Applier {
         self.add_window_events(&live, loaded, now);
         if evaluate {
             self.backfill_one(&live, &name, is_new, now);
+        } else if is_new && let Some(entry) = self.profiles.get_mut(&live) {
+            // A membership left from an earlier segment of that name is not one to leave.
+            entry.profile.segments.segments.remove(&name);
+            entry.profile.segments.timers.remove(&name);
         }
         Ok(())
     }

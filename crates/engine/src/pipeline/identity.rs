@@ -71,6 +71,7 @@ impl Applier {
     }
 
     pub(super) fn evict_if_needed(&mut self) {
+        metrics::gauge!("missive_profile_cache_profiles").set(self.profiles.len() as f64);
         if self.profiles.len() <= self.config.profile_cache {
             return;
         }

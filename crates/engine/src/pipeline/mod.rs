@@ -274,6 +274,7 @@ impl Engine {
             schema: SchemaRegistry::default(),
             backfill: None,
             finished_backfills: Vec::new(),
+            queued_segments: VecDeque::new(),
         };
         applier.load_filters().await?;
         applier.backfill_schema().await?;
@@ -592,6 +593,8 @@ struct Applier {
     backfill: Option<backfill::Backfill>,
     /// Backfills done (or given up) whose callers are answered with the next checkpoint.
     finished_backfills: Vec<(Result<u64, Arc<EngineError>>, backfill::SegmentsAck)>,
+    /// Segment switches waiting for the backfill under way.
+    queued_segments: VecDeque<backfill::QueuedSwitch>,
 }
 
 impl Progress {

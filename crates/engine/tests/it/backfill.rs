@@ -253,3 +253,62 @@ fn a_backfill_cut_off_by_a_crash_resumes_where_its_last_checkpoint_left_it() {
     assert_each_change_once(&members, &changes);
     rt.block_on(engine.shutdown());
 }
+
+/// Makes every profile checkpoint of the SQLite store at `path` fail (`on`), or work again.
+fn fail_checkpoints(path: &Path, on: bool) {
+    let db = rusqlite::Connection::open(path).unwrap();
+    db.busy_timeout(Duration::from_secs(10)).unwrap();
+    db.execute_batch(if on {
+        "CREATE TRIGGER injected_failure BEFORE INSERT ON meta
+         WHEN NEW.key = 'profiles_through_seq'
+         BEGIN SELECT RAISE(ABORT, 'injected failure'); END;"
+    } else {
+        "DROP TRIGGER injected_failure;"
+    })
+    .unwrap();
+}
+
+#[tokio::test]
+async fn a_backfill_whose_checkpoint_fails_starts_over_and_its_caller_still_gets_the_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.db");
+    let (store, engine) = open(&path).await;
+    let users = 20_000;
+    seed(&engine, users).await;
+    let (progress, mut watch) = tokio::sync::watch::channel((0, 0));
+    let saving = {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            missive_engine::segments::save_segment(&engine, "twice", SEGMENT, Some(progress)).await
+        })
+    };
+    watch.wait_for(|(done, _)| *done >= 1_000).await.unwrap();
+    fail_checkpoints(&path, true);
+    assert!(
+        !saving.is_finished(),
+        "the backfill is under way when checkpoints fail"
+    );
+    // Events keep coming while checkpoints fail: the engine starts over from the store.
+    for n in 0..20 {
+        let _ = engine.ingest(vec![view(&format!("during-{n}"), 0)]).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(engine.write_failure().is_some(), "a checkpoint failed");
+    fail_checkpoints(&path, false);
+    let evaluated = tokio::time::timeout(Duration::from_secs(60), saving)
+        .await
+        .expect("the save is answered")
+        .unwrap()
+        .expect("the backfill went on after the failure");
+    assert!(evaluated > 0);
+    engine.sync().await.unwrap();
+    assert!(store.events().unfinished_backfills().await.unwrap().is_empty());
+    let (members, changes) = members_and_changes(&store, "twice").await;
+    assert_eq!(
+        members.len(),
+        (users as usize).div_ceil(3),
+        "every third customer viewed twice"
+    );
+    assert_each_change_once(&members, &changes);
+    engine.shutdown().await;
+}
