@@ -49,6 +49,13 @@ pub enum DeliveryBench {
         /// Messages the sender takes from the outbox per round (its `batch` setting).
         #[arg(long, default_value_t = missive_sending::sender::SenderConfig::default().batch)]
         batch: u32,
+        /// Journey triggers per second while the broadcast is sent (0: none): a journey with
+        /// no wait sends to each, and their event → SMTP hand-over latency is reported.
+        #[arg(long, default_value_t = 0)]
+        triggers: u32,
+        /// Background events per second while the broadcast is sent, with `--triggers`.
+        #[arg(long, default_value_t = 1000)]
+        background: u32,
         /// Send a two-line HTML e-mail instead of the cart-abandonment example: what the
         /// pipeline costs apart from the content.
         #[arg(long)]
@@ -255,22 +262,56 @@ pub async fn run(b: DeliveryBench) -> anyhow::Result<()> {
             recipients,
             concurrency,
             batch,
+            triggers,
+            background,
             plain,
-        } => broadcast(recipients, concurrency, batch, plain).await,
+        } => broadcast(recipients, concurrency, batch, plain, triggers, background).await,
     }
+}
+
+/// Page views from 10,000 visitors, `per_second` in all, every 10 ms, until `stop`.
+fn spawn_background(
+    r: &Rig,
+    per_second: u32,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let (engine, journeys) = (r.engine.clone(), r.journeys.clone());
+    let per_tick = (per_second / 100).max(1);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(10));
+        let mut i = 0u64;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.changed() => break,
+            }
+            let events: Vec<_> = (0..per_tick)
+                .filter_map(|_| {
+                    i += 1;
+                    track(&format!("v{}", i % 10_000), "Page Viewed", json!({"path": "/p"})).ok()
+                })
+                .collect();
+            if engine.ingest(events).await.is_err() {
+                break;
+            }
+            journeys.poke();
+        }
+    })
+}
+
+/// A journey that sends at once on `event` (or after a 2-second wait).
+fn journey(event: &str, wait: bool) -> anyhow::Result<JourneyDef> {
+    let mut steps = vec![json!({"id": "send", "type": "send", "template": "bench"})];
+    if wait {
+        steps.insert(0, json!({"id": "wait", "type": "wait", "duration": "2s"}));
+    }
+    Ok(serde_json::from_value(
+        json!({"trigger": {"event": event}, "reentry": "always", "class": "transactional", "steps": steps}),
+    )?)
 }
 
 async fn latency(seconds: u64, background: u32, triggers: u32) -> anyhow::Result<()> {
     let r = rig(8, SenderConfig::default().batch, false).await?;
-    let journey = |event: &str, wait: bool| -> anyhow::Result<JourneyDef> {
-        let mut steps = vec![json!({"id": "send", "type": "send", "template": "bench"})];
-        if wait {
-            steps.insert(0, json!({"id": "wait", "type": "wait", "duration": "2s"}));
-        }
-        Ok(serde_json::from_value(
-            json!({"trigger": {"event": event}, "reentry": "always", "class": "transactional", "steps": steps}),
-        )?)
-    };
     let now = chrono::Utc::now();
     r.journeys.save("now", journey("Bench Now", false)?, now).await?;
     r.journeys
@@ -288,31 +329,7 @@ async fn latency(seconds: u64, background: u32, triggers: u32) -> anyhow::Result
     let journeys_task = r.journeys.clone().spawn(poll, stop_rx.clone());
     let sender_task = r.sender.clone().spawn(poll, stop_rx.clone());
 
-    // Background: page views from 10,000 visitors, every 10 ms.
-    let bg_engine = r.engine.clone();
-    let bg_journeys = r.journeys.clone();
-    let per_tick = (background / 100).max(1);
-    let mut bg_stop = stop_rx.clone();
-    let bg = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_millis(10));
-        let mut i = 0u64;
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = bg_stop.changed() => break,
-            }
-            let events: Vec<_> = (0..per_tick)
-                .filter_map(|_| {
-                    i += 1;
-                    track(&format!("v{}", i % 10_000), "Page Viewed", json!({"path": "/p"})).ok()
-                })
-                .collect();
-            if bg_engine.ingest(events).await.is_err() {
-                break;
-            }
-            bg_journeys.poke();
-        }
-    });
+    let bg = spawn_background(&r, background, stop_rx.clone());
 
     let mut sent_at: HashMap<u64, (Instant, bool)> = HashMap::new();
     let started = Instant::now();
@@ -374,8 +391,26 @@ async fn latency(seconds: u64, background: u32, triggers: u32) -> anyhow::Result
     Ok(())
 }
 
-async fn broadcast(recipients: u64, concurrency: usize, batch: u32, plain: bool) -> anyhow::Result<()> {
+async fn broadcast(
+    recipients: u64,
+    concurrency: usize,
+    batch: u32,
+    plain: bool,
+    triggers: u32,
+    background: u32,
+) -> anyhow::Result<()> {
     let r = rig(concurrency, batch, plain).await?;
+    let users = 1_000u64;
+    if triggers > 0 {
+        r.journeys
+            .save("now", journey("Bench Now", false)?, chrono::Utc::now())
+            .await?;
+        // Not in the broadcast's segment.
+        let people = (0..users)
+            .map(|u| identify(&format!("u{u}"), "journey"))
+            .collect::<Result<_, _>>()?;
+        r.engine.ingest(people).await?;
+    }
     // Declared first, as a user would (`PUT /v1/schema/traits/plan`): the segment is saved
     // before any profile has the trait, so that it is segmented as it arrives.
     missive_engine::schema::declare(
@@ -435,16 +470,89 @@ async fn broadcast(recipients: u64, concurrency: usize, batch: u32, plain: bool)
         b.broadcast.total,
         queued_in.as_secs_f64()
     );
+    // Journeys triggered while it is sent: their messages go ahead of the broadcast's.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let during = (triggers > 0).then(|| {
+        let journeys_task = r
+            .journeys
+            .clone()
+            .spawn(Duration::from_millis(250), stop_rx.clone());
+        let bg = spawn_background(&r, background, stop_rx.clone());
+        let (engine, journeys, mut stop) = (r.engine.clone(), r.journeys.clone(), stop_rx.clone());
+        let fire = tokio::spawn(async move {
+            let mut sent_at: HashMap<u64, Instant> = HashMap::new();
+            let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / u64::from(triggers)));
+            let mut n = 0u64;
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop.changed() => break,
+                }
+                n += 1;
+                let Ok(e) = track(&format!("u{}", n % users), "Bench Now", json!({"n": n})) else {
+                    break;
+                };
+                let t0 = Instant::now();
+                if engine.ingest(vec![e]).await.is_err() {
+                    break;
+                }
+                journeys.poke();
+                sent_at.insert(n, t0);
+            }
+            sent_at
+        });
+        (journeys_task, bg, fire)
+    });
     let bar = indicatif::ProgressBar::new(recipients);
+    let mut idle_rounds = 0;
     loop {
         let stats = r.sender.run_pending().await?;
         bar.set_position(r.delivered.load(std::sync::atomic::Ordering::Relaxed));
         if stats.sent + stats.failed + stats.skipped + stats.retried == 0 {
-            break;
+            // With journeys running, the last triggered messages may still be on their way.
+            if during.is_none() || r.delivered.load(std::sync::atomic::Ordering::Relaxed) >= recipients {
+                idle_rounds += 1;
+            }
+            if idle_rounds > 0 && during.is_none() || idle_rounds > 20 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
     bar.finish_and_clear();
     let total = t0.elapsed();
+    if let Some((journeys_task, bg, fire)) = during {
+        let _ = stop_tx.send(true);
+        let sent_at = fire.await?;
+        let _ = bg.await;
+        let _ = journeys_task.await;
+        // The last triggered messages, sent after the broadcast's.
+        for _ in 0..100 {
+            let stats = r.sender.run_pending().await?;
+            if stats.sent + stats.failed + stats.skipped + stats.retried == 0 {
+                break;
+            }
+        }
+        let arrivals = r
+            .arrivals
+            .lock()
+            .map_err(|_| anyhow::anyhow!("sink lock poisoned"))?
+            .clone();
+        let mut ms: Vec<f64> = sent_at
+            .iter()
+            .filter_map(|(n, t0)| arrivals.get(n).map(|t| t.duration_since(*t0).as_secs_f64() * 1e3))
+            .collect();
+        ms.sort_by(f64::total_cmp);
+        println!(
+            "journeys during the broadcast ({triggers} triggers/s, {background} background events/s): \
+             {} of {} handed over, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            ms.len(),
+            sent_at.len(),
+            percentile(&ms, 0.5),
+            percentile(&ms, 0.99),
+            ms.last().copied().unwrap_or(f64::NAN)
+        );
+    }
     let delivered = r.delivered.load(std::sync::atomic::Ordering::Relaxed);
     println!(
         "broadcast to {recipients}: {delivered} rendered, DKIM-signed and handed to the SMTP sink in {:.1} s \

@@ -61,11 +61,43 @@ impl MessageSource {
         }
     }
 
+    /// The queue the message waits in ([`Lane`]).
+    pub fn lane(&self) -> Lane {
+        match self {
+            MessageSource::Broadcast(_) => Lane::Bulk,
+            MessageSource::Journey(_) | MessageSource::Other(_) => Lane::Triggered,
+        }
+    }
+
     /// The broadcast's id, when a broadcast queued the message.
     pub fn broadcast(&self) -> Option<&str> {
         match self {
             MessageSource::Broadcast(id) => Some(id),
             MessageSource::Journey(_) | MessageSource::Other(_) => None,
+        }
+    }
+}
+
+/// Which queue a due message waits in. The sender takes every due message of the triggered
+/// lane before any of the bulk lane, so that a broadcast to a million people does not hold
+/// up a cart reminder or a password reset behind it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Lane {
+    /// Sent because of what one person did (journeys, and sources this version does not know).
+    Triggered,
+    /// Sent to many at once (broadcasts).
+    Bulk,
+}
+
+impl Lane {
+    /// In the order the sender takes them.
+    pub const ALL: [Lane; 2] = [Lane::Triggered, Lane::Bulk];
+
+    /// As stored (`outbox.lane`).
+    pub fn as_i16(self) -> i16 {
+        match self {
+            Lane::Triggered => 0,
+            Lane::Bulk => 1,
         }
     }
 }

@@ -430,3 +430,37 @@ pub async fn metadata_can_be_replaced(store: &Store) {
         "1"
     );
 }
+
+pub async fn messages_a_person_triggered_are_due_before_a_broadcasts(store: &Store) {
+    let p = ProfileId::generate();
+    let at = |m: u32| t("2026-11-28T12:00:00Z") + chrono::TimeDelta::minutes(i64::from(m));
+    // A broadcast queued long before, then journey messages due later.
+    let mut outbox: Vec<OutboxMessage> = (0..5)
+        .map(|i| {
+            let mut m = message(&format!("msg_b{i}"), &format!("b:{i}"), &p, at(i));
+            m.source = missive_core::MessageSource::Broadcast("brd_1".into());
+            m
+        })
+        .collect();
+    outbox.push(message("msg_j1", "j:1", &p, at(10)));
+    outbox.push(message("msg_j0", "j:0", &p, at(9)));
+    // Not due yet: stays out whatever its lane.
+    outbox.push(message("msg_j2", "j:2", &p, at(60)));
+    store
+        .delivery()
+        .commit_journey(JourneyCommit {
+            instances: vec![],
+            outbox,
+            events_through: None,
+            segments_through: None,
+        })
+        .await
+        .unwrap();
+    let ids = |due: Vec<OutboxMessage>| due.into_iter().map(|m| m.id).collect::<Vec<_>>();
+    let due = store.delivery().due_outbox(at(30), 4).await.unwrap();
+    assert_eq!(ids(due), ["msg_j0", "msg_j1", "msg_b0", "msg_b1"]);
+    let due = store.delivery().due_outbox(at(30), 100).await.unwrap();
+    assert_eq!(due.len(), 7);
+    let due = store.delivery().due_outbox(at(30), 1).await.unwrap();
+    assert_eq!(ids(due), ["msg_j0"]);
+}

@@ -50,8 +50,8 @@ impl crate::DeliveryStore for PostgresStore {
             let insert = tx
                 .prepare(
                     "INSERT INTO outbox (id, idempotency_key, profile_id, template, class, source, context, status,
-                         attempts, next_attempt_at, created_at, sent_at, recipient, detail, step)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+                         attempts, next_attempt_at, created_at, sent_at, recipient, detail, step, lane)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
                      ON CONFLICT DO NOTHING",
                 )
                 .await?;
@@ -74,6 +74,7 @@ impl crate::DeliveryStore for PostgresStore {
                         &m.recipient,
                         &m.detail,
                         &m.step,
+                        &m.source.lane().as_i16(),
                     ],
                 )
                 .await?;
@@ -204,17 +205,28 @@ impl crate::DeliveryStore for PostgresStore {
 
     async fn due_outbox(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<OutboxMessage>, StoreError> {
         let r = self.reader();
-        let rows = r
-            .client
-            .query(
-                &format!(
-                    "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE status = 'queued' AND next_attempt_at <= $1
-                     ORDER BY next_attempt_at, id COLLATE \"C\" LIMIT $2"
-                ),
-                &[&micros(now), &i64::from(limit)],
-            )
-            .await?;
-        rows.iter().map(outbox_from_row).collect()
+        // The triggered lane first; the bulk lane fills what is left of the round.
+        let mut due = Vec::new();
+        for lane in missive_core::outbox::Lane::ALL {
+            let left = i64::from(limit) - due.len() as i64;
+            if left <= 0 {
+                break;
+            }
+            let rows = r
+                .client
+                .query(
+                    &format!(
+                        "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE status = 'queued' AND lane = $3
+                         AND next_attempt_at <= $1 ORDER BY next_attempt_at, id COLLATE \"C\" LIMIT $2"
+                    ),
+                    &[&micros(now), &left, &lane.as_i16()],
+                )
+                .await?;
+            for row in &rows {
+                due.push(outbox_from_row(row)?);
+            }
+        }
+        Ok(due)
     }
 
     async fn update_outbox(&self, messages: Vec<OutboxMessage>) -> Result<(), StoreError> {

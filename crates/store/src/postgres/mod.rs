@@ -53,6 +53,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(10, "postgres/0010.sql"),
     migration!(11, "postgres/0011.sql"),
     migration!(12, "postgres/0012.sql"),
+    migration!(13, "postgres/0013.sql"),
 ];
 
 const READERS: usize = 3;

@@ -41,8 +41,8 @@ impl crate::DeliveryStore for SqliteStore {
                 }
                 let mut insert = tx.prepare_cached(
                     "INSERT INTO outbox (id, idempotency_key, profile_id, template, class, source, context, status,
-                         attempts, next_attempt_at, created_at, sent_at, recipient, detail, step)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+                         attempts, next_attempt_at, created_at, sent_at, recipient, detail, step, lane)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
                      ON CONFLICT DO NOTHING",
                 )?;
                 for m in &commit.outbox {
@@ -62,6 +62,7 @@ impl crate::DeliveryStore for SqliteStore {
                         m.recipient,
                         m.detail,
                         m.step,
+                        m.source.lane().as_i16(),
                     ])?;
                 }
                 let completed: Vec<_> = commit
@@ -181,11 +182,22 @@ impl crate::DeliveryStore for SqliteStore {
     async fn due_outbox(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<OutboxMessage>, StoreError> {
         self.read_on(Db::Delivery, move |c| {
             let mut stmt = c.prepare_cached(&format!(
-                "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE status = 'queued' AND next_attempt_at <= ?1
+                "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE status = 'queued' AND lane = ?3 AND next_attempt_at <= ?1
                  ORDER BY next_attempt_at, id LIMIT ?2"
             ))?;
-            let rows = stmt.query_map(params![micros(now), limit], outbox_row)?;
-            rows.map(|r| r?).collect()
+            // The triggered lane first; the bulk lane fills what is left of the round.
+            let mut due = Vec::new();
+            for lane in missive_core::outbox::Lane::ALL {
+                let left = limit.saturating_sub(due.len() as u32);
+                if left == 0 {
+                    break;
+                }
+                let rows = stmt.query_map(params![micros(now), left, lane.as_i16()], outbox_row)?;
+                for r in rows {
+                    due.push(r??);
+                }
+            }
+            Ok(due)
         })
         .await
     }

@@ -51,6 +51,7 @@ const DELIVERY_MIGRATIONS: &[Migration] = &[
     migration!(2, "sqlite/delivery/0002.sql"),
     migration!(3, "sqlite/delivery/0003.sql"),
     migration!(4, "sqlite/delivery/0004.sql"),
+    migration!(5, "sqlite/delivery/0005.sql"),
 ];
 
 const EVENT_MIGRATIONS: &[Migration] = &[
