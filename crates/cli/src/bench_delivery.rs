@@ -504,18 +504,17 @@ async fn broadcast(
         (journeys_task, bg, fire)
     });
     let bar = indicatif::ProgressBar::new(recipients);
-    let mut idle_rounds = 0;
+    // Done once a round finds nothing to send; with journeys running (a message every
+    // 50 ms or so), once nothing is queued for the broadcast any more.
+    let broadcast_left = || async { anyhow::Ok(r.broadcasts.get(&id).await?.messages.queued) };
     loop {
         let stats = r.sender.run_pending().await?;
         bar.set_position(r.delivered.load(std::sync::atomic::Ordering::Relaxed));
-        if stats.sent + stats.failed + stats.skipped + stats.retried == 0 {
-            // With journeys running, the last triggered messages may still be on their way.
-            if during.is_none() || r.delivered.load(std::sync::atomic::Ordering::Relaxed) >= recipients {
-                idle_rounds += 1;
-            }
-            if idle_rounds > 0 && during.is_none() || idle_rounds > 20 {
-                break;
-            }
+        let idle = stats.sent + stats.failed + stats.skipped + stats.retried == 0;
+        if idle && (during.is_none() || broadcast_left().await? == 0) {
+            break;
+        }
+        if idle {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }

@@ -175,18 +175,23 @@ type VerifiedKeys = HashMap<[u8; 32], (Caller, Instant)>;
 /// SHA-256 of a presented key → the lock its verifications queue on.
 type Turns = HashMap<[u8; 32], Arc<tokio::sync::Mutex<()>>>;
 
-/// Removes a key's entry from the turns when the verification that made or joined it ends.
+/// Removes a key's entry from the turns when the verification that made or joined it ends,
+/// unless a newer one has replaced it.
 struct LeaveTurn<'a> {
     turns: &'a Mutex<Turns>,
     digest: [u8; 32],
+    turn: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Drop for LeaveTurn<'_> {
     fn drop(&mut self) {
-        self.turns
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&self.digest);
+        let mut turns = self.turns.lock().unwrap_or_else(|p| p.into_inner());
+        if turns
+            .get(&self.digest)
+            .is_some_and(|t| Arc::ptr_eq(t, &self.turn))
+        {
+            turns.remove(&self.digest);
+        }
     }
 }
 
@@ -262,6 +267,7 @@ impl Authenticator {
         let _leave = LeaveTurn {
             turns: &self.verifying,
             digest,
+            turn: turn.clone(),
         };
         let _turn = turn.lock().await;
         if let Some((caller, since)) = self.cached(&digest)

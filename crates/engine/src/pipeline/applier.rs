@@ -32,7 +32,13 @@ impl Applier {
                 if self.backfill.is_some() {
                     if let Err(e) = self.backfill_step().await {
                         tracing::error!(error = %e, "segment backfill failed; it resumes at the next start");
-                        self.abandon_backfill(Arc::new(e));
+                        self.abandon_backfill(&e);
+                        // What was queued behind it is not left waiting.
+                        if let Some((set, name, progress, ack)) = self.queued_segments.pop_front()
+                            && let Some((result, ack)) = self.switch_segments(set, name, progress, ack).await
+                        {
+                            self.finished_backfills.push((result, ack));
+                        }
                     }
                     if !self.handle(vec![Request::Tick], false, &etx, &ctx).await {
                         return;
@@ -263,8 +269,14 @@ impl Applier {
             self.wait_for_writers().await;
             self.seen_epoch = current;
             let interrupted = self.backfill.take();
-            self.recover().await?;
-            self.load_timers().await?;
+            if let Err(e) = self.recover().await {
+                self.abandon(interrupted, &e);
+                return Err(e);
+            }
+            if let Err(e) = self.load_timers().await {
+                self.abandon(interrupted, &e);
+                return Err(e);
+            }
             self.resume_backfills(interrupted).await?;
         }
         self.batch_seq += 1;

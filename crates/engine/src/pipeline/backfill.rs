@@ -127,6 +127,16 @@ impl Applier {
             if set.get(&running.name).is_none() || backfill.as_deref() == Some(running.name.as_str()) {
                 self.stop_backfill();
             } else {
+                // Recorded now, so that a crash before its turn still backfills it.
+                if let Some(name) = &backfill {
+                    self.pending
+                        .backfills
+                        .push(BackfillUpdate::Progress(BackfillMark {
+                            segment: name.clone(),
+                            is_new: self.segments.get(name).is_none(),
+                            after: None,
+                        }));
+                }
                 self.queued_segments.push_back((set, backfill, progress, ack));
                 return None;
             }
@@ -204,6 +214,42 @@ impl Applier {
             progress = b.progress.take();
             ack = b.ack.take();
         }
+        match self.resume_one(restart, progress).await {
+            Ok(true) => {
+                if let Some(b) = &mut self.backfill {
+                    b.ack = ack;
+                }
+                Ok(())
+            }
+            Ok(false) => {
+                if let Some(ack) = ack {
+                    self.finished_backfills.push((Ok(0), ack));
+                }
+                Ok(())
+            }
+            Err(e) => {
+                // Its caller is told; the store's marks stay for the next start.
+                if let Some(ack) = ack {
+                    let told = EngineError::Store(StoreError::Task(format!(
+                        "the segment backfill could not go on: {e}"
+                    )));
+                    self.finished_backfills.push((Err(Arc::new(told)), ack));
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Starts the interrupted backfill `restart` (from its mark, or from the start when its
+    /// first mark never landed), or else the first one the store records; false when there
+    /// is none.
+    async fn resume_one(
+        &mut self,
+        restart: Option<(String, bool)>,
+        progress: Option<watch::Sender<(u64, u64)>>,
+    ) -> Result<bool, EngineError> {
+        // Marks written by checkpoints still on their way must be read as they will be.
+        self.wait_for_writers().await;
         let finished: HashSet<String> = self
             .pending
             .backfills
@@ -227,45 +273,43 @@ impl Applier {
             });
         }
         marks.retain(|m| self.segments.get(&m.segment).is_some());
-        // The interrupted one first (its caller waits), then the others in name order.
-        if let Some((name, _)) = &restart
-            && let Some(i) = marks.iter().position(|m| &m.segment == name)
-        {
-            let mark = marks.remove(i);
-            marks.insert(0, mark);
-        }
-        let (name, is_new, after) = match (marks.first(), restart) {
-            // Profiles past the mark that a change reached first were evaluated already; a
-            // second look must not drop their membership and record it again.
-            (Some(m), _) => (m.segment.clone(), false, m.after.clone()),
-            (None, Some((name, is_new))) => (name, is_new, None),
-            (None, None) => {
-                if let Some(ack) = ack {
-                    self.finished_backfills.push((Ok(0), ack));
-                }
-                return Ok(());
-            }
+        // Profiles past a mark that a change reached first were evaluated already; a second
+        // look must not drop their membership and record it again: compared, not new.
+        let (name, is_new, after) = match restart {
+            Some((name, is_new)) => match marks.iter().find(|m| m.segment == name) {
+                Some(m) => (name, false, m.after.clone()),
+                None => (name, is_new, None),
+            },
+            None => match marks.first() {
+                Some(m) => (m.segment.clone(), false, m.after.clone()),
+                None => return Ok(false),
+            },
         };
-        let waited = ack.is_some();
         self.start_backfill(name.clone(), is_new, after, progress).await?;
-        if let Some(b) = &mut self.backfill {
-            b.ack = ack;
-        }
-        tracing::info!(segment = %name, caller_waits = waited, "segment backfill resumed");
-        Ok(())
+        tracing::info!(segment = %name, "segment backfill resumed");
+        Ok(true)
     }
 
-    /// Gives up the backfill under way after a failure: its caller is told; the store's mark
-    /// stays, so it resumes at the next start.
-    pub(super) fn abandon_backfill(&mut self, e: Arc<EngineError>) {
-        if let Some(mut b) = self.backfill.take() {
+    /// Answers the caller of a backfill `b` that cannot go on after `e`.
+    pub(super) fn abandon(&mut self, b: Option<Backfill>, e: &EngineError) {
+        if let Some(mut b) = b {
             if let Some((_, reading)) = b.reading.take() {
                 reading.abort();
             }
             if let Some(ack) = b.ack.take() {
-                self.finished_backfills.push((Err(e), ack));
+                let told = EngineError::Store(StoreError::Task(format!(
+                    "the segment backfill could not go on: {e}"
+                )));
+                self.finished_backfills.push((Err(Arc::new(told)), ack));
             }
         }
+    }
+
+    /// Gives up the backfill under way after a failure: its caller is told; the store's mark
+    /// stays, so it resumes at the next start.
+    pub(super) fn abandon_backfill(&mut self, e: &EngineError) {
+        let b = self.backfill.take();
+        self.abandon(b, e);
     }
 
     /// Stops the backfill under way (its segment was deleted or replaced).
@@ -352,14 +396,19 @@ impl Applier {
                 self.finished_backfills.push((Ok(b.done), ack));
             }
         }
-        // A save queued behind this one, or another backfill recorded and waiting (left by
-        // a crash).
-        if let Some((set, name, progress, ack)) = self.queued_segments.pop_front() {
+        self.next_backfill().await
+    }
+
+    /// With no backfill under way: the next queued switch, or else another backfill the
+    /// store records (left by a crash).
+    pub(super) async fn next_backfill(&mut self) -> Result<(), EngineError> {
+        while self.backfill.is_none() {
+            let Some((set, name, progress, ack)) = self.queued_segments.pop_front() else {
+                return self.resume_backfills(None).await;
+            };
             if let Some((result, ack)) = self.switch_segments(set, name, progress, ack).await {
                 self.finished_backfills.push((result, ack));
             }
-        } else {
-            self.resume_backfills(None).await?;
         }
         Ok(())
     }

@@ -242,6 +242,22 @@ fn a_backfill_cut_off_by_a_crash_resumes_where_its_last_checkpoint_left_it() {
     let (store, engine) = rt.block_on(open(&path));
     let mark = rt.block_on(store.events().unfinished_backfills()).unwrap();
     assert_eq!(mark.len(), 1, "the interrupted backfill is remembered: {mark:?}");
+    // Another segment saved while the resumed one runs waits for its turn, then is done too.
+    let second = rt
+        .block_on(missive_engine::segments::save_segment(
+            &engine,
+            "viewed",
+            "count(event \"Viewed\" within 30d) >= 1",
+            None,
+        ))
+        .unwrap();
+    assert!(
+        second >= u64::from(users),
+        "every profile evaluated for the second: {second}"
+    );
+    let (viewed, viewed_changes) = rt.block_on(members_and_changes(&store, "viewed"));
+    assert_eq!(viewed.len(), users as usize);
+    assert_each_change_once(&viewed, &viewed_changes);
     wait_until("the resumed backfill to finish", || {
         rt.block_on(engine.sync()).unwrap();
         rt.block_on(store.events().unfinished_backfills())
