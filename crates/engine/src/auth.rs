@@ -227,11 +227,8 @@ impl Authenticator {
     /// Whether a presented key was verified recently (no store or argon2 work to check it).
     pub fn is_verified(&self, presented: &str) -> bool {
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-        self.cache
-            .read()
-            .ok()
-            .and_then(|c| c.get(&digest).map(|(_, since)| since.elapsed() < self.ttl))
-            .unwrap_or(false)
+        self.cached(&digest)
+            .is_some_and(|(_, since)| since.elapsed() < self.ttl)
     }
 
     /// Who a presented key belongs to, or `None` when no live key matches.

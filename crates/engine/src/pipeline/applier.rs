@@ -33,12 +33,9 @@ impl Applier {
                     if let Err(e) = self.backfill_step().await {
                         tracing::error!(error = %e, "segment backfill failed; it resumes at the next start");
                         self.abandon_backfill(&e);
-                        // What was queued behind it is not left waiting.
-                        if let Some((set, name, progress, ack)) = self.queued_segments.pop_front()
-                            && let Some((result, ack)) = self.switch_segments(set, name, progress, ack).await
-                        {
-                            self.finished_backfills.push((result, ack));
-                        }
+                        // What was queued behind it is not left waiting (the failed one is
+                        // not resumed here: it would likely fail again at once).
+                        self.take_queued_switch().await;
                     }
                     if !self.handle(vec![Request::Tick], false, &etx, &ctx).await {
                         return;

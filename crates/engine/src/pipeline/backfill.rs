@@ -230,10 +230,7 @@ impl Applier {
             Err(e) => {
                 // Its caller is told; the store's marks stay for the next start.
                 if let Some(ack) = ack {
-                    let told = EngineError::Store(StoreError::Task(format!(
-                        "the segment backfill could not go on: {e}"
-                    )));
-                    self.finished_backfills.push((Err(Arc::new(told)), ack));
+                    self.tell_gave_up(ack, &e);
                 }
                 Err(e)
             }
@@ -297,12 +294,17 @@ impl Applier {
                 reading.abort();
             }
             if let Some(ack) = b.ack.take() {
-                let told = EngineError::Store(StoreError::Task(format!(
-                    "the segment backfill could not go on: {e}"
-                )));
-                self.finished_backfills.push((Err(Arc::new(told)), ack));
+                self.tell_gave_up(ack, e);
             }
         }
+    }
+
+    /// Answers a backfill's caller, with the next checkpoint, that it cannot go on after `e`.
+    fn tell_gave_up(&mut self, ack: SegmentsAck, e: &EngineError) {
+        let told = EngineError::Store(StoreError::Task(format!(
+            "the segment backfill could not go on: {e}"
+        )));
+        self.finished_backfills.push((Err(Arc::new(told)), ack));
     }
 
     /// Gives up the backfill under way after a failure: its caller is told; the store's mark
@@ -403,14 +405,22 @@ impl Applier {
     /// store records (left by a crash).
     pub(super) async fn next_backfill(&mut self) -> Result<(), EngineError> {
         while self.backfill.is_none() {
-            let Some((set, name, progress, ack)) = self.queued_segments.pop_front() else {
+            if !self.take_queued_switch().await {
                 return self.resume_backfills(None).await;
-            };
-            if let Some((result, ack)) = self.switch_segments(set, name, progress, ack).await {
-                self.finished_backfills.push((result, ack));
             }
         }
         Ok(())
+    }
+
+    /// Takes on the oldest segment switch queued behind a backfill; false when none waits.
+    pub(super) async fn take_queued_switch(&mut self) -> bool {
+        let Some((set, name, progress, ack)) = self.queued_segments.pop_front() else {
+            return false;
+        };
+        if let Some((result, ack)) = self.switch_segments(set, name, progress, ack).await {
+            self.finished_backfills.push((result, ack));
+        }
+        true
     }
 
     /// Starts reading the page of the backfill that begins at `start`.
