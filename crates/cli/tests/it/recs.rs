@@ -228,7 +228,13 @@ fn bad_tables_get_clear_errors_and_bad_lines_are_counted() {
 fn evaluation_reads_the_stores_product_events_with_consent_only() {
     use crate::support::missive_cli;
     let dir = tempfile::tempdir().unwrap();
-    let start = chrono::Utc::now() - chrono::Duration::days(60);
+    // Midnight, so that each person's two views fall on one day (without an order or session
+    // id, a day of one person's views is a basket): started late in the day, they fell on
+    // two, and the test failed between 22:00 and 24:00 UTC.
+    let start = (chrono::Utc::now() - chrono::Duration::days(60))
+        .date_naive()
+        .and_time(chrono::NaiveTime::MIN)
+        .and_utc();
     let at = |h: i64| (start + chrono::Duration::hours(h)).to_rfc3339();
     let mut lines = Vec::new();
     for u in 0..60 {
