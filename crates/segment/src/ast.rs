@@ -190,6 +190,9 @@ pub struct Aggregate {
     pub filter: Option<Box<Expr>>,
     pub within: Option<TimeDelta>,
     pub span: Span,
+    /// Its slot in a segment set's shared aggregates (see `plan`): segments of one set that
+    /// count the same thing read one value per evaluation. `None` outside a set.
+    pub(crate) slot: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

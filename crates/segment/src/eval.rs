@@ -2,11 +2,12 @@
 //! of every predicate (the explanation), and the next instant at which time alone can change
 //! the answer.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use missive_core::Profile;
 use missive_core::profile::HistoryEntry;
+use rustc_hash::FxHashMap;
 use serde::Serialize;
 use serde_json::Value as Json;
 
@@ -48,12 +49,12 @@ impl<'a> Facts<'a> {
 /// A profile's events grouped by name: built once, read by every segment evaluated after a
 /// change.
 pub struct EventIndex<'a> {
-    by_name: HashMap<&'a str, Vec<&'a HistoryEntry>>,
+    by_name: FxHashMap<&'a str, Vec<&'a HistoryEntry>>,
 }
 
 impl<'a> EventIndex<'a> {
     pub fn new(events: &'a [HistoryEntry]) -> Self {
-        let mut by_name: HashMap<&str, Vec<&HistoryEntry>> = HashMap::new();
+        let mut by_name: FxHashMap<&str, Vec<&HistoryEntry>> = FxHashMap::default();
         for e in events {
             by_name.entry(e.name.as_str()).or_default().push(e);
         }
@@ -142,16 +143,24 @@ impl<'a> V<'a> {
     }
 }
 
-struct Ctx<'a> {
+/// The aggregates counted during one evaluation of a set's segments for one profile at one
+/// instant, by slot ([`crate::plan`]): a total and its next instant to look again.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    totals: FxHashMap<u32, (f64, Option<DateTime<Utc>>)>,
+}
+
+struct Ctx<'a, 's> {
     facts: &'a Facts<'a>,
     now: DateTime<Utc>,
     predicates: Vec<PredicateResult>,
     next_change: Option<DateTime<Utc>>,
     /// Inside a `where`: the event whose properties are read.
     event: Option<&'a HistoryEntry>,
+    shared: &'s mut Shared,
 }
 
-impl Ctx<'_> {
+impl Ctx<'_, '_> {
     fn change_at(&mut self, t: DateTime<Utc>) {
         if t > self.now {
             self.next_change = Some(self.next_change.map_or(t, |c| c.min(t)));
@@ -162,23 +171,40 @@ impl Ctx<'_> {
 impl Segment {
     /// Evaluates the segment for `facts` at `now`: membership and the next instant to look again.
     pub fn evaluate(&self, facts: &Facts<'_>, now: DateTime<Utc>) -> Evaluation {
-        self.run(facts, now, false)
+        self.run(facts, now, false, &mut Shared::default())
+    }
+
+    /// Like [`Segment::evaluate`], reading and keeping the aggregates other segments of its
+    /// set counted for the same profile at the same instant.
+    pub(crate) fn evaluate_shared(
+        &self,
+        facts: &Facts<'_>,
+        now: DateTime<Utc>,
+        shared: &mut Shared,
+    ) -> Evaluation {
+        self.run(facts, now, false, shared)
     }
 
     /// Like [`Segment::evaluate`], with every predicate's value and result.
     pub fn explain(&self, facts: &Facts<'_>, now: DateTime<Utc>) -> Evaluation {
-        self.run(facts, now, true)
+        self.run(facts, now, true, &mut Shared::default())
     }
 
-    fn run(&self, facts: &Facts<'_>, now: DateTime<Utc>, explain: bool) -> Evaluation {
+    fn run(&self, facts: &Facts<'_>, now: DateTime<Utc>, explain: bool, shared: &mut Shared) -> Evaluation {
         let mut ctx = Ctx {
             facts,
             now,
             predicates: Vec::new(),
             next_change: None,
             event: None,
+            shared,
         };
-        let member = eval(&self.expr, &mut ctx, explain);
+        // The explanation shows the predicates as written; membership reads the plan.
+        let member = if explain {
+            eval(&self.expr, &mut ctx, true)
+        } else {
+            eval(&self.plan, &mut ctx, false)
+        };
         Evaluation {
             member,
             predicates: ctx.predicates,
@@ -187,16 +213,26 @@ impl Segment {
     }
 }
 
-fn eval<'a>(e: &'a Expr, ctx: &mut Ctx<'a>, record: bool) -> bool {
+fn eval<'a>(e: &'a Expr, ctx: &mut Ctx<'a, '_>, record: bool) -> bool {
     match e {
-        // Both sides are always evaluated: the explanation shows every predicate, and a side
-        // that does not decide the answer now may still set the next instant to look again.
+        // The explanation evaluates both sides, to show every predicate. Otherwise the second
+        // side is skipped when the first decides the answer: the answer then stays as it is
+        // while the first side keeps its value, and the first side noted when that can change
+        // with time alone, so the second side's instants are not needed until then.
         Expr::And(a, b) => {
-            let (x, y) = (eval(a, ctx, record), eval(b, ctx, record));
+            let x = eval(a, ctx, record);
+            if !x && !record {
+                return false;
+            }
+            let y = eval(b, ctx, record);
             x && y
         }
         Expr::Or(a, b) => {
-            let (x, y) = (eval(a, ctx, record), eval(b, ctx, record));
+            let x = eval(a, ctx, record);
+            if x && !record {
+                return true;
+            }
+            let y = eval(b, ctx, record);
             x || y
         }
         Expr::Not(a) => !eval(a, ctx, record),
@@ -277,7 +313,7 @@ fn eval<'a>(e: &'a Expr, ctx: &mut Ctx<'a>, record: bool) -> bool {
 }
 
 /// `rfm.recency_days > 30` flips when the last order turns 30 days old.
-fn recency_threshold(left: &Operand, right: &Operand, ctx: &mut Ctx<'_>) {
+fn recency_threshold(left: &Operand, right: &Operand, ctx: &mut Ctx<'_, '_>) {
     if let (Operand::Path(p), Operand::Literal(Literal::Num(n))) = (left, right)
         && p.field == Field::RecencyDays
         && let Some(last) = ctx.facts.profile.orders.last_at
@@ -343,7 +379,7 @@ fn compare(l: &V<'_>, op: CompareOp, r: &V<'_>) -> bool {
     }
 }
 
-fn operand<'a>(o: &'a Operand, ctx: &mut Ctx<'a>) -> V<'a> {
+fn operand<'a>(o: &'a Operand, ctx: &mut Ctx<'a, '_>) -> V<'a> {
     match o {
         Operand::Literal(l) => V::from_literal(l),
         Operand::Path(p) => read_field(&p.field, ctx),
@@ -351,7 +387,13 @@ fn operand<'a>(o: &'a Operand, ctx: &mut Ctx<'a>) -> V<'a> {
     }
 }
 
-fn aggregate<'a>(a: &'a Aggregate, ctx: &mut Ctx<'a>) -> V<'a> {
+fn aggregate<'a>(a: &'a Aggregate, ctx: &mut Ctx<'a, '_>) -> V<'a> {
+    if let Some(&(total, edge)) = a.slot.and_then(|s| ctx.shared.totals.get(&s)) {
+        if let Some(t) = edge {
+            ctx.change_at(t);
+        }
+        return V::Num(total);
+    }
     let (now, facts) = (ctx.now, ctx.facts);
     let named: Box<dyn Iterator<Item = &'a HistoryEntry>> = match facts.by_name {
         Some(index) => Box::new(index.by_name.get(a.event.as_str()).into_iter().flatten().copied()),
@@ -388,13 +430,18 @@ fn aggregate<'a>(a: &'a Aggregate, ctx: &mut Ctx<'a>) -> V<'a> {
             (AggregateKind::Sum, None) => 0.0,
         };
     }
-    if let (Some(w), Some(t)) = (a.within, oldest)
-        && let Some(edge) = t.checked_add_signed(w)
-    {
-        ctx.change_at(edge);
-    }
-    if let Some(t) = next_future {
+    // Its next instant: the oldest event leaving the window, or a future one entering it.
+    let leaves = a.within.zip(oldest).and_then(|(w, t)| t.checked_add_signed(w));
+    let edge = [leaves, next_future]
+        .into_iter()
+        .flatten()
+        .filter(|t| *t > now)
+        .min();
+    if let Some(t) = edge {
         ctx.change_at(t);
+    }
+    if let Some(slot) = a.slot {
+        ctx.shared.totals.insert(slot, (total, edge));
     }
     V::Num(total)
 }
@@ -407,7 +454,7 @@ fn number(j: &Json) -> Option<f64> {
     }
 }
 
-fn read_field<'a>(field: &'a Field, ctx: &Ctx<'a>) -> V<'a> {
+fn read_field<'a>(field: &'a Field, ctx: &Ctx<'a, '_>) -> V<'a> {
     let profile = ctx.facts.profile;
     match field {
         Field::Property(path) => {

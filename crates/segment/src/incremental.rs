@@ -15,7 +15,8 @@ use missive_core::{Profile, Touched};
 use serde::Serialize;
 use serde_json::Value as Json;
 
-use crate::eval::{EventIndex, Facts};
+use crate::eval::{EventIndex, Facts, Shared};
+use crate::plan::Slots;
 use crate::types::Segment;
 
 pub use missive_core::profile::Membership;
@@ -56,8 +57,18 @@ pub struct SegmentSet {
     /// Evaluation order: a segment after the segments it reads.
     order: Vec<usize>,
     rank: Vec<usize>,
+    /// The segments in the order of their names.
+    alphabetical: Vec<usize>,
     /// Per event name the segments count: how far back its events matter (`None`: all time).
     windows: HashMap<String, Option<chrono::TimeDelta>>,
+}
+
+/// What a re-evaluation changed: the entries and exits, and whether a timer moved (the
+/// membership then needs saving even without an entry or exit).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Reevaluation {
+    pub changes: Vec<MembershipChange>,
+    pub timers_moved: bool,
 }
 
 /// The inputs a change touched, beyond what [`Touched`] says.
@@ -69,7 +80,9 @@ pub struct Extra {
 impl SegmentSet {
     pub fn new(segments: Vec<(String, Segment)>) -> Result<Self, SetError> {
         let mut set = SegmentSet::default();
-        for (name, seg) in segments {
+        let mut slots = Slots::default();
+        for (name, mut seg) in segments {
+            slots.assign(&mut seg.plan);
             if set.by_name.contains_key(&name) {
                 return Err(SetError::Duplicate(name));
             }
@@ -111,6 +124,8 @@ impl SegmentSet {
             set.segments.push(seg);
         }
         set.order = set.topological_order()?;
+        set.alphabetical = (0..set.segments.len()).collect();
+        set.alphabetical.sort_by(|&a, &b| set.names[a].cmp(&set.names[b]));
         set.rank = vec![0; set.segments.len()];
         for (r, &i) in set.order.iter().enumerate() {
             set.rank[i] = r;
@@ -204,10 +219,11 @@ impl SegmentSet {
         }
         if touched.seen {
             // `last_seen after …` that was true stays true with a later `last_seen`.
+            let before = touched.seen_from.map(|p| (p, now.signed_duration_since(p)));
             out.extend(
                 self.on_seen
                     .iter()
-                    .filter(|&&i| !self.segments[i].unmoved_by_seen(touched.seen_from, now)),
+                    .filter(|&&i| !before.is_some_and(|(p, age)| self.segments[i].unmoved_by_seen(p, age))),
             );
         }
         if extra.scores_changed {
@@ -229,7 +245,7 @@ impl SegmentSet {
         touched: &Touched,
         extra: Extra,
         now: DateTime<Utc>,
-    ) -> Vec<MembershipChange> {
+    ) -> Reevaluation {
         let start = self.affected(touched, extra, now);
         self.reevaluate(state, profile, events, scores, start, now, "event")
     }
@@ -242,7 +258,7 @@ impl SegmentSet {
         events: &[HistoryEntry],
         scores: &BTreeMap<String, Json>,
         now: DateTime<Utc>,
-    ) -> Vec<MembershipChange> {
+    ) -> Reevaluation {
         let due: BTreeSet<usize> = state
             .timers
             .iter()
@@ -262,10 +278,12 @@ impl SegmentSet {
         start: BTreeSet<usize>,
         now: DateTime<Utc>,
         cause: &str,
-    ) -> Vec<MembershipChange> {
+    ) -> Reevaluation {
         let mut changes = Vec::new();
         // Built once, and only when a segment to evaluate counts events.
         let index = std::cell::OnceCell::new();
+        let mut shared = Shared::default();
+        let mut timers_moved = false;
         // Work in evaluation order, so that a segment sees the new membership of those it reads.
         // The cause is built only for a change: `None` is `cause`, `Some(d)` is segment `d`.
         let mut queue: BTreeMap<usize, (usize, Option<usize>)> =
@@ -277,14 +295,20 @@ impl SegmentSet {
                 by_name: counts_events.then(|| index.get_or_init(|| EventIndex::new(events))),
                 ..Facts::new(profile, events, &state.segments, scores)
             };
-            let eval = self.segments[i].evaluate(&facts, now);
-            match eval.next_change {
-                Some(t) if state.timers.get(name) != Some(&t) => {
-                    state.timers.insert(name.clone(), t);
-                }
-                Some(_) => {}
-                None => {
-                    state.timers.remove(name);
+            let eval = self.segments[i].evaluate_shared(&facts, now, &mut shared);
+            // A segment that cannot change with time has no timer to keep.
+            if self.segments[i].inputs().time_dependent {
+                match eval.next_change {
+                    Some(t) => {
+                        if let Some(old) = state.timers.get_mut(name) {
+                            timers_moved |= *old != t;
+                            *old = t;
+                        } else {
+                            state.timers.insert(name.clone(), t);
+                            timers_moved = true;
+                        }
+                    }
+                    None => timers_moved |= state.timers.remove(name).is_some(),
                 }
             }
             let was = state.segments.contains(name);
@@ -309,7 +333,10 @@ impl SegmentSet {
                 queue.entry(self.rank[d]).or_insert((d, Some(i)));
             }
         }
-        changes
+        Reevaluation {
+            changes,
+            timers_moved,
+        }
     }
 
     /// Membership from scratch: every segment, in evaluation order.
@@ -320,14 +347,39 @@ impl SegmentSet {
         scores: &BTreeMap<String, Json>,
         now: DateTime<Utc>,
     ) -> Membership {
-        let mut state = Membership::default();
         let index = EventIndex::new(events);
+        let mut shared = Shared::default();
+        if self.dependents.is_empty() {
+            // No segment reads another: evaluate in any order, then build the sets at once
+            // from names already in order (a bulk build, not one insertion at a time).
+            let none = BTreeSet::new();
+            let facts = Facts {
+                by_name: Some(&index),
+                ..Facts::new(profile, events, &none, scores)
+            };
+            let evals: Vec<_> = self
+                .segments
+                .iter()
+                .map(|s| s.evaluate_shared(&facts, now, &mut shared))
+                .collect();
+            let named = || self.alphabetical.iter().map(|&i| (&self.names[i], &evals[i]));
+            return Membership {
+                segments: named()
+                    .filter(|(_, e)| e.member)
+                    .map(|(n, _)| n.clone())
+                    .collect(),
+                timers: named()
+                    .filter_map(|(n, e)| e.next_change.map(|t| (n.clone(), t)))
+                    .collect(),
+            };
+        }
+        let mut state = Membership::default();
         for &i in &self.order {
             let facts = Facts {
                 by_name: Some(&index),
                 ..Facts::new(profile, events, &state.segments, scores)
             };
-            let eval = self.segments[i].evaluate(&facts, now);
+            let eval = self.segments[i].evaluate_shared(&facts, now, &mut shared);
             if let Some(t) = eval.next_change {
                 state.timers.insert(self.names[i].clone(), t);
             }

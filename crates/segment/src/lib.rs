@@ -18,11 +18,12 @@ mod ast;
 mod eval;
 mod incremental;
 mod parse;
+mod plan;
 mod suggest;
 mod types;
 
 pub use ast::{Expr, Span};
 pub use eval::{Evaluation, EventIndex, Facts, PredicateResult};
-pub use incremental::{Extra, Membership, MembershipChange, SegmentSet, SetError};
+pub use incremental::{Extra, Membership, MembershipChange, Reevaluation, SegmentSet, SetError};
 pub use parse::{MAX_NESTING, ParseError, parse};
 pub use types::{FieldType, Inputs, Schema, Segment, SegmentError, TypeError};

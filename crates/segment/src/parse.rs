@@ -683,6 +683,7 @@ impl Parser {
             filter,
             within,
             span: head.span,
+            slot: None,
         }))
     }
 }

@@ -101,12 +101,35 @@ pub struct Inputs {
 pub struct Segment {
     pub(crate) source: String,
     pub(crate) expr: Expr,
+    /// `expr` as evaluated: cheapest sides first, aggregates in their set's slots ([`crate::plan`]).
+    pub(crate) plan: Expr,
     pub(crate) inputs: Inputs,
     /// When it reads `first_seen`/`last_seen` only as `last_seen after T` outside any `not`:
     /// those thresholds. A later `last_seen` keeps such a predicate true, so an event need
     /// not re-check the segment for `last_seen` while every one of them was true already
     /// (time turning one false is the segment's timer).
-    pub(crate) seen_after: Option<Vec<TimeRef>>,
+    pub(crate) seen_after: Option<SeenAfter>,
+}
+
+/// The thresholds of a segment's `last_seen after T`, reduced to the two that decide: the
+/// shortest `… ago` and the latest date. All are true exactly when those two are.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SeenAfter {
+    shortest_ago: Option<chrono::TimeDelta>,
+    latest_at: Option<DateTime<Utc>>,
+}
+
+impl SeenAfter {
+    fn of(thresholds: &[TimeRef]) -> Self {
+        let mut out = Self::default();
+        for t in thresholds {
+            match t {
+                TimeRef::Ago(d) => out.shortest_ago = Some(out.shortest_ago.map_or(*d, |s| s.min(*d))),
+                TimeRef::At(at) => out.latest_at = Some(out.latest_at.map_or(*at, |l| l.max(*at))),
+            }
+        }
+        out
+    }
 }
 
 impl Segment {
@@ -116,22 +139,24 @@ impl Segment {
         let mut inputs = Inputs::default();
         check(&expr, schema, &mut inputs, None)?;
         let mut thresholds = Vec::new();
-        let seen_after = (inputs.seen && seen_only_after(&expr, true, &mut thresholds)).then_some(thresholds);
+        let seen_after = (inputs.seen && seen_only_after(&expr, true, &mut thresholds))
+            .then(|| SeenAfter::of(&thresholds));
         Ok(Self {
             source: source.to_owned(),
+            plan: crate::plan::plan(&expr),
             expr,
             inputs,
             seen_after,
         })
     }
 
-    /// Whether a change that moved `last_seen` forward from `before` (and touched nothing
-    /// else it reads) leaves its answer as it was at `now`: see `seen_after`.
-    pub(crate) fn unmoved_by_seen(&self, before: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
-        match (&self.seen_after, before) {
-            (Some(thresholds), Some(p)) => thresholds.iter().all(|t| p > t.threshold(now)),
-            _ => false,
-        }
+    /// Whether a change that moved `last_seen` forward from `before`, which was `age` before
+    /// now (and touched nothing else it reads), leaves its answer as it was: see `seen_after`.
+    /// `before > now - d` is `age < d`, so no date arithmetic is done per segment.
+    pub(crate) fn unmoved_by_seen(&self, before: DateTime<Utc>, age: chrono::TimeDelta) -> bool {
+        self.seen_after
+            .as_ref()
+            .is_some_and(|s| s.shortest_ago.is_none_or(|d| age < d) && s.latest_at.is_none_or(|t| before > t))
     }
 
     pub fn source(&self) -> &str {

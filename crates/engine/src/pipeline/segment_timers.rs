@@ -18,10 +18,11 @@ impl Applier {
         };
         let p = &mut entry.profile;
         let mut state = std::mem::take(&mut p.segments);
-        let before = state.clone();
         // Segments deleted since: forget them.
+        let (members, timers) = (state.segments.len(), state.timers.len());
         state.segments.retain(|n| set.get(n).is_some());
         state.timers.retain(|n, _| set.get(n).is_some());
+        let mut changed = (members, timers) != (state.segments.len(), state.timers.len());
         let scores = p.model_scores();
         let changes: Vec<MembershipChange> = match touched {
             Some(t) => {
@@ -29,7 +30,9 @@ impl Applier {
                 let extra = Extra {
                     scores_changed: t.scores || t.consent,
                 };
-                set.on_change(&mut state, p, &p.window_events, scores, t, extra, now)
+                let r = set.on_change(&mut state, p, &p.window_events, scores, t, extra, now);
+                changed |= r.timers_moved;
+                r.changes
             }
             None => {
                 let fresh = set.evaluate_all(p, &p.window_events, scores, now);
@@ -43,11 +46,12 @@ impl Applier {
                         cause: cause.to_owned(),
                     })
                     .collect();
+                changed |= fresh.timers != state.timers;
                 state = fresh;
                 changes
             }
         };
-        let changed = state != before;
+        let changed = changed || !changes.is_empty();
         let due = state.next_due();
         p.segments = state;
         if !changed {
@@ -104,7 +108,7 @@ impl Applier {
             let scores = p.model_scores();
             let mut changes = Vec::new();
             while let Some(at) = state.next_due().filter(|d| *d <= now) {
-                changes.extend(set.on_due(&mut state, p, &p.window_events, scores, at));
+                changes.extend(set.on_due(&mut state, p, &p.window_events, scores, at).changes);
                 // A timer that did not move forward would loop: drop it.
                 if state.next_due() == Some(at) {
                     state.timers.retain(|_, t| *t != at);

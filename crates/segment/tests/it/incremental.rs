@@ -8,7 +8,7 @@ use missive_core::message::{parse_time, validate_message};
 use missive_core::profile::HistoryEntry;
 use missive_core::{Profile, ProfileId, Touched};
 use missive_segment::FieldType;
-use missive_segment::{Extra, Membership, Schema, Segment, SegmentSet, SetError};
+use missive_segment::{Extra, Facts, Membership, Schema, Segment, SegmentSet, SetError};
 use proptest::prelude::*;
 use serde_json::json;
 
@@ -26,36 +26,58 @@ const SEEN_AFTER: [(&str, &str); 3] = [
     ("not-active", "not (last_seen after 1d ago) and orders.count >= 1"),
 ];
 
+/// Segments sharing an aggregate with others, and `and`/`or` whose cheap side comes first.
+const SHARED: [(&str, &str); 3] = [
+    (
+        "paris-browsing-twice",
+        r#"count(event "Product Viewed" within 2d) >= 2 and traits.city == "Paris""#,
+    ),
+    (
+        "big-or-ny",
+        r#"sum(event "Order Completed".revenue within 30d) > 150 or traits.city == "New York""#,
+    ),
+    (
+        "recent-or-repeat",
+        "rfm.recency_days < 1 or (orders.count >= 3 and not segment \"browsing\")",
+    ),
+];
+
 fn set() -> SegmentSet {
     set_with(&[])
 }
 
+/// The names of `set_with(extra)`, in the order written (each after those it reads).
+fn names_with(extra: &[(&str, &str)]) -> Vec<String> {
+    BASE.iter().chain(extra).map(|(n, _)| n.to_string()).collect()
+}
+
+const BASE: [(&str, &str); 9] = [
+    ("new-yorkers", r#"traits.city == "New York""#),
+    ("browsing", r#"count(event "Product Viewed" within 2d) >= 1"#),
+    (
+        "shoe-fans",
+        r#"count(event "Product Viewed" where properties.category == "shoes" within 7d) >= 2"#,
+    ),
+    (
+        "abandoners",
+        r#"count(event "Product Added" within 6h) >= 1 and count(event "Order Completed" within 6h) == 0"#,
+    ),
+    (
+        "buyers",
+        "orders.count >= 2 and sum(event \"Order Completed\".revenue within 30d) > 100",
+    ),
+    ("lapsed", "orders.count >= 1 and rfm.recency_days > 5"),
+    ("dormant", "last_seen before 3d ago"),
+    ("ny-browsers", r#"segment "new-yorkers" and segment "browsing""#),
+    (
+        "not-ny-browsers",
+        r#"segment "browsing" and not segment "ny-browsers""#,
+    ),
+];
+
 fn set_with(extra: &[(&str, &str)]) -> SegmentSet {
-    let defs = [
-        ("new-yorkers", r#"traits.city == "New York""#),
-        ("browsing", r#"count(event "Product Viewed" within 2d) >= 1"#),
-        (
-            "shoe-fans",
-            r#"count(event "Product Viewed" where properties.category == "shoes" within 7d) >= 2"#,
-        ),
-        (
-            "abandoners",
-            r#"count(event "Product Added" within 6h) >= 1 and count(event "Order Completed" within 6h) == 0"#,
-        ),
-        (
-            "buyers",
-            "orders.count >= 2 and sum(event \"Order Completed\".revenue within 30d) > 100",
-        ),
-        ("lapsed", "orders.count >= 1 and rfm.recency_days > 5"),
-        ("dormant", "last_seen before 3d ago"),
-        ("ny-browsers", r#"segment "new-yorkers" and segment "browsing""#),
-        (
-            "not-ny-browsers",
-            r#"segment "browsing" and not segment "ny-browsers""#,
-        ),
-    ];
     SegmentSet::new(
-        defs.iter()
+        BASE.iter()
             .chain(extra)
             .map(|(n, s)| (n.to_string(), Segment::compile(s, &schema()).unwrap()))
             .collect(),
@@ -95,7 +117,14 @@ proptest! {
         // touch: it must scan the events, not read a partial index.
         let mut extra = SEEN_AFTER.to_vec();
         extra.push(("ny-adders", r#"segment "new-yorkers" and count(event "Product Added" within 1d) >= 1"#));
+        // Aggregates other segments count too (one shared count), behind a side evaluated
+        // first that may end the evaluation early.
+        extra.extend(SHARED);
         let set = set_with(&extra);
+        let names = names_with(&extra);
+        // The same without the segments that read segments (evaluated in one pass, in bulk).
+        let flat_defs: Vec<(&str, &str)> = BASE.iter().chain(&extra).copied().filter(|(_, s)| !s.contains("segment ")).collect();
+        let flat = SegmentSet::new(flat_defs.iter().map(|(n, s)| (n.to_string(), Segment::compile(s, &schema()).unwrap())).collect()).unwrap();
         let scores = BTreeMap::new();
         let mut now = t("2026-03-01T00:00:00Z");
         let mut profile = Profile::new(ProfileId::generate(), now);
@@ -107,7 +136,9 @@ proptest! {
                     let target = now + TimeDelta::minutes(*minutes);
                     // Timers fire at their own instant, in order, before the clock moves on.
                     while let Some(due) = state.next_due().filter(|d| *d <= target) {
-                        set.on_due(&mut state, &profile, &events, &scores, due);
+                        let before = state.clone();
+                        let r = set.on_due(&mut state, &profile, &events, &scores, due);
+                        prop_assert_eq!(state != before, r.timers_moved || !r.changes.is_empty());
                         prop_assert!(state.next_due().is_none_or(|d| d > due), "a timer did not move forward");
                     }
                     now = target;
@@ -128,10 +159,27 @@ proptest! {
                 let mut touched = Touched::default();
                 profile.apply_event(&e, 1000, &mut touched);
                 events.push(HistoryEntry::of(&e));
-                set.on_change(&mut state, &profile, &events, &scores, &touched, Extra::default(), now);
+                let before = state.clone();
+                let r = set.on_change(&mut state, &profile, &events, &scores, &touched, Extra::default(), now);
+                // What it says changed is what changed (the engine saves on its word).
+                prop_assert_eq!(state != before, r.timers_moved || !r.changes.is_empty());
             }
             let scratch = set.evaluate_all(&profile, &events, &scores, now);
             prop_assert_eq!(&state.segments, &scratch.segments, "after op {} ({:?}) at {}", n, op, now);
+            // And both equal each segment's explanation, which walks the expression as written,
+            // every side, and counts every aggregate itself.
+            let mut written = std::collections::BTreeSet::new();
+            for name in &names {
+                let facts = Facts::new(&profile, &events, &written, &scores);
+                if set.get(name).unwrap().explain(&facts, now).member {
+                    written.insert(name.to_string());
+                }
+            }
+            prop_assert_eq!(&scratch.segments, &written, "explained, after op {} ({:?}) at {}", n, op, now);
+            let bulk = flat.evaluate_all(&profile, &events, &scores, now);
+            let in_flat = |name: &String| flat.get(name).is_some();
+            prop_assert_eq!(bulk.segments, scratch.segments.iter().filter(|n| in_flat(n)).cloned().collect());
+            prop_assert_eq!(bulk.timers, scratch.timers.iter().filter(|(n, _)| in_flat(n)).map(|(n, t)| (n.clone(), *t)).collect());
         }
     }
 }
@@ -224,15 +272,17 @@ fn entering_a_segment_reports_the_cause_and_moves_segments_that_read_it() {
         let mut touched = Touched::default();
         profile.apply_event(&e, 100, &mut touched);
         events.push(HistoryEntry::of(&e));
-        let changes = set.on_change(
-            &mut state,
-            &profile,
-            &events,
-            &scores,
-            &touched,
-            Extra::default(),
-            now,
-        );
+        let changes = set
+            .on_change(
+                &mut state,
+                &profile,
+                &events,
+                &scores,
+                &touched,
+                Extra::default(),
+                now,
+            )
+            .changes;
         if e.kind == missive_core::EventKind::Track {
             let names = summary(&changes);
             assert_eq!(
@@ -247,7 +297,7 @@ fn entering_a_segment_reports_the_cause_and_moves_segments_that_read_it() {
     // Two days later the view leaves the window: out of "browsing" and "ny-browsers", by time.
     let due = state.next_due().unwrap();
     assert_eq!(due, t("2026-03-03T00:00:00Z"));
-    let changes = set.on_due(&mut state, &profile, &events, &scores, due);
+    let changes = set.on_due(&mut state, &profile, &events, &scores, due).changes;
     let names = summary(&changes);
     assert_eq!(
         names,
