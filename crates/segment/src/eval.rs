@@ -298,7 +298,7 @@ fn eval<'a>(e: &'a Expr, ctx: &mut Ctx<'a, '_>, record: bool) -> bool {
         }
         Expr::Compare { left, op, right, .. } => {
             let (l, r) = (operand(left, ctx), operand(right, ctx));
-            recency_threshold(left, right, ctx);
+            recency_threshold(left, right, &l, &r, ctx);
             let result = compare(&l, *op, &r);
             if record {
                 ctx.predicates.push(PredicateResult {
@@ -312,12 +312,31 @@ fn eval<'a>(e: &'a Expr, ctx: &mut Ctx<'a, '_>, record: bool) -> bool {
     }
 }
 
-/// `rfm.recency_days > 30` flips when the last order turns 30 days old.
-fn recency_threshold(left: &Operand, right: &Operand, ctx: &mut Ctx<'_, '_>) {
-    if let (Operand::Path(p), Operand::Literal(Literal::Num(n))) = (left, right)
-        && p.field == Field::RecencyDays
-        && let Some(last) = ctx.facts.profile.orders.last_at
-    {
+/// `rfm.recency_days > 30` flips when the last order turns 30 days old; so does
+/// `30 < rfm.recency_days`, `rfm.recency_days in [7, 30]` at each day, and a comparison with
+/// another field at that field's value.
+fn recency_threshold(left: &Operand, right: &Operand, l: &V<'_>, r: &V<'_>, ctx: &mut Ctx<'_, '_>) {
+    let is_recency = |o: &Operand| matches!(o, Operand::Path(p) if p.field == Field::RecencyDays);
+    let other = match (is_recency(left), is_recency(right)) {
+        (true, false) => r,
+        (false, true) => l,
+        // Recency against itself never flips with time (and an edge at every instant would
+        // make a timer of every microsecond).
+        _ => return,
+    };
+    let Some(last) = ctx.facts.profile.orders.last_at else {
+        return;
+    };
+    let days: Vec<f64> = match other {
+        V::Num(n) => vec![*n],
+        list => list
+            .items()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| if let V::Num(n) = v { Some(n) } else { None })
+            .collect(),
+    };
+    for n in days {
         // Exactly N days after (`>=` turns), and one microsecond later (`>` turns). A threshold
         // past the calendar's end never turns.
         let micros = (n * 86_400e6).ceil();
@@ -394,6 +413,9 @@ fn aggregate<'a>(a: &'a Aggregate, ctx: &mut Ctx<'a, '_>) -> V<'a> {
         }
         return V::Num(total);
     }
+    // The filter notes instants of its own (`properties.ends_at before 1d ago`): gathered
+    // apart from the instants noted so far, so that the shared count keeps them too.
+    let outer = ctx.next_change.take();
     let (now, facts) = (ctx.now, ctx.facts);
     let named: Box<dyn Iterator<Item = &'a HistoryEntry>> = match facts.by_name {
         Some(index) => Box::new(index.by_name.get(a.event.as_str()).into_iter().flatten().copied()),
@@ -436,7 +458,9 @@ fn aggregate<'a>(a: &'a Aggregate, ctx: &mut Ctx<'a, '_>) -> V<'a> {
         .into_iter()
         .flatten()
         .filter(|t| *t > now)
+        .chain(ctx.next_change)
         .min();
+    ctx.next_change = outer;
     if let Some(t) = edge {
         ctx.change_at(t);
     }

@@ -66,6 +66,7 @@ pub struct SegmentSet {
 /// What a re-evaluation changed: the entries and exits, and whether a timer moved (the
 /// membership then needs saving even without an entry or exit).
 #[derive(Debug, Clone, Default, PartialEq)]
+#[must_use = "a moved timer means the membership must be saved"]
 pub struct Reevaluation {
     pub changes: Vec<MembershipChange>,
     pub timers_moved: bool,

@@ -1,5 +1,5 @@
 //! The plan a segment is evaluated by: its expression with the two sides of each `and` and
-//! `or` ordered cheapest first, so that evaluation can stop after the first side, and its
+//! `or` ordered cheapest first (outside `where` filters, which stay as written), so that evaluation can stop after the first side, and its
 //! aggregates given slots, so that the segments of one set that count the same thing share
 //! one count per evaluation.
 //!
@@ -32,12 +32,12 @@ pub(crate) fn plan(e: &Expr) -> Expr {
 /// A rough cost: reading a field is cheap, counting events dear, filtering them dearer.
 fn cost(e: &Expr) -> u32 {
     match e {
-        Expr::And(a, b) | Expr::Or(a, b) => cost(a) + cost(b),
+        Expr::And(a, b) | Expr::Or(a, b) => cost(a).saturating_add(cost(b)),
         Expr::Not(a) => cost(a),
         Expr::InSegment { .. } => 1,
         Expr::Exists { .. } => 1,
         Expr::Time { left, at, .. } => operand_cost(left) + u32::from(matches!(at, TimeRef::Ago(_))) * 4,
-        Expr::Compare { left, right, .. } => operand_cost(left) + operand_cost(right),
+        Expr::Compare { left, right, .. } => operand_cost(left).saturating_add(operand_cost(right)),
     }
 }
 
@@ -47,7 +47,8 @@ fn operand_cost(o: &Operand) -> u32 {
         Operand::Path(p) if p.field == Field::RecencyDays => 5,
         Operand::Path(_) => 1,
         Operand::Aggregate(a) => {
-            8 + u32::from(a.within.is_some()) * 4 + a.filter.as_deref().map_or(0, |f| 4 + cost(f))
+            let filter = a.filter.as_deref().map_or(0, |f| cost(f).saturating_add(4));
+            (8 + u32::from(a.within.is_some()) * 4).saturating_add(filter)
         }
     }
 }

@@ -27,7 +27,7 @@ const SEEN_AFTER: [(&str, &str); 3] = [
 ];
 
 /// Segments sharing an aggregate with others, and `and`/`or` whose cheap side comes first.
-const SHARED: [(&str, &str); 3] = [
+const SHARED: [(&str, &str); 7] = [
     (
         "paris-browsing-twice",
         r#"count(event "Product Viewed" within 2d) >= 2 and traits.city == "Paris""#,
@@ -40,6 +40,18 @@ const SHARED: [(&str, &str); 3] = [
         "recent-or-repeat",
         "rfm.recency_days < 1 or (orders.count >= 3 and not segment \"browsing\")",
     ),
+    // A count whose filter has an instant of its own, shared by a second segment.
+    (
+        "fresh-views",
+        r#"count(event "Product Viewed" where properties.seen_at after 1d ago) >= 1"#,
+    ),
+    (
+        "paris-fresh-views",
+        r#"traits.city == "Paris" and count(event "Product Viewed" where properties.seen_at after 1d ago) >= 1"#,
+    ),
+    // Recency written the other way round, and against a list.
+    ("lapsed-reversed", "orders.count >= 1 and 2 < rfm.recency_days"),
+    ("recency-in", "rfm.recency_days in [1, 2]"),
 ];
 
 fn set() -> SegmentSet {
@@ -147,7 +159,7 @@ proptest! {
                 Op::Identify(ny) => Some(json!({"type": "identify", "userId": "u",
                     "traits": {"city": if *ny { "New York" } else { "Paris" }}})),
                 Op::View(shoes) => Some(json!({"type": "track", "userId": "u", "event": "Product Viewed",
-                    "properties": {"category": if *shoes { "shoes" } else { "hats" }}})),
+                    "properties": {"category": if *shoes { "shoes" } else { "hats" }, "seen_at": now.to_rfc3339()}})),
                 Op::Add => Some(json!({"type": "track", "userId": "u", "event": "Product Added"})),
                 Op::Order(rev) => Some(json!({"type": "track", "userId": "u", "event": "Order Completed",
                     "properties": {"revenue": rev}})),
