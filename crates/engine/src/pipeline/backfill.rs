@@ -80,10 +80,9 @@ impl Backfill {
 
 /// What one page of a backfill needs from the store.
 struct Page {
-    /// The page's profiles that were not in the cache, without history.
+    /// The page's profiles that were not in the cache, without history: history is read
+    /// only for those the backfill changes (see `Applier::settle_page`).
     profiles: Vec<Profile>,
-    /// Their newest events, for their history.
-    history: HashMap<ProfileId, Vec<StoredEvent>>,
     /// The events the segments' windows count, for every profile of the page.
     windows: HashMap<ProfileId, Vec<missive_core::profile::HistoryEntry>>,
 }
@@ -93,21 +92,11 @@ async fn read_page(
     uncached: Vec<ProfileId>,
     all: Vec<ProfileId>,
     windows: HashMap<String, Option<chrono::TimeDelta>>,
-    history_len: u32,
     now: DateTime<Utc>,
 ) -> Result<Page, StoreError> {
-    let profiles = store.events().load_profiles(uncached.clone()).await?;
-    let history = if history_len > 0 && !uncached.is_empty() {
-        store.events().recent_events(uncached, history_len).await?
-    } else {
-        HashMap::new()
-    };
+    let profiles = store.events().load_profiles(uncached).await?;
     let windows = crate::segments::load_window_events_of(&store, all, &windows, now).await?;
-    Ok(Page {
-        profiles,
-        history,
-        windows,
-    })
+    Ok(Page { profiles, windows })
 }
 
 impl Applier {
@@ -443,7 +432,6 @@ impl Applier {
             uncached,
             page.to_vec(),
             b.windows.clone(),
-            self.config.history_len as u32,
             now,
         ))
     }
@@ -464,14 +452,32 @@ impl Applier {
         };
         let waiting: HashSet<&ProfileId> = ids.iter().collect();
         page.profiles.retain(|p| waiting.contains(&p.id));
-        self.cache_page(page.profiles, page.history);
+        let fresh = self.cache_page(page.profiles);
+        let evaluated = self
+            .evaluate_cached(&mut page.windows, ids, &name, is_new, &windows, now)
+            .await;
+        // Settled however evaluation ended: no profile stays cached without its history.
+        let settled = self.settle_page(fresh).await;
+        evaluated.and(settled)
+    }
+
+    /// Evaluates the backfilled segment on `ids`, read into the cache.
+    async fn evaluate_cached(
+        &mut self,
+        page_windows: &mut HashMap<ProfileId, Vec<missive_core::profile::HistoryEntry>>,
+        ids: &[ProfileId],
+        name: &str,
+        is_new: bool,
+        windows: &HashMap<String, Option<chrono::TimeDelta>>,
+        now: DateTime<Utc>,
+    ) -> Result<(), EngineError> {
         for id in ids {
             let Some(live) = self.load_into_cache(id).await? else {
                 continue;
             };
             // The new segment may count events the profile did not keep: read from the log
             // with the page, or alone for a profile merged since the page was listed.
-            let loaded = match page.windows.remove(id) {
+            let loaded = match page_windows.remove(id) {
                 Some(w) if live == *id => w,
                 None if live == *id => Vec::new(),
                 _ => {
@@ -481,11 +487,43 @@ impl Applier {
                     if let Some(b) = &mut self.backfill {
                         b.early.insert(live.clone());
                     }
-                    crate::segments::load_window_events(&self.store, &live, &windows, now).await?
+                    crate::segments::load_window_events(&self.store, &live, windows, now).await?
                 }
             };
             self.add_window_events(&live, loaded, now);
-            self.backfill_one(&live, &name, is_new, now);
+            self.backfill_one(&live, name, is_new, now);
+        }
+        Ok(())
+    }
+
+    /// After a page: the profiles read for it that the backfill left as they were leave the
+    /// cache again (the store holds them as they are), and those it changed, which stay until
+    /// the checkpoint writes them, get their history now. Most profiles of a segment few
+    /// enter are left as they were, and reading every profile's history was most of a
+    /// page's cost.
+    async fn settle_page(&mut self, fresh: Vec<ProfileId>) -> Result<(), EngineError> {
+        let (changed, unchanged): (Vec<ProfileId>, Vec<ProfileId>) = fresh
+            .into_iter()
+            .partition(|id| self.pending.touched.contains_key(id));
+        for id in &unchanged {
+            self.profiles.remove(id);
+        }
+        if changed.is_empty() || self.config.history_len == 0 {
+            return Ok(());
+        }
+        let mut history = self
+            .store
+            .events()
+            .recent_events(changed.clone(), self.config.history_len as u32)
+            .await?;
+        for id in changed {
+            let Some(events) = history.remove(&id) else {
+                continue;
+            };
+            let h = self.history_of(&events);
+            if let Some(entry) = self.profiles.get_mut(&id) {
+                entry.profile.history = h;
+            }
         }
         Ok(())
     }
@@ -532,16 +570,16 @@ impl Applier {
         }
     }
 
-    /// Puts a page's profiles read from the store into the cache, with their history (as
-    /// [`Applier::load_into_cache`] does one by one). Merged ones are left to it.
-    fn cache_page(&mut self, profiles: Vec<Profile>, mut history: HashMap<ProfileId, Vec<StoredEvent>>) {
-        for mut p in profiles {
+    /// Puts a page's profiles read from the store into the cache, for now without their
+    /// history (`settle_page` reads it for those the backfill changes); returns their ids.
+    /// Merged ones are left to [`Applier::load_into_cache`].
+    fn cache_page(&mut self, profiles: Vec<Profile>) -> Vec<ProfileId> {
+        let mut fresh = Vec::with_capacity(profiles.len());
+        for p in profiles {
             if p.merged_into.is_some() || self.profiles.contains_key(&p.id) {
                 continue;
             }
-            if let Some(events) = history.remove(&p.id) {
-                p.history = self.history_of(&events);
-            }
+            fresh.push(p.id.clone());
             self.profiles.insert(
                 p.id.clone(),
                 CachedProfile {
@@ -550,6 +588,7 @@ impl Applier {
                 },
             );
         }
+        fresh
     }
 
     /// Adds the window events `loaded` from the log to those the cached profile `id` kept.
