@@ -4,8 +4,9 @@
 //! A backfill is evaluated a page at a time ([`BACKFILL_PAGE`] profiles, in id order) between
 //! batches of events: the applier folds whatever events are waiting, then evaluates one page,
 //! so ingest goes on while a backfill runs. Each page is read from the store in one read each
-//! for the profiles, their history and the events the windows count, on the other core while
-//! the applier evaluates the page before.
+//! for the profiles and the events the windows count, on the other core while the applier
+//! evaluates the page before. The profiles the page changed then get their recent history
+//! (one more read); those it left as they were leave the cache again (`settle_page`).
 //!
 //! - **No change lost or doubled.** A profile not yet evaluated that an event, a segment
 //!   timer or a model reaches first is evaluated right then (its window events read from the
@@ -456,7 +457,7 @@ impl Applier {
         let evaluated = self
             .evaluate_cached(&mut page.windows, ids, &name, is_new, &windows, now)
             .await;
-        // Settled however evaluation ended: no profile stays cached without its history.
+        // Settled however evaluation ended: the profiles it did not change leave the cache.
         let settled = self.settle_page(fresh).await;
         evaluated.and(settled)
     }
@@ -601,14 +602,21 @@ impl Applier {
         let Some(entry) = self.profiles.get_mut(id) else {
             return;
         };
-        let kept = entry.profile.window_events.len();
         let w = &mut entry.profile.window_events;
+        let kept: HashSet<missive_core::MessageId> = if loaded.is_empty() {
+            HashSet::new()
+        } else {
+            w.iter().map(|e| e.message_id.clone()).collect()
+        };
+        let kept_len = w.len();
         w.extend(loaded);
         // Sorted by time, then id: copies of one event end up side by side.
         w.sort_by(|a, b| a.at.cmp(&b.at).then_with(|| a.message_id.cmp(&b.message_id)));
         w.dedup_by(|a, b| a.message_id == b.message_id);
         self.segments.prune(w, now);
-        if w.len() != kept {
+        // Changed: fewer or more events, or the same number with some new (as many pruned as
+        // added).
+        if w.len() != kept_len || (!kept.is_empty() && w.iter().any(|e| !kept.contains(&e.message_id))) {
             // Window events read from the log must reach the store even if membership
             // does not change.
             entry.last_batch = self.batch_seq;
@@ -620,10 +628,14 @@ impl Applier {
     fn backfill_one(&mut self, id: &ProfileId, name: &str, is_new: bool, now: DateTime<Utc>) {
         if let Some(entry) = self.profiles.get_mut(id) {
             // A membership left from an earlier segment of that name must not hide an entry.
-            if is_new {
-                entry.profile.segments.segments.remove(name);
+            let mut cleared = is_new && entry.profile.segments.segments.remove(name);
+            cleared |= entry.profile.segments.timers.remove(name).is_some();
+            // What was cleared must reach the store even if the evaluation below finds the
+            // profile as it was (it compares with the cleared state).
+            if cleared {
+                entry.last_batch = self.batch_seq;
+                self.pending.touched.entry(id.clone()).or_default().segments = true;
             }
-            entry.profile.segments.timers.remove(name);
         }
         self.update_segments(id, None, now, "backfill");
     }

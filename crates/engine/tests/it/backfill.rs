@@ -329,3 +329,56 @@ async fn a_backfill_whose_checkpoint_fails_starts_over_and_its_caller_still_gets
     assert_each_change_once(&members, &changes);
     engine.shutdown().await;
 }
+
+/// A segment deleted and saved again under its name: a stored profile that was in the old one
+/// and is not in the new one must be stored without it, though the backfill finds the profile
+/// as it was after clearing the old membership (and so sees no change of its own).
+#[tokio::test]
+async fn a_membership_left_by_a_deleted_segment_of_the_same_name_is_cleared_in_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.db");
+    let (store, engine) = open(&path).await;
+    seed(&engine, 30).await;
+    missive_engine::segments::save_segment(&engine, "viewers", SEGMENT, None)
+        .await
+        .unwrap();
+    engine.sync().await.unwrap();
+    let id = profile_id(&store, "u-0").await;
+    let stored = |store: Store, id: ProfileId| async move {
+        store
+            .events()
+            .load_profile(&id)
+            .await
+            .unwrap()
+            .unwrap()
+            .segments
+            .segments
+    };
+    assert!(
+        stored(store.clone(), id.clone()).await.contains("viewers"),
+        "u-0 viewed twice"
+    );
+    missive_engine::segments::delete_segment(&engine, "viewers")
+        .await
+        .unwrap();
+    engine.shutdown().await;
+    drop(store);
+
+    // A fresh engine (nothing cached): the page reads u-0 from the store, with "viewers".
+    let (store, engine) = open(&path).await;
+    missive_engine::segments::save_segment(
+        &engine,
+        "viewers",
+        // No timer either: nothing but the cleared membership differs.
+        "events.\"Viewed\".count >= 5",
+        None,
+    )
+    .await
+    .unwrap();
+    engine.sync().await.unwrap();
+    assert!(
+        !stored(store.clone(), id.clone()).await.contains("viewers"),
+        "the old membership is gone from the stored profile"
+    );
+    engine.shutdown().await;
+}
