@@ -369,8 +369,9 @@ async fn a_membership_left_by_a_deleted_segment_of_the_same_name_is_cleared_in_t
     missive_engine::segments::save_segment(
         &engine,
         "viewers",
-        // No timer either: nothing but the cleared membership differs.
-        "events.\"Viewed\".count >= 5",
+        // The same events kept (all time now), and no timer: nothing but the cleared
+        // membership and timer differs.
+        "count(event \"Viewed\") >= 5",
         None,
     )
     .await
