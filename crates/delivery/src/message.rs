@@ -125,11 +125,18 @@ fn escape_from_lines(message: Vec<u8>) -> Vec<u8> {
     let Some(body_start) = message.windows(4).position(|w| w == b"\r\n\r\n") else {
         return message;
     };
+    let escaped = |line: &[u8]| {
+        let unquoted = line.iter().position(|b| *b != b'>').unwrap_or(line.len());
+        line[unquoted..].starts_with(b"From ")
+    };
+    // Most messages have no such line: kept as they are, without a copy of the whole message.
+    if !message[body_start + 4..].split(|b| *b == b'\n').any(escaped) {
+        return message;
+    }
     let mut out = Vec::with_capacity(message.len() + 16);
     out.extend_from_slice(&message[..body_start + 4]);
     for line in message[body_start + 4..].split_inclusive(|b| *b == b'\n') {
-        let unquoted = line.iter().position(|b| *b != b'>').unwrap_or(line.len());
-        if line[unquoted..].starts_with(b"From ") {
+        if escaped(line) {
             out.extend_from_slice(if line[0] == b'>' { b"=3E" } else { b"=46" });
             out.extend_from_slice(&line[1..]);
         } else {

@@ -25,6 +25,7 @@ use crate::content::{ContentService, ContentServiceError, MessageLinks, Variatio
 use crate::exposure;
 use crate::own_events::{self, Own};
 use crate::policy::{Decision, Known, PolicyConfig, address_hash, decide, load_known};
+use crate::rounds;
 use missive_core::{MessageClass, MessageSource};
 use missive_engine::Engine;
 use missive_engine::profiles::find_profiles;
@@ -109,6 +110,10 @@ pub enum SendError {
     Engine(#[from] Arc<missive_engine::EngineError>),
     #[error("{0}")]
     Setup(String),
+    /// The task writing a round's outcomes panicked: its messages stay queued and are sent
+    /// again (at least once at the hand-over, as after a crash).
+    #[error("writing a round's outcomes stopped: {0}")]
+    Writer(String),
 }
 
 /// What one round did.
@@ -339,102 +344,133 @@ impl Sender {
     }
 
     /// Sends every message due now.
+    ///
+    /// Rounds are pipelined: a round's outcomes and `Email Delivered` events are written while
+    /// the next round is sent (the messages being written are left out of it, and so are the
+    /// marketing messages of their recipients, whose frequency counts are not stored yet).
+    /// Every outcome is written before this returns.
     pub async fn run_pending(&self) -> Result<SendStats, SendError> {
         let _one_at_a_time = self.running.lock().await;
         let mut stats = SendStats::default();
+        let mut writing: Option<Writing> = None;
+        let sent = self.send_rounds(&mut stats, &mut writing).await;
+        // The last round's outcomes, also after a failed round: they were sent.
+        let written = match writing.take() {
+            Some(w) => w.finish().await,
+            None => Ok(()),
+        };
+        sent.and(written).map(|()| stats)
+    }
+
+    /// Sends rounds until none is due, handing each round's outcomes to a writer that runs
+    /// while the next round is sent (at most one writer at a time).
+    async fn send_rounds(
+        &self,
+        stats: &mut SendStats,
+        writing: &mut Option<Writing>,
+    ) -> Result<(), SendError> {
         let store = self.engine.store().clone();
         loop {
             let now = self.engine.clock().now();
             self.broadcasts.lock().unwrap_or_else(|p| p.into_inner()).clear();
             self.experiments.lock().unwrap_or_else(|p| p.into_inner()).clear();
-            let due = store.delivery().due_outbox(now, self.config.batch).await?;
-            if due.is_empty() {
-                break;
-            }
-            let mut done = Vec::with_capacity(due.len());
-            let mut in_flight = tokio::task::JoinSet::new();
-            // A task that fails (a store error, a panic) must not lose the outcomes of the
-            // others: its message is put back for a retry a minute later.
-            let mut delivered = Vec::new();
-            let collect = |joined: Result<Attempt, tokio::task::JoinError>,
-                           done: &mut Vec<OutboxMessage>,
-                           delivered: &mut Vec<Event>,
-                           stats: &mut SendStats| {
-                match joined {
-                    Ok(Attempt {
-                        result: Ok(m),
-                        stats: s,
-                        delivered: event,
-                        ..
-                    }) => {
-                        done.push(m);
-                        delivered.extend(event);
-                        stats.add(s);
-                    }
-                    Ok(Attempt {
-                        mut original,
-                        result: Err(e),
-                        ..
-                    }) => {
-                        tracing::error!(message = %original.id, error = %e, "send failed; retrying in a minute");
-                        original.next_attempt_at = now + chrono::TimeDelta::minutes(1);
-                        original.detail = Some(format!("retry: {e}"));
-                        stats.retried += 1;
-                        done.push(original);
-                    }
-                    // A panicked task's message stays queued and is tried again next round.
-                    Err(e) => tracing::error!(error = %e, "send task panicked"),
-                }
+            let in_writing = writing.as_ref().map(|w| &w.holds);
+            let due = store
+                .delivery()
+                .due_outbox(now, rounds::due_limit(self.config.batch, in_writing))
+                .await?;
+            let Some(round) = rounds::take_round(due, in_writing, self.config.batch as usize) else {
+                return Ok(());
             };
-            // One marketing message per profile per round: outcomes are stored at the end of
-            // the round, and the frequency checks count stored sends, so a second message for
-            // the same person waits for the next round (it stays queued and due).
-            let mut marketing = std::collections::HashSet::new();
-            let round: Vec<OutboxMessage> = due
-                .into_iter()
-                .filter(|m| m.class == MessageClass::Transactional || marketing.insert(m.profile_id.clone()))
-                .collect();
-            // A failed read of the round (one unreadable profile, a store error) must not hold
-            // up every message: each is then read on its own, and its error is its own retry.
-            let batch = Arc::new(match self.load_batch(&round, now).await {
-                Ok(b) => b,
-                Err(e) => {
-                    tracing::warn!(error = %e, "reading the round's recipients failed; reading them one by one");
-                    Batch::default()
+            let (done, delivered) = if round.is_empty() {
+                (Vec::new(), Vec::new())
+            } else {
+                self.send_round(round, now, stats).await
+            };
+            if let Some(previous) = writing.take() {
+                previous.finish().await?;
+            }
+            *writing = Some(Writing::start(self.engine.clone(), done, delivered));
+        }
+    }
+
+    /// Sends one round's messages, `concurrency` at a time; gives back their outcomes and the
+    /// `Email Delivered` events of those the relay accepted.
+    async fn send_round(
+        &self,
+        round: Vec<OutboxMessage>,
+        now: DateTime<Utc>,
+        stats: &mut SendStats,
+    ) -> (Vec<OutboxMessage>, Vec<Event>) {
+        let mut done = Vec::with_capacity(round.len());
+        let mut in_flight = tokio::task::JoinSet::new();
+        // A task that fails (a store error, a panic) must not lose the outcomes of the
+        // others: its message is put back for a retry a minute later.
+        let mut delivered = Vec::new();
+        let collect = |joined: Result<Attempt, tokio::task::JoinError>,
+                       done: &mut Vec<OutboxMessage>,
+                       delivered: &mut Vec<Event>,
+                       stats: &mut SendStats| {
+            match joined {
+                Ok(Attempt {
+                    result: Ok(m),
+                    stats: s,
+                    delivered: event,
+                    ..
+                }) => {
+                    done.push(m);
+                    delivered.extend(event);
+                    stats.add(s);
+                }
+                Ok(Attempt {
+                    mut original,
+                    result: Err(e),
+                    ..
+                }) => {
+                    tracing::error!(message = %original.id, error = %e, "send failed; retrying in a minute");
+                    original.next_attempt_at = now + chrono::TimeDelta::minutes(1);
+                    original.detail = Some(format!("retry: {e}"));
+                    stats.retried += 1;
+                    done.push(original);
+                }
+                // A panicked task's message stays queued and is tried again next round.
+                Err(e) => tracing::error!(error = %e, "send task panicked"),
+            }
+        };
+        // A failed read of the round (one unreadable profile, a store error) must not hold
+        // up every message: each is then read on its own, and its error is its own retry.
+        let batch = Arc::new(match self.load_batch(&round, now).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the round's recipients failed; reading them one by one");
+                Batch::default()
+            }
+        });
+        for message in round {
+            while in_flight.len() >= self.config.concurrency.max(1) {
+                if let Some(joined) = in_flight.join_next().await {
+                    collect(joined, &mut done, &mut delivered, stats);
+                }
+            }
+            let me = self.clone();
+            let batch = batch.clone();
+            in_flight.spawn(async move {
+                let mut s = SendStats::default();
+                let mut delivered = None;
+                let original = message.clone();
+                let result = me.send_one(message, &batch, now, &mut s, &mut delivered).await;
+                Attempt {
+                    original,
+                    result,
+                    stats: s,
+                    delivered,
                 }
             });
-            for message in round {
-                while in_flight.len() >= self.config.concurrency.max(1) {
-                    if let Some(joined) = in_flight.join_next().await {
-                        collect(joined, &mut done, &mut delivered, &mut stats);
-                    }
-                }
-                let me = self.clone();
-                let batch = batch.clone();
-                in_flight.spawn(async move {
-                    let mut s = SendStats::default();
-                    let mut delivered = None;
-                    let original = message.clone();
-                    let result = me.send_one(message, &batch, now, &mut s, &mut delivered).await;
-                    Attempt {
-                        original,
-                        result,
-                        stats: s,
-                        delivered,
-                    }
-                });
-            }
-            while let Some(joined) = in_flight.join_next().await {
-                collect(joined, &mut done, &mut delivered, &mut stats);
-            }
-            // The outcomes first: waiting for the events' commit before them would widen the
-            // window in which a crash sends accepted messages again. The events' messageId (one
-            // per message) keeps a repeat from counting twice. A failure is logged inside and
-            // the round's events are not retried: `Email Delivered` then undercounts.
-            store.delivery().update_outbox(done).await?;
-            let _ = own_events::ingest_all(&self.engine, delivered, "delivery").await;
         }
-        Ok(stats)
+        while let Some(joined) = in_flight.join_next().await {
+            collect(joined, &mut done, &mut delivered, stats);
+        }
+        (done, delivered)
     }
 
     /// What a round's messages need from the store, read for the whole round at once: their
@@ -730,6 +766,36 @@ struct Attempt {
     result: Result<OutboxMessage, SendError>,
     stats: SendStats,
     delivered: Option<Event>,
+}
+
+/// A round's outcomes being written in the background while the next round is sent.
+struct Writing {
+    /// What the next round leaves out while this is written.
+    holds: rounds::InWriting,
+    task: tokio::task::JoinHandle<Result<(), SendError>>,
+}
+
+impl Writing {
+    /// Writes `done` and then records `delivered`. The outcomes first: waiting for the events'
+    /// commit before them would widen the window in which a crash sends accepted messages
+    /// again. The events' messageId (one per message) keeps a repeat from counting twice. A
+    /// failure to record them is logged inside and not retried: `Email Delivered` then
+    /// undercounts.
+    fn start(engine: Engine, done: Vec<OutboxMessage>, delivered: Vec<Event>) -> Self {
+        let holds = rounds::InWriting::of(&done);
+        let task = tokio::spawn(async move {
+            if !done.is_empty() {
+                engine.store().delivery().update_outbox(done).await?;
+            }
+            let _ = own_events::ingest_all(&engine, delivered, "delivery").await;
+            Ok(())
+        });
+        Writing { holds, task }
+    }
+
+    async fn finish(self) -> Result<(), SendError> {
+        self.task.await.map_err(|e| SendError::Writer(e.to_string()))?
+    }
 }
 
 /// `Email Delivered` (Segment's name) for a message the relay accepted: it counts the messages

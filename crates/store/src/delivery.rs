@@ -36,7 +36,8 @@ pub trait DeliveryStore: Send + Sync + 'static {
     /// Instances of one journey, newest first.
     async fn journey_instances(&self, journey: &str, limit: u32) -> Result<Vec<JourneyInstance>, StoreError>;
 
-    /// Queued messages due at or before `now`, soonest first.
+    /// Queued messages due at or before `now`, soonest first; those due at the same time in
+    /// an order of the backend's choosing (SQLite: the order they were queued in).
     async fn due_outbox(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<OutboxMessage>, StoreError>;
 
     /// Records what happened to messages (status, attempts, next attempt, sent time, detail,

@@ -5,3 +5,4 @@
 
 mod experiments;
 mod journeys;
+mod rounds;

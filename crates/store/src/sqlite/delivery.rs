@@ -183,7 +183,7 @@ impl crate::DeliveryStore for SqliteStore {
         self.read_on(Db::Delivery, move |c| {
             let mut stmt = c.prepare_cached(&format!(
                 "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE status = 'queued' AND lane = ?3 AND next_attempt_at <= ?1
-                 ORDER BY next_attempt_at, id LIMIT ?2"
+                 ORDER BY next_attempt_at, rowid LIMIT ?2"
             ))?;
             // The triggered lane first; the bulk lane fills what is left of the round.
             let mut due = Vec::new();

@@ -52,6 +52,7 @@ const DELIVERY_MIGRATIONS: &[Migration] = &[
     migration!(3, "sqlite/delivery/0003.sql"),
     migration!(4, "sqlite/delivery/0004.sql"),
     migration!(5, "sqlite/delivery/0005.sql"),
+    migration!(6, "sqlite/delivery/0006.sql"),
 ];
 
 const EVENT_MIGRATIONS: &[Migration] = &[
