@@ -507,15 +507,27 @@ async fn broadcast(
     // Done once a round finds nothing to send; with journeys running (a message every
     // 50 ms or so), once nothing is queued for the broadcast any more.
     let broadcast_left = || async { anyhow::Ok(r.broadcasts.get(&id).await?.messages.queued) };
-    loop {
-        let stats = r.sender.run_pending().await?;
-        bar.set_position(r.delivered.load(std::sync::atomic::Ordering::Relaxed));
-        let idle = stats.sent + stats.failed + stats.skipped + stats.retried == 0;
-        if idle && (during.is_none() || broadcast_left().await? == 0) {
-            break;
+    if during.is_some() {
+        // The sender's background loops, as `serve` runs them: one per lane, so that the
+        // journeys' messages are sent while the broadcast's rounds go on.
+        let sending = r
+            .sender
+            .clone()
+            .spawn(Duration::from_millis(250), stop_rx.clone());
+        r.sender.poke();
+        while broadcast_left().await? > 0 {
+            bar.set_position(r.delivered.load(std::sync::atomic::Ordering::Relaxed));
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        if idle {
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        let _ = stop_tx.send(true);
+        let _ = sending.await;
+    } else {
+        loop {
+            let stats = r.sender.run_pending().await?;
+            bar.set_position(r.delivered.load(std::sync::atomic::Ordering::Relaxed));
+            if stats.sent + stats.failed + stats.skipped + stats.retried == 0 {
+                break;
+            }
         }
     }
     bar.finish_and_clear();

@@ -647,7 +647,11 @@ impl Broadcasts {
                         context[crate::exposure::CONTEXT_VARIANT] = json!(variant);
                     }
                     let m = OutboxMessage {
-                        id: format!("msg_{:032x}", twox_hash::XxHash3_128::oneshot(key.as_bytes())),
+                        // Time-ordered (UUIDv7), not a hash of the key: a million messages
+                        // queued in a row then go to the end of the id indexes instead of to a
+                        // random page each. Queueing stays once only by the idempotency key
+                        // (a repeat conflicts on it and is left out).
+                        id: format!("msg_{}", uuid::Uuid::now_v7().simple()),
                         idempotency_key: key,
                         profile_id: p.clone(),
                         template: b.template.clone(),

@@ -1,71 +1,85 @@
 //! Which due messages a round of the sender takes (pure; the sender does the I/O).
 //!
-//! Rounds are pipelined: while one round's outcomes are written, the next is sent. Until that
-//! write commits, the round's messages are still queued in the store, and the marketing sends
-//! it made are not yet counted by the frequency checks (which read stored sends). So the next
-//! round leaves out the messages being written, and the marketing messages of the people they
-//! went to; and, as in any round, a person gets at most one marketing message per round. What
-//! is left out stays queued and due, and a later round takes it.
+//! The sender runs a loop per lane (triggered and bulk), and each loop pipelines its rounds:
+//! while one round's outcomes are written, the next is sent. Until that write commits, the
+//! round's messages are still queued in the store, and the marketing sends it made are not yet
+//! counted by the frequency checks (which read stored sends). So a round leaves out its own
+//! loop's messages being written, and the marketing messages of anyone who has one in flight
+//! or being written in either loop: a person's marketing message is *claimed* when a round
+//! takes it and released once its outcome is stored. That also keeps one marketing message per
+//! person per round. What is left out stays queued and due, and a later round takes it.
 
 use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
 use missive_core::{MessageClass, ProfileId};
 use missive_store::OutboxMessage;
 
-/// What the round being written holds.
-#[derive(Debug, Default)]
-pub(crate) struct InWriting {
-    pub ids: HashSet<String>,
-    /// The recipients of its marketing messages.
-    pub marketing_profiles: HashSet<ProfileId>,
-}
+/// The people with a marketing message in flight or being written, shared by the lanes.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Claims(Arc<Mutex<HashSet<ProfileId>>>);
 
-impl InWriting {
-    pub fn of(done: &[OutboxMessage]) -> Self {
-        InWriting {
-            ids: done.iter().map(|m| m.id.clone()).collect(),
-            marketing_profiles: done
-                .iter()
-                .filter(|m| m.class != MessageClass::Transactional)
-                .map(|m| m.profile_id.clone())
-                .collect(),
+impl Claims {
+    /// [`take_round`] under the claims' lock.
+    pub fn take_round(
+        &self,
+        due: Vec<OutboxMessage>,
+        writing: Option<&HashSet<String>>,
+        batch: usize,
+    ) -> Option<(Vec<OutboxMessage>, Vec<ProfileId>)> {
+        let mut claimed = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        take_round(due, writing, &mut claimed, batch)
+    }
+
+    /// Releases what a round claimed, once its outcomes are stored (or given up).
+    pub fn release(&self, profiles: &[ProfileId]) {
+        let mut claimed = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        for p in profiles {
+            claimed.remove(p);
         }
     }
 }
 
-/// How many due messages to ask the store for, so that `batch` remain once those being
-/// written are left out.
-pub(crate) fn due_limit(batch: u32, writing: Option<&InWriting>) -> u32 {
-    let extra = writing.map_or(0, |w| w.ids.len());
+/// How many due messages to ask the store for, so that `batch` remain once the `writing`
+/// ones are left out.
+pub(crate) fn due_limit(batch: u32, writing: Option<&HashSet<String>>) -> u32 {
+    let extra = writing.map_or(0, HashSet::len);
     batch.saturating_add(u32::try_from(extra).unwrap_or(u32::MAX))
 }
 
-/// The round to send from `due` (soonest first): `None` when nothing is due but what is being
-/// written (the sender stops); otherwise at most `batch` messages, which may be none when all
-/// are marketing for people whose previous round is still being written.
+/// The round to send from `due` (one lane's, soonest first), leaving out the ids `writing`:
+/// `None` when nothing else is due (the loop stops); otherwise at most `batch` messages, which
+/// may be none when all are marketing for people `claimed` already. Gives back the people it
+/// claimed (added to `claimed`).
 pub(crate) fn take_round(
     due: Vec<OutboxMessage>,
-    writing: Option<&InWriting>,
+    writing: Option<&HashSet<String>>,
+    claimed: &mut HashSet<ProfileId>,
     batch: usize,
-) -> Option<Vec<OutboxMessage>> {
+) -> Option<(Vec<OutboxMessage>, Vec<ProfileId>)> {
     let due: Vec<OutboxMessage> = due
         .into_iter()
-        .filter(|m| writing.is_none_or(|w| !w.ids.contains(&m.id)))
+        .filter(|m| writing.is_none_or(|w| !w.contains(&m.id)))
         .take(batch)
         .collect();
     if due.is_empty() {
         return None;
     }
-    let mut marketing = HashSet::new();
-    Some(
-        due.into_iter()
-            .filter(|m| {
-                m.class == MessageClass::Transactional
-                    || (writing.is_none_or(|w| !w.marketing_profiles.contains(&m.profile_id))
-                        && marketing.insert(m.profile_id.clone()))
-            })
-            .collect(),
-    )
+    let mut mine = Vec::new();
+    let round = due
+        .into_iter()
+        .filter(|m| {
+            if m.class == MessageClass::Transactional {
+                return true;
+            }
+            if claimed.insert(m.profile_id.clone()) {
+                mine.push(m.profile_id.clone());
+                return true;
+            }
+            false
+        })
+        .collect();
+    Some((round, mine))
 }
 
 #[cfg(test)]
@@ -101,16 +115,14 @@ mod tests {
     }
 
     #[test]
-    fn a_round_leaves_out_what_is_being_written_and_those_people_s_marketing() {
+    fn a_round_leaves_out_what_is_being_written_and_people_with_a_marketing_message_claimed() {
         let (ann, bob, cid) = (
             ProfileId::generate(),
             ProfileId::generate(),
             ProfileId::generate(),
         );
         use MessageClass::{Marketing as M, Transactional as T};
-        let written = [m("w1", &ann, M), m("w2", &bob, T)];
-        let writing = InWriting::of(&written);
-        assert_eq!(writing.marketing_profiles, HashSet::from([ann.clone()]));
+        let writing: HashSet<String> = ["w1".to_string(), "w2".to_string()].into();
         assert_eq!(due_limit(3, Some(&writing)), 5);
         assert_eq!(due_limit(3, None), 3);
         let due = || {
@@ -124,37 +136,87 @@ mod tests {
                 m("w2", &bob, T),
             ]
         };
-        for (writing, batch, expected) in [
-            // Nothing being written: one marketing message per person, every transactional.
-            (None, 10, Some(vec!["w1", "a3", "b2", "c1", "w2"])),
-            // The batch counts the messages taken, before the one-per-person rule.
-            (None, 2, Some(vec!["w1"])),
-            // Being written: its messages are left out, and so is Ann's marketing (her first
-            // send is not counted yet); Bob's transactional message did not count towards the
-            // cap, so his marketing goes.
-            (Some(&writing), 10, Some(vec!["a3", "b2", "c1"])),
+        let claims = |who: &[&ProfileId]| who.iter().map(|p| (*p).clone()).collect::<HashSet<_>>();
+        for (writing, claimed, batch, expected, claims_after) in [
+            // Nothing written or claimed: one marketing message per person, every
+            // transactional.
+            (
+                None,
+                claims(&[]),
+                10,
+                Some(vec!["w1", "a3", "b2", "c1", "w2"]),
+                claims(&[&ann, &bob, &cid]),
+            ),
+            // The batch counts the messages taken, before the claims.
+            (None, claims(&[]), 2, Some(vec!["w1"]), claims(&[&ann])),
+            // Being written: its messages are left out. Ann's marketing waits for her claimed
+            // message (this loop's or the other's); transactional messages are never held.
+            (
+                Some(&writing),
+                claims(&[&ann]),
+                10,
+                Some(vec!["a3", "b2", "c1"]),
+                claims(&[&ann, &bob, &cid]),
+            ),
             // The batch counts after the written messages are left out.
-            (Some(&writing), 2, Some(vec!["a3"])),
-            // A round may be empty while messages are due: Ann's waits for her first send to
-            // be written.
-            (Some(&writing), 1, Some(vec![])),
+            (
+                Some(&writing),
+                claims(&[&ann]),
+                2,
+                Some(vec!["a3"]),
+                claims(&[&ann]),
+            ),
+            // A round may be empty while messages are due.
+            (Some(&writing), claims(&[&ann]), 1, Some(vec![]), claims(&[&ann])),
         ] {
+            let mut claimed = claimed;
+            let before = claimed.clone();
+            let round = take_round(due(), writing, &mut claimed, batch);
+            let taken: Vec<ProfileId> = round.as_ref().map(|r| r.1.clone()).unwrap_or_default();
             assert_eq!(
-                ids(take_round(due(), writing, batch)),
+                ids(round.map(|r| r.0)),
                 expected.map(|v| v.into_iter().map(String::from).collect::<Vec<_>>()),
                 "batch {batch}, writing: {}",
                 writing.is_some()
             );
+            assert_eq!(claimed, claims_after, "batch {batch}");
+            // What the round gives back to release is exactly what it claimed.
+            assert_eq!(
+                taken.into_iter().collect::<HashSet<_>>(),
+                claimed.difference(&before).cloned().collect::<HashSet<_>>()
+            );
         }
-        // Only what is being written is due: the sender stops.
-        assert_eq!(
-            ids(take_round(
+        // Only what is being written is due: the loop stops.
+        let mut claimed = HashSet::new();
+        assert!(
+            take_round(
                 vec![m("w1", &ann, M), m("w2", &bob, T)],
                 Some(&writing),
+                &mut claimed,
                 10
-            )),
-            None
+            )
+            .is_none()
         );
-        assert_eq!(ids(take_round(vec![], None, 10)), None);
+        assert!(take_round(vec![], None, &mut claimed, 10).is_none());
+        // Released, a person's next marketing message can be taken.
+        let shared = Claims::default();
+        let (round, taken) = shared.take_round(vec![m("a1", &ann, M)], None, 10).unwrap();
+        assert_eq!(round.len(), 1);
+        assert!(
+            shared
+                .take_round(vec![m("a2", &ann, M)], None, 10)
+                .unwrap()
+                .0
+                .is_empty()
+        );
+        shared.release(&taken);
+        assert_eq!(
+            shared
+                .take_round(vec![m("a2", &ann, M)], None, 10)
+                .unwrap()
+                .0
+                .len(),
+            1
+        );
     }
 }

@@ -26,6 +26,7 @@ use crate::exposure;
 use crate::own_events::{self, Own};
 use crate::policy::{Decision, Known, PolicyConfig, address_hash, decide, load_known};
 use crate::rounds;
+use missive_core::outbox::Lane;
 use missive_core::{MessageClass, MessageSource};
 use missive_engine::Engine;
 use missive_engine::profiles::find_profiles;
@@ -151,8 +152,14 @@ pub struct Sender {
     secrets: Arc<SenderSecrets>,
     throttle: Arc<Throttle>,
     config: Arc<SenderConfig>,
-    running: Arc<tokio::sync::Mutex<()>>,
+    /// One pass at a time per lane: `[triggered, bulk]`.
+    running: Arc<[tokio::sync::Mutex<()>; 2]>,
+    /// Wakes the triggered lane's loop (journeys queued messages).
     notify: Arc<tokio::sync::Notify>,
+    /// Wakes the bulk lane's loop.
+    notify_bulk: Arc<tokio::sync::Notify>,
+    /// People with a marketing message in flight or being written, in either lane.
+    claims: rounds::Claims,
     /// Broadcast states, read once per round (so a pause holds from the next round on).
     broadcasts: Arc<std::sync::Mutex<BroadcastStates>>,
     /// Experiments, read once per round (a start, stop or conclusion holds from the next).
@@ -177,8 +184,10 @@ impl Sender {
             secrets: Arc::new(secrets),
             throttle: Arc::new(throttle),
             config: Arc::new(config),
-            running: Arc::new(tokio::sync::Mutex::new(())),
+            running: Arc::new([tokio::sync::Mutex::new(()), tokio::sync::Mutex::new(())]),
             notify: Arc::new(tokio::sync::Notify::new()),
+            notify_bulk: Arc::new(tokio::sync::Notify::new()),
+            claims: rounds::Claims::default(),
             broadcasts: Arc::new(std::sync::Mutex::new(std::collections::HashMap::new())),
             experiments: Arc::new(std::sync::Mutex::new(std::collections::HashMap::new())),
         }
@@ -314,58 +323,82 @@ impl Sender {
         &self.config
     }
 
-    /// Wakes the background loop (journeys queued messages).
+    /// Wakes both lanes' background loops.
     pub fn poke(&self) {
         self.notify.notify_one();
+        self.notify_bulk.notify_one();
     }
 
-    /// What wakes the background loop, for whoever queues messages.
+    /// What wakes the triggered lane's background loop, for whoever queues its messages
+    /// (journeys); the bulk lane's loop polls.
     pub fn waker(&self) -> Arc<tokio::sync::Notify> {
         self.notify.clone()
     }
 
-    /// Sends in the background until `shutdown`: after each round it sleeps at most `poll`, or
+    /// Sends in the background until `shutdown`, a loop per lane, so that a broadcast's rounds
+    /// never hold up a journey's message: after each pass a loop sleeps at most `poll`, or
     /// until poked.
     pub fn spawn(
         self,
         poll: Duration,
         shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<()> {
-        let wake = self.notify.clone();
-        missive_engine::background::poll_until_shutdown(shutdown, Some(wake), move || {
-            let this = self.clone();
-            async move {
-                if let Err(e) = this.run_pending().await {
-                    tracing::error!(error = %e, "send round failed; retrying");
+        let loops: Vec<_> = [
+            (Lane::Triggered, self.notify.clone()),
+            (Lane::Bulk, self.notify_bulk.clone()),
+        ]
+        .into_iter()
+        .map(|(lane, wake)| {
+            let me = self.clone();
+            missive_engine::background::poll_until_shutdown(shutdown.clone(), Some(wake), move || {
+                let this = me.clone();
+                async move {
+                    if let Err(e) = this.run_lane(lane).await {
+                        tracing::error!(error = %e, ?lane, "send round failed; retrying");
+                    }
+                    poll
                 }
-                poll
+            })
+        })
+        .collect();
+        tokio::spawn(async move {
+            for l in loops {
+                let _ = l.await;
             }
         })
     }
 
-    /// Sends every message due now.
+    /// Sends every message due now, in both lanes at once.
+    pub async fn run_pending(&self) -> Result<SendStats, SendError> {
+        let (triggered, bulk) = tokio::join!(self.run_lane(Lane::Triggered), self.run_lane(Lane::Bulk));
+        let mut stats = triggered?;
+        stats.add(bulk?);
+        Ok(stats)
+    }
+
+    /// Sends every message of `lane` due now.
     ///
     /// Rounds are pipelined: a round's outcomes and `Email Delivered` events are written while
-    /// the next round is sent (the messages being written are left out of it, and so are the
-    /// marketing messages of their recipients, whose frequency counts are not stored yet).
-    /// Every outcome is written before this returns.
-    pub async fn run_pending(&self) -> Result<SendStats, SendError> {
-        let _one_at_a_time = self.running.lock().await;
+    /// the next round is sent (see [`rounds`] for what a round leaves out meanwhile). Every
+    /// outcome is written before this returns.
+    pub async fn run_lane(&self, lane: Lane) -> Result<SendStats, SendError> {
+        let _one_at_a_time = self.running[usize::from(lane == Lane::Bulk)].lock().await;
         let mut stats = SendStats::default();
         let mut writing: Option<Writing> = None;
-        let sent = self.send_rounds(&mut stats, &mut writing).await;
+        let sent = self.send_rounds(lane, &mut stats, &mut writing).await;
         // The last round's outcomes, also after a failed round: they were sent.
         let written = match writing.take() {
-            Some(w) => w.finish().await,
+            Some(w) => w.finish(&self.claims).await,
             None => Ok(()),
         };
         sent.and(written).map(|()| stats)
     }
 
-    /// Sends rounds until none is due, handing each round's outcomes to a writer that runs
-    /// while the next round is sent (at most one writer at a time).
+    /// Sends rounds of `lane` until none is due, handing each round's outcomes to a writer that
+    /// runs while the next round is sent (at most one writer at a time).
     async fn send_rounds(
         &self,
+        lane: Lane,
         stats: &mut SendStats,
         writing: &mut Option<Writing>,
     ) -> Result<(), SendError> {
@@ -374,12 +407,15 @@ impl Sender {
             let now = self.engine.clock().now();
             self.broadcasts.lock().unwrap_or_else(|p| p.into_inner()).clear();
             self.experiments.lock().unwrap_or_else(|p| p.into_inner()).clear();
-            let in_writing = writing.as_ref().map(|w| &w.holds);
+            let in_writing = writing.as_ref().map(|w| &w.ids);
             let due = store
                 .delivery()
-                .due_outbox(now, rounds::due_limit(self.config.batch, in_writing))
+                .due_in_lane(lane, now, rounds::due_limit(self.config.batch, in_writing))
                 .await?;
-            let Some(round) = rounds::take_round(due, in_writing, self.config.batch as usize) else {
+            let Some((round, claimed)) = self
+                .claims
+                .take_round(due, in_writing, self.config.batch as usize)
+            else {
                 return Ok(());
             };
             let (done, delivered) = if round.is_empty() {
@@ -387,10 +423,15 @@ impl Sender {
             } else {
                 self.send_round(round, now, stats).await
             };
-            if let Some(previous) = writing.take() {
-                previous.finish().await?;
+            if let Some(previous) = writing.take()
+                && let Err(e) = previous.finish(&self.claims).await
+            {
+                // This round was sent: its outcomes are still written (and its claims
+                // released) by `run_lane`.
+                *writing = Some(Writing::start(self.engine.clone(), done, delivered, claimed));
+                return Err(e);
             }
-            *writing = Some(Writing::start(self.engine.clone(), done, delivered));
+            *writing = Some(Writing::start(self.engine.clone(), done, delivered, claimed));
         }
     }
 
@@ -770,8 +811,10 @@ struct Attempt {
 
 /// A round's outcomes being written in the background while the next round is sent.
 struct Writing {
-    /// What the next round leaves out while this is written.
-    holds: rounds::InWriting,
+    /// The round's messages: still queued in the store until written, so left out of the next.
+    ids: std::collections::HashSet<String>,
+    /// The people whose marketing message the round claimed: released once written.
+    claimed: Vec<ProfileId>,
     task: tokio::task::JoinHandle<Result<(), SendError>>,
 }
 
@@ -781,8 +824,13 @@ impl Writing {
     /// again. The events' messageId (one per message) keeps a repeat from counting twice. A
     /// failure to record them is logged inside and not retried: `Email Delivered` then
     /// undercounts.
-    fn start(engine: Engine, done: Vec<OutboxMessage>, delivered: Vec<Event>) -> Self {
-        let holds = rounds::InWriting::of(&done);
+    fn start(
+        engine: Engine,
+        done: Vec<OutboxMessage>,
+        delivered: Vec<Event>,
+        claimed: Vec<ProfileId>,
+    ) -> Self {
+        let ids = done.iter().map(|m| m.id.clone()).collect();
         let task = tokio::spawn(async move {
             if !done.is_empty() {
                 engine.store().delivery().update_outbox(done).await?;
@@ -790,11 +838,15 @@ impl Writing {
             let _ = own_events::ingest_all(&engine, delivered, "delivery").await;
             Ok(())
         });
-        Writing { holds, task }
+        Writing { ids, claimed, task }
     }
 
-    async fn finish(self) -> Result<(), SendError> {
-        self.task.await.map_err(|e| SendError::Writer(e.to_string()))?
+    /// Waits for the write; the round's claims are released whatever its result (after a
+    /// failed write the messages stay queued, and their next round claims them again).
+    async fn finish(self, claims: &rounds::Claims) -> Result<(), SendError> {
+        let result = self.task.await;
+        claims.release(&self.claimed);
+        result.map_err(|e| SendError::Writer(e.to_string()))?
     }
 }
 

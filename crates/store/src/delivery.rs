@@ -36,9 +36,28 @@ pub trait DeliveryStore: Send + Sync + 'static {
     /// Instances of one journey, newest first.
     async fn journey_instances(&self, journey: &str, limit: u32) -> Result<Vec<JourneyInstance>, StoreError>;
 
-    /// Queued messages due at or before `now`, soonest first; those due at the same time in
-    /// an order of the backend's choosing (SQLite: the order they were queued in).
-    async fn due_outbox(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<OutboxMessage>, StoreError>;
+    /// Queued messages of `lane` due at or before `now`, soonest first; those due at the same
+    /// time in an order of the backend's choosing (SQLite: the order they were queued in).
+    async fn due_in_lane(
+        &self,
+        lane: missive_core::outbox::Lane,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<OutboxMessage>, StoreError>;
+
+    /// Queued messages due at or before `now`: the triggered lane first, then the bulk lane
+    /// fills what is left of `limit` (each as [`Self::due_in_lane`]).
+    async fn due_outbox(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<OutboxMessage>, StoreError> {
+        let mut due = Vec::new();
+        for lane in missive_core::outbox::Lane::ALL {
+            let left = limit.saturating_sub(u32::try_from(due.len()).unwrap_or(u32::MAX));
+            if left == 0 {
+                break;
+            }
+            due.extend(self.due_in_lane(lane, now, left).await?);
+        }
+        Ok(due)
+    }
 
     /// Records what happened to messages (status, attempts, next attempt, sent time, detail,
     /// and the context, which gains the experiment variant a message got).

@@ -1,6 +1,7 @@
-//! The sender's pipelined rounds, against a real SQLite store, the real sender and the maildir
-//! transport: while one round's outcomes are written, the next is sent, and that must neither
-//! send a message twice nor let a person past the frequency cap.
+//! The sender's pipelined rounds in its two lanes, against a real SQLite store, the real
+//! sender and the maildir transport: while one round's outcomes are written the next is sent,
+//! and a loop per lane sends at the same time as the other; neither may send a message twice
+//! or let a person past the frequency cap.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,13 +23,18 @@ fn start() -> DateTime<Utc> {
         .to_utc()
 }
 
-/// A queued message of `class` for `profile`, from a broadcast of its own (so that each
-/// message has its own idempotency key).
+/// A queued message of `class` for `profile`: every other one from a journey (the triggered
+/// lane), the rest from broadcasts (the bulk lane), so that both of the sender's loops send
+/// to the same people at once.
 fn queued(n: usize, profile: &ProfileId, class: MessageClass) -> OutboxMessage {
-    let source = MessageSource::Broadcast(format!("brd_{n}"));
+    let source = if n.is_multiple_of(2) {
+        MessageSource::Journey("welcome".into())
+    } else {
+        MessageSource::Broadcast(format!("brd_{n}"))
+    };
     OutboxMessage {
         id: format!("msg_{n:032x}"),
-        idempotency_key: format!("{source}:{profile}"),
+        idempotency_key: format!("{source}:{profile}:{n}"),
         profile_id: profile.clone(),
         template: "news".into(),
         class,

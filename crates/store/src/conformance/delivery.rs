@@ -463,4 +463,14 @@ pub async fn messages_a_person_triggered_are_due_before_a_broadcasts(store: &Sto
     assert_eq!(due.len(), 7);
     let due = store.delivery().due_outbox(at(30), 1).await.unwrap();
     assert_eq!(ids(due), ["msg_j0"]);
+    // Each lane on its own, for a sender loop per lane.
+    use missive_core::outbox::Lane;
+    let due = store.delivery().due_in_lane(Lane::Bulk, at(30), 3).await.unwrap();
+    assert_eq!(ids(due), ["msg_b0", "msg_b1", "msg_b2"]);
+    let due = store
+        .delivery()
+        .due_in_lane(Lane::Triggered, at(30), 10)
+        .await
+        .unwrap();
+    assert_eq!(ids(due), ["msg_j0", "msg_j1"]);
 }

@@ -60,8 +60,13 @@ impl DeliveryStore for EncryptedDelivery {
         self.sealer.open_instances(i).await
     }
 
-    async fn due_outbox(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<OutboxMessage>, StoreError> {
-        let m = self.inner.due_outbox(now, limit).await?;
+    async fn due_in_lane(
+        &self,
+        lane: missive_core::outbox::Lane,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
+        let m = self.inner.due_in_lane(lane, now, limit).await?;
         self.sealer.open_messages(m).await
     }
 

@@ -203,30 +203,24 @@ impl crate::DeliveryStore for PostgresStore {
         rows.iter().map(instance_from_row).collect()
     }
 
-    async fn due_outbox(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<OutboxMessage>, StoreError> {
-        let r = self.reader();
-        // The triggered lane first; the bulk lane fills what is left of the round.
-        let mut due = Vec::new();
-        for lane in missive_core::outbox::Lane::ALL {
-            let left = i64::from(limit) - due.len() as i64;
-            if left <= 0 {
-                break;
-            }
-            let rows = r
-                .client
-                .query(
-                    &format!(
-                        "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE status = 'queued' AND lane = $3
-                         AND next_attempt_at <= $1 ORDER BY next_attempt_at, id COLLATE \"C\" LIMIT $2"
-                    ),
-                    &[&micros(now), &left, &lane.as_i16()],
-                )
-                .await?;
-            for row in &rows {
-                due.push(outbox_from_row(row)?);
-            }
-        }
-        Ok(due)
+    async fn due_in_lane(
+        &self,
+        lane: missive_core::outbox::Lane,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
+        let rows = self
+            .reader()
+            .client
+            .query(
+                &format!(
+                    "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE status = 'queued' AND lane = $3
+                     AND next_attempt_at <= $1 ORDER BY next_attempt_at, id COLLATE \"C\" LIMIT $2"
+                ),
+                &[&micros(now), &i64::from(limit), &lane.as_i16()],
+            )
+            .await?;
+        rows.iter().map(outbox_from_row).collect()
     }
 
     async fn update_outbox(&self, messages: Vec<OutboxMessage>) -> Result<(), StoreError> {

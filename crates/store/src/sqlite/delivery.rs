@@ -179,25 +179,19 @@ impl crate::DeliveryStore for SqliteStore {
         .await
     }
 
-    async fn due_outbox(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<OutboxMessage>, StoreError> {
+    async fn due_in_lane(
+        &self,
+        lane: missive_core::outbox::Lane,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
         self.read_on(Db::Delivery, move |c| {
             let mut stmt = c.prepare_cached(&format!(
                 "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE status = 'queued' AND lane = ?3 AND next_attempt_at <= ?1
                  ORDER BY next_attempt_at, rowid LIMIT ?2"
             ))?;
-            // The triggered lane first; the bulk lane fills what is left of the round.
-            let mut due = Vec::new();
-            for lane in missive_core::outbox::Lane::ALL {
-                let left = limit.saturating_sub(due.len() as u32);
-                if left == 0 {
-                    break;
-                }
-                let rows = stmt.query_map(params![micros(now), left, lane.as_i16()], outbox_row)?;
-                for r in rows {
-                    due.push(r??);
-                }
-            }
-            Ok(due)
+            let rows = stmt.query_map(params![micros(now), limit, lane.as_i16()], outbox_row)?;
+            rows.map(|r| r?).collect()
         })
         .await
     }
