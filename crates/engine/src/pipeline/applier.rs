@@ -390,18 +390,25 @@ impl Applier {
             }
         }
         let resolved = self.store.events().resolve_identities(missing).await?;
-        let mut to_load = Vec::new();
-        let mut queued = HashSet::new();
         for (k, p) in resolved {
-            if !self.profiles.contains_key(&p) && queued.insert(p.clone()) {
-                to_load.push(p.clone());
-            }
             self.identities.insert(k, (p, 0));
         }
-        for id in to_load {
-            self.load_into_cache(&id).await?;
+        // The profiles the events' identities point to that are not cached (new identities,
+        // and known ones whose profile was evicted): read at once, not one by one as the fold
+        // would.
+        let mut to_load = Vec::new();
+        let mut queued = HashSet::new();
+        for e in events {
+            for k in e.identity_keys() {
+                if let Some((p, _)) = self.identities.get(&k)
+                    && !self.profiles.contains_key(p)
+                    && queued.insert(p.clone())
+                {
+                    to_load.push(p.clone());
+                }
+            }
         }
-        Ok(())
+        self.load_many_into_cache(to_load).await
     }
 }
 

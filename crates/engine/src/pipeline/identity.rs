@@ -55,6 +55,51 @@ impl Applier {
         ))))
     }
 
+    /// [`Self::load_into_cache`] for many profiles, none of them cached: one read of the
+    /// profiles and one of their newest events for all of them. Merged ones are followed one by
+    /// one (rare).
+    pub(super) async fn load_many_into_cache(&mut self, ids: Vec<ProfileId>) -> Result<(), EngineError> {
+        if ids.len() < 2 {
+            for id in ids {
+                self.load_into_cache(&id).await?;
+            }
+            return Ok(());
+        }
+        let mut live = Vec::with_capacity(ids.len());
+        let mut merged = Vec::new();
+        for p in self.store.events().load_profiles(ids).await? {
+            if p.merged_into.is_some() {
+                merged.push(p.id);
+            } else {
+                live.push(p);
+            }
+        }
+        let mut history = if self.config.history_len > 0 && !live.is_empty() {
+            let ids = live.iter().map(|p| p.id.clone()).collect();
+            self.store
+                .events()
+                .recent_events(ids, self.config.history_len as u32)
+                .await?
+        } else {
+            HashMap::new()
+        };
+        for mut p in live {
+            let events = history.remove(&p.id).unwrap_or_default();
+            p.history = self.history_of(&events);
+            self.profiles.insert(
+                p.id.clone(),
+                CachedProfile {
+                    profile: p,
+                    last_batch: 0,
+                },
+            );
+        }
+        for id in merged {
+            self.load_into_cache(&id).await?;
+        }
+        Ok(())
+    }
+
     /// A cached profile's history from its newest stored events (newest first): oldest first,
     /// without events a replay has not folded yet.
     pub(super) fn history_of(
