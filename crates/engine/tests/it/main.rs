@@ -5,6 +5,7 @@
 
 mod auth;
 mod backfill;
+mod cache;
 mod failures;
 mod import;
 mod models;
