@@ -17,26 +17,61 @@ use missive_store::OutboxMessage;
 
 /// The people with a marketing message in flight or being written, shared by the lanes.
 #[derive(Debug, Default, Clone)]
-pub(crate) struct Claims(Arc<Mutex<HashSet<ProfileId>>>);
+pub(crate) struct Claims(Arc<Shared>);
+
+#[derive(Debug, Default)]
+struct Shared {
+    claimed: Mutex<HashSet<ProfileId>>,
+    released: tokio::sync::Notify,
+}
 
 impl Claims {
-    /// [`take_round`] under the claims' lock.
+    /// [`take_round`] under the claims' lock; what it claims is released when the returned
+    /// [`Claimed`] is dropped.
     pub fn take_round(
         &self,
         due: Vec<OutboxMessage>,
         writing: Option<&HashSet<String>>,
         batch: usize,
-    ) -> Option<(Vec<OutboxMessage>, Vec<ProfileId>)> {
-        let mut claimed = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        take_round(due, writing, &mut claimed, batch)
+    ) -> Option<(Vec<OutboxMessage>, Claimed)> {
+        let mut claimed = self.0.claimed.lock().unwrap_or_else(|p| p.into_inner());
+        take_round(due, writing, &mut claimed, batch).map(|(round, profiles)| {
+            (
+                round,
+                Claimed {
+                    claims: self.clone(),
+                    profiles,
+                },
+            )
+        })
     }
 
-    /// Releases what a round claimed, once its outcomes are stored (or given up).
-    pub fn release(&self, profiles: &[ProfileId]) {
-        let mut claimed = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        for p in profiles {
-            claimed.remove(p);
+    /// Completes when claims are next released.
+    pub fn released(&self) -> tokio::sync::futures::Notified<'_> {
+        self.0.released.notified()
+    }
+}
+
+/// What a round claimed: released when dropped (once its outcomes are stored, or when the round
+/// is given up, a panic included).
+#[derive(Debug)]
+pub(crate) struct Claimed {
+    claims: Claims,
+    profiles: Vec<ProfileId>,
+}
+
+impl Drop for Claimed {
+    fn drop(&mut self) {
+        if self.profiles.is_empty() {
+            return;
         }
+        {
+            let mut claimed = self.claims.0.claimed.lock().unwrap_or_else(|p| p.into_inner());
+            for p in &self.profiles {
+                claimed.remove(p);
+            }
+        }
+        self.claims.0.released.notify_waiters();
     }
 }
 
@@ -108,6 +143,12 @@ mod tests {
             recipient: None,
             detail: None,
         }
+    }
+
+    /// Whether `f` is ready when polled now.
+    fn ready<F: std::future::Future>(f: std::pin::Pin<&mut F>) -> bool {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        f.poll(&mut cx).is_ready()
     }
 
     fn ids(round: Option<Vec<OutboxMessage>>) -> Option<Vec<String>> {
@@ -198,7 +239,8 @@ mod tests {
             .is_none()
         );
         assert!(take_round(vec![], None, &mut claimed, 10).is_none());
-        // Released, a person's next marketing message can be taken.
+        // Released (the round's claim dropped), a person's next marketing message can be
+        // taken, and a loop waiting for a release is woken.
         let shared = Claims::default();
         let (round, taken) = shared.take_round(vec![m("a1", &ann, M)], None, 10).unwrap();
         assert_eq!(round.len(), 1);
@@ -209,7 +251,12 @@ mod tests {
                 .0
                 .is_empty()
         );
-        shared.release(&taken);
+        let released = shared.released();
+        tokio::pin!(released);
+        released.as_mut().enable();
+        assert!(!ready(released.as_mut()), "nothing released yet");
+        drop(taken);
+        assert!(ready(released.as_mut()), "a release wakes whoever waits for one");
         assert_eq!(
             shared
                 .take_round(vec![m("a2", &ann, M)], None, 10)

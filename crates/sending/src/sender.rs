@@ -160,10 +160,12 @@ pub struct Sender {
     notify_bulk: Arc<tokio::sync::Notify>,
     /// People with a marketing message in flight or being written, in either lane.
     claims: rounds::Claims,
-    /// Broadcast states, read once per round (so a pause holds from the next round on).
-    broadcasts: Arc<std::sync::Mutex<BroadcastStates>>,
-    /// Experiments, read once per round (a start, stop or conclusion holds from the next).
-    experiments: Arc<std::sync::Mutex<ExperimentsRead>>,
+    /// Broadcast states, read once per round of the lane (so a pause holds from the next
+    /// round on): one cache per lane, `[triggered, bulk]`, each cleared by its own loop.
+    broadcasts: Arc<[std::sync::Mutex<BroadcastStates>; 2]>,
+    /// Experiments, read once per round of the lane (a start, stop or conclusion holds from
+    /// the next), one cache per lane.
+    experiments: Arc<[std::sync::Mutex<ExperimentsRead>; 2]>,
 }
 
 impl Sender {
@@ -188,8 +190,8 @@ impl Sender {
             notify: Arc::new(tokio::sync::Notify::new()),
             notify_bulk: Arc::new(tokio::sync::Notify::new()),
             claims: rounds::Claims::default(),
-            broadcasts: Arc::new(std::sync::Mutex::new(std::collections::HashMap::new())),
-            experiments: Arc::new(std::sync::Mutex::new(std::collections::HashMap::new())),
+            broadcasts: Arc::default(),
+            experiments: Arc::default(),
         }
     }
 
@@ -198,7 +200,8 @@ impl Sender {
         let Some(id) = source.broadcast() else {
             return Ok(None);
         };
-        if let Some((_, state)) = self.broadcasts.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
+        let cache = &self.broadcasts[lane_index(source.lane())];
+        if let Some((_, state)) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(id) {
             return Ok(*state);
         }
         let doc = self
@@ -210,21 +213,17 @@ impl Sender {
         let state = doc
             .and_then(|d| serde_json::from_value::<crate::broadcasts::Broadcast>(d.body).ok())
             .map(|b| b.state);
-        self.broadcasts
+        cache
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(id.to_string(), (std::time::Instant::now(), state));
         Ok(state)
     }
 
-    /// The experiment named `name`, read at most once per round.
-    async fn experiment(&self, name: &str) -> Result<Option<Arc<Experiment>>, SendError> {
-        if let Some(e) = self
-            .experiments
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(name)
-        {
+    /// The experiment named `name`, read at most once per round of `lane`.
+    async fn experiment(&self, name: &str, lane: Lane) -> Result<Option<Arc<Experiment>>, SendError> {
+        let cache = &self.experiments[lane_index(lane)];
+        if let Some(e) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(name) {
             return Ok(e.clone());
         }
         let e = match crate::experiments::Experiments::new(self.engine.store().clone())
@@ -240,7 +239,7 @@ impl Sender {
                 None
             }
         };
-        self.experiments
+        cache
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(name.to_owned(), e.clone());
@@ -330,9 +329,15 @@ impl Sender {
     }
 
     /// What wakes the triggered lane's background loop, for whoever queues its messages
-    /// (journeys); the bulk lane's loop polls.
+    /// (journeys).
     pub fn waker(&self) -> Arc<tokio::sync::Notify> {
         self.notify.clone()
+    }
+
+    /// What wakes the bulk lane's background loop, for whoever queues its messages
+    /// (broadcasts).
+    pub fn bulk_waker(&self) -> Arc<tokio::sync::Notify> {
+        self.notify_bulk.clone()
     }
 
     /// Sends in the background until `shutdown`, a loop per lane, so that a broadcast's rounds
@@ -363,7 +368,10 @@ impl Sender {
         .collect();
         tokio::spawn(async move {
             for l in loops {
-                let _ = l.await;
+                if let Err(e) = l.await {
+                    // Its claims were released as it unwound; the other lane goes on.
+                    tracing::error!(error = %e, "a sender loop stopped abnormally");
+                }
             }
         })
     }
@@ -382,13 +390,13 @@ impl Sender {
     /// the next round is sent (see [`rounds`] for what a round leaves out meanwhile). Every
     /// outcome is written before this returns.
     pub async fn run_lane(&self, lane: Lane) -> Result<SendStats, SendError> {
-        let _one_at_a_time = self.running[usize::from(lane == Lane::Bulk)].lock().await;
+        let _one_at_a_time = self.running[lane_index(lane)].lock().await;
         let mut stats = SendStats::default();
         let mut writing: Option<Writing> = None;
         let sent = self.send_rounds(lane, &mut stats, &mut writing).await;
         // The last round's outcomes, also after a failed round: they were sent.
         let written = match writing.take() {
-            Some(w) => w.finish(&self.claims).await,
+            Some(w) => w.finish().await,
             None => Ok(()),
         };
         sent.and(written).map(|()| stats)
@@ -405,29 +413,46 @@ impl Sender {
         let store = self.engine.store().clone();
         loop {
             let now = self.engine.clock().now();
-            self.broadcasts.lock().unwrap_or_else(|p| p.into_inner()).clear();
-            self.experiments.lock().unwrap_or_else(|p| p.into_inner()).clear();
+            self.broadcasts[lane_index(lane)]
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clear();
+            self.experiments[lane_index(lane)]
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clear();
             let in_writing = writing.as_ref().map(|w| &w.ids);
             let due = store
                 .delivery()
                 .due_in_lane(lane, now, rounds::due_limit(self.config.batch, in_writing))
                 .await?;
+            // Registered before the round is taken, so that a release in between is not missed.
+            let released = self.claims.released();
+            tokio::pin!(released);
+            released.as_mut().enable();
             let Some((round, claimed)) = self
                 .claims
                 .take_round(due, in_writing, self.config.batch as usize)
             else {
                 return Ok(());
             };
-            let (done, delivered) = if round.is_empty() {
-                (Vec::new(), Vec::new())
-            } else {
-                self.send_round(round, now, stats).await
-            };
+            if round.is_empty() {
+                // All marketing for people claimed: by this loop's round being written (its
+                // write releases them), or by the other loop (wait for it to release some;
+                // the timeout is a safety net only).
+                match writing.take() {
+                    Some(previous) => previous.finish().await?,
+                    None => {
+                        let _ = tokio::time::timeout(Duration::from_secs(1), released).await;
+                    }
+                }
+                continue;
+            }
+            let (done, delivered) = self.send_round(round, now, stats).await;
             if let Some(previous) = writing.take()
-                && let Err(e) = previous.finish(&self.claims).await
+                && let Err(e) = previous.finish().await
             {
-                // This round was sent: its outcomes are still written (and its claims
-                // released) by `run_lane`.
+                // This round was sent: its outcomes are still written by `run_lane`.
                 *writing = Some(Writing::start(self.engine.clone(), done, delivered, claimed));
                 return Err(e);
             }
@@ -599,7 +624,7 @@ impl Sender {
         // Assigned only now, after the rules: a person they skip is never counted.
         let applied = match exposure::experiment_of(&message) {
             Some(name) => self
-                .experiment(name)
+                .experiment(name, message.source.lane())
                 .await?
                 .map(|e| exposure::apply(&e, &mut message)),
             None => None,
@@ -813,8 +838,6 @@ struct Attempt {
 struct Writing {
     /// The round's messages: still queued in the store until written, so left out of the next.
     ids: std::collections::HashSet<String>,
-    /// The people whose marketing message the round claimed: released once written.
-    claimed: Vec<ProfileId>,
     task: tokio::task::JoinHandle<Result<(), SendError>>,
 }
 
@@ -823,30 +846,39 @@ impl Writing {
     /// commit before them would widen the window in which a crash sends accepted messages
     /// again. The events' messageId (one per message) keeps a repeat from counting twice. A
     /// failure to record them is logged inside and not retried: `Email Delivered` then
-    /// undercounts.
+    /// undercounts. The round's claims are released once the outcomes are stored (or their
+    /// write failed, and the messages stay queued), also if this task panics.
     fn start(
         engine: Engine,
         done: Vec<OutboxMessage>,
         delivered: Vec<Event>,
-        claimed: Vec<ProfileId>,
+        claimed: rounds::Claimed,
     ) -> Self {
         let ids = done.iter().map(|m| m.id.clone()).collect();
         let task = tokio::spawn(async move {
-            if !done.is_empty() {
-                engine.store().delivery().update_outbox(done).await?;
-            }
+            let written = if done.is_empty() {
+                Ok(())
+            } else {
+                engine.store().delivery().update_outbox(done).await
+            };
+            drop(claimed);
+            written?;
             let _ = own_events::ingest_all(&engine, delivered, "delivery").await;
             Ok(())
         });
-        Writing { ids, claimed, task }
+        Writing { ids, task }
     }
 
-    /// Waits for the write; the round's claims are released whatever its result (after a
-    /// failed write the messages stay queued, and their next round claims them again).
-    async fn finish(self, claims: &rounds::Claims) -> Result<(), SendError> {
-        let result = self.task.await;
-        claims.release(&self.claimed);
-        result.map_err(|e| SendError::Writer(e.to_string()))?
+    async fn finish(self) -> Result<(), SendError> {
+        self.task.await.map_err(|e| SendError::Writer(e.to_string()))?
+    }
+}
+
+/// The index of `lane` in the sender's per-lane arrays.
+fn lane_index(lane: Lane) -> usize {
+    match lane {
+        Lane::Triggered => 0,
+        Lane::Bulk => 1,
     }
 }
 

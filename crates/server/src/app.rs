@@ -161,7 +161,8 @@ impl App {
         let s = &self.state;
         // Best sellers, so that the first preview does not wait for them.
         s.content.warm_up(self.engine.clock().now());
-        let queued = s.sender.as_ref().map(Sender::waker).unwrap_or_default();
+        // Broadcasts wake the sender's bulk loop when they queue messages.
+        let queued = s.sender.as_ref().map(Sender::bulk_waker).unwrap_or_default();
         self.workers.push((
             "journey runner",
             s.journeys.clone().spawn(poll, self.stop.subscribe()),
