@@ -62,7 +62,8 @@ pub trait DeliveryStore: Send + Sync + 'static {
     /// Records what happened to messages (status, attempts, next attempt, sent time, detail,
     /// and the context, which gains the experiment variant a message got).
     /// Only messages still queued change: one skipped meanwhile (a cancelled broadcast) stays
-    /// skipped.
+    /// skipped, unless the outcome is that it was sent (the relay accepted it while the cancel
+    /// was made: what happened is recorded, and counted by the frequency checks).
     async fn update_outbox(&self, messages: Vec<OutboxMessage>) -> Result<(), StoreError>;
 
     async fn outbox_message(&self, id: &str) -> Result<Option<OutboxMessage>, StoreError>;

@@ -225,6 +225,26 @@ pub async fn journey_progress_and_send_decisions_commit_together_once(store: &St
     let counts = store.delivery().outbox_counts(&broadcast).await.unwrap();
     assert_eq!((counts.queued, counts.skipped), (0, 2));
     assert_eq!(counts.skipped_by_reason, [("cancelled".to_owned(), 2)].into());
+    // Outcomes of messages in flight when the broadcast was cancelled: one the relay accepted
+    // is recorded as sent; any other outcome leaves the cancel's skip.
+    let mut accepted = store.delivery().outbox_message("msg_3").await.unwrap().unwrap();
+    accepted.status = OutboxStatus::Sent;
+    accepted.sent_at = Some(t("2026-11-28T12:00:01Z"));
+    accepted.detail = Some("250 2.0.0 Ok".into());
+    let mut retried = store.delivery().outbox_message("msg_4").await.unwrap().unwrap();
+    retried.status = OutboxStatus::Queued;
+    retried.detail = Some("retry: 451 try later".into());
+    store
+        .delivery()
+        .update_outbox(vec![accepted.clone(), retried])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.delivery().outbox_message("msg_3").await.unwrap(),
+        Some(accepted)
+    );
+    let counts = store.delivery().outbox_counts(&broadcast).await.unwrap();
+    assert_eq!((counts.queued, counts.sent, counts.skipped), (0, 1, 1));
 }
 
 /// Messages of a journey or broadcast list newest first, by step, in pages; skips and

@@ -229,7 +229,8 @@ impl crate::DeliveryStore for PostgresStore {
         let stmt = tx
             .prepare(
                 "UPDATE outbox SET status = $2, attempts = $3, next_attempt_at = $4, sent_at = $5,
-                     recipient = $6, detail = $7, context = $8 WHERE id = $1 AND status = 'queued'",
+                     recipient = $6, detail = $7, context = $8
+                     WHERE id = $1 AND (status = 'queued' OR ($2 = 'sent' AND status = 'skipped'))",
             )
             .await?;
         let mut sent = Vec::new();
