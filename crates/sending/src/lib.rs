@@ -28,6 +28,7 @@ pub mod journeys;
 pub mod messages;
 mod own_events;
 pub mod policy;
+mod relay_answers;
 mod rounds;
 pub mod sender;
 pub mod setup;

@@ -25,6 +25,7 @@ use crate::content::{ContentService, ContentServiceError, MessageLinks, Variatio
 use crate::exposure;
 use crate::own_events::{self, Own};
 use crate::policy::{Decision, Known, PolicyConfig, address_hash, decide, load_known};
+use crate::relay_answers::{refuses_recipient, relay_detail};
 use crate::rounds;
 use missive_core::outbox::Lane;
 use missive_core::{MessageClass, MessageSource};
@@ -449,14 +450,14 @@ impl Sender {
                 continue;
             }
             let (done, delivered) = self.send_round(round, now, stats).await;
-            if let Some(previous) = writing.take()
-                && let Err(e) = previous.finish().await
-            {
-                // This round was sent: its outcomes are still written by `run_lane`.
-                *writing = Some(Writing::start(self.engine.clone(), done, delivered, claimed));
-                return Err(e);
-            }
+            let previous = match writing.take() {
+                Some(previous) => previous.finish().await,
+                None => Ok(()),
+            };
+            // This round was sent: its outcomes are written even when the previous write
+            // failed (`run_lane` waits for them before it reports the failure).
             *writing = Some(Writing::start(self.engine.clone(), done, delivered, claimed));
+            previous?;
         }
     }
 
@@ -942,15 +943,6 @@ impl From<ContentServiceError> for Compose {
     }
 }
 
-/// Whether a permanent refusal is about the recipient (unknown, disabled mailbox), which
-/// suppresses the address, rather than about the relay, the sender or the content.
-fn refuses_recipient(code: Option<u16>, enhanced: Option<&str>) -> bool {
-    match enhanced {
-        Some(e) => e.starts_with("5.1.") || e == "5.2.1",
-        None => matches!(code, Some(550 | 551 | 553)),
-    }
-}
-
 /// Why the messages of a cancelled broadcast are not sent.
 pub(crate) const BROADCAST_CANCELLED: &str = "broadcast cancelled";
 
@@ -973,52 +965,12 @@ fn skip(mut message: OutboxMessage, reason: &str, stats: &mut SendStats) -> Outb
     message
 }
 
-/// The relay's answer as recorded on the message. Relays often name the address
-/// (`450 <ann@example.com>: greylisted`): it is replaced, since only its hash may be kept and
-/// listings show the detail.
-fn relay_detail(code: Option<u16>, enhanced: Option<&str>, text: &str, address: &str) -> String {
-    let detail = describe(code, enhanced, text);
-    if address.is_empty() {
-        return detail;
-    }
-    // Relays may change the case of an address; the local part rarely matters to them.
-    let lower = detail.to_ascii_lowercase();
-    let needle = address.to_ascii_lowercase();
-    let mut out = String::with_capacity(detail.len());
-    let mut rest = 0;
-    for (at, _) in lower.match_indices(&needle) {
-        out.push_str(&detail[rest..at]);
-        out.push_str("<recipient>");
-        rest = at + needle.len();
-    }
-    out.push_str(&detail[rest..]);
-    out
-}
-
-fn describe(code: Option<u16>, enhanced: Option<&str>, text: &str) -> String {
-    match (code, enhanced) {
-        (Some(c), Some(e)) if !text.starts_with(e) => format!("{c} {e} {text}"),
-        (Some(c), _) => format!("{c} {text}"),
-        _ => text.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn relay_answers_never_keep_the_address() {
-        for (text, expected) in [
-            (
-                "<ann@example.com>: greylisted, try later",
-                "450 <<recipient>>: greylisted, try later",
-            ),
-            ("Recipient ANN@Example.com busy", "450 Recipient <recipient> busy"),
-            ("mailbox full", "450 mailbox full"),
-        ] {
-            assert_eq!(relay_detail(Some(450), None, text, "ann@example.com"), expected);
-        }
+    fn skip_reasons_count_under_their_code() {
         assert_eq!(reason_label("suppressed: hard_bounce"), "suppressed");
         assert_eq!(reason_label(BROADCAST_CANCELLED), "broadcast_cancelled");
     }
