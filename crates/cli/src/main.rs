@@ -35,7 +35,9 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 // The pipeline allocates many small, short-lived values (JSON trees, strings); mimalloc is
-// markedly faster at that than glibc's allocator (see docs/BENCHMARKS.md).
+// markedly faster at that than glibc's allocator (see docs/BENCHMARKS.md). Without the
+// `mimalloc` feature the system allocator is used, which heap profilers can follow.
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use missive_core::profile::HistoryEntry;
+use missive_core::profile::{HistoryEntry, RecentEvent};
 use missive_core::{EmailAddress, IdentityKey, IdentityKind, MessageId, Profile, ProfileId};
 use missive_store::{EventCursor, EventQuery, MergeRecord, ProfileVersion, Store, StoreError, StoredEvent};
 
@@ -83,7 +83,7 @@ pub async fn find_profiles(
         for p in found.values_mut() {
             // A merged id and its survivor share the survivor's history.
             if let Some(e) = events.get(&p.id) {
-                p.history = e.iter().rev().map(history_entry).collect();
+                p.history = e.iter().rev().map(recent_event).collect();
             }
         }
     }
@@ -173,7 +173,7 @@ pub async fn recent_history(
     id: &ProfileId,
     received_before: Option<DateTime<Utc>>,
     limit: usize,
-) -> Result<std::collections::VecDeque<HistoryEntry>, StoreError> {
+) -> Result<std::collections::VecDeque<RecentEvent>, StoreError> {
     let events = store
         .events()
         .profile_events(EventQuery {
@@ -183,7 +183,7 @@ pub async fn recent_history(
             limit: limit as u32,
         })
         .await?;
-    Ok(events.iter().rev().map(history_entry).collect())
+    Ok(events.iter().rev().map(recent_event).collect())
 }
 
 /// Every event of a profile, newest (by event time) first, read in pages.
@@ -212,6 +212,22 @@ pub async fn all_events(store: &Store, id: &ProfileId) -> Result<Vec<StoredEvent
 }
 
 /// The history entry of a stored event.
+/// A stored event as the profile's history keeps it.
+pub fn recent_event(e: &StoredEvent) -> RecentEvent {
+    let none = serde_json::Map::new();
+    let properties = match e.body.get("properties") {
+        Some(serde_json::Value::Object(m)) => m,
+        _ => &none,
+    };
+    RecentEvent::with_properties(
+        MessageId::clone(&e.message_id),
+        e.kind,
+        e.name.clone(),
+        e.timestamp,
+        properties,
+    )
+}
+
 pub fn history_entry(e: &StoredEvent) -> HistoryEntry {
     let properties = match e.body.get("properties") {
         Some(serde_json::Value::Object(m)) if missive_core::profile::fits(m, 4096) => m.clone(),

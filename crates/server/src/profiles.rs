@@ -8,7 +8,7 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use chrono::{DateTime, Utc};
 use missive_core::message::parse_time;
-use missive_core::profile::{HistoryEntry, WINDOW_DAYS};
+use missive_core::profile::{RecentEvent, WINDOW_DAYS};
 use missive_core::{Profile, ProfileDiff, Trait};
 use missive_engine::profiles::ProfileKey;
 use missive_store::{EventCursor, EventQuery, MergeRecord, ProfileVersion, StoredEvent};
@@ -169,14 +169,14 @@ struct HistoryOut {
     properties: serde_json::Map<String, Value>,
 }
 
-impl From<&HistoryEntry> for HistoryOut {
-    fn from(h: &HistoryEntry) -> Self {
+impl From<&RecentEvent> for HistoryOut {
+    fn from(h: &RecentEvent) -> Self {
         Self {
             message_id: h.message_id.to_string(),
             kind: h.kind.as_str(),
             event: h.name.clone(),
             timestamp: h.at,
-            properties: h.properties.clone(),
+            properties: h.properties.parse(),
         }
     }
 }

@@ -9,6 +9,13 @@ use serde_json::{Map, Value};
 
 use crate::Money;
 
+/// A profile's [`EventAggregate`]s by event name, in name order. A sorted vector rather than a
+/// `BTreeMap`: a profile counts a handful of names, and a B-tree's first node is sized for
+/// eleven (about 900 bytes here), which was the largest part of a cached profile after its
+/// hash-table slot (heaptrack; docs/BENCHMARKS.md, "Memory under ingest"). Serialized as the
+/// same JSON object.
+pub type EventAggregates = litemap::LiteMap<String, EventAggregate>;
+
 /// Per event name: totals and hourly counts over the last 90 days.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventAggregate {

@@ -17,8 +17,8 @@ use crate::{EmailAddress, Event, EventKind, IdentityKey, IdentityKind, ProfileId
 mod aggregates;
 mod history;
 
-pub use aggregates::{EventAggregate, OrderAggregate, Rfm, WINDOW_DAYS, order_revenue};
-pub use history::{HistoryEntry, fits};
+pub use aggregates::{EventAggregate, EventAggregates, OrderAggregate, Rfm, WINDOW_DAYS, order_revenue};
+pub use history::{CompactProperties, HistoryEntry, RecentEvent, fits};
 
 /// The event whose properties feed the order aggregates (Segment's e-commerce spec).
 pub const ORDER_COMPLETED: &str = "Order Completed";
@@ -216,7 +216,7 @@ pub struct Profile {
     #[serde(default)]
     pub traits: Traits,
     #[serde(default)]
-    pub events: BTreeMap<String, EventAggregate>,
+    pub events: EventAggregates,
     #[serde(default)]
     pub orders: OrderAggregate,
     #[serde(default)]
@@ -248,7 +248,7 @@ pub struct Profile {
     /// Most recent events, newest last. Not stored with the profile: it is rebuilt from the
     /// event log on load, which already holds it.
     #[serde(skip)]
-    pub history: VecDeque<HistoryEntry>,
+    pub history: VecDeque<RecentEvent>,
 }
 
 impl Profile {
@@ -261,7 +261,7 @@ impl Profile {
             merged_into: None,
             identities: Identities::default(),
             traits: Traits::new(),
-            events: BTreeMap::new(),
+            events: EventAggregates::new(),
             orders: OrderAggregate::default(),
             first_seen: None,
             last_seen: None,
@@ -331,7 +331,7 @@ impl Profile {
         touched.seen = true;
         touched.events_applied += 1;
 
-        self.push_history(HistoryEntry::of(e), history_len);
+        self.push_history(RecentEvent::of(e), history_len);
     }
 
     /// The model outputs that may be used for this person: none without `profiling` consent,
@@ -449,7 +449,7 @@ impl Profile {
         touched.traits.insert(name.to_owned());
     }
 
-    fn push_history(&mut self, entry: HistoryEntry, history_len: usize) {
+    fn push_history(&mut self, entry: RecentEvent, history_len: usize) {
         if history_len == 0 {
             return;
         }
@@ -866,7 +866,7 @@ mod tests {
         known.apply_event(&ev(json!({"type": "track", "userId": "u", "event": "Product Viewed", "timestamp": "2026-02-03T00:00:00Z", "context": {"traits": {"city": "Lyon"}}})), 5, &mut touched);
         let mut touched = Touched::default();
         known.absorb(&anon, 5, &mut touched);
-        assert_eq!(known.events["Product Viewed"].count, 2);
+        assert_eq!(known.events.get("Product Viewed").map(|a| a.count), Some(2));
         assert_eq!(known.traits["city"].value, json!("Lyon"));
         assert_eq!(known.first_seen, Some(t("2026-02-01T00:00:00Z")));
         assert!(known.identities.anonymous_ids.contains("a"));

@@ -584,7 +584,7 @@ impl Applier {
             self.profiles.insert(
                 p.id.clone(),
                 CachedProfile {
-                    profile: p,
+                    profile: Box::new(p),
                     last_batch: 0,
                 },
             );

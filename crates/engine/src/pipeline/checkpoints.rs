@@ -39,13 +39,16 @@ impl Applier {
             let Some(entry) = self.profiles.get_mut(&id) else {
                 continue;
             };
-            let p = &mut entry.profile;
+            let p: &mut Profile = &mut entry.profile;
             p.version += 1;
             p.updated_at = now;
             entry.last_batch = self.batch_seq;
             // The history is not stored with the profile: leave it out of the copies.
             let history = std::mem::take(&mut p.history);
-            let snapshot = (p.version % self.config.snapshot_every == 0).then(|| p.clone());
+            let snapshot = p
+                .version
+                .is_multiple_of(self.config.snapshot_every)
+                .then(|| p.clone());
             cp.versions.push(ProfileVersion {
                 profile_id: id.clone(),
                 version: p.version,

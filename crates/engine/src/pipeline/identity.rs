@@ -23,7 +23,7 @@ impl Applier {
                 self.profiles.insert(
                     id.clone(),
                     CachedProfile {
-                        profile: p,
+                        profile: Box::new(p),
                         last_batch: 0,
                     },
                 );
@@ -44,7 +44,7 @@ impl Applier {
             self.profiles.insert(
                 id.clone(),
                 CachedProfile {
-                    profile: p,
+                    profile: Box::new(p),
                     last_batch: 0,
                 },
             );
@@ -89,7 +89,7 @@ impl Applier {
             self.profiles.insert(
                 p.id.clone(),
                 CachedProfile {
-                    profile: p,
+                    profile: Box::new(p),
                     last_batch: 0,
                 },
             );
@@ -105,13 +105,13 @@ impl Applier {
     pub(super) fn history_of(
         &self,
         newest_first: &[StoredEvent],
-    ) -> VecDeque<missive_core::profile::HistoryEntry> {
+    ) -> VecDeque<missive_core::profile::RecentEvent> {
         let through = self.history_through.unwrap_or(i64::MAX);
         newest_first
             .iter()
             .rev()
             .filter(|e| e.seq <= through)
-            .map(crate::profiles::history_entry)
+            .map(crate::profiles::recent_event)
             .collect()
     }
 
@@ -167,7 +167,7 @@ impl Applier {
         self.profiles.insert(
             id.clone(),
             CachedProfile {
-                profile: p,
+                profile: Box::new(p),
                 last_batch: self.batch_seq,
             },
         );

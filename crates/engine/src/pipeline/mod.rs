@@ -521,7 +521,11 @@ impl RecentIds {
 }
 
 struct CachedProfile {
-    profile: Profile,
+    /// Boxed: a `Profile` is about 800 bytes, and the cache's hash table holds its entries
+    /// inline in every bucket, empty ones and the table being grown included. Boxed, a
+    /// bucket is about 40 bytes, which took some 200–400 MB off a cache of 200,000 profiles
+    /// (heaptrack; docs/BENCHMARKS.md, "Memory under ingest").
+    profile: Box<Profile>,
     /// The batch that last changed it; it may be evicted only once a checkpoint that includes
     /// that batch is committed.
     last_batch: u64,

@@ -82,7 +82,7 @@ async fn viewed(store: &Store, user: &str) -> u64 {
         .await
         .unwrap()
         .unwrap();
-    p.events["Viewed"].count
+    p.events.get("Viewed").map_or(0, |a| a.count)
 }
 
 const PATIENCE: Duration = Duration::from_secs(10);

@@ -40,15 +40,18 @@ impl ContentService {
         let filters = &self.config.recommendation_filters;
         let personalized = profile.consents(Purpose::Personalization);
         // Without personalization consent nothing is chosen from the person's history.
-        let events: Vec<_> = if personalized {
-            profile
-                .history
-                .iter()
-                .map(|h| (h.name.as_str(), &h.properties, h.at))
-                .collect()
+        // The history keeps properties as text (see `RecentEvent`): parsed here, once per message.
+        let properties: Vec<_> = if personalized {
+            profile.history.iter().map(|h| h.properties.parse()).collect()
         } else {
             Vec::new()
         };
+        let events: Vec<_> = profile
+            .history
+            .iter()
+            .zip(&properties)
+            .map(|(h, p)| (h.name.as_str(), p, h.at))
+            .collect();
         let in_message: BTreeSet<String> = seeds.iter().cloned().collect();
         let best_sellers = catalog.best_sellers(&popularity, &BTreeSet::new(), limit);
         let values = |picks: Vec<missive_content::filters::Pick>| -> Vec<Value> {
@@ -311,7 +314,7 @@ pub(super) fn latest_track_event(profile: &Profile) -> Option<PreviewEvent> {
         .max_by_key(|h| h.at)
         .map(|h| PreviewEvent {
             name: h.name.clone(),
-            properties: h.properties.clone(),
+            properties: h.properties.parse(),
             timestamp: Some(h.at),
         })
 }
