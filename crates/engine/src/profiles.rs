@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use missive_core::profile::{HistoryEntry, RecentEvent};
+use missive_core::profile::{HISTORY_PROPERTIES_MAX_BYTES, HistoryEntry, RecentEvent};
 use missive_core::{EmailAddress, IdentityKey, IdentityKind, MessageId, Profile, ProfileId};
 use missive_store::{EventCursor, EventQuery, MergeRecord, ProfileVersion, Store, StoreError, StoredEvent};
 
@@ -211,7 +211,6 @@ pub async fn all_events(store: &Store, id: &ProfileId) -> Result<Vec<StoredEvent
     Ok(out)
 }
 
-/// The history entry of a stored event.
 /// A stored event as the profile's history keeps it.
 pub fn recent_event(e: &StoredEvent) -> RecentEvent {
     let none = serde_json::Map::new();
@@ -228,9 +227,14 @@ pub fn recent_event(e: &StoredEvent) -> RecentEvent {
     )
 }
 
+/// A stored event as segments read it (window events), its properties parsed.
 pub fn history_entry(e: &StoredEvent) -> HistoryEntry {
     let properties = match e.body.get("properties") {
-        Some(serde_json::Value::Object(m)) if missive_core::profile::fits(m, 4096) => m.clone(),
+        Some(serde_json::Value::Object(m))
+            if missive_core::profile::fits(m, HISTORY_PROPERTIES_MAX_BYTES) =>
+        {
+            m.clone()
+        }
         _ => serde_json::Map::new(),
     };
     HistoryEntry {

@@ -12,9 +12,52 @@ use crate::Money;
 /// A profile's [`EventAggregate`]s by event name, in name order. A sorted vector rather than a
 /// `BTreeMap`: a profile counts a handful of names, and a B-tree's first node is sized for
 /// eleven (about 900 bytes here), which was the largest part of a cached profile after its
-/// hash-table slot (heaptrack; docs/BENCHMARKS.md, "Memory under ingest"). Serialized as the
-/// same JSON object.
-pub type EventAggregates = litemap::LiteMap<String, EventAggregate>;
+/// hash-table slot (heaptrack; docs/BENCHMARKS.md, "Memory under ingest").
+///
+/// A newtype for its serialization: always a JSON object, as the `BTreeMap` wrote it (litemap
+/// writes an empty map as a list, which older binaries and readers of exports would refuse).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct EventAggregates(litemap::LiteMap<String, EventAggregate>);
+
+impl EventAggregates {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl std::ops::Deref for EventAggregates {
+    type Target = litemap::LiteMap<String, EventAggregate>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for EventAggregates {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl<'a> IntoIterator for &'a EventAggregates {
+    type Item = (&'a String, &'a EventAggregate);
+    type IntoIter = <&'a litemap::LiteMap<String, EventAggregate> as IntoIterator>::IntoIter;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+impl FromIterator<(String, EventAggregate)> for EventAggregates {
+    fn from_iter<I: IntoIterator<Item = (String, EventAggregate)>>(iter: I) -> Self {
+        Self(iter.into_iter().collect())
+    }
+}
+
+impl Serialize for EventAggregates {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter())
+    }
+}
 
 /// Per event name: totals and hourly counts over the last 90 days.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,4 +1,6 @@
-//! The bounded history of recent events kept inside a profile.
+//! Events kept inside a profile: the bounded history of recent events ([`RecentEvent`], for
+//! templates, recommendations and the API) and the window events segments count
+//! ([`HistoryEntry`]).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -7,9 +9,9 @@ use serde_json::{Map, Value};
 use crate::{Event, EventKind, MessageId};
 
 /// Properties larger than this are left out of the in-profile history (the event log has them).
-pub(crate) const HISTORY_PROPERTIES_MAX_BYTES: usize = 4096;
+pub const HISTORY_PROPERTIES_MAX_BYTES: usize = 4096;
 
-/// One recent event, kept in the profile for fast access by segments and templates.
+/// One event as segments read it: a profile's window events, with their properties parsed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HistoryEntry {
     pub message_id: MessageId,
@@ -44,6 +46,7 @@ impl HistoryEntry {
 /// trees were most of a cached profile's memory (heaptrack; docs/BENCHMARKS.md, "Memory under
 /// ingest"). Readers parse the properties when they need them, which is per message or per
 /// request, not per event. Segments read [`HistoryEntry`]s, whose properties are parsed once.
+/// Equality compares the properties' text, so the same properties in another key order differ.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecentEvent {
     pub message_id: MessageId,
@@ -96,8 +99,10 @@ impl CompactProperties {
         if map.is_empty() {
             return Self::default();
         }
-        // A map of JSON values always serializes; the fallback is never taken.
-        Self(serde_json::to_string(map).unwrap_or_default().into_boxed_str())
+        // A map of JSON values always serializes (string keys, finite numbers).
+        let text = serde_json::to_string(map);
+        debug_assert!(text.is_ok(), "a JSON map did not serialize");
+        Self(text.unwrap_or_default().into_boxed_str())
     }
 
     /// The properties, parsed.
@@ -106,7 +111,9 @@ impl CompactProperties {
             return Map::new();
         }
         // Only `of` makes the text, from a map: it parses.
-        serde_json::from_str(&self.0).unwrap_or_default()
+        let map = serde_json::from_str(&self.0);
+        debug_assert!(map.is_ok(), "compact properties did not parse");
+        map.unwrap_or_default()
     }
 
     pub fn is_empty(&self) -> bool {

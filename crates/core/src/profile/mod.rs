@@ -18,7 +18,7 @@ mod aggregates;
 mod history;
 
 pub use aggregates::{EventAggregate, EventAggregates, OrderAggregate, Rfm, WINDOW_DAYS, order_revenue};
-pub use history::{CompactProperties, HistoryEntry, RecentEvent, fits};
+pub use history::{CompactProperties, HISTORY_PROPERTIES_MAX_BYTES, HistoryEntry, RecentEvent, fits};
 
 /// The event whose properties feed the order aggregates (Segment's e-commerce spec).
 pub const ORDER_COMPLETED: &str = "Order Completed";
@@ -885,6 +885,22 @@ mod tests {
         let big = json!({"blob": "x".repeat(5000)});
         let Value::Object(big) = big else { unreachable!() };
         assert!(!fits(&big, 4096));
+    }
+
+    #[test]
+    fn counts_per_event_name_serialize_as_an_object_even_when_empty() {
+        // Older binaries (a `BTreeMap`) read only an object; litemap alone writes `[]` for none.
+        let at: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
+        let mut p = Profile::new(ProfileId::generate(), at);
+        let json = serde_json::to_value(&p).unwrap();
+        assert_eq!(json["events"], serde_json::json!({}));
+        p.events.insert("B".into(), EventAggregate::new(at));
+        p.events.insert("A".into(), EventAggregate::new(at));
+        let json = serde_json::to_value(&p).unwrap();
+        let names: Vec<_> = json["events"].as_object().unwrap().keys().cloned().collect();
+        assert_eq!(names, ["A", "B"]);
+        let back: Profile = serde_json::from_value(json).unwrap();
+        assert_eq!(back.events, p.events);
     }
 
     #[test]
