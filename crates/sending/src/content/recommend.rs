@@ -185,6 +185,23 @@ impl ContentService {
 
     // --- serving --------------------------------------------------------------------------
 
+    /// Which of a person's events [`Self::person`] and the learned history read products from:
+    /// those with a weight above zero (in the settings or the current model) and purchases.
+    /// For any other event they take nothing, whatever its properties.
+    pub(super) fn reads_products(&self) -> impl Fn(&str) -> bool + use<> {
+        let (weights, purchases) = (
+            self.config.recommendation_weights.clone(),
+            self.config.purchase_events.clone(),
+        );
+        let model = self.recs.current();
+        move |name: &str| {
+            let weighted = |w: Option<f32>| w.is_some_and(|w| w > 0.0);
+            weighted(weights.of(name))
+                || model.as_ref().is_some_and(|m| weighted(m.weights.of(name)))
+                || purchases.iter().any(|p| p == name)
+        }
+    }
+
     /// A person's products, most relevant first: the message's, then their events', newest
     /// first (the weighted product events, and every product of a purchase event whatever the
     /// weights say); and the ones they bought. None of them is recommended back.
