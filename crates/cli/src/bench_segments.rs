@@ -146,18 +146,17 @@ pub fn run(b: SegmentsBench) -> anyhow::Result<()> {
     let (per_event_affected, checked) = {
         let mut profile = Profile::new(ProfileId::generate(), start);
         let mut state = Membership::default();
-        let mut window = Window::default();
         let mut checked = 0usize;
         let started = Instant::now();
         for (e, now) in &events {
             let mut touched = Touched::default();
             profile.apply_event(e, history_len, &mut touched);
-            window.push(e, history_len);
+            push_window(&mut profile, e, history_len);
             checked += set.affected(&touched, Extra::default(), *now).len();
             let reevaluated = set.on_change(
                 &mut state,
                 &profile,
-                window.events(),
+                &profile.window_events,
                 &scores,
                 &touched,
                 Extra::default(),
@@ -173,26 +172,24 @@ pub fn run(b: SegmentsBench) -> anyhow::Result<()> {
     // Folding alone, so that the segments' share can be told apart.
     let per_event_fold = {
         let mut profile = Profile::new(ProfileId::generate(), start);
-        let mut window = Window::default();
         let started = Instant::now();
         for (e, _) in &events {
             let mut touched = Touched::default();
             profile.apply_event(e, history_len, &mut touched);
-            window.push(e, history_len);
-            std::hint::black_box(window.events());
+            push_window(&mut profile, e, history_len);
+            std::hint::black_box(&profile.window_events);
         }
         started.elapsed().as_secs_f64() / b.events as f64
     };
     let all_events = b.events.min(20_000);
     let per_event_all = {
         let mut profile = Profile::new(ProfileId::generate(), start);
-        let mut window = Window::default();
         let started = Instant::now();
         for (e, now) in events.iter().take(all_events) {
             let mut touched = Touched::default();
             profile.apply_event(e, history_len, &mut touched);
-            window.push(e, history_len);
-            std::hint::black_box(set.evaluate_all(&profile, window.events(), &scores, *now));
+            push_window(&mut profile, e, history_len);
+            std::hint::black_box(set.evaluate_all(&profile, &profile.window_events, &scores, *now));
         }
         started.elapsed().as_secs_f64() / all_events as f64
     };
@@ -221,14 +218,14 @@ pub fn run(b: SegmentsBench) -> anyhow::Result<()> {
     let profiles: Vec<(Profile, Vec<HistoryEntry>)> = (0..b.profiles)
         .map(|i| {
             let mut p = Profile::new(ProfileId::generate(), start);
-            let mut window = Window::default();
             for k in 0..8 {
                 let at = start + TimeDelta::hours(rng.random_range(0..60 * 24));
                 let e = random_event(&mut rng, at, i * 8 + k)?;
                 p.apply_event(&e, 8, &mut Touched::default());
-                window.push(&e, 8);
+                push_window(&mut p, &e, 8);
             }
-            Ok((p, window.events().to_vec()))
+            let window = std::mem::take(&mut p.window_events);
+            Ok((p, window))
         })
         .collect::<anyhow::Result<_>>()?;
     println!(
@@ -269,22 +266,10 @@ pub fn run(b: SegmentsBench) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The events the segments count, as the engine keeps them beside a profile (its window
-/// events), bounded here like a history: the newest `len`, in time order.
-#[derive(Default)]
-struct Window(std::collections::VecDeque<HistoryEntry>);
-
-impl Window {
-    fn push(&mut self, e: &Event, len: usize) {
-        let entry = HistoryEntry::of(e);
-        let pos = self.0.partition_point(|h| h.at <= entry.at);
-        self.0.insert(pos, entry);
-        while self.0.len() > len {
-            self.0.pop_front();
-        }
-    }
-
-    fn events(&mut self) -> &[HistoryEntry] {
-        self.0.make_contiguous()
-    }
+/// Adds the event to the profile's window events (what segments count), as the engine does,
+/// keeping the newest `len` as the bench's history bound.
+fn push_window(p: &mut Profile, e: &Event, len: usize) {
+    p.push_window_event(HistoryEntry::of(e));
+    let excess = p.window_events.len().saturating_sub(len);
+    p.window_events.drain(..excess);
 }

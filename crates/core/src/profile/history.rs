@@ -119,11 +119,6 @@ impl CompactProperties {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
-
-    /// The JSON text (empty for no properties).
-    pub fn as_json(&self) -> &str {
-        &self.0
-    }
 }
 
 impl std::fmt::Debug for CompactProperties {

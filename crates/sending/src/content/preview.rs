@@ -43,24 +43,28 @@ impl ContentService {
         // The history keeps properties as text (see `RecentEvent`): parsed here, per message,
         // only for the events recommendations read products from; the others give nothing
         // whatever their properties, so they go with none.
-        let events: Vec<_> = if personalized {
+        let properties: Vec<_> = if personalized {
             let reads = self.reads_products();
-            let none = serde_json::Map::new();
-            let properties: Vec<_> = profile
-                .history
-                .iter()
-                .map(|h| reads(&h.name).then(|| h.properties.parse()))
-                .collect();
             profile
                 .history
                 .iter()
-                .zip(properties)
-                .map(|(h, p)| (h.name.as_str(), p.unwrap_or_else(|| none.clone()), h.at))
+                .map(|h| {
+                    if reads(&h.name) {
+                        h.properties.parse()
+                    } else {
+                        Default::default()
+                    }
+                })
                 .collect()
         } else {
             Vec::new()
         };
-        let events: Vec<_> = events.iter().map(|(n, p, at)| (*n, p, *at)).collect();
+        let events: Vec<_> = profile
+            .history
+            .iter()
+            .zip(&properties)
+            .map(|(h, p)| (h.name.as_str(), p, h.at))
+            .collect();
         let in_message: BTreeSet<String> = seeds.iter().cloned().collect();
         let best_sellers = catalog.best_sellers(&popularity, &BTreeSet::new(), limit);
         let values = |picks: Vec<missive_content::filters::Pick>| -> Vec<Value> {
