@@ -8,6 +8,7 @@
 //! SQL (the store does), and sends nothing: journeys, broadcasts, the policy, the sender and
 //! the content service are the sending side (`missive-sending`), which builds on this crate.
 
+pub mod activity;
 pub mod audiences;
 pub mod audit;
 pub mod auth;

@@ -163,6 +163,14 @@ pub trait EventStore: Send + Sync + 'static {
 
     async fn stats(&self) -> Result<StoreStats, StoreError>;
 
+    /// Hourly activity counts with `since <= hour < until`, in hour order (hours without
+    /// activity are left out).
+    async fn activity(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<ActivityCount>, StoreError>;
+
     /// Members of a segment as of the last checkpoint, in id order, after `after` when given.
     async fn segment_members(
         &self,

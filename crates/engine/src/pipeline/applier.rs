@@ -364,7 +364,16 @@ impl Applier {
             outcomes.push(outcome);
         }
         let repoint = std::mem::take(&mut self.repoint);
-        Ok((EventBatch { events, repoint }, outcomes, total))
+        let activity = crate::activity::tally(&events);
+        Ok((
+            EventBatch {
+                events,
+                repoint,
+                activity,
+            },
+            outcomes,
+            total,
+        ))
     }
 
     /// Loads, in one pass, every identity the events name that is not in memory yet, and the

@@ -51,8 +51,10 @@ pub(super) async fn run_events_writer(
             events += job.events;
             batch.events.extend(job.batch.events);
             batch.repoint.extend(job.batch.repoint);
+            batch.activity.extend(job.batch.activity);
             acks.extend(job.acks);
         }
+        batch.activity = missive_store::ActivityCount::summed(std::mem::take(&mut batch.activity));
         let last_seq = batch.events.last().map(|e| e.seq);
         let started = Instant::now();
         let span = tracing::debug_span!("commit", kind = "events", events);

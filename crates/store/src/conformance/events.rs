@@ -31,6 +31,45 @@ pub async fn a_message_id_is_stored_once(store: &Store) {
     assert_eq!(store.events().stats().await.unwrap().events, 2);
 }
 
+pub async fn hourly_activity_adds_up_across_commits(store: &Store) {
+    let h9 = t("2026-02-01T09:00:00Z");
+    let h10 = t("2026-02-01T10:00:00Z");
+    let count = |hour, metric, value| ActivityCount { hour, metric, value };
+    let p = ProfileId::generate();
+    for (i, activity) in [
+        vec![
+            count(h9, ActivityMetric::Events, 3),
+            count(h9, ActivityMetric::RevenueMinor, 8_990),
+        ],
+        vec![
+            count(h9, ActivityMetric::Events, 2),
+            count(h10, ActivityMetric::Orders, 1),
+        ],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut batch = events(vec![event(i as i64 + 1, &format!("act-{i}"), &p, "Page", h9)]);
+        batch.activity = activity;
+        store.events().commit_events(batch).await.unwrap();
+    }
+    let all = store
+        .events()
+        .activity(h9, h10 + TimeDelta::hours(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        all,
+        vec![
+            count(h9, ActivityMetric::Events, 5),
+            count(h9, ActivityMetric::RevenueMinor, 8_990),
+            count(h10, ActivityMetric::Orders, 1),
+        ]
+    );
+    // The end is exclusive.
+    assert_eq!(store.events().activity(h9, h10).await.unwrap().len(), 2);
+}
+
 pub async fn events_page_newest_first_with_a_cursor(store: &Store) {
     let p = ProfileId::generate();
     let base = t("2026-02-01T00:00:00Z");

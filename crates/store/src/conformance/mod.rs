@@ -9,10 +9,10 @@ use missive_core::{ApiKeyId, EventKind, IdentityKey, MessageId, Profile, Profile
 use serde_json::json;
 
 use crate::{
-    ApiKeyRecord, AuditEntry, AuditQuery, Checkpoint, DataKeyRecord, DocumentKind, DocumentRecord,
-    EventBatch, EventCursor, EventQuery, InstanceStatus, JourneyCommit, JourneyInstance, MergeRecord,
-    OutboxMessage, OutboxStatus, ProfileVersion, Role, Store, StoreError, StoredEvent, Suppression,
-    Workspace,
+    ActivityCount, ActivityMetric, ApiKeyRecord, AuditEntry, AuditQuery, Checkpoint, DataKeyRecord,
+    DocumentKind, DocumentRecord, EventBatch, EventCursor, EventQuery, InstanceStatus, JourneyCommit,
+    JourneyInstance, MergeRecord, OutboxMessage, OutboxStatus, ProfileVersion, Role, Store, StoreError,
+    StoredEvent, Suppression, Workspace,
 };
 
 pub(super) fn t(s: &str) -> DateTime<Utc> {
@@ -37,6 +37,7 @@ pub(super) fn events(events: Vec<StoredEvent>) -> EventBatch {
     EventBatch {
         events,
         repoint: vec![],
+        activity: vec![],
     }
 }
 
@@ -80,6 +81,7 @@ macro_rules! conformance_cases {
             bootstrap_creates_the_workspace_once,
             committed_events_profiles_and_identities_read_back,
             a_message_id_is_stored_once,
+            hourly_activity_adds_up_across_commits,
             events_page_newest_first_with_a_cursor,
             merges_repoint_events_and_identities_along_a_chain,
             the_profile_checkpoint_names_the_last_event_the_profiles_include,

@@ -111,6 +111,7 @@ pub async fn merges_repoint_events_and_identities_along_a_chain(store: &Store) {
         .commit_events(EventBatch {
             events: vec![event(3, "ch-a2", &a, "Viewed", now)],
             repoint: vec![(a.clone(), b.clone()), (b.clone(), c.clone())],
+            activity: vec![],
         })
         .await
         .unwrap();

@@ -233,6 +233,15 @@ impl EventStore for EncryptedEvents {
         self.inner.stats().await
     }
 
+    /// Totals only: no personal data, stored as they are.
+    async fn activity(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<ActivityCount>, StoreError> {
+        self.inner.activity(since, until).await
+    }
+
     async fn segment_members(
         &self,
         name: &str,

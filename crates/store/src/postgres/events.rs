@@ -209,6 +209,10 @@ impl crate::EventStore for PostgresStore {
             &ev_bodies,
         ];
         let repoint_params: [&(dyn ToSql + Sync); 2] = [&repoint_from, &repoint_to];
+        let act_hours: Vec<i64> = batch.activity.iter().map(|a| micros(a.hour)).collect();
+        let act_metrics: Vec<&str> = batch.activity.iter().map(|a| a.metric.as_str()).collect();
+        let act_values: Vec<i64> = batch.activity.iter().map(|a| a.value).collect();
+        let activity_params: [&(dyn ToSql + Sync); 3] = [&act_hours, &act_metrics, &act_values];
 
         let mut writer = self.inner.event_writer.lock().await;
         let Writer {
@@ -221,6 +225,7 @@ impl crate::EventStore for PostgresStore {
         tokio::try_join!(
             execute_unless_empty(&tx, &s.insert_events, events.is_empty(), &event_params),
             execute_unless_empty(&tx, &s.repoint_events, repoint_from.is_empty(), &repoint_params),
+            execute_unless_empty(&tx, &s.add_activity, act_hours.is_empty(), &activity_params),
         )?;
         tx.commit().await?;
         Ok(())
@@ -719,6 +724,34 @@ impl crate::EventStore for PostgresStore {
                 ))
             })
             .collect()
+    }
+
+    async fn activity(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<ActivityCount>, StoreError> {
+        let r = self.reader();
+        let rows = r
+            .client
+            .query(
+                "SELECT hour, metric, value FROM activity WHERE hour >= $1 AND hour < $2 ORDER BY hour, metric",
+                &[&micros(since), &micros(until)],
+            )
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let metric: &str = row.try_get(1)?;
+            // A metric this version does not know (written by a newer one) is skipped.
+            if let Some(metric) = ActivityMetric::parse(metric) {
+                out.push(ActivityCount {
+                    hour: from_micros(row.try_get(0)?),
+                    metric,
+                    value: row.try_get(2)?,
+                });
+            }
+        }
+        Ok(out)
     }
 
     async fn stats(&self) -> Result<StoreStats, StoreError> {

@@ -33,10 +33,10 @@ use tokio_postgres::{Client, Config, NoTls, Row, Statement, Transaction};
 use crate::migrations::{Migration, pending};
 use crate::types::{SchemaRow, from_micros, micros, observed_columns};
 use crate::{
-    ApiKeyRecord, AuditEntry, AuditQuery, Checkpoint, DataKeyRecord, DocumentKind, DocumentRecord,
-    ErasureCounts, EventBatch, EventQuery, InstanceStatus, JourneyCommit, JourneyInstance, MergeRecord,
-    OutboxCounts, OutboxMessage, OutboxStatus, ProfileVersion, Role, SegmentChange, SegmentRecord,
-    StoreError, StoreStats, StoredEvent, Suppression, Workspace,
+    ActivityCount, ActivityMetric, ApiKeyRecord, AuditEntry, AuditQuery, Checkpoint, DataKeyRecord,
+    DocumentKind, DocumentRecord, ErasureCounts, EventBatch, EventQuery, InstanceStatus, JourneyCommit,
+    JourneyInstance, MergeRecord, OutboxCounts, OutboxMessage, OutboxStatus, ProfileVersion, Role,
+    SegmentChange, SegmentRecord, StoreError, StoreStats, StoredEvent, Suppression, Workspace,
 };
 use missive_core::schema::{Declared, FieldKey, StoredField};
 
@@ -54,6 +54,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(11, "postgres/0011.sql"),
     migration!(12, "postgres/0012.sql"),
     migration!(13, "postgres/0013.sql"),
+    migration!(14, "postgres/0014.sql"),
 ];
 
 const READERS: usize = 3;
@@ -489,6 +490,7 @@ mod tests {
         let batch = EventBatch {
             events: vec![event(1, "m-1", &a), event(2, "m-2", &b)],
             repoint: vec![(b.clone(), a.clone())],
+            activity: vec![],
         };
         tokio::time::timeout(Duration::from_secs(5), store.commit_events(batch))
             .await

@@ -8,12 +8,13 @@ use super::*;
 pub(super) struct EventStatements {
     pub(super) insert_events: Statement,
     pub(super) repoint_events: Statement,
+    pub(super) add_activity: Statement,
 }
 
 impl EventStatements {
     pub(super) async fn prepare(c: &Client) -> Result<Self, tokio_postgres::Error> {
         // ORDER BY ord: of two events with the same message id, the first is the one kept.
-        let (insert_events, repoint_events) = tokio::try_join!(
+        let (insert_events, repoint_events, add_activity) = tokio::try_join!(
             c.prepare(
                 "INSERT INTO events (seq, message_id, profile_id, origin_profile_id, kind, name, ts, received_at, body)
                  SELECT seq, message_id, profile_id, origin_profile_id, kind, name, ts, received_at, body::json
@@ -29,10 +30,16 @@ impl EventStatements {
                  FROM UNNEST($1::text[], $2::text[]) AS m(from_id, into_id)
                  WHERE events.profile_id = m.from_id",
             ),
+            c.prepare(
+                "INSERT INTO activity (hour, metric, value)
+                 SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[])
+                 ON CONFLICT (hour, metric) DO UPDATE SET value = activity.value + EXCLUDED.value",
+            ),
         )?;
         Ok(Self {
             insert_events,
             repoint_events,
+            add_activity,
         })
     }
 }

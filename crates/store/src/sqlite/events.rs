@@ -249,6 +249,11 @@ impl crate::EventStore for SqliteStore {
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         let repoint = batch.repoint;
+        let activity: Vec<(i64, &'static str, i64)> = batch
+            .activity
+            .iter()
+            .map(|a| (micros(a.hour), a.metric.as_str(), a.value))
+            .collect();
         self.write_on(Db::Events, move |c| {
             let tx = c.transaction()?;
             {
@@ -262,6 +267,13 @@ impl crate::EventStore for SqliteStore {
                 let mut up = tx.prepare_cached("UPDATE events SET profile_id = ?2 WHERE profile_id = ?1")?;
                 for (from, into) in &repoint {
                     up.execute(params![from.as_str(), into.as_str()])?;
+                }
+                let mut add = tx.prepare_cached(
+                    "INSERT INTO activity (hour, metric, value) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (hour, metric) DO UPDATE SET value = value + excluded.value",
+                )?;
+                for (hour, metric, value) in &activity {
+                    add.execute(params![hour, metric, value])?;
                 }
             }
             tx.commit()?;
@@ -753,6 +765,31 @@ impl crate::EventStore for SqliteStore {
             rows.into_iter()
                 .map(|(seq, f, i, at, cause)| Ok((seq, merge_record(&f, &i, at, cause)?)))
                 .collect()
+        })
+        .await
+    }
+
+    async fn activity(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<ActivityCount>, StoreError> {
+        self.read_on(Db::Events, move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT hour, metric, value FROM activity WHERE hour >= ?1 AND hour < ?2 ORDER BY hour, metric",
+            )?;
+            let rows = stmt.query_map(params![micros(since), micros(until)], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (hour, metric, value) = row?;
+                // A metric this version does not know (written by a newer one) is skipped.
+                if let Some(metric) = ActivityMetric::parse(&metric) {
+                    out.push(ActivityCount { hour: from_micros(hour), metric, value });
+                }
+            }
+            Ok(out)
         })
         .await
     }

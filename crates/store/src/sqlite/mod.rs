@@ -21,10 +21,10 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use crate::migrations::{Migration, pending};
 use crate::types::{SchemaRow, from_micros, micros, observed_columns};
 use crate::{
-    ApiKeyRecord, AuditEntry, AuditQuery, Checkpoint, DataKeyRecord, DocumentKind, DocumentRecord,
-    ErasureCounts, EventBatch, EventQuery, InstanceStatus, JourneyCommit, JourneyInstance, MergeRecord,
-    OutboxCounts, OutboxMessage, OutboxStatus, ProfileVersion, Role, SegmentChange, SegmentRecord,
-    StoreError, StoreStats, StoredEvent, Suppression, Workspace,
+    ActivityCount, ActivityMetric, ApiKeyRecord, AuditEntry, AuditQuery, Checkpoint, DataKeyRecord,
+    DocumentKind, DocumentRecord, ErasureCounts, EventBatch, EventQuery, InstanceStatus, JourneyCommit,
+    JourneyInstance, MergeRecord, OutboxCounts, OutboxMessage, OutboxStatus, ProfileVersion, Role,
+    SegmentChange, SegmentRecord, StoreError, StoreStats, StoredEvent, Suppression, Workspace,
 };
 use missive_core::schema::{Declared, FieldKey, StoredField};
 
@@ -58,6 +58,7 @@ const DELIVERY_MIGRATIONS: &[Migration] = &[
 const EVENT_MIGRATIONS: &[Migration] = &[
     migration!(1, "sqlite/events/0001.sql"),
     migration!(2, "sqlite/events/0002.sql"),
+    migration!(3, "sqlite/events/0003.sql"),
 ];
 
 const READERS: usize = 4;

@@ -66,6 +66,75 @@ pub struct EventBatch {
     /// Merges made while folding them, `(from, into)` in order: the events of `from` now
     /// belong to `into`. Applied after the inserts.
     pub repoint: Vec<(ProfileId, ProfileId)>,
+    /// What these events add to the hourly activity counts (the console's overview), summed
+    /// per hour and metric; written in the same transaction as the events.
+    pub activity: Vec<ActivityCount>,
+}
+
+/// What the hourly activity rollup counts: no personal data, only totals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ActivityMetric {
+    /// Every stored event.
+    Events,
+    /// Messages the relay accepted (`Email Delivered`).
+    Delivered,
+    /// `Email Opened`.
+    Opened,
+    /// `Email Link Clicked`.
+    Clicked,
+    /// Orders (`Order Completed`): conversions.
+    Orders,
+    /// Their revenue, in minor units (cents).
+    RevenueMinor,
+}
+
+impl ActivityMetric {
+    pub const ALL: [ActivityMetric; 6] = [
+        ActivityMetric::Events,
+        ActivityMetric::Delivered,
+        ActivityMetric::Opened,
+        ActivityMetric::Clicked,
+        ActivityMetric::Orders,
+        ActivityMetric::RevenueMinor,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActivityMetric::Events => "events",
+            ActivityMetric::Delivered => "delivered",
+            ActivityMetric::Opened => "opened",
+            ActivityMetric::Clicked => "clicked",
+            ActivityMetric::Orders => "orders",
+            ActivityMetric::RevenueMinor => "revenue_minor",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.as_str() == s)
+    }
+}
+
+/// One hour's count of one metric (the hour of the events' own timestamps, truncated).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActivityCount {
+    pub hour: DateTime<Utc>,
+    pub metric: ActivityMetric,
+    pub value: i64,
+}
+
+impl ActivityCount {
+    /// Sums counts of the same hour and metric into one (a backend adds each pair once per
+    /// statement), in hour and metric order.
+    pub fn summed(counts: impl IntoIterator<Item = ActivityCount>) -> Vec<ActivityCount> {
+        let mut by: std::collections::BTreeMap<(DateTime<Utc>, ActivityMetric), i64> = Default::default();
+        for c in counts {
+            let v = by.entry((c.hour, c.metric)).or_default();
+            *v = v.saturating_add(c.value);
+        }
+        by.into_iter()
+            .map(|((hour, metric), value)| ActivityCount { hour, metric, value })
+            .collect()
+    }
 }
 
 /// One profile checkpoint: the profiles, versions, identities and merges changed since the

@@ -52,6 +52,7 @@ async fn zoe(store: &Store) -> Profile {
                 body,
             }],
             repoint: vec![],
+            activity: vec![],
         })
         .await
         .unwrap();
