@@ -327,6 +327,12 @@ impl Segments {
         self.store.events().segment_members(name, after, limit).await
     }
 
+    /// Every segment's members as of the last checkpoint, with its entries and exits since
+    /// `since` (the trend the console shows).
+    pub async fn sizes(&self, since: DateTime<Utc>) -> Result<Vec<missive_store::SegmentSize>, StoreError> {
+        self.store.events().segment_sizes(since).await
+    }
+
     /// Evaluates an unsaved segment on every live profile (see [`preview`]).
     pub async fn preview(
         &self,

@@ -179,6 +179,10 @@ pub trait EventStore: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<ProfileId>, StoreError>;
 
+    /// Every segment with members or changes: its members as of the last checkpoint and its
+    /// entries and exits at or after `since`, by segment name.
+    async fn segment_sizes(&self, since: DateTime<Utc>) -> Result<Vec<SegmentSize>, StoreError>;
+
     /// A profile's entries into and exits from segments, newest first.
     async fn segment_changes_of(&self, id: &ProfileId, limit: u32) -> Result<Vec<SegmentChange>, StoreError>;
 

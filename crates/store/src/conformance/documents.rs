@@ -61,6 +61,23 @@ pub async fn segments_are_saved_and_checkpoints_keep_their_members(store: &Store
         store.events().segment_members("vip", None, 10).await.unwrap(),
         vec![b.clone()]
     );
+    // Sizes: members now, and the movement since an instant (the exit at minute 2 only).
+    let sizes = store
+        .events()
+        .segment_sizes(now + TimeDelta::minutes(2))
+        .await
+        .unwrap();
+    assert_eq!(
+        sizes,
+        vec![crate::SegmentSize {
+            segment: "vip".into(),
+            members: 1,
+            entered: 0,
+            exited: 1,
+        }]
+    );
+    let sizes = store.events().segment_sizes(now).await.unwrap();
+    assert_eq!((sizes[0].entered, sizes[0].exited), (2, 1));
     let history = store.events().segment_changes_of(&a, 10).await.unwrap();
     assert_eq!(
         history.iter().map(|c| c.entered).collect::<Vec<_>>(),

@@ -251,6 +251,10 @@ impl EventStore for EncryptedEvents {
         self.inner.segment_members(name, after, limit).await
     }
 
+    async fn segment_sizes(&self, since: DateTime<Utc>) -> Result<Vec<SegmentSize>, StoreError> {
+        self.inner.segment_sizes(since).await
+    }
+
     async fn segment_changes_of(&self, id: &ProfileId, limit: u32) -> Result<Vec<SegmentChange>, StoreError> {
         self.inner.segment_changes_of(id, limit).await
     }

@@ -786,6 +786,46 @@ impl crate::EventStore for PostgresStore {
             .collect()
     }
 
+    async fn segment_sizes(&self, since: DateTime<Utc>) -> Result<Vec<SegmentSize>, StoreError> {
+        let r = self.reader();
+        let since = micros(since);
+        let params: [&(dyn ToSql + Sync); 1] = [&since];
+        let (members, changes) = tokio::try_join!(
+            r.client
+                .query("SELECT segment, COUNT(*) FROM segment_members GROUP BY segment", &[]),
+            r.client.query(
+                "SELECT segment, entered, COUNT(*) FROM segment_changes WHERE at >= $1 GROUP BY segment, entered",
+                &params,
+            ),
+        )?;
+        let mut by: std::collections::BTreeMap<String, SegmentSize> = Default::default();
+        for row in members {
+            let segment: String = row.try_get(0)?;
+            let n: i64 = row.try_get(1)?;
+            by.entry(segment.clone())
+                .or_insert_with(|| SegmentSize {
+                    segment,
+                    ..Default::default()
+                })
+                .members = n as u64;
+        }
+        for row in changes {
+            let segment: String = row.try_get(0)?;
+            let entered: bool = row.try_get(1)?;
+            let n: i64 = row.try_get(2)?;
+            let s = by.entry(segment.clone()).or_insert_with(|| SegmentSize {
+                segment,
+                ..Default::default()
+            });
+            if entered {
+                s.entered = n as u64
+            } else {
+                s.exited = n as u64
+            }
+        }
+        Ok(by.into_values().collect())
+    }
+
     async fn segment_changes_of(&self, id: &ProfileId, limit: u32) -> Result<Vec<SegmentChange>, StoreError> {
         let r = self.reader();
         let rows = r

@@ -833,6 +833,31 @@ impl crate::EventStore for SqliteStore {
         .await
     }
 
+    async fn segment_sizes(&self, since: DateTime<Utc>) -> Result<Vec<SegmentSize>, StoreError> {
+        self.read(move |c| {
+            let mut by: std::collections::BTreeMap<String, SegmentSize> = Default::default();
+            let mut members =
+                c.prepare_cached("SELECT segment, COUNT(*) FROM segment_members GROUP BY segment")?;
+            for row in members.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
+                let (segment, n) = row?;
+                by.entry(segment.clone()).or_insert_with(|| SegmentSize { segment, ..Default::default() }).members = n as u64;
+            }
+            let mut changes = c.prepare_cached(
+                "SELECT segment, entered, COUNT(*) FROM segment_changes WHERE at >= ?1 GROUP BY segment, entered",
+            )?;
+            let rows = changes.query_map(params![micros(since)], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?, r.get::<_, i64>(2)?))
+            })?;
+            for row in rows {
+                let (segment, entered, n) = row?;
+                let s = by.entry(segment.clone()).or_insert_with(|| SegmentSize { segment, ..Default::default() });
+                if entered { s.entered = n as u64 } else { s.exited = n as u64 }
+            }
+            Ok(by.into_values().collect())
+        })
+        .await
+    }
+
     async fn segment_changes_of(&self, id: &ProfileId, limit: u32) -> Result<Vec<SegmentChange>, StoreError> {
         let id = id.clone();
         self.read(move |c| {

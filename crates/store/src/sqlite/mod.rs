@@ -24,7 +24,7 @@ use crate::{
     ActivityCount, ActivityMetric, ApiKeyRecord, AuditEntry, AuditQuery, Checkpoint, DataKeyRecord,
     DocumentKind, DocumentRecord, ErasureCounts, EventBatch, EventQuery, InstanceStatus, JourneyCommit,
     JourneyInstance, MergeRecord, OutboxCounts, OutboxMessage, OutboxStatus, ProfileVersion, Role,
-    SegmentChange, SegmentRecord, StoreError, StoreStats, StoredEvent, Suppression, Workspace,
+    SegmentChange, SegmentRecord, SegmentSize, StoreError, StoreStats, StoredEvent, Suppression, Workspace,
 };
 use missive_core::schema::{Declared, FieldKey, StoredField};
 

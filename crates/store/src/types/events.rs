@@ -189,6 +189,16 @@ pub struct SegmentChange {
     pub cause: String,
 }
 
+/// A saved segment's size as of the last checkpoint, and its movement since an instant.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SegmentSize {
+    pub segment: String,
+    pub members: u64,
+    /// Entries and exits recorded at or after the instant asked about.
+    pub entered: u64,
+    pub exited: u64,
+}
+
 #[derive(Debug, Clone)]
 pub struct EventQuery {
     pub profile_id: ProfileId,
