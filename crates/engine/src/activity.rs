@@ -44,6 +44,11 @@ impl crate::Engine {
     ) -> Result<Vec<ActivityCount>, missive_store::StoreError> {
         self.store().events().activity(since, until).await
     }
+
+    /// Live profiles and stored events, as of the last commit.
+    pub async fn totals(&self) -> Result<missive_store::StoreStats, missive_store::StoreError> {
+        self.store().events().stats().await
+    }
 }
 
 /// The hour `at` falls in.

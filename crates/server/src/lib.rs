@@ -77,7 +77,7 @@ pub fn router(state: impl Into<AppState>) -> Router {
     Router::new()
         .merge(audited)
         .merge(preferences::router())
-        .merge(console::router())
+        .merge(console::router(state.clone()))
         .route("/health", get(health))
         .route("/metrics", get(metrics::render))
         // Compressed bodies are bounded here; decompressed ones by the ingest handlers.

@@ -21,8 +21,9 @@ use missive_store::AuditEntry;
 use serde_json::Value;
 
 use crate::AppState;
-use crate::console::{cross_site, html};
+use crate::console::cross_site;
 use crate::html::escape;
+use crate::html::html;
 
 use axum::Router;
 use axum::routing::get;

@@ -12,15 +12,20 @@ use serde_json::json;
 
 use crate::preferences::{app_with_customer, broadcast, preference_path};
 
-async fn browser(url: &str) -> Client {
+pub(crate) async fn browser(url: &str) -> Client {
+    browser_with(url, false).await
+}
+
+/// A headless Chromium session; with `javascript`, scripts run (the console's live checks).
+pub(crate) async fn browser_with(url: &str, javascript: bool) -> Client {
     let mut caps = serde_json::Map::new();
     caps.insert(
         "goog:chromeOptions".into(),
         json!({
             "binary": std::env::var("MISSIVE_TEST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
             "args": ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"],
-            // The page must work without JavaScript: the browser runs none.
-            "prefs": {"profile.managed_default_content_settings.javascript": 2},
+            // Without `javascript` the page must work with none: the browser runs none.
+            "prefs": {"profile.managed_default_content_settings.javascript": if javascript { 1 } else { 2 }},
         }),
     );
     ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
@@ -31,7 +36,7 @@ async fn browser(url: &str) -> Client {
 }
 
 /// Clicks the control a label names, as a person does.
-async fn click_label(c: &Client, text: &str) {
+pub(crate) async fn click_label(c: &Client, text: &str) {
     let xpath = format!("//label[normalize-space()={text:?}]");
     c.find(Locator::XPath(&xpath))
         .await
@@ -46,7 +51,7 @@ async fn checked(c: &Client, id: &str) -> bool {
     e.prop("checked").await.unwrap().as_deref() == Some("true")
 }
 
-async fn press(c: &Client, button: &str) {
+pub(crate) async fn press(c: &Client, button: &str) {
     let xpath = format!("//button[normalize-space()={button:?}]");
     c.find(Locator::XPath(&xpath))
         .await
@@ -56,7 +61,7 @@ async fn press(c: &Client, button: &str) {
         .unwrap();
 }
 
-async fn wait_for_text(c: &Client, text: &str) -> String {
+pub(crate) async fn wait_for_text(c: &Client, text: &str) -> String {
     for _ in 0..50 {
         let source = c.source().await.unwrap();
         if source.contains(text) {

@@ -382,7 +382,11 @@ async fn revoking_a_key_ends_its_console_sessions_at_once() {
         }
         let res = audit_page(session).await.unwrap();
         assert_eq!(res.status().as_u16(), 303, "revoked in store: {revoke_in_store}");
-        assert_eq!(res.headers()["location"], "/console/login");
+        assert_eq!(
+            res.headers()["location"],
+            "/console/login?next=%2Fconsole%2Faudit",
+            "back to the page after logging in"
+        );
     }
 }
 

@@ -6,6 +6,8 @@
 
 mod audiences;
 mod browser;
+mod console;
+mod console_browser;
 mod content;
 mod delivery;
 mod experiments;
