@@ -17,15 +17,17 @@ pub(crate) enum Section {
     Overview,
     Profiles,
     Segments,
+    Templates,
     Broadcasts,
     Privacy,
 }
 
 impl Section {
-    const ALL: [Section; 5] = [
+    const ALL: [Section; 6] = [
         Section::Overview,
         Section::Profiles,
         Section::Segments,
+        Section::Templates,
         Section::Broadcasts,
         Section::Privacy,
     ];
@@ -35,6 +37,7 @@ impl Section {
             Section::Overview => "Overview",
             Section::Profiles => "Profiles",
             Section::Segments => "Segments",
+            Section::Templates => "Templates",
             Section::Broadcasts => "Broadcasts",
             Section::Privacy => "Audit log",
         }
@@ -45,6 +48,7 @@ impl Section {
             Section::Overview => "/console",
             Section::Profiles => "/console/profiles",
             Section::Segments => "/console/segments",
+            Section::Templates => "/console/templates",
             Section::Broadcasts => "/console/broadcasts",
             Section::Privacy => "/console/audit",
         }
@@ -53,17 +57,21 @@ impl Section {
     /// Whether the section is shown to the visitor's role (its pages check again).
     fn open_to(self, visit: &Visit) -> bool {
         match self {
-            Section::Overview | Section::Segments | Section::Broadcasts => visit.may::<Reports>(),
+            Section::Overview | Section::Segments | Section::Templates | Section::Broadcasts => {
+                visit.may::<Reports>()
+            }
             Section::Profiles => visit.may::<ReadPersonal>(),
             Section::Privacy => visit.may::<Privacy>(),
         }
     }
 }
 
-/// The content-security policy of console pages: same-origin styles, script, images and
-/// fetches; `data:` images (charts and catalogue pictures); no inline code; not framed.
+/// The content-security policy of console pages: same-origin styles, script, images, fetches
+/// and frames (the e-mail previews); `data:` images (charts and catalogue pictures); no inline
+/// code; not framed.
 const CSP: &str = "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; \
-                   connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+                   connect-src 'self'; frame-src 'self'; form-action 'self'; frame-ancestors 'none'; \
+                   base-uri 'none'";
 
 fn with_headers(mut res: Response) -> Response {
     let h = res.headers_mut();
@@ -224,6 +232,7 @@ pub(crate) fn progress(done: u64, total: u64, label: &str) -> Markup {
     };
     html! {
         div.progress {
+            span.what { (label) }
             progress value=(done) max=(total.max(1)) aria-label=(label) {}
             span { (group(done)) " of " (group(total)) " (" (format!("{pct:.0}")) " %)" }
         }

@@ -13,7 +13,8 @@
 //!   carries it, and after logging in the person sends it again with one press
 //!   ([`session::keep_work`]).
 //!
-//! One file per section: `overview`, `profiles`, `segments`, `broadcasts`, `privacy`; charts are
+//! One file per section: `overview`, `profiles`, `segments`, `templates`, `broadcasts`,
+//! `privacy`; charts are
 //! pure SVG rendering (`charts`), tested with tables.
 
 mod assets;
@@ -25,6 +26,7 @@ mod privacy;
 mod profiles;
 mod segments;
 mod session;
+mod templates;
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -46,6 +48,11 @@ pub(crate) fn router(state: AppState) -> Router<AppState> {
         .route("/console/segments/check", post(segments::check))
         .route("/console/segments/save", post(segments::save))
         .route("/console/segments/delete", post(segments::delete))
+        .route("/console/templates", get(templates::list))
+        .route("/console/templates/new", get(templates::new))
+        .route("/console/templates/edit/{name}", get(templates::edit))
+        .route("/console/templates/save", post(templates::save))
+        .route("/console/templates/render/{name}", get(templates::render))
         .route(
             "/console/broadcasts",
             get(broadcasts::list).post(broadcasts::create),

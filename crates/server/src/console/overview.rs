@@ -185,7 +185,7 @@ pub async fn page(State(state): State<AppState>, visit: Visit, Query(q): Query<O
             (kpi("Orders", group(t(ActivityMetric::Orders).max(0) as u64), None))
             (kpi("Revenue", money(t(ActivityMetric::RevenueMinor)), None))
         }
-        div.grid {
+        div.grid.charts {
             section.card {
                 h2 { "Events" }
                 (charts::chart("Events", &labels, &[Series { name: "Events", values: &events }], Kind::Lines, charts::compact))

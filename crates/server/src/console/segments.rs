@@ -136,7 +136,7 @@ fn editor(visit: &Visit, draft: &Draft, result: Markup, status: StatusCode, exis
         form.stack method="post" action="/console/segments/check" {
             input type="hidden" name="csrf" value=(visit.csrf);
             div {
-                label for="name" { "Name " span.hint { "(letters, digits, - and _; journeys and broadcasts use it)" } }
+                label for="name" { "Name " span.hint { "(journeys, broadcasts and other segments refer to it by this name)" } }
                 input #name name="name" type="text" value=(draft.name) maxlength=(MAX_NAME) required;
             }
             div {

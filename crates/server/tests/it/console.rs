@@ -516,3 +516,91 @@ async fn a_broadcast_is_created_followed_and_paused_from_the_console() {
     let (status, _, _) = c.post(&format!("{location}/explode"), &[]).await;
     assert_eq!(status, 404);
 }
+
+#[tokio::test]
+async fn a_template_is_edited_and_previewed_for_a_person_in_a_sandboxed_frame() {
+    let app = TestApp::spawn().await;
+    shop(&app).await;
+    let c = Console::login(&app, &app.key_of_role("marketer").await).await;
+    let body = "<html><body><p>Hello {{ customer.first_name }}</p><script>alert(1)</script></body></html>";
+    let (status, page, location) = c
+        .post(
+            "/console/templates/save",
+            &[
+                ("name", "welcome"),
+                ("layout", "html"),
+                ("subject", "Welcome, {{ customer.first_name }}"),
+                ("body", body),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (status, location.as_deref()),
+        (303, Some("/console/templates?saved=welcome")),
+        "{page}"
+    );
+    let (_, list) = c.get("/console/templates").await;
+    assert!(list.contains("Welcome, {{ customer.first_name }}"), "{list}");
+
+    // A Liquid mistake keeps the draft, with the reason.
+    let (status, page, _) = c
+        .post(
+            "/console/templates/save",
+            &[
+                ("name", "broken"),
+                ("layout", "html"),
+                ("subject", "Hi"),
+                ("body", "<p>{% if x %}never closed</p>"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 422);
+    assert!(page.contains("Not saved:"), "{page}");
+    assert!(
+        page.contains("{% if x %}never closed"),
+        "the draft is kept: {page}"
+    );
+
+    let (status, page) = c
+        .get("/console/templates/edit/welcome?profile=c2%40example.com")
+        .await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Welcome, Customer 2"), "subject rendered: {page}");
+    assert!(page.contains("sandbox=\"\""), "{page}");
+    assert!(page.contains("customer.first_name"), "data used: {page}");
+    let src = {
+        let at = page.find("src=\"/console/templates/render/").unwrap() + 5;
+        page[at..at + page[at..].find('"').unwrap()].replace("&amp;", "&")
+    };
+    // The frame's document: the e-mail, under its own policy.
+    let res = reqwest::Client::new()
+        .get(format!("{}{src}", app.base))
+        .header("cookie", format!("__Host-missive_session={}", c.session))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    let csp = res.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("sandbox") && csp.contains("frame-ancestors 'self'") && !csp.contains("script-src"),
+        "{csp}"
+    );
+    let html = res.text().await.unwrap();
+    assert!(html.contains("Hello Customer 2"), "{html}");
+
+    // Previews show personal data: not to analysts.
+    let analyst = Console::login(&app, &app.key_of_role("analyst").await).await;
+    let (status, page) = analyst
+        .get("/console/templates/edit/welcome?profile=c2%40example.com")
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        !page.contains("Customer 2") && page.contains("which your role does not read"),
+        "{page}"
+    );
+    let (status, _) = analyst.get(&src).await;
+    assert_eq!(status, 403);
+}
