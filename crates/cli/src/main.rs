@@ -13,6 +13,7 @@ mod bench_webhooks;
 mod broadcast;
 mod config;
 mod content;
+mod demo;
 mod doctor;
 mod experiment;
 mod import;
@@ -62,6 +63,9 @@ enum Command {
         #[arg(long)]
         listen: Option<String>,
     },
+    /// Build the case study (a fashion shop with a year of customers, segments, templates and
+    /// journeys) in ./missive-demo and serve it; prints the console's address and a login.
+    Demo(demo::DemoArgs),
     /// Import a Segment-format JSONL file or a CSV transaction log.
     Import(import::ImportArgs),
     /// Work with segments.
@@ -155,7 +159,12 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    // The demo builds its own data directory, beside the user's own data.
+    if matches!(cli.command, Command::Demo(_)) && cli.global.data_dir.is_none() && cli.global.store.is_none()
+    {
+        cli.global.data_dir = Some(PathBuf::from("missive-demo"));
+    }
     // The store flags are global (every other command reads data); clap cannot leave a
     // global flag out of one subcommand, so `render`, which reads none, refuses them here.
     if (matches!(
@@ -189,6 +198,7 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Serve { listen } => serve::run(config, listen).await,
+            Command::Demo(args) => demo::run(config, args).await,
             Command::Import(args) => import::run(config, args).await,
             Command::Segment { what } => segment::run(config, what).await,
             Command::Schema { what } => schema::run(config, what).await,

@@ -245,7 +245,7 @@ fn sender_parts(cfg: &Config) -> anyhow::Result<SenderParts> {
 }
 
 /// Writes a secret readable by its owner only.
-fn write_secret_file(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+pub(crate) fn write_secret_file(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
@@ -262,7 +262,7 @@ fn write_secret_file(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()>
     Ok(())
 }
 
-fn write_credentials(path: &std::path::Path, keys: &InitialKeys) -> anyhow::Result<()> {
+pub(crate) fn write_credentials(path: &std::path::Path, keys: &InitialKeys) -> anyhow::Result<()> {
     use std::io::Write;
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);

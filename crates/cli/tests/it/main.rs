@@ -7,6 +7,7 @@
 
 #[cfg(unix)]
 mod crash;
+mod demo;
 mod doctor;
 mod examples;
 mod experiment;

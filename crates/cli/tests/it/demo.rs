@@ -1,0 +1,160 @@
+//! `missive demo`: builds the case study in a data directory, prints a login, serves it, and
+//! with `--live` keeps events coming. A small shop here (the default, 20,000 customers, is
+//! timed in docs/BENCHMARKS.md).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The hidden field `name`'s value in a page.
+fn hidden(page: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let at = page.find(&marker).unwrap() + marker.len();
+    page[at..at + page[at..].find('"').unwrap()].to_owned()
+}
+
+fn cookie(res: &reqwest::Response, name: &str) -> String {
+    res.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix(&format!("{name}=")))
+        .map(|v| v.split(';').next().unwrap().to_owned())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_demo_builds_the_shop_serves_it_and_streams_live_events() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("shop");
+    let out = Command::new(env!("CARGO_BIN_EXE_missive"))
+        .current_dir(root.path())
+        .args([
+            "demo",
+            "--customers",
+            "300",
+            "--styles",
+            "60",
+            "--no-serve",
+            "--data-dir",
+        ])
+        .arg(&dir)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let login = std::fs::read_to_string(dir.join("demo-login.txt")).unwrap();
+    let login = login.trim();
+    assert!(login.starts_with("mk_"), "{login}");
+    assert!(stdout.contains("/console") && stdout.contains(login), "{stdout}");
+    assert!(
+        stdout.contains("segments:  7") && stdout.contains("5 templates, 5 journeys"),
+        "{stdout}"
+    );
+
+    // Served, with live events.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_missive"))
+        .current_dir(root.path())
+        .args(["demo", "--live", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&dir)
+        .env("NO_COLOR", "1")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(child.stdout.take().unwrap());
+    let mut base = None;
+    let mut seen = Vec::new();
+    for line in lines.lines() {
+        let line = line.unwrap();
+        if let Some((_, url)) = line.split_once(" listening on ") {
+            base = Some(url.trim().to_owned());
+            break;
+        }
+        seen.push(line);
+    }
+    let base = base.unwrap_or_else(|| panic!("no address: {seen:?}"));
+    assert!(seen.iter().any(|l| l.contains("already built")), "{seen:?}");
+    let result = async {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let page = http.get(format!("{base}/console/login")).send().await.unwrap();
+        let token = cookie(&page, "__Host-missive_login");
+        let csrf = hidden(&page.text().await.unwrap(), "csrf");
+        let res = http
+            .post(format!("{base}/console/login"))
+            .header("cookie", format!("__Host-missive_login={token}"))
+            .form(&[("key", login), ("csrf", csrf.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 303);
+        let session = cookie(&res, "__Host-missive_session");
+        let get = |path: &str| {
+            let http = http.clone();
+            let url = format!("{base}{path}");
+            let session = session.clone();
+            async move {
+                http.get(url)
+                    .header("cookie", format!("__Host-missive_session={session}"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap()
+            }
+        };
+        // A year of orders, segments with members, the templates.
+        let year = get("/console?range=90d").await;
+        assert!(
+            year.contains("Revenue") && !year.contains("<div class=\"value\">0.00</div>"),
+            "{year}"
+        );
+        let segments = get("/console/segments").await;
+        for name in ["vip", "lapsed", "browse-abandoners", "frequent-buyers"] {
+            assert!(segments.contains(name), "{name}: {segments}");
+        }
+        let templates = get("/console/templates").await;
+        for name in [
+            "welcome",
+            "cart-recovery",
+            "browse-abandonment",
+            "post-purchase",
+            "win-back",
+        ] {
+            assert!(templates.contains(name), "{name}");
+        }
+        // Live events arrive: the last day's event count grows.
+        let count = |page: String| -> u64 {
+            let marker = "<div class=\"label\">Events</div><div class=\"value\">";
+            let at = page.find(marker).unwrap_or_else(|| panic!("{page}")) + marker.len();
+            page[at..at + page[at..].find('<').unwrap()]
+                .replace(',', "")
+                .parse()
+                .unwrap()
+        };
+        let before = count(get("/console?range=24h").await);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let now = count(get("/console?range=24h").await);
+            if now > before {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no live events after 30 s ({before})");
+        }
+    }
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    result
+}
