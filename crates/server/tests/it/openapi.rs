@@ -265,17 +265,27 @@ fn collect_refs(v: &Value, out: &mut Vec<String>) {
 /// added with axum's own `route` would be served undescribed.
 #[test]
 fn no_v1_route_is_registered_without_its_description() {
-    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    for entry in std::fs::read_dir(src).unwrap() {
-        let path = entry.unwrap().path();
-        let text = std::fs::read_to_string(&path).unwrap();
-        let compact: String = text.split_whitespace().collect();
-        assert!(
-            !compact.contains(".route(\"/v1"),
-            "{} registers a /v1 route without its description",
-            path.display()
-        );
+    let mut dirs = vec![std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                assert_no_bare_v1_route(&path);
+            }
+        }
     }
+}
+
+fn assert_no_bare_v1_route(path: &std::path::Path) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let compact: String = text.split_whitespace().collect();
+    assert!(
+        !compact.contains(".route(\"/v1"),
+        "{} registers a /v1 route without its description",
+        path.display()
+    );
 }
 
 #[tokio::test]
