@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::{ContentError, layout};
 
 /// Who a block is for.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum BlockTarget {
     /// Everyone: a fallback.
@@ -41,7 +41,7 @@ impl BlockTarget {
 }
 
 /// A block as its author wrote it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BlockSource {
     pub slot: String,
     pub target: BlockTarget,
@@ -197,7 +197,7 @@ impl Selection {
 }
 
 /// One row of a slot's decision matrix: what a member of `segment` gets.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct MatrixRow {
     /// A saved segment, or `None` for a profile in none of the targeted segments.
     pub segment: Option<String>,

@@ -18,8 +18,9 @@ use serde::{Deserialize, Serialize};
 use crate::recs::{Catalog, CatalogEntry, Product};
 
 /// What chose a product.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = RecommendationSource)]
 pub enum Source {
     /// A marketer's "bought A → recommend B" rule.
     Rule,

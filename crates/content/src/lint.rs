@@ -17,8 +17,9 @@ use crate::{ContentError, RenderedEmail};
 /// Gmail clips messages whose HTML is larger than this.
 pub const GMAIL_CLIP_BYTES: usize = 102 * 1024;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
+#[schema(as = LintSeverity)]
 pub enum Severity {
     /// The e-mail must not be sent like this.
     Error,
@@ -26,7 +27,7 @@ pub enum Severity {
     Warning,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct LintIssue {
     pub severity: Severity,
     pub code: &'static str,

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::ContentError;
 
 /// A product of the catalogue, as loaded through the API.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Product {
     pub id: String,
     pub title: String,
@@ -49,7 +49,8 @@ pub struct Product {
 }
 
 /// One size or colour of a style, as stock keeps it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = ProductVariant)]
 pub struct Variant {
     pub sku: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -12,8 +12,9 @@ use crate::recs::Catalog;
 pub const MAX_RULE_PRODUCTS: usize = 100;
 
 /// One rule, as saved through the API.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = RecommendationRule)]
 pub struct Rule {
     pub when: Trigger,
     /// Product ids, in the order to recommend them.
@@ -24,8 +25,9 @@ pub struct Rule {
 }
 
 /// What makes a rule fire: any of these products, or any product of these categories.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = RuleTrigger)]
 pub struct Trigger {
     #[serde(default)]
     pub products: Vec<String>,

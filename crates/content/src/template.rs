@@ -11,8 +11,9 @@ use crate::blocks::Selection;
 use crate::{ContentError, layout};
 
 /// How the body is laid out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
+#[schema(as = TemplateLayout)]
 pub enum Layout {
     /// MJML, compiled to responsive HTML by mrml.
     #[default]
@@ -22,7 +23,7 @@ pub enum Layout {
 }
 
 /// A template as its author wrote it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TemplateSource {
     pub subject: String,
     #[serde(default)]
@@ -53,7 +54,7 @@ pub struct CompiledTemplate {
 }
 
 /// A rendered e-mail.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct RenderedEmail {
     pub subject: String,
     pub html: String,

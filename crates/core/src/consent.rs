@@ -17,7 +17,9 @@ use serde::{Deserialize, Serialize};
 use crate::MessageId;
 
 /// Why personal data is used. A closed set: every check in missive names one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Purpose {
     /// Marketing e-mail (journeys and broadcasts of class `marketing`).
@@ -89,7 +91,7 @@ impl std::fmt::Display for Purpose {
 }
 
 /// One grant or withdrawal, with its evidence.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ConsentChange {
     pub granted: bool,
     /// Event time of the message that carried it.
@@ -121,7 +123,7 @@ impl ConsentChange {
 pub const CONSENT_HISTORY_MAX: usize = 50;
 
 /// The state of one purpose: the latest change decides, the history is kept oldest first.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PurposeConsent {
     pub current: ConsentChange,
     /// Earlier changes, oldest first (bounded by [`CONSENT_HISTORY_MAX`]).
@@ -154,7 +156,7 @@ impl PurposeConsent {
 }
 
 /// A trait that was not stored, and why: shown with the profile.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Refusal {
     /// The trait (or `consent.PURPOSE`) refused.
     pub name: String,

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 use crate::{EmailAddress, MessageId};
 
 /// The six calls of Segment's tracking spec.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum EventKind {
     Track,
@@ -57,7 +57,9 @@ impl EventKind {
 }
 
 /// Which kind of identifier an [`IdentityKey`] holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum IdentityKind {
     UserId,
@@ -85,7 +87,7 @@ impl IdentityKind {
 }
 
 /// One identifier of a person: a user id, an anonymous id or an e-mail address.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct IdentityKey {
     pub kind: IdentityKind,
     pub value: String,
@@ -144,7 +146,9 @@ pub struct Event {
 /// ship in web pages, so anyone can send a client event naming anyone: such an event may not
 /// change the address a known person's mail goes to, nor reverse a withdrawal of consent made
 /// on missive's own pages (docs/security.md, "Trust per source").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Trust {
     /// A public (client) write key: web pages and apps.

@@ -72,6 +72,13 @@ macro_rules! prefixed_id {
                 id.0
             }
         }
+
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+                crate::api_schema::prefixed_id($prefix, $kind)
+            }
+        }
+        impl utoipa::ToSchema for $name {}
     };
 }
 

@@ -6,6 +6,7 @@
 //! [`clock::Clock`] or as arguments) and knows nothing of storage or HTTP. The store, the
 //! engine and the server build on it.
 
+pub mod api_schema;
 pub mod clock;
 pub mod consent;
 pub mod email;

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// What a message is for. Marketing needs consent and respects preferences, frequency caps
 /// and quiet hours; transactional mail (receipts, password resets) only the suppression list.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MessageClass {
     #[default]

@@ -18,8 +18,9 @@ use crate::profiles::ProfileKey;
 /// Members read per page.
 const PAGE: u32 = 1_000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = AudienceFormat)]
 pub enum Format {
     Csv,
     CustomerMatch,

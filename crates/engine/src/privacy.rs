@@ -46,7 +46,7 @@ pub struct ConsentUpdate {
 }
 
 /// What an erasure did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ErasureReport {
     /// The profile and every profile merged into it.
     pub profiles: Vec<ProfileId>,

@@ -99,15 +99,17 @@ pub enum RecsError {
 }
 
 /// Where a training is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = RecsTrainingPhase)]
 pub enum Phase {
     ReadingInteractions,
     Fitting,
 }
 
 /// A training under way.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = RecsTrainingProgress)]
 pub struct Progress {
     pub started_at: chrono::DateTime<chrono::Utc>,
     pub phase: Phase,
@@ -117,7 +119,8 @@ pub struct Progress {
 }
 
 /// The last training that failed, and why.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = RecsTrainingFailure)]
 pub struct Failure {
     pub at: chrono::DateTime<chrono::Utc>,
     pub error: String,

@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::stats::{Counts, StatsError, bayes, means, multiple, proportions, srm};
 
 /// What a metric measures, from its values: 0/1 outcomes are rates, anything else amounts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MetricKind {
     /// Every value is 0 or 1: a conversion, an open, a click.
@@ -27,7 +27,8 @@ const SMALL: f64 = 5.0;
 const SKEWED: f64 = 2.0;
 
 /// One variant against control.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = AnalysisComparison)]
 pub struct Comparison {
     pub variant: String,
     pub units: u64,
@@ -51,14 +52,16 @@ pub struct Comparison {
     pub verdict: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = AnalysisEstimate)]
 pub struct Estimate {
     pub value: f64,
     pub low: f64,
     pub high: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = AnalysisReport)]
 pub struct Report {
     pub metric: MetricKind,
     pub alpha: f64,

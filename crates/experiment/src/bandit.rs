@@ -105,7 +105,8 @@ pub fn shares(weights: &[f64], floor: f64) -> Vec<f64> {
 
 /// What a broadcast in waves does next, after the counts so far: the next test wave's shares,
 /// or (after the last test wave) the variant the rest gets.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = BanditDecision)]
 pub struct Decision {
     pub win_probabilities: Vec<f64>,
     /// The next test wave's share of each variant (empty when `best` is set).
@@ -138,7 +139,8 @@ pub fn decide(arms: &[Counts], floor: f64, last: bool, rng: &mut impl Rng) -> Re
 }
 
 /// A plan for the next wave.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = BanditWave)]
 pub struct Wave {
     pub win_probabilities: Vec<f64>,
     pub units: Vec<u64>,

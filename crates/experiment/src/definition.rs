@@ -13,8 +13,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// What the variants change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = ExperimentVaries)]
 pub enum Varies {
     /// The subject line: each variant but control names its `subject`.
     Subject,
@@ -43,8 +44,9 @@ impl Varies {
 }
 
 /// What a conversion is counted after.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = ExperimentAttribution)]
 pub enum Attribution {
     /// A purchase within the window after an open or a click of the experiment's message
     /// (the default, except for holdouts).
@@ -54,8 +56,9 @@ pub enum Attribution {
     Exposure,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = ExperimentVariant)]
 pub struct Variant {
     pub name: String,
     /// Any positive number; weights are normalized.
@@ -70,8 +73,9 @@ pub struct Variant {
 }
 
 /// The metric an experiment is decided on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = ExperimentMetric)]
 pub enum Metric {
     Open,
     Click,
@@ -82,15 +86,17 @@ pub enum Metric {
 }
 
 /// What must not get worse.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = ExperimentGuardrail)]
 pub enum Guardrail {
     Unsubscribe,
     Complaint,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = ExperimentStatus)]
 pub enum Status {
     Draft,
     Running,
@@ -110,7 +116,7 @@ impl Status {
 }
 
 /// What the creator writes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExperimentIn {
     pub name: String,
@@ -143,8 +149,9 @@ pub struct ExperimentIn {
 }
 
 /// A broadcast in waves (Thompson sampling). One wave is "test, then send the winner".
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = ExperimentBanditIn)]
 pub struct BanditIn {
     /// Test waves before the rest gets the best: 1 to 20.
     pub waves: u32,
@@ -172,8 +179,9 @@ fn default_window() -> u32 {
     72
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = ExperimentPlanIn)]
 pub struct PlanIn {
     pub baseline_rate: f64,
     pub minimum_lift: f64,
@@ -193,7 +201,8 @@ fn default_alpha() -> f64 {
 }
 
 /// How long the experiment needs, from its plan.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = ExperimentPlan)]
 pub struct Plan {
     /// Units each variant needs (the smallest variant's share sets the pace).
     pub units_per_variant: u64,
@@ -203,7 +212,7 @@ pub struct Plan {
 }
 
 /// A stored experiment.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Experiment {
     /// As written, checked.
     pub definition: ExperimentIn,
@@ -221,7 +230,8 @@ pub struct Experiment {
     pub concluded: Option<Conclusion>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = ExperimentConclusion)]
 pub struct Conclusion {
     pub at: DateTime<Utc>,
     /// The variant chosen, or none ("no difference shown").

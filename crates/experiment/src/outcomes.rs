@@ -187,7 +187,7 @@ pub fn units(
 
 /// The figures of one variant. Rates are per recipient (the holdout's recipients are the people
 /// held back).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct VariantMetrics {
     pub variant: String,
     pub recipients: u64,

@@ -20,7 +20,8 @@ use crate::stats::{Counts, sequential};
 /// The significance level results are read at when the plan does not set one.
 pub const DEFAULT_ALPHA: f64 = 0.05;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = ExperimentResults)]
 pub struct Results {
     pub experiment: String,
     pub status: Status,
@@ -46,7 +47,7 @@ pub struct Results {
     pub verdict: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct GuardrailCheck {
     pub guardrail: Guardrail,
     /// Variants whose rate is significantly above control's.
@@ -57,7 +58,7 @@ pub struct GuardrailCheck {
     pub note: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct SequentialCheck {
     pub variant: String,
     /// The always-valid p-value: the smallest over the looks so far.
@@ -68,7 +69,7 @@ pub struct SequentialCheck {
     pub stopping_rule: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct PlanProgress {
     pub units_per_variant: u64,
     pub fewest: u64,

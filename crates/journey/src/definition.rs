@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// A journey as its author writes it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JourneyDef {
     pub trigger: Trigger,
@@ -32,8 +32,9 @@ pub const DEFAULT_MAX_SENDS_PER_INSTANCE: u32 = 10;
 /// The ceiling of `max_sends_per_instance`: no definition can mail one person without end.
 pub const MAX_SENDS_PER_INSTANCE: u32 = 100;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = JourneyTrigger)]
 pub struct Trigger {
     /// The track event that starts the journey…
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -46,8 +47,9 @@ pub struct Trigger {
 }
 
 /// A test on an event: `{"path": "properties.value", "op": "gte", "value": 50}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = JourneyCondition)]
 pub struct Condition {
     pub path: String,
     pub op: Op,
@@ -55,8 +57,9 @@ pub struct Condition {
     pub value: Value,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = JourneyConditionOp)]
 pub enum Op {
     Eq,
     Ne,
@@ -69,8 +72,9 @@ pub enum Op {
 }
 
 /// When a profile may enter a journey it is already in or has been in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = JourneyReentry)]
 pub enum Reentry {
     /// Not while an instance with the same key is active (the default).
     #[default]
@@ -84,7 +88,8 @@ pub use missive_core::MessageClass;
 
 // No `deny_unknown_fields` here: serde cannot combine it with `flatten`; the action's own
 // variants refuse unknown fields instead.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = JourneyStep)]
 pub struct Step {
     pub id: String,
     #[serde(flatten)]
@@ -94,8 +99,9 @@ pub struct Step {
     pub next: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[schema(as = JourneyAction)]
 pub enum Action {
     /// Wait a duration (`"1h"`) or until a local time of day (`"09:00"`) in the profile's
     /// time zone.
@@ -158,15 +164,16 @@ pub enum Action {
 }
 
 /// When a `send` step's message goes out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SendTiming {
     BestTime,
 }
 
 /// A journey's call to an external HTTP API (see [`Action::Webhook`]).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = JourneyWebhookCall)]
 pub struct WebhookCall {
     pub url: String,
     /// `POST` (default), `PUT`, `PATCH`, `GET` or `DELETE`.
@@ -205,8 +212,9 @@ fn exit_step() -> String {
     EXIT.into()
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = JourneySplitPath)]
 pub struct SplitPath {
     /// A random split's weight.
     #[serde(default, skip_serializing_if = "is_zero")]

@@ -20,8 +20,9 @@ use crate::data::{Decay, Interactions, Item};
 use crate::matrix::Csr;
 use crate::popular::Popular;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = RecommendationStrategy)]
 pub enum Strategy {
     Popular,
     Item2item,

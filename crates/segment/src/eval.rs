@@ -63,7 +63,7 @@ impl<'a> EventIndex<'a> {
 }
 
 /// One predicate's part in the answer.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct PredicateResult {
     pub predicate: String,
     /// The value the predicate looked at (a trait, a count…).

@@ -17,7 +17,7 @@ use crate::policy::address_hash;
 pub const SOFT_BOUNCE_LIMIT: u32 = 3;
 
 /// What a report changed.
-#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ReportOutcome {
     /// `dsn` or `complaint`.
     pub kind: &'static str,

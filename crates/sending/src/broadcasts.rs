@@ -32,7 +32,7 @@ const LOOKAHEAD: TimeDelta = TimeDelta::seconds(2);
 /// Members queued per step when the rate is unlimited.
 const PAGE: u32 = 5_000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum BroadcastState {
     Scheduled,
@@ -43,7 +43,7 @@ pub enum BroadcastState {
 }
 
 /// What a broadcast is and how far it got (a document of kind `broadcast`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Broadcast {
     pub id: String,
     pub template: String,
@@ -77,7 +77,8 @@ pub struct Broadcast {
 }
 
 /// A broadcast in waves under a bandit experiment.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = BroadcastWaves)]
 pub struct Waves {
     /// People in each test wave.
     pub size: u64,
@@ -99,7 +100,8 @@ pub struct Waves {
 }
 
 /// What was known after a wave, and what it decided.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = BroadcastWaveDecision)]
 pub struct WaveDecision {
     pub after_wave: u32,
     pub at: DateTime<Utc>,
@@ -110,7 +112,7 @@ pub struct WaveDecision {
 }
 
 /// What a caller asks for.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BroadcastIn {
     pub template: String,
@@ -155,7 +157,8 @@ pub enum BroadcastError {
 }
 
 /// A broadcast with its delivery counts.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = BroadcastProgress)]
 pub struct Progress {
     #[serde(flatten)]
     pub broadcast: Broadcast,

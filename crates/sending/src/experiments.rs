@@ -446,7 +446,7 @@ impl Experiments {
 }
 
 /// Marketed people against the global holdout (docs/experiments.md).
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct HoldoutResults {
     pub percent: f64,
     pub since: DateTime<Utc>,

@@ -16,7 +16,7 @@ use serde::Serialize;
 pub const MAX_PAGE: u32 = 1_000;
 
 /// What became of a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MessageState {
     /// Waiting for its time, or for a retry.
@@ -31,7 +31,7 @@ pub enum MessageState {
 }
 
 /// One message, without its content or address.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct MessageView {
     pub id: String,
     pub profile_id: String,
@@ -86,7 +86,7 @@ impl From<&OutboxMessage> for MessageView {
 }
 
 /// A page of a journey's or broadcast's messages, newest first.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct MessagePage {
     /// All the source's messages by state, and the skipped and deferred ones by reason.
     pub counts: OutboxCounts,

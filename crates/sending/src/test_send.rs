@@ -32,7 +32,7 @@ pub struct TestSend {
 }
 
 /// What a test send did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TestSent {
     pub to: String,
     pub template: String,

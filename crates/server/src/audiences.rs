@@ -3,7 +3,7 @@
 //! members were left out (`X-Missive-Left-Out`); the export is audited like every read of
 //! personal data.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use missive_core::ErrorCode;
@@ -11,15 +11,20 @@ use missive_engine::audiences::{AudienceError, Format, export as write_export};
 use serde::Deserialize;
 
 use crate::auth::{ReadPersonal, RequireRole};
+use crate::error::{Path, Query};
+use crate::openapi::ApiRouter;
 use crate::{ApiError, AppState};
 
-pub(crate) fn router() -> axum::Router<AppState> {
-    axum::Router::new().route("/v1/segments/{name}/export", axum::routing::get(export))
+pub(crate) fn router() -> ApiRouter {
+    crate::openapi::router().routes(utoipa_axum::routes!(export))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ExportQuery {
+    /// `csv` (for a purpose) or `customer_match` (hashed addresses for an advertising platform).
+    #[param(inline)]
     format: Format,
     /// The purpose the export serves (`csv` only; `customer_match` is `advertising`).
     #[serde(default)]
@@ -45,6 +50,21 @@ impl From<AudienceError> for ApiError {
 }
 
 /// `GET /v1/segments/{name}/export?format=…`
+#[utoipa::path(
+    get,
+    path = "/v1/segments/{name}/export",
+    tag = "segments",
+    operation_id = "export_segment",
+    summary = "Export a segment's members as CSV",
+    description = "Only members who consent to the purpose; the `X-Missive-Left-Out` header says how many were left out. Audited as a read of personal data.",
+    params(("name" = String, Path, description = "The segment's name."), ExportQuery),
+    responses(
+        (status = 200, description = "The CSV.", content_type = "text/csv", body = String,
+            headers(("x-missive-left-out" = u64, description = "Members left out (no consent, no address)."))),
+        (status = 400, description = "A parameter is not valid.", body = ApiError),
+        (status = 404, description = "No segment has that name.", body = ApiError),
+    ),
+)]
 pub async fn export(
     _: RequireRole<ReadPersonal>,
     audit: crate::auth::AuditSlot,

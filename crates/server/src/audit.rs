@@ -7,21 +7,20 @@
 //! not answered: the response becomes a 503.
 
 use axum::Json;
-use axum::extract::{MatchedPath, Query, Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use missive_store::{AuditEntry, AuditQuery};
 use serde::Deserialize;
 
 use crate::auth::{AuditSlot, Privacy, RequireRole};
+use crate::error::Query;
+use crate::openapi::ApiRouter;
 use crate::{ApiError, AppState};
 
-use axum::Router;
-use axum::routing::get;
-
 /// Reading the audit log.
-pub(crate) fn router() -> Router<AppState> {
-    Router::new().route("/v1/audit", get(query))
+pub(crate) fn router() -> ApiRouter {
+    crate::openapi::router().routes(utoipa_axum::routes!(query))
 }
 
 /// Tracking-API routes: not audited per request (the event log is their record).
@@ -84,17 +83,23 @@ pub async fn audit_layer(State(state): State<AppState>, mut req: Request, next: 
     response
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuditParams {
+    /// Only this actor's entries (`key:key_…`).
     actor: Option<String>,
+    /// Only entries about this (`profile:prf_…`, a path).
     target: Option<String>,
+    /// Only this action (`DELETE /v1/profiles/{key}`).
     action: Option<String>,
     /// The `next` of the previous page.
     before: Option<i64>,
+    /// At most this many (default 100; 1 to 1,000).
     limit: Option<u32>,
 }
 
-#[derive(serde::Serialize)]
+/// A page of the audit log, newest first.
+#[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct AuditPage {
     entries: Vec<AuditEntry>,
     /// Pass as `before` for the next (older) page.
@@ -102,6 +107,16 @@ pub struct AuditPage {
 }
 
 /// `GET /v1/audit?actor=&target=&action=&before=&limit=`: newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/audit",
+    tag = "audit",
+    operation_id = "list_audit_entries",
+    summary = "Read the audit log",
+    description = "Who did what, on what, with which answer; newest first. Needs the privacy permission.",
+    params(AuditParams),
+    responses((status = 200, description = "A page; pass `next` as `before` for the next one.", body = AuditPage)),
+)]
 pub async fn query(
     _: RequireRole<Privacy>,
     State(state): State<AppState>,

@@ -2,28 +2,41 @@
 //! reports (`/v1/inbound/reports`).
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use missive_core::ErrorCode;
 use missive_sending::bounces::{BounceError, ReportOutcome};
 use missive_sending::broadcasts::{Broadcast, BroadcastError, BroadcastIn, Progress};
 
 use crate::auth::{Administer, Marketing, Reports, RequireRole};
-use crate::error::JsonBody;
+use crate::error::{JsonBody, Path, RawBody};
+use crate::openapi::ApiRouter;
 use crate::{ApiError, AppState};
-
-use axum::Router;
-use axum::routing::{get, post};
+use utoipa_axum::routes;
 
 /// Broadcasts and inbound delivery reports.
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/broadcasts", get(list).post(create))
-        .route("/v1/broadcasts/run", post(run))
-        .route("/v1/broadcasts/{id}", get(get_one))
-        .route("/v1/broadcasts/{id}/pause", post(pause))
-        .route("/v1/broadcasts/{id}/resume", post(resume))
-        .route("/v1/broadcasts/{id}/cancel", post(cancel))
-        .route("/v1/inbound/reports", post(inbound_report))
+pub(crate) fn router() -> ApiRouter {
+    crate::openapi::router()
+        .routes(routes!(list, create))
+        .routes(routes!(run))
+        .routes(routes!(get_one))
+        .routes(routes!(pause))
+        .routes(routes!(resume))
+        .routes(routes!(cancel))
+        .routes(routes!(inbound_report))
+}
+
+/// Every broadcast.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[schema(as = BroadcastList)]
+pub struct BroadcastsOut {
+    broadcasts: Vec<Broadcast>,
+}
+
+/// What a run queued.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[schema(as = BroadcastRun)]
+pub struct RunOut {
+    queued: u64,
 }
 
 impl From<BroadcastError> for ApiError {
@@ -42,6 +55,11 @@ impl From<BroadcastError> for ApiError {
     }
 }
 
+#[utoipa::path(post, path = "/v1/broadcasts", tag = "broadcasts", operation_id = "create_broadcast", summary = "Schedule a broadcast",
+    description = "A template to a segment's members, at `send_at` (default now), at most `rate_per_second`; with an experiment, optionally in waves.",
+    request_body = BroadcastIn,
+    responses((status = 201, description = "Scheduled.", body = Progress),
+        (status = 400, description = "Not the expected JSON, or an invalid broadcast (`broadcast_invalid`).", body = ApiError)))]
 pub async fn create(
     _: RequireRole<Marketing>,
     State(state): State<AppState>,
@@ -55,14 +73,18 @@ pub async fn create(
     Ok((axum::http::StatusCode::CREATED, Json(progress)))
 }
 
+#[utoipa::path(get, path = "/v1/broadcasts", tag = "broadcasts", operation_id = "list_broadcasts", summary = "List the broadcasts",
+    responses((status = 200, description = "Every broadcast.", body = BroadcastsOut)))]
 pub async fn list(
     _: RequireRole<Reports>,
     State(state): State<AppState>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let all: Vec<Broadcast> = state.broadcasts.list().await?;
-    Ok(Json(serde_json::json!({ "broadcasts": all })))
+) -> Result<Json<BroadcastsOut>, ApiError> {
+    let broadcasts: Vec<Broadcast> = state.broadcasts.list().await?;
+    Ok(Json(BroadcastsOut { broadcasts }))
 }
 
+#[utoipa::path(get, path = "/v1/broadcasts/{id}", tag = "broadcasts", operation_id = "get_broadcast", summary = "A broadcast and its progress",
+    params(("id" = String, Path, description = "The broadcast's id.")), responses((status = 200, description = "The broadcast with its messages' counts.", body = Progress), (status = 404, description = "No broadcast has that id.", body = ApiError)))]
 pub async fn get_one(
     _: RequireRole<Reports>,
     State(state): State<AppState>,
@@ -71,6 +93,8 @@ pub async fn get_one(
     Ok(Json(state.broadcasts.get(&id).await?))
 }
 
+#[utoipa::path(post, path = "/v1/broadcasts/{id}/pause", tag = "broadcasts", operation_id = "pause_broadcast", summary = "Pause a broadcast",
+    params(("id" = String, Path, description = "The broadcast's id.")), responses((status = 200, description = "Paused.", body = Progress), (status = 404, description = "No broadcast has that id.", body = ApiError), (status = 409, description = "Not possible in the broadcast's state (`broadcast_state`).", body = ApiError)))]
 pub async fn pause(
     _: RequireRole<Marketing>,
     State(state): State<AppState>,
@@ -79,6 +103,8 @@ pub async fn pause(
     Ok(Json(state.broadcasts.pause(&id).await?))
 }
 
+#[utoipa::path(post, path = "/v1/broadcasts/{id}/resume", tag = "broadcasts", operation_id = "resume_broadcast", summary = "Resume a paused broadcast",
+    params(("id" = String, Path, description = "The broadcast's id.")), responses((status = 200, description = "Running again.", body = Progress), (status = 404, description = "No broadcast has that id.", body = ApiError), (status = 409, description = "Not possible in the broadcast's state (`broadcast_state`).", body = ApiError)))]
 pub async fn resume(
     _: RequireRole<Marketing>,
     State(state): State<AppState>,
@@ -87,6 +113,9 @@ pub async fn resume(
     Ok(Json(state.broadcasts.resume(&id).await?))
 }
 
+#[utoipa::path(post, path = "/v1/broadcasts/{id}/cancel", tag = "broadcasts", operation_id = "cancel_broadcast", summary = "Cancel a broadcast",
+    description = "What is queued is not sent.",
+    params(("id" = String, Path, description = "The broadcast's id.")), responses((status = 200, description = "Cancelled.", body = Progress), (status = 404, description = "No broadcast has that id.", body = ApiError), (status = 409, description = "Not possible in the broadcast's state (`broadcast_state`).", body = ApiError)))]
 pub async fn cancel(
     _: RequireRole<Marketing>,
     State(state): State<AppState>,
@@ -96,20 +125,26 @@ pub async fn cancel(
 }
 
 /// Queues what is due now (what the background loop does on its own).
-pub async fn run(
-    _: RequireRole<Marketing>,
-    State(state): State<AppState>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+#[utoipa::path(post, path = "/v1/broadcasts/run", tag = "broadcasts", operation_id = "run_broadcasts", summary = "Queue what is due now",
+    description = "What the background loop does on its own.",
+    responses((status = 200, description = "How many messages were queued.", body = RunOut)))]
+pub async fn run(_: RequireRole<Marketing>, State(state): State<AppState>) -> Result<Json<RunOut>, ApiError> {
     let queued = state.broadcasts.run_pending().await?;
-    Ok(Json(serde_json::json!({ "queued": queued })))
+    Ok(Json(RunOut { queued }))
 }
 
 /// A raw bounce (RFC 3464) or complaint (RFC 5965) message, as received by the bounce
 /// mailbox; the mail server's pipe or a forwarder posts it here.
+#[utoipa::path(post, path = "/v1/inbound/reports", tag = "broadcasts", operation_id = "post_inbound_report", summary = "Report a bounce or complaint",
+    description = "A raw delivery status notification (RFC 3464) or feedback report (RFC 5965), as the bounce mailbox received it. Administrators only.",
+    request_body(content = String, content_type = "text/plain", description = "The raw message (RFC 5322), as received; any content type is read as such."),
+    responses((status = 200, description = "What the report said, and what was suppressed.", body = ReportOutcome),
+        (status = 400, description = "Not a delivery status notification or feedback report (`not_a_report`).", body = ApiError),
+        (status = 503, description = "Delivery is not running (`delivery_off`), or the store is unavailable.", body = ApiError)))]
 pub async fn inbound_report(
     _: RequireRole<Administer>,
     State(state): State<AppState>,
-    body: axum::body::Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Json<ReportOutcome>, ApiError> {
     let Some(sender) = &state.sender else {
         return Err(ApiError::new(

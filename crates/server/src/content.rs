@@ -2,7 +2,7 @@
 //! catalogue (`/v1/catalog/products`), previews for a real profile and lint.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use missive_content::ContentError;
 use missive_content::blocks::{BlockSource, MatrixRow};
 use missive_content::lint::LintIssue;
@@ -17,34 +17,48 @@ use missive_store::DocumentRecord;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{AuditSlot, Marketing, ReadPersonal, Reports, RequireRole};
-use crate::error::{At, JsonBody};
+use crate::error::{At, JsonBody, Path, Query};
+use crate::openapi::ApiRouter;
 use crate::{ApiError, AppState};
-
-use axum::Router;
-use axum::routing::{get, post};
+use utoipa::ToSchema;
+use utoipa_axum::routes;
 
 /// Templates, blocks and the product catalogue.
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/templates", get(list_templates))
-        .route("/v1/templates/lint", post(lint_template))
-        .route(
-            "/v1/templates/{name}",
-            get(get_template).put(put_template).delete(delete_template),
-        )
-        .route("/v1/templates/{name}/preview", post(preview_template))
-        .route("/v1/templates/{name}/test", post(test_send))
-        .route("/v1/blocks", get(list_blocks))
-        .route("/v1/blocks/matrix", get(block_matrix))
-        .route(
-            "/v1/blocks/{name}",
-            get(get_block).put(put_block).delete(delete_block),
-        )
-        .route("/v1/catalog/products", get(list_products).post(put_products))
-        .route(
-            "/v1/catalog/products/{id}",
-            get(get_product).delete(delete_product),
-        )
+pub(crate) fn router() -> ApiRouter {
+    crate::openapi::router()
+        .routes(routes!(list_templates))
+        .routes(routes!(lint_template))
+        .routes(routes!(get_template, put_template, delete_template))
+        .routes(routes!(preview_template))
+        .routes(routes!(test_send))
+        .routes(routes!(list_blocks))
+        .routes(routes!(block_matrix))
+        .routes(routes!(get_block, put_block, delete_block))
+        .routes(routes!(list_products, put_products))
+        .routes(routes!(get_product, delete_product))
+}
+
+/// The saved templates.
+#[derive(Serialize, ToSchema)]
+#[schema(as = TemplateList)]
+pub struct TemplatesOut {
+    templates: Vec<DocumentOut>,
+}
+
+/// The saved blocks.
+#[derive(Serialize, ToSchema)]
+#[schema(as = BlockList)]
+pub struct BlocksOut {
+    blocks: Vec<BlockOut>,
+}
+
+/// A page of the catalogue, in id order.
+#[derive(Serialize, ToSchema)]
+#[schema(as = ProductPage)]
+pub struct ProductsOut {
+    products: Vec<Product>,
+    /// Pass as `after` for the next page; `null` on the last.
+    next_after: Option<String>,
 }
 
 impl From<ContentServiceError> for ApiError {
@@ -107,7 +121,8 @@ fn content_error(e: ContentError) -> ApiError {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = DocumentVersion)]
 pub struct DocumentOut {
     name: String,
     version: i64,
@@ -126,7 +141,8 @@ impl From<&DocumentRecord> for DocumentOut {
 
 // --- templates ------------------------------------------------------------------------------
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = TemplateIn)]
 pub struct TemplateIn {
     #[serde(flatten)]
     source: TemplateSource,
@@ -134,7 +150,8 @@ pub struct TemplateIn {
     marketing: Option<bool>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = TemplateSaved)]
 pub struct TemplateSaved {
     name: String,
     version: i64,
@@ -142,6 +159,10 @@ pub struct TemplateSaved {
     variables: Vec<String>,
 }
 
+#[utoipa::path(put, path = "/v1/templates/{name}", tag = "content", operation_id = "put_template", summary = "Create or replace a template",
+    description = "A new version; the template is compiled (MJML layout, Liquid) before it is saved.",
+    params(("name" = String, Path, description = "The template's name.")), request_body = TemplateIn,
+    responses((status = 200, description = "Saved, with its slots and the variables it reads.", body = TemplateSaved), (status = 400, description = "Not the expected JSON, or the template does not compile: invalid MJML, a Liquid syntax error (with `at`), an unknown layout.", body = ApiError)))]
 pub async fn put_template(
     _: RequireRole<Marketing>,
     State(state): State<AppState>,
@@ -163,7 +184,8 @@ pub async fn put_template(
     }))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Template)]
 pub struct TemplateOut {
     name: String,
     version: i64,
@@ -175,13 +197,18 @@ pub struct TemplateOut {
     compiled: CompiledOut,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = CompiledTemplate)]
 pub struct CompiledOut {
     html: String,
     text: String,
     slots: Vec<String>,
 }
 
+#[utoipa::path(get, path = "/v1/templates/{name}", tag = "content", operation_id = "get_template", summary = "Read a template",
+    description = "Its source and its compiled HTML and text Liquid templates.",
+    params(("name" = String, Path, description = "The template's name.")),
+    responses((status = 200, description = "The template.", body = TemplateOut), (status = 404, description = "No template has that name.", body = ApiError)))]
 pub async fn get_template(
     _: RequireRole<Reports>,
     State(state): State<AppState>,
@@ -203,15 +230,20 @@ pub async fn get_template(
     }))
 }
 
+#[utoipa::path(get, path = "/v1/templates", tag = "content", operation_id = "list_templates", summary = "List the templates",
+    responses((status = 200, description = "Every template's name and version.", body = TemplatesOut)))]
 pub async fn list_templates(
     _: RequireRole<Reports>,
     State(state): State<AppState>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<TemplatesOut>, ApiError> {
     let docs = state.content.list_templates().await?;
     let out: Vec<DocumentOut> = docs.iter().map(DocumentOut::from).collect();
-    Ok(Json(serde_json::json!({ "templates": out })))
+    Ok(Json(TemplatesOut { templates: out }))
 }
 
+#[utoipa::path(delete, path = "/v1/templates/{name}", tag = "content", operation_id = "delete_template", summary = "Delete a template",
+    params(("name" = String, Path, description = "The template's name.")),
+    responses((status = 204, description = "Deleted."), (status = 404, description = "No template has that name.", body = ApiError)))]
 pub async fn delete_template(
     _: RequireRole<Marketing>,
     State(state): State<AppState>,
@@ -221,7 +253,8 @@ pub async fn delete_template(
     Ok(axum::http::StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = TemplatePreviewIn)]
 pub struct PreviewIn {
     /// A profile id, `user_id:…`, `email:…`, `anonymous_id:…` or a bare value.
     profile: String,
@@ -231,6 +264,13 @@ pub struct PreviewIn {
     options: PreviewOptions,
 }
 
+#[utoipa::path(post, path = "/v1/templates/{name}/preview", tag = "content", operation_id = "preview_template", summary = "Render a template for a real profile",
+    description = "The e-mail as that person would get it, with the data it used and lint. Audited as a read of personal data.",
+    params(("name" = String, Path, description = "The template's name.")), request_body = PreviewIn,
+    responses((status = 200, description = "The rendered e-mail.", body = Preview),
+        (status = 400, description = "Not the expected JSON, or the template fails to render for this person.", body = ApiError),
+        (status = 404, description = "No template has that name, or no profile has that key (`profile_not_found`).", body = ApiError),
+        (status = 409, description = "The template needs recommendations and none are trained.", body = ApiError)))]
 pub async fn preview_template(
     _: RequireRole<ReadPersonal>,
     audit: AuditSlot,
@@ -247,8 +287,9 @@ pub async fn preview_template(
     Ok(Json(preview))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = TestSendIn)]
 pub struct TestSendIn {
     /// The tester's own address.
     to: String,
@@ -289,6 +330,15 @@ impl From<TestSendError> for ApiError {
 
 /// "Send this template to me now": a test send to the tester's own address, bypassing the
 /// customer rules (and saying which), never the suppression list.
+#[utoipa::path(post, path = "/v1/templates/{name}/test", tag = "content", operation_id = "test_send_template", summary = "Send a template to yourself",
+    description = "A test send to the tester's own address now, bypassing the customer rules (and saying which), never the suppression list.",
+    params(("name" = String, Path, description = "The template's name.")), request_body = TestSendIn,
+    responses((status = 200, description = "Sent.", body = TestSent),
+        (status = 400, description = "Not the expected JSON, a bad address, or the template fails to render.", body = ApiError),
+        (status = 404, description = "No template has that name, or no profile has that key.", body = ApiError),
+        (status = 409, description = "The address is suppressed, or the person has not consented.", body = ApiError),
+        (status = 502, description = "The mail relay refused the message (`relay_refused`).", body = ApiError),
+        (status = 503, description = "Delivery is not running (`delivery_off`), or the store is unavailable.", body = ApiError)))]
 pub async fn test_send(
     // Sending is marketing's; rendering a person's data needs the right to read it.
     _: RequireRole<Marketing>,
@@ -321,7 +371,8 @@ pub async fn test_send(
     Ok(Json(sent))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = LintIn)]
 pub struct LintIn {
     #[serde(flatten)]
     source: TemplateSource,
@@ -332,13 +383,19 @@ pub struct LintIn {
     options: PreviewOptions,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = LintResult)]
 pub struct LintOut {
     ok: bool,
     issues: Vec<LintIssue>,
 }
 
 /// Lints a template without saving it.
+#[utoipa::path(post, path = "/v1/templates/lint", tag = "content", operation_id = "lint_template", summary = "Lint a template without saving it",
+    description = "Renders it (for a profile, or for a person with no data) and lists what is wrong or risky: errors block a save, warnings do not.",
+    request_body = LintIn,
+    responses((status = 200, description = "The issues found.", body = LintOut), (status = 400, description = "Not the expected JSON, or the template does not compile: invalid MJML, a Liquid syntax error (with `at`), an unknown layout.", body = ApiError),
+        (status = 404, description = "The profile named does not exist (`profile_not_found`).", body = ApiError)))]
 pub async fn lint_template(
     _: RequireRole<Marketing>,
     State(state): State<AppState>,
@@ -362,6 +419,11 @@ pub async fn lint_template(
 
 // --- blocks ---------------------------------------------------------------------------------
 
+#[utoipa::path(put, path = "/v1/blocks/{name}", tag = "content", operation_id = "put_block", summary = "Create or replace a content block",
+    description = "A block fills a template's slot for its target (everyone, a segment, an expression or an experiment's variant).",
+    params(("name" = String, Path, description = "The block's name.")), request_body = BlockSource,
+    responses((status = 200, description = "Saved.", body = DocumentOut),
+        (status = 400, description = "Not the expected JSON, an invalid target, or its Liquid does not compile.", body = ApiError)))]
 pub async fn put_block(
     _: RequireRole<Marketing>,
     State(state): State<AppState>,
@@ -379,7 +441,8 @@ pub async fn put_block(
     }))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Block)]
 pub struct BlockOut {
     name: String,
     version: i64,
@@ -398,10 +461,12 @@ fn block_out(d: DocumentRecord) -> Result<BlockOut, ApiError> {
     })
 }
 
+#[utoipa::path(get, path = "/v1/blocks", tag = "content", operation_id = "list_blocks", summary = "List the content blocks",
+    responses((status = 200, description = "Every block.", body = BlocksOut)))]
 pub async fn list_blocks(
     _: RequireRole<Reports>,
     State(state): State<AppState>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<BlocksOut>, ApiError> {
     let blocks = state
         .content
         .list_blocks()
@@ -409,9 +474,12 @@ pub async fn list_blocks(
         .into_iter()
         .map(block_out)
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Json(serde_json::json!({ "blocks": blocks })))
+    Ok(Json(BlocksOut { blocks }))
 }
 
+#[utoipa::path(get, path = "/v1/blocks/{name}", tag = "content", operation_id = "get_block", summary = "Read a content block",
+    params(("name" = String, Path, description = "The block's name.")),
+    responses((status = 200, description = "The block.", body = BlockOut), (status = 404, description = "No block has that name.", body = ApiError)))]
 pub async fn get_block(
     _: RequireRole<Reports>,
     State(state): State<AppState>,
@@ -420,6 +488,9 @@ pub async fn get_block(
     Ok(Json(block_out(state.content.block_document(&name).await?)?))
 }
 
+#[utoipa::path(delete, path = "/v1/blocks/{name}", tag = "content", operation_id = "delete_block", summary = "Delete a content block",
+    params(("name" = String, Path, description = "The block's name.")),
+    responses((status = 204, description = "Deleted."), (status = 404, description = "No block has that name.", body = ApiError)))]
 pub async fn delete_block(
     _: RequireRole<Marketing>,
     State(state): State<AppState>,
@@ -429,17 +500,24 @@ pub async fn delete_block(
     Ok(axum::http::StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct MatrixQuery {
+    /// The slot whose blocks are shown.
     slot: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = BlockMatrix)]
 pub struct MatrixOut {
     slot: String,
     rows: Vec<MatrixRow>,
 }
 
+#[utoipa::path(get, path = "/v1/blocks/matrix", tag = "content", operation_id = "block_matrix", summary = "Which block each segment gets in a slot",
+    params(MatrixQuery),
+    responses((status = 200, description = "One row per case, in priority order.", body = MatrixOut),
+        (status = 400, description = "No `slot`, or a parameter is not valid.", body = ApiError)))]
 pub async fn block_matrix(
     _: RequireRole<Reports>,
     State(state): State<AppState>,
@@ -452,14 +530,16 @@ pub async fn block_matrix(
 
 // --- catalogue ------------------------------------------------------------------------------
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(untagged)]
+#[schema(as = ProductsIn)]
 pub enum ProductsIn {
     List(Vec<serde_json::Value>),
     Wrapped { products: Vec<serde_json::Value> },
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = ProductsSaved)]
 pub struct ProductsSaved {
     saved: usize,
     rejected: Vec<RejectedProduct>,
@@ -468,6 +548,11 @@ pub struct ProductsSaved {
 /// Most products in one request.
 const MAX_PRODUCTS: usize = 10_000;
 
+#[utoipa::path(post, path = "/v1/catalog/products", tag = "catalog", operation_id = "put_products", summary = "Add or replace products",
+    description = "A list of products, or `{\"products\": [...]}`; each is checked on its own: the good ones are saved, the others listed.",
+    request_body = ProductsIn,
+    responses((status = 200, description = "How many were saved, and the rejected ones with their reason.", body = ProductsSaved),
+        (status = 400, description = "Not the expected JSON, or more than 10,000 products (`too_many_products`).", body = ApiError)))]
 pub async fn put_products(
     _: RequireRole<Marketing>,
     State(state): State<AppState>,
@@ -487,27 +572,37 @@ pub async fn put_products(
     Ok(Json(ProductsSaved { saved, rejected }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ProductsQuery {
+    /// The `next_after` of the previous page (a product id).
     after: Option<String>,
+    /// At most this many (default 100; 1 to 1,000).
     limit: Option<u32>,
 }
 
+#[utoipa::path(get, path = "/v1/catalog/products", tag = "catalog", operation_id = "list_products", summary = "List the catalogue",
+    params(ProductsQuery),
+    responses((status = 200, description = "A page of products.", body = ProductsOut)))]
 pub async fn list_products(
     _: RequireRole<Reports>,
     State(state): State<AppState>,
     Query(q): Query<ProductsQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<ProductsOut>, ApiError> {
     let limit = q.limit.unwrap_or(100).clamp(1, 1_000);
     let products = state.content.list_products(q.after, limit).await?;
     let next = (products.len() == limit as usize)
         .then(|| products.last().map(|p| p.id.clone()))
         .flatten();
-    Ok(Json(
-        serde_json::json!({ "products": products, "next_after": next }),
-    ))
+    Ok(Json(ProductsOut {
+        products,
+        next_after: next,
+    }))
 }
 
+#[utoipa::path(get, path = "/v1/catalog/products/{id}", tag = "catalog", operation_id = "get_product", summary = "Read a product",
+    params(("id" = String, Path, description = "The product's id.")),
+    responses((status = 200, description = "The product.", body = Product), (status = 404, description = "No product has that id.", body = ApiError)))]
 pub async fn get_product(
     _: RequireRole<Reports>,
     State(state): State<AppState>,
@@ -516,6 +611,9 @@ pub async fn get_product(
     Ok(Json(state.content.product(&id).await?))
 }
 
+#[utoipa::path(delete, path = "/v1/catalog/products/{id}", tag = "catalog", operation_id = "delete_product", summary = "Delete a product",
+    params(("id" = String, Path, description = "The product's id.")),
+    responses((status = 204, description = "Deleted."), (status = 404, description = "No product has that id.", body = ApiError)))]
 pub async fn delete_product(
     _: RequireRole<Marketing>,
     State(state): State<AppState>,

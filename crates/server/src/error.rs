@@ -7,12 +7,16 @@ use axum::response::{IntoResponse, Response};
 use missive_core::ErrorCode;
 use serde::Serialize;
 
-#[derive(Debug, Clone, Serialize)]
+/// An error: its code from the catalogue (docs/errors.md), a message for people, and where
+/// the problem is when the request says it (`field`, `at`), with a hint when there is one.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ApiError {
     #[serde(skip)]
+    #[schema(ignore)]
     pub status: StatusCode,
     pub code: ErrorCode,
     pub message: String,
+    /// The field of the request the error is about (`limit`, `steps.2.condition`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
     /// Where in a submitted expression the problem is.
@@ -22,7 +26,9 @@ pub struct ApiError {
     pub hint: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, Serialize)]
+/// A line and column (from 1) in a submitted expression or template.
+#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
+#[schema(as = ErrorPosition)]
 pub struct At {
     pub line: u32,
     pub column: u32,
@@ -153,5 +159,58 @@ where
                 format!("body is not the expected JSON: {e}"),
             )
         })
+    }
+}
+
+/// Query parameters, with errors in the API's catalogue (axum's own answer is plain text).
+pub struct Query<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for Query<T>
+where
+    S: Send + Sync,
+    T: serde::de::DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| Query(q.0))
+            .map_err(|e| ApiError::bad_request(ErrorCode::InvalidValue, e.body_text()))
+    }
+}
+
+/// Path parameters, with errors in the API's catalogue (axum's own answer is plain text).
+pub struct Path<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for Path<T>
+where
+    S: Send + Sync,
+    T: serde::de::DeserializeOwned + Send,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(p) => Ok(Path(p.0)),
+            // A route whose parameters do not fit its handler: a bug here, not the client's.
+            Err(e) if e.status().is_server_error() => Err(ApiError::internal(&e.body_text())),
+            Err(e) => Err(ApiError::bad_request(ErrorCode::InvalidValue, e.body_text())),
+        }
+    }
+}
+
+/// A request body as bytes, with errors in the API's catalogue (axum's own answer to a body
+/// over the limit is plain text).
+pub struct RawBody(pub axum::body::Bytes);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        axum::body::Bytes::from_request(req, state)
+            .await
+            .map(RawBody)
+            .map_err(|e| ApiError::new(e.status(), ErrorCode::InvalidBody, e.body_text()))
     }
 }

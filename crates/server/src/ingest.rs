@@ -22,20 +22,230 @@ use serde_json::{Map, Value};
 use crate::auth::{Ingest, Permission, caller_for, presented_key};
 use crate::{ApiError, AppState};
 
-use axum::Router;
-use axum::routing::post;
+use utoipa::openapi::schema::{AdditionalProperties, ArrayBuilder, ObjectBuilder, SchemaType, Type};
+use utoipa::openapi::{RefOr, Schema};
+use utoipa_axum::routes;
+
+use crate::error::RawBody;
+use crate::openapi::ApiRouter;
 
 /// Segment's tracking API and bulk import.
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/track", post(single::<{ TRACK }>))
-        .route("/v1/identify", post(single::<{ IDENTIFY }>))
-        .route("/v1/page", post(single::<{ PAGE }>))
-        .route("/v1/screen", post(single::<{ SCREEN }>))
-        .route("/v1/group", post(single::<{ GROUP }>))
-        .route("/v1/alias", post(single::<{ ALIAS }>))
-        .route("/v1/batch", post(batch))
-        .route("/v1/import", post(batch))
+pub(crate) fn router() -> ApiRouter {
+    crate::openapi::router()
+        .routes(routes!(track))
+        .routes(routes!(identify))
+        .routes(routes!(page))
+        .routes(routes!(screen))
+        .routes(routes!(group))
+        .routes(routes!(alias))
+        .routes(routes!(batch))
+        .routes(routes!(import))
+}
+
+/// One message of Segment's spec (docs/tracking.md): the fields missive reads are listed;
+/// any others are kept in the event's body.
+pub struct SegmentMessage;
+
+impl utoipa::PartialSchema for SegmentMessage {
+    fn schema() -> RefOr<Schema> {
+        let string = |d: &str| {
+            ObjectBuilder::new()
+                .schema_type(SchemaType::Type(Type::String))
+                .description(Some(d))
+        };
+        let object = |d: &str| {
+            ObjectBuilder::new()
+                .schema_type(SchemaType::Type(Type::Object))
+                .description(Some(d))
+                .additional_properties(Some(AdditionalProperties::FreeForm(true)))
+        };
+        RefOr::T(Schema::Object(
+            ObjectBuilder::new()
+                .schema_type(SchemaType::Type(Type::Object))
+                .description(Some("A Segment message. In a batch each message says its `type`; the single calls imply it. A user id, an anonymous id (or, for `alias`, a previous id) is required; what fails validation is answered 400 with its code."))
+                .property(
+                    "type",
+                    string("The call: only read in a batch.")
+                        .enum_values(Some(["track", "identify", "page", "screen", "group", "alias"])),
+                )
+                .property("messageId", string("Deduplicates retries: a message id is stored once."))
+                .property("userId", string("The person's id in the retailer's systems."))
+                .property("anonymousId", string("A device or cookie id."))
+                .property("previousId", string("`alias`: the id merged into `userId`."))
+                .property("groupId", string("`group`: the account."))
+                .property("event", string("`track`: the event's name (`Order Completed`)."))
+                .property("name", string("`page` and `screen`: the page's name."))
+                .property("properties", object("Free-form properties of the event."))
+                .property("traits", object("Free-form traits (`identify`, `group`); also read from `context.traits`."))
+                .property("context", object("Segment's context (ip, userAgent, traits, consent …)."))
+                .property("timestamp", string("When it happened (ISO-8601); default: when received."))
+                .property("sentAt", string("When the client sent it, to correct its clock (ISO-8601)."))
+                .property("writeKey", string("The write key, when the request has no `Authorization` header."))
+                .additional_properties(Some(AdditionalProperties::FreeForm(true)))
+                .build(),
+        ))
+    }
+}
+impl utoipa::ToSchema for SegmentMessage {}
+
+/// A batch: `{"batch": [...]}`, with a shared `context` and `sentAt`.
+pub struct SegmentBatch;
+
+impl utoipa::PartialSchema for SegmentBatch {
+    fn schema() -> RefOr<Schema> {
+        let string = |d: &str| {
+            ObjectBuilder::new()
+                .schema_type(SchemaType::Type(Type::String))
+                .description(Some(d))
+        };
+        RefOr::T(Schema::Object(
+            ObjectBuilder::new()
+                .schema_type(SchemaType::Type(Type::Object))
+                .property(
+                    "batch",
+                    ArrayBuilder::new()
+                        .items(RefOr::Ref(utoipa::openapi::Ref::from_schema_name(
+                            "SegmentMessage",
+                        )))
+                        .description(Some(
+                            "The messages, each validated on its own: the good ones are kept.",
+                        )),
+                )
+                .required("batch")
+                .property(
+                    "sentAt",
+                    string("When the client sent the batch (ISO-8601), for every message without its own."),
+                )
+                .property(
+                    "context",
+                    ObjectBuilder::new()
+                        .schema_type(SchemaType::Type(Type::Object))
+                        .description(Some("A context every message gets, under its own keys."))
+                        .additional_properties(Some(AdditionalProperties::FreeForm(true))),
+                )
+                .property(
+                    "writeKey",
+                    string("The write key, when the request has no `Authorization` header."),
+                )
+                .additional_properties(Some(AdditionalProperties::FreeForm(true)))
+                .build(),
+        ))
+    }
+}
+impl utoipa::ToSchema for SegmentBatch {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((
+            "SegmentMessage".into(),
+            <SegmentMessage as utoipa::PartialSchema>::schema(),
+        ));
+    }
+}
+
+/// A refused batch: the request itself was wrong (an error), or every message was (the result,
+/// with `accepted: 0` and each message's reason).
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // Describes the 400 of `/v1/batch`; the handler builds each arm itself.
+enum BatchRefused {
+    Error(ApiError),
+    EveryMessageRejected(IngestOut),
+}
+
+macro_rules! single_call {
+    ($name:ident, $kind:ident, $path:literal, $summary:literal) => {
+        #[utoipa::path(
+            post,
+            path = $path,
+            tag = "tracking",
+            operation_id = stringify!($name),
+            summary = $summary,
+            description = "Segment's call: one message, durable when answered 200. The body may be gzip-compressed (`Content-Encoding: gzip`); at most 32 KB once decompressed. A message naming a person who was erased is acknowledged and not stored (listed in `rejected` with code `erased`).",
+            request_body(content = SegmentMessage, description = "The message."),
+            security(("basic" = []), ("bearer" = []), ()),
+            responses(
+                (status = 200, description = "Stored (or a duplicate of a stored message).", body = IngestOut),
+                (status = 400, description = "Not JSON, or not a valid message: the code says why.", body = ApiError),
+                (status = 401, description = "No write key (neither `Authorization` nor `writeKey`), or an unknown one.", body = ApiError),
+                (status = 413, description = "More than 32 KB once decompressed.", body = ApiError),
+                (status = 415, description = "A `Content-Encoding` other than gzip.", body = ApiError),
+            ),
+        )]
+        pub async fn $name(
+            state: State<AppState>,
+            auth: IngestAuth,
+            headers: HeaderMap,
+            body: RawBody,
+        ) -> Result<Response, ApiError> {
+            single::<$kind>(state, auth, headers, body.0).await
+        }
+    };
+}
+
+single_call!(track, TRACK, "/v1/track", "Record an event");
+single_call!(
+    identify,
+    IDENTIFY,
+    "/v1/identify",
+    "Identify a person and set traits"
+);
+single_call!(page, PAGE, "/v1/page", "Record a page view");
+single_call!(screen, SCREEN, "/v1/screen", "Record a screen view");
+single_call!(group, GROUP, "/v1/group", "Put a person in a group");
+single_call!(alias, ALIAS, "/v1/alias", "Merge two identities");
+
+const BATCH_DESCRIPTION: &str = "Many messages in one request, each validated on its own: the good ones are stored, the others listed in `rejected` with their reason. The body may be gzip-compressed; at most 500 KB once decompressed, 32 KB per message.";
+
+#[utoipa::path(
+    post,
+    path = "/v1/batch",
+    tag = "tracking",
+    operation_id = "batch",
+    summary = "Record a batch of messages",
+    description = BATCH_DESCRIPTION,
+    request_body(content = SegmentBatch),
+    security(("basic" = []), ("bearer" = []), ()),
+    responses(
+        (status = 200, description = "The good messages are durable; `rejected` lists the others.", body = IngestOut),
+        (status = 400, description = "The request is wrong (not JSON, no `batch`), or every message was rejected.", body = BatchRefused),
+        (status = 401, description = "No write key (neither `Authorization` nor `writeKey`), or an unknown one.", body = ApiError),
+        (status = 413, description = "More than 500 KB once decompressed.", body = ApiError),
+        (status = 415, description = "A `Content-Encoding` other than gzip.", body = ApiError),
+    ),
+)]
+pub async fn batch(
+    state: State<AppState>,
+    auth: IngestAuth,
+    headers: HeaderMap,
+    body: RawBody,
+) -> Result<Response, ApiError> {
+    receive_batch(state, auth, headers, body.0).await
+}
+
+/// Segment's alias of `/v1/batch`.
+#[utoipa::path(
+    post,
+    path = "/v1/import",
+    tag = "tracking",
+    operation_id = "import",
+    summary = "Record a batch of messages (Segment's alias of /v1/batch)",
+    description = BATCH_DESCRIPTION,
+    request_body(content = SegmentBatch),
+    security(("basic" = []), ("bearer" = []), ()),
+    responses(
+        (status = 200, description = "The good messages are durable; `rejected` lists the others.", body = IngestOut),
+        (status = 400, description = "The request is wrong (not JSON, no `batch`), or every message was rejected.", body = BatchRefused),
+        (status = 401, description = "No write key (neither `Authorization` nor `writeKey`), or an unknown one.", body = ApiError),
+        (status = 413, description = "More than 500 KB once decompressed.", body = ApiError),
+        (status = 415, description = "A `Content-Encoding` other than gzip.", body = ApiError),
+    ),
+)]
+pub async fn import(
+    state: State<AppState>,
+    auth: IngestAuth,
+    headers: HeaderMap,
+    body: RawBody,
+) -> Result<Response, ApiError> {
+    receive_batch(state, auth, headers, body.0).await
 }
 
 pub const TRACK: u8 = 0;
@@ -180,7 +390,9 @@ fn count_accepted(events: &[Event]) {
     }
 }
 
-#[derive(Serialize)]
+/// What became of a request's messages.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = IngestResult)]
 pub struct IngestOut {
     success: bool,
     accepted: usize,
@@ -189,7 +401,9 @@ pub struct IngestOut {
     rejected: Vec<RejectedOut>,
 }
 
-#[derive(Serialize)]
+/// A message that was not stored, and why.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = RejectedMessage)]
 pub struct RejectedOut {
     index: usize,
     #[serde(rename = "messageId", skip_serializing_if = "Option::is_none")]
@@ -201,7 +415,7 @@ pub struct RejectedOut {
 }
 
 /// `POST /v1/track` and the other single-message calls.
-pub async fn single<const K: u8>(
+async fn single<const K: u8>(
     State(state): State<AppState>,
     auth: IngestAuth,
     headers: HeaderMap,
@@ -260,7 +474,7 @@ fn erased(index: usize, message_id: Option<String>) -> RejectedOut {
 }
 
 /// `POST /v1/batch` (and `/v1/import`, Segment's alias of it).
-pub async fn batch(
+async fn receive_batch(
     State(state): State<AppState>,
     auth: IngestAuth,
     headers: HeaderMap,

@@ -1,28 +1,48 @@
 //! The journeys API: `/v1/journeys` (definitions) and their instances.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use missive_core::ErrorCode;
 use missive_sending::journeys::{DefinitionError, JourneyDef, JourneyError, RunStats};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{Marketing, ReadPersonal, Reports, RequireRole};
-use crate::error::JsonBody;
+use crate::error::{JsonBody, Path, Query};
+use crate::openapi::ApiRouter;
 use crate::{ApiError, AppState};
-
-use axum::Router;
-use axum::routing::{get, post};
+use utoipa::ToSchema;
+use utoipa_axum::routes;
 
 /// Journeys and their instances.
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/journeys", get(list_journeys))
-        .route("/v1/journeys/run", post(run_journeys))
-        .route(
-            "/v1/journeys/{name}",
-            get(get_journey).put(put_journey).delete(delete_journey),
-        )
-        .route("/v1/journeys/{name}/instances", get(journey_instances))
+pub(crate) fn router() -> ApiRouter {
+    crate::openapi::router()
+        .routes(routes!(list_journeys))
+        .routes(routes!(run_journeys))
+        .routes(routes!(get_journey, put_journey, delete_journey))
+        .routes(routes!(journey_instances))
+}
+
+/// A journey in the list.
+#[derive(Serialize, ToSchema)]
+#[schema(as = JourneySummary)]
+pub struct JourneyListed {
+    name: String,
+    version: i64,
+    trigger: missive_sending::journeys::Trigger,
+}
+
+/// The saved journeys.
+#[derive(Serialize, ToSchema)]
+#[schema(as = JourneyList)]
+pub struct JourneysOut {
+    journeys: Vec<JourneyListed>,
+}
+
+/// A journey's instances, newest first.
+#[derive(Serialize, ToSchema)]
+#[schema(as = JourneyInstances)]
+pub struct InstancesOut {
+    instances: Vec<InstanceOut>,
 }
 
 impl From<JourneyError> for ApiError {
@@ -42,12 +62,18 @@ impl From<JourneyError> for ApiError {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = JourneySaved)]
 pub struct JourneySaved {
     name: String,
     version: i64,
 }
 
+#[utoipa::path(put, path = "/v1/journeys/{name}", tag = "journeys", operation_id = "put_journey", summary = "Create or replace a journey",
+    description = "A new version of the journey (docs/journeys.md); running instances continue on the steps they are at.",
+    params(("name" = String, Path, description = "The journey's name.")), request_body = JourneyDef,
+    responses((status = 200, description = "Saved.", body = JourneySaved),
+        (status = 400, description = "Not the expected JSON, or an invalid definition (`journey_invalid`; a step's condition: a segment error with `field`).", body = ApiError)))]
 pub async fn put_journey(
     _: RequireRole<Marketing>,
     State(state): State<AppState>,
@@ -65,7 +91,8 @@ pub async fn put_journey(
     Ok(Json(JourneySaved { name, version }))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Journey)]
 pub struct JourneyOut {
     name: String,
     version: i64,
@@ -74,6 +101,9 @@ pub struct JourneyOut {
     def: JourneyDef,
 }
 
+#[utoipa::path(get, path = "/v1/journeys/{name}", tag = "journeys", operation_id = "get_journey", summary = "Read a journey",
+    params(("name" = String, Path, description = "The journey's name.")),
+    responses((status = 200, description = "The journey's definition and version.", body = JourneyOut), (status = 404, description = "No journey has that name.", body = ApiError)))]
 pub async fn get_journey(
     _: RequireRole<Reports>,
     State(state): State<AppState>,
@@ -88,18 +118,28 @@ pub async fn get_journey(
     }))
 }
 
+#[utoipa::path(get, path = "/v1/journeys", tag = "journeys", operation_id = "list_journeys", summary = "List the journeys",
+    responses((status = 200, description = "Every journey with its trigger.", body = JourneysOut)))]
 pub async fn list_journeys(
     _: RequireRole<Reports>,
     State(state): State<AppState>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<JourneysOut>, ApiError> {
     let defs = state.journeys.definitions().await?;
-    let out: Vec<serde_json::Value> = defs
+    let journeys = defs
         .iter()
-        .map(|d| serde_json::json!({"name": d.name, "version": d.version, "trigger": d.def.trigger}))
+        .map(|d| JourneyListed {
+            name: d.name.clone(),
+            version: d.version,
+            trigger: d.def.trigger.clone(),
+        })
         .collect();
-    Ok(Json(serde_json::json!({ "journeys": out })))
+    Ok(Json(JourneysOut { journeys }))
 }
 
+#[utoipa::path(delete, path = "/v1/journeys/{name}", tag = "journeys", operation_id = "delete_journey", summary = "Delete a journey",
+    description = "Its running instances end.",
+    params(("name" = String, Path, description = "The journey's name.")),
+    responses((status = 204, description = "Deleted."), (status = 404, description = "No journey has that name.", body = ApiError)))]
 pub async fn delete_journey(
     _: RequireRole<Marketing>,
     State(state): State<AppState>,
@@ -109,12 +149,15 @@ pub async fn delete_journey(
     Ok(axum::http::StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct InstancesQuery {
+    /// At most this many (default 100; 1 to 1,000).
     limit: Option<u32>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = JourneyInstance)]
 pub struct InstanceOut {
     id: String,
     profile_id: String,
@@ -127,12 +170,16 @@ pub struct InstanceOut {
     updated_at: chrono::DateTime<chrono::Utc>,
 }
 
+#[utoipa::path(get, path = "/v1/journeys/{name}/instances", tag = "journeys", operation_id = "list_journey_instances", summary = "List a journey's instances",
+    description = "Who is where in the journey, and what they wait for.",
+    params(("name" = String, Path, description = "The journey's name."), InstancesQuery),
+    responses((status = 200, description = "The instances, newest first.", body = InstancesOut), (status = 404, description = "No journey has that name.", body = ApiError)))]
 pub async fn journey_instances(
     _: RequireRole<ReadPersonal>,
     State(state): State<AppState>,
     Path(name): Path<String>,
     Query(q): Query<InstancesQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<InstancesOut>, ApiError> {
     state.journeys.get(&name).await?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1_000);
     let rows = state.journeys.instances(&name, limit).await?;
@@ -150,11 +197,14 @@ pub async fn journey_instances(
             updated_at: i.updated_at,
         })
         .collect();
-    Ok(Json(serde_json::json!({ "instances": out })))
+    Ok(Json(InstancesOut { instances: out }))
 }
 
 /// Runs the journeys now (events since the last pass, due waits); what the background runner
 /// does on its own. For operators and tests driving a manual clock.
+#[utoipa::path(post, path = "/v1/journeys/run", tag = "journeys", operation_id = "run_journeys", summary = "Run the journeys now",
+    description = "What the background runner does on its own: the events since its last pass, and the waits that are due.",
+    responses((status = 200, description = "What the pass did.", body = RunStats)))]
 pub async fn run_journeys(
     _: RequireRole<Marketing>,
     State(state): State<AppState>,

@@ -3,12 +3,15 @@
 //! preference centre, the console, `/health` and `/metrics`; and the composition root
 //! ([`app::App`]) that builds every service a running missive needs.
 //!
-//! Each module declares its routes in its own `router()`; [`router`] merges them. Handlers
+//! Each module declares its routes in its own `router()`; [`router`] merges them. The `/v1`
+//! routes are declared with their OpenAPI description (`openapi`), served at `/openapi.json`
+//! and rendered at `/api` (`api_reference`). Handlers
 //! are thin: they authenticate (extractors in `auth`), decode and validate the body, call
 //! the engine's or the sending side's services and map the result to a response type, with
 //! errors from one catalogue ([`ApiError`], codes in `missive_core::ErrorCode`). No SQL, no
 //! store access and no business rules live here.
 
+mod api_reference;
 pub mod app;
 mod audiences;
 mod audit;
@@ -25,6 +28,7 @@ pub mod limits;
 mod messages;
 pub mod metrics;
 mod models;
+pub mod openapi;
 mod preferences;
 mod privacy;
 mod profiles;
@@ -44,16 +48,9 @@ pub use error::ApiError;
 
 pub use state::{AppParts, AppState};
 
-/// The complete router: each module's routes, with the ingest limit on the tracking API, the
-/// audit layer on everything a key reaches, then the client address, body limit and metrics.
-pub fn router(state: impl Into<AppState>) -> Router {
-    let state: AppState = state.into();
-    let ingest = ingest::router().route_layer(axum::middleware::from_fn_with_state(
-        state.clone(),
-        limits::ingest_limit,
-    ));
-    let audited = Router::new()
-        .merge(ingest)
+/// The `/v1` routes with their descriptions: the tracking API, and the rest.
+fn api_routers() -> (openapi::ApiRouter, openapi::ApiRouter) {
+    let rest = openapi::router()
         .merge(profiles::router())
         .merge(privacy::router())
         .merge(audit::router())
@@ -69,13 +66,41 @@ pub fn router(state: impl Into<AppState>) -> Router {
         .merge(recommendations::router())
         .merge(sources::router())
         .merge(audiences::router())
-        .merge(messages::router())
+        .merge(messages::router());
+    (ingest::router(), rest)
+}
+
+/// The OpenAPI description of the `/v1` API, as `/openapi.json` serves it.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (ingest, rest) = api_routers();
+    openapi::finish(ingest.merge(rest).into_openapi())
+}
+
+/// The complete router: each module's routes, with the ingest limit on the tracking API, the
+/// audit layer on everything a key reaches, then the client address, body limit and metrics.
+pub fn router(state: impl Into<AppState>) -> Router {
+    let state: AppState = state.into();
+    let (ingest, rest) = api_routers();
+    let ingest = ingest.route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        limits::ingest_limit,
+    ));
+    let (audited, api) = ingest
+        .merge(rest)
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             audit::audit_layer,
-        ));
+        ))
+        .split_for_parts();
+    let reference = openapi::routes(&openapi::finish(api)).unwrap_or_else(|e| {
+        // Serializing a document of strings and numbers does not fail; if it ever did, the
+        // API still runs without its description.
+        tracing::error!(error = %e, "the OpenAPI description could not be rendered");
+        Router::new()
+    });
     Router::new()
         .merge(audited)
+        .merge(reference)
         .merge(preferences::router())
         .merge(console::router(state.clone()))
         .route("/health", get(health))

@@ -7,10 +7,8 @@
 //! fits on the blocking pool, off the ingest path.
 
 use axum::Json;
-use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
 use chrono::{DateTime, NaiveDate, Utc};
 use missive_core::ErrorCode;
 use missive_engine::models::{
@@ -21,16 +19,19 @@ use missive_models::features::FeatureSpec;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{Marketing, Reports, RequireRole};
-use crate::error::JsonBody;
+use crate::error::{JsonBody, Path};
+use crate::openapi::ApiRouter;
 use crate::{ApiError, AppState};
+use utoipa::ToSchema;
+use utoipa_axum::routes;
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/models", get(list))
-        .route("/v1/models/{name}", get(show).delete(delete))
-        .route("/v1/models/{name}/train", post(train))
-        .route("/v1/models/{name}/activate", post(activate))
-        .route("/v1/models/{name}/deactivate", post(deactivate))
+pub(crate) fn router() -> ApiRouter {
+    crate::openapi::router()
+        .routes(routes!(list))
+        .routes(routes!(show, delete))
+        .routes(routes!(train))
+        .routes(routes!(activate))
+        .routes(routes!(deactivate))
 }
 
 fn invalid(field: &'static str, why: impl std::fmt::Display) -> ApiError {
@@ -78,6 +79,8 @@ fn models(state: &AppState) -> missive_engine::models::Models {
 }
 
 /// `GET /v1/models`
+#[utoipa::path(get, path = "/v1/models", tag = "models", operation_id = "list_models", summary = "List the models",
+    responses((status = 200, description = "Every model.", body = Vec<ModelEntry>)))]
 pub async fn list(
     _: RequireRole<Reports>,
     State(state): State<AppState>,
@@ -85,14 +88,16 @@ pub async fn list(
     Ok(Json(models(&state).list().await?))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = ModelWithVersions)]
 pub struct Shown {
     model: ModelEntry,
     versions: Vec<VersionOut>,
 }
 
 /// A version as the API shows it: everything but the fitted model itself.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = ModelVersionView)]
 pub struct VersionOut {
     version: u32,
     trained_at: DateTime<Utc>,
@@ -120,6 +125,9 @@ fn version_out(v: ModelVersion) -> VersionOut {
 }
 
 /// `GET /v1/models/{name}`: the entry and the versions, newest first.
+#[utoipa::path(get, path = "/v1/models/{name}", tag = "models", operation_id = "get_model", summary = "A model and its versions",
+    description = "Every version with its validation report as data (folds, holdout, calibration, importances), newest first.",
+    params(("name" = String, Path, description = "The model's name.")), responses((status = 200, description = "The model.", body = Shown), (status = 404, description = "No model has that name (or that version).", body = ApiError)))]
 pub async fn show(
     _: RequireRole<Reports>,
     State(state): State<AppState>,
@@ -132,8 +140,9 @@ pub async fn show(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = ModelKindIn)]
 enum Kind {
     Propensity,
     Cluster,
@@ -141,8 +150,10 @@ enum Kind {
     SendTime,
 }
 
-#[derive(Debug, Deserialize)]
+/// What to train (docs/models.md); each kind reads the fields it needs.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = ModelTrainIn)]
 pub struct TrainIn {
     kind: Kind,
     /// Propensity: the label in the segment language, evaluated `horizon_days` after the cutoff.
@@ -210,6 +221,12 @@ fn budget() -> usize {
 
 /// `POST /v1/models/{name}/train`: a new version from the store's profiles (201, with the
 /// validation report); `accepted: false` says why it may not be activated.
+#[utoipa::path(post, path = "/v1/models/{name}/train", tag = "models", operation_id = "train_model", summary = "Train a new version",
+    description = "Reads the store's profiles and fits while the request waits (minutes on a large store). `accepted: false` says why the version may not be activated.",
+    params(("name" = String, Path, description = "The model's name.")), request_body = TrainIn,
+    responses((status = 201, description = "The new version and its validation.", body = Trained),
+        (status = 400, description = "Not the expected JSON, or an invalid request (`model_invalid`, with `field`), or no data to train on.", body = ApiError),
+        (status = 409, description = "A training is already running (`model_busy`), or the model is of another kind.", body = ApiError)))]
 pub async fn train(
     role: RequireRole<Marketing>,
     State(state): State<AppState>,
@@ -320,8 +337,9 @@ pub async fn train(
     Ok((StatusCode::CREATED, Json(trained)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = ModelActivateIn)]
 pub struct ActivateIn {
     #[serde(default)]
     version: Option<u32>,
@@ -340,13 +358,20 @@ fn yes() -> bool {
     true
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = ModelActivated)]
 pub struct Activated {
     model: ModelEntry,
     profiles_scored: u64,
 }
 
 /// `POST /v1/models/{name}/activate`: scores every profile with the version before answering.
+#[utoipa::path(post, path = "/v1/models/{name}/activate", tag = "models", operation_id = "activate_model", summary = "Activate a version",
+    description = "Scores every profile with the version before answering; then live on every change unless `live` is false.",
+    params(("name" = String, Path, description = "The model's name.")), request_body = ActivateIn,
+    responses((status = 200, description = "Active, with how many profiles were scored.", body = Activated),
+        (status = 400, description = "Not the expected JSON.", body = ApiError), (status = 404, description = "No model has that name (or that version).", body = ApiError),
+        (status = 409, description = "The version was not accepted by validation (`model_refused`), or a training is running.", body = ApiError)))]
 pub async fn activate(
     _: RequireRole<Marketing>,
     State(state): State<AppState>,
@@ -368,6 +393,8 @@ pub async fn activate(
 }
 
 /// `POST /v1/models/{name}/deactivate`
+#[utoipa::path(post, path = "/v1/models/{name}/deactivate", tag = "models", operation_id = "deactivate_model", summary = "Deactivate a model",
+    params(("name" = String, Path, description = "The model's name.")), responses((status = 200, description = "Inactive: no longer scores.", body = ModelEntry), (status = 404, description = "No model has that name (or that version).", body = ApiError)))]
 pub async fn deactivate(
     _: RequireRole<Marketing>,
     State(state): State<AppState>,
@@ -378,6 +405,8 @@ pub async fn deactivate(
 }
 
 /// `DELETE /v1/models/{name}`: the model and every version (204).
+#[utoipa::path(delete, path = "/v1/models/{name}", tag = "models", operation_id = "delete_model", summary = "Delete a model and every version",
+    params(("name" = String, Path, description = "The model's name.")), responses((status = 204, description = "Deleted."), (status = 404, description = "No model has that name (or that version).", body = ApiError)))]
 pub async fn delete(
     _: RequireRole<Marketing>,
     State(state): State<AppState>,

@@ -12,7 +12,7 @@ use missive_core::ErrorCode;
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
@@ -21,25 +21,36 @@ use missive_engine::privacy::{ConsentUpdate, PrivacyError};
 use missive_engine::profiles::ProfileKey;
 use missive_store::Role;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
+use utoipa::ToSchema;
+use utoipa_axum::routes;
 
 use crate::auth::{Administer, AuditSlot, Privacy, ReadPersonal, Reports, RequireRole};
-use crate::error::JsonBody;
-use crate::profiles::{consent_out, resolve};
+use crate::error::{JsonBody, Path, Query};
+use crate::openapi::ApiRouter;
+use crate::profiles::{ConsentOut, consent_out, resolve};
 use crate::{ApiError, AppState};
 
-use axum::Router;
-use axum::routing::{delete, get, post};
-
 /// Consent, exports, retention, pseudonymous analytics and API keys.
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/profiles/{key}/consent", get(get_consent).put(put_consent))
-        .route("/v1/profiles/{key}/export", get(export))
-        .route("/v1/privacy/retention/run", post(run_retention))
-        .route("/v1/analytics/profiles", get(analytics_profiles))
-        .route("/v1/keys", get(list_keys).post(create_key))
-        .route("/v1/keys/{id}", delete(revoke_key))
+pub(crate) fn router() -> ApiRouter {
+    crate::openapi::router()
+        .routes(routes!(get_consent, put_consent))
+        .routes(routes!(export))
+        .routes(routes!(run_retention))
+        .routes(routes!(analytics_profiles))
+        .routes(routes!(list_keys, create_key))
+        .routes(routes!(revoke_key))
+}
+
+const KEY_DESCRIPTION: &str =
+    "A profile id, user id, anonymous id or e-mail address (or `user_id:…`, `anonymous_id:…`, `email:…`).";
+
+/// A profile's consent, per purpose (every purpose, granted or not).
+#[derive(Serialize, ToSchema)]
+#[schema(as = ProfileConsent)]
+pub struct ConsentView {
+    profile_id: ProfileId,
+    consent: BTreeMap<&'static str, ConsentOut>,
 }
 
 impl From<PrivacyError> for ApiError {
@@ -55,12 +66,22 @@ impl From<PrivacyError> for ApiError {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/profiles/{key}/consent",
+    tag = "privacy",
+    operation_id = "get_consent",
+    summary = "Read a profile's consent",
+    description = "Every purpose, granted or not (never asked counts as not granted), with the evidence of each change.",
+    params(("key" = String, Path, description = KEY_DESCRIPTION)),
+    responses((status = 200, description = "The consent.", body = ConsentView), (status = 404, description = "No profile has that key.", body = ApiError)),
+)]
 pub async fn get_consent(
     _: RequireRole<ReadPersonal>,
     audit: AuditSlot,
     State(state): State<AppState>,
     Path(key): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ConsentView>, ApiError> {
     let id = resolve(&state, &key, &audit).await?;
     let p = state
         .engine
@@ -68,11 +89,16 @@ pub async fn get_consent(
         .load(&id)
         .await?
         .ok_or_else(|| ApiError::not_found("profile not found"))?;
-    Ok(Json(json!({"profile_id": id, "consent": consent_out(&p)})))
+    Ok(Json(ConsentView {
+        consent: consent_out(&p),
+        profile_id: id,
+    }))
 }
 
-#[derive(Debug, Deserialize)]
+/// A change of consent, recorded with its evidence.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = ConsentUpdateIn)]
 pub struct ConsentIn {
     /// `{"email_marketing": true, "profiling": false}`.
     purposes: BTreeMap<String, bool>,
@@ -85,13 +111,28 @@ pub struct ConsentIn {
     message_id: Option<String>,
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/profiles/{key}/consent",
+    tag = "privacy",
+    operation_id = "set_consent",
+    summary = "Record consent",
+    description = "Grants or withdraws purposes, recording where, when and under which policy. Needs the privacy permission.",
+    params(("key" = String, Path, description = KEY_DESCRIPTION)),
+    request_body = ConsentIn,
+    responses(
+        (status = 200, description = "The consent after the change.", body = ConsentView),
+        (status = 400, description = "Not the expected JSON, or an unknown purpose (`invalid_consent`).", body = ApiError),
+        (status = 404, description = "No profile has that key.", body = ApiError),
+    ),
+)]
 pub async fn put_consent(
     RequireRole { caller, .. }: RequireRole<Privacy>,
     audit: AuditSlot,
     State(state): State<AppState>,
     Path(key): Path<String>,
     JsonBody(body): JsonBody<ConsentIn>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ConsentView>, ApiError> {
     let id = resolve(&state, &key, &audit).await?;
     let mut purposes = Vec::with_capacity(body.purposes.len());
     for (name, granted) in &body.purposes {
@@ -127,9 +168,22 @@ pub async fn put_consent(
         .privacy
         .set_consent(&ProfileKey::Id(id.clone()), update)
         .await?;
-    Ok(Json(json!({"profile_id": id, "consent": consent_out(&p)})))
+    Ok(Json(ConsentView {
+        consent: consent_out(&p),
+        profile_id: id,
+    }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/profiles/{key}/export",
+    tag = "privacy",
+    operation_id = "export_profile",
+    summary = "Export everything about a person",
+    description = "The data-subject access export, as an attachment: the profile, its events, versions, messages, segment history and suppression. Needs the privacy permission.",
+    params(("key" = String, Path, description = KEY_DESCRIPTION)),
+    responses((status = 200, description = "The export (`missive-export/1`).", body = ExportDocument), (status = 404, description = "No profile has that key.", body = ApiError)),
+)]
 pub async fn export(
     _: RequireRole<Privacy>,
     audit: AuditSlot,
@@ -148,12 +202,22 @@ pub async fn export(
         .into_response())
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/profiles/{key}",
+    tag = "privacy",
+    operation_id = "erase_profile",
+    summary = "Erase a person",
+    description = "Deletes the profile and everything merged into it: events, versions, messages, memberships; blocks its identities from coming back and suppresses its address. Needs the privacy permission. Cannot be undone.",
+    params(("key" = String, Path, description = KEY_DESCRIPTION)),
+    responses((status = 200, description = "What was deleted.", body = Erased), (status = 404, description = "No profile has that key.", body = ApiError)),
+)]
 pub async fn erase(
     _: RequireRole<Privacy>,
     audit: AuditSlot,
     State(state): State<AppState>,
     Path(key): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Erased>, ApiError> {
     let id = resolve(&state, &key, &audit).await?;
     let report = state.privacy.erase(&ProfileKey::Id(id)).await?;
     audit.set_detail(format!(
@@ -164,13 +228,41 @@ pub async fn erase(
         report.deleted.messages
     ));
     state.journeys.poke();
-    Ok(Json(json!({"erased": report})))
+    Ok(Json(Erased { erased: report }))
 }
 
+/// What an erasure deleted.
+#[derive(Serialize, ToSchema)]
+#[schema(as = ErasureResult)]
+pub struct Erased {
+    erased: missive_engine::privacy::ErasureReport,
+}
+
+/// What a retention run purged.
+#[derive(Serialize, ToSchema)]
+#[schema(as = RetentionResult)]
+pub struct RetentionRun {
+    purged_events: u64,
+    /// Events received before this time were purged.
+    before: DateTime<Utc>,
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/privacy/retention/run",
+    tag = "privacy",
+    operation_id = "run_retention",
+    summary = "Purge events past retention now",
+    description = "What the background job does daily, now. Needs the privacy permission.",
+    responses(
+        (status = 200, description = "How many events were purged.", body = RetentionRun),
+        (status = 400, description = "No retention is configured (`retention_not_configured`).", body = ApiError),
+    ),
+)]
 pub async fn run_retention(
     _: RequireRole<Privacy>,
     State(state): State<AppState>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RetentionRun>, ApiError> {
     let Some(retention) = state.privacy_config.event_retention else {
         return Err(ApiError::bad_request(
             ErrorCode::RetentionNotConfigured,
@@ -179,16 +271,24 @@ pub async fn run_retention(
     };
     let now = state.engine.clock().now();
     let purged = state.privacy.purge_expired_events(retention, now).await?;
-    Ok(Json(json!({"purged_events": purged, "before": now - retention})))
+    Ok(Json(RetentionRun {
+        purged_events: purged,
+        before: now - retention,
+    }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AnalyticsParams {
+    /// The `next` of the previous page (an opaque cursor).
     after: Option<String>,
+    /// At most this many (default 500; 1 to 5,000).
     limit: Option<u32>,
 }
 
-#[derive(Serialize)]
+/// A profile with a pseudonym instead of its identities, and without personal traits.
+#[derive(Serialize, ToSchema)]
+#[schema(as = PseudonymizedProfile)]
 struct AnalyticsProfile {
     /// HMAC-SHA256 of the profile id under the workspace's index key: stable, not reversible.
     pseudonym: String,
@@ -206,11 +306,24 @@ struct AnalyticsProfile {
 
 /// `GET /v1/analytics/profiles?after=&limit=`: a page of pseudonymized profiles. `next` is an
 /// opaque cursor.
+#[utoipa::path(
+    get,
+    path = "/v1/analytics/profiles",
+    tag = "privacy",
+    operation_id = "list_pseudonymized_profiles",
+    summary = "Page through pseudonymized profiles",
+    description = "Profiles with a stable pseudonym instead of their identities, and only the traits declared not personal: for analysts.",
+    params(AnalyticsParams),
+    responses(
+        (status = 200, description = "A page of profiles.", body = AnalyticsPage),
+        (status = 400, description = "`after` is not a cursor from this API, or a parameter is not valid.", body = ApiError),
+    ),
+)]
 pub async fn analytics_profiles(
     _: RequireRole<Reports>,
     State(state): State<AppState>,
     Query(p): Query<AnalyticsParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AnalyticsPage>, ApiError> {
     let limit = p.limit.unwrap_or(500).clamp(1, 5000);
     let after = match p.after.as_deref() {
         None => None,
@@ -242,17 +355,32 @@ pub async fn analytics_profiles(
     let next = (page.len() == limit as usize)
         .then(|| page.last().map(|p| state.cursor_key.seal_cursor(&p.id)))
         .flatten();
-    Ok(Json(json!({"profiles": rows, "next": next})))
+    Ok(Json(AnalyticsPage { profiles: rows, next }))
 }
 
-#[derive(Debug, Deserialize)]
+/// A page of pseudonymized profiles.
+#[derive(Serialize, ToSchema)]
+#[schema(as = PseudonymizedProfiles)]
+pub struct AnalyticsPage {
+    profiles: Vec<AnalyticsProfile>,
+    /// Pass as `after` for the next page; `null` on the last.
+    next: Option<String>,
+}
+
+/// A new key.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = ApiKeyIn)]
 pub struct KeyIn {
+    /// `admin`, `marketer`, `analyst`, `privacy_officer`, `write` or `server_write`.
     role: String,
+    /// What the key is for: 1 to 200 characters, no control characters.
     label: String,
 }
 
-#[derive(Serialize)]
+/// An API key (never its secret).
+#[derive(Serialize, ToSchema)]
+#[schema(as = ApiKey)]
 struct KeyOut {
     id: String,
     role: &'static str,
@@ -273,6 +401,19 @@ impl From<&missive_store::ApiKeyRecord> for KeyOut {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/keys",
+    tag = "keys",
+    operation_id = "create_key",
+    summary = "Create an API key",
+    description = "Administrators only. The secret is in the answer, and only there.",
+    request_body = KeyIn,
+    responses(
+        (status = 201, description = "The key, with its secret.", body = KeyCreated),
+        (status = 400, description = "Not the expected JSON, an unknown role (`invalid_role`) or a bad label (`invalid_label`).", body = ApiError),
+    ),
+)]
 pub async fn create_key(
     _: RequireRole<Administer>,
     audit: AuditSlot,
@@ -305,22 +446,66 @@ pub async fn create_key(
         .map_err(|e| ApiError::internal(&e))?;
     audit.set_target(format!("key:{}", record.id));
     audit.set_detail(format!("role={}", role.as_str()));
-    let mut out = serde_json::to_value(KeyOut::from(&record)).map_err(|e| ApiError::internal(&e))?;
-    out["key"] = json!(secret.expose());
-    out["note"] = json!("the key is shown once: store it now");
+    let out = KeyCreated {
+        key_record: KeyOut::from(&record),
+        key: secret.expose().to_owned(),
+        note: "the key is shown once: store it now",
+    };
     Ok((StatusCode::CREATED, Json(out)).into_response())
 }
 
+/// A key just created, with its secret: shown this once.
+#[derive(Serialize, ToSchema)]
+#[schema(as = ApiKeyCreated)]
+pub struct KeyCreated {
+    #[serde(flatten)]
+    key_record: KeyOut,
+    /// The secret: present it as a Bearer token, or as the Basic user name.
+    key: String,
+    note: &'static str,
+}
+
+/// The workspace's keys, revoked ones included.
+#[derive(Serialize, ToSchema)]
+#[schema(as = ApiKeys)]
+pub struct KeysOut {
+    keys: Vec<KeyOut>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/keys",
+    tag = "keys",
+    operation_id = "list_keys",
+    summary = "List the API keys",
+    description = "Administrators only; never the secrets.",
+    responses((status = 200, description = "Every key, revoked ones included.", body = KeysOut)),
+)]
 pub async fn list_keys(
     _: RequireRole<Administer>,
     State(state): State<AppState>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<KeysOut>, ApiError> {
     let keys = state.auth.list_keys().await?;
-    Ok(Json(
-        json!({"keys": keys.iter().map(KeyOut::from).collect::<Vec<_>>()}),
-    ))
+    Ok(Json(KeysOut {
+        keys: keys.iter().map(KeyOut::from).collect(),
+    }))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/keys/{id}",
+    tag = "keys",
+    operation_id = "revoke_key",
+    summary = "Revoke an API key",
+    description = "Administrators only. The key stops working at once, and its console sessions end.",
+    params(("id" = String, Path, description = "The key's id (`key_…`).")),
+    responses(
+        (status = 204, description = "Revoked."),
+        (status = 400, description = "Not a key id.", body = ApiError),
+        (status = 404, description = "No live key has that id.", body = ApiError),
+        (status = 409, description = "It is the last admin key (`last_admin_key`).", body = ApiError),
+    ),
+)]
 pub async fn revoke_key(
     RequireRole { caller, .. }: RequireRole<Administer>,
     State(state): State<AppState>,
@@ -350,6 +535,54 @@ pub async fn revoke_key(
     }
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// The export document: free-form beyond its top level, which this lists.
+pub struct ExportDocument;
+
+impl utoipa::PartialSchema for ExportDocument {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, SchemaType, Type};
+        let object = |d: &str| {
+            ObjectBuilder::new()
+                .schema_type(SchemaType::Type(Type::Object))
+                .description(Some(d))
+                .additional_properties(Some(AdditionalProperties::FreeForm(true)))
+        };
+        let array = |d: &str| {
+            utoipa::openapi::schema::ArrayBuilder::new()
+                .items(object("An entry."))
+                .description(Some(d))
+        };
+        utoipa::openapi::RefOr::T(utoipa::openapi::Schema::Object(
+            ObjectBuilder::new()
+                .schema_type(SchemaType::Type(Type::Object))
+                .property(
+                    "format",
+                    ObjectBuilder::new()
+                        .schema_type(SchemaType::Type(Type::String))
+                        .description(Some("`missive-export/1`.")),
+                )
+                .required("format")
+                .property(
+                    "exported_at",
+                    ObjectBuilder::new()
+                        .schema_type(SchemaType::Type(Type::String))
+                        .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                            utoipa::openapi::KnownFormat::DateTime,
+                        ))),
+                )
+                .property(
+                    "profile",
+                    object("The profile: identities, traits, consent, aggregates, segments, scores."),
+                )
+                .property("segment_history", array("Entries and exits of segments."))
+                .additional_properties(Some(AdditionalProperties::FreeForm(true)))
+                .description(Some("Everything missive holds about a person (docs/privacy.md)."))
+                .build(),
+        ))
+    }
+}
+impl utoipa::ToSchema for ExportDocument {}
 
 /// Seals profile ids into opaque cursors, so that pseudonymized pages do not leak them.
 #[derive(Clone)]

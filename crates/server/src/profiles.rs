@@ -5,7 +5,7 @@ use missive_core::ErrorCode;
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use chrono::{DateTime, Utc};
 use missive_core::message::parse_time;
 use missive_core::profile::{RecentEvent, WINDOW_DAYS};
@@ -16,30 +16,30 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::auth::{AuditSlot, ReadPersonal, RequireRole};
+use crate::error::{Path, Query};
+use crate::openapi::ApiRouter;
 use crate::{ApiError, AppState};
-
-use axum::Router;
-use axum::routing::get;
+use utoipa::ToSchema;
+use utoipa_axum::routes;
 
 /// Reading profiles: the profile, its versions, events and segments (erasure is in privacy).
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/v1/profiles/{key}",
-            get(get_profile).delete(crate::privacy::erase),
-        )
-        .route("/v1/profiles/{key}/versions", get(get_versions))
-        .route("/v1/profiles/{key}/events", get(get_events))
-        .route("/v1/profiles/{key}/segments", get(get_segments))
+pub(crate) fn router() -> ApiRouter {
+    crate::openapi::router()
+        .routes(routes!(get_profile, crate::privacy::erase))
+        .routes(routes!(get_versions))
+        .routes(routes!(get_events))
+        .routes(routes!(get_segments))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ProfileParams {
     /// RFC 3339: the profile as recorded at that time.
     as_of: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = Profile)]
 pub struct ProfileOut {
     id: String,
     version: u64,
@@ -64,14 +64,16 @@ pub struct ProfileOut {
     merges: Vec<MergeOut>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = ProfileIdentities)]
 struct IdentitiesOut {
     user_ids: Vec<String>,
     anonymous_ids: Vec<String>,
     emails: Vec<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = PurposeConsentView)]
 pub struct ConsentOut {
     granted: bool,
     channel: &'static str,
@@ -100,7 +102,8 @@ pub fn consent_out(p: &Profile) -> BTreeMap<&'static str, ConsentOut> {
         .collect()
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = ProfileTrait)]
 struct TraitOut {
     value: Value,
     source: String,
@@ -124,7 +127,8 @@ impl From<&Trait> for TraitOut {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = ProfileAggregates)]
 struct AggregatesOut {
     first_seen: Option<DateTime<Utc>>,
     last_seen: Option<DateTime<Utc>>,
@@ -133,7 +137,8 @@ struct AggregatesOut {
     rfm: RfmOut,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = EventAggregateView)]
 struct EventAggOut {
     count: u64,
     first_at: DateTime<Utc>,
@@ -142,7 +147,8 @@ struct EventAggOut {
     windows: BTreeMap<String, u64>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = OrderAggregates)]
 struct OrdersOut {
     count: u64,
     revenue: f64,
@@ -151,14 +157,16 @@ struct OrdersOut {
     last_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = Rfm)]
 struct RfmOut {
     recency_days: Option<f64>,
     frequency: u64,
     monetary: f64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = RecentEventView)]
 struct HistoryOut {
     message_id: String,
     #[serde(rename = "type")]
@@ -181,7 +189,8 @@ impl From<&RecentEvent> for HistoryOut {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = ProfileMerge)]
 struct MergeOut {
     from: String,
     into: String,
@@ -277,6 +286,20 @@ pub async fn resolve(
     Ok(id)
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/profiles/{key}",
+    tag = "profiles",
+    operation_id = "get_profile",
+    summary = "Read a profile",
+    description = "Identities, traits with their source, consent with its evidence, aggregates, recent history, model scores and merges; as it is now, or as it was at `as_of`. Needs the right to read personal data.",
+    params(("key" = String, Path, description = "A profile id, user id, anonymous id or e-mail address (or `user_id:…`, `anonymous_id:…`, `email:…`)."), ProfileParams),
+    responses(
+        (status = 200, description = "The profile.", body = ProfileOut),
+        (status = 400, description = "`as_of` is not a date-time.", body = ApiError),
+        (status = 404, description = "No profile has that key, or it did not exist at `as_of`.", body = ApiError),
+    ),
+)]
 pub async fn get_profile(
     _: RequireRole<ReadPersonal>,
     audit: AuditSlot,
@@ -303,22 +326,27 @@ pub async fn get_profile(
     Ok(Json(profile_out(&profile, now, as_of, &merges)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageParams {
+    /// At most this many (default 50; 1 to 1,000).
     limit: Option<u32>,
     /// Versions: only those below this version number. Events: the `next` cursor of the last page.
     before: Option<String>,
+    /// Events: only those received before this time (RFC 3339).
     as_of: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = ProfileVersions)]
 pub struct VersionsOut {
     versions: Vec<VersionOut>,
     #[serde(skip_serializing_if = "Option::is_none")]
     next: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = ProfileVersionView)]
 struct VersionOut {
     version: u64,
     recorded_at: DateTime<Utc>,
@@ -329,7 +357,8 @@ struct VersionOut {
 /// What a version changed, in the profile's own representation: money in major units
 /// (`89.0`, as `orders.revenue` on the profile), event aggregates as counts over windows
 /// (not the stored hourly buckets), traits with their source.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = ProfileDiffView)]
 struct DiffOut {
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     traits: BTreeMap<String, TraitOut>,
@@ -428,6 +457,20 @@ fn limit_of(p: &PageParams) -> Result<u32, ApiError> {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/profiles/{key}/versions",
+    tag = "profiles",
+    operation_id = "list_profile_versions",
+    summary = "List a profile's versions",
+    description = "Every change made a version with what it changed; newest first.",
+    params(("key" = String, Path, description = "A profile id, user id, anonymous id or e-mail address (or `user_id:…`, `anonymous_id:…`, `email:…`)."), PageParams),
+    responses(
+        (status = 200, description = "A page of versions; `next` is the `before` of the next page.", body = VersionsOut),
+        (status = 400, description = "`limit` or `before` is not valid.", body = ApiError),
+        (status = 404, description = "No profile has that key.", body = ApiError),
+    ),
+)]
 pub async fn get_versions(
     _: RequireRole<ReadPersonal>,
     audit: AuditSlot,
@@ -456,14 +499,16 @@ pub async fn get_versions(
     }))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = ProfileEvents)]
 pub struct EventsOut {
     events: Vec<EventOut>,
     #[serde(skip_serializing_if = "Option::is_none")]
     next: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = StoredEventView)]
 struct EventOut {
     seq: i64,
     message_id: String,
@@ -489,6 +534,20 @@ impl From<StoredEvent> for EventOut {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/profiles/{key}/events",
+    tag = "profiles",
+    operation_id = "list_profile_events",
+    summary = "List a profile's events",
+    description = "The stored events of the person, newest first, as received.",
+    params(("key" = String, Path, description = "A profile id, user id, anonymous id or e-mail address (or `user_id:…`, `anonymous_id:…`, `email:…`)."), PageParams),
+    responses(
+        (status = 200, description = "A page of events; `next` is the `before` of the next page.", body = EventsOut),
+        (status = 400, description = "`limit`, `before` or `as_of` is not valid.", body = ApiError),
+        (status = 404, description = "No profile has that key.", body = ApiError),
+    ),
+)]
 pub async fn get_events(
     _: RequireRole<ReadPersonal>,
     audit: AuditSlot,
@@ -528,7 +587,8 @@ pub async fn get_events(
     }))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = ProfileSegments)]
 pub struct ProfileSegmentsOut {
     profile_id: String,
     segments: Vec<String>,
@@ -540,14 +600,16 @@ pub struct ProfileSegmentsOut {
     changes: Vec<ChangeOut>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = SegmentExplanation)]
 struct ExplainOut {
     segment: String,
     member: bool,
     predicates: Vec<missive_segment::PredicateResult>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = SegmentChange)]
 struct ChangeOut {
     segment: String,
     entered: bool,
@@ -556,6 +618,19 @@ struct ChangeOut {
 }
 
 /// `GET /v1/profiles/{key}/segments`: which segments a profile is in, and why.
+#[utoipa::path(
+    get,
+    path = "/v1/profiles/{key}/segments",
+    tag = "profiles",
+    operation_id = "get_profile_segments",
+    summary = "Which segments a profile is in, and why",
+    description = "Its segments, when each time-dependent one is looked at again, the value of each predicate of every saved segment, and the entries and exits, newest first.",
+    params(("key" = String, Path, description = "A profile id, user id, anonymous id or e-mail address (or `user_id:…`, `anonymous_id:…`, `email:…`).")),
+    responses(
+        (status = 200, description = "The profile's segments.", body = ProfileSegmentsOut),
+        (status = 404, description = "No profile has that key.", body = ApiError),
+    ),
+)]
 pub async fn get_segments(
     _: RequireRole<ReadPersonal>,
     audit: AuditSlot,

@@ -10,10 +10,8 @@
 //! - `/v1/recommendations/rules/{name}`: the marketer's "bought A → recommend B" rules.
 
 use axum::Json;
-use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post, put};
 use missive_content::filters::{Filters, Pick};
 use missive_content::rules::Rule;
 use missive_core::{ErrorCode, Purpose};
@@ -22,21 +20,37 @@ use missive_sending::content::{Ask, ContentServiceError, Served};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{AuditSlot, Marketing, ReadPersonal, Reports, RequireRole};
-use crate::error::JsonBody;
+use crate::error::{JsonBody, Path, Query};
+use crate::openapi::ApiRouter;
 use crate::{ApiError, AppState};
+use utoipa::ToSchema;
+use utoipa_axum::routes;
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/recommendations", get(status))
-        .route("/v1/recommendations/train", post(train))
-        .route("/v1/recommendations/rules", get(list_rules))
-        .route(
-            "/v1/recommendations/rules/{name}",
-            put(put_rule).delete(delete_rule),
-        )
-        .route("/v1/profiles/{key}/recommendations", get(for_profile))
-        .route("/v1/products/{id}/similar", get(similar))
-        .route("/v1/products/{id}/bought-together", get(bought_together))
+pub(crate) fn router() -> ApiRouter {
+    crate::openapi::router()
+        .routes(routes!(status))
+        .routes(routes!(train))
+        .routes(routes!(list_rules))
+        .routes(routes!(put_rule, delete_rule))
+        .routes(routes!(for_profile))
+        .routes(routes!(similar))
+        .routes(routes!(bought_together))
+}
+
+/// The marketer's rules.
+#[derive(Serialize, ToSchema)]
+#[schema(as = RecommendationRules)]
+struct RulesOut {
+    rules: Vec<RuleOut>,
+}
+
+/// A rule saved.
+#[derive(Serialize, ToSchema)]
+#[schema(as = RecommendationRuleSaved)]
+struct RuleSaved {
+    name: String,
+    version: i64,
+    updated_at: chrono::DateTime<chrono::Utc>,
 }
 
 impl From<RecsError> for ApiError {
@@ -54,7 +68,8 @@ impl From<RecsError> for ApiError {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = RecommendationModel)]
 struct TrainedOut {
     version: u64,
     trained_at: chrono::DateTime<chrono::Utc>,
@@ -79,6 +94,10 @@ fn trained_out(m: &missive_engine::recs::RecsModel) -> TrainedOut {
     }
 }
 
+#[utoipa::path(post, path = "/v1/recommendations/train", tag = "recommendations", operation_id = "train_recommendations", summary = "Train the recommendations now",
+    description = "Every learned strategy, on the product events of people with `personalization` consent and the catalogue; the result is served at once.",
+    responses((status = 200, description = "The new model.", body = TrainedOut),
+        (status = 409, description = "A training is running (`model_busy`), or there is nothing to learn from (`recommendations_not_trained`).", body = ApiError)))]
 async fn train(
     _: RequireRole<Marketing>,
     State(state): State<AppState>,
@@ -89,7 +108,8 @@ async fn train(
     Ok(Json(trained_out(&m)))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = RecommendationStatus)]
 struct StatusOut {
     /// The model served, if one is trained.
     served: Option<TrainedOut>,
@@ -99,6 +119,8 @@ struct StatusOut {
     last_failure: Option<missive_engine::recs::Failure>,
 }
 
+#[utoipa::path(get, path = "/v1/recommendations", tag = "recommendations", operation_id = "get_recommendations_status", summary = "What is served and what is training",
+    responses((status = 200, description = "The served model, the training under way and the last failure.", body = StatusOut)))]
 async fn status(_: RequireRole<Reports>, State(state): State<AppState>) -> Json<StatusOut> {
     let recs = state.content.recs();
     Json(StatusOut {
@@ -108,13 +130,21 @@ async fn status(_: RequireRole<Reports>, State(state): State<AppState>) -> Json<
     })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RecsParams {
+    /// `for_you`, `rules`, `popular`, `item2item`, `als`, `content` or `hybrid` (default).
+    /// Only for a person's list.
     strategy: Option<String>,
+    /// How many (default 10; 1 to 100).
     limit: Option<usize>,
+    /// At most this many of one category (overrides the configured filter).
     max_per_category: Option<usize>,
+    /// Only products at or above this price.
     price_min: Option<f64>,
+    /// Only products at or below this price.
     price_max: Option<f64>,
+    /// How much a product's margin raises it (0 to 1).
     margin_boost: Option<f64>,
 }
 
@@ -143,7 +173,8 @@ impl RecsParams {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = RecommendedProduct)]
 struct Recommended {
     product_id: String,
     title: String,
@@ -178,7 +209,8 @@ fn recommended(p: Pick) -> Recommended {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = Recommendations)]
 struct RecsOut {
     strategy: Served,
     /// The learned model's version and training time, when one is served.
@@ -223,6 +255,12 @@ fn served_error(e: ContentServiceError) -> ApiError {
     }
 }
 
+#[utoipa::path(get, path = "/v1/profiles/{key}/recommendations", tag = "recommendations", operation_id = "recommend_for_profile", summary = "A person's recommendations",
+    description = "Their top products with a reason each, through the business filters. Without `personalization` consent, nothing is chosen from their history (`note` says so).",
+    params(("key" = String, Path, description = "A profile id, user id, anonymous id or e-mail address."), RecsParams),
+    responses((status = 200, description = "The list.", body = RecsOut), (status = 400, description = "A parameter is not valid (`invalid_value`, with `field`).", body = ApiError),
+        (status = 404, description = "No profile has that key.", body = ApiError),
+        (status = 409, description = "A learned strategy is asked for and none is trained (`recommendations_not_trained`).", body = ApiError)))]
 async fn for_profile(
     _: RequireRole<ReadPersonal>,
     audit: AuditSlot,
@@ -285,6 +323,11 @@ fn product_list(state: &AppState, params: &RecsParams) -> Result<(usize, Filters
     ))
 }
 
+#[utoipa::path(get, path = "/v1/products/{id}/similar", tag = "recommendations", operation_id = "similar_products", summary = "Products like this one",
+    params(("id" = String, Path, description = "The product's id."), RecsParams),
+    responses((status = 200, description = "The list.", body = RecsOut), (status = 400, description = "A parameter is not valid (`invalid_value`, with `field`).", body = ApiError),
+        (status = 404, description = "No product has that id.", body = ApiError),
+        (status = 409, description = "Recommendations are not trained (`recommendations_not_trained`).", body = ApiError)))]
 async fn similar(
     _: RequireRole<Reports>,
     State(state): State<AppState>,
@@ -304,6 +347,11 @@ async fn similar(
     )))
 }
 
+#[utoipa::path(get, path = "/v1/products/{id}/bought-together", tag = "recommendations", operation_id = "bought_together", summary = "Products bought with this one",
+    params(("id" = String, Path, description = "The product's id."), RecsParams),
+    responses((status = 200, description = "The list.", body = RecsOut), (status = 400, description = "A parameter is not valid (`invalid_value`, with `field`).", body = ApiError),
+        (status = 404, description = "No product has that id.", body = ApiError),
+        (status = 409, description = "Recommendations are not trained (`recommendations_not_trained`).", body = ApiError)))]
 async fn bought_together(
     _: RequireRole<Reports>,
     State(state): State<AppState>,
@@ -322,17 +370,20 @@ async fn bought_together(
     )))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = RecommendationRuleView)]
 struct RuleOut {
     name: String,
     #[serde(flatten)]
     rule: Rule,
 }
 
+#[utoipa::path(get, path = "/v1/recommendations/rules", tag = "recommendations", operation_id = "list_recommendation_rules", summary = "List the rules",
+    responses((status = 200, description = "Every \"bought A → recommend B\" rule.", body = RulesOut)))]
 async fn list_rules(
     _: RequireRole<Reports>,
     State(state): State<AppState>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<RulesOut>, ApiError> {
     let rules: Vec<RuleOut> = state
         .content
         .rules()
@@ -343,24 +394,33 @@ async fn list_rules(
             rule: rule.clone(),
         })
         .collect();
-    Ok(Json(serde_json::json!({ "rules": rules })))
+    Ok(Json(RulesOut { rules }))
 }
 
+#[utoipa::path(put, path = "/v1/recommendations/rules/{name}", tag = "recommendations", operation_id = "put_recommendation_rule", summary = "Create or replace a rule",
+    params(("name" = String, Path, description = "The rule's name.")), request_body = Rule,
+    responses((status = 200, description = "Saved.", body = RuleSaved),
+        (status = 400, description = "Not the expected JSON, or an invalid rule (`invalid_value`, with `field`).", body = ApiError)))]
 async fn put_rule(
     _: RequireRole<Marketing>,
     State(state): State<AppState>,
     Path(name): Path<String>,
     JsonBody(rule): JsonBody<Rule>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<RuleSaved>, ApiError> {
     rule.validate()
         .map_err(|(field, why)| ApiError::bad_request(ErrorCode::InvalidValue, why).with_field(field))?;
     let now = state.engine.clock().now();
     let version = state.content.put_rule(&name, &rule, now).await?;
-    Ok(Json(
-        serde_json::json!({ "name": name, "version": version, "updated_at": now }),
-    ))
+    Ok(Json(RuleSaved {
+        name,
+        version,
+        updated_at: now,
+    }))
 }
 
+#[utoipa::path(delete, path = "/v1/recommendations/rules/{name}", tag = "recommendations", operation_id = "delete_recommendation_rule", summary = "Delete a rule",
+    params(("name" = String, Path, description = "The rule's name.")),
+    responses((status = 204, description = "Deleted."), (status = 404, description = "No rule has that name.", body = ApiError)))]
 async fn delete_rule(
     _: RequireRole<Marketing>,
     State(state): State<AppState>,

@@ -5,38 +5,32 @@
 //! withdraw the declaration (docs/segments.md, "The schema").
 
 use axum::Json;
-use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, put};
 use missive_core::ErrorCode;
 use missive_core::schema::{FieldKey, FieldKind, FieldType, SchemaField};
 use missive_engine::schema::DeclareError;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{Marketing, Reports, RequireRole};
+use crate::error::{Path, RawBody};
+use crate::openapi::ApiRouter;
 use crate::{ApiError, AppState};
+use utoipa::ToSchema;
+use utoipa_axum::routes;
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/schema", get(show))
-        .route(
-            "/v1/schema/traits/{name}",
-            put(declare_trait).delete(undeclare_trait),
-        )
-        .route(
-            "/v1/schema/events/{event}",
-            put(declare_event).delete(undeclare_event),
-        )
-        .route(
-            "/v1/schema/events/{event}/properties/{name}",
-            put(declare_property).delete(undeclare_property),
-        )
+pub(crate) fn router() -> ApiRouter {
+    crate::openapi::router()
+        .routes(routes!(show))
+        .routes(routes!(declare_trait, undeclare_trait))
+        .routes(routes!(declare_event, undeclare_event))
+        .routes(routes!(declare_property, undeclare_property))
 }
 
 /// A trait or property, with the type segments check it as (`null`: any).
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = SchemaFieldView)]
 struct FieldOut {
     #[serde(flatten)]
     field: SchemaField,
@@ -53,20 +47,31 @@ impl From<SchemaField> for FieldOut {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = SchemaEventView)]
 struct EventOut {
     #[serde(flatten)]
     field: SchemaField,
     properties: Vec<FieldOut>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = WorkspaceSchema)]
 pub struct SchemaOut {
     traits: Vec<FieldOut>,
     events: Vec<EventOut>,
 }
 
 /// `GET /v1/schema`: every trait and event, each event with its properties.
+#[utoipa::path(
+    get,
+    path = "/v1/schema",
+    tag = "schema",
+    operation_id = "get_schema",
+    summary = "List the workspace's traits, events and properties",
+    description = "Every field known from data, declarations and Segment's spec, with the type segments check it as.",
+    responses((status = 200, description = "The schema.", body = SchemaOut)),
+)]
 pub async fn show(
     _: RequireRole<Reports>,
     State(state): State<AppState>,
@@ -95,8 +100,9 @@ pub async fn show(
 }
 
 /// The body of a declaration: `{"type": "number"}`, or `{}` (or none) for any type.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = FieldDeclaration)]
 struct DeclareIn {
     #[serde(rename = "type")]
     ty: Option<FieldType>,
@@ -115,7 +121,8 @@ fn declare_body(body: &Bytes) -> Result<DeclareIn, ApiError> {
     })
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = FieldDeclared)]
 pub struct DeclaredOut {
     kind: FieldKind,
     #[serde(skip_serializing_if = "String::is_empty")]
@@ -161,16 +168,43 @@ async fn undeclare(state: &AppState, key: FieldKey) -> Result<StatusCode, ApiErr
 }
 
 /// `PUT /v1/schema/traits/{name}`
+#[utoipa::path(
+    put,
+    path = "/v1/schema/traits/{name}",
+    tag = "schema",
+    operation_id = "declare_trait",
+    summary = "Declare a trait",
+    description = "Declares a trait (and its type) before data carries it, so that segments can name it.",
+    params(("name" = String, Path, description = "The trait.")),
+    request_body(content = Option<DeclareIn>, description = "`{\"type\": \"number\"}`, or `{}` (or no body) for any type."),
+    responses(
+        (status = 200, description = "Declared.", body = DeclaredOut),
+        (status = 400, description = "Not a declaration (`invalid_body`), or an invalid name (`invalid_value`).", body = ApiError),
+    ),
+)]
 pub async fn declare_trait(
     _: RequireRole<Marketing>,
     State(state): State<AppState>,
     Path(name): Path<String>,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Json<DeclaredOut>, ApiError> {
     declare(&state, FieldKey::trait_(name), &body).await
 }
 
 /// `DELETE /v1/schema/traits/{name}`
+#[utoipa::path(
+    delete,
+    path = "/v1/schema/traits/{name}",
+    tag = "schema",
+    operation_id = "undeclare_trait",
+    summary = "Withdraw a trait declaration",
+    description = "Withdraws the declaration.",
+    params(("name" = String, Path, description = "The trait.")),
+    responses(
+        (status = 204, description = "The declaration is withdrawn (what data shows stays)."),
+        (status = 404, description = "Not declared.", body = ApiError),
+    ),
+)]
 pub async fn undeclare_trait(
     _: RequireRole<Marketing>,
     State(state): State<AppState>,
@@ -180,16 +214,43 @@ pub async fn undeclare_trait(
 }
 
 /// `PUT /v1/schema/events/{event}`
+#[utoipa::path(
+    put,
+    path = "/v1/schema/events/{event}",
+    tag = "schema",
+    operation_id = "declare_event",
+    summary = "Declare an event",
+    description = "Declares a track event before data carries it.",
+    params(("event" = String, Path, description = "The track event's name.")),
+    request_body(content = Option<DeclareIn>, description = "`{\"type\": \"number\"}`, or `{}` (or no body) for any type."),
+    responses(
+        (status = 200, description = "Declared.", body = DeclaredOut),
+        (status = 400, description = "Not a declaration (`invalid_body`), or an invalid name (`invalid_value`).", body = ApiError),
+    ),
+)]
 pub async fn declare_event(
     _: RequireRole<Marketing>,
     State(state): State<AppState>,
     Path(event): Path<String>,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Json<DeclaredOut>, ApiError> {
     declare(&state, FieldKey::event(event), &body).await
 }
 
 /// `DELETE /v1/schema/events/{event}`
+#[utoipa::path(
+    delete,
+    path = "/v1/schema/events/{event}",
+    tag = "schema",
+    operation_id = "undeclare_event",
+    summary = "Withdraw an event declaration",
+    description = "Withdraws the declaration.",
+    params(("event" = String, Path, description = "The track event's name.")),
+    responses(
+        (status = 204, description = "The declaration is withdrawn (what data shows stays)."),
+        (status = 404, description = "Not declared.", body = ApiError),
+    ),
+)]
 pub async fn undeclare_event(
     _: RequireRole<Marketing>,
     State(state): State<AppState>,
@@ -199,16 +260,43 @@ pub async fn undeclare_event(
 }
 
 /// `PUT /v1/schema/events/{event}/properties/{name}`
+#[utoipa::path(
+    put,
+    path = "/v1/schema/events/{event}/properties/{name}",
+    tag = "schema",
+    operation_id = "declare_property",
+    summary = "Declare an event property",
+    description = "Declares a property of a track event (and its type) before data carries it.",
+    params(("event" = String, Path, description = "The track event's name."), ("name" = String, Path, description = "The property (a path such as `items.price`).")),
+    request_body(content = Option<DeclareIn>, description = "`{\"type\": \"number\"}`, or `{}` (or no body) for any type."),
+    responses(
+        (status = 200, description = "Declared.", body = DeclaredOut),
+        (status = 400, description = "Not a declaration (`invalid_body`), or an invalid name (`invalid_value`).", body = ApiError),
+    ),
+)]
 pub async fn declare_property(
     _: RequireRole<Marketing>,
     State(state): State<AppState>,
     Path((event, name)): Path<(String, String)>,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Json<DeclaredOut>, ApiError> {
     declare(&state, FieldKey::property(event, name), &body).await
 }
 
 /// `DELETE /v1/schema/events/{event}/properties/{name}`
+#[utoipa::path(
+    delete,
+    path = "/v1/schema/events/{event}/properties/{name}",
+    tag = "schema",
+    operation_id = "undeclare_property",
+    summary = "Withdraw a property declaration",
+    description = "Withdraws the declaration.",
+    params(("event" = String, Path, description = "The track event's name."), ("name" = String, Path, description = "The property (a path such as `items.price`).")),
+    responses(
+        (status = 204, description = "The declaration is withdrawn (what data shows stays)."),
+        (status = 404, description = "Not declared.", body = ApiError),
+    ),
+)]
 pub async fn undeclare_property(
     _: RequireRole<Marketing>,
     State(state): State<AppState>,

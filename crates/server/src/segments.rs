@@ -2,42 +2,58 @@
 //! sample, without saving it.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use missive_core::ErrorCode;
 use missive_engine::segments::{PreviewError, SegmentServiceError, delete_segment, save_segment};
 use missive_segment::Segment;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{Marketing, ReadPersonal, Reports, RequireRole};
-use crate::error::JsonBody;
+use crate::error::{JsonBody, Path, Query};
+use crate::openapi::ApiRouter;
 use crate::{ApiError, AppState};
-
-use axum::Router;
-use axum::routing::{get, post};
+use utoipa::ToSchema;
+use utoipa_axum::routes;
 
 /// Saved segments, previews and members.
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/segments", post(save).get(list))
-        .route("/v1/segments/preview", post(preview_segment))
-        .route("/v1/segments/{name}", axum::routing::delete(delete).get(get_one))
-        .route("/v1/segments/{name}/members", get(members))
+pub(crate) fn router() -> ApiRouter {
+    crate::openapi::router()
+        .routes(routes!(save, list))
+        .routes(routes!(preview_segment))
+        .routes(routes!(delete, get_one))
+        .routes(routes!(members))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = SegmentPreviewIn)]
 pub struct PreviewIn {
+    /// In missive's segment language (docs/segments.md).
     expression: String,
     /// Profiles to return as a sample (default 10, at most 100).
     sample: Option<usize>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = SegmentPreview)]
 pub struct PreviewOut {
     count: u64,
     scanned: u64,
     sample: Vec<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/segments/preview",
+    tag = "segments",
+    operation_id = "preview_segment",
+    summary = "Count who an expression would hold",
+    description = "Evaluates an expression over every profile without saving it, with a sample of members.",
+    request_body = PreviewIn,
+    responses(
+        (status = 200, description = "How many profiles match, of how many.", body = PreviewOut),
+        (status = 400, description = "Not the expected JSON, or the expression does not parse (`segment_parse_error`, with `at`) or type-check (`segment_type_error`), or names an unknown segment (`segment_dependency_error`).", body = ApiError),
+    ),
+)]
 pub async fn preview_segment(
     _: RequireRole<Marketing>,
     State(state): State<AppState>,
@@ -70,13 +86,17 @@ pub async fn preview_segment(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = SegmentIn)]
 pub struct SegmentIn {
+    /// Letters, digits, `_` and `-`.
     name: String,
+    /// In missive's segment language (docs/segments.md).
     expression: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = SegmentOut)]
 pub struct SegmentOut {
     name: String,
     expression: String,
@@ -103,7 +123,8 @@ impl From<missive_store::SegmentRecord> for SegmentOut {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = SegmentSaved)]
 pub struct SavedOut {
     name: String,
     expression: String,
@@ -133,6 +154,19 @@ pub(crate) fn service_error(e: SegmentServiceError) -> ApiError {
 }
 
 /// `POST /v1/segments`: creates or replaces a segment and backfills its members.
+#[utoipa::path(
+    post,
+    path = "/v1/segments",
+    tag = "segments",
+    operation_id = "save_segment",
+    summary = "Create or replace a segment",
+    description = "Saves the segment and evaluates every profile against it before answering.",
+    request_body = SegmentIn,
+    responses(
+        (status = 201, description = "Saved, with how many profiles were evaluated.", body = SavedOut),
+        (status = 400, description = "Not the expected JSON, or the expression does not parse (`segment_parse_error`, with `at`) or type-check (`segment_type_error`), or names an unknown segment (`segment_dependency_error`).", body = ApiError),
+    ),
+)]
 pub async fn save(
     _: RequireRole<Marketing>,
     State(state): State<AppState>,
@@ -152,6 +186,14 @@ pub async fn save(
 }
 
 /// `GET /v1/segments`
+#[utoipa::path(
+    get,
+    path = "/v1/segments",
+    tag = "segments",
+    operation_id = "list_segments",
+    summary = "List the saved segments",
+    responses((status = 200, description = "Every saved segment.", body = Vec<SegmentOut>)),
+)]
 pub async fn list(
     _: RequireRole<Reports>,
     State(state): State<AppState>,
@@ -161,6 +203,19 @@ pub async fn list(
 }
 
 /// `DELETE /v1/segments/{name}`
+#[utoipa::path(
+    delete,
+    path = "/v1/segments/{name}",
+    tag = "segments",
+    operation_id = "delete_segment",
+    summary = "Delete a segment",
+    params(("name" = String, Path, description = "The segment's name.")),
+    responses(
+        (status = 204, description = "Deleted."),
+        (status = 404, description = "No segment has that name.", body = ApiError),
+        (status = 409, description = "Another segment, a journey, a block or a broadcast uses it (`segment_in_use`).", body = ApiError),
+    ),
+)]
 pub async fn delete(
     _: RequireRole<Marketing>,
     State(state): State<AppState>,
@@ -172,13 +227,17 @@ pub async fn delete(
     Ok(axum::http::StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct MembersParams {
+    /// The `next` of the previous page (a profile id).
     after: Option<String>,
+    /// At most this many (default 1,000; 1 to 10,000).
     limit: Option<u32>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = SegmentMembers)]
 pub struct MembersOut {
     members: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -186,6 +245,20 @@ pub struct MembersOut {
 }
 
 /// `GET /v1/segments/{name}/members?after=&limit=`
+#[utoipa::path(
+    get,
+    path = "/v1/segments/{name}/members",
+    tag = "segments",
+    operation_id = "list_segment_members",
+    summary = "List a segment's members",
+    description = "Profile ids, in id order.",
+    params(("name" = String, Path, description = "The segment's name."), MembersParams),
+    responses(
+        (status = 200, description = "A page of members; `next` is the `after` of the next page.", body = MembersOut),
+        (status = 400, description = "`limit` or `after` is not valid.", body = ApiError),
+        (status = 404, description = "No segment has that name.", body = ApiError),
+    ),
+)]
 pub async fn members(
     _: RequireRole<ReadPersonal>,
     State(state): State<AppState>,
@@ -223,6 +296,18 @@ pub async fn members(
 }
 
 /// `GET /v1/segments/{name}`
+#[utoipa::path(
+    get,
+    path = "/v1/segments/{name}",
+    tag = "segments",
+    operation_id = "get_segment",
+    summary = "Read a segment",
+    params(("name" = String, Path, description = "The segment's name.")),
+    responses(
+        (status = 200, description = "The segment.", body = SegmentOut),
+        (status = 404, description = "No segment has that name.", body = ApiError),
+    ),
+)]
 pub async fn get_one(
     _: RequireRole<Reports>,
     State(state): State<AppState>,

@@ -3,25 +3,36 @@
 //! it to Segment messages (`missive_sources`) and ingests them as a server key's would be.
 //! The sender's delivery id deduplicates its retries.
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use missive_core::ErrorCode;
 use missive_core::message::validate_message;
 use missive_sources::{Delivery, SourceError};
-use serde_json::{Value, json};
+use serde_json::Value;
 
+use crate::error::{Path, RawBody};
+use crate::openapi::ApiRouter;
 use crate::{ApiError, AppState};
 
 /// The largest body a source may send (Shopify's orders with many lines stay well below). The
 /// server's body limit (1 MiB) applies first.
 const MAX_BODY: usize = 1024 * 1024;
 
-pub(crate) fn router() -> Router<AppState> {
-    Router::new().route("/v1/sources/{name}", post(receive))
+pub(crate) fn router() -> ApiRouter {
+    crate::openapi::router().routes(utoipa_axum::routes!(receive))
+}
+
+/// What a delivery became.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[schema(as = SourceDeliveryResult)]
+pub struct Received {
+    /// Messages ingested from it.
+    accepted: usize,
+    /// Of those, how many were already stored (a retried delivery). Absent for WooCommerce's
+    /// unsigned ping.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    duplicates: Option<usize>,
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: Option<&str>) -> Option<&'a str> {
@@ -29,11 +40,22 @@ fn header<'a>(headers: &'a HeaderMap, name: Option<&str>) -> Option<&'a str> {
 }
 
 /// `POST /v1/sources/{name}`: 200 with how many messages were ingested.
+#[utoipa::path(post, path = "/v1/sources/{name}", tag = "sources", operation_id = "receive_source_delivery", summary = "Receive a source's webhook",
+    description = "A shop's or another service's webhook (Shopify, WooCommerce, a consent platform, a generic mapping; docs/integrations.md). No API key: the body is signed with the source's secret, in the header the source names (`X-Shopify-Hmac-Sha256`, `X-WC-Webhook-Signature`, `X-Missive-Signature`). Mapped to Segment messages and ingested; the sender's delivery id deduplicates its retries.",
+    params(("name" = String, Path, description = "The source's name (`[sources.NAME]` in the configuration).")),
+    request_body(content = Value, description = "The source's payload, as it sends it."),
+    security(()),
+    responses((status = 200, description = "Ingested.", body = Received),
+        (status = 400, description = "The body is not JSON.", body = ApiError),
+        (status = 401, description = "The signature is missing or does not match (`source_signature`).", body = ApiError),
+        (status = 404, description = "No source has that name.", body = ApiError),
+        (status = 413, description = "The body is larger than 1 MiB.", body = ApiError),
+        (status = 422, description = "The topic is not one the source maps (`source_topic`), or the payload cannot be mapped (`source_unmapped`).", body = ApiError)))]
 pub async fn receive(
     State(state): State<AppState>,
     Path(name): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
     let Some(source) = state.sources.get(&name) else {
         return Err(ApiError::not_found(format!(
@@ -55,7 +77,11 @@ pub async fn receive(
             .strip_prefix(b"webhook_id=")
             .is_some_and(|rest| !rest.is_empty() && rest.iter().all(u8::is_ascii_digit))
     {
-        return Ok((StatusCode::OK, axum::Json(json!({"accepted": 0}))).into_response());
+        let ping = Received {
+            accepted: 0,
+            duplicates: None,
+        };
+        return Ok((StatusCode::OK, axum::Json(ping)).into_response());
     }
     let delivery = Delivery {
         source: &name,
@@ -123,7 +149,10 @@ pub async fn receive(
         .increment(1);
     Ok((
         StatusCode::OK,
-        axum::Json(json!({"accepted": accepted, "duplicates": outcome.duplicates})),
+        axum::Json(Received {
+            accepted,
+            duplicates: Some(outcome.duplicates),
+        }),
     )
         .into_response())
 }

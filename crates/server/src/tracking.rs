@@ -4,7 +4,7 @@
 //! Clicked`, `Email Opened`, `Unsubscribed`. `GET /v1/messages/{id}` reports a message's
 //! opens, clicks and the purchases attributed to it.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use chrono::{DateTime, Utc};
@@ -14,15 +14,17 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::auth::{AuditSlot, ReadPersonal, RequireRole};
+use crate::error::Path;
+use crate::openapi::ApiRouter;
 use crate::{ApiError, AppState};
 
-use axum::Router;
 use axum::routing::get;
 
-/// Message reports, tracked links, the open pixel and one-click unsubscribe.
-pub(crate) fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/messages/{id}", get(message_report))
+/// Message reports (described in the API), tracked links, the open pixel and one-click
+/// unsubscribe (for recipients, not part of the API).
+pub(crate) fn router() -> ApiRouter {
+    crate::openapi::router()
+        .routes(utoipa_axum::routes!(message_report))
         .route("/t/c/{token}", get(click))
         .route("/t/o/{token}", get(open))
         .route("/u/{token}", get(unsubscribe_page).post(unsubscribe))
@@ -43,7 +45,10 @@ fn not_found() -> Response {
         .into_response()
 }
 
-pub async fn click(State(state): State<AppState>, Path(token): Path<String>) -> Response {
+pub async fn click(
+    State(state): State<AppState>,
+    axum::extract::Path(token): axum::extract::Path<String>,
+) -> Response {
     let Some(sender) = &state.sender else {
         return not_found();
     };
@@ -69,7 +74,10 @@ pub async fn click(State(state): State<AppState>, Path(token): Path<String>) -> 
     }
 }
 
-pub async fn open(State(state): State<AppState>, Path(token): Path<String>) -> Response {
+pub async fn open(
+    State(state): State<AppState>,
+    axum::extract::Path(token): axum::extract::Path<String>,
+) -> Response {
     let pixel = (
         [
             (header::CONTENT_TYPE, "image/gif"),
@@ -94,7 +102,10 @@ pub async fn open(State(state): State<AppState>, Path(token): Path<String>) -> R
 }
 
 /// The page a recipient lands on from the unsubscribe link: one button, no JavaScript.
-pub async fn unsubscribe_page(State(state): State<AppState>, Path(token): Path<String>) -> Response {
+pub async fn unsubscribe_page(
+    State(state): State<AppState>,
+    axum::extract::Path(token): axum::extract::Path<String>,
+) -> Response {
     let Some(sender) = &state.sender else {
         return not_found();
     };
@@ -110,7 +121,10 @@ pub async fn unsubscribe_page(State(state): State<AppState>, Path(token): Path<S
 }
 
 /// One-click unsubscribe (RFC 8058) and the page's button: withdraws marketing consent.
-pub async fn unsubscribe(State(state): State<AppState>, Path(token): Path<String>) -> Response {
+pub async fn unsubscribe(
+    State(state): State<AppState>,
+    axum::extract::Path(token): axum::extract::Path<String>,
+) -> Response {
     let Some(sender) = &state.sender else {
         return not_found();
     };
@@ -135,7 +149,8 @@ pub async fn unsubscribe(State(state): State<AppState>, Path(token): Path<String
         .into_response()
 }
 
-#[derive(Debug, Serialize)]
+/// A message's fate and what it led to.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct MessageReport {
     id: String,
     profile_id: String,
@@ -154,7 +169,11 @@ pub struct MessageReport {
     revenue: f64,
 }
 
-/// A message's fate and what it led to.
+#[utoipa::path(get, path = "/v1/messages/{id}", tag = "messages", operation_id = "get_message_report", summary = "A message's fate and what it led to",
+    description = "Its state and attempts, opens, clicks, and the purchases attributed to it (within the attribution window after the first click).",
+    params(("id" = String, Path, description = "The message's id.")),
+    responses((status = 200, description = "The report.", body = MessageReport),
+        (status = 404, description = "No message has that id.", body = ApiError)))]
 pub async fn message_report(
     _: RequireRole<ReadPersonal>,
     audit: AuditSlot,

@@ -16,8 +16,9 @@ pub const DEFAULT_RATE_PER_SECOND: u32 = 50;
 pub const DEFAULT_ROTATION_OVERLAP_HOURS: i64 = 24;
 
 /// What an endpoint is sent about people beyond their profile id.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = WebhookPersonalData)]
 pub struct PersonalData {
     /// The consent purpose that must cover the person (`third_party_enrichment`, or another
     /// documented in docs/privacy.md); people without it are sent without personal data.
@@ -68,8 +69,9 @@ pub struct Endpoint {
 }
 
 /// What a client sends to create or replace an endpoint. `Debug` does not show the secret.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = WebhookEndpointIn)]
 pub struct EndpointIn {
     pub name: String,
     pub url: String,

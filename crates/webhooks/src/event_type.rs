@@ -3,7 +3,10 @@
 use serde::{Deserialize, Serialize};
 
 /// What happened, as an endpoint subscribes to it and as a payload's `type` names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
+#[schema(as = WebhookEventType)]
 pub enum EventType {
     #[serde(rename = "segment.entered")]
     SegmentEntered,

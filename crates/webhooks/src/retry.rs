@@ -76,8 +76,9 @@ pub struct Health {
 }
 
 /// The breaker's state, for the API.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = WebhookBreakerState)]
 pub enum BreakerState {
     Closed,
     Open,

@@ -24,7 +24,7 @@ pub use history::{CompactProperties, HISTORY_PROPERTIES_MAX_BYTES, HistoryEntry,
 pub const ORDER_COMPLETED: &str = "Order Completed";
 
 /// Whether a trait was collected by the retailer itself or bought/enriched from elsewhere.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TraitParty {
     #[default]
@@ -83,7 +83,7 @@ impl Identities {
 /// The segments a profile is in, and when each time-dependent one must be looked at again.
 /// The segment engine computes it; the profile keeps it so that it is checkpointed, versioned
 /// and replayed with everything else.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Membership {
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub segments: BTreeSet<String>,

@@ -41,7 +41,9 @@ pub const MAX_NAME_BYTES: usize = 200;
 pub const MAX_FIELDS: usize = 10_000;
 
 /// The type of a trait or property value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 #[repr(u8)]
 pub enum FieldType {
@@ -176,7 +178,9 @@ impl<'de> Deserialize<'de> for TypeSet {
 }
 
 /// What a schema field names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum FieldKind {
     /// A trait of a profile (`traits.NAME`).
@@ -239,7 +243,7 @@ impl FieldKey {
 }
 
 /// What ingest saw of a field.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Observed {
     /// The types its values had (empty for an event name, which has no value).
     pub types: TypeSet,
@@ -286,7 +290,7 @@ impl Observed {
 }
 
 /// One field of the schema, from all three sources.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct SchemaField {
     pub kind: FieldKind,
     #[serde(skip_serializing_if = "String::is_empty")]
@@ -302,7 +306,7 @@ pub struct SchemaField {
 }
 
 /// A field the operator declared before (or regardless of) data.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Declared {
     /// `None`: any type (an event name has none).
     #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
@@ -311,7 +315,7 @@ pub struct Declared {
 }
 
 /// The spec's type of a field, `None` for an event name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct SpecType {
     #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
     pub ty: Option<FieldType>,

@@ -159,7 +159,8 @@ pub struct ClvRequest {
 }
 
 /// What training reports.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = ModelTrained)]
 pub struct Trained {
     pub name: String,
     pub version: u32,

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::scorer::{ActiveModel, Scorer, ScoringSet};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ModelKind {
     Propensity,
@@ -20,7 +20,8 @@ pub enum ModelKind {
 }
 
 /// Where a version's training data came from.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = ModelTrainingData)]
 pub struct TrainingData {
     /// Features as of this instant.
     pub cutoff: DateTime<Utc>,
@@ -101,7 +102,8 @@ pub struct TrainSpec {
 }
 
 /// When a model is scored and trained again by itself.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = ModelSchedule)]
 pub struct Schedule {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub score_every_hours: Option<u32>,
@@ -110,7 +112,7 @@ pub struct Schedule {
 }
 
 /// A model's registry entry.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ModelEntry {
     pub name: String,
     pub kind: ModelKind,

@@ -14,7 +14,8 @@ use statrs::distribution::{ContinuousCDF, StudentsT};
 use super::{StatsError, finite, invalid, normal, not_enough};
 
 /// Count, mean, sample variance and skewness of one group.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = MeanSummary)]
 pub struct Summary {
     pub n: u64,
     pub mean: f64,

@@ -38,7 +38,8 @@ fn invalid(field: &'static str, why: impl Into<String>) -> StatsError {
 }
 
 /// `x` successes out of `n` units: checked (`x <= n`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(as = StatsCounts)]
 pub struct Counts {
     pub successes: u64,
     pub units: u64,
@@ -67,7 +68,8 @@ impl Counts {
 }
 
 /// A two-sided interval.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = StatsInterval)]
 pub struct Interval {
     pub low: f64,
     pub high: f64,

@@ -12,7 +12,7 @@ use super::{StatsError, invalid, not_enough};
 /// Below this p-value, the split is flagged and the results marked untrustworthy.
 pub const THRESHOLD: f64 = 0.001;
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct SampleRatio {
     pub statistic: f64,
     pub p_value: f64,

@@ -130,7 +130,7 @@ fn marketing_default() -> bool {
 }
 
 /// A product that was not saved, and why.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RejectedProduct {
     pub index: usize,
     pub id: Option<String>,
@@ -138,7 +138,7 @@ pub struct RejectedProduct {
 }
 
 /// The event a preview renders with.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PreviewEvent {
     pub name: String,
     #[serde(default)]
@@ -162,14 +162,15 @@ pub(crate) fn preview_journey(
 }
 
 /// The experiment a send belongs to.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[schema(as = PreviewExperiment)]
 pub struct Experiment {
     pub name: String,
     pub variant: String,
 }
 
 /// What a preview or lint renders with besides the profile.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 pub struct PreviewOptions {
     /// The triggering event; default for previews: the profile's latest track event.
     #[serde(default)]
@@ -187,7 +188,8 @@ pub struct PreviewOptions {
 }
 
 /// A rendered preview with what went into it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = TemplatePreview)]
 pub struct Preview {
     pub template: String,
     pub version: i64,

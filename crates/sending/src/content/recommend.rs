@@ -59,6 +59,28 @@ impl serde::Serialize for Served {
     }
 }
 
+impl utoipa::PartialSchema for Served {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::Schema> {
+        missive_core::api_schema::string(
+            "Which list: the marketer's rules with fallbacks, or one learned strategy.",
+            Some(vec![
+                "for_you",
+                "rules",
+                "popular",
+                "item2item",
+                "als",
+                "content",
+                "hybrid",
+            ]),
+        )
+    }
+}
+impl utoipa::ToSchema for Served {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "RecommendationList".into()
+    }
+}
+
 /// A person's events as recommendations read them: (name, properties, time), any order.
 pub type PersonEvent<'a> = (
     &'a str,

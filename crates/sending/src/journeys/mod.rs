@@ -65,7 +65,7 @@ pub enum JourneyError {
 }
 
 /// What one pass of the runner did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct RunStats {
     pub events: u64,
     pub started: u64,

@@ -64,7 +64,7 @@ pub enum WebhookError {
 }
 
 /// An endpoint as the API shows it: no secrets, with where its delivery stands.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct EndpointView {
     pub name: String,
     pub url: String,
@@ -86,7 +86,7 @@ pub struct EndpointView {
 }
 
 /// A new endpoint, or a rotation: the secret is shown this once (`Debug` does not show it).
-#[derive(Clone, Serialize)]
+#[derive(Clone, Serialize, utoipa::ToSchema)]
 pub struct WithSecret {
     #[serde(flatten)]
     pub endpoint: EndpointView,

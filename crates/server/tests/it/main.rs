@@ -14,6 +14,7 @@ mod experiments;
 mod hardening;
 mod ingest;
 mod models;
+mod openapi;
 mod preferences;
 mod privacy;
 mod profiles;

@@ -83,7 +83,7 @@ pub struct ApiKeyRecord {
 
 /// One line of the append-only audit log: who did what to what, when, with what outcome.
 /// It never holds personal data: targets are profile ids, names of documents, key ids.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct AuditEntry {
     /// Assigned by the store, increasing.
     pub seq: i64,

@@ -136,7 +136,7 @@ pub struct Suppression {
 }
 
 /// Messages of one source by status, and why those not sent were not.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct OutboxCounts {
     pub queued: u64,
     /// Of the queued, those a send-time rule put off (quiet hours).

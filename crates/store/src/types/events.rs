@@ -5,7 +5,7 @@ use missive_core::{EventKind, IdentityKey, MessageId, Profile, ProfileDiff, Prof
 use serde::Serialize;
 
 /// What an erasure deleted.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ErasureCounts {
     pub profiles: u64,
     pub events: u64,
