@@ -197,7 +197,7 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Serve { listen } => serve::run(config, listen).await,
+            Command::Serve { listen } => serve::run(config, listen, None).await,
             Command::Demo(args) => demo::run(config, args).await,
             Command::Import(args) => import::run(config, args).await,
             Command::Segment { what } => segment::run(config, what).await,

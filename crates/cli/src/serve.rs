@@ -11,7 +11,13 @@ use missive_server::app::{App, SenderParts};
 use crate::config::Config;
 use crate::stores::open_store_with_keys;
 
-pub async fn run(cfg: Config, listen: Option<String>) -> anyhow::Result<()> {
+/// Serves until a signal; `on_listening` is told the address (`http://127.0.0.1:8080`) once
+/// bound.
+pub async fn run(
+    cfg: Config,
+    listen: Option<String>,
+    on_listening: Option<tokio::sync::oneshot::Sender<String>>,
+) -> anyhow::Result<()> {
     let addr = cfg.validate_listen(listen.as_deref().unwrap_or(&cfg.listen))?;
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating the data directory {}", cfg.data_dir.display()))?;
@@ -107,6 +113,9 @@ pub async fn run(cfg: Config, listen: Option<String>) -> anyhow::Result<()> {
         let mut out = std::io::stdout().lock();
         out.write_all(banner.as_bytes())?;
         out.flush()?;
+    }
+    if let Some(tx) = on_listening {
+        let _ = tx.send(format!("{scheme}://{local}"));
     }
     let engine_config = cfg.engine_config();
     tracing::info!(

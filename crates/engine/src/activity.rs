@@ -8,6 +8,11 @@ use missive_core::EventKind;
 use missive_core::profile::{ORDER_COMPLETED, order_revenue};
 use missive_store::{ActivityCount, ActivityMetric, StoredEvent};
 
+/// The most one order adds to the revenue totals (ten billion in major units): a value past
+/// it is a client's mistake or abuse, and must not overflow an hour's total (the stores also
+/// saturate their sums).
+pub const MAX_ORDER_REVENUE_MINOR: i64 = 1_000_000_000_000;
+
 /// What `events` add to the hourly totals, one count per hour and metric.
 pub fn tally(events: &[StoredEvent]) -> Vec<ActivityCount> {
     let mut counts = Vec::with_capacity(events.len() + 4);
@@ -25,7 +30,10 @@ pub fn tally(events: &[StoredEvent]) -> Vec<ActivityCount> {
             ORDER_COMPLETED => {
                 add(ActivityMetric::Orders, 1);
                 if let Some(props) = e.body.get("properties").and_then(|p| p.as_object()) {
-                    add(ActivityMetric::RevenueMinor, order_revenue(props).0);
+                    add(
+                        ActivityMetric::RevenueMinor,
+                        order_revenue(props).0.clamp(0, MAX_ORDER_REVENUE_MINOR),
+                    );
                 }
             }
             _ => {}
@@ -120,6 +128,13 @@ mod tests {
             ev("Email Opened", EventKind::Track, at(10, 0), json!({})),
             ev("Email Link Clicked", EventKind::Track, at(10, 1), json!({})),
             ev("Email Delivered", EventKind::Track, at(10, 2), json!({})),
+            // Absurd revenue is capped, not summed into an overflow.
+            ev(
+                "Order Completed",
+                EventKind::Track,
+                at(11, 0),
+                json!({"products": [{"price": 1e15, "quantity": 1e6}]}),
+            ),
             // Not a track: counts as an event only.
             ev(
                 "Order Completed",
@@ -142,7 +157,11 @@ mod tests {
         assert_eq!(find(10, ActivityMetric::Clicked), Some(1));
         assert_eq!(find(10, ActivityMetric::Delivered), Some(1));
         assert_eq!(find(10, ActivityMetric::Orders), None);
-        assert_eq!(got.len(), 7, "one count per hour and metric: {got:?}");
+        assert_eq!(
+            find(11, ActivityMetric::RevenueMinor),
+            Some(MAX_ORDER_REVENUE_MINOR)
+        );
+        assert_eq!(got.len(), 10, "one count per hour and metric: {got:?}");
     }
 
     #[test]

@@ -11,8 +11,18 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
-/// Sends until the process ends; waits for the server first. Failures are logged, not fatal.
-pub async fn stream(base: String, credentials: PathBuf, seed: u64) {
+/// The shop the live events are about.
+pub struct Shop {
+    pub credentials: PathBuf,
+    pub seed: u64,
+    pub customers: usize,
+    pub styles: usize,
+}
+
+/// Sends to `base` (where the server listens) until the process ends; waits for the server
+/// first. Failures are logged, not fatal.
+pub async fn stream(base: String, shop: Shop) {
+    let credentials = shop.credentials.clone();
     let client = reqwest::Client::new();
     for _ in 0..600 {
         if client
@@ -33,12 +43,12 @@ pub async fn stream(base: String, credentials: PathBuf, seed: u64) {
         tracing::error!(file = %credentials.display(), "demo --live: no write key; no live events");
         return;
     };
-    let mut rng = StdRng::seed_from_u64(seed ^ 0x11fe);
+    let mut rng = StdRng::seed_from_u64(shop.seed ^ 0x11fe);
     let mut n = 0u64;
     let mut sent = 0u64;
     loop {
         let batch: Vec<Value> = (0..rng.random_range(3..12))
-            .flat_map(|_| tick(&mut rng, &mut n))
+            .flat_map(|_| tick(&mut rng, &mut n, &shop))
             .collect();
         sent += batch.len() as u64;
         match client
@@ -60,7 +70,7 @@ pub async fn stream(base: String, credentials: PathBuf, seed: u64) {
 }
 
 /// One person's moment on the site.
-fn tick(rng: &mut StdRng, n: &mut u64) -> Vec<Value> {
+fn tick(rng: &mut StdRng, n: &mut u64, shop: &Shop) -> Vec<Value> {
     *n += 1;
     let now = Utc::now().to_rfc3339();
     let id = |k: &str, n: u64| format!("live-{}-{k}-{n}", std::process::id());
@@ -73,8 +83,8 @@ fn tick(rng: &mut StdRng, n: &mut u64) -> Vec<Value> {
             json!({"type": "track", "userId": user, "event": "Signed Up", "messageId": id("su", *n), "timestamp": now}),
         ];
     }
-    let user = format!("cust-{:05}", rng.random_range(1..=2000));
-    let style = format!("st-{:04}", rng.random_range(1..=300));
+    let user = format!("cust-{:05}", rng.random_range(1..=shop.customers.max(1)));
+    let style = format!("st-{:04}", rng.random_range(1..=shop.styles.max(1)));
     let product =
         json!({"product_id": style, "price": rng.random_range(2..30) * 5, "quantity": 1, "currency": "EUR"});
     let mut out = vec![

@@ -55,6 +55,9 @@ pub struct DemoArgs {
 
 /// Where the demo's login is kept between runs.
 const LOGIN_FILE: &str = "demo-login.txt";
+/// Marks a directory as the demo's own (`building`, then `built`): only such a directory is
+/// ever rebuilt (deleted).
+const MARKER: &str = ".missive-demo";
 
 pub async fn run(cfg: Config, args: DemoArgs) -> anyhow::Result<()> {
     if cfg.store.is_some() {
@@ -66,17 +69,29 @@ pub async fn run(cfg: Config, args: DemoArgs) -> anyhow::Result<()> {
         anyhow::bail!("--customers must be at least 1 and --styles at least 20");
     }
     let dir = cfg.data_dir.clone();
-    let built = crate::sqlite_path(&dir).exists();
-    if built && args.rebuild {
-        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
-    }
-    if !built || args.rebuild {
-        build(&cfg, &args).await?;
-    } else {
-        println!(
-            "missive demo: serving the shop already built in {} (--rebuild starts again)",
+    let marker = std::fs::read_to_string(dir.join(MARKER)).ok();
+    let has_data = dir.exists() && std::fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_some());
+    if has_data && marker.is_none() {
+        // Never build into, nor delete, a directory the demo did not make: it may be real data.
+        anyhow::bail!(
+            "{} holds data that is not the demo's: give the demo a directory of its own (--data-dir), or none for ./missive-demo",
             dir.display()
         );
+    }
+    match marker.as_deref().map(str::trim) {
+        Some(_) if args.rebuild => {
+            std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+            build(&cfg, &args).await?;
+        }
+        Some("built") => println!(
+            "missive demo: serving the shop already built in {} (--rebuild starts again)",
+            dir.display()
+        ),
+        Some(_) => anyhow::bail!(
+            "the last build in {} stopped part-way: run `missive demo --rebuild`",
+            dir.display()
+        ),
+        None => build(&cfg, &args).await?,
     }
     let login = std::fs::read_to_string(dir.join(LOGIN_FILE)).unwrap_or_default();
     let addr = cfg.validate_listen(args.listen.as_deref().unwrap_or(&cfg.listen))?;
@@ -91,17 +106,31 @@ pub async fn run(cfg: Config, args: DemoArgs) -> anyhow::Result<()> {
     if args.no_serve {
         return Ok(());
     }
-    if args.live {
-        let credentials = dir.join("credentials.json");
-        tokio::spawn(live::stream(format!("http://{addr}"), credentials, args.seed));
-    }
-    crate::serve::run(cfg, args.listen).await
+    let listening = if args.live {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let shop = live::Shop {
+            credentials: dir.join("credentials.json"),
+            seed: args.seed,
+            customers: args.customers,
+            styles: args.styles,
+        };
+        tokio::spawn(async move {
+            if let Ok(base) = rx.await {
+                live::stream(base, shop).await;
+            }
+        });
+        Some(tx)
+    } else {
+        None
+    };
+    crate::serve::run(cfg, args.listen, listening).await
 }
 
 async fn build(cfg: &Config, args: &DemoArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let dir = &cfg.data_dir;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::write(dir.join(MARKER), "building\n")?;
     let (store, keyring) = open_store_with_keys(cfg).await?;
     let (_, new_keys) = ensure_workspace(&store)
         .await
@@ -212,6 +241,7 @@ async fn build(cfg: &Config, args: &DemoArgs) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("creating the marketer's key: {e}"))?;
     crate::serve::write_secret_file(&dir.join(LOGIN_FILE), format!("{}\n", secret.expose()).as_bytes())?;
     missive.shutdown().await;
+    std::fs::write(dir.join(MARKER), "built\n")?;
     println!(
         "  built in {:.0} s: {} customers, {events} events",
         started.elapsed().as_secs_f64(),

@@ -114,6 +114,8 @@ pub fn customer(
     let personalization = !declines_all && rng.random_bool(0.7);
     let profiling = !declines_all && rng.random_bool(0.45);
     let mut known = !anonymous_first;
+    // When the person signed up: the newsletter reaches them only after.
+    let mut known_since = known.then_some(joined);
     let mut n = 0u32;
     let mut id = |kind: &str| {
         n += 1;
@@ -208,6 +210,7 @@ pub fn customer(
         if !known && rng.random_bool(0.35) {
             known = true;
             at += TimeDelta::seconds(30);
+            known_since = Some(at);
             out.push(identify(at, id("signup"), traits.clone()));
             out.push(signed_up(at, id("signed-up")));
         }
@@ -281,7 +284,7 @@ pub fn customer(
                 .and_hms_opt(9, 0, 0)
                 .map_or(month, |d| d.and_utc());
             let message_id = format!("demo-nl-{}-{issue}", i + 1);
-            if known && at > joined {
+            if known_since.is_some_and(|k| at > k) {
                 let email_event = |name: &str, at: DateTime<Utc>, k: &str| Generated {
                     at,
                     message: json!({"type": "track", "userId": user_id, "event": name,

@@ -57,17 +57,53 @@ async fn the_demo_builds_the_shop_serves_it_and_streams_live_events() {
         "{stdout}"
     );
 
+    // A directory that is not the demo's is never built into nor deleted.
+    let other = root.path().join("real-data");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("missive.db"), b"precious").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_missive"))
+        .current_dir(root.path())
+        .args([
+            "demo",
+            "--rebuild",
+            "--no-serve",
+            "--customers",
+            "5",
+            "--data-dir",
+        ])
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not the demo's"),
+        "{out:?}"
+    );
+    assert_eq!(std::fs::read(other.join("missive.db")).unwrap(), b"precious");
+
     // Served, with live events.
     let mut child = Command::new(env!("CARGO_BIN_EXE_missive"))
         .current_dir(root.path())
         .args(["demo", "--live", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(&dir)
         .env("NO_COLOR", "1")
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // The live stream says when its batches are taken.
+    let (live_tx, live_rx) = std::sync::mpsc::channel();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            if line.contains("demo --live: events sent") {
+                let _ = live_tx.send(Ok(()));
+            } else if line.contains("demo --live") {
+                let _ = live_tx.send(Err(line));
+            }
+        }
+    });
     let lines = BufReader::new(child.stdout.take().unwrap());
     let mut base = None;
     let mut seen = Vec::new();
@@ -133,7 +169,11 @@ async fn the_demo_builds_the_shop_serves_it_and_streams_live_events() {
         ] {
             assert!(templates.contains(name), "{name}");
         }
-        // Live events arrive: the last day's event count grows.
+        // Live events are taken by the tracking API, and the last day's event count grows.
+        let taken: Result<(), String> = live_rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the live stream sent no batch within 30 s");
+        taken.unwrap_or_else(|line| panic!("the live stream failed: {line}"));
         let count = |page: String| -> u64 {
             let marker = "<div class=\"label\">Events</div><div class=\"value\">";
             let at = page.find(marker).unwrap_or_else(|| panic!("{page}")) + marker.len();

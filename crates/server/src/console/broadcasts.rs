@@ -237,17 +237,14 @@ pub async fn create(
     headers: HeaderMap,
     axum::Form(form): axum::Form<NewBroadcast>,
 ) -> Response {
-    if !visit.may::<Marketing>() {
-        return visit
-            .refuse(
-                &state,
-                "console.broadcasts.create",
-                "Your role does not send broadcasts.",
-            )
-            .await;
-    }
     if let Err(r) = visit
-        .check(&state, &headers, &form.csrf, "console.broadcasts.create")
+        .may_change::<Marketing>(
+            &state,
+            &headers,
+            &form.csrf,
+            "console.broadcasts.create",
+            "Your role does not send broadcasts.",
+        )
         .await
     {
         return r;
@@ -398,17 +395,14 @@ pub async fn act(
     Path((id, action)): Path<(String, String)>,
     axum::Form(form): axum::Form<ActForm>,
 ) -> Response {
-    if !visit.may::<Marketing>() {
-        return visit
-            .refuse(
-                &state,
-                "console.broadcasts.act",
-                "Your role does not change broadcasts.",
-            )
-            .await;
-    }
     if let Err(r) = visit
-        .check(&state, &headers, &form.csrf, "console.broadcasts.act")
+        .may_change::<Marketing>(
+            &state,
+            &headers,
+            &form.csrf,
+            "console.broadcasts.act",
+            "Your role does not change broadcasts.",
+        )
         .await
     {
         return r;

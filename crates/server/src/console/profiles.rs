@@ -54,7 +54,19 @@ pub async fn search(State(state): State<AppState>, visit: Visit, Query(q): Query
         return layout::unavailable(&visit, Section::Profiles, "Profiles", &e);
     }
     match state.engine.profiles().resolve(&ProfileKey::parse(q)).await {
-        Ok(Some(id)) => Redirect::to(&format!("/console/profiles/{id}")).into_response(),
+        Ok(Some(id)) => {
+            // Which person an address or user id names is itself personal data.
+            audit(
+                &state,
+                Some(&visit.caller),
+                "console.profiles.search",
+                StatusCode::SEE_OTHER,
+                &format!("profile:{id}"),
+                "",
+            )
+            .await;
+            Redirect::to(&format!("/console/profiles/{id}")).into_response()
+        }
         Ok(None) => {
             audit(
                 &state,

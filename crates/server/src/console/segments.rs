@@ -283,17 +283,14 @@ pub async fn check(
     headers: HeaderMap,
     axum::Form(draft): axum::Form<Draft>,
 ) -> Response {
-    if !visit.may::<Marketing>() {
-        return visit
-            .refuse(
-                &state,
-                "console.segments.check",
-                "Your role does not change segments.",
-            )
-            .await;
-    }
     if let Err(r) = visit
-        .check(&state, &headers, &draft.csrf, "console.segments.check")
+        .may_change::<Marketing>(
+            &state,
+            &headers,
+            &draft.csrf,
+            "console.segments.check",
+            "Your role does not change segments.",
+        )
         .await
     {
         return r;
@@ -319,17 +316,14 @@ pub async fn save(
     headers: HeaderMap,
     axum::Form(draft): axum::Form<Draft>,
 ) -> Response {
-    if !visit.may::<Marketing>() {
-        return visit
-            .refuse(
-                &state,
-                "console.segments.save",
-                "Your role does not change segments.",
-            )
-            .await;
-    }
     if let Err(r) = visit
-        .check(&state, &headers, &draft.csrf, "console.segments.save")
+        .may_change::<Marketing>(
+            &state,
+            &headers,
+            &draft.csrf,
+            "console.segments.save",
+            "Your role does not change segments.",
+        )
         .await
     {
         return r;
@@ -402,17 +396,14 @@ pub async fn delete(
     headers: HeaderMap,
     axum::Form(form): axum::Form<DeleteForm>,
 ) -> Response {
-    if !visit.may::<Marketing>() {
-        return visit
-            .refuse(
-                &state,
-                "console.segments.delete",
-                "Your role does not change segments.",
-            )
-            .await;
-    }
     if let Err(r) = visit
-        .check(&state, &headers, &form.csrf, "console.segments.delete")
+        .may_change::<Marketing>(
+            &state,
+            &headers,
+            &form.csrf,
+            "console.segments.delete",
+            "Your role does not change segments.",
+        )
         .await
     {
         return r;

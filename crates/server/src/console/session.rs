@@ -212,6 +212,22 @@ impl Visit {
         Ok(())
     }
 
+    /// A change posted from a console form: the role must have `P` (else refused with `why`)
+    /// and the form must carry this session's token.
+    pub async fn may_change<P: crate::auth::Permission>(
+        &self,
+        state: &AppState,
+        headers: &HeaderMap,
+        token: &str,
+        action: &str,
+        why: &str,
+    ) -> Result<(), Response> {
+        if !self.may::<P>() {
+            return Err(self.refuse(state, action, why).await);
+        }
+        self.check(state, headers, token, action).await
+    }
+
     /// Refuses the page to this role, audited, with what the role may not do.
     pub async fn refuse(&self, state: &AppState, action: &str, why: &str) -> Response {
         audit(
@@ -267,6 +283,7 @@ fn safe_next(next: Option<&str>) -> Option<&str> {
             && !n.starts_with("/console/login")
             && !n.contains("//")
             && !n.contains('\\')
+            && !n.contains("..")
     })
 }
 
@@ -288,20 +305,36 @@ pub(crate) async fn keep_work(State(state): State<AppState>, req: Request, next:
     if req.method() != Method::POST || session_of(&state, req.headers()).await.is_some() {
         return next.run(req).await;
     }
+    // A post from another site arrives without the (SameSite=Strict) session: it must not be
+    // kept and offered back after a login, or a hostile page could stage a change.
+    if cross_site(req.headers()) {
+        audit(
+            &state,
+            None,
+            "console.kept_form",
+            StatusCode::FORBIDDEN,
+            "console",
+            "cross-site",
+        )
+        .await;
+        return layout::message(
+            StatusCode::FORBIDDEN,
+            "Form refused",
+            "This form was sent from another site. Open the console and do it from there.",
+        );
+    }
     let action = req.uri().path().to_owned();
     let body = match axum::body::to_bytes(req.into_body(), MAX_KEPT_FORM).await {
         Ok(b) => String::from_utf8_lossy(&b).into_owned(),
         Err(_) => String::new(),
     };
     let kept = (!body.is_empty() && action != "/console/logout").then_some(Kept { action, body });
-    login_response(
-        StatusCode::UNAUTHORIZED,
-        Some(
-            "Your session has ended. Log in again: what you were sending is kept, and you can send it again.",
-        ),
-        None,
-        kept.as_ref(),
-    )
+    let message = if kept.is_some() {
+        "Your session has ended. Log in again: what you were sending is kept, and you can send it again."
+    } else {
+        "Your session has ended. Log in again."
+    };
+    login_response(StatusCode::UNAUTHORIZED, Some(message), None, kept.as_ref())
 }
 
 /// A form kept across a login: where it was posted and its url-encoded fields.
@@ -534,6 +567,7 @@ mod tests {
             (Some("https://evil.example/console"), false),
             (Some("/v1/profiles"), false),
             (Some("/console\\@evil"), false),
+            (Some("/console/../v1/keys"), false),
             (None, false),
         ] {
             assert_eq!(safe_next(next).is_some(), ok, "{next:?}");

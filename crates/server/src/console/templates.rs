@@ -329,17 +329,14 @@ pub async fn save(
     headers: HeaderMap,
     axum::Form(draft): axum::Form<Draft>,
 ) -> Response {
-    if !visit.may::<Marketing>() {
-        return visit
-            .refuse(
-                &state,
-                "console.templates.save",
-                "Your role does not change templates.",
-            )
-            .await;
-    }
     if let Err(r) = visit
-        .check(&state, &headers, &draft.csrf, "console.templates.save")
+        .may_change::<Marketing>(
+            &state,
+            &headers,
+            &draft.csrf,
+            "console.templates.save",
+            "Your role does not change templates.",
+        )
         .await
     {
         return r;
@@ -418,20 +415,39 @@ pub async fn render(
             )
             .await;
     }
-    let html = match state
+    let preview = match state
         .content
         .preview(&state.engine, &name, &q.profile, PreviewOptions::default())
         .await
     {
-        Ok(p) => p.email.html,
+        Ok(p) => p,
+        Err(e @ (ContentServiceError::Store(_) | ContentServiceError::Engine(_))) => {
+            tracing::error!(error = %e, "console: preview frame failed");
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The preview could not be rendered just now: try again.",
+            )
+                .into_response();
+        }
         Err(e) => {
             return (
                 StatusCode::UNPROCESSABLE_ENTITY,
-                format!("The template does not render: {e}"),
+                format!("The template does not render: {e}."),
             )
                 .into_response();
         }
     };
+    // The frame shows a person's data: audited like the panel around it.
+    audit(
+        &state,
+        Some(&visit.caller),
+        "console.templates.render",
+        StatusCode::OK,
+        &format!("profile:{}", preview.profile_id),
+        &format!("template:{name}"),
+    )
+    .await;
+    let html = preview.email.html;
     let mut res = (StatusCode::OK, Html(html)).into_response();
     let h = res.headers_mut();
     h.insert("cache-control", HeaderValue::from_static("no-store"));

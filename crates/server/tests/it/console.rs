@@ -362,6 +362,22 @@ async fn forged_forms_are_refused_and_expired_sessions_keep_the_work() {
         session: "0".repeat(64),
         csrf: c.csrf.clone(),
     };
+    // A hostile page posting in the person's name arrives without the session (SameSite):
+    // refused outright, never kept to be offered back after a login.
+    let res = gone
+        .client
+        .post(format!("{}/console/templates/save", app.base))
+        .header("sec-fetch-site", "cross-site")
+        .form(&[("name", "welcome"), ("subject", "Phish"), ("body", "<p>x</p>")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 403);
+    let page = res.text().await.unwrap();
+    assert!(
+        page.contains("sent from another site") && !page.contains("kept_body"),
+        "{page}"
+    );
     let draft = "orders.count >= 2 and traits.first_name exists";
     let (status, page, _) = gone
         .post(

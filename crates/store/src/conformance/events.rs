@@ -68,6 +68,14 @@ pub async fn hourly_activity_adds_up_across_commits(store: &Store) {
     );
     // The end is exclusive.
     assert_eq!(store.events().activity(h9, h10).await.unwrap().len(), 2);
+    // Sums saturate instead of overflowing (and failing every later commit of that hour).
+    for i in 0..2 {
+        let mut batch = events(vec![event(10 + i, &format!("act-big-{i}"), &p, "Page", h9)]);
+        batch.activity = vec![count(h9, ActivityMetric::RevenueMinor, i64::MAX - 5)];
+        store.events().commit_events(batch).await.unwrap();
+    }
+    let all = store.events().activity(h9, h10).await.unwrap();
+    assert_eq!(all[1], count(h9, ActivityMetric::RevenueMinor, i64::MAX));
 }
 
 pub async fn events_page_newest_first_with_a_cursor(store: &Store) {

@@ -55,6 +55,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(12, "postgres/0012.sql"),
     migration!(13, "postgres/0013.sql"),
     migration!(14, "postgres/0014.sql"),
+    migration!(15, "postgres/0015.sql"),
 ];
 
 const READERS: usize = 3;

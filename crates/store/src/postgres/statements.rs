@@ -33,7 +33,8 @@ impl EventStatements {
             c.prepare(
                 "INSERT INTO activity (hour, metric, value)
                  SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[])
-                 ON CONFLICT (hour, metric) DO UPDATE SET value = activity.value + EXCLUDED.value",
+                 ON CONFLICT (hour, metric) DO UPDATE SET value = GREATEST(LEAST(
+                     activity.value::numeric + EXCLUDED.value, 9223372036854775807), -9223372036854775807)::bigint",
             ),
         )?;
         Ok(Self {

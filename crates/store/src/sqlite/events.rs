@@ -270,7 +270,10 @@ impl crate::EventStore for SqliteStore {
                 }
                 let mut add = tx.prepare_cached(
                     "INSERT INTO activity (hour, metric, value) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (hour, metric) DO UPDATE SET value = value + excluded.value",
+                     ON CONFLICT (hour, metric) DO UPDATE SET value = CASE
+                         WHEN excluded.value > 0 AND value > 9223372036854775807 - excluded.value THEN 9223372036854775807
+                         WHEN excluded.value < 0 AND value < -9223372036854775807 - excluded.value THEN -9223372036854775807
+                         ELSE value + excluded.value END",
                 )?;
                 for (hour, metric, value) in &activity {
                     add.execute(params![hour, metric, value])?;

@@ -37,6 +37,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(6, "sqlite/main/0006.sql"),
     migration!(7, "sqlite/main/0007.sql"),
     migration!(8, "sqlite/main/0008.sql"),
+    migration!(9, "sqlite/main/0009.sql"),
 ];
 
 /// Data keys live in a file of their own: back it up separately and keep its backups short,
