@@ -87,7 +87,7 @@ fn house(title: &str, content: &str) -> String {
         </mj-table>
       </mj-column>
     </mj-section>
-    <mj-section><mj-column><mj-text font-size="12px" color="#6b7280" align="center">Maison Lumen · 12 rue des Ateliers, Lyon</mj-text></mj-column></mj-section>
+    <mj-section><mj-column><mj-text font-size="12px" color="#6b7280" align="center">Maison Lumen · 12 rue des Ateliers, Lyon<br /><a href="{{{{ preferences_url }}}}">Your e-mail preferences</a> · <a href="{{{{ unsubscribe_url }}}}">Unsubscribe</a></mj-text></mj-column></mj-section>
   </mj-body>
 </mjml>
 "##

@@ -220,6 +220,14 @@ async fn build(cfg: &Config, args: &DemoArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("template {name}"))?;
     }
+    // The journey runner reads the event log and segment changes from where it last stopped:
+    // walk it past the history (no journey exists yet, so nothing starts), so that only what
+    // happens once the shop is served starts journeys.
+    state
+        .journeys
+        .run_pending()
+        .await
+        .map_err(|e| anyhow::anyhow!("moving the journeys past the history: {e}"))?;
     for (name, def) in content::journeys() {
         let def = serde_json::from_value(def)?;
         state
