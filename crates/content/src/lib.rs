@@ -14,6 +14,7 @@
 
 pub mod blocks;
 pub mod cart;
+pub mod clients;
 pub mod data;
 pub mod filters;
 pub mod layout;

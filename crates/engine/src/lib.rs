@@ -14,6 +14,7 @@ pub mod audit;
 pub mod auth;
 pub mod background;
 mod bloom;
+pub mod consent_summary;
 pub mod import;
 pub mod models;
 mod pipeline;

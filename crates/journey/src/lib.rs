@@ -9,6 +9,7 @@
 mod compile;
 mod conditions;
 mod definition;
+mod graph;
 
 pub use compile::{Compiled, DefinitionError, compile, parse_duration, parse_time_of_day};
 pub use conditions::{key_text, lookup, matches};
@@ -16,3 +17,4 @@ pub use definition::{
     Action, Condition, DEFAULT_MAX_SENDS_PER_INSTANCE, EXIT, JourneyDef, MAX_SENDS_PER_INSTANCE,
     MAX_WEBHOOK_TIMEOUT_MS, MessageClass, Op, Reentry, SendTiming, SplitPath, Step, Trigger, WebhookCall,
 };
+pub use graph::{Edge, edges, summary};

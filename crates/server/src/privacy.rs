@@ -420,25 +420,7 @@ pub async fn create_key(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<KeyIn>,
 ) -> Result<Response, ApiError> {
-    let role = Role::parse(&body.role).ok_or_else(|| {
-        ApiError::bad_request(
-            ErrorCode::InvalidRole,
-            format!(
-                "unknown role {:?}: use one of {}",
-                body.role,
-                Role::ALL.map(Role::as_str).join(", ")
-            ),
-        )
-        .with_field("role")
-    })?;
-    let label = body.label.trim();
-    if label.is_empty() || label.len() > 200 || label.chars().any(char::is_control) {
-        return Err(ApiError::bad_request(
-            ErrorCode::InvalidLabel,
-            "label must be 1 to 200 characters, without control characters",
-        )
-        .with_field("label"));
-    }
+    let (role, label) = key_request(&body.role, &body.label)?;
     let (record, secret) = state
         .auth
         .create_key(role, label, state.engine.clock().now())
@@ -452,6 +434,30 @@ pub async fn create_key(
         note: "the key is shown once: store it now",
     };
     Ok((StatusCode::CREATED, Json(out)).into_response())
+}
+
+/// A new key's role and label, checked: the API's and the console's rules.
+pub(crate) fn key_request<'a>(role: &str, label: &'a str) -> Result<(Role, &'a str), ApiError> {
+    let role = Role::parse(role).ok_or_else(|| {
+        ApiError::bad_request(
+            ErrorCode::InvalidRole,
+            format!(
+                "unknown role {:?}: use one of {}",
+                role,
+                Role::ALL.map(Role::as_str).join(", ")
+            ),
+        )
+        .with_field("role")
+    })?;
+    let label = label.trim();
+    if label.is_empty() || label.len() > 200 || label.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(
+            ErrorCode::InvalidLabel,
+            "label must be 1 to 200 characters, without control characters",
+        )
+        .with_field("label"));
+    }
+    Ok((role, label))
 }
 
 /// A key just created, with its secret: shown this once.
@@ -512,12 +518,22 @@ pub async fn revoke_key(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = ApiKeyId::parse(&id).map_err(|e| ApiError::bad_request(ErrorCode::InvalidId, e.to_string()))?;
+    revoke_live_key(&state, &id).await?;
+    if caller.key_id == id {
+        tracing::info!(key_id = %id, "a key revoked itself");
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Revokes a live key and ends its console sessions; refuses the last admin key. The API's
+/// and the console's revocation.
+pub(crate) async fn revoke_live_key(state: &AppState, id: &ApiKeyId) -> Result<(), ApiError> {
     let keys = state.auth.list_keys().await?;
     let live_admins = keys
         .iter()
         .filter(|k| k.role == Role::Admin && k.revoked_at.is_none())
         .count();
-    let target = keys.iter().find(|k| k.id == id && k.revoked_at.is_none());
+    let target = keys.iter().find(|k| k.id == *id && k.revoked_at.is_none());
     let Some(target) = target else {
         return Err(ApiError::not_found("no live key has that id"));
     };
@@ -528,12 +544,9 @@ pub async fn revoke_key(
             "this is the last admin key: create another one first",
         ));
     }
-    state.auth.revoke_key(&id, state.engine.clock().now()).await?;
-    state.sessions.end_sessions_of(&id);
-    if caller.key_id == id {
-        tracing::info!(key_id = %id, "a key revoked itself");
-    }
-    Ok(StatusCode::NO_CONTENT)
+    state.auth.revoke_key(id, state.engine.clock().now()).await?;
+    state.sessions.end_sessions_of(id);
+    Ok(())
 }
 
 /// The export document: free-form beyond its top level, which this lists.

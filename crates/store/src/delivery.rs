@@ -36,6 +36,9 @@ pub trait DeliveryStore: Send + Sync + 'static {
     /// Instances of one journey, newest first.
     async fn journey_instances(&self, journey: &str, limit: u32) -> Result<Vec<JourneyInstance>, StoreError>;
 
+    /// A journey's instances counted by step and state, in no particular order.
+    async fn journey_step_counts(&self, journey: &str) -> Result<Vec<StepCount>, StoreError>;
+
     /// Queued messages of `lane` due at or before `now`, soonest first; those due at the same
     /// time in an order of the backend's choosing (SQLite: the order they were queued in).
     async fn due_in_lane(

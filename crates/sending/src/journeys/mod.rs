@@ -36,9 +36,9 @@ mod webhook;
 use context::{bump_sends, bump_visits, event_data, event_key, record_event, send_context};
 
 pub use missive_journey::{
-    Action, Compiled, Condition, DEFAULT_MAX_SENDS_PER_INSTANCE, DefinitionError, EXIT, JourneyDef,
-    MessageClass, Op, Reentry, SplitPath, Step, Trigger, compile, key_text, lookup, matches, parse_duration,
-    parse_time_of_day,
+    Action, Compiled, Condition, DEFAULT_MAX_SENDS_PER_INSTANCE, DefinitionError, EXIT, Edge, JourneyDef,
+    MessageClass, Op, Reentry, SplitPath, Step, Trigger, compile, edges, key_text, lookup, matches,
+    parse_duration, parse_time_of_day, summary,
 };
 
 /// Most steps one instance runs without waiting (a loop of branches would spin forever).
@@ -147,6 +147,31 @@ impl Journeys {
 
     /// Checks and saves a journey (a new version).
     pub async fn save(&self, name: &str, def: JourneyDef, now: DateTime<Utc>) -> Result<i64, JourneyError> {
+        self.check(name, &def).await?;
+        let body =
+            serde_json::to_value(&def).map_err(|e| JourneyError::Corrupt(name.into(), e.to_string()))?;
+        let versions = self
+            .store()
+            .documents()
+            .put_documents(vec![DocumentRecord {
+                kind: DocumentKind::Journey,
+                name: name.into(),
+                version: 0,
+                body,
+                updated_at: now,
+            }])
+            .await?;
+        self.forget_definitions();
+        versions
+            .first()
+            .copied()
+            .ok_or_else(|| JourneyError::Corrupt(name.into(), "no version returned".into()))
+    }
+
+    /// What [`Self::save`] checks, without saving: the name, the definition (targets, waits,
+    /// conditions against today's schema, loops), that its templates exist and that the
+    /// experiments it names fit.
+    pub async fn check(&self, name: &str, def: &JourneyDef) -> Result<(), JourneyError> {
         if name.is_empty()
             || name.len() > 64
             || !name
@@ -177,24 +202,7 @@ impl Journeys {
             }
             self.check_experiment(step, compiled.def.class).await?;
         }
-        let body =
-            serde_json::to_value(&def).map_err(|e| JourneyError::Corrupt(name.into(), e.to_string()))?;
-        let versions = self
-            .store()
-            .documents()
-            .put_documents(vec![DocumentRecord {
-                kind: DocumentKind::Journey,
-                name: name.into(),
-                version: 0,
-                body,
-                updated_at: now,
-            }])
-            .await?;
-        self.forget_definitions();
-        versions
-            .first()
-            .copied()
-            .ok_or_else(|| JourneyError::Corrupt(name.into(), "no version returned".into()))
+        Ok(())
     }
 
     pub async fn delete(&self, name: &str) -> Result<(), JourneyError> {
@@ -213,6 +221,11 @@ impl Journeys {
     /// Instances of one journey, newest first.
     pub async fn instances(&self, journey: &str, limit: u32) -> Result<Vec<JourneyInstance>, JourneyError> {
         Ok(self.store().delivery().journey_instances(journey, limit).await?)
+    }
+
+    /// A journey's instances counted by the step they wait at or left from, and their state.
+    pub async fn step_counts(&self, journey: &str) -> Result<Vec<missive_store::StepCount>, JourneyError> {
+        Ok(self.store().delivery().journey_step_counts(journey).await?)
     }
 
     pub async fn get(&self, name: &str) -> Result<(DocumentRecord, JourneyDef), JourneyError> {

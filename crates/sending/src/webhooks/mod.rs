@@ -145,6 +145,12 @@ impl Webhooks {
         self.inner.engine.store()
     }
 
+    /// The guarded HTTP client (internal addresses refused unless allowed, no redirects
+    /// followed): also what the console's link check uses.
+    pub fn http_client(&self) -> reqwest::Client {
+        self.inner.http.clone()
+    }
+
     fn now(&self) -> DateTime<Utc> {
         self.inner.engine.clock().now()
     }

@@ -80,6 +80,19 @@ pub(crate) fn chart(
     kind: Kind,
     format: fn(f64) -> String,
 ) -> Markup {
+    chart_of("When", title, labels, series, kind, format)
+}
+
+/// [`chart`] over labels that are not times: `what` heads their column in the numbers table
+/// ("Cluster", "Variant").
+pub(crate) fn chart_of(
+    what: &str,
+    title: &str,
+    labels: &[String],
+    series: &[Series<'_>],
+    kind: Kind,
+    format: fn(f64) -> String,
+) -> Markup {
     let n = labels.len();
     let max = series
         .iter()
@@ -140,12 +153,105 @@ pub(crate) fn chart(
                     div.table-wrap {
                         table {
                             caption.visually-hidden { (title) }
-                            thead { tr { th scope="col" { "When" } @for s in series { th.num scope="col" { (s.name) } } } }
+                            thead { tr { th scope="col" { (what) } @for s in series { th.num scope="col" { (s.name) } } } }
                             tbody {
                                 @for (i, label) in labels.iter().enumerate() {
                                     tr {
                                         th scope="row" { (label) }
                                         @for s in series { td.num { (format(s.values.get(i).copied().unwrap_or(0.0))) } }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One bar with its interval, for [`ranged_bars`]: a rate and its confidence interval.
+pub(crate) struct Ranged<'a> {
+    pub label: &'a str,
+    pub value: f64,
+    /// The interval's low and high ends, when there is one.
+    pub interval: Option<(f64, f64)>,
+}
+
+/// The whisker of an interval: its x, and its top and bottom y, in SVG units, for bar `i` of
+/// `n` on a scale topped at `top`.
+pub(crate) fn whisker(i: usize, n: usize, (low, high): (f64, f64), top: f64) -> (f64, f64, f64) {
+    let slot = (WIDTH - LEFT - RIGHT) / n.max(1) as f64;
+    (LEFT + slot * (i as f64 + 0.5), y_of(high, top), y_of(low, top))
+}
+
+/// One bar per label with its interval drawn as a whisker (rates per variant with their
+/// confidence intervals), and the numbers in a table whose first column is headed `what`.
+pub(crate) fn ranged_bars(title: &str, what: &str, bars: &[Ranged<'_>], format: fn(f64) -> String) -> Markup {
+    let n = bars.len();
+    let max = bars
+        .iter()
+        .map(|b| b.interval.map_or(b.value, |(_, high)| high.max(b.value)))
+        .fold(0.0f64, f64::max);
+    let top = nice_ceiling(max);
+    let id = slug(title);
+    let inner = WIDTH - LEFT - RIGHT;
+    let slot = if n == 0 { inner } else { inner / n as f64 };
+    let said: Vec<String> = bars
+        .iter()
+        .map(|b| match b.interval {
+            Some((low, high)) => format!(
+                "{}: {} ({} to {})",
+                b.label,
+                format(b.value),
+                format(low),
+                format(high)
+            ),
+            None => format!("{}: {}", b.label, format(b.value)),
+        })
+        .collect();
+    html! {
+        figure.chart {
+            svg viewBox=(format!("0 0 {WIDTH} {HEIGHT}")) role="img" aria-labelledby=(format!("{id}-t {id}-d")) {
+                title id=(format!("{id}-t")) { (title) }
+                desc id=(format!("{id}-d")) { (said.join("; ")) }
+                @for t in 0..=TICKS {
+                    @let v = top * t as f64 / TICKS as f64;
+                    @let y = y_of(v, top);
+                    line.grid-line x1=(LEFT) x2=(WIDTH - RIGHT) y1=(fmt1(y)) y2=(fmt1(y)) {}
+                    text.axis x=(LEFT - 6.0) y=(fmt1(y + 4.0)) text-anchor="end" { (format(v)) }
+                }
+                @for (i, b) in bars.iter().enumerate() {
+                    @let x = LEFT + slot * i as f64 + slot * 0.2;
+                    @let y = y_of(b.value, top);
+                    rect class={ "s" (i % 4 + 1) } x=(fmt1(x)) y=(fmt1(y)) width=(fmt1(slot * 0.6)) height=(fmt1(y_of(0.0, top) - y)) rx="1.5" {}
+                    @if let Some(range) = b.interval {
+                        @let (wx, hi, lo) = whisker(i, n, range, top);
+                        line.whisker x1=(fmt1(wx)) x2=(fmt1(wx)) y1=(fmt1(hi)) y2=(fmt1(lo)) {}
+                        line.whisker x1=(fmt1(wx - 6.0)) x2=(fmt1(wx + 6.0)) y1=(fmt1(hi)) y2=(fmt1(hi)) {}
+                        line.whisker x1=(fmt1(wx - 6.0)) x2=(fmt1(wx + 6.0)) y1=(fmt1(lo)) y2=(fmt1(lo)) {}
+                    }
+                    text.axis x=(fmt1(LEFT + slot * (i as f64 + 0.5))) y=(HEIGHT - 8.0) text-anchor="middle" { (b.label) }
+                }
+            }
+            figcaption {
+                span { "Bars: the value; whiskers: its interval." }
+                details {
+                    summary { "Numbers" }
+                    div.table-wrap {
+                        table {
+                            caption.visually-hidden { (title) }
+                            thead { tr { th scope="col" { (what) } th.num scope="col" { "Value" } th.num scope="col" { "Low" } th.num scope="col" { "High" } } }
+                            tbody {
+                                @for b in bars {
+                                    tr {
+                                        th scope="row" { (b.label) }
+                                        td.num { (format(b.value)) }
+                                        @if let Some((low, high)) = b.interval {
+                                            td.num { (format(low)) } td.num { (format(high)) }
+                                        } @else {
+                                            td.num { "–" } td.num { "–" }
+                                        }
                                     }
                                 }
                             }
@@ -200,6 +306,18 @@ pub(crate) fn compact(v: f64) -> String {
         format!("{v:.0}")
     } else {
         format!("{v:.1}")
+    }
+}
+
+/// A share as a percentage for a scale or a table: `12.5 %`, `0.25 %`, `100 %`.
+pub(crate) fn percent(v: f64) -> String {
+    let p = v * 100.0;
+    if p == 0.0 || p.abs() >= 10.0 && (p - p.round()).abs() < 0.05 {
+        format!("{p:.0} %")
+    } else if p.abs() >= 1.0 {
+        format!("{p:.1} %")
+    } else {
+        format!("{p:.2} %")
     }
 }
 
@@ -272,6 +390,135 @@ mod tests {
         assert!(s.contains("<td class=\"num\">2.5k</td>"), "{s}");
         assert!(s.contains("id=\"chart-orders---revenue-t\""), "{s}");
         assert_eq!(s.matches("<rect").count(), 2);
+    }
+
+    #[test]
+    fn the_numbers_table_heads_its_labels_as_asked() {
+        let labels = vec!["Cluster 0".to_owned()];
+        let series = [Series {
+            name: "Profiles",
+            values: &[14.0],
+        }];
+        for (s, head) in [
+            (chart("Sizes", &labels, &series, Kind::Bars, compact), "When"),
+            (
+                chart_of("Cluster", "Sizes", &labels, &series, Kind::Bars, compact),
+                "Cluster",
+            ),
+        ] {
+            let s = s.into_string();
+            assert!(
+                s.contains(&format!("<thead><tr><th scope=\"col\">{head}</th>")),
+                "{s}"
+            );
+        }
+    }
+
+    #[test]
+    fn whiskers_span_the_interval_on_the_scale() {
+        let bottom = HEIGHT - BOTTOM;
+        let plot = HEIGHT - TOP - BOTTOM;
+        // (bar, bars, interval, top of scale) → (x, y of high, y of low)
+        for (i, n, range, top, want) in [
+            (
+                0,
+                1,
+                (0.0, 1.0),
+                1.0,
+                (LEFT + (WIDTH - LEFT - RIGHT) / 2.0, TOP, bottom),
+            ),
+            (
+                0,
+                2,
+                (0.25, 0.5),
+                1.0,
+                (
+                    LEFT + (WIDTH - LEFT - RIGHT) / 4.0,
+                    TOP + plot / 2.0,
+                    TOP + plot * 0.75,
+                ),
+            ),
+            (
+                1,
+                2,
+                (0.1, 0.3),
+                0.5,
+                (
+                    LEFT + (WIDTH - LEFT - RIGHT) * 0.75,
+                    TOP + plot * 0.4,
+                    TOP + plot * 0.8,
+                ),
+            ),
+            // An interval beyond the scale is clipped to it.
+            (
+                0,
+                1,
+                (-0.2, 2.0),
+                1.0,
+                (LEFT + (WIDTH - LEFT - RIGHT) / 2.0, TOP, bottom),
+            ),
+        ] {
+            let (x, hi, lo) = whisker(i, n, range, top);
+            assert!(
+                (x - want.0).abs() < 1e-9 && (hi - want.1).abs() < 1e-9 && (lo - want.2).abs() < 1e-9,
+                "{i}/{n} {range:?}: {:?} (want {want:?})",
+                (x, hi, lo)
+            );
+        }
+    }
+
+    #[test]
+    fn ranged_bars_scale_to_the_highest_interval_and_tabulate_escaped() {
+        let s = ranged_bars(
+            "Open rate",
+            "Variant",
+            &[
+                Ranged {
+                    label: "<b>control</b>",
+                    value: 0.2,
+                    interval: Some((0.15, 0.26)),
+                },
+                Ranged {
+                    label: "named",
+                    value: 0.3,
+                    interval: None,
+                },
+            ],
+            percent,
+        )
+        .into_string();
+        assert!(!s.contains("<b>control"), "{s}");
+        assert!(
+            s.contains("&lt;b&gt;control&lt;/b&gt;: 20 % (15 % to 26 %)"),
+            "{s}"
+        );
+        // The top of the scale is the nice number above the highest end: 50 %.
+        assert!(s.contains(">50 %</text>"), "{s}");
+        assert_eq!(s.matches("<rect").count(), 2);
+        assert_eq!(
+            s.matches("class=\"whisker\"").count(),
+            3,
+            "one whisker, with its caps"
+        );
+        assert!(s.contains("<th scope=\"col\">Variant</th>"), "{s}");
+        assert!(
+            s.contains("<td class=\"num\">30 %</td><td class=\"num\">–</td>"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn shares_are_written_as_percentages() {
+        for (v, s) in [
+            (0.0, "0 %"),
+            (1.0, "100 %"),
+            (0.125, "12.5 %"),
+            (0.2, "20 %"),
+            (0.0025, "0.25 %"),
+            (0.05, "5.0 %"),
+        ] {
+            assert_eq!(percent(v), s, "{v}");
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use maud::{DOCTYPE, Markup, html};
 
 use super::session::Visit;
-use crate::auth::{Marketing, Privacy, ReadPersonal, Reports};
+use crate::auth::{Administer, Marketing, Privacy, ReadPersonal, Reports};
 
 /// The console's sections, in the navigation's order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,18 +18,28 @@ pub(crate) enum Section {
     Profiles,
     Segments,
     Templates,
+    Journeys,
     Broadcasts,
+    Experiments,
+    Models,
     Privacy,
+    Audit,
+    Keys,
 }
 
 impl Section {
-    const ALL: [Section; 6] = [
+    const ALL: [Section; 11] = [
         Section::Overview,
         Section::Profiles,
         Section::Segments,
         Section::Templates,
+        Section::Journeys,
         Section::Broadcasts,
+        Section::Experiments,
+        Section::Models,
         Section::Privacy,
+        Section::Audit,
+        Section::Keys,
     ];
 
     fn label(self) -> &'static str {
@@ -38,8 +48,13 @@ impl Section {
             Section::Profiles => "Profiles",
             Section::Segments => "Segments",
             Section::Templates => "Templates",
+            Section::Journeys => "Journeys",
             Section::Broadcasts => "Broadcasts",
-            Section::Privacy => "Audit log",
+            Section::Experiments => "Experiments",
+            Section::Models => "Models",
+            Section::Privacy => "Privacy",
+            Section::Audit => "Audit log",
+            Section::Keys => "API keys",
         }
     }
 
@@ -49,19 +64,29 @@ impl Section {
             Section::Profiles => "/console/profiles",
             Section::Segments => "/console/segments",
             Section::Templates => "/console/templates",
+            Section::Journeys => "/console/journeys",
             Section::Broadcasts => "/console/broadcasts",
-            Section::Privacy => "/console/audit",
+            Section::Experiments => "/console/experiments",
+            Section::Models => "/console/models",
+            Section::Privacy => "/console/privacy",
+            Section::Audit => "/console/audit",
+            Section::Keys => "/console/keys",
         }
     }
 
     /// Whether the section is shown to the visitor's role (its pages check again).
     fn open_to(self, visit: &Visit) -> bool {
         match self {
-            Section::Overview | Section::Segments | Section::Templates | Section::Broadcasts => {
-                visit.may::<Reports>()
-            }
+            Section::Overview
+            | Section::Segments
+            | Section::Templates
+            | Section::Journeys
+            | Section::Broadcasts
+            | Section::Experiments
+            | Section::Models => visit.may::<Reports>(),
             Section::Profiles => visit.may::<ReadPersonal>(),
-            Section::Privacy => visit.may::<Privacy>(),
+            Section::Privacy | Section::Audit => visit.may::<Privacy>(),
+            Section::Keys => visit.may::<Administer>(),
         }
     }
 }

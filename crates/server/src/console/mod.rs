@@ -13,17 +13,24 @@
 //!   carries it, and after logging in the person sends it again with one press
 //!   ([`session::keep_work`]).
 //!
-//! One file per section: `overview`, `profiles`, `segments`, `templates`, `broadcasts`,
-//! `privacy`; charts are
-//! pure SVG rendering (`charts`), tested with tables.
+//! One file per section: `overview`, `profiles`, `segments`, `templates`, `journeys`,
+//! `broadcasts`, `experiments`, `models`, `privacy`; charts and the journey graph are pure
+//! SVG rendering (`charts`, `journey_graph`), tested with tables.
 
 mod assets;
+mod audit;
 mod broadcasts;
 mod charts;
+mod experiments;
+mod journey_graph;
+mod journeys;
+mod keys;
 mod layout;
+mod models;
 mod overview;
 mod privacy;
 mod profiles;
+mod render_audit;
 mod segments;
 mod session;
 mod templates;
@@ -53,13 +60,29 @@ pub(crate) fn router(state: AppState) -> Router<AppState> {
         .route("/console/templates/edit/{name}", get(templates::edit))
         .route("/console/templates/save", post(templates::save))
         .route("/console/templates/render/{name}", get(templates::render))
+        .route("/console/templates/audit/{name}", get(render_audit::page))
+        .route("/console/journeys", get(journeys::list))
+        .route("/console/journeys/new", get(journeys::new))
+        .route("/console/journeys/check", post(journeys::check))
+        .route("/console/journeys/save", post(journeys::save))
+        .route("/console/journeys/delete", post(journeys::delete))
+        .route("/console/journeys/{name}", get(journeys::page))
         .route(
             "/console/broadcasts",
             get(broadcasts::list).post(broadcasts::create),
         )
         .route("/console/broadcasts/{id}", get(broadcasts::page))
         .route("/console/broadcasts/{id}/{action}", post(broadcasts::act))
-        .route("/console/audit", get(privacy::audit_page))
+        .route("/console/experiments", get(experiments::list))
+        .route("/console/experiments/{name}", get(experiments::page))
+        .route("/console/models", get(models::page))
+        .route("/console/privacy", get(privacy::page))
+        .route("/console/privacy/person", get(privacy::person))
+        .route("/console/privacy/export/{id}", get(privacy::export))
+        .route("/console/privacy/erase", post(privacy::erase))
+        .route("/console/audit", get(audit::audit_page))
+        .route("/console/keys", get(keys::list).post(keys::create))
+        .route("/console/keys/revoke", post(keys::revoke))
         .route("/console/logout", post(session::logout))
         .route_layer(axum::middleware::from_fn_with_state(state, session::keep_work));
     Router::new()

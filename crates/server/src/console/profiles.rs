@@ -1,7 +1,8 @@
 //! Profiles: `GET /console/profiles?q=` finds one by e-mail, user id, anonymous id or profile
 //! id; `GET /console/profiles/{id}` shows it whole: identities, traits with their source and
 //! consent basis, consent and its history, segments and why, scores, orders, messages received,
-//! the event timeline and the versions with their changes.
+//! what the recommender would give them now, the event timeline and the versions with their
+//! changes.
 //!
 //! Personal data: only roles that read it (not analysts, who see pseudonyms through the
 //! analytics API); every page view is audited with the profile as its target.
@@ -10,8 +11,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
-use missive_core::ProfileId;
+use missive_core::{Profile, ProfileId, Purpose};
 use missive_engine::profiles::ProfileKey;
+use missive_sending::content::{Ask, Served};
 use missive_store::EventQuery;
 
 use super::layout::{self, Section, badge, group, money, time};
@@ -134,7 +136,7 @@ pub async fn page(State(state): State<AppState>, visit: Visit, Path(id): Path<St
         return Redirect::to(&format!("/console/profiles/{}", profile.id)).into_response();
     }
     let now = state.engine.clock().now();
-    let (explain, changes, events, versions, messages) = tokio::join!(
+    let (explain, changes, events, versions, messages, recommended) = tokio::join!(
         people.explain_segments(&profile, now),
         people.segment_changes(&id, 20),
         people.events(EventQuery {
@@ -145,6 +147,7 @@ pub async fn page(State(state): State<AppState>, visit: Visit, Path(id): Path<St
         }),
         people.versions(&id, None, 20),
         state.messages.of_profile(&id, 20),
+        recommendations(&state, &profile),
     );
     let (explain, changes, events, versions, messages) = match (explain, changes, events, versions, messages)
     {
@@ -291,6 +294,10 @@ pub async fn page(State(state): State<AppState>, visit: Visit, Path(id): Path<St
                 }
             }
         }
+        section.card {
+            h2 { "Recommendations" }
+            (recommended)
+        }
         div.grid {
             section.card {
                 h2 { "Events" span.note { " (newest 50)" } }
@@ -324,6 +331,95 @@ pub async fn page(State(state): State<AppState>, visit: Visit, Path(id): Path<St
         }
     };
     layout::page(&visit, Section::Profiles, &title, body)
+}
+
+/// How many products the section lists: as many as the API's list by default.
+const RECOMMENDED: usize = 10;
+
+/// What the recommender gives this person now, as `GET /v1/profiles/{key}/recommendations
+/// ?strategy=for_you` does: the marketer's rules, the learned hybrid when one is trained, then
+/// their categories and best sellers, through the configured filters, from every stored event
+/// of theirs; nothing from their history without personalization consent.
+async fn recommendations(state: &AppState, profile: &Profile) -> Markup {
+    let content = &state.content;
+    let catalog = match content.catalog().await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "console profile: catalogue unreadable");
+            return layout::error("The catalogue could not be read just now: try again.");
+        }
+    };
+    if catalog.is_empty() {
+        return html! {
+            p.empty { "No catalogue: recommendations pick from the products sent to "
+                code { "POST /v1/catalog/products" } " (or a shop source), and there are none yet." }
+        };
+    }
+    let model = content.recs().current();
+    let trained = html! {
+        @match &model {
+            Some(m) => p.note { "Learned model version " (m.version) ", trained " (time(m.trained_at)) "." },
+            None => p.note { "No learned model is served (" code { "POST /v1/recommendations/train" }
+                "): the list comes from the marketer's rules, the person's categories and best sellers." },
+        }
+    };
+    if !profile.consents(Purpose::Personalization) {
+        return html! {
+            p.empty { "No personalization consent: nothing is chosen from this person's history (their e-mails show the best sellers everyone gets)." }
+            (trained)
+        };
+    }
+    let stored = match missive_engine::profiles::all_events(state.engine.store(), &profile.id).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "console profile: events unreadable for recommendations");
+            return layout::error("This person's events could not be read just now: try again.");
+        }
+    };
+    let events: Vec<_> = stored
+        .iter()
+        .filter_map(missive_engine::recs::stored_event)
+        .collect();
+    let person = content.person(&events, &[]);
+    let picks = content
+        .recommend_for(&Ask {
+            strategy: Served::ForYou,
+            person: &person,
+            limit: RECOMMENDED,
+            filters: &content.config().recommendation_filters,
+            now: state.engine.clock().now(),
+        })
+        .await;
+    let picks = match picks {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = %e, "console profile: recommendations failed");
+            return layout::error("Recommendations could not be computed just now: try again.");
+        }
+    };
+    html! {
+        @if picks.is_empty() {
+            p.empty { "Nothing to recommend: no history the model knows, or everything it would pick is out of stock, outside the filters or already theirs." }
+        } @else {
+            div.table-wrap { table {
+                caption { "What the recommender gives this person now (" code { "for_you" } ": rules, the learned hybrid, then categories and best sellers), best first." }
+                thead { tr {
+                    th scope="col" { "Product" } th.num scope="col" { "Score" } th scope="col" { "Chosen by" } th scope="col" { "Why" }
+                } }
+                tbody {
+                    @for p in &picks {
+                        tr {
+                            th scope="row" { (p.entry.product.title) " " code { (p.entry.product.id) } }
+                            td.num { (format!("{:.3}", p.score)) }
+                            td { (p.source.as_str()) }
+                            td { (p.reason) }
+                        }
+                    }
+                }
+            } }
+        }
+        (trained)
+    }
 }
 
 fn join(set: &std::collections::BTreeSet<String>) -> String {

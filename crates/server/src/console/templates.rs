@@ -309,7 +309,9 @@ fn editor(visit: &Visit, draft: &Draft, result: Markup, status: StatusCode, exis
                 div.row {
                     div { input #profile name="profile" type="search" required; }
                     div { button type="submit" { "Preview" } }
+                    div { button type="submit" formaction={ "/console/templates/audit/" (path_part(&draft.name)) } { "Rendering audit" } }
                 }
+                p.note { "The rendering audit adds screenshots (phone, desktop, dark mode), the rules of Outlook, Gmail and dark mode, and a check of every link." }
             }
         }
         section #preview aria-live="polite" { (result) }

@@ -620,3 +620,301 @@ async fn a_template_is_edited_and_previewed_for_a_person_in_a_sandboxed_frame() 
     let (status, _) = analyst.get(&src).await;
     assert_eq!(status, 403);
 }
+
+/// A page's table row: its header cell and the numbers after it, as the console writes them.
+fn row(head: &str, numbers: &[u64]) -> String {
+    let cells: String = numbers
+        .iter()
+        .map(|n| format!("<td class=\"num\">{n}</td>"))
+        .collect();
+    format!("<th scope=\"row\">{head}</th>{cells}")
+}
+
+#[tokio::test]
+async fn experiments_and_models_show_what_the_engine_reports_escaped() {
+    let (app, _maildir) = crate::sending::sending_app().await;
+    crate::sending::customers(&app, 20, true).await;
+    let marketer = Console::login(&app, &app.key_of_role("marketer").await).await;
+
+    // Nothing yet: said plainly, with how to make one.
+    let (status, page) = marketer.get("/console/experiments").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("No experiments yet.") && page.contains("POST /v1/experiments"),
+        "{page}"
+    );
+    let (status, page) = marketer.get("/console/models").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("No models yet.") && page.contains("Not trained since the server started"),
+        "{page}"
+    );
+
+    // A holdout with markup in its hypothesis and in a variant's name, sent by a broadcast.
+    let (status, e) = app
+        .admin(
+            Method::POST,
+            "/v1/experiments",
+            Some(json!({
+                "name": "news-holdout", "hypothesis": "<script>alert(1)</script>",
+                "varies": "holdout", "primary_metric": "conversion",
+                "variants": [{"name": "sent", "weight": 50}, {"name": "<i>held</i>", "weight": 50, "holdout": true}]
+            })),
+        )
+        .await;
+    assert_eq!(status, 201, "{e}");
+    let (status, e) = app
+        .admin(Method::POST, "/v1/experiments/news-holdout/start", None)
+        .await;
+    assert_eq!(status, 200, "{e}");
+    let (status, b) = app
+        .admin(
+            Method::POST,
+            "/v1/broadcasts",
+            Some(json!({"template": "news", "segment": "pro", "experiment": "news-holdout"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{b}");
+    crate::sending::step(&app).await;
+    // Six of them buy an hour later: conversions in both arms (counted after the exposure).
+    app.clock.advance(chrono::TimeDelta::hours(1));
+    for i in 0..6 {
+        let (status, _) = app
+            .post(
+                "/v1/track",
+                json!({"userId": format!("c{i}"), "event": "Order Completed",
+                       "properties": {"order_id": format!("o{i}"), "revenue": 30}}),
+            )
+            .await;
+        assert_eq!(status, 200);
+    }
+    app.sync().await;
+
+    let (status, r) = app.get("/v1/experiments/news-holdout/results").await;
+    assert_eq!(status, 200, "{r}");
+    let figures = |v: &serde_json::Value, k: &str| v[k].as_u64().unwrap();
+    let variants = r["variants"].as_array().unwrap();
+    assert_eq!(
+        variants.iter().map(|v| figures(v, "recipients")).sum::<u64>(),
+        20,
+        "{r}"
+    );
+    assert_eq!(
+        variants.iter().map(|v| figures(v, "conversions")).sum::<u64>(),
+        6,
+        "{r}"
+    );
+
+    let (status, list) = marketer.get("/console/experiments").await;
+    assert_eq!(status, 200);
+    assert!(
+        list.contains("href=\"/console/experiments/news-holdout\"") && list.contains(">running<"),
+        "{list}"
+    );
+    assert!(
+        !list.contains("<i>held</i>") && list.contains("&lt;i&gt;held&lt;/i&gt;"),
+        "{list}"
+    );
+
+    let (status, page) = marketer.get("/console/experiments/news-holdout").await;
+    assert_eq!(status, 200, "{page}");
+    // Each variant's exposed, delivered, opened, clicked and converted people, as the API says.
+    for (v, head) in [
+        (&variants[0], "sent <span class=\"badge idle\">control</span>"),
+        (&variants[1], "&lt;i&gt;held&lt;/i&gt;"),
+    ] {
+        let want = row(
+            head,
+            &["recipients", "delivered", "opens", "clicks", "conversions"].map(|k| figures(v, k)),
+        );
+        assert!(page.contains(&want), "{want} in {page}");
+    }
+    assert_eq!(
+        figures(&variants[1], "delivered"),
+        0,
+        "the holdout is sent nothing"
+    );
+    assert!(
+        page.contains(r["verdict"].as_str().unwrap_or("no verdict")),
+        "the engine's verdict: {page}"
+    );
+    // The rates drawn with their intervals, the engine's lift chart, nothing inline.
+    assert!(
+        page.contains("class=\"whisker\"") && page.contains("95 % interval"),
+        "{page}"
+    );
+    assert!(page.contains("src=\"data:image/svg+xml;base64,"), "{page}");
+    assert!(
+        !page.contains("<script>alert(1)") && page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{page}"
+    );
+    assert!(
+        !page.contains("<i>held</i>") && !page.contains(" style="),
+        "{page}"
+    );
+    assert_eq!(
+        page.matches("<script").count(),
+        1,
+        "only the console's own script"
+    );
+
+    // A name that is not an experiment's is said back, escaped.
+    let (status, page) = marketer
+        .get("/console/experiments/%3Cscript%3Ealert(3)%3C%2Fscript%3E")
+        .await;
+    assert_eq!(status, 404);
+    assert!(
+        !page.contains("<script>alert(3)")
+            && page.contains("No experiment is named &quot;&lt;script&gt;alert(3)"),
+        "{page}"
+    );
+
+    // A clustering model of the people who consent to profiling: its sizes as the API says.
+    for i in 0..20 {
+        let (status, _) = app
+            .post(
+                "/v1/identify",
+                json!({"userId": format!("c{i}"), "traits": {"consent": {"profiling": true}}}),
+            )
+            .await;
+        assert_eq!(status, 200);
+    }
+    app.sync().await;
+    let (status, trained) = app
+        .admin(
+            Method::POST,
+            "/v1/models/groups/train",
+            Some(json!({"kind": "cluster", "k": 2})),
+        )
+        .await;
+    assert_eq!(status, 201, "{trained}");
+    let clusters = trained["metrics"]["clusters"].as_array().unwrap();
+    assert_eq!(
+        clusters.iter().map(|c| c["size"].as_u64().unwrap()).sum::<u64>(),
+        20,
+        "{trained}"
+    );
+    let (status, page) = marketer.get("/console/models").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        !page.contains("No models yet.") && page.contains(">groups "),
+        "{page}"
+    );
+    for c in clusters {
+        let want = row(
+            &format!("Cluster {}", c["cluster"]),
+            &[c["size"].as_u64().unwrap()],
+        );
+        assert!(page.contains(&want), "{want} in {page}");
+    }
+    assert!(
+        page.contains(&format!(
+            "{:.3}",
+            trained["metrics"]["silhouette"].as_f64().unwrap()
+        )),
+        "the silhouette: {page}"
+    );
+    assert!(!page.contains(" style="), "{page}");
+
+    // Analysts read reports: both pages, and both in their navigation.
+    let analyst = Console::login(&app, &app.key_of_role("analyst").await).await;
+    for path in ["/console/experiments/news-holdout", "/console/models"] {
+        let (status, page) = analyst.get(path).await;
+        assert_eq!(status, 200, "{path}");
+        assert!(
+            page.contains("href=\"/console/experiments\"") && page.contains("href=\"/console/models\""),
+            "{page}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_profile_page_lists_what_the_recommender_would_give_now() {
+    let app = TestApp::spawn().await;
+    shop(&app).await;
+    let c = Console::login(&app, &app.key_of_role("marketer").await).await;
+    let (_, customer) = c.redirect("/console/profiles?q=c3%40example.com").await;
+    let (status, page) = c.get(&customer).await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("<h2>Recommendations</h2>") && page.contains("No catalogue:"),
+        "{page}"
+    );
+
+    let product = |id: &str, title: &str, category: &str| json!({"id": id, "title": title, "categories": [category], "price": 50, "in_stock": true});
+    let (status, res) = app
+        .admin(
+            Method::POST,
+            "/v1/catalog/products",
+            Some(json!([
+                product("dress-0", "Linen dress", "Dresses"),
+                product("dress-1", "Silk dress", "Dresses"),
+                product("dress-2", "<b>Wrap</b> dress", "Dresses"),
+                product("boot-0", "Chelsea boot", "Boots"),
+            ])),
+        )
+        .await;
+    assert_eq!(status, 200, "{res}");
+    // People who view dresses together, and some who view boots; "fan" viewed two dresses.
+    let view = |user: String, product: &str| json!({"type": "track", "userId": user, "event": "Product Viewed", "properties": {"product_id": product}});
+    let mut batch = Vec::new();
+    for u in 0..12 {
+        let user = format!("p{u}");
+        batch.push(
+            json!({"type": "identify", "userId": user, "traits": {"consent": {"personalization": true}}}),
+        );
+        if u % 3 == 0 {
+            batch.push(view(user, "boot-0"));
+        } else {
+            for d in ["dress-0", "dress-1", "dress-2"] {
+                batch.push(view(user.clone(), d));
+            }
+        }
+    }
+    batch.push(json!({"type": "identify", "userId": "fan", "traits": {"email": "fan@example.com", "consent": {"personalization": true}}}));
+    batch.push(view("fan".into(), "dress-0"));
+    batch.push(view("fan".into(), "dress-1"));
+    let (status, body) = app.post("/v1/batch", json!({"batch": batch})).await;
+    assert_eq!(status, 200, "{body}");
+    app.sync().await;
+
+    // Without personalization consent: nothing from the person's history, and why.
+    let (_, page) = c.get(&customer).await;
+    assert!(page.contains("No personalization consent"), "{page}");
+
+    let (_, fan) = c.redirect("/console/profiles?q=fan").await;
+    let (_, page) = c.get(&fan).await;
+    assert!(page.contains("No learned model is served"), "{page}");
+    let (status, res) = app.admin(Method::POST, "/v1/recommendations/train", None).await;
+    assert_eq!(status, 200, "{res}");
+    let (status, api) = app.get("/v1/profiles/fan/recommendations?strategy=for_you").await;
+    assert_eq!(status, 200, "{api}");
+    let items = api["items"].as_array().unwrap();
+    assert!(!items.is_empty(), "{api}");
+    let (status, page) = c.get(&fan).await;
+    assert_eq!(status, 200);
+    // The same list as the API's, in its order, each with its score and what chose it.
+    let mut from = 0;
+    for item in items {
+        let title = item["title"]
+            .as_str()
+            .unwrap()
+            .replace('<', "&lt;")
+            .replace('>', "&gt;");
+        let want = format!(
+            "<th scope=\"row\">{title} <code>{}</code></th><td class=\"num\">{:.3}</td><td>{}</td>",
+            item["product_id"].as_str().unwrap(),
+            item["score"].as_f64().unwrap() as f32,
+            item["source"].as_str().unwrap()
+        );
+        let at = page[from..]
+            .find(&want)
+            .unwrap_or_else(|| panic!("{want} after {from} in {page}"));
+        from += at + want.len();
+    }
+    assert!(
+        page.contains("dress-2") && !page.contains("<b>Wrap</b>"),
+        "{page}"
+    );
+    assert!(page.contains("Learned model version 1"), "{page}");
+}

@@ -7,7 +7,10 @@
 mod audiences;
 mod browser;
 mod console;
+mod console_audit;
 mod console_browser;
+mod console_journeys;
+mod console_privacy;
 mod content;
 mod delivery;
 mod experiments;

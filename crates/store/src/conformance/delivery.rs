@@ -44,6 +44,55 @@ pub(super) fn message(id: &str, key: &str, profile: &ProfileId, due: DateTime<Ut
     }
 }
 
+pub async fn journey_instances_are_counted_by_step_and_state(store: &Store) {
+    let p = ProfileId::generate();
+    let at = |id: &str, step: &str, status: InstanceStatus| JourneyInstance {
+        status,
+        ..instance(id, &p, step, None)
+    };
+    let mut other = at("jo-1", "wait", InstanceStatus::Active);
+    other.journey = "other".into();
+    let instances = vec![
+        at("jc-1", "wait", InstanceStatus::Active),
+        at("jc-2", "wait", InstanceStatus::Active),
+        at("jc-3", "send", InstanceStatus::Completed),
+        at("jc-4", "wait", InstanceStatus::Exited),
+        other,
+    ];
+    store
+        .delivery()
+        .commit_journey(JourneyCommit {
+            instances,
+            outbox: vec![],
+            events_through: None,
+            segments_through: None,
+        })
+        .await
+        .unwrap();
+    let mut counts = store.delivery().journey_step_counts("cart").await.unwrap();
+    counts.sort_by(|a, b| (&a.step, a.status.as_str()).cmp(&(&b.step, b.status.as_str())));
+    let seen: Vec<(&str, InstanceStatus, u64)> = counts
+        .iter()
+        .map(|c| (c.step.as_str(), c.status, c.instances))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("send", InstanceStatus::Completed, 1),
+            ("wait", InstanceStatus::Active, 2),
+            ("wait", InstanceStatus::Exited, 1),
+        ]
+    );
+    assert!(
+        store
+            .delivery()
+            .journey_step_counts("none")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 pub async fn journey_progress_and_send_decisions_commit_together_once(store: &Store) {
     let p = ProfileId::generate();
     assert_eq!(store.delivery().journey_events_through().await.unwrap(), 0);

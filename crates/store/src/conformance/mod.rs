@@ -94,6 +94,7 @@ macro_rules! conformance_cases {
             documents_are_versioned_listed_in_pages_and_deleted,
             recent_track_events_are_read_by_name_and_time,
             journey_progress_and_send_decisions_commit_together_once,
+            journey_instances_are_counted_by_step_and_state,
             unknown_message_sources_are_kept_as_written,
             messages_a_person_triggered_are_due_before_a_broadcasts,
             messages_list_by_source_and_step_and_count_by_reason,

@@ -60,6 +60,11 @@ impl DeliveryStore for EncryptedDelivery {
         self.sealer.open_instances(i).await
     }
 
+    async fn journey_step_counts(&self, journey: &str) -> Result<Vec<StepCount>, StoreError> {
+        // Steps and states are not personal: stored in the clear.
+        self.inner.journey_step_counts(journey).await
+    }
+
     async fn due_in_lane(
         &self,
         lane: missive_core::outbox::Lane,

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 
 use super::rows::*;
 use super::*;
-use crate::{OutboxCursor, REASON_DETAIL_SQL};
+use crate::{OutboxCursor, REASON_DETAIL_SQL, StepCount};
 use missive_core::MessageSource;
 
 #[async_trait]
@@ -201,6 +201,20 @@ impl crate::DeliveryStore for PostgresStore {
             )
             .await?;
         rows.iter().map(instance_from_row).collect()
+    }
+
+    async fn journey_step_counts(&self, journey: &str) -> Result<Vec<StepCount>, StoreError> {
+        let r = self.reader();
+        let rows = r
+            .client
+            .query(
+                "SELECT step, status, COUNT(*) FROM journey_instances WHERE journey = $1 GROUP BY step, status",
+                &[&journey],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| StepCount::from_row(row.try_get(0)?, row.try_get::<_, &str>(1)?, row.try_get(2)?))
+            .collect()
     }
 
     async fn due_in_lane(

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 
 use super::rows::*;
 use super::*;
-use crate::{OutboxCursor, REASON_DETAIL_SQL};
+use crate::{OutboxCursor, REASON_DETAIL_SQL, StepCount};
 use missive_core::MessageSource;
 
 #[async_trait]
@@ -175,6 +175,24 @@ impl crate::DeliveryStore for SqliteStore {
             ))?;
             let rows = stmt.query_map(params![journey, limit], instance_row)?;
             rows.map(|r| r?).collect()
+        })
+        .await
+    }
+
+    async fn journey_step_counts(&self, journey: &str) -> Result<Vec<StepCount>, StoreError> {
+        let journey = journey.to_owned();
+        self.read_on(Db::Delivery, move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT step, status, COUNT(*) FROM journey_instances WHERE journey = ?1 GROUP BY step, status",
+            )?;
+            let rows = stmt.query_map(params![journey], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+            })?;
+            rows.map(|r| {
+                let (step, status, n) = r?;
+                StepCount::from_row(step, &status, n)
+            })
+            .collect()
         })
         .await
     }

@@ -55,6 +55,27 @@ pub struct JourneyInstance {
     pub updated_at: DateTime<Utc>,
 }
 
+/// How many instances of a journey are at one step in one state: waiting there (active), or
+/// having left the journey there (completed or exited).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepCount {
+    pub step: String,
+    pub status: InstanceStatus,
+    pub instances: u64,
+}
+
+impl StepCount {
+    /// From a `GROUP BY step, status` row of either backend.
+    pub fn from_row(step: String, status: &str, instances: i64) -> Result<Self, crate::StoreError> {
+        Ok(StepCount {
+            step,
+            status: InstanceStatus::parse(status)
+                .ok_or_else(|| crate::StoreError::Corrupt(format!("instance status: {status}")))?,
+            instances: u64::try_from(instances).unwrap_or(0),
+        })
+    }
+}
+
 /// What happened to a message in the outbox.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutboxStatus {
