@@ -27,7 +27,7 @@ pub enum Shot {
 }
 
 impl Shot {
-    pub const ALL: [Shot; 3] = [Shot::Mobile, Shot::Desktop, Shot::Dark];
+    pub const ALL: [Shot; 3] = [Shot::Mobile, Shot::Dark, Shot::Desktop];
 
     pub fn label(self) -> &'static str {
         match self {

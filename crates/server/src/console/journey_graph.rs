@@ -18,8 +18,10 @@ const BOX_H: f64 = 66.0;
 const GAP_X: f64 = 36.0;
 const GAP_Y: f64 = 58.0;
 const MARGIN: f64 = 16.0;
-/// Room on the right for arrows that go back up.
+/// Room on each side for arrows that skip layers (left) or go back up (right).
 const LOOP_ROOM: f64 = 90.0;
+/// Space between two arrows running side by side in a gutter.
+const LANE: f64 = 12.0;
 /// Characters of a summary that fit in a box; the whole is in its tooltip.
 const FIT: usize = 30;
 
@@ -177,7 +179,7 @@ pub(crate) fn layout(def: &JourneyDef) -> Layout {
     for (l, row) in rows.iter().enumerate() {
         let n = row.len() as f64;
         let span = n * BOX_W + (n - 1.0).max(0.0) * GAP_X;
-        let left = MARGIN + (inner - span) / 2.0;
+        let left = LOOP_ROOM + MARGIN + (inner - span) / 2.0;
         for (k, &i) in row.iter().enumerate() {
             nodes[i].layer = l;
             nodes[i].x = left + k as f64 * (BOX_W + GAP_X);
@@ -187,23 +189,82 @@ pub(crate) fn layout(def: &JourneyDef) -> Layout {
     Layout {
         nodes,
         edges,
-        width: MARGIN * 2.0 + inner + LOOP_ROOM,
+        width: MARGIN * 2.0 + inner + 2.0 * LOOP_ROOM,
         height: MARGIN * 2.0 + layers as f64 * BOX_H + (layers as f64 - 1.0) * GAP_Y,
     }
 }
 
-/// An arrow's path from `a` to `b`: a curve down to a later layer, else around the right.
-pub(crate) fn arrow_path(a: &Node, b: &Node, right_edge: f64) -> String {
-    if b.layer > a.layer {
-        let (x1, y1) = (a.x + BOX_W / 2.0, a.y + BOX_H);
-        let (x2, y2) = (b.x + BOX_W / 2.0, b.y);
-        let my = (y1 + y2) / 2.0;
-        format!("M{x1:.1},{y1:.1} C{x1:.1},{my:.1} {x2:.1},{my:.1} {x2:.1},{y2:.1}")
-    } else {
-        let (x1, y1) = (a.x + BOX_W, a.y + BOX_H / 2.0);
-        let (x2, y2) = (b.x + BOX_W, b.y + BOX_H / 2.0);
-        let out = right_edge - LOOP_ROOM / 3.0;
-        format!("M{x1:.1},{y1:.1} C{out:.1},{y1:.1} {out:.1},{y2:.1} {x2:.1},{y2:.1}")
+/// How an arrow runs: down to the next layer, or in a gutter (the `n`th lane of it): left
+/// for arrows that skip layers, right for arrows that go back up or across.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Route {
+    Down,
+    Left(usize),
+    Right(usize),
+}
+
+/// The routes of `edges` in order, lanes numbered per gutter.
+fn routes(l: &Layout, by_id: &HashMap<&str, &Node>) -> Vec<Option<Route>> {
+    let (mut left, mut right) = (0, 0);
+    l.edges
+        .iter()
+        .map(|e| {
+            let (a, b) = (by_id.get(e.from.as_str())?, by_id.get(e.to.as_str())?);
+            Some(if b.layer == a.layer + 1 {
+                Route::Down
+            } else if b.layer > a.layer {
+                left += 1;
+                Route::Left(left - 1)
+            } else {
+                right += 1;
+                Route::Right(right - 1)
+            })
+        })
+        .collect()
+}
+
+/// An arrow's path from `a` to `b` along `route`, and where its label goes (x, y, anchor).
+pub(crate) fn arrow(a: &Node, b: &Node, route: Route, width: f64) -> (String, (f64, f64, &'static str)) {
+    match route {
+        Route::Down => {
+            let (x1, y1) = (a.x + BOX_W / 2.0, a.y + BOX_H);
+            let (x2, y2) = (b.x + BOX_W / 2.0, b.y);
+            let my = (y1 + y2) / 2.0;
+            (
+                format!("M{x1:.1},{y1:.1} C{x1:.1},{my:.1} {x2:.1},{my:.1} {x2:.1},{y2:.1}"),
+                ((x1 + x2) / 2.0 + 6.0, my + 4.0, "start"),
+            )
+        }
+        Route::Left(n) | Route::Right(n) => {
+            let left = matches!(route, Route::Left(_));
+            let lane = if left {
+                (LOOP_ROOM - 20.0 - LANE * n as f64).max(6.0)
+            } else {
+                (width - LOOP_ROOM + 20.0 + LANE * n as f64).min(width - 6.0)
+            };
+            let (x1, x2) = if left {
+                (a.x, b.x)
+            } else {
+                (a.x + BOX_W, b.x + BOX_W)
+            };
+            let (y1, y2) = (a.y + BOX_H / 2.0, b.y + BOX_H / 2.0);
+            let r = if left { 8.0 } else { -8.0 };
+            let down = if y2 > y1 { 8.0 } else { -8.0 };
+            (
+                format!(
+                    "M{x1:.1},{y1:.1} L{:.1},{y1:.1} Q{lane:.1},{y1:.1} {lane:.1},{:.1} L{lane:.1},{:.1} Q{lane:.1},{y2:.1} {:.1},{y2:.1} L{x2:.1},{y2:.1}",
+                    lane + r,
+                    y1 + down,
+                    y2 - down,
+                    lane + r
+                ),
+                if left {
+                    (x1 - 6.0, y1 - 6.0, "end")
+                } else {
+                    (x1 + 6.0, y1 - 6.0, "start")
+                },
+            )
+        }
     }
 }
 
@@ -244,14 +305,13 @@ pub(crate) fn draw(name: &str, def: &JourneyDef, counts: &HashMap<String, Tally>
                     path.arrow-head d="M0,0 L10,5 L0,10 z" {}
                 }
             }
-            @for e in &l.edges {
-                @if let (Some(a), Some(b)) = (by_id.get(e.from.as_str()), by_id.get(e.to.as_str())) {
-                    @let d = arrow_path(a, b, l.width);
+            @for (e, route) in l.edges.iter().zip(routes(&l, &by_id)) {
+                @if let (Some(a), Some(b), Some(route)) = (by_id.get(e.from.as_str()), by_id.get(e.to.as_str()), route) {
+                    @let (d, (lx, ly, anchor)) = arrow(a, b, route, l.width);
                     g.edge {
                         path d=(d) marker-end="url(#arrow)" {}
                         @if !e.label.is_empty() {
-                            @let (lx, ly) = label_at(a, b, l.width);
-                            text.edge-label x=(format!("{lx:.1}")) y=(format!("{ly:.1}")) { (e.label) }
+                            text.edge-label x=(format!("{lx:.1}")) y=(format!("{ly:.1}")) text-anchor=(anchor) { (e.label) }
                         }
                     }
                 }
@@ -271,16 +331,6 @@ pub(crate) fn draw(name: &str, def: &JourneyDef, counts: &HashMap<String, Tally>
                 }
             }
         }
-    }
-}
-
-fn label_at(a: &Node, b: &Node, right_edge: f64) -> (f64, f64) {
-    if b.layer > a.layer {
-        let (x1, y1) = (a.x + BOX_W / 2.0, a.y + BOX_H);
-        let (x2, y2) = (b.x + BOX_W / 2.0, b.y);
-        ((x1 + x2) / 2.0 + 6.0, (y1 + y2) / 2.0 + 4.0)
-    } else {
-        (right_edge - LOOP_ROOM / 3.0 + 4.0, (a.y + b.y + BOX_H) / 2.0)
     }
 }
 
@@ -330,15 +380,41 @@ mod tests {
     }
 
     #[test]
-    fn loops_go_round_the_right_and_forward_arrows_go_down() {
+    fn loops_go_round_the_right_skips_round_the_left_and_the_rest_down() {
         let l = layout(&cart());
-        let n = |id: &str| l.nodes.iter().find(|n| n.id == id).expect("node");
-        let back = arrow_path(n("remind"), n("wait"), l.width);
+        let by_id: HashMap<&str, &Node> = l.nodes.iter().map(|n| (n.id.as_str(), n)).collect();
+        let seen: Vec<(&str, &str, Option<Route>)> = l
+            .edges
+            .iter()
+            .zip(routes(&l, &by_id))
+            .map(|(e, r)| (e.from.as_str(), e.to.as_str(), r))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                (TRIGGER, "wait", Some(Route::Down)),
+                ("wait", "exit", Some(Route::Left(0))),
+                ("wait", "vip", Some(Route::Down)),
+                ("vip", "treat", Some(Route::Down)),
+                ("vip", "remind", Some(Route::Down)),
+                ("remind", "wait", Some(Route::Right(0))),
+                ("treat", "exit", Some(Route::Down)),
+            ]
+        );
+        let n = |id: &str| by_id[id];
+        let (back, (_, _, anchor)) = arrow(n("remind"), n("wait"), Route::Right(0), l.width);
         assert!(
             back.starts_with(&format!("M{:.1},", n("remind").x + BOX_W)),
             "{back}"
         );
-        let down = arrow_path(n("wait"), n("vip"), l.width);
+        assert_eq!(anchor, "start");
+        let (skip, _) = arrow(n("wait"), n("exit"), Route::Left(1), l.width);
+        let lane = LOOP_ROOM - 20.0 - LANE;
+        assert!(
+            skip.contains(&format!("L{lane:.1},")),
+            "the second lane of the left gutter: {skip}"
+        );
+        let (down, _) = arrow(n("wait"), n("vip"), Route::Down, l.width);
         assert!(down.ends_with(&format!("{:.1}", n("vip").y)), "{down}");
     }
 

@@ -41,10 +41,11 @@ pub async fn list(State(state): State<AppState>, visit: Visit) -> Response {
 }
 
 async fn keys_page(state: &AppState, visit: &Visit, top: Markup, status: StatusCode) -> Response {
-    let keys = match state.auth.list_keys().await {
+    let mut keys = match state.auth.list_keys().await {
         Ok(k) => k,
         Err(e) => return layout::unavailable(visit, Section::Keys, "API keys", &e),
     };
+    keys.sort_by_key(|k| std::cmp::Reverse(k.created_at));
     let body = html! {
         (top)
         section.card {
@@ -70,7 +71,7 @@ async fn keys_page(state: &AppState, visit: &Visit, top: Markup, status: StatusC
             caption { "Keys (" (keys.len()) "), newest first" }
             thead { tr { th scope="col" { "Key" } th scope="col" { "Role" } th scope="col" { "Label" } th scope="col" { "Created" } th scope="col" { "State" } th scope="col" { span.visually-hidden { "Action" } } } }
             tbody {
-                @for k in keys.iter().rev() {
+                @for k in &keys {
                     tr {
                         td { code { (k.id) } @if k.id == visit.caller.key_id { " " (layout::badge("this session", "idle")) } }
                         td { (role_label(k.role)) }

@@ -147,7 +147,7 @@ async fn screenshots(email_html: &str) -> Markup {
     html! {
         div.shots {
             @for (shot, taken) in &figures {
-                figure.shot {
+                figure class={ "shot " (if *shot == Shot::Desktop { "wide" } else { "narrow" }) } {
                     @match taken {
                         Ok(png) => {
                             img src={ "data:image/png;base64," (base64::engine::general_purpose::STANDARD.encode(png)) }

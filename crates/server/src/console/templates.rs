@@ -188,7 +188,65 @@ pub async fn edit(
         Some(_) => layout::error("Previews for a person show personal data, which your role does not read."),
         None => html! {},
     };
-    editor(&visit, &draft, preview, StatusCode::OK, true)
+    let matrix = matrix_panel(&state, &name).await;
+    editor(&visit, &draft, html! { (matrix) (preview) }, StatusCode::OK, true)
+}
+
+/// Each slot's decision matrix: which block the members of each saved segment get now.
+async fn matrix_panel(state: &AppState, name: &str) -> Markup {
+    let compiled = match state.content.compiled_template(name).await {
+        Ok((_, c, _)) => c,
+        // The editor shows why it does not compile when it is saved; nothing to decide here.
+        Err(_) => return html! {},
+    };
+    if compiled.slots.is_empty() {
+        return html! {};
+    }
+    let now = state.engine.clock().now();
+    let mut slots = Vec::with_capacity(compiled.slots.len());
+    for slot in &compiled.slots {
+        match state.content.block_matrix(slot, now).await {
+            Ok(rows) => slots.push((slot.clone(), rows)),
+            Err(e) => {
+                tracing::error!(error = %e, "console: block matrix unreadable");
+                return layout::error("The slots' decisions could not be read just now.");
+            }
+        }
+    }
+    html! {
+        section.card {
+            h2 { "Who gets which block" }
+            @for (slot, rows) in &slots {
+                @let (fallback, targeted): (Vec<_>, Vec<_>) = rows.iter().partition(|r| r.segment.is_none());
+                @let everyone = fallback.first().and_then(|r| r.block.clone());
+                @let shown: Vec<_> = targeted.iter().filter(|r| r.block != everyone || !r.unless_matching.is_empty()).collect();
+                div.table-wrap { table {
+                    caption { "Slot " code { (slot) } }
+                    thead { tr { th scope="col" { "Members of" } th scope="col" { "Get" } th scope="col" { "Unless they match" } } }
+                    tbody {
+                        @for r in &shown {
+                            tr {
+                                th scope="row" { (r.segment.as_deref().unwrap_or("")) }
+                                td { (r.block.as_deref().unwrap_or("— nothing")) }
+                                td { (r.unless_matching.join(", ")) }
+                            }
+                        }
+                        @for r in &fallback {
+                            tr.fallback {
+                                th scope="row" { "Everyone else" }
+                                td { (r.block.as_deref().unwrap_or("— nothing: the slot stays empty")) }
+                                td { (r.unless_matching.join(", ")) }
+                            }
+                        }
+                    }
+                } }
+                @if targeted.len() > shown.len() {
+                    p.note { (targeted.len() - shown.len()) " other segment(s) get what everyone else gets." }
+                }
+            }
+            p.note { "By priority among the blocks active now, assuming the data each block requires is there; a person in several segments gets the highest-priority block. A preview for a person shows what they get." }
+        }
+    }
 }
 
 async fn preview_panel(state: &AppState, visit: &Visit, name: &str, key: &str) -> Markup {

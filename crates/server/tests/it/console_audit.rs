@@ -124,8 +124,8 @@ async fn the_rendering_audit_finds_client_problems_checks_links_and_takes_screen
     if chromium_required || missive_server::screenshots::Chromium::find().is_some() {
         assert_eq!(
             shots.iter().map(|s| s.0).collect::<Vec<_>>(),
-            vec![375, 800, 375],
-            "phone, desktop and dark mode: {page:.2000}"
+            vec![375, 375, 800],
+            "phone, dark mode and desktop: {page:.2000}"
         );
     } else {
         assert!(page.contains("Chromium is not installed on the server"), "{page}");
@@ -145,4 +145,30 @@ async fn the_rendering_audit_finds_client_problems_checks_links_and_takes_screen
         .await;
     assert_eq!(status, 422, "{page}");
     assert!(page.contains("Nothing to audit"), "{page}");
+}
+
+#[tokio::test]
+async fn the_template_page_shows_which_block_each_segment_gets() {
+    let app = TestApp::spawn().await;
+    crate::content::load_examples(&app).await;
+    let c = Console::login(&app, &app.key_of_role("analyst").await).await;
+    let (status, page) = c.get("/console/templates/edit/cart").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Who gets which block"), "{page}");
+    assert!(
+        page.contains("<caption>Slot <code>hero</code></caption>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<th scope=\"row\">vip</th><td>hero-vip</td><td></td>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<th scope=\"row\">Everyone else</th><td>hero-generic</td>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<td>offer-loyalty</td>"),
+        "the offer slot's expression block: {page}"
+    );
 }

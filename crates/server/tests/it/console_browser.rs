@@ -194,3 +194,97 @@ async fn refused(c: &Client, base: &str, key: &str) {
     assert!(!page.contains("c4@example.com"), "{page}");
     screenshot(c, "10-analyst-refused").await;
 }
+
+/// The admin's and privacy officer's pages, the journeys and the rendering audit, in Chromium.
+#[tokio::test]
+async fn journeys_privacy_keys_and_the_rendering_audit_work_in_chromium() {
+    let Ok(driver) = std::env::var("MISSIVE_TEST_CHROMEDRIVER") else {
+        eprintln!("MISSIVE_TEST_CHROMEDRIVER is not set: the browser test does not run (.ci/run sets it)");
+        return;
+    };
+    let app = TestApp::spawn().await;
+    shop(&app).await;
+    let template = json!({"subject": "Your cart", "layout": "html",
+        "body": "<html><body><table bgcolor=\"#ffffff\"><tr><td><h1 style=\"color:#111\">Still thinking, {{ customer.first_name }}?</h1>\
+                 <p><a href=\"{{ unsubscribe_url }}\">Unsubscribe</a></p></td></tr></table></body></html>"});
+    let (status, body) = app.admin(Method::PUT, "/v1/templates/cart", Some(template)).await;
+    assert_eq!(status, 200, "{body}");
+    let journey = json!({"trigger": {"event": "Product Added"}, "key": "properties.cart_id",
+        "steps": [
+            {"id": "wait", "type": "wait_for_event", "event": "Order Completed", "match_key": true, "timeout": "4h"},
+            {"id": "vip", "type": "branch", "condition": "orders.count >= 3", "then": "exit", "else": "remind"},
+            {"id": "remind", "type": "send", "template": "cart"}]});
+    let (status, body) = app.admin(Method::PUT, "/v1/journeys/cart", Some(journey)).await;
+    assert_eq!(status, 200, "{body}");
+    for (user, cart) in [("u1", "a"), ("u2", "b"), ("u3", "c")] {
+        let event = json!({"userId": user, "event": "Product Added", "properties": {"cart_id": cart}});
+        assert_eq!(app.post("/v1/track", event).await.0, 200);
+    }
+    app.sync().await;
+    assert_eq!(app.admin(Method::POST, "/v1/journeys/run", None).await.0, 200);
+    let admin = app.key_of_role("admin").await;
+
+    let c = browser_with(&driver, true).await;
+    c.set_window_size(1360, 1000).await.unwrap();
+    let session = c.clone();
+    let base = app.base.clone();
+    let result = tokio::spawn(async move { admin_pages(&session, &base, &admin).await }).await;
+    c.close().await.unwrap();
+    if let Err(e) = result {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+async fn admin_pages(c: &Client, base: &str, key: &str) {
+    log_in(c, base, key).await;
+    c.goto(&format!("{base}/console/journeys/cart")).await.unwrap();
+    let page = wait_for_text(c, "3 waiting").await;
+    assert!(page.contains("<svg class=\"journey\""), "{page}");
+    screenshot(c, "11-journey").await;
+    // The editor checks and draws a change before it is saved.
+    let def = field(c, "definition").await;
+    let text = def.prop("value").await.unwrap().unwrap_or_default();
+    def.clear().await.unwrap();
+    def.send_keys(&text.replace("\"4h\"", "\"2h\"")).await.unwrap();
+    press(c, "Check and draw").await;
+    wait_for_text(c, "This journey is valid").await;
+    screenshot(c, "12-journey-check").await;
+
+    c.goto(&format!(
+        "{base}/console/templates/audit/cart?profile=c4%40example.com"
+    ))
+    .await
+    .unwrap();
+    let page = wait_for_text(c, "Screenshots").await;
+    assert!(page.contains("Dark mode"), "{page}");
+    assert_eq!(
+        c.find_all(Locator::Css("figure.shot img")).await.unwrap().len(),
+        3,
+        "phone, desktop and dark mode (Chromium is installed where this test runs)"
+    );
+    screenshot(c, "13-rendering-audit").await;
+
+    c.goto(&format!("{base}/console/privacy")).await.unwrap();
+    wait_for_text(c, "Consent across").await;
+    field(c, "q").await.send_keys("c2@example.com").await.unwrap();
+    press(c, "Find").await;
+    wait_for_text(c, "Erase this person").await;
+    screenshot(c, "14-privacy-request").await;
+
+    c.goto(&format!("{base}/console/keys")).await.unwrap();
+    wait_for_text(c, "Create a key").await;
+    field(c, "label").await.send_keys("Ana, CRM team").await.unwrap();
+    press(c, "Create").await;
+    let page = wait_for_text(c, "shown this once").await;
+    assert!(page.contains("Ana, CRM team"), "{page}");
+    screenshot(c, "15-keys").await;
+
+    for (path, text, name) in [
+        ("/console/experiments", "Experiments", "16-experiments"),
+        ("/console/models", "Models", "17-models"),
+    ] {
+        c.goto(&format!("{base}{path}")).await.unwrap();
+        wait_for_text(c, text).await;
+        screenshot(c, name).await;
+    }
+}

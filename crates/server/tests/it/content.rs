@@ -19,7 +19,7 @@ fn cart_template() -> Value {
     })
 }
 
-async fn load_examples(app: &TestApp) {
+pub(crate) async fn load_examples(app: &TestApp) {
     let mut products: Vec<Value> = serde_json::from_str(&example("products.json")).unwrap();
     products.push(json!({"id": "broken", "title": "", "price": -3}));
     let (status, res) = app
