@@ -53,9 +53,9 @@ impl crate::Engine {
         self.store().events().activity(since, until).await
     }
 
-    /// Live profiles and stored events, as of the last commit.
-    pub async fn totals(&self) -> Result<missive_store::StoreStats, missive_store::StoreError> {
-        self.store().events().stats().await
+    /// Live profiles, as of the last commit (a count of the profiles, not of the events).
+    pub async fn profile_count(&self) -> Result<u64, missive_store::StoreError> {
+        self.store().events().profile_count().await
     }
 }
 

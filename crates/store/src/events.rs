@@ -161,7 +161,11 @@ pub trait EventStore: Send + Sync + 'static {
     /// Merges recorded after `after` (a merge's position in the log), in the order recorded.
     async fn merges_after(&self, after: i64, limit: u32) -> Result<Vec<(i64, MergeRecord)>, StoreError>;
 
+    /// Live profiles and stored events: counts both (the events a full count).
     async fn stats(&self) -> Result<StoreStats, StoreError>;
+
+    /// Live profiles (not merged into another): a count of the profiles alone.
+    async fn profile_count(&self) -> Result<u64, StoreError>;
 
     /// Hourly activity counts with `since <= hour < until`, in hour order (hours without
     /// activity are left out).

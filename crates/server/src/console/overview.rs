@@ -126,7 +126,7 @@ pub async fn page(State(state): State<AppState>, visit: Visit, Query(q): Query<O
     let until = since + width * n as i32;
     let (counts, totals, broadcasts, journeys) = tokio::join!(
         state.engine.activity(since, until),
-        state.engine.totals(),
+        state.engine.profile_count(),
         state.broadcasts.list(),
         state.journeys.definitions(),
     );
@@ -177,7 +177,7 @@ pub async fn page(State(state): State<AppState>, visit: Visit, Query(q): Query<O
             span.note { "By the events' own time, in UTC. Updated as events are committed." }
         }
         div.kpis {
-            (kpi("Profiles", totals.as_ref().map_or("–".into(), |t| group(t.profiles)), None))
+            (kpi("Profiles", totals.as_ref().map_or("–".into(), |n| group(*n)), None))
             (kpi("Events", group(t(ActivityMetric::Events).max(0) as u64), Some(format!("in {}", q.range.as_str()))))
             (kpi("Delivered", group(d.max(0) as u64), None))
             (kpi("Opened", rate(t(ActivityMetric::Opened), d), Some(format!("{} opens", group(t(ActivityMetric::Opened).max(0) as u64)))))

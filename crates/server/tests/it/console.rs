@@ -190,6 +190,10 @@ async fn the_overview_charts_activity_from_the_events() {
     // 15 orders of 40 + k: revenue 40·15 + (0+0+1+0+1+2+…) = 600 + 20 = 620.
     assert!(page.contains("<div class=\"value\">15</div>"), "orders: {page}");
     assert!(page.contains("620.00"), "revenue: {page}");
+    assert!(
+        page.contains("<div class=\"label\">Profiles</div><div class=\"value\">7</div>"),
+        "profiles: {page}"
+    );
     assert!(page.contains("<svg") && page.contains("role=\"img\""), "charts");
     let (status, _) = marketer.get("/console?range=1y").await;
     assert_eq!(status, 400, "an unknown range is refused");

@@ -69,6 +69,7 @@ pub async fn committed_events_profiles_and_identities_read_back(store: &Store) {
 
     let stats = store.events().stats().await.unwrap();
     assert_eq!((stats.profiles, stats.events), (1, 2));
+    assert_eq!(store.events().profile_count().await.unwrap(), 1);
     assert_eq!(store.events().last_event_seq().await.unwrap(), 2);
 }
 

@@ -229,6 +229,10 @@ impl EventStore for EncryptedEvents {
         self.inner.merges_after(after, limit).await
     }
 
+    async fn profile_count(&self) -> Result<u64, StoreError> {
+        self.inner.profile_count().await
+    }
+
     async fn stats(&self) -> Result<StoreStats, StoreError> {
         self.inner.stats().await
     }

@@ -754,6 +754,15 @@ impl crate::EventStore for PostgresStore {
         Ok(out)
     }
 
+    async fn profile_count(&self) -> Result<u64, StoreError> {
+        let r = self.reader();
+        let row = r
+            .client
+            .query_one("SELECT COUNT(*) FROM profiles WHERE merged_into IS NULL", &[])
+            .await?;
+        Ok(u64::try_from(row.try_get::<_, i64>(0)?).unwrap_or(0))
+    }
+
     async fn stats(&self) -> Result<StoreStats, StoreError> {
         let r = self.reader();
         let row = r.client.query_one(&r.statements.stats, &[]).await?;

@@ -797,6 +797,19 @@ impl crate::EventStore for SqliteStore {
         .await
     }
 
+    async fn profile_count(&self) -> Result<u64, StoreError> {
+        let n: i64 = self
+            .read(|c| {
+                Ok(c.query_row(
+                    "SELECT COUNT(*) FROM profiles WHERE merged_into IS NULL",
+                    [],
+                    |r| r.get(0),
+                )?)
+            })
+            .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     async fn stats(&self) -> Result<StoreStats, StoreError> {
         let profiles: i64 = self
             .read(|c| {
