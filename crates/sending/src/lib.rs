@@ -24,6 +24,7 @@ pub mod broadcasts;
 pub mod content;
 pub mod experiments;
 pub mod exposure;
+pub mod failures;
 pub mod journeys;
 pub mod messages;
 mod own_events;

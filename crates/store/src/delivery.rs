@@ -71,6 +71,14 @@ pub trait DeliveryStore: Send + Sync + 'static {
 
     async fn outbox_message(&self, id: &str) -> Result<Option<OutboxMessage>, StoreError>;
 
+    /// Messages that failed for good at or after `since` (by when they were last due), newest
+    /// first.
+    async fn recent_failures(
+        &self,
+        since: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<OutboxMessage>, StoreError>;
+
     /// Which of the messages `ids` were sent (handed over and accepted by the relay).
     async fn sent_among(&self, ids: Vec<String>) -> Result<std::collections::HashSet<String>, StoreError>;
 

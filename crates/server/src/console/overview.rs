@@ -151,6 +151,7 @@ pub async fn page(State(state): State<AppState>, visit: Visit, Query(q): Query<O
             .map(|v| v / 100.0)
             .collect::<Vec<_>>(),
     );
+    let problems = problems(&state, now).await;
     let t = |m| total(&counts, m);
     let d = t(ActivityMetric::Delivered);
     let broadcasts = broadcasts.unwrap_or_else(|e| {
@@ -248,27 +249,98 @@ pub async fn page(State(state): State<AppState>, visit: Visit, Query(q): Query<O
             }
             section.card {
                 h2 { "Needs attention" }
-                (attention(&state, &broadcasts))
+                (attention(&state, &broadcasts, &problems))
             }
         }
     };
     layout::page(&visit, Section::Overview, "Overview", body)
 }
 
-/// Set-up warnings and broadcasts whose messages failed.
-fn attention(state: &AppState, broadcasts: &[missive_sending::broadcasts::Broadcast]) -> Markup {
+/// What failed lately or no longer works: read for "Needs attention".
+struct Problems {
+    failures: Option<missive_sending::failures::Summary>,
+    /// Templates that no longer compile, with why.
+    templates: Vec<(String, String)>,
+    /// Blocks that no longer compile (a segment they read was removed), with why.
+    blocks: Vec<(String, String)>,
+}
+
+/// How far back failed messages are read.
+const FAILURES_SINCE_DAYS: i64 = 7;
+
+async fn problems(state: &AppState, now: chrono::DateTime<Utc>) -> Problems {
+    let since = now - TimeDelta::days(FAILURES_SINCE_DAYS);
+    let failures = missive_sending::failures::recent(state.engine.store(), since)
+        .await
+        .map_err(|e| tracing::warn!(error = %e, "overview: failures unreadable"))
+        .ok();
+    let mut templates = Vec::new();
+    if let Ok(list) = state.content.list_templates().await {
+        for t in list {
+            if let Err(e) = state.content.compiled_template(&t.name).await {
+                templates.push((t.name, e.to_string()));
+            }
+        }
+    }
+    let blocks = state
+        .content
+        .blocks()
+        .await
+        .map(|b| b.broken.clone())
+        .unwrap_or_default();
+    Problems {
+        failures,
+        templates,
+        blocks,
+    }
+}
+
+/// Set-up warnings, domains refusing mail, templates and blocks that fail, cancelled broadcasts.
+fn attention(
+    state: &AppState,
+    broadcasts: &[missive_sending::broadcasts::Broadcast],
+    problems: &Problems,
+) -> Markup {
     let warnings = &state.setup_warnings;
     let finished_bad: Vec<_> = broadcasts
         .iter()
         .filter(|b| b.state == BroadcastState::Cancelled)
         .take(5)
         .collect();
+    let (domains, composing) = problems
+        .failures
+        .as_ref()
+        .map_or((&[][..], &[][..]), |f| (&f.by_domain[..], &f.by_template[..]));
+    let nothing = warnings.is_empty()
+        && finished_bad.is_empty()
+        && domains.is_empty()
+        && composing.is_empty()
+        && problems.templates.is_empty()
+        && problems.blocks.is_empty();
     html! {
-        @if warnings.is_empty() && finished_bad.is_empty() {
+        @if nothing {
             p.empty { "Nothing needs attention." }
         }
-        ul {
+        ul.attention {
             @for w in warnings.iter() { li { (layout::badge("Set-up", "warn")) " " (w.message()) } }
+            @for g in domains.iter().take(5) {
+                li {
+                    (layout::badge("Refused", "bad")) " " strong { (g.key) } ": " (group(g.messages))
+                    " message(s) refused for good in " (FAILURES_SINCE_DAYS) " days, e.g. " code { (g.example) }
+                }
+            }
+            @for g in composing.iter().take(5) {
+                li {
+                    (layout::badge("Not composed", "bad")) " template " a href={ "/console/templates/edit/" (layout::path_part(&g.key)) } { (g.key) }
+                    ": " (group(g.messages)) " message(s) failed, e.g. " code { (g.example) }
+                }
+            }
+            @for (name, why) in &problems.templates {
+                li { (layout::badge("Template", "bad")) " " a href={ "/console/templates/edit/" (layout::path_part(name)) } { (name) } " does not compile: " (why) }
+            }
+            @for (name, why) in &problems.blocks {
+                li { (layout::badge("Block", "warn")) " " (name) " is left out: " (why) }
+            }
             @for b in &finished_bad {
                 li { (layout::badge("Cancelled", "idle")) " " a href={ "/console/broadcasts/" (b.id) } { "Broadcast " (b.template) " → " (b.segment) } }
             }

@@ -172,3 +172,61 @@ async fn the_template_page_shows_which_block_each_segment_gets() {
         "the offer slot's expression block: {page}"
     );
 }
+
+#[tokio::test]
+async fn the_overview_names_domains_refusing_mail_and_templates_that_fail() {
+    let app = TestApp::spawn().await;
+    shop(&app).await;
+    let profile =
+        missive_core::ProfileId::parse(app.profile("c1@example.com").await["id"].as_str().unwrap()).unwrap();
+    let now = app.engine.clock().now();
+    let failed =
+        |id: &str, template: &str, recipient: Option<&str>, detail: &str| missive_store::OutboxMessage {
+            id: id.into(),
+            idempotency_key: format!("k-{id}"),
+            profile_id: profile.clone(),
+            template: template.into(),
+            class: missive_core::MessageClass::Marketing,
+            source: missive_core::MessageSource::Journey("welcome".into()),
+            step: None,
+            context: json!({}),
+            status: missive_store::OutboxStatus::Failed,
+            attempts: 1,
+            next_attempt_at: now - chrono::TimeDelta::hours(2),
+            created_at: now - chrono::TimeDelta::hours(3),
+            sent_at: None,
+            recipient: recipient.map(str::to_owned),
+            detail: Some(detail.into()),
+        };
+    let c = Console::login(&app, &app.key_of_role("marketer").await).await;
+    let (_, page) = c.get("/console").await;
+    assert!(page.contains("Nothing needs attention."), "{page}");
+    app.engine
+        .store()
+        .delivery()
+        .commit_journey(missive_store::JourneyCommit {
+            instances: vec![],
+            outbox: vec![
+                failed("m1", "news", Some("a@dead.example"), "550 5.1.2 domain not found"),
+                failed("m2", "news", Some("b@dead.example"), "550 5.1.2 domain not found"),
+                failed("m3", "<b>cart</b>", None, "render: the block \"hero\" failed"),
+            ],
+            events_through: None,
+            segments_through: None,
+        })
+        .await
+        .unwrap();
+    let (_, page) = c.get("/console").await;
+    assert!(
+        page.contains("<strong>dead.example</strong>: 2 message(s) refused for good in 7 days, e.g. <code>550 5.1.2 domain not found</code>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("template <a href=\"/console/templates/edit/%3Cb%3Ecart%3C%2Fb%3E\">&lt;b&gt;cart&lt;/b&gt;</a>: 1 message(s) failed"),
+        "{page}"
+    );
+    assert!(
+        !page.contains("a@dead.example"),
+        "addresses stay out of the overview"
+    );
+}

@@ -44,6 +44,53 @@ pub(super) fn message(id: &str, key: &str, profile: &ProfileId, due: DateTime<Ut
     }
 }
 
+pub async fn recent_failures_are_read_newest_first(store: &Store) {
+    let p = ProfileId::generate();
+    let failed = |id: &str, at: &str| OutboxMessage {
+        status: OutboxStatus::Failed,
+        recipient: Some("ana@bounce.example".into()),
+        detail: Some("550 5.1.1 no such user".into()),
+        ..message(id, &format!("k-{id}"), &p, t(at))
+    };
+    let outbox = vec![
+        failed("f-old", "2026-11-01T10:00:00Z"),
+        failed("f-1", "2026-11-28T10:00:00Z"),
+        failed("f-2", "2026-11-28T11:00:00Z"),
+        message("q-1", "k-q-1", &p, t("2026-11-28T12:00:00Z")),
+    ];
+    store
+        .delivery()
+        .commit_journey(JourneyCommit {
+            instances: vec![],
+            outbox,
+            events_through: None,
+            segments_through: None,
+        })
+        .await
+        .unwrap();
+    let got = store
+        .delivery()
+        .recent_failures(t("2026-11-20T00:00:00Z"), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        got.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
+        ["f-2", "f-1"]
+    );
+    assert_eq!(
+        got[0].recipient.as_deref(),
+        Some("ana@bounce.example"),
+        "opened where sealed"
+    );
+    assert_eq!(got[0].detail.as_deref(), Some("550 5.1.1 no such user"));
+    let one = store
+        .delivery()
+        .recent_failures(t("2026-10-01T00:00:00Z"), 1)
+        .await
+        .unwrap();
+    assert_eq!(one.len(), 1);
+}
+
 pub async fn journey_instances_are_counted_by_step_and_state(store: &Store) {
     let p = ProfileId::generate();
     let at = |id: &str, step: &str, status: InstanceStatus| JourneyInstance {

@@ -95,6 +95,7 @@ macro_rules! conformance_cases {
             recent_track_events_are_read_by_name_and_time,
             journey_progress_and_send_decisions_commit_together_once,
             journey_instances_are_counted_by_step_and_state,
+            recent_failures_are_read_newest_first,
             unknown_message_sources_are_kept_as_written,
             messages_a_person_triggered_are_due_before_a_broadcasts,
             messages_list_by_source_and_step_and_count_by_reason,

@@ -65,6 +65,15 @@ impl DeliveryStore for EncryptedDelivery {
         self.inner.journey_step_counts(journey).await
     }
 
+    async fn recent_failures(
+        &self,
+        since: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
+        let m = self.inner.recent_failures(since, limit).await?;
+        self.sealer.open_messages(m).await
+    }
+
     async fn due_in_lane(
         &self,
         lane: missive_core::outbox::Lane,

@@ -217,6 +217,25 @@ impl crate::DeliveryStore for PostgresStore {
             .collect()
     }
 
+    async fn recent_failures(
+        &self,
+        since: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
+        let r = self.reader();
+        let rows = r
+            .client
+            .query(
+                &format!(
+                    "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE status = 'failed' AND next_attempt_at >= $1
+                     ORDER BY next_attempt_at DESC LIMIT $2"
+                ),
+                &[&micros(since), &i64::from(limit)],
+            )
+            .await?;
+        rows.iter().map(outbox_from_row).collect()
+    }
+
     async fn due_in_lane(
         &self,
         lane: missive_core::outbox::Lane,

@@ -56,6 +56,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(13, "postgres/0013.sql"),
     migration!(14, "postgres/0014.sql"),
     migration!(15, "postgres/0015.sql"),
+    migration!(16, "postgres/0016.sql"),
 ];
 
 const READERS: usize = 3;

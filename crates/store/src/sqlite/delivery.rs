@@ -197,6 +197,22 @@ impl crate::DeliveryStore for SqliteStore {
         .await
     }
 
+    async fn recent_failures(
+        &self,
+        since: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
+        self.read_on(Db::Delivery, move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE status = 'failed' AND next_attempt_at >= ?1
+                 ORDER BY next_attempt_at DESC LIMIT ?2"
+            ))?;
+            let rows = stmt.query_map(params![micros(since), limit], outbox_row)?;
+            rows.map(|r| r?).collect()
+        })
+        .await
+    }
+
     async fn due_in_lane(
         &self,
         lane: missive_core::outbox::Lane,

@@ -54,6 +54,7 @@ const DELIVERY_MIGRATIONS: &[Migration] = &[
     migration!(4, "sqlite/delivery/0004.sql"),
     migration!(5, "sqlite/delivery/0005.sql"),
     migration!(6, "sqlite/delivery/0006.sql"),
+    migration!(7, "sqlite/delivery/0007.sql"),
 ];
 
 const EVENT_MIGRATIONS: &[Migration] = &[
