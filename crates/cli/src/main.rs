@@ -11,6 +11,7 @@ mod bench_render;
 mod bench_segments;
 mod bench_webhooks;
 mod broadcast;
+mod cluster;
 mod config;
 mod content;
 mod demo;
@@ -156,6 +157,11 @@ enum Command {
         #[command(subcommand)]
         what: bench::BenchCommand,
     },
+    /// Cluster mode on PostgreSQL: the nodes, the partitions each owns, their leases.
+    Cluster {
+        #[command(subcommand)]
+        what: cluster::ClusterCommand,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -219,6 +225,7 @@ fn main() -> std::process::ExitCode {
             Command::Journey { what } => journey::run_journey(config, what).await,
             Command::Broadcast { what } => broadcast::run_broadcast(config, what).await,
             Command::Bench { what } => bench::run(config, what).await,
+            Command::Cluster { what } => cluster::run(config, what).await,
         }
     });
     match result {

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[cfg(unix)]
+mod cluster;
 mod crash;
 mod demo;
 mod doctor;

@@ -1,0 +1,122 @@
+//! `missive cluster status` as text: the nodes with how long since each was heard from, and
+//! for each owner the partitions it holds, with the leases' tokens and time left. Pure: views
+//! in, text out.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use crate::leases::{LeaseView, NodeView};
+
+/// Partitions as short ranges: `0-3, 7, 9-10`.
+pub fn ranges(mut parts: Vec<u16>) -> String {
+    parts.sort_unstable();
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < parts.len() {
+        let start = parts[i];
+        let mut end = start;
+        while i + 1 < parts.len() && parts[i + 1] == end + 1 {
+            i += 1;
+            end = parts[i];
+        }
+        out.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}-{end}")
+        });
+        i += 1;
+    }
+    out.join(", ")
+}
+
+/// The status report; `alive` is how recent a heartbeat must be to count as alive.
+pub fn render(nodes: &[NodeView], leases: &[LeaseView], alive: Duration) -> String {
+    let alive_us = i64::try_from(alive.as_micros()).unwrap_or(i64::MAX);
+    let mut out = String::new();
+    let _ = writeln!(out, "nodes ({}):", nodes.len());
+    for n in nodes {
+        let state = if n.silent_us < alive_us { "alive" } else { "silent" };
+        let _ = writeln!(
+            out,
+            "  {:<24} {:<22} {state:<6} last heard {:.1} s ago",
+            n.node,
+            n.address,
+            n.silent_us as f64 / 1e6
+        );
+    }
+    let mut by_owner: BTreeMap<String, Vec<&LeaseView>> = BTreeMap::new();
+    for l in leases {
+        let owner = match &l.owner {
+            Some(o) if l.remaining_us > 0 => o.clone(),
+            _ => "(no owner)".to_owned(),
+        };
+        by_owner.entry(owner).or_default().push(l);
+    }
+    let _ = writeln!(out, "partitions ({}):", leases.len());
+    for (owner, held) in &by_owner {
+        let parts: Vec<u16> = held.iter().map(|l| l.partition).collect();
+        let left = held.iter().map(|l| l.remaining_us).min().unwrap_or(0).max(0);
+        let _ = write!(out, "  {owner:<24} {:>4}  {}", held.len(), ranges(parts));
+        if owner != "(no owner)" {
+            let _ = write!(out, "  (leases end in ≥ {:.1} s)", left as f64 / 1e6);
+        }
+        out.push('\n');
+    }
+    let _ = writeln!(
+        out,
+        "lag per partition: not measured yet (the JetStream log is a later stage)"
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_print_as_ranges() {
+        assert_eq!(ranges(vec![3, 0, 1, 2, 7, 9, 10]), "0-3, 7, 9-10");
+        assert_eq!(ranges(vec![]), "");
+        assert_eq!(ranges(vec![5]), "5");
+    }
+
+    #[test]
+    fn the_report_groups_partitions_by_live_owner() {
+        let nodes = vec![
+            NodeView {
+                node: "a".into(),
+                address: "10.0.0.1:8080".into(),
+                silent_us: 500_000,
+            },
+            NodeView {
+                node: "b".into(),
+                address: "10.0.0.2:8080".into(),
+                silent_us: 30_000_000,
+            },
+        ];
+        let lease = |p: u16, owner: Option<&str>, remaining_us: i64| LeaseView {
+            partition: p,
+            owner: owner.map(str::to_owned),
+            token: 1,
+            remaining_us,
+        };
+        let leases = vec![
+            lease(0, Some("a"), 4_000_000),
+            lease(1, Some("a"), 3_000_000),
+            lease(2, Some("b"), -5),
+            lease(3, None, 0),
+        ];
+        let text = render(&nodes, &leases, Duration::from_secs(6));
+        assert!(
+            text.contains("a                        10.0.0.1:8080          alive  last heard 0.5 s ago"),
+            "{text}"
+        );
+        assert!(text.contains("silent last heard 30.0 s ago"), "{text}");
+        assert!(
+            text.contains("  a                           2  0-1  (leases end in ≥ 3.0 s)"),
+            "{text}"
+        );
+        assert!(text.contains("  (no owner)                  2  2-3\n"), "{text}");
+    }
+}

@@ -1,0 +1,198 @@
+//! Leases on a real PostgreSQL (`MISSIVE_TEST_POSTGRES_URL`; CI sets it, and there these tests
+//! fail rather than skip): nodes share the partitions evenly, a node that stops renewing loses
+//! its partitions to the others within the lease time, a paused former owner's write is
+//! fenced off, and a node started with another partition count is refused. Each test works
+//! in a schema of its own.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use missive_cluster::leases::connect;
+use missive_cluster::{Fence, Fenced, Keeper, LeaseError, Leases, PartitionCount, verify};
+
+const TTL: Duration = Duration::from_millis(1_500);
+
+fn url() -> Option<String> {
+    match std::env::var("MISSIVE_TEST_POSTGRES_URL") {
+        Ok(u) => Some(u),
+        Err(_) => {
+            eprintln!("MISSIVE_TEST_POSTGRES_URL is not set: the lease tests do not run");
+            None
+        }
+    }
+}
+
+async fn schema(url: &str) -> String {
+    let name = format!("test_{}", uuid::Uuid::new_v4().simple());
+    let c = connect(url, None).await.unwrap();
+    c.batch_execute(&format!("CREATE SCHEMA \"{name}\""))
+        .await
+        .unwrap();
+    name
+}
+
+async fn keeper(url: &str, schema: &str, node: &str, partitions: i64) -> Keeper {
+    let client = connect(url, Some(schema)).await.unwrap();
+    let leases = Leases::open(client, PartitionCount::new(partitions).unwrap())
+        .await
+        .unwrap();
+    Keeper::new(leases, node, format!("{node}.local:8080"), TTL)
+}
+
+fn keys(k: &Keeper) -> Vec<u16> {
+    k.held().keys().copied().collect()
+}
+
+#[tokio::test]
+async fn nodes_share_the_partitions_and_take_over_a_dead_nodes() {
+    let Some(url) = url() else { return };
+    let s = schema(&url).await;
+    let mut a = keeper(&url, &s, "a", 8).await;
+    a.round().await.unwrap();
+    assert_eq!(keys(&a), (0..8).collect::<Vec<_>>(), "alone, a owns all");
+    let first_tokens = a.held();
+
+    // b joins: a gives up its extras on its next round, b claims them on its own.
+    let mut b = keeper(&url, &s, "b", 8).await;
+    b.round().await.unwrap();
+    assert!(keys(&b).is_empty(), "nothing is free yet");
+    a.round().await.unwrap();
+    b.round().await.unwrap();
+    assert_eq!(keys(&a), vec![0, 1, 2, 3]);
+    assert_eq!(keys(&b), vec![4, 5, 6, 7]);
+    for p in 4..8 {
+        assert!(b.held()[&p] > first_tokens[&p], "a new owner, a larger token");
+    }
+    for p in 0..4 {
+        assert_eq!(a.held()[&p], first_tokens[&p], "a renewal keeps the token");
+    }
+
+    // a dies (stops renewing, no goodbye): b owns everything within the lease time and a round.
+    let died = Instant::now();
+    drop(a);
+    loop {
+        b.round().await.unwrap();
+        if keys(&b).len() == 8 {
+            break;
+        }
+        assert!(died.elapsed() < TTL * 3, "b did not take over: {:?}", keys(&b));
+        tokio::time::sleep(TTL / 3).await;
+    }
+    assert!(
+        died.elapsed() >= TTL / 2,
+        "not before a's leases could have expired"
+    );
+
+    // A node that leaves hands its partitions over at once.
+    let mut c = keeper(&url, &s, "c", 8).await;
+    c.round().await.unwrap();
+    b.round().await.unwrap();
+    c.round().await.unwrap();
+    assert_eq!((keys(&b).len(), keys(&c).len()), (4, 4));
+    c.leave().await.unwrap();
+    b.round().await.unwrap();
+    assert_eq!(keys(&b).len(), 8, "c's partitions were free at once");
+}
+
+#[tokio::test]
+async fn a_paused_former_owner_writes_nothing() {
+    let Some(url) = url() else { return };
+    let s = schema(&url).await;
+    let mut a = keeper(&url, &s, "a", 2).await;
+    a.round().await.unwrap();
+    let fence = a.fence(0).expect("a holds partition 0");
+    // a's writes go through a transaction that verifies its fence first.
+    let mut writer = connect(&url, Some(&s)).await.unwrap();
+    writer
+        .batch_execute("CREATE TABLE profiles_of_partition (partition INTEGER, note TEXT)")
+        .await
+        .unwrap();
+    async fn write(c: &mut tokio_postgres::Client, fence: &Fence, note: &str) -> Result<(), Fenced> {
+        let tx = c.transaction().await.unwrap();
+        verify(&tx, std::slice::from_ref(fence)).await.unwrap()?;
+        tx.execute(
+            "INSERT INTO profiles_of_partition VALUES ($1, $2)",
+            &[&i32::from(fence.partition), &note],
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        Ok(())
+    }
+    write(&mut writer, &fence, "while owner").await.unwrap();
+
+    // a is paused (no rounds) past its lease; b takes the partition over.
+    tokio::time::sleep(TTL + Duration::from_millis(200)).await;
+    assert!(
+        a.fence(0).is_none(),
+        "a stops counting the lease before it expires"
+    );
+    let mut b = keeper(&url, &s, "b", 2).await;
+    b.round().await.unwrap();
+    assert_eq!(keys(&b), vec![0, 1]);
+    let b_fence = b.fence(0).unwrap();
+    assert!(b_fence.token > fence.token);
+
+    // a wakes up and writes with what it had: refused, nothing written.
+    assert_eq!(
+        write(&mut writer, &fence, "after the pause").await,
+        Err(Fenced {
+            partition: 0,
+            token: fence.token
+        })
+    );
+    write(&mut writer, &b_fence, "new owner").await.unwrap();
+    let notes: Vec<String> = writer
+        .query("SELECT note FROM profiles_of_partition ORDER BY note", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(notes, ["new owner", "while owner"]);
+    // a's next round finds the lease gone and holds nothing.
+    a.round().await.unwrap();
+    assert!(keys(&a).is_empty(), "{:?}", keys(&a));
+}
+
+#[tokio::test]
+async fn the_partition_count_is_fixed_when_the_cluster_is_created() {
+    let Some(url) = url() else { return };
+    let s = schema(&url).await;
+    let _first = keeper(&url, &s, "a", 16).await;
+    let client = connect(&url, Some(&s)).await.unwrap();
+    match Leases::open(client, PartitionCount::new(32).unwrap()).await {
+        Err(LeaseError::PartitionMismatch {
+            stored: 16,
+            asked: 32,
+        }) => {}
+        other => panic!("{:?}", other.err()),
+    }
+}
+
+#[tokio::test]
+async fn status_shows_owners_and_their_partitions() {
+    let Some(url) = url() else { return };
+    let s = schema(&url).await;
+    let mut a = keeper(&url, &s, "a", 4).await;
+    a.round().await.unwrap();
+    let fresh = schema(&url).await;
+    let none = Leases::existing(connect(&url, Some(&fresh)).await.unwrap())
+        .await
+        .unwrap();
+    assert!(none.is_none(), "no cluster in a schema that never ran one");
+    let client = connect(&url, Some(&s)).await.unwrap();
+    let leases = Leases::existing(client)
+        .await
+        .unwrap()
+        .expect("the cluster a made");
+    assert_eq!(leases.partitions().get(), 4);
+    let (nodes, rows) = leases.status().await.unwrap();
+    let text = missive_cluster::status::render(&nodes, &rows, TTL);
+    assert!(
+        text.contains("nodes (1):") && text.contains("a.local:8080"),
+        "{text}"
+    );
+    assert!(text.contains("  a                           4  0-3"), "{text}");
+}
