@@ -44,6 +44,15 @@ pub struct Config {
     pub sources: std::collections::BTreeMap<String, missive_sources::Source>,
     pub webhooks: WebhooksSection,
     pub recommendations: RecommendationsSection,
+    /// Streams in and out (docs/integrations.md): `[streams.ingest]` reads a JetStream stream.
+    pub streams: StreamsSection,
+}
+
+/// `[streams]`: a JetStream stream as an ingest source.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StreamsSection {
+    pub ingest: Option<missive_cluster::stream_in::StreamIn>,
 }
 
 /// Outbound webhooks and the journey webhook step (docs/integrations.md).
@@ -187,6 +196,7 @@ impl Default for Config {
             sources: Default::default(),
             webhooks: WebhooksSection::default(),
             recommendations: RecommendationsSection::default(),
+            streams: StreamsSection::default(),
         }
     }
 }

@@ -40,6 +40,13 @@ pub async fn run(
     )
     .await?;
     missive.start_background();
+    // A JetStream stream as an ingest source (`[streams.ingest]`), stopped before the engine.
+    let (stop_streams, streams_stopped) = tokio::sync::watch::channel(false);
+    let stream_in = cfg
+        .streams
+        .ingest
+        .clone()
+        .map(|s| missive_cluster::stream_in::spawn(s, missive.state().engine.clone(), streams_stopped));
     let app = missive
         .router()
         .into_make_service_with_connect_info::<std::net::SocketAddr>();
@@ -148,6 +155,10 @@ pub async fn run(
         }
     }
     tracing::info!("no more requests; committing what was accepted");
+    let _ = stop_streams.send(true);
+    if let Some(task) = stream_in {
+        let _ = task.await;
+    }
     missive.shutdown().await;
     tracing::info!("shut down cleanly");
     Ok(())

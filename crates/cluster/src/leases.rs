@@ -88,13 +88,24 @@ pub struct Leases {
     partitions: PartitionCount,
 }
 
-/// Connects to `url`, working in `schema` when given (as the store does).
+/// Connects to `url`, working in `schema` when given (as the store does). Statements give up
+/// after a few seconds, and waits for a row lock after one: a lease round must never hang
+/// behind a stalled transaction (a paused former owner's write) past its own lease.
 pub async fn connect(url: &str, schema: Option<&str>) -> Result<Client, tokio_postgres::Error> {
     let mut config: tokio_postgres::Config = url.parse()?;
     config.application_name("missive-cluster");
-    if let Some(s) = schema {
-        config.options(format!("-c search_path=\"{s}\""));
+    let mut options = config.get_options().map(str::to_owned).unwrap_or_default();
+    options.push_str(" -c lock_timeout=1000 -c statement_timeout=5000");
+    // Only plain lowercase names, as the store allows: the name goes into the options.
+    if let Some(s) = schema.filter(|s| {
+        !s.is_empty()
+            && s.len() <= 63
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    }) {
+        options.push_str(&format!(" -c search_path=\"{s}\""));
     }
+    config.options(options.trim());
     let (client, connection) = config.connect(NoTls).await?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {

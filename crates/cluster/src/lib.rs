@@ -20,6 +20,7 @@ pub mod leases;
 pub mod partition;
 pub mod plan;
 pub mod status;
+pub mod stream_in;
 
 pub use keeper::{DEFAULT_TTL, Held, Keeper};
 pub use leases::{Fence, Fenced, Lease, LeaseError, Leases, verify};

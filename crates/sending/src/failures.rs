@@ -4,7 +4,7 @@
 //! block that no longer renders). The console's overview shows it under "Needs attention".
 //!
 //! [`summarize`] is pure; [`recent`] reads the store. Addresses never leave this module: only
-//! their domains.
+//! their domains, also inside the relays' answers ([`without_addresses`]).
 
 use std::collections::BTreeMap;
 
@@ -43,6 +43,35 @@ fn domain_of(address: &str) -> String {
         .to_ascii_lowercase()
 }
 
+/// `detail` with every e-mail address in it cut to its domain (`…@example.com`): relays
+/// often quote the recipient, and the overview is read by roles that see no addresses.
+pub fn without_addresses(detail: &str) -> String {
+    let boundary = |c: char| c.is_whitespace() || "<>()[]{},;:\"'".contains(c);
+    let mut out = String::with_capacity(detail.len());
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        match word.rsplit_once('@') {
+            Some((local, domain)) if !local.is_empty() && !domain.is_empty() => {
+                out.push('…');
+                out.push('@');
+                out.push_str(domain);
+            }
+            _ => out.push_str(word),
+        }
+        word.clear();
+    };
+    for c in detail.chars() {
+        if boundary(c) {
+            flush(&mut word, &mut out);
+            out.push(c);
+        } else {
+            word.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
+}
+
 fn grouped(counts: BTreeMap<String, (u64, String)>) -> Vec<Group> {
     let mut out: Vec<Group> = counts
         .into_iter()
@@ -62,7 +91,7 @@ pub fn summarize(failed: &[OutboxMessage]) -> Summary {
     let mut domains: BTreeMap<String, (u64, String)> = BTreeMap::new();
     let mut templates: BTreeMap<String, (u64, String)> = BTreeMap::new();
     for m in failed {
-        let detail = m.detail.clone().unwrap_or_default();
+        let detail = without_addresses(m.detail.as_deref().unwrap_or(""));
         let (map, key) = match &m.recipient {
             Some(address) => (&mut domains, domain_of(address)),
             None => (&mut templates, m.template.clone()),
@@ -136,5 +165,19 @@ mod tests {
         );
         assert_eq!(s.read, 4);
         assert_eq!(domain_of("nobody"), "(no domain)");
+    }
+
+    #[test]
+    fn addresses_in_a_relays_answer_are_cut_to_their_domain() {
+        assert_eq!(
+            without_addresses("550 5.1.1 <bob.smith@corp.example>: user unknown (ana@x.example)"),
+            "550 5.1.1 <…@corp.example>: user unknown (…@x.example)"
+        );
+        assert_eq!(
+            without_addresses("554 5.7.1 rejected @ policy"),
+            "554 5.7.1 rejected @ policy"
+        );
+        let s = summarize(&[failed("news", Some("a@b.example"), "550 <a@b.example> gone")]);
+        assert_eq!(s.by_domain[0].example, "550 <…@b.example> gone");
     }
 }

@@ -7,6 +7,9 @@
 use std::time::Duration;
 
 use missive_content::clients::{Link, LinkKind};
+use std::sync::Arc;
+
+use missive_sending::webhooks::Guard;
 use missive_sending::webhooks::http::refused_by_guard;
 
 /// Links checked at most per e-mail; the rest are listed unchecked.
@@ -39,8 +42,9 @@ impl Outcome {
     }
 }
 
-/// Checks the web links among `links` (at most [`MAX_CHECKED`], a few at a time).
-pub async fn check(client: &reqwest::Client, links: Vec<Link>) -> Vec<(Link, Outcome)> {
+/// Checks the web links among `links` (at most [`MAX_CHECKED`], a few at a time). `guard`
+/// refuses internal addresses written as IPs (names are refused by the client's resolver).
+pub async fn check(client: &reqwest::Client, guard: Arc<Guard>, links: Vec<Link>) -> Vec<(Link, Outcome)> {
     let mut out: Vec<(Link, Outcome)> = Vec::with_capacity(links.len());
     let mut tasks = tokio::task::JoinSet::new();
     let mut web = 0usize;
@@ -48,9 +52,9 @@ pub async fn check(client: &reqwest::Client, links: Vec<Link>) -> Vec<(Link, Out
         let outcome = match link.kind {
             LinkKind::Web if web < MAX_CHECKED => {
                 web += 1;
-                let client = client.clone();
+                let (client, guard) = (client.clone(), guard.clone());
                 let href = link.href.clone();
-                tasks.spawn(async move { (i, ask(&client, &href).await) });
+                tasks.spawn(async move { (i, ask(&client, &guard, &href).await) });
                 Outcome::NotChecked("checking")
             }
             LinkKind::Web => Outcome::NotChecked("over the limit of links checked per e-mail"),
@@ -75,9 +79,15 @@ pub async fn check(client: &reqwest::Client, links: Vec<Link>) -> Vec<(Link, Out
     out
 }
 
-async fn ask(client: &reqwest::Client, href: &str) -> Outcome {
+async fn ask(client: &reqwest::Client, guard: &Guard, href: &str) -> Outcome {
+    let Ok(url) = url::Url::parse(href) else {
+        return Outcome::Failed("not a valid address".into());
+    };
+    if guard.check_url(&url).is_err() {
+        return Outcome::Refused;
+    }
     let once = |method: reqwest::Method| async {
-        tokio::time::timeout(TIMEOUT, client.request(method, href).send()).await
+        tokio::time::timeout(TIMEOUT, client.request(method, url.clone()).send()).await
     };
     let answer = match once(reqwest::Method::HEAD).await {
         Ok(Ok(r)) if matches!(r.status().as_u16(), 405 | 501) => once(reqwest::Method::GET).await,

@@ -57,7 +57,8 @@ pub enum ShotError {
     NoImage(String, String),
 }
 
-/// The policy put first in every document shot: inline styles and `data:` images only.
+/// The policy put first in the head of every document shot: inline styles and `data:`
+/// images only.
 const SHOT_CSP: &str = "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; \
                         style-src 'unsafe-inline'; img-src data:; font-src data:\">";
 
@@ -100,11 +101,15 @@ impl Chromium {
         let dir = tempfile::tempdir().map_err(ShotError::Run)?;
         let page = dir.path().join("email.html");
         let image = dir.path().join("shot.png");
-        tokio::fs::write(&page, format!("{SHOT_CSP}{html}"))
+        tokio::fs::write(&page, shut_in(html))
             .await
             .map_err(ShotError::Run)?;
         let (w, h) = shot.size();
         let mut cmd = tokio::process::Command::new(&self.path);
+        // Nothing of the server's environment (its store URL, its secrets) reaches Chromium.
+        cmd.env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env("HOME", dir.path());
         cmd.arg("--headless")
             .arg("--disable-gpu")
             .arg("--hide-scrollbars")
@@ -115,6 +120,10 @@ impl Chromium {
             .arg("--disable-sync")
             .arg("--disable-background-networking")
             .arg("--host-resolver-rules=MAP * ~NOTFOUND")
+            // Addresses written as IPs skip the resolver: every request goes to a proxy that
+            // is not there.
+            .arg("--proxy-server=socks5://127.0.0.1:9")
+            .arg("--proxy-bypass-list=<-loopback>")
             .arg(format!(
                 "--user-data-dir={}",
                 dir.path().join("profile").display()
@@ -129,7 +138,16 @@ impl Chromium {
             // Chromium's sandbox refuses root; scripts and the network are off regardless.
             cmd.arg("--no-sandbox");
         }
-        cmd.arg(format!("file://{}", page.display()))
+        let Ok(target) = url::Url::from_file_path(&page) else {
+            return Err(ShotError::Run(std::io::Error::other(
+                "the temporary path is not absolute",
+            )));
+        };
+        let _permit = RUNNING
+            .acquire()
+            .await
+            .map_err(|_| ShotError::Run(std::io::Error::other("shutting down")))?;
+        cmd.arg(target.as_str())
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
@@ -153,6 +171,33 @@ impl Chromium {
     }
 }
 
+/// Chromiums running at once, over every request: each takes a few hundred MB.
+static RUNNING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
+/// The e-mail as it is shot: every `<meta http-equiv>` removed (a `refresh` would navigate the
+/// page, to a `file:` URL for instance: a policy does not stop navigation), and the policy put
+/// first in the head (after the doctype, so that the page renders in standards mode as in a
+/// client).
+pub fn shut_in(html: &str) -> String {
+    let mut doc = scraper::Html::parse_document(html);
+    let metas: Vec<_> = scraper::Selector::parse("meta[http-equiv]")
+        .map(|s| doc.select(&s).map(|e| e.id()).collect())
+        .unwrap_or_default();
+    for id in metas {
+        if let Some(mut node) = doc.tree.get_mut(id) {
+            node.detach();
+        }
+    }
+    let out = doc.html();
+    match out
+        .find("<head")
+        .and_then(|at| out[at..].find('>').map(|end| at + end + 1))
+    {
+        Some(at) => format!("{}{SHOT_CSP}{}", &out[..at], &out[at..]),
+        None => format!("{SHOT_CSP}{out}"),
+    }
+}
+
 /// Whether this process runs as root (read from `/proc`; elsewhere: no).
 fn running_as_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
@@ -163,4 +208,28 @@ fn running_as_root() -> bool {
                 .and_then(|l| l.split_whitespace().nth(2).map(|euid| euid == "0"))
         })
         .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn navigation_is_removed_and_the_policy_leads_the_head() {
+        let shot = shut_in(
+            "<!DOCTYPE html><html><head><META HTTP-EQUIV=\"refresh\" content=\"0;url=file:///etc/hostname\"><title>x</title></head><body><p>Hi</p></body></html>",
+        );
+        assert!(!shot.to_ascii_lowercase().contains("refresh"), "{shot}");
+        assert!(
+            shot.starts_with("<!DOCTYPE html><html><head><meta http-equiv=\"Content-Security-Policy\""),
+            "{shot}"
+        );
+        assert!(shot.contains("<p>Hi</p>"), "{shot}");
+        // A fragment without a head still gets one, with the policy.
+        let bare = shut_in("<p>Hi</p>");
+        assert!(
+            bare.contains("<head><meta http-equiv=\"Content-Security-Policy\""),
+            "{bare}"
+        );
+    }
 }

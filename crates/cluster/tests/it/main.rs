@@ -6,6 +6,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod stream_in;
+
 use std::time::{Duration, Instant};
 
 use missive_cluster::leases::connect;

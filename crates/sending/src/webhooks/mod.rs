@@ -151,6 +151,12 @@ impl Webhooks {
         self.inner.http.clone()
     }
 
+    /// The guard of that client: addresses written as IPs never reach the resolver, so a
+    /// caller checks them with [`Guard::check_url`] before a request.
+    pub fn guard(&self) -> Arc<Guard> {
+        self.inner.guard.clone()
+    }
+
     fn now(&self) -> DateTime<Utc> {
         self.inner.engine.clock().now()
     }

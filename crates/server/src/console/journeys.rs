@@ -163,7 +163,7 @@ pub async fn page(
         @if layout::may_market(&visit) {
             (editor_form(&visit, &draft, true))
         } @else {
-            section.card { h2 { "Definition" } pre.source { (draft.definition) } }
+            section.card { h2 { "Definition" } pre.source { (pretty(&redacted(&def))) } }
         }
     };
     layout::page(&visit, Section::Journeys, &format!("Journey {name}"), body)
@@ -171,6 +171,20 @@ pub async fn page(
 
 fn pretty(def: &JourneyDef) -> String {
     serde_json::to_string_pretty(def).unwrap_or_default()
+}
+
+/// The definition for roles that only read: webhook steps' header values (often an
+/// `Authorization`) hidden.
+fn redacted(def: &JourneyDef) -> JourneyDef {
+    let mut def = def.clone();
+    for step in &mut def.steps {
+        if let missive_sending::journeys::Action::Webhook(call) = &mut step.action {
+            for v in call.headers.values_mut() {
+                *v = "(hidden)".into();
+            }
+        }
+    }
+    def
 }
 
 fn graph_card(name: &str, def: &JourneyDef, counts: &HashMap<String, Tally>) -> Markup {

@@ -98,7 +98,7 @@ pub async fn page(
     let issues = check_clients(&email_html);
     let public = state.content.config().public_url.clone();
     let found = links(&email_html, &[public.as_str()]);
-    let checked = link_check::check(&state.webhooks.http_client(), found).await;
+    let checked = link_check::check(&state.webhooks.http_client(), state.webhooks.guard(), found).await;
     let shots = screenshots(&email_html).await;
     let size = email_html.len();
     let body = html! {

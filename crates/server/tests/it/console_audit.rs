@@ -61,7 +61,7 @@ async fn the_rendering_audit_finds_client_problems_checks_links_and_takes_screen
          <p style=\"color:#000\">Hello {{{{ customer.first_name }}}}</p></div>\
          <a href=\"{site}/ok\" style=\"padding:12px 20px;background:#4338ca;color:#fff\">Shop now</a>\
          <a href=\"{site}/gone\">Old page</a> <a href=\"{site}/moved\">Moved</a> <a href=\"{site}/no-head\">Picky</a>\
-         <a href=\"mailto:help@shop.example\">Write to us</a>\
+         <a href=\"mailto:help@shop.example\">Write to us</a> <a href=\"http://169.254.169.254/latest/meta-data\">Meta</a>\
          <a href=\"{{{{ unsubscribe_url }}}}\">Unsubscribe</a></body></html>"
     );
     let template = json!({"subject": "Hi {{ customer.first_name }}", "layout": "html", "body": body});
@@ -112,6 +112,11 @@ async fn the_rendering_audit_finds_client_problems_checks_links_and_takes_screen
         "GET after a refused HEAD"
     );
     assert!(row("mailto:help@shop.example").contains("not a web address"));
+    assert!(
+        row("http://169.254.169.254/latest/meta-data").contains(">refused<"),
+        "an internal address written as an IP is never asked: {}",
+        row("http://169.254.169.254/latest/meta-data")
+    );
     assert!(
         page.contains("missive&#39;s own link: not followed")
             || page.contains("missive's own link: not followed"),

@@ -57,6 +57,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(14, "postgres/0014.sql"),
     migration!(15, "postgres/0015.sql"),
     migration!(16, "postgres/0016.sql"),
+    migration!(17, "postgres/0017.sql"),
 ];
 
 const READERS: usize = 3;

@@ -38,6 +38,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(7, "sqlite/main/0007.sql"),
     migration!(8, "sqlite/main/0008.sql"),
     migration!(9, "sqlite/main/0009.sql"),
+    migration!(10, "sqlite/main/0010.sql"),
 ];
 
 /// Data keys live in a file of their own: back it up separately and keep its backups short,
