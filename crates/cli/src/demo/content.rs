@@ -1,7 +1,11 @@
 //! What the demo's marketer has set up: segments, content blocks, templates (welcome, cart
-//! recovery, browse abandonment, post-purchase cross-sell, win-back) and the journeys that send
-//! them. Written as a user would write them through the API.
+//! recovery, browse abandonment, post-purchase cross-sell with the marketer's rules and with
+//! learned recommendations, win-back), "bought A → recommend B" rules, the experiment of the
+//! one against the other, and the journeys that send them. Written as a user would write them
+//! through the API. (The segments on the models' scores come from `models`, once the models
+//! are trained.)
 
+use missive_content::recs::Product;
 use serde_json::{Value, json};
 
 /// Saved segments: (name, expression).
@@ -50,8 +54,75 @@ pub fn blocks() -> Vec<(&'static str, Value)> {
     ]
 }
 
-/// A template in the shop's house style around `content` (MJML).
-fn house(title: &str, content: &str) -> String {
+/// The recommendations of most templates: the rules that fire, then the learned hybrid, then
+/// categories and best sellers.
+const FOR_YOU: &str = "{%- assign picks = recommendations.for_you %}";
+
+/// The post-purchase e-mails' two lists, one per path of the experiment: the marketer's rules
+/// (then the category rule and best sellers), and the learned hybrid (the rules' list while no
+/// model is trained yet: serving trains one at start).
+const RULES: &str = "{%- assign picks = recommendations.strategies.rules %}";
+const LEARNED: &str =
+    "{%- assign picks = recommendations.strategies.hybrid | default: recommendations.strategies.rules %}";
+
+/// The experiment in the post-purchase e-mail.
+pub const EXPERIMENT: &str = "post-purchase-recs";
+
+/// The experiment, as `POST /v1/experiments` takes it: rule-based against learned
+/// recommendations, half and half, decided on purchases after an open or click of the e-mail.
+/// A `branch` experiment, split at the post-purchase journey's first step: a person is counted
+/// when their order starts the journey (live orders put people in it at once), and each path
+/// sends its own template three days later. The plan is sized by the shop's orders a day.
+pub fn experiment(orders_per_day: f64) -> Value {
+    json!({
+        "name": EXPERIMENT,
+        "hypothesis": "Recommendations learned from everyone's views, carts and orders sell more than the marketer's rules and best sellers in the post-purchase e-mail",
+        "varies": "branch",
+        "variants": [{"name": "rules", "weight": 50}, {"name": "predictive", "weight": 50}],
+        "primary_metric": "conversion",
+        "conversion_window_hours": 168,
+        "plan": {"baseline_rate": 0.04, "minimum_lift": 0.25, "units_per_day": orders_per_day.round().max(1.0)},
+    })
+}
+
+/// "Bought A → recommend B" rules, as `PUT /v1/recommendations/rules/{name}` takes them: a dress
+/// goes with shoes and a bag, a coat with knitwear. The products recommended are the first
+/// in-stock styles of those categories in `catalogue`.
+pub fn rules(catalogue: &[Product]) -> Vec<(&'static str, Value)> {
+    let first = |category: &str, n: usize| -> Vec<&str> {
+        catalogue
+            .iter()
+            .filter(|p| p.in_stock && p.categories.first().is_some_and(|c| c == category))
+            .map(|p| p.id.as_str())
+            .take(n)
+            .collect()
+    };
+    let mut dress = first("shoes", 2);
+    dress.extend(first("accessories", 2));
+    [
+        ("complete-the-look", "dresses", dress, "Complete the look"),
+        (
+            "layer-up",
+            "outerwear",
+            first("knitwear", 3),
+            "Layer up underneath",
+        ),
+    ]
+    .into_iter()
+    // A rule recommends something, or it is not saved (a catalogue with every such style gone).
+    .filter(|(_, _, recommend, _)| !recommend.is_empty())
+    .map(|(name, when, recommend, reason)| {
+        (
+            name,
+            json!({"when": {"categories": [when]}, "recommend": recommend, "reason": reason}),
+        )
+    })
+    .collect()
+}
+
+/// A template in the shop's house style around `content` (MJML), recommending the list that
+/// `picks` (Liquid) assigns to `picks`.
+fn house(title: &str, content: &str, picks: &str) -> String {
     format!(
         r##"<mjml>
   <mj-head>
@@ -77,10 +148,11 @@ fn house(title: &str, content: &str) -> String {
       <mj-column>
         <mj-text font-size="17px" font-weight="bold">You might also like</mj-text>
         <mj-table>
-          {{% for p in recommendations.for_you limit: 4 %}}
+          {picks}
+          {{% for p in picks limit: 4 %}}
           <tr>
             <td width="96"><a href="{{{{ p.url | url_param: 'utm_source', 'missive' }}}}"><img src="{{{{ p.image_url }}}}" alt="{{{{ p.title }}}}" width="80" /></a></td>
-            <td>{{{{ p.title }}}}</td>
+            <td>{{{{ p.title }}}}{{% if p.reason %}}<br /><span style="font-size:12px;color:#6b7280">{{{{ p.reason }}}}</span>{{% endif %}}</td>
             <td align="right">{{{{ p.price | money: 'EUR' }}}}</td>
           </tr>
           {{% endfor %}}
@@ -94,9 +166,16 @@ fn house(title: &str, content: &str) -> String {
     )
 }
 
+/// The post-purchase e-mails' words (the two differ only in their recommendations).
+const POST_PURCHASE: &str = r#"        <mj-text font-size="20px" font-weight="bold">Thank you for your order</mj-text>
+        <mj-text>It is on its way. Here is what our stylists would wear with it.</mj-text>"#;
+
 /// Templates: (name, body as the API takes it).
 pub fn templates() -> Vec<(&'static str, Value)> {
-    let t = |subject: &str, preheader: &str, title: &str, content: &str| json!({"subject": subject, "preheader": preheader, "layout": "mjml", "body": house(title, content)});
+    let with = |subject: &str, preheader: &str, title: &str, content: &str, picks: &str| json!({"subject": subject, "preheader": preheader, "layout": "mjml", "body": house(title, content, picks)});
+    let t = |subject: &str, preheader: &str, title: &str, content: &str| {
+        with(subject, preheader, title, content, FOR_YOU)
+    };
     vec![
         (
             "welcome",
@@ -138,12 +217,22 @@ pub fn templates() -> Vec<(&'static str, Value)> {
         ),
         (
             "post-purchase",
-            t(
+            with(
                 "Thank you, {{ customer.first_name | default: 'friend' }}: what goes with it",
                 "Pieces that go with your order",
                 "Thank you",
-                r#"        <mj-text font-size="20px" font-weight="bold">Thank you for your order</mj-text>
-        <mj-text>It is on its way. Here is what our stylists would wear with it.</mj-text>"#,
+                POST_PURCHASE,
+                RULES,
+            ),
+        ),
+        (
+            "post-purchase-predictive",
+            with(
+                "Thank you, {{ customer.first_name | default: 'friend' }}: what goes with it",
+                "Pieces that go with your order",
+                "Thank you",
+                POST_PURCHASE,
+                LEARNED,
             ),
         ),
         (
@@ -186,8 +275,13 @@ pub fn journeys() -> Vec<(&'static str, Value)> {
         (
             "post-purchase",
             json!({"trigger": {"event": "Order Completed"}, "steps": [
-                {"id": "wait", "type": "wait", "duration": "3d"},
-                {"id": "send", "type": "send", "template": "post-purchase"}]}),
+                {"id": "recs-test", "type": "split", "experiment": EXPERIMENT, "paths": [
+                    {"variant": "rules", "next": "wait-rules"},
+                    {"variant": "predictive", "next": "wait-predictive"}]},
+                {"id": "wait-rules", "type": "wait", "duration": "3d"},
+                {"id": "send-rules", "type": "send", "template": "post-purchase", "next": "exit"},
+                {"id": "wait-predictive", "type": "wait", "duration": "3d"},
+                {"id": "send-predictive", "type": "send", "template": "post-purchase-predictive"}]}),
         ),
         (
             "win-back",
@@ -195,4 +289,52 @@ pub fn journeys() -> Vec<(&'static str, Value)> {
                 {"id": "send", "type": "send", "template": "win-back"}]}),
         ),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rules_recommend_in_stock_styles_of_other_categories() {
+        let catalogue = crate::demo::catalogue::catalogue(2026, 60);
+        let rules = rules(&catalogue);
+        assert_eq!(rules.len(), 2);
+        for (name, body) in &rules {
+            let rule: missive_content::rules::Rule = serde_json::from_value(body.clone()).unwrap();
+            rule.validate().unwrap_or_else(|e| panic!("{name}: {e:?}"));
+            for id in &rule.recommend {
+                let p = catalogue.iter().find(|p| &p.id == id).unwrap();
+                assert!(p.in_stock, "{name}: {id}");
+                assert!(!rule.when.categories.contains(&p.categories[0]), "{name}: {id}");
+            }
+        }
+        // A catalogue without knitwear in stock has no "layer up" rule rather than an empty one.
+        let no_knitwear: Vec<Product> = catalogue
+            .into_iter()
+            .filter(|p| p.categories[0] != "knitwear")
+            .collect();
+        assert_eq!(super::rules(&no_knitwear).len(), 1);
+    }
+
+    #[test]
+    fn the_experiment_is_valid_and_the_post_purchase_split_names_its_variants() {
+        let def = serde_json::from_value(experiment(121.4)).unwrap();
+        let e = missive_experiment::definition::create(def, chrono::Utc::now()).unwrap();
+        let variants: Vec<&str> = e.definition.variants.iter().map(|v| v.name.as_str()).collect();
+        let (_, journey) = journeys()
+            .into_iter()
+            .find(|(name, _)| *name == "post-purchase")
+            .unwrap();
+        let split = &journey["steps"][0];
+        assert_eq!(split["experiment"], EXPERIMENT);
+        let paths: Vec<&str> = split["paths"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["variant"].as_str().unwrap())
+            .collect();
+        assert_eq!(paths, variants);
+        assert!(e.estimate.unwrap().summary.contains("121 units a day"));
+    }
 }

@@ -3,15 +3,18 @@
 //! directory of its own (`./missive-demo` unless `--data-dir` says otherwise) and served.
 //!
 //! Building: the catalogue (`catalogue`), a year of customers' behaviour (`shoppers`, ingested
-//! through the engine as the tracking API would), then what the marketer set up (`content`):
-//! segments, blocks, templates and journeys (saved after the history, so that only new events
-//! start them), and a marketer's key to log in with. A second run serves what is built;
-//! `--rebuild` starts again. With `--live`, new visits, carts, orders and sign-ups arrive
-//! through the tracking API every second while it serves (`live`).
+//! through the engine as the tracking API would), the models trained on that year and the
+//! learned recommendations (`models`), then what the marketer set up (`content`): segments
+//! (some on the models' scores), blocks, templates, recommendation rules, an experiment of
+//! rule-based against learned recommendations, and journeys (saved after the history, so that
+//! only new events start them), and a marketer's key to log in with. A second run serves what
+//! is built; `--rebuild` starts again. With `--live`, new visits, carts, orders and sign-ups
+//! arrive through the tracking API every second while it serves (`live`).
 
 mod catalogue;
 mod content;
 mod live;
+mod models;
 mod shoppers;
 
 use std::sync::Arc;
@@ -161,6 +164,9 @@ async fn build(cfg: &Config, args: &DemoArgs) -> anyhow::Result<()> {
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let mut events = 0usize;
+    // Orders of the last 30 days: the pace of the post-purchase journey, for the experiment's plan.
+    let month_ago = now - chrono::TimeDelta::days(30);
+    let mut recent_orders = 0usize;
     let mut in_flight: tokio::task::JoinSet<Result<(), Arc<missive_engine::EngineError>>> =
         tokio::task::JoinSet::new();
     const CHUNK: usize = 250;
@@ -169,6 +175,9 @@ async fn build(cfg: &Config, args: &DemoArgs) -> anyhow::Result<()> {
         let mut batch = Vec::new();
         for i in first..last {
             for g in shoppers::customer(args.seed, i, &products, &categories, now) {
+                if g.at >= month_ago && g.message["event"] == "Order Completed" {
+                    recent_orders += 1;
+                }
                 let mut event = missive_core::message::validate_message(g.message, None, None, now)
                     .map_err(|r| anyhow::anyhow!("a generated event was refused: {}", r.message))?;
                 event.set_trust(if g.own { Trust::Missive } else { Trust::Server });
@@ -197,13 +206,31 @@ async fn build(cfg: &Config, args: &DemoArgs) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("committing the history: {e}"))?;
 
-    // What the marketer set up.
-    for (name, expression) in content::SEGMENTS {
-        missive_engine::segments::save_segment(&engine, name, expression, None)
+    // The models and the learned recommendations, trained on the year as a marketer would
+    // once the history is in.
+    let model_segments = models::train_models(&state, now).await?;
+    models::train_recommendations(&state, now).await?;
+
+    // What the marketer set up; the segments on scores after the models that write them.
+    let segments = content::SEGMENTS
+        .iter()
+        .map(|(name, expression)| ((*name).to_owned(), (*expression).to_owned()))
+        .chain(model_segments.iter().cloned());
+    for (name, expression) in segments {
+        missive_engine::segments::save_segment(&engine, &name, &expression, None)
             .await
-            .with_context(|| format!("segment {name}"))?;
+            .with_context(|| format!("segment {name}: {expression}"))?;
     }
-    println!("  segments:  {}", content::SEGMENTS.len());
+    println!(
+        "  segments:  {} ({} on the models' scores: {})",
+        content::SEGMENTS.len() + model_segments.len(),
+        model_segments.len(),
+        model_segments
+            .iter()
+            .map(|(name, _)| name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     for (name, body) in content::blocks() {
         let block = serde_json::from_value(body)?;
         state
@@ -220,6 +247,41 @@ async fn build(cfg: &Config, args: &DemoArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("template {name}"))?;
     }
+    let rules = content::rules(&products);
+    for (name, body) in &rules {
+        let rule = serde_json::from_value(body.clone())?;
+        state
+            .content
+            .put_rule(name, &rule, now)
+            .await
+            .with_context(|| format!("recommendation rule {name}"))?;
+    }
+    // Created and started before the journeys, which refuse an experiment that does not exist.
+    let orders_per_day = recent_orders as f64 / 30.0;
+    let experiment = serde_json::from_value(content::experiment(orders_per_day))?;
+    state
+        .experiments
+        .create(experiment, now)
+        .await
+        .with_context(|| format!("experiment {}", content::EXPERIMENT))?;
+    let running = state
+        .experiments
+        .transition(
+            content::EXPERIMENT,
+            missive_sending::experiments::Transition::Start,
+            now,
+        )
+        .await
+        .with_context(|| format!("starting experiment {}", content::EXPERIMENT))?;
+    println!(
+        "  experiment: {} {}: rule-based against learned recommendations, split in the post-purchase journey; {}",
+        content::EXPERIMENT,
+        running.status.as_str(),
+        running
+            .estimate
+            .as_ref()
+            .map_or("no plan", |p| p.summary.as_str())
+    );
     // The journey runner reads the event log and segment changes from where it last stopped:
     // walk it past the history (no journey exists yet, so nothing starts), so that only what
     // happens once the shop is served starts journeys.
@@ -237,9 +299,10 @@ async fn build(cfg: &Config, args: &DemoArgs) -> anyhow::Result<()> {
             .with_context(|| format!("journey {name}"))?;
     }
     println!(
-        "  content:   {} blocks, {} templates, {} journeys",
+        "  content:   {} blocks, {} templates, {} recommendation rules, {} journeys",
         content::blocks().len(),
         content::templates().len(),
+        rules.len(),
         content::journeys().len()
     );
     let (_, secret) = state
