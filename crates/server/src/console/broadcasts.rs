@@ -305,13 +305,11 @@ pub async fn page(State(state): State<AppState>, visit: Visit, Path(id): Path<St
     }
     match state.broadcasts.get(&id).await {
         Ok(p) => detail(&visit, &p, None, StatusCode::OK),
-        Err(BroadcastError::NotFound(_)) => layout::page_with(
+        Err(BroadcastError::NotFound(_)) => layout::not_found(
             &visit,
             Section::Broadcasts,
             "Broadcast",
-            layout::error("No broadcast has that id."),
-            StatusCode::NOT_FOUND,
-            None,
+            "No broadcast has that id.",
         ),
         Err(e) => layout::unavailable(&visit, Section::Broadcasts, "Broadcast", &e),
     }
@@ -408,13 +406,11 @@ pub async fn act(
         return r;
     }
     let Some(action) = Action::parse(&action) else {
-        return layout::page_with(
+        return layout::not_found(
             &visit,
             Section::Broadcasts,
             "Broadcast",
-            layout::error("A broadcast can be paused, resumed or cancelled."),
-            StatusCode::NOT_FOUND,
-            None,
+            "A broadcast can be paused, resumed or cancelled.",
         );
     };
     let result = match action {
@@ -441,13 +437,11 @@ pub async fn act(
             Ok(p) => detail(&visit, &p, Some(format!("{e}.")), StatusCode::CONFLICT),
             Err(e) => layout::unavailable(&visit, Section::Broadcasts, "Broadcast", &e),
         },
-        Err(BroadcastError::NotFound(_)) => layout::page_with(
+        Err(BroadcastError::NotFound(_)) => layout::not_found(
             &visit,
             Section::Broadcasts,
             "Broadcast",
-            layout::error("No broadcast has that id."),
-            StatusCode::NOT_FOUND,
-            None,
+            "No broadcast has that id.",
         ),
         Err(e) => layout::unavailable(&visit, Section::Broadcasts, "Broadcast", &e),
     }

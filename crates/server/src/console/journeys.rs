@@ -107,7 +107,8 @@ pub async fn list(State(state): State<AppState>, visit: Visit, Query(q): Query<L
     layout::page(&visit, Section::Journeys, "Journeys", body)
 }
 
-fn trigger(def: &JourneyDef) -> String {
+/// How a journey starts, in words.
+pub(crate) fn trigger(def: &JourneyDef) -> String {
     match (&def.trigger.event, &def.trigger.segment) {
         (Some(e), _) => format!("on event {e}"),
         (None, Some(s)) => format!("on joining segment {s}"),
@@ -135,13 +136,11 @@ pub async fn page(
     let (doc, def) = match state.journeys.get(&name).await {
         Ok(x) => x,
         Err(JourneyError::NotFound(_)) => {
-            return layout::page_with(
+            return layout::not_found(
                 &visit,
                 Section::Journeys,
                 "Journey",
-                layout::error(&format!("No journey is named {name:?}.")),
-                StatusCode::NOT_FOUND,
-                None,
+                &format!("No journey is named {name:?}."),
             );
         }
         Err(e) => return layout::unavailable(&visit, Section::Journeys, "Journey", &e),
@@ -488,13 +487,11 @@ pub async fn delete(
             .await;
             Redirect::to(&format!("/console/journeys?deleted={}", path_part(&form.name))).into_response()
         }
-        Err(JourneyError::NotFound(_)) => layout::page_with(
+        Err(JourneyError::NotFound(_)) => layout::not_found(
             &visit,
             Section::Journeys,
             "Journey",
-            layout::error(&format!("No journey is named {:?}.", form.name)),
-            StatusCode::NOT_FOUND,
-            None,
+            &format!("No journey is named {:?}.", form.name),
         ),
         Err(e) => layout::unavailable(&visit, Section::Journeys, "Journey", &e),
     }

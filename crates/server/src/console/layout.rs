@@ -204,6 +204,11 @@ pub(crate) fn refused(visit: &Visit, why: &str) -> Response {
     )
 }
 
+/// A page saying what was not found (404), with the navigation still there.
+pub(crate) fn not_found(visit: &Visit, section: Section, title: &str, what: &str) -> Response {
+    page_with(visit, section, title, error(what), StatusCode::NOT_FOUND, None)
+}
+
 /// The store could not answer: a retry usually works.
 pub(crate) fn unavailable(
     visit: &Visit,

@@ -238,9 +238,9 @@ pub async fn page(State(state): State<AppState>, visit: Visit, Query(q): Query<O
                         tbody {
                             @for j in &journeys {
                                 tr {
-                                    td { (j.name) }
+                                    td { a href={ "/console/journeys/" (layout::path_part(&j.name)) } { (j.name) } }
                                     td.num { (j.version) }
-                                    td { code { (serde_json::to_string(&j.def.trigger).unwrap_or_default()) } }
+                                    td { (super::journeys::trigger(&j.def)) }
                                 }
                             }
                         }

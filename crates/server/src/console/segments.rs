@@ -119,13 +119,11 @@ pub async fn edit(State(state): State<AppState>, visit: Visit, Path(name): Path<
             };
             editor(&visit, &draft, html! {}, StatusCode::OK, true)
         }
-        Ok(None) => layout::page_with(
+        Ok(None) => layout::not_found(
             &visit,
             Section::Segments,
             "Segment",
-            layout::error(&format!("No segment is named {name:?}.")),
-            StatusCode::NOT_FOUND,
-            None,
+            &format!("No segment is named {name:?}."),
         ),
         Err(e) => layout::unavailable(&visit, Section::Segments, "Segment", &e),
     }

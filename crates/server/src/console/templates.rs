@@ -170,13 +170,11 @@ pub async fn edit(
     let stored = match state.content.template(&name).await {
         Ok((_, t)) => t,
         Err(ContentServiceError::NotFound { .. }) => {
-            return layout::page_with(
+            return layout::not_found(
                 &visit,
                 Section::Templates,
                 "Template",
-                layout::error(&format!("No template is named {name:?}.")),
-                StatusCode::NOT_FOUND,
-                None,
+                &format!("No template is named {name:?}."),
             );
         }
         Err(e) => return layout::unavailable(&visit, Section::Templates, "Template", &e),
