@@ -96,18 +96,16 @@ impl Keeper {
         for p in mine {
             let asked = Instant::now();
             match self.leases.claim(&self.node, p, self.ttl).await? {
-                Some(lease) if Some(lease.token) == self.held.get(&p).map(|h| h.0) => {
-                    let until = self.counts_until(asked);
-                    self.held.insert(p, (lease.token, until));
-                }
-                // Lost it (expired and taken), or a new tenure: what was done under the old
-                // token is fenced off; start again under the new one.
                 Some(lease) => {
-                    tracing::warn!(
-                        partition = p,
-                        token = lease.token,
-                        "cluster: lease renewed as a new tenure"
-                    );
+                    // A new token means a new tenure: what was done under the old one is
+                    // fenced off; go on under the new one.
+                    if Some(lease.token) != self.held.get(&p).map(|h| h.0) {
+                        tracing::warn!(
+                            partition = p,
+                            token = lease.token,
+                            "cluster: lease renewed as a new tenure"
+                        );
+                    }
                     let until = self.counts_until(asked);
                     self.held.insert(p, (lease.token, until));
                 }

@@ -81,11 +81,11 @@ impl Accumulator {
         }
     }
 
-    fn finish(self) -> ConsentSummary {
+    fn finish(mut self) -> ConsentSummary {
         let purposes = Purpose::ALL
             .iter()
             .map(|purpose| {
-                let (mut t, sources) = self.by.get(purpose).cloned().unwrap_or_default();
+                let (mut t, sources) = self.by.remove(purpose).unwrap_or_default();
                 let mut sorted: Vec<(String, u64)> = sources.into_iter().collect();
                 sorted.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
                 if sorted.len() > TOP_SOURCES {

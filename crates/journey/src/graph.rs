@@ -2,7 +2,7 @@
 //! takes it there. What the console draws; the runner follows the same rules (`compile`'s
 //! `after` and the actions' targets).
 
-use crate::definition::{Action, EXIT, JourneyDef};
+use crate::definition::{Action, EXIT, JourneyDef, Trigger};
 
 /// One way out of a step.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +68,15 @@ pub fn edges(def: &JourneyDef) -> Vec<Edge> {
         }
     }
     out
+}
+
+/// How a journey starts, in words: `on event Product Added`, `on joining segment vip`.
+pub fn trigger_summary(t: &Trigger) -> String {
+    match (&t.event, &t.segment) {
+        (Some(e), _) => format!("on event {e}"),
+        (None, Some(s)) => format!("on joining segment {s}"),
+        (None, None) => "no trigger".into(),
+    }
 }
 
 /// A step's action in a few words: `send welcome`, `wait 1h`, `wait for Order Completed (2d)`.

@@ -17,4 +17,4 @@ pub use definition::{
     Action, Condition, DEFAULT_MAX_SENDS_PER_INSTANCE, EXIT, JourneyDef, MAX_SENDS_PER_INSTANCE,
     MAX_WEBHOOK_TIMEOUT_MS, MessageClass, Op, Reentry, SendTiming, SplitPath, Step, Trigger, WebhookCall,
 };
-pub use graph::{Edge, edges, summary};
+pub use graph::{Edge, edges, summary, trigger_summary};

@@ -38,7 +38,7 @@ use context::{bump_sends, bump_visits, event_data, event_key, record_event, send
 pub use missive_journey::{
     Action, Compiled, Condition, DEFAULT_MAX_SENDS_PER_INSTANCE, DefinitionError, EXIT, Edge, JourneyDef,
     MessageClass, Op, Reentry, SplitPath, Step, Trigger, compile, edges, key_text, lookup, matches,
-    parse_duration, parse_time_of_day, summary,
+    parse_duration, parse_time_of_day, summary, trigger_summary,
 };
 
 /// Most steps one instance runs without waiting (a loop of branches would spin forever).

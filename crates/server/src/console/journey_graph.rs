@@ -11,7 +11,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use maud::{Markup, html};
-use missive_sending::journeys::{EXIT, Edge, JourneyDef, Trigger, edges, summary};
+use missive_sending::journeys::{EXIT, Edge, JourneyDef, edges, summary, trigger_summary};
 
 const BOX_W: f64 = 210.0;
 const BOX_H: f64 = 66.0;
@@ -31,6 +31,17 @@ pub(crate) struct Tally {
     pub waiting: u64,
     pub completed: u64,
     pub exited: u64,
+}
+
+impl Tally {
+    /// The tallies summed (who waits anywhere, who left anywhere).
+    pub fn total<'a>(all: impl IntoIterator<Item = &'a Tally>) -> Tally {
+        all.into_iter().fold(Tally::default(), |a, c| Tally {
+            waiting: a.waiting + c.waiting,
+            completed: a.completed + c.completed,
+            exited: a.exited + c.exited,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,14 +75,6 @@ pub(crate) struct Layout {
 }
 
 const TRIGGER: &str = "\u{0}trigger";
-
-fn trigger_text(t: &Trigger) -> String {
-    match (&t.event, &t.segment) {
-        (Some(e), _) => format!("on {e}"),
-        (None, Some(s)) => format!("on joining {s}"),
-        (None, None) => "no trigger".into(),
-    }
-}
 
 fn fit(s: &str) -> String {
     if s.chars().count() <= FIT {
@@ -117,7 +120,7 @@ pub(crate) fn layout(def: &JourneyDef) -> Layout {
         TRIGGER,
         Kind::Trigger,
         "Trigger".into(),
-        trigger_text(&def.trigger),
+        trigger_summary(&def.trigger),
     );
     for s in &def.steps {
         add(&mut nodes, &s.id, Kind::Step, s.id.clone(), summary(&s.action));
@@ -291,11 +294,10 @@ fn count_line(kind: Kind, tally: Tally) -> String {
 pub(crate) fn draw(name: &str, def: &JourneyDef, counts: &HashMap<String, Tally>) -> Markup {
     let l = layout(def);
     let by_id: HashMap<&str, &Node> = l.nodes.iter().map(|n| (n.id.as_str(), n)).collect();
-    let ended = counts.values().fold(Tally::default(), |t, c| Tally {
+    let ended = Tally {
         waiting: 0,
-        completed: t.completed + c.completed,
-        exited: t.exited + c.exited,
-    });
+        ..Tally::total(counts.values())
+    };
     let label = format!("The steps of journey {name}");
     html! {
         svg.journey viewBox={ "0 0 " (format!("{:.0}", l.width)) " " (format!("{:.0}", l.height)) }

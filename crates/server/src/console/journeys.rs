@@ -51,14 +51,6 @@ fn tallies(counts: &[missive_store::StepCount]) -> HashMap<String, Tally> {
     out
 }
 
-fn total(t: &HashMap<String, Tally>) -> Tally {
-    t.values().fold(Tally::default(), |a, c| Tally {
-        waiting: a.waiting + c.waiting,
-        completed: a.completed + c.completed,
-        exited: a.exited + c.exited,
-    })
-}
-
 /// `GET /console/journeys`.
 pub async fn list(State(state): State<AppState>, visit: Visit, Query(q): Query<ListQuery>) -> Response {
     if !visit.may::<Reports>() {
@@ -73,7 +65,7 @@ pub async fn list(State(state): State<AppState>, visit: Visit, Query(q): Query<L
     let mut rows = Vec::with_capacity(defs.len());
     for d in defs.iter() {
         match state.journeys.step_counts(&d.name).await {
-            Ok(c) => rows.push((d.clone(), total(&tallies(&c)))),
+            Ok(c) => rows.push((d.clone(), Tally::total(tallies(&c).values()))),
             Err(e) => return layout::unavailable(&visit, Section::Journeys, "Journeys", &e),
         }
     }
@@ -109,11 +101,7 @@ pub async fn list(State(state): State<AppState>, visit: Visit, Query(q): Query<L
 
 /// How a journey starts, in words.
 pub(crate) fn trigger(def: &JourneyDef) -> String {
-    match (&def.trigger.event, &def.trigger.segment) {
-        (Some(e), _) => format!("on event {e}"),
-        (None, Some(s)) => format!("on joining segment {s}"),
-        (None, None) => String::new(),
-    }
+    missive_sending::journeys::trigger_summary(&def.trigger)
 }
 
 #[derive(serde::Deserialize)]

@@ -204,6 +204,21 @@ pub(crate) fn refused(visit: &Visit, why: &str) -> Response {
     )
 }
 
+/// A form that finds a person by any of their keys (e-mail, user id, anonymous id, profile
+/// id), sent to `action` as `q`.
+pub(crate) fn person_search(action: &str, label: &str, q: &str, note: &str) -> Markup {
+    html! {
+        form.card method="get" action=(action) role="search" {
+            label for="q" { (label) }
+            div.row {
+                div { input #q name="q" type="search" value=(q) placeholder="E-mail, user id, anonymous id or prf_…" autocomplete="off" required; }
+                div { button.primary type="submit" { "Find" } }
+            }
+            p.note { (note) }
+        }
+    }
+}
+
 /// A page saying what was not found (404), with the navigation still there.
 pub(crate) fn not_found(visit: &Visit, section: Section, title: &str, what: &str) -> Response {
     page_with(visit, section, title, error(what), StatusCode::NOT_FOUND, None)

@@ -139,16 +139,12 @@ async fn recent_requests(
 }
 
 fn find_form(q: &str) -> Markup {
-    html! {
-        form.card method="get" action="/console/privacy/person" role="search" {
-            label for="q" { "A new request: find the person" }
-            div.row {
-                div { input #q name="q" type="search" value=(q) placeholder="E-mail, user id, anonymous id or prf_…" autocomplete="off" required; }
-                div { button.primary type="submit" { "Find" } }
-            }
-            p.note { "Then download everything held about them, or erase them." }
-        }
-    }
+    layout::person_search(
+        "/console/privacy/person",
+        "A new request: find the person",
+        q,
+        "Then download everything held about them, or erase them.",
+    )
 }
 
 #[derive(serde::Deserialize)]

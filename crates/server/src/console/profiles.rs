@@ -30,16 +30,12 @@ pub struct SearchQuery {
 }
 
 fn search_form(q: &str) -> Markup {
-    html! {
-        form.card method="get" action="/console/profiles" role="search" {
-            label for="q" { "Find a profile" }
-            div.row {
-                div { input #q name="q" type="search" value=(q) placeholder="E-mail, user id, anonymous id or prf_…" autocomplete="off" required; }
-                div { button.primary type="submit" { "Find" } }
-            }
-            p.note { "An exact e-mail address, user id, anonymous id or profile id (prefixes such as email: or user_id: pick one kind)." }
-        }
-    }
+    layout::person_search(
+        "/console/profiles",
+        "Find a profile",
+        q,
+        "An exact e-mail address, user id, anonymous id or profile id (prefixes such as email: or user_id: pick one kind).",
+    )
 }
 
 /// `GET /console/profiles?q=`: the search, or the profile found.
