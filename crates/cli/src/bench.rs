@@ -38,6 +38,9 @@ pub enum BenchCommand {
     /// Recommendations: ALS training side by side with `implicit`, the item-to-item build,
     /// serving latency on a 100,000-item catalogue and fold-in (bench/recs/run.sh).
     Recs(crate::bench_recs::RecsBench),
+    /// Cluster mode with 1, 2 and 3 node processes on this machine: ingest and fold rates,
+    /// lag under load, fail-over time, and JetStream alone (docs/BENCHMARKS.md).
+    Cluster(crate::bench_cluster::ClusterBench),
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -86,6 +89,7 @@ pub async fn run(cfg: Config, cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Webhooks(b) => crate::bench_webhooks::run(b).await,
         BenchCommand::Bandit(b) => tokio::task::spawn_blocking(move || crate::bench_bandit::run(b)).await?,
         BenchCommand::Models(b) => tokio::task::spawn_blocking(move || crate::bench_models::run(b)).await?,
+        BenchCommand::Cluster(b) => crate::bench_cluster::run(cfg, b).await,
         BenchCommand::Recs(b) => tokio::task::spawn_blocking(move || crate::bench_recs::run(b)).await?,
     }
 }
@@ -223,7 +227,7 @@ fn b64(s: &str) -> String {
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
-fn event_json(users: u64, rng: &mut impl Rng) -> String {
+pub(crate) fn event_json(users: u64, rng: &mut impl Rng) -> String {
     let id = COUNTER.fetch_add(1, Ordering::Relaxed);
     let user = rng.random_range(0..users);
     let sku = rng.random_range(0..5000);

@@ -8,7 +8,8 @@ use crate::config::Config;
 
 #[derive(clap::Subcommand, Debug)]
 pub enum ClusterCommand {
-    /// The nodes (alive or silent), which partitions each owns, and their leases.
+    /// The nodes (alive or silent), which partitions each owns, their leases, and how far
+    /// each partition's owner is behind the log (from JetStream, at `cluster.nats`).
     Status,
 }
 
@@ -33,9 +34,13 @@ async fn status(cfg: &Config) -> anyhow::Result<()> {
         return Ok(());
     };
     let (nodes, rows) = leases.status().await?;
+    let ttl = std::time::Duration::from_secs(cfg.cluster.lease_ttl_seconds);
+    let node = cfg.cluster.node_config(&url, "");
+    let lags = missive_cluster::status::lags(&node.log, leases.partitions()).await;
     print!(
-        "{}",
-        missive_cluster::status::render(&nodes, &rows, missive_cluster::DEFAULT_TTL)
+        "{}{}",
+        missive_cluster::status::render(&nodes, &rows, ttl),
+        missive_cluster::status::render_lag(&lags)
     );
     Ok(())
 }

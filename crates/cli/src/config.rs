@@ -8,7 +8,9 @@ use anyhow::{Context, bail};
 use chrono::NaiveTime;
 use serde::Deserialize;
 
+mod cluster;
 mod recommendations;
+pub use cluster::ClusterSection;
 pub use recommendations::RecommendationsSection;
 
 #[derive(clap::Args, Debug, Clone)]
@@ -46,6 +48,8 @@ pub struct Config {
     pub recommendations: RecommendationsSection,
     /// Streams in and out (docs/integrations.md): `[streams.ingest]` reads a JetStream stream.
     pub streams: StreamsSection,
+    /// Cluster mode (docs/operations.md): NATS JetStream as the log, partitions by lease.
+    pub cluster: ClusterSection,
 }
 
 /// `[streams]`: a JetStream stream as an ingest source.
@@ -197,6 +201,7 @@ impl Default for Config {
             webhooks: WebhooksSection::default(),
             recommendations: RecommendationsSection::default(),
             streams: StreamsSection::default(),
+            cluster: ClusterSection::default(),
         }
     }
 }
@@ -471,6 +476,7 @@ impl Config {
                 );
             }
         }
+        self.cluster.check(self.store.as_deref())?;
         if !matches!(self.log.format.as_str(), "text" | "json") {
             bail!(
                 "log.format: expected \"text\" or \"json\", got {:?}",
@@ -668,6 +674,7 @@ impl Config {
             // Validated when the configuration was loaded.
             default_time_zone: missive_core::zone::zone_named(&self.content.default_time_zone)
                 .unwrap_or(missive_core::zone::Tz::UTC),
+            cluster: self.cluster.enabled,
             ..missive_engine::EngineConfig::default()
         }
     }

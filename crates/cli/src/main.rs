@@ -4,6 +4,7 @@
 
 mod bench;
 mod bench_bandit;
+mod bench_cluster;
 mod bench_delivery;
 mod bench_models;
 mod bench_recs;
@@ -63,6 +64,10 @@ enum Command {
         /// Address to listen on, e.g. 127.0.0.1:8080 or 0.0.0.0:8080.
         #[arg(long)]
         listen: Option<String>,
+        /// Run as one node of a cluster on NATS JetStream and PostgreSQL (the `[cluster]`
+        /// settings; docs/operations.md).
+        #[arg(long)]
+        cluster: bool,
     },
     /// Build the case study (a fashion shop with a year of customers, segments, templates and
     /// journeys) in ./missive-demo and serve it; prints the console's address and a login.
@@ -203,7 +208,14 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Serve { listen } => serve::run(config, listen, None).await,
+            Command::Serve { listen, cluster } => {
+                let mut config = config;
+                if cluster {
+                    config.cluster.enabled = true;
+                    config.cluster.check(config.store.as_deref())?;
+                }
+                serve::run(config, listen, None).await
+            }
             Command::Demo(args) => demo::run(config, args).await,
             Command::Import(args) => import::run(config, args).await,
             Command::Segment { what } => segment::run(config, what).await,

@@ -39,7 +39,15 @@ pub async fn run(
         Some(sender),
     )
     .await?;
-    missive.start_background();
+    if cfg.cluster.enabled {
+        // The sending side (sender, journeys, broadcasts, webhooks, retention) does not follow
+        // partition ownership yet: a node ingests and folds only (docs/operations.md).
+        tracing::warn!(
+            "cluster mode: journeys, broadcasts, sending and outbound webhooks do not run on cluster nodes yet"
+        );
+    } else {
+        missive.start_background();
+    }
     // A JetStream stream as an ingest source (`[streams.ingest]`), stopped before the engine.
     let (stop_streams, streams_stopped) = tokio::sync::watch::channel(false);
     let stream_in = cfg
@@ -73,6 +81,18 @@ pub async fn run(
         .await
         .with_context(|| format!("binding {addr}"))?;
     let local = listener.local_addr()?;
+    let node = match cfg.cluster.enabled {
+        true => Some(
+            missive_cluster::Node::start(
+                cfg.cluster
+                    .node_config(&cfg.store_url(), &format!("{scheme}://{local}")),
+                missive.state().engine.clone(),
+            )
+            .await
+            .context("joining the cluster")?,
+        ),
+        false => None,
+    };
 
     // One write, the address last: whoever waits for the "listening" line has the rest.
     let mut banner = format!(
@@ -94,6 +114,15 @@ pub async fn run(
             "  keys: created at first start; see {}\n",
             credentials.display()
         )),
+    }
+    if cfg.cluster.enabled {
+        banner.push_str(&format!(
+            "  cluster:   node {} of {} partitions; log {} on {}\n",
+            cfg.cluster.node_name(),
+            cfg.cluster.partitions,
+            cfg.cluster.stream,
+            redact_url(&cfg.cluster.nats)
+        ));
     }
     banner.push_str(&format!(
         "  key file:  {} (encryption {}; back it up apart from the data)\n",
@@ -158,6 +187,10 @@ pub async fn run(
     let _ = stop_streams.send(true);
     if let Some(task) = stream_in {
         let _ = task.await;
+    }
+    if let Some(node) = node {
+        // Hands every partition over (checkpointed, then released) before the engine stops.
+        node.stop().await;
     }
     missive.shutdown().await;
     tracing::info!("shut down cleanly");

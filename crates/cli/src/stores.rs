@@ -88,7 +88,12 @@ async fn check_encryption_mode(store: &missive_store::Store, encrypt: bool) -> a
 
 async fn open_bare_store(cfg: &Config) -> anyhow::Result<missive_store::Store> {
     let url = cfg.store_url();
-    missive_store::open(&url).await.map_err(|e| match e {
+    let opened = if cfg.cluster.enabled {
+        missive_store::open_cluster(&url).await
+    } else {
+        missive_store::open(&url).await
+    };
+    opened.map_err(|e| match e {
         missive_store::StoreError::Locked(_) => anyhow::anyhow!(
             "{e}: another missive process (a running `missive serve`?) owns this store; stop it, or send the events to it over HTTP"
         ),

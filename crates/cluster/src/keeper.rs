@@ -10,6 +10,9 @@
 //! one more round: with the default 6 s, within 8 s.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
@@ -24,6 +27,10 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(6);
 /// The partitions a node holds now, with their tenure's token.
 pub type Held = BTreeMap<Partition, i64>;
 
+/// What runs before a lease is given up on purpose (balance, leaving): the partition's owner
+/// stops and checkpoints under the lease it still holds, so the next owner replays nothing.
+pub type ReleaseHook = Arc<dyn Fn(Partition) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
 /// One node's keeper.
 pub struct Keeper {
     leases: Leases,
@@ -33,6 +40,7 @@ pub struct Keeper {
     /// Each lease held, with the instant it stops counting here.
     held: BTreeMap<Partition, (i64, Instant)>,
     tx: watch::Sender<Held>,
+    before_release: Option<ReleaseHook>,
 }
 
 impl Keeper {
@@ -44,6 +52,18 @@ impl Keeper {
             ttl,
             held: BTreeMap::new(),
             tx: watch::channel(Held::new()).0,
+            before_release: None,
+        }
+    }
+
+    /// Runs `hook` before each lease given up on purpose.
+    pub fn on_release(&mut self, hook: ReleaseHook) {
+        self.before_release = Some(hook);
+    }
+
+    async fn hand_over(&self, partition: Partition) {
+        if let Some(hook) = &self.before_release {
+            hook(partition).await;
         }
     }
 
@@ -119,7 +139,11 @@ impl Keeper {
         let live = self.leases.live_nodes(self.ttl).await?;
         let decided = plan(self.leases.partitions(), &self.node, &rows, &live);
         for p in decided.release {
-            if let Some((token, _)) = self.held.remove(&p) {
+            if let Some((token, until)) = self.held.get(&p).copied() {
+                if until > Instant::now() {
+                    self.hand_over(p).await;
+                }
+                self.held.remove(&p);
                 self.leases.release(&self.node, p, token).await?;
                 tracing::info!(partition = p, "cluster: partition handed over for balance");
             }
@@ -137,6 +161,12 @@ impl Keeper {
 
     /// Leaves the cluster: releases every lease and forgets the node.
     pub async fn leave(mut self) -> Result<(), LeaseError> {
+        let now = Instant::now();
+        for (p, (_, until)) in self.held.clone() {
+            if until > now {
+                self.hand_over(p).await;
+            }
+        }
         self.held.clear();
         self.tx.send_replace(Held::new());
         self.leases.leave(&self.node).await

@@ -55,13 +55,9 @@ pub struct Lease {
     pub expires_at_us: i64,
 }
 
-/// What a write on behalf of a partition carries.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Fence {
-    pub node: String,
-    pub partition: Partition,
-    pub token: i64,
-}
+/// What a write on behalf of a partition carries: the store checks it in the transaction of
+/// every commit an owner makes (`missive_store::EventBatch::fences`).
+pub use missive_store::Fence;
 
 /// One lease as `cluster status` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,27 +1,36 @@
-//! Cluster mode: several missive nodes sharing one PostgreSQL (and, in later stages, NATS
-//! JetStream as the log), each owning some of a fixed number of partitions of the profiles.
-//!
-//! What is here (the first stage of docs/ARCHITECTURE.md's "Cluster mode"):
+//! Cluster mode: several missive nodes sharing one PostgreSQL, with NATS JetStream as the
+//! event log, each owning some of a fixed number of partitions of the profiles
+//! (docs/ARCHITECTURE.md, "Cluster mode"; docs/operations.md).
 //!
 //! - `partition`: the partition of an identity, by a stable hash; the count fixed at creation.
 //! - `leases`: ownership by leases on PostgreSQL with fencing tokens: at most one owner per
-//!   partition, expiry by the database's clock, and [`leases::verify`], which a write for a
-//!   partition runs first in its transaction so that a paused former owner writes nothing.
-//! - `plan`: which partitions a node claims or gives up each round, so that the live nodes
-//!   share them evenly and a dead node's are taken over (pure, tested with tables).
-//! - `keeper`: the loop that does it, and publishes what the node holds.
-//! - `status`: what `missive cluster status` prints.
+//!   partition, expiry by the database's clock, and [`leases::verify`].
+//! - `plan`: which partitions a node claims or gives up each round (pure, tested with tables).
+//! - `keeper`: the loop that does it, publishes what the node holds, and hands a partition
+//!   over (through a hook) before giving its lease up on purpose.
+//! - `router`: which partition an event goes to (`identity_routes`).
+//! - `log`: the JetStream log: the stream, the records, and the append ingest answers after.
+//! - `owner`: one partition's owner: replay, its consumer from the store's mark, fold, ack.
+//! - `node`: a node: keeper, owners following its leases, and the engine's ingest on the log.
+//! - `status`: what `missive cluster status` prints, lag per partition included.
+//! - `stream_in`: a JetStream stream of external producers as an ingest source.
 //!
-//! The partition owners themselves (folding, segments, journeys and sending per partition),
-//! JetStream as the log and identity merges across partitions are later stages.
+//! Identity merges across partitions and the sending side's following of ownership are the
+//! next stages.
 
 pub mod keeper;
 pub mod leases;
+pub mod log;
+pub mod node;
+pub mod owner;
 pub mod partition;
 pub mod plan;
+pub mod router;
 pub mod status;
 pub mod stream_in;
 
 pub use keeper::{DEFAULT_TTL, Held, Keeper};
 pub use leases::{Fence, Fenced, Lease, LeaseError, Leases, verify};
+pub use log::{ClusterLog, LogConfig};
+pub use node::{Node, NodeConfig};
 pub use partition::{DEFAULT_PARTITIONS, Partition, PartitionCount};

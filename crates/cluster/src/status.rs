@@ -30,6 +30,62 @@ pub fn ranges(mut parts: Vec<u16>) -> String {
     out.join(", ")
 }
 
+/// Events each partition's owner has still to read or commit: what JetStream reports pending
+/// and unacknowledged for the partition's consumer. Partitions never owned are left out.
+pub async fn lags(
+    config: &crate::log::LogConfig,
+    partitions: crate::PartitionCount,
+) -> Result<BTreeMap<u16, u64>, String> {
+    let client = tokio::time::timeout(
+        Duration::from_secs(3),
+        async_nats::ConnectOptions::new()
+            .name("missive-cluster-status")
+            .connect(&config.nats),
+    )
+    .await
+    .map_err(|_| format!("NATS at {} did not answer within 3 s", config.nats))?
+    .map_err(|e| format!("NATS at {}: {e}", config.nats))?;
+    let js = async_nats::jetstream::new(client);
+    let stream = js
+        .get_stream(&config.stream)
+        .await
+        .map_err(|e| format!("JetStream stream {}: {e}", config.stream))?;
+    let mut out = BTreeMap::new();
+    for p in partitions.all() {
+        if let Ok(info) = stream.consumer_info(crate::owner::consumer_name(p)).await {
+            out.insert(p, info.num_pending + info.num_ack_pending as u64);
+        }
+    }
+    Ok(out)
+}
+
+/// The lag line of the report: the total, and the partitions furthest behind.
+pub fn render_lag(lags: &Result<BTreeMap<u16, u64>, String>) -> String {
+    let lags = match lags {
+        Err(e) => return format!("lag: not known ({e})\n"),
+        Ok(l) => l,
+    };
+    let total: u64 = lags.values().sum();
+    if total == 0 {
+        return format!(
+            "lag: 0 events behind in all {} partitions read so far\n",
+            lags.len()
+        );
+    }
+    let mut behind: Vec<(u16, u64)> = lags
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(p, n)| (*p, *n))
+        .collect();
+    behind.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let top: Vec<String> = behind.iter().take(8).map(|(p, n)| format!("p{p} {n}")).collect();
+    format!(
+        "lag: {total} events behind in {} partitions (furthest: {})\n",
+        behind.len(),
+        top.join(", ")
+    )
+}
+
 /// The status report; `alive` is how recent a heartbeat must be to count as alive.
 pub fn render(nodes: &[NodeView], leases: &[LeaseView], alive: Duration) -> String {
     let alive_us = i64::try_from(alive.as_micros()).unwrap_or(i64::MAX);
@@ -63,16 +119,29 @@ pub fn render(nodes: &[NodeView], leases: &[LeaseView], alive: Duration) -> Stri
         }
         out.push('\n');
     }
-    let _ = writeln!(
-        out,
-        "lag per partition: not measured yet (the JetStream log is a later stage)"
-    );
     out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_lag_line_names_the_partitions_furthest_behind() {
+        let lags: BTreeMap<u16, u64> = [(0, 0), (1, 40), (2, 0), (3, 80), (4, 40)].into();
+        assert_eq!(
+            render_lag(&Ok(lags)),
+            "lag: 160 events behind in 3 partitions (furthest: p3 80, p1 40, p4 40)\n"
+        );
+        assert_eq!(
+            render_lag(&Ok([(0, 0), (1, 0)].into())),
+            "lag: 0 events behind in all 2 partitions read so far\n"
+        );
+        assert_eq!(
+            render_lag(&Err("NATS down".into())),
+            "lag: not known (NATS down)\n"
+        );
+    }
 
     #[test]
     fn partitions_print_as_ranges() {

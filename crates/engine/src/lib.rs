@@ -16,6 +16,7 @@ pub mod background;
 mod bloom;
 pub mod consent_summary;
 pub mod import;
+pub mod log;
 pub mod models;
 mod pipeline;
 pub mod privacy;
@@ -24,4 +25,5 @@ pub mod recs;
 pub mod schema;
 pub mod segments;
 
-pub use pipeline::{Engine, EngineConfig, EngineError, IngestOutcome};
+pub use log::EventLog;
+pub use pipeline::{Engine, EngineConfig, EngineError, IngestOutcome, LogPosition, logged_event};

@@ -17,6 +17,13 @@ pub enum StoreError {
     Open(String),
     #[error("store task failed: {0}")]
     Task(String),
+    /// Cluster mode: the write was made under a lease the node no longer holds (it was paused
+    /// or cut off past its lease); nothing was written.
+    #[error("fenced: {0}")]
+    Fenced(String),
+    /// The backend does not do this (cluster mode needs PostgreSQL).
+    #[error("not supported: {0}")]
+    Unsupported(String),
 }
 
 impl From<serde_json::Error> for StoreError {

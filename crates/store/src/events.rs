@@ -75,6 +75,42 @@ pub trait EventStore: Send + Sync + 'static {
     /// Stored events with a sequence number above `after`, in arrival order.
     async fn events_after(&self, after: i64, limit: u32) -> Result<Vec<StoredEvent>, StoreError>;
 
+    /// Cluster mode: where the owners of `partitions` have got to in the log; partitions
+    /// never written are left out.
+    async fn partition_marks(&self, partitions: Vec<u16>) -> Result<Vec<PartitionMark>, StoreError> {
+        let _ = partitions;
+        Err(cluster_unsupported())
+    }
+
+    /// Cluster mode: the events folded in `partition` with a sequence number above `after`,
+    /// in arrival order (what a new owner replays after the partition's checkpoint).
+    async fn partition_events_after(
+        &self,
+        partition: u16,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let _ = (partition, after, limit);
+        Err(cluster_unsupported())
+    }
+
+    /// Cluster mode: the partitions the identities are routed to, for those that have a route.
+    /// Keys as the caller has them (a wrapper applies its [`Self::identity_index`]).
+    async fn identity_routes(&self, keys: Vec<IdentityKey>) -> Result<HashMap<IdentityKey, u16>, StoreError> {
+        let _ = keys;
+        Err(cluster_unsupported())
+    }
+
+    /// Cluster mode: routes each identity to its partition unless it has a route already
+    /// (the first claim wins), and answers with the route of every key as it now stands.
+    async fn claim_routes(
+        &self,
+        claims: Vec<(IdentityKey, u16)>,
+    ) -> Result<HashMap<IdentityKey, u16>, StoreError> {
+        let _ = claims;
+        Err(cluster_unsupported())
+    }
+
     /// Message ids of stored events with a sequence number above `after`, in that order, with
     /// their sequence numbers (to build the engine's in-memory filter at start-up).
     async fn message_ids_after(&self, after: i64, limit: u32) -> Result<Vec<(i64, MessageId)>, StoreError>;
@@ -207,4 +243,9 @@ pub trait EventStore: Send + Sync + 'static {
         after_seq: i64,
         limit: u32,
     ) -> Result<Vec<StoredEvent>, StoreError>;
+}
+
+/// What a backend without cluster mode answers to its calls.
+pub(crate) fn cluster_unsupported() -> StoreError {
+    StoreError::Unsupported("cluster mode needs the PostgreSQL store ([store] postgres = …)".into())
 }

@@ -43,6 +43,6 @@ pub use error::StoreError;
 pub use events::EventStore;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
-pub use store::{Backend, Store, open};
+pub use store::{Backend, Store, open, open_cluster};
 pub use types::*;
 pub use webhooks::{WebhookStore, journey_completed, message_sent, profile_erased};

@@ -107,6 +107,16 @@ impl std::fmt::Debug for Store {
 }
 
 /// Opens the store a URL names: `sqlite:PATH` / a plain path, or `postgres://…`.
+/// [`open`] for a node of a cluster: PostgreSQL only, shared with the other nodes
+/// ([`PostgresStore::connect_cluster`]).
+pub async fn open_cluster(url: &str) -> Result<Store, StoreError> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Store::new(PostgresStore::connect_cluster(url, None).await?))
+    } else {
+        Err(crate::events::cluster_unsupported())
+    }
+}
+
 pub async fn open(url: &str) -> Result<Store, StoreError> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(Store::new(PostgresStore::connect(url, None).await?))

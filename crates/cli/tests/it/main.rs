@@ -7,6 +7,7 @@
 
 #[cfg(unix)]
 mod cluster;
+mod cluster_nodes;
 mod crash;
 mod demo;
 mod doctor;

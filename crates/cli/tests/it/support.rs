@@ -61,6 +61,12 @@ impl Server {
 
     /// Like [`Server::start`], with `MISSIVE_` configuration variables for every start.
     pub async fn start_with_env(env: &[(&str, &str)]) -> Server {
+        Self::start_sharing(env, None).await
+    }
+
+    /// A further node of a cluster: its data directory is given `keys` (written by the
+    /// first node) before it starts, as an operator copies `credentials.json`.
+    pub async fn start_sharing(env: &[(&str, &str)], keys: Option<&Keys>) -> Server {
         let root = tempfile::Builder::new()
             .prefix("missive-it-")
             .tempdir()
@@ -80,8 +86,27 @@ impl Server {
             stdout: Arc::default(),
             env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         };
+        if let Some(keys) = keys {
+            std::fs::create_dir_all(server.data_dir()).expect("creating the data directory");
+            let credentials = json!({"write_key": keys.write_key, "admin_key": keys.admin_key});
+            std::fs::write(
+                server.data_dir().join("credentials.json"),
+                credentials.to_string(),
+            )
+            .expect("writing credentials.json");
+        }
         server.launch().await;
         server
+    }
+
+    /// The process id of the running server (for signals).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the server is not running").id()
+    }
+
+    /// Everything the current start logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path(self.starts)).unwrap_or_default()
     }
 
     /// Starts the server again on the same data directory (after [`Server::kill`] or

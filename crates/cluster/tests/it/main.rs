@@ -198,3 +198,104 @@ async fn status_shows_owners_and_their_partitions() {
     );
     assert!(text.contains("  a                           4  0-3"), "{text}");
 }
+
+/// The store's own commits carry the fences (`EventBatch::fences`, `Checkpoint::fences`): a
+/// former owner's events, marks and profiles are refused whole, the new owner's go through.
+#[tokio::test]
+async fn the_stores_commits_under_a_former_owners_fence_write_nothing() {
+    use missive_core::{EventKind, MessageId, Profile, ProfileId};
+    use missive_store::{Checkpoint, EventBatch, StoreError, StoredEvent, postgres::PostgresStore};
+
+    let Some(url) = url() else { return };
+    let s = schema(&url).await;
+    let store = missive_store::Store::new(PostgresStore::connect_cluster(&url, Some(&s)).await.unwrap());
+    let mut a = keeper(&url, &s, "a", 2).await;
+    a.round().await.unwrap();
+    let fence = a.fence(1).expect("a holds partition 1");
+    let profile = ProfileId::generate();
+    let now = chrono::Utc::now();
+    let batch = |seq: i64, id: &str, fence: &Fence| EventBatch {
+        events: vec![StoredEvent {
+            seq,
+            message_id: MessageId::parse(id).unwrap(),
+            profile_id: profile.clone(),
+            origin_profile_id: profile.clone(),
+            kind: EventKind::Track,
+            name: "Viewed".into(),
+            timestamp: now,
+            received_at: now,
+            body: serde_json::json!({"type": "track", "event": "Viewed", "userId": "u", "messageId": id}),
+        }],
+        fences: vec![fence.clone()],
+        partitions: vec![1],
+        applied: vec![(1, seq)],
+        ..EventBatch::default()
+    };
+    let checkpoint = |version: u64, fence: &Fence| {
+        let mut p = Profile::new(profile.clone(), now);
+        p.version = version;
+        Checkpoint {
+            profiles: vec![p],
+            partitions: vec![(1, 10 * version as i64)],
+            fences: vec![fence.clone()],
+            ..Checkpoint::default()
+        }
+    };
+    store
+        .events()
+        .commit_events(batch(10, "m-10", &fence))
+        .await
+        .unwrap();
+    store
+        .events()
+        .commit_checkpoint(checkpoint(1, &fence))
+        .await
+        .unwrap();
+
+    tokio::time::sleep(TTL + Duration::from_millis(200)).await;
+    let mut b = keeper(&url, &s, "b", 2).await;
+    b.round().await.unwrap();
+    let b_fence = b.fence(1).expect("b took partition 1 over");
+
+    let refused = store.events().commit_events(batch(20, "m-20", &fence)).await;
+    assert!(matches!(refused, Err(StoreError::Fenced(_))), "{refused:?}");
+    let refused = store.events().commit_checkpoint(checkpoint(5, &fence)).await;
+    assert!(matches!(refused, Err(StoreError::Fenced(_))), "{refused:?}");
+    let events = store.events().partition_events_after(1, 0, 100).await.unwrap();
+    assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), [10]);
+    let mark = store.events().partition_marks(vec![1]).await.unwrap();
+    assert_eq!((mark[0].applied_seq, mark[0].checkpoint_seq), (10, 10));
+    assert_eq!(
+        store
+            .events()
+            .load_profile(&profile)
+            .await
+            .unwrap()
+            .unwrap()
+            .version,
+        1
+    );
+
+    store
+        .events()
+        .commit_events(batch(20, "m-20", &b_fence))
+        .await
+        .unwrap();
+    store
+        .events()
+        .commit_checkpoint(checkpoint(2, &b_fence))
+        .await
+        .unwrap();
+    let mark = store.events().partition_marks(vec![1]).await.unwrap();
+    assert_eq!((mark[0].applied_seq, mark[0].checkpoint_seq), (20, 20));
+    assert_eq!(
+        store
+            .events()
+            .load_profile(&profile)
+            .await
+            .unwrap()
+            .unwrap()
+            .version,
+        2
+    );
+}

@@ -115,17 +115,32 @@ impl Applier {
         let mut sync_requested = force_checkpoint;
         let mut segment_requests = Vec::new();
         let mut model_requests = Vec::new();
+        let mut ownership = Vec::new();
         for r in requests {
             match r {
-                Request::Ingest { events, ack } => {
-                    lists.push(events);
+                Request::Ingest {
+                    events,
+                    positions,
+                    ack,
+                } => {
+                    if let Err(e) = self.check_positions(&positions) {
+                        let _ = ack.send(Err(Arc::new(e)));
+                        continue;
+                    }
+                    lists.push((events, positions));
                     acks.push(ack);
                 }
+                r @ (Request::Own { .. } | Request::Disown { .. }) => ownership.push(r),
                 Request::Sync { ack } => {
                     sync_requested = true;
                     sync_acks.extend(ack);
                 }
                 Request::Tick => {}
+                Request::Erase { ack, .. } if self.config.cluster => {
+                    let _ = ack.send(Err(Arc::new(EngineError::NotInCluster(
+                        "erasure (the profile's partition owner must erase it)",
+                    ))));
+                }
                 Request::Erase {
                     profiles,
                     identity_hashes,
@@ -151,7 +166,7 @@ impl Applier {
             }
         }
 
-        let n = lists.iter().map(Vec::len).sum::<usize>();
+        let n = lists.iter().map(|(events, _)| events.len()).sum::<usize>();
         let folded = self.prepare(lists).await;
         tracing::debug!(
             events = n,
@@ -220,6 +235,7 @@ impl Applier {
             let job = CheckpointJob {
                 epoch: self.seen_epoch,
                 batch_seq: self.batch_seq,
+                after_events: self.sent_events,
                 checkpoint: self.take_checkpoint(),
                 sync_acks,
             };
@@ -230,6 +246,12 @@ impl Applier {
         }
         for (profiles, hashes, ack) in erasures {
             let _ = ack.send(self.erase(profiles, hashes).await.map_err(Arc::new));
+        }
+        // Ownership changes after the batch: a hand-over checkpoints what was folded above.
+        for r in ownership {
+            if !self.change_ownership(r, etx, ctx).await {
+                return false;
+            }
         }
         true
     }
@@ -256,7 +278,7 @@ impl Applier {
 
     pub(super) async fn prepare(
         &mut self,
-        lists: Vec<Vec<Event>>,
+        lists: Vec<(Vec<Event>, Vec<LogPosition>)>,
     ) -> Result<(EventBatch, Vec<IngestOutcome>, usize), EngineError> {
         let current = self.progress.epoch.load(Ordering::SeqCst);
         if current != self.seen_epoch {
@@ -303,22 +325,24 @@ impl Applier {
     #[tracing::instrument(level = "debug", name = "fold", skip_all, fields(requests = lists.len()))]
     pub(super) async fn fold(
         &mut self,
-        lists: Vec<Vec<Event>>,
+        lists: Vec<(Vec<Event>, Vec<LogPosition>)>,
     ) -> Result<(EventBatch, Vec<IngestOutcome>, usize), EngineError> {
-        // 1. Deduplicate by message id: against recent ids, then the store, then within the batch.
+        // 1. Deduplicate by message id: against recent ids, then the store, then within the
+        // batch. In cluster mode every id goes to the store: other nodes write it too.
+        let cluster = self.config.cluster;
         let unknown: Vec<MessageId> = lists
             .iter()
-            .flatten()
+            .flat_map(|(events, _)| events)
             .filter(|e| {
                 !self.recent_ids.contains(&e.message_id)
-                    && self.message_filter.may_contain(e.message_id.as_str().as_bytes())
+                    && (cluster || self.message_filter.may_contain(e.message_id.as_str().as_bytes()))
             })
             .map(|e| e.message_id.clone())
             .collect();
         let stored = self.store.events().existing_message_ids(unknown).await?;
         let fresh: Vec<&Event> = lists
             .iter()
-            .flatten()
+            .flat_map(|(events, _)| events)
             .filter(|e| !stored.contains(&e.message_id) && !self.recent_ids.contains(&e.message_id))
             .collect();
         self.prefetch_identities(&fresh).await?;
@@ -327,9 +351,17 @@ impl Applier {
         let mut events = Vec::new();
         let mut outcomes = Vec::with_capacity(lists.len());
         let mut total = 0;
-        for list in lists {
+        let mut applied = std::collections::BTreeMap::<u16, i64>::new();
+        self.batch_partitions.clear();
+        for (list, positions) in lists {
             let mut outcome = IngestOutcome::default();
             for (i, e) in list.into_iter().enumerate() {
+                let position = positions.get(i).copied();
+                if let Some(at) = position {
+                    // Settled whatever becomes of the event: the next owner resumes after it.
+                    let seq = applied.entry(at.partition).or_default();
+                    *seq = (*seq).max(at.seq);
+                }
                 if stored.contains(&e.message_id) || self.recent_ids.contains(&e.message_id) {
                     outcome.duplicates += 1;
                     continue;
@@ -345,8 +377,17 @@ impl Applier {
                 self.recent_ids.insert(e.message_id.clone());
                 self.message_filter.insert(e.message_id.as_str().as_bytes());
                 let (target, e) = self.apply(e, None).await?;
-                let seq = self.next_seq;
-                self.next_seq += 1;
+                let seq = match position {
+                    Some(at) => {
+                        self.folded_in(at, &target);
+                        self.batch_partitions.push(at.partition);
+                        at.seq
+                    }
+                    None => {
+                        self.next_seq += 1;
+                        self.next_seq - 1
+                    }
+                };
                 events.push(StoredEvent {
                     seq,
                     message_id: e.message_id,
@@ -365,11 +406,19 @@ impl Applier {
         }
         let repoint = std::mem::take(&mut self.repoint);
         let activity = crate::activity::tally(&events);
+        let fences = if cluster {
+            self.fences_for(applied.keys().copied())
+        } else {
+            Vec::new()
+        };
         Ok((
             EventBatch {
                 events,
                 repoint,
                 activity,
+                fences,
+                partitions: std::mem::take(&mut self.batch_partitions),
+                applied: applied.into_iter().collect(),
             },
             outcomes,
             total,
@@ -389,9 +438,10 @@ impl Applier {
             }
             for k in keys {
                 if !self.identities.contains_key(&k)
-                    && self
-                        .identity_filter
-                        .may_contain(&identity_bytes(&self.store.events().identity_index(&k)))
+                    && (self.config.cluster
+                        || self
+                            .identity_filter
+                            .may_contain(&identity_bytes(&self.store.events().identity_index(&k))))
                     && seen.insert(k.clone())
                 {
                     missing.push(k);
@@ -443,6 +493,8 @@ pub(super) fn request_events(r: &Request) -> usize {
         | Request::Tick
         | Request::Segments { .. }
         | Request::Models { .. }
+        | Request::Own { .. }
+        | Request::Disown { .. }
         | Request::Erase { .. } => 0,
     }
 }

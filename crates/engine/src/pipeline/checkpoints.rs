@@ -27,6 +27,17 @@ impl Applier {
             backfills: pending.backfills,
             ..Checkpoint::default()
         };
+        if self.config.cluster {
+            cp.fences = self.fences_for(
+                pending.partitions.keys().copied().chain(
+                    pending
+                        .touched
+                        .keys()
+                        .filter_map(|id| self.partition_of.get(id).copied()),
+                ),
+            );
+            cp.partitions = pending.partitions.into_iter().collect();
+        }
         let mut causes = pending.causes;
         let mut ids: Vec<_> = pending
             .touched

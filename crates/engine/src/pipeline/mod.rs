@@ -17,6 +17,13 @@
 //! takes the id that event was first stored under. Identity merges cross any partitioning by
 //! person, so on one box there is one owner of all profiles.
 //!
+//! **Cluster mode** (`EngineConfig::cluster`; docs/ARCHITECTURE.md, "Cluster mode"): the
+//! engine folds only the partitions it is told it owns ([`Engine::own`]), numbers events by
+//! their JetStream stream sequence ([`LogPosition`]), records per partition how far its events
+//! and its checkpoint have got, and makes every commit under the owned partitions' fences, so
+//! that a node that lost a partition writes nothing for it. A partition taken over is replayed
+//! from its own checkpoint (`partitions`).
+//!
 //! The rooms: this file holds the types and the [`Engine`] handle; `applier` the loop and the
 //! fold of a batch; `identity` resolution, merges and the profile cache; `checkpoints` what a
 //! checkpoint holds; `writers` the events and checkpoint writers; `recovery` start-up
@@ -48,6 +55,7 @@ mod applier;
 mod backfill;
 mod checkpoints;
 mod identity;
+mod partitions;
 mod recovery;
 mod scoring;
 mod segment_timers;
@@ -58,6 +66,7 @@ use identity::identity_bytes;
 pub use identity::identity_hash;
 use recovery::erasure_key;
 pub(crate) use recovery::event_from_stored;
+pub use recovery::logged_event;
 pub(crate) use segment_timers::{compile_saved, load_segments};
 use writers::{fail, run_checkpoint_writer, run_events_writer};
 
@@ -80,6 +89,16 @@ pub struct EngineConfig {
     /// The time zone of people without a `timezone` trait (`content.default_time_zone`): for
     /// quiet hours, journey waits until a local time, and the `date` filter alike.
     pub default_time_zone: chrono_tz::Tz,
+    /// Cluster mode: fold only owned partitions, from the log (see the module's docs).
+    pub cluster: bool,
+}
+
+/// Where an event sits in the cluster's log: its partition and its JetStream stream sequence,
+/// which becomes its `seq` (unique across the stream, increasing within a partition).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogPosition {
+    pub partition: u16,
+    pub seq: i64,
 }
 
 impl Default for EngineConfig {
@@ -92,6 +111,7 @@ impl Default for EngineConfig {
             flush_interval: Duration::from_millis(250),
             max_dirty_profiles: 100_000,
             default_time_zone: chrono_tz::Tz::UTC,
+            cluster: false,
         }
     }
 }
@@ -102,6 +122,15 @@ pub enum EngineError {
     ShuttingDown,
     #[error("storage failed: {0}")]
     Store(#[from] StoreError),
+    /// Cluster mode: events of a partition this node does not own (any more).
+    #[error("partition {0} is not owned by this node")]
+    NotOwner(u16),
+    /// Cluster mode: the log did not take the events (NATS unreachable, no acknowledgement).
+    #[error("the cluster's log did not take the events: {0}")]
+    Log(String),
+    /// Cluster mode: what the engine does not do yet in cluster mode.
+    #[error("not available in cluster mode yet: {0}")]
+    NotInCluster(&'static str),
 }
 
 /// What happened to one ingest call's events; an ingest call resolves only once they are durable.
@@ -123,12 +152,25 @@ type Tasks = Vec<tokio::task::JoinHandle<()>>;
 enum Request {
     Ingest {
         events: Vec<Event>,
+        /// Cluster mode: each event's place in the log (empty in the embedded mode).
+        positions: Vec<LogPosition>,
         ack: Ack,
     },
-    /// Checkpoint now and answer once it is committed (`None`: the timer's own checkpoint).
-    Sync {
-        ack: Option<SyncAck>,
+    /// Cluster mode: take on a partition under its lease; answers with the events replayed.
+    Own {
+        fence: missive_store::Fence,
+        ack: oneshot::Sender<Result<u64, Arc<EngineError>>>,
     },
+    /// Cluster mode: give a partition up. `lost`: the lease is gone already, so what is not
+    /// committed of it is dropped (its next owner replays it); otherwise it is checkpointed
+    /// first.
+    Disown {
+        partition: u16,
+        lost: bool,
+        ack: oneshot::Sender<Result<(), Arc<EngineError>>>,
+    },
+    /// Checkpoint now and answer once it is committed (`None`: the timer's own checkpoint).
+    Sync { ack: Option<SyncAck> },
     /// Look at due segment timers (the ticker's).
     Tick,
     /// Erase profiles: from now on, events naming one of `identity_hashes` are dropped; once
@@ -167,6 +209,8 @@ struct EventJob {
 struct CheckpointJob {
     epoch: u64,
     batch_seq: u64,
+    /// The last event batch handed to the events writer before it: committed first.
+    after_events: u64,
     checkpoint: Checkpoint,
     sync_acks: Vec<SyncAck>,
 }
@@ -176,8 +220,8 @@ struct Progress {
     /// Bumped when a commit fails: everything prepared before is refused, and the applier
     /// rebuilds its memory from the store.
     epoch: AtomicU64,
-    /// The highest event `seq` committed.
-    events_committed: watch::Sender<i64>,
+    /// The last event batch committed (batches are committed in order).
+    events_committed: watch::Sender<u64>,
     /// The last batch each writer has finished with (committed or refused).
     events_done: watch::Sender<u64>,
     checkpoints_done: watch::Sender<u64>,
@@ -209,6 +253,8 @@ pub struct Shared {
     config: Arc<EngineConfig>,
     tasks: Arc<tokio::sync::Mutex<Tasks>>,
     write_health: Arc<Progress>,
+    /// Cluster mode: where [`Engine::ingest`] appends.
+    log: std::sync::OnceLock<Arc<dyn crate::EventLog>>,
 }
 
 impl std::ops::Deref for Engine {
@@ -254,6 +300,9 @@ impl Engine {
             next_seq: 1,
             profiles: HashMap::new(),
             identities: HashMap::new(),
+            owned: std::collections::BTreeMap::new(),
+            partition_of: HashMap::new(),
+            batch_partitions: Vec::new(),
             // Larger than anything in flight, so that a resent id is always caught.
             recent_ids: RecentIds::new((1 << 20).max(config.max_batch_events * 64)),
             pending: Pending::default(),
@@ -276,17 +325,24 @@ impl Engine {
             finished_backfills: Vec::new(),
             queued_segments: VecDeque::new(),
         };
-        applier.load_filters().await?;
-        applier.backfill_schema().await?;
-        let replayed = applier.recover().await?;
-        if replayed > 0 {
-            tracing::info!(
-                events = replayed,
-                "replayed events stored after the last profile checkpoint"
-            );
+        if config.cluster {
+            // Other nodes write too: the filters would say "new" of what they stored. Each
+            // partition is replayed when it is owned; timers and backfills are not yet
+            // partitioned (docs/ARCHITECTURE.md, "Cluster mode").
+            applier.backfill_schema().await?;
+        } else {
+            applier.load_filters().await?;
+            applier.backfill_schema().await?;
+            let replayed = applier.recover().await?;
+            if replayed > 0 {
+                tracing::info!(
+                    events = replayed,
+                    "replayed events stored after the last profile checkpoint"
+                );
+            }
+            applier.load_timers().await?;
+            applier.resume_backfills(None).await?;
         }
-        applier.load_timers().await?;
-        applier.resume_backfills(None).await?;
         let (stop, stop_rx) = watch::channel(false);
         let changes = progress.segment_changes.clone();
         let write_health = progress.clone();
@@ -307,6 +363,7 @@ impl Engine {
             config,
             tasks: Arc::new(tokio::sync::Mutex::new(tasks)),
             write_health,
+            log: std::sync::OnceLock::new(),
         })))
     }
 
@@ -324,9 +381,77 @@ impl Engine {
         if events.is_empty() {
             return Ok(IngestOutcome::default());
         }
+        if let Some(log) = self.log.get() {
+            return log
+                .append(events)
+                .await
+                .map_err(|e| Arc::new(EngineError::Log(e)));
+        }
+        self.ingest_at(events, Vec::new()).await
+    }
+
+    /// Cluster mode: from now on [`Engine::ingest`] appends to `log` (answering once the log
+    /// has the events); the partition owners fold them. Set once; a second call is refused.
+    pub fn set_log(&self, log: Arc<dyn crate::EventLog>) -> Result<(), EngineError> {
+        self.log
+            .set(log)
+            .map_err(|_| EngineError::Store(StoreError::Task("the cluster's log is set already".into())))
+    }
+
+    /// Cluster mode: [`Engine::ingest`] of events read from the log, each with its place in
+    /// it (`positions`, one per event); refused with [`EngineError::NotOwner`] for a partition
+    /// this node does not own. Also records how far each partition has got when every event
+    /// is a duplicate.
+    pub async fn ingest_logged(
+        &self,
+        events: Vec<Event>,
+        positions: Vec<LogPosition>,
+    ) -> Result<IngestOutcome, Arc<EngineError>> {
+        if positions.len() != events.len() {
+            return Err(Arc::new(EngineError::Store(StoreError::Task(format!(
+                "{} log positions for {} events",
+                positions.len(),
+                events.len()
+            )))));
+        }
+        self.ingest_at(events, positions).await
+    }
+
+    async fn ingest_at(
+        &self,
+        events: Vec<Event>,
+        positions: Vec<LogPosition>,
+    ) -> Result<IngestOutcome, Arc<EngineError>> {
         let (ack, rx) = oneshot::channel();
         self.tx
-            .send(Request::Ingest { events, ack })
+            .send(Request::Ingest {
+                events,
+                positions,
+                ack,
+            })
+            .await
+            .map_err(|_| Arc::new(EngineError::ShuttingDown))?;
+        rx.await.map_err(|_| Arc::new(EngineError::ShuttingDown))?
+    }
+
+    /// Cluster mode: takes on a partition under `fence` (its lease): replays the events stored
+    /// for it after its last checkpoint, then folds its events. Answers with the number replayed.
+    pub async fn own(&self, fence: missive_store::Fence) -> Result<u64, Arc<EngineError>> {
+        let (ack, rx) = oneshot::channel();
+        self.tx
+            .send(Request::Own { fence, ack })
+            .await
+            .map_err(|_| Arc::new(EngineError::ShuttingDown))?;
+        rx.await.map_err(|_| Arc::new(EngineError::ShuttingDown))?
+    }
+
+    /// Cluster mode: gives a partition up. With `lost` false (a hand-over), what was folded of
+    /// it is checkpointed first; with `lost` true (the lease ran out), it is dropped, and the
+    /// next owner replays it from the log.
+    pub async fn disown(&self, partition: u16, lost: bool) -> Result<(), Arc<EngineError>> {
+        let (ack, rx) = oneshot::channel();
+        self.tx
+            .send(Request::Disown { partition, lost, ack })
             .await
             .map_err(|_| Arc::new(EngineError::ShuttingDown))?;
         rx.await.map_err(|_| Arc::new(EngineError::ShuttingDown))?
@@ -377,6 +502,11 @@ impl Engine {
         backfill: Option<String>,
         progress: Option<watch::Sender<(u64, u64)>>,
     ) -> Result<u64, Arc<EngineError>> {
+        if self.config.cluster && backfill.is_some() {
+            return Err(Arc::new(EngineError::NotInCluster(
+                "segment backfills (each partition's owner would evaluate its own profiles)",
+            )));
+        }
         let (ack, rx) = oneshot::channel();
         self.tx
             .send(Request::Segments {
@@ -398,6 +528,11 @@ impl Engine {
         rescore: Option<crate::models::Rescore>,
         progress: Option<watch::Sender<(u64, u64)>>,
     ) -> Result<u64, Arc<EngineError>> {
+        if self.config.cluster && rescore.is_some() {
+            return Err(Arc::new(EngineError::NotInCluster(
+                "scoring every profile (each partition's owner would score its own profiles)",
+            )));
+        }
         let (ack, rx) = oneshot::channel();
         self.tx
             .send(Request::Models {
@@ -540,6 +675,8 @@ struct Pending {
     merges: Vec<MergeRecord>,
     segment_changes: Vec<SegmentChange>,
     backfills: Vec<missive_store::BackfillUpdate>,
+    /// Cluster mode: the partitions folded, with the last stream sequence of each.
+    partitions: std::collections::BTreeMap<u16, i64>,
 }
 
 impl Pending {
@@ -548,6 +685,7 @@ impl Pending {
             && self.identities.is_empty()
             && self.merges.is_empty()
             && self.backfills.is_empty()
+            && self.partitions.is_empty()
     }
 }
 
@@ -562,6 +700,12 @@ struct Applier {
     next_seq: i64,
     profiles: HashMap<ProfileId, CachedProfile>,
     identities: HashMap<IdentityKey, (ProfileId, u64)>,
+    /// Cluster mode: the partitions owned, each with the lease its commits are made under.
+    owned: std::collections::BTreeMap<u16, missive_store::Fence>,
+    /// Cluster mode: the partition of each profile folded or loaded (empty in the embedded mode).
+    partition_of: HashMap<ProfileId, u16>,
+    /// Cluster mode: the partition of each event of the batch being folded, for its commit.
+    batch_partitions: Vec<u16>,
     recent_ids: RecentIds,
     pending: Pending,
     /// Merges made in the batch being folded, for its event batch.

@@ -39,6 +39,9 @@ impl Applier {
     /// Rebuilds memory from the store: the checkpointed profiles (loaded on demand) and the
     /// events stored after the checkpoint, replayed in arrival order.
     pub(super) async fn recover(&mut self) -> Result<u64, EngineError> {
+        if self.config.cluster {
+            return self.recover_partitions().await;
+        }
         self.profiles.clear();
         self.identities.clear();
         self.recent_ids.clear();
@@ -53,9 +56,9 @@ impl Applier {
         self.next_seq = self
             .next_seq
             .max(self.store.events().last_event_seq().await?.max(checkpoint) + 1);
-        // The writers are drained: numbers taken by batches that were never stored never will be,
-        // and a checkpoint must not wait for them.
-        self.progress.events_committed.send_replace(self.next_seq - 1);
+        // The writers are drained: batches refused never will be stored, and a checkpoint
+        // must not wait for them.
+        self.progress.events_committed.send_replace(self.sent_events);
         // Histories loaded while replaying must not already hold the events being replayed.
         self.history_through = Some(checkpoint);
         let mut after = checkpoint;
@@ -153,12 +156,28 @@ pub(super) async fn erasure_key(store: &Store) -> Result<Vec<u8>, StoreError> {
     Ok(key.into_bytes())
 }
 
+/// The event an accepted one was recorded as (its kind, stored body and times), as the
+/// cluster's log carries it and replay reads it: the body validates as it did, and the
+/// recorded (already skew-corrected) time is kept. `None` if the body no longer validates.
+pub fn logged_event(
+    kind: EventKind,
+    body: serde_json::Value,
+    timestamp: DateTime<Utc>,
+    received_at: DateTime<Utc>,
+) -> Option<Event> {
+    // Validation adds what it derives (`originalTimestamp`, `receivedAt`); the body stays as
+    // it was recorded, so that the cluster stores what the embedded mode would.
+    let mut e = validate_message(body.clone(), Some(kind), None, received_at).ok()?;
+    e.timestamp = timestamp;
+    e.body = body;
+    Some(e)
+}
+
 /// The event a stored one was made from, for replay: the stored body validates as it did,
 /// and the stored (already skew-corrected) time is kept. A body that no longer passes today's
 /// rules (an upgrade tightened them) is still replayed, from what it holds: it was accepted.
 pub(crate) fn event_from_stored(s: &StoredEvent) -> Event {
-    if let Ok(mut e) = validate_message(s.body.clone(), Some(s.kind), None, s.received_at) {
-        e.timestamp = s.timestamp;
+    if let Some(e) = logged_event(s.kind, s.body.clone(), s.timestamp, s.received_at) {
         return e;
     }
     tracing::warn!(

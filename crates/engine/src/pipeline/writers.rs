@@ -52,18 +52,29 @@ pub(super) async fn run_events_writer(
             batch.events.extend(job.batch.events);
             batch.repoint.extend(job.batch.repoint);
             batch.activity.extend(job.batch.activity);
+            for fence in job.batch.fences {
+                if !batch.fences.contains(&fence) {
+                    batch.fences.push(fence);
+                }
+            }
+            batch.partitions.extend(job.batch.partitions);
+            batch.applied.extend(job.batch.applied);
             acks.extend(job.acks);
         }
         batch.activity = missive_store::ActivityCount::summed(std::mem::take(&mut batch.activity));
-        let last_seq = batch.events.last().map(|e| e.seq);
+        // One row per partition: the furthest point of the merged batches.
+        let mut applied = std::collections::BTreeMap::<u16, i64>::new();
+        for (p, seq) in std::mem::take(&mut batch.applied) {
+            let furthest = applied.entry(p).or_default();
+            *furthest = (*furthest).max(seq);
+        }
+        batch.applied = applied.into_iter().collect();
         let started = Instant::now();
         let span = tracing::debug_span!("commit", kind = "events", events);
         match tracing::Instrument::instrument(store.events().commit_events(batch), span).await {
             Ok(()) => {
                 progress.record_write(None);
-                if let Some(seq) = last_seq {
-                    progress.events_committed.send_replace(seq);
-                }
+                progress.events_committed.send_replace(last_batch);
                 metrics::histogram!("missive_store_commit_seconds", "kind" => "events")
                     .record(started.elapsed().as_secs_f64());
                 metrics::histogram!("missive_commit_batch_events").record(events as f64);
@@ -101,9 +112,9 @@ pub(super) async fn run_checkpoint_writer(
 ) {
     let mut committed = progress.events_committed.subscribe();
     while let Some(job) = rx.recv().await {
-        let through = job.checkpoint.through_seq;
-        // A checkpoint may only claim events that are stored: wait for the events writer,
-        // unless a failure has made this checkpoint void.
+        let through = job.after_events;
+        // A checkpoint may only claim events that are stored: wait for the events writer to
+        // commit the batches handed to it before, unless a failure has made this checkpoint void.
         let stale = loop {
             if job.epoch != progress.epoch.load(Ordering::SeqCst) {
                 break true;

@@ -36,8 +36,7 @@ pub(super) fn event(seq: i64, id: &str, profile: &ProfileId, name: &str, at: Dat
 pub(super) fn events(events: Vec<StoredEvent>) -> EventBatch {
     EventBatch {
         events,
-        repoint: vec![],
-        activity: vec![],
+        ..EventBatch::default()
     }
 }
 

@@ -27,6 +27,7 @@ pub async fn committed_events_profiles_and_identities_read_back(store: &Store) {
             through_seq: 2,
             schema: vec![],
             backfills: vec![],
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -112,7 +113,7 @@ pub async fn merges_repoint_events_and_identities_along_a_chain(store: &Store) {
         .commit_events(EventBatch {
             events: vec![event(3, "ch-a2", &a, "Viewed", now)],
             repoint: vec![(a.clone(), b.clone()), (b.clone(), c.clone())],
-            activity: vec![],
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -353,6 +354,7 @@ pub async fn erasure_deletes_everything_about_the_profiles_and_nothing_else(stor
             through_seq: 3,
             schema: vec![],
             backfills: vec![],
+            ..Default::default()
         })
         .await
         .unwrap();

@@ -120,6 +120,51 @@ impl EventStore for EncryptedEvents {
         self.sealer.open_events(events).await
     }
 
+    async fn partition_marks(&self, partitions: Vec<u16>) -> Result<Vec<crate::PartitionMark>, StoreError> {
+        self.inner.partition_marks(partitions).await
+    }
+
+    async fn partition_events_after(
+        &self,
+        partition: u16,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let events = self.inner.partition_events_after(partition, after, limit).await?;
+        self.sealer.open_events(events).await
+    }
+
+    async fn identity_routes(&self, keys: Vec<IdentityKey>) -> Result<HashMap<IdentityKey, u16>, StoreError> {
+        let indexed: Vec<(IdentityKey, IdentityKey)> =
+            keys.into_iter().map(|k| (self.sealer.index(&k), k)).collect();
+        let found = self
+            .inner
+            .identity_routes(indexed.iter().map(|(i, _)| i.clone()).collect())
+            .await?;
+        Ok(indexed
+            .into_iter()
+            .filter_map(|(i, k)| found.get(&i).map(|p| (k, *p)))
+            .collect())
+    }
+
+    async fn claim_routes(
+        &self,
+        claims: Vec<(IdentityKey, u16)>,
+    ) -> Result<HashMap<IdentityKey, u16>, StoreError> {
+        let indexed: Vec<(IdentityKey, IdentityKey, u16)> = claims
+            .into_iter()
+            .map(|(k, p)| (self.sealer.index(&k), k, p))
+            .collect();
+        let found = self
+            .inner
+            .claim_routes(indexed.iter().map(|(i, _, p)| (i.clone(), *p)).collect())
+            .await?;
+        Ok(indexed
+            .into_iter()
+            .filter_map(|(i, k, _)| found.get(&i).map(|p| (k, *p)))
+            .collect())
+    }
+
     async fn message_ids_after(&self, after: i64, limit: u32) -> Result<Vec<(i64, MessageId)>, StoreError> {
         self.inner.message_ids_after(after, limit).await
     }

@@ -178,9 +178,24 @@ impl crate::EventStore for PostgresStore {
     }
 
     async fn commit_events(&self, batch: EventBatch) -> Result<(), StoreError> {
-        if batch.events.is_empty() && batch.repoint.is_empty() {
+        if batch.events.is_empty() && batch.repoint.is_empty() && batch.applied.is_empty() {
             return Ok(());
         }
+        if !batch.partitions.is_empty() && batch.partitions.len() != batch.events.len() {
+            return Err(StoreError::Corrupt(format!(
+                "{} partitions for {} events in one commit",
+                batch.partitions.len(),
+                batch.events.len()
+            )));
+        }
+        let ev_partitions: Vec<i16> = batch
+            .partitions
+            .iter()
+            .map(|p| i16::try_from(*p).unwrap_or(i16::MAX))
+            .collect();
+        let fences = FenceColumns::new(&batch.fences);
+        let (applied_partitions, applied_seqs) = mark_columns(&batch.applied);
+        let applied_params: [&(dyn ToSql + Sync); 2] = [&applied_partitions, &applied_seqs];
         // Columns are built, and documents serialized, before taking the writer lock.
         let events = &batch.events;
         let ev_seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
@@ -197,7 +212,7 @@ impl crate::EventStore for PostgresStore {
             .collect::<Result<_, _>>()?;
         let (repoint_from, repoint_to) = net_repointing(batch.repoint.iter().map(|(f, i)| (f, i)));
 
-        let event_params: [&(dyn ToSql + Sync); 9] = [
+        let event_params: [&(dyn ToSql + Sync); 10] = [
             &ev_seqs,
             &ev_message_ids,
             &ev_profile_ids,
@@ -207,6 +222,7 @@ impl crate::EventStore for PostgresStore {
             &ev_ts,
             &ev_received,
             &ev_bodies,
+            &ev_partitions,
         ];
         let repoint_params: [&(dyn ToSql + Sync); 2] = [&repoint_from, &repoint_to];
         let act_hours: Vec<i64> = batch.activity.iter().map(|a| micros(a.hour)).collect();
@@ -222,11 +238,15 @@ impl crate::EventStore for PostgresStore {
         let tx = client.transaction().await?;
         // One round trip for both; PostgreSQL still runs them one after the other, inserts
         // first. On an error the transaction rolls back as `tx` drops.
-        tokio::try_join!(
+        // The fences first: in cluster mode, a former owner's writes are rolled back.
+        let (current, ..) = tokio::try_join!(
+            fences.count(&tx, &s.check_fences),
             execute_unless_empty(&tx, &s.insert_events, events.is_empty(), &event_params),
             execute_unless_empty(&tx, &s.repoint_events, repoint_from.is_empty(), &repoint_params),
             execute_unless_empty(&tx, &s.add_activity, act_hours.is_empty(), &activity_params),
+            execute_unless_empty(&tx, &s.mark_applied, applied_seqs.is_empty(), &applied_params),
         )?;
+        fences.require(current)?;
         tx.commit().await?;
         Ok(())
     }
@@ -309,6 +329,11 @@ impl crate::EventStore for PostgresStore {
             &vs_snapshots,
         ];
         let through_params: [&(dyn ToSql + Sync); 1] = [&through_seq];
+        let fences = FenceColumns::new(&cp.fences);
+        let (mark_partitions, mark_seqs) = mark_columns(&cp.partitions);
+        let mark_params: [&(dyn ToSql + Sync); 2] = [&mark_partitions, &mark_seqs];
+        // The single owner's position; a cluster's owners record theirs per partition.
+        let clustered = !cp.partitions.is_empty() || !cp.fences.is_empty();
 
         let mut writer = self.inner.checkpoint_writer.lock().await;
         let Writer {
@@ -318,7 +343,8 @@ impl crate::EventStore for PostgresStore {
         let tx = client.transaction().await?;
         // One round trip for all of them; PostgreSQL still runs them one after another, in
         // the order the trait documents. On an error the transaction rolls back as `tx` drops.
-        tokio::try_join!(
+        let (current, ..) = tokio::try_join!(
+            fences.count(&tx, &s.check_fences),
             execute_unless_empty(
                 &tx,
                 &s.repoint_identities,
@@ -329,9 +355,11 @@ impl crate::EventStore for PostgresStore {
             execute_unless_empty(&tx, &s.upsert_identities, identities.is_empty(), &identity_params),
             execute_unless_empty(&tx, &s.upsert_profiles, profiles.is_empty(), &profile_params),
             execute_unless_empty(&tx, &s.insert_versions, versions.is_empty(), &version_params),
-            execute_unless_empty(&tx, &s.set_through_seq, false, &through_params),
+            execute_unless_empty(&tx, &s.set_through_seq, clustered, &through_params),
             execute_unless_empty(&tx, &s.upsert_schema_fields, fields.is_empty(), &field_params),
+            execute_unless_empty(&tx, &s.mark_checkpoint, mark_seqs.is_empty(), &mark_params),
         )?;
+        fences.require(current)?;
         // Segment changes, in order (few per checkpoint next to profiles).
         for ch in &cp.segment_changes {
             if ch.entered {
@@ -424,6 +452,30 @@ impl crate::EventStore for PostgresStore {
                 v.parse().map_err(|e| corrupt("profile checkpoint", e))
             }
         }
+    }
+
+    async fn partition_marks(&self, partitions: Vec<u16>) -> Result<Vec<crate::PartitionMark>, StoreError> {
+        self.cluster_partition_marks(partitions).await
+    }
+
+    async fn partition_events_after(
+        &self,
+        partition: u16,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        self.cluster_partition_events_after(partition, after, limit).await
+    }
+
+    async fn identity_routes(&self, keys: Vec<IdentityKey>) -> Result<HashMap<IdentityKey, u16>, StoreError> {
+        self.cluster_identity_routes(keys).await
+    }
+
+    async fn claim_routes(
+        &self,
+        claims: Vec<(IdentityKey, u16)>,
+    ) -> Result<HashMap<IdentityKey, u16>, StoreError> {
+        self.cluster_claim_routes(claims).await
     }
 
     async fn events_after(&self, after: i64, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {

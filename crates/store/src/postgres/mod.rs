@@ -58,6 +58,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(15, "postgres/0015.sql"),
     migration!(16, "postgres/0016.sql"),
     migration!(17, "postgres/0017.sql"),
+    migration!(18, "postgres/0018.sql"),
 ];
 
 const READERS: usize = 3;
@@ -96,6 +97,18 @@ impl PostgresStore {
     /// Connects to the database `url` names (`postgres://…`), creating `schema` when given and
     /// missing and working in it, applies migrations and takes the writer lock.
     pub async fn connect(url: &str, schema: Option<&str>) -> Result<Self, StoreError> {
+        Self::open(url, schema, Sharing::SingleWriter).await
+    }
+
+    /// [`Self::connect`] for a cluster node (docs/ARCHITECTURE.md, "Cluster mode"): several
+    /// processes write the schema at once, each only under its partitions' fences, so no
+    /// writer lock is held. It is refused while an embedded-mode process holds the schema, and
+    /// migrations run under a lock of their own.
+    pub async fn connect_cluster(url: &str, schema: Option<&str>) -> Result<Self, StoreError> {
+        Self::open(url, schema, Sharing::Cluster).await
+    }
+
+    async fn open(url: &str, schema: Option<&str>, sharing: Sharing) -> Result<Self, StoreError> {
         let mut config: Config = url
             .parse()
             .map_err(|e| StoreError::Open(format!("invalid postgres url: {}", with_causes(&e))))?;
@@ -122,10 +135,24 @@ impl PostgresStore {
 
         // The lock first, then the migrations: only the process that holds it migrates.
         let mut checkpoint_writer = connect_one(&config, &target, "checkpoint writer").await?;
-        take_writer_lock(&checkpoint_writer, &target).await?;
-        migrate(&mut checkpoint_writer)
+        take_writer_lock(&checkpoint_writer, &target, sharing).await?;
+        if sharing == Sharing::Cluster {
+            checkpoint_writer
+                .batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))
+                .await
+                .map_err(|e| open_error(&target, "taking the migration lock", &e))?;
+        }
+        let migrated = migrate(&mut checkpoint_writer)
             .await
-            .map_err(|e| open_error(&target, "migrating", &e))?;
+            .map_err(|e| open_error(&target, "migrating", &e));
+        if sharing == Sharing::Cluster {
+            checkpoint_writer
+                .batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"))
+                .await
+                .map_err(|e| open_error(&target, "releasing the migration lock", &e))?;
+        }
+        migrated?;
+        check_cluster_use(&checkpoint_writer, &target, sharing).await?;
         let statements = CheckpointStatements::prepare(&checkpoint_writer)
             .await
             .map_err(|e| open_error(&target, "preparing statements", &e))?;
@@ -282,13 +309,56 @@ async fn create_schema_if_missing(client: &Client, schema: &str) -> Result<(), t
     }
 }
 
+/// Whether a process is the schema's only writer (the embedded mode) or one node of a cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sharing {
+    SingleWriter,
+    Cluster,
+}
+
+/// The key of the advisory lock cluster nodes migrate under (one at a time), per schema.
+const MIGRATION_LOCK: &str =
+    "('x' || substr(md5('missive.store.migrate:' || current_schema()), 1, 16))::bit(64)::bigint";
+
+/// A schema is written either by one embedded-mode process or by a cluster's nodes, never
+/// both: a single writer refuses a schema a cluster has used, whose profiles are folded by
+/// partition owners it would not fence against.
+async fn check_cluster_use(client: &Client, target: &str, sharing: Sharing) -> Result<(), StoreError> {
+    if sharing == Sharing::Cluster {
+        return Ok(());
+    }
+    let used: bool = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM cluster_meta WHERE key = 'partitions')",
+            &[],
+        )
+        .await
+        .map_err(|e| open_error(target, "checking for a cluster", &e))?
+        .try_get(0)?;
+    if used {
+        return Err(StoreError::Open(format!(
+            "postgres at {target}: this schema belongs to a cluster (cluster_meta); start the \
+             nodes with `missive serve --cluster`, or use another schema"
+        )));
+    }
+    Ok(())
+}
+
 /// Takes the session advisory lock of the current schema on the checkpoint writer connection.
 /// A stable key (md5, not a Rust hasher) so that every missive version agrees on it.
-async fn take_writer_lock(writer: &Client, target: &str) -> Result<(), StoreError> {
+/// A cluster node takes it shared: nodes hold it together, and an embedded-mode process,
+/// which takes it alone, cannot start beside them (nor they beside it).
+async fn take_writer_lock(writer: &Client, target: &str, sharing: Sharing) -> Result<(), StoreError> {
+    let lock = match sharing {
+        Sharing::SingleWriter => "pg_try_advisory_lock",
+        Sharing::Cluster => "pg_try_advisory_lock_shared",
+    };
     let row = writer
         .query_one(
-            "SELECT current_schema(), pg_try_advisory_lock(
-                 ('x' || substr(md5('missive.store.writer:' || current_schema()), 1, 16))::bit(64)::bigint)",
+            &format!(
+                "SELECT current_schema(), {lock}(
+                 ('x' || substr(md5('missive.store.writer:' || current_schema()), 1, 16))::bit(64)::bigint)"
+            ),
             &[],
         )
         .await
@@ -339,6 +409,7 @@ pub(crate) fn migration_lists() -> Vec<(&'static str, &'static [Migration])> {
 }
 
 mod access;
+mod cluster;
 mod data_keys;
 mod delivery;
 mod documents;
@@ -493,7 +564,7 @@ mod tests {
         let batch = EventBatch {
             events: vec![event(1, "m-1", &a), event(2, "m-2", &b)],
             repoint: vec![(b.clone(), a.clone())],
-            activity: vec![],
+            ..EventBatch::default()
         };
         tokio::time::timeout(Duration::from_secs(5), store.commit_events(batch))
             .await

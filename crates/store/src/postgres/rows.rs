@@ -163,3 +163,58 @@ pub(super) async fn execute_unless_empty(
     }
     tx.execute(statement, params).await
 }
+
+/// Cluster mode: a commit's fences as the parallel arrays `CHECK_FENCES` takes.
+pub(super) struct FenceColumns<'a> {
+    nodes: Vec<&'a str>,
+    partitions: Vec<i32>,
+    tokens: Vec<i64>,
+}
+
+impl<'a> FenceColumns<'a> {
+    pub(super) fn new(fences: &'a [crate::Fence]) -> Self {
+        Self {
+            nodes: fences.iter().map(|f| f.node.as_str()).collect(),
+            partitions: fences.iter().map(|f| i32::from(f.partition)).collect(),
+            tokens: fences.iter().map(|f| f.token).collect(),
+        }
+    }
+
+    /// Runs the check (pipelined with the commit's writes, which PostgreSQL runs after it):
+    /// how many fences are current, or `None` without fences.
+    pub(super) async fn count(
+        &self,
+        tx: &Transaction<'_>,
+        statement: &Statement,
+    ) -> Result<Option<i64>, tokio_postgres::Error> {
+        if self.nodes.is_empty() {
+            return Ok(None);
+        }
+        let row = tx
+            .query_one(statement, &[&self.nodes, &self.partitions, &self.tokens])
+            .await?;
+        Ok(Some(row.try_get(0)?))
+    }
+
+    /// `Err(Fenced)` unless every fence was current: the caller then drops the transaction,
+    /// which rolls back what was pipelined behind the check.
+    pub(super) fn require(&self, current: Option<i64>) -> Result<(), StoreError> {
+        match current {
+            Some(n) if n < self.nodes.len() as i64 => Err(StoreError::Fenced(format!(
+                "node {} no longer holds all of partitions {:?} under tokens {:?}; nothing was written",
+                self.nodes.first().copied().unwrap_or_default(),
+                self.partitions,
+                self.tokens
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// `(partition, seq)` pairs as the parallel arrays of `partition_log`'s upserts.
+pub(super) fn mark_columns(marks: &[(u16, i64)]) -> (Vec<i16>, Vec<i64>) {
+    marks
+        .iter()
+        .map(|(p, s)| (i16::try_from(*p).unwrap_or(i16::MAX), *s))
+        .unzip()
+}

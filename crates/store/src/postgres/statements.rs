@@ -9,19 +9,24 @@ pub(super) struct EventStatements {
     pub(super) insert_events: Statement,
     pub(super) repoint_events: Statement,
     pub(super) add_activity: Statement,
+    pub(super) check_fences: Statement,
+    pub(super) mark_applied: Statement,
 }
 
 impl EventStatements {
     pub(super) async fn prepare(c: &Client) -> Result<Self, tokio_postgres::Error> {
         // ORDER BY ord: of two events with the same message id, the first is the one kept.
-        let (insert_events, repoint_events, add_activity) = tokio::try_join!(
+        // The partitions ($10) are empty in the embedded mode: UNNEST pads them with NULL.
+        let (insert_events, repoint_events, add_activity, check_fences, mark_applied) = tokio::try_join!(
             c.prepare(
-                "INSERT INTO events (seq, message_id, profile_id, origin_profile_id, kind, name, ts, received_at, body)
-                 SELECT seq, message_id, profile_id, origin_profile_id, kind, name, ts, received_at, body::json
+                "INSERT INTO events (seq, message_id, profile_id, origin_profile_id, kind, name, ts, received_at, body,
+                                     partition)
+                 SELECT seq, message_id, profile_id, origin_profile_id, kind, name, ts, received_at, body::json,
+                        partition
                  FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-                             $7::bigint[], $8::bigint[], $9::text[])
+                             $7::bigint[], $8::bigint[], $9::text[], $10::smallint[])
                       WITH ORDINALITY AS e(seq, message_id, profile_id, origin_profile_id, kind, name, ts,
-                                           received_at, body, ord)
+                                           received_at, body, partition, ord)
                  ORDER BY ord
                  ON CONFLICT (message_id) DO NOTHING",
             ),
@@ -36,11 +41,20 @@ impl EventStatements {
                  ON CONFLICT (hour, metric) DO UPDATE SET value = GREATEST(LEAST(
                      activity.value::numeric + EXCLUDED.value, 9223372036854775807), -9223372036854775807)::bigint",
             ),
+            c.prepare(CHECK_FENCES),
+            c.prepare(
+                "INSERT INTO partition_log (partition, applied_seq)
+                 SELECT * FROM UNNEST($1::smallint[], $2::bigint[])
+                 ON CONFLICT (partition) DO UPDATE SET
+                     applied_seq = GREATEST(partition_log.applied_seq, excluded.applied_seq)",
+            ),
         )?;
         Ok(Self {
             insert_events,
             repoint_events,
             add_activity,
+            check_fences,
+            mark_applied,
         })
     }
 }
@@ -55,6 +69,8 @@ pub(super) struct CheckpointStatements {
     pub(super) insert_versions: Statement,
     pub(super) set_through_seq: Statement,
     pub(super) upsert_schema_fields: Statement,
+    pub(super) check_fences: Statement,
+    pub(super) mark_checkpoint: Statement,
 }
 
 impl CheckpointStatements {
@@ -67,6 +83,8 @@ impl CheckpointStatements {
             insert_versions,
             set_through_seq,
             upsert_schema_fields,
+            check_fences,
+            mark_checkpoint,
         ) = tokio::try_join!(
             c.prepare(
                 "UPDATE identities SET profile_id = m.into_id
@@ -116,6 +134,13 @@ impl CheckpointStatements {
                      first_seen = LEAST(schema_fields.first_seen, excluded.first_seen),
                      last_seen = GREATEST(schema_fields.last_seen, excluded.last_seen)",
             ),
+            c.prepare(CHECK_FENCES),
+            c.prepare(
+                "INSERT INTO partition_log (partition, checkpoint_seq)
+                 SELECT * FROM UNNEST($1::smallint[], $2::bigint[])
+                 ON CONFLICT (partition) DO UPDATE SET
+                     checkpoint_seq = GREATEST(partition_log.checkpoint_seq, excluded.checkpoint_seq)",
+            ),
         )?;
         Ok(Self {
             repoint_identities,
@@ -125,9 +150,23 @@ impl CheckpointStatements {
             insert_versions,
             set_through_seq,
             upsert_schema_fields,
+            check_fences,
+            mark_checkpoint,
         })
     }
 }
+
+/// Cluster mode: how many of the fences (node, partition, token as parallel arrays) are still
+/// current by the database's clock. It locks their lease rows `FOR SHARE` until the
+/// transaction ends, so an owner change waits for the write, and it runs first in a commit:
+/// a count short of the fences rolls the commit back (`missive_cluster::leases::verify` is
+/// the same check for a single fence).
+const CHECK_FENCES: &str = "SELECT count(*) FROM (
+         SELECT 1 FROM partition_leases l
+         JOIN UNNEST($1::text[], $2::integer[], $3::bigint[]) AS f(node, partition, token)
+           ON l.partition = f.partition AND l.owner = f.node AND l.token = f.token
+         WHERE l.expires_us > (EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::BIGINT
+         FOR SHARE OF l) AS current";
 
 /// The columns every event query selects, in this order (see [`event_from_row`]).
 pub(super) const EVENT_COLUMNS: &str =

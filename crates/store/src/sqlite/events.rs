@@ -227,6 +227,9 @@ impl crate::EventStore for SqliteStore {
     }
 
     async fn commit_events(&self, batch: EventBatch) -> Result<(), StoreError> {
+        if !batch.fences.is_empty() {
+            return Err(crate::events::cluster_unsupported());
+        }
         if batch.events.is_empty() && batch.repoint.is_empty() {
             return Ok(());
         }
@@ -286,6 +289,9 @@ impl crate::EventStore for SqliteStore {
     }
 
     async fn commit_checkpoint(&self, cp: Checkpoint) -> Result<(), StoreError> {
+        if !cp.fences.is_empty() {
+            return Err(crate::events::cluster_unsupported());
+        }
         let serialize_started = std::time::Instant::now();
         let profiles = cp
             .profiles

@@ -69,6 +69,35 @@ pub struct EventBatch {
     /// What these events add to the hourly activity counts (the console's overview), summed
     /// per hour and metric; written in the same transaction as the events.
     pub activity: Vec<ActivityCount>,
+    /// Cluster mode: the leases this commit is made under, checked first in its transaction
+    /// (a former owner's commit is refused with [`crate::StoreError::Fenced`]). Empty in the
+    /// embedded mode.
+    pub fences: Vec<Fence>,
+    /// Cluster mode: the partition of each event, in the order of `events` (empty in the
+    /// embedded mode).
+    pub partitions: Vec<u16>,
+    /// Cluster mode: per partition, the last stream sequence this commit settles (stored or
+    /// found a duplicate): where the partition's next owner resumes reading the log.
+    pub applied: Vec<(u16, i64)>,
+}
+
+/// A partition owner's proof of ownership (cluster mode): a write made under it commits only
+/// while `node` still holds the partition's lease with this `token`, by the database's clock.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Fence {
+    pub node: String,
+    pub partition: u16,
+    pub token: i64,
+}
+
+/// Where a partition's owner has got to in the log (cluster mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PartitionMark {
+    pub partition: u16,
+    /// The last stream sequence whose event is stored (or was found a duplicate).
+    pub applied_seq: i64,
+    /// The last stream sequence the stored profiles include.
+    pub checkpoint_seq: i64,
 }
 
 /// What the hourly activity rollup counts: no personal data, only totals.
@@ -156,6 +185,11 @@ pub struct Checkpoint {
     /// How far segment backfills have come, in order, recorded with the memberships they
     /// changed.
     pub backfills: Vec<BackfillUpdate>,
+    /// Cluster mode: the leases it is made under (see [`EventBatch::fences`]).
+    pub fences: Vec<Fence>,
+    /// Cluster mode: per partition, the last stream sequence the profiles include; written
+    /// instead of `through_seq`, which belongs to the embedded mode's single owner.
+    pub partitions: Vec<(u16, i64)>,
 }
 
 /// A segment backfill not finished yet: where to resume when the engine starts again.

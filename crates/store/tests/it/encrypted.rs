@@ -51,8 +51,7 @@ async fn zoe(store: &Store) -> Profile {
                 received_at: at(),
                 body,
             }],
-            repoint: vec![],
-            activity: vec![],
+            ..EventBatch::default()
         })
         .await
         .unwrap();
@@ -79,6 +78,7 @@ async fn zoe(store: &Store) -> Profile {
             through_seq: 1,
             schema: vec![],
             backfills: vec![],
+            ..Checkpoint::default()
         })
         .await
         .unwrap();
@@ -282,6 +282,7 @@ async fn user_ids_and_anonymous_ids_are_blind_indexed_and_old_clear_ones_are_upg
         through_seq: 1,
         schema: vec![],
         backfills: vec![],
+        ..Checkpoint::default()
     };
     store
         .store()

@@ -1,0 +1,487 @@
+//! Cluster mode with real processes: `missive serve --cluster` nodes on the PostgreSQL and the
+//! NATS JetStream of `MISSIVE_TEST_POSTGRES_URL` and `MISSIVE_TEST_NATS_URL` (CI sets both; the
+//! NATS restart test starts a `nats-server` of its own, never touching the shared one).
+//!
+//! - Three nodes under steady ingest, one killed with SIGKILL: every acknowledged event is
+//!   stored once, and every profile's aggregates equal its stored events.
+//! - A node paused (SIGSTOP) past its lease, then resumed: what it still held in memory is
+//!   never written over what the new owner wrote (fencing).
+//! - NATS restarted during ingest: ingest answers 503 while it is down, and after it is back
+//!   nothing acknowledged is lost and nothing is stored twice.
+
+use std::collections::{BTreeMap, HashMap};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use missive_cluster::leases::connect;
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::support::{
+    Keys, Load, LoadPlan, Server, assert_every_acknowledged_event_stored_once, stored_load_events,
+};
+
+const PARTITIONS: u16 = 16;
+const TTL_SECONDS: &str = "3";
+
+/// A cluster's shared settings: one PostgreSQL schema, one JetStream stream, one key file.
+struct Cluster {
+    env: Vec<(String, String)>,
+    pg: tokio_postgres::Client,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    async fn new(nats: &str) -> Option<Cluster> {
+        let Ok(url) = std::env::var("MISSIVE_TEST_POSTGRES_URL") else {
+            eprintln!("MISSIVE_TEST_POSTGRES_URL is not set: the cluster node tests do not run");
+            return None;
+        };
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let schema = format!("test_{id}");
+        connect(&url, None)
+            .await
+            .unwrap()
+            .batch_execute(&format!("CREATE SCHEMA \"{schema}\""))
+            .await
+            .unwrap();
+        let sep = if url.contains('?') { '&' } else { '?' };
+        let store = format!("{url}{sep}options=-c%20search_path%3D{schema}");
+        let dir = tempfile::tempdir().unwrap();
+        let env = vec![
+            ("MISSIVE_STORE".to_owned(), store),
+            ("MISSIVE_CLUSTER__ENABLED".to_owned(), "true".to_owned()),
+            ("MISSIVE_CLUSTER__NATS".to_owned(), nats.to_owned()),
+            ("MISSIVE_CLUSTER__STREAM".to_owned(), format!("T_{id}")),
+            ("MISSIVE_CLUSTER__SUBJECT_PREFIX".to_owned(), format!("t{id}.ev")),
+            ("MISSIVE_CLUSTER__PARTITIONS".to_owned(), PARTITIONS.to_string()),
+            (
+                "MISSIVE_CLUSTER__LEASE_TTL_SECONDS".to_owned(),
+                TTL_SECONDS.to_owned(),
+            ),
+            (
+                "MISSIVE_CLUSTER__PUBLISH_TIMEOUT_MS".to_owned(),
+                "1500".to_owned(),
+            ),
+            // Every node reads the data with the same master key, as in production.
+            (
+                "MISSIVE_PRIVACY__KEY_FILE".to_owned(),
+                dir.path().join("missive.key").display().to_string(),
+            ),
+        ];
+        Some(Cluster {
+            env,
+            pg: connect(&url, Some(&schema)).await.unwrap(),
+            _dir: dir,
+        })
+    }
+
+    /// Starts node `name` (the first one writes the keys; the others are given them).
+    async fn node(&self, name: &str, keys: Option<&Keys>, extra: &[(&str, &str)]) -> Server {
+        let mut env: Vec<(&str, &str)> = self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        env.push(("MISSIVE_CLUSTER__NODE", name));
+        env.extend_from_slice(extra);
+        Server::start_sharing(&env, keys).await
+    }
+
+    /// Live leases per owner.
+    async fn owners(&self) -> BTreeMap<String, i64> {
+        self.pg
+            .query(
+                "SELECT owner, count(*) FROM partition_leases
+                 WHERE owner IS NOT NULL AND expires_us > (EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::BIGINT
+                 GROUP BY owner",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect()
+    }
+
+    /// Waits until exactly `nodes` own every partition, evenly; answers how long it took.
+    async fn wait_for_owners(&self, nodes: &[&str], within: Duration) -> Duration {
+        let started = Instant::now();
+        let fair = i64::from(PARTITIONS.div_ceil(nodes.len() as u16));
+        loop {
+            let owners = self.owners().await;
+            let names: Vec<&str> = owners.keys().map(String::as_str).collect();
+            let total: i64 = owners.values().sum();
+            if names == nodes && total == i64::from(PARTITIONS) && owners.values().all(|n| *n <= fair) {
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < within,
+                "the partitions did not settle on {nodes:?} within {within:?}: {owners:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// `missive cluster status` with the cluster's settings.
+    fn status(&self) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_missive"))
+            .current_dir(dir.path())
+            .args(["cluster", "status"])
+            .envs(self.env.iter().cloned())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    }
+
+    async fn stored_events(&self) -> i64 {
+        self.pg
+            .query_one("SELECT count(*) FROM events", &[])
+            .await
+            .unwrap()
+            .get(0)
+    }
+
+    /// Waits until at least `acked` events are stored and the count has stopped moving, and
+    /// every partition's profiles are checkpointed as far as its events.
+    async fn wait_until_settled(&self, acked: usize) {
+        let started = Instant::now();
+        let mut last = (-1, Instant::now());
+        loop {
+            let n = self.stored_events().await;
+            let behind: i64 = self
+                .pg
+                .query_one(
+                    "SELECT count(*) FROM partition_log WHERE checkpoint_seq < applied_seq",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if n != last.0 {
+                last = (n, Instant::now());
+            } else if n >= acked as i64 && behind == 0 && last.1.elapsed() > Duration::from_secs(2) {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "not settled within 60 s: {n} events stored of {acked} acknowledged, {behind} partitions' profiles behind their events"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig} {pid}");
+}
+
+fn nats_url() -> Option<String> {
+    let url = std::env::var("MISSIVE_TEST_NATS_URL").ok();
+    if url.is_none() {
+        eprintln!("MISSIVE_TEST_NATS_URL is not set: the cluster node tests do not run");
+    }
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_nodes_lose_nothing_when_one_is_killed_under_steady_ingest() {
+    let Some(nats) = nats_url() else { return };
+    let Some(cluster) = Cluster::new(&nats).await else {
+        return;
+    };
+    let a = cluster.node("n-a", None, &[]).await;
+    let keys = a.api().keys().clone();
+    let mut b = cluster.node("n-b", Some(&keys), &[]).await;
+    let c = cluster.node("n-c", Some(&keys), &[]).await;
+    cluster
+        .wait_for_owners(&["n-a", "n-b", "n-c"], Duration::from_secs(30))
+        .await;
+
+    // Steady ingest through every node; the users' events land in every partition.
+    let plan = |prefix| LoadPlan {
+        clients: 3,
+        events_per_batch: 20,
+        users: 120,
+        prefix,
+    };
+    let mut loads = vec![
+        Load::start(a.api(), plan("ka")),
+        Load::start(b.api(), plan("kb")),
+        Load::start(c.api(), plan("kc")),
+    ];
+    for load in &mut loads {
+        load.run_until(20, Duration::from_secs(2)).await;
+    }
+    // Node b dies in the middle of it: its clients' requests in flight may fail.
+    loads[1].disrupt();
+    let killed_at = Instant::now();
+    b.kill();
+    let b_report = loads.remove(1).finish().await;
+    // Ingest goes on through the others while b's partitions move.
+    cluster
+        .wait_for_owners(&["n-a", "n-c"], Duration::from_secs(20))
+        .await;
+    let failover = killed_at.elapsed();
+    eprintln!("fail-over: b's partitions owned again {failover:?} after the kill");
+    assert!(
+        failover < Duration::from_secs(10),
+        "b's partitions took {failover:?} to move (the target is 10 s)"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut acked = b_report.acked;
+    for load in loads {
+        load.disrupt();
+        let report = load.finish().await;
+        assert!(
+            report.failures_before_disruption.is_empty(),
+            "ingest on a live node failed: {:?}",
+            report.failures_before_disruption
+        );
+        acked.extend(report.acked);
+    }
+    let total: usize = acked.iter().map(|b| b.message_ids.len()).sum();
+    cluster.wait_until_settled(total).await;
+    let stored = stored_load_events(a.api(), &plan("ka")).await;
+    assert_every_acknowledged_event_stored_once(&acked, &stored);
+    let status = cluster.status();
+    assert!(status.contains("n-a") && status.contains("n-c"), "{status}");
+    assert!(
+        status.contains(&format!("lag: 0 events behind in all {PARTITIONS} partitions")),
+        "{status}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_paused_past_its_lease_writes_nothing_after_it_resumes() {
+    let Some(nats) = nats_url() else { return };
+    let Some(cluster) = Cluster::new(&nats).await else {
+        return;
+    };
+    let a = cluster.node("p-a", None, &[]).await;
+    let keys = a.api().keys().clone();
+    // b checkpoints its profiles only every 4 s: when it is paused, what it folded is still
+    // only in its memory, and it tries to write it as soon as it runs again.
+    let b = cluster
+        .node(
+            "p-b",
+            Some(&keys),
+            &[("MISSIVE_ENGINE__FLUSH_INTERVAL_MS", "4000")],
+        )
+        .await;
+    cluster
+        .wait_for_owners(&["p-a", "p-b"], Duration::from_secs(30))
+        .await;
+
+    let plan = |prefix| LoadPlan {
+        clients: 2,
+        events_per_batch: 20,
+        users: 80,
+        prefix,
+    };
+    let mut first = Load::start(a.api(), plan("pa"));
+    first.run_until(10, Duration::from_millis(1500)).await;
+    first.disrupt();
+    let mut acked = first.finish().await.acked;
+    let total: usize = acked.iter().map(|b| b.message_ids.len()).sum();
+    // Every event stored: b's partitions' events are committed, their profiles are not.
+    let started = Instant::now();
+    while cluster.stored_events().await < total as i64 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "events not stored in time"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    signal(b.pid(), "-STOP");
+    cluster.wait_for_owners(&["p-a"], Duration::from_secs(20)).await;
+    // a took b's partitions over (replaying their events) and folds more of them.
+    let mut second = Load::start(a.api(), plan("pb"));
+    second.run_until(10, Duration::from_millis(1500)).await;
+    second.disrupt();
+    acked.extend(second.finish().await.acked);
+    let total: usize = acked.iter().map(|b| b.message_ids.len()).sum();
+    cluster.wait_until_settled(total).await;
+
+    // b runs again, with profiles in memory that are older than the stored ones.
+    signal(b.pid(), "-CONT");
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let log = b.log();
+    let refused = log.contains("fenced");
+    let dropped = log.contains("partition lost");
+    assert!(
+        refused || dropped,
+        "b neither had a write refused nor dropped its partitions after resuming:\n{log}"
+    );
+    eprintln!("after resuming, b: a write refused by its fence: {refused}; partitions dropped: {dropped}");
+    cluster
+        .wait_for_owners(&["p-a", "p-b"], Duration::from_secs(20))
+        .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Had b written its memory, its profiles would count fewer events than are stored.
+    let stored = stored_load_events(a.api(), &plan("pa")).await;
+    assert_every_acknowledged_event_stored_once(&acked, &stored);
+}
+
+/// A `nats-server` with JetStream of this test's own, on a free port, keeping its data in
+/// `dir` across restarts.
+struct OwnNats {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl OwnNats {
+    fn start() -> OwnNats {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut nats = OwnNats {
+            port,
+            dir: tempfile::tempdir().unwrap(),
+            child: None,
+        };
+        nats.launch();
+        nats
+    }
+
+    fn launch(&mut self) {
+        let child = Command::new("nats-server")
+            .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-sd"])
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server is not installed (CI installs it; see docs/operations.md)");
+        self.child = Some(child);
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "nats-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// A restart's stop: SIGTERM, and wait. (A single server killed with SIGKILL may lose the
+    /// messages it acknowledged last: it writes them to disk a moment later. Production runs
+    /// three replicas for that; docs/operations.md.)
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
+            let _ = c.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for OwnNats {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ingest_answers_503_while_nats_is_down_and_loses_nothing_after() {
+    if nats_url().is_none() {
+        return;
+    }
+    let mut nats = OwnNats::start();
+    let Some(cluster) = Cluster::new(&nats.url()).await else {
+        return;
+    };
+    let a = cluster.node("r-a", None, &[]).await;
+    cluster.wait_for_owners(&["r-a"], Duration::from_secs(30)).await;
+    let api = a.api().clone();
+    let batch = |n: usize| {
+        let ids: Vec<String> = (0..10).map(|i| format!("nr-{n}-{i}")).collect();
+        let items: Vec<_> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
+                json!({"type": "track", "messageId": id, "userId": crate::support::load_user_id((n * 10 + i) % 40),
+                       "event": "Product Viewed", "properties": {"sku": "s-1"}})
+            })
+            .collect();
+        (json!({ "batch": items }), ids)
+    };
+    let mut acked: Vec<crate::support::AckedBatch> = Vec::new();
+    let mut answers: HashMap<u16, usize> = HashMap::new();
+    let send = async |n: usize, acked: &mut Vec<crate::support::AckedBatch>| {
+        let (body, ids) = batch(n);
+        let (status, _) = api.post_batch(&body).await;
+        if status == StatusCode::OK {
+            acked.push(crate::support::AckedBatch {
+                body,
+                message_ids: ids,
+            });
+        }
+        status
+    };
+    for n in 0..20 {
+        assert_eq!(send(n, &mut acked).await, StatusCode::OK);
+    }
+    nats.stop();
+    // While NATS is down every batch is refused, and says to retry.
+    let mut n = 20;
+    let down = Instant::now();
+    while down.elapsed() < Duration::from_secs(4) {
+        let status = send(n, &mut acked).await;
+        *answers.entry(status.as_u16()).or_default() += 1;
+        n += 1;
+    }
+    assert!(
+        answers.get(&503).copied().unwrap_or(0) > 0 && answers.keys().all(|s| *s == 503),
+        "answers while NATS was down: {answers:?}"
+    );
+    nats.launch();
+    // Back: ingest recovers by itself (the client reconnects), without a restart of missive.
+    let back = Instant::now();
+    loop {
+        let status = send(n, &mut acked).await;
+        n += 1;
+        if status == StatusCode::OK {
+            break;
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(30),
+            "ingest did not recover after NATS came back"
+        );
+    }
+    for _ in 0..20 {
+        assert_eq!(send(n, &mut acked).await, StatusCode::OK);
+        n += 1;
+    }
+    eprintln!(
+        "while NATS was down: {answers:?}; recovered {:?} after it was back",
+        back.elapsed()
+    );
+    let total: usize = acked.iter().map(|b| b.message_ids.len()).sum();
+    cluster.wait_until_settled(total).await;
+    let plan = LoadPlan {
+        clients: 1,
+        events_per_batch: 10,
+        users: 40,
+        prefix: "nr",
+    };
+    let stored = stored_load_events(a.api(), &plan).await;
+    assert_every_acknowledged_event_stored_once(&acked, &stored);
+}

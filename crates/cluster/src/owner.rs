@@ -1,0 +1,227 @@
+//! A partition's owner: takes the partition on in the engine (which replays what was stored
+//! for it after its checkpoint), then reads its subject of the log and folds what it reads.
+//!
+//! **Where reading starts.** The owner's position is the store's, not JetStream's: each
+//! commit records the last stream sequence it settled for the partition (`partition_log`), in
+//! the transaction that stores the events and under the partition's fence. A new owner deletes
+//! the partition's durable consumer and creates it again to start right after that sequence, so
+//! what a former owner read and never committed is read again, and what it committed is not.
+//! (JetStream's own redelivery would wait for the former owner's acknowledgement deadline.)
+//!
+//! **Acknowledgements** follow the commit: a message is acked once the engine has committed
+//! its event (or found it a duplicate); a message whose record does not validate is terminated
+//! and counted. A lag gauge per partition (`missive_cluster_partition_lag`) is what JetStream
+//! reports pending for the consumer with each batch.
+
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, AckKind, consumer::pull};
+use futures_util::StreamExt;
+use missive_engine::{Engine, EngineError, LogPosition};
+use missive_store::Fence;
+use tokio::sync::watch;
+
+use crate::log::{LogConfig, Record};
+use crate::partition::Partition;
+
+/// Why an owner stopped before it was told to.
+#[derive(Debug, thiserror::Error)]
+pub enum OwnerError {
+    #[error("partition {0}: taking it on: {1}")]
+    Own(Partition, String),
+}
+
+/// The durable consumer of one partition.
+pub fn consumer_name(partition: Partition) -> String {
+    format!("missive-p{partition}")
+}
+
+/// Runs partition `fence.partition`'s owner until `stop` turns true or the engine says the
+/// partition is not this node's any more.
+pub async fn run(
+    js: jetstream::Context,
+    config: LogConfig,
+    engine: Engine,
+    fence: Fence,
+    batch: usize,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), OwnerError> {
+    let partition = fence.partition;
+    let started = Instant::now();
+    let replayed = engine
+        .own(fence)
+        .await
+        .map_err(|e| OwnerError::Own(partition, e.to_string()))?;
+    tracing::info!(
+        partition,
+        replayed,
+        ms = started.elapsed().as_millis() as u64,
+        "cluster: partition taken on"
+    );
+    let lag = metrics::gauge!("missive_cluster_partition_lag", "partition" => partition.to_string());
+    let folded = metrics::counter!("missive_cluster_folded_total", "partition" => partition.to_string());
+    let fold_time = metrics::histogram!("missive_cluster_fold_seconds", "partition" => partition.to_string());
+    let mut consumer = None;
+    let mut pause = Duration::from_millis(100);
+    loop {
+        if *stop.borrow() {
+            return Ok(());
+        }
+        let c = match &consumer {
+            Some(c) => c,
+            None => match open_consumer(&js, &config, &engine, partition).await {
+                Ok(c) => consumer.insert(c),
+                Err(e) => {
+                    tracing::warn!(partition, error = %e, "cluster: opening the partition's consumer failed; retrying");
+                    if sleep_or_stop(&mut stop, pause).await {
+                        return Ok(());
+                    }
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            },
+        };
+        let messages = tokio::select! {
+            m = next_batch(c, batch, Duration::from_millis(500)) => m,
+            _ = stop.changed() => return Ok(()),
+        };
+        let messages = match messages {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(partition, error = %e, "cluster: reading the log failed; reopening");
+                consumer = None;
+                if sleep_or_stop(&mut stop, pause).await {
+                    return Ok(());
+                }
+                pause = (pause * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        pause = Duration::from_millis(100);
+        let Some(last) = messages.last() else {
+            continue;
+        };
+        if let Ok(info) = last.info() {
+            lag.set(info.pending as f64);
+        }
+        let mut events = Vec::with_capacity(messages.len());
+        let mut positions = Vec::with_capacity(messages.len());
+        let mut valid = Vec::with_capacity(messages.len());
+        for m in &messages {
+            let seq = m.info().map(|i| i.stream_sequence).unwrap_or(0);
+            let event = serde_json::from_slice::<Record>(&m.payload)
+                .ok()
+                .and_then(Record::event)
+                .filter(|_| seq > 0);
+            match event {
+                Some(e) => {
+                    events.push(e);
+                    positions.push(LogPosition {
+                        partition,
+                        seq: i64::try_from(seq).unwrap_or(i64::MAX),
+                    });
+                    valid.push(m);
+                }
+                None => {
+                    tracing::error!(
+                        partition,
+                        stream_sequence = seq,
+                        "cluster: a log record does not validate; terminated"
+                    );
+                    metrics::counter!("missive_cluster_refused_total").increment(1);
+                    let _ = m.ack_with(AckKind::Term).await;
+                }
+            }
+        }
+        if events.is_empty() {
+            continue;
+        }
+        let n = events.len();
+        let fold_started = Instant::now();
+        match engine.ingest_logged(events, positions).await {
+            Ok(_) => {
+                fold_time.record(fold_started.elapsed().as_secs_f64());
+                folded.increment(n as u64);
+                for m in valid {
+                    // A lost ack costs nothing: the next owner starts from the store's mark.
+                    let _ = m.ack().await;
+                }
+            }
+            Err(e) if matches!(*e, EngineError::NotOwner(_)) => return Ok(()),
+            Err(e) => {
+                // Not committed: read again from the store's mark.
+                tracing::error!(partition, error = %e, "cluster: the engine refused a batch; reading again from the last commit");
+                consumer = None;
+                if sleep_or_stop(&mut stop, Duration::from_millis(500)).await {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+/// Waits `pause` unless `stop` fires first (then true).
+async fn sleep_or_stop(stop: &mut watch::Receiver<bool>, pause: Duration) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(pause) => *stop.borrow(),
+        _ = stop.changed() => true,
+    }
+}
+
+/// The partition's durable consumer, created again to start right after the store's mark.
+async fn open_consumer(
+    js: &jetstream::Context,
+    config: &LogConfig,
+    engine: &Engine,
+    partition: Partition,
+) -> Result<jetstream::consumer::Consumer<pull::Config>, String> {
+    let mark = engine
+        .store()
+        .events()
+        .partition_marks(vec![partition])
+        .await
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .next()
+        .unwrap_or_default();
+    let stream = js.get_stream(&config.stream).await.map_err(|e| e.to_string())?;
+    let name = consumer_name(partition);
+    // Gone already is fine; anything else shows when creating.
+    let _ = stream.delete_consumer(&name).await;
+    let start = u64::try_from(mark.applied_seq).unwrap_or(0) + 1;
+    stream
+        .create_consumer(pull::Config {
+            durable_name: Some(name),
+            filter_subject: config.subject(partition),
+            deliver_policy: jetstream::consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: start,
+            },
+            ack_policy: jetstream::consumer::AckPolicy::Explicit,
+            // Longer than the slowest commit: a message is not redelivered while its batch
+            // is being committed.
+            ack_wait: Duration::from_secs(60),
+            max_ack_pending: 20_000,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn next_batch(
+    consumer: &jetstream::consumer::Consumer<pull::Config>,
+    max: usize,
+    wait: Duration,
+) -> Result<Vec<jetstream::Message>, String> {
+    let mut batch = consumer
+        .fetch()
+        .max_messages(max)
+        .expires(wait)
+        .messages()
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    while let Some(m) = batch.next().await {
+        out.push(m.map_err(|e| e.to_string())?);
+    }
+    Ok(out)
+}

@@ -1,0 +1,207 @@
+//! Cluster mode's partition ownership: taking a partition on (replaying its events stored
+//! after its checkpoint), giving one up (checkpointed first on a hand-over, dropped when the
+//! lease ran out), the fences every commit carries, and rebuilding the owned partitions after
+//! a failed commit. In the embedded mode none of this runs: one owner holds everything.
+
+use super::*;
+use missive_store::Fence;
+
+/// Events read per page when a partition is replayed.
+const REPLAY_PAGE: u32 = 5_000;
+
+impl Applier {
+    /// An ingest call's log positions: none in the embedded mode; in cluster mode one per
+    /// event, each in an owned partition.
+    pub(super) fn check_positions(&self, positions: &[LogPosition]) -> Result<(), EngineError> {
+        if !self.config.cluster {
+            return match positions.is_empty() {
+                true => Ok(()),
+                false => Err(EngineError::Store(StoreError::Task(
+                    "log positions are for cluster mode".into(),
+                ))),
+            };
+        }
+        if positions.is_empty() {
+            return Err(EngineError::NotInCluster(
+                "events from outside the log (publish them to the cluster's stream)",
+            ));
+        }
+        match positions
+            .iter()
+            .find(|at| !self.owned.contains_key(&at.partition))
+        {
+            Some(at) => Err(EngineError::NotOwner(at.partition)),
+            None => Ok(()),
+        }
+    }
+
+    /// Records that an event of the log was folded into `target`: the profile is the
+    /// partition's, and the partition's next checkpoint includes the event.
+    pub(super) fn folded_in(&mut self, at: LogPosition, target: &ProfileId) {
+        self.partition_of.insert(target.clone(), at.partition);
+        let through = self.pending.partitions.entry(at.partition).or_default();
+        *through = (*through).max(at.seq);
+    }
+
+    /// The fences of the owned partitions among `partitions`, each once.
+    pub(super) fn fences_for(&self, partitions: impl Iterator<Item = u16>) -> Vec<Fence> {
+        let wanted: std::collections::BTreeSet<u16> = partitions.collect();
+        wanted
+            .into_iter()
+            .filter_map(|p| self.owned.get(&p).cloned())
+            .collect()
+    }
+
+    /// Handles an `Own` or `Disown` request; false when a writer is gone.
+    pub(super) async fn change_ownership(
+        &mut self,
+        request: Request,
+        _etx: &mpsc::Sender<EventJob>,
+        ctx: &mpsc::Sender<CheckpointJob>,
+    ) -> bool {
+        match request {
+            Request::Own { fence, ack } => {
+                let result = self.own(fence).await.map_err(Arc::new);
+                let _ = ack.send(result);
+            }
+            Request::Disown { partition, lost, ack } => {
+                let mut result = Ok(());
+                if !lost && self.owned.contains_key(&partition) {
+                    // A hand-over: what was folded is committed under the lease still held.
+                    let (sync, committed) = oneshot::channel();
+                    let job = CheckpointJob {
+                        epoch: self.seen_epoch,
+                        batch_seq: self.batch_seq,
+                        after_events: self.sent_events,
+                        checkpoint: self.take_checkpoint(),
+                        sync_acks: vec![sync],
+                    };
+                    if ctx.send(job).await.is_err() {
+                        return false;
+                    }
+                    self.sent_checkpoint = self.batch_seq;
+                    result = committed
+                        .await
+                        .unwrap_or_else(|_| Err(Arc::new(EngineError::ShuttingDown)));
+                }
+                self.forget_partition(partition);
+                let _ = ack.send(result);
+            }
+            _ => {}
+        }
+        true
+    }
+
+    /// Takes a partition on: its events stored after its checkpoint are replayed.
+    async fn own(&mut self, fence: Fence) -> Result<u64, EngineError> {
+        let partition = fence.partition;
+        if self.owned.insert(partition, fence).is_some() {
+            // A new tenure of a partition already held: its memory is still right.
+            return Ok(0);
+        }
+        let replayed = self.replay_partition(partition).await;
+        if replayed.is_err() {
+            self.forget_partition(partition);
+        }
+        replayed
+    }
+
+    /// Replays the events of `partition` stored after its checkpoint into memory.
+    async fn replay_partition(&mut self, partition: u16) -> Result<u64, EngineError> {
+        let mark = self
+            .store
+            .events()
+            .partition_marks(vec![partition])
+            .await?
+            .into_iter()
+            .next()
+            .unwrap_or_default();
+        // Histories loaded while replaying must not already hold the events being replayed.
+        self.history_through = Some(mark.checkpoint_seq);
+        let mut after = mark.checkpoint_seq;
+        let mut replayed = 0u64;
+        let result = async {
+            loop {
+                let stored = self
+                    .store
+                    .events()
+                    .partition_events_after(partition, after, REPLAY_PAGE)
+                    .await?;
+                let Some(last) = stored.last() else { break };
+                after = last.seq;
+                let events: Vec<(Event, ProfileId, i64)> = stored
+                    .into_iter()
+                    .map(|s| (event_from_stored(&s), s.origin_profile_id, s.seq))
+                    .collect();
+                let refs: Vec<&Event> = events.iter().map(|(e, _, _)| e).collect();
+                self.prefetch_identities(&refs).await?;
+                for (e, origin, seq) in events {
+                    self.recent_ids.insert(e.message_id.clone());
+                    let (target, _) = self.apply(e, Some(&origin)).await?;
+                    self.folded_in(LogPosition { partition, seq }, &target);
+                    replayed += 1;
+                }
+            }
+            Ok::<(), EngineError>(())
+        }
+        .await;
+        self.history_through = None;
+        // Replayed merges re-point events that already point where they should.
+        self.repoint.clear();
+        result?;
+        self.flush_now |= replayed > 0;
+        if replayed > 0 {
+            tracing::info!(
+                partition,
+                events = replayed,
+                "replayed the partition's events stored after its checkpoint"
+            );
+        }
+        Ok(replayed)
+    }
+
+    /// Forgets a partition: its profiles, their identities and timers, and what is pending of
+    /// them (its next owner replays that from the log).
+    fn forget_partition(&mut self, partition: u16) {
+        self.owned.remove(&partition);
+        let gone: HashSet<ProfileId> = self
+            .partition_of
+            .iter()
+            .filter(|(_, p)| **p == partition)
+            .map(|(id, _)| id.clone())
+            .collect();
+        self.partition_of.retain(|_, p| *p != partition);
+        self.profiles.retain(|id, _| !gone.contains(id));
+        self.identities.retain(|_, (id, _)| !gone.contains(id));
+        self.timers.retain(|Reverse((_, id))| !gone.contains(id));
+        let pending = &mut self.pending;
+        pending.partitions.remove(&partition);
+        pending.touched.retain(|id, _| !gone.contains(id));
+        pending.causes.retain(|id, _| !gone.contains(id));
+        pending.identities.retain(|(_, id)| !gone.contains(id));
+        pending
+            .merges
+            .retain(|m| !gone.contains(&m.into) && !gone.contains(&m.from));
+        pending.segment_changes.retain(|c| !gone.contains(&c.profile_id));
+        metrics::gauge!("missive_profile_cache_profiles").set(self.profiles.len() as f64);
+    }
+
+    /// After a failed commit: memory is rebuilt from the store, partition by partition.
+    pub(super) async fn recover_partitions(&mut self) -> Result<u64, EngineError> {
+        self.profiles.clear();
+        self.identities.clear();
+        self.recent_ids.clear();
+        self.timers.clear();
+        self.pending = Pending::default();
+        self.repoint.clear();
+        self.partition_of.clear();
+        self.schema = recovery::load_schema(&self.store).await?;
+        // The writers are drained: batches refused never will be stored.
+        self.progress.events_committed.send_replace(self.sent_events);
+        let mut replayed = 0;
+        for partition in self.owned.keys().copied().collect::<Vec<_>>() {
+            replayed += self.replay_partition(partition).await?;
+        }
+        Ok(replayed)
+    }
+}

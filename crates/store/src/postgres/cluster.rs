@@ -1,0 +1,123 @@
+//! Cluster mode's reads and claims (docs/ARCHITECTURE.md, "Cluster mode"): where each
+//! partition's owner has got to, a partition's events for a new owner's replay, and the routes
+//! of identities to partitions. The fenced writes are in the commits themselves (`events.rs`).
+
+use std::collections::HashMap;
+
+use missive_core::{IdentityKey, IdentityKind};
+
+use super::rows::{corrupt, event_from_row};
+use super::statements::EVENT_COLUMNS;
+use super::*;
+use crate::{PartitionMark, StoredEvent};
+
+impl PostgresStore {
+    pub(super) async fn cluster_partition_marks(
+        &self,
+        partitions: Vec<u16>,
+    ) -> Result<Vec<PartitionMark>, StoreError> {
+        let partitions: Vec<i16> = partitions.iter().map(|p| partition_column(*p)).collect();
+        let r = self.reader();
+        let rows = r
+            .client
+            .query(
+                "SELECT partition, applied_seq, checkpoint_seq FROM partition_log
+                 WHERE partition = ANY($1) ORDER BY partition",
+                &[&partitions],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let partition: i16 = row.try_get(0)?;
+                Ok(PartitionMark {
+                    partition: u16::try_from(partition).map_err(|e| corrupt("partition", e))?,
+                    applied_seq: row.try_get(1)?,
+                    checkpoint_seq: row.try_get(2)?,
+                })
+            })
+            .collect()
+    }
+
+    pub(super) async fn cluster_partition_events_after(
+        &self,
+        partition: u16,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let r = self.reader();
+        let rows = r
+            .client
+            .query(
+                &format!(
+                    "SELECT {EVENT_COLUMNS} FROM events WHERE partition = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+                ),
+                &[&partition_column(partition), &after, &i64::from(limit)],
+            )
+            .await?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    pub(super) async fn cluster_identity_routes(
+        &self,
+        keys: Vec<IdentityKey>,
+    ) -> Result<HashMap<IdentityKey, u16>, StoreError> {
+        if keys.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let kinds: Vec<&str> = keys.iter().map(|k| k.kind.as_str()).collect();
+        let values: Vec<&str> = keys.iter().map(|k| k.value.as_str()).collect();
+        let r = self.reader();
+        let rows = r
+            .client
+            .query(
+                "SELECT r.kind, r.value, r.partition FROM identity_routes r
+                 JOIN UNNEST($1::text[], $2::text[]) AS k(kind, value) ON r.kind = k.kind AND r.value = k.value",
+                &[&kinds, &values],
+            )
+            .await?;
+        rows.iter().map(route_from_row).collect()
+    }
+
+    pub(super) async fn cluster_claim_routes(
+        &self,
+        claims: Vec<(IdentityKey, u16)>,
+    ) -> Result<HashMap<IdentityKey, u16>, StoreError> {
+        if claims.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let kinds: Vec<&str> = claims.iter().map(|(k, _)| k.kind.as_str()).collect();
+        let values: Vec<&str> = claims.iter().map(|(k, _)| k.value.as_str()).collect();
+        let partitions: Vec<i16> = claims.iter().map(|(_, p)| partition_column(*p)).collect();
+        let r = self.reader();
+        // One statement: the insert's snapshot cannot see rows another claim inserted
+        // concurrently, so the routes are read back by the next statement, which can.
+        r.client
+            .execute(
+                "INSERT INTO identity_routes (kind, value, partition)
+                 SELECT DISTINCT ON (kind, value) kind, value, partition
+                 FROM UNNEST($1::text[], $2::text[], $3::smallint[]) WITH ORDINALITY AS c(kind, value, partition, ord)
+                 ORDER BY kind, value, ord
+                 ON CONFLICT (kind, value) DO NOTHING",
+                &[&kinds, &values, &partitions],
+            )
+            .await?;
+        let keys = claims.into_iter().map(|(k, _)| k).collect();
+        self.cluster_identity_routes(keys).await
+    }
+}
+
+fn partition_column(p: u16) -> i16 {
+    i16::try_from(p).unwrap_or(i16::MAX)
+}
+
+fn route_from_row(row: &Row) -> Result<(IdentityKey, u16), StoreError> {
+    let kind: &str = row.try_get(0)?;
+    let partition: i16 = row.try_get(2)?;
+    Ok((
+        IdentityKey {
+            kind: IdentityKind::parse(kind).ok_or_else(|| corrupt("identity kind", kind))?,
+            value: row.try_get(1)?,
+        },
+        u16::try_from(partition).map_err(|e| corrupt("route partition", e))?,
+    ))
+}
