@@ -113,25 +113,20 @@ impl Keeper {
     async fn round_inner(&mut self) -> Result<(), LeaseError> {
         self.leases.heartbeat(&self.node, &self.address).await?;
         let mine: Vec<Partition> = self.held.keys().copied().collect();
-        for p in mine {
+        if !mine.is_empty() {
             let asked = Instant::now();
-            match self.leases.claim(&self.node, p, self.ttl).await? {
-                Some(lease) => {
-                    // A new token means a new tenure: what was done under the old one is
-                    // fenced off; go on under the new one.
-                    if Some(lease.token) != self.held.get(&p).map(|h| h.0) {
-                        tracing::warn!(
-                            partition = p,
-                            token = lease.token,
-                            "cluster: lease renewed as a new tenure"
-                        );
+            let renewed = self.leases.renew(&self.node, &mine, self.ttl).await?;
+            let until = self.counts_until(asked);
+            for p in mine {
+                match renewed.iter().find(|l| l.partition == p) {
+                    Some(lease) => {
+                        self.held.insert(p, (lease.token, until));
                     }
-                    let until = self.counts_until(asked);
-                    self.held.insert(p, (lease.token, until));
-                }
-                None => {
-                    tracing::warn!(partition = p, "cluster: lease lost to another node");
-                    self.held.remove(&p);
+                    None => {
+                        // Expired or taken: a later round may claim it again, as a new tenure.
+                        tracing::warn!(partition = p, "cluster: lease lost (expired or taken over)");
+                        self.held.remove(&p);
+                    }
                 }
             }
         }

@@ -3,7 +3,7 @@
 //! **The contract.** A partition has at most one owner at a time: the node whose lease row
 //! names it and has not expired. Every time a partition changes owner its `token` grows, so a
 //! token names one tenure. A write on behalf of a partition runs, in its own transaction,
-//! [`verify`] first: it locks the lease row (`FOR SHARE`) and checks that the token is still
+//! [`verify`] first: it locks the lease row (`FOR KEY SHARE`) and checks that the token is still
 //! current, the owner still this node and the lease not expired; a node that was paused past
 //! its lease (SIGSTOP, a long GC, a stalled VM) finds its token superseded or its lease expired
 //! and writes nothing. Expiry is judged by the database's clock only (`clock_timestamp()`),
@@ -246,25 +246,51 @@ impl Leases {
 
     /// Claims `partition` for `node` for `ttl`, or renews it when `node` holds it: only when it
     /// is free, expired or already `node`'s. A new tenure gets a larger token.
+    ///
+    /// **Locks.** An owner's commits hold its lease rows `FOR KEY SHARE` (the fence check). A
+    /// renewal is a plain update, which does not conflict with them, so a busy owner's commits
+    /// never hold its renewals back. A take-over locks the row `FOR UPDATE` first, which waits
+    /// for the commits in flight under the former tenure: the new owner then replays from a
+    /// store that holds them.
     pub async fn claim(
         &self,
         node: &str,
         partition: Partition,
         ttl: Duration,
     ) -> Result<Option<Lease>, LeaseError> {
-        let row = self
+        let renewed = self
             .client
             .query_opt(
                 &format!(
-                    "UPDATE partition_leases
-                     SET token = CASE WHEN owner = $1 AND expires_us > {DB_NOW} THEN token ELSE token + 1 END,
-                         owner = $1, expires_us = {DB_NOW} + $3
-                     WHERE partition = $2 AND (owner IS NULL OR owner = $1 OR expires_us <= {DB_NOW})
+                    "UPDATE partition_leases SET expires_us = {DB_NOW} + $3
+                     WHERE partition = $2 AND owner = $1 AND expires_us > {DB_NOW}
                      RETURNING token, expires_us"
                 ),
                 &[&node, &i32::from(partition), &micros(ttl)],
             )
             .await?;
+        let row = match renewed {
+            Some(r) => Some(r),
+            None => {
+                self.client
+                    .query_opt(
+                        &format!(
+                            "WITH open AS (
+                                 SELECT partition FROM partition_leases
+                                 WHERE partition = $2 AND (owner IS NULL OR owner = $1 OR expires_us <= {DB_NOW})
+                                 FOR UPDATE)
+                             UPDATE partition_leases
+                             SET token = CASE WHEN owner = $1 AND expires_us > {DB_NOW} THEN token ELSE token + 1 END,
+                                 owner = $1, expires_us = {DB_NOW} + $3
+                             WHERE partition IN (SELECT partition FROM open)
+                               AND (owner IS NULL OR owner = $1 OR expires_us <= {DB_NOW})
+                             RETURNING token, expires_us"
+                        ),
+                        &[&node, &i32::from(partition), &micros(ttl)],
+                    )
+                    .await?
+            }
+        };
         Ok(match row {
             Some(r) => Some(Lease {
                 partition,
@@ -273,6 +299,38 @@ impl Leases {
             }),
             None => None,
         })
+    }
+
+    /// Renews, in one statement, every lease of `partitions` that `node` still holds unexpired
+    /// (same tenure, same token); answers with those renewed. One round trip whatever the
+    /// number of partitions: a node's renewals never queue behind one another.
+    pub async fn renew(
+        &self,
+        node: &str,
+        partitions: &[Partition],
+        ttl: Duration,
+    ) -> Result<Vec<Lease>, LeaseError> {
+        let parts: Vec<i32> = partitions.iter().map(|p| i32::from(*p)).collect();
+        let rows = self
+            .client
+            .query(
+                &format!(
+                    "UPDATE partition_leases SET expires_us = {DB_NOW} + $3
+                     WHERE owner = $1 AND partition = ANY($2) AND expires_us > {DB_NOW}
+                     RETURNING partition, token, expires_us"
+                ),
+                &[&node, &parts, &micros(ttl)],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Lease {
+                    partition: partition_of(r.try_get(0)?),
+                    token: r.try_get(1)?,
+                    expires_at_us: r.try_get(2)?,
+                })
+            })
+            .collect()
     }
 
     /// Gives up `partition` if `node` holds it under `token`.
@@ -330,8 +388,9 @@ impl Leases {
 }
 
 /// Checks, inside the transaction that is about to write for them, that every fence is still
-/// current: the lease rows are locked (`FOR SHARE`) until the transaction ends, so an owner
-/// change waits for the write, and a write after an owner change is refused. Call it first in
+/// current: the lease rows are locked (`FOR KEY SHARE`) until the transaction ends, so an owner
+/// change (which locks the row `FOR UPDATE`, see [`Leases::claim`]) waits for the write, while
+/// the owner's own renewals do not; and a write after an owner change is refused. Call it first in
 /// the transaction; on `Err`, roll back.
 pub async fn verify(
     tx: &impl GenericClient,
@@ -343,7 +402,7 @@ pub async fn verify(
                 &format!(
                     "SELECT 1 FROM partition_leases
                      WHERE partition = $1 AND owner = $2 AND token = $3 AND expires_us > {DB_NOW}
-                     FOR SHARE"
+                     FOR KEY SHARE"
                 ),
                 &[&i32::from(f.partition), &f.node, &f.token],
             )

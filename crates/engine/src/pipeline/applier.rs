@@ -345,6 +345,9 @@ impl Applier {
             .flat_map(|(events, _)| events)
             .filter(|e| !stored.contains(&e.message_id) && !self.recent_ids.contains(&e.message_id))
             .collect();
+        if cluster {
+            self.load_routes(&fresh).await?;
+        }
         self.prefetch_identities(&fresh).await?;
 
         // 2. Fold.
@@ -376,6 +379,10 @@ impl Applier {
                 }
                 self.recent_ids.insert(e.message_id.clone());
                 self.message_filter.insert(e.message_id.as_str().as_bytes());
+                let mut e = e;
+                if let Some(at) = position {
+                    self.strip_foreign(&mut e, at.partition);
+                }
                 let (target, e) = self.apply(e, None).await?;
                 let seq = match position {
                     Some(at) => {

@@ -303,6 +303,7 @@ impl Engine {
             owned: std::collections::BTreeMap::new(),
             partition_of: HashMap::new(),
             batch_partitions: Vec::new(),
+            routes: HashMap::new(),
             // Larger than anything in flight, so that a resent id is always caught.
             recent_ids: RecentIds::new((1 << 20).max(config.max_batch_events * 64)),
             pending: Pending::default(),
@@ -706,6 +707,8 @@ struct Applier {
     partition_of: HashMap<ProfileId, u16>,
     /// Cluster mode: the partition of each event of the batch being folded, for its commit.
     batch_partitions: Vec<u16>,
+    /// Cluster mode: the partition each identity seen is routed to (routes never change).
+    routes: HashMap<IdentityKey, u16>,
     recent_ids: RecentIds,
     pending: Pending,
     /// Merges made in the batch being folded, for its event batch.

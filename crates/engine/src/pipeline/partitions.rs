@@ -9,6 +9,9 @@ use missive_store::Fence;
 /// Events read per page when a partition is replayed.
 const REPLAY_PAGE: u32 = 5_000;
 
+/// Most identity routes kept in memory (about 100 bytes each).
+const MAX_ROUTES: usize = 1_000_000;
+
 impl Applier {
     /// An ingest call's log positions: none in the embedded mode; in cluster mode one per
     /// event, each in an owned partition.
@@ -41,6 +44,74 @@ impl Applier {
         self.partition_of.insert(target.clone(), at.partition);
         let through = self.pending.partitions.entry(at.partition).or_default();
         *through = (*through).max(at.seq);
+    }
+
+    /// Cluster mode: takes out of `e` (in memory; the stored body stays as sent) the
+    /// identities routed to another partition than `partition`, so that the fold neither
+    /// merges a profile another node owns nor takes one of its identities. Merges across
+    /// partitions are the next stage (docs/ARCHITECTURE.md); until then the two profiles stay
+    /// apart. Deterministic: routes never change, so replay strips the same. True if any was.
+    pub(super) fn strip_foreign(&self, e: &mut Event, partition: u16) -> bool {
+        let foreign = |k: &IdentityKey| self.routes.get(k).is_some_and(|p| *p != partition);
+        let mut stripped = false;
+        if e.user_id
+            .as_ref()
+            .is_some_and(|u| foreign(&IdentityKey::user_id(u.clone())))
+        {
+            e.user_id = None;
+            stripped = true;
+        }
+        if e.anonymous_id
+            .as_ref()
+            .is_some_and(|a| foreign(&IdentityKey::anonymous_id(a.clone())))
+        {
+            e.anonymous_id = None;
+            stripped = true;
+        }
+        if e.email.as_ref().is_some_and(|m| foreign(&IdentityKey::email(m))) {
+            // The address is another profile's: this one does not take it as a trait either,
+            // or two profiles would be mailed at one address.
+            e.email = None;
+            e.traits.remove("email");
+            stripped = true;
+        }
+        if e.previous_id.as_ref().is_some_and(|prev| {
+            foreign(&IdentityKey::user_id(prev.clone())) || foreign(&IdentityKey::anonymous_id(prev.clone()))
+        }) {
+            e.previous_id = None;
+            stripped = true;
+        }
+        if stripped {
+            metrics::counter!("missive_cluster_foreign_identities_total").increment(1);
+        }
+        stripped
+    }
+
+    /// Cluster mode: the routes of the identities `events` name that are not known yet.
+    pub(super) async fn load_routes(&mut self, events: &[&Event]) -> Result<(), EngineError> {
+        // A cache, bounded by starting over: what this batch needs is then read again below.
+        if self.routes.len() > MAX_ROUTES {
+            self.routes.clear();
+        }
+        let mut missing = Vec::new();
+        let mut seen = HashSet::new();
+        for e in events {
+            let mut keys = e.identity_keys();
+            if let Some(prev) = &e.previous_id {
+                keys.push(IdentityKey::user_id(prev.clone()));
+                keys.push(IdentityKey::anonymous_id(prev.clone()));
+            }
+            for k in keys {
+                if !self.routes.contains_key(&k) && seen.insert(k.clone()) {
+                    missing.push(k);
+                }
+            }
+        }
+        if !missing.is_empty() {
+            let found = self.store.events().identity_routes(missing).await?;
+            self.routes.extend(found);
+        }
+        Ok(())
     }
 
     /// The fences of the owned partitions among `partitions`, each once.
@@ -134,9 +205,11 @@ impl Applier {
                     .map(|s| (event_from_stored(&s), s.origin_profile_id, s.seq))
                     .collect();
                 let refs: Vec<&Event> = events.iter().map(|(e, _, _)| e).collect();
+                self.load_routes(&refs).await?;
                 self.prefetch_identities(&refs).await?;
-                for (e, origin, seq) in events {
+                for (mut e, origin, seq) in events {
                     self.recent_ids.insert(e.message_id.clone());
+                    self.strip_foreign(&mut e, partition);
                     let (target, _) = self.apply(e, Some(&origin)).await?;
                     self.folded_in(LogPosition { partition, seq }, &target);
                     replayed += 1;
@@ -195,6 +268,7 @@ impl Applier {
         self.pending = Pending::default();
         self.repoint.clear();
         self.partition_of.clear();
+        self.routes.clear();
         self.schema = recovery::load_schema(&self.store).await?;
         // The writers are drained: batches refused never will be stored.
         self.progress.events_committed.send_replace(self.sent_events);

@@ -157,8 +157,9 @@ impl CheckpointStatements {
 }
 
 /// Cluster mode: how many of the fences (node, partition, token as parallel arrays) are still
-/// current by the database's clock. It locks their lease rows `FOR SHARE` until the
-/// transaction ends, so an owner change waits for the write, and it runs first in a commit:
+/// current by the database's clock. It locks their lease rows `FOR KEY SHARE` until the
+/// transaction ends, so a take-over (which locks the row `FOR UPDATE`) waits for the write
+/// while the owner's renewals (plain updates) do not, and it runs first in a commit:
 /// a count short of the fences rolls the commit back (`missive_cluster::leases::verify` is
 /// the same check for a single fence).
 const CHECK_FENCES: &str = "SELECT count(*) FROM (
@@ -166,7 +167,7 @@ const CHECK_FENCES: &str = "SELECT count(*) FROM (
          JOIN UNNEST($1::text[], $2::integer[], $3::bigint[]) AS f(node, partition, token)
            ON l.partition = f.partition AND l.owner = f.node AND l.token = f.token
          WHERE l.expires_us > (EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::BIGINT
-         FOR SHARE OF l) AS current";
+         FOR KEY SHARE OF l) AS current";
 
 /// The columns every event query selects, in this order (see [`event_from_row`]).
 pub(super) const EVENT_COLUMNS: &str =
