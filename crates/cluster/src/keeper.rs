@@ -134,11 +134,12 @@ impl Keeper {
         let live = self.leases.live_nodes(self.ttl).await?;
         let decided = plan(self.leases.partitions(), &self.node, &rows, &live);
         for p in decided.release {
-            if let Some((token, until)) = self.held.get(&p).copied() {
+            if let Some((token, until)) = self.held.remove(&p) {
+                // Published first: the owners stop following it, then it is handed over.
+                self.tx.send_replace(self.held());
                 if until > Instant::now() {
                     self.hand_over(p).await;
                 }
-                self.held.remove(&p);
                 self.leases.release(&self.node, p, token).await?;
                 tracing::info!(partition = p, "cluster: partition handed over for balance");
             }
@@ -158,6 +159,8 @@ impl Keeper {
     pub async fn leave(mut self) -> Result<(), LeaseError> {
         let now = Instant::now();
         for (p, (_, until)) in self.held.clone() {
+            self.held.remove(&p);
+            self.tx.send_replace(self.held());
             if until > now {
                 self.hand_over(p).await;
             }

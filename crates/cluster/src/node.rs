@@ -123,9 +123,12 @@ impl Owners {
         }
     }
 
-    /// Makes the running owners match what the keeper holds.
-    async fn follow(&self, held: &Held) {
+    /// Makes the running owners match what the keeper holds, read once the owners' lock is
+    /// taken (a hand-over holds it while the keeper has already published the release).
+    async fn follow(&self, held: &watch::Receiver<Held>) {
         let mut running = self.running.lock().await;
+        let held = held.borrow().clone();
+        let held = &held;
         let gone: Vec<Partition> = running
             .iter()
             .filter(|(p, r)| held.get(p) != Some(&r.token) || r.task.is_finished())
@@ -199,13 +202,13 @@ impl Node {
                     _ = tick.tick() => {}
                     _ = stop_supervisor.changed() => break,
                 }
-                let now = held.borrow_and_update().clone();
-                owners.follow(&now).await;
+                held.mark_unchanged();
+                owners.follow(&held).await;
             }
             // Leaving: the keeper hands every partition over before releasing it; whatever
             // is still running after that has lost its lease.
             let _ = held.wait_for(|h| h.is_empty()).await;
-            owners.follow(&Held::new()).await;
+            owners.follow(&held).await;
         });
         tracing::info!(node = %config.node, partitions = config.partitions.get(), "cluster: node started");
         Ok(Node {

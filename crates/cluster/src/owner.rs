@@ -3,9 +3,10 @@
 //!
 //! **Where reading starts.** The owner's position is the store's, not JetStream's: each
 //! commit records the last stream sequence it settled for the partition (`partition_log`), in
-//! the transaction that stores the events and under the partition's fence. A new owner deletes
-//! the partition's durable consumer and creates it again to start right after that sequence, so
-//! what a former owner read and never committed is read again, and what it committed is not.
+//! the transaction that stores the events and under the partition's fence. Each tenure (lease
+//! token) has a durable consumer of its own, created to start right after that sequence, so
+//! what a former owner read and never committed is read again, what it committed is not, and
+//! a former owner still running cannot take messages from its successor's consumer.
 //! (JetStream's own redelivery would wait for the former owner's acknowledgement deadline.)
 //!
 //! **Acknowledgements** follow the commit: a message is acked once the engine has committed
@@ -16,13 +17,13 @@
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, AckKind, consumer::pull};
-use futures_util::StreamExt;
 use missive_engine::{Engine, EngineError, LogPosition};
 use missive_store::Fence;
 use tokio::sync::watch;
 
 use crate::log::{LogConfig, Record};
 use crate::partition::Partition;
+use crate::stream_in::fetch::next_batch;
 
 /// Why an owner stopped before it was told to.
 #[derive(Debug, thiserror::Error)]
@@ -31,10 +32,15 @@ pub enum OwnerError {
     Own(Partition, String),
 }
 
-/// The durable consumer of one partition.
-pub fn consumer_name(partition: Partition) -> String {
-    format!("missive-p{partition}")
+/// The durable consumer of one partition's tenure: a former owner that runs on after losing
+/// its lease reads from its own consumer, never from its successor's. JetStream deletes a
+/// tenure's consumer once nobody has read from it for [`CONSUMER_IDLE`].
+pub fn consumer_name(partition: Partition, token: i64) -> String {
+    format!("missive-p{partition}-t{token}")
 }
+
+/// How long an unread consumer is kept (a former tenure's, or an owner's that died).
+pub const CONSUMER_IDLE: Duration = Duration::from_secs(300);
 
 /// Runs partition `fence.partition`'s owner until `stop` turns true or the engine says the
 /// partition is not this node's any more.
@@ -47,6 +53,7 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), OwnerError> {
     let partition = fence.partition;
+    let token = fence.token;
     let started = Instant::now();
     let replayed = engine
         .own(fence)
@@ -69,7 +76,7 @@ pub async fn run(
         }
         let c = match &consumer {
             Some(c) => c,
-            None => match open_consumer(&js, &config, &engine, partition).await {
+            None => match open_consumer(&js, &config, &engine, partition, token).await {
                 Ok(c) => consumer.insert(c),
                 Err(e) => {
                     tracing::warn!(partition, error = %e, "cluster: opening the partition's consumer failed; retrying");
@@ -174,6 +181,7 @@ async fn open_consumer(
     config: &LogConfig,
     engine: &Engine,
     partition: Partition,
+    token: i64,
 ) -> Result<jetstream::consumer::Consumer<pull::Config>, String> {
     let mark = engine
         .store()
@@ -185,7 +193,7 @@ async fn open_consumer(
         .next()
         .unwrap_or_default();
     let stream = js.get_stream(&config.stream).await.map_err(|e| e.to_string())?;
-    let name = consumer_name(partition);
+    let name = consumer_name(partition, token);
     // Gone already is fine; anything else shows when creating.
     let _ = stream.delete_consumer(&name).await;
     let start = u64::try_from(mark.applied_seq).unwrap_or(0) + 1;
@@ -201,27 +209,9 @@ async fn open_consumer(
             // is being committed.
             ack_wait: Duration::from_secs(60),
             max_ack_pending: 20_000,
+            inactive_threshold: CONSUMER_IDLE,
             ..Default::default()
         })
         .await
         .map_err(|e| e.to_string())
-}
-
-async fn next_batch(
-    consumer: &jetstream::consumer::Consumer<pull::Config>,
-    max: usize,
-    wait: Duration,
-) -> Result<Vec<jetstream::Message>, String> {
-    let mut batch = consumer
-        .fetch()
-        .max_messages(max)
-        .expires(wait)
-        .messages()
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut out = Vec::new();
-    while let Some(m) = batch.next().await {
-        out.push(m.map_err(|e| e.to_string())?);
-    }
-    Ok(out)
 }

@@ -31,10 +31,11 @@ pub fn ranges(mut parts: Vec<u16>) -> String {
 }
 
 /// Events each partition's owner has still to read or commit: what JetStream reports pending
-/// and unacknowledged for the partition's consumer. Partitions never owned are left out.
+/// and unacknowledged for the consumer of the partition's current tenure (`tenures`: partition
+/// → lease token). Partitions whose owner has not read yet are left out.
 pub async fn lags(
     config: &crate::log::LogConfig,
-    partitions: crate::PartitionCount,
+    tenures: &BTreeMap<u16, i64>,
 ) -> Result<BTreeMap<u16, u64>, String> {
     let client = tokio::time::timeout(
         Duration::from_secs(3),
@@ -51,9 +52,12 @@ pub async fn lags(
         .await
         .map_err(|e| format!("JetStream stream {}: {e}", config.stream))?;
     let mut out = BTreeMap::new();
-    for p in partitions.all() {
-        if let Ok(info) = stream.consumer_info(crate::owner::consumer_name(p)).await {
-            out.insert(p, info.num_pending + info.num_ack_pending as u64);
+    for (p, token) in tenures {
+        if let Ok(info) = stream
+            .consumer_info(crate::owner::consumer_name(*p, *token))
+            .await
+        {
+            out.insert(*p, info.num_pending + info.num_ack_pending as u64);
         }
     }
     Ok(out)

@@ -221,8 +221,8 @@ impl Source {
     }
 }
 
-/// The fetch of one batch.
-mod fetch {
+/// The fetch of one batch (the partition owners' too).
+pub(crate) mod fetch {
     use std::time::Duration;
 
     use async_nats::jetstream::{Message, consumer::Consumer, consumer::pull};

@@ -378,3 +378,52 @@ async fn an_event_joining_two_partitions_leaves_the_other_partitions_profile_alo
     assert_eq!(own.events.get("Viewed").map(|a| a.count), Some(1));
     engine.shutdown().await;
 }
+
+/// A schema the embedded mode wrote events to is not a cluster's: its event numbers would
+/// collide with the log's, and its identities have no routes.
+#[tokio::test]
+async fn a_cluster_node_refuses_a_schema_with_embedded_mode_events() {
+    use missive_core::{EventKind, MessageId, ProfileId};
+    use missive_store::{EventBatch, StoreError, StoredEvent, postgres::PostgresStore};
+
+    let Some(url) = url() else { return };
+    let s = schema(&url).await;
+    {
+        let embedded = PostgresStore::connect(&url, Some(&s)).await.unwrap();
+        let store = missive_store::Store::new(embedded);
+        let p = ProfileId::generate();
+        let now = chrono::Utc::now();
+        store
+            .events()
+            .commit_events(EventBatch {
+                events: vec![StoredEvent {
+                    seq: 1,
+                    message_id: MessageId::parse("e-1").unwrap(),
+                    profile_id: p.clone(),
+                    origin_profile_id: p,
+                    kind: EventKind::Track,
+                    name: "Viewed".into(),
+                    timestamp: now,
+                    received_at: now,
+                    body: serde_json::json!({"type": "track", "event": "Viewed", "userId": "u", "messageId": "e-1"}),
+                }],
+                ..EventBatch::default()
+            })
+            .await
+            .unwrap();
+    }
+    // The embedded process's session (and its lock) ends a moment after it is dropped.
+    let started = Instant::now();
+    let refused = loop {
+        match PostgresStore::connect_cluster(&url, Some(&s)).await {
+            Err(StoreError::Locked(_)) if started.elapsed() < Duration::from_secs(10) => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => break other,
+        }
+    };
+    match refused {
+        Err(StoreError::Open(why)) => assert!(why.contains("embedded mode"), "{why}"),
+        other => panic!("expected a refusal, got {:?}", other.err()),
+    }
+}

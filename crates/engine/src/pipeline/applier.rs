@@ -292,11 +292,14 @@ impl Applier {
                 self.abandon(interrupted, &e);
                 return Err(e);
             }
-            if let Err(e) = self.load_timers().await {
-                self.abandon(interrupted, &e);
-                return Err(e);
+            // Timers and backfills are the whole workspace's: not a cluster node's to load.
+            if !self.config.cluster {
+                if let Err(e) = self.load_timers().await {
+                    self.abandon(interrupted, &e);
+                    return Err(e);
+                }
+                self.resume_backfills(interrupted).await?;
             }
-            self.resume_backfills(interrupted).await?;
         }
         self.batch_seq += 1;
         self.evict_if_needed();
@@ -383,10 +386,11 @@ impl Applier {
                 if let Some(at) = position {
                     self.strip_foreign(&mut e, at.partition);
                 }
+                let merges_before = self.repoint.len();
                 let (target, e) = self.apply(e, None).await?;
                 let seq = match position {
                     Some(at) => {
-                        self.folded_in(at, &target);
+                        self.folded_in(at, &target, merges_before);
                         self.batch_partitions.push(at.partition);
                         at.seq
                     }
@@ -438,12 +442,7 @@ impl Applier {
         let mut missing: Vec<IdentityKey> = Vec::new();
         let mut seen = HashSet::new();
         for e in events {
-            let mut keys = e.identity_keys();
-            if let Some(prev) = &e.previous_id {
-                keys.push(IdentityKey::user_id(prev.clone()));
-                keys.push(IdentityKey::anonymous_id(prev.clone()));
-            }
-            for k in keys {
+            for k in identity::lookup_keys(e) {
                 if !self.identities.contains_key(&k)
                     && (self.config.cluster
                         || self

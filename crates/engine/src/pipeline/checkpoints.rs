@@ -39,10 +39,19 @@ impl Applier {
             cp.partitions = pending.partitions.into_iter().collect();
         }
         let mut causes = pending.causes;
+        let cluster = self.config.cluster;
         let mut ids: Vec<_> = pending
             .touched
             .into_iter()
             .filter(|(_, t)| !t.is_empty())
+            // A cluster node writes only profiles of partitions it owns, under their fences.
+            .filter(|(id, _)| {
+                !cluster
+                    || self
+                        .partition_of
+                        .get(id)
+                        .is_some_and(|p| self.owned.contains_key(p))
+            })
             .collect();
         // Sorted ids write the profile and version indexes in order.
         ids.sort_by(|a, b| a.0.cmp(&b.0));

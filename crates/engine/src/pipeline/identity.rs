@@ -2,6 +2,17 @@
 
 use super::*;
 
+/// The identities an event may resolve through: its own, and an alias's `previousId` as a
+/// user id or an anonymous id.
+pub(super) fn lookup_keys(e: &Event) -> Vec<IdentityKey> {
+    let mut keys = e.identity_keys();
+    if let Some(prev) = &e.previous_id {
+        keys.push(IdentityKey::user_id(prev.clone()));
+        keys.push(IdentityKey::anonymous_id(prev.clone()));
+    }
+    keys
+}
+
 impl Applier {
     pub(super) async fn load_into_cache(&mut self, id: &ProfileId) -> Result<Option<ProfileId>, EngineError> {
         // Follow merges: identities are re-pointed at merge time, but a stale pointer is cheap to follow.

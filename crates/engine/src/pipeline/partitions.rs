@@ -39,9 +39,13 @@ impl Applier {
     }
 
     /// Records that an event of the log was folded into `target`: the profile is the
-    /// partition's, and the partition's next checkpoint includes the event.
-    pub(super) fn folded_in(&mut self, at: LogPosition, target: &ProfileId) {
+    /// partition's, and so is every profile the event merged into it (`self.repoint` from
+    /// `merges_before` on); the partition's next checkpoint includes the event.
+    pub(super) fn folded_in(&mut self, at: LogPosition, target: &ProfileId, merges_before: usize) {
         self.partition_of.insert(target.clone(), at.partition);
+        for (from, _) in self.repoint.get(merges_before..).unwrap_or_default() {
+            self.partition_of.insert(from.clone(), at.partition);
+        }
         let through = self.pending.partitions.entry(at.partition).or_default();
         *through = (*through).max(at.seq);
     }
@@ -96,12 +100,7 @@ impl Applier {
         let mut missing = Vec::new();
         let mut seen = HashSet::new();
         for e in events {
-            let mut keys = e.identity_keys();
-            if let Some(prev) = &e.previous_id {
-                keys.push(IdentityKey::user_id(prev.clone()));
-                keys.push(IdentityKey::anonymous_id(prev.clone()));
-            }
-            for k in keys {
+            for k in identity::lookup_keys(e) {
                 if !self.routes.contains_key(&k) && seen.insert(k.clone()) {
                     missing.push(k);
                 }
@@ -137,6 +136,10 @@ impl Applier {
             }
             Request::Disown { partition, lost, ack } => {
                 let mut result = Ok(());
+                if lost {
+                    // What is queued for it commits (or is fenced) before it is forgotten.
+                    self.wait_for_writers().await;
+                }
                 if !lost && self.owned.contains_key(&partition) {
                     // A hand-over: what was folded is committed under the lease still held.
                     let (sync, committed) = oneshot::channel();
@@ -166,6 +169,9 @@ impl Applier {
     /// Takes a partition on: its events stored after its checkpoint are replayed.
     async fn own(&mut self, fence: Fence) -> Result<u64, EngineError> {
         let partition = fence.partition;
+        // A commit still queued for this partition (under a lease dropped here but still
+        // valid in the database) lands before the replay reads the checkpoint.
+        self.wait_for_writers().await;
         if self.owned.insert(partition, fence).is_some() {
             // A new tenure of a partition already held: its memory is still right.
             return Ok(0);
@@ -210,8 +216,9 @@ impl Applier {
                 for (mut e, origin, seq) in events {
                     self.recent_ids.insert(e.message_id.clone());
                     self.strip_foreign(&mut e, partition);
+                    let merges_before = self.repoint.len();
                     let (target, _) = self.apply(e, Some(&origin)).await?;
-                    self.folded_in(LogPosition { partition, seq }, &target);
+                    self.folded_in(LogPosition { partition, seq }, &target, merges_before);
                     replayed += 1;
                 }
             }
@@ -256,19 +263,18 @@ impl Applier {
             .merges
             .retain(|m| !gone.contains(&m.into) && !gone.contains(&m.from));
         pending.segment_changes.retain(|c| !gone.contains(&c.profile_id));
+        // Profiles cached without a partition (read through an identity, never folded here)
+        // go too: their owner may change them meanwhile.
+        let partition_of = &self.partition_of;
+        self.profiles.retain(|id, _| partition_of.contains_key(id));
+        let profiles = &self.profiles;
+        self.identities.retain(|_, (id, _)| profiles.contains_key(id));
         metrics::gauge!("missive_profile_cache_profiles").set(self.profiles.len() as f64);
     }
 
     /// After a failed commit: memory is rebuilt from the store, partition by partition.
     pub(super) async fn recover_partitions(&mut self) -> Result<u64, EngineError> {
-        self.profiles.clear();
-        self.identities.clear();
-        self.recent_ids.clear();
-        self.timers.clear();
-        self.pending = Pending::default();
-        self.repoint.clear();
-        self.partition_of.clear();
-        self.routes.clear();
+        self.forget_memory();
         self.schema = recovery::load_schema(&self.store).await?;
         // The writers are drained: batches refused never will be stored.
         self.progress.events_committed.send_replace(self.sent_events);

@@ -42,12 +42,7 @@ impl Applier {
         if self.config.cluster {
             return self.recover_partitions().await;
         }
-        self.profiles.clear();
-        self.identities.clear();
-        self.recent_ids.clear();
-        self.timers.clear();
-        self.pending = Pending::default();
-        self.repoint.clear();
+        self.forget_memory();
         // What was observed of the schema, as stored: observations of events a failed commit
         // never stored are forgotten, and replay observes the rest again.
         self.schema = load_schema(&self.store).await?;
@@ -85,6 +80,21 @@ impl Applier {
         // What was replayed goes into the next checkpoint right away.
         self.flush_now = replayed > 0;
         Ok(replayed)
+    }
+}
+
+impl Applier {
+    /// Drops everything folded in memory (a failed commit's recovery starts over from the
+    /// store).
+    pub(super) fn forget_memory(&mut self) {
+        self.profiles.clear();
+        self.identities.clear();
+        self.recent_ids.clear();
+        self.timers.clear();
+        self.pending = Pending::default();
+        self.repoint.clear();
+        self.partition_of.clear();
+        self.routes.clear();
     }
 }
 

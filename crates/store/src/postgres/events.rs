@@ -355,7 +355,14 @@ impl crate::EventStore for PostgresStore {
             execute_unless_empty(&tx, &s.upsert_identities, identities.is_empty(), &identity_params),
             execute_unless_empty(&tx, &s.upsert_profiles, profiles.is_empty(), &profile_params),
             execute_unless_empty(&tx, &s.insert_versions, versions.is_empty(), &version_params),
-            execute_unless_empty(&tx, &s.set_through_seq, clustered, &through_params),
+            // (A cluster node's checkpoint with nothing of a partition in it has no fences
+            // either: its `through_seq` is 0, never the single owner's.)
+            execute_unless_empty(
+                &tx,
+                &s.set_through_seq,
+                clustered || cp.through_seq <= 0,
+                &through_params
+            ),
             execute_unless_empty(&tx, &s.upsert_schema_fields, fields.is_empty(), &field_params),
             execute_unless_empty(&tx, &s.mark_checkpoint, mark_seqs.is_empty(), &mark_params),
         )?;

@@ -325,6 +325,23 @@ const MIGRATION_LOCK: &str =
 /// partition owners it would not fence against.
 async fn check_cluster_use(client: &Client, target: &str, sharing: Sharing) -> Result<(), StoreError> {
     if sharing == Sharing::Cluster {
+        // The other way round: events the embedded mode numbered would collide with the
+        // log's sequence numbers, and their identities have no routes.
+        let embedded: bool = client
+            .query_one(
+                "SELECT NOT EXISTS (SELECT 1 FROM cluster_meta WHERE key = 'partitions')
+                    AND EXISTS (SELECT 1 FROM events)",
+                &[],
+            )
+            .await
+            .map_err(|e| open_error(target, "checking for embedded-mode data", &e))?
+            .try_get(0)?;
+        if embedded {
+            return Err(StoreError::Open(format!(
+                "postgres at {target}: this schema holds events written in the embedded mode; a \
+                 cluster starts on an empty schema (docs/operations.md: replay the events into it)"
+            )));
+        }
         return Ok(());
     }
     let used: bool = client
