@@ -27,6 +27,8 @@ const TTL_SECONDS: &str = "3";
 /// A cluster's shared settings: one PostgreSQL schema, one JetStream stream, one key file.
 struct Cluster {
     env: Vec<(String, String)>,
+    nats: String,
+    stream: String,
     pg: tokio_postgres::Client,
     _dir: tempfile::TempDir,
 }
@@ -71,6 +73,8 @@ impl Cluster {
         ];
         Some(Cluster {
             env,
+            nats: nats.to_owned(),
+            stream: format!("T_{id}"),
             pg: connect(&url, Some(&schema)).await.unwrap(),
             _dir: dir,
         })
@@ -116,6 +120,16 @@ impl Cluster {
                 "the partitions did not settle on {nodes:?} within {within:?}: {owners:?}"
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Deletes the test's stream from the shared NATS (a failed test leaves it; it holds
+    /// a few thousand small messages).
+    async fn remove_stream(&self) {
+        if let Ok(client) = async_nats::connect(&self.nats).await {
+            let _ = async_nats::jetstream::new(client)
+                .delete_stream(&self.stream)
+                .await;
         }
     }
 
@@ -258,6 +272,7 @@ async fn three_nodes_lose_nothing_when_one_is_killed_under_steady_ingest() {
         status.contains(&format!("lag: 0 events behind in all {PARTITIONS} partitions")),
         "{status}"
     );
+    cluster.remove_stream().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -330,6 +345,7 @@ async fn a_node_paused_past_its_lease_writes_nothing_after_it_resumes() {
     // Had b written its memory, its profiles would count fewer events than are stored.
     let stored = stored_load_events(a.api(), &plan("pa")).await;
     assert_every_acknowledged_event_stored_once(&acked, &stored);
+    cluster.remove_stream().await;
 }
 
 /// A `nats-server` with JetStream of this test's own, on a free port, keeping its data in
