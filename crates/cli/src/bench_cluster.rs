@@ -63,6 +63,14 @@ struct Figures {
     errors: u64,
 }
 
+impl Figures {
+    fn failover(&self) -> String {
+        self.failover_s
+            .map(|s| format!("{s:.1} s"))
+            .unwrap_or_else(|| "-".into())
+    }
+}
+
 pub async fn run(cfg: Config, b: ClusterBench) -> anyhow::Result<()> {
     let url = cfg.store_url();
     if !url.starts_with("postgres") {
@@ -85,9 +93,7 @@ pub async fn run(cfg: Config, b: ClusterBench) -> anyhow::Result<()> {
             f.folded_per_s,
             f.drain_s,
             f.max_lag,
-            f.failover_s
-                .map(|s| format!("{s:.1} s"))
-                .unwrap_or_else(|| "-".into()),
+            f.failover(),
             f.errors
         );
         all.push(f);
@@ -105,9 +111,7 @@ pub async fn run(cfg: Config, b: ClusterBench) -> anyhow::Result<()> {
             f.folded_per_s,
             f.drain_s,
             f.max_lag,
-            f.failover_s
-                .map(|s| format!("{s:.1} s"))
-                .unwrap_or_else(|| "-".into())
+            f.failover()
         );
     }
     println!("| JetStream alone | | {js_rate:.0} | | | | |");

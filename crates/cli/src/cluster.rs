@@ -35,13 +35,12 @@ async fn status(cfg: &Config) -> anyhow::Result<()> {
     };
     let (nodes, rows) = leases.status().await?;
     let ttl = std::time::Duration::from_secs(cfg.cluster.lease_ttl_seconds);
-    let node = cfg.cluster.node_config(&url, "");
     let tenures = rows
         .iter()
         .filter(|l| l.owner.is_some() && l.remaining_us > 0)
         .map(|l| (l.partition, l.token))
         .collect();
-    let lags = missive_cluster::status::lags(&node.log, &tenures).await;
+    let lags = missive_cluster::status::lags(&cfg.cluster.log_config(), &tenures).await;
     print!(
         "{}{}",
         missive_cluster::status::render(&nodes, &rows, ttl),

@@ -105,8 +105,8 @@ impl ClusterSection {
         })
     }
 
-    /// The node's settings for `missive_cluster::Node::start`.
-    pub fn node_config(&self, postgres_url: &str, address: &str) -> missive_cluster::NodeConfig {
+    /// Where the log is and how it is kept.
+    pub fn log_config(&self) -> missive_cluster::LogConfig {
         let mut log = missive_cluster::LogConfig::new(&self.nats);
         log.stream = self.stream.clone();
         log.subject_prefix = self.subject_prefix.clone();
@@ -114,8 +114,13 @@ impl ClusterSection {
         log.max_age = Duration::from_secs(self.max_age_hours * 3600);
         log.duplicate_window = Duration::from_secs(self.duplicate_window_seconds);
         log.publish_timeout = Duration::from_millis(self.publish_timeout_ms.max(100));
+        log
+    }
+
+    /// The node's settings for `missive_cluster::Node::start`.
+    pub fn node_config(&self, postgres_url: &str, address: &str) -> missive_cluster::NodeConfig {
         missive_cluster::NodeConfig {
-            log,
+            log: self.log_config(),
             node: self.node_name(),
             address: address.to_owned(),
             // Checked at start-up.

@@ -147,6 +147,7 @@ impl Applier {
         let profiles = &self.profiles;
         self.identities
             .retain(|_, (p, b)| *b > flushed || profiles.contains_key(p));
+        self.partition_of.retain(|id, _| profiles.contains_key(id));
     }
 
     /// The live profile an identity points to, if any.

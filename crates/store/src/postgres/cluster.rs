@@ -4,9 +4,9 @@
 
 use std::collections::HashMap;
 
-use missive_core::{IdentityKey, IdentityKind};
+use missive_core::IdentityKey;
 
-use super::rows::{corrupt, event_from_row};
+use super::rows::{corrupt, event_from_row, identity_key_from_row, partition_column};
 use super::statements::EVENT_COLUMNS;
 use super::*;
 use crate::{PartitionMark, StoredEvent};
@@ -106,18 +106,10 @@ impl PostgresStore {
     }
 }
 
-fn partition_column(p: u16) -> i16 {
-    i16::try_from(p).unwrap_or(i16::MAX)
-}
-
 fn route_from_row(row: &Row) -> Result<(IdentityKey, u16), StoreError> {
-    let kind: &str = row.try_get(0)?;
     let partition: i16 = row.try_get(2)?;
     Ok((
-        IdentityKey {
-            kind: IdentityKind::parse(kind).ok_or_else(|| corrupt("identity kind", kind))?,
-            value: row.try_get(1)?,
-        },
+        identity_key_from_row(row)?,
         u16::try_from(partition).map_err(|e| corrupt("route partition", e))?,
     ))
 }

@@ -188,11 +188,7 @@ impl crate::EventStore for PostgresStore {
                 batch.events.len()
             )));
         }
-        let ev_partitions: Vec<i16> = batch
-            .partitions
-            .iter()
-            .map(|p| i16::try_from(*p).unwrap_or(i16::MAX))
-            .collect();
+        let ev_partitions: Vec<i16> = batch.partitions.iter().map(|p| partition_column(*p)).collect();
         let fences = FenceColumns::new(&batch.fences);
         let (applied_partitions, applied_seqs) = mark_columns(&batch.applied);
         let applied_params: [&(dyn ToSql + Sync); 2] = [&applied_partitions, &applied_seqs];
@@ -573,11 +569,7 @@ impl crate::EventStore for PostgresStore {
             .await?;
         rows.iter()
             .map(|row| {
-                let kind: &str = row.try_get(0)?;
-                let key = IdentityKey {
-                    kind: IdentityKind::parse(kind).ok_or_else(|| corrupt("identity kind", kind))?,
-                    value: row.try_get(1)?,
-                };
+                let key = identity_key_from_row(row)?;
                 let profile =
                     ProfileId::parse(row.try_get(2)?).map_err(|e| corrupt("identity profile id", e))?;
                 Ok((key, profile))

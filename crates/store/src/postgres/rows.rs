@@ -213,8 +213,19 @@ impl<'a> FenceColumns<'a> {
 
 /// `(partition, seq)` pairs as the parallel arrays of `partition_log`'s upserts.
 pub(super) fn mark_columns(marks: &[(u16, i64)]) -> (Vec<i16>, Vec<i64>) {
-    marks
-        .iter()
-        .map(|(p, s)| (i16::try_from(*p).unwrap_or(i16::MAX), *s))
-        .unzip()
+    marks.iter().map(|(p, s)| (partition_column(*p), *s)).unzip()
+}
+
+/// A partition as its `SMALLINT` column holds it (partitions are at most 1,024).
+pub(super) fn partition_column(p: u16) -> i16 {
+    i16::try_from(p).unwrap_or(i16::MAX)
+}
+
+/// An identity key from a row's `kind` and `value` columns (0 and 1).
+pub(super) fn identity_key_from_row(row: &Row) -> Result<IdentityKey, StoreError> {
+    let kind: &str = row.try_get(0)?;
+    Ok(IdentityKey {
+        kind: IdentityKind::parse(kind).ok_or_else(|| corrupt("identity kind", kind))?,
+        value: row.try_get(1)?,
+    })
 }
