@@ -22,7 +22,8 @@ use std::time::Duration;
 use async_nats::jetstream::{self, context::PublishAckFuture, message::PublishMessage};
 use chrono::{DateTime, Utc};
 use missive_core::{Event, EventKind};
-use missive_engine::{IngestOutcome, log::AppendResult};
+use missive_engine::IngestOutcome;
+use missive_engine::log::{AppendResult, Control, Outbound, SendResult};
 use serde::{Deserialize, Serialize};
 
 use crate::partition::{Partition, PartitionCount};
@@ -106,6 +107,36 @@ impl Record {
             at(self.timestamp_us)?,
             at(self.received_at_us)?,
         )
+    }
+}
+
+/// What one message of the log holds: an event, or a control record one partition's owner
+/// sent another (a step of a merge across partitions: `{"control": "join", …}`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Message {
+    Event(Box<Event>),
+    Control(Control),
+}
+
+impl Message {
+    /// The message decoded; `None` when it does not validate (the owner terminates it).
+    pub fn decode(payload: &[u8]) -> Option<Message> {
+        let value: serde_json::Value = serde_json::from_slice(payload).ok()?;
+        if value.get("control").is_some() {
+            return serde_json::from_value(value).ok().map(Message::Control);
+        }
+        serde_json::from_value::<Record>(value)
+            .ok()
+            .and_then(Record::event)
+            .map(|e| Message::Event(Box::new(e)))
+    }
+}
+
+/// The payload of a record sent from one partition to another.
+fn outbound_payload(record: &Outbound) -> Result<Vec<u8>, serde_json::Error> {
+    match record {
+        Outbound::Forward { event, .. } => serde_json::to_vec(&Record::of(event)),
+        Outbound::Control { control, .. } => serde_json::to_vec(control),
     }
 }
 
@@ -210,9 +241,39 @@ impl ClusterLog {
     }
 }
 
+impl ClusterLog {
+    /// Publishes records from one partition's owner to others, each under its own message
+    /// id, and waits for every acknowledgement.
+    pub async fn send_records(&self, records: Vec<Outbound>) -> SendResult {
+        let mut pending: Vec<PublishAckFuture> = Vec::with_capacity(records.len());
+        for r in &records {
+            let payload = outbound_payload(r).map_err(|e| e.to_string())?;
+            let publish = PublishMessage::build()
+                .payload(payload.into())
+                .message_id(r.message_id());
+            let ack = self
+                .inner
+                .js
+                .send_publish(self.inner.config.subject(r.partition()), publish)
+                .await
+                .map_err(|e| format!("publishing to JetStream: {e}"))?;
+            pending.push(ack);
+        }
+        for ack in pending {
+            ack.await
+                .map_err(|e| format!("JetStream did not acknowledge: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
 impl missive_engine::EventLog for ClusterLog {
     fn append(&self, events: Vec<Event>) -> Pin<Box<dyn Future<Output = AppendResult> + Send + '_>> {
         Box::pin(self.append_events(events))
+    }
+
+    fn send(&self, records: Vec<Outbound>) -> Pin<Box<dyn Future<Output = SendResult> + Send + '_>> {
+        Box::pin(self.send_records(records))
     }
 }
 
@@ -236,6 +297,42 @@ mod tests {
             e.received_at.timestamp_micros()
         );
         assert_eq!(back.body, e.body);
+    }
+
+    #[test]
+    fn messages_are_events_or_controls() {
+        let now = Utc::now();
+        let body = serde_json::json!({"type": "identify", "userId": "u-1", "messageId": "m-1"});
+        let e = missive_core::message::validate_message(body, None, None, now).unwrap();
+        let forward = Outbound::Forward {
+            partition: 3,
+            message_id: "f:1:9".into(),
+            event: Box::new(e.clone()),
+        };
+        match Message::decode(&outbound_payload(&forward).unwrap()) {
+            Some(Message::Event(back)) => assert_eq!(back.message_id, e.message_id),
+            other => panic!("{other:?}"),
+        }
+        let join = Control::Join {
+            local: missive_engine::log::JoinSide::Identity(missive_core::IdentityKey::anonymous_id("a-1")),
+            with: missive_core::ProfileId::generate(),
+            with_partition: 2,
+            with_users: vec!["u-1".into()],
+            cause: "m-1".into(),
+        };
+        let sent = Outbound::Control {
+            partition: 1,
+            message_id: "j:2:7:0".into(),
+            control: join.clone(),
+        };
+        let payload = outbound_payload(&sent).unwrap();
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&payload).unwrap()["control"],
+            "join"
+        );
+        assert_eq!(Message::decode(&payload), Some(Message::Control(join)));
+        assert_eq!(Message::decode(b"{\"control\": \"unknown\"}"), None);
+        assert_eq!(Message::decode(b"not json"), None);
     }
 
     #[test]

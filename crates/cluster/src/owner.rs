@@ -21,7 +21,7 @@ use missive_engine::{Engine, EngineError, LogPosition};
 use missive_store::Fence;
 use tokio::sync::watch;
 
-use crate::log::{LogConfig, Record};
+use crate::log::{LogConfig, Message};
 use crate::partition::Partition;
 use crate::stream_in::fetch::next_batch;
 
@@ -111,23 +111,28 @@ pub async fn run(
         if let Ok(info) = last.info() {
             lag.set(info.pending as f64);
         }
-        let mut events = Vec::with_capacity(messages.len());
-        let mut positions = Vec::with_capacity(messages.len());
-        let mut valid = Vec::with_capacity(messages.len());
+        // Runs of events are folded together; a control record (a merge step) is applied
+        // alone, in its place: the events before it are committed first.
+        let mut run = Run::default();
+        let mut outcome = Ok(());
         for m in &messages {
             let seq = m.info().map(|i| i.stream_sequence).unwrap_or(0);
-            let event = serde_json::from_slice::<Record>(&m.payload)
-                .ok()
-                .and_then(Record::event)
-                .filter(|_| seq > 0);
-            match event {
-                Some(e) => {
-                    events.push(e);
-                    positions.push(LogPosition {
-                        partition,
-                        seq: i64::try_from(seq).unwrap_or(i64::MAX),
-                    });
-                    valid.push(m);
+            let at = LogPosition {
+                partition,
+                seq: i64::try_from(seq).unwrap_or(i64::MAX),
+            };
+            match Message::decode(&m.payload).filter(|_| seq > 0) {
+                Some(Message::Event(e)) => run.push(*e, at, m),
+                Some(Message::Control(control)) => {
+                    outcome = run.fold(&engine, &folded, &fold_time).await;
+                    if outcome.is_err() {
+                        break;
+                    }
+                    outcome = engine.control(control, at).await;
+                    if outcome.is_err() {
+                        break;
+                    }
+                    let _ = m.ack().await;
                 }
                 None => {
                     tracing::error!(
@@ -140,20 +145,11 @@ pub async fn run(
                 }
             }
         }
-        if events.is_empty() {
-            continue;
+        if outcome.is_ok() {
+            outcome = run.fold(&engine, &folded, &fold_time).await;
         }
-        let n = events.len();
-        let fold_started = Instant::now();
-        match engine.ingest_logged(events, positions).await {
-            Ok(_) => {
-                fold_time.record(fold_started.elapsed().as_secs_f64());
-                folded.increment(n as u64);
-                for m in valid {
-                    // A lost ack costs nothing: the next owner starts from the store's mark.
-                    let _ = m.ack().await;
-                }
-            }
+        match outcome {
+            Ok(()) => {}
             Err(e) if matches!(*e, EngineError::NotOwner(_)) => return Ok(()),
             Err(e) => {
                 // Not committed: read again from the store's mark.
@@ -164,6 +160,49 @@ pub async fn run(
                 }
             }
         }
+    }
+}
+
+/// Events read in a row, folded in one call, and their messages acked after its commit.
+#[derive(Default)]
+struct Run<'a> {
+    events: Vec<missive_core::Event>,
+    positions: Vec<LogPosition>,
+    messages: Vec<&'a jetstream::Message>,
+}
+
+impl<'a> Run<'a> {
+    fn push(&mut self, e: missive_core::Event, at: LogPosition, m: &'a jetstream::Message) {
+        self.events.push(e);
+        self.positions.push(at);
+        self.messages.push(m);
+    }
+
+    /// Folds the run (emptying it) and acks its messages once committed.
+    async fn fold(
+        &mut self,
+        engine: &Engine,
+        folded: &metrics::Counter,
+        fold_time: &metrics::Histogram,
+    ) -> Result<(), std::sync::Arc<EngineError>> {
+        if self.events.is_empty() {
+            return Ok(());
+        }
+        let n = self.events.len();
+        let started = Instant::now();
+        engine
+            .ingest_logged(
+                std::mem::take(&mut self.events),
+                std::mem::take(&mut self.positions),
+            )
+            .await?;
+        fold_time.record(started.elapsed().as_secs_f64());
+        folded.increment(n as u64);
+        for m in std::mem::take(&mut self.messages) {
+            // A lost ack costs nothing: the next owner starts from the store's mark.
+            let _ = m.ack().await;
+        }
+        Ok(())
     }
 }
 

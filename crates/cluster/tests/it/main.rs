@@ -6,6 +6,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod merges;
 mod stream_in;
 
 use std::time::{Duration, Instant};
@@ -15,7 +16,7 @@ use missive_cluster::{Fence, Fenced, Keeper, LeaseError, Leases, PartitionCount,
 
 const TTL: Duration = Duration::from_millis(1_500);
 
-fn url() -> Option<String> {
+pub(crate) fn url() -> Option<String> {
     match std::env::var("MISSIVE_TEST_POSTGRES_URL") {
         Ok(u) => Some(u),
         Err(_) => {
@@ -25,7 +26,7 @@ fn url() -> Option<String> {
     }
 }
 
-async fn schema(url: &str) -> String {
+pub(crate) async fn schema(url: &str) -> String {
     let name = format!("test_{}", uuid::Uuid::new_v4().simple());
     let c = connect(url, None).await.unwrap();
     c.batch_execute(&format!("CREATE SCHEMA \"{name}\""))
@@ -34,7 +35,7 @@ async fn schema(url: &str) -> String {
     name
 }
 
-async fn keeper(url: &str, schema: &str, node: &str, partitions: i64) -> Keeper {
+pub(crate) async fn keeper(url: &str, schema: &str, node: &str, partitions: i64) -> Keeper {
     let client = connect(url, Some(schema)).await.unwrap();
     let leases = Leases::open(client, PartitionCount::new(partitions).unwrap())
         .await
@@ -298,85 +299,6 @@ async fn the_stores_commits_under_a_former_owners_fence_write_nothing() {
             .version,
         2
     );
-}
-
-/// Until merges across partitions land, an event joining an identity of its own partition
-/// with one routed elsewhere folds into its own partition's profile only: the other profile
-/// keeps its identity and is not marked merged (no write without that partition's fence).
-#[tokio::test]
-async fn an_event_joining_two_partitions_leaves_the_other_partitions_profile_alone() {
-    use missive_core::{IdentityKey, SystemClock};
-    use missive_engine::{Engine, EngineConfig, LogPosition};
-    use missive_store::postgres::PostgresStore;
-
-    let Some(url) = url() else { return };
-    let s = schema(&url).await;
-    let store = missive_store::Store::new(PostgresStore::connect_cluster(&url, Some(&s)).await.unwrap());
-    let config = EngineConfig {
-        cluster: true,
-        ..EngineConfig::default()
-    };
-    let engine = Engine::start(store.clone(), std::sync::Arc::new(SystemClock), config)
-        .await
-        .unwrap();
-    let mut a = keeper(&url, &s, "a", 2).await;
-    a.round().await.unwrap();
-    for p in [0, 1] {
-        engine.own(a.fence(p).unwrap()).await.unwrap();
-    }
-    let user = IdentityKey::user_id("u-1");
-    let anon = IdentityKey::anonymous_id("a-1");
-    store
-        .events()
-        .claim_routes(vec![(user.clone(), 0), (anon.clone(), 1)])
-        .await
-        .unwrap();
-    let now = chrono::Utc::now();
-    let event =
-        |body: serde_json::Value| missive_core::message::validate_message(body, None, None, now).unwrap();
-    let at = |partition, seq| LogPosition { partition, seq };
-    engine
-        .ingest_logged(
-            vec![event(
-                serde_json::json!({"type": "track", "event": "Viewed", "userId": "u-1", "messageId": "x-1"}),
-            )],
-            vec![at(0, 1)],
-        )
-        .await
-        .unwrap();
-    engine
-        .ingest_logged(
-            vec![event(serde_json::json!({"type": "track", "event": "Viewed", "anonymousId": "a-1", "messageId": "x-2"}))],
-            vec![at(1, 2)],
-        )
-        .await
-        .unwrap();
-    let joined = engine
-        .ingest_logged(
-            vec![event(serde_json::json!({"type": "identify", "userId": "u-1", "anonymousId": "a-1", "messageId": "x-3"}))],
-            vec![at(0, 3)],
-        )
-        .await
-        .unwrap();
-    assert_eq!(joined.stored, 1);
-    engine.sync().await.unwrap();
-    let routes = store
-        .events()
-        .resolve_identities(vec![user.clone(), anon.clone()])
-        .await
-        .unwrap();
-    let (by_user, by_anon) = (routes[&user].clone(), routes[&anon].clone());
-    assert_ne!(by_user, by_anon, "the two partitions' profiles were merged");
-    let other = store.events().load_profile(&by_anon).await.unwrap().unwrap();
-    assert_eq!(other.merged_into, None);
-    let own = store.events().load_profile(&by_user).await.unwrap().unwrap();
-    assert!(
-        !own.identities.anonymous_ids.contains("a-1"),
-        "{:?}",
-        own.identities
-    );
-    assert_eq!(own.events.get("Viewed").map(|a| a.count), Some(1));
-    engine.shutdown().await;
 }
 
 /// A schema the embedded mode wrote events to is not a cluster's: its event numbers would

@@ -116,6 +116,7 @@ impl Applier {
         let mut segment_requests = Vec::new();
         let mut model_requests = Vec::new();
         let mut ownership = Vec::new();
+        let mut controls = Vec::new();
         for r in requests {
             match r {
                 Request::Ingest {
@@ -131,6 +132,12 @@ impl Applier {
                     acks.push(ack);
                 }
                 r @ (Request::Own { .. } | Request::Disown { .. }) => ownership.push(r),
+                Request::Control { control, at, ack } => match self.check_positions(&[at]) {
+                    Ok(()) => controls.push((control, at, ack)),
+                    Err(e) => {
+                        let _ = ack.send(Err(Arc::new(e)));
+                    }
+                },
                 Request::Sync { ack } => {
                     sync_requested = true;
                     sync_acks.extend(ack);
@@ -167,7 +174,11 @@ impl Applier {
         }
 
         let n = lists.iter().map(|(events, _)| events.len()).sum::<usize>();
-        let folded = self.prepare(lists).await;
+        // What the fold sends to other partitions is in the log before its events commit.
+        let folded = match self.prepare(lists).await {
+            Ok(f) => self.send_outbound().await.map(|()| f),
+            Err(e) => Err(e),
+        };
         tracing::debug!(
             events = n,
             prepare_ms = started.elapsed().as_secs_f64() * 1e3,
@@ -177,8 +188,12 @@ impl Applier {
             Ok(f) => f,
             Err(e) => {
                 tracing::error!(error = %e, "batch preparation failed; rebuilding from the store");
+                self.outbound.clear();
                 let e = Arc::new(e);
                 fail(acks, sync_acks, &e);
+                for (_, _, ack) in controls {
+                    let _ = ack.send(Err(e.clone()));
+                }
                 // A saved segment is still taken on: it is in the store already. Its backfill
                 // is not done; the caller is told, and saving it again redoes it.
                 for (set, _, _, ack) in segment_requests {
@@ -244,6 +259,11 @@ impl Applier {
             }
             self.sent_checkpoint = self.batch_seq;
         }
+        for (control, at, ack) in controls {
+            if !self.settle_control(control, at, ack, etx, ctx).await {
+                return false;
+            }
+        }
         for (profiles, hashes, ack) in erasures {
             let _ = ack.send(self.erase(profiles, hashes).await.map_err(Arc::new));
         }
@@ -253,6 +273,60 @@ impl Applier {
                 return false;
             }
         }
+        true
+    }
+
+    /// Applies one control record, sends what it produces, and hands its checkpoint (with
+    /// the events it re-points, first) to the writers; `ack` is answered once that
+    /// checkpoint is committed. False when a writer is gone.
+    async fn settle_control(
+        &mut self,
+        control: crate::log::Control,
+        at: LogPosition,
+        ack: SyncAck,
+        etx: &mpsc::Sender<EventJob>,
+        ctx: &mpsc::Sender<CheckpointJob>,
+    ) -> bool {
+        let applied = match self.apply_control(control, at).await {
+            Ok(()) => self.send_outbound().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = applied {
+            tracing::error!(partition = at.partition, seq = at.seq, error = %e, "cluster: a merge step failed; rebuilding from the store");
+            self.outbound.clear();
+            let _ = ack.send(Err(Arc::new(e)));
+            // Memory may hold half of the step: the next batch starts over from the store.
+            self.progress.epoch.fetch_add(1, Ordering::SeqCst);
+            return true;
+        }
+        if !self.repoint.is_empty() {
+            let job = EventJob {
+                epoch: self.seen_epoch,
+                batch_seq: self.batch_seq,
+                batch: EventBatch {
+                    repoint: std::mem::take(&mut self.repoint),
+                    fences: self.fences_for(std::iter::once(at.partition)),
+                    ..EventBatch::default()
+                },
+                acks: Vec::new(),
+                events: 0,
+            };
+            if etx.send(job).await.is_err() {
+                return false;
+            }
+            self.sent_events = self.batch_seq;
+        }
+        let job = CheckpointJob {
+            epoch: self.seen_epoch,
+            batch_seq: self.batch_seq,
+            after_events: self.sent_events,
+            checkpoint: self.take_checkpoint(),
+            sync_acks: vec![ack],
+        };
+        if ctx.send(job).await.is_err() {
+            return false;
+        }
+        self.sent_checkpoint = self.batch_seq;
         true
     }
 
@@ -350,6 +424,11 @@ impl Applier {
             .collect();
         if cluster {
             self.load_routes(&fresh).await?;
+            let placed: Vec<(&Event, u16)> = lists
+                .iter()
+                .flat_map(|(events, positions)| events.iter().zip(positions.iter().map(|at| at.partition)))
+                .collect();
+            self.refresh_routes_elsewhere(&placed).await?;
         }
         self.prefetch_identities(&fresh).await?;
 
@@ -380,16 +459,30 @@ impl Applier {
                     outcome.erased.push(i);
                     continue;
                 }
+                if let Some(at) = position
+                    && let Some(home) = self.home_elsewhere(&e, at.partition)
+                {
+                    // Its identities were moved by a merge since it was routed here.
+                    self.outbound.push(crate::log::Outbound::Forward {
+                        partition: home,
+                        message_id: format!("f:{}:{}", at.partition, at.seq),
+                        event: Box::new(e),
+                    });
+                    continue;
+                }
                 self.recent_ids.insert(e.message_id.clone());
                 self.message_filter.insert(e.message_id.as_str().as_bytes());
                 let mut e = e;
-                if let Some(at) = position {
-                    self.strip_foreign(&mut e, at.partition);
-                }
+                let stripped = match position {
+                    Some(at) => self.strip_foreign(&mut e, at.partition),
+                    None => Vec::new(),
+                };
                 let merges_before = self.repoint.len();
+                let user_id = e.user_id.clone();
                 let (target, e) = self.apply(e, None).await?;
                 let seq = match position {
                     Some(at) => {
+                        self.send_joins(stripped, &target, user_id.as_deref(), &e.message_id, at);
                         self.folded_in(at, &target, merges_before);
                         self.batch_partitions.push(at.partition);
                         at.seq
@@ -501,6 +594,7 @@ pub(super) fn request_events(r: &Request) -> usize {
         | Request::Models { .. }
         | Request::Own { .. }
         | Request::Disown { .. }
+        | Request::Control { .. }
         | Request::Erase { .. } => 0,
     }
 }

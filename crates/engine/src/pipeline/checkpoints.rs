@@ -37,6 +37,7 @@ impl Applier {
                 ),
             );
             cp.partitions = pending.partitions.into_iter().collect();
+            cp.routes = pending.routes;
         }
         let mut causes = pending.causes;
         let cluster = self.config.cluster;

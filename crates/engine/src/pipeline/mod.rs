@@ -55,6 +55,7 @@ mod applier;
 mod backfill;
 mod checkpoints;
 mod identity;
+mod merges;
 mod partitions;
 mod recovery;
 mod scoring;
@@ -148,6 +149,7 @@ pub struct IngestOutcome {
 type Ack = oneshot::Sender<Result<IngestOutcome, Arc<EngineError>>>;
 type SyncAck = oneshot::Sender<Result<(), Arc<EngineError>>>;
 type Tasks = Vec<tokio::task::JoinHandle<()>>;
+type SharedLog = Arc<std::sync::OnceLock<Arc<dyn crate::EventLog>>>;
 
 enum Request {
     Ingest {
@@ -168,6 +170,13 @@ enum Request {
         partition: u16,
         lost: bool,
         ack: oneshot::Sender<Result<(), Arc<EngineError>>>,
+    },
+    /// Cluster mode: a control record read from the log at `at` (a step of a merge across
+    /// partitions); answered once the checkpoint that settles it is committed.
+    Control {
+        control: crate::log::Control,
+        at: LogPosition,
+        ack: SyncAck,
     },
     /// Checkpoint now and answer once it is committed (`None`: the timer's own checkpoint).
     Sync { ack: Option<SyncAck> },
@@ -253,8 +262,8 @@ pub struct Shared {
     config: Arc<EngineConfig>,
     tasks: Arc<tokio::sync::Mutex<Tasks>>,
     write_health: Arc<Progress>,
-    /// Cluster mode: where [`Engine::ingest`] appends.
-    log: std::sync::OnceLock<Arc<dyn crate::EventLog>>,
+    /// Cluster mode: where [`Engine::ingest`] appends (and the applier sends merges through).
+    log: SharedLog,
 }
 
 impl std::ops::Deref for Engine {
@@ -290,7 +299,10 @@ impl Engine {
             write_failure: std::sync::Mutex::new(None),
         });
         let config = Arc::new(config);
+        let log: SharedLog = Arc::new(std::sync::OnceLock::new());
         let mut applier = Applier {
+            log: log.clone(),
+            outbound: Vec::new(),
             store: store.clone(),
             clock: clock.clone(),
             config: config.clone(),
@@ -364,7 +376,7 @@ impl Engine {
             config,
             tasks: Arc::new(tokio::sync::Mutex::new(tasks)),
             write_health,
-            log: std::sync::OnceLock::new(),
+            log,
         })))
     }
 
@@ -430,6 +442,22 @@ impl Engine {
                 positions,
                 ack,
             })
+            .await
+            .map_err(|_| Arc::new(EngineError::ShuttingDown))?;
+        rx.await.map_err(|_| Arc::new(EngineError::ShuttingDown))?
+    }
+
+    /// Cluster mode: applies a control record read from the log at `at` (a step of a merge
+    /// across partitions, docs/ARCHITECTURE.md), and answers once the checkpoint that settles
+    /// it is committed; what it sends to other partitions is in the log before that.
+    pub async fn control(
+        &self,
+        control: crate::log::Control,
+        at: LogPosition,
+    ) -> Result<(), Arc<EngineError>> {
+        let (ack, rx) = oneshot::channel();
+        self.tx
+            .send(Request::Control { control, at, ack })
             .await
             .map_err(|_| Arc::new(EngineError::ShuttingDown))?;
         rx.await.map_err(|_| Arc::new(EngineError::ShuttingDown))?
@@ -678,6 +706,8 @@ struct Pending {
     backfills: Vec<missive_store::BackfillUpdate>,
     /// Cluster mode: the partitions folded, with the last stream sequence of each.
     partitions: std::collections::BTreeMap<u16, i64>,
+    /// Cluster mode: identities whose profile was shipped to another partition.
+    routes: Vec<missive_store::RouteMove>,
 }
 
 impl Pending {
@@ -687,6 +717,7 @@ impl Pending {
             && self.merges.is_empty()
             && self.backfills.is_empty()
             && self.partitions.is_empty()
+            && self.routes.is_empty()
     }
 }
 
@@ -707,8 +738,13 @@ struct Applier {
     partition_of: HashMap<ProfileId, u16>,
     /// Cluster mode: the partition of each event of the batch being folded, for its commit.
     batch_partitions: Vec<u16>,
-    /// Cluster mode: the partition each identity seen is routed to (routes never change).
+    /// Cluster mode: the partition each identity seen is routed to. A route to an owned
+    /// partition is exact (only its owner moves it); one to another partition may be stale.
     routes: HashMap<IdentityKey, u16>,
+    /// Cluster mode: the log, to send records to other partitions through.
+    log: SharedLog,
+    /// Cluster mode: records for other partitions, sent before the commit that settles their cause.
+    outbound: Vec<crate::log::Outbound>,
     recent_ids: RecentIds,
     pending: Pending,
     /// Merges made in the batch being folded, for its event batch.

@@ -52,40 +52,49 @@ impl Applier {
 
     /// Cluster mode: takes out of `e` (in memory; the stored body stays as sent) the
     /// identities routed to another partition than `partition`, so that the fold neither
-    /// merges a profile another node owns nor takes one of its identities. Merges across
-    /// partitions are the next stage (docs/ARCHITECTURE.md); until then the two profiles stay
-    /// apart. Deterministic: routes never change, so replay strips the same. True if any was.
-    pub(super) fn strip_foreign(&self, e: &mut Event, partition: u16) -> bool {
-        let foreign = |k: &IdentityKey| self.routes.get(k).is_some_and(|p| *p != partition);
-        let mut stripped = false;
-        if e.user_id
-            .as_ref()
-            .is_some_and(|u| foreign(&IdentityKey::user_id(u.clone())))
+    /// merges a profile another node owns nor takes one of its identities; returns them with
+    /// their partitions, which the live fold asks to join (`merges`). Deterministic on
+    /// replay: a partition's routes change only with a checkpoint of it (a merge's step),
+    /// and the events replayed are those after it.
+    pub(super) fn strip_foreign(&self, e: &mut Event, partition: u16) -> Vec<(IdentityKey, u16)> {
+        let foreign = |k: &IdentityKey| self.routes.get(k).copied().filter(|p| *p != partition);
+        let mut stripped = Vec::new();
+        if let Some(k) = e.user_id.clone().map(IdentityKey::user_id)
+            && let Some(p) = foreign(&k)
         {
             e.user_id = None;
-            stripped = true;
+            stripped.push((k, p));
         }
-        if e.anonymous_id
-            .as_ref()
-            .is_some_and(|a| foreign(&IdentityKey::anonymous_id(a.clone())))
+        if let Some(k) = e.anonymous_id.clone().map(IdentityKey::anonymous_id)
+            && let Some(p) = foreign(&k)
         {
             e.anonymous_id = None;
-            stripped = true;
+            stripped.push((k, p));
         }
-        if e.email.as_ref().is_some_and(|m| foreign(&IdentityKey::email(m))) {
+        if let Some(k) = e.email.as_ref().map(IdentityKey::email)
+            && let Some(p) = foreign(&k)
+        {
             // The address is another profile's: this one does not take it as a trait either,
             // or two profiles would be mailed at one address.
             e.email = None;
             e.traits.remove("email");
-            stripped = true;
+            stripped.push((k, p));
         }
-        if e.previous_id.as_ref().is_some_and(|prev| {
-            foreign(&IdentityKey::user_id(prev.clone())) || foreign(&IdentityKey::anonymous_id(prev.clone()))
-        }) {
-            e.previous_id = None;
-            stripped = true;
+        if let Some(prev) = e.previous_id.clone() {
+            let keys = [
+                IdentityKey::user_id(prev.clone()),
+                IdentityKey::anonymous_id(prev),
+            ];
+            let routed: Vec<(IdentityKey, u16)> = keys
+                .into_iter()
+                .filter_map(|k| foreign(&k).map(|p| (k, p)))
+                .collect();
+            if !routed.is_empty() {
+                e.previous_id = None;
+                stripped.extend(routed);
+            }
         }
-        if stripped {
+        if !stripped.is_empty() {
             metrics::counter!("missive_cluster_foreign_identities_total").increment(1);
         }
         stripped
@@ -244,6 +253,8 @@ impl Applier {
     /// them (its next owner replays that from the log).
     fn forget_partition(&mut self, partition: u16) {
         self.owned.remove(&partition);
+        // Routes to it are exact only while it is owned here: its next owner may move them.
+        self.routes.retain(|_, p| *p != partition);
         let gone: HashSet<ProfileId> = self
             .partition_of
             .iter()
@@ -256,6 +267,7 @@ impl Applier {
         self.timers.retain(|Reverse((_, id))| !gone.contains(id));
         let pending = &mut self.pending;
         pending.partitions.remove(&partition);
+        pending.routes.retain(|m| m.from != partition);
         pending.touched.retain(|id, _| !gone.contains(id));
         pending.causes.retain(|id, _| !gone.contains(id));
         pending.identities.retain(|(_, id)| !gone.contains(id));

@@ -100,6 +100,9 @@ impl EventStore for EncryptedEvents {
             .iter()
             .map(|(k, p)| (self.sealer.index(k), p.clone()))
             .collect();
+        for m in &mut cp.routes {
+            m.key = self.sealer.index(&m.key);
+        }
         self.inner.commit_checkpoint(cp).await
     }
 

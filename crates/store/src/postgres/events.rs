@@ -328,6 +328,11 @@ impl crate::EventStore for PostgresStore {
         let fences = FenceColumns::new(&cp.fences);
         let (mark_partitions, mark_seqs) = mark_columns(&cp.partitions);
         let mark_params: [&(dyn ToSql + Sync); 2] = [&mark_partitions, &mark_seqs];
+        let rt_kinds: Vec<&str> = cp.routes.iter().map(|m| m.key.kind.as_str()).collect();
+        let rt_values: Vec<&str> = cp.routes.iter().map(|m| m.key.value.as_str()).collect();
+        let rt_from: Vec<i16> = cp.routes.iter().map(|m| partition_column(m.from)).collect();
+        let rt_to: Vec<i16> = cp.routes.iter().map(|m| partition_column(m.to)).collect();
+        let route_params: [&(dyn ToSql + Sync); 4] = [&rt_kinds, &rt_values, &rt_from, &rt_to];
         // The single owner's position; a cluster's owners record theirs per partition.
         let clustered = !cp.partitions.is_empty() || !cp.fences.is_empty();
 
@@ -361,6 +366,7 @@ impl crate::EventStore for PostgresStore {
             ),
             execute_unless_empty(&tx, &s.upsert_schema_fields, fields.is_empty(), &field_params),
             execute_unless_empty(&tx, &s.mark_checkpoint, mark_seqs.is_empty(), &mark_params),
+            execute_unless_empty(&tx, &s.move_routes, rt_kinds.is_empty(), &route_params),
         )?;
         fences.require(current)?;
         // Segment changes, in order (few per checkpoint next to profiles).

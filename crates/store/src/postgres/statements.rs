@@ -71,6 +71,7 @@ pub(super) struct CheckpointStatements {
     pub(super) upsert_schema_fields: Statement,
     pub(super) check_fences: Statement,
     pub(super) mark_checkpoint: Statement,
+    pub(super) move_routes: Statement,
 }
 
 impl CheckpointStatements {
@@ -85,6 +86,7 @@ impl CheckpointStatements {
             upsert_schema_fields,
             check_fences,
             mark_checkpoint,
+            move_routes,
         ) = tokio::try_join!(
             c.prepare(
                 "UPDATE identities SET profile_id = m.into_id
@@ -135,11 +137,20 @@ impl CheckpointStatements {
                      last_seen = GREATEST(schema_fields.last_seen, excluded.last_seen)",
             ),
             c.prepare(CHECK_FENCES),
+            // applied_seq never trails checkpoint_seq: a control record of the log (a merge
+            // across partitions) is settled by the checkpoint it causes.
             c.prepare(
-                "INSERT INTO partition_log (partition, checkpoint_seq)
-                 SELECT * FROM UNNEST($1::smallint[], $2::bigint[])
+                "INSERT INTO partition_log (partition, checkpoint_seq, applied_seq)
+                 SELECT p, s, s FROM UNNEST($1::smallint[], $2::bigint[]) AS m(p, s)
                  ON CONFLICT (partition) DO UPDATE SET
-                     checkpoint_seq = GREATEST(partition_log.checkpoint_seq, excluded.checkpoint_seq)",
+                     checkpoint_seq = GREATEST(partition_log.checkpoint_seq, excluded.checkpoint_seq),
+                     applied_seq = GREATEST(partition_log.applied_seq, excluded.checkpoint_seq)",
+            ),
+            // Only a route still pointing where the merge found it moves.
+            c.prepare(
+                "UPDATE identity_routes r SET partition = m.to_p
+                 FROM UNNEST($1::text[], $2::text[], $3::smallint[], $4::smallint[]) AS m(kind, value, from_p, to_p)
+                 WHERE r.kind = m.kind AND r.value = m.value AND r.partition = m.from_p",
             ),
         )?;
         Ok(Self {
@@ -152,6 +163,7 @@ impl CheckpointStatements {
             upsert_schema_fields,
             check_fences,
             mark_checkpoint,
+            move_routes,
         })
     }
 }

@@ -289,7 +289,7 @@ impl crate::EventStore for SqliteStore {
     }
 
     async fn commit_checkpoint(&self, cp: Checkpoint) -> Result<(), StoreError> {
-        if !cp.fences.is_empty() {
+        if !cp.fences.is_empty() || !cp.routes.is_empty() {
             return Err(crate::events::cluster_unsupported());
         }
         let serialize_started = std::time::Instant::now();

@@ -188,8 +188,22 @@ pub struct Checkpoint {
     /// Cluster mode: the leases it is made under (see [`EventBatch::fences`]).
     pub fences: Vec<Fence>,
     /// Cluster mode: per partition, the last stream sequence the profiles include; written
-    /// instead of `through_seq`, which belongs to the embedded mode's single owner.
+    /// instead of `through_seq`, which belongs to the embedded mode's single owner. The
+    /// partition's `applied_seq` is raised to it too (a control record of the log is settled
+    /// by the checkpoint it causes, not by an events commit).
     pub partitions: Vec<(u16, i64)>,
+    /// Cluster mode: identities whose profile was merged into one of another partition, and
+    /// the partition they are routed to from now on (only a route still pointing at `from` moves).
+    pub routes: Vec<RouteMove>,
+}
+
+/// Cluster mode: an identity's route moved from one partition to another (its profile was
+/// merged into one of the other partition).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteMove {
+    pub key: IdentityKey,
+    pub from: u16,
+    pub to: u16,
 }
 
 /// A segment backfill not finished yet: where to resume when the engine starts again.

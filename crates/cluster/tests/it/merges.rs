@@ -1,0 +1,280 @@
+//! Merges across partitions, step by step, in one engine owning two partitions of a real
+//! PostgreSQL. The log between the steps is a recorder in this test: it keeps what the engine
+//! sends and the test delivers it, at positions of its choosing, so that each step, a repeat
+//! of one and a late event can be fed in a known order. (`cli/tests/it/cluster_nodes.rs` runs
+//! the same steps through NATS JetStream between real nodes, one of them killed mid-merge.)
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use missive_core::{IdentityKey, ProfileId, SystemClock};
+use missive_engine::log::{AppendResult, Control, JoinSide, Outbound, SendResult};
+use missive_engine::{Engine, EngineConfig, EventLog, LogPosition};
+use missive_store::Store;
+use missive_store::postgres::PostgresStore;
+
+use crate::{keeper, schema, url};
+
+#[derive(Default)]
+struct Recorder(Mutex<Vec<Outbound>>);
+
+impl EventLog for Recorder {
+    fn append(
+        &self,
+        _: Vec<missive_core::Event>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = AppendResult> + Send + '_>> {
+        Box::pin(async { Err("this test delivers by hand".to_owned()) })
+    }
+
+    fn send(
+        &self,
+        records: Vec<Outbound>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = SendResult> + Send + '_>> {
+        self.0.lock().unwrap().extend(records);
+        Box::pin(async { Ok(()) })
+    }
+}
+
+struct Harness {
+    engine: Engine,
+    store: Store,
+    log: Arc<Recorder>,
+    seq: i64,
+}
+
+impl Harness {
+    fn at(&mut self, partition: u16) -> LogPosition {
+        self.seq += 1;
+        LogPosition {
+            partition,
+            seq: self.seq,
+        }
+    }
+
+    async fn event(&mut self, partition: u16, body: serde_json::Value) {
+        let e = missive_core::message::validate_message(body, None, None, chrono::Utc::now()).unwrap();
+        let at = self.at(partition);
+        self.engine.ingest_logged(vec![e], vec![at]).await.unwrap();
+    }
+
+    fn sent(&self) -> Vec<Outbound> {
+        std::mem::take(&mut *self.log.0.lock().unwrap())
+    }
+
+    /// Delivers what was sent, and what that sends, until nothing more is; answers all of it.
+    async fn deliver(&mut self) -> Vec<Outbound> {
+        let mut all = Vec::new();
+        for _ in 0..10 {
+            let sent = self.sent();
+            if sent.is_empty() {
+                return all;
+            }
+            for record in sent {
+                self.redeliver(&record).await;
+                all.push(record);
+            }
+        }
+        panic!("records still bouncing after 10 rounds: {all:?}");
+    }
+
+    async fn redeliver(&mut self, record: &Outbound) {
+        let at = self.at(record.partition());
+        match record {
+            Outbound::Forward { event, .. } => {
+                self.engine
+                    .ingest_logged(vec![(**event).clone()], vec![at])
+                    .await
+                    .unwrap();
+            }
+            Outbound::Control { control, .. } => self.engine.control(control.clone(), at).await.unwrap(),
+        }
+    }
+
+    async fn profile_of(&self, key: &IdentityKey) -> ProfileId {
+        self.engine.sync().await.unwrap();
+        let found = self
+            .store
+            .events()
+            .resolve_identities(vec![key.clone()])
+            .await
+            .unwrap();
+        found[key].clone()
+    }
+
+    async fn viewed(&self, id: &ProfileId) -> u64 {
+        let p = self.store.events().load_profile(id).await.unwrap().unwrap();
+        p.events.get("Viewed").map(|a| a.count).unwrap_or(0)
+    }
+}
+
+fn kinds(records: &[Outbound]) -> Vec<(u16, &'static str)> {
+    records
+        .iter()
+        .map(|r| {
+            let kind = match r {
+                Outbound::Forward { .. } => "forward",
+                Outbound::Control {
+                    control: Control::Join { .. },
+                    ..
+                } => "join",
+                Outbound::Control {
+                    control: Control::Absorb { .. },
+                    ..
+                } => "absorb",
+            };
+            (r.partition(), kind)
+        })
+        .collect()
+}
+
+fn viewed(id: &str, key: (&str, &str)) -> serde_json::Value {
+    let mut body = serde_json::json!({"type": "track", "event": "Viewed", "messageId": id});
+    body[key.0] = key.1.into();
+    body
+}
+
+#[tokio::test]
+async fn profiles_in_two_partitions_merge_into_the_older_once() {
+    let Some(url) = url() else { return };
+    let s = schema(&url).await;
+    let store = Store::new(PostgresStore::connect_cluster(&url, Some(&s)).await.unwrap());
+    let config = EngineConfig {
+        cluster: true,
+        ..EngineConfig::default()
+    };
+    let engine = Engine::start(store.clone(), Arc::new(SystemClock), config)
+        .await
+        .unwrap();
+    let log = Arc::new(Recorder::default());
+    engine.set_log(log.clone()).unwrap();
+    let mut a = keeper(&url, &s, "a", 2).await;
+    a.round().await.unwrap();
+    for p in [0, 1] {
+        engine.own(a.fence(p).unwrap()).await.unwrap();
+    }
+    let mut h = Harness {
+        engine,
+        store: store.clone(),
+        log,
+        seq: 0,
+    };
+    let key = |kind: &str, v: &str| match kind {
+        "userId" => IdentityKey::user_id(v),
+        _ => IdentityKey::anonymous_id(v),
+    };
+    // As the router would have claimed them: users in partition 0, visitors in partition 1,
+    // and the fourth user with their visitor id.
+    let mut claims = vec![(key("userId", "u-4"), 1)];
+    for n in 1..=4 {
+        if n < 4 {
+            claims.push((key("userId", &format!("u-{n}")), 0));
+        }
+        claims.push((key("anonymousId", &format!("a-{n}")), 1));
+    }
+    store.events().claim_routes(claims).await.unwrap();
+
+    // 1. The user's profile is the older: the visitor's is shipped to it.
+    h.event(0, viewed("x-1", ("userId", "u-1"))).await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    h.event(1, viewed("x-2", ("anonymousId", "a-1"))).await;
+    h.event(
+        0,
+        serde_json::json!({"type": "identify", "userId": "u-1", "anonymousId": "a-1", "messageId": "x-3"}),
+    )
+    .await;
+    let steps = h.deliver().await;
+    assert_eq!(kinds(&steps), vec![(1, "join"), (0, "absorb")]);
+    let user = h.profile_of(&key("userId", "u-1")).await;
+    let visitor = h.profile_of(&key("anonymousId", "a-1")).await;
+    assert_eq!(user, visitor, "one person, one profile");
+    assert_eq!(h.viewed(&user).await, 2);
+    let absorbed = match &steps[1] {
+        Outbound::Control {
+            control: Control::Absorb { state, .. },
+            ..
+        } => state.id.clone(),
+        other => panic!("{other:?}"),
+    };
+    let tombstone = store.events().load_profile(&absorbed).await.unwrap().unwrap();
+    assert_eq!(tombstone.merged_into.as_ref(), Some(&user));
+    let routes = store
+        .events()
+        .identity_routes(vec![key("anonymousId", "a-1")])
+        .await
+        .unwrap();
+    assert_eq!(routes[&key("anonymousId", "a-1")], 0, "the visitor's route moved");
+    let merges = store.events().merges_of(&absorbed).await.unwrap();
+    assert_eq!(merges.len(), 1);
+    let version = store.events().load_profile(&user).await.unwrap().unwrap().version;
+
+    // Both steps delivered again (a node died after sending them): nothing changes.
+    for record in &steps {
+        h.redeliver(record).await;
+    }
+    let again = h.deliver().await;
+    assert_eq!(
+        kinds(&again),
+        vec![(0, "join")],
+        "the repeated join follows the route to partition 0"
+    );
+    h.engine.sync().await.unwrap();
+    assert_eq!(h.viewed(&user).await, 2);
+    assert_eq!(
+        store.events().load_profile(&user).await.unwrap().unwrap().version,
+        version,
+        "a repeat wrote a new version"
+    );
+    assert_eq!(store.events().merges_of(&absorbed).await.unwrap().len(), 1);
+
+    // A visitor's event routed to partition 1 before the move is forwarded to the profile.
+    h.event(1, viewed("x-4", ("anonymousId", "a-1"))).await;
+    assert_eq!(kinds(&h.deliver().await), vec![(0, "forward")]);
+    h.engine.sync().await.unwrap();
+    assert_eq!(h.viewed(&user).await, 3);
+
+    // 2. The visitor's profile is the older: the join goes back, and the user's is shipped.
+    h.event(1, viewed("x-5", ("anonymousId", "a-2"))).await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    h.event(0, viewed("x-6", ("userId", "u-2"))).await;
+    h.event(
+        0,
+        serde_json::json!({"type": "identify", "userId": "u-2", "anonymousId": "a-2", "messageId": "x-7"}),
+    )
+    .await;
+    let steps = h.deliver().await;
+    assert_eq!(kinds(&steps), vec![(1, "join"), (0, "join"), (1, "absorb")]);
+    assert!(matches!(
+        &steps[1],
+        Outbound::Control {
+            control: Control::Join {
+                local: JoinSide::Profile(_),
+                ..
+            },
+            ..
+        }
+    ));
+    let visitor = h.profile_of(&key("anonymousId", "a-2")).await;
+    assert_eq!(h.profile_of(&key("userId", "u-2")).await, visitor);
+    assert_eq!(h.viewed(&visitor).await, 2);
+    let p = store.events().load_profile(&visitor).await.unwrap().unwrap();
+    assert!(p.identities.user_ids.contains("u-2"), "{:?}", p.identities);
+
+    // 3. Two known users are never merged, whatever the event says.
+    h.event(0, viewed("x-8", ("userId", "u-3"))).await;
+    h.event(
+        1,
+        serde_json::json!({"type": "identify", "userId": "u-4", "anonymousId": "a-4", "messageId": "x-9"}),
+    )
+    .await;
+    h.event(
+        0,
+        serde_json::json!({"type": "identify", "userId": "u-3", "anonymousId": "a-4", "messageId": "x-10"}),
+    )
+    .await;
+    assert_eq!(kinds(&h.deliver().await), vec![(1, "join")]);
+    assert_ne!(
+        h.profile_of(&key("userId", "u-3")).await,
+        h.profile_of(&key("anonymousId", "a-4")).await
+    );
+    h.engine.shutdown().await;
+}
