@@ -8,6 +8,9 @@
 //!   never written over what the new owner wrote (fencing).
 //! - NATS restarted during ingest: ingest answers 503 while it is down, and after it is back
 //!   nothing acknowledged is lost and nothing is stored twice.
+//! - Sign-ins joining a visitor's and a user's profiles that live in different partitions,
+//!   with a node killed while the merges travel between partitions: every person ends as one
+//!   profile holding all their events, merged once.
 
 use std::collections::{BTreeMap, HashMap};
 use std::process::{Child, Command, Stdio};
@@ -345,6 +348,154 @@ async fn a_node_paused_past_its_lease_writes_nothing_after_it_resumes() {
     // Had b written its memory, its profiles would count fewer events than are stored.
     let stored = stored_load_events(a.api(), &plan("pa")).await;
     assert_every_acknowledged_event_stored_once(&acked, &stored);
+    cluster.remove_stream().await;
+}
+
+/// Sends `events` through `api` until it is answered 200 (a request may fail while a node
+/// dies; the message ids make a resend safe).
+async fn send_until_acked(api: &crate::support::Api, events: Vec<serde_json::Value>) {
+    let body = json!({ "batch": events });
+    let started = Instant::now();
+    loop {
+        let (status, answer) = api.post_batch(&body).await;
+        if status == StatusCode::OK {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "a batch was refused for 30 s: {status} {answer}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sign_ins_merge_profiles_across_partitions_when_a_node_dies_mid_merge() {
+    let Some(nats) = nats_url() else { return };
+    let Some(cluster) = Cluster::new(&nats).await else {
+        return;
+    };
+    let a = cluster.node("m-a", None, &[]).await;
+    let keys = a.api().keys().clone();
+    let mut b = cluster.node("m-b", Some(&keys), &[]).await;
+    let c = cluster.node("m-c", Some(&keys), &[]).await;
+    cluster
+        .wait_for_owners(&["m-a", "m-b", "m-c"], Duration::from_secs(30))
+        .await;
+
+    // People whose user id and visitor id hash to different partitions.
+    const PEOPLE: usize = 60;
+    let count = missive_cluster::PartitionCount::new(i64::from(PARTITIONS)).unwrap();
+    let partition = |key: &missive_core::IdentityKey| count.of(key.kind.as_str(), &key.value);
+    let mut people = Vec::new();
+    let mut n = 0;
+    while people.len() < PEOPLE {
+        n += 1;
+        let (user, visitor) = (format!("mu-{n}"), format!("ma-{n}"));
+        let apart = partition(&missive_core::IdentityKey::user_id(user.clone()))
+            != partition(&missive_core::IdentityKey::anonymous_id(visitor.clone()));
+        if apart {
+            people.push((user, visitor));
+        }
+    }
+    let viewed = |id: String, key: &str, value: &str| {
+        let mut e = json!({"type": "track", "event": "Viewed", "messageId": id});
+        e[key] = value.into();
+        e
+    };
+
+    // 1. Each person browses signed in on one device and anonymously on another.
+    for chunk in people.chunks(10) {
+        let events = chunk
+            .iter()
+            .flat_map(|(u, v)| {
+                [
+                    viewed(format!("{u}-1"), "userId", u),
+                    viewed(format!("{v}-1"), "anonymousId", v),
+                ]
+            })
+            .collect();
+        send_until_acked(a.api(), events).await;
+    }
+    cluster.wait_until_settled(2 * PEOPLE).await;
+
+    // 2. Each signs in on the second device: a merge across partitions per person. Node b
+    // dies while they travel between the partitions.
+    for (i, chunk) in people.chunks(10).enumerate() {
+        let events = chunk
+            .iter()
+            .map(|(u, v)| json!({"type": "identify", "userId": u, "anonymousId": v, "messageId": format!("{u}-signin")}))
+            .collect();
+        let api = if i % 2 == 0 { a.api() } else { c.api() };
+        send_until_acked(api, events).await;
+        if i == 2 {
+            b.kill();
+            let done: i64 = cluster
+                .pg
+                .query_one("SELECT count(*) FROM merges", &[])
+                .await
+                .unwrap()
+                .get(0);
+            eprintln!("b killed after 30 sign-ins were acknowledged, with {done} merges done");
+        }
+    }
+    // 3. Each browses on anonymously: routed by the visitor id, moved or about to be.
+    for chunk in people.chunks(10) {
+        let events = chunk
+            .iter()
+            .map(|(_, v)| viewed(format!("{v}-2"), "anonymousId", v))
+            .collect();
+        send_until_acked(c.api(), events).await;
+    }
+    cluster
+        .wait_for_owners(&["m-a", "m-c"], Duration::from_secs(20))
+        .await;
+    cluster.wait_until_settled(4 * PEOPLE).await;
+    let started = Instant::now();
+    let merges = loop {
+        let row = cluster
+            .pg
+            .query_one("SELECT count(*), count(DISTINCT from_id) FROM merges", &[])
+            .await
+            .unwrap();
+        let (all, distinct): (i64, i64) = (row.get(0), row.get(1));
+        if all >= PEOPLE as i64 || started.elapsed() > Duration::from_secs(60) {
+            break (all, distinct);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(merges, (PEOPLE as i64, PEOPLE as i64), "one merge per person");
+    cluster.wait_until_settled(4 * PEOPLE).await;
+
+    let mut wrong = Vec::new();
+    for (u, v) in &people {
+        let by_user = a.api().profile(&format!("user_id:{u}")).await.unwrap();
+        let by_visitor = a.api().profile(&format!("anonymous_id:{v}")).await.unwrap();
+        let viewed = by_user["aggregates"]["events"]["Viewed"]["count"].as_u64();
+        let events = a.api().events(&format!("user_id:{u}")).await;
+        let mut ids: Vec<&str> = events.iter().filter_map(|e| e["message_id"].as_str()).collect();
+        ids.sort_unstable();
+        let expected = [
+            format!("{u}-1"),
+            format!("{u}-signin"),
+            format!("{v}-1"),
+            format!("{v}-2"),
+        ];
+        let mut expected: Vec<&str> = expected.iter().map(String::as_str).collect();
+        expected.sort_unstable();
+        if by_user["id"] != by_visitor["id"] || viewed != Some(3) || ids != expected {
+            wrong.push(format!(
+                "{u}/{v}: profiles {} and {}, Viewed {viewed:?}, events {ids:?}",
+                by_user["id"], by_visitor["id"]
+            ));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} of {PEOPLE} people are not one profile with all their events: {:?}",
+        wrong.len(),
+        &wrong[..wrong.len().min(5)]
+    );
     cluster.remove_stream().await;
 }
 
