@@ -15,8 +15,9 @@
 //! - `status`: what `missive cluster status` prints, lag per partition included.
 //! - `stream_in`: a JetStream stream of external producers as an ingest source.
 //!
-//! Identity merges across partitions and the sending side's following of ownership are the
-//! next stages.
+//! Identity merges across partitions travel through the log as control records, applied by
+//! the engine (`missive_engine::log::Control`). The sending side's following of ownership is
+//! the next stage.
 
 pub mod keeper;
 pub mod leases;

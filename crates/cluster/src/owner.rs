@@ -11,7 +11,9 @@
 //!
 //! **Acknowledgements** follow the commit: a message is acked once the engine has committed
 //! its event (or found it a duplicate); a message whose record does not validate is terminated
-//! and counted. A lag gauge per partition (`missive_cluster_partition_lag`) is what JetStream
+//! and counted. A control record (a step of a merge across partitions, [`Message::Control`])
+//! is applied on its own, in its place: the events read before it are committed first, and it
+//! is acked once the checkpoint that settles it is committed. A lag gauge per partition (`missive_cluster_partition_lag`) is what JetStream
 //! reports pending for the consumer with each batch.
 
 use std::time::{Duration, Instant};

@@ -9,10 +9,12 @@
 //! it. So a visitor's anonymous events and their sign-in (`identify` with `userId` and the same
 //! `anonymousId`) land in one partition, and their later events by `userId` follow.
 //!
-//! Identities routed to different partitions in one event (two people's histories joined by an
+//! Identities routed to different partitions in one event (two histories joined by an
 //! `identify` or an `alias`) are a merge across partitions: the event goes to the strongest
-//! route's partition, and the merge across partitions is the next stage of cluster mode
-//! (docs/ARCHITECTURE.md); it is counted in `missive_cluster_cross_partition_events_total`.
+//! route's partition, whose owner asks the other partition to join the two profiles through the
+//! log (docs/ARCHITECTURE.md, "Identity merges across partitions"); such events are counted in
+//! `missive_cluster_cross_partition_events_total`. A merge moves the merged profile's routes, so
+//! later events follow the survivor.
 
 use std::collections::HashMap;
 
@@ -122,10 +124,10 @@ impl Router {
         let across = out.iter().filter(|(_, a)| *a).count();
         if across > 0 {
             metrics::counter!("missive_cluster_cross_partition_events_total").increment(across as u64);
-            tracing::warn!(
+            tracing::debug!(
                 events = across,
                 "cluster: events join identities of different partitions; sent to the strongest \
-                 identity's partition (merges across partitions are not handed over yet)"
+                 identity's partition, which merges through the log"
             );
         }
         Ok(out.into_iter().map(|(p, _)| p).collect())
