@@ -39,13 +39,8 @@ pub async fn run(
         Some(sender),
     )
     .await?;
-    if cfg.cluster.enabled {
-        // The sending side (sender, journeys, broadcasts, webhooks, retention) does not follow
-        // partition ownership yet: a node ingests and folds only (docs/operations.md).
-        tracing::warn!(
-            "cluster mode: journeys, broadcasts, sending and outbound webhooks do not run on cluster nodes yet"
-        );
-    } else {
+    // A cluster node runs the sending side only while it holds the sending lease (below).
+    if !cfg.cluster.enabled {
         missive.start_background();
     }
     // A JetStream stream as an ingest source (`[streams.ingest]`), stopped before the engine.
@@ -93,6 +88,13 @@ pub async fn run(
         ),
         false => None,
     };
+    let sending = node.as_ref().map(|n| {
+        tokio::spawn(follow_sending_lease(
+            n.sending(),
+            missive.background(),
+            store.clone(),
+        ))
+    });
 
     // One write, the address last: whoever waits for the "listening" line has the rest.
     let mut banner = format!(
@@ -189,12 +191,54 @@ pub async fn run(
         let _ = task.await;
     }
     if let Some(node) = node {
-        // Hands every partition over (checkpointed, then released) before the engine stops.
+        // Hands every partition over (checkpointed, then released) before the engine stops,
+        // and releases the sending lease, which stops the sending side here.
         node.stop().await;
+    }
+    if let Some(task) = sending {
+        let _ = task.await;
     }
     missive.shutdown().await;
     tracing::info!("shut down cleanly");
     Ok(())
+}
+
+/// Cluster mode: runs the sending side (journeys, the sender, broadcasts, outbound webhooks,
+/// the schedules) while this node holds the sending lease, with its journey and outbox writes
+/// fenced by it, and stops it when the lease goes (to another node, or as the node leaves).
+async fn follow_sending_lease(
+    mut lease: tokio::sync::watch::Receiver<Option<missive_store::LeaderFence>>,
+    background: missive_server::app::Background,
+    store: missive_store::Store,
+) {
+    let mut running: Option<missive_server::app::RunningBackground> = None;
+    loop {
+        let fence = lease.borrow_and_update().clone();
+        match fence {
+            Some(fence) => {
+                let token = fence.token;
+                store.delivery().set_leader_fence(Some(fence));
+                if running.is_none() {
+                    tracing::info!(token, "cluster: this node runs the sending side");
+                    running = Some(background.start());
+                }
+            }
+            None => {
+                if let Some(r) = running.take() {
+                    tracing::info!("cluster: the sending lease is gone; stopping the sending side");
+                    r.stop().await;
+                }
+                store.delivery().set_leader_fence(None);
+            }
+        }
+        if lease.changed().await.is_err() {
+            break;
+        }
+    }
+    if let Some(r) = running {
+        r.stop().await;
+    }
+    store.delivery().set_leader_fence(None);
 }
 
 /// Closes a connection that has not sent a request's whole header within `timeout`.

@@ -12,12 +12,13 @@
 //! - `log`: the JetStream log: the stream, the records, and the append ingest answers after.
 //! - `owner`: one partition's owner: replay, its consumer from the store's mark, fold, ack.
 //! - `node`: a node: keeper, owners following its leases, and the engine's ingest on the log.
+//! - `service`: work one node does for the whole cluster (the sending side), under a named
+//!   lease with a fencing token.
 //! - `status`: what `missive cluster status` prints, lag per partition included.
 //! - `stream_in`: a JetStream stream of external producers as an ingest source.
 //!
 //! Identity merges across partitions travel through the log as control records, applied by
-//! the engine (`missive_engine::log::Control`). The sending side's following of ownership is
-//! the next stage.
+//! the engine (`missive_engine::log::Control`).
 
 pub mod keeper;
 pub mod leases;
@@ -27,6 +28,7 @@ pub mod owner;
 pub mod partition;
 pub mod plan;
 pub mod router;
+pub mod service;
 pub mod status;
 pub mod stream_in;
 

@@ -10,6 +10,8 @@
 //!   the store and the log. A lease renewed as a new tenure is treated as lost and taken on
 //!   again, since another node may have owned it in between.
 //! - **Ingest** on this node appends to the log (`Engine::set_log`) instead of folding here.
+//! - **The sending side** runs on one node of the cluster at a time, the one holding the
+//!   `sending` lease (`service`); [`Node::sending`] says when this node does.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,7 +19,7 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use missive_engine::Engine;
-use missive_store::Fence;
+use missive_store::{Fence, LeaderFence};
 use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 
@@ -27,6 +29,7 @@ use crate::log::{ClusterLog, LogConfig, LogError, connect_jetstream};
 use crate::owner;
 use crate::partition::{Partition, PartitionCount};
 use crate::router::Router;
+use crate::service::{self, SENDING, ServiceLease};
 
 /// A node's settings (`[cluster]` in missive.toml, with the store's PostgreSQL).
 #[derive(Debug, Clone)]
@@ -63,6 +66,8 @@ pub struct Node {
     stop: watch::Sender<bool>,
     keeper: JoinHandle<Result<(), LeaseError>>,
     supervisor: JoinHandle<()>,
+    sending: watch::Receiver<Option<LeaderFence>>,
+    sending_holder: JoinHandle<()>,
 }
 
 /// The owners running on this node, by partition, with their tenure's token.
@@ -164,6 +169,8 @@ impl Node {
         }
         let client = leases::connect(&config.postgres_url, config.schema.as_deref()).await?;
         let leases = Leases::open(client, config.partitions).await?;
+        let client = leases::connect(&config.postgres_url, config.schema.as_deref()).await?;
+        let sending_lease = ServiceLease::open(client, SENDING, &config.node, config.lease_ttl).await?;
         let router = Router::new(engine.store().clone(), config.partitions);
         let log = ClusterLog::connect(config.log.clone(), router).await?;
         engine
@@ -191,6 +198,8 @@ impl Node {
         }));
         let mut held = keeper.watch();
         let (stop, stop_rx) = watch::channel(false);
+        let (sending_tx, sending) = watch::channel(None);
+        let sending_holder = tokio::spawn(service::hold(sending_lease, stop_rx.clone(), sending_tx));
         let keeper = tokio::spawn(keeper.run(stop_rx.clone()));
         let mut stop_supervisor = stop_rx;
         let supervisor = tokio::spawn(async move {
@@ -215,12 +224,22 @@ impl Node {
             stop,
             keeper,
             supervisor,
+            sending,
+            sending_holder,
         })
+    }
+
+    /// The sending lease's fence while this node holds it (`None` while another does): the
+    /// sending side runs here only while it is `Some`, and its journey and outbox writes are
+    /// made under it (`DeliveryStore::set_leader_fence`).
+    pub fn sending(&self) -> watch::Receiver<Option<LeaderFence>> {
+        self.sending.clone()
     }
 
     /// Leaves the cluster: every partition is handed over (checkpointed, then released).
     pub async fn stop(self) {
         let _ = self.stop.send(true);
+        let _ = self.sending_holder.await;
         match self.keeper.await {
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "cluster: leaving failed; the leases run out by themselves")

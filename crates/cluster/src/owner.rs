@@ -71,6 +71,7 @@ pub async fn run(
     let folded = metrics::counter!("missive_cluster_folded_total", "partition" => partition.to_string());
     let fold_time = metrics::histogram!("missive_cluster_fold_seconds", "partition" => partition.to_string());
     let mut consumer = None;
+    let mut idle = IdleProbe::default();
     let mut pause = Duration::from_millis(100);
     loop {
         if *stop.borrow() {
@@ -99,6 +100,7 @@ pub async fn run(
             Err(e) => {
                 tracing::warn!(partition, error = %e, "cluster: reading the log failed; reopening");
                 consumer = None;
+                idle.reset();
                 if sleep_or_stop(&mut stop, pause).await {
                     return Ok(());
                 }
@@ -108,8 +110,11 @@ pub async fn run(
         };
         pause = Duration::from_millis(100);
         let Some(last) = messages.last() else {
+            // Nothing unread: what the stream held before the last look is all committed.
+            idle.found_idle(&js, &config, &engine, partition).await;
             continue;
         };
+        idle.reset();
         if let Ok(info) = last.info() {
             lag.set(info.pending as f64);
         }
@@ -157,10 +162,54 @@ pub async fn run(
                 // Not committed: read again from the store's mark.
                 tracing::error!(partition, error = %e, "cluster: the engine refused a batch; reading again from the last commit");
                 consumer = None;
+                idle.reset();
                 if sleep_or_stop(&mut stop, Duration::from_millis(500)).await {
                     return Ok(());
                 }
             }
+        }
+    }
+}
+
+/// How an idle partition's marks follow the stream, so that the cluster's watermark (the
+/// lowest checkpoint mark, which log followers read up to) is not held back by it. The stream's
+/// last sequence is read after one empty fetch; if the next fetch is empty too, every message
+/// of the partition up to that sequence has been folded and committed (the consumer had
+/// nothing left for it), and the engine is told ([`Engine::settle_idle`]).
+#[derive(Default)]
+struct IdleProbe {
+    /// The stream's last sequence, read after an empty fetch.
+    looked: Option<u64>,
+    /// The last sequence the engine was told about.
+    settled: u64,
+}
+
+impl IdleProbe {
+    fn reset(&mut self) {
+        self.looked = None;
+    }
+
+    async fn found_idle(
+        &mut self,
+        js: &jetstream::Context,
+        config: &LogConfig,
+        engine: &Engine,
+        partition: Partition,
+    ) {
+        if let Some(seq) = self.looked.take()
+            && seq > self.settled
+        {
+            let at = LogPosition {
+                partition,
+                seq: i64::try_from(seq).unwrap_or(i64::MAX),
+            };
+            if engine.settle_idle(at).await.is_ok() {
+                self.settled = seq;
+            }
+        }
+        // Read after this empty fetch: only the next empty fetch proves it.
+        if let Ok(stream) = js.get_stream(&config.stream).await {
+            self.looked = Some(stream.cached_info().state.last_sequence);
         }
     }
 }

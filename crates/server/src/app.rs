@@ -67,9 +67,25 @@ pub enum AppError {
 pub struct App {
     engine: Engine,
     state: AppState,
+    background: Background,
+    running: Option<RunningBackground>,
+}
+
+/// What starts the background workers: the sending side (journeys, broadcasts, the sender,
+/// outbound webhooks, bounces) and the schedules (models, recommendations, retention). The
+/// embedded mode starts them once ([`App::start_background`]); a cluster node starts them
+/// whenever it holds the sending lease and stops them when it loses it. Cheap to clone.
+#[derive(Clone)]
+pub struct Background {
+    engine: Engine,
+    state: AppState,
     bounce_maildir: Option<PathBuf>,
     retention: Option<chrono::TimeDelta>,
     poll: Duration,
+}
+
+/// Background workers running, until [`RunningBackground::stop`].
+pub struct RunningBackground {
     stop: watch::Sender<bool>,
     workers: Vec<(&'static str, JoinHandle<()>)>,
 }
@@ -123,18 +139,21 @@ impl App {
             .await?;
             parts = parts.with_sender(sender);
         }
-        let (stop, _) = watch::channel(false);
+        let state: AppState = parts.into();
         Ok(App {
-            engine,
-            state: parts.into(),
-            bounce_maildir: config.bounce_maildir,
-            retention,
-            poll: match config.poll {
-                Duration::ZERO => Duration::from_millis(250),
-                p => p,
+            background: Background {
+                engine: engine.clone(),
+                state: state.clone(),
+                bounce_maildir: config.bounce_maildir,
+                retention,
+                poll: match config.poll {
+                    Duration::ZERO => Duration::from_millis(250),
+                    p => p,
+                },
             },
-            stop,
-            workers: Vec::new(),
+            engine,
+            state,
+            running: None,
         })
     }
 
@@ -152,68 +171,92 @@ impl App {
         crate::router(self.state.clone())
     }
 
+    /// Starts the background workers ([`Background::start`]).
+    pub fn start_background(&mut self) {
+        if self.running.is_none() {
+            self.running = Some(self.background.start());
+        }
+    }
+
+    /// What starts and stops the background workers, for a cluster node that runs them only
+    /// while it holds the sending lease.
+    pub fn background(&self) -> Background {
+        self.background.clone()
+    }
+
+    /// Stops the workers (each finishes its round), then the engine commits everything it
+    /// accepted with a final checkpoint.
+    pub async fn shutdown(self) {
+        if let Some(running) = self.running {
+            running.stop().await;
+        }
+        drop(self.state);
+        drop(self.background);
+        self.engine.shutdown().await;
+    }
+}
+
+impl Background {
     /// Starts the workers: best sellers computed once, the journey runner, the broadcaster, the
     /// webhook delivery, and with a sender the sender
     /// and the bounce reader (when `bounce_maildir` is set); the retention purge when
     /// `privacy.event_retention` is set.
-    pub fn start_background(&mut self) {
+    pub fn start(&self) -> RunningBackground {
+        let (stop, _) = watch::channel(false);
+        let mut workers: Vec<(&'static str, JoinHandle<()>)> = Vec::new();
         let poll = self.poll;
         let s = &self.state;
         // Best sellers, so that the first preview does not wait for them.
         s.content.warm_up(self.engine.clock().now());
         // Broadcasts wake the sender's bulk loop when they queue messages.
         let queued = s.sender.as_ref().map(Sender::bulk_waker).unwrap_or_default();
-        self.workers.push((
-            "journey runner",
-            s.journeys.clone().spawn(poll, self.stop.subscribe()),
-        ));
-        self.workers.push((
+        workers.push(("journey runner", s.journeys.clone().spawn(poll, stop.subscribe())));
+        workers.push((
             "broadcaster",
-            s.broadcasts.clone().spawn(poll, self.stop.subscribe(), queued),
+            s.broadcasts.clone().spawn(poll, stop.subscribe(), queued),
         ));
-        self.workers.push((
+        workers.push((
             "webhook delivery",
-            s.webhooks.clone().spawn(poll, self.stop.subscribe()),
+            s.webhooks.clone().spawn(poll, stop.subscribe()),
         ));
         if let Some(sender) = &s.sender {
-            self.workers
-                .push(("sender", sender.clone().spawn(poll, self.stop.subscribe())));
+            workers.push(("sender", sender.clone().spawn(poll, stop.subscribe())));
             if let Some(dir) = &self.bounce_maildir {
-                self.workers.push((
+                workers.push((
                     "bounce reader",
-                    spawn_bounce_reader(&self.engine, sender, dir, self.stop.subscribe()),
+                    spawn_bounce_reader(&self.engine, sender, dir, stop.subscribe()),
                 ));
             }
         }
-        self.workers.push((
+        workers.push((
             "model schedule",
-            spawn_model_schedule(&self.engine, self.stop.subscribe()),
+            spawn_model_schedule(&self.engine, stop.subscribe()),
         ));
         if let Some(every) = s.content.config().retrain_every {
-            self.workers.push((
+            workers.push((
                 "recommendation training",
-                spawn_recs_schedule(&self.engine, &s.content, every, self.stop.subscribe()),
+                spawn_recs_schedule(&self.engine, &s.content, every, stop.subscribe()),
             ));
         }
         if let Some(retention) = self.retention {
-            self.workers.push((
+            workers.push((
                 "retention purge",
-                spawn_retention(&s.privacy, retention, self.stop.subscribe()),
+                spawn_retention(&s.privacy, retention, stop.subscribe()),
             ));
         }
+        RunningBackground { stop, workers }
     }
+}
 
-    /// Stops the workers (each finishes its round), then the engine commits everything it
-    /// accepted with a final checkpoint.
-    pub async fn shutdown(self) {
+impl RunningBackground {
+    /// Stops the workers; each finishes its round first.
+    pub async fn stop(self) {
         let _ = self.stop.send(true);
         for (what, task) in self.workers {
             if let Err(e) = task.await {
                 tracing::error!(error = %e, "the {what} stopped abnormally");
             }
         }
-        drop(self.state);
-        self.engine.shutdown().await;
     }
 }
 

@@ -14,8 +14,14 @@ use crate::types::*;
 #[async_trait]
 pub trait DeliveryStore: Send + Sync + 'static {
     /// Applies journey progress in one transaction. Outbox rows whose idempotency key is
-    /// already stored are ignored.
+    /// already stored are ignored. In cluster mode it commits only under the sending lease
+    /// ([`DeliveryStore::set_leader_fence`]), checked in the transaction, and is refused with
+    /// [`StoreError::Fenced`] otherwise; so is [`DeliveryStore::update_outbox`].
     async fn commit_journey(&self, commit: JourneyCommit) -> Result<(), StoreError>;
+
+    /// Cluster mode: the sending lease this node holds from now on (`None`: none). A backend
+    /// that is not a cluster's ignores it.
+    fn set_leader_fence(&self, _fence: Option<LeaderFence>) {}
 
     /// How far through the event log the journeys have read (0 at first).
     async fn journey_events_through(&self) -> Result<i64, StoreError>;

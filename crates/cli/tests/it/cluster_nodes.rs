@@ -11,6 +11,8 @@
 //! - Sign-ins joining a visitor's and a user's profiles that live in different partitions,
 //!   with a node killed while the merges travel between partitions: every person ends as one
 //!   profile holding all their events, merged once.
+//! - The sending side on the node holding the sending lease, killed while journeys wait: the
+//!   next holder fires every waiting journey once.
 
 use std::collections::{BTreeMap, HashMap};
 use std::process::{Child, Command, Stdio};
@@ -496,6 +498,166 @@ async fn sign_ins_merge_profiles_across_partitions_when_a_node_dies_mid_merge() 
         wrong.len(),
         &wrong[..wrong.len().min(5)]
     );
+    cluster.remove_stream().await;
+}
+
+/// The node holding the sending lease, and its token, once one does.
+async fn sending_holder(cluster: &Cluster) -> (String, i64) {
+    let started = Instant::now();
+    loop {
+        let row = cluster
+            .pg
+            .query_opt(
+                "SELECT owner, token FROM service_leases WHERE name = 'sending' AND owner IS NOT NULL
+                   AND expires_us > (EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::BIGINT",
+                &[],
+            )
+            .await
+            .unwrap();
+        if let Some(row) = row {
+            return (row.get(0), row.get(1));
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no node took the sending lease"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn journeys_waiting_on_a_killed_sending_node_fire_once_on_the_next() {
+    let Some(nats) = nats_url() else { return };
+    let Some(cluster) = Cluster::new(&nats).await else {
+        return;
+    };
+    let a = cluster.node("s-a", None, &[]).await;
+    let keys = a.api().keys().clone();
+    let b = cluster.node("s-b", Some(&keys), &[]).await;
+    let c = cluster.node("s-c", Some(&keys), &[]).await;
+    cluster
+        .wait_for_owners(&["s-a", "s-b", "s-c"], Duration::from_secs(30))
+        .await;
+    let (holder, token) = sending_holder(&cluster).await;
+    let mut nodes = vec![("s-a", a), ("s-b", b), ("s-c", c)];
+    let at = nodes.iter().position(|(n, _)| *n == holder).unwrap();
+    let (_, mut doomed) = nodes.remove(at);
+    let api = nodes[0].1.api();
+
+    let template = json!({"subject": "Welcome", "layout": "html",
+        "body": "<html><body><p>Welcome</p><a href=\"{{ unsubscribe_url }}\">Unsubscribe</a></body></html>"});
+    let (status, answer) = api
+        .admin(reqwest::Method::PUT, "/v1/templates/welcome", Some(&template))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let journey = json!({"trigger": {"event": "Signed Up"}, "steps": [
+        {"id": "pause", "type": "wait", "duration": "8s"},
+        {"id": "hello", "type": "send", "template": "welcome"}
+    ]});
+    let (status, answer) = api
+        .admin(reqwest::Method::PUT, "/v1/journeys/welcome", Some(&journey))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+
+    const PEOPLE: i64 = 40;
+    let events = (0..PEOPLE)
+        .map(|n| {
+            json!({"type": "track", "event": "Signed Up", "userId": format!("su-{n}"),
+                   "messageId": format!("signup-{n}"),
+                   "context": {"traits": {"email": format!("su-{n}@example.com")}}})
+        })
+        .collect();
+    send_until_acked(api, events).await;
+    // Every journey started, and waiting, on the node holding the sending lease.
+    let started = Instant::now();
+    loop {
+        let waiting: i64 = cluster
+            .pg
+            .query_one(
+                "SELECT count(*) FROM journey_instances WHERE status = 'active' AND step = 'pause'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if waiting == PEOPLE {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            let marks: Vec<(i16, i64, i64)> = cluster
+                .pg
+                .query(
+                    "SELECT partition, applied_seq, checkpoint_seq FROM partition_log ORDER BY 1",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2)))
+                .collect();
+            let log = doomed.log();
+            let tail: Vec<&str> = log
+                .lines()
+                .filter(|l| {
+                    l.contains("journey")
+                        || l.contains("sending")
+                        || l.contains("lease")
+                        || l.contains("ERROR")
+                        || l.contains("WARN")
+                })
+                .take(40)
+                .collect();
+            panic!(
+                "{waiting} of {PEOPLE} journeys waiting after 20 s; marks {marks:?}; holder's log: {tail:#?}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    doomed.kill();
+    let killed_at = Instant::now();
+
+    let (next, next_token) = loop {
+        let (owner, t) = sending_holder(&cluster).await;
+        if owner != holder {
+            break (owner, t);
+        }
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(20),
+            "the sending lease did not move"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(next_token > token, "a new holder takes a new token");
+    eprintln!(
+        "sending lease: {holder} (token {token}) killed, {next} (token {next_token}) took over after {:?}",
+        killed_at.elapsed()
+    );
+    let done = loop {
+        let row = cluster
+            .pg
+            .query_one(
+                "SELECT count(*) FILTER (WHERE status = 'completed'), count(*) FROM journey_instances",
+                &[],
+            )
+            .await
+            .unwrap();
+        let (completed, all): (i64, i64) = (row.get(0), row.get(1));
+        if completed == PEOPLE || killed_at.elapsed() > Duration::from_secs(40) {
+            break (completed, all);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(done, (PEOPLE, PEOPLE), "every journey completed, once");
+    let row = cluster
+        .pg
+        .query_one(
+            "SELECT count(*), count(DISTINCT profile_id) FROM outbox WHERE source = 'journey:welcome'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (messages, people): (i64, i64) = (row.get(0), row.get(1));
+    assert_eq!((messages, people), (PEOPLE, PEOPLE), "one message per person");
     cluster.remove_stream().await;
 }
 

@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod merges;
+mod service;
 mod stream_in;
 
 use std::time::{Duration, Instant};

@@ -143,6 +143,12 @@ impl Applier {
                     sync_acks.extend(ack);
                 }
                 Request::Tick => {}
+                Request::Settle { at } => {
+                    if self.owned.contains_key(&at.partition) {
+                        let through = self.pending.partitions.entry(at.partition).or_default();
+                        *through = (*through).max(at.seq);
+                    }
+                }
                 Request::Erase { ack, .. } if self.config.cluster => {
                     let _ = ack.send(Err(Arc::new(EngineError::NotInCluster(
                         "erasure (the profile's partition owner must erase it)",
@@ -595,6 +601,7 @@ pub(super) fn request_events(r: &Request) -> usize {
         | Request::Own { .. }
         | Request::Disown { .. }
         | Request::Control { .. }
+        | Request::Settle { .. }
         | Request::Erase { .. } => 0,
     }
 }

@@ -178,6 +178,9 @@ enum Request {
         at: LogPosition,
         ack: SyncAck,
     },
+    /// Cluster mode: the partition's log has nothing unread up to `at.seq` (its owner found
+    /// it idle): its next checkpoint mark may say so.
+    Settle { at: LogPosition },
     /// Checkpoint now and answer once it is committed (`None`: the timer's own checkpoint).
     Sync { ack: Option<SyncAck> },
     /// Look at due segment timers (the ticker's).
@@ -461,6 +464,18 @@ impl Engine {
             .await
             .map_err(|_| Arc::new(EngineError::ShuttingDown))?;
         rx.await.map_err(|_| Arc::new(EngineError::ShuttingDown))?
+    }
+
+    /// Cluster mode: the owner of `at.partition` found its log idle, with every message up to
+    /// `at.seq` (the stream's last sequence read before it looked) folded and committed. The
+    /// partition's next checkpoint raises its marks to it, so that the cluster's watermark
+    /// (the lowest checkpoint mark, which log followers read up to) is not held back by a
+    /// quiet partition.
+    pub async fn settle_idle(&self, at: LogPosition) -> Result<(), Arc<EngineError>> {
+        self.tx
+            .send(Request::Settle { at })
+            .await
+            .map_err(|_| Arc::new(EngineError::ShuttingDown))
     }
 
     /// Cluster mode: takes on a partition under `fence` (its lease): replays the events stored

@@ -247,8 +247,14 @@ impl Journeys {
     /// Every journey, compiled. A stored journey that no longer compiles is left out (and
     /// logged): its instances wait until it is fixed.
     pub async fn definitions(&self) -> Result<Definitions, JourneyError> {
+        // A cluster node keeps none: journeys are saved through any node's API, and the one
+        // running them must not read events with definitions a moment old.
+        let ttl = match self.engine.config().cluster {
+            true => Duration::ZERO,
+            false => DEF_TTL,
+        };
         if let Some((at, defs)) = &*self.defs.lock().unwrap_or_else(|p| p.into_inner())
-            && at.elapsed() < DEF_TTL
+            && at.elapsed() < ttl
         {
             return Ok(defs.clone());
         }
@@ -322,8 +328,17 @@ impl Journeys {
         let defs = self.definitions().await?;
         let mut stats = RunStats::default();
         let mut through = self.store().delivery().journey_events_through().await?;
+        // In cluster mode events are numbered by the log and committed by their partitions'
+        // owners at their own pace: only those up to the cluster's watermark are all there.
+        let watermark = match self.engine.config().cluster {
+            true => Some(self.store().events().profile_checkpoint().await?),
+            false => None,
+        };
         loop {
-            let events = self.store().events().events_after(through, PAGE).await?;
+            let mut events = self.store().events().events_after(through, PAGE).await?;
+            if let Some(w) = watermark {
+                events.retain(|e| e.seq <= w);
+            }
             let Some(last) = events.last() else { break };
             let last_seq = last.seq;
             let mut pending = Pending::default();

@@ -12,6 +12,10 @@ use crate::types::*;
 
 #[async_trait]
 impl DeliveryStore for EncryptedDelivery {
+    fn set_leader_fence(&self, fence: Option<crate::LeaderFence>) {
+        self.inner.set_leader_fence(fence);
+    }
+
     async fn commit_journey(&self, mut commit: JourneyCommit) -> Result<(), StoreError> {
         let keys = self
             .sealer

@@ -11,9 +11,16 @@ use missive_core::MessageSource;
 
 #[async_trait]
 impl crate::DeliveryStore for PostgresStore {
+    fn set_leader_fence(&self, fence: Option<crate::LeaderFence>) {
+        if let Ok(mut held) = self.inner.leader.write() {
+            *held = fence;
+        }
+    }
+
     async fn commit_journey(&self, commit: JourneyCommit) -> Result<(), StoreError> {
         let mut writer = self.inner.checkpoint_writer.lock().await;
         let tx = writer.client.transaction().await?;
+        self.check_leader(&tx).await?;
         if !commit.instances.is_empty() {
             let upsert = tx
                 .prepare(
@@ -259,6 +266,7 @@ impl crate::DeliveryStore for PostgresStore {
     async fn update_outbox(&self, messages: Vec<OutboxMessage>) -> Result<(), StoreError> {
         let mut writer = self.inner.checkpoint_writer.lock().await;
         let tx = writer.client.transaction().await?;
+        self.check_leader(&tx).await?;
         let stmt = tx
             .prepare(
                 "UPDATE outbox SET status = $2, attempts = $3, next_attempt_at = $4, sent_at = $5,
@@ -494,4 +502,36 @@ fn suppression_row(row: &tokio_postgres::Row) -> Result<Suppression, StoreError>
         detail: row.try_get(2)?,
         at: from_micros(row.try_get(3)?),
     })
+}
+
+impl PostgresStore {
+    /// Cluster mode: refuses the transaction unless this node holds the sending lease it was
+    /// given, by the database's clock. The lease row is locked `FOR KEY SHARE` to the commit,
+    /// so a take-over (which locks it `FOR UPDATE`) waits for a write in progress.
+    async fn check_leader(&self, tx: &tokio_postgres::Transaction<'_>) -> Result<(), StoreError> {
+        if !self.inner.clustered {
+            return Ok(());
+        }
+        let fence = self.inner.leader.read().ok().and_then(|f| f.clone());
+        let Some(fence) = fence else {
+            return Err(StoreError::Fenced(
+                "this node does not hold the sending lease: journeys and the outbox are written by the node that does".into(),
+            ));
+        };
+        let held = tx
+            .query_opt(
+                "SELECT 1 FROM service_leases WHERE name = $1 AND owner = $2 AND token = $3
+                   AND expires_us > (EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::BIGINT
+                 FOR KEY SHARE",
+                &[&fence.name, &fence.node, &fence.token],
+            )
+            .await?;
+        match held {
+            Some(_) => Ok(()),
+            None => Err(StoreError::Fenced(format!(
+                "the {} lease (token {}) is no longer {}'s",
+                fence.name, fence.token, fence.node
+            ))),
+        }
+    }
 }

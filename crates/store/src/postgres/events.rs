@@ -342,10 +342,15 @@ impl crate::EventStore for PostgresStore {
             statements: s,
         } = &mut *writer;
         let tx = client.transaction().await?;
+        // Cluster nodes checkpoint concurrently: the merges and segment changes (read by
+        // followers in `seq` order) are numbered and committed one node at a time, so that
+        // no follower sees a later number before an earlier one commits.
+        let ordered = clustered && !(merges.is_empty() && cp.segment_changes.is_empty());
         // One round trip for all of them; PostgreSQL still runs them one after another, in
         // the order the trait documents. On an error the transaction rolls back as `tx` drops.
         let (current, ..) = tokio::try_join!(
             fences.count(&tx, &s.check_fences),
+            execute_unless_empty(&tx, &s.order_followed_logs, !ordered, &[]),
             execute_unless_empty(
                 &tx,
                 &s.repoint_identities,
@@ -450,6 +455,22 @@ impl crate::EventStore for PostgresStore {
 
     async fn profile_checkpoint(&self) -> Result<i64, StoreError> {
         let r = self.reader();
+        if self.inner.clustered {
+            // The cluster's watermark: every partition's profiles include its events up to
+            // the lowest checkpoint mark, and an idle partition's owner raises its mark to the
+            // stream's end (docs/ARCHITECTURE.md, "Log followers in cluster mode"). Until
+            // every partition has a mark, nothing is settled.
+            let row = r
+                .client
+                .query_one(
+                    "SELECT CASE WHEN count(*) = (SELECT value::bigint FROM cluster_meta WHERE key = 'partitions')
+                                 THEN min(checkpoint_seq) ELSE 0 END
+                     FROM partition_log",
+                    &[],
+                )
+                .await?;
+            return Ok(row.try_get::<_, Option<i64>>(0)?.unwrap_or(0));
+        }
         let row = r
             .client
             .query_opt("SELECT value FROM meta WHERE key = 'profiles_through_seq'", &[])

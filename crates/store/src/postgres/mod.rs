@@ -59,6 +59,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(16, "postgres/0016.sql"),
     migration!(17, "postgres/0017.sql"),
     migration!(18, "postgres/0018.sql"),
+    migration!(19, "postgres/0019.sql"),
 ];
 
 const READERS: usize = 3;
@@ -81,6 +82,11 @@ struct Inner {
     checkpoint_writer: tokio::sync::Mutex<Writer<CheckpointStatements>>,
     readers: Vec<Reader>,
     next_reader: AtomicUsize,
+    /// Opened as a cluster node ([`PostgresStore::connect_cluster`]).
+    clustered: bool,
+    /// Cluster mode: the service lease this node's journey and outbox writes are made under
+    /// (`None`: this node does not hold it, and they are refused).
+    leader: std::sync::RwLock<Option<crate::LeaderFence>>,
 }
 
 struct Writer<S> {
@@ -186,6 +192,8 @@ impl PostgresStore {
                 checkpoint_writer: tokio::sync::Mutex::new(checkpoint_writer),
                 readers,
                 next_reader: AtomicUsize::new(0),
+                clustered: sharing == Sharing::Cluster,
+                leader: std::sync::RwLock::new(None),
             }),
         })
     }

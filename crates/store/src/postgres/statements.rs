@@ -72,6 +72,7 @@ pub(super) struct CheckpointStatements {
     pub(super) check_fences: Statement,
     pub(super) mark_checkpoint: Statement,
     pub(super) move_routes: Statement,
+    pub(super) order_followed_logs: Statement,
 }
 
 impl CheckpointStatements {
@@ -87,6 +88,7 @@ impl CheckpointStatements {
             check_fences,
             mark_checkpoint,
             move_routes,
+            order_followed_logs,
         ) = tokio::try_join!(
             c.prepare(
                 "UPDATE identities SET profile_id = m.into_id
@@ -152,6 +154,9 @@ impl CheckpointStatements {
                  FROM UNNEST($1::text[], $2::text[], $3::smallint[], $4::smallint[]) AS m(kind, value, from_p, to_p)
                  WHERE r.kind = m.kind AND r.value = m.value AND r.partition = m.from_p",
             ),
+            // Held to the commit: one cluster checkpoint at a time numbers merges and segment
+            // changes (a lock per schema).
+            c.prepare("SELECT pg_advisory_xact_lock(hashtext('missive.followed_logs.' || current_schema()))"),
         )?;
         Ok(Self {
             repoint_identities,
@@ -164,6 +169,7 @@ impl CheckpointStatements {
             check_fences,
             mark_checkpoint,
             move_routes,
+            order_followed_logs,
         })
     }
 }

@@ -90,6 +90,15 @@ pub struct Fence {
     pub token: i64,
 }
 
+/// Cluster mode: proof that `node` holds the service lease `name` (the sending side's): the
+/// journey and outbox writes made under it commit only while it does, by the database's clock.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LeaderFence {
+    pub name: String,
+    pub node: String,
+    pub token: i64,
+}
+
 /// Where a partition's owner has got to in the log (cluster mode).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct PartitionMark {
