@@ -46,17 +46,19 @@ pub struct Config {
     pub sources: std::collections::BTreeMap<String, missive_sources::Source>,
     pub webhooks: WebhooksSection,
     pub recommendations: RecommendationsSection,
-    /// Streams in and out (docs/integrations.md): `[streams.ingest]` reads a JetStream stream.
+    /// Streams in and out (docs/integrations.md): `[streams.ingest]` reads a JetStream stream,
+    /// `[streams.changes]` publishes missive's change stream to one.
     pub streams: StreamsSection,
     /// Cluster mode (docs/operations.md): NATS JetStream as the log, partitions by lease.
     pub cluster: ClusterSection,
 }
 
-/// `[streams]`: a JetStream stream as an ingest source.
+/// `[streams]`: a JetStream stream as an ingest source, and missive's change stream out.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StreamsSection {
     pub ingest: Option<missive_cluster::stream_in::StreamIn>,
+    pub changes: Option<missive_cluster::stream_out::StreamOut>,
 }
 
 /// Outbound webhooks and the journey webhook step (docs/integrations.md).
@@ -661,6 +663,11 @@ impl Config {
                     window: chrono::Duration::hours(i64::from(self.webhooks.retry_hours)),
                     ..Default::default()
                 },
+                changes: self
+                    .streams
+                    .changes
+                    .clone()
+                    .map(missive_cluster::stream_out::JetStreamChanges::change_stream),
             },
         }
     }

@@ -16,6 +16,7 @@
 //!   lease with a fencing token.
 //! - `status`: what `missive cluster status` prints, lag per partition included.
 //! - `stream_in`: a JetStream stream of external producers as an ingest source.
+//! - `stream_out`: missive's change stream published to JetStream.
 //!
 //! Identity merges across partitions travel through the log as control records, applied by
 //! the engine (`missive_engine::log::Control`).
@@ -31,6 +32,7 @@ pub mod router;
 pub mod service;
 pub mod status;
 pub mod stream_in;
+pub mod stream_out;
 
 pub use keeper::{DEFAULT_TTL, Held, Keeper};
 pub use leases::{Fence, Fenced, Lease, LeaseError, Leases, verify};

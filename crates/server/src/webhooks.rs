@@ -76,7 +76,9 @@ impl From<WebhookError> for ApiError {
             }
             e @ WebhookError::NotFound(_) => ApiError::not_found(e.to_string()),
             WebhookError::Store(e) => ApiError::from(e),
-            e @ (WebhookError::Corrupt(..) | WebhookError::Client(_)) => ApiError::internal(&e),
+            e @ (WebhookError::Corrupt(..) | WebhookError::Client(_) | WebhookError::Stream(_)) => {
+                ApiError::internal(&e)
+            }
         }
     }
 }

@@ -28,13 +28,7 @@ pub fn body(
     data: &Value,
     person: Option<&Person>,
 ) -> Value {
-    let mut out = match data {
-        Value::Object(m) => m.clone(),
-        _ => Map::new(),
-    };
-    if let Some(id) = profile_id {
-        out.insert("profile_id".into(), json!(id));
-    }
+    let mut out = data_of(profile_id, data);
     if let (Some(pd), Some(person)) = (&endpoint.personal_data, person)
         && person.consents
     {
@@ -48,10 +42,31 @@ pub fn body(
             json!({"email": person.email, "user_id": person.user_id, "traits": traits}),
         );
     }
+    envelope(kind, at, out)
+}
+
+/// The body of a change as missive's change stream carries it: the same shape, never with
+/// personal data (the stream's consumers are not endpoints with a purpose and consent).
+pub fn change(kind: EventType, at: DateTime<Utc>, profile_id: Option<&str>, data: &Value) -> Value {
+    envelope(kind, at, data_of(profile_id, data))
+}
+
+fn data_of(profile_id: Option<&str>, data: &Value) -> Map<String, Value> {
+    let mut out = match data {
+        Value::Object(m) => m.clone(),
+        _ => Map::new(),
+    };
+    if let Some(id) = profile_id {
+        out.insert("profile_id".into(), json!(id));
+    }
+    out
+}
+
+fn envelope(kind: EventType, at: DateTime<Utc>, data: Map<String, Value>) -> Value {
     json!({
         "type": kind.as_str(),
         "timestamp": at.to_rfc3339_opts(SecondsFormat::Millis, true),
-        "data": out,
+        "data": data,
     })
 }
 

@@ -23,6 +23,7 @@ mod segment_python;
 #[cfg(unix)]
 mod shutdown;
 mod slowloris;
+mod streams_out;
 mod support;
 mod tls;
 mod webhooks;

@@ -14,6 +14,7 @@ use missive_webhooks::{EventType, signature};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::changes::{ChangeStream, POSITION_NAME};
 use super::{WebhookError, Webhooks};
 
 /// Notices read per round of an endpoint.
@@ -99,14 +100,25 @@ impl Webhooks {
     /// follower, then each active endpoint until it is idle or its breaker holds it.
     pub async fn run_pending(&self) -> Result<(), WebhookError> {
         let endpoints = self.endpoints().await?;
-        // A paused endpoint still subscribes: what is queued waits for it.
-        let wants: HashSet<EventType> = endpoints.iter().flat_map(|e| e.events.iter().copied()).collect();
-        super::follower::follow(self.store(), &wants).await?;
+        super::follower::follow(self.store(), &self.wants(&endpoints)).await?;
         for e in endpoints.iter().filter(|e| !e.paused) {
             let mut last = None;
             while let Round::More = self.round(&e.name, &mut last).await? {}
         }
+        if let Some(stream) = &self.inner.stream {
+            while self.stream_round(stream).await? == BATCH as usize {}
+        }
         Ok(())
+    }
+
+    /// The kinds of notice someone takes: the endpoints' (a paused endpoint still subscribes:
+    /// what is queued waits for it) and the change stream's.
+    fn wants(&self, endpoints: &[Endpoint]) -> HashSet<EventType> {
+        let mut wants: HashSet<EventType> = endpoints.iter().flat_map(|e| e.events.iter().copied()).collect();
+        if let Some(stream) = &self.inner.stream {
+            wants.extend(stream.kinds.iter().copied());
+        }
+        wants
     }
 
     /// One pass of the supervisor: follow the logs, start a task for each active endpoint
@@ -118,9 +130,17 @@ impl Webhooks {
         shutdown: &watch::Receiver<bool>,
     ) -> Result<u64, WebhookError> {
         let endpoints = self.endpoints().await?;
-        // A paused endpoint still subscribes: what is queued waits for it.
-        let wants: HashSet<EventType> = endpoints.iter().flat_map(|e| e.events.iter().copied()).collect();
+        let wants = self.wants(&endpoints);
         tasks.retain(|_, t| !t.is_finished());
+        if self.inner.stream.is_some()
+            && let std::collections::hash_map::Entry::Vacant(slot) = tasks.entry(POSITION_NAME.to_owned())
+        {
+            let this = self.clone();
+            let (queued, shutdown) = (queued.clone(), shutdown.clone());
+            slot.insert(tokio::spawn(
+                async move { this.run_stream(queued, shutdown).await },
+            ));
+        }
         for e in endpoints.into_iter().filter(|e| !e.paused) {
             if let std::collections::hash_map::Entry::Vacant(slot) = tasks.entry(e.name) {
                 let this = self.clone();
@@ -141,6 +161,12 @@ impl Webhooks {
         let _no_changes = self.inner.changes.lock().await;
         let w = self.store().webhooks();
         let mut through = w.last_webhook_seq().await?;
+        if self.inner.stream.is_some() {
+            through = through.min(
+                w.webhook_position(&WebhookPosition::Endpoint(POSITION_NAME).key())
+                    .await?,
+            );
+        }
         for e in self.endpoints().await? {
             through = through.min(
                 w.webhook_position(&WebhookPosition::Endpoint(&e.name).key())
@@ -282,6 +308,69 @@ impl Webhooks {
             w.set_webhook_position(&key, position).await?;
         }
         Ok(Round::More)
+    }
+
+    /// The change stream's task: publishes what is queued, in order, waiting and retrying
+    /// (up to a minute apart) while the stream does not take it.
+    async fn run_stream(self, mut queued: watch::Receiver<u64>, mut shutdown: watch::Receiver<bool>) {
+        let Some(stream) = self.inner.stream.clone() else {
+            return;
+        };
+        let mut pause = Duration::from_millis(500);
+        while !*shutdown.borrow() {
+            let sleep = match self.stream_round(&stream).await {
+                Ok(n) if n == BATCH as usize => continue,
+                Ok(_) => {
+                    pause = Duration::from_millis(500);
+                    Duration::from_secs(5)
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "change stream: publishing failed; retrying");
+                    pause = (pause * 2).min(Duration::from_secs(60));
+                    pause
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(sleep) => {}
+                _ = queued.changed() => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+
+    /// Publishes the next batch of queued notices the change stream carries, moving its
+    /// position past each one published; answers how many notices it read.
+    async fn stream_round(&self, stream: &ChangeStream) -> Result<usize, WebhookError> {
+        let w = self.store().webhooks();
+        let key = WebhookPosition::Endpoint(POSITION_NAME).key();
+        let start = w.webhook_position(&key).await?;
+        let notices = w.webhooks_after(start, BATCH).await?;
+        let mut position = start;
+        let mut failure = None;
+        for n in &notices {
+            let kind = EventType::parse(&n.kind).filter(|k| stream.kinds.contains(k));
+            // Notices addressed to one endpoint (tests, replays) are not changes.
+            if let (Some(kind), None) = (kind, &n.endpoint) {
+                let body = payload::change(kind, n.at, n.profile_id.as_ref().map(|p| p.as_str()), &n.data);
+                let published = stream
+                    .sink
+                    .publish(kind.as_str(), &webhook_id(n), body.to_string().into_bytes())
+                    .await;
+                if let Err(e) = published {
+                    failure = Some(e);
+                    break;
+                }
+                metrics::counter!("missive_change_stream_published_total").increment(1);
+            }
+            position = n.seq;
+        }
+        if position > start {
+            w.set_webhook_position(&key, position).await?;
+        }
+        match failure {
+            Some(e) => Err(WebhookError::Stream(e)),
+            None => Ok(notices.len()),
+        }
     }
 
     async fn bury(&self, name: &str, n: &WebhookNotice, sent: &Sent) -> Result<(), WebhookError> {

@@ -15,6 +15,7 @@
 //! **Privacy**: the queue holds no personal data; a payload's `profile` part is read when it
 //! is sent, only for an endpoint marked for it and a person whose consent covers its purpose.
 
+pub mod changes;
 mod dispatcher;
 pub(crate) use dispatcher::error_chain;
 pub mod follower;
@@ -45,12 +46,16 @@ pub struct WebhookConfig {
     /// internal is reachable by default.
     pub allow_internal: Vec<ipnet::IpNet>,
     pub retry: RetryPolicy,
+    /// missive's change stream (`[streams.changes]`), when set.
+    pub changes: Option<changes::ChangeStream>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum WebhookError {
     #[error(transparent)]
     Endpoint(#[from] EndpointError),
+    #[error("the change stream did not take a notice: {0}")]
+    Stream(String),
     #[error("no webhook endpoint is named {0:?}")]
     NotFound(String),
     #[error("a webhook endpoint named {0:?} exists already: pick another name, or delete it first")]
@@ -116,6 +121,8 @@ struct Inner {
     health: Mutex<HashMap<String, Health>>,
     changes: tokio::sync::Mutex<()>,
     wake: Arc<tokio::sync::Notify>,
+    /// missive's change stream, when configured.
+    stream: Option<changes::ChangeStream>,
     /// Bumped on every change an endpoint task must see at once (pause, resume, replay, a
     /// test, a rotation, a deletion): a task waiting out its breaker wakes to re-read.
     kick: tokio::sync::watch::Sender<u64>,
@@ -137,6 +144,7 @@ impl Webhooks {
                 changes: tokio::sync::Mutex::new(()),
                 wake: Arc::new(tokio::sync::Notify::new()),
                 kick: tokio::sync::watch::channel(0).0,
+                stream: config.changes,
             }),
         })
     }

@@ -182,6 +182,7 @@ impl TestApp {
                     longest: chrono::Duration::milliseconds(200),
                     window: chrono::Duration::seconds(2),
                 },
+                changes: None,
             },
             ..Default::default()
         };
