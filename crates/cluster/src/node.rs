@@ -10,6 +10,8 @@
 //!   the store and the log. A lease renewed as a new tenure is treated as lost and taken on
 //!   again, since another node may have owned it in between.
 //! - **Ingest** on this node appends to the log (`Engine::set_log`) instead of folding here.
+//! - **Saved segments** are followed: one saved or deleted through another node's API is taken
+//!   on here within a second, and backfilled over this node's partitions.
 //! - **The sending side** runs on one node of the cluster at a time, the one holding the
 //!   `sending` lease (`service`); [`Node::sending`] says when this node does.
 
@@ -68,6 +70,28 @@ pub struct Node {
     supervisor: JoinHandle<()>,
     sending: watch::Receiver<Option<LeaderFence>>,
     sending_holder: JoinHandle<()>,
+    definitions: JoinHandle<()>,
+}
+
+/// How often a node looks for segments saved through another node.
+const DEFINITIONS_EVERY: Duration = Duration::from_secs(1);
+
+/// Follows the segments saved through any node's API: every [`DEFINITIONS_EVERY`], the
+/// store's are compared with those the engine uses, and new or changed ones are taken on and
+/// backfilled over this node's partitions (`missive_engine::segments::follow_saved`).
+async fn follow_definitions(engine: Engine, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(DEFINITIONS_EVERY) => {}
+            _ = stop.changed() => return,
+        }
+        if *stop.borrow() {
+            return;
+        }
+        if let Err(e) = missive_engine::segments::follow_saved(&engine).await {
+            tracing::warn!(error = %e, "cluster: taking on the saved segments failed; retrying");
+        }
+    }
 }
 
 /// The owners running on this node, by partition, with their tenure's token.
@@ -201,6 +225,7 @@ impl Node {
         let (sending_tx, sending) = watch::channel(None);
         let sending_holder = tokio::spawn(service::hold(sending_lease, stop_rx.clone(), sending_tx));
         let keeper = tokio::spawn(keeper.run(stop_rx.clone()));
+        let definitions = tokio::spawn(follow_definitions(owners.engine.clone(), stop_rx.clone()));
         let mut stop_supervisor = stop_rx;
         let supervisor = tokio::spawn(async move {
             // Also every second: an owner that stopped by itself is started again.
@@ -226,6 +251,7 @@ impl Node {
             supervisor,
             sending,
             sending_holder,
+            definitions,
         })
     }
 
@@ -240,6 +266,7 @@ impl Node {
     pub async fn stop(self) {
         let _ = self.stop.send(true);
         let _ = self.sending_holder.await;
+        let _ = self.definitions.await;
         match self.keeper.await {
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "cluster: leaving failed; the leases run out by themselves")

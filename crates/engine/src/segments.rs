@@ -171,7 +171,46 @@ pub async fn save_segment(
             updated_at: now,
         })
         .await?;
-    Ok(engine.use_segments(set, Some(name.to_owned()), progress).await?)
+    let evaluated = engine.use_segments(set, Some(name.to_owned()), progress).await?;
+    engine
+        .applied_segments()
+        .insert(name.to_owned(), expression.to_owned());
+    Ok(evaluated)
+}
+
+/// Cluster mode: makes this node use the segments saved in the store, when they differ from
+/// those it uses (saved or deleted through another node's API). Each new or changed segment
+/// is backfilled over the partitions this node owns, as the node that saved it did over its
+/// own. Answers the segments backfilled.
+pub async fn follow_saved(engine: &crate::Engine) -> Result<Vec<String>, SegmentServiceError> {
+    let _one_at_a_time = engine.lock_segments().await;
+    let records = engine.store().documents().list_segments().await?;
+    let saved: std::collections::BTreeMap<String, String> = records
+        .iter()
+        .map(|r| (r.name.clone(), r.expression.clone()))
+        .collect();
+    let changed: Vec<String> = {
+        let applied = engine.applied_segments();
+        if *applied == saved {
+            return Ok(Vec::new());
+        }
+        saved
+            .iter()
+            .filter(|(name, expression)| applied.get(*name) != Some(*expression))
+            .map(|(name, _)| name.clone())
+            .collect()
+    };
+    let set = || missive_segment::SegmentSet::new(crate::pipeline::compile_saved(records.clone()));
+    if changed.is_empty() {
+        // Only deletions.
+        engine.use_segments(set()?, None, None).await?;
+    }
+    for name in &changed {
+        let evaluated = engine.use_segments(set()?, Some(name.clone()), None).await?;
+        tracing::info!(segment = %name, profiles = evaluated, "cluster: a segment saved through another node, backfilled over this node's partitions");
+    }
+    *engine.applied_segments() = saved;
+    Ok(changed)
 }
 
 /// Deletes a saved segment; refused while another segment reads it.
@@ -198,6 +237,7 @@ pub async fn delete_segment(engine: &crate::Engine, name: &str) -> Result<(), Se
     };
     store.documents().delete_segment(name).await?;
     engine.use_segments(set, None, None).await?;
+    engine.applied_segments().remove(name);
     Ok(())
 }
 

@@ -111,6 +111,13 @@ pub trait EventStore: Send + Sync + 'static {
         Err(cluster_unsupported())
     }
 
+    /// Cluster mode: the live profiles of `partitions` (those whose identities are routed to
+    /// one of them), for a segment backfill over what a node owns.
+    async fn profiles_in_partitions(&self, partitions: Vec<u16>) -> Result<Vec<ProfileId>, StoreError> {
+        let _ = partitions;
+        Err(cluster_unsupported())
+    }
+
     /// Message ids of stored events with a sequence number above `after`, in that order, with
     /// their sequence numbers (to build the engine's in-memory filter at start-up).
     async fn message_ids_after(&self, after: i64, limit: u32) -> Result<Vec<(i64, MessageId)>, StoreError>;

@@ -11,6 +11,8 @@
 //! - Sign-ins joining a visitor's and a user's profiles that live in different partitions,
 //!   with a node killed while the merges travel between partitions: every person ends as one
 //!   profile holding all their events, merged once.
+//! - A segment saved through one node: backfilled over every partition, whichever node owns
+//!   it, and evaluated on every node for the events that follow.
 //! - The sending side on the node holding the sending lease, killed while journeys wait: the
 //!   next holder fires every waiting journey once.
 
@@ -498,6 +500,85 @@ async fn sign_ins_merge_profiles_across_partitions_when_a_node_dies_mid_merge() 
         wrong.len(),
         &wrong[..wrong.len().min(5)]
     );
+    cluster.remove_stream().await;
+}
+
+/// Members of `segment` in the store.
+async fn members(cluster: &Cluster, segment: &str) -> i64 {
+    cluster
+        .pg
+        .query_one(
+            "SELECT count(*) FROM segment_members WHERE segment = $1",
+            &[&segment],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_segment_saved_through_one_node_is_evaluated_on_every_partition() {
+    let Some(nats) = nats_url() else { return };
+    let Some(cluster) = Cluster::new(&nats).await else {
+        return;
+    };
+    let a = cluster.node("g-a", None, &[]).await;
+    let keys = a.api().keys().clone();
+    let b = cluster.node("g-b", Some(&keys), &[]).await;
+    let c = cluster.node("g-c", Some(&keys), &[]).await;
+    cluster
+        .wait_for_owners(&["g-a", "g-b", "g-c"], Duration::from_secs(30))
+        .await;
+    const PEOPLE: usize = 60;
+    let tiers = |range: std::ops::Range<usize>| {
+        range
+            .map(|n| {
+                let tier = if n % 2 == 0 { "gold" } else { "silver" };
+                json!({"type": "identify", "userId": format!("gu-{n}"), "traits": {"tier": tier},
+                       "messageId": format!("gu-{n}-1")})
+            })
+            .collect()
+    };
+    send_until_acked(b.api(), tiers(0..PEOPLE)).await;
+    cluster.wait_until_settled(PEOPLE).await;
+
+    // Saved through a: a backfills its partitions, b and c theirs.
+    let (status, answer) = a
+        .api()
+        .admin(
+            reqwest::Method::POST,
+            "/v1/segments",
+            Some(&json!({"name": "gold", "expression": r#"traits.tier == "gold""#})),
+        )
+        .await;
+    assert_eq!(status.as_u16(), 201, "{answer}");
+    let started = Instant::now();
+    while members(&cluster, "gold").await < (PEOPLE / 2) as i64 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{} of {} gold members after 20 s",
+            members(&cluster, "gold").await,
+            PEOPLE / 2
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Events after it, folded by every node: new people enter, and silver ones who turn gold.
+    let mut later: Vec<serde_json::Value> = tiers(PEOPLE..2 * PEOPLE);
+    later.extend((0..PEOPLE).filter(|n| n % 2 == 1).map(|n| {
+        json!({"type": "identify", "userId": format!("gu-{n}"), "traits": {"tier": "gold"},
+               "messageId": format!("gu-{n}-2")})
+    }));
+    send_until_acked(c.api(), later).await;
+    let expected = (PEOPLE + PEOPLE / 2) as i64;
+    let started = Instant::now();
+    while members(&cluster, "gold").await != expected {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{} gold members after 20 s, expected {expected}",
+            members(&cluster, "gold").await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     cluster.remove_stream().await;
 }
 

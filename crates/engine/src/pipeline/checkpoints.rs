@@ -24,7 +24,12 @@ impl Applier {
             segment_changes: pending.segment_changes,
             through_seq: self.next_seq - 1,
             schema: self.schema.take_changes(),
-            backfills: pending.backfills,
+            // A cluster node's backfill covers only the partitions it owns: it records no
+            // workspace-wide progress (docs/ARCHITECTURE.md, "Definitions in cluster mode").
+            backfills: match self.config.cluster {
+                true => Vec::new(),
+                false => pending.backfills,
+            },
             ..Checkpoint::default()
         };
         if self.config.cluster {

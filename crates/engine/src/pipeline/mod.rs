@@ -267,6 +267,10 @@ pub struct Shared {
     write_health: Arc<Progress>,
     /// Cluster mode: where [`Engine::ingest`] appends (and the applier sends merges through).
     log: SharedLog,
+    /// The saved segments the pipeline uses (name → expression), as last handed to it by
+    /// this node: a cluster node compares them with the store's to follow saves made
+    /// through other nodes (`segments::follow_saved`).
+    applied_segments: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
 }
 
 impl std::ops::Deref for Engine {
@@ -286,6 +290,13 @@ impl Engine {
         config: EngineConfig,
     ) -> Result<Self, EngineError> {
         let stats = store.events().stats().await?;
+        let applied_segments = store
+            .documents()
+            .list_segments()
+            .await?
+            .into_iter()
+            .map(|r| (r.name, r.expression))
+            .collect();
         metrics::gauge!("missive_profiles").set(stats.profiles as f64);
         let (tx, rx) = mpsc::channel::<Request>(4096);
         // While a commit runs, the applier may prepare this many batches; the events writer
@@ -380,6 +391,7 @@ impl Engine {
             tasks: Arc::new(tokio::sync::Mutex::new(tasks)),
             write_health,
             log,
+            applied_segments: std::sync::Mutex::new(applied_segments),
         })))
     }
 
@@ -546,11 +558,6 @@ impl Engine {
         backfill: Option<String>,
         progress: Option<watch::Sender<(u64, u64)>>,
     ) -> Result<u64, Arc<EngineError>> {
-        if self.config.cluster && backfill.is_some() {
-            return Err(Arc::new(EngineError::NotInCluster(
-                "segment backfills (each partition's owner would evaluate its own profiles)",
-            )));
-        }
         let (ack, rx) = oneshot::channel();
         self.tx
             .send(Request::Segments {
@@ -627,6 +634,13 @@ impl Engine {
     }
 
     /// Saved segments, members and previews.
+    /// The saved segments the pipeline was last handed (name → expression).
+    pub(crate) fn applied_segments(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<String, String>> {
+        self.applied_segments.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     pub fn segments(&self) -> crate::segments::Segments {
         crate::segments::Segments::new(self.store.clone())
     }

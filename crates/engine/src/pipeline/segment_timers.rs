@@ -127,8 +127,28 @@ impl Applier {
         Ok(())
     }
 
-    /// Every live profile: those in the store, and those only in memory so far.
+    /// Every live profile: those in the store, and those only in memory so far. In cluster
+    /// mode, those of the partitions owned.
     pub(super) async fn live_profile_ids(&self) -> Result<Vec<ProfileId>, EngineError> {
+        if self.config.cluster {
+            let owned: Vec<u16> = self.owned.keys().copied().collect();
+            let mut ids: Vec<ProfileId> = self
+                .profiles
+                .iter()
+                .filter(|(id, c)| {
+                    c.profile.merged_into.is_none()
+                        && self
+                            .partition_of
+                            .get(*id)
+                            .is_some_and(|p| self.owned.contains_key(p))
+                })
+                .map(|(id, _)| id.clone())
+                .collect();
+            let stored = self.store.events().profiles_in_partitions(owned).await?;
+            let seen: HashSet<ProfileId> = ids.iter().cloned().collect();
+            ids.extend(stored.into_iter().filter(|id| !seen.contains(id)));
+            return Ok(ids);
+        }
         let mut ids: Vec<ProfileId> = self
             .profiles
             .iter()

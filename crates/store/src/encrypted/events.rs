@@ -150,6 +150,10 @@ impl EventStore for EncryptedEvents {
             .collect())
     }
 
+    async fn profiles_in_partitions(&self, partitions: Vec<u16>) -> Result<Vec<ProfileId>, StoreError> {
+        self.inner.profiles_in_partitions(partitions).await
+    }
+
     async fn claim_routes(
         &self,
         claims: Vec<(IdentityKey, u16)>,

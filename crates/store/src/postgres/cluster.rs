@@ -106,6 +106,32 @@ impl PostgresStore {
     }
 }
 
+impl PostgresStore {
+    pub(super) async fn cluster_profiles_in_partitions(
+        &self,
+        partitions: Vec<u16>,
+    ) -> Result<Vec<missive_core::ProfileId>, StoreError> {
+        let partitions: Vec<i16> = partitions.iter().map(|p| partition_column(*p)).collect();
+        let r = self.reader();
+        let rows = r
+            .client
+            .query(
+                "SELECT DISTINCT i.profile_id FROM identity_routes r
+                 JOIN identities i ON i.kind = r.kind AND i.value = r.value
+                 JOIN profiles p ON p.id = i.profile_id AND p.merged_into IS NULL
+                 WHERE r.partition = ANY($1)",
+                &[&partitions],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let id: &str = row.try_get(0)?;
+                missive_core::ProfileId::parse(id).map_err(|e| corrupt("profile id", e))
+            })
+            .collect()
+    }
+}
+
 fn route_from_row(row: &Row) -> Result<(IdentityKey, u16), StoreError> {
     let partition: i16 = row.try_get(2)?;
     Ok((

@@ -501,6 +501,10 @@ impl crate::EventStore for PostgresStore {
         self.cluster_identity_routes(keys).await
     }
 
+    async fn profiles_in_partitions(&self, partitions: Vec<u16>) -> Result<Vec<ProfileId>, StoreError> {
+        self.cluster_profiles_in_partitions(partitions).await
+    }
+
     async fn claim_routes(
         &self,
         claims: Vec<(IdentityKey, u16)>,
