@@ -29,6 +29,9 @@ async fn status(cfg: &Config) -> anyhow::Result<()> {
     let client = connect(&url, None)
         .await
         .with_context(|| "connecting to the store's PostgreSQL")?;
+    let services = connect(&url, None)
+        .await
+        .with_context(|| "connecting to the store's PostgreSQL")?;
     let Some(leases) = Leases::existing(client).await? else {
         println!("no cluster: no node has run in cluster mode on this store");
         return Ok(());
@@ -41,9 +44,11 @@ async fn status(cfg: &Config) -> anyhow::Result<()> {
         .map(|l| (l.partition, l.token))
         .collect();
     let lags = missive_cluster::status::lags(&cfg.cluster.log_config(), &tenures).await;
+    let sending = missive_cluster::service::holder(&services, missive_cluster::service::SENDING).await?;
     print!(
-        "{}{}",
+        "{}{}{}",
         missive_cluster::status::render(&nodes, &rows, ttl),
+        missive_cluster::service::render_holder("sending", sending.as_ref()),
         missive_cluster::status::render_lag(&lags)
     );
     Ok(())

@@ -121,6 +121,41 @@ impl ServiceLease {
     }
 }
 
+/// Who holds the lease `name` now, for `missive cluster status`: the holder, its token and
+/// the microseconds left (`None`: nobody, or it ran out).
+pub async fn holder(client: &Client, name: &str) -> Result<Option<(String, i64, i64)>, LeaseError> {
+    let row = client
+        .query_opt(
+            &format!(
+                "SELECT owner, token, expires_us - {DB_NOW} FROM service_leases
+                 WHERE name = $1 AND owner IS NOT NULL AND expires_us > {DB_NOW}"
+            ),
+            &[&name],
+        )
+        .await;
+    let row = match row {
+        Ok(r) => r,
+        // A cluster from before the sending lease existed.
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE) => None,
+        Err(e) => return Err(e.into()),
+    };
+    Ok(match row {
+        Some(r) => Some((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)),
+        None => None,
+    })
+}
+
+/// The status line of a lease. Pure.
+pub fn render_holder(name: &str, holder: Option<&(String, i64, i64)>) -> String {
+    match holder {
+        Some((node, token, left_us)) => format!(
+            "{name}: {node} (token {token}, {:.1} s left)\n",
+            *left_us as f64 / 1e6
+        ),
+        None => format!("{name}: nobody holds it (no node runs it until one takes it)\n"),
+    }
+}
+
 /// Holds `lease` whenever it can until `stop`, publishing on `held` the fence while it is
 /// safely this node's (and `None` otherwise); releases it on the way out.
 pub async fn hold(

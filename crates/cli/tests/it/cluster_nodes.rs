@@ -739,6 +739,11 @@ async fn journeys_waiting_on_a_killed_sending_node_fire_once_on_the_next() {
         .unwrap();
     let (messages, people): (i64, i64) = (row.get(0), row.get(1));
     assert_eq!((messages, people), (PEOPLE, PEOPLE), "one message per person");
+    let status = cluster.status();
+    assert!(
+        status.contains(&format!("sending: {next} (token {next_token}")),
+        "{status}"
+    );
     cluster.remove_stream().await;
 }
 
