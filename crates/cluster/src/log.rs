@@ -259,11 +259,14 @@ impl ClusterLog {
                 .map_err(|e| format!("publishing to JetStream: {e}"))?;
             pending.push(ack);
         }
+        let mut seqs = Vec::with_capacity(pending.len());
         for ack in pending {
-            ack.await
+            let ack = ack
+                .await
                 .map_err(|e| format!("JetStream did not acknowledge: {e}"))?;
+            seqs.push(i64::try_from(ack.sequence).unwrap_or(i64::MAX));
         }
-        Ok(())
+        Ok(seqs)
     }
 }
 
@@ -274,6 +277,10 @@ impl missive_engine::EventLog for ClusterLog {
 
     fn send(&self, records: Vec<Outbound>) -> Pin<Box<dyn Future<Output = SendResult> + Send + '_>> {
         Box::pin(self.send_records(records))
+    }
+
+    fn partitions(&self) -> u16 {
+        self.inner.router.partitions().get()
     }
 }
 

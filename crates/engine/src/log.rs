@@ -23,17 +23,21 @@ use crate::IngestOutcome;
 /// What an append answers: what the log took, or why it could not (the caller answers 503).
 pub type AppendResult = Result<IngestOutcome, String>;
 
-/// What a send of [`Outbound`] records answers: `Err` when the log did not acknowledge them all.
-pub type SendResult = Result<(), String>;
+/// What a send of [`Outbound`] records answers: each record's position in the log (its
+/// stream sequence), in order; `Err` when the log did not acknowledge them all.
+pub type SendResult = Result<Vec<i64>, String>;
 
 /// A durable, partitioned log of accepted events.
 pub trait EventLog: Send + Sync + 'static {
     /// Appends `events` and answers once the log has acknowledged every one of them.
     fn append(&self, events: Vec<Event>) -> Pin<Box<dyn Future<Output = AppendResult> + Send + '_>>;
 
-    /// Sends records from one partition's owner to other partitions, and answers once the
-    /// log has acknowledged every one (each under its [`Outbound::message_id`]).
+    /// Sends records to partitions (from one partition's owner, or a node's API), and answers
+    /// once the log has acknowledged every one (each under its [`Outbound::message_id`]).
     fn send(&self, records: Vec<Outbound>) -> Pin<Box<dyn Future<Output = SendResult> + Send + '_>>;
+
+    /// The cluster's partition count.
+    fn partitions(&self) -> u16;
 }
 
 /// The profile a [`Control::Join`] is about, in the receiving partition.
@@ -73,6 +77,13 @@ pub enum Control {
         state: Box<Profile>,
         cause: String,
         at: DateTime<Utc>,
+    },
+    /// A person asked to be erased: from now on the partition drops events naming one of
+    /// `identity_hashes`, and forgets `profiles` (the node that took the request deletes them
+    /// from the store once every partition has settled this record).
+    Erase {
+        profiles: Vec<ProfileId>,
+        identity_hashes: Vec<String>,
     },
 }
 

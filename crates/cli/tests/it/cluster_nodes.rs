@@ -13,6 +13,8 @@
 //!   profile holding all their events, merged once.
 //! - A segment saved through one node: backfilled over every partition, whichever node owns
 //!   it, and evaluated on every node for the events that follow.
+//! - An erasure asked of any node: the profile is gone from every partition's owner and the
+//!   store, and later events naming the person are dropped wherever they land.
 //! - The sending side on the node holding the sending lease, killed while journeys wait: the
 //!   next holder fires every waiting journey once.
 
@@ -500,6 +502,64 @@ async fn sign_ins_merge_profiles_across_partitions_when_a_node_dies_mid_merge() 
         wrong.len(),
         &wrong[..wrong.len().min(5)]
     );
+    cluster.remove_stream().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_erasure_asked_of_any_node_erases_the_person_everywhere() {
+    let Some(nats) = nats_url() else { return };
+    let Some(cluster) = Cluster::new(&nats).await else {
+        return;
+    };
+    let a = cluster.node("e-a", None, &[]).await;
+    let keys = a.api().keys().clone();
+    let b = cluster.node("e-b", Some(&keys), &[]).await;
+    let c = cluster.node("e-c", Some(&keys), &[]).await;
+    cluster
+        .wait_for_owners(&["e-a", "e-b", "e-c"], Duration::from_secs(30))
+        .await;
+    const PEOPLE: usize = 20;
+    const ERASED: usize = 6;
+    let viewed = |n: usize, round: usize| {
+        json!({"type": "track", "event": "Viewed", "userId": format!("eu-{n}"),
+               "messageId": format!("eu-{n}-{round}"),
+               "context": {"traits": {"email": format!("eu-{n}@example.com")}}})
+    };
+    send_until_acked(a.api(), (0..PEOPLE).map(|n| viewed(n, 1)).collect()).await;
+    cluster.wait_until_settled(PEOPLE).await;
+
+    for n in 0..ERASED {
+        let (status, answer) = c
+            .api()
+            .admin(
+                reqwest::Method::DELETE,
+                &format!("/v1/profiles/user_id:eu-{n}"),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        assert_eq!(answer["erased"]["deleted"]["events"], 1, "{answer}");
+    }
+    // The erased come back with events through another node, by user id and by address: those
+    // are dropped by whichever partition they land in; the others' are stored.
+    let mut later: Vec<serde_json::Value> = (0..PEOPLE).map(|n| viewed(n, 2)).collect();
+    later.extend((0..ERASED).map(|n| {
+        json!({"type": "identify", "anonymousId": format!("ea-{n}"), "messageId": format!("ea-{n}"),
+               "traits": {"email": format!("eu-{n}@example.com")}})
+    }));
+    send_until_acked(b.api(), later).await;
+    let expected = (2 * PEOPLE - 2 * ERASED) as i64;
+    cluster.wait_until_settled(expected as usize).await;
+    assert_eq!(cluster.stored_events().await, expected);
+    for n in 0..PEOPLE {
+        for node in [&a, &b, &c] {
+            let found = node.api().profile(&format!("user_id:eu-{n}")).await;
+            assert_eq!(found.is_some(), n >= ERASED, "eu-{n}: {found:?}");
+        }
+    }
+    for n in 0..ERASED {
+        assert!(a.api().profile(&format!("anonymous_id:ea-{n}")).await.is_none());
+    }
     cluster.remove_stream().await;
 }
 

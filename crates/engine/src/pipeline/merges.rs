@@ -131,6 +131,16 @@ impl Applier {
                 self.absorb_shipped(*state, into, cause, when, &control, at)
                     .await?
             }
+            Control::Erase {
+                profiles,
+                identity_hashes,
+            } => {
+                self.erased.extend(identity_hashes);
+                self.backfill_skip(&profiles);
+                let gone: HashSet<ProfileId> = profiles.into_iter().collect();
+                self.forget_profiles(&gone);
+                metrics::counter!("missive_cluster_merge_steps_total", "step" => "erased").increment(1);
+            }
         }
         let through = self.pending.partitions.entry(at.partition).or_default();
         *through = (*through).max(at.seq);
@@ -440,6 +450,6 @@ impl Applier {
                 "no log to send merges across partitions through".into(),
             ));
         };
-        log.send(out).await.map_err(EngineError::Log)
+        log.send(out).await.map(|_| ()).map_err(EngineError::Log)
     }
 }

@@ -145,6 +145,9 @@ pub struct IngestOutcome {
     pub duplicates: usize,
 }
 
+/// How long a cluster node's erasure waits for every partition's owner to settle it.
+const ERASURE_WAIT: Duration = Duration::from_secs(60);
+
 /// Where the outcome of one ingest call is sent once durable.
 type Ack = oneshot::Sender<Result<IngestOutcome, Arc<EngineError>>>;
 type SyncAck = oneshot::Sender<Result<(), Arc<EngineError>>>;
@@ -521,6 +524,12 @@ impl Engine {
         profiles: Vec<ProfileId>,
         identity_hashes: Vec<String>,
     ) -> Result<ErasureCounts, Arc<EngineError>> {
+        if self.config.cluster {
+            return self
+                .erase_in_cluster(profiles, identity_hashes)
+                .await
+                .map_err(Arc::new);
+        }
         let (ack, rx) = oneshot::channel();
         self.tx
             .send(Request::Erase {
@@ -531,6 +540,64 @@ impl Engine {
             .await
             .map_err(|_| Arc::new(EngineError::ShuttingDown))?;
         rx.await.map_err(|_| Arc::new(EngineError::ShuttingDown))?
+    }
+
+    /// Cluster mode's erasure. The hashes are stored first (a node starting later loads them);
+    /// every partition's owner is then sent an erase record through the log, which makes it
+    /// drop events naming the person and forget the profiles; once every partition has
+    /// settled it (its `applied_seq` is past the record), no owner holds or will write the
+    /// profiles, and they are deleted from the store here.
+    async fn erase_in_cluster(
+        &self,
+        profiles: Vec<ProfileId>,
+        identity_hashes: Vec<String>,
+    ) -> Result<ErasureCounts, EngineError> {
+        let Some(log) = self.log.get() else {
+            return Err(EngineError::NotInCluster(
+                "erasure before the node joined the cluster",
+            ));
+        };
+        self.store
+            .events()
+            .add_erased_identities(identity_hashes.clone(), self.clock.now())
+            .await?;
+        let control = crate::log::Control::Erase {
+            profiles: profiles.clone(),
+            identity_hashes,
+        };
+        let request = MessageId::generate();
+        let records = (0..log.partitions())
+            .map(|partition| crate::log::Outbound::Control {
+                partition,
+                message_id: format!("e:{request}:{partition}"),
+                control: control.clone(),
+            })
+            .collect();
+        let seqs = log.send(records).await.map_err(EngineError::Log)?;
+        let started = Instant::now();
+        loop {
+            let marks = self
+                .store
+                .events()
+                .partition_marks((0..log.partitions()).collect())
+                .await?;
+            let settled = seqs.iter().enumerate().all(|(p, seq)| {
+                marks
+                    .iter()
+                    .any(|m| usize::from(m.partition) == p && m.applied_seq >= *seq)
+            });
+            if settled {
+                break;
+            }
+            if started.elapsed() > ERASURE_WAIT {
+                return Err(EngineError::Log(format!(
+                    "the partitions' owners did not settle the erasure within {} s; it is in the log and they will apply it, and asking again deletes what is left",
+                    ERASURE_WAIT.as_secs()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(self.store.events().erase_profiles(profiles).await?)
     }
 
     /// The key of [`identity_hash`] for this workspace.

@@ -262,19 +262,9 @@ impl Applier {
             .map(|(id, _)| id.clone())
             .collect();
         self.partition_of.retain(|_, p| *p != partition);
-        self.profiles.retain(|id, _| !gone.contains(id));
-        self.identities.retain(|_, (id, _)| !gone.contains(id));
-        self.timers.retain(|Reverse((_, id))| !gone.contains(id));
-        let pending = &mut self.pending;
-        pending.partitions.remove(&partition);
-        pending.routes.retain(|m| m.from != partition);
-        pending.touched.retain(|id, _| !gone.contains(id));
-        pending.causes.retain(|id, _| !gone.contains(id));
-        pending.identities.retain(|(_, id)| !gone.contains(id));
-        pending
-            .merges
-            .retain(|m| !gone.contains(&m.into) && !gone.contains(&m.from));
-        pending.segment_changes.retain(|c| !gone.contains(&c.profile_id));
+        self.forget_profiles(&gone);
+        self.pending.partitions.remove(&partition);
+        self.pending.routes.retain(|m| m.from != partition);
         // Profiles cached without a partition (read through an identity, never folded here)
         // go too: their owner may change them meanwhile.
         let partition_of = &self.partition_of;
@@ -282,6 +272,23 @@ impl Applier {
         let profiles = &self.profiles;
         self.identities.retain(|_, (id, _)| profiles.contains_key(id));
         metrics::gauge!("missive_profile_cache_profiles").set(self.profiles.len() as f64);
+    }
+
+    /// Forgets `gone` profiles: their cached state, identities and timers, and what is pending
+    /// of them.
+    pub(super) fn forget_profiles(&mut self, gone: &HashSet<ProfileId>) {
+        self.partition_of.retain(|id, _| !gone.contains(id));
+        self.profiles.retain(|id, _| !gone.contains(id));
+        self.identities.retain(|_, (id, _)| !gone.contains(id));
+        self.timers.retain(|Reverse((_, id))| !gone.contains(id));
+        let pending = &mut self.pending;
+        pending.touched.retain(|id, _| !gone.contains(id));
+        pending.causes.retain(|id, _| !gone.contains(id));
+        pending.identities.retain(|(_, id)| !gone.contains(id));
+        pending
+            .merges
+            .retain(|m| !gone.contains(&m.into) && !gone.contains(&m.from));
+        pending.segment_changes.retain(|c| !gone.contains(&c.profile_id));
     }
 
     /// After a failed commit: memory is rebuilt from the store, partition by partition.
