@@ -158,6 +158,15 @@ pub async fn run(
         match outcome {
             Ok(()) => {}
             Err(e) if matches!(*e, EngineError::NotOwner(_)) => return Ok(()),
+            Err(e) if matches!(*e, EngineError::NotYet(_)) => {
+                // A merge step waits for another partition's commit: read it again shortly.
+                tracing::debug!(partition, error = %e, "cluster: waiting for another partition");
+                consumer = None;
+                idle.reset();
+                if sleep_or_stop(&mut stop, Duration::from_millis(100)).await {
+                    return Ok(());
+                }
+            }
             Err(e) => {
                 // Not committed: read again from the store's mark.
                 tracing::error!(partition, error = %e, "cluster: the engine refused a batch; reading again from the last commit");

@@ -112,6 +112,14 @@ impl Harness {
     }
 }
 
+async fn claims_more(store: &Store, key: &IdentityKey, partition: u16) {
+    store
+        .events()
+        .claim_routes(vec![(key.clone(), partition)])
+        .await
+        .unwrap();
+}
+
 fn kinds(records: &[Outbound]) -> Vec<(u16, &'static str)> {
     records
         .iter()
@@ -240,6 +248,36 @@ async fn profiles_in_two_partitions_merge_into_the_older_once() {
     assert_eq!(kinds(&h.deliver().await), vec![(0, "forward")]);
     h.engine.sync().await.unwrap();
     assert_eq!(h.viewed(&user).await, 3);
+
+    // An absorb that arrives before its former partition committed the tombstone waits: it
+    // changes nothing, and is to be read again.
+    claims_more(&store, &key("anonymousId", "a-5"), 1).await;
+    h.event(1, viewed("x-11", ("anonymousId", "a-5"))).await;
+    let early = h.profile_of(&key("anonymousId", "a-5")).await;
+    let state = store.events().load_profile(&early).await.unwrap().unwrap();
+    let at = h.at(0);
+    let waited = h
+        .engine
+        .control(
+            Control::Absorb {
+                into: user.clone(),
+                state: Box::new(state),
+                cause: "x-12".into(),
+                at: chrono::Utc::now(),
+            },
+            at,
+        )
+        .await;
+    assert!(
+        matches!(
+            waited.as_ref().map_err(|e| &**e),
+            Err(missive_engine::EngineError::NotYet(_))
+        ),
+        "{waited:?}"
+    );
+    h.engine.sync().await.unwrap();
+    assert_eq!(h.viewed(&user).await, 3);
+    assert!(store.events().merges_of(&early).await.unwrap().is_empty());
 
     // 2. The visitor's profile is the older: the join goes back, and the user's is shipped.
     h.event(1, viewed("x-5", ("anonymousId", "a-2"))).await;

@@ -297,6 +297,17 @@ impl Applier {
             Ok(()) => self.send_outbound().await,
             Err(e) => Err(e),
         };
+        if let Err(EngineError::NotYet(why)) = &applied {
+            // Nothing was changed: the owner reads the record again shortly.
+            tracing::debug!(
+                partition = at.partition,
+                seq = at.seq,
+                why,
+                "cluster: a merge step waits"
+            );
+            let _ = ack.send(applied.map_err(Arc::new));
+            return true;
+        }
         if let Err(e) = applied {
             tracing::error!(partition = at.partition, seq = at.seq, error = %e, "cluster: a merge step failed; rebuilding from the store");
             self.outbound.clear();

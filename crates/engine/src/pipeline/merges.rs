@@ -373,6 +373,17 @@ impl Applier {
             metrics::counter!("missive_cluster_merge_steps_total", "step" => "repeat").increment(1);
             return Ok(());
         }
+        // The profile's former partition writes its tombstone, moves its identities and
+        // routes (a checkpoint) only after it sent this record: wait for that commit, or a
+        // crash of its owner before it would leave the join half done there (its owner, reading
+        // the join again, would find the identities already pointing here).
+        let tombstone = self.store.events().load_profile(&from).await?;
+        if tombstone.is_none_or(|p| p.merged_into.is_none()) {
+            metrics::counter!("missive_cluster_merge_steps_total", "step" => "waiting").increment(1);
+            return Err(EngineError::NotYet(format!(
+                "profile {from} is not yet merged away by its partition"
+            )));
+        }
         let Some(target) = self.load_into_cache(&into).await? else {
             tracing::warn!(profile = %into, "cluster: a merge names a profile that does not exist; skipped");
             metrics::counter!("missive_cluster_merge_steps_total", "step" => "skipped").increment(1);

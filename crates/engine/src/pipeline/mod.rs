@@ -129,6 +129,11 @@ pub enum EngineError {
     /// Cluster mode: the log did not take the events (NATS unreachable, no acknowledgement).
     #[error("the cluster's log did not take the events: {0}")]
     Log(String),
+    /// Cluster mode: a control record that must wait for another partition's commit (a merge's
+    /// absorb, for the tombstone its former partition writes); nothing was changed, and the
+    /// record is to be read again shortly.
+    #[error("waiting for another partition: {0}")]
+    NotYet(String),
     /// Cluster mode: what the engine does not do yet in cluster mode.
     #[error("not available in cluster mode yet: {0}")]
     NotInCluster(&'static str),
