@@ -26,6 +26,10 @@ use super::*;
 use crate::log::{Control, JoinSide, Outbound};
 use missive_store::RouteMove;
 
+/// How long an absorb waits for a profile that does not exist (erased while its merge was
+/// under way) before it is dropped.
+const ABSORB_GIVE_UP: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
+
 impl Applier {
     /// Cluster mode: the partition other than `here` that the event's strongest routed
     /// identity is routed to, if any: the event belongs there now (its identities were moved
@@ -378,6 +382,12 @@ impl Applier {
         // crash of its owner before it would leave the join half done there (its owner, reading
         // the join again, would find the identities already pointing here).
         let tombstone = self.store.events().load_profile(&from).await?;
+        if tombstone.is_none() && self.clock.now() - when > ABSORB_GIVE_UP {
+            // Gone for good (erased meanwhile): the partition's log must not stall on it.
+            tracing::warn!(profile = %from, "cluster: a merged profile that no longer exists; its merge is dropped");
+            metrics::counter!("missive_cluster_merge_steps_total", "step" => "skipped").increment(1);
+            return Ok(());
+        }
         if tombstone.is_none_or(|p| p.merged_into.is_none()) {
             metrics::counter!("missive_cluster_merge_steps_total", "step" => "waiting").increment(1);
             return Err(EngineError::NotYet(format!(
