@@ -88,11 +88,13 @@ pub async fn run(
         ),
         false => None,
     };
+    let (stop_sending, sending_stopped) = tokio::sync::watch::channel(false);
     let sending = node.as_ref().map(|n| {
         tokio::spawn(follow_sending_lease(
             n.sending(),
             missive.background(),
             store.clone(),
+            sending_stopped,
         ))
     });
 
@@ -190,13 +192,17 @@ pub async fn run(
     if let Some(task) = stream_in {
         let _ = task.await;
     }
-    if let Some(node) = node {
-        // Hands every partition over (checkpointed, then released) before the engine stops,
-        // and releases the sending lease, which stops the sending side here.
-        node.stop().await;
-    }
+    // The sending side stops (each worker finishing its round, outcomes recorded) before the
+    // sending lease is released: the next holder must not send again what this one handed
+    // to the relay.
+    let _ = stop_sending.send(true);
     if let Some(task) = sending {
         let _ = task.await;
+    }
+    if let Some(node) = node {
+        // Hands every partition over (checkpointed, then released) before the engine stops,
+        // and releases the sending lease.
+        node.stop().await;
     }
     missive.shutdown().await;
     tracing::info!("shut down cleanly");
@@ -210,9 +216,10 @@ async fn follow_sending_lease(
     mut lease: tokio::sync::watch::Receiver<Option<missive_store::LeaderFence>>,
     background: missive_server::app::Background,
     store: missive_store::Store,
+    mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut running: Option<missive_server::app::RunningBackground> = None;
-    loop {
+    while !*stop.borrow() {
         let fence = lease.borrow_and_update().clone();
         match fence {
             Some(fence) => {
@@ -231,8 +238,9 @@ async fn follow_sending_lease(
                 store.delivery().set_leader_fence(None);
             }
         }
-        if lease.changed().await.is_err() {
-            break;
+        tokio::select! {
+            changed = lease.changed() => if changed.is_err() { break },
+            _ = stop.changed() => {}
         }
     }
     if let Some(r) = running {

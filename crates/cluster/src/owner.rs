@@ -72,6 +72,8 @@ pub async fn run(
     let fold_time = metrics::histogram!("missive_cluster_fold_seconds", "partition" => partition.to_string());
     let mut consumer = None;
     let mut idle = IdleProbe::default();
+    // How long a merge step waiting for another partition waits before it is read again.
+    let mut waiting = Duration::from_millis(50);
     let mut pause = Duration::from_millis(100);
     loop {
         if *stop.borrow() {
@@ -156,16 +158,19 @@ pub async fn run(
             outcome = run.fold(&engine, &folded, &fold_time).await;
         }
         match outcome {
-            Ok(()) => {}
+            Ok(()) => waiting = Duration::from_millis(50),
             Err(e) if matches!(*e, EngineError::NotOwner(_)) => return Ok(()),
             Err(e) if matches!(*e, EngineError::NotYet(_)) => {
-                // A merge step waits for another partition's commit: read it again shortly.
+                // A merge step waits for another partition's commit: read it again shortly
+                // (from the store's mark, in order), less often the longer it waits.
                 tracing::debug!(partition, error = %e, "cluster: waiting for another partition");
                 consumer = None;
                 idle.reset();
-                if sleep_or_stop(&mut stop, Duration::from_millis(100)).await {
+                if sleep_or_stop(&mut stop, waiting).await {
                     return Ok(());
                 }
+                waiting = (waiting * 2).min(Duration::from_secs(1));
+                continue;
             }
             Err(e) => {
                 // Not committed: read again from the store's mark.

@@ -27,6 +27,17 @@ macro_rules! prefixed_id {
                 Self(format!("{}{}", $prefix, uuid::Uuid::now_v7().simple()))
             }
 
+            /// A time-ordered id derived from a place in a log (a UUIDv7 of `unix_ms`, whose
+            /// other bits are `partition` and `seq`): what a cluster's partition owner folding
+            /// that log position creates, the same each time it folds it again.
+            pub fn from_log(unix_ms: u64, partition: u16, seq: i64) -> Self {
+                let mut bits = [0u8; 10];
+                bits[..2].copy_from_slice(&partition.to_be_bytes());
+                bits[2..].copy_from_slice(&seq.to_be_bytes());
+                let id = uuid::Builder::from_unix_timestamp_millis(unix_ms, &bits).into_uuid();
+                Self(format!("{}{}", $prefix, id.simple()))
+            }
+
             pub fn parse(s: &str) -> Result<Self, InvalidId> {
                 let Some(rest) = s.strip_prefix($prefix) else {
                     return Err(InvalidId {
@@ -154,6 +165,19 @@ impl From<MessageId> for String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_from_a_log_position_are_the_same_each_time_and_ordered_by_time() {
+        let a = ProfileId::from_log(1_700_000_000_000, 3, 42);
+        assert_eq!(a, ProfileId::from_log(1_700_000_000_000, 3, 42));
+        assert_ne!(a, ProfileId::from_log(1_700_000_000_000, 3, 43));
+        assert_ne!(a, ProfileId::from_log(1_700_000_000_000, 4, 42));
+        assert!(
+            ProfileId::from_log(1_700_000_000_001, 0, 0) > a,
+            "later is greater"
+        );
+        assert_eq!(ProfileId::parse(a.as_str()).unwrap(), a);
+    }
 
     #[test]
     fn generated_profile_ids_round_trip_through_parse_and_serde() {

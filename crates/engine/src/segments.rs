@@ -174,8 +174,19 @@ pub async fn save_segment(
     let evaluated = engine.use_segments(set, Some(name.to_owned()), progress).await?;
     engine
         .applied_segments()
-        .insert(name.to_owned(), expression.to_owned());
+        .insert(name.to_owned(), (expression.to_owned(), now.timestamp_micros()));
     Ok(evaluated)
+}
+
+/// Saved segments as a node last took them on: name → (expression, when saved). A segment
+/// saved again, even unchanged, is a change (its backfill runs again).
+pub type SavedSegments = std::collections::BTreeMap<String, (String, i64)>;
+
+pub(crate) fn saved_entry(r: &missive_store::SegmentRecord) -> (String, (String, i64)) {
+    (
+        r.name.clone(),
+        (r.expression.clone(), r.updated_at.timestamp_micros()),
+    )
 }
 
 /// Cluster mode: makes this node use the segments saved in the store, when they differ from
@@ -185,10 +196,7 @@ pub async fn save_segment(
 pub async fn follow_saved(engine: &crate::Engine) -> Result<Vec<String>, SegmentServiceError> {
     let _one_at_a_time = engine.lock_segments().await;
     let records = engine.store().documents().list_segments().await?;
-    let saved: std::collections::BTreeMap<String, String> = records
-        .iter()
-        .map(|r| (r.name.clone(), r.expression.clone()))
-        .collect();
+    let saved: SavedSegments = records.iter().map(saved_entry).collect();
     let changed: Vec<String> = {
         let applied = engine.applied_segments();
         if *applied == saved {
@@ -196,7 +204,7 @@ pub async fn follow_saved(engine: &crate::Engine) -> Result<Vec<String>, Segment
         }
         saved
             .iter()
-            .filter(|(name, expression)| applied.get(*name) != Some(*expression))
+            .filter(|(name, saved)| applied.get(*name) != Some(*saved))
             .map(|(name, _)| name.clone())
             .collect()
     };

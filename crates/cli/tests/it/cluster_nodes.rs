@@ -603,15 +603,7 @@ async fn a_segment_saved_through_one_node_is_evaluated_on_every_partition() {
     cluster.wait_until_settled(PEOPLE).await;
 
     // Saved through a: a backfills its partitions, b and c theirs.
-    let (status, answer) = a
-        .api()
-        .admin(
-            reqwest::Method::POST,
-            "/v1/segments",
-            Some(&json!({"name": "gold", "expression": r#"traits.tier == "gold""#})),
-        )
-        .await;
-    assert_eq!(status.as_u16(), 201, "{answer}");
+    a.api().create_segment("gold", r#"traits.tier == "gold""#).await;
     let started = Instant::now();
     while members(&cluster, "gold").await < (PEOPLE / 2) as i64 {
         assert!(

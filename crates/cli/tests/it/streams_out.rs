@@ -44,15 +44,10 @@ async fn segment_entries_and_consent_changes_reach_the_change_stream_once_across
     let (status, _) = server.api().post_batch(&identify(0..1, "bronze", false)).await;
     assert_eq!(status, 200);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let (status, res) = server
+    server
         .api()
-        .admin(
-            reqwest::Method::POST,
-            "/v1/segments",
-            Some(&json!({"name": "gold", "expression": r#"traits.tier == "gold""#})),
-        )
+        .create_segment("gold", r#"traits.tier == "gold""#)
         .await;
-    assert_eq!(status.as_u16(), 201, "{res}");
 
     let js = jetstream::new(async_nats::connect(&nats).await.unwrap());
     let (status, _) = server.api().post_batch(&identify(0..PEOPLE, "gold", true)).await;

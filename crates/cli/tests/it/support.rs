@@ -365,6 +365,18 @@ impl Api {
         (status, res.json().await.unwrap_or(Value::Null))
     }
 
+    /// `POST /v1/segments` with the admin key; panics unless it is created (201).
+    pub async fn create_segment(&self, name: &str, expression: &str) {
+        let (status, answer) = self
+            .admin(
+                reqwest::Method::POST,
+                "/v1/segments",
+                Some(&serde_json::json!({"name": name, "expression": expression})),
+            )
+            .await;
+        assert_eq!(status.as_u16(), 201, "{answer}");
+    }
+
     /// `GET /v1/profiles/{key}`: `None` for 404, the profile for 200, a panic otherwise.
     pub async fn profile(&self, key: &str) -> Option<Value> {
         let res = self

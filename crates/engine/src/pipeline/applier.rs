@@ -252,18 +252,8 @@ impl Applier {
             || self.pending.touched.len() >= self.config.max_dirty_profiles
             || (!self.pending.is_empty()
                 && (self.flush_now || self.last_flush.elapsed() >= self.config.flush_interval));
-        if checkpoint {
-            let job = CheckpointJob {
-                epoch: self.seen_epoch,
-                batch_seq: self.batch_seq,
-                after_events: self.sent_events,
-                checkpoint: self.take_checkpoint(),
-                sync_acks,
-            };
-            if ctx.send(job).await.is_err() {
-                return false;
-            }
-            self.sent_checkpoint = self.batch_seq;
+        if checkpoint && !self.send_checkpoint(ctx, sync_acks).await {
+            return false;
         }
         for (control, at, ack) in controls {
             if !self.settle_control(control, at, ack, etx, ctx).await {
@@ -317,6 +307,8 @@ impl Applier {
             return true;
         }
         if !self.repoint.is_empty() {
+            // A batch number of its own: the checkpoint below waits for this job to commit.
+            self.batch_seq += 1;
             let job = EventJob {
                 epoch: self.seen_epoch,
                 batch_seq: self.batch_seq,
@@ -333,12 +325,23 @@ impl Applier {
             }
             self.sent_events = self.batch_seq;
         }
+        self.send_checkpoint(ctx, vec![ack]).await
+    }
+
+    /// Hands everything pending to the checkpoint writer as one checkpoint, after the event
+    /// batches sent before it; `sync_acks` are answered once it is committed. False when the
+    /// writer is gone.
+    pub(super) async fn send_checkpoint(
+        &mut self,
+        ctx: &mpsc::Sender<CheckpointJob>,
+        sync_acks: Vec<SyncAck>,
+    ) -> bool {
         let job = CheckpointJob {
             epoch: self.seen_epoch,
             batch_seq: self.batch_seq,
             after_events: self.sent_events,
             checkpoint: self.take_checkpoint(),
-            sync_acks: vec![ack],
+            sync_acks,
         };
         if ctx.send(job).await.is_err() {
             return false;
@@ -496,7 +499,14 @@ impl Applier {
                 };
                 let merges_before = self.repoint.len();
                 let user_id = e.user_id.clone();
-                let (target, e) = self.apply(e, None).await?;
+                // A profile this event creates takes an id derived from its place in the log,
+                // so that folding it again (after a failed commit) creates the same one: the
+                // joins already sent name it.
+                let created_id = position.map(|at| {
+                    let ms = u64::try_from(e.received_at.timestamp_millis()).unwrap_or(0);
+                    ProfileId::from_log(ms, at.partition, at.seq)
+                });
+                let (target, e) = self.apply(e, created_id.as_ref()).await?;
                 let seq = match position {
                     Some(at) => {
                         self.send_joins(stripped, &target, user_id.as_deref(), &e.message_id, at);

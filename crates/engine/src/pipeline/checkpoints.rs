@@ -25,7 +25,7 @@ impl Applier {
             through_seq: self.next_seq - 1,
             schema: self.schema.take_changes(),
             // A cluster node's backfill covers only the partitions it owns: it records no
-            // workspace-wide progress (docs/ARCHITECTURE.md, "Definitions in cluster mode").
+            // workspace-wide progress (docs/ARCHITECTURE.md, "Definitions are followed").
             backfills: match self.config.cluster {
                 true => Vec::new(),
                 false => pending.backfills,

@@ -142,6 +142,31 @@ impl Applier {
                 self.erased.extend(identity_hashes);
                 self.backfill_skip(&profiles);
                 let gone: HashSet<ProfileId> = profiles.into_iter().collect();
+                // Identities folded here since the last checkpoint are not among the hashes the
+                // node that took the request read from the store: blocked here too.
+                let mut keys: HashSet<IdentityKey> = self
+                    .identities
+                    .iter()
+                    .filter(|(_, (id, _))| gone.contains(id))
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for id in &gone {
+                    if let Some(c) = self.profiles.get(id) {
+                        keys.extend(c.profile.identities.keys());
+                    }
+                }
+                let fresh: Vec<String> = keys
+                    .iter()
+                    .map(|k| identity_hash(&self.erasure_key, k))
+                    .filter(|h| !self.erased.contains(h))
+                    .collect();
+                if !fresh.is_empty() {
+                    self.store
+                        .events()
+                        .add_erased_identities(fresh.clone(), self.clock.now())
+                        .await?;
+                    self.erased.extend(fresh);
+                }
                 self.forget_profiles(&gone);
                 metrics::counter!("missive_cluster_merge_steps_total", "step" => "erased").increment(1);
             }
@@ -381,6 +406,16 @@ impl Applier {
         // routes (a checkpoint) only after it sent this record: wait for that commit, or a
         // crash of its owner before it would leave the join half done there (its owner, reading
         // the join again, would find the identities already pointing here).
+        let erased = state
+            .identities
+            .keys()
+            .iter()
+            .any(|k| self.erased.contains(&identity_hash(&self.erasure_key, k)));
+        if erased {
+            // The person asked to be erased while the merge was under way.
+            metrics::counter!("missive_cluster_merge_steps_total", "step" => "skipped").increment(1);
+            return Ok(());
+        }
         let tombstone = self.store.events().load_profile(&from).await?;
         if tombstone.is_none() && self.clock.now() - when > ABSORB_GIVE_UP {
             // Gone for good (erased meanwhile): the partition's log must not stall on it.
@@ -388,15 +423,17 @@ impl Applier {
             metrics::counter!("missive_cluster_merge_steps_total", "step" => "skipped").increment(1);
             return Ok(());
         }
-        if tombstone.is_none_or(|p| p.merged_into.is_none()) {
-            metrics::counter!("missive_cluster_merge_steps_total", "step" => "waiting").increment(1);
-            return Err(EngineError::NotYet(format!(
-                "profile {from} is not yet merged away by its partition"
-            )));
-        }
+        let version = match tombstone {
+            Some(t) if t.merged_into.is_some() => t.version,
+            _ => {
+                metrics::counter!("missive_cluster_merge_steps_total", "step" => "waiting").increment(1);
+                return Err(EngineError::NotYet(format!(
+                    "profile {from} is not yet merged away by its partition"
+                )));
+            }
+        };
         let Some(target) = self.load_into_cache(&into).await? else {
-            tracing::warn!(profile = %into, "cluster: a merge names a profile that does not exist; skipped");
-            metrics::counter!("missive_cluster_merge_steps_total", "step" => "skipped").increment(1);
+            self.keep_apart(state, version, here, "the profile it joined does not exist");
             return Ok(());
         };
         match self.profile_home(&target).await? {
@@ -406,9 +443,20 @@ impl Applier {
                 return Ok(());
             }
             None => {
-                tracing::warn!(profile = %target, "cluster: a merge's profile has no route; skipped");
+                self.keep_apart(state, version, here, "the profile it joined has no route");
                 return Ok(());
             }
+        }
+        let target_users = self
+            .profiles
+            .get(&target)
+            .map(|c| c.profile.identities.user_ids.clone())
+            .unwrap_or_default();
+        let users = &state.identities.user_ids;
+        if !users.is_empty() && !target_users.is_empty() && users.is_disjoint(&target_users) {
+            // The survivor became another known user's since the join was checked.
+            self.keep_apart(state, version, here, "another known user's profile");
+            return Ok(());
         }
         let history_len = self.config.history_len;
         {
@@ -457,6 +505,42 @@ impl Applier {
         metrics::counter!("missive_profile_merges_total").increment(1);
         metrics::counter!("missive_cluster_merge_steps_total", "step" => "absorbed").increment(1);
         Ok(())
+    }
+
+    /// An absorb that cannot be folded into its survivor: the shipped profile lives on in this
+    /// partition (its identities and routes were moved here), its tombstone undone, rather
+    /// than be lost or fused with another known user's.
+    fn keep_apart(&mut self, state: Profile, tombstone_version: u64, here: u16, why: &str) {
+        tracing::warn!(profile = %state.id, why, "cluster: a merge across partitions is not made; the profile is kept apart");
+        metrics::counter!("missive_cluster_merge_steps_total", "step" => "kept_apart").increment(1);
+        let id = state.id.clone();
+        let keys = state.identities.keys();
+        let mut live = state;
+        live.merged_into = None;
+        live.version = tombstone_version;
+        self.profiles.insert(
+            id.clone(),
+            CachedProfile {
+                profile: Box::new(live),
+                last_batch: self.batch_seq,
+            },
+        );
+        self.partition_of.insert(id.clone(), here);
+        for key in &keys {
+            self.map_identity(key.clone(), &id);
+            self.routes.insert(key.clone(), here);
+        }
+        let touched = self.pending.touched.entry(id.clone()).or_default();
+        touched.identities.extend(keys);
+        touched.segments = true;
+        self.pending
+            .causes
+            .insert(id.clone(), format!("kept apart: {why}"));
+        let now = self.clock.now().max(self.eval_now);
+        if !self.segments.is_empty() {
+            self.update_segments(&id, None, now, "merge not made");
+        }
+        metrics::gauge!("missive_profiles").increment(1.0);
     }
 
     /// Sends what the fold or a control produced for other partitions, and answers once the

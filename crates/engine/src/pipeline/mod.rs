@@ -275,10 +275,10 @@ pub struct Shared {
     write_health: Arc<Progress>,
     /// Cluster mode: where [`Engine::ingest`] appends (and the applier sends merges through).
     log: SharedLog,
-    /// The saved segments the pipeline uses (name → expression), as last handed to it by
-    /// this node: a cluster node compares them with the store's to follow saves made
-    /// through other nodes (`segments::follow_saved`).
-    applied_segments: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
+    /// The saved segments the pipeline uses, as last handed to it by this node: a cluster
+    /// node compares them with the store's to follow saves made through other nodes
+    /// (`segments::follow_saved`).
+    applied_segments: std::sync::Mutex<crate::segments::SavedSegments>,
 }
 
 impl std::ops::Deref for Engine {
@@ -302,8 +302,8 @@ impl Engine {
             .documents()
             .list_segments()
             .await?
-            .into_iter()
-            .map(|r| (r.name, r.expression))
+            .iter()
+            .map(crate::segments::saved_entry)
             .collect();
         metrics::gauge!("missive_profiles").set(stats.profiles as f64);
         let (tx, rx) = mpsc::channel::<Request>(4096);
@@ -707,9 +707,7 @@ impl Engine {
 
     /// Saved segments, members and previews.
     /// The saved segments the pipeline was last handed (name → expression).
-    pub(crate) fn applied_segments(
-        &self,
-    ) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<String, String>> {
+    pub(crate) fn applied_segments(&self) -> std::sync::MutexGuard<'_, crate::segments::SavedSegments> {
         self.applied_segments.lock().unwrap_or_else(|p| p.into_inner())
     }
 

@@ -152,17 +152,9 @@ impl Applier {
                 if !lost && self.owned.contains_key(&partition) {
                     // A hand-over: what was folded is committed under the lease still held.
                     let (sync, committed) = oneshot::channel();
-                    let job = CheckpointJob {
-                        epoch: self.seen_epoch,
-                        batch_seq: self.batch_seq,
-                        after_events: self.sent_events,
-                        checkpoint: self.take_checkpoint(),
-                        sync_acks: vec![sync],
-                    };
-                    if ctx.send(job).await.is_err() {
+                    if !self.send_checkpoint(ctx, vec![sync]).await {
                         return false;
                     }
-                    self.sent_checkpoint = self.batch_seq;
                     result = committed
                         .await
                         .unwrap_or_else(|_| Err(Arc::new(EngineError::ShuttingDown)));

@@ -106,7 +106,52 @@ impl PostgresStore {
     }
 }
 
+/// A checkpoint's route moves as the parallel arrays `move_routes` takes.
+pub(super) struct RouteColumns<'a> {
+    kinds: Vec<&'a str>,
+    values: Vec<&'a str>,
+    from: Vec<i16>,
+    to: Vec<i16>,
+}
+
+impl<'a> RouteColumns<'a> {
+    pub(super) fn new(moves: &'a [crate::RouteMove]) -> Self {
+        RouteColumns {
+            kinds: moves.iter().map(|m| m.key.kind.as_str()).collect(),
+            values: moves.iter().map(|m| m.key.value.as_str()).collect(),
+            from: moves.iter().map(|m| partition_column(m.from)).collect(),
+            to: moves.iter().map(|m| partition_column(m.to)).collect(),
+        }
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.kinds.is_empty()
+    }
+
+    pub(super) fn params(&self) -> [&(dyn tokio_postgres::types::ToSql + Sync); 4] {
+        [&self.kinds, &self.values, &self.from, &self.to]
+    }
+}
+
 impl PostgresStore {
+    /// The cluster's watermark (what `profile_checkpoint` answers in cluster mode): every
+    /// partition's profiles include its events up to the lowest checkpoint mark, and an idle
+    /// partition's owner raises its mark to the stream's end (docs/ARCHITECTURE.md, "Log
+    /// followers read behind a watermark"). Until every partition has a mark, nothing is settled.
+    pub(super) async fn cluster_watermark(&self) -> Result<i64, StoreError> {
+        let row = self
+            .reader()
+            .client
+            .query_one(
+                "SELECT CASE WHEN count(*) = (SELECT value::bigint FROM cluster_meta WHERE key = 'partitions')
+                             THEN min(checkpoint_seq) ELSE 0 END
+                 FROM partition_log",
+                &[],
+            )
+            .await?;
+        Ok(row.try_get::<_, Option<i64>>(0)?.unwrap_or(0))
+    }
+
     pub(super) async fn cluster_profiles_in_partitions(
         &self,
         partitions: Vec<u16>,

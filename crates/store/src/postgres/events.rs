@@ -4,6 +4,7 @@ use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 
+use super::cluster::RouteColumns;
 use super::rows::*;
 use super::*;
 
@@ -328,11 +329,8 @@ impl crate::EventStore for PostgresStore {
         let fences = FenceColumns::new(&cp.fences);
         let (mark_partitions, mark_seqs) = mark_columns(&cp.partitions);
         let mark_params: [&(dyn ToSql + Sync); 2] = [&mark_partitions, &mark_seqs];
-        let rt_kinds: Vec<&str> = cp.routes.iter().map(|m| m.key.kind.as_str()).collect();
-        let rt_values: Vec<&str> = cp.routes.iter().map(|m| m.key.value.as_str()).collect();
-        let rt_from: Vec<i16> = cp.routes.iter().map(|m| partition_column(m.from)).collect();
-        let rt_to: Vec<i16> = cp.routes.iter().map(|m| partition_column(m.to)).collect();
-        let route_params: [&(dyn ToSql + Sync); 4] = [&rt_kinds, &rt_values, &rt_from, &rt_to];
+        let routes = RouteColumns::new(&cp.routes);
+        let route_params = routes.params();
         // The single owner's position; a cluster's owners record theirs per partition.
         let clustered = !cp.partitions.is_empty() || !cp.fences.is_empty();
 
@@ -344,20 +342,19 @@ impl crate::EventStore for PostgresStore {
         let tx = client.transaction().await?;
         // Cluster nodes checkpoint concurrently: the merges and segment changes (read by
         // followers in `seq` order) are numbered and committed one node at a time, so that
-        // no follower sees a later number before an earlier one commits.
+        // no follower sees a later number before an earlier one commits. They are written
+        // last, under a lock taken just before them.
         let ordered = clustered && !(merges.is_empty() && cp.segment_changes.is_empty());
         // One round trip for all of them; PostgreSQL still runs them one after another, in
         // the order the trait documents. On an error the transaction rolls back as `tx` drops.
         let (current, ..) = tokio::try_join!(
             fences.count(&tx, &s.check_fences),
-            execute_unless_empty(&tx, &s.order_followed_logs, !ordered, &[]),
             execute_unless_empty(
                 &tx,
                 &s.repoint_identities,
                 repoint_from.is_empty(),
                 &repoint_params
             ),
-            execute_unless_empty(&tx, &s.insert_merges, merges.is_empty(), &merge_params),
             execute_unless_empty(&tx, &s.upsert_identities, identities.is_empty(), &identity_params),
             execute_unless_empty(&tx, &s.upsert_profiles, profiles.is_empty(), &profile_params),
             execute_unless_empty(&tx, &s.insert_versions, versions.is_empty(), &version_params),
@@ -371,7 +368,10 @@ impl crate::EventStore for PostgresStore {
             ),
             execute_unless_empty(&tx, &s.upsert_schema_fields, fields.is_empty(), &field_params),
             execute_unless_empty(&tx, &s.mark_checkpoint, mark_seqs.is_empty(), &mark_params),
-            execute_unless_empty(&tx, &s.move_routes, rt_kinds.is_empty(), &route_params),
+            execute_unless_empty(&tx, &s.move_routes, routes.is_empty(), &route_params),
+            // Last, so that the lock is held only from here to the commit.
+            execute_unless_empty(&tx, &s.order_followed_logs, !ordered, &[]),
+            execute_unless_empty(&tx, &s.insert_merges, merges.is_empty(), &merge_params),
         )?;
         fences.require(current)?;
         // Segment changes, in order (few per checkpoint next to profiles).
@@ -454,23 +454,10 @@ impl crate::EventStore for PostgresStore {
     }
 
     async fn profile_checkpoint(&self) -> Result<i64, StoreError> {
-        let r = self.reader();
         if self.inner.clustered {
-            // The cluster's watermark: every partition's profiles include its events up to
-            // the lowest checkpoint mark, and an idle partition's owner raises its mark to the
-            // stream's end (docs/ARCHITECTURE.md, "Log followers in cluster mode"). Until
-            // every partition has a mark, nothing is settled.
-            let row = r
-                .client
-                .query_one(
-                    "SELECT CASE WHEN count(*) = (SELECT value::bigint FROM cluster_meta WHERE key = 'partitions')
-                                 THEN min(checkpoint_seq) ELSE 0 END
-                     FROM partition_log",
-                    &[],
-                )
-                .await?;
-            return Ok(row.try_get::<_, Option<i64>>(0)?.unwrap_or(0));
+            return self.cluster_watermark().await;
         }
+        let r = self.reader();
         let row = r
             .client
             .query_opt("SELECT value FROM meta WHERE key = 'profiles_through_seq'", &[])
