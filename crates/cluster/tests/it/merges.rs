@@ -323,5 +323,41 @@ async fn profiles_in_two_partitions_merge_into_the_older_once() {
         h.profile_of(&key("userId", "u-3")).await,
         h.profile_of(&key("anonymousId", "a-4")).await
     );
+
+    // 4. A join that passed its check, whose survivor is another known user's by the time
+    // the state arrives: the shipped profile is kept apart, live in the survivor's partition.
+    claims_more(&store, &key("userId", "u-6"), 0).await;
+    claims_more(&store, &key("userId", "u-7"), 1).await;
+    claims_more(&store, &key("anonymousId", "a-7"), 1).await;
+    h.event(0, viewed("x-13", ("userId", "u-6"))).await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    h.event(
+        1,
+        serde_json::json!({"type": "identify", "userId": "u-7", "anonymousId": "a-7", "messageId": "x-14"}),
+    )
+    .await;
+    let u6 = h.profile_of(&key("userId", "u-6")).await;
+    let w = h.profile_of(&key("userId", "u-7")).await;
+    let at = h.at(1);
+    h.engine
+        .control(
+            Control::Join {
+                local: JoinSide::Identity(key("anonymousId", "a-7")),
+                with: u6.clone(),
+                with_partition: 0,
+                with_users: Vec::new(),
+                cause: "x-15".into(),
+            },
+            at,
+        )
+        .await
+        .unwrap();
+    assert_eq!(kinds(&h.deliver().await), vec![(0, "absorb")]);
+    assert_eq!(h.profile_of(&key("anonymousId", "a-7")).await, w, "kept apart");
+    assert_eq!(h.profile_of(&key("userId", "u-7")).await, w);
+    let kept = store.events().load_profile(&w).await.unwrap().unwrap();
+    assert_eq!(kept.merged_into, None, "its tombstone undone");
+    assert_eq!(h.viewed(&u6).await, 1);
+    assert!(store.events().merges_of(&w).await.unwrap().is_empty());
     h.engine.shutdown().await;
 }
