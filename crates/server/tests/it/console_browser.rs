@@ -160,7 +160,8 @@ async fn work(c: &Client, base: &str, key: &str) {
         .await
         .unwrap();
     press(c, "Preview").await;
-    wait_for_text(c, "Preview for").await;
+    // The h2 over the rendered preview (the form's label also starts "Preview for").
+    wait_for_text(c, "<h2>Preview for").await;
     let frames = c.find_all(Locator::Css("iframe[sandbox]")).await.unwrap();
     assert_eq!(frames.len(), 2, "desktop and mobile");
     tokio::time::sleep(Duration::from_millis(500)).await;
