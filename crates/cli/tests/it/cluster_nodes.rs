@@ -97,6 +97,19 @@ impl Cluster {
         Server::start_sharing(&env, keys).await
     }
 
+    /// Starts nodes `<prefix>-a`, `-b` and `-c` (b and c given a's keys) and waits until they
+    /// share the partitions evenly.
+    async fn three(&self, prefix: &str) -> [Server; 3] {
+        let names = ["a", "b", "c"].map(|n| format!("{prefix}-{n}"));
+        let a = self.node(&names[0], None, &[]).await;
+        let keys = a.api().keys().clone();
+        let b = self.node(&names[1], Some(&keys), &[]).await;
+        let c = self.node(&names[2], Some(&keys), &[]).await;
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        self.wait_for_owners(&names, Duration::from_secs(30)).await;
+        [a, b, c]
+    }
+
     /// Live leases per owner.
     async fn owners(&self) -> BTreeMap<String, i64> {
         self.pg
@@ -221,13 +234,7 @@ async fn three_nodes_lose_nothing_when_one_is_killed_under_steady_ingest() {
     let Some(cluster) = Cluster::new(&nats).await else {
         return;
     };
-    let a = cluster.node("n-a", None, &[]).await;
-    let keys = a.api().keys().clone();
-    let mut b = cluster.node("n-b", Some(&keys), &[]).await;
-    let c = cluster.node("n-c", Some(&keys), &[]).await;
-    cluster
-        .wait_for_owners(&["n-a", "n-b", "n-c"], Duration::from_secs(30))
-        .await;
+    let [a, mut b, c] = cluster.three("n").await;
 
     // Steady ingest through every node; the users' events land in every partition.
     let plan = |prefix| LoadPlan {
@@ -381,13 +388,7 @@ async fn sign_ins_merge_profiles_across_partitions_when_a_node_dies_mid_merge() 
     let Some(cluster) = Cluster::new(&nats).await else {
         return;
     };
-    let a = cluster.node("m-a", None, &[]).await;
-    let keys = a.api().keys().clone();
-    let mut b = cluster.node("m-b", Some(&keys), &[]).await;
-    let c = cluster.node("m-c", Some(&keys), &[]).await;
-    cluster
-        .wait_for_owners(&["m-a", "m-b", "m-c"], Duration::from_secs(30))
-        .await;
+    let [a, mut b, c] = cluster.three("m").await;
 
     // People whose user id and visitor id hash to different partitions.
     const PEOPLE: usize = 60;
@@ -511,13 +512,7 @@ async fn an_erasure_asked_of_any_node_erases_the_person_everywhere() {
     let Some(cluster) = Cluster::new(&nats).await else {
         return;
     };
-    let a = cluster.node("e-a", None, &[]).await;
-    let keys = a.api().keys().clone();
-    let b = cluster.node("e-b", Some(&keys), &[]).await;
-    let c = cluster.node("e-c", Some(&keys), &[]).await;
-    cluster
-        .wait_for_owners(&["e-a", "e-b", "e-c"], Duration::from_secs(30))
-        .await;
+    let [a, b, c] = cluster.three("e").await;
     const PEOPLE: usize = 20;
     const ERASED: usize = 6;
     let viewed = |n: usize, round: usize| {
@@ -582,13 +577,7 @@ async fn a_segment_saved_through_one_node_is_evaluated_on_every_partition() {
     let Some(cluster) = Cluster::new(&nats).await else {
         return;
     };
-    let a = cluster.node("g-a", None, &[]).await;
-    let keys = a.api().keys().clone();
-    let b = cluster.node("g-b", Some(&keys), &[]).await;
-    let c = cluster.node("g-c", Some(&keys), &[]).await;
-    cluster
-        .wait_for_owners(&["g-a", "g-b", "g-c"], Duration::from_secs(30))
-        .await;
+    let [a, b, c] = cluster.three("g").await;
     const PEOPLE: usize = 60;
     let tiers = |range: std::ops::Range<usize>| {
         range
@@ -664,13 +653,7 @@ async fn journeys_waiting_on_a_killed_sending_node_fire_once_on_the_next() {
     let Some(cluster) = Cluster::new(&nats).await else {
         return;
     };
-    let a = cluster.node("s-a", None, &[]).await;
-    let keys = a.api().keys().clone();
-    let b = cluster.node("s-b", Some(&keys), &[]).await;
-    let c = cluster.node("s-c", Some(&keys), &[]).await;
-    cluster
-        .wait_for_owners(&["s-a", "s-b", "s-c"], Duration::from_secs(30))
-        .await;
+    let [a, b, c] = cluster.three("s").await;
     let (holder, token) = sending_holder(&cluster).await;
     let mut nodes = vec![("s-a", a), ("s-b", b), ("s-c", c)];
     let at = nodes.iter().position(|(n, _)| *n == holder).unwrap();
