@@ -22,7 +22,7 @@ use crate::partition::{Partition, PartitionCount};
 use crate::plan::LeaseRow;
 
 /// The database's clock in microseconds since the epoch.
-const DB_NOW: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::BIGINT";
+pub(crate) const DB_NOW: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::BIGINT";
 
 /// Why a lease operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -417,7 +417,7 @@ pub async fn verify(
     Ok(Ok(()))
 }
 
-fn micros(d: Duration) -> i64 {
+pub(crate) fn micros(d: Duration) -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
 

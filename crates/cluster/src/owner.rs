@@ -70,8 +70,9 @@ pub async fn run(
     let lag = metrics::gauge!("missive_cluster_partition_lag", "partition" => partition.to_string());
     let folded = metrics::counter!("missive_cluster_folded_total", "partition" => partition.to_string());
     let fold_time = metrics::histogram!("missive_cluster_fold_seconds", "partition" => partition.to_string());
-    let mut consumer = None;
-    let mut idle = IdleProbe::default();
+    // The consumer, with the idle probe that is valid only for what it read: reopening it
+    // (`reading = None`) starts the probe over too.
+    let mut reading: Option<(jetstream::consumer::Consumer<pull::Config>, IdleProbe)> = None;
     // How long a merge step waiting for another partition waits before it is read again.
     let mut waiting = Duration::from_millis(50);
     let mut pause = Duration::from_millis(100);
@@ -79,10 +80,13 @@ pub async fn run(
         if *stop.borrow() {
             return Ok(());
         }
-        let c = match &consumer {
-            Some(c) => c,
+        let (c, idle) = match &mut reading {
+            Some((c, idle)) => (c, idle),
             None => match open_consumer(&js, &config, &engine, partition, token).await {
-                Ok(c) => consumer.insert(c),
+                Ok(c) => {
+                    let (c, idle) = reading.insert((c, IdleProbe::default()));
+                    (c, idle)
+                }
                 Err(e) => {
                     tracing::warn!(partition, error = %e, "cluster: opening the partition's consumer failed; retrying");
                     if sleep_or_stop(&mut stop, pause).await {
@@ -94,15 +98,14 @@ pub async fn run(
             },
         };
         let messages = tokio::select! {
-            m = next_batch(c, batch, Duration::from_millis(500)) => m,
+            m = next_batch(&*c, batch, Duration::from_millis(500)) => m,
             _ = stop.changed() => return Ok(()),
         };
         let messages = match messages {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!(partition, error = %e, "cluster: reading the log failed; reopening");
-                consumer = None;
-                idle.reset();
+                reading = None;
                 if sleep_or_stop(&mut stop, pause).await {
                     return Ok(());
                 }
@@ -116,7 +119,8 @@ pub async fn run(
             idle.found_idle(&js, &config, &engine, partition).await;
             continue;
         };
-        idle.reset();
+        // Messages came: the last look proves nothing.
+        idle.looked = None;
         if let Ok(info) = last.info() {
             lag.set(info.pending as f64);
         }
@@ -164,8 +168,7 @@ pub async fn run(
                 // A merge step waits for another partition's commit: read it again shortly
                 // (from the store's mark, in order), less often the longer it waits.
                 tracing::debug!(partition, error = %e, "cluster: waiting for another partition");
-                consumer = None;
-                idle.reset();
+                reading = None;
                 if sleep_or_stop(&mut stop, waiting).await {
                     return Ok(());
                 }
@@ -175,8 +178,7 @@ pub async fn run(
             Err(e) => {
                 // Not committed: read again from the store's mark.
                 tracing::error!(partition, error = %e, "cluster: the engine refused a batch; reading again from the last commit");
-                consumer = None;
-                idle.reset();
+                reading = None;
                 if sleep_or_stop(&mut stop, Duration::from_millis(500)).await {
                     return Ok(());
                 }
@@ -199,10 +201,6 @@ struct IdleProbe {
 }
 
 impl IdleProbe {
-    fn reset(&mut self) {
-        self.looked = None;
-    }
-
     async fn found_idle(
         &mut self,
         js: &jetstream::Context,

@@ -20,12 +20,10 @@ use missive_store::LeaderFence;
 use tokio::sync::watch;
 use tokio_postgres::Client;
 
-use crate::leases::LeaseError;
+use crate::leases::{DB_NOW, LeaseError, micros};
 
 /// The sending side's lease.
 pub const SENDING: &str = "sending";
-
-const DB_NOW: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::BIGINT";
 
 /// One named lease, as one node sees it.
 pub struct ServiceLease {
@@ -61,7 +59,7 @@ impl ServiceLease {
     /// Renews the lease if this node holds it, else takes it if it is free or expired;
     /// answers the token held (`None`: another node holds it).
     pub async fn claim(&self) -> Result<Option<i64>, LeaseError> {
-        let ttl = i64::try_from(self.ttl.as_micros()).unwrap_or(i64::MAX);
+        let ttl = micros(self.ttl);
         let renewed = self
             .client
             .query_opt(

@@ -498,7 +498,8 @@ impl Applier {
                     None => Vec::new(),
                 };
                 let merges_before = self.repoint.len();
-                let user_id = e.user_id.clone();
+                // Cluster mode: the joins this event may send name its user id.
+                let user_id = position.and_then(|_| e.user_id.clone());
                 // A profile this event creates takes an id derived from its place in the log,
                 // so that folding it again (after a failed commit) creates the same one: the
                 // joins already sent name it.

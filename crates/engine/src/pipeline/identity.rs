@@ -399,7 +399,7 @@ impl Applier {
     }
 
     pub(super) fn merge(&mut self, from: &ProfileId, into: &ProfileId, cause: &MessageId, at: DateTime<Utc>) {
-        let Some(mut source) = self.profiles.remove(from) else {
+        let Some(source) = self.profiles.remove(from) else {
             return;
         };
         let history_len = self.config.history_len;
@@ -418,8 +418,31 @@ impl Applier {
                 self.map_identity(key, into);
             }
         }
-        source.profile.merged_into = Some(into.clone());
-        // The merged-away profile leaves its segments: the one it merged into carries on.
+        self.tombstone(from, source, into, at);
+        self.repoint.push((from.clone(), into.clone()));
+        self.pending.merges.push(MergeRecord {
+            from: from.clone(),
+            into: into.clone(),
+            at,
+            cause: cause.to_string(),
+        });
+        metrics::gauge!("missive_profiles").decrement(1.0);
+        metrics::counter!("missive_profile_merges_total").increment(1);
+        tracing::debug!(from = %from, into = %into, "profiles merged");
+    }
+}
+
+impl Applier {
+    /// Makes `source` (the cached profile `from`) a tombstone merged into `into`, kept in the
+    /// cache: it leaves its segments (the profile it joined carries on), and its next version
+    /// records the merge. Both merges here and profiles shipped to another partition end so.
+    pub(super) fn tombstone(
+        &mut self,
+        from: &ProfileId,
+        mut source: CachedProfile,
+        into: &ProfileId,
+        at: DateTime<Utc>,
+    ) {
         let left: Vec<MembershipChange> = std::mem::take(&mut source.profile.segments)
             .segments
             .into_iter()
@@ -431,23 +454,13 @@ impl Applier {
             })
             .collect();
         self.record_segment_changes(from, left);
+        source.profile.merged_into = Some(into.clone());
         source.last_batch = self.batch_seq;
-        let t = self.pending.touched.entry(from.clone()).or_default();
-        t.merged_into = Some(into.clone());
+        self.pending.touched.entry(from.clone()).or_default().merged_into = Some(into.clone());
         self.pending
             .causes
             .insert(from.clone(), format!("merged into {into}"));
         self.profiles.insert(from.clone(), source);
-        self.repoint.push((from.clone(), into.clone()));
-        self.pending.merges.push(MergeRecord {
-            from: from.clone(),
-            into: into.clone(),
-            at,
-            cause: cause.to_string(),
-        });
-        metrics::gauge!("missive_profiles").decrement(1.0);
-        metrics::counter!("missive_profile_merges_total").increment(1);
-        tracing::debug!(from = %from, into = %into, "profiles merged");
     }
 }
 

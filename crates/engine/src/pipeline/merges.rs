@@ -326,30 +326,12 @@ impl Applier {
             self.identities.insert(k, (p, 0));
         }
         self.reload_routes(keys.clone()).await?;
-        let Some(mut entry) = self.profiles.remove(&from) else {
+        let Some(entry) = self.profiles.remove(&from) else {
             return Ok(());
         };
         let now = self.clock.now();
         let state = entry.profile.clone();
-        // It leaves its segments: the profile it joins carries on.
-        let left: Vec<MembershipChange> = std::mem::take(&mut entry.profile.segments)
-            .segments
-            .into_iter()
-            .map(|segment| MembershipChange {
-                segment,
-                entered: false,
-                at: now,
-                cause: format!("merged into {into}"),
-            })
-            .collect();
-        entry.profile.merged_into = Some(into.clone());
-        entry.last_batch = self.batch_seq;
-        self.profiles.insert(from.clone(), entry);
-        self.record_segment_changes(&from, left);
-        self.pending.touched.entry(from.clone()).or_default().merged_into = Some(into.clone());
-        self.pending
-            .causes
-            .insert(from.clone(), format!("merged into {into}"));
+        self.tombstone(&from, entry, &into, now);
         self.partition_of.insert(from.clone(), here);
         for key in keys {
             if self.identities.get(&key).is_some_and(|(owner, _)| owner == &from) {
