@@ -206,6 +206,11 @@ impl SegmentSet {
         self.by_name.get(name).map(|&i| &self.segments[i])
     }
 
+    /// The segments with their names, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &Segment)> {
+        self.names.iter().zip(&self.segments)
+    }
+
     /// The segments a change at `now` can affect (before following segment dependencies).
     pub fn affected(&self, touched: &Touched, extra: Extra, now: DateTime<Utc>) -> BTreeSet<usize> {
         let mut out = Vec::new();

@@ -112,9 +112,20 @@ pub trait EventStore: Send + Sync + 'static {
     }
 
     /// Cluster mode: the live profiles of `partitions` (those whose identities are routed to
-    /// one of them), for a segment backfill over what a node owns.
-    async fn profiles_in_partitions(&self, partitions: Vec<u16>) -> Result<Vec<ProfileId>, StoreError> {
+    /// one of them), each with its partition, for a segment backfill or the segment timers
+    /// over what a node owns.
+    async fn profiles_in_partitions(
+        &self,
+        partitions: Vec<u16>,
+    ) -> Result<Vec<(ProfileId, u16)>, StoreError> {
         let _ = partitions;
+        Err(cluster_unsupported())
+    }
+
+    /// Cluster mode: the segment definitions (name → expression) every profile of
+    /// `partition` was evaluated against by a backfill that finished.
+    async fn partition_backfills(&self, partition: u16) -> Result<HashMap<String, String>, StoreError> {
+        let _ = partition;
         Err(cluster_unsupported())
     }
 

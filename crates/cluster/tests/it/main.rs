@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod merges;
+mod partition_state;
 mod service;
 mod stream_in;
 

@@ -386,8 +386,16 @@ impl Applier {
                 self.abandon(interrupted, &e);
                 return Err(e);
             }
-            // Timers and backfills are the whole workspace's: not a cluster node's to load.
-            if !self.config.cluster {
+            if self.config.cluster {
+                // Each partition's timers and unfinished backfills, as when it is taken on;
+                // the caller of the backfill cut short is told (a follower of the saved
+                // segments tries again).
+                let e = EngineError::Store(StoreError::Task(
+                    "a commit failed; the owned partitions were rebuilt from the store".into(),
+                ));
+                self.abandon(interrupted, &e);
+                self.settle_partitions().await?;
+            } else {
                 if let Err(e) = self.load_timers().await {
                     self.abandon(interrupted, &e);
                     return Err(e);

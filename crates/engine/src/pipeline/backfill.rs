@@ -50,6 +50,10 @@ pub(super) struct Backfill {
     progress: Option<watch::Sender<(u64, u64)>>,
     ack: Option<SegmentsAck>,
     started: Instant,
+    /// Cluster mode: the partition of each profile listed, and the partitions covered, with
+    /// the leases they were owned under when it started (empty in the embedded mode).
+    homes: HashMap<ProfileId, u16>,
+    covers: Vec<missive_store::Fence>,
 }
 
 /// Where a segment switch is answered: the number of profiles evaluated.
@@ -138,7 +142,7 @@ impl Applier {
         // A new name (or one deleted and saved again) starts from no membership; a changed
         // definition is compared with the old one, so that exits are recorded too.
         let is_new = previous.get(&name).is_none();
-        match self.start_backfill(name, is_new, None, progress).await {
+        match self.start_backfill(name, is_new, None, progress, None).await {
             Ok(()) => {
                 if let Some(b) = &mut self.backfill {
                     b.ack = Some(ack);
@@ -149,18 +153,35 @@ impl Applier {
         }
     }
 
-    /// Lists the profiles to evaluate (after `after`, when resuming) and records the start.
+    /// Lists the profiles to evaluate (after `after`, when resuming; in cluster mode those of
+    /// the owned partitions, or of `only`) and records the start.
     async fn start_backfill(
         &mut self,
         name: String,
         is_new: bool,
         after: Option<ProfileId>,
         progress: Option<watch::Sender<(u64, u64)>>,
+        only: Option<u16>,
     ) -> Result<(), EngineError> {
         // The event log must hold every event folded so far before anything is read from it.
         self.wait_for_writers().await;
-        let mut ids = self.live_profile_ids().await?;
+        let (mut ids, homes) = self.live_profile_ids(only).await?;
         ids.sort_unstable();
+        let covers: Vec<missive_store::Fence> = match (self.config.cluster, only) {
+            (false, _) => Vec::new(),
+            (true, Some(p)) => self.owned.get(&p).cloned().into_iter().collect(),
+            (true, None) => self.owned.values().cloned().collect(),
+        };
+        // What an owner recorded done before no longer holds until this one finishes.
+        for fence in &covers {
+            self.pending
+                .partition_backfills
+                .push(missive_store::PartitionBackfill {
+                    partition: fence.partition,
+                    segment: name.clone(),
+                    done: None,
+                });
+        }
         if let Some(after) = &after {
             ids.retain(|id| id > after);
         }
@@ -177,6 +198,8 @@ impl Applier {
             progress,
             ack: None,
             started: Instant::now(),
+            homes,
+            covers,
         };
         let mut mark = b.mark();
         mark.after = after;
@@ -272,7 +295,8 @@ impl Applier {
                 None => return Ok(false),
             },
         };
-        self.start_backfill(name.clone(), is_new, after, progress).await?;
+        self.start_backfill(name.clone(), is_new, after, progress, None)
+            .await?;
         tracing::info!(segment = %name, "segment backfill resumed");
         Ok(true)
     }
@@ -384,6 +408,7 @@ impl Applier {
             self.pending.backfills.push(BackfillUpdate::Finished {
                 segment: b.name.clone(),
             });
+            self.record_partitions_done(&b);
             if let Some(ack) = b.ack.take() {
                 self.finished_backfills.push((Ok(b.done), ack));
             }
@@ -391,12 +416,71 @@ impl Applier {
         self.next_backfill().await
     }
 
+    /// Cluster mode: records the partitions a finished backfill covered, and still owned
+    /// under the same lease, as evaluated in full against its segment's definition.
+    fn record_partitions_done(&mut self, b: &Backfill) {
+        let Some(expression) = self.segments.get(&b.name).map(|s| s.source().to_owned()) else {
+            return;
+        };
+        for fence in &b.covers {
+            if self.owned.get(&fence.partition) != Some(fence) {
+                continue;
+            }
+            self.queued_partitions
+                .retain(|(s, p)| !(*s == b.name && *p == fence.partition));
+            self.pending
+                .partition_backfills
+                .push(missive_store::PartitionBackfill {
+                    partition: fence.partition,
+                    segment: b.name.clone(),
+                    done: Some(expression.clone()),
+                });
+        }
+    }
+
+    /// Cluster mode: after a partition is taken on, queues a backfill over it of every
+    /// segment its profiles were not evaluated against in full (a backfill its former owner
+    /// did not finish, or a definition saved since), and starts the first unless one runs.
+    pub(super) async fn finish_partition_backfills(&mut self, partition: u16) -> Result<(), EngineError> {
+        if self.segments.is_empty() {
+            return Ok(());
+        }
+        let done = self.store.events().partition_backfills(partition).await?;
+        let mut missing: Vec<String> = self
+            .segments
+            .iter()
+            .filter(|(name, seg)| done.get(*name).map(String::as_str) != Some(seg.source()))
+            .map(|(name, _)| name.clone())
+            .collect();
+        missing.sort();
+        for name in missing {
+            if !self.queued_partitions.contains(&(name.clone(), partition)) {
+                tracing::info!(partition, segment = %name, "cluster: the partition was not backfilled with this segment in full; backfilling it");
+                self.queued_partitions.push_back((name, partition));
+            }
+        }
+        if self.backfill.is_none() {
+            self.next_backfill().await?;
+        }
+        Ok(())
+    }
+
     /// With no backfill under way: the next queued switch, or else another backfill the
-    /// store records (left by a crash).
+    /// store records (left by a crash), or else (cluster mode) a partition's.
     pub(super) async fn next_backfill(&mut self) -> Result<(), EngineError> {
         while self.backfill.is_none() {
-            if !self.take_queued_switch().await {
+            if self.take_queued_switch().await {
+                continue;
+            }
+            if !self.config.cluster {
                 return self.resume_backfills(None).await;
+            }
+            let Some((name, partition)) = self.queued_partitions.pop_front() else {
+                return Ok(());
+            };
+            if self.segments.get(&name).is_some() && self.owned.contains_key(&partition) {
+                self.start_backfill(name, false, None, None, Some(partition))
+                    .await?;
             }
         }
         Ok(())
@@ -476,6 +560,16 @@ impl Applier {
             let Some(live) = self.load_into_cache(id).await? else {
                 continue;
             };
+            // Cluster mode: its partition, for its checkpoint; one handed over since is left
+            // to its new owner.
+            let home = self
+                .backfill
+                .as_ref()
+                .and_then(|b| b.homes.get(id).copied())
+                .filter(|_| live == *id);
+            if !self.adopt(&live, home).await? {
+                continue;
+            }
             // The new segment may count events the profile did not keep: read from the log
             // with the page, or alone for a profile merged since the page was listed.
             let loaded = match page_windows.remove(id) {

@@ -34,15 +34,26 @@ impl Applier {
         };
         if self.config.cluster {
             cp.fences = self.fences_for(
-                pending.partitions.keys().copied().chain(
-                    pending
-                        .touched
-                        .keys()
-                        .filter_map(|id| self.partition_of.get(id).copied()),
-                ),
+                pending
+                    .partitions
+                    .keys()
+                    .copied()
+                    .chain(
+                        pending
+                            .touched
+                            .keys()
+                            .filter_map(|id| self.partition_of.get(id).copied()),
+                    )
+                    .chain(pending.partition_backfills.iter().map(|b| b.partition)),
             );
             cp.partitions = pending.partitions.into_iter().collect();
             cp.routes = pending.routes;
+            // Only under the partition's lease: a former owner's record would be refused.
+            cp.partition_backfills = pending
+                .partition_backfills
+                .into_iter()
+                .filter(|b| self.owned.contains_key(&b.partition))
+                .collect();
         }
         let mut causes = pending.causes;
         let cluster = self.config.cluster;

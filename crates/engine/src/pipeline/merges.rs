@@ -231,7 +231,7 @@ impl Applier {
     }
 
     /// The partition a profile lives in: where its identities are routed.
-    async fn profile_home(&mut self, id: &ProfileId) -> Result<Option<u16>, EngineError> {
+    pub(super) async fn profile_home(&mut self, id: &ProfileId) -> Result<Option<u16>, EngineError> {
         if let Some(p) = self.partition_of.get(id)
             && self.owned.contains_key(p)
         {

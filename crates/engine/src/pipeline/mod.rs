@@ -359,11 +359,12 @@ impl Engine {
             backfill: None,
             finished_backfills: Vec::new(),
             queued_segments: VecDeque::new(),
+            queued_partitions: VecDeque::new(),
         };
         if config.cluster {
             // Other nodes write too: the filters would say "new" of what they stored. Each
-            // partition is replayed when it is owned; timers and backfills are not yet
-            // partitioned (docs/ARCHITECTURE.md, "Cluster mode").
+            // partition is replayed, its timers armed and its backfills finished when it is
+            // owned (docs/ARCHITECTURE.md, "Cluster mode").
             applier.backfill_schema().await?;
         } else {
             applier.load_filters().await?;
@@ -807,6 +808,8 @@ struct Pending {
     partitions: std::collections::BTreeMap<u16, i64>,
     /// Cluster mode: identities whose profile was shipped to another partition.
     routes: Vec<missive_store::RouteMove>,
+    /// Cluster mode: segment backfills over a partition started or finished.
+    partition_backfills: Vec<missive_store::PartitionBackfill>,
 }
 
 impl Pending {
@@ -817,6 +820,7 @@ impl Pending {
             && self.backfills.is_empty()
             && self.partitions.is_empty()
             && self.routes.is_empty()
+            && self.partition_backfills.is_empty()
     }
 }
 
@@ -881,6 +885,9 @@ struct Applier {
     finished_backfills: Vec<(Result<u64, Arc<EngineError>>, backfill::SegmentsAck)>,
     /// Segment switches waiting for the backfill under way.
     queued_segments: VecDeque<backfill::QueuedSwitch>,
+    /// Cluster mode: segments a partition taken on was not backfilled with in full, waiting
+    /// for the backfill under way.
+    queued_partitions: VecDeque<(String, u16)>,
 }
 
 impl Progress {

@@ -177,11 +177,27 @@ impl Applier {
             // A new tenure of a partition already held: its memory is still right.
             return Ok(0);
         }
-        let replayed = self.replay_partition(partition).await;
+        let replayed = async {
+            let replayed = self.replay_partition(partition).await?;
+            self.load_partition_timers(partition).await?;
+            self.finish_partition_backfills(partition).await?;
+            Ok(replayed)
+        }
+        .await;
         if replayed.is_err() {
             self.forget_partition(partition);
         }
         replayed
+    }
+
+    /// After the owned partitions were rebuilt: their timers armed and their unfinished
+    /// backfills queued again.
+    pub(super) async fn settle_partitions(&mut self) -> Result<(), EngineError> {
+        for partition in self.owned.keys().copied().collect::<Vec<_>>() {
+            self.load_partition_timers(partition).await?;
+            self.finish_partition_backfills(partition).await?;
+        }
+        Ok(())
     }
 
     /// Replays the events of `partition` stored after its checkpoint into memory.
@@ -257,6 +273,10 @@ impl Applier {
         self.forget_profiles(&gone);
         self.pending.partitions.remove(&partition);
         self.pending.routes.retain(|m| m.from != partition);
+        self.pending
+            .partition_backfills
+            .retain(|b| b.partition != partition);
+        self.queued_partitions.retain(|(_, p)| *p != partition);
         // Profiles cached without a partition (read through an identity, never folded here)
         // go too: their owner may change them meanwhile.
         let partition_of = &self.partition_of;

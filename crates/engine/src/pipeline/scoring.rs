@@ -34,14 +34,18 @@ impl Applier {
         let started = Instant::now();
         let now = self.clock.now().max(self.eval_now);
         self.eval_now = now;
-        let ids = self.live_profile_ids().await?;
+        let (ids, homes) = self.live_profile_ids(None).await?;
         let total = ids.len() as u64;
         let scorers = self.scorers.clone();
         let mut scored = 0u64;
-        for (n, id) in ids.into_iter().enumerate() {
-            let Some(id) = self.load_into_cache(&id).await? else {
+        for (n, listed) in ids.into_iter().enumerate() {
+            let Some(id) = self.load_into_cache(&listed).await? else {
                 continue;
             };
+            let home = homes.get(&listed).copied().filter(|_| id == listed);
+            if !self.adopt(&id, home).await? {
+                continue;
+            }
             self.backfill_ahead(&id, true).await?;
             let changed = match self.profiles.get_mut(&id) {
                 Some(entry) => {

@@ -94,6 +94,10 @@ impl Applier {
             let Some(id) = self.load_into_cache(&id).await? else {
                 continue;
             };
+            // Cluster mode: a profile merged into another partition's, or handed over since.
+            if !self.adopt(&id, None).await? {
+                continue;
+            }
             self.backfill_ahead(&id, true).await?;
             let set = self.segments.clone();
             let Some(entry) = self.profiles.get_mut(&id) else {
@@ -128,26 +132,30 @@ impl Applier {
     }
 
     /// Every live profile: those in the store, and those only in memory so far. In cluster
-    /// mode, those of the partitions owned.
-    pub(super) async fn live_profile_ids(&self) -> Result<Vec<ProfileId>, EngineError> {
+    /// mode, those of the partitions owned (or of `only`), with the partition of each.
+    pub(super) async fn live_profile_ids(
+        &self,
+        only: Option<u16>,
+    ) -> Result<(Vec<ProfileId>, HashMap<ProfileId, u16>), EngineError> {
         if self.config.cluster {
-            let owned: Vec<u16> = self.owned.keys().copied().collect();
-            let mut ids: Vec<ProfileId> = self
+            let partitions: Vec<u16> = match only {
+                Some(p) => vec![p],
+                None => self.owned.keys().copied().collect(),
+            };
+            let mut homes: HashMap<ProfileId, u16> = self
                 .profiles
                 .iter()
-                .filter(|(id, c)| {
-                    c.profile.merged_into.is_none()
-                        && self
-                            .partition_of
-                            .get(*id)
-                            .is_some_and(|p| self.owned.contains_key(p))
+                .filter(|(_, c)| c.profile.merged_into.is_none())
+                .filter_map(|(id, _)| {
+                    let p = self.partition_of.get(id)?;
+                    partitions.contains(p).then(|| (id.clone(), *p))
                 })
-                .map(|(id, _)| id.clone())
                 .collect();
-            let stored = self.store.events().profiles_in_partitions(owned).await?;
-            let seen: HashSet<ProfileId> = ids.iter().cloned().collect();
-            ids.extend(stored.into_iter().filter(|id| !seen.contains(id)));
-            return Ok(ids);
+            let stored = self.store.events().profiles_in_partitions(partitions).await?;
+            for (id, p) in stored {
+                homes.entry(id).or_insert(p);
+            }
+            return Ok((homes.keys().cloned().collect(), homes));
         }
         let mut ids: Vec<ProfileId> = self
             .profiles
@@ -162,7 +170,60 @@ impl Applier {
             after = Some(last.clone());
             ids.extend(page.into_iter().filter(|id| !self.profiles.contains_key(id)));
         }
-        Ok(ids)
+        Ok((ids, HashMap::new()))
+    }
+
+    /// Cluster mode: whether the cached profile `id` lives in a partition owned here,
+    /// recording which (`home`, when the caller knows it, else its identities' routes). A
+    /// profile read from the store by a timer, a backfill or a model is written back only
+    /// under its partition's lease, and only by its owner. Always true in the embedded mode.
+    pub(super) async fn adopt(&mut self, id: &ProfileId, home: Option<u16>) -> Result<bool, EngineError> {
+        if !self.config.cluster {
+            return Ok(true);
+        }
+        let home = match home {
+            Some(p) => Some(p),
+            None => self.profile_home(id).await?,
+        };
+        match home {
+            Some(p) if self.owned.contains_key(&p) => {
+                self.partition_of.insert(id.clone(), p);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Cluster mode: arms the segment timers the stored profiles of `partition` hold (a
+    /// partition taken on, or rebuilt after a failed commit). Those in memory were armed as
+    /// they were folded.
+    pub(super) async fn load_partition_timers(&mut self, partition: u16) -> Result<(), EngineError> {
+        if self.segments.is_empty() {
+            return Ok(());
+        }
+        let stored = self
+            .store
+            .events()
+            .profiles_in_partitions(vec![partition])
+            .await?;
+        let ids: Vec<ProfileId> = stored
+            .into_iter()
+            .map(|(id, _)| id)
+            .filter(|id| !self.profiles.contains_key(id))
+            .collect();
+        let mut armed = 0usize;
+        for chunk in ids.chunks(5_000) {
+            for p in self.store.events().load_profiles(chunk.to_vec()).await? {
+                if let (Some(due), None) = (p.segments.next_due(), &p.merged_into) {
+                    self.timers.push(Reverse((due, p.id)));
+                    armed += 1;
+                }
+            }
+        }
+        if armed > 0 {
+            tracing::debug!(partition, timers = armed, "armed the partition's segment timers");
+        }
+        Ok(())
     }
 
     /// Re-arms the segment timers the stored profiles hold (after a restart).

@@ -150,8 +150,15 @@ impl EventStore for EncryptedEvents {
             .collect())
     }
 
-    async fn profiles_in_partitions(&self, partitions: Vec<u16>) -> Result<Vec<ProfileId>, StoreError> {
+    async fn profiles_in_partitions(
+        &self,
+        partitions: Vec<u16>,
+    ) -> Result<Vec<(ProfileId, u16)>, StoreError> {
         self.inner.profiles_in_partitions(partitions).await
+    }
+
+    async fn partition_backfills(&self, partition: u16) -> Result<HashMap<String, String>, StoreError> {
+        self.inner.partition_backfills(partition).await
     }
 
     async fn claim_routes(

@@ -155,24 +155,47 @@ impl PostgresStore {
     pub(super) async fn cluster_profiles_in_partitions(
         &self,
         partitions: Vec<u16>,
-    ) -> Result<Vec<missive_core::ProfileId>, StoreError> {
+    ) -> Result<Vec<(missive_core::ProfileId, u16)>, StoreError> {
         let partitions: Vec<i16> = partitions.iter().map(|p| partition_column(*p)).collect();
         let r = self.reader();
+        // A profile's identities are routed to one partition (a merge moves them together).
         let rows = r
             .client
             .query(
-                "SELECT DISTINCT i.profile_id FROM identity_routes r
+                "SELECT DISTINCT ON (i.profile_id) i.profile_id, r.partition FROM identity_routes r
                  JOIN identities i ON i.kind = r.kind AND i.value = r.value
                  JOIN profiles p ON p.id = i.profile_id AND p.merged_into IS NULL
-                 WHERE r.partition = ANY($1)",
+                 WHERE r.partition = ANY($1)
+                 ORDER BY i.profile_id",
                 &[&partitions],
             )
             .await?;
         rows.iter()
             .map(|row| {
                 let id: &str = row.try_get(0)?;
-                missive_core::ProfileId::parse(id).map_err(|e| corrupt("profile id", e))
+                let partition: i16 = row.try_get(1)?;
+                Ok((
+                    missive_core::ProfileId::parse(id).map_err(|e| corrupt("profile id", e))?,
+                    u16::try_from(partition).map_err(|e| corrupt("partition", e))?,
+                ))
             })
+            .collect()
+    }
+
+    pub(super) async fn cluster_partition_backfills(
+        &self,
+        partition: u16,
+    ) -> Result<HashMap<String, String>, StoreError> {
+        let r = self.reader();
+        let rows = r
+            .client
+            .query(
+                "SELECT segment, expression FROM partition_backfills WHERE partition = $1",
+                &[&partition_column(partition)],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
             .collect()
     }
 }

@@ -404,6 +404,26 @@ impl crate::EventStore for PostgresStore {
             )
             .await?;
         }
+        for b in &cp.partition_backfills {
+            let partition = super::rows::partition_column(b.partition);
+            match &b.done {
+                None => {
+                    tx.execute(
+                        "DELETE FROM partition_backfills WHERE partition = $1 AND segment = $2",
+                        &[&partition, &b.segment],
+                    )
+                    .await?
+                }
+                Some(expression) => {
+                    tx.execute(
+                        "INSERT INTO partition_backfills (partition, segment, expression) VALUES ($1, $2, $3)
+                         ON CONFLICT (partition, segment) DO UPDATE SET expression = excluded.expression",
+                        &[&partition, &b.segment, expression],
+                    )
+                    .await?
+                }
+            };
+        }
         for update in &cp.backfills {
             match update {
                 crate::BackfillUpdate::Progress(m) => {
@@ -488,8 +508,15 @@ impl crate::EventStore for PostgresStore {
         self.cluster_identity_routes(keys).await
     }
 
-    async fn profiles_in_partitions(&self, partitions: Vec<u16>) -> Result<Vec<ProfileId>, StoreError> {
+    async fn profiles_in_partitions(
+        &self,
+        partitions: Vec<u16>,
+    ) -> Result<Vec<(ProfileId, u16)>, StoreError> {
         self.cluster_profiles_in_partitions(partitions).await
+    }
+
+    async fn partition_backfills(&self, partition: u16) -> Result<HashMap<String, String>, StoreError> {
+        self.cluster_partition_backfills(partition).await
     }
 
     async fn claim_routes(

@@ -60,6 +60,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(17, "postgres/0017.sql"),
     migration!(18, "postgres/0018.sql"),
     migration!(19, "postgres/0019.sql"),
+    migration!(20, "postgres/0020.sql"),
 ];
 
 const READERS: usize = 3;

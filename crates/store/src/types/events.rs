@@ -204,6 +204,19 @@ pub struct Checkpoint {
     /// Cluster mode: identities whose profile was merged into one of another partition, and
     /// the partition they are routed to from now on (only a route still pointing at `from` moves).
     pub routes: Vec<RouteMove>,
+    /// Cluster mode: segment backfills over a partition started (its record dropped) or
+    /// finished, in order; a partition's new owner finishes what is not recorded done.
+    pub partition_backfills: Vec<PartitionBackfill>,
+}
+
+/// Cluster mode: a segment backfill over one partition's profiles, as a checkpoint records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionBackfill {
+    pub partition: u16,
+    pub segment: String,
+    /// The definition evaluated over every profile of the partition; `None`: a backfill
+    /// started, and what was recorded done before no longer holds.
+    pub done: Option<String>,
 }
 
 /// Cluster mode: an identity's route moved from one partition to another (its profile was
