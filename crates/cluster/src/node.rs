@@ -73,12 +73,13 @@ pub struct Node {
     definitions: JoinHandle<()>,
 }
 
-/// How often a node looks for segments saved through another node.
+/// How often a node looks for segments saved and models activated through another node.
 const DEFINITIONS_EVERY: Duration = Duration::from_secs(1);
 
-/// Follows the segments saved through any node's API: every [`DEFINITIONS_EVERY`], the
-/// store's are compared with those the engine uses, and new or changed ones are taken on and
-/// backfilled over this node's partitions (`missive_engine::segments::follow_saved`).
+/// Follows the segments saved and the models activated through any node's API: every
+/// [`DEFINITIONS_EVERY`], the store's are compared with those the engine uses, and new or
+/// changed ones are taken on and backfilled (scored) over this node's partitions
+/// (`missive_engine::segments::follow_saved`, `missive_engine::models::follow_active`).
 async fn follow_definitions(engine: Engine, mut stop: watch::Receiver<bool>) {
     loop {
         tokio::select! {
@@ -90,6 +91,9 @@ async fn follow_definitions(engine: Engine, mut stop: watch::Receiver<bool>) {
         }
         if let Err(e) = missive_engine::segments::follow_saved(&engine).await {
             tracing::warn!(error = %e, "cluster: taking on the saved segments failed; retrying");
+        }
+        if let Err(e) = missive_engine::models::follow_active(&engine).await {
+            tracing::warn!(error = %e, "cluster: taking on the active models failed; retrying");
         }
     }
 }

@@ -122,9 +122,12 @@ pub trait EventStore: Send + Sync + 'static {
         Err(cluster_unsupported())
     }
 
-    /// Cluster mode: the segment definitions (name → expression) every profile of
-    /// `partition` was evaluated against by a backfill that finished.
-    async fn partition_backfills(&self, partition: u16) -> Result<HashMap<String, String>, StoreError> {
+    /// Cluster mode: what every profile of `partition` was evaluated against by a segment
+    /// backfill or a model's scoring that finished ((kind, name) → definition).
+    async fn partition_backfills(
+        &self,
+        partition: u16,
+    ) -> Result<HashMap<(crate::BackfillKind, String), String>, StoreError> {
         let _ = partition;
         Err(cluster_unsupported())
     }

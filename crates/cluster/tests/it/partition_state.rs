@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use chrono::TimeDelta;
 use missive_core::{Clock, IdentityKey, ManualClock, ProfileId};
 use missive_engine::{Engine, EngineConfig, LogPosition};
-use missive_store::Store;
 use missive_store::postgres::PostgresStore;
+use missive_store::{BackfillKind, Store};
 
 use crate::{keeper, schema, url};
 
@@ -153,7 +153,7 @@ async fn a_segment_the_partitions_owner_did_not_backfill_is_backfilled_by_the_ne
             .partition_backfills(0)
             .await
             .unwrap()
-            .get("viewed-today")
+            .get(&(BackfillKind::Segment, "viewed-today".to_owned()))
             == Some(&VIEWED_TODAY.to_owned())
     })
     .await;
@@ -174,6 +174,149 @@ async fn a_segment_the_partitions_owner_did_not_backfill_is_backfilled_by_the_ne
     second.sync().await.unwrap();
     let id = profile_of(&store, "u-1").await;
     assert_eq!(store.events().segment_changes_of(&id, 10).await.unwrap().len(), 1);
+    first.shutdown().await;
+    second.shutdown().await;
+}
+
+/// Customer `n`'s consent and orders (big spenders and small ones), routed to partition
+/// `n % 2` and folded by its owner, `owners[n % 2]`.
+async fn customer(owners: [&Engine; 2], n: usize, seq: &mut i64) {
+    let (user, partition) = (format!("c-{n}"), (n % 2) as u16);
+    let owner = owners[n % 2];
+    owner
+        .store()
+        .events()
+        .claim_routes(vec![(IdentityKey::user_id(&user), partition)])
+        .await
+        .unwrap();
+    let (orders, revenue) = if n % 4 < 2 { (4, 400) } else { (1, 15) };
+    let mut bodies = vec![serde_json::json!({
+        "type": "identify", "userId": user, "messageId": format!("{user}-consent"),
+        "traits": {"consent": {"profiling": true, "email_marketing": true}}
+    })];
+    for o in 0..orders {
+        let at = chrono::Utc::now() - TimeDelta::days(10 * (o + 1));
+        bodies.push(serde_json::json!({
+            "type": "track", "userId": user, "event": "Order Completed",
+            "messageId": format!("{user}-order-{o}"), "timestamp": at.to_rfc3339(),
+            "properties": {"revenue": revenue}
+        }));
+    }
+    for body in bodies {
+        let e = missive_core::message::validate_message(body, None, None, chrono::Utc::now()).unwrap();
+        *seq += 1;
+        let at = LogPosition { partition, seq: *seq };
+        owner.ingest_logged(vec![e], vec![at]).await.unwrap();
+    }
+}
+
+/// How many of the customers' stored profiles carry a score of model `name`.
+async fn scored_by(store: &Store, customers: usize, name: &str) -> usize {
+    let mut n = 0;
+    for c in 0..customers {
+        let id = profile_of(store, &format!("c-{c}")).await;
+        let p = store.events().load_profile(&id).await.unwrap().unwrap();
+        n += usize::from(p.scores.get("_versions").and_then(|v| v.get(name)).is_some());
+    }
+    n
+}
+
+/// The model's definition recorded done for each of the two partitions.
+async fn scored_partitions(store: &Store, name: &str) -> Vec<Option<String>> {
+    let mut out = Vec::new();
+    for p in [0, 1] {
+        let done = store.events().partition_backfills(p).await.unwrap();
+        out.push(done.get(&(BackfillKind::Model, name.to_owned())).cloned());
+    }
+    out
+}
+
+#[tokio::test]
+async fn models_are_scored_by_each_partitions_owner_and_finished_by_the_next() {
+    let Some(url) = url() else { return };
+    let s = schema(&url).await;
+    let store = Store::new(PostgresStore::connect_cluster(&url, Some(&s)).await.unwrap());
+    let clock = ManualClock::new(chrono::Utc::now());
+    let (first, second) = (engine(&store, &clock).await, engine(&store, &clock).await);
+    let mut a = keeper(&url, &s, "a", 2).await;
+    a.round().await.unwrap();
+    first.own(a.fence(0).unwrap()).await.unwrap();
+    second.own(a.fence(1).unwrap()).await.unwrap();
+    let mut seq = 0;
+    const CUSTOMERS: usize = 40;
+    for n in 0..CUSTOMERS {
+        customer([&first, &second], n, &mut seq).await;
+    }
+    first.sync().await.unwrap();
+    second.sync().await.unwrap();
+    let models = missive_engine::models::Models::new(store.clone(), first.clone());
+    let now = clock.now();
+    models
+        .train_cluster(
+            missive_engine::models::ClusterRequest {
+                name: "spend".into(),
+                cutoff: now,
+                k: Some(2),
+                max_k: 2,
+                features: missive_models::features::FeatureSpec::default(),
+                traits: Vec::new(),
+                max_profiles: 10_000,
+                seed: 7,
+                trained_by: "test".into(),
+            },
+            now,
+        )
+        .await
+        .unwrap();
+
+    // Activated through the first node: it scores partition 0; the second follows and
+    // scores partition 1.
+    let (_, scored) = models.activate("spend", None, false, None, now).await.unwrap();
+    assert_eq!(scored, (CUSTOMERS / 2) as u64, "the first node's partition");
+    first.sync().await.unwrap();
+    assert_eq!(scored_by(&store, CUSTOMERS, "spend").await, CUSTOMERS / 2);
+    let followed = missive_engine::models::follow_active(&second).await.unwrap();
+    assert_eq!(followed, vec!["spend"]);
+    second.sync().await.unwrap();
+    assert_eq!(scored_by(&store, CUSTOMERS, "spend").await, CUSTOMERS);
+    let activated = scored_partitions(&store, "spend").await;
+    assert!(
+        activated.iter().all(|d| d.is_some() && *d == activated[0]),
+        "{activated:?}"
+    );
+    assert!(
+        missive_engine::models::follow_active(&second)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Scored in batch again while partition 1 has no owner (its owner left before following):
+    // the first node's next tenure of it finishes the scoring.
+    second.disown(1, false).await.unwrap();
+    clock.advance(TimeDelta::minutes(1));
+    models.score("spend").await.unwrap();
+    assert!(missive_engine::models::follow_active(&second).await.unwrap() == vec!["spend"]);
+    first.sync().await.unwrap();
+    let rescored = scored_partitions(&store, "spend").await;
+    assert_ne!(rescored[0], activated[0], "partition 0 scored again");
+    assert_eq!(rescored[1], activated[1], "nobody scored partition 1");
+    first.own(a.fence(1).unwrap()).await.unwrap();
+    first.sync().await.unwrap();
+    let finished = scored_partitions(&store, "spend").await;
+    assert_eq!(finished[1], finished[0], "its next owner scored partition 1");
+
+    // Deactivated through the node that owns nothing: the owner of both follows, and every
+    // profile's scores are removed.
+    let on_second = missive_engine::models::Models::new(store.clone(), second.clone());
+    on_second.deactivate("spend", clock.now()).await.unwrap();
+    assert_eq!(
+        missive_engine::models::follow_active(&first).await.unwrap(),
+        vec!["spend"]
+    );
+    first.sync().await.unwrap();
+    assert_eq!(scored_by(&store, CUSTOMERS, "spend").await, 0);
+    assert_eq!(scored_partitions(&store, "spend").await, vec![None, None]);
     first.shutdown().await;
     second.shutdown().await;
 }

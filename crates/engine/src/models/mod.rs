@@ -627,9 +627,10 @@ impl Models {
             return Err(RegistryError::NotFound(format!("{name} (no active version)")).into());
         }
         let _registry = self.engine.lock_models().await;
-        let n = self.reload(Rescore::With(name.to_owned())).await?;
+        // Recorded first: the set handed to the pipeline then carries it, and a cluster's
+        // other nodes follow it (`follow_active`), each over its own partitions.
         registry::scored(&self.store, name, self.engine.clock().now()).await?;
-        Ok(n)
+        self.reload(Rescore::With(name.to_owned())).await
     }
 
     /// Trains again and scores the models whose schedule is due (the background worker calls
@@ -751,6 +752,44 @@ impl Models {
     /// Hands the active versions to the pipeline, and scores (or clears) every profile.
     async fn reload(&self, rescore: Rescore) -> Result<u64, ModelError> {
         let set = registry::scoring_set(&self.store).await?;
-        Ok(self.engine.use_models(set, Some(rescore), None).await?)
+        let definitions = set.definitions();
+        let scored = self.engine.use_models(set, Some(rescore), None).await?;
+        *self.engine.applied_models() = definitions;
+        Ok(scored)
     }
+}
+
+/// Cluster mode: makes this node score with the active models in the store when they differ
+/// from those it uses (a model activated, scored in batch, deactivated or deleted through
+/// another node's API). Each change is scored over (or removed from) the profiles of the
+/// partitions this node owns, as the node it was made through did over its own; a partition
+/// that changes hands meanwhile is finished by its next owner. Answers the models taken on.
+pub async fn follow_active(engine: &crate::Engine) -> Result<Vec<String>, ModelError> {
+    let _registry = engine.lock_models().await;
+    let set = registry::scoring_set(engine.store()).await?;
+    let wanted = set.definitions();
+    let changes: Vec<Rescore> = {
+        let applied = engine.applied_models();
+        let mut changes: Vec<Rescore> = wanted
+            .iter()
+            .filter(|(name, definition)| applied.get(*name) != Some(*definition))
+            .map(|(name, _)| Rescore::With(name.clone()))
+            .collect();
+        changes.extend(
+            applied
+                .keys()
+                .filter(|name| !wanted.contains_key(*name))
+                .map(|name| Rescore::Remove(name.clone())),
+        );
+        changes
+    };
+    let mut names = Vec::new();
+    for change in changes {
+        let scored = engine.use_models(set.clone(), Some(change.clone()), None).await?;
+        let (Rescore::With(name) | Rescore::Remove(name)) = change;
+        tracing::info!(model = %name, profiles = scored, "cluster: a model changed through another node, taken on over this node's partitions");
+        names.push(name);
+    }
+    *engine.applied_models() = wanted;
+    Ok(names)
 }

@@ -371,6 +371,7 @@ pub async fn scoring_set(store: &Store) -> Result<ScoringSet, RegistryError> {
             live: e.live,
             features: v.features,
             scorer: v.scorer,
+            last_scored: e.last_scored,
         });
     }
     // Models whose scores others read go first, so that those read this change's scores.

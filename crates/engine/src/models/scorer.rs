@@ -86,6 +86,21 @@ pub struct ActiveModel {
     pub live: bool,
     pub features: FeatureSpec,
     pub scorer: Scorer,
+    /// When every profile was last scored with it in batch (activation included).
+    pub last_scored: Option<DateTime<Utc>>,
+}
+
+impl ActiveModel {
+    /// What scoring every profile with it means, as a cluster records it per partition and
+    /// follows it across nodes: its version, live or batch, and the last batch scoring.
+    pub fn definition(&self) -> String {
+        format!(
+            "v{} {} {}",
+            self.version,
+            if self.live { "live" } else { "batch" },
+            self.last_scored.map_or(0, |t| t.timestamp_micros())
+        )
+    }
 }
 
 /// What a change of the models does to every profile.
@@ -121,6 +136,18 @@ pub struct ScoringSet {
 }
 
 impl ScoringSet {
+    /// Each model's [`ActiveModel::definition`], by name.
+    pub fn definitions(&self) -> std::collections::BTreeMap<String, String> {
+        self.models
+            .iter()
+            .map(|m| (m.name.clone(), m.definition()))
+            .collect()
+    }
+
+    pub fn get(&self, name: &str) -> Option<&ActiveModel> {
+        self.models.iter().find(|m| m.name == name)
+    }
+
     pub fn has_live(&self) -> bool {
         self.models.iter().any(|m| m.live)
     }

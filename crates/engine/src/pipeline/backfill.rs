@@ -27,7 +27,7 @@
 //!   backfill resumes: a profile they reach is judged by the new segment without the events
 //!   it did not keep, until the backfill reaches it.
 
-use missive_store::{BackfillMark, BackfillUpdate};
+use missive_store::{BackfillKind, BackfillMark, BackfillUpdate};
 
 use super::*;
 
@@ -178,7 +178,8 @@ impl Applier {
                 .partition_backfills
                 .push(missive_store::PartitionBackfill {
                     partition: fence.partition,
-                    segment: name.clone(),
+                    kind: BackfillKind::Segment,
+                    name: name.clone(),
                     done: None,
                 });
         }
@@ -432,7 +433,8 @@ impl Applier {
                 .partition_backfills
                 .push(missive_store::PartitionBackfill {
                     partition: fence.partition,
-                    segment: b.name.clone(),
+                    kind: BackfillKind::Segment,
+                    name: b.name.clone(),
                     done: Some(expression.clone()),
                 });
         }
@@ -449,7 +451,11 @@ impl Applier {
         let mut missing: Vec<String> = self
             .segments
             .iter()
-            .filter(|(name, seg)| done.get(*name).map(String::as_str) != Some(seg.source()))
+            .filter(|(name, seg)| {
+                done.get(&(BackfillKind::Segment, (*name).clone()))
+                    .map(String::as_str)
+                    != Some(seg.source())
+            })
             .map(|(name, _)| name.clone())
             .collect();
         missing.sort();

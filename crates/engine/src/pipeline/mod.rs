@@ -279,6 +279,9 @@ pub struct Shared {
     /// node compares them with the store's to follow saves made through other nodes
     /// (`segments::follow_saved`).
     applied_segments: std::sync::Mutex<crate::segments::SavedSegments>,
+    /// The active models the pipeline uses (name → definition), as last handed to it by this
+    /// node, to follow activations made through other nodes (`models::follow_active`).
+    applied_models: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
 }
 
 impl std::ops::Deref for Engine {
@@ -305,6 +308,8 @@ impl Engine {
             .iter()
             .map(crate::segments::saved_entry)
             .collect();
+        let scorers = scoring::load_models(&store).await;
+        let applied_models = scorers.definitions();
         metrics::gauge!("missive_profiles").set(stats.profiles as f64);
         let (tx, rx) = mpsc::channel::<Request>(4096);
         // While a commit runs, the applier may prepare this many batches; the events writer
@@ -350,7 +355,7 @@ impl Engine {
             message_filter: ScalableBloom::new(stats.events as usize * 2),
             identity_filter: ScalableBloom::new(stats.profiles as usize * 4),
             segments: Arc::new(load_segments(&store).await?),
-            scorers: Arc::new(scoring::load_models(&store).await),
+            scorers: Arc::new(scorers),
             timers: BinaryHeap::new(),
             eval_now: DateTime::<Utc>::MIN_UTC,
             erased: store.events().erased_identities().await?,
@@ -401,6 +406,7 @@ impl Engine {
             write_health,
             log,
             applied_segments: std::sync::Mutex::new(applied_segments),
+            applied_models: std::sync::Mutex::new(applied_models),
         })))
     }
 
@@ -645,18 +651,14 @@ impl Engine {
     }
 
     /// Hands the active models to the pipeline, scoring every profile with `rescore` (a model
-    /// activated, or batch scoring); answers with the number of profiles scored.
+    /// activated, or batch scoring); answers with the number of profiles scored. A cluster
+    /// node scores those of its partitions; the others follow (`models::follow_active`).
     pub async fn use_models(
         &self,
         set: crate::models::ScoringSet,
         rescore: Option<crate::models::Rescore>,
         progress: Option<watch::Sender<(u64, u64)>>,
     ) -> Result<u64, Arc<EngineError>> {
-        if self.config.cluster && rescore.is_some() {
-            return Err(Arc::new(EngineError::NotInCluster(
-                "scoring every profile (each partition's owner would score its own profiles)",
-            )));
-        }
         let (ack, rx) = oneshot::channel();
         self.tx
             .send(Request::Models {
@@ -710,6 +712,13 @@ impl Engine {
     /// The saved segments the pipeline was last handed (name → expression).
     pub(crate) fn applied_segments(&self) -> std::sync::MutexGuard<'_, crate::segments::SavedSegments> {
         self.applied_segments.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The active models the pipeline was last handed (name → definition).
+    pub(crate) fn applied_models(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<String, String>> {
+        self.applied_models.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn segments(&self) -> crate::segments::Segments {

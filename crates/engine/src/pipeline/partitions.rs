@@ -180,6 +180,7 @@ impl Applier {
         let replayed = async {
             let replayed = self.replay_partition(partition).await?;
             self.load_partition_timers(partition).await?;
+            self.finish_partition_scoring(partition).await?;
             self.finish_partition_backfills(partition).await?;
             Ok(replayed)
         }
@@ -195,6 +196,7 @@ impl Applier {
     pub(super) async fn settle_partitions(&mut self) -> Result<(), EngineError> {
         for partition in self.owned.keys().copied().collect::<Vec<_>>() {
             self.load_partition_timers(partition).await?;
+            self.finish_partition_scoring(partition).await?;
             self.finish_partition_backfills(partition).await?;
         }
         Ok(())

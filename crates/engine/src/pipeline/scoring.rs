@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::models::{Rescore, ScoringSet};
+use missive_store::BackfillKind;
 
 /// The active models in the store; none (and an error logged) when they do not read, so that
 /// a damaged model cannot stop ingest.
@@ -18,7 +19,8 @@ pub(super) async fn load_models(store: &Store) -> ScoringSet {
 
 impl Applier {
     /// Takes a new set of active models; scores every live profile with the model `rescore`
-    /// names, or removes that model's scores from every one.
+    /// names, or removes that model's scores from every one. In cluster mode, the profiles of
+    /// the partitions owned.
     pub(super) async fn switch_models(
         &mut self,
         set: Arc<ScoringSet>,
@@ -27,14 +29,52 @@ impl Applier {
     ) -> Result<u64, EngineError> {
         self.scorers = set;
         let Some(rescore) = rescore else { return Ok(0) };
-        let name = match &rescore {
+        self.rescore(&rescore, None, progress).await
+    }
+
+    /// Cluster mode: after a partition is taken on, scores its profiles with every active
+    /// model it was not scored with in full (a scoring its former owner did not finish, or
+    /// an activation or batch scoring since), and removes the scores of models stopped since.
+    pub(super) async fn finish_partition_scoring(&mut self, partition: u16) -> Result<(), EngineError> {
+        let done = self.store.events().partition_backfills(partition).await?;
+        let scorers = self.scorers.clone();
+        for m in &scorers.models {
+            let recorded = done.get(&(BackfillKind::Model, m.name.clone()));
+            if recorded != Some(&m.definition()) {
+                tracing::info!(partition, model = %m.name, "cluster: the partition was not scored with this model in full; scoring it");
+                self.rescore(&Rescore::With(m.name.clone()), Some(partition), None)
+                    .await?;
+            }
+        }
+        for (kind, name) in done.keys() {
+            if *kind == BackfillKind::Model && scorers.get(name).is_none() {
+                self.rescore(&Rescore::Remove(name.clone()), Some(partition), None)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Scores with (or removes) one model every live profile (of `only`, in cluster mode);
+    /// a cluster node records the partitions done.
+    async fn rescore(
+        &mut self,
+        rescore: &Rescore,
+        only: Option<u16>,
+        progress: Option<watch::Sender<(u64, u64)>>,
+    ) -> Result<u64, EngineError> {
+        let name = match rescore {
             Rescore::With(n) | Rescore::Remove(n) => n.clone(),
         };
         self.wait_for_writers().await;
         let started = Instant::now();
         let now = self.clock.now().max(self.eval_now);
         self.eval_now = now;
-        let (ids, homes) = self.live_profile_ids(None).await?;
+        let covers: Vec<missive_store::Fence> = match only {
+            Some(p) => self.owned.get(&p).cloned().into_iter().collect(),
+            None => self.owned.values().cloned().collect(),
+        };
+        let (ids, homes) = self.live_profile_ids(only).await?;
         let total = ids.len() as u64;
         let scorers = self.scorers.clone();
         let mut scored = 0u64;
@@ -49,7 +89,7 @@ impl Applier {
             self.backfill_ahead(&id, true).await?;
             let changed = match self.profiles.get_mut(&id) {
                 Some(entry) => {
-                    let changed = match &rescore {
+                    let changed = match rescore {
                         Rescore::With(_) => scorers.score(&mut entry.profile, now, false, Some(&name)),
                         Rescore::Remove(_) => crate::models::scorer::remove(&mut entry.profile, &name),
                     };
@@ -79,6 +119,23 @@ impl Applier {
                 && n % 500 == 0
             {
                 p.send_replace((n as u64, total));
+            }
+        }
+        // Cluster mode: the partitions still owned under the lease they were scored under.
+        let done = match rescore {
+            Rescore::With(_) => scorers.get(&name).map(|m| m.definition()),
+            Rescore::Remove(_) => None,
+        };
+        for fence in covers {
+            if self.owned.get(&fence.partition) == Some(&fence) {
+                self.pending
+                    .partition_backfills
+                    .push(missive_store::PartitionBackfill {
+                        partition: fence.partition,
+                        kind: BackfillKind::Model,
+                        name: name.clone(),
+                        done: done.clone(),
+                    });
             }
         }
         tracing::info!(model = %name, profiles = scored, ms = started.elapsed().as_millis() as u64, "model scored");

@@ -157,7 +157,10 @@ impl EventStore for EncryptedEvents {
         self.inner.profiles_in_partitions(partitions).await
     }
 
-    async fn partition_backfills(&self, partition: u16) -> Result<HashMap<String, String>, StoreError> {
+    async fn partition_backfills(
+        &self,
+        partition: u16,
+    ) -> Result<HashMap<(BackfillKind, String), String>, StoreError> {
         self.inner.partition_backfills(partition).await
     }
 

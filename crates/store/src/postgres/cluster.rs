@@ -185,18 +185,24 @@ impl PostgresStore {
     pub(super) async fn cluster_partition_backfills(
         &self,
         partition: u16,
-    ) -> Result<HashMap<String, String>, StoreError> {
+    ) -> Result<HashMap<(crate::BackfillKind, String), String>, StoreError> {
         let r = self.reader();
         let rows = r
             .client
             .query(
-                "SELECT segment, expression FROM partition_backfills WHERE partition = $1",
+                "SELECT kind, name, definition FROM partition_backfills WHERE partition = $1",
                 &[&partition_column(partition)],
             )
             .await?;
-        rows.iter()
-            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
-            .collect()
+        let mut found = HashMap::new();
+        for row in &rows {
+            let kind: &str = row.try_get(0)?;
+            // A kind a newer version wrote: not this one's to finish.
+            if let Some(kind) = crate::BackfillKind::parse(kind) {
+                found.insert((kind, row.try_get(1)?), row.try_get(2)?);
+            }
+        }
+        Ok(found)
     }
 }
 

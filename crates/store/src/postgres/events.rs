@@ -406,19 +406,20 @@ impl crate::EventStore for PostgresStore {
         }
         for b in &cp.partition_backfills {
             let partition = super::rows::partition_column(b.partition);
+            let kind = b.kind.as_str();
             match &b.done {
                 None => {
                     tx.execute(
-                        "DELETE FROM partition_backfills WHERE partition = $1 AND segment = $2",
-                        &[&partition, &b.segment],
+                        "DELETE FROM partition_backfills WHERE partition = $1 AND kind = $2 AND name = $3",
+                        &[&partition, &kind, &b.name],
                     )
                     .await?
                 }
-                Some(expression) => {
+                Some(definition) => {
                     tx.execute(
-                        "INSERT INTO partition_backfills (partition, segment, expression) VALUES ($1, $2, $3)
-                         ON CONFLICT (partition, segment) DO UPDATE SET expression = excluded.expression",
-                        &[&partition, &b.segment, expression],
+                        "INSERT INTO partition_backfills (partition, kind, name, definition) VALUES ($1, $2, $3, $4)
+                         ON CONFLICT (partition, kind, name) DO UPDATE SET definition = excluded.definition",
+                        &[&partition, &kind, &b.name, definition],
                     )
                     .await?
                 }
@@ -515,7 +516,10 @@ impl crate::EventStore for PostgresStore {
         self.cluster_profiles_in_partitions(partitions).await
     }
 
-    async fn partition_backfills(&self, partition: u16) -> Result<HashMap<String, String>, StoreError> {
+    async fn partition_backfills(
+        &self,
+        partition: u16,
+    ) -> Result<HashMap<(crate::BackfillKind, String), String>, StoreError> {
         self.cluster_partition_backfills(partition).await
     }
 

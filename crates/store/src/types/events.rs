@@ -209,14 +209,41 @@ pub struct Checkpoint {
     pub partition_backfills: Vec<PartitionBackfill>,
 }
 
-/// Cluster mode: a segment backfill over one partition's profiles, as a checkpoint records it.
+/// Cluster mode: a segment backfill or a model's scoring over one partition's profiles, as a
+/// checkpoint records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionBackfill {
     pub partition: u16,
-    pub segment: String,
-    /// The definition evaluated over every profile of the partition; `None`: a backfill
-    /// started, and what was recorded done before no longer holds.
+    pub kind: BackfillKind,
+    /// The segment's or the model's name.
+    pub name: String,
+    /// What every profile of the partition was evaluated against (a segment's expression, a
+    /// model's version and batch-scoring time); `None`: what was recorded no longer holds.
     pub done: Option<String>,
+}
+
+/// What a partition's profiles are evaluated against in full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum BackfillKind {
+    Segment,
+    Model,
+}
+
+impl BackfillKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackfillKind::Segment => "segment",
+            BackfillKind::Model => "model",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "segment" => Some(BackfillKind::Segment),
+            "model" => Some(BackfillKind::Model),
+            _ => None,
+        }
+    }
 }
 
 /// Cluster mode: an identity's route moved from one partition to another (its profile was
