@@ -76,10 +76,11 @@ pub struct Node {
 /// How often a node looks for segments saved and models activated through another node.
 const DEFINITIONS_EVERY: Duration = Duration::from_secs(1);
 
-/// Follows the segments saved and the models activated through any node's API: every
-/// [`DEFINITIONS_EVERY`], the store's are compared with those the engine uses, and new or
-/// changed ones are taken on and backfilled (scored) over this node's partitions
-/// (`missive_engine::segments::follow_saved`, `missive_engine::models::follow_active`).
+/// Follows the segments saved, the models activated and the people erased through any
+/// node's API: every [`DEFINITIONS_EVERY`], the store's are compared with those the engine
+/// uses, and new or changed ones are taken on and backfilled (scored) over this node's
+/// partitions (`missive_engine::segments::follow_saved`,
+/// `missive_engine::models::follow_active`, `Engine::refresh_erased`).
 async fn follow_definitions(engine: Engine, mut stop: watch::Receiver<bool>) {
     loop {
         tokio::select! {
@@ -94,6 +95,9 @@ async fn follow_definitions(engine: Engine, mut stop: watch::Receiver<bool>) {
         }
         if let Err(e) = missive_engine::models::follow_active(&engine).await {
             tracing::warn!(error = %e, "cluster: taking on the active models failed; retrying");
+        }
+        if let Err(e) = engine.refresh_erased().await {
+            tracing::warn!(error = %e, "cluster: reading the erased identities failed; retrying");
         }
     }
 }

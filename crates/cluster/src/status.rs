@@ -63,6 +63,45 @@ pub async fn lags(
     Ok(out)
 }
 
+/// The partitions whose owners have not yet applied everything the log holds for them (a
+/// partition's `applied_seq` below the stream sequence of the last message on its subject):
+/// none once ingest has settled. For tests and tools that wait for what they sent to be in
+/// the profiles (then `Engine::sync` on the owner).
+pub async fn unsettled(
+    js: &async_nats::jetstream::Context,
+    config: &crate::log::LogConfig,
+    store: &missive_store::Store,
+    partitions: crate::PartitionCount,
+) -> Result<Vec<u16>, String> {
+    use async_nats::jetstream::stream::LastRawMessageErrorKind;
+    let stream = js
+        .get_stream(&config.stream)
+        .await
+        .map_err(|e| format!("JetStream stream {}: {e}", config.stream))?;
+    let all: Vec<u16> = (0..partitions.get()).collect();
+    let marks = store
+        .events()
+        .partition_marks(all.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut behind = Vec::new();
+    for p in all {
+        let last = match stream.get_last_raw_message_by_subject(&config.subject(p)).await {
+            Ok(m) => m.sequence as i64,
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => 0,
+            Err(e) => return Err(format!("the last message of partition {p}: {e}")),
+        };
+        let applied = marks
+            .iter()
+            .find(|m| m.partition == p)
+            .map_or(0, |m| m.applied_seq);
+        if applied < last {
+            behind.push(p);
+        }
+    }
+    Ok(behind)
+}
+
 /// The lag line of the report: the total, and the partitions furthest behind.
 pub fn render_lag(lags: &Result<BTreeMap<u16, u64>, String>) -> String {
     let lags = match lags {

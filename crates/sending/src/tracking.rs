@@ -158,6 +158,9 @@ impl Tracking {
     /// its own withdrawal: unsubscribe, re-subscribe and unsubscribe again with the same
     /// e-mail's link withdraws again, so the event id is not the link's.
     pub async fn unsubscribe(&self, profile: &ProfileId, message_id: &str) -> Unsubscribe {
+        /// How long a cluster node waits to see an unsubscribe folded before it answers that
+        /// it could not be recorded (the event stays in the log, and is folded still).
+        const WITHDRAWAL_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
         let Ok(Some(p)) = self.recipient(profile).await else {
             return Unsubscribe::UnknownProfile;
         };
@@ -172,13 +175,22 @@ impl Tracking {
             Err(Own::NotStored) => return Unsubscribe::NotRecorded,
             Err(Own::Refused) => return Unsubscribe::Refused,
         }
-        // "Unsubscribed" only when consent is withdrawn now.
-        let withdrawn = match self.engine.sync().await {
-            Ok(()) => matches!(
-                self.recipient(profile).await,
-                Ok(Some(p)) if !p.consents(missive_core::Purpose::EmailMarketing)
-            ),
-            Err(_) => false,
+        // "Unsubscribed" only once consent is withdrawn. In the embedded mode the first look
+        // sees it; a cluster node waits for the partition's owner to fold the event (its
+        // checkpoint, every 250 ms by default), within `WITHDRAWAL_WAIT`.
+        let started = std::time::Instant::now();
+        let withdrawn = loop {
+            let withdrawn = match self.engine.sync().await {
+                Ok(()) => matches!(
+                    self.recipient(profile).await,
+                    Ok(Some(p)) if !p.consents(missive_core::Purpose::EmailMarketing)
+                ),
+                Err(_) => false,
+            };
+            if withdrawn || !self.engine.config().cluster || started.elapsed() > WITHDRAWAL_WAIT {
+                break withdrawn;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         };
         if !withdrawn {
             tracing::error!(profile_id = %profile, "unsubscribe recorded but consent still granted");

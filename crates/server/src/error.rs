@@ -123,7 +123,19 @@ impl From<missive_segment::SegmentError> for ApiError {
 
 impl From<missive_store::StoreError> for ApiError {
     fn from(e: missive_store::StoreError) -> Self {
-        ApiError::internal(&e)
+        match e {
+            // Cluster mode: a write only the holder of a lease may make (the sending side's
+            // journeys, broadcasts and outbox), asked of a node that does not hold it now.
+            missive_store::StoreError::Fenced(cause) => {
+                tracing::warn!(error = %cause, "a write refused: this node does not hold the lease");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorCode::Unavailable,
+                    "this cluster node does not run the sending side now: ask the node that holds the sending lease (`missive cluster status` names it), or retry",
+                )
+            }
+            e => ApiError::internal(&e),
+        }
     }
 }
 

@@ -151,7 +151,7 @@ fn viewed(id: &str, key: (&str, &str)) -> serde_json::Value {
 }
 
 #[tokio::test]
-async fn profiles_in_two_partitions_merge_into_the_older_once() {
+async fn profiles_in_two_partitions_merge_into_the_known_users_else_the_older_once() {
     let Some(url) = url() else { return };
     let s = schema(&url).await;
     let store = Store::new(PostgresStore::connect_cluster(&url, Some(&s)).await.unwrap());
@@ -279,13 +279,41 @@ async fn profiles_in_two_partitions_merge_into_the_older_once() {
     assert_eq!(h.viewed(&user).await, 3);
     assert!(store.events().merges_of(&early).await.unwrap().is_empty());
 
-    // 2. The visitor's profile is the older: the join goes back, and the user's is shipped.
+    // 2. The visitor's profile is the older, and still the user's survives (as the embedded
+    // mode merges a visitor into the known user): the visitor's is shipped to it.
     h.event(1, viewed("x-5", ("anonymousId", "a-2"))).await;
     tokio::time::sleep(Duration::from_millis(5)).await;
     h.event(0, viewed("x-6", ("userId", "u-2"))).await;
     h.event(
         0,
         serde_json::json!({"type": "identify", "userId": "u-2", "anonymousId": "a-2", "messageId": "x-7"}),
+    )
+    .await;
+    let visitor_before = h.profile_of(&key("anonymousId", "a-2")).await;
+    let user = h.profile_of(&key("userId", "u-2")).await;
+    assert!(visitor_before < user, "the visitor's profile is the older");
+    let steps = h.deliver().await;
+    assert_eq!(kinds(&steps), vec![(1, "join"), (0, "absorb")]);
+    assert_eq!(h.profile_of(&key("anonymousId", "a-2")).await, user);
+    assert_eq!(h.viewed(&user).await, 2);
+
+    // 2b. Two visitors' profiles (an address and a device): the older survives, so the join
+    // goes back, and the newer is shipped to it.
+    let address = missive_core::EmailAddress::parse("m-2@example.com").unwrap();
+    claims_more(&store, &IdentityKey::email(&address), 0).await;
+    claims_more(&store, &key("anonymousId", "a-8"), 0).await;
+    h.event(1, viewed("x-21", ("anonymousId", "a-3"))).await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    h.event(
+        0,
+        serde_json::json!({"type": "track", "event": "Viewed", "anonymousId": "a-8", "messageId": "x-22",
+                           "context": {"traits": {"email": "m-2@example.com"}}}),
+    )
+    .await;
+    h.event(
+        0,
+        serde_json::json!({"type": "identify", "anonymousId": "a-3", "messageId": "x-23",
+                           "traits": {"email": "m-2@example.com"}}),
     )
     .await;
     let steps = h.deliver().await;
@@ -300,11 +328,10 @@ async fn profiles_in_two_partitions_merge_into_the_older_once() {
             ..
         }
     ));
-    let visitor = h.profile_of(&key("anonymousId", "a-2")).await;
-    assert_eq!(h.profile_of(&key("userId", "u-2")).await, visitor);
+    let visitor = h.profile_of(&key("anonymousId", "a-3")).await;
+    assert_eq!(h.profile_of(&IdentityKey::email(&address)).await, visitor);
+    assert_eq!(h.profile_of(&key("anonymousId", "a-8")).await, visitor);
     assert_eq!(h.viewed(&visitor).await, 2);
-    let p = store.events().load_profile(&visitor).await.unwrap().unwrap();
-    assert!(p.identities.user_ids.contains("u-2"), "{:?}", p.identities);
 
     // 3. Two known users are never merged, whatever the event says.
     h.event(0, viewed("x-8", ("userId", "u-3"))).await;
@@ -325,7 +352,8 @@ async fn profiles_in_two_partitions_merge_into_the_older_once() {
     );
 
     // 4. A join that passed its check, whose survivor is another known user's by the time
-    // the state arrives: the shipped profile is kept apart, live in the survivor's partition.
+    // the state arrives (here a join naming user ids that do not hold): the shipped profile
+    // is kept apart, live in the survivor's partition.
     claims_more(&store, &key("userId", "u-6"), 0).await;
     claims_more(&store, &key("userId", "u-7"), 1).await;
     claims_more(&store, &key("anonymousId", "a-7"), 1).await;
@@ -345,7 +373,7 @@ async fn profiles_in_two_partitions_merge_into_the_older_once() {
                 local: JoinSide::Identity(key("anonymousId", "a-7")),
                 with: u6.clone(),
                 with_partition: 0,
-                with_users: Vec::new(),
+                with_users: vec!["u-7".into()],
                 cause: "x-15".into(),
             },
             at,

@@ -282,8 +282,8 @@ impl Applier {
             metrics::counter!("missive_cluster_merge_steps_total", "step" => "refused").increment(1);
             return Ok(());
         }
-        if local < with {
-            // The local profile is the older one: it survives, so the other comes here.
+        if survives(&local, !local_users.is_empty(), &with, !with_users.is_empty()) {
+            // The local profile survives, so the other comes here.
             self.outbound.push(Outbound::Control {
                 partition: with_partition,
                 message_id: format!("b:{}:{}", at.partition, at.seq),
@@ -301,7 +301,7 @@ impl Applier {
         self.ship(local, with, with_partition, cause, at.partition).await
     }
 
-    /// Step 2, the older profile being elsewhere: writes `from`'s tombstone, moves its
+    /// Step 2, the surviving profile being elsewhere: writes `from`'s tombstone, moves its
     /// identities and their routes to `into`'s partition, and sends its state there.
     async fn ship(
         &mut self,
@@ -538,5 +538,45 @@ impl Applier {
             ));
         };
         log.send(out).await.map(|_| ()).map_err(EngineError::Log)
+    }
+}
+
+/// Of two profiles of one person in different partitions, whether `a` survives the join of
+/// `b`: a known user's profile survives an anonymous one (as the embedded mode's fold merges
+/// an anonymous or e-mail profile into the known user's: the user's mailing address and
+/// history stay the profile's), and otherwise the older one does (profile ids are UUIDv7).
+/// Both sides of a join answer alike, so a join sent back is never sent back again.
+fn survives(a: &ProfileId, a_known: bool, b: &ProfileId, b_known: bool) -> bool {
+    (!a_known, a) < (!b_known, b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::survives;
+    use missive_core::ProfileId;
+
+    #[test]
+    fn a_known_user_survives_else_the_older() {
+        let older = ProfileId::from_log(1_000, 0, 1);
+        let newer = ProfileId::from_log(2_000, 0, 2);
+        for (a, a_known, b, b_known, a_survives) in [
+            (&older, false, &newer, false, true),
+            (&newer, false, &older, false, false),
+            (&newer, true, &older, false, true),
+            (&older, false, &newer, true, false),
+            (&older, true, &newer, true, true),
+            (&newer, true, &older, true, false),
+        ] {
+            assert_eq!(
+                survives(a, a_known, b, b_known),
+                a_survives,
+                "{a} {a_known} {b} {b_known}"
+            );
+            assert_eq!(
+                survives(b, b_known, a, a_known),
+                !a_survives,
+                "one answer both ways"
+            );
+        }
     }
 }

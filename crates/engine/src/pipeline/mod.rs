@@ -282,6 +282,15 @@ pub struct Shared {
     /// The active models the pipeline uses (name → definition), as last handed to it by this
     /// node, to follow activations made through other nodes (`models::follow_active`).
     applied_models: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
+    /// Cluster mode: the identities erased, as this node last read them, for its ingest.
+    erased: std::sync::RwLock<ErasedIdentities>,
+}
+
+/// Keyed hashes of erased identities ([`identity_hash`]), and the key.
+#[derive(Default)]
+struct ErasedIdentities {
+    hashes: HashSet<String>,
+    key: Vec<u8>,
 }
 
 impl std::ops::Deref for Engine {
@@ -310,6 +319,13 @@ impl Engine {
             .collect();
         let scorers = scoring::load_models(&store).await;
         let applied_models = scorers.definitions();
+        let erased = match config.cluster {
+            true => ErasedIdentities {
+                hashes: store.events().erased_identities().await?,
+                key: erasure_key(&store).await?,
+            },
+            false => ErasedIdentities::default(),
+        };
         metrics::gauge!("missive_profiles").set(stats.profiles as f64);
         let (tx, rx) = mpsc::channel::<Request>(4096);
         // While a commit runs, the applier may prepare this many batches; the events writer
@@ -371,6 +387,9 @@ impl Engine {
             // partition is replayed, its timers armed and its backfills finished when it is
             // owned (docs/ARCHITECTURE.md, "Cluster mode").
             applier.backfill_schema().await?;
+            // What was observed of the schema so far, so that this node's observations add to
+            // it (a checkpoint writes each field's examples whole).
+            applier.schema = recovery::load_schema(&store).await?;
         } else {
             applier.load_filters().await?;
             applier.backfill_schema().await?;
@@ -407,6 +426,7 @@ impl Engine {
             log,
             applied_segments: std::sync::Mutex::new(applied_segments),
             applied_models: std::sync::Mutex::new(applied_models),
+            erased: std::sync::RwLock::new(erased),
         })))
     }
 
@@ -425,12 +445,54 @@ impl Engine {
             return Ok(IngestOutcome::default());
         }
         if let Some(log) = self.log.get() {
-            return log
-                .append(events)
-                .await
-                .map_err(|e| Arc::new(EngineError::Log(e)));
+            // Events naming an erased person are answered as the embedded mode answers them,
+            // here, by what this node knows (`refresh_erased`); their partition's owner drops
+            // any this node has not heard of yet.
+            let erased = self.erased_positions(&events);
+            let events: Vec<Event> = events
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| !erased.contains(i))
+                .map(|(_, e)| e)
+                .collect();
+            let mut outcome = match events.is_empty() {
+                true => IngestOutcome::default(),
+                false => log
+                    .append(events)
+                    .await
+                    .map_err(|e| Arc::new(EngineError::Log(e)))?,
+            };
+            outcome.erased = erased;
+            return Ok(outcome);
         }
         self.ingest_at(events, Vec::new()).await
+    }
+
+    /// Cluster mode: the positions of `events` naming a person erased, as far as this node
+    /// knows.
+    fn erased_positions(&self, events: &[Event]) -> Vec<usize> {
+        let erased = self.erased.read().unwrap_or_else(|p| p.into_inner());
+        if erased.hashes.is_empty() {
+            return Vec::new();
+        }
+        events
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| {
+                e.identity_keys()
+                    .iter()
+                    .any(|k| erased.hashes.contains(&identity_hash(&erased.key, k)))
+            })
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// Cluster mode: reads again the identities erased (through any node), which this node's
+    /// ingest answers for (`IngestOutcome::erased`). A cluster node does it every second.
+    pub async fn refresh_erased(&self) -> Result<(), StoreError> {
+        let hashes = self.store.events().erased_identities().await?;
+        self.erased.write().unwrap_or_else(|p| p.into_inner()).hashes = hashes;
+        Ok(())
     }
 
     /// Cluster mode: from now on [`Engine::ingest`] appends to `log` (answering once the log
@@ -573,6 +635,11 @@ impl Engine {
             .events()
             .add_erased_identities(identity_hashes.clone(), self.clock.now())
             .await?;
+        self.erased
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .hashes
+            .extend(identity_hashes.iter().cloned());
         let control = crate::log::Control::Erase {
             profiles: profiles.clone(),
             identity_hashes,

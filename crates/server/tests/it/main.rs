@@ -4,8 +4,13 @@
 // Test helpers may unwrap: a failure there is the test failing.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+/// This suite's test app is an embedded-mode server; `tests/cluster` runs much of it against
+/// a cluster node.
+pub const CLUSTER: bool = false;
+
 mod audiences;
 mod browser;
+mod cluster_mode;
 mod console;
 mod console_audit;
 mod console_browser;

@@ -120,18 +120,6 @@ async fn an_export_holds_everything_about_the_person() {
     assert_eq!(status, 404);
 }
 
-/// Every file of the data directory, WAL and key files included.
-fn data_files(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_file() {
-            out.push((path.display().to_string(), std::fs::read(&path).unwrap()));
-        }
-    }
-    out
-}
-
 fn contains(haystack: &[u8], needle: &str) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
@@ -156,7 +144,7 @@ async fn after_erasure_nothing_personal_remains_readable_and_a_reimport_is_dropp
     // Encrypted at rest with every identity blind-indexed, nothing personal is in the files
     // even before the erasure; the scan sees what is in clear (the profile id).
     let ann_id = app.profile("ann-42").await["id"].as_str().unwrap().to_owned();
-    let before = data_files(app.dir.path());
+    let before = app.stored_data().await;
     assert!(
         before.iter().any(|(_, b)| contains(b, &ann_id)),
         "the scan must see the files"
@@ -219,7 +207,7 @@ async fn after_erasure_nothing_personal_remains_readable_and_a_reimport_is_dropp
     assert_eq!(app.get("/v1/profiles/annabel.lee@example.com").await.0, 404);
     assert_eq!(app.profile("bob-7").await["traits"]["first_name"]["value"], "Bob");
 
-    for (file, bytes) in data_files(app.dir.path()) {
+    for (file, bytes) in app.stored_data().await {
         for p in personal {
             assert!(!contains(&bytes, p), "{p:?} is still readable in {file}");
         }

@@ -22,6 +22,8 @@ pub struct TestApp {
     /// How messages leave, when the test sends: a transport and its DKIM signer.
     delivery: Option<Delivery>,
     server: tokio::task::JoinHandle<()>,
+    /// The cluster node this app is, in the cluster-mode suite (`tests/cluster`).
+    cluster: Option<crate::cluster_mode::Cluster>,
 }
 
 /// A transport and a DKIM signer for tests that send.
@@ -113,13 +115,30 @@ impl TestApp {
         Self::spawn_in(dir, clock, None, Some(delivery), None).await
     }
 
-    /// Starts on an existing data directory (a restart), reusing the keys.
+    /// Starts on a new data directory (and, in the cluster-mode suite, a new cluster).
     async fn spawn_in(
         dir: tempfile::TempDir,
         clock: ManualClock,
         keys: Option<(String, String)>,
         delivery: Option<Delivery>,
         limits: Option<missive_server::limits::Limits>,
+    ) -> Self {
+        let place = match crate::CLUSTER {
+            true => crate::cluster_mode::Place::new().await,
+            false => None,
+        };
+        Self::start(dir, clock, keys, delivery, limits, place).await
+    }
+
+    /// Starts on an existing data directory (a restart), reusing the keys; on `place`'s
+    /// store and log as a cluster node, else on the directory's SQLite file.
+    async fn start(
+        dir: tempfile::TempDir,
+        clock: ManualClock,
+        keys: Option<(String, String)>,
+        delivery: Option<Delivery>,
+        limits: Option<missive_server::limits::Limits>,
+        place: Option<crate::cluster_mode::Place>,
     ) -> Self {
         // As `missive serve` runs by default: behind the encrypting store, with a key file.
         let key_file = dir.path().join("missive.keys");
@@ -132,7 +151,10 @@ impl TestApp {
             }
         };
         let keyring = Arc::new(keyring);
-        let bare: Store = Store::new(SqliteStore::open(dir.path().join("missive.db")).await.unwrap());
+        let bare: Store = match &place {
+            Some(place) => place.store().await,
+            None => Store::new(SqliteStore::open(dir.path().join("missive.db")).await.unwrap()),
+        };
         let store: Store = missive_store::EncryptedStore::new(bare, keyring.clone()).store();
         let (_, minted) = ensure_workspace(&store).await.unwrap();
         let (write_key, admin_key) = match (minted, keys) {
@@ -143,6 +165,7 @@ impl TestApp {
         let config = missive_server::app::AppConfig {
             engine: EngineConfig {
                 history_len: 5,
+                cluster: place.is_some(),
                 ..EngineConfig::default()
             },
             privacy: missive_engine::privacy::PrivacyConfig {
@@ -210,6 +233,10 @@ impl TestApp {
         let app = missive.router();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
+        let cluster = match place {
+            Some(place) => Some(crate::cluster_mode::Cluster::join(place, engine.clone(), &base).await),
+            None => None,
+        };
         let server = tokio::spawn(async move {
             axum::serve(
                 listener,
@@ -229,18 +256,74 @@ impl TestApp {
             state,
             delivery,
             server,
+            cluster,
         }
     }
 
     /// Stops the server and the engine (committing everything) and starts both again on the
     /// same store: all in-memory state is rebuilt from the store.
-    pub async fn restart(self) -> Self {
+    pub async fn restart(mut self) -> Self {
         self.server.abort();
-        let _ = self.server.await;
+        let _ = (&mut self.server).await;
+        let place = match self.cluster.as_mut() {
+            Some(c) => {
+                c.leave().await;
+                Some(c.place.clone())
+            }
+            None => None,
+        };
+        let keys = (self.write_key.clone(), self.admin_key.clone());
+        let (dir, clock, delivery) = (self.dir, self.clock, self.delivery);
         drop(self.state);
         self.engine.shutdown().await;
-        let keys = (self.write_key, self.admin_key);
-        Self::spawn_in(self.dir, self.clock, Some(keys), self.delivery, None).await
+        // The stream stays for the restarted node: only the last app deletes it.
+        if let Some(mut c) = self.cluster {
+            c.keep_stream();
+        }
+        Self::start(dir, clock, Some(keys), delivery, None, place).await
+    }
+
+    /// Whether `a` and `b` are routed to different partitions (as a cluster node; never in
+    /// the embedded mode): their profiles' merge then takes two versions of the survivor,
+    /// the sign-in's and the absorbed profile's (docs/ARCHITECTURE.md, "Identity merges
+    /// across partitions").
+    pub async fn routed_apart(&self, a: missive_core::IdentityKey, b: missive_core::IdentityKey) -> bool {
+        if self.cluster.is_none() {
+            return false;
+        }
+        let routes = self
+            .engine
+            .store()
+            .events()
+            .identity_routes(vec![a.clone(), b.clone()])
+            .await
+            .unwrap();
+        routes[&a] != routes[&b]
+    }
+
+    /// Everything the app stored, as bytes to scan: every file of the data directory (WAL and
+    /// key files included) and, as a cluster node, every row of its PostgreSQL schema as text.
+    /// (A cluster's JetStream log holds events in clear; docs/operations.md says so.)
+    pub async fn stored_data(&self) -> Vec<(String, Vec<u8>)> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(self.dir.path()).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_file() {
+                out.push((path.display().to_string(), std::fs::read(&path).unwrap()));
+            }
+        }
+        if let Some(c) = &self.cluster {
+            out.extend(c.place.tables().await);
+        }
+        out
+    }
+
+    /// In the cluster-mode suite, waits until what was sent is in the stored profiles (the
+    /// embedded mode's ingest answers once it is).
+    pub async fn settle(&self) {
+        if let Some(c) = &self.cluster {
+            c.settle(&self.engine).await;
+        }
     }
 
     /// A restart whose sender hands messages to `delivery` (other settings).
@@ -251,6 +334,7 @@ impl TestApp {
 
     /// Writes a profile checkpoint now, so that each change before it gets its own version.
     pub async fn sync(&self) {
+        self.settle().await;
         self.engine.sync().await.unwrap();
     }
 
@@ -264,7 +348,9 @@ impl TestApp {
             .await
             .unwrap();
         let status = res.status().as_u16();
-        (status, res.json().await.unwrap_or(Value::Null))
+        let body = res.json().await.unwrap_or(Value::Null);
+        self.settle().await;
+        (status, body)
     }
 
     pub async fn post_raw(&self, path: &str, body: Vec<u8>, headers: &[(&str, &str)]) -> (u16, Value) {
@@ -274,7 +360,9 @@ impl TestApp {
         }
         let res = req.send().await.unwrap();
         let status = res.status().as_u16();
-        (status, res.json().await.unwrap_or(Value::Null))
+        let body = res.json().await.unwrap_or(Value::Null);
+        self.settle().await;
+        (status, body)
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
@@ -291,6 +379,7 @@ impl TestApp {
 
     /// A management API call with the admin key.
     pub async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let write = method != reqwest::Method::GET;
         let mut req = self
             .client
             .request(method, format!("{}{path}", self.base))
@@ -300,7 +389,11 @@ impl TestApp {
         }
         let res = req.send().await.unwrap();
         let status = res.status().as_u16();
-        (status, res.json().await.unwrap_or(Value::Null))
+        let body = res.json().await.unwrap_or(Value::Null);
+        if write {
+            self.settle().await;
+        }
+        (status, body)
     }
 
     /// A new API key of `role` (created with the admin key).
