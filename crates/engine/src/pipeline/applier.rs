@@ -47,7 +47,8 @@ impl Applier {
                 biased;
                 r = rx.recv() => r,
                                 _ = ticker.tick() => {
-                    let timer_due = self.timers.peek().is_some_and(|Reverse((due, _))| *due <= self.clock.now());
+                    let timer_due = self.timers.peek().is_some_and(|Reverse((due, _))| *due <= self.clock.now())
+                        || self.timer_loads.iter().any(|(_, load)| load.is_finished());
                     let flush_due = !self.pending.is_empty()
                         && (self.flush_now || self.last_flush.elapsed() >= self.config.flush_interval);
                     if !timer_due && !flush_due {

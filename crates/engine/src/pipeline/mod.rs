@@ -381,6 +381,7 @@ impl Engine {
             finished_backfills: Vec::new(),
             queued_segments: VecDeque::new(),
             queued_partitions: VecDeque::new(),
+            timer_loads: Vec::new(),
         };
         if config.cluster {
             // Other nodes write too: the filters would say "new" of what they stored. Each
@@ -964,7 +965,12 @@ struct Applier {
     /// Cluster mode: segments a partition taken on was not backfilled with in full, waiting
     /// for the backfill under way.
     queued_partitions: VecDeque<(String, u16)>,
+    /// Cluster mode: the segment timers of partitions taken on, being read.
+    timer_loads: Vec<(missive_store::Fence, TimerLoad)>,
 }
+
+/// The segment timers of a partition's stored profiles, read in the background.
+type TimerLoad = tokio::task::JoinHandle<Result<Vec<(DateTime<Utc>, ProfileId)>, StoreError>>;
 
 impl Progress {
     /// Records the outcome of a commit for [`Engine::write_failure`].

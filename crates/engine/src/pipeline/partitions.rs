@@ -179,7 +179,7 @@ impl Applier {
         }
         let replayed = async {
             let replayed = self.replay_partition(partition).await?;
-            self.load_partition_timers(partition).await?;
+            self.load_partition_timers(partition);
             self.finish_partition_scoring(partition).await?;
             self.finish_partition_backfills(partition).await?;
             Ok(replayed)
@@ -195,7 +195,7 @@ impl Applier {
     /// backfills queued again.
     pub(super) async fn settle_partitions(&mut self) -> Result<(), EngineError> {
         for partition in self.owned.keys().copied().collect::<Vec<_>>() {
-            self.load_partition_timers(partition).await?;
+            self.load_partition_timers(partition);
             self.finish_partition_scoring(partition).await?;
             self.finish_partition_backfills(partition).await?;
         }
@@ -278,6 +278,13 @@ impl Applier {
         self.pending
             .partition_backfills
             .retain(|b| b.partition != partition);
+        self.timer_loads.retain(|(fence, load)| {
+            let keep = fence.partition != partition;
+            if !keep {
+                load.abort();
+            }
+            keep
+        });
         self.queued_partitions.retain(|(_, p)| *p != partition);
         // Profiles cached without a partition (read through an identity, never folded here)
         // go too: their owner may change them meanwhile.

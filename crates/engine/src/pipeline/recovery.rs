@@ -91,6 +91,9 @@ impl Applier {
         self.identities.clear();
         self.recent_ids.clear();
         self.timers.clear();
+        for (_, load) in self.timer_loads.drain(..) {
+            load.abort();
+        }
         self.pending = Pending::default();
         self.repoint.clear();
         self.partition_of.clear();

@@ -82,6 +82,7 @@ impl Applier {
     /// Fires every segment timer due by `now`, each at its own instant.
     pub(super) async fn run_due_timers(&mut self, now: DateTime<Utc>) -> Result<(), EngineError> {
         self.eval_now = self.eval_now.max(now);
+        self.arm_loaded_timers().await;
         if self.segments.is_empty() {
             self.timers.clear();
             return Ok(());
@@ -195,35 +196,69 @@ impl Applier {
     }
 
     /// Cluster mode: arms the segment timers the stored profiles of `partition` hold (a
-    /// partition taken on, or rebuilt after a failed commit). Those in memory were armed as
-    /// they were folded.
-    pub(super) async fn load_partition_timers(&mut self, partition: u16) -> Result<(), EngineError> {
+    /// partition taken on, or rebuilt after a failed commit). They are read in the background
+    /// (every profile of the partition is read, which takes a while for a large one), so
+    /// that taking a partition on does not wait for them: they are armed as soon as they are
+    /// read ([`Applier::arm_loaded_timers`]), and one already due fires then.
+    pub(super) fn load_partition_timers(&mut self, partition: u16) {
+        let Some(fence) = self.owned.get(&partition).cloned() else {
+            return;
+        };
         if self.segments.is_empty() {
-            return Ok(());
+            return;
         }
-        let stored = self
-            .store
-            .events()
-            .profiles_in_partitions(vec![partition])
-            .await?;
-        let ids: Vec<ProfileId> = stored
+        let store = self.store.clone();
+        let load = tokio::spawn(async move {
+            let stored = store.events().profiles_in_partitions(vec![partition]).await?;
+            let ids: Vec<ProfileId> = stored.into_iter().map(|(id, _)| id).collect();
+            let mut timers = Vec::new();
+            for chunk in ids.chunks(5_000) {
+                for p in store.events().load_profiles(chunk.to_vec()).await? {
+                    if let (Some(due), None) = (p.segments.next_due(), &p.merged_into) {
+                        timers.push((due, p.id));
+                    }
+                }
+            }
+            Ok(timers)
+        });
+        self.timer_loads.push((fence, load));
+    }
+
+    /// Cluster mode: arms the timers read for partitions taken on (those still owned under
+    /// the same lease). A profile in memory may have moved on since: a stale timer finds its
+    /// profile's next one later and changes nothing.
+    pub(super) async fn arm_loaded_timers(&mut self) {
+        if !self.timer_loads.iter().any(|(_, load)| load.is_finished()) {
+            return;
+        }
+        let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.timer_loads)
             .into_iter()
-            .map(|(id, _)| id)
-            .filter(|id| !self.profiles.contains_key(id))
-            .collect();
-        let mut armed = 0usize;
-        for chunk in ids.chunks(5_000) {
-            for p in self.store.events().load_profiles(chunk.to_vec()).await? {
-                if let (Some(due), None) = (p.segments.next_due(), &p.merged_into) {
-                    self.timers.push(Reverse((due, p.id)));
-                    armed += 1;
+            .partition(|(_, load)| load.is_finished());
+        self.timer_loads = waiting;
+        for (fence, load) in done {
+            let partition = fence.partition;
+            match load.await {
+                Ok(Ok(timers)) if self.owned.get(&partition) == Some(&fence) => {
+                    tracing::debug!(
+                        partition,
+                        timers = timers.len(),
+                        "armed the partition's segment timers"
+                    );
+                    for (due, id) in timers {
+                        self.timers.push(Reverse((due, id)));
+                    }
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    // Read again: the partition's timers must not be lost to a failed read.
+                    tracing::warn!(partition, error = %e, "reading the partition's segment timers failed; reading them again");
+                    self.load_partition_timers(partition);
+                }
+                Err(e) => {
+                    tracing::error!(partition, error = %e, "the task reading the partition's segment timers failed")
                 }
             }
         }
-        if armed > 0 {
-            tracing::debug!(partition, timers = armed, "armed the partition's segment timers");
-        }
-        Ok(())
     }
 
     /// Re-arms the segment timers the stored profiles hold (after a restart).
