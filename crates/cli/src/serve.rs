@@ -31,6 +31,8 @@ pub async fn run(
     }
 
     let sender = sender_parts(&cfg)?;
+    // The cluster's log is sealed as the store is.
+    let log_keyring = cfg.privacy.encrypt.then(|| keyring.clone());
     let mut missive = App::build(
         store.clone(),
         keyring,
@@ -80,7 +82,7 @@ pub async fn run(
         true => Some(
             missive_cluster::Node::start(
                 cfg.cluster
-                    .node_config(&cfg.store_url(), &format!("{scheme}://{local}")),
+                    .node_config(&cfg.store_url(), &format!("{scheme}://{local}"), log_keyring),
                 missive.state().engine.clone(),
             )
             .await

@@ -11,6 +11,7 @@
 //! - `router`: which partition an event goes to (`identity_routes`).
 //! - `log`: the JetStream log: the stream, the records, and the append ingest answers after.
 //! - `owner`: one partition's owner: replay, its consumer from the store's mark, fold, ack.
+//! - `seal`: the log's records sealed at rest under the cluster's log key.
 //! - `node`: a node: keeper, owners following its leases, and the engine's ingest on the log.
 //! - `service`: work one node does for the whole cluster (the sending side), under a named
 //!   lease with a fencing token.
@@ -29,6 +30,7 @@ pub mod owner;
 pub mod partition;
 pub mod plan;
 pub mod router;
+pub mod seal;
 pub mod service;
 pub mod status;
 pub mod stream_in;

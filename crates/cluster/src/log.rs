@@ -150,6 +150,8 @@ struct Inner {
     js: jetstream::Context,
     config: LogConfig,
     router: Router,
+    /// Seals every record published (`None`: encryption is off, records go in clear).
+    seal: Option<Arc<crate::seal::LogSeal>>,
 }
 
 /// Connects to NATS (retrying in the background if it is not up yet) and makes sure the
@@ -185,12 +187,29 @@ pub async fn ensure_stream(
 }
 
 impl ClusterLog {
-    pub async fn connect(config: LogConfig, router: Router) -> Result<ClusterLog, LogError> {
+    pub async fn connect(
+        config: LogConfig,
+        router: Router,
+        seal: Option<Arc<crate::seal::LogSeal>>,
+    ) -> Result<ClusterLog, LogError> {
         let js = connect_jetstream(&config, "missive-cluster-log").await?;
         ensure_stream(&js, &config).await?;
         Ok(ClusterLog {
-            inner: Arc::new(Inner { js, config, router }),
+            inner: Arc::new(Inner {
+                js,
+                config,
+                router,
+                seal,
+            }),
         })
+    }
+
+    /// A record's payload as published: sealed when the log is.
+    fn sealed(&self, payload: Vec<u8>) -> Result<Vec<u8>, String> {
+        match &self.inner.seal {
+            Some(seal) => seal.seal(&payload),
+            None => Ok(payload),
+        }
     }
 
     pub fn partitions(&self) -> PartitionCount {
@@ -209,7 +228,7 @@ impl ClusterLog {
         let mut pending: Vec<PublishAckFuture> = Vec::with_capacity(events.len());
         let mut per_partition: HashMap<Partition, u64> = HashMap::new();
         for (e, partition) in events.iter().zip(partitions) {
-            let payload = serde_json::to_vec(&Record::of(e)).map_err(|e| e.to_string())?;
+            let payload = self.sealed(serde_json::to_vec(&Record::of(e)).map_err(|e| e.to_string())?)?;
             let publish = PublishMessage::build()
                 .payload(payload.into())
                 .message_id(e.message_id.as_str());
@@ -247,7 +266,7 @@ impl ClusterLog {
     pub async fn send_records(&self, records: Vec<Outbound>) -> SendResult {
         let mut pending: Vec<PublishAckFuture> = Vec::with_capacity(records.len());
         for r in &records {
-            let payload = outbound_payload(r).map_err(|e| e.to_string())?;
+            let payload = self.sealed(outbound_payload(r).map_err(|e| e.to_string())?)?;
             let publish = PublishMessage::build()
                 .payload(payload.into())
                 .message_id(r.message_id());

@@ -31,6 +31,7 @@ use crate::log::{ClusterLog, LogConfig, LogError, connect_jetstream};
 use crate::owner;
 use crate::partition::{Partition, PartitionCount};
 use crate::router::Router;
+use crate::seal::LogSeal;
 use crate::service::{self, SENDING, ServiceLease};
 
 /// A node's settings (`[cluster]` in missive.toml, with the store's PostgreSQL).
@@ -48,6 +49,9 @@ pub struct NodeConfig {
     /// The store's PostgreSQL and schema: the leases live beside the data.
     pub postgres_url: String,
     pub schema: Option<String>,
+    /// The key file, when the store is encrypted: the log's records are sealed under the
+    /// cluster's log key, wrapped by it (`seal`).
+    pub keyring: Option<Arc<missive_privacy::Keyring>>,
 }
 
 /// Why a node could not start.
@@ -109,6 +113,7 @@ struct Owners {
     js: jetstream::Context,
     log: LogConfig,
     engine: Engine,
+    seal: Option<Arc<LogSeal>>,
     node: String,
     batch: usize,
 }
@@ -131,6 +136,7 @@ impl Owners {
             self.js.clone(),
             self.log.clone(),
             self.engine.clone(),
+            self.seal.clone(),
             fence,
             self.batch,
             stop_rx,
@@ -203,8 +209,16 @@ impl Node {
         let leases = Leases::open(client, config.partitions).await?;
         let client = leases::connect(&config.postgres_url, config.schema.as_deref()).await?;
         let sending_lease = ServiceLease::open(client, SENDING, &config.node, config.lease_ttl).await?;
+        let seal = match &config.keyring {
+            Some(keyring) => Some(Arc::new(
+                LogSeal::open_or_create(engine.store(), keyring)
+                    .await
+                    .map_err(|e| NodeError::Engine(e.to_string()))?,
+            )),
+            None => None,
+        };
         let router = Router::new(engine.store().clone(), config.partitions);
-        let log = ClusterLog::connect(config.log.clone(), router).await?;
+        let log = ClusterLog::connect(config.log.clone(), router, seal.clone()).await?;
         engine
             .set_log(Arc::new(log))
             .map_err(|e| NodeError::Engine(e.to_string()))?;
@@ -214,6 +228,7 @@ impl Node {
             js,
             log: config.log.clone(),
             engine,
+            seal,
             node: config.node.clone(),
             batch: config.batch.clamp(1, 10_000),
         };

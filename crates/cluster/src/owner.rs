@@ -50,6 +50,7 @@ pub async fn run(
     js: jetstream::Context,
     config: LogConfig,
     engine: Engine,
+    seal: Option<std::sync::Arc<crate::seal::LogSeal>>,
     fence: Fence,
     batch: usize,
     mut stop: watch::Receiver<bool>,
@@ -134,7 +135,15 @@ pub async fn run(
                 partition,
                 seq: i64::try_from(seq).unwrap_or(i64::MAX),
             };
-            match Message::decode(&m.payload).filter(|_| seq > 0) {
+            let payload = match crate::seal::open(seal.as_deref(), &m.payload) {
+                Ok(p) => p,
+                Err(e) => {
+                    // Not dropped: the partition waits until this node can open it.
+                    outcome = Err(std::sync::Arc::new(EngineError::Log(e.to_string())));
+                    break;
+                }
+            };
+            match Message::decode(&payload).filter(|_| seq > 0) {
                 Some(Message::Event(e)) => run.push(*e, at, m),
                 Some(Message::Control(control)) => {
                     outcome = run.fold(&engine, &folded, &fold_time).await;

@@ -47,7 +47,8 @@ pub enum JoinSide {
     /// The profile this identity resolves to (an identity the event's partition found routed
     /// to the receiver).
     Identity(IdentityKey),
-    /// This profile (a join sent back to the older profile's side), or the one it was merged into.
+    /// This profile (a join sent back to the surviving profile's side), or the one it was
+    /// merged into.
     Profile(ProfileId),
 }
 
@@ -56,9 +57,9 @@ pub enum JoinSide {
 #[serde(tag = "control", rename_all = "snake_case")]
 pub enum Control {
     /// An event joined `local` (in the receiving partition) with `with`, a profile of
-    /// partition `with_partition`. The older of the two profiles survives: the receiver ships
-    /// its profile to `with` ([`Control::Absorb`]) when `with` is older, and otherwise sends
-    /// the join back the other way.
+    /// partition `with_partition`. A known user's profile survives an anonymous one, else the
+    /// older: the receiver ships its profile to `with` ([`Control::Absorb`]) when `with`
+    /// survives, and otherwise sends the join back the other way.
     Join {
         local: JoinSide,
         with: ProfileId,

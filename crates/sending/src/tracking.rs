@@ -179,8 +179,9 @@ impl Tracking {
         // sees it; a cluster node waits for the partition's owner to fold the event (its
         // checkpoint, every 250 ms by default), within `WITHDRAWAL_WAIT`.
         let started = std::time::Instant::now();
+        let mut synced = self.engine.sync().await;
         let withdrawn = loop {
-            let withdrawn = match self.engine.sync().await {
+            let withdrawn = match &synced {
                 Ok(()) => matches!(
                     self.recipient(profile).await,
                     Ok(Some(p)) if !p.consents(missive_core::Purpose::EmailMarketing)
@@ -190,6 +191,9 @@ impl Tracking {
             if withdrawn || !self.engine.config().cluster || started.elapsed() > WITHDRAWAL_WAIT {
                 break withdrawn;
             }
+            // The partition's owner (often another node) checkpoints by itself: this node
+            // syncs only once, above.
+            synced = Ok(());
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         };
         if !withdrawn {

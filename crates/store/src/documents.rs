@@ -42,6 +42,9 @@ pub trait DocumentStore: Send + Sync + 'static {
     /// A value from the store's metadata, set to `init` first if absent (workspace secrets).
     async fn meta_get_or_init(&self, key: &str, init: String) -> Result<String, StoreError>;
 
+    /// A value from the store's metadata, if it is set.
+    async fn meta_get(&self, key: &str) -> Result<Option<String>, StoreError>;
+
     /// Sets the metadata value of `key`, replacing any.
     async fn meta_set(&self, key: &str, value: String) -> Result<(), StoreError>;
 }

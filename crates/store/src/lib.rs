@@ -38,7 +38,7 @@ pub use access::AccessStore;
 pub use data_keys::DataKeyStore;
 pub use delivery::DeliveryStore;
 pub use documents::{DocumentStore, all_documents};
-pub use encrypted::{EncryptedStore, KeyMismatch};
+pub use encrypted::{EncryptedStore, KeyMismatch, LOG_KEY_CONTEXT, LOG_KEY_META, log_key};
 pub use error::StoreError;
 pub use events::EventStore;
 pub use postgres::PostgresStore;

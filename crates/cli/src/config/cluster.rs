@@ -117,8 +117,14 @@ impl ClusterSection {
         log
     }
 
-    /// The node's settings for `missive_cluster::Node::start`.
-    pub fn node_config(&self, postgres_url: &str, address: &str) -> missive_cluster::NodeConfig {
+    /// The node's settings for `missive_cluster::Node::start`; `keyring` when the store is
+    /// encrypted (the log is sealed too).
+    pub fn node_config(
+        &self,
+        postgres_url: &str,
+        address: &str,
+        keyring: Option<std::sync::Arc<missive_privacy::Keyring>>,
+    ) -> missive_cluster::NodeConfig {
         missive_cluster::NodeConfig {
             log: self.log_config(),
             node: self.node_name(),
@@ -129,6 +135,7 @@ impl ClusterSection {
             batch: self.batch,
             postgres_url: postgres_url.to_owned(),
             schema: None,
+            keyring,
         }
     }
 }

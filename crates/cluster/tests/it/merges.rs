@@ -351,9 +351,10 @@ async fn profiles_in_two_partitions_merge_into_the_known_users_else_the_older_on
         h.profile_of(&key("anonymousId", "a-4")).await
     );
 
-    // 4. A join that passed its check, whose survivor is another known user's by the time
-    // the state arrives (here a join naming user ids that do not hold): the shipped profile
-    // is kept apart, live in the survivor's partition.
+    // 4. A join whose survivor is another known user's when the state arrives: the shipped
+    // profile is kept apart, live in its partition. The protocol does not make such a join
+    // (a known user's profile is shipped only to the same user's); this one names user ids
+    // that do not hold, to check the absorb's own guard.
     claims_more(&store, &key("userId", "u-6"), 0).await;
     claims_more(&store, &key("userId", "u-7"), 1).await;
     claims_more(&store, &key("anonymousId", "a-7"), 1).await;

@@ -628,9 +628,14 @@ impl Models {
         }
         let _registry = self.engine.lock_models().await;
         // Recorded first: the set handed to the pipeline then carries it, and a cluster's
-        // other nodes follow it (`follow_active`), each over its own partitions.
-        registry::scored(&self.store, name, self.engine.clock().now()).await?;
-        self.reload(Rescore::With(name.to_owned())).await
+        // other nodes follow it (`follow_active`), each over its own partitions. Put back if
+        // the scoring fails, so that the schedule tries again.
+        registry::scored(&self.store, name, Some(self.engine.clock().now())).await?;
+        let scored = self.reload(Rescore::With(name.to_owned())).await;
+        if scored.is_err() {
+            registry::scored(&self.store, name, e.last_scored).await?;
+        }
+        scored
     }
 
     /// Trains again and scores the models whose schedule is due (the background worker calls
@@ -766,14 +771,26 @@ impl Models {
 /// that changes hands meanwhile is finished by its next owner. Answers the models taken on.
 pub async fn follow_active(engine: &crate::Engine) -> Result<Vec<String>, ModelError> {
     let _registry = engine.lock_models().await;
+    // The registry's entries first (small documents): the models themselves are read only
+    // when something changed.
+    let wanted: std::collections::BTreeMap<String, String> = registry::list(engine.store())
+        .await?
+        .into_iter()
+        .filter_map(|e| Some((e.name.clone(), e.definition()?)))
+        .collect();
+    if *engine.applied_models() == wanted {
+        return Ok(Vec::new());
+    }
     let set = registry::scoring_set(engine.store()).await?;
     let wanted = set.definitions();
     let changes: Vec<Rescore> = {
         let applied = engine.applied_models();
-        let mut changes: Vec<Rescore> = wanted
+        // In the set's order: models whose scores others read are scored first.
+        let mut changes: Vec<Rescore> = set
+            .models
             .iter()
-            .filter(|(name, definition)| applied.get(*name) != Some(*definition))
-            .map(|(name, _)| Rescore::With(name.clone()))
+            .filter(|m| applied.get(&m.name) != Some(&m.definition()))
+            .map(|m| Rescore::With(m.name.clone()))
             .collect();
         changes.extend(
             applied

@@ -275,6 +275,14 @@ pub async fn save(
     Ok(v)
 }
 
+impl ModelEntry {
+    /// The active version's [`super::scorer::definition`]; `None` when none is active.
+    pub fn definition(&self) -> Option<String> {
+        self.active
+            .map(|v| super::scorer::definition(v, self.live, self.last_scored))
+    }
+}
+
 /// Makes `version` (default: the latest) the active one, scored live or in batch.
 pub async fn activate(
     store: &Store,
@@ -307,11 +315,12 @@ pub async fn activate(
     Ok(e)
 }
 
-/// Records that every profile was scored with the model at `now`.
-pub async fn scored(store: &Store, name: &str, now: DateTime<Utc>) -> Result<(), RegistryError> {
+/// Records when every profile was last scored with the model (`None`: never in batch).
+pub async fn scored(store: &Store, name: &str, at: Option<DateTime<Utc>>) -> Result<(), RegistryError> {
     if let Some(mut e) = entry(store, name).await? {
-        e.last_scored = Some(now);
-        put(store, DocumentKind::Model, name.to_owned(), &e, now).await?;
+        e.last_scored = at;
+        let written = at.unwrap_or(e.updated_at);
+        put(store, DocumentKind::Model, name.to_owned(), &e, written).await?;
     }
     Ok(())
 }

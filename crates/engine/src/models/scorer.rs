@@ -94,13 +94,18 @@ impl ActiveModel {
     /// What scoring every profile with it means, as a cluster records it per partition and
     /// follows it across nodes: its version, live or batch, and the last batch scoring.
     pub fn definition(&self) -> String {
-        format!(
-            "v{} {} {}",
-            self.version,
-            if self.live { "live" } else { "batch" },
-            self.last_scored.map_or(0, |t| t.timestamp_micros())
-        )
+        definition(self.version, self.live, self.last_scored)
     }
+}
+
+/// What scoring every profile with a model's active `version` means (its
+/// [`ActiveModel::definition`]), from what the registry records of it.
+pub fn definition(version: u32, live: bool, last_scored: Option<DateTime<Utc>>) -> String {
+    format!(
+        "v{version} {} {}",
+        if live { "live" } else { "batch" },
+        last_scored.map_or(0, |t| t.timestamp_micros())
+    )
 }
 
 /// What a change of the models does to every profile.

@@ -31,7 +31,8 @@ impl Applier {
                 }
                 if self.backfill.is_some() {
                     if let Err(e) = self.backfill_step().await {
-                        tracing::error!(error = %e, "segment backfill failed; it resumes at the next start");
+                        tracing::error!(error = %e, "segment backfill failed; it resumes at the next start (in cluster mode, with the next batch)");
+                        self.requeue_partitions();
                         self.abandon_backfill(&e);
                         // What was queued behind it is not left waiting (the failed one is
                         // not resumed here: it would likely fail again at once).
@@ -407,6 +408,13 @@ impl Applier {
         self.batch_seq += 1;
         self.evict_if_needed();
         self.run_due_timers(self.clock.now()).await?;
+        // Cluster mode: a partition's backfill that could not start or go on is tried again.
+        if self.backfill.is_none()
+            && !self.queued_partitions.is_empty()
+            && let Err(e) = self.next_backfill().await
+        {
+            tracing::warn!(error = %e, "cluster: a partition's segment backfill could not start; trying again with the next batch");
+        }
         self.fold(lists).await
     }
 

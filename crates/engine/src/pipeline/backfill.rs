@@ -440,6 +440,18 @@ impl Applier {
         }
     }
 
+    /// Cluster mode: queues again, over each partition it covered and still owned, the
+    /// backfill under way (it failed), so that it is finished there.
+    pub(super) fn requeue_partitions(&mut self) {
+        let Some(b) = &self.backfill else { return };
+        for fence in &b.covers {
+            let entry = (b.name.clone(), fence.partition);
+            if self.owned.get(&fence.partition) == Some(fence) && !self.queued_partitions.contains(&entry) {
+                self.queued_partitions.push_back(entry);
+            }
+        }
+    }
+
     /// Cluster mode: after a partition is taken on, queues a backfill over it of every
     /// segment its profiles were not evaluated against in full (a backfill its former owner
     /// did not finish, or a definition saved since), and starts the first unless one runs.
@@ -448,9 +460,21 @@ impl Applier {
             return Ok(());
         }
         let done = self.store.events().partition_backfills(partition).await?;
+        // Only with a definition this node has caught up with: one saved since through another
+        // node is this node's to backfill (over all it owns) once it follows it, and a stale
+        // one must not overwrite what the partition was evaluated against.
+        let saved: HashMap<String, String> = self
+            .store
+            .documents()
+            .list_segments()
+            .await?
+            .into_iter()
+            .map(|r| (r.name, r.expression))
+            .collect();
         let mut missing: Vec<String> = self
             .segments
             .iter()
+            .filter(|(name, seg)| saved.get(*name).map(String::as_str) == Some(seg.source()))
             .filter(|(name, seg)| {
                 done.get(&(BackfillKind::Segment, (*name).clone()))
                     .map(String::as_str)
@@ -481,13 +505,15 @@ impl Applier {
             if !self.config.cluster {
                 return self.resume_backfills(None).await;
             }
-            let Some((name, partition)) = self.queued_partitions.pop_front() else {
+            let Some((name, partition)) = self.queued_partitions.front().cloned() else {
                 return Ok(());
             };
             if self.segments.get(&name).is_some() && self.owned.contains_key(&partition) {
+                // Taken off the queue once started: one that cannot start now is tried again.
                 self.start_backfill(name, false, None, None, Some(partition))
                     .await?;
             }
+            self.queued_partitions.pop_front();
         }
         Ok(())
     }

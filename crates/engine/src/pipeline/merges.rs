@@ -6,9 +6,9 @@
 //! 1. **The fold** of an event naming identities routed to another partition folds it without
 //!    them (`strip_foreign`) and sends that partition a [`Control::Join`] with the profile
 //!    the event went to.
-//! 2. **The join** is read by the other partition's owner. The older of the two profiles
-//!    survives (ids are time-ordered): when the local one is older, the join goes back the
-//!    other way; otherwise the local profile is *shipped*: its tombstone (`merged_into`) is
+//! 2. **The join** is read by the other partition's owner. A known user's profile survives
+//!    an anonymous one, else the older survives (ids are time-ordered; `survives`): when the
+//!    local one survives, the join goes back the other way; otherwise the local profile is *shipped*: its tombstone (`merged_into`) is
 //!    written, its identities and their routes are moved to the survivor's partition, and its
 //!    state goes there as a [`Control::Absorb`].
 //! 3. **The absorb** is read by the survivor's owner, which folds the state in, records the
@@ -545,7 +545,9 @@ impl Applier {
 /// `b`: a known user's profile survives an anonymous one (as the embedded mode's fold merges
 /// an anonymous or e-mail profile into the known user's: the user's mailing address and
 /// history stay the profile's), and otherwise the older one does (profile ids are UUIDv7).
-/// Both sides of a join answer alike, so a join sent back is never sent back again.
+/// Both sides answer alike for the same facts. A join carries its sender's user ids as they
+/// were when sent, so a profile that became a known user's meanwhile may send a join back once
+/// more; user ids only grow, so that ends at the next step.
 fn survives(a: &ProfileId, a_known: bool, b: &ProfileId, b_known: bool) -> bool {
     (!a_known, a) < (!b_known, b)
 }

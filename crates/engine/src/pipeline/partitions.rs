@@ -177,11 +177,12 @@ impl Applier {
             // A new tenure of a partition already held: its memory is still right.
             return Ok(0);
         }
+        // A profile of the partition cached while another node owned it is a copy of what
+        // that node went on changing: read again from the store.
+        self.drop_untagged();
         let replayed = async {
             let replayed = self.replay_partition(partition).await?;
-            self.load_partition_timers(partition);
-            self.finish_partition_scoring(partition).await?;
-            self.finish_partition_backfills(partition).await?;
+            self.settle_partition(partition).await?;
             Ok(replayed)
         }
         .await;
@@ -191,15 +192,21 @@ impl Applier {
         replayed
     }
 
-    /// After the owned partitions were rebuilt: their timers armed and their unfinished
-    /// backfills queued again.
+    /// After the owned partitions were rebuilt: each settled as when it is taken on.
     pub(super) async fn settle_partitions(&mut self) -> Result<(), EngineError> {
         for partition in self.owned.keys().copied().collect::<Vec<_>>() {
-            self.load_partition_timers(partition);
-            self.finish_partition_scoring(partition).await?;
-            self.finish_partition_backfills(partition).await?;
+            self.settle_partition(partition).await?;
         }
         Ok(())
+    }
+
+    /// What a partition's owner keeps besides its profiles, taken on with it: its segment
+    /// timers (read in the background), and the model scorings and segment backfills its
+    /// profiles were not evaluated with in full.
+    async fn settle_partition(&mut self, partition: u16) -> Result<(), EngineError> {
+        self.load_partition_timers(partition, Duration::ZERO);
+        self.finish_partition_scoring(partition).await?;
+        self.finish_partition_backfills(partition).await
     }
 
     /// Replays the events of `partition` stored after its checkpoint into memory.
@@ -286,8 +293,13 @@ impl Applier {
             keep
         });
         self.queued_partitions.retain(|(_, p)| *p != partition);
-        // Profiles cached without a partition (read through an identity, never folded here)
-        // go too: their owner may change them meanwhile.
+        // Profiles cached without a partition go too: their owner may change them meanwhile.
+        self.drop_untagged();
+    }
+
+    /// Forgets the profiles cached without a partition (read through an identity or a merge,
+    /// never folded here): copies of what other nodes own.
+    fn drop_untagged(&mut self) {
         let partition_of = &self.partition_of;
         self.profiles.retain(|id, _| partition_of.contains_key(id));
         let profiles = &self.profiles;

@@ -38,16 +38,27 @@ impl Applier {
     pub(super) async fn finish_partition_scoring(&mut self, partition: u16) -> Result<(), EngineError> {
         let done = self.store.events().partition_backfills(partition).await?;
         let scorers = self.scorers.clone();
+        // Only what this node has caught up with (as for segments): a model changed since
+        // through another node is scored here when this node follows it.
+        let registered: HashMap<String, Option<String>> = crate::models::registry::list(&self.store)
+            .await
+            .map_err(|e| EngineError::Store(StoreError::Task(e.to_string())))?
+            .into_iter()
+            .map(|e| (e.name.clone(), e.definition()))
+            .collect();
+        let current = |name: &str, definition: Option<&String>| {
+            registered.get(name).cloned().flatten().as_ref() == definition
+        };
         for m in &scorers.models {
             let recorded = done.get(&(BackfillKind::Model, m.name.clone()));
-            if recorded != Some(&m.definition()) {
+            if current(&m.name, Some(&m.definition())) && recorded != Some(&m.definition()) {
                 tracing::info!(partition, model = %m.name, "cluster: the partition was not scored with this model in full; scoring it");
                 self.rescore(&Rescore::With(m.name.clone()), Some(partition), None)
                     .await?;
             }
         }
         for (kind, name) in done.keys() {
-            if *kind == BackfillKind::Model && scorers.get(name).is_none() {
+            if *kind == BackfillKind::Model && scorers.get(name).is_none() && current(name, None) {
                 self.rescore(&Rescore::Remove(name.clone()), Some(partition), None)
                     .await?;
             }

@@ -200,7 +200,7 @@ impl Applier {
     /// (every profile of the partition is read, which takes a while for a large one), so
     /// that taking a partition on does not wait for them: they are armed as soon as they are
     /// read ([`Applier::arm_loaded_timers`]), and one already due fires then.
-    pub(super) fn load_partition_timers(&mut self, partition: u16) {
+    pub(super) fn load_partition_timers(&mut self, partition: u16, after: Duration) {
         let Some(fence) = self.owned.get(&partition).cloned() else {
             return;
         };
@@ -209,6 +209,7 @@ impl Applier {
         }
         let store = self.store.clone();
         let load = tokio::spawn(async move {
+            tokio::time::sleep(after).await;
             let stored = store.events().profiles_in_partitions(vec![partition]).await?;
             let ids: Vec<ProfileId> = stored.into_iter().map(|(id, _)| id).collect();
             let mut timers = Vec::new();
@@ -251,11 +252,13 @@ impl Applier {
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => {
                     // Read again: the partition's timers must not be lost to a failed read.
-                    tracing::warn!(partition, error = %e, "reading the partition's segment timers failed; reading them again");
-                    self.load_partition_timers(partition);
+                    tracing::warn!(partition, error = %e, "reading the partition's segment timers failed; reading them again in a second");
+                    self.load_partition_timers(partition, Duration::from_secs(1));
                 }
+                Err(e) if e.is_cancelled() => {}
                 Err(e) => {
-                    tracing::error!(partition, error = %e, "the task reading the partition's segment timers failed")
+                    tracing::error!(partition, error = %e, "the task reading the partition's segment timers failed; reading them again in a second");
+                    self.load_partition_timers(partition, Duration::from_secs(1));
                 }
             }
         }

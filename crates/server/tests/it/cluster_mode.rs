@@ -1,9 +1,10 @@
-//! The test app as a cluster node (`tests/cluster` runs the API suite this way): a store in a
-//! schema of its own on the real PostgreSQL (`MISSIVE_TEST_POSTGRES_URL`), a JetStream stream
-//! of its own on the real NATS (`MISSIVE_TEST_NATS_URL`), and one node owning every
-//! partition. Ingest goes through the log, so a test's write is in the profiles only once the
-//! owners have folded it: the test app waits for that after each write ([`Cluster::settle`]),
-//! which is what lets the embedded mode's tests run unchanged.
+//! The test app as a cluster node, for the whole suite run with `MISSIVE_TEST_APP=cluster`
+//! (CI runs it both ways): a store in a schema of its own on the real PostgreSQL
+//! (`MISSIVE_TEST_POSTGRES_URL`), a JetStream stream of its own on the real NATS
+//! (`MISSIVE_TEST_NATS_URL`), and one node owning every partition and the sending lease.
+//! Ingest goes through the log, so a test's write is in the profiles only once the owners
+//! have folded it: the test app waits for that after each write ([`Cluster::settle`]), which
+//! is what lets the embedded mode's tests run unchanged.
 
 use std::time::{Duration, Instant};
 
@@ -15,6 +16,15 @@ use missive_store::postgres::PostgresStore;
 /// Partitions of a test cluster: several, so that a test's people are spread over them.
 const PARTITIONS: u16 = 4;
 
+/// Whether the suite runs against cluster nodes (`MISSIVE_TEST_APP=cluster`).
+pub fn requested() -> bool {
+    match std::env::var("MISSIVE_TEST_APP").as_deref() {
+        Ok("cluster") => true,
+        Ok("embedded") | Err(_) => false,
+        Ok(other) => panic!("MISSIVE_TEST_APP={other:?}: use `cluster` or `embedded`"),
+    }
+}
+
 /// Where a test cluster lives: its schema and stream, kept across a restart.
 #[derive(Clone)]
 pub struct Place {
@@ -24,18 +34,14 @@ pub struct Place {
 }
 
 impl Place {
-    /// A new schema and stream, or `None` (said on stderr) when PostgreSQL or NATS is not
-    /// configured: the suite then runs in the embedded mode. CI sets both, and checks that
-    /// both answer before the tests start.
-    pub async fn new() -> Option<Place> {
+    /// A new schema and stream. Asked for without PostgreSQL or NATS, the test fails: a
+    /// cluster-mode run must not pass as an embedded one.
+    pub async fn new() -> Place {
         let (Ok(url), Ok(nats)) = (
             std::env::var("MISSIVE_TEST_POSTGRES_URL"),
             std::env::var("MISSIVE_TEST_NATS_URL"),
         ) else {
-            eprintln!(
-                "MISSIVE_TEST_POSTGRES_URL or MISSIVE_TEST_NATS_URL is not set: this cluster-mode test runs in the embedded mode"
-            );
-            return None;
+            panic!("MISSIVE_TEST_APP=cluster needs MISSIVE_TEST_POSTGRES_URL and MISSIVE_TEST_NATS_URL");
         };
         let id = uuid::Uuid::new_v4().simple().to_string();
         let schema = format!("test_{id}");
@@ -49,7 +55,7 @@ impl Place {
             subject_prefix: format!("t{id}"),
             ..LogConfig::new(nats)
         };
-        Some(Place { url, schema, log })
+        Place { url, schema, log }
     }
 
     /// Every table of the schema, its rows as text (`table::text`), one entry per table.
@@ -102,7 +108,12 @@ pub struct Cluster {
 impl Cluster {
     /// Joins `engine` (started in cluster mode on `place`'s store) to the cluster as its only
     /// node, listening at `address`.
-    pub async fn join(place: Place, engine: Engine, address: &str) -> Cluster {
+    pub async fn join(
+        place: Place,
+        engine: Engine,
+        address: &str,
+        keyring: std::sync::Arc<missive_privacy::Keyring>,
+    ) -> Cluster {
         let config = NodeConfig {
             log: place.log.clone(),
             node: "test-node".into(),
@@ -112,6 +123,7 @@ impl Cluster {
             batch: 1_000,
             postgres_url: place.url.clone(),
             schema: Some(place.schema.clone()),
+            keyring: Some(keyring),
         };
         let store = engine.store().clone();
         let node = Node::start(config, engine).await.unwrap();
@@ -174,6 +186,22 @@ impl Cluster {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         engine.sync().await.unwrap();
+    }
+
+    /// Every record of the log as stored (headers and payload), one entry per record.
+    pub async fn log_records(&self) -> Vec<(String, Vec<u8>)> {
+        let mut stream = self.js.get_stream(&self.place.log.stream).await.unwrap();
+        let last = stream.info().await.unwrap().state.last_sequence;
+        let mut out = Vec::new();
+        for seq in 1..=last {
+            // Messages a duplicate or a limit removed are gaps.
+            if let Ok(m) = stream.get_raw_message(seq).await {
+                let mut bytes = format!("{:?}", m.headers).into_bytes();
+                bytes.extend_from_slice(&m.payload);
+                out.push((format!("log record {seq}"), bytes));
+            }
+        }
+        out
     }
 
     /// Keeps the stream when dropped: a restarted node goes on with it.

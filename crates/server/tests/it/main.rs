@@ -1,12 +1,9 @@
 //! Integration tests of the HTTP surface: the real router on a real port, a real SQLite store
-//! per test, a manual clock.
+//! per test, a manual clock. With `MISSIVE_TEST_APP=cluster` the same tests run against a
+//! cluster node instead (`cluster_mode`; CI runs them both ways).
 
 // Test helpers may unwrap: a failure there is the test failing.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-
-/// This suite's test app is an embedded-mode server; `tests/cluster` runs much of it against
-/// a cluster node.
-pub const CLUSTER: bool = false;
 
 mod audiences;
 mod browser;

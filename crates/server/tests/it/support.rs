@@ -22,7 +22,7 @@ pub struct TestApp {
     /// How messages leave, when the test sends: a transport and its DKIM signer.
     delivery: Option<Delivery>,
     server: tokio::task::JoinHandle<()>,
-    /// The cluster node this app is, in the cluster-mode suite (`tests/cluster`).
+    /// The cluster node this app is, with `MISSIVE_TEST_APP=cluster`.
     cluster: Option<crate::cluster_mode::Cluster>,
 }
 
@@ -115,7 +115,7 @@ impl TestApp {
         Self::spawn_in(dir, clock, None, Some(delivery), None).await
     }
 
-    /// Starts on a new data directory (and, in the cluster-mode suite, a new cluster).
+    /// Starts on a new data directory (and, with `MISSIVE_TEST_APP=cluster`, a new cluster).
     async fn spawn_in(
         dir: tempfile::TempDir,
         clock: ManualClock,
@@ -123,8 +123,8 @@ impl TestApp {
         delivery: Option<Delivery>,
         limits: Option<missive_server::limits::Limits>,
     ) -> Self {
-        let place = match crate::CLUSTER {
-            true => crate::cluster_mode::Place::new().await,
+        let place = match crate::cluster_mode::requested() {
+            true => Some(crate::cluster_mode::Place::new().await),
             false => None,
         };
         Self::start(dir, clock, keys, delivery, limits, place).await
@@ -226,7 +226,7 @@ impl TestApp {
             },
         });
         let missive =
-            missive_server::app::App::build(store, keyring, Arc::new(clock.clone()), config, sender)
+            missive_server::app::App::build(store, keyring.clone(), Arc::new(clock.clone()), config, sender)
                 .await
                 .unwrap();
         let (engine, state) = (missive.engine().clone(), missive.state().clone());
@@ -234,7 +234,9 @@ impl TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let cluster = match place {
-            Some(place) => Some(crate::cluster_mode::Cluster::join(place, engine.clone(), &base).await),
+            Some(place) => {
+                Some(crate::cluster_mode::Cluster::join(place, engine.clone(), &base, keyring).await)
+            }
             None => None,
         };
         let server = tokio::spawn(async move {
@@ -302,8 +304,8 @@ impl TestApp {
     }
 
     /// Everything the app stored, as bytes to scan: every file of the data directory (WAL and
-    /// key files included) and, as a cluster node, every row of its PostgreSQL schema as text.
-    /// (A cluster's JetStream log holds events in clear; docs/operations.md says so.)
+    /// key files included) and, as a cluster node, every row of its PostgreSQL schema as text
+    /// and every record of its JetStream log.
     pub async fn stored_data(&self) -> Vec<(String, Vec<u8>)> {
         let mut out = Vec::new();
         for entry in std::fs::read_dir(self.dir.path()).unwrap() {
@@ -314,6 +316,7 @@ impl TestApp {
         }
         if let Some(c) = &self.cluster {
             out.extend(c.place.tables().await);
+            out.extend(c.log_records().await);
         }
         out
     }

@@ -35,6 +35,22 @@ use crate::{
 /// Unwrapped data keys kept in memory at most (a bound: the store is the truth).
 const KEY_CACHE_MAX: usize = 200_000;
 
+/// The store's metadata key under which cluster mode keeps the data key its log's records are
+/// sealed under, wrapped under a master key ([`WrappedKey`] as JSON; `missive_cluster::seal`).
+pub const LOG_KEY_META: &str = "cluster_log_key";
+/// What the log's data key is bound to when wrapped.
+pub const LOG_KEY_CONTEXT: &str = "cluster-log";
+
+/// The log's wrapped data key, if cluster mode made one.
+pub async fn log_key(store: &Store) -> Result<Option<WrappedKey>, StoreError> {
+    match store.documents().meta_get(LOG_KEY_META).await? {
+        Some(text) => Ok(Some(
+            serde_json::from_str(&text).map_err(|e| crypto("the cluster log's data key", e))?,
+        )),
+        None => Ok(None),
+    }
+}
+
 /// Encryption at rest around a [`Store`]: its event and delivery areas are wrapped, the others
 /// pass through untouched. [`EncryptedStore::store`] is the store to use.
 pub struct EncryptedStore {
@@ -219,6 +235,24 @@ impl EncryptedStore {
                 self.inner.data_keys().rewrap_data_keys(rewrapped).await?;
             }
         }
+        // Cluster mode's log key, like a profile's.
+        if let Some(w) = log_key(&self.inner).await?
+            && w.master_key_id != active
+        {
+            let dk = self
+                .sealer
+                .keyring
+                .unwrap_data_key(&w, LOG_KEY_CONTEXT)
+                .map_err(|e| crypto("the cluster log's data key", e))?;
+            let w = self
+                .sealer
+                .keyring
+                .wrap_data_key(&dk, LOG_KEY_CONTEXT)
+                .map_err(|e| crypto("wrapping a data key", e))?;
+            let text = serde_json::to_string(&w).map_err(|e| crypto("the cluster log's data key", e))?;
+            self.inner.documents().meta_set(LOG_KEY_META, text).await?;
+            n += 1;
+        }
         Ok(n)
     }
 
@@ -237,6 +271,9 @@ impl EncryptedStore {
             for r in page {
                 *out.entry(r.master_key_id).or_insert(0) += 1;
             }
+        }
+        if let Some(w) = log_key(&self.inner).await? {
+            *out.entry(w.master_key_id).or_insert(0) += 1;
         }
         Ok(out)
     }

@@ -181,29 +181,6 @@ impl PostgresStore {
             })
             .collect()
     }
-
-    pub(super) async fn cluster_partition_backfills(
-        &self,
-        partition: u16,
-    ) -> Result<HashMap<(crate::BackfillKind, String), String>, StoreError> {
-        let r = self.reader();
-        let rows = r
-            .client
-            .query(
-                "SELECT kind, name, definition FROM partition_backfills WHERE partition = $1",
-                &[&partition_column(partition)],
-            )
-            .await?;
-        let mut found = HashMap::new();
-        for row in &rows {
-            let kind: &str = row.try_get(0)?;
-            // A kind a newer version wrote: not this one's to finish.
-            if let Some(kind) = crate::BackfillKind::parse(kind) {
-                found.insert((kind, row.try_get(1)?), row.try_get(2)?);
-            }
-        }
-        Ok(found)
-    }
 }
 
 fn route_from_row(row: &Row) -> Result<(IdentityKey, u16), StoreError> {

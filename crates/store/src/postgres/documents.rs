@@ -158,6 +158,15 @@ impl crate::DocumentStore for PostgresStore {
         Ok(row.try_get(0)?)
     }
 
+    async fn meta_get(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let r = self.reader();
+        let row = r
+            .client
+            .query_opt("SELECT value FROM meta WHERE key = $1", &[&key])
+            .await?;
+        Ok(row.map(|row| row.try_get(0)).transpose()?)
+    }
+
     async fn meta_set(&self, key: &str, value: String) -> Result<(), StoreError> {
         let writer = self.inner.checkpoint_writer.lock().await;
         writer

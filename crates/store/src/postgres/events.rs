@@ -404,43 +404,8 @@ impl crate::EventStore for PostgresStore {
             )
             .await?;
         }
-        for b in &cp.partition_backfills {
-            let partition = super::rows::partition_column(b.partition);
-            let kind = b.kind.as_str();
-            match &b.done {
-                None => {
-                    tx.execute(
-                        "DELETE FROM partition_backfills WHERE partition = $1 AND kind = $2 AND name = $3",
-                        &[&partition, &kind, &b.name],
-                    )
-                    .await?
-                }
-                Some(definition) => {
-                    tx.execute(
-                        "INSERT INTO partition_backfills (partition, kind, name, definition) VALUES ($1, $2, $3, $4)
-                         ON CONFLICT (partition, kind, name) DO UPDATE SET definition = excluded.definition",
-                        &[&partition, &kind, &b.name, definition],
-                    )
-                    .await?
-                }
-            };
-        }
-        for update in &cp.backfills {
-            match update {
-                crate::BackfillUpdate::Progress(m) => {
-                    tx.execute(
-                        "INSERT INTO segment_backfills (segment, is_new, after) VALUES ($1, $2, $3)
-                     ON CONFLICT (segment) DO UPDATE SET is_new = excluded.is_new, after = excluded.after",
-                        &[&m.segment, &m.is_new, &m.after.as_ref().map(|a| a.as_str())],
-                    )
-                    .await?;
-                }
-                crate::BackfillUpdate::Finished { segment } => {
-                    tx.execute("DELETE FROM segment_backfills WHERE segment = $1", &[segment])
-                        .await?;
-                }
-            }
-        }
+        super::backfills::write_partition_backfills(&tx, &cp.partition_backfills).await?;
+        super::backfills::write_backfills(&tx, &cp.backfills).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -452,26 +417,7 @@ impl crate::EventStore for PostgresStore {
     }
 
     async fn unfinished_backfills(&self) -> Result<Vec<crate::BackfillMark>, StoreError> {
-        let r = self.reader();
-        let rows = r
-            .client
-            .query(
-                "SELECT segment, is_new, after FROM segment_backfills ORDER BY segment",
-                &[],
-            )
-            .await?;
-        rows.iter()
-            .map(|row| {
-                let after: Option<String> = row.try_get(2)?;
-                Ok(crate::BackfillMark {
-                    segment: row.try_get(0)?,
-                    is_new: row.try_get(1)?,
-                    after: after
-                        .map(|a| ProfileId::parse(&a).map_err(|e| corrupt("segment backfill position", e)))
-                        .transpose()?,
-                })
-            })
-            .collect()
+        self.read_unfinished_backfills().await
     }
 
     async fn profile_checkpoint(&self) -> Result<i64, StoreError> {
@@ -520,7 +466,7 @@ impl crate::EventStore for PostgresStore {
         &self,
         partition: u16,
     ) -> Result<HashMap<(crate::BackfillKind, String), String>, StoreError> {
-        self.cluster_partition_backfills(partition).await
+        self.read_partition_backfills(partition).await
     }
 
     async fn claim_routes(

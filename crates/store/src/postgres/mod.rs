@@ -435,6 +435,7 @@ pub(crate) fn migration_lists() -> Vec<(&'static str, &'static [Migration])> {
 }
 
 mod access;
+mod backfills;
 mod cluster;
 mod data_keys;
 mod delivery;

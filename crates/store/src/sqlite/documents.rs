@@ -156,6 +156,17 @@ impl crate::DocumentStore for SqliteStore {
         .await
     }
 
+    async fn meta_get(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let key = key.to_owned();
+        self.read(move |c| {
+            Ok(
+                c.query_row("SELECT value FROM meta WHERE key = ?1", [&key], |r| r.get(0))
+                    .optional()?,
+            )
+        })
+        .await
+    }
+
     async fn meta_set(&self, key: &str, value: String) -> Result<(), StoreError> {
         let key = key.to_owned();
         self.write_on(Db::Main, move |c| {

@@ -264,6 +264,44 @@ async fn rotation_rewraps_every_data_key_under_the_new_master_key() {
 }
 
 #[tokio::test]
+async fn rotation_rewraps_the_cluster_logs_data_key_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let inner: Store = Store::new(SqliteStore::open(dir.path().join("m.db")).await.unwrap());
+    let old = Arc::new(missive_privacy::Keyring::generate());
+    // As cluster mode keeps it: a data key wrapped under the master key, in the metadata.
+    let key = missive_privacy::DataKey::generate();
+    let wrapped = old.wrap_data_key(&key, missive_store::LOG_KEY_CONTEXT).unwrap();
+    inner
+        .documents()
+        .meta_set(
+            missive_store::LOG_KEY_META,
+            serde_json::to_string(&wrapped).unwrap(),
+        )
+        .await
+        .unwrap();
+    let (rotated, new_id) = old.with_new_master_key();
+    let rotated = Arc::new(rotated);
+    let store = EncryptedStore::new(inner.clone(), rotated.clone());
+    assert_eq!(
+        store.data_keys_by_master().await.unwrap()[old.active_key_id()],
+        1,
+        "the log's key counts, so the old master key is not removed under it"
+    );
+    assert_eq!(store.rewrap_all_data_keys().await.unwrap(), 1);
+    let now = missive_store::log_key(&inner).await.unwrap().unwrap();
+    assert_eq!(now.master_key_id, new_id);
+    let sealed = key.seal("log", b"record", b"aad").unwrap();
+    let unwrapped = rotated
+        .unwrap_data_key(&now, missive_store::LOG_KEY_CONTEXT)
+        .unwrap();
+    assert_eq!(
+        unwrapped.open(&sealed, b"aad").unwrap(),
+        b"record",
+        "the same key"
+    );
+}
+
+#[tokio::test]
 async fn user_ids_and_anonymous_ids_are_blind_indexed_and_old_clear_ones_are_upgraded() {
     let dir = tempfile::tempdir().unwrap();
     let inner: Store = Store::new(SqliteStore::open(dir.path().join("m.db")).await.unwrap());
