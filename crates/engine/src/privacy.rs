@@ -18,6 +18,10 @@ use serde_json::{Value, json};
 use crate::pipeline::{Engine, EngineError, identity_hash};
 use crate::profiles::{ProfileKey, find_profile, resolve_key};
 
+/// How long a cluster node waits to read a consent change back (folded by the partition's
+/// owner) before it answers with what it reads.
+const CONSENT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 #[derive(Debug, thiserror::Error)]
 pub enum PrivacyError {
     #[error("profile not found")]
@@ -303,7 +307,8 @@ impl Privacy {
             .into_bytes())
     }
 
-    /// Records a consent change for the profile `key` names.
+    /// Records a consent change for the profile `key` names, and answers the profile as it
+    /// reads after it.
     pub async fn set_consent(
         &self,
         key: &ProfileKey,
@@ -346,9 +351,23 @@ impl Privacy {
         event.set_trust(missive_core::Trust::Missive);
         self.engine.ingest(vec![event]).await?;
         self.engine.sync().await?;
-        find_profile(store, &ProfileKey::Id(profile.id), 0)
-            .await?
-            .ok_or(PrivacyError::NotFound)
+        // One read in the embedded mode, where the change is folded by now. A cluster node
+        // waits for the partition's owner to fold and checkpoint it (often another node), at
+        // most `CONSENT_WAIT`; the caller checks what it reads.
+        let started = std::time::Instant::now();
+        loop {
+            let after = find_profile(store, &ProfileKey::Id(profile.id.clone()), 0)
+                .await?
+                .ok_or(PrivacyError::NotFound)?;
+            let in_effect = match update.purposes.is_empty() {
+                true => after.version > profile.version,
+                false => update.purposes.iter().all(|(p, g)| after.consents(*p) == *g),
+            };
+            if in_effect || !self.engine.config().cluster || started.elapsed() > CONSENT_WAIT {
+                return Ok(after);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
 
     /// Everything stored about a person, as one JSON document.

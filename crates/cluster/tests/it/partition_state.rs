@@ -16,6 +16,15 @@ use crate::{keeper, schema, url};
 
 const VIEWED_TODAY: &str = r#"count(event "Product Viewed" within 1d) >= 1"#;
 
+/// A schema of its own on the test PostgreSQL (its URL and name), a cluster store on it, and
+/// a manual clock; `None` without PostgreSQL.
+async fn place() -> Option<(String, String, Store, ManualClock)> {
+    let url = url()?;
+    let s = schema(&url).await;
+    let store = Store::new(PostgresStore::connect_cluster(&url, Some(&s)).await.unwrap());
+    Some((url, s, store, ManualClock::new(chrono::Utc::now())))
+}
+
 async fn engine(store: &Store, clock: &ManualClock) -> Engine {
     let config = EngineConfig {
         cluster: true,
@@ -80,10 +89,9 @@ where
 
 #[tokio::test]
 async fn a_segment_timer_armed_by_one_owner_fires_on_the_next() {
-    let Some(url) = url() else { return };
-    let s = schema(&url).await;
-    let store = Store::new(PostgresStore::connect_cluster(&url, Some(&s)).await.unwrap());
-    let clock = ManualClock::new(chrono::Utc::now());
+    let Some((url, s, store, clock)) = place().await else {
+        return;
+    };
     let first = engine(&store, &clock).await;
     let mut a = keeper(&url, &s, "a", 1).await;
     a.round().await.unwrap();
@@ -121,10 +129,9 @@ async fn a_segment_timer_armed_by_one_owner_fires_on_the_next() {
 
 #[tokio::test]
 async fn a_segment_the_partitions_owner_did_not_backfill_is_backfilled_by_the_next() {
-    let Some(url) = url() else { return };
-    let s = schema(&url).await;
-    let store = Store::new(PostgresStore::connect_cluster(&url, Some(&s)).await.unwrap());
-    let clock = ManualClock::new(chrono::Utc::now());
+    let Some((url, s, store, clock)) = place().await else {
+        return;
+    };
     let first = engine(&store, &clock).await;
     let mut a = keeper(&url, &s, "a", 1).await;
     a.round().await.unwrap();
@@ -227,10 +234,9 @@ async fn scored_partitions(store: &Store, name: &str) -> Vec<Option<String>> {
 
 #[tokio::test]
 async fn models_are_scored_by_each_partitions_owner_and_finished_by_the_next() {
-    let Some(url) = url() else { return };
-    let s = schema(&url).await;
-    let store = Store::new(PostgresStore::connect_cluster(&url, Some(&s)).await.unwrap());
-    let clock = ManualClock::new(chrono::Utc::now());
+    let Some((url, s, store, clock)) = place().await else {
+        return;
+    };
     let (first, second) = (engine(&store, &clock).await, engine(&store, &clock).await);
     let mut a = keeper(&url, &s, "a", 2).await;
     a.round().await.unwrap();
