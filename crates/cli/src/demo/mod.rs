@@ -145,6 +145,10 @@ async fn build(cfg: &Config, args: &DemoArgs) -> anyhow::Result<()> {
     let state = missive.state().clone();
     let engine = state.engine.clone();
     let now = engine.clock().now();
+    // The year of customers ends at today's midnight (UTC), and the models are trained as of
+    // then: the shop's history, and what the models learn from it, are the same whatever the
+    // hour (the lifetime-value fit counts purchase days, which moved with the hour before).
+    let history_end = chrono::DurationRound::duration_trunc(now, chrono::TimeDelta::days(1)).unwrap_or(now);
     println!("missive demo: building Maison Lumen in {}", dir.display());
 
     // The catalogue.
@@ -165,7 +169,7 @@ async fn build(cfg: &Config, args: &DemoArgs) -> anyhow::Result<()> {
     );
     let mut events = 0usize;
     // Orders of the last 30 days: the pace of the post-purchase journey, for the experiment's plan.
-    let month_ago = now - chrono::TimeDelta::days(30);
+    let month_ago = history_end - chrono::TimeDelta::days(30);
     let mut recent_orders = 0usize;
     let mut in_flight: tokio::task::JoinSet<Result<(), Arc<missive_engine::EngineError>>> =
         tokio::task::JoinSet::new();
@@ -174,7 +178,7 @@ async fn build(cfg: &Config, args: &DemoArgs) -> anyhow::Result<()> {
         let last = (first + CHUNK).min(args.customers);
         let mut batch = Vec::new();
         for i in first..last {
-            for g in shoppers::customer(args.seed, i, &products, &categories, now) {
+            for g in shoppers::customer(args.seed, i, &products, &categories, history_end) {
                 if g.at >= month_ago && g.message["event"] == "Order Completed" {
                     recent_orders += 1;
                 }
@@ -208,8 +212,8 @@ async fn build(cfg: &Config, args: &DemoArgs) -> anyhow::Result<()> {
 
     // The models and the learned recommendations, trained on the year as a marketer would
     // once the history is in.
-    let model_segments = models::train_models(&state, now).await?;
-    models::train_recommendations(&state, now).await?;
+    let model_segments = models::train_models(&state, history_end).await?;
+    models::train_recommendations(&state, history_end).await?;
 
     // What the marketer set up; the segments on scores after the models that write them.
     let segments = content::SEGMENTS
