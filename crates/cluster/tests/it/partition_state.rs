@@ -25,6 +25,22 @@ async fn place() -> Option<(String, String, Store, ManualClock)> {
     Some((url, s, store, ManualClock::new(chrono::Utc::now())))
 }
 
+/// A new engine owning the only partition of a one-partition cluster, under node `node`'s
+/// lease (the partition must be free).
+async fn sole_owner(
+    url: &str,
+    s: &str,
+    store: &Store,
+    clock: &ManualClock,
+    node: &str,
+) -> (Engine, missive_cluster::Keeper) {
+    let owner = engine(store, clock).await;
+    let mut k = keeper(url, s, node, 1).await;
+    k.round().await.unwrap();
+    owner.own(k.fence(0).unwrap()).await.unwrap();
+    (owner, k)
+}
+
 async fn engine(store: &Store, clock: &ManualClock) -> Engine {
     let config = EngineConfig {
         cluster: true,
@@ -92,10 +108,7 @@ async fn a_segment_timer_armed_by_one_owner_fires_on_the_next() {
     let Some((url, s, store, clock)) = place().await else {
         return;
     };
-    let first = engine(&store, &clock).await;
-    let mut a = keeper(&url, &s, "a", 1).await;
-    a.round().await.unwrap();
-    first.own(a.fence(0).unwrap()).await.unwrap();
+    let (first, a) = sole_owner(&url, &s, &store, &clock, "a").await;
     missive_engine::segments::save_segment(&first, "viewed-today", VIEWED_TODAY, None)
         .await
         .unwrap();
@@ -107,10 +120,7 @@ async fn a_segment_timer_armed_by_one_owner_fires_on_the_next() {
     first.disown(0, false).await.unwrap();
     first.shutdown().await;
     a.leave().await.unwrap();
-    let second = engine(&store, &clock).await;
-    let mut b = keeper(&url, &s, "b", 1).await;
-    b.round().await.unwrap();
-    second.own(b.fence(0).unwrap()).await.unwrap();
+    let (second, _b) = sole_owner(&url, &s, &store, &clock, "b").await;
 
     // A day later the view leaves the window: the next owner's timer takes the profile out,
     // and the profile as stored says so.
@@ -132,10 +142,7 @@ async fn a_segment_the_partitions_owner_did_not_backfill_is_backfilled_by_the_ne
     let Some((url, s, store, clock)) = place().await else {
         return;
     };
-    let first = engine(&store, &clock).await;
-    let mut a = keeper(&url, &s, "a", 1).await;
-    a.round().await.unwrap();
-    first.own(a.fence(0).unwrap()).await.unwrap();
+    let (first, a) = sole_owner(&url, &s, &store, &clock, "a").await;
     for (n, user) in ["u-1", "u-2", "u-3"].into_iter().enumerate() {
         viewed(&first, &clock, user, n as i64 + 1).await;
     }
@@ -150,10 +157,7 @@ async fn a_segment_the_partitions_owner_did_not_backfill_is_backfilled_by_the_ne
     assert!(store.events().partition_backfills(0).await.unwrap().is_empty());
 
     // The next owner finds it missing and backfills it: every viewer a member, recorded done.
-    let second = engine(&store, &clock).await;
-    let mut b = keeper(&url, &s, "b", 1).await;
-    b.round().await.unwrap();
-    second.own(b.fence(0).unwrap()).await.unwrap();
+    let (second, _b) = sole_owner(&url, &s, &store, &clock, "b").await;
     eventually(&second, "the partition backfilled", || async {
         store
             .events()
