@@ -1,6 +1,7 @@
 //! `missive cluster status` as text: the nodes with how long since each was heard from, and
-//! for each owner the partitions it holds, with the leases' tokens and time left. Pure: views
-//! in, text out.
+//! for each owner the partitions it holds, with the leases' tokens and time left (pure: views
+//! in, text out); and the two reads of the log it rests on, each partition's lag (`lags`) and
+//! whether every partition has applied all its subject holds (`unsettled`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

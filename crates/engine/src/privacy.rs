@@ -18,10 +18,6 @@ use serde_json::{Value, json};
 use crate::pipeline::{Engine, EngineError, identity_hash};
 use crate::profiles::{ProfileKey, find_profile, resolve_key};
 
-/// How long a cluster node waits to read a consent change back (folded by the partition's
-/// owner) before it answers with what it reads.
-const CONSENT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
-
 #[derive(Debug, thiserror::Error)]
 pub enum PrivacyError {
     #[error("profile not found")]
@@ -350,24 +346,17 @@ impl Privacy {
         // by receipt (a message dated later by a client's clock cannot outrank them).
         event.set_trust(missive_core::Trust::Missive);
         self.engine.ingest(vec![event]).await?;
-        self.engine.sync().await?;
-        // One read in the embedded mode, where the change is folded by now. A cluster node
-        // waits for the partition's owner to fold and checkpoint it (often another node), at
-        // most `CONSENT_WAIT`; the caller checks what it reads.
-        let started = std::time::Instant::now();
-        loop {
-            let after = find_profile(store, &ProfileKey::Id(profile.id.clone()), 0)
-                .await?
-                .ok_or(PrivacyError::NotFound)?;
-            let in_effect = match update.purposes.is_empty() {
-                true => after.version > profile.version,
-                false => update.purposes.iter().all(|(p, g)| after.consents(*p) == *g),
-            };
-            if in_effect || !self.engine.config().cluster || started.elapsed() > CONSENT_WAIT {
-                return Ok(after);
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
+        // The caller checks what it reads (a cluster node waits for the owner's fold first).
+        let id = ProfileKey::Id(profile.id.clone());
+        self.engine
+            .read_back(
+                || async { find_profile(store, &id, 0).await?.ok_or(PrivacyError::NotFound) },
+                |after: &Profile| match update.purposes.is_empty() {
+                    true => after.version > profile.version,
+                    false => update.purposes.iter().all(|(p, g)| after.consents(*p) == *g),
+                },
+            )
+            .await
     }
 
     /// Everything stored about a person, as one JSON document.

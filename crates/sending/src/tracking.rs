@@ -158,9 +158,6 @@ impl Tracking {
     /// its own withdrawal: unsubscribe, re-subscribe and unsubscribe again with the same
     /// e-mail's link withdraws again, so the event id is not the link's.
     pub async fn unsubscribe(&self, profile: &ProfileId, message_id: &str) -> Unsubscribe {
-        /// How long a cluster node waits to see an unsubscribe folded before it answers that
-        /// it could not be recorded (the event stays in the log, and is folded still).
-        const WITHDRAWAL_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
         let Ok(Some(p)) = self.recipient(profile).await else {
             return Unsubscribe::UnknownProfile;
         };
@@ -175,27 +172,24 @@ impl Tracking {
             Err(Own::NotStored) => return Unsubscribe::NotRecorded,
             Err(Own::Refused) => return Unsubscribe::Refused,
         }
-        // "Unsubscribed" only once consent is withdrawn. In the embedded mode the first look
-        // sees it; a cluster node waits for the partition's owner to fold the event (its
-        // checkpoint, every 250 ms by default), within `WITHDRAWAL_WAIT`.
-        let started = std::time::Instant::now();
-        let mut synced = self.engine.sync().await;
-        let withdrawn = loop {
-            let withdrawn = match &synced {
-                Ok(()) => matches!(
-                    self.recipient(profile).await,
-                    Ok(Some(p)) if !p.consents(missive_core::Purpose::EmailMarketing)
-                ),
-                Err(_) => false,
-            };
-            if withdrawn || !self.engine.config().cluster || started.elapsed() > WITHDRAWAL_WAIT {
-                break withdrawn;
-            }
-            // The partition's owner (often another node) checkpoints by itself: this node
-            // syncs only once, above.
-            synced = Ok(());
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        // "Unsubscribed" only once consent is withdrawn (a cluster node waits for the owner's
+        // fold first, `Engine::read_back`).
+        let withdrawn_now = |p: &Option<Profile>| {
+            p.as_ref()
+                .is_some_and(|p| !p.consents(missive_core::Purpose::EmailMarketing))
         };
+        let withdrawn = self
+            .engine
+            .read_back(
+                || async {
+                    self.recipient(profile)
+                        .await
+                        .map_err(|e| std::sync::Arc::new(missive_engine::EngineError::Store(e)))
+                },
+                withdrawn_now,
+            )
+            .await
+            .is_ok_and(|p| withdrawn_now(&p));
         if !withdrawn {
             tracing::error!(profile_id = %profile, "unsubscribe recorded but consent still granted");
             return Unsubscribe::NotRecorded;

@@ -57,6 +57,7 @@ mod checkpoints;
 mod identity;
 mod merges;
 mod partitions;
+mod read_back;
 mod recovery;
 mod scoring;
 mod segment_timers;
@@ -319,10 +320,15 @@ impl Engine {
             .collect();
         let scorers = scoring::load_models(&store).await;
         let applied_models = scorers.definitions();
+        // Read once: the applier folds with them, and a cluster node's ingest answers with them.
+        let (erased_hashes, key) = (
+            store.events().erased_identities().await?,
+            erasure_key(&store).await?,
+        );
         let erased = match config.cluster {
             true => ErasedIdentities {
-                hashes: store.events().erased_identities().await?,
-                key: erasure_key(&store).await?,
+                hashes: erased_hashes.clone(),
+                key: key.clone(),
             },
             false => ErasedIdentities::default(),
         };
@@ -374,8 +380,8 @@ impl Engine {
             scorers: Arc::new(scorers),
             timers: BinaryHeap::new(),
             eval_now: DateTime::<Utc>::MIN_UTC,
-            erased: store.events().erased_identities().await?,
-            erasure_key: erasure_key(&store).await?,
+            erased: erased_hashes,
+            erasure_key: key,
             schema: SchemaRegistry::default(),
             backfill: None,
             finished_backfills: Vec::new(),
